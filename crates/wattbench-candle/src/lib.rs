@@ -1,0 +1,210 @@
+//! The `candle` backend: the workloads written with candle-core tensor ops, as a user of
+//! candle would write them. CPU only in this build; candle's CUDA device needs nvcc at build
+//! time and is reported unavailable with that reason.
+#![warn(missing_docs)]
+
+use candle_core::{DType as CDType, Device, Tensor};
+use wattbench_core::tensor::HostTensor;
+use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
+use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Params, Prepared};
+
+/// candle-core version this backend was built against.
+pub const CANDLE_VERSION: &str = env!("WATTBENCH_CANDLE_VERSION");
+
+/// The candle backend.
+#[derive(Default)]
+pub struct CandleBackend;
+
+/// candle errors carry a backtrace when RUST_BACKTRACE is set; keep the message only. A dtype
+/// candle has no kernel for is "unsupported" (the case is skipped), not a failure.
+fn err(e: candle_core::Error) -> BackendError {
+    let text = e.to_string();
+    let msg = text.lines().next().unwrap_or("").trim().to_string();
+    if msg.starts_with("unsupported dtype") {
+        BackendError::Unsupported(format!("candle-core {CANDLE_VERSION}: {msg}"))
+    } else {
+        BackendError::failed("candle", msg)
+    }
+}
+
+fn cdtype(d: DType) -> CDType {
+    match d {
+        DType::F32 => CDType::F32,
+        DType::F16 => CDType::F16,
+        DType::Bf16 => CDType::BF16,
+    }
+}
+
+impl Backend for CandleBackend {
+    fn name(&self) -> &'static str {
+        "candle"
+    }
+
+    fn devices(&self) -> Vec<DeviceInfo> {
+        vec![
+            DeviceInfo::available("cpu"),
+            DeviceInfo::unavailable(
+                "cuda",
+                "built without candle's `cuda` feature (its kernels need nvcc at build time)",
+            ),
+        ]
+    }
+
+    fn versions(&self) -> Vec<(String, String)> {
+        vec![("candle-core".into(), CANDLE_VERSION.into())]
+    }
+
+    fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
+        if device != "cpu" {
+            return Err(format!(
+                "candle device `{device}` is not available in this build"
+            ));
+        }
+        if case.mode != Mode::Infer {
+            return Err("training mode is not implemented yet".into());
+        }
+        if let Params::Conv2d(c) = case.params {
+            if c.stride_h != c.stride_w {
+                return Err(format!(
+                    "candle's conv2d takes one stride for both axes, not {}x{}",
+                    c.stride_h, c.stride_w
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn prepare(
+        &self,
+        case: &Case,
+        device: &str,
+        inputs: &[HostTensor],
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        self.supports(case, device)
+            .map_err(BackendError::Unsupported)?;
+        let dev = Device::Cpu;
+        let dt = cdtype(case.dtype);
+        let mut ts = inputs
+            .iter()
+            .map(|t| Tensor::from_slice(&t.data, t.shape.as_slice(), &dev)?.to_dtype(dt))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(err)?;
+        let kernel = match case.params {
+            Params::Gemm(g) => Kernel::Gemm(g),
+            Params::Conv2d(c) => {
+                // candle pads both axes alike; asymmetric padding is applied once here, outside
+                // the timed region, and the conv then runs unpadded.
+                if c.pad_h != c.pad_w {
+                    ts[0] = ts[0]
+                        .pad_with_zeros(2, c.pad_h, c.pad_h)
+                        .and_then(|x| x.pad_with_zeros(3, c.pad_w, c.pad_w))
+                        .map_err(err)?;
+                    Kernel::Conv(c, 0)
+                } else {
+                    Kernel::Conv(c, c.pad_h)
+                }
+            }
+            Params::Rnn(r) => Kernel::Rnn(r),
+        };
+        Ok(Box::new(CandlePrepared {
+            kernel,
+            inputs: ts,
+            out: None,
+        }))
+    }
+}
+
+enum Kernel {
+    Gemm(GemmParams),
+    Conv(ConvParams, usize),
+    Rnn(RnnParams),
+}
+
+struct CandlePrepared {
+    kernel: Kernel,
+    inputs: Vec<Tensor>,
+    out: Option<Tensor>,
+}
+
+fn sigmoid(x: &Tensor) -> candle_core::Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+fn rnn_forward(r: &RnnParams, t: &[Tensor]) -> candle_core::Result<Tensor> {
+    let (xp, w, b, h0) = (&t[0], &t[1], &t[2], &t[3]);
+    let hn = r.hidden;
+    let mut h = h0.clone();
+    let mut c = t.get(4).cloned();
+    let mut hs = Vec::with_capacity(r.steps);
+    for step in 0..r.steps {
+        let x = xp.get(step)?;
+        let rec = h.matmul(w)?.broadcast_add(b)?;
+        h = match r.cell {
+            Cell::Vanilla => (x + rec)?.tanh()?,
+            Cell::Lstm => {
+                let g = (x + rec)?;
+                let i = sigmoid(&g.narrow(1, 0, hn)?)?;
+                let f = sigmoid(&g.narrow(1, hn, hn)?)?;
+                let gg = g.narrow(1, 2 * hn, hn)?.tanh()?;
+                let o = sigmoid(&g.narrow(1, 3 * hn, hn)?)?;
+                let cn = ((f * c.as_ref().expect("lstm has c0"))? + (i * gg)?)?;
+                let hnew = (o * cn.tanh()?)?;
+                c = Some(cn);
+                hnew
+            }
+            Cell::Gru => {
+                let rg = sigmoid(&(x.narrow(1, 0, hn)? + rec.narrow(1, 0, hn)?)?)?;
+                let z = sigmoid(&(x.narrow(1, hn, hn)? + rec.narrow(1, hn, hn)?)?)?;
+                let n = (x.narrow(1, 2 * hn, hn)? + (rg * rec.narrow(1, 2 * hn, hn)?)?)?.tanh()?;
+                // (1 - z)·n + z·h  ==  n + z·(h - n)
+                (&n + (z * (&h - &n)?)?)?
+            }
+        };
+        hs.push(h.clone());
+    }
+    Tensor::stack(&hs, 0)
+}
+
+impl Prepared for CandlePrepared {
+    fn execute(&mut self) -> Result<(), BackendError> {
+        let t = &self.inputs;
+        let out = match &self.kernel {
+            Kernel::Gemm(g) => {
+                let a = if g.trans_a {
+                    t[0].t().map_err(err)?
+                } else {
+                    t[0].clone()
+                };
+                let b = if g.trans_b {
+                    t[1].t().map_err(err)?
+                } else {
+                    t[1].clone()
+                };
+                a.matmul(&b)
+            }
+            Kernel::Conv(c, pad) => t[0].conv2d(&t[1], *pad, c.stride_h, 1, 1),
+            Kernel::Rnn(r) => rnn_forward(r, t),
+        }
+        .map_err(err)?;
+        self.out = Some(out);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), BackendError> {
+        // CPU ops complete before returning.
+        Ok(())
+    }
+
+    fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+        let out = self
+            .out
+            .as_ref()
+            .ok_or_else(|| BackendError::failed("candle", "no call made"))?;
+        let v = out
+            .to_dtype(CDType::F32)
+            .and_then(|o| o.flatten_all())
+            .and_then(|o| o.to_vec1::<f32>())
+            .map_err(err)?;
+        Ok(vec![v])
+    }
+}

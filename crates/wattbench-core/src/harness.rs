@@ -1,0 +1,495 @@
+//! Verification and timing of one case on one backend.
+//!
+//! Order per case: check support and memory, prepare (not timed), run once and verify against
+//! the f64 reference, warm up, then collect samples until both a minimum time and a minimum
+//! sample count are reached. Each sample times a batch of back-to-back calls with a device
+//! sync inside the timed region ([`Prepared::time_iters`]); batches keep timer resolution and
+//! per-sample overhead negligible for short calls. An optional [`WindowObserver`] (the energy
+//! meters) brackets the whole sampling window, which is stretched to the observer's minimum.
+use crate::backend::{Backend, BackendError};
+use crate::memory;
+use crate::reference;
+use crate::result::{CaseResult, Memory, Status, Throughput, Verification};
+use crate::stats::TimeStats;
+use crate::tensor::{generate_inputs, rel_l2_error, HostTensor};
+use crate::workload::{Case, Params};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Timing and verification options.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HarnessConfig {
+    /// Warm-up time before sampling (at least one call is always made).
+    pub warmup_s: f64,
+    /// Minimum total sampling time.
+    pub min_time_s: f64,
+    /// Minimum number of samples.
+    pub min_samples: usize,
+    /// Stop after this many samples even if `min_time_s` is not reached.
+    pub max_samples: usize,
+    /// Stop sampling after this long even if `min_samples` is not reached (at least one
+    /// sample is always taken).
+    pub max_time_s: f64,
+    /// Seed for inputs and the bootstrap.
+    pub seed: u64,
+    /// Bootstrap resamples for the median's confidence interval.
+    pub bootstrap_resamples: usize,
+    /// Above this many reference FLOPs, GEMM and conv are verified at sampled positions.
+    pub full_verify_max_flops: u64,
+    /// Positions checked when sampling.
+    pub verify_samples: usize,
+}
+
+impl Default for HarnessConfig {
+    fn default() -> Self {
+        Self {
+            warmup_s: 0.05,
+            min_time_s: 0.3,
+            min_samples: 10,
+            max_samples: 1000,
+            max_time_s: 10.0,
+            seed: 0x5eed,
+            bootstrap_resamples: 1000,
+            full_verify_max_flops: 4_000_000_000,
+            verify_samples: 4096,
+        }
+    }
+}
+
+/// Something measured over the whole sampling window (energy meters). The harness syncs the
+/// device before `start` and after the last sample, before `stop`.
+pub trait WindowObserver {
+    /// Shortest window that gives a meaningful reading.
+    fn min_window(&self) -> Duration;
+    /// Window opens.
+    fn start(&mut self);
+    /// Window closes after `calls` calls of `flops_per_call` each; returns the case's
+    /// `energy` object.
+    fn stop(&mut self, calls: u64, flops_per_call: u64) -> Option<serde_json::Value>;
+}
+
+/// Seeded inputs of one case and its lazily computed f64 reference, shared by every backend.
+pub struct CaseInputs {
+    /// The case (backend-independent).
+    pub case: Case,
+    /// Inputs rounded to the case dtype.
+    pub tensors: Vec<HostTensor>,
+    reference: OnceLock<RefOutput>,
+    full_verify_max_flops: u64,
+    verify_samples: usize,
+    seed: u64,
+}
+
+enum RefOutput {
+    Full(Vec<f64>),
+    Sampled(Vec<usize>, Vec<f64>),
+}
+
+impl CaseInputs {
+    /// Generate the inputs of `case`.
+    pub fn new(case: Case, cfg: &HarnessConfig) -> Self {
+        let tensors = generate_inputs(&case.params, case.dtype, cfg.seed);
+        Self {
+            case,
+            tensors,
+            reference: OnceLock::new(),
+            full_verify_max_flops: cfg.full_verify_max_flops,
+            verify_samples: cfg.verify_samples,
+            seed: cfg.seed,
+        }
+    }
+
+    /// Bytes the harness and a backend will hold for this case: host inputs (f32), one
+    /// backend copy of inputs and outputs, the output read back (f32) and the f64 reference.
+    pub fn estimated_bytes(case: &Case) -> u64 {
+        let ins: u64 = case.params.inputs().iter().map(|t| t.numel() as u64).sum();
+        let outs: u64 = case.params.outputs().iter().map(|t| t.numel() as u64).sum();
+        ins * 4 + (ins + outs) * case.dtype.size() + outs * 4 + outs * 8 + ins * 8
+    }
+
+    fn reference(&self) -> &RefOutput {
+        self.reference.get_or_init(|| {
+            let f64_in: Vec<Vec<f64>> = self.tensors.iter().map(HostTensor::to_f64).collect();
+            let p = &self.case.params;
+            if p.flops() > self.full_verify_max_flops {
+                if let Some((idx, vals)) =
+                    reference::sample_outputs(p, &f64_in, self.verify_samples, self.seed)
+                {
+                    return RefOutput::Sampled(idx, vals);
+                }
+            }
+            RefOutput::Full(reference::forward(p, &f64_in).swap_remove(0))
+        })
+    }
+
+    /// Compare a backend's first output with the reference.
+    pub fn verify(&self, out: &[f32]) -> Verification {
+        let tol = self.case.dtype.tolerance();
+        let (err, method, n) = match self.reference() {
+            RefOutput::Full(r) => (rel_l2_error(out, r), "full", r.len()),
+            RefOutput::Sampled(idx, vals) => {
+                let picked: Vec<f32> = if out.len() == self.case.params.outputs()[0].numel() {
+                    idx.iter().map(|&i| out[i]).collect()
+                } else {
+                    Vec::new() // wrong length: rel_l2_error reports infinity
+                };
+                (rel_l2_error(&picked, vals), "sampled", vals.len())
+            }
+        };
+        Verification {
+            rel_l2_error: err,
+            tolerance: tol,
+            passed: err <= tol,
+            method: method.into(),
+            checked_values: n as u64,
+        }
+    }
+}
+
+/// Runs cases.
+pub struct Harness<'a> {
+    /// Options.
+    pub cfg: HarnessConfig,
+    /// Set by a Ctrl-C handler; checked between samples and cases.
+    pub interrupt: &'a AtomicBool,
+}
+
+/// A case stopped by Ctrl-C; it is not reported.
+#[derive(Debug)]
+pub struct Interrupted;
+
+fn base_result(inp: &CaseInputs, backend: &str, device: &str) -> CaseResult {
+    let case = &inp.case;
+    CaseResult {
+        id: case.id(backend, device),
+        tag: case.tag.clone(),
+        op: case.op(),
+        mode: case.mode,
+        backend: backend.into(),
+        device: device.into(),
+        dtype: case.dtype,
+        params: case.params,
+        status: Status::Skipped,
+        reason: None,
+        verification: None,
+        time: None,
+        throughput: None,
+        memory: Memory::default(),
+        energy: None,
+    }
+}
+
+impl Harness<'_> {
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::SeqCst)
+    }
+
+    /// Verify and time `inp` on `backend`/`device`. Skips and failures are results, not
+    /// errors; only an interrupt returns `Err`.
+    pub fn run_case(
+        &self,
+        inp: &CaseInputs,
+        backend: &dyn Backend,
+        device: &str,
+        observer: Option<&mut dyn WindowObserver>,
+    ) -> Result<CaseResult, Interrupted> {
+        let mut res = base_result(inp, backend.name(), device);
+        if let Err(why) = backend.supports(&inp.case, device) {
+            res.reason = Some(why);
+            return Ok(res);
+        }
+        let need = CaseInputs::estimated_bytes(&inp.case);
+        if let Some(avail) = memory::available_bytes() {
+            if need > avail {
+                res.reason = Some(format!(
+                    "needs about {} of host memory, {} available",
+                    memory::gib(need),
+                    memory::gib(avail)
+                ));
+                return Ok(res);
+            }
+        }
+        res.memory.host_peak_reset = memory::reset_peak_rss();
+        let outcome = self.measure(inp, backend, device, observer, &mut res);
+        res.memory.host_peak_rss_bytes = memory::peak_rss_bytes();
+        match outcome {
+            Ok(()) => {}
+            Err(Step::Interrupted) => return Err(Interrupted),
+            Err(Step::Error(BackendError::Unsupported(why))) => {
+                res.status = Status::Skipped;
+                res.reason = Some(why);
+            }
+            Err(Step::Error(e)) => {
+                res.status = Status::Failed;
+                res.reason = Some(e.to_string());
+            }
+        }
+        Ok(res)
+    }
+
+    fn measure(
+        &self,
+        inp: &CaseInputs,
+        backend: &dyn Backend,
+        device: &str,
+        observer: Option<&mut dyn WindowObserver>,
+        res: &mut CaseResult,
+    ) -> Result<(), Step> {
+        let mut prep = backend.prepare(&inp.case, device, &inp.tensors)?;
+        // Correctness first: one call, read back, compare.
+        prep.execute()?;
+        prep.sync()?;
+        let outs = prep.outputs()?;
+        let first = outs
+            .first()
+            .ok_or_else(|| BackendError::failed(backend.name(), "no output"))?;
+        let v = inp.verify(first);
+        let passed = v.passed;
+        res.verification = Some(v);
+        if !passed {
+            res.status = Status::Failed;
+            res.reason = Some(format!(
+                "verification failed: relative L2 error {:.3e} exceeds {:.1e}",
+                res.verification
+                    .as_ref()
+                    .map_or(f64::NAN, |v| v.rel_l2_error),
+                inp.case.dtype.tolerance()
+            ));
+            return Ok(());
+        }
+        if self.interrupted() {
+            return Err(Step::Interrupted);
+        }
+
+        // Warm-up, which also estimates the cost of one call.
+        let t0 = Instant::now();
+        let mut calls = 0u64;
+        loop {
+            prep.time_iters(1)?;
+            calls += 1;
+            if t0.elapsed().as_secs_f64() >= self.cfg.warmup_s {
+                break;
+            }
+        }
+        let per_call = (t0.elapsed().as_secs_f64() / calls as f64).max(1e-9);
+
+        let min_window = observer
+            .as_ref()
+            .map_or(0.0, |o| o.min_window().as_secs_f64());
+        let min_time = self.cfg.min_time_s.max(min_window);
+        // Aim for >= min_samples samples inside min_time, each at least ~1 ms of work.
+        let target = (min_time / self.cfg.min_samples.max(1) as f64).max(1e-3);
+        let iters = ((target / per_call).floor() as u64).max(1);
+
+        let mut observer = observer;
+        prep.sync()?;
+        if let Some(o) = observer.as_deref_mut() {
+            o.start();
+        }
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        loop {
+            let dt = prep.time_iters(iters)?;
+            samples.push(dt.as_secs_f64() / iters as f64);
+            let elapsed = start.elapsed().as_secs_f64();
+            if self.interrupted() {
+                return Err(Step::Interrupted);
+            }
+            let enough = elapsed >= min_time && samples.len() >= self.cfg.min_samples;
+            if enough
+                || samples.len() >= self.cfg.max_samples
+                || elapsed >= self.cfg.max_time_s.max(min_window)
+            {
+                break;
+            }
+        }
+        prep.sync()?;
+        let total_calls = iters * samples.len() as u64;
+        let flops = inp.case.params.flops();
+        if let Some(o) = observer.as_deref_mut() {
+            res.energy = o.stop(total_calls, flops);
+        }
+        res.memory.device_peak_bytes = prep.device_peak_bytes();
+
+        let stats =
+            TimeStats::from_samples(samples, iters, self.cfg.bootstrap_resamples, self.cfg.seed);
+        let bytes = inp.case.params.min_bytes(inp.case.dtype);
+        res.throughput = Some(Throughput {
+            flops,
+            gflops_per_s: flops as f64 / stats.median_s / 1e9,
+            bytes,
+            gbytes_per_s: bytes as f64 / stats.median_s / 1e9,
+            intensity: flops as f64 / bytes as f64,
+        });
+        res.time = Some(stats);
+        res.status = Status::Ok;
+        Ok(())
+    }
+}
+
+enum Step {
+    Interrupted,
+    Error(BackendError),
+}
+
+impl From<BackendError> for Step {
+    fn from(e: BackendError) -> Self {
+        Step::Error(e)
+    }
+}
+
+/// Whether any of `params`' shapes is too large to verify in full (informational).
+pub fn verified_by_sampling(params: &Params, cfg: &HarnessConfig) -> bool {
+    params.flops() > cfg.full_verify_max_flops && !matches!(params, Params::Rnn(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{DeviceInfo, Prepared};
+    use crate::reference::ReferenceBackend;
+    use crate::workload::{DType, GemmParams, Mode};
+
+    fn quick_cfg() -> HarnessConfig {
+        HarnessConfig {
+            warmup_s: 0.0,
+            min_time_s: 0.0,
+            min_samples: 3,
+            bootstrap_resamples: 10,
+            ..Default::default()
+        }
+    }
+
+    fn gemm_case(dtype: DType) -> Case {
+        Case {
+            params: Params::Gemm(GemmParams {
+                m: 7,
+                n: 5,
+                k: 9,
+                trans_a: true,
+                trans_b: false,
+            }),
+            mode: Mode::Infer,
+            dtype,
+            tag: None,
+        }
+    }
+
+    /// A backend that returns the reference result with one element perturbed by `delta`.
+    struct Perturbed(f32);
+    struct PerturbedPrep(Box<dyn Prepared>, f32, u64);
+    impl Backend for Perturbed {
+        fn name(&self) -> &'static str {
+            "perturbed"
+        }
+        fn devices(&self) -> Vec<DeviceInfo> {
+            vec![DeviceInfo::available("cpu")]
+        }
+        fn supports(&self, _: &Case, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn prepare(
+            &self,
+            c: &Case,
+            d: &str,
+            i: &[HostTensor],
+        ) -> Result<Box<dyn Prepared>, BackendError> {
+            let c32 = Case {
+                dtype: DType::F32,
+                ..c.clone()
+            };
+            Ok(Box::new(PerturbedPrep(
+                ReferenceBackend.prepare(&c32, d, i)?,
+                self.0,
+                0,
+            )))
+        }
+    }
+    impl Prepared for PerturbedPrep {
+        fn execute(&mut self) -> Result<(), BackendError> {
+            self.2 += 1;
+            self.0.execute()
+        }
+        fn sync(&mut self) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+            let mut o = self.0.outputs()?;
+            o[0][3] += self.1;
+            Ok(o)
+        }
+    }
+
+    #[test]
+    fn correct_backend_is_verified_and_timed() {
+        let flag = AtomicBool::new(false);
+        let h = Harness {
+            cfg: quick_cfg(),
+            interrupt: &flag,
+        };
+        let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
+        let r = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
+        assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
+        let v = r.verification.unwrap();
+        assert!(v.passed && v.rel_l2_error < 1e-6 && v.method == "full" && v.checked_values == 35);
+        let t = r.time.unwrap();
+        assert!(t.samples_s.len() >= 3 && t.min_s <= t.median_s && t.median_s <= t.max_s);
+        assert_eq!(r.throughput.unwrap().flops, 2 * 7 * 5 * 9);
+        assert_eq!(r.id, "gemm/infer/m7_n5_k9_tn/f32/reference/cpu");
+    }
+
+    #[test]
+    fn wrong_output_fails_verification() {
+        let flag = AtomicBool::new(false);
+        let h = Harness {
+            cfg: quick_cfg(),
+            interrupt: &flag,
+        };
+        let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
+        let r = h.run_case(&inp, &Perturbed(0.05), "cpu", None).unwrap();
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.reason.unwrap().contains("verification failed"));
+        assert!(r.time.is_none());
+        // The same perturbation is within bf16's tolerance only if small enough: 1e-6 passes.
+        let r = h.run_case(&inp, &Perturbed(1e-6), "cpu", None).unwrap();
+        assert_eq!(r.status, Status::Ok);
+    }
+
+    #[test]
+    fn sampled_verification_catches_wrong_values() {
+        let flag = AtomicBool::new(false);
+        let cfg = HarnessConfig {
+            full_verify_max_flops: 0,
+            verify_samples: 35,
+            ..quick_cfg()
+        };
+        let h = Harness {
+            cfg,
+            interrupt: &flag,
+        };
+        let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
+        let ok = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
+        assert_eq!(ok.verification.as_ref().unwrap().method, "sampled");
+        assert_eq!(ok.status, Status::Ok);
+        let bad = h.run_case(&inp, &Perturbed(10.0), "cpu", None).unwrap();
+        // 35 draws over 35 positions hit index 3 with high probability for this fixed seed.
+        assert_eq!(bad.status, Status::Failed, "{:?}", bad.verification);
+    }
+
+    #[test]
+    fn unsupported_and_interrupted_cases() {
+        let flag = AtomicBool::new(false);
+        let h = Harness {
+            cfg: quick_cfg(),
+            interrupt: &flag,
+        };
+        let inp = CaseInputs::new(gemm_case(DType::Bf16), &h.cfg);
+        let r = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
+        assert_eq!(r.status, Status::Skipped);
+        assert!(r.reason.unwrap().contains("f32"));
+        flag.store(true, Ordering::SeqCst);
+        let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
+        assert!(h.run_case(&inp, &ReferenceBackend, "cpu", None).is_err());
+    }
+}

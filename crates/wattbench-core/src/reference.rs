@@ -1,0 +1,425 @@
+//! The f64 oracle: naive, obviously-correct implementations every backend is verified
+//! against, plus the `reference` backend that times them.
+//!
+//! GEMM and conv can also be checked at a sample of output positions ([`sample_outputs`]),
+//! which keeps verification of very large cases affordable; recurrences are always computed
+//! whole.
+use crate::backend::{Backend, BackendError, DeviceInfo, Prepared};
+use crate::tensor::HostTensor;
+use crate::workload::{Case, Cell, ConvParams, DType, GemmParams, Params, RnnParams};
+
+/// `C[M,N] = op(A)·op(B)` in f64. Loop order i-p-j keeps the inner loop contiguous in B and C.
+pub fn gemm(g: &GemmParams, a: &[f64], b: &[f64]) -> Vec<f64> {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let mut c = vec![0.0; m * n];
+    // Materialise op(B) as [K,N] so the inner loop is contiguous.
+    let bt: Vec<f64>;
+    let b_kn: &[f64] = if g.trans_b {
+        bt = (0..k * n).map(|idx| b[(idx % n) * k + idx / n]).collect();
+        &bt
+    } else {
+        b
+    };
+    for i in 0..m {
+        let row = &mut c[i * n..(i + 1) * n];
+        for p in 0..k {
+            let av = if g.trans_a {
+                a[p * m + i]
+            } else {
+                a[i * k + p]
+            };
+            let brow = &b_kn[p * n..(p + 1) * n];
+            for (cv, &bv) in row.iter_mut().zip(brow) {
+                *cv += av * bv;
+            }
+        }
+    }
+    c
+}
+
+/// One element `C[i,j]`.
+pub fn gemm_at(g: &GemmParams, a: &[f64], b: &[f64], i: usize, j: usize) -> f64 {
+    (0..g.k)
+        .map(|p| {
+            let av = if g.trans_a {
+                a[p * g.m + i]
+            } else {
+                a[i * g.k + p]
+            };
+            let bv = if g.trans_b {
+                b[j * g.k + p]
+            } else {
+                b[p * g.n + j]
+            };
+            av * bv
+        })
+        .sum()
+}
+
+/// One output element `Y[n,k,p,q]` of a conv.
+pub fn conv2d_at(
+    c: &ConvParams,
+    x: &[f64],
+    w: &[f64],
+    n: usize,
+    k: usize,
+    p: usize,
+    q: usize,
+) -> f64 {
+    let mut acc = 0.0;
+    for ch in 0..c.c {
+        for r in 0..c.r {
+            let ih = (p * c.stride_h + r) as isize - c.pad_h as isize;
+            if ih < 0 || ih >= c.h as isize {
+                continue;
+            }
+            for s in 0..c.s {
+                let iw = (q * c.stride_w + s) as isize - c.pad_w as isize;
+                if iw < 0 || iw >= c.w as isize {
+                    continue;
+                }
+                let xv = x[((n * c.c + ch) * c.h + ih as usize) * c.w + iw as usize];
+                let wv = w[((k * c.c + ch) * c.r + r) * c.s + s];
+                acc += xv * wv;
+            }
+        }
+    }
+    acc
+}
+
+/// Direct conv2d in f64, NCHW / KCRS, dilation 1.
+pub fn conv2d(c: &ConvParams, x: &[f64], w: &[f64]) -> Vec<f64> {
+    let (pp, qq) = (c.p(), c.q());
+    let mut y = vec![0.0; c.n * c.k * pp * qq];
+    for n in 0..c.n {
+        for k in 0..c.k {
+            let out = &mut y[(n * c.k + k) * pp * qq..(n * c.k + k + 1) * pp * qq];
+            for ch in 0..c.c {
+                let plane = &x[(n * c.c + ch) * c.h * c.w..(n * c.c + ch + 1) * c.h * c.w];
+                for r in 0..c.r {
+                    for s in 0..c.s {
+                        let wv = w[((k * c.c + ch) * c.r + r) * c.s + s];
+                        for p in 0..pp {
+                            let ih = (p * c.stride_h + r) as isize - c.pad_h as isize;
+                            if ih < 0 || ih >= c.h as isize {
+                                continue;
+                            }
+                            let xrow = &plane[ih as usize * c.w..(ih as usize + 1) * c.w];
+                            let orow = &mut out[p * qq..(p + 1) * qq];
+                            for (q, o) in orow.iter_mut().enumerate() {
+                                let iw = (q * c.stride_w + s) as isize - c.pad_w as isize;
+                                if iw >= 0 && iw < c.w as isize {
+                                    *o += wv * xrow[iw as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// Run `T` steps of the cell in f64 and return every hidden state `HS[T,B,H]`.
+pub fn rnn(
+    r: &RnnParams,
+    xp: &[f64],
+    w: &[f64],
+    b: &[f64],
+    h0: &[f64],
+    c0: Option<&[f64]>,
+) -> Vec<f64> {
+    let (hh, bb, g) = (r.hidden, r.batch, r.cell.gates());
+    let gh = g * hh;
+    let mut h = h0.to_vec();
+    let mut c = c0
+        .map(<[f64]>::to_vec)
+        .unwrap_or_else(|| vec![0.0; bb * hh]);
+    let mut hs = Vec::with_capacity(r.steps * bb * hh);
+    let mut rec = vec![0.0; bb * gh];
+    for t in 0..r.steps {
+        // rec = h·W + b
+        for bi in 0..bb {
+            let row = &mut rec[bi * gh..(bi + 1) * gh];
+            row.copy_from_slice(b);
+            for p in 0..hh {
+                let hv = h[bi * hh + p];
+                for (o, &wv) in row.iter_mut().zip(&w[p * gh..(p + 1) * gh]) {
+                    *o += hv * wv;
+                }
+            }
+        }
+        let x = &xp[t * bb * gh..(t + 1) * bb * gh];
+        for bi in 0..bb {
+            let xr = &x[bi * gh..(bi + 1) * gh];
+            let rr = &rec[bi * gh..(bi + 1) * gh];
+            for j in 0..hh {
+                let idx = bi * hh + j;
+                h[idx] = match r.cell {
+                    Cell::Vanilla => (xr[j] + rr[j]).tanh(),
+                    Cell::Lstm => {
+                        let gate = |q: usize| xr[q * hh + j] + rr[q * hh + j];
+                        let (i, f, gg, o) = (
+                            sigmoid(gate(0)),
+                            sigmoid(gate(1)),
+                            gate(2).tanh(),
+                            sigmoid(gate(3)),
+                        );
+                        c[idx] = f * c[idx] + i * gg;
+                        o * c[idx].tanh()
+                    }
+                    Cell::Gru => {
+                        let rg = sigmoid(xr[j] + rr[j]);
+                        let z = sigmoid(xr[hh + j] + rr[hh + j]);
+                        let n = (xr[2 * hh + j] + rg * rr[2 * hh + j]).tanh();
+                        (1.0 - z) * n + z * h[idx]
+                    }
+                };
+            }
+        }
+        hs.extend_from_slice(&h);
+    }
+    hs
+}
+
+/// The forward outputs of `params` on `inputs`, in f64.
+pub fn forward(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    match params {
+        Params::Gemm(g) => vec![gemm(g, &inputs[0], &inputs[1])],
+        Params::Conv2d(c) => vec![conv2d(c, &inputs[0], &inputs[1])],
+        Params::Rnn(r) => vec![rnn(
+            r,
+            &inputs[0],
+            &inputs[1],
+            &inputs[2],
+            &inputs[3],
+            inputs.get(4).map(Vec::as_slice),
+        )],
+    }
+}
+
+/// Reference values at `count` output positions spread over the whole output (deterministic,
+/// seeded). Returns `(flat indices, values)` for the first output. `None` for ops that cannot
+/// be sampled (recurrences).
+pub fn sample_outputs(
+    params: &Params,
+    inputs: &[Vec<f64>],
+    count: usize,
+    seed: u64,
+) -> Option<(Vec<usize>, Vec<f64>)> {
+    use rand::{Rng, SeedableRng};
+    let total = params.outputs()[0].numel();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5a5a);
+    let mut idx: Vec<usize> = (0..count.min(total))
+        .map(|_| rng.random_range(0..total))
+        .collect();
+    idx.sort_unstable();
+    idx.dedup();
+    let vals = match params {
+        Params::Gemm(g) => idx
+            .iter()
+            .map(|&f| gemm_at(g, &inputs[0], &inputs[1], f / g.n, f % g.n))
+            .collect(),
+        Params::Conv2d(c) => {
+            let (pp, qq) = (c.p(), c.q());
+            idx.iter()
+                .map(|&f| {
+                    let (q, rest) = (f % qq, f / qq);
+                    let (p, rest) = (rest % pp, rest / pp);
+                    conv2d_at(c, &inputs[0], &inputs[1], rest / c.k, rest % c.k, p, q)
+                })
+                .collect()
+        }
+        Params::Rnn(_) => return None,
+    };
+    Some((idx, vals))
+}
+
+/// The naive f64 implementation as a timed backend (CPU only, f32 cases only: it is the
+/// oracle for every dtype, but timing it once per shape is enough).
+#[derive(Default)]
+pub struct ReferenceBackend;
+
+struct RefPrepared {
+    params: Params,
+    inputs: Vec<Vec<f64>>,
+    out: Vec<Vec<f64>>,
+}
+
+impl Backend for ReferenceBackend {
+    fn name(&self) -> &'static str {
+        "reference"
+    }
+    fn devices(&self) -> Vec<DeviceInfo> {
+        vec![DeviceInfo::available("cpu")]
+    }
+    fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
+        if device != "cpu" {
+            return Err(format!("reference runs on the cpu only, not {device}"));
+        }
+        if case.dtype != DType::F32 {
+            return Err(
+                "the f64 reference is timed on f32 cases only (it verifies every dtype)".into(),
+            );
+        }
+        if case.mode != crate::workload::Mode::Infer {
+            return Err("training mode is not implemented yet".into());
+        }
+        Ok(())
+    }
+    fn prepare(
+        &self,
+        case: &Case,
+        _device: &str,
+        inputs: &[HostTensor],
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        Ok(Box::new(RefPrepared {
+            params: case.params,
+            inputs: inputs.iter().map(HostTensor::to_f64).collect(),
+            out: Vec::new(),
+        }))
+    }
+}
+
+impl Prepared for RefPrepared {
+    fn execute(&mut self) -> Result<(), BackendError> {
+        self.out = forward(&self.params, &self.inputs);
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+        Ok(self
+            .out
+            .iter()
+            .map(|o| o.iter().map(|&v| v as f32).collect())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_matches_hand_example_with_transposes() {
+        // A = [[1,2],[3,4]], B = [[5,6],[7,8]] -> C = [[19,22],[43,50]].
+        let g = GemmParams {
+            m: 2,
+            n: 2,
+            k: 2,
+            trans_a: false,
+            trans_b: false,
+        };
+        assert_eq!(
+            gemm(&g, &[1., 2., 3., 4.], &[5., 6., 7., 8.]),
+            vec![19., 22., 43., 50.]
+        );
+        let gt = GemmParams {
+            trans_a: true,
+            trans_b: true,
+            ..g
+        };
+        // Stored transposed: A^T = [[1,3],[2,4]], B^T = [[5,7],[6,8]].
+        assert_eq!(
+            gemm(&gt, &[1., 3., 2., 4.], &[5., 7., 6., 8.]),
+            vec![19., 22., 43., 50.]
+        );
+        assert_eq!(
+            gemm_at(&gt, &[1., 3., 2., 4.], &[5., 7., 6., 8.], 1, 0),
+            43.
+        );
+    }
+
+    #[test]
+    fn conv_matches_hand_example_and_sampling() {
+        // 1x1x3x3 input 1..9, one 2x2 filter of ones, pad 0, stride 1 -> sums of 2x2 windows.
+        let c = ConvParams {
+            n: 1,
+            c: 1,
+            h: 3,
+            w: 3,
+            k: 1,
+            r: 2,
+            s: 2,
+            pad_h: 0,
+            pad_w: 0,
+            stride_h: 1,
+            stride_w: 1,
+        };
+        let x: Vec<f64> = (1..=9).map(f64::from).collect();
+        assert_eq!(conv2d(&c, &x, &[1.; 4]), vec![12., 16., 24., 28.]);
+        // Padding 1, stride 2: output 2x2 of windows centred on corners.
+        let cp = ConvParams {
+            pad_h: 1,
+            pad_w: 1,
+            stride_h: 2,
+            stride_w: 2,
+            ..c
+        };
+        assert_eq!(conv2d(&cp, &x, &[1.; 4]), vec![1., 5., 11., 28.]);
+        let p = Params::Conv2d(cp);
+        let (idx, vals) = sample_outputs(&p, &[x.clone(), vec![1.; 4]], 4, 1).unwrap();
+        for (i, v) in idx.iter().zip(vals) {
+            assert_eq!(v, [1., 5., 11., 28.][*i]);
+        }
+    }
+
+    #[test]
+    fn rnn_cells_match_hand_computation() {
+        // H=1, B=1, T=2, W=0.5, b=0 (per gate), h0=0.2.
+        let r = RnnParams {
+            cell: Cell::Vanilla,
+            hidden: 1,
+            batch: 1,
+            steps: 2,
+        };
+        let hs = rnn(&r, &[0.1, -0.3], &[0.5], &[0.0], &[0.2], None);
+        let h1 = (0.1f64 + 0.5 * 0.2).tanh();
+        let h2 = (-0.3 + 0.5 * h1).tanh();
+        assert!((hs[0] - h1).abs() < 1e-15 && (hs[1] - h2).abs() < 1e-15);
+
+        let l = RnnParams {
+            cell: Cell::Lstm,
+            hidden: 1,
+            batch: 1,
+            steps: 1,
+        };
+        let hs = rnn(
+            &l,
+            &[0.1, 0.2, 0.3, 0.4],
+            &[0.5, -0.5, 0.25, 1.0],
+            &[0.0; 4],
+            &[0.2],
+            Some(&[0.7]),
+        );
+        let g = |x: f64, w: f64| x + w * 0.2;
+        let c1 = sigmoid(g(0.2, -0.5)) * 0.7 + sigmoid(g(0.1, 0.5)) * g(0.3, 0.25).tanh();
+        assert!((hs[0] - sigmoid(g(0.4, 1.0)) * c1.tanh()).abs() < 1e-15);
+
+        let gr = RnnParams {
+            cell: Cell::Gru,
+            hidden: 1,
+            batch: 1,
+            steps: 1,
+        };
+        let hs = rnn(
+            &gr,
+            &[0.1, 0.2, 0.3],
+            &[0.5, -0.5, 2.0],
+            &[0.0, 0.0, 0.1],
+            &[0.2],
+            None,
+        );
+        let rg = sigmoid(0.1 + 0.1);
+        let z = sigmoid(0.2 - 0.1);
+        let n = (0.3 + rg * (0.4 + 0.1)).tanh();
+        assert!((hs[0] - ((1.0 - z) * n + z * 0.2)).abs() < 1e-15);
+    }
+}

@@ -1,0 +1,114 @@
+//! Robust summary statistics of timing samples.
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Summary of per-call times in seconds (each sample is one timed batch divided by its calls).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimeStats {
+    /// Raw samples, seconds per call, in collection order.
+    pub samples_s: Vec<f64>,
+    /// Calls per sample.
+    pub iters_per_sample: u64,
+    /// Median.
+    pub median_s: f64,
+    /// Arithmetic mean.
+    pub mean_s: f64,
+    /// Minimum.
+    pub min_s: f64,
+    /// Maximum.
+    pub max_s: f64,
+    /// 95th percentile (linear interpolation).
+    pub p95_s: f64,
+    /// Median absolute deviation, scaled by 1.4826 to estimate σ under normality.
+    pub mad_s: f64,
+    /// 95% percentile-bootstrap confidence interval of the median.
+    pub ci95_median_s: [f64; 2],
+}
+
+/// Quantile `q` in [0, 1] of sorted data, linear interpolation between order statistics.
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    assert!(!sorted.is_empty(), "quantile of no samples");
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    quantile_sorted(v, 0.5)
+}
+
+impl TimeStats {
+    /// Summarise `samples` (must be non-empty). The bootstrap uses `resamples` draws from a
+    /// seeded generator, so the interval is reproducible.
+    pub fn from_samples(
+        samples: Vec<f64>,
+        iters_per_sample: u64,
+        resamples: usize,
+        seed: u64,
+    ) -> Self {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let med = quantile_sorted(&sorted, 0.5);
+        let mut dev: Vec<f64> = sorted.iter().map(|v| (v - med).abs()).collect();
+        let mad = 1.4826 * median(&mut dev);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut meds = Vec::with_capacity(resamples);
+        let mut buf = vec![0.0; n];
+        for _ in 0..resamples {
+            for b in buf.iter_mut() {
+                *b = sorted[rng.random_range(0..n)];
+            }
+            meds.push(median(&mut buf));
+        }
+        meds.sort_by(f64::total_cmp);
+        let ci = if meds.is_empty() {
+            [med, med]
+        } else {
+            [quantile_sorted(&meds, 0.025), quantile_sorted(&meds, 0.975)]
+        };
+        TimeStats {
+            iters_per_sample,
+            median_s: med,
+            mean_s: sorted.iter().sum::<f64>() / n as f64,
+            min_s: sorted[0],
+            max_s: sorted[n - 1],
+            p95_s: quantile_sorted(&sorted, 0.95),
+            mad_s: mad,
+            ci95_median_s: ci,
+            samples_s: samples,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_known_samples() {
+        let s = TimeStats::from_samples(vec![5.0, 1.0, 3.0, 2.0, 4.0], 1, 200, 1);
+        assert_eq!(
+            (s.median_s, s.mean_s, s.min_s, s.max_s),
+            (3.0, 3.0, 1.0, 5.0)
+        );
+        assert!((s.p95_s - 4.8).abs() < 1e-12);
+        assert!((s.mad_s - 1.4826).abs() < 1e-12);
+        assert!(s.ci95_median_s[0] <= 3.0 && s.ci95_median_s[1] >= 3.0);
+        assert!(s.ci95_median_s[0] >= 1.0 && s.ci95_median_s[1] <= 5.0);
+        assert_eq!(s.samples_s, vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn bootstrap_interval_narrows_with_more_samples() {
+        let few: Vec<f64> = (0..8).map(|i| 1.0 + (i % 4) as f64 * 0.1).collect();
+        let many: Vec<f64> = (0..800).map(|i| 1.0 + (i % 4) as f64 * 0.1).collect();
+        let w = |s: &TimeStats| s.ci95_median_s[1] - s.ci95_median_s[0];
+        let (a, b) = (
+            TimeStats::from_samples(few, 1, 500, 3),
+            TimeStats::from_samples(many, 1, 500, 3),
+        );
+        assert!(w(&b) <= w(&a));
+    }
+}

@@ -1,0 +1,600 @@
+//! Workloads: what is computed, its shapes, and its exact FLOP and minimum-byte counts.
+//!
+//! Conventions (row-major throughout):
+//! - GEMM: `C[M,N] = op(A)·op(B)`; `A` is stored `[M,K]` (or `[K,M]` when `trans_a`), `B` is
+//!   stored `[K,N]` (or `[N,K]` when `trans_b`).
+//! - Conv2d: NCHW input `[N,C,H,W]`, filter `[K,C,R,S]` (R rows, S columns), output
+//!   `[N,K,P,Q]`, dilation 1, no bias.
+//! - RNN: `T` recurrent steps of a cell with hidden size `H` over batch `B`. The input
+//!   projection `x_t·W_x` for all steps is one GEMM outside the recurrence (as DeepBench does),
+//!   so the timed kernel takes the projected inputs `XP[T,B,G·H]`, the recurrent weights
+//!   `W[H,G·H]`, a bias `b[G·H]` and the initial state, and returns every hidden state
+//!   `HS[T,B,H]`. `G` is 1 (vanilla, tanh), 4 (LSTM, gates i,f,g,o) or 3 (GRU, gates r,z,n,
+//!   PyTorch's formulation with the `n` bias inside the reset product).
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The operation a case runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Dense matrix product.
+    Gemm,
+    /// 2-D convolution.
+    Conv2d,
+    /// Recurrent steps of a vanilla/LSTM/GRU cell.
+    Rnn,
+}
+
+impl Op {
+    /// All ops, in display order.
+    pub const ALL: [Op; 3] = [Op::Gemm, Op::Conv2d, Op::Rnn];
+    /// Name as used on the command line and in result files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Gemm => "gemm",
+            Op::Conv2d => "conv2d",
+            Op::Rnn => "rnn",
+        }
+    }
+}
+
+/// Inference (forward) or training (forward + backward + update).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Forward pass only.
+    Infer,
+    /// Forward, backward and weight update.
+    Train,
+}
+
+impl Mode {
+    /// All modes.
+    pub const ALL: [Mode; 2] = [Mode::Infer, Mode::Train];
+    /// Name as used on the command line and in result files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Infer => "infer",
+            Mode::Train => "train",
+        }
+    }
+}
+
+/// Element type of inputs, weights and outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl DType {
+    /// All dtypes.
+    pub const ALL: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
+    /// Name as used on the command line and in result files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::Bf16 => "bf16",
+        }
+    }
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::Bf16 => 2,
+        }
+    }
+    /// Relative L2 error a correct implementation stays within, against the f64 reference
+    /// computed on the same (dtype-rounded) inputs. Dominated by the rounding of the output
+    /// and of intermediate sums to this dtype.
+    pub fn tolerance(self) -> f64 {
+        match self {
+            DType::F32 => 1e-4,
+            DType::F16 => 1e-2,
+            DType::Bf16 => 4e-2,
+        }
+    }
+}
+
+/// Recurrent cell type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Cell {
+    /// `h' = tanh(xp + h·W + b)`.
+    Vanilla,
+    /// Long short-term memory, gates (i, f, g, o).
+    Lstm,
+    /// Gated recurrent unit, gates (r, z, n).
+    Gru,
+}
+
+impl Cell {
+    /// Number of gate blocks in the recurrent weight.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Vanilla => 1,
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+    /// Name as used in suites and result files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cell::Vanilla => "vanilla",
+            Cell::Lstm => "lstm",
+            Cell::Gru => "gru",
+        }
+    }
+}
+
+/// GEMM shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GemmParams {
+    /// Rows of C.
+    pub m: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// Reduction length.
+    pub k: usize,
+    /// A is stored transposed (`[K,M]`).
+    #[serde(default)]
+    pub trans_a: bool,
+    /// B is stored transposed (`[N,K]`).
+    #[serde(default)]
+    pub trans_b: bool,
+}
+
+/// Conv2d shape (NCHW, dilation 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvParams {
+    /// Batch.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels (filters).
+    pub k: usize,
+    /// Filter height.
+    pub r: usize,
+    /// Filter width.
+    pub s: usize,
+    /// Zero padding, rows.
+    #[serde(default)]
+    pub pad_h: usize,
+    /// Zero padding, columns.
+    #[serde(default)]
+    pub pad_w: usize,
+    /// Stride, rows.
+    #[serde(default = "one")]
+    pub stride_h: usize,
+    /// Stride, columns.
+    #[serde(default = "one")]
+    pub stride_w: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl ConvParams {
+    /// Output height P.
+    pub fn p(&self) -> usize {
+        (self.h + 2 * self.pad_h - self.r) / self.stride_h + 1
+    }
+    /// Output width Q.
+    pub fn q(&self) -> usize {
+        (self.w + 2 * self.pad_w - self.s) / self.stride_w + 1
+    }
+}
+
+/// RNN shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RnnParams {
+    /// Cell type.
+    pub cell: Cell,
+    /// Hidden size H.
+    pub hidden: usize,
+    /// Batch B.
+    pub batch: usize,
+    /// Timesteps T.
+    pub steps: usize,
+}
+
+/// Shape parameters of one case, tagged by op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Params {
+    /// GEMM.
+    Gemm(GemmParams),
+    /// Conv2d.
+    Conv2d(ConvParams),
+    /// RNN.
+    Rnn(RnnParams),
+}
+
+/// A shape that cannot run, with what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {op} shape: {msg}")]
+pub struct ShapeError {
+    /// The op.
+    pub op: &'static str,
+    /// What is wrong and how to fix it.
+    pub msg: String,
+}
+
+/// One named tensor a case reads or writes, with its shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Name (`a`, `b`, `x`, `w`, `xp`, ...).
+    pub name: &'static str,
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+}
+
+impl TensorSpec {
+    fn new(name: &'static str, shape: &[usize]) -> Self {
+        Self {
+            name,
+            shape: shape.to_vec(),
+        }
+    }
+    /// Number of elements (shapes are validated, so this cannot overflow).
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+impl Params {
+    /// The op these parameters describe.
+    pub fn op(&self) -> Op {
+        match self {
+            Params::Gemm(_) => Op::Gemm,
+            Params::Conv2d(_) => Op::Conv2d,
+            Params::Rnn(_) => Op::Rnn,
+        }
+    }
+
+    /// Check every dimension is positive and every tensor's element count fits in memory
+    /// arithmetic (`< 2^40` elements). Call before anything else touches the shape.
+    pub fn validate(&self) -> Result<(), ShapeError> {
+        let op = self.op().as_str();
+        let err = |msg: String| ShapeError { op, msg };
+        let dims: Vec<(&str, usize)> = match self {
+            Params::Gemm(g) => vec![("m", g.m), ("n", g.n), ("k", g.k)],
+            Params::Conv2d(c) => vec![
+                ("n", c.n),
+                ("c", c.c),
+                ("h", c.h),
+                ("w", c.w),
+                ("k", c.k),
+                ("r", c.r),
+                ("s", c.s),
+                ("stride_h", c.stride_h),
+                ("stride_w", c.stride_w),
+            ],
+            Params::Rnn(r) => vec![("hidden", r.hidden), ("batch", r.batch), ("steps", r.steps)],
+        };
+        for (name, v) in &dims {
+            if *v == 0 {
+                return Err(err(format!(
+                    "{name} is 0; every dimension must be at least 1"
+                )));
+            }
+        }
+        if let Params::Conv2d(c) = self {
+            let padded_h = c.h.checked_add(c.pad_h.saturating_mul(2));
+            let padded_w = c.w.checked_add(c.pad_w.saturating_mul(2));
+            match (padded_h, padded_w) {
+                (Some(ph), Some(pw)) if ph >= c.r && pw >= c.s => {}
+                (Some(_), Some(_)) => {
+                    return Err(err(format!(
+                        "the {}x{} filter is larger than the padded {}x{} input",
+                        c.r,
+                        c.s,
+                        c.h + 2 * c.pad_h,
+                        c.w + 2 * c.pad_w
+                    )))
+                }
+                _ => return Err(err("padding overflows".into())),
+            }
+        }
+        const LIMIT: u128 = 1 << 40;
+        for t in self
+            .inputs_unchecked()
+            .iter()
+            .chain(self.outputs_unchecked().iter())
+        {
+            let n: u128 = t.shape.iter().map(|&d| d as u128).product();
+            if n >= LIMIT {
+                return Err(err(format!(
+                    "tensor `{}` {:?} has {n} elements, more than the 2^40 supported",
+                    t.name, t.shape
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn inputs_unchecked(&self) -> Vec<TensorSpec> {
+        match *self {
+            Params::Gemm(g) => vec![
+                TensorSpec::new("a", &if g.trans_a { [g.k, g.m] } else { [g.m, g.k] }),
+                TensorSpec::new("b", &if g.trans_b { [g.n, g.k] } else { [g.k, g.n] }),
+            ],
+            Params::Conv2d(c) => vec![
+                TensorSpec::new("x", &[c.n, c.c, c.h, c.w]),
+                TensorSpec::new("w", &[c.k, c.c, c.r, c.s]),
+            ],
+            Params::Rnn(r) => {
+                let gh = r.cell.gates().saturating_mul(r.hidden);
+                let mut v = vec![
+                    TensorSpec::new("xp", &[r.steps, r.batch, gh]),
+                    TensorSpec::new("w", &[r.hidden, gh]),
+                    TensorSpec::new("b", &[gh]),
+                    TensorSpec::new("h0", &[r.batch, r.hidden]),
+                ];
+                if r.cell == Cell::Lstm {
+                    v.push(TensorSpec::new("c0", &[r.batch, r.hidden]));
+                }
+                v
+            }
+        }
+    }
+
+    fn outputs_unchecked(&self) -> Vec<TensorSpec> {
+        match *self {
+            Params::Gemm(g) => vec![TensorSpec::new("c", &[g.m, g.n])],
+            Params::Conv2d(c) => {
+                // Guard P/Q against a filter larger than the input (validate reports it).
+                let p = (c.h + 2 * c.pad_h).saturating_sub(c.r) / c.stride_h.max(1) + 1;
+                let q = (c.w + 2 * c.pad_w).saturating_sub(c.s) / c.stride_w.max(1) + 1;
+                vec![TensorSpec::new("y", &[c.n, c.k, p, q])]
+            }
+            Params::Rnn(r) => vec![TensorSpec::new("hs", &[r.steps, r.batch, r.hidden])],
+        }
+    }
+
+    /// Input tensors, in the order backends receive them.
+    pub fn inputs(&self) -> Vec<TensorSpec> {
+        self.inputs_unchecked()
+    }
+
+    /// Output tensors (the forward result that is verified).
+    pub fn outputs(&self) -> Vec<TensorSpec> {
+        self.outputs_unchecked()
+    }
+
+    /// Floating-point operations of one forward call, multiply and add counted separately.
+    ///
+    /// - GEMM: `2·M·N·K`.
+    /// - Conv2d: `2·N·K·P·Q·C·R·S` (padding taps counted, as cuDNN and DeepBench do).
+    /// - RNN: per step, the recurrent GEMM `2·B·H·G·H` plus the gate pre-activation adds
+    ///   (`2·B·G·H`: `+xp`, `+b`) plus the state update: vanilla 0, LSTM `3·B·H`
+    ///   (`f·c + i·g`, `o·tanh c`), GRU `5·B·H` (`r·(..)`, `(1-z)·n + z·h`). Transcendentals
+    ///   (`tanh`, `σ`) are not counted, as is customary.
+    pub fn flops(&self) -> u64 {
+        match *self {
+            Params::Gemm(g) => 2 * g.m as u64 * g.n as u64 * g.k as u64,
+            Params::Conv2d(c) => {
+                2 * (c.n * c.k) as u64 * (c.p() * c.q()) as u64 * (c.c * c.r * c.s) as u64
+            }
+            Params::Rnn(r) => {
+                let (b, h, g) = (r.batch as u64, r.hidden as u64, r.cell.gates() as u64);
+                let update = match r.cell {
+                    Cell::Vanilla => 0,
+                    Cell::Lstm => 3,
+                    Cell::Gru => 5,
+                };
+                r.steps as u64 * (2 * b * h * g * h + 2 * b * g * h + update * b * h)
+            }
+        }
+    }
+
+    /// Minimum bytes one forward call must move: every input read once and every output
+    /// written once, in `dtype`. A lower bound: real kernels move more.
+    pub fn min_bytes(&self, dtype: DType) -> u64 {
+        let elems: usize = self
+            .inputs()
+            .iter()
+            .chain(self.outputs().iter())
+            .map(TensorSpec::numel)
+            .sum();
+        elems as u64 * dtype.size()
+    }
+
+    /// Short stable label of the shape, e.g. `m1760_n128_k1760_nt`.
+    pub fn label(&self) -> String {
+        match *self {
+            Params::Gemm(g) => format!(
+                "m{}_n{}_k{}_{}{}",
+                g.m,
+                g.n,
+                g.k,
+                if g.trans_a { 't' } else { 'n' },
+                if g.trans_b { 't' } else { 'n' }
+            ),
+            Params::Conv2d(c) => format!(
+                "n{}_c{}_h{}_w{}_k{}_r{}_s{}_p{}x{}_s{}x{}",
+                c.n, c.c, c.h, c.w, c.k, c.r, c.s, c.pad_h, c.pad_w, c.stride_h, c.stride_w
+            ),
+            Params::Rnn(r) => {
+                format!(
+                    "{}_h{}_b{}_t{}",
+                    r.cell.as_str(),
+                    r.hidden,
+                    r.batch,
+                    r.steps
+                )
+            }
+        }
+    }
+}
+
+/// One benchmark case, before a backend is chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Case {
+    /// Shape.
+    pub params: Params,
+    /// Inference or training.
+    pub mode: Mode,
+    /// Element type.
+    pub dtype: DType,
+    /// Optional label from the suite (e.g. `G1`, `C3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl Case {
+    /// The op.
+    pub fn op(&self) -> Op {
+        self.params.op()
+    }
+    /// Stable id of the case on a backend and device:
+    /// `op/mode/shape/dtype/backend/device`.
+    pub fn id(&self, backend: &str, device: &str) -> String {
+        format!(
+            "{}/{}/{}/{}/{}/{}",
+            self.op().as_str(),
+            self.mode.as_str(),
+            self.params.label(),
+            self.dtype.as_str(),
+            backend,
+            device
+        )
+    }
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.op().as_str(),
+            self.mode.as_str(),
+            self.params.label(),
+            self.dtype.as_str()
+        )
+    }
+}
+
+/// Parse a name into one of `all`, or say which names are valid.
+pub fn parse_choice<T: Copy>(
+    what: &str,
+    s: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<T, String> {
+    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
+        let valid: Vec<_> = all.iter().map(|&v| name(v)).collect();
+        format!("unknown {what} `{s}`; valid: {}", valid.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flop_counts_match_hand_values() {
+        let g = Params::Gemm(GemmParams {
+            m: 1760,
+            n: 128,
+            k: 1760,
+            trans_a: false,
+            trans_b: false,
+        });
+        assert_eq!(g.flops(), 2 * 1760 * 128 * 1760);
+        let c = ConvParams {
+            n: 1,
+            c: 3,
+            h: 224,
+            w: 224,
+            k: 64,
+            r: 7,
+            s: 7,
+            pad_h: 3,
+            pad_w: 3,
+            stride_h: 2,
+            stride_w: 2,
+        };
+        assert_eq!((c.p(), c.q()), (112, 112));
+        assert_eq!(Params::Conv2d(c).flops(), 2 * 64 * 112 * 112 * 3 * 49);
+        let r = Params::Rnn(RnnParams {
+            cell: Cell::Lstm,
+            hidden: 8,
+            batch: 2,
+            steps: 3,
+        });
+        assert_eq!(r.flops(), 3 * (2 * 2 * 8 * 32 + 2 * 2 * 32 + 3 * 2 * 8));
+    }
+
+    #[test]
+    fn min_bytes_counts_inputs_and_outputs_once() {
+        let g = Params::Gemm(GemmParams {
+            m: 2,
+            n: 3,
+            k: 4,
+            trans_a: true,
+            trans_b: false,
+        });
+        assert_eq!(g.min_bytes(DType::F32), (8 + 12 + 6) * 4);
+        assert_eq!(g.min_bytes(DType::Bf16), (8 + 12 + 6) * 2);
+    }
+
+    #[test]
+    fn validate_rejects_zero_oversized_and_overflowing_shapes() {
+        let zero = Params::Gemm(GemmParams {
+            m: 0,
+            n: 1,
+            k: 1,
+            trans_a: false,
+            trans_b: false,
+        });
+        assert!(zero.validate().unwrap_err().to_string().contains("m is 0"));
+        let huge = Params::Gemm(GemmParams {
+            m: usize::MAX / 2,
+            n: 4,
+            k: 4,
+            trans_a: false,
+            trans_b: false,
+        });
+        assert!(huge.validate().is_err());
+        let filt = Params::Conv2d(ConvParams {
+            n: 1,
+            c: 1,
+            h: 2,
+            w: 2,
+            k: 1,
+            r: 5,
+            s: 5,
+            pad_h: 0,
+            pad_w: 0,
+            stride_h: 1,
+            stride_w: 1,
+        });
+        assert!(filt
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("larger than"));
+    }
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        let e = parse_choice("dtype", "f64", &DType::ALL, DType::as_str).unwrap_err();
+        assert!(e.contains("f32, f16, bf16"), "{e}");
+    }
+}

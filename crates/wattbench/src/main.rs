@@ -1,0 +1,161 @@
+//! `wattbench`: verify, time and meter deep-learning kernels across implementations.
+//!
+//! Exit codes: 0 success; 1 a case failed verification or errored; 2 bad usage or input;
+//! 130 interrupted (completed cases are still written).
+mod backends;
+mod inventory;
+mod report;
+mod run;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "wattbench",
+    version,
+    about = "Benchmark and energy-profile deep-learning kernels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Verify and time a suite on every available backend, write a result file.
+    Run(run::RunArgs),
+    /// List backends (with availability), suites and ops.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a Markdown report of a result file.
+    Report(report::ReportArgs),
+    /// Print the hardware and software inventory recorded in result files.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An error in what the user asked for: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+fn list(json: bool) -> Result<u8> {
+    let backends = backends::all();
+    let suites: Vec<_> = wattbench_core::suite::BUILTIN
+        .iter()
+        .map(|(n, d, _)| serde_json::json!({"name": n, "description": d}))
+        .collect();
+    let ops: Vec<_> = wattbench_core::Op::ALL.iter().map(|o| o.as_str()).collect();
+    if json {
+        let b: Vec<_> = backends
+            .iter()
+            .map(|b| {
+                let devs = b.devices();
+                let available = devs.iter().any(|d| d.available);
+                let reason = if available {
+                    None
+                } else {
+                    devs.iter().find_map(|d| d.reason.clone())
+                };
+                serde_json::json!({"name": b.name(), "available": available, "reason": reason, "devices": devs})
+            })
+            .collect();
+        let doc = serde_json::json!({"backends": b, "suites": suites, "ops": ops});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
+    println!("backends:");
+    for b in &backends {
+        for d in b.devices() {
+            let state = if d.available {
+                "available".to_string()
+            } else {
+                "unavailable".to_string()
+            };
+            let why = d.reason.map(|r| format!(": {r}")).unwrap_or_default();
+            println!("  {:<10} {:<8} {state}{why}", b.name(), d.name);
+        }
+    }
+    println!("suites:");
+    for (n, d, _) in wattbench_core::suite::BUILTIN {
+        println!("  {n:<10} {d}");
+    }
+    println!("  FILE.toml  a suite file (format: benchmarks/README.md)");
+    println!("ops: {}", ops.join(", "));
+    Ok(0)
+}
+
+fn info(json: bool) -> Result<u8> {
+    let backends = backends::all();
+    let env = inventory::environment(&backends);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&env)?);
+        return Ok(0);
+    }
+    let h = &env.host;
+    let na = || "unknown".to_string();
+    println!("host:     {}", h.hostname.clone().unwrap_or_else(na));
+    println!(
+        "cpu:      {} ({} logical cores)",
+        h.cpu_model.clone().unwrap_or_else(na),
+        h.logical_cores
+    );
+    println!(
+        "memory:   {}",
+        h.memory_bytes.map_or_else(na, wattbench_core::memory::gib)
+    );
+    println!(
+        "os:       {} (kernel {})",
+        h.os.clone().unwrap_or_else(na),
+        h.kernel.clone().unwrap_or_else(na)
+    );
+    println!(
+        "gpus:     {}",
+        if env.gpus.is_empty() {
+            "none found".to_string()
+        } else {
+            format!("{}", env.gpus.len())
+        }
+    );
+    for (k, v) in &env.software {
+        println!("{:<9} {v}", format!("{k}:"));
+    }
+    println!(
+        "commit:   {}",
+        env.git_commit
+            .clone()
+            .unwrap_or_else(|| "unknown (not in a git checkout)".into())
+    );
+    Ok(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run(args) => run::run(args),
+        Cmd::Report(args) => report::run(args),
+        Cmd::List { json } => list(json),
+        Cmd::Info { json } => info(json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! `wattbench run`: load a suite, verify and time every case on every selected backend, write
+//! one result file atomically.
+use crate::{backends, inventory, UsageError};
+use anyhow::{Context, Result};
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
+use wattbench_core::result::{CaseResult, RunFile, Status, SCHEMA_VERSION};
+use wattbench_core::workload::parse_choice;
+use wattbench_core::{suite, Backend, Case, DType, Mode, Op};
+
+/// Options of `wattbench run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Built-in suite (quick, deepbench, gpu-check) or a suite TOML file.
+    #[arg(long, default_value = "quick")]
+    suite: String,
+    /// Only these ops (comma-separated): gemm, conv2d, rnn.
+    #[arg(long, value_delimiter = ',')]
+    op: Vec<String>,
+    /// Only these backends (comma-separated); see `wattbench list`.
+    #[arg(long, value_delimiter = ',')]
+    backend: Vec<String>,
+    /// Only these devices (comma-separated, e.g. cpu, cuda); default: every available one.
+    #[arg(long, value_delimiter = ',')]
+    device: Vec<String>,
+    /// Run each shape in these dtypes (f32, f16, bf16) instead of the suite's.
+    #[arg(long, value_delimiter = ',')]
+    dtype: Vec<String>,
+    /// Run each shape in these modes (infer, train) instead of the suite's.
+    #[arg(long, value_delimiter = ',')]
+    mode: Vec<String>,
+    /// Only entries of these DeepBench sets (train, server, device).
+    #[arg(long, value_delimiter = ',')]
+    set: Vec<String>,
+    /// Result file (default: results/runs/<time>-<host>-<suite>.json).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Print the result document as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Minimum sampling time per case, seconds.
+    #[arg(long, default_value_t = 0.3)]
+    min_time: f64,
+    /// Minimum samples per case.
+    #[arg(long, default_value_t = 10)]
+    min_samples: usize,
+    /// Maximum sampling time per case, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    max_time: f64,
+    /// Warm-up time per case, seconds.
+    #[arg(long, default_value_t = 0.05)]
+    warmup: f64,
+    /// Seed for inputs and the bootstrap.
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    UsageError(msg).into()
+}
+
+fn choices<T: Copy>(
+    what: &str,
+    given: &[String],
+    all: &[T],
+    name: impl Fn(T) -> &'static str + Copy,
+) -> Result<Vec<T>> {
+    given
+        .iter()
+        .map(|s| parse_choice(what, s, all, name).map_err(usage))
+        .collect()
+}
+
+/// Select cases: suite entries filtered by op and set, expanded over `--dtype`/`--mode` when
+/// given (each shape once), else the suite's own dtypes and modes.
+fn select_cases(args: &RunArgs, suite: &suite::Suite) -> Result<Vec<Case>> {
+    let ops = choices("op", &args.op, &Op::ALL, Op::as_str)?;
+    let dtypes = choices("dtype", &args.dtype, &DType::ALL, DType::as_str)?;
+    let modes = choices("mode", &args.mode, &Mode::ALL, Mode::as_str)?;
+    const SETS: [&str; 3] = ["train", "server", "device"];
+    for s in &args.set {
+        if !SETS.contains(&s.as_str()) {
+            return Err(usage(format!(
+                "unknown set `{s}`; valid: {}",
+                SETS.join(", ")
+            )));
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (case, set) in &suite.cases {
+        if !ops.is_empty() && !ops.contains(&case.op()) {
+            continue;
+        }
+        if !args.set.is_empty() && !set.as_ref().is_some_and(|s| args.set.contains(s)) {
+            continue;
+        }
+        let ds = if dtypes.is_empty() {
+            vec![case.dtype]
+        } else {
+            dtypes.clone()
+        };
+        let ms = if modes.is_empty() {
+            vec![case.mode]
+        } else {
+            modes.clone()
+        };
+        for &mode in &ms {
+            for &dtype in &ds {
+                let c = Case {
+                    mode,
+                    dtype,
+                    ..case.clone()
+                };
+                if seen.insert((c.params, c.mode, c.dtype)) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (backend index, device) pairs to run: every available device of the selected backends; an
+/// explicitly requested backend or device that is unavailable is kept so that its cases are
+/// reported as skipped with the reason.
+fn select_targets(args: &RunArgs, backends: &[Box<dyn Backend>]) -> Result<Vec<(usize, String)>> {
+    let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+    for b in &args.backend {
+        if !names.contains(&b.as_str()) {
+            return Err(usage(format!(
+                "unknown backend `{b}`; valid: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    let all_devices: Vec<String> = backends
+        .iter()
+        .flat_map(|b| b.devices())
+        .map(|d| d.name)
+        .collect();
+    let dev_matches = |want: &str, d: &str| d == want || d.split(':').next() == Some(want);
+    for d in &args.device {
+        if !all_devices.iter().any(|x| dev_matches(d, x)) {
+            let mut valid = all_devices.clone();
+            valid.sort();
+            valid.dedup();
+            return Err(usage(format!(
+                "unknown device `{d}`; valid: {}",
+                valid.join(", ")
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, b) in backends.iter().enumerate() {
+        let explicit_backend = args.backend.iter().any(|n| n == b.name());
+        if !args.backend.is_empty() && !explicit_backend {
+            continue;
+        }
+        for d in b.devices() {
+            let explicit_device = args.device.iter().any(|w| dev_matches(w, &d.name));
+            if !args.device.is_empty() && !explicit_device {
+                continue;
+            }
+            if d.available || explicit_backend || explicit_device {
+                out.push((i, d.name));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn default_output(suite: &str) -> PathBuf {
+    let host = sysinfo::System::host_name().unwrap_or_else(|_| "host".into());
+    let stem: String = Path::new(suite)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| suite.into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let ts = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    PathBuf::from("results/runs").join(format!("{ts}-{host}-{stem}.json"))
+}
+
+/// Open a temporary file beside `path`, proving the location is writable before any case runs.
+fn open_output(path: &Path) -> Result<tempfile::NamedTempFile> {
+    if path.is_dir() {
+        return Err(usage(format!(
+            "--output {} is a directory; give a file path",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        usage(format!(
+            "cannot create output directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    tempfile::Builder::new()
+        .prefix(".wattbench-")
+        .suffix(".json.tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            usage(format!(
+                "cannot write to {}: {e}; choose another --output",
+                dir.display()
+            ))
+        })
+}
+
+fn check_numbers(args: &RunArgs) -> Result<()> {
+    for (name, v) in [
+        ("--min-time", args.min_time),
+        ("--max-time", args.max_time),
+        ("--warmup", args.warmup),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(usage(format!(
+                "{name} must be a non-negative number of seconds, not {v}"
+            )));
+        }
+    }
+    if args.min_samples == 0 {
+        return Err(usage("--min-samples must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn fmt_time(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.2} µs", s * 1e6)
+    }
+}
+
+/// First line of `s`, cut to `max` characters.
+fn short(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        format!("{}…", line.chars().take(max - 1).collect::<String>())
+    }
+}
+
+/// The result table; `preset` is comfy-table's style (terminal or markdown).
+pub fn table(cases: &[CaseResult], preset: &str) -> Table {
+    let mut t = Table::new();
+    t.load_preset(preset);
+    t.set_header([
+        "case",
+        "dtype",
+        "backend",
+        "status",
+        "median",
+        "95% CI of median",
+        "GFLOP/s",
+        "GB/s",
+        "rel. L2 err",
+    ]);
+    for c in cases {
+        let shape = format!("{} {} {}", c.op.as_str(), c.mode.as_str(), c.params_label());
+        let reason = short(c.reason.as_deref().unwrap_or(""), 60);
+        let status = match c.status {
+            Status::Ok => "ok".to_string(),
+            Status::Skipped => format!("skipped: {reason}"),
+            Status::Failed => format!("FAILED: {reason}"),
+        };
+        let (median, ci) = c.time.as_ref().map_or((String::new(), String::new()), |t| {
+            (
+                fmt_time(t.median_s),
+                format!(
+                    "{} – {}",
+                    fmt_time(t.ci95_median_s[0]),
+                    fmt_time(t.ci95_median_s[1])
+                ),
+            )
+        });
+        let (gf, gb) = c
+            .throughput
+            .as_ref()
+            .map_or((String::new(), String::new()), |t| {
+                (
+                    format!("{:.1}", t.gflops_per_s),
+                    format!("{:.2}", t.gbytes_per_s),
+                )
+            });
+        let err = c
+            .verification
+            .as_ref()
+            .map_or(String::new(), |v| format!("{:.1e}", v.rel_l2_error));
+        t.add_row(vec![
+            Cell::new(shape),
+            Cell::new(c.dtype.as_str()),
+            Cell::new(format!("{}/{}", c.backend, c.device)),
+            Cell::new(status),
+            Cell::new(median).set_alignment(CellAlignment::Right),
+            Cell::new(ci),
+            Cell::new(gf).set_alignment(CellAlignment::Right),
+            Cell::new(gb).set_alignment(CellAlignment::Right),
+            Cell::new(err).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    t
+}
+
+trait Label {
+    fn params_label(&self) -> String;
+}
+impl Label for CaseResult {
+    fn params_label(&self) -> String {
+        self.params.label()
+    }
+}
+
+/// Run the command; returns the exit code.
+pub fn run(args: RunArgs) -> Result<u8> {
+    check_numbers(&args)?;
+    let suite = suite::load(&args.suite).map_err(|e| usage(e.to_string()))?;
+    let cases = select_cases(&args, &suite)?;
+    let backends = backends::all();
+    let targets = select_targets(&args, &backends)?;
+    if cases.is_empty() {
+        return Err(usage(format!(
+            "no case of suite `{}` matches the filters",
+            suite.name
+        )));
+    }
+    if targets.is_empty() {
+        return Err(usage(
+            "no backend and device match the filters; see `wattbench list`".into(),
+        ));
+    }
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&suite.name));
+    let mut tmp = open_output(&path)?;
+
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupt.clone();
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                // Second Ctrl-C: give up at once.
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing the current sample, then writing completed cases (Ctrl-C again to abort)");
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+
+    let cfg = HarnessConfig {
+        warmup_s: args.warmup,
+        min_time_s: args.min_time,
+        min_samples: args.min_samples,
+        max_time_s: args.max_time,
+        seed: args.seed,
+        ..HarnessConfig::default()
+    };
+    let config = serde_json::json!({
+        "argv": std::env::args().collect::<Vec<_>>(),
+        "suite": suite.name,
+        "filters": {"op": args.op, "backend": args.backend, "device": args.device, "dtype": args.dtype, "mode": args.mode, "set": args.set},
+        "harness": cfg,
+    });
+    let harness = Harness {
+        cfg,
+        interrupt: &interrupt,
+    };
+    let environment = inventory::environment(&backends);
+    let created_at = chrono::Utc::now().to_rfc3339();
+    let started = Instant::now();
+
+    let bar = ProgressBar::new((cases.len() * targets.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let mut results = Vec::new();
+    let mut interrupted = false;
+    'cases: for case in cases {
+        let inputs = CaseInputs::new(case, &harness.cfg);
+        for (bi, device) in &targets {
+            let b = backends[*bi].as_ref();
+            bar.set_message(inputs.case.id(b.name(), device));
+            match harness.run_case(&inputs, b, device, None) {
+                Ok(r) => results.push(r),
+                Err(_) => {
+                    interrupted = true;
+                    break 'cases;
+                }
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+
+    let doc = RunFile {
+        schema_version: SCHEMA_VERSION,
+        created_at,
+        duration_s: started.elapsed().as_secs_f64(),
+        interrupted,
+        environment,
+        config,
+        energy: None,
+        cases: results,
+    };
+    let text = serde_json::to_string_pretty(&doc)?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(&path)
+        .with_context(|| format!("moving the result into {}", path.display()))?;
+
+    if args.json {
+        println!("{text}");
+        eprintln!("{}", path.display());
+    } else {
+        println!("{}", table(&doc.cases, UTF8_FULL_CONDENSED));
+        let count = |s: Status| doc.cases.iter().filter(|c| c.status == s).count();
+        println!(
+            "{} ok, {} skipped, {} failed in {:.1} s{}",
+            count(Status::Ok),
+            count(Status::Skipped),
+            count(Status::Failed),
+            doc.duration_s,
+            if interrupted { " (interrupted)" } else { "" }
+        );
+        println!("{}", path.display());
+    }
+    Ok(if interrupted {
+        130
+    } else if doc.cases.iter().any(|c| c.status == Status::Failed) {
+        1
+    } else {
+        0
+    })
+}
