@@ -4,7 +4,9 @@ use std::process::Command;
 
 fn out(cmd: &str, args: &[&str]) -> Option<String> {
     let o = Command::new(cmd).args(args).output().ok()?;
-    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 fn main() {
@@ -18,6 +20,9 @@ fn main() {
     if let Some(root) = std::env::var_os("LIBTORCH") {
         // The tch backend's rpath, repeated here because link args do not propagate to
         // dependents.
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}/lib", std::path::Path::new(&root).display());
+        println!(
+            "cargo:rustc-link-arg=-Wl,-rpath,{}/lib",
+            std::path::Path::new(&root).display()
+        );
     }
 }

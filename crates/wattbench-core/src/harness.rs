@@ -39,6 +39,8 @@ pub struct HarnessConfig {
     pub full_verify_max_flops: u64,
     /// Positions checked when sampling.
     pub verify_samples: usize,
+    /// Override of the per-dtype verification tolerance (relative L2 error).
+    pub tolerance: Option<f64>,
 }
 
 impl Default for HarnessConfig {
@@ -53,6 +55,7 @@ impl Default for HarnessConfig {
             bootstrap_resamples: 1000,
             full_verify_max_flops: 4_000_000_000,
             verify_samples: 4096,
+            tolerance: None,
         }
     }
 }
@@ -73,11 +76,11 @@ pub trait WindowObserver {
 pub struct CaseInputs {
     /// The case (backend-independent).
     pub case: Case,
-    /// Inputs rounded to the case dtype.
-    pub tensors: Vec<HostTensor>,
+    tensors: OnceLock<Vec<HostTensor>>,
     reference: OnceLock<RefOutput>,
     full_verify_max_flops: u64,
     verify_samples: usize,
+    tolerance: f64,
     seed: u64,
 }
 
@@ -87,15 +90,16 @@ enum RefOutput {
 }
 
 impl CaseInputs {
-    /// Generate the inputs of `case`.
+    /// Inputs of `case`, generated on first use (after the memory check).
     pub fn new(case: Case, cfg: &HarnessConfig) -> Self {
-        let tensors = generate_inputs(&case.params, case.dtype, cfg.seed);
+        let tolerance = cfg.tolerance.unwrap_or(case.dtype.tolerance());
         Self {
             case,
-            tensors,
+            tensors: OnceLock::new(),
             reference: OnceLock::new(),
             full_verify_max_flops: cfg.full_verify_max_flops,
             verify_samples: cfg.verify_samples,
+            tolerance,
             seed: cfg.seed,
         }
     }
@@ -108,9 +112,15 @@ impl CaseInputs {
         ins * 4 + (ins + outs) * case.dtype.size() + outs * 4 + outs * 8 + ins * 8
     }
 
+    /// The inputs, rounded to the case dtype.
+    pub fn tensors(&self) -> &[HostTensor] {
+        self.tensors
+            .get_or_init(|| generate_inputs(&self.case.params, self.case.dtype, self.seed))
+    }
+
     fn reference(&self) -> &RefOutput {
         self.reference.get_or_init(|| {
-            let f64_in: Vec<Vec<f64>> = self.tensors.iter().map(HostTensor::to_f64).collect();
+            let f64_in: Vec<Vec<f64>> = self.tensors().iter().map(HostTensor::to_f64).collect();
             let p = &self.case.params;
             if p.flops() > self.full_verify_max_flops {
                 if let Some((idx, vals)) =
@@ -125,7 +135,7 @@ impl CaseInputs {
 
     /// Compare a backend's first output with the reference.
     pub fn verify(&self, out: &[f32]) -> Verification {
-        let tol = self.case.dtype.tolerance();
+        let tol = self.tolerance;
         let (err, method, n) = match self.reference() {
             RefOutput::Full(r) => (rel_l2_error(out, r), "full", r.len()),
             RefOutput::Sampled(idx, vals) => {
@@ -236,7 +246,7 @@ impl Harness<'_> {
         observer: Option<&mut dyn WindowObserver>,
         res: &mut CaseResult,
     ) -> Result<(), Step> {
-        let mut prep = backend.prepare(&inp.case, device, &inp.tensors)?;
+        let mut prep = backend.prepare(&inp.case, device, inp.tensors())?;
         // Correctness first: one call, read back, compare.
         prep.execute()?;
         prep.sync()?;
@@ -249,12 +259,12 @@ impl Harness<'_> {
         res.verification = Some(v);
         if !passed {
             res.status = Status::Failed;
+            let (e, t) = res
+                .verification
+                .as_ref()
+                .map_or((f64::NAN, f64::NAN), |v| (v.rel_l2_error, v.tolerance));
             res.reason = Some(format!(
-                "verification failed: relative L2 error {:.3e} exceeds {:.1e}",
-                res.verification
-                    .as_ref()
-                    .map_or(f64::NAN, |v| v.rel_l2_error),
-                inp.case.dtype.tolerance()
+                "verification failed: relative L2 error {e:.3e} exceeds {t:.1e}"
             ));
             return Ok(());
         }

@@ -15,6 +15,7 @@ pub mod result;
 pub mod stats;
 pub mod suite;
 pub mod tensor;
+pub mod testing;
 pub mod workload;
 
 pub use backend::{Backend, BackendError, DeviceInfo, Prepared};

@@ -70,7 +70,7 @@ fn main() {
         };
         let inputs = CaseInputs::new(case.clone(), &cfg);
         let mut bare_prep = backend
-            .prepare(&case, "cpu", &inputs.tensors)
+            .prepare(&case, "cpu", inputs.tensors())
             .expect("prepare");
         let (mut h, mut b) = (Vec::new(), Vec::new());
         for _ in 0..rounds {

@@ -9,8 +9,9 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
 use wattbench_core::result::{CaseResult, RunFile, Status, SCHEMA_VERSION};
 use wattbench_core::workload::parse_choice;
@@ -58,6 +59,10 @@ pub struct RunArgs {
     /// Warm-up time per case, seconds.
     #[arg(long, default_value_t = 0.05)]
     warmup: f64,
+    /// Verification tolerance (relative L2 error) for every case, instead of the per-dtype
+    /// default (f32 1e-4, f16 1e-2, bf16 4e-2).
+    #[arg(long)]
+    tolerance: Option<f64>,
     /// Seed for inputs and the bootstrap.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
@@ -165,12 +170,16 @@ fn select_targets(args: &RunArgs, backends: &[Box<dyn Backend>]) -> Result<Vec<(
         if !args.backend.is_empty() && !explicit_backend {
             continue;
         }
-        for d in b.devices() {
+        let devices = b.devices();
+        let none_available = !devices.iter().any(|d| d.available);
+        for d in devices {
             let explicit_device = args.device.iter().any(|w| dev_matches(w, &d.name));
             if !args.device.is_empty() && !explicit_device {
                 continue;
             }
-            if d.available || explicit_backend || explicit_device {
+            // Unavailable devices are reported (as skipped, with the reason) only when asked
+            // for by name, or when the requested backend has no available device at all.
+            if d.available || explicit_device || (explicit_backend && none_available) {
                 out.push((i, d.name));
             }
         }
@@ -236,6 +245,13 @@ fn check_numbers(args: &RunArgs) -> Result<()> {
         if !v.is_finite() || v < 0.0 {
             return Err(usage(format!(
                 "{name} must be a non-negative number of seconds, not {v}"
+            )));
+        }
+    }
+    if let Some(t) = args.tolerance {
+        if !t.is_finite() || t < 0.0 {
+            return Err(usage(format!(
+                "--tolerance must be a non-negative number, not {t}"
             )));
         }
     }
@@ -378,6 +394,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         min_samples: args.min_samples,
         max_time_s: args.max_time,
         seed: args.seed,
+        tolerance: args.tolerance,
         ..HarnessConfig::default()
     };
     let config = serde_json::json!({
@@ -386,10 +403,6 @@ pub fn run(args: RunArgs) -> Result<u8> {
         "filters": {"op": args.op, "backend": args.backend, "device": args.device, "dtype": args.dtype, "mode": args.mode, "set": args.set},
         "harness": cfg,
     });
-    let harness = Harness {
-        cfg,
-        interrupt: &interrupt,
-    };
     let environment = inventory::environment(&backends);
     let created_at = chrono::Utc::now().to_rfc3339();
     let started = Instant::now();
@@ -400,23 +413,52 @@ pub fn run(args: RunArgs) -> Result<u8> {
             .expect("static template")
             .progress_chars("=> "),
     );
-    let mut results = Vec::new();
-    let mut interrupted = false;
-    'cases: for case in cases {
-        let inputs = CaseInputs::new(case, &harness.cfg);
-        for (bi, device) in &targets {
-            let b = backends[*bi].as_ref();
-            bar.set_message(inputs.case.id(b.name(), device));
-            match harness.run_case(&inputs, b, device, None) {
-                Ok(r) => results.push(r),
-                Err(_) => {
-                    interrupted = true;
-                    break 'cases;
+    // Cases run on a worker thread so that Ctrl-C is answered at once even inside a long
+    // call: the main thread then writes what has completed and exits.
+    let completed = Arc::new(Mutex::new(Vec::<CaseResult>::new()));
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let worker = {
+        let (completed, interrupt, bar) = (completed.clone(), interrupt.clone(), bar.clone());
+        std::thread::spawn(move || {
+            let backends = backends::all();
+            let harness = Harness {
+                cfg,
+                interrupt: &interrupt,
+            };
+            'cases: for case in cases {
+                let inputs = CaseInputs::new(case, &harness.cfg);
+                for (bi, device) in &targets {
+                    let b = backends[*bi].as_ref();
+                    bar.set_message(inputs.case.id(b.name(), device));
+                    match harness.run_case(&inputs, b, device, None) {
+                        Ok(r) => completed.lock().expect("results lock").push(r),
+                        Err(_) => break 'cases,
+                    }
+                    bar.inc(1);
                 }
             }
-            bar.inc(1);
+            let _ = done_tx.send(());
+        })
+    };
+    let mut interrupted = false;
+    let mut grace: Option<Instant> = None;
+    loop {
+        match done_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if interrupt.load(Ordering::SeqCst) => {
+                interrupted = true;
+                // Let the current sample finish briefly; a long call is abandoned.
+                let since = *grace.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
         }
     }
+    let panicked = !interrupted && worker.join().is_err();
+    interrupted |= interrupt.load(Ordering::SeqCst);
+    let results = std::mem::take(&mut *completed.lock().unwrap_or_else(|e| e.into_inner()));
     bar.finish_and_clear();
 
     let doc = RunFile {
@@ -451,6 +493,13 @@ pub fn run(args: RunArgs) -> Result<u8> {
             if interrupted { " (interrupted)" } else { "" }
         );
         println!("{}", path.display());
+    }
+    if panicked {
+        anyhow::bail!(
+            "internal error: a backend panicked; the {} completed cases were written to {}",
+            doc.cases.len(),
+            path.display()
+        );
     }
     Ok(if interrupted {
         130

@@ -1,0 +1,2 @@
+//! candle on the CPU against the f64 reference.
+wattbench_core::backend_tests!(wattbench_candle::CandleBackend, "cpu");

@@ -1,0 +1,282 @@
+//! The `wattbench` binary end to end: real runs, result files and bad input.
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn wattbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wattbench"))
+        .args(args)
+        .output()
+        .expect("spawn wattbench")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const TINY: &str = r#"
+name = "tiny"
+dtypes = ["f32"]
+gemm = [ { tag = "g", m = 19, n = 7, k = 33, trans_b = true } ]
+conv2d = [ { n = 1, c = 2, h = 8, w = 9, k = 3, r = 3, s = 3, pad_h = 1, pad_w = 1 } ]
+rnn = [ { cell = "gru", hidden = 6, batch = 2, steps = 3 } ]
+"#;
+
+fn tiny_suite(dir: &Path) -> String {
+    let p = dir.join("tiny.toml");
+    std::fs::write(&p, TINY).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+const FAST: [&str; 6] = ["--min-time", "0", "--min-samples", "3", "--warmup", "0"];
+
+#[test]
+fn list_json_names_backends_with_reasons() {
+    let o = wattbench(&["list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let backends = v["backends"].as_array().unwrap();
+    let get = |n: &str| {
+        backends
+            .iter()
+            .find(|b| b["name"] == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    assert_eq!(get("reference")["available"], true);
+    assert_eq!(get("candle")["available"], true);
+    for gpu in ["cuda", "cublas"] {
+        let b = get(gpu);
+        if b["available"] == false {
+            assert!(
+                b["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "{gpu} has no reason"
+            );
+        }
+        assert!(!b["devices"].as_array().unwrap().is_empty());
+    }
+    assert!(v["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "quick"));
+    assert_eq!(v["ops"], serde_json::json!(["gemm", "conv2d", "rnn"]));
+}
+
+#[test]
+fn run_writes_a_complete_verified_result_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sub/run.json");
+    let mut args = vec![
+        "run",
+        "--suite",
+        &*Box::leak(tiny_suite(dir.path()).into_boxed_str()),
+        "--backend",
+        "reference,candle",
+        "--output",
+    ];
+    let out_s = out.to_string_lossy().into_owned();
+    args.push(&out_s);
+    args.extend(FAST);
+    let o = wattbench(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        stdout.trim_end().lines().last().unwrap(),
+        out_s,
+        "the result path comes last"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["interrupted"], false);
+    for k in ["created_at", "environment", "config", "cases"] {
+        assert!(!doc[k].is_null(), "{k}");
+    }
+    let env = &doc["environment"];
+    assert!(env["host"]["logical_cores"].as_u64().unwrap() >= 1);
+    assert!(env["gpus"].is_array());
+    assert!(env["software"]["wattbench"].is_string() && env["software"]["candle-core"].is_string());
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 6, "3 shapes x 2 backends");
+    for c in cases {
+        assert_eq!(c["status"], "ok", "{c}");
+        assert_eq!(c["verification"]["passed"], true);
+        assert!(c["verification"]["rel_l2_error"].as_f64().unwrap() < 1e-4);
+        let t = &c["time"];
+        assert!(t["samples_s"].as_array().unwrap().len() >= 3);
+        for k in ["median_s", "mean_s", "min_s", "max_s", "p95_s"] {
+            assert!(t[k].as_f64().unwrap() > 0.0, "{k}");
+        }
+        assert!(t["ci95_median_s"][0].as_f64() <= t["median_s"].as_f64());
+        assert!(c["throughput"]["gflops_per_s"].as_f64().unwrap() > 0.0);
+        assert!(c["throughput"]["intensity"].as_f64().unwrap() > 0.0);
+        assert!(c["memory"]["host_peak_rss_bytes"].as_u64().unwrap() > 0);
+        let id = c["id"].as_str().unwrap();
+        assert!(id.ends_with("/cpu") && id.split('/').count() == 6, "{id}");
+    }
+    // No temporary files are left beside the result.
+    let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+    assert_eq!(left.len(), 1);
+
+    // The report renders from the file.
+    let md = dir.path().join("run.md");
+    let o = wattbench(&["report", &out_s, "--output", &md.to_string_lossy()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(md)
+        .unwrap()
+        .contains("| gemm infer m19_n7_k33_nt"));
+}
+
+#[test]
+fn failed_verification_exits_1_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let out = dir.path().join("r.json").to_string_lossy().into_owned();
+    let mut args = vec![
+        "run",
+        "--suite",
+        &suite,
+        "--backend",
+        "candle",
+        "--op",
+        "gemm",
+        "--tolerance",
+        "1e-15",
+        "--output",
+        &out,
+    ];
+    args.extend(FAST);
+    let o = wattbench(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let c = &doc["cases"][0];
+    assert_eq!(c["status"], "failed");
+    assert_eq!(c["verification"]["passed"], false);
+    assert!(c["reason"]
+        .as_str()
+        .unwrap()
+        .contains("verification failed"));
+}
+
+#[test]
+fn bad_input_exits_2_with_a_useful_message_and_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.json");
+    let out_s = out.to_string_lossy().into_owned();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "gemm = [ { m = 4, n = 4,\n  k = -1 } ]\n").unwrap();
+    let zero = dir.path().join("zero.toml");
+    std::fs::write(
+        &zero,
+        "conv2d = [ { n = 1, c = 0, h = 4, w = 4, k = 1, r = 1, s = 1 } ]\n",
+    )
+    .unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let unwritable = blocker.join("x.json").to_string_lossy().into_owned();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "--backend", "nope"], "valid: reference, candle"),
+        (vec!["run", "--op", "matmul"], "valid: gemm, conv2d, rnn"),
+        (vec!["run", "--dtype", "f64"], "valid: f32, f16, bf16"),
+        (vec!["run", "--suite", "nosuch"], "built-in suites: quick"),
+        (
+            vec!["run", "--suite", bad.to_str().unwrap()],
+            "expected usize",
+        ),
+        (vec!["run", "--suite", zero.to_str().unwrap()], "c is 0"),
+        (vec!["run", "--min-time=-1"], "--min-time must be"),
+        (vec!["run", "--output", &unwritable], "cannot"),
+        (
+            vec!["run", "--output", dir.path().to_str().unwrap()],
+            "is a directory",
+        ),
+        (
+            vec!["report", bad.to_str().unwrap()],
+            "not a wattbench result file",
+        ),
+    ];
+    for (mut args, want) in cases {
+        if !args.contains(&"--output") {
+            args.extend(["--output", &out_s]);
+        }
+        let o = wattbench(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "{args:?}: wanted {want:?} in {}",
+            stderr(&o)
+        );
+        if want == "expected usize" {
+            assert!(stderr(&o).contains("line 1, column"), "{}", stderr(&o));
+        }
+        assert!(!stderr(&o).contains("panicked"), "{args:?}");
+        assert!(!out.exists(), "{args:?} wrote a file");
+    }
+}
+
+#[test]
+fn oversized_case_is_skipped_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, "gemm = [ { m = 300000, n = 300000, k = 300000 } ]\n").unwrap();
+    let out = dir.path().join("r.json").to_string_lossy().into_owned();
+    let o = wattbench(&[
+        "run",
+        "--suite",
+        huge.to_str().unwrap(),
+        "--backend",
+        "candle",
+        "--output",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let c = &doc["cases"][0];
+    assert_eq!(c["status"], "skipped");
+    let reason = c["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("needs about") && reason.contains("available"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn ctrl_c_writes_completed_cases_and_marks_the_run_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("s.toml");
+    // A fast case, then a recurrence whose single f64 reference call takes minutes.
+    std::fs::write(
+        &suite,
+        "gemm = [ { m = 8, n = 8, k = 8 } ]\nrnn = [ { cell = \"lstm\", hidden = 1024, batch = 64, steps = 100 } ]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("r.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_wattbench"))
+        .args([
+            "run",
+            "--suite",
+            suite.to_str().unwrap(),
+            "--backend",
+            "reference",
+        ])
+        .args(FAST)
+        .args(["--output", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first case takes milliseconds; the second is still computing when Ctrl-C comes.
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(doc["interrupted"], true);
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1, "only the completed case is written");
+    assert_eq!(cases[0]["status"], "ok");
+}
