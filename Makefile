@@ -1,6 +1,7 @@
 # wattbench: the two commands of the README, and their parts.
 #   make run    fetch libtorch, build, run the quick suite, write the result file and a report
-#   make test   fetch libtorch, fmt + clippy (-D warnings) + every test, including tch
+#   make test   fetch libtorch and NVRTC, fmt + clippy (-D warnings) + every test (tch included)
+#               + the CUDA kernel compile/resource check
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
@@ -9,7 +10,7 @@ SUITE ?= quick
 RUN_ARGS ?=
 LIBTORCH_ENV = export LIBTORCH="$$(bash scripts/fetch-libtorch.sh)";
 
-.PHONY: run build test fmt clippy unit bench-overhead clean-results
+.PHONY: run build test fmt clippy unit kernel-check gpu-bundle bench-overhead
 
 build:
 	$(LIBTORCH_ENV) $(CARGO) build --release --locked -p wattbench --features $(FEATURES)
@@ -31,7 +32,15 @@ clippy:
 unit:
 	$(LIBTORCH_ENV) $(CARGO) test --locked --workspace --features $(FEATURES)
 
-test: fmt clippy unit
+# Every CUDA kernel compiles with NVRTC (sm_80/89/90) and ptxas reports no spills; no GPU needed.
+kernel-check:
+	bash scripts/kernel-check.sh
+
+test: fmt clippy kernel-check unit
+
+# A self-contained GPU build for the GPU check (.gpu-bundle/; see scripts/gpu-check.sh).
+gpu-bundle:
+	bash scripts/build-gpu-bundle.sh
 
 # Harness overhead against a bare loop over the same backend call (a benchmark, not a test).
 bench-overhead:

@@ -11,8 +11,9 @@ use crate::memory;
 use crate::reference;
 use crate::result::{CaseResult, Memory, Status, Throughput, Verification};
 use crate::stats::TimeStats;
-use crate::tensor::{generate_inputs, rel_l2_error, HostTensor};
-use crate::workload::{Case, Params};
+use crate::tensor::{generate_case_inputs, rel_l2_error, HostTensor};
+use crate::workload::{Case, Mode, Params};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ pub struct CaseInputs {
 }
 
 enum RefOutput {
-    Full(Vec<f64>),
+    Full(Vec<Vec<f64>>),
     Sampled(Vec<usize>, Vec<f64>),
 }
 
@@ -107,39 +108,55 @@ impl CaseInputs {
     /// Bytes the harness and a backend will hold for this case: host inputs (f32), one
     /// backend copy of inputs and outputs, the output read back (f32) and the f64 reference.
     pub fn estimated_bytes(case: &Case) -> u64 {
-        let ins: u64 = case.params.inputs().iter().map(|t| t.numel() as u64).sum();
-        let outs: u64 = case.params.outputs().iter().map(|t| t.numel() as u64).sum();
+        let ins: u64 = case.input_specs().iter().map(|t| t.numel() as u64).sum();
+        let outs: u64 = case.output_specs().iter().map(|t| t.numel() as u64).sum();
         ins * 4 + (ins + outs) * case.dtype.size() + outs * 4 + outs * 8 + ins * 8
     }
 
     /// The inputs, rounded to the case dtype.
     pub fn tensors(&self) -> &[HostTensor] {
         self.tensors
-            .get_or_init(|| generate_inputs(&self.case.params, self.case.dtype, self.seed))
+            .get_or_init(|| generate_case_inputs(&self.case, self.seed))
     }
 
     fn reference(&self) -> &RefOutput {
         self.reference.get_or_init(|| {
             let f64_in: Vec<Vec<f64>> = self.tensors().iter().map(HostTensor::to_f64).collect();
             let p = &self.case.params;
-            if p.flops() > self.full_verify_max_flops {
+            if self.case.mode == Mode::Infer && p.flops() > self.full_verify_max_flops {
                 if let Some((idx, vals)) =
                     reference::sample_outputs(p, &f64_in, self.verify_samples, self.seed)
                 {
                     return RefOutput::Sampled(idx, vals);
                 }
             }
-            RefOutput::Full(reference::forward(p, &f64_in).swap_remove(0))
+            RefOutput::Full(reference::run(&self.case, &f64_in))
         })
     }
 
-    /// Compare a backend's first output with the reference.
-    pub fn verify(&self, out: &[f32]) -> Verification {
+    /// Compare a backend's outputs with the reference: the relative L2 error of each output
+    /// tensor, and the largest of them.
+    pub fn verify(&self, outs: &[Vec<f32>]) -> Verification {
         let tol = self.tolerance;
+        let specs = self.case.output_specs();
+        let mut per_output = BTreeMap::new();
         let (err, method, n) = match self.reference() {
-            RefOutput::Full(r) => (rel_l2_error(out, r), "full", r.len()),
+            RefOutput::Full(refs) => {
+                let mut worst = if outs.len() == refs.len() {
+                    0.0f64
+                } else {
+                    f64::INFINITY
+                };
+                for ((spec, r), o) in specs.iter().zip(refs).zip(outs) {
+                    let e = rel_l2_error(o, r);
+                    per_output.insert(spec.name.to_string(), e);
+                    worst = worst.max(e);
+                }
+                (worst, "full", refs.iter().map(Vec::len).sum::<usize>())
+            }
             RefOutput::Sampled(idx, vals) => {
-                let picked: Vec<f32> = if out.len() == self.case.params.outputs()[0].numel() {
+                let out = outs.first().map(Vec::as_slice).unwrap_or(&[]);
+                let picked: Vec<f32> = if out.len() == specs[0].numel() {
                     idx.iter().map(|&i| out[i]).collect()
                 } else {
                     Vec::new() // wrong length: rel_l2_error reports infinity
@@ -147,12 +164,16 @@ impl CaseInputs {
                 (rel_l2_error(&picked, vals), "sampled", vals.len())
             }
         };
+        if per_output.len() < 2 {
+            per_output.clear();
+        }
         Verification {
             rel_l2_error: err,
             tolerance: tol,
             passed: err <= tol,
             method: method.into(),
             checked_values: n as u64,
+            per_output,
         }
     }
 }
@@ -251,10 +272,7 @@ impl Harness<'_> {
         prep.execute()?;
         prep.sync()?;
         let outs = prep.outputs()?;
-        let first = outs
-            .first()
-            .ok_or_else(|| BackendError::failed(backend.name(), "no output"))?;
-        let v = inp.verify(first);
+        let v = inp.verify(&outs);
         let passed = v.passed;
         res.verification = Some(v);
         if !passed {
@@ -294,7 +312,7 @@ impl Harness<'_> {
 
         let mut observer = observer;
         prep.sync()?;
-        if let Some(o) = observer.as_deref_mut() {
+        if let Some(o) = observer.as_mut() {
             o.start();
         }
         let start = Instant::now();
@@ -316,15 +334,15 @@ impl Harness<'_> {
         }
         prep.sync()?;
         let total_calls = iters * samples.len() as u64;
-        let flops = inp.case.params.flops();
-        if let Some(o) = observer.as_deref_mut() {
+        let flops = inp.case.flops();
+        if let Some(o) = observer.as_mut() {
             res.energy = o.stop(total_calls, flops);
         }
         res.memory.device_peak_bytes = prep.device_peak_bytes();
 
         let stats =
             TimeStats::from_samples(samples, iters, self.cfg.bootstrap_resamples, self.cfg.seed);
-        let bytes = inp.case.params.min_bytes(inp.case.dtype);
+        let bytes = inp.case.min_bytes();
         res.throughput = Some(Throughput {
             flops,
             gflops_per_s: flops as f64 / stats.median_s / 1e9,

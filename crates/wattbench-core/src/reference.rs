@@ -6,7 +6,7 @@
 //! whole.
 use crate::backend::{Backend, BackendError, DeviceInfo, Prepared};
 use crate::tensor::HostTensor;
-use crate::workload::{Case, Cell, ConvParams, DType, GemmParams, Params, RnnParams};
+use crate::workload::{Case, Cell, ConvParams, DType, GemmParams, Mode, Params, RnnParams, SGD_LR};
 
 /// `C[M,N] = op(A)·op(B)` in f64. Loop order i-p-j keeps the inner loop contiguous in B and C.
 pub fn gemm(g: &GemmParams, a: &[f64], b: &[f64]) -> Vec<f64> {
@@ -203,6 +203,279 @@ pub fn forward(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
     }
 }
 
+/// Plain row-major transpose of an `[r, c]` matrix.
+fn transpose(m: &[f64], r: usize, c: usize) -> Vec<f64> {
+    (0..r * c).map(|idx| m[(idx % r) * c + idx / r]).collect()
+}
+
+/// `X[r,k] · Y[k,c]` for plain row-major matrices.
+fn matmul(x: &[f64], y: &[f64], r: usize, k: usize, c: usize) -> Vec<f64> {
+    gemm(
+        &GemmParams {
+            m: r,
+            n: c,
+            k,
+            trans_a: false,
+            trans_b: false,
+        },
+        x,
+        y,
+    )
+}
+
+/// GEMM gradients `(dA, dB)` in the stored layouts of A and B, given `dC`.
+pub fn gemm_backward(g: &GemmParams, a: &[f64], b: &[f64], dc: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let a_mk = if g.trans_a {
+        transpose(a, k, m)
+    } else {
+        a.to_vec()
+    };
+    let b_kn = if g.trans_b {
+        transpose(b, n, k)
+    } else {
+        b.to_vec()
+    };
+    let da_mk = matmul(dc, &transpose(&b_kn, k, n), m, n, k);
+    let db_kn = matmul(&transpose(&a_mk, m, k), dc, k, m, n);
+    let da = if g.trans_a {
+        transpose(&da_mk, m, k)
+    } else {
+        da_mk
+    };
+    let db = if g.trans_b {
+        transpose(&db_kn, k, n)
+    } else {
+        db_kn
+    };
+    (da, db)
+}
+
+/// Conv2d gradients `(dx, dw)` (backward-data and backward-filter), given `dy`.
+pub fn conv2d_backward(c: &ConvParams, x: &[f64], w: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (pp, qq) = (c.p(), c.q());
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    for n in 0..c.n {
+        for k in 0..c.k {
+            for p in 0..pp {
+                for q in 0..qq {
+                    let g = dy[((n * c.k + k) * pp + p) * qq + q];
+                    for ch in 0..c.c {
+                        for r in 0..c.r {
+                            let ih = (p * c.stride_h + r) as isize - c.pad_h as isize;
+                            if ih < 0 || ih >= c.h as isize {
+                                continue;
+                            }
+                            for s in 0..c.s {
+                                let iw = (q * c.stride_w + s) as isize - c.pad_w as isize;
+                                if iw < 0 || iw >= c.w as isize {
+                                    continue;
+                                }
+                                let xi = ((n * c.c + ch) * c.h + ih as usize) * c.w + iw as usize;
+                                let wi = ((k * c.c + ch) * c.r + r) * c.s + s;
+                                dx[xi] += w[wi] * g;
+                                dw[wi] += x[xi] * g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw)
+}
+
+/// RNN backpropagation through time: `(HS, dXP, dW, db)` given the upstream gradient `dHS`
+/// of every hidden state. The initial state is a constant.
+pub fn rnn_backward(
+    r: &RnnParams,
+    xp: &[f64],
+    w: &[f64],
+    b: &[f64],
+    h0: &[f64],
+    c0: Option<&[f64]>,
+    dhs: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (hh, bb, g) = (r.hidden, r.batch, r.cell.gates());
+    let gh = g * hh;
+    let bh = bb * hh;
+    // Forward, keeping what backward needs: h_{t-1}, gate activations, c_t, rec_t.
+    let mut hs = Vec::with_capacity(r.steps * bh);
+    let mut h_prev_all = Vec::with_capacity(r.steps);
+    let mut acts = Vec::with_capacity(r.steps); // per step [B, G*H] activated gates
+    let mut recs = Vec::with_capacity(r.steps); // per step [B, G*H] h·W + b
+    let mut cs = Vec::with_capacity(r.steps + 1);
+    let mut h = h0.to_vec();
+    let mut c = c0.map(<[f64]>::to_vec).unwrap_or_else(|| vec![0.0; bh]);
+    cs.push(c.clone());
+    for t in 0..r.steps {
+        let mut rec = matmul(&h, w, bb, hh, gh);
+        for row in rec.chunks_mut(gh) {
+            for (o, &bv) in row.iter_mut().zip(b) {
+                *o += bv;
+            }
+        }
+        let x = &xp[t * bb * gh..(t + 1) * bb * gh];
+        let mut act = vec![0.0; bb * gh];
+        let mut hn = vec![0.0; bh];
+        for bi in 0..bb {
+            for j in 0..hh {
+                let at = |q: usize| x[bi * gh + q * hh + j] + rec[bi * gh + q * hh + j];
+                let idx = bi * hh + j;
+                match r.cell {
+                    Cell::Vanilla => {
+                        let v = at(0).tanh();
+                        act[bi * gh + j] = v;
+                        hn[idx] = v;
+                    }
+                    Cell::Lstm => {
+                        let (i, f, gg, o) =
+                            (sigmoid(at(0)), sigmoid(at(1)), at(2).tanh(), sigmoid(at(3)));
+                        for (q, v) in [i, f, gg, o].into_iter().enumerate() {
+                            act[bi * gh + q * hh + j] = v;
+                        }
+                        c[idx] = f * c[idx] + i * gg;
+                        hn[idx] = o * c[idx].tanh();
+                    }
+                    Cell::Gru => {
+                        let rg = sigmoid(at(0));
+                        let z = sigmoid(at(1));
+                        let n = (x[bi * gh + 2 * hh + j] + rg * rec[bi * gh + 2 * hh + j]).tanh();
+                        for (q, v) in [rg, z, n].into_iter().enumerate() {
+                            act[bi * gh + q * hh + j] = v;
+                        }
+                        hn[idx] = (1.0 - z) * n + z * h[idx];
+                    }
+                }
+            }
+        }
+        h_prev_all.push(std::mem::replace(&mut h, hn));
+        hs.extend_from_slice(&h);
+        acts.push(act);
+        recs.push(rec);
+        cs.push(c.clone());
+    }
+
+    let mut dxp = vec![0.0; xp.len()];
+    let mut dw = vec![0.0; w.len()];
+    let mut db = vec![0.0; b.len()];
+    let mut dh_next = vec![0.0; bh];
+    let mut dc_next = vec![0.0; bh];
+    for t in (0..r.steps).rev() {
+        let act = &acts[t];
+        let rec = &recs[t];
+        let h_prev = &h_prev_all[t];
+        let mut drec = vec![0.0; bb * gh]; // gradient w.r.t. h·W + b
+        let mut dh_direct = vec![0.0; bh]; // GRU's z·h path
+        for bi in 0..bb {
+            for j in 0..hh {
+                let idx = bi * hh + j;
+                let dh = dhs[t * bh + idx] + dh_next[idx];
+                let a = |q: usize| act[bi * gh + q * hh + j];
+                let dx = &mut dxp[t * bb * gh + bi * gh..t * bb * gh + (bi + 1) * gh];
+                match r.cell {
+                    Cell::Vanilla => {
+                        let da = dh * (1.0 - a(0) * a(0));
+                        dx[j] = da;
+                        drec[bi * gh + j] = da;
+                    }
+                    Cell::Lstm => {
+                        let (i, f, gg, o) = (a(0), a(1), a(2), a(3));
+                        let tc = cs[t + 1][idx].tanh();
+                        let dc = dc_next[idx] + dh * o * (1.0 - tc * tc);
+                        let das = [
+                            dc * gg * i * (1.0 - i),
+                            dc * cs[t][idx] * f * (1.0 - f),
+                            dc * i * (1.0 - gg * gg),
+                            dh * tc * o * (1.0 - o),
+                        ];
+                        for (q, d) in das.into_iter().enumerate() {
+                            dx[q * hh + j] = d;
+                            drec[bi * gh + q * hh + j] = d;
+                        }
+                        dc_next[idx] = dc * f;
+                    }
+                    Cell::Gru => {
+                        let (rg, z, n) = (a(0), a(1), a(2));
+                        let dn = dh * (1.0 - z);
+                        let dz = dh * (h_prev[idx] - n);
+                        dh_direct[idx] = dh * z;
+                        let dan = dn * (1.0 - n * n);
+                        let dr = dan * rec[bi * gh + 2 * hh + j];
+                        let dar = dr * rg * (1.0 - rg);
+                        let daz = dz * z * (1.0 - z);
+                        dx[j] = dar;
+                        dx[hh + j] = daz;
+                        dx[2 * hh + j] = dan;
+                        drec[bi * gh + j] = dar;
+                        drec[bi * gh + hh + j] = daz;
+                        drec[bi * gh + 2 * hh + j] = dan * rg;
+                    }
+                }
+            }
+        }
+        // dW += h_prevᵀ · drec; db += Σ_batch drec; dh_next = drec · Wᵀ (+ direct path).
+        let dw_t = matmul(&transpose(h_prev, bb, hh), &drec, hh, bb, gh);
+        for (o, v) in dw.iter_mut().zip(dw_t) {
+            *o += v;
+        }
+        for row in drec.chunks(gh) {
+            for (o, v) in db.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+        dh_next = matmul(&drec, &transpose(w, hh, gh), bb, gh, hh);
+        for (o, v) in dh_next.iter_mut().zip(&dh_direct) {
+            *o += v;
+        }
+    }
+    (hs, dxp, dw, db)
+}
+
+/// One training step in f64: `[y, grads of grad_inputs…, updated weights…]` (see
+/// [`Case::output_specs`](crate::workload::Case::output_specs)). `inputs` ends with `dy`.
+pub fn train_step(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let sgd = |w: &[f64], g: &[f64]| -> Vec<f64> {
+        w.iter().zip(g).map(|(w, g)| w - SGD_LR * g).collect()
+    };
+    match params {
+        Params::Gemm(g) => {
+            let y = gemm(g, &inputs[0], &inputs[1]);
+            let (da, db) = gemm_backward(g, &inputs[0], &inputs[1], &inputs[2]);
+            let b_new = sgd(&inputs[1], &db);
+            vec![y, da, db, b_new]
+        }
+        Params::Conv2d(c) => {
+            let y = conv2d(c, &inputs[0], &inputs[1]);
+            let (dx, dw) = conv2d_backward(c, &inputs[0], &inputs[1], &inputs[2]);
+            let w_new = sgd(&inputs[1], &dw);
+            vec![y, dx, dw, w_new]
+        }
+        Params::Rnn(r) => {
+            let lstm = r.cell == Cell::Lstm;
+            let c0 = if lstm {
+                Some(inputs[4].as_slice())
+            } else {
+                None
+            };
+            let dhs = inputs.last().expect("dy");
+            let (hs, dxp, dw, db) =
+                rnn_backward(r, &inputs[0], &inputs[1], &inputs[2], &inputs[3], c0, dhs);
+            let (w_new, b_new) = (sgd(&inputs[1], &dw), sgd(&inputs[2], &db));
+            vec![hs, dxp, dw, db, w_new, b_new]
+        }
+    }
+}
+
+/// Every output of `case` in f64: the forward output, or a whole training step.
+pub fn run(case: &Case, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    match case.mode {
+        Mode::Infer => forward(&case.params, inputs),
+        Mode::Train => train_step(&case.params, inputs),
+    }
+}
+
 /// Reference values at `count` output positions spread over the whole output (deterministic,
 /// seeded). Returns `(flat indices, values)` for the first output. `None` for ops that cannot
 /// be sampled (recurrences).
@@ -246,7 +519,7 @@ pub fn sample_outputs(
 pub struct ReferenceBackend;
 
 struct RefPrepared {
-    params: Params,
+    case: Case,
     inputs: Vec<Vec<f64>>,
     out: Vec<Vec<f64>>,
 }
@@ -267,9 +540,6 @@ impl Backend for ReferenceBackend {
                 "the f64 reference is timed on f32 cases only (it verifies every dtype)".into(),
             );
         }
-        if case.mode != crate::workload::Mode::Infer {
-            return Err("training mode is not implemented yet".into());
-        }
         Ok(())
     }
     fn prepare(
@@ -279,7 +549,7 @@ impl Backend for ReferenceBackend {
         inputs: &[HostTensor],
     ) -> Result<Box<dyn Prepared>, BackendError> {
         Ok(Box::new(RefPrepared {
-            params: case.params,
+            case: case.clone(),
             inputs: inputs.iter().map(HostTensor::to_f64).collect(),
             out: Vec::new(),
         }))
@@ -288,7 +558,14 @@ impl Backend for ReferenceBackend {
 
 impl Prepared for RefPrepared {
     fn execute(&mut self) -> Result<(), BackendError> {
-        self.out = forward(&self.params, &self.inputs);
+        self.out = run(&self.case, &self.inputs);
+        if self.case.mode == Mode::Train {
+            // The step updates the weights it will use next time, as training does.
+            let n_grads = self.case.params.grad_inputs().len();
+            for (j, &wi) in self.case.params.weight_inputs().iter().enumerate() {
+                self.inputs[wi].clone_from(&self.out[1 + n_grads + j]);
+            }
+        }
         Ok(())
     }
     fn sync(&mut self) -> Result<(), BackendError> {
@@ -421,5 +698,106 @@ mod tests {
         let z = sigmoid(0.2 - 0.1);
         let n = (0.3 + rg * (0.4 + 0.1)).tanh();
         assert!((hs[0] - ((1.0 - z) * n + z * 0.2)).abs() < 1e-15);
+    }
+
+    /// `L(θ) = Σ y ⊙ dy`; every gradient the training step returns must match central finite
+    /// differences of L at a spread of coordinates.
+    fn check_gradients(case: &Case) {
+        use crate::tensor::generate_case_inputs;
+        let inputs: Vec<Vec<f64>> = generate_case_inputs(case, 11)
+            .iter()
+            .map(HostTensor::to_f64)
+            .collect();
+        let dy = inputs.last().unwrap().clone();
+        let loss = |ins: &[Vec<f64>]| -> f64 {
+            forward(&case.params, ins)[0]
+                .iter()
+                .zip(&dy)
+                .map(|(y, g)| y * g)
+                .sum()
+        };
+        let out = train_step(&case.params, &inputs);
+        // The forward output of the step is the plain forward.
+        let plain = &forward(&case.params, &inputs)[0];
+        assert!(
+            out[0].iter().zip(plain).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{case}: forward differs"
+        );
+        let eps = 1e-6;
+        for (gi, &input) in case.params.grad_inputs().iter().enumerate() {
+            let grad = &out[1 + gi];
+            assert_eq!(grad.len(), inputs[input].len());
+            let n = grad.len();
+            for j in (0..n).step_by((n / 7).max(1)).chain([n - 1]) {
+                let mut plus = inputs.clone();
+                plus[input][j] += eps;
+                let mut minus = inputs.clone();
+                minus[input][j] -= eps;
+                let fd = (loss(&plus) - loss(&minus)) / (2.0 * eps);
+                assert!(
+                    (fd - grad[j]).abs() <= 1e-6 * (1.0 + fd.abs()),
+                    "{case}: d{} input {input}[{j}]: analytic {} vs finite difference {fd}",
+                    gi,
+                    grad[j]
+                );
+            }
+        }
+        // Updated weights are w − lr·dw.
+        let n_grads = case.params.grad_inputs().len();
+        for (k, &wi) in case.params.weight_inputs().iter().enumerate() {
+            let gpos = case
+                .params
+                .grad_inputs()
+                .iter()
+                .position(|&g| g == wi)
+                .unwrap();
+            for ((new, old), g) in out[1 + n_grads + k]
+                .iter()
+                .zip(&inputs[wi])
+                .zip(&out[1 + gpos])
+            {
+                assert!((new - (old - SGD_LR * g)).abs() < 1e-15);
+            }
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let train = |params| Case {
+            params,
+            mode: Mode::Train,
+            dtype: DType::F32,
+            tag: None,
+        };
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            check_gradients(&train(Params::Gemm(GemmParams {
+                m: 4,
+                n: 3,
+                k: 5,
+                trans_a: ta,
+                trans_b: tb,
+            })));
+        }
+        check_gradients(&train(Params::Conv2d(ConvParams {
+            n: 2,
+            c: 2,
+            h: 6,
+            w: 5,
+            k: 3,
+            r: 3,
+            s: 2,
+            pad_h: 1,
+            pad_w: 0,
+            stride_h: 2,
+            stride_w: 1,
+        })));
+        for cell in [Cell::Vanilla, Cell::Lstm, Cell::Gru] {
+            check_gradients(&train(Params::Rnn(RnnParams {
+                cell,
+                hidden: 3,
+                batch: 2,
+                steps: 4,
+            })));
+        }
     }
 }

@@ -33,6 +33,10 @@ pub struct Verification {
     pub method: String,
     /// How many output values were compared.
     pub checked_values: u64,
+    /// Error of each output tensor when there are several (training: `y`, gradients, updated
+    /// weights).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_output: BTreeMap<String, f64>,
 }
 
 /// Throughput of one call at the median time.

@@ -2,7 +2,7 @@
 //!
 //! Inputs are drawn from a seeded ChaCha stream (never zeros), then rounded to the case's
 //! dtype, so the reference and every backend see bit-identical values.
-use crate::workload::{DType, Params, TensorSpec};
+use crate::workload::{Case, DType, Params, TensorSpec};
 use half::{bf16, f16};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -47,8 +47,16 @@ fn scale(params: &Params, spec: &TensorSpec) -> f32 {
 
 /// Generate the inputs of `params` from `seed`, rounded to `dtype`.
 pub fn generate_inputs(params: &Params, dtype: DType, seed: u64) -> Vec<HostTensor> {
-    params
-        .inputs()
+    generate(params, params.inputs(), dtype, seed)
+}
+
+/// Generate the inputs of `case` (with the upstream gradient `dy` in training mode).
+pub fn generate_case_inputs(case: &Case, seed: u64) -> Vec<HostTensor> {
+    generate(&case.params, case.input_specs(), case.dtype, seed)
+}
+
+fn generate(params: &Params, specs: Vec<TensorSpec>, dtype: DType, seed: u64) -> Vec<HostTensor> {
+    specs
         .into_iter()
         .enumerate()
         .map(|(i, spec)| {

@@ -443,6 +443,74 @@ impl Params {
     }
 }
 
+/// Learning rate of the SGD update in a training step (`w ← w − lr·∂L/∂w`).
+pub const SGD_LR: f64 = 0.01;
+
+fn grad_name(input: &str) -> &'static str {
+    match input {
+        "a" => "da",
+        "b" => "db",
+        "x" => "dx",
+        "w" => "dw",
+        "xp" => "dxp",
+        _ => "d?",
+    }
+}
+
+fn updated_name(input: &str) -> &'static str {
+    match input {
+        "b" => "b_new",
+        "w" => "w_new",
+        _ => "?_new",
+    }
+}
+
+impl Params {
+    /// Inputs (indices into [`Params::inputs`]) whose gradients a training step produces:
+    /// activations and weights; RNN initial states are constants.
+    pub fn grad_inputs(&self) -> &'static [usize] {
+        match self {
+            Params::Gemm(_) | Params::Conv2d(_) => &[0, 1],
+            Params::Rnn(_) => &[0, 1, 2],
+        }
+    }
+
+    /// Inputs that are weights, updated by SGD in a training step: GEMM `b`, conv `w`, RNN
+    /// `w` and `b`.
+    pub fn weight_inputs(&self) -> &'static [usize] {
+        match self {
+            Params::Gemm(_) | Params::Conv2d(_) => &[1],
+            Params::Rnn(_) => &[1, 2],
+        }
+    }
+
+    /// FLOPs of one training step: forward, backward (input and weight gradients) and the
+    /// SGD update (`2` per weight element).
+    ///
+    /// - GEMM: `6·M·N·K + 2·K·N` (forward, `dA = dC·op(B)ᵀ`, `dB = op(A)ᵀ·dC`).
+    /// - Conv2d: `3·fwd + 2·K·C·R·S` (forward, backward-data, backward-filter).
+    /// - RNN: `3·` the recurrent GEMMs (forward `h·W`, backward `dgates·Wᵀ` and `hᵀ·dgates`)
+    ///   plus `3·` the forward's elementwise count (backward elementwise counted as twice the
+    ///   forward's, a convention), plus the bias-gradient sums `B·G·H` per step and the update.
+    pub fn train_flops(&self) -> u64 {
+        match *self {
+            Params::Gemm(g) => 3 * self.flops() + 2 * (g.k * g.n) as u64,
+            Params::Conv2d(c) => 3 * self.flops() + 2 * (c.k * c.c * c.r * c.s) as u64,
+            Params::Rnn(r) => {
+                let (b, h, g, t) = (
+                    r.batch as u64,
+                    r.hidden as u64,
+                    r.cell.gates() as u64,
+                    r.steps as u64,
+                );
+                let gemm = t * 2 * b * h * g * h;
+                let elementwise = self.flops() - gemm;
+                3 * gemm + 3 * elementwise + t * b * g * h + 2 * (h * g * h + g * h)
+            }
+        }
+    }
+}
+
 /// One benchmark case, before a backend is chosen.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Case {
@@ -462,6 +530,60 @@ impl Case {
     pub fn op(&self) -> Op {
         self.params.op()
     }
+    /// Tensors a backend receives: the op's inputs, plus in training mode the upstream
+    /// gradient `dy` of the loss with respect to the output (`L = Σ y ⊙ dy`).
+    pub fn input_specs(&self) -> Vec<TensorSpec> {
+        let mut v = self.params.inputs();
+        if self.mode == Mode::Train {
+            v.push(TensorSpec {
+                name: "dy",
+                shape: self.params.outputs()[0].shape.clone(),
+            });
+        }
+        v
+    }
+
+    /// Tensors a backend returns, in order: the forward output; in training mode then the
+    /// gradients of [`Params::grad_inputs`] and the updated [`Params::weight_inputs`].
+    pub fn output_specs(&self) -> Vec<TensorSpec> {
+        let mut v = self.params.outputs();
+        if self.mode == Mode::Train {
+            let ins = self.params.inputs();
+            for &i in self.params.grad_inputs() {
+                v.push(TensorSpec {
+                    name: grad_name(ins[i].name),
+                    shape: ins[i].shape.clone(),
+                });
+            }
+            for &i in self.params.weight_inputs() {
+                v.push(TensorSpec {
+                    name: updated_name(ins[i].name),
+                    shape: ins[i].shape.clone(),
+                });
+            }
+        }
+        v
+    }
+
+    /// FLOPs of one call in this case's mode.
+    pub fn flops(&self) -> u64 {
+        match self.mode {
+            Mode::Infer => self.params.flops(),
+            Mode::Train => self.params.train_flops(),
+        }
+    }
+
+    /// Minimum bytes of one call: every input read once, every output written once.
+    pub fn min_bytes(&self) -> u64 {
+        let elems: usize = self
+            .input_specs()
+            .iter()
+            .chain(self.output_specs().iter())
+            .map(TensorSpec::numel)
+            .sum();
+        elems as u64 * self.dtype.size()
+    }
+
     /// Stable id of the case on a backend and device:
     /// `op/mode/shape/dtype/backend/device`.
     pub fn id(&self, backend: &str, device: &str) -> String {

@@ -3,7 +3,9 @@
 //! Exit codes: 0 success; 1 a case failed verification or errored; 2 bad usage or input;
 //! 130 interrupted (completed cases are still written).
 mod backends;
+mod energy;
 mod inventory;
+mod measure;
 mod report;
 mod run;
 
@@ -32,6 +34,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the energy, power, memory and carbon of any command: `wattbench measure -- CMD`.
+    Measure(measure::MeasureArgs),
     /// Write a Markdown report of a result file.
     Report(report::ReportArgs),
     /// Print the hardware and software inventory recorded in result files.
@@ -148,6 +152,10 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run(args) => run::run(args),
         Cmd::Report(args) => report::run(args),
+        Cmd::Measure(args) => match measure::run(args) {
+            Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => Err(e),
+        },
         Cmd::List { json } => list(json),
         Cmd::Info { json } => info(json),
     };

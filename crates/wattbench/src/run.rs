@@ -1,5 +1,6 @@
 //! `wattbench run`: load a suite, verify and time every case on every selected backend, write
 //! one result file atomically.
+use crate::energy::{self, CaseMeter};
 use crate::{backends, inventory, UsageError};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -16,6 +17,7 @@ use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
 use wattbench_core::result::{CaseResult, RunFile, Status, SCHEMA_VERSION};
 use wattbench_core::workload::parse_choice;
 use wattbench_core::{suite, Backend, Case, DType, Mode, Op};
+use wattbench_energy::{MeterConfig, Meters};
 
 /// Options of `wattbench run`.
 #[derive(Args, Debug)]
@@ -66,6 +68,14 @@ pub struct RunArgs {
     /// Seed for inputs and the bootstrap.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
+    /// CPU TDP in watts for the energy estimate where no counter exists (default: a table
+    /// keyed by CPU model, else a stated per-core figure).
+    #[arg(long, value_name = "WATTS")]
+    tdp_watts: Option<f64>,
+    /// Powercap sysfs root for RAPL (default: $WATTBENCH_POWERCAP_ROOT, else
+    /// /sys/class/powercap).
+    #[arg(long, value_name = "DIR")]
+    powercap_root: Option<PathBuf>,
 }
 
 fn usage(msg: String) -> anyhow::Error {
@@ -255,6 +265,13 @@ fn check_numbers(args: &RunArgs) -> Result<()> {
             )));
         }
     }
+    if let Some(t) = args.tdp_watts {
+        if !t.is_finite() || t <= 0.0 {
+            return Err(usage(format!(
+                "--tdp-watts must be a positive number of watts, not {t}"
+            )));
+        }
+    }
     if args.min_samples == 0 {
         return Err(usage("--min-samples must be at least 1".into()));
     }
@@ -295,6 +312,7 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
         "GFLOP/s",
         "GB/s",
         "rel. L2 err",
+        "energy/call",
     ]);
     for c in cases {
         let shape = format!("{} {} {}", c.op.as_str(), c.mode.as_str(), c.params_label());
@@ -337,6 +355,7 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
             Cell::new(gf).set_alignment(CellAlignment::Right),
             Cell::new(gb).set_alignment(CellAlignment::Right),
             Cell::new(err).set_alignment(CellAlignment::Right),
+            Cell::new(c.energy.as_ref().map_or(String::new(), energy::summary)),
         ]);
     }
     t
@@ -403,7 +422,28 @@ pub fn run(args: RunArgs) -> Result<u8> {
         "filters": {"op": args.op, "backend": args.backend, "device": args.device, "dtype": args.dtype, "mode": args.mode, "set": args.set},
         "harness": cfg,
     });
-    let environment = inventory::environment(&backends);
+    let mut environment = inventory::environment(&backends);
+    let meters = Arc::new(Meters::discover(&MeterConfig {
+        powercap_root: args.powercap_root.clone(),
+        tdp_watts: args.tdp_watts,
+        ..MeterConfig::default()
+    }));
+    environment.meters = meters
+        .inventory()
+        .iter()
+        .map(|m| serde_json::json!(m))
+        .collect();
+    environment.gpus = meters
+        .gpu_inventory()
+        .iter()
+        .map(|g| serde_json::json!(g))
+        .collect();
+    let idle = Arc::new(energy::idle_baseline(&meters));
+    let run_energy = serde_json::json!({
+        "idle_baseline": *idle,
+        "min_window_s": meters.min_window().as_secs_f64(),
+        "note": "per-case energy covers each case's whole sampling window (stretched to min_window_s), divided by the calls made in it",
+    });
     let created_at = chrono::Utc::now().to_rfc3339();
     let started = Instant::now();
 
@@ -419,6 +459,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let worker = {
         let (completed, interrupt, bar) = (completed.clone(), interrupt.clone(), bar.clone());
+        let (meters, idle) = (meters.clone(), idle.clone());
         std::thread::spawn(move || {
             let backends = backends::all();
             let harness = Harness {
@@ -430,7 +471,8 @@ pub fn run(args: RunArgs) -> Result<u8> {
                 for (bi, device) in &targets {
                     let b = backends[*bi].as_ref();
                     bar.set_message(inputs.case.id(b.name(), device));
-                    match harness.run_case(&inputs, b, device, None) {
+                    let mut meter = CaseMeter::new(meters.clone(), idle.clone());
+                    match harness.run_case(&inputs, b, device, Some(&mut meter)) {
                         Ok(r) => completed.lock().expect("results lock").push(r),
                         Err(_) => break 'cases,
                     }
@@ -468,7 +510,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         interrupted,
         environment,
         config,
-        energy: None,
+        energy: Some(run_energy),
         cases: results,
     };
     let text = serde_json::to_string_pretty(&doc)?;

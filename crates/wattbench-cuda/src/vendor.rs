@@ -1,0 +1,472 @@
+//! Vendor yardsticks: `cublas` (GEMM: SGEMM-equivalent fp32, and bf16/f16 GemmEx with fp32
+//! accumulation) and `cudnn` (conv2d forward, fp32 with tensor cores off, so it computes what
+//! our fp32 kernel computes rather than TF32).
+use crate::buffers::DevBuf;
+use crate::cuda_backend::{common_supports, cuda_versions};
+use crate::error::CudaError;
+use crate::gpu::{self, device_infos, Gpu, MemTracker};
+use cudarc::cublas::sys as cbs;
+use cudarc::cudnn::sys as cds;
+use std::sync::Arc;
+use std::time::Duration;
+use wattbench_core::tensor::HostTensor;
+use wattbench_core::workload::{ConvParams, GemmParams};
+use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Op, Params, Prepared};
+
+fn probe_cublas() -> Result<(), String> {
+    // SAFETY: only tries to dlopen the candidate library names.
+    if unsafe { cbs::is_culib_present() } {
+        Ok(())
+    } else {
+        Err(
+            "libcublas.so not found (put the CUDA 13 cuBLAS library directory, e.g. the \
+             nvidia-cublas wheel's lib/, on LD_LIBRARY_PATH)"
+                .into(),
+        )
+    }
+}
+
+fn probe_cudnn() -> Result<(), String> {
+    // SAFETY: only tries to dlopen the candidate library names.
+    if unsafe { cds::is_culib_present() } {
+        Ok(())
+    } else {
+        Err(
+            "libcudnn.so not found (put cuDNN 9's lib/, e.g. the nvidia-cudnn-cu13 wheel's, on \
+             LD_LIBRARY_PATH)"
+                .into(),
+        )
+    }
+}
+
+/// cuBLAS GEMM.
+#[derive(Default)]
+pub struct Cublas;
+
+/// cuBLAS arguments for a row-major GEMM: C = A·B row-major is Cᵀ = Bᵀ·Aᵀ column-major, so
+/// cuBLAS sees (m, n) = (N, M), its "A" is our B and its "B" is our A.
+/// Returns (transa, transb, m, n, k, lda, ldb, ldc).
+pub fn cublas_shape(p: &GemmParams) -> (bool, bool, i32, i32, i32, i32, i32, i32) {
+    let (m, n, k) = (p.m as i32, p.n as i32, p.k as i32);
+    // Our B stored [K,N] is column-major [N,K] with ld N: op N; stored [N,K]: op T, ld K.
+    let (ta, lda) = if p.trans_b { (true, k) } else { (false, n) };
+    // Our A stored [M,K] is column-major [K,M] with ld K: op N; stored [K,M]: op T, ld M.
+    let (tb, ldb) = if p.trans_a { (true, m) } else { (false, k) };
+    (ta, tb, n, m, k, lda, ldb, n)
+}
+
+struct CublasRun {
+    gpu: Arc<Gpu>,
+    handle: cudarc::cublas::CudaBlas,
+    a: DevBuf,
+    b: DevBuf,
+    c: DevBuf,
+    p: GemmParams,
+    dtype: DType,
+    mem: MemTracker,
+}
+
+impl CublasRun {
+    fn run(&self) -> Result<(), CudaError> {
+        let (ta, tb, m, n, k, lda, ldb, ldc) = cublas_shape(&self.p);
+        let op = |t| {
+            if t {
+                cbs::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cbs::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let ty = match self.dtype {
+            DType::F32 => cbs::cudaDataType_t::CUDA_R_32F,
+            DType::Bf16 => cbs::cudaDataType_t::CUDA_R_16BF,
+            DType::F16 => cbs::cudaDataType_t::CUDA_R_16F,
+        };
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        let g = &self.gpu;
+        // SAFETY: pointers address live allocations of the sizes the shape implies; alpha and
+        // beta are f32 as CUBLAS_COMPUTE_32F requires.
+        unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *self.handle.handle(),
+                op(ta),
+                op(tb),
+                m,
+                n,
+                k,
+                (&alpha) as *const f32 as *const _,
+                self.b.ptr(g) as *const _,
+                ty,
+                lda,
+                self.a.ptr(g) as *const _,
+                ty,
+                ldb,
+                (&beta) as *const f32 as *const _,
+                self.c.ptr(g) as *mut _,
+                ty,
+                ldc,
+                cbs::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cbs::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| CudaError::lib("cublasGemmEx", e))
+    }
+}
+
+impl Prepared for CublasRun {
+    fn execute(&mut self) -> Result<(), BackendError> {
+        self.run().map_err(|e| e.into_backend("cublas"))
+    }
+    fn sync(&mut self) -> Result<(), BackendError> {
+        self.gpu.sync().map_err(|e| e.into_backend("cublas"))?;
+        self.mem.observe(&self.gpu);
+        Ok(())
+    }
+    fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.sync()?;
+        Ok(vec![self
+            .c
+            .download(&self.gpu)
+            .map_err(|e| e.into_backend("cublas"))?])
+    }
+    fn time_iters(&mut self, iters: u64) -> Result<Duration, BackendError> {
+        let d = self
+            .gpu
+            .time_with_events(iters, || self.run())
+            .map_err(|e| e.into_backend("cublas"))?;
+        self.mem.observe(&self.gpu);
+        Ok(d)
+    }
+    fn device_peak_bytes(&mut self) -> Option<u64> {
+        self.mem.peak_bytes()
+    }
+}
+
+impl Backend for Cublas {
+    fn name(&self) -> &'static str {
+        "cublas"
+    }
+    fn devices(&self) -> Vec<DeviceInfo> {
+        device_infos(probe_cublas)
+    }
+    fn versions(&self) -> Vec<(String, String)> {
+        cuda_versions()
+    }
+    fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
+        common_supports(case, device)?;
+        if case.op() != Op::Gemm {
+            return Err(format!("cublas runs GEMM only, not {}", case.op().as_str()));
+        }
+        Ok(())
+    }
+    fn prepare(
+        &self,
+        case: &Case,
+        device: &str,
+        inputs: &[HostTensor],
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        self.supports(case, device)
+            .map_err(BackendError::Unsupported)?;
+        probe_cublas().map_err(BackendError::Unavailable)?;
+        let Params::Gemm(p) = case.params else {
+            return Err(BackendError::Unsupported("cublas runs GEMM only".into()));
+        };
+        let e = |e: CudaError| e.into_backend("cublas");
+        let g = gpu::gpu(device).map_err(e)?;
+        let mem = MemTracker::start(&g);
+        let handle = cudarc::cublas::CudaBlas::new(g.stream.clone())
+            .map_err(|x| e(CudaError::lib("cublasCreate", x)))?;
+        let a = DevBuf::upload(&g, &inputs[0].data, case.dtype).map_err(e)?;
+        let b = DevBuf::upload(&g, &inputs[1].data, case.dtype).map_err(e)?;
+        let c = DevBuf::poisoned(&g, p.m * p.n, case.dtype).map_err(e)?;
+        Ok(Box::new(CublasRun {
+            gpu: g,
+            handle,
+            a,
+            b,
+            c,
+            p,
+            dtype: case.dtype,
+            mem,
+        }))
+    }
+}
+
+/// cuDNN conv2d forward.
+#[derive(Default)]
+pub struct Cudnn;
+
+struct CudnnRun {
+    gpu: Arc<Gpu>,
+    _handle: Arc<cudarc::cudnn::Cudnn>,
+    xd: cudarc::cudnn::TensorDescriptor<f32>,
+    wd: cudarc::cudnn::FilterDescriptor<f32>,
+    yd: cudarc::cudnn::TensorDescriptor<f32>,
+    conv: cudarc::cudnn::ConvDescriptor<f32>,
+    algo: cds::cudnnConvolutionFwdAlgo_t,
+    workspace: Option<cudarc::driver::CudaSlice<u8>>,
+    x: cudarc::driver::CudaSlice<f32>,
+    w: cudarc::driver::CudaSlice<f32>,
+    y: cudarc::driver::CudaSlice<f32>,
+    mem: MemTracker,
+}
+
+impl CudnnRun {
+    fn run(&mut self) -> Result<(), CudaError> {
+        let op = cudarc::cudnn::ConvForward {
+            conv: &self.conv,
+            x: &self.xd,
+            w: &self.wd,
+            y: &self.yd,
+        };
+        // SAFETY: buffers match the descriptors they were created with.
+        unsafe {
+            op.launch(
+                self.algo,
+                self.workspace.as_mut(),
+                (1.0f32, 0.0f32),
+                &self.x,
+                &self.w,
+                &mut self.y,
+            )
+        }
+        .map_err(|e| CudaError::lib("cudnnConvolutionForward", e))
+    }
+}
+
+impl Prepared for CudnnRun {
+    fn execute(&mut self) -> Result<(), BackendError> {
+        self.run().map_err(|e| e.into_backend("cudnn"))
+    }
+    fn sync(&mut self) -> Result<(), BackendError> {
+        self.gpu.sync().map_err(|e| e.into_backend("cudnn"))?;
+        self.mem.observe(&self.gpu);
+        Ok(())
+    }
+    fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.sync()?;
+        let y = self
+            .gpu
+            .stream
+            .clone_dtoh(&self.y)
+            .map_err(|e| CudaError::lib("cuMemcpyDtoH", e).into_backend("cudnn"))?;
+        Ok(vec![y])
+    }
+    fn time_iters(&mut self, iters: u64) -> Result<Duration, BackendError> {
+        let g = self.gpu.clone();
+        let d = g
+            .time_with_events(iters, || self.run())
+            .map_err(|e| e.into_backend("cudnn"))?;
+        self.mem.observe(&self.gpu);
+        Ok(d)
+    }
+    fn device_peak_bytes(&mut self) -> Option<u64> {
+        self.mem.peak_bytes()
+    }
+}
+
+fn i(v: usize) -> i32 {
+    v as i32
+}
+
+fn cudnn_prepare(
+    g: Arc<Gpu>,
+    c: &ConvParams,
+    inputs: &[HostTensor],
+) -> Result<CudnnRun, CudaError> {
+    let mem = MemTracker::start(&g);
+    fn lib<E: std::fmt::Debug>(what: &'static str) -> impl Fn(E) -> CudaError {
+        move |e| CudaError::lib(what, e)
+    }
+    let h = cudarc::cudnn::Cudnn::new(g.stream.clone()).map_err(lib("cudnnCreate"))?;
+    let nchw = cds::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
+    let xd = h
+        .create_4d_tensor::<f32>(nchw, [i(c.n), i(c.c), i(c.h), i(c.w)])
+        .map_err(lib("cudnnSetTensor4dDescriptor"))?;
+    let wd = h
+        .create_4d_filter::<f32>(nchw, [i(c.k), i(c.c), i(c.r), i(c.s)])
+        .map_err(lib("cudnnSetFilter4dDescriptor"))?;
+    let yd = h
+        .create_4d_tensor::<f32>(nchw, [i(c.n), i(c.k), i(c.p()), i(c.q())])
+        .map_err(lib("cudnnSetTensor4dDescriptor"))?;
+    let mut conv = h
+        .create_conv2d::<f32>(
+            [i(c.pad_h), i(c.pad_w)],
+            [i(c.stride_h), i(c.stride_w)],
+            [1, 1],
+            cds::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+        )
+        .map_err(lib("cudnnSetConvolution2dDescriptor"))?;
+    // Plain fp32 FMA math: no TF32 tensor cores, so the comparison is like for like.
+    conv.set_math_type(cds::cudnnMathType_t::CUDNN_FMA_MATH)
+        .map_err(lib("cudnnSetConvolutionMathType"))?;
+    let (algo, ws) = {
+        let op = cudarc::cudnn::ConvForward {
+            conv: &conv,
+            x: &xd,
+            w: &wd,
+            y: &yd,
+        };
+        let algo = op
+            .pick_algorithm()
+            .map_err(lib("cudnnGetConvolutionForwardAlgorithm_v7"))?;
+        (
+            algo,
+            op.get_workspace_size(algo)
+                .map_err(lib("cudnnGetConvolutionForwardWorkspaceSize"))?,
+        )
+    };
+    let workspace = if ws > 0 {
+        Some(
+            g.stream
+                .alloc_zeros::<u8>(ws)
+                .map_err(lib("cuMemAlloc (workspace)"))?,
+        )
+    } else {
+        None
+    };
+    let x = g
+        .stream
+        .clone_htod(&inputs[0].data)
+        .map_err(lib("cuMemcpyHtoD"))?;
+    let w = g
+        .stream
+        .clone_htod(&inputs[1].data)
+        .map_err(lib("cuMemcpyHtoD"))?;
+    let y = g
+        .stream
+        .clone_htod(&vec![f32::NAN; c.n * c.k * c.p() * c.q()])
+        .map_err(lib("cuMemcpyHtoD"))?;
+    Ok(CudnnRun {
+        gpu: g,
+        _handle: h,
+        xd,
+        wd,
+        yd,
+        conv,
+        algo,
+        workspace,
+        x,
+        w,
+        y,
+        mem,
+    })
+}
+
+impl Backend for Cudnn {
+    fn name(&self) -> &'static str {
+        "cudnn"
+    }
+    fn devices(&self) -> Vec<DeviceInfo> {
+        device_infos(probe_cudnn)
+    }
+    fn versions(&self) -> Vec<(String, String)> {
+        let mut v = cuda_versions();
+        if probe_cudnn().is_ok() && gpu::inventory().is_ok() {
+            // SAFETY: the library is present (probed above).
+            let ver = unsafe { cds::cudnnGetVersion() };
+            v.push((
+                "cudnn".into(),
+                format!("{}.{}.{}", ver / 10000, (ver % 10000) / 100, ver % 100),
+            ));
+        }
+        v
+    }
+    fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
+        common_supports(case, device)?;
+        if case.op() != Op::Conv2d {
+            return Err(format!(
+                "the cudnn backend runs conv2d only, not {}",
+                case.op().as_str()
+            ));
+        }
+        if case.dtype != DType::F32 {
+            return Err(format!(
+                "the cudnn backend runs fp32 only, not {}",
+                case.dtype.as_str()
+            ));
+        }
+        Ok(())
+    }
+    fn prepare(
+        &self,
+        case: &Case,
+        device: &str,
+        inputs: &[HostTensor],
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        self.supports(case, device)
+            .map_err(BackendError::Unsupported)?;
+        probe_cudnn().map_err(BackendError::Unavailable)?;
+        let Params::Conv2d(c) = case.params else {
+            return Err(BackendError::Unsupported("cudnn runs conv2d only".into()));
+        };
+        let g = gpu::gpu(device).map_err(|e| e.into_backend("cudnn"))?;
+        Ok(Box::new(
+            cudnn_prepare(g, &c, inputs).map_err(|e| e.into_backend("cudnn"))?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Column-major GEMM on the host, as cuBLAS defines it.
+    #[allow(clippy::too_many_arguments)]
+    fn colmajor_gemm(
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f64],
+        lda: usize,
+        b: &[f64],
+        ldb: usize,
+    ) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for j in 0..n {
+            for i in 0..m {
+                let mut s = 0.0;
+                for p in 0..k {
+                    let av = if ta { a[p + i * lda] } else { a[i + p * lda] };
+                    let bv = if tb { b[j + p * ldb] } else { b[p + j * ldb] };
+                    s += av * bv;
+                }
+                c[i + j * m] = s;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn row_major_mapping_matches_reference_for_all_transposes() {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let p = GemmParams {
+                m: 3,
+                n: 5,
+                k: 4,
+                trans_a: ta,
+                trans_b: tb,
+            };
+            let a: Vec<f64> = (0..12).map(|v| v as f64 * 0.5 - 2.0).collect();
+            let b: Vec<f64> = (0..20).map(|v| (v as f64).sin()).collect();
+            let (cta, ctb, m, n, k, lda, ldb, ldc) = cublas_shape(&p);
+            assert_eq!(ldc, 5);
+            let c = colmajor_gemm(
+                cta,
+                ctb,
+                m as usize,
+                n as usize,
+                k as usize,
+                &b,
+                lda as usize,
+                &a,
+                ldb as usize,
+            );
+            let want = wattbench_core::reference::gemm(&p, &a, &b);
+            for (x, y) in c.iter().zip(&want) {
+                assert!((x - y).abs() < 1e-12, "{ta} {tb}: {c:?} vs {want:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! `wattbench measure -- <command>`: run any command directly (no shell), forward SIGINT,
+//! SIGTERM and SIGHUP to it, sample every meter while it runs, and build the report.
+//!
+//! The CPU estimate covers the command's process tree; RAPL and NVML counters cover the whole
+//! package or device (other processes included), and the report says so per domain.
+
+use std::ffi::OsString;
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::carbon::{carbon, CarbonParams};
+use crate::integrate::{total_energy, EnergyTotal, Interval};
+use crate::meters::{CpuScope, DomainEnergy, GpuInfo, MeterConfig, MeterInfo, Meters, ProcessTree};
+use crate::procfs::{self, TreeSnapshot};
+use crate::sampler::{Sampler, Trace};
+use crate::signals::{self, ChildSlot, Forwarder, MEASURE_LOCK};
+use crate::{EnergyError, ReadContext};
+
+/// Exit code when the command cannot be found (as shells use).
+pub const EXIT_NOT_FOUND: i32 = 127;
+/// Exit code when the command exists but cannot be executed.
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+
+/// A `--steps-done` / `--total-steps` projection request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProjectionSpec {
+    /// Steps the measured run completed.
+    pub steps_done: u64,
+    /// Steps of the full run.
+    pub total_steps: u64,
+}
+
+/// What to run and how to account for it.
+#[derive(Debug, Clone)]
+pub struct MeasureOptions {
+    /// Program and arguments, run directly (never through a shell).
+    pub command: Vec<OsString>,
+    /// Meter configuration; its `cpu_scope` is replaced by the command's process tree.
+    pub meter: MeterConfig,
+    /// Intensity, PUE and price.
+    pub carbon: CarbonParams,
+    /// Optional projection to a full run.
+    pub projection: Option<ProjectionSpec>,
+}
+
+/// A full run projected linearly from a partial one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Projection {
+    /// Steps measured.
+    pub steps_done: u64,
+    /// Steps of the full run.
+    pub total_steps: u64,
+    /// total / done.
+    pub factor: f64,
+    /// Projected duration, s.
+    pub duration_s: f64,
+    /// Projected IT energy, kWh.
+    pub energy_kwh: Option<Interval>,
+    /// Projected emissions, kg CO2e.
+    pub co2e_kg: Option<Interval>,
+    /// Projected cost.
+    pub cost: Option<Interval>,
+    /// How it was computed.
+    pub method: String,
+}
+
+/// Which intensity, PUE and sources every carbon figure used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assumptions {
+    /// Grid intensity, gCO2e/kWh.
+    pub intensity_g_per_kwh: f64,
+    /// Region code (`FR`, `aws:eu-west-3`, `WORLD`, `custom`).
+    pub region: String,
+    /// Region name.
+    pub region_name: String,
+    /// Data year of the intensity, if known.
+    pub intensity_year: Option<u16>,
+    /// PUE applied.
+    pub pue: f64,
+    /// True when the PUE is the default 1.0 (IT energy only).
+    pub pue_is_default: bool,
+    /// Price per kWh, if given.
+    pub price_per_kwh: Option<f64>,
+    /// Sources of the figures: the intensity's, and each energy source used.
+    pub sources: Vec<String>,
+    /// Domains in the energy total.
+    pub energy_includes: Vec<String>,
+    /// Domains left out of the energy total, and why.
+    pub energy_excludes: Vec<String>,
+    /// Caveats.
+    pub notes: Vec<String>,
+}
+
+/// Device memory peak of one GPU.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceMemory {
+    /// GPU domain name.
+    pub gpu: String,
+    /// Highest sampled memory used, bytes.
+    pub peak_bytes: Option<u64>,
+}
+
+/// The JSON report of one measured command.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeasureReport {
+    /// Report format.
+    pub schema: &'static str,
+    /// The command as run.
+    pub command: Vec<String>,
+    /// Start time (RFC 3339, UTC).
+    pub started_at: String,
+    /// The exit code `measure` returns: the child's, 128 + signal, 127 not found, 126.
+    pub exit_code: i32,
+    /// The signal that killed the child, if any.
+    pub signal: Option<String>,
+    /// Why the command did not run or ended abnormally, in words.
+    pub error: Option<String>,
+    /// Wall time from spawn to exit, s.
+    pub duration_s: f64,
+    /// One entry per energy domain.
+    pub domains: Vec<DomainEnergy>,
+    /// What the energy total adds up.
+    pub total: EnergyTotal,
+    /// Peak host RSS of the process tree, bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// How `peak_memory_bytes` was obtained.
+    pub peak_memory_source: String,
+    /// Peak device memory per GPU.
+    pub peak_device_memory: Vec<DeviceMemory>,
+    /// CPU seconds of the process tree (kernel accounting at exit).
+    pub cpu_seconds: Option<f64>,
+    /// IT energy, kWh (null when no domain had a reading).
+    pub energy_kwh: Option<Interval>,
+    /// Facility energy (× PUE), kWh.
+    pub facility_kwh: Option<Interval>,
+    /// kg CO2e.
+    pub co2e_kg: Option<Interval>,
+    /// Cost at the given price.
+    pub cost: Option<Interval>,
+    /// Intensity, PUE, sources.
+    pub assumptions: Assumptions,
+    /// Full-run projection, if asked for.
+    pub projection: Option<Projection>,
+    /// Signals the measuring process received, and whether they were forwarded.
+    pub signals_received: Vec<String>,
+    /// Every meter, available or not.
+    pub meters: Vec<MeterInfo>,
+    /// NVML's description of the GPUs at the end of the run.
+    pub gpus: Vec<GpuInfo>,
+    /// Sampler interval, ms.
+    pub sample_interval_ms: f64,
+    /// Sampler ticks taken.
+    pub samples: usize,
+}
+
+/// Report, trace and exit code of a measurement.
+#[derive(Debug, Clone)]
+pub struct MeasureOutcome {
+    /// The report.
+    pub report: MeasureReport,
+    /// The power/memory trace.
+    pub trace: Trace,
+    /// The exit code to return.
+    pub exit_code: i32,
+}
+
+impl MeasureReport {
+    /// Column titles of [`MeasureReport::summary_rows`].
+    pub const SUMMARY_HEADER: [&'static str; 7] = [
+        "domain", "source", "energy J", "± J", "avg W", "peak W", "note",
+    ];
+
+    /// One row per domain, formatted for a table.
+    pub fn summary_rows(&self) -> Vec<[String; 7]> {
+        let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+        self.domains
+            .iter()
+            .map(|d| {
+                [
+                    d.name.clone(),
+                    d.source.to_string(),
+                    d.joules.map_or("null".into(), |j| format!("{j:.3}")),
+                    f(d.uncertainty_j, 3),
+                    f(d.avg_watts, 2),
+                    f(d.peak_watts, 2),
+                    d.reason
+                        .clone()
+                        .or_else(|| (!d.in_total).then(|| d.note.clone().unwrap_or_default()))
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect()
+    }
+
+    /// Short lines for below the table: totals, carbon and where the figures come from.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let iv = |i: &Interval, unit: &str, k: f64| {
+            format!(
+                "{} {unit} [{}, {}]",
+                sig(i.value * k),
+                sig(i.low * k),
+                sig(i.high * k)
+            )
+        };
+        v.push(format!(
+            "command exited with {}{} after {:.3} s",
+            self.exit_code,
+            self.signal
+                .as_ref()
+                .map(|s| format!(" (killed by {s})"))
+                .unwrap_or_default(),
+            self.duration_s
+        ));
+        if let Some(e) = &self.error {
+            v.push(format!("error: {e}"));
+        }
+        match (&self.energy_kwh, &self.co2e_kg) {
+            (Some(e), Some(c)) => {
+                v.push(format!(
+                    "energy: {} = {} ({}; sources: {})",
+                    iv(e, "Wh", 1000.0),
+                    self.total.includes.join(" + "),
+                    if self.total.mixed {
+                        "MIXES measured and estimated figures"
+                    } else {
+                        "one kind of source"
+                    },
+                    self.total
+                        .sources
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                v.push(format!(
+                    "carbon: {} CO2e at {} g/kWh ({}, {}), PUE {:.2}{}",
+                    iv(c, "g", 1000.0),
+                    self.assumptions.intensity_g_per_kwh,
+                    self.assumptions.region,
+                    self.assumptions
+                        .intensity_year
+                        .map_or("year unknown".into(), |y| y.to_string()),
+                    self.assumptions.pue,
+                    if self.assumptions.pue_is_default {
+                        " (default)"
+                    } else {
+                        ""
+                    }
+                ));
+                if let Some(cost) = &self.cost {
+                    v.push(format!(
+                        "cost: {}",
+                        iv(cost, "(currency of the price per kWh)", 1.0)
+                    ));
+                }
+            }
+            _ => v.push("energy: no domain had a reading; no carbon figure".into()),
+        }
+        if let Some(m) = self.peak_memory_bytes {
+            v.push(format!(
+                "peak memory (process tree RSS): {:.1} MiB",
+                m as f64 / 1048576.0
+            ));
+        }
+        if let Some(p) = &self.projection {
+            if let (Some(e), Some(c)) = (&p.energy_kwh, &p.co2e_kg) {
+                v.push(format!(
+                    "projection to {} steps (x{:.2}): {}, {} CO2e, {:.0} s",
+                    p.total_steps,
+                    p.factor,
+                    iv(e, "Wh", 1000.0),
+                    iv(c, "g", 1000.0),
+                    p.duration_s
+                ));
+            }
+        }
+        v
+    }
+}
+
+/// `x` with four significant digits, without an exponent for everyday magnitudes.
+fn sig(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if !(-6..9).contains(&mag) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - mag).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
+/// Validates a projection request.
+pub fn check_projection(
+    steps_done: Option<u64>,
+    total_steps: Option<u64>,
+) -> Result<Option<ProjectionSpec>, EnergyError> {
+    match (steps_done, total_steps) {
+        (None, None) => Ok(None),
+        (Some(d), Some(t)) if d > 0 && t >= d => Ok(Some(ProjectionSpec {
+            steps_done: d,
+            total_steps: t,
+        })),
+        (Some(_), Some(_)) => Err(EnergyError::Usage(
+            "--steps-done must be > 0 and no more than --total-steps".into(),
+        )),
+        _ => Err(EnergyError::Usage(
+            "--total-steps and --steps-done go together".into(),
+        )),
+    }
+}
+
+/// Projects a partial run linearly to the full number of steps.
+pub fn project(
+    spec: ProjectionSpec,
+    duration_s: f64,
+    energy_kwh: Option<Interval>,
+    co2e_kg: Option<Interval>,
+    cost: Option<Interval>,
+) -> Projection {
+    let k = spec.total_steps as f64 / spec.steps_done as f64;
+    Projection {
+        steps_done: spec.steps_done,
+        total_steps: spec.total_steps,
+        factor: k,
+        duration_s: duration_s * k,
+        energy_kwh: energy_kwh.map(|e| e.scale(k)),
+        co2e_kg: co2e_kg.map(|c| c.scale(k)),
+        cost: cost.map(|c| c.scale(k)),
+        method: "linear: measured figures x total_steps / steps_done, interval scaled alike; \
+                 start-up work (imports, data loading, compilation) is projected too, so a \
+                 short partial run overstates the full run"
+            .into(),
+    }
+}
+
+struct Exit {
+    code: i32,
+    signal: Option<String>,
+    cpu_seconds: f64,
+    max_rss_bytes: u64,
+}
+
+fn wait_child(
+    slot: &ChildSlot,
+    pid: i32,
+    sampler: Sampler,
+) -> (Result<Exit, EnergyError>, crate::sampler::SamplerOutput) {
+    // Wait for the exit without reaping, so the pid stays ours while we stop the sampler.
+    loop {
+        // SAFETY: waitid fills a siginfo we own.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != ErrorKind::Interrupted {
+            let out = sampler.finish();
+            return (
+                Err(EnergyError::Os {
+                    call: "waitid",
+                    source: e,
+                }),
+                out,
+            );
+        }
+    }
+    let out = sampler.finish();
+    let mut status: libc::c_int = 0;
+    // SAFETY: wait4 fills the status and rusage we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = slot.reap_with(|| loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r >= 0 || std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
+            break r;
+        }
+    });
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return (
+            Err(EnergyError::Os {
+                call: "wait4",
+                source: e,
+            }),
+            out,
+        );
+    }
+    let (code, signal) = if libc::WIFEXITED(status) {
+        (libc::WEXITSTATUS(status), None)
+    } else if libc::WIFSIGNALED(status) {
+        let s = libc::WTERMSIG(status);
+        (128 + s, Some(signals::signal_name(s)))
+    } else {
+        (1, None)
+    };
+    (
+        Ok(Exit {
+            code,
+            signal,
+            cpu_seconds: procfs::rusage_cpu_seconds(&ru),
+            max_rss_bytes: (ru.ru_maxrss.max(0) as u64) * 1024,
+        }),
+        out,
+    )
+}
+
+/// Runs the command under every meter and builds the report. Returns `Err` only for bad
+/// usage or a failure of the measuring process itself; a command that is not found, fails or
+/// dies on a signal still yields a report.
+pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
+    if opts.command.is_empty() {
+        return Err(EnergyError::Usage(
+            "no command given: wattbench measure [OPTIONS] -- <command> [args...]".into(),
+        ));
+    }
+    if opts.meter.sample_interval < Duration::from_millis(1) {
+        return Err(EnergyError::Usage(
+            "--interval must be at least 1 ms".into(),
+        ));
+    }
+    let command: Vec<String> = opts
+        .command
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    let tree = ProcessTree::new();
+    let mut cfg = opts.meter.clone();
+    cfg.cpu_scope = CpuScope::Tree(tree.clone());
+    let meters = Meters::discover(&cfg);
+
+    let _serial = MEASURE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let slot = Arc::new(ChildSlot::default());
+    let forwarder = Forwarder::install(slot.clone())?;
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let sampler = Sampler::start(&meters, cfg.sample_interval, true);
+
+    let mut cmd = std::process::Command::new(&opts.command[0]);
+    cmd.args(&opts.command[1..]);
+    let t_spawn = Instant::now();
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let out = sampler.finish();
+            let events = forwarder.finish();
+            let (code, msg) = match e.kind() {
+                ErrorKind::NotFound => (
+                    EXIT_NOT_FOUND,
+                    format!("command not found: {} ({e})", command[0]),
+                ),
+                ErrorKind::PermissionDenied => (
+                    EXIT_CANNOT_EXECUTE,
+                    format!("permission denied: cannot execute {} ({e})", command[0]),
+                ),
+                _ => (
+                    EXIT_CANNOT_EXECUTE,
+                    format!("cannot execute {}: {e}", command[0]),
+                ),
+            };
+            let domains = meters
+                .domains
+                .iter()
+                .map(|d| {
+                    DomainEnergy::unsupported(
+                        d.name(),
+                        d.scope(),
+                        "not measured: the command could not be started".into(),
+                    )
+                })
+                .collect();
+            let report = build_report(
+                &meters,
+                opts,
+                command,
+                started_at,
+                code,
+                None,
+                Some(msg),
+                0.0,
+                domains,
+                None,
+                None,
+                &out,
+                &events,
+            );
+            return Ok(MeasureOutcome {
+                report,
+                trace: out.trace,
+                exit_code: code,
+            });
+        }
+    };
+    let pid = child.id() as i32;
+    tree.set_root(pid);
+    slot.set(pid);
+    // The child is reaped below with wait4 (for its rusage); std's handle is not waited on.
+    drop(child);
+
+    let (exit, mut out) = wait_child(&slot, pid, sampler);
+    let duration_s = t_spawn.elapsed().as_secs_f64();
+    let events = forwarder.finish();
+    let exit = exit?;
+
+    // Final readings: counters now, the estimate from the kernel's exact CPU time of the
+    // whole (reaped) tree, which also counts processes too short-lived for the sampler.
+    let last_sampled_cpu = out.accs.iter().map(|a| a.cpu_seconds()).fold(0.0, f64::max);
+    let final_ctx = ReadContext {
+        tree: Some(TreeSnapshot {
+            cpu_seconds: exit.cpu_seconds.max(last_sampled_cpu),
+            rss_bytes: 0,
+            processes: 0,
+        }),
+    };
+    let t_final = out.t0.map_or(duration_s, |t| t.elapsed().as_secs_f64());
+    let readings = meters.read_all(&final_ctx);
+    for (acc, r) in out.accs.iter_mut().zip(readings) {
+        match r {
+            Ok(r) => {
+                acc.push(t_final, r);
+            }
+            Err(e) => acc.fail(e),
+        }
+    }
+    let domains: Vec<DomainEnergy> = meters
+        .domains
+        .iter()
+        .zip(&out.accs)
+        .map(|(d, a)| DomainEnergy::from_acc(d.as_ref(), a))
+        .collect();
+    let error = exit
+        .signal
+        .as_ref()
+        .map(|s| format!("the command was killed by {s}"));
+    let report = build_report(
+        &meters,
+        opts,
+        command,
+        started_at,
+        exit.code,
+        exit.signal.clone(),
+        error,
+        duration_s,
+        domains,
+        Some(exit.cpu_seconds),
+        Some(exit.max_rss_bytes),
+        &out,
+        &events,
+    );
+    Ok(MeasureOutcome {
+        report,
+        trace: out.trace,
+        exit_code: exit.code,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    meters: &Meters,
+    opts: &MeasureOptions,
+    command: Vec<String>,
+    started_at: String,
+    exit_code: i32,
+    signal: Option<String>,
+    error: Option<String>,
+    duration_s: f64,
+    domains: Vec<DomainEnergy>,
+    cpu_seconds: Option<f64>,
+    max_rss_bytes: Option<u64>,
+    out: &crate::sampler::SamplerOutput,
+    events: &[signals::SignalEvent],
+) -> MeasureReport {
+    let total = total_energy(&domains);
+    let p = &opts.carbon;
+    let figures = total.joules.map(|j| carbon(j, p));
+    let mut sources = vec![format!(
+        "grid intensity: {} ({}{})",
+        p.intensity.source,
+        p.intensity.name,
+        p.intensity
+            .year
+            .map(|y| format!(", {y}"))
+            .unwrap_or_default()
+    )];
+    for d in domains.iter().filter(|d| d.joules.is_some()) {
+        sources.push(format!("{}: {} ({})", d.name, d.source, d.scope));
+    }
+    let mut notes = Vec::new();
+    if p.pue_is_default {
+        notes.push("PUE 1.0 assumed: IT energy only, no cooling or facility overhead".into());
+    }
+    if total.mixed {
+        notes.push(
+            "the energy total adds measured and estimated domains; total.estimated_joules \
+             says how much of it is estimated"
+                .into(),
+        );
+    }
+    if domains
+        .iter()
+        .any(|d| d.joules.is_some() && matches!(d.scope.as_str(), "package" | "dram" | "device"))
+    {
+        notes.push(
+            "counter domains cover the whole CPU package / DRAM / GPU, including other processes"
+                .into(),
+        );
+    }
+    if total.joules.is_none() {
+        notes.push("no domain had a reading, so there is no energy or carbon figure".into());
+    }
+    let sampled = out.peak_rss_bytes;
+    let (peak_memory_bytes, peak_memory_source) = match (sampled, max_rss_bytes) {
+        (None, None) => (None, "not measured".to_string()),
+        (s, k) => (
+            Some(s.unwrap_or(0).max(k.unwrap_or(0))),
+            format!(
+                "max of the process tree's summed RSS sampled every {} ms and the kernel's \
+                 peak RSS of its largest single process (wait4)",
+                meters.config().sample_interval.as_millis()
+            ),
+        ),
+    };
+    let gpu_names = &out.trace.gpus;
+    let projection = opts.projection.map(|spec| {
+        project(
+            spec,
+            duration_s,
+            figures.as_ref().map(|f| f.energy_kwh),
+            figures.as_ref().map(|f| f.co2e_kg),
+            figures.as_ref().and_then(|f| f.cost),
+        )
+    });
+    MeasureReport {
+        schema: "wattbench-measure/1",
+        command,
+        started_at,
+        exit_code,
+        signal,
+        error,
+        duration_s,
+        total: total.clone(),
+        domains,
+        peak_memory_bytes,
+        peak_memory_source,
+        peak_device_memory: gpu_names
+            .iter()
+            .zip(&out.peak_device_memory_bytes)
+            .map(|(g, b)| DeviceMemory {
+                gpu: g.clone(),
+                peak_bytes: *b,
+            })
+            .collect(),
+        cpu_seconds,
+        energy_kwh: figures.as_ref().map(|f| f.energy_kwh),
+        facility_kwh: figures.as_ref().map(|f| f.facility_kwh),
+        co2e_kg: figures.as_ref().map(|f| f.co2e_kg),
+        cost: figures.as_ref().and_then(|f| f.cost),
+        assumptions: Assumptions {
+            intensity_g_per_kwh: p.intensity.g_per_kwh,
+            region: p.intensity.region.clone(),
+            region_name: p.intensity.name.clone(),
+            intensity_year: p.intensity.year,
+            pue: p.pue,
+            pue_is_default: p.pue_is_default,
+            price_per_kwh: p.price_per_kwh,
+            sources,
+            energy_includes: total.includes.clone(),
+            energy_excludes: total.excludes.clone(),
+            notes,
+        },
+        projection,
+        signals_received: events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    signals::signal_name(e.sig),
+                    if e.from_terminal {
+                        "from the terminal, which also delivered it to the command"
+                    } else if e.forwarded {
+                        "forwarded to the command"
+                    } else {
+                        "not forwarded (the command had already exited)"
+                    }
+                )
+            })
+            .collect(),
+        meters: meters.inventory(),
+        gpus: meters.gpu_inventory(),
+        sample_interval_ms: meters.config().sample_interval.as_secs_f64() * 1000.0,
+        samples: out.ticks,
+    }
+}

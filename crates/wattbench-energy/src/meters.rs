@@ -1,0 +1,570 @@
+//! The meter seam: the [`Domain`] trait every counter implements, discovery of all meters
+//! on the machine ([`Meters`]) and energy windows in criterion's `start`/`end` shape.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::integrate::Accumulator;
+use crate::procfs::{self, TreeSnapshot};
+use crate::sampler::Sampler;
+use crate::{estimate, nvml, rapl, EnergyError, Source};
+
+/// One raw reading of a domain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    /// A monotonically increasing energy counter (wraps to 0 after `wrap_at`).
+    Counter {
+        /// Counter value in its native unit.
+        raw: u64,
+        /// Joules per unit (1e-6 for RAPL µJ, 1e-3 for NVML mJ).
+        joules_per_unit: f64,
+        /// Largest value before the counter wraps, when known.
+        wrap_at: Option<u64>,
+    },
+    /// An instantaneous (or device-averaged) power sample.
+    Power {
+        /// Watts.
+        watts: f64,
+    },
+    /// Cumulative CPU time, converted to energy by a model.
+    CpuTime {
+        /// CPU seconds so far.
+        seconds: f64,
+        /// Watts attributed to one fully busy logical CPU.
+        watts_per_cpu: f64,
+    },
+}
+
+/// What a domain may use when it reads: a snapshot of the measured process tree, taken once
+/// per tick by the caller so that several domains do not scan `/proc` each.
+#[derive(Debug, Clone, Default)]
+pub struct ReadContext {
+    /// CPU time and memory of the process (tree) being measured, if it could be read.
+    pub tree: Option<TreeSnapshot>,
+}
+
+/// One energy domain (a GPU, a RAPL zone, the CPU estimate). Implement it to add a meter.
+pub trait Domain: Send + Sync {
+    /// Report name, e.g. `gpu0`, `cpu-package-0`, `dram-0`, `cpu-estimate`.
+    fn name(&self) -> &str;
+    /// Meter family: `nvml`, `rapl` or `estimate`.
+    fn kind(&self) -> &'static str;
+    /// The label its figures carry.
+    fn source(&self) -> Source;
+    /// What the figure covers: `device`, `package`, `process`, `process-tree`...
+    fn scope(&self) -> &'static str;
+    /// Whether the domain may be added into totals (false for subsets and supersets of others).
+    fn in_total(&self) -> bool {
+        true
+    }
+    /// Why it is left out of totals, or other caveats.
+    fn note(&self) -> Option<String> {
+        None
+    }
+    /// Reads the domain now.
+    fn read(&self, ctx: &ReadContext) -> Result<Reading, String>;
+    /// Uncertainty (J) of `joules` measured over `window_s` with `intervals` sampling intervals.
+    fn uncertainty_j(&self, joules: f64, window_s: f64, intervals: usize) -> f64;
+    /// Shortest window for which the domain's resolution does not dominate.
+    fn min_window(&self) -> Duration;
+    /// Model assumptions to attach to the figure (estimates), given the accumulated state.
+    fn assumptions(&self, _acc: &Accumulator, _window_s: f64) -> Option<serde_json::Value> {
+        None
+    }
+    /// Device memory in use, bytes (GPUs), for the trace.
+    fn memory_used_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A handle on the root of a process tree, set once the process is spawned.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessTree(Arc<AtomicI32>);
+
+impl ProcessTree {
+    /// A tree with no root yet (reads as empty).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the root process id.
+    pub fn set_root(&self, pid: i32) {
+        self.0.store(pid, Ordering::SeqCst);
+    }
+    /// The root process id, if set.
+    pub fn root(&self) -> Option<i32> {
+        match self.0.load(Ordering::SeqCst) {
+            p if p > 0 => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Whose CPU time and memory are measured.
+#[derive(Debug, Clone, Default)]
+pub enum CpuScope {
+    /// The current process, all of its threads (for `wattbench run`).
+    #[default]
+    Process,
+    /// A child process and all its descendants (for `wattbench measure`).
+    Tree(ProcessTree),
+}
+
+impl CpuScope {
+    /// CPU time and memory now.
+    pub fn snapshot(&self) -> Result<TreeSnapshot, String> {
+        match self {
+            CpuScope::Process => procfs::self_snapshot(),
+            CpuScope::Tree(t) => match t.root() {
+                Some(pid) => procfs::tree_snapshot(pid),
+                None => Ok(TreeSnapshot::default()),
+            },
+        }
+    }
+}
+
+/// How meters are found and sampled.
+#[derive(Debug, Clone)]
+pub struct MeterConfig {
+    /// Powercap sysfs root; else `WATTBENCH_POWERCAP_ROOT`; else `/sys/class/powercap`.
+    pub powercap_root: Option<PathBuf>,
+    /// Declared CPU TDP (W) for the estimate; else the built-in table; else a per-CPU default.
+    pub tdp_watts: Option<f64>,
+    /// Sampler interval (trace, power-only GPUs, wrap-safe RAPL reads).
+    pub sample_interval: Duration,
+    /// Look for NVIDIA GPUs (default true).
+    pub nvml: bool,
+    /// Whose CPU time the estimate covers, and whose memory is traced.
+    pub cpu_scope: CpuScope,
+}
+
+/// How often a window with wrapping counters (RAPL) reads them in the background: far below
+/// the shortest wrap period (~60 s for a 65 kJ counter range at 1 kW).
+pub const WRAP_GUARD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Default sampler interval. Its CPU cost is benchmarked in `benches/sampler_overhead.rs`.
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Default for MeterConfig {
+    fn default() -> Self {
+        MeterConfig {
+            powercap_root: None,
+            tdp_watts: None,
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            nvml: true,
+            cpu_scope: CpuScope::Process,
+        }
+    }
+}
+
+impl MeterConfig {
+    /// The powercap root actually used, and where it came from.
+    pub fn resolved_powercap_root(&self) -> PathBuf {
+        if let Some(p) = &self.powercap_root {
+            return p.clone();
+        }
+        match std::env::var_os("WATTBENCH_POWERCAP_ROOT") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(rapl::DEFAULT_POWERCAP_ROOT),
+        }
+    }
+}
+
+/// One meter found (or not) on this machine, for `wattbench info`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeterInfo {
+    /// Domain or meter name.
+    pub name: String,
+    /// `nvml`, `rapl` or `estimate`.
+    pub kind: String,
+    /// Whether it can be read.
+    pub available: bool,
+    /// Why it is unavailable, starting with `unavailable:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What it reads and how it is labelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A GPU as NVML describes it, recorded beside results. Fields NVML cannot give are null.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GpuInfo {
+    /// NVML index.
+    pub index: u32,
+    /// Product name.
+    pub name: Option<String>,
+    /// UUID.
+    pub uuid: Option<String>,
+    /// Driver version.
+    pub driver_version: Option<String>,
+    /// Enforced power-management limit, W.
+    pub power_limit_watts: Option<f64>,
+    /// Current SM clock, MHz.
+    pub sm_clock_mhz: Option<u32>,
+    /// Current memory clock, MHz.
+    pub memory_clock_mhz: Option<u32>,
+    /// Die temperature, °C.
+    pub temperature_c: Option<u32>,
+    /// Kernel-busy percentage over NVML's last sample period.
+    pub utilization_gpu_pct: Option<u32>,
+    /// Device memory used, bytes.
+    pub memory_used_bytes: Option<u64>,
+    /// Device memory total, bytes.
+    pub memory_total_bytes: Option<u64>,
+    /// Whether the total-energy counter is supported.
+    pub energy_counter: bool,
+}
+
+/// Energy of one domain over one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainEnergy {
+    /// `gpu0`, `cpu-package-0`, `dram-0`, `cpu-estimate`...
+    pub name: String,
+    /// How the figure was obtained.
+    pub source: Source,
+    /// Why there is no figure, or a caveat about it.
+    pub reason: Option<String>,
+    /// Joules; null when unsupported, never 0 for a missing reading.
+    pub joules: Option<f64>,
+    /// Window length, s.
+    pub window_s: f64,
+    /// Uncertainty of `joules` (half-width), J.
+    pub uncertainty_j: Option<f64>,
+    /// joules / window, W.
+    pub avg_watts: Option<f64>,
+    /// Highest mean power over one sampling interval, W.
+    pub peak_watts: Option<f64>,
+    /// What it covers: `device`, `package`, `dram`, `process`, `process-tree`...
+    pub scope: String,
+    /// Whether totals add it (false for overlapping domains such as core, uncore, psys).
+    pub in_total: bool,
+    /// Why it is not in totals, or other caveats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Model assumptions (TDP, utilisation...) for estimates.
+    pub assumptions: Option<serde_json::Value>,
+}
+
+impl DomainEnergy {
+    /// A domain with no figure, and why.
+    pub fn unsupported(name: &str, scope: &str, reason: String) -> Self {
+        DomainEnergy {
+            name: name.to_string(),
+            source: Source::Unsupported,
+            reason: Some(reason),
+            joules: None,
+            window_s: 0.0,
+            uncertainty_j: None,
+            avg_watts: None,
+            peak_watts: None,
+            scope: scope.to_string(),
+            in_total: true,
+            note: None,
+            assumptions: None,
+        }
+    }
+
+    pub(crate) fn from_acc(d: &dyn Domain, acc: &Accumulator) -> Self {
+        let window_s = acc.span_s();
+        let mut out = DomainEnergy {
+            name: d.name().to_string(),
+            source: d.source(),
+            reason: None,
+            joules: None,
+            window_s,
+            uncertainty_j: None,
+            avg_watts: None,
+            peak_watts: None,
+            scope: d.scope().to_string(),
+            in_total: d.in_total(),
+            note: d.note(),
+            assumptions: None,
+        };
+        match acc.joules() {
+            Some(j) => {
+                out.joules = Some(j);
+                out.uncertainty_j = Some(d.uncertainty_j(j, window_s, acc.intervals()));
+                out.avg_watts = (window_s > 0.0).then(|| j / window_s);
+                out.peak_watts = if acc.intervals() > 1 {
+                    acc.peak_watts()
+                } else {
+                    out.avg_watts
+                };
+                out.assumptions = d.assumptions(acc, window_s);
+                if d.source() == Source::Integrated && window_s < 1.0 {
+                    out.reason = Some(
+                        "window shorter than the ~1 s over which NVML averages power; \
+                         the integrated figure is unreliable"
+                            .into(),
+                    );
+                }
+                if let Some(e) = acc.error() {
+                    out.reason = Some(format!("some readings failed: {e}"));
+                }
+            }
+            None => {
+                out.source = Source::Unsupported;
+                out.reason = Some(format!(
+                    "unavailable: {}",
+                    acc.error()
+                        .unwrap_or("fewer than two readings in the window")
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// All meters found on this machine.
+pub struct Meters {
+    pub(crate) domains: Vec<Arc<dyn Domain>>,
+    unavailable: Vec<MeterInfo>,
+    gpus: Vec<GpuInfo>,
+    pub(crate) cfg: MeterConfig,
+}
+
+impl std::fmt::Debug for Meters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meters")
+            .field(
+                "domains",
+                &self.domains.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            )
+            .field("unavailable", &self.unavailable)
+            .finish()
+    }
+}
+
+/// An open energy window: readings taken at `start`.
+pub struct EnergyWindow {
+    t0: Instant,
+    accs: Arc<Mutex<Vec<Accumulator>>>,
+    sampler: Option<Sampler>,
+}
+
+impl Meters {
+    /// Finds every meter; never fails. Unavailable meters are kept with their reasons. The CPU
+    /// estimate is used only when no RAPL package counter can be read.
+    pub fn discover(cfg: &MeterConfig) -> Meters {
+        let mut domains: Vec<Arc<dyn Domain>> = Vec::new();
+        let mut unavailable = Vec::new();
+        let mut gpus = Vec::new();
+
+        if cfg.nvml {
+            let found = nvml::discover();
+            domains.extend(found.domains);
+            unavailable.extend(found.unavailable);
+            gpus = found.gpus;
+        } else {
+            unavailable.push(MeterInfo {
+                name: "nvml".into(),
+                kind: "nvml".into(),
+                available: false,
+                reason: Some("unavailable: disabled by configuration".into()),
+                detail: None,
+            });
+        }
+
+        let root = cfg.resolved_powercap_root();
+        let found = rapl::discover(&root);
+        let have_package = found.domains.iter().any(|d| d.is_package());
+        domains.extend(
+            found
+                .domains
+                .into_iter()
+                .map(|d| Arc::new(d) as Arc<dyn Domain>),
+        );
+        unavailable.extend(found.unavailable);
+
+        let est = estimate::CpuEstimate::new(cfg.tdp_watts, cfg.cpu_scope.clone());
+        if have_package {
+            unavailable.push(MeterInfo {
+                name: est.name().into(),
+                kind: "estimate".into(),
+                available: false,
+                reason: Some(
+                    "unavailable: not used, a RAPL package counter measures the CPU".into(),
+                ),
+                detail: None,
+            });
+        } else {
+            domains.push(Arc::new(est));
+        }
+        Meters::from_parts(domains, unavailable, gpus, cfg.clone())
+    }
+
+    /// Meters made of the given domains (custom or fake meters, tests).
+    pub fn from_domains(domains: Vec<Arc<dyn Domain>>, cfg: &MeterConfig) -> Meters {
+        Meters::from_parts(domains, Vec::new(), Vec::new(), cfg.clone())
+    }
+
+    fn from_parts(
+        domains: Vec<Arc<dyn Domain>>,
+        unavailable: Vec<MeterInfo>,
+        gpus: Vec<GpuInfo>,
+        cfg: MeterConfig,
+    ) -> Meters {
+        Meters {
+            domains,
+            unavailable,
+            gpus,
+            cfg,
+        }
+    }
+
+    /// The configuration these meters were found with.
+    pub fn config(&self) -> &MeterConfig {
+        &self.cfg
+    }
+
+    /// Every meter, available or not, with what it reads or why not.
+    pub fn inventory(&self) -> Vec<MeterInfo> {
+        let mut v: Vec<MeterInfo> = self
+            .domains
+            .iter()
+            .map(|d| MeterInfo {
+                name: d.name().to_string(),
+                kind: d.kind().to_string(),
+                available: true,
+                reason: None,
+                detail: Some(format!(
+                    "{}, scope {}{}",
+                    d.source(),
+                    d.scope(),
+                    d.note().map(|n| format!("; {n}")).unwrap_or_default()
+                )),
+            })
+            .collect();
+        v.extend(self.unavailable.iter().cloned());
+        v
+    }
+
+    /// Names of the readable domains.
+    pub fn domain_names(&self) -> Vec<String> {
+        self.domains.iter().map(|d| d.name().to_string()).collect()
+    }
+
+    /// How long an energy window must last for these meters: the longest of their minimums
+    /// (1 s for NVML and RAPL counters; 0.5 s for the CPU-time estimate, see
+    /// [`estimate::MIN_WINDOW`]).
+    pub fn min_window(&self) -> Duration {
+        self.domains
+            .iter()
+            .map(|d| d.min_window())
+            .max()
+            .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// NVML's description of each GPU; empty without NVML.
+    pub fn gpu_inventory(&self) -> Vec<GpuInfo> {
+        if self.gpus.is_empty() {
+            return Vec::new();
+        }
+        // Refresh the live fields (clocks, temperature, memory); identity stays.
+        nvml::refresh_gpu_info(&self.gpus)
+    }
+
+    pub(crate) fn read_all(&self, ctx: &ReadContext) -> Vec<Result<Reading, String>> {
+        self.domains.iter().map(|d| d.read(ctx)).collect()
+    }
+
+    pub(crate) fn context(&self) -> ReadContext {
+        ReadContext {
+            tree: self.cfg.cpu_scope.snapshot().ok(),
+        }
+    }
+
+    /// Opens a window: reads every counter now. The caller has synchronised the device.
+    /// GPUs with power samples only get a background sampler for the window's duration.
+    pub fn start(&self) -> Result<EnergyWindow, EnergyError> {
+        if self.domains.is_empty() {
+            return Err(EnergyError::NoMeters(
+                "no meter was found (see `wattbench info`)".into(),
+            ));
+        }
+        let t0 = Instant::now();
+        let ctx = self.context();
+        let mut accs = vec![Accumulator::new(); self.domains.len()];
+        let mut ok = 0;
+        for (acc, r) in accs.iter_mut().zip(self.read_all(&ctx)) {
+            match r {
+                Ok(r) => {
+                    acc.push(0.0, r);
+                    ok += 1;
+                }
+                Err(e) => acc.fail(e),
+            }
+        }
+        if ok == 0 {
+            let why: Vec<String> = accs
+                .iter()
+                .zip(&self.domains)
+                .map(|(a, d)| format!("{}: {}", d.name(), a.error().unwrap_or("?")))
+                .collect();
+            return Err(EnergyError::NoMeters(why.join("; ")));
+        }
+        let accs = Arc::new(Mutex::new(accs));
+        // Power-only GPUs need samples to integrate; wrapping counters need a reading at
+        // least once per wrap period (minutes for RAPL at full load), so long windows stay
+        // correct. Otherwise no thread runs beside the benchmark.
+        let integrated = self
+            .domains
+            .iter()
+            .any(|d| d.source() == Source::Integrated);
+        let wraps = self.domains.iter().any(|d| d.kind() == "rapl");
+        let interval = if integrated {
+            self.cfg.sample_interval
+        } else {
+            WRAP_GUARD_INTERVAL
+        };
+        let sampler = (integrated || wraps)
+            .then(|| Sampler::start_shared(self, accs.clone(), t0, interval, false));
+        Ok(EnergyWindow { t0, accs, sampler })
+    }
+
+    /// Closes a window: one [`DomainEnergy`] per domain.
+    pub fn stop(&self, w: EnergyWindow) -> Vec<DomainEnergy> {
+        let ctx = self.context();
+        let readings = self.read_all(&ctx);
+        let t = w.t0.elapsed().as_secs_f64();
+        if let Some(s) = w.sampler {
+            s.finish();
+        }
+        let mut accs = w.accs.lock().unwrap_or_else(|p| p.into_inner());
+        for (acc, r) in accs.iter_mut().zip(readings) {
+            match r {
+                Ok(r) => {
+                    acc.push(t, r);
+                }
+                Err(e) => acc.fail(e),
+            }
+        }
+        self.domains
+            .iter()
+            .zip(accs.iter())
+            .map(|(d, a)| DomainEnergy::from_acc(d.as_ref(), a))
+            .collect()
+    }
+
+    /// Measures every domain over `d` while the caller does nothing; `avg_watts` is the idle
+    /// power to subtract with [`crate::net_joules`].
+    pub fn idle_baseline(&self, d: Duration) -> Vec<DomainEnergy> {
+        match self.start() {
+            Ok(w) => {
+                std::thread::sleep(d);
+                self.stop(w)
+            }
+            Err(e) => self
+                .domains
+                .iter()
+                .map(|dm| {
+                    DomainEnergy::unsupported(dm.name(), dm.scope(), format!("unavailable: {e}"))
+                })
+                .collect(),
+        }
+    }
+}

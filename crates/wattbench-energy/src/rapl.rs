@@ -1,0 +1,327 @@
+//! RAPL energy counters through the Linux powercap sysfs (`intel-rapl` zones, which AMD CPUs
+//! also use since Linux 5.8, and any other `*rapl*` control type).
+//!
+//! Zones `<type>:<pkg>` are packages (or psys), `<type>:<pkg>:<n>` their subzones (core,
+//! uncore, dram). Package and dram are disjoint and go into totals; core and uncore are parts
+//! of the package and psys covers the whole platform, so those three never do. The MMIO
+//! interface (`intel-rapl-mmio`) duplicates the MSR package counter and is skipped when both
+//! exist.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::meters::{Domain, MeterInfo, ReadContext, Reading};
+use crate::Source;
+
+/// Where powercap lives on a normal Linux system.
+pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";
+
+/// RAPL updates its counters about every 1 ms.
+const UPDATE_PERIOD_S: f64 = 1e-3;
+
+/// What a zone measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneKind {
+    /// A CPU package (socket).
+    Package,
+    /// The cores of a package (part of it).
+    Core,
+    /// The uncore / integrated GPU of a package (part of it).
+    Uncore,
+    /// Memory attached to a package.
+    Dram,
+    /// The whole platform (superset of package and dram).
+    Psys,
+    /// Anything else the kernel names.
+    Other,
+}
+
+/// One readable RAPL zone.
+#[derive(Debug, Clone)]
+pub struct RaplZone {
+    name: String,
+    kind: ZoneKind,
+    package: Option<String>,
+    energy_path: PathBuf,
+    max_range_uj: Option<u64>,
+    zone_dir: String,
+}
+
+impl RaplZone {
+    /// True for a package zone (the CPU is then measured, no estimate needed).
+    pub fn is_package(&self) -> bool {
+        self.kind == ZoneKind::Package
+    }
+    /// What the zone measures.
+    pub fn zone_kind(&self) -> ZoneKind {
+        self.kind
+    }
+    /// The sysfs directory name, e.g. `intel-rapl:0:1`.
+    pub fn zone_dir(&self) -> &str {
+        &self.zone_dir
+    }
+    /// `max_energy_range_uj`, if readable.
+    pub fn max_range_uj(&self) -> Option<u64> {
+        self.max_range_uj
+    }
+}
+
+/// The zones found, and those that could not be used with reasons.
+#[derive(Debug, Default)]
+pub struct RaplDiscovery {
+    /// Readable zones.
+    pub domains: Vec<RaplZone>,
+    /// Zones (or the whole interface) that cannot be read, and why.
+    pub unavailable: Vec<MeterInfo>,
+}
+
+/// Explains a failed read of a powercap file, saying how to fix a permission problem.
+pub fn describe_read_error(path: &Path, e: &std::io::Error) -> String {
+    if e.kind() == ErrorKind::PermissionDenied {
+        format!(
+            "unavailable: permission denied reading {}: since Linux 5.10 (CVE-2020-8694) \
+             energy_uj is readable by root only. Grant read access with \
+             `sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj \
+             /sys/class/powercap/intel-rapl:*:*/energy_uj` (until reboot; a udev rule or \
+             tmpfiles.d entry makes it permanent), or run as root; in a container, mount \
+             /sys/class/powercap and point WATTBENCH_POWERCAP_ROOT or --powercap-root at it",
+            path.display()
+        )
+    } else {
+        format!("unavailable: cannot read {}: {e}", path.display())
+    }
+}
+
+fn read_u64(path: &Path) -> Result<u64, String> {
+    let s = fs::read_to_string(path).map_err(|e| describe_read_error(path, &e))?;
+    s.trim().parse::<u64>().map_err(|e| {
+        format!(
+            "unavailable: {} does not hold a number ({e}): {:?}",
+            path.display(),
+            s.trim()
+        )
+    })
+}
+
+/// `intel-rapl:0:1` → (`intel-rapl`, [0, 1]).
+fn parse_zone_dir(name: &str) -> Option<(&str, Vec<&str>)> {
+    let mut it = name.split(':');
+    let ty = it.next()?;
+    let idx: Vec<&str> = it.collect();
+    if idx.is_empty() || idx.len() > 2 || !ty.contains("rapl") {
+        return None;
+    }
+    if idx
+        .iter()
+        .any(|i| i.is_empty() || !i.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    Some((ty, idx))
+}
+
+fn classify(zone_name: &str) -> (ZoneKind, Option<&str>) {
+    if let Some(n) = zone_name.strip_prefix("package-") {
+        (ZoneKind::Package, Some(n))
+    } else {
+        match zone_name {
+            "core" => (ZoneKind::Core, None),
+            "uncore" => (ZoneKind::Uncore, None),
+            "dram" => (ZoneKind::Dram, None),
+            "psys" => (ZoneKind::Psys, None),
+            _ => (ZoneKind::Other, None),
+        }
+    }
+}
+
+/// Finds RAPL zones under a powercap root (real sysfs or a fake tree).
+pub fn discover(root: &Path) -> RaplDiscovery {
+    let mut out = RaplDiscovery::default();
+    let unavailable = |name: &str, reason: String| MeterInfo {
+        name: name.into(),
+        kind: "rapl".into(),
+        available: false,
+        reason: Some(reason),
+        detail: None,
+    };
+    let entries = match fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) => {
+            out.unavailable.push(unavailable(
+                "rapl",
+                format!(
+                    "unavailable: no powercap interface at {} ({e}); the CPU is not RAPL-capable, \
+                     the intel_rapl driver is not loaded, or a container masks /sys",
+                    root.display()
+                ),
+            ));
+            return out;
+        }
+    };
+    let mut dirs: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| parse_zone_dir(n).is_some())
+        .collect();
+    dirs.sort();
+    // Prefer the MSR interface; skip MMIO zones that duplicate an MSR package.
+    let has_msr = dirs.iter().any(|d| d.starts_with("intel-rapl:"));
+    let mut zones = Vec::new();
+    for dir in &dirs {
+        let (ty, idx) = parse_zone_dir(dir).expect("filtered above");
+        let zpath = root.join(dir);
+        let zone_name = fs::read_to_string(zpath.join("name"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| dir.clone());
+        if ty.contains("mmio") && has_msr {
+            out.unavailable.push(unavailable(
+                &format!("{dir} ({zone_name})"),
+                "unavailable: not used, duplicates the MSR interface's counter (never summed)"
+                    .into(),
+            ));
+            continue;
+        }
+        let (mut kind, pkg_num) = classify(&zone_name);
+        if kind == ZoneKind::Package && idx.len() == 2 {
+            kind = ZoneKind::Other;
+        }
+        let pkg = idx[0].to_string();
+        let pkg_label = pkg_num.map(str::to_string).unwrap_or_else(|| pkg.clone());
+        let name = match kind {
+            ZoneKind::Package => format!("cpu-package-{pkg_label}"),
+            ZoneKind::Core => format!("cpu-core-{pkg}"),
+            ZoneKind::Uncore => format!("cpu-uncore-{pkg}"),
+            ZoneKind::Dram => format!("dram-{pkg}"),
+            ZoneKind::Psys => "psys".to_string(),
+            ZoneKind::Other => format!("rapl-{}", dir.replace(':', "-")),
+        };
+        let energy_path = zpath.join("energy_uj");
+        if let Err(reason) = read_u64(&energy_path) {
+            out.unavailable.push(unavailable(&name, reason));
+            continue;
+        }
+        let max_range_uj = read_u64(&zpath.join("max_energy_range_uj")).ok();
+        zones.push(RaplZone {
+            name,
+            kind,
+            package: (idx.len() == 2 || kind == ZoneKind::Package).then(|| pkg.clone()),
+            energy_path,
+            max_range_uj,
+            zone_dir: dir.clone(),
+        });
+    }
+    if zones.is_empty() && out.unavailable.is_empty() {
+        out.unavailable.push(unavailable(
+            "rapl",
+            format!(
+                "unavailable: {} has no RAPL zones (no intel-rapl / amd rapl entries)",
+                root.display()
+            ),
+        ));
+    }
+    // A package's name for its subzones' notes.
+    let pkg_names: Vec<(String, String)> = zones
+        .iter()
+        .filter(|z| z.kind == ZoneKind::Package)
+        .filter_map(|z| Some((z.package.clone()?, z.name.clone())))
+        .collect();
+    for z in &mut zones {
+        if matches!(z.kind, ZoneKind::Core | ZoneKind::Uncore) {
+            if let Some((_, pn)) = pkg_names
+                .iter()
+                .find(|(p, _)| Some(p) == z.package.as_ref())
+            {
+                z.package = Some(pn.clone());
+            }
+        }
+    }
+    out.domains = zones;
+    out
+}
+
+impl Domain for RaplZone {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "rapl"
+    }
+    fn source(&self) -> Source {
+        Source::Measured
+    }
+    fn scope(&self) -> &'static str {
+        match self.kind {
+            ZoneKind::Package => "package",
+            ZoneKind::Core => "cores",
+            ZoneKind::Uncore => "uncore",
+            ZoneKind::Dram => "dram",
+            ZoneKind::Psys => "platform",
+            ZoneKind::Other => "other",
+        }
+    }
+    fn in_total(&self) -> bool {
+        matches!(self.kind, ZoneKind::Package | ZoneKind::Dram)
+    }
+    fn note(&self) -> Option<String> {
+        let whole_machine = "counts every process on the machine, not only the measured one";
+        Some(match self.kind {
+            ZoneKind::Core | ZoneKind::Uncore => format!(
+                "part of {}; not added to totals",
+                self.package.as_deref().unwrap_or("its package")
+            ),
+            ZoneKind::Psys => {
+                "whole platform, overlaps package and dram; not added to totals".into()
+            }
+            ZoneKind::Other => "unknown zone; not added to totals".into(),
+            _ => whole_machine.into(),
+        })
+    }
+    fn read(&self, _ctx: &ReadContext) -> Result<Reading, String> {
+        Ok(Reading::Counter {
+            raw: read_u64(&self.energy_path)?,
+            joules_per_unit: 1e-6,
+            wrap_at: self.max_range_uj,
+        })
+    }
+    fn uncertainty_j(&self, joules: f64, window_s: f64, _intervals: usize) -> f64 {
+        // Each edge can be off by one counter update (~1 ms of energy) plus 1 µJ of rounding.
+        let p = if window_s > 0.0 {
+            joules / window_s
+        } else {
+            0.0
+        };
+        2.0 * (p * UPDATE_PERIOD_S + 1e-6)
+    }
+    fn min_window(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_dir_names() {
+        assert_eq!(
+            parse_zone_dir("intel-rapl:0:1"),
+            Some(("intel-rapl", vec!["0", "1"]))
+        );
+        assert!(parse_zone_dir("intel-rapl").is_none());
+        assert!(parse_zone_dir("dtpm:0").is_none());
+        assert!(parse_zone_dir("intel-rapl:x").is_none());
+    }
+
+    #[test]
+    fn permission_denied_says_how_to_grant_access() {
+        let e = std::io::Error::from(ErrorKind::PermissionDenied);
+        let m = describe_read_error(Path::new("/x/energy_uj"), &e);
+        assert!(m.starts_with("unavailable: permission denied"), "{m}");
+        assert!(m.contains("chmod a+r"), "{m}");
+        let other =
+            describe_read_error(Path::new("/x"), &std::io::Error::from(ErrorKind::NotFound));
+        assert!(!other.contains("chmod"));
+    }
+}

@@ -1,0 +1,278 @@
+//! The background sampler: one thread that reads every domain and the measured process
+//! tree's memory at a fixed interval, accumulating energy (so RAPL wraps are seen and
+//! power-only GPUs get integrated) and recording a power/memory trace.
+
+use std::fmt::Write as _;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::integrate::Accumulator;
+use crate::meters::{CpuScope, Domain, Meters, ReadContext};
+
+/// One row of the trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRow {
+    /// Seconds since the start.
+    pub t_s: f64,
+    /// Mean power of each domain since the previous row, W (empty on the first row).
+    pub watts: Vec<Option<f64>>,
+    /// Host RSS of the measured process (tree), bytes.
+    pub rss_bytes: Option<u64>,
+    /// CPU cores busy in the measured process (tree) since the previous row.
+    pub cpu_cores: Option<f64>,
+    /// Device memory used per GPU, bytes.
+    pub device_memory_bytes: Vec<Option<u64>>,
+}
+
+/// A power/memory trace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trace {
+    /// Domain names, one per `watts` column.
+    pub domains: Vec<String>,
+    /// GPU names, one per `device_memory_bytes` column.
+    pub gpus: Vec<String>,
+    /// Rows in time order.
+    pub rows: Vec<TraceRow>,
+}
+
+impl Trace {
+    /// The trace as CSV: `t_s, <domain>_watts..., rss_bytes, cpu_cores, <gpu>_memory_bytes...`.
+    /// Missing values are empty cells.
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from("t_s");
+        for d in &self.domains {
+            let _ = write!(s, ",{d}_watts");
+        }
+        s.push_str(",rss_bytes,cpu_cores");
+        for g in &self.gpus {
+            let _ = write!(s, ",{g}_memory_bytes");
+        }
+        s.push('\n');
+        let cell = |s: &mut String, v: Option<String>| {
+            s.push(',');
+            if let Some(v) = v {
+                s.push_str(&v);
+            }
+        };
+        for r in &self.rows {
+            let _ = write!(s, "{:.4}", r.t_s);
+            for w in &r.watts {
+                cell(&mut s, w.map(|w| format!("{w:.3}")));
+            }
+            cell(&mut s, r.rss_bytes.map(|b| b.to_string()));
+            cell(&mut s, r.cpu_cores.map(|c| format!("{c:.4}")));
+            for m in &r.device_memory_bytes {
+                cell(&mut s, m.map(|b| b.to_string()));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// What the sampler leaves behind.
+#[derive(Debug, Clone, Default)]
+pub struct SamplerOutput {
+    /// Per-domain accumulated energy, in the order of the meters' domains.
+    pub accs: Vec<Accumulator>,
+    /// The trace (empty when not recorded).
+    pub trace: Trace,
+    /// Highest sampled host RSS of the measured process (tree), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Highest sampled device memory per GPU, bytes.
+    pub peak_device_memory_bytes: Vec<Option<u64>>,
+    /// Ticks taken (including the first reading).
+    pub ticks: usize,
+    /// When sampling started (time zero of the trace and the accumulators).
+    pub t0: Option<Instant>,
+}
+
+struct State {
+    t0: Instant,
+    accs: Arc<Mutex<Vec<Accumulator>>>,
+    trace: Trace,
+    record: bool,
+    peak_rss: Option<u64>,
+    peak_dev: Vec<Option<u64>>,
+    prev_cpu: Option<(f64, f64)>,
+    ticks: usize,
+}
+
+/// A running sampler thread.
+pub struct Sampler {
+    stop: mpsc::Sender<()>,
+    handle: Option<JoinHandle<State>>,
+}
+
+struct Ctx {
+    domains: Vec<Arc<dyn Domain>>,
+    gpu_idx: Vec<usize>,
+    scope: CpuScope,
+}
+
+impl Ctx {
+    fn tick(&self, st: &mut State, t: f64) {
+        let snap = self.scope.snapshot().ok();
+        let rc = ReadContext { tree: snap };
+        let readings: Vec<_> = self.domains.iter().map(|d| d.read(&rc)).collect();
+        let mut watts = Vec::with_capacity(readings.len());
+        {
+            let mut accs = st.accs.lock().unwrap_or_else(|p| p.into_inner());
+            for (acc, r) in accs.iter_mut().zip(readings) {
+                watts.push(match r {
+                    Ok(r) => acc.push(t, r),
+                    Err(e) => {
+                        acc.fail(e);
+                        None
+                    }
+                });
+            }
+        }
+        let dev: Vec<Option<u64>> = self
+            .gpu_idx
+            .iter()
+            .map(|&i| self.domains[i].memory_used_bytes())
+            .collect();
+        for (p, m) in st.peak_dev.iter_mut().zip(&dev) {
+            if let Some(m) = m {
+                *p = Some(p.map_or(*m, |q| q.max(*m)));
+            }
+        }
+        let rss = snap
+            .map(|s| s.rss_bytes)
+            .filter(|_| snap.is_some_and(|s| s.processes > 0));
+        if let Some(r) = rss {
+            st.peak_rss = Some(st.peak_rss.map_or(r, |q| q.max(r)));
+        }
+        let cpu_cores = match (snap, st.prev_cpu) {
+            (Some(s), Some((t0, c0))) if t > t0 => Some(((s.cpu_seconds - c0) / (t - t0)).max(0.0)),
+            _ => None,
+        };
+        if let Some(s) = snap {
+            st.prev_cpu = Some((t, s.cpu_seconds));
+        }
+        st.ticks += 1;
+        if st.record {
+            st.trace.rows.push(TraceRow {
+                t_s: t,
+                watts,
+                rss_bytes: rss,
+                cpu_cores,
+                device_memory_bytes: dev,
+            });
+        }
+    }
+}
+
+impl Sampler {
+    /// Starts sampling `meters` every `interval`, taking the first reading now.
+    pub fn start(meters: &Meters, interval: Duration, record_trace: bool) -> Sampler {
+        let accs = Arc::new(Mutex::new(vec![Accumulator::new(); meters.domains.len()]));
+        Sampler::spawn(meters, accs, Instant::now(), interval, record_trace, true)
+    }
+
+    /// Samples into accumulators that already hold a first reading (an energy window).
+    pub(crate) fn start_shared(
+        meters: &Meters,
+        accs: Arc<Mutex<Vec<Accumulator>>>,
+        t0: Instant,
+        interval: Duration,
+        record_trace: bool,
+    ) -> Sampler {
+        Sampler::spawn(meters, accs, t0, interval, record_trace, false)
+    }
+
+    fn spawn(
+        meters: &Meters,
+        accs: Arc<Mutex<Vec<Accumulator>>>,
+        t0: Instant,
+        interval: Duration,
+        record: bool,
+        first_now: bool,
+    ) -> Sampler {
+        let interval = interval.max(Duration::from_millis(1));
+        let ctx = Ctx {
+            gpu_idx: (0..meters.domains.len())
+                .filter(|&i| meters.domains[i].kind() == "nvml")
+                .collect(),
+            domains: meters.domains.clone(),
+            scope: meters.cfg.cpu_scope.clone(),
+        };
+        let mut st = State {
+            t0,
+            accs,
+            trace: Trace {
+                domains: ctx.domains.iter().map(|d| d.name().to_string()).collect(),
+                gpus: ctx
+                    .gpu_idx
+                    .iter()
+                    .map(|&i| ctx.domains[i].name().to_string())
+                    .collect(),
+                rows: Vec::new(),
+            },
+            record,
+            peak_rss: None,
+            peak_dev: vec![None; ctx.gpu_idx.len()],
+            prev_cpu: None,
+            ticks: 0,
+        };
+        if first_now {
+            ctx.tick(&mut st, t0.elapsed().as_secs_f64());
+        }
+        let (tx, rx) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("wattbench-sampler".into())
+            .spawn(move || {
+                let mut k: u32 = 1;
+                loop {
+                    let due = t0 + interval * k;
+                    let wait = due.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(wait) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => break,
+                    }
+                    ctx.tick(&mut st, t0.elapsed().as_secs_f64());
+                    // Skip ticks missed while the machine was busy instead of bursting.
+                    let behind = t0.elapsed().as_secs_f64() / interval.as_secs_f64();
+                    k = (k + 1).max(behind.ceil() as u32);
+                }
+                st
+            })
+            .expect("spawning the sampler thread");
+        Sampler {
+            stop: tx,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the thread and returns what it recorded.
+    pub fn finish(mut self) -> SamplerOutput {
+        let _ = self.stop.send(());
+        let st = self
+            .handle
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("sampler thread panicked");
+        let accs = st.accs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        SamplerOutput {
+            accs,
+            trace: st.trace,
+            peak_rss_bytes: st.peak_rss,
+            peak_device_memory_bytes: st.peak_dev,
+            ticks: st.ticks,
+            t0: Some(st.t0),
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Integration, idle subtraction, totals, carbon and projection against hand-computed values.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wattbench_energy::carbon::{carbon, CarbonParams, GridIntensity};
+use wattbench_energy::integrate::{counter_delta, trapezoid, Accumulator};
+use wattbench_energy::measure::{check_projection, project, ProjectionSpec};
+use wattbench_energy::{
+    net_joules, total_energy, Domain, DomainEnergy, EnergyError, Interval, MeterConfig, Meters,
+    ReadContext, Reading, Source,
+};
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+fn domain(name: &str, source: Source, joules: f64, window_s: f64, unc: f64) -> DomainEnergy {
+    DomainEnergy {
+        name: name.into(),
+        source,
+        reason: None,
+        joules: Some(joules),
+        window_s,
+        uncertainty_j: Some(unc),
+        avg_watts: Some(joules / window_s),
+        peak_watts: None,
+        scope: "test".into(),
+        in_total: true,
+        note: None,
+        assumptions: None,
+    }
+}
+
+#[test]
+fn trapezoid_matches_hand_computation() {
+    // 0-1 s: (100+200)/2 = 150 J; 1-3 s: 200 W x 2 s = 400 J; 3-4 s: (200+0)/2 = 100 J.
+    let s = [(0.0, 100.0), (1.0, 200.0), (3.0, 200.0), (4.0, 0.0)];
+    assert!(close(trapezoid(&s).unwrap(), 650.0));
+    assert_eq!(trapezoid(&s[..1]), None);
+    assert_eq!(trapezoid(&[(1.0, 5.0), (0.5, 5.0)]), None);
+}
+
+#[test]
+fn accumulator_power_samples_equal_trapezoid_and_report_peak() {
+    let mut a = Accumulator::new();
+    for (t, w) in [(0.0, 100.0), (1.0, 200.0), (3.0, 200.0), (4.0, 0.0)] {
+        a.push(t, Reading::Power { watts: w });
+    }
+    assert!(close(a.joules().unwrap(), 650.0));
+    assert!(close(a.span_s(), 4.0));
+    assert!(close(a.peak_watts().unwrap(), 200.0));
+}
+
+#[test]
+fn accumulator_counts_several_wraps_across_samples() {
+    let max = 1_000u64;
+    let mut a = Accumulator::new();
+    let c = |raw| Reading::Counter {
+        raw,
+        joules_per_unit: 1e-3,
+        wrap_at: Some(max),
+    };
+    // 900 -> 100 (wrap: 200) -> 600 (500) -> 50 (wrap: 450) = 1150 units = 1.15 J.
+    for (t, raw) in [(0.0, 900), (1.0, 100), (2.0, 600), (3.0, 50)] {
+        a.push(t, c(raw));
+    }
+    assert_eq!(a.wraps(), 2);
+    assert!(close(a.joules().unwrap(), 1.15));
+    assert_eq!(counter_delta(900, 100, Some(1000)), Some(200));
+    assert_eq!(counter_delta(900, 100, None), None);
+    assert_eq!(counter_delta(100, 900, None), Some(800));
+}
+
+#[test]
+fn accumulator_cpu_time_never_counts_a_drop() {
+    let mut a = Accumulator::new();
+    let r = |s| Reading::CpuTime {
+        seconds: s,
+        watts_per_cpu: 4.0,
+    };
+    // +1.0 s, then a drop (a child left the tree), then back up past the high mark: +0.5 s.
+    for (t, s) in [(0.0, 0.0), (1.0, 1.0), (2.0, 0.7), (3.0, 1.5)] {
+        a.push(t, r(s));
+    }
+    assert!(close(a.cpu_seconds(), 1.5));
+    assert!(close(a.joules().unwrap(), 6.0));
+}
+
+#[test]
+fn idle_subtraction_matches_hand_computation() {
+    let gross = domain("cpu-package-0", Source::Measured, 120.0, 10.0, 2.0);
+    let idle = domain("cpu-package-0", Source::Measured, 30.0, 5.0, 1.0);
+    let n = net_joules(&gross, &idle).unwrap();
+    assert!(close(n.idle_watts, 6.0));
+    assert!(close(n.idle_joules, 60.0));
+    assert!(close(n.net_joules, 60.0));
+    // gross 2 J + idle 1 J scaled by 10 s / 5 s.
+    assert!(close(n.uncertainty_j, 4.0));
+    let mut missing = idle.clone();
+    missing.joules = None;
+    assert_eq!(net_joules(&gross, &missing), None);
+}
+
+#[test]
+fn totals_say_when_they_mix_measured_and_estimated() {
+    let gpu = domain("gpu0", Source::Measured, 100.0, 10.0, 2.0);
+    let cpu = domain("cpu-estimate", Source::Estimated, 20.0, 10.0, 10.0);
+    let mut core = domain("cpu-core-0", Source::Measured, 3.0, 10.0, 0.1);
+    core.in_total = false;
+    let mut lost = DomainEnergy::unsupported("gpu1", "device", "unavailable: gone".into());
+    lost.window_s = 10.0;
+    let t = total_energy(&[gpu, cpu, core, lost]);
+    let j = t.joules.unwrap();
+    assert!(close(j.value, 120.0) && close(j.low, 108.0) && close(j.high, 132.0));
+    assert!(t.mixed);
+    assert_eq!(t.estimated_joules, Some(20.0));
+    assert_eq!(t.includes, ["gpu0 (measured)", "cpu-estimate (estimated)"]);
+    assert_eq!(t.excludes.len(), 2);
+    assert_eq!(t.sources, [Source::Measured, Source::Estimated]);
+    let none = total_energy(&[DomainEnergy::unsupported("x", "y", "z".into())]);
+    assert_eq!(none.joules, None);
+}
+
+#[test]
+fn carbon_arithmetic_carries_the_interval() {
+    let p = CarbonParams {
+        intensity: GridIntensity {
+            region: "custom".into(),
+            name: "test".into(),
+            g_per_kwh: 400.0,
+            source: "test".into(),
+            year: None,
+        },
+        pue: 1.5,
+        pue_is_default: false,
+        price_per_kwh: Some(0.2),
+    };
+    // 3.6 MJ ± 10 % = 1 kWh [0.9, 1.1]; x1.5 PUE; x0.4 kg/kWh; x0.2 per kWh.
+    let f = carbon(Interval::symmetric(3.6e6, 0.36e6), &p);
+    let chk = |i: Interval, v: f64, lo: f64, hi: f64| {
+        assert!(
+            close(i.value, v) && close(i.low, lo) && close(i.high, hi),
+            "{i:?}"
+        );
+    };
+    chk(f.energy_kwh, 1.0, 0.9, 1.1);
+    chk(f.facility_kwh, 1.5, 1.35, 1.65);
+    chk(f.co2e_kg, 0.6, 0.54, 0.66);
+    chk(f.cost.unwrap(), 0.3, 0.27, 0.33);
+}
+
+#[test]
+fn carbon_parameters_resolve_with_stated_defaults_and_reject_nonsense() {
+    let d = CarbonParams::resolve(None, None, None, None).unwrap();
+    assert_eq!(d.intensity.region, "WORLD");
+    assert_eq!(d.intensity.g_per_kwh, 481.0);
+    assert!(d.intensity.source.contains("default"));
+    assert_eq!((d.pue, d.pue_is_default), (1.0, true));
+    let de = CarbonParams::resolve(Some("de"), None, Some(1.2), Some(0.3)).unwrap();
+    assert_eq!(de.intensity.g_per_kwh, 381.0);
+    assert_eq!(de.intensity.year, Some(2023));
+    let given = CarbonParams::resolve(Some("FR"), Some(12.5), None, None).unwrap();
+    assert_eq!(given.intensity.g_per_kwh, 12.5);
+    assert_eq!(given.intensity.source, "user-supplied intensity");
+    for bad in [
+        CarbonParams::resolve(Some("atlantis"), None, None, None),
+        CarbonParams::resolve(None, Some(-1.0), None, None),
+        CarbonParams::resolve(None, None, Some(0.9), None),
+        CarbonParams::resolve(None, None, None, Some(f64::NAN)),
+    ] {
+        assert!(matches!(bad, Err(EnergyError::Usage(_))), "{bad:?}");
+    }
+}
+
+#[test]
+fn projection_scales_figures_and_interval() {
+    let spec = check_projection(Some(10), Some(100)).unwrap().unwrap();
+    let e = Interval {
+        value: 1.0,
+        low: 0.9,
+        high: 1.1,
+    };
+    let p = project(spec, 60.0, Some(e), Some(e.scale(0.5)), None);
+    assert!(close(p.factor, 10.0));
+    assert!(close(p.duration_s, 600.0));
+    let pe = p.energy_kwh.unwrap();
+    assert!(close(pe.value, 10.0) && close(pe.low, 9.0) && close(pe.high, 11.0));
+    assert!(close(p.co2e_kg.unwrap().high, 5.5));
+    assert!(check_projection(None, None).unwrap().is_none());
+    assert!(check_projection(Some(0), Some(10)).is_err());
+    assert!(check_projection(Some(20), Some(10)).is_err());
+    assert!(check_projection(Some(1), None).is_err());
+    let _ = ProjectionSpec {
+        steps_done: 1,
+        total_steps: 1,
+    };
+}
+
+/// A power-only GPU stand-in: constant 50 W.
+struct ConstantPower;
+
+impl Domain for ConstantPower {
+    fn name(&self) -> &str {
+        "fake-gpu"
+    }
+    fn kind(&self) -> &'static str {
+        "nvml"
+    }
+    fn source(&self) -> Source {
+        Source::Integrated
+    }
+    fn scope(&self) -> &'static str {
+        "device"
+    }
+    fn read(&self, _ctx: &ReadContext) -> Result<Reading, String> {
+        Ok(Reading::Power { watts: 50.0 })
+    }
+    fn uncertainty_j(&self, joules: f64, _w: f64, _n: usize) -> f64 {
+        0.05 * joules
+    }
+    fn min_window(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+#[test]
+fn power_only_domain_is_integrated_over_the_window() {
+    let cfg = MeterConfig {
+        sample_interval: Duration::from_millis(5),
+        ..MeterConfig::default()
+    };
+    let m = Meters::from_domains(vec![Arc::new(ConstantPower)], &cfg);
+    let w = m.start().unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let d = m.stop(w).remove(0);
+    assert_eq!(d.source, Source::Integrated);
+    // Constant power integrates exactly, whatever the sample times were.
+    assert!(close(d.joules.unwrap(), 50.0 * d.window_s), "{d:?}");
+    assert!(close(d.avg_watts.unwrap(), 50.0));
+    // Sub-second windows of averaged power are flagged.
+    assert!(d.reason.as_deref().unwrap().contains("unreliable"));
+}

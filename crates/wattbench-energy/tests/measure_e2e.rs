@@ -1,0 +1,294 @@
+//! `measure` end to end on real child processes.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wattbench_energy::carbon::CarbonParams;
+use wattbench_energy::measure::{measure, MeasureOptions, MeasureOutcome, ProjectionSpec};
+use wattbench_energy::{write_atomically, EnergyError, MeterConfig, Source};
+
+fn opts(cmd: &[&str]) -> MeasureOptions {
+    MeasureOptions {
+        command: cmd.iter().map(OsString::from).collect(),
+        meter: MeterConfig {
+            // Deterministic on any machine: no RAPL, so the CPU is estimated.
+            powercap_root: Some(PathBuf::from("/nonexistent/powercap")),
+            sample_interval: Duration::from_millis(20),
+            ..MeterConfig::default()
+        },
+        carbon: CarbonParams::resolve(Some("FR"), None, Some(1.2), Some(0.25)).unwrap(),
+        projection: None,
+    }
+}
+
+fn run(cmd: &[&str]) -> MeasureOutcome {
+    measure(&opts(cmd)).unwrap()
+}
+
+#[test]
+fn exit_code_is_propagated_and_report_has_required_keys() {
+    let out = run(&["sh", "-c", "exit 7"]);
+    assert_eq!(out.exit_code, 7);
+    assert_eq!(out.report.exit_code, 7);
+    assert_eq!(out.report.signal, None);
+    let v = serde_json::to_value(&out.report).unwrap();
+    for k in [
+        "command",
+        "exit_code",
+        "duration_s",
+        "domains",
+        "peak_memory_bytes",
+        "energy_kwh",
+        "co2e_kg",
+        "assumptions",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    for k in [
+        "name",
+        "source",
+        "joules",
+        "reason",
+        "avg_watts",
+        "peak_watts",
+    ] {
+        assert!(v["domains"][0].get(k).is_some(), "missing domains[].{k}");
+    }
+    for k in ["intensity_g_per_kwh", "region", "pue", "sources"] {
+        assert!(v["assumptions"].get(k).is_some(), "missing assumptions.{k}");
+    }
+    for k in ["value", "low", "high"] {
+        assert!(v["energy_kwh"][k].is_number() && v["co2e_kg"][k].is_number());
+    }
+    assert_eq!(v["command"], serde_json::json!(["sh", "-c", "exit 7"]));
+    assert_eq!(v["assumptions"]["region"], "FR");
+    assert_eq!(run(&["true"]).exit_code, 0);
+}
+
+#[test]
+fn busy_child_is_estimated_and_carbon_follows_the_energy() {
+    let out = run(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+    ]);
+    assert_eq!(out.exit_code, 0);
+    let r = &out.report;
+    let d = r.domains.iter().find(|d| d.name == "cpu-estimate").unwrap();
+    assert_eq!(d.source, Source::Estimated);
+    assert_eq!(d.scope, "process-tree");
+    let a = d.assumptions.as_ref().unwrap();
+    let cpu_s = a["cpu_seconds"].as_f64().unwrap();
+    assert!(cpu_s > 0.0, "the child's CPU time was not counted");
+    // The kernel's count at exit is the one used.
+    assert!(
+        (cpu_s - r.cpu_seconds.unwrap()).abs() < 0.05,
+        "{cpu_s} {:?}",
+        r.cpu_seconds
+    );
+    let j = d.joules.unwrap();
+    assert!((j - cpu_s * a["watts_per_busy_thread"].as_f64().unwrap()).abs() < 1e-9);
+
+    // kWh = J / 3.6e6; kg = kWh x PUE 1.2 x 56 g/kWh / 1000; cost = kWh x 1.2 x 0.25.
+    let kwh = r.energy_kwh.unwrap();
+    assert!((kwh.value - j / 3.6e6).abs() < 1e-15);
+    assert!(kwh.low < kwh.value && kwh.value < kwh.high);
+    let co2 = r.co2e_kg.unwrap();
+    assert!((co2.value - kwh.value * 1.2 * 0.056).abs() < 1e-15);
+    assert!((co2.high - kwh.high * 1.2 * 0.056).abs() < 1e-15);
+    assert!((r.cost.unwrap().value - kwh.value * 1.2 * 0.25).abs() < 1e-15);
+    assert_eq!(r.total.sources, [Source::Estimated]);
+    assert!(r.assumptions.sources.iter().any(|s| s.contains("Ember")));
+
+    assert!(r.peak_memory_bytes.unwrap() > 0);
+    assert!(r.samples >= 2);
+    let csv = out.trace.to_csv();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "t_s,cpu-estimate_watts,rss_bytes,cpu_cores"
+    );
+    assert!(lines.count() >= 2);
+}
+
+#[test]
+fn child_shorter_than_the_sampling_interval_is_still_counted() {
+    // No sample falls inside the run: the kernel's CPU time at exit must carry the estimate.
+    let mut o = opts(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done",
+    ]);
+    o.meter.sample_interval = Duration::from_secs(600);
+    let out = measure(&o).unwrap();
+    let d = &out.report.domains[0];
+    let cpu_s = d.assumptions.as_ref().unwrap()["cpu_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!(cpu_s > 0.0);
+    assert_eq!(Some(cpu_s), out.report.cpu_seconds);
+    assert!(d.joules.unwrap() > 0.0);
+    assert!(out.report.peak_memory_bytes.unwrap() > 0);
+}
+
+#[test]
+fn missing_command_still_yields_a_report() {
+    let out = run(&["wattbench-no-such-command-3f9a", "--flag"]);
+    assert_eq!(out.exit_code, 127);
+    let r = &out.report;
+    assert_eq!(r.exit_code, 127);
+    assert!(r.error.as_deref().unwrap().contains("command not found"));
+    assert!(r
+        .domains
+        .iter()
+        .all(|d| d.joules.is_none() && d.source == Source::Unsupported));
+    assert_eq!(r.energy_kwh, None);
+    assert_eq!(r.co2e_kg, None);
+    assert!(serde_json::to_string(r)
+        .unwrap()
+        .contains("\"joules\":null"));
+}
+
+#[test]
+fn child_killed_by_a_signal_gives_128_plus_signal() {
+    let out = run(&["sh", "-c", "kill -KILL $$"]);
+    assert_eq!(out.exit_code, 137);
+    assert_eq!(out.report.signal.as_deref(), Some("SIGKILL"));
+    assert!(out.report.error.as_deref().unwrap().contains("SIGKILL"));
+    // Energy is still reported for the time it ran.
+    assert!(out.report.energy_kwh.is_some());
+}
+
+/// Sends `sig` to this (the measuring) process once `ready` exists.
+fn signal_self_when(ready: &Path, sig: libc::c_int) -> std::thread::JoinHandle<bool> {
+    let ready = ready.to_path_buf();
+    std::thread::spawn(move || {
+        for _ in 0..2000 {
+            if ready.exists() {
+                // SAFETY: kill(2) on our own pid; measure's handler is installed by now.
+                unsafe { libc::kill(libc::getpid(), sig) };
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    })
+}
+
+#[test]
+fn sigterm_to_the_measuring_process_is_forwarded_to_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let seen = dir.path().join("seen");
+    // The child records the signal and exits 42; unforwarded, it gives up after ~20 s with 3.
+    let script = r#"trap 'echo TERM > "$2"; exit 42' TERM
+touch "$1"
+i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; exit 3"#;
+    let sender = signal_self_when(&ready, libc::SIGTERM);
+    let out = run(&[
+        "sh",
+        "-c",
+        script,
+        "sh",
+        ready.to_str().unwrap(),
+        seen.to_str().unwrap(),
+    ]);
+    assert!(sender.join().unwrap(), "the child never became ready");
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "TERM");
+    assert_eq!(out.exit_code, 42);
+    assert_eq!(
+        out.report.signals_received,
+        ["SIGTERM: forwarded to the command"]
+    );
+}
+
+#[test]
+fn sigint_forwarded_to_a_child_without_handler_kills_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let sender = signal_self_when(&ready, libc::SIGINT);
+    let out = run(&[
+        "sh",
+        "-c",
+        "touch \"$1\"; exec sleep 20",
+        "sh",
+        ready.to_str().unwrap(),
+    ]);
+    assert!(sender.join().unwrap());
+    assert_eq!(out.exit_code, 128 + libc::SIGINT);
+    assert_eq!(out.report.signal.as_deref(), Some("SIGINT"));
+}
+
+#[test]
+fn projection_and_bad_usage() {
+    let mut o = opts(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+    ]);
+    o.projection = Some(ProjectionSpec {
+        steps_done: 5,
+        total_steps: 50,
+    });
+    let out = measure(&o).unwrap();
+    let p = out.report.projection.as_ref().unwrap();
+    let e = out.report.energy_kwh.unwrap();
+    assert!((p.energy_kwh.unwrap().value - 10.0 * e.value).abs() < 1e-15);
+    assert!((p.energy_kwh.unwrap().high - 10.0 * e.high).abs() < 1e-15);
+    assert!((p.duration_s - 10.0 * out.report.duration_s).abs() < 1e-9);
+
+    let empty = MeasureOptions {
+        command: vec![],
+        ..opts(&[])
+    };
+    assert!(matches!(measure(&empty), Err(EnergyError::Usage(_))));
+}
+
+#[test]
+fn reports_are_written_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("report.json");
+    write_atomically(&p, b"{\"a\":1}").unwrap();
+    write_atomically(&p, b"{\"a\":2}").unwrap();
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":2}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert!(write_atomically(&dir.path().join("no/such/dir/r.json"), b"x").is_err());
+}
+
+#[test]
+fn with_a_rapl_package_the_cpu_is_measured_not_estimated() {
+    let dir = tempfile::tempdir().unwrap();
+    let z = dir.path().join("intel-rapl:0");
+    std::fs::create_dir_all(&z).unwrap();
+    std::fs::write(z.join("name"), "package-0\n").unwrap();
+    std::fs::write(z.join("energy_uj"), "1000\n").unwrap();
+    std::fs::write(z.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    let mut o = opts(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+    ]);
+    o.meter.powercap_root = Some(dir.path().to_path_buf());
+    let out = measure(&o).unwrap();
+    let r = &out.report;
+    assert_eq!(r.domains.len(), 1);
+    let d = &r.domains[0];
+    assert_eq!(
+        (d.name.as_str(), d.source),
+        ("cpu-package-0", Source::Measured)
+    );
+    // The fake counter did not move: a real reading of 0 J, not a missing one.
+    assert_eq!(d.joules, Some(0.0));
+    assert_eq!(r.total.includes, ["cpu-package-0 (measured)"]);
+    assert!(r
+        .assumptions
+        .notes
+        .iter()
+        .any(|n| n.contains("other processes")));
+    assert!(r.cpu_seconds.unwrap() > 0.0);
+    assert!(out
+        .trace
+        .to_csv()
+        .starts_with("t_s,cpu-package-0_watts,rss_bytes"));
+}

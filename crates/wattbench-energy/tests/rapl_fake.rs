@@ -1,0 +1,203 @@
+//! RAPL through a fake powercap tree whose counters the tests advance by hand.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wattbench_energy::{total_energy, MeterConfig, Meters, Source};
+
+/// The kernel's usual range for an Intel package counter.
+const MAX: u64 = 262_143_328_850;
+
+struct Fake {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Fake {
+    fn zone(&self, dir: &str, name: &str, energy: u64, max: Option<u64>) {
+        let z = self.root.join(dir);
+        fs::create_dir_all(&z).unwrap();
+        fs::write(z.join("name"), format!("{name}\n")).unwrap();
+        fs::write(z.join("energy_uj"), format!("{energy}\n")).unwrap();
+        if let Some(m) = max {
+            fs::write(z.join("max_energy_range_uj"), format!("{m}\n")).unwrap();
+        }
+    }
+    fn set(&self, dir: &str, energy: u64) {
+        fs::write(self.root.join(dir).join("energy_uj"), format!("{energy}\n")).unwrap();
+    }
+    /// Replaces `energy_uj` by a directory: unreadable even for root.
+    fn break_counter(&self, dir: &str) {
+        let p = self.root.join(dir).join("energy_uj");
+        fs::remove_file(&p).unwrap();
+        fs::create_dir(&p).unwrap();
+    }
+    fn meters(&self) -> Meters {
+        Meters::discover(&cfg(&self.root))
+    }
+}
+
+fn cfg(root: &Path) -> MeterConfig {
+    MeterConfig {
+        powercap_root: Some(root.to_path_buf()),
+        nvml: false,
+        ..MeterConfig::default()
+    }
+}
+
+/// One package with core and dram subzones, a psys zone, an MMIO duplicate, and a second
+/// package whose counter cannot be read.
+fn machine() -> Fake {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("powercap");
+    fs::create_dir_all(root.join("intel-rapl")).unwrap(); // control-type dir, not a zone
+    let f = Fake { _dir: dir, root };
+    f.zone("intel-rapl:0", "package-0", MAX - 1_000_000, Some(MAX));
+    f.zone("intel-rapl:0:0", "core", 10, Some(MAX));
+    f.zone("intel-rapl:0:1", "dram", 100, Some(65_532_610_987));
+    f.zone("intel-rapl:1", "package-1", 5, Some(MAX));
+    f.break_counter("intel-rapl:1");
+    f.zone("intel-rapl:2", "psys", 0, Some(MAX));
+    f.zone("intel-rapl-mmio:0", "package-0", 7, Some(MAX));
+    f
+}
+
+#[test]
+fn discovery_names_domains_and_explains_the_rest() {
+    let f = machine();
+    let m = f.meters();
+    let mut names = m.domain_names();
+    names.sort();
+    assert_eq!(names, ["cpu-core-0", "cpu-package-0", "dram-0", "psys"]);
+    let inv = m.inventory();
+    let pkg1 = inv.iter().find(|i| i.name == "cpu-package-1").unwrap();
+    assert!(!pkg1.available);
+    let why = pkg1.reason.as_deref().unwrap();
+    assert!(why.starts_with("unavailable: cannot read"), "{why}");
+    assert!(why.contains("intel-rapl:1"), "{why}");
+    let mmio = inv
+        .iter()
+        .find(|i| i.name.starts_with("intel-rapl-mmio:0"))
+        .unwrap();
+    assert!(mmio.reason.as_deref().unwrap().contains("duplicates"));
+    // A package counter exists, so the CPU is measured, not estimated.
+    let est = inv.iter().find(|i| i.kind == "estimate").unwrap();
+    assert!(!est.available);
+    assert_eq!(m.min_window(), Duration::from_secs(1));
+}
+
+#[test]
+fn window_across_a_wraparound_matches_hand_computed_energy() {
+    let f = machine();
+    let m = f.meters();
+    let w = m.start().unwrap();
+    // package-0 wraps: MAX - 1e6 -> MAX, then 0 -> 4e6: 5e6 µJ = 5 J.
+    f.set("intel-rapl:0", 4_000_000);
+    f.set("intel-rapl:0:0", 3_000_010); // 3 J of cores, inside the package
+    f.set("intel-rapl:0:1", 2_000_100); // 2 J of dram
+    f.set("intel-rapl:2", 9_000_000); // 9 J of platform
+    let d = m.stop(w);
+    let get = |n: &str| d.iter().find(|x| x.name == n).unwrap().clone();
+
+    let pkg = get("cpu-package-0");
+    assert_eq!(pkg.source, Source::Measured);
+    assert!((pkg.joules.unwrap() - 5.0).abs() < 1e-9, "{pkg:?}");
+    assert!(pkg.in_total);
+    assert!(pkg.uncertainty_j.unwrap() > 0.0);
+    let dram = get("dram-0");
+    assert!((dram.joules.unwrap() - 2.0).abs() < 1e-9);
+    let core = get("cpu-core-0");
+    assert!((core.joules.unwrap() - 3.0).abs() < 1e-9);
+    assert!(!core.in_total);
+    assert!(core
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("part of cpu-package-0"));
+    assert!(!get("psys").in_total);
+
+    // Totals add package and dram only: never core (a subset) or psys (a superset).
+    let t = total_energy(&d);
+    assert!((t.joules.unwrap().value - 7.0).abs() < 1e-9, "{t:?}");
+    assert_eq!(
+        t.includes,
+        ["cpu-package-0 (measured)", "dram-0 (measured)"]
+    );
+    assert!(t.excludes.iter().any(|e| e.starts_with("cpu-core-0")));
+    assert!(t.excludes.iter().any(|e| e.starts_with("psys")));
+    assert!(!t.mixed);
+}
+
+#[test]
+fn counter_that_becomes_unreadable_is_unsupported_not_zero() {
+    let f = machine();
+    let m = f.meters();
+    let w = m.start().unwrap();
+    f.set("intel-rapl:0:1", 1_000_100);
+    f.break_counter("intel-rapl:0");
+    let d = m.stop(w);
+    let pkg = d.iter().find(|x| x.name == "cpu-package-0").unwrap();
+    assert_eq!(pkg.source, Source::Unsupported);
+    assert_eq!(pkg.joules, None);
+    assert!(
+        pkg.reason.as_deref().unwrap().contains("cannot read"),
+        "{pkg:?}"
+    );
+    let dram = d.iter().find(|x| x.name == "dram-0").unwrap();
+    assert!((dram.joules.unwrap() - 1.0).abs() < 1e-9);
+    // The total says the package is missing instead of counting it as 0.
+    let t = total_energy(&d);
+    assert!(t
+        .excludes
+        .iter()
+        .any(|e| e.starts_with("cpu-package-0: no reading")));
+}
+
+#[test]
+fn backwards_counter_without_range_is_never_negative() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fake {
+        root: dir.path().to_path_buf(),
+        _dir: dir,
+    };
+    f.zone("intel-rapl:0", "package-0", 5_000_000, None);
+    let m = f.meters();
+    let w = m.start().unwrap();
+    f.set("intel-rapl:0", 1_000_000);
+    let d = m.stop(w);
+    assert_eq!(d[0].joules, None);
+    assert_eq!(d[0].source, Source::Unsupported);
+    assert!(d[0].reason.as_deref().unwrap().contains("backwards"));
+}
+
+#[test]
+fn amd_style_tree_without_dram_is_found() {
+    // AMD (Linux >= 5.8) exposes package and core zones through the same driver, no dram.
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fake {
+        root: dir.path().to_path_buf(),
+        _dir: dir,
+    };
+    f.zone("intel-rapl:0", "package-0", 0, Some(65_532_610_987));
+    f.zone("intel-rapl:0:0", "core", 0, Some(65_532_610_987));
+    let m = f.meters();
+    let mut names = m.domain_names();
+    names.sort();
+    assert_eq!(names, ["cpu-core-0", "cpu-package-0"]);
+}
+
+#[test]
+fn missing_powercap_root_is_unavailable_with_reason_and_falls_back_to_estimate() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meters::discover(&cfg(&dir.path().join("nope")));
+    let inv = m.inventory();
+    let rapl = inv.iter().find(|i| i.kind == "rapl").unwrap();
+    assert!(!rapl.available);
+    assert!(rapl
+        .reason
+        .as_deref()
+        .unwrap()
+        .starts_with("unavailable: no powercap interface"));
+    assert_eq!(m.domain_names(), ["cpu-estimate"]);
+}

@@ -1,0 +1,159 @@
+//! `wattbench measure -- <command> [args...]`: argument parsing, the summary table and the
+//! report/trace files. Spawning, signal forwarding, sampling and the report live in
+//! `wattbench_energy::measure`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use comfy_table::{presets, Table};
+use wattbench_energy::carbon::CarbonParams;
+use wattbench_energy::measure::{check_projection, measure, MeasureOptions, MeasureReport};
+use wattbench_energy::{write_atomically, EnergyError, MeterConfig};
+
+/// Exit code for bad usage.
+const EXIT_USAGE: i32 = 2;
+
+/// Measure the energy, power, memory and carbon of any command.
+#[derive(clap::Args, Debug)]
+pub struct MeasureArgs {
+    /// Sampling interval of the power/memory trace, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub interval: u64,
+    /// Report file (JSON). Default: wattbench-measure-<UTC time>.json in this directory.
+    #[arg(long, short = 'o', value_name = "REPORT.json")]
+    pub output: Option<PathBuf>,
+    /// Power/memory trace file (CSV). Default: the report's name with .trace.csv.
+    #[arg(long, value_name = "TRACE.csv")]
+    pub trace: Option<PathBuf>,
+    /// Grid region for the carbon intensity: country code (FR, US...) or cloud region
+    /// (aws:eu-west-3, gcp:europe-west1, azure:westeurope). Default: world average.
+    #[arg(long, value_name = "CODE")]
+    pub region: Option<String>,
+    /// Grid carbon intensity, gCO2e/kWh (overrides the table's figure for --region).
+    #[arg(long, value_name = "G_PER_KWH")]
+    pub intensity: Option<f64>,
+    /// Data-centre power usage effectiveness (default 1.0: IT energy only).
+    #[arg(long, value_name = "PUE")]
+    pub pue: Option<f64>,
+    /// Electricity price per kWh, in any currency, for a cost figure.
+    #[arg(long, value_name = "PRICE")]
+    pub price_per_kwh: Option<f64>,
+    /// CPU TDP in watts for the estimate, spread over this machine's logical CPUs.
+    #[arg(long, value_name = "WATTS")]
+    pub tdp_watts: Option<f64>,
+    /// Powercap sysfs root (default: $WATTBENCH_POWERCAP_ROOT, else /sys/class/powercap).
+    #[arg(long, value_name = "DIR")]
+    pub powercap_root: Option<PathBuf>,
+    /// Steps of the full run, to project its energy from this partial one.
+    #[arg(long, value_name = "N", requires = "steps_done")]
+    pub total_steps: Option<u64>,
+    /// Steps this run completes (with --total-steps).
+    #[arg(long, value_name = "N", requires = "total_steps")]
+    pub steps_done: Option<u64>,
+    /// Do not look for NVIDIA GPUs.
+    #[arg(long)]
+    pub no_nvml: bool,
+    /// The command to run and its arguments, after `--`; run directly, not through a shell.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+fn usage(msg: impl std::fmt::Display) -> anyhow::Result<i32> {
+    eprintln!("wattbench measure: {msg}");
+    Ok(EXIT_USAGE)
+}
+
+fn default_report_path() -> PathBuf {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    PathBuf::from(format!("wattbench-measure-{stamp}.json"))
+}
+
+fn trace_path_for(report: &Path) -> PathBuf {
+    let stem = report
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "wattbench-measure".into());
+    report.with_file_name(format!("{stem}.trace.csv"))
+}
+
+fn print_summary(r: &MeasureReport) {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_FULL_CONDENSED);
+    t.set_header(MeasureReport::SUMMARY_HEADER.to_vec());
+    for row in r.summary_rows() {
+        t.add_row(row.to_vec());
+    }
+    // stderr, so the command's own stdout stays clean for pipelines.
+    eprintln!("{t}");
+    for l in r.summary_lines() {
+        eprintln!("{l}");
+    }
+}
+
+/// Runs `wattbench measure`; returns the exit code to use: the command's own, 128 + signal
+/// when it was killed, 127 when it was not found, 126 when it could not be executed, 2 for
+/// bad usage.
+pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
+    if args.interval == 0 {
+        return usage("--interval must be at least 1 ms");
+    }
+    let projection = match check_projection(args.steps_done, args.total_steps) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let carbon = match CarbonParams::resolve(
+        args.region.as_deref(),
+        args.intensity,
+        args.pue,
+        args.price_per_kwh,
+    ) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let opts = MeasureOptions {
+        command: args.command,
+        meter: MeterConfig {
+            powercap_root: args.powercap_root,
+            tdp_watts: args.tdp_watts,
+            sample_interval: Duration::from_millis(args.interval),
+            nvml: !args.no_nvml,
+            ..MeterConfig::default()
+        },
+        carbon,
+        projection,
+    };
+    let outcome = match measure(&opts) {
+        Ok(o) => o,
+        Err(EnergyError::Usage(m)) => return usage(m),
+        Err(e) => return Err(anyhow::Error::new(e).context("wattbench measure")),
+    };
+    let report = &outcome.report;
+    if let Some(e) = &report.error {
+        eprintln!("wattbench measure: {e}");
+    }
+    print_summary(report);
+
+    let report_path = args.output.unwrap_or_else(default_report_path);
+    let trace_path = args.trace.unwrap_or_else(|| trace_path_for(&report_path));
+    let mut failed = false;
+    let json = serde_json::to_vec_pretty(report)?;
+    for (path, bytes) in [
+        (&report_path, json),
+        (&trace_path, outcome.trace.to_csv().into_bytes()),
+    ] {
+        match write_atomically(path, &bytes) {
+            Ok(()) => eprintln!("wrote {}", path.display()),
+            Err(e) => {
+                eprintln!("wattbench measure: cannot write {e}");
+                failed = true;
+            }
+        }
+    }
+    // The command's exit code wins; a lost report still fails an otherwise successful run.
+    Ok(if failed && outcome.exit_code == 0 {
+        1
+    } else {
+        outcome.exit_code
+    })
+}

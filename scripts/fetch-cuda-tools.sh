@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Fetch NVRTC and ptxas 13.0 (PyPI `nvidia-cuda-nvrtc` and `nvidia-cuda-nvcc`, the CUDA series
+# cudarc's `cuda-13000` bindings target) once, into a cache directory outside the repository.
+# No GPU or driver is needed: NVRTC compiles kernels to PTX and ptxas reports their resources.
+#
+#   WATTBENCH_CACHE  cache root (default: ~/.cache/wattbench)
+#
+# Prints the tools directory on stdout; it holds
+#   lib/libnvrtc.so.13 (+ builtins)  -> put on LD_LIBRARY_PATH (cudarc dlopens libnvrtc by name)
+#   bin/ptxas                        -> WATTBENCH_PTXAS
+set -euo pipefail
+
+CUDA_SERIES=13.0
+cache=${WATTBENCH_CACHE:-$HOME/.cache/wattbench}
+dest=$cache/cuda-tools-$CUDA_SERIES
+if [ -f "$dest/.complete" ]; then
+  echo "$dest"
+  exit 0
+fi
+
+command -v python3 >/dev/null || { echo "fetch-cuda-tools: python3 with pip is needed" >&2; exit 2; }
+wheels=$cache/wheels
+mkdir -p "$wheels"
+echo "fetch-cuda-tools: downloading nvidia-cuda-nvrtc and nvidia-cuda-nvcc $CUDA_SERIES.* (about 130 MB, once)" >&2
+python3 -m pip download -q --no-deps --only-binary=:all: \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux_2_12_x86_64 \
+  --python-version 3.11 --implementation cp -d "$wheels" \
+  "nvidia-cuda-nvrtc==$CUDA_SERIES.*" "nvidia-cuda-nvcc==$CUDA_SERIES.*" >&2
+
+tmp=$(mktemp -d "$cache/cuda-tools.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+python3 - "$wheels" "$tmp" "$CUDA_SERIES" <<'PY'
+import glob, os, sys, zipfile
+wheels, out, series = sys.argv[1:]
+want = {"nvidia_cuda_nvrtc": ("lib/", "include/"), "nvidia_cuda_nvcc": ("bin/ptxas",)}
+for pkg, keep in want.items():
+    found = sorted(glob.glob(os.path.join(wheels, f"{pkg}-{series}.*.whl")))
+    if not found:
+        sys.exit(f"fetch-cuda-tools: {pkg} {series} wheel missing after download")
+    with zipfile.ZipFile(found[-1]) as z:
+        for n in z.namelist():
+            # Wheels lay files out as nvidia/cu13/{bin,lib,include}/...; flatten to {bin,lib,include}.
+            parts = n.split("/")
+            if len(parts) < 4 or parts[0] != "nvidia":
+                continue
+            rel = "/".join(parts[2:])
+            if not any(rel.startswith(k) for k in keep) or rel.endswith("/"):
+                continue
+            target = os.path.join(out, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with z.open(n) as src, open(target, "wb") as dst:
+                dst.write(src.read())
+            if rel.startswith(("bin/", "lib/")):
+                os.chmod(target, 0o755)
+# cudarc tries libnvrtc.so first; give it the plain name too.
+lib = os.path.join(out, "lib")
+if not os.path.exists(os.path.join(lib, "libnvrtc.so")):
+    os.symlink("libnvrtc.so.13", os.path.join(lib, "libnvrtc.so"))
+PY
+rm -rf "$dest"
+mv "$tmp" "$dest"
+trap - EXIT
+touch "$dest/.complete"
+echo "fetch-cuda-tools: NVRTC in $dest/lib, ptxas at $dest/bin/ptxas" >&2
+echo "$dest"

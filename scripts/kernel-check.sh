@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Compile and resource-check every CUDA kernel without a GPU: fetch NVRTC + ptxas 13.0 once
+# (scripts/fetch-cuda-tools.sh), then run the kernel_check example of wattbench-cuda, which
+# compiles kernels/*.cu through the backends' own NVRTC loader for sm_80, sm_89 and sm_90 and
+# prints ptxas's registers / shared memory / spills table. Exits non-zero on a compile error
+# or a spill in a main kernel. Extra arguments go to the check (e.g. --arch 90).
+#
+#   CARGO_TARGET_DIR  where to build (default: target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools=$(scripts/fetch-cuda-tools.sh)
+# cudarc dlopens libnvrtc.so / libnvrtc.so.13 by name; NVRTC then dlopens its builtins library.
+export LD_LIBRARY_PATH="$tools/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export WATTBENCH_PTXAS="$tools/bin/ptxas"
+exec cargo run -q -p wattbench-cuda --example kernel_check -- "$@"
