@@ -3,9 +3,9 @@
 //! time and is reported unavailable with that reason.
 #![warn(missing_docs)]
 
-use candle_core::{DType as CDType, Device, Tensor};
+use candle_core::{DType as CDType, Device, Tensor, Var};
 use wattbench_core::tensor::HostTensor;
-use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
+use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams, SGD_LR};
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Params, Prepared};
 
 /// candle-core version this backend was built against.
@@ -60,9 +60,6 @@ impl Backend for CandleBackend {
                 "candle device `{device}` is not available in this build"
             ));
         }
-        if case.mode != Mode::Infer {
-            return Err("training mode is not implemented yet".into());
-        }
         if let Params::Conv2d(c) = case.params {
             if c.stride_h != c.stride_w {
                 return Err(format!(
@@ -89,41 +86,144 @@ impl Backend for CandleBackend {
             .map(|t| Tensor::from_slice(&t.data, t.shape.as_slice(), &dev)?.to_dtype(dt))
             .collect::<candle_core::Result<Vec<_>>>()
             .map_err(err)?;
+        let train = case.mode == Mode::Train;
         let kernel = match case.params {
             Params::Gemm(g) => Kernel::Gemm(g),
-            Params::Conv2d(c) => {
-                // candle pads both axes alike; asymmetric padding is applied once here, outside
-                // the timed region, and the conv then runs unpadded.
-                if c.pad_h != c.pad_w {
-                    ts[0] = ts[0]
-                        .pad_with_zeros(2, c.pad_h, c.pad_h)
-                        .and_then(|x| x.pad_with_zeros(3, c.pad_w, c.pad_w))
-                        .map_err(err)?;
-                    Kernel::Conv(c, 0)
-                } else {
-                    Kernel::Conv(c, c.pad_h)
+            // candle pads both axes alike. Asymmetric padding: for inference it is applied once
+            // here, outside the timed region; for training it stays in the graph so that the
+            // input gradient has the input's shape.
+            Params::Conv2d(c) if c.pad_h != c.pad_w && !train => {
+                ts[0] = ts[0]
+                    .pad_with_zeros(2, c.pad_h, c.pad_h)
+                    .and_then(|x| x.pad_with_zeros(3, c.pad_w, c.pad_w))
+                    .map_err(err)?;
+                Kernel::Conv {
+                    c,
+                    pad: 0,
+                    in_graph_pad: false,
                 }
             }
+            Params::Conv2d(c) if c.pad_h != c.pad_w => Kernel::Conv {
+                c,
+                pad: 0,
+                in_graph_pad: true,
+            },
+            Params::Conv2d(c) => Kernel::Conv {
+                c,
+                pad: c.pad_h,
+                in_graph_pad: false,
+            },
             Params::Rnn(r) => Kernel::Rnn(r),
+        };
+        let train = if train {
+            let dy = ts
+                .pop()
+                .expect("training inputs end with dy")
+                .to_dtype(CDType::F32)
+                .map_err(err)?;
+            let mut vars: Vec<Option<Var>> = vec![None; ts.len()];
+            for &i in case.params.grad_inputs() {
+                vars[i] = Some(Var::from_tensor(&ts[i]).map_err(err)?);
+            }
+            Some(Train {
+                dy,
+                vars,
+                grad_inputs: case.params.grad_inputs(),
+                weight_inputs: case.params.weight_inputs(),
+            })
+        } else {
+            None
         };
         Ok(Box::new(CandlePrepared {
             kernel,
             inputs: ts,
-            out: None,
+            train,
+            outs: Vec::new(),
         }))
     }
 }
 
 enum Kernel {
     Gemm(GemmParams),
-    Conv(ConvParams, usize),
+    Conv {
+        c: ConvParams,
+        pad: usize,
+        in_graph_pad: bool,
+    },
     Rnn(RnnParams),
+}
+
+/// Training state: the upstream gradient and the inputs that are differentiated.
+struct Train {
+    dy: Tensor,
+    vars: Vec<Option<Var>>,
+    grad_inputs: &'static [usize],
+    weight_inputs: &'static [usize],
 }
 
 struct CandlePrepared {
     kernel: Kernel,
     inputs: Vec<Tensor>,
-    out: Option<Tensor>,
+    train: Option<Train>,
+    outs: Vec<Tensor>,
+}
+
+fn forward(kernel: &Kernel, t: &[Tensor]) -> candle_core::Result<Tensor> {
+    match kernel {
+        Kernel::Gemm(g) => {
+            let a = if g.trans_a { t[0].t()? } else { t[0].clone() };
+            let b = if g.trans_b { t[1].t()? } else { t[1].clone() };
+            a.matmul(&b)
+        }
+        Kernel::Conv {
+            c,
+            pad,
+            in_graph_pad,
+        } => {
+            let x = if *in_graph_pad {
+                t[0].pad_with_zeros(2, c.pad_h, c.pad_h)?
+                    .pad_with_zeros(3, c.pad_w, c.pad_w)?
+            } else {
+                t[0].clone()
+            };
+            x.conv2d(&t[1], *pad, c.stride_h, 1, 1)
+        }
+        Kernel::Rnn(r) => rnn_forward(r, t),
+    }
+}
+
+/// One training step: forward, `L = Σ y·dy`, backward, SGD on the weights. Returns
+/// `[y, gradients…, updated weights…]`.
+fn train_step(kernel: &Kernel, inputs: &[Tensor], tr: &Train) -> candle_core::Result<Vec<Tensor>> {
+    let current: Vec<Tensor> = inputs
+        .iter()
+        .zip(&tr.vars)
+        .map(|(t, v)| {
+            v.as_ref()
+                .map_or_else(|| t.clone(), |v| v.as_tensor().clone())
+        })
+        .collect();
+    let y = forward(kernel, &current)?;
+    let loss = y.to_dtype(CDType::F32)?.mul(&tr.dy)?.sum_all()?;
+    let grads = loss.backward()?;
+    let grad = |i: usize| -> candle_core::Result<Tensor> {
+        let v = tr.vars[i].as_ref().expect("differentiated input");
+        grads
+            .get(v.as_tensor())
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg(format!("no gradient for input {i}")))
+    };
+    let mut outs = vec![y.detach()];
+    for &i in tr.grad_inputs {
+        outs.push(grad(i)?);
+    }
+    for &i in tr.weight_inputs {
+        let v = tr.vars[i].as_ref().expect("weights are differentiated");
+        let updated = (v.as_tensor().detach() - (grad(i)? * SGD_LR)?)?;
+        v.set(&updated)?;
+        outs.push(updated);
+    }
+    Ok(outs)
 }
 
 fn sigmoid(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -167,26 +267,10 @@ fn rnn_forward(r: &RnnParams, t: &[Tensor]) -> candle_core::Result<Tensor> {
 
 impl Prepared for CandlePrepared {
     fn execute(&mut self) -> Result<(), BackendError> {
-        let t = &self.inputs;
-        let out = match &self.kernel {
-            Kernel::Gemm(g) => {
-                let a = if g.trans_a {
-                    t[0].t().map_err(err)?
-                } else {
-                    t[0].clone()
-                };
-                let b = if g.trans_b {
-                    t[1].t().map_err(err)?
-                } else {
-                    t[1].clone()
-                };
-                a.matmul(&b)
-            }
-            Kernel::Conv(c, pad) => t[0].conv2d(&t[1], *pad, c.stride_h, 1, 1),
-            Kernel::Rnn(r) => rnn_forward(r, t),
-        }
-        .map_err(err)?;
-        self.out = Some(out);
+        self.outs = match &self.train {
+            None => vec![forward(&self.kernel, &self.inputs).map_err(err)?],
+            Some(tr) => train_step(&self.kernel, &self.inputs, tr).map_err(err)?,
+        };
         Ok(())
     }
 
@@ -196,15 +280,17 @@ impl Prepared for CandlePrepared {
     }
 
     fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
-        let out = self
-            .out
-            .as_ref()
-            .ok_or_else(|| BackendError::failed("candle", "no call made"))?;
-        let v = out
-            .to_dtype(CDType::F32)
-            .and_then(|o| o.flatten_all())
-            .and_then(|o| o.to_vec1::<f32>())
-            .map_err(err)?;
-        Ok(vec![v])
+        if self.outs.is_empty() {
+            return Err(BackendError::failed("candle", "no call made"));
+        }
+        self.outs
+            .iter()
+            .map(|o| {
+                o.to_dtype(CDType::F32)
+                    .and_then(|o| o.flatten_all())
+                    .and_then(|o| o.to_vec1::<f32>())
+            })
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(err)
     }
 }

@@ -92,7 +92,7 @@ pub fn shapes(op: &str) -> Vec<Params> {
 /// any case that does not pass. Cases the backend declares unsupported up front are printed
 /// and left out; an f32 case that turns out unsupported while running fails, and at least
 /// one case of the op must run.
-pub fn check_backend(backend: &dyn Backend, device: &str, op: &str) {
+pub fn check_backend(backend: &dyn Backend, device: &str, op: &str, mode: Mode) {
     let flag = AtomicBool::new(false);
     let cfg = HarnessConfig {
         warmup_s: 0.0,
@@ -143,24 +143,43 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: &str) {
             }
         }
     }
-    assert!(ok > 0, "no {op} case ran on {}/{device}", backend.name());
+    assert!(
+        ok > 0,
+        "no {op} {} case ran on {}/{device}",
+        mode.as_str(),
+        backend.name()
+    );
 }
 
-/// Generate one `#[test]` per op that runs [`check_backend`] on `$backend` / `$device`.
+/// Generate one `#[test]` per op and mode that runs [`check_backend`] on `$backend` /
+/// `$device`: the forward pass, and the training step (output, every gradient and the
+/// updated weights).
 #[macro_export]
 macro_rules! backend_tests {
     ($backend:expr, $device:expr) => {
         #[test]
         fn gemm_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "gemm");
+            $crate::testing::check_backend(&$backend, $device, "gemm", $crate::Mode::Infer);
+        }
+        #[test]
+        fn gemm_training_step_matches_reference() {
+            $crate::testing::check_backend(&$backend, $device, "gemm", $crate::Mode::Train);
         }
         #[test]
         fn conv2d_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "conv2d");
+            $crate::testing::check_backend(&$backend, $device, "conv2d", $crate::Mode::Infer);
+        }
+        #[test]
+        fn conv2d_training_step_matches_reference() {
+            $crate::testing::check_backend(&$backend, $device, "conv2d", $crate::Mode::Train);
         }
         #[test]
         fn rnn_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "rnn");
+            $crate::testing::check_backend(&$backend, $device, "rnn", $crate::Mode::Infer);
+        }
+        #[test]
+        fn rnn_training_step_matches_reference() {
+            $crate::testing::check_backend(&$backend, $device, "rnn", $crate::Mode::Train);
         }
     };
 }

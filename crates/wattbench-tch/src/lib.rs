@@ -7,7 +7,7 @@
 
 use tch::{Device, Kind, Tensor};
 use wattbench_core::tensor::HostTensor;
-use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
+use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams, SGD_LR};
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Params, Prepared};
 
 /// libtorch version read from its headers at build time.
@@ -58,12 +58,9 @@ impl Backend for TchBackend {
         vec![("libtorch".into(), LIBTORCH_VERSION.into())]
     }
 
-    fn supports(&self, case: &Case, dev: &str) -> Result<(), String> {
+    fn supports(&self, _case: &Case, dev: &str) -> Result<(), String> {
         if device(dev).is_none() {
             return Err(format!("tch device `{dev}` is not available"));
-        }
-        if case.mode != Mode::Infer {
-            return Err("training mode is not implemented yet".into());
         }
         Ok(())
     }
@@ -77,7 +74,7 @@ impl Backend for TchBackend {
         self.supports(case, dev)
             .map_err(BackendError::Unsupported)?;
         let d = device(dev).expect("checked by supports");
-        let ts = inputs
+        let mut ts = inputs
             .iter()
             .map(|t| {
                 let shape: Vec<i64> = t.shape.iter().map(|&s| s as i64).collect();
@@ -88,10 +85,25 @@ impl Backend for TchBackend {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
+        let train = if case.mode == Mode::Train {
+            let dy = ts.pop().expect("training inputs end with dy");
+            let dy = dy.f_to_kind(Kind::Float).map_err(err)?;
+            for &i in case.params.grad_inputs() {
+                ts[i] = ts[i].set_requires_grad(true);
+            }
+            Some(Train {
+                dy,
+                grad_inputs: case.params.grad_inputs(),
+                weight_inputs: case.params.weight_inputs(),
+            })
+        } else {
+            None
+        };
         Ok(Box::new(TchPrepared {
             params: case.params,
             inputs: ts,
-            out: None,
+            train,
+            outs: Vec::new(),
             device: d,
         }))
     }
@@ -100,8 +112,55 @@ impl Backend for TchBackend {
 struct TchPrepared {
     params: Params,
     inputs: Vec<Tensor>,
-    out: Option<Tensor>,
+    train: Option<Train>,
+    outs: Vec<Tensor>,
     device: Device,
+}
+
+/// Training state: the upstream gradient and which inputs are differentiated or updated.
+struct Train {
+    dy: Tensor,
+    grad_inputs: &'static [usize],
+    weight_inputs: &'static [usize],
+}
+
+fn forward(params: &Params, t: &[Tensor]) -> Result<Tensor, tch::TchError> {
+    match params {
+        Params::Gemm(g) => gemm(g, t),
+        Params::Conv2d(c) => conv(c, t),
+        Params::Rnn(r) => rnn(r, t),
+    }
+}
+
+/// One training step: forward, `L = Σ y·dy`, autograd backward, SGD on the weights. Returns
+/// `[y, gradients…, updated weights…]`.
+fn train_step(
+    params: &Params,
+    inputs: &[Tensor],
+    tr: &Train,
+) -> Result<Vec<Tensor>, tch::TchError> {
+    for &i in tr.grad_inputs {
+        let mut t = inputs[i].shallow_clone();
+        t.zero_grad();
+    }
+    let y = forward(params, inputs)?;
+    let loss = y
+        .f_to_kind(Kind::Float)?
+        .f_mul(&tr.dy)?
+        .f_sum(Kind::Float)?;
+    loss.f_backward()?;
+    let mut outs = vec![y.f_detach()?];
+    for &i in tr.grad_inputs {
+        outs.push(inputs[i].grad().f_detach_copy()?);
+    }
+    let _guard = tch::no_grad_guard();
+    for &i in tr.weight_inputs {
+        let mut w = inputs[i].shallow_clone();
+        let step = inputs[i].grad().f_mul_scalar(SGD_LR)?;
+        let _ = w.f_sub_(&step)?;
+        outs.push(w.f_detach_copy()?);
+    }
+    Ok(outs)
 }
 
 fn gemm(g: &GemmParams, t: &[Tensor]) -> Result<Tensor, tch::TchError> {
@@ -174,14 +233,13 @@ fn rnn(r: &RnnParams, t: &[Tensor]) -> Result<Tensor, tch::TchError> {
 
 impl Prepared for TchPrepared {
     fn execute(&mut self) -> Result<(), BackendError> {
-        let _guard = tch::no_grad_guard();
-        let out = match &self.params {
-            Params::Gemm(g) => gemm(g, &self.inputs),
-            Params::Conv2d(c) => conv(c, &self.inputs),
-            Params::Rnn(r) => rnn(r, &self.inputs),
-        }
-        .map_err(err)?;
-        self.out = Some(out);
+        self.outs = match &self.train {
+            None => {
+                let _guard = tch::no_grad_guard();
+                vec![forward(&self.params, &self.inputs).map_err(err)?]
+            }
+            Some(tr) => train_step(&self.params, &self.inputs, tr).map_err(err)?,
+        };
         Ok(())
     }
 
@@ -193,15 +251,19 @@ impl Prepared for TchPrepared {
     }
 
     fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
-        let out = self
-            .out
-            .as_ref()
-            .ok_or_else(|| BackendError::failed("tch", "no call made"))?;
-        let flat = out
-            .f_to_kind(Kind::Float)
-            .and_then(|o| o.f_flatten(0, -1))
-            .map_err(err)?;
-        let v = Vec::<f32>::try_from(&flat.to_device(Device::Cpu)).map_err(err)?;
-        Ok(vec![v])
+        if self.outs.is_empty() {
+            return Err(BackendError::failed("tch", "no call made"));
+        }
+        self.outs
+            .iter()
+            .map(|o| {
+                let flat = o
+                    .f_to_kind(Kind::Float)?
+                    .f_flatten(0, -1)?
+                    .f_to_device(Device::Cpu)?;
+                Vec::<f32>::try_from(&flat)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)
     }
 }

@@ -280,3 +280,71 @@ fn ctrl_c_writes_completed_cases_and_marks_the_run_interrupted() {
     assert_eq!(cases.len(), 1, "only the completed case is written");
     assert_eq!(cases[0]["status"], "ok");
 }
+
+#[test]
+fn measure_reports_a_command_and_returns_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("m.json");
+    let trace = dir.path().join("m.csv");
+    let o = wattbench(&[
+        "measure",
+        "--interval",
+        "20",
+        "--output",
+        report.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["exit_code"], 3);
+    assert!(doc["duration_s"].as_f64().unwrap() > 0.0);
+    for k in [
+        "command",
+        "domains",
+        "peak_memory_bytes",
+        "energy_kwh",
+        "co2e_kg",
+        "assumptions",
+    ] {
+        assert!(!doc[k].is_null(), "{k} missing");
+    }
+    let domains = doc["domains"].as_array().unwrap();
+    // This machine class has no NVML/RAPL: the CPU figure is an estimate, never "measured" 0 J.
+    for d in domains {
+        if d["source"] == "unsupported" {
+            assert!(d["joules"].is_null() && d["reason"].is_string(), "{d}");
+        }
+    }
+    assert!(
+        domains.iter().any(|d| d["source"] != "unsupported"),
+        "{domains:?}"
+    );
+    let kwh = &doc["energy_kwh"];
+    assert!(
+        kwh["low"].as_f64() <= kwh["value"].as_f64()
+            && kwh["value"].as_f64() <= kwh["high"].as_f64()
+    );
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        csv.lines().count() >= 2,
+        "trace has a header and samples: {csv}"
+    );
+
+    // A command that does not exist: a clear message, exit 127, and still a report.
+    let missing = dir.path().join("missing.json");
+    let o = wattbench(&[
+        "measure",
+        "--output",
+        missing.to_str().unwrap(),
+        "--",
+        "no-such-command-xyz",
+    ]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(stderr(&o).contains("no-such-command-xyz"), "{}", stderr(&o));
+    assert!(missing.exists());
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Record the tool's own overheads (benchmarks, not tests) under results/:
+#   results/harness-overhead.json  harness-reported per-call time vs a bare loop (target: within 5%)
+#   results/sampler-overhead.txt   CPU cost of the energy/memory sampler at its default interval
+# Run on a quiet machine; both compare side by side in one process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LIBTORCH="$(bash scripts/fetch-libtorch.sh)"
+cargo bench --locked -p wattbench --features wattbench/tch --bench harness_overhead
+cargo bench --locked -p wattbench-energy --bench sampler_overhead -- 20 | tee results/sampler-overhead.txt
