@@ -5,6 +5,7 @@ use std::process::Command;
 use sysinfo::System;
 use wattbench_core::result::{Environment, Host};
 use wattbench_core::Backend;
+use wattbench_energy::Meters;
 
 fn git(args: &[&str]) -> Option<String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -32,8 +33,8 @@ pub fn git_commit() -> Option<String> {
     }
 }
 
-/// Host, software and git provenance. GPUs and meters are filled by the energy layer.
-pub fn environment(backends: &[Box<dyn Backend>]) -> Environment {
+/// Host, GPUs (NVML), energy meters, software and git provenance.
+pub fn environment(backends: &[Box<dyn Backend>], meters: &Meters) -> Environment {
     let (cpu_model, memory) = match System::new() {
         Ok(mut sys) => {
             sys.refresh_memory();
@@ -68,9 +69,9 @@ pub fn environment(backends: &[Box<dyn Backend>]) -> Environment {
     }
     Environment {
         host,
-        gpus: Vec::new(),
+        gpus: meters.gpu_inventory().iter().map(|g| serde_json::json!(g)).collect(),
         software,
         git_commit: git_commit(),
-        meters: Vec::new(),
+        meters: meters.inventory().iter().map(|m| serde_json::json!(m)).collect(),
     }
 }

@@ -105,7 +105,8 @@ fn list(json: bool) -> Result<u8> {
 
 fn info(json: bool) -> Result<u8> {
     let backends = backends::all();
-    let env = inventory::environment(&backends);
+    let meters = wattbench_energy::Meters::discover(&wattbench_energy::MeterConfig::default());
+    let env = inventory::environment(&backends, &meters);
     if json {
         println!("{}", serde_json::to_string_pretty(&env)?);
         return Ok(0);
@@ -127,14 +128,26 @@ fn info(json: bool) -> Result<u8> {
         h.os.clone().unwrap_or_else(na),
         h.kernel.clone().unwrap_or_else(na)
     );
-    println!(
-        "gpus:     {}",
-        if env.gpus.is_empty() {
-            "none found".to_string()
+    if env.gpus.is_empty() {
+        println!("gpus:     none found");
+    }
+    for g in &env.gpus {
+        println!(
+            "gpu {}:    {} (driver {}, power limit {} W)",
+            g["index"],
+            g["name"].as_str().unwrap_or("?"),
+            g["driver_version"].as_str().unwrap_or("?"),
+            g["power_limit_watts"]
+        );
+    }
+    for m in meters.inventory() {
+        let what = if m.available {
+            m.detail.unwrap_or_default()
         } else {
-            format!("{}", env.gpus.len())
-        }
-    );
+            m.reason.unwrap_or_default()
+        };
+        println!("meter:    {:<13} {what}", m.name);
+    }
     for (k, v) in &env.software {
         println!("{:<9} {v}", format!("{k}:"));
     }

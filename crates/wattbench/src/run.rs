@@ -422,22 +422,12 @@ pub fn run(args: RunArgs) -> Result<u8> {
         "filters": {"op": args.op, "backend": args.backend, "device": args.device, "dtype": args.dtype, "mode": args.mode, "set": args.set},
         "harness": cfg,
     });
-    let mut environment = inventory::environment(&backends);
     let meters = Arc::new(Meters::discover(&MeterConfig {
         powercap_root: args.powercap_root.clone(),
         tdp_watts: args.tdp_watts,
         ..MeterConfig::default()
     }));
-    environment.meters = meters
-        .inventory()
-        .iter()
-        .map(|m| serde_json::json!(m))
-        .collect();
-    environment.gpus = meters
-        .gpu_inventory()
-        .iter()
-        .map(|g| serde_json::json!(g))
-        .collect();
+    let environment = inventory::environment(&backends, &meters);
     let idle = Arc::new(energy::idle_baseline(&meters));
     let run_energy = serde_json::json!({
         "idle_baseline": *idle,
