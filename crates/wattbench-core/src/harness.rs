@@ -211,6 +211,13 @@ fn base_result(inp: &CaseInputs, backend: &str, device: &str) -> CaseResult {
     }
 }
 
+/// A case that is not run at all (e.g. its device is unavailable), with the reason.
+pub fn skipped(inp: &CaseInputs, backend: &str, device: &str, reason: String) -> CaseResult {
+    let mut r = base_result(inp, backend, device);
+    r.reason = Some(reason);
+    r
+}
+
 impl Harness<'_> {
     fn interrupted(&self) -> bool {
         self.interrupt.load(Ordering::SeqCst)
@@ -250,6 +257,10 @@ impl Harness<'_> {
             Err(Step::Error(BackendError::Unsupported(why))) => {
                 res.status = Status::Skipped;
                 res.reason = Some(why);
+            }
+            Err(Step::Error(e @ BackendError::Unavailable(_))) => {
+                res.status = Status::Skipped;
+                res.reason = Some(e.to_string());
             }
             Err(Step::Error(e)) => {
                 res.status = Status::Failed;

@@ -69,9 +69,17 @@ pub fn environment(backends: &[Box<dyn Backend>], meters: &Meters) -> Environmen
     }
     Environment {
         host,
-        gpus: meters.gpu_inventory().iter().map(|g| serde_json::json!(g)).collect(),
+        gpus: meters
+            .gpu_inventory()
+            .iter()
+            .map(|g| serde_json::json!(g))
+            .collect(),
         software,
         git_commit: git_commit(),
-        meters: meters.inventory().iter().map(|m| serde_json::json!(m)).collect(),
+        meters: meters
+            .inventory()
+            .iter()
+            .map(|m| serde_json::json!(m))
+            .collect(),
     }
 }

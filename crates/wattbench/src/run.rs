@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
+use wattbench_core::harness::{skipped, CaseInputs, Harness, HarnessConfig};
 use wattbench_core::result::{CaseResult, RunFile, Status, SCHEMA_VERSION};
 use wattbench_core::workload::parse_choice;
-use wattbench_core::{suite, Backend, Case, DType, Mode, Op};
+use wattbench_core::{suite, Backend, Case, DType, DeviceInfo, Mode, Op};
 use wattbench_energy::{MeterConfig, Meters};
 
 /// Options of `wattbench run`.
@@ -147,7 +147,10 @@ fn select_cases(args: &RunArgs, suite: &suite::Suite) -> Result<Vec<Case>> {
 /// (backend index, device) pairs to run: every available device of the selected backends; an
 /// explicitly requested backend or device that is unavailable is kept so that its cases are
 /// reported as skipped with the reason.
-fn select_targets(args: &RunArgs, backends: &[Box<dyn Backend>]) -> Result<Vec<(usize, String)>> {
+fn select_targets(
+    args: &RunArgs,
+    backends: &[Box<dyn Backend>],
+) -> Result<Vec<(usize, DeviceInfo)>> {
     let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
     for b in &args.backend {
         if !names.contains(&b.as_str()) {
@@ -190,7 +193,7 @@ fn select_targets(args: &RunArgs, backends: &[Box<dyn Backend>]) -> Result<Vec<(
             // Unavailable devices are reported (as skipped, with the reason) only when asked
             // for by name, or when the requested backend has no available device at all.
             if d.available || explicit_device || (explicit_backend && none_available) {
-                out.push((i, d.name));
+                out.push((i, d));
             }
         }
     }
@@ -458,9 +461,24 @@ pub fn run(args: RunArgs) -> Result<u8> {
             };
             'cases: for case in cases {
                 let inputs = CaseInputs::new(case, &harness.cfg);
-                for (bi, device) in &targets {
+                for (bi, dev) in &targets {
                     let b = backends[*bi].as_ref();
+                    let device = dev.name.as_str();
                     bar.set_message(inputs.case.id(b.name(), device));
+                    if !dev.available {
+                        let why = format!(
+                            "unavailable: {}",
+                            dev.reason.as_deref().unwrap_or("no reason given")
+                        );
+                        completed.lock().expect("results lock").push(skipped(
+                            &inputs,
+                            b.name(),
+                            device,
+                            why,
+                        ));
+                        bar.inc(1);
+                        continue;
+                    }
                     let mut meter = CaseMeter::new(meters.clone(), idle.clone());
                     match harness.run_case(&inputs, b, device, Some(&mut meter)) {
                         Ok(r) => completed.lock().expect("results lock").push(r),

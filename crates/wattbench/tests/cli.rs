@@ -348,3 +348,43 @@ fn measure_reports_a_command_and_returns_its_exit_code() {
     assert!(stderr(&o).contains("no-such-command-xyz"), "{}", stderr(&o));
     assert!(missing.exists());
 }
+
+#[test]
+fn gpu_backends_skip_with_a_reason_when_no_gpu_is_present() {
+    let list: Value = serde_json::from_slice(&wattbench(&["list", "--json"]).stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let out = dir.path().join("r.json").to_string_lossy().into_owned();
+    let mut args = vec![
+        "run",
+        "--suite",
+        &suite,
+        "--backend",
+        "cuda,cublas",
+        "--op",
+        "gemm",
+        "--output",
+        &out,
+    ];
+    args.extend(FAST);
+    let o = wattbench(&args);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for c in doc["cases"].as_array().unwrap() {
+        let backend = list["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == c["backend"])
+            .unwrap();
+        if backend["available"] == true {
+            assert_eq!(c["status"], "ok", "{c}");
+        } else {
+            assert_eq!(c["status"], "skipped", "{c}");
+            assert!(
+                c["reason"].as_str().unwrap().starts_with("unavailable: "),
+                "{c}"
+            );
+        }
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+}
