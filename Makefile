@@ -29,8 +29,11 @@ fmt:
 clippy:
 	$(LIBTORCH_ENV) $(CARGO) clippy --locked --workspace --all-targets --features $(FEATURES) -- -D warnings
 
+# Ends with one line summing every test binary's counts (ignored = GPU-only tests).
 unit:
-	$(LIBTORCH_ENV) $(CARGO) test --locked --workspace --features $(FEATURES)
+	$(LIBTORCH_ENV) log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	$(CARGO) test --locked --workspace --features $(FEATURES) 2>&1 | tee "$$log"; \
+	awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$$log"
 
 # Every CUDA kernel compiles with NVRTC (sm_80/89/90) and ptxas reports no spills; no GPU needed.
 kernel-check:
