@@ -11,6 +11,9 @@ use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Param
 /// candle-core version this backend was built against.
 pub const CANDLE_VERSION: &str = env!("WATTBENCH_CANDLE_VERSION");
 
+/// Why `Params::E2e` is not a kernel case here.
+const E2E_ELSEWHERE: &str = "e2e training runs go through `wattbench train` (wattbench-train)";
+
 /// The candle backend.
 #[derive(Default)]
 pub struct CandleBackend;
@@ -114,6 +117,7 @@ impl Backend for CandleBackend {
                 in_graph_pad: false,
             },
             Params::Rnn(r) => Kernel::Rnn(r),
+            Params::E2e(_) => return Err(BackendError::Unsupported(E2E_ELSEWHERE.into())),
         };
         let train = if train {
             let dy = ts

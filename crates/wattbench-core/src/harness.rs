@@ -208,6 +208,7 @@ fn base_result(inp: &CaseInputs, backend: &str, device: &str) -> CaseResult {
         throughput: None,
         memory: Memory::default(),
         energy: None,
+        e2e: None,
     }
 }
 

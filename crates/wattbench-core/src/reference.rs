@@ -200,6 +200,8 @@ pub fn forward(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
             &inputs[3],
             inputs.get(4).map(Vec::as_slice),
         )],
+        // Whole-model training runs have no kernel outputs (wattbench-train checks them).
+        Params::E2e(_) => vec![],
     }
 }
 
@@ -465,6 +467,7 @@ pub fn train_step(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
             let (w_new, b_new) = (sgd(&inputs[1], &dw), sgd(&inputs[2], &db));
             vec![hs, dxp, dw, db, w_new, b_new]
         }
+        Params::E2e(_) => vec![],
     }
 }
 
@@ -486,6 +489,9 @@ pub fn sample_outputs(
     seed: u64,
 ) -> Option<(Vec<usize>, Vec<f64>)> {
     use rand::{Rng, SeedableRng};
+    if matches!(params, Params::E2e(_)) {
+        return None;
+    }
     let total = params.outputs()[0].numel();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5a5a);
     let mut idx: Vec<usize> = (0..count.min(total))
@@ -508,7 +514,7 @@ pub fn sample_outputs(
                 })
                 .collect()
         }
-        Params::Rnn(_) => return None,
+        Params::Rnn(_) | Params::E2e(_) => return None,
     };
     Some((idx, vals))
 }

@@ -101,6 +101,10 @@ pub struct CaseResult {
     /// Energy per call by domain (filled by the energy meters; null when not measured).
     #[serde(default)]
     pub energy: Option<serde_json::Value>,
+    /// End-to-end training runs (`op` e2e) only: loss curve, samples/s, energy per step and
+    /// per sample, projection and its assumptions (`wattbench-train`'s `TrainReport`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e: Option<serde_json::Value>,
 }
 
 /// Host description.

@@ -24,10 +24,12 @@ pub enum Op {
     Conv2d,
     /// Recurrent steps of a vanilla/LSTM/GRU cell.
     Rnn,
+    /// An end-to-end training run of a small model (`wattbench train`; not a suite op).
+    E2e,
 }
 
 impl Op {
-    /// All ops, in display order.
+    /// All kernel ops, in display order ([`Op::E2e`] comes only from `wattbench train`).
     pub const ALL: [Op; 3] = [Op::Gemm, Op::Conv2d, Op::Rnn];
     /// Name as used on the command line and in result files.
     pub fn as_str(self) -> &'static str {
@@ -35,6 +37,7 @@ impl Op {
             Op::Gemm => "gemm",
             Op::Conv2d => "conv2d",
             Op::Rnn => "rnn",
+            Op::E2e => "e2e",
         }
     }
 }
@@ -213,6 +216,49 @@ pub struct RnnParams {
     pub steps: usize,
 }
 
+/// A model of the end-to-end training runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum E2eModel {
+    /// GEMM layers with ReLU/tanh.
+    Mlp,
+    /// Convolutions and a GEMM head.
+    Cnn,
+    /// An LSTM cell unrolled over T steps and a linear head.
+    Lstm,
+}
+
+impl E2eModel {
+    /// All models.
+    pub const ALL: [E2eModel; 3] = [E2eModel::Mlp, E2eModel::Cnn, E2eModel::Lstm];
+    /// Name as used on the command line and in result files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            E2eModel::Mlp => "mlp",
+            E2eModel::Cnn => "cnn",
+            E2eModel::Lstm => "lstm",
+        }
+    }
+}
+
+/// An end-to-end training run: `steps` SGD steps of `batch` samples. The model's sizes and its
+/// FLOP counts belong to `wattbench-train`, which computes and stores them here (its
+/// `ModelConfig::flops` documents the counting rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct E2eParams {
+    /// The model.
+    pub model: E2eModel,
+    /// Samples per step.
+    pub batch: usize,
+    /// Steps run.
+    pub steps: usize,
+    /// FLOPs of the forward pass (with the loss) of one step.
+    pub forward_flops: u64,
+    /// FLOPs of one whole step: forward, backward and SGD update.
+    pub step_flops: u64,
+}
+
 /// Shape parameters of one case, tagged by op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -223,6 +269,8 @@ pub enum Params {
     Conv2d(ConvParams),
     /// RNN.
     Rnn(RnnParams),
+    /// End-to-end training run.
+    E2e(E2eParams),
 }
 
 /// A shape that cannot run, with what is wrong.
@@ -264,6 +312,7 @@ impl Params {
             Params::Gemm(_) => Op::Gemm,
             Params::Conv2d(_) => Op::Conv2d,
             Params::Rnn(_) => Op::Rnn,
+            Params::E2e(_) => Op::E2e,
         }
     }
 
@@ -286,6 +335,7 @@ impl Params {
                 ("stride_w", c.stride_w),
             ],
             Params::Rnn(r) => vec![("hidden", r.hidden), ("batch", r.batch), ("steps", r.steps)],
+            Params::E2e(e) => vec![("batch", e.batch), ("steps", e.steps)],
         };
         for (name, v) in &dims {
             if *v == 0 {
@@ -351,6 +401,8 @@ impl Params {
                 }
                 v
             }
+            // A whole model: no tensors the harness generates or verifies.
+            Params::E2e(_) => vec![],
         }
     }
 
@@ -364,6 +416,7 @@ impl Params {
                 vec![TensorSpec::new("y", &[c.n, c.k, p, q])]
             }
             Params::Rnn(r) => vec![TensorSpec::new("hs", &[r.steps, r.batch, r.hidden])],
+            Params::E2e(_) => vec![],
         }
     }
 
@@ -385,6 +438,7 @@ impl Params {
     ///   (`2·B·G·H`: `+xp`, `+b`) plus the state update: vanilla 0, LSTM `3·B·H`
     ///   (`f·c + i·g`, `o·tanh c`), GRU `5·B·H` (`r·(..)`, `(1-z)·n + z·h`). Transcendentals
     ///   (`tanh`, `σ`) are not counted, as is customary.
+    /// - E2e: the stored forward FLOPs of one step (computed by `wattbench-train`).
     pub fn flops(&self) -> u64 {
         match *self {
             Params::Gemm(g) => 2 * g.m as u64 * g.n as u64 * g.k as u64,
@@ -400,6 +454,7 @@ impl Params {
                 };
                 r.steps as u64 * (2 * b * h * g * h + 2 * b * g * h + update * b * h)
             }
+            Params::E2e(e) => e.forward_flops,
         }
     }
 
@@ -439,6 +494,7 @@ impl Params {
                     r.steps
                 )
             }
+            Params::E2e(e) => format!("{}_b{}_s{}", e.model.as_str(), e.batch, e.steps),
         }
     }
 }
@@ -472,6 +528,7 @@ impl Params {
         match self {
             Params::Gemm(_) | Params::Conv2d(_) => &[0, 1],
             Params::Rnn(_) => &[0, 1, 2],
+            Params::E2e(_) => &[],
         }
     }
 
@@ -481,6 +538,7 @@ impl Params {
         match self {
             Params::Gemm(_) | Params::Conv2d(_) => &[1],
             Params::Rnn(_) => &[1, 2],
+            Params::E2e(_) => &[],
         }
     }
 
@@ -492,6 +550,7 @@ impl Params {
     /// - RNN: `3·` the recurrent GEMMs (forward `h·W`, backward `dgates·Wᵀ` and `hᵀ·dgates`)
     ///   plus `3·` the forward's elementwise count (backward elementwise counted as twice the
     ///   forward's, a convention), plus the bias-gradient sums `B·G·H` per step and the update.
+    /// - E2e: the stored FLOPs of one whole step (computed by `wattbench-train`).
     pub fn train_flops(&self) -> u64 {
         match *self {
             Params::Gemm(g) => 3 * self.flops() + 2 * (g.k * g.n) as u64,
@@ -507,6 +566,7 @@ impl Params {
                 let elementwise = self.flops() - gemm;
                 3 * gemm + 3 * elementwise + t * b * g * h + 2 * (h * g * h + g * h)
             }
+            Params::E2e(e) => e.step_flops,
         }
     }
 }
@@ -712,6 +772,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("larger than"));
+    }
+
+    #[test]
+    fn e2e_params_round_trip_and_carry_their_flops() {
+        let p = Params::E2e(E2eParams {
+            model: E2eModel::Cnn,
+            batch: 64,
+            steps: 200,
+            forward_flops: 10,
+            step_flops: 31,
+        });
+        assert_eq!(p.op(), Op::E2e);
+        assert_eq!((p.flops(), p.train_flops()), (10, 31));
+        assert_eq!(p.label(), "cnn_b64_s200");
+        assert!(p.inputs().is_empty() && p.grad_inputs().is_empty());
+        p.validate().unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Params>(&json).unwrap(), p);
+        // The other shapes still deserialize as themselves.
+        let g: Params = serde_json::from_str(r#"{"m":1,"n":2,"k":3}"#).unwrap();
+        assert_eq!(g.op(), Op::Gemm);
     }
 
     #[test]

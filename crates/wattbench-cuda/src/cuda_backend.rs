@@ -144,6 +144,11 @@ impl Backend for CudaKernels {
             Params::Gemm(p) => gemm_plan(&g, name, &p, case.dtype, self.naive, inputs),
             Params::Conv2d(p) => conv_fwd_plan(&g, name, &p, inputs),
             Params::Rnn(p) => rnn_fwd_plan(&g, name, &p, inputs),
+            Params::E2e(_) => {
+                return Err(BackendError::Unsupported(
+                    "e2e training runs go through `wattbench train` (wattbench-train)".into(),
+                ))
+            }
         }
         .map_err(|e| e.into_backend(name))?;
         Ok(Box::new(plan))

@@ -129,6 +129,9 @@ fn forward(params: &Params, t: &[Tensor]) -> Result<Tensor, tch::TchError> {
         Params::Gemm(g) => gemm(g, t),
         Params::Conv2d(c) => conv(c, t),
         Params::Rnn(r) => rnn(r, t),
+        Params::E2e(_) => Err(tch::TchError::Torch(
+            "e2e training runs go through `wattbench train` (wattbench-train)".into(),
+        )),
     }
 }
 

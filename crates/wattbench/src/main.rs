@@ -8,6 +8,7 @@ mod inventory;
 mod measure;
 mod report;
 mod run;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,6 +37,8 @@ enum Cmd {
     },
     /// Measure the energy, power, memory and carbon of any command: `wattbench measure -- CMD`.
     Measure(measure::MeasureArgs),
+    /// Train a small model end to end; report its loss, time, energy and projected footprint.
+    Train(train::TrainArgs),
     /// Write a Markdown report of a result file.
     Report(report::ReportArgs),
     /// Print the hardware and software inventory recorded in result files.
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run(args) => run::run(args),
         Cmd::Report(args) => report::run(args),
+        Cmd::Train(args) => train::run(args),
         Cmd::Measure(args) => match measure::run(args) {
             Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => Err(e),

@@ -1,0 +1,373 @@
+//! Projection of a full training run from the measured steps: wall time, kWh and kg CO2e with
+//! an interval. Linear scaling is [`wattbench_energy::measure::project`]; this module chooses
+//! what is scaled (steady-state steps only) and widens the interval by the step-time spread.
+use serde::Serialize;
+use wattbench_core::stats::TimeStats;
+use wattbench_energy::carbon::{carbon, CarbonParams};
+use wattbench_energy::measure::{project, Projection, ProjectionSpec};
+use wattbench_energy::{EnergyTotal, Interval, Source};
+
+/// The size of the full run, as the user gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "unit", content = "value")]
+pub enum ProjectionTarget {
+    /// Optimiser steps.
+    Steps(u64),
+    /// Training samples (rounded up to whole steps).
+    Samples(u64),
+    /// Passes over this run's data set.
+    Epochs(u64),
+}
+
+impl ProjectionTarget {
+    /// Steps of the full run at `batch` samples per step and `batches_per_epoch` steps per
+    /// epoch.
+    pub fn total_steps(&self, batch: usize, batches_per_epoch: usize) -> u64 {
+        match *self {
+            ProjectionTarget::Steps(n) => n,
+            ProjectionTarget::Samples(n) => n.div_ceil(batch.max(1) as u64),
+            ProjectionTarget::Epochs(n) => n.saturating_mul(batches_per_epoch as u64),
+        }
+    }
+    /// The target's count (must be positive).
+    pub fn count(&self) -> u64 {
+        match *self {
+            ProjectionTarget::Steps(n)
+            | ProjectionTarget::Samples(n)
+            | ProjectionTarget::Epochs(n) => n,
+        }
+    }
+}
+
+/// Grid intensity and PUE a projection used.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CarbonAssumptions {
+    /// gCO2e/kWh.
+    pub intensity_g_per_kwh: f64,
+    /// Region code or `custom`.
+    pub region: String,
+    /// Region name.
+    pub region_name: String,
+    /// Where the intensity comes from.
+    pub intensity_source: String,
+    /// Data year, when known.
+    pub intensity_year: Option<u16>,
+    /// Power usage effectiveness applied.
+    pub pue: f64,
+    /// Whether the PUE is the default 1.0 (IT energy only).
+    pub pue_is_default: bool,
+    /// Price per kWh, if given.
+    pub price_per_kwh: Option<f64>,
+}
+
+impl CarbonAssumptions {
+    /// From the resolved carbon parameters.
+    pub fn of(p: &CarbonParams) -> Self {
+        Self {
+            intensity_g_per_kwh: p.intensity.g_per_kwh,
+            region: p.intensity.region.clone(),
+            region_name: p.intensity.name.clone(),
+            intensity_source: p.intensity.source.clone(),
+            intensity_year: p.intensity.year,
+            pue: p.pue,
+            pue_is_default: p.pue_is_default,
+            price_per_kwh: p.price_per_kwh,
+        }
+    }
+}
+
+/// A full run projected from the measured steps.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunProjection {
+    /// The target as given.
+    pub target: ProjectionTarget,
+    /// Steps of the full run.
+    pub total_steps: u64,
+    /// Samples of the full run (steps × batch).
+    pub total_samples: u64,
+    /// Steps the projection is based on (after warm-up).
+    pub measured_steps: u64,
+    /// Step time used: the mean of the measured steps, with its interval, s.
+    pub step_time_s: Interval,
+    /// Energy per step used, J, with the meters' uncertainty widened by the step-time
+    /// interval; null when no meter had a reading.
+    pub energy_per_step_j: Option<Interval>,
+    /// Projected wall time, s.
+    pub duration_s: Interval,
+    /// Projected IT energy, kWh.
+    pub energy_kwh: Option<Interval>,
+    /// Projected facility energy (× PUE), kWh.
+    pub facility_kwh: Option<Interval>,
+    /// Projected emissions, kg CO2e.
+    pub co2e_kg: Option<Interval>,
+    /// Projected cost at the given price per kWh.
+    pub cost: Option<Interval>,
+    /// Whether the energy is (partly) a model estimate rather than a measurement.
+    pub energy_estimated: bool,
+    /// The linear scaling as `wattbench measure` reports it.
+    pub linear: Projection,
+    /// Grid intensity and PUE.
+    pub carbon: CarbonAssumptions,
+    /// Every assumption the figures rest on, in words.
+    pub assumptions: Vec<String>,
+}
+
+/// The step-time interval: the 95% bootstrap interval of the median, stretched to contain
+/// the mean (the mean is what a sum of many steps converges to).
+pub fn step_time_interval(t: &TimeStats) -> Interval {
+    Interval {
+        value: t.mean_s,
+        low: t.ci95_median_s[0].min(t.mean_s),
+        high: t.ci95_median_s[1].max(t.mean_s),
+    }
+}
+
+/// Projects `total_steps` steady-state steps from `measured_steps` steps whose times are `time`
+/// and whose metered energy was `energy` (the meters' total over the measured window).
+pub fn project_run(
+    target: ProjectionTarget,
+    total_steps: u64,
+    batch: usize,
+    time: &TimeStats,
+    measured_steps: u64,
+    energy: &EnergyTotal,
+    carbon_params: &CarbonParams,
+) -> RunProjection {
+    let n = total_steps as f64;
+    let m = measured_steps.max(1) as f64;
+    let t = step_time_interval(time);
+    let (lo_ratio, hi_ratio) = if t.value > 0.0 {
+        (t.low / t.value, t.high / t.value)
+    } else {
+        (1.0, 1.0)
+    };
+    let per_step = energy.joules.map(|e| {
+        let e = e.scale(1.0 / m);
+        Interval {
+            value: e.value,
+            low: e.low * lo_ratio,
+            high: e.high * hi_ratio,
+        }
+    });
+    let figures = per_step.map(|e| carbon(e.scale(m), carbon_params));
+    let mut linear = project(
+        ProjectionSpec {
+            steps_done: measured_steps.max(1),
+            total_steps,
+        },
+        t.value * m,
+        figures.as_ref().map(|f| f.energy_kwh),
+        figures.as_ref().map(|f| f.co2e_kg),
+        figures.as_ref().and_then(|f| f.cost),
+    );
+    linear.method = "linear over steady-state steps: figures of the measured steps (after \
+                     warm-up) x total_steps / steps_done; set-up, data generation and warm-up \
+                     are not projected"
+        .into();
+    let estimated = energy.sources.contains(&Source::Estimated);
+
+    let mut assumptions = vec![
+        "same hardware, software, backend, device, model, batch size and thread count as this run"
+            .to_string(),
+        "steady state: every step of the full run costs what the measured steps cost on \
+         average; start-up (data generation, uploads, warm-up) and evaluation are left out"
+            .into(),
+        format!(
+            "time: {total_steps} steps x mean step time {:.4} ms; interval from the 95% \
+             bootstrap interval of the median step time, stretched to contain the mean",
+            t.value * 1e3
+        ),
+    ];
+    match &per_step {
+        Some(_) => {
+            assumptions.push(
+                "energy: mean metered energy per measured step x total steps; interval: the \
+                 meters' uncertainty, widened by the step-time interval relative to the mean \
+                 (constant power)"
+                    .into(),
+            );
+            assumptions.push(format!(
+                "energy covers {} (sources: {}){}",
+                energy.includes.join(" + "),
+                energy
+                    .sources
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if energy.excludes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; leaves out {}", energy.excludes.join("; "))
+                }
+            ));
+            if estimated {
+                assumptions.push(
+                    "the energy is ESTIMATED from a CPU power model (TDP x CPU time), not \
+                     measured by a counter; treat kWh and CO2e as an order of magnitude"
+                        .into(),
+                );
+            }
+            let p = carbon_params;
+            assumptions.push(format!(
+                "carbon: kWh x PUE {:.2}{} x {} gCO2e/kWh ({}, {}; {})",
+                p.pue,
+                if p.pue_is_default {
+                    " (default: IT energy only, no cooling or facility overhead)"
+                } else {
+                    ""
+                },
+                p.intensity.g_per_kwh,
+                p.intensity.region,
+                p.intensity
+                    .year
+                    .map_or("year unknown".to_string(), |y| y.to_string()),
+                p.intensity.source
+            ));
+            assumptions.push(
+                "grid intensity is a yearly average; the real intensity varies about 3x within \
+                 a day"
+                    .into(),
+            );
+        }
+        None => assumptions.push(
+            "no energy meter had a reading for the measured steps: the projection gives wall \
+             time only, and no kWh or CO2e figure"
+                .into(),
+        ),
+    }
+    let k = n / m;
+    RunProjection {
+        target,
+        total_steps,
+        total_samples: total_steps.saturating_mul(batch as u64),
+        measured_steps,
+        step_time_s: t,
+        energy_per_step_j: per_step,
+        duration_s: t.scale(n),
+        energy_kwh: linear.energy_kwh,
+        facility_kwh: figures.as_ref().map(|f| f.facility_kwh.scale(k)),
+        co2e_kg: linear.co2e_kg,
+        cost: linear.cost,
+        energy_estimated: estimated,
+        carbon: CarbonAssumptions::of(carbon_params),
+        assumptions,
+        linear,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(mean: f64, ci: [f64; 2]) -> TimeStats {
+        TimeStats {
+            samples_s: vec![mean],
+            iters_per_sample: 1,
+            median_s: mean,
+            mean_s: mean,
+            min_s: mean,
+            max_s: mean,
+            p95_s: mean,
+            mad_s: 0.0,
+            ci95_median_s: ci,
+        }
+    }
+
+    fn total(j: Interval, sources: Vec<Source>) -> EnergyTotal {
+        EnergyTotal {
+            joules: Some(j),
+            includes: vec!["cpu-package-0 (measured)".into()],
+            excludes: vec![],
+            sources,
+            mixed: false,
+            estimated_joules: None,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * b.abs().max(1e-300)
+    }
+
+    #[test]
+    fn projection_matches_hand_computed_values() {
+        // 10 measured steps of mean 0.1 s (interval 0.09–0.12) using 10 J ± 2 J; 1000 steps
+        // at 400 g/kWh and PUE 1.5.
+        let p = CarbonParams::resolve(None, Some(400.0), Some(1.5), Some(0.2)).unwrap();
+        let e = Interval::symmetric(10.0, 2.0);
+        let r = project_run(
+            ProjectionTarget::Steps(1000),
+            1000,
+            32,
+            &stats(0.1, [0.09, 0.12]),
+            10,
+            &total(e, vec![Source::Measured]),
+            &p,
+        );
+        assert_eq!(r.total_samples, 32_000);
+        // Time: 1000 × 0.1 s = 100 s in [90, 120].
+        assert!(close(r.duration_s.value, 100.0));
+        assert!(close(r.duration_s.low, 90.0) && close(r.duration_s.high, 120.0));
+        // Energy per step 1 J in [0.8 × 0.9, 1.2 × 1.2] = [0.72, 1.44] J.
+        let s = r.energy_per_step_j.unwrap();
+        assert!(close(s.value, 1.0) && close(s.low, 0.72) && close(s.high, 1.44));
+        // 1000 J = 1000 / 3.6e6 kWh; bounds 720 J and 1440 J.
+        let kwh = r.energy_kwh.unwrap();
+        assert!(close(kwh.value, 1000.0 / 3.6e6));
+        assert!(close(kwh.low, 720.0 / 3.6e6) && close(kwh.high, 1440.0 / 3.6e6));
+        let fac = r.facility_kwh.unwrap();
+        assert!(close(fac.value, 1.5 * 1000.0 / 3.6e6));
+        // kg CO2e = kWh × PUE × g/kWh / 1000.
+        let co2 = r.co2e_kg.unwrap();
+        assert!(close(co2.value, 1000.0 / 3.6e6 * 1.5 * 0.4));
+        assert!(close(co2.high, 1440.0 / 3.6e6 * 1.5 * 0.4));
+        let cost = r.cost.unwrap();
+        assert!(close(cost.value, 1000.0 / 3.6e6 * 1.5 * 0.2));
+        assert!(close(r.linear.factor, 100.0));
+        assert!(!r.energy_estimated);
+        assert!(r.assumptions.iter().any(|a| a.contains("steady state")));
+    }
+
+    #[test]
+    fn targets_convert_to_steps_and_missing_energy_gives_time_only() {
+        assert_eq!(ProjectionTarget::Samples(1000).total_steps(64, 16), 16);
+        assert_eq!(ProjectionTarget::Epochs(3).total_steps(64, 16), 48);
+        assert_eq!(ProjectionTarget::Steps(7).total_steps(64, 16), 7);
+        let p = CarbonParams::resolve(Some("FR"), None, None, None).unwrap();
+        let none = EnergyTotal {
+            joules: None,
+            includes: vec![],
+            excludes: vec!["cpu-package-0: no reading (permission denied)".into()],
+            sources: vec![],
+            mixed: false,
+            estimated_joules: None,
+        };
+        // The mean lies above the median's interval: the interval stretches to contain it.
+        let r = project_run(
+            ProjectionTarget::Steps(50),
+            50,
+            8,
+            &stats(0.2, [0.1, 0.15]),
+            5,
+            &none,
+            &p,
+        );
+        assert!(close(r.duration_s.value, 10.0));
+        assert!(close(r.duration_s.low, 5.0) && close(r.duration_s.high, 10.0));
+        assert!(r.energy_kwh.is_none() && r.co2e_kg.is_none() && r.energy_per_step_j.is_none());
+        assert!(r.assumptions.iter().any(|a| a.contains("wall time only")));
+        // An estimated total is flagged.
+        let est = total(Interval::symmetric(1.0, 0.5), vec![Source::Estimated]);
+        let r = project_run(
+            ProjectionTarget::Steps(10),
+            10,
+            8,
+            &stats(0.1, [0.1, 0.1]),
+            5,
+            &est,
+            &p,
+        );
+        assert!(r.energy_estimated);
+        assert!(r.assumptions.iter().any(|a| a.contains("ESTIMATED")));
+    }
+}
