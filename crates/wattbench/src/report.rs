@@ -1,9 +1,8 @@
 //! `wattbench report`: a Markdown summary of a result file.
 use crate::UsageError;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use comfy_table::presets::ASCII_MARKDOWN;
-use std::io::Write;
 use std::path::PathBuf;
 use wattbench_core::result::{RunFile, Status};
 
@@ -88,15 +87,8 @@ pub fn run(args: ReportArgs) -> Result<u8> {
     match args.output {
         None => print!("{md}"),
         Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or(PathBuf::from("."), PathBuf::from);
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-                .map_err(|e| UsageError(format!("cannot write to {}: {e}", dir.display())))?;
-            tmp.write_all(md.as_bytes())?;
-            tmp.persist(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
+            let tmp = crate::output::open(&path)?;
+            crate::output::commit(tmp, md.as_bytes(), &path)?;
         }
     }
     Ok(0)

@@ -1,13 +1,12 @@
 //! `wattbench run`: load a suite, verify and time every case on every selected backend, write
 //! one result file atomically.
 use crate::energy::{self, CaseMeter};
-use crate::{backends, inventory, UsageError};
+use crate::{backends, inventory, output, UsageError};
 use anyhow::{Context, Result};
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -200,55 +199,6 @@ fn select_targets(
     Ok(out)
 }
 
-fn default_output(suite: &str) -> PathBuf {
-    let host = sysinfo::System::host_name().unwrap_or_else(|_| "host".into());
-    let stem: String = Path::new(suite)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| suite.into())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let ts = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    PathBuf::from("results/runs").join(format!("{ts}-{host}-{stem}.json"))
-}
-
-/// Open a temporary file beside `path`, proving the location is writable before any case runs.
-fn open_output(path: &Path) -> Result<tempfile::NamedTempFile> {
-    if path.is_dir() {
-        return Err(usage(format!(
-            "--output {} is a directory; give a file path",
-            path.display()
-        )));
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        usage(format!(
-            "cannot create output directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    tempfile::Builder::new()
-        .prefix(".wattbench-")
-        .suffix(".json.tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            usage(format!(
-                "cannot write to {}: {e}; choose another --output",
-                dir.display()
-            ))
-        })
-}
-
 fn check_numbers(args: &RunArgs) -> Result<()> {
     for (name, v) in [
         ("--min-time", args.min_time),
@@ -394,8 +344,8 @@ pub fn run(args: RunArgs) -> Result<u8> {
     let path = args
         .output
         .clone()
-        .unwrap_or_else(|| default_output(&suite.name));
-    let mut tmp = open_output(&path)?;
+        .unwrap_or_else(|| output::default_path(&suite_label(&suite.name)));
+    let tmp = output::open(&path)?;
 
     let interrupt = Arc::new(AtomicBool::new(false));
     {
@@ -522,11 +472,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         cases: results,
     };
     let text = serde_json::to_string_pretty(&doc)?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(&path)
-        .with_context(|| format!("moving the result into {}", path.display()))?;
+    output::commit(tmp, text.as_bytes(), &path)?;
 
     if args.json {
         println!("{text}");
@@ -558,4 +504,11 @@ pub fn run(args: RunArgs) -> Result<u8> {
     } else {
         0
     })
+}
+
+/// The suite's file stem (for a suite file) or name, for the default result file name.
+fn suite_label(suite: &str) -> String {
+    Path::new(suite)
+        .file_stem()
+        .map_or_else(|| suite.to_string(), |s| s.to_string_lossy().into_owned())
 }

@@ -2,11 +2,10 @@
 //! falling loss, time and energy per step, and a projection of the full run's time, kWh and
 //! CO2e. Training, metering and projection live in `wattbench_train`; this module parses the
 //! options, prints and writes the run file atomically.
-use crate::{backends, energy, inventory, UsageError};
-use anyhow::{Context, Result};
+use crate::{backends, energy, inventory, output, UsageError};
+use anyhow::Result;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use wattbench_core::result::{RunFile, Status, SCHEMA_VERSION};
 use wattbench_core::workload::parse_choice;
@@ -165,42 +164,6 @@ fn options(args: &TrainArgs) -> Result<TrainOptions> {
     .map_err(|e| usage(e.to_string()))?;
     o.validate().map_err(|e| usage(e.to_string()))?;
     Ok(o)
-}
-
-fn default_output(model: &str) -> PathBuf {
-    let host = sysinfo::System::host_name().unwrap_or_else(|_| "host".into());
-    let ts = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    PathBuf::from("results/runs").join(format!("{ts}-{host}-train-{model}.json"))
-}
-
-/// A temporary file beside `path`, proving the location is writable before training starts.
-fn open_output(path: &Path) -> Result<tempfile::NamedTempFile> {
-    if path.is_dir() {
-        return Err(usage(format!(
-            "--output {} is a directory; give a file path",
-            path.display()
-        )));
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        usage(format!(
-            "cannot create output directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    tempfile::Builder::new()
-        .prefix(".wattbench-")
-        .suffix(".json.tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            usage(format!(
-                "cannot write to {}: {e}; choose another --output",
-                dir.display()
-            ))
-        })
 }
 
 fn fmt_time(s: f64) -> String {
@@ -401,8 +364,8 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     let path = args
         .output
         .clone()
-        .unwrap_or_else(|| default_output(opts.model.kind().as_str()));
-    let mut tmp = open_output(&path)?;
+        .unwrap_or_else(|| output::default_path(&format!("train-{}", opts.model.kind().as_str())));
+    let tmp = output::open(&path)?;
 
     let meters = Meters::discover(&MeterConfig {
         powercap_root: args.powercap_root.clone(),
@@ -470,11 +433,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         cases: vec![report.to_case_result()],
     };
     let text = serde_json::to_string_pretty(&doc)?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(&path)
-        .with_context(|| format!("moving the result into {}", path.display()))?;
+    output::commit(tmp, text.as_bytes(), &path)?;
 
     if args.json {
         println!("{text}");

@@ -114,7 +114,12 @@ fn run_writes_a_complete_verified_result_file() {
         let id = c["id"].as_str().unwrap();
         assert!(id.ends_with("/cpu") && id.split('/').count() == 6, "{id}");
     }
-    // No temporary files are left beside the result.
+    // Readable by others like any file the user writes, and no temporary file is left beside it.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
     assert_eq!(left.len(), 1);
 

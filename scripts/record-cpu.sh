@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Record a reference set of CPU results under results/cpu/<UTC date>-<host>/: the quick suite in
+# inference and training modes, and the three end-to-end training runs on candle and tch.
+# Each result file has its Markdown report beside it. Run on a quiet machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make build
+bin=./target/release/wattbench
+dir="results/cpu/$(date -u +%Y%m%d)-$(hostname)"
+mkdir -p "$dir"
+for mode in infer train; do
+  "$bin" run --suite quick --mode "$mode" --output "$dir/quick-$mode.json" >/dev/null
+  "$bin" report "$dir/quick-$mode.json" --output "$dir/quick-$mode.md"
+done
+for model in mlp cnn lstm; do
+  for backend in candle tch; do
+    "$bin" train --model "$model" --backend "$backend" --steps 200 --project-steps 100000 \
+      --output "$dir/train-$model-$backend.json" >"$dir/train-$model-$backend.txt"
+  done
+done
+echo "$dir"
