@@ -8,8 +8,14 @@ fn main() {
         println!("cargo:rustc-env=WATTBENCH_LIBTORCH_VERSION=unknown");
         return;
     };
-    let header = root.join("include/torch/csrc/api/include/torch/version.h");
-    let text = std::fs::read_to_string(&header).unwrap_or_default();
+    // libtorch 2.10+ keeps the numbers in headeronly/version.h; older ones in the C++ API's.
+    let text: String = [
+        "include/torch/headeronly/version.h",
+        "include/torch/csrc/api/include/torch/version.h",
+    ]
+    .iter()
+    .filter_map(|h| std::fs::read_to_string(root.join(h)).ok())
+    .collect();
     let num = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("#define TORCH_VERSION_{key} ")))
