@@ -43,7 +43,7 @@ test: fmt clippy kernel-check unit
 
 # A self-contained GPU build for the GPU check (.gpu-bundle/; see scripts/gpu-check.sh).
 gpu-bundle:
-	bash scripts/build-gpu-bundle.sh
+	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target/gpu-bundle} bash scripts/build-gpu-bundle.sh
 
 # Harness overhead against a bare loop over the same backend call (a benchmark, not a test).
 bench-overhead:
