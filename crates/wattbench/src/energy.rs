@@ -102,12 +102,5 @@ pub fn summary(energy: &Value) -> String {
     let sources: Vec<&str> = energy["total_sources"]
         .as_array()
         .map_or(Vec::new(), |a| a.iter().filter_map(Value::as_str).collect());
-    let v = if j >= 1.0 {
-        format!("{j:.3} J")
-    } else if j >= 1e-3 {
-        format!("{:.3} mJ", j * 1e3)
-    } else {
-        format!("{:.2} µJ", j * 1e6)
-    };
-    format!("{v} ({})", sources.join("+"))
+    format!("{} ({})", crate::output::joules(j), sources.join("+"))
 }

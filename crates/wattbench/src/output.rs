@@ -65,3 +65,24 @@ pub fn commit(mut tmp: tempfile::NamedTempFile, bytes: &[u8], path: &Path) -> Re
         .with_context(|| format!("moving the result into {}", path.display()))?;
     Ok(())
 }
+
+/// A quantity in `unit`, scaled to units, milli- or micro-units.
+fn si(v: f64, unit: &str) -> String {
+    if v >= 1.0 {
+        format!("{v:.3} {unit}")
+    } else if v >= 1e-3 {
+        format!("{:.3} m{unit}", v * 1e3)
+    } else {
+        format!("{:.2} µ{unit}", v * 1e6)
+    }
+}
+
+/// Seconds for tables: `1.234 s`, `2.345 ms`, `3.45 µs`.
+pub fn seconds(s: f64) -> String {
+    si(s, "s")
+}
+
+/// Joules for tables: `1.234 J`, `2.345 mJ`, `3.45 µJ`.
+pub fn joules(j: f64) -> String {
+    si(j, "J")
+}

@@ -231,16 +231,6 @@ fn check_numbers(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn fmt_time(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{s:.3} s")
-    } else if s >= 1e-3 {
-        format!("{:.3} ms", s * 1e3)
-    } else {
-        format!("{:.2} µs", s * 1e6)
-    }
-}
-
 /// First line of `s`, cut to `max` characters.
 fn short(s: &str, max: usize) -> String {
     let line = s.lines().next().unwrap_or("");
@@ -277,11 +267,11 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
         };
         let (median, ci) = c.time.as_ref().map_or((String::new(), String::new()), |t| {
             (
-                fmt_time(t.median_s),
+                output::seconds(t.median_s),
                 format!(
                     "{} – {}",
-                    fmt_time(t.ci95_median_s[0]),
-                    fmt_time(t.ci95_median_s[1])
+                    output::seconds(t.ci95_median_s[0]),
+                    output::seconds(t.ci95_median_s[1])
                 ),
             )
         });

@@ -166,26 +166,6 @@ fn options(args: &TrainArgs) -> Result<TrainOptions> {
     Ok(o)
 }
 
-fn fmt_time(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{s:.3} s")
-    } else if s >= 1e-3 {
-        format!("{:.3} ms", s * 1e3)
-    } else {
-        format!("{:.2} µs", s * 1e6)
-    }
-}
-
-fn fmt_j(j: f64) -> String {
-    if j >= 1.0 {
-        format!("{j:.3} J")
-    } else if j >= 1e-3 {
-        format!("{:.3} mJ", j * 1e3)
-    } else {
-        format!("{:.2} µJ", j * 1e6)
-    }
-}
-
 /// `x` with four significant digits.
 fn sig(x: f64) -> String {
     if x == 0.0 || !x.is_finite() {
@@ -243,11 +223,11 @@ fn print_summary(r: &TrainReport, path: &Path) {
         "time per step".to_string(),
         format!(
             "median {} (95% CI {} – {}), mean {}, p95 {}",
-            fmt_time(tm.median_s),
-            fmt_time(tm.ci95_median_s[0]),
-            fmt_time(tm.ci95_median_s[1]),
-            fmt_time(tm.mean_s),
-            fmt_time(tm.p95_s)
+            output::seconds(tm.median_s),
+            output::seconds(tm.ci95_median_s[0]),
+            output::seconds(tm.ci95_median_s[1]),
+            output::seconds(tm.mean_s),
+            output::seconds(tm.p95_s)
         ),
     ]);
     t.add_row(vec![
@@ -275,17 +255,17 @@ fn print_summary(r: &TrainReport, path: &Path) {
                 "energy per step".to_string(),
                 format!(
                     "{} ± {} ({sources}; {})",
-                    fmt_j(s.value),
-                    fmt_j((s.high - s.value).abs()),
+                    output::joules(s.value),
+                    output::joules((s.high - s.value).abs()),
                     e.includes.join(" + ")
                 ),
             ]);
             t.add_row(vec![
                 "energy per sample".to_string(),
-                format!("{} ({sources})", fmt_j(p.value)),
+                format!("{} ({sources})", output::joules(p.value)),
             ]);
             if let Some(n) = e.net_per_step_j {
-                t.add_row(vec!["net of idle, per step".to_string(), fmt_j(n)]);
+                t.add_row(vec!["net of idle, per step".to_string(), output::joules(n)]);
             }
         }
         _ => {
