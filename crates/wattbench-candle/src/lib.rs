@@ -185,8 +185,15 @@ fn forward(kernel: &Kernel, t: &[Tensor]) -> candle_core::Result<Tensor> {
             in_graph_pad,
         } => {
             let x = if *in_graph_pad {
+                // Pad, then drop trailing rows/columns no window reaches: candle-core 0.11's
+                // conv2d backward sizes the input gradient from the windows alone, so an
+                // unreached tail would make it mismatch the padded input.
+                let used_h = (c.p() - 1) * c.stride_h + c.r;
+                let used_w = (c.q() - 1) * c.stride_w + c.s;
                 t[0].pad_with_zeros(2, c.pad_h, c.pad_h)?
                     .pad_with_zeros(3, c.pad_w, c.pad_w)?
+                    .narrow(2, 0, used_h)?
+                    .narrow(3, 0, used_w)?
             } else {
                 t[0].clone()
             };

@@ -93,7 +93,7 @@ enum RefOutput {
 impl CaseInputs {
     /// Inputs of `case`, generated on first use (after the memory check).
     pub fn new(case: Case, cfg: &HarnessConfig) -> Self {
-        let tolerance = cfg.tolerance.unwrap_or(case.dtype.tolerance());
+        let tolerance = cfg.tolerance.unwrap_or(case.tolerance());
         Self {
             case,
             tensors: OnceLock::new(),

@@ -110,7 +110,7 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: &str, mode: Mode) 
         for dtype in DType::ALL {
             let case = Case {
                 params,
-                mode: Mode::Infer,
+                mode,
                 dtype,
                 tag: None,
             };

@@ -625,6 +625,17 @@ impl Case {
         v
     }
 
+    /// Relative L2 error a correct implementation stays within: the dtype's
+    /// [`DType::tolerance`], doubled for f16/bf16 training steps, whose gradients pass through
+    /// about twice as many rounded operations as the forward output (backward of every op,
+    /// then the weight-gradient reductions, all in the half type).
+    pub fn tolerance(&self) -> f64 {
+        match (self.mode, self.dtype) {
+            (Mode::Train, DType::F16 | DType::Bf16) => 2.0 * self.dtype.tolerance(),
+            _ => self.dtype.tolerance(),
+        }
+    }
+
     /// FLOPs of one call in this case's mode.
     pub fn flops(&self) -> u64 {
         match self.mode {

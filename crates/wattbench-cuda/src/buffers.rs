@@ -47,24 +47,52 @@ impl DevBuf {
 
     /// Copy back as f32.
     pub fn download(&self, g: &Gpu) -> Result<Vec<f32>, CudaError> {
+        self.download_range(g, 0..self.len())
+    }
+
+    /// Copy elements `range` back as f32.
+    pub fn download_range(
+        &self,
+        g: &Gpu,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<f32>, CudaError> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(CudaError::lib(
+                "download",
+                format!("range {range:?} outside a buffer of {}", self.len()),
+            ));
+        }
         let e = |e| CudaError::lib("cuMemcpyDtoH", e);
         Ok(match self {
-            DevBuf::F32(s) => g.stream.clone_dtoh(s).map_err(e)?,
+            DevBuf::F32(s) => g.stream.clone_dtoh(&s.slice(range)).map_err(e)?,
             DevBuf::U16(s, DType::Bf16) => g
                 .stream
-                .clone_dtoh(s)
+                .clone_dtoh(&s.slice(range))
                 .map_err(e)?
                 .into_iter()
                 .map(|b| bf16::from_bits(b).to_f32())
                 .collect(),
             DevBuf::U16(s, _) => g
                 .stream
-                .clone_dtoh(s)
+                .clone_dtoh(&s.slice(range))
                 .map_err(e)?
                 .into_iter()
                 .map(|b| f16::from_bits(b).to_f32())
                 .collect(),
         })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            DevBuf::F32(s) => s.len(),
+            DevBuf::U16(s, _) => s.len(),
+        }
+    }
+
+    /// Whether the buffer has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Raw device address (valid while `self` lives).

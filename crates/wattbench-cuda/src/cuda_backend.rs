@@ -1,15 +1,24 @@
 //! The `cuda` backend (our kernels from `kernels/`) and `cuda-naive` (the naive GEMM
 //! baseline).
+//!
+//! Training cases (`cuda`, fp32) run forward, backward and the SGD update as one plan on the
+//! stream, as `wattbench_core::reference::train_step` defines them: outputs
+//! `[y, gradients…, updated weights…]`, the weights updated in place so the next call uses
+//! them.
 use crate::buffers::{blocks, Arg, DevBuf, MAX_ELEMS};
 use crate::error::CudaError;
 use crate::gpu::{self, device_infos, Gpu, MemTracker};
 use crate::kernels::{KernelId, TC_SMEM_BYTES};
 use crate::loader::{nvrtc_probe, nvrtc_version};
-use crate::plan::{Plan, Step};
+use crate::plan::{Output, Plan, Step};
+use crate::train::{
+    conv2d_backward_steps, gemm_backward_steps, rnn_save_width, rnn_train_steps, sgd_step,
+    RnnTrainPtrs,
+};
 use cudarc::driver::sys::CUfunction_attribute_enum;
 use std::sync::Arc;
 use wattbench_core::tensor::HostTensor;
-use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
+use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams, SGD_LR};
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Params, Prepared};
 
 /// Our kernels. `naive` selects the naive GEMM (GEMM only) instead of the best kernel.
@@ -51,15 +60,14 @@ pub(crate) fn cuda_versions() -> Vec<(String, String)> {
 }
 
 /// Checks shared by the CUDA backends: a CUDA device name and element counts our kernels can
-/// index.
+/// index (every tensor of the case, with the training step's gradients).
 pub(crate) fn common_supports(case: &Case, device: &str) -> Result<(), String> {
     gpu::parse_device(device)?;
-    for t in case
-        .params
-        .inputs()
-        .iter()
-        .chain(case.params.outputs().iter())
-    {
+    if case.op() == wattbench_core::Op::E2e {
+        // A whole model has no kernel tensors (and no `dy`); the backends reject it.
+        return Ok(());
+    }
+    for t in case.input_specs().iter().chain(case.output_specs().iter()) {
         if t.numel() > MAX_ELEMS {
             return Err(format!(
                 "tensor `{}` has {} elements, over the 2^31-1 supported",
@@ -68,12 +76,15 @@ pub(crate) fn common_supports(case: &Case, device: &str) -> Result<(), String> {
             ));
         }
     }
-    if case.mode != Mode::Infer {
-        return Err(
-            "training mode is not wired up yet (conv/RNN backward and SGD kernels exist; \
-                    the harness does not define training outputs)"
-                .into(),
-        );
+    Ok(())
+}
+
+/// For backends that run the forward pass only: training cases are unsupported.
+pub(crate) fn inference_only(case: &Case, backend: &str) -> Result<(), String> {
+    if case.mode == Mode::Train {
+        return Err(format!(
+            "the {backend} backend runs inference only (training steps run on `cuda`)"
+        ));
     }
     Ok(())
 }
@@ -101,6 +112,23 @@ impl Backend for CudaKernels {
 
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
         common_supports(case, device)?;
+        if case.mode == Mode::Train {
+            if self.naive {
+                return Err(
+                    "cuda-naive is the forward GEMM baseline; training steps run on `cuda`".into(),
+                );
+            }
+            if case.op() == wattbench_core::Op::E2e {
+                return Err(E2E_ELSEWHERE.into());
+            }
+            if case.dtype != DType::F32 {
+                return Err(format!(
+                    "training steps are fp32 only (the backward kernels are fp32), not {}",
+                    case.dtype.as_str()
+                ));
+            }
+            return Ok(());
+        }
         match (case.op(), case.dtype, self.naive) {
             (wattbench_core::Op::Gemm, DType::F32, _) => Ok(()),
             (wattbench_core::Op::Gemm, _, false) => {
@@ -139,21 +167,43 @@ impl Backend for CudaKernels {
         let name = self.name();
         self.supports(case, device)
             .map_err(BackendError::Unsupported)?;
+        if let Params::E2e(_) = case.params {
+            return Err(BackendError::Unsupported(E2E_ELSEWHERE.into()));
+        }
+        let specs = case.input_specs();
+        if inputs.len() != specs.len()
+            || inputs
+                .iter()
+                .zip(&specs)
+                .any(|(t, s)| t.data.len() != s.numel())
+        {
+            return Err(BackendError::failed(
+                name,
+                format!(
+                    "{case}: expected {} inputs of {:?} elements",
+                    specs.len(),
+                    specs.iter().map(|s| s.numel()).collect::<Vec<_>>()
+                ),
+            ));
+        }
         let g = gpu::gpu(device).map_err(|e| e.into_backend(name))?;
+        let train = case.mode == Mode::Train;
         let plan = match case.params {
+            Params::Gemm(p) if train => gemm_train_plan(&g, name, &p, inputs),
+            Params::Conv2d(p) if train => conv_train_plan(&g, name, &p, inputs),
+            Params::Rnn(p) if train => rnn_train_plan(&g, name, &p, inputs),
             Params::Gemm(p) => gemm_plan(&g, name, &p, case.dtype, self.naive, inputs),
             Params::Conv2d(p) => conv_fwd_plan(&g, name, &p, inputs),
             Params::Rnn(p) => rnn_fwd_plan(&g, name, &p, inputs),
-            Params::E2e(_) => {
-                return Err(BackendError::Unsupported(
-                    "e2e training runs go through `wattbench train` (wattbench-train)".into(),
-                ))
-            }
+            Params::E2e(_) => return Err(BackendError::Unsupported(E2E_ELSEWHERE.into())),
         }
         .map_err(|e| e.into_backend(name))?;
         Ok(Box::new(plan))
     }
 }
+
+/// Why `Params::E2e` is not a kernel case here.
+const E2E_ELSEWHERE: &str = "e2e training runs go through `wattbench train` (wattbench-train)";
 
 fn upload_all(g: &Gpu, inputs: &[HostTensor], dtype: DType) -> Result<Vec<DevBuf>, CudaError> {
     inputs
@@ -242,7 +292,7 @@ fn gemm_plan(
         gpu: g.clone(),
         bufs,
         steps,
-        outputs: vec![2],
+        outputs: vec![Output::whole(2)],
         backend,
         mem,
     })
@@ -311,7 +361,7 @@ fn conv_fwd_plan(
         gpu: g.clone(),
         bufs,
         steps,
-        outputs: vec![2],
+        outputs: vec![Output::whole(2)],
         backend,
         mem,
     })
@@ -386,7 +436,171 @@ fn rnn_fwd_plan(
         gpu: g.clone(),
         bufs,
         steps,
-        outputs: vec![hs],
+        outputs: vec![Output::whole(hs)],
+        backend,
+        mem,
+    })
+}
+
+/// Learning rate of the SGD update, as the kernel takes it.
+fn sgd_lr() -> f32 {
+    SGD_LR as f32
+}
+
+/// GEMM training step: `C = op(A)·op(B)`, `dA`, `dB` (tiled fp32 GEMMs on the stored
+/// layouts), then `B -= lr·dB`. Outputs `[c, da, db, b_new]`.
+fn gemm_train_plan(
+    g: &Arc<Gpu>,
+    backend: &'static str,
+    p: &GemmParams,
+    inputs: &[HostTensor],
+) -> Result<Plan, CudaError> {
+    let mem = MemTracker::start(g);
+    let (entry, grid, block, smem) = gemm_launch_shape(p, DType::F32, false);
+    let f = g.function(KernelId::Gemm, &entry)?;
+    // bufs: 0 a, 1 b, 2 dc, 3 c, 4 da, 5 db
+    let mut bufs = upload_all(g, inputs, DType::F32)?;
+    bufs.push(DevBuf::poisoned(g, p.m * p.n, DType::F32)?);
+    bufs.push(DevBuf::poisoned(g, p.m * p.k, DType::F32)?);
+    bufs.push(DevBuf::poisoned(g, p.k * p.n, DType::F32)?);
+    let ptr: Vec<u64> = bufs.iter().map(|b| b.ptr(g)).collect();
+    let mut steps = vec![Step::Launch {
+        f,
+        grid,
+        block,
+        smem,
+        args: vec![
+            Arg::Ptr(ptr[0]),
+            Arg::Ptr(ptr[1]),
+            Arg::Ptr(ptr[3]),
+            Arg::I32(p.m as i32),
+            Arg::I32(p.n as i32),
+            Arg::I32(p.k as i32),
+        ],
+    }];
+    steps.extend(gemm_backward_steps(
+        g, p, ptr[0], ptr[1], ptr[2], ptr[4], ptr[5],
+    )?);
+    steps.push(sgd_step(g, ptr[1], ptr[5], p.k * p.n, sgd_lr())?);
+    Ok(Plan {
+        gpu: g.clone(),
+        bufs,
+        steps,
+        outputs: [3, 4, 5, 1].map(Output::whole).to_vec(),
+        backend,
+        mem,
+    })
+}
+
+/// Conv2d training step: forward, backward-data, backward-filter, then `W -= lr·dW`. Outputs
+/// `[y, dx, dw, w_new]`.
+fn conv_train_plan(
+    g: &Arc<Gpu>,
+    backend: &'static str,
+    c: &ConvParams,
+    inputs: &[HostTensor],
+) -> Result<Plan, CudaError> {
+    let mem = MemTracker::start(g);
+    let (entry, grid) = conv_fwd_launch_shape(c);
+    let f = g.function(KernelId::Conv, entry)?;
+    let w_len = c.k * c.c * c.r * c.s;
+    // bufs: 0 x, 1 w, 2 dy, 3 y, 4 dx, 5 dw
+    let mut bufs = upload_all(g, inputs, DType::F32)?;
+    bufs.push(DevBuf::poisoned(g, c.n * c.k * c.p() * c.q(), DType::F32)?);
+    bufs.push(DevBuf::poisoned(g, c.n * c.c * c.h * c.w, DType::F32)?);
+    bufs.push(DevBuf::poisoned(g, w_len, DType::F32)?);
+    let ptr: Vec<u64> = bufs.iter().map(|b| b.ptr(g)).collect();
+    let mut args = vec![Arg::Ptr(ptr[0]), Arg::Ptr(ptr[1]), Arg::Ptr(ptr[3])];
+    args.extend(conv_shape_args(c));
+    let mut steps = vec![Step::Launch {
+        f,
+        grid,
+        block: (256, 1, 1),
+        smem: 0,
+        args,
+    }];
+    steps.extend(conv2d_backward_steps(
+        g, c, ptr[0], ptr[1], ptr[2], ptr[4], ptr[5],
+    )?);
+    steps.push(sgd_step(g, ptr[1], ptr[5], w_len, sgd_lr())?);
+    Ok(Plan {
+        gpu: g.clone(),
+        bufs,
+        steps,
+        outputs: [3, 4, 5, 1].map(Output::whole).to_vec(),
+        backend,
+        mem,
+    })
+}
+
+/// RNN training step: forward with state saving, backward through time, `dW`/`db`, then
+/// `W -= lr·dW` and `b -= lr·db`. Outputs `[hs, dxp, dw, db, w_new, b_new]`; no gradient of
+/// the initial states.
+fn rnn_train_plan(
+    g: &Arc<Gpu>,
+    backend: &'static str,
+    r: &RnnParams,
+    inputs: &[HostTensor],
+) -> Result<Plan, CudaError> {
+    let mem = MemTracker::start(g);
+    let (h, b, t) = (r.hidden, r.batch, r.steps);
+    let (gh, bh) = (r.cell.gates() * h, b * h);
+    let lstm = r.cell == Cell::Lstm;
+    // bufs: 0 xp, 1 w, 2 b, 3 h0, [4 c0], dhs, then the work buffers below.
+    let mut bufs = upload_all(g, inputs, DType::F32)?;
+    let dhs = bufs.len() - 1;
+    let mut push = |buf: DevBuf| {
+        bufs.push(buf);
+        bufs.len() - 1
+    };
+    let hfull = push(DevBuf::poisoned(g, (t + 1) * bh, DType::F32)?);
+    let cstate = push(DevBuf::zeros(g, if lstm { bh } else { 1 }, DType::F32)?);
+    let save = push(DevBuf::zeros(
+        g,
+        (t * b * rnn_save_width(r)).max(1),
+        DType::F32,
+    )?);
+    let dxp = push(DevBuf::poisoned(g, t * b * gh, DType::F32)?);
+    let drec = if r.cell == Cell::Gru {
+        push(DevBuf::poisoned(g, t * b * gh, DType::F32)?)
+    } else {
+        dxp
+    };
+    let carry = push(DevBuf::zeros(g, bh, DType::F32)?);
+    let dw = push(DevBuf::poisoned(g, h * gh, DType::F32)?);
+    let db = push(DevBuf::poisoned(g, gh, DType::F32)?);
+    let ptr = |i: usize| bufs[i].ptr(g);
+    let ptrs = RnnTrainPtrs {
+        xp: ptr(0),
+        w: ptr(1),
+        b: ptr(2),
+        h0: ptr(3),
+        c0: lstm.then(|| ptr(4)),
+        hfull: ptr(hfull),
+        c: ptr(cstate),
+        save: ptr(save),
+        dhs: ptr(dhs),
+        dxp: ptr(dxp),
+        drec: ptr(drec),
+        carry: ptr(carry),
+        dw: ptr(dw),
+        db: ptr(db),
+    };
+    let mut steps = rnn_train_steps(g, r, &ptrs, None)?;
+    steps.push(sgd_step(g, ptrs.w, ptrs.dw, h * gh, sgd_lr())?);
+    steps.push(sgd_step(g, ptrs.b, ptrs.db, gh, sgd_lr())?);
+    Ok(Plan {
+        gpu: g.clone(),
+        bufs,
+        steps,
+        outputs: vec![
+            Output::part(hfull, bh, t * bh),
+            Output::whole(dxp),
+            Output::whole(dw),
+            Output::whole(db),
+            Output::whole(1),
+            Output::whole(2),
+        ],
         backend,
         mem,
     })
@@ -456,7 +670,31 @@ mod tests {
         }
         let rnn = KernelId::Rnn.entry_points();
         for c in [Cell::Vanilla, Cell::Lstm, Cell::Gru] {
-            assert!(rnn.contains(&format!("rnn_fwd_{}", c.as_str())));
+            for kind in ["fwd", "bwd", "bwd_last"] {
+                assert!(rnn.contains(&format!("rnn_{kind}_{}", c.as_str())));
+            }
+        }
+        // The training steps' GEMMs (every transpose combination of dA and dB).
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let p = GemmParams {
+                m: 3,
+                n: 5,
+                k: 7,
+                trans_a: ta,
+                trans_b: tb,
+            };
+            for l in crate::train::gemm_backward_launches(&p) {
+                assert!(gemm.contains(&gemm_launch_shape(&l.shape, DType::F32, false).0));
+            }
+        }
+        assert!(gemm.contains(&"gemm_tiled_f32_tn".to_string()));
+        let conv = KernelId::Conv.entry_points();
+        for e in ["conv2d_bwd_data_f32", "conv2d_bwd_filter_f32"] {
+            assert!(conv.contains(&e.to_string()));
+        }
+        let ew = KernelId::Elementwise.entry_points();
+        for e in ["sgd_update_f32", "colsum_f32"] {
+            assert!(ew.contains(&e.to_string()));
         }
     }
 
@@ -488,6 +726,12 @@ mod tests {
             trans_a: false,
             trans_b: false,
         });
+        let rnn = Params::Rnn(RnnParams {
+            cell: Cell::Gru,
+            hidden: 3,
+            batch: 2,
+            steps: 2,
+        });
         let be = CudaKernels::new();
         assert!(be
             .supports(&case(conv, DType::Bf16, Mode::Infer), "cuda:0")
@@ -497,10 +741,43 @@ mod tests {
             .supports(&case(gemm, DType::F32, Mode::Infer), "cpu")
             .unwrap_err()
             .contains("cuda:N"));
+        // Training: fp32 on `cuda` only; the baseline and the vendor yardsticks are forward
+        // only.
+        for p in [gemm, conv, rnn] {
+            assert_eq!(
+                be.supports(&case(p, DType::F32, Mode::Train), "cuda:0"),
+                Ok(())
+            );
+            for d in [DType::Bf16, DType::F16] {
+                assert!(be
+                    .supports(&case(p, d, Mode::Train), "cuda:0")
+                    .unwrap_err()
+                    .contains("fp32 only"));
+            }
+        }
+        let e2e = Params::E2e(wattbench_core::workload::E2eParams {
+            model: wattbench_core::workload::E2eModel::Mlp,
+            batch: 2,
+            steps: 2,
+            forward_flops: 1,
+            step_flops: 3,
+        });
         assert!(be
+            .supports(&case(e2e, DType::F32, Mode::Train), "cuda:0")
+            .unwrap_err()
+            .contains("wattbench train"));
+        assert!(CudaKernels::naive()
             .supports(&case(gemm, DType::F32, Mode::Train), "cuda:0")
             .unwrap_err()
             .contains("training"));
+        assert!(crate::Cublas
+            .supports(&case(gemm, DType::F32, Mode::Train), "cuda:0")
+            .unwrap_err()
+            .contains("inference only"));
+        assert!(crate::Cudnn
+            .supports(&case(conv, DType::F32, Mode::Train), "cuda:0")
+            .unwrap_err()
+            .contains("inference only"));
         assert!(CudaKernels::naive()
             .supports(&case(conv, DType::F32, Mode::Infer), "cuda:0")
             .is_err());

@@ -41,6 +41,29 @@ pub enum Step {
     },
 }
 
+/// One output of a plan: elements `range` of buffer `buf` (the whole buffer when `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// Index into the plan's buffers.
+    pub buf: usize,
+    /// Element range within the buffer.
+    pub range: Option<std::ops::Range<usize>>,
+}
+
+impl Output {
+    /// The whole of buffer `buf`.
+    pub fn whole(buf: usize) -> Self {
+        Self { buf, range: None }
+    }
+    /// `len` elements of buffer `buf` from element `start`.
+    pub fn part(buf: usize, start: usize, len: usize) -> Self {
+        Self {
+            buf,
+            range: Some(start..start + len),
+        }
+    }
+}
+
 /// Buffers and the steps of one call on one GPU.
 pub struct Plan {
     /// The device.
@@ -49,8 +72,8 @@ pub struct Plan {
     pub bufs: Vec<DevBuf>,
     /// The call.
     pub steps: Vec<Step>,
-    /// Indices into `bufs` of the outputs, in `Params::outputs` order.
-    pub outputs: Vec<usize>,
+    /// The outputs, in `Case::output_specs` order.
+    pub outputs: Vec<Output>,
     /// Backend name, for errors.
     pub backend: &'static str,
     /// Device memory tracking from before the first allocation.
@@ -107,10 +130,13 @@ impl Prepared for Plan {
         self.sync()?;
         self.outputs
             .iter()
-            .map(|&i| {
-                self.bufs[i]
-                    .download(&self.gpu)
-                    .map_err(|e| e.into_backend(self.backend))
+            .map(|o| {
+                let b = &self.bufs[o.buf];
+                match &o.range {
+                    None => b.download(&self.gpu),
+                    Some(r) => b.download_range(&self.gpu, r.clone()),
+                }
+                .map_err(|e| e.into_backend(self.backend))
             })
             .collect()
     }

@@ -2,7 +2,7 @@
 //! accumulation) and `cudnn` (conv2d forward, fp32 with tensor cores off, so it computes what
 //! our fp32 kernel computes rather than TF32).
 use crate::buffers::DevBuf;
-use crate::cuda_backend::{common_supports, cuda_versions};
+use crate::cuda_backend::{common_supports, cuda_versions, inference_only};
 use crate::error::CudaError;
 use crate::gpu::{self, device_infos, Gpu, MemTracker};
 use cudarc::cublas::sys as cbs;
@@ -153,6 +153,7 @@ impl Backend for Cublas {
     }
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
         common_supports(case, device)?;
+        inference_only(case, "cublas")?;
         if case.op() != Op::Gemm {
             return Err(format!("cublas runs GEMM only, not {}", case.op().as_str()));
         }
@@ -373,6 +374,7 @@ impl Backend for Cudnn {
     }
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
         common_supports(case, device)?;
+        inference_only(case, "cudnn")?;
         if case.op() != Op::Conv2d {
             return Err(format!(
                 "the cudnn backend runs conv2d only, not {}",

@@ -3,8 +3,12 @@
 //! of any tile. Ignored where there is no GPU, so they never pass vacuously; run them with
 //! `cargo test -p wattbench-cuda -- --ignored` on a GPU machine. The last tests run everywhere:
 //! they check the no-GPU path explains itself instead of panicking.
+use std::sync::atomic::AtomicBool;
+use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
 use wattbench_core::reference;
-use wattbench_core::tensor::{generate_inputs, rel_l2_error, HostTensor};
+use wattbench_core::result::Status;
+use wattbench_core::tensor::{generate_case_inputs, generate_inputs, rel_l2_error, HostTensor};
+use wattbench_core::testing;
 use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
 use wattbench_core::{Backend, BackendError, Case, DType, Mode, Params};
 use wattbench_cuda::{train, Cublas, CudaKernels, Cudnn};
@@ -474,6 +478,163 @@ fn sgd_update_matches_host() {
     }
 }
 
+/// One training step (`Mode::Train`) on the `cuda` backend against
+/// `reference::train_step`: every output (`y`, each gradient, each updated weight) by relative
+/// L2 error, on fresh seeded inputs with poisoned (NaN) outputs. Then a second call, which must
+/// start from the weights the first one updated (as the reference backend does).
+fn check_train(params: Params) {
+    let seed = fresh_seed();
+    let backend = CudaKernels::new();
+    let case = Case {
+        params,
+        mode: Mode::Train,
+        dtype: DType::F32,
+        tag: None,
+    };
+    backend
+        .supports(&case, DEV)
+        .unwrap_or_else(|e| panic!("cuda does not support {case}: {e}"));
+    let inputs = generate_case_inputs(&case, seed);
+    let mut ins64: Vec<Vec<f64>> = inputs.iter().map(HostTensor::to_f64).collect();
+    let mut run = backend
+        .prepare(&case, DEV, &inputs)
+        .unwrap_or_else(|e| panic!("prepare {case}: {e}"));
+    let specs = case.output_specs();
+    let n_grads = params.grad_inputs().len();
+    let tol = DType::F32.tolerance();
+    for call in 1..=2 {
+        run.execute().unwrap();
+        run.sync().unwrap();
+        let out = run.outputs().unwrap();
+        let want = reference::train_step(&params, &ins64);
+        assert_eq!(out.len(), specs.len(), "{case}: output count");
+        assert_eq!(want.len(), specs.len());
+        for ((spec, o), w) in specs.iter().zip(&out).zip(&want) {
+            assert_eq!(o.len(), spec.numel(), "{case}: `{}` length", spec.name);
+            let err = rel_l2_error(o, w);
+            assert!(
+                err <= tol,
+                "{case}, call {call}: `{}` rel L2 error {err:e} > {tol:e} (seed {seed})",
+                spec.name
+            );
+        }
+        // The reference's next step starts from its own updated weights.
+        for (j, &wi) in params.weight_inputs().iter().enumerate() {
+            ins64[wi].clone_from(&want[1 + n_grads + j]);
+        }
+    }
+    let t = run.time_iters(3).unwrap();
+    assert!(t.as_nanos() > 0, "event timing returned zero");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn train_gemm_every_transpose() {
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        // Neither M, N nor K a multiple of the 128x128x8 tile; dA/dB swap their roles.
+        check_train(gemm(130, 67, 257, ta, tb));
+        check_train(gemm(1, 129, 3, ta, tb));
+    }
+    for p in testing::shapes("gemm") {
+        check_train(p);
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn train_conv2d_padding_and_stride() {
+    // Asymmetric padding and stride, K > 64 (the 128-wide forward tile), non-square filter.
+    check_train(Params::Conv2d(ConvParams {
+        n: 2,
+        c: 5,
+        h: 11,
+        w: 9,
+        k: 70,
+        r: 3,
+        s: 2,
+        pad_h: 2,
+        pad_w: 1,
+        stride_h: 2,
+        stride_w: 3,
+    }));
+    check_train(conv(2, 3, 9, 11, 5, 3, 3, 1, 2));
+    check_train(conv(2, 64, 14, 14, 64, 3, 3, 1, 1));
+    for p in testing::shapes("conv2d") {
+        check_train(p);
+    }
+}
+
+fn train_rnn_cell(cell: Cell) {
+    // T = 1 (only the last-step kernel), B over the 32-row tile, H over the 16-unit tile.
+    for (hidden, batch, steps) in [(37, 5, 4), (18, 33, 3), (50, 7, 1), (13, 3, 4), (1, 1, 2)] {
+        check_train(rnn(cell, hidden, batch, steps));
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn train_rnn_vanilla() {
+    train_rnn_cell(Cell::Vanilla);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn train_rnn_lstm() {
+    train_rnn_cell(Cell::Lstm);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn train_rnn_gru() {
+    train_rnn_cell(Cell::Gru);
+}
+
+/// The training step through the real harness (verification of every output, then timing of
+/// repeated calls): status Ok for one shape of each op.
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn train_through_the_harness() {
+    let flag = AtomicBool::new(false);
+    let harness = Harness {
+        cfg: HarnessConfig {
+            warmup_s: 0.0,
+            min_time_s: 0.0,
+            min_samples: 2,
+            bootstrap_resamples: 10,
+            seed: fresh_seed(),
+            ..Default::default()
+        },
+        interrupt: &flag,
+    };
+    for params in [
+        gemm(33, 17, 9, true, true),
+        testing::shapes("conv2d")[1],
+        rnn(Cell::Lstm, 13, 3, 4),
+    ] {
+        let case = Case {
+            params,
+            mode: Mode::Train,
+            dtype: DType::F32,
+            tag: None,
+        };
+        let inputs = CaseInputs::new(case, &harness.cfg);
+        let r = harness
+            .run_case(&inputs, &CudaKernels::new(), DEV, None)
+            .expect("not interrupted");
+        assert_eq!(
+            r.status,
+            Status::Ok,
+            "{}: {:?} {:?} (seed {})",
+            r.id,
+            r.reason,
+            r.verification,
+            harness.cfg.seed
+        );
+        let v = r.verification.expect("verified");
+        assert_eq!(v.per_output.len(), inputs.case.output_specs().len());
+    }
+}
+
 /// Runs everywhere: without a driver every backend reports why, and prepare returns
 /// `Unavailable` instead of panicking.
 #[test]
@@ -501,6 +662,47 @@ fn without_a_gpu_backends_explain_and_do_not_panic() {
                     Err(e) => panic!("{}: expected Unavailable, got {e}", b.name()),
                     Ok(_) => panic!("{}: prepared without a GPU", b.name()),
                 }
+            }
+        }
+    }
+}
+
+/// Runs everywhere: training cases are declared supported only where they run (`cuda`, fp32),
+/// and without a driver preparing one reports `Unavailable` instead of panicking.
+#[test]
+fn training_cases_are_declared_and_explain_a_missing_gpu() {
+    let have_gpu = wattbench_cuda::gpu::inventory().is_ok();
+    for params in [
+        gemm(4, 3, 5, true, false),
+        conv(1, 2, 5, 5, 3, 3, 3, 1, 1),
+        rnn(Cell::Lstm, 4, 2, 3),
+    ] {
+        let case = Case {
+            params,
+            mode: Mode::Train,
+            dtype: DType::F32,
+            tag: None,
+        };
+        for b in wattbench_cuda::backends() {
+            let ok = b.supports(&case, DEV);
+            assert_eq!(
+                ok.is_ok(),
+                b.name() == "cuda",
+                "{} {case}: {ok:?}",
+                b.name()
+            );
+        }
+        let bf16 = Case {
+            dtype: DType::Bf16,
+            ..case.clone()
+        };
+        assert!(CudaKernels::new().supports(&bf16, DEV).is_err());
+        if !have_gpu {
+            let inputs = generate_case_inputs(&case, 1);
+            match CudaKernels::new().prepare(&case, DEV, &inputs) {
+                Err(BackendError::Unavailable(r)) => assert!(!r.is_empty()),
+                Err(e) => panic!("{case}: expected Unavailable, got {e}"),
+                Ok(_) => panic!("{case}: prepared without a GPU"),
             }
         }
     }
