@@ -358,9 +358,9 @@ impl Harness<'_> {
         res.throughput = Some(Throughput {
             flops,
             gflops_per_s: flops as f64 / stats.median_s / 1e9,
-            bytes,
-            gbytes_per_s: bytes as f64 / stats.median_s / 1e9,
-            intensity: flops as f64 / bytes as f64,
+            bytes: Some(bytes),
+            gbytes_per_s: Some(bytes as f64 / stats.median_s / 1e9),
+            intensity: Some(flops as f64 / bytes as f64),
         });
         res.time = Some(stats);
         res.status = Status::Ok;

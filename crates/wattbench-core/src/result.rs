@@ -46,12 +46,13 @@ pub struct Throughput {
     pub flops: u64,
     /// GFLOP/s at the median time.
     pub gflops_per_s: f64,
-    /// Minimum bytes per call (see `Params::min_bytes`).
-    pub bytes: u64,
-    /// GB/s (10⁹ bytes) at the median time, from the minimum bytes.
-    pub gbytes_per_s: f64,
-    /// FLOPs per minimum byte.
-    pub intensity: f64,
+    /// Minimum bytes per call (see `Case::min_bytes`); null where undefined (whole-model
+    /// `e2e` cases).
+    pub bytes: Option<u64>,
+    /// GB/s (10⁹ bytes) at the median time, from the minimum bytes; null with `bytes`.
+    pub gbytes_per_s: Option<f64>,
+    /// FLOPs per minimum byte; null with `bytes`.
+    pub intensity: Option<f64>,
 }
 
 /// Memory used by a case.

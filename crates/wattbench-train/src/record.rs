@@ -89,13 +89,13 @@ impl TrainReport {
             reason: self.reason.clone(),
             verification: None,
             time: ok.then(|| self.time.clone()),
-            // A whole model has no "minimum bytes": bytes, GB/s and intensity stay 0.
+            // A whole model has no "minimum bytes": bytes, GB/s and intensity are null.
             throughput: ok.then_some(Throughput {
                 flops: self.flops.step,
                 gflops_per_s: self.gflops_per_s,
-                bytes: 0,
-                gbytes_per_s: 0.0,
-                intensity: 0.0,
+                bytes: None,
+                gbytes_per_s: None,
+                intensity: None,
             }),
             memory: Memory {
                 host_peak_rss_bytes: self.memory.host_peak_rss_bytes,

@@ -281,7 +281,7 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
             .map_or((String::new(), String::new()), |t| {
                 (
                     format!("{:.1}", t.gflops_per_s),
-                    format!("{:.2}", t.gbytes_per_s),
+                    t.gbytes_per_s.map_or(String::new(), |g| format!("{g:.2}")),
                 )
             });
         let err = c
