@@ -1,16 +1,16 @@
 # wattbench: the two commands of the README, and their parts.
 #   make run    fetch libtorch, build, run the quick suite, write the result file and a report
-#   make test   fetch libtorch and NVRTC, fmt + clippy (-D warnings) + every test (tch included)
-#               + the CUDA kernel compile/resource check
+#   make test   fetch libtorch and NVRTC, fmt + clippy (-D warnings) + rustdoc (-D warnings)
+#               + the CUDA kernel compile/resource check + every test (tch included)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
-FEATURES ?= wattbench/tch
+FEATURES ?= wattbench/tch,wattbench-candle/train,wattbench-tch/train
 SUITE ?= quick
 RUN_ARGS ?=
 LIBTORCH_ENV = export LIBTORCH="$$(bash scripts/fetch-libtorch.sh)";
 
-.PHONY: run build test fmt clippy unit kernel-check gpu-bundle bench-overhead
+.PHONY: run build test fmt clippy doc unit kernel-check gpu-bundle bench-overhead
 
 build:
 	$(LIBTORCH_ENV) $(CARGO) build --release --locked -p wattbench --features $(FEATURES)
@@ -29,6 +29,10 @@ fmt:
 clippy:
 	$(LIBTORCH_ENV) $(CARGO) clippy --locked --workspace --all-targets --features $(FEATURES) -- -D warnings
 
+# Every public item documented, no broken links (warnings are errors).
+doc:
+	$(LIBTORCH_ENV) RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --features $(FEATURES)
+
 # Ends with one line summing every test binary's counts (ignored = GPU-only tests).
 unit:
 	$(LIBTORCH_ENV) log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
@@ -39,7 +43,7 @@ unit:
 kernel-check:
 	bash scripts/kernel-check.sh
 
-test: fmt clippy kernel-check unit
+test: fmt clippy doc kernel-check unit
 
 # A self-contained GPU build for the GPU check (.gpu-bundle/; see scripts/gpu-check.sh).
 gpu-bundle:

@@ -1,5 +1,5 @@
-// Record the libtorch version from its headers, and add an rpath to libtorch's lib directory
-// so binaries and tests of this crate run without LD_LIBRARY_PATH.
+//! Record the libtorch version from its headers, and add an rpath to libtorch's lib directory
+//! so binaries and tests of this crate run without LD_LIBRARY_PATH.
 use std::path::PathBuf;
 
 fn main() {

@@ -4,6 +4,11 @@
 //! Allocation, input upload and compilation happen in [`Backend::prepare`], outside the timed
 //! region. [`Prepared::execute`] launches one call; [`Prepared::sync`] waits for the device
 //! and is mandatory (no default): without it a GPU backend times only the launch.
+//!
+//! A framework that can also train whole models (the other kind of workload,
+//! [`model`](crate::model)) says so with [`Backend::trains`] and builds a
+//! [`Trainer`] with [`Backend::trainer`].
+use crate::model::{Dataset, ModelConfig, Trainer};
 use crate::tensor::HostTensor;
 use crate::workload::Case;
 use serde::Serialize;
@@ -69,8 +74,9 @@ impl DeviceInfo {
     }
 }
 
-/// An implementation of the workloads.
-pub trait Backend {
+/// An implementation of the workloads. Shared across threads: `run` builds the list once and
+/// runs cases on a worker thread.
+pub trait Backend: Send + Sync {
     /// Short name used on the command line and in case ids (`reference`, `candle`, `tch`).
     fn name(&self) -> &'static str;
     /// Devices this backend knows, available or not. Must not panic when a library is absent.
@@ -89,6 +95,25 @@ pub trait Backend {
         device: &str,
         inputs: &[HostTensor],
     ) -> Result<Box<dyn Prepared>, BackendError>;
+    /// Whether this backend can train whole models (`wattbench train`) in this build.
+    fn trains(&self) -> bool {
+        false
+    }
+    /// Upload `init` (in [`ModelConfig::params`] order) and every batch of `data` to `device`
+    /// and get ready to train `model`. Not timed.
+    fn trainer(
+        &self,
+        model: &ModelConfig,
+        device: &str,
+        data: &Dataset,
+        init: &[Vec<f32>],
+    ) -> Result<Box<dyn Trainer>, BackendError> {
+        let _ = (model, device, data, init);
+        Err(BackendError::Unsupported(format!(
+            "the {} backend does not train whole models",
+            self.name()
+        )))
+    }
 }
 
 /// A case ready to run on one device.

@@ -3,23 +3,24 @@
 //! Order per case: check support and memory, prepare (not timed), run once and verify against
 //! the f64 reference, warm up, then collect samples until both a minimum time and a minimum
 //! sample count are reached. Each sample times a batch of back-to-back calls with a device
-//! sync inside the timed region ([`Prepared::time_iters`]); batches keep timer resolution and
+//! sync inside the timed region ([`Prepared::time_iters`](crate::backend::Prepared::time_iters)); batches keep timer resolution and
 //! per-sample overhead negligible for short calls. An optional [`WindowObserver`] (the energy
 //! meters) brackets the whole sampling window, which is stretched to the observer's minimum.
 use crate::backend::{Backend, BackendError};
+use crate::energy::CaseEnergy;
 use crate::memory;
 use crate::reference;
-use crate::result::{CaseResult, Memory, Status, Throughput, Verification};
+use crate::result::{CaseResult, Memory, Status, Throughput, Verification, VerifyMethod};
 use crate::stats::TimeStats;
 use crate::tensor::{generate_case_inputs, rel_l2_error, HostTensor};
-use crate::workload::{Case, Mode, Params};
+use crate::workload::{Case, Mode};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Timing and verification options.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HarnessConfig {
     /// Warm-up time before sampling (at least one call is always made).
     pub warmup_s: f64,
@@ -69,8 +70,8 @@ pub trait WindowObserver {
     /// Window opens.
     fn start(&mut self);
     /// Window closes after `calls` calls of `flops_per_call` each; returns the case's
-    /// `energy` object.
-    fn stop(&mut self, calls: u64, flops_per_call: u64) -> Option<serde_json::Value>;
+    /// energy record.
+    fn stop(&mut self, calls: u64, flops_per_call: u64) -> Option<CaseEnergy>;
 }
 
 /// Seeded inputs of one case and its lazily computed f64 reference, shared by every backend.
@@ -152,7 +153,11 @@ impl CaseInputs {
                     per_output.insert(spec.name.to_string(), e);
                     worst = worst.max(e);
                 }
-                (worst, "full", refs.iter().map(Vec::len).sum::<usize>())
+                (
+                    worst,
+                    VerifyMethod::Full,
+                    refs.iter().map(Vec::len).sum::<usize>(),
+                )
             }
             RefOutput::Sampled(idx, vals) => {
                 let out = outs.first().map(Vec::as_slice).unwrap_or(&[]);
@@ -161,7 +166,11 @@ impl CaseInputs {
                 } else {
                     Vec::new() // wrong length: rel_l2_error reports infinity
                 };
-                (rel_l2_error(&picked, vals), "sampled", vals.len())
+                (
+                    rel_l2_error(&picked, vals),
+                    VerifyMethod::Sampled,
+                    vals.len(),
+                )
             }
         };
         if per_output.len() < 2 {
@@ -171,7 +180,7 @@ impl CaseInputs {
             rel_l2_error: err,
             tolerance: tol,
             passed: err <= tol,
-            method: method.into(),
+            method,
             checked_values: n as u64,
             per_output,
         }
@@ -208,7 +217,6 @@ fn base_result(inp: &CaseInputs, backend: &str, device: &str) -> CaseResult {
         throughput: None,
         memory: Memory::default(),
         energy: None,
-        e2e: None,
     }
 }
 
@@ -243,8 +251,8 @@ impl Harness<'_> {
             if need > avail {
                 res.reason = Some(format!(
                     "needs about {} of host memory, {} available",
-                    memory::gib(need),
-                    memory::gib(avail)
+                    crate::units::gib(need),
+                    crate::units::gib(avail)
                 ));
                 return Ok(res);
             }
@@ -358,9 +366,9 @@ impl Harness<'_> {
         res.throughput = Some(Throughput {
             flops,
             gflops_per_s: flops as f64 / stats.median_s / 1e9,
-            bytes: Some(bytes),
-            gbytes_per_s: Some(bytes as f64 / stats.median_s / 1e9),
-            intensity: Some(flops as f64 / bytes as f64),
+            bytes,
+            gbytes_per_s: bytes as f64 / stats.median_s / 1e9,
+            intensity: flops as f64 / bytes as f64,
         });
         res.time = Some(stats);
         res.status = Status::Ok;
@@ -379,17 +387,12 @@ impl From<BackendError> for Step {
     }
 }
 
-/// Whether any of `params`' shapes is too large to verify in full (informational).
-pub fn verified_by_sampling(params: &Params, cfg: &HarnessConfig) -> bool {
-    params.flops() > cfg.full_verify_max_flops && !matches!(params, Params::Rnn(_))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::{DeviceInfo, Prepared};
     use crate::reference::ReferenceBackend;
-    use crate::workload::{DType, GemmParams, Mode};
+    use crate::workload::{DType, GemmParams, Mode, Params};
 
     fn quick_cfg() -> HarnessConfig {
         HarnessConfig {
@@ -472,7 +475,8 @@ mod tests {
         let r = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
         assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
         let v = r.verification.unwrap();
-        assert!(v.passed && v.rel_l2_error < 1e-6 && v.method == "full" && v.checked_values == 35);
+        assert!(v.passed && v.rel_l2_error < 1e-6);
+        assert_eq!((v.method, v.checked_values), (VerifyMethod::Full, 35));
         let t = r.time.unwrap();
         assert!(t.samples_s.len() >= 3 && t.min_s <= t.median_s && t.median_s <= t.max_s);
         assert_eq!(r.throughput.unwrap().flops, 2 * 7 * 5 * 9);
@@ -510,7 +514,10 @@ mod tests {
         };
         let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
         let ok = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
-        assert_eq!(ok.verification.as_ref().unwrap().method, "sampled");
+        assert_eq!(
+            ok.verification.as_ref().unwrap().method,
+            VerifyMethod::Sampled
+        );
         assert_eq!(ok.status, Status::Ok);
         let bad = h.run_case(&inp, &Perturbed(10.0), "cpu", None).unwrap();
         // 35 draws over 35 positions hit index 3 with high probability for this fixed seed.

@@ -36,8 +36,3 @@ pub fn available_bytes() -> Option<u64> {
         .ok()?;
     Some(kib * 1024)
 }
-
-/// Bytes as GiB with two decimals.
-pub fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
-}

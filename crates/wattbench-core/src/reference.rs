@@ -125,6 +125,110 @@ fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
 }
 
+/// One hidden unit of one cell step: `x[q]` and `rec[q]` are gate `q`'s pre-activations from
+/// the input (`xp`) and from the recurrence (`h·W + b`), `h` and `c` the unit's previous
+/// states. Returns the activated gates, the new hidden state and the new cell state (LSTM;
+/// `c` unchanged otherwise). Gate order: LSTM (i, f, g, o), GRU (r, z, n) with the `n` bias
+/// inside the reset product, as PyTorch. The one f64 cell every reference path uses.
+pub fn cell_unit(cell: Cell, x: [f64; 4], rec: [f64; 4], h: f64, c: f64) -> ([f64; 4], f64, f64) {
+    match cell {
+        Cell::Vanilla => {
+            let a = (x[0] + rec[0]).tanh();
+            ([a, 0.0, 0.0, 0.0], a, c)
+        }
+        Cell::Lstm => {
+            let i = sigmoid(x[0] + rec[0]);
+            let f = sigmoid(x[1] + rec[1]);
+            let g = (x[2] + rec[2]).tanh();
+            let o = sigmoid(x[3] + rec[3]);
+            let c_new = f * c + i * g;
+            ([i, f, g, o], o * c_new.tanh(), c_new)
+        }
+        Cell::Gru => {
+            let r = sigmoid(x[0] + rec[0]);
+            let z = sigmoid(x[1] + rec[1]);
+            let n = (x[2] + r * rec[2]).tanh();
+            ([r, z, n, 0.0], (1.0 - z) * n + z * h, c)
+        }
+    }
+}
+
+/// What an RNN forward pass keeps for backward (empty unless asked for).
+#[derive(Default)]
+struct RnnTape {
+    /// `h_{t-1}` per step.
+    h_prev: Vec<Vec<f64>>,
+    /// Activated gates per step, `[B, G·H]`.
+    acts: Vec<Vec<f64>>,
+    /// `h·W + b` per step, `[B, G·H]`.
+    recs: Vec<Vec<f64>>,
+    /// Cell states `c_0..c_T` (LSTM).
+    cs: Vec<Vec<f64>>,
+}
+
+/// `T` steps of the cell; every hidden state `HS[T,B,H]`, and the tape when `keep`.
+#[allow(clippy::too_many_arguments)]
+fn rnn_forward(
+    r: &RnnParams,
+    xp: &[f64],
+    w: &[f64],
+    b: &[f64],
+    h0: &[f64],
+    c0: Option<&[f64]>,
+    keep: bool,
+) -> (Vec<f64>, RnnTape) {
+    let (hh, bb, g) = (r.hidden, r.batch, r.cell.gates());
+    let gh = g * hh;
+    let mut h = h0.to_vec();
+    let mut c = c0
+        .map(<[f64]>::to_vec)
+        .unwrap_or_else(|| vec![0.0; bb * hh]);
+    let mut hs = Vec::with_capacity(r.steps * bb * hh);
+    let mut tape = RnnTape::default();
+    if keep {
+        tape.cs.push(c.clone());
+    }
+    for t in 0..r.steps {
+        // rec = h·W + b
+        let mut rec = matmul(&h, w, bb, hh, gh);
+        for row in rec.chunks_mut(gh) {
+            for (o, &bv) in row.iter_mut().zip(b) {
+                *o += bv;
+            }
+        }
+        let x = &xp[t * bb * gh..(t + 1) * bb * gh];
+        let mut act = vec![0.0; bb * gh];
+        let mut h_new = vec![0.0; bb * hh];
+        for bi in 0..bb {
+            for j in 0..hh {
+                let gate = |v: &[f64]| {
+                    let mut a = [0.0; 4];
+                    for (q, slot) in a.iter_mut().enumerate().take(g) {
+                        *slot = v[bi * gh + q * hh + j];
+                    }
+                    a
+                };
+                let idx = bi * hh + j;
+                let (a, hv, cv) = cell_unit(r.cell, gate(x), gate(&rec), h[idx], c[idx]);
+                for (q, &v) in a.iter().enumerate().take(g) {
+                    act[bi * gh + q * hh + j] = v;
+                }
+                h_new[idx] = hv;
+                c[idx] = cv;
+            }
+        }
+        let h_prev = std::mem::replace(&mut h, h_new);
+        hs.extend_from_slice(&h);
+        if keep {
+            tape.h_prev.push(h_prev);
+            tape.acts.push(act);
+            tape.recs.push(rec);
+            tape.cs.push(c.clone());
+        }
+    }
+    (hs, tape)
+}
+
 /// Run `T` steps of the cell in f64 and return every hidden state `HS[T,B,H]`.
 pub fn rnn(
     r: &RnnParams,
@@ -134,57 +238,7 @@ pub fn rnn(
     h0: &[f64],
     c0: Option<&[f64]>,
 ) -> Vec<f64> {
-    let (hh, bb, g) = (r.hidden, r.batch, r.cell.gates());
-    let gh = g * hh;
-    let mut h = h0.to_vec();
-    let mut c = c0
-        .map(<[f64]>::to_vec)
-        .unwrap_or_else(|| vec![0.0; bb * hh]);
-    let mut hs = Vec::with_capacity(r.steps * bb * hh);
-    let mut rec = vec![0.0; bb * gh];
-    for t in 0..r.steps {
-        // rec = h·W + b
-        for bi in 0..bb {
-            let row = &mut rec[bi * gh..(bi + 1) * gh];
-            row.copy_from_slice(b);
-            for p in 0..hh {
-                let hv = h[bi * hh + p];
-                for (o, &wv) in row.iter_mut().zip(&w[p * gh..(p + 1) * gh]) {
-                    *o += hv * wv;
-                }
-            }
-        }
-        let x = &xp[t * bb * gh..(t + 1) * bb * gh];
-        for bi in 0..bb {
-            let xr = &x[bi * gh..(bi + 1) * gh];
-            let rr = &rec[bi * gh..(bi + 1) * gh];
-            for j in 0..hh {
-                let idx = bi * hh + j;
-                h[idx] = match r.cell {
-                    Cell::Vanilla => (xr[j] + rr[j]).tanh(),
-                    Cell::Lstm => {
-                        let gate = |q: usize| xr[q * hh + j] + rr[q * hh + j];
-                        let (i, f, gg, o) = (
-                            sigmoid(gate(0)),
-                            sigmoid(gate(1)),
-                            gate(2).tanh(),
-                            sigmoid(gate(3)),
-                        );
-                        c[idx] = f * c[idx] + i * gg;
-                        o * c[idx].tanh()
-                    }
-                    Cell::Gru => {
-                        let rg = sigmoid(xr[j] + rr[j]);
-                        let z = sigmoid(xr[hh + j] + rr[hh + j]);
-                        let n = (xr[2 * hh + j] + rg * rr[2 * hh + j]).tanh();
-                        (1.0 - z) * n + z * h[idx]
-                    }
-                };
-            }
-        }
-        hs.extend_from_slice(&h);
-    }
-    hs
+    rnn_forward(r, xp, w, b, h0, c0, false).0
 }
 
 /// The forward outputs of `params` on `inputs`, in f64.
@@ -200,8 +254,6 @@ pub fn forward(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
             &inputs[3],
             inputs.get(4).map(Vec::as_slice),
         )],
-        // Whole-model training runs have no kernel outputs (wattbench-train checks them).
-        Params::E2e(_) => vec![],
     }
 }
 
@@ -302,62 +354,13 @@ pub fn rnn_backward(
     let (hh, bb, g) = (r.hidden, r.batch, r.cell.gates());
     let gh = g * hh;
     let bh = bb * hh;
-    // Forward, keeping what backward needs: h_{t-1}, gate activations, c_t, rec_t.
-    let mut hs = Vec::with_capacity(r.steps * bh);
-    let mut h_prev_all = Vec::with_capacity(r.steps);
-    let mut acts = Vec::with_capacity(r.steps); // per step [B, G*H] activated gates
-    let mut recs = Vec::with_capacity(r.steps); // per step [B, G*H] h·W + b
-    let mut cs = Vec::with_capacity(r.steps + 1);
-    let mut h = h0.to_vec();
-    let mut c = c0.map(<[f64]>::to_vec).unwrap_or_else(|| vec![0.0; bh]);
-    cs.push(c.clone());
-    for t in 0..r.steps {
-        let mut rec = matmul(&h, w, bb, hh, gh);
-        for row in rec.chunks_mut(gh) {
-            for (o, &bv) in row.iter_mut().zip(b) {
-                *o += bv;
-            }
-        }
-        let x = &xp[t * bb * gh..(t + 1) * bb * gh];
-        let mut act = vec![0.0; bb * gh];
-        let mut hn = vec![0.0; bh];
-        for bi in 0..bb {
-            for j in 0..hh {
-                let at = |q: usize| x[bi * gh + q * hh + j] + rec[bi * gh + q * hh + j];
-                let idx = bi * hh + j;
-                match r.cell {
-                    Cell::Vanilla => {
-                        let v = at(0).tanh();
-                        act[bi * gh + j] = v;
-                        hn[idx] = v;
-                    }
-                    Cell::Lstm => {
-                        let (i, f, gg, o) =
-                            (sigmoid(at(0)), sigmoid(at(1)), at(2).tanh(), sigmoid(at(3)));
-                        for (q, v) in [i, f, gg, o].into_iter().enumerate() {
-                            act[bi * gh + q * hh + j] = v;
-                        }
-                        c[idx] = f * c[idx] + i * gg;
-                        hn[idx] = o * c[idx].tanh();
-                    }
-                    Cell::Gru => {
-                        let rg = sigmoid(at(0));
-                        let z = sigmoid(at(1));
-                        let n = (x[bi * gh + 2 * hh + j] + rg * rec[bi * gh + 2 * hh + j]).tanh();
-                        for (q, v) in [rg, z, n].into_iter().enumerate() {
-                            act[bi * gh + q * hh + j] = v;
-                        }
-                        hn[idx] = (1.0 - z) * n + z * h[idx];
-                    }
-                }
-            }
-        }
-        h_prev_all.push(std::mem::replace(&mut h, hn));
-        hs.extend_from_slice(&h);
-        acts.push(act);
-        recs.push(rec);
-        cs.push(c.clone());
-    }
+    let (hs, tape) = rnn_forward(r, xp, w, b, h0, c0, true);
+    let RnnTape {
+        h_prev: h_prev_all,
+        acts,
+        recs,
+        cs,
+    } = tape;
 
     let mut dxp = vec![0.0; xp.len()];
     let mut dw = vec![0.0; w.len()];
@@ -467,7 +470,6 @@ pub fn train_step(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
             let (w_new, b_new) = (sgd(&inputs[1], &dw), sgd(&inputs[2], &db));
             vec![hs, dxp, dw, db, w_new, b_new]
         }
-        Params::E2e(_) => vec![],
     }
 }
 
@@ -489,9 +491,6 @@ pub fn sample_outputs(
     seed: u64,
 ) -> Option<(Vec<usize>, Vec<f64>)> {
     use rand::{Rng, SeedableRng};
-    if matches!(params, Params::E2e(_)) {
-        return None;
-    }
     let total = params.outputs()[0].numel();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5a5a);
     let mut idx: Vec<usize> = (0..count.min(total))
@@ -514,7 +513,7 @@ pub fn sample_outputs(
                 })
                 .collect()
         }
-        Params::Rnn(_) | Params::E2e(_) => return None,
+        Params::Rnn(_) => return None,
     };
     Some((idx, vals))
 }

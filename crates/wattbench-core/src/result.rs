@@ -1,14 +1,23 @@
-//! The result-file schema: one JSON document per run. Documented for users in
-//! `results/README.md`; bump [`SCHEMA_VERSION`] on any incompatible change.
+//! The result-file schema: one JSON document per run, every part typed. `results/README.md`
+//! describes it for users; bump [`SCHEMA_VERSION`] on any incompatible change, and read files
+//! with [`RunFile::from_json`], which refuses versions it does not know.
+//!
+//! A run holds two kinds of workload: kernel cases ([`CaseResult`], from `wattbench run`) and
+//! whole-model training runs ([`TrainingResult`], from `wattbench train`). Both carry time,
+//! memory and energy in the same types, so comparisons treat them alike.
+use crate::energy::{CaseEnergy, DomainEnergy, Interval};
+use crate::harness::HarnessConfig;
+use crate::model::{DatasetInfo, Flops, ModelConfig};
 use crate::stats::TimeStats;
 use crate::workload::{DType, Mode, Op, Params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the result-file schema.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the result-file schema. 2: typed environment, config and energy; training runs
+/// under `trainings` instead of as `e2e` cases.
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// Outcome of one case.
+/// Outcome of one case or training run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -20,17 +29,27 @@ pub enum Status {
     Failed,
 }
 
+/// How much of the output was compared with the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMethod {
+    /// Every output value.
+    Full,
+    /// A seeded sample of output positions (cases too large to check whole).
+    Sampled,
+}
+
 /// Correctness check against the f64 reference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
-    /// ‖out − ref‖₂ / ‖ref‖₂ over the checked values.
+    /// ‖out − ref‖₂ / ‖ref‖₂ over the checked values (the largest over the outputs).
     pub rel_l2_error: f64,
-    /// Largest accepted error for the dtype.
+    /// Largest accepted error for the case.
     pub tolerance: f64,
     /// `rel_l2_error <= tolerance` (and every value finite).
     pub passed: bool,
-    /// `full` (every output value) or `sampled` (a seeded sample of positions).
-    pub method: String,
+    /// Every value, or a sample.
+    pub method: VerifyMethod,
     /// How many output values were compared.
     pub checked_values: u64,
     /// Error of each output tensor when there are several (training: `y`, gradients, updated
@@ -42,32 +61,31 @@ pub struct Verification {
 /// Throughput of one call at the median time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
-    /// FLOPs per call (see `Params::flops`).
+    /// FLOPs per call (see `Params::flops`, `Params::train_flops`).
     pub flops: u64,
     /// GFLOP/s at the median time.
     pub gflops_per_s: f64,
-    /// Minimum bytes per call (see `Case::min_bytes`); null where undefined (whole-model
-    /// `e2e` cases).
-    pub bytes: Option<u64>,
-    /// GB/s (10⁹ bytes) at the median time, from the minimum bytes; null with `bytes`.
-    pub gbytes_per_s: Option<f64>,
-    /// FLOPs per minimum byte; null with `bytes`.
-    pub intensity: Option<f64>,
+    /// Minimum bytes per call (see `Case::min_bytes`).
+    pub bytes: u64,
+    /// GB/s (10⁹ bytes) at the median time, from the minimum bytes.
+    pub gbytes_per_s: f64,
+    /// FLOPs per minimum byte.
+    pub intensity: f64,
 }
 
-/// Memory used by a case.
+/// Memory used by a case or a training run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
-    /// Peak resident set size of the whole process while this case ran (includes the
-    /// harness and libraries), or null when unknown.
+    /// Peak resident set size of the whole process while it ran (includes the harness and
+    /// libraries), or null when unknown.
     pub host_peak_rss_bytes: Option<u64>,
-    /// Whether the peak was reset before the case (false: it covers the run so far).
+    /// Whether the peak was reset before it started (false: it covers the process so far).
     pub host_peak_reset: bool,
     /// Peak device memory, for GPU backends that can tell; null otherwise.
     pub device_peak_bytes: Option<u64>,
 }
 
-/// One case on one backend and device.
+/// One kernel case on one backend and device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
     /// `op/mode/shape/dtype/backend/device`, stable across runs.
@@ -99,13 +117,207 @@ pub struct CaseResult {
     pub throughput: Option<Throughput>,
     /// Memory.
     pub memory: Memory,
-    /// Energy per call by domain (filled by the energy meters; null when not measured).
-    #[serde(default)]
-    pub energy: Option<serde_json::Value>,
-    /// End-to-end training runs (`op` e2e) only: loss curve, samples/s, energy per step and
-    /// per sample, projection and its assumptions (`wattbench-train`'s `TrainReport`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub e2e: Option<serde_json::Value>,
+    /// Energy per call by domain; null when not measured.
+    pub energy: Option<CaseEnergy>,
+}
+
+/// The loss over a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossReport {
+    /// Loss of the first step (the initial weights); null when not finite.
+    pub first: Option<f32>,
+    /// Loss of the last step run; null when not finite (training diverged).
+    pub last: Option<f32>,
+    /// Recording interval, steps.
+    pub every: u64,
+    /// Recorded points.
+    pub curve: Vec<LossPoint>,
+    /// Mean MSE over the whole data set before training.
+    pub dataset_before: f64,
+    /// Mean MSE over the whole data set after training; null when training failed.
+    pub dataset_after: Option<f64>,
+    /// dataset_after / dataset_before.
+    pub ratio: Option<f64>,
+}
+
+/// One point of the loss curve.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossPoint {
+    /// Step index (0-based): the loss is that of step `step`'s forward pass, after `step`
+    /// updates.
+    pub step: u64,
+    /// Epoch the step belongs to (0-based).
+    pub epoch: u64,
+    /// MSE on the step's batch; null when it was not finite (training diverged).
+    pub loss: Option<f32>,
+}
+
+/// The size of a full training run to project, as the user gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "unit", content = "value")]
+pub enum ProjectionTarget {
+    /// Optimiser steps.
+    Steps(u64),
+    /// Training samples (rounded up to whole steps).
+    Samples(u64),
+    /// Passes over this run's data set.
+    Epochs(u64),
+}
+
+impl ProjectionTarget {
+    /// Steps of the full run at `batch` samples per step and `batches_per_epoch` steps per
+    /// epoch.
+    pub fn total_steps(&self, batch: usize, batches_per_epoch: usize) -> u64 {
+        match *self {
+            ProjectionTarget::Steps(n) => n,
+            ProjectionTarget::Samples(n) => n.div_ceil(batch.max(1) as u64),
+            ProjectionTarget::Epochs(n) => n.saturating_mul(batches_per_epoch as u64),
+        }
+    }
+    /// The target's count (must be positive).
+    pub fn count(&self) -> u64 {
+        match *self {
+            ProjectionTarget::Steps(n)
+            | ProjectionTarget::Samples(n)
+            | ProjectionTarget::Epochs(n) => n,
+        }
+    }
+}
+
+/// The grid intensity, PUE and price a carbon figure used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CarbonAssumptions {
+    /// gCO2e/kWh.
+    pub intensity_g_per_kwh: f64,
+    /// Region code (`FR`, `aws:eu-west-3`, `WORLD`) or `custom`.
+    pub region: String,
+    /// Region name.
+    pub region_name: String,
+    /// Where the intensity comes from.
+    pub intensity_source: String,
+    /// Data year, when known.
+    pub intensity_year: Option<u16>,
+    /// Power usage effectiveness applied.
+    pub pue: f64,
+    /// Whether the PUE is the default 1.0 (IT energy only).
+    pub pue_is_default: bool,
+    /// Price per kWh, if given.
+    pub price_per_kwh: Option<f64>,
+}
+
+/// A full run projected linearly from a partial one (`measure --total-steps`, and inside a
+/// training projection).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    /// Steps measured.
+    pub steps_done: u64,
+    /// Steps of the full run.
+    pub total_steps: u64,
+    /// total / done.
+    pub factor: f64,
+    /// Projected duration, s.
+    pub duration_s: f64,
+    /// Projected IT energy, kWh.
+    pub energy_kwh: Option<Interval>,
+    /// Projected emissions, kg CO2e.
+    pub co2e_kg: Option<Interval>,
+    /// Projected cost.
+    pub cost: Option<Interval>,
+    /// How it was computed.
+    pub method: String,
+}
+
+/// A full training run projected from the measured steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunProjection {
+    /// The target as given.
+    pub target: ProjectionTarget,
+    /// Steps of the full run.
+    pub total_steps: u64,
+    /// Samples of the full run (steps × batch).
+    pub total_samples: u64,
+    /// Steps the projection is based on (after warm-up).
+    pub measured_steps: u64,
+    /// Step time used: the mean of the measured steps, with its interval, s.
+    pub step_time_s: Interval,
+    /// Energy per step used, J, with the meters' uncertainty widened by the step-time
+    /// interval; null when no meter had a reading.
+    pub energy_per_step_j: Option<Interval>,
+    /// Projected wall time, s.
+    pub duration_s: Interval,
+    /// Projected IT energy, kWh.
+    pub energy_kwh: Option<Interval>,
+    /// Projected facility energy (× PUE), kWh.
+    pub facility_kwh: Option<Interval>,
+    /// Projected emissions, kg CO2e.
+    pub co2e_kg: Option<Interval>,
+    /// Projected cost at the given price per kWh.
+    pub cost: Option<Interval>,
+    /// Whether the energy is (partly) a model estimate rather than a measurement.
+    pub energy_estimated: bool,
+    /// The linear scaling as `wattbench measure` reports it.
+    pub linear: Projection,
+    /// Grid intensity and PUE.
+    pub carbon: CarbonAssumptions,
+    /// Every assumption the figures rest on, in words.
+    pub assumptions: Vec<String>,
+}
+
+/// One whole-model training run (`wattbench train`) on one backend and device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingResult {
+    /// `train/<model>_b<batch>_s<steps>/<backend>/<device>`, stable across runs.
+    pub id: String,
+    /// Model and sizes.
+    pub model: ModelConfig,
+    /// Backend name.
+    pub backend: String,
+    /// Device name.
+    pub device: String,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Seed of the weights, the teacher and the inputs.
+    pub seed: u64,
+    /// Outcome: `ok`, or `failed` when the loss stopped being finite.
+    pub status: Status,
+    /// Why failed.
+    pub reason: Option<String>,
+    /// Steps run (warm-up included).
+    pub steps: u64,
+    /// Warm-up steps (not timed or metered).
+    pub warmup_steps: u64,
+    /// Steps timed and metered.
+    pub measured_steps: u64,
+    /// Epochs run (steps / batches per epoch).
+    pub epochs: f64,
+    /// The data set.
+    pub dataset: DatasetInfo,
+    /// Trainable values.
+    pub parameters: u64,
+    /// FLOPs per step.
+    pub flops: Flops,
+    /// Loss curve.
+    pub loss: LossReport,
+    /// Time per measured step; null when no step was measured.
+    pub time: Option<TimeStats>,
+    /// Wall time of the measured steps, s.
+    pub measured_wall_s: f64,
+    /// Wall time of the whole run (data generation, uploads, warm-up, evaluation), s.
+    pub total_wall_s: f64,
+    /// Samples per second over the measured steps.
+    pub samples_per_s: Option<f64>,
+    /// GFLOP/s at the median step time.
+    pub gflops_per_s: Option<f64>,
+    /// Energy per training step, in the shape `run` uses per call.
+    pub energy: CaseEnergy,
+    /// Energy per training sample (the per-step total / batch size).
+    pub energy_per_sample_j: Option<Interval>,
+    /// Memory.
+    pub memory: Memory,
+    /// Projection of a full run, when asked for.
+    pub projection: Option<RunProjection>,
 }
 
 /// Host description.
@@ -125,21 +337,147 @@ pub struct Host {
     pub kernel: Option<String>,
 }
 
+/// A GPU as NVML describes it. Fields NVML cannot give are null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuRecord {
+    /// NVML index.
+    pub index: u32,
+    /// Product name.
+    pub name: Option<String>,
+    /// UUID.
+    pub uuid: Option<String>,
+    /// Driver version.
+    pub driver_version: Option<String>,
+    /// Enforced power-management limit, W.
+    pub power_limit_watts: Option<f64>,
+    /// Current SM clock, MHz.
+    pub sm_clock_mhz: Option<u32>,
+    /// Current memory clock, MHz.
+    pub memory_clock_mhz: Option<u32>,
+    /// Die temperature, °C.
+    pub temperature_c: Option<u32>,
+    /// Kernel-busy percentage over NVML's last sample period.
+    pub utilization_gpu_pct: Option<u32>,
+    /// Device memory used, bytes.
+    pub memory_used_bytes: Option<u64>,
+    /// Device memory total, bytes.
+    pub memory_total_bytes: Option<u64>,
+    /// Whether the total-energy counter is supported.
+    pub energy_counter: bool,
+}
+
+/// One energy meter found (or not) on this machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeterInfo {
+    /// Domain or meter name.
+    pub name: String,
+    /// `nvml`, `rapl` or `estimate`.
+    pub kind: String,
+    /// Whether it can be read.
+    pub available: bool,
+    /// Why it is unavailable, starting with `unavailable:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What it reads and how it is labelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// Where and with what a run was made.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
     /// The host.
     pub host: Host,
     /// GPUs found (NVML inventory); empty when none.
-    pub gpus: Vec<serde_json::Value>,
-    /// Software versions: wattbench, rustc, candle, libtorch, ...
+    pub gpus: Vec<GpuRecord>,
+    /// Software versions: wattbench, rustc, candle-core, tch, libtorch, cudarc, ...
     pub software: BTreeMap<String, String>,
-    /// `git rev-parse HEAD` of the wattbench checkout, with `-dirty` when modified; null
-    /// outside a checkout.
+    /// The commit the binary was built from, with `-dirty` when its sources had uncommitted
+    /// changes; null when built outside a git checkout.
     pub git_commit: Option<String>,
     /// Energy meters found and why others are missing.
-    #[serde(default)]
-    pub meters: Vec<serde_json::Value>,
+    pub meters: Vec<MeterInfo>,
+}
+
+/// The filters of a `run`, as given (validated).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filters {
+    /// Ops (empty: all).
+    pub op: Vec<Op>,
+    /// Backends (empty: every available one).
+    pub backend: Vec<String>,
+    /// Devices (empty: every available one).
+    pub device: Vec<String>,
+    /// Dtypes replacing the suite's (empty: the suite's).
+    pub dtype: Vec<DType>,
+    /// Modes replacing the suite's (empty: the suite's).
+    pub mode: Vec<Mode>,
+    /// DeepBench sets (empty: all).
+    pub set: Vec<String>,
+}
+
+/// The options of a `wattbench run`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The command line.
+    pub argv: Vec<String>,
+    /// Suite name or file.
+    pub suite: String,
+    /// Case filters.
+    pub filters: Filters,
+    /// Timing and verification options.
+    pub harness: HarnessConfig,
+}
+
+/// The options of a `wattbench train`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The command line.
+    pub argv: Vec<String>,
+    /// Model and sizes.
+    pub model: ModelConfig,
+    /// Backend name.
+    pub backend: String,
+    /// Device name.
+    pub device: String,
+    /// SGD steps, warm-up included.
+    pub steps: u64,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Samples in the synthetic data set.
+    pub dataset_samples: usize,
+    /// Loss recording interval, steps.
+    pub log_every: u64,
+    /// Warm-up steps.
+    pub warmup_steps: u64,
+    /// Full run to project, if any.
+    pub projection: Option<ProjectionTarget>,
+}
+
+/// The command that wrote the file, and its options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum Config {
+    /// `wattbench run`.
+    Run(RunConfig),
+    /// `wattbench train`.
+    Train(TrainConfig),
+}
+
+/// Run-level energy context.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunEnergy {
+    /// Each domain over an idle window before the work, subtracted per domain for the net
+    /// figures.
+    pub idle_baseline: Vec<DomainEnergy>,
+    /// Shortest reliable window of the meters, s; windows are stretched to it.
+    pub min_window_s: f64,
+    /// What the per-case figures cover.
+    pub note: String,
 }
 
 /// One run: the document written to `results/runs/*.json`.
@@ -151,15 +489,61 @@ pub struct RunFile {
     pub created_at: String,
     /// Wall time of the whole run, seconds.
     pub duration_s: f64,
-    /// True when Ctrl-C stopped the run; `cases` then holds the completed ones.
+    /// True when a signal stopped the run; `cases` then holds the completed ones.
     pub interrupted: bool,
     /// Machine and software.
     pub environment: Environment,
-    /// The command-line configuration (suite, filters, timing options).
-    pub config: serde_json::Value,
-    /// Run-level energy context (idle baseline), when measured.
+    /// The command and its options.
+    pub config: Config,
+    /// Run-level energy context (idle baseline), when meters ran.
+    pub energy: Option<RunEnergy>,
+    /// Every kernel case, including skipped and failed ones.
     #[serde(default)]
-    pub energy: Option<serde_json::Value>,
-    /// Every case, including skipped and failed ones.
     pub cases: Vec<CaseResult>,
+    /// Every training run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trainings: Vec<TrainingResult>,
+}
+
+/// A result file that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Not JSON, or not a wattbench result file.
+    #[error("not a wattbench result file: {0}")]
+    NotAResult(String),
+    /// Written by a wattbench with another schema.
+    #[error("schema version {found}, but this wattbench reads version {SCHEMA_VERSION}; {advice}")]
+    Version {
+        /// The file's version.
+        found: u32,
+        /// What to do.
+        advice: &'static str,
+    },
+}
+
+impl RunFile {
+    /// Parse a result file, checking its schema version first so that a file from another
+    /// version is refused with what to do, not a field-level parse error.
+    pub fn from_json(text: &str) -> Result<RunFile, ReadError> {
+        #[derive(Deserialize)]
+        struct Head {
+            schema_version: u32,
+        }
+        let head: Head =
+            serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))?;
+        match head.schema_version {
+            SCHEMA_VERSION => {
+                serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))
+            }
+            v if v < SCHEMA_VERSION => Err(ReadError::Version {
+                found: v,
+                advice: "it was written by an older wattbench: re-run it, or read it with the \
+                         wattbench release that wrote it",
+            }),
+            v => Err(ReadError::Version {
+                found: v,
+                advice: "it was written by a newer wattbench: update this one",
+            }),
+        }
+    }
 }

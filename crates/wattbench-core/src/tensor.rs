@@ -34,36 +34,26 @@ pub fn round_to(v: f32, dtype: DType) -> f32 {
     }
 }
 
-/// Scale of uniform values for each input: activations in [-1, 1]; weights in
-/// ±1/sqrt(fan-in) so that outputs stay O(1) and recurrent cells do not saturate.
-fn scale(params: &Params, spec: &TensorSpec) -> f32 {
-    match (params, spec.name) {
-        (Params::Gemm(g), "b") => 1.0 / (g.k as f32).sqrt(),
-        (Params::Conv2d(c), "w") => 1.0 / ((c.c * c.r * c.s) as f32).sqrt(),
-        (Params::Rnn(r), "w") | (Params::Rnn(r), "b") => 1.0 / (r.hidden as f32).sqrt(),
-        _ => 1.0,
-    }
-}
-
-/// Generate the inputs of `params` from `seed`, rounded to `dtype`.
-pub fn generate_inputs(params: &Params, dtype: DType, seed: u64) -> Vec<HostTensor> {
-    generate(params, params.inputs(), dtype, seed)
-}
-
-/// Generate the inputs of `case` (with the upstream gradient `dy` in training mode).
+/// Generate the inputs of `case` from `seed`, rounded to its dtype: the op's inputs, and in
+/// training mode the upstream gradient `dy`. Each tensor draws from its own stream, uniform in
+/// its spec's `±scale`.
 pub fn generate_case_inputs(case: &Case, seed: u64) -> Vec<HostTensor> {
-    generate(&case.params, case.input_specs(), case.dtype, seed)
+    generate(case.input_specs(), case.dtype, seed)
 }
 
-fn generate(params: &Params, specs: Vec<TensorSpec>, dtype: DType, seed: u64) -> Vec<HostTensor> {
+/// Generate the forward inputs of `params` (no `dy`), rounded to `dtype`.
+pub fn generate_inputs(params: &Params, dtype: DType, seed: u64) -> Vec<HostTensor> {
+    generate(params.inputs(), dtype, seed)
+}
+
+fn generate(specs: Vec<TensorSpec>, dtype: DType, seed: u64) -> Vec<HostTensor> {
     specs
         .into_iter()
         .enumerate()
         .map(|(i, spec)| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((i as u64 + 1) << 56));
-            let s = scale(params, &spec);
             let data = (0..spec.numel())
-                .map(|_| round_to(rng.random_range(-1.0f32..1.0) * s, dtype))
+                .map(|_| round_to(rng.random_range(-1.0f32..1.0) * spec.scale, dtype))
                 .collect();
             HostTensor {
                 name: spec.name,

@@ -1,18 +1,22 @@
 //! The one generic correctness check every backend runs: small, odd-sized cases of every op
 //! (not multiples of any tile, transposes, asymmetric padding and stride, every cell), fresh
-//! seeded inputs, verified against the f64 reference through the real harness.
+//! seeded inputs, verified against the f64 reference through the real harness; and the one
+//! check every trainer runs: its loss and its gradients against the f64 host model.
 //!
-//! Instantiate it in a backend crate's tests with [`backend_tests!`](crate::backend_tests).
+//! Instantiate them in a backend crate's tests with [`backend_tests!`](crate::backend_tests)
+//! and [`trainer_tests!`](crate::trainer_tests).
 use crate::harness::{CaseInputs, Harness, HarnessConfig};
+use crate::model::{Dataset, ModelConfig, ModelKind, Size};
 use crate::result::Status;
-use crate::workload::{Case, Cell, ConvParams, DType, GemmParams, Mode, Params, RnnParams};
+use crate::tensor::rel_l2_error;
+use crate::workload::{Case, Cell, ConvParams, DType, GemmParams, Mode, Op, Params, RnnParams};
 use crate::Backend;
 use std::sync::atomic::AtomicBool;
 
-/// Small shapes of `op` ("gemm", "conv2d" or "rnn") that exercise edge cases.
-pub fn shapes(op: &str) -> Vec<Params> {
+/// Small shapes of `op` that exercise edge cases.
+pub fn shapes(op: Op) -> Vec<Params> {
     match op {
-        "gemm" => [
+        Op::Gemm => [
             (1, 1, 1, false, false),
             (17, 33, 65, false, false),
             (31, 7, 129, true, false),
@@ -30,7 +34,7 @@ pub fn shapes(op: &str) -> Vec<Params> {
             })
         })
         .collect(),
-        "conv2d" => vec![
+        Op::Conv2d => vec![
             Params::Conv2d(ConvParams {
                 n: 2,
                 c: 3,
@@ -71,7 +75,7 @@ pub fn shapes(op: &str) -> Vec<Params> {
                 stride_w: 2,
             }),
         ],
-        "rnn" => [Cell::Vanilla, Cell::Lstm, Cell::Gru]
+        Op::Rnn => [Cell::Vanilla, Cell::Lstm, Cell::Gru]
             .into_iter()
             .flat_map(|cell| {
                 [(13, 3, 4), (1, 1, 2)].map(|(hidden, batch, steps)| {
@@ -84,7 +88,6 @@ pub fn shapes(op: &str) -> Vec<Params> {
                 })
             })
             .collect(),
-        other => panic!("unknown op {other}"),
     }
 }
 
@@ -92,7 +95,7 @@ pub fn shapes(op: &str) -> Vec<Params> {
 /// any case that does not pass. Cases the backend declares unsupported up front are printed
 /// and left out; an f32 case that turns out unsupported while running fails, and at least
 /// one case of the op must run.
-pub fn check_backend(backend: &dyn Backend, device: &str, op: &str, mode: Mode) {
+pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
     let flag = AtomicBool::new(false);
     let cfg = HarnessConfig {
         warmup_s: 0.0,
@@ -145,7 +148,8 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: &str, mode: Mode) 
     }
     assert!(
         ok > 0,
-        "no {op} {} case ran on {}/{device}",
+        "no {} {} case ran on {}/{device}",
+        op.as_str(),
         mode.as_str(),
         backend.name()
     );
@@ -159,27 +163,146 @@ macro_rules! backend_tests {
     ($backend:expr, $device:expr) => {
         #[test]
         fn gemm_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "gemm", $crate::Mode::Infer);
+            $crate::testing::check_backend(
+                &$backend,
+                $device,
+                $crate::Op::Gemm,
+                $crate::Mode::Infer,
+            );
         }
         #[test]
         fn gemm_training_step_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "gemm", $crate::Mode::Train);
+            $crate::testing::check_backend(
+                &$backend,
+                $device,
+                $crate::Op::Gemm,
+                $crate::Mode::Train,
+            );
         }
         #[test]
         fn conv2d_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "conv2d", $crate::Mode::Infer);
+            $crate::testing::check_backend(
+                &$backend,
+                $device,
+                $crate::Op::Conv2d,
+                $crate::Mode::Infer,
+            );
         }
         #[test]
         fn conv2d_training_step_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "conv2d", $crate::Mode::Train);
+            $crate::testing::check_backend(
+                &$backend,
+                $device,
+                $crate::Op::Conv2d,
+                $crate::Mode::Train,
+            );
         }
         #[test]
         fn rnn_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "rnn", $crate::Mode::Infer);
+            $crate::testing::check_backend(
+                &$backend,
+                $device,
+                $crate::Op::Rnn,
+                $crate::Mode::Infer,
+            );
         }
         #[test]
         fn rnn_training_step_matches_reference() {
-            $crate::testing::check_backend(&$backend, $device, "rnn", $crate::Mode::Train);
+            $crate::testing::check_backend(
+                &$backend,
+                $device,
+                $crate::Op::Rnn,
+                $crate::Mode::Train,
+            );
+        }
+    };
+}
+
+/// The generic trainer check, on the tiny `kind` model with seeded data: the trainer returns
+/// the parameters it was given, its loss on every batch is the f64 host model's, and one SGD
+/// step moves every parameter by `−lr·g` where `g` matches central finite differences of the
+/// f64 host loss, at a spread of coordinates of every parameter tensor.
+pub fn check_trainer(backend: &dyn Backend, device: &str, kind: ModelKind) {
+    let model = ModelConfig::new(kind, Size::Tiny);
+    let (batch, batches, seed) = (8, 2, 5);
+    let data = Dataset::generate(&model, batch, batches, seed);
+    let init = model.init_params(seed);
+    let name = backend.name();
+    let mut t = backend
+        .trainer(&model, device, &data, &init)
+        .unwrap_or_else(|e| panic!("{name}/{device}: cannot train {kind:?}: {e}"));
+    assert_eq!(
+        t.params().unwrap(),
+        init,
+        "{name}: parameters changed on upload"
+    );
+    let as64 = |p: &[Vec<f32>]| -> Vec<Vec<f64>> {
+        p.iter()
+            .map(|v| v.iter().map(|&x| x as f64).collect())
+            .collect()
+    };
+    let theta = as64(&init);
+    for bi in 0..batches {
+        let want = data.host_loss(&model, &theta, bi);
+        let got = t.loss(bi).unwrap() as f64;
+        assert!(
+            (got - want).abs() <= 1e-5 * want.max(1.0),
+            "{name}/{device} {kind:?} batch {bi}: loss {got} vs host {want}"
+        );
+    }
+    // One step with lr 1: the update is the gradient itself.
+    let bi = 1;
+    let lr = 1.0;
+    let loss = t.step(bi, lr, true).unwrap().expect("asked for the loss");
+    let want = data.host_loss(&model, &theta, bi);
+    assert!(
+        ((loss as f64) - want).abs() <= 1e-5 * want.max(1.0),
+        "{name}/{device} {kind:?}: step loss {loss} vs host {want}"
+    );
+    t.sync().unwrap();
+    let after = as64(&t.params().unwrap());
+    let eps = 1e-6;
+    for (pi, spec) in model.params().iter().enumerate() {
+        let n = spec.numel();
+        let coords: Vec<usize> = (0..n).step_by((n / 8).max(1)).chain([n - 1]).collect();
+        let (mut got, mut fd) = (Vec::new(), Vec::new());
+        for &j in &coords {
+            got.push(((theta[pi][j] - after[pi][j]) / lr) as f32);
+            let mut plus = theta.clone();
+            plus[pi][j] += eps;
+            let mut minus = theta.clone();
+            minus[pi][j] -= eps;
+            fd.push(
+                (data.host_loss(&model, &plus, bi) - data.host_loss(&model, &minus, bi))
+                    / (2.0 * eps),
+            );
+        }
+        let err = rel_l2_error(&got, &fd);
+        assert!(
+            err <= 2e-3,
+            "{name}/{device} {kind:?}: gradient of `{}` off by {err:.2e} (relative L2 over \
+             {} coordinates): trainer {got:?} vs finite differences {fd:?}",
+            spec.name,
+            coords.len()
+        );
+    }
+}
+
+/// Generate one `#[test]` per model that runs [`check_trainer`] on `$backend` / `$device`.
+#[macro_export]
+macro_rules! trainer_tests {
+    ($backend:expr, $device:expr) => {
+        #[test]
+        fn mlp_trainer_matches_the_host_model() {
+            $crate::testing::check_trainer(&$backend, $device, $crate::ModelKind::Mlp);
+        }
+        #[test]
+        fn cnn_trainer_matches_the_host_model() {
+            $crate::testing::check_trainer(&$backend, $device, $crate::ModelKind::Cnn);
+        }
+        #[test]
+        fn lstm_trainer_matches_the_host_model() {
+            $crate::testing::check_trainer(&$backend, $device, $crate::ModelKind::Lstm);
         }
     };
 }

@@ -32,9 +32,8 @@ fn run() -> Result<bool> {
             .collect::<Result<_>>()?,
         None => vec![80, 89, 90],
     };
-    wattbench_cuda::loader::nvrtc_probe()
-        .context("run scripts/kernel-check.sh, which fetches NVRTC")?;
-    let (maj, min) = wattbench_cuda::loader::nvrtc_version()?;
+    wattbench_cuda::nvrtc_probe().context("run scripts/kernel-check.sh, which fetches NVRTC")?;
+    let (maj, min) = wattbench_cuda::nvrtc_version()?;
     let ptxas = ptxas();
     let ver = Command::new(&ptxas).arg("--version").output().with_context(|| {
         format!("cannot run ptxas at {} (set WATTBENCH_PTXAS; scripts/fetch-cuda-tools.sh fetches it)", ptxas.display())
@@ -120,7 +119,7 @@ fn run() -> Result<bool> {
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "(gemm_tc_* also use {} B of dynamic shared memory, not shown by ptxas)",
-        wattbench_cuda::kernels::TC_SMEM_BYTES
+        wattbench_cuda::TC_SMEM_BYTES
     );
     Ok(ok)
 }

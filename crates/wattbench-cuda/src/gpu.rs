@@ -2,7 +2,8 @@
 //! stream and module set per device.
 //!
 //! cudarc panics when libcuda is missing, so [`inventory`] checks for the library first and
-//! every other entry point in this crate goes through it.
+//! every other entry point in this crate goes through it. [`GpuInfo`], [`gpus`] and
+//! [`driver_version`] are public (what the CLI records); the context and module table are not.
 use crate::error::CudaError;
 use crate::kernels::KernelId;
 use crate::loader::Loader;
@@ -62,8 +63,14 @@ fn probe_driver() -> Result<Vec<GpuInfo>, String> {
     Ok(out)
 }
 
+/// The GPUs on this machine, or why there are none (no driver, no device). Probed once per
+/// process; never panics when the driver is missing.
+pub fn gpus() -> Result<Vec<GpuInfo>, String> {
+    inventory()
+}
+
 /// The GPUs on this machine, or why there are none. Probed once per process.
-pub fn inventory() -> Result<Vec<GpuInfo>, String> {
+pub(crate) fn inventory() -> Result<Vec<GpuInfo>, String> {
     static INV: OnceLock<Result<Vec<GpuInfo>, String>> = OnceLock::new();
     INV.get_or_init(probe_driver).clone()
 }
@@ -79,7 +86,7 @@ pub fn driver_version() -> Option<String> {
 
 /// Device list for a backend: every GPU, each available unless `extra` (a library probe)
 /// says why not; or one unavailable `cuda:0` with the driver's reason.
-pub fn device_infos(extra: impl Fn() -> Result<(), String>) -> Vec<DeviceInfo> {
+pub(crate) fn device_infos(extra: impl Fn() -> Result<(), String>) -> Vec<DeviceInfo> {
     match inventory() {
         Err(reason) => vec![DeviceInfo::unavailable("cuda:0", reason)],
         Ok(gpus) => {
@@ -107,7 +114,7 @@ pub fn device_infos(extra: impl Fn() -> Result<(), String>) -> Vec<DeviceInfo> {
 }
 
 /// Parse `cuda:N` (or `cuda`, meaning `cuda:0`).
-pub fn parse_device(device: &str) -> Result<usize, String> {
+pub(crate) fn parse_device(device: &str) -> Result<usize, String> {
     match device.strip_prefix("cuda") {
         Some("") => Ok(0),
         Some(rest) => rest
@@ -121,25 +128,25 @@ pub fn parse_device(device: &str) -> Result<usize, String> {
 }
 
 /// A context, its stream and the kernel modules loaded into it.
-pub struct Gpu {
+pub(crate) struct Gpu {
     /// What the driver reports.
-    pub info: GpuInfo,
+    pub(crate) info: GpuInfo,
     /// The device's primary context.
-    pub ctx: Arc<CudaContext>,
+    pub(crate) ctx: Arc<CudaContext>,
     /// The stream every backend launches on (the context's default stream: no cross-stream
     /// event tracking on each launch).
-    pub stream: Arc<CudaStream>,
+    pub(crate) stream: Arc<CudaStream>,
     modules: Mutex<HashMap<KernelId, Arc<CudaModule>>>,
 }
 
 /// The process-wide kernel loader (disk cache at [`Loader::default_cache_dir`]).
-pub fn loader() -> &'static Loader {
+pub(crate) fn loader() -> &'static Loader {
     static L: OnceLock<Loader> = OnceLock::new();
     L.get_or_init(|| Loader::new(Loader::default_cache_dir()))
 }
 
 /// The shared [`Gpu`] for `device` (`cuda:N`), created on first use.
-pub fn gpu(device: &str) -> Result<Arc<Gpu>, CudaError> {
+pub(crate) fn gpu(device: &str) -> Result<Arc<Gpu>, CudaError> {
     static GPUS: OnceLock<Mutex<HashMap<usize, Arc<Gpu>>>> = OnceLock::new();
     let ordinal = parse_device(device).map_err(CudaError::Unavailable)?;
     let gpus = inventory().map_err(CudaError::Unavailable)?;
@@ -172,7 +179,7 @@ pub fn gpu(device: &str) -> Result<Arc<Gpu>, CudaError> {
 
 impl Gpu {
     /// Load (compiling on first use) kernel `entry` of file `id` for this device.
-    pub fn function(&self, id: KernelId, entry: &str) -> Result<CudaFunction, CudaError> {
+    pub(crate) fn function(&self, id: KernelId, entry: &str) -> Result<CudaFunction, CudaError> {
         let module = {
             let mut m = self
                 .modules
@@ -197,19 +204,19 @@ impl Gpu {
     }
 
     /// (free, total) device memory.
-    pub fn mem_info(&self) -> Option<(usize, usize)> {
+    pub(crate) fn mem_info(&self) -> Option<(usize, usize)> {
         self.ctx.mem_get_info().ok()
     }
 
     /// Wait for the stream.
-    pub fn sync(&self) -> Result<(), CudaError> {
+    pub(crate) fn sync(&self) -> Result<(), CudaError> {
         self.stream
             .synchronize()
             .map_err(|e| CudaError::lib("cuStreamSynchronize", e))
     }
 
     /// Time `iters` calls of `launch` with CUDA events around them, on this device's stream.
-    pub fn time_with_events(
+    pub(crate) fn time_with_events(
         &self,
         iters: u64,
         mut launch: impl FnMut() -> Result<(), CudaError>,
@@ -244,27 +251,27 @@ impl Gpu {
 /// Tracks a case's device memory: the device-wide used bytes before its allocations, and the
 /// highest used bytes seen after them. Reports the difference (includes other processes'
 /// changes: meant for a dedicated GPU).
-pub struct MemTracker {
+pub(crate) struct MemTracker {
     base: Option<usize>,
     peak: Option<usize>,
 }
 
 impl MemTracker {
     /// Take the baseline now, before allocating.
-    pub fn start(g: &Gpu) -> Self {
+    pub(crate) fn start(g: &Gpu) -> Self {
         Self {
             base: g.mem_info().map(|(f, t)| t - f),
             peak: None,
         }
     }
     /// Observe the current use.
-    pub fn observe(&mut self, g: &Gpu) {
+    pub(crate) fn observe(&mut self, g: &Gpu) {
         if let Some((f, t)) = g.mem_info() {
             self.peak = Some(self.peak.unwrap_or(0).max(t - f));
         }
     }
     /// Peak use above the baseline.
-    pub fn peak_bytes(&self) -> Option<u64> {
+    pub(crate) fn peak_bytes(&self) -> Option<u64> {
         Some(self.peak?.saturating_sub(self.base?) as u64)
     }
 }

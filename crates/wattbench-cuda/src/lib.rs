@@ -1,30 +1,37 @@
 //! wattbench's GPU backends.
 //!
 //! - `cuda`: our kernels (`kernels/*.cu`), compiled with NVRTC for the device's compute
-//!   capability on first use and cached on disk ([`loader`]); `cuda-naive`: the naive GEMM
+//!   capability on first use and cached on disk ([`Loader`]); `cuda-naive`: the naive GEMM
 //!   baseline.
-//! - `cublas` and `cudnn`: the vendor libraries as yardsticks ([`vendor`]).
+//! - `cublas` and `cudnn`: the vendor libraries as yardsticks.
 //!
 //! Everything loads CUDA libraries at run time (cudarc's dynamic loading), so the crate builds
 //! without CUDA; each library is probed before first use and a missing one makes the device
-//! "unavailable: <reason>" instead of a panic. GPU timing uses CUDA events.
-#![warn(missing_docs)]
+//! `unavailable: <reason>` instead of a panic. GPU timing uses CUDA events.
+//!
+//! Inside, each op's module (`ops/`) describes a case as a plan of buffers and steps on one
+//! checked builder (`plan`); `device` allocates it and is the one `Prepared` implementation
+//! of all backends. Raw device pointers never leave the crate: the public surface is the
+//! backends, the kernel sources and their compiler, and safe host-level helpers.
 
-pub mod buffers;
-pub mod cuda_backend;
-pub mod error;
-pub mod gpu;
-pub mod kernels;
-pub mod loader;
-pub mod plan;
+mod backend;
+mod device;
+mod error;
+mod gpu;
+pub mod host;
+mod kernels;
+mod loader;
+mod ops;
+mod plan;
 pub mod ptxas;
-pub mod train;
-pub mod vendor;
+mod vendor;
 
-pub use cuda_backend::CudaKernels;
+pub use backend::CudaKernels;
 pub use error::CudaError;
+pub use gpu::{driver_version, gpus, GpuInfo};
 pub use kernels::KernelId;
-pub use loader::Loader;
+pub use loader::{compile_options, nvrtc_probe, nvrtc_version, Loader};
+pub use ops::gemm::TC_SMEM_BYTES;
 pub use vendor::{Cublas, Cudnn};
 
 /// Every GPU backend of this crate, in display order.

@@ -48,7 +48,7 @@ pub fn compile_options(arch: u32) -> Vec<String> {
 }
 
 /// 64-bit FNV-1a: a stable hash (std's hashers may change between Rust releases).
-pub fn fnv1a64(parts: &[&[u8]]) -> u64 {
+fn fnv1a64(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for p in parts {
         for &b in *p {
@@ -126,7 +126,7 @@ impl Loader {
                 let p = compile_uncached(id, arch)?;
                 if let Some(path) = &cached {
                     // A cache that cannot be written only costs a recompile next time.
-                    let _ = write_atomic(path, &p);
+                    let _ = wattbench_core::output::write_atomically(path, p.as_bytes());
                 }
                 p
             }
@@ -139,7 +139,7 @@ impl Loader {
 }
 
 /// Run NVRTC on `id` for `arch`, with no cache.
-pub fn compile_uncached(id: KernelId, arch: u32) -> Result<String, CudaError> {
+fn compile_uncached(id: KernelId, arch: u32) -> Result<String, CudaError> {
     nvrtc_probe()?;
     let options = compile_options(arch);
     let opts = cudarc::nvrtc::CompileOptions {
@@ -157,15 +157,6 @@ pub fn compile_uncached(id: KernelId, arch: u32) -> Result<String, CudaError> {
         }),
         Err(e) => Err(CudaError::lib("NVRTC", e)),
     }
-}
-
-fn write_atomic(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

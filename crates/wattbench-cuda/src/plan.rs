@@ -1,154 +1,428 @@
-//! A prepared GPU computation as data: owned buffers plus a list of launches and copies that
-//! one call replays. Shared by the `cuda` backend and the backward-kernel drivers.
-use crate::buffers::{launch, Arg, DevBuf};
+//! The plan builder: the one place where a case's device buffers and the steps of one call
+//! are described and checked.
+//!
+//! Ops ([`crate::ops`]) add buffers (uploaded inputs, NaN-poisoned outputs, zeroed work
+//! space) and then kernel launches, copies and memsets that address those buffers only
+//! through element ranges ([`View`]s), which the builder checks against the buffers' lengths
+//! when the step is added. The builder is plain host data: plans are built and inspected
+//! without a GPU, and [`crate::device`] turns a finished one into device state.
+//!
+//! A copy or memset is checked completely here, so adding one is safe. What a kernel touches
+//! is known only to the op that launches it, so adding a launch is `unsafe`: the op promises
+//! that the arguments match the kernel's C signature and that the grid stays inside the views
+//! it passes.
 use crate::error::CudaError;
-use crate::gpu::{Gpu, MemTracker};
-use cudarc::driver::CudaFunction;
-use std::sync::Arc;
-use std::time::Duration;
-use wattbench_core::{BackendError, Prepared};
+use crate::kernels::KernelId;
+use crate::ops::rnn::RnnBwdArgs;
+use wattbench_core::tensor::HostTensor;
+use wattbench_core::DType;
 
-/// One step of a call.
-pub enum Step {
-    /// A kernel launch.
-    Launch {
-        /// The kernel.
-        f: CudaFunction,
-        /// Grid.
-        grid: (u32, u32, u32),
-        /// Block.
-        block: (u32, u32, u32),
-        /// Dynamic shared memory bytes.
-        smem: u32,
-        /// Arguments (pointers into the plan's buffers).
-        args: Vec<Arg>,
-    },
-    /// Device-to-device copy of `bytes`.
-    Copy {
-        /// Destination address.
-        dst: u64,
-        /// Source address.
-        src: u64,
-        /// Bytes.
-        bytes: usize,
-    },
-    /// Zero `bytes` at `dst`.
-    Zero {
-        /// Destination address.
-        dst: u64,
-        /// Bytes.
-        bytes: usize,
-    },
+/// A launch's grid or block dimensions.
+pub(crate) type Dim3 = (u32, u32, u32);
+
+/// Largest element count (and `int` argument) our kernels index with 32-bit ints.
+pub(crate) const MAX_ELEMS: usize = i32::MAX as usize;
+
+/// Largest dynamic shared memory of one block on the GPUs we target (sm_90: 227 KiB).
+const MAX_SMEM_BYTES: u32 = 227 * 1024;
+
+/// `ceil(a / b)` as a grid dimension.
+pub(crate) fn blocks(a: usize, b: usize) -> u32 {
+    a.div_ceil(b) as u32
 }
 
-/// One output of a plan: elements `range` of buffer `buf` (the whole buffer when `None`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Output {
-    /// Index into the plan's buffers.
-    pub buf: usize,
-    /// Element range within the buffer.
-    pub range: Option<std::ops::Range<usize>>,
-}
+/// Handle of one buffer of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BufId(usize);
 
-impl Output {
-    /// The whole of buffer `buf`.
-    pub fn whole(buf: usize) -> Self {
-        Self { buf, range: None }
+impl BufId {
+    /// Position in the plan's buffer list.
+    pub(crate) fn index(self) -> usize {
+        self.0
     }
-    /// `len` elements of buffer `buf` from element `start`.
-    pub fn part(buf: usize, start: usize, len: usize) -> Self {
-        Self {
-            buf,
-            range: Some(start..start + len),
+}
+
+/// Elements `start..start + len` of one buffer. Plain data: checked where it is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct View {
+    buf: BufId,
+    start: usize,
+    len: usize,
+}
+
+impl View {
+    /// The buffer.
+    pub(crate) fn buf(self) -> BufId {
+        self.buf
+    }
+    /// First element.
+    pub(crate) fn start(self) -> usize {
+        self.start
+    }
+    /// Number of elements.
+    pub(crate) fn len(self) -> usize {
+        self.len
+    }
+    /// The element range.
+    pub(crate) fn range(self) -> std::ops::Range<usize> {
+        self.start..self.start + self.len
+    }
+}
+
+/// How a buffer starts out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Init<'a> {
+    /// These values (an input), converted to the buffer's dtype.
+    Upload(&'a [f32]),
+    /// NaN everywhere, so an output a kernel fails to write shows.
+    Poison,
+    /// Zeros (work space).
+    Zero,
+}
+
+/// One buffer of a plan.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BufSpec<'a> {
+    /// Elements.
+    pub(crate) len: usize,
+    /// Element type (f32, or 16-bit floats stored as bits).
+    pub(crate) dtype: DType,
+    /// Contents before the first call.
+    pub(crate) init: Init<'a>,
+}
+
+/// Which kernel a launch runs, and how: the launch shape an op chooses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Launch {
+    /// Source file (CUDA module).
+    pub(crate) kernel: KernelId,
+    /// Entry point.
+    pub(crate) entry: String,
+    /// Grid.
+    pub(crate) grid: Dim3,
+    /// Block.
+    pub(crate) block: Dim3,
+    /// Dynamic shared memory bytes.
+    pub(crate) smem: u32,
+}
+
+/// A pointer argument (also a field of a by-value struct argument).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Ptr {
+    /// The first element of a view; the kernel may touch the view's elements only.
+    To(View),
+    /// `nullptr`, for the kernels' nullable parameters.
+    #[default]
+    Null,
+}
+
+/// One kernel argument.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Arg {
+    /// A pointer.
+    Ptr(Ptr),
+    /// An `int` (checked to fit when the launch is added).
+    Int(usize),
+    /// A `float`.
+    F32(f32),
+    /// The `RnnBwdArgs` struct of rnn.cu, by value.
+    RnnBwd(RnnBwdArgs<Ptr>),
+}
+
+impl From<View> for Arg {
+    fn from(v: View) -> Self {
+        Arg::Ptr(Ptr::To(v))
+    }
+}
+
+impl From<View> for Ptr {
+    fn from(v: View) -> Self {
+        Ptr::To(v)
+    }
+}
+
+/// The null pointer argument.
+pub(crate) const NULL: Arg = Arg::Ptr(Ptr::Null);
+
+/// One step of a call, in stream order.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Step {
+    /// A kernel launch.
+    Launch(Launch, Vec<Arg>),
+    /// Device-to-device copy of `src` into `dst` (same length and dtype, not overlapping).
+    Copy {
+        /// Destination.
+        dst: View,
+        /// Source.
+        src: View,
+    },
+    /// Zero the view.
+    Zero(View),
+}
+
+/// A plan under construction: buffers, steps and outputs, every view checked.
+#[derive(Default)]
+pub(crate) struct PlanBuilder<'a> {
+    bufs: Vec<BufSpec<'a>>,
+    steps: Vec<Step>,
+    outputs: Vec<View>,
+}
+
+fn invalid(msg: String) -> CudaError {
+    CudaError::Library {
+        what: "building the plan",
+        msg,
+    }
+}
+
+impl<'a> PlanBuilder<'a> {
+    /// An empty plan.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    fn push(&mut self, len: usize, dtype: DType, init: Init<'a>) -> BufId {
+        self.bufs.push(BufSpec { len, dtype, init });
+        BufId(self.bufs.len() - 1)
+    }
+
+    /// A buffer holding `data` as `dtype`.
+    pub(crate) fn upload(&mut self, data: &'a [f32], dtype: DType) -> BufId {
+        self.push(data.len(), dtype, Init::Upload(data))
+    }
+
+    /// Every input, in order (so input `i` is buffer `i` when called first).
+    pub(crate) fn upload_all(&mut self, inputs: &'a [HostTensor], dtype: DType) -> Vec<BufId> {
+        inputs.iter().map(|t| self.upload(&t.data, dtype)).collect()
+    }
+
+    /// `len` elements of NaN: an output.
+    pub(crate) fn poisoned(&mut self, len: usize, dtype: DType) -> BufId {
+        self.push(len, dtype, Init::Poison)
+    }
+
+    /// `len` zeroed elements: work space.
+    pub(crate) fn zeros(&mut self, len: usize, dtype: DType) -> BufId {
+        self.push(len, dtype, Init::Zero)
+    }
+
+    /// All of buffer `id`.
+    pub(crate) fn whole(&self, id: BufId) -> View {
+        let len = self.bufs.get(id.0).map_or(0, |b| b.len);
+        View {
+            buf: id,
+            start: 0,
+            len,
         }
     }
-}
 
-/// Buffers and the steps of one call on one GPU.
-pub struct Plan {
-    /// The device.
-    pub gpu: Arc<Gpu>,
-    /// Every allocation the steps address (kept alive here).
-    pub bufs: Vec<DevBuf>,
-    /// The call.
-    pub steps: Vec<Step>,
-    /// The outputs, in `Case::output_specs` order.
-    pub outputs: Vec<Output>,
-    /// Backend name, for errors.
-    pub backend: &'static str,
-    /// Device memory tracking from before the first allocation.
-    pub mem: MemTracker,
-}
+    /// Elements `start..start + len` of buffer `id` (checked where the view is used).
+    pub(crate) fn view(&self, id: BufId, start: usize, len: usize) -> View {
+        View {
+            buf: id,
+            start,
+            len,
+        }
+    }
 
-impl Plan {
-    /// Run the steps once (asynchronously).
-    pub fn run(&self) -> Result<(), CudaError> {
-        let g = &self.gpu;
-        let s = g.stream.cu_stream();
-        for st in &self.steps {
-            match st {
-                // SAFETY: plans are built with argument lists matching their kernels and
-                // pointers into `self.bufs`, sized for the grids (see the builders).
-                Step::Launch {
-                    f,
-                    grid,
-                    block,
-                    smem,
-                    args,
-                } => unsafe { launch(g, f, *grid, *block, *smem, args)? },
-                // SAFETY: addresses and sizes come from `self.bufs`.
-                Step::Copy { dst, src, bytes } => unsafe {
-                    cudarc::driver::result::memcpy_dtod_async(*dst, *src, *bytes, s)
-                        .map_err(|e| CudaError::lib("cuMemcpyDtoDAsync", e))?
-                },
-                // SAFETY: as above.
-                Step::Zero { dst, bytes } => unsafe {
-                    cudarc::driver::result::memset_d8_async(*dst, 0, *bytes, s)
-                        .map_err(|e| CudaError::lib("cuMemsetD8Async", e))?
-                },
+    fn spec(&self, v: View) -> Result<&BufSpec<'a>, CudaError> {
+        let b = self
+            .bufs
+            .get(v.buf.0)
+            .ok_or_else(|| invalid(format!("{v:?}: no such buffer")))?;
+        match v.start.checked_add(v.len) {
+            Some(end) if end <= b.len => Ok(b),
+            _ => Err(invalid(format!(
+                "{v:?} outside buffer {} of {} elements",
+                v.buf.0, b.len
+            ))),
+        }
+    }
+
+    /// Check that `v` lies inside its buffer and is exactly `len` elements of `dtype`: what an
+    /// op establishes about the views it passes to a kernel, before launching it.
+    pub(crate) fn expect(&self, v: View, len: usize, dtype: DType) -> Result<(), CudaError> {
+        let b = self.spec(v)?;
+        if v.len != len || b.dtype != dtype {
+            return Err(invalid(format!(
+                "{v:?} of {:?}: expected {len} elements of {dtype:?}",
+                b.dtype
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_ptr(&self, p: Ptr) -> Result<(), CudaError> {
+        match p {
+            Ptr::To(v) => self.spec(v).map(|_| ()),
+            Ptr::Null => Ok(()),
+        }
+    }
+
+    /// Add a launch of `launch` with `args`, after checking that the entry point exists, the
+    /// launch shape is valid, every view lies inside its buffer and every `int` fits.
+    ///
+    /// # Safety
+    /// Only the caller knows the kernel, so it must guarantee that `args` match the C
+    /// signature of `launch.entry` (count, order, and types: each [`Ptr`] a pointer to the
+    /// element type of its view's buffer, each [`Arg::Int`] an `int`, each [`Arg::F32`] a
+    /// `float`, [`Arg::RnnBwd`] the `RnnBwdArgs` struct), that with this grid, block and
+    /// these arguments the kernel reads and writes only the elements of the views it is
+    /// given ([`Ptr::Null`] only where the kernel accepts null), and that it needs no more
+    /// dynamic shared memory than `launch.smem`.
+    pub(crate) unsafe fn launch(
+        &mut self,
+        launch: Launch,
+        args: Vec<Arg>,
+    ) -> Result<(), CudaError> {
+        let Launch {
+            kernel,
+            entry,
+            grid,
+            block,
+            smem,
+        } = &launch;
+        if !kernel.entry_points().contains(entry) {
+            return Err(invalid(format!(
+                "no entry point {entry} in {}",
+                kernel.file()
+            )));
+        }
+        let dims = [grid.0, grid.1, grid.2, block.0, block.1, block.2];
+        let threads = u64::from(block.0) * u64::from(block.1) * u64::from(block.2);
+        if dims.contains(&0) || threads > 1024 || *smem > MAX_SMEM_BYTES {
+            return Err(invalid(format!("{entry}: bad launch shape {launch:?}")));
+        }
+        for a in &args {
+            match *a {
+                Arg::Ptr(p) => self.check_ptr(p)?,
+                Arg::Int(n) if n > MAX_ELEMS => {
+                    return Err(invalid(format!("{entry}: int argument {n} over 2^31-1")))
+                }
+                Arg::RnnBwd(s) => s
+                    .pointers()
+                    .into_iter()
+                    .try_for_each(|p| self.check_ptr(p))?,
+                Arg::Int(_) | Arg::F32(_) => {}
             }
         }
+        self.steps.push(Step::Launch(launch, args));
         Ok(())
     }
 
-    /// Address of buffer `i`.
-    pub fn ptr(&self, i: usize) -> u64 {
-        self.bufs[i].ptr(&self.gpu)
+    /// Copy `src` into `dst`: both inside their buffers, same length and dtype, no overlap.
+    pub(crate) fn copy(&mut self, dst: View, src: View) -> Result<(), CudaError> {
+        let (d, s) = (self.spec(dst)?.dtype, self.spec(src)?.dtype);
+        let overlap = dst.buf == src.buf
+            && dst.start < src.start + src.len
+            && src.start < dst.start + dst.len;
+        if d != s || dst.len != src.len || overlap {
+            return Err(invalid(format!("copy {src:?} ({s:?}) to {dst:?} ({d:?})")));
+        }
+        self.steps.push(Step::Copy { dst, src });
+        Ok(())
+    }
+
+    /// Zero `dst` (inside its buffer).
+    pub(crate) fn zero(&mut self, dst: View) -> Result<(), CudaError> {
+        self.spec(dst)?;
+        self.steps.push(Step::Zero(dst));
+        Ok(())
+    }
+
+    /// Add `v` to the outputs (downloaded as f32, in the order added).
+    pub(crate) fn output(&mut self, v: View) -> Result<(), CudaError> {
+        self.spec(v)?;
+        self.outputs.push(v);
+        Ok(())
+    }
+
+    /// The buffers.
+    pub(crate) fn bufs(&self) -> &[BufSpec<'a>] {
+        &self.bufs
+    }
+
+    /// The steps of one call.
+    pub(crate) fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The outputs.
+    pub(crate) fn outputs(&self) -> &[View] {
+        &self.outputs
     }
 }
 
-impl Prepared for Plan {
-    fn execute(&mut self) -> Result<(), BackendError> {
-        self.run().map_err(|e| e.into_backend(self.backend))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sgd_like(w: View, n: usize) -> (Launch, Vec<Arg>) {
+        let l = Launch {
+            kernel: KernelId::Elementwise,
+            entry: "sgd_update_f32".into(),
+            grid: (1, 1, 1),
+            block: (256, 1, 1),
+            smem: 0,
+        };
+        (l, vec![w.into(), w.into(), Arg::F32(0.5), Arg::Int(n)])
     }
-    fn sync(&mut self) -> Result<(), BackendError> {
-        self.gpu.sync().map_err(|e| e.into_backend(self.backend))?;
-        self.mem.observe(&self.gpu);
-        Ok(())
+
+    #[test]
+    fn views_outside_their_buffer_are_refused_everywhere() {
+        let mut b = PlanBuilder::new();
+        let x = b.zeros(10, DType::F32);
+        let y = b.poisoned(4, DType::F32);
+        let h = b.zeros(4, DType::Bf16);
+        assert!(b.output(b.view(y, 1, 3)).is_ok());
+        assert!(b.output(b.view(y, 2, 3)).is_err());
+        assert!(b.output(b.view(y, usize::MAX, 2)).is_err());
+        assert!(b.zero(b.view(x, 10, 0)).is_ok());
+        assert!(b.zero(b.view(x, 10, 1)).is_err());
+        assert!(b.output(b.view(BufId(9), 0, 1)).is_err());
+        // Copies: same length and dtype, no overlap.
+        assert!(b.copy(b.view(x, 0, 4), b.whole(y)).is_ok());
+        assert!(b.copy(b.view(x, 0, 5), b.whole(y)).is_err());
+        assert!(b.copy(b.whole(h), b.whole(y)).is_err());
+        assert!(b.copy(b.view(x, 0, 4), b.view(x, 3, 4)).is_err());
+        assert!(b.copy(b.view(x, 0, 4), b.view(x, 4, 4)).is_ok());
+        // Launches: every view, every int, the entry point and the shape are checked.
+        let (l, args) = sgd_like(b.whole(x), 10);
+        // SAFETY: never run; only the builder's checks are exercised.
+        assert!(unsafe { b.launch(l.clone(), args) }.is_ok());
+        let (_, args) = sgd_like(b.view(x, 5, 6), 6);
+        // SAFETY: as above.
+        assert!(unsafe { b.launch(l.clone(), args) }.is_err());
+        let (_, args) = sgd_like(b.whole(x), MAX_ELEMS + 1);
+        // SAFETY: as above.
+        assert!(unsafe { b.launch(l.clone(), args) }.is_err());
+        let (_, args) = sgd_like(b.whole(x), 10);
+        let bad = Launch {
+            entry: "no_such_kernel".into(),
+            ..l.clone()
+        };
+        // SAFETY: as above.
+        assert!(unsafe { b.launch(bad, args.clone()) }.is_err());
+        let bad = Launch {
+            grid: (0, 1, 1),
+            ..l.clone()
+        };
+        // SAFETY: as above.
+        assert!(unsafe { b.launch(bad, args.clone()) }.is_err());
+        let rnn = RnnBwdArgs {
+            carry: Ptr::To(b.view(x, 8, 3)),
+            ..RnnBwdArgs::default()
+        };
+        // SAFETY: as above.
+        assert!(unsafe { b.launch(l, vec![Arg::RnnBwd(rnn)]) }.is_err());
+        assert_eq!(b.steps().len(), 4);
+        assert_eq!(b.outputs(), [b.view(y, 1, 3)]);
     }
-    fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
-        self.sync()?;
-        self.outputs
-            .iter()
-            .map(|o| {
-                let b = &self.bufs[o.buf];
-                match &o.range {
-                    None => b.download(&self.gpu),
-                    Some(r) => b.download_range(&self.gpu, r.clone()),
-                }
-                .map_err(|e| e.into_backend(self.backend))
-            })
-            .collect()
-    }
-    fn time_iters(&mut self, iters: u64) -> Result<Duration, BackendError> {
-        let d = self
-            .gpu
-            .time_with_events(iters, || self.run())
-            .map_err(|e| e.into_backend(self.backend))?;
-        self.mem.observe(&self.gpu);
-        Ok(d)
-    }
-    fn device_peak_bytes(&mut self) -> Option<u64> {
-        self.mem.peak_bytes()
+
+    #[test]
+    fn blocks_rounds_up() {
+        assert_eq!(blocks(1000, 128), 8);
+        assert_eq!(blocks(1024, 128), 8);
+        assert_eq!(blocks(1, 128), 1);
     }
 }

@@ -1,14 +1,17 @@
 //! Vendor yardsticks: `cublas` (GEMM: SGEMM-equivalent fp32, and bf16/f16 GemmEx with fp32
 //! accumulation) and `cudnn` (conv2d forward, fp32 with tensor cores off, so it computes what
 //! our fp32 kernel computes rather than TF32).
-use crate::buffers::DevBuf;
-use crate::cuda_backend::{common_supports, cuda_versions, inference_only};
+//!
+//! Each is a library call ([`DeviceCall`]) on buffers from the same [`PlanBuilder`] our kernels
+//! use, so uploads, poisoned outputs, timing and memory tracking are shared.
+use crate::backend::{common_supports, cuda_versions, inference_only, prepare_device};
+use crate::device::{addr, DevBuf, DeviceCall};
 use crate::error::CudaError;
-use crate::gpu::{self, device_infos, Gpu, MemTracker};
+use crate::gpu::{self, device_infos, Gpu};
+use crate::plan::{PlanBuilder, View};
 use cudarc::cublas::sys as cbs;
 use cudarc::cudnn::sys as cds;
 use std::sync::Arc;
-use std::time::Duration;
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::workload::{ConvParams, GemmParams};
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Op, Params, Prepared};
@@ -39,6 +42,33 @@ fn probe_cudnn() -> Result<(), String> {
     }
 }
 
+/// A vendor backend's `prepare`: the shared checks and the library `probe`, then the inputs
+/// uploaded in the case's dtype and one NaN-poisoned buffer per output, then the call `make`
+/// sets up on them (given the views of the inputs and outputs, in order).
+fn prepare_library<C: DeviceCall + 'static>(
+    backend: &dyn Backend,
+    probe: fn() -> Result<(), String>,
+    case: &Case,
+    device: &str,
+    inputs: &[HostTensor],
+    make: impl FnOnce(&Arc<Gpu>, Vec<View>) -> Result<C, CudaError>,
+) -> Result<Box<dyn Prepared>, BackendError> {
+    let g = prepare_device(backend, case, device, inputs, probe)?;
+    let name = backend.name();
+    let mut b = PlanBuilder::new();
+    let mut ids = b.upload_all(inputs, case.dtype);
+    for spec in case.output_specs() {
+        let out = b.poisoned(spec.numel(), case.dtype);
+        b.output(b.whole(out)).map_err(|e| e.into_backend(name))?;
+        ids.push(out);
+    }
+    let views = ids.into_iter().map(|i| b.whole(i)).collect();
+    let case = b
+        .into_library_case(&g, name, |g| make(g, views))
+        .map_err(|e| e.into_backend(name))?;
+    Ok(Box::new(case))
+}
+
 /// cuBLAS GEMM.
 #[derive(Default)]
 pub struct Cublas;
@@ -46,7 +76,7 @@ pub struct Cublas;
 /// cuBLAS arguments for a row-major GEMM: C = A·B row-major is Cᵀ = Bᵀ·Aᵀ column-major, so
 /// cuBLAS sees (m, n) = (N, M), its "A" is our B and its "B" is our A.
 /// Returns (transa, transb, m, n, k, lda, ldb, ldc).
-pub fn cublas_shape(p: &GemmParams) -> (bool, bool, i32, i32, i32, i32, i32, i32) {
+fn cublas_shape(p: &GemmParams) -> (bool, bool, i32, i32, i32, i32, i32, i32) {
     let (m, n, k) = (p.m as i32, p.n as i32, p.k as i32);
     // Our B stored [K,N] is column-major [N,K] with ld N: op N; stored [N,K]: op T, ld K.
     let (ta, lda) = if p.trans_b { (true, k) } else { (false, n) };
@@ -55,20 +85,27 @@ pub fn cublas_shape(p: &GemmParams) -> (bool, bool, i32, i32, i32, i32, i32, i32
     (ta, tb, n, m, k, lda, ldb, n)
 }
 
-struct CublasRun {
-    gpu: Arc<Gpu>,
+/// One `cublasGemmEx` on the case's `a`, `b` and `c`.
+struct CublasGemm {
     handle: cudarc::cublas::CudaBlas,
-    a: DevBuf,
-    b: DevBuf,
-    c: DevBuf,
     p: GemmParams,
     dtype: DType,
-    mem: MemTracker,
+    abc: [View; 3],
 }
 
-impl CublasRun {
-    fn run(&self) -> Result<(), CudaError> {
-        let (ta, tb, m, n, k, lda, ldb, ldc) = cublas_shape(&self.p);
+impl DeviceCall for CublasGemm {
+    fn call(&mut self, g: &Gpu, bufs: &mut [DevBuf]) -> Result<(), CudaError> {
+        let p = &self.p;
+        let [a, b, c] = self.abc;
+        let sizes = [(a, p.m * p.k), (b, p.k * p.n), (c, p.m * p.n)];
+        if sizes.iter().any(|&(v, n)| v.len() != n) {
+            return Err(CudaError::lib(
+                "cublasGemmEx",
+                format!("operands {:?} for {p:?}", self.abc),
+            ));
+        }
+        let (pa, pb, pc) = (addr(g, bufs, a)?, addr(g, bufs, b)?, addr(g, bufs, c)?);
+        let (ta, tb, m, n, k, lda, ldb, ldc) = cublas_shape(p);
         let op = |t| {
             if t {
                 cbs::cublasOperation_t::CUBLAS_OP_T
@@ -82,9 +119,10 @@ impl CublasRun {
             DType::F16 => cbs::cudaDataType_t::CUDA_R_16F,
         };
         let (alpha, beta) = (1.0f32, 0.0f32);
-        let g = &self.gpu;
-        // SAFETY: pointers address live allocations of the sizes the shape implies; alpha and
-        // beta are f32 as CUBLAS_COMPUTE_32F requires.
+        // SAFETY: the three addresses were just resolved, bounds-checked, from views of
+        // exactly M·K, K·N and M·N elements of live buffers in the case's dtype (the builder
+        // allocated them in `self.dtype`), which is what the leading dimensions from
+        // `cublas_shape` address; alpha and beta are f32 as CUBLAS_COMPUTE_32F requires.
         unsafe {
             cudarc::cublas::result::gemm_ex(
                 *self.handle.handle(),
@@ -94,14 +132,14 @@ impl CublasRun {
                 n,
                 k,
                 (&alpha) as *const f32 as *const _,
-                self.b.ptr(g) as *const _,
+                pb as *const _,
                 ty,
                 lda,
-                self.a.ptr(g) as *const _,
+                pa as *const _,
                 ty,
                 ldb,
                 (&beta) as *const f32 as *const _,
-                self.c.ptr(g) as *mut _,
+                pc as *mut _,
                 ty,
                 ldc,
                 cbs::cublasComputeType_t::CUBLAS_COMPUTE_32F,
@@ -109,35 +147,6 @@ impl CublasRun {
             )
         }
         .map_err(|e| CudaError::lib("cublasGemmEx", e))
-    }
-}
-
-impl Prepared for CublasRun {
-    fn execute(&mut self) -> Result<(), BackendError> {
-        self.run().map_err(|e| e.into_backend("cublas"))
-    }
-    fn sync(&mut self) -> Result<(), BackendError> {
-        self.gpu.sync().map_err(|e| e.into_backend("cublas"))?;
-        self.mem.observe(&self.gpu);
-        Ok(())
-    }
-    fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
-        self.sync()?;
-        Ok(vec![self
-            .c
-            .download(&self.gpu)
-            .map_err(|e| e.into_backend("cublas"))?])
-    }
-    fn time_iters(&mut self, iters: u64) -> Result<Duration, BackendError> {
-        let d = self
-            .gpu
-            .time_with_events(iters, || self.run())
-            .map_err(|e| e.into_backend("cublas"))?;
-        self.mem.observe(&self.gpu);
-        Ok(d)
-    }
-    fn device_peak_bytes(&mut self) -> Option<u64> {
-        self.mem.peak_bytes()
     }
 }
 
@@ -165,30 +174,21 @@ impl Backend for Cublas {
         device: &str,
         inputs: &[HostTensor],
     ) -> Result<Box<dyn Prepared>, BackendError> {
-        self.supports(case, device)
-            .map_err(BackendError::Unsupported)?;
-        probe_cublas().map_err(BackendError::Unavailable)?;
-        let Params::Gemm(p) = case.params else {
-            return Err(BackendError::Unsupported("cublas runs GEMM only".into()));
-        };
-        let e = |e: CudaError| e.into_backend("cublas");
-        let g = gpu::gpu(device).map_err(e)?;
-        let mem = MemTracker::start(&g);
-        let handle = cudarc::cublas::CudaBlas::new(g.stream.clone())
-            .map_err(|x| e(CudaError::lib("cublasCreate", x)))?;
-        let a = DevBuf::upload(&g, &inputs[0].data, case.dtype).map_err(e)?;
-        let b = DevBuf::upload(&g, &inputs[1].data, case.dtype).map_err(e)?;
-        let c = DevBuf::poisoned(&g, p.m * p.n, case.dtype).map_err(e)?;
-        Ok(Box::new(CublasRun {
-            gpu: g,
-            handle,
-            a,
-            b,
-            c,
-            p,
-            dtype: case.dtype,
-            mem,
-        }))
+        prepare_library(self, probe_cublas, case, device, inputs, |g, views| {
+            let Params::Gemm(p) = case.params else {
+                return Err(CudaError::lib("cublas", "runs GEMM only"));
+            };
+            let handle = cudarc::cublas::CudaBlas::new(g.stream.clone())
+                .map_err(|x| CudaError::lib("cublasCreate", x))?;
+            let abc = <[View; 3]>::try_from(views)
+                .map_err(|v| CudaError::lib("cublas", format!("{} operands", v.len())))?;
+            Ok(CublasGemm {
+                handle,
+                p,
+                dtype: case.dtype,
+                abc,
+            })
+        })
     }
 }
 
@@ -196,72 +196,58 @@ impl Backend for Cublas {
 #[derive(Default)]
 pub struct Cudnn;
 
-struct CudnnRun {
-    gpu: Arc<Gpu>,
+/// One cuDNN ConvForward of the case's `x` and `w` into `y` (buffers 0, 1, 2).
+struct CudnnConv {
     _handle: Arc<cudarc::cudnn::Cudnn>,
+    c: ConvParams,
     xd: cudarc::cudnn::TensorDescriptor<f32>,
     wd: cudarc::cudnn::FilterDescriptor<f32>,
     yd: cudarc::cudnn::TensorDescriptor<f32>,
     conv: cudarc::cudnn::ConvDescriptor<f32>,
     algo: cds::cudnnConvolutionFwdAlgo_t,
     workspace: Option<cudarc::driver::CudaSlice<u8>>,
-    x: cudarc::driver::CudaSlice<f32>,
-    w: cudarc::driver::CudaSlice<f32>,
-    y: cudarc::driver::CudaSlice<f32>,
-    mem: MemTracker,
 }
 
-impl CudnnRun {
-    fn run(&mut self) -> Result<(), CudaError> {
+impl DeviceCall for CudnnConv {
+    fn call(&mut self, _: &Gpu, bufs: &mut [DevBuf]) -> Result<(), CudaError> {
+        let c = &self.c;
+        let [DevBuf::F32(x), DevBuf::F32(w), DevBuf::F32(y)] = bufs else {
+            return Err(CudaError::lib(
+                "cudnnConvolutionForward",
+                "expected three f32 buffers",
+            ));
+        };
+        let want = [
+            c.n * c.c * c.h * c.w,
+            c.k * c.c * c.r * c.s,
+            c.n * c.k * c.p() * c.q(),
+        ];
+        if [x.len(), w.len(), y.len()] != want {
+            return Err(CudaError::lib(
+                "cudnnConvolutionForward",
+                format!("buffers for {c:?}"),
+            ));
+        }
         let op = cudarc::cudnn::ConvForward {
             conv: &self.conv,
             x: &self.xd,
             w: &self.wd,
             y: &self.yd,
         };
-        // SAFETY: buffers match the descriptors they were created with.
+        // SAFETY: x, w and y were just checked to hold exactly the elements of the NCHW
+        // descriptors made from the same shape, and the workspace is the size cuDNN asked for
+        // this algorithm.
         unsafe {
             op.launch(
                 self.algo,
                 self.workspace.as_mut(),
                 (1.0f32, 0.0f32),
-                &self.x,
-                &self.w,
-                &mut self.y,
+                &*x,
+                &*w,
+                y,
             )
         }
         .map_err(|e| CudaError::lib("cudnnConvolutionForward", e))
-    }
-}
-
-impl Prepared for CudnnRun {
-    fn execute(&mut self) -> Result<(), BackendError> {
-        self.run().map_err(|e| e.into_backend("cudnn"))
-    }
-    fn sync(&mut self) -> Result<(), BackendError> {
-        self.gpu.sync().map_err(|e| e.into_backend("cudnn"))?;
-        self.mem.observe(&self.gpu);
-        Ok(())
-    }
-    fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
-        self.sync()?;
-        let y = self
-            .gpu
-            .stream
-            .clone_dtoh(&self.y)
-            .map_err(|e| CudaError::lib("cuMemcpyDtoH", e).into_backend("cudnn"))?;
-        Ok(vec![y])
-    }
-    fn time_iters(&mut self, iters: u64) -> Result<Duration, BackendError> {
-        let g = self.gpu.clone();
-        let d = g
-            .time_with_events(iters, || self.run())
-            .map_err(|e| e.into_backend("cudnn"))?;
-        self.mem.observe(&self.gpu);
-        Ok(d)
-    }
-    fn device_peak_bytes(&mut self) -> Option<u64> {
-        self.mem.peak_bytes()
     }
 }
 
@@ -269,12 +255,8 @@ fn i(v: usize) -> i32 {
     v as i32
 }
 
-fn cudnn_prepare(
-    g: Arc<Gpu>,
-    c: &ConvParams,
-    inputs: &[HostTensor],
-) -> Result<CudnnRun, CudaError> {
-    let mem = MemTracker::start(&g);
+/// cuDNN's handle, descriptors, algorithm and workspace for a forward conv of `c`.
+fn cudnn_conv(g: &Arc<Gpu>, c: ConvParams) -> Result<CudnnConv, CudaError> {
     fn lib<E: std::fmt::Debug>(what: &'static str) -> impl Fn(E) -> CudaError {
         move |e| CudaError::lib(what, e)
     }
@@ -325,31 +307,15 @@ fn cudnn_prepare(
     } else {
         None
     };
-    let x = g
-        .stream
-        .clone_htod(&inputs[0].data)
-        .map_err(lib("cuMemcpyHtoD"))?;
-    let w = g
-        .stream
-        .clone_htod(&inputs[1].data)
-        .map_err(lib("cuMemcpyHtoD"))?;
-    let y = g
-        .stream
-        .clone_htod(&vec![f32::NAN; c.n * c.k * c.p() * c.q()])
-        .map_err(lib("cuMemcpyHtoD"))?;
-    Ok(CudnnRun {
-        gpu: g,
+    Ok(CudnnConv {
         _handle: h,
+        c,
         xd,
         wd,
         yd,
         conv,
         algo,
         workspace,
-        x,
-        w,
-        y,
-        mem,
     })
 }
 
@@ -395,16 +361,12 @@ impl Backend for Cudnn {
         device: &str,
         inputs: &[HostTensor],
     ) -> Result<Box<dyn Prepared>, BackendError> {
-        self.supports(case, device)
-            .map_err(BackendError::Unsupported)?;
-        probe_cudnn().map_err(BackendError::Unavailable)?;
-        let Params::Conv2d(c) = case.params else {
-            return Err(BackendError::Unsupported("cudnn runs conv2d only".into()));
-        };
-        let g = gpu::gpu(device).map_err(|e| e.into_backend("cudnn"))?;
-        Ok(Box::new(
-            cudnn_prepare(g, &c, inputs).map_err(|e| e.into_backend("cudnn"))?,
-        ))
+        prepare_library(self, probe_cudnn, case, device, inputs, |g, _| {
+            match case.params {
+                Params::Conv2d(c) => cudnn_conv(g, c),
+                _ => Err(CudaError::lib("cudnn", "runs conv2d only")),
+            }
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 use crate::{EnergyError, Interval};
+use wattbench_core::result::CarbonAssumptions;
 
 /// Joules per kWh.
 pub const J_PER_KWH: f64 = 3.6e6;
@@ -224,6 +225,22 @@ impl CarbonParams {
             pue_is_default,
             price_per_kwh,
         })
+    }
+}
+
+impl CarbonParams {
+    /// The record of these parameters in result files.
+    pub fn assumptions(&self) -> CarbonAssumptions {
+        CarbonAssumptions {
+            intensity_g_per_kwh: self.intensity.g_per_kwh,
+            region: self.intensity.region.clone(),
+            region_name: self.intensity.name.clone(),
+            intensity_source: self.intensity.source.clone(),
+            intensity_year: self.intensity.year,
+            pue: self.pue,
+            pue_is_default: self.pue_is_default,
+            price_per_kwh: self.price_per_kwh,
+        }
     }
 }
 

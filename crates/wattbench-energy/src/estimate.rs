@@ -10,12 +10,10 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::integrate::Accumulator;
 use crate::meters::{CpuScope, Domain, ReadContext, Reading};
 use crate::procfs;
-use crate::Source;
+use crate::{EstimateAssumptions, Source};
 
 /// Watts per hardware thread when neither a flag nor the table gives a TDP: about the median
 /// of TDP / threads over the table below (1.9–5.3 W).
@@ -194,27 +192,27 @@ impl Domain for CpuEstimate {
     fn min_window(&self) -> Duration {
         MIN_WINDOW
     }
-    fn assumptions(&self, acc: &Accumulator, window_s: f64) -> Option<serde_json::Value> {
+    fn assumptions(&self, acc: &Accumulator, window_s: f64) -> Option<EstimateAssumptions> {
         let cpu_s = acc.cpu_seconds();
         let util = if window_s > 0.0 {
             Some(cpu_s / (window_s * self.logical_cpus as f64))
         } else {
             None
         };
-        Some(json!({
-            "model": "TDP x utilisation: joules = TDP / hardware_threads x cpu_seconds",
-            "tdp_watts": self.tdp.tdp_watts,
-            "tdp_source": self.tdp.source,
-            "hardware_threads": self.tdp.threads,
-            "watts_per_busy_thread": self.tdp.watts_per_thread(),
-            "cpu_model": self.cpu_model,
-            "logical_cpus": self.logical_cpus,
-            "cpu_seconds": cpu_s,
-            "utilisation_of_machine": util,
-            "relative_uncertainty": MODEL_UNCERTAINTY,
-            "excludes": "idle/static power, DRAM, GPUs, other processes",
-            "comparison": "CodeCarbon's fallback is TDP x 50% for the whole CPU",
-        }))
+        Some(EstimateAssumptions {
+            model: "TDP x utilisation: joules = TDP / hardware_threads x cpu_seconds".into(),
+            tdp_watts: self.tdp.tdp_watts,
+            tdp_source: self.tdp.source.clone(),
+            hardware_threads: self.tdp.threads,
+            watts_per_busy_thread: self.tdp.watts_per_thread(),
+            cpu_model: self.cpu_model.clone(),
+            logical_cpus: self.logical_cpus,
+            cpu_seconds: cpu_s,
+            utilisation_of_machine: util,
+            relative_uncertainty: MODEL_UNCERTAINTY,
+            excludes: "idle/static power, DRAM, GPUs, other processes".into(),
+            comparison: "CodeCarbon's fallback is TDP x 50% for the whole CPU".into(),
+        })
     }
 }
 

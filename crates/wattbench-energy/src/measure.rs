@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::carbon::{carbon, CarbonParams};
-use crate::integrate::{total_energy, EnergyTotal, Interval};
-use crate::meters::{CpuScope, DomainEnergy, GpuInfo, MeterConfig, MeterInfo, Meters, ProcessTree};
+use crate::meters::{CpuScope, MeterConfig, Meters, ProcessTree};
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::{Sampler, Trace};
 use crate::signals::{self, ChildSlot, Forwarder, MEASURE_LOCK};
+use crate::{total_energy, EnergyTotal, Interval};
+use crate::{DomainEnergy, GpuRecord, MeterInfo};
 use crate::{EnergyError, ReadContext};
+pub use wattbench_core::result::Projection;
+use wattbench_core::units::sig;
 
 /// Exit code when the command cannot be found (as shells use).
 pub const EXIT_NOT_FOUND: i32 = 127;
@@ -44,27 +47,6 @@ pub struct MeasureOptions {
     pub carbon: CarbonParams,
     /// Optional projection to a full run.
     pub projection: Option<ProjectionSpec>,
-}
-
-/// A full run projected linearly from a partial one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Projection {
-    /// Steps measured.
-    pub steps_done: u64,
-    /// Steps of the full run.
-    pub total_steps: u64,
-    /// total / done.
-    pub factor: f64,
-    /// Projected duration, s.
-    pub duration_s: f64,
-    /// Projected IT energy, kWh.
-    pub energy_kwh: Option<Interval>,
-    /// Projected emissions, kg CO2e.
-    pub co2e_kg: Option<Interval>,
-    /// Projected cost.
-    pub cost: Option<Interval>,
-    /// How it was computed.
-    pub method: String,
 }
 
 /// Which intensity, PUE and sources every carbon figure used.
@@ -149,7 +131,7 @@ pub struct MeasureReport {
     /// Every meter, available or not.
     pub meters: Vec<MeterInfo>,
     /// NVML's description of the GPUs at the end of the run.
-    pub gpus: Vec<GpuInfo>,
+    pub gpus: Vec<GpuRecord>,
     /// Sampler interval, ms.
     pub sample_interval_ms: f64,
     /// Sampler ticks taken.
@@ -282,19 +264,6 @@ impl MeasureReport {
     }
 }
 
-/// `x` with four significant digits, without an exponent for everyday magnitudes.
-fn sig(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return format!("{x}");
-    }
-    let mag = x.abs().log10().floor() as i32;
-    if !(-6..9).contains(&mag) {
-        return format!("{x:.3e}");
-    }
-    let decimals = (3 - mag).max(0) as usize;
-    format!("{x:.decimals$}")
-}
-
 /// Validates a projection request.
 pub fn check_projection(
     steps_done: Option<u64>,
@@ -353,8 +322,9 @@ fn wait_child(
 ) -> (Result<Exit, EnergyError>, crate::sampler::SamplerOutput) {
     // Wait for the exit without reaping, so the pid stays ours while we stop the sampler.
     loop {
-        // SAFETY: waitid fills a siginfo we own.
+        // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid fills the siginfo we own; WNOWAIT leaves the child unreaped.
         let r = unsafe {
             libc::waitid(
                 libc::P_PID,
@@ -380,9 +350,10 @@ fn wait_child(
     }
     let out = sampler.finish();
     let mut status: libc::c_int = 0;
-    // SAFETY: wait4 fills the status and rusage we own.
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let r = slot.reap_with(|| loop {
+        // SAFETY: wait4 fills the status and rusage we own, for our own child.
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         if r >= 0 || std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
             break r;
@@ -537,7 +508,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         .domains
         .iter()
         .zip(&out.accs)
-        .map(|(d, a)| DomainEnergy::from_acc(d.as_ref(), a))
+        .map(|(d, a)| crate::meters::domain_energy(d.as_ref(), a))
         .collect();
     let error = exit
         .signal

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::integrate::Accumulator;
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::Sampler;
-use crate::{estimate, nvml, rapl, EnergyError, Source};
+use crate::{estimate, nvml, rapl, EnergyError, EstimateAssumptions, Source};
+use wattbench_core::energy::DomainEnergy;
+use wattbench_core::result::{GpuRecord, MeterInfo};
 
 /// One raw reading of a domain.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +72,7 @@ pub trait Domain: Send + Sync {
     /// Shortest window for which the domain's resolution does not dominate.
     fn min_window(&self) -> Duration;
     /// Model assumptions to attach to the figure (estimates), given the accumulated state.
-    fn assumptions(&self, _acc: &Accumulator, _window_s: f64) -> Option<serde_json::Value> {
+    fn assumptions(&self, _acc: &Accumulator, _window_s: f64) -> Option<EstimateAssumptions> {
         None
     }
     /// Device memory in use, bytes (GPUs), for the trace.
@@ -173,102 +173,9 @@ impl MeterConfig {
     }
 }
 
-/// One meter found (or not) on this machine, for `wattbench info`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MeterInfo {
-    /// Domain or meter name.
-    pub name: String,
-    /// `nvml`, `rapl` or `estimate`.
-    pub kind: String,
-    /// Whether it can be read.
-    pub available: bool,
-    /// Why it is unavailable, starting with `unavailable:`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// What it reads and how it is labelled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// A GPU as NVML describes it, recorded beside results. Fields NVML cannot give are null.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GpuInfo {
-    /// NVML index.
-    pub index: u32,
-    /// Product name.
-    pub name: Option<String>,
-    /// UUID.
-    pub uuid: Option<String>,
-    /// Driver version.
-    pub driver_version: Option<String>,
-    /// Enforced power-management limit, W.
-    pub power_limit_watts: Option<f64>,
-    /// Current SM clock, MHz.
-    pub sm_clock_mhz: Option<u32>,
-    /// Current memory clock, MHz.
-    pub memory_clock_mhz: Option<u32>,
-    /// Die temperature, °C.
-    pub temperature_c: Option<u32>,
-    /// Kernel-busy percentage over NVML's last sample period.
-    pub utilization_gpu_pct: Option<u32>,
-    /// Device memory used, bytes.
-    pub memory_used_bytes: Option<u64>,
-    /// Device memory total, bytes.
-    pub memory_total_bytes: Option<u64>,
-    /// Whether the total-energy counter is supported.
-    pub energy_counter: bool,
-}
-
-/// Energy of one domain over one window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DomainEnergy {
-    /// `gpu0`, `cpu-package-0`, `dram-0`, `cpu-estimate`...
-    pub name: String,
-    /// How the figure was obtained.
-    pub source: Source,
-    /// Why there is no figure, or a caveat about it.
-    pub reason: Option<String>,
-    /// Joules; null when unsupported, never 0 for a missing reading.
-    pub joules: Option<f64>,
-    /// Window length, s.
-    pub window_s: f64,
-    /// Uncertainty of `joules` (half-width), J.
-    pub uncertainty_j: Option<f64>,
-    /// joules / window, W.
-    pub avg_watts: Option<f64>,
-    /// Highest mean power over one sampling interval, W.
-    pub peak_watts: Option<f64>,
-    /// What it covers: `device`, `package`, `dram`, `process`, `process-tree`...
-    pub scope: String,
-    /// Whether totals add it (false for overlapping domains such as core, uncore, psys).
-    pub in_total: bool,
-    /// Why it is not in totals, or other caveats.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// Model assumptions (TDP, utilisation...) for estimates.
-    pub assumptions: Option<serde_json::Value>,
-}
-
-impl DomainEnergy {
-    /// A domain with no figure, and why.
-    pub fn unsupported(name: &str, scope: &str, reason: String) -> Self {
-        DomainEnergy {
-            name: name.to_string(),
-            source: Source::Unsupported,
-            reason: Some(reason),
-            joules: None,
-            window_s: 0.0,
-            uncertainty_j: None,
-            avg_watts: None,
-            peak_watts: None,
-            scope: scope.to_string(),
-            in_total: true,
-            note: None,
-            assumptions: None,
-        }
-    }
-
-    pub(crate) fn from_acc(d: &dyn Domain, acc: &Accumulator) -> Self {
+/// One domain's figure over a window, from its accumulated readings.
+pub(crate) fn domain_energy(d: &dyn Domain, acc: &Accumulator) -> DomainEnergy {
+    {
         let window_s = acc.span_s();
         let mut out = DomainEnergy {
             name: d.name().to_string(),
@@ -323,7 +230,7 @@ impl DomainEnergy {
 pub struct Meters {
     pub(crate) domains: Vec<Arc<dyn Domain>>,
     unavailable: Vec<MeterInfo>,
-    gpus: Vec<GpuInfo>,
+    gpus: Vec<GpuRecord>,
     pub(crate) cfg: MeterConfig,
 }
 
@@ -405,7 +312,7 @@ impl Meters {
     fn from_parts(
         domains: Vec<Arc<dyn Domain>>,
         unavailable: Vec<MeterInfo>,
-        gpus: Vec<GpuInfo>,
+        gpus: Vec<GpuRecord>,
         cfg: MeterConfig,
     ) -> Meters {
         Meters {
@@ -460,7 +367,7 @@ impl Meters {
     }
 
     /// NVML's description of each GPU; empty without NVML.
-    pub fn gpu_inventory(&self) -> Vec<GpuInfo> {
+    pub fn gpu_inventory(&self) -> Vec<GpuRecord> {
         if self.gpus.is_empty() {
             return Vec::new();
         }
@@ -546,7 +453,7 @@ impl Meters {
         self.domains
             .iter()
             .zip(accs.iter())
-            .map(|(d, a)| DomainEnergy::from_acc(d.as_ref(), a))
+            .map(|(d, a)| domain_energy(d.as_ref(), a))
             .collect()
     }
 

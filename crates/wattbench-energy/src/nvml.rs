@@ -11,8 +11,9 @@ use std::time::Duration;
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::Nvml;
 
-use crate::meters::{Domain, GpuInfo, MeterInfo, ReadContext, Reading};
+use crate::meters::{Domain, ReadContext, Reading};
 use crate::Source;
+use crate::{GpuRecord, MeterInfo};
 
 /// NVML's counter updates every ~10–100 ms; we assume the slow end.
 const COUNTER_UPDATE_S: f64 = 0.1;
@@ -37,7 +38,7 @@ pub struct NvmlDiscovery {
     /// GPUs (or NVML itself) that cannot be read.
     pub unavailable: Vec<MeterInfo>,
     /// Static and live description of every GPU.
-    pub gpus: Vec<GpuInfo>,
+    pub gpus: Vec<GpuRecord>,
 }
 
 struct GpuDomain {
@@ -120,11 +121,11 @@ pub fn discover() -> NvmlDiscovery {
     out
 }
 
-fn gpu_info(nvml: &Nvml, index: u32, driver: Option<String>, counter: bool) -> GpuInfo {
+fn gpu_info(nvml: &Nvml, index: u32, driver: Option<String>, counter: bool) -> GpuRecord {
     let dev = nvml.device_by_index(index).ok();
     let d = dev.as_ref();
     let mem = d.and_then(|d| d.memory_info().ok());
-    GpuInfo {
+    GpuRecord {
         index,
         name: d.and_then(|d| d.name().ok()),
         uuid: d.and_then(|d| d.uuid().ok()),
@@ -143,7 +144,7 @@ fn gpu_info(nvml: &Nvml, index: u32, driver: Option<String>, counter: bool) -> G
 }
 
 /// Re-reads the live fields of known GPUs.
-pub(crate) fn refresh_gpu_info(gpus: &[GpuInfo]) -> Vec<GpuInfo> {
+pub(crate) fn refresh_gpu_info(gpus: &[GpuRecord]) -> Vec<GpuRecord> {
     match handle() {
         Ok(n) => gpus
             .iter()

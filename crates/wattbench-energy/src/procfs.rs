@@ -177,8 +177,9 @@ pub fn rusage_cpu_seconds(r: &libc::rusage) -> f64 {
 /// The current process, all threads: CPU time from `getrusage` (µs resolution) and RSS from
 /// `/proc/self/statm`.
 pub fn self_snapshot() -> Result<TreeSnapshot, String> {
-    // SAFETY: getrusage writes into the zeroed struct we own.
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
         return Err(format!("getrusage: {}", std::io::Error::last_os_error()));
     }

@@ -12,7 +12,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::meters::{Domain, MeterInfo, ReadContext, Reading};
+use crate::meters::{Domain, ReadContext, Reading};
+use crate::MeterInfo;
 use crate::Source;
 
 /// Where powercap lives on a normal Linux system.

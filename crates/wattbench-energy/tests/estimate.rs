@@ -37,11 +37,11 @@ fn estimate_is_labelled_estimated_with_its_assumptions() {
     assert_eq!(d.source, Source::Estimated);
     assert_eq!(d.scope, "process");
     let a = d.assumptions.clone().unwrap();
-    let cpu_s = a["cpu_seconds"].as_f64().unwrap();
-    let w_per = a["watts_per_busy_thread"].as_f64().unwrap();
-    assert!(cpu_s > 0.0, "{a}");
-    assert!(a["tdp_watts"].as_f64().unwrap() > 0.0);
-    assert!(a["tdp_source"].as_str().is_some());
+    let cpu_s = a.cpu_seconds;
+    let w_per = a.watts_per_busy_thread;
+    assert!(cpu_s > 0.0, "{a:?}");
+    assert!(a.tdp_watts > 0.0);
+    assert!(!a.tdp_source.is_empty());
     // joules = TDP / threads x CPU seconds, exactly as stated.
     let j = d.joules.unwrap();
     assert!((j - cpu_s * w_per).abs() < 1e-9, "{j} vs {cpu_s} x {w_per}");
@@ -60,10 +60,10 @@ fn declared_tdp_is_used_and_reported() {
     spin(0.05);
     let d = m.stop(w).remove(0);
     let a = d.assumptions.unwrap();
-    assert_eq!(a["tdp_watts"].as_f64(), Some(64.0));
-    assert!(a["tdp_source"].as_str().unwrap().starts_with("flag"));
-    let threads = a["hardware_threads"].as_f64().unwrap();
-    assert_eq!(a["watts_per_busy_thread"].as_f64(), Some(64.0 / threads));
+    assert_eq!(a.tdp_watts, 64.0);
+    assert!(a.tdp_source.starts_with("flag"));
+    let threads = a.hardware_threads as f64;
+    assert_eq!(a.watts_per_busy_thread, 64.0 / threads);
 }
 
 #[test]

@@ -1,13 +1,17 @@
-//! The `tch` backend: the workloads written with libtorch tensor ops through tch, as a
-//! PyTorch user would write them (`matmul`, `conv2d`, per-step cell arithmetic).
+//! The `tch` backend: the workloads written with libtorch tensor ops through tch (module `ops`), as
+//! a PyTorch user would write them; and, with the `train` feature, the whole-model trainer
+//! built from the same ops.
 //!
 //! libtorch must be 2.11.x (tch 0.24); `scripts/fetch-libtorch.sh` fetches it. Binaries
 //! that link this crate carry an rpath to libtorch's `lib/` (see `build.rs`).
-#![warn(missing_docs)]
+
+mod ops;
+#[cfg(feature = "train")]
+mod train;
 
 use tch::{Device, Kind, Tensor};
 use wattbench_core::tensor::HostTensor;
-use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams, SGD_LR};
+use wattbench_core::workload::SGD_LR;
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Params, Prepared};
 
 /// libtorch version read from its headers at build time.
@@ -17,7 +21,7 @@ pub const LIBTORCH_VERSION: &str = env!("WATTBENCH_LIBTORCH_VERSION");
 #[derive(Default)]
 pub struct TchBackend;
 
-fn err(e: tch::TchError) -> BackendError {
+pub(crate) fn err(e: tch::TchError) -> BackendError {
     BackendError::failed("tch", e)
 }
 
@@ -29,11 +33,28 @@ fn kind(d: DType) -> Kind {
     }
 }
 
-fn device(name: &str) -> Option<Device> {
+/// The libtorch device for a device name, or why there is none.
+fn device(name: &str) -> Result<Device, String> {
     match name {
-        "cpu" => Some(Device::Cpu),
-        "cuda" if tch::Cuda::is_available() => Some(Device::Cuda(0)),
-        _ => None,
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        other => Err(format!("libtorch sees no `{other}` device")),
+    }
+}
+
+/// `data` as a tensor of `shape` and `kind` on `d`.
+pub(crate) fn upload(data: &[f32], shape: &[usize], k: Kind, d: Device) -> tch::Result<Tensor> {
+    let shape: Vec<i64> = shape.iter().map(|&s| s as i64).collect();
+    Tensor::f_from_slice(data)?
+        .f_reshape(&shape)?
+        .f_to_kind(k)?
+        .f_to_device(d)
+}
+
+/// Waits for `d` (CUDA); CPU ops complete before they return.
+pub(crate) fn sync(d: Device) {
+    if let Device::Cuda(i) = d {
+        tch::Cuda::synchronize(i as i64);
     }
 }
 
@@ -58,11 +79,11 @@ impl Backend for TchBackend {
         vec![("libtorch".into(), LIBTORCH_VERSION.into())]
     }
 
-    fn supports(&self, _case: &Case, dev: &str) -> Result<(), String> {
-        if device(dev).is_none() {
-            return Err(format!("tch device `{dev}` is not available"));
+    fn supports(&self, case: &Case, dev: &str) -> Result<(), String> {
+        device(dev)?;
+        match case.params {
+            Params::Gemm(_) | Params::Conv2d(_) | Params::Rnn(_) => Ok(()),
         }
-        Ok(())
     }
 
     fn prepare(
@@ -73,22 +94,16 @@ impl Backend for TchBackend {
     ) -> Result<Box<dyn Prepared>, BackendError> {
         self.supports(case, dev)
             .map_err(BackendError::Unsupported)?;
-        let d = device(dev).expect("checked by supports");
+        let d = device(dev).map_err(BackendError::Unavailable)?;
         let mut ts = inputs
             .iter()
-            .map(|t| {
-                let shape: Vec<i64> = t.shape.iter().map(|&s| s as i64).collect();
-                Tensor::f_from_slice(&t.data)?
-                    .f_reshape(&shape)?
-                    .f_to_kind(kind(case.dtype))?
-                    .f_to_device(d)
-            })
+            .map(|t| upload(&t.data, &t.shape, kind(case.dtype), d))
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
         let train = if case.mode == Mode::Train {
             let dy = ts.pop().expect("training inputs end with dy");
             let dy = dy.f_to_kind(Kind::Float).map_err(err)?;
-            for &i in case.params.grad_inputs() {
+            for i in case.params.grad_inputs() {
                 ts[i] = ts[i].set_requires_grad(true);
             }
             Some(Train {
@@ -107,6 +122,22 @@ impl Backend for TchBackend {
             device: d,
         }))
     }
+
+    fn trains(&self) -> bool {
+        cfg!(feature = "train")
+    }
+
+    #[cfg(feature = "train")]
+    fn trainer(
+        &self,
+        model: &wattbench_core::ModelConfig,
+        dev: &str,
+        data: &wattbench_core::model::Dataset,
+        init: &[Vec<f32>],
+    ) -> Result<Box<dyn wattbench_core::Trainer>, BackendError> {
+        let d = device(dev).map_err(BackendError::Unavailable)?;
+        Ok(Box::new(train::TchTrainer::new(d, model, data, init)?))
+    }
 }
 
 struct TchPrepared {
@@ -120,29 +151,22 @@ struct TchPrepared {
 /// Training state: the upstream gradient and which inputs are differentiated or updated.
 struct Train {
     dy: Tensor,
-    grad_inputs: &'static [usize],
-    weight_inputs: &'static [usize],
+    grad_inputs: Vec<usize>,
+    weight_inputs: Vec<usize>,
 }
 
-fn forward(params: &Params, t: &[Tensor]) -> Result<Tensor, tch::TchError> {
+fn forward(params: &Params, t: &[Tensor]) -> tch::Result<Tensor> {
     match params {
-        Params::Gemm(g) => gemm(g, t),
-        Params::Conv2d(c) => conv(c, t),
-        Params::Rnn(r) => rnn(r, t),
-        Params::E2e(_) => Err(tch::TchError::Torch(
-            "e2e training runs go through `wattbench train` (wattbench-train)".into(),
-        )),
+        Params::Gemm(g) => ops::gemm(g, &t[0], &t[1]),
+        Params::Conv2d(c) => ops::conv2d(c, &t[0], &t[1], None),
+        Params::Rnn(r) => ops::rnn(r, &t[0], &t[1], &t[2], &t[3], t.get(4)),
     }
 }
 
 /// One training step: forward, `L = Σ y·dy`, autograd backward, SGD on the weights. Returns
 /// `[y, gradients…, updated weights…]`.
-fn train_step(
-    params: &Params,
-    inputs: &[Tensor],
-    tr: &Train,
-) -> Result<Vec<Tensor>, tch::TchError> {
-    for &i in tr.grad_inputs {
+fn train_step(params: &Params, inputs: &[Tensor], tr: &Train) -> tch::Result<Vec<Tensor>> {
+    for &i in &tr.grad_inputs {
         let mut t = inputs[i].shallow_clone();
         t.zero_grad();
     }
@@ -153,85 +177,17 @@ fn train_step(
         .f_sum(Kind::Float)?;
     loss.f_backward()?;
     let mut outs = vec![y.f_detach()?];
-    for &i in tr.grad_inputs {
+    for &i in &tr.grad_inputs {
         outs.push(inputs[i].grad().f_detach_copy()?);
     }
     let _guard = tch::no_grad_guard();
-    for &i in tr.weight_inputs {
+    for &i in &tr.weight_inputs {
         let mut w = inputs[i].shallow_clone();
         let step = inputs[i].grad().f_mul_scalar(SGD_LR)?;
         let _ = w.f_sub_(&step)?;
         outs.push(w.f_detach_copy()?);
     }
     Ok(outs)
-}
-
-fn gemm(g: &GemmParams, t: &[Tensor]) -> Result<Tensor, tch::TchError> {
-    let a = if g.trans_a {
-        t[0].f_transpose(0, 1)?
-    } else {
-        t[0].shallow_clone()
-    };
-    let b = if g.trans_b {
-        t[1].f_transpose(0, 1)?
-    } else {
-        t[1].shallow_clone()
-    };
-    a.f_matmul(&b)
-}
-
-fn conv(c: &ConvParams, t: &[Tensor]) -> Result<Tensor, tch::TchError> {
-    let (sh, sw, ph, pw) = (
-        c.stride_h as i64,
-        c.stride_w as i64,
-        c.pad_h as i64,
-        c.pad_w as i64,
-    );
-    t[0].f_conv2d(&t[1], None::<Tensor>, [sh, sw], [ph, pw], [1, 1], 1)
-}
-
-fn rnn(r: &RnnParams, t: &[Tensor]) -> Result<Tensor, tch::TchError> {
-    let (xp, w, b) = (&t[0], &t[1], &t[2]);
-    let hn = r.hidden as i64;
-    let mut h = t[3].shallow_clone();
-    let mut c = t.get(4).map(Tensor::shallow_clone);
-    let mut hs = Vec::with_capacity(r.steps);
-    for step in 0..r.steps as i64 {
-        let x = xp.f_get(step)?;
-        let rec = h.f_matmul(w)?.f_add(b)?;
-        h = match r.cell {
-            Cell::Vanilla => x.f_add(&rec)?.f_tanh()?,
-            Cell::Lstm => {
-                let g = x.f_add(&rec)?;
-                let i = g.f_narrow(1, 0, hn)?.f_sigmoid()?;
-                let f = g.f_narrow(1, hn, hn)?.f_sigmoid()?;
-                let gg = g.f_narrow(1, 2 * hn, hn)?.f_tanh()?;
-                let o = g.f_narrow(1, 3 * hn, hn)?.f_sigmoid()?;
-                let c_prev = c.as_ref().expect("lstm has c0");
-                let cn = f.f_mul(c_prev)?.f_add(&i.f_mul(&gg)?)?;
-                let hnew = o.f_mul(&cn.f_tanh()?)?;
-                c = Some(cn);
-                hnew
-            }
-            Cell::Gru => {
-                let rg = x
-                    .f_narrow(1, 0, hn)?
-                    .f_add(&rec.f_narrow(1, 0, hn)?)?
-                    .f_sigmoid()?;
-                let z = x
-                    .f_narrow(1, hn, hn)?
-                    .f_add(&rec.f_narrow(1, hn, hn)?)?
-                    .f_sigmoid()?;
-                let n = x
-                    .f_narrow(1, 2 * hn, hn)?
-                    .f_add(&rg.f_mul(&rec.f_narrow(1, 2 * hn, hn)?)?)?
-                    .f_tanh()?;
-                n.f_add(&z.f_mul(&h.f_sub(&n)?)?)?
-            }
-        };
-        hs.push(h.shallow_clone());
-    }
-    Tensor::f_stack(&hs, 0)
 }
 
 impl Prepared for TchPrepared {
@@ -247,9 +203,7 @@ impl Prepared for TchPrepared {
     }
 
     fn sync(&mut self) -> Result<(), BackendError> {
-        if let Device::Cuda(i) = self.device {
-            tch::Cuda::synchronize(i as i64);
-        }
+        sync(self.device);
         Ok(())
     }
 
@@ -257,16 +211,17 @@ impl Prepared for TchPrepared {
         if self.outs.is_empty() {
             return Err(BackendError::failed("tch", "no call made"));
         }
-        self.outs
-            .iter()
-            .map(|o| {
-                let flat = o
-                    .f_to_kind(Kind::Float)?
-                    .f_flatten(0, -1)?
-                    .f_to_device(Device::Cpu)?;
-                Vec::<f32>::try_from(&flat)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)
+        self.outs.iter().map(download).collect()
     }
+}
+
+/// A tensor's values on the host as f32, flattened.
+pub(crate) fn download(t: &Tensor) -> Result<Vec<f32>, BackendError> {
+    let flat = t
+        .f_detach()
+        .and_then(|t| t.f_to_kind(Kind::Float))
+        .and_then(|t| t.f_flatten(0, -1))
+        .and_then(|t| t.f_to_device(Device::Cpu))
+        .map_err(err)?;
+    Vec::<f32>::try_from(&flat).map_err(err)
 }

@@ -1,51 +1,29 @@
-//! End-to-end training runs for wattbench (`wattbench train`).
+//! The whole-model training driver of wattbench (`wattbench train`).
 //!
-//! Three small models built from the benchmarked ops ([`model`]: an MLP of GEMMs, a CNN of
-//! convolutions with a GEMM head, an LSTM unrolled over T steps with a linear head) are trained
-//! with SGD on seeded synthetic data from a fixed random teacher ([`data`]), on candle or tch
-//! ([`backend`]). [`run::train`] times every step after a warm-up, brackets the measured steps
-//! with the energy meters, and reports the loss curve, time and energy per step and per
-//! sample, peak memory and ([`project`]) a projection of a full run's time, kWh and CO2e with
-//! an interval. [`record`] turns the report into a case of the run-file format.
-#![warn(missing_docs)]
+//! The models, their data and the [`Trainer`](wattbench_core::Trainer) seam are core's
+//! [`model`](wattbench_core::model); each framework crate builds its trainer
+//! ([`Backend::trainer`](wattbench_core::Backend::trainer)). [`run::train`] times every step
+//! after a warm-up, brackets the measured steps with the energy meters, and reports a
+//! [`TrainingResult`](wattbench_core::result::TrainingResult): the loss curve, time and energy
+//! per step and per sample, peak memory and ([`project`]) a projection of a full run's time,
+//! kWh and CO2e with an interval.
 
-pub mod backend;
-mod candle;
-pub mod data;
-pub mod model;
 pub mod project;
-pub mod record;
 pub mod run;
-#[cfg(feature = "tch")]
-mod tch;
 
-pub use backend::{make_trainer, BackendKind, Trainer};
-pub use data::Dataset;
-pub use model::{ModelConfig, ModelKind, Size};
-pub use project::{ProjectionTarget, RunProjection};
-pub use run::{train, TrainOptions, TrainReport};
+pub use project::project_run;
+pub use run::{train, TrainOptions, DEFAULT_DATASET_SAMPLES};
 
-/// Errors of a training run. Bad options are [`TrainError::Usage`]; a backend or device that
-/// cannot run here is [`TrainError::Unavailable`].
+use wattbench_core::BackendError;
+
+/// Errors of a training run. Bad options are [`TrainError::Usage`]; the backend's own errors
+/// (unavailable device, a framework failure) are [`TrainError::Backend`].
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The options cannot work; the message says which and what to do.
     #[error("{0}")]
     Usage(String),
-    /// The backend or device is not available in this build or on this machine.
-    #[error("backend {backend} is unavailable: {reason}")]
-    Unavailable {
-        /// Backend name.
-        backend: &'static str,
-        /// Why, and what to do.
-        reason: String,
-    },
-    /// The framework reported an error.
-    #[error("{backend}: {msg}")]
-    Backend {
-        /// Backend name.
-        backend: &'static str,
-        /// The framework's message.
-        msg: String,
-    },
+    /// The backend could not start or failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }

@@ -1,116 +1,11 @@
 //! Projection of a full training run from the measured steps: wall time, kWh and kg CO2e with
 //! an interval. Linear scaling is [`wattbench_energy::measure::project`]; this module chooses
 //! what is scaled (steady-state steps only) and widens the interval by the step-time spread.
-use serde::Serialize;
+use wattbench_core::result::{ProjectionTarget, RunProjection};
 use wattbench_core::stats::TimeStats;
 use wattbench_energy::carbon::{carbon, CarbonParams};
-use wattbench_energy::measure::{project, Projection, ProjectionSpec};
+use wattbench_energy::measure::{project, ProjectionSpec};
 use wattbench_energy::{EnergyTotal, Interval, Source};
-
-/// The size of the full run, as the user gave it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "unit", content = "value")]
-pub enum ProjectionTarget {
-    /// Optimiser steps.
-    Steps(u64),
-    /// Training samples (rounded up to whole steps).
-    Samples(u64),
-    /// Passes over this run's data set.
-    Epochs(u64),
-}
-
-impl ProjectionTarget {
-    /// Steps of the full run at `batch` samples per step and `batches_per_epoch` steps per
-    /// epoch.
-    pub fn total_steps(&self, batch: usize, batches_per_epoch: usize) -> u64 {
-        match *self {
-            ProjectionTarget::Steps(n) => n,
-            ProjectionTarget::Samples(n) => n.div_ceil(batch.max(1) as u64),
-            ProjectionTarget::Epochs(n) => n.saturating_mul(batches_per_epoch as u64),
-        }
-    }
-    /// The target's count (must be positive).
-    pub fn count(&self) -> u64 {
-        match *self {
-            ProjectionTarget::Steps(n)
-            | ProjectionTarget::Samples(n)
-            | ProjectionTarget::Epochs(n) => n,
-        }
-    }
-}
-
-/// Grid intensity and PUE a projection used.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CarbonAssumptions {
-    /// gCO2e/kWh.
-    pub intensity_g_per_kwh: f64,
-    /// Region code or `custom`.
-    pub region: String,
-    /// Region name.
-    pub region_name: String,
-    /// Where the intensity comes from.
-    pub intensity_source: String,
-    /// Data year, when known.
-    pub intensity_year: Option<u16>,
-    /// Power usage effectiveness applied.
-    pub pue: f64,
-    /// Whether the PUE is the default 1.0 (IT energy only).
-    pub pue_is_default: bool,
-    /// Price per kWh, if given.
-    pub price_per_kwh: Option<f64>,
-}
-
-impl CarbonAssumptions {
-    /// From the resolved carbon parameters.
-    pub fn of(p: &CarbonParams) -> Self {
-        Self {
-            intensity_g_per_kwh: p.intensity.g_per_kwh,
-            region: p.intensity.region.clone(),
-            region_name: p.intensity.name.clone(),
-            intensity_source: p.intensity.source.clone(),
-            intensity_year: p.intensity.year,
-            pue: p.pue,
-            pue_is_default: p.pue_is_default,
-            price_per_kwh: p.price_per_kwh,
-        }
-    }
-}
-
-/// A full run projected from the measured steps.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RunProjection {
-    /// The target as given.
-    pub target: ProjectionTarget,
-    /// Steps of the full run.
-    pub total_steps: u64,
-    /// Samples of the full run (steps × batch).
-    pub total_samples: u64,
-    /// Steps the projection is based on (after warm-up).
-    pub measured_steps: u64,
-    /// Step time used: the mean of the measured steps, with its interval, s.
-    pub step_time_s: Interval,
-    /// Energy per step used, J, with the meters' uncertainty widened by the step-time
-    /// interval; null when no meter had a reading.
-    pub energy_per_step_j: Option<Interval>,
-    /// Projected wall time, s.
-    pub duration_s: Interval,
-    /// Projected IT energy, kWh.
-    pub energy_kwh: Option<Interval>,
-    /// Projected facility energy (× PUE), kWh.
-    pub facility_kwh: Option<Interval>,
-    /// Projected emissions, kg CO2e.
-    pub co2e_kg: Option<Interval>,
-    /// Projected cost at the given price per kWh.
-    pub cost: Option<Interval>,
-    /// Whether the energy is (partly) a model estimate rather than a measurement.
-    pub energy_estimated: bool,
-    /// The linear scaling as `wattbench measure` reports it.
-    pub linear: Projection,
-    /// Grid intensity and PUE.
-    pub carbon: CarbonAssumptions,
-    /// Every assumption the figures rest on, in words.
-    pub assumptions: Vec<String>,
-}
 
 /// The step-time interval: the 95% bootstrap interval of the median, stretched to contain
 /// the mean (the mean is what a sum of many steps converges to).
@@ -250,7 +145,7 @@ pub fn project_run(
         co2e_kg: linear.co2e_kg,
         cost: linear.cost,
         energy_estimated: estimated,
-        carbon: CarbonAssumptions::of(carbon_params),
+        carbon: carbon_params.assumptions(),
         assumptions,
         linear,
     }

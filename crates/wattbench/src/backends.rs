@@ -1,4 +1,6 @@
-//! The backends compiled into this binary, and placeholders that say why the others are not.
+//! The backends compiled into this binary, built once and shared, and placeholders that say
+//! why the others are not.
+use std::sync::Arc;
 use wattbench_core::reference::ReferenceBackend;
 use wattbench_core::Backend;
 
@@ -39,24 +41,24 @@ mod not_built {
 }
 
 /// Every backend, in display order.
-pub fn all() -> Vec<Box<dyn Backend>> {
-    let mut v: Vec<Box<dyn Backend>> = vec![
-        Box::new(ReferenceBackend),
-        Box::new(wattbench_candle::CandleBackend),
+pub fn all() -> Vec<Arc<dyn Backend>> {
+    let mut v: Vec<Arc<dyn Backend>> = vec![
+        Arc::new(ReferenceBackend),
+        Arc::new(wattbench_candle::CandleBackend),
     ];
     #[cfg(feature = "tch")]
-    v.push(Box::new(wattbench_tch::TchBackend));
+    v.push(Arc::new(wattbench_tch::TchBackend));
     #[cfg(not(feature = "tch"))]
-    v.push(Box::new(not_built::NotBuilt {
+    v.push(Arc::new(not_built::NotBuilt {
         name: "tch",
         devices: &["cpu", "cuda"],
         reason: "built without the `tch` feature (run `make build`, which fetches libtorch)",
     }));
     #[cfg(feature = "cuda")]
-    v.extend(wattbench_cuda::backends());
+    v.extend(wattbench_cuda::backends().into_iter().map(Arc::from));
     #[cfg(not(feature = "cuda"))]
     for name in ["cuda", "cuda-naive", "cublas", "cudnn"] {
-        v.push(Box::new(not_built::NotBuilt {
+        v.push(Arc::new(not_built::NotBuilt {
             name,
             devices: &["cuda:0"],
             reason: "built without the `cuda` feature",

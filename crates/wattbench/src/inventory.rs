@@ -1,40 +1,53 @@
-//! What machine and software a run was made on (`wattbench info`, and every result file).
+//! What machine and software a run was made on (`wattbench info`, and every result file):
+//! host, GPUs, meters, and the provenance recorded at build time (`build.rs`).
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+use std::sync::Arc;
 use sysinfo::System;
 use wattbench_core::result::{Environment, Host};
 use wattbench_core::Backend;
 use wattbench_energy::Meters;
 
-fn git(args: &[&str]) -> Option<String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .ok()?;
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+mod built_info {
+    include!(concat!(env!("OUT_DIR"), "/built.rs"));
 }
 
-/// The commit of the checkout this binary was built from, `-dirty` when it has changes; the
-/// build-time commit when the checkout is gone.
-pub fn git_commit() -> Option<String> {
-    match git(&["rev-parse", "HEAD"]) {
-        Some(c) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            Some(if dirty { format!("{c}-dirty") } else { c })
-        }
-        None => Some(env!("WATTBENCH_BUILD_COMMIT").to_string()).filter(|c| !c.is_empty()),
+/// Libraries whose resolved version is recorded, when compiled into this binary.
+fn recorded_crates() -> Vec<&'static str> {
+    let mut v = vec!["candle-core", "nvml-wrapper"];
+    if cfg!(feature = "tch") {
+        v.push("tch");
     }
+    if cfg!(feature = "cuda") {
+        v.push("cudarc");
+    }
+    v
+}
+
+/// The commit the binary was built from (`-dirty` with uncommitted source changes); `None`
+/// when it was built outside a git checkout.
+pub fn git_commit() -> Option<String> {
+    Some(env!("WATTBENCH_GIT_COMMIT").to_string()).filter(|c| !c.is_empty())
+}
+
+/// Software versions: wattbench, rustc, the framework crates as resolved in Cargo.lock, and
+/// what each backend reports at run time (libtorch, CUDA driver, NVRTC, cuDNN).
+pub fn software(backends: &[Arc<dyn Backend>]) -> BTreeMap<String, String> {
+    let mut software = BTreeMap::new();
+    software.insert("wattbench".to_string(), built_info::PKG_VERSION.to_string());
+    software.insert("rustc".to_string(), built_info::RUSTC_VERSION.to_string());
+    for name in recorded_crates() {
+        if let Some((_, v)) = built_info::DEPENDENCIES.iter().find(|(n, _)| *n == name) {
+            software.insert(name.to_string(), v.to_string());
+        }
+    }
+    for b in backends {
+        software.extend(b.versions());
+    }
+    software
 }
 
 /// Host, GPUs (NVML), energy meters, software and git provenance.
-pub fn environment(backends: &[Box<dyn Backend>], meters: &Meters) -> Environment {
+pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environment {
     let (cpu_model, memory) = match System::new() {
         Ok(mut sys) => {
             sys.refresh_memory();
@@ -48,38 +61,29 @@ pub fn environment(backends: &[Box<dyn Backend>], meters: &Meters) -> Environmen
         }
         Err(_) => (None, None),
     };
-    let host = Host {
-        hostname: System::host_name().ok(),
-        cpu_model,
-        logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        memory_bytes: memory,
-        os: System::long_os_version().ok(),
-        kernel: System::kernel_version().ok(),
-    };
-    let mut software = BTreeMap::new();
-    software.insert(
-        "wattbench".to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    );
-    software.insert("rustc".to_string(), env!("WATTBENCH_RUSTC").to_string());
-    for b in backends {
-        for (k, v) in b.versions() {
-            software.insert(k, v);
-        }
-    }
     Environment {
-        host,
-        gpus: meters
-            .gpu_inventory()
-            .iter()
-            .map(|g| serde_json::json!(g))
-            .collect(),
-        software,
+        host: Host {
+            hostname: System::host_name().ok(),
+            cpu_model,
+            logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes: memory,
+            os: System::long_os_version().ok(),
+            kernel: System::kernel_version().ok(),
+        },
+        gpus: meters.gpu_inventory(),
+        software: software(backends),
         git_commit: git_commit(),
-        meters: meters
-            .inventory()
-            .iter()
-            .map(|m| serde_json::json!(m))
-            .collect(),
+        meters: meters.inventory(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crate_versions_come_from_the_lock_file() {
+        let s = super::software(&[]);
+        assert_eq!(s["wattbench"], env!("CARGO_PKG_VERSION"));
+        assert!(s["candle-core"].starts_with("0.11."), "{s:?}");
+        assert!(s["rustc"].starts_with("rustc 1."), "{s:?}");
     }
 }

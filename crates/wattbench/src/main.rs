@@ -9,6 +9,7 @@ mod measure;
 mod output;
 mod report;
 mod run;
+mod signals;
 mod train;
 
 use anyhow::Result;
@@ -79,7 +80,7 @@ fn list(json: bool) -> Result<u8> {
                 } else {
                     devs.iter().find_map(|d| d.reason.clone())
                 };
-                serde_json::json!({"name": b.name(), "available": available, "reason": reason, "devices": devs})
+                serde_json::json!({"name": b.name(), "available": available, "reason": reason, "trains": b.trains(), "devices": devs})
             })
             .collect();
         let doc = serde_json::json!({"backends": b, "suites": suites, "ops": ops});
@@ -96,6 +97,13 @@ fn list(json: bool) -> Result<u8> {
             };
             let why = d.reason.map(|r| format!(": {r}")).unwrap_or_default();
             println!("  {:<10} {:<8} {state}{why}", b.name(), d.name);
+        }
+        if b.trains() {
+            println!(
+                "  {:<10} {:<8} trains whole models (`wattbench train`)",
+                b.name(),
+                ""
+            );
         }
     }
     println!("suites:");
@@ -125,7 +133,7 @@ fn info(json: bool) -> Result<u8> {
     );
     println!(
         "memory:   {}",
-        h.memory_bytes.map_or_else(na, wattbench_core::memory::gib)
+        h.memory_bytes.map_or_else(na, wattbench_core::units::gib)
     );
     println!(
         "os:       {} (kernel {})",
@@ -137,18 +145,19 @@ fn info(json: bool) -> Result<u8> {
     }
     for g in &env.gpus {
         println!(
-            "gpu {}:    {} (driver {}, power limit {} W)",
-            g["index"],
-            g["name"].as_str().unwrap_or("?"),
-            g["driver_version"].as_str().unwrap_or("?"),
-            g["power_limit_watts"]
+            "gpu {}:    {} (driver {}, power limit {})",
+            g.index,
+            g.name.as_deref().unwrap_or("?"),
+            g.driver_version.as_deref().unwrap_or("?"),
+            g.power_limit_watts
+                .map_or_else(|| "unknown".to_string(), |w| format!("{w} W"))
         );
     }
-    for m in meters.inventory() {
+    for m in &env.meters {
         let what = if m.available {
-            m.detail.unwrap_or_default()
+            m.detail.clone().unwrap_or_default()
         } else {
-            m.reason.unwrap_or_default()
+            m.reason.clone().unwrap_or_default()
         };
         println!("meter:    {:<13} {what}", m.name);
     }

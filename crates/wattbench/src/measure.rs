@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use comfy_table::{presets, Table};
+use wattbench_core::output::OutputFile;
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::measure::{check_projection, measure, MeasureOptions, MeasureReport};
-use wattbench_energy::{write_atomically, EnergyError, MeterConfig};
+use wattbench_energy::{EnergyError, MeterConfig};
 
 /// Exit code for bad usage.
 const EXIT_USAGE: i32 = 2;
@@ -20,7 +21,7 @@ pub struct MeasureArgs {
     /// Sampling interval of the power/memory trace, milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub interval: u64,
-    /// Report file (JSON). Default: wattbench-measure-<UTC time>.json in this directory.
+    /// Report file (JSON). Default: wattbench-measure-UTCTIME.json in this directory.
     #[arg(long, short = 'o', value_name = "REPORT.json")]
     pub output: Option<PathBuf>,
     /// Power/memory trace file (CSV). Default: the report's name with .trace.csv.
@@ -69,6 +70,20 @@ fn default_report_path() -> PathBuf {
     PathBuf::from(format!("wattbench-measure-{stamp}.json"))
 }
 
+/// Whether two paths name the same file (after following links), existing or not.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            std::fs::canonicalize(&dir)
+                .unwrap_or(dir)
+                .join(p.file_name().unwrap_or_default())
+        })
+    };
+    canon(a) == canon(b)
+}
+
 fn trace_path_for(report: &Path) -> PathBuf {
     let stem = report
         .file_stem()
@@ -111,6 +126,26 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
+    // Outputs are checked before the command runs, so a measurement is never lost to an
+    // unwritable path.
+    let report_path = args.output.clone().unwrap_or_else(default_report_path);
+    let trace_path = args
+        .trace
+        .clone()
+        .unwrap_or_else(|| trace_path_for(&report_path));
+    if same_file(&report_path, &trace_path) {
+        return usage(format!(
+            "the report and the trace would both be written to {}; give --trace another path",
+            report_path.display()
+        ));
+    }
+    let (report_file, trace_file) = match (
+        OutputFile::prepare(&report_path),
+        OutputFile::prepare(&trace_path),
+    ) {
+        (Ok(r), Ok(t)) => (r, t),
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
     let opts = MeasureOptions {
         command: args.command,
         meter: MeterConfig {
@@ -134,18 +169,17 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     }
     print_summary(report);
 
-    let report_path = args.output.unwrap_or_else(default_report_path);
-    let trace_path = args.trace.unwrap_or_else(|| trace_path_for(&report_path));
     let mut failed = false;
     let json = serde_json::to_vec_pretty(report)?;
-    for (path, bytes) in [
-        (&report_path, json),
-        (&trace_path, outcome.trace.to_csv().into_bytes()),
+    for (file, bytes) in [
+        (report_file, json),
+        (trace_file, outcome.trace.to_csv().into_bytes()),
     ] {
-        match write_atomically(path, &bytes) {
-            Ok(()) => eprintln!("wrote {}", path.display()),
+        let shown = file.path().display().to_string();
+        match file.commit(&bytes) {
+            Ok(()) => eprintln!("wrote {shown}"),
             Err(e) => {
-                eprintln!("wattbench measure: cannot write {e}");
+                eprintln!("wattbench measure: {e}");
                 failed = true;
             }
         }

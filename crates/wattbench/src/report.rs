@@ -4,7 +4,8 @@ use anyhow::Result;
 use clap::Args;
 use comfy_table::presets::ASCII_MARKDOWN;
 use std::path::PathBuf;
-use wattbench_core::result::{RunFile, Status};
+use wattbench_core::result::{Config, RunFile, Status};
+use wattbench_core::units;
 
 /// Options of `wattbench report`.
 #[derive(Args, Debug)]
@@ -26,10 +27,10 @@ pub fn render(doc: &RunFile) -> String {
     md.push_str(&format!("# wattbench run, {}\n\n", doc.created_at));
     md.push_str(&format!(
         "- suite: `{}`; {} ok, {} skipped, {} failed; {:.1} s{}\n",
-        doc.config
-            .get("suite")
-            .and_then(|s| s.as_str())
-            .unwrap_or("?"),
+        match &doc.config {
+            Config::Run(r) => r.suite.clone(),
+            Config::Train(t) => format!("train {}", t.model.label()),
+        },
         count(Status::Ok),
         count(Status::Skipped),
         count(Status::Failed),
@@ -68,8 +69,57 @@ pub fn render(doc: &RunFile) -> String {
     md.push_str("Times are per call: the median of the samples and a bootstrap 95% interval of that median. ");
     md.push_str("GB/s counts the minimum bytes (each input read once, each output written once). ");
     md.push_str("Every ok case was verified against the f64 reference first.\n\n");
-    md.push_str(&crate::run::table(&doc.cases, ASCII_MARKDOWN).to_string());
-    md.push('\n');
+    if !doc.cases.is_empty() {
+        md.push_str(&crate::run::table(&doc.cases, ASCII_MARKDOWN).to_string());
+        md.push('\n');
+    }
+    for t in &doc.trainings {
+        md.push_str(&format!(
+            "\n## Training run `{}`: {}\n\n",
+            t.id,
+            match (t.status, &t.reason) {
+                (Status::Failed, Some(r)) => format!("FAILED: {r}"),
+                (s, _) => format!("{s:?}").to_lowercase(),
+            }
+        ));
+        md.push_str(&format!(
+            "- {} steps ({} warm-up, {} measured), batch {}, lr {}\n",
+            t.steps, t.warmup_steps, t.measured_steps, t.batch_size, t.lr
+        ));
+        let loss = |l: Option<f32>| l.map_or("not finite".to_string(), |l| format!("{l:.4}"));
+        md.push_str(&format!(
+            "- loss {} → {}\n",
+            loss(t.loss.first),
+            loss(t.loss.last)
+        ));
+        if let Some(tm) = &t.time {
+            md.push_str(&format!(
+                "- time per step: median {} (95% CI {} – {})\n",
+                units::seconds(tm.median_s),
+                units::seconds(tm.ci95_median_s[0]),
+                units::seconds(tm.ci95_median_s[1])
+            ));
+        }
+        md.push_str(&format!(
+            "- energy per step: {}\n",
+            crate::energy::summary(&t.energy)
+        ));
+        if let Some(p) = &t.projection {
+            if let (Some(kwh), Some(co2)) = (&p.energy_kwh, &p.co2e_kg) {
+                md.push_str(&format!(
+                    "- projected to {} steps: {}, {}{}\n",
+                    p.total_steps,
+                    units::interval(kwh, "kWh", 1.0),
+                    units::interval(co2, "kg CO2e", 1.0),
+                    if p.energy_estimated {
+                        " (ESTIMATED)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+    }
     md
 }
 
@@ -77,18 +127,14 @@ pub fn render(doc: &RunFile) -> String {
 pub fn run(args: ReportArgs) -> Result<u8> {
     let text = std::fs::read_to_string(&args.input)
         .map_err(|e| UsageError(format!("cannot read {}: {e}", args.input.display())))?;
-    let doc: RunFile = serde_json::from_str(&text).map_err(|e| {
-        UsageError(format!(
-            "{} is not a wattbench result file: {e}",
-            args.input.display()
-        ))
-    })?;
+    let doc = RunFile::from_json(&text)
+        .map_err(|e| UsageError(format!("{}: {e}", args.input.display())))?;
     let md = render(&doc);
     match args.output {
         None => print!("{md}"),
         Some(path) => {
-            let tmp = crate::output::open(&path)?;
-            crate::output::commit(tmp, md.as_bytes(), &path)?;
+            let file = crate::output::prepare(&path)?;
+            crate::output::commit(file, md.as_bytes())?;
         }
     }
     Ok(0)

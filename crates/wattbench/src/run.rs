@@ -1,19 +1,22 @@
 //! `wattbench run`: load a suite, verify and time every case on every selected backend, write
 //! one result file atomically.
 use crate::energy::{self, CaseMeter};
+use crate::signals::Stop;
 use crate::{backends, inventory, output, UsageError};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wattbench_core::harness::{skipped, CaseInputs, Harness, HarnessConfig};
-use wattbench_core::result::{CaseResult, RunFile, Status, SCHEMA_VERSION};
+use wattbench_core::result::{
+    CaseResult, Config, Filters, RunConfig, RunEnergy, RunFile, Status, SCHEMA_VERSION,
+};
+use wattbench_core::units;
 use wattbench_core::workload::parse_choice;
 use wattbench_core::{suite, Backend, Case, DType, DeviceInfo, Mode, Op};
 use wattbench_energy::{MeterConfig, Meters};
@@ -42,7 +45,7 @@ pub struct RunArgs {
     /// Only entries of these DeepBench sets (train, server, device).
     #[arg(long, value_delimiter = ',')]
     set: Vec<String>,
-    /// Result file (default: results/runs/<time>-<host>-<suite>.json).
+    /// Result file (default: results/runs/TIME-HOST-SUITE.json).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Print the result document as JSON on stdout instead of the table.
@@ -95,7 +98,7 @@ fn choices<T: Copy>(
 
 /// Select cases: suite entries filtered by op and set, expanded over `--dtype`/`--mode` when
 /// given (each shape once), else the suite's own dtypes and modes.
-fn select_cases(args: &RunArgs, suite: &suite::Suite) -> Result<Vec<Case>> {
+fn select_cases(args: &RunArgs, suite: &suite::Suite) -> Result<(Vec<Case>, Filters)> {
     let ops = choices("op", &args.op, &Op::ALL, Op::as_str)?;
     let dtypes = choices("dtype", &args.dtype, &DType::ALL, DType::as_str)?;
     let modes = choices("mode", &args.mode, &Mode::ALL, Mode::as_str)?;
@@ -140,16 +143,24 @@ fn select_cases(args: &RunArgs, suite: &suite::Suite) -> Result<Vec<Case>> {
             }
         }
     }
-    Ok(out)
+    let filters = Filters {
+        op: ops,
+        backend: args.backend.clone(),
+        device: args.device.clone(),
+        dtype: dtypes,
+        mode: modes,
+        set: args.set.clone(),
+    };
+    Ok((out, filters))
 }
 
-/// (backend index, device) pairs to run: every available device of the selected backends; an
+/// (backend, device) pairs to run: every available device of the selected backends; an
 /// explicitly requested backend or device that is unavailable is kept so that its cases are
 /// reported as skipped with the reason.
 fn select_targets(
     args: &RunArgs,
-    backends: &[Box<dyn Backend>],
-) -> Result<Vec<(usize, DeviceInfo)>> {
+    backends: &[Arc<dyn Backend>],
+) -> Result<Vec<(Arc<dyn Backend>, DeviceInfo)>> {
     let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
     for b in &args.backend {
         if !names.contains(&b.as_str()) {
@@ -177,7 +188,7 @@ fn select_targets(
         }
     }
     let mut out = Vec::new();
-    for (i, b) in backends.iter().enumerate() {
+    for b in backends {
         let explicit_backend = args.backend.iter().any(|n| n == b.name());
         if !args.backend.is_empty() && !explicit_backend {
             continue;
@@ -192,7 +203,7 @@ fn select_targets(
             // Unavailable devices are reported (as skipped, with the reason) only when asked
             // for by name, or when the requested backend has no available device at all.
             if d.available || explicit_device || (explicit_backend && none_available) {
-                out.push((i, d));
+                out.push((b.clone(), d));
             }
         }
     }
@@ -258,7 +269,7 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
         "energy/call",
     ]);
     for c in cases {
-        let shape = format!("{} {} {}", c.op.as_str(), c.mode.as_str(), c.params_label());
+        let shape = format!("{} {} {}", c.op.as_str(), c.mode.as_str(), c.params.label());
         let reason = short(c.reason.as_deref().unwrap_or(""), 60);
         let status = match c.status {
             Status::Ok => "ok".to_string(),
@@ -267,11 +278,11 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
         };
         let (median, ci) = c.time.as_ref().map_or((String::new(), String::new()), |t| {
             (
-                output::seconds(t.median_s),
+                units::seconds(t.median_s),
                 format!(
                     "{} – {}",
-                    output::seconds(t.ci95_median_s[0]),
-                    output::seconds(t.ci95_median_s[1])
+                    units::seconds(t.ci95_median_s[0]),
+                    units::seconds(t.ci95_median_s[1])
                 ),
             )
         });
@@ -281,7 +292,7 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
             .map_or((String::new(), String::new()), |t| {
                 (
                     format!("{:.1}", t.gflops_per_s),
-                    t.gbytes_per_s.map_or(String::new(), |g| format!("{g:.2}")),
+                    format!("{:.2}", t.gbytes_per_s),
                 )
             });
         let err = c
@@ -304,20 +315,11 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
     t
 }
 
-trait Label {
-    fn params_label(&self) -> String;
-}
-impl Label for CaseResult {
-    fn params_label(&self) -> String {
-        self.params.label()
-    }
-}
-
 /// Run the command; returns the exit code.
 pub fn run(args: RunArgs) -> Result<u8> {
     check_numbers(&args)?;
     let suite = suite::load(&args.suite).map_err(|e| usage(e.to_string()))?;
-    let cases = select_cases(&args, &suite)?;
+    let (cases, filters) = select_cases(&args, &suite)?;
     let backends = backends::all();
     let targets = select_targets(&args, &backends)?;
     if cases.is_empty() {
@@ -335,20 +337,8 @@ pub fn run(args: RunArgs) -> Result<u8> {
         .output
         .clone()
         .unwrap_or_else(|| output::default_path(&suite_label(&suite.name)));
-    let tmp = output::open(&path)?;
-
-    let interrupt = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupt.clone();
-        ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                // Second Ctrl-C: give up at once.
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupted: finishing the current sample, then writing completed cases (Ctrl-C again to abort)");
-        })
-        .context("installing the Ctrl-C handler")?;
-    }
+    let file = output::prepare(&path)?;
+    let stop = Stop::install()?;
 
     let cfg = HarnessConfig {
         warmup_s: args.warmup,
@@ -359,11 +349,11 @@ pub fn run(args: RunArgs) -> Result<u8> {
         tolerance: args.tolerance,
         ..HarnessConfig::default()
     };
-    let config = serde_json::json!({
-        "argv": std::env::args().collect::<Vec<_>>(),
-        "suite": suite.name,
-        "filters": {"op": args.op, "backend": args.backend, "device": args.device, "dtype": args.dtype, "mode": args.mode, "set": args.set},
-        "harness": cfg,
+    let config = Config::Run(RunConfig {
+        argv: std::env::args().collect(),
+        suite: suite.name.clone(),
+        filters,
+        harness: cfg.clone(),
     });
     let meters = Arc::new(Meters::discover(&MeterConfig {
         powercap_root: args.powercap_root.clone(),
@@ -372,11 +362,13 @@ pub fn run(args: RunArgs) -> Result<u8> {
     }));
     let environment = inventory::environment(&backends, &meters);
     let idle = Arc::new(energy::idle_baseline(&meters));
-    let run_energy = serde_json::json!({
-        "idle_baseline": *idle,
-        "min_window_s": meters.min_window().as_secs_f64(),
-        "note": "per-case energy covers each case's whole sampling window (stretched to min_window_s), divided by the calls made in it",
-    });
+    let run_energy = RunEnergy {
+        idle_baseline: idle.to_vec(),
+        min_window_s: meters.min_window().as_secs_f64(),
+        note: "per-case energy covers each case's whole sampling window (stretched to \
+               min_window_s), divided by the calls made in it"
+            .into(),
+    };
     let created_at = chrono::Utc::now().to_rfc3339();
     let started = Instant::now();
 
@@ -386,59 +378,59 @@ pub fn run(args: RunArgs) -> Result<u8> {
             .expect("static template")
             .progress_chars("=> "),
     );
-    // Cases run on a worker thread so that Ctrl-C is answered at once even inside a long
+    // Cases run on a worker thread so that a stop is answered at once even inside a long
     // call: the main thread then writes what has completed and exits.
     let completed = Arc::new(Mutex::new(Vec::<CaseResult>::new()));
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let worker = {
-        let (completed, interrupt, bar) = (completed.clone(), interrupt.clone(), bar.clone());
+        let (completed, stop, bar) = (completed.clone(), stop.clone(), bar.clone());
         let (meters, idle) = (meters.clone(), idle.clone());
         std::thread::spawn(move || {
-            let backends = backends::all();
             let harness = Harness {
                 cfg,
-                interrupt: &interrupt,
+                interrupt: stop.flag(),
             };
             'cases: for case in cases {
                 let inputs = CaseInputs::new(case, &harness.cfg);
-                for (bi, dev) in &targets {
-                    let b = backends[*bi].as_ref();
+                for (b, dev) in &targets {
                     let device = dev.name.as_str();
                     bar.set_message(inputs.case.id(b.name(), device));
-                    if !dev.available {
+                    let result = if dev.available {
+                        let mut meter = CaseMeter::new(meters.clone(), idle.clone());
+                        match harness.run_case(&inputs, b.as_ref(), device, Some(&mut meter)) {
+                            Ok(r) => r,
+                            Err(_) => break 'cases,
+                        }
+                    } else {
                         let why = format!(
                             "unavailable: {}",
                             dev.reason.as_deref().unwrap_or("no reason given")
                         );
-                        completed.lock().expect("results lock").push(skipped(
-                            &inputs,
-                            b.name(),
-                            device,
-                            why,
-                        ));
-                        bar.inc(1);
-                        continue;
-                    }
-                    let mut meter = CaseMeter::new(meters.clone(), idle.clone());
-                    match harness.run_case(&inputs, b, device, Some(&mut meter)) {
-                        Ok(r) => completed.lock().expect("results lock").push(r),
-                        Err(_) => break 'cases,
-                    }
+                        skipped(&inputs, b.name(), device, why)
+                    };
+                    completed.lock().expect("results lock").push(result);
                     bar.inc(1);
                 }
             }
             let _ = done_tx.send(());
         })
     };
-    let mut interrupted = false;
     let mut grace: Option<Instant> = None;
     loop {
         match done_rx.recv_timeout(Duration::from_millis(50)) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) if interrupt.load(Ordering::SeqCst) => {
-                interrupted = true;
+            Err(RecvTimeoutError::Timeout) if stop.requested() => {
                 // Let the current sample finish briefly; a long call is abandoned.
-                let since = *grace.get_or_insert_with(Instant::now);
+                let since = *grace.get_or_insert_with(|| {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "\n{}: finishing the current sample, then writing the completed \
+                             cases (send it again to abort)",
+                            stop.signal_name()
+                        )
+                    });
+                    Instant::now()
+                });
                 if since.elapsed() > Duration::from_secs(1) {
                     break;
                 }
@@ -446,8 +438,8 @@ pub fn run(args: RunArgs) -> Result<u8> {
             Err(RecvTimeoutError::Timeout) => {}
         }
     }
+    let interrupted = stop.requested();
     let panicked = !interrupted && worker.join().is_err();
-    interrupted |= interrupt.load(Ordering::SeqCst);
     let results = std::mem::take(&mut *completed.lock().unwrap_or_else(|e| e.into_inner()));
     bar.finish_and_clear();
 
@@ -460,9 +452,10 @@ pub fn run(args: RunArgs) -> Result<u8> {
         config,
         energy: Some(run_energy),
         cases: results,
+        trainings: Vec::new(),
     };
     let text = serde_json::to_string_pretty(&doc)?;
-    output::commit(tmp, text.as_bytes(), &path)?;
+    output::commit(file, text.as_bytes())?;
 
     if args.json {
         println!("{text}");
@@ -488,7 +481,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         );
     }
     Ok(if interrupted {
-        130
+        stop.exit_code()
     } else if doc.cases.iter().any(|c| c.status == Status::Failed) {
         1
     } else {

@@ -7,15 +7,18 @@ use anyhow::Result;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use std::path::{Path, PathBuf};
-use wattbench_core::result::{RunFile, Status, SCHEMA_VERSION};
-use wattbench_core::workload::parse_choice;
-use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::{Interval, MeterConfig, Meters};
-use wattbench_train::run::DEFAULT_DATASET_SAMPLES;
-use wattbench_train::{
-    train, BackendKind, ModelConfig, ModelKind, ProjectionTarget, Size, TrainError, TrainOptions,
-    TrainReport,
+use std::sync::Arc;
+use wattbench_core::model::{ModelConfig, ModelKind, Size};
+use wattbench_core::result::{
+    Config, ProjectionTarget, RunEnergy, RunFile, Status, TrainConfig, TrainingResult,
+    SCHEMA_VERSION,
 };
+use wattbench_core::units::{self, interval, sig};
+use wattbench_core::workload::parse_choice;
+use wattbench_core::{Backend, BackendError};
+use wattbench_energy::carbon::CarbonParams;
+use wattbench_energy::{MeterConfig, Meters};
+use wattbench_train::{train, TrainError, TrainOptions, DEFAULT_DATASET_SAMPLES};
 
 /// Options of `wattbench train`.
 #[derive(Args, Debug)]
@@ -23,7 +26,8 @@ pub struct TrainArgs {
     /// Model: mlp, cnn or lstm.
     #[arg(long)]
     model: String,
-    /// Backend: candle or tch (tch needs a build with the `tch` feature).
+    /// Backend that trains: candle, or tch (a build with the `tch` feature); see `wattbench
+    /// list`.
     #[arg(long, default_value = "candle")]
     backend: String,
     /// Device: cpu, or cuda (tch, when libtorch sees a GPU).
@@ -88,7 +92,7 @@ pub struct TrainArgs {
     /// Do not look for NVIDIA GPUs.
     #[arg(long)]
     no_nvml: bool,
-    /// Result file (default: results/runs/<time>-<host>-train-<model>.json).
+    /// Result file (default: results/runs/TIME-HOST-train-MODEL.json).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Print the result document as JSON on stdout instead of the summary.
@@ -100,27 +104,51 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
-fn options(args: &TrainArgs) -> Result<TrainOptions> {
-    let kind =
-        parse_choice("model", &args.model, &ModelKind::ALL, ModelKind::as_str).map_err(usage)?;
-    let backend = parse_choice(
-        "backend",
-        &args.backend,
-        &BackendKind::ALL,
-        BackendKind::as_str,
-    )
-    .map_err(usage)?;
-    let size = parse_choice("size", &args.size, &Size::ALL, Size::as_str).map_err(usage)?;
-    if !backend.devices().contains(&args.device.as_str()) {
+/// The backend `args` names, among those that train, and its device.
+fn choose_backend(args: &TrainArgs, backends: &[Arc<dyn Backend>]) -> Result<Arc<dyn Backend>> {
+    let trainers: Vec<&Arc<dyn Backend>> = backends.iter().filter(|b| b.trains()).collect();
+    let Some(b) = backends.iter().find(|b| b.name() == args.backend) else {
+        let names: Vec<&str> = trainers.iter().map(|b| b.name()).collect();
+        return Err(usage(format!(
+            "unknown backend `{}`; valid: {}",
+            args.backend,
+            names.join(", ")
+        )));
+    };
+    if !b.trains() {
+        let names: Vec<&str> = trainers.iter().map(|b| b.name()).collect();
+        let why = b
+            .devices()
+            .iter()
+            .find_map(|d| d.reason.clone().filter(|_| !d.available))
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        return Err(usage(format!(
+            "the {} backend does not train whole models in this build{why}; backends that \
+             train: {}",
+            b.name(),
+            names.join(", ")
+        )));
+    }
+    let devices = b.devices();
+    if !devices.iter().any(|d| d.name == args.device) {
+        let names: Vec<String> = devices.iter().map(|d| d.name.clone()).collect();
         return Err(usage(format!(
             "unknown device `{}` for backend {}; valid: {}",
             args.device,
-            backend.as_str(),
-            backend.devices().join(", ")
+            b.name(),
+            names.join(", ")
         )));
     }
+    Ok(b.clone())
+}
+
+fn options(args: &TrainArgs) -> Result<TrainOptions> {
+    let kind =
+        parse_choice("model", &args.model, &ModelKind::ALL, ModelKind::as_str).map_err(usage)?;
+    let size = parse_choice("size", &args.size, &Size::ALL, Size::as_str).map_err(usage)?;
     let model = ModelConfig::new(kind, size);
-    let mut o = TrainOptions::new(model, backend, 200);
+    let mut o = TrainOptions::new(model, 200);
     o.device = args.device.clone();
     o.seed = args.seed;
     o.dataset_samples = args.dataset_samples;
@@ -166,28 +194,12 @@ fn options(args: &TrainArgs) -> Result<TrainOptions> {
     Ok(o)
 }
 
-/// `x` with four significant digits.
-fn sig(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return format!("{x}");
-    }
-    let mag = x.abs().log10().floor() as i32;
-    if !(-4..9).contains(&mag) {
-        return format!("{x:.3e}");
-    }
-    format!("{x:.*}", (3 - mag).max(0) as usize)
+/// A loss for people: four decimals, or `not finite`.
+fn loss(l: Option<f32>) -> String {
+    l.map_or_else(|| "not finite".to_string(), |l| format!("{l:.4}"))
 }
 
-fn iv(i: &Interval, unit: &str, k: f64) -> String {
-    format!(
-        "{} {unit} [{} – {}]",
-        sig(i.value * k),
-        sig(i.low * k),
-        sig(i.high * k)
-    )
-}
-
-fn print_summary(r: &TrainReport, path: &Path) {
+fn print_summary(r: &TrainingResult, path: &Path) {
     let f = r.flops;
     println!(
         "{} on {}/{}: {} parameters, batch {}, lr {}, {} steps ({} warm-up, {} measured), {:.2} epochs of {} samples",
@@ -209,33 +221,37 @@ fn print_summary(r: &TrainReport, path: &Path) {
     let l = &r.loss;
     t.add_row(vec![
         "loss (step MSE)".to_string(),
-        format!("{:.4} → {:.4}", l.first, l.last),
+        format!("{} → {}", loss(l.first), loss(l.last)),
     ]);
     t.add_row(vec![
         "loss (whole data set)".to_string(),
-        format!(
-            "{:.4} → {:.4} (×{:.3})",
-            l.dataset_before, l.dataset_after, l.ratio
-        ),
+        match (l.dataset_after, l.ratio) {
+            (Some(after), Some(ratio)) => {
+                format!("{:.4} → {after:.4} (×{ratio:.3})", l.dataset_before)
+            }
+            _ => format!("{:.4} → not evaluated (training failed)", l.dataset_before),
+        },
     ]);
-    let tm = &r.time;
-    t.add_row(vec![
-        "time per step".to_string(),
-        format!(
-            "median {} (95% CI {} – {}), mean {}, p95 {}",
-            output::seconds(tm.median_s),
-            output::seconds(tm.ci95_median_s[0]),
-            output::seconds(tm.ci95_median_s[1]),
-            output::seconds(tm.mean_s),
-            output::seconds(tm.p95_s)
-        ),
-    ]);
+    if let Some(tm) = &r.time {
+        t.add_row(vec![
+            "time per step".to_string(),
+            format!(
+                "median {} (95% CI {} – {}), mean {}, p95 {}",
+                units::seconds(tm.median_s),
+                units::seconds(tm.ci95_median_s[0]),
+                units::seconds(tm.ci95_median_s[1]),
+                units::seconds(tm.mean_s),
+                units::seconds(tm.p95_s)
+            ),
+        ]);
+    }
+    let num = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |x| format!("{x:.d$}"));
     t.add_row(vec![
         "throughput".to_string(),
         format!(
-            "{:.1} samples/s, {:.2} GFLOP/s ({} MFLOP per step: fwd {}, bwd {}, update {})",
-            r.samples_per_s,
-            r.gflops_per_s,
+            "{} samples/s, {} GFLOP/s ({} MFLOP per step: fwd {}, bwd {}, update {})",
+            num(r.samples_per_s, 1),
+            num(r.gflops_per_s, 2),
             sig(f.step as f64 / 1e6),
             sig(f.forward as f64 / 1e6),
             sig(f.backward as f64 / 1e6),
@@ -244,34 +260,34 @@ fn print_summary(r: &TrainReport, path: &Path) {
     ]);
     let e = &r.energy;
     let sources = e
-        .sources
+        .total_sources
         .iter()
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join("+");
-    match (&e.per_step_j, &e.per_sample_j) {
+    match (&e.total_joules_per_iter, &r.energy_per_sample_j) {
         (Some(s), Some(p)) => {
             t.add_row(vec![
                 "energy per step".to_string(),
                 format!(
                     "{} ± {} ({sources}; {})",
-                    output::joules(s.value),
-                    output::joules((s.high - s.value).abs()),
-                    e.includes.join(" + ")
+                    units::joules(s.value),
+                    units::joules((s.high - s.value).abs()),
+                    e.total_includes.join(" + ")
                 ),
             ]);
             t.add_row(vec![
                 "energy per sample".to_string(),
-                format!("{} ({sources})", output::joules(p.value)),
+                format!("{} ({sources})", units::joules(p.value)),
             ]);
-            if let Some(n) = e.net_per_step_j {
-                t.add_row(vec!["net of idle, per step".to_string(), output::joules(n)]);
+            if let Some(n) = e.net_joules_per_iter {
+                t.add_row(vec!["net of idle, per step".to_string(), units::joules(n)]);
             }
         }
         _ => {
             t.add_row(vec![
                 "energy per step".to_string(),
-                format!("unmeasured: {}", e.excludes.join("; ")),
+                format!("unmeasured: {}", e.total_excludes.join("; ")),
             ]);
         }
     }
@@ -279,8 +295,8 @@ fn print_summary(r: &TrainReport, path: &Path) {
         t.add_row(vec![
             "peak host memory".to_string(),
             format!(
-                "{:.1} MiB (process RSS{})",
-                m as f64 / 1048576.0,
+                "{} (process RSS{})",
+                units::mib(m),
                 if r.memory.host_peak_reset {
                     ", reset at the start of the run"
                 } else {
@@ -298,12 +314,15 @@ fn print_summary(r: &TrainReport, path: &Path) {
             "projection to {} steps ({} samples):",
             p.total_steps, p.total_samples
         );
-        println!("  wall time  {}", iv(&p.duration_s, "h", 1.0 / 3600.0));
+        println!(
+            "  wall time  {}",
+            interval(&p.duration_s, "h", 1.0 / 3600.0)
+        );
         match (&p.energy_kwh, &p.co2e_kg) {
             (Some(kwh), Some(co2)) => {
                 println!(
                     "  energy     {}{}",
-                    iv(kwh, "kWh", 1.0),
+                    interval(kwh, "kWh", 1.0),
                     if p.energy_estimated {
                         " (ESTIMATED)"
                     } else {
@@ -313,15 +332,15 @@ fn print_summary(r: &TrainReport, path: &Path) {
                 if let Some(fk) = &p.facility_kwh {
                     println!(
                         "  facility   {} (× PUE {:.2})",
-                        iv(fk, "kWh", 1.0),
+                        interval(fk, "kWh", 1.0),
                         p.carbon.pue
                     );
                 }
-                println!("  emissions  {}", iv(co2, "kg CO2e", 1.0));
+                println!("  emissions  {}", interval(co2, "kg CO2e", 1.0));
                 if let Some(c) = &p.cost {
                     println!(
                         "  cost       {}",
-                        iv(c, "(currency of --price-per-kwh)", 1.0)
+                        interval(c, "(currency of --price-per-kwh)", 1.0)
                     );
                 }
             }
@@ -341,11 +360,13 @@ fn print_summary(r: &TrainReport, path: &Path) {
 /// Run `wattbench train`; returns the exit code (0 ok, 1 training diverged).
 pub fn run(args: TrainArgs) -> Result<u8> {
     let opts = options(&args)?;
+    let backends = backends::all();
+    let backend = choose_backend(&args, &backends)?;
     let path = args
         .output
         .clone()
         .unwrap_or_else(|| output::default_path(&format!("train-{}", opts.model.kind().as_str())));
-    let tmp = output::open(&path)?;
+    let file = output::prepare(&path)?;
 
     let meters = Meters::discover(&MeterConfig {
         powercap_root: args.powercap_root.clone(),
@@ -353,50 +374,45 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         nvml: !args.no_nvml,
         ..MeterConfig::default()
     });
-    let backends = backends::all();
-    let mut environment = inventory::environment(&backends, &meters);
-    environment.meters = meters
-        .inventory()
-        .iter()
-        .map(|m| serde_json::json!(m))
-        .collect();
+    let environment = inventory::environment(&backends, &meters);
     let idle = energy::idle_baseline(&meters);
     let created_at = chrono::Utc::now().to_rfc3339();
     let started = std::time::Instant::now();
 
     let quiet = args.json;
     let total = opts.steps;
-    let report = match train(&opts, Some(&meters), &idle, &mut |p| {
+    let result = match train(&opts, backend.as_ref(), Some(&meters), &idle, &mut |p| {
         if !quiet {
             eprintln!(
-                "step {:>6}/{total}  epoch {:>4}  loss {:.5}",
+                "step {:>6}/{total}  epoch {:>4}  loss {}",
                 p.step + 1,
                 p.epoch,
                 p.loss
+                    .map_or_else(|| "not finite".to_string(), |l| format!("{l:.5}"))
             );
         }
     }) {
         Ok(r) => r,
-        Err(e @ (TrainError::Usage(_) | TrainError::Unavailable { .. })) => {
-            return Err(usage(e.to_string()))
-        }
+        Err(
+            e @ (TrainError::Usage(_)
+            | TrainError::Backend(BackendError::Unavailable(_) | BackendError::Unsupported(_))),
+        ) => return Err(usage(e.to_string())),
         Err(e) => return Err(anyhow::Error::new(e).context("wattbench train")),
     };
 
-    let config = serde_json::json!({
-        "argv": std::env::args().collect::<Vec<_>>(),
-        "command": "train",
-        "model": opts.model,
-        "backend": opts.backend,
-        "device": opts.device,
-        "steps": opts.steps,
-        "batch_size": opts.batch,
-        "lr": opts.lr,
-        "seed": opts.seed,
-        "dataset_samples": opts.dataset_samples,
-        "log_every": opts.log_every,
-        "warmup_steps": opts.warmup(),
-        "projection": opts.projection,
+    let config = Config::Train(TrainConfig {
+        argv: std::env::args().collect(),
+        model: opts.model,
+        backend: backend.name().into(),
+        device: opts.device.clone(),
+        steps: opts.steps,
+        batch_size: opts.batch,
+        lr: opts.lr,
+        seed: opts.seed,
+        dataset_samples: opts.dataset_samples,
+        log_every: opts.log_every,
+        warmup_steps: opts.warmup(),
+        projection: opts.projection,
     });
     let doc = RunFile {
         schema_version: SCHEMA_VERSION,
@@ -405,23 +421,27 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         interrupted: false,
         environment,
         config,
-        energy: Some(serde_json::json!({
-            "idle_baseline": idle,
-            "min_window_s": meters.min_window().as_secs_f64(),
-            "note": "the e2e case's energy covers its measured steps (after warm-up), divided by their number",
-        })),
-        cases: vec![report.to_case_result()],
+        energy: Some(RunEnergy {
+            idle_baseline: idle,
+            min_window_s: meters.min_window().as_secs_f64(),
+            note: "the training run's energy covers its measured steps (after warm-up), divided \
+                   by their number"
+                .into(),
+        }),
+        cases: Vec::new(),
+        trainings: vec![result],
     };
     let text = serde_json::to_string_pretty(&doc)?;
-    output::commit(tmp, text.as_bytes(), &path)?;
+    output::commit(file, text.as_bytes())?;
 
+    let result = &doc.trainings[0];
     if args.json {
         println!("{text}");
         eprintln!("{}", path.display());
     } else {
-        print_summary(&report, &path);
+        print_summary(result, &path);
     }
-    Ok(if report.status == Status::Failed {
+    Ok(if result.status == Status::Failed {
         1
     } else {
         0

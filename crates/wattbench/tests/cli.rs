@@ -87,7 +87,8 @@ fn run_writes_a_complete_verified_result_file() {
         "the result path comes last"
     );
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
+    assert_eq!(doc["config"]["command"], "run");
     assert_eq!(doc["interrupted"], false);
     for k in ["created_at", "environment", "config", "cases"] {
         assert!(!doc[k].is_null(), "{k}");
@@ -374,7 +375,16 @@ fn gpu_backends_skip_with_a_reason_when_no_gpu_is_present() {
     args.extend(FAST);
     let o = wattbench(&args);
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    for c in doc["cases"].as_array().unwrap() {
+    let cases = doc["cases"].as_array().unwrap();
+    // The tiny suite's one GEMM on each backend's devices: never an empty, vacuous run.
+    assert!(cases.len() >= 2, "{cases:?}");
+    for backend in ["cuda", "cublas"] {
+        assert!(
+            cases.iter().any(|c| c["backend"] == backend),
+            "no {backend} case: {cases:?}"
+        );
+    }
+    for c in cases {
         let backend = list["backends"]
             .as_array()
             .unwrap()

@@ -1,0 +1,156 @@
+//! The candle trainer: the models built from [`ops`](crate::ops) on candle tensors, gradients
+//! from candle's autograd (`Var`, `backward`), and SGD applied to the `Var`s by hand.
+use candle_core::{DType as CDType, Device, Tensor, Var};
+use wattbench_core::model::{Dataset, ModelConfig, Trainer};
+use wattbench_core::workload::{Cell, ConvParams};
+use wattbench_core::BackendError;
+
+use crate::ops::{self, Padding};
+use crate::{err, upload};
+
+/// Parameters as `Var`s and the data set as tensors, on one candle device.
+pub(crate) struct CandleTrainer {
+    model: ModelConfig,
+    vars: Vec<Var>,
+    xs: Vec<Tensor>,
+    ys: Vec<Tensor>,
+}
+
+/// A 3x3 convolution with padding 1 and `stride`, as the CNN model uses.
+fn conv3x3(channels: usize, size: usize, filters: usize, stride: usize) -> ConvParams {
+    ConvParams {
+        n: 1,
+        c: channels,
+        h: size,
+        w: size,
+        k: filters,
+        r: 3,
+        s: 3,
+        pad_h: 1,
+        pad_w: 1,
+        stride_h: stride,
+        stride_w: stride,
+    }
+}
+
+impl CandleTrainer {
+    /// Uploads the initial parameters and every batch.
+    pub(crate) fn new(
+        dev: Device,
+        model: &ModelConfig,
+        data: &Dataset,
+        init: &[Vec<f32>],
+    ) -> Result<Self, BackendError> {
+        let vars = model
+            .params()
+            .iter()
+            .zip(init)
+            .map(|(p, v)| Var::from_slice(v, p.shape.as_slice(), &dev))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(err)?;
+        let batches = |all: &[Vec<f32>], shape: &[usize]| {
+            all.iter()
+                .map(|v| upload(v, shape, CDType::F32, &dev))
+                .collect::<candle_core::Result<Vec<_>>>()
+                .map_err(err)
+        };
+        Ok(Self {
+            model: *model,
+            vars,
+            xs: batches(&data.xs, &data.x_shape)?,
+            ys: batches(&data.ys, &data.y_shape)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let p: Vec<&Tensor> = self.vars.iter().map(|v| v.as_tensor()).collect();
+        let linear = |a: &Tensor, w: &Tensor, b: &Tensor| a.matmul(w)?.broadcast_add(b);
+        match self.model {
+            ModelConfig::Mlp(_) => {
+                let a = linear(x, p[0], p[1])?.relu()?;
+                let a = linear(&a, p[2], p[3])?.tanh()?;
+                linear(&a, p[4], p[5])
+            }
+            ModelConfig::Cnn(c) => {
+                let [k1, k2] = c.filters;
+                let conv = |a: &Tensor, w: &Tensor, b: &Tensor, shape: ConvParams| {
+                    let k = shape.k;
+                    ops::conv2d(&shape, Padding::Symmetric(1), a, w)?
+                        .broadcast_add(&b.reshape((1, k, 1, 1))?)?
+                        .relu()
+                };
+                let a = conv(x, p[0], p[1], conv3x3(c.channels, c.size, k1, 1))?;
+                let a = conv(&a, p[2], p[3], conv3x3(k1, c.size, k2, 2))?;
+                linear(&a.flatten_from(1)?, p[4], p[5])
+            }
+            ModelConfig::Lstm(l) => {
+                let batch = x.dim(1)?;
+                // The input projection of every step in one GEMM, outside the recurrence.
+                let xp = linear(&x.reshape((l.seq * batch, l.input))?, p[0], p[2])?.reshape((
+                    l.seq,
+                    batch,
+                    4 * l.hidden,
+                ))?;
+                let mut h: Option<Tensor> = None;
+                let mut c: Option<Tensor> = None;
+                for t in 0..l.seq {
+                    let rec = h.as_ref().map(|h| h.matmul(p[1])).transpose()?;
+                    let (h_new, c_new) = ops::cell_step(
+                        Cell::Lstm,
+                        l.hidden,
+                        &xp.get(t)?,
+                        rec.as_ref(),
+                        h.as_ref(),
+                        c.as_ref(),
+                    )?;
+                    h = Some(h_new);
+                    c = c_new;
+                }
+                linear(&h.expect("seq >= 1"), p[3], p[4])
+            }
+        }
+    }
+
+    fn mse(&self, bi: usize) -> candle_core::Result<Tensor> {
+        let y = self.forward(&self.xs[bi])?;
+        (y - &self.ys[bi])?.sqr()?.mean_all()
+    }
+}
+
+impl Trainer for CandleTrainer {
+    fn step(&mut self, bi: usize, lr: f64, want_loss: bool) -> Result<Option<f32>, BackendError> {
+        let loss = self.mse(bi).map_err(err)?;
+        let grads = loss.backward().map_err(err)?;
+        for (k, v) in self.vars.iter().enumerate() {
+            let g = grads.get(v.as_tensor()).ok_or_else(|| {
+                BackendError::failed("candle", format!("no gradient for parameter {k}"))
+            })?;
+            let updated = (v.as_tensor().detach() - (g * lr).map_err(err)?).map_err(err)?;
+            v.set(&updated).map_err(err)?;
+        }
+        if want_loss {
+            Ok(Some(loss.to_scalar::<f32>().map_err(err)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn loss(&mut self, bi: usize) -> Result<f32, BackendError> {
+        self.mse(bi)
+            .and_then(|l| l.detach().to_scalar::<f32>())
+            .map_err(err)
+    }
+
+    fn sync(&mut self) -> Result<(), BackendError> {
+        // CPU ops complete before they return.
+        Ok(())
+    }
+
+    fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.vars
+            .iter()
+            .map(|v| v.as_tensor().flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(err)
+    }
+}

@@ -1,0 +1,520 @@
+//! The energy vocabulary every result uses, hardware-free: where a figure comes from
+//! ([`Source`]), intervals ([`Interval`]), one domain's energy over one window
+//! ([`DomainEnergy`]), totals that say what they add ([`total_energy`]), idle subtraction
+//! ([`net_joules`]) and the per-case record written into result files ([`CaseEnergy`]),
+//! built in one place ([`CaseEnergy::from_window`]). The meters that produce
+//! [`DomainEnergy`] live in `wattbench-energy`.
+use serde::{Deserialize, Serialize};
+
+/// Where an energy figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Difference of a hardware energy counter (NVML total energy, RAPL `energy_uj`).
+    Measured,
+    /// Power samples integrated over time (trapezoid rule).
+    Integrated,
+    /// A model (TDP × utilisation), not a measurement.
+    Estimated,
+    /// No reading; `joules` is null and `reason` says why.
+    Unsupported,
+}
+
+impl Source {
+    /// The lowercase label used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Measured => "measured",
+            Source::Integrated => "integrated",
+            Source::Estimated => "estimated",
+            Source::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value with an interval around it, carried from joules to kWh to CO2e.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Best estimate.
+    pub value: f64,
+    /// Lower bound.
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+}
+
+impl Interval {
+    /// `value ± half_width`, with the lower bound kept at or above zero.
+    pub fn symmetric(value: f64, half_width: f64) -> Interval {
+        let hw = half_width.abs();
+        Interval {
+            value,
+            low: (value - hw).max(0.0),
+            high: value + hw,
+        }
+    }
+
+    /// Every bound multiplied by a non-negative factor.
+    pub fn scale(self, k: f64) -> Interval {
+        Interval {
+            value: self.value * k,
+            low: self.low * k,
+            high: self.high * k,
+        }
+    }
+}
+
+/// Bound-wise sum (worst case: uncertainties add linearly).
+impl std::ops::Add for Interval {
+    type Output = Interval;
+    fn add(self, o: Interval) -> Interval {
+        Interval {
+            value: self.value + o.value,
+            low: self.low + o.low,
+            high: self.high + o.high,
+        }
+    }
+}
+
+/// What a CPU energy estimate rests on, recorded beside its figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimateAssumptions {
+    /// The model in words.
+    pub model: String,
+    /// CPU TDP used, W.
+    pub tdp_watts: f64,
+    /// Where the TDP comes from (flag, table entry or default).
+    pub tdp_source: String,
+    /// Hardware threads the TDP is spread over.
+    pub hardware_threads: u32,
+    /// TDP / hardware threads, W.
+    pub watts_per_busy_thread: f64,
+    /// CPU model string.
+    pub cpu_model: String,
+    /// Logical CPUs of the machine.
+    pub logical_cpus: u32,
+    /// CPU seconds of the metered scope in the window.
+    pub cpu_seconds: f64,
+    /// CPU seconds / (window × logical CPUs); null for an empty window.
+    pub utilisation_of_machine: Option<f64>,
+    /// Relative uncertainty given to the figure.
+    pub relative_uncertainty: f64,
+    /// What the estimate leaves out.
+    pub excludes: String,
+    /// How this compares with other tools' fallbacks.
+    pub comparison: String,
+}
+
+/// Energy of one domain over one window, as a meter reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEnergy {
+    /// `gpu0`, `cpu-package-0`, `dram-0`, `cpu-estimate`...
+    pub name: String,
+    /// How the figure was obtained.
+    pub source: Source,
+    /// Why there is no figure, or a caveat about it.
+    pub reason: Option<String>,
+    /// Joules; null when unsupported, never 0 for a missing reading.
+    pub joules: Option<f64>,
+    /// Window length, s.
+    pub window_s: f64,
+    /// Uncertainty of `joules` (half-width), J.
+    pub uncertainty_j: Option<f64>,
+    /// joules / window, W.
+    pub avg_watts: Option<f64>,
+    /// Highest mean power over one sampling interval, W.
+    pub peak_watts: Option<f64>,
+    /// What it covers: `device`, `package`, `dram`, `process`, `process-tree`...
+    pub scope: String,
+    /// Whether totals add it (false for overlapping domains such as core, uncore, psys).
+    pub in_total: bool,
+    /// Why it is not in totals, or other caveats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Model assumptions, for estimates.
+    pub assumptions: Option<EstimateAssumptions>,
+}
+
+impl DomainEnergy {
+    /// A domain with no figure, and why.
+    pub fn unsupported(name: &str, scope: &str, reason: String) -> Self {
+        DomainEnergy {
+            name: name.to_string(),
+            source: Source::Unsupported,
+            reason: Some(reason),
+            joules: None,
+            window_s: 0.0,
+            uncertainty_j: None,
+            avg_watts: None,
+            peak_watts: None,
+            scope: scope.to_string(),
+            in_total: true,
+            note: None,
+            assumptions: None,
+        }
+    }
+}
+
+/// Gross and net (above idle) energy of one domain.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NetEnergy {
+    /// Idle power of the domain, W.
+    pub idle_watts: f64,
+    /// Energy the window would have used at idle, J.
+    pub idle_joules: f64,
+    /// Gross − idle, J. Not clamped: a negative value means the load was within noise of idle.
+    pub net_joules: f64,
+    /// Uncertainty of the net figure (gross and scaled idle uncertainties added), J.
+    pub uncertainty_j: f64,
+}
+
+/// Subtracts the idle baseline from a window: net = gross − idle_watts × window.
+/// `None` when either reading is missing or the idle window is empty.
+pub fn net_joules(gross: &DomainEnergy, idle: &DomainEnergy) -> Option<NetEnergy> {
+    let g = gross.joules?;
+    let i = idle.joules?;
+    if idle.window_s <= 0.0 {
+        return None;
+    }
+    let idle_watts = i / idle.window_s;
+    let scale = gross.window_s / idle.window_s;
+    let idle_joules = idle_watts * gross.window_s;
+    Some(NetEnergy {
+        idle_watts,
+        idle_joules,
+        net_joules: g - idle_joules,
+        uncertainty_j: gross.uncertainty_j.unwrap_or(0.0)
+            + idle.uncertainty_j.unwrap_or(0.0) * scale,
+    })
+}
+
+/// A sum of domains that says exactly what it includes and what it leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnergyTotal {
+    /// Joules with interval; null when no domain could be added.
+    pub joules: Option<Interval>,
+    /// Domains added, as `name (source)`.
+    pub includes: Vec<String>,
+    /// Domains left out, as `name: why`.
+    pub excludes: Vec<String>,
+    /// Distinct sources in the sum.
+    pub sources: Vec<Source>,
+    /// True when measured/integrated and estimated figures were added together.
+    pub mixed: bool,
+    /// Joules from `estimated` domains alone (so a reader can take them out).
+    pub estimated_joules: Option<f64>,
+}
+
+/// Adds the non-overlapping domains that have a reading (`in_total`), and lists the rest.
+pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
+    let mut includes = Vec::new();
+    let mut excludes = Vec::new();
+    let mut sources: Vec<Source> = Vec::new();
+    let mut sum: Option<Interval> = None;
+    let mut est = None;
+    for d in domains {
+        match (d.in_total, d.joules) {
+            (true, Some(j)) => {
+                let iv = Interval::symmetric(j, d.uncertainty_j.unwrap_or(0.0));
+                sum = Some(sum.map_or(iv, |s| s + iv));
+                includes.push(format!("{} ({})", d.name, d.source));
+                if !sources.contains(&d.source) {
+                    sources.push(d.source);
+                }
+                if d.source == Source::Estimated {
+                    est = Some(est.unwrap_or(0.0) + j);
+                }
+            }
+            (false, _) => excludes.push(format!(
+                "{}: {}",
+                d.name,
+                d.note.as_deref().unwrap_or("overlaps another domain")
+            )),
+            (true, None) => excludes.push(format!(
+                "{}: no reading ({})",
+                d.name,
+                d.reason.as_deref().unwrap_or("unsupported")
+            )),
+        }
+    }
+    let mixed = sources.contains(&Source::Estimated) && sources.len() > 1;
+    EnergyTotal {
+        joules: sum,
+        includes,
+        excludes,
+        sources,
+        mixed,
+        estimated_joules: est,
+    }
+}
+
+/// One domain's share of a case, per call (or per training step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    /// Domain name.
+    pub name: String,
+    /// How the figure was obtained.
+    pub source: Source,
+    /// Why there is no figure, or a caveat.
+    pub reason: Option<String>,
+    /// What it covers.
+    pub scope: String,
+    /// Whether the total adds it.
+    pub in_total: bool,
+    /// Joules per call; null when unread (never 0 for a missing reading).
+    pub joules_per_iter: Option<f64>,
+    /// Uncertainty of `joules_per_iter` (half-width), J.
+    pub uncertainty_j: Option<f64>,
+    /// Length of the window the figure covers, s.
+    pub window_s: f64,
+    /// Mean power over the window, W.
+    pub avg_watts: Option<f64>,
+    /// Idle power of the domain, W, when the baseline has a reading.
+    pub idle_watts: Option<f64>,
+    /// Energy above idle per call, J.
+    pub net_joules_per_iter: Option<f64>,
+    /// Why it is not in the total, or other caveats.
+    pub note: Option<String>,
+    /// Model assumptions of an estimate.
+    pub assumptions: Option<EstimateAssumptions>,
+}
+
+/// The energy of one case (or training run), per call (or per step): every domain with its
+/// source, and a total that says what it adds. The one shape `run` and `train` write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseEnergy {
+    /// Calls (training steps) the window covered; figures are divided by this.
+    pub calls: u64,
+    /// What one call is: `call` (`run`) or `training step` (`train`).
+    pub unit: String,
+    /// Length of the window, s.
+    pub window_s: f64,
+    /// One row per domain.
+    pub domains: Vec<DomainRecord>,
+    /// Sum of the domains in the total, per call, with its interval; null when none had a
+    /// reading.
+    pub total_joules_per_iter: Option<Interval>,
+    /// Sum of the net (above idle) figures of the domains in the total, per call; null unless
+    /// every one of them has a net figure.
+    pub net_joules_per_iter: Option<f64>,
+    /// Domains added, as `name (source)`.
+    pub total_includes: Vec<String>,
+    /// Domains left out, and why.
+    pub total_excludes: Vec<String>,
+    /// Distinct sources in the total.
+    pub total_sources: Vec<Source>,
+    /// Whether the total adds measured and estimated figures.
+    pub total_mixes_sources: bool,
+    /// GFLOP per joule of the total; null without a positive total.
+    pub gflops_per_joule: Option<f64>,
+    /// Caveats: short windows, mixed or estimated sources, a window that could not start.
+    pub notes: Vec<String>,
+}
+
+impl CaseEnergy {
+    /// The record of `window` (its calls, their FLOPs, its length) from the meters' `domains`
+    /// and the run's `idle` baseline (may be empty): per-call figures, net of idle where the
+    /// baseline has a reading, a total that says what it adds, and notes for short windows,
+    /// estimates and a window that could not start.
+    pub fn from_window(
+        domains: &[DomainEnergy],
+        idle: &[DomainEnergy],
+        window: Window<'_>,
+    ) -> CaseEnergy {
+        let calls = window.calls.max(1);
+        let per = |v: Option<f64>| v.map(|j| j / calls as f64);
+        let rows: Vec<DomainRecord> = domains
+            .iter()
+            .map(|d| {
+                let net = idle
+                    .iter()
+                    .find(|i| i.name == d.name)
+                    .and_then(|i| net_joules(d, i));
+                DomainRecord {
+                    name: d.name.clone(),
+                    source: d.source,
+                    reason: d.reason.clone(),
+                    scope: d.scope.clone(),
+                    in_total: d.in_total,
+                    joules_per_iter: per(d.joules),
+                    uncertainty_j: per(d.uncertainty_j),
+                    window_s: d.window_s,
+                    avg_watts: d.avg_watts,
+                    idle_watts: net.map(|n| n.idle_watts),
+                    net_joules_per_iter: per(net.map(|n| n.net_joules)),
+                    note: d.note.clone(),
+                    assumptions: d.assumptions.clone(),
+                }
+            })
+            .collect();
+        let total = total_energy(domains);
+        let total_per_call = total.joules.map(|iv| iv.scale(1.0 / calls as f64));
+        let gflops_per_joule = total_per_call
+            .filter(|iv| iv.value > 0.0)
+            .map(|iv| window.flops_per_call as f64 / 1e9 / iv.value);
+        let counted: Vec<&DomainRecord> = rows
+            .iter()
+            .filter(|r| r.in_total && r.joules_per_iter.is_some())
+            .collect();
+        let net = (!counted.is_empty() && counted.iter().all(|r| r.net_joules_per_iter.is_some()))
+            .then(|| counted.iter().filter_map(|r| r.net_joules_per_iter).sum());
+        let mut notes = Vec::new();
+        if let Some(e) = window.error {
+            notes.push(format!("not measured: {e}"));
+        }
+        if let Some(min) = window.min_window_s {
+            if window.error.is_none() && window.window_s < min {
+                notes.push(format!(
+                    "the window lasted {:.3} s, less than the meters' minimum reliable window \
+                     of {min:.3} s: counter resolution dominates",
+                    window.window_s
+                ));
+            }
+        }
+        if total.mixed {
+            notes.push("the total adds measured and estimated domains".into());
+        }
+        if total.sources.contains(&Source::Estimated) {
+            notes.push(
+                "estimated: CPU energy from a TDP x CPU-time model, not a counter (no readable \
+                 RAPL counter here)"
+                    .into(),
+            );
+        }
+        CaseEnergy {
+            calls,
+            unit: window.unit.to_string(),
+            window_s: window.window_s,
+            domains: rows,
+            total_joules_per_iter: total_per_call,
+            net_joules_per_iter: net,
+            total_includes: total.includes,
+            total_excludes: total.excludes,
+            total_sources: total.sources,
+            total_mixes_sources: total.mixed,
+            gflops_per_joule,
+            notes,
+        }
+    }
+}
+
+/// The window a [`CaseEnergy`] describes.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    /// Calls (or steps) made in it.
+    pub calls: u64,
+    /// FLOPs of one call.
+    pub flops_per_call: u64,
+    /// What one call is (`call`, `training step`).
+    pub unit: &'a str,
+    /// Its length, s.
+    pub window_s: f64,
+    /// The meters' shortest reliable window, s, when meters ran.
+    pub min_window_s: Option<f64>,
+    /// Why there is no measurement (the window could not start, no meters), if so.
+    pub error: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(name: &str, source: Source, joules: Option<f64>, in_total: bool) -> DomainEnergy {
+        DomainEnergy {
+            name: name.into(),
+            source,
+            reason: joules
+                .is_none()
+                .then(|| "unavailable: no counter".to_string()),
+            joules,
+            window_s: 2.0,
+            uncertainty_j: joules.map(|j| j * 0.1),
+            avg_watts: joules.map(|j| j / 2.0),
+            peak_watts: None,
+            scope: "package".into(),
+            in_total,
+            note: (!in_total).then(|| "inside the package".to_string()),
+            assumptions: None,
+        }
+    }
+
+    fn window(calls: u64) -> Window<'static> {
+        Window {
+            calls,
+            flops_per_call: 2_000_000_000,
+            unit: "call",
+            window_s: 2.0,
+            min_window_s: Some(1.0),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn case_record_divides_by_calls_and_labels_every_domain() {
+        let domains = [
+            domain("cpu-package-0", Source::Measured, Some(40.0), true),
+            domain("core-0", Source::Measured, Some(30.0), false),
+            domain("gpu0", Source::Unsupported, None, true),
+        ];
+        let idle = [domain("cpu-package-0", Source::Measured, Some(10.0), true)];
+        let e = CaseEnergy::from_window(&domains, &idle, window(4));
+        let total = e.total_joules_per_iter.unwrap();
+        assert_eq!((total.value, total.low, total.high), (10.0, 9.0, 11.0));
+        // 2 GFLOP per call / 10 J per call.
+        assert_eq!(e.gflops_per_joule, Some(0.2));
+        // Idle 5 W over the 2 s window: 30 J net over 4 calls.
+        assert_eq!(e.domains[0].net_joules_per_iter, Some(7.5));
+        assert_eq!(e.net_joules_per_iter, Some(7.5));
+        assert_eq!(e.domains[0].idle_watts, Some(5.0));
+        // The unread domain is null, not 0 J, and the total says it left it out.
+        assert_eq!(e.domains[2].joules_per_iter, None);
+        assert!(e
+            .total_excludes
+            .iter()
+            .any(|x| x.starts_with("gpu0: no reading")));
+        assert!(e.total_excludes.iter().any(|x| x.starts_with("core-0:")));
+        assert_eq!(e.total_sources, vec![Source::Measured]);
+        assert!(e.notes.is_empty(), "{:?}", e.notes);
+    }
+
+    #[test]
+    fn missing_readings_give_null_totals_and_notes() {
+        let domains = [domain("gpu0", Source::Unsupported, None, true)];
+        let mut w = window(3);
+        w.window_s = 0.2;
+        let e = CaseEnergy::from_window(&domains, &[], w);
+        assert_eq!(e.total_joules_per_iter, None);
+        assert_eq!(e.gflops_per_joule, None);
+        assert_eq!(e.net_joules_per_iter, None);
+        assert!(e
+            .notes
+            .iter()
+            .any(|n| n.contains("minimum reliable window")));
+        let w = Window {
+            error: Some("the energy window could not start: no meter"),
+            ..window(3)
+        };
+        let e = CaseEnergy::from_window(&[], &[], w);
+        assert!(e.notes[0].contains("could not start: no meter"));
+        // An estimate in the total is said to be one.
+        let est = [domain("cpu-estimate", Source::Estimated, Some(1.0), true)];
+        let e = CaseEnergy::from_window(&est, &[], window(1));
+        assert!(e.notes.iter().any(|n| n.starts_with("estimated")));
+    }
+
+    #[test]
+    fn net_is_gross_minus_idle_power_times_window() {
+        let g = domain("d", Source::Measured, Some(40.0), true);
+        let i = domain("d", Source::Measured, Some(10.0), true);
+        let n = net_joules(&g, &i).unwrap();
+        assert_eq!((n.idle_watts, n.net_joules), (5.0, 30.0));
+        assert_eq!(n.uncertainty_j, 4.0 + 1.0);
+        assert!(net_joules(&domain("d", Source::Unsupported, None, true), &i).is_none());
+    }
+}

@@ -1,0 +1,229 @@
+//! Writing result files without losing or clobbering anything: the one place every command
+//! (and the kernel cache) writes a file.
+//!
+//! [`OutputFile::prepare`] runs before any work, so an unwritable location is refused before a
+//! long run starts: it creates a missing parent folder and opens a temporary file beside the
+//! target. [`OutputFile::commit`] writes, flushes to disk (`fsync`) and renames the temporary
+//! file over the target, so a reader sees the old file or the complete new one, never a half-
+//! written one. Files are created 0644, like any file the user writes.
+//!
+//! What the rename must not do: replace a device file or a FIFO (`--output /dev/null` as root
+//! would replace the system's `/dev/null` with a regular file), or replace a symbolic link
+//! with a file. Device files and FIFOs are written directly; a symbolic link is followed and
+//! its target is replaced.
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why a file could not be written; the message says which path and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The path names a directory.
+    #[error("{0} is a directory; give a file path")]
+    IsDirectory(PathBuf),
+    /// The location cannot be written.
+    #[error("cannot write {path}: {source}; choose another output path")]
+    Unwritable {
+        /// The path as given.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Symbolic links loop or nest too deep.
+    #[error("{0}: too many levels of symbolic links")]
+    LinkLoop(PathBuf),
+}
+
+enum Target {
+    /// A regular file (or a new one): write a temporary file beside it, then rename.
+    Replace {
+        tmp: tempfile::NamedTempFile,
+        dest: PathBuf,
+    },
+    /// A device file or FIFO: written in place, never replaced.
+    Direct(PathBuf),
+}
+
+/// A file that will be written once the work is done.
+pub struct OutputFile {
+    shown: PathBuf,
+    target: Target,
+}
+
+/// Follow symbolic links at `path` to the path a write must land on.
+fn resolve_links(path: &Path) -> Result<PathBuf, OutputError> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&p).map_err(|source| OutputError::Unwritable {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                p = match p.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(OutputError::LinkLoop(path.to_path_buf()))
+}
+
+impl OutputFile {
+    /// Get ready to write `path`: refuse a directory, create a missing parent folder, and
+    /// prove the location writable (a temporary file beside the target; a device file or FIFO
+    /// is checked for write permission and written in place).
+    pub fn prepare(path: &Path) -> Result<OutputFile, OutputError> {
+        let unwritable = |source| OutputError::Unwritable {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dest = resolve_links(path)?;
+        if let Ok(meta) = std::fs::metadata(&dest) {
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                return Err(OutputError::IsDirectory(path.to_path_buf()));
+            }
+            if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
+                if meta.permissions().readonly() {
+                    return Err(unwritable(std::io::Error::from(
+                        std::io::ErrorKind::PermissionDenied,
+                    )));
+                }
+                return Ok(OutputFile {
+                    shown: path.to_path_buf(),
+                    target: Target::Direct(dest),
+                });
+            }
+        }
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(unwritable)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".wattbench-")
+            .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(&dir)
+            .map_err(unwritable)?;
+        Ok(OutputFile {
+            shown: path.to_path_buf(),
+            target: Target::Replace { tmp, dest },
+        })
+    }
+
+    /// The path as given.
+    pub fn path(&self) -> &Path {
+        &self.shown
+    }
+
+    /// Write `bytes`, flush them to disk and put them in place. On error nothing is left
+    /// behind: the temporary file is removed and the old file, if any, is untouched.
+    pub fn commit(self, bytes: &[u8]) -> Result<(), OutputError> {
+        let unwritable = |source| OutputError::Unwritable {
+            path: self.shown.clone(),
+            source,
+        };
+        match self.target {
+            Target::Direct(dest) => {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&dest)
+                    .map_err(unwritable)?;
+                f.write_all(bytes)
+                    .and_then(|_| f.flush())
+                    .map_err(unwritable)
+            }
+            Target::Replace { mut tmp, dest } => {
+                tmp.write_all(bytes)
+                    .and_then(|_| tmp.as_file().sync_all())
+                    .map_err(unwritable)?;
+                tmp.persist(&dest).map_err(|e| unwritable(e.error))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// [`OutputFile::prepare`] then [`OutputFile::commit`], for writes with no work in between.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    OutputFile::prepare(path)?.commit(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_whole_files_0644_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new/sub/r.json");
+        write_atomically(&p, b"one").unwrap();
+        write_atomically(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_directory_is_refused_and_an_unwritable_place_fails_before_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = OutputFile::prepare(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "").unwrap();
+        let e = OutputFile::prepare(&blocker.join("x.json")).err().unwrap();
+        assert!(e.to_string().contains("choose another"), "{e}");
+    }
+
+    #[test]
+    fn symbolic_links_are_followed_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        std::fs::write(&real, "old").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        write_atomically(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        // A dangling link creates its target.
+        let dangling = dir.path().join("dangling.json");
+        std::os::unix::fs::symlink("made.json", &dangling).unwrap();
+        write_atomically(&dangling, b"x").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("made.json")).unwrap(), b"x");
+        // A loop is an error, not a hang.
+        let a = dir.path().join("a");
+        std::os::unix::fs::symlink("b", &a).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        assert!(matches!(
+            OutputFile::prepare(&a),
+            Err(OutputError::LinkLoop(_))
+        ));
+    }
+
+    #[test]
+    fn device_files_are_written_in_place() {
+        // /dev/null stays a character device.
+        write_atomically(Path::new("/dev/null"), b"discarded").unwrap();
+        let ft = std::fs::metadata("/dev/null").unwrap().file_type();
+        assert!(ft.is_char_device());
+    }
+
+    #[test]
+    fn a_failed_commit_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, "old").unwrap();
+        let out = OutputFile::prepare(&p).unwrap();
+        drop(out); // work failed: never committed
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,335 @@
+//! The `cuda` backend (our kernels from `kernels/`) and `cuda-naive` (the naive GEMM
+//! baseline), plus what every GPU backend of the crate shares: device names, the element
+//! limit, the recorded versions and the one input check before anything is allocated.
+//!
+//! Training cases (`cuda`, fp32) run forward, backward and the SGD update as one plan on the
+//! stream, as `wattbench_core::reference::train_step` defines them: outputs
+//! `[y, gradients…, updated weights…]`, the weights updated in place so the next call uses
+//! them.
+use crate::error::CudaError;
+use crate::gpu::{self, device_infos, Gpu};
+use crate::loader::{nvrtc_probe, nvrtc_version};
+use crate::ops;
+use crate::plan::MAX_ELEMS;
+use std::sync::Arc;
+use wattbench_core::tensor::HostTensor;
+use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Op, Prepared};
+
+/// Our kernels. `naive` selects the naive GEMM (GEMM only) instead of the best kernel.
+pub struct CudaKernels {
+    naive: bool,
+}
+
+impl CudaKernels {
+    /// The best kernel per case: tiled fp32 / tensor-core GEMM, implicit-GEMM conv, fused RNN.
+    pub fn new() -> Self {
+        Self { naive: false }
+    }
+    /// The naive GEMM baseline.
+    pub fn naive() -> Self {
+        Self { naive: true }
+    }
+}
+
+impl Default for CudaKernels {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether NVRTC (which compiles our kernels) can be loaded; why not.
+pub(crate) fn probe_nvrtc() -> Result<(), String> {
+    nvrtc_probe().map_err(|e| match e {
+        CudaError::Unavailable(r) => r,
+        e => e.to_string(),
+    })
+}
+
+/// Versions worth recording for every CUDA backend (run-time libraries; crate versions come
+/// from Cargo.lock).
+pub(crate) fn cuda_versions() -> Vec<(String, String)> {
+    gpu::driver_version()
+        .map(|d| ("cuda-driver".to_string(), d))
+        .into_iter()
+        .collect()
+}
+
+/// Checks shared by the CUDA backends: a CUDA device name and element counts our kernels can
+/// index (every tensor of the case, with the training step's gradients).
+pub(crate) fn common_supports(case: &Case, device: &str) -> Result<(), String> {
+    gpu::parse_device(device)?;
+    for t in case.input_specs().iter().chain(case.output_specs().iter()) {
+        if t.numel() > MAX_ELEMS {
+            return Err(format!(
+                "tensor `{}` has {} elements, over the 2^31-1 supported",
+                t.name,
+                t.numel()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// For backends that run the forward pass only: training cases are unsupported.
+pub(crate) fn inference_only(case: &Case, backend: &str) -> Result<(), String> {
+    if case.mode == Mode::Train {
+        return Err(format!(
+            "the {backend} backend runs inference only (training steps run on `cuda`)"
+        ));
+    }
+    Ok(())
+}
+
+/// The start of every backend's `prepare`: [`check_prepare`], then the library `probe`
+/// (before cudarc touches the library: it panics when one is missing), then the device.
+pub(crate) fn prepare_device(
+    backend: &dyn Backend,
+    case: &Case,
+    device: &str,
+    inputs: &[HostTensor],
+    probe: fn() -> Result<(), String>,
+) -> Result<Arc<Gpu>, BackendError> {
+    check_prepare(backend, case, device, inputs)?;
+    probe().map_err(BackendError::Unavailable)?;
+    gpu::gpu(device).map_err(|e| e.into_backend(backend.name()))
+}
+
+/// What every backend's `prepare` checks first, before touching a device: the backend
+/// supports the case (device name, the 2^31-1 element limit, dtype, mode), and `inputs` are
+/// the case's (count and element counts of `case.input_specs()`).
+pub(crate) fn check_prepare(
+    backend: &dyn Backend,
+    case: &Case,
+    device: &str,
+    inputs: &[HostTensor],
+) -> Result<(), BackendError> {
+    backend
+        .supports(case, device)
+        .map_err(BackendError::Unsupported)?;
+    let specs = case.input_specs();
+    if inputs.len() != specs.len()
+        || inputs
+            .iter()
+            .zip(&specs)
+            .any(|(t, s)| t.data.len() != s.numel())
+    {
+        return Err(BackendError::failed(
+            backend.name(),
+            format!(
+                "{case}: expected {} inputs of {:?} elements, got {:?}",
+                specs.len(),
+                specs.iter().map(|s| s.numel()).collect::<Vec<_>>(),
+                inputs.iter().map(|t| t.data.len()).collect::<Vec<_>>()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Backend for CudaKernels {
+    fn name(&self) -> &'static str {
+        if self.naive {
+            "cuda-naive"
+        } else {
+            "cuda"
+        }
+    }
+
+    fn devices(&self) -> Vec<DeviceInfo> {
+        device_infos(probe_nvrtc)
+    }
+
+    fn versions(&self) -> Vec<(String, String)> {
+        let mut v = cuda_versions();
+        if let Ok((a, b)) = nvrtc_version() {
+            v.push(("nvrtc".into(), format!("{a}.{b}")));
+        }
+        v
+    }
+
+    fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
+        common_supports(case, device)?;
+        if case.mode == Mode::Train {
+            if self.naive {
+                return Err(
+                    "cuda-naive is the forward GEMM baseline; training steps run on `cuda`".into(),
+                );
+            }
+            if case.dtype != DType::F32 {
+                return Err(format!(
+                    "training steps are fp32 only (the backward kernels are fp32), not {}",
+                    case.dtype.as_str()
+                ));
+            }
+            return Ok(());
+        }
+        match (case.op(), case.dtype, self.naive) {
+            (Op::Gemm, DType::F32, _) => Ok(()),
+            (Op::Gemm, _, false) => {
+                let arch = gpu::inventory().ok().and_then(|g| {
+                    g.iter()
+                        .find(|g| format!("cuda:{}", g.ordinal) == device)
+                        .map(|g| g.arch())
+                });
+                match arch {
+                    Some(a) if a < 80 => Err(format!(
+                        "the tensor-core GEMM needs sm_80+, {device} is sm_{a}"
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            (Op::Gemm, d, true) => Err(format!(
+                "the naive GEMM baseline is fp32 only, not {}",
+                d.as_str()
+            )),
+            (_, _, true) => Err("cuda-naive has only the GEMM baseline".into()),
+            (_, DType::F32, false) => Ok(()),
+            (op, d, false) => Err(format!(
+                "{} kernels are fp32 only, not {}",
+                op.as_str(),
+                d.as_str()
+            )),
+        }
+    }
+
+    fn prepare(
+        &self,
+        case: &Case,
+        device: &str,
+        inputs: &[HostTensor],
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        let g = prepare_device(self, case, device, inputs, probe_nvrtc)?;
+        let name = self.name();
+        let e = |e: CudaError| e.into_backend(name);
+        let plan = ops::build(case, self.naive, inputs).map_err(e)?;
+        Ok(Box::new(plan.into_case(&g, name).map_err(e)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
+    use wattbench_core::Params;
+
+    #[test]
+    fn supports_explains_unsupported_cases() {
+        let case = |params, dtype, mode| Case {
+            params,
+            mode,
+            dtype,
+            tag: None,
+        };
+        let conv = Params::Conv2d(ConvParams {
+            n: 1,
+            c: 1,
+            h: 3,
+            w: 3,
+            k: 1,
+            r: 1,
+            s: 1,
+            pad_h: 0,
+            pad_w: 0,
+            stride_h: 1,
+            stride_w: 1,
+        });
+        let gemm = Params::Gemm(GemmParams {
+            m: 2,
+            n: 2,
+            k: 2,
+            trans_a: false,
+            trans_b: false,
+        });
+        let rnn = Params::Rnn(RnnParams {
+            cell: Cell::Gru,
+            hidden: 3,
+            batch: 2,
+            steps: 2,
+        });
+        let be = CudaKernels::new();
+        assert!(be
+            .supports(&case(conv, DType::Bf16, Mode::Infer), "cuda:0")
+            .unwrap_err()
+            .contains("fp32 only"));
+        assert!(be
+            .supports(&case(gemm, DType::F32, Mode::Infer), "cpu")
+            .unwrap_err()
+            .contains("cuda:N"));
+        // Training: fp32 on `cuda` only; the baseline and the vendor yardsticks are forward
+        // only.
+        for p in [gemm, conv, rnn] {
+            assert_eq!(
+                be.supports(&case(p, DType::F32, Mode::Train), "cuda:0"),
+                Ok(())
+            );
+            for d in [DType::Bf16, DType::F16] {
+                assert!(be
+                    .supports(&case(p, d, Mode::Train), "cuda:0")
+                    .unwrap_err()
+                    .contains("fp32 only"));
+            }
+        }
+        assert!(CudaKernels::naive()
+            .supports(&case(gemm, DType::F32, Mode::Train), "cuda:0")
+            .unwrap_err()
+            .contains("training"));
+        assert!(crate::Cublas
+            .supports(&case(gemm, DType::F32, Mode::Train), "cuda:0")
+            .unwrap_err()
+            .contains("inference only"));
+        assert!(crate::Cudnn
+            .supports(&case(conv, DType::F32, Mode::Train), "cuda:0")
+            .unwrap_err()
+            .contains("inference only"));
+        assert!(CudaKernels::naive()
+            .supports(&case(conv, DType::F32, Mode::Infer), "cuda:0")
+            .is_err());
+        assert!(CudaKernels::naive()
+            .supports(&case(gemm, DType::F32, Mode::Infer), "cuda:0")
+            .is_ok());
+    }
+
+    #[test]
+    fn inputs_are_checked_before_any_device_is_touched() {
+        let case = Case {
+            params: Params::Gemm(GemmParams {
+                m: 3,
+                n: 4,
+                k: 5,
+                trans_a: false,
+                trans_b: false,
+            }),
+            mode: Mode::Infer,
+            dtype: DType::F32,
+            tag: None,
+        };
+        let good = wattbench_core::tensor::generate_case_inputs(&case, 1);
+        let mut short = good.clone();
+        short[1].data.pop();
+        let backends: [&dyn Backend; 3] = [&CudaKernels::new(), &crate::Cublas, &crate::Cudnn];
+        for be in backends {
+            for bad in [&short[..], &good[..1]] {
+                match check_prepare(be, &case, "cuda:0", bad) {
+                    // cudnn does not run GEMM at all.
+                    Err(BackendError::Unsupported(_)) if be.name() == "cudnn" => {}
+                    Err(BackendError::Failed { msg, .. }) => {
+                        assert!(msg.contains("expected"), "{msg}")
+                    }
+                    r => panic!("{}: {r:?}", be.name()),
+                }
+            }
+        }
+        let huge = Case {
+            params: Params::Gemm(GemmParams {
+                m: 1 << 16,
+                n: 1 << 16,
+                k: 1,
+                trans_a: false,
+                trans_b: false,
+            }),
+            ..case
+        };
+        let e = check_prepare(&CudaKernels::new(), &huge, "cuda:0", &good).unwrap_err();
+        assert!(e.to_string().contains("2^31-1"), "{e}");
+    }
+}

@@ -1,0 +1,70 @@
+//! Safe host-level drivers for what no backend output covers, for the GPU tests: host
+//! tensors in, host vectors out, checked like any case before the device is touched.
+//!
+//! Only the gradient of the RNN's initial hidden state needs one: a training step returns
+//! every other gradient through the `Backend` trait, but initial states are constants, so
+//! `dh0` (which the backward kernel can also produce) is no output of it.
+use crate::backend::{prepare_device, probe_nvrtc};
+use crate::error::CudaError;
+use crate::ops::rnn;
+use crate::plan::PlanBuilder;
+use crate::CudaKernels;
+use wattbench_core::tensor::HostTensor;
+use wattbench_core::workload::RnnParams;
+use wattbench_core::{BackendError, Case, DType, Mode, Params};
+
+/// Gradients of `L = Σ HS ⊙ dHS` with respect to an RNN's inputs.
+#[derive(Debug, Clone)]
+pub struct RnnGrads {
+    /// Forward output `HS[T,B,H]` (computed with state saving).
+    pub hs: Vec<f32>,
+    /// `dXP[T,B,G·H]`.
+    pub dxp: Vec<f32>,
+    /// `dW[H,G·H]`.
+    pub dw: Vec<f32>,
+    /// `db[G·H]`.
+    pub db: Vec<f32>,
+    /// `dh0[B,H]`.
+    pub dh0: Vec<f32>,
+}
+
+/// Forward with state saving and backward through time of the `cuda` backend's fp32
+/// training step for `r` on `device`, without the weight update, plus `dh0`. `inputs` are
+/// those of the training case (`xp, w, b, h0[, c0]`, then `dHS` as `dy`, as
+/// `wattbench_core::tensor::generate_case_inputs` makes them); their count and lengths are
+/// checked.
+pub fn rnn_gradients(
+    device: &str,
+    r: &RnnParams,
+    inputs: &[HostTensor],
+) -> Result<RnnGrads, BackendError> {
+    let case = Case {
+        params: Params::Rnn(*r),
+        mode: Mode::Train,
+        dtype: DType::F32,
+        tag: None,
+    };
+    let be = CudaKernels::new();
+    let g = prepare_device(&be, &case, device, inputs, probe_nvrtc)?;
+    let e = |e: CudaError| e.into_backend("cuda");
+    let mut b = PlanBuilder::new();
+    let ins = b.upload_all(inputs, DType::F32);
+    let gr = rnn::training(&mut b, r, &ins, true).map_err(e)?;
+    for v in [gr.hs, gr.dxp, gr.dw, gr.db].into_iter().chain(gr.dh0) {
+        b.output(v).map_err(e)?;
+    }
+    let out = b.into_case(&g, "cuda").and_then(|mut c| c.run_once());
+    match <[Vec<f32>; 5]>::try_from(out.map_err(e)?) {
+        Ok([hs, dxp, dw, db, dh0]) => Ok(RnnGrads {
+            hs,
+            dxp,
+            dw,
+            db,
+            dh0,
+        }),
+        Err(v) => Err(BackendError::failed(
+            "cuda",
+            format!("{} outputs, expected 5", v.len()),
+        )),
+    }
+}

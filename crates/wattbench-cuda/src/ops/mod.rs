@@ -1,0 +1,108 @@
+//! Our kernels, one module per op: each owns its launch shapes and builds its inference and
+//! training plans on a [`PlanBuilder`]. The `unsafe` launches live here, next to the shapes
+//! and extents they depend on. A new op is one module and one arm of [`build`].
+pub(crate) mod conv;
+pub(crate) mod elementwise;
+pub(crate) mod gemm;
+pub(crate) mod rnn;
+
+use crate::error::CudaError;
+use crate::plan::{BufId, PlanBuilder};
+use wattbench_core::tensor::HostTensor;
+use wattbench_core::{Case, Params};
+
+/// The `cuda` backend's plan for `case` on `inputs` (already checked against the case): the
+/// inputs uploaded in order, then the op's buffers, steps and outputs. `naive` picks the
+/// naive GEMM baseline.
+pub(crate) fn build<'a>(
+    case: &Case,
+    naive: bool,
+    inputs: &'a [HostTensor],
+) -> Result<PlanBuilder<'a>, CudaError> {
+    let mut b = PlanBuilder::new();
+    let ins = b.upload_all(inputs, case.dtype);
+    let outputs = match case.params {
+        Params::Gemm(p) => gemm::plan(&mut b, &p, case.mode, case.dtype, naive, &ins)?,
+        Params::Conv2d(c) => conv::plan(&mut b, &c, case.mode, &ins)?,
+        Params::Rnn(r) => rnn::plan(&mut b, &r, case.mode, &ins)?,
+    };
+    for v in outputs {
+        b.output(v)?;
+    }
+    Ok(b)
+}
+
+/// `N` input buffers, or an error naming `what` (counts are checked before planning).
+pub(crate) fn inputs<const N: usize>(ins: &[BufId], what: &str) -> Result<[BufId; N], CudaError> {
+    ins.try_into().map_err(|_| {
+        CudaError::lib(
+            "building the plan",
+            format!("{what}: {} inputs, expected {N}", ins.len()),
+        )
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::kernels::KernelId;
+    use crate::plan::Step;
+    use wattbench_core::tensor::generate_case_inputs;
+    use wattbench_core::{testing, DType, Mode, Op};
+
+    /// Every plan the `cuda` backend builds for the generic check's shapes (and odd sizes),
+    /// in every mode and dtype it supports: outputs with the case's output lengths, every
+    /// launch's entry point defined by its file, every step checked by the builder.
+    #[test]
+    fn every_plan_builds_with_the_case_outputs() {
+        let mut launched = std::collections::BTreeSet::new();
+        // The generic check's shapes, plus K > 64 (the 128-wide conv tile).
+        let Params::Conv2d(c) = testing::shapes(Op::Conv2d)[1] else {
+            unreachable!()
+        };
+        let wide = Params::Conv2d(wattbench_core::workload::ConvParams { k: 70, ..c });
+        for op in Op::ALL {
+            let extra = (op == Op::Conv2d).then_some(wide);
+            for params in testing::shapes(op).into_iter().chain(extra) {
+                for (mode, dtype, naive) in [
+                    (Mode::Infer, DType::F32, false),
+                    (Mode::Infer, DType::F32, true),
+                    (Mode::Infer, DType::Bf16, false),
+                    (Mode::Infer, DType::F16, false),
+                    (Mode::Train, DType::F32, false),
+                ] {
+                    if (naive || dtype != DType::F32) && op != Op::Gemm {
+                        continue;
+                    }
+                    let case = Case {
+                        params,
+                        mode,
+                        dtype,
+                        tag: None,
+                    };
+                    let inputs = generate_case_inputs(&case, 1);
+                    let b = build(&case, naive, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
+                    let want: Vec<usize> = case.output_specs().iter().map(|s| s.numel()).collect();
+                    let got: Vec<usize> = b.outputs().iter().map(|v| v.len()).collect();
+                    assert_eq!(got, want, "{case}");
+                    for st in b.steps() {
+                        if let Step::Launch(l, _) = st {
+                            launched.insert((l.kernel, l.entry.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        // Every main kernel is reached by some plan (the naive GEMM through `cuda-naive`).
+        for id in KernelId::ALL {
+            for e in id.entry_points() {
+                if KernelId::is_main(&e)
+                    || e.starts_with("gemm_naive")
+                    || e.starts_with("rnn_bwd_last")
+                {
+                    assert!(launched.contains(&(id, e.clone())), "{e} is never launched");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The tch trainer: the models built from [`ops`](crate::ops) on libtorch tensors, gradients
+//! from libtorch's autograd, SGD applied in place under `no_grad`.
+use tch::{Device, Kind, Tensor};
+use wattbench_core::model::{Dataset, ModelConfig, Trainer};
+use wattbench_core::workload::{Cell, ConvParams};
+use wattbench_core::BackendError;
+
+use crate::{download, err, ops, upload};
+
+/// Parameters (requiring gradients) and the data set as libtorch tensors on one device.
+pub(crate) struct TchTrainer {
+    model: ModelConfig,
+    params: Vec<Tensor>,
+    xs: Vec<Tensor>,
+    ys: Vec<Tensor>,
+    device: Device,
+}
+
+/// A 3x3 convolution with padding 1 and `stride`, as the CNN model uses.
+fn conv3x3(stride: usize) -> ConvParams {
+    // Only the padding and strides matter to tch: shapes come from the tensors.
+    ConvParams {
+        n: 1,
+        c: 1,
+        h: 3,
+        w: 3,
+        k: 1,
+        r: 3,
+        s: 3,
+        pad_h: 1,
+        pad_w: 1,
+        stride_h: stride,
+        stride_w: stride,
+    }
+}
+
+impl TchTrainer {
+    /// Uploads the initial parameters and every batch.
+    pub(crate) fn new(
+        d: Device,
+        model: &ModelConfig,
+        data: &Dataset,
+        init: &[Vec<f32>],
+    ) -> Result<Self, BackendError> {
+        let params = model
+            .params()
+            .iter()
+            .zip(init)
+            .map(|(p, v)| Ok(upload(v, &p.shape, Kind::Float, d)?.set_requires_grad(true)))
+            .collect::<tch::Result<Vec<_>>>()
+            .map_err(err)?;
+        let batches = |all: &[Vec<f32>], shape: &[usize]| {
+            all.iter()
+                .map(|v| upload(v, shape, Kind::Float, d))
+                .collect::<tch::Result<Vec<_>>>()
+                .map_err(err)
+        };
+        Ok(Self {
+            model: *model,
+            params,
+            xs: batches(&data.xs, &data.x_shape)?,
+            ys: batches(&data.ys, &data.y_shape)?,
+            device: d,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> tch::Result<Tensor> {
+        let p = &self.params;
+        let linear = |a: &Tensor, w: &Tensor, b: &Tensor| a.f_matmul(w)?.f_add(b);
+        match self.model {
+            ModelConfig::Mlp(_) => {
+                let a = linear(x, &p[0], &p[1])?.f_relu()?;
+                let a = linear(&a, &p[2], &p[3])?.f_tanh()?;
+                linear(&a, &p[4], &p[5])
+            }
+            ModelConfig::Cnn(_) => {
+                let a = ops::conv2d(&conv3x3(1), x, &p[0], Some(&p[1]))?.f_relu()?;
+                let a = ops::conv2d(&conv3x3(2), &a, &p[2], Some(&p[3]))?.f_relu()?;
+                linear(&a.f_flatten(1, -1)?, &p[4], &p[5])
+            }
+            ModelConfig::Lstm(l) => {
+                let (seq, input) = (l.seq as i64, l.input as i64);
+                let batch = x.size()[1];
+                // The input projection of every step in one GEMM, outside the recurrence.
+                let xp = linear(&x.f_reshape([seq * batch, input])?, &p[0], &p[2])?.f_reshape([
+                    seq,
+                    batch,
+                    4 * l.hidden as i64,
+                ])?;
+                let mut h: Option<Tensor> = None;
+                let mut c: Option<Tensor> = None;
+                for t in 0..seq {
+                    let rec = h.as_ref().map(|h| h.f_matmul(&p[1])).transpose()?;
+                    let (h_new, c_new) = ops::cell_step(
+                        Cell::Lstm,
+                        l.hidden,
+                        &xp.f_get(t)?,
+                        rec.as_ref(),
+                        h.as_ref(),
+                        c.as_ref(),
+                    )?;
+                    h = Some(h_new);
+                    c = c_new;
+                }
+                linear(&h.expect("seq >= 1"), &p[3], &p[4])
+            }
+        }
+    }
+
+    fn mse(&self, bi: usize) -> tch::Result<Tensor> {
+        let y = self.forward(&self.xs[bi])?;
+        y.f_sub(&self.ys[bi])?.f_square()?.f_mean(Kind::Float)
+    }
+}
+
+impl Trainer for TchTrainer {
+    fn step(&mut self, bi: usize, lr: f64, want_loss: bool) -> Result<Option<f32>, BackendError> {
+        for p in self.params.iter_mut() {
+            p.zero_grad();
+        }
+        let loss = self.mse(bi).map_err(err)?;
+        loss.f_backward().map_err(err)?;
+        {
+            let _guard = tch::no_grad_guard();
+            for p in self.params.iter_mut() {
+                let step = p.grad().f_mul_scalar(lr).map_err(err)?;
+                let _ = p.f_sub_(&step).map_err(err)?;
+            }
+        }
+        if want_loss {
+            Ok(Some(f32::try_from(&loss).map_err(err)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn loss(&mut self, bi: usize) -> Result<f32, BackendError> {
+        let _guard = tch::no_grad_guard();
+        let l = self.mse(bi).map_err(err)?;
+        f32::try_from(&l).map_err(err)
+    }
+
+    fn sync(&mut self) -> Result<(), BackendError> {
+        crate::sync(self.device);
+        Ok(())
+    }
+
+    fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.params.iter().map(download).collect()
+    }
+}

@@ -1,0 +1,62 @@
+//! Stopping cleanly on SIGINT and SIGTERM (`run` and `train`; what Ctrl-C, `timeout`, Slurm
+//! and CI send): the first sets a flag the work checks between samples and steps, so the
+//! completed work is written and marked interrupted; a second exits at once with 128+signal.
+//! signal-hook installs the handlers (as `measure`'s forwarding does).
+use anyhow::{Context, Result};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The stop request of a command, set from the signal handlers.
+#[derive(Clone)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    which: Arc<AtomicUsize>,
+}
+
+impl Stop {
+    /// Install the handlers for this process.
+    pub fn install() -> Result<Stop> {
+        let stop = Stop {
+            flag: Arc::new(AtomicBool::new(false)),
+            which: Arc::new(AtomicUsize::new(0)),
+        };
+        for sig in [SIGINT, SIGTERM] {
+            // Order matters: the shutdown checks the flag before this signal sets it.
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.flag.clone())
+                .and_then(|_| signal_hook::flag::register(sig, stop.flag.clone()))
+                .and_then(|_| {
+                    signal_hook::flag::register_usize(sig, stop.which.clone(), sig as usize)
+                })
+                .context("installing the SIGINT/SIGTERM handlers")?;
+        }
+        Ok(stop)
+    }
+
+    /// The flag the work polls.
+    pub fn flag(&self) -> &AtomicBool {
+        &self.flag
+    }
+
+    /// Whether a stop was requested.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// The exit code for a stopped command: 128 + the signal (130 for Ctrl-C, 143 for
+    /// SIGTERM).
+    pub fn exit_code(&self) -> u8 {
+        match self.which.load(Ordering::SeqCst) {
+            0 => 130,
+            s => (128 + s).min(255) as u8,
+        }
+    }
+
+    /// The signal's name, for the message.
+    pub fn signal_name(&self) -> &'static str {
+        match self.which.load(Ordering::SeqCst) as i32 {
+            SIGTERM => "SIGTERM",
+            _ => "SIGINT",
+        }
+    }
+}
