@@ -10,27 +10,18 @@
 #   bin/ptxas                        -> WATTBENCH_PTXAS
 set -euo pipefail
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 CUDA_SERIES=13.0
-cache=${WATTBENCH_CACHE:-$HOME/.cache/wattbench}
-dest=$cache/cuda-tools-$CUDA_SERIES
-if [ -f "$dest/.complete" ]; then
-  echo "$dest"
-  exit 0
-fi
+dest=$wb_cache/cuda-tools-$CUDA_SERIES
+wb_cached "$dest"
 
-command -v python3 >/dev/null || { echo "fetch-cuda-tools: python3 with pip is needed" >&2; exit 2; }
-wheels=$cache/wheels
-mkdir -p "$wheels"
 echo "fetch-cuda-tools: downloading nvidia-cuda-nvrtc and nvidia-cuda-nvcc $CUDA_SERIES.* (about 130 MB, once)" >&2
-python3 -m pip download -q --no-deps --only-binary=:all: \
-  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-  --platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux_2_12_x86_64 \
-  --python-version 3.11 --implementation cp -d "$wheels" \
-  "nvidia-cuda-nvrtc==$CUDA_SERIES.*" "nvidia-cuda-nvcc==$CUDA_SERIES.*" >&2
+wb_download fetch-cuda-tools "nvidia-cuda-nvrtc==$CUDA_SERIES.*" "nvidia-cuda-nvcc==$CUDA_SERIES.*"
 
-tmp=$(mktemp -d "$cache/cuda-tools.XXXXXX")
+tmp=$(mktemp -d "$wb_cache/cuda-tools.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-python3 - "$wheels" "$tmp" "$CUDA_SERIES" <<'PY'
+python3 - "$wb_wheels" "$tmp" "$CUDA_SERIES" <<'PY'
 import glob, os, sys, zipfile
 wheels, out, series = sys.argv[1:]
 want = {"nvidia_cuda_nvrtc": ("lib/", "include/"), "nvidia_cuda_nvcc": ("bin/ptxas",)}

@@ -9,31 +9,20 @@
 # math libraries (cuBLAS, cuDNN, NCCL, ...) are not fetched.
 set -euo pipefail
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 TORCH_VERSION=2.11.0
 CUDA_SERIES=13.0
-cache=${WATTBENCH_CACHE:-$HOME/.cache/wattbench}
-dest=$cache/libtorch-$TORCH_VERSION
-if [ -f "$dest/.complete" ]; then
-  echo "$dest"
-  exit 0
-fi
+dest=$wb_cache/libtorch-$TORCH_VERSION
+wb_cached "$dest"
 
-command -v python3 >/dev/null || { echo "fetch-libtorch: python3 with pip is needed" >&2; exit 2; }
-wheels=$cache/wheels
-mkdir -p "$wheels"
-dl() {
-  python3 -m pip download -q --no-deps --only-binary=:all: \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_25_x86_64 \
-    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    --python-version 3.11 --implementation cp -d "$wheels" "$@" >&2
-}
 echo "fetch-libtorch: downloading torch==$TORCH_VERSION (about 1 GB, once)" >&2
-dl "torch==$TORCH_VERSION"
-dl "nvidia-cuda-runtime==$CUDA_SERIES.*" "nvidia-cuda-cupti==$CUDA_SERIES.*"
+wb_download fetch-libtorch "torch==$TORCH_VERSION"
+wb_download fetch-libtorch "nvidia-cuda-runtime==$CUDA_SERIES.*" "nvidia-cuda-cupti==$CUDA_SERIES.*"
 
-tmp=$(mktemp -d "$cache/libtorch.XXXXXX")
+tmp=$(mktemp -d "$wb_cache/libtorch.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-python3 - "$wheels" "$tmp" "$TORCH_VERSION" <<'PY'
+python3 - "$wb_wheels" "$tmp" "$TORCH_VERSION" <<'PY'
 import glob, os, sys, zipfile
 wheels, out, ver = sys.argv[1:]
 # Keep headers and libraries; skip the CUDA-only libraries, which a CPU run never loads.

@@ -1,7 +1,7 @@
 //! The candle trainer: the models built from [`ops`](crate::ops) on candle tensors, gradients
 //! from candle's autograd (`Var`, `backward`), and SGD applied to the `Var`s by hand.
 use candle_core::{DType as CDType, Device, Tensor, Var};
-use wattbench_core::model::{Dataset, ModelConfig, Trainer};
+use wattbench_core::model::{ModelConfig, TrainSetup, Trainer};
 use wattbench_core::workload::{Cell, ConvParams};
 use wattbench_core::BackendError;
 
@@ -16,31 +16,12 @@ pub(crate) struct CandleTrainer {
     ys: Vec<Tensor>,
 }
 
-/// A 3x3 convolution with padding 1 and `stride`, as the CNN model uses.
-fn conv3x3(channels: usize, size: usize, filters: usize, stride: usize) -> ConvParams {
-    ConvParams {
-        n: 1,
-        c: channels,
-        h: size,
-        w: size,
-        k: filters,
-        r: 3,
-        s: 3,
-        pad_h: 1,
-        pad_w: 1,
-        stride_h: stride,
-        stride_w: stride,
-    }
-}
-
 impl CandleTrainer {
     /// Uploads the initial parameters and every batch.
-    pub(crate) fn new(
-        dev: Device,
-        model: &ModelConfig,
-        data: &Dataset,
-        init: &[Vec<f32>],
-    ) -> Result<Self, BackendError> {
+    pub(crate) fn new(dev: Device, setup: &TrainSetup<'_>) -> Result<Self, BackendError> {
+        let TrainSetup {
+            model, data, init, ..
+        } = *setup;
         let vars = model
             .params()
             .iter()
@@ -72,15 +53,14 @@ impl CandleTrainer {
                 linear(&a, p[4], p[5])
             }
             ModelConfig::Cnn(c) => {
-                let [k1, k2] = c.filters;
-                let conv = |a: &Tensor, w: &Tensor, b: &Tensor, shape: ConvParams| {
-                    let k = shape.k;
-                    ops::conv2d(&shape, Padding::Symmetric(1), a, w)?
-                        .broadcast_add(&b.reshape((1, k, 1, 1))?)?
+                let conv = |a: &Tensor, w: &Tensor, b: &Tensor, shape: &ConvParams| {
+                    ops::conv2d(shape, Padding::Symmetric(shape.pad_h), a, w)?
+                        .broadcast_add(&b.reshape((1, shape.k, 1, 1))?)?
                         .relu()
                 };
-                let a = conv(x, p[0], p[1], conv3x3(c.channels, c.size, k1, 1))?;
-                let a = conv(&a, p[2], p[3], conv3x3(k1, c.size, k2, 2))?;
+                let [c1, c2] = c.convs(x.dim(0)?);
+                let a = conv(x, p[0], p[1], &c1)?;
+                let a = conv(&a, p[2], p[3], &c2)?;
                 linear(&a.flatten_from(1)?, p[4], p[5])
             }
             ModelConfig::Lstm(l) => {

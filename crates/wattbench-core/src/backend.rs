@@ -8,7 +8,7 @@
 //! A framework that can also train whole models (the other kind of workload,
 //! [`model`](crate::model)) says so with [`Backend::trains`] and builds a
 //! [`Trainer`] with [`Backend::trainer`].
-use crate::model::{Dataset, ModelConfig, Trainer};
+use crate::model::{TrainSetup, Trainer};
 use crate::tensor::HostTensor;
 use crate::workload::Case;
 use serde::Serialize;
@@ -99,16 +99,10 @@ pub trait Backend: Send + Sync {
     fn trains(&self) -> bool {
         false
     }
-    /// Upload `init` (in [`ModelConfig::params`] order) and every batch of `data` to `device`
-    /// and get ready to train `model`. Not timed.
-    fn trainer(
-        &self,
-        model: &ModelConfig,
-        device: &str,
-        data: &Dataset,
-        init: &[Vec<f32>],
-    ) -> Result<Box<dyn Trainer>, BackendError> {
-        let _ = (model, device, data, init);
+    /// Upload the initial parameters and every batch of `setup` to its device and get ready
+    /// to train its model. Not timed.
+    fn trainer(&self, setup: &TrainSetup<'_>) -> Result<Box<dyn Trainer>, BackendError> {
+        let _ = setup;
         Err(BackendError::Unsupported(format!(
             "the {} backend does not train whole models",
             self.name()

@@ -227,7 +227,12 @@ pub fn skipped(inp: &CaseInputs, backend: &str, device: &str, reason: String) ->
     r
 }
 
-impl Harness<'_> {
+impl<'a> Harness<'a> {
+    /// A harness with options `cfg` that stops when `interrupt` is set.
+    pub fn new(cfg: HarnessConfig, interrupt: &'a AtomicBool) -> Self {
+        Harness { cfg, interrupt }
+    }
+
     fn interrupted(&self) -> bool {
         self.interrupt.load(Ordering::SeqCst)
     }
@@ -406,13 +411,7 @@ mod tests {
 
     fn gemm_case(dtype: DType) -> Case {
         Case {
-            params: Params::Gemm(GemmParams {
-                m: 7,
-                n: 5,
-                k: 9,
-                trans_a: true,
-                trans_b: false,
-            }),
+            params: Params::Gemm(GemmParams::new(7, 5, 9).transposed(true, false)),
             mode: Mode::Infer,
             dtype,
             tag: None,
@@ -467,10 +466,7 @@ mod tests {
     #[test]
     fn correct_backend_is_verified_and_timed() {
         let flag = AtomicBool::new(false);
-        let h = Harness {
-            cfg: quick_cfg(),
-            interrupt: &flag,
-        };
+        let h = Harness::new(quick_cfg(), &flag);
         let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
         let r = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
         assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
@@ -486,10 +482,7 @@ mod tests {
     #[test]
     fn wrong_output_fails_verification() {
         let flag = AtomicBool::new(false);
-        let h = Harness {
-            cfg: quick_cfg(),
-            interrupt: &flag,
-        };
+        let h = Harness::new(quick_cfg(), &flag);
         let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
         let r = h.run_case(&inp, &Perturbed(0.05), "cpu", None).unwrap();
         assert_eq!(r.status, Status::Failed);
@@ -508,10 +501,7 @@ mod tests {
             verify_samples: 35,
             ..quick_cfg()
         };
-        let h = Harness {
-            cfg,
-            interrupt: &flag,
-        };
+        let h = Harness::new(cfg, &flag);
         let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
         let ok = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
         assert_eq!(
@@ -527,10 +517,7 @@ mod tests {
     #[test]
     fn unsupported_and_interrupted_cases() {
         let flag = AtomicBool::new(false);
-        let h = Harness {
-            cfg: quick_cfg(),
-            interrupt: &flag,
-        };
+        let h = Harness::new(quick_cfg(), &flag);
         let inp = CaseInputs::new(gemm_case(DType::Bf16), &h.cfg);
         let r = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
         assert_eq!(r.status, Status::Skipped);

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendError;
 use crate::reference;
-use crate::workload::{Cell, ConvParams, GemmParams, RnnParams, ShapeError};
+use crate::workload::{Cell, ConvParams, GemmParams, RnnParams};
 
 /// A model family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -75,6 +75,26 @@ impl CnnConfig {
     /// Height and width after the stride-2 convolution.
     pub fn size2(&self) -> usize {
         (self.size + 2 - 3) / 2 + 1
+    }
+    /// The two convolutions over a batch of `n`: 3x3, padding 1, strides 1 and 2.
+    pub fn convs(&self, n: usize) -> [ConvParams; 2] {
+        let conv = |c, k, stride| ConvParams {
+            n,
+            c,
+            h: self.size,
+            w: self.size,
+            k,
+            r: 3,
+            s: 3,
+            pad_h: 1,
+            pad_w: 1,
+            stride_h: stride,
+            stride_w: stride,
+        };
+        [
+            conv(self.channels, self.filters[0], 1),
+            conv(self.filters[0], self.filters[1], 2),
+        ]
     }
     /// Inputs of the linear head (flattened feature map).
     pub fn head_in(&self) -> usize {
@@ -249,38 +269,6 @@ impl ModelConfig {
             ModelKind::Mlp => 0.2,
             ModelKind::Cnn => 0.2,
             ModelKind::Lstm => 0.5,
-        }
-    }
-
-    /// Check every size is positive.
-    pub fn validate(&self) -> Result<(), ShapeError> {
-        let dims: Vec<(&str, usize)> = match self {
-            ModelConfig::Mlp(m) => vec![
-                ("input", m.input),
-                ("hidden[0]", m.hidden[0]),
-                ("hidden[1]", m.hidden[1]),
-                ("output", m.output),
-            ],
-            ModelConfig::Cnn(c) => vec![
-                ("channels", c.channels),
-                ("size", c.size),
-                ("filters[0]", c.filters[0]),
-                ("filters[1]", c.filters[1]),
-                ("output", c.output),
-            ],
-            ModelConfig::Lstm(l) => vec![
-                ("input", l.input),
-                ("hidden", l.hidden),
-                ("seq", l.seq),
-                ("output", l.output),
-            ],
-        };
-        match dims.iter().find(|(_, v)| *v == 0) {
-            Some((n, _)) => Err(ShapeError {
-                op: self.kind().as_str(),
-                msg: format!("{n} is 0; every size must be at least 1"),
-            }),
-            None => Ok(()),
         }
     }
 
@@ -462,9 +450,9 @@ impl ModelConfig {
                 linear(&a, p(4), p(5), h2, m.output)
             }
             ModelConfig::Cnn(c) => {
-                let [k1, k2] = c.filters;
-                let a = relu(conv3x3(&x, p(0), p(1), c.channels, c.size, k1, 1));
-                let a = relu(conv3x3(&a, p(2), p(3), k1, c.size, k2, 2));
+                let [c1, c2] = c.convs(1);
+                let a = relu(conv_bias(&c1, &x, p(0), p(1)));
+                let a = relu(conv_bias(&c2, &a, p(2), p(3)));
                 linear(&a, p(4), p(5), c.head_in(), c.output)
             }
             ModelConfig::Lstm(l) => {
@@ -476,14 +464,17 @@ impl ModelConfig {
                         linear(&x[t * l.input..(t + 1) * l.input], p(0), p(2), l.input, g)
                     })
                     .collect();
-                let r = RnnParams {
-                    cell: Cell::Lstm,
-                    hidden: l.hidden,
-                    batch: 1,
-                    steps: l.seq,
-                };
+                let r = RnnParams::new(Cell::Lstm, l.hidden, 1, l.seq);
                 let zeros = vec![0.0; l.hidden];
-                let hs = reference::rnn(&r, &xp, p(1), &vec![0.0; g], &zeros, Some(&zeros));
+                let no_bias = vec![0.0; g];
+                let x = reference::RnnInputs {
+                    xp: &xp,
+                    w: p(1),
+                    b: &no_bias,
+                    h0: &zeros,
+                    c0: Some(&zeros),
+                };
+                let hs = reference::rnn(&r, x);
                 let h_last = &hs[(l.seq - 1) * l.hidden..];
                 linear(h_last, p(3), p(4), l.hidden, l.output)
             }
@@ -493,13 +484,7 @@ impl ModelConfig {
 
 /// `x[in]·W[in,out] + b` with the reference GEMM.
 fn linear(x: &[f64], w: &[f64], b: &[f64], n_in: usize, n_out: usize) -> Vec<f64> {
-    let g = GemmParams {
-        m: 1,
-        n: n_out,
-        k: n_in,
-        trans_a: false,
-        trans_b: false,
-    };
+    let g = GemmParams::new(1, n_out, n_in);
     let mut y = reference::gemm(&g, &x[..n_in], w);
     for (yo, bv) in y.iter_mut().zip(b) {
         *yo += bv;
@@ -507,32 +492,10 @@ fn linear(x: &[f64], w: &[f64], b: &[f64], n_in: usize, n_out: usize) -> Vec<f64
     y
 }
 
-/// 3x3 convolution of one `[C,S,S]` sample, padding 1, the given stride, plus a bias per
-/// filter, with the reference conv.
-fn conv3x3(
-    x: &[f64],
-    w: &[f64],
-    b: &[f64],
-    ch: usize,
-    s: usize,
-    k: usize,
-    stride: usize,
-) -> Vec<f64> {
-    let c = ConvParams {
-        n: 1,
-        c: ch,
-        h: s,
-        w: s,
-        k,
-        r: 3,
-        s: 3,
-        pad_h: 1,
-        pad_w: 1,
-        stride_h: stride,
-        stride_w: stride,
-    };
+/// The reference convolution of one sample plus a bias per filter.
+fn conv_bias(c: &ConvParams, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
     let plane = c.p() * c.q();
-    let mut y = reference::conv2d(&c, x, w);
+    let mut y = reference::conv2d(c, x, w);
     for (i, v) in y.iter_mut().enumerate() {
         *v += b[i / plane];
     }
@@ -698,6 +661,20 @@ impl Dataset {
     }
 }
 
+/// What a trainer starts from: the model, the device, the data set and the initial
+/// parameters (in [`ModelConfig::params`] order).
+#[derive(Clone, Copy, Debug)]
+pub struct TrainSetup<'a> {
+    /// Model and sizes.
+    pub model: &'a ModelConfig,
+    /// Device name.
+    pub device: &'a str,
+    /// Every batch.
+    pub data: &'a Dataset,
+    /// Initial parameters.
+    pub init: &'a [Vec<f32>],
+}
+
 /// A model, its data and its optimiser state on one framework and device (built by
 /// [`Backend::trainer`](crate::Backend::trainer), uploads done). `sync` is mandatory and
 /// bounds every timed step, as for kernels.
@@ -769,15 +746,19 @@ mod tests {
     }
 
     #[test]
-    fn host_conv_matches_a_hand_computed_value() {
+    fn cnn_layers_are_3x3_pad_1_with_strides_1_and_2() {
+        let c = CnnConfig {
+            channels: 1,
+            size: 3,
+            filters: [1, 1],
+            output: 1,
+        };
+        let [c1, c2] = c.convs(1);
         // One channel 3x3 of ones, filter of ones: the centre sees 9, a corner 4 (padding 1).
-        let x = vec![1.0; 9];
-        let w = vec![1.0; 9];
-        let y = conv3x3(&x, &w, &[0.5], 1, 3, 1, 1);
-        assert_eq!(y[4], 9.5);
-        assert_eq!(y[0], 4.5);
-        let y2 = conv3x3(&x, &w, &[0.0], 1, 3, 1, 2);
-        assert_eq!(y2, vec![4.0, 4.0, 4.0, 4.0]);
+        let y = conv_bias(&c1, &[1.0; 9], &[1.0; 9], &[0.5]);
+        assert_eq!((y[4], y[0]), (9.5, 4.5));
+        assert_eq!(conv_bias(&c2, &[1.0; 9], &[1.0; 9], &[0.0]), vec![4.0; 4]);
+        assert_eq!((c2.p(), c.size2()), (2, 2));
     }
 
     #[test]

@@ -56,6 +56,25 @@ pub fn gemm_at(g: &GemmParams, a: &[f64], b: &[f64], i: usize, j: usize) -> f64 
         .sum()
 }
 
+/// Every filter tap of output position `(p, q)` that lands inside the input (padding taps
+/// read zeros and are skipped): `f(ch, r, s, ih, iw)`.
+fn taps(c: &ConvParams, p: usize, q: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+    for ch in 0..c.c {
+        for r in 0..c.r {
+            let ih = (p * c.stride_h + r) as isize - c.pad_h as isize;
+            if ih < 0 || ih >= c.h as isize {
+                continue;
+            }
+            for s in 0..c.s {
+                let iw = (q * c.stride_w + s) as isize - c.pad_w as isize;
+                if iw >= 0 && iw < c.w as isize {
+                    f(ch, r, s, ih as usize, iw as usize);
+                }
+            }
+        }
+    }
+}
+
 /// One output element `Y[n,k,p,q]` of a conv.
 pub fn conv2d_at(
     c: &ConvParams,
@@ -67,23 +86,9 @@ pub fn conv2d_at(
     q: usize,
 ) -> f64 {
     let mut acc = 0.0;
-    for ch in 0..c.c {
-        for r in 0..c.r {
-            let ih = (p * c.stride_h + r) as isize - c.pad_h as isize;
-            if ih < 0 || ih >= c.h as isize {
-                continue;
-            }
-            for s in 0..c.s {
-                let iw = (q * c.stride_w + s) as isize - c.pad_w as isize;
-                if iw < 0 || iw >= c.w as isize {
-                    continue;
-                }
-                let xv = x[((n * c.c + ch) * c.h + ih as usize) * c.w + iw as usize];
-                let wv = w[((k * c.c + ch) * c.r + r) * c.s + s];
-                acc += xv * wv;
-            }
-        }
-    }
+    taps(c, p, q, |ch, r, s, ih, iw| {
+        acc += x[((n * c.c + ch) * c.h + ih) * c.w + iw] * w[((k * c.c + ch) * c.r + r) * c.s + s];
+    });
     acc
 }
 
@@ -153,6 +158,35 @@ pub fn cell_unit(cell: Cell, x: [f64; 4], rec: [f64; 4], h: f64, c: f64) -> ([f6
     }
 }
 
+/// The inputs of an RNN case, in f64: projected inputs `xp[T,B,G·H]`, recurrent weights
+/// `w[H,G·H]`, bias `b[G·H]`, initial states `h0[B,H]` and (LSTM) `c0[B,H]`.
+#[derive(Clone, Copy, Debug)]
+pub struct RnnInputs<'a> {
+    /// Projected inputs.
+    pub xp: &'a [f64],
+    /// Recurrent weights.
+    pub w: &'a [f64],
+    /// Bias.
+    pub b: &'a [f64],
+    /// Initial hidden state.
+    pub h0: &'a [f64],
+    /// Initial cell state (LSTM only).
+    pub c0: Option<&'a [f64]>,
+}
+
+impl<'a> RnnInputs<'a> {
+    /// The case's inputs in workload order (`xp, w, b, h0[, c0]`; a trailing `dy` is not read).
+    pub fn of(cell: Cell, inputs: &'a [Vec<f64>]) -> Self {
+        RnnInputs {
+            xp: &inputs[0],
+            w: &inputs[1],
+            b: &inputs[2],
+            h0: &inputs[3],
+            c0: (cell == Cell::Lstm).then(|| inputs[4].as_slice()),
+        }
+    }
+}
+
 /// What an RNN forward pass keeps for backward (empty unless asked for).
 #[derive(Default)]
 struct RnnTape {
@@ -167,16 +201,8 @@ struct RnnTape {
 }
 
 /// `T` steps of the cell; every hidden state `HS[T,B,H]`, and the tape when `keep`.
-#[allow(clippy::too_many_arguments)]
-fn rnn_forward(
-    r: &RnnParams,
-    xp: &[f64],
-    w: &[f64],
-    b: &[f64],
-    h0: &[f64],
-    c0: Option<&[f64]>,
-    keep: bool,
-) -> (Vec<f64>, RnnTape) {
+fn rnn_forward(r: &RnnParams, x: RnnInputs<'_>, keep: bool) -> (Vec<f64>, RnnTape) {
+    let RnnInputs { xp, w, b, h0, c0 } = x;
     let (hh, bb, g) = (r.hidden, r.batch, r.cell.gates());
     let gh = g * hh;
     let mut h = h0.to_vec();
@@ -230,15 +256,8 @@ fn rnn_forward(
 }
 
 /// Run `T` steps of the cell in f64 and return every hidden state `HS[T,B,H]`.
-pub fn rnn(
-    r: &RnnParams,
-    xp: &[f64],
-    w: &[f64],
-    b: &[f64],
-    h0: &[f64],
-    c0: Option<&[f64]>,
-) -> Vec<f64> {
-    rnn_forward(r, xp, w, b, h0, c0, false).0
+pub fn rnn(r: &RnnParams, x: RnnInputs<'_>) -> Vec<f64> {
+    rnn_forward(r, x, false).0
 }
 
 /// The forward outputs of `params` on `inputs`, in f64.
@@ -246,14 +265,7 @@ pub fn forward(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
     match params {
         Params::Gemm(g) => vec![gemm(g, &inputs[0], &inputs[1])],
         Params::Conv2d(c) => vec![conv2d(c, &inputs[0], &inputs[1])],
-        Params::Rnn(r) => vec![rnn(
-            r,
-            &inputs[0],
-            &inputs[1],
-            &inputs[2],
-            &inputs[3],
-            inputs.get(4).map(Vec::as_slice),
-        )],
+        Params::Rnn(r) => vec![rnn(r, RnnInputs::of(r.cell, inputs))],
     }
 }
 
@@ -315,24 +327,12 @@ pub fn conv2d_backward(c: &ConvParams, x: &[f64], w: &[f64], dy: &[f64]) -> (Vec
             for p in 0..pp {
                 for q in 0..qq {
                     let g = dy[((n * c.k + k) * pp + p) * qq + q];
-                    for ch in 0..c.c {
-                        for r in 0..c.r {
-                            let ih = (p * c.stride_h + r) as isize - c.pad_h as isize;
-                            if ih < 0 || ih >= c.h as isize {
-                                continue;
-                            }
-                            for s in 0..c.s {
-                                let iw = (q * c.stride_w + s) as isize - c.pad_w as isize;
-                                if iw < 0 || iw >= c.w as isize {
-                                    continue;
-                                }
-                                let xi = ((n * c.c + ch) * c.h + ih as usize) * c.w + iw as usize;
-                                let wi = ((k * c.c + ch) * c.r + r) * c.s + s;
-                                dx[xi] += w[wi] * g;
-                                dw[wi] += x[xi] * g;
-                            }
-                        }
-                    }
+                    taps(c, p, q, |ch, r, s, ih, iw| {
+                        let xi = ((n * c.c + ch) * c.h + ih) * c.w + iw;
+                        let wi = ((k * c.c + ch) * c.r + r) * c.s + s;
+                        dx[xi] += w[wi] * g;
+                        dw[wi] += x[xi] * g;
+                    });
                 }
             }
         }
@@ -344,17 +344,14 @@ pub fn conv2d_backward(c: &ConvParams, x: &[f64], w: &[f64], dy: &[f64]) -> (Vec
 /// of every hidden state. The initial state is a constant.
 pub fn rnn_backward(
     r: &RnnParams,
-    xp: &[f64],
-    w: &[f64],
-    b: &[f64],
-    h0: &[f64],
-    c0: Option<&[f64]>,
+    x: RnnInputs<'_>,
     dhs: &[f64],
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let RnnInputs { xp, w, b, .. } = x;
     let (hh, bb, g) = (r.hidden, r.batch, r.cell.gates());
     let gh = g * hh;
     let bh = bb * hh;
-    let (hs, tape) = rnn_forward(r, xp, w, b, h0, c0, true);
+    let (hs, tape) = rnn_forward(r, x, true);
     let RnnTape {
         h_prev: h_prev_all,
         acts,
@@ -458,15 +455,8 @@ pub fn train_step(params: &Params, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
             vec![y, dx, dw, w_new]
         }
         Params::Rnn(r) => {
-            let lstm = r.cell == Cell::Lstm;
-            let c0 = if lstm {
-                Some(inputs[4].as_slice())
-            } else {
-                None
-            };
             let dhs = inputs.last().expect("dy");
-            let (hs, dxp, dw, db) =
-                rnn_backward(r, &inputs[0], &inputs[1], &inputs[2], &inputs[3], c0, dhs);
+            let (hs, dxp, dw, db) = rnn_backward(r, RnnInputs::of(r.cell, inputs), dhs);
             let (w_new, b_new) = (sgd(&inputs[1], &dw), sgd(&inputs[2], &db));
             vec![hs, dxp, dw, db, w_new, b_new]
         }
@@ -592,13 +582,7 @@ mod tests {
     #[test]
     fn gemm_matches_hand_example_with_transposes() {
         // A = [[1,2],[3,4]], B = [[5,6],[7,8]] -> C = [[19,22],[43,50]].
-        let g = GemmParams {
-            m: 2,
-            n: 2,
-            k: 2,
-            trans_a: false,
-            trans_b: false,
-        };
+        let g = GemmParams::new(2, 2, 2);
         assert_eq!(
             gemm(&g, &[1., 2., 3., 4.], &[5., 6., 7., 8.]),
             vec![19., 22., 43., 50.]
@@ -622,19 +606,7 @@ mod tests {
     #[test]
     fn conv_matches_hand_example_and_sampling() {
         // 1x1x3x3 input 1..9, one 2x2 filter of ones, pad 0, stride 1 -> sums of 2x2 windows.
-        let c = ConvParams {
-            n: 1,
-            c: 1,
-            h: 3,
-            w: 3,
-            k: 1,
-            r: 2,
-            s: 2,
-            pad_h: 0,
-            pad_w: 0,
-            stride_h: 1,
-            stride_w: 1,
-        };
+        let c = ConvParams::new(1, 1, 3, 3, 1, 2, 2);
         let x: Vec<f64> = (1..=9).map(f64::from).collect();
         assert_eq!(conv2d(&c, &x, &[1.; 4]), vec![12., 16., 24., 28.]);
         // Padding 1, stride 2: output 2x2 of windows centred on corners.
@@ -656,48 +628,38 @@ mod tests {
     #[test]
     fn rnn_cells_match_hand_computation() {
         // H=1, B=1, T=2, W=0.5, b=0 (per gate), h0=0.2.
-        let r = RnnParams {
-            cell: Cell::Vanilla,
-            hidden: 1,
-            batch: 1,
-            steps: 2,
-        };
-        let hs = rnn(&r, &[0.1, -0.3], &[0.5], &[0.0], &[0.2], None);
+        let r = RnnParams::new(Cell::Vanilla, 1, 1, 2);
+        let x = |xp, w, b, h0, c0| RnnInputs { xp, w, b, h0, c0 };
+        let hs = rnn(&r, x(&[0.1, -0.3], &[0.5], &[0.0], &[0.2], None));
         let h1 = (0.1f64 + 0.5 * 0.2).tanh();
         let h2 = (-0.3 + 0.5 * h1).tanh();
         assert!((hs[0] - h1).abs() < 1e-15 && (hs[1] - h2).abs() < 1e-15);
 
-        let l = RnnParams {
-            cell: Cell::Lstm,
-            hidden: 1,
-            batch: 1,
-            steps: 1,
-        };
+        let l = RnnParams::new(Cell::Lstm, 1, 1, 1);
         let hs = rnn(
             &l,
-            &[0.1, 0.2, 0.3, 0.4],
-            &[0.5, -0.5, 0.25, 1.0],
-            &[0.0; 4],
-            &[0.2],
-            Some(&[0.7]),
+            x(
+                &[0.1, 0.2, 0.3, 0.4],
+                &[0.5, -0.5, 0.25, 1.0],
+                &[0.0; 4],
+                &[0.2],
+                Some(&[0.7]),
+            ),
         );
         let g = |x: f64, w: f64| x + w * 0.2;
         let c1 = sigmoid(g(0.2, -0.5)) * 0.7 + sigmoid(g(0.1, 0.5)) * g(0.3, 0.25).tanh();
         assert!((hs[0] - sigmoid(g(0.4, 1.0)) * c1.tanh()).abs() < 1e-15);
 
-        let gr = RnnParams {
-            cell: Cell::Gru,
-            hidden: 1,
-            batch: 1,
-            steps: 1,
-        };
+        let gr = RnnParams::new(Cell::Gru, 1, 1, 1);
         let hs = rnn(
             &gr,
-            &[0.1, 0.2, 0.3],
-            &[0.5, -0.5, 2.0],
-            &[0.0, 0.0, 0.1],
-            &[0.2],
-            None,
+            x(
+                &[0.1, 0.2, 0.3],
+                &[0.5, -0.5, 2.0],
+                &[0.0, 0.0, 0.1],
+                &[0.2],
+                None,
+            ),
         );
         let rg = sigmoid(0.1 + 0.1);
         let z = sigmoid(0.2 - 0.1);
@@ -775,27 +737,15 @@ mod tests {
             tag: None,
         };
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            check_gradients(&train(Params::Gemm(GemmParams {
-                m: 4,
-                n: 3,
-                k: 5,
-                trans_a: ta,
-                trans_b: tb,
-            })));
+            check_gradients(&train(Params::Gemm(
+                GemmParams::new(4, 3, 5).transposed(ta, tb),
+            )));
         }
-        check_gradients(&train(Params::Conv2d(ConvParams {
-            n: 2,
-            c: 2,
-            h: 6,
-            w: 5,
-            k: 3,
-            r: 3,
-            s: 2,
-            pad_h: 1,
-            pad_w: 0,
-            stride_h: 2,
-            stride_w: 1,
-        })));
+        check_gradients(&train(Params::Conv2d(
+            ConvParams::new(2, 2, 6, 5, 3, 3, 2)
+                .padded(1, 0)
+                .strided(2, 1),
+        )));
         for cell in [Cell::Vanilla, Cell::Lstm, Cell::Gru] {
             check_gradients(&train(Params::Rnn(RnnParams {
                 cell,

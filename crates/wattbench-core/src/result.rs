@@ -383,6 +383,19 @@ pub struct MeterInfo {
     pub detail: Option<String>,
 }
 
+impl MeterInfo {
+    /// A meter that cannot be read here; `why` follows `unavailable: ` in the reason.
+    pub fn unavailable(name: impl Into<String>, kind: &str, why: impl std::fmt::Display) -> Self {
+        MeterInfo {
+            name: name.into(),
+            kind: kind.into(),
+            available: false,
+            reason: Some(format!("unavailable: {why}")),
+            detail: None,
+        }
+    }
+}
+
 /// Where and with what a run was made.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
@@ -429,16 +442,17 @@ pub struct RunConfig {
     pub harness: HarnessConfig,
 }
 
-/// The options of a `wattbench train`.
+/// Samples in the synthetic data set when none are given (rounded down to whole batches, at
+/// least one batch).
+pub const DEFAULT_DATASET_SAMPLES: usize = 2048;
+
+/// The settings of a whole-model training run: what the training driver takes, and what the
+/// result file records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// The command line.
-    pub argv: Vec<String>,
+pub struct TrainSettings {
     /// Model and sizes.
     pub model: ModelConfig,
-    /// Backend name.
-    pub backend: String,
-    /// Device name.
+    /// Device name (`cpu`, `cuda`).
     pub device: String,
     /// SGD steps, warm-up included.
     pub steps: u64,
@@ -446,16 +460,62 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Learning rate.
     pub lr: f64,
-    /// Seed.
+    /// Seed of the initial weights, the teacher, the inputs and the bootstrap.
     pub seed: u64,
-    /// Samples in the synthetic data set.
+    /// Samples in the synthetic data set (rounded down to whole batches).
     pub dataset_samples: usize,
-    /// Loss recording interval, steps.
+    /// Record the loss every this many steps (the first and last are always recorded).
     pub log_every: u64,
-    /// Warm-up steps.
+    /// Steps left out of timing and energy.
     pub warmup_steps: u64,
     /// Full run to project, if any.
     pub projection: Option<ProjectionTarget>,
+}
+
+impl TrainSettings {
+    /// `steps` steps of `model` on the CPU with its default batch size and learning rate, a
+    /// tenth of the run as loss interval and (between 1 and 10 steps) as warm-up.
+    pub fn new(model: ModelConfig, steps: u64) -> Self {
+        TrainSettings {
+            model,
+            device: "cpu".into(),
+            steps,
+            batch_size: model.default_batch(),
+            lr: model.default_lr(),
+            seed: 0x5eed,
+            dataset_samples: DEFAULT_DATASET_SAMPLES,
+            log_every: (steps / 10).max(1),
+            warmup_steps: Self::default_warmup(steps),
+            projection: None,
+        }
+    }
+
+    /// Warm-up steps when none are given: a tenth of the run, between 1 and 10; none for runs
+    /// under 4 steps (every step is then measured, cold start included).
+    pub fn default_warmup(steps: u64) -> u64 {
+        if steps < 4 {
+            0
+        } else {
+            (steps / 10).clamp(1, 10)
+        }
+    }
+
+    /// Batches in the data set.
+    pub fn batches(&self) -> usize {
+        (self.dataset_samples / self.batch_size.max(1)).max(1)
+    }
+}
+
+/// The options of a `wattbench train`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The command line.
+    pub argv: Vec<String>,
+    /// Backend name.
+    pub backend: String,
+    /// The run's settings.
+    #[serde(flatten)]
+    pub settings: TrainSettings,
 }
 
 /// The command that wrote the file, and its options.

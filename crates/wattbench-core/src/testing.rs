@@ -6,7 +6,7 @@
 //! Instantiate them in a backend crate's tests with [`backend_tests!`](crate::backend_tests)
 //! and [`trainer_tests!`](crate::trainer_tests).
 use crate::harness::{CaseInputs, Harness, HarnessConfig};
-use crate::model::{Dataset, ModelConfig, ModelKind, Size};
+use crate::model::{Dataset, ModelConfig, ModelKind, Size, TrainSetup};
 use crate::result::Status;
 use crate::tensor::rel_l2_error;
 use crate::workload::{Case, Cell, ConvParams, DType, GemmParams, Mode, Op, Params, RnnParams};
@@ -17,74 +17,28 @@ use std::sync::atomic::AtomicBool;
 pub fn shapes(op: Op) -> Vec<Params> {
     match op {
         Op::Gemm => [
-            (1, 1, 1, false, false),
-            (17, 33, 65, false, false),
-            (31, 7, 129, true, false),
-            (5, 67, 19, false, true),
-            (33, 17, 9, true, true),
+            GemmParams::new(1, 1, 1),
+            GemmParams::new(17, 33, 65),
+            GemmParams::new(31, 7, 129).transposed(true, false),
+            GemmParams::new(5, 67, 19).transposed(false, true),
+            GemmParams::new(33, 17, 9).transposed(true, true),
         ]
-        .into_iter()
-        .map(|(m, n, k, trans_a, trans_b)| {
-            Params::Gemm(GemmParams {
-                m,
-                n,
-                k,
-                trans_a,
-                trans_b,
-            })
-        })
-        .collect(),
-        Op::Conv2d => vec![
-            Params::Conv2d(ConvParams {
-                n: 2,
-                c: 3,
-                h: 9,
-                w: 11,
-                k: 5,
-                r: 3,
-                s: 3,
-                pad_h: 1,
-                pad_w: 1,
-                stride_h: 1,
-                stride_w: 1,
-            }),
-            Params::Conv2d(ConvParams {
-                n: 1,
-                c: 4,
-                h: 13,
-                w: 10,
-                k: 3,
-                r: 5,
-                s: 3,
-                pad_h: 2,
-                pad_w: 0,
-                stride_h: 2,
-                stride_w: 2,
-            }),
-            Params::Conv2d(ConvParams {
-                n: 3,
-                c: 2,
-                h: 7,
-                w: 7,
-                k: 4,
-                r: 1,
-                s: 1,
-                pad_h: 0,
-                pad_w: 0,
-                stride_h: 1,
-                stride_w: 2,
-            }),
-        ],
+        .map(Params::Gemm)
+        .to_vec(),
+        Op::Conv2d => [
+            ConvParams::new(2, 3, 9, 11, 5, 3, 3).padded(1, 1),
+            ConvParams::new(1, 4, 13, 10, 3, 5, 3)
+                .padded(2, 0)
+                .strided(2, 2),
+            ConvParams::new(3, 2, 7, 7, 4, 1, 1).strided(1, 2),
+        ]
+        .map(Params::Conv2d)
+        .to_vec(),
         Op::Rnn => [Cell::Vanilla, Cell::Lstm, Cell::Gru]
             .into_iter()
             .flat_map(|cell| {
                 [(13, 3, 4), (1, 1, 2)].map(|(hidden, batch, steps)| {
-                    Params::Rnn(RnnParams {
-                        cell,
-                        hidden,
-                        batch,
-                        steps,
-                    })
+                    Params::Rnn(RnnParams::new(cell, hidden, batch, steps))
                 })
             })
             .collect(),
@@ -104,10 +58,7 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
         bootstrap_resamples: 10,
         ..Default::default()
     };
-    let harness = Harness {
-        cfg,
-        interrupt: &flag,
-    };
+    let harness = Harness::new(cfg, &flag);
     let mut ok = 0;
     for params in shapes(op) {
         for dtype in DType::ALL {
@@ -161,59 +112,18 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
 #[macro_export]
 macro_rules! backend_tests {
     ($backend:expr, $device:expr) => {
+        $crate::backend_tests!(@op $backend, $device, Gemm, gemm_matches_reference, gemm_training_step_matches_reference);
+        $crate::backend_tests!(@op $backend, $device, Conv2d, conv2d_matches_reference, conv2d_training_step_matches_reference);
+        $crate::backend_tests!(@op $backend, $device, Rnn, rnn_matches_reference, rnn_training_step_matches_reference);
+    };
+    (@op $backend:expr, $device:expr, $op:ident, $infer:ident, $train:ident) => {
         #[test]
-        fn gemm_matches_reference() {
-            $crate::testing::check_backend(
-                &$backend,
-                $device,
-                $crate::Op::Gemm,
-                $crate::Mode::Infer,
-            );
+        fn $infer() {
+            $crate::testing::check_backend(&$backend, $device, $crate::Op::$op, $crate::Mode::Infer);
         }
         #[test]
-        fn gemm_training_step_matches_reference() {
-            $crate::testing::check_backend(
-                &$backend,
-                $device,
-                $crate::Op::Gemm,
-                $crate::Mode::Train,
-            );
-        }
-        #[test]
-        fn conv2d_matches_reference() {
-            $crate::testing::check_backend(
-                &$backend,
-                $device,
-                $crate::Op::Conv2d,
-                $crate::Mode::Infer,
-            );
-        }
-        #[test]
-        fn conv2d_training_step_matches_reference() {
-            $crate::testing::check_backend(
-                &$backend,
-                $device,
-                $crate::Op::Conv2d,
-                $crate::Mode::Train,
-            );
-        }
-        #[test]
-        fn rnn_matches_reference() {
-            $crate::testing::check_backend(
-                &$backend,
-                $device,
-                $crate::Op::Rnn,
-                $crate::Mode::Infer,
-            );
-        }
-        #[test]
-        fn rnn_training_step_matches_reference() {
-            $crate::testing::check_backend(
-                &$backend,
-                $device,
-                $crate::Op::Rnn,
-                $crate::Mode::Train,
-            );
+        fn $train() {
+            $crate::testing::check_backend(&$backend, $device, $crate::Op::$op, $crate::Mode::Train);
         }
     };
 }
@@ -228,8 +138,14 @@ pub fn check_trainer(backend: &dyn Backend, device: &str, kind: ModelKind) {
     let data = Dataset::generate(&model, batch, batches, seed);
     let init = model.init_params(seed);
     let name = backend.name();
+    let setup = TrainSetup {
+        model: &model,
+        device,
+        data: &data,
+        init: &init,
+    };
     let mut t = backend
-        .trainer(&model, device, &data, &init)
+        .trainer(&setup)
         .unwrap_or_else(|e| panic!("{name}/{device}: cannot train {kind:?}: {e}"));
     assert_eq!(
         t.params().unwrap(),
@@ -292,17 +208,14 @@ pub fn check_trainer(backend: &dyn Backend, device: &str, kind: ModelKind) {
 #[macro_export]
 macro_rules! trainer_tests {
     ($backend:expr, $device:expr) => {
+        $crate::trainer_tests!(@model $backend, $device, Mlp, mlp_trainer_matches_the_host_model);
+        $crate::trainer_tests!(@model $backend, $device, Cnn, cnn_trainer_matches_the_host_model);
+        $crate::trainer_tests!(@model $backend, $device, Lstm, lstm_trainer_matches_the_host_model);
+    };
+    (@model $backend:expr, $device:expr, $model:ident, $name:ident) => {
         #[test]
-        fn mlp_trainer_matches_the_host_model() {
-            $crate::testing::check_trainer(&$backend, $device, $crate::ModelKind::Mlp);
-        }
-        #[test]
-        fn cnn_trainer_matches_the_host_model() {
-            $crate::testing::check_trainer(&$backend, $device, $crate::ModelKind::Cnn);
-        }
-        #[test]
-        fn lstm_trainer_matches_the_host_model() {
-            $crate::testing::check_trainer(&$backend, $device, $crate::ModelKind::Lstm);
+        fn $name() {
+            $crate::testing::check_trainer(&$backend, $device, $crate::ModelKind::$model);
         }
     };
 }

@@ -188,7 +188,72 @@ fn one() -> usize {
     1
 }
 
+impl GemmParams {
+    /// `C[m,n] = A·B`, neither operand stored transposed.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        GemmParams {
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+        }
+    }
+    /// The same product with A and/or B stored transposed.
+    pub fn transposed(self, trans_a: bool, trans_b: bool) -> Self {
+        GemmParams {
+            trans_a,
+            trans_b,
+            ..self
+        }
+    }
+}
+
+impl RnnParams {
+    /// `steps` steps of `cell` with hidden size `hidden` over a batch of `batch`.
+    pub fn new(cell: Cell, hidden: usize, batch: usize, steps: usize) -> Self {
+        RnnParams {
+            cell,
+            hidden,
+            batch,
+            steps,
+        }
+    }
+}
+
 impl ConvParams {
+    /// A convolution of `x[n,c,h,w]` with `w[k,c,r,s]`, no padding, stride 1.
+    pub fn new(n: usize, c: usize, h: usize, w: usize, k: usize, r: usize, s: usize) -> Self {
+        ConvParams {
+            n,
+            c,
+            h,
+            w,
+            k,
+            r,
+            s,
+            pad_h: 0,
+            pad_w: 0,
+            stride_h: 1,
+            stride_w: 1,
+        }
+    }
+    /// With zero padding `pad_h` rows and `pad_w` columns.
+    pub fn padded(self, pad_h: usize, pad_w: usize) -> Self {
+        ConvParams {
+            pad_h,
+            pad_w,
+            ..self
+        }
+    }
+    /// With strides `stride_h` and `stride_w`.
+    pub fn strided(self, stride_h: usize, stride_w: usize) -> Self {
+        ConvParams {
+            stride_h,
+            stride_w,
+            ..self
+        }
+    }
     /// Output height P.
     pub fn p(&self) -> usize {
         (self.h + 2 * self.pad_h - self.r) / self.stride_h + 1
@@ -673,47 +738,20 @@ mod tests {
 
     #[test]
     fn flop_counts_match_hand_values() {
-        let g = Params::Gemm(GemmParams {
-            m: 1760,
-            n: 128,
-            k: 1760,
-            trans_a: false,
-            trans_b: false,
-        });
+        let g = Params::Gemm(GemmParams::new(1760, 128, 1760));
         assert_eq!(g.flops(), 2 * 1760 * 128 * 1760);
-        let c = ConvParams {
-            n: 1,
-            c: 3,
-            h: 224,
-            w: 224,
-            k: 64,
-            r: 7,
-            s: 7,
-            pad_h: 3,
-            pad_w: 3,
-            stride_h: 2,
-            stride_w: 2,
-        };
+        let c = ConvParams::new(1, 3, 224, 224, 64, 7, 7)
+            .padded(3, 3)
+            .strided(2, 2);
         assert_eq!((c.p(), c.q()), (112, 112));
         assert_eq!(Params::Conv2d(c).flops(), 2 * 64 * 112 * 112 * 3 * 49);
-        let r = Params::Rnn(RnnParams {
-            cell: Cell::Lstm,
-            hidden: 8,
-            batch: 2,
-            steps: 3,
-        });
+        let r = Params::Rnn(RnnParams::new(Cell::Lstm, 8, 2, 3));
         assert_eq!(r.flops(), 3 * (2 * 2 * 8 * 32 + 2 * 2 * 32 + 3 * 2 * 8));
     }
 
     #[test]
     fn min_bytes_counts_every_tensor_once() {
-        let g = Params::Gemm(GemmParams {
-            m: 2,
-            n: 3,
-            k: 4,
-            trans_a: true,
-            trans_b: false,
-        });
+        let g = Params::Gemm(GemmParams::new(2, 3, 4).transposed(true, false));
         let case = |dtype, mode| Case {
             params: g,
             mode,
@@ -731,35 +769,11 @@ mod tests {
 
     #[test]
     fn validate_rejects_zero_oversized_and_overflowing_shapes() {
-        let zero = Params::Gemm(GemmParams {
-            m: 0,
-            n: 1,
-            k: 1,
-            trans_a: false,
-            trans_b: false,
-        });
+        let zero = Params::Gemm(GemmParams::new(0, 1, 1));
         assert!(zero.validate().unwrap_err().to_string().contains("m is 0"));
-        let huge = Params::Gemm(GemmParams {
-            m: usize::MAX / 2,
-            n: 4,
-            k: 4,
-            trans_a: false,
-            trans_b: false,
-        });
+        let huge = Params::Gemm(GemmParams::new(usize::MAX / 2, 4, 4));
         assert!(huge.validate().is_err());
-        let filt = Params::Conv2d(ConvParams {
-            n: 1,
-            c: 1,
-            h: 2,
-            w: 2,
-            k: 1,
-            r: 5,
-            s: 5,
-            pad_h: 0,
-            pad_w: 0,
-            stride_h: 1,
-            stride_w: 1,
-        });
+        let filt = Params::Conv2d(ConvParams::new(1, 1, 2, 2, 1, 5, 5));
         assert!(filt
             .validate()
             .unwrap_err()

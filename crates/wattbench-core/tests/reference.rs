@@ -3,7 +3,7 @@
 //! its element formula, the recurrences against a whole-matrix step written here. Each pair
 //! shares no code path beyond the GEMM being checked first, so a wrong index in either shows.
 //! (Backward passes are checked against finite differences in `reference`'s unit tests.)
-use wattbench_core::reference::{conv2d, conv2d_at, gemm, gemm_at, rnn};
+use wattbench_core::reference::{conv2d, conv2d_at, gemm, gemm_at, rnn, RnnInputs};
 use wattbench_core::tensor::{generate_inputs, HostTensor};
 use wattbench_core::testing::shapes;
 use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
@@ -69,32 +69,18 @@ fn im2col(c: &ConvParams, x: &[f64]) -> Vec<f64> {
 fn conv_equals_im2col_gemm_and_its_element_formula() {
     let mut all = shapes(Op::Conv2d);
     // A stride larger than the filter (windows skip inputs) and padding wider than it.
-    all.push(Params::Conv2d(ConvParams {
-        n: 2,
-        c: 2,
-        h: 9,
-        w: 7,
-        k: 3,
-        r: 2,
-        s: 3,
-        pad_h: 3,
-        pad_w: 0,
-        stride_h: 3,
-        stride_w: 4,
-    }));
+    all.push(Params::Conv2d(
+        ConvParams::new(2, 2, 9, 7, 3, 2, 3)
+            .padded(3, 0)
+            .strided(3, 4),
+    ));
     for p in all {
         let Params::Conv2d(c) = p else { unreachable!() };
         let x = inputs(&p, 4);
         let y = conv2d(&c, &x[0], &x[1]);
         // Y[npq, k] = cols[npq, crs] · Wᵀ[crs, k]; then NPQK → NKPQ.
         let (pp, qq, crs) = (c.p(), c.q(), c.c * c.r * c.s);
-        let g = GemmParams {
-            m: c.n * pp * qq,
-            n: c.k,
-            k: crs,
-            trans_a: false,
-            trans_b: true,
-        };
+        let g = GemmParams::new(c.n * pp * qq, c.k, crs).transposed(false, true);
         let flat = gemm(&g, &im2col(&c, &x[0]), &x[1]);
         let mut nkpq = vec![0.0; flat.len()];
         for n in 0..c.n {
@@ -124,13 +110,7 @@ fn sigmoid(v: f64) -> f64 {
 /// equations as PyTorch documents them.
 fn step(r: &RnnParams, x: &[f64], w: &[f64], b: &[f64], h: &[f64], c: &mut [f64]) -> Vec<f64> {
     let (hh, bb, g) = (r.hidden, r.batch, r.cell.gates());
-    let gemm_p = GemmParams {
-        m: bb,
-        n: g * hh,
-        k: hh,
-        trans_a: false,
-        trans_b: false,
-    };
+    let gemm_p = GemmParams::new(bb, g * hh, hh);
     let rec = gemm(&gemm_p, h, w);
     let at = |v: &[f64], bi: usize, gate: usize, j: usize| v[bi * g * hh + gate * hh + j];
     let mut out = vec![0.0; bb * hh];
@@ -161,17 +141,12 @@ fn step(r: &RnnParams, x: &[f64], w: &[f64], b: &[f64], h: &[f64], c: &mut [f64]
 #[test]
 fn recurrences_equal_a_whole_matrix_step() {
     let mut all = shapes(Op::Rnn);
-    all.push(Params::Rnn(RnnParams {
-        cell: Cell::Lstm,
-        hidden: 9,
-        batch: 5,
-        steps: 7,
-    }));
+    all.push(Params::Rnn(RnnParams::new(Cell::Lstm, 9, 5, 7)));
     for p in all {
         let Params::Rnn(r) = p else { unreachable!() };
         let x = inputs(&p, 5);
         let c0 = (r.cell == Cell::Lstm).then(|| x[4].as_slice());
-        let hs = rnn(&r, &x[0], &x[1], &x[2], &x[3], c0);
+        let hs = rnn(&r, RnnInputs::of(r.cell, &x));
         let (bh, bgh) = (r.batch * r.hidden, r.batch * r.cell.gates() * r.hidden);
         let mut h = x[3].clone();
         let mut c = c0.map_or_else(|| vec![0.0; bh], <[f64]>::to_vec);

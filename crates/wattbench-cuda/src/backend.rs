@@ -220,32 +220,9 @@ mod tests {
             dtype,
             tag: None,
         };
-        let conv = Params::Conv2d(ConvParams {
-            n: 1,
-            c: 1,
-            h: 3,
-            w: 3,
-            k: 1,
-            r: 1,
-            s: 1,
-            pad_h: 0,
-            pad_w: 0,
-            stride_h: 1,
-            stride_w: 1,
-        });
-        let gemm = Params::Gemm(GemmParams {
-            m: 2,
-            n: 2,
-            k: 2,
-            trans_a: false,
-            trans_b: false,
-        });
-        let rnn = Params::Rnn(RnnParams {
-            cell: Cell::Gru,
-            hidden: 3,
-            batch: 2,
-            steps: 2,
-        });
+        let conv = Params::Conv2d(ConvParams::new(1, 1, 3, 3, 1, 1, 1));
+        let gemm = Params::Gemm(GemmParams::new(2, 2, 2));
+        let rnn = Params::Rnn(RnnParams::new(Cell::Gru, 3, 2, 2));
         let be = CudaKernels::new();
         assert!(be
             .supports(&case(conv, DType::Bf16, Mode::Infer), "cuda:0")
@@ -292,13 +269,7 @@ mod tests {
     #[test]
     fn inputs_are_checked_before_any_device_is_touched() {
         let case = Case {
-            params: Params::Gemm(GemmParams {
-                m: 3,
-                n: 4,
-                k: 5,
-                trans_a: false,
-                trans_b: false,
-            }),
+            params: Params::Gemm(GemmParams::new(3, 4, 5)),
             mode: Mode::Infer,
             dtype: DType::F32,
             tag: None,
@@ -320,13 +291,7 @@ mod tests {
             }
         }
         let huge = Case {
-            params: Params::Gemm(GemmParams {
-                m: 1 << 16,
-                n: 1 << 16,
-                k: 1,
-                trans_a: false,
-                trans_b: false,
-            }),
+            params: Params::Gemm(GemmParams::new(1 << 16, 1 << 16, 1)),
             ..case
         };
         let e = check_prepare(&CudaKernels::new(), &huge, "cuda:0", &good).unwrap_err();

@@ -405,13 +405,7 @@ mod tests {
     #[test]
     fn row_major_mapping_matches_reference_for_all_transposes() {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            let p = GemmParams {
-                m: 3,
-                n: 5,
-                k: 4,
-                trans_a: ta,
-                trans_b: tb,
-            };
+            let p = GemmParams::new(3, 5, 4).transposed(ta, tb);
             let a: Vec<f64> = (0..12).map(|v| v as f64 * 0.5 - 2.0).collect();
             let b: Vec<f64> = (0..20).map(|v| (v as f64).sin()).collect();
             let (cta, ctb, m, n, k, lda, ldb, ldc) = cublas_shape(&p);

@@ -262,19 +262,11 @@ fn training_steps_on_odd_shapes() {
         check_train(gemm(1, 129, 3, t));
     }
     // Asymmetric padding and stride, K > 64 (the 128-wide forward tile), non-square filter.
-    check_train(Params::Conv2d(ConvParams {
-        n: 2,
-        c: 5,
-        h: 11,
-        w: 9,
-        k: 70,
-        r: 3,
-        s: 2,
-        pad_h: 2,
-        pad_w: 1,
-        stride_h: 2,
-        stride_w: 3,
-    }));
+    check_train(Params::Conv2d(
+        ConvParams::new(2, 5, 11, 9, 70, 3, 2)
+            .padded(2, 1)
+            .strided(2, 3),
+    ));
     check_train(conv([2, 3, 9, 11, 5, 3, 3, 1, 2]));
     check_train(conv([2, 64, 14, 14, 64, 3, 3, 1, 1]));
     check_train(conv([2, 64, 14, 14, 70, 3, 3, 1, 1]));
@@ -306,7 +298,7 @@ fn check_rnn_gradients(r: RnnParams) {
                 *x += eps * dv as f64;
             }
         }
-        let hs = reference::rnn(&r, &v[0], &v[1], &v[2], &v[3], v.get(4).map(Vec::as_slice));
+        let hs = reference::rnn(&r, reference::RnnInputs::of(r.cell, &v));
         dot(&hs, dhs)
     };
     let eps = 1e-4;
@@ -375,12 +367,7 @@ fn without_a_gpu_backends_explain_and_do_not_panic() {
         }
     }
     if !have_gpu {
-        let r = RnnParams {
-            cell: Cell::Gru,
-            hidden: 3,
-            batch: 2,
-            steps: 2,
-        };
+        let r = RnnParams::new(Cell::Gru, 3, 2, 2);
         let inputs = generate_case_inputs(&case(Params::Rnn(r), Mode::Train, DType::F32), 1);
         assert!(matches!(
             host::rnn_gradients(DEV, &r, &inputs),

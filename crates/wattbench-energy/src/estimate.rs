@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::integrate::Accumulator;
-use crate::meters::{CpuScope, Domain, ReadContext, Reading};
+use crate::meters::{CpuScope, Domain, DomainMeta, ReadContext, Reading};
 use crate::procfs;
 use crate::{EstimateAssumptions, Source};
 
@@ -123,6 +123,7 @@ pub fn cpu_identity() -> (String, u32) {
 /// The CPU estimate domain (`cpu-estimate`).
 #[derive(Debug, Clone)]
 pub struct CpuEstimate {
+    meta: DomainMeta,
     tdp: TdpChoice,
     cpu_model: String,
     logical_cpus: u32,
@@ -143,7 +144,15 @@ impl CpuEstimate {
         cpu_model: &str,
         logical_cpus: u32,
     ) -> Self {
+        let scope_name = match scope {
+            CpuScope::Process => "process",
+            CpuScope::Tree(_) => "process-tree",
+        };
+        let mut meta = DomainMeta::new("cpu-estimate", "estimate", Source::Estimated, scope_name);
+        meta.note =
+            Some("model, not a measurement: TDP share × CPU time; excludes idle power".into());
         CpuEstimate {
+            meta,
             tdp: choose_tdp(declared_tdp, cpu_model, logical_cpus),
             cpu_model: cpu_model.to_string(),
             logical_cpus: logical_cpus.max(1),
@@ -158,23 +167,8 @@ impl CpuEstimate {
 }
 
 impl Domain for CpuEstimate {
-    fn name(&self) -> &str {
-        "cpu-estimate"
-    }
-    fn kind(&self) -> &'static str {
-        "estimate"
-    }
-    fn source(&self) -> Source {
-        Source::Estimated
-    }
-    fn scope(&self) -> &'static str {
-        match self.scope {
-            CpuScope::Process => "process",
-            CpuScope::Tree(_) => "process-tree",
-        }
-    }
-    fn note(&self) -> Option<String> {
-        Some("model, not a measurement: TDP share × CPU time; excludes idle power".into())
+    fn meta(&self) -> &DomainMeta {
+        &self.meta
     }
     fn read(&self, ctx: &ReadContext) -> Result<Reading, String> {
         let snap = match &ctx.tree {

@@ -17,6 +17,7 @@
 
 pub mod carbon;
 pub mod estimate;
+pub mod fake;
 pub mod integrate;
 pub mod measure;
 mod meters;
@@ -30,8 +31,8 @@ use std::path::PathBuf;
 
 pub use integrate::{counter_delta, trapezoid, Accumulator};
 pub use meters::{
-    CpuScope, Domain, EnergyWindow, MeterConfig, Meters, ProcessTree, ReadContext, Reading,
-    DEFAULT_SAMPLE_INTERVAL, WRAP_GUARD_INTERVAL,
+    CpuScope, Domain, DomainMeta, EnergyWindow, MeterConfig, Meters, ProcessTree, ReadContext,
+    Reading, DEFAULT_SAMPLE_INTERVAL, WRAP_GUARD_INTERVAL,
 };
 pub use wattbench_core::energy::{
     net_joules, total_energy, CaseEnergy, DomainEnergy, EnergyTotal, EstimateAssumptions, Interval,

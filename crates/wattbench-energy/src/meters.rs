@@ -47,23 +47,69 @@ pub struct ReadContext {
     pub tree: Option<TreeSnapshot>,
 }
 
+/// What a domain is: the labels every figure it gives carries. Fixed when it is found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainMeta {
+    /// Report name, e.g. `gpu0`, `cpu-package-0`, `dram-0`, `cpu-estimate`.
+    pub name: String,
+    /// Meter family: `nvml`, `rapl` or `estimate`.
+    pub kind: &'static str,
+    /// The label its figures carry.
+    pub source: Source,
+    /// What the figure covers: `device`, `package`, `process`, `process-tree`...
+    pub scope: &'static str,
+    /// Whether the domain may be added into totals (false for subsets and supersets of others).
+    pub in_total: bool,
+    /// Why it is left out of totals, or other caveats.
+    pub note: Option<String>,
+}
+
+impl DomainMeta {
+    /// A domain added into totals, with no note.
+    pub fn new(
+        name: impl Into<String>,
+        kind: &'static str,
+        source: Source,
+        scope: &'static str,
+    ) -> Self {
+        DomainMeta {
+            name: name.into(),
+            kind,
+            source,
+            scope,
+            in_total: true,
+            note: None,
+        }
+    }
+}
+
 /// One energy domain (a GPU, a RAPL zone, the CPU estimate). Implement it to add a meter.
 pub trait Domain: Send + Sync {
-    /// Report name, e.g. `gpu0`, `cpu-package-0`, `dram-0`, `cpu-estimate`.
-    fn name(&self) -> &str;
-    /// Meter family: `nvml`, `rapl` or `estimate`.
-    fn kind(&self) -> &'static str;
+    /// The labels of its figures.
+    fn meta(&self) -> &DomainMeta;
+    /// Report name.
+    fn name(&self) -> &str {
+        &self.meta().name
+    }
+    /// Meter family.
+    fn kind(&self) -> &'static str {
+        self.meta().kind
+    }
     /// The label its figures carry.
-    fn source(&self) -> Source;
-    /// What the figure covers: `device`, `package`, `process`, `process-tree`...
-    fn scope(&self) -> &'static str;
-    /// Whether the domain may be added into totals (false for subsets and supersets of others).
+    fn source(&self) -> Source {
+        self.meta().source
+    }
+    /// What the figure covers.
+    fn scope(&self) -> &'static str {
+        self.meta().scope
+    }
+    /// Whether the domain may be added into totals.
     fn in_total(&self) -> bool {
-        true
+        self.meta().in_total
     }
     /// Why it is left out of totals, or other caveats.
     fn note(&self) -> Option<String> {
-        None
+        self.meta().note.clone()
     }
     /// Reads the domain now.
     fn read(&self, ctx: &ReadContext) -> Result<Reading, String>;
@@ -267,13 +313,11 @@ impl Meters {
             unavailable.extend(found.unavailable);
             gpus = found.gpus;
         } else {
-            unavailable.push(MeterInfo {
-                name: "nvml".into(),
-                kind: "nvml".into(),
-                available: false,
-                reason: Some("unavailable: disabled by configuration".into()),
-                detail: None,
-            });
+            unavailable.push(MeterInfo::unavailable(
+                "nvml",
+                "nvml",
+                "disabled by configuration",
+            ));
         }
 
         let root = cfg.resolved_powercap_root();
@@ -289,15 +333,11 @@ impl Meters {
 
         let est = estimate::CpuEstimate::new(cfg.tdp_watts, cfg.cpu_scope.clone());
         if have_package {
-            unavailable.push(MeterInfo {
-                name: est.name().into(),
-                kind: "estimate".into(),
-                available: false,
-                reason: Some(
-                    "unavailable: not used, a RAPL package counter measures the CPU".into(),
-                ),
-                detail: None,
-            });
+            unavailable.push(MeterInfo::unavailable(
+                est.name(),
+                "estimate",
+                "not used, a RAPL package counter measures the CPU",
+            ));
         } else {
             domains.push(Arc::new(est));
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::Nvml;
 
-use crate::meters::{Domain, ReadContext, Reading};
+use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
 use crate::Source;
 use crate::{GpuRecord, MeterInfo};
 
@@ -44,36 +44,24 @@ pub struct NvmlDiscovery {
 struct GpuDomain {
     nvml: Arc<Nvml>,
     index: u32,
-    name: String,
+    meta: DomainMeta,
     counter: bool,
 }
 
 /// Finds GPUs. NVML missing → one unavailable entry with the library's error.
 pub fn discover() -> NvmlDiscovery {
     let mut out = NvmlDiscovery::default();
-    let nvml = match handle() {
-        Ok(n) => n,
-        Err(e) => {
-            out.unavailable.push(MeterInfo {
-                name: "nvml".into(),
-                kind: "nvml".into(),
-                available: false,
-                reason: Some(format!("unavailable: NVML could not be initialised: {e}")),
-                detail: None,
-            });
-            return out;
-        }
-    };
-    let count = match nvml.device_count() {
-        Ok(c) => c,
-        Err(e) => {
-            out.unavailable.push(MeterInfo {
-                name: "nvml".into(),
-                kind: "nvml".into(),
-                available: false,
-                reason: Some(format!("unavailable: NVML device count failed: {e}")),
-                detail: None,
-            });
+    let found = handle()
+        .map_err(|e| format!("NVML could not be initialised: {e}"))
+        .and_then(|n| match n.device_count() {
+            Ok(c) => Ok((n, c)),
+            Err(e) => Err(format!("NVML device count failed: {e}")),
+        });
+    let (nvml, count) = match found {
+        Ok(f) => f,
+        Err(why) => {
+            out.unavailable
+                .push(MeterInfo::unavailable("nvml", "nvml", why));
             return out;
         }
     };
@@ -83,13 +71,8 @@ pub fn discover() -> NvmlDiscovery {
         let dev = match nvml.device_by_index(index) {
             Ok(d) => d,
             Err(e) => {
-                out.unavailable.push(MeterInfo {
-                    name,
-                    kind: "nvml".into(),
-                    available: false,
-                    reason: Some(format!("unavailable: {e}")),
-                    detail: None,
-                });
+                out.unavailable
+                    .push(MeterInfo::unavailable(name, "nvml", e));
                 continue;
             }
         };
@@ -98,24 +81,28 @@ pub fn discover() -> NvmlDiscovery {
         out.gpus
             .push(gpu_info(&nvml, index, driver.clone(), counter));
         if counter || power.is_ok() {
+            let source = if counter {
+                Source::Measured
+            } else {
+                Source::Integrated
+            };
+            let mut meta = DomainMeta::new(name, "nvml", source, "device");
+            meta.note = Some("whole device: every process using the GPU is counted".into());
             out.domains.push(Arc::new(GpuDomain {
                 nvml: nvml.clone(),
                 index,
-                name,
+                meta,
                 counter,
             }));
         } else {
-            out.unavailable.push(MeterInfo {
+            out.unavailable.push(MeterInfo::unavailable(
                 name,
-                kind: "nvml".into(),
-                available: false,
-                reason: Some(format!(
-                    "unavailable: neither the energy counter nor power readings are supported \
-                     ({})",
+                "nvml",
+                format!(
+                    "neither the energy counter nor power readings are supported ({})",
                     power.err().map(|e| e.to_string()).unwrap_or_default()
-                )),
-                detail: None,
-            });
+                ),
+            ));
         }
     }
     out
@@ -155,24 +142,8 @@ pub(crate) fn refresh_gpu_info(gpus: &[GpuRecord]) -> Vec<GpuRecord> {
 }
 
 impl Domain for GpuDomain {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "nvml"
-    }
-    fn source(&self) -> Source {
-        if self.counter {
-            Source::Measured
-        } else {
-            Source::Integrated
-        }
-    }
-    fn scope(&self) -> &'static str {
-        "device"
-    }
-    fn note(&self) -> Option<String> {
-        Some("whole device: every process using the GPU is counted".into())
+    fn meta(&self) -> &DomainMeta {
+        &self.meta
     }
     fn read(&self, _ctx: &ReadContext) -> Result<Reading, String> {
         let dev = self

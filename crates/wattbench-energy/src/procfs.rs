@@ -19,24 +19,23 @@ pub struct TreeSnapshot {
     pub processes: usize,
 }
 
-fn clock_ticks() -> f64 {
+/// `sysconf(name)`, or `default` when the system does not say.
+fn sysconf_or(name: libc::c_int, default: u64) -> u64 {
     // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
+    let v = unsafe { libc::sysconf(name) };
+    if v > 0 {
+        v as u64
     } else {
-        100.0
+        default
     }
 }
 
+fn clock_ticks() -> f64 {
+    sysconf_or(libc::_SC_CLK_TCK, 100) as f64
+}
+
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as u64
-    } else {
-        4096
-    }
+    sysconf_or(libc::_SC_PAGESIZE, 4096)
 }
 
 /// The kernel's CPU-time accounting tick, seconds (10 ms at the usual USER_HZ of 100).

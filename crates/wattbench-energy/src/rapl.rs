@@ -12,7 +12,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::meters::{Domain, ReadContext, Reading};
+use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
 use crate::MeterInfo;
 use crate::Source;
 
@@ -42,7 +42,7 @@ pub enum ZoneKind {
 /// One readable RAPL zone.
 #[derive(Debug, Clone)]
 pub struct RaplZone {
-    name: String,
+    meta: DomainMeta,
     kind: ZoneKind,
     package: Option<String>,
     energy_path: PathBuf,
@@ -67,6 +67,32 @@ impl RaplZone {
     pub fn max_range_uj(&self) -> Option<u64> {
         self.max_range_uj
     }
+}
+
+/// The labels of a zone of `kind`, inside package `package` (named, for core and uncore).
+fn zone_meta(name: String, kind: ZoneKind, package: Option<&str>) -> DomainMeta {
+    let scope = match kind {
+        ZoneKind::Package => "package",
+        ZoneKind::Core => "cores",
+        ZoneKind::Uncore => "uncore",
+        ZoneKind::Dram => "dram",
+        ZoneKind::Psys => "platform",
+        ZoneKind::Other => "other",
+    };
+    let mut meta = DomainMeta::new(name, "rapl", Source::Measured, scope);
+    meta.in_total = matches!(kind, ZoneKind::Package | ZoneKind::Dram);
+    meta.note = Some(match kind {
+        ZoneKind::Core | ZoneKind::Uncore => format!(
+            "part of {}; not added to totals",
+            package.unwrap_or("its package")
+        ),
+        ZoneKind::Psys => "whole platform, overlaps package and dram; not added to totals".into(),
+        ZoneKind::Other => "unknown zone; not added to totals".into(),
+        ZoneKind::Package | ZoneKind::Dram => {
+            "counts every process on the machine, not only the measured one".into()
+        }
+    });
+    meta
 }
 
 /// The zones found, and those that could not be used with reasons.
@@ -141,11 +167,8 @@ fn classify(zone_name: &str) -> (ZoneKind, Option<&str>) {
 pub fn discover(root: &Path) -> RaplDiscovery {
     let mut out = RaplDiscovery::default();
     let unavailable = |name: &str, reason: String| MeterInfo {
-        name: name.into(),
-        kind: "rapl".into(),
-        available: false,
         reason: Some(reason),
-        detail: None,
+        ..MeterInfo::unavailable(name, "rapl", "")
     };
     let entries = match fs::read_dir(root) {
         Ok(rd) => rd,
@@ -205,7 +228,7 @@ pub fn discover(root: &Path) -> RaplDiscovery {
         }
         let max_range_uj = read_u64(&zpath.join("max_energy_range_uj")).ok();
         zones.push(RaplZone {
-            name,
+            meta: zone_meta(name, kind, None),
             kind,
             package: (idx.len() == 2 || kind == ZoneKind::Package).then(|| pkg.clone()),
             energy_path,
@@ -226,7 +249,7 @@ pub fn discover(root: &Path) -> RaplDiscovery {
     let pkg_names: Vec<(String, String)> = zones
         .iter()
         .filter(|z| z.kind == ZoneKind::Package)
-        .filter_map(|z| Some((z.package.clone()?, z.name.clone())))
+        .filter_map(|z| Some((z.package.clone()?, z.meta.name.clone())))
         .collect();
     for z in &mut zones {
         if matches!(z.kind, ZoneKind::Core | ZoneKind::Uncore) {
@@ -237,47 +260,15 @@ pub fn discover(root: &Path) -> RaplDiscovery {
                 z.package = Some(pn.clone());
             }
         }
+        z.meta = zone_meta(z.meta.name.clone(), z.kind, z.package.as_deref());
     }
     out.domains = zones;
     out
 }
 
 impl Domain for RaplZone {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "rapl"
-    }
-    fn source(&self) -> Source {
-        Source::Measured
-    }
-    fn scope(&self) -> &'static str {
-        match self.kind {
-            ZoneKind::Package => "package",
-            ZoneKind::Core => "cores",
-            ZoneKind::Uncore => "uncore",
-            ZoneKind::Dram => "dram",
-            ZoneKind::Psys => "platform",
-            ZoneKind::Other => "other",
-        }
-    }
-    fn in_total(&self) -> bool {
-        matches!(self.kind, ZoneKind::Package | ZoneKind::Dram)
-    }
-    fn note(&self) -> Option<String> {
-        let whole_machine = "counts every process on the machine, not only the measured one";
-        Some(match self.kind {
-            ZoneKind::Core | ZoneKind::Uncore => format!(
-                "part of {}; not added to totals",
-                self.package.as_deref().unwrap_or("its package")
-            ),
-            ZoneKind::Psys => {
-                "whole platform, overlaps package and dram; not added to totals".into()
-            }
-            ZoneKind::Other => "unknown zone; not added to totals".into(),
-            _ => whole_machine.into(),
-        })
+    fn meta(&self) -> &DomainMeta {
+        &self.meta
     }
     fn read(&self, _ctx: &ReadContext) -> Result<Reading, String> {
         Ok(Reading::Counter {

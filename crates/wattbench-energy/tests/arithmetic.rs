@@ -7,8 +7,8 @@ use wattbench_energy::carbon::{carbon, CarbonParams, GridIntensity};
 use wattbench_energy::integrate::{counter_delta, trapezoid, Accumulator};
 use wattbench_energy::measure::{check_projection, project, ProjectionSpec};
 use wattbench_energy::{
-    net_joules, total_energy, Domain, DomainEnergy, EnergyError, Interval, MeterConfig, Meters,
-    ReadContext, Reading, Source,
+    net_joules, total_energy, DomainEnergy, EnergyError, Interval, MeterConfig, Meters, Reading,
+    Source,
 };
 
 fn close(a: f64, b: f64) -> bool {
@@ -197,40 +197,18 @@ fn projection_scales_figures_and_interval() {
     };
 }
 
-/// A power-only GPU stand-in: constant 50 W.
-struct ConstantPower;
-
-impl Domain for ConstantPower {
-    fn name(&self) -> &str {
-        "fake-gpu"
-    }
-    fn kind(&self) -> &'static str {
-        "nvml"
-    }
-    fn source(&self) -> Source {
-        Source::Integrated
-    }
-    fn scope(&self) -> &'static str {
-        "device"
-    }
-    fn read(&self, _ctx: &ReadContext) -> Result<Reading, String> {
-        Ok(Reading::Power { watts: 50.0 })
-    }
-    fn uncertainty_j(&self, joules: f64, _w: f64, _n: usize) -> f64 {
-        0.05 * joules
-    }
-    fn min_window(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-}
-
 #[test]
 fn power_only_domain_is_integrated_over_the_window() {
     let cfg = MeterConfig {
         sample_interval: Duration::from_millis(5),
         ..MeterConfig::default()
     };
-    let m = Meters::from_domains(vec![Arc::new(ConstantPower)], &cfg);
+    let m = Meters::from_domains(
+        vec![Arc::new(wattbench_energy::fake::ConstantPower::new(
+            "fake-gpu", 50.0,
+        ))],
+        &cfg,
+    );
     let w = m.start().unwrap();
     std::thread::sleep(Duration::from_millis(30));
     let d = m.stop(w).remove(0);

@@ -130,13 +130,10 @@ impl Backend for TchBackend {
     #[cfg(feature = "train")]
     fn trainer(
         &self,
-        model: &wattbench_core::ModelConfig,
-        dev: &str,
-        data: &wattbench_core::model::Dataset,
-        init: &[Vec<f32>],
+        setup: &wattbench_core::model::TrainSetup<'_>,
     ) -> Result<Box<dyn wattbench_core::Trainer>, BackendError> {
-        let d = device(dev).map_err(BackendError::Unavailable)?;
-        Ok(Box::new(train::TchTrainer::new(d, model, data, init)?))
+        let d = device(setup.device).map_err(BackendError::Unavailable)?;
+        Ok(Box::new(train::TchTrainer::new(d, setup)?))
     }
 }
 

@@ -1,8 +1,8 @@
 //! The tch trainer: the models built from [`ops`](crate::ops) on libtorch tensors, gradients
 //! from libtorch's autograd, SGD applied in place under `no_grad`.
 use tch::{Device, Kind, Tensor};
-use wattbench_core::model::{Dataset, ModelConfig, Trainer};
-use wattbench_core::workload::{Cell, ConvParams};
+use wattbench_core::model::{ModelConfig, TrainSetup, Trainer};
+use wattbench_core::workload::Cell;
 use wattbench_core::BackendError;
 
 use crate::{download, err, ops, upload};
@@ -16,32 +16,12 @@ pub(crate) struct TchTrainer {
     device: Device,
 }
 
-/// A 3x3 convolution with padding 1 and `stride`, as the CNN model uses.
-fn conv3x3(stride: usize) -> ConvParams {
-    // Only the padding and strides matter to tch: shapes come from the tensors.
-    ConvParams {
-        n: 1,
-        c: 1,
-        h: 3,
-        w: 3,
-        k: 1,
-        r: 3,
-        s: 3,
-        pad_h: 1,
-        pad_w: 1,
-        stride_h: stride,
-        stride_w: stride,
-    }
-}
-
 impl TchTrainer {
     /// Uploads the initial parameters and every batch.
-    pub(crate) fn new(
-        d: Device,
-        model: &ModelConfig,
-        data: &Dataset,
-        init: &[Vec<f32>],
-    ) -> Result<Self, BackendError> {
+    pub(crate) fn new(d: Device, setup: &TrainSetup<'_>) -> Result<Self, BackendError> {
+        let TrainSetup {
+            model, data, init, ..
+        } = *setup;
         let params = model
             .params()
             .iter()
@@ -73,9 +53,10 @@ impl TchTrainer {
                 let a = linear(&a, &p[2], &p[3])?.f_tanh()?;
                 linear(&a, &p[4], &p[5])
             }
-            ModelConfig::Cnn(_) => {
-                let a = ops::conv2d(&conv3x3(1), x, &p[0], Some(&p[1]))?.f_relu()?;
-                let a = ops::conv2d(&conv3x3(2), &a, &p[2], Some(&p[3]))?.f_relu()?;
+            ModelConfig::Cnn(c) => {
+                let [c1, c2] = c.convs(x.size()[0] as usize);
+                let a = ops::conv2d(&c1, x, &p[0], Some(&p[1]))?.f_relu()?;
+                let a = ops::conv2d(&c2, &a, &p[2], Some(&p[3]))?.f_relu()?;
                 linear(&a.f_flatten(1, -1)?, &p[4], &p[5])
             }
             ModelConfig::Lstm(l) => {

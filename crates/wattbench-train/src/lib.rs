@@ -12,7 +12,7 @@ pub mod project;
 pub mod run;
 
 pub use project::project_run;
-pub use run::{train, TrainOptions, DEFAULT_DATASET_SAMPLES};
+pub use run::{train, validate};
 
 use wattbench_core::BackendError;
 

@@ -229,6 +229,18 @@ mod tests {
         assert_eq!(ProjectionTarget::Epochs(3).total_steps(64, 16), 48);
         assert_eq!(ProjectionTarget::Steps(7).total_steps(64, 16), 7);
         let p = CarbonParams::resolve(Some("FR"), None, None, None).unwrap();
+        // `steps` steps of batch 8 from 5 measured ones of mean `mean`.
+        let project = |steps, mean, ci, energy: &EnergyTotal| {
+            project_run(
+                ProjectionTarget::Steps(steps),
+                steps,
+                8,
+                &stats(mean, ci),
+                5,
+                energy,
+                &p,
+            )
+        };
         let none = EnergyTotal {
             joules: None,
             includes: vec![],
@@ -238,30 +250,14 @@ mod tests {
             estimated_joules: None,
         };
         // The mean lies above the median's interval: the interval stretches to contain it.
-        let r = project_run(
-            ProjectionTarget::Steps(50),
-            50,
-            8,
-            &stats(0.2, [0.1, 0.15]),
-            5,
-            &none,
-            &p,
-        );
+        let r = project(50, 0.2, [0.1, 0.15], &none);
         assert!(close(r.duration_s.value, 10.0));
         assert!(close(r.duration_s.low, 5.0) && close(r.duration_s.high, 10.0));
         assert!(r.energy_kwh.is_none() && r.co2e_kg.is_none() && r.energy_per_step_j.is_none());
         assert!(r.assumptions.iter().any(|a| a.contains("wall time only")));
         // An estimated total is flagged.
         let est = total(Interval::symmetric(1.0, 0.5), vec![Source::Estimated]);
-        let r = project_run(
-            ProjectionTarget::Steps(10),
-            10,
-            8,
-            &stats(0.1, [0.1, 0.1]),
-            5,
-            &est,
-            &p,
-        );
+        let r = project(10, 0.1, [0.1, 0.1], &est);
         assert!(r.energy_estimated);
         assert!(r.assumptions.iter().any(|a| a.contains("ESTIMATED")));
     }

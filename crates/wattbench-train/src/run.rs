@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use wattbench_core::energy::{CaseEnergy, Window};
 use wattbench_core::memory;
-use wattbench_core::model::{Dataset, ModelConfig, Trainer};
+use wattbench_core::model::{Dataset, ModelConfig, TrainSetup, Trainer};
 use wattbench_core::result::{
-    LossPoint, LossReport, Memory, ProjectionTarget, Status, TrainingResult,
+    LossPoint, LossReport, Memory, Status, TrainSettings, TrainingResult,
 };
 use wattbench_core::stats::TimeStats;
 use wattbench_core::Backend;
@@ -16,125 +16,48 @@ use wattbench_energy::{total_energy, DomainEnergy, Meters};
 use crate::project::project_run;
 use crate::TrainError;
 
-/// Default number of samples in the synthetic data set (rounded down to whole batches, at
-/// least one batch).
-pub const DEFAULT_DATASET_SAMPLES: usize = 2048;
-
 /// Bootstrap resamples for the step-time interval.
 const BOOTSTRAP_RESAMPLES: usize = 2000;
 
-/// What to train and how.
-#[derive(Clone, Debug)]
-pub struct TrainOptions {
-    /// Model and sizes.
-    pub model: ModelConfig,
-    /// Device name (`cpu`, `cuda`).
-    pub device: String,
-    /// SGD steps, warm-up included.
-    pub steps: u64,
-    /// Samples per step.
-    pub batch: usize,
-    /// Learning rate.
-    pub lr: f64,
-    /// Seed of the initial weights, the teacher, the inputs and the bootstrap.
-    pub seed: u64,
-    /// Record the loss every this many steps (the first and last are always recorded).
-    pub log_every: u64,
-    /// Steps left out of timing and energy; `None`: [`default_warmup`].
-    pub warmup_steps: Option<u64>,
-    /// Samples in the data set.
-    pub dataset_samples: usize,
-    /// Full run to project, if any.
-    pub projection: Option<ProjectionTarget>,
-    /// Grid intensity, PUE, price.
-    pub carbon: CarbonParams,
-}
-
-/// Warm-up steps when none are given: a tenth of the run, between 1 and 10; none for runs
-/// under 4 steps (every step is then measured, cold start included).
-pub fn default_warmup(steps: u64) -> u64 {
-    if steps < 4 {
-        0
-    } else {
-        (steps / 10).clamp(1, 10)
+/// Rejects settings that cannot work, saying what to change.
+pub fn validate(s: &TrainSettings) -> Result<(), TrainError> {
+    let usage = |m: String| Err(TrainError::Usage(m));
+    if s.steps == 0 {
+        return usage("--steps must be at least 1".into());
     }
-}
-
-impl TrainOptions {
-    /// Options with the model's default batch size and learning rate.
-    pub fn new(model: ModelConfig, steps: u64) -> Self {
-        Self {
-            model,
-            device: "cpu".into(),
-            steps,
-            batch: model.default_batch(),
-            lr: model.default_lr(),
-            seed: 0x5eed,
-            log_every: (steps / 10).max(1),
-            warmup_steps: None,
-            dataset_samples: DEFAULT_DATASET_SAMPLES,
-            projection: None,
-            carbon: CarbonParams::resolve(None, None, None, None)
-                .expect("the default carbon parameters resolve"),
+    if s.batch_size == 0 {
+        return usage("--batch-size must be at least 1".into());
+    }
+    if !(s.lr.is_finite() && s.lr > 0.0) {
+        return usage(format!("--lr must be a positive number, not {}", s.lr));
+    }
+    if s.log_every == 0 {
+        return usage("--log-every must be at least 1".into());
+    }
+    if s.warmup_steps >= s.steps {
+        return usage(format!(
+            "--warmup-steps ({}) must be smaller than the number of steps ({}), so that some \
+             steps are measured",
+            s.warmup_steps, s.steps
+        ));
+    }
+    if s.dataset_samples == 0 {
+        return usage("the data set must have at least one sample".into());
+    }
+    if let Some(t) = s.projection {
+        if t.count() == 0 {
+            return usage("the projection target must be at least 1".into());
         }
     }
-
-    /// Batches in the data set.
-    pub fn batches(&self) -> usize {
-        (self.dataset_samples / self.batch.max(1)).max(1)
+    // Keep the data set within a sane host-memory budget (4 GiB of inputs).
+    let sample: usize = s.model.sample_shape().iter().product();
+    let bytes = (s.batches() as u128) * (s.batch_size as u128) * (sample as u128) * 4;
+    if bytes > 4 << 30 {
+        return usage(format!(
+            "the data set would take {bytes} bytes; lower --batch-size"
+        ));
     }
-
-    /// Warm-up steps actually used.
-    pub fn warmup(&self) -> u64 {
-        self.warmup_steps
-            .unwrap_or_else(|| default_warmup(self.steps))
-    }
-
-    /// Rejects options that cannot work, saying what to change.
-    pub fn validate(&self) -> Result<(), TrainError> {
-        let usage = |m: String| Err(TrainError::Usage(m));
-        self.model
-            .validate()
-            .map_err(|e| TrainError::Usage(e.to_string()))?;
-        if self.steps == 0 {
-            return usage("--steps must be at least 1".into());
-        }
-        if self.batch == 0 {
-            return usage("--batch-size must be at least 1".into());
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return usage(format!("--lr must be a positive number, not {}", self.lr));
-        }
-        if self.log_every == 0 {
-            return usage("--log-every must be at least 1".into());
-        }
-        if self.warmup() >= self.steps {
-            return usage(format!(
-                "--warmup-steps ({}) must be smaller than the number of steps ({}), so that \
-                 some steps are measured",
-                self.warmup(),
-                self.steps
-            ));
-        }
-        if self.dataset_samples == 0 {
-            return usage("the data set must have at least one sample".into());
-        }
-        if let Some(t) = self.projection {
-            if t.count() == 0 {
-                return usage("the projection target must be at least 1".into());
-            }
-        }
-        // Keep the data set within a sane host-memory budget (4 GiB of inputs).
-        let sample: usize = self.model.sample_shape().iter().product();
-        let bytes = (self.batches() as u128) * (self.batch as u128) * (sample as u128) * 4;
-        if bytes > 4 << 30 {
-            return usage(format!(
-                "the data set would take {} bytes; lower --batch-size",
-                bytes
-            ));
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 fn want_loss(step: u64, steps: u64, every: u64) -> bool {
@@ -163,30 +86,37 @@ pub fn training_id(
     )
 }
 
-/// Trains `opts.model` on `backend` and reports. `meters` brackets the measured steps (none:
+/// Trains `s.model` on `backend` and reports; `carbon` (grid intensity, PUE, price) turns the
+/// projection's energy into CO2e. `meters` brackets the measured steps (none:
 /// energy is reported unmeasured, never 0 J); `idle` is a baseline from
 /// [`Meters::idle_baseline`] for net figures (may be empty). `on_loss` sees every recorded
 /// loss as it happens (null where it was not finite).
 pub fn train(
-    opts: &TrainOptions,
+    s: &TrainSettings,
+    carbon: &CarbonParams,
     backend: &dyn Backend,
     meters: Option<&Meters>,
     idle: &[DomainEnergy],
     on_loss: &mut dyn FnMut(&LossPoint),
 ) -> Result<TrainingResult, TrainError> {
-    opts.validate()?;
+    validate(s)?;
     let started = Instant::now();
     let reset = memory::reset_peak_rss();
-    let batches = opts.batches();
-    let data = Dataset::generate(&opts.model, opts.batch, batches, opts.seed);
-    let init = opts.model.init_params(opts.seed);
-    let mut trainer = backend.trainer(&opts.model, &opts.device, &data, &init)?;
+    let batches = s.batches();
+    let data = Dataset::generate(&s.model, s.batch_size, batches, s.seed);
+    let init = s.model.init_params(s.seed);
+    let mut trainer = backend.trainer(&TrainSetup {
+        model: &s.model,
+        device: &s.device,
+        data: &data,
+        init: &init,
+    })?;
     drop(init);
     let dataset_before = dataset_loss(trainer.as_mut(), batches)?;
 
-    let warmup = opts.warmup();
+    let warmup = s.warmup_steps;
     let mut curve = Vec::new();
-    let mut samples = Vec::with_capacity((opts.steps - warmup) as usize);
+    let mut samples = Vec::with_capacity((s.steps - warmup) as usize);
     let mut failure: Option<String> = None;
     let mut window = None;
     let mut window_error = meters
@@ -194,7 +124,7 @@ pub fn train(
         .then(|| "no energy meters were given".to_string());
     let mut t_window = Instant::now();
     let mut steps_done = 0;
-    for step in 0..opts.steps {
+    for step in 0..s.steps {
         if step == warmup {
             trainer.sync()?;
             if let Some(m) = meters {
@@ -207,9 +137,9 @@ pub fn train(
             }
             t_window = Instant::now();
         }
-        let log = want_loss(step, opts.steps, opts.log_every);
+        let log = want_loss(step, s.steps, s.log_every);
         let t0 = Instant::now();
-        let loss = trainer.step((step % batches as u64) as usize, opts.lr, log)?;
+        let loss = trainer.step((step % batches as u64) as usize, s.lr, log)?;
         trainer.sync()?;
         if step >= warmup {
             samples.push(t0.elapsed().as_secs_f64());
@@ -227,7 +157,7 @@ pub fn train(
                 failure = Some(format!(
                     "the loss became {loss} at step {step}: training diverged; lower --lr \
                      (it was {})",
-                    opts.lr
+                    s.lr
                 ));
                 break;
             }
@@ -248,7 +178,7 @@ pub fn train(
     let host_peak = memory::peak_rss_bytes();
     drop(trainer);
 
-    let flops = opts.model.flops(opts.batch);
+    let flops = s.model.flops(s.batch_size);
     let energy = CaseEnergy::from_window(
         &domains,
         idle,
@@ -262,36 +192,30 @@ pub fn train(
         },
     );
     let time = (!samples.is_empty())
-        .then(|| TimeStats::from_samples(samples, 1, BOOTSTRAP_RESAMPLES, opts.seed));
-    let projection = match (opts.projection, &failure, &time) {
+        .then(|| TimeStats::from_samples(samples, 1, BOOTSTRAP_RESAMPLES, s.seed));
+    let projection = match (s.projection, &failure, &time) {
         (Some(t), None, Some(time)) => Some(project_run(
             t,
-            t.total_steps(opts.batch, batches),
-            opts.batch,
+            t.total_steps(s.batch_size, batches),
+            s.batch_size,
             time,
             measured,
             &total_energy(&domains),
-            &opts.carbon,
+            carbon,
         )),
         _ => None,
     };
     let first = curve.first().and_then(|p| p.loss);
     let last = curve.last().and_then(|p| p.loss);
-    let measured_samples = (measured * opts.batch as u64) as f64;
+    let measured_samples = (measured * s.batch_size as u64) as f64;
     Ok(TrainingResult {
-        id: training_id(
-            &opts.model,
-            opts.batch,
-            opts.steps,
-            backend.name(),
-            &opts.device,
-        ),
-        model: opts.model,
+        id: training_id(&s.model, s.batch_size, s.steps, backend.name(), &s.device),
+        model: s.model,
         backend: backend.name().into(),
-        device: opts.device.clone(),
-        batch_size: opts.batch,
-        lr: opts.lr,
-        seed: opts.seed,
+        device: s.device.clone(),
+        batch_size: s.batch_size,
+        lr: s.lr,
+        seed: s.seed,
         status: if failure.is_some() {
             Status::Failed
         } else {
@@ -303,12 +227,12 @@ pub fn train(
         measured_steps: measured,
         epochs: steps_done as f64 / batches as f64,
         dataset: data.info(),
-        parameters: opts.model.param_count(),
+        parameters: s.model.param_count(),
         flops,
         loss: LossReport {
             first,
             last,
-            every: opts.log_every,
+            every: s.log_every,
             curve,
             dataset_before,
             dataset_after,
@@ -322,7 +246,7 @@ pub fn train(
         total_wall_s: started.elapsed().as_secs_f64(),
         energy_per_sample_j: energy
             .total_joules_per_iter
-            .map(|j| j.scale(1.0 / opts.batch as f64)),
+            .map(|j| j.scale(1.0 / s.batch_size as f64)),
         energy,
         memory: Memory {
             host_peak_rss_bytes: host_peak,

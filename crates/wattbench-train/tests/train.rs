@@ -6,15 +6,17 @@ use std::sync::Arc;
 
 use wattbench_candle::CandleBackend;
 use wattbench_core::model::{ModelConfig, ModelKind, Size};
-use wattbench_core::result::{ProjectionTarget, Status, TrainingResult};
+use wattbench_core::result::{ProjectionTarget, Status, TrainSettings, TrainingResult};
 use wattbench_core::BackendError;
-use wattbench_energy::{Domain, MeterConfig, Meters, ReadContext, Reading, Source};
-use wattbench_train::{train, TrainError, TrainOptions};
+use wattbench_energy::carbon::CarbonParams;
+use wattbench_energy::fake::{StepCounter, Unreadable};
+use wattbench_energy::{MeterConfig, Meters, Source};
+use wattbench_train::{train, TrainError};
 
 /// Tiny model, batch 16, 4 batches of data, the model's default learning rate.
-fn tiny(kind: ModelKind, steps: u64) -> TrainOptions {
-    let mut o = TrainOptions::new(ModelConfig::new(kind, Size::Tiny), steps);
-    o.batch = 16;
+fn tiny(kind: ModelKind, steps: u64) -> TrainSettings {
+    let mut o = TrainSettings::new(ModelConfig::new(kind, Size::Tiny), steps);
+    o.batch_size = 16;
     o.dataset_samples = 64;
     o.log_every = 10;
     o.seed = 42;
@@ -30,8 +32,13 @@ fn budget(kind: ModelKind) -> (u64, f64) {
     }
 }
 
-fn run(o: &TrainOptions) -> TrainingResult {
-    train(o, &CandleBackend, None, &[], &mut |_| {}).unwrap()
+/// The world-average grid, PUE 1.
+fn world() -> CarbonParams {
+    CarbonParams::resolve(None, None, None, None).unwrap()
+}
+
+fn run(o: &TrainSettings) -> TrainingResult {
+    train(o, &world(), &CandleBackend, None, &[], &mut |_| {}).unwrap()
 }
 
 fn loss_falls(kind: ModelKind) {
@@ -82,7 +89,10 @@ fn report_counts_steps_logs_losses_and_projects() {
     o.log_every = 10;
     o.projection = Some(ProjectionTarget::Epochs(100));
     let mut seen = Vec::new();
-    let r = train(&o, &CandleBackend, None, &[], &mut |p| seen.push(p.step)).unwrap();
+    let r = train(&o, &world(), &CandleBackend, None, &[], &mut |p| {
+        seen.push(p.step)
+    })
+    .unwrap();
     // Warm-up 2 (a tenth of 25), 23 measured; losses at steps 0, 9, 19 and the last (24).
     assert_eq!((r.warmup_steps, r.measured_steps, r.steps), (2, 23, 25));
     assert_eq!(seen, vec![0, 9, 19, 24]);
@@ -110,71 +120,13 @@ fn report_counts_steps_logs_losses_and_projects() {
     assert_eq!(back, r);
 }
 
-/// A counter that gains exactly 1 J per reading.
-struct OneJoulePerRead(std::sync::atomic::AtomicU64);
-
-impl Domain for OneJoulePerRead {
-    fn name(&self) -> &str {
-        "fake-package"
-    }
-    fn kind(&self) -> &'static str {
-        "test"
-    }
-    fn source(&self) -> Source {
-        Source::Measured
-    }
-    fn scope(&self) -> &'static str {
-        "package"
-    }
-    fn read(&self, _: &ReadContext) -> Result<Reading, String> {
-        let raw = self.0.fetch_add(1000, std::sync::atomic::Ordering::SeqCst) + 1000;
-        Ok(Reading::Counter {
-            raw,
-            joules_per_unit: 1e-3,
-            wrap_at: None,
-        })
-    }
-    fn uncertainty_j(&self, _: f64, _: f64, _: usize) -> f64 {
-        0.25
-    }
-    fn min_window(&self) -> std::time::Duration {
-        std::time::Duration::ZERO
-    }
-}
-
-/// A domain that cannot be read.
-struct Unreadable;
-
-impl Domain for Unreadable {
-    fn name(&self) -> &str {
-        "locked-dram"
-    }
-    fn kind(&self) -> &'static str {
-        "test"
-    }
-    fn source(&self) -> Source {
-        Source::Measured
-    }
-    fn scope(&self) -> &'static str {
-        "dram"
-    }
-    fn read(&self, _: &ReadContext) -> Result<Reading, String> {
-        Err("permission denied".into())
-    }
-    fn uncertainty_j(&self, _: f64, _: f64, _: usize) -> f64 {
-        0.0
-    }
-    fn min_window(&self) -> std::time::Duration {
-        std::time::Duration::ZERO
-    }
-}
-
 #[test]
 fn energy_is_metered_over_the_measured_steps_with_labels() {
     let meters = Meters::from_domains(
         vec![
-            Arc::new(OneJoulePerRead(Default::default())),
-            Arc::new(Unreadable),
+            // Exactly 1 J per reading, ± 0.25 J.
+            Arc::new(StepCounter::new("fake-package", 1000, 0.25)),
+            Arc::new(Unreadable::new("locked-dram", "permission denied")),
         ],
         &MeterConfig {
             nvml: false,
@@ -182,11 +134,10 @@ fn energy_is_metered_over_the_measured_steps_with_labels() {
         },
     );
     let mut o = tiny(ModelKind::Mlp, 12);
-    o.warmup_steps = Some(2);
+    o.warmup_steps = 2;
     o.projection = Some(ProjectionTarget::Steps(1000));
-    o.carbon =
-        wattbench_energy::carbon::CarbonParams::resolve(None, Some(500.0), None, None).unwrap();
-    let r = train(&o, &CandleBackend, Some(&meters), &[], &mut |_| {}).unwrap();
+    let g500 = CarbonParams::resolve(None, Some(500.0), None, None).unwrap();
+    let r = train(&o, &g500, &CandleBackend, Some(&meters), &[], &mut |_| {}).unwrap();
     let e = &r.energy;
     // One reading at each window edge: exactly 1 J ± 0.25 J over 10 steps of 16 samples.
     assert_eq!((e.calls, e.unit.as_str()), (10, "training step"));
@@ -217,38 +168,50 @@ fn energy_is_metered_over_the_measured_steps_with_labels() {
 
 #[test]
 fn bad_options_are_usage_errors() {
-    let usage = |o: TrainOptions| match train(&o, &CandleBackend, None, &[], &mut |_| {}) {
+    let usage = |o: TrainSettings| match train(&o, &world(), &CandleBackend, None, &[], &mut |_| {})
+    {
         Err(TrainError::Usage(m)) => m,
         other => panic!("expected a usage error, got {other:?}"),
     };
     assert!(usage(tiny(ModelKind::Mlp, 0)).contains("--steps must be at least 1"));
     let mut w = tiny(ModelKind::Mlp, 5);
-    w.warmup_steps = Some(5);
+    w.warmup_steps = 5;
     assert!(usage(w).contains("warmup"));
     let mut lr = tiny(ModelKind::Mlp, 5);
     lr.lr = -1.0;
     assert!(usage(lr).contains("--lr"));
-    // A device the backend does not have is the backend's error, with its reason.
-    let mut dev = tiny(ModelKind::Mlp, 5);
-    dev.device = "cuda".into();
-    match train(&dev, &CandleBackend, None, &[], &mut |_| {}) {
-        Err(TrainError::Backend(BackendError::Unavailable(m))) => {
-            assert!(m.contains("cuda"), "{m}")
-        }
-        other => panic!("expected unavailable, got {other:?}"),
-    }
 }
 
 #[test]
-fn a_backend_that_does_not_train_says_so() {
-    let o = tiny(ModelKind::Mlp, 5);
-    let r = wattbench_core::reference::ReferenceBackend;
-    match train(&o, &r, None, &[], &mut |_| {}) {
-        Err(TrainError::Backend(BackendError::Unsupported(m))) => {
-            assert!(m.contains("does not train"), "{m}")
-        }
-        other => panic!("expected unsupported, got {other:?}"),
-    }
+fn what_the_backend_cannot_do_is_its_error_with_the_reason() {
+    let backend_error = |o: &TrainSettings, b: &dyn wattbench_core::Backend| match train(
+        o,
+        &world(),
+        b,
+        None,
+        &[],
+        &mut |_| {},
+    ) {
+        Err(TrainError::Backend(e)) => e,
+        other => panic!("expected a backend error, got {other:?}"),
+    };
+    // A device the backend does not have.
+    let mut dev = tiny(ModelKind::Mlp, 5);
+    dev.device = "cuda".into();
+    let e = backend_error(&dev, &CandleBackend);
+    assert!(
+        matches!(&e, BackendError::Unavailable(m) if m.contains("cuda")),
+        "{e}"
+    );
+    // A backend that does not train.
+    let e = backend_error(
+        &tiny(ModelKind::Mlp, 5),
+        &wattbench_core::reference::ReferenceBackend,
+    );
+    assert!(
+        matches!(&e, BackendError::Unsupported(m) if m.contains("does not train")),
+        "{e}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod backends;
 mod energy;
 mod inventory;
 mod measure;
+mod options;
 mod output;
 mod report;
 mod run;

@@ -6,9 +6,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::options::{CarbonArgs, MeterArgs};
 use comfy_table::{presets, Table};
 use wattbench_core::output::OutputFile;
-use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::measure::{check_projection, measure, MeasureOptions, MeasureReport};
 use wattbench_energy::{EnergyError, MeterConfig};
 
@@ -27,34 +27,16 @@ pub struct MeasureArgs {
     /// Power/memory trace file (CSV). Default: the report's name with .trace.csv.
     #[arg(long, value_name = "TRACE.csv")]
     pub trace: Option<PathBuf>,
-    /// Grid region for the carbon intensity: country code (FR, US...) or cloud region
-    /// (aws:eu-west-3, gcp:europe-west1, azure:westeurope). Default: world average.
-    #[arg(long, value_name = "CODE")]
-    pub region: Option<String>,
-    /// Grid carbon intensity, gCO2e/kWh (overrides the table's figure for --region).
-    #[arg(long, value_name = "G_PER_KWH")]
-    pub intensity: Option<f64>,
-    /// Data-centre power usage effectiveness (default 1.0: IT energy only).
-    #[arg(long, value_name = "PUE")]
-    pub pue: Option<f64>,
-    /// Electricity price per kWh, in any currency, for a cost figure.
-    #[arg(long, value_name = "PRICE")]
-    pub price_per_kwh: Option<f64>,
-    /// CPU TDP in watts for the estimate, spread over this machine's logical CPUs.
-    #[arg(long, value_name = "WATTS")]
-    pub tdp_watts: Option<f64>,
-    /// Powercap sysfs root (default: $WATTBENCH_POWERCAP_ROOT, else /sys/class/powercap).
-    #[arg(long, value_name = "DIR")]
-    pub powercap_root: Option<PathBuf>,
+    #[command(flatten)]
+    pub carbon: CarbonArgs,
+    #[command(flatten)]
+    pub meters: MeterArgs,
     /// Steps of the full run, to project its energy from this partial one.
     #[arg(long, value_name = "N", requires = "steps_done")]
     pub total_steps: Option<u64>,
     /// Steps this run completes (with --total-steps).
     #[arg(long, value_name = "N", requires = "total_steps")]
     pub steps_done: Option<u64>,
-    /// Do not look for NVIDIA GPUs.
-    #[arg(long)]
-    pub no_nvml: bool,
     /// The command to run and its arguments, after `--`; run directly, not through a shell.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -117,14 +99,9 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
-    let carbon = match CarbonParams::resolve(
-        args.region.as_deref(),
-        args.intensity,
-        args.pue,
-        args.price_per_kwh,
-    ) {
-        Ok(c) => c,
-        Err(e) => return usage(e),
+    let (carbon, meter) = match (args.carbon.params(), args.meters.config()) {
+        (Ok(c), Ok(m)) => (c, m),
+        (Err(e), _) | (_, Err(e)) => return usage(e),
     };
     // Outputs are checked before the command runs, so a measurement is never lost to an
     // unwritable path.
@@ -149,11 +126,8 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     let opts = MeasureOptions {
         command: args.command,
         meter: MeterConfig {
-            powercap_root: args.powercap_root,
-            tdp_watts: args.tdp_watts,
             sample_interval: Duration::from_millis(args.interval),
-            nvml: !args.no_nvml,
-            ..MeterConfig::default()
+            ..meter
         },
         carbon,
         projection,

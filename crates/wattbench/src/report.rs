@@ -29,7 +29,7 @@ pub fn render(doc: &RunFile) -> String {
         "- suite: `{}`; {} ok, {} skipped, {} failed; {:.1} s{}\n",
         match &doc.config {
             Config::Run(r) => r.suite.clone(),
-            Config::Train(t) => format!("train {}", t.model.label()),
+            Config::Train(t) => format!("train {}", t.settings.model.label()),
         },
         count(Status::Ok),
         count(Status::Skipped),

@@ -1,6 +1,7 @@
 //! `wattbench run`: load a suite, verify and time every case on every selected backend, write
 //! one result file atomically.
 use crate::energy::{self, CaseMeter};
+use crate::options::MeterArgs;
 use crate::signals::Stop;
 use crate::{backends, inventory, output, UsageError};
 use anyhow::Result;
@@ -19,7 +20,7 @@ use wattbench_core::result::{
 use wattbench_core::units;
 use wattbench_core::workload::parse_choice;
 use wattbench_core::{suite, Backend, Case, DType, DeviceInfo, Mode, Op};
-use wattbench_energy::{MeterConfig, Meters};
+use wattbench_energy::Meters;
 
 /// Options of `wattbench run`.
 #[derive(Args, Debug)]
@@ -70,14 +71,8 @@ pub struct RunArgs {
     /// Seed for inputs and the bootstrap.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
-    /// CPU TDP in watts for the energy estimate where no counter exists (default: a table
-    /// keyed by CPU model, else a stated per-core figure).
-    #[arg(long, value_name = "WATTS")]
-    tdp_watts: Option<f64>,
-    /// Powercap sysfs root for RAPL (default: $WATTBENCH_POWERCAP_ROOT, else
-    /// /sys/class/powercap).
-    #[arg(long, value_name = "DIR")]
-    powercap_root: Option<PathBuf>,
+    #[command(flatten)]
+    meters: MeterArgs,
 }
 
 fn usage(msg: String) -> anyhow::Error {
@@ -229,13 +224,7 @@ fn check_numbers(args: &RunArgs) -> Result<()> {
             )));
         }
     }
-    if let Some(t) = args.tdp_watts {
-        if !t.is_finite() || t <= 0.0 {
-            return Err(usage(format!(
-                "--tdp-watts must be a positive number of watts, not {t}"
-            )));
-        }
-    }
+    args.meters.config()?;
     if args.min_samples == 0 {
         return Err(usage("--min-samples must be at least 1".into()));
     }
@@ -355,11 +344,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         filters,
         harness: cfg.clone(),
     });
-    let meters = Arc::new(Meters::discover(&MeterConfig {
-        powercap_root: args.powercap_root.clone(),
-        tdp_watts: args.tdp_watts,
-        ..MeterConfig::default()
-    }));
+    let meters = Arc::new(Meters::discover(&args.meters.config()?));
     let environment = inventory::environment(&backends, &meters);
     let idle = Arc::new(energy::idle_baseline(&meters));
     let run_energy = RunEnergy {

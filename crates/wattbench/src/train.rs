@@ -2,6 +2,7 @@
 //! falling loss, time and energy per step, and a projection of the full run's time, kWh and
 //! CO2e. Training, metering and projection live in `wattbench_train`; this module parses the
 //! options, prints and writes the run file atomically.
+use crate::options::{CarbonArgs, MeterArgs};
 use crate::{backends, energy, inventory, output, UsageError};
 use anyhow::Result;
 use clap::Args;
@@ -10,15 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wattbench_core::model::{ModelConfig, ModelKind, Size};
 use wattbench_core::result::{
-    Config, ProjectionTarget, RunEnergy, RunFile, Status, TrainConfig, TrainingResult,
-    SCHEMA_VERSION,
+    Config, ProjectionTarget, RunEnergy, RunFile, Status, TrainConfig, TrainSettings,
+    TrainingResult, DEFAULT_DATASET_SAMPLES, SCHEMA_VERSION,
 };
 use wattbench_core::units::{self, interval, sig};
 use wattbench_core::workload::parse_choice;
 use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::{MeterConfig, Meters};
-use wattbench_train::{train, TrainError, TrainOptions, DEFAULT_DATASET_SAMPLES};
+use wattbench_energy::Meters;
+use wattbench_train::{train, TrainError};
 
 /// Options of `wattbench train`.
 #[derive(Args, Debug)]
@@ -69,29 +70,10 @@ pub struct TrainArgs {
     /// Project a full run of N epochs over this run's data set.
     #[arg(long, value_name = "N", group = "project")]
     project_epochs: Option<u64>,
-    /// Grid region for the carbon intensity: country code (FR, US...) or cloud region
-    /// (aws:eu-west-3...). Default: world average.
-    #[arg(long, value_name = "CODE")]
-    region: Option<String>,
-    /// Grid carbon intensity, gCO2e/kWh (overrides the table's figure for --region).
-    #[arg(long, value_name = "G_PER_KWH")]
-    intensity: Option<f64>,
-    /// Data-centre power usage effectiveness (default 1.0: IT energy only).
-    #[arg(long, value_name = "PUE")]
-    pue: Option<f64>,
-    /// Electricity price per kWh, in any currency, for a cost figure.
-    #[arg(long, value_name = "PRICE")]
-    price_per_kwh: Option<f64>,
-    /// CPU TDP in watts for the energy estimate where no counter exists.
-    #[arg(long, value_name = "WATTS")]
-    tdp_watts: Option<f64>,
-    /// Powercap sysfs root for RAPL (default: $WATTBENCH_POWERCAP_ROOT, else
-    /// /sys/class/powercap).
-    #[arg(long, value_name = "DIR")]
-    powercap_root: Option<PathBuf>,
-    /// Do not look for NVIDIA GPUs.
-    #[arg(long)]
-    no_nvml: bool,
+    #[command(flatten)]
+    carbon: CarbonArgs,
+    #[command(flatten)]
+    meters: MeterArgs,
     /// Result file (default: results/runs/TIME-HOST-train-MODEL.json).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -143,17 +125,18 @@ fn choose_backend(args: &TrainArgs, backends: &[Arc<dyn Backend>]) -> Result<Arc
     Ok(b.clone())
 }
 
-fn options(args: &TrainArgs) -> Result<TrainOptions> {
+/// The run's settings and carbon parameters from the command line, validated.
+fn options(args: &TrainArgs) -> Result<(TrainSettings, CarbonParams)> {
     let kind =
         parse_choice("model", &args.model, &ModelKind::ALL, ModelKind::as_str).map_err(usage)?;
     let size = parse_choice("size", &args.size, &Size::ALL, Size::as_str).map_err(usage)?;
     let model = ModelConfig::new(kind, size);
-    let mut o = TrainOptions::new(model, 200);
+    let mut o = TrainSettings::new(model, 200);
     o.device = args.device.clone();
     o.seed = args.seed;
     o.dataset_samples = args.dataset_samples;
     if let Some(b) = args.batch_size {
-        o.batch = b;
+        o.batch_size = b;
     }
     if let Some(lr) = args.lr {
         o.lr = lr;
@@ -165,7 +148,9 @@ fn options(args: &TrainArgs) -> Result<TrainOptions> {
         (None, None) => 200,
     };
     o.log_every = args.log_every.unwrap_or((o.steps / 10).max(1));
-    o.warmup_steps = args.warmup_steps;
+    o.warmup_steps = args
+        .warmup_steps
+        .unwrap_or_else(|| TrainSettings::default_warmup(o.steps));
     o.projection = match (
         args.project_steps,
         args.project_samples,
@@ -176,22 +161,10 @@ fn options(args: &TrainArgs) -> Result<TrainOptions> {
         (_, _, Some(n)) => Some(ProjectionTarget::Epochs(n)),
         _ => None,
     };
-    if let Some(t) = args.tdp_watts {
-        if !t.is_finite() || t <= 0.0 {
-            return Err(usage(format!(
-                "--tdp-watts must be a positive number of watts, not {t}"
-            )));
-        }
-    }
-    o.carbon = CarbonParams::resolve(
-        args.region.as_deref(),
-        args.intensity,
-        args.pue,
-        args.price_per_kwh,
-    )
-    .map_err(|e| usage(e.to_string()))?;
-    o.validate().map_err(|e| usage(e.to_string()))?;
-    Ok(o)
+    let carbon = args.carbon.params()?;
+    args.meters.config()?;
+    wattbench_train::validate(&o).map_err(|e| usage(e.to_string()))?;
+    Ok((o, carbon))
 }
 
 /// A loss for people: four decimals, or `not finite`.
@@ -359,7 +332,7 @@ fn print_summary(r: &TrainingResult, path: &Path) {
 
 /// Run `wattbench train`; returns the exit code (0 ok, 1 training diverged).
 pub fn run(args: TrainArgs) -> Result<u8> {
-    let opts = options(&args)?;
+    let (opts, carbon) = options(&args)?;
     let backends = backends::all();
     let backend = choose_backend(&args, &backends)?;
     let path = args
@@ -368,12 +341,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         .unwrap_or_else(|| output::default_path(&format!("train-{}", opts.model.kind().as_str())));
     let file = output::prepare(&path)?;
 
-    let meters = Meters::discover(&MeterConfig {
-        powercap_root: args.powercap_root.clone(),
-        tdp_watts: args.tdp_watts,
-        nvml: !args.no_nvml,
-        ..MeterConfig::default()
-    });
+    let meters = Meters::discover(&args.meters.config()?);
     let environment = inventory::environment(&backends, &meters);
     let idle = energy::idle_baseline(&meters);
     let created_at = chrono::Utc::now().to_rfc3339();
@@ -381,17 +349,24 @@ pub fn run(args: TrainArgs) -> Result<u8> {
 
     let quiet = args.json;
     let total = opts.steps;
-    let result = match train(&opts, backend.as_ref(), Some(&meters), &idle, &mut |p| {
-        if !quiet {
-            eprintln!(
-                "step {:>6}/{total}  epoch {:>4}  loss {}",
-                p.step + 1,
-                p.epoch,
-                p.loss
-                    .map_or_else(|| "not finite".to_string(), |l| format!("{l:.5}"))
-            );
-        }
-    }) {
+    let result = match train(
+        &opts,
+        &carbon,
+        backend.as_ref(),
+        Some(&meters),
+        &idle,
+        &mut |p| {
+            if !quiet {
+                eprintln!(
+                    "step {:>6}/{total}  epoch {:>4}  loss {}",
+                    p.step + 1,
+                    p.epoch,
+                    p.loss
+                        .map_or_else(|| "not finite".to_string(), |l| format!("{l:.5}"))
+                );
+            }
+        },
+    ) {
         Ok(r) => r,
         Err(
             e @ (TrainError::Usage(_)
@@ -402,17 +377,8 @@ pub fn run(args: TrainArgs) -> Result<u8> {
 
     let config = Config::Train(TrainConfig {
         argv: std::env::args().collect(),
-        model: opts.model,
         backend: backend.name().into(),
-        device: opts.device.clone(),
-        steps: opts.steps,
-        batch_size: opts.batch,
-        lr: opts.lr,
-        seed: opts.seed,
-        dataset_samples: opts.dataset_samples,
-        log_every: opts.log_every,
-        warmup_steps: opts.warmup(),
-        projection: opts.projection,
+        settings: opts,
     });
     let doc = RunFile {
         schema_version: SCHEMA_VERSION,

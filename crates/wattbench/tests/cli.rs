@@ -31,6 +31,21 @@ fn tiny_suite(dir: &Path) -> String {
 
 const FAST: [&str; 6] = ["--min-time", "0", "--min-samples", "3", "--warmup", "0"];
 
+/// `wattbench run` of the tiny suite (written into `dir`) to `dir/<out>`, quickly, with
+/// `extra` options; its output and the result document, when one was written.
+fn run_tiny(dir: &Path, out: &str, extra: &[&str]) -> (Output, Option<Value>) {
+    let suite = tiny_suite(dir);
+    let out = dir.join(out);
+    let mut args = vec!["run", "--suite", &suite, "--output", out.to_str().unwrap()];
+    args.extend(FAST);
+    args.extend(extra);
+    let o = wattbench(&args);
+    let doc = std::fs::read_to_string(&out)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    (o, doc)
+}
+
 #[test]
 fn list_json_names_backends_with_reasons() {
     let o = wattbench(&["list", "--json"]);
@@ -67,18 +82,12 @@ fn list_json_names_backends_with_reasons() {
 fn run_writes_a_complete_verified_result_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sub/run.json");
-    let mut args = vec![
-        "run",
-        "--suite",
-        &*Box::leak(tiny_suite(dir.path()).into_boxed_str()),
-        "--backend",
-        "reference,candle",
-        "--output",
-    ];
     let out_s = out.to_string_lossy().into_owned();
-    args.push(&out_s);
-    args.extend(FAST);
-    let o = wattbench(&args);
+    let (o, doc) = run_tiny(
+        dir.path(),
+        "sub/run.json",
+        &["--backend", "reference,candle"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
@@ -86,7 +95,7 @@ fn run_writes_a_complete_verified_result_file() {
         out_s,
         "the result path comes last"
     );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let doc = doc.expect("a result file");
     assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["config"]["command"], "run");
     assert_eq!(doc["interrupted"], false);
@@ -136,25 +145,20 @@ fn run_writes_a_complete_verified_result_file() {
 #[test]
 fn failed_verification_exits_1_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let suite = tiny_suite(dir.path());
-    let out = dir.path().join("r.json").to_string_lossy().into_owned();
-    let mut args = vec![
-        "run",
-        "--suite",
-        &suite,
-        "--backend",
-        "candle",
-        "--op",
-        "gemm",
-        "--tolerance",
-        "1e-15",
-        "--output",
-        &out,
-    ];
-    args.extend(FAST);
-    let o = wattbench(&args);
+    let (o, doc) = run_tiny(
+        dir.path(),
+        "r.json",
+        &[
+            "--backend",
+            "candle",
+            "--op",
+            "gemm",
+            "--tolerance",
+            "1e-15",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let doc = doc.expect("a result file");
     let c = &doc["cases"][0];
     assert_eq!(c["status"], "failed");
     assert_eq!(c["verification"]["passed"], false);
@@ -359,22 +363,12 @@ fn measure_reports_a_command_and_returns_its_exit_code() {
 fn gpu_backends_skip_with_a_reason_when_no_gpu_is_present() {
     let list: Value = serde_json::from_slice(&wattbench(&["list", "--json"]).stdout).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let suite = tiny_suite(dir.path());
-    let out = dir.path().join("r.json").to_string_lossy().into_owned();
-    let mut args = vec![
-        "run",
-        "--suite",
-        &suite,
-        "--backend",
-        "cuda,cublas",
-        "--op",
-        "gemm",
-        "--output",
-        &out,
-    ];
-    args.extend(FAST);
-    let o = wattbench(&args);
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let (o, doc) = run_tiny(
+        dir.path(),
+        "r.json",
+        &["--backend", "cuda,cublas", "--op", "gemm"],
+    );
+    let doc = doc.expect("a result file");
     let cases = doc["cases"].as_array().unwrap();
     // The tiny suite's one GEMM on each backend's devices: never an empty, vacuous run.
     assert!(cases.len() >= 2, "{cases:?}");
@@ -402,4 +396,65 @@ fn gpu_backends_skip_with_a_reason_when_no_gpu_is_present() {
         }
     }
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Every key a `run` and a `train` write is named in results/README.md, the schema's one
+/// description, so the two cannot drift apart.
+#[test]
+fn every_result_key_is_documented() {
+    fn keys(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    out.insert(k.clone());
+                    // Maps keyed by data (versions, tensor names), not by the schema.
+                    if k != "software" && k != "per_output" {
+                        keys(v, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (o, run) = run_tiny(
+        dir.path(),
+        "run.json",
+        &["--backend", "candle", "--mode", "train"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let train_out = dir.path().join("train.json");
+    let o = wattbench(&[
+        "train",
+        "--model",
+        "lstm",
+        "--size",
+        "tiny",
+        "--steps",
+        "6",
+        "--project-steps",
+        "1000",
+        "--output",
+        train_out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let train: Value = serde_json::from_str(&std::fs::read_to_string(&train_out).unwrap()).unwrap();
+    let mut all = std::collections::BTreeSet::new();
+    keys(&run.unwrap(), &mut all);
+    keys(&train, &mut all);
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../results/README.md"
+    ))
+    .unwrap();
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys not described in results/README.md: {missing:?}"
+    );
+    assert!(all.len() > 100, "{}", all.len());
 }

@@ -150,19 +150,9 @@ mod tests {
 
     #[test]
     fn forward_tile_follows_k() {
-        let c = ConvParams {
-            n: 2,
-            c: 3,
-            h: 7,
-            w: 7,
-            k: 65,
-            r: 3,
-            s: 3,
-            pad_h: 1,
-            pad_w: 1,
-            stride_h: 2,
-            stride_w: 2,
-        };
+        let c = ConvParams::new(2, 3, 7, 7, 65, 3, 3)
+            .padded(1, 1)
+            .strided(2, 2);
         let l = forward_shape(&c);
         assert_eq!(
             (l.entry.as_str(), l.grid),

@@ -195,13 +195,7 @@ mod tests {
     #[test]
     fn backward_launches_compute_the_reference_gradients() {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            let p = GemmParams {
-                m: 5,
-                n: 3,
-                k: 4,
-                trans_a: ta,
-                trans_b: tb,
-            };
+            let p = GemmParams::new(5, 3, 4).transposed(ta, tb);
             let (a, b, dc) = (seq(20, 0.0), seq(12, 0.1), seq(15, 0.2));
             let (want_da, want_db) = reference::gemm_backward(&p, &a, &b, &dc);
             let pick = |o: Operand| match o {
@@ -225,13 +219,7 @@ mod tests {
 
     #[test]
     fn launch_shapes_cover_odd_sizes() {
-        let p = GemmParams {
-            m: 1000,
-            n: 1001,
-            k: 999,
-            trans_a: true,
-            trans_b: false,
-        };
+        let p = GemmParams::new(1000, 1001, 999).transposed(true, false);
         let l = shape(&p, DType::Bf16, false);
         assert_eq!(
             (l.entry.as_str(), l.grid, l.smem),

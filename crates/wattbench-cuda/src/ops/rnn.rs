@@ -396,13 +396,7 @@ pub(crate) fn training(
         bwd(b, a)?;
     }
     // dW = [h0; HS[0..T-1]]ᵀ · dREC over all T·B rows; db = Σ_rows dREC.
-    let dw_shape = GemmParams {
-        m: h,
-        n: gh,
-        k: t * bt,
-        trans_a: true,
-        trans_b: false,
-    };
+    let dw_shape = GemmParams::new(h, gh, t * bt).transposed(true, false);
     let (dw, db) = (b.whole(dw), b.whole(db));
     let rows = [b.view(hfull, 0, t * bh), b.whole(drec), dw];
     gemm::launch(b, &dw_shape, f32, false, rows)?;

@@ -1,0 +1,112 @@
+//! Domains with known readings, for tests of everything that meters (here, in the training
+//! driver, in the CLI): a counter that gains a fixed amount per reading, a constant power
+//! sensor, and a domain that cannot be read. Deterministic on any machine.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
+use crate::Source;
+
+/// A `measured` counter that gains `step_mj` millijoules at every reading, with a fixed
+/// uncertainty.
+pub struct StepCounter {
+    meta: DomainMeta,
+    raw: AtomicU64,
+    step_mj: u64,
+    uncertainty_j: f64,
+}
+
+impl StepCounter {
+    /// A package-scope counter named `name`.
+    pub fn new(name: &str, step_mj: u64, uncertainty_j: f64) -> Self {
+        StepCounter {
+            meta: DomainMeta::new(name, "test", Source::Measured, "package"),
+            raw: AtomicU64::new(0),
+            step_mj,
+            uncertainty_j,
+        }
+    }
+}
+
+impl Domain for StepCounter {
+    fn meta(&self) -> &DomainMeta {
+        &self.meta
+    }
+    fn read(&self, _: &ReadContext) -> Result<Reading, String> {
+        let raw = self.raw.fetch_add(self.step_mj, Ordering::SeqCst) + self.step_mj;
+        Ok(Reading::Counter {
+            raw,
+            joules_per_unit: 1e-3,
+            wrap_at: None,
+        })
+    }
+    fn uncertainty_j(&self, _: f64, _: f64, _: usize) -> f64 {
+        self.uncertainty_j
+    }
+    fn min_window(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A power-only device (an NVML GPU without an energy counter) at constant `watts`, read as
+/// `integrated`, with a 5% uncertainty.
+pub struct ConstantPower {
+    meta: DomainMeta,
+    watts: f64,
+}
+
+impl ConstantPower {
+    /// A device-scope sensor named `name`.
+    pub fn new(name: &str, watts: f64) -> Self {
+        ConstantPower {
+            meta: DomainMeta::new(name, "nvml", Source::Integrated, "device"),
+            watts,
+        }
+    }
+}
+
+impl Domain for ConstantPower {
+    fn meta(&self) -> &DomainMeta {
+        &self.meta
+    }
+    fn read(&self, _: &ReadContext) -> Result<Reading, String> {
+        Ok(Reading::Power { watts: self.watts })
+    }
+    fn uncertainty_j(&self, joules: f64, _: f64, _: usize) -> f64 {
+        0.05 * joules
+    }
+    fn min_window(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+/// A domain whose every reading fails with `why`.
+pub struct Unreadable {
+    meta: DomainMeta,
+    why: String,
+}
+
+impl Unreadable {
+    /// A dram-scope domain named `name`.
+    pub fn new(name: &str, why: &str) -> Self {
+        Unreadable {
+            meta: DomainMeta::new(name, "test", Source::Measured, "dram"),
+            why: why.into(),
+        }
+    }
+}
+
+impl Domain for Unreadable {
+    fn meta(&self) -> &DomainMeta {
+        &self.meta
+    }
+    fn read(&self, _: &ReadContext) -> Result<Reading, String> {
+        Err(self.why.clone())
+    }
+    fn uncertainty_j(&self, _: f64, _: f64, _: usize) -> f64 {
+        0.0
+    }
+    fn min_window(&self) -> Duration {
+        Duration::ZERO
+    }
+}

@@ -1,0 +1,30 @@
+# Shared by the fetch scripts (source it): the cache root, the done-marker check, and pip
+# downloads of manylinux x86-64 wheels for CPython 3.11 (downloaded, never installed; no
+# dependencies), which is how libtorch and the CUDA tools reach this project.
+#
+#   WATTBENCH_CACHE  cache root (default: ~/.cache/wattbench)
+
+wb_cache=${WATTBENCH_CACHE:-$HOME/.cache/wattbench}
+wb_wheels=$wb_cache/wheels
+
+# wb_cached DEST: when an earlier fetch completed DEST, print it and exit.
+wb_cached() {
+  if [ -f "$1/.complete" ]; then
+    echo "$1"
+    exit 0
+  fi
+}
+
+# wb_download WHO SPEC...: download the wheels SPEC... into the wheel cache.
+wb_download() {
+  local who=$1
+  shift
+  command -v python3 >/dev/null || { echo "$who: python3 with pip is needed" >&2; exit 2; }
+  mkdir -p "$wb_wheels"
+  python3 -m pip download -q --no-deps --only-binary=:all: \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+    --platform manylinux_2_25_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux2010_x86_64 \
+    --platform manylinux_2_12_x86_64 \
+    --python-version 3.11 --implementation cp -d "$wb_wheels" "$@" >&2
+}
