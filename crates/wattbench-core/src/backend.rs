@@ -135,4 +135,24 @@ pub trait Prepared {
     fn device_peak_bytes(&mut self) -> Option<u64> {
         None
     }
+    /// What ran, when the backend chooses among several implementations: the kernels it
+    /// launches, or the library algorithms it picked. Recorded in the case's result.
+    fn implementation(&self) -> Option<String> {
+        None
+    }
+    /// A looser tolerance this implementation's numerics need than the case's default, and
+    /// why (e.g. cuDNN's FFT and Winograd convolutions in fp32). Recorded with the
+    /// verification; a tolerance given on the command line still wins.
+    fn tolerance(&self) -> Option<ToleranceOverride> {
+        None
+    }
+}
+
+/// A tolerance an implementation needs: `factor` times the case's default, for `why`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToleranceOverride {
+    /// Multiplies the case's default tolerance (≥ 1).
+    pub factor: f64,
+    /// Why, for the result file.
+    pub why: String,
 }

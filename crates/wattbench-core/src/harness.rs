@@ -6,7 +6,7 @@
 //! sync inside the timed region ([`Prepared::time_iters`](crate::backend::Prepared::time_iters)); batches keep timer resolution and
 //! per-sample overhead negligible for short calls. An optional [`WindowObserver`] (the energy
 //! meters) brackets the whole sampling window, which is stretched to the observer's minimum.
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, ToleranceOverride};
 use crate::energy::CaseEnergy;
 use crate::memory;
 use crate::reference;
@@ -82,7 +82,8 @@ pub struct CaseInputs {
     reference: OnceLock<RefOutput>,
     full_verify_max_flops: u64,
     verify_samples: usize,
-    tolerance: f64,
+    /// The tolerance given on the command line, if any; else the case's default.
+    tolerance_override: Option<f64>,
     seed: u64,
 }
 
@@ -94,14 +95,13 @@ enum RefOutput {
 impl CaseInputs {
     /// Inputs of `case`, generated on first use (after the memory check).
     pub fn new(case: Case, cfg: &HarnessConfig) -> Self {
-        let tolerance = cfg.tolerance.unwrap_or(case.tolerance());
         Self {
             case,
             tensors: OnceLock::new(),
             reference: OnceLock::new(),
             full_verify_max_flops: cfg.full_verify_max_flops,
             verify_samples: cfg.verify_samples,
-            tolerance,
+            tolerance_override: cfg.tolerance,
             seed: cfg.seed,
         }
     }
@@ -136,9 +136,17 @@ impl CaseInputs {
     }
 
     /// Compare a backend's outputs with the reference: the relative L2 error of each output
-    /// tensor, and the largest of them.
-    pub fn verify(&self, outs: &[Vec<f32>]) -> Verification {
-        let tol = self.tolerance;
+    /// tensor, and the largest of them, against the case's tolerance (widened by what the
+    /// implementation declares, unless the user gave a tolerance).
+    pub fn verify(&self, outs: &[Vec<f32>], implementation: Option<&ToleranceOverride>) -> Verification {
+        let (tol, tolerance_note) = match (self.tolerance_override, implementation) {
+            (Some(t), _) => (t, Some("given on the command line".to_string())),
+            (None, Some(o)) => (
+                self.case.tolerance() * o.factor.max(1.0),
+                Some(format!("{}x the default: {}", o.factor.max(1.0), o.why)),
+            ),
+            (None, None) => (self.case.tolerance(), None),
+        };
         let specs = self.case.output_specs();
         let mut per_output = BTreeMap::new();
         let (err, method, n) = match self.reference() {
@@ -179,6 +187,7 @@ impl CaseInputs {
         Verification {
             rel_l2_error: err,
             tolerance: tol,
+            tolerance_note,
             passed: err <= tol,
             method,
             checked_values: n as u64,
@@ -217,6 +226,7 @@ fn base_result(inp: &CaseInputs, backend: &str, device: &str) -> CaseResult {
         throughput: None,
         memory: Memory::default(),
         energy: None,
+        implementation: None,
     }
 }
 
@@ -297,7 +307,8 @@ impl<'a> Harness<'a> {
         prep.execute()?;
         prep.sync()?;
         let outs = prep.outputs()?;
-        let v = inp.verify(&outs);
+        res.implementation = prep.implementation();
+        let v = inp.verify(&outs, prep.tolerance().as_ref());
         let passed = v.passed;
         res.verification = Some(v);
         if !passed {

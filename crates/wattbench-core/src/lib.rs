@@ -24,6 +24,6 @@ pub mod testing;
 pub mod units;
 pub mod workload;
 
-pub use backend::{Backend, BackendError, DeviceInfo, Prepared};
+pub use backend::{Backend, BackendError, DeviceInfo, Prepared, ToleranceOverride};
 pub use model::{ModelConfig, ModelKind, Trainer};
 pub use workload::{Case, Cell, DType, Mode, Op, Params};

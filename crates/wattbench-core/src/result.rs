@@ -46,6 +46,10 @@ pub struct Verification {
     pub rel_l2_error: f64,
     /// Largest accepted error for the case.
     pub tolerance: f64,
+    /// Why the tolerance differs from the case's default (given on the command line, or what
+    /// the implementation's numerics need); absent for the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_note: Option<String>,
     /// `rel_l2_error <= tolerance` (and every value finite).
     pub passed: bool,
     /// Every value, or a sample.
@@ -119,6 +123,9 @@ pub struct CaseResult {
     pub memory: Memory,
     /// Energy per call by domain; null when not measured.
     pub energy: Option<CaseEnergy>,
+    /// What ran, when the backend chooses (kernels launched, library algorithms picked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<String>,
 }
 
 /// The loss over a training run.

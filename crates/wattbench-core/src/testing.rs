@@ -109,19 +109,30 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
 /// Generate one `#[test]` per op and mode that runs [`check_backend`] on `$backend` /
 /// `$device`: the forward pass, and the training step (output, every gradient and the
 /// updated weights).
+///
+/// `backend_tests!(ignore = "needs an NVIDIA GPU", $backend, $device)` marks them ignored with
+/// that reason (GPU backends on machines without one: ignored, never passed vacuously).
 #[macro_export]
 macro_rules! backend_tests {
     ($backend:expr, $device:expr) => {
-        $crate::backend_tests!(@op $backend, $device, Gemm, gemm_matches_reference, gemm_training_step_matches_reference);
-        $crate::backend_tests!(@op $backend, $device, Conv2d, conv2d_matches_reference, conv2d_training_step_matches_reference);
-        $crate::backend_tests!(@op $backend, $device, Rnn, rnn_matches_reference, rnn_training_step_matches_reference);
+        $crate::backend_tests!(@all [], $backend, $device);
     };
-    (@op $backend:expr, $device:expr, $op:ident, $infer:ident, $train:ident) => {
+    (ignore = $why:literal, $backend:expr, $device:expr) => {
+        $crate::backend_tests!(@all [ignore = $why], $backend, $device);
+    };
+    (@all [$($attr:meta)*], $backend:expr, $device:expr) => {
+        $crate::backend_tests!(@op [$($attr)*], $backend, $device, Gemm, gemm_matches_reference, gemm_training_step_matches_reference);
+        $crate::backend_tests!(@op [$($attr)*], $backend, $device, Conv2d, conv2d_matches_reference, conv2d_training_step_matches_reference);
+        $crate::backend_tests!(@op [$($attr)*], $backend, $device, Rnn, rnn_matches_reference, rnn_training_step_matches_reference);
+    };
+    (@op [$($attr:meta)*], $backend:expr, $device:expr, $op:ident, $infer:ident, $train:ident) => {
         #[test]
+        $(#[$attr])*
         fn $infer() {
             $crate::testing::check_backend(&$backend, $device, $crate::Op::$op, $crate::Mode::Infer);
         }
         #[test]
+        $(#[$attr])*
         fn $train() {
             $crate::testing::check_backend(&$backend, $device, $crate::Op::$op, $crate::Mode::Train);
         }
