@@ -45,7 +45,9 @@ kernel-check:
 
 test: fmt clippy doc kernel-check unit
 
-# A self-contained GPU build for the GPU check (.gpu-bundle/; see scripts/gpu-check.sh).
+# A self-contained GPU build for the GPU check (.gpu-bundle/; see scripts/gpu-check.sh): every
+# GPU backend in one binary, candle's CUDA kernels compiled with nvcc 13.0 from PyPI (fetched
+# once); no GPU needed. Cold about 20 min on 2 cores. Details in scripts/build-gpu-bundle.sh.
 gpu-bundle:
 	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target/gpu-bundle} bash scripts/build-gpu-bundle.sh
 

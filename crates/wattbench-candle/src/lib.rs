@@ -1,8 +1,9 @@
 //! The `candle` backend: the workloads written with candle-core tensor ops (module `ops`), as a
-//! user of candle would write them, on candle's CPU device; and, with the `train` feature,
-//! the whole-model trainer built from the same ops. candle's CUDA device needs nvcc at build
-//! time and is reported unavailable with that reason.
+//! user of candle would write them, on candle's CPU device and, with the `cuda` feature, on its
+//! CUDA devices (module `device`); and, with the `train` feature, the whole-model trainer built
+//! from the same ops.
 
+mod device;
 mod ops;
 #[cfg(feature = "train")]
 mod train;
@@ -17,12 +18,17 @@ use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Param
 #[derive(Default)]
 pub struct CandleBackend;
 
-/// candle errors carry a backtrace when RUST_BACKTRACE is set; keep the message only. A dtype
-/// candle has no kernel for is "unsupported" (the case is skipped), not a failure.
+/// candle errors carry a backtrace when RUST_BACKTRACE is set; keep the message only. What
+/// candle says it lacks (a dtype with no kernel for an op, on the CPU or on CUDA: "unsupported
+/// dtype …"; an op or backward pass "not supported"; cuBLAS's `CUBLAS_STATUS_NOT_SUPPORTED`
+/// for a type combination) is "unsupported" (the case is skipped); everything else is a failure.
 pub(crate) fn err(e: candle_core::Error) -> BackendError {
     let text = e.to_string();
     let msg = text.lines().next().unwrap_or("").trim().to_string();
-    if msg.starts_with("unsupported dtype") {
+    if msg.starts_with("unsupported dtype")
+        || msg.contains(" not supported")
+        || msg.contains("CUBLAS_STATUS_NOT_SUPPORTED")
+    {
         BackendError::Unsupported(format!("candle-core: {msg}"))
     } else {
         BackendError::failed("candle", msg)
@@ -39,16 +45,6 @@ pub(crate) fn upload(
     Tensor::from_slice(data, shape, dev)?.to_dtype(dtype)
 }
 
-/// The one device this build has: candle's CPU.
-fn device(name: &str) -> Result<Device, String> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        other => Err(format!(
-            "candle device `{other}` is not available in this build (CPU only)"
-        )),
-    }
-}
-
 fn cdtype(d: DType) -> CDType {
     match d {
         DType::F32 => CDType::F32,
@@ -63,17 +59,11 @@ impl Backend for CandleBackend {
     }
 
     fn devices(&self) -> Vec<DeviceInfo> {
-        vec![
-            DeviceInfo::available("cpu"),
-            DeviceInfo::unavailable(
-                "cuda",
-                "built without candle's `cuda` feature (its kernels need nvcc at build time)",
-            ),
-        ]
+        device::list()
     }
 
     fn supports(&self, case: &Case, dev: &str) -> Result<(), String> {
-        device(dev)?;
+        device::check(dev)?;
         match case.params {
             Params::Conv2d(c) if c.stride_h != c.stride_w => Err(format!(
                 "candle's conv2d takes one stride for both axes, not {}x{}",
@@ -91,7 +81,7 @@ impl Backend for CandleBackend {
     ) -> Result<Box<dyn Prepared>, BackendError> {
         self.supports(case, dev)
             .map_err(BackendError::Unsupported)?;
-        let d = device(dev).map_err(BackendError::Unavailable)?;
+        let d = device::open(dev).map_err(BackendError::Unavailable)?;
         let dt = cdtype(case.dtype);
         let mut ts = inputs
             .iter()
@@ -133,6 +123,7 @@ impl Backend for CandleBackend {
             None
         };
         Ok(Box::new(CandlePrepared {
+            device: d,
             kernel,
             inputs: ts,
             train,
@@ -149,7 +140,7 @@ impl Backend for CandleBackend {
         &self,
         setup: &wattbench_core::model::TrainSetup<'_>,
     ) -> Result<Box<dyn wattbench_core::Trainer>, BackendError> {
-        let d = device(setup.device).map_err(BackendError::Unavailable)?;
+        let d = device::open(setup.device).map_err(BackendError::Unavailable)?;
         Ok(Box::new(train::CandleTrainer::new(d, setup)?))
     }
 }
@@ -169,6 +160,7 @@ struct Train {
 }
 
 struct CandlePrepared {
+    device: Device,
     kernel: Kernel,
     inputs: Vec<Tensor>,
     train: Option<Train>,
@@ -227,8 +219,8 @@ impl Prepared for CandlePrepared {
     }
 
     fn sync(&mut self) -> Result<(), BackendError> {
-        // CPU ops complete before returning.
-        Ok(())
+        // A no-op on the CPU (ops complete before they return); waits for the stream on CUDA.
+        self.device.synchronize().map_err(err)
     }
 
     fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {

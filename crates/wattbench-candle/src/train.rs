@@ -10,6 +10,7 @@ use crate::{err, upload};
 
 /// Parameters as `Var`s and the data set as tensors, on one candle device.
 pub(crate) struct CandleTrainer {
+    device: Device,
     model: ModelConfig,
     vars: Vec<Var>,
     xs: Vec<Tensor>,
@@ -36,6 +37,7 @@ impl CandleTrainer {
                 .map_err(err)
         };
         Ok(Self {
+            device: dev.clone(),
             model: *model,
             vars,
             xs: batches(&data.xs, &data.x_shape)?,
@@ -122,8 +124,8 @@ impl Trainer for CandleTrainer {
     }
 
     fn sync(&mut self) -> Result<(), BackendError> {
-        // CPU ops complete before they return.
-        Ok(())
+        // A no-op on the CPU (ops complete before they return); waits for the stream on CUDA.
+        self.device.synchronize().map_err(err)
     }
 
     fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {

@@ -1,8 +1,76 @@
-//! candle on the CPU against the f64 reference: every op and mode, and (with the `train`
-//! feature) every model's trainer against the f64 host model.
+//! candle against the f64 reference: every op and mode, and (with the `train` feature) every
+//! model's trainer against the f64 host model; on the CPU, and with the `cuda` feature on
+//! `cuda:0` (ignored here: run with `--ignored` on a machine with an NVIDIA GPU).
 wattbench_core::backend_tests!(wattbench_candle::CandleBackend, "cpu");
 
 #[cfg(feature = "train")]
 mod trainer {
     wattbench_core::trainer_tests!(wattbench_candle::CandleBackend, "cpu");
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    wattbench_core::backend_tests!(
+        ignore = "needs an NVIDIA GPU",
+        wattbench_candle::CandleBackend,
+        "cuda:0"
+    );
+
+    /// The trainer checks on `cuda:0` (`trainer_tests!` has no ignored form).
+    #[cfg(feature = "train")]
+    mod trainer {
+        use wattbench_candle::CandleBackend;
+        use wattbench_core::testing::check_trainer;
+        use wattbench_core::ModelKind;
+
+        #[test]
+        #[ignore = "needs an NVIDIA GPU"]
+        fn mlp_trainer_matches_the_host_model() {
+            check_trainer(&CandleBackend, "cuda:0", ModelKind::Mlp);
+        }
+
+        #[test]
+        #[ignore = "needs an NVIDIA GPU"]
+        fn cnn_trainer_matches_the_host_model() {
+            check_trainer(&CandleBackend, "cuda:0", ModelKind::Cnn);
+        }
+
+        #[test]
+        #[ignore = "needs an NVIDIA GPU"]
+        fn lstm_trainer_matches_the_host_model() {
+            check_trainer(&CandleBackend, "cuda:0", ModelKind::Lstm);
+        }
+    }
+}
+
+/// candle lists `cuda:N` devices in every build: where one is unavailable (no GPU, no driver,
+/// or a build without the feature) it says why, and cases asked for on it are not run.
+#[test]
+fn unavailable_cuda_devices_say_why_and_run_nothing() {
+    use wattbench_core::workload::{Case, DType, GemmParams, Mode, Params};
+    use wattbench_core::Backend;
+    let backend = wattbench_candle::CandleBackend;
+    let devices = backend.devices();
+    let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"cpu"), "{names:?}");
+    let cuda: Vec<_> = devices
+        .iter()
+        .filter(|d| d.name.starts_with("cuda:"))
+        .collect();
+    assert!(!cuda.is_empty(), "no cuda:N device listed: {names:?}");
+    let case = Case {
+        params: Params::Gemm(GemmParams::new(2, 3, 4)),
+        mode: Mode::Infer,
+        dtype: DType::F32,
+        tag: None,
+    };
+    for d in cuda.iter().filter(|d| !d.available) {
+        let why = d.reason.as_deref().unwrap_or_default();
+        assert!(!why.is_empty(), "{} unavailable without a reason", d.name);
+        assert!(
+            backend.supports(&case, &d.name).is_err(),
+            "{} is unavailable ({why}) but a case on it would run",
+            d.name
+        );
+    }
 }

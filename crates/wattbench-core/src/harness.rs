@@ -13,7 +13,7 @@ use crate::reference;
 use crate::result::{CaseResult, Memory, Status, Throughput, Verification, VerifyMethod};
 use crate::stats::TimeStats;
 use crate::tensor::{generate_case_inputs, rel_l2_error, HostTensor};
-use crate::workload::{Case, Mode};
+use crate::workload::Case;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -89,7 +89,8 @@ pub struct CaseInputs {
 
 enum RefOutput {
     Full(Vec<Vec<f64>>),
-    Sampled(Vec<usize>, Vec<f64>),
+    /// Per output: (flat indices, reference values).
+    Sampled(Vec<(Vec<usize>, Vec<f64>)>),
 }
 
 impl CaseInputs {
@@ -123,12 +124,14 @@ impl CaseInputs {
     fn reference(&self) -> &RefOutput {
         self.reference.get_or_init(|| {
             let f64_in: Vec<Vec<f64>> = self.tensors().iter().map(HostTensor::to_f64).collect();
-            let p = &self.case.params;
-            if self.case.mode == Mode::Infer && p.flops() > self.full_verify_max_flops {
-                if let Some((idx, vals)) =
-                    reference::sample_outputs(p, &f64_in, self.verify_samples, self.seed)
-                {
-                    return RefOutput::Sampled(idx, vals);
+            if self.case.flops() > self.full_verify_max_flops {
+                if let Some(samples) = reference::sample_case_outputs(
+                    &self.case,
+                    &f64_in,
+                    self.verify_samples,
+                    self.seed,
+                ) {
+                    return RefOutput::Sampled(samples);
                 }
             }
             RefOutput::Full(reference::run(&self.case, &f64_in))
@@ -138,7 +141,11 @@ impl CaseInputs {
     /// Compare a backend's outputs with the reference: the relative L2 error of each output
     /// tensor, and the largest of them, against the case's tolerance (widened by what the
     /// implementation declares, unless the user gave a tolerance).
-    pub fn verify(&self, outs: &[Vec<f32>], implementation: Option<&ToleranceOverride>) -> Verification {
+    pub fn verify(
+        &self,
+        outs: &[Vec<f32>],
+        implementation: Option<&ToleranceOverride>,
+    ) -> Verification {
         let (tol, tolerance_note) = match (self.tolerance_override, implementation) {
             (Some(t), _) => (t, Some("given on the command line".to_string())),
             (None, Some(o)) => (
@@ -149,38 +156,39 @@ impl CaseInputs {
         };
         let specs = self.case.output_specs();
         let mut per_output = BTreeMap::new();
-        let (err, method, n) = match self.reference() {
-            RefOutput::Full(refs) => {
-                let mut worst = if outs.len() == refs.len() {
-                    0.0f64
-                } else {
-                    f64::INFINITY
-                };
-                for ((spec, r), o) in specs.iter().zip(refs).zip(outs) {
-                    let e = rel_l2_error(o, r);
-                    per_output.insert(spec.name.to_string(), e);
-                    worst = worst.max(e);
-                }
-                (
-                    worst,
-                    VerifyMethod::Full,
-                    refs.iter().map(Vec::len).sum::<usize>(),
-                )
-            }
-            RefOutput::Sampled(idx, vals) => {
-                let out = outs.first().map(Vec::as_slice).unwrap_or(&[]);
-                let picked: Vec<f32> = if out.len() == specs[0].numel() {
-                    idx.iter().map(|&i| out[i]).collect()
-                } else {
-                    Vec::new() // wrong length: rel_l2_error reports infinity
-                };
-                (
-                    rel_l2_error(&picked, vals),
-                    VerifyMethod::Sampled,
-                    vals.len(),
-                )
-            }
+        // Each output's error against its reference values (all of them, or the sampled
+        // positions); a missing or wrongly sized output is infinitely wrong.
+        let (refs, method): (Vec<(Option<&[usize]>, &[f64])>, _) = match self.reference() {
+            RefOutput::Full(refs) => (
+                refs.iter().map(|r| (None, r.as_slice())).collect(),
+                VerifyMethod::Full,
+            ),
+            RefOutput::Sampled(samples) => (
+                samples
+                    .iter()
+                    .map(|(i, v)| (Some(i.as_slice()), v.as_slice()))
+                    .collect(),
+                VerifyMethod::Sampled,
+            ),
         };
+        let mut err = if outs.len() == refs.len() {
+            0.0f64
+        } else {
+            f64::INFINITY
+        };
+        for ((spec, (idx, want)), out) in specs.iter().zip(&refs).zip(outs) {
+            let e = match idx {
+                _ if out.len() != spec.numel() => f64::INFINITY,
+                None => rel_l2_error(out, want),
+                Some(idx) => {
+                    let picked: Vec<f32> = idx.iter().map(|&i| out[i]).collect();
+                    rel_l2_error(&picked, want)
+                }
+            };
+            per_output.insert(spec.name.to_string(), e);
+            err = err.max(e);
+        }
+        let n: usize = refs.iter().map(|(_, v)| v.len()).sum();
         if per_output.len() < 2 {
             per_output.clear();
         }
@@ -522,6 +530,30 @@ mod tests {
         assert_eq!(ok.status, Status::Ok);
         let bad = h.run_case(&inp, &Perturbed(10.0), "cpu", None).unwrap();
         // 35 draws over 35 positions hit index 3 with high probability for this fixed seed.
+        assert_eq!(bad.status, Status::Failed, "{:?}", bad.verification);
+    }
+
+    #[test]
+    fn training_steps_too_large_to_compute_are_verified_by_sampling_every_output() {
+        let flag = AtomicBool::new(false);
+        let cfg = HarnessConfig {
+            full_verify_max_flops: 0,
+            verify_samples: 40,
+            ..quick_cfg()
+        };
+        let h = Harness::new(cfg, &flag);
+        let case = Case {
+            mode: Mode::Train,
+            ..gemm_case(DType::F32)
+        };
+        let inp = CaseInputs::new(case, &h.cfg);
+        let ok = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
+        let v = ok.verification.unwrap();
+        assert_eq!((ok.status, v.method), (Status::Ok, VerifyMethod::Sampled));
+        // y (35 values, all drawn), dA, dB and B's update (63, 45, 45: up to 40 each).
+        assert_eq!(v.per_output.len(), 4, "{:?}", v.per_output);
+        assert!(v.checked_values > 35 && v.checked_values <= 35 + 3 * 40);
+        let bad = h.run_case(&inp, &Perturbed(1e3), "cpu", None).unwrap();
         assert_eq!(bad.status, Status::Failed, "{:?}", bad.verification);
     }
 

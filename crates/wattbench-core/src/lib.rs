@@ -6,12 +6,14 @@
 //! ([`backend`]); robust statistics ([`stats`]); the timing and verification harness
 //! ([`harness`]); suites ([`suite`]); the energy vocabulary ([`energy`]); the typed result
 //! schema ([`result`]); and the small utilities written once: atomic file output
-//! ([`output`]), number formatting ([`units`]), host memory probes ([`memory`]). It depends
+//! ([`output`]), number formatting ([`units`]), host memory probes ([`memory`]), the shared
+//! libraries the process loaded ([`libraries`]). It depends
 //! on nothing heavier than serde.
 
 pub mod backend;
 pub mod energy;
 pub mod harness;
+pub mod libraries;
 pub mod memory;
 pub mod model;
 pub mod output;

@@ -1,7 +1,8 @@
 //! The f64 oracle: naive, obviously-correct implementations every backend is verified
 //! against, plus the `reference` backend that times them.
 //!
-//! GEMM and conv can also be checked at a sample of output positions ([`sample_outputs`]),
+//! GEMM and conv can also be checked at a sample of positions of every output, training
+//! gradients included ([`sample_case_outputs`]),
 //! which keeps verification of very large cases affordable; recurrences are always computed
 //! whole.
 use crate::backend::{Backend, BackendError, DeviceInfo, Prepared};
@@ -471,41 +472,159 @@ pub fn run(case: &Case, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
     }
 }
 
-/// Reference values at `count` output positions spread over the whole output (deterministic,
-/// seeded). Returns `(flat indices, values)` for the first output. `None` for ops that cannot
-/// be sampled (recurrences).
-pub fn sample_outputs(
-    params: &Params,
-    inputs: &[Vec<f64>],
-    count: usize,
-    seed: u64,
-) -> Option<(Vec<usize>, Vec<f64>)> {
+/// Up to `count` distinct positions spread over `0..total` (deterministic, seeded); all of
+/// them when `count` covers the whole range.
+fn positions(total: usize, count: usize, seed: u64) -> Vec<usize> {
     use rand::{Rng, SeedableRng};
-    let total = params.outputs()[0].numel();
+    if count >= total {
+        return (0..total).collect();
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5a5a);
     let mut idx: Vec<usize> = (0..count.min(total))
         .map(|_| rng.random_range(0..total))
         .collect();
     idx.sort_unstable();
     idx.dedup();
-    let vals = match params {
-        Params::Gemm(g) => idx
-            .iter()
-            .map(|&f| gemm_at(g, &inputs[0], &inputs[1], f / g.n, f % g.n))
-            .collect(),
-        Params::Conv2d(c) => {
-            let (pp, qq) = (c.p(), c.q());
-            idx.iter()
-                .map(|&f| {
-                    let (q, rest) = (f % qq, f / qq);
-                    let (p, rest) = (rest % pp, rest / pp);
-                    conv2d_at(c, &inputs[0], &inputs[1], rest / c.k, rest % c.k, p, q)
-                })
-                .collect()
-        }
-        Params::Rnn(_) => return None,
+    idx
+}
+
+/// Reference values of every output of `case` at up to `count` seeded positions each:
+/// `(flat indices, values)` per output, in [`Case::output_specs`] order (training: `y`,
+/// then the gradients, then the updated weights). Each value costs one dot product, so
+/// cases far too large to compute whole are still checked all over. `None` for recurrences,
+/// which must be computed whole.
+pub fn sample_case_outputs(
+    case: &Case,
+    inputs: &[Vec<f64>],
+    count: usize,
+    seed: u64,
+) -> Option<Vec<(Vec<usize>, Vec<f64>)>> {
+    let specs = case.output_specs();
+    let sample = |k: usize, f: &dyn Fn(usize) -> f64| {
+        let idx = positions(specs[k].numel(), count, seed.wrapping_add(k as u64));
+        let vals = idx.iter().map(|&i| f(i)).collect();
+        (idx, vals)
     };
-    Some((idx, vals))
+    let train = case.mode == Mode::Train;
+    match case.params {
+        Params::Gemm(g) => {
+            let (a, b) = (&inputs[0], &inputs[1]);
+            let y = |f: usize| gemm_at(&g, a, b, f / g.n, f % g.n);
+            if !train {
+                return Some(vec![sample(0, &y)]);
+            }
+            let dc = &inputs[2];
+            let op_a = |i: usize, p: usize| {
+                if g.trans_a {
+                    a[p * g.m + i]
+                } else {
+                    a[i * g.k + p]
+                }
+            };
+            let op_b = |p: usize, j: usize| {
+                if g.trans_b {
+                    b[j * g.k + p]
+                } else {
+                    b[p * g.n + j]
+                }
+            };
+            // dA[i,p] = Σ_j dC[i,j]·op(B)[p,j], in A's stored layout.
+            let da = |f: usize| {
+                let (i, p) = if g.trans_a {
+                    (f % g.m, f / g.m)
+                } else {
+                    (f / g.k, f % g.k)
+                };
+                (0..g.n).map(|j| dc[i * g.n + j] * op_b(p, j)).sum::<f64>()
+            };
+            // dB[p,j] = Σ_i op(A)[i,p]·dC[i,j], in B's stored layout.
+            let db = |f: usize| {
+                let (p, j) = if g.trans_b {
+                    (f % g.k, f / g.k)
+                } else {
+                    (f / g.n, f % g.n)
+                };
+                (0..g.m).map(|i| op_a(i, p) * dc[i * g.n + j]).sum::<f64>()
+            };
+            let b_new = |f: usize| b[f] - SGD_LR * db(f);
+            Some(vec![
+                sample(0, &y),
+                sample(1, &da),
+                sample(2, &db),
+                sample(3, &b_new),
+            ])
+        }
+        Params::Conv2d(c) => {
+            let (x, w) = (&inputs[0], &inputs[1]);
+            let (pp, qq) = (c.p(), c.q());
+            let y = |f: usize| {
+                let (q, rest) = (f % qq, f / qq);
+                let (p, rest) = (rest % pp, rest / pp);
+                conv2d_at(&c, x, w, rest / c.k, rest % c.k, p, q)
+            };
+            if !train {
+                return Some(vec![sample(0, &y)]);
+            }
+            let dy = &inputs[2];
+            // dX[n,ch,h,w] = Σ over the outputs whose window covers (h, w) of W·dY.
+            let dx = |f: usize| {
+                let (iw, rest) = (f % c.w, f / c.w);
+                let (ih, rest) = (rest % c.h, rest / c.h);
+                let (ch, n) = (rest % c.c, rest / c.c);
+                let mut acc = 0.0;
+                for r in 0..c.r {
+                    let ph = ih + c.pad_h;
+                    if ph < r || (ph - r) % c.stride_h != 0 || (ph - r) / c.stride_h >= pp {
+                        continue;
+                    }
+                    let p = (ph - r) / c.stride_h;
+                    for s in 0..c.s {
+                        let qw = iw + c.pad_w;
+                        if qw < s || (qw - s) % c.stride_w != 0 || (qw - s) / c.stride_w >= qq {
+                            continue;
+                        }
+                        let q = (qw - s) / c.stride_w;
+                        for k in 0..c.k {
+                            acc += w[((k * c.c + ch) * c.r + r) * c.s + s]
+                                * dy[((n * c.k + k) * pp + p) * qq + q];
+                        }
+                    }
+                }
+                acc
+            };
+            // dW[k,ch,r,s] = Σ_{n,p,q} X[n,ch,p·sh+r−ph,q·sw+s−pw]·dY[n,k,p,q].
+            let dw = |f: usize| {
+                let (s, rest) = (f % c.s, f / c.s);
+                let (r, rest) = (rest % c.r, rest / c.r);
+                let (ch, k) = (rest % c.c, rest / c.c);
+                let mut acc = 0.0;
+                for n in 0..c.n {
+                    for p in 0..pp {
+                        let ih = (p * c.stride_h + r) as isize - c.pad_h as isize;
+                        if ih < 0 || ih >= c.h as isize {
+                            continue;
+                        }
+                        for q in 0..qq {
+                            let iw = (q * c.stride_w + s) as isize - c.pad_w as isize;
+                            if iw >= 0 && iw < c.w as isize {
+                                acc += x[((n * c.c + ch) * c.h + ih as usize) * c.w + iw as usize]
+                                    * dy[((n * c.k + k) * pp + p) * qq + q];
+                            }
+                        }
+                    }
+                }
+                acc
+            };
+            let w_new = |f: usize| w[f] - SGD_LR * dw(f);
+            Some(vec![
+                sample(0, &y),
+                sample(1, &dx),
+                sample(2, &dw),
+                sample(3, &w_new),
+            ])
+        }
+        Params::Rnn(_) => None,
+    }
 }
 
 /// The naive f64 implementation as a timed backend (CPU only, f32 cases only: it is the
@@ -618,10 +737,15 @@ mod tests {
             ..c
         };
         assert_eq!(conv2d(&cp, &x, &[1.; 4]), vec![1., 5., 11., 28.]);
-        let p = Params::Conv2d(cp);
-        let (idx, vals) = sample_outputs(&p, &[x.clone(), vec![1.; 4]], 4, 1).unwrap();
-        for (i, v) in idx.iter().zip(vals) {
-            assert_eq!(v, [1., 5., 11., 28.][*i]);
+        let case = Case {
+            params: Params::Conv2d(cp),
+            mode: Mode::Infer,
+            dtype: DType::F32,
+            tag: None,
+        };
+        let s = sample_case_outputs(&case, &[x.clone(), vec![1.; 4]], 4, 1).unwrap();
+        for (i, v) in s[0].0.iter().zip(&s[0].1) {
+            assert_eq!(*v, [1., 5., 11., 28.][*i]);
         }
     }
 
@@ -726,6 +850,58 @@ mod tests {
                 assert!((new - (old - SGD_LR * g)).abs() < 1e-15);
             }
         }
+    }
+
+    /// Every sampled value of every training output equals the full step's value there, for
+    /// every transpose, padding and stride.
+    #[test]
+    fn sampled_training_outputs_equal_the_full_step() {
+        use crate::tensor::generate_case_inputs;
+        let train = |params| Case {
+            params,
+            mode: Mode::Train,
+            dtype: DType::F32,
+            tag: None,
+        };
+        let mut cases: Vec<Case> = [(false, false), (true, false), (false, true), (true, true)]
+            .map(|(ta, tb)| train(Params::Gemm(GemmParams::new(5, 7, 3).transposed(ta, tb))))
+            .to_vec();
+        cases.push(train(Params::Conv2d(
+            ConvParams::new(2, 3, 9, 8, 4, 3, 2)
+                .padded(2, 1)
+                .strided(2, 3),
+        )));
+        cases.push(train(Params::Conv2d(ConvParams::new(1, 2, 5, 5, 3, 1, 1))));
+        for case in cases {
+            let inputs: Vec<Vec<f64>> = generate_case_inputs(&case, 3)
+                .iter()
+                .map(HostTensor::to_f64)
+                .collect();
+            let full = train_step(&case.params, &inputs);
+            let sampled = sample_case_outputs(&case, &inputs, 1000, 9).unwrap();
+            assert_eq!(sampled.len(), full.len());
+            for (o, ((idx, vals), want)) in sampled.iter().zip(&full).enumerate() {
+                assert_eq!(
+                    idx.len(),
+                    want.len(),
+                    "{case} output {o}: every position drawn"
+                );
+                for (&i, v) in idx.iter().zip(vals) {
+                    assert!(
+                        (v - want[i]).abs() < 1e-12,
+                        "{case} output {o}[{i}]: {v} vs {}",
+                        want[i]
+                    );
+                }
+            }
+        }
+        assert!(sample_case_outputs(
+            &train(Params::Rnn(RnnParams::new(Cell::Gru, 2, 1, 2))),
+            &[],
+            4,
+            1
+        )
+        .is_none());
     }
 
     #[test]

@@ -417,6 +417,11 @@ pub struct Environment {
     pub git_commit: Option<String>,
     /// Energy meters found and why others are missing.
     pub meters: Vec<MeterInfo>,
+    /// The GPU and framework libraries (CUDA driver and runtime, cuBLAS, cuDNN, NVRTC, NVML,
+    /// libtorch) this process had loaded when the run ended, with their paths: which library
+    /// produced the numbers.
+    #[serde(default)]
+    pub libraries: Vec<String>,
 }
 
 /// The filters of a `run`, as given (validated).

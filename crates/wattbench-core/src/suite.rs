@@ -27,7 +27,7 @@ pub const BUILTIN: [(&str, &str, &str); 3] = [
     ),
     (
         "gpu-check",
-        "the main GPU cases: GEMM 4096^3, ResNet-50 3x3 conv, LSTM H1024 B64",
+        "the GPU check: GEMM 4096^3 and 8192^3, ResNet-50 3x3 conv, LSTM/GRU; forward and training",
         include_str!("../../../benchmarks/gpu-check.toml"),
     ),
 ];

@@ -45,11 +45,25 @@ pub fn shapes(op: Op) -> Vec<Params> {
     }
 }
 
-/// Run every shape of `op` in every dtype on `backend`/`device`; panic with the details of
-/// any case that does not pass. Cases the backend declares unsupported up front are printed
-/// and left out; an f32 case that turns out unsupported while running fails, and at least
-/// one case of the op must run.
-pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
+/// What one generic check found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Cases that ran and passed (each shape, dtype and seed).
+    pub passed: usize,
+    /// Cases the backend declared unsupported or skipped while running, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// Run every shape of `op` in every dtype on `backend`/`device`, twice with fresh seeds,
+/// through the real harness. Fails with the details of the first case that does not pass.
+/// Cases the backend declares unsupported up front are listed and left out; an f32 case
+/// that turns out unsupported while running fails, and at least one case of the op must run.
+pub fn check(
+    backend: &dyn Backend,
+    device: &str,
+    op: Op,
+    mode: Mode,
+) -> Result<CheckReport, String> {
     let flag = AtomicBool::new(false);
     let cfg = HarnessConfig {
         warmup_s: 0.0,
@@ -59,7 +73,7 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
         ..Default::default()
     };
     let harness = Harness::new(cfg, &flag);
-    let mut ok = 0;
+    let mut report = CheckReport::default();
     for params in shapes(op) {
         for dtype in DType::ALL {
             let case = Case {
@@ -69,10 +83,10 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
                 tag: None,
             };
             if let Err(why) = backend.supports(&case, device) {
-                eprintln!(
-                    "{}: declared unsupported: {why}",
-                    case.id(backend.name(), device)
-                );
+                let id = case.id(backend.name(), device);
+                report
+                    .skipped
+                    .push(format!("{id}: declared unsupported: {why}"));
                 continue;
             }
             for seed in [1u64, 2] {
@@ -83,27 +97,45 @@ pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
                 let inputs = CaseInputs::new(case.clone(), &cfg);
                 let r = harness
                     .run_case(&inputs, backend, device, None)
-                    .expect("not interrupted");
+                    .map_err(|_| "interrupted".to_string())?;
                 match r.status {
-                    Status::Ok => ok += 1,
-                    Status::Skipped if dtype != DType::F32 => {
-                        eprintln!("{}: skipped: {}", r.id, r.reason.unwrap_or_default());
+                    Status::Ok => report.passed += 1,
+                    Status::Skipped if dtype != DType::F32 => report.skipped.push(format!(
+                        "{}: skipped: {}",
+                        r.id,
+                        r.reason.unwrap_or_default()
+                    )),
+                    _ => {
+                        return Err(format!(
+                            "{} (seed {seed}): {:?}: {} {:?}",
+                            r.id,
+                            r.status,
+                            r.reason.unwrap_or_default(),
+                            r.verification
+                        ))
                     }
-                    _ => panic!(
-                        "{}: {:?}: {:?} {:?}",
-                        r.id, r.status, r.reason, r.verification
-                    ),
                 }
             }
         }
     }
-    assert!(
-        ok > 0,
-        "no {} {} case ran on {}/{device}",
-        op.as_str(),
-        mode.as_str(),
-        backend.name()
-    );
+    if report.passed == 0 {
+        return Err(format!(
+            "no {} {} case ran on {}/{device}",
+            op.as_str(),
+            mode.as_str(),
+            backend.name()
+        ));
+    }
+    Ok(report)
+}
+
+/// [`check`] for tests: panics with the details of any case that does not pass, and prints
+/// the skipped ones.
+pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {
+    match check(backend, device, op, mode) {
+        Ok(r) => r.skipped.iter().for_each(|s| eprintln!("{s}")),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Generate one `#[test]` per op and mode that runs [`check_backend`] on `$backend` /
@@ -143,12 +175,14 @@ macro_rules! backend_tests {
 /// the parameters it was given, its loss on every batch is the f64 host model's, and one SGD
 /// step moves every parameter by `−lr·g` where `g` matches central finite differences of the
 /// f64 host loss, at a spread of coordinates of every parameter tensor.
-pub fn check_trainer(backend: &dyn Backend, device: &str, kind: ModelKind) {
+pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> Result<(), String> {
     let model = ModelConfig::new(kind, Size::Tiny);
     let (batch, batches, seed) = (8, 2, 5);
     let data = Dataset::generate(&model, batch, batches, seed);
     let init = model.init_params(seed);
     let name = backend.name();
+    let at = format!("{name}/{device} {kind:?}");
+    let fail = |what: &str, e: crate::BackendError| format!("{at}: {what}: {e}");
     let setup = TrainSetup {
         model: &model,
         device,
@@ -157,37 +191,34 @@ pub fn check_trainer(backend: &dyn Backend, device: &str, kind: ModelKind) {
     };
     let mut t = backend
         .trainer(&setup)
-        .unwrap_or_else(|e| panic!("{name}/{device}: cannot train {kind:?}: {e}"));
-    assert_eq!(
-        t.params().unwrap(),
-        init,
-        "{name}: parameters changed on upload"
-    );
+        .map_err(|e| fail("cannot train", e))?;
+    if t.params().map_err(|e| fail("params", e))? != init {
+        return Err(format!("{at}: parameters changed on upload"));
+    }
     let as64 = |p: &[Vec<f32>]| -> Vec<Vec<f64>> {
         p.iter()
             .map(|v| v.iter().map(|&x| x as f64).collect())
             .collect()
     };
     let theta = as64(&init);
+    let close = |got: f64, want: f64| (got - want).abs() <= 1e-5 * want.max(1.0);
     for bi in 0..batches {
         let want = data.host_loss(&model, &theta, bi);
-        let got = t.loss(bi).unwrap() as f64;
-        assert!(
-            (got - want).abs() <= 1e-5 * want.max(1.0),
-            "{name}/{device} {kind:?} batch {bi}: loss {got} vs host {want}"
-        );
+        let got = t.loss(bi).map_err(|e| fail("loss", e))? as f64;
+        if !close(got, want) {
+            return Err(format!("{at} batch {bi}: loss {got} vs host {want}"));
+        }
     }
     // One step with lr 1: the update is the gradient itself.
-    let bi = 1;
-    let lr = 1.0;
-    let loss = t.step(bi, lr, true).unwrap().expect("asked for the loss");
+    let (bi, lr) = (1, 1.0);
+    let loss = t.step(bi, lr, true).map_err(|e| fail("step", e))?;
     let want = data.host_loss(&model, &theta, bi);
-    assert!(
-        ((loss as f64) - want).abs() <= 1e-5 * want.max(1.0),
-        "{name}/{device} {kind:?}: step loss {loss} vs host {want}"
-    );
-    t.sync().unwrap();
-    let after = as64(&t.params().unwrap());
+    match loss {
+        Some(l) if close(l as f64, want) => {}
+        other => return Err(format!("{at}: step loss {other:?} vs host {want}")),
+    }
+    t.sync().map_err(|e| fail("sync", e))?;
+    let after = as64(&t.params().map_err(|e| fail("params", e))?);
     let eps = 1e-6;
     for (pi, spec) in model.params().iter().enumerate() {
         let n = spec.numel();
@@ -205,13 +236,22 @@ pub fn check_trainer(backend: &dyn Backend, device: &str, kind: ModelKind) {
             );
         }
         let err = rel_l2_error(&got, &fd);
-        assert!(
-            err <= 2e-3,
-            "{name}/{device} {kind:?}: gradient of `{}` off by {err:.2e} (relative L2 over \
-             {} coordinates): trainer {got:?} vs finite differences {fd:?}",
-            spec.name,
-            coords.len()
-        );
+        if err > 2e-3 {
+            return Err(format!(
+                "{at}: gradient of `{}` off by {err:.2e} (relative L2 over {} coordinates): \
+                 trainer {got:?} vs finite differences {fd:?}",
+                spec.name,
+                coords.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// [`check_training`] for tests: panics with the details.
+pub fn check_trainer(backend: &dyn Backend, device: &str, kind: ModelKind) {
+    if let Err(e) = check_training(backend, device, kind) {
+        panic!("{e}");
     }
 }
 

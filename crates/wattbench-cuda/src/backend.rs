@@ -70,11 +70,12 @@ pub(crate) fn common_supports(case: &Case, device: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// For backends that run the forward pass only: training cases are unsupported.
+/// For backends that run the forward pass only (`cublas`): training cases are unsupported.
 pub(crate) fn inference_only(case: &Case, backend: &str) -> Result<(), String> {
     if case.mode == Mode::Train {
         return Err(format!(
-            "the {backend} backend runs inference only (training steps run on `cuda`)"
+            "the {backend} backend runs inference only (training steps run on `cuda`, and for \
+             conv2d on `cudnn`)"
         ));
     }
     Ok(())
@@ -232,8 +233,8 @@ mod tests {
             .supports(&case(gemm, DType::F32, Mode::Infer), "cpu")
             .unwrap_err()
             .contains("cuda:N"));
-        // Training: fp32 on `cuda` only; the baseline and the vendor yardsticks are forward
-        // only.
+        // Training: fp32 on `cuda` (and conv2d on `cudnn`); the baseline and cuBLAS are
+        // forward only.
         for p in [gemm, conv, rnn] {
             assert_eq!(
                 be.supports(&case(p, DType::F32, Mode::Train), "cuda:0"),
@@ -254,10 +255,10 @@ mod tests {
             .supports(&case(gemm, DType::F32, Mode::Train), "cuda:0")
             .unwrap_err()
             .contains("inference only"));
-        assert!(crate::Cudnn
-            .supports(&case(conv, DType::F32, Mode::Train), "cuda:0")
-            .unwrap_err()
-            .contains("inference only"));
+        assert_eq!(
+            crate::Cudnn.supports(&case(conv, DType::F32, Mode::Train), "cuda:0"),
+            Ok(())
+        );
         assert!(CudaKernels::naive()
             .supports(&case(conv, DType::F32, Mode::Infer), "cuda:0")
             .is_err());

@@ -4,8 +4,9 @@
 //! timing, errors named after the backend).
 //!
 //! What differs between backends is only the call itself ([`DeviceCall`]): our kernels'
-//! [`Plan`] (the builder's steps with device addresses), a cuBLAS GemmEx, a cuDNN
-//! ConvForward.
+//! [`Plan`] (the builder's steps with device addresses), a cuBLAS GemmEx, a cuDNN convolution
+//! (forward, or the whole training step). The call also says what it runs
+//! ([`Prepared::implementation`]) and the tolerance its numerics need ([`Prepared::tolerance`]).
 //!
 //! Soundness: a [`Plan`] is made only by [`PlanBuilder::into_case`], from steps the builder
 //! checked, with addresses into the buffers that move into the same [`GpuCase`]; neither can
@@ -21,7 +22,7 @@ use half::{bf16, f16};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use wattbench_core::{BackendError, DType, Prepared};
+use wattbench_core::{BackendError, DType, Prepared, ToleranceOverride};
 
 /// A device allocation: f32, or 16-bit floats as raw bits.
 pub(crate) enum DevBuf {
@@ -66,6 +67,14 @@ impl DevBuf {
         match self {
             DevBuf::F32(s) => s.len(),
             DevBuf::U16(s, _) => s.len(),
+        }
+    }
+
+    /// Element type.
+    fn dtype(&self) -> DType {
+        match self {
+            DevBuf::F32(_) => DType::F32,
+            DevBuf::U16(_, d) => *d,
         }
     }
 
@@ -121,10 +130,47 @@ pub(crate) fn addr(g: &Gpu, bufs: &[DevBuf], v: View) -> Result<u64, CudaError> 
     Ok(base + v.start() as u64 * b.elem_bytes())
 }
 
-/// One call of a prepared case, enqueued on the GPU's stream.
+/// Device address of the first element of `v`, after checking that `v` is exactly `len`
+/// elements of a `dtype` buffer (inside `bufs`): what a library call establishes about each
+/// operand before passing its address.
+pub(crate) fn operand(
+    g: &Gpu,
+    bufs: &[DevBuf],
+    v: View,
+    len: usize,
+    dtype: DType,
+) -> Result<u64, CudaError> {
+    let b = bufs
+        .get(v.buf().index())
+        .ok_or_else(|| CudaError::lib("resolving an operand", format!("{v:?}: no such buffer")))?;
+    if v.len() != len || b.dtype() != dtype {
+        return Err(CudaError::lib(
+            "resolving an operand",
+            format!(
+                "{v:?} of {:?}: expected {len} elements of {dtype:?}",
+                b.dtype()
+            ),
+        ));
+    }
+    addr(g, bufs, v)
+}
+
+/// One call of a prepared case, enqueued on the GPU's stream, and what it runs.
 pub(crate) trait DeviceCall {
+    /// Once, after the case's buffers exist and before the first call: e.g. an algorithm
+    /// search on the case's own inputs.
+    fn setup(&mut self, g: &Gpu, bufs: &mut [DevBuf]) -> Result<(), CudaError> {
+        let _ = (g, bufs);
+        Ok(())
+    }
     /// Enqueue one call; `bufs` are the case's buffers, in the builder's order.
     fn call(&mut self, g: &Gpu, bufs: &mut [DevBuf]) -> Result<(), CudaError>;
+    /// The kernels or library algorithms one call runs ([`Prepared::implementation`]).
+    fn implementation(&self) -> Option<String>;
+    /// A looser tolerance these numerics need ([`Prepared::tolerance`]).
+    fn tolerance(&self) -> Option<ToleranceOverride> {
+        None
+    }
 }
 
 /// A kernel argument with device addresses.
@@ -158,6 +204,8 @@ enum Exec {
 /// the [`GpuCase`] that holds it. Made only by [`PlanBuilder::into_case`].
 pub(crate) struct Plan {
     steps: Vec<Exec>,
+    /// The entry points the steps launch ([`PlanBuilder::kernels`]).
+    kernels: String,
 }
 
 impl DeviceCall for Plan {
@@ -196,6 +244,10 @@ impl DeviceCall for Plan {
         }
         Ok(())
     }
+
+    fn implementation(&self) -> Option<String> {
+        Some(self.kernels.clone())
+    }
 }
 
 /// A prepared case on one GPU: its buffers, the call, and what `Prepared` needs around it.
@@ -210,8 +262,9 @@ pub(crate) struct GpuCase<C> {
 
 impl<'a> PlanBuilder<'a> {
     /// Allocate the buffers on `gpu` and set up `make`'s call (made first, after memory
-    /// tracking starts, so a library handle's own allocations count).
-    fn allocate<C>(
+    /// tracking starts, so a library handle's own allocations count; its
+    /// [`DeviceCall::setup`] runs once the buffers exist).
+    fn allocate<C: DeviceCall>(
         &self,
         gpu: &Arc<Gpu>,
         backend: &'static str,
@@ -224,14 +277,16 @@ impl<'a> PlanBuilder<'a> {
             .iter()
             .map(|s| DevBuf::new(gpu, s))
             .collect::<Result<_, _>>()?;
-        Ok(GpuCase {
+        let mut case = GpuCase {
             backend,
             gpu: gpu.clone(),
             bufs,
             outputs: self.outputs().to_vec(),
             mem,
             call,
-        })
+        };
+        case.call.setup(&case.gpu, &mut case.bufs)?;
+        Ok(case)
     }
 
     /// The case that runs this plan's steps on `gpu`: kernels loaded (compiled on first use),
@@ -259,7 +314,10 @@ impl<'a> PlanBuilder<'a> {
                     funcs.insert((l.kernel, l.entry.as_str()), f);
                 }
             }
-            Ok(Plan { steps: Vec::new() })
+            Ok(Plan {
+                steps: Vec::new(),
+                kernels: self.kernels(),
+            })
         })?;
         let (g, bufs) = (&case.gpu, &case.bufs);
         let ptr = |p: Ptr| match p {
@@ -381,6 +439,12 @@ impl<C: DeviceCall> Prepared for GpuCase<C> {
     }
     fn device_peak_bytes(&mut self) -> Option<u64> {
         self.mem.peak_bytes()
+    }
+    fn implementation(&self) -> Option<String> {
+        self.call.implementation()
+    }
+    fn tolerance(&self) -> Option<ToleranceOverride> {
+        self.call.tolerance()
     }
 }
 

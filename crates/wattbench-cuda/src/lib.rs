@@ -3,7 +3,13 @@
 //! - `cuda`: our kernels (`kernels/*.cu`), compiled with NVRTC for the device's compute
 //!   capability on first use and cached on disk ([`Loader`]); `cuda-naive`: the naive GEMM
 //!   baseline.
-//! - `cublas` and `cudnn`: the vendor libraries as yardsticks.
+//! - `cublas` (GEMM forward) and `cudnn` (conv2d forward and training steps, algorithms chosen
+//!   by timing them): the vendor libraries as yardsticks.
+//!
+//! Every case records what ran (`Prepared::implementation`: our entry points, or the library
+//! call and algorithms) and, where cuDNN picks an FFT or Winograd algorithm, the looser
+//! tolerance it needs (`Prepared::tolerance`). The backends report the versions of the
+//! libraries they use (`cuda-driver`, `nvrtc`, `cublas`, `cudnn`), each only where it loads.
 //!
 //! Everything loads CUDA libraries at run time (cudarc's dynamic loading), so the crate builds
 //! without CUDA; each library is probed before first use and a missing one makes the device
@@ -58,6 +64,19 @@ mod tests {
                 assert!(
                     d.available || d.reason.as_deref().is_some_and(|r| !r.is_empty()),
                     "{d:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn versions_are_recorded_under_the_known_keys() {
+        for b in super::backends() {
+            for (k, v) in b.versions() {
+                assert!(
+                    ["cuda-driver", "nvrtc", "cublas", "cudnn"].contains(&k.as_str()) && !v.is_empty(),
+                    "{}: {k} = {v}",
+                    b.name()
                 );
             }
         }

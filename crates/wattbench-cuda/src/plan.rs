@@ -351,6 +351,20 @@ impl<'a> PlanBuilder<'a> {
     pub(crate) fn outputs(&self) -> &[View] {
         &self.outputs
     }
+
+    /// The entry points the steps launch, each once, in the order first launched (what a
+    /// case records as its implementation), e.g. `conv2d_fwd_f32_bn64, conv2d_bwd_data_f32`.
+    pub(crate) fn kernels(&self) -> String {
+        let mut names: Vec<&str> = Vec::new();
+        for st in &self.steps {
+            if let Step::Launch(l, _) = st {
+                if !names.contains(&l.entry.as_str()) {
+                    names.push(&l.entry);
+                }
+            }
+        }
+        names.join(", ")
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The CPU estimate path, as it runs on this machine (no NVML, no RAPL).
+//! The CPU estimate path (no RAPL; NVML left out, so the same holds on a GPU machine).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,6 +8,7 @@ use wattbench_energy::{MeterConfig, Meters, Source};
 fn no_rapl() -> MeterConfig {
     MeterConfig {
         powercap_root: Some(PathBuf::from("/nonexistent/powercap")),
+        nvml: false,
         ..MeterConfig::default()
     }
 }

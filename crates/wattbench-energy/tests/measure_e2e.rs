@@ -12,9 +12,11 @@ fn opts(cmd: &[&str]) -> MeasureOptions {
     MeasureOptions {
         command: cmd.iter().map(OsString::from).collect(),
         meter: MeterConfig {
-            // Deterministic on any machine: no RAPL, so the CPU is estimated.
+            // Deterministic on any machine, GPU machines included: no RAPL, so the CPU is
+            // estimated, and no NVML.
             powercap_root: Some(PathBuf::from("/nonexistent/powercap")),
             sample_interval: Duration::from_millis(20),
+            nvml: false,
             ..MeterConfig::default()
         },
         carbon: CarbonParams::resolve(Some("FR"), None, Some(1.2), Some(0.25)).unwrap(),

@@ -3,8 +3,10 @@
 //! built from the same ops.
 //!
 //! libtorch must be 2.11.x (tch 0.24); `scripts/fetch-libtorch.sh` fetches it. Binaries
-//! that link this crate carry an rpath to libtorch's `lib/` (see `build.rs`).
+//! that link this crate carry an rpath to libtorch's `lib/` (see `build.rs`). CUDA devices
+//! (`cuda:N`) come from loading libtorch's CUDA library at run time (module `cuda`).
 
+mod cuda;
 mod ops;
 #[cfg(feature = "train")]
 mod train;
@@ -33,13 +35,26 @@ fn kind(d: DType) -> Kind {
     }
 }
 
-/// The libtorch device for a device name, or why there is none.
+/// The libtorch device for a device name (`cpu`, `cuda:N`), or why there is none.
 fn device(name: &str) -> Result<Device, String> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        other => Err(format!("libtorch sees no `{other}` device")),
+    if name == "cpu" {
+        return Ok(Device::Cpu);
     }
+    let index = match name.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(n) => n
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| format!("`{name}` is not a device name; use cpu or cuda:N"))?,
+        None => return Err(format!("tch has no `{name}` device; use cpu or cuda:N")),
+    };
+    let count = cuda::runtime()?;
+    if index >= count {
+        return Err(format!(
+            "no cuda:{index}: libtorch sees {count} CUDA device(s)"
+        ));
+    }
+    Ok(Device::Cuda(index))
 }
 
 /// `data` as a tensor of `shape` and `kind` on `d`.
@@ -64,15 +79,12 @@ impl Backend for TchBackend {
     }
 
     fn devices(&self) -> Vec<DeviceInfo> {
-        let cuda = if tch::Cuda::is_available() {
-            DeviceInfo::available("cuda")
-        } else {
-            DeviceInfo::unavailable(
-                "cuda",
-                "libtorch sees no CUDA device (this build links libtorch's CPU libraries only)",
-            )
-        };
-        vec![DeviceInfo::available("cpu"), cuda]
+        let mut v = vec![DeviceInfo::available("cpu")];
+        match cuda::runtime() {
+            Ok(n) => v.extend((0..n).map(|i| DeviceInfo::available(format!("cuda:{i}")))),
+            Err(why) => v.push(DeviceInfo::unavailable("cuda:0", why)),
+        }
+        v
     }
 
     fn versions(&self) -> Vec<(String, String)> {

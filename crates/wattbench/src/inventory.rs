@@ -74,7 +74,60 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
         software: software(backends),
         git_commit: git_commit(),
         meters: meters.inventory(),
+        libraries: Vec::new(),
     }
+}
+
+/// File-name prefixes of the libraries recorded in `environment.libraries`.
+const RECORDED_LIBRARIES: [&str; 14] = [
+    "libcuda.so",
+    "libcudart",
+    "libcublas",
+    "libcublasLt",
+    "libcudnn",
+    "libnvrtc",
+    "libnvidia-ml",
+    "libnvJitLink",
+    "libcurand",
+    "libtorch",
+    "libc10",
+    "libnccl",
+    "libcufft",
+    "libcusparse",
+];
+
+/// Complete `env` once the work is done: the libraries actually loaded by now (backends load
+/// theirs on first use) and the versions backends report once loaded.
+pub fn finish(env: &mut Environment, backends: &[Arc<dyn Backend>]) {
+    env.libraries = wattbench_core::libraries::loaded()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| RECORDED_LIBRARIES.iter().any(|r| n.starts_with(r)))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    env.software = software(backends);
+    if let Some(v) = cuda_runtime_version() {
+        env.software.insert("cuda-runtime".into(), v);
+    }
+}
+
+/// The version of the CUDA runtime this process loaded (libtorch and candle bring one), as
+/// `major.minor`, asked of that very library; `None` when none is loaded.
+fn cuda_runtime_version() -> Option<String> {
+    let path = wattbench_core::libraries::find("libcudart.so")?;
+    // SAFETY: the library is already mapped into this process (opening it again only takes a
+    // reference); it stays loaded while `lib` lives, which outlives the call below.
+    let lib = unsafe { libloading::Library::new(&path) }.ok()?;
+    // SAFETY: `cudaRuntimeGetVersion` has the C signature `cudaError_t (int*)`, and needs no
+    // driver or device.
+    let get: libloading::Symbol<unsafe extern "C" fn(*mut i32) -> i32> =
+        unsafe { lib.get(b"cudaRuntimeGetVersion\0") }.ok()?;
+    let mut v = 0i32;
+    // SAFETY: `v` is a valid, writable int.
+    (unsafe { get(&mut v) } == 0 && v > 0).then(|| format!("{}.{}", v / 1000, (v % 1000) / 10))
 }
 
 #[cfg(test)]

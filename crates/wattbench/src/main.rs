@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a case failed verification or errored; 2 bad usage or input;
 //! 130 interrupted (completed cases are still written).
 mod backends;
+mod check;
 mod energy;
 mod inventory;
 mod measure;
@@ -44,6 +45,9 @@ enum Cmd {
     Train(train::TrainArgs),
     /// Write a Markdown report of a result file.
     Report(report::ReportArgs),
+    /// Check one backend against the f64 reference: every op, dtype and mode on edge-case
+    /// shapes, and its trainer's loss and gradients (the checks the tests run).
+    Check(check::CheckArgs),
     /// Print the hardware and software inventory recorded in result files.
     Info {
         /// Print JSON instead of text.
@@ -119,7 +123,8 @@ fn list(json: bool) -> Result<u8> {
 fn info(json: bool) -> Result<u8> {
     let backends = backends::all();
     let meters = wattbench_energy::Meters::discover(&wattbench_energy::MeterConfig::default());
-    let env = inventory::environment(&backends, &meters);
+    let mut env = inventory::environment(&backends, &meters);
+    inventory::finish(&mut env, &backends);
     if json {
         println!("{}", serde_json::to_string_pretty(&env)?);
         return Ok(0);
@@ -165,6 +170,9 @@ fn info(json: bool) -> Result<u8> {
     for (k, v) in &env.software {
         println!("{:<9} {v}", format!("{k}:"));
     }
+    for l in &env.libraries {
+        println!("library:  {l}");
+    }
     println!(
         "commit:   {}",
         env.git_commit
@@ -180,6 +188,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run::run(args),
         Cmd::Report(args) => report::run(args),
         Cmd::Train(args) => train::run(args),
+        Cmd::Check(args) => check::run(args),
         Cmd::Measure(args) => match measure::run(args) {
             Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => Err(e),

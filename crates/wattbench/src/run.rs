@@ -345,7 +345,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         harness: cfg.clone(),
     });
     let meters = Arc::new(Meters::discover(&args.meters.config()?));
-    let environment = inventory::environment(&backends, &meters);
+    let mut environment = inventory::environment(&backends, &meters);
     let idle = Arc::new(energy::idle_baseline(&meters));
     let run_energy = RunEnergy {
         idle_baseline: idle.to_vec(),
@@ -428,6 +428,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
     let results = std::mem::take(&mut *completed.lock().unwrap_or_else(|e| e.into_inner()));
     bar.finish_and_clear();
 
+    inventory::finish(&mut environment, &backends);
     let doc = RunFile {
         schema_version: SCHEMA_VERSION,
         created_at,

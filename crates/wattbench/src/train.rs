@@ -342,7 +342,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     let file = output::prepare(&path)?;
 
     let meters = Meters::discover(&args.meters.config()?);
-    let environment = inventory::environment(&backends, &meters);
+    let mut environment = inventory::environment(&backends, &meters);
     let idle = energy::idle_baseline(&meters);
     let created_at = chrono::Utc::now().to_rfc3339();
     let started = std::time::Instant::now();
@@ -375,6 +375,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         Err(e) => return Err(anyhow::Error::new(e).context("wattbench train")),
     };
 
+    inventory::finish(&mut environment, &backends);
     let config = Config::Train(TrainConfig {
         argv: std::env::args().collect(),
         backend: backend.name().into(),

@@ -250,8 +250,9 @@ fn oversized_case_is_skipped_before_allocating() {
     );
 }
 
-#[test]
-fn ctrl_c_writes_completed_cases_and_marks_the_run_interrupted() {
+/// A run stopped by `signal` (what Ctrl-C, `timeout`, Slurm and CI send) writes the cases
+/// completed so far, marks the file interrupted and exits 128 + signal.
+fn signal_writes_completed_cases_and_marks_the_run_interrupted(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("s.toml");
     // A fast case, then a recurrence whose single f64 reference call takes minutes.
@@ -275,20 +276,31 @@ fn ctrl_c_writes_completed_cases_and_marks_the_run_interrupted() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first case takes milliseconds; the second is still computing when Ctrl-C comes.
+    // The first case takes milliseconds; the second is still computing when the signal comes.
     std::thread::sleep(Duration::from_secs(3));
     let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(doc["interrupted"], true);
     let cases = doc["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1, "only the completed case is written");
     assert_eq!(cases[0]["status"], "ok");
+    assert!(stderr(&o).contains("writing the completed cases"), "{}", stderr(&o));
+}
+
+#[test]
+fn ctrl_c_writes_completed_cases_and_marks_the_run_interrupted() {
+    signal_writes_completed_cases_and_marks_the_run_interrupted("-INT", 130);
+}
+
+#[test]
+fn sigterm_writes_completed_cases_and_marks_the_run_interrupted() {
+    signal_writes_completed_cases_and_marks_the_run_interrupted("-TERM", 143);
 }
 
 #[test]

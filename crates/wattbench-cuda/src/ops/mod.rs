@@ -50,6 +50,25 @@ pub(crate) mod tests {
     use wattbench_core::tensor::generate_case_inputs;
     use wattbench_core::{testing, DType, Mode, Op};
 
+    /// `f` on the plan of a case (seeded inputs) and the case.
+    fn with_plan<R>(
+        params: Params,
+        mode: Mode,
+        dtype: DType,
+        naive: bool,
+        f: impl FnOnce(&Case, &PlanBuilder) -> R,
+    ) -> R {
+        let case = Case {
+            params,
+            mode,
+            dtype,
+            tag: None,
+        };
+        let inputs = generate_case_inputs(&case, 1);
+        let b = build(&case, naive, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
+        f(&case, &b)
+    }
+
     /// Every plan the `cuda` backend builds for the generic check's shapes (and odd sizes),
     /// in every mode and dtype it supports: outputs with the case's output lengths, every
     /// launch's entry point defined by its file, every step checked by the builder.
@@ -74,22 +93,17 @@ pub(crate) mod tests {
                     if (naive || dtype != DType::F32) && op != Op::Gemm {
                         continue;
                     }
-                    let case = Case {
-                        params,
-                        mode,
-                        dtype,
-                        tag: None,
-                    };
-                    let inputs = generate_case_inputs(&case, 1);
-                    let b = build(&case, naive, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
-                    let want: Vec<usize> = case.output_specs().iter().map(|s| s.numel()).collect();
-                    let got: Vec<usize> = b.outputs().iter().map(|v| v.len()).collect();
-                    assert_eq!(got, want, "{case}");
-                    for st in b.steps() {
-                        if let Step::Launch(l, _) = st {
-                            launched.insert((l.kernel, l.entry.clone()));
+                    with_plan(params, mode, dtype, naive, |case, b| {
+                        let want: Vec<usize> =
+                            case.output_specs().iter().map(|s| s.numel()).collect();
+                        let got: Vec<usize> = b.outputs().iter().map(|v| v.len()).collect();
+                        assert_eq!(got, want, "{case}");
+                        for st in b.steps() {
+                            if let Step::Launch(l, _) = st {
+                                launched.insert((l.kernel, l.entry.clone()));
+                            }
                         }
-                    }
+                    });
                 }
             }
         }
@@ -104,5 +118,31 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// What the `cuda` backends record as their implementation: the entry points of the plan,
+    /// each once, in launch order.
+    #[test]
+    fn plans_name_the_kernels_they_launch() {
+        use wattbench_core::workload::{ConvParams, GemmParams};
+        let kernels =
+            |params, mode, dtype, naive| with_plan(params, mode, dtype, naive, |_, b| b.kernels());
+        let gemm = Params::Gemm(GemmParams::new(5, 6, 7).transposed(true, false));
+        let conv = Params::Conv2d(ConvParams::new(2, 3, 9, 11, 5, 3, 3).padded(1, 1));
+        let f32 = DType::F32;
+        assert_eq!(kernels(gemm, Mode::Infer, f32, false), "gemm_tiled_f32_tn");
+        assert_eq!(kernels(gemm, Mode::Infer, f32, true), "gemm_naive_f32_tn");
+        assert_eq!(
+            kernels(gemm, Mode::Infer, DType::Bf16, false),
+            "gemm_tc_bf16_tn"
+        );
+        assert_eq!(
+            kernels(gemm, Mode::Train, f32, false),
+            "gemm_tiled_f32_tn, gemm_tiled_f32_nt, gemm_tiled_f32_nn, sgd_update_f32"
+        );
+        assert_eq!(
+            kernels(conv, Mode::Train, f32, false),
+            "conv2d_fwd_f32_bn64, conv2d_bwd_data_f32, conv2d_bwd_filter_f32, sgd_update_f32"
+        );
     }
 }
