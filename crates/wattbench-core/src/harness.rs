@@ -158,7 +158,9 @@ impl CaseInputs {
         let mut per_output = BTreeMap::new();
         // Each output's error against its reference values (all of them, or the sampled
         // positions); a missing or wrongly sized output is infinitely wrong.
-        let (refs, method): (Vec<(Option<&[usize]>, &[f64])>, _) = match self.reference() {
+        // (sampled positions, or all of them; reference values) per output.
+        type Expected<'r> = (Option<&'r [usize]>, &'r [f64]);
+        let (refs, method): (Vec<Expected<'_>>, _) = match self.reference() {
             RefOutput::Full(refs) => (
                 refs.iter().map(|r| (None, r.as_slice())).collect(),
                 VerifyMethod::Full,

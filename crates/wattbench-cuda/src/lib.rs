@@ -74,7 +74,8 @@ mod tests {
         for b in super::backends() {
             for (k, v) in b.versions() {
                 assert!(
-                    ["cuda-driver", "nvrtc", "cublas", "cudnn"].contains(&k.as_str()) && !v.is_empty(),
+                    ["cuda-driver", "nvrtc", "cublas", "cudnn"].contains(&k.as_str())
+                        && !v.is_empty(),
                     "{}: {k} = {v}",
                     b.name()
                 );

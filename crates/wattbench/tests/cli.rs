@@ -290,7 +290,11 @@ fn signal_writes_completed_cases_and_marks_the_run_interrupted(signal: &str, cod
     let cases = doc["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1, "only the completed case is written");
     assert_eq!(cases[0]["status"], "ok");
-    assert!(stderr(&o).contains("writing the completed cases"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("writing the completed cases"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
