@@ -194,8 +194,13 @@ impl ProjectionTarget {
 /// The grid intensity, PUE and price a carbon figure used.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CarbonAssumptions {
-    /// gCO2e/kWh.
+    /// gCO2e/kWh (a yearly mean).
     pub intensity_g_per_kwh: f64,
+    /// The range the intensity may take over the hours the work ran, gCO2e/kWh `[low, high]`:
+    /// grids swing within a day around their yearly mean. Carried into the CO2e interval.
+    pub intensity_range_g_per_kwh: [f64; 2],
+    /// What that range is and where it comes from.
+    pub intensity_range_basis: String,
     /// Region code (`FR`, `aws:eu-west-3`, `WORLD`) or `custom`.
     pub region: String,
     /// Region name.

@@ -233,6 +233,9 @@ impl CarbonParams {
     pub fn assumptions(&self) -> CarbonAssumptions {
         CarbonAssumptions {
             intensity_g_per_kwh: self.intensity.g_per_kwh,
+            // Placeholder until the table carries ranges: the yearly mean alone.
+            intensity_range_g_per_kwh: [self.intensity.g_per_kwh; 2],
+            intensity_range_basis: "the yearly mean only (no range)".into(),
             region: self.intensity.region.clone(),
             region_name: self.intensity.name.clone(),
             intensity_source: self.intensity.source.clone(),

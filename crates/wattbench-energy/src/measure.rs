@@ -19,6 +19,7 @@ use crate::signals::{self, ChildSlot, Forwarder, MEASURE_LOCK};
 use crate::{total_energy, EnergyTotal, Interval};
 use crate::{DomainEnergy, GpuRecord, MeterInfo};
 use crate::{EnergyError, ReadContext};
+use wattbench_core::result::CarbonAssumptions;
 pub use wattbench_core::result::Projection;
 use wattbench_core::units::sig;
 
@@ -52,20 +53,8 @@ pub struct MeasureOptions {
 /// Which intensity, PUE and sources every carbon figure used.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assumptions {
-    /// Grid intensity, gCO2e/kWh.
-    pub intensity_g_per_kwh: f64,
-    /// Region code (`FR`, `aws:eu-west-3`, `WORLD`, `custom`).
-    pub region: String,
-    /// Region name.
-    pub region_name: String,
-    /// Data year of the intensity, if known.
-    pub intensity_year: Option<u16>,
-    /// PUE applied.
-    pub pue: f64,
-    /// True when the PUE is the default 1.0 (IT energy only).
-    pub pue_is_default: bool,
-    /// Price per kWh, if given.
-    pub price_per_kwh: Option<f64>,
+    /// Grid intensity (with its range), PUE and price.
+    pub carbon: CarbonAssumptions,
     /// Sources of the figures: the intensity's, and each energy source used.
     pub sources: Vec<String>,
     /// Domains in the energy total.
@@ -221,13 +210,14 @@ impl MeasureReport {
                 v.push(format!(
                     "carbon: {} CO2e at {} g/kWh ({}, {}), PUE {:.2}{}",
                     iv(c, "g", 1000.0),
-                    self.assumptions.intensity_g_per_kwh,
-                    self.assumptions.region,
+                    self.assumptions.carbon.intensity_g_per_kwh,
+                    self.assumptions.carbon.region,
                     self.assumptions
+                        .carbon
                         .intensity_year
                         .map_or("year unknown".into(), |y| y.to_string()),
-                    self.assumptions.pue,
-                    if self.assumptions.pue_is_default {
+                    self.assumptions.carbon.pue,
+                    if self.assumptions.carbon.pue_is_default {
                         " (default)"
                     } else {
                         ""
@@ -638,13 +628,7 @@ fn build_report(
         co2e_kg: figures.as_ref().map(|f| f.co2e_kg),
         cost: figures.as_ref().and_then(|f| f.cost),
         assumptions: Assumptions {
-            intensity_g_per_kwh: p.intensity.g_per_kwh,
-            region: p.intensity.region.clone(),
-            region_name: p.intensity.name.clone(),
-            intensity_year: p.intensity.year,
-            pue: p.pue,
-            pue_is_default: p.pue_is_default,
-            price_per_kwh: p.price_per_kwh,
+            carbon: p.assumptions(),
             sources,
             energy_includes: total.includes.clone(),
             energy_excludes: total.excludes.clone(),

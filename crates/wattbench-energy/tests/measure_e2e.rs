@@ -57,14 +57,23 @@ fn exit_code_is_propagated_and_report_has_required_keys() {
     ] {
         assert!(v["domains"][0].get(k).is_some(), "missing domains[].{k}");
     }
-    for k in ["intensity_g_per_kwh", "region", "pue", "sources"] {
-        assert!(v["assumptions"].get(k).is_some(), "missing assumptions.{k}");
+    for k in [
+        "intensity_g_per_kwh",
+        "intensity_range_g_per_kwh",
+        "region",
+        "pue",
+    ] {
+        assert!(
+            v["assumptions"]["carbon"].get(k).is_some(),
+            "missing assumptions.carbon.{k}"
+        );
     }
+    assert!(v["assumptions"]["sources"].is_array());
     for k in ["value", "low", "high"] {
         assert!(v["energy_kwh"][k].is_number() && v["co2e_kg"][k].is_number());
     }
     assert_eq!(v["command"], serde_json::json!(["sh", "-c", "exit 7"]));
-    assert_eq!(v["assumptions"]["region"], "FR");
+    assert_eq!(v["assumptions"]["carbon"]["region"], "FR");
     assert_eq!(run(&["true"]).exit_code, 0);
 }
 
