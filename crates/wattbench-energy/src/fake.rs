@@ -8,12 +8,14 @@ use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
 use crate::Source;
 
 /// A `measured` counter that gains `step_mj` millijoules at every reading, with a fixed
-/// uncertainty.
+/// uncertainty; optionally slow to read and wrapping like RAPL's.
 pub struct StepCounter {
     meta: DomainMeta,
     raw: AtomicU64,
     step_mj: u64,
     uncertainty_j: f64,
+    read_delay: Duration,
+    wrap_at: Option<u64>,
 }
 
 impl StepCounter {
@@ -24,7 +26,21 @@ impl StepCounter {
             raw: AtomicU64::new(0),
             step_mj,
             uncertainty_j,
+            read_delay: Duration::ZERO,
+            wrap_at: None,
         }
+    }
+
+    /// Every reading takes `delay` after the counter is sampled (a slow sysfs read).
+    pub fn slow(mut self, delay: Duration) -> Self {
+        self.read_delay = delay;
+        self
+    }
+
+    /// The counter wraps to 0 after `max_mj` millijoules, and says so.
+    pub fn wrapping(mut self, max_mj: u64) -> Self {
+        self.wrap_at = Some(max_mj);
+        self
     }
 }
 
@@ -34,10 +50,11 @@ impl Domain for StepCounter {
     }
     fn read(&self, _: &ReadContext) -> Result<Reading, String> {
         let raw = self.raw.fetch_add(self.step_mj, Ordering::SeqCst) + self.step_mj;
+        std::thread::sleep(self.read_delay);
         Ok(Reading::Counter {
-            raw,
+            raw: self.wrap_at.map_or(raw, |m| raw % (m + 1)),
             joules_per_unit: 1e-3,
-            wrap_at: None,
+            wrap_at: self.wrap_at,
         })
     }
     fn uncertainty_j(&self, _: f64, _: f64, _: usize) -> f64 {

@@ -475,13 +475,16 @@ impl Meters {
 
     /// Closes a window: one [`DomainEnergy`] per domain.
     pub fn stop(&self, w: EnergyWindow) -> Vec<DomainEnergy> {
-        let ctx = self.context();
-        let readings = self.read_all(&ctx);
-        let t = w.t0.elapsed().as_secs_f64();
+        // The background sampler stops first (joined: no tick can run after this), then
+        // the final readings are taken and pushed under the lock: a late tick can never land
+        // after them and make the final value look like a counter wrap.
         if let Some(s) = w.sampler {
             s.finish();
         }
         let mut accs = w.accs.lock().unwrap_or_else(|p| p.into_inner());
+        let ctx = self.context();
+        let t = w.t0.elapsed().as_secs_f64();
+        let readings = self.read_all(&ctx);
         for (acc, r) in accs.iter_mut().zip(readings) {
             match r {
                 Ok(r) => {

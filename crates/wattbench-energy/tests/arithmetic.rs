@@ -219,3 +219,35 @@ fn power_only_domain_is_integrated_over_the_window() {
     // Sub-second windows of averaged power are flagged.
     assert!(d.reason.as_deref().unwrap().contains("unreliable"));
 }
+
+/// The final reading of a window cannot interleave with the background sampler's: with a
+/// sampler ticking every millisecond and slow reads, a late tick between the final read and
+/// the sampler's stop used to make the final value look like a counter wrap (+262,144 J).
+#[test]
+fn the_final_reading_never_interleaves_with_the_sampler() {
+    use wattbench_energy::fake::StepCounter;
+    let cfg = MeterConfig {
+        sample_interval: Duration::from_millis(1),
+        nvml: false,
+        ..MeterConfig::default()
+    };
+    // 1 mJ per reading, wrapping at 2^38 mJ; a power-only domain forces the 1 ms sampler.
+    let counter = StepCounter::new("pkg", 1, 0.0)
+        .slow(Duration::from_millis(3))
+        .wrapping(1 << 38);
+    let m = Meters::from_domains(
+        vec![
+            Arc::new(counter),
+            Arc::new(wattbench_energy::fake::ConstantPower::new("gpu", 10.0)),
+        ],
+        &cfg,
+    );
+    for i in 0..30 {
+        let w = m.start().unwrap();
+        std::thread::sleep(Duration::from_millis(5 + i % 4));
+        let d = m.stop(w);
+        let j = d[0].joules.unwrap();
+        // At most one reading per millisecond of window plus the edges: far below a wrap.
+        assert!(j < 1.0, "window {i}: {j} J");
+    }
+}
