@@ -139,6 +139,10 @@ pub struct DomainEnergy {
     pub note: Option<String>,
     /// Model assumptions, for estimates.
     pub assumptions: Option<EstimateAssumptions>,
+    /// What may make this figure wrong, each with its consequence: a window shorter than the
+    /// counter resolves, a wrap that may have been missed, an unknown wrap range.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl DomainEnergy {
@@ -157,6 +161,7 @@ impl DomainEnergy {
             in_total: true,
             note: None,
             assumptions: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -283,6 +288,9 @@ pub struct DomainRecord {
     pub note: Option<String>,
     /// Model assumptions of an estimate.
     pub assumptions: Option<EstimateAssumptions>,
+    /// What may make this figure wrong (see [`DomainEnergy::warnings`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The energy of one case (or training run), per call (or per step): every domain with its
@@ -350,6 +358,7 @@ impl CaseEnergy {
                     net_joules_per_iter: per(net.map(|n| n.net_joules)),
                     note: d.note.clone(),
                     assumptions: d.assumptions.clone(),
+                    warnings: d.warnings.clone(),
                 }
             })
             .collect();
@@ -441,6 +450,7 @@ mod tests {
             in_total,
             note: (!in_total).then(|| "inside the package".to_string()),
             assumptions: None,
+            warnings: Vec::new(),
         }
     }
 

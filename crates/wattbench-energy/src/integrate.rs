@@ -48,6 +48,9 @@ pub const MIN_CPU_PEAK_SPAN_S: f64 = 0.05;
 #[derive(Debug, Clone, Default)]
 pub struct Accumulator {
     last: Option<(f64, Reading)>,
+    /// Spans shorter than this do not set the peak power (counter quantisation), s.
+    min_peak_span_s: f64,
+    max_gap_s: f64,
     first_t: Option<f64>,
     joules: f64,
     intervals: usize,
@@ -61,6 +64,20 @@ impl Accumulator {
     /// A fresh accumulator.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh accumulator whose peak power ignores spans shorter than `s` seconds (a
+    /// counter's update period, or a short final interval, would otherwise inflate it).
+    pub fn with_min_peak_span(s: f64) -> Self {
+        Self {
+            min_peak_span_s: s,
+            ..Self::default()
+        }
+    }
+
+    /// The longest time between two readings so far, s.
+    pub fn max_gap_s(&self) -> f64 {
+        self.max_gap_s
     }
 
     /// Adds a reading taken at `t` seconds; returns the mean power since the previous reading.
@@ -124,12 +141,18 @@ impl Accumulator {
         };
         self.joules += step_j;
         self.intervals += 1;
+        self.max_gap_s = self.max_gap_s.max(dt);
         self.last = Some((t, keep));
         if dt > 0.0 {
             let p = step_j / dt;
-            // CPU time is counted in 10 ms ticks: over shorter spans the rate is mostly
-            // quantisation, so such spans do not set the peak.
-            if !is_cpu || dt >= MIN_CPU_PEAK_SPAN_S {
+            // CPU time is counted in 10 ms ticks, counters in their update period: over
+            // shorter spans the rate is mostly quantisation, so such spans do not set the peak.
+            let min_span = if is_cpu {
+                MIN_CPU_PEAK_SPAN_S
+            } else {
+                self.min_peak_span_s
+            };
+            if dt >= min_span {
                 self.peak_w = Some(self.peak_w.map_or(p, |q: f64| q.max(p)));
             }
             Some(p)

@@ -16,8 +16,10 @@
 //! command under all of this. A missing reading is `unsupported` with a reason, never 0 J.
 
 pub mod carbon;
+pub mod counter;
 pub mod estimate;
 pub mod fake;
+pub mod gpus;
 pub mod integrate;
 pub mod measure;
 mod meters;

@@ -405,8 +405,12 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     let _serial = MEASURE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let slot = Arc::new(ChildSlot::default());
     let forwarder = Forwarder::install(slot.clone())?;
+    // How often each counter updates (probed once, before the command starts), and an
+    // interval that sees every counter wrap.
+    meters.probes();
+    let interval = meters.sampling_interval(cfg.sample_interval);
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let sampler = Sampler::start(&meters, cfg.sample_interval, true);
+    let sampler = Sampler::start(&meters, interval, true);
 
     let mut cmd = std::process::Command::new(&opts.command[0]);
     cmd.args(&opts.command[1..]);
@@ -498,7 +502,8 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         .domains
         .iter()
         .zip(&out.accs)
-        .map(|(d, a)| crate::meters::domain_energy(d.as_ref(), a))
+        .zip(meters.probes())
+        .map(|((d, a), p)| crate::meters::domain_energy(d.as_ref(), a, p.as_ref()))
         .collect();
     let error = exit
         .signal

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::counter::{self, CounterSpec, Probe, WindowFacts};
 use crate::integrate::Accumulator;
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::Sampler;
@@ -113,8 +114,14 @@ pub trait Domain: Send + Sync {
     }
     /// Reads the domain now.
     fn read(&self, ctx: &ReadContext) -> Result<Reading, String>;
-    /// Uncertainty (J) of `joules` measured over `window_s` with `intervals` sampling intervals.
-    fn uncertainty_j(&self, joules: f64, window_s: f64, intervals: usize) -> f64;
+    /// Uncertainty (J) of `joules` measured over `window_s` with `intervals` sampling
+    /// intervals, for domains that are not counters (counters describe themselves with
+    /// [`Domain::counter`] instead). The default, infinity, says "unknown": a new domain that
+    /// is neither never claims a precision it has not shown.
+    fn uncertainty_j(&self, joules: f64, window_s: f64, intervals: usize) -> f64 {
+        let _ = (joules, window_s, intervals);
+        f64::INFINITY
+    }
     /// Shortest window for which the domain's resolution does not dominate.
     fn min_window(&self) -> Duration;
     /// Model assumptions to attach to the figure (estimates), given the accumulated state.
@@ -123,6 +130,12 @@ pub trait Domain: Send + Sync {
     }
     /// Device memory in use, bytes (GPUs), for the trace.
     fn memory_used_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// For hardware energy counters: resolution, update period, wrap range, plausible peak
+    /// power, sensor accuracy. Their uncertainty and warnings then come from
+    /// [`counter::assess`](crate::counter::assess) instead of [`Domain::uncertainty_j`].
+    fn counter(&self) -> Option<CounterSpec> {
         None
     }
 }
@@ -219,57 +232,72 @@ impl MeterConfig {
     }
 }
 
-/// One domain's figure over a window, from its accumulated readings.
-pub(crate) fn domain_energy(d: &dyn Domain, acc: &Accumulator) -> DomainEnergy {
-    {
-        let window_s = acc.span_s();
-        let mut out = DomainEnergy {
-            name: d.name().to_string(),
-            source: d.source(),
-            reason: None,
-            joules: None,
-            window_s,
-            uncertainty_j: None,
-            avg_watts: None,
-            peak_watts: None,
-            scope: d.scope().to_string(),
-            in_total: d.in_total(),
-            note: d.note(),
-            assumptions: None,
-        };
-        match acc.joules() {
-            Some(j) => {
-                out.joules = Some(j);
-                out.uncertainty_j = Some(d.uncertainty_j(j, window_s, acc.intervals()));
-                out.avg_watts = (window_s > 0.0).then(|| j / window_s);
-                out.peak_watts = if acc.intervals() > 1 {
-                    acc.peak_watts()
-                } else {
-                    out.avg_watts
-                };
-                out.assumptions = d.assumptions(acc, window_s);
-                if d.source() == Source::Integrated && window_s < 1.0 {
-                    out.reason = Some(
-                        "window shorter than the ~1 s over which NVML averages power; \
-                         the integrated figure is unreliable"
-                            .into(),
-                    );
-                }
-                if let Some(e) = acc.error() {
-                    out.reason = Some(format!("some readings failed: {e}"));
-                }
+/// One domain's figure over a window, from its accumulated readings; `probe` is what the
+/// counter was seen to do before (counters only).
+pub(crate) fn domain_energy(
+    d: &dyn Domain,
+    acc: &Accumulator,
+    probe: Option<&Probe>,
+) -> DomainEnergy {
+    let window_s = acc.span_s();
+    let mut out = DomainEnergy {
+        name: d.name().to_string(),
+        source: d.source(),
+        reason: None,
+        joules: None,
+        window_s,
+        uncertainty_j: None,
+        avg_watts: None,
+        peak_watts: None,
+        scope: d.scope().to_string(),
+        in_total: d.in_total(),
+        note: d.note(),
+        assumptions: None,
+        warnings: Vec::new(),
+    };
+    match acc.joules() {
+        Some(j) => {
+            out.joules = Some(j);
+            let (unc, warnings) = match d.counter() {
+                Some(spec) => counter::assess(
+                    &spec,
+                    probe,
+                    WindowFacts {
+                        joules: j,
+                        window_s,
+                        intervals: acc.intervals(),
+                        max_gap_s: acc.max_gap_s(),
+                    },
+                ),
+                None => (d.uncertainty_j(j, window_s, acc.intervals()), Vec::new()),
+            };
+            out.uncertainty_j = Some(unc);
+            out.warnings = warnings;
+            out.avg_watts = (window_s > 0.0).then(|| j / window_s);
+            // Only spans long enough to be more than quantisation set the peak.
+            out.peak_watts = acc.peak_watts().or(out.avg_watts);
+            out.assumptions = d.assumptions(acc, window_s);
+            if d.source() == Source::Integrated && window_s < 1.0 {
+                out.reason = Some(
+                    "window shorter than the ~1 s over which NVML averages power; \
+                     the integrated figure is unreliable"
+                        .into(),
+                );
             }
-            None => {
-                out.source = Source::Unsupported;
-                out.reason = Some(format!(
-                    "unavailable: {}",
-                    acc.error()
-                        .unwrap_or("fewer than two readings in the window")
-                ));
+            if let Some(e) = acc.error() {
+                out.reason = Some(format!("some readings failed: {e}"));
             }
         }
-        out
+        None => {
+            out.source = Source::Unsupported;
+            out.reason = Some(format!(
+                "unavailable: {}",
+                acc.error()
+                    .unwrap_or("fewer than two readings in the window")
+            ));
+        }
     }
+    out
 }
 
 /// All meters found on this machine.
@@ -278,6 +306,7 @@ pub struct Meters {
     unavailable: Vec<MeterInfo>,
     gpus: Vec<GpuRecord>,
     pub(crate) cfg: MeterConfig,
+    probes: std::sync::OnceLock<Vec<Option<Probe>>>,
 }
 
 impl std::fmt::Debug for Meters {
@@ -360,6 +389,7 @@ impl Meters {
             unavailable,
             gpus,
             cfg,
+            probes: std::sync::OnceLock::new(),
         }
     }
 
@@ -415,6 +445,47 @@ impl Meters {
         nvml::refresh_gpu_info(&self.gpus)
     }
 
+    /// What each counter domain was seen to do (how often it updates), probed once, at the
+    /// first call (up to [`counter::PROBE_LIMIT`]); `None` for other domains.
+    pub fn probes(&self) -> &[Option<Probe>] {
+        self.probes.get_or_init(|| {
+            let domains: Vec<(&dyn Domain, Option<CounterSpec>)> = self
+                .domains
+                .iter()
+                .map(|d| (d.as_ref(), d.counter()))
+                .collect();
+            counter::probe(&domains)
+        })
+    }
+
+    /// The sampling interval to use when `requested` is wanted: shortened, where a counter
+    /// could otherwise wrap unseen between two readings, to half its wrap period at its
+    /// plausible peak power (at least 1 ms).
+    pub fn sampling_interval(&self, requested: Duration) -> Duration {
+        self.domains
+            .iter()
+            .filter_map(|d| d.counter()?.safe_interval())
+            .fold(requested, Duration::min)
+    }
+
+    /// Fresh accumulators for a window sampled every `interval`: spans shorter than a
+    /// counter's two updates or half the interval do not set its peak power (quantisation).
+    pub(crate) fn accumulators(&self, interval: Option<Duration>) -> Vec<Accumulator> {
+        let probes = self.probes();
+        self.domains
+            .iter()
+            .zip(probes)
+            .map(|(d, p)| match d.counter() {
+                Some(c) => {
+                    let update = p.and_then(|p| p.update).unwrap_or(c.nominal_update);
+                    let half = interval.map_or(Duration::ZERO, |i| i / 2);
+                    Accumulator::with_min_peak_span((2 * update).max(half).as_secs_f64())
+                }
+                None => Accumulator::new(),
+            })
+            .collect()
+    }
+
     pub(crate) fn read_all(&self, ctx: &ReadContext) -> Vec<Result<Reading, String>> {
         self.domains.iter().map(|d| d.read(ctx)).collect()
     }
@@ -433,9 +504,27 @@ impl Meters {
                 "no meter was found (see `wattbench info`)".into(),
             ));
         }
+        // Power-only GPUs need samples to integrate; wrapping counters need a reading at
+        // least twice per wrap period at their plausible peak power, so long windows stay
+        // correct. Otherwise no thread runs beside the benchmark.
+        let integrated = self
+            .domains
+            .iter()
+            .any(|d| d.source() == Source::Integrated);
+        let wraps = self
+            .domains
+            .iter()
+            .any(|d| d.counter().is_some_and(|c| c.wraps));
+        let interval = (integrated || wraps).then(|| {
+            self.sampling_interval(if integrated {
+                self.cfg.sample_interval
+            } else {
+                WRAP_GUARD_INTERVAL
+            })
+        });
+        let mut accs = self.accumulators(interval);
         let t0 = Instant::now();
         let ctx = self.context();
-        let mut accs = vec![Accumulator::new(); self.domains.len()];
         let mut ok = 0;
         for (acc, r) in accs.iter_mut().zip(self.read_all(&ctx)) {
             match r {
@@ -455,21 +544,7 @@ impl Meters {
             return Err(EnergyError::NoMeters(why.join("; ")));
         }
         let accs = Arc::new(Mutex::new(accs));
-        // Power-only GPUs need samples to integrate; wrapping counters need a reading at
-        // least once per wrap period (minutes for RAPL at full load), so long windows stay
-        // correct. Otherwise no thread runs beside the benchmark.
-        let integrated = self
-            .domains
-            .iter()
-            .any(|d| d.source() == Source::Integrated);
-        let wraps = self.domains.iter().any(|d| d.kind() == "rapl");
-        let interval = if integrated {
-            self.cfg.sample_interval
-        } else {
-            WRAP_GUARD_INTERVAL
-        };
-        let sampler = (integrated || wraps)
-            .then(|| Sampler::start_shared(self, accs.clone(), t0, interval, false));
+        let sampler = interval.map(|i| Sampler::start_shared(self, accs.clone(), t0, i, false));
         Ok(EnergyWindow { t0, accs, sampler })
     }
 
@@ -493,10 +568,12 @@ impl Meters {
                 Err(e) => acc.fail(e),
             }
         }
+        let probes = self.probes();
         self.domains
             .iter()
             .zip(accs.iter())
-            .map(|(d, a)| domain_energy(d.as_ref(), a))
+            .zip(probes)
+            .map(|((d, a), p)| domain_energy(d.as_ref(), a, p.as_ref()))
             .collect()
     }
 

@@ -12,6 +12,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::counter::CounterSpec;
 use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
 use crate::MeterInfo;
 use crate::Source;
@@ -19,8 +20,62 @@ use crate::Source;
 /// Where powercap lives on a normal Linux system.
 pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";
 
-/// RAPL updates its counters about every 1 ms.
-const UPDATE_PERIOD_S: f64 = 1e-3;
+/// RAPL updates its counters about every 1 ms (Intel SDM, "RAPL interfaces").
+const UPDATE_PERIOD: Duration = Duration::from_millis(1);
+
+/// The plausible peak power of a zone with no readable power limit, W: above any CPU
+/// package or DRAM power sold today, so that the wrap period it implies is a lower bound.
+const DEFAULT_PEAK_W: f64 = 1000.0;
+
+/// Headroom over the highest power limit a zone reports: limits are averages (PL1, PL2) and
+/// short excursions exceed them.
+const PEAK_HEADROOM: f64 = 1.5;
+
+/// Joules per RAPL energy unit: 2^-16 J (15.3 µJ) on AMD and Hygon, 2^-14 J (61 µJ) on Intel
+/// (the MSR's energy-status unit; powercap hides it, so it is taken from the vendor). Unknown
+/// vendors get Intel's, the coarser.
+fn energy_unit_j() -> f64 {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let vendor = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("vendor_id"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        .unwrap_or_default();
+    match vendor.as_str() {
+        "AuthenticAMD" | "HygonGenuine" => 1.0 / 65536.0,
+        _ => 1.0 / 16384.0,
+    }
+}
+
+/// The highest power limit a zone reports (`constraint_*_max_power_uw`,
+/// `constraint_*_power_limit_uw`), with headroom; else [`DEFAULT_PEAK_W`].
+fn plausible_peak(zpath: &Path) -> (f64, String) {
+    let limits: Vec<f64> = (0..4)
+        .flat_map(|i| {
+            [
+                format!("constraint_{i}_max_power_uw"),
+                format!("constraint_{i}_power_limit_uw"),
+            ]
+        })
+        .filter_map(|f| read_u64(&zpath.join(f)).ok())
+        .filter(|&uw| uw > 0)
+        .map(|uw| uw as f64 * 1e-6)
+        .collect();
+    match limits
+        .iter()
+        .copied()
+        .fold(None, |m: Option<f64>, w| Some(m.map_or(w, |m| m.max(w))))
+    {
+        Some(w) => (
+            w * PEAK_HEADROOM,
+            format!("{PEAK_HEADROOM}x the zone's highest power limit, {w:.0} W"),
+        ),
+        None => (
+            DEFAULT_PEAK_W,
+            "no power limit readable; an upper bound for any CPU package".into(),
+        ),
+    }
+}
 
 /// What a zone measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +99,8 @@ pub enum ZoneKind {
 pub struct RaplZone {
     meta: DomainMeta,
     kind: ZoneKind,
+    peak: (f64, String),
+    unit_j: f64,
     package: Option<String>,
     energy_path: PathBuf,
     max_range_uj: Option<u64>,
@@ -193,6 +250,7 @@ pub fn discover(root: &Path) -> RaplDiscovery {
     // Prefer the MSR interface; skip MMIO zones that duplicate an MSR package.
     let has_msr = dirs.iter().any(|d| d.starts_with("intel-rapl:"));
     let mut zones = Vec::new();
+    let unit_j = energy_unit_j();
     for dir in &dirs {
         let (ty, idx) = parse_zone_dir(dir).expect("filtered above");
         let zpath = root.join(dir);
@@ -230,6 +288,8 @@ pub fn discover(root: &Path) -> RaplDiscovery {
         zones.push(RaplZone {
             meta: zone_meta(name, kind, None),
             kind,
+            peak: plausible_peak(&zpath),
+            unit_j,
             package: (idx.len() == 2 || kind == ZoneKind::Package).then(|| pkg.clone()),
             energy_path,
             max_range_uj,
@@ -277,14 +337,16 @@ impl Domain for RaplZone {
             wrap_at: self.max_range_uj,
         })
     }
-    fn uncertainty_j(&self, joules: f64, window_s: f64, _intervals: usize) -> f64 {
-        // Each edge can be off by one counter update (~1 ms of energy) plus 1 µJ of rounding.
-        let p = if window_s > 0.0 {
-            joules / window_s
-        } else {
-            0.0
-        };
-        2.0 * (p * UPDATE_PERIOD_S + 1e-6)
+    fn counter(&self) -> Option<CounterSpec> {
+        Some(CounterSpec {
+            resolution_j: self.unit_j,
+            nominal_update: UPDATE_PERIOD,
+            wraps: true,
+            wrap_j: self.max_range_uj.map(|uj| uj as f64 * 1e-6),
+            peak_w: self.peak.0,
+            peak_source: self.peak.1.clone(),
+            relative_accuracy: 0.0,
+        })
     }
     fn min_window(&self) -> Duration {
         Duration::from_secs(1)

@@ -167,9 +167,10 @@ impl Ctx {
 }
 
 impl Sampler {
-    /// Starts sampling `meters` every `interval`, taking the first reading now.
+    /// Starts sampling `meters` every `interval`, taking the first reading now. Pass an
+    /// interval from [`Meters::sampling_interval`], which sees every counter wrap.
     pub fn start(meters: &Meters, interval: Duration, record_trace: bool) -> Sampler {
-        let accs = Arc::new(Mutex::new(vec![Accumulator::new(); meters.domains.len()]));
+        let accs = Arc::new(Mutex::new(meters.accumulators(Some(interval))));
         Sampler::spawn(meters, accs, Instant::now(), interval, record_trace, true)
     }
 

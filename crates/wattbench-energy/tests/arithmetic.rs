@@ -29,6 +29,7 @@ fn domain(name: &str, source: Source, joules: f64, window_s: f64, unc: f64) -> D
         in_total: true,
         note: None,
         assumptions: None,
+        warnings: Vec::new(),
     }
 }
 

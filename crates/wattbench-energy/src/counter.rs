@@ -1,0 +1,271 @@
+//! What bounds a hardware energy counter's figure: its resolution, how often it updates, when
+//! it wraps, how much power it can draw, how accurate its sensor is; and what the counter was
+//! seen to do before the first window ([`Probe`]). From these, [`assess`] gives a window's
+//! uncertainty and the warnings that go with it, so that a window too short to resolve, a
+//! counter that may have wrapped unseen or an unknown wrap range is never silent.
+use std::time::{Duration, Instant};
+
+use crate::meters::{Domain, ReadContext, Reading};
+
+/// A counter domain's physics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterSpec {
+    /// Joules per counter unit (RAPL: 2^-14 J ≈ 61 µJ on Intel, 2^-16 J ≈ 15.3 µJ on AMD;
+    /// NVML: 1 mJ).
+    pub resolution_j: f64,
+    /// How often the counter is documented to update; the probe measures it.
+    pub nominal_update: Duration,
+    /// Whether the counter wraps back to zero (RAPL), or never in practice (NVML's 64-bit mJ).
+    pub wraps: bool,
+    /// The energy at which it wraps, J; `None` with `wraps` when the range is unknown.
+    pub wrap_j: Option<f64>,
+    /// A plausible upper bound of the domain's power, W, and where it comes from.
+    pub peak_w: f64,
+    /// Where `peak_w` comes from.
+    pub peak_source: String,
+    /// Relative accuracy of the sensor behind the counter (half-width; NVIDIA documents ±5%
+    /// for its power readings), 0 where no figure is published.
+    pub relative_accuracy: f64,
+}
+
+impl CounterSpec {
+    /// How long the counter takes to wrap at its plausible peak power.
+    pub fn wrap_period(&self) -> Option<Duration> {
+        let w = self.wrap_j?;
+        (self.wraps && self.peak_w > 0.0).then(|| Duration::from_secs_f64(w / self.peak_w))
+    }
+
+    /// The longest sampling interval that sees every wrap: half the wrap period, at least
+    /// 1 ms; `None` for counters that do not wrap or whose range is unknown.
+    pub fn safe_interval(&self) -> Option<Duration> {
+        self.wrap_period()
+            .map(|p| (p / 2).max(Duration::from_millis(1)))
+    }
+}
+
+/// What a counter was seen to do before the first window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Probe {
+    /// Time between two changes of the counter; `None` when it did not change twice within
+    /// [`PROBE_LIMIT`] (it updates more slowly than that, or the domain was idle).
+    pub update: Option<Duration>,
+    /// Mean power over that update, W.
+    pub power_w: Option<f64>,
+}
+
+/// The longest a probe waits for a counter to change twice.
+pub const PROBE_LIMIT: Duration = Duration::from_millis(300);
+
+/// Polls the counter domains of `domains` (`None` entries are skipped) together until each
+/// has changed twice or [`PROBE_LIMIT`] passes, and reports how often each updates.
+pub fn probe(domains: &[(&dyn Domain, Option<CounterSpec>)]) -> Vec<Option<Probe>> {
+    struct State {
+        last: Option<(u64, f64)>,
+        changes: Vec<(Instant, u64)>,
+    }
+    let ctx = ReadContext::default();
+    let mut st: Vec<Option<State>> = domains
+        .iter()
+        .map(|(_, c)| {
+            c.as_ref().map(|_| State {
+                last: None,
+                changes: Vec::new(),
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    while t0.elapsed() < PROBE_LIMIT {
+        let mut pending = false;
+        for ((d, _), s) in domains.iter().zip(st.iter_mut()) {
+            let Some(s) = s else { continue };
+            if s.changes.len() >= 2 {
+                continue;
+            }
+            pending = true;
+            if let Ok(Reading::Counter {
+                raw,
+                joules_per_unit,
+                ..
+            }) = d.read(&ctx)
+            {
+                match s.last {
+                    Some((prev, _)) if raw != prev => s.changes.push((Instant::now(), raw)),
+                    None => {}
+                    _ => {}
+                }
+                s.last = Some((raw, joules_per_unit));
+            }
+        }
+        if !pending {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    st.into_iter()
+        .map(|s| {
+            let s = s?;
+            let unit = s.last.map_or(0.0, |(_, u)| u);
+            Some(match s.changes.as_slice() {
+                [(t1, r1), (t2, r2), ..] => {
+                    let dt = t2.duration_since(*t1);
+                    Probe {
+                        update: Some(dt),
+                        power_w: (dt > Duration::ZERO && r2 > r1)
+                            .then(|| (r2 - r1) as f64 * unit / dt.as_secs_f64()),
+                    }
+                }
+                _ => Probe {
+                    update: None,
+                    power_w: None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// One window of one counter, as [`assess`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowFacts {
+    /// Joules read.
+    pub joules: f64,
+    /// Window length, s.
+    pub window_s: f64,
+    /// Readings after the first.
+    pub intervals: usize,
+    /// The longest time between two readings, s (the sampler interval, or the window when
+    /// nothing read in between).
+    pub max_gap_s: f64,
+}
+
+/// The uncertainty (half-width, J) of a counter's window and the warnings that must go with
+/// it:
+/// - each edge can be off by one update of energy plus one unit of resolution; the power for
+///   that update is the most seen (window mean, probe), or the plausible peak when nothing
+///   was seen (a window that read 0 J may still have used energy);
+/// - the sensor's relative accuracy;
+/// - a window shorter than two updates is mostly quantisation: flagged;
+/// - a gap between readings longer than the wrap period at peak power may hide whole wraps:
+///   each possible missed wrap widens the interval by the counter's range, and is flagged;
+/// - an unknown wrap range is flagged (a wrap then loses the reading).
+pub fn assess(spec: &CounterSpec, probe: Option<&Probe>, w: WindowFacts) -> (f64, Vec<String>) {
+    let mut warnings = Vec::new();
+    let (update, update_seen) = match probe.and_then(|p| p.update) {
+        Some(u) => (u, true),
+        None if probe.is_some() => (PROBE_LIMIT.max(spec.nominal_update), false),
+        None => (spec.nominal_update, false),
+    };
+    let update_s = update.as_secs_f64();
+    let mean_w = if w.window_s > 0.0 {
+        w.joules / w.window_s
+    } else {
+        0.0
+    };
+    let seen_w = mean_w.max(probe.and_then(|p| p.power_w).unwrap_or(0.0));
+    let power = if seen_w > 0.0 { seen_w } else { spec.peak_w };
+    let mut unc = 2.0 * (spec.resolution_j + power * update_s) + spec.relative_accuracy * w.joules;
+    if w.window_s < 2.0 * update_s {
+        warnings.push(format!(
+            "the window ({:.1} ms) is shorter than two updates of the counter ({}{:.1} ms): \
+             the figure is mostly quantisation; measure longer",
+            w.window_s * 1e3,
+            if update_seen { "" } else { "at least " },
+            update_s * 1e3
+        ));
+    }
+    if spec.wraps {
+        match (spec.wrap_j, spec.wrap_period()) {
+            (Some(range), Some(period)) => {
+                let period_s = period.as_secs_f64();
+                let missed_per_gap = (w.max_gap_s / period_s).floor();
+                if missed_per_gap >= 1.0 {
+                    let gaps = w.intervals.max(1) as f64;
+                    unc += gaps * missed_per_gap * range;
+                    warnings.push(format!(
+                        "the counter wraps every {:.3} s at {:.0} W ({}) but was read only \
+                         every {:.3} s: up to {} whole wraps of {range:.1} J may be missing; \
+                         the interval includes them",
+                        period_s,
+                        spec.peak_w,
+                        spec.peak_source,
+                        w.max_gap_s,
+                        (gaps * missed_per_gap) as u64
+                    ));
+                }
+            }
+            _ => warnings.push(
+                "max_energy_range_uj is unreadable: a counter wrap cannot be corrected, and \
+                 a window in which it wrapped loses the reading"
+                    .into(),
+            ),
+        }
+    }
+    (unc, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rapl() -> CounterSpec {
+        CounterSpec {
+            resolution_j: 61e-6,
+            nominal_update: Duration::from_millis(1),
+            wraps: true,
+            wrap_j: Some(80.0),
+            peak_w: 1000.0,
+            peak_source: "test".into(),
+            relative_accuracy: 0.0,
+        }
+    }
+
+    #[test]
+    fn wraps_set_the_sampling_interval() {
+        assert_eq!(rapl().wrap_period(), Some(Duration::from_millis(80)));
+        assert_eq!(rapl().safe_interval(), Some(Duration::from_millis(40)));
+        let unknown = CounterSpec {
+            wrap_j: None,
+            ..rapl()
+        };
+        assert_eq!(unknown.safe_interval(), None);
+    }
+
+    #[test]
+    fn short_windows_and_missed_wraps_widen_and_warn() {
+        let slow = Probe {
+            update: Some(Duration::from_millis(100)),
+            power_w: Some(333.0),
+        };
+        // A 30 ms window that read nothing: ± two updates at the probe's power.
+        let w = WindowFacts {
+            joules: 0.0,
+            window_s: 0.03,
+            intervals: 1,
+            max_gap_s: 0.03,
+        };
+        let (u, warn) = assess(&rapl(), Some(&slow), w);
+        assert!((u - 2.0 * (61e-6 + 33.3)).abs() < 1e-9, "{u}");
+        assert!(warn[0].contains("shorter than two updates"), "{warn:?}");
+        // Read every 100 ms with an 80 ms wrap period: one possible missed wrap per gap.
+        let w = WindowFacts {
+            joules: 50.0,
+            window_s: 1.0,
+            intervals: 10,
+            max_gap_s: 0.1,
+        };
+        let (u, warn) = assess(&rapl(), None, w);
+        assert!(u >= 10.0 * 80.0, "{u}");
+        assert!(warn.iter().any(|w| w.contains("whole wraps")), "{warn:?}");
+        // Read every 40 ms: no warning, and the ± is the edges only.
+        let w = WindowFacts {
+            max_gap_s: 0.04,
+            ..w
+        };
+        let (u, warn) = assess(&rapl(), None, w);
+        assert!(warn.is_empty() && u < 1.0, "{u} {warn:?}");
+        let unknown = CounterSpec {
+            wrap_j: None,
+            ..rapl()
+        };
+        assert!(assess(&unknown, None, w).1[0].contains("max_energy_range_uj"));
+    }
+}
