@@ -105,6 +105,13 @@ pub struct EstimateAssumptions {
     pub utilisation_of_machine: Option<f64>,
     /// Relative uncertainty given to the figure.
     pub relative_uncertainty: f64,
+    /// Why that uncertainty: the vendor's boost power where published, else a stated
+    /// convention.
+    #[serde(default)]
+    pub uncertainty_basis: String,
+    /// The package's boost power limit (PL2, PPT), W, where published.
+    #[serde(default)]
+    pub boost_watts: Option<f64>,
     /// What the estimate leaves out.
     pub excludes: String,
     /// How this compares with other tools' fallbacks.
@@ -197,6 +204,54 @@ pub fn net_joules(gross: &DomainEnergy, idle: &DomainEnergy) -> Option<NetEnergy
         uncertainty_j: gross.uncertainty_j.unwrap_or(0.0)
             + idle.uncertainty_j.unwrap_or(0.0) * scale,
     })
+}
+
+/// The idle baseline to subtract when idle was measured both before and after the work: per
+/// domain, the mean of the two idle powers (as a 1-second window), its uncertainty the larger
+/// of the two plus half their difference. A domain read only once keeps that reading. The
+/// warnings name domains whose idle power moved by more than 10 % and more than their
+/// uncertainty (clocks or temperature changed: the net figures are less certain).
+pub fn mean_idle(
+    before: &[DomainEnergy],
+    after: &[DomainEnergy],
+) -> (Vec<DomainEnergy>, Vec<String>) {
+    let watts = |d: &DomainEnergy| -> Option<(f64, f64)> {
+        let j = d.joules?;
+        (d.window_s > 0.0).then(|| (j / d.window_s, d.uncertainty_j.unwrap_or(0.0) / d.window_s))
+    };
+    let mut warnings = Vec::new();
+    let out = before
+        .iter()
+        .map(|b| {
+            let a = after.iter().find(|a| a.name == b.name);
+            match (watts(b), a.and_then(watts)) {
+                (Some((wb, ub)), Some((wa, ua))) => {
+                    let drift = (wa - wb).abs();
+                    let mean = 0.5 * (wa + wb);
+                    if drift > 0.1 * mean.abs() && drift > ub.max(ua) {
+                        warnings.push(format!(
+                            "{}: idle power moved from {wb:.2} W before the run to {wa:.2} W \
+                             after it (clocks, temperature or other load changed); the net \
+                             figures use the mean, with half the difference in their \
+                             uncertainty",
+                            b.name
+                        ));
+                    }
+                    DomainEnergy {
+                        joules: Some(mean),
+                        window_s: 1.0,
+                        uncertainty_j: Some(ub.max(ua) + 0.5 * drift),
+                        avg_watts: Some(mean),
+                        peak_watts: None,
+                        ..b.clone()
+                    }
+                }
+                (None, Some(_)) => a.cloned().unwrap_or_else(|| b.clone()),
+                _ => b.clone(),
+            }
+        })
+        .collect();
+    (out, warnings)
 }
 
 /// A sum of domains that says exactly what it includes and what it leaves out.
@@ -323,6 +378,10 @@ pub struct CaseEnergy {
     pub gflops_per_joule: Option<f64>,
     /// Caveats: short windows, mixed or estimated sources, a window that could not start.
     pub notes: Vec<String>,
+    /// The metered GPUs' clocks, temperature and throttle reasons at the end of the window;
+    /// `[]` without GPUs.
+    #[serde(default)]
+    pub gpu_state: Vec<crate::result::GpuState>,
 }
 
 impl CaseEnergy {
@@ -409,7 +468,38 @@ impl CaseEnergy {
             total_mixes_sources: total.mixed,
             gflops_per_joule,
             notes,
+            gpu_state: Vec::new(),
         }
+    }
+}
+
+impl CaseEnergy {
+    /// Recomputes the net (above idle) figures against another idle baseline, e.g. the mean
+    /// of the idle before and after a run ([`mean_idle`]).
+    pub fn rebase(&mut self, idle: &[DomainEnergy]) {
+        let calls = self.calls.max(1) as f64;
+        for r in &mut self.domains {
+            let gross = DomainEnergy {
+                joules: r.joules_per_iter.map(|j| j * calls),
+                uncertainty_j: r.uncertainty_j.map(|u| u * calls),
+                window_s: r.window_s,
+                ..DomainEnergy::unsupported(&r.name, &r.scope, String::new())
+            };
+            let net = idle
+                .iter()
+                .find(|i| i.name == r.name)
+                .and_then(|i| net_joules(&gross, i));
+            r.idle_watts = net.map(|n| n.idle_watts);
+            r.net_joules_per_iter = net.map(|n| n.net_joules / calls);
+        }
+        let counted: Vec<&DomainRecord> = self
+            .domains
+            .iter()
+            .filter(|r| r.in_total && r.joules_per_iter.is_some())
+            .collect();
+        self.net_joules_per_iter = (!counted.is_empty()
+            && counted.iter().all(|r| r.net_joules_per_iter.is_some()))
+        .then(|| counted.iter().filter_map(|r| r.net_joules_per_iter).sum());
     }
 }
 

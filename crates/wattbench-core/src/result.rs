@@ -352,30 +352,54 @@ pub struct Host {
 /// A GPU as NVML describes it. Fields NVML cannot give are null.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuRecord {
-    /// NVML index.
+    /// NVML index (PCI bus order).
     pub index: u32,
     /// Product name.
     pub name: Option<String>,
-    /// UUID.
+    /// UUID (`GPU-…`).
     pub uuid: Option<String>,
+    /// PCI bus id, e.g. `00000000:3B:00.0`.
+    pub pci_bus_id: Option<String>,
     /// Driver version.
     pub driver_version: Option<String>,
     /// Enforced power-management limit, W.
     pub power_limit_watts: Option<f64>,
-    /// Current SM clock, MHz.
-    pub sm_clock_mhz: Option<u32>,
-    /// Current memory clock, MHz.
-    pub memory_clock_mhz: Option<u32>,
-    /// Die temperature, °C.
-    pub temperature_c: Option<u32>,
-    /// Kernel-busy percentage over NVML's last sample period.
-    pub utilization_gpu_pct: Option<u32>,
-    /// Device memory used, bytes.
-    pub memory_used_bytes: Option<u64>,
     /// Device memory total, bytes.
     pub memory_total_bytes: Option<u64>,
     /// Whether the total-energy counter is supported.
     pub energy_counter: bool,
+    /// Whether its energy is metered (selected by `--gpus` or `CUDA_VISIBLE_DEVICES`).
+    pub metered: bool,
+    /// Why it is or is not metered.
+    pub selection: String,
+    /// How NVML reports power on this GPU's generation (averaging window, sampling), which
+    /// bounds what its figures mean.
+    pub power_reading: String,
+    /// Clocks, temperature, throttling, memory at the time of the inventory.
+    pub state: GpuState,
+}
+
+/// A GPU's working conditions at one moment: recorded at the inventory and at the end of
+/// each case's energy window, so that a figure taken while throttled or hot says so.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuState {
+    /// NVML index.
+    pub index: u32,
+    /// SM clock, MHz.
+    pub sm_clock_mhz: Option<u32>,
+    /// Memory clock, MHz.
+    pub memory_clock_mhz: Option<u32>,
+    /// Die temperature, °C.
+    pub temperature_c: Option<u32>,
+    /// Power draw as NVML reports it (see the GPU's `power_reading`), W.
+    pub power_watts: Option<f64>,
+    /// Kernel-busy percentage over NVML's last sample period.
+    pub utilization_gpu_pct: Option<u32>,
+    /// Device memory used, bytes.
+    pub memory_used_bytes: Option<u64>,
+    /// Active clock-throttle reasons (`sw_power_cap`, `hw_slowdown`, `sw_thermal_slowdown`,
+    /// …; `gpu_idle` is normal between kernels); `[]` when none; null when unreadable.
+    pub throttle_reasons: Option<Vec<String>>,
 }
 
 /// One energy meter found (or not) on this machine.
@@ -422,6 +446,11 @@ pub struct Environment {
     pub git_commit: Option<String>,
     /// Energy meters found and why others are missing.
     pub meters: Vec<MeterInfo>,
+    /// What a reader of these figures must know about the meters: RAPL counters that exist
+    /// but are denied (so the CPU figure is an estimate), doubts about which GPUs the work
+    /// used.
+    #[serde(default)]
+    pub meter_warnings: Vec<String>,
     /// The GPU and framework libraries (CUDA driver and runtime, cuBLAS, cuDNN, NVRTC, NVML,
     /// libtorch) this process had loaded when the run ended, with their paths: which library
     /// produced the numbers.
@@ -548,9 +577,18 @@ pub enum Config {
 /// Run-level energy context.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunEnergy {
-    /// Each domain over an idle window before the work, subtracted per domain for the net
-    /// figures.
+    /// Each domain over an idle window before the work.
     pub idle_baseline: Vec<DomainEnergy>,
+    /// Each domain over an idle window after the work (at working clocks and temperature);
+    /// the net figures subtract the mean of the two. Empty when the run was interrupted.
+    #[serde(default)]
+    pub idle_after: Vec<DomainEnergy>,
+    /// Idle power that moved between the two baselines, and other caveats of the net figures.
+    #[serde(default)]
+    pub idle_notes: Vec<String>,
+    /// Pause between cases, s (`--cooldown`).
+    #[serde(default)]
+    pub cooldown_s: f64,
     /// Shortest reliable window of the meters, s; windows are stretched to it.
     pub min_window_s: f64,
     /// What the per-case figures cover.

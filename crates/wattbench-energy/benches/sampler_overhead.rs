@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
             cpu_scope: CpuScope::Tree(tree.clone()),
             ..MeterConfig::default()
         };
-        let meters = Meters::discover(&cfg);
+        let meters = Meters::discover(&cfg).expect("meters");
         let before = self_snapshot().map_err(anyhow::Error::msg)?.cpu_seconds;
         let t0 = Instant::now();
         let s = Sampler::start(&meters, interval, true);

@@ -1,13 +1,24 @@
-//! Energy → kWh → kg CO2e (and optional cost), with the grid intensity, PUE and source that
-//! produced every figure, and the energy interval carried through.
+//! Energy → kWh → kg CO2e (and optional cost), with the grid intensity, its range over the
+//! day, the PUE and the source behind every figure, and the energy interval carried through.
 //!
 //! CO2e kg = kWh × PUE × intensity (g/kWh) / 1000. PUE defaults to 1.0 (the IT energy alone;
-//! data centres typically run 1.1–1.6). The shipped table (`data/carbon-intensity.toml`) holds
-//! approximate yearly national averages and maps cloud regions to their host country.
+//! data centres typically run 1.1–1.6). The point value uses the intensity's yearly mean; the
+//! interval multiplies the low energy by the low end of the intensity's range and the high
+//! energy by the high end, because a grid swings about 3× within a day around that mean. Cost
+//! depends on the energy alone.
+//!
+//! The shipped table (`data/carbon-intensity.toml`) holds yearly national averages (Ember, via
+//! Our World in Data) and cloud regions: the provider's own per-region figure where one is
+//! published (Google Cloud), otherwise the host country's average with a source that says so.
+//! A user table in the same format ([`CarbonTable::with_user_file`]) adds or replaces entries.
 
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
 use crate::{EnergyError, Interval};
 use wattbench_core::result::CarbonAssumptions;
@@ -16,100 +27,318 @@ use wattbench_core::result::CarbonAssumptions;
 pub const J_PER_KWH: f64 = 3.6e6;
 /// The PUE assumed when none is given.
 pub const DEFAULT_PUE: f64 = 1.0;
+/// Environment variable naming a user carbon table when `--carbon-table` is not given.
+pub const CARBON_TABLE_ENV: &str = "WATTBENCH_CARBON_TABLE";
+/// Intensities at or above this many gCO2e/kWh are refused as a likely unit mistake (a figure
+/// in lb/MWh is 2.2 times the same in g/kWh): grid averages sit well below it.
+const MAX_G_PER_KWH: f64 = 2000.0;
 
 const TABLE_TOML: &str = include_str!("../data/carbon-intensity.toml");
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawTable {
-    meta: RawMeta,
+    meta: Option<RawMeta>,
+    #[serde(default)]
     grid: Vec<RawGrid>,
+    #[serde(default)]
     cloud: Vec<RawCloud>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawMeta {
-    default: String,
+    default: Option<Spanned<String>>,
+    range_low_factor: Option<f64>,
+    range_high_factor: Option<f64>,
+    range_basis: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawGrid {
-    code: String,
+    code: Spanned<String>,
     name: String,
     g_per_kwh: f64,
+    g_per_kwh_range: Option<[f64; 2]>,
+    range_basis: Option<String>,
     source: String,
     year: u16,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawCloud {
-    code: String,
+    code: Spanned<String>,
     name: String,
-    grid: String,
+    grid: Option<String>,
+    g_per_kwh: Option<f64>,
+    g_per_kwh_range: Option<[f64; 2]>,
+    range_basis: Option<String>,
+    source: String,
+    year: Option<u16>,
 }
 
-/// A grid intensity and where it comes from.
+/// A grid intensity, the range it spans over a day, and where both come from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GridIntensity {
     /// Region code as looked up (`FR`, `aws:eu-west-3`), or `custom`.
     pub region: String,
     /// Human name.
     pub name: String,
-    /// gCO2e per kWh.
+    /// gCO2e per kWh: the yearly mean, used for the point value.
     pub g_per_kwh: f64,
+    /// gCO2e per kWh `[low, high]` the intensity may take over the hours of a run; contains
+    /// `g_per_kwh`.
+    pub range_g_per_kwh: [f64; 2],
+    /// What that range is and where it comes from.
+    pub range_basis: String,
     /// Where the figure comes from.
     pub source: String,
     /// Data year, when known.
     pub year: Option<u16>,
 }
 
-/// The shipped table of grid intensities.
+/// The band put around a yearly mean that comes without a range of its own.
+#[derive(Debug, Clone, PartialEq)]
+struct Band {
+    low_factor: f64,
+    high_factor: f64,
+    basis: String,
+}
+
+impl Band {
+    fn around(&self, g: f64) -> [f64; 2] {
+        [g * self.low_factor, g * self.high_factor]
+    }
+}
+
+/// A cloud region: the provider's own figure, or a mapping to a grid entry.
+#[derive(Debug, Clone)]
+enum CloudEntry {
+    Own(GridIntensity),
+    Mapped {
+        code: String,
+        name: String,
+        grid: String,
+        source: String,
+    },
+}
+
+impl CloudEntry {
+    fn code(&self) -> &str {
+        match self {
+            CloudEntry::Own(g) => &g.region,
+            CloudEntry::Mapped { code, .. } => code,
+        }
+    }
+}
+
+/// A table of grid intensities: the shipped one, possibly with a user table merged over it.
 #[derive(Debug, Clone)]
 pub struct CarbonTable {
     default: String,
+    band: Band,
+    grids: Vec<GridIntensity>,
+    clouds: Vec<CloudEntry>,
+    /// Grids, then clouds resolved against the grids.
     entries: Vec<GridIntensity>,
 }
 
-impl CarbonTable {
-    /// Parses a table in the shipped TOML format.
-    pub fn parse(text: &str) -> Result<CarbonTable, EnergyError> {
-        let raw: RawTable = toml::from_str(text).map_err(|e| EnergyError::Table(e.to_string()))?;
-        let mut entries: Vec<GridIntensity> = raw
-            .grid
-            .iter()
-            .map(|g| GridIntensity {
-                region: g.code.clone(),
-                name: g.name.clone(),
-                g_per_kwh: g.g_per_kwh,
-                source: g.source.clone(),
-                year: Some(g.year),
+/// Where a table's text comes from: the shipped file, or a user file (named in errors and
+/// in the sources of its entries).
+struct Origin<'a> {
+    text: &'a str,
+    user_file: Option<&'a str>,
+}
+
+impl Origin<'_> {
+    fn error(&self, at: Option<Range<usize>>, msg: impl std::fmt::Display) -> EnergyError {
+        let line = at
+            .map(|r| {
+                let end = r.start.min(self.text.len());
+                format!("line {}: ", self.text[..end].matches('\n').count() + 1)
             })
-            .collect();
-        for c in &raw.cloud {
-            let g = raw.grid.iter().find(|g| g.code == c.grid).ok_or_else(|| {
-                EnergyError::Table(format!("{}: unknown grid {}", c.code, c.grid))
-            })?;
-            entries.push(GridIntensity {
-                region: c.code.clone(),
-                name: format!("{} (grid: {})", c.name, g.name),
-                g_per_kwh: g.g_per_kwh,
-                source: format!(
-                    "{}; national average of {} for this cloud region",
-                    g.source, g.name
-                ),
-                year: Some(g.year),
-            });
+            .unwrap_or_default();
+        match self.user_file {
+            Some(path) => EnergyError::Usage(format!("carbon table {path}: {line}{msg}")),
+            None => EnergyError::Table(format!("{line}{msg}")),
         }
-        let t = CarbonTable {
-            default: raw.meta.default,
-            entries,
-        };
-        if t.lookup(&t.default).is_none() {
-            return Err(EnergyError::Table(format!(
-                "default {} not in table",
-                t.default
+    }
+
+    fn source(&self, source: &str) -> String {
+        match self.user_file {
+            Some(path) => format!("user-supplied in {path}: {source}"),
+            None => source.to_string(),
+        }
+    }
+
+    fn parse(&self) -> Result<RawTable, EnergyError> {
+        toml::from_str(self.text).map_err(|e| self.error(None, e.to_string().trim_end()))
+    }
+
+    /// Checks a figure and gives its range: the entry's own, or the band around it.
+    fn figure(
+        &self,
+        at: &Range<usize>,
+        g: f64,
+        range: Option<[f64; 2]>,
+        basis: Option<String>,
+        band: &Band,
+    ) -> Result<([f64; 2], String), EnergyError> {
+        let err = |msg: String| self.error(Some(at.clone()), msg);
+        if !(g.is_finite() && (0.0..MAX_G_PER_KWH).contains(&g)) {
+            return Err(err(format!(
+                "g_per_kwh must be a number of gCO2e per kWh in [0, {MAX_G_PER_KWH}), got {g}"
             )));
         }
-        Ok(t)
+        match (range, basis) {
+            (Some([lo, hi]), Some(basis)) => {
+                if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= g && g <= hi) {
+                    return Err(err(format!(
+                        "g_per_kwh_range [{lo}, {hi}] must be non-negative and contain \
+                         g_per_kwh = {g}"
+                    )));
+                }
+                if basis.trim().is_empty() {
+                    return Err(err(
+                        "range_basis is empty: say where the range comes from".into()
+                    ));
+                }
+                Ok(([lo, hi], basis))
+            }
+            (Some(_), None) => Err(err(
+                "g_per_kwh_range needs a range_basis saying where the range comes from".into(),
+            )),
+            (None, Some(_)) => Err(err("range_basis is given without g_per_kwh_range".into())),
+            (None, None) => Ok((band.around(g), band.basis.clone())),
+        }
+    }
+
+    fn grid(&self, raw: RawGrid, band: &Band) -> Result<GridIntensity, EnergyError> {
+        let at = raw.code.span();
+        let (range, basis) = self.figure(
+            &at,
+            raw.g_per_kwh,
+            raw.g_per_kwh_range,
+            raw.range_basis,
+            band,
+        )?;
+        Ok(GridIntensity {
+            region: raw.code.into_inner(),
+            name: raw.name,
+            g_per_kwh: raw.g_per_kwh,
+            range_g_per_kwh: range,
+            range_basis: basis,
+            source: self.source(&raw.source),
+            year: Some(raw.year),
+        })
+    }
+
+    fn cloud(&self, raw: RawCloud, band: &Band) -> Result<CloudEntry, EnergyError> {
+        let at = raw.code.span();
+        let code = raw.code.into_inner();
+        match (raw.grid, raw.g_per_kwh) {
+            (Some(grid), None) => {
+                if raw.year.is_some() || raw.g_per_kwh_range.is_some() || raw.range_basis.is_some()
+                {
+                    return Err(self.error(
+                        Some(at),
+                        format!(
+                            "{code} maps to grid {grid}: its year and range come from that \
+                             entry, so give no year, g_per_kwh_range or range_basis here"
+                        ),
+                    ));
+                }
+                Ok(CloudEntry::Mapped {
+                    code,
+                    name: raw.name,
+                    grid,
+                    source: self.source(&raw.source),
+                })
+            }
+            (None, Some(g)) => {
+                let Some(year) = raw.year else {
+                    return Err(self.error(
+                        Some(at),
+                        format!("{code} gives g_per_kwh but no year for the figure"),
+                    ));
+                };
+                let (range, basis) =
+                    self.figure(&at, g, raw.g_per_kwh_range, raw.range_basis, band)?;
+                Ok(CloudEntry::Own(GridIntensity {
+                    region: code,
+                    name: raw.name,
+                    g_per_kwh: g,
+                    range_g_per_kwh: range,
+                    range_basis: basis,
+                    source: self.source(&raw.source),
+                    year: Some(year),
+                }))
+            }
+            _ => Err(self.error(
+                Some(at),
+                format!("{code} needs exactly one of grid = \"CODE\" or g_per_kwh"),
+            )),
+        }
+    }
+}
+
+fn find<'a>(list: &'a [GridIntensity], code: &str) -> Option<&'a GridIntensity> {
+    list.iter().find(|g| g.region.eq_ignore_ascii_case(code))
+}
+
+/// Case-insensitive duplicate check within one file.
+fn check_unique<'a>(
+    origin: &Origin<'_>,
+    codes: impl Iterator<Item = (&'a str, Range<usize>)>,
+) -> Result<(), EnergyError> {
+    let mut seen = HashSet::new();
+    for (code, at) in codes {
+        if !seen.insert(code.to_ascii_lowercase()) {
+            return Err(origin.error(Some(at), format!("{code} is given twice")));
+        }
+    }
+    Ok(())
+}
+
+impl CarbonTable {
+    /// Parses a table in the shipped TOML format: `[meta]` with `default`, `range_low_factor`,
+    /// `range_high_factor` and `range_basis`, `[[grid]]` and `[[cloud]]` entries.
+    pub fn parse(text: &str) -> Result<CarbonTable, EnergyError> {
+        let origin = Origin {
+            text,
+            user_file: None,
+        };
+        let raw = origin.parse()?;
+        let missing = |what: &str| origin.error(None, format!("[meta] needs {what}"));
+        let meta = raw
+            .meta
+            .ok_or_else(|| missing("default and the range band"))?;
+        let default = meta.default.ok_or_else(|| missing("default"))?.into_inner();
+        let band = Band {
+            low_factor: meta
+                .range_low_factor
+                .ok_or_else(|| missing("range_low_factor"))?,
+            high_factor: meta
+                .range_high_factor
+                .ok_or_else(|| missing("range_high_factor"))?,
+            basis: meta.range_basis.ok_or_else(|| missing("range_basis"))?,
+        };
+        if !((0.0..=1.0).contains(&band.low_factor) && band.high_factor >= 1.0) {
+            return Err(origin.error(
+                None,
+                "range_low_factor must lie in [0, 1] and range_high_factor be at least 1",
+            ));
+        }
+        let empty = CarbonTable {
+            default,
+            band,
+            grids: Vec::new(),
+            clouds: Vec::new(),
+            entries: Vec::new(),
+        };
+        empty.merge(&origin, raw.grid, raw.cloud, None)
     }
 
     /// The table shipped in this crate.
@@ -120,15 +349,163 @@ impl CarbonTable {
         })
     }
 
+    /// This table with the entries of a user table file merged over it: an entry with the code
+    /// of an existing one of the same kind replaces it, others are added, and every user entry's
+    /// source names the file. Unreadable or malformed files are usage errors that name the file
+    /// and, where known, the line.
+    pub fn with_user_file(&self, path: &Path) -> Result<CarbonTable, EnergyError> {
+        let label = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            EnergyError::Usage(format!("carbon table {label}: cannot read it: {e}"))
+        })?;
+        self.with_user_table(&text, &label)
+    }
+
+    /// [`with_user_file`](Self::with_user_file) on text already read; `label` names the file.
+    /// A user table has the shipped format; its `[meta]` is optional and may only set
+    /// `default`. Entries without `g_per_kwh_range` get this table's default band.
+    pub fn with_user_table(&self, text: &str, label: &str) -> Result<CarbonTable, EnergyError> {
+        let origin = Origin {
+            text,
+            user_file: Some(label),
+        };
+        let raw = origin.parse()?;
+        let mut default = None;
+        if let Some(meta) = raw.meta {
+            if meta.range_low_factor.is_some()
+                || meta.range_high_factor.is_some()
+                || meta.range_basis.is_some()
+            {
+                return Err(origin.error(
+                    None,
+                    "[meta] may only set default here: the default band is the shipped table's \
+                     (give an entry its own g_per_kwh_range instead)",
+                ));
+            }
+            default = meta.default;
+        }
+        self.merge(&origin, raw.grid, raw.cloud, default)
+    }
+
+    fn merge(
+        &self,
+        origin: &Origin<'_>,
+        grids: Vec<RawGrid>,
+        clouds: Vec<RawCloud>,
+        default: Option<Spanned<String>>,
+    ) -> Result<CarbonTable, EnergyError> {
+        check_unique(
+            origin,
+            grids
+                .iter()
+                .map(|g| (g.code.get_ref().as_str(), g.code.span()))
+                .chain(
+                    clouds
+                        .iter()
+                        .map(|c| (c.code.get_ref().as_str(), c.code.span())),
+                ),
+        )?;
+        let mut t = self.clone();
+        for raw in grids {
+            let at = raw.code.span();
+            let g = origin.grid(raw, &t.band)?;
+            if t.clouds
+                .iter()
+                .any(|c| c.code().eq_ignore_ascii_case(&g.region))
+            {
+                return Err(origin.error(
+                    Some(at),
+                    format!(
+                        "{} is a [[cloud]] entry: replace it with a [[cloud]] entry",
+                        g.region
+                    ),
+                ));
+            }
+            match t
+                .grids
+                .iter_mut()
+                .find(|e| e.region.eq_ignore_ascii_case(&g.region))
+            {
+                Some(slot) => *slot = g,
+                None => t.grids.push(g),
+            }
+        }
+        for raw in clouds {
+            let at = raw.code.span();
+            let c = origin.cloud(raw, &t.band)?;
+            if find(&t.grids, c.code()).is_some() {
+                return Err(origin.error(
+                    Some(at),
+                    format!(
+                        "{} is a [[grid]] entry: replace it with a [[grid]] entry",
+                        c.code()
+                    ),
+                ));
+            }
+            if let CloudEntry::Mapped { code, grid, .. } = &c {
+                if find(&t.grids, grid).is_none() {
+                    return Err(origin.error(
+                        Some(at),
+                        format!("{code} maps to grid {grid}, which no [[grid]] entry has"),
+                    ));
+                }
+            }
+            match t
+                .clouds
+                .iter_mut()
+                .find(|e| e.code().eq_ignore_ascii_case(c.code()))
+            {
+                Some(slot) => *slot = c,
+                None => t.clouds.push(c),
+            }
+        }
+        let default_at = default.as_ref().map(Spanned::span);
+        if let Some(d) = default {
+            t.default = d.into_inner();
+        }
+        t.resolve();
+        if t.lookup(&t.default).is_none() {
+            return Err(origin.error(
+                default_at,
+                format!("default {} is not in the table", t.default),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Rebuilds `entries`: the grids, then every cloud with its figure.
+    fn resolve(&mut self) {
+        let mut entries = self.grids.clone();
+        for c in &self.clouds {
+            entries.push(match c {
+                CloudEntry::Own(g) => g.clone(),
+                CloudEntry::Mapped {
+                    code,
+                    name,
+                    grid,
+                    source,
+                } => {
+                    let g = find(&self.grids, grid).expect("mappings are checked when added");
+                    GridIntensity {
+                        region: code.clone(),
+                        name: format!("{name} (grid: {})", g.name),
+                        g_per_kwh: g.g_per_kwh,
+                        range_g_per_kwh: g.range_g_per_kwh,
+                        range_basis: g.range_basis.clone(),
+                        source: format!("{source} ({}: {})", g.name, g.source),
+                        year: g.year,
+                    }
+                }
+            });
+        }
+        self.entries = entries;
+    }
+
     /// Looks a region up, case-insensitively: a country code (`FR`), a cloud region with its
     /// provider (`aws:eu-west-3`), or a cloud region alone when only one provider has it.
     pub fn lookup(&self, code: &str) -> Option<GridIntensity> {
         let c = code.trim();
-        if let Some(e) = self
-            .entries
-            .iter()
-            .find(|e| e.region.eq_ignore_ascii_case(c))
-        {
+        if let Some(e) = find(&self.entries, c) {
             return Some(e.clone());
         }
         let bare: Vec<&GridIntensity> = self
@@ -143,12 +520,33 @@ impl CarbonTable {
         (bare.len() == 1).then(|| bare[0].clone())
     }
 
-    /// The fallback when no region is given (the world average).
+    /// The fallback when no region is given (the world average in the shipped table).
     pub fn default_intensity(&self) -> GridIntensity {
         self.lookup(&self.default).expect("checked at parse")
     }
 
-    /// Every entry.
+    /// An intensity given directly (`--intensity`): the default band around it, since a
+    /// figure from elsewhere is taken as a yearly mean.
+    pub fn given_intensity(&self, region: Option<&str>, g_per_kwh: f64) -> GridIntensity {
+        GridIntensity {
+            region: region
+                .map(str::to_string)
+                .unwrap_or_else(|| "custom".into()),
+            name: "given on the command line".into(),
+            g_per_kwh,
+            range_g_per_kwh: self.band.around(g_per_kwh),
+            range_basis: format!(
+                "{}; applied to the --intensity figure, taken as a yearly mean (for a figure \
+                 that already fits the hours of the run, give it in a --carbon-table entry with \
+                 g_per_kwh_range = [g, g])",
+                self.band.basis
+            ),
+            source: "user-supplied intensity".into(),
+            year: None,
+        }
+    }
+
+    /// Every entry: grids, then cloud regions.
     pub fn entries(&self) -> &[GridIntensity] {
         &self.entries
     }
@@ -157,7 +555,7 @@ impl CarbonTable {
 /// What a carbon figure is computed with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CarbonParams {
-    /// Grid intensity used.
+    /// Grid intensity used, with its range.
     pub intensity: GridIntensity,
     /// Power usage effectiveness of the facility.
     pub pue: f64,
@@ -168,33 +566,44 @@ pub struct CarbonParams {
 }
 
 impl CarbonParams {
-    /// Resolves user choices: an explicit intensity wins over a region; no region means the
-    /// table's world average. Errors on an unknown region or impossible numbers.
+    /// [`resolve_in`](Self::resolve_in) the shipped table.
     pub fn resolve(
         region: Option<&str>,
         intensity_g_per_kwh: Option<f64>,
         pue: Option<f64>,
         price_per_kwh: Option<f64>,
     ) -> Result<CarbonParams, EnergyError> {
-        let table = CarbonTable::builtin();
+        Self::resolve_in(
+            CarbonTable::builtin(),
+            region,
+            intensity_g_per_kwh,
+            pue,
+            price_per_kwh,
+        )
+    }
+
+    /// Resolves user choices against `table`: an explicit intensity wins over a region; no
+    /// region means the table's default (the world average). Errors on an unknown region or
+    /// impossible numbers.
+    pub fn resolve_in(
+        table: &CarbonTable,
+        region: Option<&str>,
+        intensity_g_per_kwh: Option<f64>,
+        pue: Option<f64>,
+        price_per_kwh: Option<f64>,
+    ) -> Result<CarbonParams, EnergyError> {
         let intensity = match (intensity_g_per_kwh, region) {
             (Some(g), _) if !(g.is_finite() && g >= 0.0) => {
                 return Err(EnergyError::Usage(format!(
                     "--intensity must be a non-negative number of gCO2e/kWh, got {g}"
                 )))
             }
-            (Some(g), r) => GridIntensity {
-                region: r.map(str::to_string).unwrap_or_else(|| "custom".into()),
-                name: "given on the command line".into(),
-                g_per_kwh: g,
-                source: "user-supplied intensity".into(),
-                year: None,
-            },
+            (Some(g), r) => table.given_intensity(r, g),
             (None, Some(r)) => table.lookup(r).ok_or_else(|| {
                 EnergyError::Usage(format!(
                     "unknown region {r:?}: use a country code (FR, US, DE...), a cloud region \
-                     such as aws:eu-west-3, gcp:europe-west1 or azure:westeurope, or give \
-                     --intensity G_PER_KWH"
+                     such as aws:eu-west-3, gcp:europe-west1 or azure:westeurope, give \
+                     --intensity G_PER_KWH, or add the region with --carbon-table FILE"
                 ))
             })?,
             (None, None) => {
@@ -226,16 +635,13 @@ impl CarbonParams {
             price_per_kwh,
         })
     }
-}
 
-impl CarbonParams {
     /// The record of these parameters in result files.
     pub fn assumptions(&self) -> CarbonAssumptions {
         CarbonAssumptions {
             intensity_g_per_kwh: self.intensity.g_per_kwh,
-            // Placeholder until the table carries ranges: the yearly mean alone.
-            intensity_range_g_per_kwh: [self.intensity.g_per_kwh; 2],
-            intensity_range_basis: "the yearly mean only (no range)".into(),
+            intensity_range_g_per_kwh: self.intensity.range_g_per_kwh,
+            intensity_range_basis: self.intensity.range_basis.clone(),
             region: self.intensity.region.clone(),
             region_name: self.intensity.name.clone(),
             intensity_source: self.intensity.source.clone(),
@@ -254,9 +660,10 @@ pub struct CarbonFigures {
     pub energy_kwh: Interval,
     /// Facility energy (× PUE), kWh.
     pub facility_kwh: Interval,
-    /// kg CO2e.
+    /// kg CO2e: value at the yearly-mean intensity; bounds combine the energy bounds with the
+    /// intensity range (low × low, high × high).
     pub co2e_kg: Interval,
-    /// Cost in the currency of the given price, if any.
+    /// Cost in the currency of the given price, if any (energy only: no intensity in it).
     pub cost: Option<Interval>,
 }
 
@@ -264,10 +671,15 @@ pub struct CarbonFigures {
 pub fn carbon(energy_j: Interval, p: &CarbonParams) -> CarbonFigures {
     let energy_kwh = energy_j.scale(1.0 / J_PER_KWH);
     let facility_kwh = energy_kwh.scale(p.pue);
+    let [low, high] = p.intensity.range_g_per_kwh;
     CarbonFigures {
         energy_kwh,
         facility_kwh,
-        co2e_kg: facility_kwh.scale(p.intensity.g_per_kwh / 1000.0),
+        co2e_kg: Interval {
+            value: facility_kwh.value * p.intensity.g_per_kwh / 1000.0,
+            low: facility_kwh.low * low / 1000.0,
+            high: facility_kwh.high * high / 1000.0,
+        },
         cost: p.price_per_kwh.map(|c| facility_kwh.scale(c)),
     }
 }
@@ -277,24 +689,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shipped_table_parses_and_every_entry_has_source_and_year() {
+    fn shipped_table_parses_and_every_entry_has_source_year_and_range() {
         let t = CarbonTable::parse(TABLE_TOML).unwrap();
-        assert!(t.entries().len() > 60);
+        assert!(t.entries().len() > 90);
         for e in t.entries() {
             assert!(e.g_per_kwh > 0.0 && e.g_per_kwh < 1200.0, "{e:?}");
             assert!(!e.source.is_empty() && e.year.is_some(), "{e:?}");
+            let [lo, hi] = e.range_g_per_kwh;
+            assert!(lo < e.g_per_kwh && e.g_per_kwh < hi, "{e:?}");
+            assert!(e.range_basis.contains("3x"), "{e:?}");
         }
         assert_eq!(t.default_intensity().region, "WORLD");
     }
 
     #[test]
+    fn every_national_figure_is_owid_ember_and_every_mapped_cloud_says_why() {
+        let t = CarbonTable::builtin();
+        for e in t.entries() {
+            match e.region.split_once(':') {
+                None => assert!(
+                    e.source.contains("owid-energy-data.csv @ e7897aed"),
+                    "{e:?}"
+                ),
+                Some(("gcp", _)) => {
+                    assert!(e.source.contains("region-carbon-info"), "{e:?}");
+                    assert_eq!(e.year, Some(2025), "{e:?}");
+                }
+                Some(_) => {
+                    assert!(e.source.contains("publishes no per-region"), "{e:?}");
+                    assert!(e.name.contains("(grid: "), "{e:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn lookup_by_country_cloud_and_bare_region() {
         let t = CarbonTable::builtin();
-        assert_eq!(t.lookup("fr").unwrap().g_per_kwh, 56.0);
+        let fr = t.lookup("fr").unwrap();
+        assert_eq!((fr.g_per_kwh, fr.year), (41.44, Some(2025)));
         let paris = t.lookup("AWS:eu-west-3").unwrap();
-        assert_eq!(paris.g_per_kwh, 56.0);
-        assert!(paris.source.contains("national average of France"));
+        assert_eq!(paris.g_per_kwh, 41.44);
+        assert_eq!(paris.range_g_per_kwh, fr.range_g_per_kwh);
+        assert!(paris.source.contains("AWS publishes no per-region"));
+        assert!(paris.source.contains("national average (France: Ember"));
         assert_eq!(t.lookup("europe-west4").unwrap().region, "gcp:europe-west4");
         assert!(t.lookup("atlantis").is_none());
+    }
+
+    #[test]
+    fn default_band_is_half_to_one_and_a_half_times_the_mean() {
+        let de = CarbonTable::builtin().lookup("DE").unwrap();
+        assert_eq!(de.g_per_kwh, 329.65);
+        assert_eq!(de.range_g_per_kwh, [329.65 * 0.5, 329.65 * 1.5]);
+        assert!(de.range_basis.starts_with("default band"));
     }
 }

@@ -19,32 +19,70 @@ use crate::{EstimateAssumptions, Source};
 /// of TDP / threads over the table below (1.9–5.3 W).
 pub const DEFAULT_WATTS_PER_THREAD: f64 = 3.5;
 
-/// Relative model uncertainty of the estimate (half-width).
+/// Relative uncertainty (half-width) of the estimate where the table gives no boost power
+/// for the CPU: a convention, not a published figure, and reported as such.
 pub const MODEL_UNCERTAINTY: f64 = 0.5;
 
 /// Shortest estimate window: CPU time is accounted in ticks (10 ms); one tick of error at each
 /// edge stays under 4 % of a single busy thread's time over 0.5 s (50 ticks).
 pub const MIN_WINDOW: Duration = Duration::from_millis(500);
 
-/// Vendor TDP (W) and hardware threads per package for common CPUs, matched by substring of
-/// the model name, longest first.
-pub const TDP_TABLE: &[(&str, f64, u32)] = &[
-    ("EPYC 9654", 360.0, 192),
-    ("EPYC 7763", 280.0, 128),
-    ("EPYC 7742", 225.0, 128),
-    ("Threadripper PRO 5995WX", 280.0, 128),
-    ("Xeon(R) Platinum 8480", 350.0, 112),
-    ("Xeon(R) Platinum 8380", 270.0, 80),
-    ("Xeon(R) Platinum 8168", 205.0, 48),
-    ("Xeon(R) Gold 6338", 205.0, 64),
-    ("Xeon(R) Gold 6248", 150.0, 40),
-    ("i9-13900K", 125.0, 32),
-    ("i7-12700K", 125.0, 20),
-    ("Ryzen 9 7950X", 170.0, 32),
-    ("Ryzen 9 5950X", 105.0, 32),
+/// One CPU model's published power figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuPower {
+    /// The model as it appears in the CPU's brand string, matched whole (`6248` does not
+    /// match `6248R`, `7950X` does not match `7950X3D`).
+    pub model: &'static str,
+    /// Vendor TDP (Intel: processor base power / PL1; AMD: default TDP), W.
+    pub tdp_watts: f64,
+    /// Hardware threads per package.
+    pub threads: u32,
+    /// The sustained power the package may draw above its TDP under load (Intel maximum
+    /// turbo power / PL2; AMD package power tracking limit PPT; EPYC cTDP maximum), W.
+    pub boost_watts: Option<f64>,
+}
+
+const fn cpu(model: &'static str, tdp_watts: f64, threads: u32, boost: f64) -> CpuPower {
+    CpuPower {
+        model,
+        tdp_watts,
+        threads,
+        boost_watts: if boost > 0.0 { Some(boost) } else { None },
+    }
+}
+
+/// Vendor power figures for common CPUs (from the vendors' product pages: Intel ARK,
+/// AMD product specifications). 0 boost: none published beyond the TDP.
+pub const TDP_TABLE: &[CpuPower] = &[
+    cpu("EPYC 9654", 360.0, 192, 400.0),
+    cpu("EPYC 7763", 280.0, 128, 0.0),
+    cpu("EPYC 7742", 225.0, 128, 240.0),
+    cpu("Threadripper PRO 5995WX", 280.0, 128, 0.0),
+    cpu("Xeon(R) Platinum 8480+", 350.0, 112, 0.0),
+    cpu("Xeon(R) Platinum 8380", 270.0, 80, 0.0),
+    cpu("Xeon(R) Platinum 8168", 205.0, 48, 0.0),
+    cpu("Xeon(R) Gold 6338", 205.0, 64, 0.0),
+    cpu("Xeon(R) Gold 6248", 150.0, 40, 0.0),
+    cpu("Xeon(R) Gold 6248R", 205.0, 48, 0.0),
+    cpu("i9-13900K", 125.0, 32, 253.0),
+    cpu("i7-12700K", 125.0, 20, 190.0),
+    cpu("Ryzen 9 7950X", 170.0, 32, 230.0),
+    cpu("Ryzen 9 7950X3D", 120.0, 32, 162.0),
+    cpu("Ryzen 9 5950X", 105.0, 32, 142.0),
 ];
 
-/// Where the TDP came from.
+/// Whether `model` occurs in `brand` as a whole model name: not followed by a letter or
+/// digit (so `6248` is not `6248R`), nor preceded by one.
+fn names_model(brand: &str, model: &str) -> bool {
+    brand.match_indices(model).any(|(i, _)| {
+        let before = brand[..i].chars().next_back();
+        let after = brand[i + model.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric())
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+/// Where the TDP came from, and how far the estimate may be off.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TdpChoice {
     /// Package TDP, W (or the declared figure).
@@ -53,6 +91,12 @@ pub struct TdpChoice {
     pub threads: u32,
     /// `flag`, `table: <entry>` or `default`.
     pub source: String,
+    /// The package's boost power limit, W, where published.
+    pub boost_watts: Option<f64>,
+    /// Relative uncertainty (half-width) of the estimate.
+    pub relative_uncertainty: f64,
+    /// Why that uncertainty.
+    pub uncertainty_basis: String,
 }
 
 impl TdpChoice {
@@ -62,36 +106,86 @@ impl TdpChoice {
     }
 }
 
+fn conventional_band(why: &str) -> (f64, String) {
+    (
+        MODEL_UNCERTAINTY,
+        format!(
+            "±{:.0} %: {why}; a convention, not a published figure",
+            MODEL_UNCERTAINTY * 100.0
+        ),
+    )
+}
+
 /// Picks the TDP: the declared figure (spread over the machine's logical CPUs), else the
-/// table by model name, else [`DEFAULT_WATTS_PER_THREAD`] per logical CPU.
+/// table by exact model name, else [`DEFAULT_WATTS_PER_THREAD`] per logical CPU; and the
+/// band: where the vendor publishes a boost power (PL2, PPT), the package may sustain that
+/// much above its TDP under load, so the band reaches it (at least ±50 %).
 pub fn choose_tdp(declared: Option<f64>, cpu_model: &str, logical_cpus: u32) -> TdpChoice {
     let logical = logical_cpus.max(1);
     if let Some(t) = declared.filter(|t| t.is_finite() && *t > 0.0) {
+        let (relative_uncertainty, uncertainty_basis) =
+            conventional_band("declared TDP; real power at a given load is not linear in it");
         return TdpChoice {
             tdp_watts: t,
             threads: logical,
             source: "flag (declared TDP of all logical CPUs this machine shows)".into(),
+            boost_watts: None,
+            relative_uncertainty,
+            uncertainty_basis,
         };
     }
-    let mut best: Option<&(&str, f64, u32)> = None;
-    for e in TDP_TABLE {
-        if cpu_model.contains(e.0) && best.is_none_or(|b| e.0.len() > b.0.len()) {
-            best = Some(e);
-        }
-    }
+    let best = TDP_TABLE
+        .iter()
+        .filter(|e| names_model(cpu_model, e.model))
+        .max_by_key(|e| e.model.len());
     match best {
-        Some((key, tdp, threads)) => TdpChoice {
-            tdp_watts: *tdp,
-            threads: *threads,
-            source: format!("table: {key} (vendor TDP, {threads} threads per package)"),
-        },
-        None => TdpChoice {
-            tdp_watts: DEFAULT_WATTS_PER_THREAD * logical as f64,
-            threads: logical,
-            source: format!(
-                "default: {DEFAULT_WATTS_PER_THREAD} W per logical CPU (model not in the table)"
-            ),
-        },
+        Some(e) => {
+            let (relative_uncertainty, uncertainty_basis) = match e.boost_watts {
+                Some(b) => {
+                    let r = (b / e.tdp_watts - 1.0).max(MODEL_UNCERTAINTY);
+                    (
+                        r,
+                        format!(
+                            "±{:.0} %: the vendor's boost power limit is {b:.0} W against a \
+                             {:.0} W TDP, which a busy package may sustain (at least ±{:.0} %)",
+                            r * 100.0,
+                            e.tdp_watts,
+                            MODEL_UNCERTAINTY * 100.0
+                        ),
+                    )
+                }
+                None => conventional_band(
+                    "no boost power above the TDP is published for this model; real power at \
+                     a given load is not linear in the TDP",
+                ),
+            };
+            TdpChoice {
+                tdp_watts: e.tdp_watts,
+                threads: e.threads,
+                source: format!(
+                    "table: {} (vendor TDP, {} threads per package)",
+                    e.model, e.threads
+                ),
+                boost_watts: e.boost_watts,
+                relative_uncertainty,
+                uncertainty_basis,
+            }
+        }
+        None => {
+            let (relative_uncertainty, uncertainty_basis) =
+                conventional_band("model not in the table, a default per-thread power is used");
+            TdpChoice {
+                tdp_watts: DEFAULT_WATTS_PER_THREAD * logical as f64,
+                threads: logical,
+                source: format!(
+                    "default: {DEFAULT_WATTS_PER_THREAD} W per logical CPU (model not in the \
+                     table)"
+                ),
+                boost_watts: None,
+                relative_uncertainty,
+                uncertainty_basis,
+            }
+        }
     }
 }
 
@@ -144,10 +238,7 @@ impl CpuEstimate {
         cpu_model: &str,
         logical_cpus: u32,
     ) -> Self {
-        let scope_name = match scope {
-            CpuScope::Process => "process",
-            CpuScope::Tree(_) => "process-tree",
-        };
+        let scope_name = scope.name();
         let mut meta = DomainMeta::new("cpu-estimate", "estimate", Source::Estimated, scope_name);
         meta.note =
             Some("model, not a measurement: TDP share × CPU time; excludes idle power".into());
@@ -181,7 +272,8 @@ impl Domain for CpuEstimate {
         })
     }
     fn uncertainty_j(&self, joules: f64, _window_s: f64, _intervals: usize) -> f64 {
-        MODEL_UNCERTAINTY * joules + 2.0 * procfs::tick_seconds() * self.tdp.watts_per_thread()
+        self.tdp.relative_uncertainty * joules
+            + 2.0 * procfs::tick_seconds() * self.tdp.watts_per_thread()
     }
     fn min_window(&self) -> Duration {
         MIN_WINDOW
@@ -203,7 +295,9 @@ impl Domain for CpuEstimate {
             logical_cpus: self.logical_cpus,
             cpu_seconds: cpu_s,
             utilisation_of_machine: util,
-            relative_uncertainty: MODEL_UNCERTAINTY,
+            relative_uncertainty: self.tdp.relative_uncertainty,
+            uncertainty_basis: self.tdp.uncertainty_basis.clone(),
+            boost_watts: self.tdp.boost_watts,
             excludes: "idle/static power, DRAM, GPUs, other processes".into(),
             comparison: "CodeCarbon's fallback is TDP x 50% for the whole CPU".into(),
         })
@@ -226,5 +320,33 @@ mod tests {
         assert!(default.source.starts_with("default"));
         // Nonsense declared values fall through to the table.
         assert_eq!(choose_tdp(Some(-1.0), "x", 2).source, default.source);
+        assert!(default.uncertainty_basis.contains("convention"));
+    }
+
+    /// Suffixed models matched their base model (6248R as a 150 W 6248, 7950X3D as a
+    /// 170 W 7950X).
+    #[test]
+    fn models_match_exactly_and_boost_power_sets_the_band() {
+        let r = choose_tdp(None, "Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz", 96);
+        assert_eq!((r.tdp_watts, r.threads), (205.0, 48), "{}", r.source);
+        let b = choose_tdp(None, "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", 80);
+        assert_eq!(b.tdp_watts, 150.0);
+        let x3d = choose_tdp(None, "AMD Ryzen 9 7950X3D 16-Core Processor", 32);
+        assert_eq!(x3d.tdp_watts, 120.0, "{}", x3d.source);
+        let x = choose_tdp(None, "AMD Ryzen 9 7950X 16-Core Processor", 32);
+        assert_eq!(x.tdp_watts, 170.0);
+        // 230 W PPT over a 170 W TDP: +35 %, below the ±50 % floor.
+        assert_eq!(x.relative_uncertainty, 0.5);
+        // 253 W PL2 over a 125 W PL1: the band reaches the boost power.
+        let k = choose_tdp(None, "13th Gen Intel(R) Core(TM) i9-13900K", 32);
+        assert!((k.relative_uncertainty - (253.0 / 125.0 - 1.0)).abs() < 1e-12);
+        assert!(
+            k.uncertainty_basis.contains("253 W"),
+            "{}",
+            k.uncertainty_basis
+        );
+        // A model that is not in the table, though it starts like one.
+        let kf = choose_tdp(None, "13th Gen Intel(R) Core(TM) i9-13900KS", 32);
+        assert!(kf.source.starts_with("default"), "{}", kf.source);
     }
 }

@@ -183,6 +183,40 @@ pub fn select(
     Ok(out)
 }
 
+/// One line saying which GPUs were metered and which were left out, for summaries; `None`
+/// without GPUs.
+pub fn describe(gpus: &[wattbench_core::result::GpuRecord]) -> Option<String> {
+    if gpus.is_empty() {
+        return None;
+    }
+    let name = |g: &&wattbench_core::result::GpuRecord| {
+        format!("gpu{} ({})", g.index, g.name.as_deref().unwrap_or("?"))
+    };
+    let metered: Vec<String> = gpus
+        .iter()
+        .filter(|g| g.metered)
+        .map(|g| name(&g))
+        .collect();
+    let left: Vec<&wattbench_core::result::GpuRecord> =
+        gpus.iter().filter(|g| !g.metered).collect();
+    let mut line = format!(
+        "GPUs metered: {}",
+        if metered.is_empty() {
+            "none".to_string()
+        } else {
+            metered.join(", ")
+        }
+    );
+    if !left.is_empty() {
+        line.push_str(&format!(
+            "; left out: {} ({})",
+            left.iter().map(name).collect::<Vec<_>>().join(", "),
+            left[0].selection
+        ));
+    }
+    Some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +232,35 @@ mod tests {
                 name: Some(n.to_string()),
             })
             .collect()
+    }
+
+    #[test]
+    fn the_summary_names_metered_and_left_out_gpus() {
+        let rec = |i: u32, metered: bool| wattbench_core::result::GpuRecord {
+            index: i,
+            name: Some("H200".into()),
+            uuid: None,
+            pci_bus_id: None,
+            driver_version: None,
+            power_limit_watts: None,
+            memory_total_bytes: None,
+            energy_counter: true,
+            metered,
+            selection: if metered {
+                "metered".into()
+            } else {
+                "left out: not selected by CUDA_VISIBLE_DEVICES=0".into()
+            },
+            power_reading: String::new(),
+            state: Default::default(),
+        };
+        let line = describe(&[rec(0, true), rec(1, false)]).unwrap();
+        assert_eq!(
+            line,
+            "GPUs metered: gpu0 (H200); left out: gpu1 (H200) (left out: not selected by \
+             CUDA_VISIBLE_DEVICES=0)"
+        );
+        assert_eq!(describe(&[]), None);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Accumulator {
     wraps: u32,
     cpu_seconds: f64,
     error: Option<String>,
+    /// Recent (time, cumulative joules) points, for peaks over spans of at least the minimum.
+    recent: std::collections::VecDeque<(f64, f64)>,
 }
 
 impl Accumulator {
@@ -143,22 +145,31 @@ impl Accumulator {
         self.intervals += 1;
         self.max_gap_s = self.max_gap_s.max(dt);
         self.last = Some((t, keep));
-        if dt > 0.0 {
-            let p = step_j / dt;
-            // CPU time is counted in 10 ms ticks, counters in their update period: over
-            // shorter spans the rate is mostly quantisation, so such spans do not set the peak.
-            let min_span = if is_cpu {
-                MIN_CPU_PEAK_SPAN_S
-            } else {
-                self.min_peak_span_s
-            };
-            if dt >= min_span {
+        // CPU time is counted in 10 ms ticks, counters in their update period: over shorter
+        // spans the rate is mostly quantisation. The peak is the highest mean power over any
+        // span of at least the minimum ending at a reading, so a short last interval (or a
+        // burst of close readings) cannot inflate it.
+        let min_span = if is_cpu {
+            MIN_CPU_PEAK_SPAN_S
+        } else {
+            self.min_peak_span_s
+        };
+        if self.recent.is_empty() {
+            self.recent.push_back((t0, self.joules - step_j));
+        }
+        self.recent.push_back((t, self.joules));
+        // Drop points older than the newest one that is already far enough back.
+        while self.recent.len() > 2 && t - self.recent[1].0 >= min_span {
+            self.recent.pop_front();
+        }
+        if let Some(&(ta, ja)) = self.recent.front() {
+            let span = t - ta;
+            if span > 0.0 && span >= min_span {
+                let p = (self.joules - ja) / span;
                 self.peak_w = Some(self.peak_w.map_or(p, |q: f64| q.max(p)));
             }
-            Some(p)
-        } else {
-            None
         }
+        (dt > 0.0).then(|| step_j / dt)
     }
 
     /// Records that a reading failed; the window reports it if nothing else is known.

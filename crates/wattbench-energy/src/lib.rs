@@ -16,6 +16,7 @@
 //! command under all of this. A missing reading is `unsupported` with a reason, never 0 J.
 
 pub mod carbon;
+pub mod cgroup;
 pub mod counter;
 pub mod estimate;
 pub mod fake;

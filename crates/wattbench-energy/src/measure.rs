@@ -1,8 +1,11 @@
 //! `wattbench measure -- <command>`: run any command directly (no shell), forward SIGINT,
 //! SIGTERM and SIGHUP to it, sample every meter while it runs, and build the report.
 //!
-//! The CPU estimate covers the command's process tree; RAPL and NVML counters cover the whole
-//! package or device (other processes included), and the report says so per domain.
+//! The command runs in a cgroup (v2) of its own where the system allows it ([`crate::cgroup`]):
+//! its CPU time and memory then include every process it starts, even those that double-fork
+//! out of its tree. Elsewhere they cover its process tree, and processes seen leaving the tree
+//! are reported. RAPL and NVML counters cover the whole package or device (other processes
+//! included), and the report says so per domain.
 
 use std::ffi::OsString;
 use std::io::ErrorKind;
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::carbon::{carbon, CarbonParams};
+use crate::cgroup::Cgroup;
 use crate::meters::{CpuScope, MeterConfig, Meters, ProcessTree};
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::{Sampler, Trace};
@@ -48,6 +52,9 @@ pub struct MeasureOptions {
     pub carbon: CarbonParams,
     /// Optional projection to a full run.
     pub projection: Option<ProjectionSpec>,
+    /// Follow the command in a cgroup of its own where possible (default); false follows its
+    /// process tree.
+    pub cgroup: bool,
 }
 
 /// Which intensity, PUE and sources every carbon figure used.
@@ -95,13 +102,17 @@ pub struct MeasureReport {
     pub domains: Vec<DomainEnergy>,
     /// What the energy total adds up.
     pub total: EnergyTotal,
-    /// Peak host RSS of the process tree, bytes.
+    /// Peak host memory of the command and everything it started, bytes; null when it
+    /// could not be observed (never this process's own memory).
     pub peak_memory_bytes: Option<u64>,
     /// How `peak_memory_bytes` was obtained.
     pub peak_memory_source: String,
+    /// How the command's processes were followed: its own cgroup, or its process tree.
+    pub accounting: String,
     /// Peak device memory per GPU.
     pub peak_device_memory: Vec<DeviceMemory>,
-    /// CPU seconds of the process tree (kernel accounting at exit).
+    /// CPU seconds of the command and everything it started (the cgroup's `cpu.stat`, or
+    /// the kernel's accounting of the reaped tree), the same figure the CPU estimate uses.
     pub cpu_seconds: Option<f64>,
     /// IT energy, kWh (null when no domain had a reading).
     pub energy_kwh: Option<Interval>,
@@ -121,10 +132,16 @@ pub struct MeasureReport {
     pub meters: Vec<MeterInfo>,
     /// NVML's description of the GPUs at the end of the run.
     pub gpus: Vec<GpuRecord>,
-    /// Sampler interval, ms.
+    /// Sampler interval actually used, ms: the requested one, shortened where a counter
+    /// could otherwise wrap unseen.
     pub sample_interval_ms: f64,
+    /// Sampler interval requested, ms.
+    pub requested_interval_ms: f64,
     /// Sampler ticks taken.
     pub samples: usize,
+    /// Everything that qualifies these figures, in one place: meter warnings, per-domain
+    /// warnings (short windows, possible missed wraps), processes that escaped accounting.
+    pub warnings: Vec<String>,
 }
 
 /// Report, trace and exit code of a measurement.
@@ -207,22 +224,24 @@ impl MeasureReport {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
+                let c_a = &self.assumptions.carbon;
                 v.push(format!(
                     "carbon: {} CO2e at {} g/kWh ({}, {}), PUE {:.2}{}",
                     iv(c, "g", 1000.0),
-                    self.assumptions.carbon.intensity_g_per_kwh,
-                    self.assumptions.carbon.region,
-                    self.assumptions
-                        .carbon
-                        .intensity_year
+                    c_a.intensity_g_per_kwh,
+                    c_a.region,
+                    c_a.intensity_year
                         .map_or("year unknown".into(), |y| y.to_string()),
-                    self.assumptions.carbon.pue,
-                    if self.assumptions.carbon.pue_is_default {
-                        " (default)"
-                    } else {
-                        ""
-                    }
+                    c_a.pue,
+                    if c_a.pue_is_default { " (default)" } else { "" }
                 ));
+                v.push(format!(
+                    "  the CO2e interval includes the grid intensity's range, {:.0}-{:.0} g/kWh: {}",
+                    c_a.intensity_range_g_per_kwh[0],
+                    c_a.intensity_range_g_per_kwh[1],
+                    c_a.intensity_range_basis
+                ));
+                v.push(format!("  intensity source: {}", c_a.intensity_source));
                 if let Some(cost) = &self.cost {
                     v.push(format!(
                         "cost: {}",
@@ -232,11 +251,19 @@ impl MeasureReport {
             }
             _ => v.push("energy: no domain had a reading; no carbon figure".into()),
         }
-        if let Some(m) = self.peak_memory_bytes {
-            v.push(format!(
-                "peak memory (process tree RSS): {:.1} MiB",
-                m as f64 / 1048576.0
-            ));
+        if let Some(c) = self.cpu_seconds {
+            v.push(format!("cpu time: {c:.3} s ({})", self.accounting));
+        }
+        match self.peak_memory_bytes {
+            Some(m) => v.push(format!(
+                "peak memory: {:.1} MiB ({})",
+                m as f64 / 1048576.0,
+                self.peak_memory_source
+            )),
+            None => v.push(format!(
+                "peak memory: unknown ({})",
+                self.peak_memory_source
+            )),
         }
         if let Some(p) = &self.projection {
             if let (Some(e), Some(c)) = (&p.energy_kwh, &p.co2e_kg) {
@@ -249,6 +276,16 @@ impl MeasureReport {
                     p.duration_s
                 ));
             }
+        }
+        if let Some(g) = crate::gpus::describe(&self.gpus) {
+            v.push(g);
+        }
+        v.push(format!(
+            "sampled every {:.0} ms ({} samples)",
+            self.sample_interval_ms, self.samples
+        ));
+        for w in &self.warnings {
+            v.push(format!("warning: {w}"));
         }
         v
     }
@@ -301,8 +338,8 @@ pub fn project(
 struct Exit {
     code: i32,
     signal: Option<String>,
+    /// CPU seconds of the child and the descendants it reaped (wait4's rusage).
     cpu_seconds: f64,
-    max_rss_bytes: u64,
 }
 
 fn wait_child(
@@ -371,11 +408,141 @@ fn wait_child(
         Ok(Exit {
             code,
             signal,
+            // Not ru_maxrss: it counts the memory of this process copied at fork, before exec.
             cpu_seconds: procfs::rusage_cpu_seconds(&ru),
-            max_rss_bytes: (ru.ru_maxrss.max(0) as u64) * 1024,
         }),
         out,
     )
+}
+
+/// How the command's processes were followed, and what that found.
+struct Accounting {
+    /// In words, for the report.
+    how: String,
+    cpu_seconds: Option<f64>,
+    /// The kernel's peak, where it keeps one (the cgroup's `memory.peak`).
+    memory_peak: Option<u64>,
+    warnings: Vec<String>,
+}
+
+/// The command's processes, followed by a cgroup of their own or by the process tree.
+enum Followed {
+    Cgroup(Arc<Cgroup>),
+    Tree(ProcessTree, String),
+}
+
+impl Followed {
+    fn new(cgroup: bool) -> Followed {
+        if !cgroup {
+            return Followed::Tree(ProcessTree::adopting(), "disabled by --no-cgroup".into());
+        }
+        match Cgroup::create() {
+            Ok(g) => Followed::Cgroup(Arc::new(g)),
+            Err(why) => Followed::Tree(ProcessTree::adopting(), why),
+        }
+    }
+    fn scope(&self) -> CpuScope {
+        match self {
+            Followed::Cgroup(g) => CpuScope::Cgroup(g.clone()),
+            Followed::Tree(t, _) => CpuScope::Tree(t.clone()),
+        }
+    }
+    fn command(&self, opts: &MeasureOptions) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&opts.command[0]);
+        cmd.args(&opts.command[1..]);
+        if let Followed::Cgroup(g) = self {
+            g.join_on_spawn(&mut cmd);
+        }
+        cmd
+    }
+    /// After the command exited (and was reaped, with `reaped_cpu_s` from wait4).
+    fn finish(&self, reaped_cpu_s: f64, sampled_cpu_s: f64) -> Accounting {
+        match self {
+            Followed::Cgroup(g) => {
+                let cpu = g.cpu_seconds();
+                let memory_peak = g.memory_peak();
+                let left = g.release();
+                let mut warnings = Vec::new();
+                if !left.is_empty() {
+                    warnings.push(format!(
+                        "{} process(es) the command started were still running when it exited \
+                         (background jobs or daemons: {}); their CPU time until then is \
+                         counted, anything after is not. They were left running",
+                        left.len(),
+                        left.iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                let (cpu_seconds, how) = match cpu {
+                    Ok(c) => (
+                        Some(c),
+                        format!(
+                            "its own cgroup ({}): every process it started is counted, \
+                             including any that left its process tree",
+                            g.path().display()
+                        ),
+                    ),
+                    Err(e) => {
+                        warnings.push(format!(
+                            "the cgroup's CPU time could not be read ({e}); the process \
+                             tree's is used"
+                        ));
+                        (
+                            Some(reaped_cpu_s.max(sampled_cpu_s)),
+                            "its process tree (cgroup unreadable)".into(),
+                        )
+                    }
+                };
+                Accounting {
+                    how,
+                    cpu_seconds,
+                    memory_peak,
+                    warnings,
+                }
+            }
+            Followed::Tree(t, why) => {
+                let mut warnings = Vec::new();
+                let adopted = t.adopted_snapshot();
+                let escaped = t.escaped();
+                if escaped > 0 {
+                    warnings.push(format!(
+                        "{escaped} process(es) left the command's process tree (double fork \
+                         or daemon); wattbench adopted them as child subreaper and counted \
+                         their CPU time, but time they spent before being adopted by a \
+                         process that had already exited may be missing. A cgroup of its own \
+                         (cgroup v2, as root or in a delegated cgroup) counts them exactly"
+                    ));
+                }
+                let how = if t.is_adopting() {
+                    format!(
+                        "its process tree, with processes that leave it adopted and counted \
+                         (no cgroup of its own: {why})"
+                    )
+                } else {
+                    warnings.push(
+                        "processes that leave the command's process tree (double fork, \
+                         daemons) are not followed here: no cgroup could be made and this \
+                         process could not become a child subreaper"
+                            .into(),
+                    );
+                    format!("its process tree (no cgroup of its own: {why})")
+                };
+                Accounting {
+                    how,
+                    cpu_seconds: Some((reaped_cpu_s + adopted.cpu_seconds).max(sampled_cpu_s)),
+                    memory_peak: None,
+                    warnings,
+                }
+            }
+        }
+    }
+    fn abandon(&self) {
+        if let Followed::Cgroup(g) = self {
+            g.release();
+        }
+    }
 }
 
 /// Runs the command under every meter and builds the report. Returns `Err` only for bad
@@ -397,29 +564,56 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         .iter()
         .map(|s| s.to_string_lossy().into_owned())
         .collect();
-    let tree = ProcessTree::new();
-    let mut cfg = opts.meter.clone();
-    cfg.cpu_scope = CpuScope::Tree(tree.clone());
-    let meters = Meters::discover(&cfg);
-
     let _serial = MEASURE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mut followed = Followed::new(opts.cgroup);
+    let mut cfg = opts.meter.clone();
+    cfg.cpu_scope = followed.scope();
+    let mut meters = match Meters::discover(&cfg) {
+        Ok(m) => m,
+        Err(e) => {
+            followed.abandon();
+            return Err(e);
+        }
+    };
+
     let slot = Arc::new(ChildSlot::default());
-    let forwarder = Forwarder::install(slot.clone())?;
+    let forwarder = match Forwarder::install(slot.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            followed.abandon();
+            return Err(e);
+        }
+    };
     // How often each counter updates (probed once, before the command starts), and an
     // interval that sees every counter wrap.
     meters.probes();
     let interval = meters.sampling_interval(cfg.sample_interval);
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let sampler = Sampler::start(&meters, interval, true);
+    let mut sampler = Sampler::start(&meters, interval, true);
 
-    let mut cmd = std::process::Command::new(&opts.command[0]);
-    cmd.args(&opts.command[1..]);
-    let t_spawn = Instant::now();
-    let child = match cmd.spawn() {
+    let mut t_spawn = Instant::now();
+    let mut spawned = followed.command(opts).spawn();
+    if spawned.is_err() {
+        if let Followed::Cgroup(_) = followed {
+            // Joining the cgroup may be what failed (the command never ran, as the join
+            // comes before exec): run it again, followed by its tree.
+            let _ = sampler.finish();
+            followed.abandon();
+            followed = Followed::Tree(ProcessTree::adopting(), "joining the cgroup failed".into());
+            cfg.cpu_scope = followed.scope();
+            meters = Meters::discover(&cfg)?;
+            meters.probes();
+            sampler = Sampler::start(&meters, interval, true);
+            t_spawn = Instant::now();
+            spawned = followed.command(opts).spawn();
+        }
+    }
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let out = sampler.finish();
             let events = forwarder.finish();
+            followed.abandon();
             let (code, msg) = match e.kind() {
                 ErrorKind::NotFound => (
                     EXIT_NOT_FOUND,
@@ -445,18 +639,26 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
                     )
                 })
                 .collect();
+            let accounting = Accounting {
+                how: "not started".into(),
+                cpu_seconds: None,
+                memory_peak: None,
+                warnings: Vec::new(),
+            };
             let report = build_report(
                 &meters,
                 opts,
-                command,
-                started_at,
-                code,
-                None,
-                Some(msg),
-                0.0,
+                Run {
+                    command,
+                    started_at,
+                    exit_code: code,
+                    signal: None,
+                    error: Some(msg),
+                    duration_s: 0.0,
+                    interval,
+                },
                 domains,
-                None,
-                None,
+                accounting,
                 &out,
                 &events,
             );
@@ -468,7 +670,9 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         }
     };
     let pid = child.id() as i32;
-    tree.set_root(pid);
+    if let Followed::Tree(t, _) = &followed {
+        t.set_root(pid);
+    }
     slot.set(pid);
     // The child is reaped below with wait4 (for its rusage); std's handle is not waited on.
     drop(child);
@@ -476,14 +680,22 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     let (exit, mut out) = wait_child(&slot, pid, sampler);
     let duration_s = t_spawn.elapsed().as_secs_f64();
     let events = forwarder.finish();
-    let exit = exit?;
+    let exit = match exit {
+        Ok(e) => e,
+        Err(e) => {
+            followed.abandon();
+            return Err(e);
+        }
+    };
 
-    // Final readings: counters now, the estimate from the kernel's exact CPU time of the
-    // whole (reaped) tree, which also counts processes too short-lived for the sampler.
+    // Final readings: counters now, the estimate from the CPU time of everything the command
+    // ran (exact, counting processes too short-lived for the sampler); the report's
+    // cpu_seconds is the same figure.
     let last_sampled_cpu = out.accs.iter().map(|a| a.cpu_seconds()).fold(0.0, f64::max);
+    let accounting = followed.finish(exit.cpu_seconds, last_sampled_cpu);
     let final_ctx = ReadContext {
-        tree: Some(TreeSnapshot {
-            cpu_seconds: exit.cpu_seconds.max(last_sampled_cpu),
+        tree: accounting.cpu_seconds.map(|c| TreeSnapshot {
+            cpu_seconds: c,
             rss_bytes: 0,
             processes: 0,
         }),
@@ -512,15 +724,17 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     let report = build_report(
         &meters,
         opts,
-        command,
-        started_at,
-        exit.code,
-        exit.signal.clone(),
-        error,
-        duration_s,
+        Run {
+            command,
+            started_at,
+            exit_code: exit.code,
+            signal: exit.signal.clone(),
+            error,
+            duration_s,
+            interval,
+        },
         domains,
-        Some(exit.cpu_seconds),
-        Some(exit.max_rss_bytes),
+        accounting,
         &out,
         &events,
     );
@@ -531,22 +745,35 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_report(
-    meters: &Meters,
-    opts: &MeasureOptions,
+/// What happened to the command.
+struct Run {
     command: Vec<String>,
     started_at: String,
     exit_code: i32,
     signal: Option<String>,
     error: Option<String>,
     duration_s: f64,
+    interval: Duration,
+}
+
+fn build_report(
+    meters: &Meters,
+    opts: &MeasureOptions,
+    run: Run,
     domains: Vec<DomainEnergy>,
-    cpu_seconds: Option<f64>,
-    max_rss_bytes: Option<u64>,
+    accounting: Accounting,
     out: &crate::sampler::SamplerOutput,
     events: &[signals::SignalEvent],
 ) -> MeasureReport {
+    let Run {
+        command,
+        started_at,
+        exit_code,
+        signal,
+        error,
+        duration_s,
+        interval,
+    } = run;
     let total = total_energy(&domains);
     let p = &opts.carbon;
     let figures = total.joules.map(|j| carbon(j, p));
@@ -585,18 +812,30 @@ fn build_report(
     if total.joules.is_none() {
         notes.push("no domain had a reading, so there is no energy or carbon figure".into());
     }
-    let sampled = out.peak_rss_bytes;
-    let (peak_memory_bytes, peak_memory_source) = match (sampled, max_rss_bytes) {
-        (None, None) => (None, "not measured".to_string()),
-        (s, k) => (
-            Some(s.unwrap_or(0).max(k.unwrap_or(0))),
+    let interval_ms = interval.as_secs_f64() * 1000.0;
+    let (peak_memory_bytes, peak_memory_source) = match (accounting.memory_peak, out.peak_rss_bytes)
+    {
+        (Some(k), _) => (
+            Some(k),
+            "the cgroup's memory.peak (kernel accounting)".to_string(),
+        ),
+        (None, Some(s)) if s > 0 => (
+            Some(s),
             format!(
-                "max of the process tree's summed RSS sampled every {} ms and the kernel's \
-                 peak RSS of its largest single process (wait4)",
-                meters.config().sample_interval.as_millis()
+                "the summed RSS of the command's processes, sampled every {interval_ms:.0} ms \
+                 (a shorter peak between samples is missed)"
             ),
         ),
+        _ => (
+            None,
+            format!("not observed: the command ended before a sample ({interval_ms:.0} ms) saw it"),
+        ),
     };
+    let mut warnings: Vec<String> = meters.warnings().to_vec();
+    for d in &domains {
+        warnings.extend(d.warnings.iter().map(|w| format!("{}: {w}", d.name)));
+    }
+    warnings.extend(accounting.warnings.iter().cloned());
     let gpu_names = &out.trace.gpus;
     let projection = opts.projection.map(|spec| {
         project(
@@ -608,7 +847,7 @@ fn build_report(
         )
     });
     MeasureReport {
-        schema: "wattbench-measure/1",
+        schema: "wattbench-measure/2",
         command,
         started_at,
         exit_code,
@@ -619,6 +858,7 @@ fn build_report(
         domains,
         peak_memory_bytes,
         peak_memory_source,
+        accounting: accounting.how,
         peak_device_memory: gpu_names
             .iter()
             .zip(&out.peak_device_memory_bytes)
@@ -627,7 +867,7 @@ fn build_report(
                 peak_bytes: *b,
             })
             .collect(),
-        cpu_seconds,
+        cpu_seconds: accounting.cpu_seconds,
         energy_kwh: figures.as_ref().map(|f| f.energy_kwh),
         facility_kwh: figures.as_ref().map(|f| f.facility_kwh),
         co2e_kg: figures.as_ref().map(|f| f.co2e_kg),
@@ -658,7 +898,9 @@ fn build_report(
             .collect(),
         meters: meters.inventory(),
         gpus: meters.gpu_inventory(),
-        sample_interval_ms: meters.config().sample_interval.as_secs_f64() * 1000.0,
+        sample_interval_ms: interval_ms,
+        requested_interval_ms: meters.config().sample_interval.as_secs_f64() * 1000.0,
         samples: out.ticks,
+        warnings,
     }
 }

@@ -140,25 +140,100 @@ pub trait Domain: Send + Sync {
     }
 }
 
-/// A handle on the root of a process tree, set once the process is spawned.
+/// A handle on the root of a process tree, set once the process is spawned. With
+/// [`ProcessTree::adopting`], this process is made a child subreaper first, so processes that
+/// leave the tree by a double fork are re-parented here instead of to init: they are then
+/// counted with the tree, and reported as having left it.
 #[derive(Debug, Clone, Default)]
-pub struct ProcessTree(Arc<AtomicI32>);
+pub struct ProcessTree {
+    root: Arc<AtomicI32>,
+    /// Children this process already had before the command (not the command's).
+    before: Arc<std::collections::HashSet<i32>>,
+    adopting: bool,
+    adopted: Arc<Mutex<std::collections::HashSet<i32>>>,
+}
 
 impl ProcessTree {
     /// A tree with no root yet (reads as empty).
     pub fn new() -> Self {
         Self::default()
     }
+    /// A tree whose escaped processes are adopted by this process (Linux child subreaper);
+    /// plain [`ProcessTree::new`] when that cannot be set.
+    pub fn adopting() -> Self {
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes one integer argument and only
+        // changes how orphans of this process are re-parented.
+        let ok = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0;
+        let me = std::process::id() as i32;
+        ProcessTree {
+            before: Arc::new(
+                procfs::children_of(me)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            ),
+            adopting: ok,
+            ..Self::default()
+        }
+    }
     /// Sets the root process id.
     pub fn set_root(&self, pid: i32) {
-        self.0.store(pid, Ordering::SeqCst);
+        self.root.store(pid, Ordering::SeqCst);
     }
     /// The root process id, if set.
     pub fn root(&self) -> Option<i32> {
-        match self.0.load(Ordering::SeqCst) {
+        match self.root.load(Ordering::SeqCst) {
             p if p > 0 => Some(p),
             _ => None,
         }
+    }
+    /// Whether escaped processes are adopted (and so counted).
+    pub fn is_adopting(&self) -> bool {
+        self.adopting
+    }
+    /// Processes seen to have left the command's tree (adopted by this process).
+    pub fn escaped(&self) -> usize {
+        self.adopted.lock().map_or(0, |e| e.len())
+    }
+    /// Processes that left the tree and were adopted here, seen now.
+    fn adoptees(&self) -> Vec<i32> {
+        if !self.adopting {
+            return Vec::new();
+        }
+        let root = self.root();
+        let now: Vec<i32> = procfs::children_of(std::process::id() as i32)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| Some(*p) != root && !self.before.contains(p))
+            .collect();
+        if let Ok(mut a) = self.adopted.lock() {
+            a.extend(now.iter().copied());
+        }
+        now
+    }
+    /// CPU time and memory of the adopted processes (and their descendants) now; zombies
+    /// not yet reaped still show their CPU time.
+    pub fn adopted_snapshot(&self) -> TreeSnapshot {
+        let mut total = TreeSnapshot::default();
+        for p in self.adoptees() {
+            if let Ok(s) = procfs::tree_snapshot(p) {
+                total.cpu_seconds += s.cpu_seconds;
+                total.rss_bytes += s.rss_bytes;
+                total.processes += s.processes;
+            }
+        }
+        total
+    }
+    fn snapshot(&self) -> Result<TreeSnapshot, String> {
+        let Some(root) = self.root() else {
+            return Ok(TreeSnapshot::default());
+        };
+        let mut snap = procfs::tree_snapshot(root)?;
+        let adopted = self.adopted_snapshot();
+        snap.cpu_seconds += adopted.cpu_seconds;
+        snap.rss_bytes += adopted.rss_bytes;
+        snap.processes += adopted.processes;
+        Ok(snap)
     }
 }
 
@@ -168,8 +243,10 @@ pub enum CpuScope {
     /// The current process, all of its threads (for `wattbench run`).
     #[default]
     Process,
-    /// A child process and all its descendants (for `wattbench measure`).
+    /// A child process and all its descendants (for `wattbench measure` without a cgroup).
     Tree(ProcessTree),
+    /// Every process in a cgroup (for `wattbench measure`).
+    Cgroup(Arc<crate::cgroup::Cgroup>),
 }
 
 impl CpuScope {
@@ -177,10 +254,17 @@ impl CpuScope {
     pub fn snapshot(&self) -> Result<TreeSnapshot, String> {
         match self {
             CpuScope::Process => procfs::self_snapshot(),
-            CpuScope::Tree(t) => match t.root() {
-                Some(pid) => procfs::tree_snapshot(pid),
-                None => Ok(TreeSnapshot::default()),
-            },
+            CpuScope::Tree(t) => t.snapshot(),
+            CpuScope::Cgroup(g) => g.snapshot(),
+        }
+    }
+
+    /// The scope's name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CpuScope::Process => "process",
+            CpuScope::Tree(_) => "process-tree",
+            CpuScope::Cgroup(_) => "cgroup",
         }
     }
 }
@@ -196,6 +280,8 @@ pub struct MeterConfig {
     pub sample_interval: Duration,
     /// Look for NVIDIA GPUs (default true).
     pub nvml: bool,
+    /// Which GPUs to meter (default: those `CUDA_VISIBLE_DEVICES` shows, else all).
+    pub gpus: crate::gpus::GpuSelection,
     /// Whose CPU time the estimate covers, and whose memory is traced.
     pub cpu_scope: CpuScope,
 }
@@ -203,6 +289,10 @@ pub struct MeterConfig {
 /// How often a window with wrapping counters (RAPL) reads them in the background: far below
 /// the shortest wrap period (~60 s for a 65 kJ counter range at 1 kW).
 pub const WRAP_GUARD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A counter's peak power is its mean over spans of at least this many updates, so that one
+/// update more or less in the span (quantisation) moves it by at most 10 %.
+pub const PEAK_SPAN_UPDATES: u32 = 10;
 
 /// Default sampler interval. Its CPU cost is benchmarked in `benches/sampler_overhead.rs`.
 pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -214,6 +304,7 @@ impl Default for MeterConfig {
             tdp_watts: None,
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
             nvml: true,
+            gpus: crate::gpus::GpuSelection::Auto,
             cpu_scope: CpuScope::Process,
         }
     }
@@ -305,6 +396,7 @@ pub struct Meters {
     pub(crate) domains: Vec<Arc<dyn Domain>>,
     unavailable: Vec<MeterInfo>,
     gpus: Vec<GpuRecord>,
+    warnings: Vec<String>,
     pub(crate) cfg: MeterConfig,
     probes: std::sync::OnceLock<Vec<Option<Probe>>>,
 }
@@ -329,18 +421,21 @@ pub struct EnergyWindow {
 }
 
 impl Meters {
-    /// Finds every meter; never fails. Unavailable meters are kept with their reasons. The CPU
-    /// estimate is used only when no RAPL package counter can be read.
-    pub fn discover(cfg: &MeterConfig) -> Meters {
+    /// Finds every meter. Unavailable meters are kept with their reasons; the only error is
+    /// a `--gpus` selection that names no GPU. The CPU estimate is used only when no RAPL
+    /// package counter can be read.
+    pub fn discover(cfg: &MeterConfig) -> Result<Meters, EnergyError> {
         let mut domains: Vec<Arc<dyn Domain>> = Vec::new();
         let mut unavailable = Vec::new();
         let mut gpus = Vec::new();
+        let mut warnings = Vec::new();
 
         if cfg.nvml {
-            let found = nvml::discover();
+            let found = nvml::discover(&cfg.gpus)?;
             domains.extend(found.domains);
             unavailable.extend(found.unavailable);
             gpus = found.gpus;
+            warnings = found.warnings;
         } else {
             unavailable.push(MeterInfo::unavailable(
                 "nvml",
@@ -351,6 +446,7 @@ impl Meters {
 
         let root = cfg.resolved_powercap_root();
         let found = rapl::discover(&root);
+        warnings.extend(found.warnings.iter().cloned());
         let have_package = found.domains.iter().any(|d| d.is_package());
         domains.extend(
             found
@@ -370,7 +466,9 @@ impl Meters {
         } else {
             domains.push(Arc::new(est));
         }
-        Meters::from_parts(domains, unavailable, gpus, cfg.clone())
+        let mut m = Meters::from_parts(domains, unavailable, gpus, cfg.clone());
+        m.warnings = warnings;
+        Ok(m)
     }
 
     /// Meters made of the given domains (custom or fake meters, tests).
@@ -388,6 +486,7 @@ impl Meters {
             domains,
             unavailable,
             gpus,
+            warnings: Vec::new(),
             cfg,
             probes: std::sync::OnceLock::new(),
         }
@@ -436,13 +535,42 @@ impl Meters {
             .unwrap_or(Duration::from_secs(1))
     }
 
-    /// NVML's description of each GPU; empty without NVML.
+    /// NVML's description of each GPU, metered or not, with its state now; empty without
+    /// NVML.
     pub fn gpu_inventory(&self) -> Vec<GpuRecord> {
-        if self.gpus.is_empty() {
+        let states = nvml::gpu_states(&self.gpus.iter().map(|g| g.index).collect::<Vec<_>>());
+        self.gpus
+            .iter()
+            .map(|g| GpuRecord {
+                state: states
+                    .iter()
+                    .find(|s| s.index == g.index)
+                    .cloned()
+                    .unwrap_or_else(|| g.state.clone()),
+                ..g.clone()
+            })
+            .collect()
+    }
+
+    /// Clocks, temperature and throttle reasons of the metered GPUs now (for the end of each
+    /// energy window).
+    pub fn gpu_states(&self) -> Vec<wattbench_core::result::GpuState> {
+        let metered: Vec<u32> = self
+            .gpus
+            .iter()
+            .filter(|g| g.metered)
+            .map(|g| g.index)
+            .collect();
+        if metered.is_empty() {
             return Vec::new();
         }
-        // Refresh the live fields (clocks, temperature, memory); identity stays.
-        nvml::refresh_gpu_info(&self.gpus)
+        nvml::gpu_states(&metered)
+    }
+
+    /// What a user must know about the meters as found: doubts about which GPUs the work
+    /// uses, RAPL counters that exist but cannot be read.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// What each counter domain was seen to do (how often it updates), probed once, at the
@@ -468,8 +596,9 @@ impl Meters {
             .fold(requested, Duration::min)
     }
 
-    /// Fresh accumulators for a window sampled every `interval`: spans shorter than a
-    /// counter's two updates or half the interval do not set its peak power (quantisation).
+    /// Fresh accumulators for a window sampled every `interval`: a counter's peak power is
+    /// taken over spans of at least [`PEAK_SPAN_UPDATES`] of its updates (quantisation then
+    /// stays under 10 %) and at least the sampling interval.
     pub(crate) fn accumulators(&self, interval: Option<Duration>) -> Vec<Accumulator> {
         let probes = self.probes();
         self.domains
@@ -478,8 +607,10 @@ impl Meters {
             .map(|(d, p)| match d.counter() {
                 Some(c) => {
                     let update = p.and_then(|p| p.update).unwrap_or(c.nominal_update);
-                    let half = interval.map_or(Duration::ZERO, |i| i / 2);
-                    Accumulator::with_min_peak_span((2 * update).max(half).as_secs_f64())
+                    let sampled = interval.unwrap_or(Duration::ZERO);
+                    Accumulator::with_min_peak_span(
+                        (PEAK_SPAN_UPDATES * update).max(sampled).as_secs_f64(),
+                    )
                 }
                 None => Accumulator::new(),
             })

@@ -1,26 +1,47 @@
 //! NVIDIA GPUs through NVML, read-only: nothing here sets clocks, limits or modes.
 //!
 //! The total-energy counter (mJ since driver load, Volta and newer) is the primary source
-//! (`measured`). Where it is unsupported, power samples are integrated (`integrated`); NVML
-//! averages power over ~1 s on recent GPUs, so such figures need long windows. NVML is loaded
-//! at run time, so a machine without the driver reports the library's error and carries on.
+//! (`measured`). Where it is unsupported, power samples are integrated (`integrated`). What a
+//! power reading is depends on the GPU generation ([`PowerReading`]): instantaneous up to
+//! GA100, a 1-second average on Ampere (except GA100) and newer, and on A100 and H100 the
+//! sensor is sampled for only part of the time (about 25 % per arXiv 2312.02741), which the
+//! energy counter inherits. The instantaneous field `NVML_FI_DEV_POWER_INSTANT` is read where
+//! the driver has it. Only the GPUs the measured work can use are metered ([`crate::gpus`]).
+//! NVML is loaded at run time, so a machine without the driver reports the library's error
+//! and carries on.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
-use nvml_wrapper::Nvml;
+use nvml_wrapper::enums::device::{DeviceArchitecture, SampleValue};
+use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
+use nvml_wrapper::{Device, Nvml};
 
+use crate::counter::CounterSpec;
+use crate::gpus::{self, GpuIdentity, GpuSelection};
 use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
-use crate::Source;
+use crate::{EnergyError, Source};
 use crate::{GpuRecord, MeterInfo};
+use wattbench_core::result::GpuState;
 
-/// NVML's counter updates every ~10–100 ms; we assume the slow end.
-const COUNTER_UPDATE_S: f64 = 0.1;
-/// Power readings are a ~1 s moving average on Ampere and newer.
-const POWER_AVERAGING_S: f64 = 1.0;
-/// NVML documents power readings as accurate to about ±5 %.
+/// The energy counter's documented update period is not published; NVML's power sample
+/// period is "between 1 second and 1/6 second depending on the product". We assume 100 ms
+/// until the probe has seen the counter change.
+const COUNTER_UPDATE: Duration = Duration::from_millis(100);
+
+/// The only accuracy NVIDIA publishes for its power readings: ±5 % of current draw, stated
+/// for Fermi and Kepler. Later generations publish none; we keep ±5 % as a floor and say so.
 const POWER_ACCURACY: f64 = 0.05;
+
+/// Plausible peak power where the power limit is unreadable: above every NVIDIA board's
+/// limit to date (B200 1000 W), so the wrap and edge terms stay conservative.
+const FALLBACK_PEAK_W: f64 = 1200.0;
+
+/// The shortest energy window for a GPU: 2 s (see [`Domain::min_window`]).
+pub const MIN_WINDOW: Duration = Duration::from_secs(2);
 
 static NVML: OnceLock<Result<Arc<Nvml>, String>> = OnceLock::new();
 
@@ -30,26 +51,123 @@ pub fn handle() -> Result<Arc<Nvml>, String> {
         .clone()
 }
 
+/// What an NVML power reading is on one GPU generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PowerReading {
+    /// The window `nvmlDeviceGetPowerUsage` averages over, s (0: instantaneous).
+    pub averaging_s: f64,
+    /// Whether the sensor is known to be sampled for only part of the time.
+    pub part_time: bool,
+    /// The description recorded with the GPU.
+    pub description: String,
+}
+
+/// How NVML reports power for a GPU of `arch` named `name`, from NVML's documentation of
+/// `nvmlDeviceGetPowerUsage` ("On Ampere (except GA100) or newer GPUs, the API returns power
+/// averaged over 1 sec interval. On GA100 and older architectures, instantaneous power is
+/// returned") and Yang et al., "Part-time Power Measurements: nvidia-smi's Lack of
+/// Attention", arXiv 2312.02741 (A100 and H100: about 25 % of the runtime is sampled).
+/// `instant` says whether `NVML_FI_DEV_POWER_INSTANT` is readable.
+pub fn power_reading(arch: Option<DeviceArchitecture>, name: &str, instant: bool) -> PowerReading {
+    let ga100 = ["A100", "A30", "A800"].iter().any(|m| name.contains(m));
+    let part_time = ga100
+        || ["H100", "H200", "H800", "GH200"]
+            .iter()
+            .any(|m| name.contains(m));
+    let (averaging_s, what) = match arch {
+        Some(DeviceArchitecture::Ampere) if ga100 => (0.0, "instantaneous (GA100)".to_string()),
+        Some(
+            DeviceArchitecture::Ampere
+            | DeviceArchitecture::Ada
+            | DeviceArchitecture::Hopper
+            | DeviceArchitecture::Blackwell,
+        ) => (
+            1.0,
+            "averaged over 1 s (Ampere and newer, except GA100)".into(),
+        ),
+        Some(DeviceArchitecture::Unknown) | None => (
+            1.0,
+            "unknown generation: assumed averaged over 1 s, as on recent GPUs".into(),
+        ),
+        Some(a) => (0.0, format!("instantaneous ({a:?} generation)")),
+    };
+    let averaging_s = if instant { 0.0 } else { averaging_s };
+    let mut description = if instant {
+        format!("power read from NVML_FI_DEV_POWER_INSTANT (power usage is {what})")
+    } else {
+        format!("power usage is {what}")
+    };
+    if part_time {
+        description.push_str(
+            "; on A100/H100-class GPUs the power sensor is sampled for only about 25 % of the \
+             time (arXiv 2312.02741), and the energy counter inherits this: work shorter than \
+             the sampling period may be missed or over-counted, so windows are seconds long \
+             and repeat the same work",
+        );
+    }
+    PowerReading {
+        averaging_s,
+        part_time,
+        description,
+    }
+}
+
 /// GPUs found through NVML.
 #[derive(Default)]
 pub struct NvmlDiscovery {
-    /// One domain per GPU that has a counter or power readings.
+    /// One domain per metered GPU that has a counter or power readings.
     pub domains: Vec<Arc<dyn Domain>>,
-    /// GPUs (or NVML itself) that cannot be read.
+    /// GPUs (or NVML itself) that cannot be read, and GPUs left out by the selection.
     pub unavailable: Vec<MeterInfo>,
-    /// Static and live description of every GPU.
+    /// Static and live description of every GPU, metered or not.
     pub gpus: Vec<GpuRecord>,
+    /// Doubts about which GPUs the work uses (a mixed node, an invalid entry).
+    pub warnings: Vec<String>,
 }
 
 struct GpuDomain {
     nvml: Arc<Nvml>,
     index: u32,
     meta: DomainMeta,
-    counter: bool,
+    counter: Option<CounterSpec>,
+    instant: bool,
+    power: PowerReading,
 }
 
-/// Finds GPUs. NVML missing → one unavailable entry with the library's error.
-pub fn discover() -> NvmlDiscovery {
+fn instant_power_w(dev: &Device) -> Option<f64> {
+    let v = dev
+        .field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])
+        .ok()?
+        .pop()?
+        .ok()?
+        .value
+        .ok()?;
+    let mw = match v {
+        SampleValue::U32(x) => x as f64,
+        SampleValue::U64(x) => x as f64,
+        SampleValue::I64(x) => x as f64,
+        SampleValue::F64(x) => x,
+    };
+    (mw > 0.0).then_some(mw / 1000.0)
+}
+
+fn identity(nvml: &Nvml, index: u32) -> GpuIdentity {
+    let dev = nvml.device_by_index(index).ok();
+    GpuIdentity {
+        index,
+        uuid: dev.as_ref().and_then(|d| d.uuid().ok()),
+        pci_bus_id: dev
+            .as_ref()
+            .and_then(|d| d.pci_info().ok())
+            .map(|p| p.bus_id),
+        name: dev.as_ref().and_then(|d| d.name().ok()),
+    }
+}
+
+/// Finds GPUs and meters those `selection` (with `CUDA_VISIBLE_DEVICES`) picks. NVML missing
+/// → one unavailable entry with the library's error. An explicit `--gpus` entry that names no
+/// GPU is a usage error.
+pub fn discover(selection: &GpuSelection) -> Result<NvmlDiscovery, EnergyError> {
     let mut out = NvmlDiscovery::default();
     let found = handle()
         .map_err(|e| format!("NVML could not be initialised: {e}"))
@@ -62,12 +180,20 @@ pub fn discover() -> NvmlDiscovery {
         Err(why) => {
             out.unavailable
                 .push(MeterInfo::unavailable("nvml", "nvml", why));
-            return out;
+            return Ok(out);
         }
     };
+    let ids: Vec<GpuIdentity> = (0..count).map(|i| identity(&nvml, i)).collect();
+    let cuda_visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let pci_order = std::env::var("CUDA_DEVICE_ORDER").is_ok_and(|v| v == "PCI_BUS_ID");
+    let chosen = gpus::select(&ids, selection, cuda_visible.as_deref(), pci_order)
+        .map_err(EnergyError::Usage)?;
+    out.warnings = chosen.warnings.clone();
     let driver = nvml.sys_driver_version().ok();
-    for index in 0..count {
+    for id in &ids {
+        let index = id.index;
         let name = format!("gpu{index}");
+        let metered = chosen.metered.contains(&index);
         let dev = match nvml.device_by_index(index) {
             Ok(d) => d,
             Err(e) => {
@@ -77,68 +203,149 @@ pub fn discover() -> NvmlDiscovery {
             }
         };
         let counter = dev.total_energy_consumption().is_ok();
-        let power = dev.power_usage();
-        out.gpus
-            .push(gpu_info(&nvml, index, driver.clone(), counter));
-        if counter || power.is_ok() {
-            let source = if counter {
-                Source::Measured
-            } else {
-                Source::Integrated
-            };
-            let mut meta = DomainMeta::new(name, "nvml", source, "device");
-            meta.note = Some("whole device: every process using the GPU is counted".into());
-            out.domains.push(Arc::new(GpuDomain {
-                nvml: nvml.clone(),
-                index,
-                meta,
-                counter,
-            }));
+        let instant = instant_power_w(&dev).is_some();
+        let power = power_reading(
+            dev.architecture().ok(),
+            id.name.as_deref().unwrap_or(""),
+            instant,
+        );
+        let selection = if metered {
+            format!("metered: selected by {}", chosen.basis)
         } else {
+            chosen
+                .left_out
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map_or_else(|| "left out".into(), |(_, why)| why.clone())
+        };
+        out.gpus.push(GpuRecord {
+            index,
+            name: id.name.clone(),
+            uuid: id.uuid.clone(),
+            pci_bus_id: id.pci_bus_id.clone(),
+            driver_version: driver.clone(),
+            power_limit_watts: dev.enforced_power_limit().ok().map(|mw| mw as f64 / 1000.0),
+            memory_total_bytes: dev.memory_info().ok().map(|m| m.total),
+            energy_counter: counter,
+            metered,
+            selection: selection.clone(),
+            power_reading: power.description.clone(),
+            state: gpu_state(&dev, index, instant),
+        });
+        if !metered {
+            out.unavailable.push(MeterInfo {
+                name,
+                kind: "nvml".into(),
+                available: false,
+                reason: Some(selection),
+                detail: id.name.clone(),
+            });
+            continue;
+        }
+        let readable = counter || dev.power_usage().is_ok() || instant;
+        if !readable {
             out.unavailable.push(MeterInfo::unavailable(
                 name,
                 "nvml",
-                format!(
-                    "neither the energy counter nor power readings are supported ({})",
-                    power.err().map(|e| e.to_string()).unwrap_or_default()
-                ),
+                "neither the energy counter nor power readings are supported",
             ));
+            continue;
         }
+        let source = if counter {
+            Source::Measured
+        } else {
+            Source::Integrated
+        };
+        let mut meta = DomainMeta::new(name, "nvml", source, "device");
+        meta.note = Some(format!(
+            "whole device: every process using the GPU is counted; {}",
+            power.description
+        ));
+        let peak = dev.enforced_power_limit().ok().map(|mw| mw as f64 / 1000.0);
+        let spec = counter.then(|| CounterSpec {
+            resolution_j: 1e-3,
+            nominal_update: COUNTER_UPDATE,
+            wraps: false,
+            wrap_j: None,
+            peak_w: peak.unwrap_or(FALLBACK_PEAK_W),
+            peak_source: peak.map_or_else(
+                || format!("{FALLBACK_PEAK_W} W, the power limit being unreadable"),
+                |_| "the enforced power limit".into(),
+            ),
+            relative_accuracy: POWER_ACCURACY,
+        });
+        out.domains.push(Arc::new(GpuDomain {
+            nvml: nvml.clone(),
+            index,
+            meta,
+            counter: spec,
+            instant,
+            power,
+        }));
     }
-    out
+    Ok(out)
 }
 
-fn gpu_info(nvml: &Nvml, index: u32, driver: Option<String>, counter: bool) -> GpuRecord {
-    let dev = nvml.device_by_index(index).ok();
-    let d = dev.as_ref();
-    let mem = d.and_then(|d| d.memory_info().ok());
-    GpuRecord {
+fn throttle_names(r: ThrottleReasons) -> Vec<String> {
+    let named = [
+        (ThrottleReasons::GPU_IDLE, "gpu_idle"),
+        (
+            ThrottleReasons::APPLICATIONS_CLOCKS_SETTING,
+            "applications_clocks_setting",
+        ),
+        (ThrottleReasons::SW_POWER_CAP, "sw_power_cap"),
+        (ThrottleReasons::HW_SLOWDOWN, "hw_slowdown"),
+        (ThrottleReasons::SYNC_BOOST, "sync_boost"),
+        (ThrottleReasons::SW_THERMAL_SLOWDOWN, "sw_thermal_slowdown"),
+        (ThrottleReasons::HW_THERMAL_SLOWDOWN, "hw_thermal_slowdown"),
+        (
+            ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
+            "hw_power_brake_slowdown",
+        ),
+        (
+            ThrottleReasons::DISPLAY_CLOCK_SETTING,
+            "display_clock_setting",
+        ),
+    ];
+    named
+        .iter()
+        .filter(|(f, _)| r.contains(*f))
+        .map(|(_, n)| n.to_string())
+        .collect()
+}
+
+fn gpu_state(dev: &Device, index: u32, instant: bool) -> GpuState {
+    let power = if instant {
+        instant_power_w(dev)
+    } else {
+        dev.power_usage().ok().map(|mw| mw as f64 / 1000.0)
+    };
+    GpuState {
         index,
-        name: d.and_then(|d| d.name().ok()),
-        uuid: d.and_then(|d| d.uuid().ok()),
-        driver_version: driver,
-        power_limit_watts: d
-            .and_then(|d| d.power_management_limit().ok())
-            .map(|mw| mw as f64 / 1000.0),
-        sm_clock_mhz: d.and_then(|d| d.clock_info(Clock::SM).ok()),
-        memory_clock_mhz: d.and_then(|d| d.clock_info(Clock::Memory).ok()),
-        temperature_c: d.and_then(|d| d.temperature(TemperatureSensor::Gpu).ok()),
-        utilization_gpu_pct: d.and_then(|d| d.utilization_rates().ok()).map(|u| u.gpu),
-        memory_used_bytes: mem.as_ref().map(|m| m.used),
-        memory_total_bytes: mem.as_ref().map(|m| m.total),
-        energy_counter: counter,
+        sm_clock_mhz: dev.clock_info(Clock::SM).ok(),
+        memory_clock_mhz: dev.clock_info(Clock::Memory).ok(),
+        temperature_c: dev.temperature(TemperatureSensor::Gpu).ok(),
+        power_watts: power,
+        utilization_gpu_pct: dev.utilization_rates().ok().map(|u| u.gpu),
+        memory_used_bytes: dev.memory_info().ok().map(|m| m.used),
+        throttle_reasons: dev.current_throttle_reasons().ok().map(throttle_names),
     }
 }
 
-/// Re-reads the live fields of known GPUs.
-pub(crate) fn refresh_gpu_info(gpus: &[GpuRecord]) -> Vec<GpuRecord> {
-    match handle() {
-        Ok(n) => gpus
-            .iter()
-            .map(|g| gpu_info(&n, g.index, g.driver_version.clone(), g.energy_counter))
-            .collect(),
-        Err(_) => gpus.to_vec(),
-    }
+/// The live state (clocks, temperature, throttling, memory) of the given GPUs now; GPUs that
+/// cannot be read are left out.
+pub(crate) fn gpu_states(indices: &[u32]) -> Vec<GpuState> {
+    let Ok(n) = handle() else {
+        return Vec::new();
+    };
+    indices
+        .iter()
+        .filter_map(|&i| {
+            let dev = n.device_by_index(i).ok()?;
+            let instant = instant_power_w(&dev).is_some();
+            Some(gpu_state(&dev, i, instant))
+        })
+        .collect()
 }
 
 impl Domain for GpuDomain {
@@ -150,38 +357,44 @@ impl Domain for GpuDomain {
             .nvml
             .device_by_index(self.index)
             .map_err(|e| e.to_string())?;
-        if self.counter {
-            dev.total_energy_consumption()
+        if self.counter.is_some() {
+            return dev
+                .total_energy_consumption()
                 .map(|mj| Reading::Counter {
                     raw: mj,
                     joules_per_unit: 1e-3,
                     wrap_at: None,
                 })
-                .map_err(|e| e.to_string())
-        } else {
-            dev.power_usage()
-                .map(|mw| Reading::Power {
-                    watts: mw as f64 / 1000.0,
-                })
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
         }
+        if self.instant {
+            if let Some(w) = instant_power_w(&dev) {
+                return Ok(Reading::Power { watts: w });
+            }
+        }
+        dev.power_usage()
+            .map(|mw| Reading::Power {
+                watts: mw as f64 / 1000.0,
+            })
+            .map_err(|e| e.to_string())
+    }
+    fn counter(&self) -> Option<CounterSpec> {
+        self.counter.clone()
     }
     fn uncertainty_j(&self, joules: f64, window_s: f64, _intervals: usize) -> f64 {
+        // Power samples integrated (no counter): an averaged reading lags by its window at
+        // each edge; plus the sensor's accuracy.
         let p = if window_s > 0.0 {
             joules / window_s
         } else {
             0.0
         };
-        if self.counter {
-            // One update period of energy at each edge plus 1 mJ resolution.
-            2.0 * (p * COUNTER_UPDATE_S + 1e-3)
-        } else {
-            // The averaging window lags at each edge, plus the sensor's accuracy.
-            2.0 * p * POWER_AVERAGING_S + POWER_ACCURACY * joules
-        }
+        2.0 * p * self.power.averaging_s + POWER_ACCURACY * joules
     }
     fn min_window(&self) -> Duration {
-        Duration::from_secs(1)
+        // Many sensor periods: the counter's edges (±100 ms each) stay under 10 % of the
+        // window, and on part-time-sampled GPUs some 20 periods are sampled.
+        MIN_WINDOW
     }
     fn memory_used_bytes(&self) -> Option<u64> {
         let dev = self.nvml.device_by_index(self.index).ok()?;
@@ -197,7 +410,7 @@ mod tests {
     /// text; where the driver exists, every GPU is either a domain or listed with a reason.
     #[test]
     fn nvml_reports_unavailable_or_lists_gpus() {
-        let d = discover();
+        let d = discover(&GpuSelection::All).unwrap();
         match handle() {
             Err(e) => {
                 assert!(d.domains.is_empty());
@@ -211,5 +424,32 @@ mod tests {
                 assert_eq!(d.domains.len() + d.unavailable.len(), count);
             }
         }
+    }
+
+    #[test]
+    fn power_readings_follow_the_generation() {
+        use DeviceArchitecture as A;
+        let ga100 = power_reading(Some(A::Ampere), "NVIDIA A100-SXM4-80GB", false);
+        assert_eq!(ga100.averaging_s, 0.0);
+        assert!(ga100.part_time && ga100.description.contains("2312.02741"));
+        let ga102 = power_reading(Some(A::Ampere), "NVIDIA RTX A6000", false);
+        assert_eq!(ga102.averaging_s, 1.0);
+        assert!(!ga102.part_time);
+        let h200 = power_reading(Some(A::Hopper), "NVIDIA H200", false);
+        assert!(h200.averaging_s == 1.0 && h200.part_time);
+        // The instantaneous field removes the averaging lag, not the part-time sampling.
+        let h200i = power_reading(Some(A::Hopper), "NVIDIA H200", true);
+        assert!(h200i.averaging_s == 0.0 && h200i.part_time);
+        assert!(h200i.description.contains("POWER_INSTANT"));
+        let v100 = power_reading(Some(A::Volta), "Tesla V100-SXM2-16GB", false);
+        assert_eq!(v100.averaging_s, 0.0);
+        assert_eq!(power_reading(None, "?", false).averaging_s, 1.0);
+    }
+
+    #[test]
+    fn throttle_reasons_are_named() {
+        let r = ThrottleReasons::SW_POWER_CAP | ThrottleReasons::HW_THERMAL_SLOWDOWN;
+        assert_eq!(throttle_names(r), ["sw_power_cap", "hw_thermal_slowdown"]);
+        assert!(throttle_names(ThrottleReasons::NONE).is_empty());
     }
 }

@@ -77,7 +77,7 @@ fn read_stat(pid: i32) -> Option<Stat> {
 
 /// Children of `pid` from `/proc/<pid>/task/*/children`; `None` where the kernel lacks that
 /// file (CONFIG_PROC_CHILDREN), so the caller falls back to a scan of `/proc`.
-fn children_of(pid: i32) -> Option<Vec<i32>> {
+pub(crate) fn children_of(pid: i32) -> Option<Vec<i32>> {
     let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut out = Vec::new();
     let mut seen_file = false;
@@ -103,6 +103,21 @@ fn scan_all() -> Vec<(i32, Stat)> {
 
 /// CPU time and memory of `root` and all its descendants. Errors when `root` no longer exists.
 pub fn tree_snapshot(root: i32) -> Result<TreeSnapshot, String> {
+    tree_members(root).map(|(s, _)| s)
+}
+
+/// Resident memory of one process, bytes; `None` when it is gone.
+pub fn rss_bytes(pid: i32) -> Option<u64> {
+    read_stat(pid).map(|s| s.rss_pages * page_size())
+}
+
+/// Whether process `pid` exists (zombies included).
+pub fn exists(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// [`tree_snapshot`], and the process ids in the tree.
+pub fn tree_members(root: i32) -> Result<(TreeSnapshot, HashSet<i32>), String> {
     let ticks = clock_ticks();
     let page = page_size();
     let root_stat = read_stat(root).ok_or_else(|| format!("process {root} is gone"))?;
@@ -157,11 +172,12 @@ pub fn tree_snapshot(root: i32) -> Result<TreeSnapshot, String> {
             }
         }
     }
-    Ok(TreeSnapshot {
+    let snap = TreeSnapshot {
         cpu_seconds: total_ticks as f64 / ticks,
         rss_bytes: rss,
         processes: seen.len(),
-    })
+    };
+    Ok((snap, seen))
 }
 
 fn timeval_s(t: libc::timeval) -> f64 {

@@ -159,18 +159,34 @@ pub struct RaplDiscovery {
     pub domains: Vec<RaplZone>,
     /// Zones (or the whole interface) that cannot be read, and why.
     pub unavailable: Vec<MeterInfo>,
+    /// What the user must be told in every summary: counters that exist but are denied.
+    pub warnings: Vec<String>,
+}
+
+/// The summary warning when RAPL zones exist but cannot be read: the CPU figure silently
+/// changing meaning (whole package, measured → one process tree, estimated) must be said.
+pub fn denied_warning(zones: &[String]) -> String {
+    format!(
+        "RAPL counters exist here ({}) but this user may not read them (permission denied): \
+         the CPU figure is therefore a per-process estimate from TDP x CPU time, not the \
+         measured energy of the whole package. `wattbench info` says how to grant access",
+        zones.join(", ")
+    )
 }
 
 /// Explains a failed read of a powercap file, saying how to fix a permission problem.
 pub fn describe_read_error(path: &Path, e: &std::io::Error) -> String {
     if e.kind() == ErrorKind::PermissionDenied {
         format!(
-            "unavailable: permission denied reading {}: since Linux 5.10 (CVE-2020-8694) \
-             energy_uj is readable by root only. Grant read access with \
-             `sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj \
-             /sys/class/powercap/intel-rapl:*:*/energy_uj` (until reboot; a udev rule or \
-             tmpfiles.d entry makes it permanent), or run as root; in a container, mount \
-             /sys/class/powercap and point WATTBENCH_POWERCAP_ROOT or --powercap-root at it",
+            "unavailable: permission denied reading {}: since Linux 5.10 energy_uj is readable \
+             by root only, because fine-grained energy readings let an unprivileged process \
+             infer secrets such as cryptographic keys (PLATYPUS, CVE-2020-8694). Opening \
+             energy_uj to all users (`chmod a+r`) re-opens that side channel on this machine. \
+             Prefer running as root, or granting one trusted group: `sudo chgrp powercap \
+             /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/intel-rapl:*:*/energy_uj \
+             && sudo chmod g+r` on the same files (until reboot; a udev rule or tmpfiles.d entry \
+             makes it permanent); in a container, mount /sys/class/powercap and point \
+             WATTBENCH_POWERCAP_ROOT or --powercap-root at it",
             path.display()
         )
     } else {
@@ -250,6 +266,7 @@ pub fn discover(root: &Path) -> RaplDiscovery {
     // Prefer the MSR interface; skip MMIO zones that duplicate an MSR package.
     let has_msr = dirs.iter().any(|d| d.starts_with("intel-rapl:"));
     let mut zones = Vec::new();
+    let mut denied = Vec::new();
     let unit_j = energy_unit_j();
     for dir in &dirs {
         let (ty, idx) = parse_zone_dir(dir).expect("filtered above");
@@ -281,6 +298,9 @@ pub fn discover(root: &Path) -> RaplDiscovery {
         };
         let energy_path = zpath.join("energy_uj");
         if let Err(reason) = read_u64(&energy_path) {
+            if reason.starts_with("unavailable: permission denied") {
+                denied.push(name.clone());
+            }
             out.unavailable.push(unavailable(&name, reason));
             continue;
         }
@@ -321,6 +341,9 @@ pub fn discover(root: &Path) -> RaplDiscovery {
             }
         }
         z.meta = zone_meta(z.meta.name.clone(), z.kind, z.package.as_deref());
+    }
+    if !denied.is_empty() {
+        out.warnings.push(denied_warning(&denied));
     }
     out.domains = zones;
     out
@@ -373,7 +396,9 @@ mod tests {
         let e = std::io::Error::from(ErrorKind::PermissionDenied);
         let m = describe_read_error(Path::new("/x/energy_uj"), &e);
         assert!(m.starts_with("unavailable: permission denied"), "{m}");
-        assert!(m.contains("chmod a+r"), "{m}");
+        assert!(m.contains("PLATYPUS") && m.contains("re-opens"), "{m}");
+        let w = denied_warning(&["cpu-package-0".into()]);
+        assert!(w.contains("estimate") && w.contains("whole package"), "{w}");
         let other =
             describe_read_error(Path::new("/x"), &std::io::Error::from(ErrorKind::NotFound));
         assert!(!other.contains("chmod"));

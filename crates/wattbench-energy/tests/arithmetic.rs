@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wattbench_energy::carbon::{carbon, CarbonParams, GridIntensity};
+use wattbench_energy::carbon::{carbon, CarbonParams, CarbonTable, GridIntensity};
 use wattbench_energy::integrate::{counter_delta, trapezoid, Accumulator};
 use wattbench_energy::measure::{check_projection, project, ProjectionSpec};
 use wattbench_energy::{
@@ -123,47 +123,134 @@ fn totals_say_when_they_mix_measured_and_estimated() {
     assert_eq!(none.joules, None);
 }
 
+fn intensity(g: f64, range: [f64; 2]) -> GridIntensity {
+    GridIntensity {
+        region: "custom".into(),
+        name: "test".into(),
+        g_per_kwh: g,
+        range_g_per_kwh: range,
+        range_basis: "test".into(),
+        source: "test".into(),
+        year: None,
+    }
+}
+
+fn chk(i: Interval, v: f64, lo: f64, hi: f64) {
+    assert!(
+        close(i.value, v) && close(i.low, lo) && close(i.high, hi),
+        "{i:?} vs {v} [{lo}, {hi}]"
+    );
+}
+
 #[test]
-fn carbon_arithmetic_carries_the_interval() {
-    let p = CarbonParams {
-        intensity: GridIntensity {
-            region: "custom".into(),
-            name: "test".into(),
-            g_per_kwh: 400.0,
-            source: "test".into(),
-            year: None,
-        },
+fn carbon_interval_combines_the_energy_interval_with_the_intensity_range() {
+    let mut p = CarbonParams {
+        intensity: intensity(400.0, [200.0, 600.0]),
         pue: 1.5,
         pue_is_default: false,
         price_per_kwh: Some(0.2),
     };
-    // 3.6 MJ ± 10 % = 1 kWh [0.9, 1.1]; x1.5 PUE; x0.4 kg/kWh; x0.2 per kWh.
+    // 3.6 MJ ± 10 % = 1 kWh [0.9, 1.1]; x1.5 PUE = [1.35, 1.65]; CO2e at the yearly mean
+    // 0.4 kg/kWh, low energy x low intensity 0.2, high x high 0.6; cost at 0.2 per kWh.
     let f = carbon(Interval::symmetric(3.6e6, 0.36e6), &p);
-    let chk = |i: Interval, v: f64, lo: f64, hi: f64| {
-        assert!(
-            close(i.value, v) && close(i.low, lo) && close(i.high, hi),
-            "{i:?}"
-        );
-    };
     chk(f.energy_kwh, 1.0, 0.9, 1.1);
     chk(f.facility_kwh, 1.5, 1.35, 1.65);
-    chk(f.co2e_kg, 0.6, 0.54, 0.66);
+    chk(f.co2e_kg, 0.6, 1.35 * 0.2, 1.65 * 0.6);
+    // Cost depends on energy only.
     chk(f.cost.unwrap(), 0.3, 0.27, 0.33);
+    // A range of one point leaves the energy interval alone.
+    p.intensity = intensity(400.0, [400.0, 400.0]);
+    chk(
+        carbon(Interval::symmetric(3.6e6, 0.36e6), &p).co2e_kg,
+        0.6,
+        0.54,
+        0.66,
+    );
+}
+
+#[test]
+fn a_table_region_widens_a_tight_energy_interval_by_its_daily_range() {
+    // The audit's case: ±0.07 % on the energy must not become ±0.07 % on the CO2e.
+    let p = CarbonParams::resolve(Some("FR"), None, None, None).unwrap();
+    assert_eq!(p.intensity.g_per_kwh, 41.44);
+    assert_eq!(p.intensity.range_g_per_kwh, [41.44 * 0.5, 41.44 * 1.5]);
+    let f = carbon(Interval::symmetric(3.6e6, 0.0007 * 3.6e6), &p);
+    chk(f.co2e_kg, 0.04144, 0.9993 * 0.02072, 1.0007 * 0.06216);
+    assert!(f.co2e_kg.high / f.co2e_kg.low > 2.9);
+    // The record in result files carries the same range and says what it is.
+    let a = p.assumptions();
+    assert_eq!(a.intensity_range_g_per_kwh, p.intensity.range_g_per_kwh);
+    assert!(a.intensity_range_basis.starts_with("default band"));
+    assert!(a.intensity_range_basis.contains("3x"));
+}
+
+#[test]
+fn a_given_intensity_is_taken_as_a_yearly_mean_and_gets_the_band() {
+    let p = CarbonParams::resolve(Some("FR"), Some(12.5), None, None).unwrap();
+    assert_eq!(p.intensity.g_per_kwh, 12.5);
+    assert_eq!(p.intensity.range_g_per_kwh, [6.25, 18.75]);
+    assert_eq!(p.intensity.source, "user-supplied intensity");
+    assert!(p.intensity.range_basis.contains("--intensity"));
+}
+
+#[test]
+fn google_regions_use_googles_published_figures_and_others_say_why_they_do_not() {
+    // Google's region-carbon-info, data/yearly/2025.csv.
+    let mtl = CarbonParams::resolve(Some("gcp:northamerica-northeast1"), None, None, None)
+        .unwrap()
+        .intensity;
+    assert_eq!((mtl.g_per_kwh, mtl.year), (11.36, Some(2025)));
+    assert!(mtl
+        .source
+        .contains("GoogleCloudPlatform/region-carbon-info data/yearly/2025.csv"));
+    let oregon = CarbonParams::resolve(Some("us-west1"), None, None, None)
+        .unwrap()
+        .intensity;
+    assert_eq!(
+        (oregon.region.as_str(), oregon.g_per_kwh),
+        ("gcp:us-west1", 97.85)
+    );
+    // AWS publishes no per-region factor: the national average, and the source says so.
+    let aws = CarbonParams::resolve(Some("aws:us-west-2"), None, None, None)
+        .unwrap()
+        .intensity;
+    assert_eq!(aws.g_per_kwh, 384.4);
+    assert!(aws
+        .source
+        .contains("AWS publishes no per-region grid carbon intensity"));
+    let azure = CarbonParams::resolve(Some("azure:westeurope"), None, None, None)
+        .unwrap()
+        .intensity;
+    assert_eq!(azure.g_per_kwh, 253.56);
+    assert!(azure.source.contains("Microsoft publishes no per-region"));
+}
+
+#[test]
+fn national_figures_are_the_latest_owid_ember_year() {
+    // owid-energy-data.csv, carbon_intensity_elec, latest year with a value (2025 here).
+    for (code, g) in [
+        ("KR", 417.06),
+        ("WORLD", 458.29),
+        ("DE", 329.65),
+        ("US", 384.4),
+    ] {
+        let e = CarbonParams::resolve(Some(code), None, None, None)
+            .unwrap()
+            .intensity;
+        assert_eq!((e.g_per_kwh, e.year), (g, Some(2025)), "{code}");
+        assert!(e.source.contains("owid-energy-data.csv"), "{code}");
+    }
 }
 
 #[test]
 fn carbon_parameters_resolve_with_stated_defaults_and_reject_nonsense() {
     let d = CarbonParams::resolve(None, None, None, None).unwrap();
     assert_eq!(d.intensity.region, "WORLD");
-    assert_eq!(d.intensity.g_per_kwh, 481.0);
+    assert_eq!(d.intensity.g_per_kwh, 458.29);
     assert!(d.intensity.source.contains("default"));
     assert_eq!((d.pue, d.pue_is_default), (1.0, true));
     let de = CarbonParams::resolve(Some("de"), None, Some(1.2), Some(0.3)).unwrap();
-    assert_eq!(de.intensity.g_per_kwh, 381.0);
-    assert_eq!(de.intensity.year, Some(2023));
-    let given = CarbonParams::resolve(Some("FR"), Some(12.5), None, None).unwrap();
-    assert_eq!(given.intensity.g_per_kwh, 12.5);
-    assert_eq!(given.intensity.source, "user-supplied intensity");
+    assert_eq!((de.pue, de.price_per_kwh), (1.2, Some(0.3)));
     for bad in [
         CarbonParams::resolve(Some("atlantis"), None, None, None),
         CarbonParams::resolve(None, Some(-1.0), None, None),
@@ -171,6 +258,129 @@ fn carbon_parameters_resolve_with_stated_defaults_and_reject_nonsense() {
         CarbonParams::resolve(None, None, None, Some(f64::NAN)),
     ] {
         assert!(matches!(bad, Err(EnergyError::Usage(_))), "{bad:?}");
+    }
+}
+
+const USER_TABLE: &str = r#"
+[[grid]]
+code = "fr"
+name = "France (hourly)"
+g_per_kwh = 50
+g_per_kwh_range = [30, 80]
+range_basis = "RTE eco2mix hourly 2024, 5th-95th percentile"
+source = "RTE eco2mix"
+year = 2024
+
+[[grid]]
+code = "XK"
+name = "Kosovo"
+g_per_kwh = 700
+source = "utility report"
+year = 2023
+
+[[cloud]]
+code = "lab:rack1"
+name = "Our lab"
+grid = "XK"
+source = "the lab's supply contract names the national grid"
+
+[[cloud]]
+code = "ovh:gra"
+name = "OVH Gravelines"
+g_per_kwh = 60
+source = "OVH environmental dashboard"
+year = 2024
+"#;
+
+#[test]
+fn a_user_table_overrides_and_adds_entries_and_names_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mine.toml");
+    std::fs::write(&path, USER_TABLE).unwrap();
+    let t = CarbonTable::builtin().with_user_file(&path).unwrap();
+    let label = format!("user-supplied in {}", path.display());
+
+    let fr = t.lookup("FR").unwrap();
+    assert_eq!((fr.g_per_kwh, fr.year), (50.0, Some(2024)));
+    assert_eq!(fr.range_g_per_kwh, [30.0, 80.0]);
+    assert!(fr.range_basis.starts_with("RTE eco2mix hourly"));
+    assert!(fr.source.starts_with(&label), "{}", fr.source);
+    // Shipped cloud regions mapped to France follow the user's figure.
+    let paris = t.lookup("aws:eu-west-3").unwrap();
+    assert_eq!(
+        (paris.g_per_kwh, paris.range_g_per_kwh),
+        (50.0, [30.0, 80.0])
+    );
+    assert!(paris.source.contains(&label));
+    // New entries, with the default band where no range is given.
+    let xk = t.lookup("xk").unwrap();
+    assert_eq!(xk.range_g_per_kwh, [350.0, 1050.0]);
+    let lab = t.lookup("rack1").unwrap();
+    assert_eq!((lab.region.as_str(), lab.g_per_kwh), ("lab:rack1", 700.0));
+    assert!(lab.name.contains("(grid: Kosovo)"));
+    assert_eq!(t.lookup("ovh:gra").unwrap().g_per_kwh, 60.0);
+    // Everything else is the shipped table, and resolution goes through the merged table.
+    assert_eq!(t.lookup("DE"), CarbonTable::builtin().lookup("DE"));
+    assert_eq!(
+        t.entries().len(),
+        CarbonTable::builtin().entries().len() + 3
+    );
+    let p = CarbonParams::resolve_in(&t, Some("ovh:gra"), None, None, None).unwrap();
+    assert_eq!(p.intensity.g_per_kwh, 60.0);
+    let d = CarbonParams::resolve_in(&t, None, None, None, None).unwrap();
+    assert_eq!(d.intensity.region, "WORLD");
+    let t2 = CarbonTable::builtin()
+        .with_user_table("[meta]\ndefault = \"FR\"\n", "x.toml")
+        .unwrap();
+    assert_eq!(t2.default_intensity().region, "FR");
+}
+
+#[test]
+fn malformed_user_tables_give_usage_errors_with_file_line_and_reason() {
+    let t = CarbonTable::builtin();
+    let err = |text: &str| match t.with_user_table(text, "bad.toml") {
+        Err(EnergyError::Usage(m)) => m,
+        other => panic!("expected a usage error, got {other:?}"),
+    };
+    let grid = |extra: &str| {
+        format!("[[grid]]\ncode = \"ZZ\"\nname = \"Z\"\ng_per_kwh = 100\nsource = \"s\"\nyear = 2024\n{extra}")
+    };
+    // Syntax and types: the TOML parser's line and column.
+    let m = err("[[grid]\ncode = \"ZZ\"\n");
+    assert!(m.starts_with("carbon table bad.toml: "), "{m}");
+    assert!(m.contains("line 1") && m.contains("column"), "{m}");
+    let m = err("\n[[grid]]\ncode = \"ZZ\"\nname = \"Z\"\ng_per_kwh = \"lots\"\nsource = \"s\"\nyear = 2024\n");
+    assert!(m.contains("line 5") && m.contains("column"), "{m}");
+    let m = err(&grid("gpk = 3\n"));
+    assert!(m.contains("unknown field") && m.contains("gpk"), "{m}");
+    let m = err("[[grid]]\ncode = \"ZZ\"\n");
+    assert!(m.contains("missing field"), "{m}");
+    // Meaning: the line of the entry and what is wrong.
+    let m = err(&format!(
+        "\n\n{}",
+        grid("g_per_kwh_range = [120, 150]\nrange_basis = \"r\"\n")
+    ));
+    assert!(
+        m.contains("line 4") && m.contains("contain g_per_kwh = 100"),
+        "{m}"
+    );
+    assert!(err(&grid("g_per_kwh_range = [50, 150]\n")).contains("needs a range_basis"));
+    assert!(err(&grid("").replace("100", "4500")).contains("[0, 2000)"));
+    let m = err("[[cloud]]\ncode = \"lab:x\"\nname = \"x\"\ngrid = \"QQ\"\nsource = \"s\"\n");
+    assert!(m.contains("line 2") && m.contains("maps to grid QQ"), "{m}");
+    let m = err("[[cloud]]\ncode = \"lab:x\"\nname = \"x\"\nsource = \"s\"\n");
+    assert!(m.contains("exactly one of grid"), "{m}");
+    assert!(err(&format!("{}{}", grid(""), grid(""))).contains("ZZ is given twice"));
+    let m =
+        err("[[cloud]]\ncode = \"FR\"\nname = \"x\"\ng_per_kwh = 5\nsource = \"s\"\nyear = 2024\n");
+    assert!(m.contains("FR is a [[grid]] entry"), "{m}");
+    assert!(err("[meta]\nrange_low_factor = 0.1\n").contains("may only set default"));
+    assert!(err("[meta]\ndefault = \"QQ\"\n").contains("default QQ is not in the table"));
+    // An unreadable file says so.
+    let missing = std::path::Path::new("/nonexistent/wattbench-carbon.toml");
+    match t.with_user_file(missing) {
+        Err(EnergyError::Usage(m)) => assert!(m.contains("cannot read it"), "{m}"),
+        other => panic!("{other:?}"),
     }
 }
 

@@ -28,7 +28,7 @@ fn spin(cpu_s: f64) {
 
 #[test]
 fn estimate_is_labelled_estimated_with_its_assumptions() {
-    let m = Meters::discover(&no_rapl());
+    let m = Meters::discover(&no_rapl()).unwrap();
     assert_eq!(m.domain_names(), ["cpu-estimate"]);
     assert_eq!(m.min_window(), Duration::from_millis(500));
     let w = m.start().unwrap();
@@ -56,7 +56,7 @@ fn declared_tdp_is_used_and_reported() {
         tdp_watts: Some(64.0),
         ..no_rapl()
     };
-    let m = Meters::discover(&cfg);
+    let m = Meters::discover(&cfg).unwrap();
     let w = m.start().unwrap();
     spin(0.05);
     let d = m.stop(w).remove(0);
@@ -69,7 +69,7 @@ fn declared_tdp_is_used_and_reported() {
 
 #[test]
 fn this_machine_reports_what_exists_and_why_not() {
-    let m = Meters::discover(&MeterConfig::default());
+    let m = Meters::discover(&MeterConfig::default()).unwrap();
     let inv = m.inventory();
     let nvml = inv.iter().find(|i| i.kind == "nvml").unwrap();
     if !nvml.available {

@@ -34,7 +34,7 @@ impl Fake {
         fs::create_dir(&p).unwrap();
     }
     fn meters(&self) -> Meters {
-        Meters::discover(&cfg(&self.root))
+        Meters::discover(&cfg(&self.root)).unwrap()
     }
 }
 
@@ -190,7 +190,7 @@ fn amd_style_tree_without_dram_is_found() {
 #[test]
 fn missing_powercap_root_is_unavailable_with_reason_and_falls_back_to_estimate() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Meters::discover(&cfg(&dir.path().join("nope")));
+    let m = Meters::discover(&cfg(&dir.path().join("nope"))).unwrap();
     let inv = m.inventory();
     let rapl = inv.iter().find(|i| i.kind == "rapl").unwrap();
     assert!(!rapl.available);

@@ -119,11 +119,12 @@ pub fn project_run(
                     .map_or("year unknown".to_string(), |y| y.to_string()),
                 p.intensity.source
             ));
-            assumptions.push(
-                "grid intensity is a yearly average; the real intensity varies about 3x within \
-                 a day"
-                    .into(),
-            );
+            assumptions.push(format!(
+                "the CO2e interval includes the grid intensity's range, {:.0}-{:.0} gCO2e/kWh: {}",
+                p.intensity.range_g_per_kwh[0],
+                p.intensity.range_g_per_kwh[1],
+                p.intensity.range_basis
+            ));
         }
         None => assumptions.push(
             "no energy meter had a reading for the measured steps: the projection gives wall \
@@ -212,10 +213,12 @@ mod tests {
         assert!(close(kwh.low, 720.0 / 3.6e6) && close(kwh.high, 1440.0 / 3.6e6));
         let fac = r.facility_kwh.unwrap();
         assert!(close(fac.value, 1.5 * 1000.0 / 3.6e6));
-        // kg CO2e = kWh × PUE × g/kWh / 1000.
+        // kg CO2e = kWh × PUE × g/kWh / 1000; the bounds use the default daily band around
+        // the given 400 g/kWh, [200, 600] (low energy × low intensity, high × high).
         let co2 = r.co2e_kg.unwrap();
         assert!(close(co2.value, 1000.0 / 3.6e6 * 1.5 * 0.4));
-        assert!(close(co2.high, 1440.0 / 3.6e6 * 1.5 * 0.4));
+        assert!(close(co2.low, 720.0 / 3.6e6 * 1.5 * 0.2));
+        assert!(close(co2.high, 1440.0 / 3.6e6 * 1.5 * 0.6));
         let cost = r.cost.unwrap();
         assert!(close(cost.value, 1000.0 / 3.6e6 * 1.5 * 0.2));
         assert!(close(r.linear.factor, 100.0));

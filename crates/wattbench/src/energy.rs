@@ -6,22 +6,55 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wattbench_core::energy::{CaseEnergy, Window};
 use wattbench_core::harness::WindowObserver;
+use wattbench_core::result::RunFile;
 use wattbench_core::units;
 use wattbench_energy::{DomainEnergy, EnergyWindow, Meters};
+
+/// What the per-case energy figures mean, recorded with every run and printed under its
+/// table.
+pub const BASIS_NOTE: &str = "Energy per call is the mean over each case's energy window (its \
+    whole sampling time, at least min_window_s), divided by the calls made in it. Gross: all \
+    that the metered domains drew (whole GPU, whole CPU package, idle power included). Net: \
+    gross minus the idle power measured before and after the run (mean of the two). GFLOP/J \
+    uses the gross figure. Times and GFLOP/s use the median call, energy the mean call \
+    (energy.window_s / energy.calls): a skewed or drifting case makes them differ.";
+
+/// How long each case's energy window lasts at least: the meters' minimum, or longer when
+/// asked.
+#[derive(Debug, Clone, Copy)]
+pub struct EnergyWindowLength(Duration);
+
+impl EnergyWindowLength {
+    /// The meters' minimum, stretched to `requested` seconds when that is longer.
+    pub fn new(meters: &Meters, requested: Option<f64>) -> Self {
+        let req = requested.map_or(Duration::ZERO, Duration::from_secs_f64);
+        Self(meters.min_window().max(req))
+    }
+    /// In seconds.
+    pub fn seconds(&self) -> f64 {
+        self.0.as_secs_f64()
+    }
+}
 
 /// Meters plus the run's idle baseline, shared by every case.
 pub struct CaseMeter {
     meters: Arc<Meters>,
     idle: Arc<Vec<DomainEnergy>>,
+    min_window: EnergyWindowLength,
     window: Option<(Instant, Result<EnergyWindow, String>)>,
 }
 
 impl CaseMeter {
     /// A meter for one case.
-    pub fn new(meters: Arc<Meters>, idle: Arc<Vec<DomainEnergy>>) -> Self {
+    pub fn new(
+        meters: Arc<Meters>,
+        idle: Arc<Vec<DomainEnergy>>,
+        min_window: EnergyWindowLength,
+    ) -> Self {
         Self {
             meters,
             idle,
+            min_window,
             window: None,
         }
     }
@@ -34,7 +67,7 @@ pub fn idle_baseline(meters: &Meters) -> Vec<DomainEnergy> {
 
 impl WindowObserver for CaseMeter {
     fn min_window(&self) -> Duration {
-        self.meters.min_window()
+        self.min_window.0
     }
 
     fn start(&mut self) {
@@ -53,7 +86,7 @@ impl WindowObserver for CaseMeter {
                 Some(format!("the energy window could not start: {e}")),
             ),
         };
-        Some(CaseEnergy::from_window(
+        let mut energy = CaseEnergy::from_window(
             &domains,
             &self.idle,
             Window {
@@ -61,11 +94,70 @@ impl WindowObserver for CaseMeter {
                 flops_per_call,
                 unit: "call",
                 window_s: t0.elapsed().as_secs_f64(),
-                min_window_s: Some(self.meters.min_window().as_secs_f64()),
+                min_window_s: Some(self.min_window.seconds()),
                 error: error.as_deref(),
             },
-        ))
+        );
+        energy.gpu_state = self.meters.gpu_states();
+        Some(energy)
     }
+}
+
+/// The net (above idle) energy per call for tables, or empty.
+pub fn net(energy: &CaseEnergy) -> String {
+    energy
+        .net_joules_per_iter
+        .map_or(String::new(), units::joules)
+}
+
+/// The lines printed under a run's table: what the energy columns mean, and every warning
+/// about the meters and the idle baseline.
+pub fn notes(doc: &RunFile) -> Vec<String> {
+    let mut v = Vec::new();
+    if doc.cases.iter().any(|c| c.energy.is_some()) {
+        v.push(BASIS_NOTE.to_string());
+    }
+    v.extend(wattbench_energy::gpus::describe(&doc.environment.gpus));
+    v.extend(
+        doc.environment
+            .meter_warnings
+            .iter()
+            .map(|w| format!("warning: {w}")),
+    );
+    if let Some(e) = &doc.energy {
+        v.extend(e.idle_notes.iter().map(|w| format!("warning: {w}")));
+    }
+    let throttled: Vec<String> = doc
+        .cases
+        .iter()
+        .filter_map(|c| {
+            let e = c.energy.as_ref()?;
+            let reasons: Vec<&String> = e
+                .gpu_state
+                .iter()
+                .flat_map(|g| g.throttle_reasons.iter().flatten())
+                .filter(|r| *r != "gpu_idle" && *r != "applications_clocks_setting")
+                .collect();
+            (!reasons.is_empty()).then(|| {
+                format!(
+                    "{} ({})",
+                    c.id,
+                    reasons
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        })
+        .collect();
+    if !throttled.is_empty() {
+        v.push(format!(
+            "warning: GPU clocks were throttled at the end of these cases' energy windows: {}",
+            throttled.join("; ")
+        ));
+    }
+    v
 }
 
 /// "12.3 mJ (estimated)" for tables: the total per call and its source(s).

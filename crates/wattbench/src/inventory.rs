@@ -74,6 +74,7 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
         software: software(backends),
         git_commit: git_commit(),
         meters: meters.inventory(),
+        meter_warnings: meters.warnings().to_vec(),
         libraries: Vec::new(),
     }
 }

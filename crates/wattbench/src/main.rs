@@ -122,7 +122,7 @@ fn list(json: bool) -> Result<u8> {
 
 fn info(json: bool) -> Result<u8> {
     let backends = backends::all();
-    let meters = wattbench_energy::Meters::discover(&wattbench_energy::MeterConfig::default());
+    let meters = wattbench_energy::Meters::discover(&wattbench_energy::MeterConfig::default())?;
     let mut env = inventory::environment(&backends, &meters);
     inventory::finish(&mut env, &backends);
     if json {
@@ -151,13 +151,16 @@ fn info(json: bool) -> Result<u8> {
     }
     for g in &env.gpus {
         println!(
-            "gpu {}:    {} (driver {}, power limit {})",
+            "gpu {}:    {} ({}, driver {}, power limit {}); {}",
             g.index,
             g.name.as_deref().unwrap_or("?"),
+            g.pci_bus_id.as_deref().unwrap_or("bus ?"),
             g.driver_version.as_deref().unwrap_or("?"),
             g.power_limit_watts
-                .map_or_else(|| "unknown".to_string(), |w| format!("{w} W"))
+                .map_or_else(|| "unknown".to_string(), |w| format!("{w} W")),
+            g.selection
         );
+        println!("          {}", g.power_reading);
     }
     for m in &env.meters {
         let what = if m.available {
@@ -166,6 +169,9 @@ fn info(json: bool) -> Result<u8> {
             m.reason.clone().unwrap_or_default()
         };
         println!("meter:    {:<13} {what}", m.name);
+    }
+    for w in &env.meter_warnings {
+        println!("warning:  {w}");
     }
     for (k, v) in &env.software {
         println!("{:<9} {v}", format!("{k}:"));

@@ -18,9 +18,15 @@ const EXIT_USAGE: i32 = 2;
 /// Measure the energy, power, memory and carbon of any command.
 #[derive(clap::Args, Debug)]
 pub struct MeasureArgs {
-    /// Sampling interval of the power/memory trace, milliseconds.
+    /// Sampling interval of the power/memory trace, milliseconds (shortened where a counter
+    /// could wrap unseen; the report gives the interval used).
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub interval: u64,
+    /// Follow the command by its process tree instead of a cgroup of its own (by default the
+    /// command runs in a new cgroup v2 group where the system allows it, so processes that
+    /// double-fork out of its tree are still counted).
+    #[arg(long)]
+    pub no_cgroup: bool,
     /// Report file (JSON). Default: wattbench-measure-UTCTIME.json in this directory.
     #[arg(long, short = 'o', value_name = "REPORT.json")]
     pub output: Option<PathBuf>,
@@ -131,6 +137,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         },
         carbon,
         projection,
+        cgroup: !args.no_cgroup,
     };
     let outcome = match measure(&opts) {
         Ok(o) => o,

@@ -4,7 +4,8 @@ use crate::UsageError;
 use clap::Args;
 use std::path::PathBuf;
 use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::MeterConfig;
+use wattbench_energy::gpus::GpuSelection;
+use wattbench_energy::{MeterConfig, Meters};
 
 /// How the energy meters are found.
 #[derive(Args, Debug, Clone)]
@@ -21,9 +22,19 @@ pub struct MeterArgs {
     /// Do not look for NVIDIA GPUs.
     #[arg(long)]
     pub no_nvml: bool,
+    /// GPUs to meter: `all`, `none`, or a comma-separated list of NVML indices, `GPU-…`
+    /// UUIDs or PCI bus ids. Default: the GPUs CUDA_VISIBLE_DEVICES shows (all when unset).
+    /// GPUs left out are listed in the output.
+    #[arg(long, value_name = "LIST")]
+    pub gpus: Option<String>,
 }
 
 impl MeterArgs {
+    /// The meters these options select; a `--gpus` entry that names no GPU is a usage error.
+    pub fn discover(&self) -> Result<Meters, UsageError> {
+        Meters::discover(&self.config()?).map_err(|e| UsageError(e.to_string()))
+    }
+
     /// The meter configuration, or a usage error for a nonsensical TDP.
     pub fn config(&self) -> Result<MeterConfig, UsageError> {
         if let Some(t) = self.tdp_watts {
@@ -37,6 +48,10 @@ impl MeterArgs {
             powercap_root: self.powercap_root.clone(),
             tdp_watts: self.tdp_watts,
             nvml: !self.no_nvml,
+            gpus: self
+                .gpus
+                .as_deref()
+                .map_or(GpuSelection::Auto, GpuSelection::parse),
             ..MeterConfig::default()
         })
     }
@@ -46,10 +61,12 @@ impl MeterArgs {
 #[derive(Args, Debug, Clone)]
 pub struct CarbonArgs {
     /// Grid region for the carbon intensity: country code (FR, US...) or cloud region
-    /// (aws:eu-west-3, gcp:europe-west1, azure:westeurope). Default: world average.
+    /// (aws:eu-west-3, gcp:europe-west1, azure:westeurope), or a code from --carbon-table.
+    /// Default: world average.
     #[arg(long, value_name = "CODE")]
     pub region: Option<String>,
-    /// Grid carbon intensity, gCO2e/kWh (overrides the table's figure for --region).
+    /// Grid carbon intensity, gCO2e/kWh (overrides the table's figure for --region), taken as
+    /// a yearly mean: the CO2e interval spans the table's default daily band around it.
     #[arg(long, value_name = "G_PER_KWH")]
     pub intensity: Option<f64>,
     /// Data-centre power usage effectiveness (default 1.0: IT energy only).
@@ -58,17 +75,39 @@ pub struct CarbonArgs {
     /// Electricity price per kWh, in any currency, for a cost figure.
     #[arg(long, value_name = "PRICE")]
     pub price_per_kwh: Option<f64>,
+    /// TOML file of grid intensities in the shipped table's format, merged over it: entries
+    /// add regions or replace those with the same code, each marked user-supplied (default:
+    /// $WATTBENCH_CARBON_TABLE, else none).
+    #[arg(long, value_name = "FILE")]
+    pub carbon_table: Option<PathBuf>,
 }
 
 impl CarbonArgs {
-    /// The resolved carbon parameters, or a usage error that says what to give.
+    /// The resolved carbon parameters, or a usage error that says what to give (an unknown
+    /// region, impossible numbers, or a carbon table that cannot be read or is malformed).
     pub fn params(&self) -> Result<CarbonParams, UsageError> {
-        CarbonParams::resolve(
+        use wattbench_energy::carbon::{CarbonTable, CARBON_TABLE_ENV};
+        let usage = |e: wattbench_energy::EnergyError| UsageError(e.to_string());
+        let file = self.carbon_table.clone().or_else(|| {
+            std::env::var_os(CARBON_TABLE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        let user;
+        let table = match &file {
+            Some(path) => {
+                user = CarbonTable::builtin().with_user_file(path).map_err(usage)?;
+                &user
+            }
+            None => CarbonTable::builtin(),
+        };
+        CarbonParams::resolve_in(
+            table,
             self.region.as_deref(),
             self.intensity,
             self.pue,
             self.price_per_kwh,
         )
-        .map_err(|e| UsageError(e.to_string()))
+        .map_err(usage)
     }
 }

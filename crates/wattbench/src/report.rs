@@ -71,7 +71,10 @@ pub fn render(doc: &RunFile) -> String {
     md.push_str("Every ok case was verified against the f64 reference first.\n\n");
     if !doc.cases.is_empty() {
         md.push_str(&crate::run::table(&doc.cases, ASCII_MARKDOWN).to_string());
-        md.push('\n');
+        md.push_str("\n\n");
+        for line in crate::energy::notes(doc) {
+            md.push_str(&format!("{line}\n\n"));
+        }
     }
     for t in &doc.trainings {
         md.push_str(&format!(

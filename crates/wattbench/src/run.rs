@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wattbench_core::energy::mean_idle;
 use wattbench_core::harness::{skipped, CaseInputs, Harness, HarnessConfig};
 use wattbench_core::result::{
     CaseResult, Config, Filters, RunConfig, RunEnergy, RunFile, Status, SCHEMA_VERSION,
@@ -20,7 +21,6 @@ use wattbench_core::result::{
 use wattbench_core::units;
 use wattbench_core::workload::parse_choice;
 use wattbench_core::{suite, Backend, Case, DType, DeviceInfo, Mode, Op};
-use wattbench_energy::Meters;
 
 /// Options of `wattbench run`.
 #[derive(Args, Debug)]
@@ -71,6 +71,15 @@ pub struct RunArgs {
     /// Seed for inputs and the bootstrap.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
+    /// Shortest energy window per case, seconds: each case samples at least this long so
+    /// its energy counters resolve it (default: the meters' own minimum, 2 s for NVML GPUs,
+    /// 1 s for RAPL, 0.5 s for the CPU estimate).
+    #[arg(long, value_name = "SECONDS")]
+    energy_window: Option<f64>,
+    /// Pause between cases, seconds, so that one case's heat and clocks do not carry into
+    /// the next.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    cooldown: f64,
     #[command(flatten)]
     meters: MeterArgs,
 }
@@ -210,6 +219,8 @@ fn check_numbers(args: &RunArgs) -> Result<()> {
         ("--min-time", args.min_time),
         ("--max-time", args.max_time),
         ("--warmup", args.warmup),
+        ("--cooldown", args.cooldown),
+        ("--energy-window", args.energy_window.unwrap_or(0.0)),
     ] {
         if !v.is_finite() || v < 0.0 {
             return Err(usage(format!(
@@ -255,7 +266,9 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
         "GFLOP/s",
         "GB/s",
         "rel. L2 err",
-        "energy/call",
+        "J/call gross",
+        "J/call net",
+        "GFLOP/J gross",
     ]);
     for c in cases {
         let shape = format!("{} {} {}", c.op.as_str(), c.mode.as_str(), c.params.label());
@@ -299,6 +312,14 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
             Cell::new(gb).set_alignment(CellAlignment::Right),
             Cell::new(err).set_alignment(CellAlignment::Right),
             Cell::new(c.energy.as_ref().map_or(String::new(), energy::summary)),
+            Cell::new(c.energy.as_ref().map_or(String::new(), energy::net)),
+            Cell::new(
+                c.energy
+                    .as_ref()
+                    .and_then(|e| e.gflops_per_joule)
+                    .map_or(String::new(), |g| format!("{g:.3}")),
+            )
+            .set_alignment(CellAlignment::Right),
         ]);
     }
     t
@@ -344,16 +365,19 @@ pub fn run(args: RunArgs) -> Result<u8> {
         filters,
         harness: cfg.clone(),
     });
-    let meters = Arc::new(Meters::discover(&args.meters.config()?));
+    let meters = Arc::new(args.meters.discover()?);
     let mut environment = inventory::environment(&backends, &meters);
+    let window = energy::EnergyWindowLength::new(&meters, args.energy_window);
     let idle = Arc::new(energy::idle_baseline(&meters));
-    let run_energy = RunEnergy {
+    let mut run_energy = RunEnergy {
         idle_baseline: idle.to_vec(),
-        min_window_s: meters.min_window().as_secs_f64(),
-        note: "per-case energy covers each case's whole sampling window (stretched to \
-               min_window_s), divided by the calls made in it"
-            .into(),
+        idle_after: Vec::new(),
+        idle_notes: Vec::new(),
+        cooldown_s: args.cooldown,
+        min_window_s: window.seconds(),
+        note: energy::BASIS_NOTE.into(),
     };
+    let cooldown = Duration::from_secs_f64(args.cooldown);
     let created_at = chrono::Utc::now().to_rfc3339();
     let started = Instant::now();
 
@@ -371,6 +395,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         let (completed, stop, bar) = (completed.clone(), stop.clone(), bar.clone());
         let (meters, idle) = (meters.clone(), idle.clone());
         std::thread::spawn(move || {
+            let mut first = true;
             let harness = Harness {
                 cfg,
                 interrupt: stop.flag(),
@@ -381,7 +406,16 @@ pub fn run(args: RunArgs) -> Result<u8> {
                     let device = dev.name.as_str();
                     bar.set_message(inputs.case.id(b.name(), device));
                     let result = if dev.available {
-                        let mut meter = CaseMeter::new(meters.clone(), idle.clone());
+                        if !first && !cooldown.is_zero() {
+                            bar.set_message(format!(
+                                "cooling down {:.1} s",
+                                cooldown.as_secs_f64()
+                            ));
+                            std::thread::sleep(cooldown);
+                            bar.set_message(inputs.case.id(b.name(), device));
+                        }
+                        first = false;
+                        let mut meter = CaseMeter::new(meters.clone(), idle.clone(), window);
                         match harness.run_case(&inputs, b.as_ref(), device, Some(&mut meter)) {
                             Ok(r) => r,
                             Err(_) => break 'cases,
@@ -425,7 +459,22 @@ pub fn run(args: RunArgs) -> Result<u8> {
     }
     let interrupted = stop.requested();
     let panicked = !interrupted && worker.join().is_err();
-    let results = std::mem::take(&mut *completed.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut results = std::mem::take(&mut *completed.lock().unwrap_or_else(|e| e.into_inner()));
+    if !interrupted && results.iter().any(|c| c.energy.is_some()) {
+        // Idle again, now at working clocks and temperature: the net figures subtract the
+        // mean of the idle before and after.
+        bar.set_message("measuring idle power after the run");
+        run_energy.idle_after = energy::idle_baseline(&meters);
+        let (mean, notes) = mean_idle(&run_energy.idle_baseline, &run_energy.idle_after);
+        run_energy.idle_notes = notes;
+        for e in results.iter_mut().filter_map(|c| c.energy.as_mut()) {
+            e.rebase(&mean);
+        }
+    } else if interrupted {
+        run_energy.idle_notes.push(
+            "interrupted: idle was measured before the run only, and the net figures use it".into(),
+        );
+    }
     bar.finish_and_clear();
 
     inventory::finish(&mut environment, &backends);
@@ -448,6 +497,9 @@ pub fn run(args: RunArgs) -> Result<u8> {
         eprintln!("{}", path.display());
     } else {
         println!("{}", table(&doc.cases, UTF8_FULL_CONDENSED));
+        for line in energy::notes(&doc) {
+            println!("{line}");
+        }
         let count = |s: Status| doc.cases.iter().filter(|c| c.status == s).count();
         println!(
             "{} ok, {} skipped, {} failed in {:.1} s{}",

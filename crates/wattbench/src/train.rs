@@ -18,7 +18,6 @@ use wattbench_core::units::{self, interval, sig};
 use wattbench_core::workload::parse_choice;
 use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::Meters;
 use wattbench_train::{train, TrainError};
 
 /// Options of `wattbench train`.
@@ -341,7 +340,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         .unwrap_or_else(|| output::default_path(&format!("train-{}", opts.model.kind().as_str())));
     let file = output::prepare(&path)?;
 
-    let meters = Meters::discover(&args.meters.config()?);
+    let meters = args.meters.discover()?;
     let mut environment = inventory::environment(&backends, &meters);
     let idle = energy::idle_baseline(&meters);
     let created_at = chrono::Utc::now().to_rfc3339();
@@ -390,6 +389,9 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         config,
         energy: Some(RunEnergy {
             idle_baseline: idle,
+            idle_after: Vec::new(),
+            idle_notes: Vec::new(),
+            cooldown_s: 0.0,
             min_window_s: meters.min_window().as_secs_f64(),
             note: "the training run's energy covers its measured steps (after warm-up), divided \
                    by their number"
@@ -407,6 +409,9 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         eprintln!("{}", path.display());
     } else {
         print_summary(result, &path);
+        for line in energy::notes(&doc) {
+            println!("{line}");
+        }
     }
     Ok(if result.status == Status::Failed {
         1

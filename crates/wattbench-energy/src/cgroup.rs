@@ -1,0 +1,170 @@
+//! A cgroup (v2) of its own for a measured command, so that its CPU time and memory include
+//! every process it starts, even those that double-fork or `setsid` out of its process tree.
+//!
+//! The group is made under this process's own cgroup in the unified hierarchy (found from
+//! `/proc/self/mountinfo` and `/proc/self/cgroup`); the child joins it between `fork` and
+//! `exec`, so everything it starts is born inside. CPU time comes from `cpu.stat`
+//! (`usage_usec`, kept by the kernel for every cgroup, exited processes included), memory
+//! from `memory.peak` where the memory controller is enabled for the group, else from the
+//! summed RSS of its members, sampled. Where no group can be made (no cgroup v2, no
+//! permission), `measure` falls back to the process tree and warns when processes leave it.
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::procfs::{self, TreeSnapshot};
+
+/// The cgroup v2 mount point, from `/proc/self/mountinfo` text.
+pub fn unified_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        // `id parent major:minor root mountpoint options... - fstype source superopts`
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split_whitespace().next()? == "cgroup2")
+            .then(|| pre.split_whitespace().nth(4).map(PathBuf::from))?
+    })
+}
+
+/// This process's path in the unified hierarchy, from `/proc/self/cgroup` text (`0::/path`).
+pub fn own_path(proc_cgroup: &str) -> Option<String> {
+    proc_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+}
+
+/// A cgroup made for one measured command, removed when released.
+#[derive(Debug)]
+pub struct Cgroup {
+    dir: PathBuf,
+    parent: PathBuf,
+    procs: CString,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Cgroup {
+    /// Makes a new group beside nothing else, under this process's own cgroup; the error
+    /// says why not (no cgroup v2 mount, no permission, a read-only hierarchy).
+    pub fn create() -> Result<Cgroup, String> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+        let mount = unified_mount(&mountinfo).ok_or("no cgroup v2 hierarchy is mounted")?;
+        let own = fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|s| own_path(&s))
+            .ok_or("this process is not in the cgroup v2 hierarchy")?;
+        let parent = mount.join(own.trim_start_matches('/'));
+        let name = format!(
+            "wattbench-measure-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = parent.join(name);
+        fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let procs = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
+            .map_err(|_| "cgroup path holds a NUL byte".to_string())?;
+        Ok(Cgroup { dir, parent, procs })
+    }
+
+    /// The group's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes the command join this group in the child, before `exec`. A failure to join is
+    /// not an error there (the command still runs); [`Cgroup::contains`] tells afterwards.
+    pub fn join_on_spawn(&self, cmd: &mut Command) {
+        let procs = self.procs.clone();
+        // SAFETY: the closure runs in the forked child before exec and only calls the
+        // async-signal-safe open, write and close on a path prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Process ids in the group now.
+    pub fn members(&self) -> Vec<i32> {
+        fs::read_to_string(self.dir.join("cgroup.procs"))
+            .map(|s| {
+                s.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `pid` is in the group.
+    pub fn contains(&self, pid: i32) -> bool {
+        self.members().contains(&pid)
+    }
+
+    /// CPU seconds used by every process that has been in the group, exited ones included.
+    pub fn cpu_seconds(&self) -> Result<f64, String> {
+        let path = self.dir.join("cpu.stat");
+        let s = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|us| us as f64 * 1e-6)
+            .ok_or_else(|| format!("{} has no usage_usec", path.display()))
+    }
+
+    /// The kernel's peak memory of the group, where the memory controller is enabled for it.
+    pub fn memory_peak(&self) -> Option<u64> {
+        fs::read_to_string(self.dir.join("memory.peak"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// CPU time of the group and summed RSS of its members now.
+    pub fn snapshot(&self) -> Result<TreeSnapshot, String> {
+        let members = self.members();
+        Ok(TreeSnapshot {
+            cpu_seconds: self.cpu_seconds()?,
+            rss_bytes: members.iter().filter_map(|&p| procfs::rss_bytes(p)).sum(),
+            processes: members.len(),
+        })
+    }
+
+    /// Removes the group. Processes still in it (started by the command and still running)
+    /// are moved back to this process's cgroup first, unharmed; their ids are returned.
+    pub fn release(&self) -> Vec<i32> {
+        let left = self.members();
+        for p in &left {
+            let _ = fs::write(self.parent.join("cgroup.procs"), p.to_string());
+        }
+        let _ = fs::remove_dir(&self.dir);
+        left
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_unified_mount_and_own_path() {
+        let mi = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+                  41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            unified_mount(mi),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(unified_mount("1 2 0:1 / / rw - ext4 /dev/x rw\n"), None);
+        let pc = "4:memory:/x\n0::/user.slice/session-1.scope\n";
+        assert_eq!(own_path(pc).as_deref(), Some("/user.slice/session-1.scope"));
+        assert_eq!(own_path("4:memory:/x\n"), None);
+    }
+}
