@@ -182,7 +182,7 @@ grep -E '^(FAIL|UNAVAILABLE)' "$out/tests.txt" | sed -n '1,12p'
 say "gpu-check suite on $backends"
 suite=gpu-check
 [ -f "$here/benchmarks/gpu-check.toml" ] && suite="$here/benchmarks/gpu-check.toml"
-limit 200 "$bin" run --suite "$suite" --backend "$backends" --device cuda --mode infer,train \
+limit 200 "$bin" run --suite "$suite" --backend "$backends" --device cuda \
   --output "$out/gpu-check.json" >"$out/run.txt" 2>&1
 rc=$?
 case $rc in
