@@ -69,6 +69,13 @@ impl Backend for CandleBackend {
                 "candle's conv2d takes one stride for both axes, not {}x{}",
                 c.stride_h, c.stride_w
             )),
+            // Its CPU conv2d goes through im2col and a matmul layout with no bf16 kernel
+            // ("unsupported dtype BF16 for op matmul"): say it is the convolution.
+            Params::Conv2d(_) if case.dtype == DType::Bf16 && dev == "cpu" => Err(
+                "candle-core 0.11 has no bf16 conv2d on the CPU (its im2col path lacks a bf16 \
+                 matmul there)"
+                    .into(),
+            ),
             Params::Gemm(_) | Params::Conv2d(_) | Params::Rnn(_) => Ok(()),
         }
     }

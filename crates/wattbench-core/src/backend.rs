@@ -51,7 +51,7 @@ pub struct DeviceInfo {
     /// Whether cases can run on it on this machine.
     pub available: bool,
     /// Why not, when unavailable; what it is, when available.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
 }
 

@@ -142,13 +142,13 @@ pub struct DomainEnergy {
     /// Whether totals add it (false for overlapping domains such as core, uncore, psys).
     pub in_total: bool,
     /// Why it is not in totals, or other caveats.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub note: Option<String>,
     /// Model assumptions, for estimates.
     pub assumptions: Option<EstimateAssumptions>,
     /// What may make this figure wrong, each with its consequence: a window shorter than the
     /// counter resolves, a wrap that may have been missed, an unknown wrap range.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub warnings: Vec<String>,
 }
 
@@ -344,7 +344,7 @@ pub struct DomainRecord {
     /// Model assumptions of an estimate.
     pub assumptions: Option<EstimateAssumptions>,
     /// What may make this figure wrong (see [`DomainEnergy::warnings`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub warnings: Vec<String>,
 }
 

@@ -45,6 +45,57 @@ pub struct HarnessConfig {
     pub tolerance: Option<f64>,
 }
 
+/// The longest time any one setting may ask for, s (a day): beyond it a value is a typo.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+impl HarnessConfig {
+    /// Refuses contradictory or absurd settings with a message naming the command-line
+    /// options (nothing is silently changed): negative or non-finite times, a minimum time
+    /// above the maximum, more minimum samples than the cap, times beyond a day.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("--min-time", self.min_time_s),
+            ("--max-time", self.max_time_s),
+            ("--warmup", self.warmup_s),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!(
+                    "{name} must be a non-negative number of seconds, not {v}"
+                ));
+            }
+            if v > MAX_SECONDS {
+                return Err(format!(
+                    "{name} {v} s is more than a day ({MAX_SECONDS} s): surely a typo"
+                ));
+            }
+        }
+        if self.min_time_s > self.max_time_s {
+            return Err(format!(
+                "--min-time {} exceeds --max-time {}: the maximum bounds every case's \
+                 sampling, so raise --max-time or lower --min-time",
+                self.min_time_s, self.max_time_s
+            ));
+        }
+        if self.min_samples == 0 {
+            return Err("--min-samples must be at least 1".into());
+        }
+        if self.min_samples > self.max_samples {
+            return Err(format!(
+                "--min-samples {} exceeds the cap of {} samples per case",
+                self.min_samples, self.max_samples
+            ));
+        }
+        if let Some(t) = self.tolerance {
+            if !t.is_finite() || t < 0.0 {
+                return Err(format!(
+                    "--tolerance must be a non-negative number, not {t}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for HarnessConfig {
     fn default() -> Self {
         Self {
@@ -351,7 +402,9 @@ impl<'a> Harness<'a> {
         let min_window = observer
             .as_ref()
             .map_or(0.0, |o| o.min_window().as_secs_f64());
-        let min_time = self.cfg.min_time_s.max(min_window);
+        // Never aim past the maximum (validated: min_time_s <= max_time_s), except to fill
+        // the meters' minimum window.
+        let min_time = self.cfg.min_time_s.min(self.cfg.max_time_s).max(min_window);
         // Aim for >= min_samples samples inside min_time, each at least ~1 ms of work.
         let target = (min_time / self.cfg.min_samples.max(1) as f64).max(1e-3);
         let iters = ((target / per_call).floor() as u64).max(1);

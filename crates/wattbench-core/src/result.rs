@@ -48,7 +48,7 @@ pub struct Verification {
     pub tolerance: f64,
     /// Why the tolerance differs from the case's default (given on the command line, or what
     /// the implementation's numerics need); absent for the default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tolerance_note: Option<String>,
     /// `rel_l2_error <= tolerance` (and every value finite).
     pub passed: bool,
@@ -58,7 +58,7 @@ pub struct Verification {
     pub checked_values: u64,
     /// Error of each output tensor when there are several (training: `y`, gradients, updated
     /// weights).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub per_output: BTreeMap<String, f64>,
 }
 
@@ -95,7 +95,7 @@ pub struct CaseResult {
     /// `op/mode/shape/dtype/backend/device`, stable across runs.
     pub id: String,
     /// Suite label, when the suite gave one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tag: Option<String>,
     /// The op.
     pub op: Op,
@@ -124,7 +124,7 @@ pub struct CaseResult {
     /// Energy per call by domain; null when not measured.
     pub energy: Option<CaseEnergy>,
     /// What ran, when the backend chooses (kernels launched, library algorithms picked).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub implementation: Option<String>,
 }
 
@@ -412,10 +412,10 @@ pub struct MeterInfo {
     /// Whether it can be read.
     pub available: bool,
     /// Why it is unavailable, starting with `unavailable:`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
     /// What it reads and how it is labelled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub detail: Option<String>,
 }
 
@@ -616,7 +616,7 @@ pub struct RunFile {
     #[serde(default)]
     pub cases: Vec<CaseResult>,
     /// Every training run.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub trainings: Vec<TrainingResult>,
 }
 

@@ -611,7 +611,7 @@ pub struct Case {
     /// Element type.
     pub dtype: DType,
     /// Optional label from the suite (e.g. `G1`, `C3`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tag: Option<String>,
 }
 

@@ -23,6 +23,10 @@ use toml::Spanned;
 use crate::{EnergyError, Interval};
 use wattbench_core::result::CarbonAssumptions;
 
+/// The largest PUE accepted: data centres report about 1.1–2.5 (Uptime Institute surveys
+/// average about 1.6); above 5 a value is a typo, not a facility.
+pub const MAX_PUE: f64 = 5.0;
+
 /// Joules per kWh.
 pub const J_PER_KWH: f64 = 3.6e6;
 /// The PUE assumed when none is given.
@@ -600,10 +604,12 @@ impl CarbonParams {
             }
             (Some(g), r) => table.given_intensity(r, g),
             (None, Some(r)) => table.lookup(r).ok_or_else(|| {
+                let codes: Vec<&str> = table.entries().iter().map(|e| e.region.as_str()).collect();
                 EnergyError::Usage(format!(
-                    "unknown region {r:?}: use a country code (FR, US, DE...), a cloud region \
-                     such as aws:eu-west-3, gcp:europe-west1 or azure:westeurope, give \
-                     --intensity G_PER_KWH, or add the region with --carbon-table FILE"
+                    "unknown region {r:?}; valid regions: {} (`wattbench list --regions` \
+                     shows each with its intensity and source). Or give --intensity \
+                     G_PER_KWH, or add the region with --carbon-table FILE",
+                    codes.join(", ")
                 ))
             })?,
             (None, None) => {
@@ -613,10 +619,11 @@ impl CarbonParams {
             }
         };
         let (pue, pue_is_default) = match pue {
-            Some(p) if p.is_finite() && p >= 1.0 => (p, false),
+            Some(p) if p.is_finite() && (1.0..=MAX_PUE).contains(&p) => (p, false),
             Some(p) => {
                 return Err(EnergyError::Usage(format!(
-                    "--pue must be at least 1.0 (facility energy / IT energy), got {p}"
+                    "--pue must be between 1.0 and {MAX_PUE} (facility energy / IT energy; \
+                     data centres report about 1.1 to 2.5), got {p}"
                 )))
             }
             None => (DEFAULT_PUE, true),

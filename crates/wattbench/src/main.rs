@@ -32,16 +32,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Verify and time a suite on every available backend, write a result file.
+    #[command(allow_negative_numbers = true)]
     Run(run::RunArgs),
-    /// List backends (with availability), suites and ops.
+    /// List backends (with availability), suites and ops; or the grid regions.
     List {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// List the grid regions `--region` accepts, with intensity, range, source and year.
+        #[arg(long)]
+        regions: bool,
     },
     /// Measure the energy, power, memory and carbon of any command: `wattbench measure -- CMD`.
+    #[command(allow_negative_numbers = true)]
     Measure(measure::MeasureArgs),
     /// Train a small model end to end; report its loss, time, energy and projected footprint.
+    #[command(allow_negative_numbers = true)]
     Train(train::TrainArgs),
     /// Write a Markdown report of a result file.
     Report(report::ReportArgs),
@@ -66,6 +72,37 @@ impl std::fmt::Display for UsageError {
     }
 }
 impl std::error::Error for UsageError {}
+
+fn list_regions(json: bool) -> Result<u8> {
+    let table = wattbench_energy::carbon::CarbonTable::builtin();
+    if json {
+        let v: Vec<_> = table
+            .entries()
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "region": e.region, "name": e.name, "g_per_kwh": e.g_per_kwh,
+                    "range_g_per_kwh": e.range_g_per_kwh, "source": e.source, "year": e.year,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    for e in table.entries() {
+        println!(
+            "{:<28} {:>8.1} g/kWh  [{:.0}, {:.0}]  {}  {}; {}",
+            e.region,
+            e.g_per_kwh,
+            e.range_g_per_kwh[0],
+            e.range_g_per_kwh[1],
+            e.year.map_or("year ?".into(), |y| y.to_string()),
+            e.name,
+            e.source
+        );
+    }
+    Ok(0)
+}
 
 fn list(json: bool) -> Result<u8> {
     let backends = backends::all();
@@ -190,6 +227,12 @@ fn info(json: bool) -> Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.cmd,
+        Cmd::List { .. } | Cmd::Info { .. } | Cmd::Report(_) | Cmd::Check(_)
+    ) {
+        signals::quiet_broken_pipe();
+    }
     let result = match cli.cmd {
         Cmd::Run(args) => run::run(args),
         Cmd::Report(args) => report::run(args),
@@ -199,7 +242,11 @@ fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => Err(e),
         },
-        Cmd::List { json } => list(json),
+        Cmd::List {
+            json,
+            regions: true,
+        } => list_regions(json),
+        Cmd::List { json, .. } => list(json),
         Cmd::Info { json } => info(json),
     };
     match result {

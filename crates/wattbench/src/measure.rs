@@ -54,8 +54,10 @@ fn usage(msg: impl std::fmt::Display) -> anyhow::Result<i32> {
 }
 
 fn default_report_path() -> PathBuf {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    PathBuf::from(format!("wattbench-measure-{stamp}.json"))
+    crate::output::unique(PathBuf::from(format!(
+        "wattbench-measure-{}.json",
+        crate::output::stamp()
+    )))
 }
 
 /// Whether two paths name the same file (after following links), existing or not.
@@ -145,20 +147,29 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         Err(e) => return Err(anyhow::Error::new(e).context("wattbench measure")),
     };
     let report = &outcome.report;
+    let json = serde_json::to_vec_pretty(report)?;
+    let written: Vec<Result<String, String>> = [
+        (report_file, json),
+        (trace_file, outcome.trace.to_csv().into_bytes()),
+    ]
+    .into_iter()
+    .map(|(file, bytes)| {
+        let shown = file.path().display().to_string();
+        file.commit(&bytes)
+            .map(|()| shown)
+            .map_err(|e| e.to_string())
+    })
+    .collect();
+    // Printed once the files are on disk: a closed pipe then loses nothing.
+    crate::signals::quiet_broken_pipe();
     if let Some(e) = &report.error {
         eprintln!("wattbench measure: {e}");
     }
     print_summary(report);
-
     let mut failed = false;
-    let json = serde_json::to_vec_pretty(report)?;
-    for (file, bytes) in [
-        (report_file, json),
-        (trace_file, outcome.trace.to_csv().into_bytes()),
-    ] {
-        let shown = file.path().display().to_string();
-        match file.commit(&bytes) {
-            Ok(()) => eprintln!("wrote {shown}"),
+    for w in written {
+        match w {
+            Ok(shown) => eprintln!("wrote {shown}"),
             Err(e) => {
                 eprintln!("wattbench measure: {e}");
                 failed = true;

@@ -17,8 +17,37 @@ pub fn default_path(label: &str) -> PathBuf {
             }
         })
         .collect();
-    let ts = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    PathBuf::from("results/runs").join(format!("{ts}-{host}-{label}.json"))
+    unique(PathBuf::from("results/runs").join(format!("{}-{host}-{label}.json", stamp())))
+}
+
+/// A time stamp for default file names that two runs never share: UTC to the millisecond,
+/// and this process's id (no two running processes have the same).
+pub fn stamp() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id()
+    )
+}
+
+/// `path`, or `path` with `-2`, `-3`... before its extension when a file of that name
+/// already exists: a default name never replaces an earlier result.
+pub fn unique(path: PathBuf) -> PathBuf {
+    if !path.exists() {
+        return path;
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (2..)
+        .map(|i| path.with_file_name(format!("{stem}-{i}{ext}")))
+        .find(|p| !p.exists())
+        .expect("an unused name exists")
 }
 
 /// Get ready to write `path` (see [`OutputFile::prepare`]); an unwritable place is a usage

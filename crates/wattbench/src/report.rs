@@ -66,9 +66,20 @@ pub fn render(doc: &RunFile) -> String {
             env.gpus.len().to_string()
         }
     ));
-    md.push_str("Times are per call: the median of the samples and a bootstrap 95% interval of that median. ");
-    md.push_str("GB/s counts the minimum bytes (each input read once, each output written once). ");
-    md.push_str("Every ok case was verified against the f64 reference first.\n\n");
+    if !doc.cases.is_empty() {
+        md.push_str("Times are per call: the median of the samples and a bootstrap 95% interval of that median. ");
+        md.push_str(
+            "GB/s counts the minimum bytes (each input read once, each output written once). ",
+        );
+        md.push_str("Every ok case was verified against the f64 reference first.\n\n");
+    }
+    if !doc.trainings.is_empty() {
+        md.push_str(
+            "Training runs are end to end and are not verified against the f64 reference \
+                     while they run; each backend's trainer (its loss and gradients) is checked \
+                     against the f64 host model by `wattbench check` and the tests.\n\n",
+        );
+    }
     if !doc.cases.is_empty() {
         md.push_str(&crate::run::table(&doc.cases, ASCII_MARKDOWN).to_string());
         md.push_str("\n\n");

@@ -84,6 +84,9 @@ pub struct RunArgs {
     meters: MeterArgs,
 }
 
+/// Exit code when every selected case was skipped: the run measured nothing.
+pub const EXIT_NOTHING_RAN: u8 = 3;
+
 fn usage(msg: String) -> anyhow::Error {
     UsageError(msg).into()
 }
@@ -214,32 +217,29 @@ fn select_targets(
     Ok(out)
 }
 
-fn check_numbers(args: &RunArgs) -> Result<()> {
+fn check_numbers(args: &RunArgs) -> Result<HarnessConfig> {
+    let cfg = HarnessConfig {
+        warmup_s: args.warmup,
+        min_time_s: args.min_time,
+        min_samples: args.min_samples,
+        max_time_s: args.max_time,
+        seed: args.seed,
+        tolerance: args.tolerance,
+        ..HarnessConfig::default()
+    };
+    cfg.validate().map_err(usage)?;
     for (name, v) in [
-        ("--min-time", args.min_time),
-        ("--max-time", args.max_time),
-        ("--warmup", args.warmup),
         ("--cooldown", args.cooldown),
         ("--energy-window", args.energy_window.unwrap_or(0.0)),
     ] {
-        if !v.is_finite() || v < 0.0 {
+        if !v.is_finite() || !(0.0..=wattbench_core::harness::MAX_SECONDS).contains(&v) {
             return Err(usage(format!(
-                "{name} must be a non-negative number of seconds, not {v}"
-            )));
-        }
-    }
-    if let Some(t) = args.tolerance {
-        if !t.is_finite() || t < 0.0 {
-            return Err(usage(format!(
-                "--tolerance must be a non-negative number, not {t}"
+                "{name} must be a number of seconds between 0 and a day, not {v}"
             )));
         }
     }
     args.meters.config()?;
-    if args.min_samples == 0 {
-        return Err(usage("--min-samples must be at least 1".into()));
-    }
-    Ok(())
+    Ok(cfg)
 }
 
 /// First line of `s`, cut to `max` characters.
@@ -326,8 +326,22 @@ pub fn table(cases: &[CaseResult], preset: &str) -> Table {
 }
 
 /// Run the command; returns the exit code.
-pub fn run(args: RunArgs) -> Result<u8> {
-    check_numbers(&args)?;
+pub fn run(mut args: RunArgs) -> Result<u8> {
+    // `--op "gemm, rnn"`: spaces around the commas are not part of the names.
+    for list in [
+        &mut args.op,
+        &mut args.backend,
+        &mut args.device,
+        &mut args.dtype,
+        &mut args.mode,
+        &mut args.set,
+    ] {
+        for v in list.iter_mut() {
+            *v = v.trim().to_string();
+        }
+        list.retain(|v| !v.is_empty());
+    }
+    let cfg = check_numbers(&args)?;
     let suite = suite::load(&args.suite).map_err(|e| usage(e.to_string()))?;
     let (cases, filters) = select_cases(&args, &suite)?;
     let backends = backends::all();
@@ -350,15 +364,6 @@ pub fn run(args: RunArgs) -> Result<u8> {
     let file = output::prepare(&path)?;
     let stop = Stop::install()?;
 
-    let cfg = HarnessConfig {
-        warmup_s: args.warmup,
-        min_time_s: args.min_time,
-        min_samples: args.min_samples,
-        max_time_s: args.max_time,
-        seed: args.seed,
-        tolerance: args.tolerance,
-        ..HarnessConfig::default()
-    };
     let config = Config::Run(RunConfig {
         argv: std::env::args().collect(),
         suite: suite.name.clone(),
@@ -491,6 +496,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
     };
     let text = serde_json::to_string_pretty(&doc)?;
     output::commit(file, text.as_bytes())?;
+    crate::signals::quiet_broken_pipe();
 
     if args.json {
         println!("{text}");
@@ -511,6 +517,14 @@ pub fn run(args: RunArgs) -> Result<u8> {
         );
         println!("{}", path.display());
     }
+    let nothing_ran = !interrupted && doc.cases.iter().all(|c| c.status == Status::Skipped);
+    if nothing_ran {
+        eprintln!(
+            "nothing ran: all {} selected cases were skipped (the reasons are in the table and \
+             the result file; `wattbench list` shows what is available here)",
+            doc.cases.len()
+        );
+    }
     if panicked {
         anyhow::bail!(
             "internal error: a backend panicked; the {} completed cases were written to {}",
@@ -522,6 +536,8 @@ pub fn run(args: RunArgs) -> Result<u8> {
         stop.exit_code()
     } else if doc.cases.iter().any(|c| c.status == Status::Failed) {
         1
+    } else if nothing_ran {
+        EXIT_NOTHING_RAN
     } else {
         0
     })

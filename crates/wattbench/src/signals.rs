@@ -60,3 +60,14 @@ impl Stop {
         }
     }
 }
+
+/// Makes output written after the work is saved end the process quietly on a closed pipe
+/// (`wattbench … | head -1`), as Unix tools do, instead of a panic and exit 101. Called by
+/// commands that only print, and by the others once their result files are on disk.
+pub fn quiet_broken_pipe() {
+    // SAFETY: restores the default disposition of SIGPIPE (Rust's runtime ignores it): no
+    // handler code runs; a write to a closed pipe then ends the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
