@@ -645,28 +645,18 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
                 memory_peak: None,
                 warnings: Vec::new(),
             };
-            let report = build_report(
-                &meters,
-                opts,
-                Run {
-                    command,
-                    started_at,
-                    exit_code: code,
-                    signal: None,
-                    error: Some(msg),
-                    duration_s: 0.0,
-                    interval,
-                },
-                domains,
-                accounting,
-                &out,
-                &events,
-            );
-            return Ok(MeasureOutcome {
-                report,
-                trace: out.trace,
+            let run = Run {
+                command,
+                started_at,
                 exit_code: code,
-            });
+                signal: None,
+                error: Some(msg),
+                duration_s: 0.0,
+                interval,
+            };
+            return Ok(outcome(
+                &meters, opts, run, domains, accounting, out, &events,
+            ));
         }
     };
     let pid = child.id() as i32;
@@ -721,28 +711,37 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         .signal
         .as_ref()
         .map(|s| format!("the command was killed by {s}"));
-    let report = build_report(
-        &meters,
-        opts,
-        Run {
-            command,
-            started_at,
-            exit_code: exit.code,
-            signal: exit.signal.clone(),
-            error,
-            duration_s,
-            interval,
-        },
-        domains,
-        accounting,
-        &out,
-        &events,
-    );
-    Ok(MeasureOutcome {
+    let run = Run {
+        command,
+        started_at,
+        exit_code: exit.code,
+        signal: exit.signal.clone(),
+        error,
+        duration_s,
+        interval,
+    };
+    Ok(outcome(
+        &meters, opts, run, domains, accounting, out, &events,
+    ))
+}
+
+/// The report, trace and exit code of a run of the command.
+fn outcome(
+    meters: &Meters,
+    opts: &MeasureOptions,
+    run: Run,
+    domains: Vec<DomainEnergy>,
+    accounting: Accounting,
+    out: crate::sampler::SamplerOutput,
+    events: &[signals::SignalEvent],
+) -> MeasureOutcome {
+    let exit_code = run.exit_code;
+    let report = build_report(meters, opts, run, domains, accounting, &out, events);
+    MeasureOutcome {
         report,
         trace: out.trace,
-        exit_code: exit.code,
-    })
+        exit_code,
+    }
 }
 
 /// What happened to the command.
@@ -765,15 +764,7 @@ fn build_report(
     out: &crate::sampler::SamplerOutput,
     events: &[signals::SignalEvent],
 ) -> MeasureReport {
-    let Run {
-        command,
-        started_at,
-        exit_code,
-        signal,
-        error,
-        duration_s,
-        interval,
-    } = run;
+    let (interval, duration_s) = (run.interval, run.duration_s);
     let total = total_energy(&domains);
     let p = &opts.carbon;
     let figures = total.joules.map(|j| carbon(j, p));
@@ -848,11 +839,11 @@ fn build_report(
     });
     MeasureReport {
         schema: "wattbench-measure/2",
-        command,
-        started_at,
-        exit_code,
-        signal,
-        error,
+        command: run.command,
+        started_at: run.started_at,
+        exit_code: run.exit_code,
+        signal: run.signal,
+        error: run.error,
         duration_s,
         total: total.clone(),
         domains,

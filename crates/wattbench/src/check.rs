@@ -3,12 +3,12 @@
 //! Rust toolchain (a GPU machine running the bundle) runs the very same assertions: every op
 //! on odd shapes, every dtype, inference and training steps, against the f64 reference; and
 //! each trainer's loss and gradients against the f64 host model.
-use crate::{backends, UsageError};
+use crate::backends;
+use crate::options::{choices, usage};
 use anyhow::Result;
 use clap::Args;
 use wattbench_core::model::ModelKind;
 use wattbench_core::testing::{check, check_training};
-use wattbench_core::workload::parse_choice;
 use wattbench_core::{Mode, Op};
 
 /// Options of `wattbench check`.
@@ -32,10 +32,6 @@ pub struct CheckArgs {
     model: Vec<String>,
 }
 
-fn usage(m: String) -> anyhow::Error {
-    UsageError(m).into()
-}
-
 /// The named choices among `all`, or all of them when none is given.
 fn pick<T: Copy>(
     what: &str,
@@ -43,13 +39,8 @@ fn pick<T: Copy>(
     all: &[T],
     name: impl Fn(T) -> &'static str + Copy,
 ) -> Result<Vec<T>> {
-    if given.is_empty() {
-        return Ok(all.to_vec());
-    }
-    given
-        .iter()
-        .map(|s| parse_choice(what, s, all, name).map_err(usage))
-        .collect()
+    let v = choices(what, given, all, name)?;
+    Ok(if v.is_empty() { all.to_vec() } else { v })
 }
 
 /// Run the checks; exit 0 when all pass, 1 when one fails.

@@ -7,6 +7,25 @@ use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::gpus::GpuSelection;
 use wattbench_energy::{MeterConfig, Meters};
 
+/// A usage error (exit 2) with `msg`.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+/// The named `--what` choices among `all` (empty when none is given); an unknown name is a
+/// usage error listing the valid ones.
+pub fn choices<T: Copy>(
+    what: &str,
+    given: &[String],
+    all: &[T],
+    name: impl Fn(T) -> &'static str + Copy,
+) -> anyhow::Result<Vec<T>> {
+    given
+        .iter()
+        .map(|s| wattbench_core::workload::parse_choice(what, s, all, name).map_err(usage))
+        .collect()
+}
+
 /// How the energy meters are found.
 #[derive(Args, Debug, Clone)]
 pub struct MeterArgs {

@@ -1,9 +1,9 @@
 //! `wattbench run`: load a suite, verify and time every case on every selected backend, write
 //! one result file atomically.
 use crate::energy::{self, CaseMeter};
-use crate::options::MeterArgs;
+use crate::options::{choices, usage, MeterArgs};
 use crate::signals::Stop;
-use crate::{backends, inventory, output, UsageError};
+use crate::{backends, inventory, output};
 use anyhow::Result;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
@@ -19,7 +19,6 @@ use wattbench_core::result::{
     CaseResult, Config, Filters, RunConfig, RunEnergy, RunFile, Status, SCHEMA_VERSION,
 };
 use wattbench_core::units;
-use wattbench_core::workload::parse_choice;
 use wattbench_core::{suite, Backend, Case, DType, DeviceInfo, Mode, Op};
 
 /// Options of `wattbench run`.
@@ -86,22 +85,6 @@ pub struct RunArgs {
 
 /// Exit code when every selected case was skipped: the run measured nothing.
 pub const EXIT_NOTHING_RAN: u8 = 3;
-
-fn usage(msg: String) -> anyhow::Error {
-    UsageError(msg).into()
-}
-
-fn choices<T: Copy>(
-    what: &str,
-    given: &[String],
-    all: &[T],
-    name: impl Fn(T) -> &'static str + Copy,
-) -> Result<Vec<T>> {
-    given
-        .iter()
-        .map(|s| parse_choice(what, s, all, name).map_err(usage))
-        .collect()
-}
 
 /// Select cases: suite entries filtered by op and set, expanded over `--dtype`/`--mode` when
 /// given (each shape once), else the suite's own dtypes and modes.
@@ -354,7 +337,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     }
     if targets.is_empty() {
         return Err(usage(
-            "no backend and device match the filters; see `wattbench list`".into(),
+            "no backend and device match the filters; see `wattbench list`",
         ));
     }
     let path = args

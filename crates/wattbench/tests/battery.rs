@@ -2,7 +2,10 @@
 //! nothing clobbered, no panic, a clear message and a documented exit code for each.
 mod common;
 
-use common::{command, is_char_device, run_tiny, stderr, tiny_suite, wattbench, FAST};
+use common::{
+    command, is_char_device, reference_gemm, run_tiny, stderr, tiny_suite, train_tiny, wattbench,
+    FAST,
+};
 use serde_json::Value;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
@@ -47,16 +50,7 @@ fn dev_null_and_symlinks_are_written_through_not_replaced() {
     assert!(is_char_device(null));
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
-    let mut args = vec![
-        "run",
-        "--suite",
-        &suite,
-        "--backend",
-        "reference",
-        "--op",
-        "gemm",
-    ];
-    args.extend(FAST);
+    let mut args = reference_gemm(&suite);
     args.extend(["--output", "/dev/null"]);
     let o = wattbench(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -73,17 +67,7 @@ fn dev_null_and_symlinks_are_written_through_not_replaced() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(is_char_device(null), "report replaced /dev/null");
 
-    let o = wattbench(&[
-        "train",
-        "--model",
-        "mlp",
-        "--size",
-        "tiny",
-        "--steps",
-        "3",
-        "--output",
-        "/dev/null",
-    ]);
+    let o = train_tiny("/dev/null");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(is_char_device(null), "train replaced /dev/null");
 
@@ -192,32 +176,13 @@ fn a_closed_pipe_ends_quietly_after_the_results_are_saved() {
     };
     check(&["list"]);
     check(&["list", "--regions"]);
-    let mut run = vec![
-        "run",
-        "--suite",
-        &suite,
-        "--backend",
-        "reference",
-        "--op",
-        "gemm",
-    ];
-    run.extend(FAST);
+    let mut run = reference_gemm(&suite);
     run.extend(["--json", "--output", out.to_str().unwrap()]);
     check(&run);
     assert!(out.exists(), "the result file was lost to the closed pipe");
     check(&["report", out.to_str().unwrap()]);
     let t = dir.path().join("t.json");
-    check(&[
-        "train",
-        "--model",
-        "mlp",
-        "--size",
-        "tiny",
-        "--steps",
-        "3",
-        "--output",
-        t.to_str().unwrap(),
-    ]);
+    check(&[&common::TRAIN_TINY[..], &["--output", t.to_str().unwrap()]].concat());
     assert!(t.exists());
 }
 
@@ -356,17 +321,7 @@ fn honest_wording_and_one_key_rule() {
 
     // A training run is not verified against the reference, and its report says so.
     let t = dir.path().join("t.json");
-    let o = wattbench(&[
-        "train",
-        "--model",
-        "mlp",
-        "--size",
-        "tiny",
-        "--steps",
-        "3",
-        "--output",
-        t.to_str().unwrap(),
-    ]);
+    let o = train_tiny(t.to_str().unwrap());
     assert!(o.status.success(), "{}", stderr(&o));
     let o = wattbench(&["report", t.to_str().unwrap()]);
     let md = String::from_utf8_lossy(&o.stdout);

@@ -1,50 +1,10 @@
 //! The `wattbench` binary end to end: real runs, result files and bad input.
+mod common;
+
+use common::{run_tiny, stderr, wattbench, FAST};
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn wattbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wattbench"))
-        .args(args)
-        .output()
-        .expect("spawn wattbench")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-const TINY: &str = r#"
-name = "tiny"
-dtypes = ["f32"]
-gemm = [ { tag = "g", m = 19, n = 7, k = 33, trans_b = true } ]
-conv2d = [ { n = 1, c = 2, h = 8, w = 9, k = 3, r = 3, s = 3, pad_h = 1, pad_w = 1 } ]
-rnn = [ { cell = "gru", hidden = 6, batch = 2, steps = 3 } ]
-"#;
-
-fn tiny_suite(dir: &Path) -> String {
-    let p = dir.join("tiny.toml");
-    std::fs::write(&p, TINY).unwrap();
-    p.to_string_lossy().into_owned()
-}
-
-const FAST: [&str; 6] = ["--min-time", "0", "--min-samples", "3", "--warmup", "0"];
-
-/// `wattbench run` of the tiny suite (written into `dir`) to `dir/<out>`, quickly, with
-/// `extra` options; its output and the result document, when one was written.
-fn run_tiny(dir: &Path, out: &str, extra: &[&str]) -> (Output, Option<Value>) {
-    let suite = tiny_suite(dir);
-    let out = dir.join(out);
-    let mut args = vec!["run", "--suite", &suite, "--output", out.to_str().unwrap()];
-    args.extend(FAST);
-    args.extend(extra);
-    let o = wattbench(&args);
-    let doc = std::fs::read_to_string(&out)
-        .ok()
-        .map(|t| serde_json::from_str(&t).unwrap());
-    (o, doc)
-}
 
 #[test]
 fn list_json_names_backends_with_reasons() {

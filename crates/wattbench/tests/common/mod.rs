@@ -61,3 +61,26 @@ pub fn is_char_device(p: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::metadata(p).is_ok_and(|m| m.file_type().is_char_device())
 }
+
+/// A quick `wattbench train`: the tiny MLP for 3 steps.
+pub const TRAIN_TINY: [&str; 7] = ["train", "--model", "mlp", "--size", "tiny", "--steps", "3"];
+
+/// [`TRAIN_TINY`] with the result written to `out`.
+pub fn train_tiny(out: &str) -> Output {
+    wattbench(&[&TRAIN_TINY[..], &["--output", out]].concat())
+}
+
+/// `run` of the reference GEMM cases of `suite`, quickly; add `--output` and the rest.
+pub fn reference_gemm(suite: &str) -> Vec<&str> {
+    let mut a = vec![
+        "run",
+        "--suite",
+        suite,
+        "--backend",
+        "reference",
+        "--op",
+        "gemm",
+    ];
+    a.extend(FAST);
+    a
+}
