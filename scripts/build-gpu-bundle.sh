@@ -4,14 +4,18 @@
 #   wattbench                    release build with every GPU backend: tch, cuda (our kernels,
 #                                cuBLAS, cuDNN) and candle on CUDA (features tch,cuda,candle-cuda)
 #   wattbench-cuda-gpu-tests     wattbench-cuda's GPU tests (ignored here; --ignored there)
-#   wattbench-candle-gpu-tests   wattbench-candle's tests, with its CUDA ones (ignored here)
 #   gpu-check.sh, benchmarks/, kernels/ (for reading; the binaries embed them), COMMIT, FEATURES
+# wattbench-candle's tests are built with its CUDA ones too, to check that they compile (no other
+# build enables candle's `cuda` feature), but not carried: `wattbench check` runs the same
+# checks there, and the binary would take 25 MiB of the 64.
 #
 # candle on CUDA needs two things a plain `cargo build` here does not have:
 # - nvcc, to compile candle's kernels at build time: the CUDA 13.0 toolkit from PyPI
 #   (scripts/fetch-cuda-toolkit.sh; 13.0 because driver 580 loads PTX up to ISA 9.0), for
-#   sm_90 (CUDA_COMPUTE_CAP; no GPU to ask). Fatbins compressed (--compress-mode=size: candle's
-#   MoE kernels are 32 MB uncompressed, 14 MB compressed).
+#   sm_90 (CUDA_COMPUTE_CAP; no GPU to ask; cudaforge makes it sm_90a). Fatbins compressed
+#   (--compress-mode=size: candle's MoE kernels, 32 MB uncompressed, are 5.6 MB in the binary;
+#   whether driver 580 loads compressed fatbins is unverified, and only the quantized MoE ops,
+#   which wattbench never calls, use them).
 # - one cudarc for all: candle-core asks cudarc for `dynamic-linking`, our crates for
 #   `dynamic-loading` (binaries that start without the driver), and cudarc's build refuses
 #   both. So the build runs in a scratch copy of the working tree (target/gpu-bundle/ws) whose
@@ -20,7 +24,7 @@
 #   Cargo.lock are not touched; the copy's lock differs from the real one in candle-core's
 #   source only (checked). candle's kernels link cudart statically (kept out of the binary's
 #   exported symbols, so libtorch's own libcudart is not interposed).
-# Cold build about 20 min on 2 cores (candle's kernels most of it), warm a few minutes.
+# Cold build about 20 min on 2 cores (candle's kernels about 8 of them), warm about 1 min.
 #
 #   CARGO_TARGET_DIR  build directory (default: target/gpu-bundle)
 #   WATTBENCH_CACHE   where libtorch and the CUDA toolkit are fetched to (default: ~/.cache/wattbench)
@@ -29,11 +33,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 features=tch,cuda,candle-cuda
 target=$(realpath -m "${CARGO_TARGET_DIR:-target/gpu-bundle}")
+export CARGO_TARGET_DIR=$target # absolute: cargo runs in the copy
 ws=$target/ws
 bundle=$root/.gpu-bundle
 limit_mib=64
 # The CUDA series the bundle targets (the GPU machine's driver 580): cudarc's bindings and nvcc.
-cudarc_cuda=cuda-13000
+cudarc_cuda="cuda-13000"
 export CUDA_COMPUTE_CAP=90
 # git only reads here: no opportunistic index refreshes, in the real repository or the copy.
 export GIT_OPTIONAL_LOCKS=0
@@ -45,15 +50,11 @@ die() {
   echo "build-gpu-bundle: FAILED: $*" >&2
   exit 1
 }
-trap 'rc=$?; if [ "$rc" -ne 0 ]; then echo "build-gpu-bundle: FAILED (exit $rc) while $step" >&2; fi' EXIT
-timed() { # timed WHAT CMD...: run CMD, say how long it took
-  local what=$1 t=$SECONDS
-  shift
-  step=$what
-  say "$what"
-  "$@"
-  say "$what: $((SECONDS - t)) s"
+on_exit() {
+  local rc=$?
+  [ "$rc" -eq 0 ] || echo "build-gpu-bundle: FAILED (exit $rc) while $step" >&2
 }
+trap on_exit EXIT
 
 # --- Tools ------------------------------------------------------------------------------------
 step="fetching libtorch (scripts/fetch-libtorch.sh)"
@@ -198,39 +199,61 @@ if diff:
              "(is the real Cargo.lock up to date? cargo build --locked there)")
 PY
 
-timed "building wattbench (release, features $features)" \
-  cargo build --release --locked -p wattbench --features "$features"
-exe_of() { # exe_of TEST CARGO-ARGS...: build a test binary, print its path
-  local test=$1
-  shift
-  cargo test --release --locked --no-run --message-format=json "$@" | python3 -c '
-import json, sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$test"
+# One cargo run for the binary and the test binaries: one feature resolution, so that nothing
+# (candle's kernels above all) is built twice with different features.
+step="building wattbench (release, features $features) and the GPU test binaries"
+say "$step"
+t=$SECONDS
+cargo build --release --locked -p wattbench -p wattbench-cuda -p wattbench-candle \
+  --features "$(sed 's/[^,]*/wattbench\/&/g' <<<"$features")" \
+  --bin wattbench --test gpu --test correctness \
+  --message-format=json-render-diagnostics >"$target/artifacts.json"
+say "$step: $((SECONDS - t)) s"
+exe_of() { # exe_of PACKAGE TARGET: the executable cargo built for it
+  python3 - "$target/artifacts.json" "$1" "$2" <<'PY'
+import json, re, sys
+path, pkg, name = sys.argv[1:]
+for line in open(path):
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m.get("executable")
+            and m["target"]["name"] == name
+            and re.search(r"[/#]" + re.escape(pkg) + r"[@#]", m["package_id"])):
+        print(m["executable"])
+PY
 }
-step="building the wattbench-cuda GPU tests"
-say "$step"
-cuda_tests=$(exe_of gpu -p wattbench-cuda --test gpu)
-[ -n "$cuda_tests" ] || die "$step: no test binary (run: cargo test --release -p wattbench-cuda --test gpu --no-run in $ws)"
-step="building the wattbench-candle tests with its CUDA tests"
-say "$step"
-candle_tests=$(exe_of correctness -p wattbench-candle --features cuda,train --test correctness)
-[ -n "$candle_tests" ] || die "$step: no test binary (run: cargo test --release -p wattbench-candle --features cuda,train --test correctness --no-run in $ws)"
+exe=$(exe_of wattbench wattbench)
+cuda_tests=$(exe_of wattbench-cuda gpu)
+candle_tests=$(exe_of wattbench-candle correctness)
+[ -n "$exe" ] && [ -n "$cuda_tests" ] && [ -n "$candle_tests" ] ||
+  die "cargo built no wattbench ($exe), wattbench-cuda gpu test ($cuda_tests) or wattbench-candle test ($candle_tests) executable"
 cd "$root"
 
-# --- The binary starts without CUDA -------------------------------------------------------------
+# --- Checks here ------------------------------------------------------------------------------
+# candle's tests with the `cuda` feature: the CPU cases, and the device probe (on a machine
+# without a driver: cuda:0 unavailable with the reason, nothing run); the GPU ones are ignored.
+step="running wattbench-candle's tests (built with its cuda feature)"
+say "$step"
+"$candle_tests" >"$target/candle-tests.log" 2>&1 || {
+  tail -n 30 "$target/candle-tests.log" >&2
+  die "$step (log: $target/candle-tests.log)"
+}
+grep '^test result' "$target/candle-tests.log" >&2
+# The binary starts without the driver or any CUDA library (cudarc loads them at run time).
 step="checking the binary's libraries"
-exe=$target/release/wattbench
 needed=$(readelf -d "$exe" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
-say "wattbench needs at start: $(echo $needed)"
+say "wattbench needs at start: $(tr '\n' ' ' <<<"$needed")"
 if echo "$needed" | grep -E '^lib(cuda|cudart|cublas|cublasLt|curand|nvrtc|cudnn|nccl|nvJitLink)\.so'; then
   die "wattbench links a CUDA library (above); cudarc must load them at run time"
 fi
 if nm -D --defined-only "$exe" | grep -E ' (cuda[A-Z]|__cuda)'; then
   die "wattbench exports cudart symbols (above), which would interpose libtorch's libcudart"
 fi
+step="running wattbench list"
+"$exe" list >"$target/list.txt" 2>&1 || {
+  cat "$target/list.txt" >&2
+  die "wattbench list failed"
+}
+grep -E '^  (candle|tch|cuda|cuda-naive|cublas|cudnn) ' "$target/list.txt" >&2
 
 # --- The bundle --------------------------------------------------------------------------------
 step="assembling $bundle"
@@ -238,9 +261,8 @@ rm -rf "$bundle"
 mkdir -p "$bundle"
 cp "$exe" "$bundle/wattbench"
 cp "$cuda_tests" "$bundle/wattbench-cuda-gpu-tests"
-cp "$candle_tests" "$bundle/wattbench-candle-gpu-tests"
 # Debug info only: the symbol table stays, so backtraces keep function names.
-strip --strip-debug "$bundle/wattbench" "$bundle/wattbench-cuda-gpu-tests" "$bundle/wattbench-candle-gpu-tests"
+strip --strip-debug "$bundle/wattbench" "$bundle/wattbench-cuda-gpu-tests"
 cp scripts/gpu-check.sh "$bundle/"
 cp -r benchmarks "$bundle/benchmarks"
 cp -r kernels "$bundle/kernels" # embedded in the binaries already; here for reading
