@@ -636,6 +636,40 @@ pub enum ReadError {
     },
 }
 
+impl Environment {
+    /// What makes timings comparable: the CPU model and core count, and each GPU's name
+    /// (in index order). Two results with different hardware fingerprints were measured on
+    /// different machines (kinds); the host name is deliberately left out.
+    pub fn hardware_fingerprint(&self) -> String {
+        let h = &self.host;
+        let mut parts = vec![format!(
+            "cpu={} x{}",
+            h.cpu_model.as_deref().unwrap_or("unknown"),
+            h.logical_cores
+        )];
+        for g in &self.gpus {
+            parts.push(format!("gpu{}={}", g.index, g.name.as_deref().unwrap_or("unknown")));
+        }
+        parts.join("; ")
+    }
+
+    /// The software that can move a number without any change of ours: the driver and
+    /// library versions recorded in `software` (wattbench's own version excluded) and the GPU
+    /// driver. A change here is a known break in a history.
+    pub fn software_fingerprint(&self) -> String {
+        let mut parts: Vec<String> = self
+            .software
+            .iter()
+            .filter(|(k, _)| k.as_str() != "wattbench")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if let Some(d) = self.gpus.iter().find_map(|g| g.driver_version.as_deref()) {
+            parts.push(format!("nvidia-driver={d}"));
+        }
+        parts.join("; ")
+    }
+}
+
 impl RunFile {
     /// Parse a result file, checking its schema version first so that a file from another
     /// version is refused with what to do, not a field-level parse error.
