@@ -10,7 +10,7 @@ SUITE ?= quick
 RUN_ARGS ?=
 LIBTORCH_ENV = export LIBTORCH="$$(bash scripts/fetch-libtorch.sh)";
 
-.PHONY: run build test fmt clippy doc unit kernel-check gpu-bundle bench-overhead
+.PHONY: run build test fmt clippy doc unit kernel-check bench-build gpu-bundle bench-overhead
 
 build:
 	$(LIBTORCH_ENV) $(CARGO) build --release --locked -p wattbench --features $(FEATURES)
@@ -43,7 +43,11 @@ unit:
 kernel-check:
 	bash scripts/kernel-check.sh
 
-test: fmt clippy doc kernel-check unit
+# Every bench compiles (criterion's `ops` included); they are run by `cargo bench`, not here.
+bench-build:
+	$(LIBTORCH_ENV) $(CARGO) test --locked --workspace --features $(FEATURES) --benches --no-run
+
+test: fmt clippy doc kernel-check bench-build unit
 
 # A self-contained GPU build for the GPU check (.gpu-bundle/; see scripts/gpu-check.sh): every
 # GPU backend in one binary, candle's CUDA kernels compiled with nvcc 13.0 from PyPI (fetched

@@ -45,6 +45,12 @@ pub struct HarnessConfig {
     pub tolerance: Option<f64>,
 }
 
+/// Whether this build slows every sample down on purpose: the `evidence-slowdown` feature
+/// (for the regression-detection evidence of `scripts/regression-evidence.sh` only) makes
+/// each sample of n counted calls do 1.1 n real calls, a known 10% slowdown made of real
+/// work. Such a build says so in `environment.software`.
+pub const EVIDENCE_SLOWDOWN: bool = cfg!(feature = "evidence-slowdown");
+
 /// The longest time any one setting may ask for, s (a day): beyond it a value is a typo.
 pub const MAX_SECONDS: f64 = 86_400.0;
 
@@ -416,8 +422,14 @@ impl<'a> Harness<'a> {
         }
         let start = Instant::now();
         let mut samples = Vec::new();
+        // A normal build times exactly the calls it counts.
+        let (iters, extra) = if EVIDENCE_SLOWDOWN {
+            (iters * 10, iters)
+        } else {
+            (iters, 0)
+        };
         loop {
-            let dt = prep.time_iters(iters)?;
+            let dt = prep.time_iters(iters + extra)?;
             samples.push(dt.as_secs_f64() / iters as f64);
             let elapsed = start.elapsed().as_secs_f64();
             if self.interrupted() {

@@ -2,10 +2,12 @@
 //! (and the kernel cache) writes a file.
 //!
 //! [`OutputFile::prepare`] runs before any work, so an unwritable location is refused before a
-//! long run starts: it creates a missing parent folder and opens a temporary file beside the
-//! target. [`OutputFile::commit`] writes, flushes to disk (`fsync`) and renames the temporary
-//! file over the target, so a reader sees the old file or the complete new one, never a half-
-//! written one. Files are created 0644, like any file the user writes.
+//! long run starts: it creates a missing parent folder and proves it writable with a temporary
+//! file it removes at once. [`OutputFile::commit`] writes a temporary file beside the target,
+//! flushes it to disk (`fsync`) and renames it over the target, so a reader sees the old file
+//! or the complete new one, never a half-written one. The temporary file exists only during
+//! the commit: a process that exits without unwinding while it works (a second Ctrl-C aborts
+//! at once) leaves none behind. Files are created 0644, like any file the user writes.
 //!
 //! What the rename must not do: replace a device file or a FIFO (`--output /dev/null` as root
 //! would replace the system's `/dev/null` with a regular file), or replace a symbolic link
@@ -35,11 +37,9 @@ pub enum OutputError {
 }
 
 enum Target {
-    /// A regular file (or a new one): write a temporary file beside it, then rename.
-    Replace {
-        tmp: tempfile::NamedTempFile,
-        dest: PathBuf,
-    },
+    /// A regular file (or a new one): write a temporary file beside it in `dir`, then
+    /// rename.
+    Replace { dir: PathBuf, dest: PathBuf },
     /// A device file or FIFO: written in place, never replaced.
     Direct(PathBuf),
 }
@@ -71,10 +71,20 @@ fn resolve_links(path: &Path) -> Result<PathBuf, OutputError> {
     Err(OutputError::LinkLoop(path.to_path_buf()))
 }
 
+/// A new temporary file in `dir`, 0644, removed when dropped.
+fn temporary_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".wattbench-")
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+}
+
 impl OutputFile {
     /// Get ready to write `path`: refuse a directory, create a missing parent folder, and
-    /// prove the location writable (a temporary file beside the target; a device file or FIFO
-    /// is checked for write permission and written in place).
+    /// prove the location writable (a temporary file beside the target, removed at once; a
+    /// device file or FIFO is checked for write permission and written in place). Nothing is
+    /// left on disk until [`OutputFile::commit`].
     pub fn prepare(path: &Path) -> Result<OutputFile, OutputError> {
         let unwritable = |source| OutputError::Unwritable {
             path: path.to_path_buf(),
@@ -103,15 +113,12 @@ impl OutputFile {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(unwritable)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".wattbench-")
-            .suffix(".tmp")
-            .permissions(std::fs::Permissions::from_mode(0o644))
-            .tempfile_in(&dir)
+        temporary_in(&dir)
+            .and_then(|probe| probe.close())
             .map_err(unwritable)?;
         Ok(OutputFile {
             shown: path.to_path_buf(),
-            target: Target::Replace { tmp, dest },
+            target: Target::Replace { dir, dest },
         })
     }
 
@@ -137,7 +144,8 @@ impl OutputFile {
                     .and_then(|_| f.flush())
                     .map_err(unwritable)
             }
-            Target::Replace { mut tmp, dest } => {
+            Target::Replace { dir, dest } => {
+                let mut tmp = temporary_in(&dir).map_err(unwritable)?;
                 tmp.write_all(bytes)
                     .and_then(|_| tmp.as_file().sync_all())
                     .map_err(unwritable)?;
@@ -214,6 +222,21 @@ mod tests {
         write_atomically(Path::new("/dev/null"), b"discarded").unwrap();
         let ft = std::fs::metadata("/dev/null").unwrap().file_type();
         assert!(ft.is_char_device());
+    }
+
+    #[test]
+    fn nothing_is_on_disk_between_prepare_and_commit() {
+        // A process that exits without unwinding (a second Ctrl-C) after `prepare` must leave
+        // no temporary file behind: none exists until `commit`.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        let out = OutputFile::prepare(&p).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        std::mem::forget(out); // no destructor runs, as in an exit from a signal handler
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        OutputFile::prepare(&p).unwrap().commit(b"done").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"done");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

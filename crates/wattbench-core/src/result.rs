@@ -648,7 +648,11 @@ impl Environment {
             h.logical_cores
         )];
         for g in &self.gpus {
-            parts.push(format!("gpu{}={}", g.index, g.name.as_deref().unwrap_or("unknown")));
+            parts.push(format!(
+                "gpu{}={}",
+                g.index,
+                g.name.as_deref().unwrap_or("unknown")
+            ));
         }
         parts.join("; ")
     }
@@ -674,13 +678,18 @@ impl RunFile {
     /// Parse a result file, checking its schema version first so that a file from another
     /// version is refused with what to do, not a field-level parse error.
     pub fn from_json(text: &str) -> Result<RunFile, ReadError> {
-        #[derive(Deserialize)]
-        struct Head {
-            schema_version: u32,
-        }
-        let head: Head =
+        // An object with a numeric `schema_version` (a struct would also read from an
+        // array such as `[1]`).
+        let head: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))?;
-        match head.schema_version {
+        let version = head
+            .get("schema_version")
+            .ok_or_else(|| ReadError::NotAResult("no `schema_version` key".into()))
+            .and_then(|v| {
+                u32::deserialize(v)
+                    .map_err(|e| ReadError::NotAResult(format!("schema_version: {e}")))
+            })?;
+        match version {
             SCHEMA_VERSION => {
                 serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))
             }

@@ -18,6 +18,8 @@
 pub mod carbon;
 pub mod cgroup;
 pub mod counter;
+#[cfg(feature = "criterion")]
+pub mod criterion;
 pub mod estimate;
 pub mod fake;
 pub mod gpus;

@@ -6,13 +6,14 @@
 //! after a warm-up, brackets the measured steps with the energy meters, and reports a
 //! [`TrainingResult`](wattbench_core::result::TrainingResult): the loss curve, time and energy
 //! per step and per sample, peak memory and ([`project`]) a projection of a full run's time,
-//! kWh and CO2e with an interval.
+//! kWh and CO2e with an interval. A run stopped early ([`Control`]) reports the steps it
+//! completed, also while a long step is still running ([`Progress::abandon`]).
 
 pub mod project;
 pub mod run;
 
 pub use project::project_run;
-pub use run::{train, validate};
+pub use run::{train, validate, Abandoned, Control, Progress};
 
 use wattbench_core::BackendError;
 
@@ -26,4 +27,8 @@ pub enum TrainError {
     /// The backend could not start or failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Stopped ([`Control::interrupt`]) with no result to return: before the first step, or
+    /// after [`Progress::abandon`] reported the steps done.
+    #[error("interrupted: no training step to report")]
+    Interrupted,
 }

@@ -1,23 +1,33 @@
 //! One training run: data, warm-up, the measured steps between energy-window edges, and the
 //! result (loss curve, time and energy per step and per sample, memory, projection).
+//!
+//! A run can be stopped ([`Control`]): it checks its interrupt flag between steps and reports
+//! the steps it completed. Everything the result is built from, apart from the trainer, lives
+//! in a [`Progress`], so that a caller that cannot wait for a long step (a second is long when
+//! someone pressed Ctrl-C) can report the completed steps itself ([`Progress::abandon`]).
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use wattbench_core::energy::{CaseEnergy, Window};
 use wattbench_core::memory;
-use wattbench_core::model::{Dataset, ModelConfig, TrainSetup, Trainer};
+use wattbench_core::model::{Dataset, DatasetInfo, ModelConfig, TrainSetup, Trainer};
 use wattbench_core::result::{
     LossPoint, LossReport, Memory, Status, TrainSettings, TrainingResult,
 };
 use wattbench_core::stats::TimeStats;
 use wattbench_core::Backend;
 use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::{total_energy, DomainEnergy, Meters};
+use wattbench_energy::{total_energy, DomainEnergy, EnergyWindow, Meters};
 
 use crate::project::project_run;
 use crate::TrainError;
 
 /// Bootstrap resamples for the step-time interval.
 const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// Host memory the synthetic data set's inputs may take.
+const DATASET_LIMIT_BYTES: u128 = 4 << 30;
 
 /// Rejects settings that cannot work, saying what to change.
 pub fn validate(s: &TrainSettings) -> Result<(), TrainError> {
@@ -49,27 +59,50 @@ pub fn validate(s: &TrainSettings) -> Result<(), TrainError> {
             return usage("the projection target must be at least 1".into());
         }
     }
-    // Keep the data set within a sane host-memory budget (4 GiB of inputs).
-    let sample: usize = s.model.sample_shape().iter().product();
-    let bytes = (s.batches() as u128) * (s.batch_size as u128) * (sample as u128) * 4;
-    if bytes > 4 << 30 {
+    // Keep the data set's inputs within a sane host-memory budget. The data set is whole
+    // batches, at least one: a batch alone over the budget is --batch-size's fault, a data set
+    // of many batches --dataset-samples'.
+    let sample_bytes = s.model.sample_shape().iter().product::<usize>() as u128 * 4;
+    let batch_bytes = s.batch_size as u128 * sample_bytes;
+    let most = DATASET_LIMIT_BYTES / sample_bytes.max(1);
+    if batch_bytes > DATASET_LIMIT_BYTES {
         return usage(format!(
-            "the data set would take {bytes} bytes; lower --batch-size"
+            "--batch-size {} would make one batch of {batch_bytes} bytes of inputs, over the \
+             limit of {DATASET_LIMIT_BYTES} bytes (4 GiB): at most {most} samples per batch \
+             for this model; lower --batch-size",
+            s.batch_size
+        ));
+    }
+    let bytes = s.batches() as u128 * batch_bytes;
+    if bytes > DATASET_LIMIT_BYTES {
+        return usage(format!(
+            "--dataset-samples {} would make a data set of {bytes} bytes of inputs, over the \
+             limit of {DATASET_LIMIT_BYTES} bytes (4 GiB): at most {most} samples for this \
+             model; lower --dataset-samples",
+            s.dataset_samples
         ));
     }
     Ok(())
 }
 
 fn want_loss(step: u64, steps: u64, every: u64) -> bool {
-    step == 0 || (step + 1) % every == 0 || step + 1 == steps
+    step == 0 || (step + 1).is_multiple_of(every) || step + 1 == steps
 }
 
-fn dataset_loss(t: &mut dyn Trainer, batches: usize) -> Result<f64, TrainError> {
+/// The mean loss over the data set; `None` when `interrupt` was set before it was done.
+fn dataset_loss(
+    t: &mut dyn Trainer,
+    batches: usize,
+    interrupt: &AtomicBool,
+) -> Result<Option<f64>, TrainError> {
     let mut s = 0.0;
     for bi in 0..batches {
+        if interrupt.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         s += t.loss(bi)? as f64;
     }
-    Ok(s / batches as f64)
+    Ok(Some(s / batches as f64))
 }
 
 /// The stable id of a training run: `train/<model label>_b<batch>_s<steps>/<backend>/<device>`.
@@ -86,24 +119,405 @@ pub fn training_id(
     )
 }
 
+/// How a caller stops a run early.
+#[derive(Clone, Copy)]
+pub struct Control<'a> {
+    /// Checked before and between steps (and between the batches of a data-set evaluation):
+    /// once it is set, the run stops at the next boundary and reports the steps it completed.
+    pub interrupt: &'a AtomicBool,
+    /// Where the run keeps what it has done, for a caller that reports it without waiting for
+    /// the step in flight ([`Progress::abandon`]); `None` when nobody will.
+    pub progress: Option<&'a Progress>,
+}
+
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+impl Default for Control<'_> {
+    /// A run nothing stops early.
+    fn default() -> Self {
+        Control {
+            interrupt: &NEVER,
+            progress: None,
+        }
+    }
+}
+
+/// What a run has done so far, shared between the thread that trains and one that waits for
+/// it: every completed step is recorded here, so the waiting thread can report them while a
+/// long step is still running ([`Progress::abandon`]).
+#[derive(Default)]
+pub struct Progress(Mutex<State>);
+
+#[derive(Default)]
+enum State {
+    /// Setting up (data, uploads, the loss before training): nothing to report yet.
+    #[default]
+    Setup,
+    /// Training or evaluating.
+    Running(Box<Partial>),
+    /// The result was (or is being) built, by the run or by [`Progress::abandon`].
+    Reported,
+}
+
+/// What [`Progress::abandon`] found.
+#[derive(Debug)]
+pub enum Abandoned {
+    /// The result of the steps completed so far; the step in flight is left out.
+    Partial(Box<TrainingResult>),
+    /// The run was still setting up: no step had started, nothing to report.
+    NotStarted,
+    /// The result was already taken: the run has finished and is building its own (wait for
+    /// it: it does not train any more, so this is short), or an earlier call took it.
+    Finishing,
+}
+
+/// Everything a result is built from, apart from the trainer.
+struct Partial {
+    settings: TrainSettings,
+    carbon: CarbonParams,
+    backend: &'static str,
+    idle: Vec<DomainEnergy>,
+    min_window_s: Option<f64>,
+    started: Instant,
+    peak_reset: bool,
+    dataset: DatasetInfo,
+    dataset_before: f64,
+    curve: Vec<LossPoint>,
+    /// Times of the completed measured steps, s.
+    samples: Vec<f64>,
+    /// Steps completed.
+    steps: u64,
+    /// When the last completed step ended.
+    boundary: Instant,
+    failure: Option<String>,
+    /// Start of the measured steps and their energy window (if it could start).
+    window: Option<(Instant, Option<EnergyWindow>)>,
+    /// Why there is no energy figure, when there is none.
+    window_error: Option<String>,
+    /// The energy window once closed.
+    closed: Option<Closed>,
+}
+
+struct Closed {
+    domains: Vec<DomainEnergy>,
+    /// Wall time of the completed measured steps, s.
+    wall_s: f64,
+    /// How the energy was attributed to the completed steps, when the window ran past them.
+    note: Option<String>,
+}
+
+impl Partial {
+    fn measured(&self) -> u64 {
+        self.steps.saturating_sub(self.settings.warmup_steps)
+    }
+
+    /// Starts timing and metering: the warm-up is over.
+    fn open_window(&mut self, meters: Option<&Meters>) {
+        let window = meters.and_then(|m| match m.start() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.window_error = Some(format!("the energy window could not start: {e}"));
+                None
+            }
+        });
+        self.window = Some((Instant::now(), window));
+    }
+
+    /// Records completed step `step` that took `dt` seconds and returned `loss`; the point
+    /// of the loss curve, when one was recorded.
+    fn record(&mut self, step: u64, dt: f64, loss: Option<f32>) -> Option<LossPoint> {
+        self.boundary = Instant::now();
+        self.steps = step + 1;
+        if step >= self.settings.warmup_steps {
+            self.samples.push(dt);
+        }
+        let loss = loss?;
+        let p = LossPoint {
+            step,
+            epoch: step / self.settings.batches() as u64,
+            loss: Some(loss).filter(|l| l.is_finite()),
+        };
+        self.curve.push(p);
+        if !loss.is_finite() {
+            self.failure = Some(format!(
+                "the loss became {loss} at step {step}: training diverged; lower --lr (it was \
+                 {})",
+                self.settings.lr
+            ));
+        }
+        Some(p)
+    }
+
+    /// Closes the energy window at the last step boundary. `in_step`: a step is still running
+    /// (the window is closed now, after that boundary, and its energy scaled to the completed
+    /// steps).
+    fn close(&mut self, meters: Option<&Meters>, in_step: bool) {
+        if self.closed.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let Some((t0, window)) = self.window.take() else {
+            self.window_error.get_or_insert_with(|| {
+                "the run was interrupted during warm-up, before any measured step".into()
+            });
+            self.closed = Some(Closed {
+                domains: Vec::new(),
+                wall_s: 0.0,
+                note: None,
+            });
+            return;
+        };
+        let mut domains = match (meters, window) {
+            (Some(m), Some(w)) => m.stop(w),
+            _ => Vec::new(),
+        };
+        let wall_s = self.boundary.saturating_duration_since(t0).as_secs_f64();
+        let mut note = None;
+        if self.measured() == 0 {
+            self.window_error.get_or_insert_with(|| {
+                "the run was interrupted inside its first measured step, before any measured \
+                 step completed"
+                    .into()
+            });
+            domains.clear();
+        } else if in_step && !domains.is_empty() {
+            let open_s = now.saturating_duration_since(t0).as_secs_f64();
+            let share = if open_s > 0.0 { wall_s / open_s } else { 1.0 };
+            for d in &mut domains {
+                d.joules = d.joules.map(|j| j * share);
+                d.uncertainty_j = d.uncertainty_j.map(|u| u * share);
+                d.window_s *= share;
+            }
+            note = Some(format!(
+                "interrupted inside a step: the energy window ran {:.3} s past the last \
+                 completed step; each domain's energy is scaled by {share:.3}, the completed \
+                 steps' share of the window (constant power assumed)",
+                open_s - wall_s
+            ));
+        }
+        self.closed = Some(Closed {
+            domains,
+            wall_s,
+            note,
+        });
+    }
+
+    /// The result; `interruption` says how the run was cut short, if it was.
+    fn report(
+        self,
+        dataset_after: Option<f64>,
+        device_peak_bytes: Option<u64>,
+        interruption: Option<String>,
+    ) -> TrainingResult {
+        let s = &self.settings;
+        let batches = s.batches();
+        let measured = self.measured();
+        let closed = self.closed.unwrap_or(Closed {
+            domains: Vec::new(),
+            wall_s: 0.0,
+            note: None,
+        });
+        let flops = s.model.flops(s.batch_size);
+        let mut energy = CaseEnergy::from_window(
+            &closed.domains,
+            &self.idle,
+            Window {
+                calls: measured,
+                flops_per_call: flops.step,
+                unit: "training step",
+                window_s: closed.wall_s,
+                min_window_s: self.min_window_s,
+                error: self.window_error.as_deref(),
+            },
+        );
+        energy.calls = measured;
+        energy.notes.extend(closed.note);
+        let time = (!self.samples.is_empty())
+            .then(|| TimeStats::from_samples(self.samples, 1, BOOTSTRAP_RESAMPLES, s.seed));
+        let mut projection = match (s.projection, &self.failure, &time) {
+            (Some(t), None, Some(time)) => Some(project_run(
+                t,
+                t.total_steps(s.batch_size, batches),
+                s.batch_size,
+                time,
+                measured,
+                &total_energy(&closed.domains),
+                &self.carbon,
+            )),
+            _ => None,
+        };
+        let failed = self.failure.is_some();
+        let reason = match (self.failure, interruption) {
+            (Some(f), _) => Some(f),
+            (None, Some(why)) => {
+                let mut r = format!(
+                    "{why}; the result covers the {} steps completed",
+                    self.steps
+                );
+                if measured == 0 {
+                    r.push_str(
+                        ", none of them measured: time, energy and projection are null (never \
+                         0)",
+                    );
+                } else {
+                    r.push_str(&format!(" ({measured} measured)"));
+                }
+                if dataset_after.is_none() {
+                    r.push_str("; the data-set loss after training was not evaluated");
+                }
+                if let Some(p) = &mut projection {
+                    p.assumptions.push(format!(
+                        "the run was interrupted: the projection rests on the {measured} \
+                         measured steps it completed"
+                    ));
+                }
+                Some(r)
+            }
+            (None, None) => None,
+        };
+        let first = self.curve.first().and_then(|p| p.loss);
+        let last = self.curve.last().and_then(|p| p.loss);
+        let measured_samples = (measured * s.batch_size as u64) as f64;
+        TrainingResult {
+            id: training_id(&s.model, s.batch_size, s.steps, self.backend, &s.device),
+            model: s.model,
+            backend: self.backend.into(),
+            device: s.device.clone(),
+            batch_size: s.batch_size,
+            lr: s.lr,
+            seed: s.seed,
+            status: if failed { Status::Failed } else { Status::Ok },
+            reason,
+            steps: self.steps,
+            warmup_steps: s.warmup_steps,
+            measured_steps: measured,
+            epochs: self.steps as f64 / batches as f64,
+            dataset: self.dataset,
+            parameters: s.model.param_count(),
+            flops,
+            loss: LossReport {
+                first,
+                last,
+                every: s.log_every,
+                curve: self.curve,
+                dataset_before: self.dataset_before,
+                dataset_after,
+                ratio: dataset_after.map(|a| a / self.dataset_before),
+            },
+            samples_per_s: (measured > 0 && closed.wall_s > 0.0)
+                .then(|| measured_samples / closed.wall_s),
+            gflops_per_s: time.as_ref().map(|t| flops.step as f64 / t.median_s / 1e9),
+            time,
+            measured_wall_s: closed.wall_s,
+            total_wall_s: self.started.elapsed().as_secs_f64(),
+            energy_per_sample_j: energy
+                .total_joules_per_iter
+                .map(|j| j.scale(1.0 / s.batch_size as f64)),
+            energy,
+            memory: Memory {
+                host_peak_rss_bytes: memory::peak_rss_bytes(),
+                host_peak_reset: self.peak_reset,
+                device_peak_bytes,
+            },
+            projection,
+        }
+    }
+}
+
+impl Progress {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the run's record while it is running; `None` once it was reported.
+    fn with<T>(&self, f: impl FnOnce(&mut Partial) -> T) -> Option<T> {
+        match &mut *self.state() {
+            State::Running(p) => Some(f(p)),
+            State::Setup | State::Reported => None,
+        }
+    }
+
+    /// Takes the record out to build the result from, so that it is reported once.
+    fn take(&self) -> Option<Box<Partial>> {
+        let mut state = self.state();
+        match std::mem::replace(&mut *state, State::Reported) {
+            State::Running(p) => Some(p),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+
+    /// The result of the steps completed so far, without waiting for the step in flight: for
+    /// a caller that was asked to stop (the run's interrupt flag is set) and will not wait for
+    /// a long step to end. The energy window is closed now and its energy scaled to the
+    /// completed steps (said in the energy notes); the data-set loss after training and the
+    /// device's peak memory are not known. The run itself then reports nothing.
+    pub fn abandon(&self, meters: Option<&Meters>) -> Abandoned {
+        let (p, why) = {
+            let mut state = self.state();
+            let p = match &mut *state {
+                State::Setup => return Abandoned::NotStarted,
+                State::Reported => return Abandoned::Finishing,
+                State::Running(p) => p,
+            };
+            let why = if p.closed.is_some() {
+                format!(
+                    "interrupted during the evaluation of the data-set loss after step {}",
+                    p.steps
+                )
+            } else {
+                format!(
+                    "interrupted during step {} of {}, which was abandoned",
+                    p.steps + 1,
+                    p.settings.steps
+                )
+            };
+            p.close(meters, true);
+            match std::mem::replace(&mut *state, State::Reported) {
+                State::Running(p) => (p, why),
+                _ => unreachable!("matched above"),
+            }
+        };
+        Abandoned::Partial(Box::new(p.report(None, None, Some(why))))
+    }
+}
+
 /// Trains `s.model` on `backend` and reports; `carbon` (grid intensity, PUE, price) turns the
 /// projection's energy into CO2e. `meters` brackets the measured steps (none:
 /// energy is reported unmeasured, never 0 J); `idle` is a baseline from
-/// [`Meters::idle_baseline`] for net figures (may be empty). `on_loss` sees every recorded
-/// loss as it happens (null where it was not finite).
+/// [`Meters::idle_baseline`] for net figures (may be empty). `control` stops the run early:
+/// it then reports the steps it completed, its `reason` says how it was cut short, and
+/// figures with no completed measured step are null. `on_loss` sees every recorded loss as
+/// it happens (null where it was not finite).
+///
+/// [`TrainError::Interrupted`] when the interrupt came before the first step, or after
+/// [`Progress::abandon`] reported the run.
 pub fn train(
     s: &TrainSettings,
     carbon: &CarbonParams,
     backend: &dyn Backend,
     meters: Option<&Meters>,
     idle: &[DomainEnergy],
+    control: &Control<'_>,
     on_loss: &mut dyn FnMut(&LossPoint),
 ) -> Result<TrainingResult, TrainError> {
     validate(s)?;
+    let stopped = || control.interrupt.load(Ordering::SeqCst);
+    let own = Progress::default();
+    let progress = control.progress.unwrap_or(&own);
+    *progress.state() = State::Setup;
     let started = Instant::now();
-    let reset = memory::reset_peak_rss();
+    let peak_reset = memory::reset_peak_rss();
     let batches = s.batches();
+    if stopped() {
+        return Err(TrainError::Interrupted);
+    }
     let data = Dataset::generate(&s.model, s.batch_size, batches, s.seed);
+    if stopped() {
+        return Err(TrainError::Interrupted);
+    }
     let init = s.model.init_params(s.seed);
     let mut trainer = backend.trainer(&TrainSetup {
         model: &s.model,
@@ -112,147 +526,88 @@ pub fn train(
         init: &init,
     })?;
     drop(init);
-    let dataset_before = dataset_loss(trainer.as_mut(), batches)?;
+    let Some(dataset_before) = dataset_loss(trainer.as_mut(), batches, control.interrupt)? else {
+        return Err(TrainError::Interrupted);
+    };
+    let dataset = data.info();
+    drop(data);
 
     let warmup = s.warmup_steps;
-    let mut curve = Vec::new();
-    let mut samples = Vec::with_capacity((s.steps - warmup) as usize);
-    let mut failure: Option<String> = None;
-    let mut window = None;
-    let mut window_error = meters
-        .is_none()
-        .then(|| "no energy meters were given".to_string());
-    let mut t_window = Instant::now();
-    let mut steps_done = 0;
+    *progress.state() = State::Running(Box::new(Partial {
+        settings: s.clone(),
+        carbon: carbon.clone(),
+        backend: backend.name(),
+        idle: idle.to_vec(),
+        min_window_s: meters.map(|m| m.min_window().as_secs_f64()),
+        started,
+        peak_reset,
+        dataset,
+        dataset_before,
+        curve: Vec::new(),
+        // Reserved up to a bound: --steps may be far more than will run.
+        samples: Vec::with_capacity((s.steps - warmup).min(1 << 16) as usize),
+        steps: 0,
+        boundary: Instant::now(),
+        failure: None,
+        window: None,
+        window_error: meters
+            .is_none()
+            .then(|| "no energy meters were given".to_string()),
+        closed: None,
+    }));
+    let abandoned = || Err(TrainError::Interrupted);
+    let mut interruption = None;
     for step in 0..s.steps {
+        if stopped() {
+            interruption = Some(format!("interrupted after {step} of {} steps", s.steps));
+            break;
+        }
         if step == warmup {
             trainer.sync()?;
-            if let Some(m) = meters {
-                match m.start() {
-                    Ok(w) => window = Some(w),
-                    Err(e) => {
-                        window_error = Some(format!("the energy window could not start: {e}"))
-                    }
-                }
+            if progress.with(|p| p.open_window(meters)).is_none() {
+                return abandoned();
             }
-            t_window = Instant::now();
         }
         let log = want_loss(step, s.steps, s.log_every);
         let t0 = Instant::now();
         let loss = trainer.step((step % batches as u64) as usize, s.lr, log)?;
         trainer.sync()?;
-        if step >= warmup {
-            samples.push(t0.elapsed().as_secs_f64());
-        }
-        steps_done = step + 1;
-        if let Some(loss) = loss {
-            let p = LossPoint {
-                step,
-                epoch: step / batches as u64,
-                loss: Some(loss).filter(|l| l.is_finite()),
-            };
+        let dt = t0.elapsed().as_secs_f64();
+        let Some((point, failed)) = progress.with(|p| {
+            let point = p.record(step, dt, loss);
+            (point, p.failure.is_some())
+        }) else {
+            return abandoned();
+        };
+        if let Some(p) = point {
             on_loss(&p);
-            curve.push(p);
-            if !loss.is_finite() {
-                failure = Some(format!(
-                    "the loss became {loss} at step {step}: training diverged; lower --lr \
-                     (it was {})",
-                    s.lr
-                ));
-                break;
-            }
+        }
+        if failed {
+            break;
         }
     }
-    let measured_wall_s = t_window.elapsed().as_secs_f64();
-    let domains = match (meters, window) {
-        (Some(m), Some(w)) => m.stop(w),
-        _ => Vec::new(),
+    let Some(failed) = progress.with(|p| {
+        p.close(meters, false);
+        p.failure.is_some()
+    }) else {
+        return abandoned();
     };
-    let measured = steps_done.saturating_sub(warmup);
-    let dataset_after = if failure.is_none() {
-        Some(dataset_loss(trainer.as_mut(), batches)?)
-    } else {
+    let dataset_after = if failed || interruption.is_some() {
         None
+    } else {
+        let after = dataset_loss(trainer.as_mut(), batches, control.interrupt)?;
+        if after.is_none() {
+            interruption = Some(format!(
+                "interrupted during the evaluation of the data-set loss after step {}",
+                s.steps
+            ));
+        }
+        after
     };
     let device_peak_bytes = trainer.device_peak_bytes();
-    let host_peak = memory::peak_rss_bytes();
     drop(trainer);
-
-    let flops = s.model.flops(s.batch_size);
-    let energy = CaseEnergy::from_window(
-        &domains,
-        idle,
-        Window {
-            calls: measured,
-            flops_per_call: flops.step,
-            unit: "training step",
-            window_s: measured_wall_s,
-            min_window_s: meters.map(|m| m.min_window().as_secs_f64()),
-            error: window_error.as_deref(),
-        },
-    );
-    let time = (!samples.is_empty())
-        .then(|| TimeStats::from_samples(samples, 1, BOOTSTRAP_RESAMPLES, s.seed));
-    let projection = match (s.projection, &failure, &time) {
-        (Some(t), None, Some(time)) => Some(project_run(
-            t,
-            t.total_steps(s.batch_size, batches),
-            s.batch_size,
-            time,
-            measured,
-            &total_energy(&domains),
-            carbon,
-        )),
-        _ => None,
-    };
-    let first = curve.first().and_then(|p| p.loss);
-    let last = curve.last().and_then(|p| p.loss);
-    let measured_samples = (measured * s.batch_size as u64) as f64;
-    Ok(TrainingResult {
-        id: training_id(&s.model, s.batch_size, s.steps, backend.name(), &s.device),
-        model: s.model,
-        backend: backend.name().into(),
-        device: s.device.clone(),
-        batch_size: s.batch_size,
-        lr: s.lr,
-        seed: s.seed,
-        status: if failure.is_some() {
-            Status::Failed
-        } else {
-            Status::Ok
-        },
-        reason: failure,
-        steps: steps_done,
-        warmup_steps: warmup,
-        measured_steps: measured,
-        epochs: steps_done as f64 / batches as f64,
-        dataset: data.info(),
-        parameters: s.model.param_count(),
-        flops,
-        loss: LossReport {
-            first,
-            last,
-            every: s.log_every,
-            curve,
-            dataset_before,
-            dataset_after,
-            ratio: dataset_after.map(|a| a / dataset_before),
-        },
-        samples_per_s: (measured > 0 && measured_wall_s > 0.0)
-            .then(|| measured_samples / measured_wall_s),
-        gflops_per_s: time.as_ref().map(|t| flops.step as f64 / t.median_s / 1e9),
-        time,
-        measured_wall_s,
-        total_wall_s: started.elapsed().as_secs_f64(),
-        energy_per_sample_j: energy
-            .total_joules_per_iter
-            .map(|j| j.scale(1.0 / s.batch_size as f64)),
-        energy,
-        memory: Memory {
-            host_peak_rss_bytes: host_peak,
-            host_peak_reset: reset,
-            device_peak_bytes,
-        },
-        projection,
-    })
+    match progress.take() {
+        Some(p) => Ok(p.report(dataset_after, device_peak_bytes, interruption)),
+        None => abandoned(),
+    }
 }

@@ -2,16 +2,19 @@
 //! falls, runs are deterministic, and the result, energy and projection are filled in
 //! honestly. (Each framework's trainer is checked against the f64 host model, loss and
 //! gradients, by core's `trainer_tests!` in its own crate.)
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use wattbench_candle::CandleBackend;
 use wattbench_core::model::{ModelConfig, ModelKind, Size};
+use wattbench_core::model::{TrainSetup, Trainer};
 use wattbench_core::result::{ProjectionTarget, Status, TrainSettings, TrainingResult};
-use wattbench_core::BackendError;
+use wattbench_core::tensor::HostTensor;
+use wattbench_core::{Backend, BackendError, Case, DeviceInfo, Prepared};
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::fake::{StepCounter, Unreadable};
 use wattbench_energy::{MeterConfig, Meters, Source};
-use wattbench_train::{train, TrainError};
+use wattbench_train::{train, Abandoned, Control, Progress, TrainError};
 
 /// Tiny model, batch 16, 4 batches of data, the model's default learning rate.
 fn tiny(kind: ModelKind, steps: u64) -> TrainSettings {
@@ -38,7 +41,16 @@ fn world() -> CarbonParams {
 }
 
 fn run(o: &TrainSettings) -> TrainingResult {
-    train(o, &world(), &CandleBackend, None, &[], &mut |_| {}).unwrap()
+    train(
+        o,
+        &world(),
+        &CandleBackend,
+        None,
+        &[],
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 fn loss_falls(kind: ModelKind) {
@@ -89,9 +101,15 @@ fn report_counts_steps_logs_losses_and_projects() {
     o.log_every = 10;
     o.projection = Some(ProjectionTarget::Epochs(100));
     let mut seen = Vec::new();
-    let r = train(&o, &world(), &CandleBackend, None, &[], &mut |p| {
-        seen.push(p.step)
-    })
+    let r = train(
+        &o,
+        &world(),
+        &CandleBackend,
+        None,
+        &[],
+        &Control::default(),
+        &mut |p| seen.push(p.step),
+    )
     .unwrap();
     // Warm-up 2 (a tenth of 25), 23 measured; losses at steps 0, 9, 19 and the last (24).
     assert_eq!((r.warmup_steps, r.measured_steps, r.steps), (2, 23, 25));
@@ -137,7 +155,16 @@ fn energy_is_metered_over_the_measured_steps_with_labels() {
     o.warmup_steps = 2;
     o.projection = Some(ProjectionTarget::Steps(1000));
     let g500 = CarbonParams::resolve(None, Some(500.0), None, None).unwrap();
-    let r = train(&o, &g500, &CandleBackend, Some(&meters), &[], &mut |_| {}).unwrap();
+    let r = train(
+        &o,
+        &g500,
+        &CandleBackend,
+        Some(&meters),
+        &[],
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap();
     let e = &r.energy;
     // One reading at each window edge: exactly 1 J ± 0.25 J over 10 steps of 16 samples.
     assert_eq!((e.calls, e.unit.as_str()), (10, "training step"));
@@ -168,8 +195,15 @@ fn energy_is_metered_over_the_measured_steps_with_labels() {
 
 #[test]
 fn bad_options_are_usage_errors() {
-    let usage = |o: TrainSettings| match train(&o, &world(), &CandleBackend, None, &[], &mut |_| {})
-    {
+    let usage = |o: TrainSettings| match train(
+        &o,
+        &world(),
+        &CandleBackend,
+        None,
+        &[],
+        &Control::default(),
+        &mut |_| {},
+    ) {
         Err(TrainError::Usage(m)) => m,
         other => panic!("expected a usage error, got {other:?}"),
     };
@@ -184,12 +218,13 @@ fn bad_options_are_usage_errors() {
 
 #[test]
 fn what_the_backend_cannot_do_is_its_error_with_the_reason() {
-    let backend_error = |o: &TrainSettings, b: &dyn wattbench_core::Backend| match train(
+    let backend_error = |o: &TrainSettings, b: &dyn Backend| match train(
         o,
         &world(),
         b,
         None,
         &[],
+        &Control::default(),
         &mut |_| {},
     ) {
         Err(TrainError::Backend(e)) => e,
@@ -226,4 +261,267 @@ fn a_diverging_run_fails_with_the_reason() {
     // The failed run still serialises and reads back (no NaN where JSON has none).
     let text = serde_json::to_string(&r).unwrap();
     let _: TrainingResult = serde_json::from_str(&text).unwrap();
+}
+
+/// Fake package meter: exactly 1 J ± 0.25 J over any window (one reading at each edge).
+fn one_joule_meter() -> Meters {
+    Meters::from_domains(
+        vec![Arc::new(StepCounter::new("fake-package", 1000, 0.25))],
+        &MeterConfig {
+            nvml: false,
+            ..MeterConfig::default()
+        },
+    )
+}
+
+#[test]
+fn an_interrupt_stops_at_the_next_step_and_reports_the_steps_done() {
+    let meters = one_joule_meter();
+    let mut o = tiny(ModelKind::Mlp, 1000);
+    o.warmup_steps = 5;
+    o.log_every = 1;
+    o.projection = Some(ProjectionTarget::Steps(10_000));
+    let flag = AtomicBool::new(false);
+    let control = Control {
+        interrupt: &flag,
+        progress: None,
+    };
+    // The stop comes while step 14 is being reported: steps 0–14 ran, 10 of them measured.
+    let r = train(
+        &o,
+        &world(),
+        &CandleBackend,
+        Some(&meters),
+        &[],
+        &control,
+        &mut |p| {
+            if p.step == 14 {
+                flag.store(true, Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(r.status, Status::Ok);
+    assert_eq!((r.steps, r.warmup_steps, r.measured_steps), (15, 5, 10));
+    let why = r.reason.as_deref().unwrap();
+    assert!(why.contains("interrupted after 15 of 1000 steps"), "{why}");
+    assert!(why.contains("not evaluated"), "{why}");
+    assert_eq!(r.loss.curve.len(), 15);
+    assert!(r.loss.last.is_some() && r.loss.dataset_after.is_none());
+    assert_eq!(r.time.as_ref().unwrap().samples_s.len(), 10);
+    // The energy window closed at the step boundary: 1 J over the 10 measured steps.
+    assert_eq!(r.energy.calls, 10);
+    let e = r.energy.total_joules_per_iter.unwrap();
+    assert!((e.value - 0.1).abs() < 1e-12, "{e:?}");
+    assert!(r.energy.notes.iter().all(|n| !n.contains("scaled")));
+    // The projection rests on the measured steps, and says the run was cut short.
+    let p = r.projection.unwrap();
+    assert_eq!(p.measured_steps, 10);
+    assert!(p.assumptions.iter().any(|a| a.contains("interrupted")));
+}
+
+#[test]
+fn an_interrupt_during_warm_up_leaves_time_energy_and_projection_null() {
+    let meters = one_joule_meter();
+    let mut o = tiny(ModelKind::Mlp, 100);
+    o.warmup_steps = 50;
+    o.log_every = 1;
+    o.projection = Some(ProjectionTarget::Steps(10_000));
+    let flag = AtomicBool::new(false);
+    let control = Control {
+        interrupt: &flag,
+        progress: None,
+    };
+    let r = train(
+        &o,
+        &world(),
+        &CandleBackend,
+        Some(&meters),
+        &[],
+        &control,
+        &mut |p| {
+            if p.step == 3 {
+                flag.store(true, Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!((r.steps, r.measured_steps), (4, 0));
+    assert_eq!(r.loss.curve.len(), 4);
+    // Null with a reason, never 0.
+    assert!(r.time.is_none() && r.samples_per_s.is_none() && r.gflops_per_s.is_none());
+    assert!(r.energy.total_joules_per_iter.is_none() && r.energy_per_sample_j.is_none());
+    assert_eq!(r.energy.calls, 0);
+    assert!(
+        r.energy.notes.iter().any(|n| n.contains("warm-up")),
+        "{:?}",
+        r.energy.notes
+    );
+    assert!(r.projection.is_none());
+    let why = r.reason.as_deref().unwrap();
+    assert!(why.contains("none of them measured"), "{why}");
+    // Still a valid result file entry.
+    let back: TrainingResult = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
+}
+
+#[test]
+fn an_interrupt_before_the_first_step_reports_nothing() {
+    let flag = AtomicBool::new(true);
+    let control = Control {
+        interrupt: &flag,
+        progress: None,
+    };
+    let r = train(
+        &tiny(ModelKind::Mlp, 10),
+        &world(),
+        &CandleBackend,
+        None,
+        &[],
+        &control,
+        &mut |_| panic!("no step may run"),
+    );
+    assert!(matches!(r, Err(TrainError::Interrupted)), "{r:?}");
+}
+
+/// Candle, whose trainer blocks in step `at` until the test lets it go: a step that takes as
+/// long as the test wants.
+struct Gated {
+    at: u64,
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Arc<Mutex<mpsc::Receiver<()>>>,
+}
+
+struct GatedTrainer {
+    inner: Box<dyn Trainer>,
+    at: u64,
+    step: u64,
+    entered: mpsc::Sender<()>,
+    release: Arc<Mutex<mpsc::Receiver<()>>>,
+}
+
+impl Trainer for GatedTrainer {
+    fn step(&mut self, bi: usize, lr: f64, want_loss: bool) -> Result<Option<f32>, BackendError> {
+        if self.step == self.at {
+            self.entered.send(()).unwrap();
+            self.release.lock().unwrap().recv().unwrap();
+        }
+        self.step += 1;
+        self.inner.step(bi, lr, want_loss)
+    }
+    fn loss(&mut self, bi: usize) -> Result<f32, BackendError> {
+        self.inner.loss(bi)
+    }
+    fn sync(&mut self) -> Result<(), BackendError> {
+        self.inner.sync()
+    }
+    fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.inner.params()
+    }
+}
+
+impl Backend for Gated {
+    fn name(&self) -> &'static str {
+        CandleBackend.name()
+    }
+    fn devices(&self) -> Vec<DeviceInfo> {
+        CandleBackend.devices()
+    }
+    fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
+        CandleBackend.supports(case, device)
+    }
+    fn prepare(
+        &self,
+        case: &Case,
+        device: &str,
+        inputs: &[HostTensor],
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        CandleBackend.prepare(case, device, inputs)
+    }
+    fn trains(&self) -> bool {
+        true
+    }
+    fn trainer(&self, setup: &TrainSetup<'_>) -> Result<Box<dyn Trainer>, BackendError> {
+        Ok(Box::new(GatedTrainer {
+            inner: CandleBackend.trainer(setup)?,
+            at: self.at,
+            step: 0,
+            entered: self.entered.lock().unwrap().clone(),
+            release: self.release.clone(),
+        }))
+    }
+}
+
+#[test]
+fn a_run_abandoned_inside_a_long_step_reports_the_completed_steps() {
+    let meters = one_joule_meter();
+    let mut o = tiny(ModelKind::Mlp, 1000);
+    o.warmup_steps = 2;
+    o.log_every = 1;
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    // Step 12 does not end until released: steps 0–11 completed, 10 of them measured.
+    let backend = Gated {
+        at: 12,
+        entered: Mutex::new(entered_tx),
+        release: Arc::new(Mutex::new(release_rx)),
+    };
+    let flag = AtomicBool::new(false);
+    let progress = Progress::default();
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            let control = Control {
+                interrupt: &flag,
+                progress: Some(&progress),
+            };
+            train(
+                &o,
+                &world(),
+                &backend,
+                Some(&meters),
+                &[],
+                &control,
+                &mut |_| {},
+            )
+        });
+        entered.recv().unwrap();
+        // Let the window run past the last completed step before the caller gives up.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        flag.store(true, Ordering::SeqCst);
+        let Abandoned::Partial(r) = progress.abandon(Some(&meters)) else {
+            panic!("the run was under way");
+        };
+        assert!(matches!(
+            progress.abandon(Some(&meters)),
+            Abandoned::Finishing
+        ));
+        assert_eq!((r.steps, r.measured_steps), (12, 10));
+        assert_eq!(r.loss.curve.len(), 12);
+        assert_eq!(r.time.as_ref().unwrap().samples_s.len(), 10);
+        let why = r.reason.as_deref().unwrap();
+        assert!(why.contains("during step 13 of 1000"), "{why}");
+        // The window's 1 J is scaled to the completed steps' share of it, and says so.
+        let e = r.energy.total_joules_per_iter.unwrap();
+        assert!(e.value > 0.0 && e.value < 0.1, "{e:?}");
+        assert!(
+            r.energy.notes.iter().any(|n| n.contains("scaled")),
+            "{:?}",
+            r.energy.notes
+        );
+        assert!(r.memory.device_peak_bytes.is_none() && r.loss.dataset_after.is_none());
+        // The step ends; the run stops there and reports nothing more.
+        release.send(()).unwrap();
+        assert!(matches!(
+            worker.join().unwrap(),
+            Err(TrainError::Interrupted)
+        ));
+    });
+}
+
+#[test]
+fn abandoning_a_run_still_setting_up_finds_nothing() {
+    assert!(matches!(
+        Progress::default().abandon(None),
+        Abandoned::NotStarted
+    ));
 }

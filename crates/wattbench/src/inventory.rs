@@ -43,6 +43,14 @@ pub fn software(backends: &[Arc<dyn Backend>]) -> BTreeMap<String, String> {
     for b in backends {
         software.extend(b.versions());
     }
+    if wattbench_core::harness::EVIDENCE_SLOWDOWN {
+        software.insert(
+            "wattbench-build".into(),
+            "evidence-slowdown: every sample does 10% more real calls than it counts (for \
+             scripts/regression-evidence.sh only)"
+                .into(),
+        );
+    }
     software
 }
 

@@ -2,9 +2,13 @@
 //!
 //! Exit codes: 0 success; 1 a case failed verification or errored; 2 bad usage or input;
 //! 130 interrupted (completed cases are still written).
+mod ab;
 mod backends;
 mod check;
+mod compare;
 mod energy;
+mod export;
+mod history;
 mod inventory;
 mod measure;
 mod options;
@@ -34,6 +38,8 @@ enum Cmd {
     /// Verify and time a suite on every available backend, write a result file.
     #[command(allow_negative_numbers = true)]
     Run(run::RunArgs),
+    /// The run history: record result files, show each case's trend and change points.
+    History(history::HistoryArgs),
     /// List backends (with availability), suites and ops; or the grid regions.
     List {
         /// Print JSON instead of text.
@@ -51,6 +57,15 @@ enum Cmd {
     Train(train::TrainArgs),
     /// Write a Markdown report of a result file.
     Report(report::ReportArgs),
+    /// Compare two result files (or folders of them) case by case: slower, faster, same or
+    /// ambiguous, with bootstrap intervals and rank tests corrected for many cases.
+    #[command(allow_negative_numbers = true)]
+    Compare(compare::CompareArgs),
+    /// Gate a change on a noisy machine: run two builds in alternating rounds (A B, B A, ...)
+    /// on the same cases, then compare B with A: `wattbench ab --a BIN --b BIN -- RUN-OPTIONS`.
+    Ab(ab::AbArgs),
+    /// Export a result file as Bencher Metric Format, github-action-benchmark JSON or CSV.
+    Export(export::ExportArgs),
     /// Check one backend against the f64 reference: every op, dtype and mode on edge-case
     /// shapes, and its trainer's loss and gradients (the checks the tests run).
     Check(check::CheckArgs),
@@ -229,13 +244,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.cmd,
-        Cmd::List { .. } | Cmd::Info { .. } | Cmd::Report(_) | Cmd::Check(_)
+        Cmd::List { .. }
+            | Cmd::Info { .. }
+            | Cmd::Report(_)
+            | Cmd::Check(_)
+            | Cmd::Compare(_)
+            | Cmd::Export(_)
     ) {
         signals::quiet_broken_pipe();
     }
     let result = match cli.cmd {
         Cmd::Run(args) => run::run(args),
+        Cmd::History(args) => history::run(args),
         Cmd::Report(args) => report::run(args),
+        Cmd::Compare(args) => compare::run(args),
+        Cmd::Ab(args) => ab::run(args),
+        Cmd::Export(args) => export::run(args),
         Cmd::Train(args) => train::run(args),
         Cmd::Check(args) => check::run(args),
         Cmd::Measure(args) => match measure::run(args) {

@@ -79,6 +79,10 @@ pub struct RunArgs {
     /// the next.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
     cooldown: f64,
+    /// Also record the result file in the run history, DB (default: $WATTBENCH_HISTORY, else
+    /// results/history.sqlite); a failure to record is a warning, not an error.
+    #[arg(long, value_name = "DB", num_args = 0..=1)]
+    record: Option<Option<PathBuf>>,
     #[command(flatten)]
     meters: MeterArgs,
 }
@@ -92,7 +96,7 @@ fn select_cases(args: &RunArgs, suite: &suite::Suite) -> Result<(Vec<Case>, Filt
     let ops = choices("op", &args.op, &Op::ALL, Op::as_str)?;
     let dtypes = choices("dtype", &args.dtype, &DType::ALL, DType::as_str)?;
     let modes = choices("mode", &args.mode, &Mode::ALL, Mode::as_str)?;
-    const SETS: [&str; 3] = ["train", "server", "device"];
+    use suite::SETS;
     for s in &args.set {
         if !SETS.contains(&s.as_str()) {
             return Err(usage(format!(
@@ -326,6 +330,9 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     }
     let cfg = check_numbers(&args)?;
     let suite = suite::load(&args.suite).map_err(|e| usage(e.to_string()))?;
+    if !suite.report.duplicates.is_empty() {
+        eprintln!("{}", suite.summary());
+    }
     let (cases, filters) = select_cases(&args, &suite)?;
     let backends = backends::all();
     let targets = select_targets(&args, &backends)?;
@@ -479,6 +486,9 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     };
     let text = serde_json::to_string_pretty(&doc)?;
     output::commit(file, text.as_bytes())?;
+    if let Some(db) = &args.record {
+        crate::history::record(db.as_deref(), &path);
+    }
     crate::signals::quiet_broken_pipe();
 
     if args.json {

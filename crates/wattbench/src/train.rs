@@ -1,14 +1,18 @@
 //! `wattbench train`: a short end-to-end training run of a small model on one backend, its
 //! falling loss, time and energy per step, and a projection of the full run's time, kWh and
 //! CO2e. Training, metering and projection live in `wattbench_train`; this module parses the
-//! options, prints and writes the run file atomically.
+//! options, trains on a worker thread so that SIGINT and SIGTERM are answered at once (the
+//! steps done are written, marked interrupted), prints and writes the run file atomically.
 use crate::options::{CarbonArgs, MeterArgs};
+use crate::signals::Stop;
 use crate::{backends, energy, inventory, output, UsageError};
 use anyhow::Result;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wattbench_core::model::{ModelConfig, ModelKind, Size};
 use wattbench_core::result::{
     Config, ProjectionTarget, RunEnergy, RunFile, Status, TrainConfig, TrainSettings,
@@ -18,7 +22,11 @@ use wattbench_core::units::{self, interval, sig};
 use wattbench_core::workload::parse_choice;
 use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
-use wattbench_train::{train, TrainError};
+use wattbench_train::{train, Abandoned, Control, Progress, TrainError};
+
+/// How long a stopped run may take to reach the end of its step before it is abandoned and
+/// the steps completed are written without it.
+const GRACE: Duration = Duration::from_secs(1);
 
 /// Options of `wattbench train`.
 #[derive(Args, Debug)]
@@ -201,9 +209,23 @@ fn print_summary(r: &TrainingResult, path: &Path) {
             (Some(after), Some(ratio)) => {
                 format!("{:.4} → {after:.4} (×{ratio:.3})", l.dataset_before)
             }
-            _ => format!("{:.4} → not evaluated (training failed)", l.dataset_before),
+            _ => format!(
+                "{:.4} → not evaluated ({})",
+                l.dataset_before,
+                if r.status == Status::Failed {
+                    "training failed"
+                } else {
+                    "interrupted"
+                }
+            ),
         },
     ]);
+    if r.measured_steps == 0 {
+        t.add_row(vec![
+            "time per step".to_string(),
+            "no measured step".to_string(),
+        ]);
+    }
     if let Some(tm) = &r.time {
         t.add_row(vec![
             "time per step".to_string(),
@@ -257,9 +279,15 @@ fn print_summary(r: &TrainingResult, path: &Path) {
             }
         }
         _ => {
+            // What the meters left out, or why there was no window at all.
+            let why = if e.total_excludes.is_empty() {
+                &e.notes
+            } else {
+                &e.total_excludes
+            };
             t.add_row(vec![
                 "energy per step".to_string(),
-                format!("unmeasured: {}", e.total_excludes.join("; ")),
+                format!("unmeasured: {}", why.join("; ")),
             ]);
         }
     }
@@ -323,13 +351,16 @@ fn print_summary(r: &TrainingResult, path: &Path) {
             println!("  - {a}");
         }
     }
-    if let Some(why) = &r.reason {
-        println!("FAILED: {why}");
+    match (&r.reason, r.status) {
+        (Some(why), Status::Failed) => println!("FAILED: {why}"),
+        (Some(why), _) => println!("{why}"),
+        (None, _) => {}
     }
     println!("{}", path.display());
 }
 
-/// Run `wattbench train`; returns the exit code (0 ok, 1 training diverged).
+/// Run `wattbench train`; returns the exit code (0 ok, 1 training diverged, 130/143 stopped
+/// by SIGINT/SIGTERM: the steps done are written).
 pub fn run(args: TrainArgs) -> Result<u8> {
     let (opts, carbon) = options(&args)?;
     let backends = backends::all();
@@ -339,39 +370,98 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| output::default_path(&format!("train-{}", opts.model.kind().as_str())));
     let file = output::prepare(&path)?;
+    let stop = Stop::install()?;
 
-    let meters = args.meters.discover()?;
+    let meters = Arc::new(args.meters.discover()?);
     let mut environment = inventory::environment(&backends, &meters);
     let idle = energy::idle_baseline(&meters);
     let created_at = chrono::Utc::now().to_rfc3339();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
 
-    let quiet = args.json;
-    let total = opts.steps;
-    let result = match train(
-        &opts,
-        &carbon,
-        backend.as_ref(),
-        Some(&meters),
-        &idle,
-        &mut |p| {
-            if !quiet {
-                eprintln!(
-                    "step {:>6}/{total}  epoch {:>4}  loss {}",
-                    p.step + 1,
-                    p.epoch,
-                    p.loss
-                        .map_or_else(|| "not finite".to_string(), |l| format!("{l:.5}"))
-                );
+    // Training runs on a worker thread so that a stop is answered at once even inside a long
+    // step: the worker stops at the next step boundary and reports, or after GRACE the main
+    // thread reports the completed steps from `progress` and exits without it.
+    let progress = Arc::new(Progress::default());
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = {
+        let (opts, carbon, stop) = (opts.clone(), carbon.clone(), stop.clone());
+        let (backend, meters, idle, progress) = (
+            backend.clone(),
+            meters.clone(),
+            idle.clone(),
+            progress.clone(),
+        );
+        let quiet = args.json;
+        std::thread::spawn(move || {
+            let total = opts.steps;
+            let control = Control {
+                interrupt: stop.flag(),
+                progress: Some(&progress),
+            };
+            let result = train(
+                &opts,
+                &carbon,
+                backend.as_ref(),
+                Some(&meters),
+                &idle,
+                &control,
+                &mut |p| {
+                    if !quiet {
+                        eprintln!(
+                            "step {:>6}/{total}  epoch {:>4}  loss {}",
+                            p.step + 1,
+                            p.epoch,
+                            p.loss
+                                .map_or_else(|| "not finite".to_string(), |l| format!("{l:.5}"))
+                        );
+                    }
+                },
+            );
+            let _ = done_tx.send(result);
+        })
+    };
+    let announce = || {
+        eprintln!(
+            "\n{}: finishing the current step, then writing the steps done (send it again to \
+             abort)",
+            stop.signal_name()
+        );
+        Instant::now()
+    };
+    let mut grace: Option<Instant> = None;
+    let outcome = loop {
+        if stop.requested() {
+            let since = *grace.get_or_insert_with(announce);
+            if since.elapsed() > GRACE {
+                break match progress.abandon(Some(&meters)) {
+                    Abandoned::Partial(r) => Some(Ok(*r)),
+                    Abandoned::NotStarted => Some(Err(TrainError::Interrupted)),
+                    Abandoned::Finishing => done_rx.recv().ok(),
+                };
             }
-        },
-    ) {
-        Ok(r) => r,
-        Err(
+        }
+        match done_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(r) => break Some(r),
+            Err(RecvTimeoutError::Disconnected) => break None,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    };
+    let interrupted = stop.requested();
+    if interrupted && grace.is_none() {
+        announce();
+    }
+    let result = match outcome {
+        Some(Ok(r)) => Some(r),
+        Some(Err(TrainError::Interrupted)) => None,
+        Some(Err(
             e @ (TrainError::Usage(_)
             | TrainError::Backend(BackendError::Unavailable(_) | BackendError::Unsupported(_))),
-        ) => return Err(usage(e.to_string())),
-        Err(e) => return Err(anyhow::Error::new(e).context("wattbench train")),
+        )) => return Err(usage(e.to_string())),
+        Some(Err(e)) => return Err(anyhow::Error::new(e).context("wattbench train")),
+        None => {
+            let _ = worker.join();
+            anyhow::bail!("internal error: the training thread panicked; nothing was written");
+        }
     };
 
     inventory::finish(&mut environment, &backends);
@@ -384,7 +474,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         schema_version: SCHEMA_VERSION,
         created_at,
         duration_s: started.elapsed().as_secs_f64(),
-        interrupted: false,
+        interrupted,
         environment,
         config,
         energy: Some(RunEnergy {
@@ -398,22 +488,28 @@ pub fn run(args: TrainArgs) -> Result<u8> {
                 .into(),
         }),
         cases: Vec::new(),
-        trainings: vec![result],
+        trainings: result.into_iter().collect(),
     };
     let text = serde_json::to_string_pretty(&doc)?;
     output::commit(file, text.as_bytes())?;
+    crate::signals::quiet_broken_pipe();
 
-    let result = &doc.trainings[0];
+    let result = doc.trainings.first();
     if args.json {
         println!("{text}");
         eprintln!("{}", path.display());
-    } else {
-        print_summary(result, &path);
+    } else if let Some(r) = result {
+        print_summary(r, &path);
         for line in energy::notes(&doc) {
             println!("{line}");
         }
+    } else {
+        println!("interrupted before the first training step: no step to report");
+        println!("{}", path.display());
     }
-    Ok(if result.status == Status::Failed {
+    Ok(if interrupted {
+        stop.exit_code()
+    } else if result.is_some_and(|r| r.status == Status::Failed) {
         1
     } else {
         0

@@ -199,7 +199,8 @@ fn oversized_case_is_skipped_before_allocating() {
         "--output",
         &out,
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    // Its only case skipped: nothing ran (exit 3), and the file says why.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let c = &doc["cases"][0];
     assert_eq!(c["status"], "skipped");

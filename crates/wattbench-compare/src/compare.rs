@@ -1,0 +1,1480 @@
+//! Comparing a baseline with a new set of result files, case by case and metric by metric,
+//! into one typed [`Comparison`] (the document `wattbench compare --format json` writes).
+//!
+//! # What is compared
+//!
+//! Cases (kernel cases and training runs alike) are matched by `id`. Several files on one side
+//! (a folder, or repeated runs) are pooled per id. Per matched case:
+//!
+//! - **time** per call: the raw per-sample times (`time.samples_s`, pooled over the side's
+//!   files). Ratio NEW/BASE of the medians; a percentile-bootstrap interval of that ratio
+//!   (each side resampled on its own, seeded; a side of several runs is resampled in two
+//!   stages, runs then samples within them, so the interval carries the variation between
+//!   runs); a two-sided Mann–Whitney test of the pooled samples.
+//! - **energy** per call (`energy.total_joules_per_iter`), only when every window on both sides
+//!   adds the same sources (`total_sources`): a measured and an estimated figure are not the
+//!   same quantity. Each result file holds one energy window per case (a mean over the
+//!   window), so a side has as many energy values as files. With at least two windows per side
+//!   energy is treated like time (bootstrap and rank test over the per-window values). With a
+//!   single window on either side there is no spread to test: the interval is the meters'
+//!   stated uncertainty, taken worst-case (`[new.low / base.high, new.high / base.low]`), and
+//!   the verdict is `slower` or `faster` only when that interval clears the threshold,
+//!   `ambiguous` otherwise (never `same`: one window cannot show run-to-run agreement). The
+//!   meters' interval says nothing about run-to-run variation; repeat runs (a folder per side)
+//!   for a real test.
+//! - **peak memory** (`memory.host_peak_rss_bytes` when reset per case on every file, and
+//!   `memory.device_peak_bytes`): near-deterministic, so the ratio of the per-side medians is
+//!   compared with the threshold directly, with no test and no interval.
+//!
+//! A case that is skipped or failed on either side is listed under
+//! [`Comparison::not_compared`] with the reason, as is a metric one side has and the other
+//! lacks, or energy from different sources. Cases found on one side only are listed under
+//! [`Comparison::unmatched`]; nothing is dropped silently.
+//!
+//! # The verdict rule
+//!
+//! With `t` the metric's threshold (default 5 %), `[lo, hi]` the interval of NEW/BASE and `p`
+//! the Benjamini–Hochberg adjusted p-value (over every test in the comparison):
+//!
+//! - `slower` iff `p < alpha` and `lo > 1 + t`;
+//! - `faster` iff `p < alpha` and `hi < 1 / (1 + t)` (symmetric on a log scale: 5 % slower
+//!   and "1.05× faster" are the same size of change);
+//! - `same` iff `1 / (1 + t) ≤ lo` and `hi ≤ 1 + t`, significant or not (a real but smaller
+//!   change than the threshold is `same`);
+//! - `ambiguous` otherwise: the data cannot tell (too few samples, too much noise, or a change
+//!   straddling the threshold).
+//!
+//! Single-window energy uses the same bounds without a test (see above); peak memory compares
+//! its ratio itself with `1 + t` and `1 / (1 + t)`, and is `same` in between.
+//!
+//! Requiring both the adjusted test and the whole interval beyond the threshold is what keeps
+//! a 500-case suite from crying wolf: a tiny but real shift (a significant test) is not a
+//! regression, a large but noisy one (an interval reaching back under the threshold) is not
+//! proven, and the adjustment keeps the expected share of false `slower`/`faster` among them
+//! at `alpha`. Samples from within one run do not see what changes between runs (another
+//! load, clocks, temperature); pool several runs per side to include it.
+use crate::stats;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use wattbench_core::energy::{CaseEnergy, Interval, Source};
+use wattbench_core::result::{Memory, ReadError, RunFile, Status};
+use wattbench_core::stats::TimeStats;
+
+/// Version of the comparison document's shape; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Bootstrap seed when none is given.
+pub const DEFAULT_SEED: u64 = 0x5eed;
+
+/// Bootstrap resamples per interval when none are given.
+pub const DEFAULT_RESAMPLES: usize = 2000;
+
+/// Why a comparison could not be made. Every one is a problem with the input (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// A path could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file is not a result file of this schema.
+    #[error("{path}: {source}")]
+    NotAResult {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: ReadError,
+    },
+    /// A folder without result files.
+    #[error("{0} holds no result files (*.json); give a result file or a folder of them")]
+    Empty(PathBuf),
+    /// The files of one side come from different hardware.
+    #[error(
+        "the {side} files were measured on different hardware ({}); pool runs of one machine, \
+         or allow it (--allow-different-hardware)",
+        .fingerprints.join(" | ")
+    )]
+    MixedHardware {
+        /// `base` or `new`.
+        side: &'static str,
+        /// The distinct fingerprints.
+        fingerprints: Vec<String>,
+    },
+    /// Base and new come from different hardware.
+    #[error(
+        "base and new were measured on different hardware (base: {base}; new: {new}): the \
+         ratios would compare machines, not code; allow it with --allow-different-hardware"
+    )]
+    DifferentHardware {
+        /// Base fingerprints.
+        base: String,
+        /// New fingerprints.
+        new: String,
+    },
+    /// No case id is on both sides.
+    #[error(
+        "base and new have no case in common (base: {base}; new: {new}); are they runs of the \
+         same suite?"
+    )]
+    NothingInCommon {
+        /// A few base ids.
+        base: String,
+        /// A few new ids.
+        new: String,
+    },
+    /// An option out of range.
+    #[error("{0}")]
+    InvalidOption(String),
+}
+
+/// The result files of one side: one file, or every `*.json` of a folder.
+#[derive(Clone, Debug, Default)]
+pub struct ResultSet {
+    /// Where each run came from (a path, or a label), in the order of `runs`.
+    pub files: Vec<String>,
+    /// The runs.
+    pub runs: Vec<RunFile>,
+}
+
+impl ResultSet {
+    /// Read `path`: a result file, or a folder whose `*.json` files (not its subfolders, not
+    /// hidden files) are all result files, read in name order.
+    pub fn load(path: &Path) -> Result<ResultSet, CompareError> {
+        let io = |source| CompareError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        let paths = if meta.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension().is_some_and(|e| e == "json")
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            v.sort();
+            if v.is_empty() {
+                return Err(CompareError::Empty(path.to_path_buf()));
+            }
+            v
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let mut set = ResultSet::default();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).map_err(|source| CompareError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            let run = RunFile::from_json(&text).map_err(|source| CompareError::NotAResult {
+                path: p.clone(),
+                source,
+            })?;
+            set.files.push(p.display().to_string());
+            set.runs.push(run);
+        }
+        Ok(set)
+    }
+
+    /// Runs already in memory (an A/B driver's), each with a label.
+    pub fn from_runs(runs: impl IntoIterator<Item = (String, RunFile)>) -> ResultSet {
+        let (files, runs) = runs.into_iter().unzip();
+        ResultSet { files, runs }
+    }
+}
+
+/// Per-metric thresholds, as fractions (0.05 = 5 %).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Time per call.
+    pub time: f64,
+    /// Energy per call.
+    pub energy: f64,
+    /// Peak memory, host and device.
+    pub memory: f64,
+}
+
+impl Thresholds {
+    /// The same threshold for every metric.
+    pub fn uniform(t: f64) -> Thresholds {
+        Thresholds {
+            time: t,
+            energy: t,
+            memory: t,
+        }
+    }
+
+    /// The threshold of `metric`.
+    pub fn of(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Time => self.time,
+            Metric::Energy => self.energy,
+            Metric::HostMemory | Metric::DeviceMemory => self.memory,
+        }
+    }
+}
+
+/// How to compare.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Smallest change that counts, per metric.
+    pub thresholds: Thresholds,
+    /// False-discovery rate for the adjusted tests (default 0.05).
+    pub alpha: f64,
+    /// Confidence of the bootstrap intervals (default 0.95).
+    pub confidence: f64,
+    /// Bootstrap resamples per interval (default [`DEFAULT_RESAMPLES`]).
+    pub resamples: usize,
+    /// Bootstrap seed; each case and metric draws from its own stream derived from it.
+    pub seed: u64,
+    /// Compare results from different hardware instead of refusing.
+    pub allow_different_hardware: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            thresholds: Thresholds::uniform(0.05),
+            alpha: 0.05,
+            confidence: 0.95,
+            resamples: DEFAULT_RESAMPLES,
+            seed: DEFAULT_SEED,
+            allow_different_hardware: false,
+        }
+    }
+}
+
+impl Options {
+    /// Refuse values that make no sense, saying which.
+    pub fn validate(&self) -> Result<(), CompareError> {
+        let bad = |m: String| Err(CompareError::InvalidOption(m));
+        for (name, t) in [
+            ("time", self.thresholds.time),
+            ("energy", self.thresholds.energy),
+            ("memory", self.thresholds.memory),
+        ] {
+            if !t.is_finite() || t < 0.0 {
+                return bad(format!(
+                    "the {name} threshold must be a percentage of 0 or more, not {}",
+                    t * 100.0
+                ));
+            }
+        }
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return bad(format!(
+                "alpha must lie strictly between 0 and 1, not {}",
+                self.alpha
+            ));
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return bad(format!(
+                "the confidence must lie strictly between 0 and 1, not {}",
+                self.confidence
+            ));
+        }
+        if self.resamples == 0 {
+            return bad("at least one bootstrap resample is needed (1000 or more)".into());
+        }
+        Ok(())
+    }
+}
+
+/// What is compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Seconds per call.
+    Time,
+    /// Joules per call (gross total).
+    Energy,
+    /// Peak RSS of the process, bytes.
+    HostMemory,
+    /// Peak device memory, bytes.
+    DeviceMemory,
+}
+
+impl Metric {
+    /// The name used in the JSON document and the tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Time => "time",
+            Metric::Energy => "energy",
+            Metric::HostMemory => "host_memory",
+            Metric::DeviceMemory => "device_memory",
+        }
+    }
+
+    /// Unit of its values: `s`, `J` or `B`.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::Time => "s",
+            Metric::Energy => "J",
+            Metric::HostMemory | Metric::DeviceMemory => "B",
+        }
+    }
+}
+
+/// The outcome for one case and metric (see the module's verdict rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Lower beyond the threshold, and (for tested metrics) significantly.
+    Faster,
+    /// Higher beyond the threshold, and (for tested metrics) significantly.
+    Slower,
+    /// Within the threshold either way.
+    Same,
+    /// The data cannot tell.
+    Ambiguous,
+}
+
+impl Verdict {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Faster => "faster",
+            Verdict::Slower => "slower",
+            Verdict::Same => "same",
+            Verdict::Ambiguous => "ambiguous",
+        }
+    }
+}
+
+/// How a row's verdict was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    /// Bootstrap interval of the ratio of medians and a Mann–Whitney test, adjusted.
+    #[serde(rename = "bootstrap+mann-whitney")]
+    RankTest,
+    /// One energy window on a side: the meters' stated intervals, worst case; no test.
+    #[serde(rename = "meter-interval")]
+    MeterInterval,
+    /// Peak memory: the ratio against the threshold; no test, no interval.
+    #[serde(rename = "threshold")]
+    Threshold,
+}
+
+/// One case and metric compared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseComparison {
+    /// The case id.
+    pub id: String,
+    /// The metric.
+    pub metric: Metric,
+    /// The outcome.
+    pub verdict: Verdict,
+    /// NEW / BASE of the medians (energy with one window: of the values).
+    pub ratio: f64,
+    /// Interval of the ratio: bootstrap percentile interval, or the meters' worst case;
+    /// null for memory (no interval) or when none could be formed.
+    pub ci: Option<[f64; 2]>,
+    /// Benjamini–Hochberg adjusted p-value of the rank test; null when untested.
+    pub p_value: Option<f64>,
+    /// The rank test's p-value before adjustment; null when untested.
+    pub p_raw: Option<f64>,
+    /// Base median (or value), in `unit`.
+    pub base: f64,
+    /// New median (or value), in `unit`.
+    pub new: f64,
+    /// `s`, `J` or `B`.
+    pub unit: String,
+    /// Values behind each side `[base, new]`: time samples, energy windows or memory peaks.
+    pub n: [usize; 2],
+    /// How the verdict was reached.
+    pub method: Method,
+}
+
+/// Cases found on one side only.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unmatched {
+    /// Ids only in base.
+    pub base_only: Vec<String>,
+    /// Ids only in new.
+    pub new_only: Vec<String>,
+}
+
+/// A matched case, or one metric of it, left out, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotCompared {
+    /// The case id.
+    pub id: String,
+    /// The metric left out; null when the whole case is (skipped or failed on a side).
+    pub metric: Option<Metric>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Rows per verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// `faster` rows.
+    pub faster: usize,
+    /// `slower` rows.
+    pub slower: usize,
+    /// `same` rows.
+    pub same: usize,
+    /// `ambiguous` rows.
+    pub ambiguous: usize,
+}
+
+/// One side as the comparison saw it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Side {
+    /// The result files read, in order.
+    pub files: Vec<String>,
+    /// Distinct hardware fingerprints (`Environment::hardware_fingerprint`).
+    pub hardware: Vec<String>,
+    /// Distinct software fingerprints (`Environment::software_fingerprint`).
+    pub software: Vec<String>,
+    /// Distinct commits the binaries were built from (unknown ones left out).
+    pub git_commits: Vec<String>,
+}
+
+/// A whole comparison: what `wattbench compare --format json` writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The baseline.
+    pub base: Side,
+    /// The new side.
+    pub new: Side,
+    /// Thresholds used, as fractions.
+    pub threshold: Thresholds,
+    /// False-discovery rate of the adjusted tests.
+    pub alpha: f64,
+    /// Confidence of the intervals.
+    pub confidence: f64,
+    /// Bootstrap resamples per interval.
+    pub resamples: usize,
+    /// Bootstrap seed.
+    pub seed: u64,
+    /// One row per matched case and compared metric, in base order, time first.
+    pub cases: Vec<CaseComparison>,
+    /// Cases on one side only.
+    pub unmatched: Unmatched,
+    /// Matched cases or metrics left out, with why.
+    pub not_compared: Vec<NotCompared>,
+    /// What a reader must know: software or hardware that differs, pooled or interrupted
+    /// runs, cases that failed in some of a side's runs.
+    pub notes: Vec<String>,
+    /// Rows per verdict.
+    pub summary: Summary,
+}
+
+impl Comparison {
+    /// Whether any row that may fail a gate is `slower` (the command then exits 1 unless told
+    /// not to). Energy compared from one window per side ([`Method::MeterInterval`]) is
+    /// reported but never fails the gate: it rests on a single window each, and run-to-run
+    /// variation is not in its interval. Several runs per side (the A/B driver) gate energy.
+    pub fn has_slower(&self) -> bool {
+        self.cases
+            .iter()
+            .any(|r| r.verdict == Verdict::Slower && r.method != Method::MeterInterval)
+    }
+
+    /// The document as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a comparison serialises")
+    }
+}
+
+/// The verdict of one row (the rule in the module documentation). `p_adjusted` is used by
+/// [`Method::RankTest`] only, `ci` by the rank test and the meter interval, `ratio` by the
+/// threshold method.
+pub fn verdict(
+    method: Method,
+    ratio: f64,
+    ci: Option<[f64; 2]>,
+    p_adjusted: Option<f64>,
+    threshold: f64,
+    alpha: f64,
+) -> Verdict {
+    let (up, down) = (1.0 + threshold, 1.0 / (1.0 + threshold));
+    match method {
+        Method::Threshold if ratio > up => Verdict::Slower,
+        Method::Threshold if ratio < down => Verdict::Faster,
+        Method::Threshold => Verdict::Same,
+        Method::MeterInterval => match ci {
+            Some([lo, _]) if lo > up => Verdict::Slower,
+            Some([_, hi]) if hi < down => Verdict::Faster,
+            _ => Verdict::Ambiguous,
+        },
+        Method::RankTest => {
+            let Some([lo, hi]) = ci else {
+                return Verdict::Ambiguous;
+            };
+            let significant = p_adjusted.is_some_and(|p| p < alpha);
+            if significant && lo > up {
+                Verdict::Slower
+            } else if significant && hi < down {
+                Verdict::Faster
+            } else if lo >= down && hi <= up {
+                Verdict::Same
+            } else {
+                Verdict::Ambiguous
+            }
+        }
+    }
+}
+
+/// One occurrence of a case id in a side's files.
+struct Entry<'a> {
+    status: Status,
+    reason: Option<&'a str>,
+    time: Option<&'a TimeStats>,
+    energy: Option<&'a CaseEnergy>,
+    memory: &'a Memory,
+}
+
+/// The side's case ids in first-seen order, and every occurrence of each.
+fn index(set: &ResultSet) -> (Vec<String>, HashMap<String, Vec<Entry<'_>>>) {
+    let mut all: Vec<(&str, Entry<'_>)> = Vec::new();
+    for run in &set.runs {
+        for c in &run.cases {
+            all.push((
+                &c.id,
+                Entry {
+                    status: c.status,
+                    reason: c.reason.as_deref(),
+                    time: c.time.as_ref(),
+                    energy: c.energy.as_ref(),
+                    memory: &c.memory,
+                },
+            ));
+        }
+        for t in &run.trainings {
+            all.push((
+                &t.id,
+                Entry {
+                    status: t.status,
+                    reason: t.reason.as_deref(),
+                    time: t.time.as_ref(),
+                    energy: Some(&t.energy),
+                    memory: &t.memory,
+                },
+            ));
+        }
+    }
+    let mut order = Vec::new();
+    let mut map: HashMap<String, Vec<Entry<'_>>> = HashMap::new();
+    for (id, e) in all {
+        if !map.contains_key(id) {
+            order.push(id.to_string());
+        }
+        map.entry(id.to_string()).or_default().push(e);
+    }
+    (order, map)
+}
+
+fn distinct(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    items
+        .into_iter()
+        .filter(|s| seen.insert(s.clone()))
+        .collect()
+}
+
+fn describe(set: &ResultSet) -> Side {
+    let envs = || set.runs.iter().map(|r| &r.environment);
+    Side {
+        files: set.files.clone(),
+        hardware: distinct(envs().map(|e| e.hardware_fingerprint())),
+        software: distinct(envs().map(|e| e.software_fingerprint())),
+        git_commits: distinct(envs().filter_map(|e| e.git_commit.clone())),
+    }
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Skipped => "skipped",
+        Status::Failed => "failed",
+    }
+}
+
+/// Why a side has no usable occurrence: the first one's status and reason.
+fn why_not_ok(entries: &[Entry<'_>]) -> String {
+    entries
+        .iter()
+        .find(|e| e.status != Status::Ok)
+        .map(|e| {
+            format!(
+                "{}: {}",
+                status_word(e.status),
+                e.reason.unwrap_or("no reason given")
+            )
+        })
+        .unwrap_or_else(|| "no result".into())
+}
+
+fn few(ids: &[String]) -> String {
+    let mut s: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
+    if ids.len() > 3 {
+        s.push("…");
+    }
+    if s.is_empty() {
+        "no cases".into()
+    } else {
+        s.join(", ")
+    }
+}
+
+/// The rows, omissions and notes of a comparison, added to case by case.
+struct Collector<'o> {
+    opts: &'o Options,
+    rows: Vec<CaseComparison>,
+    not_compared: Vec<NotCompared>,
+    notes: Vec<String>,
+}
+
+impl Collector<'_> {
+    fn skip(&mut self, id: &str, metric: Option<Metric>, reason: String) {
+        self.not_compared.push(NotCompared {
+            id: id.to_string(),
+            metric,
+            reason,
+        });
+    }
+
+    /// A row from two distributions, each a list of runs: bootstrap interval (drawn by run
+    /// when a side has several) and rank test of the pooled values.
+    fn tested(&mut self, id: &str, metric: Metric, b_runs: &[Vec<f64>], n_runs: &[Vec<f64>]) {
+        let (b, n) = (&b_runs.concat()[..], &n_runs.concat()[..]);
+        let (mb, mn) = (stats::median(b), stats::median(n));
+        if !(mb > 0.0 && mn.is_finite()) {
+            return self.skip(
+                id,
+                Some(metric),
+                format!("the base median is {mb}: no ratio"),
+            );
+        }
+        let seed = self.opts.seed ^ stats::stable_hash(&[id, metric.as_str()]);
+        let b_refs: Vec<&[f64]> = b_runs.iter().map(Vec::as_slice).collect();
+        let n_refs: Vec<&[f64]> = n_runs.iter().map(Vec::as_slice).collect();
+        let ci = stats::ratio_of_medians_ci_clustered(
+            &b_refs,
+            &n_refs,
+            self.opts.resamples,
+            self.opts.confidence,
+            seed,
+        );
+        let p = stats::mann_whitney(b, n).p_value;
+        self.rows.push(CaseComparison {
+            id: id.to_string(),
+            metric,
+            verdict: Verdict::Ambiguous,
+            ratio: mn / mb,
+            ci,
+            p_value: None,
+            p_raw: Some(p),
+            base: mb,
+            new: mn,
+            unit: metric.unit().into(),
+            n: [b.len(), n.len()],
+            method: Method::RankTest,
+        });
+    }
+
+    fn time(&mut self, id: &str, b: &[&Entry<'_>], n: &[&Entry<'_>]) {
+        // One list of samples per run.
+        let samples = |es: &[&Entry<'_>]| -> Vec<Vec<f64>> {
+            es.iter()
+                .filter_map(|e| e.time)
+                .map(|t| {
+                    (t.samples_s.iter().copied())
+                        .filter(|v| v.is_finite())
+                        .collect::<Vec<f64>>()
+                })
+                .filter(|r| !r.is_empty())
+                .collect()
+        };
+        let (bs, ns) = (samples(b), samples(n));
+        match (bs.is_empty(), ns.is_empty()) {
+            (true, true) => {}
+            (true, false) | (false, true) => self.skip(
+                id,
+                Some(Metric::Time),
+                format!(
+                    "no timing samples on {}",
+                    if bs.is_empty() { "base" } else { "new" }
+                ),
+            ),
+            (false, false) => self.tested(id, Metric::Time, &bs, &ns),
+        }
+    }
+
+    fn energy(&mut self, id: &str, b: &[&Entry<'_>], n: &[&Entry<'_>]) {
+        type Window = (Interval, Vec<Source>);
+        let windows = |es: &[&Entry<'_>]| -> Vec<Window> {
+            es.iter()
+                .filter_map(|e| e.energy)
+                .filter_map(|en| {
+                    let mut src = en.total_sources.clone();
+                    src.sort_by_key(|s| s.as_str());
+                    src.dedup();
+                    en.total_joules_per_iter.map(|iv| (iv, src))
+                })
+                .filter(|(iv, _)| iv.value.is_finite())
+                .collect()
+        };
+        let (bw, nw) = (windows(b), windows(n));
+        if bw.is_empty() && nw.is_empty() {
+            return;
+        }
+        if bw.is_empty() || nw.is_empty() {
+            let side = if bw.is_empty() { "base" } else { "new" };
+            return self.skip(
+                id,
+                Some(Metric::Energy),
+                format!("no energy reading on {side}"),
+            );
+        }
+        let label = |w: &[Window]| {
+            distinct(
+                w.iter()
+                    .map(|(_, s)| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("+")),
+            )
+            .join(", ")
+        };
+        let (bl, nl) = (label(&bw), label(&nw));
+        if bl != nl || bl.contains(", ") {
+            return self.skip(
+                id,
+                Some(Metric::Energy),
+                format!(
+                    "energy from different sources (base {bl}; new {nl}): not the same quantity"
+                ),
+            );
+        }
+        let values = |w: &[Window]| -> Vec<f64> { w.iter().map(|(iv, _)| iv.value).collect() };
+        if bw.len() >= 2 && nw.len() >= 2 {
+            // One value per window, each window its own run.
+            let runs = |w: &[Window]| -> Vec<Vec<f64>> {
+                w.iter().map(|(iv, _)| vec![iv.value]).collect()
+            };
+            return self.tested(id, Metric::Energy, &runs(&bw), &runs(&nw));
+        }
+        // One window on a side: the meters' intervals, worst case.
+        let hull = |w: &[Window]| -> Interval {
+            Interval {
+                value: stats::median(&values(w)),
+                low: w.iter().map(|(iv, _)| iv.low).fold(f64::INFINITY, f64::min),
+                high: w
+                    .iter()
+                    .map(|(iv, _)| iv.high)
+                    .fold(f64::NEG_INFINITY, f64::max),
+            }
+        };
+        let (bi, ni) = (hull(&bw), hull(&nw));
+        if bi.value <= 0.0 {
+            return self.skip(
+                id,
+                Some(Metric::Energy),
+                format!("the base energy is {} J: no ratio", bi.value),
+            );
+        }
+        let ci = [ni.low / bi.high, ni.high / bi.low];
+        self.rows.push(CaseComparison {
+            id: id.to_string(),
+            metric: Metric::Energy,
+            verdict: Verdict::Ambiguous,
+            ratio: ni.value / bi.value,
+            ci: (bi.low > 0.0 && ci.iter().all(|v| v.is_finite())).then_some(ci),
+            p_value: None,
+            p_raw: None,
+            base: bi.value,
+            new: ni.value,
+            unit: "J".into(),
+            n: [bw.len(), nw.len()],
+            method: Method::MeterInterval,
+        });
+    }
+
+    fn memory(&mut self, id: &str, metric: Metric, b: &[&Entry<'_>], n: &[&Entry<'_>]) {
+        let host = metric == Metric::HostMemory;
+        let read = |e: &Entry<'_>| {
+            if host {
+                e.memory.host_peak_rss_bytes
+            } else {
+                e.memory.device_peak_bytes
+            }
+        };
+        let (bv, nv): (Vec<u64>, Vec<u64>) = (
+            b.iter().filter_map(|e| read(e)).collect(),
+            n.iter().filter_map(|e| read(e)).collect(),
+        );
+        if bv.is_empty() && nv.is_empty() {
+            return;
+        }
+        if bv.is_empty() || nv.is_empty() {
+            let side = if bv.is_empty() { "base" } else { "new" };
+            return self.skip(id, Some(metric), format!("no peak reading on {side}"));
+        }
+        if host {
+            let unreset = |es: &[&Entry<'_>]| {
+                es.iter()
+                    .any(|e| e.memory.host_peak_rss_bytes.is_some() && !e.memory.host_peak_reset)
+            };
+            let sides: Vec<&str> = [("base", unreset(b)), ("new", unreset(n))]
+                .into_iter()
+                .filter_map(|(s, u)| u.then_some(s))
+                .collect();
+            if !sides.is_empty() {
+                return self.skip(
+                    id,
+                    Some(metric),
+                    format!(
+                        "the peak RSS was not reset per case on {} (it covers the process so \
+                         far, so it depends on the cases before)",
+                        sides.join(" and ")
+                    ),
+                );
+            }
+        }
+        let med = |v: &[u64]| stats::median(&v.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        let (mb, mn) = (med(&bv), med(&nv));
+        if mb <= 0.0 {
+            return self.skip(id, Some(metric), "the base peak is 0 B: no ratio".into());
+        }
+        self.rows.push(CaseComparison {
+            id: id.to_string(),
+            metric,
+            verdict: Verdict::Ambiguous,
+            ratio: mn / mb,
+            ci: None,
+            p_value: None,
+            p_raw: None,
+            base: mb,
+            new: mn,
+            unit: "B".into(),
+            n: [bv.len(), nv.len()],
+            method: Method::Threshold,
+        });
+    }
+
+    fn case(&mut self, id: &str, b: &[Entry<'_>], n: &[Entry<'_>]) {
+        fn ok<'e, 'a>(es: &'e [Entry<'a>]) -> Vec<&'e Entry<'a>> {
+            es.iter().filter(|e| e.status == Status::Ok).collect()
+        }
+        let (bo, no) = (ok(b), ok(n));
+        if bo.is_empty() || no.is_empty() {
+            let mut why = Vec::new();
+            if bo.is_empty() {
+                why.push(format!("base {}", why_not_ok(b)));
+            }
+            if no.is_empty() {
+                why.push(format!("new {}", why_not_ok(n)));
+            }
+            return self.skip(id, None, why.join("; "));
+        }
+        for (side, all, oks) in [("base", b, &bo), ("new", n, &no)] {
+            if oks.len() < all.len() {
+                self.notes.push(format!(
+                    "{id}: {} of the {} {side} runs were not ok ({}); only the ok ones are \
+                     compared",
+                    all.len() - oks.len(),
+                    all.len(),
+                    why_not_ok(all)
+                ));
+            }
+        }
+        self.time(id, &bo, &no);
+        self.energy(id, &bo, &no);
+        self.memory(id, Metric::HostMemory, &bo, &no);
+        self.memory(id, Metric::DeviceMemory, &bo, &no);
+    }
+}
+
+/// Compare `new` with `base` (see the module documentation for what and how).
+///
+/// Refuses (with a [`CompareError`]) invalid options, sides measured on different hardware
+/// unless [`Options::allow_different_hardware`], and sides with no case id in common.
+pub fn compare(
+    base: &ResultSet,
+    new: &ResultSet,
+    opts: &Options,
+) -> Result<Comparison, CompareError> {
+    opts.validate()?;
+    let (bside, nside) = (describe(base), describe(new));
+    let mut notes = Vec::new();
+    for (name, side) in [("base", &bside), ("new", &nside)] {
+        if side.hardware.len() > 1 {
+            if !opts.allow_different_hardware {
+                return Err(CompareError::MixedHardware {
+                    side: name,
+                    fingerprints: side.hardware.clone(),
+                });
+            }
+            notes.push(format!(
+                "the {name} files come from different hardware ({}), pooled as allowed",
+                side.hardware.join(" | ")
+            ));
+        }
+    }
+    if bside.hardware != nside.hardware {
+        if !opts.allow_different_hardware {
+            return Err(CompareError::DifferentHardware {
+                base: bside.hardware.join(" | "),
+                new: nside.hardware.join(" | "),
+            });
+        }
+        notes.push(format!(
+            "different hardware, compared as allowed: the ratios compare machines as well as \
+             code (base: {}; new: {})",
+            bside.hardware.join(" | "),
+            nside.hardware.join(" | ")
+        ));
+    }
+    if bside.software != nside.software {
+        notes.push(format!(
+            "the software differs (base: {}; new: {}): a change there can move the numbers \
+             without any change of ours",
+            bside.software.join(" | "),
+            nside.software.join(" | ")
+        ));
+    }
+    for (name, set) in [("base", base), ("new", new)] {
+        if set.runs.len() > 1 {
+            notes.push(format!(
+                "{name}: {} result files pooled per case id (the time interval resamples runs, \
+                 then samples within them; one energy window and one memory peak per file)",
+                set.runs.len()
+            ));
+        }
+        for (file, run) in set.files.iter().zip(&set.runs) {
+            if run.interrupted {
+                notes.push(format!(
+                    "{name}: {file} was interrupted: it holds only the cases it completed"
+                ));
+            }
+        }
+    }
+
+    let (border, bmap) = index(base);
+    let (norder, nmap) = index(new);
+    let matched: Vec<&String> = border.iter().filter(|id| nmap.contains_key(*id)).collect();
+    let unmatched = Unmatched {
+        base_only: border
+            .iter()
+            .filter(|id| !nmap.contains_key(*id))
+            .cloned()
+            .collect(),
+        new_only: norder
+            .iter()
+            .filter(|id| !bmap.contains_key(*id))
+            .cloned()
+            .collect(),
+    };
+    if matched.is_empty() {
+        return Err(CompareError::NothingInCommon {
+            base: few(&border),
+            new: few(&norder),
+        });
+    }
+
+    let mut col = Collector {
+        opts,
+        rows: Vec::new(),
+        not_compared: Vec::new(),
+        notes,
+    };
+    for id in matched {
+        col.case(id, &bmap[id], &nmap[id]);
+    }
+
+    // One family for every test in the comparison.
+    let raw: Vec<f64> = col
+        .rows
+        .iter()
+        .map(|r| r.p_raw.unwrap_or(f64::NAN))
+        .collect();
+    let adjusted = stats::benjamini_hochberg(&raw);
+    let mut summary = Summary::default();
+    for (row, adj) in col.rows.iter_mut().zip(adjusted) {
+        row.p_value = row.p_raw.map(|_| adj);
+        row.verdict = verdict(
+            row.method,
+            row.ratio,
+            row.ci,
+            row.p_value,
+            opts.thresholds.of(row.metric),
+            opts.alpha,
+        );
+        *match row.verdict {
+            Verdict::Faster => &mut summary.faster,
+            Verdict::Slower => &mut summary.slower,
+            Verdict::Same => &mut summary.same,
+            Verdict::Ambiguous => &mut summary.ambiguous,
+        } += 1;
+    }
+    let single = col
+        .rows
+        .iter()
+        .filter(|r| r.method == Method::MeterInterval)
+        .count();
+    if single > 0 {
+        col.notes.push(format!(
+            "energy of {single} case(s) compared from one window per side: the interval is the \
+             meters' stated uncertainty, not the variation between runs, so a slower or faster \
+             there rests on one window each; pool several runs per side for a test (these rows never fail the gate)"
+        ));
+    }
+    Ok(Comparison {
+        schema_version: SCHEMA_VERSION,
+        base: bside,
+        new: nside,
+        threshold: opts.thresholds,
+        alpha: opts.alpha,
+        confidence: opts.confidence,
+        resamples: opts.resamples,
+        seed: opts.seed,
+        cases: col.rows,
+        unmatched,
+        not_compared: col.not_compared,
+        notes: col.notes,
+        summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use wattbench_core::harness::HarnessConfig;
+    use wattbench_core::result::{CaseResult, Config, Environment, Filters, RunConfig};
+    use wattbench_core::workload::{DType, GemmParams, Mode, Op, Params};
+
+    /// `n` samples around `center`, log-normal-ish with a 5 % spread, from `seed`.
+    fn noisy(center: f64, n: usize, seed: u64) -> Vec<f64> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let g: f64 = (0..4).map(|_| rng.random::<f64>() - 0.5).sum::<f64>() * 0.09;
+                center * g.exp()
+            })
+            .collect()
+    }
+
+    fn case(id: &str, samples: Vec<f64>) -> CaseResult {
+        CaseResult {
+            id: id.into(),
+            tag: None,
+            op: Op::Gemm,
+            mode: Mode::Infer,
+            backend: "reference".into(),
+            device: "cpu".into(),
+            dtype: DType::F32,
+            params: Params::Gemm(GemmParams::new(1, 1, 1)),
+            status: Status::Ok,
+            reason: None,
+            verification: None,
+            time: Some(TimeStats::from_samples(samples, 1, 10, 1)),
+            throughput: None,
+            memory: Memory {
+                host_peak_rss_bytes: Some(100 << 20),
+                host_peak_reset: true,
+                device_peak_bytes: None,
+            },
+            energy: None,
+            implementation: None,
+        }
+    }
+
+    fn run(cases: Vec<CaseResult>) -> RunFile {
+        RunFile {
+            schema_version: wattbench_core::result::SCHEMA_VERSION,
+            created_at: "2025-01-01T00:00:00Z".into(),
+            duration_s: 1.0,
+            interrupted: false,
+            environment: Environment::default(),
+            config: Config::Run(RunConfig {
+                argv: Vec::new(),
+                suite: "test".into(),
+                filters: Filters::default(),
+                harness: HarnessConfig::default(),
+            }),
+            energy: None,
+            cases,
+            trainings: Vec::new(),
+        }
+    }
+
+    fn set(runs: Vec<RunFile>) -> ResultSet {
+        ResultSet::from_runs(
+            runs.into_iter()
+                .enumerate()
+                .map(|(i, r)| (format!("run{i}.json"), r)),
+        )
+    }
+
+    /// `cases` cases, each `n` samples around 1 ms times `factor(i)`, seeds from `seed`.
+    fn suite(cases: usize, n: usize, seed: u64, factor: impl Fn(usize) -> f64) -> ResultSet {
+        let cs = (0..cases)
+            .map(|i| {
+                case(
+                    &format!("c{i}"),
+                    noisy(1e-3 * factor(i), n, seed * 100_000 + i as u64),
+                )
+            })
+            .collect();
+        set(vec![run(cs)])
+    }
+
+    fn rows(c: &Comparison, metric: Metric) -> Vec<&CaseComparison> {
+        c.cases.iter().filter(|r| r.metric == metric).collect()
+    }
+
+    #[test]
+    fn the_verdict_rule() {
+        use Method::*;
+        use Verdict::*;
+        let v = |m, r, ci, p| verdict(m, r, ci, p, 0.05, 0.05);
+        // Significant and the whole interval beyond 1.05: slower; below 1/1.05: faster.
+        assert_eq!(v(RankTest, 1.2, Some([1.1, 1.3]), Some(0.001)), Slower);
+        assert_eq!(v(RankTest, 0.8, Some([0.7, 0.9]), Some(0.001)), Faster);
+        // Beyond the threshold but not significant: the data cannot tell.
+        assert_eq!(v(RankTest, 1.2, Some([1.1, 1.3]), Some(0.2)), Ambiguous);
+        // Significant but straddling the threshold: not proven.
+        assert_eq!(v(RankTest, 1.06, Some([1.01, 1.1]), Some(0.001)), Ambiguous);
+        // Inside [1/1.05, 1.05], significant or not: same.
+        assert_eq!(v(RankTest, 1.02, Some([1.01, 1.03]), Some(0.001)), Same);
+        assert_eq!(v(RankTest, 1.0, Some([0.96, 1.04]), Some(1.0)), Same);
+        // The band is symmetric on a log scale: 1/1.05 = 0.952.
+        assert_eq!(v(RankTest, 0.96, Some([0.953, 0.97]), Some(0.5)), Same);
+        assert_eq!(v(RankTest, 0.96, Some([0.95, 0.97]), Some(0.5)), Ambiguous);
+        assert_eq!(v(RankTest, 1.0, None, Some(0.001)), Ambiguous);
+        // One energy window: separation beyond the threshold, else ambiguous, never same.
+        assert_eq!(v(MeterInterval, 1.5, Some([1.2, 1.8]), None), Slower);
+        assert_eq!(v(MeterInterval, 0.6, Some([0.5, 0.9]), None), Faster);
+        assert_eq!(v(MeterInterval, 1.0, Some([0.99, 1.01]), None), Ambiguous);
+        // Memory: the ratio itself.
+        assert_eq!(v(Threshold, 1.06, None, None), Slower);
+        assert_eq!(v(Threshold, 0.95, None, None), Faster);
+        assert_eq!(v(Threshold, 1.04, None, None), Same);
+    }
+
+    #[test]
+    fn a_side_against_itself_is_never_slower() {
+        let a = suite(5, 20, 1, |_| 1.0);
+        let c = compare(&a, &a, &Options::default()).unwrap();
+        assert_eq!(c.summary.slower + c.summary.faster, 0);
+        for r in rows(&c, Metric::Time) {
+            assert_eq!((r.ratio, r.p_raw), (1.0, Some(1.0)), "{r:?}");
+            let [lo, hi] = r.ci.unwrap();
+            assert!(lo <= 1.0 && 1.0 <= hi);
+        }
+        // Time and host memory per case.
+        assert_eq!(c.cases.len(), 10);
+        assert!(c.unmatched.base_only.is_empty() && c.not_compared.is_empty());
+    }
+
+    #[test]
+    fn a_real_change_is_slower_or_faster_and_a_small_one_same() {
+        let base = suite(3, 40, 1, |_| 1.0);
+        for (factor, want) in [
+            (1.2, Verdict::Slower),
+            (1.0 / 1.2, Verdict::Faster),
+            (1.0, Verdict::Same),
+        ] {
+            let new = suite(3, 40, 2, |_| factor);
+            let c = compare(&base, &new, &Options::default()).unwrap();
+            for r in rows(&c, Metric::Time) {
+                assert_eq!(r.verdict, want, "×{factor}: {r:?}");
+                let [lo, hi] = r.ci.unwrap();
+                assert!(lo < factor * 1.03 && factor / 1.03 < hi, "{r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_500_case_suite_against_a_rerun_does_not_cry_wolf() {
+        // Same distribution on both sides, fresh noise: every difference is chance.
+        let (base, new) = (suite(500, 30, 1, |_| 1.0), suite(500, 30, 2, |_| 1.0));
+        let opts = Options {
+            resamples: 1000,
+            ..Options::default()
+        };
+        let c = compare(&base, &new, &opts).unwrap();
+        let nominal = rows(&c, Metric::Time)
+            .iter()
+            .filter(|r| r.p_raw.unwrap() < 0.05)
+            .count();
+        // Unadjusted, about 5 % of 500 tests are "significant" by chance alone...
+        assert!((10..=45).contains(&nominal), "{nominal}");
+        // ...and none of them is called a change.
+        assert_eq!((c.summary.slower, c.summary.faster), (0, 0));
+    }
+
+    #[test]
+    fn real_regressions_among_many_cases_are_found() {
+        // 200 cases, every tenth 25 % slower.
+        let slow = |i: usize| i.is_multiple_of(10);
+        let base = suite(200, 30, 1, |_| 1.0);
+        let new = suite(200, 30, 2, |i| if slow(i) { 1.25 } else { 1.0 });
+        let opts = Options {
+            resamples: 1000,
+            ..Options::default()
+        };
+        let c = compare(&base, &new, &opts).unwrap();
+        for r in rows(&c, Metric::Time) {
+            let i: usize = r.id[1..].parse().unwrap();
+            if slow(i) {
+                assert_eq!(r.verdict, Verdict::Slower, "{r:?}");
+            } else {
+                assert_ne!(r.verdict, Verdict::Slower, "{r:?}");
+            }
+        }
+        assert_eq!(c.summary.slower, 20);
+    }
+
+    #[test]
+    fn unmatched_and_skipped_cases_are_listed_not_dropped() {
+        let mut skipped = case("skip", vec![1.0]);
+        skipped.status = Status::Skipped;
+        skipped.reason = Some("needs a GPU".into());
+        skipped.time = None;
+        let base = set(vec![run(vec![
+            case("both", noisy(1.0, 10, 1)),
+            case("old", noisy(1.0, 10, 2)),
+            skipped,
+            case("fails", noisy(1.0, 10, 3)),
+        ])]);
+        let mut failed = case("fails", vec![1.0]);
+        failed.status = Status::Failed;
+        failed.reason = Some("rel. L2 error 0.3 > 1e-4".into());
+        let new = set(vec![run(vec![
+            case("both", noisy(1.0, 10, 4)),
+            case("skip", noisy(1.0, 10, 5)),
+            failed,
+            case("added", noisy(1.0, 10, 6)),
+        ])]);
+        let c = compare(&base, &new, &Options::default()).unwrap();
+        assert_eq!(c.unmatched.base_only, vec!["old"]);
+        assert_eq!(c.unmatched.new_only, vec!["added"]);
+        let why = |id: &str| {
+            c.not_compared
+                .iter()
+                .find(|n| n.id == id && n.metric.is_none())
+                .map(|n| n.reason.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(why("skip"), "base skipped: needs a GPU");
+        assert_eq!(why("fails"), "new failed: rel. L2 error 0.3 > 1e-4");
+        assert!(c.cases.iter().all(|r| r.id == "both"));
+    }
+
+    #[test]
+    fn nothing_in_common_is_an_error() {
+        let a = set(vec![run(vec![case("a", vec![1.0])])]);
+        let b = set(vec![run(vec![case("b", vec![1.0])])]);
+        let e = compare(&a, &b, &Options::default()).unwrap_err();
+        assert!(matches!(e, CompareError::NothingInCommon { .. }), "{e}");
+    }
+
+    #[test]
+    fn different_hardware_is_refused_unless_allowed() {
+        let a = suite(2, 10, 1, |_| 1.0);
+        let mut b = suite(2, 10, 2, |_| 1.0);
+        b.runs[0].environment.host.cpu_model = Some("Other CPU".into());
+        let e = compare(&a, &b, &Options::default()).unwrap_err();
+        assert!(e.to_string().contains("different hardware"), "{e}");
+        let opts = Options {
+            allow_different_hardware: true,
+            ..Options::default()
+        };
+        let c = compare(&a, &b, &opts).unwrap();
+        assert!(c.notes.iter().any(|n| n.contains("different hardware")));
+        // Mixed hardware on one side is refused too.
+        let mixed = ResultSet {
+            files: vec!["x".into(), "y".into()],
+            runs: vec![a.runs[0].clone(), b.runs[0].clone()],
+        };
+        let e = compare(&mixed, &mixed, &Options::default()).unwrap_err();
+        assert!(matches!(e, CompareError::MixedHardware { .. }), "{e}");
+    }
+
+    #[test]
+    fn several_files_on_a_side_are_pooled() {
+        let r1 = suite(1, 10, 1, |_| 1.0).runs.remove(0);
+        let r2 = suite(1, 15, 2, |_| 1.0).runs.remove(0);
+        let base = set(vec![r1, r2]);
+        let new = suite(1, 12, 3, |_| 1.0);
+        let c = compare(&base, &new, &Options::default()).unwrap();
+        let t = rows(&c, Metric::Time)[0];
+        assert_eq!(t.n, [25, 12]);
+        assert_eq!(rows(&c, Metric::HostMemory)[0].n, [2, 1]);
+        assert!(c.notes.iter().any(|n| n.contains("2 result files pooled")));
+    }
+
+    fn energy(value: f64, half: f64, source: Source) -> CaseEnergy {
+        CaseEnergy {
+            calls: 100,
+            unit: "call".into(),
+            window_s: 1.0,
+            domains: Vec::new(),
+            total_joules_per_iter: Some(Interval::symmetric(value, half)),
+            net_joules_per_iter: None,
+            total_includes: Vec::new(),
+            total_excludes: Vec::new(),
+            total_sources: vec![source],
+            total_mixes_sources: false,
+            gflops_per_joule: None,
+            notes: Vec::new(),
+            gpu_state: Vec::new(),
+        }
+    }
+
+    fn with_energy(e: Option<CaseEnergy>) -> RunFile {
+        let mut c = case("c", noisy(1.0, 10, 1));
+        c.energy = e;
+        run(vec![c])
+    }
+
+    #[test]
+    fn energy_with_one_window_per_side_uses_the_meters_intervals() {
+        let one = |v, h, s| set(vec![with_energy(Some(energy(v, h, s)))]);
+        let compare_energy = |b: &ResultSet, n: &ResultSet| {
+            let c = compare(b, n, &Options::default()).unwrap();
+            (rows(&c, Metric::Energy).first().map(|r| (*r).clone()), c)
+        };
+        // 10 ± 0.1 J against 13 ± 0.1 J: the worst-case interval [12.9/10.1, 13.1/9.9] clears 1.05.
+        let (r, _) = compare_energy(
+            &one(10.0, 0.1, Source::Measured),
+            &one(13.0, 0.1, Source::Measured),
+        );
+        let r = r.unwrap();
+        assert_eq!(
+            (r.method, r.verdict, r.p_value),
+            (Method::MeterInterval, Verdict::Slower, None)
+        );
+        let [lo, hi] = r.ci.unwrap();
+        assert!((lo - 12.9 / 10.1).abs() < 1e-12 && (hi - 13.1 / 9.9).abs() < 1e-12);
+        // Equal values: never `same` from one window.
+        let (r, _) = compare_energy(
+            &one(10.0, 0.1, Source::Measured),
+            &one(10.0, 0.1, Source::Measured),
+        );
+        assert_eq!(r.unwrap().verdict, Verdict::Ambiguous);
+        // A wide estimate: 30 % slower, but inside the estimate's uncertainty.
+        let (r, _) = compare_energy(
+            &one(10.0, 3.0, Source::Estimated),
+            &one(13.0, 3.9, Source::Estimated),
+        );
+        assert_eq!(r.unwrap().verdict, Verdict::Ambiguous);
+        // Different sources: listed, not compared.
+        let (r, c) = compare_energy(
+            &one(10.0, 0.1, Source::Measured),
+            &one(10.0, 3.0, Source::Estimated),
+        );
+        assert!(r.is_none());
+        let n = &c.not_compared[0];
+        assert_eq!(n.metric, Some(Metric::Energy));
+        assert!(
+            n.reason.contains("base measured; new estimated"),
+            "{}",
+            n.reason
+        );
+        // On one side only: listed.
+        let c = compare(
+            &one(10.0, 0.1, Source::Measured),
+            &set(vec![with_energy(None)]),
+            &Options::default(),
+        )
+        .unwrap();
+        assert_eq!(c.not_compared[0].reason, "no energy reading on new");
+    }
+
+    #[test]
+    fn energy_with_several_windows_per_side_is_tested() {
+        let windows = |center: f64, seed: u64| {
+            set(noisy(center, 6, seed)
+                .into_iter()
+                .map(|v| with_energy(Some(energy(v, 0.01, Source::Measured))))
+                .collect())
+        };
+        let c = compare(&windows(10.0, 1), &windows(13.0, 2), &Options::default()).unwrap();
+        let r = rows(&c, Metric::Energy)[0];
+        assert_eq!((r.method, r.n), (Method::RankTest, [6, 6]));
+        // 6 against 6, fully separated: exact p = 2/924 before adjustment.
+        assert!((r.p_raw.unwrap() - 2.0 / 924.0).abs() < 1e-12);
+        assert_eq!(r.verdict, Verdict::Slower);
+    }
+
+    #[test]
+    fn memory_compares_the_ratio_and_needs_a_per_case_reset() {
+        let mem = |bytes: u64, reset: bool| {
+            let mut c = case("c", noisy(1.0, 10, 1));
+            c.memory = Memory {
+                host_peak_rss_bytes: Some(bytes),
+                host_peak_reset: reset,
+                device_peak_bytes: Some(bytes / 2),
+            };
+            set(vec![run(vec![c])])
+        };
+        let c = compare(&mem(100, true), &mem(120, true), &Options::default()).unwrap();
+        for m in [Metric::HostMemory, Metric::DeviceMemory] {
+            let r = rows(&c, m)[0];
+            assert_eq!(
+                (r.method, r.verdict, r.ci),
+                (Method::Threshold, Verdict::Slower, None)
+            );
+            assert!((r.ratio - 1.2).abs() < 1e-12);
+        }
+        let c = compare(&mem(100, false), &mem(100, true), &Options::default()).unwrap();
+        assert!(rows(&c, Metric::HostMemory).is_empty());
+        assert!(c.not_compared[0]
+            .reason
+            .contains("not reset per case on base"));
+        assert_eq!(rows(&c, Metric::DeviceMemory)[0].verdict, Verdict::Same);
+    }
+
+    #[test]
+    fn the_document_round_trips_through_json() {
+        let c = compare(
+            &suite(3, 10, 1, |_| 1.0),
+            &suite(3, 10, 2, |_| 1.3),
+            &Options::default(),
+        )
+        .unwrap();
+        let back: Comparison = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(back, c);
+        // Same inputs, same seed: the same document.
+        let again = compare(
+            &suite(3, 10, 1, |_| 1.0),
+            &suite(3, 10, 2, |_| 1.3),
+            &Options::default(),
+        )
+        .unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn nonsense_options_are_refused() {
+        for o in [
+            Options {
+                alpha: 0.0,
+                ..Options::default()
+            },
+            Options {
+                thresholds: Thresholds::uniform(-0.1),
+                ..Options::default()
+            },
+            Options {
+                resamples: 0,
+                ..Options::default()
+            },
+        ] {
+            assert!(matches!(o.validate(), Err(CompareError::InvalidOption(_))));
+        }
+    }
+}

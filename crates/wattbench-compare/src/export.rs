@@ -1,0 +1,325 @@
+//! A result file in the formats other tools read, each in its documented shape:
+//!
+//! - [`bmf`]: Bencher Metric Format, for `bencher run --adapter json`. Documented shape
+//!   (<https://bencher.dev/docs/reference/bencher-metric-format/>): an object keyed by
+//!   benchmark name, each an object keyed by measure slug, each `{"value": number,
+//!   "lower_value"?: number, "upper_value"?: number}`.
+//! - [`github`]: github-action-benchmark's `customSmallerIsBetter` tool. Documented shape (the
+//!   action's README, "Examples" for custom tools, and `BenchmarkResult` in its
+//!   `src/extract.ts`, <https://github.com/benchmark-action/github-action-benchmark>): a JSON
+//!   array of `{"name": string, "unit": string, "value": number, "range"?: string,
+//!   "extra"?: string}`, smaller being better.
+//! - [`csv`]: one row per case and training run, comma-separated with a header row, quoted
+//!   as RFC 4180 says (fields with a comma, a quote or a line break in double quotes, quotes
+//!   doubled; CRLF line ends).
+//!
+//! Only `ok` cases have numbers, so the two JSON formats hold only those; the CSV has every
+//! case, with its status and reason. A missing figure is left out (JSON) or empty (CSV),
+//! never written as 0.
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use wattbench_core::energy::{CaseEnergy, Interval};
+use wattbench_core::result::{Memory, RunFile, Status};
+use wattbench_core::stats::TimeStats;
+
+/// One measure of one benchmark in Bencher Metric Format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BmfMetric {
+    /// The value.
+    pub value: f64,
+    /// Lower bound, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_value: Option<f64>,
+    /// Upper bound, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_value: Option<f64>,
+}
+
+/// A Bencher Metric Format document: benchmark name → measure slug → metric.
+pub type Bmf = BTreeMap<String, BTreeMap<String, BmfMetric>>;
+
+/// Bencher measure slugs this export writes.
+pub mod measures {
+    /// Bencher's built-in Latency measure (nanoseconds): the median time per call (per step
+    /// for a training run), bounded by the 95 % bootstrap interval of the median.
+    pub const LATENCY: &str = "latency";
+    /// Joules per call (per step): the total of the metered domains, bounded by the meters'
+    /// stated uncertainty. Bencher creates the measure on first use.
+    pub const ENERGY: &str = "energy";
+    /// Peak resident set size of the process while the case ran, bytes (only when it was
+    /// reset per case).
+    pub const HOST_PEAK_RSS: &str = "host-peak-rss";
+    /// Peak device memory, bytes.
+    pub const DEVICE_PEAK_MEMORY: &str = "device-peak-memory";
+}
+
+/// One entry of github-action-benchmark's `customSmallerIsBetter` input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GithubEntry {
+    /// Benchmark name: the case id and the metric, e.g. `gemm/infer/m19_n7_k33_nt/f32/candle/cpu (time)`.
+    pub name: String,
+    /// Unit: `ns`, `J` or `B`.
+    pub unit: String,
+    /// The value.
+    pub value: f64,
+    /// Spread, as `± half-width` of the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    /// What else the tooltip should say: the interval, the sample count, the energy sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<String>,
+}
+
+/// What the three exports need of a case or a training run.
+struct Row<'a> {
+    id: &'a str,
+    kind: &'static str,
+    status: Status,
+    reason: Option<&'a str>,
+    backend: &'a str,
+    device: &'a str,
+    dtype: Option<&'static str>,
+    time: Option<&'a TimeStats>,
+    gflops_per_s: Option<f64>,
+    energy: Option<&'a CaseEnergy>,
+    memory: &'a Memory,
+}
+
+fn rows(run: &RunFile) -> Vec<Row<'_>> {
+    let cases = run.cases.iter().map(|c| Row {
+        id: &c.id,
+        kind: "case",
+        status: c.status,
+        reason: c.reason.as_deref(),
+        backend: &c.backend,
+        device: &c.device,
+        dtype: Some(c.dtype.as_str()),
+        time: c.time.as_ref(),
+        gflops_per_s: c.throughput.as_ref().map(|t| t.gflops_per_s),
+        energy: c.energy.as_ref(),
+        memory: &c.memory,
+    });
+    let trainings = run.trainings.iter().map(|t| Row {
+        id: &t.id,
+        kind: "training",
+        status: t.status,
+        reason: t.reason.as_deref(),
+        backend: &t.backend,
+        device: &t.device,
+        dtype: None,
+        time: t.time.as_ref(),
+        gflops_per_s: t.gflops_per_s,
+        energy: Some(&t.energy),
+        memory: &t.memory,
+    });
+    cases.chain(trainings).collect()
+}
+
+fn energy_total(r: &Row<'_>) -> Option<Interval> {
+    r.energy
+        .and_then(|e| e.total_joules_per_iter)
+        .filter(|iv| iv.value.is_finite() && iv.low.is_finite() && iv.high.is_finite())
+}
+
+fn host_peak(m: &Memory) -> Option<u64> {
+    m.host_peak_rss_bytes.filter(|_| m.host_peak_reset)
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// The ok cases and training runs of `run` in Bencher Metric Format (see [`measures`]).
+pub fn bmf(run: &RunFile) -> Bmf {
+    let mut doc = Bmf::new();
+    for r in rows(run).iter().filter(|r| r.status == Status::Ok) {
+        let mut m = BTreeMap::new();
+        if let Some(t) = r.time.filter(|t| t.median_s.is_finite()) {
+            m.insert(
+                measures::LATENCY.to_string(),
+                BmfMetric {
+                    value: t.median_s * 1e9,
+                    lower_value: finite(t.ci95_median_s[0] * 1e9),
+                    upper_value: finite(t.ci95_median_s[1] * 1e9),
+                },
+            );
+        }
+        if let Some(iv) = energy_total(r) {
+            m.insert(
+                measures::ENERGY.to_string(),
+                BmfMetric {
+                    value: iv.value,
+                    lower_value: Some(iv.low),
+                    upper_value: Some(iv.high),
+                },
+            );
+        }
+        let bytes = |b: u64| BmfMetric {
+            value: b as f64,
+            lower_value: None,
+            upper_value: None,
+        };
+        if let Some(b) = host_peak(r.memory) {
+            m.insert(measures::HOST_PEAK_RSS.to_string(), bytes(b));
+        }
+        if let Some(b) = r.memory.device_peak_bytes {
+            m.insert(measures::DEVICE_PEAK_MEMORY.to_string(), bytes(b));
+        }
+        if !m.is_empty() {
+            doc.insert(r.id.to_string(), m);
+        }
+    }
+    doc
+}
+
+/// The ok cases and training runs of `run` as github-action-benchmark `customSmallerIsBetter`
+/// entries: per case its time (`ns`), energy (`J`) and peak memory (`B`) where known, each
+/// named `<id> (<metric>)`.
+pub fn github(run: &RunFile) -> Vec<GithubEntry> {
+    let mut out = Vec::new();
+    for r in rows(run).iter().filter(|r| r.status == Status::Ok) {
+        let place = format!("{} on {}", r.backend, r.device);
+        if let Some(t) = r.time.filter(|t| t.median_s.is_finite()) {
+            let [lo, hi] = t.ci95_median_s.map(|v| v * 1e9);
+            out.push(GithubEntry {
+                name: format!("{} (time)", r.id),
+                unit: "ns".into(),
+                value: t.median_s * 1e9,
+                range: Some(format!("± {}", (hi - lo) / 2.0)),
+                extra: Some(format!(
+                    "median of {} samples of {} calls; 95% CI of the median {lo} – {hi} ns; \
+                     {place}",
+                    t.samples_s.len(),
+                    t.iters_per_sample
+                )),
+            });
+        }
+        if let Some(iv) = energy_total(r) {
+            let sources: Vec<&str> = r
+                .energy
+                .map(|e| e.total_sources.iter().map(|s| s.as_str()).collect())
+                .unwrap_or_default();
+            out.push(GithubEntry {
+                name: format!("{} (energy)", r.id),
+                unit: "J".into(),
+                value: iv.value,
+                range: Some(format!("± {}", (iv.high - iv.low) / 2.0)),
+                extra: Some(format!(
+                    "joules per {}, {} – {} J; sources: {}; {place}",
+                    r.energy.map_or("call", |e| e.unit.as_str()),
+                    iv.low,
+                    iv.high,
+                    sources.join(", ")
+                )),
+            });
+        }
+        let bytes = |what: &str, b: u64| GithubEntry {
+            name: format!("{} ({what})", r.id),
+            unit: "B".into(),
+            value: b as f64,
+            range: None,
+            extra: Some(place.clone()),
+        };
+        if let Some(b) = host_peak(r.memory) {
+            out.push(bytes("host peak RSS", b));
+        }
+        if let Some(b) = r.memory.device_peak_bytes {
+            out.push(bytes("device peak memory", b));
+        }
+    }
+    out
+}
+
+/// Columns of [`csv`], in order. Times in seconds per call (per step for training runs),
+/// energy in joules per call, memory in bytes; empty when unknown.
+pub const CSV_COLUMNS: [&str; 18] = [
+    "id",
+    "kind",
+    "status",
+    "reason",
+    "backend",
+    "device",
+    "dtype",
+    "median_s",
+    "ci95_low_s",
+    "ci95_high_s",
+    "samples",
+    "gflops_per_s",
+    "energy_j",
+    "energy_low_j",
+    "energy_high_j",
+    "energy_sources",
+    "host_peak_rss_bytes",
+    "device_peak_bytes",
+];
+
+/// One CSV field, quoted when RFC 4180 requires it.
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Every case and training run of `run` as CSV with a header row ([`CSV_COLUMNS`]).
+pub fn csv(run: &RunFile) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    let num = |v: Option<f64>| {
+        v.filter(|v| v.is_finite())
+            .map_or(String::new(), |v| v.to_string())
+    };
+    let int = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    for r in rows(run) {
+        let t = r.time;
+        let e = energy_total(&r);
+        let status = match r.status {
+            Status::Ok => "ok",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+        };
+        let sources: Vec<&str> = r
+            .energy
+            .filter(|_| e.is_some())
+            .map(|en| en.total_sources.iter().map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        let cells = [
+            r.id.to_string(),
+            r.kind.to_string(),
+            status.to_string(),
+            r.reason.unwrap_or("").to_string(),
+            r.backend.to_string(),
+            r.device.to_string(),
+            r.dtype.unwrap_or("").to_string(),
+            num(t.map(|t| t.median_s)),
+            num(t.map(|t| t.ci95_median_s[0])),
+            num(t.map(|t| t.ci95_median_s[1])),
+            int(t.map(|t| t.samples_s.len() as u64)),
+            num(r.gflops_per_s),
+            num(e.map(|iv| iv.value)),
+            num(e.map(|iv| iv.low)),
+            num(e.map(|iv| iv.high)),
+            sources.join(";"),
+            int(host_peak(r.memory)),
+            int(r.memory.device_peak_bytes),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| field(c)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(field("plain"), "plain");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(field("two\nlines"), "\"two\nlines\"");
+    }
+}

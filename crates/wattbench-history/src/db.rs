@@ -1,0 +1,718 @@
+//! The history database: its schema and migrations, and recording result files.
+//!
+//! One SQLite file holds every recorded run (`runs`) and its run-level figures per case and
+//! metric (`measurements`). The same result file is recorded once, keyed by the SHA-256 of
+//! its bytes. Several processes may add at once (CI jobs sharing a file): the database runs in
+//! WAL mode with a busy timeout, and each run is one `BEGIN IMMEDIATE` transaction, so a
+//! writer waits for the others instead of failing, and a run is stored whole or not at all.
+use crate::HistoryError;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wattbench_core::energy::CaseEnergy;
+use wattbench_core::result::{Memory, RunFile, Status};
+use wattbench_core::stats::TimeStats;
+
+/// `PRAGMA application_id` of a wattbench history ("WBHS"): another SQLite file is refused.
+pub const APPLICATION_ID: i32 = 0x5742_4853;
+
+/// The schema, one migration per version: `MIGRATIONS[i]` takes `user_version` `i` to `i + 1`.
+/// Append new migrations; never edit a released one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: runs and their measurements.
+    "CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        sha256      TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL,
+        command     TEXT NOT NULL,
+        git_commit  TEXT,
+        hardware_fp TEXT NOT NULL,
+        software_fp TEXT NOT NULL,
+        hostname    TEXT,
+        interrupted INTEGER NOT NULL,
+        file_path   TEXT,
+        recorded_at TEXT NOT NULL
+    );
+    CREATE INDEX runs_created ON runs (hardware_fp, created_at);
+    CREATE TABLE measurements (
+        run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        case_id   TEXT NOT NULL,
+        metric    TEXT NOT NULL CHECK (metric IN ('time_s', 'energy_j', 'memory_bytes')),
+        value     REAL NOT NULL,
+        n_samples INTEGER,
+        low       REAL,
+        high      REAL,
+        source    TEXT,
+        PRIMARY KEY (run_id, case_id, metric)
+    ) WITHOUT ROWID;
+    CREATE INDEX measurements_case ON measurements (case_id, metric);",
+];
+
+/// The schema version this code writes: the number of migrations.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// How long a writer waits for the others before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A run-level figure of a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Median time per call (per training step), s.
+    TimeS,
+    /// Energy per call (per training step), the total of the metered domains, J.
+    EnergyJ,
+    /// Peak memory: the device's when known, else the process's peak RSS, bytes.
+    MemoryBytes,
+}
+
+impl Metric {
+    /// Every metric.
+    pub const ALL: [Metric; 3] = [Metric::TimeS, Metric::EnergyJ, Metric::MemoryBytes];
+
+    /// The name stored in the database and written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::TimeS => "time_s",
+            Metric::EnergyJ => "energy_j",
+            Metric::MemoryBytes => "memory_bytes",
+        }
+    }
+
+    /// The short name the command line takes.
+    pub fn short(self) -> &'static str {
+        match self {
+            Metric::TimeS => "time",
+            Metric::EnergyJ => "energy",
+            Metric::MemoryBytes => "memory",
+        }
+    }
+
+    /// The metric named `s`, short (`time`) or stored (`time_s`).
+    pub fn parse(s: &str) -> Option<Metric> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s || m.short() == s)
+    }
+}
+
+/// One figure to record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// The case's (or training run's) stable id.
+    pub case_id: String,
+    /// What it measures.
+    pub metric: Metric,
+    /// The figure: median time, energy per call, peak bytes.
+    pub value: f64,
+    /// How many values it summarises: timing samples, or the calls of the energy window.
+    pub n_samples: Option<u64>,
+    /// Lower end of its interval (95% CI of the median time; the energy's uncertainty).
+    pub low: Option<f64>,
+    /// Upper end of its interval.
+    pub high: Option<f64>,
+    /// Where it comes from: `median` (time), the energy sources (`measured`, `estimated`, ...
+    /// joined with `+`), `device_peak` or `host_peak_rss` (memory).
+    pub source: Option<String>,
+}
+
+/// The figures of a result file worth a history: those of every case and training run with
+/// status `ok`, finite ones only.
+pub fn measurements_of(run: &RunFile) -> Vec<Measurement> {
+    let mut out = Vec::new();
+    let cases = run
+        .cases
+        .iter()
+        .filter(|c| c.status == Status::Ok)
+        .map(|c| (&c.id, c.time.as_ref(), c.energy.as_ref(), &c.memory));
+    let trainings = run
+        .trainings
+        .iter()
+        .filter(|t| t.status == Status::Ok)
+        .map(|t| (&t.id, t.time.as_ref(), Some(&t.energy), &t.memory));
+    for (id, time, energy, memory) in cases.chain(trainings) {
+        out.extend(time.and_then(|t| time_measurement(id, t)));
+        out.extend(energy.and_then(|e| energy_measurement(id, e)));
+        out.extend(memory_measurement(id, memory));
+    }
+    out
+}
+
+fn time_measurement(id: &str, t: &TimeStats) -> Option<Measurement> {
+    t.median_s.is_finite().then(|| Measurement {
+        case_id: id.to_string(),
+        metric: Metric::TimeS,
+        value: t.median_s,
+        n_samples: Some(t.samples_s.len() as u64),
+        low: Some(t.ci95_median_s[0]).filter(|v| v.is_finite()),
+        high: Some(t.ci95_median_s[1]).filter(|v| v.is_finite()),
+        source: Some("median".into()),
+    })
+}
+
+fn energy_measurement(id: &str, e: &CaseEnergy) -> Option<Measurement> {
+    let total = e.total_joules_per_iter.as_ref()?;
+    let sources: Vec<&str> = e.total_sources.iter().map(|s| s.as_str()).collect();
+    total.value.is_finite().then(|| Measurement {
+        case_id: id.to_string(),
+        metric: Metric::EnergyJ,
+        value: total.value,
+        n_samples: Some(e.calls),
+        low: Some(total.low).filter(|v| v.is_finite()),
+        high: Some(total.high).filter(|v| v.is_finite()),
+        source: Some(sources.join("+")),
+    })
+}
+
+fn memory_measurement(id: &str, m: &Memory) -> Option<Measurement> {
+    // A host peak that was not reset covers the process so far, not this case: left out.
+    let (bytes, source) = match (m.device_peak_bytes, m.host_peak_rss_bytes) {
+        (Some(d), _) => (d, "device_peak"),
+        (None, Some(h)) if m.host_peak_reset => (h, "host_peak_rss"),
+        _ => return None,
+    };
+    Some(Measurement {
+        case_id: id.to_string(),
+        metric: Metric::MemoryBytes,
+        value: bytes as f64,
+        n_samples: None,
+        low: None,
+        high: None,
+        source: Some(source.into()),
+    })
+}
+
+/// A recorded run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Row id: the order of recording.
+    pub id: i64,
+    /// SHA-256 of the result file's bytes (hex).
+    pub sha256: String,
+    /// The run's start time (RFC 3339, from the file).
+    pub created_at: String,
+    /// `run` or `train`.
+    pub command: String,
+    /// The commit the binary was built from.
+    pub git_commit: Option<String>,
+    /// [`Environment::hardware_fingerprint`](wattbench_core::result::Environment::hardware_fingerprint).
+    pub hardware_fp: String,
+    /// [`Environment::software_fingerprint`](wattbench_core::result::Environment::software_fingerprint).
+    pub software_fp: String,
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Whether a signal stopped the run (its completed cases are recorded).
+    pub interrupted: bool,
+    /// Where the file was when it was recorded.
+    pub file_path: Option<String>,
+    /// When it was recorded (UTC).
+    pub recorded_at: String,
+}
+
+/// What [`History::add`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AddOutcome {
+    /// Recorded as run `run_id` with `measurements` figures.
+    Added {
+        /// The new run's id.
+        run_id: i64,
+        /// Figures recorded.
+        measurements: usize,
+    },
+    /// The same file (same SHA-256) was recorded before, as run `run_id`; nothing changed.
+    AlreadyRecorded {
+        /// The earlier run's id.
+        run_id: i64,
+    },
+}
+
+impl AddOutcome {
+    /// The run's id, new or earlier.
+    pub fn run_id(&self) -> i64 {
+        match *self {
+            AddOutcome::Added { run_id, .. } | AddOutcome::AlreadyRecorded { run_id } => run_id,
+        }
+    }
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An open history database.
+pub struct History {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("path", &self.path).finish()
+    }
+}
+
+/// Whether `e` is SQLite saying another connection holds the lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+impl History {
+    /// Open the history at `path`, creating it (and bringing its schema up to date) if
+    /// needed. Safe to call from several processes at once.
+    pub fn open(path: &Path) -> Result<History, HistoryError> {
+        let err = |source| HistoryError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        let mut h = History {
+            conn,
+            path: path.to_path_buf(),
+        };
+        // Switching to WAL takes an exclusive lock, and SQLite answers "busy" without waiting
+        // for it in some states: retry within the timeout.
+        let started = Instant::now();
+        loop {
+            match h.setup() {
+                Err(HistoryError::Sqlite { source, .. })
+                    if is_busy(&source) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other.map(|()| h),
+            }
+        }
+    }
+
+    /// Open the history at `path`, which must exist (for reading commands).
+    pub fn open_existing(path: &Path) -> Result<History, HistoryError> {
+        if !path.is_file() {
+            return Err(HistoryError::Missing(path.to_path_buf()));
+        }
+        History::open(path)
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> HistoryError {
+        HistoryError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Pragmas and migrations.
+    fn setup(&mut self) -> Result<(), HistoryError> {
+        let c = &self.conn;
+        // The mode it answers is not checked: where WAL is impossible (no shared memory),
+        // SQLite keeps its rollback journal, as safe, with readers waiting for writers.
+        c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sql(e))?;
+        c.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| self.sql(e))?;
+        self.migrate()
+    }
+
+    /// Bring the schema to [`schema_version`]: each missing migration, in one transaction
+    /// that also re-reads the version, so concurrent openers apply it once.
+    fn migrate(&mut self) -> Result<(), HistoryError> {
+        let path = self.path.clone();
+        let sql = |source| HistoryError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        if self.user_version()? == schema_version() && self.application_id()? == APPLICATION_ID {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        let app: i32 = tx
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(sql)?;
+        let tables: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(sql)?;
+        if app != APPLICATION_ID && (app != 0 || tables > 0) {
+            return Err(HistoryError::NotAHistory(path.clone()));
+        }
+        if version > schema_version() {
+            return Err(HistoryError::NewerSchema {
+                path: path.clone(),
+                found: version,
+                known: schema_version(),
+            });
+        }
+        for m in &MIGRATIONS[version as usize..] {
+            tx.execute_batch(m).map_err(sql)?;
+        }
+        tx.pragma_update(None, "user_version", schema_version())
+            .map_err(sql)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// The schema version of the open database (`PRAGMA user_version`).
+    pub fn user_version(&self) -> Result<i64, HistoryError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    fn application_id(&self) -> Result<i32, HistoryError> {
+        self.conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for queries of the other modules.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Record the result file at `file` (its bytes are read once: what is hashed is what is
+    /// parsed).
+    pub fn add_file(&mut self, file: &Path) -> Result<AddOutcome, HistoryError> {
+        let bytes = std::fs::read(file).map_err(|source| HistoryError::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let path = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        self.add(&bytes, Some(&path))
+    }
+
+    /// Record a result file given as its bytes; `file_path` is kept as where it came from.
+    /// A file recorded before (same SHA-256) is not recorded again.
+    pub fn add(
+        &mut self,
+        bytes: &[u8],
+        file_path: Option<&Path>,
+    ) -> Result<AddOutcome, HistoryError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| HistoryError::NotAResult {
+            path: file_path.map(Path::to_path_buf),
+            why: format!("not UTF-8 text: {e}"),
+        })?;
+        let run = RunFile::from_json(text).map_err(|e| HistoryError::NotAResult {
+            path: file_path.map(Path::to_path_buf),
+            why: e.to_string(),
+        })?;
+        let file_path = file_path.map(|p| p.to_string_lossy().into_owned());
+        self.add_run(&run, &sha256_hex(bytes), file_path.as_deref())
+    }
+
+    /// Record `run`, whose file has SHA-256 `sha256`, in one transaction.
+    pub fn add_run(
+        &mut self,
+        run: &RunFile,
+        sha256: &str,
+        file_path: Option<&str>,
+    ) -> Result<AddOutcome, HistoryError> {
+        let path = self.path.clone();
+        let sql = |source| HistoryError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let measurements = measurements_of(run);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let existing: Option<i64> = tx
+            .query_row("SELECT id FROM runs WHERE sha256 = ?1", [sha256], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)?;
+        if let Some(run_id) = existing {
+            return Ok(AddOutcome::AlreadyRecorded { run_id });
+        }
+        let env = &run.environment;
+        let command = match run.config {
+            wattbench_core::result::Config::Run(_) => "run",
+            wattbench_core::result::Config::Train(_) => "train",
+        };
+        tx.execute(
+            "INSERT INTO runs (sha256, created_at, command, git_commit, hardware_fp, software_fp,
+                               hostname, interrupted, file_path, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            params![
+                sha256,
+                run.created_at,
+                command,
+                env.git_commit,
+                env.hardware_fingerprint(),
+                env.software_fingerprint(),
+                env.host.hostname,
+                run.interrupted,
+                file_path,
+            ],
+        )
+        .map_err(sql)?;
+        let run_id = tx.last_insert_rowid();
+        let mut stored = 0;
+        {
+            // A case id twice in one file (not written by wattbench) keeps its first figures.
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO measurements
+                     (run_id, case_id, metric, value, n_samples, low, high, source)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(sql)?;
+            for m in &measurements {
+                stored += insert
+                    .execute(params![
+                        run_id,
+                        m.case_id,
+                        m.metric.as_str(),
+                        m.value,
+                        m.n_samples.map(|n| n as i64),
+                        m.low,
+                        m.high,
+                        m.source,
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(AddOutcome::Added {
+            run_id,
+            measurements: stored,
+        })
+    }
+
+    /// Every recorded run, oldest first (by start time, whatever its UTC offset, then
+    /// recording order).
+    pub fn runs(&self) -> Result<Vec<RunRecord>, HistoryError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, sha256, created_at, command, git_commit, hardware_fp, software_fp,
+                        hostname, interrupted, file_path, recorded_at
+                 FROM runs ORDER BY julianday(created_at), created_at, id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(RunRecord {
+                    id: r.get(0)?,
+                    sha256: r.get(1)?,
+                    created_at: r.get(2)?,
+                    command: r.get(3)?,
+                    git_commit: r.get(4)?,
+                    hardware_fp: r.get(5)?,
+                    software_fp: r.get(6)?,
+                    hostname: r.get(7)?,
+                    interrupted: r.get(8)?,
+                    file_path: r.get(9)?,
+                    recorded_at: r.get(10)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Number of recorded figures.
+    pub fn measurement_count(&self) -> Result<i64, HistoryError> {
+        self.conn
+            .query_row("SELECT count(*) FROM measurements", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: `["ok"]` for a sound file, else the problems.
+    pub fn integrity_check(&self) -> Result<Vec<String>, HistoryError> {
+        let mut st = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(|e| self.sql(e))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{case, run_file};
+
+    fn bytes(run: &RunFile) -> Vec<u8> {
+        serde_json::to_vec_pretty(run).unwrap()
+    }
+
+    #[test]
+    fn a_file_added_twice_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite");
+        let run = run_file(
+            "2026-01-01T00:00:00+00:00",
+            &[("tch", "0.24")],
+            vec![case("a", 1.0)],
+        );
+        let mut h = History::open(&db).unwrap();
+        let first = h.add(&bytes(&run), None).unwrap();
+        assert_eq!(
+            first,
+            AddOutcome::Added {
+                run_id: 1,
+                measurements: 3
+            }
+        );
+        assert_eq!(
+            h.add(&bytes(&run), None).unwrap(),
+            AddOutcome::AlreadyRecorded { run_id: 1 }
+        );
+        drop(h);
+        // Again after reopening, and from a file on disk.
+        let file = dir.path().join("r.json");
+        std::fs::write(&file, bytes(&run)).unwrap();
+        let mut h = History::open(&db).unwrap();
+        assert_eq!(
+            h.add_file(&file).unwrap(),
+            AddOutcome::AlreadyRecorded { run_id: 1 }
+        );
+        assert_eq!(h.runs().unwrap().len(), 1);
+        assert_eq!(h.measurement_count().unwrap(), 3);
+        // Another run (other bytes) is another record.
+        let other = run_file(
+            "2026-01-02T00:00:00+00:00",
+            &[("tch", "0.24")],
+            vec![case("a", 1.0)],
+        );
+        assert_eq!(h.add(&bytes(&other), None).unwrap().run_id(), 2);
+    }
+
+    #[test]
+    fn what_is_recorded_of_a_run() {
+        let mut run = run_file("2026-01-01T00:00:00+00:00", &[], vec![case("a", 2.0)]);
+        let mut skipped = case("b", 1.0);
+        skipped.status = Status::Skipped;
+        run.cases.push(skipped);
+        run.cases[0].memory.host_peak_reset = false;
+        let m = measurements_of(&run);
+        let got: Vec<(&str, Metric, f64)> = m
+            .iter()
+            .map(|m| (m.case_id.as_str(), m.metric, m.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("a", Metric::TimeS, 2.0), ("a", Metric::EnergyJ, 20.0)],
+            "skipped cases and a process-wide RSS peak are left out"
+        );
+        assert_eq!(m[0].n_samples, Some(5));
+        assert_eq!(m[1].source.as_deref(), Some("measured"));
+    }
+
+    #[test]
+    fn migrations_set_the_version_and_refuse_newer_or_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite");
+        let h = History::open(&db).unwrap();
+        assert_eq!(h.user_version().unwrap(), schema_version());
+        assert_eq!(h.application_id().unwrap(), APPLICATION_ID);
+        drop(h);
+        // Reopening applies nothing twice.
+        let h = History::open(&db).unwrap();
+        assert_eq!(h.user_version().unwrap(), schema_version());
+        h.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(h);
+        let e = History::open(&db).unwrap_err();
+        assert!(
+            matches!(e, HistoryError::NewerSchema { found: 99, .. }),
+            "{e}"
+        );
+        // Another program's database is not touched.
+        let foreign = dir.path().join("other.sqlite");
+        let c = Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE t (x)").unwrap();
+        drop(c);
+        let e = History::open(&foreign).unwrap_err();
+        assert!(matches!(e, HistoryError::NotAHistory(_)), "{e}");
+        let missing = dir.path().join("none.sqlite");
+        assert!(matches!(
+            History::open_existing(&missing).unwrap_err(),
+            HistoryError::Missing(_)
+        ));
+        assert!(!missing.exists());
+    }
+
+    #[test]
+    fn a_database_at_version_zero_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite");
+        // An empty SQLite file (version 0), as an interrupted first open leaves it.
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL")
+            .unwrap();
+        let mut h = History::open(&db).unwrap();
+        assert_eq!(h.user_version().unwrap(), schema_version());
+        let run = run_file("2026-01-01T00:00:00+00:00", &[], vec![case("a", 1.0)]);
+        assert!(matches!(
+            h.add(&bytes(&run), None).unwrap(),
+            AddOutcome::Added { .. }
+        ));
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite");
+        const THREADS: usize = 8;
+        const EACH: usize = 5;
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    // Every thread opens the fresh file itself: creation and migration race.
+                    let mut h = History::open(&db).unwrap();
+                    for i in 0..EACH {
+                        let at = format!("2026-01-01T00:{t:02}:{i:02}+00:00");
+                        let cases = vec![case("a", 1.0 + t as f64), case("b", 2.0 + i as f64)];
+                        let run = run_file(&at, &[], cases);
+                        let b = serde_json::to_vec(&run).unwrap();
+                        assert!(matches!(h.add(&b, None).unwrap(), AddOutcome::Added { .. }));
+                        // The same file from another writer at the same time: recorded once.
+                        let mut again = History::open(&db).unwrap();
+                        assert!(matches!(
+                            again.add(&b, None).unwrap(),
+                            AddOutcome::AlreadyRecorded { .. }
+                        ));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let h = History::open(&db).unwrap();
+        assert_eq!(h.runs().unwrap().len(), THREADS * EACH);
+        assert_eq!(
+            h.measurement_count().unwrap(),
+            (THREADS * EACH * 2 * 3) as i64
+        );
+        assert_eq!(h.integrity_check().unwrap(), vec!["ok".to_string()]);
+        assert_eq!(h.user_version().unwrap(), schema_version());
+    }
+}

@@ -1,0 +1,481 @@
+//! Series and trends: one series per case, metric and hardware fingerprint (machines of
+//! different kinds are never mixed), ordered by run start time; its known breaks (software
+//! fingerprint changes), change points and current level.
+use crate::changepoint::{self, Detected};
+use crate::db::{History, Metric};
+use crate::HistoryError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One run's figure in a series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The run's id in the database.
+    pub run_id: i64,
+    /// The run's start time (RFC 3339).
+    pub created_at: String,
+    /// The commit the binary was built from.
+    pub git_commit: Option<String>,
+    /// The run's software fingerprint.
+    pub software_fp: String,
+    /// The figure.
+    pub value: f64,
+    /// Lower end of its interval, when known.
+    pub low: Option<f64>,
+    /// Upper end of its interval, when known.
+    pub high: Option<f64>,
+    /// How many values it summarises.
+    pub n_samples: Option<u64>,
+}
+
+/// The figures of one case and metric on one kind of machine, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// The case (or training run) id.
+    pub case_id: String,
+    /// The metric.
+    pub metric: Metric,
+    /// The hardware fingerprint every point shares.
+    pub hardware_fp: String,
+    /// The points, by run start time (then recording order).
+    pub points: Vec<Point>,
+}
+
+/// Which series to read. Empty fields select everything.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeriesFilter {
+    /// A case id, or a part of one: an exact match wins, else every id containing it.
+    pub case: Option<String>,
+    /// Only this metric.
+    pub metric: Option<Metric>,
+    /// Only hardware fingerprints containing this.
+    pub hardware: Option<String>,
+}
+
+/// A software change between two consecutive points of a series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KnownBreak {
+    /// Index of the first point with the new software.
+    pub index: usize,
+    /// Its run.
+    pub run_id: i64,
+    /// What changed: `name old → new`, `name added (v)`, `name removed (v)`.
+    pub changed: Vec<String>,
+}
+
+/// A change of level in a series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangePoint {
+    /// Index of the first point at the new level.
+    pub index: usize,
+    /// Its run.
+    pub run_id: i64,
+    /// Its run's start time.
+    pub created_at: String,
+    /// Its run's commit: the change came with a commit in `previous_commit..git_commit`.
+    pub git_commit: Option<String>,
+    /// The commit of the run before it.
+    pub previous_commit: Option<String>,
+    /// Median of the segment before (since the previous change point).
+    pub before_median: f64,
+    /// Median of the segment after (until the next change point).
+    pub after_median: f64,
+    /// `after_median / before_median`: above 1 the figure grew (slower, more energy, more
+    /// memory).
+    pub ratio: f64,
+    /// The permutation test's p-value.
+    pub p_value: f64,
+    /// The E-Divisive statistic of the split.
+    pub statistic: f64,
+    /// Whether it is at a known break: the software changed there (see `software_change`).
+    pub known_break: bool,
+    /// What changed in the software, at a known break; `[]` otherwise.
+    pub software_change: Vec<String>,
+}
+
+/// Where a series stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    /// Points in the series.
+    pub runs: usize,
+    /// The latest figure.
+    pub last: f64,
+    /// The one before it.
+    pub previous: Option<f64>,
+    /// Smallest figure.
+    pub min: f64,
+    /// Largest figure.
+    pub max: f64,
+    /// Index where the current level starts: the last change point, or 0.
+    pub level_start: usize,
+    /// Median since then.
+    pub level_median: f64,
+    /// Theil–Sen slope since then, relative to the level's median: the drift per run (0.01
+    /// is +1% a run); null under 3 points.
+    pub drift_per_run: Option<f64>,
+}
+
+/// A series with what the history says about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// The series.
+    #[serde(flatten)]
+    pub series: Series,
+    /// Where it stands.
+    pub trend: Trend,
+    /// Software changes along it.
+    pub known_breaks: Vec<KnownBreak>,
+    /// Changes of level, oldest first.
+    pub change_points: Vec<ChangePoint>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    wattbench_core::stats::quantile_sorted(&s, 0.5)
+}
+
+/// `name → version` of a software fingerprint (`name=version; ...`).
+fn software_parts(fp: &str) -> BTreeMap<&str, &str> {
+    fp.split("; ")
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect()
+}
+
+/// What changed from fingerprint `a` to `b`, in words.
+pub fn software_diff(a: &str, b: &str) -> Vec<String> {
+    let (pa, pb) = (software_parts(a), software_parts(b));
+    let mut out = Vec::new();
+    for (k, va) in &pa {
+        match pb.get(k) {
+            Some(vb) if vb != va => out.push(format!("{k} {va} → {vb}")),
+            None => out.push(format!("{k} removed ({va})")),
+            _ => {}
+        }
+    }
+    for (k, vb) in &pb {
+        if !pa.contains_key(k) {
+            out.push(format!("{k} added ({vb})"));
+        }
+    }
+    out
+}
+
+impl Series {
+    /// The figures, in order.
+    pub fn values(&self) -> Vec<f64> {
+        self.points.iter().map(|p| p.value).collect()
+    }
+
+    /// Where the software fingerprint changed.
+    pub fn known_breaks(&self) -> Vec<KnownBreak> {
+        self.points
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[0].software_fp != w[1].software_fp)
+            .map(|(i, w)| KnownBreak {
+                index: i + 1,
+                run_id: w[1].run_id,
+                changed: software_diff(&w[0].software_fp, &w[1].software_fp),
+            })
+            .collect()
+    }
+
+    /// Known breaks, change points (E-Divisive means with `cfg`) and the trend.
+    pub fn analyse(self, cfg: &changepoint::Config) -> Analysis {
+        let values = self.values();
+        let known_breaks = self.known_breaks();
+        let at: Vec<usize> = known_breaks.iter().map(|b| b.index).collect();
+        let detected = changepoint::detect(&values, &at, cfg);
+        let change_points = self.describe(&values, &detected, &known_breaks);
+        let trend = trend(&values, change_points.last().map_or(0, |c| c.index));
+        Analysis {
+            series: self,
+            trend,
+            known_breaks,
+            change_points,
+        }
+    }
+
+    fn describe(
+        &self,
+        values: &[f64],
+        found: &[Detected],
+        breaks: &[KnownBreak],
+    ) -> Vec<ChangePoint> {
+        let mut bounds: Vec<usize> = found.iter().map(|d| d.index).collect();
+        bounds.insert(0, 0);
+        bounds.push(values.len());
+        found
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let (lo, at, hi) = (bounds[k], bounds[k + 1], bounds[k + 2]);
+                let before_median = median(&values[lo..at]);
+                let after_median = median(&values[at..hi]);
+                let p = &self.points[d.index];
+                ChangePoint {
+                    index: d.index,
+                    run_id: p.run_id,
+                    created_at: p.created_at.clone(),
+                    git_commit: p.git_commit.clone(),
+                    previous_commit: self.points[d.index - 1].git_commit.clone(),
+                    before_median,
+                    after_median,
+                    ratio: after_median / before_median,
+                    p_value: d.p_value,
+                    statistic: d.statistic,
+                    known_break: d.known_break,
+                    software_change: breaks
+                        .iter()
+                        .find(|b| d.known_break && b.index == d.index)
+                        .map_or_else(Vec::new, |b| b.changed.clone()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The trend of `values` (non-empty) whose current level starts at `level_start`.
+fn trend(values: &[f64], level_start: usize) -> Trend {
+    let level = &values[level_start..];
+    let level_median = median(level);
+    let drift_per_run = (level.len() >= 3 && level_median != 0.0).then(|| {
+        let mut slopes = Vec::with_capacity(level.len() * (level.len() - 1) / 2);
+        for i in 0..level.len() {
+            for j in i + 1..level.len() {
+                slopes.push((level[j] - level[i]) / (j - i) as f64);
+            }
+        }
+        median(&slopes) / level_median
+    });
+    Trend {
+        runs: values.len(),
+        last: values[values.len() - 1],
+        previous: values.len().checked_sub(2).map(|i| values[i]),
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        level_start,
+        level_median,
+        drift_per_run,
+    }
+}
+
+/// The series of `history` that `filter` selects, by hardware fingerprint, case id and
+/// metric.
+pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, HistoryError> {
+    let sql = |source| HistoryError::Sqlite {
+        path: history.path().to_path_buf(),
+        source,
+    };
+    let mut st = history
+        .conn()
+        .prepare(
+            "SELECT m.case_id, m.metric, r.hardware_fp, r.id, r.created_at, r.git_commit,
+                    r.software_fp, m.value, m.low, m.high, m.n_samples
+             FROM measurements m JOIN runs r ON r.id = m.run_id
+             ORDER BY r.hardware_fp, m.case_id, m.metric,
+                      julianday(r.created_at), r.created_at, r.id",
+        )
+        .map_err(sql)?;
+    let rows = st
+        .query_map([], |r| {
+            let metric: String = r.get(1)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                metric,
+                r.get::<_, String>(2)?,
+                Point {
+                    run_id: r.get(3)?,
+                    created_at: r.get(4)?,
+                    git_commit: r.get(5)?,
+                    software_fp: r.get(6)?,
+                    value: r.get(7)?,
+                    low: r.get(8)?,
+                    high: r.get(9)?,
+                    n_samples: r.get::<_, Option<i64>>(10)?.map(|n| n as u64),
+                },
+            ))
+        })
+        .map_err(sql)?;
+    let mut out: Vec<Series> = Vec::new();
+    for row in rows {
+        let (case_id, metric, hardware_fp, point) = row.map_err(sql)?;
+        // The schema's CHECK admits only known metric names.
+        let Some(metric) = Metric::parse(&metric) else {
+            continue;
+        };
+        match out.last_mut() {
+            Some(s)
+                if s.case_id == case_id && s.metric == metric && s.hardware_fp == hardware_fp =>
+            {
+                s.points.push(point)
+            }
+            _ => out.push(Series {
+                case_id,
+                metric,
+                hardware_fp,
+                points: vec![point],
+            }),
+        }
+    }
+    let exact = filter
+        .case
+        .as_deref()
+        .is_some_and(|c| out.iter().any(|s| s.case_id == c));
+    out.retain(|s| {
+        let case_ok = match filter.case.as_deref() {
+            None => true,
+            Some(c) if exact => s.case_id == c,
+            Some(c) => s.case_id.contains(c),
+        };
+        case_ok
+            && filter.metric.is_none_or(|m| s.metric == m)
+            && filter
+                .hardware
+                .as_deref()
+                .is_none_or(|h| s.hardware_fp.contains(h))
+    });
+    Ok(out)
+}
+
+/// Every selected series, analysed.
+pub fn analyse(
+    history: &History,
+    filter: &SeriesFilter,
+    cfg: &changepoint::Config,
+) -> Result<Vec<Analysis>, HistoryError> {
+    Ok(series(history, filter)?
+        .into_iter()
+        .map(|s| s.analyse(cfg))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{case, run_file, run_file_on};
+
+    fn add(h: &mut History, run: &wattbench_core::result::RunFile) {
+        h.add(&serde_json::to_vec(run).unwrap(), None).unwrap();
+    }
+
+    #[test]
+    fn series_never_mix_machines_and_follow_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        // Recorded out of order, one time in another UTC offset (23:00 UTC, before the
+        // third though its text sorts after it): the series follows the start times.
+        for (at, v) in [
+            ("2026-01-02T00:30:00+00:00", 3.0),
+            ("2026-01-01T00:00:00+00:00", 1.0),
+            ("2026-01-02T01:00:00+02:00", 2.0),
+        ] {
+            add(&mut h, &run_file(at, &[], vec![case("gemm/x", v)]));
+        }
+        add(
+            &mut h,
+            &run_file_on(
+                "other cpu",
+                "2026-01-02T00:00:00+00:00",
+                vec![case("gemm/x", 9.0)],
+            ),
+        );
+        let f = SeriesFilter {
+            metric: Some(Metric::TimeS),
+            ..SeriesFilter::default()
+        };
+        let s = series(&h, &f).unwrap();
+        assert_eq!(s.len(), 2, "one series per machine: {s:?}");
+        let mine = s.iter().find(|s| s.points.len() == 3).unwrap();
+        assert_eq!(mine.values(), vec![1.0, 2.0, 3.0]);
+        let other = s.iter().find(|s| s.points.len() == 1).unwrap();
+        assert!(other.hardware_fp.contains("other cpu"));
+        assert_eq!(other.values(), vec![9.0]);
+    }
+
+    #[test]
+    fn case_filter_prefers_an_exact_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        let cases = vec![
+            case("gemm/a", 1.0),
+            case("gemm/a2", 1.0),
+            case("conv/b", 1.0),
+        ];
+        add(&mut h, &run_file("2026-01-01T00:00:00+00:00", &[], cases));
+        let ids = |c: &str| {
+            let f = SeriesFilter {
+                case: Some(c.into()),
+                metric: Some(Metric::TimeS),
+                ..SeriesFilter::default()
+            };
+            series(&h, &f)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.case_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids("gemm/a"), vec!["gemm/a"]);
+        assert_eq!(ids("gemm"), vec!["gemm/a", "gemm/a2"]);
+        assert!(ids("nothing").is_empty());
+    }
+
+    #[test]
+    fn a_library_upgrade_is_a_known_break_with_its_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        for i in 0..16 {
+            let (lib, v) = if i < 8 {
+                ("2.10.0", 1.0)
+            } else {
+                ("2.11.0", 1.2)
+            };
+            let noise = 1.0 + 0.01 * ((i * 7 % 5) as f64 - 2.0);
+            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
+            let mut run = run_file(&at, &[("libtorch", lib)], vec![case("c", v * noise)]);
+            run.environment.git_commit = Some(format!("c{i}"));
+            add(&mut h, &run);
+        }
+        let f = SeriesFilter {
+            metric: Some(Metric::TimeS),
+            ..SeriesFilter::default()
+        };
+        let a = analyse(&h, &f, &changepoint::Config::default()).unwrap();
+        assert_eq!(a.len(), 1);
+        let a = &a[0];
+        assert_eq!(a.known_breaks.len(), 1);
+        assert_eq!(a.known_breaks[0].changed, vec!["libtorch 2.10.0 → 2.11.0"]);
+        assert_eq!(a.change_points.len(), 1, "{:?}", a.change_points);
+        let cp = &a.change_points[0];
+        assert!(cp.known_break && cp.index == 8 && cp.p_value < 0.05);
+        assert_eq!(cp.software_change, vec!["libtorch 2.10.0 → 2.11.0"]);
+        assert!((cp.ratio - 1.2).abs() < 0.03, "{cp:?}");
+        assert_eq!(cp.git_commit.as_deref(), Some("c8"));
+        assert_eq!(cp.previous_commit.as_deref(), Some("c7"));
+        assert_eq!(a.trend.level_start, 8);
+        assert!((a.trend.level_median - 1.2).abs() < 0.03);
+    }
+
+    #[test]
+    fn trend_of_a_steady_drift() {
+        let v: Vec<f64> = (0..10).map(|i| 100.0 + i as f64).collect();
+        let t = trend(&v, 0);
+        assert_eq!(
+            (t.runs, t.last, t.previous, t.min, t.max),
+            (10, 109.0, Some(108.0), 100.0, 109.0)
+        );
+        assert!((t.drift_per_run.unwrap() - 1.0 / 104.5).abs() < 1e-12);
+        assert_eq!(trend(&[1.0, 2.0], 0).drift_per_run, None);
+    }
+
+    #[test]
+    fn software_diff_names_each_change() {
+        assert_eq!(
+            software_diff("a=1; b=2; c=3", "a=1; b=3; d=4"),
+            vec!["b 2 → 3", "c removed (3)", "d added (4)"]
+        );
+        assert!(software_diff("a=1", "a=1").is_empty());
+    }
+}

@@ -1,0 +1,158 @@
+//! `wattbench ab --a BIN_A --b BIN_B [--rounds N] -- RUN-OPTIONS`: the same cases with two
+//! builds in alternating rounds on one machine (A B, B A, A B, ...), so that drift of a shared
+//! machine (other load, clocks, temperature) hits both alike; then `compare` of the pooled
+//! runs, B against A. This is how a change is gated on a noisy CI machine: each side has
+//! several runs, so the comparison's interval includes run-to-run variation, and energy gets
+//! a test over one window per run.
+//!
+//! Two git revisions: build each into its own target folder and pass the binaries
+//! (`scripts/ab.sh REV_A REV_B -- RUN-OPTIONS` does this with `git worktree`).
+use crate::compare::{compare_and_report, CompareSettings};
+use crate::options::usage;
+use crate::signals::Stop;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use wattbench_compare::ResultSet;
+
+/// Options of `wattbench ab`.
+#[derive(Args, Debug)]
+pub struct AbArgs {
+    /// The baseline build: a `wattbench` binary.
+    #[arg(long, value_name = "BIN")]
+    a: PathBuf,
+    /// The build under test: a `wattbench` binary.
+    #[arg(long, value_name = "BIN")]
+    b: PathBuf,
+    /// Rounds; each runs both builds, in alternating order (A B, then B A, ...), so each
+    /// side gets this many runs. At least 2; 4 or more on a noisy machine.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Folder for the runs' result files (`a/round-NN.json`, `b/round-NN.json`); default
+    /// `results/ab/TIME/`. It must not hold result files already.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    settings: CompareSettings,
+    /// Options for `wattbench run` (suite, filters, times), after `--`; `--output` and
+    /// `--json` are set by `ab`.
+    #[arg(last = true, value_name = "RUN-OPTIONS")]
+    run_args: Vec<String>,
+}
+
+/// A build's binary, checked before any round starts.
+fn binary(flag: &str, p: &Path) -> Result<PathBuf> {
+    let ok = std::fs::metadata(p).is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.is_file() && m.permissions().mode() & 0o111 != 0
+    });
+    if !ok {
+        return Err(usage(format!(
+            "{flag} {}: not an executable file; give the path of a built `wattbench`",
+            p.display()
+        )));
+    }
+    std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+/// Run the command; returns the exit code: compare's (0, 1 when B is slower, 2 on bad
+/// input), or 128 + signal when stopped.
+pub fn run(args: AbArgs) -> Result<u8> {
+    if args.rounds < 2 {
+        return Err(usage(format!(
+            "--rounds must be at least 2 (each side needs two runs for a test), not {}",
+            args.rounds
+        )));
+    }
+    if let Some(bad) = args
+        .run_args
+        .iter()
+        .find(|a| matches!(a.as_str(), "--output" | "--json") || a.starts_with("--output="))
+    {
+        return Err(usage(format!(
+            "`{bad}` is set by `ab` (each run writes its own file); leave it out of the run \
+             options"
+        )));
+    }
+    let (a, b) = (binary("--a", &args.a)?, binary("--b", &args.b)?);
+    // Everything that could be refused is refused before the first round.
+    args.settings.options()?;
+    if let Some(out) = args.settings.output_path() {
+        crate::output::prepare(out)?;
+    }
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results/ab").join(crate::output::stamp()));
+    for side in ["a", "b"] {
+        let d = dir.join(side);
+        std::fs::create_dir_all(&d)
+            .map_err(|e| usage(format!("cannot create {}: {e}", d.display())))?;
+        let taken = std::fs::read_dir(&d)
+            .map_err(|e| usage(format!("cannot read {}: {e}", d.display())))?
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "json"));
+        if taken {
+            return Err(usage(format!(
+                "{} already holds result files: give an empty --dir",
+                d.display()
+            )));
+        }
+    }
+    let stop = Stop::install()?;
+    for round in 1..=args.rounds {
+        let order = if round % 2 == 1 {
+            [("a", &a), ("b", &b)]
+        } else {
+            [("b", &b), ("a", &a)]
+        };
+        for (side, bin) in order {
+            let out = dir.join(side).join(format!("round-{round:02}.json"));
+            eprintln!(
+                "round {round}/{}: {} ({})",
+                args.rounds,
+                side.to_uppercase(),
+                bin.display()
+            );
+            let status = Command::new(bin)
+                .arg("run")
+                .args(&args.run_args)
+                .arg("--output")
+                .arg(&out)
+                .stdout(Stdio::null())
+                .status()
+                .with_context(|| format!("running {}", bin.display()))?;
+            if stop.requested() {
+                eprintln!(
+                    "{}: stopped after round {round}; the runs so far are in {}",
+                    stop.signal_name(),
+                    dir.display()
+                );
+                return Ok(stop.exit_code());
+            }
+            match status.code() {
+                // A failed case is listed by the comparison, not a reason to stop.
+                Some(0 | 1) => {}
+                code => {
+                    return Err(usage(format!(
+                        "`{} run` exited with {}: the A/B stops (its message is above; the \
+                         runs so far are in {})",
+                        bin.display(),
+                        code.map_or("a signal".to_string(), |c| c.to_string()),
+                        dir.display()
+                    )))
+                }
+            }
+        }
+    }
+    let load = |side: &str| ResultSet::load(&dir.join(side)).map_err(|e| usage(e.to_string()));
+    let (base, new) = (load("a")?, load("b")?);
+    eprintln!(
+        "B ({}) against A ({}), {} runs each, interleaved:",
+        b.display(),
+        a.display(),
+        args.rounds
+    );
+    compare_and_report(&base, &new, &args.settings)
+}

@@ -1,0 +1,167 @@
+//! `wattbench compare BASE NEW`: did NEW get slower, faster or stay the same, case by case,
+//! with intervals, rank tests and a false-discovery correction (the statistics and the rule
+//! live in `wattbench-compare`). Exit 0, 1 when a case is slower (unless `--no-fail`), 2 on
+//! bad input.
+use crate::options::usage;
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use wattbench_compare::compare::DEFAULT_SEED;
+use wattbench_compare::{compare, render, Options, ResultSet, Thresholds};
+
+/// The verdict rule, as `--help` states it.
+const RULE: &str = "\
+Verdict per case and metric, from the ratio NEW/BASE (t = the metric's threshold):
+  slower     the Mann-Whitney p-value, adjusted for every test of the comparison by
+             Benjamini-Hochberg, is below --alpha AND the whole 95% bootstrap interval of the
+             ratio of medians lies above 1 + t
+  faster     the adjusted p-value is below --alpha AND the whole interval lies below 1/(1 + t)
+  same       the whole interval lies inside [1/(1 + t), 1 + t] (significant or not)
+  ambiguous  anything else: too few samples, too much noise, or a change straddling t
+Time uses every raw sample. Several files on a side (a folder) are pooled per case id, and the
+interval then resamples runs before samples, so it includes run-to-run variation; the samples of
+a single run cannot show that (another load, clocks, temperature): on a shared or noisy machine,
+compare a few runs per side. Energy is compared only when both sides add the same sources; with one window (file) per side it has no test: its
+interval is the meters' stated uncertainty, and it is slower/faster only when that interval
+clears the threshold, never same, and such a row never fails the gate (pool runs to gate energy). Peak memory compares its ratio with the threshold, no test.
+Cases on one side only, and cases skipped or failed on a side, are listed, never dropped.
+
+Exit status: 0; 1 when any case is slower (0 with --no-fail); 2 on bad input, including
+results from different hardware without --allow-different-hardware.";
+
+/// Output formats of `compare`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A terminal table.
+    Table,
+    /// Markdown for a pull-request comment or a CI job summary.
+    Markdown,
+    /// The comparison document (results/README.md, "compare output").
+    Json,
+}
+
+/// Options of `wattbench compare`.
+#[derive(Args, Debug)]
+#[command(after_long_help = RULE)]
+pub struct CompareArgs {
+    /// The baseline: a result file, or a folder of them (every *.json in it; several files
+    /// are pooled per case id, e.g. repeated runs).
+    #[arg(value_name = "BASE")]
+    base: PathBuf,
+    /// The new results: a result file or a folder, as BASE.
+    #[arg(value_name = "NEW")]
+    new: PathBuf,
+    #[command(flatten)]
+    settings: CompareSettings,
+}
+
+/// How to compare and how to report it (shared by `compare` and `ab`).
+#[derive(Args, Debug, Clone)]
+pub struct CompareSettings {
+    /// Smallest change that counts, in percent, for every metric.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    threshold: f64,
+    /// Threshold for time per call, in percent (default: --threshold).
+    #[arg(long, value_name = "PERCENT")]
+    threshold_time: Option<f64>,
+    /// Threshold for energy per call, in percent (default: --threshold).
+    #[arg(long, value_name = "PERCENT")]
+    threshold_energy: Option<f64>,
+    /// Threshold for peak memory, in percent (default: --threshold).
+    #[arg(long, value_name = "PERCENT")]
+    threshold_memory: Option<f64>,
+    /// False-discovery rate: the Benjamini-Hochberg adjusted p-value must be below it.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write the output here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Exit 0 even when a case is slower.
+    #[arg(long)]
+    no_fail: bool,
+    /// Compare results measured on different hardware (CPU model and count, GPU models)
+    /// instead of refusing.
+    #[arg(long)]
+    allow_different_hardware: bool,
+    /// Seed of the bootstrap (the same inputs and seed give the same intervals).
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+}
+
+impl CompareSettings {
+    /// Where the output goes, when not stdout.
+    pub fn output_path(&self) -> Option<&std::path::Path> {
+        self.output.as_deref()
+    }
+
+    /// The comparison options these arguments ask for; nonsense is a usage error.
+    pub fn options(&self) -> Result<Options> {
+        let fraction = |flag: &str, pct: f64| -> Result<f64> {
+            if pct.is_finite() && pct >= 0.0 {
+                Ok(pct / 100.0)
+            } else {
+                Err(usage(format!(
+                    "{flag} must be a percentage of 0 or more, not {pct}"
+                )))
+            }
+        };
+        let all = fraction("--threshold", self.threshold)?;
+        let one = |flag: &str, v: Option<f64>| v.map_or(Ok(all), |p| fraction(flag, p));
+        let opts = Options {
+            thresholds: Thresholds {
+                time: one("--threshold-time", self.threshold_time)?,
+                energy: one("--threshold-energy", self.threshold_energy)?,
+                memory: one("--threshold-memory", self.threshold_memory)?,
+            },
+            alpha: self.alpha,
+            seed: self.seed,
+            allow_different_hardware: self.allow_different_hardware,
+            ..Options::default()
+        };
+        opts.validate().map_err(|e| usage(e.to_string()))?;
+        Ok(opts)
+    }
+}
+
+/// Run the command; returns the exit code.
+pub fn run(args: CompareArgs) -> Result<u8> {
+    let load = |p: &std::path::Path| ResultSet::load(p).map_err(|e| usage(e.to_string()));
+    let (base, new) = (load(&args.base)?, load(&args.new)?);
+    compare_and_report(&base, &new, &args.settings)
+}
+
+/// Compares `new` with `base` as `settings` ask and writes the report; the exit code.
+pub fn compare_and_report(
+    base: &ResultSet,
+    new: &ResultSet,
+    settings: &CompareSettings,
+) -> Result<u8> {
+    let opts = settings.options()?;
+    let out = settings
+        .output
+        .as_deref()
+        .map(crate::output::prepare)
+        .transpose()?;
+    let c = compare(base, new, &opts).map_err(|e| usage(e.to_string()))?;
+    let text = match settings.format {
+        Format::Table => render::table(&c),
+        Format::Markdown => render::markdown(&c),
+        Format::Json => c.to_json() + "\n",
+    };
+    match out {
+        None => print!("{text}"),
+        Some(file) => {
+            let shown = file.path().display().to_string();
+            crate::output::commit(file, text.as_bytes())?;
+            let s = &c.summary;
+            println!(
+                "{} slower, {} faster, {} same, {} ambiguous; written to {shown}",
+                s.slower, s.faster, s.same, s.ambiguous
+            );
+        }
+    }
+    Ok(u8::from(c.has_slower() && !settings.no_fail))
+}

@@ -1,0 +1,409 @@
+//! `wattbench history`: record result files in the run history and show each case's trend
+//! and change points. The database and the analysis are `wattbench-history`'s; this module
+//! owns the command line, the default database path and the text and JSON output.
+use crate::options::{choices, usage};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use wattbench_core::result::RunFile;
+use wattbench_core::units;
+use wattbench_history::db::sha256_hex;
+use wattbench_history::{
+    changepoint, trend, AddOutcome, Analysis, ChangePoint, History, HistoryError, Metric,
+    SeriesFilter,
+};
+
+/// The history database when none is given and `$WATTBENCH_HISTORY` is unset.
+pub const DEFAULT_DB: &str = "results/history.sqlite";
+/// The environment variable naming the history database.
+pub const DB_ENV: &str = "WATTBENCH_HISTORY";
+
+/// Options of `wattbench history`.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// History database (default: $WATTBENCH_HISTORY, else results/history.sqlite).
+    #[arg(long, value_name = "PATH", global = true)]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<HistoryCmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum HistoryCmd {
+    /// Record result files (`run` or `train`); a file recorded before is not recorded again.
+    Add {
+        /// Result files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Each case's figures, trend and change points (the default).
+    Show(Select),
+    /// Every change point, with the commits it lies between.
+    Changes(Select),
+}
+
+/// Which series to show.
+#[derive(Args, Debug, Default)]
+struct Select {
+    /// Only the case with this id, or (when none has it) every case whose id contains it.
+    #[arg(long, value_name = "ID")]
+    case: Option<String>,
+    /// Only this metric: time, energy or memory.
+    #[arg(long, value_name = "METRIC")]
+    metric: Option<String>,
+    /// Only machines whose hardware fingerprint contains this (e.g. a GPU name).
+    #[arg(long, value_name = "TEXT")]
+    hardware: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The database: `--db`, else `$WATTBENCH_HISTORY`, else [`DEFAULT_DB`].
+fn db_path(given: Option<&Path>) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| {
+        std::env::var_os(DB_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_DB), PathBuf::from)
+    })
+}
+
+/// Errors of what the user gave (a missing or foreign database, a bad file) are usage
+/// errors; SQLite's own stay internal.
+fn user_error(e: HistoryError) -> anyhow::Error {
+    match e {
+        HistoryError::Sqlite { .. } => e.into(),
+        _ => usage(e.to_string()),
+    }
+}
+
+/// Open (creating) the history for writing; its folder is made when missing.
+fn open_for_writing(db: &Path) -> Result<History> {
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the folder of {}", db.display()))?;
+    }
+    History::open(db).map_err(user_error)
+}
+
+/// Run the command; returns the exit code.
+pub fn run(args: HistoryArgs) -> Result<u8> {
+    let db = db_path(args.db.as_deref());
+    match args.cmd {
+        Some(HistoryCmd::Add { files }) => add(&db, &files),
+        Some(HistoryCmd::Show(sel)) => show(&db, &sel),
+        None => show(&db, &Select::default()),
+        Some(HistoryCmd::Changes(sel)) => changes(&db, &sel),
+    }
+}
+
+/// `history add`: every file is read and checked before any is recorded.
+fn add(db: &Path, files: &[PathBuf]) -> Result<u8> {
+    let mut runs = Vec::with_capacity(files.len());
+    for f in files {
+        let bytes =
+            std::fs::read(f).map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| usage(format!("{}: not a wattbench result file", f.display())))?;
+        let run = RunFile::from_json(text).map_err(|e| usage(format!("{}: {e}", f.display())))?;
+        runs.push((f, run, sha256_hex(&bytes)));
+    }
+    let mut history = open_for_writing(db)?;
+    for (f, run, sha) in runs {
+        let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+        match history
+            .add_run(&run, &sha, Some(&abs.to_string_lossy()))
+            .map_err(user_error)?
+        {
+            AddOutcome::Added {
+                run_id,
+                measurements,
+            } => println!(
+                "recorded {} as run {run_id} ({measurements} figures)",
+                f.display()
+            ),
+            AddOutcome::AlreadyRecorded { run_id } => {
+                println!("{} was already recorded (run {run_id})", f.display())
+            }
+        }
+    }
+    println!("{}", db.display());
+    Ok(0)
+}
+
+/// After `run --record [DB]`: record the committed result file. The file is safe whatever
+/// happens here, so a failure is a warning and the run's exit code stands.
+pub fn record(db: Option<&Path>, file: &Path) {
+    let db = db_path(db);
+    let outcome = open_for_writing(&db).and_then(|mut h| Ok(h.add_file(file)?));
+    match outcome {
+        Ok(AddOutcome::Added { run_id, .. }) => {
+            eprintln!("recorded in the history {} (run {run_id})", db.display())
+        }
+        Ok(AddOutcome::AlreadyRecorded { run_id }) => {
+            eprintln!("already in the history {} (run {run_id})", db.display())
+        }
+        Err(e) => eprintln!(
+            "warning: the result file was written, but not recorded in the history {}: {e:#} \
+             (record it later with `wattbench history add {}`)",
+            db.display(),
+            file.display()
+        ),
+    }
+}
+
+/// The detector's name and settings, as the JSON outputs state them.
+#[derive(Serialize)]
+struct Method {
+    name: &'static str,
+    #[serde(flatten)]
+    config: changepoint::Config,
+}
+
+fn method() -> Method {
+    Method {
+        name: "e-divisive means",
+        config: changepoint::Config::default(),
+    }
+}
+
+/// The analysed series `sel` selects.
+fn analyse(db: &Path, sel: &Select) -> Result<(History, Vec<Analysis>)> {
+    let metric = choices("metric", sel.metric.as_slice(), &Metric::ALL, Metric::short)?.pop();
+    let history = History::open_existing(db).map_err(user_error)?;
+    let filter = SeriesFilter {
+        case: sel.case.clone(),
+        metric,
+        hardware: sel.hardware.clone(),
+    };
+    let analyses = trend::analyse(&history, &filter, &method().config).map_err(user_error)?;
+    if analyses.is_empty() && (filter.case.is_some() || filter.hardware.is_some()) {
+        return Err(usage(format!(
+            "no recorded figures match the filters in {}",
+            db.display()
+        )));
+    }
+    Ok((history, analyses))
+}
+
+/// `history show --json`.
+#[derive(Serialize)]
+struct ShowDoc<'a> {
+    db: &'a Path,
+    runs: usize,
+    method: Method,
+    series: &'a [Analysis],
+}
+
+/// One change point of `history changes --json`, with its series.
+#[derive(Serialize)]
+struct ChangeEntry<'a> {
+    case_id: &'a str,
+    metric: Metric,
+    hardware_fp: &'a str,
+    #[serde(flatten)]
+    change: &'a ChangePoint,
+}
+
+/// `history changes --json`.
+#[derive(Serialize)]
+struct ChangesDoc<'a> {
+    db: &'a Path,
+    runs: usize,
+    series: usize,
+    method: Method,
+    changes: Vec<ChangeEntry<'a>>,
+}
+
+/// A figure of `metric` for people.
+fn fmt_value(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::TimeS => units::seconds(v),
+        Metric::EnergyJ => units::joules(v),
+        Metric::MemoryBytes => units::mib(v.max(0.0) as u64),
+    }
+}
+
+/// The last `max` values as a sparkline, scaled from their minimum to their maximum.
+fn sparkline(values: &[f64], max: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let v = &values[values.len().saturating_sub(max)..];
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    v.iter()
+        .map(|&x| {
+            if hi > lo {
+                BARS[(((x - lo) / (hi - lo)) * 7.0).round() as usize]
+            } else {
+                BARS[3]
+            }
+        })
+        .collect()
+}
+
+fn short_commit(c: &Option<String>) -> String {
+    c.as_deref().map_or_else(
+        || "?".to_string(),
+        |c| {
+            let dirty = c.ends_with("-dirty");
+            let hash: String = c.trim_end_matches("-dirty").chars().take(10).collect();
+            format!("{hash}{}", if dirty { "-dirty" } else { "" })
+        },
+    )
+}
+
+/// A change point in one line (after its case and metric).
+fn describe(metric: Metric, c: &ChangePoint) -> String {
+    let cause = if c.known_break {
+        format!("; known break: {}", c.software_change.join(", "))
+    } else {
+        String::new()
+    };
+    format!(
+        "run {} ({}), commits {}..{}: {} → {} (×{:.3}, p = {:.3}){cause}",
+        c.run_id,
+        c.created_at,
+        short_commit(&c.previous_commit),
+        short_commit(&c.git_commit),
+        fmt_value(metric, c.before_median),
+        fmt_value(metric, c.after_median),
+        c.ratio,
+        c.p_value,
+    )
+}
+
+/// `history show`.
+fn show(db: &Path, sel: &Select) -> Result<u8> {
+    let (history, analyses) = analyse(db, sel)?;
+    let runs = history.runs().map_err(user_error)?.len();
+    if sel.json {
+        let doc = ShowDoc {
+            db,
+            runs,
+            method: method(),
+            series: &analyses,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
+    crate::signals::quiet_broken_pipe();
+    println!(
+        "history {}: {runs} runs, {} series",
+        db.display(),
+        analyses.len()
+    );
+    let mut machine: Option<&str> = None;
+    let mut case: Option<&str> = None;
+    for a in &analyses {
+        let s = &a.series;
+        if machine != Some(s.hardware_fp.as_str()) {
+            println!("\nmachine: {}", s.hardware_fp);
+            machine = Some(&s.hardware_fp);
+            case = None;
+        }
+        if case != Some(s.case_id.as_str()) {
+            println!("  {}", s.case_id);
+            case = Some(&s.case_id);
+        }
+        let t = &a.trend;
+        let drift = t
+            .drift_per_run
+            .map_or_else(String::new, |d| format!(", drift {:+.2}%/run", d * 100.0));
+        println!(
+            "    {:<7} {:>3} runs  last {}  level {} since run {}{drift}  {}",
+            s.metric.short(),
+            t.runs,
+            fmt_value(s.metric, t.last),
+            fmt_value(s.metric, t.level_median),
+            s.points[t.level_start].run_id,
+            sparkline(&s.values(), 40),
+        );
+        for c in &a.change_points {
+            println!("            change at {}", describe(s.metric, c));
+        }
+        for b in &a.known_breaks {
+            if !a.change_points.iter().any(|c| c.index == b.index) {
+                println!(
+                    "            software changed at run {} (level unchanged): {}",
+                    b.run_id,
+                    b.changed.join(", ")
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `history changes`.
+fn changes(db: &Path, sel: &Select) -> Result<u8> {
+    let (history, analyses) = analyse(db, sel)?;
+    let runs = history.runs().map_err(user_error)?.len();
+    let entries: Vec<ChangeEntry> = analyses
+        .iter()
+        .flat_map(|a| {
+            a.change_points.iter().map(|c| ChangeEntry {
+                case_id: &a.series.case_id,
+                metric: a.series.metric,
+                hardware_fp: &a.series.hardware_fp,
+                change: c,
+            })
+        })
+        .collect();
+    if sel.json {
+        let doc = ChangesDoc {
+            db,
+            runs,
+            series: analyses.len(),
+            method: method(),
+            changes: entries,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
+    crate::signals::quiet_broken_pipe();
+    if entries.is_empty() {
+        println!(
+            "no change points in {} series of {runs} runs ({})",
+            analyses.len(),
+            db.display()
+        );
+        return Ok(0);
+    }
+    let mut machine: Option<&str> = None;
+    for e in &entries {
+        if machine != Some(e.hardware_fp) {
+            println!("machine: {}", e.hardware_fp);
+            machine = Some(e.hardware_fp);
+        }
+        println!(
+            "  {} {}: {}",
+            e.case_id,
+            e.metric.short(),
+            describe(e.metric, e.change)
+        );
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_spans_the_bars() {
+        assert_eq!(sparkline(&[1.0, 2.0, 3.0], 40), "▁▅█");
+        assert_eq!(sparkline(&[5.0, 5.0], 40), "▄▄");
+        assert_eq!(sparkline(&[9.0, 1.0, 2.0], 2), "▁█");
+    }
+
+    #[test]
+    fn commits_are_shortened_keeping_dirty() {
+        assert_eq!(short_commit(&Some("0123456789abcdef".into())), "0123456789");
+        assert_eq!(
+            short_commit(&Some("0123456789abcdef-dirty".into())),
+            "0123456789-dirty"
+        );
+        assert_eq!(short_commit(&None), "?");
+    }
+}

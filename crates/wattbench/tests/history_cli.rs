@@ -1,0 +1,404 @@
+//! `wattbench history` and `run --record`: recording, idempotence, concurrent writers, and
+//! change points in series made from a real run's file with scaled timings.
+mod common;
+
+use common::{command, run_tiny, stderr, tiny_suite, wattbench, FAST};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `wattbench history ARGS --db DB`.
+fn history(db: &Path, args: &[&str]) -> Output {
+    let mut a = vec!["history"];
+    a.extend(args);
+    a.extend(["--db", db.to_str().unwrap()]);
+    wattbench(&a)
+}
+
+/// The JSON document `history ARGS --json` prints.
+fn history_json(db: &Path, args: &[&str]) -> Value {
+    let o = history(db, &[args, &["--json"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A quick reference-backend run of the tiny suite in `dir`: its result document.
+fn reference_run(dir: &Path, extra: &[&str]) -> (Output, Value) {
+    let mut args = vec!["--backend", "reference"];
+    args.extend(extra);
+    let (o, doc) = run_tiny(dir, "run.json", &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (o, doc.expect("a result file"))
+}
+
+/// Ids of the ok cases of a result document.
+fn ok_ids(doc: &Value) -> Vec<String> {
+    doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "ok")
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every timing figure of every case multiplied by `k` (samples, summaries, interval).
+fn scale_times(doc: &mut Value, k: f64) {
+    for c in doc["cases"].as_array_mut().unwrap() {
+        let Some(t) = c["time"].as_object_mut() else {
+            continue;
+        };
+        for (key, v) in t.iter_mut() {
+            if key == "iters_per_sample" {
+                continue;
+            }
+            match v {
+                Value::Number(n) => *v = (n.as_f64().unwrap() * k).into(),
+                Value::Array(a) => {
+                    for x in a.iter_mut() {
+                        *x = (x.as_f64().unwrap() * k).into();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `n` copies of `doc`, a day apart, with commit `commit{i}`, timings scaled by `factor(i)`
+/// and ±2% of deterministic noise, and `edit(i, doc)` applied; their paths.
+fn series_files(
+    dir: &Path,
+    doc: &Value,
+    n: usize,
+    factor: impl Fn(usize) -> f64,
+    edit: impl Fn(usize, &mut Value),
+) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| {
+            let mut d = doc.clone();
+            d["created_at"] = format!("2026-02-{:02}T00:00:00+00:00", i + 1).into();
+            d["environment"]["git_commit"] = format!("commit{i}").into();
+            let noise = 1.0 + 0.01 * ((i * 7 % 5) as f64 - 2.0);
+            scale_times(&mut d, factor(i) * noise);
+            edit(i, &mut d);
+            let p = dir.join(format!("run{i:02}.json"));
+            std::fs::write(&p, serde_json::to_string_pretty(&d).unwrap()).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn paths(files: &[PathBuf]) -> Vec<&str> {
+    files.iter().map(|p| p.to_str().unwrap()).collect()
+}
+
+#[test]
+fn run_record_then_show_lists_the_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hist.sqlite");
+    let (o, doc) = reference_run(dir.path(), &["--record", db.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("recorded in the history"),
+        "{}",
+        stderr(&o)
+    );
+    let ids = ok_ids(&doc);
+    assert!(!ids.is_empty());
+    let show = history_json(&db, &["show"]);
+    assert_eq!(show["runs"], 1);
+    let series = show["series"].as_array().unwrap();
+    for id in &ids {
+        let time = series
+            .iter()
+            .find(|s| s["case_id"] == id.as_str() && s["metric"] == "time_s")
+            .unwrap_or_else(|| panic!("no time series for {id}: {show}"));
+        let points = time["points"].as_array().unwrap();
+        assert_eq!(points.len(), 1);
+        let median = doc["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id.as_str())
+            .unwrap()["time"]["median_s"]
+            .as_f64();
+        assert_eq!(points[0]["value"].as_f64(), median);
+        assert!(time["change_points"].as_array().unwrap().is_empty());
+    }
+    // The text view lists every case; `history` alone is `history show`.
+    for args in [&["show"][..], &[]] {
+        let o = history(&db, args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for id in &ids {
+            assert!(
+                stdout(&o).contains(id.as_str()),
+                "{id} missing:\n{}",
+                stdout(&o)
+            );
+        }
+    }
+}
+
+#[test]
+fn record_defaults_to_the_env_then_results_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let run = |envdb: Option<&Path>| {
+        let mut c = command();
+        c.current_dir(dir.path()).env_remove("WATTBENCH_HISTORY");
+        if let Some(p) = envdb {
+            c.env("WATTBENCH_HISTORY", p);
+        }
+        c.args([
+            "run",
+            "--suite",
+            &suite,
+            "--backend",
+            "reference",
+            "--op",
+            "gemm",
+        ])
+        .args(["--output", "r.json", "--record"])
+        .args(FAST);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let env_db = dir.path().join("env.sqlite");
+    run(Some(&env_db));
+    assert!(env_db.is_file());
+    assert!(!dir.path().join("results/history.sqlite").exists());
+    run(None);
+    assert!(dir.path().join("results/history.sqlite").is_file());
+}
+
+#[test]
+fn a_failure_to_record_is_a_warning_and_the_result_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "a file where a folder would be").unwrap();
+    let db = blocker.join("h.sqlite");
+    let (o, doc) = run_tiny(
+        dir.path(),
+        "run.json",
+        &["--backend", "reference", "--record", db.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning: the result file was written, but not recorded"));
+    assert!(doc.is_some(), "the result file is written");
+}
+
+#[test]
+fn history_add_twice_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, doc) = reference_run(dir.path(), &[]);
+    let file = dir.path().join("run.json");
+    let o = history(&db, &["add", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("recorded"), "{}", stdout(&o));
+    let first = history_json(&db, &["show"]);
+    // The same file again, and a byte-identical copy elsewhere: recorded once.
+    let copy = dir.path().join("copy.json");
+    std::fs::copy(&file, &copy).unwrap();
+    let o = history(
+        &db,
+        &["add", file.to_str().unwrap(), copy.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).matches("was already recorded (run 1)").count(),
+        2
+    );
+    let again = history_json(&db, &["show"]);
+    assert_eq!(again["runs"], 1);
+    assert_eq!(first["series"], again["series"]);
+    for s in again["series"].as_array().unwrap() {
+        assert_eq!(s["points"].as_array().unwrap().len(), 1);
+    }
+    assert!(!ok_ids(&doc).is_empty());
+}
+
+#[test]
+fn bad_input_is_a_usage_error_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"not\": \"a result\"}").unwrap();
+    let o = history(&db, &["add", junk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("junk.json"), "{}", stderr(&o));
+    assert!(!db.exists(), "nothing is created for a refused file");
+    let o = history(&db, &["show"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no history database"), "{}", stderr(&o));
+    assert!(!db.exists());
+    let o = history(&db, &["changes", "--metric", "watts"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("valid: time, energy, memory"),
+        "{}",
+        stderr(&o)
+    );
+    // Another program's SQLite file is left alone.
+    let foreign = dir.path().join("foreign.sqlite");
+    let c = foreign_db(&foreign);
+    let o = history(&foreign, &["show"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not a wattbench history"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&foreign).unwrap(), c);
+}
+
+/// Another program's SQLite database at `path`: a history whose application id (offset 68
+/// of the SQLite header) is overwritten. Its bytes.
+fn foreign_db(path: &Path) -> Vec<u8> {
+    drop(wattbench_history::History::open(path).unwrap());
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[68..72].copy_from_slice(&0x1234_5678i32.to_be_bytes());
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn a_step_in_the_timings_is_a_change_point_with_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, doc) = reference_run(dir.path(), &[]);
+    let ids = ok_ids(&doc);
+    let files = series_files(
+        dir.path(),
+        &doc,
+        16,
+        |i| if i < 8 { 1.0 } else { 1.1 },
+        |_, _| {},
+    );
+    // One run on another machine, three times slower: a series of its own.
+    let mut other = doc.clone();
+    other["environment"]["host"]["cpu_model"] = "another CPU".into();
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other = series_files(
+        &other_dir,
+        &other,
+        1,
+        |_| 3.0,
+        |_, d| {
+            d["created_at"] = "2026-02-08T12:00:00+00:00".into();
+        },
+    );
+    let mut args = vec!["add"];
+    args.extend(paths(&files));
+    args.push(other[0].to_str().unwrap());
+    let o = history(&db, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let changes = history_json(&db, &["changes"]);
+    assert_eq!(changes["runs"], 17);
+    assert_eq!(changes["method"]["name"], "e-divisive means");
+    let list = changes["changes"].as_array().unwrap();
+    for id in &ids {
+        let mine: Vec<&Value> = list
+            .iter()
+            .filter(|c| c["case_id"] == id.as_str())
+            .collect();
+        assert_eq!(mine.len(), 1, "{id}: {mine:?}");
+        let c = mine[0];
+        assert_eq!(c["metric"], "time_s", "energy and memory did not move: {c}");
+        assert_eq!(c["index"], 8);
+        assert_eq!(c["git_commit"], "commit8");
+        assert_eq!(c["previous_commit"], "commit7");
+        assert_eq!(c["known_break"], false);
+        assert!(c["p_value"].as_f64().unwrap() < 0.05, "{c}");
+        let ratio = c["ratio"].as_f64().unwrap();
+        assert!((1.05..1.15).contains(&ratio), "{c}");
+        assert!(!c["hardware_fp"].as_str().unwrap().contains("another CPU"));
+    }
+    assert_eq!(list.len(), ids.len(), "{list:?}");
+
+    // The show view of one case: 16 points on this machine, one on the other.
+    let show = history_json(&db, &["show", "--case", &ids[0], "--metric", "time"]);
+    let series = show["series"].as_array().unwrap();
+    let mut counts: Vec<usize> = series
+        .iter()
+        .map(|s| s["points"].as_array().unwrap().len())
+        .collect();
+    counts.sort();
+    assert_eq!(counts, vec![1, 16]);
+    let o = history(&db, &["changes"]);
+    assert!(stdout(&o).contains("commit7..commit8"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_step_at_a_library_upgrade_is_a_known_break() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, doc) = reference_run(dir.path(), &["--op", "gemm"]);
+    let files = series_files(
+        dir.path(),
+        &doc,
+        12,
+        |i| if i < 6 { 1.0 } else { 1.2 },
+        |i, d| {
+            d["environment"]["software"]["testlib"] = if i < 6 { "1.0" } else { "2.0" }.into();
+        },
+    );
+    let mut args = vec!["add"];
+    args.extend(paths(&files));
+    assert!(history(&db, &args).status.success());
+    let changes = history_json(&db, &["changes", "--metric", "time"]);
+    let list = changes["changes"].as_array().unwrap();
+    assert_eq!(list.len(), ok_ids(&doc).len(), "{list:?}");
+    for c in list {
+        assert_eq!(c["index"], 6);
+        assert_eq!(c["known_break"], true);
+        assert_eq!(
+            c["software_change"],
+            serde_json::json!(["testlib 1.0 → 2.0"])
+        );
+    }
+    let o = history(&db, &["changes"]);
+    assert!(
+        stdout(&o).contains("known break: testlib 1.0 → 2.0"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn concurrent_adds_from_several_processes_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, doc) = reference_run(dir.path(), &["--op", "gemm"]);
+    let files = series_files(dir.path(), &doc, 8, |_| 1.0, |_, _| {});
+    // Every process races on the fresh file: creation, migration and its own run.
+    let children: Vec<_> = files
+        .iter()
+        .map(|f| {
+            command()
+                .args(["history", "add", f.to_str().unwrap(), "--db"])
+                .arg(&db)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let show = history_json(&db, &["show", "--metric", "time"]);
+    assert_eq!(show["runs"], 8);
+    for s in show["series"].as_array().unwrap() {
+        assert_eq!(s["points"].as_array().unwrap().len(), 8);
+    }
+    let h = wattbench_history::History::open(&db).unwrap();
+    assert_eq!(h.integrity_check().unwrap(), vec!["ok".to_string()]);
+}

@@ -1,0 +1,277 @@
+//! `wattbench train` end to end: SIGINT and SIGTERM write the steps done, marked interrupted,
+//! with no temporary file left behind (a second signal included); bad sizes blame the right
+//! option.
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn wattbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wattbench"))
+        .args(args)
+        .output()
+        .expect("spawn wattbench")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Steps asked for: far more than a test ever lets run.
+const STEPS: u64 = 100_000_000;
+
+/// The safety limit of one wait on the child (it is killed past it and the test fails).
+const PATIENCE: Duration = Duration::from_secs(300);
+
+/// A `wattbench train` under way, its stderr read line by line.
+struct Training {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Training {
+    /// Starts training the tiny MLP for [`STEPS`] steps into `out`, its loss logged every 20
+    /// steps, with `extra` options.
+    fn start(out: &Path, extra: &[&str]) -> Training {
+        let steps = STEPS.to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wattbench"))
+            .args([
+                "train", "--model", "mlp", "--size", "tiny", "--steps", &steps,
+            ])
+            .args(["--log-every", "20", "--output", out.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wattbench");
+        let (tx, lines) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Training {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until the run has logged the loss of step `n` (1-based, as printed): that many
+    /// steps are done.
+    fn wait_for_step(&mut self, n: u64) {
+        let logged = |line: &str| -> Option<u64> {
+            line.strip_prefix("step")?
+                .split('/')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        loop {
+            match self.lines.recv_timeout(PATIENCE) {
+                Ok(line) => {
+                    let done = logged(&line).is_some_and(|s| s >= n);
+                    self.seen.push(line);
+                    if done {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no step {n} logged ({e}); stderr:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        // A process that has exited but not been waited for still accepts a signal.
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal} failed");
+    }
+
+    /// Waits for the exit; its status and everything it wrote on stderr.
+    fn finish(mut self) -> (ExitStatus, String) {
+        let (tx, rx) = mpsc::channel();
+        let mut child = self.child;
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait().unwrap();
+            let _ = tx.send(());
+            status
+        });
+        if rx.recv_timeout(PATIENCE).is_err() {
+            panic!(
+                "wattbench did not exit after the signal; stderr:\n{}",
+                self.seen.join("\n")
+            );
+        }
+        let status = waiter.join().unwrap();
+        self.seen.extend(self.lines.iter());
+        (status, self.seen.join("\n"))
+    }
+}
+
+/// Names of the temporary files of the atomic writer left in `dir`.
+fn temporary_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".wattbench-") && n.ends_with(".tmp"))
+        .collect()
+}
+
+/// A signal mid-run: the exit code is 128 + the signal, and the file holds the steps done,
+/// marked interrupted, with no temporary file beside it.
+fn signal_writes_the_steps_done_and_marks_the_run_interrupted(signal: &str, code: i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.json");
+    let mut run = Training::start(&out, &[]);
+    // Step 40 is logged: the 10 warm-up steps and 30 measured ones are done.
+    run.wait_for_step(40);
+    run.signal(signal);
+    let (status, err) = run.finish();
+    assert_eq!(status.code(), Some(code), "{err}");
+    assert!(err.contains("writing the steps done"), "{err}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(doc["interrupted"], true);
+    let t = &doc["trainings"][0];
+    assert_eq!(t["status"], "ok");
+    let steps = t["steps"].as_u64().unwrap();
+    assert!((40..STEPS).contains(&steps), "{steps} steps");
+    assert_eq!(t["warmup_steps"], 10);
+    assert_eq!(t["measured_steps"].as_u64().unwrap(), steps - 10);
+    assert!(t["reason"].as_str().unwrap().contains("interrupted"), "{t}");
+    // The losses recorded so far (steps 1, 20, 40, ... as printed), and timing of the
+    // measured steps done.
+    let curve = t["loss"]["curve"].as_array().unwrap();
+    assert!(curve.len() >= 3, "{curve:?}");
+    assert!(curve.iter().all(|p| p["step"].as_u64().unwrap() < steps));
+    assert!(t["loss"]["last"].as_f64().is_some());
+    let samples = t["time"]["samples_s"].as_array().unwrap();
+    assert_eq!(samples.len() as u64, steps - 10);
+    assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_writes_the_steps_done_and_marks_the_run_interrupted() {
+    signal_writes_the_steps_done_and_marks_the_run_interrupted("-INT", 130);
+}
+
+#[test]
+fn sigterm_writes_the_steps_done_and_marks_the_run_interrupted() {
+    signal_writes_the_steps_done_and_marks_the_run_interrupted("-TERM", 143);
+}
+
+/// A stop during warm-up: no measured step, so time, energy and the projection are null (with
+/// the reason), never 0.
+#[test]
+fn a_stop_during_warm_up_writes_null_figures_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.json");
+    let warmup = (STEPS / 2).to_string();
+    let mut run = Training::start(
+        &out,
+        &["--warmup-steps", &warmup, "--project-steps", "1000"],
+    );
+    run.wait_for_step(20);
+    run.signal("-INT");
+    let (status, err) = run.finish();
+    assert_eq!(status.code(), Some(130), "{err}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(doc["interrupted"], true);
+    let t = &doc["trainings"][0];
+    assert_eq!(t["measured_steps"], 0);
+    assert!(t["steps"].as_u64().unwrap() >= 20);
+    for key in ["time", "samples_per_s", "gflops_per_s", "projection"] {
+        assert!(t[key].is_null(), "{key}: {}", t[key]);
+    }
+    assert!(t["energy"]["total_joules_per_iter"].is_null());
+    assert!(t["energy_per_sample_j"].is_null());
+    let notes = t["energy"]["notes"].to_string();
+    assert!(notes.contains("warm-up"), "{notes}");
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .contains("none of them measured"),
+        "{t}"
+    );
+    assert!(!t["loss"]["curve"].as_array().unwrap().is_empty());
+    assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
+}
+
+/// A second signal aborts at once: exit 130, and neither a temporary file nor a partial
+/// result file is left (a file that is there is complete).
+#[test]
+fn a_second_signal_aborts_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.json");
+    // Big batches: each step takes a while, so the second signal finds the first one still
+    // waiting for the step in flight.
+    let mut run = Training::start(
+        &out,
+        &["--batch-size", "32768", "--dataset-samples", "32768"],
+    );
+    run.wait_for_step(1);
+    run.signal("-INT");
+    std::thread::sleep(Duration::from_millis(200));
+    run.signal("-INT");
+    let (status, err) = run.finish();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
+    if let Ok(text) = std::fs::read_to_string(&out) {
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["interrupted"], true);
+    }
+}
+
+#[test]
+fn an_oversized_data_set_blames_dataset_samples_with_its_value_and_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.json");
+    let huge = usize::MAX.to_string();
+    let o = wattbench(&[
+        "train",
+        "--model",
+        "mlp",
+        "--dataset-samples",
+        &huge,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("--dataset-samples {huge}")), "{err}");
+    assert!(err.contains("4 GiB"), "{err}");
+    assert!(!err.contains("--batch-size"), "{err}");
+    // A batch alone over the limit is --batch-size's.
+    let o = wattbench(&[
+        "train",
+        "--model",
+        "mlp",
+        "--batch-size",
+        "100000000",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("--batch-size 100000000"), "{err}");
+    assert!(!err.contains("--dataset-samples"), "{err}");
+    assert!(!out.exists());
+    assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
+}
