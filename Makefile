@@ -1,7 +1,9 @@
 # wattbench: the two commands of the README, and their parts.
-#   make run    fetch libtorch, build, run the quick suite, write the result file and a report
+#   make run    fetch libtorch, build, measure this machine's ceilings once, run the quick suite,
+#               write the result file and its reports (Markdown and self-contained HTML)
 #   make test   fetch libtorch and NVRTC, fmt + clippy (-D warnings) + rustdoc (-D warnings)
-#               + the CUDA kernel compile/resource check + every test (tch included)
+#               + the CUDA kernel compile/resource check + every test (tch included; the HTML
+#               report is opened in Debian's headless chromium, installed here when missing)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
@@ -10,7 +12,7 @@ SUITE ?= quick
 RUN_ARGS ?=
 LIBTORCH_ENV = export LIBTORCH="$$(bash scripts/fetch-libtorch.sh)";
 
-.PHONY: run build test fmt clippy doc unit kernel-check bench-build gpu-bundle bench-overhead
+.PHONY: run build test fmt clippy doc unit kernel-check bench-build browser gpu-bundle bench-overhead
 
 build:
 	$(LIBTORCH_ENV) $(CARGO) build --release --locked -p wattbench --features $(FEATURES)
@@ -19,8 +21,11 @@ run: build
 	mkdir -p results/runs
 	out="results/runs/$$(date -u +%Y%m%dT%H%M%SZ)-$$(hostname)-$(SUITE).json"; \
 	status=0; ./target/release/wattbench run --suite $(SUITE) --output "$$out" $(RUN_ARGS) || status=$$?; \
-	if [ -f "$$out" ]; then ./target/release/wattbench report "$$out" --output "$${out%.json}.md"; \
-	  echo "report: $${out%.json}.md"; fi; \
+	if [ -f "$$out" ]; then \
+	  ./target/release/wattbench ceilings --if-missing || echo "ceilings not measured: the report has no roofs" >&2; \
+	  ./target/release/wattbench report "$$out" --output "$${out%.json}.md"; \
+	  ./target/release/wattbench report --format html "$$out" --output "$${out%.json}.html"; \
+	  echo "reports: $${out%.json}.md $${out%.json}.html"; fi; \
 	exit $$status
 
 fmt:
@@ -47,7 +52,14 @@ kernel-check:
 bench-build:
 	$(LIBTORCH_ENV) $(CARGO) test --locked --workspace --features $(FEATURES) --benches --no-run
 
-test: fmt clippy doc kernel-check bench-build unit
+# Debian's chromium, for the test that opens the HTML report in a real browser.
+browser:
+	command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+	  || { $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; }
+
+test: fmt clippy doc kernel-check bench-build browser unit
 
 # A self-contained GPU build for the GPU check (.gpu-bundle/; see scripts/gpu-check.sh): every
 # GPU backend in one binary, candle's CUDA kernels compiled with nvcc 13.0 from PyPI (fetched

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Record a reference set of CPU results under results/cpu/<UTC date>-<host>/: the quick suite in
-# inference and training modes, and the three end-to-end training runs on candle and tch.
-# Each result file has its Markdown report beside it. Run on a quiet machine.
+# Record a reference set of CPU results under results/cpu/<UTC date>-<host>/: the machine's
+# ceilings, the quick suite in inference and training modes, and the three end-to-end training
+# runs on candle and tch. Each result file has its Markdown report beside it; one HTML report
+# covers them all, and its screenshot (headless chromium) becomes docs/report-screenshot.png.
+# Run on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make build
 bin=./target/release/wattbench
 dir="results/cpu/$(date -u +%Y%m%d)-$(hostname)"
 mkdir -p "$dir"
+# The machine's ceilings, to results/ceilings/ (where reports look for them) and beside the runs.
+ceilings=$("$bin" ceilings 2>&1 >"$dir/ceilings.txt" | tail -1)
+cp "$ceilings" "$dir/ceilings.json"
 for mode in infer train; do
   "$bin" run --suite quick --mode "$mode" --output "$dir/quick-$mode.json" >/dev/null
   "$bin" report "$dir/quick-$mode.json" --output "$dir/quick-$mode.md"
@@ -18,4 +23,6 @@ for model in mlp cnn lstm; do
       --output "$dir/train-$model-$backend.json" >"$dir/train-$model-$backend.txt"
   done
 done
+"$bin" report --format html "$dir" --ceilings "$dir/ceilings.json" --output "$dir/report.html"
+bash scripts/screenshot.sh "$dir/report.html" docs/report-screenshot.png 1280x2000 roofline
 echo "$dir"

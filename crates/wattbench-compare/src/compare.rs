@@ -1049,64 +1049,12 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use wattbench_core::harness::HarnessConfig;
-    use wattbench_core::result::{CaseResult, Config, Environment, Filters, RunConfig};
-    use wattbench_core::workload::{DType, GemmParams, Mode, Op, Params};
-
-    /// `n` samples around `center`, log-normal-ish with a 5 % spread, from `seed`.
-    fn noisy(center: f64, n: usize, seed: u64) -> Vec<f64> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..n)
-            .map(|_| {
-                let g: f64 = (0..4).map(|_| rng.random::<f64>() - 0.5).sum::<f64>() * 0.09;
-                center * g.exp()
-            })
-            .collect()
-    }
-
-    fn case(id: &str, samples: Vec<f64>) -> CaseResult {
-        CaseResult {
-            id: id.into(),
-            tag: None,
-            op: Op::Gemm,
-            mode: Mode::Infer,
-            backend: "reference".into(),
-            device: "cpu".into(),
-            dtype: DType::F32,
-            params: Params::Gemm(GemmParams::new(1, 1, 1)),
-            status: Status::Ok,
-            reason: None,
-            verification: None,
-            time: Some(TimeStats::from_samples(samples, 1, 10, 1)),
-            throughput: None,
-            memory: Memory {
-                host_peak_rss_bytes: Some(100 << 20),
-                host_peak_reset: true,
-                device_peak_bytes: None,
-            },
-            energy: None,
-            implementation: None,
-        }
-    }
+    use crate::stats::tests::synthetic as noisy;
+    use wattbench_core::result::CaseResult;
+    use wattbench_core::testing::{self, case_energy as energy, timed_case as case};
 
     fn run(cases: Vec<CaseResult>) -> RunFile {
-        RunFile {
-            schema_version: wattbench_core::result::SCHEMA_VERSION,
-            created_at: "2025-01-01T00:00:00Z".into(),
-            duration_s: 1.0,
-            interrupted: false,
-            environment: Environment::default(),
-            config: Config::Run(RunConfig {
-                argv: Vec::new(),
-                suite: "test".into(),
-                filters: Filters::default(),
-                harness: HarnessConfig::default(),
-            }),
-            energy: None,
-            cases,
-            trainings: Vec::new(),
-        }
+        testing::run_file("2025-01-01T00:00:00Z", cases)
     }
 
     fn set(runs: Vec<RunFile>) -> ResultSet {
@@ -1314,24 +1262,6 @@ mod tests {
         assert_eq!(t.n, [25, 12]);
         assert_eq!(rows(&c, Metric::HostMemory)[0].n, [2, 1]);
         assert!(c.notes.iter().any(|n| n.contains("2 result files pooled")));
-    }
-
-    fn energy(value: f64, half: f64, source: Source) -> CaseEnergy {
-        CaseEnergy {
-            calls: 100,
-            unit: "call".into(),
-            window_s: 1.0,
-            domains: Vec::new(),
-            total_joules_per_iter: Some(Interval::symmetric(value, half)),
-            net_joules_per_iter: None,
-            total_includes: Vec::new(),
-            total_excludes: Vec::new(),
-            total_sources: vec![source],
-            total_mixes_sources: false,
-            gflops_per_joule: None,
-            notes: Vec::new(),
-            gpu_state: Vec::new(),
-        }
     }
 
     fn with_energy(e: Option<CaseEnergy>) -> RunFile {

@@ -168,6 +168,40 @@ fn sides(c: &Comparison) -> String {
     format!("base: {}; new: {}", side(&c.base), side(&c.new))
 }
 
+/// What the table leaves out, a line each: the cases of one side only, those not compared
+/// (grouped by reason), and the notes. As a Markdown list (ids quoted, longer lists) or text.
+fn left_out(c: &Comparison, markdown: bool) -> String {
+    let (item, one_side, not_compared) = if markdown {
+        ("- ", 50, 20)
+    } else {
+        ("", 20, 10)
+    };
+    let mut out = String::new();
+    for (side, ids) in [
+        ("base", &c.unmatched.base_only),
+        ("new", &c.unmatched.new_only),
+    ] {
+        if !ids.is_empty() {
+            out.push_str(&format!(
+                "{item}only in {side} ({}): {}\n",
+                ids.len(),
+                id_list(&strs(ids), markdown, one_side)
+            ));
+        }
+    }
+    for (what, ids) in grouped(&c.not_compared) {
+        out.push_str(&format!(
+            "{item}not compared, {what} ({}): {}\n",
+            ids.len(),
+            id_list(&ids, markdown, not_compared)
+        ));
+    }
+    for n in &c.notes {
+        out.push_str(&format!("{item}note: {n}\n"));
+    }
+    out
+}
+
 /// The comparison as terminal text: a table, then what was not compared, notes and the rule.
 pub fn table(c: &Comparison) -> String {
     let mut out = String::new();
@@ -175,30 +209,7 @@ pub fn table(c: &Comparison) -> String {
     out.push_str(&table_of(ordered(c), UTF8_FULL_CONDENSED).to_string());
     out.push('\n');
     out.push_str(&format!("summary: {}\n", summary_line(c)));
-    if !c.unmatched.base_only.is_empty() {
-        out.push_str(&format!(
-            "only in base ({}): {}\n",
-            c.unmatched.base_only.len(),
-            id_list(&strs(&c.unmatched.base_only), false, 20)
-        ));
-    }
-    if !c.unmatched.new_only.is_empty() {
-        out.push_str(&format!(
-            "only in new ({}): {}\n",
-            c.unmatched.new_only.len(),
-            id_list(&strs(&c.unmatched.new_only), false, 20)
-        ));
-    }
-    for (what, ids) in grouped(&c.not_compared) {
-        out.push_str(&format!(
-            "not compared, {what} ({}): {}\n",
-            ids.len(),
-            id_list(&ids, false, 10)
-        ));
-    }
-    for n in &c.notes {
-        out.push_str(&format!("note: {n}\n"));
-    }
+    out.push_str(&left_out(c, false));
     out.push_str(&format!("rule: {}\n", rule(c)));
     out
 }
@@ -243,30 +254,7 @@ pub fn markdown(c: &Comparison) -> String {
             ));
         }
     }
-    if !c.unmatched.base_only.is_empty() {
-        md.push_str(&format!(
-            "- only in base ({}): {}\n",
-            c.unmatched.base_only.len(),
-            id_list(&strs(&c.unmatched.base_only), true, 50)
-        ));
-    }
-    if !c.unmatched.new_only.is_empty() {
-        md.push_str(&format!(
-            "- only in new ({}): {}\n",
-            c.unmatched.new_only.len(),
-            id_list(&strs(&c.unmatched.new_only), true, 50)
-        ));
-    }
-    for (what, ids) in grouped(&c.not_compared) {
-        md.push_str(&format!(
-            "- not compared, {what} ({}): {}\n",
-            ids.len(),
-            id_list(&ids, true, 20)
-        ));
-    }
-    for n in &c.notes {
-        md.push_str(&format!("- note: {n}\n"));
-    }
+    md.push_str(&left_out(c, true));
     md.push_str(&format!("\n<sub>{}</sub>\n", rule(c)));
     md
 }

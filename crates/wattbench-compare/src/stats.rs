@@ -288,7 +288,7 @@ pub fn stable_hash(parts: &[&str]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::{prop, prop_assert, prop_assert_eq, proptest, Strategy};
 
@@ -386,8 +386,9 @@ mod tests {
         assert!(benjamini_hochberg(&[]).is_empty());
     }
 
-    /// Deterministic "noise" for synthetic samples: a seeded log-normal-ish spread.
-    fn synthetic(center: f64, n: usize, seed: u64) -> Vec<f64> {
+    /// `n` samples around `center` with deterministic "noise": a seeded log-normal-ish
+    /// spread of about 5 %.
+    pub(crate) fn synthetic(center: f64, n: usize, seed: u64) -> Vec<f64> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         (0..n)
             .map(|_| {

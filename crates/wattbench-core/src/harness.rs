@@ -10,7 +10,7 @@ use crate::backend::{Backend, BackendError, ToleranceOverride};
 use crate::energy::CaseEnergy;
 use crate::memory;
 use crate::reference;
-use crate::result::{CaseResult, Memory, Status, Throughput, Verification, VerifyMethod};
+use crate::result::{CaseResult, Status, Throughput, Verification, VerifyMethod};
 use crate::stats::TimeStats;
 use crate::tensor::{generate_case_inputs, rel_l2_error, HostTensor};
 use crate::workload::Case;
@@ -275,31 +275,9 @@ pub struct Harness<'a> {
 #[derive(Debug)]
 pub struct Interrupted;
 
-fn base_result(inp: &CaseInputs, backend: &str, device: &str) -> CaseResult {
-    let case = &inp.case;
-    CaseResult {
-        id: case.id(backend, device),
-        tag: case.tag.clone(),
-        op: case.op(),
-        mode: case.mode,
-        backend: backend.into(),
-        device: device.into(),
-        dtype: case.dtype,
-        params: case.params,
-        status: Status::Skipped,
-        reason: None,
-        verification: None,
-        time: None,
-        throughput: None,
-        memory: Memory::default(),
-        energy: None,
-        implementation: None,
-    }
-}
-
 /// A case that is not run at all (e.g. its device is unavailable), with the reason.
 pub fn skipped(inp: &CaseInputs, backend: &str, device: &str, reason: String) -> CaseResult {
-    let mut r = base_result(inp, backend, device);
+    let mut r = CaseResult::new(&inp.case, backend, device);
     r.reason = Some(reason);
     r
 }
@@ -323,7 +301,7 @@ impl<'a> Harness<'a> {
         device: &str,
         observer: Option<&mut dyn WindowObserver>,
     ) -> Result<CaseResult, Interrupted> {
-        let mut res = base_result(inp, backend.name(), device);
+        let mut res = CaseResult::new(&inp.case, backend.name(), device);
         if let Err(why) = backend.supports(&inp.case, device) {
             res.reason = Some(why);
             return Ok(res);
@@ -495,6 +473,16 @@ mod tests {
         }
     }
 
+    /// [`quick_cfg`] that verifies by sampling `samples` values of each output, never in
+    /// full.
+    fn sampling_cfg(samples: usize) -> HarnessConfig {
+        HarnessConfig {
+            full_verify_max_flops: 0,
+            verify_samples: samples,
+            ..quick_cfg()
+        }
+    }
+
     fn gemm_case(dtype: DType) -> Case {
         Case {
             params: Params::Gemm(GemmParams::new(7, 5, 9).transposed(true, false)),
@@ -582,12 +570,7 @@ mod tests {
     #[test]
     fn sampled_verification_catches_wrong_values() {
         let flag = AtomicBool::new(false);
-        let cfg = HarnessConfig {
-            full_verify_max_flops: 0,
-            verify_samples: 35,
-            ..quick_cfg()
-        };
-        let h = Harness::new(cfg, &flag);
+        let h = Harness::new(sampling_cfg(35), &flag);
         let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
         let ok = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
         assert_eq!(
@@ -603,12 +586,7 @@ mod tests {
     #[test]
     fn training_steps_too_large_to_compute_are_verified_by_sampling_every_output() {
         let flag = AtomicBool::new(false);
-        let cfg = HarnessConfig {
-            full_verify_max_flops: 0,
-            verify_samples: 40,
-            ..quick_cfg()
-        };
-        let h = Harness::new(cfg, &flag);
+        let h = Harness::new(sampling_cfg(40), &flag);
         let case = Case {
             mode: Mode::Train,
             ..gemm_case(DType::F32)

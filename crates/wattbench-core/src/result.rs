@@ -9,7 +9,7 @@ use crate::energy::{CaseEnergy, DomainEnergy, Interval};
 use crate::harness::HarnessConfig;
 use crate::model::{DatasetInfo, Flops, ModelConfig};
 use crate::stats::TimeStats;
-use crate::workload::{DType, Mode, Op, Params};
+use crate::workload::{Case, DType, Mode, Op, Params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -126,6 +126,31 @@ pub struct CaseResult {
     /// What ran, when the backend chooses (kernels launched, library algorithms picked).
     #[serde(default)]
     pub implementation: Option<String>,
+}
+
+impl CaseResult {
+    /// The entry of `case` on `backend`/`device` before anything ran: skipped, with no reason,
+    /// figures or verification yet.
+    pub fn new(case: &Case, backend: &str, device: &str) -> CaseResult {
+        CaseResult {
+            id: case.id(backend, device),
+            tag: case.tag.clone(),
+            op: case.op(),
+            mode: case.mode,
+            backend: backend.into(),
+            device: device.into(),
+            dtype: case.dtype,
+            params: case.params,
+            status: Status::Skipped,
+            reason: None,
+            verification: None,
+            time: None,
+            throughput: None,
+            memory: Memory::default(),
+            energy: None,
+            implementation: None,
+        }
+    }
 }
 
 /// The loss over a training run.
@@ -675,6 +700,28 @@ impl Environment {
 }
 
 impl RunFile {
+    /// A result file of this [`SCHEMA_VERSION`], with no run-level energy, cases or training
+    /// runs yet.
+    pub fn new(
+        created_at: String,
+        duration_s: f64,
+        interrupted: bool,
+        environment: Environment,
+        config: Config,
+    ) -> RunFile {
+        RunFile {
+            schema_version: SCHEMA_VERSION,
+            created_at,
+            duration_s,
+            interrupted,
+            environment,
+            config,
+            energy: None,
+            cases: Vec::new(),
+            trainings: Vec::new(),
+        }
+    }
+
     /// Parse a result file, checking its schema version first so that a file from another
     /// version is refused with what to do, not a field-level parse error.
     pub fn from_json(text: &str) -> Result<RunFile, ReadError> {

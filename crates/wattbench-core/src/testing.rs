@@ -4,10 +4,13 @@
 //! check every trainer runs: its loss and its gradients against the f64 host model.
 //!
 //! Instantiate them in a backend crate's tests with [`backend_tests!`](crate::backend_tests)
-//! and [`trainer_tests!`](crate::trainer_tests).
+//! and [`trainer_tests!`](crate::trainer_tests). Also small result files, for the tests of
+//! what reads them ([`timed_case`], [`case_energy`], [`run_file`]).
+use crate::energy::{CaseEnergy, Interval, Source};
 use crate::harness::{CaseInputs, Harness, HarnessConfig};
 use crate::model::{Dataset, ModelConfig, ModelKind, Size, TrainSetup};
-use crate::result::Status;
+use crate::result::{CaseResult, Config, Environment, Filters, Memory, RunConfig, RunFile, Status};
+use crate::stats::TimeStats;
 use crate::tensor::rel_l2_error;
 use crate::workload::{Case, Cell, ConvParams, DType, GemmParams, Mode, Op, Params, RnnParams};
 use crate::Backend;
@@ -269,4 +272,66 @@ macro_rules! trainer_tests {
             $crate::testing::check_trainer(&$backend, $device, $crate::ModelKind::$model);
         }
     };
+}
+
+/// An ok reference case `id` of a 2×2×2 f32 GEMM timed by `samples` (one call each, the
+/// median's interval from 50 resamples), with a per-case host peak of 1 MiB and no energy.
+pub fn timed_case(id: &str, samples: Vec<f64>) -> CaseResult {
+    let case = Case {
+        params: Params::Gemm(GemmParams::new(2, 2, 2)),
+        mode: Mode::Infer,
+        dtype: DType::F32,
+        tag: None,
+    };
+    CaseResult {
+        id: id.into(),
+        status: Status::Ok,
+        time: Some(TimeStats::from_samples(samples, 1, 50, 1)),
+        memory: Memory {
+            host_peak_rss_bytes: Some(1 << 20),
+            host_peak_reset: true,
+            device_peak_bytes: None,
+        },
+        ..CaseResult::new(&case, "reference", "cpu")
+    }
+}
+
+/// The energy of 100 calls over 1 s: `value` ± `half` J per call in total, from one `source`.
+pub fn case_energy(value: f64, half: f64, source: Source) -> CaseEnergy {
+    CaseEnergy {
+        calls: 100,
+        unit: "call".into(),
+        window_s: 1.0,
+        domains: Vec::new(),
+        total_joules_per_iter: Some(Interval::symmetric(value, half)),
+        net_joules_per_iter: None,
+        total_includes: Vec::new(),
+        total_excludes: Vec::new(),
+        total_sources: vec![source],
+        total_mixes_sources: false,
+        gflops_per_joule: None,
+        notes: Vec::new(),
+        gpu_state: Vec::new(),
+    }
+}
+
+/// A `wattbench run` result file of `cases` that started at `created_at` and took 1 s, on a
+/// machine it says nothing about.
+pub fn run_file(created_at: &str, cases: Vec<CaseResult>) -> RunFile {
+    let config = Config::Run(RunConfig {
+        argv: vec!["wattbench".into(), "run".into()],
+        suite: "test".into(),
+        filters: Filters::default(),
+        harness: HarnessConfig::default(),
+    });
+    RunFile {
+        cases,
+        ..RunFile::new(
+            created_at.into(),
+            1.0,
+            false,
+            Environment::default(),
+            config,
+        )
+    }
 }

@@ -728,8 +728,13 @@ pub fn parse_choice<T: Copy>(
 ) -> Result<T, String> {
     all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
         let valid: Vec<_> = all.iter().map(|&v| name(v)).collect();
-        format!("unknown {what} `{s}`; valid: {}", valid.join(", "))
+        unknown_choice(what, s, &valid)
     })
+}
+
+/// What to say of a name `s` that is none of the `valid` ones.
+pub fn unknown_choice(what: &str, s: &str, valid: &[&str]) -> String {
+    format!("unknown {what} `{s}`; valid: {}", valid.join(", "))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Property tests of the result-file reader: any text is read or refused with a reason, never
 //! a panic; a file of another schema version is refused as such, whatever else it holds; a
 //! written file reads back equal.
+mod common;
+
+use common::cfg;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::Value;
@@ -388,15 +391,9 @@ fn run_file() -> impl Strategy<Value = RunFile> {
     )
         .prop_map(
             |((created_at, duration_s, interrupted), environment, config, energy, cases)| RunFile {
-                schema_version: SCHEMA_VERSION,
-                created_at,
-                duration_s,
-                interrupted,
-                environment,
-                config,
                 energy,
                 cases,
-                trainings: Vec::new(),
+                ..RunFile::new(created_at, duration_s, interrupted, environment, config)
             },
         )
 }
@@ -464,14 +461,6 @@ fn check_version_refusal(e: &ReadError, v: u32) -> Result<(), TestCaseError> {
     let direction = if v < SCHEMA_VERSION { "older" } else { "newer" };
     prop_assert!(msg.contains(direction), "{msg}");
     Ok(())
-}
-
-fn cfg(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
 }
 
 proptest! {

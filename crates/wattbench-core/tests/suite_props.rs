@@ -1,5 +1,8 @@
 //! Property tests of the suite parser: any input gives a suite or an error that names the
 //! origin, never a panic; generated valid suites give exactly their cases, each measured once.
+mod common;
+
+use common::cfg;
 use proptest::prelude::*;
 use proptest::sample::select;
 use std::collections::HashSet;
@@ -379,14 +382,6 @@ fn expand(g: &GenSuite) -> Vec<Row> {
         }
     }
     v
-}
-
-fn cfg(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
 }
 
 proptest! {

@@ -68,3 +68,49 @@ pub fn rnn_gradients(
         )),
     }
 }
+
+/// Device-to-device copy times of `device` (`cuda:N`) for `wattbench ceilings`: one copy of
+/// `bytes` bytes between two buffers of that device, untimed, then `reps` copies each timed
+/// with CUDA events; seconds per copy. The destination is read back and compared with the
+/// source first, so a copy that did nothing is an error, not a bandwidth.
+pub fn copy_times(device: &str, bytes: usize, reps: usize) -> Result<Vec<f64>, BackendError> {
+    let e = |e: CudaError| e.into_backend("cuda");
+    let g = crate::gpu::gpu(device).map_err(e)?;
+    if let Some((free, _)) = g.mem_info() {
+        if bytes.saturating_mul(2) > free {
+            return Err(BackendError::Unsupported(format!(
+                "two buffers of {bytes} bytes do not fit in the {free} bytes free on {device}"
+            )));
+        }
+    }
+    let pattern: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+    let src = g
+        .stream
+        .clone_htod(&pattern)
+        .map_err(|x| e(CudaError::lib("cuMemcpyHtoD", x)))?;
+    let mut dst = g
+        .stream
+        .alloc_zeros::<u8>(bytes)
+        .map_err(|x| e(CudaError::lib("cuMemAlloc", x)))?;
+    let mut copy = || {
+        g.stream
+            .memcpy_dtod(&src, &mut dst)
+            .map_err(|x| CudaError::lib("cuMemcpyDtoD", x))
+    };
+    copy().and_then(|()| g.sync()).map_err(e)?;
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        times.push(g.time_with_events(1, &mut copy).map_err(e)?.as_secs_f64());
+    }
+    let back = g
+        .stream
+        .clone_dtoh(&dst)
+        .map_err(|x| e(CudaError::lib("cuMemcpyDtoH", x)))?;
+    if back != pattern {
+        return Err(BackendError::failed(
+            "cuda",
+            format!("the device-to-device copy on {device} did not reproduce its source"),
+        ));
+    }
+    Ok(times)
+}

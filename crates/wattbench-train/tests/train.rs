@@ -8,12 +8,12 @@ use std::sync::{mpsc, Arc, Mutex};
 use wattbench_candle::CandleBackend;
 use wattbench_core::model::{ModelConfig, ModelKind, Size};
 use wattbench_core::model::{TrainSetup, Trainer};
-use wattbench_core::result::{ProjectionTarget, Status, TrainSettings, TrainingResult};
+use wattbench_core::result::{LossPoint, ProjectionTarget, Status, TrainSettings, TrainingResult};
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::{Backend, BackendError, Case, DeviceInfo, Prepared};
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::fake::{StepCounter, Unreadable};
-use wattbench_energy::{MeterConfig, Meters, Source};
+use wattbench_energy::{Domain, MeterConfig, Meters, Source};
 use wattbench_train::{train, Abandoned, Control, Progress, TrainError};
 
 /// Tiny model, batch 16, 4 batches of data, the model's default learning rate.
@@ -40,17 +40,24 @@ fn world() -> CarbonParams {
     CarbonParams::resolve(None, None, None, None).unwrap()
 }
 
+/// [`train`] on the world grid, with no idle baseline.
+fn train_on(
+    o: &TrainSettings,
+    backend: &dyn Backend,
+    meters: Option<&Meters>,
+    control: &Control<'_>,
+    on_loss: &mut dyn FnMut(&LossPoint),
+) -> Result<TrainingResult, TrainError> {
+    train(o, &world(), backend, meters, &[], control, on_loss)
+}
+
+/// [`train_on`] candle, unmetered, nothing stopping it.
+fn try_run(o: &TrainSettings) -> Result<TrainingResult, TrainError> {
+    train_on(o, &CandleBackend, None, &Control::default(), &mut |_| {})
+}
+
 fn run(o: &TrainSettings) -> TrainingResult {
-    train(
-        o,
-        &world(),
-        &CandleBackend,
-        None,
-        &[],
-        &Control::default(),
-        &mut |_| {},
-    )
-    .unwrap()
+    try_run(o).unwrap()
 }
 
 fn loss_falls(kind: ModelKind) {
@@ -101,15 +108,9 @@ fn report_counts_steps_logs_losses_and_projects() {
     o.log_every = 10;
     o.projection = Some(ProjectionTarget::Epochs(100));
     let mut seen = Vec::new();
-    let r = train(
-        &o,
-        &world(),
-        &CandleBackend,
-        None,
-        &[],
-        &Control::default(),
-        &mut |p| seen.push(p.step),
-    )
+    let r = train_on(&o, &CandleBackend, None, &Control::default(), &mut |p| {
+        seen.push(p.step)
+    })
     .unwrap();
     // Warm-up 2 (a tenth of 25), 23 measured; losses at steps 0, 9, 19 and the last (24).
     assert_eq!((r.warmup_steps, r.measured_steps, r.steps), (2, 23, 25));
@@ -140,17 +141,10 @@ fn report_counts_steps_logs_losses_and_projects() {
 
 #[test]
 fn energy_is_metered_over_the_measured_steps_with_labels() {
-    let meters = Meters::from_domains(
-        vec![
-            // Exactly 1 J per reading, ± 0.25 J.
-            Arc::new(StepCounter::new("fake-package", 1000, 0.25)),
-            Arc::new(Unreadable::new("locked-dram", "permission denied")),
-        ],
-        &MeterConfig {
-            nvml: false,
-            ..MeterConfig::default()
-        },
-    );
+    let meters = one_joule_meter_and(vec![Arc::new(Unreadable::new(
+        "locked-dram",
+        "permission denied",
+    ))]);
     let mut o = tiny(ModelKind::Mlp, 12);
     o.warmup_steps = 2;
     o.projection = Some(ProjectionTarget::Steps(1000));
@@ -195,15 +189,7 @@ fn energy_is_metered_over_the_measured_steps_with_labels() {
 
 #[test]
 fn bad_options_are_usage_errors() {
-    let usage = |o: TrainSettings| match train(
-        &o,
-        &world(),
-        &CandleBackend,
-        None,
-        &[],
-        &Control::default(),
-        &mut |_| {},
-    ) {
+    let usage = |o: TrainSettings| match try_run(&o) {
         Err(TrainError::Usage(m)) => m,
         other => panic!("expected a usage error, got {other:?}"),
     };
@@ -218,12 +204,10 @@ fn bad_options_are_usage_errors() {
 
 #[test]
 fn what_the_backend_cannot_do_is_its_error_with_the_reason() {
-    let backend_error = |o: &TrainSettings, b: &dyn Backend| match train(
+    let backend_error = |o: &TrainSettings, b: &dyn Backend| match train_on(
         o,
-        &world(),
         b,
         None,
-        &[],
         &Control::default(),
         &mut |_| {},
     ) {
@@ -265,8 +249,16 @@ fn a_diverging_run_fails_with_the_reason() {
 
 /// Fake package meter: exactly 1 J ± 0.25 J over any window (one reading at each edge).
 fn one_joule_meter() -> Meters {
+    one_joule_meter_and(Vec::new())
+}
+
+/// [`one_joule_meter`] with `more` domains after it; no NVML.
+fn one_joule_meter_and(more: Vec<Arc<dyn Domain>>) -> Meters {
+    let mut domains: Vec<Arc<dyn Domain>> =
+        vec![Arc::new(StepCounter::new("fake-package", 1000, 0.25))];
+    domains.extend(more);
     Meters::from_domains(
-        vec![Arc::new(StepCounter::new("fake-package", 1000, 0.25))],
+        domains,
         &MeterConfig {
             nvml: false,
             ..MeterConfig::default()
@@ -274,11 +266,12 @@ fn one_joule_meter() -> Meters {
     )
 }
 
-#[test]
-fn an_interrupt_stops_at_the_next_step_and_reports_the_steps_done() {
+/// A metered MLP run of `steps` steps (`warmup` of them warm-up, a loss logged every step,
+/// projected to 10 000 steps) that an interrupt stops while step `stop_at` is reported.
+fn interrupted_at(steps: u64, warmup: u64, stop_at: u64) -> TrainingResult {
     let meters = one_joule_meter();
-    let mut o = tiny(ModelKind::Mlp, 1000);
-    o.warmup_steps = 5;
+    let mut o = tiny(ModelKind::Mlp, steps);
+    o.warmup_steps = warmup;
     o.log_every = 1;
     o.projection = Some(ProjectionTarget::Steps(10_000));
     let flag = AtomicBool::new(false);
@@ -286,21 +279,18 @@ fn an_interrupt_stops_at_the_next_step_and_reports_the_steps_done() {
         interrupt: &flag,
         progress: None,
     };
+    train_on(&o, &CandleBackend, Some(&meters), &control, &mut |p| {
+        if p.step == stop_at {
+            flag.store(true, Ordering::SeqCst);
+        }
+    })
+    .unwrap()
+}
+
+#[test]
+fn an_interrupt_stops_at_the_next_step_and_reports_the_steps_done() {
     // The stop comes while step 14 is being reported: steps 0–14 ran, 10 of them measured.
-    let r = train(
-        &o,
-        &world(),
-        &CandleBackend,
-        Some(&meters),
-        &[],
-        &control,
-        &mut |p| {
-            if p.step == 14 {
-                flag.store(true, Ordering::SeqCst);
-            }
-        },
-    )
-    .unwrap();
+    let r = interrupted_at(1000, 5, 14);
     assert_eq!(r.status, Status::Ok);
     assert_eq!((r.steps, r.warmup_steps, r.measured_steps), (15, 5, 10));
     let why = r.reason.as_deref().unwrap();
@@ -322,30 +312,7 @@ fn an_interrupt_stops_at_the_next_step_and_reports_the_steps_done() {
 
 #[test]
 fn an_interrupt_during_warm_up_leaves_time_energy_and_projection_null() {
-    let meters = one_joule_meter();
-    let mut o = tiny(ModelKind::Mlp, 100);
-    o.warmup_steps = 50;
-    o.log_every = 1;
-    o.projection = Some(ProjectionTarget::Steps(10_000));
-    let flag = AtomicBool::new(false);
-    let control = Control {
-        interrupt: &flag,
-        progress: None,
-    };
-    let r = train(
-        &o,
-        &world(),
-        &CandleBackend,
-        Some(&meters),
-        &[],
-        &control,
-        &mut |p| {
-            if p.step == 3 {
-                flag.store(true, Ordering::SeqCst);
-            }
-        },
-    )
-    .unwrap();
+    let r = interrupted_at(100, 50, 3);
     assert_eq!((r.steps, r.measured_steps), (4, 0));
     assert_eq!(r.loss.curve.len(), 4);
     // Null with a reason, never 0.
@@ -372,12 +339,10 @@ fn an_interrupt_before_the_first_step_reports_nothing() {
         interrupt: &flag,
         progress: None,
     };
-    let r = train(
+    let r = train_on(
         &tiny(ModelKind::Mlp, 10),
-        &world(),
         &CandleBackend,
         None,
-        &[],
         &control,
         &mut |_| panic!("no step may run"),
     );
@@ -474,15 +439,7 @@ fn a_run_abandoned_inside_a_long_step_reports_the_completed_steps() {
                 interrupt: &flag,
                 progress: Some(&progress),
             };
-            train(
-                &o,
-                &world(),
-                &backend,
-                Some(&meters),
-                &[],
-                &control,
-                &mut |_| {},
-            )
+            train_on(&o, &backend, Some(&meters), &control, &mut |_| {})
         });
         entered.recv().unwrap();
         // Let the window run past the last completed step before the caller gives up.

@@ -4,7 +4,7 @@
 //! on odd shapes, every dtype, inference and training steps, against the f64 reference; and
 //! each trainer's loss and gradients against the f64 host model.
 use crate::backends;
-use crate::options::{choices, usage};
+use crate::options::{self, choices, usage};
 use anyhow::Result;
 use clap::Args;
 use wattbench_core::model::ModelKind;
@@ -46,14 +46,7 @@ fn pick<T: Copy>(
 /// Run the checks; exit 0 when all pass, 1 when one fails.
 pub fn run(args: CheckArgs) -> Result<u8> {
     let all = backends::all();
-    let Some(backend) = all.iter().find(|b| b.name() == args.backend) else {
-        let names: Vec<&str> = all.iter().map(|b| b.name()).collect();
-        return Err(usage(format!(
-            "unknown backend `{}`; valid: {}",
-            args.backend,
-            names.join(", ")
-        )));
-    };
+    let backend = options::backend(&all, &args.backend)?;
     let devices = backend.devices();
     let device = match &args.device {
         Some(d) => devices.iter().find(|x| &x.name == d).ok_or_else(|| {

@@ -77,7 +77,7 @@ pub struct CompareSettings {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Write the output here instead of stdout.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     /// Exit 0 even when a case is slower.
     #[arg(long)]

@@ -30,7 +30,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     format: ExportFormat,
     /// Write here instead of stdout.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
 }
 

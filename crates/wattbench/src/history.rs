@@ -61,7 +61,7 @@ struct Select {
 }
 
 /// The database: `--db`, else `$WATTBENCH_HISTORY`, else [`DEFAULT_DB`].
-fn db_path(given: Option<&Path>) -> PathBuf {
+pub(crate) fn db_path(given: Option<&Path>) -> PathBuf {
     given.map(Path::to_path_buf).unwrap_or_else(|| {
         std::env::var_os(DB_ENV)
             .filter(|v| !v.is_empty())

@@ -4,11 +4,13 @@
 //! 130 interrupted (completed cases are still written).
 mod ab;
 mod backends;
+mod ceilings;
 mod check;
 mod compare;
 mod energy;
 mod export;
 mod history;
+mod html;
 mod inventory;
 mod measure;
 mod options;
@@ -16,6 +18,7 @@ mod output;
 mod report;
 mod run;
 mod signals;
+mod table;
 mod train;
 
 use anyhow::Result;
@@ -55,8 +58,12 @@ enum Cmd {
     /// Train a small model end to end; report its loss, time, energy and projected footprint.
     #[command(allow_negative_numbers = true)]
     Train(train::TrainArgs),
-    /// Write a Markdown report of a result file.
+    /// Write a Markdown report of a result file, or a self-contained HTML report (roofline,
+    /// backends, energy, traces, trend, carbon) of several inputs with `--format html`.
     Report(report::ReportArgs),
+    /// Measure this machine's ceilings once (memory bandwidth, peak GEMM throughput per
+    /// dtype) and store them with its hardware fingerprint, for the report's roofline.
+    Ceilings(ceilings::CeilingsArgs),
     /// Compare two result files (or folders of them) case by case: slower, faster, same or
     /// ambiguous, with bootstrap intervals and rank tests corrected for many cases.
     #[command(allow_negative_numbers = true)]
@@ -257,6 +264,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run::run(args),
         Cmd::History(args) => history::run(args),
         Cmd::Report(args) => report::run(args),
+        Cmd::Ceilings(args) => ceilings::run(args),
         Cmd::Compare(args) => compare::run(args),
         Cmd::Ab(args) => ab::run(args),
         Cmd::Export(args) => export::run(args),

@@ -3,6 +3,8 @@
 use crate::UsageError;
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::Arc;
+use wattbench_core::Backend;
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::gpus::GpuSelection;
 use wattbench_energy::{MeterConfig, Meters};
@@ -24,6 +26,15 @@ pub fn choices<T: Copy>(
         .iter()
         .map(|s| wattbench_core::workload::parse_choice(what, s, all, name).map_err(usage))
         .collect()
+}
+
+/// The backend called `name` among `all`; another name is a usage error that lists theirs.
+pub fn backend<'a>(
+    all: &'a [Arc<dyn Backend>],
+    name: &str,
+) -> anyhow::Result<&'a Arc<dyn Backend>> {
+    let refs: Vec<&Arc<dyn Backend>> = all.iter().collect();
+    wattbench_core::workload::parse_choice("backend", name, &refs, |b| b.name()).map_err(usage)
 }
 
 /// How the energy meters are found.

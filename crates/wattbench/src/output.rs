@@ -3,6 +3,7 @@
 use crate::UsageError;
 use std::path::{Path, PathBuf};
 use wattbench_core::output::OutputFile;
+use wattbench_core::result::RunFile;
 
 /// `results/runs/<UTC time>-<host>-<label>.json`.
 pub fn default_path(label: &str) -> PathBuf {
@@ -59,4 +60,11 @@ pub fn prepare(path: &Path) -> anyhow::Result<OutputFile> {
 /// Write `bytes` into the prepared file.
 pub fn commit(file: OutputFile, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(file.commit(bytes)?)
+}
+
+/// Write the result document `doc` into the prepared file, as pretty JSON; that text.
+pub fn write(file: OutputFile, doc: &RunFile) -> anyhow::Result<String> {
+    let text = serde_json::to_string_pretty(doc)?;
+    commit(file, text.as_bytes())?;
+    Ok(text)
 }

@@ -1,20 +1,44 @@
-//! `wattbench report`: a Markdown summary of a result file.
+//! `wattbench report`: a Markdown summary of a result file, or a self-contained HTML report
+//! of several inputs (`--format html`, built in [`crate::html`]).
 use crate::UsageError;
 use anyhow::Result;
-use clap::Args;
-use comfy_table::presets::ASCII_MARKDOWN;
+use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use wattbench_core::result::{Config, RunFile, Status};
 use wattbench_core::units;
 
+/// What `report` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A Markdown summary of one result file.
+    Markdown,
+    /// One self-contained HTML page (inline SVG plots, no script, nothing fetched).
+    Html,
+}
+
 /// Options of `wattbench report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A result file written by `wattbench run`.
-    input: PathBuf,
+    /// A result file written by `wattbench run` or `train`. With --format html, any number of
+    /// them, and `measure` reports (their .trace.csv is found beside them), traces, ceilings
+    /// files, or folders of these.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
     /// Write the report here instead of stdout.
-    #[arg(long)]
+    #[arg(long, short = 'o')]
     output: Option<PathBuf>,
+    /// markdown, or html.
+    #[arg(long, value_enum, default_value_t = Format::Markdown)]
+    format: Format,
+    /// (html) The machine's ceilings for the roofline, from `wattbench ceilings` (default:
+    /// the file whose hardware fingerprint matches each result file's, in results/ceilings/
+    /// or a `ceilings/` folder beside the results' folder). May be given once per machine.
+    #[arg(long, value_name = "FILE")]
+    ceilings: Vec<PathBuf>,
+    /// (html) Run history for the trend section (default: $WATTBENCH_HISTORY, else
+    /// results/history.sqlite when it exists).
+    #[arg(long, value_name = "DB")]
+    history: Option<PathBuf>,
 }
 
 /// Render `doc` as Markdown.
@@ -81,8 +105,12 @@ pub fn render(doc: &RunFile) -> String {
         );
     }
     if !doc.cases.is_empty() {
-        md.push_str(&crate::run::table(&doc.cases, ASCII_MARKDOWN).to_string());
+        let (table, after) = crate::table::cases(&doc.cases, crate::table::Target::Markdown);
+        md.push_str(&table.to_string());
         md.push_str("\n\n");
+        for line in after {
+            md.push_str(&format!("{line}\n\n"));
+        }
         for line in crate::energy::notes(doc) {
             md.push_str(&format!("{line}\n\n"));
         }
@@ -137,13 +165,37 @@ pub fn render(doc: &RunFile) -> String {
     md
 }
 
+/// The Markdown report of the one result file given.
+fn markdown(args: &ReportArgs) -> Result<String> {
+    let [input] = args.inputs.as_slice() else {
+        return Err(UsageError(format!(
+            "the Markdown report takes one result file, not {}; --format html takes several",
+            args.inputs.len()
+        ))
+        .into());
+    };
+    if !args.ceilings.is_empty() || args.history.is_some() {
+        return Err(UsageError(
+            "--ceilings and --history are for the HTML report (--format html)".into(),
+        )
+        .into());
+    }
+    let text = std::fs::read_to_string(input)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", input.display())))?;
+    let doc =
+        RunFile::from_json(&text).map_err(|e| UsageError(format!("{}: {e}", input.display())))?;
+    Ok(render(&doc))
+}
+
 /// Run the command; returns the exit code.
 pub fn run(args: ReportArgs) -> Result<u8> {
-    let text = std::fs::read_to_string(&args.input)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", args.input.display())))?;
-    let doc = RunFile::from_json(&text)
-        .map_err(|e| UsageError(format!("{}: {e}", args.input.display())))?;
-    let md = render(&doc);
+    let md = match args.format {
+        Format::Markdown => markdown(&args)?,
+        Format::Html => {
+            let inputs = crate::html::load(&args.inputs, &args.ceilings, args.history.as_deref())?;
+            crate::html::render(&inputs)
+        }
+    };
     match args.output {
         None => print!("{md}"),
         Some(path) => {

@@ -1,24 +1,23 @@
 //! `wattbench run`: load a suite, verify and time every case on every selected backend, write
 //! one result file atomically.
 use crate::energy::{self, CaseMeter};
-use crate::options::{choices, usage, MeterArgs};
+use crate::options::{self, choices, usage, MeterArgs};
 use crate::signals::Stop;
 use crate::{backends, inventory, output};
 use anyhow::Result;
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wattbench_core::energy::mean_idle;
 use wattbench_core::harness::{skipped, CaseInputs, Harness, HarnessConfig};
-use wattbench_core::result::{
-    CaseResult, Config, Filters, RunConfig, RunEnergy, RunFile, Status, SCHEMA_VERSION,
-};
+use wattbench_core::result::{CaseResult, Config, Filters, RunConfig, RunEnergy, RunFile, Status};
 use wattbench_core::units;
+use wattbench_core::workload::unknown_choice;
 use wattbench_core::{suite, Backend, Case, DType, DeviceInfo, Mode, Op};
 
 /// Options of `wattbench run`.
@@ -46,7 +45,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     set: Vec<String>,
     /// Result file (default: results/runs/TIME-HOST-SUITE.json).
-    #[arg(long)]
+    #[arg(long, short = 'o')]
     output: Option<PathBuf>,
     /// Print the result document as JSON on stdout instead of the table.
     #[arg(long)]
@@ -99,10 +98,7 @@ fn select_cases(args: &RunArgs, suite: &suite::Suite) -> Result<(Vec<Case>, Filt
     use suite::SETS;
     for s in &args.set {
         if !SETS.contains(&s.as_str()) {
-            return Err(usage(format!(
-                "unknown set `{s}`; valid: {}",
-                SETS.join(", ")
-            )));
+            return Err(usage(unknown_choice("set", s, &SETS)));
         }
     }
     let mut seen = HashSet::new();
@@ -155,14 +151,8 @@ fn select_targets(
     args: &RunArgs,
     backends: &[Arc<dyn Backend>],
 ) -> Result<Vec<(Arc<dyn Backend>, DeviceInfo)>> {
-    let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
     for b in &args.backend {
-        if !names.contains(&b.as_str()) {
-            return Err(usage(format!(
-                "unknown backend `{b}`; valid: {}",
-                names.join(", ")
-            )));
-        }
+        options::backend(backends, b)?;
     }
     let all_devices: Vec<String> = backends
         .iter()
@@ -175,10 +165,8 @@ fn select_targets(
             let mut valid = all_devices.clone();
             valid.sort();
             valid.dedup();
-            return Err(usage(format!(
-                "unknown device `{d}`; valid: {}",
-                valid.join(", ")
-            )));
+            let valid: Vec<&str> = valid.iter().map(String::as_str).collect();
+            return Err(usage(unknown_choice("device", d, &valid)));
         }
     }
     let mut out = Vec::new();
@@ -227,89 +215,6 @@ fn check_numbers(args: &RunArgs) -> Result<HarnessConfig> {
     }
     args.meters.config()?;
     Ok(cfg)
-}
-
-/// First line of `s`, cut to `max` characters.
-fn short(s: &str, max: usize) -> String {
-    let line = s.lines().next().unwrap_or("");
-    if line.chars().count() <= max {
-        line.to_string()
-    } else {
-        format!("{}…", line.chars().take(max - 1).collect::<String>())
-    }
-}
-
-/// The result table; `preset` is comfy-table's style (terminal or markdown).
-pub fn table(cases: &[CaseResult], preset: &str) -> Table {
-    let mut t = Table::new();
-    t.load_preset(preset);
-    t.set_header([
-        "case",
-        "dtype",
-        "backend",
-        "status",
-        "median",
-        "95% CI of median",
-        "GFLOP/s",
-        "GB/s",
-        "rel. L2 err",
-        "J/call gross",
-        "J/call net",
-        "GFLOP/J gross",
-    ]);
-    for c in cases {
-        let shape = format!("{} {} {}", c.op.as_str(), c.mode.as_str(), c.params.label());
-        let reason = short(c.reason.as_deref().unwrap_or(""), 60);
-        let status = match c.status {
-            Status::Ok => "ok".to_string(),
-            Status::Skipped => format!("skipped: {reason}"),
-            Status::Failed => format!("FAILED: {reason}"),
-        };
-        let (median, ci) = c.time.as_ref().map_or((String::new(), String::new()), |t| {
-            (
-                units::seconds(t.median_s),
-                format!(
-                    "{} – {}",
-                    units::seconds(t.ci95_median_s[0]),
-                    units::seconds(t.ci95_median_s[1])
-                ),
-            )
-        });
-        let (gf, gb) = c
-            .throughput
-            .as_ref()
-            .map_or((String::new(), String::new()), |t| {
-                (
-                    format!("{:.1}", t.gflops_per_s),
-                    format!("{:.2}", t.gbytes_per_s),
-                )
-            });
-        let err = c
-            .verification
-            .as_ref()
-            .map_or(String::new(), |v| format!("{:.1e}", v.rel_l2_error));
-        t.add_row(vec![
-            Cell::new(shape),
-            Cell::new(c.dtype.as_str()),
-            Cell::new(format!("{}/{}", c.backend, c.device)),
-            Cell::new(status),
-            Cell::new(median).set_alignment(CellAlignment::Right),
-            Cell::new(ci),
-            Cell::new(gf).set_alignment(CellAlignment::Right),
-            Cell::new(gb).set_alignment(CellAlignment::Right),
-            Cell::new(err).set_alignment(CellAlignment::Right),
-            Cell::new(c.energy.as_ref().map_or(String::new(), energy::summary)),
-            Cell::new(c.energy.as_ref().map_or(String::new(), energy::net)),
-            Cell::new(
-                c.energy
-                    .as_ref()
-                    .and_then(|e| e.gflops_per_joule)
-                    .map_or(String::new(), |g| format!("{g:.3}")),
-            )
-            .set_alignment(CellAlignment::Right),
-        ]);
-    }
-    t
 }
 
 /// Run the command; returns the exit code.
@@ -376,7 +281,10 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let created_at = chrono::Utc::now().to_rfc3339();
     let started = Instant::now();
 
-    let bar = ProgressBar::new((cases.len() * targets.len()) as u64);
+    let total = cases.len() * targets.len();
+    let bar = ProgressBar::new(total as u64);
+    // The bar draws only on a terminal; under CI or nohup a line per case says how far it is.
+    let plain_progress = !std::io::stderr().is_terminal();
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .expect("static template")
@@ -422,6 +330,13 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
                         );
                         skipped(&inputs, b.name(), device, why)
                     };
+                    if plain_progress {
+                        eprintln!(
+                            "[{}/{total}] {}",
+                            bar.position() + 1,
+                            progress_line(&result)
+                        );
+                    }
                     completed.lock().expect("results lock").push(result);
                     bar.inc(1);
                 }
@@ -429,29 +344,16 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
             let _ = done_tx.send(());
         })
     };
-    let mut grace: Option<Instant> = None;
-    loop {
-        match done_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) if stop.requested() => {
-                // Let the current sample finish briefly; a long call is abandoned.
-                let since = *grace.get_or_insert_with(|| {
-                    bar.suspend(|| {
-                        eprintln!(
-                            "\n{}: finishing the current sample, then writing the completed \
-                             cases (send it again to abort)",
-                            stop.signal_name()
-                        )
-                    });
-                    Instant::now()
-                });
-                if since.elapsed() > Duration::from_secs(1) {
-                    break;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-    }
+    // Let the current sample finish briefly; a long call is abandoned.
+    stop.wait(&done_rx, Duration::from_secs(1), || {
+        bar.suspend(|| {
+            eprintln!(
+                "\n{}: finishing the current sample, then writing the completed cases (send it \
+                 again to abort)",
+                stop.signal_name()
+            )
+        })
+    });
     let interrupted = stop.requested();
     let panicked = !interrupted && worker.join().is_err();
     let mut results = std::mem::take(&mut *completed.lock().unwrap_or_else(|e| e.into_inner()));
@@ -473,19 +375,13 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     bar.finish_and_clear();
 
     inventory::finish(&mut environment, &backends);
+    let duration_s = started.elapsed().as_secs_f64();
     let doc = RunFile {
-        schema_version: SCHEMA_VERSION,
-        created_at,
-        duration_s: started.elapsed().as_secs_f64(),
-        interrupted,
-        environment,
-        config,
         energy: Some(run_energy),
         cases: results,
-        trainings: Vec::new(),
+        ..RunFile::new(created_at, duration_s, interrupted, environment, config)
     };
-    let text = serde_json::to_string_pretty(&doc)?;
-    output::commit(file, text.as_bytes())?;
+    let text = output::write(file, &doc)?;
     if let Some(db) = &args.record {
         crate::history::record(db.as_deref(), &path);
     }
@@ -495,9 +391,16 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
         println!("{text}");
         eprintln!("{}", path.display());
     } else {
-        println!("{}", table(&doc.cases, UTF8_FULL_CONDENSED));
-        for line in energy::notes(&doc) {
+        let target = crate::table::Target::stdout();
+        let (table, after) = crate::table::cases(&doc.cases, target);
+        println!("{table}");
+        for line in after {
             println!("{line}");
+        }
+        for line in energy::notes(&doc) {
+            for part in crate::table::wrap(&line, target.width()) {
+                println!("{part}");
+            }
         }
         let count = |s: Status| doc.cases.iter().filter(|c| c.status == s).count();
         println!(
@@ -541,4 +444,15 @@ fn suite_label(suite: &str) -> String {
     Path::new(suite)
         .file_stem()
         .map_or_else(|| suite.to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// One line for a finished case, for progress on a stderr that is not a terminal.
+fn progress_line(c: &CaseResult) -> String {
+    let id = &c.id;
+    match (c.status, &c.time) {
+        (Status::Ok, Some(t)) => format!("{id} ok {}", units::seconds(t.median_s)),
+        (Status::Ok, None) => format!("{id} ok"),
+        (Status::Skipped, _) => format!("{id} skipped: {}", c.reason.as_deref().unwrap_or("")),
+        (Status::Failed, _) => format!("{id} FAILED: {}", c.reason.as_deref().unwrap_or("")),
+    }
 }

@@ -5,7 +5,19 @@
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How [`Stop::wait`] ended.
+pub enum Waited<T> {
+    /// The worker sent its result.
+    Done(T),
+    /// The worker ended without sending one (it panicked).
+    Gone,
+    /// A stop was requested and the worker did not answer within the grace period.
+    GaveUp,
+}
 
 /// The stop request of a command, set from the signal handlers.
 #[derive(Clone)]
@@ -49,6 +61,34 @@ impl Stop {
         match self.which.load(Ordering::SeqCst) {
             0 => 130,
             s => (128 + s).min(255) as u8,
+        }
+    }
+
+    /// Waits for a worker's message on `done`, watching for a stop: once one is requested,
+    /// `announce` runs (once) and the worker has `grace` to answer before the wait gives up.
+    /// Also says whether `announce` ran.
+    pub fn wait<T>(
+        &self,
+        done: &Receiver<T>,
+        grace: Duration,
+        announce: impl Fn(),
+    ) -> (Waited<T>, bool) {
+        let mut since: Option<Instant> = None;
+        loop {
+            match done.recv_timeout(Duration::from_millis(50)) {
+                Ok(v) => return (Waited::Done(v), since.is_some()),
+                Err(RecvTimeoutError::Disconnected) => return (Waited::Gone, since.is_some()),
+                Err(RecvTimeoutError::Timeout) if self.requested() => {
+                    let since = *since.get_or_insert_with(|| {
+                        announce();
+                        Instant::now()
+                    });
+                    if since.elapsed() > grace {
+                        return (Waited::GaveUp, true);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
         }
     }
 

@@ -3,23 +3,23 @@
 //! CO2e. Training, metering and projection live in `wattbench_train`; this module parses the
 //! options, trains on a worker thread so that SIGINT and SIGTERM are answered at once (the
 //! steps done are written, marked interrupted), prints and writes the run file atomically.
-use crate::options::{CarbonArgs, MeterArgs};
-use crate::signals::Stop;
-use crate::{backends, energy, inventory, output, UsageError};
+use crate::options::{usage, CarbonArgs, MeterArgs};
+use crate::signals::{Stop, Waited};
+use crate::{backends, energy, inventory, output};
 use anyhow::Result;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wattbench_core::model::{ModelConfig, ModelKind, Size};
 use wattbench_core::result::{
     Config, ProjectionTarget, RunEnergy, RunFile, Status, TrainConfig, TrainSettings,
-    TrainingResult, DEFAULT_DATASET_SAMPLES, SCHEMA_VERSION,
+    TrainingResult, DEFAULT_DATASET_SAMPLES,
 };
 use wattbench_core::units::{self, interval, sig};
-use wattbench_core::workload::parse_choice;
+use wattbench_core::workload::{parse_choice, unknown_choice};
 use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_train::{train, Abandoned, Control, Progress, TrainError};
@@ -82,30 +82,24 @@ pub struct TrainArgs {
     #[command(flatten)]
     meters: MeterArgs,
     /// Result file (default: results/runs/TIME-HOST-train-MODEL.json).
-    #[arg(long)]
+    #[arg(long, short = 'o')]
     output: Option<PathBuf>,
     /// Print the result document as JSON on stdout instead of the summary.
     #[arg(long)]
     json: bool,
 }
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
-}
-
 /// The backend `args` names, among those that train, and its device.
 fn choose_backend(args: &TrainArgs, backends: &[Arc<dyn Backend>]) -> Result<Arc<dyn Backend>> {
-    let trainers: Vec<&Arc<dyn Backend>> = backends.iter().filter(|b| b.trains()).collect();
+    let names: Vec<&str> = backends
+        .iter()
+        .filter(|b| b.trains())
+        .map(|b| b.name())
+        .collect();
     let Some(b) = backends.iter().find(|b| b.name() == args.backend) else {
-        let names: Vec<&str> = trainers.iter().map(|b| b.name()).collect();
-        return Err(usage(format!(
-            "unknown backend `{}`; valid: {}",
-            args.backend,
-            names.join(", ")
-        )));
+        return Err(usage(unknown_choice("backend", &args.backend, &names)));
     };
     if !b.trains() {
-        let names: Vec<&str> = trainers.iter().map(|b| b.name()).collect();
         let why = b
             .devices()
             .iter()
@@ -426,28 +420,19 @@ pub fn run(args: TrainArgs) -> Result<u8> {
              abort)",
             stop.signal_name()
         );
-        Instant::now()
     };
-    let mut grace: Option<Instant> = None;
-    let outcome = loop {
-        if stop.requested() {
-            let since = *grace.get_or_insert_with(announce);
-            if since.elapsed() > GRACE {
-                break match progress.abandon(Some(&meters)) {
-                    Abandoned::Partial(r) => Some(Ok(*r)),
-                    Abandoned::NotStarted => Some(Err(TrainError::Interrupted)),
-                    Abandoned::Finishing => done_rx.recv().ok(),
-                };
-            }
-        }
-        match done_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(r) => break Some(r),
-            Err(RecvTimeoutError::Disconnected) => break None,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
+    let (waited, announced) = stop.wait(&done_rx, GRACE, announce);
+    let outcome = match waited {
+        Waited::Done(r) => Some(r),
+        Waited::Gone => None,
+        Waited::GaveUp => match progress.abandon(Some(&meters)) {
+            Abandoned::Partial(r) => Some(Ok(*r)),
+            Abandoned::NotStarted => Some(Err(TrainError::Interrupted)),
+            Abandoned::Finishing => done_rx.recv().ok(),
+        },
     };
     let interrupted = stop.requested();
-    if interrupted && grace.is_none() {
+    if interrupted && !announced {
         announce();
     }
     let result = match outcome {
@@ -470,13 +455,8 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         backend: backend.name().into(),
         settings: opts,
     });
+    let duration_s = started.elapsed().as_secs_f64();
     let doc = RunFile {
-        schema_version: SCHEMA_VERSION,
-        created_at,
-        duration_s: started.elapsed().as_secs_f64(),
-        interrupted,
-        environment,
-        config,
         energy: Some(RunEnergy {
             idle_baseline: idle,
             idle_after: Vec::new(),
@@ -487,11 +467,10 @@ pub fn run(args: TrainArgs) -> Result<u8> {
                    by their number"
                 .into(),
         }),
-        cases: Vec::new(),
         trainings: result.into_iter().collect(),
+        ..RunFile::new(created_at, duration_s, interrupted, environment, config)
     };
-    let text = serde_json::to_string_pretty(&doc)?;
-    output::commit(file, text.as_bytes())?;
+    let text = output::write(file, &doc)?;
     crate::signals::quiet_broken_pipe();
 
     let result = doc.trainings.first();

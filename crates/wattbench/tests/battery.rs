@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    command, is_char_device, reference_gemm, run_tiny, stderr, tiny_suite, train_tiny, wattbench,
-    FAST,
+    assert_contains, command, is_char_device, reference_gemm, reference_gemm_args, run_tiny,
+    stderr, stdout, tiny_suite, train_tiny, usage_error, wattbench,
 };
 use serde_json::Value;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -30,16 +30,6 @@ fn bounded(args: &[&str], limit: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
-}
-
-fn usage_error(o: &Output, needle: &str) {
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
-    assert!(
-        stderr(o).contains(needle),
-        "wanted {needle:?} in: {}",
-        stderr(o)
-    );
-    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
 }
 
 /// (Item 1.) `--output /dev/null` replaced the system's /dev/null with a regular file (as root).
@@ -100,9 +90,10 @@ fn dev_null_and_symlinks_are_written_through_not_replaced() {
         .unwrap()
         .file_type()
         .is_symlink());
-    assert!(std::fs::read_to_string(&target)
-        .unwrap()
-        .contains("# wattbench run"));
+    assert_contains(
+        &std::fs::read_to_string(&target).unwrap(),
+        "# wattbench run",
+    );
 }
 
 /// (Item 2.) `measure` to an unwritable place ran the command, then lost the measurement. Outputs
@@ -194,15 +185,7 @@ fn contradictory_and_absurd_settings_are_refused() {
     let suite = tiny_suite(dir.path());
     let limit = Duration::from_secs(60);
     let run = |extra: &[&str]| {
-        let mut a = vec![
-            "run",
-            "--suite",
-            &suite,
-            "--op",
-            "gemm",
-            "--backend",
-            "reference",
-        ];
+        let mut a = reference_gemm_args(&suite);
         a.extend(extra);
         bounded(&a, limit)
     };
@@ -252,16 +235,7 @@ fn two_runs_at_once_write_two_files() {
     let spawn = || {
         command()
             .current_dir(dir.path())
-            .args([
-                "run",
-                "--suite",
-                &suite,
-                "--backend",
-                "reference",
-                "--op",
-                "gemm",
-            ])
-            .args(FAST)
+            .args(reference_gemm(&suite))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -284,7 +258,7 @@ fn two_runs_at_once_write_two_files() {
 fn regions_are_listed_and_an_unknown_one_lists_the_choices() {
     let o = wattbench(&["list", "--regions"]);
     assert!(o.status.success());
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = stdout(&o);
     assert!(
         text.contains("FR ") && text.contains("gcp:us-west1"),
         "{text}"
@@ -324,12 +298,9 @@ fn honest_wording_and_one_key_rule() {
     let o = train_tiny(t.to_str().unwrap());
     assert!(o.status.success(), "{}", stderr(&o));
     let o = wattbench(&["report", t.to_str().unwrap()]);
-    let md = String::from_utf8_lossy(&o.stdout);
+    let md = stdout(&o);
     assert!(!md.contains("Every ok case was verified"), "{md}");
-    assert!(
-        md.contains("not verified against the f64 reference"),
-        "{md}"
-    );
+    assert_contains(&md, "not verified against the f64 reference");
 
     // candle's bf16 conv skip names the convolution, not matmul.
     let (o, doc) = run_tiny(
@@ -374,7 +345,7 @@ fn a_run_where_nothing_ran_says_so_and_exits_3() {
         .all(|c| c["status"] == "skipped");
     if all_skipped {
         assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-        assert!(stderr(&o).contains("nothing ran"), "{}", stderr(&o));
+        assert_contains(&stderr(&o), "nothing ran");
     } else {
         assert!(o.status.success(), "{}", stderr(&o));
     }

@@ -1,7 +1,7 @@
 //! The `wattbench` binary end to end: real runs, result files and bad input.
 mod common;
 
-use common::{run_tiny, stderr, wattbench, FAST};
+use common::{assert_contains, command, read_json, run_tiny, stderr, stdout, wattbench, FAST};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -49,9 +49,8 @@ fn run_writes_a_complete_verified_result_file() {
         &["--backend", "reference,candle"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
-        stdout.trim_end().lines().last().unwrap(),
+        stdout(&o).trim_end().lines().last().unwrap(),
         out_s,
         "the result path comes last"
     );
@@ -97,9 +96,10 @@ fn run_writes_a_complete_verified_result_file() {
     let md = dir.path().join("run.md");
     let o = wattbench(&["report", &out_s, "--output", &md.to_string_lossy()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(std::fs::read_to_string(md)
-        .unwrap()
-        .contains("| gemm infer m19_n7_k33_nt"));
+    assert_contains(
+        &std::fs::read_to_string(md).unwrap(),
+        "| gemm infer m19_n7_k33_nt",
+    );
 }
 
 #[test]
@@ -122,10 +122,7 @@ fn failed_verification_exits_1_and_is_recorded() {
     let c = &doc["cases"][0];
     assert_eq!(c["status"], "failed");
     assert_eq!(c["verification"]["passed"], false);
-    assert!(c["reason"]
-        .as_str()
-        .unwrap()
-        .contains("verification failed"));
+    assert_contains(c["reason"].as_str().unwrap(), "verification failed");
 }
 
 #[test]
@@ -177,7 +174,7 @@ fn bad_input_exits_2_with_a_useful_message_and_no_file() {
             stderr(&o)
         );
         if want == "expected usize" {
-            assert!(stderr(&o).contains("line 1, column"), "{}", stderr(&o));
+            assert_contains(&stderr(&o), "line 1, column");
         }
         assert!(!stderr(&o).contains("panicked"), "{args:?}");
         assert!(!out.exists(), "{args:?} wrote a file");
@@ -201,7 +198,7 @@ fn oversized_case_is_skipped_before_allocating() {
     ]);
     // Its only case skipped: nothing ran (exit 3), and the file says why.
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let doc = read_json(&out);
     let c = &doc["cases"][0];
     assert_eq!(c["status"], "skipped");
     let reason = c["reason"].as_str().unwrap();
@@ -223,7 +220,7 @@ fn signal_writes_completed_cases_and_marks_the_run_interrupted(signal: &str, cod
     )
     .unwrap();
     let out = dir.path().join("r.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_wattbench"))
+    let child = command()
         .args([
             "run",
             "--suite",
@@ -246,16 +243,12 @@ fn signal_writes_completed_cases_and_marks_the_run_interrupted(signal: &str, cod
     assert!(killed.success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let doc = read_json(&out);
     assert_eq!(doc["interrupted"], true);
     let cases = doc["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1, "only the completed case is written");
     assert_eq!(cases[0]["status"], "ok");
-    assert!(
-        stderr(&o).contains("writing the completed cases"),
-        "{}",
-        stderr(&o)
-    );
+    assert_contains(&stderr(&o), "writing the completed cases");
 }
 
 #[test]
@@ -287,7 +280,7 @@ fn measure_reports_a_command_and_returns_its_exit_code() {
         "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exit 3",
     ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let doc = read_json(&report);
     assert_eq!(doc["exit_code"], 3);
     assert!(doc["duration_s"].as_f64().unwrap() > 0.0);
     for k in [
@@ -332,7 +325,7 @@ fn measure_reports_a_command_and_returns_its_exit_code() {
         "no-such-command-xyz",
     ]);
     assert_eq!(o.status.code(), Some(127));
-    assert!(stderr(&o).contains("no-such-command-xyz"), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "no-such-command-xyz");
     assert!(missing.exists());
 }
 
@@ -423,7 +416,7 @@ fn every_result_key_is_documented() {
         train_out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let train: Value = serde_json::from_str(&std::fs::read_to_string(&train_out).unwrap()).unwrap();
+    let train = read_json(&train_out);
     let mut all = std::collections::BTreeSet::new();
     keys(&run.unwrap(), &mut all);
     keys(&train, &mut all);

@@ -2,7 +2,7 @@
 //! the tiny suite (and copies edited with serde_json to make known changes).
 mod common;
 
-use common::{stderr, tiny_suite, wattbench};
+use common::{assert_contains, read_json, stderr, stdout, tiny_suite, wattbench};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -40,10 +40,6 @@ fn base_run() -> &'static Path {
     })
 }
 
-fn read(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
 fn write(dir: &Path, name: &str, doc: &Value) -> String {
     let p = dir.join(name);
     std::fs::write(&p, serde_json::to_string_pretty(doc).unwrap()).unwrap();
@@ -78,7 +74,7 @@ fn time_rows(doc: &Value) -> Vec<&Value> {
 
 /// The base run with every time sample (and the statistics made from them) times `k`.
 fn scaled(k: f64) -> Value {
-    let mut doc = read(base_run());
+    let mut doc = read_json(base_run());
     for c in doc["cases"].as_array_mut().unwrap() {
         let t = &mut c["time"];
         if t.is_null() {
@@ -119,9 +115,9 @@ fn a_result_against_itself_is_never_slower() {
     // The table says the same in words.
     let o = wattbench(&["compare", &b, &b]);
     assert_eq!(code(&o), 0);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("summary: 0 slower, 0 faster"), "{text}");
-    assert!(text.contains("rule: "), "{text}");
+    let text = stdout(&o);
+    assert_contains(&text, "summary: 0 slower, 0 faster");
+    assert_contains(&text, "rule: ");
 }
 
 #[test]
@@ -161,7 +157,7 @@ fn every_sample_twenty_percent_slower_is_slower_and_exits_1() {
 #[test]
 fn different_hardware_is_refused_with_exit_2_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut doc = read(base_run());
+    let mut doc = read_json(base_run());
     doc["environment"]["host"]["cpu_model"] = "Some Other CPU @ 1.0GHz".into();
     let other = write(dir.path(), "other.json", &doc);
     let (o, _) = compare_json(&base_path(), &other, &[]);
@@ -185,7 +181,7 @@ fn different_hardware_is_refused_with_exit_2_unless_allowed() {
 #[test]
 fn unmatched_skipped_and_failed_cases_are_listed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut doc = read(base_run());
+    let mut doc = read_json(base_run());
     let cases = doc["cases"].as_array_mut().unwrap();
     let gone = cases.remove(0)["id"].as_str().unwrap().to_string();
     let renamed_from = cases[0]["id"].as_str().unwrap().to_string();
@@ -227,16 +223,13 @@ fn unmatched_skipped_and_failed_cases_are_listed() {
     }
     // The table lists them too.
     let o = wattbench(&["compare", &base_path(), &new]);
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = stdout(&o);
     assert!(
         text.contains("only in base (2)") && text.contains(&gone),
         "{text}"
     );
-    assert!(text.contains("only in new (1)"), "{text}");
-    assert!(
-        text.contains("not compared, case: new skipped: not enough memory"),
-        "{text}"
-    );
+    assert_contains(&text, "only in new (1)");
+    assert_contains(&text, "not compared, case: new skipped: not enough memory");
 }
 
 #[test]
@@ -244,7 +237,7 @@ fn folders_are_read_and_their_files_pooled() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     std::fs::create_dir(&runs).unwrap();
-    let doc = read(base_run());
+    let doc = read_json(base_run());
     write(&runs, "1.json", &doc);
     write(&runs, "2.json", &doc);
     std::fs::write(runs.join("notes.txt"), "not a result").unwrap();
@@ -292,14 +285,14 @@ fn bad_input_exits_2_with_a_message() {
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
     // Nothing in common: refused, not an empty success.
-    let mut doc = read(base_run());
+    let mut doc = read_json(base_run());
     for c in doc["cases"].as_array_mut().unwrap() {
         c["id"] = format!("other/{}", c["id"].as_str().unwrap()).into();
     }
     let other = write(dir.path(), "other.json", &doc);
     let o = wattbench(&["compare", &b, &other]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("no case in common"), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "no case in common");
 }
 
 /// Keys of a JSON object.
@@ -448,7 +441,7 @@ fn markdown_goes_to_a_file_with_the_summary_on_stdout() {
         md.to_str().unwrap(),
     ]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = stdout(&o);
     assert!(
         out.contains("slower") && out.contains("summary.md"),
         "{out}"
@@ -504,7 +497,7 @@ fn export(input: &str, format: &str) -> String {
 #[test]
 fn exports_follow_their_documented_shapes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut doc = read(base_run());
+    let mut doc = read_json(base_run());
     // A skipped case whose reason needs quoting in CSV.
     let reason = "needs \"cuda\", a GPU\nand a driver";
     let skipped = {
@@ -700,11 +693,7 @@ fn ab_alternates_rounds_keeps_every_run_and_compares_the_pools() {
     // The same --dir again: refused, nothing run.
     let o = wattbench(&args);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("already holds result files"),
-        "{}",
-        stderr(&o)
-    );
+    assert_contains(&stderr(&o), "already holds result files");
     // One round, an --output among the run options, a missing binary: refused.
     let x = dir.path().join("x");
     for (bad, needle) in [
@@ -723,9 +712,9 @@ fn ab_alternates_rounds_keeps_every_run_and_compares_the_pools() {
         a.extend(run);
         let o = wattbench(&a);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+        assert_contains(&stderr(&o), needle);
     }
     let o = wattbench(&["ab", "--a", bin, "--b", bin, "--", "--output", "x.json"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("set by `ab`"), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "set by `ab`");
 }

@@ -2,14 +2,12 @@
 //! change points in series made from a real run's file with scaled timings.
 mod common;
 
-use common::{command, run_tiny, stderr, tiny_suite, wattbench, FAST};
+use common::{
+    assert_contains, command, reference_gemm, run_tiny, stderr, stdout, tiny_suite, wattbench,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// `wattbench history ARGS --db DB`.
 fn history(db: &Path, args: &[&str]) -> Output {
@@ -102,11 +100,7 @@ fn run_record_then_show_lists_the_cases() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hist.sqlite");
     let (o, doc) = reference_run(dir.path(), &["--record", db.to_str().unwrap()]);
-    assert!(
-        stderr(&o).contains("recorded in the history"),
-        "{}",
-        stderr(&o)
-    );
+    assert_contains(&stderr(&o), "recorded in the history");
     let ids = ok_ids(&doc);
     assert!(!ids.is_empty());
     let show = history_json(&db, &["show"]);
@@ -153,17 +147,8 @@ fn record_defaults_to_the_env_then_results_history() {
         if let Some(p) = envdb {
             c.env("WATTBENCH_HISTORY", p);
         }
-        c.args([
-            "run",
-            "--suite",
-            &suite,
-            "--backend",
-            "reference",
-            "--op",
-            "gemm",
-        ])
-        .args(["--output", "r.json", "--record"])
-        .args(FAST);
+        c.args(reference_gemm(&suite))
+            .args(["--output", "r.json", "--record"]);
         let o = c.output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
     };
@@ -199,7 +184,7 @@ fn history_add_twice_is_idempotent() {
     let file = dir.path().join("run.json");
     let o = history(&db, &["add", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("recorded"), "{}", stdout(&o));
+    assert_contains(&stdout(&o), "recorded");
     let first = history_json(&db, &["show"]);
     // The same file again, and a byte-identical copy elsewhere: recorded once.
     let copy = dir.path().join("copy.json");
@@ -230,29 +215,21 @@ fn bad_input_is_a_usage_error_and_touches_nothing() {
     std::fs::write(&junk, "{\"not\": \"a result\"}").unwrap();
     let o = history(&db, &["add", junk.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("junk.json"), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "junk.json");
     assert!(!db.exists(), "nothing is created for a refused file");
     let o = history(&db, &["show"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("no history database"), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "no history database");
     assert!(!db.exists());
     let o = history(&db, &["changes", "--metric", "watts"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("valid: time, energy, memory"),
-        "{}",
-        stderr(&o)
-    );
+    assert_contains(&stderr(&o), "valid: time, energy, memory");
     // Another program's SQLite file is left alone.
     let foreign = dir.path().join("foreign.sqlite");
     let c = foreign_db(&foreign);
     let o = history(&foreign, &["show"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("not a wattbench history"),
-        "{}",
-        stderr(&o)
-    );
+    assert_contains(&stderr(&o), "not a wattbench history");
     assert_eq!(std::fs::read(&foreign).unwrap(), c);
 }
 
@@ -332,7 +309,7 @@ fn a_step_in_the_timings_is_a_change_point_with_its_commits() {
     counts.sort();
     assert_eq!(counts, vec![1, 16]);
     let o = history(&db, &["changes"]);
-    assert!(stdout(&o).contains("commit7..commit8"), "{}", stdout(&o));
+    assert_contains(&stdout(&o), "commit7..commit8");
 }
 
 #[test]
@@ -364,11 +341,7 @@ fn a_step_at_a_library_upgrade_is_a_known_break() {
         );
     }
     let o = history(&db, &["changes"]);
-    assert!(
-        stdout(&o).contains("known break: testlib 1.0 → 2.0"),
-        "{}",
-        stdout(&o)
-    );
+    assert_contains(&stdout(&o), "known break: testlib 1.0 → 2.0");
 }
 
 #[test]

@@ -2,88 +2,48 @@
 //! write instead and no result file; merged duplicates are said, with the true counts.
 mod common;
 
-use common::{stderr, wattbench, FAST};
+use common::{assert_contains, run_quick, stderr, usage_error};
 use serde_json::Value;
 use std::path::Path;
+use std::process::Output;
 
 /// `wattbench run --suite <dir>/<name>` (the suite written there first) on the reference
 /// backend, quickly, into `<dir>/out.json`; its output and the result document, if written.
-fn run_suite(
-    dir: &Path,
-    name: &str,
-    toml: &str,
-    extra: &[&str],
-) -> (std::process::Output, Option<Value>) {
+fn run_suite(dir: &Path, name: &str, toml: &str) -> (Output, Option<Value>) {
     let suite = dir.join(name);
     std::fs::write(&suite, toml).unwrap();
-    let out = dir.join("out.json");
-    let mut args = vec![
-        "run",
-        "--suite",
+    run_quick(
         suite.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--backend",
-        "reference",
-    ];
-    args.extend(FAST);
-    args.extend(extra);
-    let o = wattbench(&args);
-    let doc = std::fs::read_to_string(&out)
-        .ok()
-        .map(|t| serde_json::from_str(&t).unwrap());
-    (o, doc)
+        &dir.join("out.json"),
+        &["--backend", "reference"],
+    )
 }
 
-/// Exit 2, `want` in the message, no panic, no result file.
-fn refused(o: &std::process::Output, doc: &Option<Value>, want: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains(want), "wanted {want:?} in {err}");
-    assert!(!err.contains("panicked"), "{err}");
+/// The suite `toml` is refused: exit 2, `want` in the message, no panic, no result file.
+fn refused(toml: &str, want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, doc) = run_suite(dir.path(), "refused.toml", toml);
+    usage_error(&o, want);
     assert!(doc.is_none(), "a refused suite wrote a result file");
 }
 
 #[test]
 fn an_unknown_set_exits_2_with_the_valid_sets_and_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (o, doc) = run_suite(
-        dir.path(),
-        "bogus.toml",
-        "gemm = [ { m = 3, n = 2, k = 4 }, { m = 3, n = 2, k = 5, set = \"bogus\" } ]\n",
-        &[],
-    );
     refused(
-        &o,
-        &doc,
+        "gemm = [ { m = 3, n = 2, k = 4 }, { m = 3, n = 2, k = 5, set = \"bogus\" } ]\n",
         "gemm[1]: unknown set `bogus`; valid: train, server, device",
     );
 }
 
 #[test]
 fn empty_dtypes_or_modes_exit_2_saying_what_to_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let (o, doc) = run_suite(
-        dir.path(),
-        "nodtypes.toml",
-        "dtypes = []\ngemm = [ { m = 3, n = 2, k = 4 } ]\n",
-        &[],
-    );
     refused(
-        &o,
-        &doc,
+        "dtypes = []\ngemm = [ { m = 3, n = 2, k = 4 } ]\n",
         "top level: dtypes is empty: list at least one of f32, f16, bf16",
     );
     // An entry's own empty list used to drop the entry silently while the others ran.
-    let (o, doc) = run_suite(
-        dir.path(),
-        "nomodes.toml",
-        "gemm = [ { m = 3, n = 2, k = 4 }, { m = 3, n = 2, k = 5, modes = [] } ]\n",
-        &[],
-    );
     refused(
-        &o,
-        &doc,
+        "gemm = [ { m = 3, n = 2, k = 4 }, { m = 3, n = 2, k = 5, modes = [] } ]\n",
         "gemm[1]: modes is empty: list at least one of infer, train",
     );
 }
@@ -102,16 +62,13 @@ gemm = [
   { tag = "again", m = 3, n = 2, k = 4 },
 ]
 "#,
-        &[],
     );
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
-    assert!(
-        err.contains(
-            "suite dup: 3 entries, 1 duplicate merged -> 2 cases \
-             (gemm[2] repeats gemm[0], its tag `again` dropped)"
-        ),
-        "{err}"
+    assert_contains(
+        &err,
+        "suite dup: 3 entries, 1 duplicate merged -> 2 cases \
+         (gemm[2] repeats gemm[0], its tag `again` dropped)",
     );
     let cases = doc.unwrap()["cases"].as_array().unwrap().clone();
     let tags: Vec<_> = cases.iter().map(|c| c["tag"].as_str()).collect();
@@ -122,28 +79,16 @@ gemm = [
 fn deepbench_states_its_entries_merges_and_cases() {
     // Three small device-set RNNs; the line covers the whole suite.
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("db.json");
-    let mut args = vec![
-        "run",
-        "--suite",
+    let (o, doc) = run_quick(
         "deepbench",
-        "--set",
-        "device",
-        "--op",
-        "rnn",
-        "--backend",
-        "reference",
-        "--output",
-        out.to_str().unwrap(),
-    ];
-    args.extend(FAST);
-    let o = wattbench(&args);
+        &dir.path().join("db.json"),
+        &["--set", "device", "--op", "rnn", "--backend", "reference"],
+    );
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
-    assert!(
-        err.contains("suite deepbench: 590 entries, 32 duplicates merged -> 558 cases ("),
-        "{err}"
+    assert_contains(
+        &err,
+        "suite deepbench: 590 entries, 32 duplicates merged -> 558 cases (",
     );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert_eq!(doc["cases"].as_array().unwrap().len(), 3);
+    assert_eq!(doc.unwrap()["cases"].as_array().unwrap().len(), 3);
 }

@@ -1,23 +1,15 @@
 //! `wattbench train` end to end: SIGINT and SIGTERM write the steps done, marked interrupted,
 //! with no temporary file left behind (a second signal included); bad sizes blame the right
 //! option.
+mod common;
+
+use common::{assert_contains, command, read_json, stderr, wattbench};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-fn wattbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wattbench"))
-        .args(args)
-        .output()
-        .expect("spawn wattbench")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Steps asked for: far more than a test ever lets run.
 const STEPS: u64 = 100_000_000;
@@ -37,7 +29,7 @@ impl Training {
     /// steps, with `extra` options.
     fn start(out: &Path, extra: &[&str]) -> Training {
         let steps = STEPS.to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wattbench"))
+        let mut child = command()
             .args([
                 "train", "--model", "mlp", "--size", "tiny", "--steps", &steps,
             ])
@@ -145,8 +137,8 @@ fn signal_writes_the_steps_done_and_marks_the_run_interrupted(signal: &str, code
     run.signal(signal);
     let (status, err) = run.finish();
     assert_eq!(status.code(), Some(code), "{err}");
-    assert!(err.contains("writing the steps done"), "{err}");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_contains(&err, "writing the steps done");
+    let doc = read_json(&out);
     assert_eq!(doc["interrupted"], true);
     let t = &doc["trainings"][0];
     assert_eq!(t["status"], "ok");
@@ -191,7 +183,7 @@ fn a_stop_during_warm_up_writes_null_figures_with_the_reason() {
     run.signal("-INT");
     let (status, err) = run.finish();
     assert_eq!(status.code(), Some(130), "{err}");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let doc = read_json(&out);
     assert_eq!(doc["interrupted"], true);
     let t = &doc["trainings"][0];
     assert_eq!(t["measured_steps"], 0);
@@ -202,14 +194,8 @@ fn a_stop_during_warm_up_writes_null_figures_with_the_reason() {
     assert!(t["energy"]["total_joules_per_iter"].is_null());
     assert!(t["energy_per_sample_j"].is_null());
     let notes = t["energy"]["notes"].to_string();
-    assert!(notes.contains("warm-up"), "{notes}");
-    assert!(
-        t["reason"]
-            .as_str()
-            .unwrap()
-            .contains("none of them measured"),
-        "{t}"
-    );
+    assert_contains(&notes, "warm-up");
+    assert_contains(t["reason"].as_str().unwrap(), "none of them measured");
     assert!(!t["loss"]["curve"].as_array().unwrap().is_empty());
     assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
 }
@@ -256,7 +242,7 @@ fn an_oversized_data_set_blames_dataset_samples_with_its_value_and_the_limit() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains(&format!("--dataset-samples {huge}")), "{err}");
-    assert!(err.contains("4 GiB"), "{err}");
+    assert_contains(&err, "4 GiB");
     assert!(!err.contains("--batch-size"), "{err}");
     // A batch alone over the limit is --batch-size's.
     let o = wattbench(&[
@@ -270,7 +256,7 @@ fn an_oversized_data_set_blames_dataset_samples_with_its_value_and_the_limit() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("--batch-size 100000000"), "{err}");
+    assert_contains(&err, "--batch-size 100000000");
     assert!(!err.contains("--dataset-samples"), "{err}");
     assert!(!out.exists());
     assert_eq!(temporary_files(dir.path()), Vec::<String>::new());

@@ -22,6 +22,29 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Its standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Fails unless `text` contains `want`, showing the text.
+pub fn assert_contains(text: &str, want: &str) {
+    assert!(text.contains(want), "wanted {want:?} in:\n{text}");
+}
+
+/// Exit 2 (a usage error), `needle` in the message, and no panic.
+pub fn usage_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_contains(&err, needle);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The JSON document in the file at `p`.
+pub fn read_json(p: impl AsRef<Path>) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
 /// One small case of each op.
 pub const TINY: &str = r#"
 name = "tiny"
@@ -41,19 +64,22 @@ pub fn tiny_suite(dir: &Path) -> String {
 /// Options that make a run quick.
 pub const FAST: [&str; 6] = ["--min-time", "0", "--min-samples", "3", "--warmup", "0"];
 
-/// `wattbench run` of the tiny suite (written into `dir`) to `dir/<out>`, quickly, with
-/// `extra` options; its output and the result document, when one was written.
-pub fn run_tiny(dir: &Path, out: &str, extra: &[&str]) -> (Output, Option<Value>) {
-    let suite = tiny_suite(dir);
-    let out = dir.join(out);
-    let mut args = vec!["run", "--suite", &suite, "--output", out.to_str().unwrap()];
+/// `wattbench run --suite SUITE` to `out`, quickly, with `extra` options; its output and the
+/// result document, when one was written.
+pub fn run_quick(suite: &str, out: &Path, extra: &[&str]) -> (Output, Option<Value>) {
+    let mut args = vec!["run", "--suite", suite, "--output", out.to_str().unwrap()];
     args.extend(FAST);
     args.extend(extra);
     let o = wattbench(&args);
-    let doc = std::fs::read_to_string(&out)
+    let doc = std::fs::read_to_string(out)
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap());
     (o, doc)
+}
+
+/// [`run_quick`] of the tiny suite (written into `dir`) to `dir/<out>`.
+pub fn run_tiny(dir: &Path, out: &str, extra: &[&str]) -> (Output, Option<Value>) {
+    run_quick(&tiny_suite(dir), &dir.join(out), extra)
 }
 
 /// Whether `p` is still a character device (not replaced by a regular file).
@@ -70,9 +96,9 @@ pub fn train_tiny(out: &str) -> Output {
     wattbench(&[&TRAIN_TINY[..], &["--output", out]].concat())
 }
 
-/// `run` of the reference GEMM cases of `suite`, quickly; add `--output` and the rest.
-pub fn reference_gemm(suite: &str) -> Vec<&str> {
-    let mut a = vec![
+/// `run` of the reference GEMM cases of `suite`; add the rest.
+pub fn reference_gemm_args(suite: &str) -> Vec<&str> {
+    vec![
         "run",
         "--suite",
         suite,
@@ -80,7 +106,12 @@ pub fn reference_gemm(suite: &str) -> Vec<&str> {
         "reference",
         "--op",
         "gemm",
-    ];
+    ]
+}
+
+/// [`reference_gemm_args`], quickly; add `--output` and the rest.
+pub fn reference_gemm(suite: &str) -> Vec<&str> {
+    let mut a = reference_gemm_args(suite);
     a.extend(FAST);
     a
 }

@@ -1,0 +1,665 @@
+//! `wattbench ceilings`: the machine's limits, measured once and stored with its hardware
+//! fingerprint, for the roofline of `wattbench report --format html`.
+//!
+//! - Memory bandwidth by a large copy, counting the bytes read and the bytes written (as
+//!   STREAM's Copy does): host memory on the CPU (one `memcpy` per thread over two buffers,
+//!   every page touched before timing), device to device on each GPU (CUDA events). The best
+//!   repetition is the ceiling, as STREAM reports it; the median is kept beside it.
+//! - Peak matrix throughput per dtype: a large square GEMM on every backend that runs on the
+//!   device (the f64 reference excluded: it is the oracle, not a contender), each verified
+//!   and timed by the harness exactly as `run` does; the best verified one is the ceiling.
+//!
+//! The file is `results/ceilings/HARDWARE-SLUG.json` by default: one per machine kind,
+//! replaced by the next measurement; `report` finds it by the fingerprint inside.
+use crate::options::{choices, usage};
+use crate::signals::Stop;
+use crate::{backends, inventory, output};
+use anyhow::Result;
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
+use wattbench_core::result::{CaseResult, Environment, Status};
+use wattbench_core::stats::quantile_sorted;
+use wattbench_core::workload::GemmParams;
+use wattbench_core::{Case, DType, Mode, Params};
+
+/// Version of the ceilings file; bump on incompatible changes.
+pub const CEILINGS_SCHEMA_VERSION: u32 = 1;
+
+/// Where ceilings files go by default, and where `report` looks for them.
+pub const DEFAULT_DIR: &str = "results/ceilings";
+
+/// The measured limits of one machine: the document `wattbench ceilings` writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ceilings {
+    /// [`CEILINGS_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// RFC 3339 start time.
+    pub created_at: String,
+    /// Wall time of the measurement, s.
+    pub duration_s: f64,
+    /// [`Environment::hardware_fingerprint`] of the machine: what result files are matched
+    /// on.
+    pub hardware_fingerprint: String,
+    /// The command line.
+    pub argv: Vec<String>,
+    /// Machine and software, as in result files.
+    pub environment: Environment,
+    /// One entry per device measured.
+    pub devices: Vec<DeviceCeilings>,
+    /// Devices (or kinds of device) not measured, and why.
+    pub not_measured: Vec<NotMeasured>,
+}
+
+/// The limits of one device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCeilings {
+    /// Device name as in case ids: `cpu`, `cuda:0`.
+    pub device: String,
+    /// CPU model or GPU name.
+    pub name: String,
+    /// Memory bandwidth ceiling, GB/s (10⁹ bytes; read + written); null when not measured.
+    pub memory_gbytes_per_s: Option<f64>,
+    /// How the bandwidth was measured, with every repetition; null when not measured.
+    pub memory: Option<MemoryCeiling>,
+    /// Why the bandwidth was not measured; null when it was.
+    pub memory_reason: Option<String>,
+    /// Peak GEMM throughput per dtype (`f32`, `f16`, `bf16`): the best verified backend.
+    /// A dtype no backend ran is absent (see `gemm` for why).
+    pub peak_gflops: BTreeMap<String, PeakGemm>,
+    /// Every GEMM tried, as `run` records cases (skipped and failed ones with the reason).
+    pub gemm: Vec<CaseResult>,
+}
+
+/// A memory bandwidth measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryCeiling {
+    /// What was copied, where and how, in words.
+    pub method: String,
+    /// Bytes of one copy (the size of each buffer).
+    pub bytes_per_copy: u64,
+    /// Bytes counted per copy: read + written, 2 × `bytes_per_copy`.
+    pub bytes_counted: u64,
+    /// Threads copying at once (host); null on a GPU.
+    pub threads: Option<usize>,
+    /// Timed repetitions (after one untimed copy).
+    pub repetitions: usize,
+    /// GB/s of each repetition, in order.
+    pub samples_gbytes_per_s: Vec<f64>,
+    /// The best repetition, GB/s: the ceiling.
+    pub best_gbytes_per_s: f64,
+    /// The median repetition, GB/s.
+    pub median_gbytes_per_s: f64,
+}
+
+/// The best verified GEMM of one dtype.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeakGemm {
+    /// GFLOP/s at the median time.
+    pub gflops_per_s: f64,
+    /// The backend that reached it.
+    pub backend: String,
+    /// The case id of that GEMM (shape included).
+    pub case_id: String,
+}
+
+/// A device that was not measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotMeasured {
+    /// `gpu`, or the device name.
+    pub device: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A ceilings file that could not be read.
+#[derive(Debug)]
+pub struct ReadError(pub String);
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Ceilings {
+    /// Parse a ceilings file, refusing other schema versions and other documents.
+    pub fn from_json(text: &str) -> Result<Ceilings, ReadError> {
+        #[derive(Deserialize)]
+        struct Head {
+            schema_version: Option<u32>,
+            hardware_fingerprint: Option<String>,
+        }
+        let head: Head = serde_json::from_str(text)
+            .map_err(|e| ReadError(format!("not a ceilings file: {e}")))?;
+        match (head.schema_version, head.hardware_fingerprint) {
+            (Some(CEILINGS_SCHEMA_VERSION), Some(_)) => serde_json::from_str(text)
+                .map_err(|e| ReadError(format!("not a ceilings file: {e}"))),
+            (Some(v), Some(_)) => Err(ReadError(format!(
+                "ceilings schema version {v}, but this wattbench reads version \
+                 {CEILINGS_SCHEMA_VERSION}: measure again with `wattbench ceilings`"
+            ))),
+            _ => Err(ReadError(
+                "not a ceilings file (no `hardware_fingerprint`)".into(),
+            )),
+        }
+    }
+
+    /// The limits of `device` (`cpu`, `cuda:0`), if measured.
+    pub fn device(&self, device: &str) -> Option<&DeviceCeilings> {
+        self.devices.iter().find(|d| d.device == device)
+    }
+}
+
+/// A file-name slug of a hardware fingerprint: lowercase letters, digits and dashes, cut to
+/// 80 characters, then a hash of the whole fingerprint so that two fingerprints never share a
+/// file.
+pub fn slug(fingerprint: &str) -> String {
+    let mut s = String::new();
+    for c in fingerprint.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.ends_with('-') && !s.is_empty() {
+            s.push('-');
+        }
+    }
+    let s: String = s.trim_end_matches('-').chars().take(80).collect();
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let h = fingerprint.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{}-{:08x}", s.trim_end_matches('-'), h as u32)
+}
+
+/// The default file of the machine with `fingerprint`.
+pub fn default_path(fingerprint: &str) -> PathBuf {
+    Path::new(DEFAULT_DIR).join(format!("{}.json", slug(fingerprint)))
+}
+
+/// The ceilings measured on the machine with `fingerprint`, looked for in every `*.json` of
+/// `dirs` (missing folders and unreadable files are passed over); the newest when several
+/// match.
+pub fn find(fingerprint: &str, dirs: &[PathBuf]) -> Option<(PathBuf, Ceilings)> {
+    let mut found: Vec<(PathBuf, Ceilings)> = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let Some(c) = std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| Ceilings::from_json(&t).ok())
+            else {
+                continue;
+            };
+            if c.hardware_fingerprint == fingerprint {
+                found.push((p, c));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at));
+    found.pop()
+}
+
+/// Options of `wattbench ceilings`.
+#[derive(Args, Debug)]
+pub struct CeilingsArgs {
+    /// Ceilings file (default: results/ceilings/HARDWARE-SLUG.json, replacing the previous
+    /// measurement of this kind of machine).
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+    /// Print the document as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Size of each copy buffer, MiB, host and device [default: 1024; 64 with --quick].
+    #[arg(long, value_name = "MIB")]
+    copy_mib: Option<usize>,
+    /// Timed copies per device, after one untimed copy; the best is the ceiling [default: 10;
+    /// 3 with --quick].
+    #[arg(long, value_name = "N")]
+    copies: Option<usize>,
+    /// M = N = K of the CPU's GEMM [default: 2048; 256 with --quick].
+    #[arg(long, value_name = "N")]
+    gemm_size: Option<usize>,
+    /// M = N = K of each GPU's GEMM [default: 8192; 2048 with --quick].
+    #[arg(long, value_name = "N")]
+    gpu_gemm_size: Option<usize>,
+    /// Only these backends (comma-separated; the f64 reference is never a contender).
+    #[arg(long, value_delimiter = ',')]
+    backend: Vec<String>,
+    /// Only these dtypes (comma-separated: f32, f16, bf16).
+    #[arg(long, value_delimiter = ',')]
+    dtype: Vec<String>,
+    /// Small sizes for a first look and for tests (the defaults in brackets above; sizes
+    /// given explicitly still win): a lower bound of the ceilings, not the ceilings.
+    #[arg(long)]
+    quick: bool,
+    /// Measure only when the file does not exist yet (a file that is not a ceilings file of
+    /// this machine is an error, not replaced).
+    #[arg(long)]
+    if_missing: bool,
+}
+
+/// The sizes a measurement uses.
+struct Sizes {
+    copy_mib: usize,
+    copies: usize,
+    gemm: usize,
+    gpu_gemm: usize,
+}
+
+impl CeilingsArgs {
+    fn sizes(&self) -> Result<Sizes> {
+        let pick = |v: Option<usize>, full: usize, quick: usize| {
+            v.unwrap_or(if self.quick { quick } else { full })
+        };
+        let s = Sizes {
+            copy_mib: pick(self.copy_mib, 1024, 64),
+            copies: pick(self.copies, 10, 3),
+            gemm: pick(self.gemm_size, 2048, 256),
+            gpu_gemm: pick(self.gpu_gemm_size, 8192, 2048),
+        };
+        if s.copy_mib == 0 || s.copies == 0 || s.gemm == 0 || s.gpu_gemm == 0 {
+            return Err(usage(
+                "--copy-mib, --copies, --gemm-size and --gpu-gemm-size must be at least 1",
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// Host memory bandwidth: `threads` threads each copy their share of a `bytes` buffer into
+/// another, `reps` times after one untimed copy; every page of both buffers is written before
+/// timing, and the copy is compared with its source at the end.
+fn host_copy(bytes: usize, reps: usize) -> Result<MemoryCeiling> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Page-aligned shares, so that no two threads write the same page.
+    let chunk = bytes.div_ceil(threads).div_ceil(4096) * 4096;
+    let mut src = vec![0u8; bytes];
+    let mut dst = vec![0u8; bytes];
+    std::thread::scope(|s| {
+        for (i, (a, b)) in src.chunks_mut(chunk).zip(dst.chunks_mut(chunk)).enumerate() {
+            s.spawn(move || {
+                for (j, x) in a.iter_mut().enumerate() {
+                    *x = (j % 251) as u8 ^ i as u8;
+                }
+                b.fill(0xff);
+            });
+        }
+    });
+    let copy = |dst: &mut [u8]| {
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for (a, b) in src.chunks(chunk).zip(dst.chunks_mut(chunk)) {
+                s.spawn(move || b.copy_from_slice(a));
+            }
+        });
+        t0.elapsed().as_secs_f64()
+    };
+    copy(&mut dst);
+    let times: Vec<f64> = (0..reps).map(|_| copy(&mut dst)).collect();
+    if src != dst {
+        anyhow::bail!("internal error: the host copy did not reproduce its source");
+    }
+    Ok(memory_ceiling(
+        format!(
+            "host memory: {threads} threads each copy their share of a {} buffer into a second \
+             one (memcpy), {reps} times after one untimed copy, every page touched before; \
+             bytes read + bytes written per copy; the best copy is the ceiling",
+            wattbench_core::units::mib(bytes as u64)
+        ),
+        bytes,
+        Some(threads),
+        &times,
+    ))
+}
+
+fn memory_ceiling(
+    method: String,
+    bytes: usize,
+    threads: Option<usize>,
+    times: &[f64],
+) -> MemoryCeiling {
+    let counted = 2 * bytes as u64;
+    let samples: Vec<f64> = times
+        .iter()
+        .map(|t| counted as f64 / t.max(1e-12) / 1e9)
+        .collect();
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    MemoryCeiling {
+        method,
+        bytes_per_copy: bytes as u64,
+        bytes_counted: counted,
+        threads,
+        repetitions: times.len(),
+        best_gbytes_per_s: sorted.last().copied().unwrap_or(f64::NAN),
+        median_gbytes_per_s: if sorted.is_empty() {
+            f64::NAN
+        } else {
+            quantile_sorted(&sorted, 0.5)
+        },
+        samples_gbytes_per_s: samples,
+    }
+}
+
+/// Device-to-device bandwidth of a GPU, or why not.
+#[cfg(feature = "cuda")]
+fn gpu_copy(device: &str, bytes: usize, reps: usize) -> Result<MemoryCeiling, String> {
+    let times = wattbench_cuda::host::copy_times(device, bytes, reps).map_err(|e| e.to_string())?;
+    Ok(memory_ceiling(
+        format!(
+            "device memory: cuMemcpyDtoD of a {} buffer into a second one on {device}, {reps} \
+             times after one untimed copy, each timed with CUDA events; bytes read + bytes \
+             written per copy; the best copy is the ceiling",
+            wattbench_core::units::mib(bytes as u64)
+        ),
+        bytes,
+        None,
+        &times,
+    ))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_copy(_: &str, _: usize, _: usize) -> Result<MemoryCeiling, String> {
+    Err("built without the `cuda` feature, which measures device copies".into())
+}
+
+/// Why there are no GPUs here, when there are none.
+fn no_gpu_reason() -> Option<String> {
+    #[cfg(feature = "cuda")]
+    {
+        match wattbench_cuda::gpus() {
+            Ok(g) if !g.is_empty() => None,
+            Ok(_) => Some("no GPU: the NVIDIA driver reports no CUDA device".into()),
+            Err(e) => Some(format!("no GPU: {e}")),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Some("GPUs not looked for: built without the `cuda` feature".into())
+    }
+}
+
+/// Run the command; returns the exit code.
+pub fn run(args: CeilingsArgs) -> Result<u8> {
+    let sizes = args.sizes()?;
+    let dtypes = choices("dtype", &args.dtype, &DType::ALL, DType::as_str)?;
+    let dtypes = if dtypes.is_empty() {
+        DType::ALL.to_vec()
+    } else {
+        dtypes
+    };
+    let all = backends::all();
+    let names: Vec<&str> = all.iter().map(|b| b.name()).collect();
+    for b in &args.backend {
+        if !names.contains(&b.trim()) || b.trim() == "reference" {
+            return Err(usage(format!(
+                "`{b}` is not a contender; valid: {}",
+                names
+                    .iter()
+                    .filter(|n| **n != "reference")
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let contenders: Vec<_> = all
+        .iter()
+        .filter(|b| b.name() != "reference")
+        .filter(|b| args.backend.is_empty() || args.backend.iter().any(|n| n.trim() == b.name()))
+        .cloned()
+        .collect();
+    let meters = wattbench_energy::Meters::discover(&wattbench_energy::MeterConfig::default())
+        .map_err(|e| usage(e.to_string()))?;
+    let mut environment = inventory::environment(&all, &meters);
+    let fingerprint = environment.hardware_fingerprint();
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_path(&fingerprint));
+    if args.if_missing && path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        let doc =
+            Ceilings::from_json(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        if doc.hardware_fingerprint != fingerprint {
+            return Err(usage(format!(
+                "{} holds the ceilings of another machine ({}); give another --output or \
+                 delete it",
+                path.display(),
+                doc.hardware_fingerprint
+            )));
+        }
+        eprintln!(
+            "ceilings of this machine measured {}: {} (run without --if-missing to measure \
+             again)",
+            doc.created_at,
+            path.display()
+        );
+        return Ok(0);
+    }
+    let file = output::prepare(&path)?;
+    let stop = Stop::install()?;
+    let created_at = chrono::Utc::now().to_rfc3339();
+    let started = Instant::now();
+
+    // Devices: the CPU, then every device some contender can use.
+    let mut devices: Vec<String> = vec!["cpu".into()];
+    for b in &contenders {
+        for d in b.devices().into_iter().filter(|d| d.available) {
+            if !devices.contains(&d.name) {
+                devices.push(d.name);
+            }
+        }
+    }
+    let mut not_measured = Vec::new();
+    if !devices.iter().any(|d| d.starts_with("cuda")) {
+        if let Some(why) = no_gpu_reason() {
+            not_measured.push(NotMeasured {
+                device: "gpu".into(),
+                reason: why,
+            });
+        }
+    }
+    let cfg = HarnessConfig {
+        warmup_s: 0.05,
+        min_time_s: 0.5,
+        min_samples: 3,
+        max_time_s: 3.0,
+        ..HarnessConfig::default()
+    };
+    let harness = Harness::new(cfg, stop.flag());
+    let bytes = sizes.copy_mib << 20;
+    let mut out = Vec::new();
+    for device in &devices {
+        let cpu = device == "cpu";
+        eprintln!(
+            "{device}: copying {} MiB, {} times",
+            sizes.copy_mib, sizes.copies
+        );
+        let memory = if cpu {
+            host_copy(bytes, sizes.copies).map_err(|e| e.to_string())
+        } else {
+            gpu_copy(device, bytes, sizes.copies)
+        };
+        let n = if cpu { sizes.gemm } else { sizes.gpu_gemm };
+        let mut gemm = Vec::new();
+        for &dtype in &dtypes {
+            let case = Case {
+                params: Params::Gemm(GemmParams::new(n, n, n)),
+                mode: Mode::Infer,
+                dtype,
+                tag: Some("ceiling".into()),
+            };
+            let inputs = CaseInputs::new(case, &harness.cfg);
+            for b in &contenders {
+                if !b.devices().iter().any(|d| d.available && d.name == *device) {
+                    continue;
+                }
+                eprintln!("{device}: GEMM {n}³ {} on {}", dtype.as_str(), b.name());
+                match harness.run_case(&inputs, b.as_ref(), device, None) {
+                    Ok(r) => gemm.push(r),
+                    Err(_) => {
+                        eprintln!("{}: stopped; nothing written", stop.signal_name());
+                        return Ok(stop.exit_code());
+                    }
+                }
+            }
+        }
+        let mut peak: BTreeMap<String, PeakGemm> = BTreeMap::new();
+        for r in gemm.iter().filter(|r| r.status == Status::Ok) {
+            let Some(t) = &r.throughput else { continue };
+            let better = peak
+                .get(r.dtype.as_str())
+                .is_none_or(|p| t.gflops_per_s > p.gflops_per_s);
+            if better {
+                peak.insert(
+                    r.dtype.as_str().into(),
+                    PeakGemm {
+                        gflops_per_s: t.gflops_per_s,
+                        backend: r.backend.clone(),
+                        case_id: r.id.clone(),
+                    },
+                );
+            }
+        }
+        let name = if cpu {
+            environment.host.cpu_model.clone()
+        } else {
+            device_gpu_name(&environment, device)
+        };
+        out.push(DeviceCeilings {
+            device: device.clone(),
+            name: name.unwrap_or_else(|| "unknown".into()),
+            memory_gbytes_per_s: memory.as_ref().ok().map(|m| m.best_gbytes_per_s),
+            memory_reason: memory.as_ref().err().cloned(),
+            memory: memory.ok(),
+            peak_gflops: peak,
+            gemm,
+        });
+    }
+    inventory::finish(&mut environment, &all);
+    let doc = Ceilings {
+        schema_version: CEILINGS_SCHEMA_VERSION,
+        created_at,
+        duration_s: started.elapsed().as_secs_f64(),
+        hardware_fingerprint: fingerprint,
+        argv: std::env::args().collect(),
+        environment,
+        devices: out,
+        not_measured,
+    };
+    let text = serde_json::to_string_pretty(&doc)?;
+    output::commit(file, text.as_bytes())?;
+    crate::signals::quiet_broken_pipe();
+    if args.json {
+        println!("{text}");
+    } else {
+        println!("{}", table(&doc));
+        for n in &doc.not_measured {
+            println!("{}: not measured: {}", n.device, n.reason);
+        }
+        println!("{} in {:.1} s", doc.hardware_fingerprint, doc.duration_s);
+    }
+    eprintln!("{}", path.display());
+    Ok(0)
+}
+
+/// The NVML name of the GPU behind `cuda:N` (CUDA and NVML both order by PCI bus when
+/// `CUDA_DEVICE_ORDER=PCI_BUS_ID`; otherwise this is the best guess).
+fn device_gpu_name(env: &Environment, device: &str) -> Option<String> {
+    let n: u32 = device.strip_prefix("cuda:")?.parse().ok()?;
+    env.gpus.iter().find(|g| g.index == n)?.name.clone()
+}
+
+/// The terminal table: one row per device.
+fn table(doc: &Ceilings) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let dtypes: Vec<&str> = DType::ALL.iter().map(|d| d.as_str()).collect();
+    let mut header = vec!["device".to_string(), "memory GB/s (best, median)".into()];
+    header.extend(dtypes.iter().map(|d| format!("{d} GFLOP/s (backend)")));
+    t.set_header(header);
+    for d in &doc.devices {
+        let mut row = vec![
+            format!("{} ({})", d.device, d.name),
+            match (&d.memory, &d.memory_reason) {
+                (Some(m), _) => format!("{:.1}, {:.1}", m.best_gbytes_per_s, m.median_gbytes_per_s),
+                (None, Some(r)) => format!("not measured: {r}"),
+                (None, None) => "not measured".into(),
+            },
+        ];
+        for dt in &dtypes {
+            row.push(match d.peak_gflops.get(*dt) {
+                Some(p) => format!("{:.1} ({})", p.gflops_per_s, p.backend),
+                None => {
+                    let why: Vec<String> = d
+                        .gemm
+                        .iter()
+                        .filter(|r| r.dtype.as_str() == *dt)
+                        .map(|r| {
+                            format!(
+                                "{}: {}",
+                                r.backend,
+                                r.reason.as_deref().unwrap_or("no figure")
+                            )
+                        })
+                        .collect();
+                    if why.is_empty() {
+                        "not run".into()
+                    } else {
+                        why.join("; ")
+                    }
+                }
+            });
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_file_names_and_keep_fingerprints_apart() {
+        let a = slug("cpu=AMD EPYC 7B13 x2; gpu0=NVIDIA H200");
+        assert!(
+            a.starts_with("cpu-amd-epyc-7b13-x2-gpu0-nvidia-h200-"),
+            "{a}"
+        );
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert_ne!(a, slug("cpu=AMD EPYC 7B13 x2; gpu0=NVIDIA H200 "));
+        assert_eq!(a, slug("cpu=AMD EPYC 7B13 x2; gpu0=NVIDIA H200"));
+    }
+
+    #[test]
+    fn host_copy_counts_read_and_written_bytes() {
+        let m = host_copy(1 << 20, 3).unwrap();
+        assert_eq!((m.bytes_per_copy, m.bytes_counted), (1 << 20, 2 << 20));
+        assert_eq!(m.samples_gbytes_per_s.len(), 3);
+        assert!(m.best_gbytes_per_s >= m.median_gbytes_per_s && m.median_gbytes_per_s > 0.0);
+    }
+
+    #[test]
+    fn other_documents_are_refused_with_what_to_do() {
+        let e = Ceilings::from_json(r#"{"schema_version": 2, "cases": []}"#).unwrap_err();
+        assert!(e.0.contains("not a ceilings file"), "{e}");
+        let e = Ceilings::from_json(r#"{"schema_version": 9, "hardware_fingerprint": "x"}"#)
+            .unwrap_err();
+        assert!(e.0.contains("wattbench ceilings"), "{e}");
+    }
+}

@@ -1,0 +1,1646 @@
+//! `wattbench report --format html`: one self-contained page (inline CSS and SVG, no script,
+//! nothing fetched) from result files, `measure` reports and traces, ceilings and the run
+//! history. Sections, each always present and saying so when its inputs are missing: summary,
+//! roofline, backend comparison, traces, trend, cross-hardware comparison, carbon.
+//!
+//! Every text that comes from a file (names, reasons, commands) is HTML-escaped here or by
+//! the SVG backend.
+mod inputs;
+mod plot;
+
+pub use inputs::{load, Inputs};
+
+use crate::ceilings::Ceilings;
+use inputs::{MeasureInput, RunInput, TraceInput};
+use plot::{Bar, Fill, Line, Mark, RoofPoint, Roofs};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use wattbench_core::energy::{CaseEnergy, Interval, Source};
+use wattbench_core::result::{CaseResult, Config, RunFile, Status, TrainingResult};
+use wattbench_core::stats::quantile_sorted;
+use wattbench_core::units::{self, sig};
+use wattbench_core::DType;
+
+/// The ids of the sections, in page order, with their titles.
+pub const SECTIONS: [(&str, &str); 7] = [
+    ("summary", "Summary"),
+    ("roofline", "Roofline"),
+    ("backends", "Backend comparison"),
+    ("traces", "Power and memory traces"),
+    ("trend", "Trend"),
+    ("hardware", "Cross-hardware comparison"),
+    ("carbon", "Carbon"),
+];
+
+const CSS: &str = "\
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;\
+max-width:1320px;padding:0 20px 40px;color:#222;background:#fff}\
+h1{font-size:22px;margin:18px 0 4px}h2{font-size:19px;margin:28px 0 8px;\
+border-bottom:2px solid #e3e3e3;padding-bottom:3px}h3{font-size:16px;margin:18px 0 6px}\
+h4{font-size:14px;margin:12px 0 4px}\
+nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;padding:6px 0;z-index:1}\
+nav a{margin-right:14px;color:#1f64b4;text-decoration:none}\
+table{border-collapse:collapse;margin:6px 0 14px;font-size:12.5px}\
+th,td{border:1px solid #dcdcdc;padding:3px 7px;text-align:left;vertical-align:top}\
+th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums;\
+white-space:nowrap}\
+.ok{color:#17692b}.skipped{color:#8a6100}.failed{color:#b00020;font-weight:bold}\
+.warn{color:#8a4b00}.muted{color:#666}.reason{white-space:pre-wrap;max-width:720px}\
+svg{max-width:100%;height:auto;display:block}\
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:10px}\
+figure{margin:6px 0 12px}figcaption{font-size:12.5px;color:#444}\
+code{font-size:12px;background:#f6f6f6;padding:0 3px}details{margin:4px 0 10px}\
+summary{cursor:pointer;color:#1f64b4}";
+
+/// Text made safe for HTML text and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn status_cell(s: Status) -> String {
+    let (class, text) = match s {
+        Status::Ok => ("ok", "ok"),
+        Status::Skipped => ("skipped", "skipped"),
+        Status::Failed => ("failed", "FAILED"),
+    };
+    format!("<td class=\"{class}\">{text}</td>")
+}
+
+fn td(s: &str) -> String {
+    format!("<td>{}</td>", esc(s))
+}
+
+fn num(s: &str) -> String {
+    format!("<td class=\"num\">{}</td>", esc(s))
+}
+
+fn table(header: &[&str], rows: &[String]) -> String {
+    let mut h = String::from("<table><thead><tr>");
+    for c in header {
+        let _ = write!(h, "<th>{}</th>", esc(c));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for r in rows {
+        let _ = write!(h, "<tr>{r}</tr>");
+    }
+    h.push_str("</tbody></table>");
+    h
+}
+
+fn section(id: &str, body: &str) -> String {
+    let title = SECTIONS
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map_or(id, |(_, t)| t);
+    format!(
+        "<section id=\"{id}\"><h2>{}</h2>{body}</section>\n",
+        esc(title)
+    )
+}
+
+fn p(text: &str) -> String {
+    format!("<p>{}</p>", esc(text))
+}
+
+fn note(text: &str) -> String {
+    format!("<p class=\"warn\">{}</p>", esc(text))
+}
+
+/// The hardware fingerprints of the inputs, in order of appearance: machine `M1`, `M2`, ...
+fn machines(inp: &Inputs) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for r in &inp.runs {
+        let fp = r.doc.environment.hardware_fingerprint();
+        if !v.contains(&fp) {
+            v.push(fp);
+        }
+    }
+    v
+}
+
+fn machine_label(machines: &[String], fp: &str) -> String {
+    match machines.iter().position(|m| m == fp) {
+        Some(i) if machines.len() > 1 => format!("M{} ({fp})", i + 1),
+        _ => fp.to_string(),
+    }
+}
+
+/// Render the whole page.
+pub fn render(inp: &Inputs) -> String {
+    let mut h = String::new();
+    let title = match inp.runs.first() {
+        Some(r) => format!("wattbench report, {}", r.doc.created_at),
+        None => "wattbench report".to_string(),
+    };
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+         style-src 'unsafe-inline'; img-src data:\">\
+         <link rel=\"icon\" href=\"data:,\"><title>{}</title><style>{CSS}</style></head>\
+         <body>\n<h1>{}</h1>\n<nav>",
+        esc(&title),
+        esc(&title)
+    );
+    for (id, t) in SECTIONS {
+        let _ = write!(h, "<a href=\"#{id}\">{}</a>", esc(t));
+    }
+    h.push_str("</nav>\n");
+    let machines = machines(inp);
+    h.push_str(&section("summary", &summary(inp, &machines)));
+    h.push_str(&section("roofline", &roofline(inp, &machines)));
+    h.push_str(&section("backends", &backends(inp)));
+    h.push_str(&section("traces", &traces(inp)));
+    h.push_str(&section("trend", &trend(inp)));
+    h.push_str(&section("hardware", &hardware(inp, &machines)));
+    h.push_str(&section("carbon", &carbon(inp)));
+    let _ = write!(
+        h,
+        "<footer class=\"muted\"><p>Made by wattbench {} on {}. One self-contained file: \
+         inline SVG and CSS, no script, nothing fetched.</p></footer>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION"),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    h
+}
+
+// ---------------------------------------------------------------------------------- summary
+
+fn run_label(doc: &RunFile) -> String {
+    match &doc.config {
+        Config::Run(r) => format!("run, suite {}", r.suite),
+        Config::Train(t) => format!("train {} on {}", t.settings.model.label(), t.backend),
+    }
+}
+
+fn verification(c: &CaseResult) -> String {
+    match &c.verification {
+        None => "not verified (not run)".into(),
+        Some(v) => format!(
+            "{} {:.2e} ≤ {:.1e} ({} of {} values){}",
+            if v.passed { "passed:" } else { "FAILED:" },
+            v.rel_l2_error,
+            v.tolerance,
+            match v.method {
+                wattbench_core::result::VerifyMethod::Full => "all",
+                wattbench_core::result::VerifyMethod::Sampled => "a sample",
+            },
+            v.checked_values,
+            v.tolerance_note
+                .as_ref()
+                .map(|n| format!("; tolerance: {n}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn summary_run(r: &RunInput, machines: &[String]) -> String {
+    let doc = &r.doc;
+    let env = &doc.environment;
+    let hst = &env.host;
+    let unknown = |o: &Option<String>| o.clone().unwrap_or_else(|| "unknown".into());
+    let count = |s: Status| {
+        doc.cases.iter().filter(|c| c.status == s).count()
+            + doc.trainings.iter().filter(|t| t.status == s).count()
+    };
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<h3>{} <span class=\"muted\">({})</span></h3>",
+        esc(&file_name(&r.path)),
+        esc(&run_label(doc))
+    );
+    h.push_str(&p(&format!(
+        "started {}, {:.1} s; {} ok, {} skipped, {} failed{}",
+        doc.created_at,
+        doc.duration_s,
+        count(Status::Ok),
+        count(Status::Skipped),
+        count(Status::Failed),
+        if doc.interrupted {
+            " — INTERRUPTED: incomplete"
+        } else {
+            ""
+        }
+    )));
+    let gpus = if env.gpus.is_empty() {
+        "none".to_string()
+    } else {
+        env.gpus
+            .iter()
+            .map(|g| {
+                format!(
+                    "gpu{} {} (driver {}, {})",
+                    g.index,
+                    g.name.as_deref().unwrap_or("?"),
+                    g.driver_version.as_deref().unwrap_or("?"),
+                    g.memory_total_bytes.map_or("memory ?".into(), units::gib)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let sw: Vec<String> = env
+        .software
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let rows = [
+        (
+            "machine",
+            machine_label(machines, &env.hardware_fingerprint()),
+        ),
+        ("host", unknown(&hst.hostname)),
+        (
+            "CPU",
+            format!(
+                "{} ({} logical cores)",
+                unknown(&hst.cpu_model),
+                hst.logical_cores
+            ),
+        ),
+        (
+            "memory",
+            hst.memory_bytes.map_or("unknown".into(), units::gib),
+        ),
+        (
+            "OS",
+            format!("{} (kernel {})", unknown(&hst.os), unknown(&hst.kernel)),
+        ),
+        ("GPUs", gpus),
+        ("software", sw.join(", ")),
+        (
+            "git commit",
+            env.git_commit
+                .clone()
+                .unwrap_or_else(|| "unknown (built outside a git checkout)".into()),
+        ),
+        (
+            "libraries loaded",
+            if env.libraries.is_empty() {
+                "none of the GPU or framework libraries".into()
+            } else {
+                env.libraries.join(", ")
+            },
+        ),
+    ];
+    h.push_str("<table>");
+    for (k, v) in rows {
+        let _ = write!(h, "<tr><th>{}</th>{}</tr>", esc(k), td(&v));
+    }
+    h.push_str("</table>");
+    let meters: Vec<String> = env
+        .meters
+        .iter()
+        .map(|m| {
+            format!(
+                "{}{}{}{}",
+                td(&m.name),
+                td(&m.kind),
+                if m.available {
+                    "<td class=\"ok\">available</td>".to_string()
+                } else {
+                    "<td class=\"skipped\">unavailable</td>".to_string()
+                },
+                format_args!(
+                    "<td class=\"reason\">{}</td>",
+                    esc(m.detail.as_deref().or(m.reason.as_deref()).unwrap_or(""))
+                )
+            )
+        })
+        .collect();
+    h.push_str("<h4>Energy meters</h4>");
+    h.push_str(&table(
+        &["meter", "kind", "state", "what it reads, or why not"],
+        &meters,
+    ));
+    let notes = crate::energy::notes(doc);
+    if !notes.is_empty() {
+        h.push_str("<ul>");
+        for n in notes {
+            let _ = write!(h, "<li class=\"muted\">{}</li>", esc(&n));
+        }
+        h.push_str("</ul>");
+    }
+    if !doc.cases.is_empty() {
+        let rows: Vec<String> = doc
+            .cases
+            .iter()
+            .map(|c| {
+                format!(
+                    "<td><code>{}</code></td>{}<td class=\"reason\">{}</td>{}{}",
+                    esc(&c.id),
+                    status_cell(c.status),
+                    esc(c.reason.as_deref().unwrap_or("")),
+                    td(&verification(c)),
+                    td(c.implementation.as_deref().unwrap_or(""))
+                )
+            })
+            .collect();
+        h.push_str("<h4>Cases: verification against the f64 reference</h4>");
+        h.push_str(&table(
+            &["case", "status", "reason", "verification", "what ran"],
+            &rows,
+        ));
+        // What was skipped, grouped by reason (in full).
+        let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
+        for c in doc.cases.iter().filter(|c| c.status != Status::Ok) {
+            let why = format!(
+                "{}: {}",
+                if c.status == Status::Failed {
+                    "FAILED"
+                } else {
+                    "skipped"
+                },
+                c.reason.as_deref().unwrap_or("no reason recorded")
+            );
+            match by_reason.iter_mut().find(|(r, _)| *r == why) {
+                Some((_, ids)) => ids.push(&c.id),
+                None => by_reason.push((why, vec![&c.id])),
+            }
+        }
+        if by_reason.is_empty() {
+            h.push_str(&p("Nothing was skipped and nothing failed."));
+        } else {
+            h.push_str("<h4>Skipped or failed, and why</h4><ul>");
+            for (why, ids) in by_reason {
+                let _ = write!(
+                    h,
+                    "<li><span class=\"reason\">{}</span> — {} case{}<details><summary>which\
+                     </summary><code>{}</code></details></li>",
+                    esc(&why),
+                    ids.len(),
+                    if ids.len() == 1 { "" } else { "s" },
+                    ids.iter().map(|i| esc(i)).collect::<Vec<_>>().join("<br>")
+                );
+            }
+            h.push_str("</ul>");
+        }
+    }
+    if !doc.trainings.is_empty() {
+        let rows: Vec<String> = doc
+            .trainings
+            .iter()
+            .map(|t| {
+                let loss =
+                    |l: Option<f32>| l.map_or("not finite".to_string(), |l| format!("{l:.4}"));
+                format!(
+                    "<td><code>{}</code></td>{}<td class=\"reason\">{}</td>{}{}{}",
+                    esc(&t.id),
+                    status_cell(t.status),
+                    esc(t.reason.as_deref().unwrap_or("")),
+                    num(&format!("{} ({} measured)", t.steps, t.measured_steps)),
+                    td(&format!("{} → {}", loss(t.loss.first), loss(t.loss.last))),
+                    td(&t
+                        .time
+                        .as_ref()
+                        .map_or("—".into(), |tm| units::seconds(tm.median_s)))
+                )
+            })
+            .collect();
+        h.push_str("<h4>Training runs</h4>");
+        h.push_str(&p(
+            "Training runs are end to end and are not verified against the f64 reference while \
+             they run; each trainer's loss and gradients are checked against the f64 host model \
+             by `wattbench check` and the tests.",
+        ));
+        h.push_str(&table(
+            &[
+                "training run",
+                "status",
+                "reason",
+                "steps",
+                "loss",
+                "time per step",
+            ],
+            &rows,
+        ));
+    }
+    h
+}
+
+fn summary(inp: &Inputs, machines: &[String]) -> String {
+    let mut h = String::new();
+    if inp.runs.is_empty() && inp.measures.is_empty() && inp.traces.is_empty() {
+        h.push_str(&note("No result file, measure report or trace was given."));
+    }
+    let mut given = Vec::new();
+    if !inp.runs.is_empty() {
+        given.push(format!("{} result file(s)", inp.runs.len()));
+    }
+    if !inp.measures.is_empty() {
+        given.push(format!("{} measure report(s)", inp.measures.len()));
+    }
+    if !inp.traces.is_empty() {
+        given.push(format!(
+            "{} trace(s) without their report",
+            inp.traces.len()
+        ));
+    }
+    if !given.is_empty() {
+        h.push_str(&p(&format!("Inputs: {}.", given.join(", "))));
+    }
+    for r in &inp.runs {
+        h.push_str(&summary_run(r, machines));
+    }
+    if !inp.measures.is_empty() {
+        h.push_str("<h3>Measured commands</h3>");
+        let rows: Vec<String> = inp
+            .measures
+            .iter()
+            .map(|m| {
+                let r = &m.report;
+                let mut w = r.warnings.clone();
+                if let Some(e) = &r.error {
+                    w.insert(0, format!("error: {e}"));
+                }
+                format!(
+                    "{}<td><code>{}</code></td>{}{}{}<td class=\"reason\">{}</td>",
+                    td(&file_name(&m.path)),
+                    esc(&r.command.join(" ")),
+                    td(&r.started_at),
+                    num(&r.exit_code.to_string()),
+                    num(&format!("{:.3} s", r.duration_s)),
+                    esc(&w.join("\n"))
+                )
+            })
+            .collect();
+        h.push_str(&table(
+            &[
+                "report", "command", "started", "exit", "duration", "warnings",
+            ],
+            &rows,
+        ));
+    }
+    h
+}
+
+// --------------------------------------------------------------------------------- roofline
+
+/// The ceilings of the machine `fp`.
+fn ceilings_of<'a>(inp: &'a Inputs, fp: &str) -> Option<&'a (std::path::PathBuf, Ceilings)> {
+    inp.ceilings
+        .iter()
+        .filter(|(_, c)| c.hardware_fingerprint == fp)
+        .max_by(|a, b| a.1.created_at.cmp(&b.1.created_at))
+}
+
+/// The roof of `dtype` at `intensity`: min(bandwidth × intensity, peak), either alone when
+/// the other is unknown.
+fn roof(c: &crate::ceilings::DeviceCeilings, dtype: DType, intensity: f64) -> Option<f64> {
+    let peak = c.peak_gflops.get(dtype.as_str()).map(|p| p.gflops_per_s);
+    let slope = c.memory_gbytes_per_s.map(|b| b * intensity);
+    match (peak, slope) {
+        (Some(p), Some(s)) => Some(p.min(s)),
+        (p, s) => p.or(s),
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x < 0.1 {
+        format!("{} %", sig(100.0 * x))
+    } else {
+        format!("{:.0} %", 100.0 * x)
+    }
+}
+
+fn roofline(inp: &Inputs, machines: &[String]) -> String {
+    let mut h = String::new();
+    h.push_str(&p(
+        "Each verified case's achieved GFLOP/s against its arithmetic intensity (FLOPs per \
+         minimum byte: every input read once, every output written once — real kernels move \
+         more, so a point left of its true position). The roofs are this machine's measured \
+         ceilings (`wattbench ceilings`): the memory slope (bandwidth × intensity) and one \
+         compute roof per dtype. Markers: one shape and colour per backend; filled f32, \
+         outlined f16/bf16.",
+    ));
+    // Points per machine and device.
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in &inp.runs {
+        let fp = r.doc.environment.hardware_fingerprint();
+        for c in r.doc.cases.iter().filter(|c| c.throughput.is_some()) {
+            let k = (fp.clone(), c.device.clone());
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    if keys.is_empty() {
+        h.push_str(&note(
+            "No verified kernel case among the inputs (training runs have no single \
+             intensity): nothing to place on a roofline.",
+        ));
+    }
+    for (fp, device) in &keys {
+        let cases: Vec<&CaseResult> = inp
+            .runs
+            .iter()
+            .filter(|r| r.doc.environment.hardware_fingerprint() == *fp)
+            .flat_map(|r| r.doc.cases.iter())
+            .filter(|c| c.device == *device && c.status == Status::Ok)
+            .collect();
+        let points: Vec<RoofPoint> = cases
+            .iter()
+            .filter_map(|c| {
+                let t = c.throughput.as_ref()?;
+                Some(RoofPoint {
+                    backend: c.backend.clone(),
+                    full_precision: c.dtype == DType::F32,
+                    intensity: t.intensity,
+                    gflops: t.gflops_per_s,
+                })
+            })
+            .collect();
+        let found = ceilings_of(inp, fp);
+        let dev = found.and_then(|(_, c)| c.device(device));
+        let _ = write!(
+            h,
+            "<h3>{} on {}</h3>",
+            esc(device),
+            esc(&machine_label(machines, fp))
+        );
+        let roofs = dev.map(|d| Roofs {
+            bandwidth: d.memory_gbytes_per_s,
+            peaks: d
+                .peak_gflops
+                .iter()
+                .map(|(k, v)| (k.clone(), v.gflops_per_s, v.backend.clone()))
+                .collect(),
+        });
+        match (found, dev) {
+            (Some((path, c)), Some(d)) => {
+                let mut parts = Vec::new();
+                match (&d.memory, &d.memory_reason) {
+                    (Some(m), _) => parts.push(format!(
+                        "memory {} GB/s (best of {}; median {} GB/s): {}",
+                        sig(m.best_gbytes_per_s),
+                        m.repetitions,
+                        sig(m.median_gbytes_per_s),
+                        m.method
+                    )),
+                    (None, r) => parts.push(format!(
+                        "memory bandwidth not measured: {}",
+                        r.as_deref().unwrap_or("no reason recorded")
+                    )),
+                }
+                for (dt, pk) in &d.peak_gflops {
+                    parts.push(format!(
+                        "{dt} peak {} GFLOP/s by {} ({})",
+                        sig(pk.gflops_per_s),
+                        pk.backend,
+                        pk.case_id
+                    ));
+                }
+                h.push_str(&p(&format!(
+                    "Ceilings from {} (measured {}): {}.",
+                    path.display(),
+                    c.created_at,
+                    parts.join("; ")
+                )));
+            }
+            (Some((path, _)), None) => h.push_str(&note(&format!(
+                "{} has no ceilings for device {device}: the cases are drawn without roofs.",
+                path.display()
+            ))),
+            (None, _) => {
+                let looked = inp
+                    .ceilings_missing
+                    .iter()
+                    .find(|(f, _)| f == fp)
+                    .map_or(String::new(), |(_, l)| format!(" (looked in {l})"));
+                h.push_str(&note(&format!(
+                    "No ceilings file for this machine{looked}: the cases are drawn without \
+                     roofs. Run `wattbench ceilings` on it (or give --ceilings FILE)."
+                )));
+            }
+        }
+        h.push_str("<figure>");
+        h.push_str(&plot::roofline(
+            &format!("roofline: {device}"),
+            &points,
+            roofs.as_ref(),
+        ));
+        h.push_str("</figure>");
+        let Some(d) = dev else { continue };
+        // GEMM against the ceilings, per backend and dtype.
+        let mut per: BTreeMap<(String, &'static str), Vec<(f64, f64)>> = BTreeMap::new();
+        for c in cases.iter().filter(|c| c.op == wattbench_core::Op::Gemm) {
+            let (Some(t), Some(pk)) = (&c.throughput, d.peak_gflops.get(c.dtype.as_str())) else {
+                continue;
+            };
+            per.entry((c.backend.clone(), c.dtype.as_str()))
+                .or_default()
+                .push((t.gflops_per_s, t.gflops_per_s / pk.gflops_per_s));
+        }
+        if !per.is_empty() {
+            let rows: Vec<String> = per
+                .iter()
+                .map(|((b, dt), v)| {
+                    let mut f: Vec<f64> = v.iter().map(|x| x.1).collect();
+                    f.sort_by(f64::total_cmp);
+                    let best = v.iter().map(|x| x.0).fold(0.0, f64::max);
+                    format!(
+                        "{}{}{}{}{}{}",
+                        td(b),
+                        td(dt),
+                        num(&v.len().to_string()),
+                        num(&sig(best)),
+                        num(&pct(f[f.len() - 1])),
+                        num(&pct(quantile_sorted(&f, 0.5)))
+                    )
+                })
+                .collect();
+            h.push_str("<h4>GEMM against the compute roof of its dtype</h4>");
+            h.push_str(&table(
+                &[
+                    "backend",
+                    "dtype",
+                    "GEMM cases",
+                    "best GFLOP/s",
+                    "best % of peak",
+                    "median % of peak",
+                ],
+                &rows,
+            ));
+        }
+        let rows: Vec<String> = cases
+            .iter()
+            .filter_map(|c| {
+                let t = c.throughput.as_ref()?;
+                let r = roof(d, c.dtype, t.intensity);
+                let bound = match (d.memory_gbytes_per_s, d.peak_gflops.get(c.dtype.as_str())) {
+                    (Some(b), Some(pk)) if b * t.intensity < pk.gflops_per_s => "memory",
+                    (Some(_), Some(_)) => "compute",
+                    _ => "—",
+                };
+                Some(format!(
+                    "<td><code>{}</code></td>{}{}{}{}{}",
+                    esc(&c.id),
+                    num(&sig(t.intensity)),
+                    num(&sig(t.gflops_per_s)),
+                    num(&r.map_or("—".into(), sig)),
+                    num(&r.map_or("—".into(), |r| pct(t.gflops_per_s / r))),
+                    td(bound)
+                ))
+            })
+            .collect();
+        h.push_str("<details><summary>every case against its roof</summary>");
+        h.push_str(&table(
+            &[
+                "case",
+                "FLOP/byte",
+                "GFLOP/s",
+                "roof GFLOP/s",
+                "% of roof",
+                "roof is",
+            ],
+            &rows,
+        ));
+        h.push_str("</details>");
+    }
+    h
+}
+
+// ------------------------------------------------------------------------- backend comparison
+
+/// How an energy total was obtained, as a bar fill: any estimate makes it an estimate, else
+/// any integration; `None` without a total.
+fn energy_fill(e: &CaseEnergy) -> Option<Fill> {
+    e.total_joules_per_iter?;
+    let s = &e.total_sources;
+    Some(if s.contains(&Source::Estimated) {
+        Fill::Outlined
+    } else if s.contains(&Source::Integrated) {
+        Fill::Hatched
+    } else {
+        Fill::Solid
+    })
+}
+
+fn sources(e: &CaseEnergy) -> String {
+    e.total_sources
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// One row of the comparison: a group (the case without backend and device), a series
+/// (backend/device), throughput and energy.
+struct Compared<'a> {
+    op: String,
+    group: String,
+    series: String,
+    id: &'a str,
+    median_s: Option<f64>,
+    gflops: Option<f64>,
+    energy: Option<&'a CaseEnergy>,
+}
+
+fn compared_case(c: &CaseResult) -> Compared<'_> {
+    Compared {
+        op: format!("{} {}", c.op.as_str(), c.mode.as_str()),
+        group: format!(
+            "{}{} {}",
+            c.tag.as_ref().map(|t| format!("{t} ")).unwrap_or_default(),
+            c.params.label(),
+            c.dtype.as_str()
+        ),
+        series: format!("{}/{}", c.backend, c.device),
+        id: &c.id,
+        median_s: c.time.as_ref().map(|t| t.median_s),
+        gflops: c.throughput.as_ref().map(|t| t.gflops_per_s),
+        energy: c.energy.as_ref(),
+    }
+}
+
+fn compared_training(t: &TrainingResult) -> Compared<'_> {
+    Compared {
+        op: "training step".into(),
+        group: t.model.label(),
+        series: format!("{}/{}", t.backend, t.device),
+        id: &t.id,
+        median_s: t.time.as_ref().map(|t| t.median_s),
+        gflops: t.gflops_per_s,
+        energy: Some(&t.energy),
+    }
+}
+
+fn backends(inp: &Inputs) -> String {
+    let mut h = String::new();
+    h.push_str(&p(
+        "Per case, every backend that ran it: throughput (GFLOP/s at the median time) and \
+         energy efficiency (GFLOP per joule of the gross energy per call: whole metered \
+         domains, idle included). The bars' fill says where each energy figure comes from; \
+         the table gives the figures.",
+    ));
+    let mut any = false;
+    for r in &inp.runs {
+        let rows: Vec<Compared<'_>> = r
+            .doc
+            .cases
+            .iter()
+            .filter(|c| c.status == Status::Ok)
+            .map(compared_case)
+            .chain(
+                r.doc
+                    .trainings
+                    .iter()
+                    .filter(|t| t.status == Status::Ok)
+                    .map(compared_training),
+            )
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        any = true;
+        if inp.runs.len() > 1 {
+            let _ = write!(h, "<h3>{}</h3>", esc(&file_name(&r.path)));
+        }
+        let mut ops: Vec<&str> = Vec::new();
+        for c in &rows {
+            if !ops.contains(&c.op.as_str()) {
+                ops.push(&c.op);
+            }
+        }
+        for op in ops {
+            let mine: Vec<&Compared<'_>> = rows.iter().filter(|c| c.op == op).collect();
+            let thr: Vec<Bar> = mine
+                .iter()
+                .filter_map(|c| {
+                    Some(Bar {
+                        group: c.group.clone(),
+                        series: c.series.clone(),
+                        value: c.gflops?,
+                        fill: Fill::Solid,
+                    })
+                })
+                .collect();
+            let eff: Vec<Bar> = mine
+                .iter()
+                .filter_map(|c| {
+                    let e = c.energy?;
+                    Some(Bar {
+                        group: c.group.clone(),
+                        series: c.series.clone(),
+                        value: e.gflops_per_joule?,
+                        fill: energy_fill(e)?,
+                    })
+                })
+                .collect();
+            let _ = write!(h, "<h4>{}</h4><div class=\"grid\">", esc(op));
+            h.push_str("<figure>");
+            h.push_str(&plot::hbars(
+                &format!("{op}: throughput"),
+                "GFLOP/s",
+                &thr,
+                false,
+            ));
+            h.push_str("</figure><figure>");
+            if eff.is_empty() {
+                h.push_str(&note("No energy figure for these cases."));
+            } else {
+                h.push_str(&plot::hbars(
+                    &format!("{op}: energy efficiency"),
+                    "GFLOP/J (gross)",
+                    &eff,
+                    true,
+                ));
+            }
+            h.push_str("</figure></div>");
+        }
+        let table_rows: Vec<String> = rows
+            .iter()
+            .map(|c| {
+                let e = c.energy;
+                format!(
+                    "<td><code>{}</code></td>{}{}{}{}{}",
+                    esc(c.id),
+                    num(&c.median_s.map_or("—".into(), units::seconds)),
+                    num(&c.gflops.map_or("—".into(), sig)),
+                    num(&e
+                        .and_then(|e| e.total_joules_per_iter)
+                        .map_or("unmeasured".into(), |j| units::joules(j.value))),
+                    num(&e.and_then(|e| e.gflops_per_joule).map_or("—".into(), sig)),
+                    td(&e.map_or("none".into(), |e| {
+                        let s = sources(e);
+                        if e.total_mixes_sources {
+                            format!("{s} (MIXED)")
+                        } else if s.is_empty() {
+                            "none".into()
+                        } else {
+                            s
+                        }
+                    }))
+                )
+            })
+            .collect();
+        h.push_str("<details><summary>the figures</summary>");
+        h.push_str(&table(
+            &[
+                "case",
+                "median time",
+                "GFLOP/s",
+                "J per call (gross)",
+                "GFLOP/J",
+                "energy source",
+            ],
+            &table_rows,
+        ));
+        h.push_str("</details>");
+    }
+    if !any {
+        h.push_str(&note("No verified case or training run among the inputs."));
+    }
+    h
+}
+
+// ----------------------------------------------------------------------------------- traces
+
+fn trace_plots(t: &TraceInput, title: &str) -> String {
+    let mut h = String::from("<div class=\"grid\"><figure>");
+    let power: Vec<Line> = t
+        .columns
+        .iter()
+        .filter_map(|c| {
+            let name = c.strip_suffix("_watts")?;
+            let pts = t.series(c);
+            (!pts.is_empty()).then(|| Line {
+                label: name.to_string(),
+                points: pts,
+            })
+        })
+        .collect();
+    if power.is_empty() {
+        h.push_str(&note("No power readings in this trace."));
+    } else {
+        h.push_str(&plot::lines(
+            &format!("{title}: power"),
+            "time, s",
+            "W",
+            &power,
+            &[],
+            false,
+            (620, 300),
+        ));
+    }
+    h.push_str("</figure><figure>");
+    let mib = |pts: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        pts.into_iter().map(|(t, b)| (t, b / 1048576.0)).collect()
+    };
+    let mut memory: Vec<Line> = Vec::new();
+    let rss = mib(t.series("rss_bytes"));
+    if !rss.is_empty() {
+        memory.push(Line {
+            label: "host RSS".into(),
+            points: rss,
+        });
+    }
+    for c in t.columns.iter().filter(|c| c.ends_with("_memory_bytes")) {
+        let pts = mib(t.series(c));
+        if !pts.is_empty() {
+            memory.push(Line {
+                label: format!("{} memory", c.trim_end_matches("_memory_bytes")),
+                points: pts,
+            });
+        }
+    }
+    if memory.is_empty() {
+        h.push_str(&note("No memory readings in this trace."));
+    } else {
+        h.push_str(&plot::lines(
+            &format!("{title}: memory"),
+            "time, s",
+            "MiB",
+            &memory,
+            &[],
+            false,
+            (620, 300),
+        ));
+    }
+    h.push_str("</figure></div>");
+    h
+}
+
+fn measure_traces(m: &MeasureInput) -> String {
+    let r = &m.report;
+    let mut h = format!("<h3><code>{}</code></h3>", esc(&r.command.join(" ")));
+    let domains: Vec<String> = r
+        .domains
+        .iter()
+        .map(|d| {
+            format!(
+                "{} ({}): {}{}",
+                d.name,
+                d.source,
+                d.avg_watts
+                    .map_or("no reading".into(), |w| format!("{} W mean", sig(w))),
+                d.peak_watts
+                    .map_or(String::new(), |w| format!(", {} W peak", sig(w)))
+            )
+        })
+        .collect();
+    h.push_str(&p(&format!(
+        "{} — {:.3} s, sampled every {:.0} ms; peak memory {}; {}",
+        file_name(&m.path),
+        r.duration_s,
+        r.sample_interval_ms,
+        r.peak_memory_bytes.map_or("unknown".into(), units::mib),
+        domains.join("; ")
+    )));
+    if let Some(g) = wattbench_energy::gpus::describe(&r.gpus) {
+        h.push_str(&p(&g));
+    }
+    match &m.trace {
+        Some(t) => {
+            h.push_str(&p(&format!("trace: {}", file_name(&t.path))));
+            h.push_str(&trace_plots(t, "measure"));
+        }
+        None => h.push_str(&note(&format!(
+            "No trace found beside {} (`measure` writes <name>.trace.csv; give it as an input).",
+            m.path.display()
+        ))),
+    }
+    h
+}
+
+fn training_plots(t: &TrainingResult) -> String {
+    let mut h = format!("<h3>training run <code>{}</code></h3>", esc(&t.id));
+    let per_domain: Vec<String> = t
+        .energy
+        .domains
+        .iter()
+        .map(|d| {
+            format!(
+                "{} ({}): {}",
+                d.name,
+                d.source,
+                d.avg_watts
+                    .map_or("no reading".into(), |w| format!("{} W mean", sig(w)))
+            )
+        })
+        .collect();
+    h.push_str(&p(&format!(
+        "{} steps ({} measured over {:.2} s), energy per step {}; power over the measured \
+         steps: {}; peak RSS {}{}.",
+        t.steps,
+        t.measured_steps,
+        t.measured_wall_s,
+        crate::energy::summary(&t.energy),
+        if per_domain.is_empty() {
+            "not metered".to_string()
+        } else {
+            per_domain.join("; ")
+        },
+        t.memory
+            .host_peak_rss_bytes
+            .map_or("unknown".into(), units::mib),
+        t.memory
+            .device_peak_bytes
+            .map_or(String::new(), |b| format!(
+                ", device peak {}",
+                units::mib(b)
+            ))
+    )));
+    let pts: Vec<(f64, f64)> = t
+        .loss
+        .curve
+        .iter()
+        .filter_map(|p| Some((p.step as f64, f64::from(p.loss?))))
+        .collect();
+    if pts.is_empty() {
+        h.push_str(&note("No finite loss was recorded."));
+    } else {
+        h.push_str("<figure>");
+        h.push_str(&plot::lines(
+            &format!("{}: loss", t.model.label()),
+            "step",
+            "MSE on the step's batch",
+            &[Line {
+                label: String::new(),
+                points: pts,
+            }],
+            &[],
+            true,
+            (620, 280),
+        ));
+        h.push_str("</figure>");
+    }
+    h
+}
+
+fn traces(inp: &Inputs) -> String {
+    let mut h = String::new();
+    h.push_str(&p(
+        "Power per energy domain and memory over time, from `wattbench measure` traces (run \
+         `wattbench measure -- wattbench train …` for a training run's trace), and each \
+         training run's loss curve and mean power per step.",
+    ));
+    let trainings: Vec<&TrainingResult> = inp
+        .runs
+        .iter()
+        .flat_map(|r| r.doc.trainings.iter())
+        .collect();
+    if inp.measures.is_empty() && inp.traces.is_empty() && trainings.is_empty() {
+        h.push_str(&note(
+            "No measure report, trace or training run among the inputs: give the report of \
+             `wattbench measure` (its .trace.csv is found beside it) or a `wattbench train` \
+             result.",
+        ));
+    }
+    for m in &inp.measures {
+        h.push_str(&measure_traces(m));
+    }
+    for t in &inp.traces {
+        let _ = write!(h, "<h3>{}</h3>", esc(&file_name(&t.path)));
+        h.push_str(&trace_plots(t, "trace"));
+    }
+    for t in trainings {
+        h.push_str(&training_plots(t));
+    }
+    h
+}
+
+// ------------------------------------------------------------------------------------ trend
+
+/// Seconds in the unit that suits `max`: (factor, unit).
+fn time_unit(max: f64) -> (f64, &'static str) {
+    if max >= 1.0 {
+        (1.0, "s")
+    } else if max >= 1e-3 {
+        (1e3, "ms")
+    } else {
+        (1e6, "µs")
+    }
+}
+
+fn trend(inp: &Inputs) -> String {
+    let mut h = String::new();
+    let Some(hist) = &inp.history else {
+        h.push_str(&note(
+            inp.history_note
+                .as_deref()
+                .unwrap_or("No run history given (--history DB)."),
+        ));
+        return h;
+    };
+    let plotted: Vec<_> = hist
+        .series
+        .iter()
+        .filter(|a| a.series.points.len() >= 2)
+        .collect();
+    let single = hist.series.len() - plotted.len();
+    h.push_str(&p(&format!(
+        "Median time per call of each case, run after run, from the history {} ({} runs \
+         recorded; the cases and machines of the result files given). Change points \
+         (E-Divisive means, permutation test) in red, with the ratio of the new level to the \
+         old; software changes (known breaks) dashed grey.{}",
+        hist.path.display(),
+        hist.runs,
+        if single > 0 {
+            format!(" {single} series have a single run so far and are not drawn.")
+        } else {
+            String::new()
+        }
+    )));
+    if plotted.is_empty() {
+        h.push_str(&note(
+            "No case has two runs in the history yet: record more runs (`wattbench run \
+             --record`).",
+        ));
+        return h;
+    }
+    let mut order = plotted.clone();
+    // Series with change points first; past MAX_TREND_PLOTS, a table.
+    order.sort_by_key(|a| a.change_points.is_empty());
+    let rest = order.split_off(order.len().min(MAX_TREND_PLOTS));
+    h.push_str("<div class=\"grid\">");
+    for a in order {
+        let s = &a.series;
+        let max = s.points.iter().map(|p| p.value).fold(0.0, f64::max);
+        let (k, unit) = time_unit(max);
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((i + 1) as f64, p.value * k))
+            .collect();
+        let mut marks: Vec<Mark> = a
+            .known_breaks
+            .iter()
+            .map(|b| Mark {
+                x: b.index as f64 + 0.5,
+                label: "software".into(),
+                change: false,
+            })
+            .collect();
+        marks.extend(a.change_points.iter().map(|c| Mark {
+            x: c.index as f64 + 0.5,
+            label: format!("×{:.2}", c.ratio),
+            change: true,
+        }));
+        h.push_str("<figure>");
+        h.push_str(&plot::lines(
+            &s.case_id,
+            "run",
+            &format!("median time per call, {unit}"),
+            &[Line {
+                label: String::new(),
+                points: pts,
+            }],
+            &marks,
+            true,
+            (560, 250),
+        ));
+        let text: Vec<String> = a
+            .change_points
+            .iter()
+            .map(|c| {
+                format!(
+                    "change point at run {} ({}): ×{:.2}, {} → {} (p = {}){}; came in {}..{}",
+                    c.index + 1,
+                    c.created_at,
+                    c.ratio,
+                    units::seconds(c.before_median),
+                    units::seconds(c.after_median),
+                    sig(c.p_value),
+                    if c.known_break {
+                        format!(" at a software change: {}", c.software_change.join(", "))
+                    } else {
+                        String::new()
+                    },
+                    short_commit(c.previous_commit.as_deref()),
+                    short_commit(c.git_commit.as_deref())
+                )
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<figcaption>{} runs, last {}{}</figcaption></figure>",
+            a.trend.runs,
+            units::seconds(a.trend.last),
+            if text.is_empty() {
+                "; no change point".to_string()
+            } else {
+                format!("; {}", esc(&text.join("; ")))
+            }
+        );
+    }
+    h.push_str("</div>");
+    if !rest.is_empty() {
+        let rows: Vec<String> = rest
+            .iter()
+            .map(|a| {
+                format!(
+                    "<td><code>{}</code></td>{}{}{}{}",
+                    esc(&a.series.case_id),
+                    num(&a.trend.runs.to_string()),
+                    num(&units::seconds(a.trend.last)),
+                    num(&units::seconds(a.trend.level_median)),
+                    num(&a
+                        .trend
+                        .drift_per_run
+                        .map_or("—".into(), |d| format!("{:+.2} %", 100.0 * d)))
+                )
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<h4>{} more series without a change point</h4>",
+            rest.len()
+        );
+        h.push_str(&table(
+            &["case", "runs", "last", "level median", "drift per run"],
+            &rows,
+        ));
+    }
+    h
+}
+
+/// Series drawn in the trend section; the others are a table.
+const MAX_TREND_PLOTS: usize = 24;
+
+/// A commit cut to 12 characters (`-dirty` kept), or `?`.
+fn short_commit(c: Option<&str>) -> String {
+    match c {
+        None => "?".into(),
+        Some(c) => {
+            let dirty = c.ends_with("-dirty");
+            let hash = c.trim_end_matches("-dirty");
+            format!(
+                "{}{}",
+                &hash[..hash.len().min(12)],
+                if dirty { "-dirty" } else { "" }
+            )
+        }
+    }
+}
+
+// ------------------------------------------------------------------------- cross-hardware
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(quantile_sorted(&v, 0.5))
+}
+
+fn hardware(inp: &Inputs, machines: &[String]) -> String {
+    let mut h = String::new();
+    if machines.len() < 2 {
+        h.push_str(&p(&match machines.first() {
+            Some(m) => format!(
+                "Every result file comes from one machine ({m}); give result files from several \
+                 machines to compare them case by case here."
+            ),
+            None => "No result file among the inputs.".into(),
+        }));
+        return h;
+    }
+    h.push_str(&p(
+        "Per case, the median time per call on each machine (the median of the files' \
+         medians when a machine has several), and its ratio to M1's (below 1: faster than \
+         M1).",
+    ));
+    let mut ids: Vec<&str> = Vec::new();
+    // (case id, machine) → medians.
+    let mut times: BTreeMap<(&str, usize), Vec<f64>> = BTreeMap::new();
+    for r in &inp.runs {
+        let m = machines
+            .iter()
+            .position(|x| *x == r.doc.environment.hardware_fingerprint())
+            .unwrap_or(0);
+        let ok = r
+            .doc
+            .cases
+            .iter()
+            .filter(|c| c.status == Status::Ok)
+            .filter_map(|c| Some((c.id.as_str(), c.time.as_ref()?.median_s)));
+        let tr = r
+            .doc
+            .trainings
+            .iter()
+            .filter(|t| t.status == Status::Ok)
+            .filter_map(|t| Some((t.id.as_str(), t.time.as_ref()?.median_s)));
+        for (id, t) in ok.chain(tr) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+            times.entry((id, m)).or_default().push(t);
+        }
+    }
+    h.push_str("<ul>");
+    for (i, m) in machines.iter().enumerate() {
+        let _ = write!(h, "<li>M{}: {}</li>", i + 1, esc(m));
+    }
+    h.push_str("</ul>");
+    let mut header: Vec<String> = vec!["case".into()];
+    for i in 0..machines.len() {
+        header.push(format!("M{} median", i + 1));
+        if i > 0 {
+            header.push(format!("M{} / M1", i + 1));
+        }
+    }
+    let rows: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let meds: Vec<Option<f64>> = (0..machines.len())
+                .map(|m| median(times.get(&(*id, m)).cloned().unwrap_or_default()))
+                .collect();
+            let mut row = format!("<td><code>{}</code></td>", esc(id));
+            for (i, m) in meds.iter().enumerate() {
+                row.push_str(&num(&m.map_or("—".into(), units::seconds)));
+                if i > 0 {
+                    row.push_str(&num(&match (meds[0], m) {
+                        (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
+                        _ => "—".into(),
+                    }));
+                }
+            }
+            row
+        })
+        .collect();
+    // The ratios drawn: one row per case both machines ran, one colour per machine.
+    let bars: Vec<Bar> = ids
+        .iter()
+        .flat_map(|id| {
+            let first = median(times.get(&(*id, 0)).cloned().unwrap_or_default());
+            let times = &times;
+            (1..machines.len()).filter_map(move |m| {
+                let a = first.filter(|a| *a > 0.0)?;
+                let b = median(times.get(&(*id, m)).cloned().unwrap_or_default())?;
+                Some(Bar {
+                    group: id.to_string(),
+                    series: format!("M{} / M1", m + 1),
+                    value: b / a,
+                    fill: Fill::Solid,
+                })
+            })
+        })
+        .collect();
+    if !bars.is_empty() {
+        let _ = write!(
+            h,
+            "<figure>{}<figcaption>Median time per call relative to M1 (1 = as fast; above 1              slower than M1).</figcaption></figure>",
+            plot::hbars("time relative to M1", "time per call / M1's", &bars, false)
+        );
+    }
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    h.push_str(&table(&header, &rows));
+    h
+}
+
+// ----------------------------------------------------------------------------------- carbon
+
+fn wh(i: &Interval) -> String {
+    units::interval(i, "Wh", 1000.0)
+}
+
+fn carbon(inp: &Inputs) -> String {
+    let mut h = String::new();
+    let trainings: Vec<&TrainingResult> = inp
+        .runs
+        .iter()
+        .flat_map(|r| r.doc.trainings.iter())
+        .filter(|t| t.projection.is_some())
+        .collect();
+    if inp.measures.is_empty() && trainings.is_empty() {
+        h.push_str(&note(
+            "No carbon figure among the inputs: `wattbench measure -- CMD` and `wattbench \
+             train --project-steps N` produce them (with --region, --pue).",
+        ));
+        return h;
+    }
+    h.push_str(&p(
+        "IT energy (the metered domains), then × PUE, then × the grid's carbon intensity. \
+         Every interval carries the meters' uncertainty and the range the grid intensity takes \
+         over a day around its yearly mean.",
+    ));
+    if !inp.measures.is_empty() {
+        h.push_str("<h3>Measured commands</h3>");
+        for m in &inp.measures {
+            let r = &m.report;
+            let a = &r.assumptions;
+            let c = &a.carbon;
+            let _ = write!(h, "<h4><code>{}</code></h4>", esc(&r.command.join(" ")));
+            let mut rows = vec![
+                (
+                    "IT energy",
+                    r.energy_kwh
+                        .as_ref()
+                        .map_or("no domain had a reading".into(), wh),
+                ),
+                (
+                    "facility energy (× PUE)",
+                    r.facility_kwh.as_ref().map_or("—".into(), wh),
+                ),
+                (
+                    "emissions",
+                    r.co2e_kg
+                        .as_ref()
+                        .map_or("—".into(), |i| units::interval(i, "g CO2e", 1000.0)),
+                ),
+                (
+                    "energy sources",
+                    format!(
+                        "{}; total adds {}; left out: {}",
+                        a.sources.join(", "),
+                        a.energy_includes.join(" + "),
+                        if a.energy_excludes.is_empty() {
+                            "nothing".into()
+                        } else {
+                            a.energy_excludes.join("; ")
+                        }
+                    ),
+                ),
+            ];
+            if let Some(cost) = &r.cost {
+                rows.push((
+                    "cost",
+                    units::interval(cost, "(currency of the price)", 1.0),
+                ));
+            }
+            if let Some(pj) = &r.projection {
+                rows.push((
+                    "projection",
+                    format!(
+                        "{} of {} steps (×{:.2}): {}, {}; {}",
+                        pj.steps_done,
+                        pj.total_steps,
+                        pj.factor,
+                        pj.energy_kwh.as_ref().map_or("—".into(), wh),
+                        pj.co2e_kg
+                            .as_ref()
+                            .map_or("—".into(), |i| { units::interval(i, "g CO2e", 1000.0) }),
+                        pj.method
+                    ),
+                ));
+            }
+            rows.extend(assumption_rows(c));
+            h.push_str("<table>");
+            for (k, v) in rows {
+                let _ = write!(
+                    h,
+                    "<tr><th>{}</th><td class=\"reason\">{}</td></tr>",
+                    esc(k),
+                    esc(&v)
+                );
+            }
+            h.push_str("</table>");
+            if !a.notes.is_empty() {
+                h.push_str("<ul>");
+                for n in &a.notes {
+                    let _ = write!(h, "<li>{}</li>", esc(n));
+                }
+                h.push_str("</ul>");
+            }
+        }
+    }
+    if !trainings.is_empty() {
+        h.push_str("<h3>Projected training runs</h3>");
+        for t in trainings {
+            let Some(pj) = &t.projection else { continue };
+            let _ = write!(h, "<h4><code>{}</code></h4>", esc(&t.id));
+            let mut rows = vec![
+                (
+                    "full run",
+                    format!(
+                        "{} steps ({} samples), projected from {} measured steps",
+                        pj.total_steps, pj.total_samples, pj.measured_steps
+                    ),
+                ),
+                ("duration", units::interval(&pj.duration_s, "s", 1.0)),
+                (
+                    "IT energy",
+                    pj.energy_kwh
+                        .as_ref()
+                        .map_or("no meter had a reading".into(), |i| {
+                            units::interval(i, "kWh", 1.0)
+                        }),
+                ),
+                (
+                    "facility energy (× PUE)",
+                    pj.facility_kwh
+                        .as_ref()
+                        .map_or("—".into(), |i| units::interval(i, "kWh", 1.0)),
+                ),
+                (
+                    "emissions",
+                    pj.co2e_kg
+                        .as_ref()
+                        .map_or("—".into(), |i| units::interval(i, "kg CO2e", 1.0)),
+                ),
+                (
+                    "energy is",
+                    if pj.energy_estimated {
+                        "ESTIMATED (partly or wholly a model, not a measurement)".into()
+                    } else {
+                        "measured".into()
+                    },
+                ),
+            ];
+            rows.extend(assumption_rows(&pj.carbon));
+            h.push_str("<table>");
+            for (k, v) in rows {
+                let _ = write!(
+                    h,
+                    "<tr><th>{}</th><td class=\"reason\">{}</td></tr>",
+                    esc(k),
+                    esc(&v)
+                );
+            }
+            h.push_str("</table><ul>");
+            for a in &pj.assumptions {
+                let _ = write!(h, "<li>{}</li>", esc(a));
+            }
+            h.push_str("</ul>");
+        }
+    }
+    h
+}
+
+fn assumption_rows(c: &wattbench_core::result::CarbonAssumptions) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "grid intensity",
+            format!(
+                "{} gCO2e/kWh, {} ({}), {}",
+                sig(c.intensity_g_per_kwh),
+                c.region_name,
+                c.region,
+                c.intensity_year
+                    .map_or("year unknown".into(), |y| y.to_string())
+            ),
+        ),
+        (
+            "intensity range",
+            format!(
+                "{}–{} gCO2e/kWh: {}",
+                sig(c.intensity_range_g_per_kwh[0]),
+                sig(c.intensity_range_g_per_kwh[1]),
+                c.intensity_range_basis
+            ),
+        ),
+        ("intensity source", c.intensity_source.clone()),
+        (
+            "PUE",
+            format!(
+                "{}{}",
+                sig(c.pue),
+                if c.pue_is_default {
+                    " (the default: IT energy only, no facility overhead)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "price per kWh",
+            c.price_per_kwh.map_or("not given".into(), sig),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            esc(r#"<script>alert("x") & 'y'</script>"#),
+            "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn an_empty_report_has_every_section_and_says_what_is_missing() {
+        let html = render(&Inputs::default());
+        for (id, _) in SECTIONS {
+            assert!(html.contains(&format!("<section id=\"{id}\">")), "{id}");
+        }
+        assert!(html.contains("No result file"));
+        assert!(!html.contains("<script"));
+    }
+}

@@ -1,0 +1,372 @@
+//! `wattbench ceilings` and `report --format html` on real files: a small suite run three
+//! times into a history, a `measure` trace, a training run, the machine's ceilings and a
+//! second machine's copy of a run; every section and plot is checked, and the page is opened
+//! in headless Chromium (Debian's `chromium`, installed by `make test`), which must render it
+//! without a console message and take a screenshot. Also the terminal table of `run`: it fits
+//! 100 columns and keeps every reason whole.
+mod common;
+
+use common::{assert_contains, read_json, run_tiny, stderr, stdout, tiny_suite, wattbench, FAST};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The section ids of the page, in order.
+const SECTIONS: [&str; 7] = [
+    "summary", "roofline", "backends", "traces", "trend", "hardware", "carbon",
+];
+
+/// The HTML of section `id` (up to the next section).
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<section id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no section {id}"));
+    let end = html[start + 1..]
+        .find("<section ")
+        .map_or(html.len(), |e| start + 1 + e);
+    &html[start..end]
+}
+
+/// `s` as the report escapes text.
+fn escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// Runs `wattbench ARGS`, which must succeed.
+fn ok(args: &[&str]) {
+    let o = wattbench(args);
+    assert!(
+        o.status.success(),
+        "wattbench {args:?}: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+/// Every input of the report, made in `dir`: (result files, measure report, ceilings, db).
+fn inputs(dir: &Path) -> (Vec<PathBuf>, PathBuf, PathBuf, PathBuf) {
+    let suite = tiny_suite(dir);
+    let db = dir.join("history.sqlite");
+    let mut runs = Vec::new();
+    for i in 1..=3 {
+        let out = dir.join(format!("run{i}.json"));
+        let mut args = vec![
+            "run",
+            "--suite",
+            &suite,
+            "--backend",
+            "reference,candle,cuda",
+            "--output",
+            out.to_str().unwrap(),
+            "--record",
+            db.to_str().unwrap(),
+        ];
+        args.extend(FAST);
+        ok(&args);
+        runs.push(out);
+    }
+    let train = dir.join("train.json");
+    ok(&[
+        "train",
+        "--model",
+        "mlp",
+        "--size",
+        "tiny",
+        "--steps",
+        "5",
+        "--output",
+        train.to_str().unwrap(),
+    ]);
+    runs.push(train);
+    let measure = dir.join("measure.json");
+    ok(&[
+        "measure",
+        "--output",
+        measure.to_str().unwrap(),
+        "--",
+        "sleep",
+        "1",
+    ]);
+    assert!(dir.join("measure.trace.csv").is_file());
+    let ceilings = dir.join("ceilings.json");
+    ok(&[
+        "ceilings",
+        "--quick",
+        "--gemm-size",
+        "128",
+        "--copy-mib",
+        "16",
+        "--output",
+        ceilings.to_str().unwrap(),
+    ]);
+    (runs, measure, ceilings, db)
+}
+
+/// A copy of the result file `from` as if made on another machine (another CPU model).
+fn other_machine(from: &Path, to: &Path) {
+    let mut doc: Value = read_json(from);
+    doc["environment"]["host"]["cpu_model"] = "Imaginary CPU 9000".into();
+    std::fs::write(to, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+#[test]
+fn ceilings_measures_bandwidth_and_peak_gemm_per_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.json");
+    ok(&[
+        "ceilings",
+        "--quick",
+        "--gemm-size",
+        "96",
+        "--copy-mib",
+        "8",
+        "--dtype",
+        "f32",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let doc = read_json(&out);
+    assert_eq!(doc["schema_version"], 1);
+    let cpu = doc["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "cpu")
+        .expect("the CPU is measured");
+    let mem = &cpu["memory"];
+    assert!(mem["best_gbytes_per_s"].as_f64().unwrap() > 0.0, "{mem}");
+    // Read + written: twice the buffer per copy.
+    assert_eq!(
+        mem["bytes_counted"].as_u64(),
+        mem["bytes_per_copy"].as_u64().map(|b| 2 * b)
+    );
+    let peak = &cpu["peak_gflops"]["f32"];
+    assert!(peak["gflops_per_s"].as_f64().unwrap() > 0.0, "{peak}");
+    assert_ne!(
+        peak["backend"], "reference",
+        "the oracle is not a contender"
+    );
+    // The peak is the best verified GEMM among those recorded.
+    let best = cpu["gemm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "ok" && r["dtype"] == "f32")
+        .map(|r| r["throughput"]["gflops_per_s"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(peak["gflops_per_s"].as_f64().unwrap(), best);
+    // A second measurement to the same file replaces it, a bad option changes nothing.
+    let before = std::fs::read(&out).unwrap();
+    let o = wattbench(&["ceilings", "--copy-mib", "0", "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+}
+
+#[test]
+fn html_report_has_every_section_and_plot_and_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (mut files, measure, ceilings, db) = inputs(d);
+    let other = d.join("other-machine.json");
+    other_machine(&files[0], &other);
+    files.push(other);
+    let html_path = d.join("report.html");
+    let mut args: Vec<&str> = vec!["report", "--format", "html", "-o"];
+    args.push(html_path.to_str().unwrap());
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend([
+        measure.to_str().unwrap(),
+        "--ceilings",
+        ceilings.to_str().unwrap(),
+        "--history",
+        db.to_str().unwrap(),
+    ]);
+    ok(&args);
+    let html = std::fs::read_to_string(&html_path).unwrap();
+
+    // Self-contained: no script, nothing fetched, a policy that forbids fetching.
+    assert!(!html.contains("<script"), "a script in the report");
+    for fetch in ["src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!html.contains(fetch), "the report fetches: {fetch}");
+    }
+    assert_contains(&html, "Content-Security-Policy");
+    // Every section, in order.
+    let at: Vec<usize> = SECTIONS
+        .iter()
+        .map(|id| html.find(&format!("<section id=\"{id}\"")).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "sections out of order");
+
+    // Summary: every case's verification, and the full reason of the skipped ones.
+    let summary = section(&html, "summary");
+    let run1 = read_json(&files[0]);
+    let cases = run1["cases"].as_array().unwrap();
+    let skipped: Vec<&Value> = cases.iter().filter(|c| c["status"] == "skipped").collect();
+    assert!(!skipped.is_empty(), "the cuda backend is skipped here");
+    for c in cases {
+        assert_contains(summary, c["id"].as_str().unwrap());
+    }
+    for c in &skipped {
+        let reason = c["reason"].as_str().unwrap();
+        assert!(
+            reason.len() > 60,
+            "a long reason, to see it whole: {reason}"
+        );
+        assert_contains(summary, &escaped(reason));
+    }
+
+    // Roofline: a plot for the CPU under its measured roofs, a marker per backend that ran.
+    let roof = section(&html, "roofline");
+    assert_contains(roof, "<svg");
+    assert_contains(roof, "roofline: cpu");
+    assert_contains(roof, "f32 roof");
+    assert_contains(roof, "GB/s (slope)");
+    for backend in ["reference", "candle"] {
+        assert_contains(roof, &format!(">{backend}<"));
+    }
+    // Backends: throughput and energy efficiency per op, with where each figure comes from.
+    let backends = section(&html, "backends");
+    for op in ["gemm", "conv2d", "rnn"] {
+        assert_contains(backends, &format!("{op} infer: throughput"));
+        assert_contains(backends, &format!("{op} infer: energy efficiency"));
+    }
+    assert_contains(backends, "estimated: outlined");
+    // Traces: the measure report's power and memory, the training run's loss.
+    let traces = section(&html, "traces");
+    assert_contains(traces, "measure: power");
+    assert_contains(traces, "measure: memory");
+    assert_contains(traces, ": loss");
+    assert!(traces.matches("<svg").count() >= 3);
+    // Trend: one plot per case from the three recorded runs.
+    let trend = section(&html, "trend");
+    assert_contains(trend, "3 runs recorded");
+    let ran = cases.iter().filter(|c| c["status"] == "ok").count();
+    assert!(trend.matches("<svg").count() >= ran, "{ran} cases");
+    // Cross-hardware: both machines named, and a plot of the cases they share.
+    let hw = section(&html, "hardware");
+    assert_contains(hw, "Imaginary CPU 9000");
+    assert_contains(hw, "<svg");
+    // Carbon: the figures and their assumptions.
+    let carbon = section(&html, "carbon");
+    for want in ["gCO2e/kWh", "PUE", "intensity source"] {
+        assert_contains(carbon, want);
+    }
+
+    browser_check(&html_path, d);
+}
+
+/// Headless Chromium, as the machine's probe starts it: no background networking.
+fn chromium(page: &Path, png: &Path, profile: &Path) -> String {
+    let exe = std::env::var("WATTBENCH_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let o = Command::new(&exe)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,2400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {exe}: {e}. The browser check needs Debian's chromium: `make \
+                 browser` installs it (or set WATTBENCH_CHROMIUM to a Chromium binary)"
+            )
+        });
+    assert!(o.status.success(), "{exe}: {}", stderr(&o));
+    stderr(&o)
+}
+
+/// Console messages in Chromium's log.
+fn console_lines(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains(":CONSOLE")).collect()
+}
+
+fn browser_check(page: &Path, dir: &Path) {
+    // The check itself can fail: a page that fetches an image logs a console error.
+    let control = dir.join("fetches.html");
+    std::fs::write(
+        &control,
+        "<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" \
+         content=\"default-src 'none'\"></head><body><img src=\"http://127.0.0.1:9/x.png\">\
+         </body></html>",
+    )
+    .unwrap();
+    let log = chromium(&control, &dir.join("control.png"), &dir.join("profile"));
+    assert!(
+        !console_lines(&log).is_empty(),
+        "the console check sees nothing:\n{log}"
+    );
+
+    let png = dir.join("report.png");
+    let log = chromium(page, &png, &dir.join("profile"));
+    let console = console_lines(&log);
+    assert!(
+        console.is_empty(),
+        "console messages:\n{}",
+        console.join("\n")
+    );
+    let shot = std::fs::read(&png).expect("a screenshot");
+    assert_eq!(&shot[1..4], b"PNG");
+    // A rendered page of tables and plots, not a blank one: a blank PNG compresses to a few KB.
+    assert!(shot.len() > 50_000, "screenshot of {} bytes", shot.len());
+    if let Ok(keep) = std::env::var("WATTBENCH_KEEP_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+}
+
+#[test]
+fn run_table_fits_100_columns_keeps_reasons_whole_and_reports_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, doc) = run_tiny(dir.path(), "r.json", &["--backend", "reference,cuda"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line}",
+            line.len()
+        );
+    }
+    let doc = doc.unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    // Each reason whole, wrapped at spaces under its number.
+    let unwrapped: String = out.split_whitespace().collect();
+    for c in cases.iter().filter(|c| c["status"] == "skipped") {
+        let reason: String = c["reason"].as_str().unwrap().split_whitespace().collect();
+        assert_contains(&unwrapped, &format!("[1]{reason}"));
+    }
+    assert_contains(&out, "skipped [1]");
+    // Not a terminal: a line per case on stderr.
+    let err = stderr(&o);
+    let n = cases.len();
+    for i in 1..=n {
+        assert_contains(&err, &format!("[{i}/{n}] "));
+    }
+    // The Markdown report keeps every column and every reason too.
+    let md = dir.path().join("r.md");
+    ok(&[
+        "report",
+        dir.path().join("r.json").to_str().unwrap(),
+        "-o",
+        md.to_str().unwrap(),
+    ]);
+    let md = std::fs::read_to_string(md).unwrap();
+    assert_contains(&md, "95% CI of median");
+    for c in cases.iter().filter(|c| c["status"] == "skipped") {
+        assert_contains(&md, c["reason"].as_str().unwrap());
+    }
+}
