@@ -255,7 +255,7 @@ pub fn mean_idle(
 }
 
 /// A sum of domains that says exactly what it includes and what it leaves out.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergyTotal {
     /// Joules with interval; null when no domain could be added.
     pub joules: Option<Interval>,

@@ -12,7 +12,7 @@ use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::carbon::{carbon, CarbonParams};
 use crate::cgroup::Cgroup;
@@ -58,7 +58,7 @@ pub struct MeasureOptions {
 }
 
 /// Which intensity, PUE and sources every carbon figure used.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assumptions {
     /// Grid intensity (with its range), PUE and price.
     pub carbon: CarbonAssumptions,
@@ -73,7 +73,7 @@ pub struct Assumptions {
 }
 
 /// Device memory peak of one GPU.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceMemory {
     /// GPU domain name.
     pub gpu: String,
@@ -81,11 +81,14 @@ pub struct DeviceMemory {
     pub peak_bytes: Option<u64>,
 }
 
+/// The format of [`MeasureReport`]: bumped on incompatible changes.
+pub const SCHEMA: &str = "wattbench-measure/2";
+
 /// The JSON report of one measured command.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeasureReport {
-    /// Report format.
-    pub schema: &'static str,
+    /// Report format: [`SCHEMA`].
+    pub schema: String,
     /// The command as run.
     pub command: Vec<String>,
     /// Start time (RFC 3339, UTC).
@@ -838,7 +841,7 @@ fn build_report(
         )
     });
     MeasureReport {
-        schema: "wattbench-measure/2",
+        schema: SCHEMA.into(),
         command: run.command,
         started_at: run.started_at,
         exit_code: run.exit_code,

@@ -5,8 +5,8 @@ use crate::ceilings::{self, Ceilings};
 use crate::UsageError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use wattbench_core::energy::{DomainEnergy, Interval};
-use wattbench_core::result::{CarbonAssumptions, GpuRecord, Projection, RunFile};
+use wattbench_core::result::RunFile;
+use wattbench_energy::measure::{MeasureReport, SCHEMA as MEASURE_SCHEMA};
 use wattbench_history::{trend, Analysis, History, Metric, SeriesFilter};
 
 /// A result file of `run` or `train`.
@@ -17,70 +17,12 @@ pub struct RunInput {
     pub doc: RunFile,
 }
 
-/// The part of a `measure` report (`wattbench_energy::measure::MeasureReport`, schema
-/// `wattbench-measure/2`) that the report shows, read back.
-#[derive(Debug, Deserialize)]
-pub struct MeasureView {
-    /// The command as run.
-    pub command: Vec<String>,
-    /// Start time.
-    pub started_at: String,
-    /// Exit code `measure` returned.
-    pub exit_code: i32,
-    /// Why the command did not run or ended abnormally.
-    pub error: Option<String>,
-    /// Wall time, s.
-    pub duration_s: f64,
-    /// One entry per energy domain.
-    pub domains: Vec<DomainEnergy>,
-    /// Peak host memory of the command, bytes.
-    pub peak_memory_bytes: Option<u64>,
-    /// IT energy, kWh.
-    pub energy_kwh: Option<Interval>,
-    /// Facility energy, kWh.
-    pub facility_kwh: Option<Interval>,
-    /// kg CO2e.
-    pub co2e_kg: Option<Interval>,
-    /// Cost.
-    pub cost: Option<Interval>,
-    /// Intensity, PUE, sources.
-    pub assumptions: MeasureAssumptions,
-    /// Projection, when asked for.
-    pub projection: Option<Projection>,
-    /// NVML's GPUs.
-    #[serde(default)]
-    pub gpus: Vec<GpuRecord>,
-    /// Sampler interval used, ms.
-    pub sample_interval_ms: f64,
-    /// What qualifies the figures.
-    #[serde(default)]
-    pub warnings: Vec<String>,
-}
-
-/// The assumptions of a `measure` report.
-#[derive(Debug, Deserialize)]
-pub struct MeasureAssumptions {
-    /// Grid intensity, PUE and price.
-    pub carbon: CarbonAssumptions,
-    /// Sources of the figures.
-    pub sources: Vec<String>,
-    /// Domains in the total.
-    pub energy_includes: Vec<String>,
-    /// Domains left out, and why.
-    pub energy_excludes: Vec<String>,
-    /// Caveats.
-    pub notes: Vec<String>,
-}
-
-/// The schema of the `measure` reports this code reads.
-pub const MEASURE_SCHEMA: &str = "wattbench-measure/2";
-
 /// A `measure` report and its trace.
 pub struct MeasureInput {
     /// Where it was read.
     pub path: PathBuf,
     /// The report.
-    pub report: MeasureView,
+    pub report: MeasureReport,
     /// Its trace, when found (given, or `<stem>.trace.csv` beside it).
     pub trace: Option<TraceInput>,
 }
@@ -264,7 +206,7 @@ pub fn load(
                     "a measure report of schema `{s}`; this wattbench reads `{MEASURE_SCHEMA}`"
                 )));
             }
-            let report: MeasureView =
+            let report: MeasureReport =
                 serde_json::from_str(&text).map_err(|e| bad(format!("measure report: {e}")))?;
             inp.measures.push(MeasureInput {
                 path,

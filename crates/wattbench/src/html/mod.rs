@@ -1498,23 +1498,7 @@ fn carbon(inp: &Inputs) -> String {
                 ));
             }
             rows.extend(assumption_rows(c));
-            h.push_str("<table>");
-            for (k, v) in rows {
-                let _ = write!(
-                    h,
-                    "<tr><th>{}</th><td class=\"reason\">{}</td></tr>",
-                    esc(k),
-                    esc(&v)
-                );
-            }
-            h.push_str("</table>");
-            if !a.notes.is_empty() {
-                h.push_str("<ul>");
-                for n in &a.notes {
-                    let _ = write!(h, "<li>{}</li>", esc(n));
-                }
-                h.push_str("</ul>");
-            }
+            h.push_str(&key_values(&rows, &a.notes));
         }
     }
     if !trainings.is_empty() {
@@ -1561,21 +1545,30 @@ fn carbon(inp: &Inputs) -> String {
                 ),
             ];
             rows.extend(assumption_rows(&pj.carbon));
-            h.push_str("<table>");
-            for (k, v) in rows {
-                let _ = write!(
-                    h,
-                    "<tr><th>{}</th><td class=\"reason\">{}</td></tr>",
-                    esc(k),
-                    esc(&v)
-                );
-            }
-            h.push_str("</table><ul>");
-            for a in &pj.assumptions {
-                let _ = write!(h, "<li>{}</li>", esc(a));
-            }
-            h.push_str("</ul>");
+            h.push_str(&key_values(&rows, &pj.assumptions));
         }
+    }
+    h
+}
+
+/// A table of (name, value) rows, then `notes` as a list.
+fn key_values(rows: &[(&str, String)], notes: &[String]) -> String {
+    let mut h = String::from("<table>");
+    for (k, v) in rows {
+        let _ = write!(
+            h,
+            "<tr><th>{}</th><td class=\"reason\">{}</td></tr>",
+            esc(k),
+            esc(v)
+        );
+    }
+    h.push_str("</table>");
+    if !notes.is_empty() {
+        h.push_str("<ul>");
+        for n in notes {
+            let _ = write!(h, "<li>{}</li>", esc(n));
+        }
+        h.push_str("</ul>");
     }
     h
 }
