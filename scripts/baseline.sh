@@ -17,7 +17,7 @@ slug=$("$bin" info --json | python3 -c '
 import json, re, sys
 e = json.load(sys.stdin)
 h = e["host"]
-s = f"{h.get(\"cpu_model\") or \"unknown\"}-{h[\"logical_cores\"]}cpu"
+s = (h.get("cpu_model") or "unknown") + "-" + str(h["logical_cores"]) + "cpu"
 s += "".join("-" + (g.get("name") or "gpu") for g in e["gpus"])
 print(re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-").lower())')
 dir=results/baselines/$slug

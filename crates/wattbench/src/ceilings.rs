@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
+use wattbench_core::harness::{skipped, CaseInputs, Harness, HarnessConfig};
 use wattbench_core::result::{CaseResult, Environment, Status};
 use wattbench_core::stats::quantile_sorted;
 use wattbench_core::workload::GemmParams;
@@ -478,6 +478,19 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
         max_time_s: 3.0,
         ..HarnessConfig::default()
     };
+    // A quick look at each contender on a small GEMM first: one far from the peak (tch's f16
+    // on a CPU without f16 arithmetic runs at 0.3 GFLOP/s: a minute per 2048³ call) is not
+    // run at full size, and the file says why.
+    let probe = Harness::new(
+        HarnessConfig {
+            warmup_s: 0.0,
+            min_time_s: 0.05,
+            min_samples: 3,
+            max_time_s: 1.0,
+            ..cfg.clone()
+        },
+        stop.flag(),
+    );
     let harness = Harness::new(cfg, stop.flag());
     let bytes = sizes.copy_mib << 20;
     let mut out = Vec::new();
@@ -504,6 +517,23 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
             let inputs = CaseInputs::new(case, &harness.cfg);
             for b in &contenders {
                 if !b.devices().iter().any(|d| d.available && d.name == *device) {
+                    continue;
+                }
+                let probed = match too_slow(&probe, n, dtype, b.as_ref(), device) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        eprintln!("{}: stopped; nothing written", stop.signal_name());
+                        return Ok(stop.exit_code());
+                    }
+                };
+                if let Some((why, small)) = probed {
+                    eprintln!(
+                        "{device}: GEMM {n}³ {} on {}: {why}",
+                        dtype.as_str(),
+                        b.name()
+                    );
+                    gemm.push(small);
+                    gemm.push(skipped(&inputs, b.name(), device, why));
                     continue;
                 }
                 eprintln!("{device}: GEMM {n}³ {} on {}", dtype.as_str(), b.name());
@@ -573,6 +603,49 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
     }
     eprintln!("{}", path.display());
     Ok(0)
+}
+
+/// Size of the probe GEMM.
+const PROBE_N: usize = 256;
+/// A contender whose probe says one full-size call would take longer than this is not run at
+/// full size.
+const MAX_CALL_S: f64 = 2.0;
+
+/// Whether `b` is too slow on `dtype` to be worth an `n`³ GEMM: `Some((why, probe result))`
+/// when a verified `PROBE_N`³ GEMM predicts a call longer than [`MAX_CALL_S`].
+fn too_slow(
+    probe: &Harness,
+    n: usize,
+    dtype: DType,
+    b: &dyn wattbench_core::Backend,
+    device: &str,
+) -> Result<Option<(String, CaseResult)>, wattbench_core::harness::Interrupted> {
+    if n <= PROBE_N {
+        return Ok(None);
+    }
+    let case = Case {
+        params: Params::Gemm(GemmParams::new(PROBE_N, PROBE_N, PROBE_N)),
+        mode: Mode::Infer,
+        dtype,
+        tag: Some("ceiling-probe".into()),
+    };
+    let r = probe.run_case(&CaseInputs::new(case, &probe.cfg), b, device, None)?;
+    let Some(gflops) = r.throughput.as_ref().map(|t| t.gflops_per_s) else {
+        // The probe did not run (skipped, failed): the full size will say why itself.
+        return Ok(None);
+    };
+    let call_s = 2.0 * (n as f64).powi(3) / (gflops * 1e9);
+    Ok((call_s > MAX_CALL_S).then(|| {
+        (
+            format!(
+                "not run at {n}³: {} GFLOP/s on the verified {PROBE_N}³ probe predicts {:.0} s \
+                 a call (more than {MAX_CALL_S} s), far from any ceiling; the probe is recorded",
+                wattbench_core::units::sig(gflops),
+                call_s
+            ),
+            r,
+        )
+    }))
 }
 
 /// The NVML name of the GPU behind `cuda:N` (CUDA and NVML both order by PCI bus when
