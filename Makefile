@@ -4,6 +4,8 @@
 #   make test   fetch libtorch and NVRTC, fmt + clippy (-D warnings) + rustdoc (-D warnings)
 #               + the CUDA kernel compile/resource check + every test (tch included; the HTML
 #               report is opened in Debian's headless chromium, installed here when missing)
+#               + a Slurm self-test (one-node cluster from Debian's packages) + the k8s manifest
+#               validated against the Kubernetes schema
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
@@ -12,7 +14,7 @@ SUITE ?= quick
 RUN_ARGS ?=
 LIBTORCH_ENV = export LIBTORCH="$$(bash scripts/fetch-libtorch.sh)";
 
-.PHONY: run build test fmt clippy doc unit kernel-check bench-build browser gpu-bundle bench-overhead
+.PHONY: run build test fmt clippy doc unit kernel-check bench-build browser slurm-selftest k8s-validate gpu-bundle bench-overhead
 
 build:
 	$(LIBTORCH_ENV) $(CARGO) build --release --locked -p wattbench --features $(FEATURES)
@@ -59,7 +61,16 @@ browser:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
 	  || { $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; }
 
-test: fmt clippy doc kernel-check bench-build browser unit
+# A one-node Slurm cluster (Debian's packages), a 2-task array, merge and checks; it prints why
+# when it skips (exit 77: Slurm cannot be installed here). Uses the binary `unit` built.
+slurm-selftest:
+	bash scripts/slurm/selftest.sh target/debug/wattbench || { rc=$$?; [ $$rc = 77 ]; }
+
+# The Kubernetes manifests against the API schema (kubernetes-validate from PyPI, strict).
+k8s-validate:
+	bash scripts/k8s/validate.sh
+
+test: fmt clippy doc kernel-check bench-build browser unit slurm-selftest k8s-validate
 
 # A self-contained GPU build for the GPU check (.gpu-bundle/; see scripts/gpu-check.sh): every
 # GPU backend in one binary, candle's CUDA kernels compiled with nvcc 13.0 from PyPI (fetched

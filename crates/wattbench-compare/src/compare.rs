@@ -23,8 +23,12 @@
 //!   meters' interval says nothing about run-to-run variation; repeat runs (a folder per side)
 //!   for a real test.
 //! - **peak memory** (`memory.host_peak_rss_bytes` when reset per case on every file, and
-//!   `memory.device_peak_bytes`): near-deterministic, so the ratio of the per-side medians is
-//!   compared with the threshold directly, with no test and no interval.
+//!   `memory.device_peak_bytes`): one value per file, and not as deterministic as it looks
+//!   (the host peak after a reset starts from what the allocator kept of earlier cases: two
+//!   runs of the same build on the CI machine differed by 26%). The ratio is of the per-side
+//!   medians; the interval is the range of ratios, `[min new / max base, max new / min
+//!   base]`, and needs at least two files on each side: with one file on a side there is no
+//!   interval and the verdict is `ambiguous`. No test.
 //!
 //! A case that is skipped or failed on either side is listed under
 //! [`Comparison::not_compared`] with the reason, as is a metric one side has and the other
@@ -58,7 +62,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use wattbench_core::energy::{CaseEnergy, Interval, Source};
-use wattbench_core::result::{Memory, ReadError, RunFile, Status};
+use wattbench_core::result::{read_runs, Memory, ReadError, RunFile, Status};
 use wattbench_core::stats::TimeStats;
 
 /// Version of the comparison document's shape; bumped on incompatible changes.
@@ -175,12 +179,20 @@ impl ResultSet {
                 path: p.clone(),
                 source,
             })?;
-            let run = RunFile::from_json(&text).map_err(|source| CompareError::NotAResult {
+            let runs = read_runs(&text).map_err(|source| CompareError::NotAResult {
                 path: p.clone(),
                 source,
             })?;
-            set.files.push(p.display().to_string());
-            set.runs.push(run);
+            // A merged file counts as the files it was made of.
+            let many = runs.len() > 1;
+            for (i, run) in runs.into_iter().enumerate() {
+                set.files.push(if many {
+                    format!("{}#{}", p.display(), i + 1)
+                } else {
+                    p.display().to_string()
+                });
+                set.runs.push(run);
+            }
         }
         Ok(set)
     }
@@ -358,7 +370,8 @@ pub enum Method {
     /// One energy window on a side: the meters' stated intervals, worst case; no test.
     #[serde(rename = "meter-interval")]
     MeterInterval,
-    /// Peak memory: the ratio against the threshold; no test, no interval.
+    /// Peak memory: the range of ratios over the files of each side (two or more a side)
+    /// against the threshold; no test.
     #[serde(rename = "threshold")]
     Threshold,
 }
@@ -489,11 +502,11 @@ impl Comparison {
 }
 
 /// The verdict of one row (the rule in the module documentation). `p_adjusted` is used by
-/// [`Method::RankTest`] only, `ci` by the rank test and the meter interval, `ratio` by the
-/// threshold method.
+/// [`Method::RankTest`] only; every method decides on `ci` (none: ambiguous), `ratio` is
+/// reported only.
 pub fn verdict(
     method: Method,
-    ratio: f64,
+    _ratio: f64,
     ci: Option<[f64; 2]>,
     p_adjusted: Option<f64>,
     threshold: f64,
@@ -501,9 +514,12 @@ pub fn verdict(
 ) -> Verdict {
     let (up, down) = (1.0 + threshold, 1.0 / (1.0 + threshold));
     match method {
-        Method::Threshold if ratio > up => Verdict::Slower,
-        Method::Threshold if ratio < down => Verdict::Faster,
-        Method::Threshold => Verdict::Same,
+        Method::Threshold => match ci {
+            Some([lo, _]) if lo > up => Verdict::Slower,
+            Some([_, hi]) if hi < down => Verdict::Faster,
+            Some([lo, hi]) if lo >= down && hi <= up => Verdict::Same,
+            _ => Verdict::Ambiguous,
+        },
         Method::MeterInterval => match ci {
             Some([lo, _]) if lo > up => Verdict::Slower,
             Some([_, hi]) if hi < down => Verdict::Faster,
@@ -843,15 +859,21 @@ impl Collector<'_> {
         }
         let med = |v: &[u64]| stats::median(&v.iter().map(|&x| x as f64).collect::<Vec<_>>());
         let (mb, mn) = (med(&bv), med(&nv));
-        if mb <= 0.0 {
-            return self.skip(id, Some(metric), "the base peak is 0 B: no ratio".into());
+        if mb <= 0.0 || bv.contains(&0) {
+            return self.skip(id, Some(metric), "a base peak is 0 B: no ratio".into());
         }
+        let range = |v: &[u64]| {
+            let (lo, hi) = (v.iter().min(), v.iter().max());
+            (*lo.unwrap_or(&0) as f64, *hi.unwrap_or(&0) as f64)
+        };
+        let ((b_lo, b_hi), (n_lo, n_hi)) = (range(&bv), range(&nv));
+        let ci = (bv.len() >= 2 && nv.len() >= 2).then_some([n_lo / b_hi, n_hi / b_lo]);
         self.rows.push(CaseComparison {
             id: id.to_string(),
             metric,
             verdict: Verdict::Ambiguous,
             ratio: mn / mb,
-            ci: None,
+            ci,
             p_value: None,
             p_raw: None,
             base: mb,
@@ -1105,10 +1127,11 @@ mod tests {
         assert_eq!(v(MeterInterval, 1.5, Some([1.2, 1.8]), None), Slower);
         assert_eq!(v(MeterInterval, 0.6, Some([0.5, 0.9]), None), Faster);
         assert_eq!(v(MeterInterval, 1.0, Some([0.99, 1.01]), None), Ambiguous);
-        // Memory: the ratio itself.
-        assert_eq!(v(Threshold, 1.06, None, None), Slower);
-        assert_eq!(v(Threshold, 0.95, None, None), Faster);
-        assert_eq!(v(Threshold, 1.04, None, None), Same);
+        // Memory: the range of ratios, with no test; no range (one file a side): ambiguous.
+        assert_eq!(v(Threshold, 1.1, Some([1.06, 1.2]), None), Slower);
+        assert_eq!(v(Threshold, 0.9, Some([0.8, 0.95]), None), Faster);
+        assert_eq!(v(Threshold, 1.0, Some([0.96, 1.04]), None), Same);
+        assert_eq!(v(Threshold, 1.3, None, None), Ambiguous);
     }
 
     #[test]
@@ -1351,21 +1374,48 @@ mod tests {
             };
             set(vec![run(vec![c])])
         };
+        // One file a side: no interval, so no verdict, however large the ratio.
         let c = compare(&mem(100, true), &mem(120, true), &Options::default()).unwrap();
         for m in [Metric::HostMemory, Metric::DeviceMemory] {
             let r = rows(&c, m)[0];
             assert_eq!(
                 (r.method, r.verdict, r.ci),
-                (Method::Threshold, Verdict::Slower, None)
+                (Method::Threshold, Verdict::Ambiguous, None)
             );
             assert!((r.ratio - 1.2).abs() < 1e-12);
         }
+        assert!(!c.has_slower());
+        // Two files a side: the range of ratios decides.
+        let two = |a: u64, b: u64| {
+            let one = |bytes: u64| {
+                let mut c = case("c", noisy(1.0, 10, 1));
+                c.memory = Memory {
+                    host_peak_rss_bytes: Some(bytes),
+                    host_peak_reset: true,
+                    device_peak_bytes: None,
+                };
+                run(vec![c])
+            };
+            set(vec![one(a), one(b)])
+        };
+        let verdict = |b: (u64, u64), n: (u64, u64)| {
+            let c = compare(&two(b.0, b.1), &two(n.0, n.1), &Options::default()).unwrap();
+            rows(&c, Metric::HostMemory)[0].verdict
+        };
+        assert_eq!(verdict((100, 102), (120, 125)), Verdict::Slower);
+        assert_eq!(verdict((100, 102), (80, 81)), Verdict::Faster);
+        assert_eq!(verdict((100, 102), (101, 103)), Verdict::Same);
+        // Overlapping spreads that reach past the threshold: the data cannot tell.
+        assert_eq!(verdict((100, 130), (110, 125)), Verdict::Ambiguous);
         let c = compare(&mem(100, false), &mem(100, true), &Options::default()).unwrap();
         assert!(rows(&c, Metric::HostMemory).is_empty());
         assert!(c.not_compared[0]
             .reason
             .contains("not reset per case on base"));
-        assert_eq!(rows(&c, Metric::DeviceMemory)[0].verdict, Verdict::Same);
+        assert_eq!(
+            rows(&c, Metric::DeviceMemory)[0].verdict,
+            Verdict::Ambiguous
+        );
     }
 
     #[test]

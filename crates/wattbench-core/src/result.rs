@@ -645,6 +645,131 @@ pub struct RunFile {
     pub trainings: Vec<TrainingResult>,
 }
 
+/// Several result files in one (`wattbench merge`: the tasks of a Slurm array, a fleet):
+/// every run whole, with its own environment, so each case keeps its machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergedFile {
+    /// [`SCHEMA_VERSION`]: the version of every run inside.
+    pub schema_version: u32,
+    /// How the file was made.
+    pub merged: MergeInfo,
+    /// The runs, in the order given.
+    pub runs: Vec<RunFile>,
+}
+
+/// How a [`MergedFile`] was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergeInfo {
+    /// RFC 3339 time of the merge.
+    pub created_at: String,
+    /// The command line.
+    pub argv: Vec<String>,
+    /// Where each run came from, in the order of `runs`.
+    pub inputs: Vec<String>,
+    /// Whether the same case from the same machine was allowed more than once.
+    pub allow_duplicates: bool,
+    /// What a reader must know about how the runs were made (GPUs run at once).
+    pub notes: Vec<String>,
+}
+
+/// Why runs could not be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// Nothing to merge.
+    #[error("no run to merge")]
+    Empty,
+    /// The same case twice from one machine.
+    #[error(
+        "{id} was measured on {host} ({fingerprint}) in both {first} and {second}: the same \
+         machine twice (give --allow-duplicates to keep both: compare then pools them as \
+         repeated runs)"
+    )]
+    Duplicate {
+        /// The case or training run id.
+        id: String,
+        /// Its machine's host name.
+        host: String,
+        /// Its machine's hardware fingerprint.
+        fingerprint: String,
+        /// The first input that has it.
+        first: String,
+        /// The second.
+        second: String,
+    },
+}
+
+impl MergedFile {
+    /// Merge `inputs` (label, run) in order. A case (or training run) id found twice with the
+    /// same host name and hardware fingerprint is refused unless `allow_duplicates`: the same
+    /// measurement from different machines is what a merge is for, the same machine twice is
+    /// usually a task run twice.
+    pub fn merge(
+        inputs: Vec<(String, RunFile)>,
+        allow_duplicates: bool,
+        argv: Vec<String>,
+        created_at: String,
+    ) -> Result<MergedFile, MergeError> {
+        if inputs.is_empty() {
+            return Err(MergeError::Empty);
+        }
+        if !allow_duplicates {
+            let mut seen: BTreeMap<(String, String, String), &str> = BTreeMap::new();
+            for (label, run) in &inputs {
+                let host = run.environment.host.hostname.clone().unwrap_or_default();
+                let fp = run.environment.hardware_fingerprint();
+                let ids = run
+                    .cases
+                    .iter()
+                    .map(|c| c.id.clone())
+                    .chain(run.trainings.iter().map(|t| t.id.clone()));
+                for id in ids {
+                    let key = (host.clone(), fp.clone(), id);
+                    if let Some(first) = seen.get(&key) {
+                        return Err(MergeError::Duplicate {
+                            id: key.2,
+                            host: key.0,
+                            fingerprint: key.1,
+                            first: first.to_string(),
+                            second: label.clone(),
+                        });
+                    }
+                    seen.insert(key, label);
+                }
+            }
+        }
+        let (labels, runs) = inputs.into_iter().unzip();
+        Ok(MergedFile {
+            schema_version: SCHEMA_VERSION,
+            merged: MergeInfo {
+                created_at,
+                argv,
+                inputs: labels,
+                allow_duplicates,
+                notes: Vec::new(),
+            },
+            runs,
+        })
+    }
+}
+
+/// The runs of a result file: its one run, or each run of a [`MergedFile`]. Other documents
+/// and other schema versions are refused as by [`RunFile::from_json`].
+pub fn read_runs(text: &str) -> Result<Vec<RunFile>, ReadError> {
+    if is_merged(text) {
+        check_version(text)?;
+        let m: MergedFile =
+            serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))?;
+        return Ok(m.runs);
+    }
+    RunFile::from_json(text).map(|r| vec![r])
+}
+
+/// Whether `text` is a JSON object with `merged` and `runs` keys (a [`MergedFile`]).
+fn is_merged(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+        .is_ok_and(|m| m.contains_key("merged") && m.contains_key("runs"))
+}
+
 /// A result file that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -725,30 +850,41 @@ impl RunFile {
     /// Parse a result file, checking its schema version first so that a file from another
     /// version is refused with what to do, not a field-level parse error.
     pub fn from_json(text: &str) -> Result<RunFile, ReadError> {
-        // An object with a numeric `schema_version` (a struct would also read from an
-        // array such as `[1]`).
-        let head: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))?;
-        let version = head
-            .get("schema_version")
-            .ok_or_else(|| ReadError::NotAResult("no `schema_version` key".into()))
-            .and_then(|v| {
-                u32::deserialize(v)
-                    .map_err(|e| ReadError::NotAResult(format!("schema_version: {e}")))
-            })?;
-        match version {
-            SCHEMA_VERSION => {
-                serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))
-            }
-            v if v < SCHEMA_VERSION => Err(ReadError::Version {
-                found: v,
-                advice: "it was written by an older wattbench: re-run it, or read it with the \
-                         wattbench release that wrote it",
-            }),
-            v => Err(ReadError::Version {
-                found: v,
-                advice: "it was written by a newer wattbench: update this one",
-            }),
+        check_version(text)?;
+        if is_merged(text) {
+            return Err(ReadError::NotAResult(
+                "a merged file of several runs (`wattbench merge`): `compare`, `history add` \
+                 and `report --format html` read it; here give one of the files it was made of"
+                    .into(),
+            ));
         }
+        serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))
+    }
+}
+
+/// Refuses anything but a JSON object whose numeric `schema_version` is [`SCHEMA_VERSION`],
+/// saying what to do about another version.
+fn check_version(text: &str) -> Result<(), ReadError> {
+    // An object with a numeric `schema_version` (a struct would also read from an array
+    // such as `[1]`).
+    let head: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))?;
+    let version = head
+        .get("schema_version")
+        .ok_or_else(|| ReadError::NotAResult("no `schema_version` key".into()))
+        .and_then(|v| {
+            u32::deserialize(v).map_err(|e| ReadError::NotAResult(format!("schema_version: {e}")))
+        })?;
+    match version {
+        SCHEMA_VERSION => Ok(()),
+        v if v < SCHEMA_VERSION => Err(ReadError::Version {
+            found: v,
+            advice: "it was written by an older wattbench: re-run it, or read it with the \
+                     wattbench release that wrote it",
+        }),
+        v => Err(ReadError::Version {
+            found: v,
+            advice: "it was written by a newer wattbench: update this one",
+        }),
     }
 }

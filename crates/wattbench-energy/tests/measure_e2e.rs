@@ -341,7 +341,10 @@ fn a_grandchild_that_leaves_the_tree_is_counted_and_reported() {
             ..opts(&["sh", "-c", &script])
         })
         .unwrap();
-        assert!(done.exists(), "the grandchild did not finish within a minute");
+        assert!(
+            done.exists(),
+            "the grandchild did not finish within a minute"
+        );
         let r = &o.report;
         let cpu = r.cpu_seconds.unwrap();
         assert!(

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wattbench_core::energy::CaseEnergy;
-use wattbench_core::result::{Memory, RunFile, Status};
+use wattbench_core::result::{read_runs, Memory, RunFile, Status};
 use wattbench_core::stats::TimeStats;
 
 /// `PRAGMA application_id` of a wattbench history ("WBHS"): another SQLite file is refused.
@@ -413,12 +413,23 @@ impl History {
             path: file_path.map(Path::to_path_buf),
             why: format!("not UTF-8 text: {e}"),
         })?;
-        let run = RunFile::from_json(text).map_err(|e| HistoryError::NotAResult {
+        let runs = read_runs(text).map_err(|e| HistoryError::NotAResult {
             path: file_path.map(Path::to_path_buf),
             why: e.to_string(),
         })?;
         let file_path = file_path.map(|p| p.to_string_lossy().into_owned());
-        self.add_run(&run, &sha256_hex(bytes), file_path.as_deref())
+        let sha = sha256_hex(bytes);
+        let mut last = None;
+        for (i, run) in runs.iter().enumerate() {
+            // The runs of a merged file are told apart by their place in it.
+            let key = if runs.len() > 1 {
+                format!("{sha}#{}", i + 1)
+            } else {
+                sha.clone()
+            };
+            last = Some(self.add_run(run, &key, file_path.as_deref())?);
+        }
+        Ok(last.expect("read_runs returns at least one run"))
     }
 
     /// Record `run`, whose file has SHA-256 `sha256`, in one transaction.

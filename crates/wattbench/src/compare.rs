@@ -23,7 +23,9 @@ interval then resamples runs before samples, so it includes run-to-run variation
 a single run cannot show that (another load, clocks, temperature): on a shared or noisy machine,
 compare a few runs per side. Energy is compared only when both sides add the same sources; with one window (file) per side it has no test: its
 interval is the meters' stated uncertainty, and it is slower/faster only when that interval
-clears the threshold, never same, and such a row never fails the gate (pool runs to gate energy). Peak memory compares its ratio with the threshold, no test.
+clears the threshold, never same, and such a row never fails the gate (pool runs to gate energy).
+Peak memory has no test: its interval is the range of ratios over each side's files, which needs
+two files a side (one file a side: ambiguous).
 Cases on one side only, and cases skipped or failed on a side, are listed, never dropped.
 
 Exit status: 0; 1 when any case is slower (0 with --no-fail); 2 on bad input, including
@@ -48,9 +50,19 @@ pub struct CompareArgs {
     /// are pooled per case id, e.g. repeated runs).
     #[arg(value_name = "BASE")]
     base: PathBuf,
-    /// The new results: a result file or a folder, as BASE.
+    /// The new results: a result file or a folder, as BASE (optional with
+    /// --across-hardware).
     #[arg(value_name = "NEW")]
-    new: PathBuf,
+    new: Option<PathBuf>,
+    /// Put the same cases measured on different machines side by side instead (time,
+    /// GFLOP/s and share of each machine's measured roof, energy, CO2e and cost per
+    /// operation, the least-energy machine): the inputs may be any mix of files, folders and
+    /// merged files. No verdict, no gate.
+    #[arg(long)]
+    across_hardware: bool,
+    /// (--across-hardware) How energy becomes CO2e and cost.
+    #[command(flatten)]
+    carbon: crate::options::CarbonArgs,
     #[command(flatten)]
     settings: CompareSettings,
 }
@@ -128,8 +140,24 @@ impl CompareSettings {
 
 /// Run the command; returns the exit code.
 pub fn run(args: CompareArgs) -> Result<u8> {
+    if args.across_hardware {
+        let mut inputs: Vec<&std::path::Path> = vec![&args.base];
+        inputs.extend(args.new.as_deref());
+        let params = args.carbon.params()?;
+        return crate::across::run(
+            &inputs,
+            &params,
+            args.settings.format,
+            args.settings.output_path(),
+        );
+    }
+    let Some(new) = &args.new else {
+        return Err(usage(
+            "compare takes BASE and NEW (or one input or more with --across-hardware)",
+        ));
+    };
     let load = |p: &std::path::Path| ResultSet::load(p).map_err(|e| usage(e.to_string()));
-    let (base, new) = (load(&args.base)?, load(&args.new)?);
+    let (base, new) = (load(&args.base)?, load(new)?);
     compare_and_report(&base, &new, &args.settings)
 }
 

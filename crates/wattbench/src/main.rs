@@ -3,16 +3,19 @@
 //! Exit codes: 0 success; 1 a case failed verification or errored; 2 bad usage or input;
 //! 130 interrupted (completed cases are still written).
 mod ab;
+mod across;
 mod backends;
 mod ceilings;
 mod check;
 mod compare;
+mod devices;
 mod energy;
 mod export;
 mod history;
 mod html;
 mod inventory;
 mod measure;
+mod merge;
 mod options;
 mod output;
 mod report;
@@ -64,6 +67,9 @@ enum Cmd {
     /// Measure this machine's ceilings once (memory bandwidth, peak GEMM throughput per
     /// dtype) and store them with its hardware fingerprint, for the report's roofline.
     Ceilings(ceilings::CeilingsArgs),
+    /// Merge result files (a Slurm array's tasks, a fleet's machines) into one, each run kept
+    /// whole with its machine; `compare`, `history add` and `report --format html` read it.
+    Merge(merge::MergeArgs),
     /// Compare two result files (or folders of them) case by case: slower, faster, same or
     /// ambiguous, with bootstrap intervals and rank tests corrected for many cases.
     #[command(allow_negative_numbers = true)]
@@ -265,6 +271,7 @@ fn main() -> ExitCode {
         Cmd::History(args) => history::run(args),
         Cmd::Report(args) => report::run(args),
         Cmd::Ceilings(args) => ceilings::run(args),
+        Cmd::Merge(args) => merge::run(args),
         Cmd::Compare(args) => compare::run(args),
         Cmd::Ab(args) => ab::run(args),
         Cmd::Export(args) => export::run(args),

@@ -82,6 +82,15 @@ pub struct RunArgs {
     /// results/history.sqlite); a failure to record is a warning, not an error.
     #[arg(long, value_name = "DB", num_args = 0..=1)]
     record: Option<Option<PathBuf>>,
+    /// Run on several GPUs: `all` (those CUDA_VISIBLE_DEVICES shows) or NVML indices / GPU-
+    /// UUIDs; one worker process per GPU, pinned to it and metering it alone, their results
+    /// merged into the output (as `wattbench merge` writes it). UNVERIFIED ON HARDWARE.
+    #[arg(long, value_delimiter = ',', value_name = "all|LIST")]
+    devices: Vec<String>,
+    /// With --devices: one GPU after another instead of all at once (GPUs run at once share
+    /// the node's power, cooling and host CPUs, which can move every figure).
+    #[arg(long)]
+    devices_sequential: bool,
     #[command(flatten)]
     meters: MeterArgs,
 }
@@ -219,6 +228,16 @@ fn check_numbers(args: &RunArgs) -> Result<HarnessConfig> {
 
 /// Run the command; returns the exit code.
 pub fn run(mut args: RunArgs) -> Result<u8> {
+    if args.devices_sequential && args.devices.is_empty() {
+        return Err(usage("--devices-sequential goes with --devices"));
+    }
+    if !args.devices.is_empty() {
+        let path = args
+            .output
+            .clone()
+            .unwrap_or_else(|| output::default_path(&suite_label(&args.suite)));
+        return crate::devices::run(&args.devices, args.devices_sequential, &path);
+    }
     // `--op "gemm, rnn"`: spaces around the commas are not part of the names.
     for list in [
         &mut args.op,

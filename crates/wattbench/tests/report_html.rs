@@ -6,7 +6,9 @@
 //! 100 columns and keeps every reason whole.
 mod common;
 
-use common::{assert_contains, read_json, run_tiny, stderr, stdout, tiny_suite, wattbench, FAST};
+use common::{
+    assert_contains, read_json, run_tiny, stderr, stdout, tiny_suite, usage_error, wattbench, FAST,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -369,4 +371,36 @@ fn run_table_fits_100_columns_keeps_reasons_whole_and_reports_progress() {
     for c in cases.iter().filter(|c| c["status"] == "skipped") {
         assert_contains(&md, c["reason"].as_str().unwrap());
     }
+}
+
+#[test]
+fn bad_report_inputs_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("r.html");
+    let o = out.to_str().unwrap();
+    let junk = d.join("junk.json");
+    std::fs::write(&junk, r#"{"a": 1}"#).unwrap();
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let missing = d.join("missing.json");
+    for (input, needle) in [
+        (missing.to_str().unwrap(), "cannot read"),
+        (junk.to_str().unwrap(), "not a result file, measure report"),
+        (
+            empty.to_str().unwrap(),
+            "no .json or .trace.csv file in this folder",
+        ),
+    ] {
+        let a = wattbench(&["report", "--format", "html", input, "-o", o]);
+        usage_error(&a, needle);
+        assert!(!out.exists(), "{input}: an output was written");
+    }
+    // The Markdown report is of one file, and says where several go.
+    let j = junk.to_str().unwrap();
+    usage_error(
+        &wattbench(&["report", j, j, "-o", o]),
+        "--format html takes several",
+    );
+    assert!(!out.exists());
 }

@@ -5,7 +5,7 @@ use crate::ceilings::{self, Ceilings};
 use crate::UsageError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use wattbench_core::result::RunFile;
+use wattbench_core::result::{read_runs, RunFile};
 use wattbench_energy::measure::{MeasureReport, SCHEMA as MEASURE_SCHEMA};
 use wattbench_history::{trend, Analysis, History, Metric, SeriesFilter};
 
@@ -148,6 +148,13 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, UsageError> {
                     .is_some_and(|x| x == "json" || (x == "csv" && is_trace_name(p)))
         })
         .collect();
+    if v.is_empty() {
+        return Err(UsageError(format!(
+            "{}: no .json or .trace.csv file in this folder (give result files, measure \
+             reports, ceilings files or traces, or folders holding them)",
+            path.display()
+        )));
+    }
     v.sort();
     Ok(v)
 }
@@ -217,8 +224,12 @@ pub fn load(
             let c = Ceilings::from_json(&text).map_err(|e| bad(e.to_string()))?;
             inp.ceilings.push((path, c));
         } else if head.schema_version.is_some() {
-            let doc = RunFile::from_json(&text).map_err(|e| bad(e.to_string()))?;
-            inp.runs.push(RunInput { path, doc });
+            for doc in read_runs(&text).map_err(|e| bad(e.to_string()))? {
+                inp.runs.push(RunInput {
+                    path: path.clone(),
+                    doc,
+                });
+            }
         } else {
             return Err(bad(
                 "not a result file, measure report, ceilings file or trace (no `schema_version` \

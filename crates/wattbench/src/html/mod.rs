@@ -516,11 +516,13 @@ fn roof(c: &crate::ceilings::DeviceCeilings, dtype: DType, intensity: f64) -> Op
     }
 }
 
+/// A fraction as a percentage: two significant digits below 10 %, whole numbers above.
 fn pct(x: f64) -> String {
-    if x < 0.1 {
-        format!("{} %", sig(100.0 * x))
+    let v = 100.0 * x;
+    if v < 10.0 {
+        format!("{v:.1} %")
     } else {
-        format!("{:.0} %", 100.0 * x)
+        format!("{v:.0} %")
     }
 }
 
@@ -531,8 +533,10 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
          minimum byte: every input read once, every output written once — real kernels move \
          more, so a point left of its true position). The roofs are this machine's measured \
          ceilings (`wattbench ceilings`): the memory slope (bandwidth × intensity) and one \
-         compute roof per dtype. Markers: one shape and colour per backend; filled f32, \
-         outlined f16/bf16.",
+         compute roof per dtype. A measured roof is the best verified GEMM the backends \
+         here reached at one size, a lower bound of the machine's peak: a case above 100 % \
+         ran faster than that measurement (another size, another moment). Markers: one \
+         shape and colour per backend; filled f32, outlined f16/bf16.",
     ));
     // Points per machine and device.
     let mut keys: Vec<(String, String)> = Vec::new();
@@ -1408,6 +1412,72 @@ fn hardware(inp: &Inputs, machines: &[String]) -> String {
     }
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     h.push_str(&table(&header, &rows));
+    h.push_str(&energy_across(inp));
+    h
+}
+
+/// Energy, CO2e and share of the roof per operation, machine by machine (as `compare
+/// --across-hardware`, at the world-average grid intensity).
+fn energy_across(inp: &Inputs) -> String {
+    let Ok(params) = wattbench_energy::carbon::CarbonParams::resolve(None, None, None, None) else {
+        return String::new();
+    };
+    let set = wattbench_compare::ResultSet::from_runs(
+        inp.runs
+            .iter()
+            .map(|r| (r.path.display().to_string(), r.doc.clone())),
+    );
+    let find = |fp: &str| ceilings_of(inp, fp).cloned();
+    let a = crate::across::across(&[set], &params, &find);
+    let mut h = String::from("<h3>Energy per operation</h3>");
+    h.push_str(&p(&format!(
+        "Gross energy per GFLOP of the median call (whole metered domains, idle included), \
+         its source, CO2e per TFLOP at {} gCO2e/kWh ({}; intervals include the meters' \
+         uncertainty and the grid's daily band) and the share of each machine's measured \
+         roof. The least-energy machine is named only where every machine's energy comes \
+         from the same kind of source.",
+        sig(a.carbon.intensity_g_per_kwh),
+        a.carbon.region_name
+    )));
+    let rows: Vec<String> = a
+        .rows
+        .iter()
+        .flat_map(|r| {
+            r.cells.iter().enumerate().map(move |(i, c)| {
+                let best = r.least_energy.as_deref() == Some(c.machine.as_str());
+                let src: Vec<&str> = c.energy_sources.iter().map(|s| s.as_str()).collect();
+                let first = if i == 0 {
+                    format!("<td><code>{}</code></td>", esc(&r.id))
+                } else {
+                    "<td></td>".to_string()
+                };
+                format!(
+                    "{first}<td>{}{}</td>{}{}{}{}",
+                    esc(&c.machine),
+                    if best { " <b>least energy</b>" } else { "" },
+                    num(&c.gflops_per_s.map_or("—".into(), sig)),
+                    num(&c.fraction_of_roof.map_or("—".into(), pct)),
+                    num(&c.joules_per_gflop.map_or("no energy".into(), |j| {
+                        format!("{} ({})", sig(j.value), src.join("+"))
+                    })),
+                    num(&c
+                        .co2e_kg_per_tflop
+                        .map_or("—".into(), |i| units::interval(&i, "g", 1000.0))),
+                )
+            })
+        })
+        .collect();
+    h.push_str(&table(
+        &[
+            "case",
+            "machine",
+            "GFLOP/s",
+            "of roof",
+            "J/GFLOP (source)",
+            "CO2e/TFLOP",
+        ],
+        &rows,
+    ));
     h
 }
 

@@ -1,0 +1,143 @@
+//! Beyond one machine: `merge` (a Slurm array's files into one), the readers of merged files,
+//! `compare --across-hardware`, and `run --devices` on a machine without GPUs.
+mod common;
+
+use common::{assert_contains, read_json, run_tiny, stderr, stdout, usage_error, wattbench};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A quick reference run of the tiny suite in `dir` as `name`, then its host and CPU
+/// rewritten as if made on `host` with `cpu` (None: as it is).
+fn task(dir: &Path, name: &str, host: &str, cpu: Option<&str>) -> PathBuf {
+    let (o, doc) = run_tiny(dir, name, &["--backend", "reference"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut doc: Value = doc.unwrap();
+    doc["environment"]["host"]["hostname"] = host.into();
+    if let Some(cpu) = cpu {
+        doc["environment"]["host"]["cpu_model"] = cpu.into();
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn merge_keeps_runs_whole_refuses_one_machine_twice_and_is_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tasks = d.join("tasks");
+    std::fs::create_dir(&tasks).unwrap();
+    task(&tasks, "task-0-node1.json", "node1", None);
+    task(&tasks, "task-1-node2.json", "node2", None);
+    let merged = d.join("merged.json");
+    let o = wattbench(&["merge", s(&tasks), "-o", s(&merged)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stdout(&o), "merged 2 runs");
+    let m = read_json(&merged);
+    assert_eq!(m["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(m["runs"][1]["environment"]["host"]["hostname"], "node2");
+    assert!(m["merged"]["inputs"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("task-0-node1.json"));
+
+    // The same machine twice: refused, nothing written; allowed when asked.
+    task(&tasks, "task-2-node1.json", "node1", None);
+    let again = d.join("again.json");
+    usage_error(
+        &wattbench(&["merge", s(&tasks), "-o", s(&again)]),
+        "--allow-duplicates",
+    );
+    assert!(!again.exists());
+    let o = wattbench(&["merge", s(&tasks), "--allow-duplicates", "-o", s(&again)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Not result files, and empty folders, are refused.
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    usage_error(
+        &wattbench(&["merge", s(&empty), "-o", s(&d.join("x.json"))]),
+        "no .json result file",
+    );
+
+    // Readers: compare pools the runs, history records each, the HTML report shows both.
+    let o = wattbench(&["compare", s(&merged), s(&merged), "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Two runs a side: two energy windows and two memory peaks, every sample of both runs.
+    for r in c["cases"].as_array().unwrap() {
+        let n = r["n"][0].as_u64().unwrap();
+        if r["metric"] == "time" {
+            assert!(n >= 6, "{r}");
+        } else {
+            assert_eq!(n, 2, "{r}");
+        }
+    }
+    let db = d.join("h.sqlite");
+    let o = wattbench(&["history", "add", s(&merged), "--db", s(&db)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).matches("recorded").count(), 2, "{}", stdout(&o));
+    let html = d.join("r.html");
+    let o = wattbench(&["report", "--format", "html", s(&merged), "-o", s(&html)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A command that reads one run says what to do with a merged file.
+    usage_error(&wattbench(&["report", s(&merged)]), "merged file");
+}
+
+#[test]
+fn across_hardware_puts_each_machine_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = task(d, "a.json", "node1", None);
+    let b = task(d, "b.json", "node2", Some("Imaginary CPU 9000"));
+    let o = wattbench(&[
+        "compare",
+        "--across-hardware",
+        s(&a),
+        s(&b),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["machines"].as_array().unwrap().len(), 2);
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "every tiny case on both machines");
+    for r in rows {
+        let cells = r["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 2);
+        for c in cells {
+            assert!(c["gflops_per_s"].as_f64().unwrap() > 0.0);
+            // Estimated energy on both: comparable, so one machine is named.
+            assert_eq!(c["energy_sources"][0], "estimated");
+            assert!(c["co2e_kg_per_tflop"]["value"].as_f64().unwrap() > 0.0);
+        }
+        assert!(r["least_energy"].is_string(), "{r}");
+    }
+    // The table names the sources; one machine alone is refused.
+    let o = wattbench(&["compare", "--across-hardware", s(&a), s(&b)]);
+    assert_contains(&stdout(&o), "(estimated)");
+    assert_contains(&stdout(&o), "least energy");
+    usage_error(
+        &wattbench(&["compare", "--across-hardware", s(&a)]),
+        "one machine",
+    );
+    // Without the flag, compare still needs two inputs.
+    usage_error(&wattbench(&["compare", s(&a)]), "BASE and NEW");
+}
+
+#[test]
+fn devices_says_there_is_no_gpu_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.json");
+    let o = wattbench(&["run", "--suite", "quick", "--devices", "all", "-o", s(&out)]);
+    usage_error(&o, "one worker per GPU, and this machine shows none");
+    assert!(!out.exists());
+    usage_error(
+        &wattbench(&["run", "--devices-sequential", "-o", s(&out)]),
+        "--devices-sequential goes with --devices",
+    );
+}
