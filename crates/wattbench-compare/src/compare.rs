@@ -48,8 +48,9 @@
 //! - `ambiguous` otherwise: the data cannot tell (too few samples, too much noise, or a change
 //!   straddling the threshold).
 //!
-//! Single-window energy uses the same bounds without a test (see above); peak memory compares
-//! its ratio itself with `1 + t` and `1 / (1 + t)`, and is `same` in between.
+//! Single-window energy uses the same bounds without a test (see above); peak memory uses the
+//! same bounds on its range of ratios, without a test, and is `ambiguous` with one file a
+//! side.
 //!
 //! Requiring both the adjusted test and the whole interval beyond the threshold is what keeps
 //! a 500-case suite from crying wolf: a tiny but real shift (a significant test) is not a

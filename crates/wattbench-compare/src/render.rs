@@ -17,7 +17,8 @@ pub fn rule(c: &Comparison) -> String {
          the interval lies inside [1 / (1 + threshold), 1 + threshold]; `ambiguous` otherwise. \
          Thresholds: time {t}, energy {e}, memory {m}. Energy with a single window per side \
          has no test: its interval is the meters' stated uncertainty, and it is never `same`. \
-         Peak memory compares its ratio with the threshold, without a test.",
+         Peak memory has no test: its interval is the range of ratios over each side's \
+         files, which needs two files a side (with one, `ambiguous`).",
         tests = c.cases.iter().filter(|r| r.p_raw.is_some()).count(),
         alpha = c.alpha,
         conf = percent(c.confidence),
