@@ -100,6 +100,28 @@ impl Metric {
     }
 }
 
+/// The runs of a result file's bytes, each with the key it is recorded under: the file's
+/// SHA-256, or `SHA#i` for the i-th run of a merged file (`wattbench merge`). The error says
+/// why the bytes are not a result file.
+pub fn keyed_runs(bytes: &[u8]) -> Result<Vec<(RunFile, String)>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+    let runs = read_runs(text).map_err(|e| e.to_string())?;
+    let sha = sha256_hex(bytes);
+    let many = runs.len() > 1;
+    Ok(runs
+        .into_iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let key = if many {
+                format!("{sha}#{}", i + 1)
+            } else {
+                sha.clone()
+            };
+            (run, key)
+        })
+        .collect())
+}
+
 /// One figure to record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
@@ -409,25 +431,14 @@ impl History {
         bytes: &[u8],
         file_path: Option<&Path>,
     ) -> Result<AddOutcome, HistoryError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| HistoryError::NotAResult {
+        let runs = keyed_runs(bytes).map_err(|why| HistoryError::NotAResult {
             path: file_path.map(Path::to_path_buf),
-            why: format!("not UTF-8 text: {e}"),
-        })?;
-        let runs = read_runs(text).map_err(|e| HistoryError::NotAResult {
-            path: file_path.map(Path::to_path_buf),
-            why: e.to_string(),
+            why,
         })?;
         let file_path = file_path.map(|p| p.to_string_lossy().into_owned());
-        let sha = sha256_hex(bytes);
         let mut last = None;
-        for (i, run) in runs.iter().enumerate() {
-            // The runs of a merged file are told apart by their place in it.
-            let key = if runs.len() > 1 {
-                format!("{sha}#{}", i + 1)
-            } else {
-                sha.clone()
-            };
-            last = Some(self.add_run(run, &key, file_path.as_deref())?);
+        for (run, key) in &runs {
+            last = Some(self.add_run(run, key, file_path.as_deref())?);
         }
         Ok(last.expect("read_runs returns at least one run"))
     }

@@ -146,7 +146,13 @@ fn terminate(child: &Child) {
 }
 
 /// Run the workers and merge their files into `output`; the exit code.
-pub fn run(list: &[String], sequential: bool, output: &Path) -> Result<u8> {
+/// `record`: `run --record [DB]`, applied to the merged file.
+pub fn run(
+    list: &[String],
+    sequential: bool,
+    output: &Path,
+    record: Option<Option<&Path>>,
+) -> Result<u8> {
     let gpus = chosen(list)?;
     let file = crate::output::prepare(output)?;
     // The workers' files, beside the output; removed at the end.
@@ -218,6 +224,17 @@ pub fn run(list: &[String], sequential: bool, output: &Path) -> Result<u8> {
         ));
     }
     let n = runs.len();
+    if n == 0 {
+        eprintln!(
+            "no GPU worker wrote a result file (exit codes {codes:?}); nothing written to {}",
+            output.display()
+        );
+        return Ok(if stop.requested() {
+            stop.exit_code()
+        } else {
+            1
+        });
+    }
     let mut merged = MergedFile::merge(
         runs,
         false,
@@ -236,6 +253,9 @@ pub fn run(list: &[String], sequential: bool, output: &Path) -> Result<u8> {
         )
     });
     crate::output::commit(file, serde_json::to_string_pretty(&merged)?.as_bytes())?;
+    if let Some(db) = record {
+        crate::history::record(db, output);
+    }
     println!(
         "{n} of {} GPU workers wrote results, merged into {} (exit codes {codes:?})",
         gpus.len(),

@@ -6,9 +6,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use wattbench_core::result::read_runs;
 use wattbench_core::units;
-use wattbench_history::db::sha256_hex;
+use wattbench_history::db::keyed_runs;
 use wattbench_history::{
     changepoint, trend, AddOutcome, Analysis, ChangePoint, History, HistoryError, Metric,
     SeriesFilter,
@@ -104,19 +103,8 @@ fn add(db: &Path, files: &[PathBuf]) -> Result<u8> {
     for f in files {
         let bytes =
             std::fs::read(f).map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| usage(format!("{}: not a wattbench result file", f.display())))?;
-        let read = read_runs(text).map_err(|e| usage(format!("{}: {e}", f.display())))?;
-        let (sha, many) = (sha256_hex(&bytes), read.len() > 1);
-        for (i, run) in read.into_iter().enumerate() {
-            // The runs of a merged file are told apart by their place in it.
-            let key = if many {
-                format!("{sha}#{}", i + 1)
-            } else {
-                sha.clone()
-            };
-            runs.push((f, run, key));
-        }
+        let read = keyed_runs(&bytes).map_err(|why| usage(format!("{}: {why}", f.display())))?;
+        runs.extend(read.into_iter().map(|(run, key)| (f, run, key)));
     }
     let mut history = open_for_writing(db)?;
     for (f, run, sha) in runs {

@@ -5,7 +5,8 @@ use crate::output;
 use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
-use wattbench_core::result::{read_runs, MergedFile, RunFile};
+use wattbench_compare::ResultSet;
+use wattbench_core::result::{MergedFile, RunFile};
 
 /// Options of `wattbench merge`.
 #[derive(Args, Debug)]
@@ -24,49 +25,27 @@ pub struct MergeArgs {
     allow_duplicates: bool,
 }
 
-/// The result files of `path`: itself, or the .json files directly inside a folder except
-/// `output`.
-fn files(path: &Path, output: &Path) -> Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let out = std::fs::canonicalize(output).ok();
-    let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
-        .filter(|p| out.is_none() || std::fs::canonicalize(p).ok() != out)
-        .collect();
-    if v.is_empty() {
-        return Err(usage(format!(
-            "{}: no .json result file in this folder",
-            path.display()
-        )));
-    }
-    v.sort();
-    Ok(v)
+/// Whether the run labelled `label` (`PATH` or `PATH#i`, as [`ResultSet`] names them) was
+/// read from `output`: a merge into a file of the folder being merged leaves it out.
+fn from_output(label: &str, output: Option<&Path>) -> bool {
+    let path = label.rsplit_once('#').map_or(label, |(p, _)| p);
+    output.is_some_and(|o| std::fs::canonicalize(path).ok().as_deref() == Some(o))
 }
 
 /// Run the command; returns the exit code.
 pub fn run(args: MergeArgs) -> Result<u8> {
-    // Every input read and checked before the output is touched.
+    // Every input read and checked before the output is touched (folders and merged files
+    // are read as `compare` reads them).
+    let output = std::fs::canonicalize(&args.output).ok();
     let mut inputs: Vec<(String, RunFile)> = Vec::new();
     for path in &args.inputs {
-        for f in files(path, &args.output)? {
-            let text = std::fs::read_to_string(&f)
-                .map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
-            let runs = read_runs(&text).map_err(|e| usage(format!("{}: {e}", f.display())))?;
-            let many = runs.len() > 1;
-            for (i, run) in runs.into_iter().enumerate() {
-                let label = if many {
-                    format!("{}#{}", f.display(), i + 1)
-                } else {
-                    f.display().to_string()
-                };
-                inputs.push((label, run));
-            }
-        }
+        let set = ResultSet::load(path).map_err(|e| usage(e.to_string()))?;
+        inputs.extend(
+            set.files
+                .into_iter()
+                .zip(set.runs)
+                .filter(|(label, _)| !from_output(label, output.as_deref())),
+        );
     }
     let merged = MergedFile::merge(
         inputs,

@@ -232,11 +232,22 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
         return Err(usage("--devices-sequential goes with --devices"));
     }
     if !args.devices.is_empty() {
+        if args.json {
+            return Err(usage(
+                "--json goes without --devices: the merged file is the document (read it, or \
+                 `wattbench report --format html` it)",
+            ));
+        }
         let path = args
             .output
             .clone()
             .unwrap_or_else(|| output::default_path(&suite_label(&args.suite)));
-        return crate::devices::run(&args.devices, args.devices_sequential, &path);
+        return crate::devices::run(
+            &args.devices,
+            args.devices_sequential,
+            &path,
+            args.record.as_ref().map(|db| db.as_deref()),
+        );
     }
     // `--op "gemm, rnn"`: spaces around the commas are not part of the names.
     for list in [

@@ -45,6 +45,15 @@ fn merge_keeps_runs_whole_refuses_one_machine_twice_and_is_read_back() {
         .unwrap()
         .ends_with("task-0-node1.json"));
 
+    // Merging again into a file of the folder merged leaves the old output out.
+    let inside = tasks.join("merged.json");
+    for _ in 0..2 {
+        let o = wattbench(&["merge", s(&tasks), "-o", s(&inside)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_contains(&stdout(&o), "merged 2 runs");
+    }
+    std::fs::remove_file(&inside).unwrap();
+
     // The same machine twice: refused, nothing written; allowed when asked.
     task(&tasks, "task-2-node1.json", "node1", None);
     let again = d.join("again.json");
@@ -60,7 +69,7 @@ fn merge_keeps_runs_whole_refuses_one_machine_twice_and_is_read_back() {
     std::fs::create_dir(&empty).unwrap();
     usage_error(
         &wattbench(&["merge", s(&empty), "-o", s(&d.join("x.json"))]),
-        "no .json result file",
+        "holds no result files",
     );
 
     // Readers: compare pools the runs, history records each, the HTML report shows both.
@@ -140,4 +149,9 @@ fn devices_says_there_is_no_gpu_here() {
         &wattbench(&["run", "--devices-sequential", "-o", s(&out)]),
         "--devices-sequential goes with --devices",
     );
+    usage_error(
+        &wattbench(&["run", "--devices", "all", "--json", "-o", s(&out)]),
+        "--json goes without --devices",
+    );
+    assert!(!out.exists());
 }
