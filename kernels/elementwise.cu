@@ -62,3 +62,15 @@ extern "C" __global__ void f32_to_f16(const float* src, u16* dst, int n) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         dst[i] = wb_f32_to_f16(src[i]);
 }
+
+// Copy a row-major [rows, cols] matrix of 16-bit values into rows of `ld` >= cols elements
+// (the columns past `cols` are left as they are): gives the Hopper GEMM's TMA the 16-byte row
+// stride it needs when an operand's rows are not a multiple of 8 elements.
+extern "C" __global__ void pad_rows_u16(const u16* src, u16* dst, int rows, int cols, int ld) {
+    const long long n = (long long)rows * cols;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long r = i / cols, c = i - r * cols;
+        dst[r * ld + c] = src[i];
+    }
+}

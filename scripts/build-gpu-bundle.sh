@@ -4,7 +4,8 @@
 #   wattbench                    release build with every GPU backend: tch, cuda (our kernels,
 #                                cuBLAS, cuDNN) and candle on CUDA (features tch,cuda,candle-cuda)
 #   wattbench-cuda-gpu-tests     wattbench-cuda's GPU tests (ignored here; --ignored there)
-#   gpu-check.sh, benchmarks/, kernels/ (for reading; the binaries embed them), COMMIT, FEATURES
+#   gpu-check.sh, profile-gemm.sh (with gpu-env.sh, which both source), benchmarks/, kernels/
+#                                (for reading; the binaries embed them), COMMIT, FEATURES
 # wattbench-candle's tests are built with its CUDA ones too, to check that they compile (no other
 # build enables candle's `cuda` feature), but not carried: `wattbench check` runs the same
 # checks there, and the binary would take 25 MiB of the 64.
@@ -253,7 +254,7 @@ step="running wattbench list"
   cat "$target/list.txt" >&2
   die "wattbench list failed"
 }
-grep -E '^  (candle|tch|cuda|cuda-naive|cublas|cudnn) ' "$target/list.txt" >&2
+grep -E '^  (candle|tch|cuda|cuda-naive|cuda-wgmma|cublas|cudnn) ' "$target/list.txt" >&2
 
 # --- The bundle --------------------------------------------------------------------------------
 step="assembling $bundle"
@@ -263,7 +264,7 @@ cp "$exe" "$bundle/wattbench"
 cp "$cuda_tests" "$bundle/wattbench-cuda-gpu-tests"
 # Debug info only: the symbol table stays, so backtraces keep function names.
 strip --strip-debug "$bundle/wattbench" "$bundle/wattbench-cuda-gpu-tests"
-cp scripts/gpu-check.sh "$bundle/"
+cp scripts/gpu-check.sh scripts/gpu-env.sh scripts/profile-gemm.sh "$bundle/"
 cp -r benchmarks "$bundle/benchmarks"
 cp -r kernels "$bundle/kernels" # embedded in the binaries already; here for reading
 echo "$commit" >"$bundle/COMMIT"

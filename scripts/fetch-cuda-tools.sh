@@ -1,31 +1,40 @@
 #!/usr/bin/env bash
 # Fetch NVRTC and ptxas 13.0 (PyPI `nvidia-cuda-nvrtc` and `nvidia-cuda-nvcc`, the CUDA series
-# cudarc's `cuda-13000` bindings target) once, into a cache directory outside the repository.
-# No GPU or driver is needed: NVRTC compiles kernels to PTX and ptxas reports their resources.
+# cudarc's `cuda-13000` bindings target), and cuobjdump with nvdisasm (`nvidia-cuda-cuobjdump`,
+# `nvidia-cuda-nvdisasm`: 13.2, the oldest series PyPI has; they read 13.0's machine code), once,
+# into a cache directory outside the repository. No GPU or driver is needed: NVRTC compiles
+# kernels to PTX, ptxas reports their resources and cuobjdump shows their machine code.
 #
 #   WATTBENCH_CACHE  cache root (default: ~/.cache/wattbench)
 #
 # Prints the tools directory on stdout; it holds
 #   lib/libnvrtc.so.13 (+ builtins)  -> put on LD_LIBRARY_PATH (cudarc dlopens libnvrtc by name)
 #   bin/ptxas                        -> WATTBENCH_PTXAS
+#   bin/cuobjdump, bin/nvdisasm      -> WATTBENCH_CUOBJDUMP (cuobjdump finds nvdisasm on PATH)
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 CUDA_SERIES=13.0
-dest=$wb_cache/cuda-tools-$CUDA_SERIES
+DISASM_SERIES=13.2
+# -2: the second layout of this folder (with the disassembler).
+dest=$wb_cache/cuda-tools-$CUDA_SERIES-2
 wb_cached "$dest"
 
-echo "fetch-cuda-tools: downloading nvidia-cuda-nvrtc and nvidia-cuda-nvcc $CUDA_SERIES.* (about 130 MB, once)" >&2
-wb_download fetch-cuda-tools "nvidia-cuda-nvrtc==$CUDA_SERIES.*" "nvidia-cuda-nvcc==$CUDA_SERIES.*"
+echo "fetch-cuda-tools: downloading nvidia-cuda-nvrtc and nvidia-cuda-nvcc $CUDA_SERIES.*, nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm $DISASM_SERIES.* (about 135 MB, once)" >&2
+wb_download fetch-cuda-tools "nvidia-cuda-nvrtc==$CUDA_SERIES.*" "nvidia-cuda-nvcc==$CUDA_SERIES.*" \
+  "nvidia-cuda-cuobjdump==$DISASM_SERIES.*" "nvidia-cuda-nvdisasm==$DISASM_SERIES.*"
 
 tmp=$(mktemp -d "$wb_cache/cuda-tools.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-python3 - "$wb_wheels" "$tmp" "$CUDA_SERIES" <<'PY'
+python3 - "$wb_wheels" "$tmp" "$CUDA_SERIES" "$DISASM_SERIES" <<'PY'
 import glob, os, sys, zipfile
-wheels, out, series = sys.argv[1:]
-want = {"nvidia_cuda_nvrtc": ("lib/", "include/"), "nvidia_cuda_nvcc": ("bin/ptxas",)}
-for pkg, keep in want.items():
+wheels, out, series, disasm = sys.argv[1:]
+want = {"nvidia_cuda_nvrtc": (series, ("lib/", "include/")),
+        "nvidia_cuda_nvcc": (series, ("bin/ptxas",)),
+        "nvidia_cuda_cuobjdump": (disasm, ("bin/cuobjdump",)),
+        "nvidia_cuda_nvdisasm": (disasm, ("bin/nvdisasm",))}
+for pkg, (series, keep) in want.items():
     found = sorted(glob.glob(os.path.join(wheels, f"{pkg}-{series}.*.whl")))
     if not found:
         sys.exit(f"fetch-cuda-tools: {pkg} {series} wheel missing after download")
@@ -53,5 +62,5 @@ rm -rf "$dest"
 mv "$tmp" "$dest"
 trap - EXIT
 touch "$dest/.complete"
-echo "fetch-cuda-tools: NVRTC in $dest/lib, ptxas at $dest/bin/ptxas" >&2
+echo "fetch-cuda-tools: NVRTC in $dest/lib, ptxas and cuobjdump in $dest/bin" >&2
 echo "$dest"

@@ -24,14 +24,14 @@
 # run.txt torch.txt. Without a GPU the same script runs as a dry run: every step runs and
 # says why it cannot test anything. Exit status: 0 when everything that could run passed.
 #
-#   WATTBENCH_GPU_BACKENDS  backends to check (default: cuda,cuda-naive,cublas,cudnn,tch,candle)
+#   WATTBENCH_GPU_BACKENDS  backends to check (default: cuda,cuda-wgmma,cuda-naive,cublas,cudnn,tch,candle)
 #   WATTBENCH_CHECK_BUDGET  total seconds (default 330)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: gpu-check.sh OUTDIR}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-backends=${WATTBENCH_GPU_BACKENDS:-cuda,cuda-naive,cublas,cudnn,tch,candle}
+backends=${WATTBENCH_GPU_BACKENDS:-cuda,cuda-wgmma,cuda-naive,cublas,cudnn,tch,candle}
 budget=${WATTBENCH_CHECK_BUDGET:-330}
 start=$(date +%s)
 status=0
@@ -41,59 +41,18 @@ scratch=$(mktemp -d /tmp/wattbench-gpu-check.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 : >"$out/tests.txt"
 
-elapsed() { echo $(( $(date +%s) - start )); }
-left() { echo $(( budget - $(elapsed) )); }
-# limit SECONDS CMD...: run CMD, SIGINT at SECONDS (so `wattbench run` writes what it
-# completed), SIGKILL 20 s later; never beyond what the budget has left.
-limit() {
-  local s=$1
-  shift
-  local l
-  l=$(left)
-  [ "$l" -lt "$s" ] && s=$l
-  [ "$s" -lt 5 ] && { echo "skipped: the time budget is spent" >&2; return 124; }
-  timeout -s INT -k 20 "$s" "$@"
-}
-say() { echo "== $* ($(elapsed) s)"; }
-
 export RUST_BACKTRACE=1
 # Kernel PTX cache outside OUTDIR (which holds only the results).
 export WATTBENCH_CACHE=${WATTBENCH_CACHE:-/tmp/wattbench-cache}
+
+# shellcheck source=scripts/gpu-env.sh
+. "$here/gpu-env.sh"
 
 # ---- 1. inventory, and one set of CUDA libraries --------------------------------------------
 say "inventory"
 gpu=0
 if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then gpu=1; fi
-# The machine's pip wheels (site-packages/nvidia/*/lib) and torch's lib/, or else the CUDA
-# toolkit: one set of cuBLAS, cuBLASLt, cuDNN and NVRTC, first on the path, never a mix.
-libset=$(python3 - <<'PY' 2>/dev/null
-import glob, os, site
-sps = [p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]
-wheels, torch = [], []
-for sp in sps:
-    wheels += sorted(d for d in glob.glob(os.path.join(sp, "nvidia", "*", "lib")) if os.path.isdir(d))
-    if os.path.isdir(os.path.join(sp, "torch", "lib")):
-        torch.append(os.path.join(sp, "torch", "lib"))
-has = lambda dirs, name: any(glob.glob(os.path.join(d, name + "*")) for d in dirs)
-if has(wheels, "libcublas.so.13") and has(wheels, "libnvrtc.so.13"):
-    print("wheels", ":".join(wheels + torch[:1]))
-else:
-    print("none", ":".join(torch[:1]))
-PY
-)
-kind=${libset%% *}
-dirs=${libset#* }
-[ "$kind" = "$libset" ] && { kind=none; dirs=""; }
-if [ "$kind" != wheels ]; then
-  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-    if [ -e "$d/libcublas.so" ] || ls "$d"/libcublas.so.* >/dev/null 2>&1; then
-      kind=toolkit
-      dirs="$d${dirs:+:$dirs}"
-      break
-    fi
-  done
-fi
-export LD_LIBRARY_PATH="${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+wb_cuda_libs
 {
   echo "# $(date -u +%FT%TZ) $(hostname)"
   echo "# bundle commit: $(cat "$here/COMMIT" 2>/dev/null) features: $(cat "$here/FEATURES" 2>/dev/null)"
@@ -159,9 +118,9 @@ say "wattbench check on $backends"
         >"$scratch/log" 2>&1
       rc=$?
       case $rc in
-        0) grep -E '^(ok|FAIL)' "$scratch/log" ;;
+        0) grep -E '^(ok|FAIL|skip)' "$scratch/log" ;;
         2) echo "UNAVAILABLE $b/cuda:0 $op: $(tail -n 1 "$scratch/log")" ;;
-        *) grep -E '^(ok|FAIL)' "$scratch/log"
+        *) grep -E '^(ok|FAIL|skip)' "$scratch/log"
            echo "FAIL $b/cuda:0 $op: exit $rc"
            grep -vE '^(ok|FAIL|      )' "$scratch/log" | tail -n 20 | sed 's/^/    /' ;;
       esac
@@ -233,12 +192,8 @@ head -c 600 "$out/torch.txt"; echo
 
 # ---- 6. compute-sanitizer memcheck over the small tests ---------------------------------------
 say "compute-sanitizer"
-san=""
-for c in "$(command -v compute-sanitizer 2>/dev/null)" /usr/local/cuda/bin/compute-sanitizer \
-  "$here"/sanitizer/bin/compute-sanitizer \
-  $(python3 -c 'import glob,site; print(" ".join(glob.glob(site.getsitepackages()[0]+"/nvidia/*/bin/compute-sanitizer")))' 2>/dev/null); do
-  [ -n "$c" ] && [ -x "$c" ] && { san=$c; break; }
-done
+san=$(wb_tool compute-sanitizer) || san=""
+[ -z "$san" ] && [ -x "$here/sanitizer/bin/compute-sanitizer" ] && san=$here/sanitizer/bin/compute-sanitizer
 {
   echo "## 6. compute-sanitizer --tool memcheck over the small GPU tests (generic shapes)"
   if [ -z "$san" ]; then
@@ -278,12 +233,15 @@ print(f"tests (own process each): {count(r'PASS ')} passed, {count(r'FAIL .*exit
       + "".join(f"\n  {l}" for l in lines if l.startswith("FAIL ") and "exit" in l)[:800])
 checks = defaultdict(dict)
 for l in lines:
-    m = re.match(r"^(ok|FAIL|UNAVAILABLE)\s+(\S+?)/\S+ (\w+)", l)
+    m = re.match(r"^(ok|FAIL|UNAVAILABLE|skip)\s+(\S+?)/\S+ (\w+)", l)
     if m:
         st, b, what = m.groups()
         prev = checks[b].get(what)
         if prev != "FAIL":
-            checks[b][what] = {"ok": "ok", "FAIL": "FAIL", "UNAVAILABLE": "n/a"}[st]
+            new = {"ok": "ok", "FAIL": "FAIL", "UNAVAILABLE": "n/a", "skip": "n/a"}[st]
+            # An op checks in two modes: one mode run is enough for "ok".
+            if not (prev == "ok" and new == "n/a"):
+                checks[b][what] = new
 if checks:
     print("checks (wattbench check): " + "; ".join(
         f"{b}: " + " ".join(f"{w}={s}" for w, s in sorted(v.items())) for b, v in checks.items()))
@@ -314,17 +272,17 @@ def tf(c): return c["throughput"]["gflops_per_s"] / 1e3
 vendor = {"gemm": "cublas", "conv2d": "cudnn"}
 rows = []
 for (b, k), c in sorted(ok.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    if b != "cuda":
+    if b not in ("cuda", "cuda-wgmma"):
         continue
     v = ok.get((vendor.get(k[0], ""), k))
     others = " ".join(f"{o} {tf(ok[(o, k)]):.1f}" for o in ("tch", "candle") if (o, k) in ok)
     label = f"{c['op']} {c['mode']} {c.get('tag') or ''} {c['dtype']}"
-    rows.append(f"  {label:<28} cuda {tf(c):7.1f} TFLOP/s"
+    rows.append(f"  {label:<28} {b} {tf(c):7.1f} TFLOP/s"
                 + (f" | {v['backend']} {tf(v):7.1f} -> ratio {tf(c) / tf(v):.2f}" if v else "")
                 + (f" | {others}" if others else ""))
 if rows:
     print("ours vs the vendor (TFLOP/s at the median; ratio ours/vendor):")
-    print("\n".join(rows[:20]))
+    print("\n".join(rows[:30]))
 try:
     t = json.load(open(os.path.join(out, "torch.txt")))
     if "gemm" in t:

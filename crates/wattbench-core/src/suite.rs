@@ -425,6 +425,22 @@ mod tests {
         }
     }
 
+    /// The suite files the scripts pass by path (evidence, hopper-gemm) parse as well.
+    #[test]
+    fn every_suite_file_in_benchmarks_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benchmarks");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let s = load(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!s.cases.is_empty(), "{}", path.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "{n} suite files in {}", dir.display());
+    }
+
     #[test]
     fn defaults_and_overrides_expand() {
         let s = parse(

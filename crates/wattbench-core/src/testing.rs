@@ -57,6 +57,40 @@ pub struct CheckReport {
     pub skipped: Vec<String>,
 }
 
+/// Why `backend` runs no case of `op` in `mode` on `device`: the reason it gives for the first
+/// of the generic cases, when it declares every one of them (every shape, every dtype)
+/// unsupported; `None` when it supports at least one. `wattbench check` reports such an op
+/// as not applicable (cuBLAS has no convolution), not as a failure.
+pub fn declared_unsupported(
+    backend: &dyn Backend,
+    device: &str,
+    op: Op,
+    mode: Mode,
+) -> Option<String> {
+    let mut first = None;
+    for case in generic_cases(op, mode) {
+        match backend.supports(&case, device) {
+            Ok(()) => return None,
+            Err(why) => {
+                first.get_or_insert(why);
+            }
+        }
+    }
+    first
+}
+
+/// The generic check's cases of `op` in `mode`: every shape of [`shapes`] in every dtype.
+fn generic_cases(op: Op, mode: Mode) -> impl Iterator<Item = Case> {
+    shapes(op).into_iter().flat_map(move |params| {
+        DType::ALL.into_iter().map(move |dtype| Case {
+            params,
+            mode,
+            dtype,
+            tag: None,
+        })
+    })
+}
+
 /// Run every shape of `op` in every dtype on `backend`/`device`, twice with fresh seeds,
 /// through the real harness. Fails with the details of the first case that does not pass.
 /// Cases the backend declares unsupported up front are listed and left out; an f32 case
@@ -77,46 +111,39 @@ pub fn check(
     };
     let harness = Harness::new(cfg, &flag);
     let mut report = CheckReport::default();
-    for params in shapes(op) {
-        for dtype in DType::ALL {
-            let case = Case {
-                params,
-                mode,
-                dtype,
-                tag: None,
+    for case in generic_cases(op, mode) {
+        let dtype = case.dtype;
+        if let Err(why) = backend.supports(&case, device) {
+            let id = case.id(backend.name(), device);
+            report
+                .skipped
+                .push(format!("{id}: declared unsupported: {why}"));
+            continue;
+        }
+        for seed in [1u64, 2] {
+            let cfg = HarnessConfig {
+                seed,
+                ..harness.cfg.clone()
             };
-            if let Err(why) = backend.supports(&case, device) {
-                let id = case.id(backend.name(), device);
-                report
-                    .skipped
-                    .push(format!("{id}: declared unsupported: {why}"));
-                continue;
-            }
-            for seed in [1u64, 2] {
-                let cfg = HarnessConfig {
-                    seed,
-                    ..harness.cfg.clone()
-                };
-                let inputs = CaseInputs::new(case.clone(), &cfg);
-                let r = harness
-                    .run_case(&inputs, backend, device, None)
-                    .map_err(|_| "interrupted".to_string())?;
-                match r.status {
-                    Status::Ok => report.passed += 1,
-                    Status::Skipped if dtype != DType::F32 => report.skipped.push(format!(
-                        "{}: skipped: {}",
+            let inputs = CaseInputs::new(case.clone(), &cfg);
+            let r = harness
+                .run_case(&inputs, backend, device, None)
+                .map_err(|_| "interrupted".to_string())?;
+            match r.status {
+                Status::Ok => report.passed += 1,
+                Status::Skipped if dtype != DType::F32 => report.skipped.push(format!(
+                    "{}: skipped: {}",
+                    r.id,
+                    r.reason.unwrap_or_default()
+                )),
+                _ => {
+                    return Err(format!(
+                        "{} (seed {seed}): {:?}: {} {:?}",
                         r.id,
-                        r.reason.unwrap_or_default()
-                    )),
-                    _ => {
-                        return Err(format!(
-                            "{} (seed {seed}): {:?}: {} {:?}",
-                            r.id,
-                            r.status,
-                            r.reason.unwrap_or_default(),
-                            r.verification
-                        ))
-                    }
+                        r.status,
+                        r.reason.unwrap_or_default(),
+                        r.verification
+                    ))
                 }
             }
         }
@@ -333,5 +360,58 @@ pub fn run_file(created_at: &str, cases: Vec<CaseResult>) -> RunFile {
             Environment::default(),
             config,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendError, DeviceInfo, Prepared};
+    use crate::tensor::HostTensor;
+
+    /// Runs GEMM only, in bf16 only.
+    struct GemmBf16Only;
+
+    impl Backend for GemmBf16Only {
+        fn name(&self) -> &'static str {
+            "gemm-bf16-only"
+        }
+        fn devices(&self) -> Vec<DeviceInfo> {
+            Vec::new()
+        }
+        fn supports(&self, case: &Case, _: &str) -> Result<(), String> {
+            match (case.op(), case.dtype) {
+                (Op::Gemm, DType::Bf16) => Ok(()),
+                (Op::Gemm, d) => Err(format!("no {}", d.as_str())),
+                (op, _) => Err(format!("no {}", op.as_str())),
+            }
+        }
+        fn prepare(
+            &self,
+            _: &Case,
+            _: &str,
+            _: &[HostTensor],
+        ) -> Result<Box<dyn Prepared>, BackendError> {
+            Err(BackendError::Unsupported("never prepared".into()))
+        }
+    }
+
+    #[test]
+    fn an_op_is_not_applicable_only_when_every_case_is_declared_unsupported() {
+        let b = GemmBf16Only;
+        assert_eq!(declared_unsupported(&b, "cpu", Op::Gemm, Mode::Infer), None);
+        assert_eq!(
+            declared_unsupported(&b, "cpu", Op::Conv2d, Mode::Infer).as_deref(),
+            Some("no conv2d")
+        );
+        assert_eq!(
+            declared_unsupported(
+                &crate::reference::ReferenceBackend,
+                "cpu",
+                Op::Rnn,
+                Mode::Train
+            ),
+            None
+        );
     }
 }

@@ -1,19 +1,29 @@
 //! Compile every kernel with NVRTC through the backends' own loader for sm_80, sm_89 and
-//! sm_90, assemble the PTX with ptxas -v, print registers / shared memory / spills per kernel,
-//! and fail on a compile error, a missing entry point or a spill in a main kernel.
+//! sm_90 (the Hopper GEMM for sm_90a only), assemble the PTX with ptxas -v, print registers /
+//! shared memory / spills per kernel, and fail on a compile error, a missing entry point, a
+//! spill in a main kernel, or a ptxas note (C75xx) that it serialized wgmma instructions,
+//! injected a warpgroup wait, or ignored `setmaxnreg`.
 //!
 //! Needs no GPU: libnvrtc on LD_LIBRARY_PATH and ptxas (WATTBENCH_PTXAS or PATH);
 //! scripts/kernel-check.sh sets both up. Usage: kernel_check [--arch 80,89,90]
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use wattbench_cuda::ptxas::parse_ptxas;
+use wattbench_cuda::ptxas::{check_sass, parse_ptxas, parse_sass};
 use wattbench_cuda::{KernelId, Loader};
 
 fn ptxas() -> PathBuf {
     std::env::var_os("WATTBENCH_PTXAS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("ptxas"))
+}
+
+/// `WATTBENCH_CUOBJDUMP` (scripts/kernel-check.sh sets it), when it names a file.
+fn cuobjdump() -> Option<PathBuf> {
+    std::env::var_os("WATTBENCH_CUOBJDUMP")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
 }
 
 fn run() -> Result<bool> {
@@ -44,17 +54,31 @@ fn run() -> Result<bool> {
         .unwrap_or("")
         .to_string();
     println!("NVRTC {maj}.{min}; ptxas: {ptxas_ver}");
+    let cuobjdump = cuobjdump();
+    match &cuobjdump {
+        Some(c) => println!("machine code: {} --dump-sass", c.display()),
+        None => println!(
+            "machine code NOT CHECKED: WATTBENCH_CUOBJDUMP is unset (scripts/kernel-check.sh sets it)"
+        ),
+    }
 
     let dir = std::env::temp_dir().join(format!("wattbench-kernel-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let loader = Loader::new(None); // the backends' loader, with the disk cache off
     let mut ok = true;
     println!(
-        "{:<6} {:<15} {:<24} {:>5} {:>8} {:>6} {:>9} {:>9}  main",
+        "{:<6} {:<15} {:<24} {:>5} {:>8} {:>6} {:>9} {:>9}  main  tensor ops",
         "arch", "file", "kernel", "regs", "smem B", "stack", "spill st", "spill ld"
     );
     for &arch in &archs {
         for id in KernelId::ALL {
+            let Some(target) = id.target(arch) else {
+                println!(
+                    "sm_{arch:<3} {:<15} (not built for sm_{arch}: sm_90a only)",
+                    id.file()
+                );
+                continue;
+            };
             let ptx = match loader.ptx(id, arch) {
                 Ok(p) => p,
                 Err(e) => {
@@ -72,15 +96,16 @@ fn run() -> Result<bool> {
                     ok = false;
                 }
             }
-            let path = dir.join(format!("{}.sm_{arch}.ptx", id.file()));
+            let path = dir.join(format!("{}.sm_{target}.ptx", id.file()));
             std::fs::write(&path, &ptx)?;
+            let cubin = dir.join(format!("{}.sm_{target}.cubin", id.file()));
             let out = Command::new(&ptxas)
                 .args([
-                    format!("-arch=sm_{arch}"),
+                    format!("-arch=sm_{target}"),
                     "-v".into(),
                     path.display().to_string(),
                     "-o".into(),
-                    "/dev/null".into(),
+                    cubin.display().to_string(),
                 ])
                 .output()?;
             let log = format!(
@@ -89,20 +114,62 @@ fn run() -> Result<bool> {
                 String::from_utf8_lossy(&out.stderr)
             );
             if !out.status.success() {
-                println!("sm_{arch} {}: PTXAS ERROR\n{log}", id.file());
+                println!("sm_{target} {}: PTXAS ERROR\n{log}", id.file());
                 ok = false;
                 continue;
             }
+            for w in log
+                .lines()
+                .filter(|l| l.contains("warning") || l.contains("(C75"))
+            {
+                // ptxas's wgmma/setmaxnreg notes (C75xx), e.g. C7510 "Potential Performance
+                // Loss: wgmma.mma_async instructions are serialized", C7517 "warpgroup.wait is
+                // injected", C7508 setmaxnreg ignored. The Hopper GEMM would still run, with
+                // its pipeline broken: the check fails.
+                let fatal = w.contains("(C75")
+                    || w.contains("Performance Loss")
+                    || (w.contains("wgmma") && w.contains("serializ"))
+                    || w.contains("setmaxnreg");
+                ok &= !fatal;
+                println!(
+                    "sm_{target} {}: {w}{}",
+                    id.file(),
+                    if fatal { "  <-- FAILS THE CHECK" } else { "" }
+                );
+            }
+            let sass: HashMap<String, _> = match &cuobjdump {
+                Some(c) => {
+                    let d = Command::new(c).arg("--dump-sass").arg(&cubin).output()?;
+                    if !d.status.success() {
+                        println!(
+                            "sm_{target} {}: CUOBJDUMP ERROR\n{}",
+                            id.file(),
+                            String::from_utf8_lossy(&d.stderr)
+                        );
+                        ok = false;
+                    }
+                    parse_sass(&String::from_utf8_lossy(&d.stdout))
+                        .into_iter()
+                        .collect()
+                }
+                None => HashMap::new(),
+            };
             let mut rows = parse_ptxas(&log);
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, r) in rows {
                 let main = KernelId::is_main(&name);
                 let spill = r.spill_st > 0 || r.spill_ld > 0;
-                if spill && main {
+                let code = sass.get(&name);
+                let bad_code = match code {
+                    Some(s) => check_sass(&name, s).err(),
+                    None if cuobjdump.is_some() => Some("not in the machine code".into()),
+                    None => None,
+                };
+                if (spill && main) || bad_code.is_some() {
                     ok = false;
                 }
                 println!(
-                    "sm_{arch:<3} {:<15} {:<24} {:>5} {:>8} {:>6} {:>9} {:>9}  {}{}",
+                    "sm_{target:<3} {:<15} {:<24} {:>5} {:>8} {:>6} {:>9} {:>9}  {:<4}  {}{}{}",
                     id.file(),
                     name,
                     r.regs,
@@ -111,15 +178,18 @@ fn run() -> Result<bool> {
                     r.spill_st,
                     r.spill_ld,
                     if main { "yes" } else { "no" },
-                    if spill && main { "  <-- SPILL" } else { "" }
+                    code.map_or("?".into(), |s| s.summary()),
+                    if spill && main { "  <-- SPILL" } else { "" },
+                    bad_code.map_or(String::new(), |e| format!("  <-- {e}"))
                 );
             }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "(gemm_tc_* also use {} B of dynamic shared memory, not shown by ptxas)",
-        wattbench_cuda::TC_SMEM_BYTES
+        "(dynamic shared memory, not shown by ptxas: gemm_tc_* {} B, gemm_wgmma_* {} B)",
+        wattbench_cuda::TC_SMEM_BYTES,
+        wattbench_cuda::WGMMA_SMEM_BYTES
     );
     Ok(ok)
 }

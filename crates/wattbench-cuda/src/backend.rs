@@ -1,6 +1,7 @@
-//! The `cuda` backend (our kernels from `kernels/`) and `cuda-naive` (the naive GEMM
-//! baseline), plus what every GPU backend of the crate shares: device names, the element
-//! limit, the recorded versions and the one input check before anything is allocated.
+//! The `cuda` backend (our kernels from `kernels/`), `cuda-naive` (the naive GEMM baseline)
+//! and `cuda-wgmma` (the Hopper GEMM, sm_90 only), plus what every GPU backend of the crate
+//! shares: device names, the element limit, the recorded versions and the one input check
+//! before anything is allocated.
 //!
 //! Training cases (`cuda`, fp32) run forward, backward and the SGD update as one plan on the
 //! stream, as `wattbench_core::reference::train_step` defines them: outputs
@@ -9,25 +10,71 @@
 use crate::error::CudaError;
 use crate::gpu::{self, device_infos, Gpu};
 use crate::loader::{nvrtc_probe, nvrtc_version};
-use crate::ops;
+use crate::ops::{self, Kernels};
 use crate::plan::MAX_ELEMS;
 use std::sync::Arc;
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Op, Prepared};
 
-/// Our kernels. `naive` selects the naive GEMM (GEMM only) instead of the best kernel.
+/// Which of our kernel sets a [`CudaKernels`] backend runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Best,
+    Naive,
+    Wgmma,
+}
+
+/// Our kernels: the best per case (`cuda`), the naive GEMM baseline (`cuda-naive`), or the
+/// Hopper wgmma + TMA GEMM (`cuda-wgmma`), each its own backend so that results put them side
+/// by side.
 pub struct CudaKernels {
-    naive: bool,
+    kind: Kind,
 }
 
 impl CudaKernels {
     /// The best kernel per case: tiled fp32 / tensor-core GEMM, implicit-GEMM conv, fused RNN.
     pub fn new() -> Self {
-        Self { naive: false }
+        Self { kind: Kind::Best }
     }
     /// The naive GEMM baseline.
     pub fn naive() -> Self {
-        Self { naive: true }
+        Self { kind: Kind::Naive }
+    }
+    /// The Hopper GEMM (bf16/f16 forward, compute capability 9.0 only; UNVERIFIED ON
+    /// HARDWARE).
+    pub fn wgmma() -> Self {
+        Self { kind: Kind::Wgmma }
+    }
+}
+
+/// Compute capability of `device` (`cuda:N`), when the driver knows it.
+fn device_arch(device: &str) -> Option<u32> {
+    gpu::inventory().ok().and_then(|g| {
+        g.iter()
+            .find(|g| format!("cuda:{}", g.ordinal) == device)
+            .map(|g| g.arch())
+    })
+}
+
+/// Whether the Hopper GEMM runs `case` on `device`; why not.
+fn wgmma_supports(case: &Case, device: &str) -> Result<(), String> {
+    if case.op() != Op::Gemm {
+        return Err("cuda-wgmma is the Hopper GEMM only (bf16/f16 GEMM forward)".into());
+    }
+    if case.mode == Mode::Train {
+        return Err(
+            "cuda-wgmma runs the GEMM forward pass only (training steps run on `cuda`)".into(),
+        );
+    }
+    if case.dtype == DType::F32 {
+        return Err("the wgmma GEMM takes bf16 or f16 (fp32 GEMMs run on `cuda`)".into());
+    }
+    match device_arch(device) {
+        Some(a) if a != 90 => Err(format!(
+            "the wgmma GEMM needs a compute capability 9.0 (Hopper) GPU: wgmma and setmaxnreg \
+             are sm_90a instructions; {device} is sm_{a}"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -129,10 +176,10 @@ pub(crate) fn check_prepare(
 
 impl Backend for CudaKernels {
     fn name(&self) -> &'static str {
-        if self.naive {
-            "cuda-naive"
-        } else {
-            "cuda"
+        match self.kind {
+            Kind::Best => "cuda",
+            Kind::Naive => "cuda-naive",
+            Kind::Wgmma => "cuda-wgmma",
         }
     }
 
@@ -150,8 +197,12 @@ impl Backend for CudaKernels {
 
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
         common_supports(case, device)?;
+        if self.kind == Kind::Wgmma {
+            return wgmma_supports(case, device);
+        }
+        let naive = self.kind == Kind::Naive;
         if case.mode == Mode::Train {
-            if self.naive {
+            if naive {
                 return Err(
                     "cuda-naive is the forward GEMM baseline; training steps run on `cuda`".into(),
                 );
@@ -164,21 +215,14 @@ impl Backend for CudaKernels {
             }
             return Ok(());
         }
-        match (case.op(), case.dtype, self.naive) {
+        match (case.op(), case.dtype, naive) {
             (Op::Gemm, DType::F32, _) => Ok(()),
-            (Op::Gemm, _, false) => {
-                let arch = gpu::inventory().ok().and_then(|g| {
-                    g.iter()
-                        .find(|g| format!("cuda:{}", g.ordinal) == device)
-                        .map(|g| g.arch())
-                });
-                match arch {
-                    Some(a) if a < 80 => Err(format!(
-                        "the tensor-core GEMM needs sm_80+, {device} is sm_{a}"
-                    )),
-                    _ => Ok(()),
-                }
-            }
+            (Op::Gemm, _, false) => match device_arch(device) {
+                Some(a) if a < 80 => Err(format!(
+                    "the tensor-core GEMM needs sm_80+, {device} is sm_{a}"
+                )),
+                _ => Ok(()),
+            },
             (Op::Gemm, d, true) => Err(format!(
                 "the naive GEMM baseline is fp32 only, not {}",
                 d.as_str()
@@ -202,7 +246,12 @@ impl Backend for CudaKernels {
         let g = prepare_device(self, case, device, inputs, probe_nvrtc)?;
         let name = self.name();
         let e = |e: CudaError| e.into_backend(name);
-        let plan = ops::build(case, self.naive, inputs).map_err(e)?;
+        let kernels = match self.kind {
+            Kind::Best => Kernels::Best,
+            Kind::Naive => Kernels::Naive,
+            Kind::Wgmma => Kernels::Wgmma { sms: g.info.sms },
+        };
+        let plan = ops::build(case, kernels, inputs).map_err(e)?;
         Ok(Box::new(plan.into_case(&g, name).map_err(e)?))
     }
 }
@@ -265,6 +314,27 @@ mod tests {
         assert!(CudaKernels::naive()
             .supports(&case(gemm, DType::F32, Mode::Infer), "cuda:0")
             .is_ok());
+        // The Hopper GEMM: bf16/f16 GEMM forward only, each refusal with its reason.
+        let w = CudaKernels::wgmma();
+        assert_eq!(w.name(), "cuda-wgmma");
+        for (c, why) in [
+            (case(conv, DType::Bf16, Mode::Infer), "GEMM only"),
+            (case(gemm, DType::F32, Mode::Train), "forward pass only"),
+            (case(gemm, DType::F32, Mode::Infer), "bf16 or f16"),
+        ] {
+            let e = w.supports(&c, "cuda:0").unwrap_err();
+            assert!(e.contains(why), "{c}: {e}");
+        }
+        match device_arch("cuda:0") {
+            Some(a) if a != 90 => {
+                let e = w.supports(&case(gemm, DType::Bf16, Mode::Infer), "cuda:0");
+                assert!(e.unwrap_err().contains(&format!("is sm_{a}")));
+            }
+            _ => assert_eq!(
+                w.supports(&case(gemm, DType::Bf16, Mode::Infer), "cuda:0"),
+                Ok(())
+            ),
+        }
     }
 
     #[test]

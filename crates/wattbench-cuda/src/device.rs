@@ -15,9 +15,9 @@ use crate::error::CudaError;
 use crate::gpu::{Gpu, MemTracker};
 use crate::kernels::KernelId;
 use crate::ops::rnn::RnnBwdArgs;
-use crate::plan::{Arg, BufSpec, Init, PlanBuilder, Ptr, Step, View};
-use cudarc::driver::sys::CUfunction_attribute_enum;
-use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+use crate::plan::{Arg, BufSpec, Init, PlanBuilder, Ptr, Step, TensorMap2d, View};
+use cudarc::driver::sys::{self, CUfunction_attribute_enum};
+use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 use half::{bf16, f16};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -171,6 +171,69 @@ pub(crate) trait DeviceCall {
     fn tolerance(&self) -> Option<ToleranceOverride> {
         None
     }
+    /// What to add to an error of a call, to say what it may mean.
+    fn failure_hint(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// An encoded TMA tensor map: the 128 opaque bytes (128-byte aligned) that the kernels'
+/// `WbTensorMap` parameter holds.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct DevTensorMap(sys::CUtensorMap);
+
+// SAFETY: plain bytes with the size and alignment of the kernels' `WbTensorMap` parameter.
+unsafe impl DeviceRepr for DevTensorMap {}
+
+/// Encode `m` over its view's device address (128-byte swizzle, zeros read outside the
+/// matrix, L2 promotion by 256 B), after the checks the plan builder already made.
+fn encode_tensor_map(g: &Gpu, bufs: &[DevBuf], m: &TensorMap2d) -> Result<DevTensorMap, CudaError> {
+    use sys::CUtensorMapDataType as T;
+    let b = bufs
+        .get(m.view.buf().index())
+        .ok_or_else(|| CudaError::lib("encoding a tensor map", format!("{m:?}: no such buffer")))?;
+    let dtype = match b.dtype() {
+        DType::Bf16 => T::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+        DType::F16 => T::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+        d => {
+            return Err(CudaError::lib(
+                "encoding a tensor map",
+                format!("{d:?} data: 16-bit floats only"),
+            ))
+        }
+    };
+    m.check(b.elem_bytes() as usize)
+        .map_err(|e| CudaError::lib("encoding a tensor map", e))?;
+    let base = addr(g, bufs, m.view)?;
+    let dims = [m.cols as u64, m.rows as u64];
+    let strides = [m.ld as u64 * b.elem_bytes()];
+    let elem_strides = [1u32, 1];
+    let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+    // SAFETY: every pointer is valid for the rank (2) the driver reads; `base` is the device
+    // address of the view, which holds `rows` rows of `ld` elements of `dtype` (checked
+    // above), so the map describes memory inside a live buffer of this case; the driver only
+    // writes the 128-byte `map`.
+    let r = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            dtype,
+            2,
+            base as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            m.box_dims.as_ptr(),
+            elem_strides.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    r.result()
+        .map_err(|e| CudaError::lib("cuTensorMapEncodeTiled", format!("{e:?} for {m:?}")))?;
+    // SAFETY: the driver initialised the map (and it was zeroed before).
+    Ok(DevTensorMap(unsafe { map.assume_init() }))
 }
 
 /// A kernel argument with device addresses.
@@ -180,6 +243,7 @@ enum DevArg {
     I32(i32),
     F32(f32),
     RnnBwd(RnnBwdArgs<u64>),
+    TensorMap(DevTensorMap),
 }
 
 /// A step with device addresses.
@@ -221,6 +285,7 @@ impl DeviceCall for Plan {
                             DevArg::I32(v) => b.arg(v),
                             DevArg::F32(v) => b.arg(v),
                             DevArg::RnnBwd(v) => b.arg(v),
+                            DevArg::TensorMap(v) => b.arg(v),
                         };
                     }
                     // SAFETY: the step was added through `PlanBuilder::launch`, whose caller
@@ -247,6 +312,14 @@ impl DeviceCall for Plan {
 
     fn implementation(&self) -> Option<String> {
         Some(self.kernels.clone())
+    }
+
+    fn failure_hint(&self) -> Option<&'static str> {
+        self.kernels.contains("gemm_wgmma").then_some(
+            "gemm_wgmma executes `trap` when a pipeline barrier wait exceeds 10 s, so a launch \
+             failure of it is that watchdog (a deadlock: a tensor map or barrier protocol bug) \
+             or a memory fault; the CUDA context is unusable afterwards",
+        )
     }
 }
 
@@ -347,6 +420,9 @@ impl<'a> PlanBuilder<'a> {
                                 Arg::Int(n) => DevArg::I32(n as i32),
                                 Arg::F32(v) => DevArg::F32(v),
                                 Arg::RnnBwd(s) => DevArg::RnnBwd(s.try_map(ptr)?),
+                                Arg::TensorMap(m) => {
+                                    DevArg::TensorMap(encode_tensor_map(g, bufs, &m)?)
+                                }
                             })
                         })
                         .collect::<Result<_, CudaError>>()?,
@@ -419,21 +495,35 @@ impl<C: DeviceCall> GpuCase<C> {
     }
 }
 
+impl<C: DeviceCall> GpuCase<C> {
+    /// `e` as the backend's error, with the call's hint on what it may mean.
+    fn fail(&self, e: CudaError) -> BackendError {
+        let e = match (e, self.call.failure_hint()) {
+            (CudaError::Library { what, msg }, Some(hint)) => CudaError::Library {
+                what,
+                msg: format!("{msg} ({hint})"),
+            },
+            (e, _) => e,
+        };
+        e.into_backend(self.backend)
+    }
+}
+
 impl<C: DeviceCall> Prepared for GpuCase<C> {
     fn execute(&mut self) -> Result<(), BackendError> {
-        self.run().map_err(|e| e.into_backend(self.backend))
+        self.run().map_err(|e| self.fail(e))
     }
     fn sync(&mut self) -> Result<(), BackendError> {
-        self.wait().map_err(|e| e.into_backend(self.backend))
+        self.wait().map_err(|e| self.fail(e))
     }
     fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
-        self.download().map_err(|e| e.into_backend(self.backend))
+        self.download().map_err(|e| self.fail(e))
     }
     fn time_iters(&mut self, iters: u64) -> Result<Duration, BackendError> {
         let d = self
             .gpu
             .time_with_events(iters, || self.call.call(&self.gpu, &mut self.bufs))
-            .map_err(|e| e.into_backend(self.backend))?;
+            .map_err(|e| self.fail(e))?;
         self.mem.observe(&self.gpu);
         Ok(d)
     }

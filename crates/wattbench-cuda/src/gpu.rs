@@ -24,6 +24,8 @@ pub struct GpuInfo {
     pub cc: (i32, i32),
     /// Device memory in bytes.
     pub total_mem: usize,
+    /// Streaming multiprocessors (what a persistent kernel's grid is sized to).
+    pub sms: u32,
 }
 
 impl GpuInfo {
@@ -52,12 +54,14 @@ fn probe_driver() -> Result<Vec<GpuInfo>, String> {
         };
         let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        let sms = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
         out.push(GpuInfo {
             ordinal: i as usize,
             name: device::get_name(dev).unwrap_or_else(|_| "unknown NVIDIA GPU".into()),
             cc: (major, minor),
             // SAFETY: as above.
             total_mem: unsafe { device::total_mem(dev) }.unwrap_or(0),
+            sms: sms.max(1) as u32,
         });
     }
     Ok(out)

@@ -7,8 +7,10 @@ const COMMON: &str = include_str!("../../../kernels/common.cuh");
 /// One kernel source file: one NVRTC program, one CUDA module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KernelId {
-    /// `gemm.cu`: naive, tiled fp32 and tensor-core GEMMs.
+    /// `gemm.cu`: naive, tiled fp32 and tensor-core (`mma.sync`) GEMMs.
     Gemm,
+    /// `gemm_sm90.cu`: the Hopper GEMM (wgmma fed by TMA), for sm_90a only.
+    GemmSm90,
     /// `conv.cu`: implicit-GEMM conv2d forward, backward-data and backward-filter.
     Conv,
     /// `rnn.cu`: fused vanilla/LSTM/GRU steps, forward and backward.
@@ -21,8 +23,9 @@ const TRANSPOSES: [&str; 4] = ["nn", "nt", "tn", "tt"];
 
 impl KernelId {
     /// Every kernel file.
-    pub const ALL: [KernelId; 4] = [
+    pub const ALL: [KernelId; 5] = [
         KernelId::Gemm,
+        KernelId::GemmSm90,
         KernelId::Conv,
         KernelId::Rnn,
         KernelId::Elementwise,
@@ -32,6 +35,7 @@ impl KernelId {
     pub fn file(self) -> &'static str {
         match self {
             KernelId::Gemm => "gemm.cu",
+            KernelId::GemmSm90 => "gemm_sm90.cu",
             KernelId::Conv => "conv.cu",
             KernelId::Rnn => "rnn.cu",
             KernelId::Elementwise => "elementwise.cu",
@@ -41,9 +45,21 @@ impl KernelId {
     fn body(self) -> &'static str {
         match self {
             KernelId::Gemm => include_str!("../../../kernels/gemm.cu"),
+            KernelId::GemmSm90 => include_str!("../../../kernels/gemm_sm90.cu"),
             KernelId::Conv => include_str!("../../../kernels/conv.cu"),
             KernelId::Rnn => include_str!("../../../kernels/rnn.cu"),
             KernelId::Elementwise => include_str!("../../../kernels/elementwise.cu"),
+        }
+    }
+
+    /// The architecture NVRTC compiles this file for on a GPU of compute capability `arch`
+    /// (`"89"` for `compute_89`), or `None` when the file cannot run there. The Hopper GEMM
+    /// uses sm_90a's arch-specific instructions (wgmma, setmaxnreg), so it is compiled for
+    /// `compute_90a`, whose PTX loads on compute capability 9.0 only (not on later GPUs).
+    pub fn target(self, arch: u32) -> Option<String> {
+        match self {
+            KernelId::GemmSm90 => (arch == 90).then(|| "90a".to_string()),
+            _ => Some(arch.to_string()),
         }
     }
 
@@ -63,6 +79,12 @@ impl KernelId {
                     v.push(format!("gemm_tiled_f32_{t}"));
                     v.push(format!("gemm_tc_bf16_{t}"));
                     v.push(format!("gemm_tc_f16_{t}"));
+                }
+            }
+            KernelId::GemmSm90 => {
+                for t in TRANSPOSES {
+                    v.push(format!("gemm_wgmma_bf16_{t}"));
+                    v.push(format!("gemm_wgmma_f16_{t}"));
                 }
             }
             KernelId::Conv => {
@@ -92,6 +114,7 @@ impl KernelId {
                     "fill_u32",
                     "f32_to_bf16",
                     "f32_to_f16",
+                    "pad_rows_u16",
                 ] {
                     v.push(n.to_string());
                 }
@@ -134,9 +157,24 @@ mod tests {
     }
 
     #[test]
+    fn only_the_hopper_gemm_is_arch_specific() {
+        for id in KernelId::ALL {
+            for arch in [80, 86, 89, 90, 100] {
+                let want = match id {
+                    KernelId::GemmSm90 => (arch == 90).then(|| "90a".to_string()),
+                    _ => Some(arch.to_string()),
+                };
+                assert_eq!(id.target(arch), want, "{id:?} on sm_{arch}");
+            }
+        }
+    }
+
+    #[test]
     fn main_kernels_exclude_baselines_and_helpers() {
         assert!(KernelId::is_main("gemm_tiled_f32_nn"));
         assert!(KernelId::is_main("rnn_fwd_lstm"));
+        assert!(KernelId::is_main("gemm_wgmma_bf16_tn"));
+        assert!(!KernelId::is_main("pad_rows_u16"));
         assert!(!KernelId::is_main("gemm_naive_f32_nn"));
         assert!(!KernelId::is_main("sgd_update_f32"));
     }

@@ -2,7 +2,8 @@
 //!
 //! - `cuda`: our kernels (`kernels/*.cu`), compiled with NVRTC for the device's compute
 //!   capability on first use and cached on disk ([`Loader`]); `cuda-naive`: the naive GEMM
-//!   baseline.
+//!   baseline; `cuda-wgmma`: the Hopper GEMM (wgmma fed by TMA, compiled for sm_90a, run on
+//!   compute capability 9.0 only; UNVERIFIED ON HARDWARE).
 //! - `cublas` (GEMM forward) and `cudnn` (conv2d forward and training steps, algorithms chosen
 //!   by timing them): the vendor libraries as yardsticks.
 //!
@@ -37,7 +38,7 @@ pub use error::CudaError;
 pub use gpu::{driver_version, gpus, GpuInfo};
 pub use kernels::KernelId;
 pub use loader::{compile_options, nvrtc_probe, nvrtc_version, Loader};
-pub use ops::gemm::TC_SMEM_BYTES;
+pub use ops::gemm::{TC_SMEM_BYTES, WGMMA_SMEM_BYTES};
 pub use vendor::{Cublas, Cudnn};
 
 /// Every GPU backend of this crate, in display order.
@@ -45,6 +46,7 @@ pub fn backends() -> Vec<Box<dyn wattbench_core::Backend>> {
     vec![
         Box::new(CudaKernels::new()),
         Box::new(CudaKernels::naive()),
+        Box::new(CudaKernels::wgmma()),
         Box::new(Cublas),
         Box::new(Cudnn),
     ]
@@ -58,7 +60,10 @@ mod tests {
         let mut names: Vec<_> = b.iter().map(|b| b.name()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names, ["cublas", "cuda", "cuda-naive", "cudnn"]);
+        assert_eq!(
+            names,
+            ["cublas", "cuda", "cuda-naive", "cuda-wgmma", "cudnn"]
+        );
         for be in &b {
             for d in be.devices() {
                 assert!(

@@ -36,11 +36,12 @@ pub fn nvrtc_version() -> Result<(i32, i32), CudaError> {
     Ok((major, minor))
 }
 
-/// NVRTC options for compute capability `arch` (e.g. 90 for sm_90). PTX for `compute_XY` is
-/// what the driver loads (and JIT-compiles for the exact chip).
-pub fn compile_options(arch: u32) -> Vec<String> {
+/// NVRTC options for the virtual architecture `target` (`"89"`, or `"90a"` for sm_90a's
+/// arch-specific features: [`KernelId::target`]). PTX for `compute_XY` is what the driver
+/// loads (and JIT-compiles for the exact chip).
+pub fn compile_options(target: &str) -> Vec<String> {
     vec![
-        format!("--gpu-architecture=compute_{arch}"),
+        format!("--gpu-architecture=compute_{target}"),
         "-std=c++17".into(),
         "--fmad=true".into(),
         "-lineinfo".into(),
@@ -90,20 +91,28 @@ impl Loader {
         Some(root.join("kernels"))
     }
 
-    /// Cache file name for `id` on `arch` under NVRTC `version`.
-    pub fn cache_name(id: KernelId, arch: u32, version: (i32, i32)) -> String {
+    /// Cache file name for `id` compiled for `target` under NVRTC `version`.
+    pub fn cache_name(id: KernelId, target: &str, version: (i32, i32)) -> String {
         let src = id.source();
-        let opts = compile_options(arch).join(" ");
+        let opts = compile_options(target).join(" ");
         let h = fnv1a64(&[src.as_bytes(), opts.as_bytes()]);
         let stem = id.file().trim_end_matches(".cu");
         format!(
-            "{stem}-{h:016x}-compute_{arch}-nvrtc{}.{}.ptx",
+            "{stem}-{h:016x}-compute_{target}-nvrtc{}.{}.ptx",
             version.0, version.1
         )
     }
 
-    /// PTX of `id` for compute capability `arch`: from memory, the disk cache, or NVRTC.
+    /// PTX of `id` for a GPU of compute capability `arch` (compiled for
+    /// [`KernelId::target`]): from memory, the disk cache, or NVRTC. `Unavailable` when the
+    /// file cannot run on `arch`.
     pub fn ptx(&self, id: KernelId, arch: u32) -> Result<String, CudaError> {
+        let target = id.target(arch).ok_or_else(|| {
+            CudaError::Unavailable(format!(
+                "kernels/{} is not built for sm_{arch} (it needs sm_90a: a compute capability 9.0 GPU)",
+                id.file()
+            ))
+        })?;
         if let Some(p) = self
             .memo
             .lock()
@@ -116,14 +125,14 @@ impl Loader {
         let cached = self
             .cache_dir
             .as_ref()
-            .map(|d| d.join(Self::cache_name(id, arch, version)));
+            .map(|d| d.join(Self::cache_name(id, &target, version)));
         let ptx = match cached
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
         {
             Some(p) if p.contains(".entry") => p,
             _ => {
-                let p = compile_uncached(id, arch)?;
+                let p = compile_uncached(id, &target)?;
                 if let Some(path) = &cached {
                     // A cache that cannot be written only costs a recompile next time.
                     let _ = wattbench_core::output::write_atomically(path, p.as_bytes());
@@ -138,10 +147,10 @@ impl Loader {
     }
 }
 
-/// Run NVRTC on `id` for `arch`, with no cache.
-fn compile_uncached(id: KernelId, arch: u32) -> Result<String, CudaError> {
+/// Run NVRTC on `id` for `target`, with no cache.
+fn compile_uncached(id: KernelId, target: &str) -> Result<String, CudaError> {
     nvrtc_probe()?;
-    let options = compile_options(arch);
+    let options = compile_options(target);
     let opts = cudarc::nvrtc::CompileOptions {
         options: options.clone(),
         name: Some(id.file().to_string()),
@@ -151,7 +160,7 @@ fn compile_uncached(id: KernelId, arch: u32) -> Result<String, CudaError> {
         Ok(ptx) => Ok(ptx.to_src()),
         Err(cudarc::nvrtc::CompileError::CompileError { log, .. }) => Err(CudaError::Compile {
             file: id.file(),
-            arch: format!("compute_{arch}"),
+            arch: format!("compute_{target}"),
             options,
             log: log.to_string_lossy().into_owned(),
         }),
@@ -165,14 +174,27 @@ mod tests {
 
     #[test]
     fn cache_name_depends_on_source_arch_and_version() {
-        let a = Loader::cache_name(KernelId::Gemm, 90, (13, 0));
+        let a = Loader::cache_name(KernelId::Gemm, "90", (13, 0));
         assert!(
             a.starts_with("gemm-") && a.ends_with("-compute_90-nvrtc13.0.ptx"),
             "{a}"
         );
-        assert_ne!(a, Loader::cache_name(KernelId::Gemm, 80, (13, 0)));
-        assert_ne!(a, Loader::cache_name(KernelId::Gemm, 90, (13, 1)));
-        assert_ne!(a, Loader::cache_name(KernelId::Conv, 90, (13, 0)));
+        assert_ne!(a, Loader::cache_name(KernelId::Gemm, "80", (13, 0)));
+        assert_ne!(a, Loader::cache_name(KernelId::Gemm, "90a", (13, 0)));
+        assert_ne!(a, Loader::cache_name(KernelId::Gemm, "90", (13, 1)));
+        assert_ne!(a, Loader::cache_name(KernelId::Conv, "90", (13, 0)));
+        let h = Loader::cache_name(KernelId::GemmSm90, "90a", (13, 0));
+        assert!(h.starts_with("gemm_sm90-") && h.ends_with("-compute_90a-nvrtc13.0.ptx"));
+    }
+
+    #[test]
+    fn a_file_is_never_compiled_for_a_gpu_it_cannot_run_on() {
+        // Refused before NVRTC is looked for, so this holds on any machine.
+        let e = Loader::new(None).ptx(KernelId::GemmSm90, 89).unwrap_err();
+        assert!(
+            matches!(&e, CudaError::Unavailable(r) if r.contains("sm_90a")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -184,6 +206,7 @@ mod tests {
 
     #[test]
     fn options_name_the_virtual_architecture() {
-        assert_eq!(compile_options(89)[0], "--gpu-architecture=compute_89");
+        assert_eq!(compile_options("89")[0], "--gpu-architecture=compute_89");
+        assert_eq!(compile_options("90a")[0], "--gpu-architecture=compute_90a");
     }
 }

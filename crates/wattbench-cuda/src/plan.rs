@@ -106,6 +106,79 @@ pub(crate) struct Launch {
     pub(crate) smem: u32,
 }
 
+/// Bytes a 128-byte-swizzled TMA box row may span (the swizzle pattern's width).
+const TMA_SWIZZLE_BYTES: usize = 128;
+
+/// A 2-D TMA tensor map over a row-major matrix of 16-bit floats held in a view: what
+/// `cuTensorMapEncodeTiled` is given once the view has a device address ([`crate::device`]
+/// encodes it, with 128-byte swizzle and zeros read outside the matrix). The kernel receives
+/// it by value as a `__grid_constant__` parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TensorMap2d {
+    /// The matrix: `rows` rows of `ld` elements.
+    pub(crate) view: View,
+    /// Rows (the outer dimension).
+    pub(crate) rows: usize,
+    /// Columns (the inner, contiguous dimension), at most `ld`: TMA reads zeros past them.
+    pub(crate) cols: usize,
+    /// Elements from one row to the next.
+    pub(crate) ld: usize,
+    /// One load's box: `[columns, rows]`.
+    pub(crate) box_dims: [u32; 2],
+}
+
+impl TensorMap2d {
+    /// Why the driver would refuse this map, or why it would read outside its view: TMA needs
+    /// a 16-byte aligned start and row stride, a box at most 256 in each dimension, and (with
+    /// 128-byte swizzle) box rows of at most 128 bytes in 16-byte units.
+    pub(crate) fn check(&self, elem_bytes: usize) -> Result<(), String> {
+        let [bc, br] = self.box_dims.map(|d| d as usize);
+        let problems = [
+            (
+                self.rows == 0 || self.cols == 0,
+                "an empty matrix".to_string(),
+            ),
+            (
+                self.cols > self.ld,
+                format!("{} columns in rows of {}", self.cols, self.ld),
+            ),
+            (
+                self.rows.checked_mul(self.ld) != Some(self.view.len()),
+                format!(
+                    "{} x {} elements in a view of {}",
+                    self.rows,
+                    self.ld,
+                    self.view.len()
+                ),
+            ),
+            (
+                !(self.ld * elem_bytes).is_multiple_of(16)
+                    || !(self.view.start() * elem_bytes).is_multiple_of(16),
+                format!(
+                    "row stride {} B or start {} B not a multiple of 16",
+                    self.ld * elem_bytes,
+                    self.view.start() * elem_bytes
+                ),
+            ),
+            (
+                self.rows > u32::MAX as usize || self.cols > u32::MAX as usize,
+                "a dimension over 2^32".to_string(),
+            ),
+            (
+                !(1..=256).contains(&br)
+                    || bc * elem_bytes > TMA_SWIZZLE_BYTES
+                    || bc == 0
+                    || !(bc * elem_bytes).is_multiple_of(16),
+                format!("box {bc} x {br}"),
+            ),
+        ];
+        match problems.into_iter().find(|(bad, _)| *bad) {
+            Some((_, why)) => Err(format!("tensor map over {:?}: {why}", self.view)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A pointer argument (also a field of a by-value struct argument).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Ptr {
@@ -127,6 +200,8 @@ pub(crate) enum Arg {
     F32(f32),
     /// The `RnnBwdArgs` struct of rnn.cu, by value.
     RnnBwd(RnnBwdArgs<Ptr>),
+    /// A TMA tensor map (`WbTensorMap` in gemm_sm90.cu), by value.
+    TensorMap(TensorMap2d),
 }
 
 impl From<View> for Arg {
@@ -266,7 +341,8 @@ impl<'a> PlanBuilder<'a> {
     /// Only the caller knows the kernel, so it must guarantee that `args` match the C
     /// signature of `launch.entry` (count, order, and types: each [`Ptr`] a pointer to the
     /// element type of its view's buffer, each [`Arg::Int`] an `int`, each [`Arg::F32`] a
-    /// `float`, [`Arg::RnnBwd`] the `RnnBwdArgs` struct), that with this grid, block and
+    /// `float`, [`Arg::RnnBwd`] the `RnnBwdArgs` struct, [`Arg::TensorMap`] a
+    /// `__grid_constant__ WbTensorMap` of the view's element type), that with this grid, block and
     /// these arguments the kernel reads and writes only the elements of the views it is
     /// given ([`Ptr::Null`] only where the kernel accepts null), and that it needs no more
     /// dynamic shared memory than `launch.smem`.
@@ -303,6 +379,16 @@ impl<'a> PlanBuilder<'a> {
                     .pointers()
                     .into_iter()
                     .try_for_each(|p| self.check_ptr(p))?,
+                Arg::TensorMap(m) => {
+                    let b = self.spec(m.view)?;
+                    if !matches!(b.dtype, DType::Bf16 | DType::F16) {
+                        return Err(invalid(format!(
+                            "{entry}: tensor map over {:?} data (16-bit floats only)",
+                            b.dtype
+                        )));
+                    }
+                    m.check(2).map_err(|e| invalid(format!("{entry}: {e}")))?;
+                }
                 Arg::Int(_) | Arg::F32(_) => {}
             }
         }
@@ -431,6 +517,67 @@ mod tests {
         assert!(unsafe { b.launch(l, vec![Arg::RnnBwd(rnn)]) }.is_err());
         assert_eq!(b.steps().len(), 4);
         assert_eq!(b.outputs(), [b.view(y, 1, 3)]);
+    }
+
+    #[test]
+    fn tensor_maps_are_checked_against_their_view_and_tma_limits() {
+        let mut b = PlanBuilder::new();
+        let x = b.zeros(64 * 24, DType::Bf16);
+        let f = b.zeros(64 * 24, DType::F32);
+        let good = TensorMap2d {
+            view: b.whole(x),
+            rows: 64,
+            cols: 20,
+            ld: 24,
+            box_dims: [64, 128],
+        };
+        assert_eq!(good.check(2), Ok(()));
+        let bad = [
+            TensorMap2d { cols: 25, ..good }, // wider than its rows
+            TensorMap2d { rows: 65, ..good }, // more than the view holds
+            TensorMap2d {
+                ld: 20,
+                cols: 20,
+                ..good
+            }, // 40-byte rows
+            TensorMap2d {
+                view: b.view(x, 4, 64 * 24 - 4),
+                ..good
+            }, // start 8 B in
+            TensorMap2d {
+                box_dims: [72, 128],
+                ..good
+            }, // box row over 128 B
+            TensorMap2d {
+                box_dims: [64, 257],
+                ..good
+            }, // box over 256 rows
+            TensorMap2d {
+                box_dims: [0, 128],
+                ..good
+            },
+            TensorMap2d { rows: 0, ..good },
+        ];
+        for m in bad {
+            assert!(m.check(2).is_err(), "{m:?}");
+        }
+        let l = Launch {
+            kernel: KernelId::GemmSm90,
+            entry: "gemm_wgmma_bf16_nn".into(),
+            grid: (1, 1, 1),
+            block: (384, 1, 1),
+            smem: 0,
+        };
+        // SAFETY: never run; only the builder's checks are exercised.
+        assert!(unsafe { b.launch(l.clone(), vec![Arg::TensorMap(good)]) }.is_ok());
+        // SAFETY: as above.
+        assert!(unsafe { b.launch(l.clone(), vec![Arg::TensorMap(bad[1])]) }.is_err());
+        let over_f32 = TensorMap2d {
+            view: b.whole(f),
+            ..good
+        };
+        // SAFETY: as above.
+        assert!(unsafe { b.launch(l, vec![Arg::TensorMap(over_f32)]) }.is_err());
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Parsing `ptxas -v` output into a per-kernel resource table (used by the kernel check).
+//! Parsing `ptxas -v` output into a per-kernel resource table, and `cuobjdump --dump-sass`
+//! output into per-kernel instruction counts (used by the kernel check).
+use std::collections::BTreeSet;
 
 /// Per-kernel resources ptxas reports.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -51,6 +53,106 @@ pub fn parse_ptxas(log: &str) -> Vec<(String, Resources)> {
     out
 }
 
+/// What a kernel's machine code holds, from `cuobjdump --dump-sass`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sass {
+    /// Warpgroup MMAs (`HGMMA`: what `wgmma.mma_async` becomes).
+    pub hgmma: u32,
+    /// Warp MMAs (`HMMA`: `mma.sync`).
+    pub hmma: u32,
+    /// Local-memory accesses (`LDL`, `STL`): spills or arrays indexed at run time.
+    pub local: u32,
+    /// Operand flags seen on the HGMMAs (`tnspA`, `tnspB`: an MN-major operand).
+    pub hgmma_flags: BTreeSet<String>,
+}
+
+/// Parse `cuobjdump --dump-sass` output into (kernel, counts) pairs, in order.
+pub fn parse_sass(text: &str) -> Vec<(String, Sass)> {
+    let mut out: Vec<(String, Sass)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.split("Function : ").nth(1) {
+            out.push((name.trim().to_string(), Sass::default()));
+            continue;
+        }
+        let (Some(code), Some((_, s))) = (line.split("*/").nth(1), out.last_mut()) else {
+            continue;
+        };
+        let mut words = code.split_whitespace();
+        let mut op = words.next().unwrap_or("");
+        if op.starts_with('@') {
+            op = words.next().unwrap_or("");
+        }
+        match op.split('.').next().unwrap_or("") {
+            "HGMMA" => {
+                s.hgmma += 1;
+                for flag in ["tnspA", "tnspB"] {
+                    if code.contains(&format!(".{flag}")) {
+                        s.hgmma_flags.insert(flag.to_string());
+                    }
+                }
+            }
+            "HMMA" => s.hmma += 1,
+            "LDL" | "STL" => s.local += 1,
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Sass {
+    /// The tensor-core instructions, for a table: `HGMMA 12 tnspB`, `HMMA 32`, or `-`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.hgmma > 0 {
+            parts.push(format!("HGMMA {}", self.hgmma));
+            parts.extend(self.hgmma_flags.iter().cloned());
+        }
+        if self.hmma > 0 {
+            parts.push(format!("HMMA {}", self.hmma));
+        }
+        if parts.is_empty() {
+            "-".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// What the machine code of our GEMM kernels must hold: the Hopper GEMM (`gemm_wgmma_*_XY`)
+/// warpgroup MMAs only, with the transpose flag on exactly the MN-major operands (A when
+/// stored transposed, X = `t`; B when not, Y = `n`); the `mma.sync` GEMM (`gemm_tc_*`) warp
+/// MMAs. No kernel of either may touch local memory. Other kernels: no requirement.
+pub fn check_sass(kernel: &str, s: &Sass) -> Result<(), String> {
+    let local = || (s.local > 0).then(|| format!("{} local-memory accesses (LDL/STL)", s.local));
+    if kernel.starts_with("gemm_wgmma_") {
+        let layout = kernel.rsplit('_').next().unwrap_or("");
+        let mut want = BTreeSet::new();
+        if layout.starts_with('t') {
+            want.insert("tnspA".to_string());
+        }
+        if layout.ends_with('n') {
+            want.insert("tnspB".to_string());
+        }
+        if s.hgmma == 0 || s.hmma > 0 {
+            return Err(format!(
+                "{} HGMMA and {} HMMA: the wgmma path was not taken",
+                s.hgmma, s.hmma
+            ));
+        }
+        if s.hgmma_flags != want {
+            return Err(format!(
+                "HGMMA operand flags {:?}, expected {want:?} for layout {layout}",
+                s.hgmma_flags
+            ));
+        }
+    } else if kernel.starts_with("gemm_tc_") && s.hmma == 0 {
+        return Err("no HMMA: the tensor cores are not used".into());
+    } else if !kernel.starts_with("gemm_tc_") {
+        return Ok(());
+    }
+    local().map_or(Ok(()), Err)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -65,5 +167,52 @@ mod tests {
             (128, 16896, 8, 4, 12)
         );
         assert_eq!((r[1].1.regs, r[1].1.smem), (10, 0));
+    }
+
+    #[test]
+    fn parses_sass() {
+        let sass = "\tcode for sm_90a\n\t\tFunction : k_wg\n        /*0000*/  LDC R1, c[0x0][0x28] ;  /* 0x00000a00ff017b82 */\n        /*0ab0*/                   HGMMA.64x256x16.F32 R24, gdesc[UR16].tnspA, R24 ;                   /* 0x23e00000101879f0 */\n        /*0c50*/      @P0  HGMMA.64x256x16.F32 R24, gdesc[UR16].tnspA.tnspB, R24, gsb0 ; /* 0x0 */\n        /*0c60*/      STL [R1], R2 ; /* 0x0 */\n\t\tFunction : k_tc\n        /*0100*/      HMMA.16816.F32.BF16 R4, R8, R12, R4 ; /* 0x0 */\n";
+        let r = super::parse_sass(sass);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].0, "k_wg");
+        assert_eq!((r[0].1.hgmma, r[0].1.hmma, r[0].1.local), (2, 0, 1));
+        assert_eq!(
+            r[0].1.hgmma_flags.iter().collect::<Vec<_>>(),
+            ["tnspA", "tnspB"]
+        );
+        assert_eq!((r[1].0.as_str(), r[1].1.hmma, r[1].1.hgmma), ("k_tc", 1, 0));
+    }
+
+    #[test]
+    fn our_gemms_machine_code_is_checked_per_layout() {
+        use super::{check_sass, Sass};
+        let wg = |flags: &[&str]| Sass {
+            hgmma: 12,
+            hgmma_flags: flags.iter().map(|f| f.to_string()).collect(),
+            ..Sass::default()
+        };
+        assert_eq!(check_sass("gemm_wgmma_bf16_nn", &wg(&["tnspB"])), Ok(()));
+        assert_eq!(check_sass("gemm_wgmma_f16_nt", &wg(&[])), Ok(()));
+        assert_eq!(
+            check_sass("gemm_wgmma_bf16_tn", &wg(&["tnspA", "tnspB"])),
+            Ok(())
+        );
+        assert_eq!(check_sass("gemm_wgmma_f16_tt", &wg(&["tnspA"])), Ok(()));
+        assert!(check_sass("gemm_wgmma_f16_tt", &wg(&["tnspB"])).is_err());
+        assert!(check_sass("gemm_wgmma_bf16_nn", &Sass::default()).is_err());
+        let spilled = Sass {
+            local: 4,
+            ..wg(&["tnspB"])
+        };
+        assert!(check_sass("gemm_wgmma_bf16_nn", &spilled).is_err());
+        let tc = Sass {
+            hmma: 32,
+            ..Sass::default()
+        };
+        assert_eq!(check_sass("gemm_tc_bf16_nn", &tc), Ok(()));
+        assert!(check_sass("gemm_tc_bf16_nn", &Sass::default()).is_err());
+        assert_eq!(check_sass("conv2d_fwd_f32_bn64", &Sass::default()), Ok(()));
+        assert_eq!(wg(&["tnspB"]).summary(), "HGMMA 12 tnspB");
+        assert_eq!(tc.summary(), "HMMA 32");
     }
 }

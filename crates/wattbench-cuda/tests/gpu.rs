@@ -45,6 +45,21 @@ mod cuda_naive {
     }
 }
 
+/// The Hopper GEMM runs the bf16/f16 GEMM forward pass only, on compute capability 9.0 (on
+/// another GPU every case is unsupported and the check fails: it needs an H100/H200).
+mod cuda_wgmma {
+    #[test]
+    #[ignore = "needs an NVIDIA Hopper GPU (compute capability 9.0)"]
+    fn gemm_matches_reference() {
+        wattbench_core::testing::check_backend(
+            &wattbench_cuda::CudaKernels::wgmma(),
+            "cuda:0",
+            wattbench_core::Op::Gemm,
+            wattbench_core::Mode::Infer,
+        );
+    }
+}
+
 /// cuBLAS runs the GEMM forward pass only.
 mod cublas {
     #[test]
@@ -222,6 +237,24 @@ fn gemm_kernels_on_odd_shapes_and_every_transpose() {
             (gemm(64, 48, 80, "nn"), F16),
         ],
     );
+}
+
+/// The Hopper GEMM in every layout and both dtypes: partial tiles in M, N and K (TMA's zero
+/// fill and the guarded stores), K over many ring passes, rows that need the padded copy, and
+/// more tiles than SMs (each CTA of the persistent grid takes several).
+#[test]
+#[ignore = "needs an NVIDIA Hopper GPU (compute capability 9.0)"]
+fn wgmma_gemm_every_layout_edges_and_persistent_tiles() {
+    let mut cases = Vec::new();
+    for t in ["nn", "nt", "tn", "tt"] {
+        for dtype in [DType::Bf16, DType::F16] {
+            cases.push((gemm(1000, 1096, 1000, t), dtype));
+            cases.push((gemm(33, 17, 9, t), dtype));
+        }
+        cases.push((gemm(2056, 2304, 136, t), DType::Bf16));
+        cases.push((gemm(128, 256, 64, t), DType::F16));
+    }
+    check_forward(&CudaKernels::wgmma(), &cases);
 }
 
 #[test]

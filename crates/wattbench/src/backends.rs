@@ -57,7 +57,7 @@ pub fn all() -> Vec<Arc<dyn Backend>> {
     #[cfg(feature = "cuda")]
     v.extend(wattbench_cuda::backends().into_iter().map(Arc::from));
     #[cfg(not(feature = "cuda"))]
-    for name in ["cuda", "cuda-naive", "cublas", "cudnn"] {
+    for name in ["cuda", "cuda-naive", "cuda-wgmma", "cublas", "cudnn"] {
         v.push(Arc::new(not_built::NotBuilt {
             name,
             devices: &["cuda:0"],

@@ -8,7 +8,7 @@ use crate::options::{self, choices, usage};
 use anyhow::Result;
 use clap::Args;
 use wattbench_core::model::ModelKind;
-use wattbench_core::testing::{check, check_training};
+use wattbench_core::testing::{check, check_training, declared_unsupported};
 use wattbench_core::{Mode, Op};
 
 /// Options of `wattbench check`.
@@ -43,7 +43,8 @@ fn pick<T: Copy>(
     Ok(if v.is_empty() { all.to_vec() } else { v })
 }
 
-/// Run the checks; exit 0 when all pass, 1 when one fails.
+/// Run the checks; exit 0 when all pass, 1 when one fails. An op and mode of which the
+/// backend supports no case at all (cuBLAS has no convolution) is listed as `skip`, not run.
 pub fn run(args: CheckArgs) -> Result<u8> {
     let all = backends::all();
     let backend = options::backend(&all, &args.backend)?;
@@ -83,6 +84,10 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     for &op in &ops {
         for &mode in &modes {
             let what = format!("{at} {} {}", op.as_str(), mode.as_str());
+            if let Some(why) = declared_unsupported(backend.as_ref(), &device.name, op, mode) {
+                println!("skip  {what}: not applicable, no case is supported (e.g. {why})");
+                continue;
+            }
             match check(backend.as_ref(), &device.name, op, mode) {
                 Ok(r) => {
                     println!(

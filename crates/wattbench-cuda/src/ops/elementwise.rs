@@ -44,3 +44,39 @@ pub(crate) fn colsum(
     // `dst[c]` for `c < cols`: the f32 views just checked.
     unsafe { b.launch(shape, args) }
 }
+
+/// Copy a row-major `[rows, cols]` matrix of 16-bit floats into rows of `ld >= cols` elements
+/// (the Hopper GEMM's TMA needs row strides of 16 bytes); the columns past `cols` keep what
+/// `dst` held.
+pub(crate) fn pad_rows(
+    b: &mut PlanBuilder,
+    src: View,
+    dst: View,
+    [rows, cols, ld]: [usize; 3],
+    dtype: DType,
+) -> Result<(), CudaError> {
+    if dtype == DType::F32 || ld < cols {
+        return Err(CudaError::lib(
+            "building the plan",
+            format!("pad_rows: {dtype:?} data, {cols} columns into rows of {ld}"),
+        ));
+    }
+    b.expect(src, rows * cols, dtype)?;
+    b.expect(dst, rows * ld, dtype)?;
+    let shape = launch_shape(
+        "pad_rows_u16",
+        blocks(rows * cols, 256).clamp(1, 4096),
+        (256, 1, 1),
+    );
+    let args = vec![
+        src.into(),
+        dst.into(),
+        Arg::Int(rows),
+        Arg::Int(cols),
+        Arg::Int(ld),
+    ];
+    // SAFETY: `pad_rows_u16(const u16* src, u16* dst, int rows, int cols, int ld)`; a
+    // grid-stride loop over `i < rows * cols` reads `src[i]` and writes `dst[r * ld + c]` with
+    // `c < cols <= ld`, `r < rows`: inside the two 16-bit views just checked.
+    unsafe { b.launch(shape, args) }
+}

@@ -1,12 +1,17 @@
-//! GEMM (`gemm.cu`): which kernel runs a case (naive, tiled fp32, tensor-core bf16/f16) and
-//! its launch shape, the inference plan, and the training step (forward, the two backward
-//! GEMMs on the stored layouts, SGD on B).
+//! GEMM (`gemm.cu`, `gemm_sm90.cu`): which kernel runs a case (naive, tiled fp32, tensor-core
+//! bf16/f16 with `mma.sync`, or the Hopper wgmma + TMA kernel) and its launch shape, the
+//! inference plans, and the training step (forward, the two backward GEMMs on the stored
+//! layouts, SGD on B).
 use super::elementwise::sgd;
+use super::Kernels;
 use crate::error::CudaError;
 use crate::kernels::KernelId;
 use crate::plan::{blocks, Arg, BufId, Launch, PlanBuilder, View};
 use wattbench_core::workload::GemmParams;
 use wattbench_core::{DType, Mode};
+
+mod wgmma;
+pub use wgmma::WGMMA_SMEM_BYTES;
 
 /// Dynamic shared memory of one tensor-core GEMM block (`WB_TC_SMEM_BYTES` in gemm.cu:
 /// 4 stages x 2 operands x 128x40 elements x 2 bytes).
@@ -91,9 +96,20 @@ pub(crate) fn plan(
     p: &GemmParams,
     mode: Mode,
     dtype: DType,
-    naive: bool,
+    kernels: Kernels,
     ins: &[BufId],
 ) -> Result<Vec<View>, CudaError> {
+    let naive = kernels == Kernels::Naive;
+    if let Kernels::Wgmma { sms } = kernels {
+        if mode != Mode::Infer {
+            return Err(CudaError::lib(
+                "building the plan",
+                "the wgmma GEMM runs the forward pass only",
+            ));
+        }
+        let [a, b] = super::inputs(ins, "gemm")?;
+        return Ok(vec![wgmma::plan(bld, p, dtype, sms, a, b)?]);
+    }
     if mode == Mode::Infer {
         let [a, b] = super::inputs(ins, "gemm")?;
         let c = bld.poisoned(p.m * p.n, dtype);

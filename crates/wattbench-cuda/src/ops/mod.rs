@@ -11,18 +11,41 @@ use crate::plan::{BufId, PlanBuilder};
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::{Case, Params};
 
-/// The `cuda` backend's plan for `case` on `inputs` (already checked against the case): the
-/// inputs uploaded in order, then the op's buffers, steps and outputs. `naive` picks the
-/// naive GEMM baseline.
+/// Which of our kernel sets a `cuda*` backend plans with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kernels {
+    /// The best kernel per case of gemm.cu, conv.cu and rnn.cu (the `cuda` backend).
+    Best,
+    /// The naive GEMM baseline (`cuda-naive`).
+    Naive,
+    /// The Hopper GEMM of gemm_sm90.cu, on a GPU with `sms` multiprocessors (`cuda-wgmma`).
+    Wgmma {
+        /// Multiprocessors: the persistent grid's size.
+        sms: u32,
+    },
+}
+
+/// A `cuda*` backend's plan for `case` on `inputs` (already checked against the case): the
+/// inputs uploaded in order, then the op's buffers, steps and outputs.
 pub(crate) fn build<'a>(
     case: &Case,
-    naive: bool,
+    kernels: Kernels,
     inputs: &'a [HostTensor],
 ) -> Result<PlanBuilder<'a>, CudaError> {
     let mut b = PlanBuilder::new();
     let ins = b.upload_all(inputs, case.dtype);
+    let gemm_only = || {
+        CudaError::lib(
+            "building the plan",
+            format!(
+                "{kernels:?} kernels run GEMM only, not {}",
+                case.op().as_str()
+            ),
+        )
+    };
     let outputs = match case.params {
-        Params::Gemm(p) => gemm::plan(&mut b, &p, case.mode, case.dtype, naive, &ins)?,
+        Params::Gemm(p) => gemm::plan(&mut b, &p, case.mode, case.dtype, kernels, &ins)?,
+        _ if kernels != Kernels::Best => return Err(gemm_only()),
         Params::Conv2d(c) => conv::plan(&mut b, &c, case.mode, &ins)?,
         Params::Rnn(r) => rnn::plan(&mut b, &r, case.mode, &ins)?,
     };
@@ -55,7 +78,7 @@ pub(crate) mod tests {
         params: Params,
         mode: Mode,
         dtype: DType,
-        naive: bool,
+        kernels: Kernels,
         f: impl FnOnce(&Case, &PlanBuilder) -> R,
     ) -> R {
         let case = Case {
@@ -65,7 +88,7 @@ pub(crate) mod tests {
             tag: None,
         };
         let inputs = generate_case_inputs(&case, 1);
-        let b = build(&case, naive, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let b = build(&case, kernels, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
         f(&case, &b)
     }
 
@@ -83,17 +106,20 @@ pub(crate) mod tests {
         for op in Op::ALL {
             let extra = (op == Op::Conv2d).then_some(wide);
             for params in testing::shapes(op).into_iter().chain(extra) {
-                for (mode, dtype, naive) in [
-                    (Mode::Infer, DType::F32, false),
-                    (Mode::Infer, DType::F32, true),
-                    (Mode::Infer, DType::Bf16, false),
-                    (Mode::Infer, DType::F16, false),
-                    (Mode::Train, DType::F32, false),
+                let wgmma = Kernels::Wgmma { sms: 132 };
+                for (mode, dtype, kernels) in [
+                    (Mode::Infer, DType::F32, Kernels::Best),
+                    (Mode::Infer, DType::F32, Kernels::Naive),
+                    (Mode::Infer, DType::Bf16, Kernels::Best),
+                    (Mode::Infer, DType::F16, Kernels::Best),
+                    (Mode::Infer, DType::Bf16, wgmma),
+                    (Mode::Infer, DType::F16, wgmma),
+                    (Mode::Train, DType::F32, Kernels::Best),
                 ] {
-                    if (naive || dtype != DType::F32) && op != Op::Gemm {
+                    if (kernels != Kernels::Best || dtype != DType::F32) && op != Op::Gemm {
                         continue;
                     }
-                    with_plan(params, mode, dtype, naive, |case, b| {
+                    with_plan(params, mode, dtype, kernels, |case, b| {
                         let want: Vec<usize> =
                             case.output_specs().iter().map(|s| s.numel()).collect();
                         let got: Vec<usize> = b.outputs().iter().map(|v| v.len()).collect();
@@ -107,12 +133,14 @@ pub(crate) mod tests {
                 }
             }
         }
-        // Every main kernel is reached by some plan (the naive GEMM through `cuda-naive`).
+        // Every main kernel is reached by some plan (the naive GEMM through `cuda-naive`, the
+        // Hopper GEMM through `cuda-wgmma`, the row padding by its odd shapes).
         for id in KernelId::ALL {
             for e in id.entry_points() {
                 if KernelId::is_main(&e)
                     || e.starts_with("gemm_naive")
                     || e.starts_with("rnn_bwd_last")
+                    || e == "pad_rows_u16"
                 {
                     assert!(launched.contains(&(id, e.clone())), "{e} is never launched");
                 }
@@ -125,8 +153,10 @@ pub(crate) mod tests {
     #[test]
     fn plans_name_the_kernels_they_launch() {
         use wattbench_core::workload::{ConvParams, GemmParams};
-        let kernels =
-            |params, mode, dtype, naive| with_plan(params, mode, dtype, naive, |_, b| b.kernels());
+        let kernels = |params, mode, dtype, naive: bool| {
+            let k = if naive { Kernels::Naive } else { Kernels::Best };
+            with_plan(params, mode, dtype, k, |_, b| b.kernels())
+        };
         let gemm = Params::Gemm(GemmParams::new(5, 6, 7).transposed(true, false));
         let conv = Params::Conv2d(ConvParams::new(2, 3, 9, 11, 5, 3, 3).padded(1, 1));
         let f32 = DType::F32;
@@ -144,5 +174,23 @@ pub(crate) mod tests {
             kernels(conv, Mode::Train, f32, false),
             "conv2d_fwd_f32_bn64, conv2d_bwd_data_f32, conv2d_bwd_filter_f32, sgd_update_f32"
         );
+        // The Hopper GEMM names the padded copy it needs (A is [7,5] here: 5-element rows).
+        let wgmma = with_plan(
+            gemm,
+            Mode::Infer,
+            DType::Bf16,
+            Kernels::Wgmma { sms: 132 },
+            |_, b| b.kernels(),
+        );
+        assert_eq!(wgmma, "pad_rows_u16, gemm_wgmma_bf16_tn");
+        let even = Params::Gemm(GemmParams::new(8, 16, 24).transposed(true, false));
+        let wgmma = with_plan(
+            even,
+            Mode::Infer,
+            DType::F16,
+            Kernels::Wgmma { sms: 132 },
+            |_, b| b.kernels(),
+        );
+        assert_eq!(wgmma, "gemm_wgmma_f16_tn");
     }
 }

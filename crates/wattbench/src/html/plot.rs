@@ -41,6 +41,7 @@ pub fn backend_color(name: &str) -> RGBColor {
         "tch" => RGBColor(31, 100, 180),
         "cuda" => RGBColor(40, 150, 60),
         "cuda-naive" => RGBColor(150, 200, 80),
+        "cuda-wgmma" => RGBColor(0, 110, 110),
         "cublas" => RGBColor(140, 70, 170),
         "cudnn" => RGBColor(170, 60, 90),
         _ => {
