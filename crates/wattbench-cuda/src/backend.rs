@@ -16,34 +16,32 @@ use std::sync::Arc;
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Op, Prepared};
 
-/// Which of our kernel sets a [`CudaKernels`] backend runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Best,
-    Naive,
-    Wgmma,
-}
-
 /// Our kernels: the best per case (`cuda`), the naive GEMM baseline (`cuda-naive`), or the
 /// Hopper wgmma + TMA GEMM (`cuda-wgmma`), each its own backend so that results put them side
 /// by side.
 pub struct CudaKernels {
-    kind: Kind,
+    kernels: Kernels,
 }
 
 impl CudaKernels {
     /// The best kernel per case: tiled fp32 / tensor-core GEMM, implicit-GEMM conv, fused RNN.
     pub fn new() -> Self {
-        Self { kind: Kind::Best }
+        Self {
+            kernels: Kernels::Best,
+        }
     }
     /// The naive GEMM baseline.
     pub fn naive() -> Self {
-        Self { kind: Kind::Naive }
+        Self {
+            kernels: Kernels::Naive,
+        }
     }
     /// The Hopper GEMM (bf16/f16 forward, compute capability 9.0 only; UNVERIFIED ON
     /// HARDWARE).
     pub fn wgmma() -> Self {
-        Self { kind: Kind::Wgmma }
+        Self {
+            kernels: Kernels::Wgmma,
+        }
     }
 }
 
@@ -176,10 +174,10 @@ pub(crate) fn check_prepare(
 
 impl Backend for CudaKernels {
     fn name(&self) -> &'static str {
-        match self.kind {
-            Kind::Best => "cuda",
-            Kind::Naive => "cuda-naive",
-            Kind::Wgmma => "cuda-wgmma",
+        match self.kernels {
+            Kernels::Best => "cuda",
+            Kernels::Naive => "cuda-naive",
+            Kernels::Wgmma => "cuda-wgmma",
         }
     }
 
@@ -197,10 +195,10 @@ impl Backend for CudaKernels {
 
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
         common_supports(case, device)?;
-        if self.kind == Kind::Wgmma {
+        if self.kernels == Kernels::Wgmma {
             return wgmma_supports(case, device);
         }
-        let naive = self.kind == Kind::Naive;
+        let naive = self.kernels == Kernels::Naive;
         if case.mode == Mode::Train {
             if naive {
                 return Err(
@@ -246,12 +244,7 @@ impl Backend for CudaKernels {
         let g = prepare_device(self, case, device, inputs, probe_nvrtc)?;
         let name = self.name();
         let e = |e: CudaError| e.into_backend(name);
-        let kernels = match self.kind {
-            Kind::Best => Kernels::Best,
-            Kind::Naive => Kernels::Naive,
-            Kind::Wgmma => Kernels::Wgmma { sms: g.info.sms },
-        };
-        let plan = ops::build(case, kernels, inputs).map_err(e)?;
+        let plan = ops::build(case, self.kernels, g.info.sms, inputs).map_err(e)?;
         Ok(Box::new(plan.into_case(&g, name).map_err(e)?))
     }
 }

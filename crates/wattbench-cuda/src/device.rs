@@ -323,6 +323,17 @@ impl DeviceCall for Plan {
     }
 }
 
+/// A library error with `hint` appended to its message (other errors as they are).
+fn with_hint(e: CudaError, hint: Option<&str>) -> CudaError {
+    match (e, hint) {
+        (CudaError::Library { what, msg }, Some(hint)) => CudaError::Library {
+            what,
+            msg: format!("{msg} ({hint})"),
+        },
+        (e, _) => e,
+    }
+}
+
 /// A prepared case on one GPU: its buffers, the call, and what `Prepared` needs around it.
 pub(crate) struct GpuCase<C> {
     backend: &'static str,
@@ -461,6 +472,11 @@ impl<'a> PlanBuilder<'a> {
 }
 
 impl<C: DeviceCall> GpuCase<C> {
+    /// `e` as the backend's error, with the call's hint on what it may mean.
+    fn fail(&self, e: CudaError) -> BackendError {
+        with_hint(e, self.call.failure_hint()).into_backend(self.backend)
+    }
+
     /// Enqueue one call.
     fn run(&mut self) -> Result<(), CudaError> {
         self.call.call(&self.gpu, &mut self.bufs)
@@ -492,20 +508,6 @@ impl<C: DeviceCall> GpuCase<C> {
     pub(crate) fn run_once(&mut self) -> Result<Vec<Vec<f32>>, CudaError> {
         self.run()?;
         self.download()
-    }
-}
-
-impl<C: DeviceCall> GpuCase<C> {
-    /// `e` as the backend's error, with the call's hint on what it may mean.
-    fn fail(&self, e: CudaError) -> BackendError {
-        let e = match (e, self.call.failure_hint()) {
-            (CudaError::Library { what, msg }, Some(hint)) => CudaError::Library {
-                what,
-                msg: format!("{msg} ({hint})"),
-            },
-            (e, _) => e,
-        };
-        e.into_backend(self.backend)
     }
 }
 
@@ -541,6 +543,27 @@ impl<C: DeviceCall> Prepared for GpuCase<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failure of a plan with the Hopper GEMM says what its watchdog trap means; other
+    /// plans' failures are left as they are.
+    #[test]
+    fn wgmma_failures_explain_the_watchdog() {
+        let plan = |k: &str| Plan {
+            steps: Vec::new(),
+            kernels: k.into(),
+        };
+        let hint = plan("pad_rows_u16, gemm_wgmma_bf16_nn").failure_hint();
+        assert!(hint.is_some_and(|h| h.contains("watchdog")));
+        assert_eq!(plan("gemm_tc_bf16_nn").failure_hint(), None);
+        let e = CudaError::lib("cuStreamSynchronize", "CUDA_ERROR_LAUNCH_FAILED");
+        let msg = with_hint(e, hint).to_string();
+        assert!(
+            msg.contains("LAUNCH_FAILED") && msg.contains("trap"),
+            "{msg}"
+        );
+        let e = CudaError::Unavailable("no driver".into());
+        assert!(matches!(with_hint(e, hint), CudaError::Unavailable(r) if r == "no driver"));
+    }
 
     #[test]
     fn bits_round_trip_exactly_for_representable_values() {

@@ -89,18 +89,19 @@ pub(crate) fn launch(
     unsafe { bld.launch(shape(p, dtype, naive), args) }
 }
 
-/// The plan of a GEMM case on inputs `ins` (`a`, `b`, and in training `dc`); returns the
-/// outputs: `[c]`, or in training `[c, da, db, b_new]` (B updated in place).
+/// The plan of a GEMM case on inputs `ins` (`a`, `b`, and in training `dc`) with `kernels`
+/// on a GPU of `sms` multiprocessors; returns the outputs: `[c]`, or in training
+/// `[c, da, db, b_new]` (B updated in place).
 pub(crate) fn plan(
     bld: &mut PlanBuilder,
     p: &GemmParams,
     mode: Mode,
     dtype: DType,
-    kernels: Kernels,
+    (kernels, sms): (Kernels, u32),
     ins: &[BufId],
 ) -> Result<Vec<View>, CudaError> {
     let naive = kernels == Kernels::Naive;
-    if let Kernels::Wgmma { sms } = kernels {
+    if kernels == Kernels::Wgmma {
         if mode != Mode::Infer {
             return Err(CudaError::lib(
                 "building the plan",

@@ -18,18 +18,17 @@ pub(crate) enum Kernels {
     Best,
     /// The naive GEMM baseline (`cuda-naive`).
     Naive,
-    /// The Hopper GEMM of gemm_sm90.cu, on a GPU with `sms` multiprocessors (`cuda-wgmma`).
-    Wgmma {
-        /// Multiprocessors: the persistent grid's size.
-        sms: u32,
-    },
+    /// The Hopper GEMM of gemm_sm90.cu (`cuda-wgmma`).
+    Wgmma,
 }
 
-/// A `cuda*` backend's plan for `case` on `inputs` (already checked against the case): the
-/// inputs uploaded in order, then the op's buffers, steps and outputs.
+/// A `cuda*` backend's plan for `case` on `inputs` (already checked against the case), for a
+/// GPU with `sms` multiprocessors (the Hopper GEMM's persistent grid): the inputs uploaded in
+/// order, then the op's buffers, steps and outputs.
 pub(crate) fn build<'a>(
     case: &Case,
     kernels: Kernels,
+    sms: u32,
     inputs: &'a [HostTensor],
 ) -> Result<PlanBuilder<'a>, CudaError> {
     let mut b = PlanBuilder::new();
@@ -44,7 +43,7 @@ pub(crate) fn build<'a>(
         )
     };
     let outputs = match case.params {
-        Params::Gemm(p) => gemm::plan(&mut b, &p, case.mode, case.dtype, kernels, &ins)?,
+        Params::Gemm(p) => gemm::plan(&mut b, &p, case.mode, case.dtype, (kernels, sms), &ins)?,
         _ if kernels != Kernels::Best => return Err(gemm_only()),
         Params::Conv2d(c) => conv::plan(&mut b, &c, case.mode, &ins)?,
         Params::Rnn(r) => rnn::plan(&mut b, &r, case.mode, &ins)?,
@@ -88,7 +87,7 @@ pub(crate) mod tests {
             tag: None,
         };
         let inputs = generate_case_inputs(&case, 1);
-        let b = build(&case, kernels, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let b = build(&case, kernels, 132, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
         f(&case, &b)
     }
 
@@ -106,7 +105,7 @@ pub(crate) mod tests {
         for op in Op::ALL {
             let extra = (op == Op::Conv2d).then_some(wide);
             for params in testing::shapes(op).into_iter().chain(extra) {
-                let wgmma = Kernels::Wgmma { sms: 132 };
+                let wgmma = Kernels::Wgmma;
                 for (mode, dtype, kernels) in [
                     (Mode::Infer, DType::F32, Kernels::Best),
                     (Mode::Infer, DType::F32, Kernels::Naive),
@@ -175,22 +174,14 @@ pub(crate) mod tests {
             "conv2d_fwd_f32_bn64, conv2d_bwd_data_f32, conv2d_bwd_filter_f32, sgd_update_f32"
         );
         // The Hopper GEMM names the padded copy it needs (A is [7,5] here: 5-element rows).
-        let wgmma = with_plan(
-            gemm,
-            Mode::Infer,
-            DType::Bf16,
-            Kernels::Wgmma { sms: 132 },
-            |_, b| b.kernels(),
-        );
+        let wgmma = with_plan(gemm, Mode::Infer, DType::Bf16, Kernels::Wgmma, |_, b| {
+            b.kernels()
+        });
         assert_eq!(wgmma, "pad_rows_u16, gemm_wgmma_bf16_tn");
         let even = Params::Gemm(GemmParams::new(8, 16, 24).transposed(true, false));
-        let wgmma = with_plan(
-            even,
-            Mode::Infer,
-            DType::F16,
-            Kernels::Wgmma { sms: 132 },
-            |_, b| b.kernels(),
-        );
+        let wgmma = with_plan(even, Mode::Infer, DType::F16, Kernels::Wgmma, |_, b| {
+            b.kernels()
+        });
         assert_eq!(wgmma, "gemm_wgmma_f16_tn");
     }
 }

@@ -647,7 +647,7 @@ mod tests {
                         tag: None,
                     };
                     let inputs = generate_case_inputs(&case, 1);
-                    let bld = crate::ops::build(&case, Kernels::Wgmma { sms }, &inputs)
+                    let bld = crate::ops::build(&case, Kernels::Wgmma, sms, &inputs)
                         .unwrap_or_else(|e| panic!("{case}: {e}"));
                     let launches: Vec<_> = bld
                         .steps()
