@@ -40,11 +40,13 @@ clippy:
 doc:
 	$(LIBTORCH_ENV) RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --features $(FEATURES)
 
-# Ends with one line summing every test binary's counts (ignored = GPU-only tests).
+# Every test binary runs (--no-fail-fast: one CI run shows every failure); ends with one line
+# summing their counts (ignored = GPU-only tests), failures included.
 unit:
 	$(LIBTORCH_ENV) log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
-	$(CARGO) test --locked --workspace --features $(FEATURES) 2>&1 | tee "$$log"; \
-	awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$$log"
+	status=0; $(CARGO) test --locked --no-fail-fast --workspace --features $(FEATURES) 2>&1 | tee "$$log" || status=$$?; \
+	awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$$log"; \
+	exit $$status
 
 # Every CUDA kernel compiles with NVRTC (sm_80/89/90) and ptxas reports no spills; no GPU needed.
 kernel-check:

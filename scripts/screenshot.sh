@@ -22,7 +22,7 @@ PY
 fi
 mkdir -p "$(dirname "$out")"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-  --disable-background-networking --disable-component-update --disable-sync \
+  --disable-background-networking --disable-component-update --disable-sync --disable-dev-shm-usage \
   --user-data-dir="$profile" --hide-scrollbars --window-size="${size/x/,}" \
   --screenshot="$(realpath -m "$out")" "file://$page" 2>/dev/null
 echo "$out"

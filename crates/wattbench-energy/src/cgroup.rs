@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::procfs::{self, TreeSnapshot};
 
@@ -41,6 +41,9 @@ pub struct Cgroup {
     dir: PathBuf,
     parent: PathBuf,
     procs: CString,
+    /// Set once the command has exec'd ([`Cgroup::command_started`]); until then a member
+    /// may be the forked child before `exec`, whose RSS is a copy of this process's.
+    started: AtomicBool,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -66,7 +69,12 @@ impl Cgroup {
         fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let procs = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
             .map_err(|_| "cgroup path holds a NUL byte".to_string())?;
-        Ok(Cgroup { dir, parent, procs })
+        Ok(Cgroup {
+            dir,
+            parent,
+            procs,
+            started: AtomicBool::new(false),
+        })
     }
 
     /// The group's directory.
@@ -74,22 +82,37 @@ impl Cgroup {
         &self.dir
     }
 
-    /// Makes the command join this group in the child, before `exec`. A failure to join is
-    /// not an error there (the command still runs); [`Cgroup::contains`] tells afterwards.
+    /// Makes the command join this group in the child, before `exec`. If it cannot join,
+    /// the child exits before `exec` and `spawn` returns the error: the command has not run,
+    /// and can be run again followed another way, instead of running outside the group
+    /// whose counters would then miss it.
     pub fn join_on_spawn(&self, cmd: &mut Command) {
         let procs = self.procs.clone();
         // SAFETY: the closure runs in the forked child before exec and only calls the
-        // async-signal-safe open, write and close on a path prepared before the fork.
+        // async-signal-safe open, write and close on a path prepared before the fork (and
+        // reads errno for the error).
         unsafe {
             cmd.pre_exec(move || {
                 let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd >= 0 {
-                    libc::write(fd, b"0".as_ptr().cast(), 1);
-                    libc::close(fd);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let err = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written == 1 {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             });
         }
+    }
+
+    /// Says that `spawn` has returned, so the command has exec'd: members' memory is
+    /// counted from now on (before, a member's RSS could be this process's, copied at fork).
+    pub fn command_started(&self) {
+        self.started.store(true, Ordering::SeqCst);
     }
 
     /// Process ids in the group now.
@@ -129,11 +152,17 @@ impl Cgroup {
     }
 
     /// CPU time of the group and summed RSS of its members now.
+    /// Before [`Cgroup::command_started`], no memory is counted.
     pub fn snapshot(&self) -> Result<TreeSnapshot, String> {
         let members = self.members();
+        let rss_bytes = if self.started.load(Ordering::SeqCst) {
+            members.iter().filter_map(|&p| procfs::rss_bytes(p)).sum()
+        } else {
+            0
+        };
         Ok(TreeSnapshot {
             cpu_seconds: self.cpu_seconds()?,
-            rss_bytes: members.iter().filter_map(|&p| procfs::rss_bytes(p)).sum(),
+            rss_bytes,
             processes: members.len(),
         })
     }
@@ -166,5 +195,31 @@ mod tests {
         let pc = "4:memory:/x\n0::/user.slice/session-1.scope\n";
         assert_eq!(own_path(pc).as_deref(), Some("/user.slice/session-1.scope"));
         assert_eq!(own_path("4:memory:/x\n"), None);
+    }
+
+    /// A child that cannot join the group must not run outside it: spawn fails, the command
+    /// never executes, and the error is the one the join met.
+    #[test]
+    fn a_failed_join_stops_the_command_before_exec() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let g = Cgroup {
+            dir: dir.path().join("no-such-group"),
+            parent: dir.path().to_path_buf(),
+            procs: CString::new(
+                dir.path()
+                    .join("no-such-group/cgroup.procs")
+                    .as_os_str()
+                    .as_bytes(),
+            )
+            .unwrap(),
+            started: AtomicBool::new(false),
+        };
+        let mut cmd = Command::new("touch");
+        cmd.arg(&ran);
+        g.join_on_spawn(&mut cmd);
+        let e = cmd.spawn().expect_err("spawn succeeded outside the group");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+        assert!(!ran.exists(), "the command ran although the join failed");
     }
 }

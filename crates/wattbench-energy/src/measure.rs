@@ -596,13 +596,14 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
 
     let mut t_spawn = Instant::now();
     let mut spawned = followed.command(opts).spawn();
-    if spawned.is_err() {
+    if let Err(e) = &spawned {
         if let Followed::Cgroup(_) = followed {
             // Joining the cgroup may be what failed (the command never ran, as the join
             // comes before exec): run it again, followed by its tree.
+            let why = format!("joining the cgroup failed ({e})");
             let _ = sampler.finish();
             followed.abandon();
-            followed = Followed::Tree(ProcessTree::adopting(), "joining the cgroup failed".into());
+            followed = Followed::Tree(ProcessTree::adopting(), why);
             cfg.cpu_scope = followed.scope();
             meters = Meters::discover(&cfg)?;
             meters.probes();
@@ -663,8 +664,9 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         }
     };
     let pid = child.id() as i32;
-    if let Followed::Tree(t, _) = &followed {
-        t.set_root(pid);
+    match &followed {
+        Followed::Tree(t, _) => t.set_root(pid),
+        Followed::Cgroup(g) => g.command_started(),
     }
     slot.set(pid);
     // The child is reaped below with wait4 (for its rusage); std's handle is not waited on.

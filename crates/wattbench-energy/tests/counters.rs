@@ -36,7 +36,9 @@ fn powercap_writer(
 
 /// An 80 J counter at 1000 W wraps every 80 ms: sampled every 100 ms it lost whole wraps
 /// (50 J reported for 250 J, ±0.02 J claimed). The meters must sample faster than half the
-/// wrap period and get the energy right.
+/// wrap period and get the energy right. Here a 200 J counter at 1000 W (a wrap every 200 ms)
+/// asked to be sampled every 500 ms, over a 1 s window: the same physics, with room for a
+/// loaded machine's scheduling stalls.
 #[test]
 fn a_counter_wrapping_faster_than_the_sampling_interval_is_sampled_faster() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,11 +46,11 @@ fn a_counter_wrapping_faster_than_the_sampling_interval_is_sampled_faster() {
     fs::create_dir_all(&zone).unwrap();
     fs::write(zone.join("name"), "package-0\n").unwrap();
     fs::write(zone.join("energy_uj"), "0\n").unwrap();
-    fs::write(zone.join("max_energy_range_uj"), "80000000\n").unwrap();
+    fs::write(zone.join("max_energy_range_uj"), "200000000\n").unwrap();
     // The zone's power limit makes 1000 W its plausible peak (1.5 x 666.7 W).
     fs::write(zone.join("constraint_0_power_limit_uw"), "666666667\n").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = powercap_writer(&zone, 1000.0, 80_000_000, stop.clone());
+    let writer = powercap_writer(&zone, 1000.0, 200_000_000, stop.clone());
     let meters = Meters::discover(&MeterConfig {
         powercap_root: Some(dir.path().to_path_buf()),
         nvml: false,
@@ -57,12 +59,12 @@ fn a_counter_wrapping_faster_than_the_sampling_interval_is_sampled_faster() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(20));
     assert!(
-        meters.sampling_interval(Duration::from_millis(100)) <= Duration::from_millis(40),
+        meters.sampling_interval(Duration::from_millis(500)) <= Duration::from_millis(100),
         "{:?}",
-        meters.sampling_interval(Duration::from_millis(100))
+        meters.sampling_interval(Duration::from_millis(500))
     );
     let w = meters.start().unwrap();
-    std::thread::sleep(Duration::from_millis(250));
+    std::thread::sleep(Duration::from_millis(1000));
     let d = meters.stop(w);
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();

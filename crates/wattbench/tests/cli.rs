@@ -3,6 +3,7 @@ mod common;
 
 use common::{assert_contains, command, read_json, run_tiny, stderr, stdout, wattbench, FAST};
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -220,7 +221,7 @@ fn signal_writes_completed_cases_and_marks_the_run_interrupted(signal: &str, cod
     )
     .unwrap();
     let out = dir.path().join("r.json");
-    let child = command()
+    let mut child = command()
         .args([
             "run",
             "--suite",
@@ -234,21 +235,42 @@ fn signal_writes_completed_cases_and_marks_the_run_interrupted(signal: &str, cod
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first case takes milliseconds; the second is still computing when the signal comes.
-    std::thread::sleep(Duration::from_secs(3));
+    // The signal goes once the first case's progress line is out (on any machine's speed);
+    // the second case is then still computing.
+    let pipe = child.stderr.take().unwrap();
+    let (first_done, done) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if line.starts_with("[1/2]") {
+                let _ = first_done.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    if done.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = child.kill();
+        panic!(
+            "the first case never completed:\n{}",
+            reader.join().unwrap()
+        );
+    }
     let killed = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(code), "{err}");
     let doc = read_json(&out);
     assert_eq!(doc["interrupted"], true);
     let cases = doc["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1, "only the completed case is written");
     assert_eq!(cases[0]["status"], "ok");
-    assert_contains(&stderr(&o), "writing the completed cases");
+    assert_contains(&err, "writing the completed cases");
 }
 
 #[test]
@@ -277,7 +299,9 @@ fn measure_reports_a_command_and_returns_its_exit_code() {
         "--",
         "sh",
         "-c",
-        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exit 3",
+        // Busy (CPU time to estimate), then alive for 15 sampling intervals whatever the
+        // machine's speed, so that the sampler sees its memory and the trace has rows.
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.3; exit 3",
     ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let doc = read_json(&report);

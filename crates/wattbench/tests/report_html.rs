@@ -261,7 +261,8 @@ fn html_report_has_every_section_and_plot_and_renders_in_chromium() {
     browser_check(&html_path, d);
 }
 
-/// Headless Chromium, as the machine's probe starts it: no background networking.
+/// Headless Chromium, as the machine's probe starts it: no background networking; shared
+/// memory in /tmp, not /dev/shm (a container's 64 MB /dev/shm crashes a tall screenshot).
 fn chromium(page: &Path, png: &Path, profile: &Path) -> String {
     let exe = std::env::var("WATTBENCH_CHROMIUM").unwrap_or_else(|_| "chromium".into());
     let o = Command::new(&exe)
@@ -274,6 +275,7 @@ fn chromium(page: &Path, png: &Path, profile: &Path) -> String {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--disable-dev-shm-usage",
             "--enable-logging=stderr",
             "--v=0",
             "--window-size=1280,2400",

@@ -4,17 +4,26 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Settings a user may have exported that change what the binary reads or records; the
+/// tests set them themselves where they test them.
+const USER_SETTINGS: [&str; 3] = [
+    "WATTBENCH_HISTORY",
+    "WATTBENCH_CARBON_TABLE",
+    "WATTBENCH_POWERCAP_ROOT",
+];
+
 /// Runs `wattbench ARGS` to completion.
 pub fn wattbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wattbench"))
-        .args(args)
-        .output()
-        .expect("spawn wattbench")
+    command().args(args).output().expect("spawn wattbench")
 }
 
-/// A command for the binary, to configure before spawning.
+/// A command for the binary, to configure before spawning, without the user's settings.
 pub fn command() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wattbench"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wattbench"));
+    for v in USER_SETTINGS {
+        c.env_remove(v);
+    }
+    c
 }
 
 /// Its standard error as text.
