@@ -126,11 +126,6 @@ impl Cgroup {
             .unwrap_or_default()
     }
 
-    /// Whether `pid` is in the group.
-    pub fn contains(&self, pid: i32) -> bool {
-        self.members().contains(&pid)
-    }
-
     /// CPU seconds used by every process that has been in the group, exited ones included.
     pub fn cpu_seconds(&self) -> Result<f64, String> {
         let path = self.dir.join("cpu.stat");
