@@ -97,7 +97,7 @@ fn chosen(list: &[String]) -> Result<Vec<GpuRecord>> {
             .find(|r| !r.is_empty())
             .unwrap_or_else(|| "no NVIDIA GPU visible".into());
         return Err(usage(format!(
-            "--devices runs one worker per GPU, and this machine shows none ({why}); without \
+            "--devices runs one worker per GPU, and this process sees none ({why}); without \
              --devices, `run` uses the devices here (see `wattbench list`)"
         )));
     }

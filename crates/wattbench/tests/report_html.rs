@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    assert_contains, read_json, run_tiny, stderr, stdout, tiny_suite, usage_error, wattbench, FAST,
+    assert_contains, read_json, run_tiny_without_gpus, stderr, stdout, tiny_suite, usage_error,
+    wattbench, without_gpus, FAST,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -68,7 +69,9 @@ fn inputs(dir: &Path) -> (Vec<PathBuf>, PathBuf, PathBuf, PathBuf) {
             db.to_str().unwrap(),
         ];
         args.extend(FAST);
-        ok(&args);
+        // GPUs hidden: the cuda backend is skipped with its reason on any machine.
+        let o = without_gpus().args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
         runs.push(out);
     }
     let train = dir.join("train.json");
@@ -335,7 +338,7 @@ fn browser_check(page: &Path, dir: &Path) {
 #[test]
 fn run_table_fits_100_columns_keeps_reasons_whole_and_reports_progress() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, doc) = run_tiny(dir.path(), "r.json", &["--backend", "reference,cuda"]);
+    let (o, doc) = run_tiny_without_gpus(dir.path(), "r.json", &["--backend", "reference,cuda"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     for line in out.lines() {

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{assert_contains, command, read_json, stderr, wattbench};
-use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -67,10 +66,17 @@ impl Training {
                 .parse()
                 .ok()
         };
+        self.wait_for(&format!("step {n} logged"), |line| {
+            logged(line).is_some_and(|s| s >= n)
+        });
+    }
+
+    /// Waits until a line of stderr satisfies `wanted` (`what` names it in the failure).
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) {
         loop {
             match self.lines.recv_timeout(PATIENCE) {
                 Ok(line) => {
-                    let done = logged(&line).is_some_and(|s| s >= n);
+                    let done = wanted(&line);
                     self.seen.push(line);
                     if done {
                         return;
@@ -78,10 +84,7 @@ impl Training {
                 }
                 Err(e) => {
                     let _ = self.child.kill();
-                    panic!(
-                        "no step {n} logged ({e}); stderr:\n{}",
-                        self.seen.join("\n")
-                    );
+                    panic!("no {what} ({e}); stderr:\n{}", self.seen.join("\n"));
                 }
             }
         }
@@ -200,29 +203,33 @@ fn a_stop_during_warm_up_writes_null_figures_with_the_reason() {
     assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
 }
 
-/// A second signal aborts at once: exit 130, and neither a temporary file nor a partial
-/// result file is left (a file that is there is complete).
+/// A second signal aborts at once: exit 130, and neither a temporary file nor a result file
+/// is left. The second signal follows the first one's announcement, which the waiting thread
+/// prints within 50 ms; a step of this size takes about 5 s on a 2-core VM (debug build), so
+/// the step in flight is still running when the abort arrives on any machine up to about 50
+/// times faster, and the test sees the abort itself, not the graceful exit.
 #[test]
 fn a_second_signal_aborts_and_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.json");
-    // Big batches: each step takes a while, so the second signal finds the first one still
-    // waiting for the step in flight.
     let mut run = Training::start(
         &out,
-        &["--batch-size", "32768", "--dataset-samples", "32768"],
+        &["--batch-size", "262144", "--dataset-samples", "262144"],
     );
     run.wait_for_step(1);
     run.signal("-INT");
-    std::thread::sleep(Duration::from_millis(200));
+    run.wait_for("announcement of the first signal", |l| {
+        l.contains("send it again to abort")
+    });
     run.signal("-INT");
     let (status, err) = run.finish();
     assert_eq!(status.code(), Some(130), "{err}");
     assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
-    if let Ok(text) = std::fs::read_to_string(&out) {
-        let doc: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(doc["interrupted"], true);
-    }
+    assert!(
+        !out.exists(),
+        "the run wrote its result: the second signal did not abort, or the step in flight \
+         ended before it arrived (a faster machine needs a bigger batch here); stderr:\n{err}"
+    );
 }
 
 #[test]

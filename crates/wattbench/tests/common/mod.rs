@@ -76,10 +76,20 @@ pub const FAST: [&str; 6] = ["--min-time", "0", "--min-samples", "3", "--warmup"
 /// `wattbench run --suite SUITE` to `out`, quickly, with `extra` options; its output and the
 /// result document, when one was written.
 pub fn run_quick(suite: &str, out: &Path, extra: &[&str]) -> (Output, Option<Value>) {
+    run_quick_with(command(), suite, out, extra)
+}
+
+/// [`run_quick`] by the command `c`.
+fn run_quick_with(
+    mut c: Command,
+    suite: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (Output, Option<Value>) {
     let mut args = vec!["run", "--suite", suite, "--output", out.to_str().unwrap()];
     args.extend(FAST);
     args.extend(extra);
-    let o = wattbench(&args);
+    let o = c.args(&args).output().expect("spawn wattbench");
     let doc = std::fs::read_to_string(out)
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap());
@@ -89,6 +99,20 @@ pub fn run_quick(suite: &str, out: &Path, extra: &[&str]) -> (Output, Option<Val
 /// [`run_quick`] of the tiny suite (written into `dir`) to `dir/<out>`.
 pub fn run_tiny(dir: &Path, out: &str, extra: &[&str]) -> (Output, Option<Value>) {
     run_quick(&tiny_suite(dir), &dir.join(out), extra)
+}
+
+/// [`command`] with every GPU hidden from CUDA and from the metering (an empty
+/// `CUDA_VISIBLE_DEVICES`), for tests of what a machine without a GPU shows: the GPU backends
+/// are skipped with their reason on any machine.
+pub fn without_gpus() -> Command {
+    let mut c = command();
+    c.env("CUDA_VISIBLE_DEVICES", "");
+    c
+}
+
+/// [`run_tiny`] with every GPU hidden ([`without_gpus`]).
+pub fn run_tiny_without_gpus(dir: &Path, out: &str, extra: &[&str]) -> (Output, Option<Value>) {
+    run_quick_with(without_gpus(), &tiny_suite(dir), &dir.join(out), extra)
 }
 
 /// Whether `p` is still a character device (not replaced by a regular file).
