@@ -1,24 +1,33 @@
 // Hopper GEMM (sm_90a only): C[M,N] = op(A)·op(B), row-major, bf16 or f16 in, fp32
 // accumulation, C in the input dtype rounded to nearest even. Operands as in gemm.cu: A is
-// stored [M,K] ([K,M] when TA), B [K,N] ([N,K] when TB); entry points gemm_wgmma_{bf16,f16}_
-// {nn,nt,tn,tt}. Compiled for compute_90a (wgmma and setmaxnreg exist on sm_90a only).
+// stored [M,K] ([K,M] when TA), B [K,N] ([N,K] when TB); entry points gemm_wgmma[_n64]_
+// {bf16,f16}_{nn,nt,tn,tt} and gemm_splitk_reduce_{bf16,f16} (see the end of the file).
+// Compiled for compute_90a (wgmma and setmaxnreg exist on sm_90a only).
 //
 // UNVERIFIED ON HARDWARE: compiled and resource-checked (NVRTC + ptxas, sm_90a, no spills) but
 // never run on a GPU yet.
 //
-// Design (the host side is crates/wattbench-cuda/src/ops/gemm.rs, which mirrors the tile order
-// below and builds the tensor maps):
-// - One CTA per SM (persistent): gridDim.x = min(tiles, SMs); a CTA walks tiles blockIdx.x,
-//   blockIdx.x + gridDim.x, ... in grouped order (wg_tile): WG_GROUP rows of tiles at a time,
-//   so the CTAs running together share A and B panels in L2.
-// - 128x256 output tiles, K in steps of 64. 384 threads = 3 warpgroups. Warpgroup 0 is the
-//   producer: one thread issues TMA loads (cp.async.bulk.tensor.2d, 128-byte swizzle) into a
-//   4-stage ring of 48 KiB stages, each guarded by a "full" mbarrier (completed by the loads'
-//   transaction bytes) and an "empty" mbarrier (completed when the 8 consumer warps are done
-//   with the stage). Warpgroups 1 and 2 consume: each computes a 64x256 half of the tile with
-//   wgmma.mma_async m64n256k16 (4 per stage), keeps one wgmma group in flight, and releases a
-//   stage once the group that read it has completed. The producer runs ahead into the next
-//   tile while the consumers store this one.
+// Design (the host side is crates/wattbench-cuda/src/ops/gemm/wgmma.rs, which mirrors the tile
+// order below, chooses the tile width and split, and builds the tensor maps):
+// - Two tile widths, one kernel template: 128x256 output tiles (gemm_wgmma_*), and 128x64
+//   ones (gemm_wgmma_n64_*) for narrow products (N <= 128, e.g. a decoding step's few tokens),
+//   where a 256-wide tile would compute mostly padding.
+// - Split K: the host may cut K into `splits` ranges of whole k-steps when there are too few
+//   tiles to fill the GPU (a tall, narrow product with a long K). Each (tile, range) unit then
+//   writes fp32 partial sums to a workspace [splits][M][N], and gemm_splitk_reduce_* adds the
+//   ranges in a fixed order (deterministic) and rounds once into C.
+// - One CTA per SM (persistent): gridDim.x = min(units, SMs); a CTA walks units blockIdx.x,
+//   blockIdx.x + gridDim.x, ...; unit u is range u % splits of tile u / splits, tiles in
+//   grouped order (wg_tile): WG_GROUP rows of tiles at a time, so the CTAs running together
+//   share A and B panels in L2.
+// - K in steps of 64. 384 threads = 3 warpgroups. Warpgroup 0 is the producer: one thread
+//   issues TMA loads (cp.async.bulk.tensor.2d, 128-byte swizzle) into a ring of stages (4 of
+//   48 KiB for the wide tile, 8 of 24 KiB for the narrow one), each guarded by a "full"
+//   mbarrier (completed by the loads' transaction bytes) and an "empty" mbarrier (completed
+//   when the 8 consumer warps are done with the stage). Warpgroups 1 and 2 consume: each
+//   computes a 64-row half of the tile with wgmma.mma_async m64nBNk16 (4 per stage), keeps one
+//   wgmma group in flight, and releases a stage once the group that read it has completed. The
+//   producer runs ahead into the next unit while the consumers store this one.
 // - setmaxnreg: the producer gives registers up (40), the consumers take them (232): 128 fp32
 //   accumulators per consumer thread.
 // - Shared-memory layouts (stage = A 16 KiB, then B 32 KiB; every box 1024-byte aligned):
@@ -36,18 +45,28 @@
 
 #define WG_BM 128
 #define WG_BN 256
+#define WG_BN_NARROW 64
 #define WG_BK 64
 #define WG_STAGES 4
+#define WG_STAGES_NARROW 8
 #define WG_THREADS 384
 #define WG_GROUP 8
 #define WG_CONSUMER_WARPS 8
 #define WG_A_BYTES (WG_BM * WG_BK * 2)
-#define WG_B_BYTES (WG_BN * WG_BK * 2)
-#define WG_STAGE_BYTES (WG_A_BYTES + WG_B_BYTES)
 #define WG_BOX_BYTES (64 * 64 * 2)
-// Dynamic shared memory of one launch: the ring, 1024 bytes of slack to align it to the
-// swizzle pattern, and the 2 x WG_STAGES mbarriers (the host sets the attribute).
-#define WG_SMEM_BYTES (WG_STAGES * WG_STAGE_BYTES + 1024 + 2 * WG_STAGES * 8)
+#define WG_PRODUCER_REGS 40
+#define WG_CONSUMER_REGS 232
+
+// The ring of a tile BN wide: its stages, their bytes (A then B), and the dynamic shared
+// memory of one launch: the ring, 1024 bytes of slack to align it to the swizzle pattern, and
+// the 2 x STAGES mbarriers (the host sets the attribute).
+template <int BN>
+struct WgRing {
+    static constexpr int STAGES = BN == WG_BN ? WG_STAGES : WG_STAGES_NARROW;
+    static constexpr u32 B_BYTES = BN * WG_BK * 2;
+    static constexpr u32 STAGE_BYTES = WG_A_BYTES + B_BYTES;
+    static constexpr u32 SMEM_BYTES = STAGES * STAGE_BYTES + 1024 + 2 * STAGES * 8;
+};
 
 typedef unsigned long long u64;
 
@@ -139,9 +158,10 @@ __device__ __forceinline__ void wg_wait() {
 
 // Keeps the compiler from moving accumulator reads or writes across the asynchronous wgmma
 // boundaries (the registers are in use by the tensor cores between issue and wait).
-__device__ __forceinline__ void wg_fence_acc(float (&d)[128]) {
+template <int N>
+__device__ __forceinline__ void wg_fence_acc(float (&d)[N]) {
 #pragma unroll
-    for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 // The tile order of the persistent scheduler (mirrored by `wgmma_tile` in ops/gemm.rs): tiles
@@ -157,48 +177,53 @@ __device__ __forceinline__ void wg_tile(int t, int tiles_m, int tiles_n, int gro
     tn = r / rows;
 }
 
-// D[64x256] (+)= A[64x16] · B[16x256], both from shared memory; TRANS_A / TRANS_B: the operand
-// is MN-major. One asm statement per input type, from one template: the 128 accumulators are
-// operands 0-127, then the two descriptors, scale-d and the two transpose immediates.
-#define WG_D_OPERANDS \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
-    "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
-    "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
-    "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
-    "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
-    "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
-    "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
-    "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
-    "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-#define WG_MMA_ASM(TY) \
+// D[64xBN] (+)= A[64x16] · B[16xBN], both from shared memory; TRANS_A / TRANS_B: the operand
+// is MN-major. One asm statement per width and input type: the BN/2 accumulators are operands
+// 0 .. BN/2-1, then the two descriptors, scale-d and the two transpose immediates.
+#define WG_D32(o) \
+    "+f"(d[o + 0]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
+    "+f"(d[o + 6]), "+f"(d[o + 7]), "+f"(d[o + 8]), "+f"(d[o + 9]), "+f"(d[o + 10]), "+f"(d[o + 11]), \
+    "+f"(d[o + 12]), "+f"(d[o + 13]), "+f"(d[o + 14]), "+f"(d[o + 15]), "+f"(d[o + 16]), "+f"(d[o + 17]), \
+    "+f"(d[o + 18]), "+f"(d[o + 19]), "+f"(d[o + 20]), "+f"(d[o + 21]), "+f"(d[o + 22]), "+f"(d[o + 23]), \
+    "+f"(d[o + 24]), "+f"(d[o + 25]), "+f"(d[o + 26]), "+f"(d[o + 27]), "+f"(d[o + 28]), "+f"(d[o + 29]), \
+    "+f"(d[o + 30]), "+f"(d[o + 31])
+#define WG_LIST_0_31 \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15," \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define WG_LIST_32_127 \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47," \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63," \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79," \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95," \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111," \
+    "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+// SHAPE and TY name the instruction, LIST its accumulator operands; P, DA, DB, TRA and TRB are
+// the operand numbers of scale-d, the descriptors and the transposes; the accumulators follow.
+#define WG_MMA_ASM(SHAPE, TY, LIST, P, DA, DB, TRA, TRB, ...) \
     asm volatile( \
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n" \
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY "\n{" \
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15," \
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31," \
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47," \
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63," \
-        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79," \
-        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95," \
-        "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111," \
-        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
-        "},\n%128, %129, p, 1, 1, %131, %132;\n}\n" \
-        : WG_D_OPERANDS \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %" P ", 0;\n" \
+        "wgmma.mma_async.sync.aligned." SHAPE ".f32." TY "." TY "\n{" LIST "},\n" \
+        "%" DA ", %" DB ", p, 1, 1, %" TRA ", %" TRB ";\n}\n" \
+        : __VA_ARGS__ \
         : "l"(da), "l"(db), "r"(scale_d), "n"(TRANS_A), "n"(TRANS_B))
 
-template <bool BF16, int TRANS_A, int TRANS_B>
-__device__ __forceinline__ void wg_mma(float (&d)[128], u64 da, u64 db, u32 scale_d) {
-    if (BF16) {
-        WG_MMA_ASM("bf16");
+template <bool BF16, int TRANS_A, int TRANS_B, int BN>
+__device__ __forceinline__ void wg_mma(float (&d)[BN / 2], u64 da, u64 db, u32 scale_d) {
+    if constexpr (BN == 256) {
+        if (BF16) {
+            WG_MMA_ASM("m64n256k16", "bf16", WG_LIST_0_31 "," WG_LIST_32_127, "130", "128", "129",
+                       "131", "132", WG_D32(0), WG_D32(32), WG_D32(64), WG_D32(96));
+        } else {
+            WG_MMA_ASM("m64n256k16", "f16", WG_LIST_0_31 "," WG_LIST_32_127, "130", "128", "129",
+                       "131", "132", WG_D32(0), WG_D32(32), WG_D32(64), WG_D32(96));
+        }
     } else {
-        WG_MMA_ASM("f16");
+        static_assert(BN == WG_BN_NARROW, "two tile widths");
+        if (BF16) {
+            WG_MMA_ASM("m64n64k16", "bf16", WG_LIST_0_31, "34", "32", "33", "35", "36", WG_D32(0));
+        } else {
+            WG_MMA_ASM("m64n64k16", "f16", WG_LIST_0_31, "34", "32", "33", "35", "36", WG_D32(0));
+        }
     }
 }
 
@@ -233,22 +258,93 @@ __device__ __forceinline__ void wg_quad_transpose(const u32 (&v)[4], u32 (&w)[4]
     }
 }
 
-template <bool BF16, bool TA, bool TB>
+// The fp32 partial sums of one unit (a k-range of a tile) into the workspace slice `P`
+// ([M][N] of this range): per 8-column block j, this thread's pair of columns 8j + 2q of rows
+// r0 and r0 + 8, as the accumulator layout holds them (8-byte stores when N is even).
+template <int BN>
+__device__ __forceinline__ void wg_store_partial(const float (&acc)[BN / 2], float* WB_RESTRICT P,
+                                                 int M, int N, int r0, int n0, int q) {
+    const bool vec = (N & 1) == 0;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = r0 + 8 * h;
+        if (r >= M) continue;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+            const int c = n0 + 8 * j + 2 * q;
+            const float x = acc[4 * j + 2 * h], y = acc[4 * j + 2 * h + 1];
+            float* dst = P + (size_t)r * N + c;
+            if (vec && c + 2 <= N) {
+                *reinterpret_cast<float2*>(dst) = make_float2(x, y);
+            } else {
+                if (c < N) dst[0] = x;
+                if (c + 1 < N) dst[1] = y;
+            }
+        }
+    }
+}
+
+// The outputs of one tile in the output dtype: the m64nBN accumulator layout puts, per warp,
+// rows warp*16 + lane/4 (+8) and, per 8-column block j, columns 8j + 2(lane%4) + {0, 1} in
+// registers 4j + {0, 1} (+{2, 3} for the row 8 below). Each quad of lanes transposes its pairs
+// (wg_quad_transpose) so that a lane holds 8 contiguous columns: a warp then stores 64
+// contiguous bytes per row in 16-byte pieces.
+template <bool BF16, int BN>
+__device__ __forceinline__ void wg_store_tile(const float (&acc)[BN / 2], u16* WB_RESTRICT C, int M,
+                                              int N, int r0, int n0, int q) {
+    const bool vec = (N & 7) == 0;  // rows of 16-byte multiples: aligned 16-byte stores
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = r0 + 8 * h;
+#pragma unroll
+        for (int g = 0; g < BN / 32; ++g) {
+            u32 v[4];
+#pragma unroll
+            for (int t = 0; t < 4; ++t) {
+                const int j = 4 * g + t;
+                v[t] = wg_pack<BF16>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+            }
+            u32 w[4];
+            wg_quad_transpose(v, w, q);
+            const int c = n0 + 32 * g + 8 * q;  // w holds columns c .. c + 7
+            if (r >= M) continue;
+            u16* dst = C + (size_t)r * N + c;
+            if (vec && c + 8 <= N) {
+                *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; ++e)
+                    if (c + e < N) dst[e] = (u16)(w[e >> 1] >> (16 * (e & 1)));
+            }
+        }
+    }
+}
+
+// The k-steps [kb, ke) of range `split` of `splits` over KT steps: whole steps, as even as
+// integers allow (the host makes splits <= KT, so no range is empty).
+__device__ __forceinline__ void wg_krange(int split, int splits, int KT, int& kb, int& ke) {
+    kb = (int)((long long)split * KT / splits);
+    ke = (int)((long long)(split + 1) * KT / splits);
+}
+
+template <bool BF16, bool TA, bool TB, int BN>
 __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const WbTensorMap* tma_b,
-                                                u16* WB_RESTRICT C, int M, int N, int K, int tiles_m,
-                                                int tiles_n) {
+                                                u16* WB_RESTRICT C, float* WB_RESTRICT ws, int M,
+                                                int N, int K, int tiles_m, int tiles_n, int splits) {
+    using Ring = WgRing<BN>;
+    constexpr int STAGES = Ring::STAGES;
     extern __shared__ __align__(1024) unsigned char wg_smem[];
-    // Align the ring to the 1024-byte swizzle pattern (the slack is in WG_SMEM_BYTES).
+    // Align the ring to the 1024-byte swizzle pattern (the slack is in Ring::SMEM_BYTES).
     const u32 raw = wb_smem_addr(wg_smem);
     const u32 ring = (raw + 1023u) & ~1023u;
-    const u32 full = ring + WG_STAGES * WG_STAGE_BYTES;  // WG_STAGES "full" barriers
-    const u32 empty = full + WG_STAGES * 8;               // then WG_STAGES "empty" ones
+    const u32 full = ring + STAGES * Ring::STAGE_BYTES;  // STAGES "full" barriers
+    const u32 empty = full + STAGES * 8;                 // then STAGES "empty" ones
     const int wg = threadIdx.x / 128;
-    const int tiles = tiles_m * tiles_n;
+    const int units = tiles_m * tiles_n * splits;
     const int KT = (K + WG_BK - 1) / WG_BK;
 
     if (threadIdx.x == 0) {
-        for (int s = 0; s < WG_STAGES; ++s) {
+        for (int s = 0; s < STAGES; ++s) {
             wg_mbar_init(full + 8 * s, 1);
             wg_mbar_init(empty + 8 * s, WG_CONSUMER_WARPS);
         }
@@ -258,21 +354,22 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
 
     if (wg == 0) {
         // Producer: one thread issues every load; the warpgroup gives its registers up.
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WG_PRODUCER_REGS) : "memory");
         if (threadIdx.x == 0) {
             wg_prefetch_map(tma_a);
             wg_prefetch_map(tma_b);
             u32 it = 0;
-            for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-                int tm, tn;
-                wg_tile(t, tiles_m, tiles_n, WG_GROUP, tm, tn);
-                const int m0 = tm * WG_BM, n0 = tn * WG_BN;
-                for (int kt = 0; kt < KT; ++kt, ++it) {
-                    const u32 s = it % WG_STAGES, use = it / WG_STAGES;
+            for (int u = blockIdx.x; u < units; u += gridDim.x) {
+                int tm, tn, kb, ke;
+                wg_tile(u / splits, tiles_m, tiles_n, WG_GROUP, tm, tn);
+                wg_krange(u % splits, splits, KT, kb, ke);
+                const int m0 = tm * WG_BM, n0 = tn * BN;
+                for (int kt = kb; kt < ke; ++kt, ++it) {
+                    const u32 s = it % STAGES, use = it / STAGES;
                     const u32 f = full + 8 * s;
                     wg_mbar_wait(empty + 8 * s, (use & 1) ^ 1);
-                    wg_mbar_expect_tx(f, WG_STAGE_BYTES);
-                    const u32 sa = ring + s * WG_STAGE_BYTES, sb = sa + WG_A_BYTES;
+                    wg_mbar_expect_tx(f, Ring::STAGE_BYTES);
+                    const u32 sa = ring + s * Ring::STAGE_BYTES, sb = sa + WG_A_BYTES;
                     const int k0 = kt * WG_BK;
                     if (TA) {
                         wg_tma_load(sa, tma_a, m0, k0, f);
@@ -284,7 +381,7 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
                         wg_tma_load(sb, tma_b, k0, n0, f);
                     } else {
 #pragma unroll
-                        for (int j = 0; j < WG_BN / 64; ++j)
+                        for (int j = 0; j < BN / 64; ++j)
                             wg_tma_load(sb + j * WG_BOX_BYTES, tma_b, n0 + 64 * j, k0, f);
                     }
                 }
@@ -292,91 +389,92 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
         }
     } else {
         // Consumers: the two warpgroups take the registers, one 64-row half of the tile each.
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(WG_CONSUMER_REGS) : "memory");
         const int cw = wg - 1;
         const int warp = (threadIdx.x / 32) & 3, lane = threadIdx.x & 31;
-        float acc[128];
+        float acc[BN / 2];
         u32 it = 0;
-        for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-            int tm, tn;
-            wg_tile(t, tiles_m, tiles_n, WG_GROUP, tm, tn);
-            const int m0 = tm * WG_BM, n0 = tn * WG_BN;
+        for (int u = blockIdx.x; u < units; u += gridDim.x) {
+            int tm, tn, kb, ke;
+            wg_tile(u / splits, tiles_m, tiles_n, WG_GROUP, tm, tn);
+            wg_krange(u % splits, splits, KT, kb, ke);
+            const int m0 = tm * WG_BM, n0 = tn * BN;
 #pragma unroll
-            for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+            for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
             wg_fence_acc(acc);
-            u32 prev = 0;
-            for (int kt = 0; kt < KT; ++kt, ++it) {
-                const u32 s = it % WG_STAGES, use = it / WG_STAGES;
-                wg_mbar_wait(full + 8 * s, use & 1);
-                const u32 sa = ring + s * WG_STAGE_BYTES + cw * (64 * 128);
-                const u32 sb = ring + s * WG_STAGE_BYTES + WG_A_BYTES;
-                wg_fence();
+            if (ke > kb) {
+                u32 prev = 0;
+                for (int kt = kb; kt < ke; ++kt, ++it) {
+                    const u32 s = it % STAGES, use = it / STAGES;
+                    wg_mbar_wait(full + 8 * s, use & 1);
+                    const u32 sa = ring + s * Ring::STAGE_BYTES + cw * (64 * 128);
+                    const u32 sb = ring + s * Ring::STAGE_BYTES + WG_A_BYTES;
+                    wg_fence();
 #pragma unroll
-                for (int kk = 0; kk < WG_BK / 16; ++kk) {
-                    const u64 da = TA ? wg_desc(sa + kk * 2048, WG_BOX_BYTES, 1024)
-                                      : wg_desc(sa + kk * 32, 16, 1024);
-                    const u64 db = TB ? wg_desc(sb + kk * 32, 16, 1024)
-                                      : wg_desc(sb + kk * 2048, WG_BOX_BYTES, 1024);
-                    wg_mma<BF16, TA ? 1 : 0, TB ? 0 : 1>(acc, da, db, 1);
+                    for (int kk = 0; kk < WG_BK / 16; ++kk) {
+                        const u64 da = TA ? wg_desc(sa + kk * 2048, WG_BOX_BYTES, 1024)
+                                          : wg_desc(sa + kk * 32, 16, 1024);
+                        const u64 db = TB ? wg_desc(sb + kk * 32, 16, 1024)
+                                          : wg_desc(sb + kk * 2048, WG_BOX_BYTES, 1024);
+                        wg_mma<BF16, TA ? 1 : 0, TB ? 0 : 1, BN>(acc, da, db, 1);
+                    }
+                    wg_commit();
+                    // The group issued before this one has completed: its stage can be refilled.
+                    wg_wait<1>();
+                    if (kt > kb && lane == 0) wg_mbar_arrive(empty + 8 * prev);
+                    prev = s;
                 }
-                wg_commit();
-                // The group issued before this one has completed: its stage can be refilled.
-                wg_wait<1>();
-                if (kt > 0 && lane == 0) wg_mbar_arrive(empty + 8 * prev);
-                prev = s;
+                wg_wait<0>();
+                wg_fence_acc(acc);
+                if (lane == 0) wg_mbar_arrive(empty + 8 * prev);
             }
-            wg_wait<0>();
-            wg_fence_acc(acc);
-            if (lane == 0) wg_mbar_arrive(empty + 8 * prev);
 
-            // Epilogue: the m64n256 accumulator layout puts, per warp, rows warp*16 + lane/4
-            // (+8) and, per 8-column block j, columns 8j + 2(lane%4) + {0, 1} in registers
-            // 4j + {0, 1} (+{2, 3} for the row 8 below). Each quad of lanes transposes its
-            // pairs (wg_quad_transpose) so that a lane holds 8 contiguous columns: a warp then
-            // stores 64 contiguous bytes per row in 16-byte pieces.
             const int q = lane & 3;
             const int r0 = m0 + cw * 64 + warp * 16 + (lane >> 2);
-            const bool vec = (N & 7) == 0;  // rows of 16-byte multiples: aligned 16-byte stores
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int r = r0 + 8 * h;
-#pragma unroll
-                for (int g = 0; g < WG_BN / 32; ++g) {
-                    u32 v[4];
-#pragma unroll
-                    for (int t = 0; t < 4; ++t) {
-                        const int j = 4 * g + t;
-                        v[t] = wg_pack<BF16>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-                    }
-                    u32 w[4];
-                    wg_quad_transpose(v, w, q);
-                    const int c = n0 + 32 * g + 8 * q;  // w holds columns c .. c + 7
-                    if (r >= M) continue;
-                    u16* dst = C + (size_t)r * N + c;
-                    if (vec && c + 8 <= N) {
-                        *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
-                    } else {
-#pragma unroll
-                        for (int e = 0; e < 8; ++e)
-                            if (c + e < N) dst[e] = (u16)(w[e >> 1] >> (16 * (e & 1)));
-                    }
-                }
+            if (splits > 1) {
+                wg_store_partial<BN>(acc, ws + (size_t)(u % splits) * M * N, M, N, r0, n0, q);
+            } else {
+                wg_store_tile<BF16, BN>(acc, C, M, N, r0, n0, q);
             }
         }
     }
 }
 
-#define WB_WGMMA(ty, bf, sfx, ta, tb)                                                            \
-    extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) gemm_wgmma_##ty##_##sfx(        \
-        const __grid_constant__ WbTensorMap tma_a, const __grid_constant__ WbTensorMap tma_b,   \
-        u16* C, int M, int N, int K, int tiles_m, int tiles_n) {                                \
-        gemm_wgmma_body<bf, ta, tb>(&tma_a, &tma_b, C, M, N, K, tiles_m, tiles_n);              \
+// C = the sum of the `splits` fp32 partial products in `ws` ([splits][mn], added in order, so
+// the result does not depend on scheduling), rounded once to the output dtype.
+template <bool BF16>
+__device__ __forceinline__ void splitk_reduce(const float* WB_RESTRICT ws, u16* WB_RESTRICT C,
+                                              int mn, int splits) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < mn;
+         i += (long long)gridDim.x * blockDim.x) {
+        float sum = 0.0f;
+        for (int s = 0; s < splits; ++s) sum += ws[(size_t)s * mn + i];
+        C[i] = BF16 ? wb_f32_to_bf16(sum) : wb_f32_to_f16(sum);
     }
-WB_WGMMA(bf16, true, nn, false, false)
-WB_WGMMA(bf16, true, nt, false, true)
-WB_WGMMA(bf16, true, tn, true, false)
-WB_WGMMA(bf16, true, tt, true, true)
-WB_WGMMA(f16, false, nn, false, false)
-WB_WGMMA(f16, false, nt, false, true)
-WB_WGMMA(f16, false, tn, true, false)
-WB_WGMMA(f16, false, tt, true, true)
+}
+
+extern "C" __global__ void gemm_splitk_reduce_bf16(const float* ws, u16* C, int mn, int splits) {
+    splitk_reduce<true>(ws, C, mn, splits);
+}
+extern "C" __global__ void gemm_splitk_reduce_f16(const float* ws, u16* C, int mn, int splits) {
+    splitk_reduce<false>(ws, C, mn, splits);
+}
+
+// Entry points gemm_wgmma[_n64]_{bf16,f16}_{nn,nt,tn,tt}(A map, B map, C, workspace, M, N, K,
+// tiles_m, tiles_n, splits): the workspace (fp32, splits x M x N) is written when splits > 1
+// (C is then left to gemm_splitk_reduce_*), and may be null otherwise.
+#define WB_WGMMA(name, bn, bf, ta, tb)                                                             \
+    extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)                                   \
+        name(const __grid_constant__ WbTensorMap tma_a, const __grid_constant__ WbTensorMap tma_b, \
+             u16* C, float* ws, int M, int N, int K, int tiles_m, int tiles_n, int splits) {       \
+        gemm_wgmma_body<bf, ta, tb, bn>(&tma_a, &tma_b, C, ws, M, N, K, tiles_m, tiles_n, splits); \
+    }
+#define WB_WGMMA_LAYOUTS(prefix, bn, ty, bf)                   \
+    WB_WGMMA(prefix##_##ty##_nn, bn, bf, false, false)         \
+    WB_WGMMA(prefix##_##ty##_nt, bn, bf, false, true)          \
+    WB_WGMMA(prefix##_##ty##_tn, bn, bf, true, false)          \
+    WB_WGMMA(prefix##_##ty##_tt, bn, bf, true, true)
+WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, bf16, true)
+WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, f16, false)
+WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, bf16, true)
+WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, f16, false)

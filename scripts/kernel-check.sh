@@ -5,7 +5,8 @@
 # (gemm_sm90.cu for sm_90a only) and prints ptxas's registers / shared memory / spills table
 # with the tensor-core instructions cuobjdump finds in each kernel's machine code. Exits
 # non-zero on a compile error, a spill in a main kernel, a ptxas note that wgmma was serialized
-# or setmaxnreg ignored, or GEMM machine code without its tensor-core instructions (HGMMA with
+# or setmaxnreg ignored, a wgmma GEMM with fewer registers than its setmaxnreg trade needs,
+# or GEMM machine code without its tensor-core instructions (HGMMA with
 # the right transpose flags for the wgmma GEMM, HMMA for the mma.sync one) or with local-memory
 # accesses. Extra arguments go to the check (e.g. --arch 90).
 #

@@ -1,8 +1,9 @@
 //! Compile every kernel with NVRTC through the backends' own loader for sm_80, sm_89 and
 //! sm_90 (the Hopper GEMM for sm_90a only), assemble the PTX with ptxas -v, print registers /
 //! shared memory / spills per kernel, and fail on a compile error, a missing entry point, a
-//! spill in a main kernel, or a ptxas note (C75xx) that it serialized wgmma instructions,
-//! injected a warpgroup wait, or ignored `setmaxnreg`.
+//! spill in a main kernel, a ptxas note (C75xx) that it serialized wgmma instructions,
+//! injected a warpgroup wait, or ignored `setmaxnreg`, or a Hopper GEMM compiled with fewer
+//! registers a thread than its `setmaxnreg` trade needs.
 //!
 //! Needs no GPU: libnvrtc on LD_LIBRARY_PATH and ptxas (WATTBENCH_PTXAS or PATH);
 //! scripts/kernel-check.sh sets both up. Usage: kernel_check [--arch 80,89,90]
@@ -10,7 +11,7 @@ use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use wattbench_cuda::ptxas::{check_sass, parse_ptxas, parse_sass};
+use wattbench_cuda::ptxas::{check_resources, check_sass, parse_ptxas, parse_sass};
 use wattbench_cuda::{KernelId, Loader};
 
 fn ptxas() -> PathBuf {
@@ -164,7 +165,8 @@ fn run() -> Result<bool> {
                     Some(s) => check_sass(&name, s).err(),
                     None if cuobjdump.is_some() => Some("not in the machine code".into()),
                     None => None,
-                };
+                }
+                .or_else(|| check_resources(&name, &r).err());
                 if (spill && main) || bad_code.is_some() {
                     ok = false;
                 }
@@ -187,9 +189,11 @@ fn run() -> Result<bool> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "(dynamic shared memory, not shown by ptxas: gemm_tc_* {} B, gemm_wgmma_* {} B)",
+        "(dynamic shared memory, not shown by ptxas: gemm_tc_* {} B, gemm_wgmma_* {} B, \
+         gemm_wgmma_n64_* {} B)",
         wattbench_cuda::TC_SMEM_BYTES,
-        wattbench_cuda::WGMMA_SMEM_BYTES
+        wattbench_cuda::WGMMA_SMEM_BYTES,
+        wattbench_cuda::WGMMA_N64_SMEM_BYTES
     );
     Ok(ok)
 }

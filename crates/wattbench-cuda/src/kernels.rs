@@ -83,9 +83,13 @@ impl KernelId {
             }
             KernelId::GemmSm90 => {
                 for t in TRANSPOSES {
-                    v.push(format!("gemm_wgmma_bf16_{t}"));
-                    v.push(format!("gemm_wgmma_f16_{t}"));
+                    for ty in ["bf16", "f16"] {
+                        v.push(format!("gemm_wgmma_{ty}_{t}"));
+                        v.push(format!("gemm_wgmma_n64_{ty}_{t}"));
+                    }
                 }
+                v.push("gemm_splitk_reduce_bf16".into());
+                v.push("gemm_splitk_reduce_f16".into());
             }
             KernelId::Conv => {
                 for n in [

@@ -38,7 +38,7 @@ pub use error::CudaError;
 pub use gpu::{driver_version, gpus, GpuInfo};
 pub use kernels::KernelId;
 pub use loader::{compile_options, nvrtc_probe, nvrtc_version, Loader};
-pub use ops::gemm::{TC_SMEM_BYTES, WGMMA_SMEM_BYTES};
+pub use ops::gemm::{TC_SMEM_BYTES, WGMMA_N64_SMEM_BYTES, WGMMA_SMEM_BYTES};
 pub use vendor::{Cublas, Cudnn};
 
 /// Every GPU backend of this crate, in display order.

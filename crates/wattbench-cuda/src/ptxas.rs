@@ -153,6 +153,18 @@ pub fn check_sass(kernel: &str, s: &Sass) -> Result<(), String> {
     local().map_or(Ok(()), Err)
 }
 
+/// What ptxas's resources for a kernel must satisfy: the Hopper GEMM's (`gemm_wgmma_*`)
+/// registers a thread must give its CTA the pool its warpgroups trade with `setmaxnreg`
+/// (otherwise the consumers' `setmaxnreg.inc` waits forever, before any barrier's watchdog).
+/// Other kernels: no requirement.
+pub fn check_resources(kernel: &str, r: &Resources) -> Result<(), String> {
+    if kernel.starts_with("gemm_wgmma_") {
+        crate::ops::gemm::register_pool_check(r.regs)
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -181,6 +193,23 @@ mod tests {
             ["tnspA", "tnspB"]
         );
         assert_eq!((r[1].0.as_str(), r[1].1.hmma, r[1].1.hgmma), ("k_tc", 1, 0));
+    }
+
+    /// 168 registers a thread (what ptxas gives a 384-thread kernel) hold the pool: 40 for
+    /// the producer's 128 threads and 232 for the consumers' 256; 128 would not.
+    #[test]
+    fn the_hopper_gemm_needs_the_whole_register_pool() {
+        use super::{check_resources, Resources};
+        let regs = |regs| Resources {
+            regs,
+            ..Resources::default()
+        };
+        assert_eq!(check_resources("gemm_wgmma_bf16_nn", &regs(168)), Ok(()));
+        assert_eq!(check_resources("gemm_wgmma_n64_f16_tt", &regs(168)), Ok(()));
+        let short = check_resources("gemm_wgmma_bf16_nn", &regs(128)).unwrap_err();
+        assert!(short.contains("setmaxnreg"), "{short}");
+        assert!(check_resources("gemm_wgmma_n64_bf16_nt", &regs(167)).is_err());
+        assert_eq!(check_resources("gemm_tc_bf16_nn", &regs(128)), Ok(()));
     }
 
     #[test]

@@ -241,7 +241,9 @@ fn gemm_kernels_on_odd_shapes_and_every_transpose() {
 
 /// The Hopper GEMM in every layout and both dtypes: partial tiles in M, N and K (TMA's zero
 /// fill and the guarded stores), K over many ring passes, rows that need the padded copy, and
-/// more tiles than SMs (each CTA of the persistent grid takes several).
+/// more tiles than SMs (each CTA of the persistent grid takes several); the narrow tile
+/// (N <= 128) and split K (few tiles, long K: on a 132-SM H100/H200, 1000x17x3000 runs 5
+/// uneven k-ranges, 700x1x2050 four, 256x300x4096 eight on the wide tile, 300x100x640 none).
 #[test]
 #[ignore = "needs an NVIDIA Hopper GPU (compute capability 9.0)"]
 fn wgmma_gemm_every_layout_edges_and_persistent_tiles() {
@@ -250,9 +252,13 @@ fn wgmma_gemm_every_layout_edges_and_persistent_tiles() {
         for dtype in [DType::Bf16, DType::F16] {
             cases.push((gemm(1000, 1096, 1000, t), dtype));
             cases.push((gemm(33, 17, 9, t), dtype));
+            cases.push((gemm(1000, 17, 3000, t), dtype));
         }
         cases.push((gemm(2056, 2304, 136, t), DType::Bf16));
         cases.push((gemm(128, 256, 64, t), DType::F16));
+        cases.push((gemm(700, 1, 2050, t), DType::Bf16));
+        cases.push((gemm(256, 300, 4096, t), DType::F16));
+        cases.push((gemm(300, 100, 640, t), DType::Bf16));
     }
     check_forward(&CudaKernels::wgmma(), &cases);
 }

@@ -11,7 +11,8 @@ use wattbench_core::workload::GemmParams;
 use wattbench_core::{DType, Mode};
 
 mod wgmma;
-pub use wgmma::WGMMA_SMEM_BYTES;
+pub(crate) use wgmma::register_pool_check;
+pub use wgmma::{WGMMA_N64_SMEM_BYTES, WGMMA_SMEM_BYTES};
 
 /// Dynamic shared memory of one tensor-core GEMM block (`WB_TC_SMEM_BYTES` in gemm.cu:
 /// 4 stages x 2 operands x 128x40 elements x 2 bytes).

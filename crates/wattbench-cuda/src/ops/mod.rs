@@ -70,6 +70,7 @@ pub(crate) mod tests {
     use crate::kernels::KernelId;
     use crate::plan::Step;
     use wattbench_core::tensor::generate_case_inputs;
+    use wattbench_core::workload::GemmParams;
     use wattbench_core::{testing, DType, Mode, Op};
 
     /// `f` on the plan of a case (seeded inputs) and the case.
@@ -102,8 +103,22 @@ pub(crate) mod tests {
             unreachable!()
         };
         let wide = Params::Conv2d(wattbench_core::workload::ConvParams { k: 70, ..c });
+        // And for the Hopper GEMM, in every layout: N > 128 (the 256-wide tile) and a long K
+        // over few tiles (split K).
+        let layouts = [(false, false), (false, true), (true, false), (true, true)];
+        let hopper = layouts.into_iter().flat_map(|(ta, tb)| {
+            [
+                GemmParams::new(40, 300, 24).transposed(ta, tb),
+                GemmParams::new(150, 20, 1100).transposed(ta, tb),
+            ]
+            .map(Params::Gemm)
+        });
         for op in Op::ALL {
-            let extra = (op == Op::Conv2d).then_some(wide);
+            let extra: Vec<Params> = match op {
+                Op::Conv2d => vec![wide],
+                Op::Gemm => hopper.clone().collect(),
+                Op::Rnn => vec![],
+            };
             for params in testing::shapes(op).into_iter().chain(extra) {
                 let wgmma = Kernels::Wgmma;
                 for (mode, dtype, kernels) in [
@@ -133,7 +148,8 @@ pub(crate) mod tests {
             }
         }
         // Every main kernel is reached by some plan (the naive GEMM through `cuda-naive`, the
-        // Hopper GEMM through `cuda-wgmma`, the row padding by its odd shapes).
+        // Hopper GEMM's widths and split-K reduction through `cuda-wgmma`, the row padding by
+        // its odd shapes).
         for id in KernelId::ALL {
             for e in id.entry_points() {
                 if KernelId::is_main(&e)
@@ -151,7 +167,7 @@ pub(crate) mod tests {
     /// each once, in launch order.
     #[test]
     fn plans_name_the_kernels_they_launch() {
-        use wattbench_core::workload::{ConvParams, GemmParams};
+        use wattbench_core::workload::ConvParams;
         let kernels = |params, mode, dtype, naive: bool| {
             let k = if naive { Kernels::Naive } else { Kernels::Best };
             with_plan(params, mode, dtype, k, |_, b| b.kernels())
@@ -173,15 +189,25 @@ pub(crate) mod tests {
             kernels(conv, Mode::Train, f32, false),
             "conv2d_fwd_f32_bn64, conv2d_bwd_data_f32, conv2d_bwd_filter_f32, sgd_update_f32"
         );
-        // The Hopper GEMM names the padded copy it needs (A is [7,5] here: 5-element rows).
-        let wgmma = with_plan(gemm, Mode::Infer, DType::Bf16, Kernels::Wgmma, |_, b| {
-            b.kernels()
-        });
-        assert_eq!(wgmma, "pad_rows_u16, gemm_wgmma_bf16_tn");
+        // The Hopper GEMM names the padded copy it needs (A is [7,5] here: 5-element rows),
+        // its tile width (narrow for N <= 128) and the reduction of a split K.
+        let wgmma = |params, dtype| {
+            with_plan(params, Mode::Infer, dtype, Kernels::Wgmma, |_, b| {
+                b.kernels()
+            })
+        };
+        assert_eq!(
+            wgmma(gemm, DType::Bf16),
+            "pad_rows_u16, gemm_wgmma_n64_bf16_tn"
+        );
         let even = Params::Gemm(GemmParams::new(8, 16, 24).transposed(true, false));
-        let wgmma = with_plan(even, Mode::Infer, DType::F16, Kernels::Wgmma, |_, b| {
-            b.kernels()
-        });
-        assert_eq!(wgmma, "gemm_wgmma_f16_tn");
+        assert_eq!(wgmma(even, DType::F16), "gemm_wgmma_n64_f16_tn");
+        let wide = Params::Gemm(GemmParams::new(8, 256, 24).transposed(true, false));
+        assert_eq!(wgmma(wide, DType::F16), "gemm_wgmma_f16_tn");
+        let split = Params::Gemm(GemmParams::new(4096, 16, 11008));
+        assert_eq!(
+            wgmma(split, DType::Bf16),
+            "gemm_wgmma_n64_bf16_nn, gemm_splitk_reduce_bf16"
+        );
     }
 }

@@ -1,44 +1,147 @@
-//! The Hopper GEMM (`gemm_sm90.cu`, sm_90a; UNVERIFIED ON HARDWARE): its launch (a
-//! persistent grid of at most one CTA per SM, 384 threads, [`WGMMA_SMEM_BYTES`] of dynamic
-//! shared memory) and the TMA tensor maps of its operands (after a padded copy where a row is
-//! not a multiple of 16 bytes).
+//! The Hopper GEMM (`gemm_sm90.cu`, sm_90a; UNVERIFIED ON HARDWARE): its schedule (the tile
+//! width, [`Width`], and how many ranges K is split into), its launch (a persistent grid of at
+//! most one CTA per SM, 384 threads, [`Width::smem_bytes`] of dynamic shared memory), the
+//! split-K reduction, and the TMA tensor maps of its operands (after a padded copy where a row
+//! is not a multiple of 16 bytes).
 //!
-//! The tests transcribe the kernel's tile order, stage loads, descriptors, epilogue and
-//! barrier protocol and emulate on the CPU what a CPU can check of them: the schedule covers
-//! every tile once; a stage's boxes carry exactly the transaction bytes the kernel waits for
-//! and cover the tile; every element each wgmma reads through its descriptor (by the PTX ISA's
-//! canonical layouts) is where TMA wrote it, in all four layouts; every output element is
-//! stored once, with its own value, after the quad transpose; and the mbarrier protocol of the
-//! ring neither deadlocks nor overwrites a stage still being read. What they cannot show is
-//! that the hardware agrees with this reading of the ISA: the GPU tests do.
+//! The tests transcribe the kernel's tile order, k-ranges, stage loads, descriptors, epilogues
+//! and barrier protocol and emulate on the CPU what a CPU can check of them: the schedule
+//! covers every tile and k-step once; a stage's boxes carry exactly the transaction bytes the
+//! kernel waits for and cover the tile; every element each wgmma reads through its descriptor
+//! (by the PTX ISA's canonical layouts) is where TMA wrote it, in all four layouts and both
+//! widths; every output element (or partial sum) is stored once, with its own value; and the
+//! mbarrier protocol of the ring neither deadlocks nor overwrites a stage still being read.
+//! What they cannot show is that the hardware agrees with this reading of the ISA: the GPU
+//! tests do.
 use super::super::elementwise::pad_rows;
 use super::transpose_suffix;
 use crate::error::CudaError;
 use crate::kernels::KernelId;
-use crate::plan::{Arg, BufId, Launch, PlanBuilder, TensorMap2d, View};
+use crate::plan::{blocks, Arg, BufId, Launch, PlanBuilder, TensorMap2d, View, NULL};
 use wattbench_core::workload::GemmParams;
 use wattbench_core::DType;
 
 /// Output tile rows (`WG_BM`): two consumer warpgroups of 64 rows.
 const BM: usize = 128;
-/// Output tile columns (`WG_BN`): one m64n256k16 wgmma per warpgroup and k-step.
-const BN: usize = 256;
 /// K per stage (`WG_BK`): 64 bf16 = the 128-byte swizzle span.
 const BK: usize = 64;
-/// Stages of the shared-memory ring (`WG_STAGES`).
-const STAGES: usize = 4;
 /// Threads per CTA (`WG_THREADS`): a producer and two consumer warpgroups.
 const THREADS: u32 = 384;
+/// Registers per thread the producer warpgroup keeps and the consumer warpgroups take with
+/// `setmaxnreg` (`WG_PRODUCER_REGS`, `WG_CONSUMER_REGS`). The CTA's pool is what ptxas gave
+/// each thread at launch times [`THREADS`]: a consumer's `setmaxnreg.inc` waits until the pool
+/// has its registers, so a kernel compiled with fewer than [`POOL_REGS`] / [`THREADS`]
+/// registers a thread would hang there (the kernel check refuses it).
+const PRODUCER_REGS: u32 = 40;
+const CONSUMER_REGS: u32 = 232;
+/// Registers the CTA needs once the warpgroups have traded: one producer and two consumer
+/// warpgroups of 128 threads.
+pub const POOL_REGS: u32 = 128 * PRODUCER_REGS + 2 * 128 * CONSUMER_REGS;
+const _: () = assert!(
+    POOL_REGS <= 65_536,
+    "the trade must fit an SM's 64 Ki registers"
+);
 /// Width of an MN-major box (64 elements = 128 bytes) and its bytes (`WG_BOX_BYTES`).
 const MN_BOX: usize = 64;
 const ELEM: usize = 2;
 const A_BYTES: usize = BM * BK * ELEM;
-const B_BYTES: usize = BN * BK * ELEM;
-const STAGE_BYTES: usize = A_BYTES + B_BYTES;
+/// K is split only into ranges of at least this many k-steps (512 of K), so that each range
+/// fills the ring and its fp32 partial sums cost little next to its loads.
+const MIN_SPLIT_STEPS: usize = 8;
+/// At most this many ranges (the workspace holds one fp32 copy of C per range).
+const MAX_SPLITS: usize = 8;
 
-/// Dynamic shared memory of one launch (`WG_SMEM_BYTES`): the ring, 1024 bytes of slack to
-/// align it to the swizzle pattern, and two mbarriers per stage.
-pub const WGMMA_SMEM_BYTES: u32 = (STAGES * STAGE_BYTES + 1024 + 2 * STAGES * 8) as u32;
+/// The kernel's two tile widths (`WgRing<BN>` in the kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// 128x256 tiles (`gemm_wgmma_*`), 4 stages of 48 KiB.
+    Wide,
+    /// 128x64 tiles (`gemm_wgmma_n64_*`), 8 stages of 24 KiB: for N <= 128, where most of a
+    /// 256-wide tile would be padding (a decoding step's few tokens).
+    Narrow,
+}
+
+impl Width {
+    /// Output tile columns (`WG_BN`, `WG_BN_NARROW`): one m64nBNk16 wgmma per warpgroup and
+    /// k-step.
+    pub const fn bn(self) -> usize {
+        match self {
+            Width::Wide => 256,
+            Width::Narrow => 64,
+        }
+    }
+
+    /// Stages of the shared-memory ring (`WG_STAGES`, `WG_STAGES_NARROW`).
+    const fn stages(self) -> usize {
+        match self {
+            Width::Wide => 4,
+            Width::Narrow => 8,
+        }
+    }
+
+    const fn b_bytes(self) -> usize {
+        self.bn() * BK * ELEM
+    }
+
+    const fn stage_bytes(self) -> usize {
+        A_BYTES + self.b_bytes()
+    }
+
+    /// Dynamic shared memory of one launch (`WgRing<BN>::SMEM_BYTES`): the ring, 1024 bytes
+    /// of slack to align it to the swizzle pattern, and two mbarriers per stage.
+    pub const fn smem_bytes(self) -> u32 {
+        (self.stages() * self.stage_bytes() + 1024 + 2 * self.stages() * 8) as u32
+    }
+
+    /// The entry point's name up to its dtype.
+    const fn prefix(self) -> &'static str {
+        match self {
+            Width::Wide => "gemm_wgmma",
+            Width::Narrow => "gemm_wgmma_n64",
+        }
+    }
+}
+
+/// Dynamic shared memory of the wide kernel (`gemm_wgmma_*`).
+pub const WGMMA_SMEM_BYTES: u32 = Width::Wide.smem_bytes();
+/// Dynamic shared memory of the narrow kernel (`gemm_wgmma_n64_*`).
+pub const WGMMA_N64_SMEM_BYTES: u32 = Width::Narrow.smem_bytes();
+
+/// Why a Hopper GEMM entry point compiled with `regs` registers a thread would hang in its
+/// consumers' `setmaxnreg.inc` (the CTA's pool, `regs` x [`THREADS`], is short of
+/// [`POOL_REGS`]).
+pub(crate) fn register_pool_check(regs: u32) -> Result<(), String> {
+    if regs * THREADS >= POOL_REGS {
+        Ok(())
+    } else {
+        Err(format!(
+            "{regs} registers x {THREADS} threads < {POOL_REGS}: setmaxnreg.inc \
+             ({CONSUMER_REGS} for the consumers) would wait forever"
+        ))
+    }
+}
+
+/// How the kernel runs `p` on `sms` multiprocessors: the tile width (narrow for N <= 128) and
+/// the number of k-ranges. K is split only when the tiles would leave over half the SMs idle,
+/// into as many ranges as fill them, each of at least [`MIN_SPLIT_STEPS`] k-steps, at most
+/// [`MAX_SPLITS`].
+pub fn schedule(p: &GemmParams, sms: usize) -> (Width, usize) {
+    let width = if p.n <= 128 {
+        Width::Narrow
+    } else {
+        Width::Wide
+    };
+    let tiles = p.m.div_ceil(BM) * p.n.div_ceil(width.bn());
+    let steps = p.k.div_ceil(BK);
+    let splits = if tiles > 0 && 2 * tiles <= sms {
+        (sms / tiles)
+            .min(steps / MIN_SPLIT_STEPS)
+            .clamp(1, MAX_SPLITS)
+    } else {
+        1
+    };
+    (width, splits)
+}
 
 /// The box of an operand whose tile has `tile_rows` rows along M or N: `[BK, tile_rows]` when
 /// K-major (K contiguous), `[64, BK]` when MN-major.
@@ -80,8 +183,9 @@ fn operand(
     })
 }
 
-/// `c = op(a)·op(b)` on a GPU with `sms` multiprocessors: the launch, preceded by padded
-/// copies of operands whose rows are not a multiple of 8 elements. Returns C.
+/// `c = op(a)·op(b)` on a GPU with `sms` multiprocessors: the launch as [`schedule`] sets it,
+/// preceded by padded copies of operands whose rows are not a multiple of 8 elements, and
+/// followed by the reduction of the k-ranges' partial sums when K is split. Returns C.
 pub(crate) fn plan(
     bld: &mut PlanBuilder,
     p: &GemmParams,
@@ -100,40 +204,65 @@ pub(crate) fn plan(
             ))
         }
     };
+    let sms = sms.max(1) as usize;
+    let (width, splits) = schedule(p, sms);
     let a_stored = if p.trans_a { [p.k, p.m] } else { [p.m, p.k] };
     let b_stored = if p.trans_b { [p.n, p.k] } else { [p.k, p.n] };
     // A is MN-major when stored transposed; B when not (its rows run along N).
     let a_map = operand(bld, a, a_stored, dtype, p.trans_a, BM)?;
-    let b_map = operand(bld, b, b_stored, dtype, !p.trans_b, BN)?;
+    let b_map = operand(bld, b, b_stored, dtype, !p.trans_b, width.bn())?;
     let c = bld.poisoned(p.m * p.n, dtype);
     let c = bld.whole(c);
-    let (tiles_m, tiles_n) = (p.m.div_ceil(BM), p.n.div_ceil(BN));
-    let grid = (tiles_m * tiles_n).min(sms.max(1) as usize) as u32;
+    let ws = (splits > 1).then(|| {
+        let w = bld.poisoned(splits * p.m * p.n, DType::F32);
+        bld.whole(w)
+    });
+    let (tiles_m, tiles_n) = (p.m.div_ceil(BM), p.n.div_ceil(width.bn()));
+    let grid = (tiles_m * tiles_n * splits).min(sms) as u32;
     let launch = Launch {
         kernel: KernelId::GemmSm90,
-        entry: format!("gemm_wgmma_{ty}_{}", transpose_suffix(p)),
+        entry: format!("{}_{ty}_{}", width.prefix(), transpose_suffix(p)),
         grid: (grid, 1, 1),
         block: (THREADS, 1, 1),
-        smem: WGMMA_SMEM_BYTES,
+        smem: width.smem_bytes(),
     };
     let args = vec![
         Arg::TensorMap(a_map),
         Arg::TensorMap(b_map),
         c.into(),
+        ws.map_or(NULL, Arg::from),
         Arg::Int(p.m),
         Arg::Int(p.n),
         Arg::Int(p.k),
         Arg::Int(tiles_m),
         Arg::Int(tiles_n),
+        Arg::Int(splits),
     ];
-    // SAFETY: `gemm_wgmma_*(WbTensorMap A, WbTensorMap B, u16* C, int M, int N, int K,
-    // int tiles_m, int tiles_n)`, with maps over the stored A and B (`rows` x `cols` of `ld`,
-    // 16-bit, checked by the builder) and C exactly M x N of the same dtype. The kernel reads
-    // A and B only through TMA, which never reads outside a map's extent (it fills zeros
-    // there); it writes C[r][c] only for r < M, c < N; its CTAs walk tiles below
-    // tiles_m * tiles_n, whatever the grid; it needs `WGMMA_SMEM_BYTES` of dynamic shared
-    // memory and 384 threads.
+    // SAFETY: `gemm_wgmma[_n64]_*(WbTensorMap A, WbTensorMap B, u16* C, float* ws, int M,
+    // int N, int K, int tiles_m, int tiles_n, int splits)`, with maps over the stored A and B
+    // (`rows` x `cols` of `ld`, 16-bit, checked by the builder), C exactly M x N of the same
+    // dtype, and `ws` exactly splits x M x N fp32 when splits > 1 (null otherwise: the kernel
+    // then never touches it). The kernel reads A and B only through TMA, which never reads
+    // outside a map's extent (it fills zeros there); it writes C[r][c] (splits = 1) or
+    // ws[s][r][c] (s < splits) only for r < M, c < N; its CTAs walk units below
+    // tiles_m * tiles_n * splits, whatever the grid; this width's entry point needs
+    // `width.smem_bytes()` of dynamic shared memory and 384 threads.
     unsafe { bld.launch(launch, args)? };
+    if let Some(ws) = ws {
+        let mn = p.m * p.n;
+        let reduce = Launch {
+            kernel: KernelId::GemmSm90,
+            entry: format!("gemm_splitk_reduce_{ty}"),
+            grid: (blocks(mn, 256).clamp(1, 4096), 1, 1),
+            block: (256, 1, 1),
+            smem: 0,
+        };
+        let args = vec![ws.into(), c.into(), Arg::Int(mn), Arg::Int(splits)];
+        // SAFETY: `gemm_splitk_reduce_*(const float* ws, u16* C, int mn, int splits)`: a
+        // grid-stride loop over i < mn reads ws[s * mn + i] for s < splits and writes C[i]:
+        // inside the fp32 workspace of splits x mn and the 16-bit C of mn made above.
+        unsafe { bld.launch(reduce, args)? };
+    }
     Ok(c)
 }
 
@@ -141,7 +270,7 @@ pub(crate) fn plan(
 mod tests {
     use super::*;
     use crate::ops::Kernels;
-    use crate::plan::Step;
+    use crate::plan::{Ptr, Step};
     use std::collections::HashMap;
     use wattbench_core::Mode;
 
@@ -199,42 +328,121 @@ mod tests {
         let src = KernelId::GemmSm90.source();
         for (name, v) in [
             ("WG_BM", BM),
-            ("WG_BN", BN),
+            ("WG_BN", Width::Wide.bn()),
+            ("WG_BN_NARROW", Width::Narrow.bn()),
             ("WG_BK", BK),
-            ("WG_STAGES", STAGES),
+            ("WG_STAGES", Width::Wide.stages()),
+            ("WG_STAGES_NARROW", Width::Narrow.stages()),
             ("WG_THREADS", THREADS as usize),
             ("WG_GROUP", GROUP),
             ("WG_CONSUMER_WARPS", CONSUMER_WARPS as usize),
+            ("WG_PRODUCER_REGS", PRODUCER_REGS as usize),
+            ("WG_CONSUMER_REGS", CONSUMER_REGS as usize),
         ] {
             assert!(
                 src.contains(&format!("#define {name} {v}\n")),
                 "{name} is not {v} in gemm_sm90.cu"
             );
         }
-        assert!(src.contains("#define WG_BOX_BYTES (64 * 64 * 2)"));
-        assert!(src.contains(
-            "#define WG_SMEM_BYTES (WG_STAGES * WG_STAGE_BYTES + 1024 + 2 * WG_STAGES * 8)"
-        ));
-        assert_eq!(WGMMA_SMEM_BYTES, 197_696);
-        // Two consumer warpgroups of 64 rows, each m64n256: the tile.
-        assert_eq!((BM, BN, THREADS), (2 * 64, 256, 3 * 128));
+        for line in [
+            "#define WG_BOX_BYTES (64 * 64 * 2)",
+            "static constexpr int STAGES = BN == WG_BN ? WG_STAGES : WG_STAGES_NARROW;",
+            "static constexpr u32 B_BYTES = BN * WG_BK * 2;",
+            "static constexpr u32 STAGE_BYTES = WG_A_BYTES + B_BYTES;",
+            "static constexpr u32 SMEM_BYTES = STAGES * STAGE_BYTES + 1024 + 2 * STAGES * 8;",
+            "WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, bf16, true)",
+            "WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, f16, false)",
+        ] {
+            assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
+        }
+        assert_eq!((WGMMA_SMEM_BYTES, WGMMA_N64_SMEM_BYTES), (197_696, 197_760));
+        // Two consumer warpgroups of 64 rows, each m64nBN: the tile.
+        assert_eq!((BM, THREADS), (2 * 64, 3 * 128));
+        // setmaxnreg counts are multiples of 8 in [24, 256] (the trade fitting the register
+        // file is checked where POOL_REGS is defined).
+        for r in [PRODUCER_REGS, CONSUMER_REGS] {
+            assert!(r % 8 == 0 && (24..=256).contains(&r), "{r}");
+        }
+        assert_eq!(register_pool_check(168), Ok(()));
+        assert!(register_pool_check(160).is_err());
     }
 
-    /// Every tile once, whatever the grid; consecutive tiles stay inside one group of rows.
+    /// The k-steps of range `split` of `splits` over `kt` (`wg_krange` in the kernel).
+    fn krange(split: usize, splits: usize, kt: usize) -> std::ops::Range<usize> {
+        split * kt / splits..(split + 1) * kt / splits
+    }
+
+    /// The unit (tile number, range) a CTA takes at number `u` (the kernel's unit loop).
+    fn unit(u: usize, splits: usize) -> (usize, usize) {
+        (u / splits, u % splits)
+    }
+
+    /// Tall narrow products with a long K are split to fill the GPU, never into ranges under
+    /// [`MIN_SPLIT_STEPS`] k-steps; products with tiles enough for half the SMs are not split;
+    /// N <= 128 takes the narrow tile.
     #[test]
-    fn the_schedule_covers_every_tile_once_in_groups() {
+    fn schedule_splits_k_only_when_tiles_are_few() {
+        let s = |m, n, k, sms| schedule(&GemmParams::new(m, n, k), sms);
+        // Llama-2-7B MLP on 132 SMs: a decoding step's down projection (32 tiles) is split in
+        // four; the up projection (86 tiles) is not; a prefill of 4096 tokens is wide.
+        assert_eq!(s(4096, 16, 11008, 132), (Width::Narrow, 4));
+        assert_eq!(s(4096, 1, 11008, 132), (Width::Narrow, 4));
+        assert_eq!(s(11008, 16, 4096, 132), (Width::Narrow, 1));
+        assert_eq!(s(11008, 4096, 4096, 132), (Width::Wide, 1));
+        assert_eq!(s(8192, 8192, 8192, 132), (Width::Wide, 1));
+        assert_eq!(s(4096, 128, 4096, 132), (Width::Narrow, 2));
+        assert_eq!(s(4096, 129, 4096, 132), (Width::Wide, 4));
+        // Short K: no range under 8 k-steps.
+        assert_eq!(s(128, 64, 960, 132), (Width::Narrow, 1));
+        assert_eq!(s(128, 64, 1024, 132), (Width::Narrow, 2));
+        // At most MAX_SPLITS.
+        assert_eq!(s(1, 1, 1 << 20, 132), (Width::Narrow, MAX_SPLITS));
+        for (m, n, k) in [
+            (33, 17, 9),
+            (1000, 17, 3000),
+            (5000, 300, 70_000),
+            (1, 1, 1),
+        ] {
+            for sms in [1, 2, 66, 132] {
+                let (w, splits) = s(m, n, k, sms);
+                let steps = k.div_ceil(BK);
+                assert!((1..=MAX_SPLITS).contains(&splits));
+                assert!(
+                    splits == 1 || steps / splits >= MIN_SPLIT_STEPS,
+                    "{m} {n} {k} {sms}"
+                );
+                assert_eq!(w == Width::Narrow, n <= 128);
+            }
+        }
+    }
+
+    /// Every k-step of every tile once, whatever the grid and the split; no range is empty;
+    /// consecutive tiles stay inside one group of rows.
+    #[test]
+    fn the_schedule_covers_every_tile_and_k_step_once_in_groups() {
         for (tm, tn) in [(1, 1), (3, 5), (8, 4), (17, 3), (9, 1), (64, 32), (33, 44)] {
             let tiles = tm * tn;
-            for grid in [1, 7, 132, tiles] {
-                let mut seen = vec![0u32; tiles];
-                for cta in 0..grid.min(tiles) {
-                    for t in (cta..tiles).step_by(grid) {
-                        let (r, c) = tile(t, tm, tn);
-                        assert!(r < tm && c < tn, "{tm}x{tn}: tile {t} -> ({r}, {c})");
-                        seen[r * tn + c] += 1;
+            for (splits, kt) in [(1, 1), (1, 5), (2, 16), (3, 29), (8, 64), (5, 172)] {
+                let units = tiles * splits;
+                for grid in [1, 7, 132, units] {
+                    let mut seen = vec![0u32; tiles * kt];
+                    for cta in 0..grid.min(units) {
+                        for u in (cta..units).step_by(grid) {
+                            let (t, split) = unit(u, splits);
+                            let (r, c) = tile(t, tm, tn);
+                            assert!(r < tm && c < tn, "{tm}x{tn}: tile {t} -> ({r}, {c})");
+                            let ks = krange(split, splits, kt);
+                            assert!(!ks.is_empty(), "range {split} of {splits} over {kt}");
+                            for k in ks {
+                                seen[(r * tn + c) * kt + k] += 1;
+                            }
+                        }
                     }
+                    assert!(
+                        seen.iter().all(|&n| n == 1),
+                        "{tm}x{tn} {splits} {kt} {grid}"
+                    );
                 }
-                assert!(seen.iter().all(|&n| n == 1), "{tm}x{tn} grid {grid}");
             }
             for t in 0..tiles {
                 let g = t / (GROUP * tn);
@@ -245,16 +453,29 @@ mod tests {
                 );
             }
         }
+        let src = KernelId::GemmSm90.source();
+        for line in [
+            "kb = (int)((long long)split * KT / splits);",
+            "ke = (int)((long long)(split + 1) * KT / splits);",
+            "wg_tile(u / splits, tiles_m, tiles_n, WG_GROUP, tm, tn);",
+            "wg_krange(u % splits, splits, KT, kb, ke);",
+        ] {
+            assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
+        }
     }
 
     /// The bytes of a stage's boxes are exactly what the producer tells the "full" barrier
     /// to expect (otherwise the consumers wait forever, or read too early), the boxes tile
     /// their part of the stage without overlap, and together they cover the tile's rows and
-    /// the k-step, in all four layouts.
+    /// the k-step, in all four layouts and both widths.
     #[test]
     fn stage_boxes_carry_the_awaited_bytes_and_cover_the_tile() {
         for mn_major in [false, true] {
-            for (tile_rows, part_bytes) in [(BM, A_BYTES), (BN, B_BYTES)] {
+            for (tile_rows, part_bytes) in [
+                (BM, A_BYTES),
+                (Width::Wide.bn(), Width::Wide.b_bytes()),
+                (Width::Narrow.bn(), Width::Narrow.b_bytes()),
+            ] {
                 let [bc, br] = box_dims(mn_major, tile_rows).map(|d| d as usize);
                 assert_eq!(bc * ELEM, 128, "a box row spans the 128-byte swizzle");
                 assert!(br <= 256);
@@ -284,7 +505,12 @@ mod tests {
                 }
             }
         }
-        assert_eq!(STAGE_BYTES, 48 * 1024);
+        assert_eq!(Width::Wide.stage_bytes(), 48 * 1024);
+        assert_eq!(Width::Narrow.stage_bytes(), 24 * 1024);
+        // What the producer expects: the stage of its width.
+        let src = KernelId::GemmSm90.source();
+        assert!(src.contains("wg_mbar_expect_tx(f, Ring::STAGE_BYTES);"));
+        assert!(src.contains("for (int j = 0; j < BN / 64; ++j)"));
     }
 
     /// A shared-memory matrix descriptor's addressing fields, in bytes from the stage start.
@@ -369,15 +595,17 @@ mod tests {
                         }
                     }
                 }
-                // B is MN-major when not transposed.
+                // B is MN-major when not transposed; both widths.
                 let d = desc_b(!major, kk);
-                for n in 0..BN {
-                    for k in 0..16 {
-                        assert_eq!(
-                            wgmma_reads(major, d, n, k),
-                            A_BYTES + tma_wrote(major, BN, n, kk * 16 + k),
-                            "B, MN-major {major}, k-step {kk}, ({n}, {k})"
-                        );
+                for bn in [Width::Wide.bn(), Width::Narrow.bn()] {
+                    for n in 0..bn {
+                        for k in 0..16 {
+                            assert_eq!(
+                                wgmma_reads(major, d, n, k),
+                                A_BYTES + tma_wrote(major, bn, n, kk * 16 + k),
+                                "B {bn} wide, MN-major {major}, k-step {kk}, ({n}, {k})"
+                            );
+                        }
                     }
                 }
             }
@@ -389,7 +617,7 @@ mod tests {
             ": wg_desc(sa + kk * 32, 16, 1024)",
             "TB ? wg_desc(sb + kk * 32, 16, 1024)",
             ": wg_desc(sb + kk * 2048, WG_BOX_BYTES, 1024)",
-            "ring + s * WG_STAGE_BYTES + cw * (64 * 128)",
+            "ring + s * Ring::STAGE_BYTES + cw * (64 * 128)",
         ] {
             assert!(src.contains(call), "gemm_sm90.cu no longer has `{call}`");
         }
@@ -415,56 +643,113 @@ mod tests {
     /// edge tiles included.
     #[test]
     fn every_output_element_is_stored_once_with_its_value() {
-        for (m, n) in [
-            (200usize, 300usize),
-            (128, 256),
-            (1, 1),
-            (129, 257),
-            (64, 520),
-            (8, 24),
-        ] {
-            let (tm, tn) = (m.div_ceil(BM), n.div_ceil(BN));
-            let mut stored = vec![0u8; m * n];
-            let label = |r: usize, c: usize| (r * 100_000 + c) as u64;
-            for t in 0..tm * tn {
-                let (ti, tj) = tile(t, tm, tn);
-                let (m0, n0) = (ti * BM, tj * BN);
-                for cw in 0..2 {
-                    for warp in 0..4 {
-                        for quad in 0..8 {
-                            for h in 0..2 {
-                                let r = m0 + cw * 64 + warp * 16 + quad + 8 * h;
-                                for g in 0..BN / 32 {
-                                    // v[q][t]: lane q's pair of block j = 4g + t, labelled by
-                                    // the element its first value was computed for.
-                                    let mut v = [[0u64; 4]; 4];
-                                    for (q, vq) in v.iter_mut().enumerate() {
-                                        for (t, x) in vq.iter_mut().enumerate() {
-                                            *x = label(r, n0 + 8 * (4 * g + t) + 2 * q);
-                                        }
-                                    }
-                                    let w = quad_transpose(v);
-                                    for (q, wq) in w.iter().enumerate() {
-                                        let c = n0 + 32 * g + 8 * q;
-                                        if r >= m {
-                                            continue;
-                                        }
-                                        for e in 0..8 {
-                                            if c + e < n {
-                                                // Element e is half e % 2 of pair e / 2.
-                                                let want = label(r, c + e);
-                                                assert_eq!(wq[e / 2] + (e % 2) as u64, want);
-                                                stored[r * n + c + e] += 1;
-                                            }
-                                        }
+        for width in [Width::Wide, Width::Narrow] {
+            let bn = width.bn();
+            for (m, n) in [
+                (200usize, 300usize),
+                (128, 256),
+                (1, 1),
+                (129, 257),
+                (64, 520),
+                (8, 24),
+                (300, 17),
+            ] {
+                let (tm, tn) = (m.div_ceil(BM), n.div_ceil(bn));
+                let mut stored = vec![0u8; m * n];
+                let label = |r: usize, c: usize| (r * 100_000 + c) as u64;
+                for t in 0..tm * tn {
+                    let (ti, tj) = tile(t, tm, tn);
+                    let (m0, n0) = (ti * BM, tj * bn);
+                    for r in thread_rows(m0) {
+                        for g in 0..bn / 32 {
+                            // v[q][t]: lane q's pair of block j = 4g + t, labelled by the
+                            // element its first value was computed for.
+                            let mut v = [[0u64; 4]; 4];
+                            for (q, vq) in v.iter_mut().enumerate() {
+                                for (t, x) in vq.iter_mut().enumerate() {
+                                    *x = label(r, n0 + 8 * (4 * g + t) + 2 * q);
+                                }
+                            }
+                            let w = quad_transpose(v);
+                            for (q, wq) in w.iter().enumerate() {
+                                let c = n0 + 32 * g + 8 * q;
+                                if r >= m {
+                                    continue;
+                                }
+                                for e in 0..8 {
+                                    if c + e < n {
+                                        // Element e is half e % 2 of pair e / 2.
+                                        let want = label(r, c + e);
+                                        assert_eq!(wq[e / 2] + (e % 2) as u64, want);
+                                        stored[r * n + c + e] += 1;
                                     }
                                 }
                             }
                         }
                     }
                 }
+                assert!(stored.iter().all(|&k| k == 1), "{bn} wide, {m}x{n}");
             }
-            assert!(stored.iter().all(|&k| k == 1), "{m}x{n}");
+        }
+    }
+
+    /// The rows a quad of lanes holds in a tile starting at row `m0`, over the two consumer
+    /// warpgroups, their 4 warps, 8 quads and the two halves (rows lane / 4 and lane / 4 + 8
+    /// of the warp's 16).
+    fn thread_rows(m0: usize) -> impl Iterator<Item = usize> {
+        (0..2).flat_map(move |cw| {
+            (0..4).flat_map(move |warp| {
+                (0..8).flat_map(move |quad| {
+                    (0..2).map(move |h| m0 + cw * 64 + warp * 16 + quad + 8 * h)
+                })
+            })
+        })
+    }
+
+    /// With K split, every unit (a tile's k-range) stores each of its tile's partial sums
+    /// once into its range's slice of the workspace, from the register that holds it
+    /// (`wg_store_partial`: per 8-column block j, columns 8j + 2q + {0, 1} in registers
+    /// 4j + 2h + {0, 1}); so the reduction, which adds every slice, sees each once.
+    #[test]
+    fn every_partial_sum_is_stored_once_in_its_ranges_slice() {
+        for width in [Width::Wide, Width::Narrow] {
+            let bn = width.bn();
+            for (m, n, splits) in [(300usize, 17usize, 3usize), (128, 64, 2), (129, 130, 5)] {
+                let (tm, tn) = (m.div_ceil(BM), n.div_ceil(bn));
+                let mut ws = vec![0u8; splits * m * n];
+                for u in 0..tm * tn * splits {
+                    let (t, split) = unit(u, splits);
+                    let (ti, tj) = tile(t, tm, tn);
+                    let (m0, n0) = (ti * BM, tj * bn);
+                    for (i, r) in thread_rows(m0).enumerate() {
+                        let h = i % 2;
+                        if r >= m {
+                            continue;
+                        }
+                        for q in 0..4 {
+                            for j in 0..bn / 8 {
+                                let c = n0 + 8 * j + 2 * q;
+                                for (e, reg) in [(0, 4 * j + 2 * h), (1, 4 * j + 2 * h + 1)] {
+                                    assert!(reg < bn / 2, "register {reg} of {}", bn / 2);
+                                    if c + e < n {
+                                        ws[(split * m + r) * n + c + e] += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                assert!(ws.iter().all(|&k| k == 1), "{bn} wide, {m}x{n}, {splits}");
+            }
+        }
+        let src = KernelId::GemmSm90.source();
+        for line in [
+            "const float x = acc[4 * j + 2 * h], y = acc[4 * j + 2 * h + 1];",
+            "const int c = n0 + 8 * j + 2 * q;",
+            "wg_store_partial<BN>(acc, ws + (size_t)(u % splits) * M * N, M, N, r0, n0, q);",
+            "for (int s = 0; s < splits; ++s) sum += ws[(size_t)s * mn + i];",
+        ] {
+            assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
         }
     }
 
@@ -519,25 +804,33 @@ mod tests {
         prev: usize,
     }
 
-    /// The kernel's ring protocol, run by one CTA with `tiles` tiles of `kt` k-steps each: the
+    /// The kernel's ring protocol for `width`, run by one CTA through units of `steps[i]`
+    /// k-steps each (a tile, or a tile's k-range: ranges differ by a step at most): the
     /// producer (wait "empty" with the flipped parity, expect the stage's bytes, issue its
     /// boxes) and 8 consumer warps (wait "full", read the stage with a wgmma group, release
-    /// the previous group's stage once a newer one is issued, the last at the tile's end),
+    /// the previous group's stage once a newer one is issued, the last at the unit's end),
     /// interleaved at random with TMA loads landing late. Panics on a deadlock, on a load
     /// landing in a stage a warp is still reading, or on a warp reading a stage before its
     /// data (of the right k-step) has landed.
-    fn run_protocol(tiles: usize, kt: usize, seed: u64) {
-        let total = tiles * kt;
-        // The `nn` layout: one K-major box of A, four MN-major boxes of B.
+    fn run_protocol(width: Width, steps: &[usize], seed: u64) {
+        let stages = width.stages();
+        let total: usize = steps.iter().sum();
+        // Where each iteration stands in its unit: (first, last).
+        let place: Vec<(bool, bool)> = steps
+            .iter()
+            .flat_map(|&n| (0..n).map(move |k| (k == 0, k + 1 == n)))
+            .collect();
+        // The `nn` layout: one K-major box of A, then MN-major boxes of B, 64 columns each.
         let box_bytes: Vec<i64> = std::iter::once(A_BYTES)
-            .chain([B_BYTES / 4; 4])
+            .chain(vec![MN_BOX * BK * ELEM; width.bn() / MN_BOX])
             .map(|b| b as i64)
             .collect();
+        assert_eq!(box_bytes.iter().sum::<i64>(), width.stage_bytes() as i64);
         let boxes = box_bytes.len();
-        let mut full: Vec<Barrier> = (0..STAGES).map(|_| Barrier::new(1)).collect();
-        let mut empty: Vec<Barrier> = (0..STAGES).map(|_| Barrier::new(CONSUMER_WARPS)).collect();
-        let mut landed = [(usize::MAX, 0usize); STAGES]; // (iteration, boxes landed)
-        let mut readers = [0u32; STAGES];
+        let mut full: Vec<Barrier> = (0..stages).map(|_| Barrier::new(1)).collect();
+        let mut empty: Vec<Barrier> = (0..stages).map(|_| Barrier::new(CONSUMER_WARPS)).collect();
+        let mut landed = vec![(usize::MAX, 0usize); stages]; // (iteration, boxes landed)
+        let mut readers = vec![0u32; stages];
         let mut in_flight: Vec<(usize, usize, i64)> = Vec::new(); // (stage, iteration, bytes)
         let mut producer = 0usize;
         let mut warps = vec![Warp { it: 0, prev: 0 }; CONSUMER_WARPS as usize];
@@ -554,14 +847,14 @@ mod tests {
             // Who can move: 0 = the producer, 1..=8 a warp, 9.. a load landing.
             let mut ready = Vec::new();
             if producer < total {
-                let (s, use_) = (producer % STAGES, producer / STAGES);
+                let (s, use_) = (producer % stages, producer / stages);
                 if empty[s].passed(((use_ & 1) ^ 1) as u32) {
                     ready.push(0);
                 }
             }
             for (w, st) in warps.iter().enumerate() {
                 let it = st.it;
-                if it < total && full[it % STAGES].passed(((it / STAGES) & 1) as u32) {
+                if it < total && full[it % stages].passed(((it / stages) & 1) as u32) {
                     ready.push(1 + w);
                 }
             }
@@ -577,27 +870,27 @@ mod tests {
             }
             match ready[next(ready.len())] {
                 0 => {
-                    let s = producer % STAGES;
-                    full[s].arrive_expect_tx(STAGE_BYTES as i64);
+                    let s = producer % stages;
+                    full[s].arrive_expect_tx(width.stage_bytes() as i64);
                     landed[s] = (producer, 0);
                     in_flight.extend(box_bytes.iter().map(|&b| (s, producer, b)));
                     producer += 1;
                 }
                 w @ 1..=8 => {
                     let st = &mut warps[w - 1];
-                    let (it, s) = (st.it, st.it % STAGES);
+                    let (it, s) = (st.it, st.it % stages);
                     assert_eq!(landed[s], (it, boxes), "warp {w} read stage {s} early");
                     readers[s] += 1; // this group's wgmmas read stage s until retired
-                    let k = it % kt;
-                    if k > 0 {
+                    let (first, last) = place[it];
+                    if !first {
                         // wait_group 1 retired the previous group: release its stage.
                         readers[st.prev] -= 1;
                         empty[st.prev].arrive();
                     }
                     st.prev = s;
                     st.it += 1;
-                    if k + 1 == kt {
-                        // wait_group 0 at the tile's end, then the last release.
+                    if last {
+                        // wait_group 0 at the unit's end, then the last release.
                         readers[s] -= 1;
                         empty[s].arrive();
                     }
@@ -617,18 +910,39 @@ mod tests {
 
     #[test]
     fn the_ring_protocol_neither_deadlocks_nor_overwrites() {
-        for (tiles, kt) in [(1, 1), (1, 3), (3, 1), (2, 4), (3, 5), (4, 9), (5, 2)] {
-            for seed in 0..200 {
-                run_protocol(tiles, kt, seed);
+        for width in [Width::Wide, Width::Narrow] {
+            for (tiles, kt) in [
+                (1, 1),
+                (1, 3),
+                (3, 1),
+                (2, 4),
+                (3, 5),
+                (4, 9),
+                (5, 2),
+                (2, 17),
+            ] {
+                for seed in 0..100 {
+                    run_protocol(width, &vec![kt; tiles], seed);
+                }
+            }
+            // Split K: units of uneven ranges, as a CTA of a split product walks them.
+            for (units, splits, kt) in [(3, 3, 29), (5, 2, 9), (4, 5, 42)] {
+                let steps: Vec<usize> = (0..units)
+                    .map(|u| krange(unit(u, splits).1, splits, kt).len())
+                    .collect();
+                for seed in 0..100 {
+                    run_protocol(width, &steps, seed);
+                }
             }
         }
     }
 
-    /// Every layout plans one launch of its own entry point with maps over the stored
-    /// operands, a padded copy first where a row is not a multiple of 8 elements, and a
-    /// persistent grid of at most one CTA per SM.
+    /// Every layout plans one launch of its own entry point (of the width [`schedule`]
+    /// chose) with maps over the stored operands, a padded copy first where a row is not a
+    /// multiple of 8 elements, a persistent grid of at most one CTA per SM, and, when K is
+    /// split, a workspace of one fp32 C per range and the reduction into C after the launch.
     #[test]
-    fn plans_map_the_stored_operands_and_pad_only_odd_rows() {
+    fn plans_map_the_stored_operands_pad_only_odd_rows_and_reduce_split_k() {
         use wattbench_core::tensor::generate_case_inputs;
         use wattbench_core::{Case, Params};
         for (m, n, k, sms) in [
@@ -636,6 +950,9 @@ mod tests {
             (2056, 8192, 64, 132),
             (33, 17, 9, 132),
             (300, 600, 64, 2),
+            (1000, 17, 3000, 132),
+            (700, 1, 2050, 132),
+            (256, 200, 4096, 16),
         ] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 for dtype in [DType::Bf16, DType::F16] {
@@ -657,34 +974,60 @@ mod tests {
                             _ => None,
                         })
                         .collect();
-                    let (gemm, args) = launches.last().unwrap();
+                    let (width, splits) = schedule(&p, sms as usize);
                     let ty = if dtype == DType::Bf16 { "bf16" } else { "f16" };
+                    let at = launches
+                        .iter()
+                        .position(|(l, _)| l.entry.starts_with("gemm_wgmma"))
+                        .unwrap_or_else(|| panic!("{case}: no GEMM launch"));
+                    let (gemm, args) = launches[at];
                     assert_eq!(
                         gemm.entry,
-                        format!("gemm_wgmma_{ty}_{}", transpose_suffix(&p))
+                        format!("{}_{ty}_{}", width.prefix(), transpose_suffix(&p))
                     );
-                    let tiles = m.div_ceil(BM) * n.div_ceil(BN);
-                    assert_eq!(gemm.grid, (tiles.min(sms as usize) as u32, 1, 1));
-                    assert_eq!((gemm.block, gemm.smem), ((384, 1, 1), WGMMA_SMEM_BYTES));
-                    let [Arg::TensorMap(am), Arg::TensorMap(bm), ..] = args[..] else {
+                    let units = m.div_ceil(BM) * n.div_ceil(width.bn()) * splits;
+                    assert_eq!(gemm.grid, (units.min(sms as usize) as u32, 1, 1));
+                    assert_eq!((gemm.block, gemm.smem), ((384, 1, 1), width.smem_bytes()));
+                    let [Arg::TensorMap(am), Arg::TensorMap(bm), Arg::Ptr(c), ws, ..] = args[..]
+                    else {
                         panic!("{case}: {args:?}")
                     };
+                    assert_eq!(args[args.len() - 1], Arg::Int(splits));
                     let a_stored = if ta { [k, m] } else { [m, k] };
                     let b_stored = if tb { [n, k] } else { [k, n] };
                     assert_eq!([am.rows, am.cols], a_stored);
                     assert_eq!([bm.rows, bm.cols], b_stored);
                     assert_eq!(am.box_dims, box_dims(ta, BM));
-                    assert_eq!(bm.box_dims, box_dims(!tb, BN));
+                    assert_eq!(bm.box_dims, box_dims(!tb, width.bn()));
                     for map in [am, bm] {
                         assert_eq!(map.ld, map.cols.next_multiple_of(8));
                         assert_eq!(map.check(2), Ok(()));
                     }
-                    let pads = launches
+                    let pads = launches[..at]
                         .iter()
                         .filter(|(l, _)| l.entry == "pad_rows_u16")
                         .count();
                     let want = usize::from(am.cols % 8 != 0) + usize::from(bm.cols % 8 != 0);
                     assert_eq!(pads, want, "{case}");
+                    let after: Vec<_> = launches[at + 1..].iter().collect();
+                    if splits == 1 {
+                        assert_eq!(ws, NULL, "{case}");
+                        assert!(after.is_empty(), "{case}: {after:?}");
+                    } else {
+                        let Arg::Ptr(Ptr::To(w)) = ws else {
+                            panic!("{case}: no workspace")
+                        };
+                        assert_eq!(w.len(), splits * m * n);
+                        assert_eq!(bld.bufs()[w.buf().index()].dtype, DType::F32);
+                        let [(reduce, rargs)] = after[..] else {
+                            panic!("{case}: {after:?}")
+                        };
+                        assert_eq!(reduce.entry, format!("gemm_splitk_reduce_{ty}"));
+                        assert_eq!(
+                            rargs[..],
+                            [ws, Arg::Ptr(c), Arg::Int(m * n), Arg::Int(splits)]
+                        );
+                    }
                     assert_eq!(bld.outputs().len(), 1);
                     assert_eq!(bld.outputs()[0].len(), m * n);
                 }
