@@ -14,14 +14,16 @@
 #      backend, one process per backend and op, and per trainer;
 #   4. the gpu-check suite verified and timed on every GPU backend side by side, one result
 #      file (a time limit sends SIGINT first: the completed cases are written, marked
-#      interrupted);
+#      interrupted); a backend whose generic check in step 3 hit a CUDA error or crashed runs
+#      it in a process of its own afterwards (its kernel fault cannot poison the others' CUDA
+#      context);
 #   5. PyTorch's own CUDA-event timing of the same GEMMs, when torch is importable;
 #   6. compute-sanitizer memcheck over the small GPU tests, where the tool exists and time is
 #      left;
 #   7. a one-screen summary, printed last.
 #
-# OUTDIR receives at most 8 files: summary.txt env.txt tests.txt gpu-check.json gpu-check.md
-# run.txt torch.txt. Without a GPU the same script runs as a dry run: every step runs and
+# OUTDIR receives: summary.txt env.txt tests.txt gpu-check.json gpu-check.md run.txt
+# torch.txt, and gpu-check.<backend>.json with run.<backend>.txt per backend run alone. Without a GPU the same script runs as a dry run: every step runs and
 # says why it cannot test anything. Exit status: 0 when everything that could run passed.
 #
 #   WATTBENCH_GPU_BACKENDS  backends to check (default: cuda,cuda-wgmma,cuda-naive,cublas,cudnn,tch,candle)
@@ -138,18 +140,45 @@ grep -cE '^ok' "$out/tests.txt" | sed 's/^/checks ok: /'
 grep -E '^(FAIL|UNAVAILABLE)' "$out/tests.txt" | sed -n '1,12p'
 
 # ---- 4. the suite, side by side ---------------------------------------------------------------
-say "gpu-check suite on $backends"
+# A kernel fault (a watchdog `trap`, an illegal address) poisons the process's CUDA context, and
+# with it every later case of every backend in that process. So the side-by-side run takes the
+# backends whose generic checks (step 3) showed no fault; each backend whose check hit a CUDA
+# error or crashed (an exit other than 1, which is a plain verification failure) then runs the
+# suite in a process of its own (gpu-check.<backend>.json), so that what works of it is still
+# measured without costing the others their results.
+suspects=$(grep -E '^FAIL +[^/ ]+/cuda:0 ' "$out/tests.txt" \
+  | grep -E 'CUDA_ERROR|: exit ([02-9]|[1-9][0-9]+)$' \
+  | sed -nE 's#^FAIL +([^/ ]+)/cuda:0 .*#\1#p' | sort -u | tr '\n' ' ')
+together=""
+IFS=, read -r -a bs <<<"$backends"
+for b in "${bs[@]}"; do
+  case " $suspects " in
+    *" $b "*) ;;
+    *) together=${together:+$together,}$b ;;
+  esac
+done
+[ -n "$suspects" ] && echo "run alone (a generic check hit a CUDA error or crashed): $suspects"
 suite=gpu-check
 [ -f "$here/benchmarks/gpu-check.toml" ] && suite="$here/benchmarks/gpu-check.toml"
-limit 200 "$bin" run --suite "$suite" --backend "$backends" --device cuda \
-  --output "$out/gpu-check.json" >"$out/run.txt" 2>&1
-rc=$?
-case $rc in
-  0) ;;
-  130|124|143) echo "the suite hit its time limit: the completed cases are in gpu-check.json (interrupted)"; status=1 ;;
-  *) status=1 ;;
-esac
-tail -n 5 "$out/run.txt"
+suite_run() { # BACKENDS OUTPUT LOG SECONDS
+  limit "$4" "$bin" run --suite "$suite" --backend "$1" --device cuda --output "$2" >"$3" 2>&1
+  case $? in
+    0) ;;
+    130|124|143) echo "the suite on $1 hit its time limit: the completed cases are in $(basename "$2") (interrupted)"; status=1 ;;
+    *) status=1 ;;
+  esac
+}
+if [ -n "$together" ]; then
+  say "gpu-check suite on $together"
+  suite_run "$together" "$out/gpu-check.json" "$out/run.txt" 200
+  tail -n 5 "$out/run.txt"
+fi
+for b in $suspects; do
+  if [ "$(left)" -lt 60 ]; then echo "SKIP the suite on $b alone: the time budget is spent"; continue; fi
+  say "gpu-check suite on $b alone"
+  suite_run "$b" "$out/gpu-check.$b.json" "$out/run.$b.txt" $(( $(left) - 40 < 90 ? $(left) - 40 : 90 ))
+  tail -n 3 "$out/run.$b.txt"
+done
 if [ -f "$out/gpu-check.json" ]; then
   "$bin" report "$out/gpu-check.json" --output "$out/gpu-check.md" >/dev/null 2>&1 || status=1
 fi
@@ -248,9 +277,24 @@ if checks:
 print("sanitizer: " + (", ".join(f"{count(p)} {n}" for p, n in
       ((r"CLEAN", "clean"), (r"MEMCHECK-ERROR", "with errors"))) if count("CLEAN|MEMCHECK")
       else next((l for l in lines if l.startswith("SKIP compute") or l.startswith("SKIP no GPU")), "not run")))
+alone = sorted(f for f in os.listdir(out) if re.fullmatch(r"gpu-check\.[\w-]+\.json", f))
+for f in alone:
+    try:
+        d = json.load(open(os.path.join(out, f)))
+    except Exception as e:
+        print(f"{f}: unreadable ({e})")
+        continue
+    cs = d.get("cases", [])
+    print(f"{f} (a backend whose generic check faulted, run alone): {len(cs)} cases"
+          f"{' (INTERRUPTED)' if d.get('interrupted') else ''}; "
+          + ", ".join(f"{s} {sum(1 for c in cs if c['status'] == s)}" for s in ("ok", "skipped", "failed")))
+    for c in cs:
+        if c["status"] == "ok":
+            print(f"  {c['op']} {c['mode']} {c.get('tag') or ''} {c['dtype']}: "
+                  f"{c['throughput']['gflops_per_s'] / 1e3:.1f} TFLOP/s (not side by side)")
 path = os.path.join(out, "gpu-check.json")
 if not os.path.exists(path):
-    print("suite: no result file (see run.txt)")
+    print("suite: no side-by-side result file (see run.txt)")
     sys.exit(0)
 doc = json.load(open(path))
 cases = doc.get("cases", [])

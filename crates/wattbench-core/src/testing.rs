@@ -25,6 +25,10 @@ pub fn shapes(op: Op) -> Vec<Params> {
             GemmParams::new(31, 7, 129).transposed(true, false),
             GemmParams::new(5, 67, 19).transposed(false, true),
             GemmParams::new(33, 17, 9).transposed(true, true),
+            // Wider than 256 and past it (a GPU kernel's widest tile), K under one k-step.
+            GemmParams::new(9, 260, 24).transposed(false, true),
+            // One output tile, a long K: what a GPU kernel splits into k-ranges.
+            GemmParams::new(20, 30, 1100).transposed(true, false),
         ]
         .map(Params::Gemm)
         .to_vec(),
