@@ -17,13 +17,17 @@
 #      interrupted); a backend whose generic check in step 3 hit a CUDA error or crashed runs
 #      it in a process of its own afterwards (its kernel fault cannot poison the others' CUDA
 #      context);
+#   4b. energy truth: a 12 s steady cuBLAS GEMM under `wattbench measure`, which sets each
+#      GPU's energy counter beside the integral of its power readings over the same span,
+#      with the run's idle power, clocks, temperature, throttle reasons and J per GEMM;
 #   5. PyTorch's own CUDA-event timing of the same GEMMs, when torch is importable;
 #   6. compute-sanitizer memcheck over the small GPU tests, where the tool exists and time is
 #      left;
 #   7. a one-screen summary, printed last.
 #
 # OUTDIR receives: summary.txt env.txt tests.txt gpu-check.json gpu-check.md run.txt
-# torch.txt, and gpu-check.<backend>.json with run.<backend>.txt per backend run alone. Without a GPU the same script runs as a dry run: every step runs and
+# torch.txt energy-truth.{json,csv,txt} energy-truth-run.json, and gpu-check.<backend>.json
+# with run.<backend>.txt per backend run alone. Without a GPU the same script runs as a dry run: every step runs and
 # says why it cannot test anything. Exit status: 0 when everything that could run passed.
 #
 #   WATTBENCH_GPU_BACKENDS  backends to check (default: cuda,cuda-wgmma,cuda-naive,cublas,cudnn,tch,candle)
@@ -181,6 +185,34 @@ for b in $suspects; do
 done
 if [ -f "$out/gpu-check.json" ]; then
   "$bin" report "$out/gpu-check.json" --output "$out/gpu-check.md" >/dev/null 2>&1 || status=1
+fi
+
+# ---- 4b. energy truth: the NVML counter beside the integral of the power readings -----------
+# One bf16 8192^3 cuBLAS GEMM held for an energy window of at least 12 s (a steady load),
+# under `wattbench measure`, which reads each GPU's energy counter and the driver's power
+# reading at every 50 ms tick and sets their energies side by side over the same span
+# (power_checks in energy-truth.json; a disagreement beyond their accuracy is a warning). The
+# run itself records idle power before and after, the case's clocks, temperature and throttle
+# reasons, joules per GEMM and GFLOP/J (energy-truth-run.json).
+say "energy truth: NVML energy counter vs integrated power readings on a steady GEMM"
+cat >"$scratch/steady.toml" <<'EOF'
+name = "steady-gemm"
+description = "one bf16 8192^3 GEMM for an energy window of at least 12 s: a steady load"
+dtypes = ["bf16"]
+modes = ["infer"]
+gemm = [{ tag = "steady8192", m = 8192, n = 8192, k = 8192 }]
+EOF
+if [ "$(left)" -lt 75 ]; then
+  echo "SKIP energy truth: the time budget is spent" | tee "$out/energy-truth.txt"
+else
+  limit 60 "$bin" measure --interval 50 --output "$out/energy-truth.json" \
+    --trace "$out/energy-truth.csv" -- \
+    "$bin" run --suite "$scratch/steady.toml" --backend cublas --device cuda \
+    --energy-window 12 --max-time 30 --output "$out/energy-truth-run.json" \
+    >"$out/energy-truth.txt" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || { [ "$gpu" = 1 ] && status=1; }
+  grep -E 'cross-check|^warning' "$out/energy-truth.txt" | head -n 4
 fi
 
 # ---- 5. PyTorch's own timing of the same GEMMs -----------------------------------------------
@@ -343,6 +375,30 @@ try:
         print(f"torch timing: {t.get('skipped')}")
 except Exception as e:
     print(f"torch timing: unreadable ({e})")
+try:
+    m = json.load(open(os.path.join(out, "energy-truth.json")))
+    checks = m.get("power_checks", [])
+    print("energy truth (12 s steady cuBLAS bf16 8192^3 under measure): "
+          + ("; ".join(
+              f"{c['domain']}: counter {c['counter_j']:.1f} J vs integrated power "
+              f"{c['integrated_j']:.1f} J over {c['span_s']:.1f} s, ratio "
+              + (f"{c['ratio']:.3f}" if c.get("ratio") is not None else "none")
+              + f", {c['verdict']} (±{c['tolerance'] * 100:.0f} %)" for c in checks)
+             or "no GPU with both a counter and a power reading"))
+    r = json.load(open(os.path.join(out, "energy-truth-run.json")))
+    idle = [(d["name"], d.get("avg_watts")) for d in (r.get("energy") or {}).get("idle_baseline") or []]
+    print("  idle before: " + (", ".join(f"{n} {w:.1f} W" for n, w in idle if w is not None) or "none"))
+    for c in r.get("cases", []):
+        e = c.get("energy") or {}
+        st = "; ".join(f"gpu{g.get('index')}: SM {g.get('sm_clock_mhz')} MHz, {g.get('temperature_c')} C, "
+                       f"throttle {','.join(g.get('throttle_reasons') or []) or 'none'}"
+                       for g in e.get("gpu_state") or [])
+        print(f"  {c['backend']} {c['status']}: {e.get('total_joules_per_iter')} J per GEMM, "
+              f"{e.get('gflops_per_joule')} GFLOP/J over {e.get('window_s')} s; {st}")
+except FileNotFoundError as e:
+    print(f"energy truth: not run ({os.path.basename(e.filename)} missing)")
+except Exception as e:
+    print(f"energy truth: unreadable ({e})")
 print("files: " + " ".join(sorted(os.listdir(out))))
 PY
 cat "$out/summary.txt"

@@ -1,10 +1,12 @@
 //! Domains with known readings, for tests of everything that meters (here, in the training
 //! driver, in the CLI): a counter that gains a fixed amount per reading, a constant power
-//! sensor, and a domain that cannot be read. Deterministic on any machine.
+//! sensor, a counter with a power reading beside it, and a domain that cannot be read.
+//! Deterministic on any machine.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
+use crate::nvml::PowerReading;
 use crate::Source;
 
 /// A `measured` counter that gains `step_mj` millijoules at every reading, with a fixed
@@ -125,5 +127,56 @@ impl Domain for Unreadable {
     }
     fn min_window(&self) -> Duration {
         Duration::ZERO
+    }
+}
+
+/// A device with an energy counter that gains `counter_w` watts of real time and a driver
+/// power reading of a constant `reported_w` beside it (an NVML GPU with both), for the
+/// cross-check of the two.
+pub struct CounterWithPower {
+    meta: DomainMeta,
+    t0: Instant,
+    counter_w: f64,
+    reported_w: f64,
+    reading: PowerReading,
+}
+
+impl CounterWithPower {
+    /// A device-scope counter named `name`, its power reading instantaneous.
+    pub fn new(name: &str, counter_w: f64, reported_w: f64) -> Self {
+        CounterWithPower {
+            meta: DomainMeta::new(name, "nvml", Source::Measured, "device"),
+            t0: Instant::now(),
+            counter_w,
+            reported_w,
+            reading: PowerReading {
+                averaging_s: 0.0,
+                part_time: false,
+                description: "a constant test reading".into(),
+            },
+        }
+    }
+}
+
+impl Domain for CounterWithPower {
+    fn meta(&self) -> &DomainMeta {
+        &self.meta
+    }
+    fn read(&self, _: &ReadContext) -> Result<Reading, String> {
+        let mj = self.t0.elapsed().as_secs_f64() * self.counter_w * 1000.0;
+        Ok(Reading::Counter {
+            raw: mj as u64,
+            joules_per_unit: 1e-3,
+            wrap_at: None,
+        })
+    }
+    fn min_window(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn power_reading(&self) -> Option<&PowerReading> {
+        Some(&self.reading)
+    }
+    fn reported_power(&self) -> Result<f64, String> {
+        Ok(self.reported_w)
     }
 }

@@ -4,7 +4,8 @@
 //! is `wattbench-core`'s [`energy`](wattbench_core::energy), re-exported here; this crate
 //! reads the hardware. Three kinds of meter, each labelled with its [`Source`]:
 //! - **NVML** ([`nvml`]): the GPU's total-energy counter (`measured`), or power samples
-//!   integrated over time where the counter is missing (`integrated`). Read-only.
+//!   integrated over time where the counter is missing (`integrated`). Read-only. Where both
+//!   exist, [`crosscheck`] sets the counter beside the integrated power readings.
 //! - **RAPL** ([`rapl`]) through `/sys/class/powercap`: package, core, uncore, dram and psys
 //!   counters (`measured`), wraparound-safe; overlapping domains are never added up.
 //! - **Estimate** ([`estimate`]): CPU energy from a declared TDP × measured CPU time
@@ -20,6 +21,7 @@ pub mod cgroup;
 pub mod counter;
 #[cfg(feature = "criterion")]
 pub mod criterion;
+pub mod crosscheck;
 pub mod estimate;
 pub mod fake;
 pub mod gpus;

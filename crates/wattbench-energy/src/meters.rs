@@ -138,6 +138,17 @@ pub trait Domain: Send + Sync {
     fn counter(&self) -> Option<CounterSpec> {
         None
     }
+    /// For a counter whose driver also reports power (an NVML GPU with the energy counter):
+    /// what that power reading is. The sampler then reads [`Domain::reported_power`] beside
+    /// the counter at every tick, and reports set the two side by side
+    /// ([`crosscheck`](crate::crosscheck)). `None` for other domains.
+    fn power_reading(&self) -> Option<&nvml::PowerReading> {
+        None
+    }
+    /// The driver's power reading now, W (for domains with a [`Domain::power_reading`]).
+    fn reported_power(&self) -> Result<f64, String> {
+        Err("this domain reports no power beside its counter".into())
+    }
 }
 
 /// A handle on the root of a process tree, set once the process is spawned. With

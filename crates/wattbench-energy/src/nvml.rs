@@ -367,19 +367,27 @@ impl Domain for GpuDomain {
                 })
                 .map_err(|e| e.to_string());
         }
-        if self.instant {
-            if let Some(w) = instant_power_w(&dev) {
-                return Ok(Reading::Power { watts: w });
-            }
-        }
-        dev.power_usage()
-            .map(|mw| Reading::Power {
-                watts: mw as f64 / 1000.0,
-            })
-            .map_err(|e| e.to_string())
+        self.reported_power().map(|watts| Reading::Power { watts })
     }
     fn counter(&self) -> Option<CounterSpec> {
         self.counter.clone()
+    }
+    fn power_reading(&self) -> Option<&PowerReading> {
+        self.counter.is_some().then_some(&self.power)
+    }
+    fn reported_power(&self) -> Result<f64, String> {
+        let dev = self
+            .nvml
+            .device_by_index(self.index)
+            .map_err(|e| e.to_string())?;
+        if self.instant {
+            if let Some(w) = instant_power_w(&dev) {
+                return Ok(w);
+            }
+        }
+        dev.power_usage()
+            .map(|mw| mw as f64 / 1000.0)
+            .map_err(|e| e.to_string())
     }
     fn uncertainty_j(&self, joules: f64, window_s: f64, _intervals: usize) -> f64 {
         // Power samples integrated (no counter): an averaged reading lags by its window at

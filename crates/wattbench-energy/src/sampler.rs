@@ -1,6 +1,7 @@
 //! The background sampler: one thread that reads every domain and the measured process
 //! tree's memory at a fixed interval, accumulating energy (so RAPL wraps are seen and
-//! power-only GPUs get integrated) and recording a power/memory trace.
+//! power-only GPUs get integrated), recording a power/memory trace, and reading the driver's
+//! power beside each GPU's energy counter for the cross-check ([`crate::crosscheck`]).
 
 use std::fmt::Write as _;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::crosscheck::CheckSamples;
 use crate::integrate::Accumulator;
 use crate::meters::{CpuScope, Domain, Meters, ReadContext};
 
@@ -87,6 +89,9 @@ pub struct SamplerOutput {
     pub ticks: usize,
     /// When sampling started (time zero of the trace and the accumulators).
     pub t0: Option<Instant>,
+    /// Per domain, in the meters' order: the counter and the driver's power reading at each
+    /// tick, for the domains that offer both ([`Domain::power_reading`]); `None` for others.
+    pub checks: Vec<Option<CheckSamples>>,
 }
 
 struct State {
@@ -98,6 +103,7 @@ struct State {
     peak_dev: Vec<Option<u64>>,
     prev_cpu: Option<(f64, f64)>,
     ticks: usize,
+    checks: Vec<Option<CheckSamples>>,
 }
 
 /// A running sampler thread.
@@ -117,6 +123,13 @@ impl Ctx {
         let snap = self.scope.snapshot().ok();
         let rc = ReadContext { tree: snap };
         let readings: Vec<_> = self.domains.iter().map(|d| d.read(&rc)).collect();
+        for ((d, r), check) in self.domains.iter().zip(&readings).zip(&mut st.checks) {
+            if let (Some(check), Ok(r)) = (check.as_mut(), r) {
+                if let Ok(w) = d.reported_power() {
+                    check.push(t, r, w);
+                }
+            }
+        }
         let mut watts = Vec::with_capacity(readings.len());
         {
             let mut accs = st.accs.lock().unwrap_or_else(|p| p.into_inner());
@@ -218,6 +231,11 @@ impl Sampler {
             peak_dev: vec![None; ctx.gpu_idx.len()],
             prev_cpu: None,
             ticks: 0,
+            checks: ctx
+                .domains
+                .iter()
+                .map(|d| d.power_reading().map(|_| CheckSamples::default()))
+                .collect(),
         };
         if first_now {
             ctx.tick(&mut st, t0.elapsed().as_secs_f64());
@@ -265,6 +283,7 @@ impl Sampler {
             peak_device_memory_bytes: st.peak_dev,
             ticks: st.ticks,
             t0: Some(st.t0),
+            checks: st.checks,
         }
     }
 }

@@ -462,3 +462,37 @@ fn the_final_reading_never_interleaves_with_the_sampler() {
         assert!(j < 1.0, "window {i}: {j} J");
     }
 }
+
+/// The sampler reads the driver's power beside a counter that offers it (an NVML GPU with the
+/// energy counter), and the cross-check sets the two side by side over the same ticks: a
+/// counter gaining 200 W beside a reading of 300 W gives a ratio of 1.5, and the domains
+/// without a power reading get no samples.
+#[test]
+fn the_sampler_reads_power_beside_the_counter_for_the_cross_check() {
+    use wattbench_energy::crosscheck::assess;
+    use wattbench_energy::fake::{CounterWithPower, StepCounter};
+    use wattbench_energy::sampler::Sampler;
+    let m = Meters::from_domains(
+        vec![
+            Arc::new(CounterWithPower::new("gpu0", 200.0, 300.0)),
+            Arc::new(StepCounter::new("pkg", 1, 0.0)),
+        ],
+        &MeterConfig::default(),
+    );
+    let s = Sampler::start(&m, Duration::from_millis(10), false);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = s.finish();
+    assert!(out.checks[1].is_none(), "a counter without a power reading");
+    let samples = out.checks[0].as_ref().expect("gpu0's samples");
+    assert!(samples.len() >= 10, "{} ticks", samples.len());
+    let c = assess("gpu0", samples, 0.0, "test").unwrap();
+    assert!(c.span_s > 0.2, "{c:?}");
+    // Constant power integrates exactly; the counter gains 200 W of the same span (to its
+    // 1 mJ resolution at each end).
+    assert!(close(c.integrated_j, 300.0 * c.span_s), "{c:?}");
+    assert!(
+        (c.counter_j / (200.0 * c.span_s) - 1.0).abs() < 0.01,
+        "{c:?}"
+    );
+    assert!((c.ratio.unwrap() - 1.5).abs() < 0.01, "{c:?}");
+}
