@@ -191,7 +191,8 @@ fi
 # One bf16 8192^3 cuBLAS GEMM held for an energy window of at least 12 s (a steady load),
 # under `wattbench measure`, which reads each GPU's energy counter and the driver's power
 # reading at every 50 ms tick and sets their energies side by side over the same span
-# (power_checks in energy-truth.json; a disagreement beyond their accuracy is a warning). The
+# (power_check of each GPU domain in energy-truth.json; a disagreement beyond their accuracy
+# is a warning). The
 # run itself records idle power before and after, the case's clocks, temperature and throttle
 # reasons, joules per GEMM and GFLOP/J (energy-truth-run.json).
 say "energy truth: NVML energy counter vs integrated power readings on a steady GEMM"
@@ -377,7 +378,7 @@ except Exception as e:
     print(f"torch timing: unreadable ({e})")
 try:
     m = json.load(open(os.path.join(out, "energy-truth.json")))
-    checks = m.get("power_checks", [])
+    checks = [d["power_check"] for d in m.get("domains", []) if d.get("power_check")]
     print("energy truth (12 s steady cuBLAS bf16 8192^3 under measure): "
           + ("; ".join(
               f"{c['domain']}: counter {c['counter_j']:.1f} J vs integrated power "

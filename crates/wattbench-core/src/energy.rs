@@ -118,6 +118,85 @@ pub struct EstimateAssumptions {
     pub comparison: String,
 }
 
+/// Whether the two figures agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Within the bound their sensor accuracy and edge effects explain.
+    Agree,
+    /// Further apart than that: one of them (or the load) is not what it seems.
+    Disagree,
+    /// The span is too short for the averaged power reading to be judged.
+    TooShort,
+}
+
+/// The counter and the integrated power readings of one domain over the same span.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerCheck {
+    /// The domain, e.g. `gpu0`.
+    pub domain: String,
+    /// From the first to the last tick with both readings, s.
+    pub span_s: f64,
+    /// Ticks with both readings.
+    pub samples: usize,
+    /// The energy counter's increase over the span, J (`measured`).
+    pub counter_j: f64,
+    /// The trapezoid integral of the driver's power readings over the span, J.
+    pub integrated_j: f64,
+    /// `integrated_j / counter_j` (null when the counter did not move).
+    pub ratio: Option<f64>,
+    /// The largest relative difference their limits explain: each figure's sensor accuracy,
+    /// the averaging window's lag at both edges and the counter's update period at both
+    /// edges, relative to the span.
+    pub tolerance: f64,
+    /// Whether they agree within `tolerance`.
+    pub verdict: Verdict,
+    /// What the power reading is (averaging window, part-time sampling).
+    pub reading: String,
+}
+
+impl PowerCheck {
+    /// One line for a summary.
+    pub fn line(&self) -> String {
+        let ratio = self
+            .ratio
+            .map_or("no ratio: the counter did not move".into(), |r| {
+                format!("ratio {r:.3}")
+            });
+        let verdict = match self.verdict {
+            Verdict::Agree => format!("they agree within ±{:.0} %", self.tolerance * 100.0),
+            Verdict::Disagree => format!(
+                "they DISAGREE by more than the ±{:.0} % their limits explain",
+                self.tolerance * 100.0
+            ),
+            Verdict::TooShort => "too short a span to judge an averaged power reading".to_string(),
+        };
+        format!(
+            "{}: energy counter {:.3} J vs integrated power readings {:.3} J over {:.2} s \
+             ({} samples; {ratio}; {verdict})",
+            self.domain, self.counter_j, self.integrated_j, self.span_s, self.samples
+        )
+    }
+
+    /// The warning for the report, when they disagree.
+    pub fn warning(&self) -> Option<String> {
+        (self.verdict == Verdict::Disagree).then(|| {
+            format!(
+                "{}: the energy counter ({:.3} J) and the integral of the driver's power \
+                 readings ({:.3} J) over the same {:.2} s differ by more than the ±{:.0} % \
+                 their accuracy and edge effects explain; the reported energy is the \
+                 counter's, but treat it with suspicion (the power reading: {})",
+                self.domain,
+                self.counter_j,
+                self.integrated_j,
+                self.span_s,
+                self.tolerance * 100.0,
+                self.reading
+            )
+        })
+    }
+}
+
 /// Energy of one domain over one window, as a meter reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainEnergy {
@@ -147,9 +226,14 @@ pub struct DomainEnergy {
     /// Model assumptions, for estimates.
     pub assumptions: Option<EstimateAssumptions>,
     /// What may make this figure wrong, each with its consequence: a window shorter than the
-    /// counter resolves, a wrap that may have been missed, an unknown wrap range.
+    /// counter resolves, a wrap that may have been missed, an unknown wrap range, power
+    /// readings that disagree with the counter.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// For a counter whose driver also reports power (an NVML GPU): the counter beside the
+    /// integral of those readings over the same span, and whether they agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_check: Option<PowerCheck>,
 }
 
 impl DomainEnergy {
@@ -169,6 +253,7 @@ impl DomainEnergy {
             note: None,
             assumptions: None,
             warnings: Vec::new(),
+            power_check: None,
         }
     }
 }
@@ -243,6 +328,8 @@ pub fn mean_idle(
                         uncertainty_j: Some(ub.max(ua) + 0.5 * drift),
                         avg_watts: Some(mean),
                         peak_watts: None,
+                        // A mean of two windows: neither window's cross-check is its own.
+                        power_check: None,
                         ..b.clone()
                     }
                 }
@@ -346,6 +433,10 @@ pub struct DomainRecord {
     /// What may make this figure wrong (see [`DomainEnergy::warnings`]).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The counter beside the integrated power readings over the window (see
+    /// [`DomainEnergy::power_check`]); whole-window joules, not per call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_check: Option<PowerCheck>,
 }
 
 /// The energy of one case (or training run), per call (or per step): every domain with its
@@ -418,6 +509,7 @@ impl CaseEnergy {
                     note: d.note.clone(),
                     assumptions: d.assumptions.clone(),
                     warnings: d.warnings.clone(),
+                    power_check: d.power_check.clone(),
                 }
             })
             .collect();
@@ -541,6 +633,7 @@ mod tests {
             note: (!in_total).then(|| "inside the package".to_string()),
             assumptions: None,
             warnings: Vec::new(),
+            power_check: None,
         }
     }
 

@@ -123,6 +123,7 @@ fn domain() -> impl Strategy<Value = DomainRecord> {
                     note,
                     assumptions: None,
                     warnings,
+                    power_check: None,
                 }
             },
         )

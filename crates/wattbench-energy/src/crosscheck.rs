@@ -5,11 +5,13 @@
 //!
 //! The sampler reads both at every tick for the domains that offer a power reading beside
 //! their counter ([`Domain::power_reading`](crate::meters::Domain::power_reading): NVML GPUs
-//! with the total-energy counter); [`assess`] compares them over the ticks where both were
-//! read. The counter stays the figure reported as the domain's energy.
+//! with the total-energy counter), in `measure` and in every energy window of a GPU machine;
+//! [`assess`] compares them over the ticks where both were read, and the domain's figure
+//! carries the result ([`DomainEnergy::power_check`](wattbench_core::energy::DomainEnergy)).
+//! The counter stays the figure reported as the domain's energy.
 use crate::integrate::{counter_delta, trapezoid};
 use crate::meters::Reading;
-use serde::{Deserialize, Serialize};
+pub use wattbench_core::energy::{PowerCheck, Verdict};
 
 /// Relative accuracy of each of the two figures: NVIDIA documents ±5 % for the power readings
 /// of recent data-centre GPUs, and the counter is built from the same sensor.
@@ -79,85 +81,6 @@ impl CheckSamples {
     /// Whether no tick was kept.
     pub fn is_empty(&self) -> bool {
         self.t_s.is_empty()
-    }
-}
-
-/// Whether the two figures agree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Within the bound their sensor accuracy and edge effects explain.
-    Agree,
-    /// Further apart than that: one of them (or the load) is not what it seems.
-    Disagree,
-    /// The span is too short for the averaged power reading to be judged.
-    TooShort,
-}
-
-/// The counter and the integrated power readings of one domain over the same span.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PowerCheck {
-    /// The domain, e.g. `gpu0`.
-    pub domain: String,
-    /// From the first to the last tick with both readings, s.
-    pub span_s: f64,
-    /// Ticks with both readings.
-    pub samples: usize,
-    /// The energy counter's increase over the span, J (`measured`).
-    pub counter_j: f64,
-    /// The trapezoid integral of the driver's power readings over the span, J.
-    pub integrated_j: f64,
-    /// `integrated_j / counter_j` (null when the counter did not move).
-    pub ratio: Option<f64>,
-    /// The largest relative difference their limits explain: each figure's sensor accuracy,
-    /// the averaging window's lag at both edges and the counter's update period at both
-    /// edges, relative to the span.
-    pub tolerance: f64,
-    /// Whether they agree within `tolerance`.
-    pub verdict: Verdict,
-    /// What the power reading is (averaging window, part-time sampling).
-    pub reading: String,
-}
-
-impl PowerCheck {
-    /// One line for a summary.
-    pub fn line(&self) -> String {
-        let ratio = self
-            .ratio
-            .map_or("no ratio: the counter did not move".into(), |r| {
-                format!("ratio {r:.3}")
-            });
-        let verdict = match self.verdict {
-            Verdict::Agree => format!("they agree within ±{:.0} %", self.tolerance * 100.0),
-            Verdict::Disagree => format!(
-                "they DISAGREE by more than the ±{:.0} % their limits explain",
-                self.tolerance * 100.0
-            ),
-            Verdict::TooShort => "too short a span to judge an averaged power reading".to_string(),
-        };
-        format!(
-            "{}: energy counter {:.3} J vs integrated power readings {:.3} J over {:.2} s \
-             ({} samples; {ratio}; {verdict})",
-            self.domain, self.counter_j, self.integrated_j, self.span_s, self.samples
-        )
-    }
-
-    /// The warning for the report, when they disagree.
-    pub fn warning(&self) -> Option<String> {
-        (self.verdict == Verdict::Disagree).then(|| {
-            format!(
-                "{}: the energy counter ({:.3} J) and the integral of the driver's power \
-                 readings ({:.3} J) over the same {:.2} s differ by more than the ±{:.0} % \
-                 their accuracy and edge effects explain; the reported energy is the \
-                 counter's, but treat it with suspicion (the power reading: {})",
-                self.domain,
-                self.counter_j,
-                self.integrated_j,
-                self.span_s,
-                self.tolerance * 100.0,
-                self.reading
-            )
-        })
     }
 }
 

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::carbon::{carbon, CarbonParams};
 use crate::cgroup::Cgroup;
-use crate::crosscheck::{self, PowerCheck};
 use crate::meters::{CpuScope, MeterConfig, Meters, ProcessTree};
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::{Sampler, Trace};
@@ -143,13 +142,9 @@ pub struct MeasureReport {
     pub requested_interval_ms: f64,
     /// Sampler ticks taken.
     pub samples: usize,
-    /// Per GPU with an energy counter: the counter beside the integral of the driver's power
-    /// readings over the same span, and whether they agree (ENERGY.md 6).
-    #[serde(default)]
-    pub power_checks: Vec<PowerCheck>,
     /// Everything that qualifies these figures, in one place: meter warnings, per-domain
-    /// warnings (short windows, possible missed wraps), processes that escaped accounting,
-    /// a counter and power readings that disagree.
+    /// warnings (short windows, possible missed wraps, a counter and power readings that
+    /// disagree), processes that escaped accounting.
     pub warnings: Vec<String>,
 }
 
@@ -293,7 +288,7 @@ impl MeasureReport {
             "sampled every {:.0} ms ({} samples)",
             self.sample_interval_ms, self.samples
         ));
-        for c in &self.power_checks {
+        for c in self.domains.iter().filter_map(|d| d.power_check.as_ref()) {
             v.push(format!("cross-check {}", c.line()));
         }
         for w in &self.warnings {
@@ -719,7 +714,8 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         .iter()
         .zip(&out.accs)
         .zip(meters.probes())
-        .map(|((d, a), p)| crate::meters::domain_energy(d.as_ref(), a, p.as_ref()))
+        .zip(&out.checks)
+        .map(|(((d, a), p), c)| crate::meters::domain_energy(d.as_ref(), a, p.as_ref(), c.as_ref()))
         .collect();
     let error = exit
         .signal
@@ -841,16 +837,6 @@ fn build_report(
         warnings.extend(d.warnings.iter().map(|w| format!("{}: {w}", d.name)));
     }
     warnings.extend(accounting.warnings.iter().cloned());
-    let power_checks: Vec<PowerCheck> = meters
-        .domains
-        .iter()
-        .zip(&out.checks)
-        .filter_map(|(d, c)| {
-            let r = d.power_reading()?;
-            crosscheck::assess(d.name(), c.as_ref()?, r.averaging_s, &r.description)
-        })
-        .collect();
-    warnings.extend(power_checks.iter().filter_map(PowerCheck::warning));
     let gpu_names = &out.trace.gpus;
     let projection = opts.projection.map(|spec| {
         project(
@@ -916,7 +902,6 @@ fn build_report(
         sample_interval_ms: interval_ms,
         requested_interval_ms: meters.config().sample_interval.as_secs_f64() * 1000.0,
         samples: out.ticks,
-        power_checks,
         warnings,
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::counter::{self, CounterSpec, Probe, WindowFacts};
+use crate::crosscheck::{self, CheckSamples, PowerCheck};
 use crate::integrate::Accumulator;
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::Sampler;
@@ -335,11 +336,13 @@ impl MeterConfig {
 }
 
 /// One domain's figure over a window, from its accumulated readings; `probe` is what the
-/// counter was seen to do before (counters only).
+/// counter was seen to do before (counters only); `check` the counter and power readings the
+/// sampler took side by side (domains with a [`Domain::power_reading`] only).
 pub(crate) fn domain_energy(
     d: &dyn Domain,
     acc: &Accumulator,
     probe: Option<&Probe>,
+    check: Option<&CheckSamples>,
 ) -> DomainEnergy {
     let window_s = acc.span_s();
     let mut out = DomainEnergy {
@@ -356,7 +359,11 @@ pub(crate) fn domain_energy(
         note: d.note(),
         assumptions: None,
         warnings: Vec::new(),
+        power_check: None,
     };
+    if let (Some(r), Some(c)) = (d.power_reading(), check) {
+        out.power_check = crosscheck::assess(d.name(), c, r.averaging_s, &r.description);
+    }
     match acc.joules() {
         Some(j) => {
             out.joules = Some(j);
@@ -375,6 +382,8 @@ pub(crate) fn domain_energy(
             };
             out.uncertainty_j = Some(unc);
             out.warnings = warnings;
+            out.warnings
+                .extend(out.power_check.as_ref().and_then(PowerCheck::warning));
             out.avg_watts = (window_s > 0.0).then(|| j / window_s);
             // Only spans long enough to be more than quantisation set the peak.
             out.peak_watts = acc.peak_watts().or(out.avg_watts);
@@ -639,7 +648,9 @@ impl Meters {
     }
 
     /// Opens a window: reads every counter now. The caller has synchronised the device.
-    /// GPUs with power samples only get a background sampler for the window's duration.
+    /// GPUs with power samples only, wrapping counters, and GPUs whose counter has a power
+    /// reading beside it (for the cross-check) get a background sampler for the window's
+    /// duration.
     pub fn start(&self) -> Result<EnergyWindow, EnergyError> {
         if self.domains.is_empty() {
             return Err(EnergyError::NoMeters(
@@ -657,8 +668,9 @@ impl Meters {
             .domains
             .iter()
             .any(|d| d.counter().is_some_and(|c| c.wraps));
-        let interval = (integrated || wraps).then(|| {
-            self.sampling_interval(if integrated {
+        let checked = self.domains.iter().any(|d| d.power_reading().is_some());
+        let interval = (integrated || wraps || checked).then(|| {
+            self.sampling_interval(if integrated || checked {
                 self.cfg.sample_interval
             } else {
                 WRAP_GUARD_INTERVAL
@@ -695,9 +707,7 @@ impl Meters {
         // The background sampler stops first (joined: no tick can run after this), then
         // the final readings are taken and pushed under the lock: a late tick can never land
         // after them and make the final value look like a counter wrap.
-        if let Some(s) = w.sampler {
-            s.finish();
-        }
+        let checks = w.sampler.map(|s| s.finish().checks).unwrap_or_default();
         let mut accs = w.accs.lock().unwrap_or_else(|p| p.into_inner());
         let ctx = self.context();
         let t = w.t0.elapsed().as_secs_f64();
@@ -715,7 +725,11 @@ impl Meters {
             .iter()
             .zip(accs.iter())
             .zip(probes)
-            .map(|((d, a), p)| domain_energy(d.as_ref(), a, p.as_ref()))
+            .enumerate()
+            .map(|(i, ((d, a), p))| {
+                let check = checks.get(i).and_then(Option::as_ref);
+                domain_energy(d.as_ref(), a, p.as_ref(), check)
+            })
             .collect()
     }
 

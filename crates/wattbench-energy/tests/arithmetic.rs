@@ -30,6 +30,7 @@ fn domain(name: &str, source: Source, joules: f64, window_s: f64, unc: f64) -> D
         note: None,
         assumptions: None,
         warnings: Vec::new(),
+        power_check: None,
     }
 }
 
@@ -495,4 +496,40 @@ fn the_sampler_reads_power_beside_the_counter_for_the_cross_check() {
         "{c:?}"
     );
     assert!((c.ratio.unwrap() - 1.5).abs() < 0.01, "{c:?}");
+}
+
+/// An energy window of a device whose counter has a power reading beside it carries the
+/// cross-check in its figure: over 2.2 s a counter of 200 W beside readings of 300 W disagree
+/// (ratio 1.5, beyond the ±10 % of two 5 % sensors and the edges), which is a warning on the
+/// figure; the figure itself stays the counter's. Other domains carry none.
+#[test]
+fn an_energy_window_carries_the_cross_check_and_warns_on_disagreement() {
+    use wattbench_energy::crosscheck::Verdict;
+    use wattbench_energy::fake::{CounterWithPower, StepCounter};
+    let cfg = MeterConfig {
+        sample_interval: Duration::from_millis(20),
+        ..MeterConfig::default()
+    };
+    let m = Meters::from_domains(
+        vec![
+            Arc::new(CounterWithPower::new("gpu0", 200.0, 300.0)),
+            Arc::new(StepCounter::new("pkg", 1, 0.0)),
+        ],
+        &cfg,
+    );
+    let w = m.start().unwrap();
+    std::thread::sleep(Duration::from_millis(2200));
+    let d = m.stop(w);
+    let c = d[0].power_check.as_ref().expect("gpu0's cross-check");
+    assert_eq!(c.verdict, Verdict::Disagree, "{c:?}");
+    assert!((c.ratio.unwrap() - 1.5).abs() < 0.02, "{c:?}");
+    assert!(
+        d[0].warnings
+            .iter()
+            .any(|w| w.contains("differ by more than")),
+        "{:?}",
+        d[0].warnings
+    );
+    assert!((d[0].avg_watts.unwrap() - 200.0).abs() < 2.0, "{:?}", d[0]);
+    assert!(d[1].power_check.is_none());
 }
