@@ -157,7 +157,51 @@ pub fn notes(doc: &RunFile) -> Vec<String> {
             throttled.join("; ")
         ));
     }
+    v.extend(cross_check_note(doc));
     v
+}
+
+/// One line on the GPU energy cross-checks of the cases (counter beside integrated power
+/// readings, [`wattbench_energy::crosscheck`]): how many agree, and which disagree.
+fn cross_check_note(doc: &RunFile) -> Option<String> {
+    use wattbench_energy::crosscheck::Verdict;
+    let checks: Vec<(&str, &wattbench_energy::crosscheck::PowerCheck)> = doc
+        .cases
+        .iter()
+        .flat_map(|c| {
+            c.energy
+                .iter()
+                .flat_map(|e| e.domains.iter())
+                .filter_map(move |d| Some((c.id.as_str(), d.power_check.as_ref()?)))
+        })
+        .collect();
+    if checks.is_empty() {
+        return None;
+    }
+    let count = |v: Verdict| checks.iter().filter(|(_, c)| c.verdict == v).count();
+    let disagree: Vec<String> = checks
+        .iter()
+        .filter(|(_, c)| c.verdict == Verdict::Disagree)
+        .map(|(id, c)| {
+            format!(
+                "{id} {} (ratio {})",
+                c.domain,
+                c.ratio.map_or("none".into(), |r| format!("{r:.3}"))
+            )
+        })
+        .collect();
+    let head = format!(
+        "GPU energy counter vs integrated power readings, per case window: {} agree, {} \
+         disagree, {} too short to judge",
+        count(Verdict::Agree),
+        disagree.len(),
+        count(Verdict::TooShort)
+    );
+    Some(if disagree.is_empty() {
+        head
+    } else {
+        format!("warning: {head}: {}", disagree.join("; "))
+    })
 }
 
 /// "12.3 mJ (estimated)" for tables: the total per call and its source(s).
@@ -167,4 +211,70 @@ pub fn summary(energy: &CaseEnergy) -> String {
     };
     let sources: Vec<&str> = energy.total_sources.iter().map(|s| s.as_str()).collect();
     format!("{} ({})", units::joules(j.value), sources.join("+"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattbench_core::energy::{DomainRecord, PowerCheck, Source, Verdict};
+    use wattbench_core::testing::{case_energy, run_file, timed_case};
+
+    fn case_with_check(id: &str, verdict: Option<Verdict>) -> wattbench_core::result::CaseResult {
+        let mut e = case_energy(1.0, 0.1, Source::Measured);
+        e.domains.push(DomainRecord {
+            name: "gpu0".into(),
+            source: Source::Measured,
+            reason: None,
+            scope: "device".into(),
+            in_total: true,
+            joules_per_iter: Some(1.0),
+            uncertainty_j: Some(0.1),
+            window_s: 3.0,
+            avg_watts: Some(300.0),
+            idle_watts: None,
+            net_joules_per_iter: None,
+            note: None,
+            assumptions: None,
+            warnings: Vec::new(),
+            power_check: verdict.map(|verdict| PowerCheck {
+                domain: "gpu0".into(),
+                span_s: 2.9,
+                samples: 30,
+                counter_j: 900.0,
+                integrated_j: 1350.0,
+                ratio: Some(1.5),
+                tolerance: 0.25,
+                verdict,
+                reading: "test".into(),
+            }),
+        });
+        let mut c = timed_case(id, vec![1.0, 1.0]);
+        c.energy = Some(e);
+        c
+    }
+
+    /// The run's notes count the cases' cross-checks and name the ones that disagree; a run
+    /// without any says nothing of them.
+    #[test]
+    fn notes_count_cross_checks_and_name_disagreements() {
+        let doc = run_file(
+            "2026-11-29T00:00:00Z",
+            vec![
+                case_with_check("a", Some(Verdict::Agree)),
+                case_with_check("b", Some(Verdict::Disagree)),
+                case_with_check("c", Some(Verdict::TooShort)),
+                case_with_check("d", None),
+            ],
+        );
+        let line = cross_check_note(&doc).unwrap();
+        assert!(line.starts_with("warning: "), "{line}");
+        assert!(line.contains("1 agree, 1 disagree, 1 too short"), "{line}");
+        assert!(
+            line.contains("b gpu0 (ratio 1.500)") && !line.contains("a gpu0"),
+            "{line}"
+        );
+        assert!(notes(&doc).contains(&line));
+        let quiet = run_file("2026-11-29T00:00:00Z", vec![case_with_check("d", None)]);
+        assert!(cross_check_note(&quiet).is_none());
+    }
 }
