@@ -147,7 +147,9 @@ if os.path.exists(path):
             rel = f"{tf / (base['throughput']['gflops_per_s'] / 1e3):.3f}" if base else "-"
             e = (c.get("energy") or {}).get("gflops_per_joule")
             e = "-" if e is None else f"{e:.1f}"
-            print(f"{t:<18} {b:<10} {tf:8.1f} {rel:>9} {e:>8}")
+            impl = c.get("implementation") or ""
+            impl = impl if b == "cuda-wgmma" else ""  # which tile width, and whether K was split
+            print(f"{t:<18} {b:<10} {tf:8.1f} {rel:>9} {e:>8}  {impl}")
 else:
     print("suite: no result file")
 ncu = open(os.path.join(out, "ncu.txt")).read().splitlines()
