@@ -91,16 +91,30 @@ __device__ __forceinline__ void wg_mbar_arrive(u32 bar) {
 
 // Whether the phase of parity `parity` has completed (a fresh barrier counts its phase
 // "before 0", parity 1, as completed: how the producer's first pass over the ring goes through).
+// CLUSTER_SCOPE: acquire at cluster scope, for a barrier that the other CTA of a cluster
+// arrives on (its consumers' release of a stage that this CTA's multicast writes into).
+template <bool CLUSTER_SCOPE = false>
 __device__ __forceinline__ bool wg_mbar_test(u32 bar, u32 parity) {
     u32 done;
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n"
-        "}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
+    if (CLUSTER_SCOPE) {
+        asm volatile(
+            "{\n.reg .pred p;\n"
+            "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n"
+            "}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } else {
+        asm volatile(
+            "{\n.reg .pred p;\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n"
+            "}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    }
     return done != 0;
 }
 
@@ -114,12 +128,35 @@ __device__ __forceinline__ u64 wg_globaltimer_ns() {
 // a wait over WG_WATCHDOG_NS (far beyond any legitimate wait: a whole 8192^3 product takes
 // about 2 ms) executes `trap`, which aborts the launch (the host sees a launch failure).
 #define WG_WATCHDOG_NS 10000000000ull
+template <bool CLUSTER_SCOPE = false>
 __device__ __forceinline__ void wg_mbar_wait(u32 bar, u32 parity) {
-    if (wg_mbar_test(bar, parity)) return;
+    if (wg_mbar_test<CLUSTER_SCOPE>(bar, parity)) return;
     const u64 t0 = wg_globaltimer_ns();
-    while (!wg_mbar_test(bar, parity)) {
+    while (!wg_mbar_test<CLUSTER_SCOPE>(bar, parity)) {
         if (wg_globaltimer_ns() - t0 > WG_WATCHDOG_NS) asm volatile("trap;\n");
     }
+}
+
+// Clusters of two CTAs (gemm_wgmma_c2_*): this CTA's rank, a barrier over every thread of both
+// CTAs, and an arrival on the mbarrier at the same shared-memory offset in CTA `rank`.
+__device__ __forceinline__ u32 wg_cluster_rank() {
+    u32 r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+
+__device__ __forceinline__ void wg_cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void wg_mbar_arrive_cluster(u32 bar, u32 rank) {
+    asm volatile(
+        "{\n.reg .b32 ra;\n"
+        "mapa.shared::cluster.u32 ra, %0, %1;\n"
+        "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n"
+        "}\n" ::"r"(bar),
+        "r"(rank)
+        : "memory");
 }
 
 // One 2-D TMA load of the box at (c0 inner, c1 outer) into shared memory at `dst`, completing
@@ -129,6 +166,17 @@ __device__ __forceinline__ void wg_tma_load(u32 dst, const WbTensorMap* map, int
         "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
         " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
         "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+
+// The same load multicast: written at `dst` and completing bytes on `bar` (the same offsets)
+// in every CTA of the cluster that `mask` names.
+__device__ __forceinline__ void wg_tma_load_mc(u32 dst, const WbTensorMap* map, int c0, int c1, u32 bar,
+                                               unsigned short mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+        ".multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+        "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
         : "memory");
 }
 
@@ -327,7 +375,28 @@ __device__ __forceinline__ void wg_krange(int split, int splits, int KT, int& kb
     ke = (int)((long long)(split + 1) * KT / splits);
 }
 
-template <bool BF16, bool TA, bool TB, int BN>
+// A consumer warp's release of a stage: on its own CTA's "empty" barrier, or in a cluster on
+// both CTAs' (each one's producer multicasts into the other's stage).
+template <int CLUSTER>
+__device__ __forceinline__ void wg_release(u32 bar) {
+    if (CLUSTER > 1) {
+#pragma unroll
+        for (u32 r = 0; r < (u32)CLUSTER; ++r) wg_mbar_arrive_cluster(bar, r);
+    } else {
+        wg_mbar_arrive(bar);
+    }
+}
+
+// CLUSTER = 2 (gemm_wgmma_c2_*, 256-wide tiles, no split): the two CTAs of a cluster take
+// vertically adjacent tiles of the same columns, so they read the same B panel: each loads
+// half of each B stage (128 of its 256 rows of N) multicast into both CTAs, which halves B's
+// traffic from L2. A stage of a CTA is then written by both producers, so each "empty" barrier
+// counts the consumer warps of both CTAs (16), each consumer warp arriving on both CTAs'
+// barriers, and a producer acquires it at cluster scope. Both CTAs walk the same units (a tile
+// row past M reads zeros and stores nothing), so their rings stay in step; they start once
+// both have initialised their barriers and leave together (cluster barriers), so that no CTA
+// exits while the other can still write into its shared memory or arrive on its barriers.
+template <bool BF16, bool TA, bool TB, int BN, int CLUSTER>
 __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const WbTensorMap* tma_b,
                                                 u16* WB_RESTRICT C, float* WB_RESTRICT ws, int M,
                                                 int N, int K, int tiles_m, int tiles_n, int splits) {
@@ -339,18 +408,27 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
     const u32 ring = (raw + 1023u) & ~1023u;
     const u32 full = ring + STAGES * Ring::STAGE_BYTES;  // STAGES "full" barriers
     const u32 empty = full + STAGES * 8;                 // then STAGES "empty" ones
+    static_assert(CLUSTER == 1 || (CLUSTER == 2 && BN == WG_BN), "clusters of two, wide tiles");
     const int wg = threadIdx.x / 128;
-    const int units = tiles_m * tiles_n * splits;
+    // Clusters walk units of CLUSTER vertically adjacent tiles: rows_m rows of them.
+    const u32 rank = CLUSTER > 1 ? wg_cluster_rank() : 0;
+    const int cluster_id = blockIdx.x / CLUSTER, clusters = gridDim.x / CLUSTER;
+    const int rows_m = (tiles_m + CLUSTER - 1) / CLUSTER;
+    const int units = rows_m * tiles_n * splits;
     const int KT = (K + WG_BK - 1) / WG_BK;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
             wg_mbar_init(full + 8 * s, 1);
-            wg_mbar_init(empty + 8 * s, WG_CONSUMER_WARPS);
+            wg_mbar_init(empty + 8 * s, WG_CONSUMER_WARPS * CLUSTER);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    __syncthreads();
+    if (CLUSTER > 1) {
+        wg_cluster_sync();  // both CTAs' barriers exist before either arrives on the other's
+    } else {
+        __syncthreads();
+    }
 
     if (wg == 0) {
         // Producer: one thread issues every load; the warpgroup gives its registers up.
@@ -359,15 +437,15 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
             wg_prefetch_map(tma_a);
             wg_prefetch_map(tma_b);
             u32 it = 0;
-            for (int u = blockIdx.x; u < units; u += gridDim.x) {
-                int tm, tn, kb, ke;
-                wg_tile(u / splits, tiles_m, tiles_n, WG_GROUP, tm, tn);
+            for (int u = cluster_id; u < units; u += clusters) {
+                int pm, tn, kb, ke;
+                wg_tile(u / splits, rows_m, tiles_n, WG_GROUP, pm, tn);
                 wg_krange(u % splits, splits, KT, kb, ke);
-                const int m0 = tm * WG_BM, n0 = tn * BN;
+                const int m0 = (pm * CLUSTER + (int)rank) * WG_BM, n0 = tn * BN;
                 for (int kt = kb; kt < ke; ++kt, ++it) {
                     const u32 s = it % STAGES, use = it / STAGES;
                     const u32 f = full + 8 * s;
-                    wg_mbar_wait(empty + 8 * s, (use & 1) ^ 1);
+                    wg_mbar_wait<(CLUSTER > 1)>(empty + 8 * s, (use & 1) ^ 1);
                     wg_mbar_expect_tx(f, Ring::STAGE_BYTES);
                     const u32 sa = ring + s * Ring::STAGE_BYTES, sb = sa + WG_A_BYTES;
                     const int k0 = kt * WG_BK;
@@ -377,7 +455,20 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
                     } else {
                         wg_tma_load(sa, tma_a, k0, m0, f);
                     }
-                    if (TB) {
+                    if (CLUSTER > 1) {
+                        // This CTA's half of B (rows rank * 128 .. of the tile's 256), into
+                        // both CTAs; the other half comes from the other CTA.
+                        const u32 half = rank * (Ring::B_BYTES / 2);
+                        const int nh = n0 + (int)rank * (BN / 2);
+                        if (TB) {
+                            wg_tma_load_mc(sb + half, tma_b, k0, nh, f, 0x3);
+                        } else {
+#pragma unroll
+                            for (int j = 0; j < BN / 128; ++j)
+                                wg_tma_load_mc(sb + half + j * WG_BOX_BYTES, tma_b, nh + 64 * j, k0, f,
+                                               0x3);
+                        }
+                    } else if (TB) {
                         wg_tma_load(sb, tma_b, k0, n0, f);
                     } else {
 #pragma unroll
@@ -394,11 +485,11 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
         const int warp = (threadIdx.x / 32) & 3, lane = threadIdx.x & 31;
         float acc[BN / 2];
         u32 it = 0;
-        for (int u = blockIdx.x; u < units; u += gridDim.x) {
-            int tm, tn, kb, ke;
-            wg_tile(u / splits, tiles_m, tiles_n, WG_GROUP, tm, tn);
+        for (int u = cluster_id; u < units; u += clusters) {
+            int pm, tn, kb, ke;
+            wg_tile(u / splits, rows_m, tiles_n, WG_GROUP, pm, tn);
             wg_krange(u % splits, splits, KT, kb, ke);
-            const int m0 = tm * WG_BM, n0 = tn * BN;
+            const int m0 = (pm * CLUSTER + (int)rank) * WG_BM, n0 = tn * BN;
 #pragma unroll
             for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
             wg_fence_acc(acc);
@@ -421,12 +512,12 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
                     wg_commit();
                     // The group issued before this one has completed: its stage can be refilled.
                     wg_wait<1>();
-                    if (kt > kb && lane == 0) wg_mbar_arrive(empty + 8 * prev);
+                    if (kt > kb && lane == 0) wg_release<CLUSTER>(empty + 8 * prev);
                     prev = s;
                 }
                 wg_wait<0>();
                 wg_fence_acc(acc);
-                if (lane == 0) wg_mbar_arrive(empty + 8 * prev);
+                if (lane == 0) wg_release<CLUSTER>(empty + 8 * prev);
             }
 
             const int q = lane & 3;
@@ -438,6 +529,7 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
             }
         }
     }
+    if (CLUSTER > 1) wg_cluster_sync();  // neither CTA leaves while the other may still need it
 }
 
 // C = the sum of the `splits` fp32 partial products in `ws` ([splits][mn], added in order, so
@@ -460,21 +552,27 @@ extern "C" __global__ void gemm_splitk_reduce_f16(const float* ws, u16* C, int m
     splitk_reduce<false>(ws, C, mn, splits);
 }
 
-// Entry points gemm_wgmma[_n64]_{bf16,f16}_{nn,nt,tn,tt}(A map, B map, C, workspace, M, N, K,
-// tiles_m, tiles_n, splits): the workspace (fp32, splits x M x N) is written when splits > 1
-// (C is then left to gemm_splitk_reduce_*), and may be null otherwise.
-#define WB_WGMMA(name, bn, bf, ta, tb)                                                             \
-    extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)                                   \
+// Entry points gemm_wgmma[_n64|_c2]_{bf16,f16}_{nn,nt,tn,tt}(A map, B map, C, workspace, M, N,
+// K, tiles_m, tiles_n, splits): the workspace (fp32, splits x M x N) is written when
+// splits > 1 (C is then left to gemm_splitk_reduce_*), and may be null otherwise. The _c2
+// kernels are compiled for clusters of two CTAs (the grid must be even) and take splits = 1.
+#define WB_WGMMA(name, bn, cl, attrs, bf, ta, tb)                                                  \
+    extern "C" __global__ void attrs __launch_bounds__(WG_THREADS, 1)                             \
         name(const __grid_constant__ WbTensorMap tma_a, const __grid_constant__ WbTensorMap tma_b, \
              u16* C, float* ws, int M, int N, int K, int tiles_m, int tiles_n, int splits) {       \
-        gemm_wgmma_body<bf, ta, tb, bn>(&tma_a, &tma_b, C, ws, M, N, K, tiles_m, tiles_n, splits); \
+        gemm_wgmma_body<bf, ta, tb, bn, cl>(&tma_a, &tma_b, C, ws, M, N, K, tiles_m, tiles_n,      \
+                                            splits);                                               \
     }
-#define WB_WGMMA_LAYOUTS(prefix, bn, ty, bf)                   \
-    WB_WGMMA(prefix##_##ty##_nn, bn, bf, false, false)         \
-    WB_WGMMA(prefix##_##ty##_nt, bn, bf, false, true)          \
-    WB_WGMMA(prefix##_##ty##_tn, bn, bf, true, false)          \
-    WB_WGMMA(prefix##_##ty##_tt, bn, bf, true, true)
-WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, bf16, true)
-WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, f16, false)
-WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, bf16, true)
-WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, f16, false)
+#define WB_WGMMA_LAYOUTS(prefix, bn, cl, attrs, ty, bf)               \
+    WB_WGMMA(prefix##_##ty##_nn, bn, cl, attrs, bf, false, false)     \
+    WB_WGMMA(prefix##_##ty##_nt, bn, cl, attrs, bf, false, true)      \
+    WB_WGMMA(prefix##_##ty##_tn, bn, cl, attrs, bf, true, false)      \
+    WB_WGMMA(prefix##_##ty##_tt, bn, cl, attrs, bf, true, true)
+#define WG_NO_ATTRS
+#define WG_CLUSTER_OF_2 __cluster_dims__(2, 1, 1)
+WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, 1, WG_NO_ATTRS, bf16, true)
+WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, 1, WG_NO_ATTRS, f16, false)
+WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, 1, WG_NO_ATTRS, bf16, true)
+WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, 1, WG_NO_ATTRS, f16, false)
+WB_WGMMA_LAYOUTS(gemm_wgmma_c2, WG_BN, 2, WG_CLUSTER_OF_2, bf16, true)
+WB_WGMMA_LAYOUTS(gemm_wgmma_c2, WG_BN, 2, WG_CLUSTER_OF_2, f16, false)

@@ -96,6 +96,10 @@ fn run() -> Result<bool> {
                     );
                     ok = false;
                 }
+                if let Err(why) = wattbench_cuda::ptxas::check_cluster(&ptx, &e) {
+                    println!("sm_{arch} {}: {e}: {why}  <-- FAILS THE CHECK", id.file());
+                    ok = false;
+                }
             }
             let path = dir.join(format!("{}.sm_{target}.ptx", id.file()));
             std::fs::write(&path, &ptx)?;

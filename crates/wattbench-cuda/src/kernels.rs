@@ -86,6 +86,7 @@ impl KernelId {
                     for ty in ["bf16", "f16"] {
                         v.push(format!("gemm_wgmma_{ty}_{t}"));
                         v.push(format!("gemm_wgmma_n64_{ty}_{t}"));
+                        v.push(format!("gemm_wgmma_c2_{ty}_{t}"));
                     }
                 }
                 v.push("gemm_splitk_reduce_bf16".into());

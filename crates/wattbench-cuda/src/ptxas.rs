@@ -165,8 +165,50 @@ pub fn check_resources(kernel: &str, r: &Resources) -> Result<(), String> {
     }
 }
 
+/// The cluster shape an entry point declares in the PTX (`.reqnctapercluster X, Y, Z` between
+/// its `.entry` line and its body), if any.
+pub fn ptx_cluster(ptx: &str, entry: &str) -> Option<[u32; 3]> {
+    let start = ptx.find(&format!(".entry {entry}("))?;
+    let head = &ptx[start..];
+    let head = &head[..head.find('{').unwrap_or(head.len())];
+    let dims = head.split(".reqnctapercluster").nth(1)?;
+    let v: Vec<u32> = dims
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .take(3)
+        .map_while(|t| t.parse().ok())
+        .collect();
+    <[u32; 3]>::try_from(v).ok()
+}
+
+/// The Hopper GEMM's cluster kernels (`gemm_wgmma_c2_*`) must be compiled for clusters of two
+/// CTAs (their barriers count both CTAs' consumers; launched without a cluster they would wait
+/// for arrivals that never come), and no other kernel for a cluster.
+pub fn check_cluster(ptx: &str, entry: &str) -> Result<(), String> {
+    let want = entry.starts_with("gemm_wgmma_c2_").then_some([2, 1, 1]);
+    let got = ptx_cluster(ptx, entry);
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("declares cluster {got:?} in its PTX, expected {want:?}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cluster_kernels_declare_their_cluster() {
+        use super::check_cluster;
+        let ptx = ".visible .entry gemm_wgmma_c2_bf16_nn(\n.param .u64 a\n)\n.maxntid 384, 1, 1\n.reqnctapercluster 2, 1, 1\n{\nret;\n}\n.visible .entry gemm_wgmma_bf16_nn(\n.param .u64 a\n)\n.maxntid 384, 1, 1\n{\nret;\n}\n";
+        assert_eq!(super::ptx_cluster(ptx, "gemm_wgmma_c2_bf16_nn"), Some([2, 1, 1]));
+        assert_eq!(check_cluster(ptx, "gemm_wgmma_c2_bf16_nn"), Ok(()));
+        assert_eq!(check_cluster(ptx, "gemm_wgmma_bf16_nn"), Ok(()));
+        let plain = ptx.replace(".reqnctapercluster 2, 1, 1\n", "");
+        assert!(check_cluster(&plain, "gemm_wgmma_c2_bf16_nn").is_err());
+        let wrong = ptx.replace("gemm_wgmma_bf16_nn(\n.param .u64 a\n)\n", "gemm_wgmma_bf16_nn(\n.param .u64 a\n)\n.reqnctapercluster 2, 1, 1\n");
+        assert!(check_cluster(&wrong, "gemm_wgmma_bf16_nn").is_err());
+    }
+
     #[test]
     fn parses_ptxas_output() {
         let log = "ptxas info    : Compiling entry function 'k1' for 'sm_90'\nptxas info    : Function properties for k1\n    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\nptxas info    : Used 128 registers, used 1 barriers, 16896 bytes smem, 400 bytes cmem[0]\nptxas info    : Compiling entry function 'k2' for 'sm_90'\nptxas info    : Used 10 registers, used 0 barriers\n";
