@@ -1,6 +1,6 @@
 // Hopper GEMM (sm_90a only): C[M,N] = op(A)·op(B), row-major, bf16 or f16 in, fp32
 // accumulation, C in the input dtype rounded to nearest even. Operands as in gemm.cu: A is
-// stored [M,K] ([K,M] when TA), B [K,N] ([N,K] when TB); entry points gemm_wgmma[_n64]_
+// stored [M,K] ([K,M] when TA), B [K,N] ([N,K] when TB); entry points gemm_wgmma[_n64|_c2]_
 // {bf16,f16}_{nn,nt,tn,tt} and gemm_splitk_reduce_{bf16,f16} (see the end of the file).
 // Compiled for compute_90a (wgmma and setmaxnreg exist on sm_90a only).
 //
@@ -12,6 +12,9 @@
 // - Two tile widths, one kernel template: 128x256 output tiles (gemm_wgmma_*), and 128x64
 //   ones (gemm_wgmma_n64_*) for narrow products (N <= 128, e.g. a decoding step's few tokens),
 //   where a 256-wide tile would compute mostly padding.
+// - Clusters of two (gemm_wgmma_c2_*, the `cuda-wgmma-c2` backend): on 256-wide tiles in two
+//   or more tile rows, two CTAs take vertically adjacent tiles and share B by TMA multicast
+//   (see the comment above gemm_wgmma_body).
 // - Split K: the host may cut K into `splits` ranges of whole k-steps when there are too few
 //   tiles to fill the GPU (a tall, narrow product with a long K). Each (tile, range) unit then
 //   writes fp32 partial sums to a workspace [splits][M][N], and gemm_splitk_reduce_* adds the

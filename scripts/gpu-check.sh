@@ -30,14 +30,14 @@
 # with run.<backend>.txt per backend run alone. Without a GPU the same script runs as a dry run: every step runs and
 # says why it cannot test anything. Exit status: 0 when everything that could run passed.
 #
-#   WATTBENCH_GPU_BACKENDS  backends to check (default: cuda,cuda-wgmma,cuda-naive,cublas,cudnn,tch,candle)
+#   WATTBENCH_GPU_BACKENDS  backends to check (default: cuda,cuda-wgmma,cuda-wgmma-c2,cuda-naive,cublas,cudnn,tch,candle)
 #   WATTBENCH_CHECK_BUDGET  total seconds (default 330)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: gpu-check.sh OUTDIR}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-backends=${WATTBENCH_GPU_BACKENDS:-cuda,cuda-wgmma,cuda-naive,cublas,cudnn,tch,candle}
+backends=${WATTBENCH_GPU_BACKENDS:-cuda,cuda-wgmma,cuda-wgmma-c2,cuda-naive,cublas,cudnn,tch,candle}
 budget=${WATTBENCH_CHECK_BUDGET:-330}
 start=$(date +%s)
 status=0
@@ -349,7 +349,7 @@ def tf(c): return c["throughput"]["gflops_per_s"] / 1e3
 vendor = {"gemm": "cublas", "conv2d": "cudnn"}
 rows = []
 for (b, k), c in sorted(ok.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    if b not in ("cuda", "cuda-wgmma"):
+    if b not in ("cuda", "cuda-wgmma", "cuda-wgmma-c2"):
         continue
     v = ok.get((vendor.get(k[0], ""), k))
     others = " ".join(f"{o} {tf(ok[(o, k)]):.1f}" for o in ("tch", "candle") if (o, k) in ok)

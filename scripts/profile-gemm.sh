@@ -6,11 +6,11 @@
 #
 # Within a total budget (WATTBENCH_PROFILE_BUDGET, default 240 s), each step under its own limit:
 #   1. the hopper-gemm suite (benchmarks/hopper-gemm.toml: bf16 4096^3, 8192^3 and the
-#      Llama-2-7B MLP GEMMs at T = 1, 16, 4096) on cuda-wgmma, cuda and cublas side by side in
-#      one run, every case verified first, with NVML energy over windows of at least 3 s:
+#      Llama-2-7B MLP GEMMs at T = 1, 16, 4096) on cuda-wgmma, cuda-wgmma-c2 (clusters of two
+#      sharing B by multicast), cuda and cublas side by side in one run, every case verified first, with NVML energy over windows of at least 3 s:
 #      hopper-gemm.json and hopper-gemm.md (TFLOP/s, GFLOP/J, clocks and throttle reasons);
-#      if the wgmma kernel faults in a quick generic check first, it runs alone after the
-#      others (hopper-gemm.cuda-wgmma.json), so its fault cannot cost them their results;
+#      a wgmma backend that faults in a quick generic check first runs alone after the
+#      others (hopper-gemm.<backend>.json), so its fault cannot cost them their results;
 #   2. Nsight Compute (`ncu --clock-control none`, which leaves the clocks alone) on one
 #      8192^3 bf16 product of each backend: speed of light, compute and memory workload,
 #      occupancy, warp states, executed instruction mix (HGMMA = wgmma, HMMA = mma.sync):
@@ -45,19 +45,24 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU
 [ "$gpu" = 1 ] || echo "no NVIDIA GPU here: a dry run (each step says why it cannot measure)"
 
 # ---- 1. the suite, side by side -------------------------------------------------------------
-# A fault of the wgmma kernel (a watchdog `trap`, an illegal address) would poison the CUDA
-# context of the process, and with it every later case of cuda and cublas: its generic check
-# runs first in a process of its own, and when it faults the suite runs without it, then on it
-# alone (hopper-gemm.cuda-wgmma.json).
-backends=cuda-wgmma,cuda,cublas
-limit 60 "$bin" check --backend cuda-wgmma --device cuda:0 --op gemm --model none \
-  >"$scratch/check.txt" 2>&1
-rc=$?
-if grep -q CUDA_ERROR "$scratch/check.txt" || { [ $rc -ne 0 ] && [ $rc -ne 1 ] && [ $rc -ne 2 ]; }; then
-  echo "the wgmma kernel faulted in its generic check (exit $rc): it runs alone, after cuda and cublas"
-  grep -E '^FAIL' "$scratch/check.txt" | head -n 3
-  backends=cuda,cublas
-fi
+# A fault of a wgmma kernel (a watchdog `trap`, an illegal address) would poison the CUDA
+# context of the process, and with it every later case of the other backends: each wgmma
+# backend's generic check runs first in a process of its own, and one that faults runs the
+# suite alone after the others (hopper-gemm.<backend>.json).
+backends=cuda,cublas
+alone=""
+for wb in cuda-wgmma cuda-wgmma-c2; do
+  limit 60 "$bin" check --backend "$wb" --device cuda:0 --op gemm --model none \
+    >"$scratch/check.txt" 2>&1
+  rc=$?
+  if grep -q CUDA_ERROR "$scratch/check.txt" || { [ $rc -ne 0 ] && [ $rc -ne 1 ] && [ $rc -ne 2 ]; }; then
+    echo "$wb faulted in its generic check (exit $rc): it runs alone, after the others"
+    grep -E '^FAIL' "$scratch/check.txt" | head -n 3
+    alone="$alone $wb"
+  else
+    backends=$wb,$backends
+  fi
+done
 suite_run() { # BACKENDS OUTPUT SECONDS
   say "hopper-gemm suite on $1"
   limit "$3" "$bin" run --suite "$suite" --backend "$1" --device cuda \
@@ -70,11 +75,13 @@ suite_run() { # BACKENDS OUTPUT SECONDS
     *) status=1 ;;
   esac
 }
-if [ "$backends" = cuda-wgmma,cuda,cublas ]; then
+if [ -z "$alone" ]; then
   suite_run "$backends" "$out/hopper-gemm.json" 150
 else
   suite_run "$backends" "$out/hopper-gemm.json" 90
-  suite_run cuda-wgmma "$out/hopper-gemm.cuda-wgmma.json" 60
+  for wb in $alone; do
+    suite_run "$wb" "$out/hopper-gemm.$wb.json" 45
+  done
 fi
 if [ -f "$out/hopper-gemm.json" ]; then
   "$bin" report "$out/hopper-gemm.json" --output "$out/hopper-gemm.md" >/dev/null 2>&1 || status=1
@@ -98,7 +105,7 @@ EOF
   else
     # Our kernels by name; cuBLAS launches nothing else in its case, so its first kernel after
     # the verification call is the GEMM.
-    for spec in "cuda-wgmma regex:gemm_wgmma" "cuda regex:gemm_tc" "cublas regex:."; do
+    for spec in "cuda-wgmma regex:gemm_wgmma" "cuda-wgmma-c2 regex:gemm_wgmma_c2" "cuda regex:gemm_tc" "cublas regex:."; do
       b=${spec%% *}
       k=${spec#* }
       echo "#### $b ($k)"
@@ -124,11 +131,12 @@ path = os.path.join(out, "hopper-gemm.json")
 if os.path.exists(path):
     doc = json.load(open(path))
     cases = doc.get("cases", [])
-    alone = os.path.join(out, "hopper-gemm.cuda-wgmma.json")
-    if os.path.exists(alone):
-        print("cuda-wgmma faulted in its generic check and ran alone (hopper-gemm.cuda-wgmma.json):"
-              " its ratios below come from another process, not side by side")
-        cases = cases + json.load(open(alone)).get("cases", [])
+    for wb in ("cuda-wgmma", "cuda-wgmma-c2"):
+        alone = os.path.join(out, f"hopper-gemm.{wb}.json")
+        if os.path.exists(alone):
+            print(f"{wb} faulted in its generic check and ran alone (hopper-gemm.{wb}.json):"
+                  " its ratios below come from another process, not side by side")
+            cases = cases + json.load(open(alone)).get("cases", [])
     ok = {(c["backend"], c.get("tag")): c for c in cases if c["status"] == "ok"}
     bad = [c for c in cases if c["status"] != "ok"]
     for c in bad[:12]:
@@ -139,7 +147,7 @@ if os.path.exists(path):
     print(f"{'case':<18} {'backend':<10} {'TFLOP/s':>8} {'vs cublas':>9} {'GFLOP/J':>8}")
     for t in tags:
         base = ok.get(("cublas", t))
-        for b in ("cuda-wgmma", "cuda", "cublas"):
+        for b in ("cuda-wgmma", "cuda-wgmma-c2", "cuda", "cublas"):
             c = ok.get((b, t))
             if not c:
                 continue
@@ -148,7 +156,7 @@ if os.path.exists(path):
             e = (c.get("energy") or {}).get("gflops_per_joule")
             e = "-" if e is None else f"{e:.1f}"
             impl = c.get("implementation") or ""
-            impl = impl if b == "cuda-wgmma" else ""  # which tile width, and whether K was split
+            impl = impl if b.startswith("cuda-wgmma") else ""  # width, cluster, split K
             print(f"{t:<18} {b:<10} {tf:8.1f} {rel:>9} {e:>8}  {impl}")
 else:
     print("suite: no result file")

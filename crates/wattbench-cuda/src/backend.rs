@@ -1,5 +1,6 @@
-//! The `cuda` backend (our kernels from `kernels/`), `cuda-naive` (the naive GEMM baseline)
-//! and `cuda-wgmma` (the Hopper GEMM, sm_90 only), plus what every GPU backend of the crate
+//! The `cuda` backend (our kernels from `kernels/`), `cuda-naive` (the naive GEMM baseline),
+//! `cuda-wgmma` (the Hopper GEMM, sm_90 only) and `cuda-wgmma-c2` (the same with clusters of
+//! two CTAs sharing B by multicast), plus what every GPU backend of the crate
 //! shares: device names, the element limit, the recorded versions and the one input check
 //! before anything is allocated.
 //!
@@ -43,6 +44,14 @@ impl CudaKernels {
             kernels: Kernels::Wgmma,
         }
     }
+    /// The Hopper GEMM with clusters of two CTAs that share B by TMA multicast, on shapes of
+    /// 256-wide tiles in two or more tile rows with no split K; elsewhere the plain Hopper GEMM
+    /// (the `implementation` says which ran; UNVERIFIED ON HARDWARE).
+    pub fn wgmma_cluster() -> Self {
+        Self {
+            kernels: Kernels::WgmmaCluster,
+        }
+    }
 }
 
 /// Compute capability of `device` (`cuda:N`), when the driver knows it.
@@ -55,14 +64,16 @@ fn device_arch(device: &str) -> Option<u32> {
 }
 
 /// Whether the Hopper GEMM runs `case` on `device`; why not.
-fn wgmma_supports(case: &Case, device: &str) -> Result<(), String> {
+fn wgmma_supports(case: &Case, device: &str, name: &str) -> Result<(), String> {
     if case.op() != Op::Gemm {
-        return Err("cuda-wgmma is the Hopper GEMM only (bf16/f16 GEMM forward)".into());
+        return Err(format!(
+            "{name} is the Hopper GEMM only (bf16/f16 GEMM forward)"
+        ));
     }
     if case.mode == Mode::Train {
-        return Err(
-            "cuda-wgmma runs the GEMM forward pass only (training steps run on `cuda`)".into(),
-        );
+        return Err(format!(
+            "{name} runs the GEMM forward pass only (training steps run on `cuda`)"
+        ));
     }
     if case.dtype == DType::F32 {
         return Err("the wgmma GEMM takes bf16 or f16 (fp32 GEMMs run on `cuda`)".into());
@@ -178,6 +189,7 @@ impl Backend for CudaKernels {
             Kernels::Best => "cuda",
             Kernels::Naive => "cuda-naive",
             Kernels::Wgmma => "cuda-wgmma",
+            Kernels::WgmmaCluster => "cuda-wgmma-c2",
         }
     }
 
@@ -195,8 +207,8 @@ impl Backend for CudaKernels {
 
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
         common_supports(case, device)?;
-        if self.kernels == Kernels::Wgmma {
-            return wgmma_supports(case, device);
+        if matches!(self.kernels, Kernels::Wgmma | Kernels::WgmmaCluster) {
+            return wgmma_supports(case, device, self.name());
         }
         let naive = self.kernels == Kernels::Naive;
         if case.mode == Mode::Train {

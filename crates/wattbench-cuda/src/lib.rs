@@ -47,6 +47,7 @@ pub fn backends() -> Vec<Box<dyn wattbench_core::Backend>> {
         Box::new(CudaKernels::new()),
         Box::new(CudaKernels::naive()),
         Box::new(CudaKernels::wgmma()),
+        Box::new(CudaKernels::wgmma_cluster()),
         Box::new(Cublas),
         Box::new(Cudnn),
     ]
@@ -62,7 +63,14 @@ mod tests {
         names.dedup();
         assert_eq!(
             names,
-            ["cublas", "cuda", "cuda-naive", "cuda-wgmma", "cudnn"]
+            [
+                "cublas",
+                "cuda",
+                "cuda-naive",
+                "cuda-wgmma",
+                "cuda-wgmma-c2",
+                "cudnn"
+            ]
         );
         for be in &b {
             for d in be.devices() {

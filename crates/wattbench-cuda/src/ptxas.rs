@@ -190,7 +190,9 @@ pub fn check_cluster(ptx: &str, entry: &str) -> Result<(), String> {
     if got == want {
         Ok(())
     } else {
-        Err(format!("declares cluster {got:?} in its PTX, expected {want:?}"))
+        Err(format!(
+            "declares cluster {got:?} in its PTX, expected {want:?}"
+        ))
     }
 }
 
@@ -200,12 +202,18 @@ mod tests {
     fn cluster_kernels_declare_their_cluster() {
         use super::check_cluster;
         let ptx = ".visible .entry gemm_wgmma_c2_bf16_nn(\n.param .u64 a\n)\n.maxntid 384, 1, 1\n.reqnctapercluster 2, 1, 1\n{\nret;\n}\n.visible .entry gemm_wgmma_bf16_nn(\n.param .u64 a\n)\n.maxntid 384, 1, 1\n{\nret;\n}\n";
-        assert_eq!(super::ptx_cluster(ptx, "gemm_wgmma_c2_bf16_nn"), Some([2, 1, 1]));
+        assert_eq!(
+            super::ptx_cluster(ptx, "gemm_wgmma_c2_bf16_nn"),
+            Some([2, 1, 1])
+        );
         assert_eq!(check_cluster(ptx, "gemm_wgmma_c2_bf16_nn"), Ok(()));
         assert_eq!(check_cluster(ptx, "gemm_wgmma_bf16_nn"), Ok(()));
         let plain = ptx.replace(".reqnctapercluster 2, 1, 1\n", "");
         assert!(check_cluster(&plain, "gemm_wgmma_c2_bf16_nn").is_err());
-        let wrong = ptx.replace("gemm_wgmma_bf16_nn(\n.param .u64 a\n)\n", "gemm_wgmma_bf16_nn(\n.param .u64 a\n)\n.reqnctapercluster 2, 1, 1\n");
+        let wrong = ptx.replace(
+            "gemm_wgmma_bf16_nn(\n.param .u64 a\n)\n",
+            "gemm_wgmma_bf16_nn(\n.param .u64 a\n)\n.reqnctapercluster 2, 1, 1\n",
+        );
         assert!(check_cluster(&wrong, "gemm_wgmma_bf16_nn").is_err());
     }
 

@@ -60,6 +60,21 @@ mod cuda_wgmma {
     }
 }
 
+/// The Hopper GEMM in clusters of two (`cuda-wgmma-c2`): the generic shapes (one tile row:
+/// the plain kernel runs them) and, in `wgmma_cluster_gemm_...`, shapes of several tile rows.
+mod cuda_wgmma_c2 {
+    #[test]
+    #[ignore = "needs an NVIDIA Hopper GPU (compute capability 9.0)"]
+    fn gemm_matches_reference() {
+        wattbench_core::testing::check_backend(
+            &wattbench_cuda::CudaKernels::wgmma_cluster(),
+            "cuda:0",
+            wattbench_core::Op::Gemm,
+            wattbench_core::Mode::Infer,
+        );
+    }
+}
+
 /// cuBLAS runs the GEMM forward pass only.
 mod cublas {
     #[test]
@@ -261,6 +276,32 @@ fn wgmma_gemm_every_layout_edges_and_persistent_tiles() {
         cases.push((gemm(300, 100, 640, t), DType::Bf16));
     }
     check_forward(&CudaKernels::wgmma(), &cases);
+}
+
+/// The cluster kernels (`gemm_wgmma_c2_*`, two CTAs sharing B by TMA multicast) in every
+/// layout and both dtypes: an even and an odd number of tile rows (the last cluster's second
+/// CTA past M), partial tiles in M, N and K, more clusters' worth of tiles than SMs, and the
+/// padded copy; each case records the cluster kernel as its implementation.
+#[test]
+#[ignore = "needs an NVIDIA Hopper GPU (compute capability 9.0)"]
+fn wgmma_cluster_gemm_every_layout_odd_tile_rows_and_persistent_clusters() {
+    let mut cases = Vec::new();
+    for t in ["nn", "nt", "tn", "tt"] {
+        for dtype in [DType::Bf16, DType::F16] {
+            cases.push((gemm(1000, 1096, 1000, t), dtype)); // 8 tile rows
+            cases.push((gemm(300, 300, 70, t), dtype)); // 3 tile rows: one CTA past M
+        }
+        cases.push((gemm(2056, 2304, 136, t), DType::Bf16)); // 17 rows, 153 pairs > 66
+        cases.push((gemm(257, 1001, 515, t), DType::F16)); // odd rows: the padded copy
+    }
+    let backend = CudaKernels::wgmma_cluster();
+    check_forward(&backend, &cases);
+    for (params, dtype) in &cases[..2] {
+        let case = case(*params, Mode::Infer, *dtype);
+        let (_, _, run) = prepare(&backend, &case);
+        let imp = run.implementation().unwrap_or_default();
+        assert!(imp.contains("gemm_wgmma_c2_"), "{case}: {imp}");
+    }
 }
 
 #[test]

@@ -102,7 +102,7 @@ pub(crate) fn plan(
     ins: &[BufId],
 ) -> Result<Vec<View>, CudaError> {
     let naive = kernels == Kernels::Naive;
-    if kernels == Kernels::Wgmma {
+    if matches!(kernels, Kernels::Wgmma | Kernels::WgmmaCluster) {
         if mode != Mode::Infer {
             return Err(CudaError::lib(
                 "building the plan",
@@ -110,7 +110,8 @@ pub(crate) fn plan(
             ));
         }
         let [a, b] = super::inputs(ins, "gemm")?;
-        return Ok(vec![wgmma::plan(bld, p, dtype, sms, a, b)?]);
+        let cluster = kernels == Kernels::WgmmaCluster;
+        return Ok(vec![wgmma::plan(bld, p, dtype, sms, cluster, a, b)?]);
     }
     if mode == Mode::Infer {
         let [a, b] = super::inputs(ins, "gemm")?;

@@ -20,6 +20,9 @@ pub(crate) enum Kernels {
     Naive,
     /// The Hopper GEMM of gemm_sm90.cu (`cuda-wgmma`).
     Wgmma,
+    /// The Hopper GEMM with clusters of two CTAs sharing B by TMA multicast where the shape
+    /// allows, the plain Hopper GEMM elsewhere (`cuda-wgmma-c2`).
+    WgmmaCluster,
 }
 
 /// A `cuda*` backend's plan for `case` on `inputs` (already checked against the case), for a
@@ -103,13 +106,14 @@ pub(crate) mod tests {
             unreachable!()
         };
         let wide = Params::Conv2d(wattbench_core::workload::ConvParams { k: 70, ..c });
-        // And for the Hopper GEMM, in every layout: N > 128 (the 256-wide tile) and a long K
-        // over few tiles (split K).
+        // And for the Hopper GEMM, in every layout: N > 128 (the 256-wide tile), a long K
+        // over few tiles (split K), and three tile rows (clusters of two, one row past M).
         let layouts = [(false, false), (false, true), (true, false), (true, true)];
         let hopper = layouts.into_iter().flat_map(|(ta, tb)| {
             [
                 GemmParams::new(40, 300, 24).transposed(ta, tb),
                 GemmParams::new(150, 20, 1100).transposed(ta, tb),
+                GemmParams::new(300, 300, 24).transposed(ta, tb),
             ]
             .map(Params::Gemm)
         });
@@ -121,6 +125,7 @@ pub(crate) mod tests {
             };
             for params in testing::shapes(op).into_iter().chain(extra) {
                 let wgmma = Kernels::Wgmma;
+                let c2 = Kernels::WgmmaCluster;
                 for (mode, dtype, kernels) in [
                     (Mode::Infer, DType::F32, Kernels::Best),
                     (Mode::Infer, DType::F32, Kernels::Naive),
@@ -128,6 +133,8 @@ pub(crate) mod tests {
                     (Mode::Infer, DType::F16, Kernels::Best),
                     (Mode::Infer, DType::Bf16, wgmma),
                     (Mode::Infer, DType::F16, wgmma),
+                    (Mode::Infer, DType::Bf16, c2),
+                    (Mode::Infer, DType::F16, c2),
                     (Mode::Train, DType::F32, Kernels::Best),
                 ] {
                     if (kernels != Kernels::Best || dtype != DType::F32) && op != Op::Gemm {

@@ -93,13 +93,24 @@ impl Width {
         (self.stages() * self.stage_bytes() + 1024 + 2 * self.stages() * 8) as u32
     }
 
-    /// The entry point's name up to its dtype.
-    const fn prefix(self) -> &'static str {
-        match self {
-            Width::Wide => "gemm_wgmma",
-            Width::Narrow => "gemm_wgmma_n64",
+    /// The entry point's name up to its dtype, in clusters of two CTAs or not.
+    const fn prefix(self, cluster: bool) -> &'static str {
+        match (self, cluster) {
+            (Width::Wide, false) => "gemm_wgmma",
+            (Width::Wide, true) => "gemm_wgmma_c2",
+            (Width::Narrow, _) => "gemm_wgmma_n64",
         }
     }
+}
+
+/// CTAs per cluster of the cluster kernels (`gemm_wgmma_c2_*`, `__cluster_dims__(2, 1, 1)`).
+const CLUSTER: usize = 2;
+
+/// Whether the cluster kernel runs a product of `tiles_m` tile rows at `width` split `splits`
+/// ways on `sms` SMs: 256-wide tiles, no split, two tile rows at least (the pair shares
+/// B), and two SMs for a cluster.
+fn clustered(width: Width, splits: usize, tiles_m: usize, sms: usize) -> bool {
+    width == Width::Wide && splits == 1 && tiles_m >= CLUSTER && sms >= CLUSTER
 }
 
 /// Dynamic shared memory of the wide kernel (`gemm_wgmma_*`).
@@ -183,7 +194,8 @@ fn operand(
     })
 }
 
-/// `c = op(a)·op(b)` on a GPU with `sms` multiprocessors: the launch as [`schedule`] sets it,
+/// `c = op(a)·op(b)` on a GPU with `sms` multiprocessors: the launch as [`schedule`] sets it
+/// (in clusters of two CTAs sharing B when `cluster` is asked for and [`clustered`] allows),
 /// preceded by padded copies of operands whose rows are not a multiple of 8 elements, and
 /// followed by the reduction of the k-ranges' partial sums when K is split. Returns C.
 pub(crate) fn plan(
@@ -191,6 +203,7 @@ pub(crate) fn plan(
     p: &GemmParams,
     dtype: DType,
     sms: u32,
+    cluster: bool,
     a: BufId,
     b: BufId,
 ) -> Result<View, CudaError> {
@@ -206,22 +219,34 @@ pub(crate) fn plan(
     };
     let sms = sms.max(1) as usize;
     let (width, splits) = schedule(p, sms);
+    let (tiles_m, tiles_n) = (p.m.div_ceil(BM), p.n.div_ceil(width.bn()));
+    let cluster = cluster && clustered(width, splits, tiles_m, sms);
+    // In a cluster each CTA loads half of B's tile rows (multicast to both).
+    let b_rows = if cluster {
+        width.bn() / CLUSTER
+    } else {
+        width.bn()
+    };
     let a_stored = if p.trans_a { [p.k, p.m] } else { [p.m, p.k] };
     let b_stored = if p.trans_b { [p.n, p.k] } else { [p.k, p.n] };
     // A is MN-major when stored transposed; B when not (its rows run along N).
     let a_map = operand(bld, a, a_stored, dtype, p.trans_a, BM)?;
-    let b_map = operand(bld, b, b_stored, dtype, !p.trans_b, width.bn())?;
+    let b_map = operand(bld, b, b_stored, dtype, !p.trans_b, b_rows)?;
     let c = bld.poisoned(p.m * p.n, dtype);
     let c = bld.whole(c);
     let ws = (splits > 1).then(|| {
         let w = bld.poisoned(splits * p.m * p.n, DType::F32);
         bld.whole(w)
     });
-    let (tiles_m, tiles_n) = (p.m.div_ceil(BM), p.n.div_ceil(width.bn()));
-    let grid = (tiles_m * tiles_n * splits).min(sms) as u32;
+    let grid = if cluster {
+        // Whole clusters: units of two vertically adjacent tiles, at most one CTA per SM.
+        (tiles_m.div_ceil(CLUSTER) * tiles_n).min(sms / CLUSTER) * CLUSTER
+    } else {
+        (tiles_m * tiles_n * splits).min(sms)
+    } as u32;
     let launch = Launch {
         kernel: KernelId::GemmSm90,
-        entry: format!("{}_{ty}_{}", width.prefix(), transpose_suffix(p)),
+        entry: format!("{}_{ty}_{}", width.prefix(cluster), transpose_suffix(p)),
         grid: (grid, 1, 1),
         block: (THREADS, 1, 1),
         smem: width.smem_bytes(),
@@ -238,15 +263,16 @@ pub(crate) fn plan(
         Arg::Int(tiles_n),
         Arg::Int(splits),
     ];
-    // SAFETY: `gemm_wgmma[_n64]_*(WbTensorMap A, WbTensorMap B, u16* C, float* ws, int M,
+    // SAFETY: `gemm_wgmma[_n64|_c2]_*(WbTensorMap A, WbTensorMap B, u16* C, float* ws, int M,
     // int N, int K, int tiles_m, int tiles_n, int splits)`, with maps over the stored A and B
     // (`rows` x `cols` of `ld`, 16-bit, checked by the builder), C exactly M x N of the same
     // dtype, and `ws` exactly splits x M x N fp32 when splits > 1 (null otherwise: the kernel
     // then never touches it). The kernel reads A and B only through TMA, which never reads
     // outside a map's extent (it fills zeros there); it writes C[r][c] (splits = 1) or
     // ws[s][r][c] (s < splits) only for r < M, c < N; its CTAs walk units below
-    // tiles_m * tiles_n * splits, whatever the grid; this width's entry point needs
-    // `width.smem_bytes()` of dynamic shared memory and 384 threads.
+    // tiles_m * tiles_n * splits (pairs of tile rows in a cluster), whatever the grid; this
+    // width's entry point needs `width.smem_bytes()` of dynamic shared memory and 384
+    // threads; a cluster kernel gets an even grid (its clusters of two) and splits = 1.
     unsafe { bld.launch(launch, args)? };
     if let Some(ws) = ws {
         let mn = p.m * p.n;
@@ -350,8 +376,11 @@ mod tests {
             "static constexpr u32 B_BYTES = BN * WG_BK * 2;",
             "static constexpr u32 STAGE_BYTES = WG_A_BYTES + B_BYTES;",
             "static constexpr u32 SMEM_BYTES = STAGES * STAGE_BYTES + 1024 + 2 * STAGES * 8;",
-            "WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, bf16, true)",
-            "WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, f16, false)",
+            "WB_WGMMA_LAYOUTS(gemm_wgmma, WG_BN, 1, WG_NO_ATTRS, bf16, true)",
+            "WB_WGMMA_LAYOUTS(gemm_wgmma_n64, WG_BN_NARROW, 1, WG_NO_ATTRS, f16, false)",
+            "WB_WGMMA_LAYOUTS(gemm_wgmma_c2, WG_BN, 2, WG_CLUSTER_OF_2, bf16, true)",
+            "#define WG_CLUSTER_OF_2 __cluster_dims__(2, 1, 1)",
+            "wg_mbar_init(empty + 8 * s, WG_CONSUMER_WARPS * CLUSTER);",
         ] {
             assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
         }
@@ -457,8 +486,9 @@ mod tests {
         for line in [
             "kb = (int)((long long)split * KT / splits);",
             "ke = (int)((long long)(split + 1) * KT / splits);",
-            "wg_tile(u / splits, tiles_m, tiles_n, WG_GROUP, tm, tn);",
+            "wg_tile(u / splits, rows_m, tiles_n, WG_GROUP, pm, tn);",
             "wg_krange(u % splits, splits, KT, kb, ke);",
+            "const int m0 = (pm * CLUSTER + (int)rank) * WG_BM, n0 = tn * BN;",
         ] {
             assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
         }
@@ -937,6 +967,249 @@ mod tests {
         }
     }
 
+    /// Clusters walk units of two vertically adjacent tiles (`rows_m` = ceil(tiles_m / 2)
+    /// rows of them): every tile is computed once, whatever the number of clusters, and a
+    /// CTA whose tile row is past the last one only lends its half of B (it reads zeros and
+    /// stores nothing). Both CTAs of a unit share its tile column, so they load the same B.
+    #[test]
+    fn cluster_units_cover_every_tile_once() {
+        for (tm, tn) in [(2usize, 1usize), (3, 5), (17, 32), (8, 4), (64, 32), (9, 1)] {
+            let rows = tm.div_ceil(CLUSTER);
+            let units = rows * tn;
+            for clusters in [1, 3, 66, units] {
+                let mut seen = vec![0u32; tm * tn];
+                for cl in 0..clusters.min(units) {
+                    for u in (cl..units).step_by(clusters) {
+                        let (t, split) = unit(u, 1);
+                        assert_eq!(split, 0);
+                        let (pm, col) = tile(t, rows, tn);
+                        for rank in 0..CLUSTER {
+                            let r = pm * CLUSTER + rank;
+                            if r < tm {
+                                seen[r * tn + col] += 1;
+                            }
+                        }
+                    }
+                }
+                assert!(
+                    seen.iter().all(|&n| n == 1),
+                    "{tm}x{tn}, {clusters} clusters"
+                );
+            }
+        }
+    }
+
+    /// What a CTA of rank `rank` loads of B in a cluster (the kernel's multicast loads): its
+    /// half of the 256 tile rows, at the same place in the stage as the single-CTA producer
+    /// puts those rows.
+    fn cluster_b_loads(mn_major: bool, rank: usize, origin: usize, k0: usize) -> Vec<BoxLoad> {
+        let bn = Width::Wide.bn();
+        let half = rank * Width::Wide.b_bytes() / CLUSTER;
+        let nh = origin + rank * bn / CLUSTER;
+        if mn_major {
+            (0..bn / 128)
+                .map(|j| BoxLoad {
+                    smem: half + j * MN_BOX * BK * ELEM,
+                    inner: nh + MN_BOX * j,
+                    outer: k0,
+                })
+                .collect()
+        } else {
+            vec![BoxLoad {
+                smem: half,
+                inner: k0,
+                outer: nh,
+            }]
+        }
+    }
+
+    /// The two CTAs' multicast halves of B put every element of the B tile exactly where the
+    /// single-CTA producer puts it (so the consumers' descriptors read the same layout), once;
+    /// each CTA's "full" barrier then receives its own A and both halves: the stage's bytes.
+    #[test]
+    fn cluster_halves_of_b_rebuild_the_stage_of_one_cta() {
+        let bn = Width::Wide.bn();
+        for mn_major in [false, true] {
+            let [bc, br] = box_dims(mn_major, bn / CLUSTER).map(|d| d as usize);
+            assert!(br <= 256 && bc * ELEM == 128);
+            let (origin, k0) = (5 * bn, 3 * BK);
+            let mut placed = HashMap::new();
+            let mut bytes = 0;
+            for rank in 0..CLUSTER {
+                for l in cluster_b_loads(mn_major, rank, origin, k0) {
+                    assert_eq!(l.smem % 1024, 0);
+                    bytes += bc * br * ELEM;
+                    for i in 0..bc {
+                        for o in 0..br {
+                            let (n, k) = if mn_major {
+                                (l.inner + i, l.outer + o)
+                            } else {
+                                (l.outer + o, l.inner + i)
+                            };
+                            let at = l.smem + o * bc * ELEM + i * ELEM;
+                            assert!(placed.insert((n, k), at).is_none(), "{l:?} overlaps");
+                        }
+                    }
+                }
+            }
+            assert_eq!(bytes, Width::Wide.b_bytes());
+            assert_eq!(A_BYTES + bytes, Width::Wide.stage_bytes());
+            for n in 0..bn {
+                for k in 0..BK {
+                    assert_eq!(
+                        placed[&(origin + n, k0 + k)],
+                        tma_wrote(mn_major, bn, n, k),
+                        "MN-major {mn_major}: ({n}, {k})"
+                    );
+                }
+            }
+        }
+        let src = KernelId::GemmSm90.source();
+        for line in [
+            "const u32 half = rank * (Ring::B_BYTES / 2);",
+            "const int nh = n0 + (int)rank * (BN / 2);",
+            "wg_tma_load_mc(sb + half, tma_b, k0, nh, f, 0x3);",
+            "wg_tma_load_mc(sb + half + j * WG_BOX_BYTES, tma_b, nh + 64 * j, k0, f,",
+            "for (int j = 0; j < BN / 128; ++j)",
+        ] {
+            assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
+        }
+    }
+
+    /// The ring protocol of a cluster of two, both CTAs walking `units` units of `kt` k-steps:
+    /// each producer waits its own "empty" barrier (16 arrivals: both CTAs' consumer warps),
+    /// expects the stage's bytes on its own "full" barrier and issues its A (into its own
+    /// stage) and its half of B (multicast: landing in both CTAs, on each one's "full"
+    /// barrier, possibly before that CTA's producer has expected them); each consumer warp
+    /// reads a stage once its "full" phase completes and releases it on both CTAs' "empty"
+    /// barriers. Panics on a deadlock, on a warp reading a stage before all three pieces of
+    /// its k-step landed, or on a piece landing in a stage that some warp of that CTA has not
+    /// yet released from its previous k-step.
+    fn run_cluster_protocol(units: usize, kt: usize, seed: u64) {
+        let stages = Width::Wide.stages();
+        let total = units * kt;
+        let warps_n = CONSUMER_WARPS as usize;
+        let mut full: Vec<Vec<Barrier>> = (0..CLUSTER)
+            .map(|_| (0..stages).map(|_| Barrier::new(1)).collect())
+            .collect();
+        let mut empty: Vec<Vec<Barrier>> = (0..CLUSTER)
+            .map(|_| {
+                (0..stages)
+                    .map(|_| Barrier::new(CONSUMER_WARPS * CLUSTER as u32))
+                    .collect()
+            })
+            .collect();
+        let mut pieces: Vec<HashMap<usize, usize>> = vec![HashMap::new(); CLUSTER];
+        let mut released = vec![vec![0usize; warps_n]; CLUSTER];
+        let mut producer = vec![0usize; CLUSTER];
+        let mut warps = vec![vec![Warp { it: 0, prev: 0 }; warps_n]; CLUSTER];
+        let mut in_flight: Vec<(usize, usize, usize, i64)> = Vec::new(); // (cta, stage, it, bytes)
+        let mut rng = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        #[derive(Clone, Copy)]
+        enum Move {
+            Produce(usize),
+            Consume(usize, usize),
+            Land(usize),
+        }
+        loop {
+            let mut ready = Vec::new();
+            for c in 0..CLUSTER {
+                let it = producer[c];
+                if it < total && empty[c][it % stages].passed((((it / stages) & 1) ^ 1) as u32) {
+                    ready.push(Move::Produce(c));
+                }
+                for (w, st) in warps[c].iter().enumerate() {
+                    let it = st.it;
+                    if it < total && full[c][it % stages].passed(((it / stages) & 1) as u32) {
+                        ready.push(Move::Consume(c, w));
+                    }
+                }
+            }
+            ready.extend((0..in_flight.len()).map(Move::Land));
+            if ready.is_empty() {
+                let done = producer.iter().all(|&p| p == total)
+                    && warps.iter().flatten().all(|w| w.it == total);
+                assert!(done, "deadlock: producers at {producer:?}");
+                return;
+            }
+            match ready[next(ready.len())] {
+                Move::Produce(c) => {
+                    let it = producer[c];
+                    let s = it % stages;
+                    full[c][s].arrive_expect_tx(Width::Wide.stage_bytes() as i64);
+                    in_flight.push((c, s, it, A_BYTES as i64));
+                    for d in 0..CLUSTER {
+                        in_flight.push((d, s, it, (Width::Wide.b_bytes() / CLUSTER) as i64));
+                    }
+                    producer[c] += 1;
+                }
+                Move::Consume(c, w) => {
+                    let st = &mut warps[c][w];
+                    let (it, s) = (st.it, st.it % stages);
+                    assert_eq!(
+                        pieces[c].get(&it).copied(),
+                        Some(1 + CLUSTER),
+                        "CTA {c} warp {w} read k-step {it} early"
+                    );
+                    let k = it % kt;
+                    let release = |empty: &mut Vec<Vec<Barrier>>, stage: usize| {
+                        for e in empty.iter_mut() {
+                            e[stage].arrive();
+                        }
+                    };
+                    if k > 0 {
+                        release(&mut empty, st.prev);
+                        released[c][w] += 1;
+                    }
+                    st.prev = s;
+                    st.it += 1;
+                    if k + 1 == kt {
+                        release(&mut empty, s);
+                        released[c][w] += 1;
+                    }
+                }
+                Move::Land(i) => {
+                    let (d, s, it, bytes) = in_flight.swap_remove(i);
+                    if it >= stages {
+                        assert!(
+                            released[d].iter().all(|&r| r > it - stages),
+                            "k-step {it} landed in CTA {d} stage {s} before k-step {} was \
+                             released there",
+                            it - stages
+                        );
+                    }
+                    *pieces[d].entry(it).or_insert(0) += 1;
+                    full[d][s].complete_tx(bytes);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_cluster_ring_protocol_neither_deadlocks_nor_overwrites() {
+        for (units, kt) in [(1, 1), (1, 5), (3, 2), (2, 9), (4, 4), (5, 7)] {
+            for seed in 0..150 {
+                run_cluster_protocol(units, kt, seed);
+            }
+        }
+        let src = KernelId::GemmSm90.source();
+        for line in [
+            "wg_mbar_wait<(CLUSTER > 1)>(empty + 8 * s, (use & 1) ^ 1);",
+            "for (u32 r = 0; r < (u32)CLUSTER; ++r) wg_mbar_arrive_cluster(bar, r);",
+            "if (CLUSTER > 1) wg_cluster_sync();",
+        ] {
+            assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
+        }
+    }
+
     /// Every layout plans one launch of its own entry point (of the width [`schedule`]
     /// chose) with maps over the stored operands, a padded copy first where a row is not a
     /// multiple of 8 elements, a persistent grid of at most one CTA per SM, and, when K is
@@ -954,7 +1227,14 @@ mod tests {
             (700, 1, 2050, 132),
             (256, 200, 4096, 16),
         ] {
-            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            for (ta, tb, kernels) in [
+                (false, false, Kernels::Wgmma),
+                (false, true, Kernels::WgmmaCluster),
+                (true, false, Kernels::Wgmma),
+                (true, true, Kernels::WgmmaCluster),
+                (false, false, Kernels::WgmmaCluster),
+                (true, false, Kernels::WgmmaCluster),
+            ] {
                 for dtype in [DType::Bf16, DType::F16] {
                     let p = GemmParams::new(m, n, k).transposed(ta, tb);
                     let case = Case {
@@ -964,7 +1244,7 @@ mod tests {
                         tag: None,
                     };
                     let inputs = generate_case_inputs(&case, 1);
-                    let bld = crate::ops::build(&case, Kernels::Wgmma, sms, &inputs)
+                    let bld = crate::ops::build(&case, kernels, sms, &inputs)
                         .unwrap_or_else(|e| panic!("{case}: {e}"));
                     let launches: Vec<_> = bld
                         .steps()
@@ -975,6 +1255,9 @@ mod tests {
                         })
                         .collect();
                     let (width, splits) = schedule(&p, sms as usize);
+                    let tiles_m = m.div_ceil(BM);
+                    let cluster = kernels == Kernels::WgmmaCluster
+                        && clustered(width, splits, tiles_m, sms as usize);
                     let ty = if dtype == DType::Bf16 { "bf16" } else { "f16" };
                     let at = launches
                         .iter()
@@ -983,10 +1266,17 @@ mod tests {
                     let (gemm, args) = launches[at];
                     assert_eq!(
                         gemm.entry,
-                        format!("{}_{ty}_{}", width.prefix(), transpose_suffix(&p))
+                        format!("{}_{ty}_{}", width.prefix(cluster), transpose_suffix(&p))
                     );
-                    let units = m.div_ceil(BM) * n.div_ceil(width.bn()) * splits;
-                    assert_eq!(gemm.grid, (units.min(sms as usize) as u32, 1, 1));
+                    let tiles_n = n.div_ceil(width.bn());
+                    let grid = if cluster {
+                        // Whole clusters, each on two SMs.
+                        (tiles_m.div_ceil(2) * tiles_n).min(sms as usize / 2) * 2
+                    } else {
+                        (tiles_m * tiles_n * splits).min(sms as usize)
+                    };
+                    assert_eq!(gemm.grid, (grid as u32, 1, 1), "{case}");
+                    assert!(!cluster || grid % 2 == 0);
                     assert_eq!((gemm.block, gemm.smem), ((384, 1, 1), width.smem_bytes()));
                     let [Arg::TensorMap(am), Arg::TensorMap(bm), Arg::Ptr(c), ws, ..] = args[..]
                     else {
@@ -998,7 +1288,8 @@ mod tests {
                     assert_eq!([am.rows, am.cols], a_stored);
                     assert_eq!([bm.rows, bm.cols], b_stored);
                     assert_eq!(am.box_dims, box_dims(ta, BM));
-                    assert_eq!(bm.box_dims, box_dims(!tb, width.bn()));
+                    let b_rows = width.bn() / if cluster { 2 } else { 1 };
+                    assert_eq!(bm.box_dims, box_dims(!tb, b_rows));
                     for map in [am, bm] {
                         assert_eq!(map.ld, map.cols.next_multiple_of(8));
                         assert_eq!(map.check(2), Ok(()));
