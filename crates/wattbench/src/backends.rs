@@ -57,7 +57,14 @@ pub fn all() -> Vec<Arc<dyn Backend>> {
     #[cfg(feature = "cuda")]
     v.extend(wattbench_cuda::backends().into_iter().map(Arc::from));
     #[cfg(not(feature = "cuda"))]
-    for name in ["cuda", "cuda-naive", "cuda-wgmma", "cublas", "cudnn"] {
+    for name in [
+        "cuda",
+        "cuda-naive",
+        "cuda-wgmma",
+        "cuda-wgmma-c2",
+        "cublas",
+        "cudnn",
+    ] {
         v.push(Arc::new(not_built::NotBuilt {
             name,
             devices: &["cuda:0"],
@@ -65,4 +72,41 @@ pub fn all() -> Vec<Arc<dyn Backend>> {
         }));
     }
     v
+}
+
+/// Whether `device` runs code that this project has never run on such hardware: every GPU
+/// path so far (no GPU results exist yet; the README's backend table says the same), so
+/// `list` labels an available GPU device UNVERIFIED ON HARDWARE. A session that commits GPU
+/// results narrows this to what they did not cover.
+pub fn unverified_on_hardware(device: &str) -> bool {
+    device.starts_with("cuda")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gpu_devices_are_unverified_and_cpus_are_not() {
+        assert!(super::unverified_on_hardware("cuda:0"));
+        assert!(super::unverified_on_hardware("cuda"));
+        assert!(!super::unverified_on_hardware("cpu"));
+    }
+
+    /// A build without the `cuda` feature lists every CUDA backend of a build with it.
+    #[test]
+    fn every_backend_is_listed_built_or_not() {
+        let names: Vec<&str> = super::all().iter().map(|b| b.name()).collect();
+        for n in [
+            "reference",
+            "candle",
+            "tch",
+            "cuda",
+            "cuda-naive",
+            "cuda-wgmma",
+            "cuda-wgmma-c2",
+            "cublas",
+            "cudnn",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+    }
 }

@@ -150,7 +150,12 @@ fn list(json: bool) -> Result<u8> {
                 } else {
                     devs.iter().find_map(|d| d.reason.clone())
                 };
-                serde_json::json!({"name": b.name(), "available": available, "reason": reason, "trains": b.trains(), "devices": devs})
+                let unverified: Vec<&str> = devs
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .filter(|d| backends::unverified_on_hardware(d))
+                    .collect();
+                serde_json::json!({"name": b.name(), "available": available, "reason": reason, "trains": b.trains(), "devices": devs, "unverified_on_hardware": unverified})
             })
             .collect();
         let doc = serde_json::json!({"backends": b, "suites": suites, "ops": ops});
@@ -158,19 +163,22 @@ fn list(json: bool) -> Result<u8> {
         return Ok(0);
     }
     println!("backends:");
+    let w = backends.iter().map(|b| b.name().len()).max().unwrap_or(10);
     for b in &backends {
         for d in b.devices() {
-            let state = if d.available {
-                "available".to_string()
-            } else {
-                "unavailable".to_string()
+            let state = match (d.available, backends::unverified_on_hardware(&d.name)) {
+                (true, true) => "available, UNVERIFIED ON HARDWARE (this project has not run it \
+                                 on a GPU yet)"
+                    .to_string(),
+                (true, false) => "available".to_string(),
+                (false, _) => "unavailable".to_string(),
             };
             let why = d.reason.map(|r| format!(": {r}")).unwrap_or_default();
-            println!("  {:<10} {:<8} {state}{why}", b.name(), d.name);
+            println!("  {:<w$} {:<8} {state}{why}", b.name(), d.name);
         }
         if b.trains() {
             println!(
-                "  {:<10} {:<8} trains whole models (`wattbench train`)",
+                "  {:<w$} {:<8} trains whole models (`wattbench train`)",
                 b.name(),
                 ""
             );
