@@ -378,6 +378,24 @@ __device__ __forceinline__ void wg_krange(int split, int splits, int KT, int& kb
     ke = (int)((long long)(split + 1) * KT / splits);
 }
 
+// What unit `u` is, as producer and consumers both walk it: the output tile's origin (m0, n0)
+// for this CTA (of cluster rank `rank`: CLUSTER vertically adjacent tiles, rows_m rows of such
+// units) and its k-steps [kb, ke).
+struct WgUnit {
+    int m0, n0, kb, ke;
+};
+template <int BN, int CLUSTER>
+__device__ __forceinline__ WgUnit wg_unit(int u, u32 rank, int rows_m, int tiles_n, int splits,
+                                          int KT) {
+    int pm, tn;
+    WgUnit w;
+    wg_tile(u / splits, rows_m, tiles_n, WG_GROUP, pm, tn);
+    wg_krange(u % splits, splits, KT, w.kb, w.ke);
+    w.m0 = (pm * CLUSTER + (int)rank) * WG_BM;
+    w.n0 = tn * BN;
+    return w;
+}
+
 // A consumer warp's release of a stage: on its own CTA's "empty" barrier, or in a cluster on
 // both CTAs' (each one's producer multicasts into the other's stage).
 template <int CLUSTER>
@@ -441,10 +459,7 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
             wg_prefetch_map(tma_b);
             u32 it = 0;
             for (int u = cluster_id; u < units; u += clusters) {
-                int pm, tn, kb, ke;
-                wg_tile(u / splits, rows_m, tiles_n, WG_GROUP, pm, tn);
-                wg_krange(u % splits, splits, KT, kb, ke);
-                const int m0 = (pm * CLUSTER + (int)rank) * WG_BM, n0 = tn * BN;
+                const auto [m0, n0, kb, ke] = wg_unit<BN, CLUSTER>(u, rank, rows_m, tiles_n, splits, KT);
                 for (int kt = kb; kt < ke; ++kt, ++it) {
                     const u32 s = it % STAGES, use = it / STAGES;
                     const u32 f = full + 8 * s;
@@ -489,10 +504,7 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
         float acc[BN / 2];
         u32 it = 0;
         for (int u = cluster_id; u < units; u += clusters) {
-            int pm, tn, kb, ke;
-            wg_tile(u / splits, rows_m, tiles_n, WG_GROUP, pm, tn);
-            wg_krange(u % splits, splits, KT, kb, ke);
-            const int m0 = (pm * CLUSTER + (int)rank) * WG_BM, n0 = tn * BN;
+            const auto [m0, n0, kb, ke] = wg_unit<BN, CLUSTER>(u, rank, rows_m, tiles_n, splits, KT);
 #pragma unroll
             for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
             wg_fence_acc(acc);

@@ -115,6 +115,7 @@ grep -E '^FAIL' "$out/tests.txt" | head -n 20
 
 # ---- 3. the generic checks on every backend --------------------------------------------------
 say "wattbench check on $backends"
+suspects=""  # the backends whose checks faulted (wb_faulted)
 {
   echo "## 3. wattbench check (the test suite's generic checks), one process per backend and op"
   IFS=, read -r -a bs <<<"$backends"
@@ -123,6 +124,7 @@ say "wattbench check on $backends"
       limit 150 "$bin" check --backend "$b" --device cuda:0 --op "$op" --model none \
         >"$scratch/log" 2>&1
       rc=$?
+      wb_faulted "$scratch/log" $rc && suspects="$suspects $b"
       case $rc in
         0) grep -E '^(ok|FAIL|skip)' "$scratch/log" ;;
         2) echo "UNAVAILABLE $b/cuda:0 $op: $(tail -n 1 "$scratch/log")" ;;
@@ -135,6 +137,7 @@ say "wattbench check on $backends"
     if "$bin" list --json 2>/dev/null | python3 -c "import json,sys; sys.exit(0 if any(b['name']=='$b' and b.get('trains') for b in json.load(sys.stdin)['backends']) else 1)" 2>/dev/null; then
       limit 150 "$bin" check --backend "$b" --device cuda:0 --op none >"$scratch/log" 2>&1
       rc=$?
+      wb_faulted "$scratch/log" $rc && suspects="$suspects $b"
       grep -E '^(ok|FAIL).*trainer' "$scratch/log"
       [ $rc -eq 2 ] && echo "UNAVAILABLE $b/cuda:0 trainer: $(tail -n 1 "$scratch/log")"
     fi
@@ -146,13 +149,10 @@ grep -E '^(FAIL|UNAVAILABLE)' "$out/tests.txt" | sed -n '1,12p'
 # ---- 4. the suite, side by side ---------------------------------------------------------------
 # A kernel fault (a watchdog `trap`, an illegal address) poisons the process's CUDA context, and
 # with it every later case of every backend in that process. So the side-by-side run takes the
-# backends whose generic checks (step 3) showed no fault; each backend whose check hit a CUDA
-# error or crashed (an exit other than 1, which is a plain verification failure) then runs the
-# suite in a process of its own (gpu-check.<backend>.json), so that what works of it is still
-# measured without costing the others their results.
-suspects=$(grep -E '^FAIL +[^/ ]+/cuda:0 ' "$out/tests.txt" \
-  | grep -E 'CUDA_ERROR|: exit ([02-9]|[1-9][0-9]+)$' \
-  | sed -nE 's#^FAIL +([^/ ]+)/cuda:0 .*#\1#p' | sort -u | tr '\n' ' ')
+# backends whose generic checks (step 3) did not fault (wb_faulted); each of the others then
+# runs the suite in a process of its own (gpu-check.<backend>.json), so that what works of it
+# is still measured without costing the others their results.
+suspects=$(printf "%s\n" $suspects | sort -u | xargs)
 together=""
 IFS=, read -r -a bs <<<"$backends"
 for b in "${bs[@]}"; do
@@ -192,9 +192,8 @@ fi
 # under `wattbench measure`, which reads each GPU's energy counter and the driver's power
 # reading at every 50 ms tick and sets their energies side by side over the same span
 # (power_check of each GPU domain in energy-truth.json; a disagreement beyond their accuracy
-# is a warning). The
-# run itself records idle power before and after, the case's clocks, temperature and throttle
-# reasons, joules per GEMM and GFLOP/J (energy-truth-run.json).
+# is a warning). The run itself records idle power before and after, the case's clocks,
+# temperature and throttle reasons, joules per GEMM and GFLOP/J (energy-truth-run.json).
 say "energy truth: NVML energy counter vs integrated power readings on a steady GEMM"
 cat >"$scratch/steady.toml" <<'EOF'
 name = "steady-gemm"

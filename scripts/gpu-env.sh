@@ -68,3 +68,9 @@ limit() {
   timeout -s INT -k 20 "$s" "$@"
 }
 say() { echo "== $* ($(elapsed) s)"; }
+# Whether a `wattbench check` (its output in LOG, its exit status RC) faulted: a CUDA error, or
+# an exit other than 0, 1 (a verification failure) and 2 (unavailable), i.e. a panic or a
+# signal. A kernel fault poisons the CUDA context of its process, and with it every later case.
+wb_faulted() { # LOG RC
+  grep -q CUDA_ERROR "$1" || { [ "$2" -ne 0 ] && [ "$2" -ne 1 ] && [ "$2" -ne 2 ]; }
+}

@@ -55,7 +55,7 @@ for wb in cuda-wgmma cuda-wgmma-c2; do
   limit 60 "$bin" check --backend "$wb" --device cuda:0 --op gemm --model none \
     >"$scratch/check.txt" 2>&1
   rc=$?
-  if grep -q CUDA_ERROR "$scratch/check.txt" || { [ $rc -ne 0 ] && [ $rc -ne 1 ] && [ $rc -ne 2 ]; }; then
+  if wb_faulted "$scratch/check.txt" $rc; then
     echo "$wb faulted in its generic check (exit $rc): it runs alone, after the others"
     grep -E '^FAIL' "$scratch/check.txt" | head -n 3
     alone="$alone $wb"

@@ -107,7 +107,8 @@ pub fn assess(
     } else {
         match ratio {
             Some(r) if (r - 1.0).abs() <= tolerance => Verdict::Agree,
-            // A counter that did not move while power was reported is a disagreement.
+            // Neither moved: they agree. A counter that did not move while power was reported
+            // falls to the last arm: a disagreement.
             None if integrated_j <= 0.0 => Verdict::Agree,
             _ => Verdict::Disagree,
         }
@@ -181,6 +182,11 @@ mod tests {
     fn a_span_shorter_than_the_averaging_is_not_judged() {
         let c = assess("gpu0", &steady(300.0, 100.0, 3.0), 1.0, "averaged over 1 s").unwrap();
         assert_eq!(c.verdict, Verdict::TooShort);
+        // A counter that did not move beside 50 W of readings disagrees; both still agree.
+        let stuck = assess("gpu0", &steady(0.0, 50.0, 5.0), 0.0, "x").unwrap();
+        assert_eq!((stuck.ratio, stuck.verdict), (None, Verdict::Disagree));
+        let idle = assess("gpu0", &steady(0.0, 0.0, 5.0), 0.0, "x").unwrap();
+        assert_eq!(idle.verdict, Verdict::Agree);
         assert!(c.warning().is_none());
         assert!(assess("gpu0", &steady(300.0, 300.0, 0.0), 1.0, "x").is_none());
     }

@@ -40,6 +40,18 @@ mod not_built {
     }
 }
 
+/// The backends of `wattbench-cuda`, in its order (`wattbench_cuda::backends`), listed as
+/// unavailable in a build without it.
+#[cfg_attr(feature = "cuda", allow(dead_code))]
+const CUDA_BACKENDS: [&str; 6] = [
+    "cuda",
+    "cuda-naive",
+    "cuda-wgmma",
+    "cuda-wgmma-c2",
+    "cublas",
+    "cudnn",
+];
+
 /// Every backend, in display order.
 pub fn all() -> Vec<Arc<dyn Backend>> {
     let mut v: Vec<Arc<dyn Backend>> = vec![
@@ -57,14 +69,7 @@ pub fn all() -> Vec<Arc<dyn Backend>> {
     #[cfg(feature = "cuda")]
     v.extend(wattbench_cuda::backends().into_iter().map(Arc::from));
     #[cfg(not(feature = "cuda"))]
-    for name in [
-        "cuda",
-        "cuda-naive",
-        "cuda-wgmma",
-        "cuda-wgmma-c2",
-        "cublas",
-        "cudnn",
-    ] {
+    for name in CUDA_BACKENDS {
         v.push(Arc::new(not_built::NotBuilt {
             name,
             devices: &["cuda:0"],
@@ -91,22 +96,15 @@ mod tests {
         assert!(!super::unverified_on_hardware("cpu"));
     }
 
-    /// A build without the `cuda` feature lists every CUDA backend of a build with it.
+    /// Every backend is listed, built or not: the placeholders of a build without the `cuda`
+    /// feature are the CUDA crate's backends of a build with it.
     #[test]
     fn every_backend_is_listed_built_or_not() {
         let names: Vec<&str> = super::all().iter().map(|b| b.name()).collect();
-        for n in [
-            "reference",
-            "candle",
-            "tch",
-            "cuda",
-            "cuda-naive",
-            "cuda-wgmma",
-            "cuda-wgmma-c2",
-            "cublas",
-            "cudnn",
-        ] {
-            assert!(names.contains(&n), "{n} missing from {names:?}");
-        }
+        let want: Vec<&str> = ["reference", "candle", "tch"]
+            .into_iter()
+            .chain(super::CUDA_BACKENDS)
+            .collect();
+        assert_eq!(names, want);
     }
 }

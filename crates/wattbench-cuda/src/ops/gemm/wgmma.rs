@@ -487,8 +487,9 @@ mod tests {
             "kb = (int)((long long)split * KT / splits);",
             "ke = (int)((long long)(split + 1) * KT / splits);",
             "wg_tile(u / splits, rows_m, tiles_n, WG_GROUP, pm, tn);",
-            "wg_krange(u % splits, splits, KT, kb, ke);",
-            "const int m0 = (pm * CLUSTER + (int)rank) * WG_BM, n0 = tn * BN;",
+            "wg_krange(u % splits, splits, KT, w.kb, w.ke);",
+            "w.m0 = (pm * CLUSTER + (int)rank) * WG_BM;",
+            "w.n0 = tn * BN;",
         ] {
             assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
         }
@@ -834,15 +835,19 @@ mod tests {
         prev: usize,
     }
 
-    /// The kernel's ring protocol for `width`, run by one CTA through units of `steps[i]`
-    /// k-steps each (a tile, or a tile's k-range: ranges differ by a step at most): the
-    /// producer (wait "empty" with the flipped parity, expect the stage's bytes, issue its
-    /// boxes) and 8 consumer warps (wait "full", read the stage with a wgmma group, release
-    /// the previous group's stage once a newer one is issued, the last at the unit's end),
-    /// interleaved at random with TMA loads landing late. Panics on a deadlock, on a load
-    /// landing in a stage a warp is still reading, or on a warp reading a stage before its
-    /// data (of the right k-step) has landed.
-    fn run_protocol(width: Width, steps: &[usize], seed: u64) {
+    /// The kernel's ring protocol for `width`, run by `ctas` CTAs (1, or a cluster of 2 on
+    /// wide tiles) in step through units of `steps[i]` k-steps each (a tile, or a tile's
+    /// k-range: ranges differ by a step at most). Each producer waits its own "empty" barrier
+    /// with the flipped parity (8 arrivals per CTA of the cluster), expects the stage's bytes
+    /// on its own "full" barrier and issues its boxes (the `nn` layout): A into its own stage,
+    /// and its share of B (all of it alone; half of it in a cluster, multicast: landing in
+    /// every CTA, possibly before that CTA's producer expected it). Each consumer warp reads a
+    /// stage once its "full" phase completes (a wgmma group), releases the previous group's
+    /// stage once a newer one is issued and the last at the unit's end, on every CTA's "empty"
+    /// barrier. Loads land late, in random order. Panics on a deadlock, on a warp reading a
+    /// stage before every box of its k-step landed there, or on a box landing in a stage that
+    /// some warp of that CTA has not yet released from the stage's previous k-step.
+    fn run_protocol(width: Width, ctas: usize, steps: &[usize], seed: u64) {
         let stages = width.stages();
         let total: usize = steps.iter().sum();
         // Where each iteration stands in its unit: (first, last).
@@ -850,91 +855,124 @@ mod tests {
             .iter()
             .flat_map(|&n| (0..n).map(move |k| (k == 0, k + 1 == n)))
             .collect();
-        // The `nn` layout: one K-major box of A, then MN-major boxes of B, 64 columns each.
-        let box_bytes: Vec<i64> = std::iter::once(A_BYTES)
-            .chain(vec![MN_BOX * BK * ELEM; width.bn() / MN_BOX])
-            .map(|b| b as i64)
+        // What a producer issues per k-step: (bytes, lands in every CTA).
+        let b_boxes = width.bn() / MN_BOX / ctas;
+        let issues: Vec<(i64, bool)> = std::iter::once((A_BYTES as i64, false))
+            .chain((0..b_boxes).map(|_| ((MN_BOX * BK * ELEM) as i64, ctas > 1)))
             .collect();
-        assert_eq!(box_bytes.iter().sum::<i64>(), width.stage_bytes() as i64);
-        let boxes = box_bytes.len();
-        let mut full: Vec<Barrier> = (0..stages).map(|_| Barrier::new(1)).collect();
-        let mut empty: Vec<Barrier> = (0..stages).map(|_| Barrier::new(CONSUMER_WARPS)).collect();
-        let mut landed = vec![(usize::MAX, 0usize); stages]; // (iteration, boxes landed)
-        let mut readers = vec![0u32; stages];
-        let mut in_flight: Vec<(usize, usize, i64)> = Vec::new(); // (stage, iteration, bytes)
-        let mut producer = 0usize;
-        let mut warps = vec![Warp { it: 0, prev: 0 }; CONSUMER_WARPS as usize];
-        let mut rng = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let mut next = |n: usize| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % n as u64) as usize
+        // Each CTA receives its own A and every producer's share of B: the stage's bytes.
+        let received: i64 = A_BYTES as i64 + ctas as i64 * (b_boxes * MN_BOX * BK * ELEM) as i64;
+        assert_eq!(received, width.stage_bytes() as i64);
+        let boxes = 1 + ctas * b_boxes;
+        let warps_n = CONSUMER_WARPS as usize;
+        let barriers = |count: u32| -> Vec<Vec<Barrier>> {
+            (0..ctas)
+                .map(|_| (0..stages).map(|_| Barrier::new(count)).collect())
+                .collect()
         };
+        let mut full = barriers(1);
+        let mut empty = barriers(CONSUMER_WARPS * ctas as u32);
+        let mut landed: Vec<HashMap<usize, usize>> = vec![HashMap::new(); ctas];
+        let mut released = vec![vec![0usize; warps_n]; ctas];
+        let mut producer = vec![0usize; ctas];
+        let mut warps = vec![vec![Warp { it: 0, prev: 0 }; warps_n]; ctas];
+        let mut in_flight: Vec<(usize, usize, usize, i64)> = Vec::new(); // (cta, stage, it, bytes)
+        let mut next = xorshift(seed);
+        #[derive(Clone, Copy)]
+        enum Move {
+            Produce(usize),
+            Consume(usize, usize),
+            Land(usize),
+        }
         loop {
-            // Who can move: 0 = the producer, 1..=8 a warp, 9.. a load landing.
             let mut ready = Vec::new();
-            if producer < total {
-                let (s, use_) = (producer % stages, producer / stages);
-                if empty[s].passed(((use_ & 1) ^ 1) as u32) {
-                    ready.push(0);
+            for c in 0..ctas {
+                let it = producer[c];
+                if it < total && empty[c][it % stages].passed((((it / stages) & 1) ^ 1) as u32) {
+                    ready.push(Move::Produce(c));
+                }
+                for (w, st) in warps[c].iter().enumerate() {
+                    let it = st.it;
+                    if it < total && full[c][it % stages].passed(((it / stages) & 1) as u32) {
+                        ready.push(Move::Consume(c, w));
+                    }
                 }
             }
-            for (w, st) in warps.iter().enumerate() {
-                let it = st.it;
-                if it < total && full[it % stages].passed(((it / stages) & 1) as u32) {
-                    ready.push(1 + w);
-                }
-            }
-            ready.extend((0..in_flight.len()).map(|i| 9 + i));
+            ready.extend((0..in_flight.len()).map(Move::Land));
             if ready.is_empty() {
-                let done = producer == total && warps.iter().all(|w| w.it == total);
-                assert!(
-                    done,
-                    "deadlock: producer at {producer}, warps at {:?}",
-                    warps.iter().map(|w| w.it).collect::<Vec<_>>()
-                );
+                let done = producer.iter().all(|&p| p == total)
+                    && warps.iter().flatten().all(|w| w.it == total);
+                assert!(done, "deadlock: producers at {producer:?}");
                 return;
             }
             match ready[next(ready.len())] {
-                0 => {
-                    let s = producer % stages;
-                    full[s].arrive_expect_tx(width.stage_bytes() as i64);
-                    landed[s] = (producer, 0);
-                    in_flight.extend(box_bytes.iter().map(|&b| (s, producer, b)));
-                    producer += 1;
+                Move::Produce(c) => {
+                    let it = producer[c];
+                    let s = it % stages;
+                    full[c][s].arrive_expect_tx(received);
+                    for &(bytes, everywhere) in &issues {
+                        for d in 0..ctas {
+                            if everywhere || d == c {
+                                in_flight.push((d, s, it, bytes));
+                            }
+                        }
+                    }
+                    producer[c] += 1;
                 }
-                w @ 1..=8 => {
-                    let st = &mut warps[w - 1];
+                Move::Consume(c, w) => {
+                    let st = &mut warps[c][w];
                     let (it, s) = (st.it, st.it % stages);
-                    assert_eq!(landed[s], (it, boxes), "warp {w} read stage {s} early");
-                    readers[s] += 1; // this group's wgmmas read stage s until retired
+                    assert_eq!(
+                        landed[c].get(&it).copied(),
+                        Some(boxes),
+                        "CTA {c} warp {w} read k-step {it} early"
+                    );
+                    let release = |empty: &mut Vec<Vec<Barrier>>, stage: usize| {
+                        for e in empty.iter_mut() {
+                            e[stage].arrive();
+                        }
+                    };
                     let (first, last) = place[it];
                     if !first {
                         // wait_group 1 retired the previous group: release its stage.
-                        readers[st.prev] -= 1;
-                        empty[st.prev].arrive();
+                        release(&mut empty, st.prev);
+                        released[c][w] += 1;
                     }
                     st.prev = s;
                     st.it += 1;
                     if last {
                         // wait_group 0 at the unit's end, then the last release.
-                        readers[s] -= 1;
-                        empty[s].arrive();
+                        release(&mut empty, s);
+                        released[c][w] += 1;
                     }
                 }
-                i => {
-                    let (s, it, bytes) = in_flight.swap_remove(i - 9);
-                    assert_eq!(
-                        readers[s], 0,
-                        "a load of k-step {it} landed in stage {s} while it was read"
-                    );
-                    landed[s].1 += 1;
-                    full[s].complete_tx(bytes);
+                Move::Land(i) => {
+                    let (d, s, it, bytes) = in_flight.swap_remove(i);
+                    if it >= stages {
+                        assert!(
+                            released[d].iter().all(|&r| r > it - stages),
+                            "k-step {it} landed in CTA {d} stage {s} before k-step {} was \
+                             released there",
+                            it - stages
+                        );
+                    }
+                    *landed[d].entry(it).or_insert(0) += 1;
+                    full[d][s].complete_tx(bytes);
                 }
             }
+        }
+    }
+
+    /// A small deterministic generator: `next(n)` is in `0..n`.
+    fn xorshift(seed: u64) -> impl FnMut(usize) -> usize {
+        let mut rng = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
         }
     }
 
@@ -952,7 +990,7 @@ mod tests {
                 (2, 17),
             ] {
                 for seed in 0..100 {
-                    run_protocol(width, &vec![kt; tiles], seed);
+                    run_protocol(width, 1, &vec![kt; tiles], seed);
                 }
             }
             // Split K: units of uneven ranges, as a CTA of a split product walks them.
@@ -961,7 +999,7 @@ mod tests {
                     .map(|u| krange(unit(u, splits).1, splits, kt).len())
                     .collect();
                 for seed in 0..100 {
-                    run_protocol(width, &steps, seed);
+                    run_protocol(width, 1, &steps, seed);
                 }
             }
         }
@@ -1076,128 +1114,11 @@ mod tests {
         }
     }
 
-    /// The ring protocol of a cluster of two, both CTAs walking `units` units of `kt` k-steps:
-    /// each producer waits its own "empty" barrier (16 arrivals: both CTAs' consumer warps),
-    /// expects the stage's bytes on its own "full" barrier and issues its A (into its own
-    /// stage) and its half of B (multicast: landing in both CTAs, on each one's "full"
-    /// barrier, possibly before that CTA's producer has expected them); each consumer warp
-    /// reads a stage once its "full" phase completes and releases it on both CTAs' "empty"
-    /// barriers. Panics on a deadlock, on a warp reading a stage before all three pieces of
-    /// its k-step landed, or on a piece landing in a stage that some warp of that CTA has not
-    /// yet released from its previous k-step.
-    fn run_cluster_protocol(units: usize, kt: usize, seed: u64) {
-        let stages = Width::Wide.stages();
-        let total = units * kt;
-        let warps_n = CONSUMER_WARPS as usize;
-        let mut full: Vec<Vec<Barrier>> = (0..CLUSTER)
-            .map(|_| (0..stages).map(|_| Barrier::new(1)).collect())
-            .collect();
-        let mut empty: Vec<Vec<Barrier>> = (0..CLUSTER)
-            .map(|_| {
-                (0..stages)
-                    .map(|_| Barrier::new(CONSUMER_WARPS * CLUSTER as u32))
-                    .collect()
-            })
-            .collect();
-        let mut pieces: Vec<HashMap<usize, usize>> = vec![HashMap::new(); CLUSTER];
-        let mut released = vec![vec![0usize; warps_n]; CLUSTER];
-        let mut producer = vec![0usize; CLUSTER];
-        let mut warps = vec![vec![Warp { it: 0, prev: 0 }; warps_n]; CLUSTER];
-        let mut in_flight: Vec<(usize, usize, usize, i64)> = Vec::new(); // (cta, stage, it, bytes)
-        let mut rng = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let mut next = |n: usize| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % n as u64) as usize
-        };
-        #[derive(Clone, Copy)]
-        enum Move {
-            Produce(usize),
-            Consume(usize, usize),
-            Land(usize),
-        }
-        loop {
-            let mut ready = Vec::new();
-            for c in 0..CLUSTER {
-                let it = producer[c];
-                if it < total && empty[c][it % stages].passed((((it / stages) & 1) ^ 1) as u32) {
-                    ready.push(Move::Produce(c));
-                }
-                for (w, st) in warps[c].iter().enumerate() {
-                    let it = st.it;
-                    if it < total && full[c][it % stages].passed(((it / stages) & 1) as u32) {
-                        ready.push(Move::Consume(c, w));
-                    }
-                }
-            }
-            ready.extend((0..in_flight.len()).map(Move::Land));
-            if ready.is_empty() {
-                let done = producer.iter().all(|&p| p == total)
-                    && warps.iter().flatten().all(|w| w.it == total);
-                assert!(done, "deadlock: producers at {producer:?}");
-                return;
-            }
-            match ready[next(ready.len())] {
-                Move::Produce(c) => {
-                    let it = producer[c];
-                    let s = it % stages;
-                    full[c][s].arrive_expect_tx(Width::Wide.stage_bytes() as i64);
-                    in_flight.push((c, s, it, A_BYTES as i64));
-                    for d in 0..CLUSTER {
-                        in_flight.push((d, s, it, (Width::Wide.b_bytes() / CLUSTER) as i64));
-                    }
-                    producer[c] += 1;
-                }
-                Move::Consume(c, w) => {
-                    let st = &mut warps[c][w];
-                    let (it, s) = (st.it, st.it % stages);
-                    assert_eq!(
-                        pieces[c].get(&it).copied(),
-                        Some(1 + CLUSTER),
-                        "CTA {c} warp {w} read k-step {it} early"
-                    );
-                    let k = it % kt;
-                    let release = |empty: &mut Vec<Vec<Barrier>>, stage: usize| {
-                        for e in empty.iter_mut() {
-                            e[stage].arrive();
-                        }
-                    };
-                    if k > 0 {
-                        release(&mut empty, st.prev);
-                        released[c][w] += 1;
-                    }
-                    st.prev = s;
-                    st.it += 1;
-                    if k + 1 == kt {
-                        release(&mut empty, s);
-                        released[c][w] += 1;
-                    }
-                }
-                Move::Land(i) => {
-                    let (d, s, it, bytes) = in_flight.swap_remove(i);
-                    if it >= stages {
-                        assert!(
-                            released[d].iter().all(|&r| r > it - stages),
-                            "k-step {it} landed in CTA {d} stage {s} before k-step {} was \
-                             released there",
-                            it - stages
-                        );
-                    }
-                    *pieces[d].entry(it).or_insert(0) += 1;
-                    full[d][s].complete_tx(bytes);
-                }
-            }
-        }
-    }
-
     #[test]
     fn the_cluster_ring_protocol_neither_deadlocks_nor_overwrites() {
         for (units, kt) in [(1, 1), (1, 5), (3, 2), (2, 9), (4, 4), (5, 7)] {
             for seed in 0..150 {
-                run_cluster_protocol(units, kt, seed);
+                run_protocol(Width::Wide, CLUSTER, &vec![kt; units], seed);
             }
         }
         let src = KernelId::GemmSm90.source();
