@@ -258,6 +258,13 @@ impl DomainEnergy {
     }
 }
 
+/// What "gross" energy covers, in the words every output uses: counters cover whole devices
+/// with their idle power, the CPU estimate only the measured process's CPU time.
+pub const GROSS_MEANS: &str = "gross: for a counter (measured or integrated), all that the \
+    whole GPU or CPU package drew, idle power and other processes included; for the CPU \
+    estimate, the TDP share of the measured process's CPU time alone, without idle power or \
+    other processes (so its net is about its gross)";
+
 /// Gross and net (above idle) energy of one domain.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct NetEnergy {
@@ -352,7 +359,8 @@ pub struct EnergyTotal {
     pub excludes: Vec<String>,
     /// Distinct sources in the sum.
     pub sources: Vec<Source>,
-    /// True when measured/integrated and estimated figures were added together.
+    /// True when figures of more than one source (measured, integrated, estimated) were
+    /// added together.
     pub mixed: bool,
     /// Joules from `estimated` domains alone (so a reader can take them out).
     pub estimated_joules: Option<f64>,
@@ -390,7 +398,7 @@ pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
             )),
         }
     }
-    let mixed = sources.contains(&Source::Estimated) && sources.len() > 1;
+    let mixed = sources.len() > 1;
     EnergyTotal {
         joules: sum,
         includes,
@@ -398,6 +406,15 @@ pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
         sources,
         mixed,
         estimated_joules: est,
+    }
+}
+
+/// "measured, integrated and estimated": the sources of a total, for notes.
+pub fn sources_named(sources: &[Source]) -> String {
+    let names: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
     }
 }
 
@@ -426,6 +443,10 @@ pub struct DomainRecord {
     pub idle_watts: Option<f64>,
     /// Energy above idle per call, J.
     pub net_joules_per_iter: Option<f64>,
+    /// Uncertainty of `net_joules_per_iter` (half-width: the gross figure's and the idle
+    /// baseline's, scaled to the window), J.
+    #[serde(default)]
+    pub net_uncertainty_j: Option<f64>,
     /// Why it is not in the total, or other caveats.
     pub note: Option<String>,
     /// Model assumptions of an estimate.
@@ -457,13 +478,16 @@ pub struct CaseEnergy {
     /// Sum of the net (above idle) figures of the domains in the total, per call; null unless
     /// every one of them has a net figure.
     pub net_joules_per_iter: Option<f64>,
+    /// Uncertainty of `net_joules_per_iter` (half-width; the domains' added), J.
+    #[serde(default)]
+    pub net_uncertainty_j: Option<f64>,
     /// Domains added, as `name (source)`.
     pub total_includes: Vec<String>,
     /// Domains left out, and why.
     pub total_excludes: Vec<String>,
     /// Distinct sources in the total.
     pub total_sources: Vec<Source>,
-    /// Whether the total adds measured and estimated figures.
+    /// Whether the total adds figures of more than one source (see [`EnergyTotal::mixed`]).
     pub total_mixes_sources: bool,
     /// GFLOP per joule of the total; null without a positive total.
     pub gflops_per_joule: Option<f64>,
@@ -506,6 +530,7 @@ impl CaseEnergy {
                     avg_watts: d.avg_watts,
                     idle_watts: net.map(|n| n.idle_watts),
                     net_joules_per_iter: per(net.map(|n| n.net_joules)),
+                    net_uncertainty_j: per(net.map(|n| n.uncertainty_j)),
                     note: d.note.clone(),
                     assumptions: d.assumptions.clone(),
                     warnings: d.warnings.clone(),
@@ -518,12 +543,7 @@ impl CaseEnergy {
         let gflops_per_joule = total_per_call
             .filter(|iv| iv.value > 0.0)
             .map(|iv| window.flops_per_call as f64 / 1e9 / iv.value);
-        let counted: Vec<&DomainRecord> = rows
-            .iter()
-            .filter(|r| r.in_total && r.joules_per_iter.is_some())
-            .collect();
-        let net = (!counted.is_empty() && counted.iter().all(|r| r.net_joules_per_iter.is_some()))
-            .then(|| counted.iter().filter_map(|r| r.net_joules_per_iter).sum());
+        let (net, net_uncertainty) = net_total(&rows);
         let mut notes = Vec::new();
         if let Some(e) = window.error {
             notes.push(format!("not measured: {e}"));
@@ -532,18 +552,22 @@ impl CaseEnergy {
             if window.error.is_none() && window.window_s < min {
                 notes.push(format!(
                     "the window lasted {:.3} s, less than the meters' minimum reliable window \
-                     of {min:.3} s: counter resolution dominates",
+                     of {min:.3} s: the meters' resolution (a counter's update period, the CPU \
+                     clock's ticks) dominates",
                     window.window_s
                 ));
             }
         }
         if total.mixed {
-            notes.push("the total adds measured and estimated domains".into());
+            notes.push(format!(
+                "the total adds {} domains",
+                sources_named(&total.sources)
+            ));
         }
         if total.sources.contains(&Source::Estimated) {
             notes.push(
                 "estimated: CPU energy from a TDP x CPU-time model, not a counter (no readable \
-                 RAPL counter here)"
+                 RAPL package counter here)"
                     .into(),
             );
         }
@@ -554,6 +578,7 @@ impl CaseEnergy {
             domains: rows,
             total_joules_per_iter: total_per_call,
             net_joules_per_iter: net,
+            net_uncertainty_j: net_uncertainty,
             total_includes: total.includes,
             total_excludes: total.excludes,
             total_sources: total.sources,
@@ -583,16 +608,31 @@ impl CaseEnergy {
                 .and_then(|i| net_joules(&gross, i));
             r.idle_watts = net.map(|n| n.idle_watts);
             r.net_joules_per_iter = net.map(|n| n.net_joules / calls);
+            r.net_uncertainty_j = net.map(|n| n.uncertainty_j / calls);
         }
-        let counted: Vec<&DomainRecord> = self
-            .domains
-            .iter()
-            .filter(|r| r.in_total && r.joules_per_iter.is_some())
-            .collect();
-        self.net_joules_per_iter = (!counted.is_empty()
-            && counted.iter().all(|r| r.net_joules_per_iter.is_some()))
-        .then(|| counted.iter().filter_map(|r| r.net_joules_per_iter).sum());
+        (self.net_joules_per_iter, self.net_uncertainty_j) = net_total(&self.domains);
     }
+}
+
+/// The net figure of a case and its uncertainty: the sums over the domains in the total, when
+/// every one of them with a reading has a net figure.
+fn net_total(rows: &[DomainRecord]) -> (Option<f64>, Option<f64>) {
+    let counted: Vec<&DomainRecord> = rows
+        .iter()
+        .filter(|r| r.in_total && r.joules_per_iter.is_some())
+        .collect();
+    if counted.is_empty() || counted.iter().any(|r| r.net_joules_per_iter.is_none()) {
+        return (None, None);
+    }
+    (
+        Some(counted.iter().filter_map(|r| r.net_joules_per_iter).sum()),
+        Some(
+            counted
+                .iter()
+                .map(|r| r.net_uncertainty_j.unwrap_or(0.0))
+                .sum(),
+        ),
+    )
 }
 
 /// The window a [`CaseEnergy`] describes.

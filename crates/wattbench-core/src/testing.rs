@@ -336,6 +336,7 @@ pub fn case_energy(value: f64, half: f64, source: Source) -> CaseEnergy {
         domains: Vec::new(),
         total_joules_per_iter: Some(Interval::symmetric(value, half)),
         net_joules_per_iter: None,
+        net_uncertainty_j: None,
         total_includes: Vec::new(),
         total_excludes: Vec::new(),
         total_sources: vec![source],

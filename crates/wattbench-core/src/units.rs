@@ -54,6 +54,30 @@ pub fn interval(i: &Interval, unit: &str, k: f64) -> String {
     )
 }
 
+/// An interval's bounds relative to its value, for tables: `±5.2%`, or `-52%/+1.6e4%` when
+/// they are not symmetric (a lower bound held at zero); empty without a positive value.
+pub fn relative(i: &Interval) -> String {
+    if !(i.value > 0.0) {
+        return String::new();
+    }
+    let pct = |x: f64| {
+        let p = 100.0 * x / i.value;
+        if p >= 1e4 {
+            format!("{p:.1e}")
+        } else if p >= 10.0 {
+            format!("{p:.0}")
+        } else {
+            format!("{p:.1}")
+        }
+    };
+    let (down, up) = (i.value - i.low, i.high - i.value);
+    if (down - up).abs() <= 0.01 * up.max(down) {
+        format!("±{}%", pct(up))
+    } else {
+        format!("-{}%/+{}%", pct(down), pct(up))
+    }
+}
+
 /// Bytes as MiB with one decimal.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
@@ -86,5 +110,15 @@ mod tests {
         assert_eq!(interval(&i, "Wh", 1000.0), "1000 Wh [500.0 – 2000]");
         assert_eq!(gib(3 << 30), "3.00 GiB");
         assert_eq!(mib(3 << 20), "3.0 MiB");
+    }
+
+    #[test]
+    fn relative_intervals_read_as_percentages() {
+        assert_eq!(relative(&Interval::symmetric(2.0, 0.1)), "±5.0%");
+        assert_eq!(relative(&Interval::symmetric(2.0, 1.0)), "±50%");
+        // The lower bound held at zero: no longer symmetric.
+        let iv = Interval::symmetric(1.0, 160.0);
+        assert_eq!(relative(&iv), "-100%/+1.6e4%");
+        assert_eq!(relative(&Interval::symmetric(0.0, 1.0)), "");
     }
 }

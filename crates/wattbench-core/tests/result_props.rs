@@ -120,6 +120,7 @@ fn domain() -> impl Strategy<Value = DomainRecord> {
                     avg_watts: o[2],
                     idle_watts: o[3],
                     net_joules_per_iter: o[4],
+                    net_uncertainty_j: o[5],
                     note,
                     assumptions: None,
                     warnings,
@@ -137,7 +138,11 @@ fn case_energy() -> impl Strategy<Value = CaseEnergy> {
             num(),
             prop::collection::vec(domain(), 0..3),
         ),
-        (prop::option::of(interval()), prop::option::of(num())),
+        (
+            prop::option::of(interval()),
+            prop::option::of(num()),
+            prop::option::of(num()),
+        ),
         (
             prop::collection::vec(text(), 0..2),
             prop::collection::vec(select(&SOURCES[..]), 0..3),
@@ -146,7 +151,11 @@ fn case_energy() -> impl Strategy<Value = CaseEnergy> {
         ),
     )
         .prop_map(
-            |((calls, unit, window_s, domains), (total, net), (notes, sources, mixed, g))| {
+            |(
+                (calls, unit, window_s, domains),
+                (total, net, net_u),
+                (notes, sources, mixed, g),
+            )| {
                 CaseEnergy {
                     calls,
                     unit,
@@ -154,6 +163,7 @@ fn case_energy() -> impl Strategy<Value = CaseEnergy> {
                     domains,
                     total_joules_per_iter: total,
                     net_joules_per_iter: net,
+                    net_uncertainty_j: net_u,
                     total_includes: notes.clone(),
                     total_excludes: notes.clone(),
                     total_sources: sources,

@@ -202,9 +202,27 @@ impl Gpu {
                 }
             }
         };
-        module
+        let f = module
             .load_function(entry)
-            .map_err(|e| CudaError::lib("cuModuleGetFunction", e))
+            .map_err(|e| CudaError::lib("cuModuleGetFunction", e))?;
+        if id == KernelId::GemmSm90 && entry.starts_with("gemm_wgmma") {
+            // The kernel check verifies ptxas's register count offline; the driver compiles the
+            // PTX again here, and a count short of the setmaxnreg trade would hang the launch
+            // before any barrier's watchdog could trap it.
+            let regs = f
+                .num_regs()
+                .map_err(|e| CudaError::lib("cuFuncGetAttribute (registers)", e))?;
+            crate::ops::gemm::register_pool_check(regs.max(0) as u32).map_err(|why| {
+                CudaError::Library {
+                    what: "the driver's compilation of the Hopper GEMM",
+                    msg: format!(
+                        "{entry}: {why}; not launched. Report it with the driver version \
+                         (`wattbench info`); backends cuda and cublas are unaffected"
+                    ),
+                }
+            })?;
+        }
+        Ok(f)
     }
 
     /// (free, total) device memory.

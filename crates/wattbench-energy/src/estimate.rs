@@ -99,10 +99,32 @@ pub struct TdpChoice {
     pub uncertainty_basis: String,
 }
 
+/// More watts per logical CPU than any CPU this estimate covers draws per hardware thread
+/// (a 2-core, 2-thread desktop part at 65 W is 32.5 W): a declared TDP above it is most likely
+/// a whole package's, given on a machine (a VM) that shows only some of its threads.
+const PLAUSIBLE_WATTS_PER_THREAD: f64 = 40.0;
+
 impl TdpChoice {
     /// Watts attributed to one fully busy hardware thread.
     pub fn watts_per_thread(&self) -> f64 {
         self.tdp_watts / self.threads.max(1) as f64
+    }
+
+    /// Why a declared TDP looks like the whole package's rather than this machine's share.
+    pub fn warning(&self) -> Option<String> {
+        (self.source.starts_with("flag") && self.watts_per_thread() > PLAUSIBLE_WATTS_PER_THREAD)
+            .then(|| {
+                format!(
+                    "--tdp-watts {} W is spread over the {} logical CPUs this machine shows: {:.0} \
+                     W per busy thread, more than any CPU draws per thread; if it is the whole \
+                     package's TDP (a VM shows only some of its threads), pass your share \
+                     (TDP x logical CPUs here / the package's threads), or the CPU estimate is \
+                     inflated that many times",
+                    self.tdp_watts,
+                    self.threads,
+                    self.watts_per_thread()
+                )
+            })
     }
 }
 
@@ -311,6 +333,13 @@ mod tests {
     #[test]
     fn tdp_precedence() {
         let flag = choose_tdp(Some(100.0), "AMD EPYC 7763 64-Core Processor", 4);
+        assert_eq!(flag.warning(), None, "25 W a thread is plausible");
+        // A package's 280 W declared on a 2-vCPU VM: 140 W a thread.
+        let package = choose_tdp(Some(280.0), "AMD EPYC 7763 64-Core Processor", 2);
+        assert!(package.warning().unwrap().contains("140 W per busy thread"));
+        // The table's figure is spread over the package's threads: never warned about.
+        let table = choose_tdp(None, "AMD EPYC 7763 64-Core Processor", 2);
+        assert_eq!(table.warning(), None);
         assert_eq!(flag.watts_per_thread(), 25.0);
         let table = choose_tdp(None, "AMD EPYC 7763 64-Core Processor", 4);
         assert_eq!(table.watts_per_thread(), 280.0 / 128.0);

@@ -20,7 +20,7 @@ use crate::meters::{CpuScope, MeterConfig, Meters, ProcessTree};
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::{Sampler, Trace};
 use crate::signals::{self, ChildSlot, Forwarder, MEASURE_LOCK};
-use crate::{total_energy, EnergyTotal, Interval};
+use crate::{total_energy, EnergyTotal, Interval, Source};
 use crate::{DomainEnergy, GpuRecord, MeterInfo};
 use crate::{EnergyError, ReadContext};
 use wattbench_core::result::CarbonAssumptions;
@@ -55,6 +55,9 @@ pub struct MeasureOptions {
     /// Follow the command in a cgroup of its own where possible (default); false follows its
     /// process tree.
     pub cgroup: bool,
+    /// How long to measure the counters' idle power before the command starts: `None`, the
+    /// meters' minimum window (at least 0.5 s) when a counter exists; zero, no baseline.
+    pub idle: Option<Duration>,
 }
 
 /// Which intensity, PUE and sources every carbon figure used.
@@ -142,6 +145,16 @@ pub struct MeasureReport {
     pub requested_interval_ms: f64,
     /// Sampler ticks taken.
     pub samples: usize,
+    /// Each counter domain over the idle window measured before the command started; `[]`
+    /// when there was none (no counter, only the CPU estimate, which has no idle part; or an
+    /// idle window of 0 s).
+    #[serde(default)]
+    pub idle_baseline: Vec<DomainEnergy>,
+    /// The energy total above idle: each counter's figure minus its idle power over the
+    /// command's window (uncertainties added, not clamped at 0), the CPU estimate as it is;
+    /// null unless every counter in the total has an idle figure. Carbon uses the gross total.
+    #[serde(default)]
+    pub net_joules: Option<Interval>,
     /// Everything that qualifies these figures, in one place: meter warnings, per-domain
     /// warnings (short windows, possible missed wraps, a counter and power readings that
     /// disagree), processes that escaped accounting.
@@ -212,21 +225,16 @@ impl MeasureReport {
         }
         match (&self.energy_kwh, &self.co2e_kg) {
             (Some(e), Some(c)) => {
+                let named = crate::sources_named(&self.total.sources);
                 v.push(format!(
-                    "energy: {} = {} ({}; sources: {})",
+                    "energy: {} = {} ({})",
                     iv(e, "Wh", 1000.0),
                     self.total.includes.join(" + "),
                     if self.total.mixed {
-                        "MIXES measured and estimated figures"
+                        format!("MIXES {named} figures")
                     } else {
-                        "one kind of source"
+                        format!("one kind of source: {named}")
                     },
-                    self.total
-                        .sources
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
                 ));
                 let c_a = &self.assumptions.carbon;
                 v.push(format!(
@@ -254,6 +262,31 @@ impl MeasureReport {
                 }
             }
             _ => v.push("energy: no domain had a reading; no carbon figure".into()),
+        }
+        match (&self.net_joules, self.idle_baseline.is_empty()) {
+            (Some(n), false) => {
+                let idle: Vec<String> = self
+                    .idle_baseline
+                    .iter()
+                    .filter_map(|d| Some(format!("{} {} W", d.name, sig(d.avg_watts?))))
+                    .collect();
+                v.push(format!(
+                    "net of idle: {} (gross minus the idle power measured for {:.1} s before \
+                     the command: {})",
+                    iv(n, "Wh", 1.0 / 3600.0),
+                    self.idle_baseline
+                        .iter()
+                        .map(|d| d.window_s)
+                        .fold(0.0, f64::max),
+                    idle.join(", ")
+                ));
+            }
+            (None, false) => v.push(
+                "net of idle: none (a counter in the total has no idle figure; see \
+                 idle_baseline)"
+                    .into(),
+            ),
+            (_, true) => {}
         }
         if let Some(c) = self.cpu_seconds {
             v.push(format!("cpu time: {c:.3} s ({})", self.accounting));
@@ -594,6 +627,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     // How often each counter updates (probed once, before the command starts), and an
     // interval that sees every counter wrap.
     meters.probes();
+    let idle = idle_baseline(&meters, opts.idle);
     let interval = meters.sampling_interval(cfg.sample_interval);
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut sampler = Sampler::start(&meters, interval, true);
@@ -663,7 +697,13 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
                 interval,
             };
             return Ok(outcome(
-                &meters, opts, run, domains, accounting, out, &events,
+                &meters,
+                opts,
+                run,
+                (domains, &idle),
+                accounting,
+                out,
+                &events,
             ));
         }
     };
@@ -731,8 +771,63 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         interval,
     };
     Ok(outcome(
-        &meters, opts, run, domains, accounting, out, &events,
+        &meters,
+        opts,
+        run,
+        (domains, &idle),
+        accounting,
+        out,
+        &events,
     ))
+}
+
+/// The counters' idle power before the command starts, over `asked` (default: the meters'
+/// minimum window, at least 0.5 s); nothing when only the CPU estimate meters (it has no idle
+/// part) or the window is zero.
+fn idle_baseline(meters: &Meters, asked: Option<Duration>) -> Vec<DomainEnergy> {
+    let counter = |s: Source| s != Source::Estimated;
+    let d = asked.unwrap_or_else(|| meters.min_window().max(Duration::from_millis(500)));
+    if d.is_zero() || !meters.domains.iter().any(|m| counter(m.meta().source)) {
+        return Vec::new();
+    }
+    meters
+        .idle_baseline(d)
+        .into_iter()
+        .filter(|e| counter(meters_source(meters, &e.name)))
+        .collect()
+}
+
+/// The source a domain of `meters` reports (its figures may be `unsupported` in a window).
+fn meters_source(meters: &Meters, name: &str) -> Source {
+    meters
+        .domains
+        .iter()
+        .find(|m| m.name() == name)
+        .map_or(Source::Unsupported, |m| m.meta().source)
+}
+
+/// Gross minus idle over the domains in the total: each counter's net figure, the estimate's
+/// gross one; `None` when a counter in the total has no idle figure, or there is no baseline.
+fn net_total(domains: &[DomainEnergy], idle: &[DomainEnergy]) -> Option<Interval> {
+    if idle.is_empty() {
+        return None;
+    }
+    let mut sum: Option<Interval> = None;
+    for d in domains.iter().filter(|d| d.in_total && d.joules.is_some()) {
+        let (value, u) = if d.source == Source::Estimated {
+            (d.joules?, d.uncertainty_j.unwrap_or(0.0))
+        } else {
+            let n = crate::net_joules(d, idle.iter().find(|i| i.name == d.name)?)?;
+            (n.net_joules, n.uncertainty_j)
+        };
+        let iv = Interval {
+            value,
+            low: value - u,
+            high: value + u,
+        };
+        sum = Some(sum.map_or(iv, |s| s + iv));
+    }
+    sum
 }
 
 /// The report, trace and exit code of a run of the command.
@@ -740,13 +835,15 @@ fn outcome(
     meters: &Meters,
     opts: &MeasureOptions,
     run: Run,
-    domains: Vec<DomainEnergy>,
+    (domains, idle): (Vec<DomainEnergy>, &[DomainEnergy]),
     accounting: Accounting,
     out: crate::sampler::SamplerOutput,
     events: &[signals::SignalEvent],
 ) -> MeasureOutcome {
     let exit_code = run.exit_code;
-    let report = build_report(meters, opts, run, domains, accounting, &out, events);
+    let mut report = build_report(meters, opts, run, domains, accounting, &out, events);
+    report.net_joules = net_total(&report.domains, idle);
+    report.idle_baseline = idle.to_vec();
     MeasureOutcome {
         report,
         trace: out.trace,
@@ -795,18 +892,20 @@ fn build_report(
         notes.push("PUE 1.0 assumed: IT energy only, no cooling or facility overhead".into());
     }
     if total.mixed {
-        notes.push(
-            "the energy total adds measured and estimated domains; total.estimated_joules \
-             says how much of it is estimated"
-                .into(),
-        );
+        notes.push(format!(
+            "the energy total adds {} domains; total.estimated_joules says how much of it is \
+             estimated",
+            crate::sources_named(&total.sources)
+        ));
     }
     if domains
         .iter()
         .any(|d| d.joules.is_some() && matches!(d.scope.as_str(), "package" | "dram" | "device"))
     {
         notes.push(
-            "counter domains cover the whole CPU package / DRAM / GPU, including other processes"
+            "counter domains cover the whole CPU package / DRAM / GPU, including other processes \
+             and idle power: the total is gross, and net_joules takes out the idle power \
+             measured before the command (idle_baseline); carbon uses the gross total"
                 .into(),
         );
     }
@@ -902,6 +1001,8 @@ fn build_report(
         sample_interval_ms: interval_ms,
         requested_interval_ms: meters.config().sample_interval.as_secs_f64() * 1000.0,
         samples: out.ticks,
+        idle_baseline: Vec::new(),
+        net_joules: None,
         warnings,
     }
 }

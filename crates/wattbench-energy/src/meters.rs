@@ -484,6 +484,7 @@ impl Meters {
                 "not used, a RAPL package counter measures the CPU",
             ));
         } else {
+            warnings.extend(est.tdp().warning());
             domains.push(Arc::new(est));
         }
         let mut m = Meters::from_parts(domains, unavailable, gpus, cfg.clone());

@@ -174,3 +174,61 @@ fn a_short_last_interval_does_not_inflate_the_peak() {
     let mean = acc.joules().unwrap() / acc.span_s();
     assert!((mean - 50.0).abs() <= 1.0, "{mean}");
 }
+
+/// `measure` on a machine with a counter measures its idle power before the command and gives
+/// the total net of it (ENERGY.md 12): a package drawing a steady 50 W, busy or not, has a
+/// gross figure of 50 W x the command's window and a net one of about 0 J, within the interval
+/// the report gives it.
+#[test]
+fn measure_gives_the_idle_baseline_and_the_net_energy() {
+    use std::ffi::OsString;
+    use wattbench_energy::carbon::CarbonParams;
+    use wattbench_energy::measure::{measure, MeasureOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("intel-rapl:0");
+    fs::create_dir_all(&zone).unwrap();
+    fs::write(zone.join("name"), "package-0\n").unwrap();
+    fs::write(zone.join("energy_uj"), "0\n").unwrap();
+    fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = powercap_writer(&zone, 50.0, 262_143_328_850, stop.clone());
+    let opts = |idle: Option<Duration>| MeasureOptions {
+        command: ["sleep", "0.5"].iter().map(OsString::from).collect(),
+        meter: MeterConfig {
+            powercap_root: Some(dir.path().to_path_buf()),
+            sample_interval: Duration::from_millis(50),
+            nvml: false,
+            ..MeterConfig::default()
+        },
+        carbon: CarbonParams::resolve(Some("FR"), None, None, None).unwrap(),
+        projection: None,
+        cgroup: false,
+        idle,
+    };
+    let out = measure(&opts(None)).unwrap();
+    let off = measure(&opts(Some(Duration::ZERO))).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+
+    let r = &out.report;
+    assert_eq!(r.idle_baseline.len(), 1, "{:?}", r.idle_baseline);
+    let idle = &r.idle_baseline[0];
+    assert_eq!(idle.name, "cpu-package-0");
+    assert!(idle.window_s >= 0.5, "{}", idle.window_s);
+    let w = idle.avg_watts.unwrap();
+    assert!((w - 50.0).abs() < 5.0, "idle power {w} W of a 50 W counter");
+    let gross = r.total.joules.unwrap();
+    let net = r.net_joules.unwrap();
+    assert!(gross.value > 10.0, "{gross:?}");
+    assert!(
+        net.low <= 0.0 && 0.0 <= net.high && net.high - net.low < gross.value,
+        "net {net:?} of gross {gross:?}: a steady load has no energy above idle"
+    );
+    assert!(r
+        .summary_lines()
+        .iter()
+        .any(|l| l.starts_with("net of idle: ") && l.contains("cpu-package-0 50")));
+    // No idle window asked for: no baseline and no net figure, never a 0 J one.
+    assert!(off.report.idle_baseline.is_empty());
+    assert_eq!(off.report.net_joules, None);
+}

@@ -22,6 +22,7 @@ fn opts(cmd: &[&str]) -> MeasureOptions {
         carbon: CarbonParams::resolve(Some("FR"), None, Some(1.2), Some(0.25)).unwrap(),
         projection: None,
         cgroup: true,
+        idle: None,
     }
 }
 

@@ -26,6 +26,10 @@ pub struct Point {
     pub high: Option<f64>,
     /// How many values it summarises.
     pub n_samples: Option<u64>,
+    /// Where the figure comes from: `median` (time), the energy's sources
+    /// (`measured+estimated`, ...), the memory counter.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// The figures of one case and metric on one kind of machine, oldest first.
@@ -168,16 +172,28 @@ impl Series {
         self.points.iter().map(|p| p.value).collect()
     }
 
-    /// Where the software fingerprint changed.
+    /// Where the software fingerprint or the figure's source changed (an energy estimate
+    /// that became a counter's measurement is another quantity, not a regression).
     pub fn known_breaks(&self) -> Vec<KnownBreak> {
         self.points
             .windows(2)
             .enumerate()
-            .filter(|(_, w)| w[0].software_fp != w[1].software_fp)
-            .map(|(i, w)| KnownBreak {
-                index: i + 1,
-                run_id: w[1].run_id,
-                changed: software_diff(&w[0].software_fp, &w[1].software_fp),
+            .filter(|(_, w)| w[0].software_fp != w[1].software_fp || w[0].source != w[1].source)
+            .map(|(i, w)| {
+                let mut changed = software_diff(&w[0].software_fp, &w[1].software_fp);
+                if w[0].source != w[1].source {
+                    let name = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
+                    changed.push(format!(
+                        "source {} → {}",
+                        name(&w[0].source),
+                        name(&w[1].source)
+                    ));
+                }
+                KnownBreak {
+                    index: i + 1,
+                    run_id: w[1].run_id,
+                    changed,
+                }
             })
             .collect()
     }
@@ -273,7 +289,7 @@ pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, H
         .conn()
         .prepare(
             "SELECT m.case_id, m.metric, r.hardware_fp, r.id, r.created_at, r.git_commit,
-                    r.software_fp, m.value, m.low, m.high, m.n_samples
+                    r.software_fp, m.value, m.low, m.high, m.n_samples, m.source
              FROM measurements m JOIN runs r ON r.id = m.run_id
              ORDER BY r.hardware_fp, m.case_id, m.metric,
                       julianday(r.created_at), r.created_at, r.id",
@@ -295,6 +311,7 @@ pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, H
                     low: r.get(8)?,
                     high: r.get(9)?,
                     n_samples: r.get::<_, Option<i64>>(10)?.map(|n| n as u64),
+                    source: r.get(11)?,
                 },
             ))
         })
@@ -356,6 +373,7 @@ pub fn analyse(
 mod tests {
     use super::*;
     use crate::testutil::{case, run_file, run_file_on};
+    use wattbench_core::energy::Source;
 
     fn add(h: &mut History, run: &wattbench_core::result::RunFile) {
         h.add(&serde_json::to_vec(run).unwrap(), None).unwrap();
@@ -456,6 +474,48 @@ mod tests {
         assert_eq!(cp.previous_commit.as_deref(), Some("c7"));
         assert_eq!(a.trend.level_start, 8);
         assert!((a.trend.level_median - 1.2).abs() < 0.03);
+    }
+
+    #[test]
+    fn an_energy_source_change_is_a_known_break_not_a_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        // Eight estimates, then eight counter readings twice as high (RAPL became readable):
+        // one series, broken where the source changed, not blamed on the commit.
+        for i in 0..16 {
+            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
+            let mut c = case("c", 1.0);
+            let e = c.energy.as_mut().unwrap();
+            if i < 8 {
+                e.total_sources = vec![Source::Estimated];
+            } else {
+                e.total_sources = vec![Source::Measured];
+                e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(2.0));
+            }
+            add(&mut h, &run_file(&at, &[], vec![c]));
+        }
+        let f = SeriesFilter {
+            metric: Some(Metric::EnergyJ),
+            ..SeriesFilter::default()
+        };
+        let a = analyse(&h, &f, &changepoint::Config::default()).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].known_breaks.len(), 1, "{:?}", a[0].known_breaks);
+        assert_eq!(a[0].known_breaks[0].index, 8);
+        assert_eq!(
+            a[0].known_breaks[0].changed,
+            vec!["source estimated → measured"]
+        );
+        let cp = &a[0].change_points;
+        assert!(cp.iter().all(|c| c.known_break), "{cp:?}");
+        // The time series of the same runs has one source throughout: no break.
+        let t = SeriesFilter {
+            metric: Some(Metric::TimeS),
+            ..SeriesFilter::default()
+        };
+        assert!(analyse(&h, &t, &changepoint::Config::default()).unwrap()[0]
+            .known_breaks
+            .is_empty());
     }
 
     #[test]

@@ -204,6 +204,8 @@ struct Closed {
     wall_s: f64,
     /// How the energy was attributed to the completed steps, when the window ran past them.
     note: Option<String>,
+    /// The metered GPUs' clocks, temperature and throttle reasons when the window closed.
+    gpu_state: Vec<wattbench_core::result::GpuState>,
 }
 
 impl Partial {
@@ -264,12 +266,13 @@ impl Partial {
                 domains: Vec::new(),
                 wall_s: 0.0,
                 note: None,
+                gpu_state: Vec::new(),
             });
             return;
         };
-        let mut domains = match (meters, window) {
-            (Some(m), Some(w)) => m.stop(w),
-            _ => Vec::new(),
+        let (mut domains, gpu_state) = match (meters, window) {
+            (Some(m), Some(w)) => (m.stop(w), m.gpu_states()),
+            _ => (Vec::new(), Vec::new()),
         };
         let wall_s = self.boundary.saturating_duration_since(t0).as_secs_f64();
         let mut note = None;
@@ -299,6 +302,7 @@ impl Partial {
             domains,
             wall_s,
             note,
+            gpu_state,
         });
     }
 
@@ -316,6 +320,7 @@ impl Partial {
             domains: Vec::new(),
             wall_s: 0.0,
             note: None,
+            gpu_state: Vec::new(),
         });
         let flops = s.model.flops(s.batch_size);
         let mut energy = CaseEnergy::from_window(
@@ -332,6 +337,7 @@ impl Partial {
         );
         energy.calls = measured;
         energy.notes.extend(closed.note);
+        energy.gpu_state = closed.gpu_state;
         let time = (!self.samples.is_empty())
             .then(|| TimeStats::from_samples(self.samples, 1, BOOTSTRAP_RESAMPLES, s.seed));
         let mut projection = match (s.projection, &self.failure, &time) {
@@ -346,6 +352,17 @@ impl Partial {
             )),
             _ => None,
         };
+        if let (Some(p), Some(min)) = (&mut projection, self.min_window_s) {
+            if p.energy_kwh.is_some() && closed.wall_s < min {
+                p.assumptions.push(format!(
+                    "the measured steps' energy window lasted {:.3} s, less than the meters' \
+                     minimum reliable window of {min:.3} s: the energy per step, and so the \
+                     projected kWh and CO2e, rest on a window the meters resolve poorly; \
+                     measure more steps (--steps) for a firmer figure",
+                    closed.wall_s
+                ));
+            }
+        }
         let failed = self.failure.is_some();
         let reason = match (self.failure, interruption) {
             (Some(f), _) => Some(f),

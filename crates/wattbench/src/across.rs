@@ -346,13 +346,13 @@ pub fn render(a: &Across, format: Format) -> String {
     out.push_str(&format!(
         "{} case(s) on two machines or more; {} on one machine only (not shown). CO2e at {} \
          gCO2e/kWh ({}), PUE {}; intervals combine the meters' uncertainty and the grid's \
-         daily band. Energy is gross (whole metered domains, idle included) per GFLOP of the \
-         median call.\n",
+         daily band. Energy per GFLOP of the median call is gross ({}).\n",
         a.rows.len(),
         a.single_machine_cases,
         units::sig(a.carbon.intensity_g_per_kwh),
         a.carbon.region_name,
-        a.carbon.pue
+        a.carbon.pue,
+        wattbench_core::energy::GROSS_MEANS
     ));
     out
 }

@@ -12,12 +12,23 @@ use wattbench_energy::{DomainEnergy, EnergyWindow, Meters};
 
 /// What the per-case energy figures mean, recorded with every run and printed under its
 /// table.
-pub const BASIS_NOTE: &str = "Energy per call is the mean over each case's energy window (its \
-    whole sampling time, at least min_window_s), divided by the calls made in it. Gross: all \
-    that the metered domains drew (whole GPU, whole CPU package, idle power included). Net: \
-    gross minus the idle power measured before and after the run (mean of the two). GFLOP/J \
-    uses the gross figure. Times and GFLOP/s use the median call, energy the mean call \
-    (energy.window_s / energy.calls): a skewed or drifting case makes them differ.";
+pub fn basis_note() -> String {
+    format!(
+        "Energy per call is the mean over each case's energy window (its whole sampling time, \
+         at least min_window_s), divided by the calls made in it. {}. Net: gross minus the \
+         idle power measured before and after the run (mean of the two). GFLOP/J uses the \
+         gross figure. Times and GFLOP/s use the median call, energy the mean call \
+         (energy.window_s / energy.calls): a skewed or drifting case makes them differ.",
+        capitalised(wattbench_core::energy::GROSS_MEANS)
+    )
+}
+
+/// `s` with its first letter upper-case.
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+}
 
 /// How long each case's energy window lasts at least: the meters' minimum, or longer when
 /// asked.
@@ -103,11 +114,24 @@ impl WindowObserver for CaseMeter {
     }
 }
 
-/// The net (above idle) energy per call for tables, or empty.
+/// The net (above idle) energy per call for tables, with its uncertainty, or empty.
 pub fn net(energy: &CaseEnergy) -> String {
-    energy
-        .net_joules_per_iter
-        .map_or(String::new(), units::joules)
+    let Some(j) = energy.net_joules_per_iter else {
+        return String::new();
+    };
+    match energy.net_uncertainty_j {
+        Some(u) if j > 0.0 => format!(
+            "{} {}",
+            units::joules(j),
+            units::relative(&wattbench_core::energy::Interval {
+                value: j,
+                low: j - u,
+                high: j + u
+            })
+        ),
+        Some(u) => format!("{} ± {}", units::joules(j), units::joules(u)),
+        None => units::joules(j),
+    }
 }
 
 /// The lines printed under a run's table: what the energy columns mean, and every warning
@@ -115,7 +139,7 @@ pub fn net(energy: &CaseEnergy) -> String {
 pub fn notes(doc: &RunFile) -> Vec<String> {
     let mut v = Vec::new();
     if doc.cases.iter().any(|c| c.energy.is_some()) {
-        v.push(BASIS_NOTE.to_string());
+        v.push(basis_note());
     }
     v.extend(wattbench_energy::gpus::describe(&doc.environment.gpus));
     v.extend(
@@ -158,6 +182,63 @@ pub fn notes(doc: &RunFile) -> Vec<String> {
         ));
     }
     v.extend(cross_check_note(doc));
+    v.extend(case_notes(doc));
+    v
+}
+
+/// How many distinct per-case energy caveats [`notes`] prints; the result file has them all.
+const CASE_NOTES_SHOWN: usize = 12;
+
+/// The caveats of the energy figures of the cases and training runs (short or failed
+/// windows, estimates, mixed sources, domain warnings, missing readings), each distinct
+/// message once with the cases it concerns.
+fn case_notes(doc: &RunFile) -> Vec<String> {
+    let mut seen: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut metered = 0;
+    let figures = doc
+        .cases
+        .iter()
+        .filter_map(|c| Some((c.id.as_str(), c.energy.as_ref()?)))
+        .chain(doc.trainings.iter().map(|t| (t.id.as_str(), &t.energy)));
+    for (id, e) in figures {
+        metered += 1;
+        let domain_msgs = e.domains.iter().flat_map(|d| {
+            let reason = d
+                .reason
+                .iter()
+                .map(move |r| format!("{}: {}", d.name, r.trim_end_matches('.')));
+            let warnings = d.warnings.iter().map(move |w| format!("{}: {w}", d.name));
+            reason.chain(warnings)
+        });
+        for m in e.notes.iter().cloned().chain(domain_msgs) {
+            match seen.iter_mut().find(|(s, _)| *s == m) {
+                Some((_, ids)) if !ids.contains(&id) => ids.push(id),
+                Some(_) => {}
+                None => seen.push((m, vec![id])),
+            }
+        }
+    }
+    let mut v: Vec<String> = seen
+        .iter()
+        .take(CASE_NOTES_SHOWN)
+        .map(|(m, ids)| {
+            let who = if metered > 1 && ids.len() == metered {
+                "every case".to_string()
+            } else if ids.len() > 3 {
+                format!("{} and {} more cases", ids[..3].join(", "), ids.len() - 3)
+            } else {
+                ids.join(", ")
+            };
+            format!("energy ({who}): {m}")
+        })
+        .collect();
+    if seen.len() > CASE_NOTES_SHOWN {
+        v.push(format!(
+            "{} more energy caveats in the result file (cases[].energy.notes and its domains' \
+             warnings)",
+            seen.len() - CASE_NOTES_SHOWN
+        ));
+    }
     v
 }
 
@@ -204,13 +285,20 @@ fn cross_check_note(doc: &RunFile) -> Option<String> {
     })
 }
 
-/// "12.3 mJ (estimated)" for tables: the total per call and its source(s).
+/// "12.3 mJ ±50% (estimated)" for tables: the total per call, its interval and its
+/// source(s).
 pub fn summary(energy: &CaseEnergy) -> String {
     let Some(j) = energy.total_joules_per_iter else {
         return "unmeasured".into();
     };
     let sources: Vec<&str> = energy.total_sources.iter().map(|s| s.as_str()).collect();
-    format!("{} ({})", units::joules(j.value), sources.join("+"))
+    let rel = units::relative(&j);
+    let rel = if rel.is_empty() {
+        rel
+    } else {
+        format!(" {rel}")
+    };
+    format!("{}{rel} ({})", units::joules(j.value), sources.join("+"))
 }
 
 #[cfg(test)]
@@ -233,6 +321,7 @@ mod tests {
             avg_watts: Some(300.0),
             idle_watts: None,
             net_joules_per_iter: None,
+            net_uncertainty_j: None,
             note: None,
             assumptions: None,
             warnings: Vec::new(),

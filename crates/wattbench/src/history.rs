@@ -307,8 +307,14 @@ fn show(db: &Path, sel: &Select) -> Result<u8> {
         let drift = t
             .drift_per_run
             .map_or_else(String::new, |d| format!(", drift {:+.2}%/run", d * 100.0));
+        let source = s
+            .points
+            .last()
+            .and_then(|p| p.source.as_deref())
+            .filter(|_| s.metric == Metric::EnergyJ)
+            .map_or_else(String::new, |src| format!(" ({src})"));
         println!(
-            "    {:<7} {:>3} runs  last {}  level {} since run {}{drift}  {}",
+            "    {:<7} {:>3} runs  last {}{source}  level {} since run {}{drift}  {}",
             s.metric.short(),
             t.runs,
             fmt_value(s.metric, t.last),
@@ -322,7 +328,7 @@ fn show(db: &Path, sel: &Select) -> Result<u8> {
         for b in &a.known_breaks {
             if !a.change_points.iter().any(|c| c.index == b.index) {
                 println!(
-                    "            software changed at run {} (level unchanged): {}",
+                    "            software or source changed at run {} (level unchanged): {}",
                     b.run_id,
                     b.changed.join(", ")
                 );

@@ -30,6 +30,11 @@ pub struct MeasureArgs {
     /// Report file (JSON). Default: wattbench-measure-UTCTIME.json in this directory.
     #[arg(long, short = 'o', value_name = "REPORT.json")]
     pub output: Option<PathBuf>,
+    /// Seconds to measure the energy counters' idle power before the command starts, for the
+    /// net (above idle) figure; 0 for none. Default: the meters' minimum window (at least
+    /// 0.5 s) when a counter exists; never with the CPU estimate alone (it has no idle part).
+    #[arg(long, value_name = "S")]
+    pub idle_baseline: Option<f64>,
     /// Power/memory trace file (CSV). Default: the report's name with .trace.csv.
     #[arg(long, value_name = "TRACE.csv")]
     pub trace: Option<PathBuf>,
@@ -103,6 +108,15 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     if args.interval == 0 {
         return usage("--interval must be at least 1 ms");
     }
+    let idle = match args.idle_baseline {
+        None => None,
+        Some(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            return usage(format!(
+                "--idle-baseline must be a number of seconds from 0 to 3600, not {s}"
+            ))
+        }
+    };
     let projection = match check_projection(args.steps_done, args.total_steps) {
         Ok(p) => p,
         Err(e) => return usage(e),
@@ -140,6 +154,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         carbon,
         projection,
         cgroup: !args.no_cgroup,
+        idle,
     };
     let outcome = match measure(&opts) {
         Ok(o) => o,

@@ -46,7 +46,11 @@ pub fn render(doc: &RunFile) -> String {
     let env = &doc.environment;
     let h = &env.host;
     let unknown = || "unknown".to_string();
-    let count = |s: Status| doc.cases.iter().filter(|c| c.status == s).count();
+    // Kernel cases and training runs alike.
+    let count = |s: Status| {
+        doc.cases.iter().filter(|c| c.status == s).count()
+            + doc.trainings.iter().filter(|t| t.status == s).count()
+    };
     let mut md = String::new();
     md.push_str(&format!("# wattbench run, {}\n\n", doc.created_at));
     md.push_str(&format!(
@@ -111,9 +115,9 @@ pub fn render(doc: &RunFile) -> String {
         for line in after {
             md.push_str(&format!("{line}\n\n"));
         }
-        for line in crate::energy::notes(doc) {
-            md.push_str(&format!("{line}\n\n"));
-        }
+    }
+    for line in crate::energy::notes(doc) {
+        md.push_str(&format!("{line}\n\n"));
     }
     for t in &doc.trainings {
         md.push_str(&format!(
@@ -146,20 +150,18 @@ pub fn render(doc: &RunFile) -> String {
             "- energy per step: {}\n",
             crate::energy::summary(&t.energy)
         ));
+        if t.energy.net_joules_per_iter.is_some() {
+            md.push_str(&format!(
+                "- net of idle, per step: {}\n",
+                crate::energy::net(&t.energy)
+            ));
+        }
         if let Some(p) = &t.projection {
-            if let (Some(kwh), Some(co2)) = (&p.energy_kwh, &p.co2e_kg) {
-                md.push_str(&format!(
-                    "- projected to {} steps: {}, {}{}\n",
-                    p.total_steps,
-                    units::interval(kwh, "kWh", 1.0),
-                    units::interval(co2, "kg CO2e", 1.0),
-                    if p.energy_estimated {
-                        " (ESTIMATED)"
-                    } else {
-                        ""
-                    }
-                ));
+            md.push_str("\n```text\n");
+            for line in crate::train::projection_lines(p) {
+                md.push_str(&format!("{line}\n"));
             }
+            md.push_str("```\n");
         }
     }
     md

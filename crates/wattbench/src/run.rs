@@ -305,7 +305,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
         idle_notes: Vec::new(),
         cooldown_s: args.cooldown,
         min_window_s: window.seconds(),
-        note: energy::BASIS_NOTE.into(),
+        note: energy::basis_note(),
     };
     let cooldown = Duration::from_secs_f64(args.cooldown);
     let created_at = chrono::Utc::now().to_rfc3339();

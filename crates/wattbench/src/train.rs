@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wattbench_core::model::{ModelConfig, ModelKind, Size};
 use wattbench_core::result::{
-    Config, ProjectionTarget, RunEnergy, RunFile, Status, TrainConfig, TrainSettings,
-    TrainingResult, DEFAULT_DATASET_SAMPLES,
+    Config, ProjectionTarget, RunEnergy, RunFile, RunProjection, Status, TrainConfig,
+    TrainSettings, TrainingResult, DEFAULT_DATASET_SAMPLES,
 };
 use wattbench_core::units::{self, interval, sig};
 use wattbench_core::workload::{parse_choice, unknown_choice};
@@ -173,6 +173,52 @@ fn loss(l: Option<f32>) -> String {
     l.map_or_else(|| "not finite".to_string(), |l| format!("{l:.4}"))
 }
 
+/// A training run's projection for people: the figures with their intervals, then every
+/// assumption (the terminal summary and the Markdown report print the same lines).
+pub fn projection_lines(p: &RunProjection) -> Vec<String> {
+    let mut v = vec![
+        format!(
+            "projection to {} steps ({} samples):",
+            p.total_steps, p.total_samples
+        ),
+        format!(
+            "  wall time  {}",
+            interval(&p.duration_s, "h", 1.0 / 3600.0)
+        ),
+    ];
+    match (&p.energy_kwh, &p.co2e_kg) {
+        (Some(kwh), Some(co2)) => {
+            v.push(format!(
+                "  energy     {}{}",
+                interval(kwh, "kWh", 1.0),
+                if p.energy_estimated {
+                    " (ESTIMATED)"
+                } else {
+                    ""
+                }
+            ));
+            if let Some(fk) = &p.facility_kwh {
+                v.push(format!(
+                    "  facility   {} (× PUE {:.2})",
+                    interval(fk, "kWh", 1.0),
+                    p.carbon.pue
+                ));
+            }
+            v.push(format!("  emissions  {}", interval(co2, "kg CO2e", 1.0)));
+            if let Some(c) = &p.cost {
+                v.push(format!(
+                    "  cost       {}",
+                    interval(c, "(currency of --price-per-kwh)", 1.0)
+                ));
+            }
+        }
+        _ => v.push("  energy     no reading: no kWh or CO2e figure".into()),
+    }
+    v.push("  assumptions:".into());
+    v.extend(p.assumptions.iter().map(|a| format!("  - {a}")));
+    v
+}
+
 fn print_summary(r: &TrainingResult, path: &Path) {
     let f = r.flops;
     println!(
@@ -304,45 +350,8 @@ fn print_summary(r: &TrainingResult, path: &Path) {
         println!("energy note: {n}");
     }
     if let Some(p) = &r.projection {
-        println!(
-            "projection to {} steps ({} samples):",
-            p.total_steps, p.total_samples
-        );
-        println!(
-            "  wall time  {}",
-            interval(&p.duration_s, "h", 1.0 / 3600.0)
-        );
-        match (&p.energy_kwh, &p.co2e_kg) {
-            (Some(kwh), Some(co2)) => {
-                println!(
-                    "  energy     {}{}",
-                    interval(kwh, "kWh", 1.0),
-                    if p.energy_estimated {
-                        " (ESTIMATED)"
-                    } else {
-                        ""
-                    }
-                );
-                if let Some(fk) = &p.facility_kwh {
-                    println!(
-                        "  facility   {} (× PUE {:.2})",
-                        interval(fk, "kWh", 1.0),
-                        p.carbon.pue
-                    );
-                }
-                println!("  emissions  {}", interval(co2, "kg CO2e", 1.0));
-                if let Some(c) = &p.cost {
-                    println!(
-                        "  cost       {}",
-                        interval(c, "(currency of --price-per-kwh)", 1.0)
-                    );
-                }
-            }
-            _ => println!("  energy     no reading: no kWh or CO2e figure"),
-        }
-        println!("  assumptions:");
-        for a in &p.assumptions {
-            println!("  - {a}");
+        for line in projection_lines(p) {
+            println!("{line}");
         }
     }
     match (&r.reason, r.status) {

@@ -792,12 +792,12 @@ fn compared_training(t: &TrainingResult) -> Compared<'_> {
 
 fn backends(inp: &Inputs) -> String {
     let mut h = String::new();
-    h.push_str(&p(
+    h.push_str(&p(&format!(
         "Per case, every backend that ran it: throughput (GFLOP/s at the median time) and \
-         energy efficiency (GFLOP per joule of the gross energy per call: whole metered \
-         domains, idle included). The bars' fill says where each energy figure comes from; \
-         the table gives the figures.",
-    ));
+         energy efficiency (GFLOP per joule of the gross energy per call; {}). The bars' fill \
+         says where each energy figure comes from; the table gives the figures.",
+        wattbench_core::energy::GROSS_MEANS
+    )));
     let mut any = false;
     for r in &inp.runs {
         let rows: Vec<Compared<'_>> = r
@@ -884,7 +884,9 @@ fn backends(inp: &Inputs) -> String {
                     num(&c.gflops.map_or("—".into(), sig)),
                     num(&e
                         .and_then(|e| e.total_joules_per_iter)
-                        .map_or("unmeasured".into(), |j| units::joules(j.value))),
+                        .map_or("unmeasured".into(), |j| {
+                            format!("{} {}", units::joules(j.value), units::relative(&j))
+                        })),
                     num(&e.and_then(|e| e.gflops_per_joule).map_or("—".into(), sig)),
                     td(&e.map_or("none".into(), |e| {
                         let s = sources(e);
@@ -905,7 +907,7 @@ fn backends(inp: &Inputs) -> String {
                 "case",
                 "median time",
                 "GFLOP/s",
-                "J per call (gross)",
+                "J per call or step (gross)",
                 "GFLOP/J",
                 "energy source",
             ],
@@ -1431,13 +1433,14 @@ fn energy_across(inp: &Inputs) -> String {
     let a = crate::across::across(&[set], &params, &find);
     let mut h = String::from("<h3>Energy per operation</h3>");
     h.push_str(&p(&format!(
-        "Gross energy per GFLOP of the median call (whole metered domains, idle included), \
-         its source, CO2e per TFLOP at {} gCO2e/kWh ({}; intervals include the meters' \
-         uncertainty and the grid's daily band) and the share of each machine's measured \
-         roof. The least-energy machine is named only where every machine's energy comes \
-         from the same kind of source.",
+        "Gross energy per GFLOP of the median call ({}), its source, CO2e per TFLOP at {} \
+         gCO2e/kWh ({}) and PUE {} (intervals include the meters' uncertainty and the grid's \
+         daily band) and the share of each machine's measured roof. The least-energy machine \
+         is named only where every machine's energy comes from the same kind of source.",
+        wattbench_core::energy::GROSS_MEANS,
         sig(a.carbon.intensity_g_per_kwh),
-        a.carbon.region_name
+        a.carbon.region_name,
+        a.carbon.pue
     )));
     let rows: Vec<String> = a
         .rows
