@@ -28,9 +28,16 @@
 # OUTDIR receives: summary.txt env.txt tests.txt gpu-check.json gpu-check.md run.txt
 # torch.txt energy-truth.{json,csv,txt} energy-truth-run.json, and gpu-check.<backend>.json
 # with run.<backend>.txt per backend run alone. Without a GPU the same script runs as a dry run: every step runs and
-# says why it cannot test anything. Exit status: 0 when everything that could run passed.
+# says why it cannot test anything. Exit status: 0 when everything that could run passed. On a
+# GPU machine, the check also fails when it would otherwise pass having checked nothing: no GPU
+# test listed or no test binary (step 2), or a backend whose `wattbench check` finds its device
+# unavailable (step 3: the bundle is built with every GPU backend, so that is a broken library
+# set or build, and nothing else runs candle's or tch's CUDA checks), unless it is optional.
 #
 #   WATTBENCH_GPU_BACKENDS  backends to check (default: cuda,cuda-wgmma,cuda-wgmma-c2,cuda-naive,cublas,cudnn,tch,candle)
+#   WATTBENCH_GPU_OPTIONAL  backends that may be unavailable on a GPU machine without failing
+#                           the check, comma-separated (default: none; e.g. tch where only a
+#                           CPU-only libtorch is at hand)
 #   WATTBENCH_CHECK_BUDGET  total seconds (default 330)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +45,7 @@ out=${1:?usage: gpu-check.sh OUTDIR}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 backends=${WATTBENCH_GPU_BACKENDS:-cuda,cuda-wgmma,cuda-wgmma-c2,cuda-naive,cublas,cudnn,tch,candle}
+optional=${WATTBENCH_GPU_OPTIONAL:-}
 budget=${WATTBENCH_CHECK_BUDGET:-330}
 start=$(date +%s)
 status=0
@@ -92,7 +100,12 @@ say "GPU tests (each in its own process)"
 {
   echo "## 2. GPU tests of wattbench-cuda, each in its own process"
   if [ -x "$tests_bin" ]; then
-    "$tests_bin" --list --ignored 2>/dev/null | sed -n 's/: test$//p' >"$scratch/tests"
+    "$tests_bin" --list --ignored 2>"$scratch/list.err" | sed -n 's/: test$//p' >"$scratch/tests"
+    if [ ! -s "$scratch/tests" ]; then
+      # A test binary that does not start, or a list format this script does not read.
+      echo "FAIL no GPU test listed by $(basename "$tests_bin") --list --ignored"
+      tail -n 10 "$scratch/list.err" | sed 's/^/    /'
+    fi
     while read -r t; do
       [ -n "$t" ] || continue
       t0=$(date +%s)
@@ -106,6 +119,8 @@ say "GPU tests (each in its own process)"
         grep -v '^\s*$' "$scratch/log" | tail -n 25 | sed 's/^/    /'
       fi
     done <"$scratch/tests"
+  elif [ "$gpu" = 1 ]; then
+    echo "FAIL no test binary in the bundle ($(basename "$tests_bin"))"
   else
     echo "SKIP no test binary in the bundle"
   fi
@@ -116,6 +131,16 @@ grep -E '^FAIL' "$out/tests.txt" | head -n 20
 # ---- 3. the generic checks on every backend --------------------------------------------------
 say "wattbench check on $backends"
 suspects=""  # the backends whose checks faulted (wb_faulted)
+# An unavailable device (exit 2 of `wattbench check`, reason on its last line): a failure on a
+# GPU machine unless the backend is optional (WATTBENCH_GPU_OPTIONAL); n/a in a dry run.
+unavailable() { # BACKEND WHAT LOG
+  echo "UNAVAILABLE $1/cuda:0 $2: $(tail -n 1 "$3")"
+  case ",$optional," in *",$1,"*) return ;; esac
+  if [ "$gpu" = 1 ]; then
+    echo "    fails the check: a GPU is here (WATTBENCH_GPU_OPTIONAL lists the backends that may be unavailable)"
+    status=1
+  fi
+}
 {
   echo "## 3. wattbench check (the test suite's generic checks), one process per backend and op"
   IFS=, read -r -a bs <<<"$backends"
@@ -127,7 +152,7 @@ suspects=""  # the backends whose checks faulted (wb_faulted)
       wb_faulted "$scratch/log" $rc && suspects="$suspects $b"
       case $rc in
         0) grep -E '^(ok|FAIL|skip)' "$scratch/log" ;;
-        2) echo "UNAVAILABLE $b/cuda:0 $op: $(tail -n 1 "$scratch/log")" ;;
+        2) unavailable "$b" "$op" "$scratch/log" ;;
         *) grep -E '^(ok|FAIL|skip)' "$scratch/log"
            echo "FAIL $b/cuda:0 $op: exit $rc"
            grep -vE '^(ok|FAIL|      )' "$scratch/log" | tail -n 20 | sed 's/^/    /' ;;
@@ -139,7 +164,7 @@ suspects=""  # the backends whose checks faulted (wb_faulted)
       rc=$?
       wb_faulted "$scratch/log" $rc && suspects="$suspects $b"
       grep -E '^(ok|FAIL).*trainer' "$scratch/log"
-      [ $rc -eq 2 ] && echo "UNAVAILABLE $b/cuda:0 trainer: $(tail -n 1 "$scratch/log")"
+      [ $rc -eq 2 ] && unavailable "$b" trainer "$scratch/log"
     fi
   done
 } >>"$out/tests.txt"
@@ -282,24 +307,35 @@ grep -E '^(SKIP|CLEAN|MEMCHECK-ERROR)' "$out/tests.txt" | tail -n 8
 
 # ---- 7. the summary, last ---------------------------------------------------------------------
 grep -qE '^(FAIL|MEMCHECK-ERROR)' "$out/tests.txt" && [ "$gpu" = 1 ] && status=1
-python3 - "$out" "$gpu" "$status" "$(elapsed)" "$kind" >"$out/summary.txt" 2>&1 <<'PY'
+python3 - "$out" "$gpu" "$status" "$(elapsed)" "$kind" "$optional" >"$out/summary.txt" 2>&1 <<'PY'
 import json, os, re, sys
 from collections import defaultdict
 out, gpu, status, secs, libs = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4], sys.argv[5]
+optional = set(sys.argv[6].split(","))
 lines = open(os.path.join(out, "tests.txt")).read().splitlines()
 def count(p): return sum(1 for l in lines if re.match(p, l))
+def section(n):  # the lines of step n's section of tests.txt
+    heads = [i for i, l in enumerate(lines) if l.startswith("## ")] + [len(lines)]
+    for a, b in zip(heads, heads[1:]):
+        if lines[a].startswith(f"## {n}."):
+            return lines[a + 1:b]
+    return []
+tests = section(2)
 print(f"wattbench GPU check: {'PASSED' if status == 0 else 'FAILED'}"
       f"{'' if gpu else ' (DRY RUN: no GPU on this machine)'}, {secs} s, CUDA libraries: {libs}")
-print(f"tests (own process each): {count(r'PASS ')} passed, {count(r'FAIL .*exit')} failed"
-      + "".join(f"\n  {l}" for l in lines if l.startswith("FAIL ") and "exit" in l)[:800])
+failed = [l for l in tests if l.startswith("FAIL ")]
+print(f"tests (own process each): {sum(1 for l in tests if l.startswith('PASS '))} passed, "
+      f"{len(failed)} failed" + "".join(f"\n  {l}" for l in failed)[:800])
 checks = defaultdict(dict)
 for l in lines:
     m = re.match(r"^(ok|FAIL|UNAVAILABLE|skip)\s+(\S+?)/\S+ (\w+)", l)
     if m:
         st, b, what = m.groups()
         prev = checks[b].get(what)
-        if prev != "FAIL":
-            new = {"ok": "ok", "FAIL": "FAIL", "UNAVAILABLE": "n/a", "skip": "n/a"}[st]
+        if prev not in ("FAIL", "UNAVAILABLE"):
+            # Unavailable on a GPU machine fails the check, unless the backend is optional.
+            na = "UNAVAILABLE" if gpu and b not in optional else "n/a"
+            new = {"ok": "ok", "FAIL": "FAIL", "UNAVAILABLE": na, "skip": "n/a"}[st]
             # An op checks in two modes: one mode run is enough for "ok".
             if not (prev == "ok" and new == "n/a"):
                 checks[b][what] = new

@@ -43,8 +43,11 @@ pub mod measures {
     /// Bencher's built-in Latency measure (nanoseconds): the median time per call (per step
     /// for a training run), bounded by the 95 % bootstrap interval of the median.
     pub const LATENCY: &str = "latency";
-    /// Joules per call (per step): the total of the metered domains, bounded by the meters'
-    /// stated uncertainty. Bencher creates the measure on first use.
+    /// Joules per call (per step) read by hardware counters alone: the total of the metered
+    /// domains, bounded by the meters' stated uncertainty. Bencher creates the measure on
+    /// first use. A total with other sources goes to a measure named after them (see
+    /// [`energy_measure`](super::energy_measure)), so an estimate never joins a series of
+    /// measurements.
     pub const ENERGY: &str = "energy";
     /// Peak resident set size of the process while the case ran, bytes (only when it was
     /// reset per case).
@@ -115,6 +118,17 @@ fn rows(run: &RunFile) -> Vec<Row<'_>> {
     cases.chain(trainings).collect()
 }
 
+/// The Bencher measure of an energy total from `sources`: `energy` for counters alone,
+/// `energy-estimated`, `energy-measured-estimated`, ... otherwise.
+pub fn energy_measure(sources: &[wattbench_core::energy::Source]) -> String {
+    use wattbench_core::energy::Source;
+    if sources == [Source::Measured] {
+        return measures::ENERGY.to_string();
+    }
+    let names: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
+    format!("{}-{}", measures::ENERGY, names.join("-"))
+}
+
 fn energy_total(r: &Row<'_>) -> Option<Interval> {
     r.energy
         .and_then(|e| e.total_joules_per_iter)
@@ -144,9 +158,9 @@ pub fn bmf(run: &RunFile) -> Bmf {
                 },
             );
         }
-        if let Some(iv) = energy_total(r) {
+        if let (Some(iv), Some(e)) = (energy_total(r), r.energy) {
             m.insert(
-                measures::ENERGY.to_string(),
+                energy_measure(&e.total_sources),
                 BmfMetric {
                     value: iv.value,
                     lower_value: Some(iv.low),
@@ -199,8 +213,12 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
                 .energy
                 .map(|e| e.total_sources.iter().map(|s| s.as_str()).collect())
                 .unwrap_or_default();
+            // Named after its sources, like the Bencher measure: one series, one kind.
+            let measure = r.energy.map_or(measures::ENERGY.to_string(), |e| {
+                energy_measure(&e.total_sources)
+            });
             out.push(GithubEntry {
-                name: format!("{} (energy)", r.id),
+                name: format!("{} ({})", r.id, measure.replace('-', " ")),
                 unit: "J".into(),
                 value: iv.value,
                 range: Some(format!("± {}", (iv.high - iv.low) / 2.0)),
@@ -313,6 +331,18 @@ pub fn csv(run: &RunFile) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn energy_measures_are_named_after_their_sources() {
+        use wattbench_core::energy::Source;
+        assert_eq!(energy_measure(&[Source::Measured]), "energy");
+        assert_eq!(energy_measure(&[Source::Estimated]), "energy-estimated");
+        assert_eq!(
+            energy_measure(&[Source::Measured, Source::Estimated]),
+            "energy-measured-estimated"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -409,6 +409,32 @@ pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
     }
 }
 
+/// A domain whose readings cover less of the window than its calls took (a reading failed at
+/// an edge of the window): its energy scaled to the whole window at its mean power, the
+/// uncertainty widened by the energy so added, and a warning that says so. Others unchanged.
+fn cover_window(d: &DomainEnergy, window_s: f64) -> DomainEnergy {
+    let (Some(j), Some(avg)) = (d.joules, d.avg_watts) else {
+        return d.clone();
+    };
+    let missing = window_s - d.window_s;
+    // The window's own clock starts before the first reading and stops after the last.
+    if !(d.window_s > 0.0 && missing > 0.05 + 0.02 * window_s) {
+        return d.clone();
+    }
+    let added = avg * missing;
+    let mut out = d.clone();
+    out.joules = Some(j + added);
+    out.uncertainty_j = Some(d.uncertainty_j.unwrap_or(0.0) * window_s / d.window_s + added);
+    out.window_s = window_s;
+    out.warnings.push(format!(
+        "its readings cover {:.3} s of the {window_s:.3} s window (a reading failed at its \
+         edge): the missing {missing:.3} s are counted at the mean power of the rest, {avg:.3} \
+         W, and the uncertainty widened by that much",
+        d.window_s
+    ));
+    out
+}
+
 /// "measured, integrated and estimated": the sources of a total, for notes.
 pub fn sources_named(sources: &[Source]) -> String {
     let names: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
@@ -511,6 +537,11 @@ impl CaseEnergy {
     ) -> CaseEnergy {
         let calls = window.calls.max(1);
         let per = |v: Option<f64>| v.map(|j| j / calls as f64);
+        let domains: Vec<DomainEnergy> = domains
+            .iter()
+            .map(|d| cover_window(d, window.window_s))
+            .collect();
+        let domains = domains.as_slice();
         let rows: Vec<DomainRecord> = domains
             .iter()
             .map(|d| {
@@ -714,6 +745,38 @@ mod tests {
         assert!(e.total_excludes.iter().any(|x| x.starts_with("core-0:")));
         assert_eq!(e.total_sources, vec![Source::Measured]);
         assert!(e.notes.is_empty(), "{:?}", e.notes);
+    }
+
+    #[test]
+    fn net_figures_carry_their_uncertainty() {
+        let domains = [domain("cpu-package-0", Source::Measured, Some(40.0), true)];
+        let idle = [domain("cpu-package-0", Source::Measured, Some(10.0), true)];
+        let e = CaseEnergy::from_window(&domains, &idle, window(4));
+        // Gross ±4 J plus the idle's ±1 J over the same 2 s, over 4 calls.
+        assert_eq!(e.domains[0].net_uncertainty_j, Some(1.25));
+        assert_eq!(e.net_uncertainty_j, Some(1.25));
+    }
+
+    #[test]
+    fn readings_that_miss_an_edge_of_the_window_are_scaled_and_flagged() {
+        // The package's readings cover 1 s of a 2 s window (its first reading failed).
+        let mut short = domain("cpu-package-0", Source::Measured, Some(20.0), true);
+        short.window_s = 1.0;
+        short.avg_watts = Some(20.0);
+        short.uncertainty_j = Some(2.0);
+        let e = CaseEnergy::from_window(&[short], &[], window(4));
+        let t = e.total_joules_per_iter.unwrap();
+        // 20 J + 1 s at 20 W = 40 J over 4 calls; ±(2 J x 2 + 20 J) / 4.
+        assert_eq!((t.value, t.high), (10.0, 16.0));
+        assert!(e.domains[0].warnings[0].contains("cover 1.000 s of the 2.000 s window"));
+        // A domain read over the whole window is left alone.
+        let e = CaseEnergy::from_window(
+            &[domain("cpu-package-0", Source::Measured, Some(40.0), true)],
+            &[],
+            window(4),
+        );
+        assert!(e.domains[0].warnings.is_empty());
+        assert_eq!(e.total_joules_per_iter.unwrap().value, 10.0);
     }
 
     #[test]

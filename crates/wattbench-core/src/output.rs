@@ -9,6 +9,10 @@
 //! the commit: a process that exits without unwinding while it works (a second Ctrl-C aborts
 //! at once) leaves none behind. Files are created 0644, like any file the user writes.
 //!
+//! A commit that fails after the work (the disk filled during a long run, the folder went
+//! away) need not lose the work: [`OutputFile::commit_or_fallback`] then saves the same bytes
+//! in a fallback file (in `$TMPDIR`, else the current folder) and says where.
+//!
 //! What the rename must not do: replace a device file or a FIFO (`--output /dev/null` as root
 //! would replace the system's `/dev/null` with a regular file), or replace a symbolic link
 //! with a file. Device files and FIFOs are written directly; a symbolic link is followed and
@@ -23,13 +27,14 @@ pub enum OutputError {
     /// The path names a directory.
     #[error("{0} is a directory; give a file path")]
     IsDirectory(PathBuf),
-    /// The location cannot be written.
-    #[error("cannot write {path}: {source}; choose another output path")]
+    /// The location cannot be written. (The OS error is part of the message, not a
+    /// `source`: printed with its causes, the message would say it twice.)
+    #[error("cannot write {path}: {error}; choose another output path")]
     Unwritable {
         /// The path as given.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Symbolic links loop or nest too deep.
     #[error("{0}: too many levels of symbolic links")]
@@ -58,7 +63,7 @@ fn resolve_links(path: &Path) -> Result<PathBuf, OutputError> {
             Ok(m) if m.file_type().is_symlink() => {
                 let link = std::fs::read_link(&p).map_err(|source| OutputError::Unwritable {
                     path: path.to_path_buf(),
-                    source,
+                    error: source,
                 })?;
                 p = match p.parent() {
                     Some(dir) if link.is_relative() => dir.join(link),
@@ -86,9 +91,9 @@ impl OutputFile {
     /// device file or FIFO is checked for write permission and written in place). Nothing is
     /// left on disk until [`OutputFile::commit`].
     pub fn prepare(path: &Path) -> Result<OutputFile, OutputError> {
-        let unwritable = |source| OutputError::Unwritable {
+        let unwritable = |error| OutputError::Unwritable {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let dest = resolve_links(path)?;
         if let Ok(meta) = std::fs::metadata(&dest) {
@@ -130,9 +135,9 @@ impl OutputFile {
     /// Write `bytes`, flush them to disk and put them in place. On error nothing is left
     /// behind: the temporary file is removed and the old file, if any, is untouched.
     pub fn commit(self, bytes: &[u8]) -> Result<(), OutputError> {
-        let unwritable = |source| OutputError::Unwritable {
+        let unwritable = |error| OutputError::Unwritable {
             path: self.shown.clone(),
-            source,
+            error,
         };
         match self.target {
             Target::Direct(dest) => {
@@ -153,6 +158,73 @@ impl OutputFile {
                 Ok(())
             }
         }
+    }
+}
+
+/// A file that could not be written where asked, after the work: why, and where its bytes
+/// were saved instead.
+#[derive(Debug)]
+pub struct NotWritten {
+    /// Why the file could not be written where asked.
+    pub error: OutputError,
+    /// The fallback file holding the bytes; `None` when no fallback could be written either
+    /// (the errors of each place tried are in `fallback_errors`).
+    pub saved_at: Option<PathBuf>,
+    /// Each fallback place tried in vain, with its error.
+    pub fallback_errors: Vec<(PathBuf, std::io::Error)>,
+}
+
+/// The folders a fallback file is tried in, in order: the system's temporary folder
+/// (`$TMPDIR`, else `/tmp`), then the current folder.
+pub fn fallback_dirs() -> Vec<PathBuf> {
+    vec![std::env::temp_dir(), PathBuf::from(".")]
+}
+
+/// Write `bytes` into a new file `wattbench-unsaved-XXXXXX-<name>` in `dir` (0644, flushed
+/// to disk, never replacing a file); its path.
+fn save_in(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let mut f = tempfile::Builder::new()
+        .prefix("wattbench-unsaved-")
+        .suffix(&format!("-{name}"))
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)?;
+    f.write_all(bytes)?;
+    f.as_file().sync_all()?;
+    let (_, path) = f.keep().map_err(|e| e.error)?;
+    Ok(path)
+}
+
+impl OutputFile {
+    /// [`OutputFile::commit`]; when it fails, the same bytes are saved in a fallback file
+    /// (see [`fallback_dirs`]; named `wattbench-unsaved-XXXXXX-<the file name asked>`), so
+    /// that the work done is not lost. The error says why and where they are.
+    pub fn commit_or_fallback(self, bytes: &[u8]) -> Result<(), NotWritten> {
+        let name = self
+            .shown
+            .file_name()
+            .map_or_else(|| "result".into(), |n| n.to_string_lossy().into_owned());
+        let error = match self.commit(bytes) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let mut fallback_errors = Vec::new();
+        for dir in fallback_dirs() {
+            match save_in(&dir, &name, bytes) {
+                Ok(saved) => {
+                    return Err(NotWritten {
+                        error,
+                        saved_at: Some(saved),
+                        fallback_errors,
+                    })
+                }
+                Err(e) => fallback_errors.push((dir, e)),
+            }
+        }
+        Err(NotWritten {
+            error,
+            saved_at: None,
+            fallback_errors,
+        })
     }
 }
 
@@ -237,6 +309,39 @@ mod tests {
         OutputFile::prepare(&p).unwrap().commit(b"done").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"done");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_commit_that_fails_after_the_work_saves_a_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        let out = OutputFile::prepare(&sub.join("r.json")).unwrap();
+        // The folder goes away during the work, and a file takes its place.
+        std::fs::remove_dir(&sub).unwrap();
+        std::fs::write(&sub, "not a folder").unwrap();
+        let e = out.commit_or_fallback(b"the results").unwrap_err();
+        assert!(matches!(e.error, OutputError::Unwritable { .. }), "{e:?}");
+        let saved = e.saved_at.expect("a fallback file");
+        assert_eq!(std::fs::read(&saved).unwrap(), b"the results");
+        let name = saved.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("wattbench-unsaved-") && name.ends_with("-r.json"),
+            "{name}"
+        );
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        std::fs::remove_file(&saved).unwrap();
+        // The OS error is said once.
+        let msg = e.error.to_string();
+        assert_eq!(msg.matches("Not a directory").count(), 1, "{msg}");
+        assert!(std::error::Error::source(&e.error).is_none());
+        // A commit that works leaves no fallback.
+        let p = dir.path().join("ok.json");
+        OutputFile::prepare(&p)
+            .unwrap()
+            .commit_or_fallback(b"x")
+            .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"x");
     }
 
     #[test]

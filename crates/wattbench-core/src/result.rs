@@ -44,13 +44,19 @@ pub enum VerifyMethod {
 pub struct Verification {
     /// ‖out − ref‖₂ / ‖ref‖₂ over the checked values (the largest over the outputs).
     pub rel_l2_error: f64,
+    /// max |out − ref| / max |ref| over the checked values (the largest over the outputs):
+    /// catches an error confined to a few values (one wrong row), which the L2 norm dilutes.
+    /// Accepted up to [`MAX_ERROR_FACTOR`](crate::harness::MAX_ERROR_FACTOR) x `tolerance`.
+    #[serde(default)]
+    pub rel_max_error: f64,
     /// Largest accepted error for the case.
     pub tolerance: f64,
     /// Why the tolerance differs from the case's default (given on the command line, or what
     /// the implementation's numerics need); absent for the default.
     #[serde(default)]
     pub tolerance_note: Option<String>,
-    /// `rel_l2_error <= tolerance` (and every value finite).
+    /// `rel_l2_error <= tolerance` and `rel_max_error <= MAX_ERROR_FACTOR x tolerance` (and
+    /// every value finite).
     pub passed: bool,
     /// Every value, or a sample.
     pub method: VerifyMethod,
@@ -126,6 +132,11 @@ pub struct CaseResult {
     /// What ran, when the backend chooses (kernels launched, library algorithms picked).
     #[serde(default)]
     pub implementation: Option<String>,
+    /// Remarks on how the case was measured that a reader of its figures needs: e.g. fewer
+    /// samples than `--min-samples` because `--max-time` ended the sampling. Empty in most
+    /// cases (absent in files written before it existed).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl CaseResult {
@@ -149,6 +160,7 @@ impl CaseResult {
             memory: Memory::default(),
             energy: None,
             implementation: None,
+            notes: Vec::new(),
         }
     }
 }
@@ -637,11 +649,10 @@ pub struct RunFile {
     pub config: Config,
     /// Run-level energy context (idle baseline), when meters ran.
     pub energy: Option<RunEnergy>,
-    /// Every kernel case, including skipped and failed ones.
-    #[serde(default)]
+    /// Every kernel case, including skipped and failed ones. Required (every file writes
+    /// it, `[]` for a training run): a file without it is cut or edited, not an empty run.
     pub cases: Vec<CaseResult>,
-    /// Every training run.
-    #[serde(default)]
+    /// Every training run. Required, as `cases`.
     pub trainings: Vec<TrainingResult>,
 }
 
@@ -759,9 +770,48 @@ pub fn read_runs(text: &str) -> Result<Vec<RunFile>, ReadError> {
         check_version(text)?;
         let m: MergedFile =
             serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))?;
+        for (i, run) in m.runs.iter().enumerate() {
+            run.check_values()
+                .map_err(|why| ReadError::NotAResult(format!("runs[{i}].{why}")))?;
+        }
         return Ok(m.runs);
     }
     RunFile::from_json(text).map(|r| vec![r])
+}
+
+/// `name = v` unless `v` is a finite number of at least 0 (a time, a rate).
+fn non_negative(name: &str, v: f64) -> Result<(), String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{name} = {v}"))
+    }
+}
+
+/// The times of `t` (every sample and summary), under the key `key`.
+fn check_time(key: &str, t: &TimeStats) -> Result<(), String> {
+    if t.samples_s.is_empty() {
+        return Err(format!("{key}.samples_s is empty"));
+    }
+    if t.iters_per_sample == 0 {
+        return Err(format!("{key}.iters_per_sample = 0"));
+    }
+    for (j, &v) in t.samples_s.iter().enumerate() {
+        non_negative(&format!("{key}.samples_s[{j}]"), v)?;
+    }
+    for (name, v) in [
+        ("median_s", t.median_s),
+        ("mean_s", t.mean_s),
+        ("min_s", t.min_s),
+        ("max_s", t.max_s),
+        ("p95_s", t.p95_s),
+        ("mad_s", t.mad_s),
+        ("ci95_median_s[0]", t.ci95_median_s[0]),
+        ("ci95_median_s[1]", t.ci95_median_s[1]),
+    ] {
+        non_negative(&format!("{key}.{name}"), v)?;
+    }
+    Ok(())
 }
 
 /// Whether `text` is a JSON object with `merged` and `runs` keys (a [`MergedFile`]).
@@ -858,7 +908,103 @@ impl RunFile {
                     .into(),
             ));
         }
-        serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))
+        let run: RunFile =
+            serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))?;
+        run.check_values().map_err(ReadError::NotAResult)?;
+        Ok(run)
+    }
+
+    /// Refuses values no measurement gives (the types are checked by reading): a negative
+    /// or non-finite time or rate, a timing with no sample. The error names the key, e.g.
+    /// `cases[0].time.median_s = -1 (gemm/...)`, and says what it means.
+    pub fn check_values(&self) -> Result<(), String> {
+        let why = |e: String, id: &str| {
+            format!(
+                "{e} ({id}): times, rates and sample counts cannot be negative, infinite or \
+                 missing; the file was edited or damaged: use the file as wattbench wrote it"
+            )
+        };
+        non_negative("duration_s", self.duration_s).map_err(|e| why(e, "the run"))?;
+        for (i, c) in self.cases.iter().enumerate() {
+            if let Some(t) = &c.time {
+                check_time(&format!("cases[{i}].time"), t).map_err(|e| why(e, &c.id))?;
+            }
+            if let Some(tp) = &c.throughput {
+                non_negative(
+                    &format!("cases[{i}].throughput.gflops_per_s"),
+                    tp.gflops_per_s,
+                )
+                .and_then(|()| {
+                    non_negative(
+                        &format!("cases[{i}].throughput.gbytes_per_s"),
+                        tp.gbytes_per_s,
+                    )
+                })
+                .map_err(|e| why(e, &c.id))?;
+            }
+        }
+        for (i, t) in self.trainings.iter().enumerate() {
+            if let Some(time) = &t.time {
+                check_time(&format!("trainings[{i}].time"), time).map_err(|e| why(e, &t.id))?;
+            }
+            non_negative(
+                &format!("trainings[{i}].measured_wall_s"),
+                t.measured_wall_s,
+            )
+            .and_then(|()| non_negative(&format!("trainings[{i}].total_wall_s"), t.total_wall_s))
+            .map_err(|e| why(e, &t.id))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why `text` could not be read as a JSON object (`e`), in words a user can act on: empty,
+/// cut short, not JSON.
+pub fn not_json(text: &str, e: &serde_json::Error) -> String {
+    if text.trim().is_empty() {
+        "the file is empty (an interrupted write or copy?): write it again (re-run, or copy it \
+         again)"
+            .into()
+    } else if e.is_eof() {
+        format!(
+            "the file is truncated: its JSON ends early ({e}; an interrupted write or copy?): \
+             write it again (re-run, or copy it again)"
+        )
+    } else if e.is_data() {
+        format!("not a JSON object ({e})")
+    } else {
+        format!("not JSON ({e})")
+    }
+}
+
+/// What another document wattbench writes is, and which command reads it, recognised by its
+/// keys (results/README.md): a `measure` report, a ceilings file, a comparison. `None` for
+/// anything else.
+fn other_document(head: &serde_json::Map<String, serde_json::Value>) -> Option<&'static str> {
+    let has = |k: &str| head.contains_key(k);
+    let schema = head.get("schema").and_then(|v| v.as_str());
+    if schema.is_some_and(|s| s.starts_with("wattbench-measure")) {
+        Some(
+            "it is a `wattbench measure` report (a command's energy, not a run of workloads): \
+             `report --format html` reads it, with its trace",
+        )
+    } else if head
+        .get("hardware_fingerprint")
+        .is_some_and(|v| v.is_string())
+        && has("devices")
+        && has("not_measured")
+    {
+        Some(
+            "it is a ceilings file (`wattbench ceilings`: the machine's limits): give it to \
+             `report --format html` (as an input, or with --ceilings) for the roofline",
+        )
+    } else if has("base") && has("new") && has("summary") && has("threshold") {
+        Some(
+            "it is a comparison (`wattbench compare --format json`), which no command reads \
+             back: give the result files it compared (its `base.files` and `new.files`)",
+        )
+    } else {
+        None
     }
 }
 
@@ -868,7 +1014,10 @@ fn check_version(text: &str) -> Result<(), ReadError> {
     // An object with a numeric `schema_version` (a struct would also read from an array
     // such as `[1]`).
     let head: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(text).map_err(|e| ReadError::NotAResult(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| ReadError::NotAResult(not_json(text, &e)))?;
+    if let Some(what) = other_document(&head) {
+        return Err(ReadError::NotAResult(what.into()));
+    }
     let version = head
         .get("schema_version")
         .ok_or_else(|| ReadError::NotAResult("no `schema_version` key".into()))

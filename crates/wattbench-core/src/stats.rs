@@ -102,13 +102,26 @@ mod tests {
 
     #[test]
     fn bootstrap_interval_narrows_with_more_samples() {
-        let few: Vec<f64> = (0..8).map(|i| 1.0 + (i % 4) as f64 * 0.1).collect();
-        let many: Vec<f64> = (0..800).map(|i| 1.0 + (i % 4) as f64 * 0.1).collect();
+        // Spread evenly over [1, 2): the median's 95 % interval is about ±1.96 / (2 √n), 0.07
+        // wide at n = 800, several times that at n = 8; an interval that did not narrow (the
+        // sample range, say) would be about 1 wide at both.
+        let spread = |n: usize| -> Vec<f64> {
+            (0..n)
+                .map(|i| 1.0 + ((i * 37) % 101) as f64 / 101.0)
+                .collect()
+        };
         let w = |s: &TimeStats| s.ci95_median_s[1] - s.ci95_median_s[0];
         let (a, b) = (
-            TimeStats::from_samples(few, 1, 500, 3),
-            TimeStats::from_samples(many, 1, 500, 3),
+            TimeStats::from_samples(spread(8), 1, 500, 3),
+            TimeStats::from_samples(spread(800), 1, 500, 3),
         );
-        assert!(w(&b) <= w(&a));
+        assert!(w(&b) < 0.1, "{:?}", b.ci95_median_s);
+        assert!(
+            w(&a) > 3.0 * w(&b),
+            "{:?} vs {:?}",
+            a.ci95_median_s,
+            b.ci95_median_s
+        );
+        assert!(b.ci95_median_s[0] <= b.median_s && b.median_s <= b.ci95_median_s[1]);
     }
 }

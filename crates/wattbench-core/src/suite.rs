@@ -15,7 +15,7 @@
 //! thing, so the case is measured once, with the first entry's tag. The loader merges them and
 //! says so in [`Suite::report`]; a case that several sets list stays selectable by each.
 use crate::workload::{
-    parse_choice, Case, Cell, ConvParams, DType, GemmParams, Mode, Params, RnnParams,
+    parse_choice, Case, Cell, ConvParams, DType, GemmParams, Mode, Op, Params, RnnParams,
 };
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -172,11 +172,68 @@ impl Suite {
     }
 }
 
+/// What a run selects of a suite (`run --op/--set/--dtype/--mode`), applied while loading
+/// so that the duplicates merged are those of the cases that run. Empty lists: everything,
+/// with each entry's own dtypes and modes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Only entries of these ops.
+    pub ops: Vec<Op>,
+    /// Only entries of these DeepBench sets.
+    pub sets: Vec<String>,
+    /// These dtypes replace every entry's.
+    pub dtypes: Vec<DType>,
+    /// These modes replace every entry's.
+    pub modes: Vec<Mode>,
+}
+
+impl Selection {
+    /// The options, as the command line gives them (`--op gemm`, `--dtype f32,bf16`).
+    fn options(&self) -> Vec<String> {
+        let join = |v: Vec<&str>| v.join(",");
+        let mut out = Vec::new();
+        if !self.ops.is_empty() {
+            out.push(format!(
+                "--op {}",
+                join(self.ops.iter().map(|o| o.as_str()).collect())
+            ));
+        }
+        if !self.sets.is_empty() {
+            out.push(format!(
+                "--set {}",
+                join(self.sets.iter().map(String::as_str).collect())
+            ));
+        }
+        if !self.dtypes.is_empty() {
+            out.push(format!(
+                "--dtype {}",
+                join(self.dtypes.iter().map(|d| d.as_str()).collect())
+            ));
+        }
+        if !self.modes.is_empty() {
+            out.push(format!(
+                "--mode {}",
+                join(self.modes.iter().map(|m| m.as_str()).collect())
+            ));
+        }
+        out
+    }
+
+    /// Whether an entry of `op` in `set` is selected.
+    fn includes(&self, op: Op, set: &Option<String>) -> bool {
+        (self.ops.is_empty() || self.ops.contains(&op))
+            && (self.sets.is_empty() || set.as_ref().is_some_and(|s| self.sets.contains(s)))
+    }
+}
+
 /// How a suite's entries became cases.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LoadReport {
-    /// `gemm`, `conv2d` and `rnn` entries in the file.
+    /// `gemm`, `conv2d` and `rnn` entries in the file (those selected, under a
+    /// [`Selection`]).
     pub entries: usize,
+    /// The selection applied (`--op gemm`, `--dtype f32`...); empty when none.
+    pub selection: Vec<String>,
     /// Cases the entries give (each entry once per dtype and mode), before merging.
     pub expanded: usize,
     /// Each expanded case that repeats an earlier one, in file order.
@@ -195,6 +252,9 @@ impl std::fmt::Display for LoadReport {
         let count =
             |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         write!(f, "{}", count(self.entries, "entry", "entries"))?;
+        if !self.selection.is_empty() {
+            write!(f, " with {}", self.selection.join(" "))?;
+        }
         if self.expanded != self.entries {
             let cases = count(self.expanded, "case", "cases");
             write!(f, " ({cases} with their dtypes and modes)")?;
@@ -255,19 +315,30 @@ pub fn builtin_names() -> Vec<&'static str> {
 
 /// Load a built-in suite by name, or a TOML file by path.
 pub fn load(name_or_path: &str) -> Result<Suite, SuiteError> {
+    load_selected(name_or_path, &Selection::default())
+}
+
+/// [`load`] with a [`Selection`] applied: its report says what the selected cases merge
+/// (a suite whose selection leaves no case has none, and is no error).
+pub fn load_selected(name_or_path: &str, sel: &Selection) -> Result<Suite, SuiteError> {
     if let Some((name, _, src)) = BUILTIN.iter().find(|b| b.0 == name_or_path) {
-        return parse(src, name);
+        return parse_selected(src, name, sel);
     }
     let src = std::fs::read_to_string(name_or_path).map_err(|source| SuiteError::Io {
         path: name_or_path.into(),
         source,
         builtins: builtin_names().join(", "),
     })?;
-    parse(&src, name_or_path)
+    parse_selected(&src, name_or_path, sel)
 }
 
 /// Parse suite TOML; `origin` names it in errors.
 pub fn parse(src: &str, origin: &str) -> Result<Suite, SuiteError> {
+    parse_selected(src, origin, &Selection::default())
+}
+
+/// [`parse`] with a [`Selection`] applied (every entry is still checked).
+pub fn parse_selected(src: &str, origin: &str, sel: &Selection) -> Result<Suite, SuiteError> {
     let file: SuiteFile = toml::from_str(src).map_err(|e| SuiteError::Parse {
         origin: origin.into(),
         msg: e.to_string(),
@@ -291,6 +362,22 @@ pub fn parse(src: &str, origin: &str) -> Result<Suite, SuiteError> {
         .map_err(|m| invalid(TOP, m))?
         .unwrap_or_else(|| vec![Mode::Infer]);
     let mut merged = Merged::default();
+    merged.report.selection = sel.options();
+    let mut in_file = 0;
+    let pick = |given: &[DType]| {
+        if sel.dtypes.is_empty() {
+            given.to_vec()
+        } else {
+            sel.dtypes.clone()
+        }
+    };
+    let pick_modes = |given: &[Mode]| {
+        if sel.modes.is_empty() {
+            given.to_vec()
+        } else {
+            sel.modes.clone()
+        }
+    };
     macro_rules! each {
         ($list:expr, $op:literal, $variant:ident) => {
             for (i, e) in $list.iter().enumerate() {
@@ -305,21 +392,24 @@ pub fn parse(src: &str, origin: &str) -> Result<Suite, SuiteError> {
                 let d =
                     choices(&e.dtypes, "dtypes", &DType::ALL, DType::as_str, own).map_err(bad)?;
                 let m = choices(&e.modes, "modes", &Mode::ALL, Mode::as_str, own).map_err(bad)?;
-                merged.push(
-                    &entry,
-                    p,
-                    &e.tag,
-                    &e.set,
-                    d.as_deref().unwrap_or(&dtypes),
-                    m.as_deref().unwrap_or(&modes),
-                );
+                in_file += 1;
+                if sel.includes(p.op(), &e.set) {
+                    merged.push(
+                        &entry,
+                        p,
+                        &e.tag,
+                        &e.set,
+                        &pick(d.as_deref().unwrap_or(&dtypes)),
+                        &pick_modes(m.as_deref().unwrap_or(&modes)),
+                    );
+                }
             }
         };
     }
     each!(file.gemm, "gemm", Gemm);
     each!(file.conv2d, "conv2d", Conv2d);
     each!(file.rnn, "rnn", Rnn);
-    if merged.cases.is_empty() {
+    if in_file == 0 {
         return Err(invalid(
             "suite",
             "no cases: add [[gemm]], [[conv2d]] or [[rnn]] entries".into(),

@@ -64,30 +64,72 @@ fn generate(specs: Vec<TensorSpec>, dtype: DType, seed: u64) -> Vec<HostTensor> 
         .collect()
 }
 
-/// Relative L2 error `‖out − ref‖ / ‖ref‖`; NaN or infinity anywhere gives +inf.
-pub fn rel_l2_error(out: &[f32], reference: &[f64]) -> f64 {
+/// How far an output is from its reference, relative to the reference: in L2, and at its
+/// worst value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelErrors {
+    /// `‖out − ref‖₂ / ‖ref‖₂`.
+    pub l2: f64,
+    /// `max |out − ref| / max |ref|`: where L2 dilutes one wrong row of a thousand to 3 %,
+    /// this sees it whole.
+    pub max: f64,
+}
+
+/// Both relative errors of `out` against `reference` in one pass: 0 when both are all zeros,
+/// infinite for a non-finite output value or a length mismatch.
+pub fn rel_errors(out: &[f32], reference: &[f64]) -> RelErrors {
+    let inf = RelErrors {
+        l2: f64::INFINITY,
+        max: f64::INFINITY,
+    };
     if out.len() != reference.len() {
-        return f64::INFINITY;
+        return inf;
     }
-    let (mut num, mut den) = (0.0f64, 0.0f64);
+    let (mut sq, mut ref_sq, mut worst, mut largest) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for (&o, &r) in out.iter().zip(reference) {
         let o = o as f64;
         if !o.is_finite() {
-            return f64::INFINITY;
+            return inf;
         }
-        num += (o - r) * (o - r);
-        den += r * r;
+        sq += (o - r) * (o - r);
+        ref_sq += r * r;
+        worst = worst.max((o - r).abs());
+        largest = largest.max(r.abs());
     }
-    if den == 0.0 {
-        return if num == 0.0 { 0.0 } else { f64::INFINITY };
+    let ratio = |num: f64, den: f64| match (num == 0.0, den == 0.0) {
+        (true, _) => 0.0,
+        (false, true) => f64::INFINITY,
+        (false, false) => num / den,
+    };
+    RelErrors {
+        l2: ratio(sq, ref_sq).sqrt(),
+        max: ratio(worst, largest),
     }
-    (num / den).sqrt()
+}
+
+/// Relative L2 error `‖out − ref‖ / ‖ref‖`; NaN or infinity anywhere gives +inf.
+pub fn rel_l2_error(out: &[f32], reference: &[f64]) -> f64 {
+    rel_errors(out, reference).l2
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::workload::GemmParams;
+
+    #[test]
+    fn one_wrong_row_is_diluted_in_l2_but_not_in_the_max_error() {
+        // 1000 rows of 8 values around 1; one row left at 0.
+        let want: Vec<f64> = (0..8000).map(|i| 1.0 + (i % 7) as f64 / 10.0).collect();
+        let mut out: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        out[..8].iter_mut().for_each(|v| *v = 0.0);
+        let e = rel_errors(&out, &want);
+        assert!(e.l2 < 0.04, "under bf16's L2 tolerance: {e:?}");
+        assert!(e.max > 0.6, "{e:?}");
+        assert_eq!(rel_errors(&[0.0], &[0.0]).max, 0.0);
+        assert_eq!(rel_errors(&[f32::NAN], &[1.0]).max, f64::INFINITY);
+        assert_eq!(rel_errors(&[1.0], &[0.0]).l2, f64::INFINITY);
+    }
 
     #[test]
     fn inputs_are_seeded_nonzero_and_representable() {

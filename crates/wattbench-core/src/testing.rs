@@ -6,15 +6,18 @@
 //! Instantiate them in a backend crate's tests with [`backend_tests!`](crate::backend_tests)
 //! and [`trainer_tests!`](crate::trainer_tests). Also small result files, for the tests of
 //! what reads them ([`timed_case`], [`case_energy`], [`run_file`]).
+use crate::backend::{BackendError, DeviceInfo, Prepared};
 use crate::energy::{CaseEnergy, Interval, Source};
 use crate::harness::{CaseInputs, Harness, HarnessConfig};
 use crate::model::{Dataset, ModelConfig, ModelKind, Size, TrainSetup};
 use crate::result::{CaseResult, Config, Environment, Filters, Memory, RunConfig, RunFile, Status};
 use crate::stats::TimeStats;
 use crate::tensor::rel_l2_error;
+use crate::tensor::HostTensor;
 use crate::workload::{Case, Cell, ConvParams, DType, GemmParams, Mode, Op, Params, RnnParams};
 use crate::Backend;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Small shapes of `op` that exercise edge cases.
 pub fn shapes(op: Op) -> Vec<Params> {
@@ -29,6 +32,9 @@ pub fn shapes(op: Op) -> Vec<Params> {
             GemmParams::new(9, 260, 24).transposed(false, true),
             // One output tile, a long K: what a GPU kernel splits into k-ranges.
             GemmParams::new(20, 30, 1100).transposed(true, false),
+            // Two rows of 128-row tiles, wider than 128: what a GPU kernel runs in clusters
+            // of two CTAs (the second row partial).
+            GemmParams::new(257, 260, 24),
         ]
         .map(Params::Gemm)
         .to_vec(),
@@ -49,6 +55,60 @@ pub fn shapes(op: Op) -> Vec<Params> {
                 })
             })
             .collect(),
+    }
+}
+
+/// A wrong backend, to show that verification fails: `inner`'s results with the value at
+/// `index` of the first output (the last one when shorter) moved by `delta`. Used by the
+/// harness's tests and by `wattbench check --perturb`.
+pub struct Perturbed {
+    /// The backend whose results are perturbed.
+    pub inner: Arc<dyn Backend>,
+    /// Added to the one value.
+    pub delta: f32,
+    /// Which value of the first output.
+    pub index: usize,
+}
+
+struct PerturbedPrep(Box<dyn Prepared>, f32, usize);
+
+impl Backend for Perturbed {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn devices(&self) -> Vec<DeviceInfo> {
+        self.inner.devices()
+    }
+    fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
+        self.inner.supports(case, device)
+    }
+    fn prepare(
+        &self,
+        case: &Case,
+        device: &str,
+        inputs: &[HostTensor],
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        let p = self.inner.prepare(case, device, inputs)?;
+        Ok(Box::new(PerturbedPrep(p, self.delta, self.index)))
+    }
+}
+
+impl Prepared for PerturbedPrep {
+    fn execute(&mut self) -> Result<(), BackendError> {
+        self.0.execute()
+    }
+    fn sync(&mut self) -> Result<(), BackendError> {
+        self.0.sync()
+    }
+    fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+        let mut o = self.0.outputs()?;
+        if let Some(first) = o.first_mut() {
+            let i = self.2.min(first.len().saturating_sub(1));
+            if let Some(v) = first.get_mut(i) {
+                *v += self.1;
+            }
+        }
+        Ok(o)
     }
 }
 
@@ -98,7 +158,8 @@ fn generic_cases(op: Op, mode: Mode) -> impl Iterator<Item = Case> {
 /// Run every shape of `op` in every dtype on `backend`/`device`, twice with fresh seeds,
 /// through the real harness. Fails with the details of the first case that does not pass.
 /// Cases the backend declares unsupported up front are listed and left out; an f32 case
-/// that turns out unsupported while running fails, and at least one case of the op must run.
+/// that turns out unsupported while running fails, and in every dtype the backend declares
+/// a case of, at least one case must run (a half-precision path lost at run time fails).
 pub fn check(
     backend: &dyn Backend,
     device: &str,
@@ -115,8 +176,17 @@ pub fn check(
     };
     let harness = Harness::new(cfg, &flag);
     let mut report = CheckReport::default();
+    // Per dtype: (declared supported cases, cases that passed).
+    let mut per_dtype: Vec<(DType, usize, usize)> = Vec::new();
     for case in generic_cases(op, mode) {
         let dtype = case.dtype;
+        let slot = match per_dtype.iter().position(|(d, ..)| *d == dtype) {
+            Some(i) => i,
+            None => {
+                per_dtype.push((dtype, 0, 0));
+                per_dtype.len() - 1
+            }
+        };
         if let Err(why) = backend.supports(&case, device) {
             let id = case.id(backend.name(), device);
             report
@@ -124,6 +194,7 @@ pub fn check(
                 .push(format!("{id}: declared unsupported: {why}"));
             continue;
         }
+        per_dtype[slot].1 += 1;
         for seed in [1u64, 2] {
             let cfg = HarnessConfig {
                 seed,
@@ -134,7 +205,10 @@ pub fn check(
                 .run_case(&inputs, backend, device, None)
                 .map_err(|_| "interrupted".to_string())?;
             match r.status {
-                Status::Ok => report.passed += 1,
+                Status::Ok => {
+                    report.passed += 1;
+                    per_dtype[slot].2 += 1;
+                }
                 Status::Skipped if dtype != DType::F32 => report.skipped.push(format!(
                     "{}: skipped: {}",
                     r.id,
@@ -158,6 +232,17 @@ pub fn check(
             op.as_str(),
             mode.as_str(),
             backend.name()
+        ));
+    }
+    if let Some((dtype, declared, _)) = per_dtype.iter().find(|(_, d, p)| *d > 0 && *p == 0) {
+        return Err(format!(
+            "{}/{device} declared {declared} {} {} {} case(s) supported, and every one was \
+             skipped while running: {}",
+            backend.name(),
+            op.as_str(),
+            mode.as_str(),
+            dtype.as_str(),
+            report.skipped.join("; ")
         ));
     }
     Ok(report)
@@ -216,7 +301,7 @@ pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> R
     let init = model.init_params(seed);
     let name = backend.name();
     let at = format!("{name}/{device} {kind:?}");
-    let fail = |what: &str, e: crate::BackendError| format!("{at}: {what}: {e}");
+    let fail = |what: &str, e: BackendError| format!("{at}: {what}: {e}");
     let setup = TrainSetup {
         model: &model,
         device,
@@ -276,6 +361,36 @@ pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> R
                  trainer {got:?} vs finite differences {fd:?}",
                 spec.name,
                 coords.len()
+            ));
+        }
+        // The whole tensor along one seeded direction v: g·v against the loss's central
+        // difference along v, so a wrong coordinate between the sampled ones shows too.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ pi as u64;
+        let v: Vec<f64> = (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+            .collect();
+        let g: Vec<f64> = (0..n).map(|j| (theta[pi][j] - after[pi][j]) / lr).collect();
+        let dot: f64 = g.iter().zip(&v).map(|(g, v)| g * v).sum();
+        let scale: f64 = g.iter().zip(&v).map(|(g, v)| (g * v).abs()).sum();
+        let along = |sign: f64| {
+            let mut p = theta.clone();
+            p[pi]
+                .iter_mut()
+                .zip(&v)
+                .for_each(|(x, v)| *x += sign * eps * v);
+            data.host_loss(&model, &p, bi)
+        };
+        let fd_dot = (along(1.0) - along(-1.0)) / (2.0 * eps);
+        if (dot - fd_dot).abs() > 2e-3 * scale.max(1e-6) {
+            return Err(format!(
+                "{at}: gradient of `{}` along a random direction: trainer {dot:.6e} vs finite \
+                 differences {fd_dot:.6e} (scale {scale:.3e})",
+                spec.name
             ));
         }
     }
@@ -371,8 +486,6 @@ pub fn run_file(created_at: &str, cases: Vec<CaseResult>) -> RunFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{BackendError, DeviceInfo, Prepared};
-    use crate::tensor::HostTensor;
 
     /// Runs GEMM only, in bf16 only.
     struct GemmBf16Only;
@@ -399,6 +512,55 @@ mod tests {
         ) -> Result<Box<dyn Prepared>, BackendError> {
             Err(BackendError::Unsupported("never prepared".into()))
         }
+    }
+
+    /// Declares f32 and bf16 GEMMs supported; runs f32 (the reference's code) and refuses
+    /// bf16 once running, unless `declare_bf16` is false.
+    struct HalfLostAtRunTime {
+        declare_bf16: bool,
+    }
+
+    impl Backend for HalfLostAtRunTime {
+        fn name(&self) -> &'static str {
+            "half-lost"
+        }
+        fn devices(&self) -> Vec<DeviceInfo> {
+            vec![DeviceInfo::available("cpu")]
+        }
+        fn supports(&self, case: &Case, _: &str) -> Result<(), String> {
+            match case.dtype {
+                DType::F32 => Ok(()),
+                DType::Bf16 if self.declare_bf16 => Ok(()),
+                d => Err(format!("no {}", d.as_str())),
+            }
+        }
+        fn prepare(
+            &self,
+            case: &Case,
+            device: &str,
+            inputs: &[HostTensor],
+        ) -> Result<Box<dyn Prepared>, BackendError> {
+            match case.dtype {
+                DType::F32 => crate::reference::ReferenceBackend.prepare(case, device, inputs),
+                _ => Err(BackendError::Unsupported("lost at run time".into())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_dtype_whose_every_case_is_skipped_while_running_fails_the_check() {
+        let lost = HalfLostAtRunTime { declare_bf16: true };
+        let err = check(&lost, "cpu", Op::Gemm, Mode::Infer).unwrap_err();
+        assert!(
+            err.contains("bf16") && err.contains("skipped while running"),
+            "{err}"
+        );
+        // Declared unsupported up front, bf16 is left out and f32 alone must pass.
+        let honest = HalfLostAtRunTime {
+            declare_bf16: false,
+        };
+        let r = check(&honest, "cpu", Op::Gemm, Mode::Infer).unwrap();
+        assert_eq!(r.passed, 2 * shapes(Op::Gemm).len());
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn interval(i: &Interval, unit: &str, k: f64) -> String {
 /// An interval's bounds relative to its value, for tables: `±5.2%`, or `-52%/+1.6e4%` when
 /// they are not symmetric (a lower bound held at zero); empty without a positive value.
 pub fn relative(i: &Interval) -> String {
-    if !(i.value > 0.0) {
+    if i.value.is_nan() || i.value <= 0.0 {
         return String::new();
     }
     let pct = |x: f64| {

@@ -39,6 +39,36 @@ fn gemm_equals_its_element_formula() {
     }
 }
 
+/// A 2x4 by 4x3 product worked by hand, in every storage layout: the element formula and the
+/// GEMM share the transposed-index convention, so this pins it to the maths (with m, n and k
+/// all different, a swapped dimension cannot pass).
+#[test]
+fn gemm_matches_a_product_worked_by_hand_in_every_layout() {
+    let a = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]; // M x K
+    let b = [
+        [1.0, 0.0, 2.0],
+        [0.0, 1.0, 3.0],
+        [1.0, 1.0, 0.0],
+        [2.0, 0.0, 1.0],
+    ]; // K x N
+    let want = [12.0, 5.0, 12.0, 28.0, 13.0, 36.0];
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let g = GemmParams::new(2, 3, 4).transposed(ta, tb);
+        // A is stored [M,K], or [K,M] when transposed; B [K,N], or [N,K].
+        let sa: Vec<f64> = if ta {
+            (0..4).flat_map(|k| (0..2).map(move |m| a[m][k])).collect()
+        } else {
+            a.iter().flatten().copied().collect()
+        };
+        let sb: Vec<f64> = if tb {
+            (0..3).flat_map(|n| (0..4).map(move |k| b[k][n])).collect()
+        } else {
+            b.iter().flatten().copied().collect()
+        };
+        assert_close(&gemm(&g, &sa, &sb), &want, &format!("ta {ta} tb {tb}"));
+    }
+}
+
 /// im2col: `X` unfolded to `[N·P·Q, C·R·S]`, zero where the window leaves the input.
 fn im2col(c: &ConvParams, x: &[f64]) -> Vec<f64> {
     let (pp, qq, crs) = (c.p(), c.q(), c.c * c.r * c.s);

@@ -55,12 +55,18 @@ fn params() -> impl Strategy<Value = Params> {
     ]
 }
 
+/// Finite non-negative floats of every magnitude: times and rates (the reader refuses
+/// negative ones).
+fn non_negative() -> impl Strategy<Value = f64> {
+    num().prop_map(f64::abs)
+}
+
 fn time_stats() -> impl Strategy<Value = TimeStats> {
     (
-        prop::collection::vec(num(), 0..5),
-        any::<u64>(),
-        prop::array::uniform6(num()),
-        prop::array::uniform2(num()),
+        prop::collection::vec(non_negative(), 1..5),
+        1..=u64::MAX,
+        prop::array::uniform6(non_negative()),
+        prop::array::uniform2(non_negative()),
     )
         .prop_map(
             |(samples_s, iters_per_sample, f, ci95_median_s)| TimeStats {
@@ -186,6 +192,7 @@ fn case_result() -> impl Strategy<Value = CaseResult> {
     )
         .prop_map(|(e, tol, note, passed, checked)| Verification {
             rel_l2_error: e,
+            rel_max_error: e,
             tolerance: tol,
             tolerance_note: note,
             passed,
@@ -197,15 +204,17 @@ fn case_result() -> impl Strategy<Value = CaseResult> {
             checked_values: checked,
             per_output: BTreeMap::from([("y".to_string(), e)]),
         });
-    let throughput =
-        (any::<u64>(), any::<u64>(), prop::array::uniform3(num())).prop_map(|(flops, bytes, f)| {
-            Throughput {
-                flops,
-                gflops_per_s: f[0],
-                bytes,
-                gbytes_per_s: f[1],
-                intensity: f[2],
-            }
+    let throughput = (
+        any::<u64>(),
+        any::<u64>(),
+        prop::array::uniform3(non_negative()),
+    )
+        .prop_map(|(flops, bytes, f)| Throughput {
+            flops,
+            gflops_per_s: f[0],
+            bytes,
+            gbytes_per_s: f[1],
+            intensity: f[2],
         });
     (
         (
@@ -256,6 +265,7 @@ fn case_result() -> impl Strategy<Value = CaseResult> {
                     },
                     energy,
                     implementation,
+                    notes: Vec::new(),
                 }
             },
         )
@@ -394,7 +404,7 @@ fn run_file() -> impl Strategy<Value = RunFile> {
         },
     );
     (
-        (text(), num(), any::<bool>()),
+        (text(), non_negative(), any::<bool>()),
         environment(),
         config(),
         prop::option::of(energy),

@@ -3,15 +3,17 @@
 //! shared memory / spills per kernel, and fail on a compile error, a missing entry point, a
 //! spill in a main kernel, a ptxas note (C75xx) that it serialized wgmma instructions,
 //! injected a warpgroup wait, or ignored `setmaxnreg`, or a Hopper GEMM compiled with fewer
-//! registers a thread than its `setmaxnreg` trade needs.
+//! registers a thread than its `setmaxnreg` trade needs; and on an entry point that it could
+//! not check: one without a row in ptxas's output, or (with cuobjdump) without machine code.
 //!
-//! Needs no GPU: libnvrtc on LD_LIBRARY_PATH and ptxas (WATTBENCH_PTXAS or PATH);
-//! scripts/kernel-check.sh sets both up. Usage: kernel_check [--arch 80,89,90]
+//! Needs no GPU: libnvrtc on LD_LIBRARY_PATH and ptxas (WATTBENCH_PTXAS or PATH), and for the
+//! machine code cuobjdump (WATTBENCH_CUOBJDUMP; when set it must name a file);
+//! scripts/kernel-check.sh sets them up. Usage: kernel_check [--arch 80,89,90]
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use wattbench_cuda::ptxas::{check_resources, check_sass, parse_ptxas, parse_sass};
+use wattbench_cuda::ptxas::{check_coverage, check_resources, check_sass, parse_ptxas, parse_sass};
 use wattbench_cuda::{KernelId, Loader};
 
 fn ptxas() -> PathBuf {
@@ -20,11 +22,19 @@ fn ptxas() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("ptxas"))
 }
 
-/// `WATTBENCH_CUOBJDUMP` (scripts/kernel-check.sh sets it), when it names a file.
-fn cuobjdump() -> Option<PathBuf> {
-    std::env::var_os("WATTBENCH_CUOBJDUMP")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
+/// `WATTBENCH_CUOBJDUMP` (scripts/kernel-check.sh sets it), when set; an error when it names
+/// no file, so that a tool bundle without cuobjdump fails the check instead of skipping the
+/// machine code.
+fn cuobjdump() -> Result<Option<PathBuf>> {
+    let Some(path) = std::env::var_os("WATTBENCH_CUOBJDUMP").map(PathBuf::from) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        path.is_file(),
+        "WATTBENCH_CUOBJDUMP={} is not a file (scripts/fetch-cuda-tools.sh fetches cuobjdump)",
+        path.display()
+    );
+    Ok(Some(path))
 }
 
 fn run() -> Result<bool> {
@@ -55,7 +65,7 @@ fn run() -> Result<bool> {
         .unwrap_or("")
         .to_string();
     println!("NVRTC {maj}.{min}; ptxas: {ptxas_ver}");
-    let cuobjdump = cuobjdump();
+    let cuobjdump = cuobjdump()?;
     match &cuobjdump {
         Some(c) => println!("machine code: {} --dump-sass", c.display()),
         None => println!(
@@ -142,7 +152,7 @@ fn run() -> Result<bool> {
                     if fatal { "  <-- FAILS THE CHECK" } else { "" }
                 );
             }
-            let sass: HashMap<String, _> = match &cuobjdump {
+            let sass = match &cuobjdump {
                 Some(c) => {
                     let d = Command::new(c).arg("--dump-sass").arg(&cubin).output()?;
                     if !d.status.success() {
@@ -153,13 +163,16 @@ fn run() -> Result<bool> {
                         );
                         ok = false;
                     }
-                    parse_sass(&String::from_utf8_lossy(&d.stdout))
-                        .into_iter()
-                        .collect()
+                    Some(parse_sass(&String::from_utf8_lossy(&d.stdout)))
                 }
-                None => HashMap::new(),
+                None => None,
             };
             let mut rows = parse_ptxas(&log);
+            if let Err(why) = check_coverage(&id.entry_points(), &rows, sass.as_deref()) {
+                println!("sm_{target} {}: {why}  <-- FAILS THE CHECK", id.file());
+                ok = false;
+            }
+            let sass: HashMap<String, _> = sass.into_iter().flatten().collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, r) in rows {
                 let main = KernelId::is_main(&name);

@@ -13,6 +13,7 @@ use crate::gpu::{self, device_infos, Gpu};
 use crate::loader::{nvrtc_probe, nvrtc_version};
 use crate::ops::{self, Kernels};
 use crate::plan::MAX_ELEMS;
+use crate::vendor::{cublas_version, cudnn_version};
 use std::sync::Arc;
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Mode, Op, Prepared};
@@ -101,12 +102,51 @@ pub(crate) fn probe_nvrtc() -> Result<(), String> {
     })
 }
 
-/// Versions worth recording for every CUDA backend (run-time libraries; crate versions come
-/// from Cargo.lock).
-pub(crate) fn cuda_versions() -> Vec<(String, String)> {
-    gpu::driver_version()
-        .map(|d| ("cuda-driver".to_string(), d))
-        .into_iter()
+/// A run-time library whose version the CUDA backends record (crate versions come from
+/// Cargo.lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lib {
+    Driver,
+    Nvrtc,
+    Cublas,
+    Cudnn,
+}
+
+impl Lib {
+    /// The key a result records its version under.
+    fn key(self) -> &'static str {
+        match self {
+            Lib::Driver => "cuda-driver",
+            Lib::Nvrtc => "nvrtc",
+            Lib::Cublas => "cublas",
+            Lib::Cudnn => "cudnn",
+        }
+    }
+
+    /// Its version on this machine, when it loads.
+    fn loaded(self) -> Option<String> {
+        match self {
+            Lib::Driver => gpu::driver_version(),
+            Lib::Nvrtc => nvrtc_version().ok().map(|(a, b)| format!("{a}.{b}")),
+            Lib::Cublas => cublas_version(),
+            Lib::Cudnn => cudnn_version(),
+        }
+    }
+}
+
+/// What a backend that uses `libs` records: the version of each that loads, under its key.
+pub(crate) fn versions(libs: &[Lib]) -> Vec<(String, String)> {
+    recorded(libs, Lib::loaded)
+}
+
+/// [`versions`], each read by `version` (stubbed in the tests: without CUDA nothing loads).
+fn recorded(libs: &[Lib], version: impl Fn(Lib) -> Option<String>) -> Vec<(String, String)> {
+    libs.iter()
+        .filter_map(|&l| {
+            version(l)
+                .filter(|v| !v.is_empty())
+                .map(|v| (l.key().to_string(), v))
+        })
         .collect()
 }
 
@@ -198,11 +238,7 @@ impl Backend for CudaKernels {
     }
 
     fn versions(&self) -> Vec<(String, String)> {
-        let mut v = cuda_versions();
-        if let Ok((a, b)) = nvrtc_version() {
-            v.push(("nvrtc".into(), format!("{a}.{b}")));
-        }
-        v
+        versions(&[Lib::Driver, Lib::Nvrtc])
     }
 
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
@@ -266,6 +302,34 @@ mod tests {
     use super::*;
     use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
     use wattbench_core::Params;
+
+    /// The keys the CLI and the results know, each recorded only where its library loads with
+    /// a version (the libraries stubbed: without CUDA none loads).
+    #[test]
+    fn versions_are_recorded_under_the_known_keys_where_the_library_loads() {
+        let all = [Lib::Driver, Lib::Nvrtc, Lib::Cublas, Lib::Cudnn];
+        let keys: Vec<_> = all.iter().map(|l| l.key()).collect();
+        assert_eq!(keys, ["cuda-driver", "nvrtc", "cublas", "cudnn"]);
+        let every = recorded(&all, |l| Some(format!("{}.0", l.key().len())));
+        let want = [
+            ("cuda-driver", "11.0"),
+            ("nvrtc", "5.0"),
+            ("cublas", "6.0"),
+            ("cudnn", "5.0"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(every, want);
+        let some = recorded(&all, |l| match l {
+            Lib::Nvrtc => None,
+            Lib::Cublas => Some(String::new()),
+            l => Some(l.key().to_uppercase()),
+        });
+        assert_eq!(
+            some,
+            [("cuda-driver", "CUDA-DRIVER"), ("cudnn", "CUDNN")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
 
     #[test]
     fn supports_explains_unsupported_cases() {

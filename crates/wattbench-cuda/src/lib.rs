@@ -38,7 +38,7 @@ pub use error::CudaError;
 pub use gpu::{driver_version, gpus, GpuInfo};
 pub use kernels::KernelId;
 pub use loader::{compile_options, nvrtc_probe, nvrtc_version, Loader};
-pub use ops::gemm::{TC_SMEM_BYTES, WGMMA_N64_SMEM_BYTES, WGMMA_SMEM_BYTES};
+pub use ops::gemm::{wgmma_entry_points, TC_SMEM_BYTES, WGMMA_N64_SMEM_BYTES, WGMMA_SMEM_BYTES};
 pub use vendor::{Cublas, Cudnn};
 
 /// Every GPU backend of this crate, in display order.
@@ -82,10 +82,21 @@ mod tests {
         }
     }
 
+    /// A smoke test of what this machine records: without CUDA's libraries no backend records
+    /// a version (the keys are tested with stubbed versions in `backend`), and none records the
+    /// driver's without a driver.
     #[test]
     fn versions_are_recorded_under_the_known_keys() {
+        let driver = super::driver_version().is_some();
         for b in super::backends() {
-            for (k, v) in b.versions() {
+            let versions = b.versions();
+            assert_eq!(
+                versions.iter().any(|(k, _)| k == "cuda-driver"),
+                driver,
+                "{}: {versions:?}",
+                b.name()
+            );
+            for (k, v) in versions {
                 assert!(
                     ["cuda-driver", "nvrtc", "cublas", "cudnn"].contains(&k.as_str())
                         && !v.is_empty(),

@@ -402,8 +402,15 @@ impl<'a> PlanBuilder<'a> {
         let overlap = dst.buf == src.buf
             && dst.start < src.start + src.len
             && src.start < dst.start + dst.len;
-        if d != s || dst.len != src.len || overlap {
-            return Err(invalid(format!("copy {src:?} ({s:?}) to {dst:?} ({d:?})")));
+        let problems = [
+            (d != s, "different dtypes"),
+            (dst.len != src.len, "different lengths"),
+            (overlap, "overlapping views"),
+        ];
+        if let Some((_, why)) = problems.into_iter().find(|(bad, _)| *bad) {
+            return Err(invalid(format!(
+                "copy {src:?} ({s:?}) to {dst:?} ({d:?}): {why}"
+            )));
         }
         self.steps.push(Step::Copy { dst, src });
         Ok(())
@@ -468,23 +475,43 @@ mod tests {
         (l, vec![w.into(), w.into(), Arg::F32(0.5), Arg::Int(n)])
     }
 
+    /// `r` is the builder's refusal for the reason `why` (not merely any error).
+    #[track_caller]
+    fn refused<T: std::fmt::Debug>(r: Result<T, CudaError>, why: &str) {
+        match r {
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(why),
+                    "refused for another reason than `{why}`: {msg}"
+                );
+            }
+            Ok(v) => panic!("accepted ({v:?}); expected a refusal for `{why}`"),
+        }
+    }
+
     #[test]
     fn views_outside_their_buffer_are_refused_everywhere() {
         let mut b = PlanBuilder::new();
         let x = b.zeros(10, DType::F32);
         let y = b.poisoned(4, DType::F32);
         let h = b.zeros(4, DType::Bf16);
+        let outside = "outside buffer";
         assert!(b.output(b.view(y, 1, 3)).is_ok());
-        assert!(b.output(b.view(y, 2, 3)).is_err());
-        assert!(b.output(b.view(y, usize::MAX, 2)).is_err());
+        refused(b.output(b.view(y, 2, 3)), "outside buffer 1 of 4 elements");
+        refused(b.output(b.view(y, usize::MAX, 2)), outside);
         assert!(b.zero(b.view(x, 10, 0)).is_ok());
-        assert!(b.zero(b.view(x, 10, 1)).is_err());
-        assert!(b.output(b.view(BufId(9), 0, 1)).is_err());
+        refused(b.zero(b.view(x, 10, 1)), "outside buffer 0 of 10 elements");
+        refused(b.output(b.view(BufId(9), 0, 1)), "no such buffer");
         // Copies: same length and dtype, no overlap.
         assert!(b.copy(b.view(x, 0, 4), b.whole(y)).is_ok());
-        assert!(b.copy(b.view(x, 0, 5), b.whole(y)).is_err());
-        assert!(b.copy(b.whole(h), b.whole(y)).is_err());
-        assert!(b.copy(b.view(x, 0, 4), b.view(x, 3, 4)).is_err());
+        refused(b.copy(b.view(x, 0, 5), b.whole(y)), "different lengths");
+        refused(b.copy(b.whole(h), b.whole(y)), "different dtypes");
+        refused(
+            b.copy(b.view(x, 0, 4), b.view(x, 3, 4)),
+            "overlapping views",
+        );
+        refused(b.copy(b.view(x, 0, 11), b.view(x, 0, 4)), outside);
         assert!(b.copy(b.view(x, 0, 4), b.view(x, 4, 4)).is_ok());
         // Launches: every view, every int, the entry point and the shape are checked.
         let (l, args) = sgd_like(b.whole(x), 10);
@@ -492,29 +519,41 @@ mod tests {
         assert!(unsafe { b.launch(l.clone(), args) }.is_ok());
         let (_, args) = sgd_like(b.view(x, 5, 6), 6);
         // SAFETY: as above.
-        assert!(unsafe { b.launch(l.clone(), args) }.is_err());
+        refused(unsafe { b.launch(l.clone(), args) }, outside);
         let (_, args) = sgd_like(b.whole(x), MAX_ELEMS + 1);
         // SAFETY: as above.
-        assert!(unsafe { b.launch(l.clone(), args) }.is_err());
+        refused(
+            unsafe { b.launch(l.clone(), args) },
+            "int argument 2147483648",
+        );
         let (_, args) = sgd_like(b.whole(x), 10);
         let bad = Launch {
             entry: "no_such_kernel".into(),
             ..l.clone()
         };
         // SAFETY: as above.
-        assert!(unsafe { b.launch(bad, args.clone()) }.is_err());
+        refused(
+            unsafe { b.launch(bad, args.clone()) },
+            "no entry point no_such_kernel",
+        );
         let bad = Launch {
             grid: (0, 1, 1),
             ..l.clone()
         };
         // SAFETY: as above.
-        assert!(unsafe { b.launch(bad, args.clone()) }.is_err());
+        refused(unsafe { b.launch(bad, args.clone()) }, "bad launch shape");
+        let bad = Launch {
+            block: (1024, 2, 1),
+            ..l.clone()
+        };
+        // SAFETY: as above.
+        refused(unsafe { b.launch(bad, args.clone()) }, "bad launch shape");
         let rnn = RnnBwdArgs {
             carry: Ptr::To(b.view(x, 8, 3)),
             ..RnnBwdArgs::default()
         };
         // SAFETY: as above.
-        assert!(unsafe { b.launch(l, vec![Arg::RnnBwd(rnn)]) }.is_err());
+        refused(unsafe { b.launch(l, vec![Arg::RnnBwd(rnn)]) }, outside);
         assert_eq!(b.steps().len(), 4);
         assert_eq!(b.outputs(), [b.view(y, 1, 3)]);
     }
@@ -522,44 +561,65 @@ mod tests {
     #[test]
     fn tensor_maps_are_checked_against_their_view_and_tma_limits() {
         let mut b = PlanBuilder::new();
-        let x = b.zeros(64 * 24, DType::Bf16);
+        // Room past the matrix, for a view that starts off the 16-byte alignment.
+        let x = b.zeros(64 * 24 + 8, DType::Bf16);
         let f = b.zeros(64 * 24, DType::F32);
         let good = TensorMap2d {
-            view: b.whole(x),
+            view: b.view(x, 0, 64 * 24),
             rows: 64,
             cols: 20,
             ld: 24,
             box_dims: [64, 128],
         };
         assert_eq!(good.check(2), Ok(()));
+        // Each map breaks one rule, and is refused for that one.
         let bad = [
-            TensorMap2d { cols: 25, ..good }, // wider than its rows
-            TensorMap2d { rows: 65, ..good }, // more than the view holds
-            TensorMap2d {
-                ld: 20,
-                cols: 20,
-                ..good
-            }, // 40-byte rows
-            TensorMap2d {
-                view: b.view(x, 4, 64 * 24 - 4),
-                ..good
-            }, // start 8 B in
-            TensorMap2d {
-                box_dims: [72, 128],
-                ..good
-            }, // box row over 128 B
-            TensorMap2d {
-                box_dims: [64, 257],
-                ..good
-            }, // box over 256 rows
-            TensorMap2d {
-                box_dims: [0, 128],
-                ..good
-            },
-            TensorMap2d { rows: 0, ..good },
+            (TensorMap2d { cols: 25, ..good }, "25 columns in rows of 24"),
+            (
+                TensorMap2d { rows: 65, ..good },
+                "65 x 24 elements in a view of 1536",
+            ),
+            (
+                TensorMap2d {
+                    view: b.view(x, 0, 64 * 20),
+                    ld: 20,
+                    ..good
+                },
+                "row stride 40 B",
+            ),
+            (
+                TensorMap2d {
+                    view: b.view(x, 4, 64 * 24),
+                    ..good
+                },
+                "start 8 B not a multiple of 16",
+            ),
+            (
+                TensorMap2d {
+                    box_dims: [72, 128],
+                    ..good
+                },
+                "box 72 x 128",
+            ),
+            (
+                TensorMap2d {
+                    box_dims: [64, 257],
+                    ..good
+                },
+                "box 64 x 257",
+            ),
+            (
+                TensorMap2d {
+                    box_dims: [0, 128],
+                    ..good
+                },
+                "box 0 x 128",
+            ),
+            (TensorMap2d { rows: 0, ..good }, "an empty matrix"),
         ];
-        for m in bad {
-            assert!(m.check(2).is_err(), "{m:?}");
+        for (m, why) in bad {
+            let e = m.check(2).unwrap_err();
+            assert!(e.contains(why), "{m:?}: {e}, expected `{why}`");
         }
         let l = Launch {
             kernel: KernelId::GemmSm90,
@@ -571,13 +631,28 @@ mod tests {
         // SAFETY: never run; only the builder's checks are exercised.
         assert!(unsafe { b.launch(l.clone(), vec![Arg::TensorMap(good)]) }.is_ok());
         // SAFETY: as above.
-        assert!(unsafe { b.launch(l.clone(), vec![Arg::TensorMap(bad[1])]) }.is_err());
+        refused(
+            unsafe { b.launch(l.clone(), vec![Arg::TensorMap(bad[1].0)]) },
+            "gemm_wgmma_bf16_nn: tensor map over",
+        );
         let over_f32 = TensorMap2d {
             view: b.whole(f),
             ..good
         };
         // SAFETY: as above.
-        assert!(unsafe { b.launch(l, vec![Arg::TensorMap(over_f32)]) }.is_err());
+        refused(
+            unsafe { b.launch(l.clone(), vec![Arg::TensorMap(over_f32)]) },
+            "tensor map over F32 data",
+        );
+        let past_the_buffer = TensorMap2d {
+            view: b.view(x, 16, 64 * 24),
+            ..good
+        };
+        // SAFETY: as above.
+        refused(
+            unsafe { b.launch(l, vec![Arg::TensorMap(past_the_buffer)]) },
+            "outside buffer",
+        );
     }
 
     #[test]

@@ -53,6 +53,39 @@ pub fn parse_ptxas(log: &str) -> Vec<(String, Resources)> {
     out
 }
 
+/// Every entry point of a compiled file has a row of `ptxas -v` (`rows`) and, when the machine
+/// code was dumped (`sass`), a function in it; otherwise which do not. The checks run per row
+/// and per function, so a changed output format that parses to nothing would check nothing.
+pub fn check_coverage(
+    entries: &[String],
+    rows: &[(String, Resources)],
+    sass: Option<&[(String, Sass)]>,
+) -> Result<(), String> {
+    let mut why = Vec::new();
+    let missing = |names: Vec<&String>| -> Vec<&str> {
+        entries
+            .iter()
+            .filter(|e| !names.contains(e))
+            .map(String::as_str)
+            .collect()
+    };
+    let no_row = missing(rows.iter().map(|(n, _)| n).collect());
+    if !no_row.is_empty() {
+        why.push(format!("no ptxas resource row for {}", no_row.join(", ")));
+    }
+    if let Some(sass) = sass {
+        let no_code = missing(sass.iter().map(|(n, _)| n).collect());
+        if !no_code.is_empty() {
+            why.push(format!("no machine code for {}", no_code.join(", ")));
+        }
+    }
+    if why.is_empty() {
+        Ok(())
+    } else {
+        Err(why.join("; "))
+    }
+}
+
 /// What a kernel's machine code holds, from `cuobjdump --dump-sass`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Sass {
@@ -229,6 +262,37 @@ mod tests {
             (128, 16896, 8, 4, 12)
         );
         assert_eq!((r[1].1.regs, r[1].1.smem), (10, 0));
+    }
+
+    #[test]
+    fn every_entry_point_needs_a_row_and_machine_code() {
+        use super::{check_coverage, parse_ptxas, parse_sass};
+        let entries = ["k1".to_string(), "k2".to_string()];
+        let log = "ptxas info    : Compiling entry function 'k1' for 'sm_90'\nptxas info    : Used 128 registers\nptxas info    : Compiling entry function 'k2' for 'sm_90'\nptxas info    : Used 10 registers\n";
+        let rows = parse_ptxas(log);
+        let sass = parse_sass("\t\tFunction : k2\n\t\tFunction : k1\n");
+        assert_eq!(check_coverage(&entries, &rows, Some(&sass)), Ok(()));
+        assert_eq!(check_coverage(&entries, &rows, None), Ok(()));
+        // A format that parses to nothing, or a kernel gone from the output.
+        let none = check_coverage(&entries, &parse_ptxas(""), None).unwrap_err();
+        assert_eq!(none, "no ptxas resource row for k1, k2");
+        let k1_only = parse_ptxas(
+            log.split("ptxas info    : Compiling entry function 'k2'")
+                .next()
+                .unwrap(),
+        );
+        assert_eq!(
+            check_coverage(&entries, &k1_only, Some(&sass)),
+            Err("no ptxas resource row for k2".into())
+        );
+        assert_eq!(
+            check_coverage(&entries, &rows, Some(&sass[..1])),
+            Err("no machine code for k1".into())
+        );
+        assert_eq!(
+            check_coverage(&entries, &rows, Some(&[])),
+            Err("no machine code for k1, k2".into())
+        );
     }
 
     #[test]

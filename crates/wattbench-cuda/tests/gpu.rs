@@ -13,8 +13,9 @@
 //!
 //! The last tests run everywhere: without a GPU every backend explains itself instead of
 //! panicking.
+use wattbench_core::harness::within_tolerance;
 use wattbench_core::reference;
-use wattbench_core::tensor::{generate_case_inputs, rel_l2_error, HostTensor};
+use wattbench_core::tensor::{generate_case_inputs, rel_errors, rel_l2_error, HostTensor};
 use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
 use wattbench_core::{Backend, BackendError, Case, DType, Mode, Params, Prepared};
 use wattbench_cuda::{host, Cublas, CudaKernels, Cudnn};
@@ -177,12 +178,13 @@ fn check_outputs(case: &Case, run: &mut dyn Prepared, want: &[Vec<f64>], what: &
     assert_eq!(want.len(), specs.len());
     for ((spec, o), w) in specs.iter().zip(&got).zip(want) {
         assert_eq!(o.len(), spec.numel(), "{case}: `{}` length", spec.name);
-        let err = rel_l2_error(o, w);
+        let err = rel_errors(o, w);
         assert!(
-            err <= tol,
-            "{case}, {what}, {:?}: `{}` rel L2 error {err:e} > {tol:e}",
+            within_tolerance(err, tol),
+            "{case}, {what}, {:?}: `{}` errors {err:?} beyond {tol:e} (L2) and {:e} (max)",
             run.implementation(),
             spec.name,
+            wattbench_core::harness::MAX_ERROR_FACTOR * tol
         );
     }
 }
@@ -193,8 +195,10 @@ fn check_timing(run: &mut dyn Prepared) {
     assert!(t.as_nanos() > 0, "event timing returned zero");
 }
 
-/// Forward passes of `backend` on each of `cases`, then event timing.
-fn check_forward(backend: &dyn Backend, cases: &[(Params, DType)]) {
+/// Forward passes of `backend` on each of `cases`, then event timing. Returns what each case
+/// recorded as its implementation.
+fn check_forward(backend: &dyn Backend, cases: &[(Params, DType)]) -> Vec<String> {
+    let mut implementations = Vec::new();
     for &(params, dtype) in cases {
         let case = case(params, Mode::Infer, dtype);
         let (seed, inputs, mut run) = prepare(backend, &case);
@@ -205,12 +209,44 @@ fn check_forward(backend: &dyn Backend, cases: &[(Params, DType)]) {
             &inputs.iter().map(HostTensor::to_f64).collect::<Vec<_>>(),
         );
         check_outputs(&case, run.as_mut(), &want, &format!("seed {seed}"));
-        assert!(
-            run.implementation().is_some_and(|s| !s.is_empty()),
-            "{case}: no implementation recorded"
-        );
+        let imp = run.implementation().unwrap_or_default();
+        assert!(!imp.is_empty(), "{case}: no implementation recorded");
         check_timing(run.as_mut());
+        implementations.push(imp);
     }
+    implementations
+}
+
+/// The multiprocessors of `cuda:0`, which size the Hopper GEMM's schedule.
+fn sms() -> u32 {
+    let gpus = wattbench_cuda::gpus().expect("a GPU");
+    gpus.iter().find(|g| g.ordinal == 0).expect("cuda:0").sms
+}
+
+/// Each case ran the Hopper GEMM kernels that the host's schedule predicts for this GPU (in
+/// clusters of two where `cluster` asks for them and the shape allows): its implementation,
+/// less the padded copies of operands. Returns the predictions.
+fn check_wgmma_kernels(
+    cases: &[(Params, DType)],
+    implementations: &[String],
+    cluster: bool,
+) -> Vec<Vec<String>> {
+    let sms = sms();
+    assert_eq!(cases.len(), implementations.len());
+    let mut predicted = Vec::new();
+    for (&(params, dtype), imp) in cases.iter().zip(implementations) {
+        let Params::Gemm(p) = params else {
+            panic!("{params:?} is not a GEMM")
+        };
+        let want = wattbench_cuda::wgmma_entry_points(&p, dtype, sms, cluster);
+        let ran: Vec<&str> = imp
+            .split(", ")
+            .filter(|e| !e.starts_with("pad_rows_"))
+            .collect();
+        assert_eq!(ran, want, "{params:?} {dtype:?} on {sms} SMs: {imp}");
+        predicted.push(want);
+    }
+    predicted
 }
 
 #[test]
@@ -275,32 +311,58 @@ fn wgmma_gemm_every_layout_edges_and_persistent_tiles() {
         cases.push((gemm(256, 300, 4096, t), DType::F16));
         cases.push((gemm(300, 100, 640, t), DType::Bf16));
     }
-    check_forward(&CudaKernels::wgmma(), &cases);
+    let ran = check_forward(&CudaKernels::wgmma(), &cases);
+    let predicted = check_wgmma_kernels(&cases, &ran, false);
+    // The cases reach what the doc promises on this GPU: the narrow tile and the wide one,
+    // each with K whole and split.
+    let kinds: Vec<(bool, bool)> = predicted
+        .iter()
+        .map(|k| {
+            let narrow = k[0].starts_with("gemm_wgmma_n64_");
+            (
+                narrow,
+                k.iter().any(|e| e.starts_with("gemm_splitk_reduce_")),
+            )
+        })
+        .collect();
+    for kind in [(false, false), (false, true), (true, false), (true, true)] {
+        assert!(
+            kinds.contains(&kind),
+            "no case (narrow, split) = {kind:?} on {} SMs",
+            sms()
+        );
+    }
 }
 
 /// The cluster kernels (`gemm_wgmma_c2_*`, two CTAs sharing B by TMA multicast) in every
 /// layout and both dtypes: an even and an odd number of tile rows (the last cluster's second
 /// CTA past M), partial tiles in M, N and K, more clusters' worth of tiles than SMs, and the
-/// padded copy; each case records the cluster kernel as its implementation.
+/// padded copy; each case records the kernels the host's schedule predicts. K of under 16
+/// k-steps is never split, so those cases run the cluster kernel on any Hopper GPU; on 80 SMs
+/// or more, 1000x1096x1000 is split in two and runs the plain kernel and the reduction.
 #[test]
 #[ignore = "needs an NVIDIA Hopper GPU (compute capability 9.0)"]
 fn wgmma_cluster_gemm_every_layout_odd_tile_rows_and_persistent_clusters() {
     let mut cases = Vec::new();
     for t in ["nn", "nt", "tn", "tt"] {
         for dtype in [DType::Bf16, DType::F16] {
-            cases.push((gemm(1000, 1096, 1000, t), dtype)); // 8 tile rows
+            cases.push((gemm(1000, 1096, 900, t), dtype)); // 8 tile rows, 15 k-steps
             cases.push((gemm(300, 300, 70, t), dtype)); // 3 tile rows: one CTA past M
         }
         cases.push((gemm(2056, 2304, 136, t), DType::Bf16)); // 17 rows, 153 pairs > 66
         cases.push((gemm(257, 1001, 515, t), DType::F16)); // odd rows: the padded copy
     }
-    let backend = CudaKernels::wgmma_cluster();
-    check_forward(&backend, &cases);
-    for (params, dtype) in &cases[..2] {
-        let case = case(*params, Mode::Infer, *dtype);
-        let (_, _, run) = prepare(&backend, &case);
-        let imp = run.implementation().unwrap_or_default();
-        assert!(imp.contains("gemm_wgmma_c2_"), "{case}: {imp}");
+    let clustered = cases.len();
+    for t in ["nn", "tt"] {
+        cases.push((gemm(1000, 1096, 1000, t), DType::F16)); // 16 k-steps: split on 80+ SMs
+    }
+    let ran = check_forward(&CudaKernels::wgmma_cluster(), &cases);
+    let predicted = check_wgmma_kernels(&cases, &ran, true);
+    for (k, (params, _)) in predicted.iter().zip(&cases).take(clustered) {
+        assert!(
+            k[0].starts_with("gemm_wgmma_c2_"),
+            "{params:?}: predicted {k:?}"
+        );
     }
 }
 
@@ -310,6 +372,7 @@ fn conv_forward_both_tiles_padding_and_stride() {
     // Both tile widths, padding, stride, 1x1, output sizes with P·Q % 4 != 0.
     let odd = conv([2, 3, 9, 11, 5, 3, 3, 1, 2]);
     let resnet = conv([2, 64, 14, 14, 64, 3, 3, 1, 1]);
+    let stem = conv([1, 3, 37, 41, 16, 7, 7, 3, 2]);
     let f32 = |p| (p, DType::F32);
     check_forward(
         &CudaKernels::new(),
@@ -317,11 +380,13 @@ fn conv_forward_both_tiles_padding_and_stride() {
             f32(odd),
             f32(conv([3, 17, 7, 7, 130, 3, 3, 1, 1])),
             f32(conv([2, 64, 14, 14, 96, 1, 1, 0, 1])),
-            f32(conv([1, 3, 37, 41, 16, 7, 7, 3, 2])),
+            f32(stem),
             f32(resnet),
         ],
     );
-    check_forward(&Cudnn, &[f32(odd), f32(resnet)]);
+    // cuDNN's prepare also checks that its output shape is ours (padding, stride, filter
+    // layout), here on a 7x7 stride-2 filter too.
+    check_forward(&Cudnn, &[f32(odd), f32(resnet), f32(stem)]);
 }
 
 #[test]
@@ -487,21 +552,31 @@ fn rnn_gradients_match_finite_differences() {
     }
 }
 
-/// Runs everywhere: without a driver every backend reports why, and prepare returns
-/// `Unavailable` instead of panicking, in both modes.
+/// Runs everywhere: without a usable GPU (no driver, or a driver that sees no device) every
+/// backend gives the driver probe's reason, and prepare returns `Unavailable` instead of
+/// panicking, in both modes; with GPUs, every backend lists one device per GPU.
 #[test]
 fn without_a_gpu_backends_explain_and_do_not_panic() {
-    let have_gpu = wattbench_cuda::gpus().is_ok();
+    let probe = wattbench_cuda::gpus();
+    let have_gpu = probe.is_ok();
     for b in wattbench_cuda::backends() {
         let devs = b.devices();
-        assert!(!devs.is_empty());
-        if have_gpu {
-            continue;
-        }
+        assert!(!devs.is_empty(), "{}", b.name());
+        let why = match &probe {
+            Ok(gpus) => {
+                let names: Vec<String> =
+                    gpus.iter().map(|g| format!("cuda:{}", g.ordinal)).collect();
+                let listed: Vec<&str> = devs.iter().map(|d| d.name.as_str()).collect();
+                assert_eq!(listed, names, "{}", b.name());
+                continue;
+            }
+            Err(why) => why,
+        };
         assert!(
             devs.iter()
-                .all(|d| !d.available && d.reason.as_deref().unwrap_or("").contains("libcuda")),
-            "{devs:?}"
+                .all(|d| !d.available && d.reason.as_deref() == Some(why.as_str())),
+            "{}: {devs:?}, the driver probe says {why}",
+            b.name()
         );
         for c in [
             case(gemm(4, 4, 4, "nn"), Mode::Infer, DType::F32),

@@ -83,9 +83,13 @@ impl Measurement for Joules {
 
     fn end(&self, w: Option<EnergyWindow>) -> f64 {
         // A window that could not start or a counter that could not be read is NaN, which
-        // criterion reports, never 0 J.
+        // criterion reports, never 0 J; so is a sample in which any counter of the total had
+        // no reading (a partial sum would look like a saving).
         let Some(w) = w else { return f64::NAN };
         let domains = self.meters.stop(w);
+        if domains.iter().any(|d| d.in_total && d.joules.is_none()) {
+            return f64::NAN;
+        }
         crate::total_energy(&domains)
             .joules
             .map_or(f64::NAN, |iv| iv.value)

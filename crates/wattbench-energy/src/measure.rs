@@ -32,6 +32,9 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// Exit code when the command exists but cannot be executed.
 pub const EXIT_CANNOT_EXECUTE: i32 = 126;
 
+/// `accounting` of a report whose command did not start (not found, not executable).
+const NOT_STARTED: &str = "not started";
+
 /// A `--steps-done` / `--total-steps` projection request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProjectionSpec {
@@ -211,15 +214,27 @@ impl MeasureReport {
                 sig(i.high * k)
             )
         };
-        v.push(format!(
-            "command exited with {}{} after {:.3} s",
-            self.exit_code,
-            self.signal
-                .as_ref()
-                .map(|s| format!(" (killed by {s})"))
-                .unwrap_or_default(),
-            self.duration_s
-        ));
+        if self.accounting == NOT_STARTED {
+            v.push(format!(
+                "the command did not start (exit status {}: {})",
+                self.exit_code,
+                if self.exit_code == EXIT_NOT_FOUND {
+                    "not found"
+                } else {
+                    "cannot be executed"
+                }
+            ));
+        } else {
+            v.push(format!(
+                "command exited with {}{} after {:.3} s",
+                self.exit_code,
+                self.signal
+                    .as_ref()
+                    .map(|s| format!(" (killed by {s})"))
+                    .unwrap_or_default(),
+                self.duration_s
+            ));
+        }
         if let Some(e) = &self.error {
             v.push(format!("error: {e}"));
         }
@@ -305,7 +320,8 @@ impl MeasureReport {
         if let Some(p) = &self.projection {
             if let (Some(e), Some(c)) = (&p.energy_kwh, &p.co2e_kg) {
                 v.push(format!(
-                    "projection to {} steps (x{:.2}): {}, {} CO2e, {:.0} s",
+                    "projection to {} steps (linear, x{:.2}, start-up included): {}, {} CO2e, \
+                     {:.0} s",
                     p.total_steps,
                     p.factor,
                     iv(e, "Wh", 1000.0),
@@ -682,7 +698,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
                 })
                 .collect();
             let accounting = Accounting {
-                how: "not started".into(),
+                how: NOT_STARTED.into(),
                 cpu_seconds: None,
                 memory_peak: None,
                 warnings: Vec::new(),

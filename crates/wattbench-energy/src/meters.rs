@@ -680,8 +680,22 @@ impl Meters {
         let mut accs = self.accumulators(interval);
         let t0 = Instant::now();
         let ctx = self.context();
+        let readings = self.read_all(&ctx);
+        // The cross-check spans the whole window: its first samples are these readings.
+        let checks: Vec<Option<CheckSamples>> = self
+            .domains
+            .iter()
+            .zip(&readings)
+            .map(|(d, r)| {
+                let mut c = d.power_reading().map(|_| CheckSamples::default());
+                if let (Some(c), Ok(r), Ok(w)) = (c.as_mut(), r, d.reported_power()) {
+                    c.push(0.0, r, w);
+                }
+                c
+            })
+            .collect();
         let mut ok = 0;
-        for (acc, r) in accs.iter_mut().zip(self.read_all(&ctx)) {
+        for (acc, r) in accs.iter_mut().zip(readings) {
             match r {
                 Ok(r) => {
                     acc.push(0.0, r);
@@ -699,7 +713,7 @@ impl Meters {
             return Err(EnergyError::NoMeters(why.join("; ")));
         }
         let accs = Arc::new(Mutex::new(accs));
-        let sampler = interval.map(|i| Sampler::start_shared(self, accs.clone(), t0, i, false));
+        let sampler = interval.map(|i| Sampler::start_shared(self, accs.clone(), checks, t0, i));
         Ok(EnergyWindow { t0, accs, sampler })
     }
 
@@ -708,11 +722,17 @@ impl Meters {
         // The background sampler stops first (joined: no tick can run after this), then
         // the final readings are taken and pushed under the lock: a late tick can never land
         // after them and make the final value look like a counter wrap.
-        let checks = w.sampler.map(|s| s.finish().checks).unwrap_or_default();
+        let mut checks = w.sampler.map(|s| s.finish().checks).unwrap_or_default();
         let mut accs = w.accs.lock().unwrap_or_else(|p| p.into_inner());
         let ctx = self.context();
         let t = w.t0.elapsed().as_secs_f64();
         let readings = self.read_all(&ctx);
+        // ... and its last ones are the final readings.
+        for ((d, r), c) in self.domains.iter().zip(&readings).zip(checks.iter_mut()) {
+            if let (Some(c), Ok(r), Ok(watts)) = (c.as_mut(), r, d.reported_power()) {
+                c.push(t, r, watts);
+            }
+        }
         for (acc, r) in accs.iter_mut().zip(readings) {
             match r {
                 Ok(r) => {

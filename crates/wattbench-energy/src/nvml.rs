@@ -69,11 +69,13 @@ pub struct PowerReading {
 /// Attention", arXiv 2312.02741 (A100 and H100: about 25 % of the runtime is sampled).
 /// `instant` says whether `NVML_FI_DEV_POWER_INSTANT` is readable.
 pub fn power_reading(arch: Option<DeviceArchitecture>, name: &str, instant: bool) -> PowerReading {
-    let ga100 = ["A100", "A30", "A800"].iter().any(|m| name.contains(m));
-    let part_time = ga100
-        || ["H100", "H200", "H800", "GH200"]
-            .iter()
-            .any(|m| name.contains(m));
+    // Whole words of the name: "NVIDIA RTX A1000" is not an A100, nor "RTX A3000" an A30.
+    let named = |models: &[&str]| {
+        name.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| models.contains(&w))
+    };
+    let ga100 = named(&["A100", "A30", "A800"]);
+    let part_time = ga100 || named(&["H100", "H200", "H800", "GH200"]);
     let (averaging_s, what) = match arch {
         Some(DeviceArchitecture::Ampere) if ga100 => (0.0, "instantaneous (GA100)".to_string()),
         Some(
@@ -452,6 +454,20 @@ mod tests {
         let v100 = power_reading(Some(A::Volta), "Tesla V100-SXM2-16GB", false);
         assert_eq!(v100.averaging_s, 0.0);
         assert_eq!(power_reading(None, "?", false).averaging_s, 1.0);
+        // Names that contain a GA100 part's name without being one (GA107, GA104).
+        for name in [
+            "NVIDIA RTX A1000 Laptop GPU",
+            "NVIDIA RTX A3000 12GB Laptop GPU",
+        ] {
+            let r = power_reading(Some(A::Ampere), name, false);
+            assert!(r.averaging_s == 1.0 && !r.part_time, "{name}: {r:?}");
+        }
+        for name in ["NVIDIA A30", "NVIDIA A800 80GB PCIe", "NVIDIA GH200 480GB"] {
+            assert!(
+                power_reading(Some(A::Ampere), name, false).part_time,
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -227,15 +227,23 @@ mod tests {
 
     #[test]
     fn own_process_snapshot_counts_busy_time() {
+        // Spin until the CPU time moves, however slow or loaded the machine (the cap only
+        // stops a broken reading from spinning forever): the snapshot must see busy time.
         let a = self_snapshot().unwrap();
         let mut x = 0u64;
         let start = std::time::Instant::now();
-        while start.elapsed().as_millis() < 100 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let mut b = self_snapshot().unwrap();
+        while b.cpu_seconds <= a.cpu_seconds && start.elapsed().as_secs() < 60 {
+            for _ in 0..1_000_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+            b = self_snapshot().unwrap();
         }
-        std::hint::black_box(x);
-        let b = self_snapshot().unwrap();
-        assert!(b.cpu_seconds > a.cpu_seconds);
+        assert!(
+            b.cpu_seconds > a.cpu_seconds,
+            "60 s of spinning never counted"
+        );
         assert!(b.rss_bytes > 0);
     }
 

@@ -184,18 +184,19 @@ impl Sampler {
     /// interval from [`Meters::sampling_interval`], which sees every counter wrap.
     pub fn start(meters: &Meters, interval: Duration, record_trace: bool) -> Sampler {
         let accs = Arc::new(Mutex::new(meters.accumulators(Some(interval))));
-        Sampler::spawn(meters, accs, Instant::now(), interval, record_trace, true)
+        Sampler::spawn(meters, accs, Instant::now(), interval, record_trace, None)
     }
 
-    /// Samples into accumulators that already hold a first reading (an energy window).
+    /// Samples into accumulators that already hold a first reading (an energy window), and
+    /// into the cross-check samples that already hold that reading's.
     pub(crate) fn start_shared(
         meters: &Meters,
         accs: Arc<Mutex<Vec<Accumulator>>>,
+        checks: Vec<Option<CheckSamples>>,
         t0: Instant,
         interval: Duration,
-        record_trace: bool,
     ) -> Sampler {
-        Sampler::spawn(meters, accs, t0, interval, record_trace, false)
+        Sampler::spawn(meters, accs, t0, interval, false, Some(checks))
     }
 
     fn spawn(
@@ -204,8 +205,10 @@ impl Sampler {
         t0: Instant,
         interval: Duration,
         record: bool,
-        first_now: bool,
+        checks: Option<Vec<Option<CheckSamples>>>,
     ) -> Sampler {
+        // Without first readings given, the first tick is taken now.
+        let first_now = checks.is_none();
         let interval = interval.max(Duration::from_millis(1));
         let ctx = Ctx {
             gpu_idx: (0..meters.domains.len())
@@ -231,11 +234,12 @@ impl Sampler {
             peak_dev: vec![None; ctx.gpu_idx.len()],
             prev_cpu: None,
             ticks: 0,
-            checks: ctx
-                .domains
-                .iter()
-                .map(|d| d.power_reading().map(|_| CheckSamples::default()))
-                .collect(),
+            checks: checks.unwrap_or_else(|| {
+                ctx.domains
+                    .iter()
+                    .map(|d| d.power_reading().map(|_| CheckSamples::default()))
+                    .collect()
+            }),
         };
         if first_now {
             ctx.tick(&mut st, t0.elapsed().as_secs_f64());

@@ -481,21 +481,23 @@ fn the_sampler_reads_power_beside_the_counter_for_the_cross_check() {
         &MeterConfig::default(),
     );
     let s = Sampler::start(&m, Duration::from_millis(10), false);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1000));
     let out = s.finish();
     assert!(out.checks[1].is_none(), "a counter without a power reading");
     let samples = out.checks[0].as_ref().expect("gpu0's samples");
-    assert!(samples.len() >= 10, "{} ticks", samples.len());
+    // However few ticks a loaded machine lets the sampler take, the first one comes at once.
+    assert!(samples.len() >= 2, "{} ticks", samples.len());
     let c = assess("gpu0", samples, 0.0, "test").unwrap();
-    assert!(c.span_s > 0.2, "{c:?}");
-    // Constant power integrates exactly; the counter gains 200 W of the same span (to its
-    // 1 mJ resolution at each end).
+    assert!(c.span_s > 0.5, "{c:?}");
+    // Constant power integrates exactly; the counter gains 200 W of the same span, to its
+    // 1 mJ resolution and the few milliseconds between a tick's time and its read (the fake
+    // counter follows the wall clock) at each end: 2 % over a span near 1 s.
     assert!(close(c.integrated_j, 300.0 * c.span_s), "{c:?}");
     assert!(
-        (c.counter_j / (200.0 * c.span_s) - 1.0).abs() < 0.01,
+        (c.counter_j / (200.0 * c.span_s) - 1.0).abs() < 0.02,
         "{c:?}"
     );
-    assert!((c.ratio.unwrap() - 1.5).abs() < 0.01, "{c:?}");
+    assert!((c.ratio.unwrap() - 1.5).abs() < 0.03, "{c:?}");
 }
 
 /// An energy window of a device whose counter has a power reading beside it carries the
@@ -532,4 +534,12 @@ fn an_energy_window_carries_the_cross_check_and_warns_on_disagreement() {
     );
     assert!((d[0].avg_watts.unwrap() - 200.0).abs() < 2.0, "{:?}", d[0]);
     assert!(d[1].power_check.is_none());
+    // The check spans the whole window, its first and final readings included: a 2 s window
+    // is judged, not cut to the sampler's ticks inside it (0.1 s short at each edge).
+    assert!(
+        (c.span_s - d[0].window_s).abs() < 1e-9,
+        "check over {} s of a {} s window",
+        c.span_s,
+        d[0].window_s
+    );
 }

@@ -2,13 +2,19 @@
 //!
 //! One SQLite file holds every recorded run (`runs`) and its run-level figures per case and
 //! metric (`measurements`). The same result file is recorded once, keyed by the SHA-256 of
-//! its bytes. Several processes may add at once (CI jobs sharing a file): the database runs in
+//! its bytes, and the same run once whatever its bytes (a merged file holding a run recorded
+//! before, a re-serialised copy): see [`History::add_run`]. Several processes may add at once (CI jobs sharing a file): the database runs in
 //! WAL mode with a busy timeout, and each run is one `BEGIN IMMEDIATE` transaction, so a
 //! writer waits for the others instead of failing, and a run is stored whole or not at all.
+//!
+//! A file is identified (its `application_id`, `user_version` and tables, read only) before
+//! anything is written to it, so another program's SQLite file is refused untouched. Reading
+//! commands open the database read-only ([`History::open_existing`]) and never create one.
 use crate::HistoryError;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wattbench_core::energy::CaseEnergy;
@@ -251,13 +257,22 @@ pub enum AddOutcome {
         /// The earlier run's id.
         run_id: i64,
     },
+    /// The same run, from other bytes (a merged file, a re-serialised copy), was recorded
+    /// before as run `run_id`: same start time, command, host, hardware and software
+    /// fingerprints and recorded case ids. Nothing changed.
+    SameRun {
+        /// The earlier run's id.
+        run_id: i64,
+    },
 }
 
 impl AddOutcome {
     /// The run's id, new or earlier.
     pub fn run_id(&self) -> i64 {
         match *self {
-            AddOutcome::Added { run_id, .. } | AddOutcome::AlreadyRecorded { run_id } => run_id,
+            AddOutcome::Added { run_id, .. }
+            | AddOutcome::AlreadyRecorded { run_id }
+            | AddOutcome::SameRun { run_id } => run_id,
         }
     }
 }
@@ -268,6 +283,71 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// What a database file holds, as read without writing to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Identity {
+    /// No table and no application id: a new (or 0-byte) file, made a history on writing.
+    Fresh,
+    /// A wattbench history of schema version `version`.
+    History { version: i64 },
+    /// Another program's database.
+    Foreign,
+}
+
+/// Read `application_id`, `user_version` and the number of tables, in one statement (one
+/// snapshot: another process may be creating the history at the same time): reads only.
+fn identify(conn: &Connection) -> rusqlite::Result<Identity> {
+    let (app, version, tables): (i32, i64, i64) = conn.query_row(
+        "SELECT (SELECT application_id FROM pragma_application_id),
+                (SELECT user_version FROM pragma_user_version),
+                (SELECT count(*) FROM sqlite_master)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(if app == APPLICATION_ID {
+        Identity::History { version }
+    } else if app == 0 && tables == 0 {
+        Identity::Fresh
+    } else {
+        Identity::Foreign
+    })
+}
+
+/// SQLite's error about `path`, with a file that is not SQLite at all said so.
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> HistoryError {
+    match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => HistoryError::NotSqlite(path.to_path_buf()),
+        _ => HistoryError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// `path` with `suffix` appended to its name (`h.sqlite` → `h.sqlite-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// An SQLite `file:` URI of `path` (absolute), reading it as immutable: SQLite then takes no
+/// lock and needs no `-shm` file.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for &b in abs.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// An open history database.
@@ -291,13 +371,12 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 impl History {
-    /// Open the history at `path`, creating it (and bringing its schema up to date) if
-    /// needed. Safe to call from several processes at once.
+    /// Open the history at `path` for writing, creating it (and bringing its schema up to
+    /// date) if needed; for the commands that record (`history add`, `run --record`). Safe to
+    /// call from several processes at once. A file that is not a wattbench history is
+    /// refused before anything is written to it.
     pub fn open(path: &Path) -> Result<History, HistoryError> {
-        let err = |source| HistoryError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let err = |source| sqlite_error(path, source);
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         let mut h = History {
@@ -319,12 +398,71 @@ impl History {
         }
     }
 
-    /// Open the history at `path`, which must exist (for reading commands).
+    /// Open the history at `path` read-only, for the reading commands (`history show`,
+    /// `history changes`, `report --history`): it must exist and be a wattbench history, and
+    /// nothing is created or written. Where SQLite cannot create the `-shm` file a WAL
+    /// database needs (a read-only file system), the file is read as immutable, unless its
+    /// `-wal` file holds changes not yet in it, which is then said.
     pub fn open_existing(path: &Path) -> Result<History, HistoryError> {
-        if !path.is_file() {
-            return Err(HistoryError::Missing(path.to_path_buf()));
+        let meta = std::fs::metadata(path).map_err(|_| HistoryError::Missing(path.into()))?;
+        if meta.is_dir() {
+            return Err(HistoryError::Directory(path.to_path_buf()));
         }
-        History::open(path)
+        if meta.len() == 0 {
+            return Err(HistoryError::Empty(path.to_path_buf()));
+        }
+        let open = |target: &str, flags: OpenFlags| {
+            let conn = Connection::open_with_flags(target, flags)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let id = identify(&conn)?;
+            Ok::<_, rusqlite::Error>((conn, id))
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let target = path.to_string_lossy();
+        let (conn, id) = match open(&target, flags) {
+            Ok(opened) => opened,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)
+                ) =>
+            {
+                let wal = sibling(path, "-wal");
+                let pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+                if pending {
+                    return Err(HistoryError::ReadOnlyPlace {
+                        path: path.to_path_buf(),
+                        why: format!(
+                            "{e}; {} holds changes not yet in the database file",
+                            wal.display()
+                        ),
+                    });
+                }
+                open(&immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI).map_err(|e2| {
+                    HistoryError::ReadOnlyPlace {
+                        path: path.to_path_buf(),
+                        why: format!("{e} (read as immutable: {e2})"),
+                    }
+                })?
+            }
+            Err(e) => return Err(sqlite_error(path, e)),
+        };
+        match id {
+            Identity::Fresh => Err(HistoryError::Empty(path.to_path_buf())),
+            Identity::Foreign => Err(HistoryError::NotAHistory(path.to_path_buf())),
+            Identity::History { version } if version > schema_version() => {
+                Err(HistoryError::NewerSchema {
+                    path: path.to_path_buf(),
+                    found: version,
+                    known: schema_version(),
+                })
+            }
+            // An older schema is read as it is: every migration so far only adds.
+            Identity::History { .. } => Ok(History {
+                conn,
+                path: path.to_path_buf(),
+            }),
+        }
     }
 
     fn sql(&self, source: rusqlite::Error) -> HistoryError {
@@ -334,9 +472,22 @@ impl History {
         }
     }
 
-    /// Pragmas and migrations.
+    /// Identity (read only), then pragmas and migrations.
     fn setup(&mut self) -> Result<(), HistoryError> {
         let c = &self.conn;
+        // Switching to WAL writes the file: another program's database, or one of a newer
+        // schema, is refused before it.
+        match identify(c).map_err(|e| sqlite_error(&self.path, e))? {
+            Identity::Foreign => return Err(HistoryError::NotAHistory(self.path.clone())),
+            Identity::History { version } if version > schema_version() => {
+                return Err(HistoryError::NewerSchema {
+                    path: self.path.clone(),
+                    found: version,
+                    known: schema_version(),
+                })
+            }
+            Identity::History { .. } | Identity::Fresh => {}
+        }
         // The mode it answers is not checked: where WAL is impossible (no shared memory),
         // SQLite keeps its rollback journal, as safe, with readers waiting for writers.
         c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
@@ -425,7 +576,8 @@ impl History {
     }
 
     /// Record a result file given as its bytes; `file_path` is kept as where it came from.
-    /// A file recorded before (same SHA-256) is not recorded again.
+    /// A file recorded before (same SHA-256), or a run recorded before from other bytes, is
+    /// not recorded again.
     pub fn add(
         &mut self,
         bytes: &[u8],
@@ -443,7 +595,10 @@ impl History {
         Ok(last.expect("read_runs returns at least one run"))
     }
 
-    /// Record `run`, whose file has SHA-256 `sha256`, in one transaction.
+    /// Record `run`, whose file has SHA-256 `sha256`, in one transaction. Not recorded again:
+    /// a file with the same key ([`AddOutcome::AlreadyRecorded`]), or the same run from other
+    /// bytes ([`AddOutcome::SameRun`]): a run with the same start time, command, host name,
+    /// hardware and software fingerprints and the same set of recorded case ids.
     pub fn add_run(
         &mut self,
         run: &RunFile,
@@ -474,6 +629,42 @@ impl History {
             wattbench_core::result::Config::Run(_) => "run",
             wattbench_core::result::Config::Train(_) => "train",
         };
+        let (hardware_fp, software_fp) = (env.hardware_fingerprint(), env.software_fingerprint());
+        let ids: BTreeSet<&str> = measurements.iter().map(|m| m.case_id.as_str()).collect();
+        let candidates: Vec<i64> = {
+            let mut st = tx
+                .prepare(
+                    "SELECT id FROM runs WHERE created_at = ?1 AND hardware_fp = ?2
+                     AND software_fp = ?3 AND hostname IS ?4 AND command = ?5 ORDER BY id",
+                )
+                .map_err(sql)?;
+            let rows = st
+                .query_map(
+                    params![
+                        run.created_at,
+                        hardware_fp,
+                        software_fp,
+                        env.host.hostname,
+                        command
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)?
+        };
+        for run_id in candidates {
+            let mut st = tx
+                .prepare("SELECT DISTINCT case_id FROM measurements WHERE run_id = ?1")
+                .map_err(sql)?;
+            let stored: BTreeSet<String> = st
+                .query_map([run_id], |r| r.get(0))
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?;
+            if stored.iter().map(String::as_str).eq(ids.iter().copied()) {
+                return Ok(AddOutcome::SameRun { run_id });
+            }
+        }
         tx.execute(
             "INSERT INTO runs (sha256, created_at, command, git_commit, hardware_fp, software_fp,
                                hostname, interrupted, file_path, recorded_at)
@@ -484,8 +675,8 @@ impl History {
                 run.created_at,
                 command,
                 env.git_commit,
-                env.hardware_fingerprint(),
-                env.software_fingerprint(),
+                hardware_fp,
+                software_fp,
                 env.host.hostname,
                 run.interrupted,
                 file_path,
@@ -677,6 +868,144 @@ mod tests {
             HistoryError::Missing(_)
         ));
         assert!(!missing.exists());
+    }
+
+    /// The bytes of a file, and whether SQLite's header says WAL (bytes 18 and 19 are 2).
+    fn file_state(p: &Path) -> (Vec<u8>, bool) {
+        let b = std::fs::read(p).unwrap();
+        let wal = b.len() > 19 && b[18] == 2 && b[19] == 2;
+        (b, wal)
+    }
+
+    #[test]
+    fn a_foreign_database_is_refused_before_any_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let foreign = dir.path().join("other.sqlite");
+        let c = Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1)")
+            .unwrap();
+        drop(c);
+        let before = file_state(&foreign);
+        assert!(!before.1, "a rollback-journal file to begin with");
+        let e = History::open(&foreign).unwrap_err();
+        assert!(matches!(e, HistoryError::NotAHistory(_)), "{e}");
+        let e = History::open_existing(&foreign).unwrap_err();
+        assert!(matches!(e, HistoryError::NotAHistory(_)), "{e}");
+        assert_eq!(
+            file_state(&foreign),
+            before,
+            "not switched to WAL, not changed"
+        );
+        // A file that is not SQLite at all is said so, and left alone.
+        let text = dir.path().join("notes.sqlite");
+        std::fs::write(
+            &text,
+            "some text that is not a database at all, long enough",
+        )
+        .unwrap();
+        let e = History::open(&text).unwrap_err();
+        assert!(e.to_string().contains("not an SQLite database"), "{e}");
+        assert_eq!(
+            std::fs::read(&text).unwrap(),
+            b"some text that is not a database at all, long enough"
+        );
+    }
+
+    #[test]
+    fn reading_never_creates_or_initialises_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let zero = dir.path().join("zero.sqlite");
+        std::fs::write(&zero, "").unwrap();
+        let e = History::open_existing(&zero).unwrap_err();
+        assert!(matches!(e, HistoryError::Empty(_)), "{e}");
+        assert!(e.to_string().contains("is empty"), "{e}");
+        assert_eq!(std::fs::metadata(&zero).unwrap().len(), 0);
+        // An SQLite file with no table (what a first open was interrupted in) is empty too.
+        let blank = dir.path().join("blank.sqlite");
+        Connection::open(&blank)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); DROP TABLE t")
+            .unwrap();
+        let before = std::fs::read(&blank).unwrap();
+        let e = History::open_existing(&blank).unwrap_err();
+        assert!(matches!(e, HistoryError::Empty(_)), "{e}");
+        assert_eq!(std::fs::read(&blank).unwrap(), before);
+        let e = History::open_existing(dir.path()).unwrap_err();
+        assert!(matches!(e, HistoryError::Directory(_)), "{e}");
+        // A history is read without a write: its bytes stay, and reading works.
+        let db = dir.path().join("h.sqlite");
+        let mut h = History::open(&db).unwrap();
+        let run = run_file("2026-01-01T00:00:00+00:00", &[], vec![case("a", 1.0)]);
+        h.add(&bytes(&run), None).unwrap();
+        drop(h);
+        let before = std::fs::read(&db).unwrap();
+        let h = History::open_existing(&db).unwrap();
+        assert_eq!(h.runs().unwrap().len(), 1);
+        drop(h);
+        assert_eq!(std::fs::read(&db).unwrap(), before);
+    }
+
+    #[test]
+    fn a_history_whose_shm_cannot_be_created_is_read_as_immutable() {
+        // As on a read-only file system: SQLite cannot create `-shm` (here a dangling link
+        // into a missing folder, which stops root too).
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite");
+        let mut h = History::open(&db).unwrap();
+        let run = run_file("2026-01-01T00:00:00+00:00", &[], vec![case("a", 1.0)]);
+        h.add(&bytes(&run), None).unwrap();
+        drop(h);
+        assert!(file_state(&db).1, "a WAL database");
+        let shm = sibling(&db, "-shm");
+        std::os::unix::fs::symlink(dir.path().join("missing/dir/shm"), &shm).unwrap();
+        let h = History::open_existing(&db).unwrap();
+        assert_eq!(h.runs().unwrap().len(), 1);
+        assert_eq!(h.measurement_count().unwrap(), 3);
+        drop(h);
+        // With changes still in the -wal file, reading as immutable would miss them: said.
+        std::fs::write(sibling(&db, "-wal"), b"pending frames").unwrap();
+        let e = History::open_existing(&db).unwrap_err();
+        assert!(matches!(e, HistoryError::ReadOnlyPlace { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("read-only file system") && msg.contains("copy the database"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_same_run_from_other_bytes_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        let run = run_file(
+            "2026-01-01T00:00:00+00:00",
+            &[],
+            vec![case("a", 1.0), case("b", 2.0)],
+        );
+        let pretty = serde_json::to_vec_pretty(&run).unwrap();
+        let compact = serde_json::to_vec(&run).unwrap();
+        assert_ne!(pretty, compact);
+        assert!(matches!(
+            h.add(&pretty, None).unwrap(),
+            AddOutcome::Added { run_id: 1, .. }
+        ));
+        assert_eq!(
+            h.add(&compact, None).unwrap(),
+            AddOutcome::SameRun { run_id: 1 }
+        );
+        // The same run inside a merged file (its key is `SHA#i`).
+        assert_eq!(
+            h.add_run(&run, "0123#2", None).unwrap(),
+            AddOutcome::SameRun { run_id: 1 }
+        );
+        assert_eq!(h.runs().unwrap().len(), 1);
+        assert_eq!(h.measurement_count().unwrap(), 6);
+        // Another run at the same time on the same machine with other cases is another run.
+        let other = run_file("2026-01-01T00:00:00+00:00", &[], vec![case("c", 1.0)]);
+        assert!(matches!(
+            h.add(&bytes(&other), None).unwrap(),
+            AddOutcome::Added { run_id: 2, .. }
+        ));
     }
 
     #[test]

@@ -49,6 +49,38 @@ pub enum HistoryError {
         /// The newest this code knows.
         known: i64,
     },
+    /// A reading command was given a directory.
+    #[error("{} is a directory; give the history database file in it", .0.display())]
+    Directory(PathBuf),
+    /// A reading command was given an empty file (0 bytes, or an SQLite file with no
+    /// table): not a history, and reading commands never make one.
+    #[error(
+        "{} is empty, not a wattbench history (reading commands never create one): record \
+         runs into it with `wattbench history add FILE --db {}` or `wattbench run --record \
+         {}`, or give another path",
+        .0.display(), .0.display(), .0.display()
+    )]
+    Empty(PathBuf),
+    /// The file is not an SQLite database at all.
+    #[error(
+        "{} is not an SQLite database, so not a wattbench history; give another path",
+        .0.display()
+    )]
+    NotSqlite(PathBuf),
+    /// A reading command cannot read the database where it is: SQLite cannot create the
+    /// `-shm` file beside it (a read-only file system or folder).
+    #[error(
+        "cannot read the history database {}: its folder cannot be written (a read-only file \
+         system?), so SQLite cannot make the -shm file it needs beside it ({why}); copy the \
+         database (with its -wal file, if any) to a writable folder and give that copy",
+        path.display()
+    )]
+    ReadOnlyPlace {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's errors.
+        why: String,
+    },
     /// The file is an SQLite database of another program: left untouched.
     #[error(
         "{} is an SQLite database, but not a wattbench history; give another path",

@@ -242,8 +242,10 @@ impl Partial {
         self.curve.push(p);
         if !loss.is_finite() {
             self.failure = Some(format!(
-                "the loss became {loss} at step {step}: training diverged; lower --lr (it was \
+                "the loss became {loss} at step {}/{}: training diverged; lower --lr (it was \
                  {})",
+                step + 1,
+                self.settings.steps,
                 self.settings.lr
             ));
         }

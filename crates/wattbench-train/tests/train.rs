@@ -214,12 +214,12 @@ fn what_the_backend_cannot_do_is_its_error_with_the_reason() {
         Err(TrainError::Backend(e)) => e,
         other => panic!("expected a backend error, got {other:?}"),
     };
-    // A device the backend does not have.
+    // A device the backend does not have, on any machine (a GPU one included).
     let mut dev = tiny(ModelKind::Mlp, 5);
-    dev.device = "cuda".into();
+    dev.device = "cuda:999".into();
     let e = backend_error(&dev, &CandleBackend);
     assert!(
-        matches!(&e, BackendError::Unavailable(m) if m.contains("cuda")),
+        matches!(&e, BackendError::Unavailable(m) if m.contains("cuda:999")),
         "{e}"
     );
     // A backend that does not train.

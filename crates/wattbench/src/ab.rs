@@ -100,6 +100,25 @@ pub fn run(args: AbArgs) -> Result<u8> {
             )));
         }
     }
+    // The comparison's output must not land among the runs it reads.
+    if let Some(out) = args.settings.output_path() {
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let inside = ["a", "b"].iter().any(|side| {
+            std::fs::canonicalize(parent)
+                .is_ok_and(|p| std::fs::canonicalize(dir.join(side)).ok() == Some(p))
+        });
+        if inside {
+            return Err(usage(format!(
+                "--output {} is inside the run folders of --dir {} (a/ or b/), where it would \
+                 be read as a run; give an output path outside them",
+                out.display(),
+                dir.display()
+            )));
+        }
+    }
     let stop = Stop::install()?;
     for round in 1..=args.rounds {
         let order = if round % 2 == 1 {
@@ -133,6 +152,15 @@ pub fn run(args: AbArgs) -> Result<u8> {
             }
             match status.code() {
                 // A failed case is listed by the comparison, not a reason to stop.
+                Some(c @ (0 | 1)) if !out.is_file() => {
+                    return Err(usage(format!(
+                        "--{side} {} exited with {c} but wrote no result file {}: is it a \
+                         `wattbench`? The A/B stops (the runs so far are in {})",
+                        bin.display(),
+                        out.display(),
+                        dir.display()
+                    )))
+                }
                 Some(0 | 1) => {}
                 code => {
                     return Err(usage(format!(

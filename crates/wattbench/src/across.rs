@@ -379,10 +379,18 @@ pub fn run(
     format: Format,
     output: Option<&Path>,
 ) -> Result<u8> {
+    if let Some(out) = output {
+        crate::output::not_an_input(out, inputs)?;
+    }
     let sets: Vec<ResultSet> = inputs
         .iter()
         .map(|p| ResultSet::load(p).map_err(|e| usage(e.to_string())))
         .collect::<Result<_>>()?;
+    crate::output::distinct_runs(
+        sets.iter()
+            .flat_map(|s| s.files.iter().zip(&s.runs))
+            .map(|(l, r)| (l.as_str(), r)),
+    )?;
     let out = output.map(crate::output::prepare).transpose()?;
     let dirs = ceiling_dirs(inputs);
     let a = across(&sets, carbon_params, &|fp| ceilings::find(fp, &dirs));

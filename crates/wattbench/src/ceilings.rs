@@ -10,7 +10,10 @@
 //!   and timed by the harness exactly as `run` does; the best verified one is the ceiling.
 //!
 //! The file is `results/ceilings/HARDWARE-SLUG.json` by default: one per machine kind,
-//! replaced by the next measurement; `report` finds it by the fingerprint inside.
+//! replaced by the next measurement; `report` finds it by the fingerprint inside. A `--quick`
+//! measurement (a lower bound) never replaces a full one without `--force`, and where several
+//! files measure one machine, a full measurement is preferred over a quick one, then the
+//! newest ([`choose`]).
 use crate::options::{choices, usage};
 use crate::signals::Stop;
 use crate::{backends, inventory, output};
@@ -53,6 +56,10 @@ pub struct Ceilings {
     pub devices: Vec<DeviceCeilings>,
     /// Devices (or kinds of device) not measured, and why.
     pub not_measured: Vec<NotMeasured>,
+    /// Measured with `--quick` (small sizes): a lower bound of the ceilings, not the
+    /// ceilings. Absent in files written before it existed (then `argv` says).
+    #[serde(default)]
+    pub quick: bool,
 }
 
 /// The limits of one device.
@@ -153,6 +160,51 @@ impl Ceilings {
     pub fn device(&self, device: &str) -> Option<&DeviceCeilings> {
         self.devices.iter().find(|d| d.device == device)
     }
+
+    /// Whether this is a `--quick` measurement (a lower bound), by its `quick` key or, in
+    /// older files, its command line.
+    pub fn is_quick(&self) -> bool {
+        self.quick || self.argv.iter().any(|a| a == "--quick")
+    }
+
+    /// `full` or `quick`, and when it was measured, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, measured {}",
+            if self.is_quick() {
+                "quick: a lower bound"
+            } else {
+                "full"
+            },
+            self.created_at
+        )
+    }
+}
+
+/// Of several ceilings files of one machine, the one to use: a full measurement before a
+/// quick one (a lower bound), then the newest. Its index in `files`, and, when there was a
+/// choice, why, in words naming the files passed over.
+pub fn choose(files: &[&(PathBuf, Ceilings)]) -> Option<(usize, Option<String>)> {
+    let best = (0..files.len()).max_by(|&a, &b| {
+        let key = |i: usize| (!files[i].1.is_quick(), files[i].1.created_at.as_str());
+        key(a).cmp(&key(b))
+    })?;
+    if files.len() < 2 {
+        return Some((best, None));
+    }
+    let others: Vec<String> = (0..files.len())
+        .filter(|&i| i != best)
+        .map(|i| format!("{} ({})", files[i].0.display(), files[i].1.describe()))
+        .collect();
+    let why = format!(
+        "{} ceilings files measure this machine: using {} ({}), not {}: a full measurement is \
+         preferred over a quick one, then the newest",
+        files.len(),
+        files[best].0.display(),
+        files[best].1.describe(),
+        others.join(", ")
+    );
+    Some((best, Some(why)))
 }
 
 /// A file-name slug of a hardware fingerprint: lowercase letters, digits and dashes, cut to
@@ -205,15 +257,16 @@ pub fn find(fingerprint: &str, dirs: &[PathBuf]) -> Option<(PathBuf, Ceilings)> 
             }
         }
     }
-    found.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at));
-    found.pop()
+    let refs: Vec<&(PathBuf, Ceilings)> = found.iter().collect();
+    let (best, _) = choose(&refs)?;
+    Some(found.swap_remove(best))
 }
 
 /// Options of `wattbench ceilings`.
 #[derive(Args, Debug)]
 pub struct CeilingsArgs {
     /// Ceilings file (default: results/ceilings/HARDWARE-SLUG.json, replacing the previous
-    /// measurement of this kind of machine).
+    /// full measurement of this kind of machine; a quick one only with --force).
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
     /// Print the document as JSON on stdout instead of the table.
@@ -246,6 +299,10 @@ pub struct CeilingsArgs {
     /// this machine is an error, not replaced).
     #[arg(long)]
     if_missing: bool,
+    /// With --quick: replace a full measurement at the output path (refused without it: a
+    /// quick measurement is a lower bound, and every later report's roofs would drop).
+    #[arg(long)]
+    force: bool,
 }
 
 /// The sizes a measurement uses.
@@ -448,6 +505,23 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
         );
         return Ok(0);
     }
+    if args.quick && !args.force {
+        // A full measurement is not replaced by a lower bound without a word.
+        let full = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| Ceilings::from_json(&t).ok())
+            .filter(|c| !c.is_quick());
+        if let Some(c) = full {
+            return Err(usage(format!(
+                "{} holds a full measurement ({}, {}); --quick would replace it with a lower \
+                 bound, and every later report's roofs would drop: give --output FILE to \
+                 write the quick one elsewhere, or --force to replace it",
+                path.display(),
+                c.created_at,
+                c.hardware_fingerprint
+            )));
+        }
+    }
     let file = output::prepare(&path)?;
     let stop = Stop::install()?;
     let created_at = chrono::Utc::now().to_rfc3339();
@@ -588,6 +662,7 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
         environment,
         devices: out,
         not_measured,
+        quick: args.quick,
     };
     let text = serde_json::to_string_pretty(&doc)?;
     output::commit(file, text.as_bytes())?;

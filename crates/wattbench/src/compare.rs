@@ -156,6 +156,21 @@ pub fn run(args: CompareArgs) -> Result<u8> {
             "compare takes BASE and NEW (or one input or more with --across-hardware)",
         ));
     };
+    args.carbon.refuse_without("--across-hardware")?;
+    // What can be refused is refused before the inputs are read.
+    args.settings.options()?;
+    if let Some(out) = args.settings.output_path() {
+        crate::output::not_an_input(out, &[&args.base, new])?;
+        crate::output::prepare(out)?;
+    }
+    if std::fs::canonicalize(&args.base).is_ok_and(|b| std::fs::canonicalize(new).ok() == Some(b)) {
+        return Err(usage(format!(
+            "BASE and NEW are the same {} ({}): a comparison with itself shows nothing; give \
+             the baseline and the new results",
+            if args.base.is_dir() { "folder" } else { "file" },
+            args.base.display()
+        )));
+    }
     let load = |p: &std::path::Path| ResultSet::load(p).map_err(|e| usage(e.to_string()));
     let (base, new) = (load(&args.base)?, load(new)?);
     compare_and_report(&base, &new, &args.settings)
@@ -168,6 +183,23 @@ pub fn compare_and_report(
     settings: &CompareSettings,
 ) -> Result<u8> {
     let opts = settings.options()?;
+    // The same run twice, on one side or across them, would count as runs with no variation.
+    crate::output::distinct_runs(
+        base.files
+            .iter()
+            .zip(&base.runs)
+            .chain(new.files.iter().zip(&new.runs))
+            .map(|(l, r)| (l.as_str(), r)),
+    )?;
+    if let Some(out) = &settings.output {
+        let read: Vec<&str> = base
+            .files
+            .iter()
+            .chain(&new.files)
+            .map(|l| crate::output::label_path(l))
+            .collect();
+        crate::output::not_an_input(out, &read)?;
+    }
     let out = settings
         .output
         .as_deref()

@@ -1,12 +1,10 @@
 //! `wattbench export RESULT --format bmf|github|csv`: a result file in the shape another tool
 //! reads (Bencher, github-action-benchmark, spreadsheets); the shapes and their sources are
 //! documented in `wattbench_compare::export`. Exit 0, or 2 on bad input.
-use crate::options::usage;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use wattbench_compare::export;
-use wattbench_core::result::RunFile;
 
 /// Export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -36,15 +34,15 @@ pub struct ExportArgs {
 
 /// Run the command; returns the exit code.
 pub fn run(args: ExportArgs) -> Result<u8> {
+    if let Some(out) = &args.output {
+        crate::output::not_an_input(out, &[&args.input])?;
+    }
     let out = args
         .output
         .as_deref()
         .map(crate::output::prepare)
         .transpose()?;
-    let text = std::fs::read_to_string(&args.input)
-        .map_err(|e| usage(format!("cannot read {}: {e}", args.input.display())))?;
-    let run =
-        RunFile::from_json(&text).map_err(|e| usage(format!("{}: {e}", args.input.display())))?;
+    let run = crate::output::read_run(&args.input)?;
     let body = match args.format {
         ExportFormat::Bmf => serde_json::to_string_pretty(&export::bmf(&run))? + "\n",
         ExportFormat::Github => serde_json::to_string_pretty(&export::github(&run))? + "\n",

@@ -123,6 +123,11 @@ fn add(db: &Path, files: &[PathBuf]) -> Result<u8> {
             AddOutcome::AlreadyRecorded { run_id } => {
                 println!("{} was already recorded (run {run_id})", f.display())
             }
+            AddOutcome::SameRun { run_id } => println!(
+                "{}: its run was already recorded as run {run_id} (same start time, host, \
+                 machine and cases, from another file or a copy); not recorded again",
+                f.display()
+            ),
         }
     }
     println!("{}", db.display());
@@ -138,8 +143,11 @@ pub fn record(db: Option<&Path>, file: &Path) {
         Ok(AddOutcome::Added { run_id, .. }) => {
             eprintln!("recorded in the history {} (run {run_id})", db.display())
         }
-        Ok(AddOutcome::AlreadyRecorded { run_id }) => {
-            eprintln!("already in the history {} (run {run_id})", db.display())
+        Ok(AddOutcome::AlreadyRecorded { run_id } | AddOutcome::SameRun { run_id }) => {
+            eprintln!(
+                "already recorded as run {run_id} in the history {}",
+                db.display()
+            )
         }
         Err(e) => eprintln!(
             "warning: the result file was written, but not recorded in the history {}: {e:#} \

@@ -4,7 +4,7 @@ use crate::options::usage;
 use crate::output;
 use anyhow::Result;
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use wattbench_compare::ResultSet;
 use wattbench_core::result::{MergedFile, RunFile};
 
@@ -12,7 +12,9 @@ use wattbench_core::result::{MergedFile, RunFile};
 #[derive(Args, Debug)]
 pub struct MergeArgs {
     /// Result files of `run` or `train` (merged files too), or folders of them (every .json
-    /// directly inside, in name order; the output itself is left out).
+    /// directly inside, in name order). An output that is one of the files read is refused,
+    /// unless it is an earlier merge of the same runs (merging a folder again into a file of
+    /// it): that one is left out and replaced. The same run given twice is refused.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
     /// The merged file.
@@ -25,28 +27,29 @@ pub struct MergeArgs {
     allow_duplicates: bool,
 }
 
-/// Whether the run labelled `label` (`PATH` or `PATH#i`, as [`ResultSet`] names them) was
-/// read from `output`: a merge into a file of the folder being merged leaves it out.
-fn from_output(label: &str, output: Option<&Path>) -> bool {
-    let path = label.rsplit_once('#').map_or(label, |(p, _)| p);
-    output.is_some_and(|o| std::fs::canonicalize(path).ok().as_deref() == Some(o))
-}
-
 /// Run the command; returns the exit code.
 pub fn run(args: MergeArgs) -> Result<u8> {
     // Every input read and checked before the output is touched (folders and merged files
     // are read as `compare` reads them).
-    let output = std::fs::canonicalize(&args.output).ok();
+    let out = std::fs::canonicalize(&args.output).ok();
     let mut inputs: Vec<(String, RunFile)> = Vec::new();
+    let mut old: Vec<RunFile> = Vec::new();
     for path in &args.inputs {
         let set = ResultSet::load(path).map_err(|e| usage(e.to_string()))?;
-        inputs.extend(
-            set.files
-                .into_iter()
-                .zip(set.runs)
-                .filter(|(label, _)| !from_output(label, output.as_deref())),
-        );
+        for (label, run) in set.files.into_iter().zip(set.runs) {
+            if out.is_some() && std::fs::canonicalize(output::label_path(&label)).ok() == out {
+                old.push(run);
+            } else {
+                inputs.push((label, run));
+            }
+        }
     }
+    // The output is one of the files read: replacing it loses nothing only when every run in
+    // it is merged again (an earlier merge of this folder); anything else is refused.
+    if !old.iter().all(|r| inputs.iter().any(|(_, x)| x == r)) {
+        output::not_an_input(&args.output, &args.inputs)?;
+    }
+    output::distinct_runs(inputs.iter().map(|(l, r)| (l.as_str(), r)))?;
     let merged = MergedFile::merge(
         inputs,
         args.allow_duplicates,

@@ -4,7 +4,7 @@ use crate::UsageError;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
-use wattbench_core::Backend;
+use wattbench_core::{Backend, DeviceInfo};
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::gpus::GpuSelection;
 use wattbench_energy::{MeterConfig, Meters};
@@ -35,6 +35,58 @@ pub fn backend<'a>(
 ) -> anyhow::Result<&'a Arc<dyn Backend>> {
     let refs: Vec<&Arc<dyn Backend>> = all.iter().collect();
     wattbench_core::workload::parse_choice("backend", name, &refs, |b| b.name()).map_err(usage)
+}
+
+/// `list` (a comma-separated option's values, `--op "gemm, rnn"`) with the spaces around
+/// each name trimmed; an empty item (`--backend reference,,`) is a usage error.
+pub fn trim_list(flag: &str, list: &mut [String]) -> anyhow::Result<()> {
+    for v in list.iter_mut() {
+        *v = v.trim().to_string();
+    }
+    if list.iter().any(String::is_empty) {
+        return Err(usage(format!(
+            "{flag} `{}` has an empty item; give names separated by single commas",
+            list.join(",")
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the device `want` (as given: `cuda:1`, or `cuda` for every CUDA device) names
+/// the device `name` of a backend.
+pub fn device_matches(want: &str, name: &str) -> bool {
+    name == want || name.split(':').next() == Some(want)
+}
+
+/// The device `want` names among `backend`'s (`cuda` is its first CUDA device, the first
+/// available one when there is one; as `run --device cuda` selects, see [`device_matches`]),
+/// or the first available device when none is given. An unknown name is a usage error that
+/// lists the valid ones.
+pub fn device(backend: &dyn Backend, want: Option<&str>) -> anyhow::Result<DeviceInfo> {
+    let devices = backend.devices();
+    let matching: Vec<&DeviceInfo> = match want {
+        Some(w) => devices
+            .iter()
+            .filter(|d| device_matches(w, &d.name))
+            .collect(),
+        None => devices.iter().collect(),
+    };
+    match matching
+        .iter()
+        .find(|d| d.available)
+        .or_else(|| matching.first())
+    {
+        Some(d) => Ok((*d).clone()),
+        None => {
+            let names: Vec<&str> = devices.iter().map(|x| x.name.as_str()).collect();
+            Err(usage(format!(
+                "unknown device `{}` for backend {}; valid: {}",
+                want.unwrap_or_default(),
+                backend.name(),
+                names.join(", ")
+            )))
+        }
+    }
 }
 
 /// How the energy meters are found.
@@ -113,6 +165,25 @@ pub struct CarbonArgs {
 }
 
 impl CarbonArgs {
+    /// Refuses these options when what uses them is not asked for (`needs`, in words): they
+    /// would be accepted and silently ignored.
+    pub fn refuse_without(&self, needs: &str) -> Result<(), UsageError> {
+        let given = [
+            ("--region", self.region.is_some()),
+            ("--intensity", self.intensity.is_some()),
+            ("--pue", self.pue.is_some()),
+            ("--price-per-kwh", self.price_per_kwh.is_some()),
+            ("--carbon-table", self.carbon_table.is_some()),
+        ];
+        match given.iter().find(|(_, g)| *g) {
+            Some((flag, _)) => Err(UsageError(format!(
+                "{flag} is used only with {needs}, which turns energy into CO2e and cost; \
+                 give it, or leave {flag} out"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The resolved carbon parameters, or a usage error that says what to give (an unknown
     /// region, impossible numbers, or a carbon table that cannot be read or is malformed).
     pub fn params(&self) -> Result<CarbonParams, UsageError> {
@@ -139,5 +210,67 @@ impl CarbonArgs {
             self.price_per_kwh,
         )
         .map_err(usage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattbench_core::tensor::HostTensor;
+    use wattbench_core::{BackendError, Case, Prepared};
+
+    /// A backend with a CPU and two GPUs, the first of them unavailable.
+    struct TwoGpus;
+    impl Backend for TwoGpus {
+        fn name(&self) -> &'static str {
+            "two-gpus"
+        }
+        fn devices(&self) -> Vec<DeviceInfo> {
+            vec![
+                DeviceInfo::available("cpu"),
+                DeviceInfo::unavailable("cuda:0", "busy"),
+                DeviceInfo::available("cuda:1"),
+            ]
+        }
+        fn supports(&self, _: &Case, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn prepare(
+            &self,
+            _: &Case,
+            _: &str,
+            _: &[HostTensor],
+        ) -> Result<Box<dyn Prepared>, BackendError> {
+            Err(BackendError::Unavailable("a test backend".into()))
+        }
+    }
+
+    #[test]
+    fn cuda_is_the_first_available_cuda_device_as_run_selects_it() {
+        let name = |w: Option<&str>| device(&TwoGpus, w).map(|d| d.name);
+        assert_eq!(name(Some("cuda")).unwrap(), "cuda:1");
+        assert_eq!(name(Some("cuda:0")).unwrap(), "cuda:0");
+        assert_eq!(name(Some("cpu")).unwrap(), "cpu");
+        assert_eq!(name(None).unwrap(), "cpu");
+        let e = name(Some("tpu")).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown device `tpu`") && e.contains("cpu, cuda:0, cuda:1"),
+            "{e}"
+        );
+        // The same rule as `run --device`.
+        assert!(device_matches("cuda", "cuda:1") && !device_matches("cud", "cuda:1"));
+    }
+
+    #[test]
+    fn empty_list_items_are_refused_and_spaces_trimmed() {
+        let mut l = vec![" gemm".to_string(), "rnn ".to_string()];
+        trim_list("--op", &mut l).unwrap();
+        assert_eq!(l, ["gemm", "rnn"]);
+        let mut l = vec!["reference".to_string(), String::new(), String::new()];
+        let e = trim_list("--backend", &mut l).unwrap_err().to_string();
+        assert!(
+            e.contains("--backend `reference,,` has an empty item"),
+            "{e}"
+        );
     }
 }

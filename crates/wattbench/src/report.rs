@@ -182,15 +182,18 @@ fn markdown(args: &ReportArgs) -> Result<String> {
         )
         .into());
     }
-    let text = std::fs::read_to_string(input)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", input.display())))?;
-    let doc =
-        RunFile::from_json(&text).map_err(|e| UsageError(format!("{}: {e}", input.display())))?;
-    Ok(render(&doc))
+    Ok(render(&crate::output::read_run(input)?))
 }
 
 /// Run the command; returns the exit code.
 pub fn run(args: ReportArgs) -> Result<u8> {
+    if let Some(out) = &args.output {
+        // Every file the report reads: inputs, ceilings and the history database.
+        let mut read = args.inputs.clone();
+        read.extend(args.ceilings.iter().cloned());
+        read.push(crate::history::db_path(args.history.as_deref()));
+        crate::output::not_an_input(out, &read)?;
+    }
     let md = match args.format {
         Format::Markdown => markdown(&args)?,
         Format::Html => {

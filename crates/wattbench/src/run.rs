@@ -44,7 +44,7 @@ pub struct RunArgs {
     /// Only entries of these DeepBench sets (train, server, device).
     #[arg(long, value_delimiter = ',')]
     set: Vec<String>,
-    /// Result file (default: results/runs/TIME-HOST-SUITE.json).
+    /// Result file (default: results/runs/TIME-PID-HOST-SUITE.json).
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
     /// Print the result document as JSON on stdout instead of the table.
@@ -53,7 +53,8 @@ pub struct RunArgs {
     /// Minimum sampling time per case, seconds.
     #[arg(long, default_value_t = 0.3)]
     min_time: f64,
-    /// Minimum samples per case.
+    /// Minimum samples per case (--max-time can end the sampling first: the case then notes
+    /// how many were taken).
     #[arg(long, default_value_t = 10)]
     min_samples: usize,
     /// Maximum sampling time per case, seconds.
@@ -168,7 +169,7 @@ fn select_targets(
         .flat_map(|b| b.devices())
         .map(|d| d.name)
         .collect();
-    let dev_matches = |want: &str, d: &str| d == want || d.split(':').next() == Some(want);
+    let dev_matches = options::device_matches;
     for d in &args.device {
         if !all_devices.iter().any(|x| dev_matches(d, x)) {
             let mut valid = all_devices.clone();
@@ -228,6 +229,8 @@ fn check_numbers(args: &RunArgs) -> Result<HarnessConfig> {
 
 /// Run the command; returns the exit code.
 pub fn run(mut args: RunArgs) -> Result<u8> {
+    // `duration_s`: the whole command, its idle-power windows included (results/README.md).
+    let started = Instant::now();
     if args.devices_sequential && args.devices.is_empty() {
         return Err(usage("--devices-sequential goes with --devices"));
     }
@@ -250,25 +253,35 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
         );
     }
     // `--op "gemm, rnn"`: spaces around the commas are not part of the names.
-    for list in [
-        &mut args.op,
-        &mut args.backend,
-        &mut args.device,
-        &mut args.dtype,
-        &mut args.mode,
-        &mut args.set,
+    for (flag, list) in [
+        ("--op", &mut args.op),
+        ("--backend", &mut args.backend),
+        ("--device", &mut args.device),
+        ("--dtype", &mut args.dtype),
+        ("--mode", &mut args.mode),
+        ("--set", &mut args.set),
     ] {
-        for v in list.iter_mut() {
-            *v = v.trim().to_string();
-        }
-        list.retain(|v| !v.is_empty());
+        options::trim_list(flag, list)?;
     }
     let cfg = check_numbers(&args)?;
     let suite = suite::load(&args.suite).map_err(|e| usage(e.to_string()))?;
-    if !suite.report.duplicates.is_empty() {
-        eprintln!("{}", suite.summary());
-    }
     let (cases, filters) = select_cases(&args, &suite)?;
+    // The whole suite's duplicates (every op and set), as --dtype/--mode make its cases:
+    // replacing the entries' dtypes and modes can merge more of them.
+    let selection = suite::Selection {
+        dtypes: filters.dtype.clone(),
+        modes: filters.mode.clone(),
+        ..suite::Selection::default()
+    };
+    let selected = if selection == suite::Selection::default() {
+        None
+    } else {
+        Some(suite::load_selected(&args.suite, &selection).map_err(|e| usage(e.to_string()))?)
+    };
+    let shown = selected.as_ref().unwrap_or(&suite);
+    if !shown.report.duplicates.is_empty() {
+        eprintln!("{}", shown.summary());
+    }
     let backends = backends::all();
     let targets = select_targets(&args, &backends)?;
     if cases.is_empty() {
@@ -309,7 +322,6 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     };
     let cooldown = Duration::from_secs_f64(args.cooldown);
     let created_at = chrono::Utc::now().to_rfc3339();
-    let started = Instant::now();
 
     let total = cases.len() * targets.len();
     let bar = ProgressBar::new(total as u64);
@@ -411,14 +423,26 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
         cases: results,
         ..RunFile::new(created_at, duration_s, interrupted, environment, config)
     };
-    let text = output::write(file, &doc)?;
+    // A failure to write where asked keeps the results (a fallback file, the table) and is
+    // said once, after them.
+    let written = output::write_after_work(file, &doc)?;
+    let (text, path, failure) = (written.text, written.path, written.failure);
     if let Some(db) = &args.record {
-        crate::history::record(db.as_deref(), &path);
+        if failure.is_none() {
+            crate::history::record(db.as_deref(), &path);
+        } else {
+            eprintln!(
+                "not recorded in the history: record the file with `wattbench history add` once \
+                 it is where you keep it"
+            );
+        }
     }
     crate::signals::quiet_broken_pipe();
 
-    if args.json {
+    if args.json || written.unsaved {
         println!("{text}");
+    }
+    if args.json {
         eprintln!("{}", path.display());
     } else {
         let target = crate::table::Target::stdout();
@@ -442,6 +466,13 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
             if interrupted { " (interrupted)" } else { "" }
         );
         println!("{}", path.display());
+    }
+    if let Some(failure) = failure {
+        if panicked {
+            eprintln!("internal error: a backend panicked; the completed cases were kept");
+        }
+        eprintln!("error: {failure}");
+        return Ok(output::EXIT_NOT_WRITTEN);
     }
     let nothing_ran = !interrupted && doc.cases.iter().all(|c| c.status == Status::Skipped);
     if nothing_ran {

@@ -38,7 +38,8 @@ pub struct TrainArgs {
     /// list`.
     #[arg(long, default_value = "candle")]
     backend: String,
-    /// Device: cpu, or cuda (tch, when libtorch sees a GPU).
+    /// Device: cpu, or cuda (tch, when libtorch sees a GPU: its first CUDA device), or
+    /// cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Model size: standard, or tiny for a quick check.
@@ -59,7 +60,9 @@ pub struct TrainArgs {
     /// Seed of the weights, the teacher and the inputs.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
-    /// Samples in the synthetic data set (rounded down to whole batches).
+    /// Samples in the synthetic data set, rounded down to whole batches; at least one batch
+    /// (a --batch-size above it grows the data set to one batch, with a warning). The result
+    /// file records the number used.
     #[arg(long, default_value_t = DEFAULT_DATASET_SAMPLES)]
     dataset_samples: usize,
     /// Print and record the loss every N steps (default: a tenth of the run).
@@ -81,7 +84,7 @@ pub struct TrainArgs {
     carbon: CarbonArgs,
     #[command(flatten)]
     meters: MeterArgs,
-    /// Result file (default: results/runs/TIME-HOST-train-MODEL.json).
+    /// Result file (default: results/runs/TIME-PID-HOST-train-MODEL.json).
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
     /// Print the result document as JSON on stdout instead of the summary.
@@ -89,8 +92,12 @@ pub struct TrainArgs {
     json: bool,
 }
 
-/// The backend `args` names, among those that train, and its device.
-fn choose_backend(args: &TrainArgs, backends: &[Arc<dyn Backend>]) -> Result<Arc<dyn Backend>> {
+/// The backend `args` names, among those that train, and the name of its device (`cuda` is
+/// its first CUDA device, as `run --device cuda` selects).
+fn choose_backend(
+    args: &TrainArgs,
+    backends: &[Arc<dyn Backend>],
+) -> Result<(Arc<dyn Backend>, String)> {
     let names: Vec<&str> = backends
         .iter()
         .filter(|b| b.trains())
@@ -113,17 +120,8 @@ fn choose_backend(args: &TrainArgs, backends: &[Arc<dyn Backend>]) -> Result<Arc
             names.join(", ")
         )));
     }
-    let devices = b.devices();
-    if !devices.iter().any(|d| d.name == args.device) {
-        let names: Vec<String> = devices.iter().map(|d| d.name.clone()).collect();
-        return Err(usage(format!(
-            "unknown device `{}` for backend {}; valid: {}",
-            args.device,
-            b.name(),
-            names.join(", ")
-        )));
-    }
-    Ok(b.clone())
+    let device = crate::options::device(b.as_ref(), Some(&args.device))?;
+    Ok((b.clone(), device.name))
 }
 
 /// The run's settings and carbon parameters from the command line, validated.
@@ -162,9 +160,24 @@ fn options(args: &TrainArgs) -> Result<(TrainSettings, CarbonParams)> {
         (_, _, Some(n)) => Some(ProjectionTarget::Epochs(n)),
         _ => None,
     };
+    if o.projection.is_none() {
+        args.carbon.refuse_without(
+            "a projection (--project-steps, --project-samples or --project-epochs)",
+        )?;
+    }
     let carbon = args.carbon.params()?;
     args.meters.config()?;
     wattbench_train::validate(&o).map_err(|e| usage(e.to_string()))?;
+    // The data set is whole batches, at least one: record the number of samples used.
+    let used = o.batches() * o.batch_size;
+    if o.dataset_samples < o.batch_size {
+        eprintln!(
+            "warning: --dataset-samples {} is less than one batch (--batch-size {}): the data \
+             set is one batch of {used} samples",
+            o.dataset_samples, o.batch_size
+        );
+    }
+    o.dataset_samples = used;
     Ok((o, carbon))
 }
 
@@ -365,9 +378,12 @@ fn print_summary(r: &TrainingResult, path: &Path) {
 /// Run `wattbench train`; returns the exit code (0 ok, 1 training diverged, 130/143 stopped
 /// by SIGINT/SIGTERM: the steps done are written).
 pub fn run(args: TrainArgs) -> Result<u8> {
-    let (opts, carbon) = options(&args)?;
+    // `duration_s`: the whole command, its idle-power windows included (results/README.md).
+    let started = Instant::now();
+    let (mut opts, carbon) = options(&args)?;
     let backends = backends::all();
-    let backend = choose_backend(&args, &backends)?;
+    let (backend, device) = choose_backend(&args, &backends)?;
+    opts.device = device;
     let path = args
         .output
         .clone()
@@ -379,7 +395,6 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     let mut environment = inventory::environment(&backends, &meters);
     let idle = energy::idle_baseline(&meters);
     let created_at = chrono::Utc::now().to_rfc3339();
-    let started = Instant::now();
 
     // Training runs on a worker thread so that a stop is answered at once even inside a long
     // step: the worker stops at the next step boundary and reports, or after GRACE the main
@@ -479,21 +494,30 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         trainings: result.into_iter().collect(),
         ..RunFile::new(created_at, duration_s, interrupted, environment, config)
     };
-    let text = output::write(file, &doc)?;
+    // A failure to write where asked keeps the run (a fallback file, the summary) and is said
+    // once, after it.
+    let written = output::write_after_work(file, &doc)?;
+    let (text, path) = (&written.text, &written.path);
     crate::signals::quiet_broken_pipe();
 
     let result = doc.trainings.first();
-    if args.json {
+    if args.json || written.unsaved {
         println!("{text}");
+    }
+    if args.json {
         eprintln!("{}", path.display());
     } else if let Some(r) = result {
-        print_summary(r, &path);
+        print_summary(r, path);
         for line in energy::notes(&doc) {
             println!("{line}");
         }
     } else {
         println!("interrupted before the first training step: no step to report");
         println!("{}", path.display());
+    }
+    if let Some(failure) = &written.failure {
+        eprintln!("error: {failure}");
+        return Ok(output::EXIT_NOT_WRITTEN);
     }
     Ok(if interrupted {
         stop.exit_code()

@@ -77,7 +77,7 @@ fn run_writes_a_complete_verified_result_file() {
         for k in ["median_s", "mean_s", "min_s", "max_s", "p95_s"] {
             assert!(t[k].as_f64().unwrap() > 0.0, "{k}");
         }
-        assert!(t["ci95_median_s"][0].as_f64() <= t["median_s"].as_f64());
+        assert!(t["ci95_median_s"][0].as_f64().unwrap() <= t["median_s"].as_f64().unwrap());
         assert!(c["throughput"]["gflops_per_s"].as_f64().unwrap() > 0.0);
         assert!(c["throughput"]["intensity"].as_f64().unwrap() > 0.0);
         assert!(c["memory"]["host_peak_rss_bytes"].as_u64().unwrap() > 0);
@@ -329,10 +329,12 @@ fn measure_reports_a_command_and_returns_its_exit_code() {
         "{domains:?}"
     );
     let kwh = &doc["energy_kwh"];
-    assert!(
-        kwh["low"].as_f64() <= kwh["value"].as_f64()
-            && kwh["value"].as_f64() <= kwh["high"].as_f64()
+    let (lo, v, hi) = (
+        kwh["low"].as_f64().unwrap(),
+        kwh["value"].as_f64().unwrap(),
+        kwh["high"].as_f64().unwrap(),
     );
+    assert!(lo <= v && v <= hi, "{kwh}");
     let csv = std::fs::read_to_string(&trace).unwrap();
     assert!(
         csv.lines().count() >= 2,
@@ -355,9 +357,17 @@ fn measure_reports_a_command_and_returns_its_exit_code() {
 
 #[test]
 fn gpu_backends_skip_with_a_reason_when_no_gpu_is_present() {
-    let list: Value = serde_json::from_slice(&wattbench(&["list", "--json"]).stdout).unwrap();
+    // GPUs hidden, so the skip path runs on any machine.
+    let list: Value = serde_json::from_slice(
+        &common::without_gpus()
+            .args(["list", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (o, doc) = run_tiny(
+    let (o, doc) = common::run_tiny_without_gpus(
         dir.path(),
         "r.json",
         &["--backend", "cuda,cublas", "--op", "gemm"],
@@ -458,4 +468,149 @@ fn every_result_key_is_documented() {
         "keys not described in results/README.md: {missing:?}"
     );
     assert!(all.len() > 100, "{}", all.len());
+}
+
+#[test]
+fn a_write_that_fails_at_the_end_keeps_the_results_in_a_fallback_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = common::tiny_suite(dir.path());
+    let sub = dir.path().join("sub");
+    let out = sub.join("r.json");
+    // One case for at least a second: time to replace the output's folder by a file after
+    // the check before the work (which creates the folder) and before the final write.
+    let child = command()
+        .env("TMPDIR", tmp.path())
+        .args([
+            "run",
+            "--suite",
+            &suite,
+            "--backend",
+            "reference",
+            "--op",
+            "gemm",
+        ])
+        .args(["--min-time", "1", "--min-samples", "3", "--warmup", "0"])
+        .args(["--output", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !sub.is_dir() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the folder is never made"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The check's probe file may still be inside for a moment.
+    while std::fs::remove_dir_all(&sub).is_err() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(&sub, "a file where the folder was").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(
+        t0.elapsed() > Duration::from_millis(900),
+        "the folder was replaced during the run"
+    );
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "one message: {err}");
+    assert_eq!(
+        err.matches("Not a directory").count(),
+        1,
+        "said once: {err}"
+    );
+    let saved: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let saved = saved[0].display().to_string();
+    assert_contains(&err, &format!("saved in {saved}"));
+    let doc = read_json(&saved);
+    assert_eq!(doc["cases"][0]["status"], "ok");
+    // The table is printed, and the path that comes last is the fallback file.
+    let text = stdout(&o);
+    assert_contains(&text, "1 ok, 0 skipped, 0 failed");
+    assert_eq!(text.trim_end().lines().last().unwrap(), saved);
+}
+
+#[test]
+fn impossible_values_and_missing_keys_are_refused_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, doc) = run_tiny(
+        dir.path(),
+        "base.json",
+        &["--backend", "reference", "--op", "gemm"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = doc.unwrap();
+    let base = dir.path().join("base.json");
+    // A hand-edited negative time: no "faster" verdict, a refusal naming file and key.
+    let mut neg = doc.clone();
+    let n = neg["cases"][0]["time"]["samples_s"]
+        .as_array()
+        .unwrap()
+        .len();
+    neg["cases"][0]["time"]["samples_s"] = serde_json::json!(vec![-1.0; n]);
+    neg["cases"][0]["time"]["median_s"] = (-1.0).into();
+    let neg_path = dir.path().join("negtime.json");
+    std::fs::write(&neg_path, neg.to_string()).unwrap();
+    let o = wattbench(&[
+        "compare",
+        base.to_str().unwrap(),
+        neg_path.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}\n{}", stdout(&o));
+    assert_contains(&err, "negtime.json");
+    assert_contains(&err, "cases[0].time.samples_s[0] = -1");
+    assert!(!stdout(&o).contains("faster"), "{}", stdout(&o));
+    // A file without its `cases` key is not an empty run.
+    let mut cut = doc.clone();
+    cut.as_object_mut().unwrap().remove("cases");
+    let cut_path = dir.path().join("nocases.json");
+    std::fs::write(&cut_path, cut.to_string()).unwrap();
+    let o = wattbench(&["report", cut_path.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_contains(&err, "nocases.json");
+    assert_contains(&err, "missing field `cases`");
+}
+
+#[test]
+fn duration_covers_the_idle_windows_of_the_command() {
+    // results/README: `duration_s` is the command's wall time, idle windows included.
+    let dir = tempfile::tempdir().unwrap();
+    let (o, doc) = run_tiny(
+        dir.path(),
+        "r.json",
+        &["--backend", "reference", "--op", "gemm"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = doc.unwrap();
+    let window = |key: &str| -> f64 {
+        doc["energy"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["window_s"].as_f64().unwrap())
+            .fold(0.0, f64::max)
+    };
+    let idle = window("idle_baseline") + window("idle_after");
+    assert!(idle > 0.0, "no idle window measured: {}", doc["energy"]);
+    // Each case's energy window lies within the command too.
+    let cases: f64 = doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["energy"]["window_s"].as_f64())
+        .sum();
+    let duration = doc["duration_s"].as_f64().unwrap();
+    assert!(
+        duration >= idle + cases,
+        "duration_s {duration} < idle windows {idle} + case windows {cases}"
+    );
 }

@@ -92,10 +92,16 @@ fn scaled(k: f64) -> Value {
     doc
 }
 
+/// The same samples on both sides (the run again under another start time: the same file, or
+/// a copy, as BASE and NEW is refused as a comparison with itself).
 #[test]
 fn a_result_against_itself_is_never_slower() {
+    let dir = tempfile::tempdir().unwrap();
     let b = base_path();
-    let (o, doc) = compare_json(&b, &b, &[]);
+    let mut again = read_json(base_run());
+    again["created_at"] = "2030-01-01T00:00:00+00:00".into();
+    let again = write(dir.path(), "again.json", &again);
+    let (o, doc) = compare_json(&b, &again, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let doc = doc.unwrap();
     assert_eq!(doc["summary"]["slower"], 0);
@@ -113,7 +119,7 @@ fn a_result_against_itself_is_never_slower() {
         assert!(r["verdict"] == "same" || r["verdict"] == "ambiguous", "{r}");
     }
     // The table says the same in words.
-    let o = wattbench(&["compare", &b, &b]);
+    let o = wattbench(&["compare", &b, &again]);
     assert_eq!(code(&o), 0);
     let text = stdout(&o);
     assert_contains(&text, "summary: 0 slower, 0 faster");
@@ -237,8 +243,11 @@ fn folders_are_read_and_their_files_pooled() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     std::fs::create_dir(&runs).unwrap();
-    let doc = read_json(base_run());
+    // Two runs (other start times) with the samples of NEW: copies would be refused.
+    let mut doc = read_json(base_run());
+    doc["created_at"] = "2030-01-01T00:00:00+00:00".into();
     write(&runs, "1.json", &doc);
+    doc["created_at"] = "2030-01-02T00:00:00+00:00".into();
     write(&runs, "2.json", &doc);
     std::fs::write(runs.join("notes.txt"), "not a result").unwrap();
     let (o, out) = compare_json(runs.to_str().unwrap(), &base_path(), &[]);
@@ -554,6 +563,17 @@ fn exports_follow_their_documented_shapes() {
             .unwrap();
         let want = case["time"]["median_s"].as_f64().unwrap() * 1e9;
         assert!((m["latency"]["value"].as_f64().unwrap() - want).abs() <= 1e-9 * want);
+        // Energy lands in a measure named after its sources: an estimate never joins a
+        // series of counter readings.
+        if let Some(src) = case["energy"]["total_sources"].as_array() {
+            let src: Vec<&str> = src.iter().map(|s| s.as_str().unwrap()).collect();
+            let slug = if src == ["measured"] {
+                "energy".to_string()
+            } else {
+                format!("energy-{}", src.join("-"))
+            };
+            assert!(m.contains_key(&slug), "{name}: {slug} in {m:?}");
+        }
     }
 
     // github-action-benchmark customSmallerIsBetter: [{name, unit, value, range?, extra?}].

@@ -75,7 +75,19 @@ fn merge_keeps_runs_whole_refuses_one_machine_twice_and_is_read_back() {
     );
 
     // Readers: compare pools the runs, history records each, the HTML report shows both.
-    let o = wattbench(&["compare", s(&merged), s(&merged), "--format", "json"]);
+    // (The same file on both sides is refused; a copy of the merge under another start time
+    // is another pair of runs with the same samples.)
+    let mut copy = read_json(&merged);
+    for r in copy["runs"].as_array_mut().unwrap() {
+        r["created_at"] = "2030-01-01T00:00:00+00:00".into();
+    }
+    let again = d.join("merged-again.json");
+    std::fs::write(&again, copy.to_string()).unwrap();
+    usage_error(
+        &wattbench(&["compare", s(&merged), s(&merged)]),
+        "BASE and NEW are the same file",
+    );
+    let o = wattbench(&["compare", s(&merged), s(&again), "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let c: Value = serde_json::from_slice(&o.stdout).unwrap();
     // Two runs a side: two energy windows and two memory peaks, every sample of both runs.

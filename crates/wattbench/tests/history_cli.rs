@@ -375,3 +375,79 @@ fn concurrent_adds_from_several_processes_lose_nothing() {
     let h = wattbench_history::History::open(&db).unwrap();
     assert_eq!(h.integrity_check().unwrap(), vec!["ok".to_string()]);
 }
+
+#[test]
+fn reading_commands_never_write_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _) = reference_run(dir.path(), &["--op", "gemm"]);
+    let run = dir.path().join("run.json");
+    // A 0-byte file: said to be empty, and left empty, by every reading command.
+    let zero = dir.path().join("zero.sqlite");
+    std::fs::write(&zero, "").unwrap();
+    for args in [&["show"][..], &["changes"]] {
+        let o = history(&zero, args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_contains(&stderr(&o), "is empty, not a wattbench history");
+    }
+    let html = dir.path().join("r.html");
+    let o = wattbench(&[
+        "report",
+        run.to_str().unwrap(),
+        "--format",
+        "html",
+        "--history",
+        zero.to_str().unwrap(),
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "is empty");
+    assert_eq!(std::fs::metadata(&zero).unwrap().len(), 0);
+    // Another program's database in rollback-journal mode: refused by reading and writing
+    // commands alike, and not switched to WAL (bytes 18 and 19 of the header) or changed.
+    let foreign = dir.path().join("foreign.sqlite");
+    let mut bytes = foreign_db(&foreign);
+    bytes[18] = 1;
+    bytes[19] = 1;
+    std::fs::write(&foreign, &bytes).unwrap();
+    for args in [&["show"][..], &["add", run.to_str().unwrap()]] {
+        let o = history(&foreign, args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_contains(&stderr(&o), "not a wattbench history");
+        assert_eq!(std::fs::read(&foreign).unwrap(), bytes, "{args:?}");
+    }
+    // The same, for a history: `show` reads it and leaves its bytes.
+    let db = dir.path().join("h.sqlite");
+    assert!(history(&db, &["add", run.to_str().unwrap()])
+        .status
+        .success());
+    let before = std::fs::read(&db).unwrap();
+    assert!(history(&db, &["show"]).status.success());
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+#[test]
+fn a_run_recorded_from_another_file_is_not_recorded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, doc) = reference_run(dir.path(), &["--op", "gemm"]);
+    let file = dir.path().join("run.json");
+    assert!(history(&db, &["add", file.to_str().unwrap()])
+        .status
+        .success());
+    // The same run, serialised again (other bytes, same run).
+    let compact = dir.path().join("compact.json");
+    std::fs::write(&compact, serde_json::to_string(&doc).unwrap()).unwrap();
+    assert_ne!(
+        std::fs::read(&compact).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    let o = history(&db, &["add", compact.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stdout(&o), "already recorded as run 1");
+    let show = history_json(&db, &["show"]);
+    assert_eq!(show["runs"], 1);
+    for s in show["series"].as_array().unwrap() {
+        assert_eq!(s["points"].as_array().unwrap().len(), 1, "{s}");
+    }
+}

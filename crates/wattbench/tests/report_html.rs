@@ -409,3 +409,111 @@ fn bad_report_inputs_are_refused_and_nothing_is_written() {
     );
     assert!(!out.exists());
 }
+
+/// A small `ceilings --quick` of the CPU at `out` (under a second).
+fn quick_ceilings(out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "ceilings",
+        "--quick",
+        "--gemm-size",
+        "32",
+        "--copy-mib",
+        "1",
+        "--copies",
+        "1",
+        "--dtype",
+        "f32",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    wattbench(&args)
+}
+
+/// The ceilings file at `from` as a full measurement (as `wattbench ceilings` without
+/// --quick writes it), measured at `at`, written to `to`.
+fn as_full(from: &Path, to: &Path, at: &str) {
+    let mut doc = read_json(from);
+    doc["quick"] = false.into();
+    doc["argv"] = serde_json::json!(["wattbench", "ceilings"]);
+    doc["created_at"] = at.into();
+    std::fs::write(to, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+#[test]
+fn a_quick_measurement_never_silently_replaces_a_full_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = dir.path().join("quick.json");
+    let o = quick_ceilings(&quick, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_json(&quick)["quick"], true);
+    let full = dir.path().join("full.json");
+    as_full(&quick, &full, "2020-01-01T00:00:00+00:00");
+    let before = std::fs::read(&full).unwrap();
+    // Refused, file untouched; --force replaces it; a quick one replaces a quick one.
+    let o = quick_ceilings(&full, &[]);
+    usage_error(&o, "holds a full measurement");
+    assert_contains(&stderr(&o), "--force");
+    assert_eq!(std::fs::read(&full).unwrap(), before);
+    let o = quick_ceilings(&full, &["--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_json(&full)["quick"], true);
+    let o = quick_ceilings(&quick, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn the_report_says_which_ceilings_it_uses_and_which_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (o, _) = run_tiny_without_gpus(d, "run.json", &["--backend", "reference", "--op", "gemm"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = d.join("run.json");
+    let quick = d.join("quick.json");
+    assert!(quick_ceilings(&quick, &[]).status.success());
+    // An older full measurement and a newer quick one of this machine: the full one is used,
+    // in either order, and the page and stderr say why.
+    let full = d.join("full.json");
+    as_full(&quick, &full, "2020-01-01T00:00:00+00:00");
+    let report = |ceilings: &[&Path]| {
+        let html = d.join("r.html");
+        let mut args = vec!["report", "--format", "html", "-o", html.to_str().unwrap()];
+        args.push(run.to_str().unwrap());
+        for c in ceilings {
+            args.extend(["--ceilings", c.to_str().unwrap()]);
+        }
+        let o = wattbench(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (
+            std::fs::read_to_string(&html).unwrap(),
+            stderr(&o).to_string(),
+        )
+    };
+    for order in [[&full, &quick], [&quick, &full]] {
+        let (html, err) = report(&[order[0], order[1]]);
+        let roof = section(&html, "roofline");
+        let used = format!("using {}", full.display());
+        assert_contains(roof, &escaped(&used));
+        assert_contains(&err, &used);
+        assert_contains(
+            roof,
+            &escaped(&format!("Ceilings from {} (full", full.display())),
+        );
+        assert!(!roof.contains("quick ceilings: a lower bound"), "{roof}");
+    }
+    // Quick ceilings alone: marked as a lower bound.
+    let (html, _) = report(&[&quick]);
+    let roof = section(&html, "roofline");
+    assert_contains(roof, "quick: a lower bound");
+    assert_contains(roof, "roofline: cpu (quick ceilings: a lower bound)");
+    // Ceilings of another machine: said, not silently ignored.
+    let other = d.join("other.json");
+    let mut doc = read_json(&quick);
+    doc["hardware_fingerprint"] = "cpu=Imaginary CPU 9000".into();
+    std::fs::write(&other, doc.to_string()).unwrap();
+    let (html, err) = report(&[&other]);
+    let roof = section(&html, "roofline");
+    assert_contains(&err, "measures a machine no input comes from");
+    assert_contains(roof, "measures a machine no input comes from");
+    assert_contains(roof, "The ceilings files given are of other machines");
+}

@@ -92,3 +92,35 @@ fn deepbench_states_its_entries_merges_and_cases() {
     );
     assert_eq!(doc.unwrap()["cases"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn duplicates_are_counted_after_dtype_and_mode_replace_the_suites() {
+    // With --dtype f32 all three entries give the same case: two duplicates, one case run.
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("d.toml");
+    std::fs::write(
+        &suite,
+        r#"
+name = "mine"
+gemm = [
+  { m = 8, n = 8, k = 8, dtypes = ["f32"] },
+  { m = 8, n = 8, k = 8, dtypes = ["bf16"] },
+  { m = 8, n = 8, k = 8, tag = "X" },
+]
+"#,
+    )
+    .unwrap();
+    let (o, doc) = run_quick(
+        suite.to_str().unwrap(),
+        &dir.path().join("out.json"),
+        &["--backend", "reference", "--dtype", "f32"],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert_contains(
+        &err,
+        "suite mine: 3 entries with --dtype f32, 2 duplicates merged -> 1 case (gemm[1] \
+         repeats gemm[0]; gemm[2] repeats gemm[0], its tag `X` dropped)",
+    );
+    assert_eq!(doc.unwrap()["cases"].as_array().unwrap().len(), 1);
+}

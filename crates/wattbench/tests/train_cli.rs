@@ -268,3 +268,81 @@ fn an_oversized_data_set_blames_dataset_samples_with_its_value_and_the_limit() {
     assert!(!out.exists());
     assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
 }
+
+#[test]
+fn a_write_that_fails_at_the_end_keeps_the_steps_in_a_fallback_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    let out = sub.join("t.json");
+    // The folder asked for is replaced by a file during the run, so the final write fails
+    // though the check before the work passed; $TMPDIR is where the fallback goes.
+    let mut c = command();
+    c.env("TMPDIR", tmp.path());
+    let steps = STEPS.to_string();
+    let mut child = c
+        .args([
+            "train", "--model", "mlp", "--size", "tiny", "--steps", &steps,
+        ])
+        .args(["--log-every", "20", "--output", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(err).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let at_40 = line.starts_with("step") && line.contains("40/");
+        seen.push(line);
+        if at_40 {
+            break;
+        }
+    }
+    std::fs::remove_dir_all(&sub).unwrap();
+    std::fs::write(&sub, "a file where the folder was").unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    seen.extend(lines.map_while(Result::ok));
+    let o = child.wait_with_output().unwrap();
+    let err = seen.join("\n");
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "one message: {err}");
+    assert_contains(&err, "could not be written to");
+    let saved: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_contains(&err, &saved[0].display().to_string());
+    let doc = read_json(&saved[0]);
+    assert_eq!(doc["interrupted"], true);
+    assert!(doc["trainings"][0]["steps"].as_u64().unwrap() >= 40);
+    // The summary was printed, naming the fallback file.
+    let out_text = String::from_utf8_lossy(&o.stdout);
+    assert_contains(&out_text, &saved[0].display().to_string());
+}
+
+#[test]
+fn duration_covers_the_idle_window_of_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.json");
+    let o = common::train_tiny(out.to_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = read_json(&out);
+    let idle = doc["energy"]["idle_baseline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["window_s"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(idle > 0.0, "no idle window measured: {}", doc["energy"]);
+    let duration = doc["duration_s"].as_f64().unwrap();
+    assert!(
+        duration >= idle,
+        "duration_s {duration} < idle window {idle}"
+    );
+}

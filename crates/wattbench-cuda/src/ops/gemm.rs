@@ -12,7 +12,7 @@ use wattbench_core::{DType, Mode};
 
 mod wgmma;
 pub(crate) use wgmma::register_pool_check;
-pub use wgmma::{WGMMA_N64_SMEM_BYTES, WGMMA_SMEM_BYTES};
+pub use wgmma::{wgmma_entry_points, WGMMA_N64_SMEM_BYTES, WGMMA_SMEM_BYTES};
 
 /// Dynamic shared memory of one tensor-core GEMM block (`WB_TC_SMEM_BYTES` in gemm.cu:
 /// 4 stages x 2 operands x 128x40 elements x 2 bytes).

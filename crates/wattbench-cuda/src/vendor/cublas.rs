@@ -2,8 +2,8 @@
 //! FP32, no TF32, like our fp32 kernels) or bf16/f16 data with fp32 accumulation, algorithm
 //! `CUBLAS_GEMM_DEFAULT` (cuBLAS's own heuristic). Also the SGD update of `cudnn`'s training
 //! step ([`Saxpy`]), so that step stays vendor-only.
-use super::{cublas_version, prepare_library, probe_cublas};
-use crate::backend::{common_supports, cuda_versions, inference_only};
+use super::{prepare_library, probe_cublas};
+use crate::backend::{common_supports, inference_only, versions, Lib};
 use crate::device::{operand, DevBuf, DeviceCall};
 use crate::error::CudaError;
 use crate::gpu::{device_infos, Gpu};
@@ -164,9 +164,7 @@ impl Backend for Cublas {
         device_infos(probe_cublas)
     }
     fn versions(&self) -> Vec<(String, String)> {
-        let mut v = cuda_versions();
-        v.extend(cublas_version().map(|c| ("cublas".to_string(), c)));
-        v
+        versions(&[Lib::Driver, Lib::Cublas])
     }
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
         common_supports(case, device)?;

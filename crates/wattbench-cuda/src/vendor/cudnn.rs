@@ -55,8 +55,8 @@
 //! convolution (a padding, stride or layout mistake is off by 0.1 to 1). The override is the
 //! largest factor among the algorithms a call runs, and its reason names them.
 use super::cublas::Saxpy;
-use super::{cublas_version, cudnn_version, prepare_library, probe_cublas, probe_cudnn};
-use crate::backend::{common_supports, cuda_versions};
+use super::{prepare_library, probe_cublas, probe_cudnn};
+use crate::backend::{common_supports, versions, Lib};
 use crate::device::{operand, DevBuf, DeviceCall};
 use crate::error::CudaError;
 use crate::gpu::{device_infos, Gpu};
@@ -1020,11 +1020,8 @@ impl Backend for Cudnn {
         device_infos(probe_cudnn)
     }
     fn versions(&self) -> Vec<(String, String)> {
-        let mut v = cuda_versions();
-        v.extend(cudnn_version().map(|c| ("cudnn".to_string(), c)));
         // The training step's SGD update is cuBLAS.
-        v.extend(cublas_version().map(|c| ("cublas".to_string(), c)));
-        v
+        versions(&[Lib::Driver, Lib::Cudnn, Lib::Cublas])
     }
     fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
         common_supports(case, device)?;
@@ -1207,36 +1204,6 @@ mod tests {
             "{}",
             t.why
         );
-    }
-
-    /// cuDNN's descriptors for the generic check's conv shapes and odd ones are accepted, and
-    /// cuDNN's output shape is ours (padding, stride and the filter layout as we mean them).
-    /// Needs the library only, no GPU.
-    #[test]
-    #[ignore = "needs libcudnn on LD_LIBRARY_PATH (no GPU needed)"]
-    fn descriptors_give_our_output_shapes() {
-        probe_cudnn().unwrap();
-        let mut shapes: Vec<ConvParams> = wattbench_core::testing::shapes(Op::Conv2d)
-            .into_iter()
-            .filter_map(|p| match p {
-                Params::Conv2d(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        shapes.extend([
-            ConvParams::new(2, 5, 11, 9, 70, 3, 2)
-                .padded(2, 1)
-                .strided(2, 3),
-            ConvParams::new(1, 3, 37, 41, 16, 7, 7)
-                .padded(3, 3)
-                .strided(2, 2),
-            ConvParams::new(2, 128, 14, 14, 128, 3, 3).padded(1, 1),
-        ]);
-        for c in shapes {
-            if let Err(e) = Descs::new(&c) {
-                panic!("{c:?}: {e}");
-            }
-        }
     }
 
     #[test]

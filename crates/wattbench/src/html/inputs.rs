@@ -114,6 +114,9 @@ pub struct Inputs {
     pub ceilings: Vec<(PathBuf, Ceilings)>,
     /// Machines of the result files without a ceilings file, and where they were looked for.
     pub ceilings_missing: Vec<(String, String)>,
+    /// Ceilings files given (as inputs or with --ceilings) that match no result file's
+    /// machine: each with its machine.
+    pub ceilings_unmatched: Vec<(PathBuf, String)>,
     /// The history, when there is one.
     pub history: Option<HistoryInput>,
     /// Why there is no history section, when there is none.
@@ -190,12 +193,16 @@ pub fn load(
 ) -> Result<Inputs, UsageError> {
     let mut inp = Inputs::default();
     let mut traces = Vec::new();
-    for path in paths
+    let files = paths
         .iter()
         .map(|p| expand(p))
         .collect::<Result<Vec<_>, _>>()?
-        .concat()
-    {
+        .concat();
+    crate::output::distinct_files(&files)?;
+    // Each run's label, `PATH` or `PATH#i` in a merged file, for the check that no run is
+    // given twice.
+    let mut labels = Vec::new();
+    for path in files {
         let text = read(&path)?;
         let bad = |why: String| UsageError(format!("{}: {why}", path.display()));
         if path.extension().is_some_and(|x| x == "csv") || text.starts_with("t_s") {
@@ -204,7 +211,8 @@ pub fn load(
         }
         let head: Head = serde_json::from_str(&text).map_err(|e| {
             bad(format!(
-                "not a result file, measure report, ceilings file or trace: {e}"
+                "not a result file, measure report, ceilings file or trace: {}",
+                wattbench_core::result::not_json(&text, &e)
             ))
         })?;
         if let Some(s) = head.schema {
@@ -224,7 +232,14 @@ pub fn load(
             let c = Ceilings::from_json(&text).map_err(|e| bad(e.to_string()))?;
             inp.ceilings.push((path, c));
         } else if head.schema_version.is_some() {
-            for doc in read_runs(&text).map_err(|e| bad(e.to_string()))? {
+            let docs = read_runs(&text).map_err(|e| bad(e.to_string()))?;
+            let many = docs.len() > 1;
+            for (i, doc) in docs.into_iter().enumerate() {
+                labels.push(if many {
+                    format!("{}#{}", path.display(), i + 1)
+                } else {
+                    path.display().to_string()
+                });
                 inp.runs.push(RunInput {
                     path: path.clone(),
                     doc,
@@ -238,6 +253,12 @@ pub fn load(
             ));
         }
     }
+    crate::output::distinct_runs(
+        labels
+            .iter()
+            .map(String::as_str)
+            .zip(inp.runs.iter().map(|r| &r.doc)),
+    )?;
     // Each measure report takes its trace: one given with the default name, else the file
     // beside it.
     for m in &mut inp.measures {
@@ -294,6 +315,42 @@ pub fn load(
             }
         }
     }
+    // Said on stderr as in the page: a ceilings file given for no input's machine, and the
+    // choice between several of one machine.
+    if !inp.runs.is_empty() {
+        let fps: Vec<String> = inp
+            .runs
+            .iter()
+            .map(|r| r.doc.environment.hardware_fingerprint())
+            .collect();
+        for (path, c) in &inp.ceilings {
+            if !fps.contains(&c.hardware_fingerprint) {
+                eprintln!(
+                    "warning: the ceilings file {} measures a machine no input comes from ({}): \
+                     not used",
+                    path.display(),
+                    c.hardware_fingerprint
+                );
+                inp.ceilings_unmatched
+                    .push((path.clone(), c.hardware_fingerprint.clone()));
+            }
+        }
+        let mut seen: Vec<&String> = Vec::new();
+        for fp in &fps {
+            if seen.contains(&fp) {
+                continue;
+            }
+            seen.push(fp);
+            let mine: Vec<&(PathBuf, Ceilings)> = inp
+                .ceilings
+                .iter()
+                .filter(|(_, c)| c.hardware_fingerprint == *fp)
+                .collect();
+            if let Some((_, Some(why))) = ceilings::choose(&mine) {
+                eprintln!("note: {why}");
+            }
+        }
+    }
     load_history(&mut inp, history)?;
     Ok(inp)
 }
@@ -308,7 +365,15 @@ fn load_history(inp: &mut Inputs, given: Option<&Path>) -> Result<(), UsageError
         ));
         return Ok(());
     }
-    let h = History::open_existing(&path).map_err(|e| UsageError(e.to_string()))?;
+    let h = match History::open_existing(&path) {
+        Ok(h) => h,
+        // The default database, empty: no history yet, not an error of this report.
+        Err(e @ wattbench_history::HistoryError::Empty(_)) if given.is_none() => {
+            inp.history_note = Some(format!("no run history yet: {e}"));
+            return Ok(());
+        }
+        Err(e) => return Err(UsageError(e.to_string())),
+    };
     let runs = h.runs().map_err(|e| UsageError(e.to_string()))?.len();
     let filter = SeriesFilter {
         metric: Some(Metric::TimeS),

@@ -497,12 +497,23 @@ fn summary(inp: &Inputs, machines: &[String]) -> String {
 
 // --------------------------------------------------------------------------------- roofline
 
-/// The ceilings of the machine `fp`.
+/// The ceilings of the machine `fp` (see [`crate::ceilings::choose`]).
 fn ceilings_of<'a>(inp: &'a Inputs, fp: &str) -> Option<&'a (std::path::PathBuf, Ceilings)> {
-    inp.ceilings
+    ceilings_choice(inp, fp).map(|(c, _)| c)
+}
+
+/// The ceilings of the machine `fp`, and why they were chosen when several files measure it.
+fn ceilings_choice<'a>(
+    inp: &'a Inputs,
+    fp: &str,
+) -> Option<(&'a (std::path::PathBuf, Ceilings), Option<String>)> {
+    let mine: Vec<&(std::path::PathBuf, Ceilings)> = inp
+        .ceilings
         .iter()
         .filter(|(_, c)| c.hardware_fingerprint == fp)
-        .max_by(|a, b| a.1.created_at.cmp(&b.1.created_at))
+        .collect();
+    let (i, why) = crate::ceilings::choose(&mine)?;
+    Some((mine[i], why))
 }
 
 /// The roof of `dtype` at `intensity`: min(bandwidth × intensity, peak), either alone when
@@ -538,6 +549,12 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
          ran faster than that measurement (another size, another moment). Markers: one \
          shape and colour per backend; filled f32, outlined f16/bf16.",
     ));
+    for (path, fp) in &inp.ceilings_unmatched {
+        h.push_str(&note(&format!(
+            "Not used: the ceilings file {} measures a machine no input comes from ({fp}).",
+            path.display()
+        )));
+    }
     // Points per machine and device.
     let mut keys: Vec<(String, String)> = Vec::new();
     for r in &inp.runs {
@@ -591,6 +608,16 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                 .map(|(k, v)| (k.clone(), v.gflops_per_s, v.backend.clone()))
                 .collect(),
         });
+        if let Some((_, Some(why))) = ceilings_choice(inp, fp) {
+            h.push_str(&note(&format!("{why}.")));
+        }
+        if found.is_some_and(|(_, c)| c.is_quick()) {
+            h.push_str(&note(
+                "These ceilings are quick: a lower bound (`wattbench ceilings --quick`, small \
+                 sizes), not the machine's ceilings: the roofs are low and every \
+                 \"% of roof\" reads high. Run `wattbench ceilings` for a full measurement.",
+            ));
+        }
         match (found, dev) {
             (Some((path, c)), Some(d)) => {
                 let mut parts = Vec::new();
@@ -616,9 +643,9 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                     ));
                 }
                 h.push_str(&p(&format!(
-                    "Ceilings from {} (measured {}): {}.",
+                    "Ceilings from {} ({}): {}.",
                     path.display(),
-                    c.created_at,
+                    c.describe(),
                     parts.join("; ")
                 )));
             }
@@ -632,15 +659,33 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                     .iter()
                     .find(|(f, _)| f == fp)
                     .map_or(String::new(), |(_, l)| format!(" (looked in {l})"));
+                let given: Vec<String> = inp
+                    .ceilings_unmatched
+                    .iter()
+                    .map(|(p, f)| format!("{} measures {f}", p.display()))
+                    .collect();
+                let given = if given.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " The ceilings files given are of other machines: {}.",
+                        given.join("; ")
+                    )
+                };
                 h.push_str(&note(&format!(
                     "No ceilings file for this machine{looked}: the cases are drawn without \
-                     roofs. Run `wattbench ceilings` on it (or give --ceilings FILE)."
+                     roofs. Run `wattbench ceilings` on it (or give --ceilings FILE).{given}"
                 )));
             }
         }
         h.push_str("<figure>");
+        let quick = if found.is_some_and(|(_, c)| c.is_quick()) {
+            " (quick ceilings: a lower bound)"
+        } else {
+            ""
+        };
         h.push_str(&plot::roofline(
-            &format!("roofline: {device}"),
+            &format!("roofline: {device}{quick}"),
             &points,
             roofs.as_ref(),
         ));
@@ -1613,7 +1658,8 @@ fn carbon(inp: &Inputs) -> String {
                     if pj.energy_estimated {
                         "ESTIMATED (partly or wholly a model, not a measurement)".into()
                     } else {
-                        "measured".into()
+                        // Counters, or power readings integrated: say which.
+                        wattbench_core::energy::sources_named(&t.energy.total_sources)
                     },
                 ),
             ];

@@ -10,7 +10,8 @@
 //! kernel waits for and cover the tile; every element each wgmma reads through its descriptor
 //! (by the PTX ISA's canonical layouts) is where TMA wrote it, in all four layouts and both
 //! widths; every output element (or partial sum) is stored once, with its own value; and the
-//! mbarrier protocol of the ring neither deadlocks nor overwrites a stage still being read.
+//! mbarrier protocol of the ring neither deadlocks nor overwrites a stage still being read
+//! (and the emulation catches each of three bugs planted in that protocol).
 //! What they cannot show is that the hardware agrees with this reading of the ISA: the GPU
 //! tests do.
 use super::super::elementwise::pad_rows;
@@ -154,6 +155,69 @@ pub fn schedule(p: &GemmParams, sms: usize) -> (Width, usize) {
     (width, splits)
 }
 
+/// How the kernel runs a product on some number of SMs: [`schedule`]'s width and k-ranges, the
+/// tiles, and whether in clusters of two (asked for, and [`clustered`] allows).
+struct Choice {
+    width: Width,
+    splits: usize,
+    tiles_m: usize,
+    tiles_n: usize,
+    cluster: bool,
+}
+
+impl Choice {
+    fn new(p: &GemmParams, sms: usize, cluster: bool) -> Self {
+        let (width, splits) = schedule(p, sms);
+        let tiles_m = p.m.div_ceil(BM);
+        Self {
+            width,
+            splits,
+            tiles_m,
+            tiles_n: p.n.div_ceil(width.bn()),
+            cluster: cluster && clustered(width, splits, tiles_m, sms),
+        }
+    }
+
+    /// The GEMM's entry point for `p` in `ty` (`bf16`, `f16`).
+    fn entry(&self, p: &GemmParams, ty: &str) -> String {
+        format!(
+            "{}_{ty}_{}",
+            self.width.prefix(self.cluster),
+            transpose_suffix(p)
+        )
+    }
+}
+
+/// The entry-point name of a 16-bit `dtype`, or why the kernel does not take it.
+fn type_name(dtype: DType) -> Result<&'static str, CudaError> {
+    match dtype {
+        DType::Bf16 => Ok("bf16"),
+        DType::F16 => Ok("f16"),
+        d => Err(CudaError::lib(
+            "building the plan",
+            format!("the wgmma GEMM takes bf16 or f16, not {d:?}"),
+        )),
+    }
+}
+
+fn reduce_entry(ty: &str) -> String {
+    format!("gemm_splitk_reduce_{ty}")
+}
+
+/// The entry points the Hopper GEMM launches for `p` in `dtype` on a GPU of `sms` SMs, in
+/// clusters of two where `cluster` asks for them and the shape allows (`cuda-wgmma-c2`), less
+/// the padded copies of operands: the GEMM kernel, then the split-K reduction when K is
+/// split; none for a dtype it does not take. A case's `implementation` names them, so a GPU
+/// test can check that the schedule it predicts is the one that ran.
+pub fn wgmma_entry_points(p: &GemmParams, dtype: DType, sms: u32, cluster: bool) -> Vec<String> {
+    let Ok(ty) = type_name(dtype) else {
+        return Vec::new();
+    };
+    let run = Choice::new(p, sms.max(1) as usize, cluster);
+    let reduce = (run.splits > 1).then(|| reduce_entry(ty));
+    std::iter::once(run.entry(p, ty)).chain(reduce).collect()
+}
+
 /// The box of an operand whose tile has `tile_rows` rows along M or N: `[BK, tile_rows]` when
 /// K-major (K contiguous), `[64, BK]` when MN-major.
 fn box_dims(mn_major: bool, tile_rows: usize) -> [u32; 2] {
@@ -207,20 +271,16 @@ pub(crate) fn plan(
     a: BufId,
     b: BufId,
 ) -> Result<View, CudaError> {
-    let ty = match dtype {
-        DType::Bf16 => "bf16",
-        DType::F16 => "f16",
-        d => {
-            return Err(CudaError::lib(
-                "building the plan",
-                format!("the wgmma GEMM takes bf16 or f16, not {d:?}"),
-            ))
-        }
-    };
+    let ty = type_name(dtype)?;
     let sms = sms.max(1) as usize;
-    let (width, splits) = schedule(p, sms);
-    let (tiles_m, tiles_n) = (p.m.div_ceil(BM), p.n.div_ceil(width.bn()));
-    let cluster = cluster && clustered(width, splits, tiles_m, sms);
+    let run = Choice::new(p, sms, cluster);
+    let Choice {
+        width,
+        splits,
+        tiles_m,
+        tiles_n,
+        cluster,
+    } = run;
     // In a cluster each CTA loads half of B's tile rows (multicast to both).
     let b_rows = if cluster {
         width.bn() / CLUSTER
@@ -246,7 +306,7 @@ pub(crate) fn plan(
     } as u32;
     let launch = Launch {
         kernel: KernelId::GemmSm90,
-        entry: format!("{}_{ty}_{}", width.prefix(cluster), transpose_suffix(p)),
+        entry: run.entry(p, ty),
         grid: (grid, 1, 1),
         block: (THREADS, 1, 1),
         smem: width.smem_bytes(),
@@ -278,7 +338,7 @@ pub(crate) fn plan(
         let mn = p.m * p.n;
         let reduce = Launch {
             kernel: KernelId::GemmSm90,
-            entry: format!("gemm_splitk_reduce_{ty}"),
+            entry: reduce_entry(ty),
             grid: (blocks(mn, 256).clamp(1, 4096), 1, 1),
             block: (256, 1, 1),
             smem: 0,
@@ -813,19 +873,36 @@ mod tests {
                 self.pending = self.count;
             }
         }
-        fn arrive(&mut self) {
-            assert!(self.pending > 0, "more arrivals than the barrier's count");
+        fn arrive(&mut self) -> Result<(), String> {
+            if self.pending == 0 {
+                return Err("more arrivals than the barrier's count".into());
+            }
             self.pending -= 1;
             self.settle();
+            Ok(())
         }
-        fn arrive_expect_tx(&mut self, bytes: i64) {
+        fn arrive_expect_tx(&mut self, bytes: i64) -> Result<(), String> {
             self.tx += bytes;
-            self.arrive();
+            self.arrive()
         }
         fn complete_tx(&mut self, bytes: i64) {
             self.tx -= bytes;
             self.settle();
         }
+    }
+
+    /// A bug planted in the ring protocol, to show that [`run_protocol`] catches it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Mutation {
+        None,
+        /// Consumers arrive on their own CTA's "empty" barrier only, so in a cluster the other
+        /// producer (whose multicast half of B lands here too) never learns of the release.
+        ReleaseOwnCtaOnly,
+        /// Consumers release the stage of the group they just issued, still being read,
+        /// instead of the previous group's (and so have none left to release at the end).
+        ReleaseWrongStage,
+        /// The producer expects one 64-wide box of B fewer than the stage's bytes.
+        ExpectTooFewBytes,
     }
 
     /// One consumer warp's place in the kernel's loop.
@@ -844,10 +921,17 @@ mod tests {
     /// every CTA, possibly before that CTA's producer expected it). Each consumer warp reads a
     /// stage once its "full" phase completes (a wgmma group), releases the previous group's
     /// stage once a newer one is issued and the last at the unit's end, on every CTA's "empty"
-    /// barrier. Loads land late, in random order. Panics on a deadlock, on a warp reading a
-    /// stage before every box of its k-step landed there, or on a box landing in a stage that
-    /// some warp of that CTA has not yet released from the stage's previous k-step.
-    fn run_protocol(width: Width, ctas: usize, steps: &[usize], seed: u64) {
+    /// barrier. Loads land late, in random order. `mutation` plants a bug. Fails on a deadlock,
+    /// on a warp reading a stage before every box of its k-step landed there, on a box landing
+    /// in a stage that some warp of that CTA has not yet finished reading from the stage's
+    /// previous k-step, or on an arrival at a barrier with none pending.
+    fn run_protocol(
+        width: Width,
+        ctas: usize,
+        steps: &[usize],
+        seed: u64,
+        mutation: Mutation,
+    ) -> Result<(), String> {
         let stages = width.stages();
         let total: usize = steps.iter().sum();
         // Where each iteration stands in its unit: (first, last).
@@ -864,6 +948,10 @@ mod tests {
         let received: i64 = A_BYTES as i64 + ctas as i64 * (b_boxes * MN_BOX * BK * ELEM) as i64;
         assert_eq!(received, width.stage_bytes() as i64);
         let boxes = 1 + ctas * b_boxes;
+        let expected = match mutation {
+            Mutation::ExpectTooFewBytes => received - (MN_BOX * BK * ELEM) as i64,
+            _ => received,
+        };
         let warps_n = CONSUMER_WARPS as usize;
         let barriers = |count: u32| -> Vec<Vec<Barrier>> {
             (0..ctas)
@@ -873,6 +961,7 @@ mod tests {
         let mut full = barriers(1);
         let mut empty = barriers(CONSUMER_WARPS * ctas as u32);
         let mut landed: Vec<HashMap<usize, usize>> = vec![HashMap::new(); ctas];
+        // The k-steps each warp has finished reading (whatever barrier it then arrived on).
         let mut released = vec![vec![0usize; warps_n]; ctas];
         let mut producer = vec![0usize; ctas];
         let mut warps = vec![vec![Warp { it: 0, prev: 0 }; warps_n]; ctas];
@@ -902,14 +991,17 @@ mod tests {
             if ready.is_empty() {
                 let done = producer.iter().all(|&p| p == total)
                     && warps.iter().flatten().all(|w| w.it == total);
-                assert!(done, "deadlock: producers at {producer:?}");
-                return;
+                return if done {
+                    Ok(())
+                } else {
+                    Err(format!("deadlock: producers at {producer:?}"))
+                };
             }
             match ready[next(ready.len())] {
                 Move::Produce(c) => {
                     let it = producer[c];
                     let s = it % stages;
-                    full[c][s].arrive_expect_tx(received);
+                    full[c][s].arrive_expect_tx(expected)?;
                     for &(bytes, everywhere) in &issues {
                         for d in 0..ctas {
                             if everywhere || d == c {
@@ -922,39 +1014,43 @@ mod tests {
                 Move::Consume(c, w) => {
                     let st = &mut warps[c][w];
                     let (it, s) = (st.it, st.it % stages);
-                    assert_eq!(
-                        landed[c].get(&it).copied(),
-                        Some(boxes),
-                        "CTA {c} warp {w} read k-step {it} early"
-                    );
+                    if landed[c].get(&it) != Some(&boxes) {
+                        return Err(format!("CTA {c} warp {w} read k-step {it} early"));
+                    }
                     let release = |empty: &mut Vec<Vec<Barrier>>, stage: usize| {
-                        for e in empty.iter_mut() {
-                            e[stage].arrive();
+                        for (d, e) in empty.iter_mut().enumerate() {
+                            if d == c || mutation != Mutation::ReleaseOwnCtaOnly {
+                                e[stage].arrive()?;
+                            }
                         }
+                        Ok::<_, String>(())
                     };
+                    // wait_group 1 retires the previous group (wait_group 0 at the unit's
+                    // end, this one too): the warp has read those stages and releases them.
                     let (first, last) = place[it];
-                    if !first {
-                        // wait_group 1 retired the previous group: release its stage.
-                        release(&mut empty, st.prev);
-                        released[c][w] += 1;
+                    let retired: Vec<usize> = [(!first, st.prev), (last, s)]
+                        .into_iter()
+                        .filter_map(|(done, stage)| done.then_some(stage))
+                        .collect();
+                    released[c][w] += retired.len();
+                    let arrive_on = match mutation {
+                        Mutation::ReleaseWrongStage => vec![s],
+                        _ => retired,
+                    };
+                    for stage in arrive_on {
+                        release(&mut empty, stage)?;
                     }
                     st.prev = s;
                     st.it += 1;
-                    if last {
-                        // wait_group 0 at the unit's end, then the last release.
-                        release(&mut empty, s);
-                        released[c][w] += 1;
-                    }
                 }
                 Move::Land(i) => {
                     let (d, s, it, bytes) = in_flight.swap_remove(i);
-                    if it >= stages {
-                        assert!(
-                            released[d].iter().all(|&r| r > it - stages),
-                            "k-step {it} landed in CTA {d} stage {s} before k-step {} was \
-                             released there",
+                    if it >= stages && !released[d].iter().all(|&r| r > it - stages) {
+                        return Err(format!(
+                            "overwrite: k-step {it} landed in CTA {d} stage {s} before k-step {} \
+                             was read there",
                             it - stages
-                        );
+                        ));
                     }
                     *landed[d].entry(it).or_insert(0) += 1;
                     full[d][s].complete_tx(bytes);
@@ -989,8 +1085,10 @@ mod tests {
                 (5, 2),
                 (2, 17),
             ] {
+                let steps = vec![kt; tiles];
                 for seed in 0..100 {
-                    run_protocol(width, 1, &vec![kt; tiles], seed);
+                    let r = run_protocol(width, 1, &steps, seed, Mutation::None);
+                    assert_eq!(r, Ok(()), "{width:?} {steps:?} seed {seed}");
                 }
             }
             // Split K: units of uneven ranges, as a CTA of a split product walks them.
@@ -999,7 +1097,8 @@ mod tests {
                     .map(|u| krange(unit(u, splits).1, splits, kt).len())
                     .collect();
                 for seed in 0..100 {
-                    run_protocol(width, 1, &steps, seed);
+                    let r = run_protocol(width, 1, &steps, seed, Mutation::None);
+                    assert_eq!(r, Ok(()), "{width:?} {steps:?} seed {seed}");
                 }
             }
         }
@@ -1117,8 +1216,10 @@ mod tests {
     #[test]
     fn the_cluster_ring_protocol_neither_deadlocks_nor_overwrites() {
         for (units, kt) in [(1, 1), (1, 5), (3, 2), (2, 9), (4, 4), (5, 7)] {
+            let steps = vec![kt; units];
             for seed in 0..150 {
-                run_protocol(Width::Wide, CLUSTER, &vec![kt; units], seed);
+                let r = run_protocol(Width::Wide, CLUSTER, &steps, seed, Mutation::None);
+                assert_eq!(r, Ok(()), "{steps:?} seed {seed}");
             }
         }
         let src = KernelId::GemmSm90.source();
@@ -1129,6 +1230,50 @@ mod tests {
         ] {
             assert!(src.contains(line), "gemm_sm90.cu no longer has `{line}`");
         }
+    }
+
+    /// `mutation`, planted in the protocol of each of `runs` (tile width, CTAs) over uneven
+    /// units that wrap the ring, fails for some seed with an error naming `check` (the check
+    /// meant to catch it), while the same runs pass unmutated for every seed: so a check made
+    /// vacuous, or a scheduler that stops landing loads late, fails a test.
+    fn assert_caught(mutation: Mutation, runs: &[(Width, usize)], check: &str) {
+        let steps = [9, 4, 9];
+        for &(width, ctas) in runs {
+            let mut errs = Vec::new();
+            for seed in 0..50 {
+                let r = run_protocol(width, ctas, &steps, seed, Mutation::None);
+                assert_eq!(r, Ok(()), "{width:?} x{ctas} seed {seed}");
+                errs.extend(run_protocol(width, ctas, &steps, seed, mutation).err());
+            }
+            assert!(
+                errs.iter().any(|e| e.contains(check)),
+                "{mutation:?} on {width:?} x{ctas}: no `{check}` in {} errors {:?}",
+                errs.len(),
+                &errs[..errs.len().min(3)]
+            );
+        }
+    }
+
+    #[test]
+    fn the_protocol_emulation_catches_a_release_on_the_own_cta_only() {
+        // The other producer waits forever for this CTA's consumers.
+        assert_caught(
+            Mutation::ReleaseOwnCtaOnly,
+            &[(Width::Wide, CLUSTER)],
+            "deadlock",
+        );
+    }
+
+    #[test]
+    fn the_protocol_emulation_catches_a_release_of_the_wrong_stage() {
+        let runs = [(Width::Wide, 1), (Width::Narrow, 1), (Width::Wide, CLUSTER)];
+        assert_caught(Mutation::ReleaseWrongStage, &runs, "overwrite");
+    }
+
+    #[test]
+    fn the_protocol_emulation_catches_too_few_expected_bytes() {
+        let runs = [(Width::Wide, 1), (Width::Narrow, 1), (Width::Wide, CLUSTER)];
+        assert_caught(Mutation::ExpectTooFewBytes, &runs, "early");
     }
 
     /// Every layout plans one launch of its own entry point (of the width [`schedule`]
@@ -1240,10 +1385,27 @@ mod tests {
                             [ws, Arg::Ptr(c), Arg::Int(m * n), Arg::Int(splits)]
                         );
                     }
+                    // What the GPU tests predict from the schedule is what the plan launches.
+                    let entries: Vec<&str> = launches
+                        .iter()
+                        .map(|(l, _)| l.entry.as_str())
+                        .filter(|e| *e != "pad_rows_u16")
+                        .collect();
+                    let cluster_asked = kernels == Kernels::WgmmaCluster;
+                    assert_eq!(
+                        entries,
+                        wgmma_entry_points(&p, dtype, sms, cluster_asked),
+                        "{case}"
+                    );
                     assert_eq!(bld.outputs().len(), 1);
                     assert_eq!(bld.outputs()[0].len(), m * n);
                 }
             }
         }
+        let p = GemmParams::new(300, 300, 64);
+        assert_eq!(
+            wgmma_entry_points(&p, DType::F32, 132, true),
+            Vec::<String>::new()
+        );
     }
 }
