@@ -298,6 +298,23 @@ pub fn net_joules(gross: &DomainEnergy, idle: &DomainEnergy) -> Option<NetEnergy
     })
 }
 
+/// The net figure of domain `gross` against the idle baseline `idle` (found by name): a
+/// counter's gross minus its idle power over the window ([`net_joules`]); the CPU estimate's
+/// gross as it is, since it models the measured process alone and has no idle part (so an
+/// idle window's background CPU time never lowers it). The one rule of `run`, `train` and
+/// `measure`.
+pub fn net_of(gross: &DomainEnergy, idle: &[DomainEnergy]) -> Option<NetEnergy> {
+    if gross.source == Source::Estimated {
+        return gross.joules.map(|j| NetEnergy {
+            idle_watts: 0.0,
+            idle_joules: 0.0,
+            net_joules: j,
+            uncertainty_j: gross.uncertainty_j.unwrap_or(0.0),
+        });
+    }
+    net_joules(gross, idle.iter().find(|i| i.name == gross.name)?)
+}
+
 /// The idle baseline to subtract when idle was measured both before and after the work: per
 /// domain, the mean of the two idle powers (as a 1-second window), its uncertainty the larger
 /// of the two plus half their difference. A domain read only once keeps that reading. The
@@ -409,15 +426,15 @@ pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
     }
 }
 
-/// A domain whose readings cover less of the window than its calls took (a reading failed at
-/// an edge of the window): its energy scaled to the whole window at its mean power, the
+/// A domain whose readings cover less of the window than the other domains' (a reading failed
+/// at an edge of the window): its energy scaled to the whole window at its mean power, the
 /// uncertainty widened by the energy so added, and a warning that says so. Others unchanged.
 fn cover_window(d: &DomainEnergy, window_s: f64) -> DomainEnergy {
     let (Some(j), Some(avg)) = (d.joules, d.avg_watts) else {
         return d.clone();
     };
     let missing = window_s - d.window_s;
-    // The window's own clock starts before the first reading and stops after the last.
+    // Domains read one after another differ by the reads' few milliseconds.
     if !(d.window_s > 0.0 && missing > 0.05 + 0.02 * window_s) {
         return d.clone();
     }
@@ -537,18 +554,19 @@ impl CaseEnergy {
     ) -> CaseEnergy {
         let calls = window.calls.max(1);
         let per = |v: Option<f64>| v.map(|j| j / calls as f64);
-        let domains: Vec<DomainEnergy> = domains
+        // The meters' own span (the longest domain's: the harness's clock also counts the
+        // reads at the window's edges), against which a domain that missed an edge shows.
+        let span = domains
             .iter()
-            .map(|d| cover_window(d, window.window_s))
-            .collect();
+            .filter(|d| d.joules.is_some())
+            .map(|d| d.window_s)
+            .fold(0.0, f64::max);
+        let domains: Vec<DomainEnergy> = domains.iter().map(|d| cover_window(d, span)).collect();
         let domains = domains.as_slice();
         let rows: Vec<DomainRecord> = domains
             .iter()
             .map(|d| {
-                let net = idle
-                    .iter()
-                    .find(|i| i.name == d.name)
-                    .and_then(|i| net_joules(d, i));
+                let net = net_of(d, idle);
                 DomainRecord {
                     name: d.name.clone(),
                     source: d.source,
@@ -559,7 +577,10 @@ impl CaseEnergy {
                     uncertainty_j: per(d.uncertainty_j),
                     window_s: d.window_s,
                     avg_watts: d.avg_watts,
-                    idle_watts: net.map(|n| n.idle_watts),
+                    // The estimate has no idle part: no idle figure, not 0 W.
+                    idle_watts: net
+                        .filter(|_| d.source != Source::Estimated)
+                        .map(|n| n.idle_watts),
                     net_joules_per_iter: per(net.map(|n| n.net_joules)),
                     net_uncertainty_j: per(net.map(|n| n.uncertainty_j)),
                     note: d.note.clone(),
@@ -628,16 +649,16 @@ impl CaseEnergy {
         let calls = self.calls.max(1) as f64;
         for r in &mut self.domains {
             let gross = DomainEnergy {
+                source: r.source,
                 joules: r.joules_per_iter.map(|j| j * calls),
                 uncertainty_j: r.uncertainty_j.map(|u| u * calls),
                 window_s: r.window_s,
                 ..DomainEnergy::unsupported(&r.name, &r.scope, String::new())
             };
-            let net = idle
-                .iter()
-                .find(|i| i.name == r.name)
-                .and_then(|i| net_joules(&gross, i));
-            r.idle_watts = net.map(|n| n.idle_watts);
+            let net = net_of(&gross, idle);
+            r.idle_watts = net
+                .filter(|_| r.source != Source::Estimated)
+                .map(|n| n.idle_watts);
             r.net_joules_per_iter = net.map(|n| n.net_joules / calls);
             r.net_uncertainty_j = net.map(|n| n.uncertainty_j / calls);
         }
@@ -758,17 +779,33 @@ mod tests {
     }
 
     #[test]
+    fn the_estimate_has_no_idle_part_its_net_is_its_gross() {
+        let domains = [domain("cpu-estimate", Source::Estimated, Some(40.0), true)];
+        // CPU time an idle window happened to see (a thread pool spinning down) is not idle
+        // power to take away from the work's own CPU time.
+        let idle = [domain("cpu-estimate", Source::Estimated, Some(10.0), true)];
+        let e = CaseEnergy::from_window(&domains, &idle, window(4));
+        assert_eq!(e.net_joules_per_iter, Some(10.0));
+        assert_eq!(e.domains[0].idle_watts, None, "no idle figure, not 0 W");
+        assert_eq!(e.net_uncertainty_j, Some(1.0));
+    }
+
+    #[test]
     fn readings_that_miss_an_edge_of_the_window_are_scaled_and_flagged() {
-        // The package's readings cover 1 s of a 2 s window (its first reading failed).
+        // The package's readings cover 1 s of the 2 s the DRAM's cover (its first reading
+        // failed).
         let mut short = domain("cpu-package-0", Source::Measured, Some(20.0), true);
         short.window_s = 1.0;
         short.avg_watts = Some(20.0);
         short.uncertainty_j = Some(2.0);
-        let e = CaseEnergy::from_window(&[short], &[], window(4));
+        let mut dram = domain("dram-0", Source::Measured, Some(4.0), true);
+        dram.uncertainty_j = Some(0.0);
+        let e = CaseEnergy::from_window(&[short, dram], &[], window(4));
         let t = e.total_joules_per_iter.unwrap();
-        // 20 J + 1 s at 20 W = 40 J over 4 calls; ±(2 J x 2 + 20 J) / 4.
-        assert_eq!((t.value, t.high), (10.0, 16.0));
+        // 20 J + 1 s at 20 W = 40 J, + 4 J, over 4 calls; ±(2 J x 2 + 20 J) / 4.
+        assert_eq!((t.value, t.high), (11.0, 17.0));
         assert!(e.domains[0].warnings[0].contains("cover 1.000 s of the 2.000 s window"));
+        assert!(e.domains[1].warnings.is_empty());
         // A domain read over the whole window is left alone.
         let e = CaseEnergy::from_window(
             &[domain("cpu-package-0", Source::Measured, Some(40.0), true)],

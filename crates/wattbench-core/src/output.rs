@@ -101,11 +101,25 @@ impl OutputFile {
             if ft.is_dir() {
                 return Err(OutputError::IsDirectory(path.to_path_buf()));
             }
-            if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
+            if ft.is_socket() {
+                // open(2) never opens a socket: refused now, not after the work.
+                return Err(unwritable(std::io::Error::other(
+                    "a socket cannot be written as a file",
+                )));
+            }
+            if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
                 if meta.permissions().readonly() {
                     return Err(unwritable(std::io::Error::from(
                         std::io::ErrorKind::PermissionDenied,
                     )));
+                }
+                // A device is opened now to see that this user may write it (mode bits alone
+                // do not say whose); a FIFO is not, as its open waits for a reader.
+                if !ft.is_fifo() {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&dest)
+                        .map_err(unwritable)?;
                 }
                 return Ok(OutputFile {
                     shown: path.to_path_buf(),
@@ -342,6 +356,15 @@ mod tests {
             .commit_or_fallback(b"x")
             .unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_socket_is_refused_before_the_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let e = OutputFile::prepare(&sock).err().expect("refused");
+        assert!(e.to_string().contains("socket"), "{e}");
     }
 
     #[test]

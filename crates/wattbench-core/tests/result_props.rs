@@ -192,7 +192,7 @@ fn case_result() -> impl Strategy<Value = CaseResult> {
     )
         .prop_map(|(e, tol, note, passed, checked)| Verification {
             rel_l2_error: e,
-            rel_max_error: e,
+            rel_max_error: Some(e),
             tolerance: tol,
             tolerance_note: note,
             passed,

@@ -80,13 +80,14 @@ fn wgmma_supports(case: &Case, device: &str, name: &str) -> Result<(), String> {
         return Err("the wgmma GEMM takes bf16 or f16 (fp32 GEMMs run on `cuda`)".into());
     }
     match device_arch(device) {
-        Some(a) if a != 90 => Err(format!(
-            "the wgmma GEMM needs a compute capability 9.0 (Hopper) GPU: wgmma and setmaxnreg \
-             are sm_90a instructions; {device} is sm_{a}"
-        )),
+        Some(a) if a != 90 => Err(format!("{WGMMA_ARCH_NEEDED}; {device} is sm_{a}")),
         _ => Ok(()),
     }
 }
+
+/// Why the Hopper GEMM runs on no other GPU.
+const WGMMA_ARCH_NEEDED: &str = "the wgmma GEMM needs a compute capability 9.0 (Hopper) GPU: \
+    wgmma and setmaxnreg are sm_90a instructions";
 
 impl Default for CudaKernels {
     fn default() -> Self {
@@ -234,7 +235,22 @@ impl Backend for CudaKernels {
     }
 
     fn devices(&self) -> Vec<DeviceInfo> {
-        device_infos(probe_nvrtc)
+        let devices = device_infos(probe_nvrtc);
+        if !matches!(self.kernels, Kernels::Wgmma | Kernels::WgmmaCluster) {
+            return devices;
+        }
+        // The Hopper GEMM cannot run on another GPU at all: such a device is unavailable to
+        // it (with the reason), not available with every case refused.
+        devices
+            .into_iter()
+            .map(|d| match device_arch(&d.name) {
+                Some(a) if d.available && a != 90 => DeviceInfo::unavailable(
+                    d.name,
+                    format!("{WGMMA_ARCH_NEEDED}; this GPU is sm_{a}"),
+                ),
+                _ => d,
+            })
+            .collect()
     }
 
     fn versions(&self) -> Vec<(String, String)> {

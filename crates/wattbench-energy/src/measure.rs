@@ -830,12 +830,8 @@ fn net_total(domains: &[DomainEnergy], idle: &[DomainEnergy]) -> Option<Interval
     }
     let mut sum: Option<Interval> = None;
     for d in domains.iter().filter(|d| d.in_total && d.joules.is_some()) {
-        let (value, u) = if d.source == Source::Estimated {
-            (d.joules?, d.uncertainty_j.unwrap_or(0.0))
-        } else {
-            let n = crate::net_joules(d, idle.iter().find(|i| i.name == d.name)?)?;
-            (n.net_joules, n.uncertainty_j)
-        };
+        let n = wattbench_core::energy::net_of(d, idle)?;
+        let (value, u) = (n.net_joules, n.uncertainty_j);
         let iv = Interval {
             value,
             low: value - u,
@@ -860,6 +856,13 @@ fn outcome(
     let mut report = build_report(meters, opts, run, domains, accounting, &out, events);
     report.net_joules = net_total(&report.domains, idle);
     report.idle_baseline = idle.to_vec();
+    // What qualifies the idle figures qualifies the net one.
+    for d in idle {
+        let why = d.reason.iter().chain(&d.warnings);
+        report
+            .warnings
+            .extend(why.map(|w| format!("idle baseline, {}: {w}", d.name)));
+    }
     MeasureOutcome {
         report,
         trace: out.trace,

@@ -308,7 +308,7 @@ fn identify(conn: &Connection) -> rusqlite::Result<Identity> {
     )?;
     Ok(if app == APPLICATION_ID {
         Identity::History { version }
-    } else if app == 0 && tables == 0 {
+    } else if app == 0 && tables == 0 && version == 0 {
         Identity::Fresh
     } else {
         Identity::Foreign
@@ -427,16 +427,18 @@ impl History {
                     Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)
                 ) =>
             {
-                let wal = sibling(path, "-wal");
-                let pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
-                if pending {
-                    return Err(HistoryError::ReadOnlyPlace {
-                        path: path.to_path_buf(),
-                        why: format!(
-                            "{e}; {} holds changes not yet in the database file",
-                            wal.display()
-                        ),
-                    });
+                // A write-ahead log or a rollback journal with something in it: the file
+                // alone is not the database (read as immutable, it could be torn).
+                for pending in [sibling(path, "-wal"), sibling(path, "-journal")] {
+                    if std::fs::metadata(&pending).is_ok_and(|m| m.len() > 0) {
+                        return Err(HistoryError::ReadOnlyPlace {
+                            path: path.to_path_buf(),
+                            why: format!(
+                                "{e}; {} holds changes not yet in the database file",
+                                pending.display()
+                            ),
+                        });
+                    }
                 }
                 open(&immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI).map_err(|e2| {
                     HistoryError::ReadOnlyPlace {
@@ -521,7 +523,8 @@ impl History {
         let tables: i64 = tx
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(sql)?;
-        if app != APPLICATION_ID && (app != 0 || tables > 0) {
+        // Another program's file (or a version no wattbench wrote): refused, untouched.
+        if (app != APPLICATION_ID && (app != 0 || tables > 0 || version != 0)) || version < 0 {
             return Err(HistoryError::NotAHistory(path.clone()));
         }
         if version > schema_version() {
@@ -896,6 +899,16 @@ mod tests {
             before,
             "not switched to WAL, not changed"
         );
+        // Table-less, but with a version no wattbench wrote (-1 once panicked; 5 said "newer"):
+        // another program's, refused.
+        for v in [-1, 5] {
+            let odd = dir.path().join(format!("v{v}.sqlite"));
+            let c = Connection::open(&odd).unwrap();
+            c.pragma_update(None, "user_version", v).unwrap();
+            drop(c);
+            let e = History::open(&odd).unwrap_err();
+            assert!(matches!(e, HistoryError::NotAHistory(_)), "{v}: {e}");
+        }
         // A file that is not SQLite at all is said so, and left alone.
         let text = dir.path().join("notes.sqlite");
         std::fs::write(

@@ -301,7 +301,7 @@ pub struct CeilingsArgs {
     if_missing: bool,
     /// With --quick: replace a full measurement at the output path (refused without it: a
     /// quick measurement is a lower bound, and every later report's roofs would drop).
-    #[arg(long)]
+    #[arg(long, requires = "quick")]
     force: bool,
 }
 
@@ -664,19 +664,25 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
         not_measured,
         quick: args.quick,
     };
-    let text = serde_json::to_string_pretty(&doc)?;
-    output::commit(file, text.as_bytes())?;
+    // A failure to write where asked keeps the measurement in a fallback file (exit 4).
+    let written = output::write_after_work(file, serde_json::to_string_pretty(&doc)?)?;
+    let text = &written.text;
     crate::signals::quiet_broken_pipe();
-    if args.json {
+    if args.json || written.unsaved {
         println!("{text}");
-    } else {
+    }
+    if !args.json {
         println!("{}", table(&doc));
         for n in &doc.not_measured {
             println!("{}: not measured: {}", n.device, n.reason);
         }
         println!("{} in {:.1} s", doc.hardware_fingerprint, doc.duration_s);
     }
-    eprintln!("{}", path.display());
+    eprintln!("{}", written.path.display());
+    if let Some(failure) = &written.failure {
+        eprintln!("error: {failure}");
+        return Ok(output::EXIT_NOT_WRITTEN);
+    }
     Ok(0)
 }
 

@@ -252,15 +252,23 @@ pub fn run(
             gpus.len()
         )
     });
-    crate::output::commit(file, serde_json::to_string_pretty(&merged)?.as_bytes())?;
-    if let Some(db) = record {
+    // A failure to write where asked keeps the merged runs in a fallback file (exit 4).
+    let written = crate::output::write_after_work(file, serde_json::to_string_pretty(&merged)?)?;
+    if written.unsaved {
+        println!("{}", written.text);
+    }
+    if let (Some(db), None) = (record, &written.failure) {
         crate::history::record(db, output);
     }
     println!(
         "{n} of {} GPU workers wrote results, merged into {} (exit codes {codes:?})",
         gpus.len(),
-        output.display()
+        written.path.display()
     );
+    if let Some(failure) = &written.failure {
+        eprintln!("error: {failure}");
+        return Ok(crate::output::EXIT_NOT_WRITTEN);
+    }
     Ok(if stop.requested() {
         stop.exit_code()
     } else if codes.contains(&1) || n < gpus.len() {

@@ -261,8 +261,25 @@ fn info(json: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// f32 cases mean fp32 arithmetic: cuDNN and cuBLAS (inside libtorch and candle too) may
+/// otherwise run them on TF32 tensor cores (PyTorch allows it for convolutions by default),
+/// with about 10 bits of mantissa: another precision, which the f32 tolerance (1e-4) rejects.
+/// NVIDIA's libraries read `NVIDIA_TF32_OVERRIDE=0` at load; set here, before any is loaded,
+/// for the commands that run backends (never for `measure`'s command), unless the user set it.
+fn fp32_means_fp32() {
+    if std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
+        std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.cmd,
+        Cmd::Run(_) | Cmd::Train(_) | Cmd::Check(_) | Cmd::Ceilings(_)
+    ) {
+        fp32_means_fp32();
+    }
     if matches!(
         cli.cmd,
         Cmd::List { .. }

@@ -12,9 +12,9 @@ use wattbench_core::result::{MergedFile, RunFile};
 #[derive(Args, Debug)]
 pub struct MergeArgs {
     /// Result files of `run` or `train` (merged files too), or folders of them (every .json
-    /// directly inside, in name order). An output that is one of the files read is refused,
-    /// unless it is an earlier merge of the same runs (merging a folder again into a file of
-    /// it): that one is left out and replaced. The same run given twice is refused.
+    /// directly inside, in name order). An output that is one of the files read, or a new
+    /// .json inside a folder read, is refused (the folder would hold its runs twice). The
+    /// same run given twice is refused.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
     /// The merged file.
@@ -31,23 +31,11 @@ pub struct MergeArgs {
 pub fn run(args: MergeArgs) -> Result<u8> {
     // Every input read and checked before the output is touched (folders and merged files
     // are read as `compare` reads them).
-    let out = std::fs::canonicalize(&args.output).ok();
+    output::not_an_input(&args.output, &args.inputs)?;
     let mut inputs: Vec<(String, RunFile)> = Vec::new();
-    let mut old: Vec<RunFile> = Vec::new();
     for path in &args.inputs {
         let set = ResultSet::load(path).map_err(|e| usage(e.to_string()))?;
-        for (label, run) in set.files.into_iter().zip(set.runs) {
-            if out.is_some() && std::fs::canonicalize(output::label_path(&label)).ok() == out {
-                old.push(run);
-            } else {
-                inputs.push((label, run));
-            }
-        }
-    }
-    // The output is one of the files read: replacing it loses nothing only when every run in
-    // it is merged again (an earlier merge of this folder); anything else is refused.
-    if !old.iter().all(|r| inputs.iter().any(|(_, x)| x == r)) {
-        output::not_an_input(&args.output, &args.inputs)?;
+        inputs.extend(set.files.into_iter().zip(set.runs));
     }
     output::distinct_runs(inputs.iter().map(|(l, r)| (l.as_str(), r)))?;
     let merged = MergedFile::merge(

@@ -82,13 +82,13 @@ pub struct Written {
     pub unsaved: bool,
 }
 
-/// Write the result document `doc` into the prepared file once the work is done. A failure
+/// Write the result document `text` into the prepared file once the work is done. A failure
 /// there (the disk filled during the run, the folder went away) does not throw the work
 /// away: the document is saved in a fallback file (`$TMPDIR`, else the current folder:
 /// `wattbench-unsaved-XXXXXX-<name>`), and [`Written::failure`] says so; the caller prints its
-/// results, then the message, and exits [`EXIT_NOT_WRITTEN`]. Shared by `run` and `train`.
-pub fn write_after_work(file: OutputFile, doc: &RunFile) -> anyhow::Result<Written> {
-    let text = serde_json::to_string_pretty(doc)?;
+/// results, then the message, and exits [`EXIT_NOT_WRITTEN`]. Shared by `run`, `run
+/// --devices` and `train`.
+pub fn write_after_work(file: OutputFile, text: String) -> anyhow::Result<Written> {
     let asked = file.path().to_path_buf();
     let Err(e) = file.commit_or_fallback(text.as_bytes()) else {
         return Ok(Written {
@@ -125,7 +125,11 @@ pub fn write_after_work(file: OutputFile, doc: &RunFile) -> anyhow::Result<Writt
                 asked.display(),
                 tried.join("; ")
             );
-            (asked, msg)
+            // Shown where the file's path would be: no path names a file that is not there.
+            (
+                PathBuf::from("(no file: the result document is on standard output)"),
+                msg,
+            )
         }
     };
     Ok(Written {
@@ -154,11 +158,32 @@ fn read_from_folders(p: &Path) -> bool {
 
 /// Refuses (a usage error, exit 2: nothing is written) an `output` that is, links followed,
 /// one of the `inputs` (files, or folders: then a file inside that would be read), so that
-/// writing it can never destroy what the command reads. An output that does not exist yet
-/// is never an input. Every command that reads files and writes one calls this before
-/// writing.
+/// writing it can never destroy what the command reads; and a new file that folder readers
+/// would pick up inside an input folder, so that the folder never holds its own results twice
+/// (a merge beside the runs it merges). Every command that reads files and writes one calls
+/// this before writing.
 pub fn not_an_input<P: AsRef<Path>>(output: &Path, inputs: &[P]) -> Result<(), UsageError> {
     let Some(out) = identity(output) else {
+        let parent = output
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let parent = std::fs::canonicalize(parent).ok();
+        for input in inputs.iter().map(AsRef::as_ref) {
+            if input.is_dir()
+                && read_from_folders(output)
+                && parent.is_some()
+                && std::fs::canonicalize(input).ok() == parent
+            {
+                return Err(UsageError(format!(
+                    "the output {} would be a file of the input folder {}, which commands read \
+                     as results: the folder would then hold these runs twice; give an output \
+                     path outside the folder (nothing was written)",
+                    output.display(),
+                    input.display()
+                )));
+            }
+        }
         return Ok(());
     };
     // The input's name, when it is spelled otherwise (a link, another path).

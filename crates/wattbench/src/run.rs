@@ -425,7 +425,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     };
     // A failure to write where asked keeps the results (a fallback file, the table) and is
     // said once, after them.
-    let written = output::write_after_work(file, &doc)?;
+    let written = output::write_after_work(file, serde_json::to_string_pretty(&doc)?)?;
     let (text, path, failure) = (written.text, written.path, written.failure);
     if let Some(db) = &args.record {
         if failure.is_none() {

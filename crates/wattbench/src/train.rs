@@ -496,7 +496,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     };
     // A failure to write where asked keeps the run (a fallback file, the summary) and is said
     // once, after it.
-    let written = output::write_after_work(file, &doc)?;
+    let written = output::write_after_work(file, serde_json::to_string_pretty(&doc)?)?;
     let (text, path) = (&written.text, &written.path);
     crate::signals::quiet_broken_pipe();
 

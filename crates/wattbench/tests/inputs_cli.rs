@@ -91,8 +91,16 @@ fn an_output_that_is_an_input_is_refused_and_the_input_kept() {
             );
         }
     }
-    // A new output in an input folder is not an input: written.
-    let o = wattbench(&["merge", s(&folder), "-o", s(&folder.join("merged.json"))]);
+    // A new result file in an input folder is refused too (the folder would hold its runs
+    // twice), and one beside it is written.
+    let inside = folder.join("merged.json");
+    usage_error(
+        &wattbench(&["merge", s(&folder), "-o", s(&inside)]),
+        "outside the folder",
+    );
+    assert!(!inside.exists());
+    let beside = folder.with_extension("merged.json");
+    let o = wattbench(&["merge", s(&folder), "-o", s(&beside)]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 

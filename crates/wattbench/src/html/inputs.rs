@@ -275,6 +275,10 @@ pub fn load(
     }
     inp.traces = traces;
     for path in ceilings_given {
+        // Given as --ceilings and found among the inputs too: one file, read once.
+        if inp.ceilings.iter().any(|(p, _)| same(p, path)) {
+            continue;
+        }
         let text = read(path)?;
         let c = Ceilings::from_json(&text)
             .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
