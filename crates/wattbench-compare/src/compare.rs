@@ -966,6 +966,33 @@ pub fn compare(
             nside.software.join(" | ")
         ));
     }
+    // What the number of runs a side lets the statistics say (measured on this project's
+    // machines: results/regression-evidence and the audit's simulations).
+    let runs = (base.runs.len(), new.runs.len());
+    if runs == (1, 1) {
+        notes.push(
+            "one run a side: the interval and the rank test see the noise within each run, not \
+             between runs (another load, clocks, temperature), which can exceed the threshold: \
+             a slower or faster here may be noise; compare several runs a side, interleaved \
+             (`wattbench ab`), before trusting a verdict"
+                .into(),
+        );
+    } else if runs.0.min(runs.1) < 4 {
+        notes.push(format!(
+            "{} and {} runs: with fewer than 4 runs a side the run-level interval covers the \
+             true ratio well under its nominal confidence (about 70 % with 2 or 3 runs, in \
+             simulation); give 4 or more (`ab --rounds 4`)",
+            runs.0, runs.1
+        ));
+    }
+    if runs.0.max(runs.1) > 1 {
+        notes.push(
+            "the rank test pools the samples of every run of a side, which are not independent \
+             (a run's samples share its conditions): its p-values are too small, and the \
+             verdicts rest on the run-level interval lying beyond the threshold"
+                .into(),
+        );
+    }
     for (name, set) in [("base", base), ("new", new)] {
         if set.runs.len() > 1 {
             notes.push(format!(

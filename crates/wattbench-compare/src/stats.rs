@@ -57,8 +57,10 @@ pub fn ratio_of_medians_ci(
 /// first draws as many runs as the side has, with replacement, then resamples within each
 /// drawn run. The interval then carries the variation between runs (another load, clocks,
 /// temperature), which samples from within one run cannot show; with one run per side it is
-/// exactly [`ratio_of_medians_ci`]. Resampling both stages is slightly conservative (wider).
-/// Empty runs are ignored.
+/// exactly [`ratio_of_medians_ci`]. With many runs, resampling both stages is slightly
+/// conservative (wider); with few, the percentile interval is too narrow (drawing 2 or 3 runs
+/// with replacement covers the true ratio about 70 % of the time in simulation, 90 % with 4),
+/// which `compare` says in its notes. Empty runs are ignored.
 pub fn ratio_of_medians_ci_clustered(
     base: &[&[f64]],
     new: &[&[f64]],

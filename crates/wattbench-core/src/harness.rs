@@ -375,13 +375,10 @@ impl<'a> Harness<'a> {
         res.verification = Some(v);
         if !passed {
             res.status = Status::Failed;
-            let (e, t) = res
+            res.reason = res
                 .verification
                 .as_ref()
-                .map_or((f64::NAN, f64::NAN), |v| (v.rel_l2_error, v.tolerance));
-            res.reason = Some(format!(
-                "verification failed: relative L2 error {e:.3e} exceeds {t:.1e}"
-            ));
+                .map(|v| format!("verification failed: {}", v.errors_in_words()));
             return Ok(());
         }
         if self.interrupted() {
@@ -647,6 +644,14 @@ mod tests {
         assert!(v.rel_l2_error <= v.tolerance, "L2 alone would pass: {v:?}");
         assert!(v.rel_max_error.unwrap() > v.tolerance, "{v:?}");
         assert_eq!(r.status, Status::Failed);
+        // The reason names the error beyond the tolerance, not the L2 one within it.
+        let why = r.reason.unwrap();
+        assert!(
+            why.contains("max error (scaled to noise)")
+                && why.find("max error") < why.find("relative L2")
+                && why.contains("beyond the tolerance"),
+            "{why}"
+        );
         // The correct result passes both.
         let ok = h.run_case(&inp, &perturbed(0.0), "cpu", None).unwrap();
         assert_eq!(ok.status, Status::Ok, "{:?}", ok.verification);

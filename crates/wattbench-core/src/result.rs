@@ -69,6 +69,37 @@ pub struct Verification {
     pub per_output: BTreeMap<String, f64>,
 }
 
+impl Verification {
+    /// The errors against the tolerance in words, the one beyond it named first: "max error
+    /// (scaled to noise) 2.1e-1 beyond the tolerance 4.0e-2 (relative L2 error 3.1e-2)".
+    pub fn errors_in_words(&self) -> String {
+        let l2 = ("relative L2 error", Some(self.rel_l2_error));
+        let max = ("max error (scaled to noise)", self.rel_max_error);
+        let (first, second) = match self.rel_max_error {
+            Some(m) if m > self.tolerance && self.rel_l2_error <= self.tolerance => (max, l2),
+            _ => (l2, max),
+        };
+        let within = |v: f64| {
+            if v <= self.tolerance {
+                "within"
+            } else {
+                "beyond"
+            }
+        };
+        let (name, v) = first;
+        let v = v.unwrap_or(f64::NAN);
+        let mut s = format!(
+            "{name} {v:.2e} {} the tolerance {:.1e}",
+            within(v),
+            self.tolerance
+        );
+        if let (name, Some(v)) = second {
+            s.push_str(&format!(" ({name} {v:.2e})"));
+        }
+        s
+    }
+}
+
 /// Throughput of one call at the median time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {

@@ -497,8 +497,8 @@ impl Params {
     /// - GEMM: `2·M·N·K`.
     /// - Conv2d: `2·N·K·P·Q·C·R·S` (padding taps counted, as cuDNN and DeepBench do).
     /// - RNN: per step, the recurrent GEMM `2·B·H·G·H` plus the gate pre-activation adds
-    ///   (`2·B·G·H`: `+xp`, `+b`) plus the state update: vanilla 0, LSTM `3·B·H`
-    ///   (`f·c + i·g`, `o·tanh c`), GRU `5·B·H` (`r·(..)`, `(1-z)·n + z·h`). Transcendentals
+    ///   (`2·B·G·H`: `+xp`, `+b`) plus the state update: vanilla 0, LSTM `4·B·H`
+    ///   (`f·c + i·g`: 3, `o·tanh c`: 1), GRU `5·B·H` (`r·(..)`, `(1-z)·n + z·h`). Transcendentals
     ///   (`tanh`, `σ`) are not counted, as is customary.
     pub fn flops(&self) -> u64 {
         match *self {
@@ -510,7 +510,7 @@ impl Params {
                 let (b, h, g) = (r.batch as u64, r.hidden as u64, r.cell.gates() as u64);
                 let update = match r.cell {
                     Cell::Vanilla => 0,
-                    Cell::Lstm => 3,
+                    Cell::Lstm => 4,
                     Cell::Gru => 5,
                 };
                 r.steps as u64 * (2 * b * h * g * h + 2 * b * g * h + update * b * h)
@@ -751,7 +751,8 @@ mod tests {
         assert_eq!((c.p(), c.q()), (112, 112));
         assert_eq!(Params::Conv2d(c).flops(), 2 * 64 * 112 * 112 * 3 * 49);
         let r = Params::Rnn(RnnParams::new(Cell::Lstm, 8, 2, 3));
-        assert_eq!(r.flops(), 3 * (2 * 2 * 8 * 32 + 2 * 2 * 32 + 3 * 2 * 8));
+        // f·c + i·g (3) and o·tanh c (1) per state element, as the LSTM model counts it.
+        assert_eq!(r.flops(), 3 * (2 * 2 * 8 * 32 + 2 * 2 * 32 + 4 * 2 * 8));
     }
 
     #[test]

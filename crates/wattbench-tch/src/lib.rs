@@ -173,7 +173,9 @@ fn forward(params: &Params, t: &[Tensor]) -> tch::Result<Tensor> {
 }
 
 /// One training step: forward, `L = Σ y·dy`, autograd backward, SGD on the weights. Returns
-/// `[y, gradients…, updated weights…]`.
+/// `[y, gradients…, updated weights…]` as handles, not copies (a copy of every gradient and
+/// weight inside the timed call would be work no training step does): they hold this step's
+/// values until the next step, and `outputs` reads them right after it.
 fn train_step(params: &Params, inputs: &[Tensor], tr: &Train) -> tch::Result<Vec<Tensor>> {
     for &i in &tr.grad_inputs {
         let mut t = inputs[i].shallow_clone();
@@ -187,14 +189,14 @@ fn train_step(params: &Params, inputs: &[Tensor], tr: &Train) -> tch::Result<Vec
     loss.f_backward()?;
     let mut outs = vec![y.f_detach()?];
     for &i in &tr.grad_inputs {
-        outs.push(inputs[i].grad().f_detach_copy()?);
+        outs.push(inputs[i].grad().f_detach()?);
     }
     let _guard = tch::no_grad_guard();
     for &i in &tr.weight_inputs {
         let mut w = inputs[i].shallow_clone();
         let step = inputs[i].grad().f_mul_scalar(SGD_LR)?;
         let _ = w.f_sub_(&step)?;
-        outs.push(w.f_detach_copy()?);
+        outs.push(w.f_detach()?);
     }
     Ok(outs)
 }

@@ -67,7 +67,8 @@ pub struct Row {
     /// One cell per machine that has it verified.
     pub cells: Vec<Cell>,
     /// The machine with the least energy per GFLOP, when every cell's energy comes from the
-    /// same kind of source (a measured figure and an estimate are not the same quantity).
+    /// same kind of source (a measured figure and an estimate are not the same quantity) and
+    /// its interval lies wholly below every other machine's.
     pub least_energy: Option<String>,
     /// Why there is no `least_energy` when there is none.
     pub note: Option<String>,
@@ -209,12 +210,30 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
                 ),
             )
         } else {
-            let best = cells
+            // The least energy only when its whole interval lies below every other machine's:
+            // a tie or overlapping intervals name no machine.
+            let iv: Vec<(Interval, &String)> = cells
                 .iter()
-                .filter_map(|c| Some((c.joules_per_gflop?.value, &c.machine)))
-                .min_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, m)| m.clone());
-            (best, None)
+                .filter_map(|c| Some((c.joules_per_gflop?, &c.machine)))
+                .collect();
+            let best = iv.iter().min_by(|a, b| a.0.value.total_cmp(&b.0.value));
+            match best {
+                Some((b, m))
+                    if iv
+                        .iter()
+                        .filter(|(_, o)| o != m)
+                        .all(|(o, _)| b.high < o.low) =>
+                {
+                    (Some((*m).clone()), None)
+                }
+                _ => (
+                    None,
+                    Some(
+                        "the machines' energy intervals overlap: no machine uses clearly less"
+                            .to_string(),
+                    ),
+                ),
+            }
         };
         rows.push(Row {
             id,
@@ -307,7 +326,7 @@ pub fn render(a: &Across, format: Format) -> String {
         "runs",
         "median",
         "GFLOP/s",
-        "of roof",
+        "of peak",
         "J/GFLOP (source)",
         "g CO2e/TFLOP",
         "cost/TFLOP",

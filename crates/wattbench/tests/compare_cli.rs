@@ -176,6 +176,12 @@ fn different_hardware_is_refused_with_exit_2_unless_allowed() {
     let (o, doc) = compare_json(&base_path(), &other, &["--allow-different-hardware"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let doc = doc.unwrap();
+    // One run against one: its verdicts rest on within-run noise, and the output says so.
+    assert!(doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("one run a side")));
     assert!(doc["notes"]
         .as_array()
         .unwrap()
@@ -258,11 +264,22 @@ fn folders_are_read_and_their_files_pooled() {
         let n = r["n"].as_array().unwrap();
         assert_eq!(n[0].as_u64().unwrap(), 2 * n[1].as_u64().unwrap(), "{r}");
     }
-    assert!(out["notes"]
+    let notes: Vec<&str> = out["notes"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|n| n.as_str().unwrap().contains("2 result files pooled")));
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(notes.iter().any(|n| n.contains("2 result files pooled")));
+    // Two runs against one: the interval's coverage and the pooled test are qualified.
+    assert!(
+        notes.iter().any(|n| n.contains("fewer than 4 runs a side")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("not independent")),
+        "{notes:?}"
+    );
 }
 
 #[test]

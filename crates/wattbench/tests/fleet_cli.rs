@@ -132,11 +132,35 @@ fn across_hardware_puts_each_machine_side_by_side() {
         assert_eq!(cells.len(), 2);
         for c in cells {
             assert!(c["gflops_per_s"].as_f64().unwrap() > 0.0);
-            // Estimated energy on both: comparable, so one machine is named.
+            // Estimated energy on both: comparable kinds...
             assert_eq!(c["energy_sources"][0], "estimated");
             assert!(c["co2e_kg_per_tflop"]["value"].as_f64().unwrap() > 0.0);
         }
-        assert!(r["least_energy"].is_string(), "{r}");
+        // ... but one build on one machine twice: its ±50 % estimates overlap, so no machine
+        // is named.
+        assert!(r["least_energy"].is_null(), "{r}");
+        assert_contains(r["note"].as_str().unwrap(), "intervals overlap");
+    }
+    // With ten times the energy on the second machine, the first is named.
+    let mut doc = read_json(&b);
+    for c in doc["cases"].as_array_mut().unwrap() {
+        let t = &mut c["energy"]["total_joules_per_iter"];
+        for k in ["value", "low", "high"] {
+            t[k] = (t[k].as_f64().unwrap() * 10.0).into();
+        }
+    }
+    std::fs::write(&b, doc.to_string()).unwrap();
+    let o = wattbench(&[
+        "compare",
+        "--across-hardware",
+        s(&a),
+        s(&b),
+        "--format",
+        "json",
+    ]);
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for r in j["rows"].as_array().unwrap() {
+        assert_eq!(r["least_energy"], "M1", "{r}");
     }
     // The table names the sources; one machine alone is refused.
     let o = wattbench(&["compare", "--across-hardware", s(&a), s(&b)]);

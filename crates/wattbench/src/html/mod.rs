@@ -169,7 +169,7 @@ pub fn render(inp: &Inputs) -> String {
     let machines = machines(inp);
     h.push_str(&section("summary", &summary(inp, &machines)));
     h.push_str(&section("roofline", &roofline(inp, &machines)));
-    h.push_str(&section("backends", &backends(inp)));
+    h.push_str(&section("backends", &backends(inp, &machines)));
     h.push_str(&section("traces", &traces(inp)));
     h.push_str(&section("trend", &trend(inp)));
     h.push_str(&section("hardware", &hardware(inp, &machines)));
@@ -197,10 +197,9 @@ fn verification(c: &CaseResult) -> String {
     match &c.verification {
         None => "not verified (not run)".into(),
         Some(v) => format!(
-            "{} {:.2e} ≤ {:.1e} ({} of {} values){}",
+            "{} {} ({} of {} values){}",
             if v.passed { "passed:" } else { "FAILED:" },
-            v.rel_l2_error,
-            v.tolerance,
+            v.errors_in_words(),
             match v.method {
                 wattbench_core::result::VerifyMethod::Full => "all",
                 wattbench_core::result::VerifyMethod::Sampled => "a sample",
@@ -835,36 +834,57 @@ fn compared_training(t: &TrainingResult) -> Compared<'_> {
     }
 }
 
-fn backends(inp: &Inputs) -> String {
+fn backends(inp: &Inputs, machines: &[String]) -> String {
     let mut h = String::new();
     h.push_str(&p(&format!(
-        "Per case, every backend that ran it: throughput (GFLOP/s at the median time) and \
-         energy efficiency (GFLOP per joule of the gross energy per call; {}). The bars' fill \
-         says where each energy figure comes from; the table gives the figures.",
+        "Per case, every backend that ran it on the same machine (the runs of every input \
+         file from that machine together, on one scale): throughput (GFLOP/s at the median \
+         time) and energy efficiency (GFLOP per joule of the gross energy per call; {}). The \
+         bars' fill says where each energy figure comes from; the table gives the figures.",
         wattbench_core::energy::GROSS_MEANS
     )));
     let mut any = false;
-    for r in &inp.runs {
-        let rows: Vec<Compared<'_>> = r
-            .doc
-            .cases
+    for fp in machines {
+        let runs: Vec<&RunInput> = inp
+            .runs
             .iter()
-            .filter(|c| c.status == Status::Ok)
-            .map(compared_case)
-            .chain(
-                r.doc
-                    .trainings
-                    .iter()
-                    .filter(|t| t.status == Status::Ok)
-                    .map(compared_training),
-            )
+            .filter(|r| r.doc.environment.hardware_fingerprint() == *fp)
             .collect();
+        let mut rows: Vec<Compared<'_>> = Vec::new();
+        for r in &runs {
+            let mine = r
+                .doc
+                .cases
+                .iter()
+                .filter(|c| c.status == Status::Ok)
+                .map(compared_case)
+                .chain(
+                    r.doc
+                        .trainings
+                        .iter()
+                        .filter(|t| t.status == Status::Ok)
+                        .map(compared_training),
+                );
+            for mut c in mine {
+                // The same case from two files of one machine: both bars, told apart.
+                if rows.iter().any(|x| x.id == c.id) {
+                    c.series = format!("{} ({})", c.series, file_name(&r.path));
+                }
+                rows.push(c);
+            }
+        }
         if rows.is_empty() {
             continue;
         }
         any = true;
         if inp.runs.len() > 1 {
-            let _ = write!(h, "<h3>{}</h3>", esc(&file_name(&r.path)));
+            let files: Vec<String> = runs.iter().map(|r| file_name(&r.path)).collect();
+            let _ = write!(
+                h,
+                "<h3>{}: {}</h3>",
+                esc(&machine_label(machines, fp)),
+                esc(&files.join(", "))
+            );
         }
         let mut ops: Vec<&str> = Vec::new();
         for c in &rows {
@@ -1252,7 +1272,8 @@ fn trend(inp: &Inputs) -> String {
         }));
         h.push_str("<figure>");
         h.push_str(&plot::lines(
-            &s.case_id,
+            // A series is one case on one kind of machine: both named.
+            &format!("{} on {}", s.case_id, s.hardware_fp),
             "run",
             &format!("median time per call, {unit}"),
             &[Line {
@@ -1302,9 +1323,20 @@ fn trend(inp: &Inputs) -> String {
         let rows: Vec<String> = rest
             .iter()
             .map(|a| {
+                let changes: Vec<String> = a
+                    .change_points
+                    .iter()
+                    .map(|c| format!("run {}: ×{:.2}", c.index + 1, c.ratio))
+                    .collect();
                 format!(
-                    "<td><code>{}</code></td>{}{}{}{}",
+                    "<td><code>{}</code></td>{}{}{}{}{}{}",
                     esc(&a.series.case_id),
+                    td(&a.series.hardware_fp),
+                    td(&if changes.is_empty() {
+                        "none".to_string()
+                    } else {
+                        changes.join("; ")
+                    }),
                     num(&a.trend.runs.to_string()),
                     num(&units::seconds(a.trend.last)),
                     num(&units::seconds(a.trend.level_median)),
@@ -1317,11 +1349,19 @@ fn trend(inp: &Inputs) -> String {
             .collect();
         let _ = write!(
             h,
-            "<h4>{} more series without a change point</h4>",
+            "<h4>{} more series (not drawn; those with change points first)</h4>",
             rest.len()
         );
         h.push_str(&table(
-            &["case", "runs", "last", "level median", "drift per run"],
+            &[
+                "case",
+                "machine",
+                "change points",
+                "runs",
+                "last",
+                "level median",
+                "drift per run",
+            ],
             &rows,
         ));
     }
@@ -1480,8 +1520,10 @@ fn energy_across(inp: &Inputs) -> String {
     h.push_str(&p(&format!(
         "Gross energy per GFLOP of the median call ({}), its source, CO2e per TFLOP at {} \
          gCO2e/kWh ({}) and PUE {} (intervals include the meters' uncertainty and the grid's \
-         daily band) and the share of each machine's measured roof. The least-energy machine \
-         is named only where every machine's energy comes from the same kind of source.",
+         daily band) and the share of each machine's measured compute peak for the dtype (not the \
+         roofline's attainable roof, which the roofline section gives). The least-energy machine \
+         is named only where every machine's energy comes from the same kind of source and its \
+         interval lies wholly below the others'.",
         wattbench_core::energy::GROSS_MEANS,
         sig(a.carbon.intensity_g_per_kwh),
         a.carbon.region_name,
@@ -1520,7 +1562,7 @@ fn energy_across(inp: &Inputs) -> String {
             "case",
             "machine",
             "GFLOP/s",
-            "of roof",
+            "of peak",
             "J/GFLOP (source)",
             "CO2e/TFLOP",
         ],

@@ -31,10 +31,21 @@ fn figure(width: u32, height: u32, draw: impl FnOnce(&Root<'_>) -> Drawn) -> Str
     }
 }
 
-/// Colour of a backend: fixed for the known ones, so that a backend looks the same in every
-/// plot and every report.
+/// Colour of a series `backend` or `backend/device`: fixed for the known backends, so that a
+/// backend looks the same in every plot and every report, and darker on a GPU than on the CPU
+/// (tch/cpu and tch/cuda:0 side by side are told apart).
 pub fn backend_color(name: &str) -> RGBColor {
-    let base = name.split('/').next().unwrap_or(name);
+    let (base, device) = name.split_once('/').unwrap_or((name, ""));
+    let c = base_color(base);
+    if device.starts_with("cuda") && !base.starts_with("cu") {
+        let dark = |v: u8| (f64::from(v) * 0.55) as u8;
+        RGBColor(dark(c.0), dark(c.1), dark(c.2))
+    } else {
+        c
+    }
+}
+
+fn base_color(base: &str) -> RGBColor {
     match base {
         "reference" => RGBColor(110, 110, 110),
         "candle" => RGBColor(230, 120, 20),
@@ -42,6 +53,7 @@ pub fn backend_color(name: &str) -> RGBColor {
         "cuda" => RGBColor(40, 150, 60),
         "cuda-naive" => RGBColor(150, 200, 80),
         "cuda-wgmma" => RGBColor(0, 110, 110),
+        "cuda-wgmma-c2" => RGBColor(0, 170, 150),
         "cublas" => RGBColor(140, 70, 170),
         "cudnn" => RGBColor(170, 60, 90),
         _ => {
@@ -595,6 +607,19 @@ pub fn lines(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_backend_on_a_gpu_is_told_apart_from_it_on_the_cpu() {
+        assert_ne!(backend_color("tch/cpu"), backend_color("tch/cuda:0"));
+        assert_eq!(backend_color("tch/cpu"), backend_color("tch"));
+        // GPU-only backends keep their own colour.
+        assert_eq!(backend_color("cublas/cuda:0"), backend_color("cublas"));
+        assert_ne!(
+            backend_color("cuda-wgmma/cuda:0"),
+            backend_color("cuda-wgmma-c2/cuda:0")
+        );
+    }
+
     use super::*;
 
     #[test]
