@@ -434,7 +434,9 @@ try:
               + f", {c['verdict']} (±{c['tolerance'] * 100:.0f} %)" for c in checks)
              or "no GPU with both a counter and a power reading"))
     r = json.load(open(os.path.join(out, "energy-truth-run.json")))
-    idle = [(d["name"], d.get("avg_watts")) for d in (r.get("energy") or {}).get("idle_baseline") or []]
+    # Counters' idle power (the CPU estimate has no idle part: its figure is not idle power).
+    idle = [(d["name"], d.get("avg_watts")) for d in (r.get("energy") or {}).get("idle_baseline") or []
+            if d.get("source") != "estimated"]
     print("  idle before: " + (", ".join(f"{n} {w:.1f} W" for n, w in idle if w is not None) or "none"))
     for c in r.get("cases", []):
         e = c.get("energy") or {}
