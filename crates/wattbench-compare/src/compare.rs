@@ -143,18 +143,23 @@ pub struct ResultSet {
     pub files: Vec<String>,
     /// The runs.
     pub runs: Vec<RunFile>,
+    /// Files of a folder read that are other wattbench documents (a ceilings file kept beside
+    /// the runs, a `measure` report), left out, each with what it is.
+    pub left_out: Vec<String>,
 }
 
 impl ResultSet {
     /// Read `path`: a result file, or a folder whose `*.json` files (not its subfolders, not
-    /// hidden files) are all result files, read in name order.
+    /// hidden files) are result files, read in name order; other wattbench documents in a
+    /// folder (ceilings, `measure` reports) are left out and listed in `left_out`.
     pub fn load(path: &Path) -> Result<ResultSet, CompareError> {
         let io = |source| CompareError::Io {
             path: path.to_path_buf(),
             source,
         };
         let meta = std::fs::metadata(path).map_err(io)?;
-        let paths = if meta.is_dir() {
+        let folder = meta.is_dir();
+        let paths = if folder {
             let mut v: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(io)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -180,6 +185,12 @@ impl ResultSet {
                 path: p.clone(),
                 source,
             })?;
+            if folder {
+                if let Some(what) = wattbench_core::result::other_wattbench_document(&text) {
+                    set.left_out.push(format!("{}: {what}", p.display()));
+                    continue;
+                }
+            }
             let runs = read_runs(&text).map_err(|source| CompareError::NotAResult {
                 path: p.clone(),
                 source,
@@ -195,13 +206,20 @@ impl ResultSet {
                 set.runs.push(run);
             }
         }
+        if set.runs.is_empty() {
+            return Err(CompareError::Empty(path.to_path_buf()));
+        }
         Ok(set)
     }
 
     /// Runs already in memory (an A/B driver's), each with a label.
     pub fn from_runs(runs: impl IntoIterator<Item = (String, RunFile)>) -> ResultSet {
         let (files, runs) = runs.into_iter().unzip();
-        ResultSet { files, runs }
+        ResultSet {
+            files,
+            runs,
+            left_out: Vec::new(),
+        }
     }
 }
 
@@ -994,6 +1012,11 @@ pub fn compare(
         );
     }
     for (name, set) in [("base", base), ("new", new)] {
+        notes.extend(
+            set.left_out
+                .iter()
+                .map(|f| format!("{name}: left out of its folder, {f}")),
+        );
         if set.runs.len() > 1 {
             notes.push(format!(
                 "{name}: {} result files pooled per case id (the time interval resamples runs, \
@@ -1297,6 +1320,7 @@ mod tests {
         let mixed = ResultSet {
             files: vec!["x".into(), "y".into()],
             runs: vec![a.runs[0].clone(), b.runs[0].clone()],
+            left_out: Vec::new(),
         };
         let e = compare(&mixed, &mixed, &Options::default()).unwrap_err();
         assert!(matches!(e, CompareError::MixedHardware { .. }), "{e}");

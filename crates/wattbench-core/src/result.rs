@@ -1040,6 +1040,13 @@ fn other_document(head: &serde_json::Map<String, serde_json::Value>) -> Option<&
     }
 }
 
+/// What `text` is when it is another wattbench document than a result file (a `measure`
+/// report, a ceilings file, a comparison), in words; `None` for anything else.
+pub fn other_wattbench_document(text: &str) -> Option<&'static str> {
+    let head: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
+    other_document(&head)
+}
+
 /// Refuses anything but a JSON object whose numeric `schema_version` is [`SCHEMA_VERSION`],
 /// saying what to do about another version.
 fn check_version(text: &str) -> Result<(), ReadError> {

@@ -405,6 +405,10 @@ pub fn run(
         .iter()
         .map(|p| ResultSet::load(p).map_err(|e| usage(e.to_string())))
         .collect::<Result<_>>()?;
+    // A ceilings file kept beside the runs is read as ceilings below, not as a run.
+    for f in sets.iter().flat_map(|s| &s.left_out) {
+        eprintln!("left out of the runs: {f}");
+    }
     crate::output::distinct_runs(
         sets.iter()
             .flat_map(|s| s.files.iter().zip(&s.runs))

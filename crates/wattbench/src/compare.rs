@@ -46,8 +46,9 @@ pub enum Format {
 #[derive(Args, Debug)]
 #[command(after_long_help = RULE)]
 pub struct CompareArgs {
-    /// The baseline: a result file, or a folder of them (every *.json in it; several files
-    /// are pooled per case id, e.g. repeated runs).
+    /// The baseline: a result file, or a folder of them (every *.json in it, but other
+    /// wattbench documents such as a ceilings file, which are left out and listed; several
+    /// files are pooled per case id, e.g. repeated runs).
     #[arg(value_name = "BASE")]
     base: PathBuf,
     /// The new results: a result file or a folder, as BASE (optional with

@@ -12,7 +12,8 @@ use wattbench_core::result::{MergedFile, RunFile};
 #[derive(Args, Debug)]
 pub struct MergeArgs {
     /// Result files of `run` or `train` (merged files too), or folders of them (every .json
-    /// directly inside, in name order). An output that is one of the files read, or a new
+    /// directly inside, in name order, but other wattbench documents such as a ceilings
+    /// file, which are left out and listed). An output that is one of the files read, or a new
     /// .json inside a folder read, is refused (the folder would hold its runs twice). The
     /// same run given twice is refused.
     #[arg(required = true, value_name = "INPUT")]
@@ -35,6 +36,9 @@ pub fn run(args: MergeArgs) -> Result<u8> {
     let mut inputs: Vec<(String, RunFile)> = Vec::new();
     for path in &args.inputs {
         let set = ResultSet::load(path).map_err(|e| usage(e.to_string()))?;
+        for f in &set.left_out {
+            eprintln!("left out: {f}");
+        }
         inputs.extend(set.files.into_iter().zip(set.runs));
     }
     output::distinct_runs(inputs.iter().map(|(l, r)| (l.as_str(), r)))?;

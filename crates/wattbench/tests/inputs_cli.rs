@@ -176,6 +176,15 @@ fn other_documents_empty_files_and_folders_say_what_they_are() {
         usage_error(&o, "is a folder");
         assert_contains(&stderr(&o), "`report --format html`");
     }
+    // In a folder of runs, a ceilings file kept beside them is left out, and said so.
+    let runs = d.join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    std::fs::copy(&a, runs.join("a.json")).unwrap();
+    std::fs::copy(&ceil, runs.join("ceilings.json")).unwrap();
+    let o = wattbench(&["compare", s(&runs), s(&b), "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stdout(&o), "left out of its folder");
+    assert_contains(&stdout(&o), "a ceilings file");
 }
 
 /// (Audit item 13.) Byte-identical inputs were pooled as independent runs (an interval too
