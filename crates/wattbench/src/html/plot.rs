@@ -37,7 +37,8 @@ fn figure(width: u32, height: u32, draw: impl FnOnce(&Root<'_>) -> Drawn) -> Str
 pub fn backend_color(name: &str) -> RGBColor {
     let (base, device) = name.split_once('/').unwrap_or((name, ""));
     let c = base_color(base);
-    if device.starts_with("cuda") && !base.starts_with("cu") {
+    // The backends that run on both: a GPU-only backend keeps its one colour.
+    if device.starts_with("cuda") && matches!(base, "candle" | "tch") {
         let dark = |v: u8| (f64::from(v) * 0.55) as u8;
         RGBColor(dark(c.0), dark(c.1), dark(c.2))
     } else {
