@@ -183,35 +183,6 @@ WB_TILED(tt, true, true)
 // Dynamic shared memory each tensor-core GEMM launch needs (the host sets the attribute).
 #define WB_TC_SMEM_BYTES (TC_STAGES * 2 * TC_STAGE_ELEMS * 2)
 
-__device__ __forceinline__ void tc_ldmatrix_x4(u32 (&r)[4], const u16* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(wb_smem_addr(p)));
-}
-
-__device__ __forceinline__ void tc_ldmatrix_x4_trans(u32 (&r)[4], const u16* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(wb_smem_addr(p)));
-}
-
-template <bool BF16>
-__device__ __forceinline__ void tc_mma(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-    if (BF16) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-            "{%8,%9}, {%0,%1,%2,%3};\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    } else {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-            "{%8,%9}, {%0,%1,%2,%3};\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-}
-
 template <bool BF16>
 __device__ __forceinline__ u16 tc_round(float v) {
     return BF16 ? wb_f32_to_bf16(v) : wb_f32_to_f16(v);
@@ -244,7 +215,7 @@ __device__ __forceinline__ void tc_load_tile(u16* s, const u16* WB_RESTRICT g, i
 template <bool BF16, bool TA, bool TB>
 __device__ __forceinline__ void gemm_tc_body(const u16* WB_RESTRICT A, const u16* WB_RESTRICT B,
                                              u16* WB_RESTRICT C, int M, int N, int K) {
-    extern __shared__ __align__(16) u16 tc_smem[];
+    WB_DYNAMIC_SMEM(u16, tc_smem);
     u16* As = tc_smem;
     u16* Bs = tc_smem + TC_STAGES * TC_STAGE_ELEMS;
 
@@ -299,10 +270,10 @@ __device__ __forceinline__ void gemm_tc_body(const u16* WB_RESTRICT A, const u16
                 if (TA) {
                     // Stored [k][m]: transpose 8x8 blocks on load.
                     const int k = kk + (mat >> 1) * 8 + mr, m = mb + (mat & 1) * 8;
-                    tc_ldmatrix_x4_trans(af[mi], as + k * (TC_BM + TC_PAD) + m);
+                    wb_ldmatrix_x4_trans(af[mi], as + k * (TC_BM + TC_PAD) + m);
                 } else {
                     const int m = mb + (mat & 1) * 8 + mr, k = kk + (mat >> 1) * 8;
-                    tc_ldmatrix_x4(af[mi], as + m * (TC_BK + TC_PAD) + k);
+                    wb_ldmatrix_x4(af[mi], as + m * (TC_BK + TC_PAD) + k);
                 }
             }
 #pragma unroll
@@ -311,10 +282,10 @@ __device__ __forceinline__ void gemm_tc_body(const u16* WB_RESTRICT A, const u16
                 u32 r[4];
                 if (TB) {
                     const int n = nb + (mat >> 1) * 8 + mr, k = kk + (mat & 1) * 8;
-                    tc_ldmatrix_x4(r, bs + n * (TC_BK + TC_PAD) + k);
+                    wb_ldmatrix_x4(r, bs + n * (TC_BK + TC_PAD) + k);
                 } else {
                     const int k = kk + (mat & 1) * 8 + mr, n = nb + (mat >> 1) * 8;
-                    tc_ldmatrix_x4_trans(r, bs + k * (TC_BN + TC_PAD) + n);
+                    wb_ldmatrix_x4_trans(r, bs + k * (TC_BN + TC_PAD) + n);
                 }
                 bf[nj * 2][0] = r[0];
                 bf[nj * 2][1] = r[1];
@@ -324,7 +295,7 @@ __device__ __forceinline__ void gemm_tc_body(const u16* WB_RESTRICT A, const u16
 #pragma unroll
             for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-                for (int ni = 0; ni < 4; ++ni) tc_mma<BF16>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+                for (int ni = 0; ni < 4; ++ni) wb_mma_m16n8k16<BF16>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
         }
     }
     wb_cp_async_wait<0>();

@@ -32,10 +32,19 @@ pub(crate) enum DevBuf {
     U16(CudaSlice<u16>, DType),
 }
 
-fn to_bits(data: &[f32], dtype: DType) -> Vec<u16> {
+/// `data` as 16-bit floats of `dtype` (bf16, else f16), rounded to nearest even.
+pub(crate) fn to_bits(data: &[f32], dtype: DType) -> Vec<u16> {
     match dtype {
         DType::Bf16 => data.iter().map(|&v| bf16::from_f32(v).to_bits()).collect(),
         _ => data.iter().map(|&v| f16::from_f32(v).to_bits()).collect(),
+    }
+}
+
+/// The f32 value of the 16-bit float `bits` of `dtype` (bf16, else f16).
+pub(crate) fn from_bits(bits: u16, dtype: DType) -> f32 {
+    match dtype {
+        DType::Bf16 => bf16::from_bits(bits).to_f32(),
+        _ => f16::from_bits(bits).to_f32(),
     }
 }
 
@@ -98,16 +107,7 @@ impl DevBuf {
             DevBuf::F32(s) => g.stream.clone_dtoh(&s.slice(range)).map_err(e)?,
             DevBuf::U16(s, d) => {
                 let bits = g.stream.clone_dtoh(&s.slice(range)).map_err(e)?;
-                match d {
-                    DType::Bf16 => bits
-                        .into_iter()
-                        .map(|b| bf16::from_bits(b).to_f32())
-                        .collect(),
-                    _ => bits
-                        .into_iter()
-                        .map(|b| f16::from_bits(b).to_f32())
-                        .collect(),
-                }
+                bits.into_iter().map(|b| from_bits(b, *d)).collect()
             }
         })
     }

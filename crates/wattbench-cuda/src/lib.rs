@@ -23,6 +23,8 @@
 
 mod backend;
 mod device;
+#[cfg(test)]
+mod emulator;
 mod error;
 mod gpu;
 pub mod host;

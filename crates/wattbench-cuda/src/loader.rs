@@ -49,7 +49,7 @@ pub fn compile_options(target: &str) -> Vec<String> {
 }
 
 /// 64-bit FNV-1a: a stable hash (std's hashers may change between Rust releases).
-fn fnv1a64(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a64(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for p in parts {
         for &b in *p {

@@ -1,0 +1,459 @@
+//! Our kernels run on the CPU: the plans the `cuda` and `cuda-naive` backends build, executed
+//! step by step by the emulator of `emu/` (a CPU execution model of CUDA, `emu/cuda_cpu.h`,
+//! with the kernels of gemm.cu, conv.cu, rnn.cu and elementwise.cu compiled as they are), and
+//! their outputs verified against the f64 reference like any case.
+//!
+//! This is what the crate can check of its kernels without a GPU: the launch shapes and
+//! arguments the ops choose, the kernels' indexing, edges, barriers (threads resumed in both
+//! orders), cp.async pipelines (copies land as late as PTX allows), the ldmatrix/mma fragment
+//! layouts (as this model reads the PTX ISA), alignment and bounds (AddressSanitizer and
+//! UBSan). The Hopper GEMM (gemm_sm90.cu: wgmma, TMA, mbarriers, clusters) is not modelled;
+//! its host-side emulations live in `ops::gemm::wgmma`. Real hardware is still the judge:
+//! the GPU tests run the same plans on a device.
+//!
+//! The emulator is compiled once per test run with the system C++ compiler (`CXX`, else
+//! `c++`: g++ 12 or clang with AddressSanitizer), into the directory of the test binary.
+use crate::kernels::KernelId;
+use crate::plan::{Arg, Init, PlanBuilder, Ptr, Step};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use wattbench_core::DType;
+
+/// The kernel files the emulator runs (everything but the Hopper GEMM).
+pub(crate) const EMULATED: [KernelId; 4] = [
+    KernelId::Gemm,
+    KernelId::Conv,
+    KernelId::Rnn,
+    KernelId::Elementwise,
+];
+
+/// Thread order within each barrier interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Thread 0 first.
+    Forward,
+    /// The last thread first.
+    Reverse,
+}
+
+fn emu_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("emu")
+}
+
+fn kernels_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernels")
+}
+
+/// The compiler flags: sanitizers on, every report fatal.
+const FLAGS: [&str; 9] = [
+    "-std=c++17",
+    "-O1",
+    "-g",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-fno-strict-aliasing",
+    "-Wall",
+    "-Wno-unknown-pragmas",
+];
+
+/// `WB_ENTRY(name)` for every entry point of the emulated files: the emulator's launch table.
+fn entries() -> String {
+    EMULATED
+        .iter()
+        .flat_map(|k| k.entry_points())
+        .fold(String::new(), |mut s, e| {
+            let _ = writeln!(s, "WB_ENTRY({e})");
+            s
+        })
+}
+
+/// The emulator's executable, built on first use (cached by a hash of its sources, the
+/// kernels and the flags); why it could not be built.
+fn emulator() -> Result<&'static Path, String> {
+    static EXE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    EXE.get_or_init(build)
+        .as_ref()
+        .map(PathBuf::as_path)
+        .map_err(Clone::clone)
+}
+
+fn build() -> Result<PathBuf, String> {
+    let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut parts = vec![
+        read(emu_dir().join("cuda_cpu.h"))?,
+        read(emu_dir().join("runner.cpp"))?,
+        read(kernels_dir().join("common.cuh"))?,
+        entries().into_bytes(),
+        FLAGS.join(" ").into_bytes(),
+    ];
+    for k in EMULATED {
+        parts.push(read(kernels_dir().join(k.file()))?);
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let hash = crate::loader::fnv1a64(&refs);
+    let exe_dir = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or("the test binary has no directory")?;
+    let dir = exe_dir.join(format!("wb-emu-{hash:016x}"));
+    let exe = dir.join("wb-emu");
+    if exe.is_file() {
+        return Ok(exe);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::write(dir.join("entries.inc"), entries()).map_err(|e| e.to_string())?;
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let tmp = dir.join(format!("wb-emu.{}.tmp", std::process::id()));
+    let out = Command::new(&cxx)
+        .args(FLAGS)
+        .arg(format!("-I{}", dir.display()))
+        .arg(format!("-I{}", emu_dir().display()))
+        .arg(format!("-I{}", kernels_dir().display()))
+        .arg(emu_dir().join("runner.cpp"))
+        .arg("-o")
+        .arg(&tmp)
+        .output()
+        .map_err(|e| {
+            format!("cannot run the C++ compiler `{cxx}` ({e}): the kernel emulator needs one with AddressSanitizer (Debian: g++)")
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "building the kernel emulator with `{cxx}` failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // A warning in our kernels or the model is a finding too.
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    if warnings.contains("warning") {
+        return Err(format!(
+            "the kernel emulator builds with warnings:\n{warnings}"
+        ));
+    }
+    std::fs::rename(&tmp, &exe).map_err(|e| e.to_string())?;
+    Ok(exe)
+}
+
+fn elem_bytes(d: DType) -> usize {
+    match d {
+        DType::F32 => 4,
+        _ => 2,
+    }
+}
+
+/// The plan file and the buffers' initial bytes.
+fn serialize(b: &PlanBuilder) -> Result<(String, Vec<u8>), String> {
+    let mut plan = String::new();
+    let mut data = Vec::new();
+    for spec in b.bufs() {
+        let _ = writeln!(plan, "buf {} {}", elem_bytes(spec.dtype), spec.len);
+        let values: Vec<f32> = match spec.init {
+            Init::Upload(d) => d.to_vec(),
+            Init::Poison => vec![f32::NAN; spec.len],
+            Init::Zero => vec![0.0; spec.len],
+        };
+        match spec.dtype {
+            DType::F32 => data.extend(values.iter().flat_map(|v| v.to_le_bytes())),
+            d => data.extend(
+                crate::device::to_bits(&values, d)
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes()),
+            ),
+        }
+    }
+    let ptr = |p: Ptr| match p {
+        Ptr::To(v) => format!("{}:{}", v.buf().index(), v.start()),
+        Ptr::Null => "null".into(),
+    };
+    for st in b.steps() {
+        match st {
+            Step::Launch(l, args) => {
+                let (g, k) = (l.grid, l.block);
+                let _ = writeln!(
+                    plan,
+                    "launch {} {} {} {} {} {} {} {} {}",
+                    l.entry,
+                    g.0,
+                    g.1,
+                    g.2,
+                    k.0,
+                    k.1,
+                    k.2,
+                    l.smem,
+                    args.len()
+                );
+                for a in args {
+                    let line = match *a {
+                        Arg::Ptr(p) => format!("ptr {}", ptr(p)),
+                        Arg::Int(n) => format!("int {n}"),
+                        Arg::F32(f) => format!("f32 {:08x}", f.to_bits()),
+                        Arg::RnnBwd(s) => format!(
+                            "rnnbwd {} {} {} {} {} {} {}",
+                            ptr(s.hs),
+                            ptr(s.save),
+                            ptr(s.cprev),
+                            s.cprev_pitch,
+                            ptr(s.dxp),
+                            ptr(s.drec),
+                            ptr(s.carry)
+                        ),
+                        Arg::TensorMap(_) => {
+                            return Err(format!(
+                                "{}: tensor maps (the Hopper GEMM) are not emulated",
+                                l.entry
+                            ))
+                        }
+                    };
+                    let _ = writeln!(plan, "arg {line}");
+                }
+            }
+            Step::Copy { dst, src } => {
+                let _ = writeln!(
+                    plan,
+                    "copy {} {} {} {} {}",
+                    dst.buf().index(),
+                    dst.start(),
+                    src.buf().index(),
+                    src.start(),
+                    src.len()
+                );
+            }
+            Step::Zero(v) => {
+                let _ = writeln!(plan, "zero {} {} {}", v.buf().index(), v.start(), v.len());
+            }
+        }
+    }
+    Ok((plan, data))
+}
+
+/// Runs the plan of `b` once on the emulator, resuming threads in `order`: its outputs as
+/// f32, or the emulator's report (a kernel fault names the kernel, block and thread).
+pub(crate) fn run(b: &PlanBuilder, order: Order) -> Result<Vec<Vec<f32>>, String> {
+    let exe = emulator()?;
+    let (plan, data) = serialize(b)?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (p, i, o) = (
+        dir.path().join("plan.txt"),
+        dir.path().join("in.bin"),
+        dir.path().join("out.bin"),
+    );
+    std::fs::write(&p, plan).map_err(|e| e.to_string())?;
+    std::fs::write(&i, data).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    if order == Order::Reverse {
+        cmd.arg("--reverse");
+    }
+    // Leaks of the emulator process itself say nothing about the kernels.
+    let out = cmd
+        .args([&p, &i, &o])
+        .env("ASAN_OPTIONS", "detect_leaks=0:exitcode=3")
+        .env("UBSAN_OPTIONS", "exitcode=3:print_stacktrace=1")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        // AddressSanitizer's notice that it supports swapcontext partly (true, and said once
+        // per process) and its shadow-memory dump are left out of the report.
+        let text = String::from_utf8_lossy(&out.stderr);
+        let mut report: Vec<&str> = Vec::new();
+        let mut shadow = false;
+        for l in text.lines() {
+            shadow |= l.starts_with("Shadow bytes around");
+            if l.starts_with("(in kernel") || !(shadow || l.contains("makecontext/swapcontext")) {
+                report.push(l);
+            }
+        }
+        return Err(format!(
+            "the emulator stopped ({}): {}",
+            out.status,
+            report.join("\n").trim()
+        ));
+    }
+    let bytes = std::fs::read(&o).map_err(|e| e.to_string())?;
+    // Each buffer's final contents, as f32.
+    let mut at = 0;
+    let mut bufs = Vec::new();
+    for spec in b.bufs() {
+        let n = spec.len * elem_bytes(spec.dtype);
+        let raw = bytes
+            .get(at..at + n)
+            .ok_or("the emulator wrote fewer bytes than the plan's buffers")?;
+        at += n;
+        let vals: Vec<f32> = match spec.dtype {
+            DType::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            d => raw
+                .chunks_exact(2)
+                .map(|c| crate::device::from_bits(u16::from_le_bytes([c[0], c[1]]), d))
+                .collect(),
+        };
+        bufs.push(vals);
+    }
+    Ok(b.outputs()
+        .iter()
+        .map(|v| bufs[v.buf().index()][v.range()].to_vec())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{self, Kernels};
+    use std::collections::BTreeSet;
+    use wattbench_core::harness::{CaseInputs, HarnessConfig};
+    use wattbench_core::tensor::HostTensor;
+    use wattbench_core::workload::{Cell, ConvParams, GemmParams, RnnParams};
+    use wattbench_core::{reference, testing, Case, Mode, Op, Params};
+
+    /// The generic check's shapes of `op`, plus shapes that reach what they do not: the
+    /// 128-wide conv tile (K > 64), vector loads and stores (dimensions multiples of 8 in
+    /// every GEMM layout), several batch tiles of the RNN kernels (B > 32) and many k-tiles.
+    fn shapes(op: Op) -> Vec<Params> {
+        let extra: Vec<Params> = match op {
+            Op::Gemm => [(false, false), (false, true), (true, false), (true, true)]
+                .into_iter()
+                .map(|(ta, tb)| Params::Gemm(GemmParams::new(136, 72, 200).transposed(ta, tb)))
+                .collect(),
+            Op::Conv2d => vec![
+                Params::Conv2d(ConvParams::new(2, 3, 9, 11, 70, 3, 3).padded(1, 1)),
+                Params::Conv2d(ConvParams::new(2, 8, 8, 8, 16, 3, 3).padded(1, 1)),
+            ],
+            Op::Rnn => [Cell::Vanilla, Cell::Lstm, Cell::Gru]
+                .map(|c| Params::Rnn(RnnParams::new(c, 40, 33, 2)))
+                .to_vec(),
+        };
+        testing::shapes(op).into_iter().chain(extra).collect()
+    }
+
+    /// (mode, dtype, kernels) of every plan the emulator runs for `op`.
+    fn configs(op: Op) -> Vec<(Mode, DType, Kernels)> {
+        let mut v = vec![
+            (Mode::Infer, DType::F32, Kernels::Best),
+            (Mode::Train, DType::F32, Kernels::Best),
+        ];
+        if op == Op::Gemm {
+            v.extend([
+                (Mode::Infer, DType::Bf16, Kernels::Best),
+                (Mode::Infer, DType::F16, Kernels::Best),
+                (Mode::Infer, DType::F32, Kernels::Naive),
+            ]);
+        }
+        v
+    }
+
+    /// Every plan of the `cuda` and `cuda-naive` backends for these shapes, run on the
+    /// emulator in both thread orders, passes the harness's verification against the f64
+    /// reference; and together they launch every main kernel of the emulated files.
+    #[test]
+    fn our_kernels_match_the_reference_on_the_cpu_emulator() {
+        let cfg = HarnessConfig::default();
+        let mut failures = Vec::new();
+        let mut launched = BTreeSet::new();
+        let mut runs = 0;
+        for op in Op::ALL {
+            for params in shapes(op) {
+                for (mode, dtype, kernels) in configs(op) {
+                    let case = Case {
+                        params,
+                        mode,
+                        dtype,
+                        tag: None,
+                    };
+                    let inp = CaseInputs::new(case.clone(), &cfg);
+                    let b = ops::build(&case, kernels, 132, inp.tensors())
+                        .unwrap_or_else(|e| panic!("{case}: {e}"));
+                    for st in b.steps() {
+                        if let Step::Launch(l, _) = st {
+                            launched.insert(l.entry.clone());
+                        }
+                    }
+                    for order in [Order::Forward, Order::Reverse] {
+                        runs += 1;
+                        match run(&b, order) {
+                            Ok(outs) => {
+                                let v = inp.verify(&outs, None);
+                                if !v.passed {
+                                    failures.push(format!(
+                                        "{case} ({kernels:?}, {order:?}; {}): relative L2 error {:.3e}, max error {:.3e} over tolerance {:.1e}",
+                                        b.kernels(),
+                                        v.rel_l2_error,
+                                        v.rel_max_error.unwrap_or(f64::NAN),
+                                        v.tolerance
+                                    ));
+                                }
+                            }
+                            Err(e) => {
+                                failures.push(format!("{case} ({kernels:?}, {order:?}): {e}"))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {runs} emulated runs failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        for k in EMULATED {
+            for e in k.entry_points() {
+                if KernelId::is_main(&e)
+                    || e.starts_with("gemm_naive")
+                    || e.starts_with("rnn_bwd_last")
+                {
+                    assert!(launched.contains(&e), "{e} is never run on the emulator");
+                }
+            }
+        }
+    }
+
+    /// `dh0` (which no backend output carries): its derivative along a random direction of
+    /// h0 matches central differences of the f64 reference, for every cell.
+    #[test]
+    fn rnn_dh0_matches_finite_differences_on_the_cpu_emulator() {
+        for cell in [Cell::Vanilla, Cell::Lstm, Cell::Gru] {
+            let r = RnnParams::new(cell, 19, 5, 3);
+            let case = Case {
+                params: Params::Rnn(r),
+                mode: Mode::Train,
+                dtype: DType::F32,
+                tag: None,
+            };
+            let inputs = wattbench_core::tensor::generate_case_inputs(&case, 7);
+            let dirs = wattbench_core::tensor::generate_case_inputs(&case, 8);
+            let n_in = inputs.len() - 1;
+            let dhs = &inputs[n_in].data;
+            let loss = |eps: f64| -> f64 {
+                let mut v: Vec<Vec<f64>> = inputs[..n_in].iter().map(HostTensor::to_f64).collect();
+                for (x, &d) in v[3].iter_mut().zip(&dirs[3].data) {
+                    *x += eps * d as f64;
+                }
+                let hs = reference::rnn(&r, reference::RnnInputs::of(cell, &v));
+                hs.iter().zip(dhs).map(|(h, &d)| h * d as f64).sum()
+            };
+            let eps = 1e-4;
+            let fd = (loss(eps) - loss(-eps)) / (2.0 * eps);
+            let mut b = PlanBuilder::new();
+            let ins = b.upload_all(&inputs, DType::F32);
+            let gr = ops::rnn::training(&mut b, &r, &ins, true).unwrap();
+            b.output(gr.dh0.expect("dh0 asked for")).unwrap();
+            for order in [Order::Forward, Order::Reverse] {
+                let out = run(&b, order).unwrap_or_else(|e| panic!("{cell:?}: {e}"));
+                let an: f64 = out[0]
+                    .iter()
+                    .zip(&dirs[3].data)
+                    .map(|(&g, &d)| g as f64 * d as f64)
+                    .sum();
+                assert!(
+                    (an - fd).abs() <= 1e-3 * fd.abs().max(1.0),
+                    "{cell:?} ({order:?}): dh0 along a direction {an}, finite differences {fd}"
+                );
+            }
+        }
+    }
+}
