@@ -4,8 +4,9 @@
 // {bf16,f16}_{nn,nt,tn,tt} and gemm_splitk_reduce_{bf16,f16} (see the end of the file).
 // Compiled for compute_90a (wgmma and setmaxnreg exist on sm_90a only).
 //
-// UNVERIFIED ON HARDWARE: compiled and resource-checked (NVRTC + ptxas, sm_90a, no spills) but
-// never run on a GPU yet.
+// UNVERIFIED ON HARDWARE: compiled and resource-checked (NVRTC + ptxas, sm_90a, no spills) and
+// run on the CPU emulator of wattbench-cuda's tests (crates/wattbench-cuda/emu: verified
+// against the f64 reference under that model's reading of PTX), but never run on a GPU yet.
 //
 // Design (the host side is crates/wattbench-cuda/src/ops/gemm/wgmma.rs, which mirrors the tile
 // order below, chooses the tile width and split, and builds the tensor maps):
@@ -78,6 +79,14 @@ typedef unsigned long long u64;
 struct __align__(128) WbTensorMap {
     u64 opaque[16];
 };
+
+// ---------------------------------------------------------------------------------------------
+// The instructions written in PTX: every one this file uses is in this section, so that the
+// CPU emulator of wattbench-cuda's tests (crates/wattbench-cuda/emu/sm90_cpu.h) can replace
+// exactly this section (it defines WB_CPU_EMULATION); NVRTC compiles it as it stands.
+// ---------------------------------------------------------------------------------------------
+#ifndef WB_CPU_EMULATION
+
 
 __device__ __forceinline__ void wg_mbar_init(u32 bar, u32 count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -187,13 +196,6 @@ __device__ __forceinline__ void wg_prefetch_map(const WbTensorMap* map) {
     asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<u64>(map)) : "memory");
 }
 
-// Shared-memory matrix descriptor with 128-byte swizzle: start address, leading and stride
-// byte offsets, each encoded as (x & 0x3FFFF) >> 4.
-__device__ __forceinline__ u64 wg_desc(u32 addr, u32 lbo, u32 sbo) {
-    return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo & 0x3FFFF) >> 4) << 16) |
-           ((u64)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
-}
-
 __device__ __forceinline__ void wg_fence() {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
@@ -213,19 +215,6 @@ template <int N>
 __device__ __forceinline__ void wg_fence_acc(float (&d)[N]) {
 #pragma unroll
     for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-
-// The tile order of the persistent scheduler (mirrored by `wgmma_tile` in ops/gemm.rs): tiles
-// numbered group by group, each group WG_GROUP tile rows tall (fewer in the last), column by
-// column inside a group.
-__device__ __forceinline__ void wg_tile(int t, int tiles_m, int tiles_n, int group, int& tm, int& tn) {
-    const int per_group = group * tiles_n;
-    const int g = t / per_group;
-    const int first = g * group;
-    const int rows = min(tiles_m - first, group);
-    const int r = t - g * per_group;
-    tm = first + r % rows;
-    tn = r / rows;
 }
 
 // D[64xBN] (+)= A[64x16] · B[16xBN], both from shared memory; TRANS_A / TRANS_B: the operand
@@ -288,6 +277,47 @@ __device__ __forceinline__ u32 wg_pack(float lo, float hi) {
         asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
     }
     return r;
+}
+
+
+// mbarrier initialisation made visible to the cluster (and to TMA); setmaxnreg: a warpgroup
+// gives registers up or takes them.
+__device__ __forceinline__ void wg_fence_mbarrier_init() {
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+template <int REGS>
+__device__ __forceinline__ void wg_setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGS) : "memory");
+}
+
+template <int REGS>
+__device__ __forceinline__ void wg_setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGS) : "memory");
+}
+
+#define WG_DYNAMIC_SMEM(name) extern __shared__ __align__(1024) unsigned char name[]
+
+#endif  // WB_CPU_EMULATION
+
+// Shared-memory matrix descriptor with 128-byte swizzle: start address, leading and stride
+// byte offsets, each encoded as (x & 0x3FFFF) >> 4.
+__device__ __forceinline__ u64 wg_desc(u32 addr, u32 lbo, u32 sbo) {
+    return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo & 0x3FFFF) >> 4) << 16) |
+           ((u64)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
+}
+
+// The tile order of the persistent scheduler (mirrored by `wgmma_tile` in ops/gemm.rs): tiles
+// numbered group by group, each group WG_GROUP tile rows tall (fewer in the last), column by
+// column inside a group.
+__device__ __forceinline__ void wg_tile(int t, int tiles_m, int tiles_n, int group, int& tm, int& tn) {
+    const int per_group = group * tiles_n;
+    const int g = t / per_group;
+    const int first = g * group;
+    const int rows = min(tiles_m - first, group);
+    const int r = t - g * per_group;
+    tm = first + r % rows;
+    tn = r / rows;
 }
 
 // A 4x4 transpose across the quad of lanes sharing lane / 4 (q = lane % 4 is this lane's
@@ -423,7 +453,7 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
                                                 int N, int K, int tiles_m, int tiles_n, int splits) {
     using Ring = WgRing<BN>;
     constexpr int STAGES = Ring::STAGES;
-    extern __shared__ __align__(1024) unsigned char wg_smem[];
+    WG_DYNAMIC_SMEM(wg_smem);
     // Align the ring to the 1024-byte swizzle pattern (the slack is in Ring::SMEM_BYTES).
     const u32 raw = wb_smem_addr(wg_smem);
     const u32 ring = (raw + 1023u) & ~1023u;
@@ -443,7 +473,7 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
             wg_mbar_init(full + 8 * s, 1);
             wg_mbar_init(empty + 8 * s, WG_CONSUMER_WARPS * CLUSTER);
         }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        wg_fence_mbarrier_init();
     }
     if (CLUSTER > 1) {
         wg_cluster_sync();  // both CTAs' barriers exist before either arrives on the other's
@@ -453,7 +483,7 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
 
     if (wg == 0) {
         // Producer: one thread issues every load; the warpgroup gives its registers up.
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(WG_PRODUCER_REGS) : "memory");
+        wg_setmaxnreg_dec<WG_PRODUCER_REGS>();
         if (threadIdx.x == 0) {
             wg_prefetch_map(tma_a);
             wg_prefetch_map(tma_b);
@@ -498,7 +528,7 @@ __device__ __forceinline__ void gemm_wgmma_body(const WbTensorMap* tma_a, const 
         }
     } else {
         // Consumers: the two warpgroups take the registers, one 64-row half of the tile each.
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(WG_CONSUMER_REGS) : "memory");
+        wg_setmaxnreg_inc<WG_CONSUMER_REGS>();
         const int cw = wg - 1;
         const int warp = (threadIdx.x / 32) & 3, lane = threadIdx.x & 31;
         float acc[BN / 2];

@@ -1,15 +1,17 @@
-//! Our kernels run on the CPU: the plans the `cuda` and `cuda-naive` backends build, executed
-//! step by step by the emulator of `emu/` (a CPU execution model of CUDA, `emu/cuda_cpu.h`,
-//! with the kernels of gemm.cu, conv.cu, rnn.cu and elementwise.cu compiled as they are), and
-//! their outputs verified against the f64 reference like any case.
+//! Our kernels run on the CPU: the plans the `cuda`, `cuda-naive`, `cuda-wgmma` and
+//! `cuda-wgmma-c2` backends build, executed step by step by the emulator of `emu/` (a CPU
+//! execution model of CUDA, `emu/cuda_cpu.h` and, for the Hopper GEMM, `emu/sm90_cpu.h`, with
+//! every file of `kernels/` compiled as it is), and their outputs verified against the f64
+//! reference like any case.
 //!
 //! This is what the crate can check of its kernels without a GPU: the launch shapes and
 //! arguments the ops choose, the kernels' indexing, edges, barriers (threads resumed in both
-//! orders), cp.async pipelines (copies land as late as PTX allows), the ldmatrix/mma fragment
-//! layouts (as this model reads the PTX ISA), alignment and bounds (AddressSanitizer and
-//! UBSan). The Hopper GEMM (gemm_sm90.cu: wgmma, TMA, mbarriers, clusters) is not modelled;
-//! its host-side emulations live in `ops::gemm::wgmma`. Real hardware is still the judge:
-//! the GPU tests run the same plans on a device.
+//! orders), cp.async and TMA pipelines (copies land as late as PTX allows), mbarrier
+//! protocols (a deadlock is reported with every thread's state), wgmma groups (operands read
+//! when their group retires), clusters, alignment and bounds (AddressSanitizer and UBSan).
+//! It cannot check the model's reading of PTX (fragment, descriptor and swizzle layouts;
+//! mbarrier and TMA semantics), which the kernels share with it: real hardware is still the
+//! judge, and the GPU tests run the same plans on a device.
 //!
 //! The emulator is compiled once per test run with the system C++ compiler (`CXX`, else
 //! `c++`: g++ 12 or clang with AddressSanitizer), into the directory of the test binary.
@@ -21,13 +23,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use wattbench_core::DType;
 
-/// The kernel files the emulator runs (everything but the Hopper GEMM).
-pub(crate) const EMULATED: [KernelId; 4] = [
-    KernelId::Gemm,
-    KernelId::Conv,
-    KernelId::Rnn,
-    KernelId::Elementwise,
-];
+/// The kernel files the emulator runs: all of them.
+pub(crate) const EMULATED: [KernelId; 5] = KernelId::ALL;
 
 /// Thread order within each barrier interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +82,7 @@ fn build() -> Result<PathBuf, String> {
     let mut parts = vec![
         read(emu_dir().join("cuda_cpu.h"))?,
         read(emu_dir().join("runner.cpp"))?,
+        read(emu_dir().join("sm90_cpu.h"))?,
         read(kernels_dir().join("common.cuh"))?,
         entries().into_bytes(),
         FLAGS.join(" ").into_bytes(),
@@ -172,9 +170,19 @@ fn serialize(b: &PlanBuilder) -> Result<(String, Vec<u8>), String> {
         match st {
             Step::Launch(l, args) => {
                 let (g, k) = (l.grid, l.block);
+                let cluster = match KernelId::cluster(&l.entry) {
+                    None => 1,
+                    Some([x, 1, 1]) => x,
+                    Some(c) => {
+                        return Err(format!(
+                            "{}: cluster {c:?} (only along x is modelled)",
+                            l.entry
+                        ))
+                    }
+                };
                 let _ = writeln!(
                     plan,
-                    "launch {} {} {} {} {} {} {} {} {}",
+                    "launch {} {} {} {} {} {} {} {cluster} {} {}",
                     l.entry,
                     g.0,
                     g.1,
@@ -200,12 +208,15 @@ fn serialize(b: &PlanBuilder) -> Result<(String, Vec<u8>), String> {
                             ptr(s.drec),
                             ptr(s.carry)
                         ),
-                        Arg::TensorMap(_) => {
-                            return Err(format!(
-                                "{}: tensor maps (the Hopper GEMM) are not emulated",
-                                l.entry
-                            ))
-                        }
+                        Arg::TensorMap(m) => format!(
+                            "tmap {} {} {} {} {} {}",
+                            ptr(Ptr::To(m.view)),
+                            m.rows,
+                            m.cols,
+                            m.ld,
+                            m.box_dims[0],
+                            m.box_dims[1]
+                        ),
                     };
                     let _ = writeln!(plan, "arg {line}");
                 }
@@ -400,7 +411,7 @@ mod tests {
             failures.len(),
             failures.join("\n")
         );
-        for k in EMULATED {
+        for k in EMULATED.into_iter().filter(|&k| k != KernelId::GemmSm90) {
             for e in k.entry_points() {
                 if KernelId::is_main(&e)
                     || e.starts_with("gemm_naive")
@@ -409,6 +420,93 @@ mod tests {
                     assert!(launched.contains(&e), "{e} is never run on the emulator");
                 }
             }
+        }
+    }
+
+    /// The Hopper GEMM's plans (`cuda-wgmma`, `cuda-wgmma-c2`) in bf16 and f16 on the generic
+    /// check's GEMM shapes and on shapes of several tiles (both tile widths, split K on either,
+    /// clusters with an odd number of tile rows), for 132 SMs and for 3 (so that persistent CTAs walk
+    /// several units and the ring wraps across them), in both thread orders: every run passes
+    /// the harness's verification, and every entry point of gemm_sm90.cu runs.
+    #[test]
+    fn the_hopper_gemm_matches_the_reference_on_the_cpu_emulator() {
+        let cfg = HarnessConfig::default();
+        let layouts = [(false, false), (false, true), (true, false), (true, true)];
+        let extra = layouts.into_iter().flat_map(|(ta, tb)| {
+            [
+                GemmParams::new(136, 72, 200).transposed(ta, tb),
+                GemmParams::new(300, 520, 70).transposed(ta, tb),
+                // 256-wide tiles, few of them, a long K: split into k-ranges.
+                GemmParams::new(40, 300, 1100).transposed(ta, tb),
+            ]
+            .map(Params::Gemm)
+        });
+        let mut failures = Vec::new();
+        let (mut launched, mut plans) = (BTreeSet::new(), BTreeSet::new());
+        let mut runs = 0;
+        for params in testing::shapes(Op::Gemm).into_iter().chain(extra) {
+            for kernels in [Kernels::Wgmma, Kernels::WgmmaCluster] {
+                for dtype in [DType::Bf16, DType::F16] {
+                    for sms in [132, 3] {
+                        let case = Case {
+                            params,
+                            mode: Mode::Infer,
+                            dtype,
+                            tag: None,
+                        };
+                        let inp = CaseInputs::new(case.clone(), &cfg);
+                        let b = ops::build(&case, kernels, sms, inp.tensors())
+                            .unwrap_or_else(|e| panic!("{case}: {e}"));
+                        for st in b.steps() {
+                            if let Step::Launch(l, _) = st {
+                                launched.insert(l.entry.clone());
+                            }
+                        }
+                        plans.insert(b.kernels());
+                        for order in [Order::Forward, Order::Reverse] {
+                            runs += 1;
+                            let what = format!(
+                                "{case} ({kernels:?}, {sms} SMs, {order:?}; {})",
+                                b.kernels()
+                            );
+                            match run(&b, order) {
+                                Ok(outs) => {
+                                    let v = inp.verify(&outs, None);
+                                    if !v.passed {
+                                        failures.push(format!(
+                                            "{what}: relative L2 error {:.3e}, max error {:.3e} over tolerance {:.1e}",
+                                            v.rel_l2_error,
+                                            v.rel_max_error.unwrap_or(f64::NAN),
+                                            v.tolerance
+                                        ));
+                                    }
+                                }
+                                Err(e) => failures.push(format!("{what}: {e}")),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {runs} emulated runs failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        for e in KernelId::GemmSm90.entry_points() {
+            assert!(launched.contains(&e), "{e} is never run on the emulator");
+        }
+        for (width, pattern) in [
+            ("wide", "gemm_wgmma_bf16_"),
+            ("narrow", "gemm_wgmma_n64_bf16_"),
+        ] {
+            assert!(
+                plans
+                    .iter()
+                    .any(|k| k.contains(pattern) && k.contains("gemm_splitk_reduce")),
+                "no {width} tile runs split K on the emulator"
+            );
         }
     }
 

@@ -128,6 +128,13 @@ impl KernelId {
         v
     }
 
+    /// The cluster shape an entry point is compiled for (`__cluster_dims__`), if any: the
+    /// Hopper GEMM's cluster kernels (`gemm_wgmma_c2_*`) run in clusters of two CTAs along x.
+    /// The kernel check holds the PTX to this.
+    pub fn cluster(entry: &str) -> Option<[u32; 3]> {
+        entry.starts_with("gemm_wgmma_c2_").then_some([2, 1, 1])
+    }
+
     /// Whether an entry point is a main (performance-critical) kernel, where a register spill
     /// fails the kernel check. The naive baseline and the elementwise helpers are not.
     pub fn is_main(entry: &str) -> bool {

@@ -1,5 +1,6 @@
 //! Parsing `ptxas -v` output into a per-kernel resource table, and `cuobjdump --dump-sass`
 //! output into per-kernel instruction counts (used by the kernel check).
+use crate::kernels::KernelId;
 use std::collections::BTreeSet;
 
 /// Per-kernel resources ptxas reports.
@@ -218,7 +219,7 @@ pub fn ptx_cluster(ptx: &str, entry: &str) -> Option<[u32; 3]> {
 /// CTAs (their barriers count both CTAs' consumers; launched without a cluster they would wait
 /// for arrivals that never come), and no other kernel for a cluster.
 pub fn check_cluster(ptx: &str, entry: &str) -> Result<(), String> {
-    let want = entry.starts_with("gemm_wgmma_c2_").then_some([2, 1, 1]);
+    let want = KernelId::cluster(entry);
     let got = ptx_cluster(ptx, entry);
     if got == want {
         Ok(())
