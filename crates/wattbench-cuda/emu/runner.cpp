@@ -93,7 +93,9 @@ void mbar_arrive(int cta, u32 bar) {
 
 void tma_issue(u32 dst, const TmaMap* map, int c0, int c1, u32 bar, unsigned mask) {
     if (map->magic != kTmaMagic) fail("cp.async.bulk.tensor with a tensor map the host did not encode");
-    if (dst % 128) fail("cp.async.bulk.tensor: destination not 128-byte aligned");
+    // 128 bytes is TMA's rule; the 128-byte swizzle pattern spans 1024, and this model (like the
+    // kernels' descriptors) takes it from the address bits, so a box must start on that span.
+    if (dst % 1024) fail("cp.async.bulk.tensor with 128-byte swizzle: destination not on a 1024-byte boundary");
     if (mask == 0 || mask >= (1u << M.cluster)) fail("cp.async.bulk.tensor: a multicast mask outside the cluster");
     M.tma.push_back(TmaOp{mask, dst, bar, *map, c0, c1});
     ++M.tma_loads;
