@@ -198,6 +198,11 @@ pub fn run(args: ReportArgs) -> Result<u8> {
         Format::Markdown => markdown(&args)?,
         Format::Html => {
             let inputs = crate::html::load(&args.inputs, &args.ceilings, args.history.as_deref())?;
+            if let Some(out) = &args.output {
+                // Also the files found rather than given: traces beside measure reports and
+                // the ceilings files of the results' machines.
+                crate::output::not_an_input(out, &inputs.files())?;
+            }
             crate::html::render(&inputs)
         }
     };

@@ -320,3 +320,58 @@ fn a_command_that_did_not_start_is_not_said_to_have_exited() {
     assert_contains(&all, "did not start");
     assert!(!all.contains("exited with 127"), "{all}");
 }
+
+/// The HTML report also reads files it finds rather than is given: the trace beside a
+/// `measure` report and the ceilings file of the results' machine (in `ceilings/` beside the
+/// results' folder). Neither may be the report's output: refused, and left as it was.
+#[test]
+fn the_html_report_keeps_the_files_it_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = d.join("m.json");
+    let o = wattbench(&["measure", "--output", s(&m), "--", "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trace = d.join("m.trace.csv");
+    let trace_before = std::fs::read(&trace).unwrap();
+    let o = wattbench(&["report", "--format", "html", s(&m), "-o", s(&trace)]);
+    usage_error(&o, "also an input");
+    assert_eq!(std::fs::read(&trace).unwrap(), trace_before);
+
+    let runs = d.join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    let (a, _) = two_runs(&runs);
+    let run: Value = serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    // The run's machine, as `Environment::hardware_fingerprint` names it.
+    let host = &run["environment"]["host"];
+    let mut fp = vec![format!(
+        "cpu={} x{}",
+        host["cpu_model"].as_str().unwrap_or("unknown"),
+        host["logical_cores"]
+    )];
+    for g in run["environment"]["gpus"].as_array().into_iter().flatten() {
+        fp.push(format!(
+            "gpu{}={}",
+            g["index"],
+            g["name"].as_str().unwrap_or("unknown")
+        ));
+    }
+    // A real ceilings file (the one recorded on the project's VM), moved to this machine.
+    let recorded =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/cpu/20261129-vm/ceilings.json");
+    let mut ceil: Value =
+        serde_json::from_str(&std::fs::read_to_string(recorded).unwrap()).unwrap();
+    ceil["hardware_fingerprint"] = fp.join("; ").into();
+    std::fs::create_dir(d.join("ceilings")).unwrap();
+    let found = d.join("ceilings").join("this.json");
+    let text = ceil.to_string();
+    std::fs::write(&found, &text).unwrap();
+    // The report finds it (so this is the path being guarded) ...
+    let html = d.join("r.html");
+    let o = wattbench(&["report", "--format", "html", s(&a), "-o", s(&html)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&std::fs::read_to_string(&html).unwrap(), "this.json");
+    // ... and refuses to write over it.
+    let o = wattbench(&["report", "--format", "html", s(&a), "-o", s(&found)]);
+    usage_error(&o, "also an input");
+    assert_eq!(std::fs::read_to_string(&found).unwrap(), text);
+}

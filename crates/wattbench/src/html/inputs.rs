@@ -130,6 +130,25 @@ struct Head {
     hardware_fingerprint: Option<String>,
 }
 
+impl Inputs {
+    /// Every file the report was made from: result files, measure reports and their traces,
+    /// traces, ceilings files (given or found) and the history database.
+    pub fn files(&self) -> Vec<&Path> {
+        let runs = self.runs.iter().map(|r| r.path.as_path());
+        let measures = self.measures.iter().flat_map(|m| {
+            std::iter::once(m.path.as_path()).chain(m.trace.as_ref().map(|t| t.path.as_path()))
+        });
+        let traces = self.traces.iter().map(|t| t.path.as_path());
+        let ceilings = self.ceilings.iter().map(|(p, _)| p.as_path());
+        let history = self.history.iter().map(|h| h.path.as_path());
+        runs.chain(measures)
+            .chain(traces)
+            .chain(ceilings)
+            .chain(history)
+            .collect()
+    }
+}
+
 fn read(path: &Path) -> Result<String, UsageError> {
     std::fs::read_to_string(path)
         .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))
