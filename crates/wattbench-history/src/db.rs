@@ -580,7 +580,9 @@ impl History {
 
     /// Record a result file given as its bytes; `file_path` is kept as where it came from.
     /// A file recorded before (same SHA-256), or a run recorded before from other bytes, is
-    /// not recorded again.
+    /// not recorded again. Every run of a merged file is recorded; the outcome returned is the
+    /// last run's (`wattbench history add` records and reports each run with
+    /// [`History::add_run`]).
     pub fn add(
         &mut self,
         bytes: &[u8],

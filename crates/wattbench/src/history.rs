@@ -104,10 +104,29 @@ fn add(db: &Path, files: &[PathBuf]) -> Result<u8> {
         let bytes =
             std::fs::read(f).map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
         let read = keyed_runs(&bytes).map_err(|why| usage(format!("{}: {why}", f.display())))?;
-        runs.extend(read.into_iter().map(|(run, key)| (f, run, key)));
+        // A merged file holds several runs: each is named by its place and host.
+        let n = read.len();
+        runs.extend(read.into_iter().enumerate().map(|(i, (run, key))| {
+            let name = if n == 1 {
+                f.display().to_string()
+            } else {
+                format!(
+                    "{} [run {} of {n}, host {}, {}]",
+                    f.display(),
+                    i + 1,
+                    run.environment
+                        .host
+                        .hostname
+                        .as_deref()
+                        .unwrap_or("unknown"),
+                    run.created_at
+                )
+            };
+            (f, name, run, key)
+        }));
     }
     let mut history = open_for_writing(db)?;
-    for (f, run, sha) in runs {
+    for (f, name, run, sha) in runs {
         let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
         match history
             .add_run(&run, &sha, Some(&abs.to_string_lossy()))
@@ -116,17 +135,13 @@ fn add(db: &Path, files: &[PathBuf]) -> Result<u8> {
             AddOutcome::Added {
                 run_id,
                 measurements,
-            } => println!(
-                "recorded {} as run {run_id} ({measurements} figures)",
-                f.display()
-            ),
+            } => println!("recorded {name} as run {run_id} ({measurements} figures)"),
             AddOutcome::AlreadyRecorded { run_id } => {
-                println!("{} was already recorded (run {run_id})", f.display())
+                println!("{name} was already recorded (run {run_id})")
             }
             AddOutcome::SameRun { run_id } => println!(
-                "{}: its run was already recorded as run {run_id} (same start time, host, \
-                 machine and cases, from another file or a copy); not recorded again",
-                f.display()
+                "{name}: its run was already recorded as run {run_id} (same start time, host, \
+                 machine and cases, from another file or a copy); not recorded again"
             ),
         }
     }

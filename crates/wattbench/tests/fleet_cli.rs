@@ -101,6 +101,10 @@ fn merge_keeps_runs_whole_refuses_one_machine_twice_and_is_read_back() {
     let o = wattbench(&["history", "add", s(&merged), "--db", s(&db)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).matches("recorded").count(), 2, "{}", stdout(&o));
+    // Each run of the merged file is named by its place and host.
+    for line in ["[run 1 of 2, host node1", "[run 2 of 2, host node2"] {
+        assert_contains(&stdout(&o), line);
+    }
     let html = d.join("r.html");
     let o = wattbench(&["report", "--format", "html", s(&merged), "-o", s(&html)]);
     assert!(o.status.success(), "{}", stderr(&o));
