@@ -668,7 +668,7 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
     let written = output::write_after_work(file, serde_json::to_string_pretty(&doc)?)?;
     let text = &written.text;
     crate::signals::quiet_broken_pipe();
-    if args.json || written.unsaved {
+    if args.json || written.unsaved() {
         println!("{text}");
     }
     if !args.json {
@@ -678,7 +678,7 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
         }
         println!("{} in {:.1} s", doc.hardware_fingerprint, doc.duration_s);
     }
-    eprintln!("{}", written.path.display());
+    eprintln!("{}", written.location());
     if let Some(failure) = &written.failure {
         eprintln!("error: {failure}");
         return Ok(output::EXIT_NOT_WRITTEN);

@@ -254,7 +254,7 @@ pub fn run(
     });
     // A failure to write where asked keeps the merged runs in a fallback file (exit 4).
     let written = crate::output::write_after_work(file, serde_json::to_string_pretty(&merged)?)?;
-    if written.unsaved {
+    if written.unsaved() {
         println!("{}", written.text);
     }
     if let (Some(db), None) = (record, &written.failure) {
@@ -263,7 +263,7 @@ pub fn run(
     println!(
         "{n} of {} GPU workers wrote results, merged into {} (exit codes {codes:?})",
         gpus.len(),
-        written.path.display()
+        written.location()
     );
     if let Some(failure) = &written.failure {
         eprintln!("error: {failure}");

@@ -72,14 +72,28 @@ pub const EXIT_NOT_WRITTEN: u8 = 4;
 pub struct Written {
     /// The document, as pretty JSON.
     pub text: String,
-    /// Where it is: the path asked for, or the fallback file.
-    pub path: PathBuf,
+    /// Where it is: the path asked for, or the fallback file; `None` when no file holds it
+    /// (no fallback could be written either): the caller prints `text` on standard output.
+    pub path: Option<PathBuf>,
     /// When it could not be written where asked: the one message to print (after the
     /// results), saying why and where the results are.
     pub failure: Option<String>,
-    /// The document is in no file at all (no fallback could be written either): the caller
-    /// prints `text` on standard output.
-    pub unsaved: bool,
+}
+
+impl Written {
+    /// Where the document is, for the line that names it: its file, or where it went when
+    /// no file holds it.
+    pub fn location(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "(no file: the result document is on standard output)".into(),
+        }
+    }
+
+    /// No file holds the document: the caller prints it on standard output.
+    pub fn unsaved(&self) -> bool {
+        self.path.is_none()
+    }
 }
 
 /// Write the result document `text` into the prepared file once the work is done. A failure
@@ -93,16 +107,14 @@ pub fn write_after_work(file: OutputFile, text: String) -> anyhow::Result<Writte
     let Err(e) = file.commit_or_fallback(text.as_bytes()) else {
         return Ok(Written {
             text,
-            path: asked,
+            path: Some(asked),
             failure: None,
-            unsaved: false,
         });
     };
     let why = match &e.error {
         OutputError::Unwritable { error, .. } => error.to_string(),
         other => other.to_string(),
     };
-    let unsaved = e.saved_at.is_none();
     let (path, failure) = match e.saved_at {
         Some(saved) => {
             let msg = format!(
@@ -111,7 +123,7 @@ pub fn write_after_work(file: OutputFile, text: String) -> anyhow::Result<Writte
                 asked.display(),
                 saved.display()
             );
-            (saved, msg)
+            (Some(saved), msg)
         }
         None => {
             let tried: Vec<String> = e
@@ -125,18 +137,13 @@ pub fn write_after_work(file: OutputFile, text: String) -> anyhow::Result<Writte
                 asked.display(),
                 tried.join("; ")
             );
-            // Shown where the file's path would be: no path names a file that is not there.
-            (
-                PathBuf::from("(no file: the result document is on standard output)"),
-                msg,
-            )
+            (None, msg)
         }
     };
     Ok(Written {
         text,
         path,
         failure: Some(failure),
-        unsaved,
     })
 }
 

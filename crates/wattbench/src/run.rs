@@ -426,10 +426,15 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     // A failure to write where asked keeps the results (a fallback file, the table) and is
     // said once, after them.
     let written = output::write_after_work(file, serde_json::to_string_pretty(&doc)?)?;
-    let (text, path, failure) = (written.text, written.path, written.failure);
+    let (location, unsaved) = (written.location(), written.unsaved());
+    let output::Written {
+        text,
+        path,
+        failure,
+    } = written;
     if let Some(db) = &args.record {
-        if failure.is_none() {
-            crate::history::record(db.as_deref(), &path);
+        if let (Some(path), None) = (&path, &failure) {
+            crate::history::record(db.as_deref(), path);
         } else {
             eprintln!(
                 "not recorded in the history: record the file with `wattbench history add` once \
@@ -439,11 +444,11 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     }
     crate::signals::quiet_broken_pipe();
 
-    if args.json || written.unsaved {
+    if args.json || unsaved {
         println!("{text}");
     }
     if args.json {
-        eprintln!("{}", path.display());
+        eprintln!("{location}");
     } else {
         let target = crate::table::Target::stdout();
         let (table, after) = crate::table::cases(&doc.cases, target);
@@ -465,7 +470,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
             doc.duration_s,
             if interrupted { " (interrupted)" } else { "" }
         );
-        println!("{}", path.display());
+        println!("{location}");
     }
     if let Some(failure) = failure {
         if panicked {
@@ -484,9 +489,8 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     }
     if panicked {
         anyhow::bail!(
-            "internal error: a backend panicked; the {} completed cases were written to {}",
+            "internal error: a backend panicked; the {} completed cases were written to {location}",
             doc.cases.len(),
-            path.display()
         );
     }
     Ok(if interrupted {

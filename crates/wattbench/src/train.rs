@@ -9,7 +9,7 @@ use crate::{backends, energy, inventory, output};
 use anyhow::Result;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -232,7 +232,7 @@ pub fn projection_lines(p: &RunProjection) -> Vec<String> {
     v
 }
 
-fn print_summary(r: &TrainingResult, path: &Path) {
+fn print_summary(r: &TrainingResult, location: &str) {
     let f = r.flops;
     println!(
         "{} on {}/{}: {} parameters, batch {}, lr {}, {} steps ({} warm-up, {} measured), {:.2} epochs of {} samples",
@@ -372,7 +372,7 @@ fn print_summary(r: &TrainingResult, path: &Path) {
         (Some(why), _) => println!("{why}"),
         (None, _) => {}
     }
-    println!("{}", path.display());
+    println!("{location}");
 }
 
 /// Run `wattbench train`; returns the exit code (0 ok, 1 training diverged, 130/143 stopped
@@ -497,23 +497,23 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     // A failure to write where asked keeps the run (a fallback file, the summary) and is said
     // once, after it.
     let written = output::write_after_work(file, serde_json::to_string_pretty(&doc)?)?;
-    let (text, path) = (&written.text, &written.path);
+    let (text, location) = (&written.text, written.location());
     crate::signals::quiet_broken_pipe();
 
     let result = doc.trainings.first();
-    if args.json || written.unsaved {
+    if args.json || written.unsaved() {
         println!("{text}");
     }
     if args.json {
-        eprintln!("{}", path.display());
+        eprintln!("{location}");
     } else if let Some(r) = result {
-        print_summary(r, path);
+        print_summary(r, &location);
         for line in energy::notes(&doc) {
             println!("{line}");
         }
     } else {
         println!("interrupted before the first training step: no step to report");
-        println!("{}", path.display());
+        println!("{location}");
     }
     if let Some(failure) = &written.failure {
         eprintln!("error: {failure}");
