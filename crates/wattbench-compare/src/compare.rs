@@ -469,6 +469,10 @@ pub struct Side {
     pub software: Vec<String>,
     /// Distinct commits the binaries were built from (unknown ones left out).
     pub git_commits: Vec<String>,
+    /// Distinct sets of the environment variables that change what is measured
+    /// (`Environment::variables_fingerprint`; files that predate them left out).
+    #[serde(default)]
+    pub variables: Vec<String>,
 }
 
 /// A whole comparison: what `wattbench compare --format json` writes.
@@ -626,6 +630,7 @@ fn describe(set: &ResultSet) -> Side {
         hardware: distinct(envs().map(|e| e.hardware_fingerprint())),
         software: distinct(envs().map(|e| e.software_fingerprint())),
         git_commits: distinct(envs().filter_map(|e| e.git_commit.clone())),
+        variables: distinct(envs().filter_map(|e| e.variables_fingerprint())),
     }
 }
 
@@ -982,6 +987,26 @@ pub fn compare(
              without any change of ours",
             bside.software.join(" | "),
             nside.software.join(" | ")
+        ));
+    }
+    // Variables known on both sides (files that predate them say nothing) that differ: a
+    // thread count or the GPUs used moves numbers as much as code does.
+    if !bside.variables.is_empty()
+        && !nside.variables.is_empty()
+        && bside.variables != nside.variables
+    {
+        let show = |v: &[String]| {
+            let v: Vec<&str> = v
+                .iter()
+                .map(|s| if s.is_empty() { "none set" } else { s.as_str() })
+                .collect();
+            v.join(" | ")
+        };
+        notes.push(format!(
+            "the environment differs (base: {}; new: {}): thread counts, the GPUs used or \
+             TF32 move the numbers without any change of code",
+            show(&bside.variables),
+            show(&nside.variables)
         ));
     }
     // What the number of runs a side lets the statistics say (measured on this project's

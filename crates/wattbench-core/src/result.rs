@@ -525,6 +525,12 @@ pub struct Environment {
     /// produced the numbers.
     #[serde(default)]
     pub libraries: Vec<String>,
+    /// The environment variables that change what is measured, those set when the run began
+    /// (after wattbench's own defaults: `NVIDIA_TF32_OVERRIDE=0`, `CUDA_DEVICE_ORDER=PCI_BUS_ID`):
+    /// which GPUs and in what order, TF32, the CPU libraries' thread counts. `None` in files
+    /// written before they were recorded (unknown, not "none set").
+    #[serde(default)]
+    pub variables: Option<BTreeMap<String, String>>,
 }
 
 /// The filters of a `run`, as given (validated).
@@ -887,6 +893,26 @@ impl Environment {
             ));
         }
         parts.join("; ")
+    }
+
+    /// The recorded environment variables as one string (`K=V; ...`), `None` when the file
+    /// predates their recording.
+    pub fn variables_fingerprint(&self) -> Option<String> {
+        self.variables.as_ref().map(|v| {
+            v.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    /// The recorded environment variables in words, for reports.
+    pub fn variables_text(&self) -> String {
+        match self.variables_fingerprint() {
+            None => "not recorded (a file from an older wattbench)".into(),
+            Some(v) if v.is_empty() => "none of the recorded ones set".into(),
+            Some(v) => v,
+        }
     }
 
     /// The software that can move a number without any change of ours: the driver and

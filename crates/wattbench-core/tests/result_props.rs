@@ -310,28 +310,32 @@ fn environment() -> impl Strategy<Value = Environment> {
             text(),
             prop::option::of(text()),
             prop::collection::vec(text(), 0..2),
+            prop::option::of(prop::collection::btree_map(text(), text(), 0..3)),
         ),
     )
         .prop_map(
-            |((host, cores, mem), gpus, software, git_commit, (meter, why, notes))| Environment {
-                host: Host {
-                    hostname: host.clone(),
-                    cpu_model: host,
-                    logical_cores: cores as usize,
-                    memory_bytes: mem,
-                    os: None,
-                    kernel: None,
-                },
-                gpus,
-                software,
-                git_commit,
-                meters: vec![MeterInfo::unavailable(
-                    meter,
-                    "rapl",
-                    why.unwrap_or_default(),
-                )],
-                meter_warnings: notes.clone(),
-                libraries: notes,
+            |((host, cores, mem), gpus, software, git_commit, (meter, why, notes, variables))| {
+                Environment {
+                    host: Host {
+                        hostname: host.clone(),
+                        cpu_model: host,
+                        logical_cores: cores as usize,
+                        memory_bytes: mem,
+                        os: None,
+                        kernel: None,
+                    },
+                    gpus,
+                    software,
+                    git_commit,
+                    meters: vec![MeterInfo::unavailable(
+                        meter,
+                        "rapl",
+                        why.unwrap_or_default(),
+                    )],
+                    meter_warnings: notes.clone(),
+                    libraries: notes,
+                    variables,
+                }
             },
         )
 }

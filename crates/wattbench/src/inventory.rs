@@ -84,7 +84,34 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
         meters: meters.inventory(),
         meter_warnings: meters.warnings().to_vec(),
         libraries: Vec::new(),
+        variables: Some(variables()),
     }
+}
+
+/// Environment variables that change what a run measures: which GPUs CUDA sees and in what
+/// order, TF32 and other library modes, and the thread counts of the CPU libraries (OpenMP
+/// for libtorch, rayon for candle, MKL and OpenBLAS).
+pub const RECORDED_VARIABLES: [&str; 12] = [
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "NVIDIA_TF32_OVERRIDE",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_LAUNCH_BLOCKING",
+    "CUDA_MODULE_LOADING",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+    "GOMP_CPU_AFFINITY",
+];
+
+/// Those of [`RECORDED_VARIABLES`] that are set, as this process sees them.
+fn variables() -> BTreeMap<String, String> {
+    RECORDED_VARIABLES
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_string(), v)))
+        .collect()
 }
 
 /// File-name prefixes of the libraries recorded in `environment.libraries`.

@@ -261,14 +261,24 @@ fn info(json: bool) -> Result<u8> {
     Ok(0)
 }
 
-/// f32 cases mean fp32 arithmetic: cuDNN and cuBLAS (inside libtorch and candle too) may
-/// otherwise run them on TF32 tensor cores (PyTorch allows it for convolutions by default),
-/// with about 10 bits of mantissa: another precision, which the f32 tolerance (1e-4) rejects.
-/// NVIDIA's libraries read `NVIDIA_TF32_OVERRIDE=0` at load; set here, before any is loaded,
-/// for the commands that run backends (never for `measure`'s command), unless the user set it.
-fn fp32_means_fp32() {
-    if std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
-        std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
+/// Defaults for the commands that use the backends themselves (never for `measure`, whose
+/// command sees the user's environment as it is), each unless the user set it; set here,
+/// before any CUDA library is loaded, and recorded in `environment.variables`:
+/// - f32 cases mean fp32 arithmetic: cuDNN and cuBLAS (inside libtorch and candle too) may
+///   otherwise run them on TF32 tensor cores (PyTorch allows it for convolutions by default),
+///   with about 10 bits of mantissa: another precision, which the f32 tolerance (1e-4)
+///   rejects. NVIDIA's libraries read `NVIDIA_TF32_OVERRIDE=0` at load.
+/// - `cuda:N` is GPU N of NVML and nvidia-smi: CUDA numbers GPUs fastest first unless
+///   `CUDA_DEVICE_ORDER=PCI_BUS_ID`, NVML in PCI bus order; on a node of mixed GPUs the two
+///   differ, and a device's energy, name and ceilings would be another GPU's.
+fn backend_env_defaults() {
+    for (k, v) in [
+        ("NVIDIA_TF32_OVERRIDE", "0"),
+        ("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),
+    ] {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
     }
 }
 
@@ -276,9 +286,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.cmd,
-        Cmd::Run(_) | Cmd::Train(_) | Cmd::Check(_) | Cmd::Ceilings(_)
+        Cmd::Run(_)
+            | Cmd::Train(_)
+            | Cmd::Check(_)
+            | Cmd::Ceilings(_)
+            | Cmd::List { .. }
+            | Cmd::Info { .. }
     ) {
-        fp32_means_fp32();
+        backend_env_defaults();
     }
     if matches!(
         cli.cmd,

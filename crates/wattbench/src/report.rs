@@ -87,6 +87,10 @@ pub fn render(doc: &RunFile) -> String {
         env.git_commit.clone().unwrap_or_else(unknown)
     ));
     md.push_str(&format!(
+        "- environment variables: {}\n",
+        env.variables_text()
+    ));
+    md.push_str(&format!(
         "- GPUs: {}\n\n",
         if env.gpus.is_empty() {
             "none".to_string()

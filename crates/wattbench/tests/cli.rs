@@ -1,7 +1,9 @@
 //! The `wattbench` binary end to end: real runs, result files and bad input.
 mod common;
 
-use common::{assert_contains, command, read_json, run_tiny, stderr, stdout, wattbench, FAST};
+use common::{
+    assert_contains, command, read_json, run_tiny, stderr, stdout, tiny_suite, wattbench, FAST,
+};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -474,7 +476,7 @@ fn every_result_key_is_documented() {
 fn a_write_that_fails_at_the_end_keeps_the_results_in_a_fallback_file() {
     let dir = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let suite = common::tiny_suite(dir.path());
+    let suite = tiny_suite(dir.path());
     let sub = dir.path().join("sub");
     let out = sub.join("r.json");
     // One case for at least a second: time to replace the output's folder by a file after
@@ -613,4 +615,57 @@ fn duration_covers_the_idle_windows_of_the_command() {
         duration >= idle + cases,
         "duration_s {duration} < idle windows {idle} + case windows {cases}"
     );
+}
+
+/// The commands that run backends set wattbench's GPU defaults unless the user set them
+/// (`NVIDIA_TF32_OVERRIDE=0`, `CUDA_DEVICE_ORDER=PCI_BUS_ID`), and record them with the other
+/// variables that change what is measured (a thread count here); a user's own value is kept.
+#[test]
+fn runs_record_the_variables_that_change_what_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let suite = tiny_suite(d);
+    let run = |name: &str, set: &[(&str, &str)]| -> Value {
+        let out = d.join(name);
+        let mut c = command();
+        for k in [
+            "NVIDIA_TF32_OVERRIDE",
+            "CUDA_DEVICE_ORDER",
+            "OMP_NUM_THREADS",
+            "CUDA_VISIBLE_DEVICES",
+        ] {
+            c.env_remove(k);
+        }
+        c.envs(set.iter().copied());
+        let o = c
+            .args([
+                "run",
+                "--suite",
+                &suite,
+                "--backend",
+                "reference",
+                "--output",
+            ])
+            .arg(&out)
+            .args(FAST)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        read_json(&out)["environment"]["variables"].clone()
+    };
+    let v = run("a.json", &[("OMP_NUM_THREADS", "1")]);
+    assert_eq!(v["NVIDIA_TF32_OVERRIDE"], "0", "{v}");
+    assert_eq!(v["CUDA_DEVICE_ORDER"], "PCI_BUS_ID", "{v}");
+    assert_eq!(v["OMP_NUM_THREADS"], "1", "{v}");
+    assert!(v.get("CUDA_VISIBLE_DEVICES").is_none(), "{v}");
+    let v = run(
+        "b.json",
+        &[
+            ("CUDA_DEVICE_ORDER", "FASTEST_FIRST"),
+            ("NVIDIA_TF32_OVERRIDE", "1"),
+        ],
+    );
+    assert_eq!(v["CUDA_DEVICE_ORDER"], "FASTEST_FIRST", "{v}");
+    assert_eq!(v["NVIDIA_TF32_OVERRIDE"], "1", "{v}");
+    assert!(v.get("OMP_NUM_THREADS").is_none(), "{v}");
 }

@@ -126,6 +126,41 @@ fn a_result_against_itself_is_never_slower() {
     assert_contains(&text, "rule: ");
 }
 
+/// The recorded environment variables (thread counts, GPUs, TF32) differ between the sides:
+/// a note says so; a file that predates them (no `variables`) raises no such note.
+#[test]
+fn a_different_environment_is_noted_and_an_unknown_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = read_json(base_run());
+    // wattbench's defaults are recorded, whatever the test's own environment.
+    let vars = &base["environment"]["variables"];
+    assert_eq!(vars["NVIDIA_TF32_OVERRIDE"], "0", "{vars}");
+    assert!(vars["CUDA_DEVICE_ORDER"].is_string(), "{vars}");
+    let mut other = base.clone();
+    other["created_at"] = "2030-01-01T00:00:00+00:00".into();
+    other["environment"]["variables"]["OMP_NUM_THREADS"] = "1".into();
+    let other = write(dir.path(), "other.json", &other);
+    let (o, doc) = compare_json(&base_path(), &other, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let notes = doc.unwrap()["notes"].to_string();
+    assert_contains(&notes, "the environment differs");
+    assert_contains(&notes, "OMP_NUM_THREADS=1");
+    let mut old = base.clone();
+    old["environment"]
+        .as_object_mut()
+        .unwrap()
+        .remove("variables");
+    let old = write(dir.path(), "old.json", &old);
+    let (o, doc) = compare_json(&old, &other, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        !doc.unwrap()["notes"]
+            .to_string()
+            .contains("environment differs"),
+        "a file without variables says nothing of them"
+    );
+}
+
 #[test]
 fn every_sample_twenty_percent_slower_is_slower_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,7 +398,7 @@ fn json_output_has_exactly_the_documented_shape() {
     for side in ["base", "new"] {
         assert_eq!(
             keys(&doc[side]),
-            set(&["files", "hardware", "software", "git_commits"])
+            set(&["files", "hardware", "software", "git_commits", "variables"])
         );
     }
     assert_eq!(keys(&doc["threshold"]), set(&["time", "energy", "memory"]));

@@ -294,6 +294,7 @@ fn summary_run(r: &RunInput, machines: &[String]) -> String {
                 .clone()
                 .unwrap_or_else(|| "unknown (built outside a git checkout)".into()),
         ),
+        ("environment variables", env.variables_text()),
         (
             "libraries loaded",
             if env.libraries.is_empty() {
