@@ -453,6 +453,9 @@ impl<'a> Harness<'a> {
         }
         res.memory.device_peak_bytes = prep.device_peak_bytes();
 
+        if let Some((first, last)) = crate::stats::drift(&samples) {
+            res.notes.push(drift_note(first, last, device));
+        }
         let stats =
             TimeStats::from_samples(samples, iters, self.cfg.bootstrap_resamples, self.cfg.seed);
         let bytes = inp.case.min_bytes();
@@ -485,6 +488,18 @@ fn min_samples_note(
     format!(
         "{taken} samples, fewer than --min-samples {min_samples}: {limit} ended the sampling \
          (raise --max-time, or make --min-samples smaller)"
+    )
+}
+
+/// What a case says when its per-call time drifted while it was sampled.
+fn drift_note(first: f64, last: f64, device: &str) -> String {
+    format!(
+        "the time per call drifted from {} (first quarter of the samples) to {} (last \
+         quarter): {device} was not in a steady state while measured (clocks ramping up or \
+         throttling, caches, other load), so the median mixes two states; a longer --warmup \
+         (on a GPU, 1 s or more) or a quieter machine gives a steadier figure",
+        crate::units::seconds(first),
+        crate::units::seconds(last)
     )
 }
 
@@ -595,6 +610,81 @@ mod tests {
         // Enough samples: no note.
         let h = Harness::new(quick_cfg(), &flag);
         let r = h.run_case(&inp, &ReferenceBackend, "cpu", None).unwrap();
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
+
+    /// The reference's results, timed by a clock of our own: every sample after the warm-up
+    /// takes `per_iter(sample number)` a call.
+    struct Clocked(fn(usize) -> f64);
+    struct ClockedPrep {
+        inner: Box<dyn Prepared>,
+        per_iter: fn(usize) -> f64,
+        calls: usize,
+    }
+    impl Prepared for ClockedPrep {
+        fn execute(&mut self) -> Result<(), BackendError> {
+            self.inner.execute()
+        }
+        fn sync(&mut self) -> Result<(), BackendError> {
+            self.inner.sync()
+        }
+        fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+            self.inner.outputs()
+        }
+        fn time_iters(&mut self, iters: u64) -> Result<std::time::Duration, BackendError> {
+            self.calls += 1;
+            let per = (self.per_iter)(self.calls);
+            Ok(std::time::Duration::from_secs_f64(per * iters as f64))
+        }
+    }
+    impl Backend for Clocked {
+        fn name(&self) -> &'static str {
+            "clocked"
+        }
+        fn devices(&self) -> Vec<DeviceInfo> {
+            vec![DeviceInfo::available("cpu")]
+        }
+        fn supports(&self, _: &Case, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn prepare(
+            &self,
+            c: &Case,
+            d: &str,
+            i: &[HostTensor],
+        ) -> Result<Box<dyn Prepared>, BackendError> {
+            Ok(Box::new(ClockedPrep {
+                inner: ReferenceBackend.prepare(c, d, i)?,
+                per_iter: self.0,
+                calls: 0,
+            }))
+        }
+    }
+
+    /// A device whose calls get faster while it is measured (a GPU's clocks ramping up after
+    /// too short a warm-up) is noted on the case; a steady one is not.
+    #[test]
+    fn time_that_drifts_while_sampled_is_noted() {
+        let flag = AtomicBool::new(false);
+        let cfg = HarnessConfig {
+            min_samples: 40,
+            ..quick_cfg()
+        };
+        let h = Harness::new(cfg, &flag);
+        let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
+        // Call 1 is the warm-up; samples 1-10 (calls 2-11) take 2 ms a call, then 1 ms.
+        let ramp = Clocked(|call| if call <= 11 { 2e-3 } else { 1e-3 });
+        let r = h.run_case(&inp, &ramp, "cpu", None).unwrap();
+        assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
+        assert!(
+            r.notes.iter().any(|n| n.contains("drifted from 2.000 ms")
+                && n.contains("to 1.000 ms")
+                && n.contains("cpu was not in a steady state")),
+            "{:?}",
+            r.notes
+        );
+        let steady = Clocked(|call| 1e-3 * (1.0 + 0.01 * (call % 3) as f64));
+        let r = h.run_case(&inp, &steady, "cpu", None).unwrap();
         assert!(r.notes.is_empty(), "{:?}", r.notes);
     }
 

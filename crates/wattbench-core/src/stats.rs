@@ -38,6 +38,32 @@ fn median(v: &mut [f64]) -> f64 {
     quantile_sorted(v, 0.5)
 }
 
+/// Smallest relative change between the first and last quarter of the samples that
+/// [`drift`] reports.
+pub const DRIFT: f64 = 0.10;
+
+/// Whether the per-call times drifted while they were sampled (clocks ramping up or
+/// throttling, caches warming, load arriving): the medians of the first and of the last
+/// quarter of `samples`, in sampling order, when they differ by more than [`DRIFT`] and by
+/// more than three robust standard deviations (1.4826 MAD) of either quarter, so that noise
+/// alone does not count. `None` with fewer than 8 samples.
+pub fn drift(samples: &[f64]) -> Option<(f64, f64)> {
+    if samples.len() < 8 {
+        return None;
+    }
+    let q = samples.len() / 4;
+    let spread = |part: &[f64]| {
+        let mut v = part.to_vec();
+        let m = median(&mut v);
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+        (m, 1.4826 * median(&mut dev))
+    };
+    let (first, s1) = spread(&samples[..q]);
+    let (last, s2) = spread(&samples[samples.len() - q..]);
+    let diff = (last - first).abs();
+    (diff > DRIFT * first.min(last) && diff > 3.0 * s1.max(s2)).then_some((first, last))
+}
+
 impl TimeStats {
     /// Summarise `samples` (must be non-empty). The bootstrap uses `resamples` draws from a
     /// seeded generator, so the interval is reproducible.
@@ -85,6 +111,30 @@ impl TimeStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_is_a_change_beyond_noise_between_the_first_and_last_quarter() {
+        // A clock ramp: the first quarter 20 % slower than the rest, with 1 % noise.
+        let noise = |i: usize| 1.0 + 0.01 * (((i * 7919) % 13) as f64 / 6.0 - 1.0);
+        let ramp: Vec<f64> = (0..40)
+            .map(|i| if i < 10 { 1.2 } else { 1.0 } * noise(i))
+            .collect();
+        let (a, b) = drift(&ramp).expect("a 20 % ramp is drift");
+        assert!((a / b - 1.2).abs() < 0.03, "{a} {b}");
+        // Steady samples with the same noise, and a 5 % step (under DRIFT): none.
+        let steady: Vec<f64> = (0..40).map(noise).collect();
+        assert_eq!(drift(&steady), None);
+        let small: Vec<f64> = (0..40)
+            .map(|i| if i < 10 { 1.05 } else { 1.0 } * noise(i))
+            .collect();
+        assert_eq!(drift(&small), None);
+        // A 20 % change inside noise of +-40 % is not told from noise.
+        let wild: Vec<f64> = (0..40)
+            .map(|i| if i < 10 { 1.2 } else { 1.0 } * (1.0 + 0.4 * (((i * 31) % 7) as f64 / 3.0 - 1.0)))
+            .collect();
+        assert_eq!(drift(&wild), None);
+        assert_eq!(drift(&ramp[..7]), None, "too few samples");
+    }
 
     #[test]
     fn summary_of_known_samples() {
