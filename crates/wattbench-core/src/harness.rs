@@ -631,10 +631,10 @@ mod tests {
         fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
             self.inner.outputs()
         }
-        fn time_iters(&mut self, iters: u64) -> Result<std::time::Duration, BackendError> {
+        fn time_iters(&mut self, iters: u64) -> Result<Duration, BackendError> {
             self.calls += 1;
             let per = (self.per_iter)(self.calls);
-            Ok(std::time::Duration::from_secs_f64(per * iters as f64))
+            Ok(Duration::from_secs_f64(per * iters as f64))
         }
     }
     impl Backend for Clocked {
