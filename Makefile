@@ -14,7 +14,7 @@ SUITE ?= quick
 RUN_ARGS ?=
 LIBTORCH_ENV = export LIBTORCH="$$(bash scripts/fetch-libtorch.sh)";
 
-.PHONY: run build test fmt clippy doc unit kernel-check bench-build browser slurm-selftest k8s-validate gpu-bundle bench-overhead
+.PHONY: run build test fmt clippy doc unit kernel-check emulate bench-build browser slurm-selftest k8s-validate gpu-bundle bench-overhead
 
 build:
 	$(LIBTORCH_ENV) $(CARGO) build --release --locked -p wattbench --features $(FEATURES)
@@ -51,6 +51,12 @@ unit:
 # Every CUDA kernel compiles with NVRTC (sm_80/89/90) and ptxas reports no spills; no GPU needed.
 kernel-check:
 	bash scripts/kernel-check.sh
+
+# Our kernels executed on the CPU emulator (part of `unit`, so of `make test`): every plan of
+# the cuda, cuda-naive, cuda-wgmma and cuda-wgmma-c2 backends on the generic shapes, verified
+# against the f64 reference; needs g++ with AddressSanitizer, no GPU.
+emulate:
+	$(LIBTORCH_ENV) $(CARGO) test --locked -p wattbench-cuda --lib emulator
 
 # Every bench compiles (criterion's `ops` included); they are run by `cargo bench`, not here.
 bench-build:
