@@ -356,15 +356,74 @@ mod tests {
         v
     }
 
+    /// What the runs of one test found: every plan run in both thread orders and verified.
+    #[derive(Default)]
+    struct Tally {
+        runs: usize,
+        failures: Vec<String>,
+        /// Entry points launched.
+        launched: BTreeSet<String>,
+        /// The kernels of each plan (`PlanBuilder::kernels`).
+        plans: BTreeSet<String>,
+    }
+
+    impl Tally {
+        /// Runs the plan `b` of `inp`'s case in both thread orders; each output must pass the
+        /// harness's verification. `what` names the run in failures.
+        fn check(&mut self, inp: &CaseInputs, b: &PlanBuilder, what: &str) {
+            for st in b.steps() {
+                if let Step::Launch(l, _) = st {
+                    self.launched.insert(l.entry.clone());
+                }
+            }
+            self.plans.insert(b.kernels());
+            for order in [Order::Forward, Order::Reverse] {
+                self.runs += 1;
+                let what = format!("{what} ({order:?}; {})", b.kernels());
+                match run(b, order) {
+                    Ok(outs) => {
+                        let v = inp.verify(&outs, None);
+                        if !v.passed {
+                            self.failures.push(format!(
+                                "{what}: relative L2 error {:.3e}, max error {:.3e} over tolerance {:.1e}",
+                                v.rel_l2_error,
+                                v.rel_max_error.unwrap_or(f64::NAN),
+                                v.tolerance
+                            ));
+                        }
+                    }
+                    Err(e) => self.failures.push(format!("{what}: {e}")),
+                }
+            }
+        }
+
+        /// [`Tally::check`] of the plan of `case` for `kernels` on a GPU of `sms`
+        /// multiprocessors, on the harness's seeded inputs.
+        fn case(&mut self, case: Case, kernels: Kernels, sms: u32, what: &str) {
+            let inp = CaseInputs::new(case.clone(), &HarnessConfig::default());
+            let b = ops::build(&case, kernels, sms, inp.tensors())
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            self.check(&inp, &b, what);
+        }
+
+        /// Fails the test with every failure, if any.
+        fn assert_passed(&self) {
+            assert!(
+                self.failures.is_empty(),
+                "{} of {} emulated runs failed:\n{}",
+                self.failures.len(),
+                self.runs,
+                self.failures.join("\n")
+            );
+        }
+    }
+
     /// Every plan of the `cuda` and `cuda-naive` backends for these shapes, run on the
     /// emulator in both thread orders, passes the harness's verification against the f64
     /// reference; and together they launch every main kernel of the emulated files.
     #[test]
     fn our_kernels_match_the_reference_on_the_cpu_emulator() {
-        let cfg = HarnessConfig::default();
-        let mut failures = Vec::new();
-        let mut launched = BTreeSet::new();
-        let mut runs = 0;
+        let mut t = Tally::default();
         for op in Op::ALL {
             for params in shapes(op) {
                 for (mode, dtype, kernels) in configs(op) {
@@ -374,50 +433,19 @@ mod tests {
                         dtype,
                         tag: None,
                     };
-                    let inp = CaseInputs::new(case.clone(), &cfg);
-                    let b = ops::build(&case, kernels, 132, inp.tensors())
-                        .unwrap_or_else(|e| panic!("{case}: {e}"));
-                    for st in b.steps() {
-                        if let Step::Launch(l, _) = st {
-                            launched.insert(l.entry.clone());
-                        }
-                    }
-                    for order in [Order::Forward, Order::Reverse] {
-                        runs += 1;
-                        match run(&b, order) {
-                            Ok(outs) => {
-                                let v = inp.verify(&outs, None);
-                                if !v.passed {
-                                    failures.push(format!(
-                                        "{case} ({kernels:?}, {order:?}; {}): relative L2 error {:.3e}, max error {:.3e} over tolerance {:.1e}",
-                                        b.kernels(),
-                                        v.rel_l2_error,
-                                        v.rel_max_error.unwrap_or(f64::NAN),
-                                        v.tolerance
-                                    ));
-                                }
-                            }
-                            Err(e) => {
-                                failures.push(format!("{case} ({kernels:?}, {order:?}): {e}"))
-                            }
-                        }
-                    }
+                    let what = format!("{case} ({kernels:?})");
+                    t.case(case, kernels, 132, &what);
                 }
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} of {runs} emulated runs failed:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        t.assert_passed();
         for k in EMULATED.into_iter().filter(|&k| k != KernelId::GemmSm90) {
             for e in k.entry_points() {
                 if KernelId::is_main(&e)
                     || e.starts_with("gemm_naive")
                     || e.starts_with("rnn_bwd_last")
                 {
-                    assert!(launched.contains(&e), "{e} is never run on the emulator");
+                    assert!(t.launched.contains(&e), "{e} is never run on the emulator");
                 }
             }
         }
@@ -425,12 +453,11 @@ mod tests {
 
     /// The Hopper GEMM's plans (`cuda-wgmma`, `cuda-wgmma-c2`) in bf16 and f16 on the generic
     /// check's GEMM shapes and on shapes of several tiles (both tile widths, split K on either,
-    /// clusters with an odd number of tile rows), for 132 SMs and for 3 (so that persistent CTAs walk
-    /// several units and the ring wraps across them), in both thread orders: every run passes
-    /// the harness's verification, and every entry point of gemm_sm90.cu runs.
+    /// clusters with an odd number of tile rows), for 132 SMs and for 3 (so that persistent
+    /// CTAs walk several units and the ring wraps across them), in both thread orders: every
+    /// run passes the harness's verification, and every entry point of gemm_sm90.cu runs.
     #[test]
     fn the_hopper_gemm_matches_the_reference_on_the_cpu_emulator() {
-        let cfg = HarnessConfig::default();
         let layouts = [(false, false), (false, true), (true, false), (true, true)];
         let extra = layouts.into_iter().flat_map(|(ta, tb)| {
             [
@@ -441,9 +468,7 @@ mod tests {
             ]
             .map(Params::Gemm)
         });
-        let mut failures = Vec::new();
-        let (mut launched, mut plans) = (BTreeSet::new(), BTreeSet::new());
-        let mut runs = 0;
+        let mut t = Tally::default();
         for params in testing::shapes(Op::Gemm).into_iter().chain(extra) {
             for kernels in [Kernels::Wgmma, Kernels::WgmmaCluster] {
                 for dtype in [DType::Bf16, DType::F16] {
@@ -454,55 +479,22 @@ mod tests {
                             dtype,
                             tag: None,
                         };
-                        let inp = CaseInputs::new(case.clone(), &cfg);
-                        let b = ops::build(&case, kernels, sms, inp.tensors())
-                            .unwrap_or_else(|e| panic!("{case}: {e}"));
-                        for st in b.steps() {
-                            if let Step::Launch(l, _) = st {
-                                launched.insert(l.entry.clone());
-                            }
-                        }
-                        plans.insert(b.kernels());
-                        for order in [Order::Forward, Order::Reverse] {
-                            runs += 1;
-                            let what = format!(
-                                "{case} ({kernels:?}, {sms} SMs, {order:?}; {})",
-                                b.kernels()
-                            );
-                            match run(&b, order) {
-                                Ok(outs) => {
-                                    let v = inp.verify(&outs, None);
-                                    if !v.passed {
-                                        failures.push(format!(
-                                            "{what}: relative L2 error {:.3e}, max error {:.3e} over tolerance {:.1e}",
-                                            v.rel_l2_error,
-                                            v.rel_max_error.unwrap_or(f64::NAN),
-                                            v.tolerance
-                                        ));
-                                    }
-                                }
-                                Err(e) => failures.push(format!("{what}: {e}")),
-                            }
-                        }
+                        let what = format!("{case} ({kernels:?}, {sms} SMs)");
+                        t.case(case, kernels, sms, &what);
                     }
                 }
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} of {runs} emulated runs failed:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        t.assert_passed();
         for e in KernelId::GemmSm90.entry_points() {
-            assert!(launched.contains(&e), "{e} is never run on the emulator");
+            assert!(t.launched.contains(&e), "{e} is never run on the emulator");
         }
         for (width, pattern) in [
             ("wide", "gemm_wgmma_bf16_"),
             ("narrow", "gemm_wgmma_n64_bf16_"),
         ] {
             assert!(
-                plans
+                t.plans
                     .iter()
                     .any(|k| k.contains(pattern) && k.contains("gemm_splitk_reduce")),
                 "no {width} tile runs split K on the emulator"
