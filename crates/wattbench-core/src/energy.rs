@@ -426,6 +426,21 @@ pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
     }
 }
 
+/// The domains of one window of `window_s` seconds with each one whose readings cover less
+/// than the window (or than the longest domain's readings, if longer: the window's clock and
+/// the meters' differ by the reads at its edges) completed to it at its mean power, with
+/// its warning: what every total of a window (a case's, a training run's and its projection,
+/// a `measure` report's) must add, or a counter that lost its readings midway would be
+/// counted as if its device had stopped.
+pub fn cover_span(domains: &[DomainEnergy], window_s: f64) -> Vec<DomainEnergy> {
+    let span = domains
+        .iter()
+        .filter(|d| d.joules.is_some())
+        .map(|d| d.window_s)
+        .fold(window_s, f64::max);
+    domains.iter().map(|d| cover_window(d, span)).collect()
+}
+
 /// A domain whose readings cover less of the window than the other domains' (a reading failed
 /// at an edge of the window): its energy scaled to the whole window at its mean power, the
 /// uncertainty widened by the energy so added, and a warning that says so. Others unchanged.
@@ -554,14 +569,9 @@ impl CaseEnergy {
     ) -> CaseEnergy {
         let calls = window.calls.max(1);
         let per = |v: Option<f64>| v.map(|j| j / calls as f64);
-        // The meters' own span (the longest domain's: the harness's clock also counts the
-        // reads at the window's edges), against which a domain that missed an edge shows.
-        let span = domains
-            .iter()
-            .filter(|d| d.joules.is_some())
-            .map(|d| d.window_s)
-            .fold(0.0, f64::max);
-        let domains: Vec<DomainEnergy> = domains.iter().map(|d| cover_window(d, span)).collect();
+        // Against the window (or the meters' own span, when longer), a domain that missed an
+        // edge shows.
+        let domains = cover_span(domains, window.window_s);
         let domains = domains.as_slice();
         let rows: Vec<DomainRecord> = domains
             .iter()
@@ -814,6 +824,14 @@ mod tests {
         );
         assert!(e.domains[0].warnings.is_empty());
         assert_eq!(e.total_joules_per_iter.unwrap().value, 10.0);
+        // A lone counter that lost its readings midway is completed to the window itself,
+        // not left short because no other domain shows the gap.
+        let mut lone = domain("cpu-package-0", Source::Measured, Some(10.0), true);
+        lone.window_s = 0.5;
+        lone.avg_watts = Some(20.0);
+        let covered = cover_span(&[lone], 2.0);
+        assert_eq!((covered[0].joules, covered[0].window_s), (Some(40.0), 2.0));
+        assert!(covered[0].warnings[0].contains("cover 0.500 s of the 2.000 s window"));
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use meters::{
     Reading, DEFAULT_SAMPLE_INTERVAL, WRAP_GUARD_INTERVAL,
 };
 pub use wattbench_core::energy::{
-    net_joules, sources_named, total_energy, CaseEnergy, DomainEnergy, EnergyTotal,
+    cover_span, net_joules, sources_named, total_energy, CaseEnergy, DomainEnergy, EnergyTotal,
     EstimateAssumptions, Interval, NetEnergy, Source,
 };
 pub use wattbench_core::result::{GpuRecord, MeterInfo};

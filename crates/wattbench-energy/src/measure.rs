@@ -196,7 +196,26 @@ impl MeasureReport {
                     f(d.peak_watts, 2),
                     d.reason
                         .clone()
-                        .or_else(|| (!d.in_total).then(|| d.note.clone().unwrap_or_default()))
+                        .or_else(|| {
+                            // Left out of the total: why; the estimate: what it is and the TDP
+                            // it assumes.
+                            if !d.in_total {
+                                d.note.clone()
+                            } else if d.source == Source::Estimated {
+                                Some(match &d.assumptions {
+                                    Some(a) => format!(
+                                        "{} ({} W TDP, {}; ±{:.0} %)",
+                                        d.note.clone().unwrap_or_default(),
+                                        sig(a.tdp_watts),
+                                        a.tdp_source,
+                                        a.relative_uncertainty * 100.0
+                                    ),
+                                    None => d.note.clone().unwrap_or_default(),
+                                })
+                            } else {
+                                None
+                            }
+                        })
                         .unwrap_or_default(),
                 ]
             })
@@ -252,15 +271,27 @@ impl MeasureReport {
                     },
                 ));
                 let c_a = &self.assumptions.carbon;
+                if let (Some(f), false) = (&self.facility_kwh, c_a.pue_is_default) {
+                    v.push(format!(
+                        "facility energy: {} (x PUE {:.2}: cooling and facility overhead)",
+                        iv(f, "Wh", 1000.0),
+                        c_a.pue
+                    ));
+                }
                 v.push(format!(
-                    "carbon: {} CO2e at {} g/kWh ({}, {}), PUE {:.2}{}",
+                    "carbon: {} CO2e of the {} energy at {} g/kWh ({}, {}), PUE {:.2}{}",
                     iv(c, "g", 1000.0),
+                    if c_a.pue_is_default { "IT" } else { "facility" },
                     c_a.intensity_g_per_kwh,
                     c_a.region,
                     c_a.intensity_year
                         .map_or("year unknown".into(), |y| y.to_string()),
                     c_a.pue,
-                    if c_a.pue_is_default { " (default)" } else { "" }
+                    if c_a.pue_is_default {
+                        " (default: IT energy only, no cooling or facility overhead)"
+                    } else {
+                        ""
+                    }
                 ));
                 v.push(format!(
                     "  the CO2e interval includes the grid intensity's range, {:.0}-{:.0} g/kWh: {}",
@@ -271,8 +302,9 @@ impl MeasureReport {
                 v.push(format!("  intensity source: {}", c_a.intensity_source));
                 if let Some(cost) = &self.cost {
                     v.push(format!(
-                        "cost: {}",
-                        iv(cost, "(currency of the price per kWh)", 1.0)
+                        "cost: {} ({} energy x the price per kWh)",
+                        iv(cost, "(currency of the price per kWh)", 1.0),
+                        if c_a.pue_is_default { "IT" } else { "facility" }
                     ));
                 }
             }
@@ -339,6 +371,11 @@ impl MeasureReport {
         ));
         for c in self.domains.iter().filter_map(|d| d.power_check.as_ref()) {
             v.push(format!("cross-check {}", c.line()));
+        }
+        // What the figures assume (the sources a total mixes, what counters and the estimate
+        // cover, the PUE): in the JSON's assumptions.notes, and here, where they are read.
+        for n in &self.assumptions.notes {
+            v.push(format!("note: {n}"));
         }
         for w in &self.warnings {
             v.push(format!("warning: {w}"));
@@ -891,6 +928,9 @@ fn build_report(
     events: &[signals::SignalEvent],
 ) -> MeasureReport {
     let (interval, duration_s) = (run.interval, run.duration_s);
+    // A counter whose readings stopped before the others' is completed to their span (and
+    // says so among the warnings), as in every other total.
+    let domains = crate::cover_span(&domains, duration_s);
     let total = total_energy(&domains);
     let p = &opts.carbon;
     let figures = total.joules.map(|j| carbon(j, p));

@@ -124,6 +124,22 @@ fn busy_child_is_estimated_and_carbon_follows_the_energy() {
     assert!((r.cost.unwrap().value - kwh.value * 1.2 * 0.25).abs() < 1e-15);
     assert_eq!(r.total.sources, [Source::Estimated]);
     assert!(r.assumptions.sources.iter().any(|s| s.contains("Ember")));
+    // The summary says what the estimate is and assumes, and that the PUE (given, 1.2) makes
+    // the carbon and the cost figures of facility energy, which it shows.
+    let rows = r.summary_rows();
+    let note = &rows.iter().find(|row| row[0] == "cpu-estimate").unwrap()[6];
+    assert!(
+        note.contains("model, not a measurement") && note.contains("W TDP"),
+        "{note}"
+    );
+    let lines = r.summary_lines().join("\n");
+    for want in [
+        "facility energy: ",
+        "CO2e of the facility energy",
+        "(facility energy x the price per kWh)",
+    ] {
+        assert!(lines.contains(want), "`{want}` missing from:\n{lines}");
+    }
 
     assert!(r.peak_memory_bytes.unwrap() > 0);
     assert!(r.samples >= 2);
@@ -423,5 +439,40 @@ fn peak_memory_is_the_commands_not_ours() {
         peak > 50 << 20,
         "{peak} bytes ({})",
         o.report.peak_memory_source
+    );
+}
+
+/// A counter whose readings stop midway (here its file goes away after 0.6 s of a 1.5 s
+/// command) is completed to the whole run at its mean power, with a warning, as in `run`'s
+/// cases: before, `measure` counted 3 J as if the package had stopped drawing power.
+#[test]
+fn a_counter_lost_midway_is_completed_to_the_run_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let z = dir.path().join("intel-rapl:0");
+    std::fs::create_dir_all(&z).unwrap();
+    std::fs::write(z.join("name"), "package-0\n").unwrap();
+    std::fs::write(z.join("energy_uj"), "1000\n").unwrap();
+    std::fs::write(z.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    let f = z.join("energy_uj");
+    let script = format!(
+        "sleep 0.3; echo 3001000 > {f}; sleep 0.3; rm {f}; sleep 0.9",
+        f = f.display()
+    );
+    let mut o = opts(&["sh", "-c", &script]);
+    o.meter.powercap_root = Some(dir.path().to_path_buf());
+    o.idle = Some(Duration::ZERO);
+    let r = measure(&o).unwrap().report;
+    let d = &r.domains[0];
+    assert_eq!(d.name, "cpu-package-0");
+    // 3 J over the readings' span, then that mean power for the rest of the run.
+    let j = d.joules.unwrap();
+    assert!(j > 5.0, "{j} J: the lost part of the run is not counted");
+    assert!((d.window_s - r.duration_s).abs() < 1e-9, "{d:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("cpu-package-0") && w.contains("counted at the mean power")),
+        "{:?}",
+        r.warnings
     );
 }

@@ -7,13 +7,37 @@ use wattbench_energy::carbon::{carbon, CarbonParams};
 use wattbench_energy::measure::{project, ProjectionSpec};
 use wattbench_energy::{EnergyTotal, Interval, Source};
 
-/// The step-time interval: the 95% bootstrap interval of the median, stretched to contain
-/// the mean (the mean is what a sum of many steps converges to).
+/// Two-sided 95% quantile of Student's t with `df` degrees of freedom (table to 30, then
+/// 1.96 + 2.5/df, within 0.2% of the exact value).
+fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => T[df - 1],
+        _ => 1.96 + 2.5 / df as f64,
+    }
+}
+
+/// The step-time interval: the 95% t-interval of the mean step time over the measured steps
+/// (the mean is what a sum of many steps converges to; the median's interval would miss the
+/// slow tail of skewed step times). One measured step has no spread: a point.
 pub fn step_time_interval(t: &TimeStats) -> Interval {
+    let s = &t.samples_s;
+    let n = s.len();
+    let mean = t.mean_s;
+    if n < 2 {
+        return Interval::symmetric(mean, 0.0);
+    }
+    let var = s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let half = t975(n - 1) * (var / n as f64).sqrt();
     Interval {
-        value: t.mean_s,
-        low: t.ci95_median_s[0].min(t.mean_s),
-        high: t.ci95_median_s[1].max(t.mean_s),
+        value: mean,
+        low: (mean - half).max(0.0),
+        high: mean + half,
     }
 }
 
@@ -68,19 +92,33 @@ pub fn project_run(
          average; start-up (data generation, uploads, warm-up) and evaluation are left out"
             .into(),
         format!(
-            "time: {total_steps} steps x mean step time {:.4} ms; interval from the 95% \
-             bootstrap interval of the median step time, stretched to contain the mean",
-            t.value * 1e3
+            "time: {total_steps} steps x mean step time {:.4} ms over {} measured steps; \
+             interval: the 95% t-interval of that mean",
+            t.value * 1e3,
+            time.samples_s.len()
         ),
     ];
+    match time.samples_s.len() {
+        0 | 1 => assumptions.push(
+            "a single measured step: the step time's spread is unknown, so the projected time \
+             has no interval and the energy only the meters' uncertainty; measure more steps \
+             (--steps) for an interval"
+                .into(),
+        ),
+        n @ 2..=4 => assumptions.push(format!(
+            "only {n} measured steps: the interval of the mean step time rests on few samples \
+             (and assumes roughly normal step times); measure more steps (--steps) for a firmer one"
+        )),
+        _ => {}
+    }
     match &per_step {
         Some(_) => {
-            assumptions.push(
+            assumptions.push(format!(
                 "energy: mean metered energy per measured step x total steps; interval: the \
                  meters' uncertainty, widened by the step-time interval relative to the mean \
-                 (constant power)"
-                    .into(),
-            );
+                 (constant power); the energy is {}",
+                wattbench_core::energy::GROSS_MEANS
+            ));
             assumptions.push(format!(
                 "energy covers {} (sources: {}){}",
                 energy.includes.join(" + "),
@@ -156,18 +194,9 @@ pub fn project_run(
 mod tests {
     use super::*;
 
-    fn stats(mean: f64, ci: [f64; 2]) -> TimeStats {
-        TimeStats {
-            samples_s: vec![mean],
-            iters_per_sample: 1,
-            median_s: mean,
-            mean_s: mean,
-            min_s: mean,
-            max_s: mean,
-            p95_s: mean,
-            mad_s: 0.0,
-            ci95_median_s: ci,
-        }
+    /// Step times `samples` (their statistics as the harness makes them).
+    fn stats(samples: &[f64]) -> TimeStats {
+        TimeStats::from_samples(samples.to_vec(), 1, 200, 1)
     }
 
     fn total(j: Interval, sources: Vec<Source>) -> EnergyTotal {
@@ -182,43 +211,56 @@ mod tests {
     }
 
     fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() <= 1e-12 * b.abs().max(1e-300)
+        (a - b).abs() <= 1e-9 * b.abs().max(1e-300)
+    }
+
+    /// Ten step times of mean 0.1 s.
+    const STEPS: [f64; 10] = [0.08, 0.09, 0.1, 0.11, 0.12, 0.1, 0.095, 0.105, 0.1, 0.1];
+
+    /// Sample standard deviation.
+    fn sd(x: &[f64]) -> f64 {
+        let m = x.iter().sum::<f64>() / x.len() as f64;
+        (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64).sqrt()
     }
 
     #[test]
     fn projection_matches_hand_computed_values() {
-        // 10 measured steps of mean 0.1 s (interval 0.09–0.12) using 10 J ± 2 J; 1000 steps
-        // at 400 g/kWh and PUE 1.5.
+        // 10 measured steps of mean 0.1 s (95% t-interval 0.0923–0.1077: sd 0.0108, t(9) = 2.262)
+        // using 10 J ± 2 J; 1000 steps at 400 g/kWh and PUE 1.5.
         let p = CarbonParams::resolve(None, Some(400.0), Some(1.5), Some(0.2)).unwrap();
         let e = Interval::symmetric(10.0, 2.0);
         let r = project_run(
             ProjectionTarget::Steps(1000),
             1000,
             32,
-            &stats(0.1, [0.09, 0.12]),
+            &stats(&STEPS),
             10,
             &total(e, vec![Source::Measured]),
             &p,
         );
         assert_eq!(r.total_samples, 32_000);
-        // Time: 1000 × 0.1 s = 100 s in [90, 120].
+        // Time: 1000 × 0.1 s = 100 s in 100 ± 1000 × h, h = t(9) × sd / √10.
+        let h = 2.262 * sd(&STEPS) / 10f64.sqrt();
+        assert!((h - 0.007726).abs() < 1e-5, "{h}");
         assert!(close(r.duration_s.value, 100.0));
-        assert!(close(r.duration_s.low, 90.0) && close(r.duration_s.high, 120.0));
-        // Energy per step 1 J in [0.8 × 0.9, 1.2 × 1.2] = [0.72, 1.44] J.
+        assert!(close(r.duration_s.low, 1000.0 * (0.1 - h)));
+        assert!(close(r.duration_s.high, 1000.0 * (0.1 + h)));
+        // Energy per step 1 J in [0.8 × (1 - 10h), 1.2 × (1 + 10h)] J.
+        let (lo, hi) = (0.8 * (1.0 - 10.0 * h), 1.2 * (1.0 + 10.0 * h));
         let s = r.energy_per_step_j.unwrap();
-        assert!(close(s.value, 1.0) && close(s.low, 0.72) && close(s.high, 1.44));
-        // 1000 J = 1000 / 3.6e6 kWh; bounds 720 J and 1440 J.
+        assert!(close(s.value, 1.0) && close(s.low, lo) && close(s.high, hi));
+        // 1000 J = 1000 / 3.6e6 kWh; bounds 1000 lo J and 1000 hi J.
         let kwh = r.energy_kwh.unwrap();
         assert!(close(kwh.value, 1000.0 / 3.6e6));
-        assert!(close(kwh.low, 720.0 / 3.6e6) && close(kwh.high, 1440.0 / 3.6e6));
+        assert!(close(kwh.low, 1000.0 * lo / 3.6e6) && close(kwh.high, 1000.0 * hi / 3.6e6));
         let fac = r.facility_kwh.unwrap();
         assert!(close(fac.value, 1.5 * 1000.0 / 3.6e6));
         // kg CO2e = kWh × PUE × g/kWh / 1000; the bounds use the default daily band around
         // the given 400 g/kWh, [200, 600] (low energy × low intensity, high × high).
         let co2 = r.co2e_kg.unwrap();
         assert!(close(co2.value, 1000.0 / 3.6e6 * 1.5 * 0.4));
-        assert!(close(co2.low, 720.0 / 3.6e6 * 1.5 * 0.2));
-        assert!(close(co2.high, 1440.0 / 3.6e6 * 1.5 * 0.6));
+        assert!(close(co2.low, 1000.0 * lo / 3.6e6 * 1.5 * 0.2));
+        assert!(close(co2.high, 1000.0 * hi / 3.6e6 * 1.5 * 0.6));
         let cost = r.cost.unwrap();
         assert!(close(cost.value, 1000.0 / 3.6e6 * 1.5 * 0.2));
         assert!(close(r.linear.factor, 100.0));
@@ -233,13 +275,13 @@ mod tests {
         assert_eq!(ProjectionTarget::Steps(7).total_steps(64, 16), 7);
         let p = CarbonParams::resolve(Some("FR"), None, None, None).unwrap();
         // `steps` steps of batch 8 from 5 measured ones of mean `mean`.
-        let project = |steps, mean, ci, energy: &EnergyTotal| {
+        let project = |steps, samples: &[f64], energy: &EnergyTotal| {
             project_run(
                 ProjectionTarget::Steps(steps),
                 steps,
                 8,
-                &stats(mean, ci),
-                5,
+                &stats(samples),
+                samples.len() as u64,
                 energy,
                 &p,
             )
@@ -252,16 +294,40 @@ mod tests {
             mixed: false,
             estimated_joules: None,
         };
-        // The mean lies above the median's interval: the interval stretches to contain it.
-        let r = project(50, 0.2, [0.1, 0.15], &none);
+        // Skewed step times (one slow step in five): the interval is the mean's, 0.2 s ±
+        // t(4) x sd / √5 = 0.2776 s, so it reaches well above the mean (the median's interval,
+        // 0.1 s, stretched to the mean had no room above it), its low end held at 0.
+        let r = project(50, &[0.1, 0.1, 0.1, 0.1, 0.6], &none);
         assert!(close(r.duration_s.value, 10.0));
-        assert!(close(r.duration_s.low, 5.0) && close(r.duration_s.high, 10.0));
+        let h = 2.776 * 0.05f64.sqrt() / 5f64.sqrt();
+        assert!(
+            close(r.duration_s.high, 50.0 * (0.2 + h)),
+            "{:?}",
+            r.duration_s
+        );
+        assert_eq!(r.duration_s.low, 0.0);
         assert!(r.energy_kwh.is_none() && r.co2e_kg.is_none() && r.energy_per_step_j.is_none());
         assert!(r.assumptions.iter().any(|a| a.contains("wall time only")));
         // An estimated total is flagged.
         let est = total(Interval::symmetric(1.0, 0.5), vec![Source::Estimated]);
-        let r = project(10, 0.1, [0.1, 0.1], &est);
+        let r = project(10, &[0.1; 5], &est);
         assert!(r.energy_estimated);
         assert!(r.assumptions.iter().any(|a| a.contains("ESTIMATED")));
+        assert!(r
+            .assumptions
+            .iter()
+            .any(|a| a.contains("idle power and other processes")));
+        // One measured step: no spread, said; few: said.
+        let r = project(10, &[0.1], &est);
+        assert_eq!((r.duration_s.low, r.duration_s.high), (1.0, 1.0));
+        assert!(r
+            .assumptions
+            .iter()
+            .any(|a| a.contains("a single measured step")));
+        let r = project(10, &[0.1, 0.11, 0.09], &est);
+        assert!(r
+            .assumptions
+            .iter()
+            .any(|a| a.contains("only 3 measured steps")));
     }
 }

@@ -18,7 +18,7 @@ use wattbench_core::result::{
 use wattbench_core::stats::TimeStats;
 use wattbench_core::Backend;
 use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::{total_energy, DomainEnergy, EnergyWindow, Meters};
+use wattbench_energy::{cover_span, total_energy, DomainEnergy, EnergyWindow, Meters};
 
 use crate::project::project_run;
 use crate::TrainError;
@@ -342,6 +342,9 @@ impl Partial {
         energy.gpu_state = closed.gpu_state;
         let time = (!self.samples.is_empty())
             .then(|| TimeStats::from_samples(self.samples, 1, BOOTSTRAP_RESAMPLES, s.seed));
+        // The same domains the per-step figure adds: a counter that lost its readings midway
+        // completed to the window, with its warning among the projection's assumptions.
+        let covered = cover_span(&closed.domains, closed.wall_s);
         let mut projection = match (s.projection, &self.failure, &time) {
             (Some(t), None, Some(time)) => Some(project_run(
                 t,
@@ -349,11 +352,17 @@ impl Partial {
                 s.batch_size,
                 time,
                 measured,
-                &total_energy(&closed.domains),
+                &total_energy(&covered),
                 &self.carbon,
             )),
             _ => None,
         };
+        if let Some(p) = &mut projection {
+            for d in covered.iter().filter(|d| d.in_total) {
+                p.assumptions
+                    .extend(d.warnings.iter().map(|w| format!("{}: {w}", d.name)));
+            }
+        }
         if let (Some(p), Some(min)) = (&mut projection, self.min_window_s) {
             if p.energy_kwh.is_some() && closed.wall_s < min {
                 p.assumptions.push(format!(
