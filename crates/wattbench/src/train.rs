@@ -325,10 +325,21 @@ fn print_summary(r: &TrainingResult, location: &str) {
             ]);
             t.add_row(vec![
                 "energy per sample".to_string(),
-                format!("{} ({sources})", units::joules(p.value)),
+                format!(
+                    "{} ± {} ({sources})",
+                    units::joules(p.value),
+                    units::joules((p.high - p.value).abs())
+                ),
             ]);
             if let Some(n) = e.net_joules_per_iter {
-                t.add_row(vec!["net of idle, per step".to_string(), units::joules(n)]);
+                let pm = e
+                    .net_uncertainty_j
+                    .map(|u| format!(" ± {}", units::joules(u)))
+                    .unwrap_or_default();
+                t.add_row(vec![
+                    "net of idle, per step".to_string(),
+                    format!("{}{pm}", units::joules(n)),
+                ]);
             }
         }
         _ => {

@@ -345,4 +345,17 @@ fn duration_covers_the_idle_window_of_the_command() {
         duration >= idle,
         "duration_s {duration} < idle window {idle}"
     );
+    // The summary gives every energy figure with its interval.
+    let text = String::from_utf8_lossy(&o.stdout);
+    for row in [
+        "energy per step",
+        "energy per sample",
+        "net of idle, per step",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(row))
+            .unwrap_or_else(|| panic!("no `{row}` row in:\n{text}"));
+        assert!(line.contains(" ± "), "{line}");
+    }
 }
