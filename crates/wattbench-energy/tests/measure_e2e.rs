@@ -291,14 +291,20 @@ fn projection_and_bad_usage() {
     assert!(matches!(measure(&empty), Err(EnergyError::Usage(_))));
 }
 
-#[test]
-fn with_a_rapl_package_the_cpu_is_measured_not_estimated() {
-    let dir = tempfile::tempdir().unwrap();
-    let z = dir.path().join("intel-rapl:0");
+/// A fake powercap tree under `root` with one RAPL package counter at 1000 µJ; its folder.
+fn fake_package(root: &Path) -> PathBuf {
+    let z = root.join("intel-rapl:0");
     std::fs::create_dir_all(&z).unwrap();
     std::fs::write(z.join("name"), "package-0\n").unwrap();
     std::fs::write(z.join("energy_uj"), "1000\n").unwrap();
     std::fs::write(z.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    z
+}
+
+#[test]
+fn with_a_rapl_package_the_cpu_is_measured_not_estimated() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_package(dir.path());
     let mut o = opts(&[
         "sh",
         "-c",
@@ -448,11 +454,7 @@ fn peak_memory_is_the_commands_not_ours() {
 #[test]
 fn a_counter_lost_midway_is_completed_to_the_run_and_said() {
     let dir = tempfile::tempdir().unwrap();
-    let z = dir.path().join("intel-rapl:0");
-    std::fs::create_dir_all(&z).unwrap();
-    std::fs::write(z.join("name"), "package-0\n").unwrap();
-    std::fs::write(z.join("energy_uj"), "1000\n").unwrap();
-    std::fs::write(z.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    let z = fake_package(dir.path());
     let f = z.join("energy_uj");
     let script = format!(
         "sleep 0.3; echo 3001000 > {f}; sleep 0.3; rm {f}; sleep 0.9",
