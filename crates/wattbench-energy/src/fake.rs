@@ -1,6 +1,7 @@
 //! Domains with known readings, for tests of everything that meters (here, in the training
 //! driver, in the CLI): a counter that gains a fixed amount per reading, a constant power
-//! sensor, a counter with a power reading beside it, and a domain that cannot be read.
+//! sensor, a counter with a power reading beside it, and a domain that cannot be read (or
+//! can no longer be).
 //! Deterministic on any machine.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ pub struct StepCounter {
     uncertainty_j: f64,
     read_delay: Duration,
     wrap_at: Option<u64>,
+    lost_after: Option<u64>,
+    reads: AtomicU64,
 }
 
 impl StepCounter {
@@ -30,6 +33,8 @@ impl StepCounter {
             uncertainty_j,
             read_delay: Duration::ZERO,
             wrap_at: None,
+            lost_after: None,
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -44,6 +49,13 @@ impl StepCounter {
         self.wrap_at = Some(max_mj);
         self
     }
+
+    /// Every reading after the first `reads` fails (a counter lost midway: its file went
+    /// away, its driver stopped answering).
+    pub fn lost_after(mut self, reads: u64) -> Self {
+        self.lost_after = Some(reads);
+        self
+    }
 }
 
 impl Domain for StepCounter {
@@ -51,6 +63,10 @@ impl Domain for StepCounter {
         &self.meta
     }
     fn read(&self, _: &ReadContext) -> Result<Reading, String> {
+        let n = self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.lost_after.is_some_and(|max| n >= max) {
+            return Err("the counter can no longer be read (a test's lost counter)".into());
+        }
         let raw = self.raw.fetch_add(self.step_mj, Ordering::SeqCst) + self.step_mj;
         std::thread::sleep(self.read_delay);
         Ok(Reading::Counter {

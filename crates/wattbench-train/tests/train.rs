@@ -12,7 +12,7 @@ use wattbench_core::result::{LossPoint, ProjectionTarget, Status, TrainSettings,
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::{Backend, BackendError, Case, DeviceInfo, Prepared};
 use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::fake::{StepCounter, Unreadable};
+use wattbench_energy::fake::{ConstantPower, StepCounter, Unreadable};
 use wattbench_energy::{Domain, MeterConfig, Meters, Source};
 use wattbench_train::{train, Abandoned, Control, Progress, TrainError};
 
@@ -185,6 +185,67 @@ fn energy_is_metered_over_the_measured_steps_with_labels() {
     assert!((kwh.value - 100.0 / 3.6e6).abs() < 1e-15);
     assert!((p.co2e_kg.unwrap().value - 100.0 / 3.6e6 * 0.5).abs() < 1e-15);
     assert!(p.energy_per_step_j.unwrap().high >= 0.125 - 1e-12);
+}
+
+/// A counter lost midway through the measured steps: the per-step figure and the projection
+/// complete it alike, to the whole window at its mean power (one rule, `cover_span`), so the
+/// projected energy is the per-step energy times the steps, and the projection lists the
+/// counter's warning among its assumptions. (Before, the projection added the raw domains:
+/// a lower kWh and CO2e than the per-step figure beside it.)
+#[test]
+fn a_counter_lost_midway_is_completed_alike_per_step_and_in_the_projection() {
+    let meters = Meters::from_domains(
+        vec![
+            Arc::new(StepCounter::new("fake-package", 1000, 0.25).lost_after(2)),
+            // A power-only device: the sampler runs (every 5 ms) and reads both domains.
+            Arc::new(ConstantPower::new("fake-gpu", 50.0)),
+        ],
+        &MeterConfig {
+            nvml: false,
+            sample_interval: std::time::Duration::from_millis(5),
+            ..MeterConfig::default()
+        },
+    );
+    let mut o = tiny(ModelKind::Mlp, 62);
+    o.warmup_steps = 2;
+    o.log_every = 1;
+    o.projection = Some(ProjectionTarget::Steps(10_000));
+    // Each step's report waits 5 ms: the 60 measured steps' window lasts 0.3 s or more, of
+    // which the counter's two readings (the window's first, a sampler tick) cover ~5 ms.
+    let r = train_on(
+        &o,
+        &CandleBackend,
+        Some(&meters),
+        &Control::default(),
+        &mut |_| std::thread::sleep(std::time::Duration::from_millis(5)),
+    )
+    .unwrap();
+    let e = &r.energy;
+    assert!(e.window_s >= 0.29, "{e:?}");
+    let package = e.domains.iter().find(|d| d.name == "fake-package").unwrap();
+    // Completed to the window (or to the other domain's readings, which end a read later).
+    assert!(package.window_s >= e.window_s, "{package:?} {}", e.window_s);
+    assert!(
+        package
+            .warnings
+            .iter()
+            .any(|w| w.contains("counted at the mean power")),
+        "{package:?}"
+    );
+    let per_step = e.total_joules_per_iter.unwrap();
+    let p = r.projection.unwrap();
+    let projected_per_step = p.energy_kwh.unwrap().value * 3.6e6 / 10_000.0;
+    assert!(
+        (projected_per_step - per_step.value).abs() <= 1e-9 * per_step.value,
+        "projected {projected_per_step} J per step, measured {per_step:?}"
+    );
+    assert!(
+        p.assumptions
+            .iter()
+            .any(|a| a.starts_with("fake-package: ") && a.contains("counted at the mean power")),
+        "{:?}",
+        p.assumptions
+    );
 }
 
 #[test]
