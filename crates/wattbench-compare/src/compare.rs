@@ -12,10 +12,17 @@
 //!   stages, runs then samples within them, so the interval carries the variation between
 //!   runs); a two-sided Mann–Whitney test of the pooled samples.
 //! - **energy** per call (`energy.total_joules_per_iter`), only when every window on both sides
-//!   adds the same sources (`total_sources`): a measured and an estimated figure are not the
-//!   same quantity. Each result file holds one energy window per case (a mean over the
-//!   window), so a side has as many energy values as files. With at least two windows per side
-//!   energy is treated like time (bootstrap and rank test over the per-window values). With a
+//!   is the same quantity: the same sources (`total_sources`: a measured and an estimated
+//!   figure are not), the same meters added (`total_includes`: another `--gpus`, or a counter
+//!   that could not be read, changes what the total covers) and, for an estimate, the same
+//!   model inputs (its TDP and threads: a changed TDP moves the figure without any change of
+//!   code). Rows say which sources they compare (`source`). Each result file holds one energy
+//!   window per case (a mean over the window), so a side has as many energy values as files.
+//!   With at least two windows per side: Welch's t-test and t-interval on the logarithms of
+//!   the per-window values (the ratio is of geometric means; `base` and `new` are geometric
+//!   means). A rank test, as for time, cannot reach significance on so few values (its
+//!   smallest p-value is 0.1 with 3 values a side, 0.029 with 4), and the per-window values
+//!   are means over a whole window, not single heavy-tailed samples. With a
 //!   single window on either side there is no spread to test: the interval is the meters'
 //!   stated uncertainty, taken worst-case (`[new.low / base.high, new.high / base.low]`), and
 //!   the verdict is `slower` or `faster` only when that interval clears the threshold,
@@ -33,12 +40,17 @@
 //! A case that is skipped or failed on either side is listed under
 //! [`Comparison::not_compared`] with the reason, as is a metric one side has and the other
 //! lacks, or energy from different sources. Cases found on one side only are listed under
-//! [`Comparison::unmatched`]; nothing is dropped silently.
+//! [`Comparison::unmatched`]; nothing is dropped silently. A case ok on base that failed in a
+//! new run (and never failed on base), or that new skipped in every run or lacks, is also in
+//! [`Comparison::regressed`]: a failure there fails the gate like a `slower` row
+//! ([`Comparison::fails_gate`]), a lost case too when both sides ran the same options (`ab`).
 //!
 //! # The verdict rule
 //!
 //! With `t` the metric's threshold (default 5 %), `[lo, hi]` the interval of NEW/BASE and `p`
-//! the Benjamini–Hochberg adjusted p-value (over every test in the comparison):
+//! the Benjamini–Hochberg adjusted p-value (over every test of that metric in the comparison:
+//! time and energy are adjusted as two families, so a few energy tests are not drowned among
+//! hundreds of time tests):
 //!
 //! - `slower` iff `p < alpha` and `lo > 1 + t`;
 //! - `faster` iff `p < alpha` and `hi < 1 / (1 + t)` (symmetric on a log scale: 5 % slower
@@ -62,7 +74,7 @@ use crate::stats;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use wattbench_core::energy::{CaseEnergy, Interval, Source};
+use wattbench_core::energy::{CaseEnergy, EnergyBasis, Interval};
 use wattbench_core::result::{read_runs, Memory, ReadError, RunFile, Status};
 use wattbench_core::stats::TimeStats;
 
@@ -389,6 +401,10 @@ pub enum Method {
     /// One energy window on a side: the meters' stated intervals, worst case; no test.
     #[serde(rename = "meter-interval")]
     MeterInterval,
+    /// Energy with two windows a side or more: Welch's t-test and t-interval on the
+    /// logarithms of the per-window values (ratio of geometric means), adjusted.
+    #[serde(rename = "welch-log")]
+    WelchLog,
     /// Peak memory: the range of ratios over the files of each side (two or more a side)
     /// against the threshold; no test.
     #[serde(rename = "threshold")]
@@ -404,7 +420,8 @@ pub struct CaseComparison {
     pub metric: Metric,
     /// The outcome.
     pub verdict: Verdict,
-    /// NEW / BASE of the medians (energy with one window: of the values).
+    /// NEW / BASE of the medians (energy: of the values with one window a side, of the
+    /// geometric means with several).
     pub ratio: f64,
     /// Interval of the ratio: bootstrap percentile interval, or the meters' worst case;
     /// null for memory (no interval) or when none could be formed.
@@ -413,16 +430,23 @@ pub struct CaseComparison {
     pub p_value: Option<f64>,
     /// The rank test's p-value before adjustment; null when untested.
     pub p_raw: Option<f64>,
-    /// Base median (or value), in `unit`.
+    /// Base median (energy: value, or geometric mean), in `unit`.
     pub base: f64,
-    /// New median (or value), in `unit`.
+    /// New median (energy: value, or geometric mean), in `unit`.
     pub new: f64,
     /// `s`, `J` or `B`.
     pub unit: String,
     /// Values behind each side `[base, new]`: time samples, energy windows or memory peaks.
     pub n: [usize; 2],
+    /// Runs (result files) behind each side `[base, new]`; 0 in documents that predate it.
+    #[serde(default)]
+    pub runs: [usize; 2],
     /// How the verdict was reached.
     pub method: Method,
+    /// Energy rows: the sources the totals add (`measured`, `estimated`, ...), which both
+    /// sides share: an estimate's change is the model's, not a measurement's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Cases found on one side only.
@@ -445,6 +469,29 @@ pub struct NotCompared {
     pub reason: String,
 }
 
+/// How a case that worked on base does not on new.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Broken {
+    /// Failed (wrong result or an error) in a new run; base never failed it.
+    Failed,
+    /// Skipped in every new run.
+    Skipped,
+    /// In no new run.
+    Missing,
+}
+
+/// A case ok on base that new failed, skipped or lost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Regressed {
+    /// The case id.
+    pub id: String,
+    /// What happened to it on new.
+    pub how: Broken,
+    /// New's reason (the failure's message, the skip's reason).
+    pub reason: String,
+}
+
 /// Rows per verdict.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -456,6 +503,13 @@ pub struct Summary {
     pub same: usize,
     /// `ambiguous` rows.
     pub ambiguous: usize,
+    /// Cases ok on base that failed on new (a gate fails on them, as on `slower`).
+    #[serde(default)]
+    pub failed: usize,
+    /// Cases ok on base that new skipped or does not have (a gate of two runs of the same
+    /// options, `ab`, fails on them; `compare` reports them, as new may be another suite).
+    #[serde(default)]
+    pub lost: usize,
 }
 
 /// One side as the comparison saw it.
@@ -500,6 +554,9 @@ pub struct Comparison {
     pub unmatched: Unmatched,
     /// Matched cases or metrics left out, with why.
     pub not_compared: Vec<NotCompared>,
+    /// Cases ok on base that new failed, skipped or does not have.
+    #[serde(default)]
+    pub regressed: Vec<Regressed>,
     /// What a reader must know: software or hardware that differs, pooled or interrupted
     /// runs, cases that failed in some of a side's runs.
     pub notes: Vec<String>,
@@ -516,6 +573,13 @@ impl Comparison {
         self.cases
             .iter()
             .any(|r| r.verdict == Verdict::Slower && r.method != Method::MeterInterval)
+    }
+
+    /// Whether a gate must fail: a `slower` row that may fail it ([`Comparison::has_slower`]),
+    /// a case ok on base that failed on new, or (`lost_fails`: two runs of the same options,
+    /// as `ab` makes) one that new skipped or lacks.
+    pub fn fails_gate(&self, lost_fails: bool) -> bool {
+        self.has_slower() || self.summary.failed > 0 || (lost_fails && self.summary.lost > 0)
     }
 
     /// The document as pretty JSON.
@@ -548,7 +612,7 @@ pub fn verdict(
             Some([_, hi]) if hi < down => Verdict::Faster,
             _ => Verdict::Ambiguous,
         },
-        Method::RankTest => {
+        Method::RankTest | Method::WelchLog => {
             let Some([lo, hi]) = ci else {
                 return Verdict::Ambiguous;
             };
@@ -674,6 +738,7 @@ struct Collector<'o> {
     opts: &'o Options,
     rows: Vec<CaseComparison>,
     not_compared: Vec<NotCompared>,
+    regressed: Vec<Regressed>,
     notes: Vec<String>,
 }
 
@@ -721,7 +786,9 @@ impl Collector<'_> {
             new: mn,
             unit: metric.unit().into(),
             n: [b.len(), n.len()],
+            runs: [b_runs.len(), n_runs.len()],
             method: Method::RankTest,
+            source: None,
         });
     }
 
@@ -754,16 +821,11 @@ impl Collector<'_> {
     }
 
     fn energy(&mut self, id: &str, b: &[&Entry<'_>], n: &[&Entry<'_>]) {
-        type Window = (Interval, Vec<Source>);
+        type Window = (Interval, EnergyBasis);
         let windows = |es: &[&Entry<'_>]| -> Vec<Window> {
             es.iter()
                 .filter_map(|e| e.energy)
-                .filter_map(|en| {
-                    let mut src = en.total_sources.clone();
-                    src.sort_by_key(|s| s.as_str());
-                    src.dedup();
-                    en.total_joules_per_iter.map(|iv| (iv, src))
-                })
+                .filter_map(|en| en.total_joules_per_iter.map(|iv| (iv, en.basis())))
                 .filter(|(iv, _)| iv.value.is_finite())
                 .collect()
         };
@@ -779,30 +841,74 @@ impl Collector<'_> {
                 format!("no energy reading on {side}"),
             );
         }
-        let label = |w: &[Window]| {
-            distinct(
-                w.iter()
-                    .map(|(_, s)| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("+")),
-            )
-            .join(", ")
-        };
-        let (bl, nl) = (label(&bw), label(&nw));
-        if bl != nl || bl.contains(", ") {
-            return self.skip(
-                id,
-                Some(Metric::Energy),
-                format!(
-                    "energy from different sources (base {bl}; new {nl}): not the same quantity"
-                ),
-            );
+        // The same quantity on both sides, or no comparison: the same sources, the same
+        // meters added, and for an estimate the same model.
+        type Part = fn(&EnergyBasis) -> &str;
+        let parts: [(&str, Part, &str); 3] = [
+            ("sources", |x| &x.sources, "not the same quantity"),
+            (
+                "meters",
+                |x| &x.meters,
+                "the totals add different meters (another --gpus, a counter that could not \
+                 be read), not the same quantity",
+            ),
+            (
+                "estimate models",
+                |x| &x.model,
+                "the estimate's inputs changed (its TDP or threads), so its figures moved by \
+                 the model, not by the code",
+            ),
+        ];
+        for (what, part, why) in parts {
+            let label = |w: &[Window]| distinct(w.iter().map(|(_, x)| part(x).to_string()));
+            let (bl, nl) = (label(&bw), label(&nw));
+            if bl != nl || bl.len() > 1 {
+                let show = |l: Vec<String>| {
+                    let l: Vec<String> = l
+                        .into_iter()
+                        .map(|s| if s.is_empty() { "none".into() } else { s })
+                        .collect();
+                    l.join(", ")
+                };
+                return self.skip(
+                    id,
+                    Some(Metric::Energy),
+                    format!(
+                        "energy from different {what} (base {}; new {}): {why}",
+                        show(bl),
+                        show(nl)
+                    ),
+                );
+            }
         }
+        let source = Some(bw[0].1.sources.clone());
         let values = |w: &[Window]| -> Vec<f64> { w.iter().map(|(iv, _)| iv.value).collect() };
         if bw.len() >= 2 && nw.len() >= 2 {
-            // One value per window, each window its own run.
-            let runs = |w: &[Window]| -> Vec<Vec<f64>> {
-                w.iter().map(|(iv, _)| vec![iv.value]).collect()
+            // One value per window, each window its own run: Welch on the logarithms.
+            let Some(w) = stats::welch_log(&values(&bw), &values(&nw), self.opts.confidence) else {
+                return self.skip(
+                    id,
+                    Some(Metric::Energy),
+                    "an energy value of 0 J or less on a side: no ratio".into(),
+                );
             };
-            return self.tested(id, Metric::Energy, &runs(&bw), &runs(&nw));
+            self.rows.push(CaseComparison {
+                id: id.to_string(),
+                metric: Metric::Energy,
+                verdict: Verdict::Ambiguous,
+                ratio: w.ratio,
+                ci: w.ci.iter().all(|v| v.is_finite()).then_some(w.ci),
+                p_value: None,
+                p_raw: Some(w.p_value),
+                base: w.base,
+                new: w.new,
+                unit: "J".into(),
+                n: [bw.len(), nw.len()],
+                runs: [bw.len(), nw.len()],
+                method: Method::WelchLog,
+                source,
+            });
+            return;
         }
         // One window on a side: the meters' intervals, worst case.
         let hull = |w: &[Window]| -> Interval {
@@ -836,7 +942,9 @@ impl Collector<'_> {
             new: ni.value,
             unit: "J".into(),
             n: [bw.len(), nw.len()],
+            runs: [bw.len(), nw.len()],
             method: Method::MeterInterval,
+            source,
         });
     }
 
@@ -904,7 +1012,9 @@ impl Collector<'_> {
             new: mn,
             unit: "B".into(),
             n: [bv.len(), nv.len()],
+            runs: [bv.len(), nv.len()],
             method: Method::Threshold,
+            source: None,
         });
     }
 
@@ -913,6 +1023,30 @@ impl Collector<'_> {
             es.iter().filter(|e| e.status == Status::Ok).collect()
         }
         let (bo, no) = (ok(b), ok(n));
+        // A case base ran well and new did not: a correctness regression, whatever the times.
+        let first = |es: &[Entry<'_>], s: Status| {
+            es.iter()
+                .find(|e| e.status == s)
+                .map(|e| e.reason.unwrap_or("no reason given").to_string())
+        };
+        let base_failed = b.iter().any(|e| e.status == Status::Failed);
+        if !bo.is_empty() {
+            if let (Some(reason), false) = (first(n, Status::Failed), base_failed) {
+                self.regressed.push(Regressed {
+                    id: id.into(),
+                    how: Broken::Failed,
+                    reason,
+                });
+            } else if no.is_empty() {
+                if let Some(reason) = first(n, Status::Skipped) {
+                    self.regressed.push(Regressed {
+                        id: id.into(),
+                        how: Broken::Skipped,
+                        reason,
+                    });
+                }
+            }
+        }
         if bo.is_empty() || no.is_empty() {
             let mut why = Vec::new();
             if bo.is_empty() {
@@ -939,6 +1073,31 @@ impl Collector<'_> {
         self.memory(id, Metric::HostMemory, &bo, &no);
         self.memory(id, Metric::DeviceMemory, &bo, &no);
     }
+}
+
+/// The Benjamini–Hochberg adjusted p-value of each row (NaN where untested), one family of
+/// tests per metric (time, energy): each metric's expected share of false discoveries is held
+/// at alpha, and a few energy tests are not drowned among hundreds of time tests (nor the
+/// other way round).
+fn adjust_per_metric(rows: &[CaseComparison]) -> Vec<f64> {
+    let mut adjusted = vec![f64::NAN; rows.len()];
+    for metric in [
+        Metric::Time,
+        Metric::Energy,
+        Metric::HostMemory,
+        Metric::DeviceMemory,
+    ] {
+        let idx: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].metric == metric)
+            .collect();
+        let raw: Vec<f64> = (idx.iter())
+            .map(|&i| rows[i].p_raw.unwrap_or(f64::NAN))
+            .collect();
+        for (&i, a) in idx.iter().zip(stats::benjamini_hochberg(&raw)) {
+            adjusted[i] = a;
+        }
+    }
+    adjusted
 }
 
 /// Compare `new` with `base` (see the module documentation for what and how).
@@ -1009,33 +1168,6 @@ pub fn compare(
             show(&nside.variables)
         ));
     }
-    // What the number of runs a side lets the statistics say (measured on this project's
-    // machines: results/regression-evidence and the audit's simulations).
-    let runs = (base.runs.len(), new.runs.len());
-    if runs == (1, 1) {
-        notes.push(
-            "one run a side: the interval and the rank test see the noise within each run, not \
-             between runs (another load, clocks, temperature), which can exceed the threshold: \
-             a slower or faster here may be noise; compare several runs a side, interleaved \
-             (`wattbench ab`), before trusting a verdict"
-                .into(),
-        );
-    } else if runs.0.min(runs.1) < 4 {
-        notes.push(format!(
-            "{} and {} runs: with fewer than 4 runs a side the run-level interval covers the \
-             true ratio well under its nominal confidence (about 70 % with 2 or 3 runs, in \
-             simulation); give 4 or more (`ab --rounds 4`)",
-            runs.0, runs.1
-        ));
-    }
-    if runs.0.max(runs.1) > 1 {
-        notes.push(
-            "the rank test pools the samples of every run of a side, which are not independent \
-             (a run's samples share its conditions): its p-values are too small, and the \
-             verdicts rest on the run-level interval lying beyond the threshold"
-                .into(),
-        );
-    }
     for (name, set) in [("base", base), ("new", new)] {
         notes.extend(
             set.left_out
@@ -1084,20 +1216,88 @@ pub fn compare(
         opts,
         rows: Vec::new(),
         not_compared: Vec::new(),
+        regressed: Vec::new(),
         notes,
     };
     for id in matched {
         col.case(id, &bmap[id], &nmap[id]);
     }
+    // Cases base ran well that new does not have at all.
+    for id in &unmatched.base_only {
+        if bmap[id].iter().any(|e| e.status == Status::Ok) {
+            col.regressed.push(Regressed {
+                id: id.clone(),
+                how: Broken::Missing,
+                reason: "in no new run".into(),
+            });
+        }
+    }
+    if !new.runs.iter().all(|r| !r.interrupted) {
+        let missing = col
+            .regressed
+            .iter()
+            .filter(|r| r.how == Broken::Missing)
+            .count();
+        if missing > 0 {
+            col.notes.push(format!(
+                "{missing} case(s) ok on base are missing on new, which was interrupted: they \
+                 may simply not have been reached"
+            ));
+        }
+    }
 
-    // One family for every test in the comparison.
-    let raw: Vec<f64> = col
-        .rows
-        .iter()
-        .map(|r| r.p_raw.unwrap_or(f64::NAN))
-        .collect();
-    let adjusted = stats::benjamini_hochberg(&raw);
+    // What the number of runs behind each case lets the statistics say (measured on this
+    // project's machines: results/regression-evidence and the audit's simulations). Counted
+    // per case: a folder may hold runs of other suites, which add nothing to this one.
+    let by_runs = |want: fn(usize) -> bool| -> Vec<String> {
+        (col.rows.iter())
+            .filter(|r| r.metric == Metric::Time && want(r.runs[0].min(r.runs[1])))
+            .map(|r| r.id.clone())
+            .collect()
+    };
+    let timed = col.rows.iter().filter(|r| r.metric == Metric::Time).count();
+    let which = |ids: &[String]| {
+        if ids.len() == timed {
+            "every case".to_string()
+        } else {
+            format!("{} of {timed} cases ({})", ids.len(), few(ids))
+        }
+    };
+    let (one, some) = (by_runs(|r| r == 1), by_runs(|r| (2..4).contains(&r)));
+    if !one.is_empty() {
+        col.notes.push(format!(
+            "one run on a side for {}: the interval and the rank test see the noise within \
+             each run, not between runs (another load, clocks, temperature), which can exceed \
+             the threshold: a slower or faster there may be noise; compare several runs a \
+             side, interleaved (`wattbench ab`), before trusting a verdict",
+            which(&one)
+        ));
+    }
+    if !some.is_empty() {
+        col.notes.push(format!(
+            "2 or 3 runs on a side for {}: with fewer than 4 runs a side the run-level \
+             interval covers the true ratio well under its nominal confidence (about 70 % with \
+             2 or 3 runs, in simulation); give 4 or more (`ab --rounds 4`)",
+            which(&some)
+        ));
+    }
+    if (col.rows.iter()).any(|r| r.metric == Metric::Time && r.runs[0].max(r.runs[1]) > 1) {
+        col.notes.push(
+            "the rank test pools the samples of every run of a side, which are not independent \
+             (a run's samples share its conditions): its p-values are too small, and the \
+             verdicts rest on the run-level interval lying beyond the threshold"
+                .into(),
+        );
+    }
+
+    let adjusted = adjust_per_metric(&col.rows);
     let mut summary = Summary::default();
+    for r in &col.regressed {
+        match r.how {
+            Broken::Failed => summary.failed += 1,
+            Broken::Skipped | Broken::Missing => summary.lost += 1,
+        }
+    }
     for (row, adj) in col.rows.iter_mut().zip(adjusted) {
         row.p_value = row.p_raw.map(|_| adj);
         row.verdict = verdict(
@@ -1139,6 +1339,7 @@ pub fn compare(
         cases: col.rows,
         unmatched,
         not_compared: col.not_compared,
+        regressed: col.regressed,
         notes: col.notes,
         summary,
     })
@@ -1148,6 +1349,7 @@ pub fn compare(
 mod tests {
     use super::*;
     use crate::stats::tests::synthetic as noisy;
+    use wattbench_core::energy::Source;
     use wattbench_core::result::CaseResult;
     use wattbench_core::testing::{self, case_energy as energy, timed_case as case};
 
@@ -1434,10 +1636,212 @@ mod tests {
         };
         let c = compare(&windows(10.0, 1), &windows(13.0, 2), &Options::default()).unwrap();
         let r = rows(&c, Metric::Energy)[0];
-        assert_eq!((r.method, r.n), (Method::RankTest, [6, 6]));
-        // 6 against 6, fully separated: exact p = 2/924 before adjustment.
-        assert!((r.p_raw.unwrap() - 2.0 / 924.0).abs() < 1e-12);
+        assert_eq!(
+            (r.method, r.n, r.runs, r.source.as_deref()),
+            (Method::WelchLog, [6, 6], [6, 6], Some("measured"))
+        );
+        // Welch on the logarithms: the ratio of geometric means, its t-interval around 1.3.
+        assert!((r.ratio - 1.3).abs() < 0.05, "{r:?}");
+        let [lo, hi] = r.ci.unwrap();
+        assert!(lo > 1.05 && lo < 1.3 && hi > 1.3, "{r:?}");
+        assert!(r.p_raw.unwrap() < 1e-4, "{r:?}");
         assert_eq!(r.verdict, Verdict::Slower);
+        // The source is shown where people read the row.
+        assert!(crate::render::table(&c).contains("energy (measured)"));
+    }
+
+    /// The audit's case: one case of many uses 1.5x the energy, four runs a side. The time
+    /// tests of every case must not drown the energy test (BH per metric), and four values a
+    /// side must be able to show it at all (a rank test's smallest p-value there is 0.029).
+    #[test]
+    fn one_energy_regression_among_many_cases_is_found_with_four_runs() {
+        let side = |seed: u64, factor: f64| {
+            set((0..4)
+                .map(|r| {
+                    let cs = (0..30)
+                        .map(|i| {
+                            let mut c = case(
+                                &format!("c{i}"),
+                                noisy(1e-3, 20, seed * 1000 + r * 100 + i as u64),
+                            );
+                            let jitter = 1.0 + 0.01 * ((r as f64 + i as f64 * 0.37) % 1.0 - 0.5);
+                            let e = if i == 7 { factor } else { 1.0 } * jitter;
+                            c.energy = Some(energy(e, 0.5, Source::Estimated));
+                            c
+                        })
+                        .collect();
+                    run(cs)
+                })
+                .collect())
+        };
+        let c = compare(&side(1, 1.0), &side(2, 1.5), &Options::default()).unwrap();
+        let slower: Vec<&str> = rows(&c, Metric::Energy)
+            .iter()
+            .filter(|r| r.verdict == Verdict::Slower)
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(slower, ["c7"]);
+        assert!(c.fails_gate(false));
+        // The other 29 are the same within 5 %.
+        let same = rows(&c, Metric::Energy)
+            .iter()
+            .filter(|r| r.verdict == Verdict::Same)
+            .count();
+        assert_eq!(same, 29);
+    }
+
+    #[test]
+    fn each_metric_is_its_own_family_of_tests() {
+        let row = |metric, p: Option<f64>| CaseComparison {
+            id: "c".into(),
+            metric,
+            verdict: Verdict::Ambiguous,
+            ratio: 1.0,
+            ci: None,
+            p_value: None,
+            p_raw: p,
+            base: 1.0,
+            new: 1.0,
+            unit: metric.unit().into(),
+            n: [4, 4],
+            runs: [4, 4],
+            method: Method::RankTest,
+            source: None,
+        };
+        // 30 time tests that found nothing, then one clear energy test of p = 0.001 among
+        // three: adjusted over its own family, 0.001 * 3 / 1; over all 33 it would be 0.033.
+        let mut rows: Vec<CaseComparison> = (0..30)
+            .map(|i| row(Metric::Time, Some(0.5 + i as f64 / 100.0)))
+            .collect();
+        rows.push(row(Metric::Energy, Some(0.001)));
+        rows.push(row(Metric::Energy, Some(0.6)));
+        rows.push(row(Metric::Energy, Some(0.9)));
+        rows.push(row(Metric::HostMemory, None));
+        let a = adjust_per_metric(&rows);
+        assert!((a[30] - 0.003).abs() < 1e-12, "{}", a[30]);
+        assert!((a[31] - 0.9).abs() < 1e-12 && (a[32] - 0.9).abs() < 1e-12);
+        assert!(a[33].is_nan());
+        // The time family alone: the smallest, 0.5, times 30 / 1 caps at its neighbours' 0.79.
+        assert!(a[..30].iter().all(|&p| (p - 0.79).abs() < 1e-12), "{a:?}");
+    }
+
+    #[test]
+    fn energy_on_another_basis_is_not_compared() {
+        let files = |v: f64, tdp: f64, includes: &[&str]| {
+            set((0..3)
+                .map(|i| {
+                    let mut e = testing::estimated_energy(v * (1.0 + 0.001 * i as f64), tdp);
+                    if !includes.is_empty() {
+                        e.total_includes = includes.iter().map(|s| s.to_string()).collect();
+                    }
+                    with_energy(Some(e))
+                })
+                .collect())
+        };
+        // The same code with a TDP of 70 W instead of 7 W: 10x the energy, by the model alone.
+        let c = compare(
+            &files(1.0, 7.0, &[]),
+            &files(10.0, 70.0, &[]),
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(rows(&c, Metric::Energy).is_empty());
+        let why = &c.not_compared[0].reason;
+        assert!(
+            why.contains("estimate models") && why.contains("7 W TDP") && why.contains("70 W"),
+            "{why}"
+        );
+        assert!(!c.fails_gate(true));
+        // Totals over different meters (one more GPU) are not the same quantity either.
+        let c = compare(
+            &files(1.0, 7.0, &["cpu (measured)"]),
+            &files(1.5, 7.0, &["cpu (measured)", "gpu1 (measured)"]),
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(rows(&c, Metric::Energy).is_empty());
+        assert!(c.not_compared[0].reason.contains("different meters"));
+        // The same basis compares, and says it is an estimate.
+        let c = compare(
+            &files(1.0, 7.0, &[]),
+            &files(1.0, 7.0, &[]),
+            &Options::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&c, Metric::Energy)[0].source.as_deref(),
+            Some("estimated")
+        );
+    }
+
+    #[test]
+    fn a_case_new_failed_skipped_or_lost_fails_the_gate() {
+        let ok = |id: &str| case(id, noisy(1e-3, 20, 1));
+        let with = |id: &str, status: Status, why: &str| {
+            let mut c = ok(id);
+            c.status = status;
+            c.reason = Some(why.into());
+            c.time = None;
+            c
+        };
+        let base = set(vec![run(vec![ok("a"), ok("b"), ok("c"), ok("d")])]);
+        let new = set(vec![run(vec![
+            ok("a"),
+            with("b", Status::Failed, "relative error 0.3 above 1e-4"),
+            with("c", Status::Skipped, "backend unavailable"),
+        ])]);
+        let c = compare(&base, &new, &Options::default()).unwrap();
+        let got: Vec<(&str, Broken)> = c.regressed.iter().map(|r| (r.id.as_str(), r.how)).collect();
+        assert_eq!(
+            got,
+            [
+                ("b", Broken::Failed),
+                ("c", Broken::Skipped),
+                ("d", Broken::Missing)
+            ]
+        );
+        assert_eq!((c.summary.failed, c.summary.lost), (1, 2));
+        assert!(!c.has_slower());
+        // A failure fails any gate; a lost case only one of the same options on both sides.
+        assert!(c.fails_gate(false));
+        let table = crate::render::table(&c);
+        assert!(table.contains("1 FAILED on new"), "{table}");
+        assert!(table.contains("relative error 0.3"), "{table}");
+        let lost_only = set(vec![run(vec![ok("a"), ok("b"), ok("c")])]);
+        let c = compare(&base, &lost_only, &Options::default()).unwrap();
+        assert!(!c.fails_gate(false) && c.fails_gate(true));
+        // A case base also failed is not new's regression.
+        let flaky = set(vec![
+            run(vec![ok("a"), ok("b")]),
+            run(vec![ok("a"), with("b", Status::Failed, "flaky")]),
+        ]);
+        let c = compare(&flaky, &new, &Options::default()).unwrap();
+        assert!(c.regressed.iter().all(|r| r.id != "b"), "{:?}", c.regressed);
+    }
+
+    #[test]
+    fn the_run_count_notes_count_the_runs_of_each_case() {
+        // Base: three runs of one suite and one of another; new: two runs of the other.
+        let base = set(vec![
+            run(vec![case("x", noisy(1e-3, 20, 1))]),
+            run(vec![case("x", noisy(1e-3, 20, 2))]),
+            run(vec![case("x", noisy(1e-3, 20, 3))]),
+            run(vec![case("y", noisy(1e-3, 20, 4))]),
+        ]);
+        let new = set(vec![
+            run(vec![case("y", noisy(1e-3, 20, 5))]),
+            run(vec![case("y", noisy(1e-3, 20, 6))]),
+        ]);
+        let c = compare(&base, &new, &Options::default()).unwrap();
+        let r = rows(&c, Metric::Time)[0];
+        assert_eq!((r.id.as_str(), r.runs), ("y", [1, 2]));
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.starts_with("one run on a side for every case")),
+            "{:?}",
+            c.notes
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A [`Comparison`] for people: a terminal table, or Markdown for a pull-request comment or a
 //! CI job summary. Both lead with what changed (slower, then faster, then ambiguous), list
 //! every unmatched and uncompared case, and end with the verdict rule.
-use crate::compare::{CaseComparison, Comparison, Method, Metric, NotCompared, Verdict};
+use crate::compare::{Broken, CaseComparison, Comparison, Method, Metric, NotCompared, Verdict};
 use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::Table;
 use std::collections::BTreeMap;
@@ -10,22 +10,32 @@ use wattbench_core::units;
 /// The verdict rule in one paragraph, as `--help` and the outputs state it.
 pub fn rule(c: &Comparison) -> String {
     format!(
-        "Verdict per case and metric, from NEW/BASE: `slower` when the Mann-Whitney p-value, \
-         adjusted for all {tests} tests by Benjamini-Hochberg, is below {alpha} and the whole \
-         {conf}% bootstrap interval of the ratio of medians lies above 1 + threshold; `faster` \
-         when significant and the whole interval lies below 1 / (1 + threshold); `same` when \
-         the interval lies inside [1 / (1 + threshold), 1 + threshold]; `ambiguous` otherwise. \
-         Thresholds: time {t}, energy {e}, memory {m}. Energy with a single window per side \
-         has no test: its interval is the meters' stated uncertainty, and it is never `same`. \
-         Peak memory has no test: its interval is the range of ratios over each side's \
-         files, which needs two files a side (with one, `ambiguous`).",
-        tests = c.cases.iter().filter(|r| r.p_raw.is_some()).count(),
+        "Verdict per case and metric, from NEW/BASE: `slower` when the test's p-value, \
+         adjusted by Benjamini-Hochberg over the tests of its metric ({time_tests} of time, \
+         {energy_tests} of energy), is below {alpha} and the whole {conf}% interval of the \
+         ratio lies above 1 + threshold; `faster` when significant and the whole interval lies \
+         below 1 / (1 + threshold); `same` when the interval lies inside [1 / (1 + threshold), \
+         1 + threshold]; `ambiguous` otherwise. Time: Mann-Whitney, bootstrap interval of the \
+         ratio of medians. Energy with several windows a side: Welch's t-test and interval on \
+         the logarithms (ratio of geometric means); with a single window on a side no test: \
+         its interval is the meters' stated uncertainty, and it is never `same`. Thresholds: \
+         time {t}, energy {e}, memory {m}. Peak memory has no test: its interval is the range \
+         of ratios over each side's files, which needs two files a side (with one, \
+         `ambiguous`). A case ok on base that failed on new fails the gate as `slower` does.",
+        time_tests = tests(c, Metric::Time),
+        energy_tests = tests(c, Metric::Energy),
         alpha = c.alpha,
         conf = percent(c.confidence),
         t = pct(c.threshold.time),
         e = pct(c.threshold.energy),
         m = pct(c.threshold.memory),
     )
+}
+
+fn tests(c: &Comparison, metric: Metric) -> usize {
+    (c.cases.iter())
+        .filter(|r| r.metric == metric && r.p_raw.is_some())
+        .count()
 }
 
 /// A fraction as a percentage without float noise: 0.07 → `7`, 0.125 → `12.5`.
@@ -94,7 +104,10 @@ fn table_of<'a>(rows: impl IntoIterator<Item = &'a CaseComparison>, preset: &str
     for r in rows {
         t.add_row([
             r.id.clone(),
-            r.metric.as_str().to_string(),
+            match &r.source {
+                Some(src) => format!("{} ({src})", r.metric.as_str()),
+                None => r.metric.as_str().to_string(),
+            },
             value(r.base, &r.unit),
             value(r.new, &r.unit),
             ratio(r.ratio),
@@ -106,12 +119,52 @@ fn table_of<'a>(rows: impl IntoIterator<Item = &'a CaseComparison>, preset: &str
     t
 }
 
-fn summary_line(c: &Comparison) -> String {
+/// `3 slower, 1 faster, 40 same, 2 ambiguous`, then the cases new failed or lost when any.
+pub fn summary_line(c: &Comparison) -> String {
     let s = &c.summary;
-    format!(
+    let mut line = format!(
         "{} slower, {} faster, {} same, {} ambiguous",
         s.slower, s.faster, s.same, s.ambiguous
-    )
+    );
+    if s.failed > 0 {
+        line.push_str(&format!(", {} FAILED on new (ok on base)", s.failed));
+    }
+    if s.lost > 0 {
+        line.push_str(&format!(
+            ", {} lost (ok on base, skipped or absent on new)",
+            s.lost
+        ));
+    }
+    line
+}
+
+/// The cases new broke, a line per kind: failed first (a gate fails on them), then lost.
+fn regressed(c: &Comparison, markdown: bool) -> String {
+    let (item, limit) = if markdown { ("- ", 50) } else { ("", 20) };
+    let mut out = String::new();
+    for (how, label) in [
+        (Broken::Failed, "FAILED on new, ok on base"),
+        (Broken::Skipped, "skipped on new, ok on base"),
+        (Broken::Missing, "absent from new, ok on base"),
+    ] {
+        let these: Vec<&crate::compare::Regressed> =
+            c.regressed.iter().filter(|r| r.how == how).collect();
+        if these.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = these.iter().map(|r| r.id.as_str()).collect();
+        out.push_str(&format!(
+            "{item}{label} ({}): {}\n",
+            these.len(),
+            id_list(&ids, markdown, limit)
+        ));
+        if how == Broken::Failed {
+            for r in these.iter().take(limit) {
+                out.push_str(&format!("{item}  {}: {}\n", r.id, r.reason));
+            }
+        }
+    }
+    out
 }
 
 /// Not-compared entries grouped by metric and reason, each with its ids.
@@ -210,6 +263,7 @@ pub fn table(c: &Comparison) -> String {
     out.push_str(&table_of(ordered(c), UTF8_FULL_CONDENSED).to_string());
     out.push('\n');
     out.push_str(&format!("summary: {}\n", summary_line(c)));
+    out.push_str(&regressed(c, false));
     out.push_str(&left_out(c, false));
     out.push_str(&format!("rule: {}\n", rule(c)));
     out
@@ -225,13 +279,24 @@ pub fn markdown(c: &Comparison) -> String {
     } else {
         "0 slower".into()
     };
+    let mut broken = String::new();
+    if s.failed > 0 {
+        broken.push_str(&format!(", **{} FAILED on new**", s.failed));
+    }
+    if s.lost > 0 {
+        broken.push_str(&format!(", {} lost", s.lost));
+    }
     md.push_str(&format!(
-        "{slower}, {} faster, {} same, {} ambiguous — {}\n\n",
+        "{slower}, {} faster, {} same, {} ambiguous{broken} — {}\n\n",
         s.faster,
         s.same,
         s.ambiguous,
         sides(c)
     ));
+    md.push_str(&regressed(c, true));
+    if !c.regressed.is_empty() {
+        md.push('\n');
+    }
     let rows = ordered(c);
     let pick = |want: &[Verdict]| -> Vec<&CaseComparison> {
         rows.iter()

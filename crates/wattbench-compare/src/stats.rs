@@ -1,12 +1,17 @@
 //! The statistics a comparison rests on, each small enough to check by hand: the median, a
 //! seeded percentile-bootstrap interval of the ratio of two medians, the Mann–Whitney rank test
-//! (exact for small samples, normal approximation with tie correction otherwise) and the
-//! Benjamini–Hochberg adjustment for testing many cases at once.
+//! (exact for small samples, normal approximation with tie correction otherwise), Welch's
+//! t-test and interval on logarithms, and the Benjamini–Hochberg adjustment for testing many
+//! cases at once.
 //!
 //! Why these: benchmark times are skewed and heavy-tailed (preemption, frequency changes), so
 //! means and t-tests mislead; medians and ranks do not care about a few wild samples. asv
 //! compares with Mann–Whitney; criterion bootstraps; neither corrects for the hundreds of
-//! cases a suite tests at once, which is what makes a large suite cry wolf.
+//! cases a suite tests at once, which is what makes a large suite cry wolf. Energy is the
+//! exception: a side has one value per run (each a mean over a whole window, not a single
+//! wild sample), and few runs, where a rank test cannot reach significance at all (its
+//! smallest two-sided p-value is 0.1 with 3 runs a side and 0.029 with 4, before any
+//! adjustment), so energy uses Welch's test on the logarithms ([`welch_log`]).
 use rand::{Rng, SeedableRng};
 use wattbench_core::stats::quantile_sorted;
 
@@ -252,6 +257,66 @@ pub fn erfc(x: f64) -> f64 {
     }
 }
 
+/// Welch's comparison of two sides of positive values on a log scale: what [`welch_log`]
+/// finds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WelchLog {
+    /// Geometric mean of the base values.
+    pub base: f64,
+    /// Geometric mean of the new values.
+    pub new: f64,
+    /// `new / base`.
+    pub ratio: f64,
+    /// The t-interval of the ratio at the confidence asked for: `exp(d ± t · se)`, `d` the
+    /// difference of the mean logarithms.
+    pub ci: [f64; 2],
+    /// Two-sided p-value of `d = 0`.
+    pub p_value: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub df: f64,
+}
+
+/// Welch's unequal-variance t-test and interval on the logarithms of `base` and `new`, for
+/// ratio-scale quantities with few values a side (energy per call, one value per run): the
+/// ratio is of geometric means, and a change by a factor is a shift of the logarithms, the
+/// same size up or down. `None` unless each side has two values or more, all positive and
+/// finite. When neither side varies at all the interval is the point ratio and the p-value 1
+/// (equal) or 0 (different): there is no noise to weigh the difference against.
+pub fn welch_log(base: &[f64], new: &[f64], confidence: f64) -> Option<WelchLog> {
+    let logs = |v: &[f64]| -> Option<Vec<f64>> {
+        (v.len() >= 2 && v.iter().all(|x| x.is_finite() && *x > 0.0))
+            .then(|| v.iter().map(|x| x.ln()).collect())
+    };
+    let (a, b) = (logs(base)?, logs(new)?);
+    let moments = |v: &[f64]| {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, var / n, n)
+    };
+    let ((ma, va, na), (mb, vb, nb)) = (moments(&a), moments(&b));
+    let d = mb - ma;
+    let se2 = va + vb;
+    let (ci, p_value, df) = if se2 > 0.0 {
+        let df = se2 * se2 / (va * va / (na - 1.0) + vb * vb / (nb - 1.0));
+        let se = se2.sqrt();
+        let t = wattbench_core::stats::t_quantile(0.5 + confidence / 2.0, df);
+        let p = wattbench_core::stats::t_two_sided_p(d / se, df);
+        ([(d - t * se).exp(), (d + t * se).exp()], p, df)
+    } else {
+        let p = if d == 0.0 { 1.0 } else { 0.0 };
+        ([d.exp(), d.exp()], p, na + nb - 2.0)
+    };
+    Some(WelchLog {
+        base: ma.exp(),
+        new: mb.exp(),
+        ratio: d.exp(),
+        ci,
+        p_value,
+        df,
+    })
+}
+
 /// Benjamini–Hochberg adjusted p-values, in the order given: `p_(i) · m / i` over the sorted
 /// p-values, made monotone from the largest down and capped at 1. Rejecting every hypothesis
 /// whose adjusted p-value is below `q` keeps the expected share of false discoveries among
@@ -296,6 +361,48 @@ pub(crate) mod tests {
 
     fn close(a: f64, b: f64, rel: f64) -> bool {
         (a - b).abs() <= rel * b.abs().max(1e-300)
+    }
+
+    #[test]
+    fn welch_log_matches_a_hand_computation() {
+        // Logs base: ln 1, ln 2 -> mean 0.34657, var 0.24023; new: ln 2, ln 4 -> mean
+        // 1.03972, var 0.24023. d = ln 2, se = sqrt(0.24023/2 * 2) = 0.49013, df = 2
+        // (equal variances and sizes), t = 1.41421; R: 2 * pt(-1.41421, 2) = 0.29289.
+        let w = welch_log(&[1.0, 2.0], &[2.0, 4.0], 0.95).unwrap();
+        assert!(close(w.ratio, 2.0, 1e-12) && close(w.base, 2f64.sqrt(), 1e-12));
+        assert!(close(w.df, 2.0, 1e-9), "{w:?}");
+        assert!(close(w.p_value, 0.292893, 1e-4), "{w:?}");
+        // Interval exp(ln 2 -+ 4.3027 * 0.49013).
+        let half = 4.302653 * 0.490129;
+        assert!(close(w.ci[0], (2f64.ln() - half).exp(), 1e-4), "{w:?}");
+        assert!(close(w.ci[1], (2f64.ln() + half).exp(), 1e-4), "{w:?}");
+        // Symmetric: swapping the sides inverts the ratio and interval, same p.
+        let v = welch_log(&[2.0, 4.0], &[1.0, 2.0], 0.95).unwrap();
+        assert!(close(v.ratio, 0.5, 1e-12) && close(v.ci[0], 1.0 / w.ci[1], 1e-9));
+        assert!(close(v.p_value, w.p_value, 1e-12));
+    }
+
+    #[test]
+    fn welch_log_detects_a_clear_energy_rise_from_four_runs_a_side() {
+        // 1.5x more energy, 2 % noise: a rank test on 4 vs 4 cannot go below p = 0.029.
+        let base = [1.00, 1.02, 0.98, 1.01];
+        let new = [1.50, 1.47, 1.53, 1.49];
+        let w = welch_log(&base, &new, 0.95).unwrap();
+        assert!(w.p_value < 1e-5, "{w:?}");
+        assert!(w.ci[0] > 1.4 && w.ci[1] < 1.6, "{w:?}");
+        assert!(mann_whitney(&base, &new).p_value > 0.02);
+    }
+
+    #[test]
+    fn welch_log_refuses_what_it_cannot_weigh() {
+        assert!(welch_log(&[1.0], &[1.0, 2.0], 0.95).is_none(), "one value");
+        assert!(welch_log(&[1.0, 0.0], &[1.0, 2.0], 0.95).is_none(), "zero");
+        assert!(welch_log(&[1.0, f64::NAN], &[1.0, 2.0], 0.95).is_none());
+        // No variation on either side: the point ratio, p 1 when equal, 0 when not.
+        let same = welch_log(&[2.0, 2.0], &[2.0, 2.0], 0.95).unwrap();
+        assert_eq!((same.ratio, same.ci, same.p_value), (1.0, [1.0, 1.0], 1.0));
+        let moved = welch_log(&[2.0, 2.0], &[3.0, 3.0], 0.95).unwrap();
+        assert_eq!(moved.p_value, 0.0);
     }
 
     #[test]

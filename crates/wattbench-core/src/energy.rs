@@ -652,6 +652,64 @@ impl CaseEnergy {
     }
 }
 
+/// What an energy total is a total of: its sources, the meters it adds and, for an estimate,
+/// the model's inputs. Two totals are the same quantity only when all three agree: a
+/// measured and an estimated figure are not, a total over another set of meters (another
+/// `--gpus`, a counter that could not be read) is not, and an estimate with another TDP moves
+/// by the model, not by the code. `compare` and `history` both judge sameness by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnergyBasis {
+    /// The sources added, sorted: `measured`, `estimated+measured`, ...
+    pub sources: String,
+    /// The domains added, with their sources, sorted, joined by ` + `.
+    pub meters: String,
+    /// Each estimated domain's TDP and threads (`cpu-estimate: 7 W TDP over 2 threads`);
+    /// empty without an estimate.
+    pub model: String,
+}
+
+impl EnergyBasis {
+    /// One line: the sources, then what the total adds and the estimate's inputs in brackets
+    /// (`estimated [cpu-estimate (estimated); cpu-estimate: 7 W TDP over 2 threads]`).
+    pub fn label(&self) -> String {
+        let detail: Vec<&str> = [self.meters.as_str(), self.model.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        if detail.is_empty() {
+            self.sources.clone()
+        } else {
+            format!("{} [{}]", self.sources, detail.join("; "))
+        }
+    }
+}
+
+impl CaseEnergy {
+    /// What this record's total is a total of ([`EnergyBasis`]).
+    pub fn basis(&self) -> EnergyBasis {
+        let mut sources: Vec<&str> = self.total_sources.iter().map(|s| s.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let mut meters = self.total_includes.clone();
+        meters.sort();
+        let model: Vec<String> = (self.domains.iter())
+            .filter(|d| d.in_total)
+            .filter_map(|d| {
+                let a = d.assumptions.as_ref()?;
+                Some(format!(
+                    "{}: {} W TDP over {} threads",
+                    d.name, a.tdp_watts, a.hardware_threads
+                ))
+            })
+            .collect();
+        EnergyBasis {
+            sources: sources.join("+"),
+            meters: meters.join(" + "),
+            model: model.join("; "),
+        }
+    }
+}
+
 impl CaseEnergy {
     /// Recomputes the net (above idle) figures against another idle baseline, e.g. the mean
     /// of the idle before and after a run ([`mean_idle`]).

@@ -33,6 +33,46 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// The `p` quantile of Student's t distribution with `df` degrees of freedom (fractional,
+/// as Welch's are): infinite when `df` is not positive or `p` is 0 or 1, NaN for a `p`
+/// outside [0, 1]. The one place t-intervals get their critical values.
+pub fn t_quantile(p: f64, df: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    if !(0.0..=1.0).contains(&p) {
+        return f64::NAN;
+    }
+    if df.is_nan() || df <= 0.0 || p == 0.0 || p == 1.0 {
+        return if p < 0.5 {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        };
+    }
+    if df > 1e5 {
+        // statrs' inverse loses digits there (6e-5 at 1e6); the first Cornish–Fisher term
+        // of the expansion around the normal is exact to far better than that.
+        let z = statrs::distribution::Normal::standard().inverse_cdf(p);
+        return z + (z * z * z + z) / (4.0 * df);
+    }
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(t) => t.inverse_cdf(p),
+        Err(_) => f64::NAN,
+    }
+}
+
+/// Two-sided p-value of the statistic `t` under Student's t with `df` degrees of freedom:
+/// `P(|T| >= |t|)`; NaN when either is not a number or `df` is not positive.
+pub fn t_two_sided_p(t: f64, df: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    if t.is_nan() || df.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(d) => (2.0 * d.sf(t.abs())).min(1.0),
+        Err(_) => f64::NAN,
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     quantile_sorted(v, 0.5)
@@ -134,6 +174,34 @@ mod tests {
             .collect();
         assert_eq!(drift(&wild), None);
         assert_eq!(drift(&ramp[..7]), None, "too few samples");
+    }
+
+    #[test]
+    fn t_distribution_matches_published_tables() {
+        // Critical values of two-sided 95 % intervals (any statistics table; R's qt).
+        for (df, t) in [(1.0, 12.7062), (2.0, 4.3027), (4.0, 2.7764), (30.0, 2.0423)] {
+            assert!((t_quantile(0.975, df) - t).abs() < 1e-4, "df {df}");
+        }
+        // Fractional df (Welch): between its integer neighbours; the normal as df grows.
+        let (a, b, c) = (
+            t_quantile(0.975, 5.0),
+            t_quantile(0.975, 5.5),
+            t_quantile(0.975, 6.0),
+        );
+        assert!(a > b && b > c, "{a} {b} {c}");
+        assert!((t_quantile(0.975, 1e6) - 1.959966).abs() < 1e-6);
+        assert!(
+            (t_quantile(0.975, 2e5) - t_quantile(0.975, 9e4)).abs() < 1e-4,
+            "continuous"
+        );
+        assert!((t_quantile(0.025, 4.0) + 2.7764).abs() < 1e-4, "symmetric");
+        // p-values: R's 2 * pt(-2.7764, 4) = 0.05, 2 * pt(-1, 10) = 0.3409.
+        assert!((t_two_sided_p(2.7764, 4.0) - 0.05).abs() < 1e-4);
+        assert!((t_two_sided_p(-1.0, 10.0) - 0.34089).abs() < 1e-4);
+        assert_eq!(t_two_sided_p(0.0, 3.0), 1.0);
+        // Nonsense in, no panic out.
+        assert!(t_quantile(1.5, 3.0).is_nan() && t_two_sided_p(1.0, 0.0).is_nan());
+        assert_eq!(t_quantile(0.975, 0.0), f64::INFINITY);
     }
 
     #[test]

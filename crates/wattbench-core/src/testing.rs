@@ -472,6 +472,47 @@ pub fn case_energy(value: f64, half: f64, source: Source) -> CaseEnergy {
     }
 }
 
+/// [`case_energy`] of the CPU estimate alone: `value` J ± 50 %, from a model of `tdp_watts`
+/// over 2 threads (what [`CaseEnergy::basis`] tells apart).
+pub fn estimated_energy(value: f64, tdp_watts: f64) -> CaseEnergy {
+    let mut e = case_energy(value, 0.5 * value, Source::Estimated);
+    e.total_includes = vec!["cpu-estimate (estimated)".into()];
+    e.domains = vec![crate::energy::DomainRecord {
+        name: "cpu-estimate".into(),
+        source: Source::Estimated,
+        reason: None,
+        scope: "process".into(),
+        in_total: true,
+        joules_per_iter: Some(value),
+        uncertainty_j: Some(0.5 * value),
+        window_s: 1.0,
+        avg_watts: None,
+        idle_watts: None,
+        net_joules_per_iter: None,
+        net_uncertainty_j: None,
+        note: None,
+        assumptions: Some(crate::energy::EstimateAssumptions {
+            model: "TDP x CPU time (a test's)".into(),
+            tdp_watts,
+            tdp_source: "test".into(),
+            hardware_threads: 2,
+            watts_per_busy_thread: tdp_watts / 2.0,
+            cpu_model: "test".into(),
+            logical_cpus: 2,
+            cpu_seconds: 1.0,
+            utilisation_of_machine: Some(0.5),
+            relative_uncertainty: 0.5,
+            uncertainty_basis: "test".into(),
+            boost_watts: None,
+            excludes: String::new(),
+            comparison: String::new(),
+        }),
+        warnings: Vec::new(),
+        power_check: None,
+    }];
+    e
+}
+
 /// A `wattbench run` result file of `cases` that started at `created_at` and took 1 s, on a
 /// machine it says nothing about.
 pub fn run_file(created_at: &str, cases: Vec<CaseResult>) -> RunFile {

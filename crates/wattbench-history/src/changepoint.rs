@@ -30,6 +30,12 @@ pub struct Config {
     pub min_size: usize,
     /// Seed of the permutations: the same series gives the same answer.
     pub seed: u64,
+    /// Smallest change of level reported as a change, as a fraction (0.05: 5 %, the default
+    /// threshold of `compare`): each series is tested on its own at `alpha`, so over many
+    /// series noise alone finds a few significant splits; smaller ones are counted, not
+    /// listed (known breaks are always reported).
+    #[serde(default)]
+    pub min_change: f64,
 }
 
 impl Default for Config {
@@ -39,6 +45,7 @@ impl Default for Config {
             alpha: 0.05,
             min_size: 3,
             seed: 0x5eed,
+            min_change: 0.05,
         }
     }
 }

@@ -54,6 +54,9 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, case_id, metric)
     ) WITHOUT ROWID;
     CREATE INDEX measurements_case ON measurements (case_id, metric);",
+    // 2: the environment variables that change what is measured (thread counts, the GPUs
+    // used, TF32), `K=V; ...`; null for runs whose files predate them (unknown, not "none").
+    "ALTER TABLE runs ADD COLUMN variables_fp TEXT;",
 ];
 
 /// The schema version this code writes: the number of migrations.
@@ -143,8 +146,10 @@ pub struct Measurement {
     pub low: Option<f64>,
     /// Upper end of its interval.
     pub high: Option<f64>,
-    /// Where it comes from: `median` (time), the energy sources (`measured`, `estimated`, ...
-    /// joined with `+`), `device_peak` or `host_peak_rss` (memory).
+    /// Where it comes from: `median` (time), the energy's basis (its sources, then what its
+    /// total adds and an estimate's inputs in brackets:
+    /// [`EnergyBasis::label`](wattbench_core::energy::EnergyBasis::label)), `device_peak` or
+    /// `host_peak_rss` (memory).
     pub source: Option<String>,
 }
 
@@ -184,7 +189,6 @@ fn time_measurement(id: &str, t: &TimeStats) -> Option<Measurement> {
 
 fn energy_measurement(id: &str, e: &CaseEnergy) -> Option<Measurement> {
     let total = e.total_joules_per_iter.as_ref()?;
-    let sources: Vec<&str> = e.total_sources.iter().map(|s| s.as_str()).collect();
     total.value.is_finite().then(|| Measurement {
         case_id: id.to_string(),
         metric: Metric::EnergyJ,
@@ -192,7 +196,9 @@ fn energy_measurement(id: &str, e: &CaseEnergy) -> Option<Measurement> {
         n_samples: Some(e.calls),
         low: Some(total.low).filter(|v| v.is_finite()),
         high: Some(total.high).filter(|v| v.is_finite()),
-        source: Some(sources.join("+")),
+        // What the total adds, not only its sources: a series breaks where the meters or the
+        // estimate's inputs change, as where the source does.
+        source: Some(e.basis().label()),
     })
 }
 
@@ -672,9 +678,9 @@ impl History {
         }
         tx.execute(
             "INSERT INTO runs (sha256, created_at, command, git_commit, hardware_fp, software_fp,
-                               hostname, interrupted, file_path, recorded_at)
+                               hostname, interrupted, file_path, recorded_at, variables_fp)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
-                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?10)",
             params![
                 sha256,
                 run.created_at,
@@ -685,6 +691,7 @@ impl History {
                 env.host.hostname,
                 run.interrupted,
                 file_path,
+                env.variables_fingerprint(),
             ],
         )
         .map_err(sql)?;

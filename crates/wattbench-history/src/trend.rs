@@ -18,6 +18,10 @@ pub struct Point {
     pub git_commit: Option<String>,
     /// The run's software fingerprint.
     pub software_fp: String,
+    /// The run's environment variables that change what is measured (`K=V; ...`); null
+    /// when its file predates them.
+    #[serde(default)]
+    pub variables_fp: Option<String>,
     /// The figure.
     pub value: f64,
     /// Lower end of its interval, when known.
@@ -26,8 +30,9 @@ pub struct Point {
     pub high: Option<f64>,
     /// How many values it summarises.
     pub n_samples: Option<u64>,
-    /// Where the figure comes from: `median` (time), the energy's sources
-    /// (`measured+estimated`, ...), the memory counter.
+    /// Where the figure comes from: `median` (time), the energy's basis (sources, meters
+    /// added, an estimate's inputs: `estimated [cpu-estimate (estimated); ...]`), the memory
+    /// counter.
     #[serde(default)]
     pub source: Option<String>,
 }
@@ -95,6 +100,15 @@ pub struct ChangePoint {
     pub known_break: bool,
     /// What changed in the software, at a known break; `[]` otherwise.
     pub software_change: Vec<String>,
+    /// Found among the last runs, with no more runs after it than the detector needs on a
+    /// side (`min_size`): a step that came one or two runs later is found here too, so the
+    /// change may lie anywhere up to the latest run (`until_commit`). More runs settle it.
+    #[serde(default)]
+    pub provisional: bool,
+    /// When provisional: the commit of the latest run, the other end of the commits that may
+    /// hold the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_commit: Option<String>,
 }
 
 /// Where a series stands.
@@ -129,8 +143,13 @@ pub struct Analysis {
     pub trend: Trend,
     /// Software changes along it.
     pub known_breaks: Vec<KnownBreak>,
-    /// Changes of level, oldest first.
+    /// Changes of level, oldest first, at known breaks or of at least the detector's
+    /// `min_change`.
     pub change_points: Vec<ChangePoint>,
+    /// Significant changes of level smaller than `min_change` (not reported as changes: over
+    /// many series, noise alone makes a few significant).
+    #[serde(default)]
+    pub minor_changes: Vec<ChangePoint>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -172,15 +191,29 @@ impl Series {
         self.points.iter().map(|p| p.value).collect()
     }
 
-    /// Where the software fingerprint or the figure's source changed (an energy estimate
-    /// that became a counter's measurement is another quantity, not a regression).
+    /// Where the software fingerprint, the recorded environment variables (both known) or the
+    /// figure's source changed (an energy estimate that became a counter's measurement is
+    /// another quantity, not a regression; a thread count is not a change of code).
     pub fn known_breaks(&self) -> Vec<KnownBreak> {
+        let variables = |a: &Point, b: &Point| match (&a.variables_fp, &b.variables_fp) {
+            (Some(x), Some(y)) if x != y => software_diff(x, y),
+            _ => Vec::new(),
+        };
         self.points
             .windows(2)
             .enumerate()
-            .filter(|(_, w)| w[0].software_fp != w[1].software_fp || w[0].source != w[1].source)
+            .filter(|(_, w)| {
+                w[0].software_fp != w[1].software_fp
+                    || w[0].source != w[1].source
+                    || !variables(&w[0], &w[1]).is_empty()
+            })
             .map(|(i, w)| {
                 let mut changed = software_diff(&w[0].software_fp, &w[1].software_fp);
+                changed.extend(
+                    variables(&w[0], &w[1])
+                        .into_iter()
+                        .map(|v| format!("environment {v}")),
+                );
                 if w[0].source != w[1].source {
                     let name = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
                     changed.push(format!(
@@ -204,13 +237,18 @@ impl Series {
         let known_breaks = self.known_breaks();
         let at: Vec<usize> = known_breaks.iter().map(|b| b.index).collect();
         let detected = changepoint::detect(&values, &at, cfg);
-        let change_points = self.describe(&values, &detected, &known_breaks);
-        let trend = trend(&values, change_points.last().map_or(0, |c| c.index));
+        let all = self.describe(&values, &detected, &known_breaks, cfg.min_size.max(2));
+        let trend = trend(&values, all.last().map_or(0, |c| c.index));
+        let floor = (1.0 + cfg.min_change.max(0.0)).ln();
+        let (change_points, minor_changes) = all
+            .into_iter()
+            .partition(|c| c.known_break || c.ratio.ln().abs() >= floor || !c.ratio.is_finite());
         Analysis {
             series: self,
             trend,
             known_breaks,
             change_points,
+            minor_changes,
         }
     }
 
@@ -219,6 +257,7 @@ impl Series {
         values: &[f64],
         found: &[Detected],
         breaks: &[KnownBreak],
+        min_size: usize,
     ) -> Vec<ChangePoint> {
         let mut bounds: Vec<usize> = found.iter().map(|d| d.index).collect();
         bounds.insert(0, 0);
@@ -247,6 +286,10 @@ impl Series {
                         .iter()
                         .find(|b| d.known_break && b.index == d.index)
                         .map_or_else(Vec::new, |b| b.changed.clone()),
+                    provisional: !d.known_break && hi == values.len() && hi - at <= min_size,
+                    until_commit: (!d.known_break && hi == values.len() && hi - at <= min_size)
+                        .then(|| self.points[values.len() - 1].git_commit.clone())
+                        .flatten(),
                 }
             })
             .collect()
@@ -289,7 +332,7 @@ pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, H
         .conn()
         .prepare(
             "SELECT m.case_id, m.metric, r.hardware_fp, r.id, r.created_at, r.git_commit,
-                    r.software_fp, m.value, m.low, m.high, m.n_samples, m.source
+                    r.software_fp, m.value, m.low, m.high, m.n_samples, m.source, r.variables_fp
              FROM measurements m JOIN runs r ON r.id = m.run_id
              ORDER BY r.hardware_fp, m.case_id, m.metric,
                       julianday(r.created_at), r.created_at, r.id",
@@ -312,6 +355,7 @@ pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, H
                     high: r.get(9)?,
                     n_samples: r.get::<_, Option<i64>>(10)?.map(|n| n as u64),
                     source: r.get(11)?,
+                    variables_fp: r.get(12)?,
                 },
             ))
         })
@@ -474,6 +518,129 @@ mod tests {
         assert_eq!(cp.previous_commit.as_deref(), Some("c7"));
         assert_eq!(a.trend.level_start, 8);
         assert!((a.trend.level_median - 1.2).abs() < 0.03);
+    }
+
+    /// A series of `values`, one run each on consecutive days with commits `c0`, `c1`, ...,
+    /// analysed with the default detector; `env(i)` the run's recorded variables.
+    fn analysed(
+        values: &[f64],
+        env: impl Fn(usize) -> Option<Vec<(&'static str, String)>>,
+    ) -> Analysis {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
+            let mut r = run_file(&at, &[], vec![case("c", *v)]);
+            r.environment.git_commit = Some(format!("c{i}"));
+            r.environment.variables =
+                env(i).map(|v| v.into_iter().map(|(k, x)| (k.to_string(), x)).collect());
+            add(&mut h, &r);
+        }
+        let f = SeriesFilter {
+            metric: Some(Metric::TimeS),
+            ..SeriesFilter::default()
+        };
+        analyse(&h, &f, &changepoint::Config::default())
+            .unwrap()
+            .remove(0)
+    }
+
+    /// 3 % noise that repeats every seven runs.
+    fn noise(i: usize) -> f64 {
+        1.0 + 0.03 * ((i * 5 % 7) as f64 / 3.0 - 1.0)
+    }
+
+    #[test]
+    fn a_thread_count_change_is_a_known_break_not_a_regression() {
+        // Four threads, then one (RAYON_NUM_THREADS=1): six times slower, not by any commit.
+        let values: Vec<f64> = (0..12)
+            .map(|i| if i < 6 { 1.0 } else { 6.0 } * noise(i))
+            .collect();
+        let a = analysed(&values, |i| {
+            Some(if i < 6 {
+                vec![]
+            } else {
+                vec![("RAYON_NUM_THREADS", "1".into())]
+            })
+        });
+        assert_eq!(a.known_breaks.len(), 1, "{:?}", a.known_breaks);
+        assert_eq!(a.known_breaks[0].index, 6);
+        assert_eq!(
+            a.known_breaks[0].changed,
+            ["environment RAYON_NUM_THREADS added (1)"]
+        );
+        assert!(
+            a.change_points.iter().all(|c| c.known_break),
+            "{:?}",
+            a.change_points
+        );
+        // Files that predate the variables (null) say nothing: no break from unknown to known.
+        let a = analysed(&values[..6], |i| (i >= 3).then(Vec::new));
+        assert!(a.known_breaks.is_empty(), "{:?}", a.known_breaks);
+    }
+
+    #[test]
+    fn a_step_in_the_last_runs_is_provisional_and_its_range_reaches_the_latest_run() {
+        // A 10 % step at c11 with three runs after it, as few as the detector needs on a side:
+        // found at c11, but a step at c12 or c13 (one or two runs after it) is found here too
+        // when noise helps (the audit saw it blamed on the commit before the step), so the
+        // change is provisional, its commits reaching the latest run.
+        let step = |n: usize| -> Vec<f64> {
+            (0..n)
+                .map(|i| if i < 11 { 1.0 } else { 1.1 } * (1.0 + 0.003 * noise(i)))
+                .collect()
+        };
+        let a = analysed(&step(14), |_| None);
+        let c = a.change_points.last().unwrap_or_else(|| panic!("{a:?}"));
+        assert_eq!((c.index, c.provisional), (11, true), "{c:?}");
+        assert_eq!(c.until_commit.as_deref(), Some("c13"));
+        // Five runs after the step: settled, not provisional.
+        let a = analysed(&step(16), |_| None);
+        let c = &a.change_points[0];
+        assert_eq!(
+            (c.index, c.provisional, c.until_commit.as_deref()),
+            (11, false, None)
+        );
+    }
+
+    #[test]
+    fn changes_smaller_than_the_threshold_are_minor_not_reported() {
+        // A real but 2 % step on a quiet series: significant, below the 5 % default.
+        let values: Vec<f64> = (0..16)
+            .map(|i| if i < 8 { 1.0 } else { 1.02 } * (1.0 + 0.001 * noise(i)))
+            .collect();
+        let a = analysed(&values, |_| None);
+        assert!(a.change_points.is_empty(), "{:?}", a.change_points);
+        assert_eq!(a.minor_changes.len(), 1, "{:?}", a.minor_changes);
+        assert!((a.minor_changes[0].ratio - 1.02).abs() < 0.005);
+    }
+
+    #[test]
+    fn an_estimate_with_another_tdp_is_a_known_break_not_a_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        // The same code estimated with a TDP of 7 W, then of 70 W (a table entry changed):
+        // ten times the energy, by the model alone.
+        for i in 0..12 {
+            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
+            let mut c = case("c", 1.0);
+            let tdp = if i < 6 { 7.0 } else { 70.0 };
+            c.energy = Some(wattbench_core::testing::estimated_energy(tdp / 7.0, tdp));
+            add(&mut h, &run_file(&at, &[], vec![c]));
+        }
+        let f = SeriesFilter {
+            metric: Some(Metric::EnergyJ),
+            ..SeriesFilter::default()
+        };
+        let a = analyse(&h, &f, &changepoint::Config::default()).unwrap();
+        assert_eq!(a[0].known_breaks.len(), 1, "{:?}", a[0].known_breaks);
+        assert_eq!(a[0].known_breaks[0].index, 6);
+        let changed = &a[0].known_breaks[0].changed[0];
+        assert!(
+            changed.contains("7 W TDP") && changed.contains("70 W TDP"),
+            "{changed}"
+        );
+        assert!(a[0].change_points.iter().all(|c| c.known_break));
     }
 
     #[test]

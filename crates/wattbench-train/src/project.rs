@@ -2,25 +2,10 @@
 //! an interval. Linear scaling is [`wattbench_energy::measure::project`]; this module chooses
 //! what is scaled (steady-state steps only) and widens the interval by the step-time spread.
 use wattbench_core::result::{ProjectionTarget, RunProjection};
-use wattbench_core::stats::TimeStats;
+use wattbench_core::stats::{t_quantile, TimeStats};
 use wattbench_energy::carbon::{carbon, CarbonParams};
 use wattbench_energy::measure::{project, ProjectionSpec};
 use wattbench_energy::{EnergyTotal, Interval, Source};
-
-/// Two-sided 95% quantile of Student's t with `df` degrees of freedom (table to 30, then
-/// 1.96 + 2.5/df, within 0.2% of the exact value).
-fn t975(df: usize) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::INFINITY,
-        1..=30 => T[df - 1],
-        _ => 1.96 + 2.5 / df as f64,
-    }
-}
 
 /// The step-time interval: the 95% t-interval of the mean step time over the measured steps
 /// (the mean is what a sum of many steps converges to; the median's interval would miss the
@@ -33,7 +18,7 @@ pub fn step_time_interval(t: &TimeStats) -> Interval {
         return Interval::symmetric(mean, 0.0);
     }
     let var = s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let half = t975(n - 1) * (var / n as f64).sqrt();
+    let half = t_quantile(0.975, (n - 1) as f64) * (var / n as f64).sqrt();
     Interval {
         value: mean,
         low: (mean - half).max(0.0),
@@ -240,7 +225,7 @@ mod tests {
         );
         assert_eq!(r.total_samples, 32_000);
         // Time: 1000 × 0.1 s = 100 s in 100 ± 1000 × h, h = t(9) × sd / √10.
-        let h = 2.262 * sd(&STEPS) / 10f64.sqrt();
+        let h = 2.262_157_162_798_205 * sd(&STEPS) / 10f64.sqrt();
         assert!((h - 0.007726).abs() < 1e-5, "{h}");
         assert!(close(r.duration_s.value, 100.0));
         assert!(close(r.duration_s.low, 1000.0 * (0.1 - h)));
@@ -299,7 +284,7 @@ mod tests {
         // 0.1 s, stretched to the mean had no room above it), its low end held at 0.
         let r = project(50, &[0.1, 0.1, 0.1, 0.1, 0.6], &none);
         assert!(close(r.duration_s.value, 10.0));
-        let h = 2.776 * 0.05f64.sqrt() / 5f64.sqrt();
+        let h = 2.776_445_105_197_799 * 0.05f64.sqrt() / 5f64.sqrt();
         assert!(
             close(r.duration_s.high, 50.0 * (0.2 + h)),
             "{:?}",

@@ -1,7 +1,7 @@
 //! `wattbench compare BASE NEW`: did NEW get slower, faster or stay the same, case by case,
 //! with intervals, rank tests and a false-discovery correction (the statistics and the rule
-//! live in `wattbench-compare`). Exit 0, 1 when a case is slower (unless `--no-fail`), 2 on
-//! bad input.
+//! live in `wattbench-compare`). Exit 0, 1 when a case is slower or failed on NEW while ok on
+//! BASE (unless `--no-fail`), 2 on bad input.
 use crate::options::usage;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -12,23 +12,30 @@ use wattbench_compare::{compare, render, Options, ResultSet, Thresholds};
 /// The verdict rule, as `--help` states it.
 const RULE: &str = "\
 Verdict per case and metric, from the ratio NEW/BASE (t = the metric's threshold):
-  slower     the Mann-Whitney p-value, adjusted for every test of the comparison by
-             Benjamini-Hochberg, is below --alpha AND the whole 95% bootstrap interval of the
-             ratio of medians lies above 1 + t
+  slower     the test's p-value, adjusted by Benjamini-Hochberg over every test of its metric
+             (time and energy are two families), is below --alpha AND the whole 95% interval
+             of the ratio lies above 1 + t
   faster     the adjusted p-value is below --alpha AND the whole interval lies below 1/(1 + t)
   same       the whole interval lies inside [1/(1 + t), 1 + t] (significant or not)
   ambiguous  anything else: too few samples, too much noise, or a change straddling t
 Time uses every raw sample. Several files on a side (a folder) are pooled per case id, and the
 interval then resamples runs before samples, so it includes run-to-run variation; the samples of
 a single run cannot show that (another load, clocks, temperature): on a shared or noisy machine,
-compare a few runs per side. Energy is compared only when both sides add the same sources; with one window (file) per side it has no test: its
-interval is the meters' stated uncertainty, and it is slower/faster only when that interval
-clears the threshold, never same, and such a row never fails the gate (pool runs to gate energy).
+compare a few runs per side. Time: Mann-Whitney test, bootstrap interval of the ratio of
+medians. Energy is compared only when both sides add the same sources, the same meters and (for
+an estimate) the same model inputs, and its rows name the source; with several windows (files)
+a side: Welch's t-test and interval on the logarithms (ratio of geometric means); with one
+window on a side it has no test: its interval is the meters' stated uncertainty, and it is
+slower/faster only when that interval clears the threshold, never same, and such a row never
+fails the gate (pool runs to gate energy).
 Peak memory has no test: its interval is the range of ratios over each side's files, which needs
 two files a side (one file a side: ambiguous).
-Cases on one side only, and cases skipped or failed on a side, are listed, never dropped.
+Cases on one side only, and cases skipped or failed on a side, are listed, never dropped; a
+case ok on BASE that failed on NEW fails the gate as a slower one does (`ab` also fails on a
+case B skipped or lost).
 
-Exit status: 0; 1 when any case is slower (0 with --no-fail); 2 on bad input, including
+Exit status: 0; 1 when any case is slower, or failed on NEW while ok on BASE (0 with
+--no-fail); 2 on bad input, including
 results from different hardware without --allow-different-hardware.";
 
 /// Output formats of `compare`.
@@ -92,7 +99,7 @@ pub struct CompareSettings {
     /// Write the output here instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Exit 0 even when a case is slower.
+    /// Exit 0 even when a case is slower or failed on NEW.
     #[arg(long)]
     no_fail: bool,
     /// Compare results measured on different hardware (CPU model and count, GPU models)
@@ -174,14 +181,17 @@ pub fn run(args: CompareArgs) -> Result<u8> {
     }
     let load = |p: &std::path::Path| ResultSet::load(p).map_err(|e| usage(e.to_string()));
     let (base, new) = (load(&args.base)?, load(new)?);
-    compare_and_report(&base, &new, &args.settings)
+    compare_and_report(&base, &new, &args.settings, false)
 }
 
-/// Compares `new` with `base` as `settings` ask and writes the report; the exit code.
+/// Compares `new` with `base` as `settings` ask and writes the report; the exit code: 1 when
+/// a case is slower or failed on new (ok on base), or (`lost_fails`: both sides ran the same
+/// options) new skipped or lacks a case ok on base; 0 otherwise or with `--no-fail`.
 pub fn compare_and_report(
     base: &ResultSet,
     new: &ResultSet,
     settings: &CompareSettings,
+    lost_fails: bool,
 ) -> Result<u8> {
     let opts = settings.options()?;
     // The same run twice, on one side or across them, would count as runs with no variation.
@@ -217,12 +227,8 @@ pub fn compare_and_report(
         Some(file) => {
             let shown = file.path().display().to_string();
             crate::output::commit(file, text.as_bytes())?;
-            let s = &c.summary;
-            println!(
-                "{} slower, {} faster, {} same, {} ambiguous; written to {shown}",
-                s.slower, s.faster, s.same, s.ambiguous
-            );
+            println!("{}; written to {shown}", render::summary_line(&c));
         }
     }
-    Ok(u8::from(c.has_slower() && !settings.no_fail))
+    Ok(u8::from(c.fails_gate(lost_fails) && !settings.no_fail))
 }

@@ -234,6 +234,8 @@ struct ChangesDoc<'a> {
     series: usize,
     method: Method,
     changes: Vec<ChangeEntry<'a>>,
+    /// Significant changes smaller than the method's `min_change`, not listed.
+    minor_changes: usize,
 }
 
 /// A figure of `metric` for people.
@@ -277,15 +279,24 @@ fn short_commit(c: &Option<String>) -> String {
 fn describe(metric: Metric, c: &ChangePoint) -> String {
     let cause = if c.known_break {
         format!("; known break: {}", c.software_change.join(", "))
+    } else if c.provisional {
+        "; provisional: found among the last runs, it may lie at any later run up to the \
+         latest; more runs will place it"
+            .to_string()
     } else {
         String::new()
+    };
+    let until = if c.provisional {
+        &c.until_commit
+    } else {
+        &c.git_commit
     };
     format!(
         "run {} ({}), commits {}..{}: {} → {} (×{:.3}, p = {:.3}){cause}",
         c.run_id,
         c.created_at,
         short_commit(&c.previous_commit),
-        short_commit(&c.git_commit),
+        short_commit(until),
         fmt_value(metric, c.before_median),
         fmt_value(metric, c.after_median),
         c.ratio,
@@ -376,6 +387,8 @@ fn changes(db: &Path, sel: &Select) -> Result<u8> {
             })
         })
         .collect();
+    let minor: usize = analyses.iter().map(|a| a.minor_changes.len()).sum();
+    let min_change = method().config.min_change;
     if sel.json {
         let doc = ChangesDoc {
             db,
@@ -383,17 +396,28 @@ fn changes(db: &Path, sel: &Select) -> Result<u8> {
             series: analyses.len(),
             method: method(),
             changes: entries,
+            minor_changes: minor,
         };
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
     }
     crate::signals::quiet_broken_pipe();
+    let minor_line = || {
+        if minor > 0 {
+            println!(
+                "{minor} significant change(s) smaller than {}% not listed (noise alone makes a \
+                 few significant over many series; `history show --json` has them)",
+                min_change * 100.0
+            );
+        }
+    };
     if entries.is_empty() {
         println!(
             "no change points in {} series of {runs} runs ({})",
             analyses.len(),
             db.display()
         );
+        minor_line();
         return Ok(0);
     }
     let mut machine: Option<&str> = None;
@@ -409,6 +433,7 @@ fn changes(db: &Path, sel: &Select) -> Result<u8> {
             describe(e.metric, e.change)
         );
     }
+    minor_line();
     Ok(0)
 }
 

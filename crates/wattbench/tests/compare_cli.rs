@@ -216,7 +216,7 @@ fn different_hardware_is_refused_with_exit_2_unless_allowed() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|n| n.as_str().unwrap().contains("one run a side")));
+        .any(|n| n.as_str().unwrap().contains("one run on a side")));
     assert!(doc["notes"]
         .as_array()
         .unwrap()
@@ -277,6 +277,35 @@ fn unmatched_skipped_and_failed_cases_are_listed() {
     );
     assert_contains(&text, "only in new (1)");
     assert_contains(&text, "not compared, case: new skipped: not enough memory");
+    // Skipped and lost cases are regressions too, reported; they fail only `ab`'s gate (two
+    // runs of the same options), since NEW may be another suite.
+    assert_contains(&text, "skipped on new, ok on base (1)");
+    assert_contains(&text, "absent from new, ok on base (2)");
+}
+
+/// A case that verified on BASE and fails on NEW fails the gate (exit 1), whatever the times.
+#[test]
+fn a_case_failed_on_new_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = read_json(base_run());
+    let c = &mut doc["cases"].as_array_mut().unwrap()[0];
+    let id = c["id"].as_str().unwrap().to_string();
+    c["status"] = "failed".into();
+    c["reason"] = "relative L2 error 0.31 above the tolerance 1e-4".into();
+    let new = write(dir.path(), "new.json", &doc);
+    let (o, doc) = compare_json(&base_path(), &new, &[]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let doc = doc.unwrap();
+    assert_eq!(doc["summary"]["failed"], 1);
+    assert_eq!(doc["regressed"][0]["id"], id.as_str());
+    assert_eq!(doc["regressed"][0]["how"], "failed");
+    let o = wattbench(&["compare", &base_path(), &new]);
+    assert_eq!(code(&o), 1);
+    let text = stdout(&o);
+    assert_contains(&text, "1 FAILED on new (ok on base)");
+    assert_contains(&text, "relative L2 error 0.31");
+    let o = wattbench(&["compare", &base_path(), &new, "--no-fail"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
 #[test]
@@ -306,11 +335,17 @@ fn folders_are_read_and_their_files_pooled() {
         .map(|n| n.as_str().unwrap())
         .collect();
     assert!(notes.iter().any(|n| n.contains("2 result files pooled")));
-    // Two runs against one: the interval's coverage and the pooled test are qualified.
+    // Two runs against one: counted per case, new has one run: its verdicts rest on
+    // within-run noise; and the pooled test is qualified.
     assert!(
-        notes.iter().any(|n| n.contains("fewer than 4 runs a side")),
+        notes
+            .iter()
+            .any(|n| n.contains("one run on a side for every case")),
         "{notes:?}"
     );
+    for r in time_rows(&out) {
+        assert_eq!(r["runs"], serde_json::json!([2, 1]), "{r}");
+    }
     assert!(
         notes.iter().any(|n| n.contains("not independent")),
         "{notes:?}"
@@ -390,6 +425,7 @@ fn json_output_has_exactly_the_documented_shape() {
             "cases",
             "unmatched",
             "not_compared",
+            "regressed",
             "notes",
             "summary"
         ])
@@ -406,7 +442,7 @@ fn json_output_has_exactly_the_documented_shape() {
     assert_eq!(keys(&doc["unmatched"]), set(&["base_only", "new_only"]));
     assert_eq!(
         keys(&doc["summary"]),
-        set(&["faster", "slower", "same", "ambiguous"])
+        set(&["faster", "slower", "same", "ambiguous", "failed", "lost"])
     );
     let rows = doc["cases"].as_array().unwrap();
     let total: u64 = ["faster", "slower", "same", "ambiguous"]
@@ -415,15 +451,16 @@ fn json_output_has_exactly_the_documented_shape() {
         .sum();
     assert_eq!(total as usize, rows.len());
     for r in rows {
-        assert_eq!(
-            keys(r),
-            set(&[
-                "id", "metric", "verdict", "ratio", "ci", "p_value", "p_raw", "base", "new",
-                "unit", "n", "method"
-            ])
-        );
-        assert!(r["id"].is_string());
         let metric = r["metric"].as_str().unwrap();
+        let mut want = vec![
+            "id", "metric", "verdict", "ratio", "ci", "p_value", "p_raw", "base", "new", "unit",
+            "n", "runs", "method",
+        ];
+        if metric == "energy" {
+            want.push("source");
+        }
+        assert_eq!(keys(r), set(&want));
+        assert!(r["id"].is_string());
         assert!(
             ["time", "energy", "host_memory", "device_memory"].contains(&metric),
             "{r}"
@@ -439,8 +476,14 @@ fn json_output_has_exactly_the_documented_shape() {
             other => panic!("ci is {other}"),
         }
         let method = r["method"].as_str().unwrap();
-        assert!(["bootstrap+mann-whitney", "meter-interval", "threshold"].contains(&method));
-        if method == "bootstrap+mann-whitney" {
+        assert!([
+            "bootstrap+mann-whitney",
+            "welch-log",
+            "meter-interval",
+            "threshold"
+        ]
+        .contains(&method));
+        if ["bootstrap+mann-whitney", "welch-log"].contains(&method) {
             let (p, raw) = (r["p_value"].as_f64().unwrap(), r["p_raw"].as_f64().unwrap());
             assert!((0.0..=1.0).contains(&p) && raw <= p, "adjusted ≥ raw: {r}");
         } else {
