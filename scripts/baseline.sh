@@ -5,8 +5,12 @@
 #   scripts/baseline.sh check    run it once and compare with the stored baseline of the same
 #                                hardware; prints the comparison (Markdown) and never fails on
 #                                it: one run against a baseline from another day is a report,
-#                                not a gate (gate changes with `wattbench ab`). Exit 0 unless
-#                                the run itself could not be made.
+#                                not a gate (gate changes with `wattbench ab`) for the numbers.
+#                                Exit 0 unless the run itself could not be made (its own exit
+#                                status, 2 or 4, or 128+N when a signal ended it), or a case
+#                                failed verification or errored (1, after the report: a wrong
+#                                result is a bug, never noise). A run where every case was
+#                                skipped (3) is said and compared as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-check}
@@ -37,11 +41,25 @@ case $mode in
     fi
     new=$(mktemp -d)
     trap 'rm -rf "$new"' EXIT
-    "$bin" run "${suite_args[@]}" --output "$new/run.json" >/dev/null
+    status=0
+    "$bin" run "${suite_args[@]}" --output "$new/run.json" >/dev/null || status=$?
+    case $status in
+      0) ;;
+      1) echo "the run had a case that failed verification or errored: the comparison below" \
+           "lists it (FAILED on new); this check exits 1 after it" >&2 ;;
+      3) echo "the run skipped every case (reasons above): the comparison below lists them" >&2 ;;
+      *) echo "the run could not be made (exit $status, message above): no comparison" >&2
+         exit "$status" ;;
+    esac
+    if [ ! -f "$new/run.json" ]; then
+      echo "the run wrote no result file (exit $status): no comparison" >&2
+      exit 1
+    fi
     echo "## This commit against the baseline in $dir (report only, not a gate)"
     "$bin" compare "$dir" "$new/run.json" --format markdown --no-fail || {
       echo "the comparison could not be made (message above)" >&2
     }
+    exit $(( status == 1 ))
     ;;
   *) echo "usage: scripts/baseline.sh record|check" >&2; exit 2 ;;
 esac

@@ -12,7 +12,7 @@
 # every compare JSON under raw/. Run on a quiet machine; about 25 minutes on 2 cores.
 #
 #   PAIRS   pairs per experiment (default 20)
-#   ROUNDS  rounds per A/B job (default 4: two runs of each side)
+#   ROUNDS  rounds per A/B job (default 4: four runs of each side, A B then B A, ...)
 #   BACKEND backend of the suite runs (default candle)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -65,7 +65,7 @@ pub struct GithubEntry {
     pub unit: String,
     /// The value.
     pub value: f64,
-    /// Spread, as `± half-width` of the interval.
+    /// Spread: `± half-width` of a symmetric interval, else `+up / -down` from the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<String>,
     /// What else the tooltip should say: the interval, the sample count, the energy sources.
@@ -187,6 +187,18 @@ pub fn bmf(run: &RunFile) -> Bmf {
 }
 
 /// The ok cases and training runs of `run` as github-action-benchmark `customSmallerIsBetter`
+/// The `range` of a github-action-benchmark entry: `± h` for an interval symmetric about
+/// `value`, else `+up / -down` (a median's bootstrap interval and an energy interval held at 0
+/// are not symmetric, and a `±` of their half-width would misplace both ends).
+fn range(value: f64, low: f64, high: f64) -> String {
+    let (down, up) = (value - low, high - value);
+    if (up - down).abs() <= 1e-9 * value.abs().max(f64::MIN_POSITIVE) {
+        format!("± {up}")
+    } else {
+        format!("+{up} / -{down}")
+    }
+}
+
 /// entries: per case its time (`ns`), energy (`J`) and peak memory (`B`) where known, each
 /// named `<id> (<metric>)`.
 pub fn github(run: &RunFile) -> Vec<GithubEntry> {
@@ -199,7 +211,7 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
                 name: format!("{} (time)", r.id),
                 unit: "ns".into(),
                 value: t.median_s * 1e9,
-                range: Some(format!("± {}", (hi - lo) / 2.0)),
+                range: Some(range(t.median_s * 1e9, lo, hi)),
                 extra: Some(format!(
                     "median of {} samples of {} calls; 95% CI of the median {lo} – {hi} ns; \
                      {place}",
@@ -221,7 +233,7 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
                 name: format!("{} ({})", r.id, measure.replace('-', " ")),
                 unit: "J".into(),
                 value: iv.value,
-                range: Some(format!("± {}", (iv.high - iv.low) / 2.0)),
+                range: Some(range(iv.value, iv.low, iv.high)),
                 extra: Some(format!(
                     "joules per {}, {} – {} J; sources: {}; {place}",
                     r.energy.map_or("call", |e| e.unit.as_str()),
@@ -344,6 +356,14 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn github_ranges_keep_both_ends() {
+        assert_eq!(range(10.0, 9.0, 11.0), "± 1");
+        // The audit's case: 30380 – 30820 ns around 30523 ns was written "± 219.9".
+        assert_eq!(range(30523.0, 30380.0, 30820.0), "+297 / -143");
+        assert_eq!(range(0.0, 0.0, 0.0), "± 0");
+    }
 
     #[test]
     fn csv_fields_are_quoted_only_when_needed() {
