@@ -1246,6 +1246,25 @@ pub fn compare(
         }
     }
 
+    // A CPU allocation is not another machine, but it moves CPU timings: say so.
+    let usable = |set: &ResultSet| {
+        distinct(
+            (set.runs.iter())
+                .filter_map(|r| r.environment.host.usable_cores)
+                .map(|n| n.to_string()),
+        )
+    };
+    let (bu, nu) = (usable(base), usable(new));
+    if !bu.is_empty() && !nu.is_empty() && bu != nu {
+        col.notes.push(format!(
+            "the CPUs the runs could use differ (base: {}; new: {}): an allocation (taskset, \
+             Slurm's --cpus-per-task, a container's CPU limit) moves CPU timings without any \
+             change of code",
+            bu.join(", "),
+            nu.join(", ")
+        ));
+    }
+
     // What the number of runs behind each case lets the statistics say (measured on this
     // project's machines: results/regression-evidence and the audit's simulations). Counted
     // per case: a folder may hold runs of other suites, which add nothing to this one.
@@ -1817,6 +1836,27 @@ mod tests {
         ]);
         let c = compare(&flaky, &new, &Options::default()).unwrap();
         assert!(c.regressed.iter().all(|r| r.id != "b"), "{:?}", c.regressed);
+    }
+
+    #[test]
+    fn a_different_cpu_allocation_is_noted() {
+        let on = |usable: Option<usize>, seed: u64| {
+            let mut r = run(vec![case("x", noisy(1e-3, 20, seed))]);
+            r.environment.host.usable_cores = usable;
+            set(vec![r])
+        };
+        let note = |c: &Comparison| {
+            c.notes
+                .iter()
+                .any(|n| n.contains("CPUs the runs could use"))
+        };
+        let c = compare(&on(Some(2), 1), &on(Some(1), 2), &Options::default()).unwrap();
+        assert!(note(&c), "{:?}", c.notes);
+        // Unknown on a side (an older file), or the same: nothing to say.
+        for other in [None, Some(2)] {
+            let c = compare(&on(Some(2), 1), &on(other, 2), &Options::default()).unwrap();
+            assert!(!note(&c), "{:?}", c.notes);
+        }
     }
 
     #[test]

@@ -408,8 +408,13 @@ pub struct Host {
     pub hostname: Option<String>,
     /// CPU model string.
     pub cpu_model: Option<String>,
-    /// Logical cores.
+    /// Logical CPUs of the machine (all of them, whatever this process may use: part of the
+    /// hardware fingerprint).
     pub logical_cores: usize,
+    /// Logical CPUs this run could use (its affinity mask and cgroup quota: `taskset`, Slurm's
+    /// `--cpus-per-task`, a container's CPU limit); null in files that predate it.
+    #[serde(default)]
+    pub usable_cores: Option<usize>,
     /// Total memory.
     pub memory_bytes: Option<u64>,
     /// OS name and version.
@@ -872,6 +877,22 @@ pub enum ReadError {
         /// What to do.
         advice: &'static str,
     },
+}
+
+impl Host {
+    /// `2 logical cores`, or `16 logical cores, 4 usable by the run` when the run was
+    /// confined to fewer.
+    pub fn cores_text(&self) -> String {
+        match self.usable_cores {
+            Some(u) if u != self.logical_cores => {
+                format!(
+                    "{} logical cores, {u} usable by the run",
+                    self.logical_cores
+                )
+            }
+            _ => format!("{} logical cores", self.logical_cores),
+        }
+    }
 }
 
 impl Environment {

@@ -56,7 +56,10 @@ pub fn software(backends: &[Arc<dyn Backend>]) -> BTreeMap<String, String> {
 
 /// Host, GPUs (NVML), energy meters, software and git provenance.
 pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environment {
-    let (cpu_model, memory) = match System::new() {
+    // The machine's CPUs for the fingerprint; the ones this process may use beside them (an
+    // allocation is not another kind of machine).
+    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (cpu_model, memory, logical) = match System::new() {
         Ok(mut sys) => {
             sys.refresh_memory();
             sys.refresh_cpu_all();
@@ -65,15 +68,17 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
                 .first()
                 .map(|c| c.brand().trim().to_string())
                 .filter(|s| !s.is_empty());
-            (model, Some(sys.total_memory()).filter(|&m| m > 0))
+            let logical = Some(sys.cpus().len()).filter(|&n| n > 0);
+            (model, Some(sys.total_memory()).filter(|&m| m > 0), logical)
         }
-        Err(_) => (None, None),
+        Err(_) => (None, None, None),
     };
     Environment {
         host: Host {
             hostname: System::host_name().ok(),
             cpu_model,
-            logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            logical_cores: logical.unwrap_or(usable).max(usable),
+            usable_cores: Some(usable),
             memory_bytes: memory,
             os: System::long_os_version().ok(),
             kernel: System::kernel_version().ok(),

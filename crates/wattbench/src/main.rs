@@ -206,9 +206,9 @@ fn info(json: bool) -> Result<u8> {
     let na = || "unknown".to_string();
     println!("host:     {}", h.hostname.clone().unwrap_or_else(na));
     println!(
-        "cpu:      {} ({} logical cores)",
+        "cpu:      {} ({})",
         h.cpu_model.clone().unwrap_or_else(na),
-        h.logical_cores
+        h.cores_text()
     );
     println!(
         "memory:   {}",

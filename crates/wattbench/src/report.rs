@@ -70,10 +70,10 @@ pub fn render(doc: &RunFile) -> String {
         }
     ));
     md.push_str(&format!(
-        "- host: {} — {} ({} logical cores), {}\n",
+        "- host: {} — {} ({}), {}\n",
         h.hostname.clone().unwrap_or_else(unknown),
         h.cpu_model.clone().unwrap_or_else(unknown),
-        h.logical_cores,
+        h.cores_text(),
         h.os.clone().unwrap_or_else(unknown)
     ));
     let sw: Vec<String> = env

@@ -272,11 +272,7 @@ fn summary_run(r: &RunInput, machines: &[String]) -> String {
         ("host", unknown(&hst.hostname)),
         (
             "CPU",
-            format!(
-                "{} ({} logical cores)",
-                unknown(&hst.cpu_model),
-                hst.logical_cores
-            ),
+            format!("{} ({})", unknown(&hst.cpu_model), hst.cores_text()),
         ),
         (
             "memory",
