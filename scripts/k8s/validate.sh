@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates the Kubernetes manifests under scripts/k8s/ against the Kubernetes API schema with
 # kubernetes-validate (PyPI; installed into ~/.cache/wattbench/k8s-venv once), strictly:
-# unknown fields are errors. Also checks that a broken copy is refused, so the check can fail.
+# unknown fields are errors. Also checks that a broken copy is refused, so the check can fail,
+# and that the Indexed Job's failures are per index (one failed index does not stop the rest).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 version=${K8S_VERSION:-1.31.0}
@@ -21,4 +22,29 @@ if "$kv" --strict --kubernetes-version "$version" "$bad" >/dev/null 2>&1; then
   echo "k8s validate: a manifest with an unknown field passed: the check cannot fail" >&2
   exit 1
 fi
+# One index that fails (a failed verification exits 1) must not fail the Job, whose
+# controller would then stop the pods of the other indexes: failures are per index, and
+# wattbench's own verdicts are not retried; an evicted or preempted pod is not a failure.
+"$venv/bin/python" - scripts/k8s/wattbench-indexed-job.yaml <<'EOF'
+import sys
+import yaml
+spec = yaml.safe_load(open(sys.argv[1]))["spec"]
+where = sys.argv[1] + ": "
+assert spec.get("backoffLimitPerIndex") is not None, where + "no backoffLimitPerIndex"
+assert "backoffLimit" not in spec, where + "backoffLimit counts failures across indexes"
+assert spec.get("maxFailedIndexes", spec["completions"]) == spec["completions"], (
+    where + "maxFailedIndexes below completions stops the other indexes"
+)
+rules = spec.get("podFailurePolicy", {}).get("rules", [])
+fail_index = set()
+for r in rules:
+    if r["action"] == "FailIndex":
+        fail_index |= set(r["onExitCodes"]["values"])
+assert {1, 2, 3} <= fail_index, where + "exit codes 1, 2 and 3 must fail their index at once"
+assert any(
+    r["action"] == "Ignore"
+    and any(c["type"] == "DisruptionTarget" for c in r.get("onPodConditions", []))
+    for r in rules
+), where + "a disrupted pod (DisruptionTarget) must not count as a failure"
+EOF
 echo "k8s manifests valid against Kubernetes $version"

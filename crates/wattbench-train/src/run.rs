@@ -16,7 +16,7 @@ use wattbench_core::result::{
     LossPoint, LossReport, Memory, Status, TrainSettings, TrainingResult,
 };
 use wattbench_core::stats::TimeStats;
-use wattbench_core::Backend;
+use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::{cover_span, total_energy, DomainEnergy, EnergyWindow, Meters};
 
@@ -28,6 +28,14 @@ const BOOTSTRAP_RESAMPLES: usize = 2000;
 
 /// Host memory the synthetic data set's inputs may take.
 const DATASET_LIMIT_BYTES: u128 = 4 << 30;
+
+/// A run whose loss ends above this multiple of the data-set loss before training diverged.
+/// The initial loss is that of random weights against the teacher: a run that learns ends
+/// below it (0.2–0.5 of it in 200 steps here), one that learns nothing stays near it, and a
+/// batch's loss strays from the data-set mean by a small factor. A learning rate past the
+/// stable limit grows the loss geometrically, by orders of magnitude within a few steps
+/// (`--lr 3`: ×2e23 in 10), so 10× is passed soon after divergence starts and never by noise.
+pub const DIVERGED_RATIO: f64 = 10.0;
 
 /// Rejects settings that cannot work, saying what to change.
 pub fn validate(s: &TrainSettings) -> Result<(), TrainError> {
@@ -233,28 +241,89 @@ impl Partial {
         if step >= self.settings.warmup_steps {
             self.samples.push(dt);
         }
-        let loss = loss?;
-        let p = LossPoint {
-            step,
-            epoch: step / self.settings.batches() as u64,
-            loss: Some(loss).filter(|l| l.is_finite()),
-        };
-        self.curve.push(p);
-        if !loss.is_finite() {
-            self.failure = Some(format!(
-                "the loss became {loss} at step {}/{}: training diverged; lower --lr (it was \
-                 {})",
-                step + 1,
-                self.settings.steps,
-                self.settings.lr
-            ));
-        }
-        Some(p)
+        Some(self.record_loss(step, loss?))
     }
 
-    /// Closes the energy window at the last step boundary. `in_step`: a step is still running
-    /// (the window is closed now, after that boundary, and its energy scaled to the completed
-    /// steps).
+    /// Records `loss`, the loss of step `step`'s forward pass (after `step` updates).
+    fn record_loss(&mut self, step: u64, loss: f32) -> LossPoint {
+        let s = &self.settings;
+        let p = LossPoint {
+            step,
+            epoch: step / s.batches() as u64,
+            loss: Some(loss).filter(|l| l.is_finite()),
+        };
+        // Where the loss was last computed: it stopped being finite after that.
+        let before = self.curve.last().map(|q| q.step);
+        self.curve.push(p);
+        if !loss.is_finite() {
+            let when = match before {
+                Some(b) if b + 1 < step => format!(
+                    "at or before step {}/{} (it was last computed, finite, at step {}: the \
+                     loss is computed every {} steps, --log-every 1 finds the step)",
+                    step + 1,
+                    s.steps,
+                    b + 1,
+                    s.log_every
+                ),
+                _ => format!("at step {}/{}", step + 1, s.steps),
+            };
+            self.failure = Some(format!(
+                "the loss became {loss} {when}: training diverged; lower --lr (it was {})",
+                s.lr
+            ));
+        }
+        p
+    }
+
+    /// Records that the backend failed in step `step` (0-based): the run fails with the steps
+    /// completed before it, and the energy window closes at the last of them.
+    fn fail_in_step(&mut self, step: u64, e: &BackendError, meters: Option<&Meters>) {
+        self.failure = Some(format!(
+            "the backend failed in step {}/{}: {e}; the result covers the {step} steps completed \
+             before it",
+            step + 1,
+            self.settings.steps
+        ));
+        self.close(meters, true);
+    }
+
+    /// Why the run diverged although its loss stayed finite: the data-set loss after training
+    /// (else the last loss computed, when the run was cut short) above [`DIVERGED_RATIO`] times
+    /// the data-set loss before it, or not finite.
+    fn diverged(&self, dataset_after: Option<f64>) -> Option<String> {
+        let before = self.dataset_before;
+        let lower = format!(
+            "training diverged; lower --lr (it was {})",
+            self.settings.lr
+        );
+        let over = |x: f64| !x.is_finite() || x > DIVERGED_RATIO * before;
+        match dataset_after {
+            Some(a) if !a.is_finite() => Some(format!(
+                "the data-set loss after training is {a} ({before:.4} before it): {lower}"
+            )),
+            Some(a) if over(a) => Some(format!(
+                "the data-set loss grew from {before:.4} before training to {a:.4e} after it \
+                 (x{:.2e}), more than {DIVERGED_RATIO}x: {lower}",
+                a / before
+            )),
+            Some(_) => None,
+            None => {
+                let p = self.curve.last()?;
+                let l = f64::from(p.loss?);
+                over(l).then(|| {
+                    format!(
+                        "the loss after {} steps was {l:.4e}, more than {DIVERGED_RATIO}x the \
+                         data-set loss before training ({before:.4}): {lower}",
+                        p.step
+                    )
+                })
+            }
+        }
+    }
+
+    /// Closes the energy window at the last step boundary. `in_step`: a step is still running,
+    /// or failed (the window is closed now, after that boundary, and its energy scaled to the
+    /// completed steps).
     fn close(&mut self, meters: Option<&Meters>, in_step: bool) {
         if self.closed.is_some() {
             return;
@@ -294,7 +363,7 @@ impl Partial {
                 d.window_s *= share;
             }
             note = Some(format!(
-                "interrupted inside a step: the energy window ran {:.3} s past the last \
+                "cut short inside a step: the energy window ran {:.3} s past the last \
                  completed step; each domain's energy is scaled by {share:.3}, the completed \
                  steps' share of the window (constant power assumed)",
                 open_s - wall_s
@@ -310,11 +379,15 @@ impl Partial {
 
     /// The result; `interruption` says how the run was cut short, if it was.
     fn report(
-        self,
+        mut self,
         dataset_after: Option<f64>,
         device_peak_bytes: Option<u64>,
         interruption: Option<String>,
     ) -> TrainingResult {
+        if self.failure.is_none() {
+            self.failure = self.diverged(dataset_after);
+        }
+        let dataset_after = dataset_after.filter(|a| a.is_finite());
         let s = &self.settings;
         let batches = s.batches();
         let measured = self.measured();
@@ -585,22 +658,58 @@ pub fn train(
     }));
     let abandoned = || Err(TrainError::Interrupted);
     let mut interruption = None;
+    // A backend error from here on fails the run, which reports the steps completed before it.
+    let mut backend_failed = false;
     for step in 0..s.steps {
         if stopped() {
             interruption = Some(format!("interrupted after {step} of {} steps", s.steps));
+            // The loss the completed steps left, when the last of them computed none: one
+            // forward pass on the next step's batch (that step's loss, had it run).
+            if step > 0 && !want_loss(step - 1, s.steps, s.log_every) {
+                let loss = trainer.loss((step % batches as u64) as usize);
+                let recorded = progress.with(|p| match &loss {
+                    Ok(l) => {
+                        p.record_loss(step, *l);
+                    }
+                    Err(e) => {
+                        p.failure = Some(format!(
+                            "the backend failed evaluating the loss after step {step}: {e}"
+                        ));
+                    }
+                });
+                if recorded.is_none() {
+                    return abandoned();
+                }
+            }
             break;
         }
-        if step == warmup {
-            trainer.sync()?;
-            if progress.with(|p| p.open_window(meters)).is_none() {
-                return abandoned();
-            }
-        }
         let log = want_loss(step, s.steps, s.log_every);
-        let t0 = Instant::now();
-        let loss = trainer.step((step % batches as u64) as usize, s.lr, log)?;
-        trainer.sync()?;
-        let dt = t0.elapsed().as_secs_f64();
+        let ran = (|| -> Result<_, BackendError> {
+            if step == warmup {
+                trainer.sync()?;
+                if progress.with(|p| p.open_window(meters)).is_none() {
+                    return Ok(None);
+                }
+            }
+            let t0 = Instant::now();
+            let loss = trainer.step((step % batches as u64) as usize, s.lr, log)?;
+            trainer.sync()?;
+            Ok(Some((loss, t0.elapsed().as_secs_f64())))
+        })();
+        let (loss, dt) = match ran {
+            Ok(Some(done)) => done,
+            Ok(None) => return abandoned(),
+            Err(e) => {
+                if progress
+                    .with(|p| p.fail_in_step(step, &e, meters))
+                    .is_none()
+                {
+                    return abandoned();
+                }
+                backend_failed = true;
+                break;
+            }
+        };
         let Some((point, failed)) = progress.with(|p| {
             let point = p.record(step, dt, loss);
             (point, p.failure.is_some())
@@ -623,16 +732,35 @@ pub fn train(
     let dataset_after = if failed || interruption.is_some() {
         None
     } else {
-        let after = dataset_loss(trainer.as_mut(), batches, control.interrupt)?;
-        if after.is_none() {
-            interruption = Some(format!(
-                "interrupted during the evaluation of the data-set loss after step {}",
-                s.steps
-            ));
+        match dataset_loss(trainer.as_mut(), batches, control.interrupt) {
+            Ok(after) => {
+                if after.is_none() {
+                    interruption = Some(format!(
+                        "interrupted during the evaluation of the data-set loss after step {}",
+                        s.steps
+                    ));
+                }
+                after
+            }
+            Err(e) => {
+                let why = format!(
+                    "the backend failed evaluating the data-set loss after the {} steps: {e}",
+                    s.steps
+                );
+                if progress.with(|p| p.failure = Some(why)).is_none() {
+                    return abandoned();
+                }
+                backend_failed = true;
+                None
+            }
         }
-        after
     };
-    let device_peak_bytes = trainer.device_peak_bytes();
+    // A backend that failed may not answer any more: its peak memory is not asked.
+    let device_peak_bytes = if backend_failed {
+        None
+    } else {
+        trainer.device_peak_bytes()
+    };
     drop(trainer);
     match progress.take() {
         Some(p) => Ok(p.report(dataset_after, device_peak_bytes, interruption)),

@@ -308,6 +308,142 @@ fn a_diverging_run_fails_with_the_reason() {
     let _: TrainingResult = serde_json::from_str(&text).unwrap();
 }
 
+/// A learning rate past the stable limit grows the loss geometrically without reaching NaN
+/// in 10 steps (tiny MLP: 0.73 at step 1, 2e20 at step 10): the run diverged, and fails.
+#[test]
+fn a_loss_that_grows_far_beyond_its_start_fails_as_diverged() {
+    let mut o = tiny(ModelKind::Mlp, 10);
+    o.lr = 3.0;
+    o.projection = Some(ProjectionTarget::Steps(1000));
+    let r = run(&o);
+    let why = r.reason.as_deref().unwrap_or_default();
+    assert_eq!(r.status, Status::Failed, "{why}");
+    assert!(
+        why.contains("data-set loss grew") && why.contains("10x"),
+        "{why}"
+    );
+    assert!(why.contains("lower --lr (it was 3)"), "{why}");
+    assert!(r.projection.is_none());
+    // The finite figure that shows the blow-up stays in the file.
+    assert!(r.loss.ratio.unwrap() > 1e6);
+    // The default learning rate learns: the same check leaves it alone.
+    let mut ok = tiny(ModelKind::Mlp, 10);
+    ok.projection = Some(ProjectionTarget::Steps(1000));
+    let r = run(&ok);
+    assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
+    assert!(r.projection.is_some());
+}
+
+/// The loss is computed every `--log-every` steps: a NaN seen at step 10 appeared at or
+/// before it, not at it.
+#[test]
+fn a_nan_seen_at_a_logged_step_is_placed_at_or_before_it() {
+    let mut o = tiny(ModelKind::Mlp, 40);
+    o.lr = 1e30;
+    o.log_every = 10;
+    let r = run(&o);
+    assert_eq!(r.status, Status::Failed);
+    let why = r.reason.as_deref().unwrap();
+    assert!(
+        why.contains("at or before step 10/40") && why.contains("last computed, finite, at step 1"),
+        "{why}"
+    );
+    // Computed every step, the step is exact.
+    o.log_every = 1;
+    let why = run(&o).reason.unwrap();
+    assert!(why.contains("at step 2/40"), "{why}");
+}
+
+/// Candle with a hook that sets `flag` before step `at` runs, so that steps 0..=at complete.
+fn interrupting(at: u64, flag: Arc<AtomicBool>) -> Hooked {
+    Hooked(Arc::new(move |step| {
+        if step == at {
+            flag.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }))
+}
+
+/// An interrupt between logged steps: the loss the completed steps left is computed (one
+/// forward pass), so the curve does not end at step 0, and a run that diverged before the
+/// interrupt fails.
+#[test]
+fn an_interrupted_run_reports_the_loss_its_steps_left() {
+    // The hook sets the interrupt as step 7 starts: steps 0–7 complete, none of 1–7 logged.
+    let interrupted = |lr: f64| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut o = tiny(ModelKind::Mlp, 100);
+        o.log_every = 50;
+        o.lr = lr;
+        let control = Control {
+            interrupt: &flag,
+            progress: None,
+        };
+        let backend = interrupting(7, flag.clone());
+        train_on(&o, &backend, None, &control, &mut |_| {}).unwrap()
+    };
+    let r = interrupted(tiny(ModelKind::Mlp, 1).lr);
+    assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
+    assert_eq!(r.steps, 8);
+    let steps: Vec<u64> = r.loss.curve.iter().map(|p| p.step).collect();
+    assert_eq!(steps, vec![0, 8], "the loss after the 8 steps done");
+    assert!(r.loss.last.is_some_and(f32::is_finite));
+    // The same interrupt after 8 steps at a rate that diverges: failed, not ok.
+    let r = interrupted(3.0);
+    assert_eq!(r.status, Status::Failed);
+    let why = r.reason.as_deref().unwrap();
+    assert!(
+        why.contains("the loss after 8 steps was") && why.contains("lower --lr"),
+        "{why}"
+    );
+}
+
+/// A backend error in the middle of training (a CUDA out-of-memory in step 8) fails the run
+/// with the steps done and the reason, rather than losing them.
+#[test]
+fn a_backend_failure_mid_run_fails_the_run_with_the_steps_done() {
+    let backend = Hooked(Arc::new(|step| {
+        if step == 7 {
+            return Err(BackendError::failed("candle", "CUDA_ERROR_OUT_OF_MEMORY"));
+        }
+        Ok(())
+    }));
+    let meters = one_joule_meter();
+    let mut o = tiny(ModelKind::Mlp, 20);
+    o.warmup_steps = 2;
+    o.log_every = 1;
+    o.projection = Some(ProjectionTarget::Steps(1000));
+    let r = train_on(
+        &o,
+        &backend,
+        Some(&meters),
+        &Control::default(),
+        &mut |_| {},
+    )
+    .expect("a failed result, not an error");
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!((r.steps, r.measured_steps), (7, 5));
+    assert_eq!(r.loss.curve.len(), 7);
+    let why = r.reason.as_deref().unwrap();
+    assert!(
+        why.contains("failed in step 8/20") && why.contains("CUDA_ERROR_OUT_OF_MEMORY"),
+        "{why}"
+    );
+    assert!(why.contains("the 7 steps completed"), "{why}");
+    // The completed measured steps keep their time and energy; no projection from a failure.
+    assert_eq!(r.time.as_ref().unwrap().samples_s.len(), 5);
+    assert_eq!(r.energy.calls, 5);
+    assert!(r.energy.total_joules_per_iter.is_some());
+    assert!(
+        r.energy.notes.iter().any(|n| n.contains("cut short")),
+        "the failed step's share is left out: {:?}",
+        r.energy.notes
+    );
+    assert!(r.projection.is_none() && r.loss.dataset_after.is_none());
+    let back: TrainingResult = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
+}
+
 /// Fake package meter: exactly 1 J ± 0.25 J over any window (one reading at each edge).
 fn one_joule_meter() -> Meters {
     one_joule_meter_and(Vec::new())
@@ -410,28 +546,35 @@ fn an_interrupt_before_the_first_step_reports_nothing() {
     assert!(matches!(r, Err(TrainError::Interrupted)), "{r:?}");
 }
 
-/// Candle, whose trainer blocks in step `at` until the test lets it go: a step that takes as
-/// long as the test wants.
-struct Gated {
-    at: u64,
-    entered: Mutex<mpsc::Sender<()>>,
-    release: Arc<Mutex<mpsc::Receiver<()>>>,
-}
+/// What a [`Hooked`] trainer does before step `n` (0-based) runs; an error is the step's.
+type Hook = dyn Fn(u64) -> Result<(), BackendError> + Send + Sync;
 
-struct GatedTrainer {
-    inner: Box<dyn Trainer>,
-    at: u64,
-    step: u64,
-    entered: mpsc::Sender<()>,
-    release: Arc<Mutex<mpsc::Receiver<()>>>,
-}
+/// Candle, whose trainer runs a hook before each step: a step that blocks as long as the test
+/// wants, fails, or sets an interrupt.
+struct Hooked(Arc<Hook>);
 
-impl Trainer for GatedTrainer {
-    fn step(&mut self, bi: usize, lr: f64, want_loss: bool) -> Result<Option<f32>, BackendError> {
-        if self.step == self.at {
-            self.entered.send(()).unwrap();
-            self.release.lock().unwrap().recv().unwrap();
+/// Candle that blocks in step `at` until the test lets it go: says it entered on `entered`,
+/// then waits on `release`.
+fn gated(at: u64, entered: mpsc::Sender<()>, release: mpsc::Receiver<()>) -> Hooked {
+    let (entered, release) = (Mutex::new(entered), Mutex::new(release));
+    Hooked(Arc::new(move |step| {
+        if step == at {
+            entered.lock().unwrap().send(()).unwrap();
+            release.lock().unwrap().recv().unwrap();
         }
+        Ok(())
+    }))
+}
+
+struct HookedTrainer {
+    inner: Box<dyn Trainer>,
+    hook: Arc<Hook>,
+    step: u64,
+}
+
+impl Trainer for HookedTrainer {
+    fn step(&mut self, bi: usize, lr: f64, want_loss: bool) -> Result<Option<f32>, BackendError> {
+        (self.hook)(self.step)?;
         self.step += 1;
         self.inner.step(bi, lr, want_loss)
     }
@@ -446,7 +589,7 @@ impl Trainer for GatedTrainer {
     }
 }
 
-impl Backend for Gated {
+impl Backend for Hooked {
     fn name(&self) -> &'static str {
         CandleBackend.name()
     }
@@ -468,12 +611,10 @@ impl Backend for Gated {
         true
     }
     fn trainer(&self, setup: &TrainSetup<'_>) -> Result<Box<dyn Trainer>, BackendError> {
-        Ok(Box::new(GatedTrainer {
+        Ok(Box::new(HookedTrainer {
             inner: CandleBackend.trainer(setup)?,
-            at: self.at,
+            hook: self.0.clone(),
             step: 0,
-            entered: self.entered.lock().unwrap().clone(),
-            release: self.release.clone(),
         }))
     }
 }
@@ -487,11 +628,7 @@ fn a_run_abandoned_inside_a_long_step_reports_the_completed_steps() {
     let (entered_tx, entered) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
     // Step 12 does not end until released: steps 0–11 completed, 10 of them measured.
-    let backend = Gated {
-        at: 12,
-        entered: Mutex::new(entered_tx),
-        release: Arc::new(Mutex::new(release_rx)),
-    };
+    let backend = gated(12, entered_tx, release_rx);
     let flag = AtomicBool::new(false);
     let progress = Progress::default();
     std::thread::scope(|scope| {

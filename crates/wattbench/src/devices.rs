@@ -4,13 +4,21 @@
 //! format): per-GPU time, energy and memory stay apart, each run keeps its environment. Case
 //! ids name each GPU by its NVML index (`…/cuda:3`), not the worker's `cuda:0`.
 //!
+//! Signals: each worker runs in a process group of its own, so the terminal's Ctrl-C reaches
+//! the parent alone; the parent passes its stop on to every running worker once and waits
+//! for them to write (a worker that a scheduler signalled directly takes the stop passed on
+//! as the same one: [`crate::signals`]); a second signal kills them and ends the parent.
+//!
 //! UNVERIFIED ON HARDWARE: no session has had a machine with several GPUs; on a machine
 //! without GPUs the flag says so and stops.
 use crate::options::usage;
 use crate::signals::Stop;
 use anyhow::Result;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use wattbench_core::result::{GpuRecord, MergedFile, RunFile};
 use wattbench_energy::gpus::GpuSelection;
@@ -135,17 +143,111 @@ impl Drop for Workdir {
     }
 }
 
-/// SIGTERM to a worker that has not been reaped.
-fn terminate(child: &Child) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
-    if pid > 0 {
-        // SAFETY: kill(2) on our own child, which `child` still holds (not yet waited for,
-        // so its pid cannot have been reused).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+/// The command of a worker pinned to the GPU `cuda_visible` names: in a process group of its
+/// own, so that what the terminal sends its foreground group (Ctrl-C) reaches the parent
+/// alone, which passes one stop on ([`supervise`]); without standard input (a background
+/// group that read the terminal would be stopped).
+fn worker_command(exe: &Path, args: &[String], cuda_visible: &str) -> Command {
+    let mut c = Command::new(exe);
+    c.args(args)
+        .env("CUDA_VISIBLE_DEVICES", cuda_visible)
+        .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        .env(crate::signals::WORKER_ENV, "1")
+        .stdin(Stdio::null())
+        .process_group(0);
+    c
+}
+
+/// A started worker.
+struct Worker {
+    /// Its slot in the table of pids a second signal kills.
+    slot: usize,
+    child: Child,
+    /// Whether the stop was passed on to it.
+    told: bool,
+    /// Its exit code once it ended (128 + the signal that killed it).
+    code: Option<i32>,
+}
+
+/// Whether our child `pid` has ended, without reaping it (its pid stays ours to signal).
+fn ended(pid: u32) -> bool {
+    // SAFETY: an all-zero siginfo_t is valid; waitid(2) with WNOWAIT only reads our child's
+    // state and leaves it unreaped.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) == 0 && info.si_pid() != 0
     }
 }
 
-/// Run the workers and merge their files into `output`; the exit code.
+/// Waits until every worker has ended. Once a stop is requested, it is passed on to each
+/// worker still running, once ([`Stop::worker_signal`]), and the worker then writes its
+/// completed cases. `pids`: the table a second signal kills; a worker's slot is cleared
+/// before it is reaped.
+fn supervise(workers: &mut [Worker], stop: &Stop, pids: &[AtomicI32]) -> Result<()> {
+    loop {
+        let mut running = false;
+        for w in workers.iter_mut().filter(|w| w.code.is_none()) {
+            if ended(w.child.id()) {
+                pids[w.slot].store(0, Ordering::SeqCst);
+                let status = w.child.wait()?;
+                w.code = Some(
+                    status
+                        .code()
+                        .or(status.signal().map(|s| 128 + s))
+                        .unwrap_or(1),
+                );
+                continue;
+            }
+            running = true;
+            if stop.requested() && !w.told {
+                let pid = libc::pid_t::try_from(w.child.id()).unwrap_or(0);
+                if pid > 0 {
+                    // SAFETY: kill(2) on our own child, not yet reaped (its pid cannot have
+                    // been reused).
+                    unsafe { libc::kill(pid, stop.worker_signal()) };
+                }
+                w.told = true;
+            }
+        }
+        if !running {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Exit code of a worker that a signal stopped, having written its completed cases.
+fn stopped_by_a_signal(code: i32) -> bool {
+    code == 130 || code == 143
+}
+
+/// The parent's exit code (the README's table): `stopped`, the parent's own stop; `codes`,
+/// the workers' exit codes; `wrote`, how many wrote a result file, of `gpus`. A worker a
+/// signal stopped from outside wrote an interrupted file, and the merged run is interrupted
+/// too (its code, as `run`'s interrupt comes before its failures); else 1 when a worker
+/// failed or wrote nothing, 3 when nothing ran on any GPU, 0.
+fn exit_code(stopped: Option<u8>, codes: &[i32], wrote: usize, gpus: usize) -> u8 {
+    if let Some(code) = stopped {
+        return code;
+    }
+    if let Some(&c) = codes.iter().find(|&&c| stopped_by_a_signal(c)) {
+        return c as u8;
+    }
+    if codes.contains(&1) || wrote < gpus {
+        1
+    } else if codes
+        .iter()
+        .all(|&c| c == i32::from(crate::run::EXIT_NOTHING_RAN))
+    {
+        crate::run::EXIT_NOTHING_RAN
+    } else {
+        0
+    }
+}
+
+/// Run the workers and merge their files into `output`; the exit code. The options were
+/// checked by `run` before.
 /// `record`: `run --record [DB]`, applied to the merged file.
 pub fn run(
     list: &[String],
@@ -161,60 +263,55 @@ pub fn run(
         .map_err(|e| usage(format!("cannot create {}: {e}", dir.0.display())))?;
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let exe = std::env::current_exe()?;
-    let stop = Stop::install()?;
-    let spawn = |g: &GpuRecord| -> Result<(PathBuf, Child)> {
-        let out = dir.0.join(format!("gpu{}.json", g.index));
-        let child = Command::new(&exe)
-            .args(worker_args(&argv, &out))
-            .env(
-                "CUDA_VISIBLE_DEVICES",
-                g.uuid.clone().unwrap_or(g.index.to_string()),
-            )
-            .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-            .spawn()?;
-        Ok((out, child))
+    let pids: Arc<[AtomicI32]> = gpus.iter().map(|_| AtomicI32::new(0)).collect();
+    let stop = Stop::install_killing_on_second(pids.clone())?;
+    let out_of = |g: &GpuRecord| dir.0.join(format!("gpu{}.json", g.index));
+    let spawn = |slot: usize| -> Result<Worker> {
+        let g = &gpus[slot];
+        let args = worker_args(&argv, &out_of(g));
+        let visible = g.uuid.clone().unwrap_or(g.index.to_string());
+        let child = worker_command(&exe, &args, &visible).spawn()?;
+        pids[slot].store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+        Ok(Worker {
+            slot,
+            child,
+            told: false,
+            code: None,
+        })
     };
-    let wait = |child: &mut Child| -> Result<i32> {
-        loop {
-            if let Some(s) = child.try_wait()? {
-                return Ok(s.code().unwrap_or(1));
-            }
-            if stop.requested() {
-                // The worker writes its completed cases and exits 143.
-                terminate(child);
-                return Ok(child.wait()?.code().unwrap_or(1));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    let mut codes = Vec::new();
-    let mut files = Vec::new();
+    let mut workers = Vec::new();
     if sequential {
-        for g in &gpus {
-            let (out, mut child) = spawn(g)?;
-            codes.push(wait(&mut child)?);
-            files.push((g, out));
+        for slot in 0..gpus.len() {
             if stop.requested() {
                 break;
             }
+            workers.push(spawn(slot)?);
+            supervise(&mut workers[slot..], &stop, &pids)?;
         }
     } else {
-        let mut children = Vec::new();
-        for g in &gpus {
-            let (out, child) = spawn(g)?;
-            children.push((g, out, child));
+        for slot in 0..gpus.len() {
+            workers.push(spawn(slot)?);
         }
-        for (g, out, mut child) in children {
-            codes.push(wait(&mut child)?);
-            files.push((g, out));
-        }
+        supervise(&mut workers, &stop, &pids)?;
     }
+    let codes: Vec<i32> = workers.iter().map(|w| w.code.unwrap_or(1)).collect();
     let mut runs = Vec::new();
-    for (g, path) in files {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            eprintln!("gpu{}: the worker wrote no result file", g.index);
+    for (w, &code) in workers.iter().zip(&codes) {
+        let g = &gpus[w.slot];
+        let Ok(text) = std::fs::read_to_string(out_of(g)) else {
+            eprintln!(
+                "gpu{}: the worker wrote no result file (exit code {code})",
+                g.index
+            );
             continue;
         };
+        if stopped_by_a_signal(code) && !stop.requested() {
+            eprintln!(
+                "gpu{}: the worker was stopped by a signal from outside (exit code {code}); its \
+                 completed cases are merged, marked interrupted",
+                g.index
+            );
+        }
         let mut run =
             RunFile::from_json(&text).map_err(|e| usage(format!("gpu{}: {e}", g.index)))?;
         rename_device(&mut run, g.index);
@@ -224,16 +321,13 @@ pub fn run(
         ));
     }
     let n = runs.len();
+    let stopped = stop.requested().then(|| stop.exit_code());
     if n == 0 {
         eprintln!(
             "no GPU worker wrote a result file (exit codes {codes:?}); nothing written to {}",
             output.display()
         );
-        return Ok(if stop.requested() {
-            stop.exit_code()
-        } else {
-            1
-        });
+        return Ok(stopped.unwrap_or(1));
     }
     let mut merged = MergedFile::merge(
         runs,
@@ -269,18 +363,7 @@ pub fn run(
         eprintln!("error: {failure}");
         return Ok(crate::output::EXIT_NOT_WRITTEN);
     }
-    Ok(if stop.requested() {
-        stop.exit_code()
-    } else if codes.contains(&1) || n < gpus.len() {
-        1
-    } else if codes
-        .iter()
-        .all(|&c| c == i32::from(crate::run::EXIT_NOTHING_RAN))
-    {
-        crate::run::EXIT_NOTHING_RAN
-    } else {
-        0
-    })
+    Ok(exit_code(stopped, &codes, n, gpus.len()))
 }
 
 #[cfg(test)]
@@ -332,6 +415,82 @@ mod tests {
             worker_args(&argv, Path::new("w.json")),
             s(&["run", "--device", "cuda", "--output", "w.json"])
         );
+    }
+
+    /// The terminal sends Ctrl-C to its foreground process group (and a shell's `kill -INT
+    /// -PGID` reaches a group): a worker in the parent's group would get it besides the stop
+    /// the parent passes on, a second signal that ends it before it writes.
+    #[test]
+    fn workers_run_in_a_process_group_of_their_own() {
+        let mut child = worker_command(Path::new("sleep"), &s(&["10"]), "GPU-x")
+            .spawn()
+            .unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: getpgid(2) reads a process's group; ours (0) and our unreaped child's.
+        let (theirs, ours) = unsafe { (libc::getpgid(pid), libc::getpgid(0)) };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(theirs, pid, "the worker leads a group of its own");
+        assert_ne!(theirs, ours);
+    }
+
+    /// A fake worker: on the stop the parent passes on (SIGUSR2, for SIGTERM) it notes the
+    /// signal, takes a moment to "write", and exits 143; it notes every signal it gets.
+    fn fake_worker(log: &Path) -> Command {
+        let script = format!(
+            "trap 'echo stop >> {0}; sleep 0.3; echo wrote >> {0}; exit 143' USR2; \
+             trap 'echo other >> {0}' USR1 INT TERM; \
+             while :; do sleep 0.05; done",
+            log.display()
+        );
+        let mut c = worker_command(Path::new("sh"), &s(&["-c", &script]), "GPU-x");
+        c.env_remove(crate::signals::WORKER_ENV);
+        c
+    }
+
+    #[test]
+    fn the_parent_passes_its_stop_on_once_and_waits_for_the_workers_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("w{i}"))).collect();
+        let pids: Vec<AtomicI32> = (0..2).map(|_| AtomicI32::new(0)).collect();
+        let mut workers: Vec<Worker> = logs
+            .iter()
+            .enumerate()
+            .map(|(slot, log)| {
+                let child = fake_worker(log).spawn().unwrap();
+                pids[slot].store(child.id() as i32, Ordering::SeqCst);
+                Worker {
+                    slot,
+                    child,
+                    told: false,
+                    code: None,
+                }
+            })
+            .collect();
+        // Let the shells set their traps.
+        std::thread::sleep(Duration::from_millis(300));
+        supervise(&mut workers, &Stop::requested_by(libc::SIGTERM), &pids).unwrap();
+        for (w, log) in workers.iter().zip(&logs) {
+            assert_eq!(w.code, Some(143));
+            assert!(w.told);
+            assert_eq!(std::fs::read_to_string(log).unwrap(), "stop\nwrote\n");
+        }
+        // Reaped workers are out of the table a second signal kills.
+        assert!(pids.iter().all(|p| p.load(Ordering::SeqCst) == 0));
+    }
+
+    #[test]
+    fn a_worker_stopped_from_outside_makes_the_merged_run_interrupted() {
+        // The parent stopped: its own signal's code.
+        assert_eq!(exit_code(Some(130), &[0, 130], 2, 2), 130);
+        // A worker stopped from outside wrote an interrupted file: not 0, and before a
+        // failure elsewhere (as `run`'s interrupt comes before its failed cases).
+        assert_eq!(exit_code(None, &[0, 143], 2, 2), 143);
+        assert_eq!(exit_code(None, &[130, 0, 1], 3, 3), 130);
+        assert_eq!(exit_code(None, &[0, 1], 2, 2), 1);
+        assert_eq!(exit_code(None, &[0, 0], 1, 2), 1, "a worker wrote nothing");
+        assert_eq!(exit_code(None, &[3, 3], 2, 2), 3);
+        assert_eq!(exit_code(None, &[0, 3], 2, 2), 0);
     }
 
     #[test]

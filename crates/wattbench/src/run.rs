@@ -227,31 +227,19 @@ fn check_numbers(args: &RunArgs) -> Result<HarnessConfig> {
     Ok(cfg)
 }
 
-/// Run the command; returns the exit code.
-pub fn run(mut args: RunArgs) -> Result<u8> {
-    // `duration_s`: the whole command, its idle-power windows included (results/README.md).
-    let started = Instant::now();
-    if args.devices_sequential && args.devices.is_empty() {
-        return Err(usage("--devices-sequential goes with --devices"));
-    }
-    if !args.devices.is_empty() {
-        if args.json {
-            return Err(usage(
-                "--json goes without --devices: the merged file is the document (read it, or \
-                 `wattbench report --format html` it)",
-            ));
-        }
-        let path = args
-            .output
-            .clone()
-            .unwrap_or_else(|| output::default_path(&suite_label(&args.suite)));
-        return crate::devices::run(
-            &args.devices,
-            args.devices_sequential,
-            &path,
-            args.record.as_ref().map(|db| db.as_deref()),
-        );
-    }
+/// What a run was asked to do, checked.
+struct Plan {
+    cfg: HarnessConfig,
+    suite: suite::Suite,
+    cases: Vec<Case>,
+    filters: Filters,
+    backends: Vec<Arc<dyn Backend>>,
+    targets: Vec<(Arc<dyn Backend>, DeviceInfo)>,
+}
+
+/// Checks the options (lists trimmed in `args`) and selects the cases and targets; a usage
+/// error says what is wrong before anything runs.
+fn plan(args: &mut RunArgs) -> Result<Plan> {
     // `--op "gemm, rnn"`: spaces around the commas are not part of the names.
     for (flag, list) in [
         ("--op", &mut args.op),
@@ -263,9 +251,81 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     ] {
         options::trim_list(flag, list)?;
     }
-    let cfg = check_numbers(&args)?;
+    let cfg = check_numbers(args)?;
     let suite = suite::load(&args.suite).map_err(|e| usage(e.to_string()))?;
-    let (cases, filters) = select_cases(&args, &suite)?;
+    let (cases, filters) = select_cases(args, &suite)?;
+    let backends = backends::all();
+    let targets = select_targets(args, &backends)?;
+    if cases.is_empty() {
+        return Err(usage(format!(
+            "no case of suite `{}` matches the filters",
+            suite.name
+        )));
+    }
+    if targets.is_empty() {
+        return Err(usage(
+            "no backend and device match the filters; see `wattbench list`",
+        ));
+    }
+    Ok(Plan {
+        cfg,
+        suite,
+        cases,
+        filters,
+        backends,
+        targets,
+    })
+}
+
+/// `run --devices`: the options are checked here, as the workers will read them (on their
+/// GPU: `--device cuda`), so that a typo is one usage error rather than one per worker.
+fn run_devices(mut args: RunArgs) -> Result<u8> {
+    if args.json {
+        return Err(usage(
+            "--json goes without --devices: the merged file is the document (read it, or \
+             `wattbench report --format html` it)",
+        ));
+    }
+    options::trim_list("--device", &mut args.device)?;
+    if let Some(d) = args.device.iter().find(|d| d.as_str() != "cuda") {
+        return Err(usage(format!(
+            "--device {d} goes without --devices: each --devices worker runs on its own GPU \
+             (`--device cuda`, the default with --devices); run the CPU cases without \
+             --devices"
+        )));
+    }
+    args.device = vec!["cuda".into()];
+    plan(&mut args)?;
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| output::default_path(&suite_label(&args.suite)));
+    crate::devices::run(
+        &args.devices,
+        args.devices_sequential,
+        &path,
+        args.record.as_ref().map(|db| db.as_deref()),
+    )
+}
+
+/// Run the command; returns the exit code.
+pub fn run(mut args: RunArgs) -> Result<u8> {
+    // `duration_s`: the whole command, its idle-power windows included (results/README.md).
+    let started = Instant::now();
+    if args.devices_sequential && args.devices.is_empty() {
+        return Err(usage("--devices-sequential goes with --devices"));
+    }
+    if !args.devices.is_empty() {
+        return run_devices(args);
+    }
+    let Plan {
+        cfg,
+        suite,
+        cases,
+        filters,
+        backends,
+        targets,
+    } = plan(&mut args)?;
     // The whole suite's duplicates (every op and set), as --dtype/--mode make its cases:
     // replacing the entries' dtypes and modes can merge more of them.
     let selection = suite::Selection {
@@ -281,19 +341,6 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let shown = selected.as_ref().unwrap_or(&suite);
     if !shown.report.duplicates.is_empty() {
         eprintln!("{}", shown.summary());
-    }
-    let backends = backends::all();
-    let targets = select_targets(&args, &backends)?;
-    if cases.is_empty() {
-        return Err(usage(format!(
-            "no case of suite `{}` matches the filters",
-            suite.name
-        )));
-    }
-    if targets.is_empty() {
-        return Err(usage(
-            "no backend and device match the filters; see `wattbench list`",
-        ));
     }
     let path = args
         .output

@@ -2,9 +2,16 @@
 //! and CI send): the first sets a flag the work checks between samples and steps, so the
 //! completed work is written and marked interrupted; a second exits at once with 128+signal.
 //! signal-hook installs the handlers (as `measure`'s forwarding does).
+//!
+//! `run --devices` passes its stop on to its workers (each in a process group of its own, so
+//! that the terminal's Ctrl-C reaches the parent alone) as SIGUSR1 (for SIGINT) or SIGUSR2
+//! (for SIGTERM), which a worker takes as a stop that is never a second signal: a scheduler
+//! that signals every process of a job (Slurm signals a whole step) reaches a worker directly
+//! too, and the stop passed on after it must not end the worker before it writes. A second
+//! signal to the parent kills the workers (SIGKILL) and ends it at once.
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,23 +33,82 @@ pub struct Stop {
     which: Arc<AtomicUsize>,
 }
 
+/// Set (to anything) in the environment of a `run --devices` worker: it takes SIGUSR1 and
+/// SIGUSR2 from its parent as the stop the parent got.
+pub const WORKER_ENV: &str = "WATTBENCH_DEVICES_WORKER";
+
 impl Stop {
     /// Install the handlers for this process.
     pub fn install() -> Result<Stop> {
+        Self::install_killing_on_second(Arc::from([]))
+    }
+
+    /// [`Stop::install`], and a second signal first kills (SIGKILL) the processes whose ids
+    /// `pids` holds (0: none): `run --devices`' workers, which the terminal's signals do not
+    /// reach. A slot must be cleared before its process is reaped.
+    pub fn install_killing_on_second(pids: Arc<[AtomicI32]>) -> Result<Stop> {
         let stop = Stop {
             flag: Arc::new(AtomicBool::new(false)),
             which: Arc::new(AtomicUsize::new(0)),
         };
-        for sig in [SIGINT, SIGTERM] {
+        // A SIGINT or SIGTERM came: the next one ends the process. Apart from the stop flag,
+        // which a worker's parent also sets.
+        let signalled = Arc::new(AtomicBool::new(false));
+        let install = |sig: i32| -> std::io::Result<()> {
+            if !pids.is_empty() {
+                let (signalled, pids) = (signalled.clone(), pids.clone());
+                // SAFETY: the action only loads atomics and calls kill(2), both
+                // async-signal-safe.
+                unsafe {
+                    signal_hook::low_level::register(sig, move || {
+                        if signalled.load(Ordering::SeqCst) {
+                            for pid in pids.iter().map(|p| p.load(Ordering::SeqCst)) {
+                                if pid > 0 {
+                                    libc::kill(pid, libc::SIGKILL);
+                                }
+                            }
+                        }
+                    })?;
+                }
+            }
             // Order matters: the shutdown checks the flag before this signal sets it.
-            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.flag.clone())
-                .and_then(|_| signal_hook::flag::register(sig, stop.flag.clone()))
-                .and_then(|_| {
-                    signal_hook::flag::register_usize(sig, stop.which.clone(), sig as usize)
-                })
-                .context("installing the SIGINT/SIGTERM handlers")?;
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, signalled.clone())?;
+            signal_hook::flag::register(sig, signalled.clone())?;
+            signal_hook::flag::register(sig, stop.flag.clone())?;
+            signal_hook::flag::register_usize(sig, stop.which.clone(), sig as usize)?;
+            Ok(())
+        };
+        for sig in [SIGINT, SIGTERM] {
+            install(sig).context("installing the SIGINT/SIGTERM handlers")?;
+        }
+        if std::env::var_os(WORKER_ENV).is_some() {
+            for (passed, sig) in [(SIGUSR1, SIGINT), (SIGUSR2, SIGTERM)] {
+                signal_hook::flag::register(passed, stop.flag.clone())
+                    .and_then(|_| {
+                        signal_hook::flag::register_usize(passed, stop.which.clone(), sig as usize)
+                    })
+                    .context("installing the SIGUSR1/SIGUSR2 handlers of a --devices worker")?;
+            }
         }
         Ok(stop)
+    }
+
+    /// A stop requested by `sig`, with no handler installed: for tests.
+    #[cfg(test)]
+    pub fn requested_by(sig: i32) -> Stop {
+        Stop {
+            flag: Arc::new(AtomicBool::new(true)),
+            which: Arc::new(AtomicUsize::new(sig as usize)),
+        }
+    }
+
+    /// The signal that passes this stop on to a `run --devices` worker: SIGUSR1 for SIGINT,
+    /// SIGUSR2 for SIGTERM (see the module comment).
+    pub fn worker_signal(&self) -> i32 {
+        match self.which.load(Ordering::SeqCst) as i32 {
+            SIGTERM => SIGUSR2,
+            _ => SIGUSR1,
+        }
     }
 
     /// The flag the work polls.

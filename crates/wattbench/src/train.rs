@@ -386,8 +386,10 @@ fn print_summary(r: &TrainingResult, location: &str) {
     println!("{location}");
 }
 
-/// Run `wattbench train`; returns the exit code (0 ok, 1 training diverged, 130/143 stopped
-/// by SIGINT/SIGTERM: the steps done are written).
+/// Run `wattbench train`; returns the exit code (0 ok; 1 the run failed: training diverged or
+/// the backend failed, the steps done written with the reason, or nothing written when it
+/// failed before the first step; 130/143 stopped by SIGINT/SIGTERM: the steps done are
+/// written).
 pub fn run(args: TrainArgs) -> Result<u8> {
     // `duration_s`: the whole command, its idle-power windows included (results/README.md).
     let started = Instant::now();
@@ -477,7 +479,16 @@ pub fn run(args: TrainArgs) -> Result<u8> {
             e @ (TrainError::Usage(_)
             | TrainError::Backend(BackendError::Unavailable(_) | BackendError::Unsupported(_))),
         )) => return Err(usage(e.to_string())),
-        Some(Err(e)) => return Err(anyhow::Error::new(e).context("wattbench train")),
+        // A failure in the middle of training is a failed result (above); this one came
+        // before the first step (the trainer or the loss before training): a failure, not
+        // bad usage, with nothing to write.
+        Some(Err(e @ TrainError::Backend(_))) => {
+            eprintln!(
+                "error: wattbench train: {e}; it failed before the first training step, so \
+                 nothing was written"
+            );
+            return Ok(1);
+        }
         None => {
             let _ = worker.join();
             anyhow::bail!("internal error: the training thread panicked; nothing was written");

@@ -2,10 +2,10 @@
 mod common;
 
 use common::{
-    assert_contains, command, read_json, run_tiny, stderr, stdout, tiny_suite, wattbench, FAST,
+    assert_contains, command, read_json, run_tiny, start_slow_run, stderr, stdout, tiny_suite,
+    wattbench, FAST,
 };
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -215,50 +215,8 @@ fn oversized_case_is_skipped_before_allocating() {
 /// completed so far, marks the file interrupted and exits 128 + signal.
 fn signal_writes_completed_cases_and_marks_the_run_interrupted(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
-    let suite = dir.path().join("s.toml");
-    // A fast case, then a recurrence whose single f64 reference call takes minutes.
-    std::fs::write(
-        &suite,
-        "gemm = [ { m = 8, n = 8, k = 8 } ]\nrnn = [ { cell = \"lstm\", hidden = 1024, batch = 64, steps = 100 } ]\n",
-    )
-    .unwrap();
     let out = dir.path().join("r.json");
-    let mut child = command()
-        .args([
-            "run",
-            "--suite",
-            suite.to_str().unwrap(),
-            "--backend",
-            "reference",
-        ])
-        .args(FAST)
-        .args(["--output", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The signal goes once the first case's progress line is out (on any machine's speed);
-    // the second case is then still computing.
-    let pipe = child.stderr.take().unwrap();
-    let (first_done, done) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if line.starts_with("[1/2]") {
-                let _ = first_done.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    if done.recv_timeout(Duration::from_secs(300)).is_err() {
-        let _ = child.kill();
-        panic!(
-            "the first case never completed:\n{}",
-            reader.join().unwrap()
-        );
-    }
+    let (mut child, reader) = start_slow_run(command(), dir.path(), &out);
     let killed = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()

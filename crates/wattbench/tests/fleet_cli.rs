@@ -1,9 +1,11 @@
 //! Beyond one machine: `merge` (a Slurm array's files into one), the readers of merged files,
-//! `compare --across-hardware`, and `run --devices` where no GPU is visible.
+//! `compare --across-hardware`, and `run --devices` where no GPU is visible (its checks of the
+//! options, and how a worker takes the stop its parent passes on).
 mod common;
 
 use common::{
-    assert_contains, read_json, run_tiny, stderr, stdout, usage_error, wattbench, without_gpus,
+    assert_contains, command, read_json, run_tiny, start_slow_run, stderr, stdout, usage_error,
+    wattbench, without_gpus,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -199,4 +201,78 @@ fn devices_says_when_no_gpu_is_visible() {
         "--json goes without --devices",
     );
     assert!(!out.exists());
+}
+
+/// `run --devices` checks the options as `run` does before it looks for GPUs or starts a
+/// worker: a typo is one usage error (exit 2), not one worker error per GPU and exit 1.
+#[test]
+fn devices_checks_the_options_before_starting_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.json");
+    let devices = |extra: &[&str]| {
+        let mut args = vec!["run", "--devices", "all", "-o", s(&out)];
+        args.extend(extra);
+        without_gpus().args(&args).output().unwrap()
+    };
+    usage_error(&devices(&["--suite", "quik"]), "quik");
+    usage_error(&devices(&["--backend", "candel"]), "candel");
+    usage_error(&devices(&["--min-time", "-1"]), "--min-time");
+    // Each worker runs on its GPU: another device is refused, with what to do.
+    let o = devices(&["--device", "cpu,cuda"]);
+    usage_error(&o, "--device cpu goes without --devices");
+    // Options that are right get as far as the GPUs.
+    usage_error(
+        &devices(&["--device", "cuda", "--suite", "quick"]),
+        "sees none",
+    );
+    assert!(!out.exists());
+}
+
+/// A `run --devices` worker that a scheduler signalled directly (Slurm signals every process
+/// of a step) and that got the stop its parent passes on (SIGUSR2 for SIGTERM), 0.1 s apart in
+/// either order, still writes its completed cases: the parent's is the same stop, not a
+/// second signal.
+fn worker_stopped_by_the_scheduler_and_its_parent(parent_first: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.json");
+    // This test is the worker's parent.
+    let mut c = command();
+    c.env("WATTBENCH_DEVICES_WORKER", "1");
+    let (mut child, reader) = start_slow_run(c, dir.path(), &out);
+    let pid = child.id();
+    // The scheduler's SIGTERM comes from another process.
+    let scheduler = || {
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        assert!(kill.unwrap().success());
+    };
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    let parent = || assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR2) }, 0);
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(100));
+    if parent_first {
+        parent();
+        pause();
+        scheduler();
+    } else {
+        scheduler();
+        pause();
+        parent();
+    }
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    let doc = read_json(&out);
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(doc["cases"].as_array().unwrap().len(), 1, "{err}");
+}
+
+#[test]
+fn a_worker_takes_the_stop_its_parent_passes_on_as_the_schedulers() {
+    worker_stopped_by_the_scheduler_and_its_parent(false);
+}
+
+#[test]
+fn a_worker_takes_the_schedulers_stop_as_the_one_its_parent_passed_on() {
+    worker_stopped_by_the_scheduler_and_its_parent(true);
 }

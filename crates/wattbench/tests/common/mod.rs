@@ -1,8 +1,11 @@
 //! What the CLI test files share: running the binary, a tiny suite, quick runs.
 #![allow(dead_code)]
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Settings a user may have exported that change what the binary reads or records; the
 /// tests set them themselves where they test them.
@@ -147,4 +150,53 @@ pub fn reference_gemm(suite: &str) -> Vec<&str> {
     let mut a = reference_gemm_args(suite);
     a.extend(FAST);
     a
+}
+
+/// Starts `wattbench run` by `c` (from [`command`]) of a fast case, then a recurrence whose
+/// single f64 reference call takes minutes, on the reference backend, writing `out` (its suite
+/// in `dir`); returns once the first case is done (on any machine's speed: its progress line
+/// is out), the second then computing. The child, and the thread that collects its standard
+/// error.
+pub fn start_slow_run(mut c: Command, dir: &Path, out: &Path) -> (Child, JoinHandle<String>) {
+    let suite = dir.join("slow.toml");
+    std::fs::write(
+        &suite,
+        "gemm = [ { m = 8, n = 8, k = 8 } ]\nrnn = [ { cell = \"lstm\", hidden = 1024, batch = 64, steps = 100 } ]\n",
+    )
+    .unwrap();
+    let mut child = c
+        .args([
+            "run",
+            "--suite",
+            suite.to_str().unwrap(),
+            "--backend",
+            "reference",
+        ])
+        .args(FAST)
+        .args(["--output", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (first_done, done) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if line.starts_with("[1/2]") {
+                let _ = first_done.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    if done.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = child.kill();
+        panic!(
+            "the first case never completed:\n{}",
+            reader.join().unwrap()
+        );
+    }
+    (child, reader)
 }
