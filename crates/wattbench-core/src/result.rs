@@ -770,7 +770,16 @@ impl MergedFile {
             let mut seen: BTreeMap<(String, String, String), &str> = BTreeMap::new();
             for (label, run) in &inputs {
                 let host = run.environment.host.hostname.clone().unwrap_or_default();
-                let fp = run.environment.hardware_fingerprint();
+                // The GPUs a run metered are part of where it ran: two Slurm tasks packed on
+                // one node each see their own GPU as cuda:0, with the same case ids.
+                let fp = match run.environment.metered_gpus() {
+                    gpus if gpus.is_empty() => run.environment.hardware_fingerprint(),
+                    gpus => format!(
+                        "{}; metered {}",
+                        run.environment.hardware_fingerprint(),
+                        gpus.join(", ")
+                    ),
+                };
                 let ids = run
                     .cases
                     .iter()
@@ -877,6 +886,17 @@ pub enum ReadError {
         /// What to do.
         advice: &'static str,
     },
+}
+
+impl Environment {
+    /// The GPUs whose energy the run metered (selected by `--gpus` or `CUDA_VISIBLE_DEVICES`),
+    /// each by its UUID (else `gpu<NVML index>`), in NVML order.
+    pub fn metered_gpus(&self) -> Vec<String> {
+        (self.gpus.iter())
+            .filter(|g| g.metered)
+            .map(|g| g.uuid.clone().unwrap_or_else(|| format!("gpu{}", g.index)))
+            .collect()
+    }
 }
 
 impl Host {

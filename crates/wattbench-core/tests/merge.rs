@@ -78,6 +78,33 @@ fn the_same_case_twice_from_one_machine_is_refused_unless_allowed() {
     )
     .unwrap();
     assert!(matches!(merge(Vec::new(), true), Err(MergeError::Empty)));
+    // Two Slurm tasks packed on one 2-GPU node, each metering its own GPU and calling it
+    // cuda:0: two places, not the same one twice; the same GPU twice is refused.
+    let on_gpu = |metered: usize| {
+        let mut r = run_on("node1", "CPU A", "gemm/x/cuda:0");
+        r.environment.gpus = (0..2)
+            .map(|i| wattbench_core::result::GpuRecord {
+                index: i as u32,
+                name: Some("NVIDIA H100".into()),
+                uuid: Some(format!("GPU-{i}")),
+                pci_bus_id: None,
+                driver_version: None,
+                power_limit_watts: None,
+                memory_total_bytes: None,
+                energy_counter: true,
+                metered: i == metered,
+                selection: "CUDA_VISIBLE_DEVICES".into(),
+                power_reading: String::new(),
+                state: Default::default(),
+            })
+            .collect();
+        r
+    };
+    merge(vec![on_gpu(0), on_gpu(1)], false).unwrap();
+    let e = merge(vec![on_gpu(1), on_gpu(1)], false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("metered GPU-1"), "{e}");
 }
 
 #[test]

@@ -336,6 +336,9 @@ pub fn run(
         chrono::Utc::now().to_rfc3339(),
     )
     .map_err(|e| usage(e.to_string()))?;
+    if !sequential && gpus.len() > 1 {
+        note_shared_host_counters(&mut merged.runs, gpus.len());
+    }
     merged.merged.notes.push(if sequential {
         "the GPUs ran one after another (--devices-sequential)".into()
     } else {
@@ -366,12 +369,63 @@ pub fn run(
     Ok(exit_code(stopped, &codes, n, gpus.len()))
 }
 
+/// Workers that ran at once shared the host's counters (CPU package, DRAM, platform): each
+/// case whose total adds one gets a note saying so. The caveat then travels with the figures
+/// it concerns (tables, reports, and any later merge), not only in this merge's notes.
+fn note_shared_host_counters(runs: &mut [RunFile], workers: usize) {
+    let note = format!(
+        "measured while {workers} GPU workers ran at once: the host counters in this total (CPU \
+         package, DRAM) counted every worker's host work, not this case's alone \
+         (--devices-sequential runs them one after another)"
+    );
+    let host_wide = |scope: &str| matches!(scope, "package" | "dram" | "platform");
+    for run in runs {
+        for e in run.cases.iter_mut().filter_map(|c| c.energy.as_mut()) {
+            if e.domains.iter().any(|d| d.in_total && host_wide(&d.scope)) {
+                e.notes.push(note.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn cases_that_added_host_counters_say_the_workers_shared_them() {
+        use wattbench_core::energy::Source;
+        use wattbench_core::testing::{case_energy, run_file, timed_case};
+        let with = |scope: &str| {
+            let mut e = case_energy(1.0, 0.1, Source::Measured);
+            let mut d: wattbench_core::energy::DomainRecord =
+                serde_json::from_value(serde_json::json!({
+                    "name": "d", "source": "measured", "reason": null, "scope": scope,
+                    "in_total": true, "joules_per_iter": 1.0, "uncertainty_j": 0.1,
+                    "window_s": 1.0, "avg_watts": null, "idle_watts": null,
+                    "net_joules_per_iter": null, "note": null, "assumptions": null
+                }))
+                .unwrap();
+            d.name = scope.into();
+            e.domains = vec![d];
+            let mut c = timed_case(scope, vec![1.0]);
+            c.energy = Some(e);
+            c
+        };
+        let mut runs = vec![run_file("now", vec![with("package"), with("device")])];
+        note_shared_host_counters(&mut runs, 4);
+        let notes = |i: usize| runs[0].cases[i].energy.as_ref().unwrap().notes.clone();
+        assert!(
+            notes(0)[0].contains("4 GPU workers ran at once"),
+            "{:?}",
+            notes(0)
+        );
+        // A GPU's own counter is its own: no note.
+        assert!(notes(1).is_empty());
     }
 
     #[test]
