@@ -210,7 +210,8 @@ pub struct LossReport {
     pub curve: Vec<LossPoint>,
     /// Mean MSE over the whole data set before training.
     pub dataset_before: f64,
-    /// Mean MSE over the whole data set after training; null when training failed.
+    /// Mean MSE over the whole data set after training; null when it was not evaluated (a
+    /// run interrupted, or failed before the end; a diverged run keeps its finite value).
     pub dataset_after: Option<f64>,
     /// dataset_after / dataset_before.
     pub ratio: Option<f64>,
