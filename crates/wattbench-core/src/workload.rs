@@ -399,10 +399,18 @@ impl Params {
             ],
             Params::Rnn(r) => vec![("hidden", r.hidden), ("batch", r.batch), ("steps", r.steps)],
         };
+        // No tensor may hold 2^40 elements or more (below), so no dimension may be that large
+        // either: refused here, before any shape arithmetic could overflow.
+        const LIMIT: u128 = 1 << 40;
         for (name, v) in &dims {
             if *v == 0 {
                 return Err(err(format!(
                     "{name} is 0; every dimension must be at least 1"
+                )));
+            }
+            if *v as u128 >= LIMIT {
+                return Err(err(format!(
+                    "{name} is {v}, more than the 2^40 elements a tensor may hold"
                 )));
             }
         }
@@ -423,13 +431,17 @@ impl Params {
                 _ => return Err(err("padding overflows".into())),
             }
         }
-        const LIMIT: u128 = 1 << 40;
         for t in self.inputs().iter().chain(self.outputs().iter()) {
-            let n: u128 = t.shape.iter().map(|&d| d as u128).product();
-            if n >= LIMIT {
+            // Checked: four dimensions under 2^40 can still pass u128.
+            let n = (t.shape.iter()).try_fold(1u128, |a, &d| a.checked_mul(d as u128));
+            if n.is_none_or(|n| n >= LIMIT) {
                 return Err(err(format!(
-                    "tensor `{}` {:?} has {n} elements, more than the 2^40 supported",
-                    t.name, t.shape
+                    "tensor `{}` {:?} has {}, more than the 2^40 elements supported",
+                    t.name,
+                    t.shape,
+                    n.map_or("more than 2^128 elements".into(), |n| format!(
+                        "{n} elements"
+                    ))
                 )));
             }
         }
@@ -779,6 +791,23 @@ mod tests {
         assert!(zero.validate().unwrap_err().to_string().contains("m is 0"));
         let huge = Params::Gemm(GemmParams::new(usize::MAX / 2, 4, 4));
         assert!(huge.validate().is_err());
+        // Three dimensions just under 2^40 each: their product passes u128 (a property test
+        // once panicked there); refused with a message, no panic.
+        let big = (1usize << 40) - 1;
+        let e = Params::Gemm(GemmParams::new(big, big, big))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("more than the 2^40"), "{e}");
+        let e = Params::Gemm(GemmParams::new(1 << 62, 1 << 62, 1 << 62))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("m is 4611686018427387904"), "{e}");
+        let lstm = Params::Rnn(RnnParams::new(Cell::Lstm, usize::MAX / 3, 2, 2));
+        assert!(lstm.validate().is_err());
+        // A 4-D input of huge dimensions: its element count passes u128 (this panicked).
+        let g = 1usize << 62;
+        let conv = Params::Conv2d(ConvParams::new(g, g, g, g, 1, 1, 1));
+        assert!(conv.validate().unwrap_err().to_string().contains("n is"));
         let filt = Params::Conv2d(ConvParams::new(1, 1, 2, 2, 1, 5, 5));
         assert!(filt
             .validate()

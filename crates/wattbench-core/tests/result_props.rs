@@ -320,6 +320,7 @@ fn environment() -> impl Strategy<Value = Environment> {
                         hostname: host.clone(),
                         cpu_model: host,
                         logical_cores: cores as usize,
+                        usable_cores: mem.map(|_| cores as usize),
                         memory_bytes: mem,
                         os: None,
                         kernel: None,
