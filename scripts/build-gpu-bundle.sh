@@ -6,6 +6,9 @@
 #   wattbench-cuda-gpu-tests     wattbench-cuda's GPU tests (ignored here; --ignored there)
 #   gpu-check.sh, profile-gemm.sh (with gpu-env.sh, which both source), benchmarks/, kernels/
 #                                (for reading; the binaries embed them), COMMIT, FEATURES
+# There: `bash .gpu-bundle/gpu-check.sh OUTDIR`, then `bash .gpu-bundle/profile-gemm.sh OUTDIR`
+# (bash, since file modes can be lost in transit; each leaves two files in OUTDIR: a tarball of
+# its work folder and its summary).
 # wattbench-candle's tests are built with its CUDA ones too, to check that they compile (no other
 # build enables candle's `cuda` feature), but not carried: `wattbench check` runs the same
 # checks there, and the binary would take 25 MiB of the 64.
@@ -265,6 +268,11 @@ cp "$cuda_tests" "$bundle/wattbench-cuda-gpu-tests"
 # Debug info only: the symbol table stays, so backtraces keep function names.
 strip --strip-debug "$bundle/wattbench" "$bundle/wattbench-cuda-gpu-tests"
 cp scripts/gpu-check.sh scripts/gpu-env.sh scripts/profile-gemm.sh "$bundle/"
+chmod +x "$bundle/gpu-check.sh" "$bundle/profile-gemm.sh"
+# The scripts get one run on the GPU machine: a syntax error must stop the build here.
+for f in gpu-check.sh gpu-env.sh profile-gemm.sh; do
+  bash -n "$bundle/$f" || die "$f has a syntax error"
+done
 cp -r benchmarks "$bundle/benchmarks"
 cp -r kernels "$bundle/kernels" # embedded in the binaries already; here for reading
 echo "$commit" >"$bundle/COMMIT"

@@ -1,38 +1,65 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU and no Rust or network. Run it from the
-# bundle that `make gpu-bundle` built (.gpu-bundle/, carried to the GPU machine):
+# bundle that `make gpu-bundle` built (.gpu-bundle/, carried to the GPU machine), with bash
+# (file modes can be lost in transit):
 #
-#   .gpu-bundle/gpu-check.sh OUTDIR
+#   bash .gpu-bundle/gpu-check.sh OUTDIR
 #
-# It runs, each step under its own time limit, within a total budget (WATTBENCH_CHECK_BUDGET,
-# default 330 s, so that one rerun fits in a 15-minute device lease):
+# Everything is written to a work folder (WATTBENCH_WORK, default /tmp/wb-gpu, + /check), and
+# OUTDIR receives two files only (the device returns at most 8): gpu-check.tgz (the work
+# folder, packed again after every step and on exit, so that a run stopped midway still returns
+# what it had) and gpu-check-summary.txt (the one-screen summary, also printed last).
+#
+# Steps, the most valuable evidence first, each under its own time limit, within a total budget
+# (WATTBENCH_CHECK_BUDGET, default 330 s, so that one rerun fits in a 15-minute device lease).
+# Estimates for one H200 (none measured yet: steps.txt records what each took, to re-plan):
 #   1. inventory: nvidia-smi, the CUDA library set chosen (pip wheels or the toolkit, never a
-#      mix), `wattbench list` and `info`;
-#   2. every GPU test of wattbench-cuda, each in its own process (a fault in one kernel is
-#      reported against that test only);
-#   3. `wattbench check` (the generic correctness checks of the test suite) on every GPU
-#      backend, one process per backend and op, and per trainer;
-#   4. the gpu-check suite verified and timed on every GPU backend side by side, one result
-#      file (a time limit sends SIGINT first: the completed cases are written, marked
-#      interrupted); a backend whose generic check in step 3 hit a CUDA error or crashed runs
-#      it in a process of its own afterwards (its kernel fault cannot poison the others' CUDA
-#      context);
-#   4b. energy truth: a 12 s steady cuBLAS GEMM under `wattbench measure`, which sets each
-#      GPU's energy counter beside the integral of its power readings over the same span,
-#      with the run's idle power, clocks, temperature, throttle reasons and J per GEMM;
-#   5. PyTorch's own CUDA-event timing of the same GEMMs, when torch is importable;
-#   6. compute-sanitizer memcheck over the small GPU tests, where the tool exists and time is
-#      left;
-#   7. a one-screen summary, printed last.
+#      mix), libtorch, `ldd` of the binaries, /proc/meminfo, `wattbench list`, `list --json`
+#      and `info` at once; 30 s limit each                                        ~12 s
+#   2. energy truth: one bf16 8192^3 cuBLAS GEMM, 2 s of warm-up, then a steady 12 s energy
+#      window, under `wattbench measure`: the NVML energy counter beside the integral of the
+#      power readings over the steady window (and over measure's whole span), idle power
+#      before and after, clocks, temperature, throttle reasons, J per GEMM; 60 s limit  ~27 s
+#   3. PyTorch's own CUDA-event timing of the GEMMs of step 6 (timing truth); 60 s    ~15 s
+#   4. every GPU test of wattbench-cuda, each in its own process, 4 at a time, the Hopper
+#      (wgmma) tests one after another in a lane of their own; 45 s a test; after a wgmma test
+#      hits its limit the remaining wgmma tests are skipped (a hung kernel hangs again);
+#      the step ends after 60 s (tests not started by then are skipped, named)   ~40 s (<= 60)
+#   5. `wattbench check` (the generic correctness checks) on every GPU backend, one process
+#      per backend and op, and per trainer, 4 at a time (wgmma in its own lane); 45 s a
+#      check; the step ends after 60 s                                           ~35 s (<= 60)
+#   6. the side-by-side suite (issue 8's comparisons, from benchmarks/gpu-check.toml: GEMM
+#      4096^3 and 8192^3 in fp32 and bf16, inference; ResNet-50's 3x3 convolutions, forward
+#      and training; the LSTM/GRU steps), NVML's 2 s minimum energy window per case, one
+#      process per op family, each with its own limit (and a reserve kept for the families
+#      after it), so that every family gets its share:
+#        6a. GEMM: cuda (tiled fp32, mma.sync bf16) beside cuBLAS          ~30 s (<= 50)
+#        6b. GEMM bf16 on cuda-wgmma alone                                 ~16 s (<= 30)
+#        6c. GEMM bf16 on cuda-wgmma-c2 alone                              ~16 s (<= 30)
+#        6d. conv: cuda (implicit GEMM) beside cuDNN                       ~55 s (<= 70)
+#        6e. RNN: cuda (fused steps) beside tch and candle                 ~45 s (<= 65)
+#      The Hopper backends always run in processes of their own: a kernel fault (a watchdog
+#      `trap`, an illegal address) poisons its process's CUDA context, and with it every later
+#      case of every backend there. Likewise a backend whose test (step 4) or check (step 5)
+#      hit a CUDA error, a trap, a time limit or crashed is left out of its family's run and
+#      runs its families' cases alone afterwards, time permitting (gpu-check.alone-<b>.json).
+#      A time limit sends SIGINT first: the completed cases are written, marked interrupted;
+#   7. compute-sanitizer memcheck over the small GPU tests, where the tool exists and at
+#      least 40 s are left                                                     the rest
+#   8. the summary (summary.txt, printed last)                                       ~2 s
+# Total of the estimates: about 293 s of the 330; the limits above bound each step, and each
+# limit is also cut to what is left of the budget.
 #
-# OUTDIR receives: summary.txt env.txt tests.txt gpu-check.json gpu-check.md run.txt
-# torch.txt energy-truth.{json,csv,txt} energy-truth-run.json, and gpu-check.<backend>.json
-# with run.<backend>.txt per backend run alone. Without a GPU the same script runs as a dry run: every step runs and
-# says why it cannot test anything. Exit status: 0 when everything that could run passed. On a
-# GPU machine, the check also fails when it would otherwise pass having checked nothing: no GPU
-# test listed or no test binary (step 2), or a backend whose `wattbench check` finds its device
-# unavailable (step 3: the bundle is built with every GPU backend, so that is a broken library
-# set or build, and nothing else runs candle's or tch's CUDA checks), unless it is optional.
+# The work folder holds: summary.txt steps.txt env.txt list.json tests.txt logs/ (the full
+# output of failed tests and checks) suites/ energy-truth.{json,csv,txt} energy-truth-run.json
+# torch.txt torch-stderr.txt, and per step-6 run gpu-check.<family>.json, .md and
+# run.<family>.txt. Without a GPU the same script runs as a dry run: every step runs or says
+# why it cannot test anything, and the summary says that nothing was tested. Exit status: 0
+# when everything that could run passed. On a GPU machine, the check also fails when it would
+# otherwise pass having checked nothing: no GPU test listed or no test binary (step 4), a
+# backend whose `wattbench check` finds its device unavailable (step 5: the bundle is built
+# with every GPU backend, so that is a broken library set or build, and nothing else runs
+# candle's or tch's CUDA checks), unless it is optional, or a run of step 6 in which nothing ran.
 #
 #   WATTBENCH_GPU_BACKENDS  backends to check (default: cuda,cuda-wgmma,cuda-wgmma-c2,cuda-naive,cublas,cudnn,tch,candle)
 #   WATTBENCH_GPU_OPTIONAL  backends that may be unavailable on a GPU machine without failing
@@ -41,6 +68,9 @@
 #                           added on a GPU whose compute capability is not 9.0 (they are Hopper
 #                           kernels: their devices are unavailable elsewhere, with the reason)
 #   WATTBENCH_CHECK_BUDGET  total seconds (default 330)
+#   WATTBENCH_CHECK_JOBS    tests and checks run at once, besides the wgmma lane (default 4)
+#   WATTBENCH_WORK          the work folder's parent (default /tmp/wb-gpu)
+# shellcheck disable=SC2317 # the job functions run through run_pool/run_lane and the exit trap
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: gpu-check.sh OUTDIR}
@@ -49,38 +79,329 @@ out=$(cd "$out" && pwd)
 backends=${WATTBENCH_GPU_BACKENDS:-cuda,cuda-wgmma,cuda-wgmma-c2,cuda-naive,cublas,cudnn,tch,candle}
 optional=${WATTBENCH_GPU_OPTIONAL:-}
 budget=${WATTBENCH_CHECK_BUDGET:-330}
+jobs_at_once=${WATTBENCH_CHECK_JOBS:-4}
 start=$(date +%s)
 status=0
 bin=$here/wattbench
 tests_bin=$here/wattbench-cuda-gpu-tests
+# Execute bits can be lost in transit.
+chmod +x "$bin" "$tests_bin" 2>/dev/null
+work=${WATTBENCH_WORK:-/tmp/wb-gpu}/check
+# The work folder is emptied first: only one this script made (its marker inside).
+if [ -d "$work" ] && [ -n "$(ls -A "$work")" ] && [ ! -e "$work/.wattbench-gpu-check" ]; then
+  echo "gpu-check: $work exists and is not a folder of this script; set WATTBENCH_WORK" >&2
+  exit 2
+fi
+rm -rf "$work"
+mkdir -p "$work/logs" "$work/suites"
+touch "$work/.wattbench-gpu-check"
 scratch=$(mktemp -d /tmp/wattbench-gpu-check.XXXXXX)
-trap 'rm -rf "$scratch"' EXIT
-: >"$out/tests.txt"
+: >"$work/tests.txt"
+: >"$work/steps.txt"
+suspects="" # backends to run alone in step 6 (a fault in step 4 or 5)
+summarised=0
+gpu=0
+kind=none
+step_name=start
 
 export RUST_BACKTRACE=1
-# Kernel PTX cache outside OUTDIR (which holds only the results).
+# Kernel PTX cache outside the results.
 export WATTBENCH_CACHE=${WATTBENCH_CACHE:-/tmp/wattbench-cache}
 
 # shellcheck source=scripts/gpu-env.sh
 . "$here/gpu-env.sh"
 
+# One line per step in steps.txt: what it took and how it ended (the next plan's timings).
+step_t0=$start
+step() { # NAME: a step begins
+  step_name=$1
+  step_t0=$(date +%s)
+}
+step_done() { # NOTE: the step ended
+  echo "$step_name: $(($(date +%s) - step_t0)) s, $*" >>"$work/steps.txt"
+  wb_pack "$work" "$out" gpu-check
+}
+
+# The summary (step 8), written last, or by the exit trap when the run stops early.
+summary() { # [WHY INCOMPLETE]
+  python3 - "$work" "$gpu" "$status" "$(elapsed)" "$kind" "$optional" "$suspects" "$budget" "${1:-}" \
+    >"$work/summary.txt" 2>&1 <<'PY'
+import csv, json, os, re, sys
+from collections import defaultdict
+work, gpu, status, secs, libs = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4], sys.argv[5]
+optional, suspects, budget, incomplete = set(sys.argv[6].split(",")), sys.argv[7].split(), sys.argv[8], sys.argv[9]
+def read(name):
+    try:
+        return open(os.path.join(work, name)).read()
+    except OSError:
+        return ""
+lines = read("tests.txt").splitlines()
+def section(n):  # the lines of step n's section of tests.txt
+    heads = [i for i, l in enumerate(lines) if l.startswith("## ")] + [len(lines)]
+    for a, b in zip(heads, heads[1:]):
+        if lines[a].startswith(f"## {n}."):
+            return lines[a + 1:b]
+    return []
+if not gpu:
+    verdict = "DRY RUN, NOTHING TESTED (no GPU on this machine; each step says why it could not test)"
+else:
+    verdict = "PASSED" if status == 0 else "FAILED"
+if incomplete:
+    verdict = (f"INCOMPLETE, {incomplete}: "
+               + ("no verdict (nothing had failed before the stop)" if status == 0 else "FAILED before the stop")
+               + ("" if gpu else "; a dry run"))
+print(f"wattbench GPU check: {verdict}, {secs} s of a {budget} s budget, CUDA libraries: {libs}")
+env = read("env.txt").splitlines()
+for l in env:
+    if re.match(r"^(gpu|torch lib|ldd|meminfo): ", l) or re.match(r"^wattbench .*: exit", l):
+        print("  " + l)
+steps = [l.split(",")[0] for l in read("steps.txt").splitlines()]
+if steps:
+    print("seconds per step (steps.txt): " + ", ".join(s.replace(": ", " ").replace(" s", "") for s in steps))
+tests = section(4)
+n = lambda ls, p: sum(1 for l in ls if l.startswith(p))
+failed = [l for l in tests if l.startswith("FAIL")]
+print(f"tests (own process each): {n(tests, 'PASS ')} passed, {len(failed)} failed, {n(tests, 'SKIP')} skipped"
+      + "".join(f"\n  {l[:200]}" for l in failed[:10])
+      + "".join(f"\n  {l[:200]}" for l in tests if l.startswith("NOTE")))
+if not gpu and n(tests, "SKIP"):
+    print("  (skipped: no GPU here; each test ran and could not pass without one)")
+checks = defaultdict(dict)
+for l in section(5):
+    m = re.match(r"^(ok|FAIL|UNAVAILABLE|skip|SKIP)\s+(\S+?)/\S+ (\w+)", l)
+    if m:
+        st, b, what = m.groups()
+        prev = checks[b].get(what)
+        if prev not in ("FAIL", "UNAVAILABLE", "not-run"):
+            # Unavailable on a GPU machine fails the check, unless the backend is optional.
+            na = "UNAVAILABLE" if gpu and b not in optional else "n/a"
+            new = {"ok": "ok", "FAIL": "FAIL", "UNAVAILABLE": na, "skip": "n/a", "SKIP": "not-run"}[st]
+            # An op checks in two modes: one mode run is enough for "ok".
+            if not (prev == "ok" and new == "n/a"):
+                checks[b][what] = new
+if checks:
+    print("checks (wattbench check): " + "; ".join(
+        f"{b}: " + " ".join(f"{w}={s}" for w, s in sorted(v.items())) for b, v in checks.items()))
+if suspects:
+    print("run alone in step 6 (a test or check hit a CUDA error, a trap, a time limit or crashed): "
+          + " ".join(suspects))
+san = section(7)
+print("sanitizer: " + (f"{n(san, 'CLEAN')} clean, {n(san, 'MEMCHECK-ERROR')} with errors"
+                       if n(san, "CLEAN") + n(san, "MEMCHECK-ERROR") else
+                       next((l for l in san if l.startswith("SKIP")), "not run")))
+
+# ---- the side-by-side suite
+order = ["gemm", "gemm-wgmma", "gemm-wgmma-c2", "conv2d", "rnn"]
+st = dict(l.split("\t", 1) for l in read("suite-status.txt").splitlines() if "\t" in l)
+names = order + sorted(k for k in st if k not in order)
+cases = []  # (family, case)
+for fam in names:
+    path = os.path.join(work, f"gpu-check.{fam}.json")
+    if fam not in st and not os.path.exists(path):
+        continue
+    if not os.path.exists(path):
+        print(f"suite {fam}: {st.get(fam, 'not run')} (no result file)")
+        continue
+    try:
+        d = json.load(open(path))
+    except Exception as e:
+        print(f"suite {fam}: gpu-check.{fam}.json unreadable ({e})")
+        continue
+    cs = d.get("cases", [])
+    cases += [(fam, c) for c in cs]
+    by = defaultdict(lambda: defaultdict(int))
+    for c in cs:
+        by[c["backend"]][c["status"]] += 1
+    print(f"suite {fam}: {st.get(fam, '')}; {len(cs)} cases{' (INTERRUPTED)' if d.get('interrupted') else ''}: "
+          + "; ".join(f"{b} " + " ".join(f"{k} {v}" for k, v in sorted(s.items())) for b, s in by.items()))
+# Failures one by one; skips grouped by their reason.
+bad = [c for f, c in cases if c["status"] == "failed"]
+for c in bad[:10]:
+    print(f"  FAILED {c['id']}: {(c.get('reason') or '')[:150]}")
+if len(bad) > 10:
+    print(f"  ... and {len(bad) - 10} more failed (gpu-check.*.md)")
+why = defaultdict(list)
+for f, c in cases:
+    if c["status"] == "skipped":
+        why[c.get("reason") or "no reason given"].append(c["id"])
+for r, ids in list(why.items())[:6]:
+    print(f"  skipped {len(ids)} (e.g. {ids[0]}): {r[:150]}")
+def key(c):
+    return (c["op"], c["mode"], json.dumps(c["params"], sort_keys=True), c["dtype"])
+ok = {}
+for f, c in cases:
+    if c["status"] == "ok":
+        ok[(c["backend"], key(c))] = (f, c)
+def tf(c):
+    return c["throughput"]["gflops_per_s"] / 1e3
+def gpu_j(c):  # joules per call of the GPU counter domains alone
+    e = c.get("energy") or {}
+    js = [d.get("joules_per_iter") for d in e.get("domains") or [] if d["name"].startswith("gpu")]
+    return sum(js) if js and None not in js else None
+def fig(c):
+    t = c["time"]
+    lo, hi = t["ci95_median_s"]
+    s = f"{tf(c):6.1f} TFLOP/s ({t['median_s'] * 1e3:.3f} ms [{lo * 1e3:.3f}, {hi * 1e3:.3f}])"
+    j = gpu_j(c)
+    if j:
+        s += f" {c['throughput']['flops'] / j / 1e9:.0f} GFLOP/J"
+    return s
+others = {"gemm": ["cublas"], "conv2d": ["cudnn"], "rnn": ["tch", "candle"]}
+rows = []
+for f, c in cases:  # in the suite's order
+    b, k = c["backend"], key(c)
+    if b not in ("cuda", "cuda-wgmma", "cuda-wgmma-c2") or c["status"] != "ok":
+        continue
+    label = f"{c['op']} {c['mode']} {c.get('tag') or ''} {c['dtype']}"
+    row = f"  {label:<26} {b} {fig(c)}"
+    for o in others.get(c["op"], []):
+        if (o, k) in ok:
+            fo, v = ok[(o, k)]
+            row += (f" | {o} {fig(v)} -> {tf(c) / tf(v):.2f}"
+                    + ("" if fo == f else " (other process)"))
+    rows.append(row)
+if rows:
+    print("ours vs the others (median, its 95% interval; GFLOP/J of the GPU counter; ratio ours/other):")
+    print("\n".join(rows[:30]))
+print("not timed here (to fit the budget; their generic checks ran in step 5): cuda-naive; tch and "
+      "candle on GEMM and conv; the suite's odd and Llama-2 GEMMs (profile-gemm.sh times the Llama ones); GEMM training")
+
+# ---- timing truth
+tt = read("torch.txt").splitlines()
+t = None
+for l in reversed(tt):
+    if l.startswith("{"):
+        try:
+            t = json.loads(l)
+            break
+        except ValueError:
+            pass
+if t is None:
+    err = read("torch-stderr.txt").strip().splitlines()
+    print("torch timing: no result" + (f" ({err[-1][:200]})" if err else " (torch.txt empty)"))
+elif "gemm" in t:
+    print(f"timing truth: torch {t['torch']} ({t.get('fp32')}) on {t['device']}, CUDA events, vs wattbench cublas:")
+    for g in t["gemm"]:
+        ours = next((c for (b, k), (f, c) in ok.items() if b == "cublas" and c["op"] == "gemm"
+                     and c["mode"] == "infer" and c["dtype"] == g["dtype"]
+                     and c["params"].get("m") == g["n"] and c["params"].get("n") == g["n"]
+                     and c["params"].get("k") == g["n"]), None)
+        line = f"  torch.mm {g['n']}^3 {g['dtype']}: {g['median_s'] * 1e3:.3f} ms"
+        if ours:
+            r = ours["time"]["median_s"] / g["median_s"]
+            line += (f" | wattbench cublas {ours['time']['median_s'] * 1e3:.3f} ms -> {r:.3f}x"
+                     + (" (within 5 %)" if abs(r - 1) <= 0.05 else " (MORE THAN 5 % apart: explain)"))
+        else:
+            line += " | no wattbench cublas result to compare"
+        print(line)
+else:
+    print(f"torch timing: {t.get('skipped')}")
+
+# ---- energy truth
+def pc_line(c):
+    r = f"{c['ratio']:.3f}" if c.get("ratio") is not None else "none"
+    return (f"{c['domain']}: counter {c['counter_j']:.1f} J vs integrated power {c['integrated_j']:.1f} J "
+            f"over {c['span_s']:.1f} s ({c['samples']} readings), ratio {r}, {c['verdict']} "
+            f"(within ±{c['tolerance'] * 100:.0f} %)")
+try:
+    r = json.load(open(os.path.join(work, "energy-truth-run.json")))
+    print("energy truth (cuBLAS bf16 8192^3, 2 s warm-up, then a >= 12 s steady energy window):")
+    idle = lambda ds: ", ".join(f"{d['name']} {d['avg_watts']:.1f} W" for d in ds or []
+                                if d.get("source") != "estimated" and d.get("avg_watts") is not None) or "none"
+    en = r.get("energy") or {}
+    print(f"  idle before: {idle(en.get('idle_baseline'))}; after: {idle(en.get('idle_after'))}")
+    for c in r.get("cases", []):
+        e = c.get("energy") or {}
+        if c["status"] != "ok" or not e:
+            print(f"  {c['backend']} {c['status']}: {(c.get('reason') or 'no energy')[:200]}")
+            continue
+        for d in e.get("domains") or []:
+            if d.get("power_check"):
+                print(f"  steady window only: {pc_line(d['power_check'])}")
+        j = gpu_j(c)
+        tot = e.get("total_joules_per_iter") or {}
+        print(f"  {e.get('calls')} GEMMs over {e.get('window_s', 0):.1f} s: GPU counter "
+              + (f"{j:.3f} J per GEMM, {c['throughput']['flops'] / j / 1e9:.0f} GFLOP/J" if j else "no reading")
+              + (f"; total of {', '.join(e.get('total_includes') or [])}: {tot['value']:.3f} J per GEMM "
+                 f"[{tot['low']:.3f}, {tot['high']:.3f}]" if tot else ""))
+        for g in e.get("gpu_state") or []:
+            print(f"  gpu{g.get('index')} at the window's end: SM {g.get('sm_clock_mhz')} MHz, memory "
+                  f"{g.get('memory_clock_mhz')} MHz, {g.get('temperature_c')} C, {g.get('power_watts')} W, "
+                  f"throttle {','.join(g.get('throttle_reasons') or []) or 'none'}")
+except FileNotFoundError:
+    print("energy truth: not run (energy-truth-run.json missing; energy-truth.txt says why)")
+except Exception as e:
+    print(f"energy truth: unreadable ({e!r})")
+try:
+    m = json.load(open(os.path.join(work, "energy-truth.json")))
+    for d in m.get("domains", []):
+        if d.get("power_check"):
+            print(f"  whole measure span (idle baseline and setup included): {pc_line(d['power_check'])}")
+    # The trace's counter-derived power: how long the load stayed above half-way from idle to peak.
+    rows = list(csv.DictReader(open(os.path.join(work, "energy-truth.csv"))))
+    for col in [k for k in (rows[0] if rows else {}) if re.fullmatch(r"gpu\d+_watts", k)]:
+        pts = [(float(x["t_s"]), float(x[col])) for x in rows if x.get(col)]
+        if len(pts) > 2:
+            lo, hi = min(w for _, w in pts), max(w for _, w in pts)
+            mid = (lo + hi) / 2
+            above = sum(t1 - t0 for (t0, _), (t1, w) in zip(pts, pts[1:]) if w >= mid)
+            print(f"  trace {col[:-6]}: {above:.1f} s above {mid:.0f} W (half-way from {lo:.0f} to {hi:.0f} W) "
+                  f"of {pts[-1][0]:.1f} s traced")
+except FileNotFoundError:
+    pass
+except Exception as e:
+    print(f"  measure report or trace unreadable ({e!r})")
+print("files (in gpu-check.tgz): " + " ".join(sorted(f for f in os.listdir(work) if not f.startswith("."))))
+PY
+}
+# The lanes of steps 4 and 5 still running (the trap stops them, and what they started).
+bg=""
+kill_tree() { # PID: stopped first, so that it starts nothing new while its children go
+  local c
+  kill -STOP "$1" 2>/dev/null || return 0
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$c"; done
+  kill "$1" 2>/dev/null
+  kill -CONT "$1" 2>/dev/null
+}
+on_exit() {
+  local rc=$? p
+  for p in $bg; do kill_tree "$p"; done
+  [ "$summarised" = 1 ] || summary "stopped early (exit $rc) during step ${step_name:-start}"
+  wb_pack "$work" "$out" gpu-check
+  rm -rf "$scratch"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # ---- 1. inventory, and one set of CUDA libraries --------------------------------------------
 say "inventory"
+step inventory
 gpu=0
-if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then gpu=1; fi
+cc=""
+if command -v nvidia-smi >/dev/null && limit 30 nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then gpu=1; fi
 if [ "$gpu" = 1 ]; then
-  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' ')
+  cc=$(limit 30 nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' ')
   [ "$cc" = 9.0 ] || optional="${optional:+$optional,}cuda-wgmma,cuda-wgmma-c2"
 fi
 wb_cuda_libs
+# The three inventories of the binary at once: each loads every backend's libraries.
+limit 30 "$bin" list >"$scratch/list.txt" 2>&1 &
+p_list=$!
+limit 30 "$bin" list --json >"$work/list.json" 2>"$scratch/list-json.err" &
+p_json=$!
+limit 30 "$bin" info >"$scratch/info.txt" 2>&1 &
+p_info=$!
 {
   echo "# $(date -u +%FT%TZ) $(hostname)"
   echo "# bundle commit: $(cat "$here/COMMIT" 2>/dev/null) features: $(cat "$here/FEATURES" 2>/dev/null)"
-  echo "gpu: $gpu"
+  echo "gpu: $gpu${cc:+ (compute capability $cc)}"
   echo "cuda library set: $kind"
+  echo "torch lib: ${torch_lib:-not found (looked in the site-packages of python3 and /opt/torch/.venv)}"
+  echo "python for torch: $wb_py"
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcudnn.so.9 \
-    libnvrtc.so.13 libcurand.so.10 libtorch_cuda.so libtorch_cpu.so; do
+    libnvrtc.so.13 libcurand.so.10 libtorch_cuda.so libtorch_cpu.so libc10.so; do
     found=""
     IFS=: read -r -a path <<<"$LD_LIBRARY_PATH"
     for d in "${path[@]}"; do
@@ -89,186 +410,97 @@ wb_cuda_libs
     [ -z "$found" ] && found=$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l {print $NF; exit}')
     echo "resolves: $lib -> ${found:-not found}"
   done
-  command -v nvidia-smi >/dev/null && {
-    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv
-    nvidia-smi
-  }
-  echo "== wattbench list"
-  "$bin" list
-  echo "== wattbench info"
-  "$bin" info
-} >"$out/env.txt" 2>&1 || status=1
-sed -n '1,12p' "$out/env.txt"
-[ "$gpu" = 1 ] || echo "no NVIDIA GPU here: a dry run (every GPU step says why it cannot test)"
-
-# ---- 2. GPU tests, each in its own process --------------------------------------------------
-say "GPU tests (each in its own process)"
-{
-  echo "## 2. GPU tests of wattbench-cuda, each in its own process"
-  if [ -x "$tests_bin" ]; then
-    "$tests_bin" --list --ignored 2>"$scratch/list.err" | sed -n 's/: test$//p' >"$scratch/tests"
-    if [ ! -s "$scratch/tests" ]; then
-      # A test binary that does not start, or a list format this script does not read.
-      echo "FAIL no GPU test listed by $(basename "$tests_bin") --list --ignored"
-      tail -n 10 "$scratch/list.err" | sed 's/^/    /'
-    fi
-    while read -r t; do
-      [ -n "$t" ] || continue
-      # The Hopper GEMM's tests need compute capability 9.0: elsewhere they are skipped, named.
-      if [ "$gpu" = 1 ] && [ "${cc:-}" != 9.0 ] && [[ $t == *wgmma* ]]; then
-        echo "SKIP $t (the Hopper GEMM needs compute capability 9.0; this GPU is ${cc:-unknown})"
-        continue
-      fi
-      t0=$(date +%s)
-      limit 120 "$tests_bin" --ignored --exact "$t" --test-threads 1 >"$scratch/log" 2>&1
-      rc=$?
-      dt=$(( $(date +%s) - t0 ))
-      if [ $rc -eq 0 ]; then
-        echo "PASS $t (${dt} s)"
-      else
-        echo "FAIL $t (exit $rc, ${dt} s)"
-        grep -v '^\s*$' "$scratch/log" | tail -n 25 | sed 's/^/    /'
-      fi
-    done <"$scratch/tests"
-  elif [ "$gpu" = 1 ]; then
-    echo "FAIL no test binary in the bundle ($(basename "$tests_bin"))"
-  else
-    echo "SKIP no test binary in the bundle"
-  fi
-} >>"$out/tests.txt"
-grep -cE '^PASS' "$out/tests.txt" | sed 's/^/passed: /'
-grep -E '^FAIL' "$out/tests.txt" | head -n 20
-
-# ---- 3. the generic checks on every backend --------------------------------------------------
-say "wattbench check on $backends"
-suspects=""  # the backends whose checks faulted (wb_faulted)
-# An unavailable device (exit 2 of `wattbench check`, which also ends a refused selection;
-# the reason on its last line): a failure on a GPU machine unless the backend is optional
-# (WATTBENCH_GPU_OPTIONAL); n/a in a dry run.
-unavailable() { # BACKEND WHAT LOG
-  echo "UNAVAILABLE $1/cuda:0 $2 (exit 2): $(tail -n 1 "$3")"
-  case ",$optional," in *",$1,"*) return ;; esac
-  if [ "$gpu" = 1 ]; then
-    echo "    fails the check: a GPU is here (WATTBENCH_GPU_OPTIONAL lists the backends that may be unavailable)"
-    status=1
-  fi
-}
-{
-  echo "## 3. wattbench check (the test suite's generic checks), one process per backend and op"
-  IFS=, read -r -a bs <<<"$backends"
-  for b in "${bs[@]}"; do
-    for op in gemm conv2d rnn; do
-      limit 150 "$bin" check --backend "$b" --device cuda:0 --op "$op" --model none \
-        >"$scratch/log" 2>&1
-      rc=$?
-      wb_faulted "$scratch/log" $rc && suspects="$suspects $b"
-      case $rc in
-        0) grep -E '^(ok|FAIL|skip)' "$scratch/log" ;;
-        2) unavailable "$b" "$op" "$scratch/log" ;;
-        *) grep -E '^(ok|FAIL|skip)' "$scratch/log"
-           echo "FAIL $b/cuda:0 $op: exit $rc"
-           grep -vE '^(ok|FAIL|      )' "$scratch/log" | tail -n 20 | sed 's/^/    /' ;;
-      esac
-    done
-    # Trainers, for the backends that train (the others say so and are skipped).
-    if "$bin" list --json 2>/dev/null | python3 -c "import json,sys; sys.exit(0 if any(b['name']=='$b' and b.get('trains') for b in json.load(sys.stdin)['backends']) else 1)" 2>/dev/null; then
-      limit 150 "$bin" check --backend "$b" --device cuda:0 --op none >"$scratch/log" 2>&1
-      rc=$?
-      wb_faulted "$scratch/log" $rc && suspects="$suspects $b"
-      grep -E '^(ok|FAIL).*trainer' "$scratch/log"
-      [ $rc -eq 2 ] && unavailable "$b" trainer "$scratch/log"
-    fi
+  # A library the loader cannot find stops the binary before main (libtorch_cpu, libc10).
+  for b in "$bin" "$tests_bin"; do
+    missing=$(limit 30 ldd "$b" 2>&1 | grep 'not found' | awk '{print $1}' | xargs)
+    echo "ldd $(basename "$b"): ${missing:+NOT FOUND: }${missing:-every library found}"
   done
-} >>"$out/tests.txt"
-grep -cE '^ok' "$out/tests.txt" | sed 's/^/checks ok: /'
-grep -E '^(FAIL|UNAVAILABLE)' "$out/tests.txt" | sed -n '1,12p'
+  # The harness skips a case whose host memory estimate exceeds MemAvailable.
+  grep -E '^(MemTotal|MemAvailable):' /proc/meminfo | tr -s ' ' | sed 's/^/meminfo: /'
+  echo "cpus: $(nproc)"
+  if [ "$gpu" = 1 ]; then
+    limit 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit,persistence_mode --format=csv
+    limit 30 nvidia-smi
+  fi
+  wait "$p_list" || echo "wattbench list: exit $?"
+  wait "$p_json" || echo "wattbench list --json: exit $?"
+  wait "$p_info" || echo "wattbench info: exit $?"
+  echo "== wattbench list"
+  cat "$scratch/list.txt"
+  echo "== wattbench info"
+  cat "$scratch/info.txt"
+} >"$work/env.txt" 2>&1
+grep -qE '^wattbench (list|list --json|info): exit' "$work/env.txt" && status=1
+grep -E '^(gpu|cuda library set|torch lib|python for torch|resolves|ldd|meminfo|wattbench .*: exit)' "$work/env.txt"
+grep -E '^  (tch|cuda|cublas|cudnn|candle|cuda-naive|cuda-wgmma|cuda-wgmma-c2) +cuda' "$scratch/list.txt" | cut -c1-160
+[ "$gpu" = 1 ] || echo "no NVIDIA GPU here: a dry run (every GPU step says why it cannot test)"
+step_done "gpu $gpu, libraries $kind"
 
-# ---- 4. the suite, side by side ---------------------------------------------------------------
-# A kernel fault (a watchdog `trap`, an illegal address) poisons the process's CUDA context, and
-# with it every later case of every backend in that process. So the side-by-side run takes the
-# backends whose generic checks (step 3) did not fault (wb_faulted); each of the others then
-# runs the suite in a process of its own (gpu-check.<backend>.json), so that what works of it
-# is still measured without costing the others their results.
-suspects=$(printf "%s\n" $suspects | sort -u | xargs)
-together=""
-IFS=, read -r -a bs <<<"$backends"
-for b in "${bs[@]}"; do
-  case " $suspects " in
-    *" $b "*) ;;
-    *) together=${together:+$together,}$b ;;
-  esac
-done
-[ -n "$suspects" ] && echo "run alone (a generic check hit a CUDA error or crashed): $suspects"
-suite=gpu-check
-[ -f "$here/benchmarks/gpu-check.toml" ] && suite="$here/benchmarks/gpu-check.toml"
-suite_run() { # BACKENDS OUTPUT LOG SECONDS
-  limit "$4" "$bin" run --suite "$suite" --backend "$1" --device cuda --output "$2" >"$3" 2>&1
-  case $? in
-    0) ;;
-    130|124|143) echo "the suite on $1 hit its time limit: the completed cases are in $(basename "$2") (interrupted)"; status=1 ;;
-    *) status=1 ;;
-  esac
-}
-if [ -n "$together" ]; then
-  say "gpu-check suite on $together"
-  suite_run "$together" "$out/gpu-check.json" "$out/run.txt" 200
-  tail -n 5 "$out/run.txt"
-fi
-for b in $suspects; do
-  if [ "$(left)" -lt 60 ]; then echo "SKIP the suite on $b alone: the time budget is spent"; continue; fi
-  say "gpu-check suite on $b alone"
-  suite_run "$b" "$out/gpu-check.$b.json" "$out/run.$b.txt" $(( $(left) - 40 < 90 ? $(left) - 40 : 90 ))
-  tail -n 3 "$out/run.$b.txt"
-done
-if [ -f "$out/gpu-check.json" ]; then
-  "$bin" report "$out/gpu-check.json" --output "$out/gpu-check.md" >/dev/null 2>&1 || status=1
-fi
-
-# ---- 4b. energy truth: the NVML counter beside the integral of the power readings -----------
-# One bf16 8192^3 cuBLAS GEMM held for an energy window of at least 12 s (a steady load),
-# under `wattbench measure`, which reads each GPU's energy counter and the driver's power
-# reading at every 50 ms tick and sets their energies side by side over the same span
-# (power_check of each GPU domain in energy-truth.json; a disagreement beyond their accuracy
-# is a warning). The run itself records idle power before and after, the case's clocks,
-# temperature and throttle reasons, joules per GEMM and GFLOP/J (energy-truth-run.json).
+# ---- 2. energy truth: the NVML counter beside the integral of the power readings -----------
+# One bf16 8192^3 cuBLAS GEMM (about 1.5 ms a call on an H200) repeated through 2 s of warm-up
+# (clocks and temperature settle; ENERGY.md 5) and then an energy window of at least 12 s: a
+# steady load of >= 10 s. `wattbench run` sets each GPU's energy counter beside the trapezoid
+# integral of the driver's power readings over that window (the case's power_check), records
+# idle power before and after, the case's clocks, temperature and throttle reasons, joules per
+# GEMM and GFLOP/J (energy-truth-run.json). `wattbench measure` around it does the same over
+# its whole span, idle baseline and the run's setup included (energy-truth.json), and writes
+# the power trace (energy-truth.csv). `timeout --foreground`: measure forwards the signal to
+# the run, which must get it once (a second one ends it without writing its file); the run's
+# own --max-time bounds it.
 say "energy truth: NVML energy counter vs integrated power readings on a steady GEMM"
-cat >"$scratch/steady.toml" <<'EOF'
+step energy-truth
+cat >"$work/suites/steady.toml" <<'EOF'
 name = "steady-gemm"
-description = "one bf16 8192^3 GEMM for an energy window of at least 12 s: a steady load"
+description = "one bf16 8192^3 GEMM, 2 s of warm-up then an energy window of at least 12 s: a steady load"
 dtypes = ["bf16"]
 modes = ["infer"]
 gemm = [{ tag = "steady8192", m = 8192, n = 8192, k = 8192 }]
 EOF
-if [ "$(left)" -lt 75 ]; then
-  echo "SKIP energy truth: the time budget is spent" | tee "$out/energy-truth.txt"
+WB_FOREGROUND=1 limit 60 "$bin" measure --interval 50 --output "$work/energy-truth.json" \
+  --trace "$work/energy-truth.csv" -- \
+  "$bin" run --suite "$work/suites/steady.toml" --backend cublas --device cuda \
+  --warmup 2 --energy-window 12 --max-time 30 --output "$work/energy-truth-run.json" \
+  >"$work/energy-truth.txt" 2>&1
+rc=$?
+if [ "$gpu" = 1 ]; then
+  echo "energy truth: exit $rc (energy-truth.txt; the summary sets the figures side by side)"
+  [ $rc -eq 0 ] || status=1
+  grep -E 'cross-check|^warning' "$work/energy-truth.txt" | head -n 4
+  step_done "exit $rc"
 else
-  limit 60 "$bin" measure --interval 50 --output "$out/energy-truth.json" \
-    --trace "$out/energy-truth.csv" -- \
-    "$bin" run --suite "$scratch/steady.toml" --backend cublas --device cuda \
-    --energy-window 12 --max-time 30 --output "$out/energy-truth-run.json" \
-    >"$out/energy-truth.txt" 2>&1
-  rc=$?
-  [ $rc -eq 0 ] || { [ "$gpu" = 1 ] && status=1; }
-  grep -E 'cross-check|^warning' "$out/energy-truth.txt" | head -n 4
+  echo "SKIP energy truth: no GPU (the steady run had nothing to run: exit $rc)"
+  step_done "skipped: no GPU (exit $rc)"
 fi
 
-# ---- 5. PyTorch's own timing of the same GEMMs -----------------------------------------------
+# ---- 3. PyTorch's own timing of the same GEMMs -----------------------------------------------
+# stdout's last line is the JSON (read by the summary); warnings go to torch-stderr.txt.
 say "PyTorch CUDA-event timing"
-limit 60 python3 - >"$out/torch.txt" 2>&1 <<'PY'
-# The GEMMs of the suite timed by PyTorch itself (cuBLAS through torch.mm, CUDA events, the
-# median of 30 calls after 5 warm-up calls), to compare with wattbench's cublas medians.
+step torch-timing
+NVIDIA_TF32_OVERRIDE=${NVIDIA_TF32_OVERRIDE:-0} limit 60 "$wb_py" - \
+  >"$work/torch.txt" 2>"$work/torch-stderr.txt" <<'PY'
+# The GEMMs of step 6 timed by PyTorch itself (cuBLAS through torch.mm, one pair of CUDA
+# events per call, the median of 30 calls after 5 warm-up calls), to compare with wattbench's
+# cublas medians. fp32 stays fp32 (no TF32), as in wattbench (NVIDIA_TF32_OVERRIDE=0 too).
 import json, statistics, sys
 try:
     import torch
 except Exception as e:
-    print(json.dumps({"skipped": f"torch cannot be imported: {e}"}))
+    print(json.dumps({"skipped": f"torch cannot be imported by {sys.executable}: {e}"}))
     sys.exit(0)
 if not torch.cuda.is_available():
     print(json.dumps({"skipped": "torch sees no CUDA device", "torch": torch.__version__}))
     sys.exit(0)
-torch.backends.cuda.matmul.allow_tf32 = False
-out = {"torch": torch.__version__, "cuda": torch.version.cuda,
-       "device": torch.cuda.get_device_name(0), "gemm": []}
+mm = torch.backends.cuda.matmul
+if hasattr(mm, "fp32_precision"):  # torch >= 2.9: allow_tf32 is deprecated
+    mm.fp32_precision = "ieee"
+    prec = "torch.backends.cuda.matmul.fp32_precision = 'ieee'"
+else:
+    mm.allow_tf32 = False
+    prec = "torch.backends.cuda.matmul.allow_tf32 = False"
+out = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.executable,
+       "device": torch.cuda.get_device_name(0), "fp32": prec,
+       "bf16_reduced_precision_reduction": bool(mm.allow_bf16_reduced_precision_reduction),
+       "gemm": []}
 for n in (4096, 8192):
     for dt, name in ((torch.float32, "f32"), (torch.bfloat16, "bf16")):
         a = torch.randn(n, n, device="cuda", dtype=dt)
@@ -281,19 +513,384 @@ for n in (4096, 8192):
             s.record(); torch.mm(a, b); e.record(); e.synchronize()
             times.append(s.elapsed_time(e) / 1e3)
         med = statistics.median(times)
-        out["gemm"].append({"n": n, "dtype": name, "median_s": med,
-                            "tflops": 2 * n ** 3 / med / 1e12})
-print(json.dumps(out, indent=1))
+        out["gemm"].append({"n": n, "dtype": name, "median_s": med, "min_s": min(times),
+                            "max_s": max(times), "tflops": 2 * n ** 3 / med / 1e12})
+        del a, b
+print(json.dumps(out))
 PY
-[ $? -eq 0 ] || status=1
-head -c 600 "$out/torch.txt"; echo
+rc=$?
+[ $rc -eq 0 ] || { [ "$gpu" = 1 ] && status=1; }
+tail -n 1 "$work/torch.txt" | cut -c1-240
+step_done "exit $rc"
 
-# ---- 6. compute-sanitizer memcheck over the small tests ---------------------------------------
+# ---- 4. GPU tests, each in its own process --------------------------------------------------
+# The backends a test exercises (for "run alone" in step 6).
+test_backends() {
+  case $1 in
+    cuda_wgmma_c2::* | wgmma_cluster_*) echo cuda-wgmma-c2 ;;
+    cuda_wgmma::* | wgmma_*) echo cuda-wgmma ;;
+    cuda_naive::*) echo cuda-naive ;;
+    cublas::*) echo cublas ;;
+    cudnn::* | cudnn_*) echo cudnn ;;
+    gemm_kernels_on_odd_shapes_and_every_transpose) echo cuda cuda-naive cublas ;;
+    *) echo cuda ;;
+  esac
+}
+# Runs FUNC on each line of FILE (tab-separated fields as arguments), N at once.
+run_pool() { # N FUNC FILE
+  local n=$1 f=$2 line
+  local -a args
+  while IFS= read -r line; do
+    IFS=$'\t' read -r -a args <<<"$line"
+    while [ "$(jobs -rp | wc -l)" -ge "$n" ]; do wait -n; done
+    "$f" "${args[@]}" </dev/null &
+  done <"$3"
+  wait
+}
+# Runs FUNC on each line of FILE, one after another.
+run_lane() { # FUNC FILE
+  local f=$1 line
+  local -a args
+  while IFS= read -r line; do
+    IFS=$'\t' read -r -a args <<<"$line"
+    "$f" "${args[@]}" </dev/null
+  done <"$2"
+}
+# The seconds a job may take: at most PER_JOB, and what is left of the step; 0 when under 5.
+job_seconds() { # PER_JOB
+  local s=$((step_end - $(date +%s)))
+  [ "$s" -gt "$1" ] && s=$1
+  [ "$s" -lt 5 ] && s=0
+  echo "$s"
+}
+# One GPU test in its own process: its lines in $scratch/r/IDX, the backends to run alone in
+# $scratch/r/IDX.suspect.
+test_job() { # IDX TEST
+  local i=$1 t=$2 res=$scratch/r/$1 s rc t0 dt
+  if [[ $t == *wgmma* ]] && [ -s "$scratch/wgmma-hung" ]; then
+    echo "SKIP $t (not run: $(cat "$scratch/wgmma-hung") hit its time limit, and a hung Hopper kernel would hang again)" >"$res"
+    return
+  fi
+  s=$(job_seconds 45)
+  if [ "$s" = 0 ]; then
+    echo "SKIP $t (not run: the step's $step_cap s were spent)" >"$res"
+    return
+  fi
+  t0=$(date +%s)
+  WB_KILL_AFTER=5 limit "$s" "$tests_bin" --ignored --exact "$t" --test-threads 1 >"$res.log" 2>&1
+  rc=$?
+  dt=$(($(date +%s) - t0))
+  {
+    if [ "$gpu" != 1 ]; then
+      echo "SKIP $t (no GPU here, so it cannot pass: it ran and exited $rc)"
+    elif [ "$rc" -eq 0 ]; then
+      echo "PASS $t (${dt} s)"
+    else
+      case $rc in
+        124 | 137)
+          echo "FAIL $t (hit its ${s} s time limit: a hung kernel?)"
+          [[ $t == *wgmma* ]] && echo "$t" >"$scratch/wgmma-hung" ;;
+        *) echo "FAIL $t (exit $rc, ${dt} s)" ;;
+      esac
+      grep -v '^\s*$' "$res.log" | tail -n 25 | sed 's/^/    /'
+      cp "$res.log" "$work/logs/test.${t//::/.}.log"
+      wb_faulted "$res.log" "$rc" "0 101" && test_backends "$t" >"$res.suspect"
+    fi
+  } >"$res"
+}
+say "GPU tests (each in its own process, $jobs_at_once at once; wgmma tests in their own lane)"
+step gpu-tests
+step_cap=60
+step_end=$(($(date +%s) + step_cap))
+mkdir -p "$scratch/r"
+{
+  echo "## 4. GPU tests of wattbench-cuda, each in its own process"
+  if [ -x "$tests_bin" ]; then
+    limit 30 "$tests_bin" --list --ignored 2>"$scratch/list.err" | sed -n 's/: test$//p' >"$scratch/tests"
+    if [ ! -s "$scratch/tests" ]; then
+      # A test binary that does not start, or a list format this script does not read.
+      echo "FAIL no GPU test listed by $(basename "$tests_bin") --list --ignored"
+      tail -n 10 "$scratch/list.err" | sed 's/^/    /'
+    fi
+    : >"$scratch/tests.wgmma"
+    : >"$scratch/tests.other"
+    i=0
+    while read -r t; do
+      [ -n "$t" ] || continue
+      i=$((i + 1))
+      # The Hopper GEMM's tests need compute capability 9.0: elsewhere they are skipped, named.
+      if [ "$gpu" = 1 ] && [ "$cc" != 9.0 ] && [[ $t == *wgmma* ]]; then
+        echo "SKIP $t (the Hopper GEMM needs compute capability 9.0; this GPU is ${cc:-unknown})" >"$scratch/r/$i"
+      elif [[ $t == *wgmma* ]]; then
+        printf '%s\t%s\n' "$i" "$t" >>"$scratch/tests.wgmma"
+      else
+        printf '%s\t%s\n' "$i" "$t" >>"$scratch/tests.other"
+      fi
+    done <"$scratch/tests"
+    # The whole-module tests (no ::) are the long ones: started first.
+    sort -t$'\t' -k2,2 "$scratch/tests.other" | awk -F'\t' '{ print ($2 ~ /::/) "\t" $0 }' |
+      sort -s -n -k1,1 | cut -f2- >"$scratch/tests.sorted"
+    run_lane test_job "$scratch/tests.wgmma" &
+    lane=$!
+    run_pool "$jobs_at_once" test_job "$scratch/tests.sorted" &
+    pool=$!
+    bg="$lane $pool"
+    wait "$lane" "$pool"
+    bg=""
+    for j in $(seq 1 "$i"); do cat "$scratch/r/$j" 2>/dev/null; done
+    cat "$scratch"/r/*.suspect 2>/dev/null >"$scratch/suspects.tests"
+    skipped=$(cat "$scratch"/r/[0-9]* 2>/dev/null | grep -c '^SKIP .*a hung Hopper kernel')
+    [ "$skipped" -gt 0 ] &&
+      echo "NOTE after $(cat "$scratch/wgmma-hung") hit its time limit, the $skipped remaining wgmma tests were skipped"
+  elif [ "$gpu" = 1 ]; then
+    echo "FAIL no test binary in the bundle ($(basename "$tests_bin"))"
+  else
+    echo "SKIP no test binary in the bundle"
+  fi
+} >>"$work/tests.txt"
+suspects="$suspects $(xargs 2>/dev/null <"$scratch/suspects.tests")"
+sec4=$(sed -n '/^## 4\./,$p' "$work/tests.txt")
+echo "passed: $(grep -c '^PASS' <<<"$sec4"), failed: $(grep -c '^FAIL' <<<"$sec4"), skipped: $(grep -c '^SKIP' <<<"$sec4")"
+grep -E '^(FAIL|NOTE)' <<<"$sec4" | head -n 20
+step_done "$(grep -c '^PASS' <<<"$sec4") passed, $(grep -c '^FAIL' <<<"$sec4") failed, $(grep -c '^SKIP' <<<"$sec4") skipped"
+
+# ---- 5. the generic checks on every backend --------------------------------------------------
+# An unavailable device (exit 2 of `wattbench check`, which also ends a refused selection;
+# the reason on its last line): a failure on a GPU machine unless the backend is optional
+# (WATTBENCH_GPU_OPTIONAL); n/a in a dry run.
+unavailable() { # BACKEND WHAT LOG
+  echo "UNAVAILABLE $1/cuda:0 $2 (exit 2): $(tail -n 1 "$3")"
+  case ",$optional," in *",$1,"*) return ;; esac
+  if [ "$gpu" = 1 ]; then
+    echo "    fails the check: a GPU is here (WATTBENCH_GPU_OPTIONAL lists the backends that may be unavailable)"
+  fi
+}
+# One `wattbench check` of BACKEND's op WHAT (or its trainer, WHAT = trainer) in its own process.
+check_job() { # IDX BACKEND WHAT
+  local i=$1 b=$2 what=$3 res=$scratch/c/$1 s rc
+  local -a sel=(--op "$what" --model none)
+  [ "$what" = trainer ] && sel=(--op none)
+  if [[ $b == cuda-wgmma* ]] && [ -s "$scratch/wgmma-hung" ]; then
+    echo "SKIP $b/cuda:0 $what (not run: $(cat "$scratch/wgmma-hung") hit its time limit)" >"$res"
+    return
+  fi
+  s=$(job_seconds 45)
+  if [ "$s" = 0 ]; then
+    echo "SKIP $b/cuda:0 $what (not run: the step's $step_cap s were spent)" >"$res"
+    return
+  fi
+  WB_KILL_AFTER=5 limit "$s" "$bin" check --backend "$b" --device cuda:0 "${sel[@]}" >"$res.log" 2>&1
+  rc=$?
+  {
+    case $rc in
+      0) grep -E '^(ok|FAIL|skip)' "$res.log" ;;
+      2) unavailable "$b" "$what" "$res.log" ;;
+      124 | 137)
+        grep -E '^(ok|FAIL|skip)' "$res.log"
+        echo "FAIL $b/cuda:0 $what: hit its ${s} s time limit (a hung kernel?)"
+        [[ $b == cuda-wgmma* ]] && echo "the $b check of $what" >"$scratch/wgmma-hung" ;;
+      *)
+        grep -E '^(ok|FAIL|skip)' "$res.log"
+        echo "FAIL $b/cuda:0 $what: exit $rc"
+        grep -vE '^(ok|FAIL|      )' "$res.log" | tail -n 20 | sed 's/^/    /' ;;
+    esac
+  } >"$res"
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || cp "$res.log" "$work/logs/check.$b.$what.log"
+  [ "$gpu" = 1 ] && wb_faulted "$res.log" "$rc" && echo "$b" >"$res.suspect"
+}
+say "wattbench check on $backends ($jobs_at_once at once; wgmma in its own lane)"
+step checks
+step_cap=60
+step_end=$(($(date +%s) + step_cap))
+mkdir -p "$scratch/c"
+: >"$scratch/checks.wgmma"
+: >"$scratch/checks.other"
+i=0
+IFS=, read -r -a bs <<<"$backends"
+for b in "${bs[@]}"; do
+  whats="gemm conv2d rnn"
+  # Trainers, for the backends that train (list --json, read once in step 1).
+  python3 -c "import json,sys; sys.exit(0 if any(x['name']==sys.argv[2] and x.get('trains') for x in json.load(open(sys.argv[1]))['backends']) else 1)" \
+    "$work/list.json" "$b" 2>/dev/null && whats="$whats trainer"
+  for what in $whats; do
+    i=$((i + 1))
+    if [[ $b == cuda-wgmma* ]]; then
+      printf '%s\t%s\t%s\n' "$i" "$b" "$what" >>"$scratch/checks.wgmma"
+    else
+      printf '%s\t%s\t%s\n' "$i" "$b" "$what" >>"$scratch/checks.other"
+    fi
+  done
+done
+{
+  echo "## 5. wattbench check (the test suite's generic checks), one process per backend and op"
+  run_lane check_job "$scratch/checks.wgmma" &
+  lane=$!
+  run_pool "$jobs_at_once" check_job "$scratch/checks.other" &
+  pool=$!
+  bg="$lane $pool"
+  wait "$lane" "$pool"
+  bg=""
+  for j in $(seq 1 "$i"); do cat "$scratch/c/$j" 2>/dev/null; done
+} >>"$work/tests.txt"
+suspects="$suspects $(cat "$scratch"/c/*.suspect 2>/dev/null | xargs)"
+sec5=$(sed -n '/^## 5\./,$p' "$work/tests.txt")
+echo "checks ok: $(grep -c '^ok' <<<"$sec5")"
+grep -E '^(FAIL|UNAVAILABLE|SKIP)' <<<"$sec5" | cut -c1-200 | sed -n '1,12p'
+step_done "$(grep -c '^ok' <<<"$sec5") ok, $(grep -c '^FAIL' <<<"$sec5") failed, $(grep -c '^UNAVAILABLE' <<<"$sec5") unavailable, $(grep -c '^SKIP' <<<"$sec5") skipped"
+
+# ---- 6. the side-by-side suite, one process per op family ------------------------------------
+# The cases issue 8 compares, taken from the bundle's gpu-check suite by tag: GEMM gemm4096
+# and gemm8192 (fp32 and bf16, inference), every conv2d entry (ResNet-50's 3x3 layers, forward
+# and training) and every rnn entry (LSTM and GRU, forward and training). The suite's other
+# entries (the odd and Llama-2 GEMMs, GEMM training) are left out to fit the budget: their
+# generic checks ran in step 5, and profile-gemm.sh times the Llama GEMMs.
+suite=$work/suites/side-by-side.toml
+if ! "$wb_py" - "$here/benchmarks/gpu-check.toml" "$suite" 2>"$scratch/suite.err" <<'PY'; then
+import json, sys, tomllib
+src, dst = sys.argv[1:]
+s = tomllib.load(open(src, "rb"))
+def val(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(val(x) for x in v) + "]"
+    raise TypeError(f"unexpected value {v!r}")
+def table(d):
+    return "{ " + ", ".join(f"{k} = {val(v)}" for k, v in d.items()) + " }"
+gemm = [{k: v for k, v in e.items() if k != "modes"} for e in s.get("gemm", [])
+        if e.get("tag") in ("gemm4096", "gemm8192")]
+if len(gemm) != 2 or not s.get("conv2d") or not s.get("rnn"):
+    sys.exit("gpu-check.toml has no gemm4096/gemm8192 entries, or no conv2d or rnn")
+lines = ['name = "gpu-check-side-by-side"',
+         'description = "issue 8\'s side-by-side cases of the gpu-check suite: GEMM 4096^3 and '
+         '8192^3 (fp32, bf16; inference), ResNet-50 3x3 conv (forward, training), LSTM/GRU steps"',
+         f"dtypes = {val(s.get('dtypes', ['f32']))}", 'modes = ["infer"]']
+for op, entries in (("gemm", gemm), ("conv2d", s["conv2d"]), ("rnn", s["rnn"])):
+    lines.append(f"{op} = [")
+    lines += [f"  {table(e)}," for e in entries]
+    lines.append("]")
+open(dst, "w").write("\n".join(lines) + "\n")
+PY
+  # The suite's layout changed: the whole gpu-check suite (the GEMM families run inference only).
+  echo "the side-by-side subset could not be made ($(tail -n 1 "$scratch/suite.err")): the whole gpu-check suite runs instead"
+  cp "$here/benchmarks/gpu-check.toml" "$suite" 2>/dev/null || suite="gpu-check"
+fi
+: >"$work/suite-status.txt"
+# One family: OPS on BACKENDS in one process, for at most SECONDS.
+fam_run() { # NAME OPS BACKENDS SECONDS [EXTRA...]
+  local name=$1 ops=$2 bk=$3 secs=$4 f=$work/gpu-check.$1.json log=$work/run.$1.txt rc t0 dt msg
+  shift 4
+  say "suite $name: $ops on $bk (limit $secs s)"
+  step "suite-$name"
+  t0=$(date +%s)
+  WB_KILL_AFTER=10 limit "$secs" "$bin" run --suite "$suite" --op "$ops" --backend "$bk" --device cuda \
+    --output "$f" "$@" >"$log" 2>&1
+  rc=$?
+  dt=$(($(date +%s) - t0))
+  case $rc in
+    0) msg="ok in $dt s" ;;
+    3) if [ "$gpu" = 1 ]; then
+         msg="FAILED: nothing ran, every case was skipped (the reasons are in run.$name.txt)"
+         status=1
+       else
+         msg="SKIPPED: no GPU, nothing could run (exit 3)"
+       fi ;;
+    124 | 137 | 130 | 143)
+      status=1
+      if [ -f "$f" ]; then
+        msg="hit its $secs s time limit: the completed cases are in gpu-check.$name.json (marked interrupted)"
+      else
+        msg="hit its $secs s time limit before any result file was written"
+      fi ;;
+    1) msg="FAILED: a case failed verification or errored (exit 1; see the summary)"; status=1 ;;
+    *) msg="FAILED: exit $rc (run.$name.txt)"; status=1 ;;
+  esac
+  printf '%s\t%s\n' "$name" "$msg" >>"$work/suite-status.txt"
+  echo "$msg"
+  tail -n 3 "$log" | cut -c1-200
+  step_done "$msg"
+}
+fam_skip() { # NAME WHY
+  printf '%s\t%s\n' "$1" "SKIPPED: $2" >>"$work/suite-status.txt"
+  echo "SKIP suite $1: $2"
+}
+# shellcheck disable=SC2086 # a word list
+suspects=$(printf "%s\n" $suspects | sort -u | xargs)
+[ -n "$suspects" ] && echo "run alone (a test or check hit a CUDA error, a trap, a time limit or crashed): $suspects"
+configured() { case ",$backends," in *",$1,"*) return 0 ;; esac; return 1; }
+suspect() { case " $suspects " in *" $1 "*) return 0 ;; esac; return 1; }
+# The families: NAME OPS BACKENDS CAP FLOOR EXTRA (FLOOR: the seconds kept for it while the
+# families before it run). BACKENDS are those configured and not suspect.
+families=()
+alone=""
+add_family() { # NAME OPS BACKENDS CAP FLOOR EXTRA
+  local b keep=""
+  for b in ${3//,/ }; do
+    configured "$b" || continue
+    if suspect "$b" && [[ $b != cuda-wgmma* ]]; then
+      case " $alone " in *" $b "*) ;; *) alone="$alone $b" ;; esac
+    else
+      keep=${keep:+$keep,}$b
+    fi
+  done
+  [ -n "$keep" ] && families+=("$1|$2|$keep|$4|$5|$6")
+}
+add_family gemm gemm cuda,cublas 50 25 "--mode infer"
+if [ "$gpu" = 1 ] && [ "$cc" != 9.0 ]; then
+  fam_skip gemm-wgmma "the Hopper GEMM needs compute capability 9.0; this GPU is ${cc:-unknown}"
+  fam_skip gemm-wgmma-c2 "the Hopper GEMM needs compute capability 9.0; this GPU is ${cc:-unknown}"
+elif [ -s "$scratch/wgmma-hung" ]; then
+  # A hung Hopper kernel would hang again, for each family's whole limit.
+  fam_skip gemm-wgmma "$(cat "$scratch/wgmma-hung") hit its time limit in step 4 or 5 (a hung kernel?)"
+  fam_skip gemm-wgmma-c2 "$(cat "$scratch/wgmma-hung") hit its time limit in step 4 or 5 (a hung kernel?)"
+else
+  add_family gemm-wgmma gemm cuda-wgmma 30 12 "--dtype bf16 --mode infer"
+  add_family gemm-wgmma-c2 gemm cuda-wgmma-c2 30 12 "--dtype bf16 --mode infer"
+fi
+add_family conv2d conv2d cuda,cudnn 70 30 ""
+add_family rnn rnn cuda,tch,candle 65 30 ""
+ops_of() { # BACKEND: the ops of its families
+  case $1 in cuda) echo gemm,conv2d,rnn ;; cublas) echo gemm ;; cudnn) echo conv2d ;; *) echo rnn ;; esac
+}
+# Alone, last: what is left of the budget (cuda has three families' cases).
+for b in $alone; do
+  cap=45
+  [ "$b" = cuda ] && cap=90
+  families+=("alone-$b|$(ops_of "$b")|$b|$cap|0|")
+done
+for k in "${!families[@]}"; do
+  IFS='|' read -r name ops bk cap _ extra <<<"${families[$k]}"
+  # Kept for the families after this one (their floors), and 10 s for the summary.
+  reserve=10
+  for later in "${families[@]:$((k + 1))}"; do
+    IFS='|' read -r _ _ _ _ floor _ <<<"$later"
+    reserve=$((reserve + floor))
+  done
+  secs=$(($(left) - reserve))
+  [ "$secs" -gt "$cap" ] && secs=$cap
+  if [ "$secs" -lt 10 ]; then
+    fam_skip "$name" "the time budget is spent ($(left) s left, $reserve s kept for what follows)"
+    continue
+  fi
+  # shellcheck disable=SC2086 # EXTRA is a word list
+  fam_run "$name" "$ops" "$bk" "$secs" $extra
+done
+for f in "$work"/gpu-check.*.json; do
+  [ -f "$f" ] || continue
+  limit 30 "$bin" report "$f" --output "${f%.json}.md" >/dev/null 2>&1 || echo "report of $(basename "$f") failed"
+done
+
+# ---- 7. compute-sanitizer memcheck over the small tests ---------------------------------------
 say "compute-sanitizer"
+step sanitizer
 san=$(wb_tool compute-sanitizer) || san=""
 [ -z "$san" ] && [ -x "$here/sanitizer/bin/compute-sanitizer" ] && san=$here/sanitizer/bin/compute-sanitizer
 {
-  echo "## 6. compute-sanitizer --tool memcheck over the small GPU tests (generic shapes)"
+  echo "## 7. compute-sanitizer --tool memcheck over the small GPU tests (generic shapes)"
   if [ -z "$san" ]; then
     echo "SKIP compute-sanitizer not found (PATH, /usr/local/cuda/bin, site-packages nvidia/*/bin, the bundle)"
   elif [ "$gpu" != 1 ]; then
@@ -303,153 +900,28 @@ san=$(wb_tool compute-sanitizer) || san=""
   else
     grep -E '^cuda::' "$scratch/tests" >"$scratch/small"
     while read -r t; do
-      if [ "$(left)" -lt 40 ]; then echo "SKIP $t: the time budget is spent"; continue; fi
-      limit 90 "$san" --tool memcheck --error-exitcode 97 --leak-check no \
+      s=$(($(left) - 15))
+      [ "$s" -gt 60 ] && s=60
+      if [ "$s" -lt 25 ]; then echo "SKIP $t: the time budget is spent"; continue; fi
+      WB_KILL_AFTER=5 limit "$s" "$san" --tool memcheck --error-exitcode 97 --leak-check no \
         "$tests_bin" --ignored --exact "$t" --test-threads 1 >"$scratch/log" 2>&1
       rc=$?
       case $rc in
         0) echo "CLEAN $t" ;;
         97) echo "MEMCHECK-ERROR $t"; grep -E 'Invalid|ERROR SUMMARY|at 0x|by thread' "$scratch/log" | head -n 20 | sed 's/^/    /' ;;
+        124 | 137) echo "SKIP $t: not finished under the sanitizer within $s s" ;;
         *) echo "FAIL $t (exit $rc under the sanitizer)"; tail -n 10 "$scratch/log" | sed 's/^/    /' ;;
       esac
     done <"$scratch/small"
   fi
-} >>"$out/tests.txt"
-grep -E '^(SKIP|CLEAN|MEMCHECK-ERROR)' "$out/tests.txt" | tail -n 8
+} >>"$work/tests.txt"
+sec7=$(sed -n '/^## 7\./,$p' "$work/tests.txt")
+grep -E '^(SKIP|CLEAN|MEMCHECK-ERROR|FAIL)' <<<"$sec7" | tail -n 8
+step_done "$(grep -c '^CLEAN' <<<"$sec7") clean, $(grep -c '^MEMCHECK-ERROR' <<<"$sec7") with errors"
 
-# ---- 7. the summary, last ---------------------------------------------------------------------
-grep -qE '^(FAIL|MEMCHECK-ERROR)' "$out/tests.txt" && [ "$gpu" = 1 ] && status=1
-python3 - "$out" "$gpu" "$status" "$(elapsed)" "$kind" "$optional" >"$out/summary.txt" 2>&1 <<'PY'
-import json, os, re, sys
-from collections import defaultdict
-out, gpu, status, secs, libs = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4], sys.argv[5]
-optional = set(sys.argv[6].split(","))
-lines = open(os.path.join(out, "tests.txt")).read().splitlines()
-def count(p): return sum(1 for l in lines if re.match(p, l))
-def section(n):  # the lines of step n's section of tests.txt
-    heads = [i for i, l in enumerate(lines) if l.startswith("## ")] + [len(lines)]
-    for a, b in zip(heads, heads[1:]):
-        if lines[a].startswith(f"## {n}."):
-            return lines[a + 1:b]
-    return []
-tests = section(2)
-print(f"wattbench GPU check: {'PASSED' if status == 0 else 'FAILED'}"
-      f"{'' if gpu else ' (DRY RUN: no GPU on this machine)'}, {secs} s, CUDA libraries: {libs}")
-failed = [l for l in tests if l.startswith("FAIL ")]
-print(f"tests (own process each): {sum(1 for l in tests if l.startswith('PASS '))} passed, "
-      f"{len(failed)} failed" + "".join(f"\n  {l}" for l in failed)[:800])
-checks = defaultdict(dict)
-for l in lines:
-    m = re.match(r"^(ok|FAIL|UNAVAILABLE|skip)\s+(\S+?)/\S+ (\w+)", l)
-    if m:
-        st, b, what = m.groups()
-        prev = checks[b].get(what)
-        if prev not in ("FAIL", "UNAVAILABLE"):
-            # Unavailable on a GPU machine fails the check, unless the backend is optional.
-            na = "UNAVAILABLE" if gpu and b not in optional else "n/a"
-            new = {"ok": "ok", "FAIL": "FAIL", "UNAVAILABLE": na, "skip": "n/a"}[st]
-            # An op checks in two modes: one mode run is enough for "ok".
-            if not (prev == "ok" and new == "n/a"):
-                checks[b][what] = new
-if checks:
-    print("checks (wattbench check): " + "; ".join(
-        f"{b}: " + " ".join(f"{w}={s}" for w, s in sorted(v.items())) for b, v in checks.items()))
-print("sanitizer: " + (", ".join(f"{count(p)} {n}" for p, n in
-      ((r"CLEAN", "clean"), (r"MEMCHECK-ERROR", "with errors"))) if count("CLEAN|MEMCHECK")
-      else next((l for l in lines if l.startswith("SKIP compute") or l.startswith("SKIP no GPU")), "not run")))
-alone = sorted(f for f in os.listdir(out) if re.fullmatch(r"gpu-check\.[\w-]+\.json", f))
-for f in alone:
-    try:
-        d = json.load(open(os.path.join(out, f)))
-    except Exception as e:
-        print(f"{f}: unreadable ({e})")
-        continue
-    cs = d.get("cases", [])
-    print(f"{f} (a backend whose generic check faulted, run alone): {len(cs)} cases"
-          f"{' (INTERRUPTED)' if d.get('interrupted') else ''}; "
-          + ", ".join(f"{s} {sum(1 for c in cs if c['status'] == s)}" for s in ("ok", "skipped", "failed")))
-    for c in cs:
-        if c["status"] == "ok":
-            print(f"  {c['op']} {c['mode']} {c.get('tag') or ''} {c['dtype']}: "
-                  f"{c['throughput']['gflops_per_s'] / 1e3:.1f} TFLOP/s (not side by side)")
-path = os.path.join(out, "gpu-check.json")
-if not os.path.exists(path):
-    print("suite: no side-by-side result file (see run.txt)")
-    sys.exit(0)
-doc = json.load(open(path))
-cases = doc.get("cases", [])
-print(f"suite gpu-check: {len(cases)} cases{' (INTERRUPTED)' if doc.get('interrupted') else ''}; "
-      + ", ".join(f"{s} {sum(1 for c in cases if c['status'] == s)}" for s in ("ok", "skipped", "failed")))
-grid = defaultdict(lambda: defaultdict(int))
-for c in cases:
-    grid[c["backend"]][(c["op"], c["status"])] += 1
-for b, g in grid.items():
-    cells = []
-    for op in ("gemm", "conv2d", "rnn"):
-        ok, fl, sk = g[(op, "ok")], g[(op, "failed")], g[(op, "skipped")]
-        if ok or fl or sk:
-            cells.append(f"{op} {ok} ok" + (f" {fl} FAILED" if fl else "") + (f" {sk} skipped" if sk else ""))
-    print(f"  {b:<11} " + "; ".join(cells))
-def key(c): return (c["op"], c["mode"], json.dumps(c["params"], sort_keys=True), c["dtype"])
-ok = {(c["backend"], key(c)): c for c in cases if c["status"] == "ok"}
-def tf(c): return c["throughput"]["gflops_per_s"] / 1e3
-vendor = {"gemm": "cublas", "conv2d": "cudnn"}
-rows = []
-for (b, k), c in sorted(ok.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    if b not in ("cuda", "cuda-wgmma", "cuda-wgmma-c2"):
-        continue
-    v = ok.get((vendor.get(k[0], ""), k))
-    others = " ".join(f"{o} {tf(ok[(o, k)]):.1f}" for o in ("tch", "candle") if (o, k) in ok)
-    label = f"{c['op']} {c['mode']} {c.get('tag') or ''} {c['dtype']}"
-    rows.append(f"  {label:<28} {b} {tf(c):7.1f} TFLOP/s"
-                + (f" | {v['backend']} {tf(v):7.1f} -> ratio {tf(c) / tf(v):.2f}" if v else "")
-                + (f" | {others}" if others else ""))
-if rows:
-    print("ours vs the vendor (TFLOP/s at the median; ratio ours/vendor):")
-    print("\n".join(rows[:30]))
-try:
-    t = json.load(open(os.path.join(out, "torch.txt")))
-    if "gemm" in t:
-        for g in t["gemm"]:
-            ours = next((c for (b, k), c in ok.items() if b == "cublas" and c["op"] == "gemm"
-                         and c["mode"] == "infer" and c["dtype"] == g["dtype"]
-                         and c["params"]["m"] == g["n"] and c["params"]["n"] == g["n"]
-                         and c["params"]["k"] == g["n"]), None)
-            line = f"  torch.mm {g['n']}^3 {g['dtype']}: {g['median_s'] * 1e3:.3f} ms (CUDA events)"
-            if ours:
-                line += f" | wattbench cublas {ours['time']['median_s'] * 1e3:.3f} ms -> {ours['time']['median_s'] / g['median_s']:.3f}x"
-            print(line)
-    else:
-        print(f"torch timing: {t.get('skipped')}")
-except Exception as e:
-    print(f"torch timing: unreadable ({e})")
-try:
-    m = json.load(open(os.path.join(out, "energy-truth.json")))
-    checks = [d["power_check"] for d in m.get("domains", []) if d.get("power_check")]
-    print("energy truth (12 s steady cuBLAS bf16 8192^3 under measure): "
-          + ("; ".join(
-              f"{c['domain']}: counter {c['counter_j']:.1f} J vs integrated power "
-              f"{c['integrated_j']:.1f} J over {c['span_s']:.1f} s, ratio "
-              + (f"{c['ratio']:.3f}" if c.get("ratio") is not None else "none")
-              + f", {c['verdict']} (±{c['tolerance'] * 100:.0f} %)" for c in checks)
-             or "no GPU with both a counter and a power reading"))
-    r = json.load(open(os.path.join(out, "energy-truth-run.json")))
-    # Counters' idle power (the CPU estimate has no idle part: its figure is not idle power).
-    idle = [(d["name"], d.get("avg_watts")) for d in (r.get("energy") or {}).get("idle_baseline") or []
-            if d.get("source") != "estimated"]
-    print("  idle before: " + (", ".join(f"{n} {w:.1f} W" for n, w in idle if w is not None) or "none"))
-    for c in r.get("cases", []):
-        e = c.get("energy") or {}
-        st = "; ".join(f"gpu{g.get('index')}: SM {g.get('sm_clock_mhz')} MHz, {g.get('temperature_c')} C, "
-                       f"throttle {','.join(g.get('throttle_reasons') or []) or 'none'}"
-                       for g in e.get("gpu_state") or [])
-        print(f"  {c['backend']} {c['status']}: {e.get('total_joules_per_iter')} J per GEMM, "
-              f"{e.get('gflops_per_joule')} GFLOP/J over {e.get('window_s')} s; {st}")
-except FileNotFoundError as e:
-    print(f"energy truth: not run ({os.path.basename(e.filename)} missing)")
-except Exception as e:
-    print(f"energy truth: unreadable ({e})")
-print("files: " + " ".join(sorted(os.listdir(out))))
-PY
-cat "$out/summary.txt"
+# ---- 8. the summary, last ---------------------------------------------------------------------
+grep -qE '^(FAIL|MEMCHECK-ERROR)|^    fails the check' "$work/tests.txt" && [ "$gpu" = 1 ] && status=1
+summary
+summarised=1
+cat "$work/summary.txt"
 exit $status

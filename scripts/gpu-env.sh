@@ -1,58 +1,90 @@
+# shellcheck shell=bash disable=SC2034,SC2154  # sets and reads the sourcing script's variables
 # Shared by the GPU machine's scripts (gpu-check.sh, profile-gemm.sh), sourced from the bundle:
 #
 #   wb_cuda_libs      choose one set of CUDA libraries and put it first on LD_LIBRARY_PATH; sets
-#                     $kind (wheels, toolkit or none)
+#                     $kind (wheels, toolkit or none), $torch_lib (torch's lib/, or empty) and
+#                     $wb_py (a python3 that finds torch, else python3)
 #   wb_tool NAME      the path of a CUDA tool (PATH, /usr/local/cuda/bin, Nsight Compute's
 #                     folder, site-packages nvidia/*/bin), or nothing
 #   elapsed, left     seconds since $start, and left of $budget (both set by the script)
 #   limit S CMD...    run CMD for at most S seconds and never beyond the budget: SIGINT first
-#                     (so that `wattbench run` writes what it completed), SIGKILL 20 s later;
-#                     124 without running when under 5 s are left
+#                     (so that `wattbench run` writes what it completed), SIGKILL
+#                     $WB_KILL_AFTER s later (default 20); 124 without running when under 5 s
+#                     are left. WB_FOREGROUND=1: the signal goes to CMD alone, not to its
+#                     process group (for `wattbench measure -- CMD`, which forwards it itself:
+#                     the inner command must get it once, or it exits without writing its file)
 #   say TEXT          a step's heading, with the seconds so far
+#   wb_faulted LOG RC [OKS]  whether a run (output in LOG, exit status RC) faulted
+#   wb_pack WORK OUT NAME   WORK as OUT/NAME.tgz (written whole, then renamed), and WORK's
+#                     summary.txt as OUT/NAME-summary.txt: the device returns at most 8 files
 #
 # (The tensor-core instructions in our kernels' machine code are checked where they are built,
 # by `make kernel-check`; ncu's instruction statistics show what the GPU executed.)
 
+# The site-packages folders to look in: python3's, then the GPU machine's torch environment
+# (/opt/torch/.venv; its python3 is on PATH there, but a PATH without it must not lose libtorch,
+# without which the wattbench binary does not even start), then $WATTBENCH_SITE_PACKAGES.
+wb_site_packages() {
+  {
+    python3 -c 'import site, os; [print(p) for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]' 2>/dev/null
+    local d
+    for d in /opt/torch/.venv/lib/python3*/site-packages ${WATTBENCH_SITE_PACKAGES:+"$WATTBENCH_SITE_PACKAGES"}; do
+      [ -d "$d" ] && echo "$d"
+    done
+  } | awk '!seen[$0]++'
+}
+
 wb_cuda_libs() {
   # The machine's pip wheels (site-packages/nvidia/*/lib) and torch's lib/, or else the CUDA
   # toolkit: one set of cuBLAS, cuBLASLt, cuDNN and NVRTC, first on the path, never a mix.
-  local libset dirs d
-  libset=$(python3 - <<'PY' 2>/dev/null
-import glob, os, site
-sps = [p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]
-wheels, torch = [], []
-for sp in sps:
-    wheels += sorted(d for d in glob.glob(os.path.join(sp, "nvidia", "*", "lib")) if os.path.isdir(d))
-    if os.path.isdir(os.path.join(sp, "torch", "lib")):
-        torch.append(os.path.join(sp, "torch", "lib"))
-has = lambda dirs, name: any(glob.glob(os.path.join(d, name + "*")) for d in dirs)
-if has(wheels, "libcublas.so.13") and has(wheels, "libnvrtc.so.13"):
-    print("wheels", ":".join(wheels + torch[:1]))
-else:
-    print("none", ":".join(torch[:1]))
-PY
-  )
-  kind=${libset%% *}
-  dirs=${libset#* }
-  [ "$kind" = "$libset" ] && { kind=none; dirs=""; }
-  if [ "$kind" != wheels ]; then
+  # Wheels and torch are taken from the first folder that has them, never across folders.
+  local d sp wheels="" libs
+  kind=none
+  torch_lib=""
+  while read -r sp; do
+    [ -z "$torch_lib" ] && [ -e "$sp/torch/lib/libtorch_cpu.so" ] && torch_lib=$sp/torch/lib
+    if [ -z "$wheels" ] && ls "$sp"/nvidia/*/lib/libcublas.so.13* >/dev/null 2>&1 &&
+      ls "$sp"/nvidia/*/lib/libnvrtc.so.13* >/dev/null 2>&1; then
+      wheels=$(for d in "$sp"/nvidia/*/lib; do [ -d "$d" ] && printf '%s:' "$d"; done)
+      wheels=${wheels%:}
+    fi
+  done < <(wb_site_packages)
+  libs=""
+  if [ -n "$wheels" ]; then
+    kind=wheels
+    libs=$wheels
+  else
     for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
       if [ -e "$d/libcublas.so" ] || ls "$d"/libcublas.so.* >/dev/null 2>&1; then
         kind=toolkit
-        dirs="$d${dirs:+:$dirs}"
+        libs=$d
         break
       fi
     done
   fi
-  export LD_LIBRARY_PATH="${dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  [ -n "$torch_lib" ] && libs="${libs:+$libs:}$torch_lib"
+  export LD_LIBRARY_PATH="${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # The python3 that has torch (PyTorch's timing), found without importing it.
+  wb_py=python3
+  for d in python3 /opt/torch/.venv/bin/python3; do
+    if command -v "$d" >/dev/null &&
+      "$d" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)' 2>/dev/null; then
+      wb_py=$d
+      break
+    fi
+  done
 }
 
 wb_tool() {
-  local c
-  for c in "$(command -v "$1" 2>/dev/null)" "/usr/local/cuda/bin/$1" /opt/nvidia/nsight-compute/*/"$1" \
-    $(python3 -c 'import glob,site; print(" ".join(glob.glob(site.getsitepackages()[0]+"/nvidia/*/bin/'"$1"'")))' 2>/dev/null); do
+  local c sp
+  for c in "$(command -v "$1" 2>/dev/null)" "/usr/local/cuda/bin/$1" /opt/nvidia/nsight-compute/*/"$1"; do
     [ -n "$c" ] && [ -x "$c" ] && { echo "$c"; return 0; }
   done
+  while read -r sp; do
+    for c in "$sp"/nvidia/*/bin/"$1"; do
+      [ -x "$c" ] && { echo "$c"; return 0; }
+    done
+  done < <(wb_site_packages)
   return 1
 }
 
@@ -65,12 +97,31 @@ limit() {
   l=$(left)
   [ "$l" -lt "$s" ] && s=$l
   [ "$s" -lt 5 ] && { echo "skipped: the time budget is spent" >&2; return 124; }
-  timeout -s INT -k 20 "$s" "$@"
+  if [ "${WB_FOREGROUND:-0}" = 1 ]; then
+    timeout --foreground -s INT -k "${WB_KILL_AFTER:-20}" "$s" "$@"
+  else
+    timeout -s INT -k "${WB_KILL_AFTER:-20}" "$s" "$@"
+  fi
 }
 say() { echo "== $* ($(elapsed) s)"; }
-# Whether a `wattbench check` (its output in LOG, its exit status RC) faulted: a CUDA error, or
-# an exit other than 0, 1 (a verification failure) and 2 (unavailable), i.e. a panic or a
-# signal. A kernel fault poisons the CUDA context of its process, and with it every later case.
-wb_faulted() { # LOG RC
-  grep -q CUDA_ERROR "$1" || { [ "$2" -ne 0 ] && [ "$2" -ne 1 ] && [ "$2" -ne 2 ]; }
+# Whether a run (its output in LOG, its exit status RC) faulted: a CUDA error (the driver's
+# CUDA_ERROR_* names, or torch's "CUDA error: ..."), an illegal address, our kernels' watchdog
+# `trap`, a time limit (124/137: a hung kernel), or an exit status not among OKS (default
+# "0 1 2": `wattbench check`'s pass, verification failure and unavailable; a test binary's are
+# "0 101", 101 being a failed test), i.e. a panic or a signal. A kernel fault poisons the CUDA
+# context of its process, and with it every later case.
+wb_faulted() { # LOG RC [OKS]
+  grep -qE 'CUDA_ERROR|CUDA error|illegal (memory )?address|watchdog|\btrap\b' "$1" && return 0
+  case " ${3:-0 1 2} " in
+    *" $2 "*) return 1 ;;
+    *) return 0 ;;
+  esac
+}
+wb_pack() { # WORK OUT NAME
+  local work=$1 out=$2 name=$3
+  tar -C "$(dirname "$work")" -czf "$out/$name.tgz.part" "$(basename "$work")" 2>/dev/null &&
+    mv -f "$out/$name.tgz.part" "$out/$name.tgz"
+  rm -f "$out/$name.tgz.part"
+  [ -f "$work/summary.txt" ] && cp "$work/summary.txt" "$out/$name-summary.txt"
+  return 0
 }
