@@ -103,7 +103,7 @@ impl ResampledMedian {
         ResampledMedian {
             n,
             lower: beta(k, n - k + 1),
-            gap: (n % 2 == 0).then(|| beta(1, n - k)),
+            gap: n.is_multiple_of(2).then(|| beta(1, n - k)),
         }
     }
 
