@@ -126,7 +126,8 @@ import json, sys
 m = json.load(open(sys.argv[1]))
 assert m["schema_version"] == 2, m["schema_version"]
 assert len(m["runs"]) == 2 and len(m["merged"]["inputs"]) == 2, m["merged"]
-tasks = sorted(i.rsplit("/", 1)[-1].split("-")[1] for i in m["merged"]["inputs"])
+# task-<job>-<index>-<host>.json
+tasks = sorted(i.rsplit("/", 1)[-1].split("-")[2] for i in m["merged"]["inputs"])
 assert tasks == ["0", "1"], tasks
 for run in m["runs"]:
     cases = run["cases"]
