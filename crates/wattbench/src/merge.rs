@@ -83,5 +83,33 @@ pub fn run(args: MergeArgs) -> Result<u8> {
     for m in machines {
         println!("  {m}");
     }
+    for line in caveats(&merged) {
+        eprintln!("note: {line}");
+    }
     Ok(0)
+}
+
+/// What a merge must not hide: runs that were interrupted (a task killed at its time limit
+/// holds only the cases it finished) and cases that failed or were skipped, per input.
+fn caveats(merged: &MergedFile) -> Vec<String> {
+    use wattbench_core::result::Status;
+    let mut out = Vec::new();
+    for (label, run) in merged.merged.inputs.iter().zip(&merged.runs) {
+        if run.interrupted {
+            out.push(format!(
+                "{label} was interrupted: it holds only the cases it completed"
+            ));
+        }
+        let count = |s: Status| {
+            run.cases.iter().filter(|c| c.status == s).count()
+                + run.trainings.iter().filter(|t| t.status == s).count()
+        };
+        let (failed, skipped) = (count(Status::Failed), count(Status::Skipped));
+        if failed + skipped > 0 {
+            out.push(format!(
+                "{label}: {failed} case(s) failed, {skipped} skipped (the file says why)"
+            ));
+        }
+    }
+    out
 }

@@ -66,6 +66,23 @@ fn merge_keeps_runs_whole_refuses_one_machine_twice_and_is_read_back() {
     assert!(!again.exists());
     let o = wattbench(&["merge", s(&tasks), "--allow-duplicates", "-o", s(&again)]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
+    // A task killed at its time limit, and one with a failed case: merged, and said.
+    let mut cut = read_json(&tasks.join("task-2-node1.json"));
+    cut["interrupted"] = true.into();
+    cut["environment"]["host"]["hostname"] = "node3".into();
+    cut["cases"][0]["status"] = "failed".into();
+    cut["cases"][0]["reason"] = "relative L2 error 0.3".into();
+    std::fs::write(
+        tasks.join("task-2-node1.json"),
+        serde_json::to_string(&cut).unwrap(),
+    )
+    .unwrap();
+    let o = wattbench(&["merge", s(&tasks), "-o", s(&d.join("cut.json"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_contains(&err, "task-2-node1.json was interrupted");
+    assert_contains(&err, "task-2-node1.json: 1 case(s) failed");
     // Not result files, and empty folders, are refused.
     let empty = d.join("empty");
     std::fs::create_dir(&empty).unwrap();
