@@ -27,7 +27,9 @@ CARGO_TARGET_DIR=target/evidence-slowdown cargo build --release --locked -p watt
   --features "$features,wattbench/evidence-slowdown" >&2
 a=$PWD/target/release/wattbench
 b=$PWD/target/evidence-slowdown/release/wattbench
-"$b" info --json | grep -q evidence-slowdown || { echo "the slowed build does not say so" >&2; exit 1; }
+# Read whole, then searched: `grep -q` leaving early would cut the pipe under pipefail.
+info=$("$b" info --json)
+grep -q evidence-slowdown <<<"$info" || { echo "the slowed build does not say so" >&2; exit 1; }
 
 out="results/regression-evidence/$(date -u +%Y%m%d)-$(hostname)"
 raw=$out/raw
