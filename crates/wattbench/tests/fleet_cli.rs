@@ -68,7 +68,7 @@ fn merge_keeps_runs_whole_refuses_one_machine_twice_and_is_read_back() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
     // A task killed at its time limit, and one with a failed case: merged, and said.
-    let mut cut = read_json(&tasks.join("task-2-node1.json"));
+    let mut cut = read_json(tasks.join("task-2-node1.json"));
     cut["interrupted"] = true.into();
     cut["environment"]["host"]["hostname"] = "node3".into();
     cut["cases"][0]["status"] = "failed".into();
