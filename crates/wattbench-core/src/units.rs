@@ -7,14 +7,16 @@ pub fn si(v: f64, unit: &str) -> String {
     if !v.is_finite() {
         return format!("{v} {unit}");
     }
+    // Each step up where the value would round to 1000 of the smaller unit: a millisecond
+    // that arrived as 0.99999999e-3 s is `1.000 ms`, not `1000.00 µs`.
     let a = v.abs();
-    if a >= 1e6 {
+    if a >= 999_999.5 {
         format!("{:.3} M{unit}", v / 1e6)
-    } else if a >= 1e3 {
+    } else if a >= 999.9995 {
         format!("{:.3} k{unit}", v / 1e3)
-    } else if a >= 1.0 || a == 0.0 {
+    } else if a >= 0.999_999_5 || a == 0.0 {
         format!("{v:.3} {unit}")
-    } else if a >= 1e-3 {
+    } else if a >= 0.999_995e-3 {
         format!("{:.3} m{unit}", v * 1e3)
     } else {
         format!("{:.2} µ{unit}", v * 1e6)
@@ -99,6 +101,13 @@ mod tests {
         assert_eq!(seconds(3.45e-6), "3.45 µs");
         assert_eq!(joules(0.0), "0.000 J");
         assert_eq!(si(1500.0, "W"), "1.500 kW");
+        // Values that round up to the next unit are shown in it (a drift note once read
+        // "to 1000.00 µs" for a millisecond computed back from a duration).
+        assert_eq!(seconds(0.999_999_99e-3), "1.000 ms");
+        assert_eq!(seconds(0.999_99e-3), "999.99 µs");
+        assert_eq!(seconds(0.999_999_9), "1.000 s");
+        assert_eq!(si(999.9999, "W"), "1.000 kW");
+        assert_eq!(si(-0.999_999_99e-3, "J"), "-1.000 mJ");
         assert_eq!(sig(0.012345), "0.01235");
         assert_eq!(sig(1234.5), "1234");
         assert_eq!(sig(1.0e12), "1.000e12");
