@@ -46,5 +46,11 @@ assert any(
     and any(c["type"] == "DisruptionTarget" for c in r.get("onPodConditions", []))
     for r in rules
 ), where + "a disrupted pod (DisruptionTarget) must not count as a failure"
+env = {e["name"]: e for e in spec["template"]["spec"]["containers"][0].get("env", [])}
+node = env.get("WATTBENCH_NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {})
+assert node.get("fieldPath") == "spec.nodeName", (
+    where + "WATTBENCH_NODE_NAME must come from spec.nodeName, or a pod records its own name "
+    "as the machine's"
+)
 EOF
 echo "k8s manifests valid against Kubernetes $version"

@@ -405,8 +405,14 @@ pub struct TrainingResult {
 /// Host description.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Host {
-    /// Host name.
+    /// Host name: the machine's, or the node's that `WATTBENCH_NODE_NAME` names (a
+    /// Kubernetes pod's own host name is the pod's, not its node's).
     pub hostname: Option<String>,
+    /// The host name the process saw, when `hostname` is the node's from
+    /// `WATTBENCH_NODE_NAME` (a pod's or container's own name); null otherwise and in older
+    /// files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_hostname: Option<String>,
     /// CPU model string.
     pub cpu_model: Option<String>,
     /// Logical CPUs of the machine (all of them, whatever this process may use: part of the

@@ -318,6 +318,7 @@ fn environment() -> impl Strategy<Value = Environment> {
                 Environment {
                     host: Host {
                         hostname: host.clone(),
+                        container_hostname: software.first().cloned(),
                         cpu_model: host,
                         logical_cores: cores as usize,
                         usable_cores: mem.map(|_| cores as usize),

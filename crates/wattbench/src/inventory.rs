@@ -73,9 +73,14 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
         }
         Err(_) => (None, None, None),
     };
+    let (hostname, container_hostname) = host_names(
+        std::env::var(NODE_NAME_VARIABLE).ok(),
+        System::host_name().ok(),
+    );
     Environment {
         host: Host {
-            hostname: System::host_name().ok(),
+            hostname,
+            container_hostname,
             cpu_model,
             logical_cores: logical.unwrap_or(usable).max(usable),
             usable_cores: Some(usable),
@@ -90,6 +95,19 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
         meter_warnings: meters.warnings().to_vec(),
         libraries: Vec::new(),
         variables: Some(variables()),
+    }
+}
+
+/// Names the machine a containerised run is on, for `hostname` (a Kubernetes pod sets it from
+/// the downward API's `spec.nodeName`): pods on one node then count as one machine.
+pub const NODE_NAME_VARIABLE: &str = "WATTBENCH_NODE_NAME";
+
+/// The recorded host name and, when `node` (the value of [`NODE_NAME_VARIABLE`]) names the
+/// machine, the name the process saw beside it. An empty or blank `node` is ignored.
+fn host_names(node: Option<String>, own: Option<String>) -> (Option<String>, Option<String>) {
+    match node.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) {
+        Some(node) => (Some(node), own),
+        None => (own, None),
     }
 }
 
@@ -173,6 +191,19 @@ fn cuda_runtime_version() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_node_name_is_the_host_name_and_keeps_the_containers_beside_it() {
+        let own = || Some("pod-7f9c".to_string());
+        let node = |n: &str| Some(n.to_string());
+        assert_eq!(
+            super::host_names(node("gpu-node-3"), own()),
+            (node("gpu-node-3"), own())
+        );
+        assert_eq!(super::host_names(None, own()), (own(), None));
+        assert_eq!(super::host_names(node(" \n"), own()), (own(), None));
+        assert_eq!(super::host_names(node("n1\n"), None), (node("n1"), None));
+    }
+
     #[test]
     fn crate_versions_come_from_the_lock_file() {
         let s = super::software(&[]);

@@ -293,3 +293,26 @@ fn a_worker_takes_the_stop_its_parent_passes_on_as_the_schedulers() {
 fn a_worker_takes_the_schedulers_stop_as_the_one_its_parent_passed_on() {
     worker_stopped_by_the_scheduler_and_its_parent(true);
 }
+
+/// A pod's own host name is the pod's: with `WATTBENCH_NODE_NAME` (the manifest sets it from
+/// `spec.nodeName`) the node's name is recorded as the host's, the process's beside it.
+#[test]
+fn a_node_name_from_the_environment_is_the_recorded_host_name() {
+    let info = |node: Option<&str>| -> Value {
+        let mut c = command();
+        c.args(["info", "--json"]);
+        if let Some(n) = node {
+            c.env("WATTBENCH_NODE_NAME", n);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let plain = info(None);
+    let own = plain["host"]["hostname"].clone();
+    assert!(own.is_string(), "{plain}");
+    assert!(plain["host"].get("container_hostname").is_none(), "{plain}");
+    let pod = info(Some("gpu-node-3"));
+    assert_eq!(pod["host"]["hostname"], "gpu-node-3");
+    assert_eq!(pod["host"]["container_hostname"], own);
+}

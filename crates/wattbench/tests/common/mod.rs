@@ -9,8 +9,9 @@ use std::time::Duration;
 
 /// Settings a user may have exported that change what the binary reads or records; the
 /// tests set them themselves where they test them.
-const USER_SETTINGS: [&str; 3] = [
+const USER_SETTINGS: [&str; 4] = [
     "WATTBENCH_HISTORY",
+    "WATTBENCH_NODE_NAME",
     "WATTBENCH_CARBON_TABLE",
     "WATTBENCH_POWERCAP_ROOT",
 ];
