@@ -17,13 +17,12 @@ mode=${1:-check}
 make build >&2
 bin=./target/release/wattbench
 suite_args=(--suite quick --mode infer --backend reference,candle,tch --min-time 0.3)
+# One folder per hardware fingerprint (CPU, its family and model where its name has no
+# number, cores, GPU names: what `compare` requires to match).
 slug=$("$bin" info --json | python3 -c '
 import json, re, sys
-e = json.load(sys.stdin)
-h = e["host"]
-s = (h.get("cpu_model") or "unknown") + "-" + str(h["logical_cores"]) + "cpu"
-s += "".join("-" + (g.get("name") or "gpu") for g in e["gpus"])
-print(re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-").lower())')
+fp = json.load(sys.stdin)["hardware_fingerprint"]
+print(re.sub(r"[^A-Za-z0-9]+", "-", fp).strip("-").lower())')
 dir=results/baselines/$slug
 case $mode in
   record)

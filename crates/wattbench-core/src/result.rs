@@ -402,6 +402,31 @@ pub struct TrainingResult {
     pub projection: Option<RunProjection>,
 }
 
+/// A processor's identification as it reports it (x86 CPUID, as Linux's `/proc/cpuinfo`
+/// shows it; on Arm the implementer, architecture, part and revision).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuId {
+    /// `GenuineIntel`, `AuthenticAMD`; on Arm the implementer code (`0x41`: Arm).
+    pub vendor: String,
+    /// Family (CPUID's display family: AMD 25 is Zen 3 and 4, 26 Zen 5); on Arm the
+    /// architecture (8).
+    pub family: u32,
+    /// Model within the family (CPUID's display model); on Arm the part number.
+    pub model: u32,
+    /// Stepping (on Arm the revision); not part of the hardware fingerprint.
+    pub stepping: Option<u32>,
+}
+
+impl std::fmt::Display for CpuId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} family {} model {}",
+            self.vendor, self.family, self.model
+        )
+    }
+}
+
 /// Host description.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Host {
@@ -415,6 +440,11 @@ pub struct Host {
     pub container_hostname: Option<String>,
     /// CPU model string.
     pub cpu_model: Option<String>,
+    /// The processor's identification (vendor, family, model, stepping): tells generations
+    /// apart where the model string does not (a VM's `AMD EPYC`); null where not read (not
+    /// Linux, or an older file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_id: Option<CpuId>,
     /// Logical CPUs of the machine (all of them, whatever this process may use: part of the
     /// hardware fingerprint).
     pub logical_cores: usize,
@@ -907,6 +937,18 @@ impl Environment {
 }
 
 impl Host {
+    /// The CPU as reports and fingerprints name it: its model string, followed by its
+    /// identification where the string holds no model number (a VM's `AMD EPYC (AuthenticAMD
+    /// family 26 model 2)`: two generations of EPYC would otherwise count as one hardware).
+    /// A model string with a number (`AMD EPYC 9654 96-Core Processor`) is enough alone.
+    pub fn cpu_name(&self) -> String {
+        let model = self.cpu_model.as_deref().unwrap_or("unknown");
+        match &self.cpu_id {
+            Some(id) if !model.chars().any(|c| c.is_ascii_digit()) => format!("{model} ({id})"),
+            _ => model.to_string(),
+        }
+    }
+
     /// `2 logical cores`, or `16 logical cores, 4 usable by the run` when the run was
     /// confined to fewer.
     pub fn cores_text(&self) -> String {
@@ -923,16 +965,13 @@ impl Host {
 }
 
 impl Environment {
-    /// What makes timings comparable: the CPU model and core count, and each GPU's name
-    /// (in index order). Two results with different hardware fingerprints were measured on
-    /// different machines (kinds); the host name is deliberately left out.
+    /// What makes timings comparable: the CPU ([`Host::cpu_name`]: its model, and its
+    /// family and model numbers where the model string has none) and core count, and each
+    /// GPU's name (in index order). Two results with different hardware fingerprints were
+    /// measured on different machines (kinds); the host name is deliberately left out.
     pub fn hardware_fingerprint(&self) -> String {
         let h = &self.host;
-        let mut parts = vec![format!(
-            "cpu={} x{}",
-            h.cpu_model.as_deref().unwrap_or("unknown"),
-            h.logical_cores
-        )];
+        let mut parts = vec![format!("cpu={} x{}", h.cpu_name(), h.logical_cores)];
         for g in &self.gpus {
             parts.push(format!(
                 "gpu{}={}",

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use wattbench_core::energy::{CaseEnergy, DomainRecord, Interval, Source};
 use wattbench_core::harness::HarnessConfig;
 use wattbench_core::result::{
-    CaseResult, Config, Environment, Filters, GpuRecord, GpuState, Host, Memory, MeterInfo,
+    CaseResult, Config, CpuId, Environment, Filters, GpuRecord, GpuState, Host, Memory, MeterInfo,
     ReadError, RunConfig, RunEnergy, RunFile, Status, Throughput, TrainConfig, TrainSettings,
     Verification, VerifyMethod, SCHEMA_VERSION,
 };
@@ -318,8 +318,14 @@ fn environment() -> impl Strategy<Value = Environment> {
                 Environment {
                     host: Host {
                         hostname: host.clone(),
-                        container_hostname: software.first().cloned(),
+                        container_hostname: software.keys().next().cloned(),
                         cpu_model: host,
+                        cpu_id: mem.map(|m| CpuId {
+                            vendor: "AuthenticAMD".into(),
+                            family: (m % 40) as u32,
+                            model: cores,
+                            stepping: (m % 2 == 0).then_some(1),
+                        }),
                         logical_cores: cores as usize,
                         usable_cores: mem.map(|_| cores as usize),
                         memory_bytes: mem,

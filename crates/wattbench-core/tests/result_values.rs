@@ -101,3 +101,40 @@ fn every_committed_result_file_of_this_schema_still_reads() {
         "no committed result file of schema {SCHEMA_VERSION} found"
     );
 }
+
+/// A model string without a model number (a VM's `AMD EPYC`) cannot tell CPU generations
+/// apart: the processor's family and model join it in the hardware fingerprint. A string
+/// with a number is enough alone, so fingerprints of such machines (and their history
+/// series) are unchanged, and a file without the identification keeps its fingerprint.
+#[test]
+fn cpus_named_alike_are_told_apart_by_family_and_model() {
+    use wattbench_core::result::{CpuId, Host};
+    let on = |model: &str, id: Option<(u32, u32, u32)>| {
+        let mut r = run_file("t", vec![]);
+        r.environment.host = Host {
+            cpu_model: Some(model.into()),
+            cpu_id: id.map(|(family, model, stepping)| CpuId {
+                vendor: "AuthenticAMD".into(),
+                family,
+                model,
+                stepping: Some(stepping),
+            }),
+            logical_cores: 2,
+            ..Host::default()
+        };
+        r.environment.hardware_fingerprint()
+    };
+    let zen5 = on("AMD EPYC", Some((26, 2, 1)));
+    assert_eq!(zen5, "cpu=AMD EPYC (AuthenticAMD family 26 model 2) x2");
+    assert_ne!(zen5, on("AMD EPYC", Some((25, 17, 1))), "Zen 4 and Zen 5");
+    assert_eq!(
+        zen5,
+        on("AMD EPYC", Some((26, 2, 0))),
+        "a stepping is one hardware"
+    );
+    assert_eq!(on("AMD EPYC", None), "cpu=AMD EPYC x2");
+    assert_eq!(
+        on("AMD EPYC 9654 96-Core Processor", Some((25, 17, 1))),
+        "cpu=AMD EPYC 9654 96-Core Processor x2"
+    );
+}

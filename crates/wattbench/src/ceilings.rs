@@ -638,7 +638,7 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
             }
         }
         let name = if cpu {
-            environment.host.cpu_model.clone()
+            Some(environment.host.cpu_name())
         } else {
             device_gpu_name(&environment, device)
         };

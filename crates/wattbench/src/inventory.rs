@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use sysinfo::System;
-use wattbench_core::result::{Environment, Host};
+use wattbench_core::result::{CpuId, Environment, Host};
 use wattbench_core::Backend;
 use wattbench_energy::Meters;
 
@@ -82,6 +82,9 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
             hostname,
             container_hostname,
             cpu_model,
+            cpu_id: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|t| cpu_id(&t)),
             logical_cores: logical.unwrap_or(usable).max(usable),
             usable_cores: Some(usable),
             memory_bytes: memory,
@@ -96,6 +99,40 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
         libraries: Vec::new(),
         variables: Some(variables()),
     }
+}
+
+/// The first processor's identification in the text of Linux's `/proc/cpuinfo`: x86's
+/// `vendor_id`, `cpu family`, `model` and `stepping`, or Arm's `CPU implementer`, `CPU
+/// architecture`, `CPU part` and `CPU revision`; `None` when neither is complete.
+fn cpu_id(cpuinfo: &str) -> Option<CpuId> {
+    let first = cpuinfo.split("\n\n").next().unwrap_or("");
+    let field = |key: &str| {
+        first.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let number = |key: &str| {
+        let v = field(key)?;
+        match v.strip_prefix("0x") {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => v.parse().ok(),
+        }
+    };
+    if let Some(vendor) = field("vendor_id") {
+        return Some(CpuId {
+            vendor,
+            family: number("cpu family")?,
+            model: number("model")?,
+            stepping: number("stepping"),
+        });
+    }
+    Some(CpuId {
+        vendor: field("CPU implementer")?,
+        family: number("CPU architecture")?,
+        model: number("CPU part")?,
+        stepping: number("CPU revision"),
+    })
 }
 
 /// Names the machine a containerised run is on, for `hostname` (a Kubernetes pod sets it from
@@ -191,6 +228,38 @@ fn cuda_runtime_version() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use wattbench_core::result::CpuId;
+
+    #[test]
+    fn the_first_processors_identification_is_read_on_x86_and_arm() {
+        let x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n\
+                   model name\t: AMD EPYC\nstepping\t: 1\n\nprocessor\t: 1\n\
+                   vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n";
+        let amd = CpuId {
+            vendor: "AuthenticAMD".into(),
+            family: 26,
+            model: 2,
+            stepping: Some(1),
+        };
+        assert_eq!(super::cpu_id(x86), Some(amd));
+        let arm = "processor\t: 0\nBogoMIPS\t: 2000.00\nCPU implementer\t: 0x41\n\
+                   CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd4f\n\
+                   CPU revision\t: 0\n";
+        let grace = CpuId {
+            vendor: "0x41".into(),
+            family: 8,
+            model: 0xd4f,
+            stepping: Some(0),
+        };
+        assert_eq!(super::cpu_id(arm), Some(grace));
+        // Incomplete: no identification rather than a wrong one.
+        assert_eq!(
+            super::cpu_id("vendor_id\t: AuthenticAMD\nmodel\t: 2\n"),
+            None
+        );
+        assert_eq!(super::cpu_id(""), None);
+    }
+
     #[test]
     fn a_node_name_is_the_host_name_and_keeps_the_containers_beside_it() {
         let own = || Some("pod-7f9c".to_string());

@@ -199,17 +199,17 @@ fn info(json: bool) -> Result<u8> {
     let mut env = inventory::environment(&backends, &meters);
     inventory::finish(&mut env, &backends);
     if json {
-        println!("{}", serde_json::to_string_pretty(&env)?);
+        // The environment as result files record it, and the fingerprint that matches files
+        // of this kind of machine (baselines, ceilings, history series).
+        let mut doc = serde_json::to_value(&env)?;
+        doc["hardware_fingerprint"] = env.hardware_fingerprint().into();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
     }
     let h = &env.host;
     let na = || "unknown".to_string();
     println!("host:     {}", h.hostname.clone().unwrap_or_else(na));
-    println!(
-        "cpu:      {} ({})",
-        h.cpu_model.clone().unwrap_or_else(na),
-        h.cores_text()
-    );
+    println!("cpu:      {} ({})", h.cpu_name(), h.cores_text());
     println!(
         "memory:   {}",
         h.memory_bytes.map_or_else(na, wattbench_core::units::gib)

@@ -72,7 +72,7 @@ pub fn render(doc: &RunFile) -> String {
     md.push_str(&format!(
         "- host: {} — {} ({}), {}\n",
         h.hostname.clone().unwrap_or_else(unknown),
-        h.cpu_model.clone().unwrap_or_else(unknown),
+        h.cpu_name(),
         h.cores_text(),
         h.os.clone().unwrap_or_else(unknown)
     ));

@@ -270,10 +270,7 @@ fn summary_run(r: &RunInput, machines: &[String]) -> String {
             machine_label(machines, &env.hardware_fingerprint()),
         ),
         ("host", unknown(&hst.hostname)),
-        (
-            "CPU",
-            format!("{} ({})", unknown(&hst.cpu_model), hst.cores_text()),
-        ),
+        ("CPU", format!("{} ({})", hst.cpu_name(), hst.cores_text())),
         (
             "memory",
             hst.memory_bytes.map_or("unknown".into(), units::gib),
