@@ -217,6 +217,41 @@ fn supervise(workers: &mut [Worker], stop: &Stop, pids: &[AtomicI32]) -> Result<
     }
 }
 
+/// A worker's slot, and why it could not be started.
+type Unstarted = (usize, std::io::Error);
+
+/// Starts a worker for each of `slots` with `spawn` and waits for them: all at once, or each
+/// to its end before the next when `sequential`; none is started once a stop is requested. A
+/// worker that cannot be started (fork or exec failing) is returned with its error, and the
+/// workers already running carry on, so the GPUs that ran keep their results.
+fn run_workers(
+    slots: usize,
+    sequential: bool,
+    stop: &Stop,
+    pids: &[AtomicI32],
+    spawn: impl Fn(usize) -> std::io::Result<Worker>,
+) -> Result<(Vec<Worker>, Vec<Unstarted>)> {
+    let mut workers: Vec<Worker> = Vec::new();
+    let mut unstarted = Vec::new();
+    for slot in 0..slots {
+        if stop.requested() {
+            break;
+        }
+        match spawn(slot) {
+            Ok(w) => {
+                workers.push(w);
+                if sequential {
+                    let last = workers.len() - 1;
+                    supervise(&mut workers[last..], stop, pids)?;
+                }
+            }
+            Err(e) => unstarted.push((slot, e)),
+        }
+    }
+    supervise(&mut workers, stop, pids)?;
+    Ok((workers, unstarted))
+}
+
 /// Exit code of a worker that a signal stopped, having written its completed cases.
 fn stopped_by_a_signal(code: i32) -> bool {
     code == 130 || code == 143
@@ -266,7 +301,7 @@ pub fn run(
     let pids: Arc<[AtomicI32]> = gpus.iter().map(|_| AtomicI32::new(0)).collect();
     let stop = Stop::install_killing_on_second(pids.clone())?;
     let out_of = |g: &GpuRecord| dir.0.join(format!("gpu{}.json", g.index));
-    let spawn = |slot: usize| -> Result<Worker> {
+    let spawn = |slot: usize| -> std::io::Result<Worker> {
         let g = &gpus[slot];
         let args = worker_args(&argv, &out_of(g));
         let visible = g.uuid.clone().unwrap_or(g.index.to_string());
@@ -279,22 +314,18 @@ pub fn run(
             code: None,
         })
     };
-    let mut workers = Vec::new();
-    if sequential {
-        for slot in 0..gpus.len() {
-            if stop.requested() {
-                break;
-            }
-            workers.push(spawn(slot)?);
-            supervise(&mut workers[slot..], &stop, &pids)?;
-        }
-    } else {
-        for slot in 0..gpus.len() {
-            workers.push(spawn(slot)?);
-        }
-        supervise(&mut workers, &stop, &pids)?;
+    let (workers, unstarted) = run_workers(gpus.len(), sequential, &stop, &pids, spawn)?;
+    for (slot, e) in &unstarted {
+        eprintln!(
+            "gpu{}: the worker could not be started ({e}); the other GPUs' results are kept",
+            gpus[*slot].index
+        );
     }
-    let codes: Vec<i32> = workers.iter().map(|w| w.code.unwrap_or(1)).collect();
+    let codes: Vec<i32> = workers
+        .iter()
+        .map(|w| w.code.unwrap_or(1))
+        .chain(unstarted.iter().map(|_| 1))
+        .collect();
     let mut runs = Vec::new();
     for (w, &code) in workers.iter().zip(&codes) {
         let g = &gpus[w.slot];
@@ -489,17 +520,33 @@ mod tests {
     }
 
     /// A fake worker: on the stop the parent passes on (SIGUSR2, for SIGTERM) it notes the
-    /// signal, takes a moment to "write", and exits 143; it notes every signal it gets.
+    /// signal, takes a moment to "write", and exits 143; it notes every signal it gets. Once
+    /// its traps are set it creates `<log>.ready` ([`wait_until_ready`]).
     fn fake_worker(log: &Path) -> Command {
         let script = format!(
             "trap 'echo stop >> {0}; sleep 0.3; echo wrote >> {0}; exit 143' USR2; \
              trap 'echo other >> {0}' USR1 INT TERM; \
+             : > {0}.ready; \
              while :; do sleep 0.05; done",
             log.display()
         );
         let mut c = worker_command(Path::new("sh"), &s(&["-c", &script]), "GPU-x");
         c.env_remove(crate::signals::WORKER_ENV);
         c
+    }
+
+    /// Waits for the [`fake_worker`] writing `log` to have set its traps (a safety limit of
+    /// minutes, so that a worker that never gets there fails the test instead of hanging it).
+    fn wait_until_ready(log: &Path) {
+        let ready = PathBuf::from(format!("{}.ready", log.display()));
+        let t0 = std::time::Instant::now();
+        while !ready.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(300),
+                "the fake worker never set its traps"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]
@@ -521,8 +568,11 @@ mod tests {
                 }
             })
             .collect();
-        // Let the shells set their traps.
-        std::thread::sleep(Duration::from_millis(300));
+        // The shells have set their traps (on a busy machine a fixed pause was not enough: the
+        // stop then killed a shell before its trap was set).
+        for log in &logs {
+            wait_until_ready(log);
+        }
         supervise(&mut workers, &Stop::requested_by(libc::SIGTERM), &pids).unwrap();
         for (w, log) in workers.iter().zip(&logs) {
             assert_eq!(w.code, Some(143));
@@ -531,6 +581,57 @@ mod tests {
         }
         // Reaped workers are out of the table a second signal kills.
         assert!(pids.iter().all(|p| p.load(Ordering::SeqCst) == 0));
+    }
+
+    /// A worker that cannot be started (fork or exec failing) is reported with its error;
+    /// the workers started before and after it run to their end and are reaped, in both
+    /// modes (the early return that left them running, their folder removed, is gone).
+    #[test]
+    fn a_worker_that_cannot_start_leaves_the_others_running_to_their_end() {
+        for sequential in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let pids: Vec<AtomicI32> = (0..3).map(|_| AtomicI32::new(0)).collect();
+            let spawn = |slot: usize| -> std::io::Result<Worker> {
+                let marker = dir.path().join(format!("w{slot}"));
+                let exe = if slot == 1 {
+                    Path::new("/nonexistent/wattbench-worker")
+                } else {
+                    Path::new("sh")
+                };
+                let script = format!("sleep 0.2; touch {}", marker.display());
+                let child = worker_command(exe, &s(&["-c", &script]), "GPU-x").spawn()?;
+                pids[slot].store(child.id() as i32, Ordering::SeqCst);
+                Ok(Worker {
+                    slot,
+                    child,
+                    told: false,
+                    code: None,
+                })
+            };
+            let (workers, unstarted) =
+                run_workers(3, sequential, &Stop::none(), &pids, spawn).unwrap();
+            assert_eq!(unstarted.len(), 1, "{sequential}");
+            assert_eq!(unstarted[0].0, 1);
+            assert_eq!(unstarted[0].1.kind(), std::io::ErrorKind::NotFound);
+            let slots: Vec<usize> = workers.iter().map(|w| w.slot).collect();
+            assert_eq!(slots, [0, 2], "{sequential}");
+            for w in &workers {
+                assert_eq!(w.code, Some(0), "slot {} ({sequential})", w.slot);
+                assert!(dir.path().join(format!("w{}", w.slot)).exists());
+            }
+            assert!(pids.iter().all(|p| p.load(Ordering::SeqCst) == 0));
+        }
+        // A stop requested before a worker starts starts none.
+        let pids = [AtomicI32::new(0)];
+        let (workers, unstarted) = run_workers(
+            1,
+            false,
+            &Stop::requested_by(libc::SIGINT),
+            &pids,
+            |_| -> std::io::Result<Worker> { panic!("started after the stop") },
+        )
+        .unwrap();
+        assert!(workers.is_empty() && unstarted.is_empty());
     }
 
     #[test]

@@ -102,6 +102,15 @@ impl Stop {
         }
     }
 
+    /// No stop requested, with no handler installed: for tests.
+    #[cfg(test)]
+    pub fn none() -> Stop {
+        Stop {
+            flag: Arc::new(AtomicBool::new(false)),
+            which: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
     /// The signal that passes this stop on to a `run --devices` worker: SIGUSR1 for SIGINT,
     /// SIGUSR2 for SIGTERM (see the module comment).
     pub fn worker_signal(&self) -> i32 {
