@@ -456,8 +456,11 @@ fn a_counter_lost_midway_is_completed_to_the_run_and_said() {
     let dir = tempfile::tempdir().unwrap();
     let z = fake_package(dir.path());
     let f = z.join("energy_uj");
+    // The new value is put in place by a rename, as the kernel's file changes at once: a
+    // reading between `>`'s truncation and its write would see an empty file, a counter
+    // lost already at 0.3 s with 0 J read.
     let script = format!(
-        "sleep 0.3; echo 3001000 > {f}; sleep 0.3; rm {f}; sleep 0.9",
+        "sleep 0.3; echo 3001000 > {f}.new; mv {f}.new {f}; sleep 0.3; rm {f}; sleep 0.9",
         f = f.display()
     );
     let mut o = opts(&["sh", "-c", &script]);
