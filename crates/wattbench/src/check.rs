@@ -40,7 +40,8 @@ pub struct CheckArgs {
     /// The backend to check; see `wattbench list`.
     #[arg(long)]
     backend: String,
-    /// The device (default: the backend's first available one).
+    /// The device (default: the backend's first available one). GPU devices are UNVERIFIED
+    /// ON HARDWARE.
     #[arg(long)]
     device: Option<String>,
     /// Only these ops (comma-separated; default all). `none` leaves the op checks out.

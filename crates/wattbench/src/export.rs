@@ -10,7 +10,9 @@ use wattbench_compare::export;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     /// Bencher Metric Format JSON (`bencher run --adapter json`): measures `latency` (ns),
-    /// `energy` (J per call), `host-peak-rss` and `device-peak-memory` (bytes).
+    /// `energy` (J per call, when every source is a hardware counter; else
+    /// `energy-<sources>`, e.g. `energy-estimated`), `host-peak-rss` and
+    /// `device-peak-memory` (bytes).
     Bmf,
     /// github-action-benchmark `customSmallerIsBetter` JSON: one entry per case and metric.
     Github,

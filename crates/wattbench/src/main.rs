@@ -1,7 +1,9 @@
 //! `wattbench`: verify, time and meter deep-learning kernels across implementations.
 //!
-//! Exit codes: 0 success; 1 a case failed verification or errored; 2 bad usage or input;
-//! 130 interrupted (completed cases are still written).
+//! Exit codes (each command's are in the README's table): 0 success; 1 a case failed
+//! verification or errored; 2 bad usage or input; 3 nothing ran; 4 the result could not be
+//! written where asked and was saved in a fallback file; 130 / 143 stopped by SIGINT /
+//! SIGTERM (completed cases are still written).
 mod ab;
 mod across;
 mod backends;

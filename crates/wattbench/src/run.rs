@@ -33,6 +33,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     backend: Vec<String>,
     /// Only these devices (comma-separated, e.g. cpu, cuda); default: every available one.
+    /// GPU devices are UNVERIFIED ON HARDWARE (no GPU has run them yet).
     #[arg(long, value_delimiter = ',')]
     device: Vec<String>,
     /// Run each shape in these dtypes (f32, f16, bf16) instead of the suite's.
@@ -64,7 +65,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0.05)]
     warmup: f64,
     /// Verification tolerance (relative L2 error) for every case, instead of the per-dtype
-    /// default (f32 1e-4, f16 1e-2, bf16 4e-2).
+    /// default (f32 1e-4, f16 1e-2, bf16 4e-2; doubled for f16/bf16 training steps).
     #[arg(long)]
     tolerance: Option<f64>,
     /// Seed for inputs and the bootstrap.

@@ -38,8 +38,8 @@ pub struct TrainArgs {
     /// list`.
     #[arg(long, default_value = "candle")]
     backend: String,
-    /// Device: cpu, or cuda (tch, when libtorch sees a GPU: its first CUDA device), or
-    /// cuda:N.
+    /// Device: cpu, or cuda (its first CUDA device: tch when libtorch sees a GPU, candle in
+    /// a candle-cuda build), or cuda:N. GPU training is UNVERIFIED ON HARDWARE.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Model size: standard, or tiny for a quick check.
@@ -68,7 +68,8 @@ pub struct TrainArgs {
     /// Print and record the loss every N steps (default: a tenth of the run).
     #[arg(long, value_name = "N")]
     log_every: Option<u64>,
-    /// Steps left out of timing and energy (default: a tenth of the run, 1 to 10).
+    /// Steps left out of timing and energy (default: a tenth of the run, 1 to 10; none for
+    /// runs under 4 steps).
     #[arg(long, value_name = "N")]
     warmup_steps: Option<u64>,
     /// Project the time, energy and CO2e of a full run of N steps.
