@@ -1,21 +1,25 @@
 // Elementwise and reduction kernels for training steps and for the harness (poisoning
-// outputs). Grid-stride loops: any grid size covers any n.
+// outputs). Grid-stride loops: any grid size covers any n. Their index is 64-bit: with n near
+// 2^31 - 1 (the largest `int` the plans pass) an `int` index overflows when it steps past n.
 
 // w -= lr * g
 extern "C" __global__ void sgd_update_f32(float* w, const float* g, float lr, int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
         w[i] = fmaf(-lr, g[i], w[i]);
 }
 
 // dx = dy * (y > 0), with y the activation's output.
 extern "C" __global__ void relu_bwd_f32(const float* y, const float* dy, float* dx, int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 // dx = dy * (1 - y^2), with y = tanh(x).
 extern "C" __global__ void tanh_bwd_f32(const float* y, const float* dy, float* dx, int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
         const float v = y[i];
         dx[i] = dy[i] * (1.0f - v * v);
     }
@@ -23,7 +27,8 @@ extern "C" __global__ void tanh_bwd_f32(const float* y, const float* dy, float* 
 
 // dx = dy * y (1 - y), with y = sigmoid(x).
 extern "C" __global__ void sigmoid_bwd_f32(const float* y, const float* dy, float* dx, int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
         const float v = y[i];
         dx[i] = dy[i] * v * (1.0f - v);
     }
@@ -48,18 +53,21 @@ extern "C" __global__ void colsum_f32(const float* src, float* dst, int rows, in
 
 // Fill with a bit pattern (a NaN poisons outputs before a verified run).
 extern "C" __global__ void fill_u32(unsigned int* dst, unsigned int v, int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
         dst[i] = v;
 }
 
 // f32 -> bf16 / f16 bits (round to nearest even), for uploads done on the device.
 extern "C" __global__ void f32_to_bf16(const float* src, u16* dst, int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
         dst[i] = wb_f32_to_bf16(src[i]);
 }
 
 extern "C" __global__ void f32_to_f16(const float* src, u16* dst, int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
         dst[i] = wb_f32_to_f16(src[i]);
 }
 

@@ -276,6 +276,14 @@ inline void check_aligned(const void* p, unsigned align, const char* what) {
 
 inline void* dynamic_smem() { return my_cta().smem; }
 
+// Whether the `len` bytes at `p` lie in this CTA's dynamic shared memory: the only shared
+// memory the kernels' ldmatrix and cp.async address (on a GPU, a generic address outside
+// shared memory converts to a meaningless shared address: wrong data or a fault).
+inline bool in_dynamic_smem(const void* p, size_t len) {
+    const uintptr_t b = (uintptr_t)my_cta().smem, q = (uintptr_t)p;
+    return b != 0 && q >= b && q - b <= M.dyn_bytes && len <= M.dyn_bytes - (q - b);
+}
+
 // The host pointer of `len` bytes at shared address `addr` of CTA `cta` (checked).
 unsigned char* smem_at(int cta, unsigned addr, size_t len, const char* what);
 
@@ -324,6 +332,8 @@ inline u16 wb_f32_to_f16(float f) {
 inline void wb_cp_async16(void* smem, const void* gmem, int src_bytes) {
     wbemu::check_aligned(smem, 16, "cp.async destination");
     wbemu::check_aligned(gmem, 16, "cp.async source");
+    if (!wbemu::in_dynamic_smem(smem, 16)) wbemu::fail("cp.async destination: 16 bytes outside dynamic shared memory");
+    if (wbemu::in_dynamic_smem(gmem, 1)) wbemu::fail("cp.async source in shared memory (cp.async.cg reads global memory)");
     if (src_bytes < 0 || src_bytes > 16) wbemu::fail("cp.async: source size outside 0..16");
     wbemu::me().open.push_back({smem, gmem, src_bytes});
 }
@@ -348,11 +358,13 @@ inline void wb_cp_async_wait() {
 
 inline void wb_ldmatrix_x4(u32 (&r)[4], const u16* p) {
     wbemu::check_aligned(p, 16, "ldmatrix row");
+    if (!wbemu::in_dynamic_smem(p, 16)) wbemu::fail("ldmatrix row: 16 bytes outside dynamic shared memory");
     wbemu::collective(wbemu::Collective::Ldmatrix, p, nullptr, r);
 }
 
 inline void wb_ldmatrix_x4_trans(u32 (&r)[4], const u16* p) {
     wbemu::check_aligned(p, 16, "ldmatrix row");
+    if (!wbemu::in_dynamic_smem(p, 16)) wbemu::fail("ldmatrix row: 16 bytes outside dynamic shared memory");
     wbemu::collective(wbemu::Collective::LdmatrixTrans, p, nullptr, r);
 }
 

@@ -366,7 +366,14 @@ impl<'a> PlanBuilder<'a> {
         }
         let dims = [grid.0, grid.1, grid.2, block.0, block.1, block.2];
         let threads = u64::from(block.0) * u64::from(block.1) * u64::from(block.2);
-        if dims.contains(&0) || threads > 1024 || *smem > MAX_SMEM_BYTES {
+        // CUDA's limits: gridDim.x < 2^31, gridDim.y and .z <= 65535, blockDim.z <= 64.
+        let beyond_cuda = grid.0 > i32::MAX as u32 || grid.1 > 65535 || grid.2 > 65535;
+        if dims.contains(&0)
+            || threads > 1024
+            || block.2 > 64
+            || beyond_cuda
+            || *smem > MAX_SMEM_BYTES
+        {
             return Err(invalid(format!("{entry}: bad launch shape {launch:?}")));
         }
         for a in &args {
@@ -542,19 +549,36 @@ mod tests {
         };
         // SAFETY: as above.
         refused(unsafe { b.launch(bad, args.clone()) }, "bad launch shape");
-        let bad = Launch {
-            block: (1024, 2, 1),
+        // CUDA's own limits, which a launch would fail on with a less helpful error.
+        for (grid, block) in [
+            ((1, 1, 1), (1024, 2, 1)),
+            ((1, 65536, 1), (32, 1, 1)),
+            ((1, 1, 65536), (32, 1, 1)),
+            ((1 << 31, 1, 1), (32, 1, 1)),
+            ((1, 1, 1), (1, 1, 128)),
+        ] {
+            let bad = Launch {
+                grid,
+                block,
+                ..l.clone()
+            };
+            // SAFETY: as above.
+            refused(unsafe { b.launch(bad, args.clone()) }, "bad launch shape");
+        }
+        let edge = Launch {
+            grid: ((1 << 31) - 1, 65535, 65535),
+            block: (16, 1, 64),
             ..l.clone()
         };
-        // SAFETY: as above.
-        refused(unsafe { b.launch(bad, args.clone()) }, "bad launch shape");
+        // SAFETY: as above; only recorded, never run.
+        unsafe { b.launch(edge, args.clone()) }.expect("CUDA's largest grid");
         let rnn = RnnBwdArgs {
             carry: Ptr::To(b.view(x, 8, 3)),
             ..RnnBwdArgs::default()
         };
         // SAFETY: as above.
         refused(unsafe { b.launch(l, vec![Arg::RnnBwd(rnn)]) }, outside);
-        assert_eq!(b.steps().len(), 4);
+        assert_eq!(b.steps().len(), 5);
         assert_eq!(b.outputs(), [b.view(y, 1, 3)]);
     }
 
