@@ -241,6 +241,13 @@ impl CaseInputs {
             let e = match idx {
                 _ if out.len() != spec.numel() => rel_errors(&[], &[0.0]),
                 None => rel_errors(out, want),
+                // A value that is not finite fails wherever it is, sampled or not: outputs
+                // are poisoned with NaN before a verified run, so one the kernel never wrote
+                // (a missed tile, a skipped edge) is caught whatever the sample.
+                Some(_) if out.iter().any(|v| !v.is_finite()) => RelErrors {
+                    l2: f64::INFINITY,
+                    max: f64::INFINITY,
+                },
                 Some(idx) => {
                     let picked: Vec<f32> = idx.iter().map(|&i| out[i]).collect();
                     rel_errors(&picked, want)
@@ -778,6 +785,38 @@ mod tests {
         let bad = h.run_case(&inp, &perturbed(10.0), "cpu", None).unwrap();
         // 35 draws over 35 positions hit index 3 with high probability for this fixed seed.
         assert_eq!(bad.status, Status::Failed, "{:?}", bad.verification);
+    }
+
+    /// Outputs are poisoned with NaN before a verified run: a value the kernel never wrote
+    /// (or an overflow) outside the sampled positions must fail as one inside them does.
+    #[test]
+    fn a_value_not_finite_outside_the_sample_fails_verification() {
+        let case = Case {
+            params: Params::Gemm(GemmParams::new(61, 47, 8)),
+            ..gemm_case(DType::F32)
+        };
+        let inp = CaseInputs::new(case.clone(), &sampling_cfg(64));
+        let x: Vec<Vec<f64>> = generate_case_inputs(&case, inp.seed)
+            .iter()
+            .map(HostTensor::to_f64)
+            .collect();
+        let good: Vec<f32> = reference::run(&case, &x)[0]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let v = inp.verify(std::slice::from_ref(&good), None);
+        assert!(v.passed && v.method == VerifyMethod::Sampled, "{v:?}");
+        let Some(RefOutput::Sampled(samples)) = inp.reference.get() else {
+            panic!("not sampled")
+        };
+        let unsampled = (0..good.len()).find(|i| !samples[0].0.contains(i)).unwrap();
+        for poison in [f32::NAN, f32::INFINITY] {
+            let mut bad = good.clone();
+            bad[unsampled] = poison;
+            let v = inp.verify(&[bad], None);
+            assert!(!v.passed, "{poison} at unsampled {unsampled} passed: {v:?}");
+            assert!(v.errors_in_words().contains("inf beyond"), "{v:?}");
+        }
     }
 
     #[test]

@@ -472,17 +472,55 @@ pub fn run(case: &Case, inputs: &[Vec<f64>]) -> Vec<Vec<f64>> {
     }
 }
 
-/// Up to `count` distinct positions spread over `0..total` (deterministic, seeded); all of
-/// them when `count` covers the whole range.
-fn positions(total: usize, count: usize, seed: u64) -> Vec<usize> {
+/// Up to `count` distinct flat positions of a row-major tensor of `shape` (deterministic,
+/// seeded); all of them when `count` covers it. Not only uniform draws: every corner, and a
+/// quarter of the budget on the first and last index of every axis (the last row and column
+/// of a GEMM, the padded border of a conv output, the last batch and channel), where the
+/// remainder tiles and bounds checks of real kernels go wrong; a uniform sample of a few
+/// thousand values misses a wrong last column of a large output about half the time.
+fn positions(shape: &[usize], count: usize, seed: u64) -> Vec<usize> {
     use rand::{Rng, SeedableRng};
+    let total: usize = shape.iter().product();
     if count >= total {
         return (0..total).collect();
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5a5a);
-    let mut idx: Vec<usize> = (0..count.min(total))
-        .map(|_| rng.random_range(0..total))
-        .collect();
+    let flat = |coords: &[usize]| coords.iter().zip(shape).fold(0, |f, (&c, &d)| f * d + c);
+    let mut idx: Vec<usize> = Vec::with_capacity(count);
+    // Corners: each axis at its first or last index.
+    let rank = shape.len();
+    for bits in 0..1usize << rank.min(16) {
+        let c: Vec<usize> = (0..rank)
+            .map(|a| if bits >> a & 1 == 1 { shape[a] - 1 } else { 0 })
+            .collect();
+        idx.push(flat(&c));
+    }
+    idx.sort_unstable();
+    idx.dedup();
+    idx.truncate(count);
+    // Faces: one axis pinned to its first or last index, the others drawn.
+    let axes: Vec<usize> = (0..rank).filter(|&a| shape[a] > 1).collect();
+    let per_face = count / 4 / (2 * axes.len()).max(1);
+    for &a in &axes {
+        for end in [0, shape[a] - 1] {
+            for _ in 0..per_face {
+                let c: Vec<usize> = (0..rank)
+                    .map(|b| {
+                        if b == a {
+                            end
+                        } else {
+                            rng.random_range(0..shape[b])
+                        }
+                    })
+                    .collect();
+                idx.push(flat(&c));
+            }
+        }
+    }
+    // The rest uniform over the whole tensor.
+    while idx.len() < count {
+        idx.push(rng.random_range(0..total));
+    }
     idx.sort_unstable();
     idx.dedup();
     idx
@@ -501,7 +539,7 @@ pub fn sample_case_outputs(
 ) -> Option<Vec<(Vec<usize>, Vec<f64>)>> {
     let specs = case.output_specs();
     let sample = |k: usize, f: &dyn Fn(usize) -> f64| {
-        let idx = positions(specs[k].numel(), count, seed.wrapping_add(k as u64));
+        let idx = positions(&specs[k].shape, count, seed.wrapping_add(k as u64));
         let vals = idx.iter().map(|&i| f(i)).collect();
         (idx, vals)
     };
@@ -902,6 +940,59 @@ mod tests {
             1
         )
         .is_none());
+    }
+
+    /// A bug confined to one edge line of a large output (a bounds check off by one that
+    /// drops the last column, a remainder row left unwritten) fails sampled verification on
+    /// every seed, not on about half of them as with uniform positions alone.
+    #[test]
+    fn sampled_verification_always_checks_the_edges() {
+        use crate::harness::{CaseInputs, HarnessConfig};
+        use crate::tensor::generate_case_inputs;
+        let gemm = Params::Gemm(GemmParams::new(211, 307, 8).transposed(false, true));
+        let conv = Params::Conv2d(ConvParams::new(2, 3, 30, 200, 8, 3, 3).padded(1, 1));
+        for params in [gemm, conv] {
+            let case = Case {
+                params,
+                mode: Mode::Infer,
+                dtype: DType::F32,
+                tag: None,
+            };
+            let shape = case.output_specs()[0].shape.clone();
+            let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+            for seed in 0..12 {
+                let cfg = HarnessConfig {
+                    seed,
+                    full_verify_max_flops: 0,
+                    verify_samples: 256,
+                    ..Default::default()
+                };
+                let inp = CaseInputs::new(case.clone(), &cfg);
+                let x: Vec<Vec<f64>> = generate_case_inputs(&case, seed)
+                    .iter()
+                    .map(HostTensor::to_f64)
+                    .collect();
+                let good: Vec<f32> = run(&case, &x)[0].iter().map(|&v| v as f32).collect();
+                let v = inp.verify(std::slice::from_ref(&good), None);
+                assert!(v.passed && v.checked_values <= 256, "{case}: {v:?}");
+                for (edge, name) in ["last column", "first column", "last row", "first row"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let on_edge = |f: usize| match edge {
+                        0 => f % cols == cols - 1,
+                        1 => f.is_multiple_of(cols),
+                        2 => f / cols % rows == rows - 1,
+                        _ => (f / cols).is_multiple_of(rows),
+                    };
+                    let bad: Vec<f32> = (good.iter().enumerate())
+                        .map(|(f, &v)| if on_edge(f) { 0.0 } else { v })
+                        .collect();
+                    let v = inp.verify(&[bad], None);
+                    assert!(!v.passed, "{case} seed {seed}: a zero {name} passed: {v:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -332,7 +332,8 @@ pub struct TensorSpec {
     /// Row-major shape.
     pub shape: Vec<usize>,
     /// Inputs are drawn uniform in `±scale` (activations 1; weights `1/√fan-in`, so that
-    /// outputs stay O(1) and recurrent cells do not saturate); 0 for outputs.
+    /// outputs stay O(1) and recurrent cells do not saturate; the RNN bias 1, as large as the
+    /// projected input it is added to, so that verification sees it); 0 for outputs.
     pub scale: f32,
     /// What the tensor is.
     pub role: TensorRole,
@@ -479,7 +480,10 @@ impl Params {
                 let mut v = vec![
                     TensorSpec::activation("xp", &[r.steps, r.batch, gh], "dxp"),
                     TensorSpec::weight("w", &[r.hidden, gh], r.hidden, "dw", "w_new"),
-                    TensorSpec::weight("b", &[gh], r.hidden, "db", "b_new"),
+                    // Drawn as large as `xp` (fan-in 1), not at PyTorch's 1/√H: at 1/√H the
+                    // bias is a few percent of every pre-activation, and a dropped bias, or a
+                    // GRU n-gate bias outside the reset product, passed bf16 verification.
+                    TensorSpec::weight("b", &[gh], 1, "db", "b_new"),
                     state("h0"),
                 ];
                 if r.cell == Cell::Lstm {
@@ -814,6 +818,65 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("larger than"));
+    }
+
+    /// Verification of bf16 RNN cases sees the bias: an implementation that drops it, or
+    /// (GRU) adds the n-gate bias outside the reset product instead of inside it as PyTorch
+    /// and the oracle do, fails, in inference and in training (emulated: the oracle run on
+    /// rearranged inputs, its outputs rounded to bf16, the update applied to the real bias).
+    #[test]
+    fn a_dropped_or_misplaced_rnn_bias_fails_bf16_verification() {
+        use crate::harness::{CaseInputs, HarnessConfig};
+        use crate::reference::run;
+        use crate::tensor::{generate_case_inputs, round_to, HostTensor};
+        let cfg = HarnessConfig::default();
+        for (cell, hidden, batch, steps) in [(Cell::Gru, 512, 4, 5), (Cell::Vanilla, 1760, 16, 4)] {
+            let r = RnnParams::new(cell, hidden, batch, steps);
+            let gh = cell.gates() * hidden;
+            for mode in Mode::ALL {
+                let case = Case {
+                    params: Params::Rnn(r),
+                    mode,
+                    dtype: DType::Bf16,
+                    tag: None,
+                };
+                let inp = CaseInputs::new(case.clone(), &cfg);
+                let x: Vec<Vec<f64>> = generate_case_inputs(&case, cfg.seed)
+                    .iter()
+                    .map(HostTensor::to_f64)
+                    .collect();
+                let outputs = |x: &[Vec<f64>]| -> Vec<Vec<f32>> {
+                    let mut out = run(&case, x);
+                    if mode == Mode::Train {
+                        // The update applied to the real bias, with the gradient computed.
+                        let n = out.len();
+                        out[n - 1] = (inp.tensors()[2].data.iter().zip(&out[n - 3]))
+                            .map(|(&b, g)| b as f64 - SGD_LR * g)
+                            .collect();
+                    }
+                    (out.iter())
+                        .map(|o| o.iter().map(|&v| round_to(v as f32, DType::Bf16)).collect())
+                        .collect()
+                };
+                assert!(inp.verify(&outputs(&x), None).passed, "{case}");
+                let mut no_bias = x.clone();
+                no_bias[2].iter_mut().for_each(|v| *v = 0.0);
+                let v = inp.verify(&outputs(&no_bias), None);
+                assert!(!v.passed, "{case}: no bias passed: {v:?}");
+                if cell == Cell::Gru {
+                    // b_n moved into the input side: tanh(xp_n + b_n + r·(h·W)_n).
+                    let mut outside = x.clone();
+                    for row in outside[0].chunks_mut(gh) {
+                        for (v, b) in row[2 * hidden..].iter_mut().zip(&x[2][2 * hidden..]) {
+                            *v += b;
+                        }
+                    }
+                    outside[2][2 * hidden..].iter_mut().for_each(|v| *v = 0.0);
+                    let v = inp.verify(&outputs(&outside), None);
+                    assert!(!v.passed, "{case}: n-gate bias outside r passed: {v:?}");
+                }
+            }
+        }
     }
 
     #[test]
