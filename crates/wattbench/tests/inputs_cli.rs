@@ -340,27 +340,16 @@ fn the_html_report_keeps_the_files_it_found() {
     let runs = d.join("runs");
     std::fs::create_dir(&runs).unwrap();
     let (a, _) = two_runs(&runs);
-    let run: Value = serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
-    // The run's machine, as `Environment::hardware_fingerprint` names it.
-    let host = &run["environment"]["host"];
-    let mut fp = vec![format!(
-        "cpu={} x{}",
-        host["cpu_model"].as_str().unwrap_or("unknown"),
-        host["logical_cores"]
-    )];
-    for g in run["environment"]["gpus"].as_array().into_iter().flatten() {
-        fp.push(format!(
-            "gpu{}={}",
-            g["index"],
-            g["name"].as_str().unwrap_or("unknown")
-        ));
-    }
+    // The run's machine (this one), as `info --json` gives its hardware fingerprint.
+    let info = wattbench(&["info", "--json"]);
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    let fp = info["hardware_fingerprint"].as_str().unwrap().to_string();
     // A real ceilings file (the one recorded on the project's VM), moved to this machine.
     let recorded =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/cpu/20261129-vm/ceilings.json");
     let mut ceil: Value =
         serde_json::from_str(&std::fs::read_to_string(recorded).unwrap()).unwrap();
-    ceil["hardware_fingerprint"] = fp.join("; ").into();
+    ceil["hardware_fingerprint"] = fp.into();
     std::fs::create_dir(d.join("ceilings")).unwrap();
     let found = d.join("ceilings").join("this.json");
     let text = ceil.to_string();
