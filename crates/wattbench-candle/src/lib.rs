@@ -230,6 +230,18 @@ impl Prepared for CandlePrepared {
         self.device.synchronize().map_err(err)
     }
 
+    /// On the CPU, the threads candle's ops use (`RAYON_NUM_THREADS`, else the logical CPUs
+    /// this process may use), which side-by-side figures depend on: libtorch's pool counts
+    /// physical cores, so on a machine with SMT the two differ.
+    fn implementation(&self) -> Option<String> {
+        self.device.is_cpu().then(|| {
+            format!(
+                "candle CPU ops, {} threads",
+                candle_core::utils::get_num_threads()
+            )
+        })
+    }
+
     fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
         if self.outs.is_empty() {
             return Err(BackendError::failed("candle", "no call made"));

@@ -218,6 +218,18 @@ impl Prepared for TchPrepared {
         Ok(())
     }
 
+    /// On the CPU, the threads libtorch's ops use (its intra-op pool: the machine's physical
+    /// cores unless `OMP_NUM_THREADS` says otherwise), which side-by-side figures depend on:
+    /// candle's pool counts logical CPUs, so on a machine with SMT the two differ.
+    fn implementation(&self) -> Option<String> {
+        (self.device == Device::Cpu).then(|| {
+            format!(
+                "libtorch CPU ops, {} intra-op threads",
+                tch::get_num_threads()
+            )
+        })
+    }
+
     fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
         if self.outs.is_empty() {
             return Err(BackendError::failed("tch", "no call made"));

@@ -8,3 +8,29 @@ fn built_against_libtorch_2_11() {
         wattbench_tch::LIBTORCH_VERSION
     );
 }
+
+/// A CPU case names the threads libtorch's ops use: side-by-side figures depend on them, and
+/// libtorch's pool (physical cores) and candle's (logical CPUs) differ on machines with SMT.
+#[test]
+fn cpu_cases_name_the_threads_their_ops_use() {
+    use wattbench_core::tensor::generate_case_inputs;
+    use wattbench_core::workload::{Case, DType, GemmParams, Mode, Params};
+    use wattbench_core::Backend;
+    let case = Case {
+        params: Params::Gemm(GemmParams::new(4, 3, 2)),
+        mode: Mode::Infer,
+        dtype: DType::F32,
+        tag: None,
+    };
+    let inputs = generate_case_inputs(&case, 1);
+    let prepared = wattbench_tch::TchBackend
+        .prepare(&case, "cpu", &inputs)
+        .unwrap();
+    assert_eq!(
+        prepared.implementation(),
+        Some(format!(
+            "libtorch CPU ops, {} intra-op threads",
+            tch::get_num_threads()
+        ))
+    );
+}
