@@ -27,8 +27,8 @@ pub struct MeasureArgs {
     /// double-fork out of its tree are still counted).
     #[arg(long)]
     pub no_cgroup: bool,
-    /// Report file (JSON). Default: wattbench-measure-<UTC time to the ms>-<pid>.json in this
-    /// directory.
+    /// Report file (JSON). Default: `wattbench-measure-UTCTIME-PID.json` in this directory
+    /// (the UTC time to the millisecond, then the process id).
     #[arg(long, short = 'o', value_name = "REPORT.json")]
     pub output: Option<PathBuf>,
     /// Seconds to measure the energy counters' idle power before the command starts, for the
