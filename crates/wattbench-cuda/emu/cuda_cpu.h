@@ -15,16 +15,27 @@
 // - ldmatrix and mma.sync are warp-collective: the instruction runs once every lane of the warp
 //   has reached it (all lanes must reach the same one), with the fragment layouts of the PTX
 //   ISA for m8n8.x4(.trans).b16 and m16n8k16.row.col.f32.{bf16,f16}.
-// - cp.async copies are queued per thread and land at the latest moment PTX allows: when
-//   cp.async.wait_group N would otherwise leave more than N committed groups pending. A read of a stage
-//   before its wait sees what was there before (dynamic shared memory starts as 0xFF bytes,
-//   NaN in every float format).
+// - cp.async copies (outside warp-serial mode) are queued per thread and land at the latest
+//   moment PTX allows: when cp.async.wait_group N would otherwise leave more than N committed
+//   groups pending. A read of a stage before its wait sees what was there before (dynamic
+//   shared memory starts as 0xFF bytes, NaN in every float format).
 // - Addresses: cp.async and ldmatrix rows must be 16-byte aligned (checked); float4/float2
 //   accesses are checked by UBSan's alignment check; out-of-bounds accesses to buffers, to
 //   dynamic shared memory (allocated with exactly the launch's bytes) and to static __shared__
 //   arrays by AddressSanitizer, when built with -fsanitize=address,undefined.
 //
-// What it cannot see: the relative timing of real warps beyond the two orders, the memory
+// - Warp-serial mode (--warp-serial): the same fibers, scheduled warp by warp within each
+//   barrier interval: a warp runs, its warp-collective instructions included, until every lane
+//   waits at __syncthreads, barrier.cluster, an mbarrier or a warpgroup-collective instruction
+//   (or has exited), before the next warp (in warp order, or reverse) starts; and copies land
+//   as EARLY as a GPU may: cp.async at issue, and TMA loads at issue (sm90_cpu.h). So one warp
+//   runs ahead of the others as far as the barriers allow: a write (or a copy into a stage)
+//   that no barrier orders after another warp's read of the same bytes is seen by that read,
+//   which the lockstep orders above, one collective instruction per round with copies landing
+//   late, never show. The two modes complement each other: a read of a stage before its
+//   cp.async.wait_group or mbarrier wait shows only when copies land late.
+//
+// What it cannot see: the relative timing of real warps beyond these orders, the memory
 // model of atomics (they are sequential here), bank conflicts and performance; and a
 // misreading of the PTX fragment layouts shared by a kernel and this model.
 #pragma once
@@ -196,6 +207,8 @@ struct Machine {
     uint3 grid{}, block{};
     unsigned cluster = 1;
     bool reverse = false;
+    // Warp by warp, copies landing at issue (see the top of this file).
+    bool warp_serial = false;
     std::vector<Fiber> fibers;  // every thread of the running cluster, CTA by CTA
     std::vector<Cta> ctas;
     std::vector<TmaOp> tma;  // issued, not landed
@@ -335,6 +348,12 @@ inline void wb_cp_async16(void* smem, const void* gmem, int src_bytes) {
     if (!wbemu::in_dynamic_smem(smem, 16)) wbemu::fail("cp.async destination: 16 bytes outside dynamic shared memory");
     if (wbemu::in_dynamic_smem(gmem, 1)) wbemu::fail("cp.async source in shared memory (cp.async.cg reads global memory)");
     if (src_bytes < 0 || src_bytes > 16) wbemu::fail("cp.async: source size outside 0..16");
+    if (wbemu::M.warp_serial) {
+        // As early as a GPU may land it: at issue.
+        if (src_bytes > 0) std::memcpy(smem, gmem, src_bytes);
+        std::memset((char*)smem + src_bytes, 0, 16 - src_bytes);
+        return;
+    }
     wbemu::me().open.push_back({smem, gmem, src_bytes});
 }
 

@@ -2,7 +2,10 @@
 // copies and zeroings in stream order) on the CPU execution model of cuda_cpu.h and
 // sm90_cpu.h, with the kernels compiled from kernels/*.cu as they are.
 //
-//   wb-emu [--reverse] PLAN IN OUT
+//   wb-emu [--reverse] [--warp-serial] PLAN IN OUT
+//
+// --reverse resumes threads (or, with --warp-serial, warps) last first; --warp-serial runs
+// each warp as far as it can before the next starts, with copies landing at issue (cuda_cpu.h).
 //
 // PLAN is the text the Rust side writes (emulator.rs): `buf BYTES LEN` lines, then steps
 // (`launch ENTRY GX GY GZ BX BY BZ CLUSTER SMEM NARGS` followed by one `arg ...` line per
@@ -19,6 +22,7 @@
 #include "elementwise.cu"
 #include "sm90_cpu.h"
 #include "gemm_sm90.cu"
+#include "planted.cu"
 
 #include <fstream>
 #include <map>
@@ -91,45 +95,54 @@ void mbar_arrive(int cta, u32 bar) {
     mbar_try_complete(b);
 }
 
+namespace {
+// A TMA load lands: the box, swizzled, in each CTA it names; then its bytes.
+void land(const TmaOp& op) {
+    const TmaMap& m = op.map;
+    const size_t row_bytes = m.box_cols * 2, bytes = row_bytes * m.box_rows;
+    for (unsigned r = 0; r < M.cluster; ++r) {
+        if (!(op.mask >> r & 1u)) continue;
+        smem_at((int)r, op.dst, bytes, "cp.async.bulk.tensor destination");
+        for (unsigned long long y = 0; y < m.box_rows; ++y)
+            for (unsigned long long x = 0; x < m.box_cols; ++x) {
+                const long long row = op.c1 + (long long)y, col = op.c0 + (long long)x;
+                const bool in = row >= 0 && col >= 0 && (unsigned long long)row < m.rows &&
+                                (unsigned long long)col < m.cols;
+                const u16 v = in ? m.base[(size_t)row * m.ld + (size_t)col] : (u16)0;
+                u32 a = op.dst + (u32)(y * row_bytes + 2 * x);
+                a ^= ((a >> 7) & 7u) << 4;
+                std::memcpy(smem_at((int)r, a, 2, "cp.async.bulk.tensor write"), &v, 2);
+            }
+        MBar& b = mbar((int)r, op.bar, "cp.async.bulk.tensor completion");
+        b.tx -= (long long)bytes;
+        mbar_try_complete(b);
+    }
+    ++M.events;
+}
+}  // namespace
+
 void tma_issue(u32 dst, const TmaMap* map, int c0, int c1, u32 bar, unsigned mask) {
     if (map->magic != kTmaMagic) fail("cp.async.bulk.tensor with a tensor map the host did not encode");
     // 128 bytes is TMA's rule; the 128-byte swizzle pattern spans 1024, and this model (like the
     // kernels' descriptors) takes it from the address bits, so a box must start on that span.
     if (dst % 1024) fail("cp.async.bulk.tensor with 128-byte swizzle: destination not on a 1024-byte boundary");
     if (mask == 0 || mask >= (1u << M.cluster)) fail("cp.async.bulk.tensor: a multicast mask outside the cluster");
-    M.tma.push_back(TmaOp{mask, dst, bar, *map, c0, c1});
     ++M.tma_loads;
+    if (M.warp_serial) {
+        land(TmaOp{mask, dst, bar, *map, c0, c1});
+        return;
+    }
+    M.tma.push_back(TmaOp{mask, dst, bar, *map, c0, c1});
     ++M.events;
 }
 
 namespace {
 
-// Every issued TMA load lands: the box, swizzled, in each CTA it names; then its bytes.
+// Every issued TMA load lands (none is left in warp-serial mode: they land at issue).
 void land_tma() {
     std::vector<TmaOp> ops;
     ops.swap(M.tma);
-    for (const TmaOp& op : ops) {
-        const TmaMap& m = op.map;
-        const size_t row_bytes = m.box_cols * 2, bytes = row_bytes * m.box_rows;
-        for (unsigned r = 0; r < M.cluster; ++r) {
-            if (!(op.mask >> r & 1u)) continue;
-            smem_at((int)r, op.dst, bytes, "cp.async.bulk.tensor destination");
-            for (unsigned long long y = 0; y < m.box_rows; ++y)
-                for (unsigned long long x = 0; x < m.box_cols; ++x) {
-                    const long long row = op.c1 + (long long)y, col = op.c0 + (long long)x;
-                    const bool in = row >= 0 && col >= 0 && (unsigned long long)row < m.rows &&
-                                    (unsigned long long)col < m.cols;
-                    const u16 v = in ? m.base[(size_t)row * m.ld + (size_t)col] : (u16)0;
-                    u32 a = op.dst + (u32)(y * row_bytes + 2 * x);
-                    a ^= ((a >> 7) & 7u) << 4;
-                    std::memcpy(smem_at((int)r, a, 2, "cp.async.bulk.tensor write"), &v, 2);
-                }
-            MBar& b = mbar((int)r, op.bar, "cp.async.bulk.tensor completion");
-            b.tx -= (long long)bytes;
-            mbar_try_complete(b);
-        }
-        ++M.events;
-    }
+    for (const TmaOp& op : ops) land(op);
 }
 
 u16 half(u32 r, int i) { return (u16)(i ? r >> 16 : r & 0xFFFF); }
@@ -329,6 +342,33 @@ const char* state_name(State s) {
     fail(s);
 }
 
+// Resumes fiber `i` until it yields.
+void resume(int i) {
+    M.cur = i;
+#if WB_EMU_ASAN
+    void* fake = nullptr;
+    __sanitizer_start_switch_fiber(&fake, M.fibers[i].stack, kStackBytes);
+#endif
+    swapcontext(&M.main_ctx, &M.fibers[i].ctx);
+#if WB_EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+}
+
+// Runs the warp-collective instruction the `count` lanes of a warp all wait at, if they do.
+void try_warp_collective(Fiber* lanes, int count) {
+    int at = 0;
+    for (int l = 0; l < count; ++l) at += lanes[l].state == State::AtCollective;
+    if (at < count || warpgroup_wide(lanes[0].coll)) return;
+    if (count < 32) stuck("a warp-collective instruction in a partial warp");
+    for (int l = 1; l < 32; ++l)
+        if (lanes[l].coll != lanes[0].coll) stuck("lanes of one warp at different collective instructions");
+    run_warp_collective(lanes);
+    ++M.collectives;
+    ++M.events;
+    for (int l = 0; l < 32; ++l) lanes[l].state = State::Runnable;
+}
+
 void run_cluster() {
     const int n = (int)M.fibers.size();
     const int per_cta = n / (int)M.ctas.size();
@@ -349,41 +389,44 @@ void run_cluster() {
         c.bars.clear();
         c.wgs.assign((per_cta + 127) / 128, Warpgroup{});
     }
+    const int warps = (per_cta + 31) / 32;
+    auto warp_size = [per_cta](int w) { return per_cta - w * 32 < 32 ? per_cta - w * 32 : 32; };
     for (;;) {
         const long long before = M.events;
-        for (int k = 0; k < n; ++k) {
-            const int i = M.reverse ? n - 1 - k : k;
-            const State st = M.fibers[i].state;
-            if (st != State::Runnable && st != State::Spinning) continue;
-            M.cur = i;
-#if WB_EMU_ASAN
-            void* fake = nullptr;
-            __sanitizer_start_switch_fiber(&fake, M.fibers[i].stack, kStackBytes);
-#endif
-            swapcontext(&M.main_ctx, &M.fibers[i].ctx);
-#if WB_EMU_ASAN
-            __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
-#endif
+        if (!M.warp_serial) {
+            for (int k = 0; k < n; ++k) {
+                const int i = M.reverse ? n - 1 - k : k;
+                const State st = M.fibers[i].state;
+                if (st == State::Runnable || st == State::Spinning) resume(i);
+            }
+        } else {
+            // Warp by warp: each runs (its warp-collective instructions included) until every
+            // lane waits at a barrier, an mbarrier, a warpgroup-collective instruction or has
+            // exited, before the next warp starts.
+            const int nw = (int)M.ctas.size() * warps;
+            for (int k = 0; k < nw; ++k) {
+                const int w = M.reverse ? nw - 1 - k : k;
+                const int first = (w / warps) * per_cta + (w % warps) * 32;
+                const int count = warp_size(w % warps);
+                for (;;) {
+                    const long long start = M.events;
+                    for (int m = 0; m < count; ++m) {
+                        const int i = first + (M.reverse ? count - 1 - m : m);
+                        const State st = M.fibers[i].state;
+                        if (st == State::Runnable || st == State::Spinning) resume(i);
+                    }
+                    M.cur = -1;
+                    try_warp_collective(&M.fibers[first], count);
+                    if (M.events == start) break;
+                }
+            }
         }
         M.cur = -1;
         land_tma();
         // Warps and warpgroups whose threads all wait at one collective instruction run it.
         for (int c = 0; c < (int)M.ctas.size(); ++c) {
             Fiber* cf = &M.fibers[c * per_cta];
-            for (int w = 0; w * 32 < per_cta; ++w) {
-                Fiber* lanes = cf + w * 32;
-                const int count = per_cta - w * 32 < 32 ? per_cta - w * 32 : 32;
-                int at = 0;
-                for (int l = 0; l < count; ++l) at += lanes[l].state == State::AtCollective;
-                if (at < count || warpgroup_wide(lanes[0].coll)) continue;
-                if (count < 32) stuck("a warp-collective instruction in a partial warp");
-                for (int l = 1; l < 32; ++l)
-                    if (lanes[l].coll != lanes[0].coll) stuck("lanes of one warp at different collective instructions");
-                run_warp_collective(lanes);
-                ++M.collectives;
-                ++M.events;
-                for (int l = 0; l < 32; ++l) lanes[l].state = State::Runnable;
-            }
+            for (int w = 0; w < warps; ++w) try_warp_collective(cf + w * 32, warp_size(w));
             for (int g = 0; g * 128 < per_cta; ++g) {
                 Fiber* th = cf + g * 128;
                 if (per_cta - g * 128 < 128) continue;
@@ -667,11 +710,13 @@ int main(int argc, char** argv) {
     });
 #endif
     int a = 1;
-    if (a < argc && std::string(argv[a]) == "--reverse") {
-        wbemu::M.reverse = true;
-        ++a;
+    for (; a < argc && argv[a][0] == '-'; ++a) {
+        const std::string flag = argv[a];
+        if (flag == "--reverse") wbemu::M.reverse = true;
+        else if (flag == "--warp-serial") wbemu::M.warp_serial = true;
+        else bad_plan("unknown option " + flag);
     }
-    if (argc - a != 3) bad_plan("usage: wb-emu [--reverse] PLAN IN OUT");
+    if (argc - a != 3) bad_plan("usage: wb-emu [--reverse] [--warp-serial] PLAN IN OUT");
     std::ifstream plan(argv[a]);
     std::ifstream in(argv[a + 1], std::ios::binary);
     if (!plan || !in) bad_plan("cannot read the plan or its buffers");

@@ -7,7 +7,8 @@
 //   before init or outside shared memory is a fault. A wait that cannot complete ends the run
 //   with the barrier's state instead of the 10 s watchdog.
 // - TMA (cp.async.bulk.tensor.2d, with or without multicast) lands at the end of the
-//   scheduler's sweep, after every thread has run as far as it can: the box read from the
+//   scheduler's sweep, after every thread has run as far as it can (in warp-serial mode, at
+//   issue, as early as it may): the box read from the
 //   matrix (zeros outside it), written with the 128-byte swizzle (bits 4-6 of the shared
 //   address XORed with bits 7-9), its bytes completed on the barrier of each CTA written.
 // - wgmma.mma_async is warpgroup-collective (descriptors, scale-d and shape identical on all

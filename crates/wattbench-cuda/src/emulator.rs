@@ -6,9 +6,11 @@
 //!
 //! This is what the crate can check of its kernels without a GPU: the launch shapes and
 //! arguments the ops choose, the kernels' indexing, edges, barriers (threads resumed in both
-//! orders), cp.async and TMA pipelines (copies land as late as PTX allows), mbarrier
-//! protocols (a deadlock is reported with every thread's state), wgmma groups (operands read
-//! when their group retires), clusters, alignment and bounds (AddressSanitizer and UBSan).
+//! orders, in lockstep; and warp by warp, each warp running ahead as far as its barriers allow,
+//! with copies landing at issue: see [`Order`]), cp.async and TMA pipelines (copies land as
+//! late as PTX allows, and as early), mbarrier protocols (a deadlock is reported with every
+//! thread's state), wgmma groups (operands read when their group retires), clusters,
+//! alignment and bounds (AddressSanitizer and UBSan).
 //! It cannot check the model's reading of PTX (fragment, descriptor and swizzle layouts;
 //! mbarrier and TMA semantics), which the kernels share with it: real hardware is still the
 //! judge, and the GPU tests run the same plans on a device.
@@ -29,11 +31,46 @@ pub(crate) const EMULATED: [KernelId; 5] = KernelId::ALL;
 /// Thread order within each barrier interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Order {
-    /// Thread 0 first.
+    /// Lockstep, thread 0 first: every thread runs to its next barrier or collective
+    /// instruction, then the collectives run; copies land as late as PTX allows.
     Forward,
-    /// The last thread first.
+    /// Lockstep, the last thread first.
     Reverse,
+    /// Warp-serial, warp 0 first: each warp runs as far as it can (to a barrier, an mbarrier
+    /// wait or a warpgroup-collective instruction) before the next starts, and copies (cp.async,
+    /// TMA) land at issue: a warp running ahead of another, which the lockstep orders never show.
+    WarpsForward,
+    /// Warp-serial, the last warp first.
+    WarpsReverse,
 }
+
+impl Order {
+    /// The lockstep orders.
+    pub(crate) const LOCKSTEP: [Order; 2] = [Order::Forward, Order::Reverse];
+    /// The warp-serial orders.
+    pub(crate) const WARP_SERIAL: [Order; 2] = [Order::WarpsForward, Order::WarpsReverse];
+    /// Every order.
+    pub(crate) const ALL: [Order; 4] = [
+        Order::Forward,
+        Order::Reverse,
+        Order::WarpsForward,
+        Order::WarpsReverse,
+    ];
+
+    /// The emulator's options for this order.
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Order::Forward => &[],
+            Order::Reverse => &["--reverse"],
+            Order::WarpsForward => &["--warp-serial"],
+            Order::WarpsReverse => &["--warp-serial", "--reverse"],
+        }
+    }
+}
+
+/// Test-only kernels of `emu/planted.cu`, with planted races: compiled into the emulator, run
+/// by its own tests, launched by no plan.
+const PLANTED: [&str; 1] = ["wb_test_planted_race"];
 
 fn emu_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("emu")
@@ -56,11 +93,13 @@ const FLAGS: [&str; 9] = [
     "-Wno-unknown-pragmas",
 ];
 
-/// `WB_ENTRY(name)` for every entry point of the emulated files: the emulator's launch table.
+/// `WB_ENTRY(name)` for every entry point of the emulated files (and the planted kernels): the
+/// emulator's launch table.
 fn entries() -> String {
     EMULATED
         .iter()
         .flat_map(|k| k.entry_points())
+        .chain(PLANTED.map(String::from))
         .fold(String::new(), |mut s, e| {
             let _ = writeln!(s, "WB_ENTRY({e})");
             s
@@ -83,6 +122,7 @@ fn build() -> Result<PathBuf, String> {
         read(emu_dir().join("cuda_cpu.h"))?,
         read(emu_dir().join("runner.cpp"))?,
         read(emu_dir().join("sm90_cpu.h"))?,
+        read(emu_dir().join("planted.cu"))?,
         read(kernels_dir().join("common.cuh"))?,
         entries().into_bytes(),
         FLAGS.join(" ").into_bytes(),
@@ -243,46 +283,8 @@ fn serialize(b: &PlanBuilder) -> Result<(String, Vec<u8>), String> {
 /// Runs the plan of `b` once on the emulator, resuming threads in `order`: its outputs as
 /// f32, or the emulator's report (a kernel fault names the kernel, block and thread).
 pub(crate) fn run(b: &PlanBuilder, order: Order) -> Result<Vec<Vec<f32>>, String> {
-    let exe = emulator()?;
     let (plan, data) = serialize(b)?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (p, i, o) = (
-        dir.path().join("plan.txt"),
-        dir.path().join("in.bin"),
-        dir.path().join("out.bin"),
-    );
-    std::fs::write(&p, plan).map_err(|e| e.to_string())?;
-    std::fs::write(&i, data).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(exe);
-    if order == Order::Reverse {
-        cmd.arg("--reverse");
-    }
-    // Leaks of the emulator process itself say nothing about the kernels.
-    let out = cmd
-        .args([&p, &i, &o])
-        .env("ASAN_OPTIONS", "detect_leaks=0:exitcode=3")
-        .env("UBSAN_OPTIONS", "exitcode=3:print_stacktrace=1")
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        // AddressSanitizer's notice that it supports swapcontext partly (true, and said once
-        // per process) and its shadow-memory dump are left out of the report.
-        let text = String::from_utf8_lossy(&out.stderr);
-        let mut report: Vec<&str> = Vec::new();
-        let mut shadow = false;
-        for l in text.lines() {
-            shadow |= l.starts_with("Shadow bytes around");
-            if l.starts_with("(in kernel") || !(shadow || l.contains("makecontext/swapcontext")) {
-                report.push(l);
-            }
-        }
-        return Err(format!(
-            "the emulator stopped ({}): {}",
-            out.status,
-            report.join("\n").trim()
-        ));
-    }
-    let bytes = std::fs::read(&o).map_err(|e| e.to_string())?;
+    let bytes = run_text(&plan, &data, order)?;
     // Each buffer's final contents, as f32.
     let mut at = 0;
     let mut bufs = Vec::new();
@@ -308,6 +310,48 @@ pub(crate) fn run(b: &PlanBuilder, order: Order) -> Result<Vec<Vec<f32>>, String
         .iter()
         .map(|v| bufs[v.buf().index()][v.range()].to_vec())
         .collect())
+}
+
+/// Runs a plan's text on the emulator with the buffers' initial bytes `data`: every buffer's
+/// final bytes, or the emulator's report.
+fn run_text(plan: &str, data: &[u8], order: Order) -> Result<Vec<u8>, String> {
+    let exe = emulator()?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (p, i, o) = (
+        dir.path().join("plan.txt"),
+        dir.path().join("in.bin"),
+        dir.path().join("out.bin"),
+    );
+    std::fs::write(&p, plan).map_err(|e| e.to_string())?;
+    std::fs::write(&i, data).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.args(order.flags());
+    // Leaks of the emulator process itself say nothing about the kernels.
+    let out = cmd
+        .args([&p, &i, &o])
+        .env("ASAN_OPTIONS", "detect_leaks=0:exitcode=3")
+        .env("UBSAN_OPTIONS", "exitcode=3:print_stacktrace=1")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        // AddressSanitizer's notice that it supports swapcontext partly (true, and said once
+        // per process) and its shadow-memory dump are left out of the report.
+        let text = String::from_utf8_lossy(&out.stderr);
+        let mut report: Vec<&str> = Vec::new();
+        let mut shadow = false;
+        for l in text.lines() {
+            shadow |= l.starts_with("Shadow bytes around");
+            if l.starts_with("(in kernel") || !(shadow || l.contains("makecontext/swapcontext")) {
+                report.push(l);
+            }
+        }
+        return Err(format!(
+            "the emulator stopped ({}): {}",
+            out.status,
+            report.join("\n").trim()
+        ));
+    }
+    std::fs::read(&o).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -356,9 +400,10 @@ mod tests {
         v
     }
 
-    /// What the runs of one test found: every plan run in both thread orders and verified.
-    #[derive(Default)]
+    /// What the runs of one test found: every plan run in each of its orders and verified.
     struct Tally {
+        /// The orders each plan runs in.
+        orders: &'static [Order],
         runs: usize,
         failures: Vec<String>,
         /// Entry points launched.
@@ -368,7 +413,17 @@ mod tests {
     }
 
     impl Tally {
-        /// Runs the plan `b` of `inp`'s case in both thread orders; each output must pass the
+        fn new(orders: &'static [Order]) -> Self {
+            Tally {
+                orders,
+                runs: 0,
+                failures: Vec::new(),
+                launched: BTreeSet::new(),
+                plans: BTreeSet::new(),
+            }
+        }
+
+        /// Runs the plan `b` of `inp`'s case in each of the tally's orders; each output must pass the
         /// harness's verification. `what` names the run in failures.
         fn check(&mut self, inp: &CaseInputs, b: &PlanBuilder, what: &str) {
             for st in b.steps() {
@@ -377,7 +432,7 @@ mod tests {
                 }
             }
             self.plans.insert(b.kernels());
-            for order in [Order::Forward, Order::Reverse] {
+            for &order in self.orders {
                 self.runs += 1;
                 let what = format!("{what} ({order:?}; {})", b.kernels());
                 match run(b, order) {
@@ -419,11 +474,11 @@ mod tests {
     }
 
     /// Every plan of the `cuda` and `cuda-naive` backends for these shapes, run on the
-    /// emulator in both thread orders, passes the harness's verification against the f64
+    /// emulator in every order (lockstep and warp-serial, each forward and reverse), passes the harness's verification against the f64
     /// reference; and together they launch every main kernel of the emulated files.
     #[test]
     fn our_kernels_match_the_reference_on_the_cpu_emulator() {
-        let mut t = Tally::default();
+        let mut t = Tally::new(&Order::ALL);
         for op in Op::ALL {
             for params in shapes(op) {
                 for (mode, dtype, kernels) in configs(op) {
@@ -468,7 +523,7 @@ mod tests {
             ]
             .map(Params::Gemm)
         });
-        let mut t = Tally::default();
+        let mut t = Tally::new(&Order::LOCKSTEP);
         for params in testing::shapes(Op::Gemm).into_iter().chain(extra) {
             for kernels in [Kernels::Wgmma, Kernels::WgmmaCluster] {
                 for dtype in [DType::Bf16, DType::F16] {
@@ -532,7 +587,7 @@ mod tests {
             let ins = b.upload_all(&inputs, DType::F32);
             let gr = ops::rnn::training(&mut b, &r, &ins, true).unwrap();
             b.output(gr.dh0.expect("dh0 asked for")).unwrap();
-            for order in [Order::Forward, Order::Reverse] {
+            for order in Order::ALL {
                 let out = run(&b, order).unwrap_or_else(|e| panic!("{cell:?}: {e}"));
                 let an: f64 = out[0]
                     .iter()
@@ -543,6 +598,119 @@ mod tests {
                     (an - fd).abs() <= 1e-3 * fd.abs().max(1.0),
                     "{cell:?} ({order:?}): dh0 along a direction {an}, finite differences {fd}"
                 );
+            }
+        }
+    }
+
+    /// The Hopper GEMM in the warp-serial orders (each warp runs as far as its barriers and
+    /// mbarriers allow before the next starts, TMA loads landing at issue), on a subset of the
+    /// shapes above for time: both plans and dtypes, both tile widths, split K, clusters with
+    /// an odd number of tile rows, persistent CTAs (for 3 SMs) that wrap the ring.
+    #[test]
+    fn the_hopper_gemm_matches_the_reference_with_warps_running_ahead() {
+        let mut t = Tally::new(&Order::WARP_SERIAL);
+        for (params, kernels, dtype, sms) in [
+            (
+                GemmParams::new(136, 72, 200),
+                Kernels::Wgmma,
+                DType::Bf16,
+                3,
+            ),
+            (
+                GemmParams::new(300, 520, 70).transposed(true, true),
+                Kernels::WgmmaCluster,
+                DType::F16,
+                3,
+            ),
+            (
+                GemmParams::new(40, 300, 1100).transposed(false, true),
+                Kernels::Wgmma,
+                DType::F16,
+                132,
+            ),
+            (
+                GemmParams::new(257, 260, 24).transposed(true, false),
+                Kernels::WgmmaCluster,
+                DType::Bf16,
+                3,
+            ),
+        ] {
+            let case = Case {
+                params: Params::Gemm(params),
+                mode: Mode::Infer,
+                dtype,
+                tag: None,
+            };
+            let what = format!("{case} ({kernels:?}, {sms} SMs)");
+            t.case(case, kernels, sms, &what);
+        }
+        t.assert_passed();
+        for (what, patterns) in [
+            ("wide", &["gemm_wgmma_bf16_", "gemm_wgmma_f16_"][..]),
+            ("narrow", &["gemm_wgmma_n64_"]),
+            ("cluster", &["gemm_wgmma_c2_"]),
+            ("split-K", &["gemm_splitk_reduce"]),
+        ] {
+            assert!(
+                t.plans
+                    .iter()
+                    .any(|k| patterns.iter().any(|p| k.contains(p))),
+                "no {what} Hopper GEMM runs warp-serial: {:?}",
+                t.plans
+            );
+        }
+    }
+
+    /// The planted races of `emu/planted.cu` (a cp.async into a stage the other warp may still
+    /// read; a write into slots the other warp may not have read yet, with only a shuffle in
+    /// between) go unseen in the lockstep orders and corrupt the output in both warp-serial
+    /// orders, while the kernel without them passes in every order: so warp-serial mode can
+    /// fail, and the lockstep orders alone would not catch these hazards.
+    #[test]
+    fn warp_serial_orders_catch_races_the_lockstep_orders_miss() {
+        const TILES: usize = 4;
+        let input: Vec<f32> = (0..256 * TILES).map(|i| i as f32).collect();
+        let other = |t: usize| (t + 32) % 64;
+        let mut expected: Vec<f32> = (0..64 * TILES)
+            .map(|o| {
+                let (i, t) = (o / 64, o % 64);
+                let c = &input[256 * i + 4 * other(t)..][..4];
+                c[0] + c[1] + c[2] + c[3]
+            })
+            .collect();
+        expected.extend((0..64).map(|t| input[other(t)] + input[other(t ^ 1)]));
+        let run_variant = |variant: u32, order: Order| -> Result<Option<String>, String> {
+            let out_len = expected.len();
+            let plan = format!(
+                "buf 4 {}\nbuf 4 {out_len}\nlaunch wb_test_planted_race 1 1 1 64 1 1 1 2048 4\n\
+                 arg ptr 0:0\narg ptr 1:0\narg int {TILES}\narg int {variant}\n",
+                input.len()
+            );
+            let mut data: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+            data.extend((0..out_len).flat_map(|_| f32::NAN.to_le_bytes()));
+            let bytes = run_text(&plan, &data, order)?;
+            let out = bytes[4 * input.len()..]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            Ok(out
+                .zip(&expected)
+                .enumerate()
+                .find_map(|(i, (o, &e))| (o != e).then(|| format!("out[{i}] = {o}, expected {e}"))))
+        };
+        let all = [Order::LOCKSTEP, Order::WARP_SERIAL].concat();
+        for order in all {
+            let r = run_variant(0, order);
+            assert_eq!(r, Ok(None), "the unplanted kernel ({order:?})");
+        }
+        for variant in [1, 2] {
+            for order in Order::LOCKSTEP {
+                let r = run_variant(variant, order);
+                assert_eq!(r, Ok(None), "race {variant} in lockstep ({order:?})");
+            }
+            for order in Order::WARP_SERIAL {
+                let r = run_variant(variant, order).unwrap();
+                assert!(r.is_some(), "race {variant} unseen warp-serial ({order:?})");
+                eprintln!("race {variant} warp-serial ({order:?}): {}", r.unwrap());
             }
         }
     }
