@@ -79,21 +79,8 @@ fn unavailable_cuda_devices_say_why_and_run_nothing() {
 /// candle's pool (logical CPUs) and libtorch's (physical cores) differ on machines with SMT.
 #[test]
 fn cpu_cases_name_the_threads_their_ops_use() {
-    use wattbench_core::tensor::generate_case_inputs;
-    use wattbench_core::workload::{Case, DType, GemmParams, Mode, Params};
-    use wattbench_core::Backend;
-    let case = Case {
-        params: Params::Gemm(GemmParams::new(4, 3, 2)),
-        mode: Mode::Infer,
-        dtype: DType::F32,
-        tag: None,
-    };
-    let inputs = generate_case_inputs(&case, 1);
-    let prepared = wattbench_candle::CandleBackend
-        .prepare(&case, "cpu", &inputs)
-        .unwrap();
     assert_eq!(
-        prepared.implementation(),
+        wattbench_core::testing::implementation_of_a_gemm(&wattbench_candle::CandleBackend, "cpu"),
         Some(format!(
             "candle CPU ops, {} threads",
             candle_core::utils::get_num_threads()

@@ -248,6 +248,21 @@ pub fn check(
     Ok(report)
 }
 
+/// What `backend` records as the `implementation` of a small f32 GEMM on `device`.
+pub fn implementation_of_a_gemm(backend: &dyn Backend, device: &str) -> Option<String> {
+    let case = Case {
+        params: Params::Gemm(GemmParams::new(4, 3, 2)),
+        mode: Mode::Infer,
+        dtype: DType::F32,
+        tag: None,
+    };
+    let inputs = crate::tensor::generate_case_inputs(&case, 1);
+    let prepared = backend
+        .prepare(&case, device, &inputs)
+        .unwrap_or_else(|e| panic!("{} on {device}: {e}", backend.name()));
+    prepared.implementation()
+}
+
 /// [`check`] for tests: panics with the details of any case that does not pass, and prints
 /// the skipped ones.
 pub fn check_backend(backend: &dyn Backend, device: &str, op: Op, mode: Mode) {

@@ -13,21 +13,8 @@ fn built_against_libtorch_2_11() {
 /// libtorch's pool (physical cores) and candle's (logical CPUs) differ on machines with SMT.
 #[test]
 fn cpu_cases_name_the_threads_their_ops_use() {
-    use wattbench_core::tensor::generate_case_inputs;
-    use wattbench_core::workload::{Case, DType, GemmParams, Mode, Params};
-    use wattbench_core::Backend;
-    let case = Case {
-        params: Params::Gemm(GemmParams::new(4, 3, 2)),
-        mode: Mode::Infer,
-        dtype: DType::F32,
-        tag: None,
-    };
-    let inputs = generate_case_inputs(&case, 1);
-    let prepared = wattbench_tch::TchBackend
-        .prepare(&case, "cpu", &inputs)
-        .unwrap();
     assert_eq!(
-        prepared.implementation(),
+        wattbench_core::testing::implementation_of_a_gemm(&wattbench_tch::TchBackend, "cpu"),
         Some(format!(
             "libtorch CPU ops, {} intra-op threads",
             tch::get_num_threads()
