@@ -479,6 +479,7 @@ impl<C: DeviceCall> GpuCase<C> {
 
     /// Enqueue one call.
     fn run(&mut self) -> Result<(), CudaError> {
+        self.gpu.bind()?;
         self.call.call(&self.gpu, &mut self.bufs)
     }
 

@@ -35,11 +35,44 @@ impl GpuInfo {
     }
 }
 
+/// Oldest driver (its CUDA version, as `cuDriverGetVersion` reports it) these backends run
+/// on: NVRTC 13.0 writes PTX ISA 9.0, which older drivers refuse to JIT; cuBLAS 13 and cuDNN's
+/// CUDA 13 build need it too; and cudarc, built for CUDA 13.0, looks up entry points that
+/// older drivers lack (e.g. `cuEventElapsedTime_v2`, CUDA 12.8) and panics when one is missing.
+const MIN_DRIVER_CUDA: i32 = 13000;
+
+/// Whether a driver of CUDA version `v` (e.g. 12040 for 12.4) can run these backends; why not.
+fn driver_supported(v: i32) -> Result<(), String> {
+    if v >= MIN_DRIVER_CUDA {
+        Ok(())
+    } else {
+        Err(format!(
+            "the NVIDIA driver supports CUDA {}.{}; these backends need a CUDA {}.{} driver \
+             (R580 or later): their kernels are PTX ISA 9.0 from NVRTC 13.0, and cuBLAS/cuDNN \
+             are the CUDA 13 builds",
+            v / 1000,
+            (v % 1000) / 10,
+            MIN_DRIVER_CUDA / 1000,
+            (MIN_DRIVER_CUDA % 1000) / 10
+        ))
+    }
+}
+
 fn probe_driver() -> Result<Vec<GpuInfo>, String> {
     // SAFETY: only tries to dlopen the candidate library names.
     if !unsafe { sys::is_culib_present() } {
         return Err("libcuda.so not found (no NVIDIA driver on this machine)".into());
     }
+    // Before anything else of cudarc's: a driver too old for its CUDA 13.0 bindings would
+    // make it panic on a missing entry point later (cuDriverGetVersion exists in every driver
+    // and needs no cuInit).
+    let mut v = 0;
+    // SAFETY: the library is present (checked above); `v` is valid for writes.
+    let r = unsafe { sys::cuDriverGetVersion(&mut v) };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return Err(format!("cuDriverGetVersion failed: {r:?}"));
+    }
+    driver_supported(v)?;
     use cudarc::driver::result::device;
     let count = CudaContext::device_count().map_err(|e| format!("cuInit failed: {e:?}"))?;
     if count <= 0 {
@@ -79,11 +112,16 @@ pub(crate) fn inventory() -> Result<Vec<GpuInfo>, String> {
     INV.get_or_init(probe_driver).clone()
 }
 
-/// The driver's CUDA version as `major.minor`, when the driver is present.
+/// The driver's CUDA version as `major.minor`, when the driver is present (also when it is
+/// too old for these backends, so that results say which it was).
 pub fn driver_version() -> Option<String> {
-    inventory().ok()?;
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: only tries to dlopen the candidate library names.
+    if !*PRESENT.get_or_init(|| unsafe { sys::is_culib_present() }) {
+        return None;
+    }
     let mut v = 0;
-    // SAFETY: the library is present (inventory succeeded); `v` is valid for writes.
+    // SAFETY: the library is present (checked above); `v` is valid for writes.
     let r = unsafe { sys::cuDriverGetVersion(&mut v) };
     (r == sys::CUresult::CUDA_SUCCESS).then(|| format!("{}.{}", v / 1000, (v % 1000) / 10))
 }
@@ -166,6 +204,14 @@ pub(crate) fn gpu(device: &str) -> Result<Arc<Gpu>, CudaError> {
         .lock()
         .map_err(|_| CudaError::lib("GPU table", "poisoned lock"))?;
     if let Some(g) = map.get(&ordinal) {
+        // A fault in an earlier case (an illegal address, a trap) leaves the context unusable
+        // for the rest of the process, and every later call returns that error again: name it
+        // here, for every backend on this device, rather than as each later case's own failure.
+        if let Err(e) = g.stream.synchronize() {
+            if is_sticky(e.0) {
+                return Err(CudaError::Unavailable(context_lost(device, e.0)));
+            }
+        }
         return Ok(g.clone());
     }
     let ctx =
@@ -195,8 +241,11 @@ impl Gpu {
                     let ptx = loader().ptx(id, self.info.arch())?;
                     let module = self
                         .ctx
-                        .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                        .map_err(|e| CudaError::lib("cuModuleLoadData (PTX JIT)", e))?;
+                        .load_module(cudarc::nvrtc::Ptx::from_src(ptx.clone()))
+                        .map_err(|e| {
+                            let log = self.jit_error_log(&ptx);
+                            jit_failure(id, format!("{e:?}"), e.0, log.as_deref())
+                        })?;
                     m.insert(id, module.clone());
                     module
                 }
@@ -204,7 +253,10 @@ impl Gpu {
         };
         let f = module
             .load_function(entry)
-            .map_err(|e| CudaError::lib("cuModuleGetFunction", e))?;
+            .map_err(|e| CudaError::Library {
+                what: "cuModuleGetFunction",
+                msg: format!("`{entry}` in kernels/{}: {e:?}", id.file()),
+            })?;
         if id == KernelId::GemmSm90 && entry.starts_with("gemm_wgmma") {
             // The kernel check verifies ptxas's register count offline; the driver compiles the
             // PTX again here, and a count short of the setmaxnreg trade would hang the launch
@@ -225,9 +277,56 @@ impl Gpu {
         Ok(f)
     }
 
+    /// The driver's JIT error log for `ptx`, which `cuModuleLoadData` (what cudarc calls) does
+    /// not return: the PTX is loaded again with a log buffer. Only after that load failed.
+    fn jit_error_log(&self, ptx: &str) -> Option<String> {
+        use sys::CUjit_option as O;
+        let src = std::ffi::CString::new(ptx).ok()?;
+        self.ctx.bind_to_thread().ok()?;
+        let mut log = vec![0u8; 64 * 1024];
+        let mut options = [
+            O::CU_JIT_ERROR_LOG_BUFFER,
+            O::CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+        ];
+        // The size option's value is the number itself, in the pointer's place.
+        let mut values: [*mut std::ffi::c_void; 2] =
+            [log.as_mut_ptr().cast(), log.len() as *mut std::ffi::c_void];
+        let mut module: sys::CUmodule = std::ptr::null_mut();
+        // SAFETY: `src` is NUL-terminated PTX; two options with their values: a writable buffer
+        // of `log.len()` bytes that outlives the call, and that length; `module` is written only
+        // on success, and then unloaded at once (nothing else holds it).
+        let r = unsafe {
+            sys::cuModuleLoadDataEx(
+                &mut module,
+                src.as_ptr().cast(),
+                options.len() as u32,
+                options.as_mut_ptr(),
+                values.as_mut_ptr(),
+            )
+        };
+        if r == sys::CUresult::CUDA_SUCCESS {
+            // SAFETY: the module was just loaded and is used by nothing.
+            let _ = unsafe { sys::cuModuleUnload(module) };
+        }
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        let text = String::from_utf8_lossy(&log[..end]).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    }
+
     /// (free, total) device memory.
     pub(crate) fn mem_info(&self) -> Option<(usize, usize)> {
         self.ctx.mem_get_info().ok()
+    }
+
+    /// Make this device's context current on the calling thread. Raw driver calls (a plan's
+    /// copies and memsets), cuBLAS and cuDNN use whatever context is current there, and that
+    /// may be another device's (its case ran last on this thread) or none (another thread):
+    /// every call of a case goes through here first ([`crate::device`]'s `run`, and
+    /// [`Self::time_with_events`] before its loop).
+    pub(crate) fn bind(&self) -> Result<(), CudaError> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| CudaError::lib("cuCtxSetCurrent", e))
     }
 
     /// Wait for the stream.
@@ -253,6 +352,7 @@ impl Gpu {
             .new_event(flags)
             .map_err(|e| CudaError::lib("cuEventCreate", e))?;
         self.sync()?;
+        self.bind()?;
         start
             .record(&self.stream)
             .map_err(|e| CudaError::lib("cuEventRecord", e))?;
@@ -270,6 +370,64 @@ impl Gpu {
     }
 }
 
+/// Whether `code` is one of the errors CUDA keeps for the rest of the process: after it, the
+/// context cannot be used ("the process must be terminated and relaunched", CUDA's driver API
+/// documentation of each).
+fn is_sticky(code: sys::CUresult) -> bool {
+    use sys::CUresult as R;
+    matches!(
+        code,
+        R::CUDA_ERROR_ILLEGAL_ADDRESS
+            | R::CUDA_ERROR_LAUNCH_FAILED
+            | R::CUDA_ERROR_MISALIGNED_ADDRESS
+            | R::CUDA_ERROR_ILLEGAL_INSTRUCTION
+            | R::CUDA_ERROR_INVALID_ADDRESS_SPACE
+            | R::CUDA_ERROR_INVALID_PC
+            | R::CUDA_ERROR_HARDWARE_STACK_ERROR
+            | R::CUDA_ERROR_ASSERT
+            | R::CUDA_ERROR_LAUNCH_TIMEOUT
+            | R::CUDA_ERROR_ECC_UNCORRECTABLE
+    )
+}
+
+/// Why `device` cannot run a case after an earlier one's fault left `code` on its context.
+fn context_lost(device: &str, code: sys::CUresult) -> String {
+    format!(
+        "{device}'s CUDA context was lost to a fault of an earlier case in this process \
+         ({code:?}; that case failed with it): CUDA refuses all later work in the process, so \
+         this case did not run; run it in a new process (narrow --backend or --op, or use the \
+         GPU check, which runs each backend alone after a fault)"
+    )
+}
+
+/// The error of a failed module load of `id`: the driver's error (`code`, printed as `err`),
+/// what it means where that is known, and the JIT's own log when there is one.
+fn jit_failure(id: KernelId, err: String, code: sys::CUresult, log: Option<&str>) -> CudaError {
+    use sys::CUresult as R;
+    let hint = match code {
+        R::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => Some(
+            "the PTX is newer than this driver accepts: use the NVRTC of the driver's CUDA \
+             version (`wattbench info` records both; NVRTC 13.0 for driver R580)",
+        ),
+        R::CUDA_ERROR_NO_BINARY_FOR_GPU | R::CUDA_ERROR_INVALID_PTX => Some(
+            "the driver's JIT rejected the PTX for this GPU (an arch-specific target such as \
+             compute_90a loads on that compute capability only)",
+        ),
+        _ => None,
+    };
+    let mut msg = format!("kernels/{}: {err}", id.file());
+    if let Some(h) = hint {
+        msg.push_str(&format!(" ({h})"));
+    }
+    if let Some(log) = log {
+        msg.push_str(&format!("\nJIT log:\n{log}"));
+    }
+    CudaError::Library {
+        what: "cuModuleLoadData (PTX JIT)",
+        msg,
+    }
+}
+
 /// Tracks a case's device memory: the device-wide used bytes before its allocations, and the
 /// highest used bytes seen after them. Reports the difference (includes other processes'
 /// changes: meant for a dedicated GPU).
@@ -279,8 +437,15 @@ pub(crate) struct MemTracker {
 }
 
 impl MemTracker {
-    /// Take the baseline now, before allocating.
+    /// Take the baseline now, before allocating. The stream is synchronized first: cudarc
+    /// allocates from the device's stream-ordered pool (`cuMemAllocAsync` where the device
+    /// supports memory pools) and frees into it, and the pool (release threshold 0) gives a
+    /// freed block back only at the next synchronization. Without it, the previous case's
+    /// buffers, freed when it was dropped, would still count as used here, the new case's
+    /// allocations would reuse them without raising the use, and its peak would read near 0.
     pub(crate) fn start(g: &Gpu) -> Self {
+        // An error here (a context poisoned by an earlier fault) surfaces at the allocations.
+        let _ = g.sync();
         Self {
             base: g.mem_info().map(|(f, t)| t - f),
             peak: None,
@@ -301,6 +466,77 @@ impl MemTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drivers_older_than_cuda_13_are_refused_with_the_reason() {
+        assert_eq!(driver_supported(13000), Ok(()));
+        assert_eq!(driver_supported(13010), Ok(()));
+        let e = driver_supported(12080).unwrap_err();
+        assert!(
+            e.contains("supports CUDA 12.8") && e.contains("CUDA 13.0 driver"),
+            "{e}"
+        );
+        assert!(driver_supported(12040).unwrap_err().contains("CUDA 12.4"));
+    }
+
+    #[test]
+    fn a_failed_jit_names_the_file_the_cause_and_the_log() {
+        let e = jit_failure(
+            KernelId::GemmSm90,
+            "DriverError(CUDA_ERROR_UNSUPPORTED_PTX_VERSION)".into(),
+            sys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION,
+            Some("ptxas fatal: Unsupported .version 9.1"),
+        )
+        .to_string();
+        for want in [
+            "cuModuleLoadData",
+            "kernels/gemm_sm90.cu",
+            "newer than this driver",
+            "JIT log:\nptxas fatal",
+        ] {
+            assert!(e.contains(want), "`{want}` missing from: {e}");
+        }
+        let e = jit_failure(
+            KernelId::Gemm,
+            "E".into(),
+            sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY,
+            None,
+        )
+        .to_string();
+        assert_eq!(e, "cuModuleLoadData (PTX JIT): kernels/gemm.cu: E");
+    }
+
+    #[test]
+    fn only_errors_that_end_the_context_are_sticky() {
+        use sys::CUresult as R;
+        for c in [
+            R::CUDA_ERROR_ILLEGAL_ADDRESS,
+            R::CUDA_ERROR_LAUNCH_FAILED,
+            R::CUDA_ERROR_ASSERT,
+            R::CUDA_ERROR_MISALIGNED_ADDRESS,
+        ] {
+            assert!(is_sticky(c), "{c:?}");
+        }
+        // Errors of one call that leave the context usable.
+        for c in [
+            R::CUDA_SUCCESS,
+            R::CUDA_ERROR_OUT_OF_MEMORY,
+            R::CUDA_ERROR_INVALID_VALUE,
+            R::CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES,
+            R::CUDA_ERROR_NOT_READY,
+        ] {
+            assert!(!is_sticky(c), "{c:?}");
+        }
+        let why = context_lost("cuda:1", R::CUDA_ERROR_ILLEGAL_ADDRESS);
+        for want in [
+            "cuda:1",
+            "CUDA_ERROR_ILLEGAL_ADDRESS",
+            "earlier case",
+            "new process",
+        ] {
+            assert!(why.contains(want), "`{want}` missing from: {why}");
+        }
+    }
 
     #[test]
     fn device_names_parse() {

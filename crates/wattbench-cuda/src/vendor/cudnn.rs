@@ -526,9 +526,7 @@ impl ConvDescs {
     /// A handle on `g`'s stream, and the descriptors of `c`.
     fn new(g: &Gpu, c: &ConvParams) -> Result<Self, CudaError> {
         let d = Descs::new(c)?;
-        g.ctx
-            .bind_to_thread()
-            .map_err(lib("binding the CUDA context"))?;
+        g.bind()?;
         let handle = Handle(cudnn_result::create_handle().map_err(lib("cudnnCreate"))?);
         // SAFETY: a live handle; the stream is the GPU's, which outlives every case (the GPU
         // table keeps it for the process).
