@@ -480,7 +480,9 @@ NVIDIA_TF32_OVERRIDE=${NVIDIA_TF32_OVERRIDE:-0} limit 60 "$wb_py" - \
   >"$work/torch.txt" 2>"$work/torch-stderr.txt" <<'PY'
 # The GEMMs of step 6 timed by PyTorch itself (cuBLAS through torch.mm, one pair of CUDA
 # events per call, the median of 30 calls after 5 warm-up calls), to compare with wattbench's
-# cublas medians. fp32 stays fp32 (no TF32), as in wattbench (NVIDIA_TF32_OVERRIDE=0 too).
+# cublas medians. fp32 stays fp32 (no TF32), as in wattbench (NVIDIA_TF32_OVERRIDE=0 too), and
+# bf16 split-K partial sums stay fp32, as wattbench's cublas handle asks
+# (CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION; PyTorch allows bf16 ones by default).
 import json, statistics, sys
 try:
     import torch
@@ -497,6 +499,7 @@ if hasattr(mm, "fp32_precision"):  # torch >= 2.9: allow_tf32 is deprecated
 else:
     mm.allow_tf32 = False
     prec = "torch.backends.cuda.matmul.allow_tf32 = False"
+mm.allow_bf16_reduced_precision_reduction = False
 out = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.executable,
        "device": torch.cuda.get_device_name(0), "fp32": prec,
        "bf16_reduced_precision_reduction": bool(mm.allow_bf16_reduced_precision_reduction),

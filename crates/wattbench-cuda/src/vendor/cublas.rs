@@ -1,7 +1,7 @@
 //! `cublas`: one `cublasGemmEx` per call, fp32 (`CUBLAS_COMPUTE_32F` on fp32 data: plain
-//! FP32, no TF32, like our fp32 kernels) or bf16/f16 data with fp32 accumulation, algorithm
-//! `CUBLAS_GEMM_DEFAULT` (cuBLAS's own heuristic). Also the SGD update of `cudnn`'s training
-//! step ([`Saxpy`]), so that step stays vendor-only.
+//! FP32, no TF32, like our fp32 kernels) or bf16/f16 data with fp32 accumulation (split-K
+//! reductions too: [`GEMM_MATH`]), algorithm `CUBLAS_GEMM_DEFAULT` (cuBLAS's own heuristic).
+//! Also the SGD update of `cudnn`'s training step ([`Saxpy`]), so that step stays vendor-only.
 use super::{prepare_library, probe_cublas};
 use crate::backend::{common_supports, inference_only, versions, Lib};
 use crate::device::{operand, DevBuf, DeviceCall};
@@ -21,6 +21,25 @@ pub struct Cublas;
 /// A cuBLAS handle on `g`'s stream.
 fn handle(g: &Gpu) -> Result<CudaBlas, CudaError> {
     CudaBlas::new(g.stream.clone()).map_err(|e| CudaError::lib("cublasCreate", e))
+}
+
+/// The GEMM handle's math mode: `CUBLAS_DEFAULT_MATH` (no TF32 for fp32 data) with the flag
+/// `CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION`. Without the flag cuBLAS may reduce the
+/// partial sums of a split-K bf16/f16 GEMM in the output type (bf16/f16), so the accumulation
+/// would not be fp32 throughout as recorded (our split-K reduces in fp32). `CUBLAS_DEFAULT_MATH`
+/// is 0, so the flag's own value is the pair of them (set explicitly, not left to the handle's
+/// default).
+const GEMM_MATH: cbs::cublasMath_t =
+    cbs::cublasMath_t::CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+
+/// A cuBLAS handle on `g`'s stream for [`CublasGemm`], in [`GEMM_MATH`].
+fn gemm_handle(g: &Gpu) -> Result<CudaBlas, CudaError> {
+    let h = handle(g)?;
+    // SAFETY: a live handle just created; the mode is a valid `cublasMath_t`.
+    unsafe { cbs::cublasSetMathMode(*h.handle(), GEMM_MATH) }
+        .result()
+        .map_err(|e| CudaError::lib("cublasSetMathMode", e))?;
+    Ok(h)
 }
 
 /// cuBLAS arguments for a row-major GEMM: C = A·B row-major is Cᵀ = Bᵀ·Aᵀ column-major, so
@@ -47,7 +66,7 @@ fn data_type(dtype: DType) -> (cbs::cudaDataType_t, &'static str) {
 /// What a GEMM of `dtype` records as its implementation.
 fn gemm_implementation(dtype: DType) -> String {
     format!(
-        "cublasGemmEx CUBLAS_GEMM_DEFAULT, data {}, compute 32F",
+        "cublasGemmEx CUBLAS_GEMM_DEFAULT, data {}, compute 32F, reductions 32F",
         data_type(dtype).1
     )
 }
@@ -187,7 +206,7 @@ impl Backend for Cublas {
             let abc = <[View; 3]>::try_from(views)
                 .map_err(|v| CudaError::lib("cublas", format!("{} operands", v.len())))?;
             Ok(CublasGemm {
-                handle: handle(g)?,
+                handle: gemm_handle(g)?,
                 p,
                 dtype: case.dtype,
                 abc,
@@ -236,6 +255,11 @@ mod tests {
             let b: Vec<f64> = (0..20).map(|v| (v as f64).sin()).collect();
             let (cta, ctb, m, n, k, lda, ldb, ldc) = cublas_shape(&p);
             assert_eq!(ldc, 5);
+            // cuBLAS's argument rules: each leading dimension at least the rows of the matrix
+            // as stored (A: m x k for op N, k x m for op T; B: k x n or n x k; C: m x n).
+            assert!(lda >= if cta { k } else { m }, "{ta} {tb}: lda {lda}");
+            assert!(ldb >= if ctb { n } else { k }, "{ta} {tb}: ldb {ldb}");
+            assert!(ldc >= m);
             let c = colmajor_gemm(
                 cta,
                 ctb,
@@ -254,19 +278,30 @@ mod tests {
         }
     }
 
+    /// The GEMM handle's math mode is DEFAULT (no TF32, no pedantic or emulated math) plus
+    /// the flag that keeps split-K reductions in the fp32 compute type.
+    #[test]
+    fn gemm_math_is_default_with_fp32_reductions() {
+        let flag = cbs::cublasMath_t::CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION as u32;
+        let default = cbs::cublasMath_t::CUBLAS_DEFAULT_MATH as u32;
+        assert_eq!(GEMM_MATH as u32, default | flag);
+        // The low bits select the math: 0, DEFAULT; none of TF32, pedantic or emulation.
+        assert_eq!(GEMM_MATH as u32 & (flag - 1), default);
+    }
+
     #[test]
     fn gemm_records_its_data_and_compute_types() {
         assert_eq!(
             gemm_implementation(DType::F32),
-            "cublasGemmEx CUBLAS_GEMM_DEFAULT, data 32F, compute 32F"
+            "cublasGemmEx CUBLAS_GEMM_DEFAULT, data 32F, compute 32F, reductions 32F"
         );
         assert_eq!(
             gemm_implementation(DType::Bf16),
-            "cublasGemmEx CUBLAS_GEMM_DEFAULT, data 16BF, compute 32F"
+            "cublasGemmEx CUBLAS_GEMM_DEFAULT, data 16BF, compute 32F, reductions 32F"
         );
         assert_eq!(
             gemm_implementation(DType::F16),
-            "cublasGemmEx CUBLAS_GEMM_DEFAULT, data 16F, compute 32F"
+            "cublasGemmEx CUBLAS_GEMM_DEFAULT, data 16F, compute 32F, reductions 32F"
         );
     }
 }

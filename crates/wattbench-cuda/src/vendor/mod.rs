@@ -37,17 +37,42 @@ pub(crate) fn probe_cublas() -> Result<(), String> {
     }
 }
 
-/// Whether libcudnn can be loaded; why not.
+/// The cuDNN major version cudarc's bindings are generated for (`cudnn-09021`). Its enums
+/// (above all `cudnnStatus_t`: 1..14 in cuDNN 8, 1001..5004 in 9) are Rust enums, so another
+/// major's status codes would be invalid values, not errors.
+const CUDNN_MAJOR: i32 = 9;
+
+/// Whether libcudnn can be loaded, and is the major version the bindings describe; why not.
 pub(crate) fn probe_cudnn() -> Result<(), String> {
     // SAFETY: only tries to dlopen the candidate library names.
-    if unsafe { cds::is_culib_present() } {
-        Ok(())
-    } else {
-        Err(
+    if !unsafe { cds::is_culib_present() } {
+        return Err(
             "libcudnn.so not found (put cuDNN 9's lib/, e.g. the nvidia-cudnn-cu13 wheel's, on \
              LD_LIBRARY_PATH)"
                 .into(),
-        )
+        );
+    }
+    // cudarc loads the first candidate name that opens, unversioned `libcudnn.so` first: a
+    // system cuDNN 8 found under that name would win over the wheel's `libcudnn.so.9`.
+    let mut major = 0;
+    // SAFETY: the library is present (above); `major` is valid for writes. SUCCESS is 0 in
+    // every major version.
+    let r = unsafe { cds::cudnnGetProperty(cds::libraryPropertyType::MAJOR_VERSION, &mut major) };
+    let got = (r == cds::cudnnStatus_t::CUDNN_STATUS_SUCCESS).then_some(major);
+    check_cudnn_major(got)
+}
+
+/// [`probe_cudnn`]'s version rule on the major version the library reports (`None`: the query
+/// failed, which a cuDNN 9 never does).
+fn check_cudnn_major(got: Option<i32>) -> Result<(), String> {
+    match got {
+        Some(CUDNN_MAJOR) => Ok(()),
+        Some(m) => Err(format!(
+            "the libcudnn loaded is cuDNN {m}, but the bindings are cuDNN {CUDNN_MAJOR} (put \
+             cuDNN {CUDNN_MAJOR}'s lib/ first on LD_LIBRARY_PATH, with no other libcudnn.so \
+             found before it)"
+        )),
+        None => Err("libcudnn loads but cudnnGetProperty(MAJOR_VERSION) fails".into()),
     }
 }
 
@@ -136,6 +161,15 @@ pub(crate) fn prepare_library<C: DeviceCall + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_cudnn_9_is_used() {
+        assert_eq!(check_cudnn_major(Some(9)), Ok(()));
+        for other in [Some(8), Some(10), None] {
+            assert!(check_cudnn_major(other).is_err(), "{other:?}");
+        }
+        assert!(check_cudnn_major(Some(8)).unwrap_err().contains("cuDNN 8"));
+    }
 
     #[test]
     fn property_versions_need_every_part() {
