@@ -444,6 +444,32 @@ fn a_backend_failure_mid_run_fails_the_run_with_the_steps_done() {
     assert_eq!(back, r);
 }
 
+/// A backend error while the model is set up (an out-of-memory error uploading it), before
+/// any step, is the run's error: no result, since no step ran (the CLI writes no file and
+/// exits 1); a failure in the first step is a failed result with no step done.
+#[test]
+fn a_backend_failure_before_the_first_step_is_an_error_and_in_it_a_failed_result() {
+    let failing_at = |at: u64| {
+        Hooked(Arc::new(move |step| {
+            if step == at {
+                return Err(BackendError::failed("candle", "CUDA_ERROR_OUT_OF_MEMORY"));
+            }
+            Ok(())
+        }))
+    };
+    let o = tiny(ModelKind::Mlp, 5);
+    let run_with = |b: &Hooked| train_on(&o, b, None, &Control::default(), &mut |_| {});
+    match run_with(&failing_at(SETUP)) {
+        Err(TrainError::Backend(e @ BackendError::Failed { .. })) => {
+            assert!(e.to_string().contains("CUDA_ERROR_OUT_OF_MEMORY"), "{e}")
+        }
+        other => panic!("expected the backend's error, got {other:?}"),
+    }
+    let r = run_with(&failing_at(0)).expect("a failed result, not an error");
+    assert_eq!((r.status, r.steps), (Status::Failed, 0));
+    assert!(r.reason.as_deref().unwrap().contains("step 1/5"), "{r:?}");
+}
+
 /// Fake package meter: exactly 1 J ± 0.25 J over any window (one reading at each edge).
 fn one_joule_meter() -> Meters {
     one_joule_meter_and(Vec::new())
@@ -550,8 +576,12 @@ fn an_interrupt_before_the_first_step_reports_nothing() {
 type Hook = dyn Fn(u64) -> Result<(), BackendError> + Send + Sync;
 
 /// Candle, whose trainer runs a hook before each step: a step that blocks as long as the test
-/// wants, fails, or sets an interrupt.
+/// wants, fails, or sets an interrupt. The hook also runs, with [`SETUP`], before the trainer
+/// is built.
 struct Hooked(Arc<Hook>);
+
+/// The hook's step number while the trainer is being built (before any step).
+const SETUP: u64 = u64::MAX;
 
 /// Candle that blocks in step `at` until the test lets it go: says it entered on `entered`,
 /// then waits on `release`.
@@ -611,6 +641,7 @@ impl Backend for Hooked {
         true
     }
     fn trainer(&self, setup: &TrainSetup<'_>) -> Result<Box<dyn Trainer>, BackendError> {
+        (self.0)(SETUP)?;
         Ok(Box::new(HookedTrainer {
             inner: CandleBackend.trainer(setup)?,
             hook: self.0.clone(),
