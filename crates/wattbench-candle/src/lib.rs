@@ -8,7 +8,7 @@ mod ops;
 #[cfg(feature = "train")]
 mod train;
 
-use candle_core::{DType as CDType, Device, Tensor, Var};
+use candle_core::{DType as CDType, Device, DeviceLocation, Tensor, Var};
 use ops::Padding;
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::workload::{ConvParams, GemmParams, RnnParams, SGD_LR};
@@ -132,6 +132,8 @@ impl Backend for CandleBackend {
         Ok(Box::new(CandlePrepared {
             device: d,
             kernel,
+            dtype: case.dtype,
+            train_mode: case.mode == Mode::Train,
             inputs: ts,
             train,
             outs: Vec::new(),
@@ -169,6 +171,8 @@ struct Train {
 struct CandlePrepared {
     device: Device,
     kernel: Kernel,
+    dtype: DType,
+    train_mode: bool,
     inputs: Vec<Tensor>,
     train: Option<Train>,
     outs: Vec<Tensor>,
@@ -216,6 +220,69 @@ fn train_step(kernel: &Kernel, inputs: &[Tensor], tr: &Train) -> candle_core::Re
     Ok(outs)
 }
 
+/// What runs a case, for its result. On the CPU, the threads candle's ops use, which
+/// side-by-side figures depend on: its matmuls split into `RAYON_NUM_THREADS` tasks (else
+/// candle-core 0.11's default, the physical cores, or the CPUs `CANDLE_CPU_MASK` names), its
+/// elementwise ops run on a pool of `CANDLE_NUM_THREADS` (else the same) threads; and that its
+/// bf16 matmuls are f32 ones there (it has no bf16 GEMM kernel on the CPU: it widens both
+/// operands to f32 in every call and rounds the product back, all inside the timed call). On
+/// CUDA, the compute type its cuBLAS GEMMs ask for (reduced precision: TF32 for f32, fp16
+/// accumulation for f16, only where candle's per-dtype flag allows it; off by default) and
+/// how it convolves (its own kernels: this build has no cuDNN).
+fn describe(device: &Device, kernel: &Kernel, dtype: DType, train: bool) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => {
+            let gemm = candle_core::utils::get_num_threads();
+            let elementwise = candle_core::utils::barrier_pool().n_workers() + 1;
+            let mut s = format!("candle CPU ops, {gemm} threads");
+            if elementwise != gemm {
+                s += &format!(" ({elementwise} for elementwise ops, CANDLE_NUM_THREADS)");
+            }
+            if dtype == DType::Bf16 {
+                s += "; bf16 matmuls computed as f32 ones (candle-core 0.11 has no bf16 GEMM on \
+                      the CPU: it widens both operands to f32 and rounds the product to bf16)";
+            }
+            s
+        }
+        DeviceLocation::Cuda { gpu_id } => {
+            use candle_core::cuda::{
+                gemm_reduced_precision_bf16, gemm_reduced_precision_f16, gemm_reduced_precision_f32,
+            };
+            let (reduced, what) = match dtype {
+                DType::F32 => (gemm_reduced_precision_f32(), "TF32"),
+                DType::F16 => (gemm_reduced_precision_f16(), "fp16 accumulation"),
+                DType::Bf16 => (
+                    gemm_reduced_precision_bf16(),
+                    "CUBLAS_COMPUTE_32F_FAST_16BF",
+                ),
+            };
+            let gemm = if reduced {
+                format!(
+                    "cuBLAS GEMMs in reduced precision ({what}: candle's reduced-precision flag \
+                     for {} is on)",
+                    dtype.as_str()
+                )
+            } else {
+                format!(
+                    "cuBLAS GEMMs with fp32 compute (candle's reduced-precision flag for {} is \
+                     off)",
+                    dtype.as_str()
+                )
+            };
+            let conv = match kernel {
+                Kernel::Conv(..) if train => {
+                    "; convolution by candle's im2col kernel and a cuBLAS GEMM, its input \
+                     gradient by candle's direct transposed-convolution kernel"
+                }
+                Kernel::Conv(..) => "; convolution by candle's im2col kernel and a cuBLAS GEMM",
+                _ => "",
+            };
+            format!("candle CUDA ops on cuda:{gpu_id}: {gemm}{conv}")
+        }
+        DeviceLocation::Metal { gpu_id } => format!("candle Metal ops on metal:{gpu_id}"),
+    }
+}
+
 impl Prepared for CandlePrepared {
     fn execute(&mut self) -> Result<(), BackendError> {
         self.outs = match &self.train {
@@ -230,16 +297,13 @@ impl Prepared for CandlePrepared {
         self.device.synchronize().map_err(err)
     }
 
-    /// On the CPU, the threads candle's ops use (`RAYON_NUM_THREADS`, else the logical CPUs
-    /// this process may use), which side-by-side figures depend on: libtorch's pool counts
-    /// physical cores, so on a machine with SMT the two differ.
     fn implementation(&self) -> Option<String> {
-        self.device.is_cpu().then(|| {
-            format!(
-                "candle CPU ops, {} threads",
-                candle_core::utils::get_num_threads()
-            )
-        })
+        Some(describe(
+            &self.device,
+            &self.kernel,
+            self.dtype,
+            self.train_mode,
+        ))
     }
 
     fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {

@@ -75,8 +75,7 @@ fn unavailable_cuda_devices_say_why_and_run_nothing() {
     }
 }
 
-/// A CPU case names the threads candle's ops use: side-by-side figures depend on them, and
-/// candle's pool (logical CPUs) and libtorch's (physical cores) differ on machines with SMT.
+/// A CPU case names the threads candle's ops use: side-by-side figures depend on them.
 #[test]
 fn cpu_cases_name_the_threads_their_ops_use() {
     assert_eq!(
@@ -86,4 +85,31 @@ fn cpu_cases_name_the_threads_their_ops_use() {
             candle_core::utils::get_num_threads()
         ))
     );
+}
+
+/// candle-core 0.11 computes a bf16 matmul on the CPU as an f32 one (both operands widened in
+/// every call, the product rounded back): a bf16 case says so, since its time is that of an
+/// f32 GEMM plus the conversions, not of a bf16 kernel.
+#[test]
+fn cpu_bf16_cases_say_their_matmuls_are_computed_in_f32() {
+    use wattbench_core::workload::{Case, DType, GemmParams, Mode, Params};
+    use wattbench_core::Backend;
+    let implementation = |dtype| {
+        let case = Case {
+            params: Params::Gemm(GemmParams::new(4, 3, 2)),
+            mode: Mode::Infer,
+            dtype,
+            tag: None,
+        };
+        let inputs = wattbench_core::tensor::generate_case_inputs(&case, 1);
+        let mut p = wattbench_candle::CandleBackend
+            .prepare(&case, "cpu", &inputs)
+            .unwrap();
+        p.execute().unwrap();
+        p.implementation().unwrap()
+    };
+    let bf16 = implementation(DType::Bf16);
+    assert!(bf16.contains("bf16 matmuls computed as f32 ones"), "{bf16}");
+    let f16 = implementation(DType::F16);
+    assert!(!f16.contains("computed as f32"), "{f16}");
 }

@@ -66,10 +66,38 @@ pub(crate) fn upload(data: &[f32], shape: &[usize], k: Kind, d: Device) -> tch::
         .f_to_device(d)
 }
 
-/// Waits for `d` (CUDA); CPU ops complete before they return.
-pub(crate) fn sync(d: Device) {
-    if let Device::Cuda(i) = d {
-        tch::Cuda::synchronize(i as i64);
+/// Waits for `d` (CUDA); CPU ops complete before they return. A CUDA error reported here
+/// (an earlier kernel's fault surfaces at the next synchronisation) is the case's error, not
+/// a panic that ends the run: tch's `Cuda::synchronize` unwraps libtorch's error, so its two
+/// C calls are made here, the error read instead of unwrapped.
+pub(crate) fn sync(d: Device) -> Result<(), BackendError> {
+    let Device::Cuda(i) = d else {
+        return Ok(());
+    };
+    // SAFETY: takes a device index; libtorch catches its own exceptions and leaves their
+    // message in the last-error slot, read next.
+    unsafe { torch_sys::cuda::atc_synchronize(i as i64) };
+    match last_torch_error() {
+        None => Ok(()),
+        Some(e) => Err(BackendError::failed(
+            "tch",
+            format!("synchronizing cuda:{i}: {}", e.lines().next().unwrap_or("")),
+        )),
+    }
+}
+
+/// libtorch's last error (its message, then a C++ backtrace), cleared; `None` when there is none.
+fn last_torch_error() -> Option<String> {
+    // SAFETY: returns null, or a malloc'ed NUL-terminated string that the caller owns: read
+    // once, then freed.
+    unsafe {
+        let p = torch_sys::get_and_reset_last_err();
+        if p.is_null() {
+            return None;
+        }
+        let s = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        libc::free(p.cast());
+        Some(s)
     }
 }
 
@@ -128,6 +156,7 @@ impl Backend for TchBackend {
         };
         Ok(Box::new(TchPrepared {
             params: case.params,
+            dtype: case.dtype,
             inputs: ts,
             train,
             outs: Vec::new(),
@@ -151,6 +180,7 @@ impl Backend for TchBackend {
 
 struct TchPrepared {
     params: Params,
+    dtype: DType,
     inputs: Vec<Tensor>,
     train: Option<Train>,
     outs: Vec<Tensor>,
@@ -174,28 +204,30 @@ fn forward(params: &Params, t: &[Tensor]) -> tch::Result<Tensor> {
 
 /// One training step: forward, `L = Σ y·dy`, autograd backward, SGD on the weights. Returns
 /// `[y, gradients…, updated weights…]` as handles, not copies (a copy of every gradient and
-/// weight inside the timed call would be work no training step does): they hold this step's
-/// values until the next step, and `outputs` reads them right after it.
+/// weight inside the timed call would be work no training step does): the updated weights
+/// hold this step's values until the next step, and `outputs` reads them right after it.
+///
+/// The gradients come from `torch::autograd::grad` (`run_backward`), fresh each step, as
+/// `loss.backward()` writes them after PyTorch's `zero_grad(set_to_none=True)`: kept in the
+/// inputs' `.grad` and zeroed with `zero_grad()` instead, every step after the first (the
+/// verified one) would also fill each gradient with zeros and add the new one into it, two
+/// passes over every gradient the timed steps would do and the verified one did not.
 fn train_step(params: &Params, inputs: &[Tensor], tr: &Train) -> tch::Result<Vec<Tensor>> {
-    for &i in &tr.grad_inputs {
-        let mut t = inputs[i].shallow_clone();
-        t.zero_grad();
-    }
     let y = forward(params, inputs)?;
     let loss = y
         .f_to_kind(Kind::Float)?
         .f_mul(&tr.dy)?
         .f_sum(Kind::Float)?;
-    loss.f_backward()?;
+    let differentiated: Vec<&Tensor> = tr.grad_inputs.iter().map(|&i| &inputs[i]).collect();
+    let grads = Tensor::f_run_backward(&[&loss], &differentiated, false, false)?;
     let mut outs = vec![y.f_detach()?];
-    for &i in &tr.grad_inputs {
-        outs.push(inputs[i].grad().f_detach()?);
-    }
+    outs.extend(grads.iter().map(Tensor::shallow_clone));
     let _guard = tch::no_grad_guard();
     for &i in &tr.weight_inputs {
+        let g = tr.grad_inputs.iter().position(|&j| j == i);
+        let g = &grads[g.expect("every weight is differentiated")];
         let mut w = inputs[i].shallow_clone();
-        let step = inputs[i].grad().f_mul_scalar(SGD_LR)?;
-        let _ = w.f_sub_(&step)?;
+        let _ = w.f_sub_(&g.f_mul_scalar(SGD_LR)?)?;
         outs.push(w.f_detach()?);
     }
     Ok(outs)
@@ -214,19 +246,19 @@ impl Prepared for TchPrepared {
     }
 
     fn sync(&mut self) -> Result<(), BackendError> {
-        sync(self.device);
-        Ok(())
+        sync(self.device)
     }
 
     /// On the CPU, the threads libtorch's ops use (its intra-op pool: the machine's physical
-    /// cores unless `OMP_NUM_THREADS` says otherwise), which side-by-side figures depend on:
-    /// candle's pool counts logical CPUs, so on a machine with SMT the two differ.
+    /// cores unless `OMP_NUM_THREADS` says otherwise), which side-by-side figures depend on.
+    /// On CUDA, what libtorch picks its kernels by ([`cuda::describe`]).
     fn implementation(&self) -> Option<String> {
-        (self.device == Device::Cpu).then(|| {
-            format!(
+        Some(match self.device {
+            Device::Cuda(i) => cuda::describe(i, &self.params, self.dtype),
+            _ => format!(
                 "libtorch CPU ops, {} intra-op threads",
                 tch::get_num_threads()
-            )
+            ),
         })
     }
 
@@ -247,4 +279,55 @@ pub(crate) fn download(t: &Tensor) -> Result<Vec<f32>, BackendError> {
         .and_then(|t| t.f_to_device(Device::Cpu))
         .map_err(err)?;
     Vec::<f32>::try_from(&flat).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattbench_core::workload::GemmParams;
+
+    /// A timed training step does the work of the verified one, no more: gradients are fresh
+    /// tensors each step, never kept in the inputs' `.grad` to be zeroed and accumulated into
+    /// (two more passes over every gradient, in every step after the first), so a step's
+    /// gradients are not overwritten by the next step.
+    #[test]
+    fn training_steps_write_fresh_gradients_and_accumulate_nothing() {
+        let params = Params::Gemm(GemmParams::new(3, 4, 5));
+        let a = Tensor::randn([3, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let b = Tensor::randn([5, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let tr = Train {
+            dy: Tensor::randn([3, 4], (Kind::Float, Device::Cpu)),
+            grad_inputs: params.grad_inputs(),
+            weight_inputs: params.weight_inputs(),
+        };
+        let inputs = [a, b];
+        let first = train_step(&params, &inputs, &tr).unwrap();
+        let first_db = download(&first[2]).unwrap();
+        for t in &inputs {
+            assert!(!t.grad().defined(), "a gradient was kept in .grad");
+        }
+        let second = train_step(&params, &inputs, &tr).unwrap();
+        // dB = Aᵀ·dY does not depend on B: the same in both steps, and not doubled.
+        assert_eq!(
+            download(&first[2]).unwrap(),
+            first_db,
+            "step 2 overwrote step 1's dB"
+        );
+        assert_eq!(download(&second[2]).unwrap(), first_db);
+        // dA = dY·Bᵀ does, B having moved by the first update.
+        assert_ne!(download(&second[1]).unwrap(), download(&first[1]).unwrap());
+    }
+
+    /// A failed CUDA synchronisation is an error of the case, not a panic. Shown here where
+    /// libtorch has no CUDA device to synchronise (loaded, as always, before any CUDA call).
+    #[test]
+    fn a_failed_cuda_synchronisation_is_an_error() {
+        if cuda::runtime().is_ok() {
+            return; // a GPU is there: nothing fails
+        }
+        let e = sync(Device::Cuda(0)).unwrap_err().to_string();
+        assert!(e.starts_with("tch failed: synchronizing cuda:0: "), "{e}");
+        assert!(!e.contains("frame #") && !e.contains("unwrap"), "{e}");
+        assert!(sync(Device::Cpu).is_ok());
+    }
 }

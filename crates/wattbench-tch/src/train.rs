@@ -95,16 +95,15 @@ impl TchTrainer {
 }
 
 impl Trainer for TchTrainer {
+    /// Gradients fresh each step (`torch::autograd::grad`), as `backward()` after PyTorch's
+    /// `zero_grad(set_to_none=True)` writes them: not kept in `.grad`, zeroed and added into.
     fn step(&mut self, bi: usize, lr: f64, want_loss: bool) -> Result<Option<f32>, BackendError> {
-        for p in self.params.iter_mut() {
-            p.zero_grad();
-        }
         let loss = self.mse(bi).map_err(err)?;
-        loss.f_backward().map_err(err)?;
+        let grads = Tensor::f_run_backward(&[&loss], &self.params, false, false).map_err(err)?;
         {
             let _guard = tch::no_grad_guard();
-            for p in self.params.iter_mut() {
-                let step = p.grad().f_mul_scalar(lr).map_err(err)?;
+            for (p, g) in self.params.iter_mut().zip(&grads) {
+                let step = g.f_mul_scalar(lr).map_err(err)?;
                 let _ = p.f_sub_(&step).map_err(err)?;
             }
         }
@@ -122,11 +121,34 @@ impl Trainer for TchTrainer {
     }
 
     fn sync(&mut self) -> Result<(), BackendError> {
-        crate::sync(self.device);
-        Ok(())
+        crate::sync(self.device)
     }
 
     fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
         self.params.iter().map(download).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattbench_core::model::{Dataset, ModelKind, Size};
+
+    /// A step leaves no gradient in the parameters' `.grad` for the next to zero and add into.
+    #[test]
+    fn steps_keep_no_gradient_to_accumulate_into() {
+        let model = ModelConfig::new(ModelKind::Mlp, Size::Tiny);
+        let data = Dataset::generate(&model, 4, 1, 3);
+        let init = model.init_params(3);
+        let setup = TrainSetup {
+            model: &model,
+            data: &data,
+            init: &init,
+            device: "cpu",
+        };
+        let mut t = TchTrainer::new(Device::Cpu, &setup).unwrap();
+        t.step(0, 0.1, false).unwrap();
+        t.step(0, 0.1, true).unwrap();
+        assert!(t.params.iter().all(|p| !p.grad().defined()));
     }
 }

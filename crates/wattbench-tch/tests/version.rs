@@ -9,8 +9,7 @@ fn built_against_libtorch_2_11() {
     );
 }
 
-/// A CPU case names the threads libtorch's ops use: side-by-side figures depend on them, and
-/// libtorch's pool (physical cores) and candle's (logical CPUs) differ on machines with SMT.
+/// A CPU case names the threads libtorch's ops use: side-by-side figures depend on them.
 #[test]
 fn cpu_cases_name_the_threads_their_ops_use() {
     assert_eq!(

@@ -151,10 +151,11 @@ fn host_names(node: Option<String>, own: Option<String>) -> (Option<String>, Opt
 /// Environment variables that change what a run measures: which GPUs CUDA sees and in what
 /// order, TF32 and other library modes, and the thread counts of the CPU libraries (OpenMP
 /// for libtorch, rayon for candle, MKL and OpenBLAS).
-pub const RECORDED_VARIABLES: [&str; 12] = [
+pub const RECORDED_VARIABLES: [&str; 16] = [
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
     "CUBLAS_WORKSPACE_CONFIG",
     "CUDA_LAUNCH_BLOCKING",
     "CUDA_MODULE_LOADING",
@@ -163,6 +164,9 @@ pub const RECORDED_VARIABLES: [&str; 12] = [
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "RAYON_NUM_THREADS",
+    "CANDLE_NUM_THREADS",
+    "CANDLE_CPU_MASK",
+    "CANDLE_CPU_AFFINITY",
     "GOMP_CPU_AFFINITY",
 ];
 
