@@ -69,6 +69,18 @@ pub fn rnn_gradients(
     }
 }
 
+/// The L2 cache of `device` (`cuda:N`), bytes, as the driver reports it: `wattbench ceilings`
+/// sizes its copies well above it, so that they measure the device memory, not the cache.
+pub fn l2_cache_bytes(device: &str) -> Result<u64, BackendError> {
+    let e = |e: CudaError| e.into_backend("cuda");
+    let g = crate::gpu::gpu(device).map_err(e)?;
+    let l2 = g
+        .ctx
+        .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+        .map_err(|x| e(CudaError::lib("cuDeviceGetAttribute", x)))?;
+    Ok(u64::try_from(l2).unwrap_or(0))
+}
+
 /// Device-to-device copy times of `device` (`cuda:N`) for `wattbench ceilings`: one copy of
 /// `bytes` bytes between two buffers of that device, untimed, then `reps` copies each timed
 /// with CUDA events; seconds per copy. The destination is read back and compared with the

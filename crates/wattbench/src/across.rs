@@ -31,6 +31,9 @@ pub struct Machine {
     pub runs: usize,
     /// The ceilings file used for its roofs, when one was found.
     pub ceilings: Option<String>,
+    /// Those ceilings are a `--quick` measurement: a lower bound, under which every "of peak"
+    /// reads high.
+    pub ceilings_quick: bool,
 }
 
 /// One case on one machine.
@@ -163,6 +166,7 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
                     hosts: Vec::new(),
                     runs: 0,
                     ceilings: found.as_ref().map(|(p, _)| p.display().to_string()),
+                    ceilings_quick: found.as_ref().is_some_and(|(_, c)| c.is_quick()),
                 });
                 roofs.push(found.map(|(_, c)| c));
                 machines.len() - 1
@@ -293,6 +297,19 @@ fn cell(
     }
 }
 
+/// ` (quick)` after an "of peak" figure of `machine` when its ceilings are a quick measurement
+/// (a lower bound: the figure reads high).
+pub fn quick_mark(a: &Across, machine: &str) -> &'static str {
+    if a.machines
+        .iter()
+        .any(|m| m.label == machine && m.ceilings_quick)
+    {
+        " (quick ceilings)"
+    } else {
+        ""
+    }
+}
+
 /// The comparison as text.
 pub fn render(a: &Across, format: Format) -> String {
     if format == Format::Json {
@@ -311,7 +328,14 @@ pub fn render(a: &Across, format: Format) -> String {
             } else {
                 m.hosts.join(", ")
             },
-            m.ceilings.as_deref().unwrap_or("no ceilings file found")
+            match (&m.ceilings, m.ceilings_quick) {
+                (Some(p), true) => format!(
+                    "{p}, quick: a lower bound, its \"of peak\" reads high: run `wattbench \
+                     ceilings` on it"
+                ),
+                (Some(p), false) => p.clone(),
+                (None, _) => "no ceilings file found".into(),
+            }
         ));
     }
     let mut t = Table::new();
@@ -340,8 +364,9 @@ pub fn render(a: &Across, format: Format) -> String {
                 c.runs.to_string(),
                 units::seconds(c.median_s),
                 c.gflops_per_s.map_or("—".into(), units::sig),
-                c.fraction_of_roof
-                    .map_or("—".into(), |f| format!("{:.0} %", 100.0 * f)),
+                c.fraction_of_roof.map_or("—".into(), |f| {
+                    format!("{:.0} %{}", 100.0 * f, quick_mark(a, &c.machine))
+                }),
                 c.joules_per_gflop.map_or("no energy".into(), |j| {
                     let src: Vec<&str> = c.energy_sources.iter().map(|s| s.as_str()).collect();
                     format!("{} ({})", units::sig(j.value), src.join("+"))

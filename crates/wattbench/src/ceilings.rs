@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use wattbench_core::harness::{skipped, CaseInputs, Harness, HarnessConfig};
-use wattbench_core::result::{CaseResult, Environment, Status};
+use wattbench_core::result::{CaseResult, Environment, GpuState, Status};
 use wattbench_core::stats::quantile_sorted;
 use wattbench_core::workload::GemmParams;
 use wattbench_core::{Case, DType, Mode, Params};
@@ -112,6 +112,11 @@ pub struct PeakGemm {
     pub backend: String,
     /// The case id of that GEMM (shape included).
     pub case_id: String,
+    /// On a GPU: its clocks, temperature, power and throttle reasons (NVML) right after that
+    /// GEMM's timing, so that a peak taken while throttled says so; null on the CPU, without
+    /// NVML, and in older files.
+    #[serde(default)]
+    pub gpu_state: Option<GpuState>,
 }
 
 /// A device that was not measured.
@@ -232,17 +237,17 @@ pub fn default_path(fingerprint: &str) -> PathBuf {
     Path::new(DEFAULT_DIR).join(format!("{}.json", slug(fingerprint)))
 }
 
-/// The ceilings measured on the machine with `fingerprint`, looked for in every `*.json` of
-/// `dirs` (missing folders and unreadable files are passed over); the newest when several
-/// match.
-pub fn find(fingerprint: &str, dirs: &[PathBuf]) -> Option<(PathBuf, Ceilings)> {
+/// Every ceilings file of the machine with `fingerprint` among the `*.json` of `dirs`
+/// (missing folders and unreadable files are passed over), in name order.
+pub fn find_all(fingerprint: &str, dirs: &[PathBuf]) -> Vec<(PathBuf, Ceilings)> {
     let mut found: Vec<(PathBuf, Ceilings)> = Vec::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
-        for e in entries.flatten() {
-            let p = e.path();
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
             if p.extension().is_none_or(|x| x != "json") {
                 continue;
             }
@@ -257,6 +262,13 @@ pub fn find(fingerprint: &str, dirs: &[PathBuf]) -> Option<(PathBuf, Ceilings)> 
             }
         }
     }
+    found
+}
+
+/// The ceilings measured on the machine with `fingerprint`, looked for in every `*.json` of
+/// `dirs` ([`find_all`]); of several, the one [`choose`] picks.
+pub fn find(fingerprint: &str, dirs: &[PathBuf]) -> Option<(PathBuf, Ceilings)> {
+    let mut found = find_all(fingerprint, dirs);
     let refs: Vec<&(PathBuf, Ceilings)> = found.iter().collect();
     let (best, _) = choose(&refs)?;
     Some(found.swap_remove(best))
@@ -272,7 +284,8 @@ pub struct CeilingsArgs {
     /// Print the document as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
-    /// Size of each copy buffer, MiB, host and device [default: 1024; 64 with --quick].
+    /// Size of each copy buffer, MiB, host and device [default: 1024; 64 with --quick; at
+    /// least 4 times the last-level cache (host) or L2 (GPU) unless given].
     #[arg(long, value_name = "MIB")]
     copy_mib: Option<usize>,
     /// Timed copies per device, after one untimed copy; the best is the ceiling [default: 10;
@@ -296,8 +309,9 @@ pub struct CeilingsArgs {
     /// given explicitly still win): a lower bound of the ceilings, not the ceilings.
     #[arg(long)]
     quick: bool,
-    /// Measure only when the file does not exist yet (a file that is not a ceilings file of
-    /// this machine is an error, not replaced).
+    /// Measure only when the file does not exist yet, or (without --quick) holds only a quick
+    /// measurement (a file that is not a ceilings file of this machine is an error, not
+    /// replaced).
     #[arg(long)]
     if_missing: bool,
     /// With --quick: replace a full measurement at the output path (refused without it: a
@@ -309,6 +323,8 @@ pub struct CeilingsArgs {
 /// The sizes a measurement uses.
 struct Sizes {
     copy_mib: usize,
+    /// `--copy-mib` was given: kept even where it is below the cache rule ([`copy_bytes`]).
+    copy_explicit: bool,
     copies: usize,
     gemm: usize,
     gpu_gemm: usize,
@@ -321,6 +337,7 @@ impl CeilingsArgs {
         };
         let s = Sizes {
             copy_mib: pick(self.copy_mib, 1024, 64),
+            copy_explicit: self.copy_mib.is_some(),
             copies: pick(self.copies, 10, 3),
             gemm: pick(self.gemm_size, 2048, 256),
             gpu_gemm: pick(self.gpu_gemm_size, 8192, 2048),
@@ -334,50 +351,222 @@ impl CeilingsArgs {
     }
 }
 
+/// Buffers of a bandwidth copy are at least this many times the cache they could sit in
+/// (STREAM's rule: each array at least four times the caches), so that the copy measures the
+/// memory, not the cache.
+const CACHE_MULTIPLE: u64 = 4;
+
+/// The bytes of each copy buffer: `mib` MiB, raised to [`CACHE_MULTIPLE`] × `cache` (the
+/// cache in front of the memory, bytes) unless the size was given (`explicit`); and, when the
+/// buffers are smaller than that, a warning in words.
+fn copy_bytes(mib: usize, explicit: bool, cache: Option<u64>) -> (usize, Option<String>) {
+    let bytes = mib << 20;
+    let Some(cache) = cache.filter(|&c| c > 0) else {
+        return (bytes, None);
+    };
+    let need = usize::try_from((CACHE_MULTIPLE * cache).div_ceil(1 << 20) << 20).unwrap_or(bytes);
+    if bytes >= need {
+        (bytes, None)
+    } else if !explicit {
+        (need, None)
+    } else {
+        (
+            bytes,
+            Some(format!(
+                "the {} buffers are less than {CACHE_MULTIPLE} times the {} cache: the copy may \
+                 run in the cache, and its figure be the cache's bandwidth, above the memory's",
+                wattbench_core::units::mib(bytes as u64),
+                wattbench_core::units::mib(cache)
+            )),
+        )
+    }
+}
+
+/// The host's last-level cache, bytes, all instances summed (one per socket or core complex):
+/// the highest level of data or unified cache in sysfs; `None` where sysfs does not say.
+fn last_level_cache_bytes() -> Option<u64> {
+    let mut caches: BTreeMap<(u32, String), u64> = BTreeMap::new();
+    for cpu in std::fs::read_dir("/sys/devices/system/cpu").ok()?.flatten() {
+        let name = cpu.file_name().to_string_lossy().into_owned();
+        if !name
+            .strip_prefix("cpu")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(indices) = std::fs::read_dir(cpu.path().join("cache")) else {
+            continue;
+        };
+        for index in indices.flatten() {
+            let read = |f: &str| std::fs::read_to_string(index.path().join(f)).ok();
+            let (Some(level), Some(kind), Some(size), Some(shared)) = (
+                read("level").and_then(|l| l.trim().parse::<u32>().ok()),
+                read("type"),
+                read("size").and_then(|s| cache_size(&s)),
+                read("shared_cpu_list"),
+            ) else {
+                continue;
+            };
+            if kind.trim() == "Instruction" {
+                continue;
+            }
+            // One entry per cache: the CPUs sharing it name it.
+            caches.insert((level, shared.trim().to_string()), size);
+        }
+    }
+    let top = caches.keys().map(|(l, _)| *l).max()?;
+    Some(
+        caches
+            .iter()
+            .filter(|((l, _), _)| *l == top)
+            .map(|(_, s)| s)
+            .sum(),
+    )
+}
+
+/// A sysfs cache size (`32768K`, `1M`, `512`), bytes.
+fn cache_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (n, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let n: u64 = n.parse().ok()?;
+    let unit = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return None,
+    };
+    Some(n * unit)
+}
+
+/// Wait, spinning (then yielding: never for long on a machine with a thread per core), until
+/// `ready`.
+fn wait_until(ready: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !ready() {
+        if spins < 1 << 14 {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Host memory bandwidth: `threads` threads each copy their share of a `bytes` buffer into
 /// another, `reps` times after one untimed copy; every page of both buffers is written before
-/// timing, and the copy is compared with its source at the end.
-fn host_copy(bytes: usize, reps: usize) -> Result<MemoryCeiling> {
+/// timing (each share by the thread that copies it: first-touch places it on that thread's
+/// memory node), and the copy is compared with its source at the end. The threads are
+/// started once, before any copy, and each copy is timed from the moment all of them are
+/// running and waiting for it: its time is the copy, not the starting (tens of µs a thread,
+/// milliseconds on a large server: as long as a copy there) or waking of threads.
+fn host_copy(bytes: usize, reps: usize, cache: Option<u64>) -> Result<MemoryCeiling> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Page-aligned shares, so that no two threads write the same page.
-    let chunk = bytes.div_ceil(threads).div_ceil(4096) * 4096;
-    let mut src = vec![0u8; bytes];
-    let mut dst = vec![0u8; bytes];
-    std::thread::scope(|s| {
-        for (i, (a, b)) in src.chunks_mut(chunk).zip(dst.chunks_mut(chunk)).enumerate() {
-            s.spawn(move || {
-                for (j, x) in a.iter_mut().enumerate() {
-                    *x = (j % 251) as u8 ^ i as u8;
-                }
-                b.fill(0xff);
-            });
+    if let Some(avail) = wattbench_core::memory::available_bytes() {
+        if (bytes as u64).saturating_mul(2) > avail {
+            anyhow::bail!(
+                "two buffers of {} do not fit in the {} of memory available",
+                wattbench_core::units::mib(bytes as u64),
+                wattbench_core::units::mib(avail)
+            );
         }
-    });
-    let copy = |dst: &mut [u8]| {
-        let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for (a, b) in src.chunks(chunk).zip(dst.chunks_mut(chunk)) {
-                s.spawn(move || b.copy_from_slice(a));
-            }
-        });
-        t0.elapsed().as_secs_f64()
-    };
-    copy(&mut dst);
-    let times: Vec<f64> = (0..reps).map(|_| copy(&mut dst)).collect();
-    if src != dst {
-        anyhow::bail!("internal error: the host copy did not reproduce its source");
     }
+    let times = timed_copies(bytes, reps, threads)?;
+    let share = if threads > 1 {
+        format!("{threads} threads (started once, before the first copy) each copy their share")
+    } else {
+        "one thread copies".to_string()
+    };
     Ok(memory_ceiling(
         format!(
-            "host memory: {threads} threads each copy their share of a {} buffer into a second \
-             one (memcpy), {reps} times after one untimed copy, every page touched before; \
-             bytes read + bytes written per copy; the best copy is the ceiling",
-            wattbench_core::units::mib(bytes as u64)
+            "host memory: {share} of a {} buffer into a second one (memcpy), {reps} times \
+             after one untimed copy, every page touched before; {}; bytes read + bytes \
+             written per copy; the best copy is the ceiling",
+            wattbench_core::units::mib(bytes as u64),
+            cache_words(bytes, cache, "last-level cache (all instances)")
         ),
         bytes,
         Some(threads),
         &times,
     ))
+}
+
+/// The seconds of each of `reps` timed copies of [`host_copy`] by `threads` threads.
+fn timed_copies(bytes: usize, reps: usize, threads: usize) -> Result<Vec<f64>> {
+    let threads = threads.max(1);
+    // Page-aligned shares, so that no two threads write the same page.
+    let chunk = bytes.div_ceil(threads).div_ceil(4096) * 4096;
+    let mut src = vec![0u8; bytes];
+    let mut dst = vec![0u8; bytes];
+    // Round 1 fills the buffers, round 2 is the untimed copy, the rest are timed.
+    let rounds = reps + 2;
+    let work = |round: usize, i: usize, a: &mut [u8], b: &mut [u8]| {
+        if round == 1 {
+            for (j, x) in a.iter_mut().enumerate() {
+                *x = (j % 251) as u8 ^ i as u8;
+            }
+            b.fill(0xff);
+        } else {
+            b.copy_from_slice(a);
+        }
+    };
+    // Each round: the threads meet at a barrier (untimed), say they are ready and spin until
+    // this thread starts the clock and lets them go; the copy's time runs from then until
+    // the last share is done.
+    let ready = std::sync::atomic::AtomicUsize::new(0);
+    let go = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    // This thread copies the first share itself: as many copying threads as cores.
+    let helpers = bytes.div_ceil(chunk) - 1;
+    let meet = std::sync::Barrier::new(helpers + 1);
+    let mut times = Vec::with_capacity(reps);
+    std::thread::scope(|s| {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+        let mut shares = src.chunks_mut(chunk).zip(dst.chunks_mut(chunk));
+        let (a0, b0) = shares.next().expect("a buffer of at least one byte");
+        let (ready, go, done, meet) = (&ready, &go, &done, &meet);
+        for (i, (a, b)) in shares.enumerate() {
+            s.spawn(move || {
+                for round in 1..=rounds {
+                    meet.wait();
+                    ready.fetch_add(1, AcqRel);
+                    wait_until(|| go.load(Acquire) >= round);
+                    work(round, i + 1, a, b);
+                    done.fetch_add(1, AcqRel);
+                }
+            });
+        }
+        for round in 1..=rounds {
+            meet.wait();
+            wait_until(|| ready.load(Acquire) >= round * helpers);
+            let t0 = Instant::now();
+            go.store(round, Release);
+            work(round, 0, a0, b0);
+            wait_until(|| done.load(Acquire) >= round * helpers);
+            if round > 2 {
+                times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+    });
+    if src != dst {
+        anyhow::bail!("internal error: the host copy did not reproduce its source");
+    }
+    Ok(times)
+}
+
+/// The buffers against the cache, in words.
+fn cache_words(bytes: usize, cache: Option<u64>, what: &str) -> String {
+    match cache.filter(|&c| c > 0) {
+        Some(c) => format!(
+            "the {what} is {}, each buffer {:.1} times it",
+            wattbench_core::units::mib(c),
+            bytes as f64 / c as f64
+        ),
+        None => format!("the {what} size is unknown"),
+    }
 }
 
 fn memory_ceiling(
@@ -409,25 +598,51 @@ fn memory_ceiling(
     }
 }
 
-/// Device-to-device bandwidth of a GPU, or why not.
+/// `m` with the warning of [`copy_bytes`], if any, at the end of its method.
+fn with_warning(mut m: MemoryCeiling, warning: Option<String>) -> MemoryCeiling {
+    if let Some(w) = warning {
+        m.method = format!("{}; WARNING: {w}", m.method);
+    }
+    m
+}
+
+/// What a copy is about to do, on stderr, with the warning of [`copy_bytes`].
+fn copy_message(device: &str, bytes: usize, copies: usize, warning: Option<&str>) {
+    eprintln!(
+        "{device}: copying {}, {copies} times",
+        wattbench_core::units::mib(bytes as u64)
+    );
+    if let Some(w) = warning {
+        eprintln!("warning: {device}: {w}");
+    }
+}
+
+/// Device-to-device bandwidth of a GPU, or why not; the buffers at least
+/// [`CACHE_MULTIPLE`] times its L2 cache unless `--copy-mib` was given.
 #[cfg(feature = "cuda")]
-fn gpu_copy(device: &str, bytes: usize, reps: usize) -> Result<MemoryCeiling, String> {
+fn gpu_copy(device: &str, sizes: &Sizes) -> Result<MemoryCeiling, String> {
+    let l2 = wattbench_cuda::host::l2_cache_bytes(device).ok();
+    let (bytes, warning) = copy_bytes(sizes.copy_mib, sizes.copy_explicit, l2);
+    copy_message(device, bytes, sizes.copies, warning.as_deref());
+    let reps = sizes.copies;
     let times = wattbench_cuda::host::copy_times(device, bytes, reps).map_err(|e| e.to_string())?;
-    Ok(memory_ceiling(
+    let m = memory_ceiling(
         format!(
             "device memory: cuMemcpyDtoD of a {} buffer into a second one on {device}, {reps} \
-             times after one untimed copy, each timed with CUDA events; bytes read + bytes \
+             times after one untimed copy, each timed with CUDA events; {}; bytes read + bytes \
              written per copy; the best copy is the ceiling",
-            wattbench_core::units::mib(bytes as u64)
+            wattbench_core::units::mib(bytes as u64),
+            cache_words(bytes, l2, "L2 cache")
         ),
         bytes,
         None,
         &times,
-    ))
+    );
+    Ok(with_warning(m, warning))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn gpu_copy(_: &str, _: usize, _: usize) -> Result<MemoryCeiling, String> {
+fn gpu_copy(_: &str, _: &Sizes) -> Result<MemoryCeiling, String> {
     Err("built without the `cuda` feature, which measures device copies".into())
 }
 
@@ -498,13 +713,22 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
                 doc.hardware_fingerprint
             )));
         }
-        eprintln!(
-            "ceilings of this machine measured {}: {} (run without --if-missing to measure \
-             again)",
-            doc.created_at,
-            path.display()
-        );
-        return Ok(0);
+        if doc.is_quick() && !args.quick {
+            // A lower bound is not the machine's ceilings: `make run` would keep it for ever.
+            eprintln!(
+                "{} holds a quick measurement of this machine ({}): measuring the full \
+                 ceilings to replace it",
+                path.display(),
+                doc.describe()
+            );
+        } else {
+            eprintln!(
+                "ceilings of this machine ({}): {} (run without --if-missing to measure again)",
+                doc.describe(),
+                path.display()
+            );
+            return Ok(0);
+        }
     }
     if args.quick && !args.force {
         // A full measurement is not replaced by a lower bound without a word.
@@ -567,21 +791,23 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
         stop.flag(),
     );
     let harness = Harness::new(cfg, stop.flag());
-    let bytes = sizes.copy_mib << 20;
     let mut out = Vec::new();
     for device in &devices {
         let cpu = device == "cpu";
-        eprintln!(
-            "{device}: copying {} MiB, {} times",
-            sizes.copy_mib, sizes.copies
-        );
         let memory = if cpu {
-            host_copy(bytes, sizes.copies).map_err(|e| e.to_string())
+            let cache = last_level_cache_bytes();
+            let (bytes, warning) = copy_bytes(sizes.copy_mib, sizes.copy_explicit, cache);
+            copy_message(device, bytes, sizes.copies, warning.as_deref());
+            host_copy(bytes, sizes.copies, cache)
+                .map(|m| with_warning(m, warning))
+                .map_err(|e| e.to_string())
         } else {
-            gpu_copy(device, bytes, sizes.copies)
+            gpu_copy(device, &sizes)
         };
         let n = if cpu { sizes.gemm } else { sizes.gpu_gemm };
         let mut gemm = Vec::new();
+        // The GPU's state after each GEMM, by case id.
+        let mut states: BTreeMap<String, GpuState> = BTreeMap::new();
         for &dtype in &dtypes {
             let case = Case {
                 params: Params::Gemm(GemmParams::new(n, n, n)),
@@ -613,7 +839,14 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
                 }
                 eprintln!("{device}: GEMM {n}³ {} on {}", dtype.as_str(), b.name());
                 match harness.run_case(&inputs, b.as_ref(), device, None) {
-                    Ok(r) => gemm.push(r),
+                    Ok(r) => {
+                        if let Some(st) = gpu_index(device)
+                            .and_then(|i| meters.gpu_states().into_iter().find(|st| st.index == i))
+                        {
+                            states.insert(r.id.clone(), st);
+                        }
+                        gemm.push(r)
+                    }
                     Err(_) => {
                         eprintln!("{}: stopped; nothing written", stop.signal_name());
                         return Ok(stop.exit_code());
@@ -634,6 +867,7 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
                         gflops_per_s: t.gflops_per_s,
                         backend: r.backend.clone(),
                         case_id: r.id.clone(),
+                        gpu_state: states.get(&r.id).cloned(),
                     },
                 );
             }
@@ -730,10 +964,17 @@ fn too_slow(
     }))
 }
 
+/// The NVML index of `cuda:N`: N (CUDA and NVML both order by PCI bus when
+/// `CUDA_DEVICE_ORDER=PCI_BUS_ID`, which `ceilings` sets; with `CUDA_VISIBLE_DEVICES` this is
+/// the best guess, as for [`device_gpu_name`]).
+fn gpu_index(device: &str) -> Option<u32> {
+    device.strip_prefix("cuda:")?.parse().ok()
+}
+
 /// The NVML name of the GPU behind `cuda:N` (CUDA and NVML both order by PCI bus when
 /// `CUDA_DEVICE_ORDER=PCI_BUS_ID`; otherwise this is the best guess).
 fn device_gpu_name(env: &Environment, device: &str) -> Option<String> {
-    let n: u32 = device.strip_prefix("cuda:")?.parse().ok()?;
+    let n = gpu_index(device)?;
     env.gpus.iter().find(|g| g.index == n)?.name.clone()
 }
 
@@ -803,10 +1044,51 @@ mod tests {
 
     #[test]
     fn host_copy_counts_read_and_written_bytes() {
-        let m = host_copy(1 << 20, 3).unwrap();
+        let m = host_copy(1 << 20, 3, Some(1 << 18)).unwrap();
         assert_eq!((m.bytes_per_copy, m.bytes_counted), (1 << 20, 2 << 20));
         assert_eq!(m.samples_gbytes_per_s.len(), 3);
         assert!(m.best_gbytes_per_s >= m.median_gbytes_per_s && m.median_gbytes_per_s > 0.0);
+        assert!(
+            m.method.contains("each buffer 4.0 times it"),
+            "{}",
+            m.method
+        );
+    }
+
+    /// The copy threads' rounds reproduce the source, in one thread and in several with
+    /// shares of uneven length, and give one time per timed copy. (That the threads start
+    /// before the clock does is read in the code, not timed here: a wall-clock comparison
+    /// would be a flaky test on a shared machine.)
+    #[test]
+    fn host_copies_reproduce_their_source_in_every_share() {
+        assert_eq!(timed_copies(64 << 10, 5, 1).unwrap().len(), 5);
+        assert_eq!(timed_copies((1 << 20) + 5, 3, 3).unwrap().len(), 3);
+        assert_eq!(timed_copies(3, 2, 8).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn copy_buffers_are_sized_against_the_cache() {
+        let mib = 1 << 20;
+        // The default is raised to four times the cache; a size given is kept, with a warning.
+        assert_eq!(
+            copy_bytes(64, false, Some(32 * mib)),
+            (128 * mib as usize, None)
+        );
+        assert_eq!(copy_bytes(1024, false, Some(32 * mib)), (1024 << 20, None));
+        let (b, w) = copy_bytes(16, true, Some(32 * mib));
+        assert_eq!(b, 16 << 20);
+        assert!(w.unwrap().contains("cache's bandwidth"));
+        assert_eq!(copy_bytes(16, true, Some(4 * mib)), (16 << 20, None));
+        // A cache of unknown size changes nothing.
+        assert_eq!(copy_bytes(64, false, None), (64 << 20, None));
+        assert_eq!(cache_size("32768K\n"), Some(32 * mib));
+        assert_eq!(cache_size("1M"), Some(mib));
+        assert_eq!(cache_size("512"), Some(512));
+        assert_eq!(cache_size("big"), None);
+        // Where sysfs says, a last-level cache is found (any machine has one).
+        if Path::new("/sys/devices/system/cpu/cpu0/cache/index0/size").exists() {
+            assert!(last_level_cache_bytes().is_some_and(|c| c > 0));
+        }
     }
 
     #[test]

@@ -316,3 +316,49 @@ fn a_node_name_from_the_environment_is_the_recorded_host_name() {
     assert_eq!(pod["host"]["hostname"], "gpu-node-3");
     assert_eq!(pod["host"]["container_hostname"], own);
 }
+
+/// A machine whose ceilings are a quick measurement (a lower bound): its "of peak" reads high,
+/// and the comparison says so, in the text and the JSON.
+#[test]
+fn across_hardware_marks_quick_ceilings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = task(d, "a.json", "node1", None);
+    let b = task(d, "b.json", "node2", Some("Imaginary CPU 9000"));
+    let found = d.join("ceilings");
+    std::fs::create_dir(&found).unwrap();
+    let o = wattbench(&[
+        "ceilings",
+        "--quick",
+        "--gemm-size",
+        "32",
+        "--copy-mib",
+        "1",
+        "--copies",
+        "1",
+        "--dtype",
+        "f32",
+        "--backend",
+        "candle",
+        "--output",
+        s(&found.join("c.json")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = wattbench(&[
+        "compare",
+        "--across-hardware",
+        s(&a),
+        s(&b),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["machines"][0]["ceilings_quick"], true, "{j}");
+    assert_eq!(j["machines"][1]["ceilings_quick"], false, "{j}");
+    let o = wattbench(&["compare", "--across-hardware", s(&a), s(&b)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_contains(&out, "quick: a lower bound");
+    assert_contains(&out, "% (quick ceilings)");
+}

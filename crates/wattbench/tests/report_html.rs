@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    assert_contains, read_json, run_tiny_without_gpus, stderr, stdout, tiny_suite, usage_error,
-    wattbench, without_gpus, FAST,
+    assert_contains, command, read_json, run_tiny_without_gpus, stderr, stdout, tiny_suite,
+    usage_error, wattbench, without_gpus, FAST,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -516,4 +516,196 @@ fn the_report_says_which_ceilings_it_uses_and_which_it_cannot() {
     assert_contains(&err, "measures a machine no input comes from");
     assert_contains(roof, "measures a machine no input comes from");
     assert_contains(roof, "The ceilings files given are of other machines");
+}
+
+/// Where a dtype has no measured peak (or the bandwidth was not measured), a case's roof is
+/// only the other ceiling, an upper bound of its roof: the table says which is missing and
+/// gives the share as a lower bound, not as a share of the roof.
+#[test]
+fn a_roof_missing_a_ceiling_says_which_and_its_share_is_a_lower_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (o, _) = run_tiny_without_gpus(
+        d,
+        "run.json",
+        &["--backend", "candle", "--op", "gemm", "--dtype", "f32,bf16"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // f32 peak only.
+    let ceilings = d.join("c.json");
+    assert!(quick_ceilings(&ceilings, &[]).status.success());
+    let report = |c: &Path| {
+        let html = d.join("r.html");
+        let o = command()
+            .current_dir(d)
+            .args([
+                "report",
+                "--format",
+                "html",
+                "run.json",
+                "--ceilings",
+                c.to_str().unwrap(),
+                "-o",
+                html.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read_to_string(&html).unwrap()
+    };
+    let html = report(&ceilings);
+    let roof = section(&html, "roofline");
+    let row = |id: &str| {
+        let at = roof
+            .find(id)
+            .unwrap_or_else(|| panic!("no row {id}: {roof}"));
+        let end = roof[at..].find("</tr>").unwrap();
+        roof[at..at + end].to_string()
+    };
+    let bf16 = row("gemm/infer/m19_n7_k33_nt/bf16/candle/cpu");
+    assert_contains(&bf16, "memory only (no bf16 peak measured)");
+    assert_contains(&bf16, "≥ ");
+    let f32 = row("gemm/infer/m19_n7_k33_nt/f32/candle/cpu");
+    assert!(!f32.contains("≥") && !f32.contains("only"), "{f32}");
+    // No bandwidth: the f32 roof is the compute roof alone.
+    let mut doc = read_json(&ceilings);
+    doc["devices"][0]["memory_gbytes_per_s"] = Value::Null;
+    doc["devices"][0]["memory"] = Value::Null;
+    doc["devices"][0]["memory_reason"] = "not measured here".into();
+    std::fs::write(&ceilings, doc.to_string()).unwrap();
+    let html = report(&ceilings);
+    let roof = section(&html, "roofline");
+    let at = roof
+        .find("gemm/infer/m19_n7_k33_nt/f32/candle/cpu")
+        .unwrap();
+    let f32 = &roof[at..at + roof[at..].find("</tr>").unwrap()];
+    assert_contains(f32, "compute only (no bandwidth measured)");
+    assert_contains(f32, "≥ ");
+}
+
+/// Several ceilings files of the machine found beside the results (not given): the page and
+/// stderr say which is used and why, as when they are given.
+#[test]
+fn ceilings_found_beside_the_runs_say_which_is_used_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let runs = d.join("runs");
+    let found = d.join("ceilings");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::create_dir_all(&found).unwrap();
+    let (o, _) = run_tiny_without_gpus(
+        &runs,
+        "run.json",
+        &["--backend", "reference", "--op", "gemm"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let quick = found.join("quick.json");
+    assert!(quick_ceilings(&quick, &[]).status.success());
+    let full = found.join("full.json");
+    as_full(&quick, &full, "2020-01-01T00:00:00+00:00");
+    let html = d.join("r.html");
+    let o = command()
+        .current_dir(d)
+        .args(["report", "--format", "html", "runs/run.json", "-o"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(&html).unwrap();
+    let roof = section(&html, "roofline");
+    // Found from the input runs/run.json: named as ceilings/ beside its folder.
+    let used = "2 ceilings files measure this machine: using ceilings/full.json (full";
+    assert_contains(&stderr(&o), used);
+    assert_contains(roof, &escaped(used));
+    assert_contains(roof, "not ceilings/quick.json (quick: a lower bound");
+    assert!(!roof.contains("quick ceilings: a lower bound"), "{roof}");
+}
+
+/// `--if-missing` (as `make run` measures once per machine) does not keep a quick
+/// measurement, a lower bound, as the machine's ceilings: it measures the full ones.
+#[test]
+fn if_missing_replaces_a_quick_measurement_with_a_full_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.json");
+    assert!(quick_ceilings(&path, &[]).status.success());
+    let small = [
+        "ceilings",
+        "--if-missing",
+        "--gemm-size",
+        "32",
+        "--copy-mib",
+        "1",
+        "--copies",
+        "1",
+        "--dtype",
+        "f32",
+        "--output",
+        path.to_str().unwrap(),
+    ];
+    let o = wattbench(&small);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "holds a quick measurement");
+    assert_eq!(read_json(&path)["quick"], false);
+    // A full one is kept.
+    let before = std::fs::read(&path).unwrap();
+    let o = wattbench(&small);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "run without --if-missing to measure again");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// Ceilings measured with other thread settings (or cores) than a run placed under them: the
+/// page says that the roofs may not be that run's.
+#[test]
+fn ceilings_measured_under_other_thread_settings_are_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = without_gpus();
+    c.env("RAYON_NUM_THREADS", "1");
+    let suite = tiny_suite(d);
+    let run = d.join("run.json");
+    let mut args = vec![
+        "run",
+        "--suite",
+        &suite,
+        "--backend",
+        "candle",
+        "--op",
+        "gemm",
+        "--output",
+        run.to_str().unwrap(),
+    ];
+    args.extend(FAST);
+    let o = c.args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ceilings = d.join("c.json");
+    assert!(quick_ceilings(&ceilings, &[]).status.success());
+    let html = d.join("r.html");
+    let report = || {
+        let o = wattbench(&[
+            "report",
+            "--format",
+            "html",
+            run.to_str().unwrap(),
+            "--ceilings",
+            ceilings.to_str().unwrap(),
+            "-o",
+            html.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read_to_string(&html).unwrap()
+    };
+    let page = report();
+    let roof = section(&page, "roofline");
+    assert_contains(roof, "runs here with RAYON_NUM_THREADS=1");
+    assert_contains(roof, "the roofs may not be theirs");
+    // The same settings: nothing said.
+    let mut doc = read_json(&ceilings);
+    doc["environment"]["variables"]["RAYON_NUM_THREADS"] = "1".into();
+    std::fs::write(&ceilings, doc.to_string()).unwrap();
+    let page = report();
+    assert!(
+        !section(&page, "roofline").contains("the roofs may not be theirs"),
+        "{page}"
+    );
 }

@@ -328,14 +328,16 @@ pub fn load(
         {
             continue;
         }
-        match ceilings::find(&fp, &dirs) {
-            Some(found) => inp.ceilings.push(found),
-            None => {
-                let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-                if !inp.ceilings_missing.iter().any(|(f, _)| *f == fp) {
-                    inp.ceilings_missing.push((fp, looked.join(", ")));
-                }
+        // Every file of this machine found, not only the one chosen: the page and stderr
+        // then say which is used and why (see `ceilings::choose`).
+        let found = ceilings::find_all(&fp, &dirs);
+        if found.is_empty() {
+            let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            if !inp.ceilings_missing.iter().any(|(f, _)| *f == fp) {
+                inp.ceilings_missing.push((fp, looked.join(", ")));
             }
+        } else {
+            inp.ceilings.extend(found);
         }
     }
     // Said on stderr as in the page: a ceilings file given for no input's machine, and the

@@ -509,15 +509,152 @@ fn ceilings_choice<'a>(
     Some((mine[i], why))
 }
 
-/// The roof of `dtype` at `intensity`: min(bandwidth × intensity, peak), either alone when
-/// the other is unknown.
-fn roof(c: &crate::ceilings::DeviceCeilings, dtype: DType, intensity: f64) -> Option<f64> {
+/// The roof of `dtype` at `intensity`: min(bandwidth × intensity, peak), and which of the two
+/// it is. When one of them was not measured the other alone is an upper bound of the roof
+/// (a case's share of it a lower bound of its share of the roof), and the words say which is
+/// missing; `None` when neither was measured.
+fn roof(c: &crate::ceilings::DeviceCeilings, dtype: DType, intensity: f64) -> Option<(f64, Bound)> {
     let peak = c.peak_gflops.get(dtype.as_str()).map(|p| p.gflops_per_s);
     let slope = c.memory_gbytes_per_s.map(|b| b * intensity);
     match (peak, slope) {
-        (Some(p), Some(s)) => Some(p.min(s)),
-        (p, s) => p.or(s),
+        (Some(p), Some(s)) if s < p => Some((s, Bound::Memory)),
+        (Some(p), Some(_)) => Some((p, Bound::Compute)),
+        (Some(p), None) => Some((p, Bound::NoBandwidth)),
+        (None, Some(s)) => Some((s, Bound::NoPeak)),
+        (None, None) => None,
     }
+}
+
+/// Which part of the roofline a case's roof is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bound {
+    /// The memory slope, under the dtype's compute roof.
+    Memory,
+    /// The dtype's compute roof, under the memory slope.
+    Compute,
+    /// Only the compute roof: the bandwidth was not measured.
+    NoBandwidth,
+    /// Only the memory slope: the dtype has no measured peak.
+    NoPeak,
+}
+
+impl Bound {
+    /// Whether the roof is only part of it (one ceiling missing): an upper bound.
+    fn partial(self) -> bool {
+        matches!(self, Bound::NoBandwidth | Bound::NoPeak)
+    }
+
+    /// For the table's "roof is" column.
+    fn words(self, dtype: DType) -> String {
+        match self {
+            Bound::Memory => "memory".into(),
+            Bound::Compute => "compute".into(),
+            Bound::NoBandwidth => {
+                "compute only (no bandwidth measured): an upper bound of the roof".into()
+            }
+            Bound::NoPeak => format!(
+                "memory only (no {} peak measured): an upper bound of the roof",
+                dtype.as_str()
+            ),
+        }
+    }
+}
+
+/// What changes a device's ceilings on one machine: for the CPU, the cores the process could
+/// use and the CPU libraries' thread variables; for a GPU, the other recorded variables
+/// (visible GPUs and their order, TF32). `None` for each where a file predates its recording.
+fn conditions(env: &wattbench_core::result::Environment, device: &str) -> Vec<Option<String>> {
+    let cpu = device == "cpu";
+    let cpu_variable = |k: &str| k.contains("THREADS") || k.contains("CPU");
+    let variables = env.variables.as_ref().map(|v| {
+        let set: Vec<String> = v
+            .iter()
+            .filter(|(k, _)| cpu_variable(k) == cpu)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if set.is_empty() {
+            "none of the variables that change it set".to_string()
+        } else {
+            set.join(" ")
+        }
+    });
+    vec![
+        cpu.then(|| env.host.usable_cores.map(|_| env.host.cores_text()))
+            .flatten(),
+        variables,
+    ]
+}
+
+/// A note when the ceilings were measured under other conditions ([`conditions`]) than some
+/// of the runs placed under them: their roofs may not be those runs' (a CPU's peak and
+/// bandwidth scale with the cores and threads used).
+fn other_conditions<'a>(
+    ceilings: &wattbench_core::result::Environment,
+    runs: impl Iterator<Item = &'a wattbench_core::result::Environment>,
+    device: &str,
+) -> Option<String> {
+    let theirs = conditions(ceilings, device);
+    let mut differ: Vec<String> = Vec::new();
+    for env in runs {
+        let mine = conditions(env, device);
+        // Only what both files recorded is compared.
+        let words: Vec<String> = mine
+            .iter()
+            .zip(&theirs)
+            .filter_map(|(m, t)| match (m, t) {
+                (Some(m), Some(t)) if m != t => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        if !words.is_empty() && !differ.contains(&words.join(", ")) {
+            differ.push(words.join(", "));
+        }
+    }
+    if differ.is_empty() {
+        return None;
+    }
+    let theirs: Vec<String> = theirs.into_iter().flatten().collect();
+    Some(format!(
+        "These ceilings were measured with {}; runs here with {}: the roofs may not be theirs \
+         (the peak and bandwidth depend on the cores and threads used). Measure the ceilings \
+         under the runs' conditions for their roofs.",
+        theirs.join(", "),
+        differ.join("; ")
+    ))
+}
+
+/// A GPU's state after a peak GEMM, in words: ` (after it: SM 1980 MHz, …, throttled:
+/// sw_power_cap)`.
+fn gpu_state_words(g: &wattbench_core::result::GpuState) -> String {
+    let mut v = Vec::new();
+    if let Some(c) = g.sm_clock_mhz {
+        v.push(format!("SM {c} MHz"));
+    }
+    if let Some(c) = g.memory_clock_mhz {
+        v.push(format!("memory {c} MHz"));
+    }
+    if let Some(t) = g.temperature_c {
+        v.push(format!("{t} °C"));
+    }
+    if let Some(w) = g.power_watts {
+        v.push(format!("{} W", sig(w)));
+    }
+    v.push(match &g.throttle_reasons {
+        None => "throttle reasons unknown".into(),
+        Some(r) => {
+            let r: Vec<&str> = r
+                .iter()
+                .map(String::as_str)
+                .filter(|r| *r != "gpu_idle" && *r != "applications_clocks_setting")
+                .collect();
+            if r.is_empty() {
+                "not throttled".into()
+            } else {
+                format!("THROTTLED: {}", r.join(", "))
+            }
+        }
+    });
+    format!(" (after it: {})", v.join(", "))
 }
 
 /// A fraction as a percentage: two significant digits below 10 %, whole numbers above.
@@ -611,6 +748,16 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                  \"% of roof\" reads high. Run `wattbench ceilings` for a full measurement.",
             ));
         }
+        if let Some((_, c)) = found {
+            let runs = inp
+                .runs
+                .iter()
+                .filter(|r| r.doc.environment.hardware_fingerprint() == *fp)
+                .map(|r| &r.doc.environment);
+            if let Some(why) = other_conditions(&c.environment, runs, device) {
+                h.push_str(&note(&why));
+            }
+        }
         match (found, dev) {
             (Some((path, c)), Some(d)) => {
                 let mut parts = Vec::new();
@@ -629,10 +776,11 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                 }
                 for (dt, pk) in &d.peak_gflops {
                     parts.push(format!(
-                        "{dt} peak {} GFLOP/s by {} ({})",
+                        "{dt} peak {} GFLOP/s by {} ({}){}",
                         sig(pk.gflops_per_s),
                         pk.backend,
-                        pk.case_id
+                        pk.case_id,
+                        pk.gpu_state.as_ref().map_or(String::new(), gpu_state_words)
                     ));
                 }
                 h.push_str(&p(&format!(
@@ -730,19 +878,23 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
             .filter_map(|c| {
                 let t = c.throughput.as_ref()?;
                 let r = roof(d, c.dtype, t.intensity);
-                let bound = match (d.memory_gbytes_per_s, d.peak_gflops.get(c.dtype.as_str())) {
-                    (Some(b), Some(pk)) if b * t.intensity < pk.gflops_per_s => "memory",
-                    (Some(_), Some(_)) => "compute",
-                    _ => "—",
+                // Against a partial roof (an upper bound), the share is a lower bound.
+                let share = |(r, b): (f64, Bound)| {
+                    let v = pct(t.gflops_per_s / r);
+                    if b.partial() {
+                        format!("≥ {v}")
+                    } else {
+                        v
+                    }
                 };
                 Some(format!(
                     "<td><code>{}</code></td>{}{}{}{}{}",
                     esc(&c.id),
                     num(&sig(t.intensity)),
                     num(&sig(t.gflops_per_s)),
-                    num(&r.map_or("—".into(), sig)),
-                    num(&r.map_or("—".into(), |r| pct(t.gflops_per_s / r))),
-                    td(bound)
+                    num(&r.map_or("—".into(), |(r, _)| sig(r))),
+                    num(&r.map_or("—".into(), share)),
+                    td(&r.map_or("—".into(), |(_, b)| b.words(c.dtype)))
                 ))
             })
             .collect();
@@ -1523,6 +1675,7 @@ fn energy_across(inp: &Inputs) -> String {
         a.carbon.region_name,
         a.carbon.pue
     )));
+    let machines = &a;
     let rows: Vec<String> = a
         .rows
         .iter()
@@ -1540,7 +1693,13 @@ fn energy_across(inp: &Inputs) -> String {
                     esc(&c.machine),
                     if best { " <b>least energy</b>" } else { "" },
                     num(&c.gflops_per_s.map_or("—".into(), sig)),
-                    num(&c.fraction_of_roof.map_or("—".into(), pct)),
+                    num(&c.fraction_of_roof.map_or("—".into(), |f| {
+                        format!(
+                            "{}{}",
+                            pct(f),
+                            crate::across::quick_mark(machines, &c.machine)
+                        )
+                    })),
                     num(&c.joules_per_gflop.map_or("no energy".into(), |j| {
                         format!("{} ({})", sig(j.value), src.join("+"))
                     })),
