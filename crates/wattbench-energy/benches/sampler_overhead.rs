@@ -48,6 +48,17 @@ fn main() -> anyhow::Result<()> {
             ..MeterConfig::default()
         };
         let meters = Meters::discover(&cfg).expect("meters");
+        // The meters' one-time probe of how often each counter updates (at their first use),
+        // outside the sampler's cost: it polls until each counter has changed twice, and the
+        // fake counters here never change, so it runs to its limit (real RAPL updates about
+        // every millisecond, and the probe ends within a few).
+        let cpu0 = self_snapshot().map_err(anyhow::Error::msg)?.cpu_seconds;
+        let p0 = Instant::now();
+        let _ = meters.probes();
+        let probe = (
+            p0.elapsed().as_secs_f64(),
+            self_snapshot().map_err(anyhow::Error::msg)?.cpu_seconds - cpu0,
+        );
         let before = self_snapshot().map_err(anyhow::Error::msg)?.cpu_seconds;
         let t0 = Instant::now();
         let s = Sampler::start(&meters, interval, true);
@@ -57,11 +68,14 @@ fn main() -> anyhow::Result<()> {
         let cpu = self_snapshot().map_err(anyhow::Error::msg)?.cpu_seconds - before;
         report.push(format!(
             "{label}: interval {} ms, {} ticks in {wall:.1} s, sampler CPU {cpu:.4} s = {:.3} % \
-             of one core ({:.0} µs per tick)",
+             of one core ({:.0} µs per tick); before it, once, the counters' update probe: \
+             {:.2} s, CPU {:.4} s",
             interval.as_millis(),
             out.ticks,
             100.0 * cpu / wall,
-            1e6 * cpu / out.ticks.max(1) as f64
+            1e6 * cpu / out.ticks.max(1) as f64,
+            probe.0,
+            probe.1
         ));
     }
     let _ = child.kill();
