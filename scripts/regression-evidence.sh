@@ -10,7 +10,7 @@
 # Each is done twice: plain (one run of each side, one after the other, then `compare`) and
 # interleaved (`wattbench ab`: ROUNDS rounds A B / B A alternating in one job, pooled).
 # Writes results/regression-evidence/<UTC date>-<host>/{summary.md,evidence.json} and keeps
-# every compare JSON under raw/. Run on a quiet machine; about 25 minutes on 2 cores.
+# every compare JSON under raw/. Run on a quiet machine; about an hour on 2 cores (PAIRS=20).
 #
 #   PAIRS   pairs per experiment (default 20)
 #   ROUNDS  rounds per A/B job (default 4: four runs of each side, A B then B A, ...)
