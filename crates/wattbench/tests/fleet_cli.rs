@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    assert_contains, command, read_json, run_tiny, start_slow_run, stderr, stdout, usage_error,
-    wattbench, without_gpus,
+    assert_contains, command, quick_ceilings, read_json, run_tiny, start_slow_run, stderr, stdout,
+    usage_error, wattbench, without_gpus,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -327,22 +327,7 @@ fn across_hardware_marks_quick_ceilings() {
     let b = task(d, "b.json", "node2", Some("Imaginary CPU 9000"));
     let found = d.join("ceilings");
     std::fs::create_dir(&found).unwrap();
-    let o = wattbench(&[
-        "ceilings",
-        "--quick",
-        "--gemm-size",
-        "32",
-        "--copy-mib",
-        "1",
-        "--copies",
-        "1",
-        "--dtype",
-        "f32",
-        "--backend",
-        "candle",
-        "--output",
-        s(&found.join("c.json")),
-    ]);
+    let o = quick_ceilings(&found.join("c.json"), &["--backend", "candle"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = wattbench(&[
         "compare",

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    assert_contains, command, read_json, run_tiny_without_gpus, stderr, stdout, tiny_suite,
-    usage_error, wattbench, without_gpus, FAST,
+    assert_contains, command, quick_ceilings, read_json, run_tiny_without_gpus, stderr, stdout,
+    tiny_suite, usage_error, wattbench, without_gpus, FAST,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -408,26 +408,6 @@ fn bad_report_inputs_are_refused_and_nothing_is_written() {
         "--format html takes several",
     );
     assert!(!out.exists());
-}
-
-/// A small `ceilings --quick` of the CPU at `out` (under a second).
-fn quick_ceilings(out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "ceilings",
-        "--quick",
-        "--gemm-size",
-        "32",
-        "--copy-mib",
-        "1",
-        "--copies",
-        "1",
-        "--dtype",
-        "f32",
-        "--output",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    wattbench(&args)
 }
 
 /// The ceilings file at `from` as a full measurement (as `wattbench ceilings` without

@@ -105,6 +105,26 @@ pub fn run_tiny(dir: &Path, out: &str, extra: &[&str]) -> (Output, Option<Value>
     run_quick(&tiny_suite(dir), &dir.join(out), extra)
 }
 
+/// A small `ceilings --quick` of the CPU at `out` (under a second).
+pub fn quick_ceilings(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "ceilings",
+        "--quick",
+        "--gemm-size",
+        "32",
+        "--copy-mib",
+        "1",
+        "--copies",
+        "1",
+        "--dtype",
+        "f32",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    wattbench(&args)
+}
+
 /// [`command`] with every GPU hidden from CUDA and from the metering (an empty
 /// `CUDA_VISIBLE_DEVICES`), for tests of what a machine without a GPU shows: the GPU backends
 /// are skipped with their reason on any machine.
