@@ -11,8 +11,14 @@ use wattbench_core::{DType, Params};
 
 /// The CUDA devices libtorch sees (`Ok(count)`, at least 1), or why there are none.
 pub(crate) fn runtime() -> Result<usize, String> {
-    static RUNTIME: OnceLock<Result<usize, String>> = OnceLock::new();
     RUNTIME.get_or_init(load).clone()
+}
+
+static RUNTIME: OnceLock<Result<usize, String>> = OnceLock::new();
+
+/// Whether [`runtime`] has run in this process (for the test of the load order).
+pub(crate) fn probed() -> bool {
+    RUNTIME.get().is_some()
 }
 
 fn load() -> Result<usize, String> {

@@ -23,6 +23,13 @@ pub const LIBTORCH_VERSION: &str = env!("WATTBENCH_LIBTORCH_VERSION");
 #[derive(Default)]
 pub struct TchBackend;
 
+/// Whether this process has loaded libtorch's CUDA library or found it absent; the test of
+/// the load order reads it. Not part of the API.
+#[doc(hidden)]
+pub fn cuda_probed() -> bool {
+    cuda::probed()
+}
+
 pub(crate) fn err(e: tch::TchError) -> BackendError {
     BackendError::failed("tch", e)
 }
@@ -36,7 +43,14 @@ fn kind(d: DType) -> Kind {
 }
 
 /// The libtorch device for a device name (`cpu`, `cuda:N`), or why there is none.
+///
+/// Every entry point that goes on to run tch ops (`prepare`, `trainer`) resolves its device
+/// here, so libtorch's CUDA library is loaded (or found absent) before the process's first
+/// tch op, whatever the device: libtorch keeps what it finds at its first use of some
+/// per-device state (its CUDA hooks, autograd's per-device threads), so CPU work run first
+/// could leave CUDA unusable later in the same process.
 fn device(name: &str) -> Result<Device, String> {
+    let cuda = cuda::runtime();
     if name == "cpu" {
         return Ok(Device::Cpu);
     }
@@ -48,7 +62,7 @@ fn device(name: &str) -> Result<Device, String> {
             .ok_or_else(|| format!("`{name}` is not a device name; use cpu or cuda:N"))?,
         None => return Err(format!("tch has no `{name}` device; use cpu or cuda:N")),
     };
-    let count = cuda::runtime()?;
+    let count = cuda?;
     if index >= count {
         return Err(format!(
             "no cuda:{index}: libtorch sees {count} CUDA device(s)"
