@@ -374,30 +374,32 @@ impl<'a> PlanBuilder<'a> {
     }
 
     /// The case that runs this plan's steps on `gpu`: kernels loaded (compiled on first use),
-    /// buffers allocated, views resolved to device addresses.
+    /// buffers allocated, views resolved to device addresses. The kernels are loaded before
+    /// memory tracking starts: a module is loaded once per process and kept, so its device
+    /// memory is not the first case's that uses it.
     pub(crate) fn into_case(
         self,
         gpu: &Arc<Gpu>,
         backend: &'static str,
     ) -> Result<GpuCase<Plan>, CudaError> {
         let mut funcs: HashMap<(KernelId, &str), CudaFunction> = HashMap::new();
-        let mut case = self.allocate(gpu, backend, |g| {
-            for st in self.steps() {
-                if let Step::Launch(l, _) = st {
-                    if funcs.contains_key(&(l.kernel, l.entry.as_str())) {
-                        continue;
-                    }
-                    let f = g.function(l.kernel, &l.entry)?;
-                    if l.smem > 48 * 1024 {
-                        f.set_attribute(
-                            CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                            l.smem as i32,
-                        )
-                        .map_err(|e| CudaError::lib("cuFuncSetAttribute (dynamic shared memory)", e))?;
-                    }
-                    funcs.insert((l.kernel, l.entry.as_str()), f);
+        for st in self.steps() {
+            if let Step::Launch(l, _) = st {
+                if funcs.contains_key(&(l.kernel, l.entry.as_str())) {
+                    continue;
                 }
+                let f = gpu.function(l.kernel, &l.entry)?;
+                if l.smem > 48 * 1024 {
+                    f.set_attribute(
+                        CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        l.smem as i32,
+                    )
+                    .map_err(|e| CudaError::lib("cuFuncSetAttribute (dynamic shared memory)", e))?;
+                }
+                funcs.insert((l.kernel, l.entry.as_str()), f);
             }
+        }
+        let mut case = self.allocate(gpu, backend, |_| {
             Ok(Plan {
                 steps: Vec::new(),
                 kernels: self.kernels(),
