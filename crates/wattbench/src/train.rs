@@ -387,6 +387,33 @@ fn print_summary(r: &TrainingResult, location: &str) {
     println!("{location}");
 }
 
+/// The exit code and message of a run that ended before its first step with `e` (not an
+/// interrupt), when nothing is written: bad usage (the backend cannot do this model or
+/// device) is the usage error; a backend that fails (setting up the trainer, or the loss
+/// before training) is a failed run, exit 1. A failure after the first step is a failed
+/// result instead, written with the steps done.
+fn failed_before_first_step(e: TrainError) -> Result<(u8, String)> {
+    match e {
+        TrainError::Usage(_)
+        | TrainError::Backend(BackendError::Unavailable(_) | BackendError::Unsupported(_)) => {
+            Err(usage(e.to_string()))
+        }
+        TrainError::Backend(_) => Ok((
+            1,
+            format!(
+                "error: wattbench train: {e}; it failed before the first training step, so \
+                 nothing was written"
+            ),
+        )),
+        TrainError::Interrupted => Ok((
+            1,
+            "error: wattbench train: stopped before the first training step; nothing was \
+             written"
+                .into(),
+        )),
+    }
+}
+
 /// Run `wattbench train`; returns the exit code (0 ok; 1 the run failed: training diverged or
 /// the backend failed, the steps done written with the reason, or nothing written when it
 /// failed before the first step; 130/143 stopped by SIGINT/SIGTERM: the steps done are
@@ -476,19 +503,10 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     let result = match outcome {
         Some(Ok(r)) => Some(r),
         Some(Err(TrainError::Interrupted)) => None,
-        Some(Err(
-            e @ (TrainError::Usage(_)
-            | TrainError::Backend(BackendError::Unavailable(_) | BackendError::Unsupported(_))),
-        )) => return Err(usage(e.to_string())),
-        // A failure in the middle of training is a failed result (above); this one came
-        // before the first step (the trainer or the loss before training): a failure, not
-        // bad usage, with nothing to write.
-        Some(Err(e @ TrainError::Backend(_))) => {
-            eprintln!(
-                "error: wattbench train: {e}; it failed before the first training step, so \
-                 nothing was written"
-            );
-            return Ok(1);
+        Some(Err(e)) => {
+            let (code, message) = failed_before_first_step(e)?;
+            eprintln!("{message}");
+            return Ok(code);
         }
         None => {
             let _ = worker.join();
@@ -549,4 +567,32 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     } else {
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend that fails before the first step is a failed run (exit 1, nothing written);
+    /// one that cannot do the model or device is bad usage (exit 2, through `UsageError`).
+    #[test]
+    fn a_failure_before_the_first_step_exits_1_and_bad_usage_2() {
+        let failed = TrainError::Backend(BackendError::failed("candle", "out of memory"));
+        let (code, message) = failed_before_first_step(failed).unwrap();
+        assert_eq!(code, 1);
+        assert!(
+            message.contains("out of memory")
+                && message.contains("before the first training step")
+                && message.contains("nothing was written"),
+            "{message}"
+        );
+        for e in [
+            TrainError::Usage("--lr must be positive".into()),
+            TrainError::Backend(BackendError::Unavailable("no cuda:3".into())),
+            TrainError::Backend(BackendError::Unsupported("no lstm".into())),
+        ] {
+            let err = failed_before_first_step(e).unwrap_err();
+            assert!(err.downcast_ref::<crate::UsageError>().is_some(), "{err}");
+        }
+    }
 }
