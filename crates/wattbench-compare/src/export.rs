@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use wattbench_core::energy::{CaseEnergy, Interval};
 use wattbench_core::result::{Memory, RunFile, Status};
 use wattbench_core::stats::TimeStats;
+use wattbench_core::units;
 
 /// One measure of one benchmark in Bencher Metric Format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,15 +119,41 @@ fn rows(run: &RunFile) -> Vec<Row<'_>> {
     cases.chain(trainings).collect()
 }
 
-/// The Bencher measure of an energy total from `sources`: `energy` for counters alone,
-/// `energy-estimated`, `energy-measured-estimated`, ... otherwise.
-pub fn energy_measure(sources: &[wattbench_core::energy::Source]) -> String {
-    use wattbench_core::energy::Source;
-    if sources == [Source::Measured] {
-        return measures::ENERGY.to_string();
+/// The Bencher measure of an energy total, named after what it is a total of, so that one
+/// measure holds one quantity: `energy` for counters alone, `energy-estimated`,
+/// `energy-estimated-measured` (sources sorted) otherwise; and, when a metered domain had no
+/// reading in this run (the total is of the others), `-without-` and those domains
+/// (`energy-without-gpu0`): a night whose GPU counter failed is not an 80 % improvement of
+/// `energy`.
+pub fn energy_measure(e: &CaseEnergy) -> String {
+    let mut sources: Vec<&str> = e.total_sources.iter().map(|s| s.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let mut name = if sources == ["measured"] {
+        measures::ENERGY.to_string()
+    } else {
+        format!("{}-{}", measures::ENERGY, sources.join("-"))
+    };
+    let slug = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    let mut missing: Vec<String> = (e.total_excludes.iter())
+        .filter_map(|x| x.split_once(": no reading").map(|(domain, _)| slug(domain)))
+        .collect();
+    missing.sort_unstable();
+    if !missing.is_empty() {
+        name.push_str("-without-");
+        name.push_str(&missing.join("-"));
     }
-    let names: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
-    format!("{}-{}", measures::ENERGY, names.join("-"))
+    name
 }
 
 fn energy_total(r: &Row<'_>) -> Option<Interval> {
@@ -160,7 +187,7 @@ pub fn bmf(run: &RunFile) -> Bmf {
         }
         if let (Some(iv), Some(e)) = (energy_total(r), r.energy) {
             m.insert(
-                energy_measure(&e.total_sources),
+                energy_measure(e),
                 BmfMetric {
                     value: iv.value,
                     lower_value: Some(iv.low),
@@ -192,10 +219,12 @@ pub fn bmf(run: &RunFile) -> Bmf {
 /// are not symmetric, and a `±` of their half-width would misplace both ends).
 fn range(value: f64, low: f64, high: f64) -> String {
     let (down, up) = (value - low, high - value);
+    // Four significant digits: the subtraction's rounding (219.89999999999782) is noise.
+    let sig = units::sig;
     if (up - down).abs() <= 1e-9 * value.abs().max(f64::MIN_POSITIVE) {
-        format!("± {up}")
+        format!("± {}", sig(up))
     } else {
-        format!("+{up} / -{down}")
+        format!("+{} / -{}", sig(up), sig(down))
     }
 }
 
@@ -213,10 +242,12 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
                 value: t.median_s * 1e9,
                 range: Some(range(t.median_s * 1e9, lo, hi)),
                 extra: Some(format!(
-                    "median of {} samples of {} calls; 95% CI of the median {lo} – {hi} ns; \
+                    "median of {} samples of {} calls; 95% CI of the median {} – {} ns; \
                      {place}",
                     t.samples_s.len(),
-                    t.iters_per_sample
+                    t.iters_per_sample,
+                    units::sig(lo),
+                    units::sig(hi),
                 )),
             });
         }
@@ -226,9 +257,9 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
                 .map(|e| e.total_sources.iter().map(|s| s.as_str()).collect())
                 .unwrap_or_default();
             // Named after its sources, like the Bencher measure: one series, one kind.
-            let measure = r.energy.map_or(measures::ENERGY.to_string(), |e| {
-                energy_measure(&e.total_sources)
-            });
+            let measure = r
+                .energy
+                .map_or(measures::ENERGY.to_string(), energy_measure);
             out.push(GithubEntry {
                 name: format!("{} ({})", r.id, measure.replace('-', " ")),
                 unit: "J".into(),
@@ -237,8 +268,8 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
                 extra: Some(format!(
                     "joules per {}, {} – {} J; sources: {}; {place}",
                     r.energy.map_or("call", |e| e.unit.as_str()),
-                    iv.low,
-                    iv.high,
+                    units::sig(iv.low),
+                    units::sig(iv.high),
                     sources.join(", ")
                 )),
             });
@@ -262,7 +293,7 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
 
 /// Columns of [`csv`], in order. Times in seconds per call (per step for training runs),
 /// energy in joules per call, memory in bytes; empty when unknown.
-pub const CSV_COLUMNS: [&str; 18] = [
+pub const CSV_COLUMNS: [&str; 19] = [
     "id",
     "kind",
     "status",
@@ -281,6 +312,7 @@ pub const CSV_COLUMNS: [&str; 18] = [
     "energy_sources",
     "host_peak_rss_bytes",
     "device_peak_bytes",
+    "energy_basis",
 ];
 
 /// One CSV field, quoted when RFC 4180 requires it.
@@ -333,6 +365,9 @@ pub fn csv(run: &RunFile) -> String {
             sources.join(";"),
             int(host_peak(r.memory)),
             int(r.memory.device_peak_bytes),
+            r.energy
+                .filter(|_| e.is_some())
+                .map_or(String::new(), |en| en.basis().label()),
         ];
         let line: Vec<String> = cells.iter().map(|c| field(c)).collect();
         out.push_str(&line.join(","));
@@ -345,13 +380,38 @@ pub fn csv(run: &RunFile) -> String {
 mod tests {
 
     #[test]
-    fn energy_measures_are_named_after_their_sources() {
+    fn energy_measures_are_named_after_what_their_total_is() {
         use wattbench_core::energy::Source;
-        assert_eq!(energy_measure(&[Source::Measured]), "energy");
-        assert_eq!(energy_measure(&[Source::Estimated]), "energy-estimated");
+        let with = |sources: &[Source], excludes: &[&str]| {
+            let mut e = wattbench_core::testing::case_energy(1.0, 1.0, Source::Measured);
+            e.total_sources = sources.to_vec();
+            e.total_excludes = excludes.iter().map(|s| s.to_string()).collect();
+            energy_measure(&e)
+        };
+        assert_eq!(with(&[Source::Measured], &[]), "energy");
+        assert_eq!(with(&[Source::Estimated], &[]), "energy-estimated");
+        // One name whatever the domains' order.
+        for s in [
+            [Source::Measured, Source::Estimated],
+            [Source::Estimated, Source::Measured],
+        ] {
+            assert_eq!(with(&s, &[]), "energy-estimated-measured");
+        }
+        // A domain left out by design (nested in another) changes nothing; one with no
+        // reading makes the total another quantity.
         assert_eq!(
-            energy_measure(&[Source::Measured, Source::Estimated]),
-            "energy-measured-estimated"
+            with(&[Source::Measured], &["core-0: inside package-0"]),
+            "energy"
+        );
+        assert_eq!(
+            with(
+                &[Source::Measured],
+                &[
+                    "gpu0: no reading (counter stalled)",
+                    "core-0: inside package-0"
+                ]
+            ),
+            "energy-without-gpu0"
         );
     }
 
@@ -359,10 +419,12 @@ mod tests {
 
     #[test]
     fn github_ranges_keep_both_ends() {
-        assert_eq!(range(10.0, 9.0, 11.0), "± 1");
+        assert_eq!(range(10.0, 9.0, 11.0), "± 1.000");
         // The audit's case: 30380 – 30820 ns around 30523 ns was written "± 219.9".
-        assert_eq!(range(30523.0, 30380.0, 30820.0), "+297 / -143");
+        assert_eq!(range(30523.0, 30380.0, 30820.0), "+297.0 / -143.0");
         assert_eq!(range(0.0, 0.0, 0.0), "± 0");
+        // A subtraction's rounding is not written out.
+        assert_eq!(range(30523.1, 30303.2, 30743.0), "± 219.9");
     }
 
     #[test]

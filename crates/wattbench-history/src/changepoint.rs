@@ -104,6 +104,11 @@ pub fn detect(values: &[f64], breaks: &[usize], cfg: &Config) -> Vec<Detected> {
     // Each known break, between its neighbouring boundaries (change points or other breaks).
     let mut at_breaks = Vec::new();
     for &b in &known {
+        if !break_testable(n, &known, &found, b, cfg) {
+            // The estimate of a p-value the test cannot reach could still fall under `alpha`
+            // by chance: no verdict.
+            continue;
+        }
         let bounds = boundaries(n, &known, &found);
         let lo = bounds.iter().copied().filter(|&x| x < b).max().unwrap_or(0);
         let hi = bounds.iter().copied().filter(|&x| x > b).min().unwrap_or(n);
@@ -132,6 +137,34 @@ pub fn detect(values: &[f64], breaks: &[usize], cfg: &Config) -> Vec<Detected> {
     found.extend(at_breaks);
     found.sort_by_key(|d| d.index);
     found
+}
+
+/// Whether the test of known break `b` (see [`detect`]) can find a change of level at all:
+/// it compares the split at `b` of the window between its neighbouring boundaries (the other
+/// known breaks and the change points `found`) with the splits of shuffled windows, so its
+/// p-value is at least about `1 / C(window, points after b)`; with too few runs on a side
+/// (one run after a break in a window of 11: p ≥ 1/11) no change can be significant at
+/// `alpha`, and its absence says nothing.
+pub fn break_testable(
+    n: usize,
+    known: &[usize],
+    found: &[Detected],
+    b: usize,
+    cfg: &Config,
+) -> bool {
+    let bounds = boundaries(n, known, found);
+    let lo = bounds.iter().copied().filter(|&x| x < b).max().unwrap_or(0);
+    let hi = bounds.iter().copied().filter(|&x| x > b).min().unwrap_or(n);
+    let (m, k) = (hi - lo, (b - lo).min(hi - b));
+    // C(m, k), stopped once it is large enough.
+    let mut arrangements = 1.0f64;
+    for i in 0..k {
+        arrangements = arrangements * (m - i) as f64 / (i + 1) as f64;
+        if arrangements * cfg.alpha >= 1.0 {
+            return true;
+        }
+    }
+    arrangements * cfg.alpha >= 1.0
 }
 
 /// `0`, the known breaks and the change points found so far, and `n`: the current segments.
@@ -317,6 +350,30 @@ mod tests {
             1.0 / 200.0,
             "no permutation scores as high as a clean step"
         );
+    }
+
+    #[test]
+    fn a_known_break_with_too_few_runs_after_it_gets_no_verdict() {
+        // One run after a break in a window of 11 (p ≥ 1/11 whatever the values): the
+        // permutations' estimate could fall under alpha by chance, so no verdict is given,
+        // for any seed; two runs after it in a window of 12 (p ≥ 1/66) can be tested.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut v = noisy(10, 1.0, 0.01, &mut rng);
+        v.push(2.0);
+        let cfg = Config::default();
+        assert!(!break_testable(v.len(), &[10], &[], 10, &cfg));
+        for seed in 0..20 {
+            let cfg = Config {
+                seed,
+                ..cfg.clone()
+            };
+            assert_eq!(detect(&v, &[10], &cfg), vec![], "seed {seed}");
+        }
+        v.push(2.0);
+        assert!(break_testable(v.len(), &[10], &[], 10, &cfg));
+        let found = detect(&v, &[10], &cfg);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].known_break && found[0].index == 10);
     }
 
     #[test]

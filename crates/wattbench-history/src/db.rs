@@ -57,6 +57,9 @@ pub const MIGRATIONS: &[&str] = &[
     // 2: the environment variables that change what is measured (thread counts, the GPUs
     // used, TF32), `K=V; ...`; null for runs whose files predate them (unknown, not "none").
     "ALTER TABLE runs ADD COLUMN variables_fp TEXT;",
+    // 3: the conditions that move figures with no change of code (usable cores, GPU power
+    // limits), `K=V; ...`; null for runs whose files predate them.
+    "ALTER TABLE runs ADD COLUMN conditions_fp TEXT;",
 ];
 
 /// The schema version this code writes: the number of migrations.
@@ -410,7 +413,13 @@ impl History {
     /// database needs (a read-only file system), the file is read as immutable, unless its
     /// `-wal` file holds changes not yet in it, which is then said.
     pub fn open_existing(path: &Path) -> Result<History, HistoryError> {
-        let meta = std::fs::metadata(path).map_err(|_| HistoryError::Missing(path.into()))?;
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => HistoryError::Missing(path.into()),
+            _ => HistoryError::Read {
+                path: path.into(),
+                source: e,
+            },
+        })?;
         if meta.is_dir() {
             return Err(HistoryError::Directory(path.to_path_buf()));
         }
@@ -465,7 +474,8 @@ impl History {
                     known: schema_version(),
                 })
             }
-            // An older schema is read as it is: every migration so far only adds.
+            // An older schema is read as it is: every migration so far only adds columns,
+            // which readers take as null where absent (`History::column_or_null`).
             Identity::History { .. } => Ok(History {
                 conn,
                 path: path.to_path_buf(),
@@ -561,6 +571,24 @@ impl History {
         self.conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .map_err(|e| self.sql(e))
+    }
+
+    /// `table.column` in a query, or `NULL` where the schema predates the column (a
+    /// database of an older wattbench is read without migrating it).
+    pub(crate) fn column_or_null(&self, table: &str, column: &str) -> Result<String, HistoryError> {
+        let present: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(if present {
+            format!("{table}.{column}")
+        } else {
+            "NULL".into()
+        })
     }
 
     /// The database file.
@@ -678,9 +706,10 @@ impl History {
         }
         tx.execute(
             "INSERT INTO runs (sha256, created_at, command, git_commit, hardware_fp, software_fp,
-                               hostname, interrupted, file_path, recorded_at, variables_fp)
+                               hostname, interrupted, file_path, recorded_at, variables_fp,
+                               conditions_fp)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
-                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?10)",
+                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?10, ?11)",
             params![
                 sha256,
                 run.created_at,
@@ -692,6 +721,7 @@ impl History {
                 run.interrupted,
                 file_path,
                 env.variables_fingerprint(),
+                env.conditions_fingerprint(),
             ],
         )
         .map_err(sql)?;

@@ -70,9 +70,11 @@ pub enum HistoryError {
     /// A reading command cannot read the database where it is: SQLite cannot create the
     /// `-shm` file beside it (a read-only file system or folder).
     #[error(
-        "cannot read the history database {}: its folder cannot be written (a read-only file \
-         system?), so SQLite cannot make the -shm file it needs beside it ({why}); copy the \
-         database (with its -wal file, if any) to a writable folder and give that copy",
+        "cannot read the history database {}: it cannot be opened for reading (its \
+         permissions?), or its folder cannot be written (a read-only file system?), so SQLite \
+         cannot make the -shm file it needs beside it ({why}); check that you may read it, or \
+         copy the database (with its -wal file, if any) to a writable folder and give that \
+         copy",
         path.display()
     )]
     ReadOnlyPlace {
@@ -87,7 +89,7 @@ pub enum HistoryError {
         .0.display()
     )]
     NotAHistory(PathBuf),
-    /// A result file could not be read.
+    /// A file (a result file, or the database itself) could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {
         /// The file.

@@ -22,6 +22,10 @@ pub struct Point {
     /// when its file predates them.
     #[serde(default)]
     pub variables_fp: Option<String>,
+    /// The run's conditions that move figures with no change of code (usable cores, GPU
+    /// power limits: `K=V; ...`); null when its file predates them.
+    #[serde(default)]
+    pub conditions_fp: Option<String>,
     /// The figure.
     pub value: f64,
     /// Lower end of its interval, when known.
@@ -70,6 +74,16 @@ pub struct KnownBreak {
     pub run_id: i64,
     /// What changed: `name old → new`, `name added (v)`, `name removed (v)`.
     pub changed: Vec<String>,
+    /// Whether the figure's source changed here (an estimate became a measurement, a meter
+    /// was added): the figures before it are another quantity, and the current level and
+    /// range start after the last such break.
+    #[serde(default)]
+    pub source_changed: bool,
+    /// Whether the runs around it are enough for its test to find a change of level at the
+    /// detector's `alpha` (see [`changepoint::break_testable`]); when not, the absence of a
+    /// change point here says nothing. Always true at a reported change.
+    #[serde(default)]
+    pub testable: bool,
 }
 
 /// A change of level in a series.
@@ -120,11 +134,12 @@ pub struct Trend {
     pub last: f64,
     /// The one before it.
     pub previous: Option<f64>,
-    /// Smallest figure.
+    /// Smallest figure of the current quantity (since the figure's source last changed).
     pub min: f64,
-    /// Largest figure.
+    /// Largest figure of the current quantity.
     pub max: f64,
-    /// Index where the current level starts: the last change point, or 0.
+    /// Index where the current level starts: the last change point or change of the
+    /// figure's source (another quantity before it, whatever the test says), or 0.
     pub level_start: usize,
     /// Median since then.
     pub level_median: f64,
@@ -191,14 +206,17 @@ impl Series {
         self.points.iter().map(|p| p.value).collect()
     }
 
-    /// Where the software fingerprint, the recorded environment variables (both known) or the
-    /// figure's source changed (an energy estimate that became a counter's measurement is
-    /// another quantity, not a regression; a thread count is not a change of code).
+    /// Where the software fingerprint, the recorded environment variables or conditions
+    /// (both known) or the figure's source changed (an energy estimate that became a
+    /// counter's measurement is another quantity, not a regression; a thread count, a CPU
+    /// limit or a GPU power limit is not a change of code).
     pub fn known_breaks(&self) -> Vec<KnownBreak> {
-        let variables = |a: &Point, b: &Point| match (&a.variables_fp, &b.variables_fp) {
+        let known = |x: &Option<String>, y: &Option<String>| match (x, y) {
             (Some(x), Some(y)) if x != y => software_diff(x, y),
             _ => Vec::new(),
         };
+        let variables = |a: &Point, b: &Point| known(&a.variables_fp, &b.variables_fp);
+        let conditions = |a: &Point, b: &Point| known(&a.conditions_fp, &b.conditions_fp);
         self.points
             .windows(2)
             .enumerate()
@@ -206,6 +224,7 @@ impl Series {
                 w[0].software_fp != w[1].software_fp
                     || w[0].source != w[1].source
                     || !variables(&w[0], &w[1]).is_empty()
+                    || !conditions(&w[0], &w[1]).is_empty()
             })
             .map(|(i, w)| {
                 let mut changed = software_diff(&w[0].software_fp, &w[1].software_fp);
@@ -213,6 +232,11 @@ impl Series {
                     variables(&w[0], &w[1])
                         .into_iter()
                         .map(|v| format!("environment {v}")),
+                );
+                changed.extend(
+                    conditions(&w[0], &w[1])
+                        .into_iter()
+                        .map(|v| format!("condition {v}")),
                 );
                 if w[0].source != w[1].source {
                     let name = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
@@ -226,6 +250,8 @@ impl Series {
                     index: i + 1,
                     run_id: w[1].run_id,
                     changed,
+                    source_changed: w[0].source != w[1].source,
+                    testable: true,
                 }
             })
             .collect()
@@ -234,11 +260,20 @@ impl Series {
     /// Known breaks, change points (E-Divisive means with `cfg`) and the trend.
     pub fn analyse(self, cfg: &changepoint::Config) -> Analysis {
         let values = self.values();
-        let known_breaks = self.known_breaks();
+        let mut known_breaks = self.known_breaks();
         let at: Vec<usize> = known_breaks.iter().map(|b| b.index).collect();
         let detected = changepoint::detect(&values, &at, cfg);
+        for b in &mut known_breaks {
+            b.testable = detected.iter().any(|d| d.index == b.index)
+                || changepoint::break_testable(values.len(), &at, &detected, b.index, cfg);
+        }
         let all = self.describe(&values, &detected, &known_breaks, cfg.min_size.max(2));
-        let trend = trend(&values, all.last().map_or(0, |c| c.index));
+        let quantity_start = known_breaks
+            .iter()
+            .rfind(|b| b.source_changed)
+            .map_or(0, |b| b.index);
+        let level_start = all.last().map_or(0, |c| c.index).max(quantity_start);
+        let trend = trend(&values, level_start, quantity_start);
         let floor = (1.0 + cfg.min_change.max(0.0)).ln();
         let (change_points, minor_changes) = all
             .into_iter()
@@ -296,8 +331,9 @@ impl Series {
     }
 }
 
-/// The trend of `values` (non-empty) whose current level starts at `level_start`.
-fn trend(values: &[f64], level_start: usize) -> Trend {
+/// The trend of `values` (non-empty) whose current level starts at `level_start` and whose
+/// current quantity (the figure's source) at `quantity_start`.
+fn trend(values: &[f64], level_start: usize, quantity_start: usize) -> Trend {
     let level = &values[level_start..];
     let level_median = median(level);
     let drift_per_run = (level.len() >= 3 && level_median != 0.0).then(|| {
@@ -313,8 +349,14 @@ fn trend(values: &[f64], level_start: usize) -> Trend {
         runs: values.len(),
         last: values[values.len() - 1],
         previous: values.len().checked_sub(2).map(|i| values[i]),
-        min: values.iter().copied().fold(f64::INFINITY, f64::min),
-        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        min: values[quantity_start..]
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min),
+        max: values[quantity_start..]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max),
         level_start,
         level_median,
         drift_per_run,
@@ -328,15 +370,19 @@ pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, H
         path: history.path().to_path_buf(),
         source,
     };
+    // Columns added by later migrations are null in a database of an older wattbench.
+    let variables = history.column_or_null("runs", "variables_fp")?;
+    let conditions = history.column_or_null("runs", "conditions_fp")?;
     let mut st = history
         .conn()
-        .prepare(
-            "SELECT m.case_id, m.metric, r.hardware_fp, r.id, r.created_at, r.git_commit,
-                    r.software_fp, m.value, m.low, m.high, m.n_samples, m.source, r.variables_fp
-             FROM measurements m JOIN runs r ON r.id = m.run_id
-             ORDER BY r.hardware_fp, m.case_id, m.metric,
-                      julianday(r.created_at), r.created_at, r.id",
-        )
+        .prepare(&format!(
+            "SELECT m.case_id, m.metric, runs.hardware_fp, runs.id, runs.created_at,
+                    runs.git_commit, runs.software_fp, m.value, m.low, m.high, m.n_samples,
+                    m.source, {variables}, {conditions}
+             FROM measurements m JOIN runs ON runs.id = m.run_id
+             ORDER BY runs.hardware_fp, m.case_id, m.metric,
+                      julianday(runs.created_at), runs.created_at, runs.id"
+        ))
         .map_err(sql)?;
     let rows = st
         .query_map([], |r| {
@@ -356,6 +402,7 @@ pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, H
                     n_samples: r.get::<_, Option<i64>>(10)?.map(|n| n as u64),
                     source: r.get(11)?,
                     variables_fp: r.get(12)?,
+                    conditions_fp: r.get(13)?,
                 },
             ))
         })
@@ -686,15 +733,149 @@ mod tests {
     }
 
     #[test]
+    fn a_new_source_starts_the_level_and_an_untestable_break_says_so() {
+        // Ten estimates at 10 J, then one measurement at 20 J: too few runs after the break
+        // for any test (p ≥ 1/11), so no change point; but the figure is another quantity,
+        // so its level, min and max start at the break.
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        for i in 0..11 {
+            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
+            let mut c = case("c", 1.0);
+            let e = c.energy.as_mut().unwrap();
+            e.total_sources = vec![if i < 10 {
+                Source::Estimated
+            } else {
+                Source::Measured
+            }];
+            let scale = if i < 10 { 1.0 } else { 2.0 } * noise(i);
+            e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(scale));
+            add(&mut h, &run_file(&at, &[], vec![c]));
+        }
+        let f = SeriesFilter {
+            metric: Some(Metric::EnergyJ),
+            ..SeriesFilter::default()
+        };
+        let a = analyse(&h, &f, &changepoint::Config::default())
+            .unwrap()
+            .remove(0);
+        assert!(a.change_points.is_empty(), "{:?}", a.change_points);
+        let b = &a.known_breaks[0];
+        assert_eq!((b.index, b.source_changed, b.testable), (10, true, false));
+        let t = &a.trend;
+        assert_eq!(t.level_start, 10);
+        assert_eq!((t.level_median, t.min, t.max), (t.last, t.last, t.last));
+        // Five runs on each side of a software change are enough to test it.
+        let values: Vec<f64> = (0..10).map(noise).collect();
+        let a = analysed(&values, |i| {
+            Some(if i < 5 {
+                vec![]
+            } else {
+                vec![("OMP_NUM_THREADS", "2".into())]
+            })
+        });
+        let b = &a.known_breaks[0];
+        assert_eq!((b.index, b.source_changed, b.testable), (5, false, true));
+        assert_eq!(a.trend.level_start, 0, "no change of level, same quantity");
+    }
+
+    #[test]
+    fn a_database_of_an_older_wattbench_is_read_without_migrating_it() {
+        // Schema 1 (before `variables_fp` and `conditions_fp`), as a released wattbench wrote
+        // it: readers take the missing columns as unknown, and leave the file as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("old.sqlite");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(crate::db::MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.pragma_update(None, "application_id", crate::db::APPLICATION_ID)
+            .unwrap();
+        c.execute_batch(
+            "INSERT INTO runs (id, sha256, created_at, command, hardware_fp, software_fp,
+                               interrupted, recorded_at)
+             VALUES (1, 'x', '2026-01-01T00:00:00+00:00', 'run', 'cpu=a x2', '', 0, 'now');
+             INSERT INTO measurements (run_id, case_id, metric, value)
+             VALUES (1, 'c', 'time_s', 0.5);",
+        )
+        .unwrap();
+        drop(c);
+        let h = History::open_existing(&db).unwrap();
+        let s = series(&h, &SeriesFilter::default()).unwrap();
+        assert_eq!(s.len(), 1);
+        let p = &s[0].points[0];
+        assert_eq!(
+            (p.value, &p.variables_fp, &p.conditions_fp),
+            (0.5, &None, &None)
+        );
+        assert_eq!(h.user_version().unwrap(), 1, "a reader does not migrate");
+    }
+
+    #[test]
+    fn a_cpu_limit_or_gpu_power_limit_change_is_a_known_break_not_a_regression() {
+        // The same machine kind, its container's CPU limit cut from 2 cores to 1: twice the
+        // time, not from any commit.
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        for i in 0..12 {
+            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
+            let t = if i < 6 { 1.0 } else { 2.0 } * noise(i);
+            let mut r = run_file(&at, &[], vec![case("c", t)]);
+            r.environment.host.usable_cores = Some(if i < 6 { 2 } else { 1 });
+            add(&mut h, &r);
+        }
+        let f = SeriesFilter {
+            metric: Some(Metric::TimeS),
+            ..SeriesFilter::default()
+        };
+        let a = analyse(&h, &f, &changepoint::Config::default())
+            .unwrap()
+            .remove(0);
+        assert_eq!(a.known_breaks.len(), 1, "{:?}", a.known_breaks);
+        assert_eq!(a.known_breaks[0].changed, ["condition usable_cores 2 → 1"]);
+        assert!(!a.change_points.is_empty() && a.change_points.iter().all(|c| c.known_break));
+        // A GPU's power limit (of a metered GPU) is a condition too.
+        let mut env = run_file("2026-01-01T00:00:00+00:00", &[], vec![]).environment;
+        env.host.usable_cores = Some(2);
+        assert_eq!(
+            env.conditions_fingerprint().as_deref(),
+            Some("usable_cores=2")
+        );
+        env.gpus.push(wattbench_core::result::GpuRecord {
+            index: 0,
+            name: Some("NVIDIA H200".into()),
+            uuid: None,
+            pci_bus_id: None,
+            driver_version: None,
+            power_limit_watts: Some(700.0),
+            memory_total_bytes: None,
+            energy_counter: true,
+            metered: true,
+            selection: "all GPUs".into(),
+            power_reading: String::new(),
+            state: Default::default(),
+        });
+        assert_eq!(
+            env.conditions_fingerprint().as_deref(),
+            Some("usable_cores=2; gpu0_power_limit=700 W")
+        );
+        env.host.usable_cores = None;
+        assert_eq!(
+            env.conditions_fingerprint(),
+            None,
+            "a file that predates them"
+        );
+    }
+
+    #[test]
     fn trend_of_a_steady_drift() {
         let v: Vec<f64> = (0..10).map(|i| 100.0 + i as f64).collect();
-        let t = trend(&v, 0);
+        let t = trend(&v, 0, 0);
         assert_eq!(
             (t.runs, t.last, t.previous, t.min, t.max),
             (10, 109.0, Some(108.0), 100.0, 109.0)
         );
         assert!((t.drift_per_run.unwrap() - 1.0 / 104.5).abs() < 1e-12);
-        assert_eq!(trend(&[1.0, 2.0], 0).drift_per_run, None);
+        assert_eq!(trend(&[1.0, 2.0], 0, 0).drift_per_run, None);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use wattbench_compare::export;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     /// Bencher Metric Format JSON (`bencher run --adapter json`): measures `latency` (ns),
-    /// `energy` (J per call, when every source is a hardware counter; else
-    /// `energy-<sources>`, e.g. `energy-estimated`), `host-peak-rss` and
+    /// `energy` (J per call, when every source is a hardware counter and every metered
+    /// domain had a reading; else `energy-<sources>[-without-<domains>]`, e.g.
+    /// `energy-estimated`), `host-peak-rss` and
     /// `device-peak-memory` (bytes).
     Bmf,
     /// github-action-benchmark `customSmallerIsBetter` JSON: one entry per case and metric.
@@ -39,12 +40,13 @@ pub fn run(args: ExportArgs) -> Result<u8> {
     if let Some(out) = &args.output {
         crate::output::not_an_input(out, &[&args.input])?;
     }
+    // The input is read first: a bad one leaves nothing behind (not even the output's folder).
+    let run = crate::output::read_run(&args.input)?;
     let out = args
         .output
         .as_deref()
         .map(crate::output::prepare)
         .transpose()?;
-    let run = crate::output::read_run(&args.input)?;
     let body = match args.format {
         ExportFormat::Bmf => serde_json::to_string_pretty(&export::bmf(&run))? + "\n",
         ExportFormat::Github => serde_json::to_string_pretty(&export::github(&run))? + "\n",

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use wattbench_core::units;
 use wattbench_history::db::keyed_runs;
 use wattbench_history::{
-    changepoint, trend, AddOutcome, Analysis, ChangePoint, History, HistoryError, Metric,
-    SeriesFilter,
+    changepoint, trend, AddOutcome, Analysis, ChangePoint, History, HistoryError, KnownBreak,
+    Metric, SeriesFilter,
 };
 
 /// The history database when none is given and `$WATTBENCH_HISTORY` is unset.
@@ -153,23 +153,49 @@ fn add(db: &Path, files: &[PathBuf]) -> Result<u8> {
 /// happens here, so a failure is a warning and the run's exit code stands.
 pub fn record(db: Option<&Path>, file: &Path) {
     let db = db_path(db);
-    let outcome = open_for_writing(&db).and_then(|mut h| Ok(h.add_file(file)?));
-    match outcome {
-        Ok(AddOutcome::Added { run_id, .. }) => {
-            eprintln!("recorded in the history {} (run {run_id})", db.display())
+    // A merged file (`--devices`) holds one run per GPU: each is recorded, and said, on its own.
+    let mut said = 0;
+    let outcome = (|| -> Result<()> {
+        let bytes = std::fs::read(file)?;
+        let runs = keyed_runs(&bytes).map_err(|why| anyhow::anyhow!(why))?;
+        let mut history = open_for_writing(&db)?;
+        let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        let n = runs.len();
+        for (i, (run, sha)) in runs.iter().enumerate() {
+            let which = if n == 1 {
+                String::new()
+            } else {
+                format!("run {} of {n} of the file ", i + 1)
+            };
+            match history.add_run(run, sha, Some(&abs.to_string_lossy()))? {
+                AddOutcome::Added { run_id, .. } => eprintln!(
+                    "recorded {which}in the history {} (run {run_id})",
+                    db.display()
+                ),
+                AddOutcome::AlreadyRecorded { run_id } | AddOutcome::SameRun { run_id } => {
+                    eprintln!(
+                        "{which}already recorded as run {run_id} in the history {}",
+                        db.display()
+                    )
+                }
+            }
+            said += 1;
         }
-        Ok(AddOutcome::AlreadyRecorded { run_id } | AddOutcome::SameRun { run_id }) => {
-            eprintln!(
-                "already recorded as run {run_id} in the history {}",
-                db.display()
-            )
-        }
-        Err(e) => eprintln!(
-            "warning: the result file was written, but not recorded in the history {}: {e:#} \
-             (record it later with `wattbench history add {}`)",
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        let recorded = if said > 0 {
+            format!("its first {said} run(s) were recorded, the rest not")
+        } else {
+            "not recorded".to_string()
+        };
+        eprintln!(
+            "warning: the result file was written, but {recorded} in the history {}: {e:#} \
+             (record it later with `wattbench history add {}`: what is recorded already is \
+             not recorded twice)",
             db.display(),
             file.display()
-        ),
+        );
     }
 }
 
@@ -304,6 +330,16 @@ fn describe(metric: Metric, c: &ChangePoint) -> String {
     )
 }
 
+/// What the test said of a known break where no change of level is reported.
+fn known_break_verdict(b: &KnownBreak) -> &'static str {
+    match (b.testable, b.source_changed) {
+        (false, true) => "another quantity from here: too few runs around it to compare levels",
+        (true, true) => "another quantity from here: no significant change of level",
+        (false, false) => "too few runs around it to test the level yet",
+        (true, false) => "no significant change of level",
+    }
+}
+
 /// `history show`.
 fn show(db: &Path, sel: &Select) -> Result<u8> {
     let (history, analyses) = analyse(db, sel)?;
@@ -318,7 +354,6 @@ fn show(db: &Path, sel: &Select) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
     }
-    crate::signals::quiet_broken_pipe();
     println!(
         "history {}: {runs} runs, {} series",
         db.display(),
@@ -362,8 +397,14 @@ fn show(db: &Path, sel: &Select) -> Result<u8> {
         for b in &a.known_breaks {
             if !a.change_points.iter().any(|c| c.index == b.index) {
                 println!(
-                    "            software or source changed at run {} (level unchanged): {}",
+                    "            {} at run {} ({}): {}",
+                    if b.source_changed {
+                        "source changed"
+                    } else {
+                        "software changed"
+                    },
                     b.run_id,
+                    known_break_verdict(b),
                     b.changed.join(", ")
                 );
             }
@@ -401,7 +442,6 @@ fn changes(db: &Path, sel: &Select) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
     }
-    crate::signals::quiet_broken_pipe();
     let minor_line = || {
         if minor > 0 {
             println!(

@@ -305,7 +305,10 @@ fn main() -> ExitCode {
             | Cmd::Check(_)
             | Cmd::Compare(_)
             | Cmd::Export(_)
+            | Cmd::History(_)
     ) {
+        // `history add` commits each run in its own transaction before saying so: a closed
+        // pipe ends it between runs, the ones recorded kept.
         signals::quiet_broken_pipe();
     }
     let result = match cli.cmd {

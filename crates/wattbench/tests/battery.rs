@@ -172,6 +172,11 @@ fn a_closed_pipe_ends_quietly_after_the_results_are_saved() {
     check(&run);
     assert!(out.exists(), "the result file was lost to the closed pipe");
     check(&["report", out.to_str().unwrap()]);
+    let db = dir.path().join("h.sqlite");
+    let db = db.to_str().unwrap();
+    check(&["history", "add", out.to_str().unwrap(), "--db", db]);
+    check(&["history", "show", "--json", "--db", db]);
+    check(&["history", "changes", "--json", "--db", db]);
     let t = dir.path().join("t.json");
     check(&[&common::TRAIN_TINY[..], &["--output", t.to_str().unwrap()]].concat());
     assert!(t.exists());

@@ -701,7 +701,8 @@ fn exports_follow_their_documented_shapes() {
     let records = parse_csv(&csv);
     let header = &records[0];
     assert_eq!(header[0], "id");
-    assert_eq!(header.len(), 18);
+    assert_eq!(header.len(), 19);
+    assert_eq!(header[18], "energy_basis", "new columns go last");
     assert_eq!(records.len(), 1 + 6);
     for r in &records[1..] {
         assert_eq!(r.len(), header.len(), "{r:?}");
@@ -716,6 +717,14 @@ fn exports_follow_their_documented_shapes() {
         assert!(median > 0.0);
         let samples: u64 = r[col("samples")].parse().unwrap();
         assert!(samples >= 50);
+        // An energy figure names its basis: its sources first (`estimated [...]` here).
+        if !r[col("energy_j")].is_empty() {
+            let basis = &r[col("energy_basis")];
+            let sources = basis.split(' ').next().unwrap();
+            for s in r[col("energy_sources")].split(';') {
+                assert!(sources.split('+').any(|b| b == s), "{r:?}");
+            }
+        }
     }
 
     // --output writes the same bytes; bad input exits 2.

@@ -1407,7 +1407,12 @@ fn trend(inp: &Inputs) -> String {
             .iter()
             .map(|b| Mark {
                 x: b.index as f64 + 0.5,
-                label: "software".into(),
+                label: if b.source_changed {
+                    "source"
+                } else {
+                    "software"
+                }
+                .into(),
                 change: false,
             })
             .collect();
