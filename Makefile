@@ -12,7 +12,7 @@ CARGO ?= cargo
 FEATURES ?= wattbench/tch,wattbench-candle/train,wattbench-tch/train
 SUITE ?= quick
 RUN_ARGS ?=
-LIBTORCH_ENV = export LIBTORCH="$$(bash scripts/fetch-libtorch.sh)";
+LIBTORCH_ENV = LIBTORCH="$$(bash scripts/fetch-libtorch.sh)"; export LIBTORCH;
 
 .PHONY: run build test fmt clippy doc unit kernel-check emulate bench-build browser slurm-selftest k8s-validate gpu-bundle bench-overhead
 
@@ -21,7 +21,7 @@ build:
 
 run: build
 	mkdir -p results/runs
-	out="results/runs/$$(date -u +%Y%m%dT%H%M%SZ)-$$(hostname)-$(SUITE).json"; \
+	out="results/runs/$$(date -u +%Y%m%dT%H%M%SZ)-$$(hostname)-$(basename $(notdir $(SUITE))).json"; \
 	status=0; ./target/release/wattbench run --suite $(SUITE) --output "$$out" $(RUN_ARGS) || status=$$?; \
 	if [ -f "$$out" ]; then \
 	  ./target/release/wattbench ceilings --if-missing || echo "ceilings not measured: the report has no roofs" >&2; \

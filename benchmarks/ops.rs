@@ -6,7 +6,8 @@
 //! Two groups per op: `time` (criterion's wall-clock measurement, the device synchronised
 //! inside each sample by `Prepared::time_iters`) and `energy` (joules per iteration from the
 //! hardware counters, `wattbench_energy::criterion::Joules`). Where this machine has no
-//! energy counter the energy group is not run and the bench says why.
+//! energy counter the energy group is not run and the bench says why. Throughput is the
+//! case's FLOPs, which criterion, having no FLOP unit, prints as `elem/s`.
 //!
 //! `cargo bench -p wattbench --bench ops [FILTER]` (with `--features tch` for libtorch);
 //! criterion keeps its baselines under `target/criterion` and reports changes against the
@@ -44,9 +45,13 @@ fn cases() -> Vec<Case> {
 }
 
 /// Every (backend, device, case) that is available here and passes verification, prepared.
+/// A case that fails verification, or whose backend fails, ends the bench (after the list of
+/// them): a wrong result is a bug, not a case to leave out quietly. One its backend cannot run
+/// here (unavailable, unsupported) is said and left out.
 fn prepared() -> Vec<(String, Case, Box<dyn Prepared>)> {
     let cfg = HarnessConfig::default();
     let mut out = Vec::new();
+    let mut failures = Vec::new();
     for case in cases() {
         let inputs = CaseInputs::new(case.clone(), &cfg);
         for b in backends::all() {
@@ -54,6 +59,10 @@ fn prepared() -> Vec<(String, Case, Box<dyn Prepared>)> {
                 let id = format!("{}/{}", b.name(), dev.name);
                 let mut prep = match b.prepare(&case, &dev.name, inputs.tensors()) {
                     Ok(p) => p,
+                    Err(e @ wattbench_core::BackendError::Failed { .. }) => {
+                        failures.push(format!("{id} {}: {e}", name(&case)));
+                        continue;
+                    }
                     Err(e) => {
                         eprintln!("{id} {}: not benchmarked: {e}", name(&case));
                         continue;
@@ -66,13 +75,19 @@ fn prepared() -> Vec<(String, Case, Box<dyn Prepared>)> {
                 match verified {
                     Ok(true) => out.push((id, case.clone(), prep)),
                     Ok(false) => {
-                        eprintln!("{id} {}: FAILED verification, not benchmarked", name(&case))
+                        failures.push(format!("{id} {}: FAILED verification", name(&case)))
                     }
-                    Err(e) => eprintln!("{id} {}: not benchmarked: {e}", name(&case)),
+                    Err(e) => failures.push(format!("{id} {}: {e}", name(&case))),
                 }
             }
         }
     }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed verification or errored, so nothing is benchmarked:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     out
 }
 

@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: scripts/ab.sh REV_A REV_B [AB-OPTIONS] -- RUN-OPTIONS" >&2; exit 2; }
 rev_a=$1 rev_b=$2
 shift 2
-export LIBTORCH="$(bash scripts/fetch-libtorch.sh)"
+# Assigned, then exported: `export X="$(...)"` would hide a failed fetch.
+LIBTORCH=$(bash scripts/fetch-libtorch.sh)
+export LIBTORCH
 features=${FEATURES:-wattbench/tch,wattbench-candle/train,wattbench-tch/train}
 root=$PWD
 

@@ -26,10 +26,22 @@ print(re.sub(r"[^A-Za-z0-9]+", "-", fp).strip("-").lower())')
 dir=results/baselines/$slug
 case $mode in
   record)
-    mkdir -p "$dir"
+    # Recorded beside it, then swapped in whole: a failed run, or fewer runs than before,
+    # never leaves a baseline of mixed or failed runs.
+    mkdir -p "$(dirname "$dir")"
+    tmp=$(mktemp -d "$dir.new.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
     for i in $(seq 1 "${RUNS:-3}"); do
-      "$bin" run "${suite_args[@]}" --output "$dir/run-$i.json" >/dev/null
+      rc=0
+      "$bin" run "${suite_args[@]}" --output "$tmp/run-$i.json" >/dev/null || rc=$?
+      if [ "$rc" -ne 0 ]; then
+        echo "run $i exited $rc (message above): no baseline recorded; $dir is as it was" >&2
+        exit 1
+      fi
     done
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    trap - EXIT
     echo "$dir"
     ;;
   check)

@@ -261,6 +261,10 @@ grep -E '^  (candle|tch|cuda|cuda-naive|cuda-wgmma|cublas|cudnn) ' "$target/list
 
 # --- The bundle --------------------------------------------------------------------------------
 step="assembling $bundle"
+# Assembled beside it and swapped in only once complete and small enough: a failure keeps the
+# previous bundle as it was.
+final=$bundle
+bundle=$final.new
 rm -rf "$bundle"
 mkdir -p "$bundle"
 cp "$exe" "$bundle/wattbench"
@@ -282,5 +286,8 @@ size=$(du -sb "$bundle" | cut -f1)
 say "contents:"
 (cd "$bundle" && du -ab . | sort -k2 | awk '{ printf "  %8.1f MiB  %s\n", $1 / 1048576, $2 }') >&2
 say "$bundle: $(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1048576 }') MiB (limit $limit_mib), commit $commit, features $features, built in $(($(date +%s) - start)) s"
-[ "$size" -lt $((limit_mib * 1048576)) ] || die "the bundle is too large to carry (limit $limit_mib MiB)"
+[ "$size" -lt $((limit_mib * 1048576)) ] || die "the bundle is too large to carry (limit $limit_mib MiB); $final is as it was"
+rm -rf "$final"
+mv "$bundle" "$final"
+bundle=$final
 step="done"

@@ -23,7 +23,9 @@ echo "fetch-cuda-toolkit: downloading cuda-toolkit==$TOOLKIT_VERSION [$(IFS=,; e
 # The meta-package pins one wheel per extra; wb_download takes no dependencies, so read the pins
 # from its metadata and download those.
 wb_download fetch-cuda-toolkit "cuda-toolkit==$TOOLKIT_VERSION"
-mapfile -t pins < <(python3 - "$wb_wheels" "$TOOLKIT_VERSION" "${EXTRAS[@]}" <<'PY'
+# Read into a variable first: a failure inside `< <(...)` would not stop the script, and a
+# toolkit missing some wheels would be cached as complete.
+pins_text=$(python3 - "$wb_wheels" "$TOOLKIT_VERSION" "${EXTRAS[@]}" <<'PY'
 import glob, os, re, sys, zipfile
 wheels, ver, *extras = sys.argv[1:]
 found = glob.glob(os.path.join(wheels, f"cuda_toolkit-{ver}-*.whl"))
@@ -39,6 +41,7 @@ for extra in extras:
     print(*pins, sep="\n")
 PY
 )
+mapfile -t pins <<<"$pins_text"
 wb_download fetch-cuda-toolkit "${pins[@]}"
 
 tmp=$(mktemp -d "$wb_cache/cuda-toolkit.XXXXXX")

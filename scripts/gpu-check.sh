@@ -119,6 +119,8 @@ step() { # NAME: a step begins
 }
 step_done() { # NOTE: the step ended
   echo "$step_name: $(($(date +%s) - step_t0)) s, $*" >>"$work/steps.txt"
+  # A summary at every step, so that a run killed from outside (no trap runs) still returns one.
+  summary "in progress: the run was stopped from outside after step $step_name"
   wb_pack "$work" "$out" gpu-check
 }
 
@@ -144,6 +146,8 @@ def section(n):  # the lines of step n's section of tests.txt
     return []
 if not gpu:
     verdict = "DRY RUN, NOTHING TESTED (no GPU on this machine; each step says why it could not test)"
+    if status != 0:
+        verdict += "; FAILED (see the gpu: and wattbench lines below)"
 else:
     verdict = "PASSED" if status == 0 else "FAILED"
 if incomplete:
@@ -366,6 +370,8 @@ kill_tree() { # PID: stopped first, so that it starts nothing new while its chil
 on_exit() {
   local rc=$? p
   for p in $bg; do kill_tree "$p"; done
+  # shellcheck disable=SC2086 # one PID a word
+  wb_wait_gone $bg
   [ "$summarised" = 1 ] || summary "stopped early (exit $rc) during step ${step_name:-start}"
   wb_pack "$work" "$out" gpu-check
   rm -rf "$scratch"
@@ -396,6 +402,11 @@ p_info=$!
   echo "# $(date -u +%FT%TZ) $(hostname)"
   echo "# bundle commit: $(cat "$here/COMMIT" 2>/dev/null) features: $(cat "$here/FEATURES" 2>/dev/null)"
   echo "gpu: $gpu${cc:+ (compute capability $cc)}"
+  # The driver's device node without a GPU listed: nvidia-smi missing or broken on a GPU
+  # machine, not a machine without one (the summary shows this `gpu:` line).
+  if [ "$gpu" = 0 ] && [ -e /dev/nvidiactl ]; then
+    echo "gpu: /dev/nvidiactl exists, but \`nvidia-smi -L\` lists no GPU (nvidia-smi $(command -v nvidia-smi >/dev/null && echo fails || echo "is not on PATH")): run as a dry run, and FAILED"
+  fi
   echo "cuda library set: $kind"
   echo "torch lib: ${torch_lib:-not found (looked in the site-packages of python3 and /opt/torch/.venv)}"
   echo "python for torch: $wb_py"
@@ -431,6 +442,7 @@ p_info=$!
   cat "$scratch/info.txt"
 } >"$work/env.txt" 2>&1
 grep -qE '^wattbench (list|list --json|info): exit' "$work/env.txt" && status=1
+grep -q '^gpu: /dev/nvidiactl exists' "$work/env.txt" && status=1
 grep -E '^(gpu|cuda library set|torch lib|python for torch|resolves|ldd|meminfo|wattbench .*: exit)' "$work/env.txt"
 grep -E '^  (tch|cuda|cublas|cudnn|candle|cuda-naive|cuda-wgmma|cuda-wgmma-c2) +cuda' "$scratch/list.txt" | cut -c1-160
 [ "$gpu" = 1 ] || echo "no NVIDIA GPU here: a dry run (every GPU step says why it cannot test)"
@@ -596,7 +608,7 @@ test_job() { # IDX TEST
         *) echo "FAIL $t (exit $rc, ${dt} s)" ;;
       esac
       grep -v '^\s*$' "$res.log" | tail -n 25 | sed 's/^/    /'
-      cp "$res.log" "$work/logs/test.${t//::/.}.log"
+      wb_log "$res.log" "$work/logs/test.${t//::/.}.log"
       wb_faulted "$res.log" "$rc" "0 101" && test_backends "$t" >"$res.suspect"
     fi
   } >"$res"
@@ -698,7 +710,7 @@ check_job() { # IDX BACKEND WHAT
         grep -vE '^(ok|FAIL|      )' "$res.log" | tail -n 20 | sed 's/^/    /' ;;
     esac
   } >"$res"
-  [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || cp "$res.log" "$work/logs/check.$b.$what.log"
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || wb_log "$res.log" "$work/logs/check.$b.$what.log"
   [ "$gpu" = 1 ] && wb_faulted "$res.log" "$rc" && echo "$b" >"$res.suspect"
 }
 say "wattbench check on $backends ($jobs_at_once at once; wgmma in its own lane)"

@@ -17,6 +17,9 @@
 #   wb_faulted LOG RC [OKS]  whether a run (output in LOG, exit status RC) faulted
 #   wb_pack WORK OUT NAME   WORK as OUT/NAME.tgz (written whole, then renamed), and WORK's
 #                     summary.txt as OUT/NAME-summary.txt: the device returns at most 8 files
+#   wb_log SRC DEST   a log kept in the work folder: its last MiB (a flooded log would push the
+#                     archive past what the device returns)
+#   wb_wait_gone PIDS  wait up to 5 s for stopped processes to end (they write on the way)
 #
 # (The tensor-core instructions in our kernels' machine code are checked where they are built,
 # by `make kernel-check`; ncu's instruction statistics show what the GPU executed.)
@@ -118,10 +121,29 @@ wb_faulted() { # LOG RC [OKS]
   esac
 }
 wb_pack() { # WORK OUT NAME
-  local work=$1 out=$2 name=$3
-  tar -C "$(dirname "$work")" -czf "$out/$name.tgz.part" "$(basename "$work")" 2>/dev/null &&
+  local work=$1 out=$2 name=$3 rc=0
+  # GNU tar exits 1 when a file changed while it was read (a stopped process still writing):
+  # the archive is whole, so it is kept; 2 is a real failure, said.
+  tar -C "$(dirname "$work")" -czf "$out/$name.tgz.part" "$(basename "$work")" 2>"$out/$name.tar.err" || rc=$?
+  if [ "$rc" -le 1 ]; then
     mv -f "$out/$name.tgz.part" "$out/$name.tgz"
-  rm -f "$out/$name.tgz.part"
+  else
+    echo "wb_pack: tar failed (exit $rc), $out/$name.tgz keeps the previous step's state: $(head -c 300 "$out/$name.tar.err")" >&2
+  fi
+  rm -f "$out/$name.tgz.part" "$out/$name.tar.err"
   [ -f "$work/summary.txt" ] && cp "$work/summary.txt" "$out/$name-summary.txt"
+  return 0
+}
+wb_log() { # SRC DEST
+  tail -c 1048576 "$1" >"$2"
+}
+wb_wait_gone() { # PIDS
+  local i p alive
+  for i in $(seq 50); do
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && return 0
+    sleep 0.1
+  done
   return 0
 }

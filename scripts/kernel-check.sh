@@ -15,11 +15,11 @@
 #   CARGO_TARGET_DIR  where to build (default: target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools=$(scripts/fetch-cuda-tools.sh)
+tools=$(bash scripts/fetch-cuda-tools.sh)
 # cudarc dlopens libnvrtc.so / libnvrtc.so.13 by name; NVRTC then dlopens its builtins library.
 export LD_LIBRARY_PATH="$tools/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export WATTBENCH_PTXAS="$tools/bin/ptxas"
 # cuobjdump runs nvdisasm, which it looks for on PATH.
 export WATTBENCH_CUOBJDUMP="$tools/bin/cuobjdump"
 export PATH="$tools/bin:$PATH"
-exec cargo run -q -p wattbench-cuda --example kernel_check -- "$@"
+exec cargo run -q --locked -p wattbench-cuda --example kernel_check -- "$@"

@@ -7,11 +7,22 @@
 wb_cache=${WATTBENCH_CACHE:-$HOME/.cache/wattbench}
 wb_wheels=$wb_cache/wheels
 
-# wb_cached DEST: when an earlier fetch completed DEST, print it and exit.
+# wb_cached DEST: when an earlier fetch completed DEST, print it and exit. Otherwise DEST's
+# lock is taken for the rest of the fetch (two fetches at once, `make -j` on a cold cache: the
+# second waits, then finds DEST complete instead of replacing it under the first's feet).
 wb_cached() {
   if [ -f "$1/.complete" ]; then
     echo "$1"
     exit 0
+  fi
+  if command -v flock >/dev/null; then
+    mkdir -p "$(dirname "$1")"
+    exec 9>"$1.lock"
+    flock 9
+    if [ -f "$1/.complete" ]; then
+      echo "$1"
+      exit 0
+    fi
   fi
 }
 

@@ -5,6 +5,13 @@
 # Run on a quiet machine; both compare side by side in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export LIBTORCH="$(bash scripts/fetch-libtorch.sh)"
+# Assigned, then exported: `export X="$(...)"` would hide a failed fetch.
+LIBTORCH=$(bash scripts/fetch-libtorch.sh)
+export LIBTORCH
 cargo bench --locked -p wattbench --features wattbench/tch --bench harness_overhead
-cargo bench --locked -p wattbench-energy --bench sampler_overhead -- 20 | tee results/sampler-overhead.txt
+# Written beside, then moved: a failed build or bench, or a Ctrl-C, keeps the recorded numbers.
+tmp=$(mktemp results/sampler-overhead.txt.XXXXXX)
+trap 'rm -f "$tmp"' EXIT
+cargo bench --locked -p wattbench-energy --bench sampler_overhead -- 20 | tee "$tmp"
+mv "$tmp" results/sampler-overhead.txt
+trap - EXIT

@@ -152,6 +152,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 step_done() { # NAME T0 NOTE: a line in steps.txt, and the work folder packed
   echo "$1: $(($(date +%s) - $2)) s, $3" >>"$work/steps.txt"
+  # A summary at every step, so that a run killed from outside (no trap runs) still returns one.
+  summary "in progress: the run was stopped from outside after step $1"
   wb_pack "$work" "$out" profile-gemm
 }
 wb_cuda_libs

@@ -11,7 +11,16 @@ bin=./target/release/wattbench
 dir="results/cpu/$(date -u +%Y%m%d)-$(hostname)"
 mkdir -p "$dir"
 # The machine's ceilings, to results/ceilings/ (where reports look for them) and beside the runs.
-ceilings=$("$bin" ceilings 2>&1 >"$dir/ceilings.txt" | tail -1)
+# Its stderr (warnings, and the path of the file it wrote, last) is shown and kept; a failure
+# stops the script with its message.
+if ! "$bin" ceilings >"$dir/ceilings.txt" 2>"$dir/ceilings.err"; then
+  cat "$dir/ceilings.err" >&2
+  echo "record-cpu: wattbench ceilings failed (above); nothing more recorded in $dir" >&2
+  exit 1
+fi
+cat "$dir/ceilings.err" >&2
+ceilings=$(tail -n 1 "$dir/ceilings.err")
+rm "$dir/ceilings.err"
 cp "$ceilings" "$dir/ceilings.json"
 for mode in infer train; do
   "$bin" run --suite quick --mode "$mode" --output "$dir/quick-$mode.json" >/dev/null

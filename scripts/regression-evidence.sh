@@ -20,7 +20,9 @@ cd "$(dirname "$0")/.."
 pairs=${PAIRS:-20}
 rounds=${ROUNDS:-4}
 backend=${BACKEND:-candle}
-export LIBTORCH="$(bash scripts/fetch-libtorch.sh)"
+# Assigned, then exported: `export X="$(...)"` would hide a failed fetch.
+LIBTORCH=$(bash scripts/fetch-libtorch.sh)
+export LIBTORCH
 features=wattbench/tch,wattbench-candle/train,wattbench-tch/train
 cargo build --release --locked -p wattbench --features "$features" >&2
 CARGO_TARGET_DIR=target/evidence-slowdown cargo build --release --locked -p wattbench \
@@ -33,6 +35,13 @@ grep -q evidence-slowdown <<<"$info" || { echo "the slowed build does not say so
 
 out="results/regression-evidence/$(date -u +%Y%m%d)-$(hostname)"
 raw=$out/raw
+# The summary counts every raw file there: a second run into the same folder (the same day)
+# would mix its pairs with the first's.
+if [ -z "${SUMMARIZE_ONLY:-}" ] && [ -n "$(ls -A "$raw" 2>/dev/null)" ]; then
+  echo "$raw already holds raw results (an earlier run today): move it away, or summarize it" \
+    "with SUMMARIZE_ONLY=1" >&2
+  exit 2
+fi
 mkdir -p "$raw"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

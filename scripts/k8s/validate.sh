@@ -8,8 +8,22 @@ cd "$(dirname "$0")/../.."
 version=${K8S_VERSION:-1.31.0}
 venv=${WATTBENCH_CACHE:-$HOME/.cache/wattbench}/k8s-venv
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet "kubernetes-validate==1.37.0" >&2
+  # Debian's python3 makes virtual environments only with python3-venv: installed as root,
+  # else asked for. A half-made environment is cleared, never reused.
+  if ! python3 -m venv --clear "$venv" >&2; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get install -y -q python3-venv >&2
+      python3 -m venv --clear "$venv" >&2
+    else
+      echo "k8s validate: python3 -m venv failed (above): install Debian's python3-venv" >&2
+      exit 1
+    fi
+  fi
+  "$venv/bin/pip" install --quiet "kubernetes-validate==1.37.0" >&2 || {
+    rm -rf "$venv"
+    echo "k8s validate: kubernetes-validate could not be installed (above)" >&2
+    exit 1
+  }
 fi
 kv=$venv/bin/kubernetes-validate
 for f in scripts/k8s/*.yaml; do
@@ -18,10 +32,16 @@ done
 # A typo in a field name must be caught.
 bad=$(mktemp --suffix=.yaml); trap 'rm -f "$bad"' EXIT
 sed 's/completionMode: Indexed/completionMod: Indexed/' scripts/k8s/wattbench-indexed-job.yaml >"$bad"
-if "$kv" --strict --kubernetes-version "$version" "$bad" >/dev/null 2>&1; then
+refusal=$("$kv" --strict --kubernetes-version "$version" "$bad" 2>&1) && {
   echo "k8s validate: a manifest with an unknown field passed: the check cannot fail" >&2
   exit 1
-fi
+}
+# Refused for the typo, not for a crash of the validator.
+grep -q completionMod <<<"$refusal" || {
+  echo "k8s validate: the broken manifest was refused, but not for its unknown field:" >&2
+  echo "$refusal" >&2
+  exit 1
+}
 # One index that fails (a failed verification exits 1) must not fail the Job, whose
 # controller would then stop the pods of the other indexes: failures are per index, and
 # wattbench's own verdicts are not retried; an evicted or preempted pod is not a failure.

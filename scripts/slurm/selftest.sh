@@ -44,7 +44,10 @@ cleanup() {
   rm -rf "$d"
   exit $rc
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal is a failure (130, 143), never the status of the command it interrupted.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # munge: a fresh key, its own socket; root needs --force.
 dd if=/dev/urandom of="$d/munge.key" bs=1024 count=1 status=none

@@ -106,7 +106,11 @@ fn main() {
     });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../results/harness-overhead.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("json"))
-        .expect("write results/harness-overhead.json");
+    // Whole or not at all: an interrupted write keeps the recorded file.
+    wattbench_core::output::write_atomically(
+        &path,
+        serde_json::to_string_pretty(&doc).expect("json").as_bytes(),
+    )
+    .expect("write results/harness-overhead.json");
     println!("wrote {}", path.display());
 }
