@@ -399,10 +399,25 @@ impl<'a> PlanBuilder<'a> {
                 funcs.insert((l.kernel, l.entry.as_str()), f);
             }
         }
+        // The kernels' names, then whatever the driver's JIT said would slow them.
+        let mut kernels = self.kernels();
+        let mut files: Vec<KernelId> = funcs.keys().map(|(id, _)| *id).collect();
+        files.sort_by_key(|id| id.file());
+        files.dedup();
+        for id in files {
+            let notes = gpu.jit_notes(id);
+            if !notes.is_empty() {
+                kernels.push_str(&format!(
+                    "; WARNING, the driver's compilation of kernels/{}: {}",
+                    id.file(),
+                    notes.join("; ")
+                ));
+            }
+        }
         let mut case = self.allocate(gpu, backend, |_| {
             Ok(Plan {
                 steps: Vec::new(),
-                kernels: self.kernels(),
+                kernels,
             })
         })?;
         let (g, bufs) = (&case.gpu, &case.bufs);

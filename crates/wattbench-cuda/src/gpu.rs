@@ -179,6 +179,9 @@ pub(crate) struct Gpu {
     /// event tracking on each launch).
     pub(crate) stream: Arc<CudaStream>,
     modules: Mutex<HashMap<KernelId, Arc<CudaModule>>>,
+    /// What the driver's JIT said would slow a loaded module's kernels (see
+    /// [`Gpu::jit_notes`]).
+    jit_notes: Mutex<HashMap<KernelId, Vec<String>>>,
 }
 
 /// The process-wide kernel loader (disk cache at [`Loader::default_cache_dir`]).
@@ -222,6 +225,7 @@ pub(crate) fn gpu(device: &str) -> Result<Arc<Gpu>, CudaError> {
         ctx,
         stream,
         modules: Mutex::new(HashMap::new()),
+        jit_notes: Mutex::new(HashMap::new()),
     });
     map.insert(ordinal, g.clone());
     Ok(g)
@@ -239,14 +243,37 @@ impl Gpu {
                 Some(m) => m.clone(),
                 None => {
                     let ptx = loader().ptx(id, self.info.arch())?;
+                    // The Hopper GEMM's machine code is what the driver compiles here, not the
+                    // ptxas output the kernel check verified: its PTX is compiled once first
+                    // with the driver's verbose log (the load below then comes from the
+                    // driver's cache), and what would break its pipeline is kept for the
+                    // results of every case that runs it, and said now.
+                    let notes = if id == KernelId::GemmSm90 {
+                        self.jit_logs(&ptx, true)
+                            .map_or_else(Vec::new, |l| crate::ptxas::jit_warnings(&l.info))
+                    } else {
+                        Vec::new()
+                    };
                     let module = self
                         .ctx
                         .load_module(cudarc::nvrtc::Ptx::from_src(ptx.clone()))
                         .map_err(|e| {
-                            let log = self.jit_error_log(&ptx);
+                            let log = self.jit_logs(&ptx, false).map(|l| l.error);
+                            let log = log.filter(|l| !l.is_empty());
                             jit_failure(id, format!("{e:?}"), e.0, log.as_deref())
                         })?;
                     m.insert(id, module.clone());
+                    if !notes.is_empty() {
+                        eprintln!(
+                            "warning: the driver's compilation of kernels/{} for {}: {}",
+                            id.file(),
+                            self.info.name,
+                            notes.join("; ")
+                        );
+                        if let Ok(mut n) = self.jit_notes.lock() {
+                            n.insert(id, notes);
+                        }
+                    }
                     module
                 }
             }
@@ -277,24 +304,45 @@ impl Gpu {
         Ok(f)
     }
 
-    /// The driver's JIT error log for `ptx`, which `cuModuleLoadData` (what cudarc calls) does
-    /// not return: the PTX is loaded again with a log buffer. Only after that load failed.
-    fn jit_error_log(&self, ptx: &str) -> Option<String> {
+    /// What the driver's JIT of `id` said would slow its kernels (wgmma serialized,
+    /// setmaxnreg ignored, spills), when anything; recorded only for the Hopper GEMM's file.
+    pub(crate) fn jit_notes(&self, id: KernelId) -> Vec<String> {
+        self.jit_notes
+            .lock()
+            .ok()
+            .and_then(|n| n.get(&id).cloned())
+            .unwrap_or_default()
+    }
+
+    /// The driver's JIT logs for `ptx`, which `cuModuleLoadData` (what cudarc calls) does not
+    /// return: the PTX is loaded with log buffers (`verbose`: ptxas's resource lines too), and
+    /// the module unloaded at once. Called after a failed load, for its error log, and before
+    /// the Hopper GEMM's load, for its info log.
+    fn jit_logs(&self, ptx: &str, verbose: bool) -> Option<JitLogs> {
         use sys::CUjit_option as O;
         let src = std::ffi::CString::new(ptx).ok()?;
         self.ctx.bind_to_thread().ok()?;
-        let mut log = vec![0u8; 64 * 1024];
+        let mut info = vec![0u8; 64 * 1024];
+        let mut error = vec![0u8; 64 * 1024];
         let mut options = [
+            O::CU_JIT_INFO_LOG_BUFFER,
+            O::CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
             O::CU_JIT_ERROR_LOG_BUFFER,
             O::CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+            O::CU_JIT_LOG_VERBOSE,
         ];
-        // The size option's value is the number itself, in the pointer's place.
-        let mut values: [*mut std::ffi::c_void; 2] =
-            [log.as_mut_ptr().cast(), log.len() as *mut std::ffi::c_void];
+        // A size or flag option's value is the number itself, in the pointer's place.
+        let mut values: [*mut std::ffi::c_void; 5] = [
+            info.as_mut_ptr().cast(),
+            info.len() as *mut std::ffi::c_void,
+            error.as_mut_ptr().cast(),
+            error.len() as *mut std::ffi::c_void,
+            usize::from(verbose) as *mut std::ffi::c_void,
+        ];
         let mut module: sys::CUmodule = std::ptr::null_mut();
-        // SAFETY: `src` is NUL-terminated PTX; two options with their values: a writable buffer
-        // of `log.len()` bytes that outlives the call, and that length; `module` is written only
-        // on success, and then unloaded at once (nothing else holds it).
+        // SAFETY: `src` is NUL-terminated PTX; five options with their values: two writable
+        // buffers of the lengths given, which outlive the call, and a flag; `module` is written
+        // only on success, and then unloaded at once (nothing else holds it).
         let r = unsafe {
             sys::cuModuleLoadDataEx(
                 &mut module,
@@ -308,9 +356,14 @@ impl Gpu {
             // SAFETY: the module was just loaded and is used by nothing.
             let _ = unsafe { sys::cuModuleUnload(module) };
         }
-        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-        let text = String::from_utf8_lossy(&log[..end]).trim().to_string();
-        (!text.is_empty()).then_some(text)
+        let text = |log: &[u8]| {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            String::from_utf8_lossy(&log[..end]).trim().to_string()
+        };
+        Some(JitLogs {
+            info: text(&info),
+            error: text(&error),
+        })
     }
 
     /// (free, total) device memory.
@@ -398,6 +451,14 @@ fn context_lost(device: &str, code: sys::CUresult) -> String {
          this case did not run; run it in a new process (narrow --backend or --op, or use the \
          GPU check, which runs each backend alone after a fault)"
     )
+}
+
+/// The logs of one JIT of a PTX module by the driver.
+struct JitLogs {
+    /// The info log (with `CU_JIT_LOG_VERBOSE`, ptxas's `-v` lines).
+    info: String,
+    /// The error log.
+    error: String,
 }
 
 /// The error of a failed module load of `id`: the driver's error (`code`, printed as `err`),

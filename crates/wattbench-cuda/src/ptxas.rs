@@ -54,6 +54,37 @@ pub fn parse_ptxas(log: &str) -> Vec<(String, Resources)> {
     out
 }
 
+/// Whether a line of ptxas's output (the standalone tool's, or the driver JIT's log) says the
+/// Hopper GEMM's pipeline is broken though it compiled: its wgmma/setmaxnreg notes (C75xx),
+/// e.g. C7510 "Potential Performance Loss: wgmma.mma_async instructions are serialized",
+/// C7517 "warpgroup.wait is injected", C7508 setmaxnreg ignored. The kernel still runs, at a
+/// fraction of its speed.
+pub fn pipeline_warning(line: &str) -> bool {
+    (line.contains("warning") || line.contains("(C75"))
+        && (line.contains("(C75")
+            || line.contains("Performance Loss")
+            || (line.contains("wgmma") && line.contains("serializ"))
+            || line.contains("setmaxnreg"))
+}
+
+/// What a JIT log (`ptxas -v` format) says that slows the kernels it compiled: each
+/// [`pipeline_warning`] line, and each entry point that spills.
+pub fn jit_warnings(log: &str) -> Vec<String> {
+    let mut out: Vec<String> = (log.lines())
+        .filter(|l| pipeline_warning(l))
+        .map(|l| l.trim().to_string())
+        .collect();
+    for (entry, r) in parse_ptxas(log) {
+        if r.spill_st > 0 || r.spill_ld > 0 {
+            out.push(format!(
+                "{entry}: {} bytes spill stores, {} bytes spill loads",
+                r.spill_st, r.spill_ld
+            ));
+        }
+    }
+    out
+}
+
 /// Every entry point of a compiled file has a row of `ptxas -v` (`rows`) and, when the machine
 /// code was dumped (`sass`), a function in it; otherwise which do not. The checks run per row
 /// and per function, so a changed output format that parses to nothing would check nothing.
@@ -232,6 +263,27 @@ pub fn check_cluster(ptx: &str, entry: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn jit_warnings_name_broken_pipelines_and_spills_only() {
+        use super::{jit_warnings, pipeline_warning};
+        let clean = "ptxas info    : Compiling entry function 'gemm_wgmma_bf16_nn' for 'sm_90a'\nptxas info    : Function properties for gemm_wgmma_bf16_nn\n    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\nptxas info    : Used 168 registers, used 1 barriers\n";
+        assert!(jit_warnings(clean).is_empty());
+        assert!(jit_warnings("").is_empty());
+        let serialized = "ptxas info    : (C7510) Potential Performance Loss: wgmma.mma_async instructions are serialized due to the presence of Extern calls in the function 'k'.\n";
+        let spilled = "ptxas info    : Compiling entry function 'k' for 'sm_90a'\nptxas info    : Function properties for k\n    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n";
+        let w = jit_warnings(&format!("{serialized}{spilled}"));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("C7510") && w[0].contains("serialized"),
+            "{w:?}"
+        );
+        assert_eq!(w[1], "k: 4 bytes spill stores, 12 bytes spill loads");
+        assert!(pipeline_warning(
+            "ptxas warning : setmaxnreg ignored; unable to determine register count at entry"
+        ));
+        assert!(!pipeline_warning("ptxas warning : some unrelated note"));
+    }
+
     #[test]
     fn cluster_kernels_declare_their_cluster() {
         use super::check_cluster;
