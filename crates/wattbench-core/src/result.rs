@@ -996,14 +996,16 @@ impl Environment {
     /// The conditions of the run that move its figures with no change of code, software or
     /// variables, as one string (`usable_cores=4; gpu0_power_limit=700 W`): the cores it could
     /// use (a container's CPU limit, `taskset`, Slurm's `--cpus-per-task`) and the enforced
-    /// power limit of each GPU it meters (`nvidia-smi -pl`). `None` when the file predates
-    /// the usable cores.
+    /// power limit of each GPU it meters (`nvidia-smi -pl`), `unknown` where not read (a
+    /// history compares only what both runs know). `None` when the file predates the usable
+    /// cores, or they could not be read.
     pub fn conditions_fingerprint(&self) -> Option<String> {
         let mut parts = vec![format!("usable_cores={}", self.host.usable_cores?)];
         for g in self.gpus.iter().filter(|g| g.metered) {
-            if let Some(w) = g.power_limit_watts {
-                parts.push(format!("gpu{}_power_limit={w} W", g.index));
-            }
+            parts.push(match g.power_limit_watts {
+                Some(w) => format!("gpu{}_power_limit={w} W", g.index),
+                None => format!("gpu{}_power_limit=unknown", g.index),
+            });
         }
         Some(parts.join("; "))
     }

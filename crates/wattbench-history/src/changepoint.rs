@@ -142,9 +142,12 @@ pub fn detect(values: &[f64], breaks: &[usize], cfg: &Config) -> Vec<Detected> {
 /// Whether the test of known break `b` (see [`detect`]) can find a change of level at all:
 /// it compares the split at `b` of the window between its neighbouring boundaries (the other
 /// known breaks and the change points `found`) with the splits of shuffled windows, so its
-/// p-value is at least about `1 / C(window, points after b)`; with too few runs on a side
-/// (one run after a break in a window of 11: p ≥ 1/11) no change can be significant at
-/// `alpha`, and its absence says nothing.
+/// p-value is at least the share of the window's distinct splits that score as high as the
+/// observed one: `1 / C(window, points after b)`, or twice that when both sides are the same
+/// size (a split and its mirror score the same). With too few runs on a side (one run after a
+/// break in a window of 11: p ≥ 1/11; three on each side: p ≥ 2/20) no change can be
+/// significant at `alpha`, and its absence says nothing. The permutations' own floor,
+/// `1 / (permutations + 1)`, must be under `alpha` too.
 pub fn break_testable(
     n: usize,
     known: &[usize],
@@ -152,19 +155,24 @@ pub fn break_testable(
     b: usize,
     cfg: &Config,
 ) -> bool {
+    if 1.0 / (cfg.permutations + 1) as f64 > cfg.alpha {
+        return false;
+    }
     let bounds = boundaries(n, known, found);
     let lo = bounds.iter().copied().filter(|&x| x < b).max().unwrap_or(0);
     let hi = bounds.iter().copied().filter(|&x| x > b).min().unwrap_or(n);
     let (m, k) = (hi - lo, (b - lo).min(hi - b));
+    // Distinct splits scoring as high as the best one: 1, or 2 for a split and its mirror.
+    let ties = if 2 * k == m { 2.0 } else { 1.0 };
     // C(m, k), stopped once it is large enough.
     let mut arrangements = 1.0f64;
     for i in 0..k {
         arrangements = arrangements * (m - i) as f64 / (i + 1) as f64;
-        if arrangements * cfg.alpha >= 1.0 {
+        if arrangements * cfg.alpha >= ties {
             return true;
         }
     }
-    arrangements * cfg.alpha >= 1.0
+    arrangements * cfg.alpha >= ties
 }
 
 /// `0`, the known breaks and the change points found so far, and `n`: the current segments.
@@ -371,6 +379,18 @@ mod tests {
         }
         v.push(2.0);
         assert!(break_testable(v.len(), &[10], &[], 10, &cfg));
+        // Three runs on each side: C(6, 3) = 20 splits, but each scores as its mirror, so
+        // p ≥ 2/20 > 0.05: not testable; four on each side (p ≥ 2/70) is.
+        assert!(!break_testable(6, &[3], &[], 3, &cfg));
+        assert!(break_testable(8, &[4], &[], 4, &cfg));
+        let coarse = Config {
+            permutations: 9,
+            ..cfg.clone()
+        };
+        assert!(
+            !break_testable(v.len(), &[10], &[], 10, &coarse),
+            "p ≥ 1/10"
+        );
         let found = detect(&v, &[10], &cfg);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].known_break && found[0].index == 10);

@@ -132,16 +132,17 @@ pub struct Trend {
     pub runs: usize,
     /// The latest figure.
     pub last: f64,
-    /// The one before it.
+    /// The one before it of the same quantity (its figure's source).
     pub previous: Option<f64>,
-    /// Smallest figure of the current quantity (since the figure's source last changed).
+    /// Smallest figure of the latest figure's quantity (its source).
     pub min: f64,
-    /// Largest figure of the current quantity.
+    /// Largest figure of the latest figure's quantity.
     pub max: f64,
-    /// Index where the current level starts: the last change point or change of the
-    /// figure's source (another quantity before it, whatever the test says), or 0.
+    /// Index where the current level starts: the last change point, or where the latest
+    /// figure's source first appeared (another quantity before it, whatever the test says),
+    /// or 0.
     pub level_start: usize,
-    /// Median since then.
+    /// Median since then, of the latest figure's quantity.
     pub level_median: f64,
     /// Theil–Sen slope since then, relative to the level's median: the drift per run (0.01
     /// is +1% a run); null under 3 points.
@@ -200,6 +201,19 @@ pub fn software_diff(a: &str, b: &str) -> Vec<String> {
     out
 }
 
+/// What changed from conditions `a` to `b` (`name=value; ...`), among the names both know:
+/// a condition one run could not read (`unknown`, or absent: another set of GPUs metered) is
+/// not a change.
+fn known_diff(a: &str, b: &str) -> Vec<String> {
+    let (pa, pb) = (software_parts(a), software_parts(b));
+    pa.iter()
+        .filter_map(|(k, va)| {
+            let vb = pb.get(k)?;
+            (va != vb && *va != "unknown" && *vb != "unknown").then(|| format!("{k} {va} → {vb}"))
+        })
+        .collect()
+}
+
 impl Series {
     /// The figures, in order.
     pub fn values(&self) -> Vec<f64> {
@@ -216,7 +230,10 @@ impl Series {
             _ => Vec::new(),
         };
         let variables = |a: &Point, b: &Point| known(&a.variables_fp, &b.variables_fp);
-        let conditions = |a: &Point, b: &Point| known(&a.conditions_fp, &b.conditions_fp);
+        let conditions = |a: &Point, b: &Point| match (&a.conditions_fp, &b.conditions_fp) {
+            (Some(x), Some(y)) if x != y => known_diff(x, y),
+            _ => Vec::new(),
+        };
         self.points
             .windows(2)
             .enumerate()
@@ -268,12 +285,23 @@ impl Series {
                 || changepoint::break_testable(values.len(), &at, &detected, b.index, cfg);
         }
         let all = self.describe(&values, &detected, &known_breaks, cfg.min_size.max(2));
-        let quantity_start = known_breaks
+        // The current quantity: the points whose figure has the latest point's source. Where
+        // that source is new (never seen before its latest stretch), the level starts with it;
+        // a source seen before (one night without a counter, then back) keeps its history.
+        let last_source = &self.points[self.points.len() - 1].source;
+        let same: Vec<bool> = self
+            .points
             .iter()
-            .rfind(|b| b.source_changed)
-            .map_or(0, |b| b.index);
+            .map(|p| &p.source == last_source)
+            .collect();
+        let stretch = same.iter().rposition(|s| !s).map_or(0, |i| i + 1);
+        let quantity_start = if same[..stretch].iter().any(|&s| s) {
+            0
+        } else {
+            stretch
+        };
         let level_start = all.last().map_or(0, |c| c.index).max(quantity_start);
-        let trend = trend(&values, level_start, quantity_start);
+        let trend = trend(&values, level_start, &same);
         let floor = (1.0 + cfg.min_change.max(0.0)).ln();
         let (change_points, minor_changes) = all
             .into_iter()
@@ -331,32 +359,33 @@ impl Series {
     }
 }
 
-/// The trend of `values` (non-empty) whose current level starts at `level_start` and whose
-/// current quantity (the figure's source) at `quantity_start`.
-fn trend(values: &[f64], level_start: usize, quantity_start: usize) -> Trend {
-    let level = &values[level_start..];
-    let level_median = median(level);
+/// The trend of `values` (non-empty) whose current level starts at `level_start`; `same[i]`:
+/// point `i` is of the latest point's quantity (its figure's source), the only points the
+/// level, drift, range and previous figure are taken over.
+fn trend(values: &[f64], level_start: usize, same: &[bool]) -> Trend {
+    let quantity: Vec<(usize, f64)> = (values.iter().copied().enumerate())
+        .filter(|&(i, _)| same[i])
+        .collect();
+    let level: Vec<(usize, f64)> = (quantity.iter().copied())
+        .filter(|&(i, _)| i >= level_start)
+        .collect();
+    let level_median = median(&level.iter().map(|&(_, v)| v).collect::<Vec<_>>());
     let drift_per_run = (level.len() >= 3 && level_median != 0.0).then(|| {
         let mut slopes = Vec::with_capacity(level.len() * (level.len() - 1) / 2);
-        for i in 0..level.len() {
-            for j in i + 1..level.len() {
-                slopes.push((level[j] - level[i]) / (j - i) as f64);
+        for (a, &(i, x)) in level.iter().enumerate() {
+            for &(j, y) in &level[a + 1..] {
+                slopes.push((y - x) / (j - i) as f64);
             }
         }
         median(&slopes) / level_median
     });
+    let figures = quantity.iter().map(|&(_, v)| v);
     Trend {
         runs: values.len(),
         last: values[values.len() - 1],
-        previous: values.len().checked_sub(2).map(|i| values[i]),
-        min: values[quantity_start..]
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min),
-        max: values[quantity_start..]
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max),
+        previous: quantity.len().checked_sub(2).map(|i| quantity[i].1),
+        min: figures.clone().fold(f64::INFINITY, f64::min),
+        max: figures.fold(f64::NEG_INFINITY, f64::max),
         level_start,
         level_median,
         drift_per_run,
@@ -592,6 +621,29 @@ mod tests {
             .remove(0)
     }
 
+    /// The energy series of `n` runs of one case (10 J a call, measured), run `i`'s energy
+    /// first changed by `each(i, energy)`, analysed with the default detector.
+    fn energy_analysed(
+        n: usize,
+        each: impl Fn(usize, &mut wattbench_core::energy::CaseEnergy),
+    ) -> Analysis {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        for i in 0..n {
+            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
+            let mut c = case("c", 1.0);
+            each(i, c.energy.as_mut().unwrap());
+            add(&mut h, &run_file(&at, &[], vec![c]));
+        }
+        let f = SeriesFilter {
+            metric: Some(Metric::EnergyJ),
+            ..SeriesFilter::default()
+        };
+        analyse(&h, &f, &changepoint::Config::default())
+            .unwrap()
+            .remove(0)
+    }
+
     /// 3 % noise that repeats every seven runs.
     fn noise(i: usize) -> f64 {
         1.0 + 0.03 * ((i * 5 % 7) as f64 / 3.0 - 1.0)
@@ -737,12 +789,7 @@ mod tests {
         // Ten estimates at 10 J, then one measurement at 20 J: too few runs after the break
         // for any test (p ≥ 1/11), so no change point; but the figure is another quantity,
         // so its level, min and max start at the break.
-        let dir = tempfile::tempdir().unwrap();
-        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
-        for i in 0..11 {
-            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
-            let mut c = case("c", 1.0);
-            let e = c.energy.as_mut().unwrap();
+        let a = energy_analysed(11, |i, e| {
             e.total_sources = vec![if i < 10 {
                 Source::Estimated
             } else {
@@ -750,15 +797,7 @@ mod tests {
             }];
             let scale = if i < 10 { 1.0 } else { 2.0 } * noise(i);
             e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(scale));
-            add(&mut h, &run_file(&at, &[], vec![c]));
-        }
-        let f = SeriesFilter {
-            metric: Some(Metric::EnergyJ),
-            ..SeriesFilter::default()
-        };
-        let a = analyse(&h, &f, &changepoint::Config::default())
-            .unwrap()
-            .remove(0);
+        });
         assert!(a.change_points.is_empty(), "{:?}", a.change_points);
         let b = &a.known_breaks[0];
         assert_eq!((b.index, b.source_changed, b.testable), (10, true, false));
@@ -777,6 +816,23 @@ mod tests {
         let b = &a.known_breaks[0];
         assert_eq!((b.index, b.source_changed, b.testable), (5, false, true));
         assert_eq!(a.trend.level_start, 0, "no change of level, same quantity");
+    }
+
+    #[test]
+    fn one_run_of_another_source_does_not_cut_the_history() {
+        // Measured energy for eleven runs, one night estimated in the middle (the counter
+        // unreadable), then measured again: the estimate is left out of the range and level,
+        // and the measured history before it still counts.
+        let a = energy_analysed(12, |i, e| {
+            if i == 6 {
+                e.total_sources = vec![Source::Estimated];
+                e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(0.2));
+            }
+        });
+        let t = &a.trend;
+        assert_eq!(t.level_start, 0, "{t:?}");
+        assert_eq!((t.min, t.max, t.level_median), (10.0, 10.0, 10.0), "{t:?}");
+        assert_eq!(t.previous, Some(10.0));
     }
 
     #[test]
@@ -858,6 +914,19 @@ mod tests {
             env.conditions_fingerprint().as_deref(),
             Some("usable_cores=2; gpu0_power_limit=700 W")
         );
+        // A limit not read is unknown, and no change from or to a known one.
+        env.gpus[0].power_limit_watts = None;
+        assert_eq!(
+            env.conditions_fingerprint().as_deref(),
+            Some("usable_cores=2; gpu0_power_limit=unknown")
+        );
+        let (w700, w500) = (
+            "usable_cores=2; gpu0_power_limit=700 W",
+            "usable_cores=2; gpu0_power_limit=500 W",
+        );
+        assert!(known_diff(w700, "usable_cores=2; gpu0_power_limit=unknown").is_empty());
+        assert!(known_diff(w700, "usable_cores=2").is_empty());
+        assert_eq!(known_diff(w700, w500), ["gpu0_power_limit 700 W → 500 W"]);
         env.host.usable_cores = None;
         assert_eq!(
             env.conditions_fingerprint(),
@@ -869,13 +938,13 @@ mod tests {
     #[test]
     fn trend_of_a_steady_drift() {
         let v: Vec<f64> = (0..10).map(|i| 100.0 + i as f64).collect();
-        let t = trend(&v, 0, 0);
+        let t = trend(&v, 0, &[true; 10]);
         assert_eq!(
             (t.runs, t.last, t.previous, t.min, t.max),
             (10, 109.0, Some(108.0), 100.0, 109.0)
         );
         assert!((t.drift_per_run.unwrap() - 1.0 / 104.5).abs() < 1e-12);
-        assert_eq!(trend(&[1.0, 2.0], 0, 0).drift_per_run, None);
+        assert_eq!(trend(&[1.0, 2.0], 0, &[true; 2]).drift_per_run, None);
     }
 
     #[test]

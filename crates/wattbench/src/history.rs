@@ -156,8 +156,10 @@ pub fn record(db: Option<&Path>, file: &Path) {
     // A merged file (`--devices`) holds one run per GPU: each is recorded, and said, on its own.
     let mut said = 0;
     let outcome = (|| -> Result<()> {
-        let bytes = std::fs::read(file)?;
-        let runs = keyed_runs(&bytes).map_err(|why| anyhow::anyhow!(why))?;
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let runs =
+            keyed_runs(&bytes).map_err(|why| anyhow::anyhow!("{}: {why}", file.display()))?;
         let mut history = open_for_writing(&db)?;
         let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let n = runs.len();
@@ -401,7 +403,7 @@ fn show(db: &Path, sel: &Select) -> Result<u8> {
                     if b.source_changed {
                         "source changed"
                     } else {
-                        "software changed"
+                        "known break"
                     },
                     b.run_id,
                     known_break_verdict(b),

@@ -58,7 +58,8 @@ pub fn software(backends: &[Arc<dyn Backend>]) -> BTreeMap<String, String> {
 pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environment {
     // The machine's CPUs for the fingerprint; the ones this process may use beside them (an
     // allocation is not another kind of machine).
-    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // `None` when it cannot be read: a missing reading, not one core.
+    let usable = std::thread::available_parallelism().ok().map(|n| n.get());
     let (cpu_model, memory, logical) = match System::new() {
         Ok(mut sys) => {
             sys.refresh_memory();
@@ -85,8 +86,8 @@ pub fn environment(backends: &[Arc<dyn Backend>], meters: &Meters) -> Environmen
             cpu_id: std::fs::read_to_string("/proc/cpuinfo")
                 .ok()
                 .and_then(|t| cpu_id(&t)),
-            logical_cores: logical.unwrap_or(usable).max(usable),
-            usable_cores: Some(usable),
+            logical_cores: logical.or(usable).unwrap_or(1).max(usable.unwrap_or(0)),
+            usable_cores: usable,
             memory_bytes: memory,
             os: System::long_os_version().ok(),
             kernel: System::kernel_version().ok(),

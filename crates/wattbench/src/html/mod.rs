@@ -1407,12 +1407,7 @@ fn trend(inp: &Inputs) -> String {
             .iter()
             .map(|b| Mark {
                 x: b.index as f64 + 0.5,
-                label: if b.source_changed {
-                    "source"
-                } else {
-                    "software"
-                }
-                .into(),
+                label: if b.source_changed { "source" } else { "break" }.into(),
                 change: false,
             })
             .collect();
