@@ -30,6 +30,7 @@ case $mode in
     # never leaves a baseline of mixed or failed runs.
     mkdir -p "$(dirname "$dir")"
     tmp=$(mktemp -d "$dir.new.XXXXXX")
+    chmod 755 "$tmp"
     trap 'rm -rf "$tmp"' EXIT
     for i in $(seq 1 "${RUNS:-3}"); do
       rc=0

@@ -285,7 +285,7 @@ echo "$features" >"$bundle/FEATURES"
 size=$(du -sb "$bundle" | cut -f1)
 say "contents:"
 (cd "$bundle" && du -ab . | sort -k2 | awk '{ printf "  %8.1f MiB  %s\n", $1 / 1048576, $2 }') >&2
-say "$bundle: $(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1048576 }') MiB (limit $limit_mib), commit $commit, features $features, built in $(($(date +%s) - start)) s"
+say "$final: $(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1048576 }') MiB (limit $limit_mib), commit $commit, features $features, built in $(($(date +%s) - start)) s"
 [ "$size" -lt $((limit_mib * 1048576)) ] || die "the bundle is too large to carry (limit $limit_mib MiB); $final is as it was"
 rm -rf "$final"
 mv "$bundle" "$final"

@@ -41,6 +41,7 @@ for extra in extras:
     print(*pins, sep="\n")
 PY
 )
+[ -n "$pins_text" ] || { echo "fetch-cuda-toolkit: no wheel pins read from cuda-toolkit $TOOLKIT_VERSION" >&2; exit 1; }
 mapfile -t pins <<<"$pins_text"
 wb_download fetch-cuda-toolkit "${pins[@]}"
 

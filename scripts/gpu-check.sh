@@ -117,8 +117,14 @@ step() { # NAME: a step begins
   step_name=$1
   step_t0=$(date +%s)
 }
+# A failed test, check or memcheck recorded so far fails the run (the summary's verdict).
+fold_failures() {
+  grep -qE '^(FAIL|MEMCHECK-ERROR)|^    fails the check' "$work/tests.txt" && [ "$gpu" = 1 ] && status=1
+  return 0
+}
 step_done() { # NOTE: the step ended
   echo "$step_name: $(($(date +%s) - step_t0)) s, $*" >>"$work/steps.txt"
+  fold_failures
   # A summary at every step, so that a run killed from outside (no trap runs) still returns one.
   summary "in progress: the run was stopped from outside after step $step_name"
   wb_pack "$work" "$out" gpu-check
@@ -360,18 +366,21 @@ PY
 }
 # The lanes of steps 4 and 5 still running (the trap stops them, and what they started).
 bg=""
+killed="" # every process kill_tree signalled, waited for before the last pack
 kill_tree() { # PID: stopped first, so that it starts nothing new while its children go
   local c
   kill -STOP "$1" 2>/dev/null || return 0
   for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$c"; done
   kill "$1" 2>/dev/null
   kill -CONT "$1" 2>/dev/null
+  killed="$killed $1"
 }
 on_exit() {
   local rc=$? p
   for p in $bg; do kill_tree "$p"; done
   # shellcheck disable=SC2086 # one PID a word
-  wb_wait_gone $bg
+  wb_wait_gone $killed
+  fold_failures
   [ "$summarised" = 1 ] || summary "stopped early (exit $rc) during step ${step_name:-start}"
   wb_pack "$work" "$out" gpu-check
   rm -rf "$scratch"
@@ -402,10 +411,11 @@ p_info=$!
   echo "# $(date -u +%FT%TZ) $(hostname)"
   echo "# bundle commit: $(cat "$here/COMMIT" 2>/dev/null) features: $(cat "$here/FEATURES" 2>/dev/null)"
   echo "gpu: $gpu${cc:+ (compute capability $cc)}"
-  # The driver's device node without a GPU listed: nvidia-smi missing or broken on a GPU
-  # machine, not a machine without one (the summary shows this `gpu:` line).
-  if [ "$gpu" = 0 ] && [ -e /dev/nvidiactl ]; then
-    echo "gpu: /dev/nvidiactl exists, but \`nvidia-smi -L\` lists no GPU (nvidia-smi $(command -v nvidia-smi >/dev/null && echo fails || echo "is not on PATH")): run as a dry run, and FAILED"
+  # A GPU's device node without a GPU listed: nvidia-smi missing or broken on a GPU machine,
+  # not a machine without one (the summary shows this `gpu:` line). /dev/nvidiactl alone is
+  # not enough: containers given no GPU keep it.
+  if [ "$gpu" = 0 ] && compgen -G '/dev/nvidia[0-9]*' >/dev/null; then
+    echo "gpu: $(compgen -G '/dev/nvidia[0-9]*' | head -n 1) exists, but \`nvidia-smi -L\` lists no GPU (nvidia-smi $(command -v nvidia-smi >/dev/null && echo fails || echo "is not on PATH")): run as a dry run, and FAILED"
   fi
   echo "cuda library set: $kind"
   echo "torch lib: ${torch_lib:-not found (looked in the site-packages of python3 and /opt/torch/.venv)}"
@@ -442,7 +452,7 @@ p_info=$!
   cat "$scratch/info.txt"
 } >"$work/env.txt" 2>&1
 grep -qE '^wattbench (list|list --json|info): exit' "$work/env.txt" && status=1
-grep -q '^gpu: /dev/nvidiactl exists' "$work/env.txt" && status=1
+grep -q '^gpu: /dev/nvidia[0-9]* exists' "$work/env.txt" && status=1
 grep -E '^(gpu|cuda library set|torch lib|python for torch|resolves|ldd|meminfo|wattbench .*: exit)' "$work/env.txt"
 grep -E '^  (tch|cuda|cublas|cudnn|candle|cuda-naive|cuda-wgmma|cuda-wgmma-c2) +cuda' "$scratch/list.txt" | cut -c1-160
 [ "$gpu" = 1 ] || echo "no NVIDIA GPU here: a dry run (every GPU step says why it cannot test)"
@@ -935,7 +945,7 @@ grep -E '^(SKIP|CLEAN|MEMCHECK-ERROR|FAIL)' <<<"$sec7" | tail -n 8
 step_done "$(grep -c '^CLEAN' <<<"$sec7") clean, $(grep -c '^MEMCHECK-ERROR' <<<"$sec7") with errors"
 
 # ---- 8. the summary, last ---------------------------------------------------------------------
-grep -qE '^(FAIL|MEMCHECK-ERROR)|^    fails the check' "$work/tests.txt" && [ "$gpu" = 1 ] && status=1
+fold_failures
 summary
 summarised=1
 cat "$work/summary.txt"

@@ -11,6 +11,7 @@ export LIBTORCH
 cargo bench --locked -p wattbench --features wattbench/tch --bench harness_overhead
 # Written beside, then moved: a failed build or bench, or a Ctrl-C, keeps the recorded numbers.
 tmp=$(mktemp results/sampler-overhead.txt.XXXXXX)
+chmod 644 "$tmp"
 trap 'rm -f "$tmp"' EXIT
 cargo bench --locked -p wattbench-energy --bench sampler_overhead -- 20 | tee "$tmp"
 mv "$tmp" results/sampler-overhead.txt

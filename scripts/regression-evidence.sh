@@ -20,6 +20,15 @@ cd "$(dirname "$0")/.."
 pairs=${PAIRS:-20}
 rounds=${ROUNDS:-4}
 backend=${BACKEND:-candle}
+out="results/regression-evidence/$(date -u +%Y%m%d)-$(hostname)"
+raw=$out/raw
+# The summary counts every raw file there: a second run into the same folder (the same day)
+# would mix its pairs with the first's. Checked before the builds.
+if [ -z "${SUMMARIZE_ONLY:-}" ] && [ -n "$(ls -A "$raw" 2>/dev/null)" ]; then
+  echo "$raw already holds raw results (an earlier run today): move it away, or summarize it" \
+    "with SUMMARIZE_ONLY=1" >&2
+  exit 2
+fi
 # Assigned, then exported: `export X="$(...)"` would hide a failed fetch.
 LIBTORCH=$(bash scripts/fetch-libtorch.sh)
 export LIBTORCH
@@ -33,15 +42,6 @@ b=$PWD/target/evidence-slowdown/release/wattbench
 info=$("$b" info --json)
 grep -q evidence-slowdown <<<"$info" || { echo "the slowed build does not say so" >&2; exit 1; }
 
-out="results/regression-evidence/$(date -u +%Y%m%d)-$(hostname)"
-raw=$out/raw
-# The summary counts every raw file there: a second run into the same folder (the same day)
-# would mix its pairs with the first's.
-if [ -z "${SUMMARIZE_ONLY:-}" ] && [ -n "$(ls -A "$raw" 2>/dev/null)" ]; then
-  echo "$raw already holds raw results (an earlier run today): move it away, or summarize it" \
-    "with SUMMARIZE_ONLY=1" >&2
-  exit 2
-fi
 mkdir -p "$raw"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

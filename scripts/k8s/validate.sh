@@ -12,7 +12,7 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   # else asked for. A half-made environment is cleared, never reused.
   if ! python3 -m venv --clear "$venv" >&2; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      apt-get install -y -q python3-venv >&2
+      { apt-get update -q && apt-get install -y -q python3-venv; } >&2
       python3 -m venv --clear "$venv" >&2
     else
       echo "k8s validate: python3 -m venv failed (above): install Debian's python3-venv" >&2
