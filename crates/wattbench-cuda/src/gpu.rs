@@ -249,8 +249,7 @@ impl Gpu {
                     // driver's cache), and what would break its pipeline is kept for the
                     // results of every case that runs it, and said now.
                     let notes = if id == KernelId::GemmSm90 {
-                        self.jit_logs(&ptx, true)
-                            .map_or_else(Vec::new, |l| crate::ptxas::jit_warnings(&l.info))
+                        self.jit_notes_of(id, &ptx)
                     } else {
                         Vec::new()
                     };
@@ -312,6 +311,33 @@ impl Gpu {
             .ok()
             .and_then(|n| n.get(&id).cloned())
             .unwrap_or_default()
+    }
+
+    /// What the driver's JIT of `ptx` (file `id`) says would slow its kernels: from its log
+    /// when it compiles now (kept on disk for the processes after), else from the notes a
+    /// process before kept (the driver served the module from its cache, with no log), else
+    /// that it was not checked.
+    fn jit_notes_of(&self, id: KernelId, ptx: &str) -> Vec<String> {
+        let kept = loader().jit_notes_path(id, self.info.arch(), ptx);
+        match self.jit_logs(ptx, true) {
+            Some(l) if l.info.contains("Compiling entry function") => {
+                let notes = crate::ptxas::jit_warnings(&l.info);
+                if let Some(path) = &kept {
+                    // A cache that cannot be written only costs this check in later processes.
+                    let _ =
+                        wattbench_core::output::write_atomically(path, notes.join("\n").as_bytes());
+                }
+                notes
+            }
+            _ => match kept.and_then(|p| std::fs::read_to_string(p).ok()) {
+                Some(text) => text.lines().map(str::to_string).collect(),
+                None => vec![format!(
+                    "not checked: the driver's JIT wrote no log (it served kernels/{} from its \
+                     own cache, compiled by a process that kept no notes)",
+                    id.file()
+                )],
+            },
+        }
     }
 
     /// The driver's JIT logs for `ptx`, which `cuModuleLoadData` (what cudarc calls) does not
