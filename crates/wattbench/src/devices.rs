@@ -257,7 +257,7 @@ fn stopped_by_a_signal(code: i32) -> bool {
     code == 130 || code == 143
 }
 
-/// The parent's exit code (the README's table): `stopped`, the parent's own stop; `codes`,
+/// The parent's exit code (docs/cli.md's table): `stopped`, the parent's own stop; `codes`,
 /// the workers' exit codes; `wrote`, how many wrote a result file, of `gpus`. A worker a
 /// signal stopped from outside wrote an interrupted file, and the merged run is interrupted
 /// too (its code, as `run`'s interrupt comes before its failures); else 1 when a worker

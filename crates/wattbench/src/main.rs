@@ -1,6 +1,6 @@
 //! `wattbench`: verify, time and meter deep-learning kernels across implementations.
 //!
-//! Exit codes (each command's are in the README's table): 0 success; 1 a case failed
+//! Exit codes (each command's are in docs/cli.md's table): 0 success; 1 a case failed
 //! verification or errored; 2 bad usage or input; 3 nothing ran; 4 the result could not be
 //! written where asked and was saved in a fallback file; 130 / 143 stopped by SIGINT /
 //! SIGTERM (completed cases are still written).

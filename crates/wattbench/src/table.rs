@@ -525,7 +525,7 @@ mod narrow {
 
     #[test]
     fn columns_are_dropped_in_the_documented_order() {
-        // README: "GB/s, then the interval, then net energy and the error, then GFLOP/J".
+        // README ("Reading the output"): "GB/s, then the interval, then net energy and the error, then GFLOP/J".
         let cases_ = two_cases();
         let shown = |w: u16| {
             let (text, _) = cases(&cases_, Target::Terminal(w));
