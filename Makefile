@@ -45,7 +45,8 @@ doc:
 unit:
 	$(LIBTORCH_ENV) log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	status=0; $(CARGO) test --locked --no-fail-fast --workspace --features $(FEATURES) 2>&1 | tee "$$log" || status=$$?; \
-	awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$$log"; \
+	awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } /process didn.t exit successfully.*\(signal:/ { k += 1 } \
+	  END { printf "tests: %d passed, %d failed, %d skipped%s\n", p, f, i, k ? sprintf("; %d test binaries killed by a signal (no result: see above)", k) : "" }' "$$log"; \
 	exit $$status
 
 # Every CUDA kernel compiles with NVRTC (sm_80/89/90) and ptxas reports no spills; no GPU needed.
@@ -73,7 +74,7 @@ browser:
 # when it skips (exit 77: Slurm cannot be installed here, e.g. not root), and the skip fails
 # the target where WATTBENCH_REQUIRE_SLURM is set (CI). Uses the binary `unit` built.
 slurm-selftest:
-	bash scripts/slurm/selftest.sh target/debug/wattbench || { rc=$$?; [ $$rc = 77 ] \
+	bash scripts/slurm/selftest.sh $${CARGO_TARGET_DIR:-target}/debug/wattbench || { rc=$$?; [ $$rc = 77 ] \
 	  && echo "SKIPPED: the Slurm self-test did not run (see above)" >&2 \
 	  && [ -z "$${WATTBENCH_REQUIRE_SLURM:-}" ]; }
 

@@ -5,7 +5,8 @@
 # Each revision is checked out in its own git worktree (target/ab/worktrees/<commit>) and built
 # into its own target folder (target/ab/<commit>), so builds stay warm between uses; then this
 # checkout's `wattbench ab` runs the two binaries in alternating rounds and compares B with A
-# (exit 0; 1 when B is slower; 2 on bad input). Options: `wattbench ab --help`.
+# (exit 0; 1 when B is slower; 2 on bad input, an unknown revision, or a revision that does
+# not build, which is named). Options: `wattbench ab --help`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: scripts/ab.sh REV_A REV_B [AB-OPTIONS] -- RUN-OPTIONS" >&2; exit 2; }
@@ -26,7 +27,10 @@ build() {
     git worktree add --detach "$tree" "$sha" >&2
   fi
   (cd "$tree" && CARGO_TARGET_DIR=$root/target/ab/$sha cargo build --release --locked \
-    -p wattbench --features "$features" >&2)
+    -p wattbench --features "$features" >&2) || {
+    echo "revision $1 ($sha) does not build (above): no comparison" >&2
+    exit 2
+  }
   echo "$root/target/ab/$sha/release/wattbench"
 }
 

@@ -55,7 +55,8 @@
 # torch.txt torch-stderr.txt, and per step-6 run gpu-check.<family>.json, .md and
 # run.<family>.txt. Without a GPU the same script runs as a dry run: every step runs or says
 # why it cannot test anything, and the summary says that nothing was tested. Exit status: 0
-# when everything that could run passed. On a GPU machine, the check also fails when it would
+# when everything that could run passed, 1 when something failed, 2 for bad usage, 130 / 143
+# when stopped by SIGINT / SIGTERM (the results so far packed). On a GPU machine, the check also fails when it would
 # otherwise pass having checked nothing: no GPU test listed or no test binary (step 4), a
 # backend whose `wattbench check` finds its device unavailable (step 5: the bundle is built
 # with every GPU backend, so that is a broken library set or build, and nothing else runs
@@ -73,7 +74,8 @@
 # shellcheck disable=SC2317 # the job functions run through run_pool/run_lane and the exit trap
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: gpu-check.sh OUTDIR}
+[ $# -eq 1 ] || { echo "usage: gpu-check.sh OUTDIR (the folder that gets the results)" >&2; exit 2; }
+out=$1
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 backends=${WATTBENCH_GPU_BACKENDS:-cuda,cuda-wgmma,cuda-wgmma-c2,cuda-naive,cublas,cudnn,tch,candle}
@@ -906,7 +908,8 @@ for k in "${!families[@]}"; do
 done
 for f in "$work"/gpu-check.*.json; do
   [ -f "$f" ] || continue
-  limit 30 "$bin" report "$f" --output "${f%.json}.md" >/dev/null 2>&1 || echo "report of $(basename "$f") failed"
+  limit 30 "$bin" report "$f" --output "${f%.json}.md" >/dev/null 2>"$scratch/report.err" ||
+    echo "report of $(basename "$f") failed: $(head -c 300 "$scratch/report.err")"
 done
 
 # ---- 7. compute-sanitizer memcheck over the small tests ---------------------------------------

@@ -30,14 +30,16 @@
 # Total of the estimates: about 215 s of the 240.
 #
 # Without a GPU it runs as a dry run and says why each step cannot measure. Exit status: 0
-# when every step that could run succeeded.
+# when every step that could run succeeded, 1 when one failed, 2 for bad usage, 130 / 143 when
+# stopped by SIGINT / SIGTERM (the results so far packed).
 #
 #   WATTBENCH_PROFILE_BUDGET  total seconds (default 240)
 #   WATTBENCH_WORK            the work folder's parent (default /tmp/wb-gpu)
 # shellcheck disable=SC2317 # on_exit runs from the trap
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: profile-gemm.sh OUTDIR}
+[ $# -eq 1 ] || { echo "usage: profile-gemm.sh OUTDIR (the folder that gets the results)" >&2; exit 2; }
+out=$1
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 budget=${WATTBENCH_PROFILE_BUDGET:-240}
@@ -218,7 +220,8 @@ else
   done
 fi
 if [ -f "$work/hopper-gemm.json" ]; then
-  limit 30 "$bin" report "$work/hopper-gemm.json" --output "$work/hopper-gemm.md" >/dev/null 2>&1 || status=1
+  limit 30 "$bin" report "$work/hopper-gemm.json" --output "$work/hopper-gemm.md" >/dev/null 2>"$work/report.err" ||
+    { status=1; echo "report of hopper-gemm.json failed: $(head -c 300 "$work/report.err")"; }
 fi
 
 # ---- 2. Nsight Compute on one 8192^3 product each ---------------------------------------------
