@@ -44,11 +44,14 @@ fn main() {
         commit.unwrap_or_default()
     );
     // Re-run when the commit moves or any source changes (directories are scanned whole).
+    // Relative paths, which cargo resolves against this package's folder at each build: an
+    // absolute one would keep pointing at the checkout a target folder was first built in (a
+    // target folder copied to warm another checkout's build), whose commit it would record.
     for p in [".git/HEAD", ".git/index", ".git/refs"]
         .iter()
         .chain(&sources)
     {
-        println!("cargo:rerun-if-changed={}", root.join(p).display());
+        println!("cargo:rerun-if-changed=../../{p}");
     }
 
     println!("cargo:rerun-if-env-changed=LIBTORCH");
