@@ -8,7 +8,7 @@ mod common;
 
 use common::{
     assert_contains, command, quick_ceilings, read_json, run_tiny_without_gpus, stderr, stdout,
-    tiny_suite, usage_error, wattbench, without_gpus, FAST,
+    tiny_suite, usage_error, wattbench, without_gpus, FAST, SMALL_CEILINGS,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -608,20 +608,9 @@ fn if_missing_replaces_a_quick_measurement_with_a_full_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.json");
     assert!(quick_ceilings(&path, &[]).status.success());
-    let small = [
-        "ceilings",
-        "--if-missing",
-        "--gemm-size",
-        "32",
-        "--copy-mib",
-        "1",
-        "--copies",
-        "1",
-        "--dtype",
-        "f32",
-        "--output",
-        path.to_str().unwrap(),
-    ];
+    let mut small = vec!["ceilings", "--if-missing"];
+    small.extend(SMALL_CEILINGS);
+    small.extend(["--output", path.to_str().unwrap()]);
     let o = wattbench(&small);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_contains(&stderr(&o), "holds a quick measurement");

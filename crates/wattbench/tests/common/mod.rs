@@ -105,22 +105,23 @@ pub fn run_tiny(dir: &Path, out: &str, extra: &[&str]) -> (Output, Option<Value>
     run_quick(&tiny_suite(dir), &dir.join(out), extra)
 }
 
+/// The sizes of a `ceilings` measurement of the CPU in under a second.
+pub const SMALL_CEILINGS: [&str; 8] = [
+    "--gemm-size",
+    "32",
+    "--copy-mib",
+    "1",
+    "--copies",
+    "1",
+    "--dtype",
+    "f32",
+];
+
 /// A small `ceilings --quick` of the CPU at `out` (under a second).
 pub fn quick_ceilings(out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "ceilings",
-        "--quick",
-        "--gemm-size",
-        "32",
-        "--copy-mib",
-        "1",
-        "--copies",
-        "1",
-        "--dtype",
-        "f32",
-        "--output",
-        out.to_str().unwrap(),
-    ];
+    let mut args = vec!["ceilings", "--quick"];
+    args.extend(SMALL_CEILINGS);
+    args.extend(["--output", out.to_str().unwrap()]);
     args.extend(extra);
     wattbench(&args)
 }
