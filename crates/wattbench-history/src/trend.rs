@@ -138,9 +138,9 @@ pub struct Trend {
     pub min: f64,
     /// Largest figure of the latest figure's quantity.
     pub max: f64,
-    /// Index where the current level starts: the last change point, or where the latest
-    /// figure's source first appeared (another quantity before it, whatever the test says),
-    /// or 0.
+    /// Index where the current level starts: the first point of the latest figure's source
+    /// (another quantity before it, whatever the test says), or the last change point after
+    /// it that is not at a change of source, moved to the next point of that source.
     pub level_start: usize,
     /// Median since then, of the latest figure's quantity.
     pub level_median: f64,
@@ -201,17 +201,26 @@ pub fn software_diff(a: &str, b: &str) -> Vec<String> {
     out
 }
 
-/// What changed from conditions `a` to `b` (`name=value; ...`), among the names both know:
-/// a condition one run could not read (`unknown`, or absent: another set of GPUs metered) is
-/// not a change.
-fn known_diff(a: &str, b: &str) -> Vec<String> {
-    let (pa, pb) = (software_parts(a), software_parts(b));
-    pa.iter()
-        .filter_map(|(k, va)| {
-            let vb = pb.get(k)?;
-            (va != vb && *va != "unknown" && *vb != "unknown").then(|| format!("{k} {va} → {vb}"))
-        })
-        .collect()
+/// The last known value of each condition (`name=value; ...`) along a series.
+#[derive(Default)]
+struct KnownConditions(BTreeMap<String, String>);
+
+impl KnownConditions {
+    /// Take a run's conditions (`None`: not recorded); returns each known one that differs
+    /// from its last known value, `name old → new`. `unknown` and absent names change nothing.
+    fn update(&mut self, fp: Option<&str>) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (k, v) in software_parts(fp.unwrap_or("")) {
+            if v == "unknown" {
+                continue;
+            }
+            match self.0.insert(k.to_string(), v.to_string()) {
+                Some(old) if old != v => changed.push(format!("{k} {old} → {v}")),
+                _ => {}
+            }
+        }
+        changed
+    }
 }
 
 impl Series {
@@ -225,53 +234,51 @@ impl Series {
     /// counter's measurement is another quantity, not a regression; a thread count, a CPU
     /// limit or a GPU power limit is not a change of code).
     pub fn known_breaks(&self) -> Vec<KnownBreak> {
-        let known = |x: &Option<String>, y: &Option<String>| match (x, y) {
+        let variables = |a: &Point, b: &Point| match (&a.variables_fp, &b.variables_fp) {
             (Some(x), Some(y)) if x != y => software_diff(x, y),
             _ => Vec::new(),
         };
-        let variables = |a: &Point, b: &Point| known(&a.variables_fp, &b.variables_fp);
-        let conditions = |a: &Point, b: &Point| match (&a.conditions_fp, &b.conditions_fp) {
-            (Some(x), Some(y)) if x != y => known_diff(x, y),
-            _ => Vec::new(),
-        };
-        self.points
-            .windows(2)
-            .enumerate()
-            .filter(|(_, w)| {
-                w[0].software_fp != w[1].software_fp
-                    || w[0].source != w[1].source
-                    || !variables(&w[0], &w[1]).is_empty()
-                    || !conditions(&w[0], &w[1]).is_empty()
-            })
-            .map(|(i, w)| {
-                let mut changed = software_diff(&w[0].software_fp, &w[1].software_fp);
-                changed.extend(
-                    variables(&w[0], &w[1])
-                        .into_iter()
-                        .map(|v| format!("environment {v}")),
-                );
-                changed.extend(
-                    conditions(&w[0], &w[1])
-                        .into_iter()
-                        .map(|v| format!("condition {v}")),
-                );
-                if w[0].source != w[1].source {
-                    let name = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
-                    changed.push(format!(
-                        "source {} → {}",
-                        name(&w[0].source),
-                        name(&w[1].source)
-                    ));
-                }
-                KnownBreak {
+        // Each condition's last known value along the series: a run that could not read one
+        // (`unknown`, absent, or no conditions at all) neither breaks the series nor hides a
+        // change between the runs on either side of it.
+        let mut conditions = KnownConditions::default();
+        if let Some(first) = self.points.first() {
+            conditions.update(first.conditions_fp.as_deref());
+        }
+        let mut out = Vec::new();
+        for (i, w) in self.points.windows(2).enumerate() {
+            let mut changed = software_diff(&w[0].software_fp, &w[1].software_fp);
+            changed.extend(
+                variables(&w[0], &w[1])
+                    .into_iter()
+                    .map(|v| format!("environment {v}")),
+            );
+            changed.extend(
+                conditions
+                    .update(w[1].conditions_fp.as_deref())
+                    .into_iter()
+                    .map(|v| format!("condition {v}")),
+            );
+            let source_changed = w[0].source != w[1].source;
+            if source_changed {
+                let name = |s: &Option<String>| s.clone().unwrap_or_else(|| "unknown".into());
+                changed.push(format!(
+                    "source {} → {}",
+                    name(&w[0].source),
+                    name(&w[1].source)
+                ));
+            }
+            if !changed.is_empty() {
+                out.push(KnownBreak {
                     index: i + 1,
                     run_id: w[1].run_id,
                     changed,
-                    source_changed: w[0].source != w[1].source,
+                    source_changed,
                     testable: true,
-                }
-            })
-            .collect()
+                });
+            }
+        }
+        out
     }
 
     /// Known breaks, change points (E-Divisive means with `cfg`) and the trend.
@@ -285,22 +292,30 @@ impl Series {
                 || changepoint::break_testable(values.len(), &at, &detected, b.index, cfg);
         }
         let all = self.describe(&values, &detected, &known_breaks, cfg.min_size.max(2));
-        // The current quantity: the points whose figure has the latest point's source. Where
-        // that source is new (never seen before its latest stretch), the level starts with it;
-        // a source seen before (one night without a counter, then back) keeps its history.
+        // The current quantity: the points whose figure has the latest point's source, from
+        // its first appearance (another source in between, a night without a counter, keeps
+        // the history). The level starts at the last change of level within it: a change point
+        // at a change of source compares two quantities, so it is not one; and a level never
+        // starts on a point of another source.
         let last_source = &self.points[self.points.len() - 1].source;
         let same: Vec<bool> = self
             .points
             .iter()
             .map(|p| &p.source == last_source)
             .collect();
-        let stretch = same.iter().rposition(|s| !s).map_or(0, |i| i + 1);
-        let quantity_start = if same[..stretch].iter().any(|&s| s) {
-            0
-        } else {
-            stretch
+        let quantity_start = same.iter().position(|&s| s).unwrap_or(0);
+        let at_source_change = |i: usize| {
+            known_breaks
+                .iter()
+                .any(|b| b.index == i && b.source_changed)
         };
-        let level_start = all.last().map_or(0, |c| c.index).max(quantity_start);
+        let mut level_start = (all.iter().rev())
+            .find(|c| !at_source_change(c.index))
+            .map_or(0, |c| c.index)
+            .max(quantity_start);
+        while !same[level_start] {
+            level_start += 1;
+        }
         let trend = trend(&values, level_start, &same);
         let floor = (1.0 + cfg.min_change.max(0.0)).ln();
         let (change_points, minor_changes) = all
@@ -833,6 +848,21 @@ mod tests {
         assert_eq!(t.level_start, 0, "{t:?}");
         assert_eq!((t.min, t.max, t.level_median), (10.0, 10.0, 10.0), "{t:?}");
         assert_eq!(t.previous, Some(10.0));
+        // Three nights of estimates: testable breaks, found as changes there, but the
+        // measured history before them is still the level's.
+        let a = energy_analysed(12, |i, e| {
+            if (5..8).contains(&i) {
+                e.total_sources = vec![Source::Estimated];
+                e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(0.2));
+            }
+        });
+        assert!(a
+            .known_breaks
+            .iter()
+            .all(|b| b.source_changed && b.testable));
+        let t = &a.trend;
+        assert_eq!(t.level_start, 0, "{t:?} {:?}", a.change_points);
+        assert_eq!((t.min, t.max, t.level_median), (10.0, 10.0, 10.0), "{t:?}");
     }
 
     #[test]
@@ -920,13 +950,21 @@ mod tests {
             env.conditions_fingerprint().as_deref(),
             Some("usable_cores=2; gpu0_power_limit=unknown")
         );
-        let (w700, w500) = (
-            "usable_cores=2; gpu0_power_limit=700 W",
-            "usable_cores=2; gpu0_power_limit=500 W",
+        // Along a series: a run that could not read the limit (unknown, absent, or no
+        // conditions) is no change, and does not hide the change across it.
+        let mut known = KnownConditions::default();
+        assert!(known
+            .update(Some("usable_cores=2; gpu0_power_limit=700 W"))
+            .is_empty());
+        assert!(known
+            .update(Some("usable_cores=2; gpu0_power_limit=unknown"))
+            .is_empty());
+        assert!(known.update(Some("usable_cores=2")).is_empty());
+        assert!(known.update(None).is_empty());
+        assert_eq!(
+            known.update(Some("usable_cores=2; gpu0_power_limit=500 W")),
+            ["gpu0_power_limit 700 W → 500 W"]
         );
-        assert!(known_diff(w700, "usable_cores=2; gpu0_power_limit=unknown").is_empty());
-        assert!(known_diff(w700, "usable_cores=2").is_empty());
-        assert_eq!(known_diff(w700, w500), ["gpu0_power_limit 700 W → 500 W"]);
         env.host.usable_cores = None;
         assert_eq!(
             env.conditions_fingerprint(),
