@@ -318,25 +318,31 @@ impl Gpu {
     /// process before kept (the driver served the module from its cache, with no log), else
     /// that it was not checked.
     fn jit_notes_of(&self, id: KernelId, ptx: &str) -> Vec<String> {
-        let kept = loader().jit_notes_path(id, self.info.arch(), ptx);
-        match self.jit_logs(ptx, true) {
-            Some(l) if l.info.contains("Compiling entry function") => {
-                let notes = crate::ptxas::jit_warnings(&l.info);
+        // The driver's own file (`libcuda.so.580.159.03`) names the compiler that ran.
+        let driver = wattbench_core::libraries::find("libcuda.so")
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .or_else(|| driver_version().map(|v| format!("cuda{v}")))
+            .unwrap_or_else(|| "unknown-driver".into());
+        let kept = loader().jit_notes_path(id, self.info.arch(), &driver, ptx);
+        // The log itself is kept (what it says is read from it each time), and only that of a
+        // compilation that succeeded.
+        let log = match self.jit_logs(ptx, true) {
+            Some(l) if l.ok && l.info.contains("Compiling entry function") => {
                 if let Some(path) = &kept {
                     // A cache that cannot be written only costs this check in later processes.
-                    let _ =
-                        wattbench_core::output::write_atomically(path, notes.join("\n").as_bytes());
+                    let _ = wattbench_core::output::write_atomically(path, l.info.as_bytes());
                 }
-                notes
+                Some(l.info)
             }
-            _ => match kept.and_then(|p| std::fs::read_to_string(p).ok()) {
-                Some(text) => text.lines().map(str::to_string).collect(),
-                None => vec![format!(
-                    "not checked: the driver's JIT wrote no log (it served kernels/{} from its \
-                     own cache, compiled by a process that kept no notes)",
-                    id.file()
-                )],
-            },
+            _ => kept.and_then(|p| std::fs::read_to_string(p).ok()),
+        };
+        match log {
+            Some(log) => crate::ptxas::jit_warnings(&log),
+            None => vec![format!(
+                "not checked: the driver's JIT wrote no log (it served kernels/{} from its own \
+                 cache, compiled by a process that kept no log)",
+                id.file()
+            )],
         }
     }
 
@@ -387,6 +393,7 @@ impl Gpu {
             String::from_utf8_lossy(&log[..end]).trim().to_string()
         };
         Some(JitLogs {
+            ok: r == sys::CUresult::CUDA_SUCCESS,
             info: text(&info),
             error: text(&error),
         })
@@ -481,6 +488,8 @@ fn context_lost(device: &str, code: sys::CUresult) -> String {
 
 /// The logs of one JIT of a PTX module by the driver.
 struct JitLogs {
+    /// Whether the module loaded.
+    ok: bool,
     /// The info log (with `CU_JIT_LOG_VERBOSE`, ptxas's `-v` lines).
     info: String,
     /// The error log.

@@ -103,13 +103,20 @@ impl Loader {
         )
     }
 
-    /// Where the notes of the driver's JIT of `ptx` (kernel file `id`, for `arch`) are kept
-    /// between processes: the driver compiles a module once and serves later loads from its
-    /// own cache, whose loads write no log. `None` without a disk cache.
-    pub(crate) fn jit_notes_path(&self, id: KernelId, arch: u32, ptx: &str) -> Option<PathBuf> {
-        let h = fnv1a64(&[ptx.as_bytes()]);
+    /// Where the log of the driver's JIT of `ptx` (kernel file `id`, for `arch`, by the driver
+    /// whose library file is `driver`) is kept between processes: the driver compiles a module
+    /// once and serves later loads from its own cache, whose loads write no log. `None`
+    /// without a disk cache.
+    pub(crate) fn jit_notes_path(
+        &self,
+        id: KernelId,
+        arch: u32,
+        driver: &str,
+        ptx: &str,
+    ) -> Option<PathBuf> {
+        let h = fnv1a64(&[ptx.as_bytes(), driver.as_bytes()]);
         let stem = id.file().trim_end_matches(".cu");
-        (self.cache_dir.as_ref()).map(|d| d.join(format!("{stem}-{h:016x}-sm{arch}.jit-notes.txt")))
+        (self.cache_dir.as_ref()).map(|d| d.join(format!("{stem}-{h:016x}-sm{arch}.jit-log.txt")))
     }
 
     /// PTX of `id` for a GPU of compute capability `arch` (compiled for
