@@ -74,9 +74,9 @@
 # shellcheck disable=SC2317 # the job functions run through run_pool/run_lane and the exit trap
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-[ $# -eq 1 ] || { echo "usage: gpu-check.sh OUTDIR (the folder that gets the results)" >&2; exit 2; }
+[ $# -eq 1 ] && [ -n "$1" ] || { echo "usage: gpu-check.sh OUTDIR (the folder that gets the results)" >&2; exit 2; }
 out=$1
-mkdir -p "$out"
+mkdir -p "$out" || { echo "gpu-check.sh: cannot make $out" >&2; exit 2; }
 out=$(cd "$out" && pwd)
 backends=${WATTBENCH_GPU_BACKENDS:-cuda,cuda-wgmma,cuda-wgmma-c2,cuda-naive,cublas,cudnn,tch,candle}
 optional=${WATTBENCH_GPU_OPTIONAL:-}
@@ -363,6 +363,8 @@ except FileNotFoundError:
     pass
 except Exception as e:
     print(f"  measure report or trace unreadable ({e!r})")
+for l in read("report-errors.txt").splitlines():
+    print("FAILED " + l[:300])
 print("files (in gpu-check.tgz): " + " ".join(sorted(f for f in os.listdir(work) if not f.startswith("."))))
 PY
 }
@@ -908,8 +910,12 @@ for k in "${!families[@]}"; do
 done
 for f in "$work"/gpu-check.*.json; do
   [ -f "$f" ] || continue
-  limit 30 "$bin" report "$f" --output "${f%.json}.md" >/dev/null 2>"$scratch/report.err" ||
-    echo "report of $(basename "$f") failed: $(head -c 300 "$scratch/report.err")"
+  # A result file `report` cannot read is a failure of the check (kept in report-errors.txt).
+  limit 30 "$bin" report "$f" --output "${f%.json}.md" >/dev/null 2>"$scratch/report.err" || {
+    echo "report of $(basename "$f") failed: $(head -c 300 "$scratch/report.err")" |
+      tee -a "$work/report-errors.txt"
+    status=1
+  }
 done
 
 # ---- 7. compute-sanitizer memcheck over the small tests ---------------------------------------

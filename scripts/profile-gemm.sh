@@ -38,9 +38,9 @@
 # shellcheck disable=SC2317 # on_exit runs from the trap
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-[ $# -eq 1 ] || { echo "usage: profile-gemm.sh OUTDIR (the folder that gets the results)" >&2; exit 2; }
+[ $# -eq 1 ] && [ -n "$1" ] || { echo "usage: profile-gemm.sh OUTDIR (the folder that gets the results)" >&2; exit 2; }
 out=$1
-mkdir -p "$out"
+mkdir -p "$out" || { echo "profile-gemm.sh: cannot make $out" >&2; exit 2; }
 out=$(cd "$out" && pwd)
 budget=${WATTBENCH_PROFILE_BUDGET:-240}
 start=$(date +%s)

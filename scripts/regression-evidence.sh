@@ -65,7 +65,10 @@ interleaved() {
 }
 
 # SUMMARIZE_ONLY=1: only (re)write the summary of the raw results already in $out.
-[ -n "${SUMMARIZE_ONLY:-}" ] && pairs=$(ls "$raw"/plain-aa-*.json | wc -l)
+if [ -n "${SUMMARIZE_ONLY:-}" ]; then
+  compgen -G "$raw/plain-aa-*.json" >/dev/null || { echo "no raw results in $raw to summarize" >&2; exit 2; }
+  pairs=$(find "$raw" -maxdepth 1 -name 'plain-aa-*.json' | wc -l)
+fi
 for i in $(seq 1 "$pairs"); do
   [ -n "${SUMMARIZE_ONLY:-}" ] && break
   echo "pair $i/$pairs" >&2

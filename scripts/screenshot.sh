@@ -5,6 +5,7 @@
 # started as the tests start it: no sandbox (root), no background networking, a fresh profile.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: scripts/screenshot.sh REPORT.html OUT.png [WIDTHxHEIGHT] [SECTION]" >&2; exit 2; }
+[ -f "$1" ] || { echo "screenshot: no report at $1" >&2; exit 2; }
 html=$(realpath "$1"); out=$2; size=${3:-1280x1800}; section=${4:-}
 command -v chromium >/dev/null || { echo "screenshot: chromium not found; run make browser" >&2; exit 2; }
 profile=$(mktemp -d); trap 'rm -rf "$profile"' EXIT
@@ -24,7 +25,7 @@ open(dst, "w", encoding="utf-8").write(h[:head_end] + h[start:])
 PY
 fi
 mkdir -p "$(dirname "$out")"
-# Written beside the target, checked, then moved: a failed capture keeps the previous picture.
+# Written in the scratch folder, checked, then moved: a failed capture keeps the previous picture.
 shot="$profile/shot.png"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync --disable-dev-shm-usage \
