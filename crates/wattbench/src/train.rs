@@ -387,30 +387,26 @@ fn print_summary(r: &TrainingResult, location: &str) {
     println!("{location}");
 }
 
-/// The exit code and message of a run that ended before its first step with `e` (not an
-/// interrupt), when nothing is written: bad usage (the backend cannot do this model or
-/// device) is the usage error; a backend that fails (setting up the trainer, or the loss
-/// before training) is a failed run, exit 1. A failure after the first step is a failed
-/// result instead, written with the steps done.
-fn failed_before_first_step(e: TrainError) -> Result<(u8, String)> {
+/// The exit code and message of a run that ended before its first step with `e`, when nothing
+/// is written: bad usage (the backend cannot do this model or device) is the usage error; a
+/// backend that fails (setting up the trainer, or the loss before training) is a failed run,
+/// exit 1. `None` for an interrupt: not a failure, the caller writes the run (no step) and
+/// exits with the signal's code. A failure after the first step is a failed result instead,
+/// written with the steps done.
+fn failed_before_first_step(e: TrainError) -> Result<Option<(u8, String)>> {
     match e {
         TrainError::Usage(_)
         | TrainError::Backend(BackendError::Unavailable(_) | BackendError::Unsupported(_)) => {
             Err(usage(e.to_string()))
         }
-        TrainError::Backend(_) => Ok((
+        TrainError::Backend(_) => Ok(Some((
             1,
             format!(
                 "error: wattbench train: {e}; it failed before the first training step, so \
                  nothing was written"
             ),
-        )),
-        TrainError::Interrupted => Ok((
-            1,
-            "error: wattbench train: stopped before the first training step; nothing was \
-             written"
-                .into(),
-        )),
+        ))),
+        TrainError::Interrupted => Ok(None),
     }
 }
 
@@ -502,12 +498,13 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     }
     let result = match outcome {
         Some(Ok(r)) => Some(r),
-        Some(Err(TrainError::Interrupted)) => None,
-        Some(Err(e)) => {
-            let (code, message) = failed_before_first_step(e)?;
-            eprintln!("{message}");
-            return Ok(code);
-        }
+        Some(Err(e)) => match failed_before_first_step(e)? {
+            Some((code, message)) => {
+                eprintln!("{message}");
+                return Ok(code);
+            }
+            None => None,
+        },
         None => {
             let _ = worker.join();
             anyhow::bail!("internal error: the training thread panicked; nothing was written");
@@ -576,9 +573,9 @@ mod tests {
     /// A backend that fails before the first step is a failed run (exit 1, nothing written);
     /// one that cannot do the model or device is bad usage (exit 2, through `UsageError`).
     #[test]
-    fn a_failure_before_the_first_step_exits_1_and_bad_usage_2() {
+    fn a_failure_before_the_first_step_exits_1_bad_usage_2_and_an_interrupt_is_no_failure() {
         let failed = TrainError::Backend(BackendError::failed("candle", "out of memory"));
-        let (code, message) = failed_before_first_step(failed).unwrap();
+        let (code, message) = failed_before_first_step(failed).unwrap().unwrap();
         assert_eq!(code, 1);
         assert!(
             message.contains("out of memory")
@@ -594,5 +591,9 @@ mod tests {
             let err = failed_before_first_step(e).unwrap_err();
             assert!(err.downcast_ref::<crate::UsageError>().is_some(), "{err}");
         }
+        // An interrupt is not a failure: the run is written and exits with the signal's code.
+        assert!(failed_before_first_step(TrainError::Interrupted)
+            .unwrap()
+            .is_none());
     }
 }

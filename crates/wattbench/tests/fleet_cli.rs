@@ -347,3 +347,56 @@ fn across_hardware_marks_quick_ceilings() {
     assert_contains(&out, "quick: a lower bound");
     assert_contains(&out, "% (quick ceilings)");
 }
+
+/// The Slurm array script names each task's file by job, task, node and, for a task Slurm
+/// requeued, its attempt: a second attempt on the same node never replaces the first's file.
+#[test]
+fn a_requeued_slurm_task_writes_beside_its_first_attempt() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Stands in for wattbench: prints the --output it was given.
+    let bin = d.join("fake-wattbench");
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --output ] && echo \"$2\"; shift; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm/wattbench-array.sbatch");
+    let attempt = |restart: Option<&str>| -> String {
+        let mut c = std::process::Command::new("bash");
+        c.arg(&script)
+            .env("WATTBENCH_BIN", &bin)
+            .env("WATTBENCH_OUT", d.join("out"))
+            .env("SLURM_ARRAY_JOB_ID", "77")
+            .env("SLURM_ARRAY_TASK_ID", "3")
+            .env_remove("SLURM_RESTART_COUNT");
+        if let Some(r) = restart {
+            c.env("SLURM_RESTART_COUNT", r);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    let host = String::from_utf8(
+        std::process::Command::new("hostname")
+            .arg("-s")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let want = |suffix: &str| {
+        format!(
+            "{}/task-77-3-{}{suffix}.json",
+            s(&d.join("out")),
+            host.trim()
+        )
+    };
+    assert_eq!(attempt(None), want(""));
+    assert_eq!(attempt(Some("0")), want(""));
+    assert_eq!(attempt(Some("1")), want("-r1"));
+    assert_eq!(attempt(Some("2")), want("-r2"));
+}
