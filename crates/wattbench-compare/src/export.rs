@@ -145,9 +145,7 @@ pub fn energy_measure(e: &CaseEnergy) -> String {
             })
             .collect()
     };
-    let mut missing: Vec<String> = (e.total_excludes.iter())
-        .filter_map(|x| x.split_once(": no reading").map(|(domain, _)| slug(domain)))
-        .collect();
+    let mut missing: Vec<String> = e.missing_domains().into_iter().map(slug).collect();
     missing.sort_unstable();
     if !missing.is_empty() {
         name.push_str("-without-");
@@ -382,10 +380,16 @@ mod tests {
     #[test]
     fn energy_measures_are_named_after_what_their_total_is() {
         use wattbench_core::energy::Source;
-        let with = |sources: &[Source], excludes: &[&str]| {
+        use wattbench_core::testing::domain_row;
+        // `rows`: (domain, in the total, has a reading).
+        let with = |sources: &[Source], rows: &[(&str, bool, bool)]| {
             let mut e = wattbench_core::testing::case_energy(1.0, 1.0, Source::Measured);
             e.total_sources = sources.to_vec();
-            e.total_excludes = excludes.iter().map(|s| s.to_string()).collect();
+            e.domains = (rows.iter())
+                .map(|&(name, in_total, read)| {
+                    domain_row(name, Source::Measured, in_total, read.then_some(1.0))
+                })
+                .collect();
             energy_measure(&e)
         };
         assert_eq!(with(&[Source::Measured], &[]), "energy");
@@ -400,15 +404,19 @@ mod tests {
         // A domain left out by design (nested in another) changes nothing; one with no
         // reading makes the total another quantity.
         assert_eq!(
-            with(&[Source::Measured], &["core-0: inside package-0"]),
+            with(
+                &[Source::Measured],
+                &[("package-0", true, true), ("core-0", false, true)]
+            ),
             "energy"
         );
         assert_eq!(
             with(
                 &[Source::Measured],
                 &[
-                    "gpu0: no reading (counter stalled)",
-                    "core-0: inside package-0"
+                    ("package-0", true, true),
+                    ("gpu0", true, false),
+                    ("core-0", false, false)
                 ]
             ),
             "energy-without-gpu0"

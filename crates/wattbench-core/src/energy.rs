@@ -214,7 +214,8 @@ pub struct DomainEnergy {
     pub uncertainty_j: Option<f64>,
     /// joules / window, W.
     pub avg_watts: Option<f64>,
-    /// Highest mean power over one sampling interval, W.
+    /// Highest mean power over any span of at least the domain's minimum (for a counter, ten
+    /// of its updates or the sampling interval, whichever is longer; 50 ms of CPU time), W.
     pub peak_watts: Option<f64>,
     /// What it covers: `device`, `package`, `dram`, `process`, `process-tree`...
     pub scope: String,
@@ -381,12 +382,17 @@ pub struct EnergyTotal {
     pub mixed: bool,
     /// Joules from `estimated` domains alone (so a reader can take them out).
     pub estimated_joules: Option<f64>,
+    /// Domains that count toward the total but had no reading (also in `excludes`, with
+    /// why): while any is missing, the total is partial.
+    #[serde(default)]
+    pub missing: Vec<String>,
 }
 
 /// Adds the non-overlapping domains that have a reading (`in_total`), and lists the rest.
 pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
     let mut includes = Vec::new();
     let mut excludes = Vec::new();
+    let mut missing = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
     let mut sum: Option<Interval> = None;
     let mut est = None;
@@ -408,11 +414,14 @@ pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
                 d.name,
                 d.note.as_deref().unwrap_or("overlaps another domain")
             )),
-            (true, None) => excludes.push(format!(
-                "{}: no reading ({})",
-                d.name,
-                d.reason.as_deref().unwrap_or("unsupported")
-            )),
+            (true, None) => {
+                excludes.push(format!(
+                    "{}: no reading ({})",
+                    d.name,
+                    d.reason.as_deref().unwrap_or("unsupported")
+                ));
+                missing.push(d.name.clone());
+            }
         }
     }
     let mixed = sources.len() > 1;
@@ -423,6 +432,7 @@ pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
         sources,
         mixed,
         estimated_joules: est,
+        missing,
     }
 }
 
@@ -602,13 +612,22 @@ impl CaseEnergy {
             .collect();
         let total = total_energy(domains);
         let total_per_call = total.joules.map(|iv| iv.scale(1.0 / calls as f64));
+        let missing = missing(&rows);
+        // GFLOP/J of a partial total would overstate the efficiency by the missing share.
         let gflops_per_joule = total_per_call
-            .filter(|iv| iv.value > 0.0)
+            .filter(|iv| iv.value > 0.0 && missing.is_empty())
             .map(|iv| window.flops_per_call as f64 / 1e9 / iv.value);
         let (net, net_uncertainty) = net_total(&rows);
         let mut notes = Vec::new();
         if let Some(e) = window.error {
             notes.push(format!("not measured: {e}"));
+        }
+        if !missing.is_empty() && total_per_call.is_some() {
+            notes.push(format!(
+                "PARTIAL total: no reading from {} in this window (why: the domain rows); the \
+                 total covers the other domains only, so no GFLOP/J and no net figure are given",
+                missing.join(", ")
+            ));
         }
         if let Some(min) = window.min_window_s {
             if window.error.is_none() && window.window_s < min {
@@ -685,6 +704,13 @@ impl EnergyBasis {
 }
 
 impl CaseEnergy {
+    /// The domains that count toward the total but had no reading in this window (a GPU whose
+    /// counter failed, a RAPL package that could not be read): the total, its GFLOP/J and its
+    /// net figure would leave them out, so none of the three is given while any is missing.
+    pub fn missing_domains(&self) -> Vec<&str> {
+        missing(&self.domains)
+    }
+
     /// What this record's total is a total of ([`EnergyBasis`]).
     pub fn basis(&self) -> EnergyBasis {
         let mut sources: Vec<&str> = self.total_sources.iter().map(|s| s.as_str()).collect();
@@ -734,14 +760,24 @@ impl CaseEnergy {
     }
 }
 
+/// The names of the domains in the total that have no reading.
+fn missing(rows: &[DomainRecord]) -> Vec<&str> {
+    (rows.iter())
+        .filter(|r| r.in_total && r.joules_per_iter.is_none())
+        .map(|r| r.name.as_str())
+        .collect()
+}
+
 /// The net figure of a case and its uncertainty: the sums over the domains in the total, when
-/// every one of them with a reading has a net figure.
+/// every one of them has a reading and a net figure (the net of a partial total would read as
+/// the whole one).
 fn net_total(rows: &[DomainRecord]) -> (Option<f64>, Option<f64>) {
-    let counted: Vec<&DomainRecord> = rows
-        .iter()
-        .filter(|r| r.in_total && r.joules_per_iter.is_some())
-        .collect();
-    if counted.is_empty() || counted.iter().any(|r| r.net_joules_per_iter.is_none()) {
+    let counted: Vec<&DomainRecord> = rows.iter().filter(|r| r.in_total).collect();
+    if counted.is_empty()
+        || counted
+            .iter()
+            .any(|r| r.joules_per_iter.is_none() || r.net_joules_per_iter.is_none())
+    {
         return (None, None);
     }
     (
@@ -813,7 +849,6 @@ mod tests {
         let domains = [
             domain("cpu-package-0", Source::Measured, Some(40.0), true),
             domain("core-0", Source::Measured, Some(30.0), false),
-            domain("gpu0", Source::Unsupported, None, true),
         ];
         let idle = [domain("cpu-package-0", Source::Measured, Some(10.0), true)];
         let e = CaseEnergy::from_window(&domains, &idle, window(4));
@@ -825,15 +860,49 @@ mod tests {
         assert_eq!(e.domains[0].net_joules_per_iter, Some(7.5));
         assert_eq!(e.net_joules_per_iter, Some(7.5));
         assert_eq!(e.domains[0].idle_watts, Some(5.0));
+        // A domain nested in another is left out by design: the total is whole.
+        assert!(e.total_excludes.iter().any(|x| x.starts_with("core-0:")));
+        assert!(e.missing_domains().is_empty());
+        assert_eq!(e.total_sources, vec![Source::Measured]);
+        assert!(e.notes.is_empty(), "{:?}", e.notes);
+    }
+
+    /// A domain of the total with no reading (a GPU counter that failed for the window):
+    /// the total of the rest is given and says it is partial, but no GFLOP/J and no net
+    /// figure, which would read as the whole machine's (the package alone: 16x too efficient
+    /// beside a 600 J GPU).
+    #[test]
+    fn a_partial_total_says_so_and_gives_no_efficiency_nor_net() {
+        let domains = [
+            domain("cpu-package-0", Source::Measured, Some(40.0), true),
+            domain("core-0", Source::Measured, Some(30.0), false),
+            domain("gpu0", Source::Unsupported, None, true),
+        ];
+        let idle = [domain("cpu-package-0", Source::Measured, Some(10.0), true)];
+        let e = CaseEnergy::from_window(&domains, &idle, window(4));
+        assert_eq!(e.total_joules_per_iter.unwrap().value, 10.0);
         // The unread domain is null, not 0 J, and the total says it left it out.
         assert_eq!(e.domains[2].joules_per_iter, None);
         assert!(e
             .total_excludes
             .iter()
             .any(|x| x.starts_with("gpu0: no reading")));
-        assert!(e.total_excludes.iter().any(|x| x.starts_with("core-0:")));
-        assert_eq!(e.total_sources, vec![Source::Measured]);
-        assert!(e.notes.is_empty(), "{:?}", e.notes);
+        assert_eq!(e.missing_domains(), ["gpu0"]);
+        assert_eq!(e.gflops_per_joule, None);
+        assert_eq!((e.net_joules_per_iter, e.net_uncertainty_j), (None, None));
+        // The package's own net figure stays in its row.
+        assert_eq!(e.domains[0].net_joules_per_iter, Some(7.5));
+        assert!(
+            e.notes
+                .iter()
+                .any(|n| n.starts_with("PARTIAL total: no reading from gpu0")),
+            "{:?}",
+            e.notes
+        );
+        // Rebased on another idle baseline, it stays without a net figure.
+        let mut e = e;
+        e.rebase(&idle);
+        assert_eq!(e.net_joules_per_iter, None);
     }
 
     #[test]

@@ -493,19 +493,8 @@ pub fn estimated_energy(value: f64, tdp_watts: f64) -> CaseEnergy {
     let mut e = case_energy(value, 0.5 * value, Source::Estimated);
     e.total_includes = vec!["cpu-estimate (estimated)".into()];
     e.domains = vec![crate::energy::DomainRecord {
-        name: "cpu-estimate".into(),
-        source: Source::Estimated,
-        reason: None,
         scope: "process".into(),
-        in_total: true,
-        joules_per_iter: Some(value),
         uncertainty_j: Some(0.5 * value),
-        window_s: 1.0,
-        avg_watts: None,
-        idle_watts: None,
-        net_joules_per_iter: None,
-        net_uncertainty_j: None,
-        note: None,
         assumptions: Some(crate::energy::EstimateAssumptions {
             model: "TDP x CPU time (a test's)".into(),
             tdp_watts,
@@ -522,10 +511,37 @@ pub fn estimated_energy(value: f64, tdp_watts: f64) -> CaseEnergy {
             excludes: String::new(),
             comparison: String::new(),
         }),
-        warnings: Vec::new(),
-        power_check: None,
+        ..domain_row("cpu-estimate", Source::Estimated, true, Some(value))
     }];
     e
+}
+
+/// One domain's row of a case's energy: `joules` per call (None: no reading, with a reason),
+/// counted in the total or not; the rest empty.
+pub fn domain_row(
+    name: &str,
+    source: Source,
+    in_total: bool,
+    joules: Option<f64>,
+) -> crate::energy::DomainRecord {
+    crate::energy::DomainRecord {
+        name: name.into(),
+        source,
+        reason: joules.is_none().then(|| "a test's: no reading".into()),
+        scope: "device".into(),
+        in_total,
+        joules_per_iter: joules,
+        uncertainty_j: joules.map(|_| 0.0),
+        window_s: 1.0,
+        avg_watts: None,
+        idle_watts: None,
+        net_joules_per_iter: None,
+        net_uncertainty_j: None,
+        note: None,
+        assumptions: None,
+        warnings: Vec::new(),
+        power_check: None,
+    }
 }
 
 /// A `wattbench run` result file of `cases` that started at `created_at` and took 1 s, on a

@@ -57,6 +57,9 @@ pub struct Accumulator {
     peak_w: Option<f64>,
     wraps: u32,
     cpu_seconds: f64,
+    /// Time between readings whose energy is unknown (a counter that went backwards with no
+    /// known range), s.
+    discarded_s: f64,
     error: Option<String>,
     /// Recent (time, cumulative joules) points, for peaks over spans of at least the minimum.
     recent: std::collections::VecDeque<(f64, f64)>,
@@ -75,6 +78,12 @@ impl Accumulator {
             min_peak_span_s: s,
             ..Self::default()
         }
+    }
+
+    /// Seconds between readings whose energy is unknown (see [`Accumulator::push`]): they are
+    /// in [`Accumulator::span_s`] but not in [`Accumulator::joules`].
+    pub fn discarded_s(&self) -> f64 {
+        self.discarded_s
     }
 
     /// The longest time between two readings so far, s.
@@ -109,6 +118,7 @@ impl Accumulator {
                             "counter went backwards ({a} -> {b}) and its range is unknown; \
                              reading discarded"
                         ));
+                        self.discarded_s += dt.max(0.0);
                         self.last = Some((t, r));
                         return None;
                     }
@@ -195,7 +205,8 @@ impl Accumulator {
         self.intervals
     }
 
-    /// Highest mean power over one sampling interval.
+    /// Highest mean power over any span of at least the minimum peak span (see
+    /// [`Accumulator::with_min_peak_span`]).
     pub fn peak_watts(&self) -> Option<f64> {
         self.peak_w
     }

@@ -261,7 +261,7 @@ impl MeasureReport {
             (Some(e), Some(c)) => {
                 let named = crate::sources_named(&self.total.sources);
                 v.push(format!(
-                    "energy: {} = {} ({})",
+                    "energy: {} = {} ({}){}",
                     iv(e, "Wh", 1000.0),
                     self.total.includes.join(" + "),
                     if self.total.mixed {
@@ -269,6 +269,15 @@ impl MeasureReport {
                     } else {
                         format!("one kind of source: {named}")
                     },
+                    if self.total.missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; PARTIAL: without {} (no reading), which the energy, carbon and \
+                             cost figures leave out",
+                            self.total.missing.join(", ")
+                        )
+                    }
                 ));
                 let c_a = &self.assumptions.carbon;
                 if let (Some(f), false) = (&self.facility_kwh, c_a.pue_is_default) {
@@ -860,13 +869,16 @@ fn meters_source(meters: &Meters, name: &str) -> Source {
 }
 
 /// Gross minus idle over the domains in the total: each counter's net figure, the estimate's
-/// gross one; `None` when a counter in the total has no idle figure, or there is no baseline.
+/// gross one; `None` when a domain in the total has no reading or no idle figure, or there is
+/// no baseline.
 fn net_total(domains: &[DomainEnergy], idle: &[DomainEnergy]) -> Option<Interval> {
     if idle.is_empty() {
         return None;
     }
     let mut sum: Option<Interval> = None;
-    for d in domains.iter().filter(|d| d.in_total && d.joules.is_some()) {
+    for d in domains.iter().filter(|d| d.in_total) {
+        // A domain with no reading: the net of the rest would read as the whole one.
+        d.joules?;
         let n = wattbench_core::energy::net_of(d, idle)?;
         let (value, u) = (n.net_joules, n.uncertainty_j);
         let iv = Interval {
@@ -970,6 +982,12 @@ fn build_report(
     }
     if total.joules.is_none() {
         notes.push("no domain had a reading, so there is no energy or carbon figure".into());
+    } else if !total.missing.is_empty() {
+        notes.push(format!(
+            "PARTIAL total: no reading from {} (why: its domain), so the energy, carbon and \
+             cost figures cover the other domains only, and there is no net figure",
+            total.missing.join(", ")
+        ));
     }
     let interval_ms = interval.as_secs_f64() * 1000.0;
     let (peak_memory_bytes, peak_memory_source) = match (accounting.memory_peak, out.peak_rss_bytes)
@@ -1063,5 +1081,40 @@ fn build_report(
         idle_baseline: Vec::new(),
         net_joules: None,
         warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str, joules: f64) -> DomainEnergy {
+        DomainEnergy {
+            source: Source::Measured,
+            reason: None,
+            joules: Some(joules),
+            window_s: 2.0,
+            uncertainty_j: Some(0.0),
+            avg_watts: Some(joules / 2.0),
+            ..DomainEnergy::unsupported(name, "package", String::new())
+        }
+    }
+
+    /// A domain of the total with no reading (a GPU counter that failed): the total names it
+    /// as missing, and there is no net figure (the package's net would read as the whole).
+    #[test]
+    fn a_total_without_a_domains_reading_is_partial_and_has_no_net() {
+        let idle = [read("cpu-package-0", 10.0)];
+        let whole = [read("cpu-package-0", 40.0)];
+        assert!(total_energy(&whole).missing.is_empty());
+        assert_eq!(net_total(&whole, &idle).map(|n| n.value), Some(30.0));
+        let partial = [
+            read("cpu-package-0", 40.0),
+            DomainEnergy::unsupported("gpu0", "device", "the counter failed".into()),
+        ];
+        let total = total_energy(&partial);
+        assert_eq!(total.joules.map(|j| j.value), Some(40.0));
+        assert_eq!(total.missing, ["gpu0"]);
+        assert_eq!(net_total(&partial, &idle), None);
     }
 }

@@ -398,6 +398,7 @@ pub(crate) fn domain_energy(
             if let Some(e) = acc.error() {
                 out.reason = Some(format!("some readings failed: {e}"));
             }
+            fill_discarded(&mut out, acc.discarded_s());
         }
         None => {
             out.source = Source::Unsupported;
@@ -409,6 +410,30 @@ pub(crate) fn domain_energy(
         }
     }
     out
+}
+
+/// Completes a figure whose readings left `discarded_s` seconds of its window without energy
+/// (a counter that went backwards with no known range): that time at the mean power of the
+/// rest, wholly in the uncertainty, with a warning. Left short, the figure (and its mean
+/// power) would read low with an unchanged interval.
+fn fill_discarded(out: &mut DomainEnergy, discarded_s: f64) {
+    let (Some(j), Some(u)) = (out.joules, out.uncertainty_j) else {
+        return;
+    };
+    let read_s = out.window_s - discarded_s;
+    if discarded_s <= 0.0 || read_s <= 0.0 {
+        return;
+    }
+    let fill = j / read_s * discarded_s;
+    out.joules = Some(j + fill);
+    out.uncertainty_j = Some(u + fill);
+    out.avg_watts = Some((j + fill) / out.window_s);
+    out.warnings.push(format!(
+        "{discarded_s:.3} s of the {:.3} s window had no reading (the counter went backwards \
+         and its range is unknown): filled with {fill:.3} J at the rest's mean power, all of \
+         it in the uncertainty",
+        out.window_s
+    ));
 }
 
 /// All meters found on this machine.
@@ -546,8 +571,8 @@ impl Meters {
     }
 
     /// How long an energy window must last for these meters: the longest of their minimums
-    /// (1 s for NVML and RAPL counters; 0.5 s for the CPU-time estimate, see
-    /// [`estimate::MIN_WINDOW`]).
+    /// (2 s for NVML, [`nvml::MIN_WINDOW`]; 1 s for RAPL counters; 0.5 s for the CPU-time
+    /// estimate, [`estimate::MIN_WINDOW`]).
     pub fn min_window(&self) -> Duration {
         self.domains
             .iter()
@@ -770,5 +795,32 @@ impl Meters {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 20 J read over 2 s of a 4 s window (2 s lost to a counter that went backwards): 40 J
+    /// at the read time's 10 W, the 20 J filled in wholly in the uncertainty, and a warning.
+    #[test]
+    fn time_without_a_reading_is_filled_and_widens_the_interval() {
+        let mut d = DomainEnergy {
+            source: Source::Measured,
+            joules: Some(20.0),
+            window_s: 4.0,
+            uncertainty_j: Some(1.0),
+            avg_watts: Some(5.0),
+            ..DomainEnergy::unsupported("cpu-package-0", "package", "x".into())
+        };
+        let untouched = d.clone();
+        fill_discarded(&mut d, 0.0);
+        assert_eq!(d, untouched);
+        fill_discarded(&mut d, 2.0);
+        assert_eq!(d.joules, Some(40.0));
+        assert_eq!(d.uncertainty_j, Some(21.0));
+        assert_eq!(d.avg_watts, Some(10.0));
+        assert!(d.warnings[0].starts_with("2.000 s of the 4.000 s window had no reading"));
     }
 }

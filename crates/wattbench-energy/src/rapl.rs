@@ -304,7 +304,11 @@ pub fn discover(root: &Path) -> RaplDiscovery {
             out.unavailable.push(unavailable(&name, reason));
             continue;
         }
-        let max_range_uj = read_u64(&zpath.join("max_energy_range_uj")).ok();
+        // A range of 0 is no range: treated as unknown, not as a counter
+        // that wraps at every update.
+        let max_range_uj = read_u64(&zpath.join("max_energy_range_uj"))
+            .ok()
+            .filter(|&r| r > 0);
         zones.push(RaplZone {
             meta: zone_meta(name, kind, None),
             kind,

@@ -75,6 +75,24 @@ fn accumulator_counts_several_wraps_across_samples() {
 }
 
 #[test]
+fn accumulator_counts_the_time_a_counter_without_range_lost() {
+    let mut a = Accumulator::new();
+    let c = |raw| Reading::Counter {
+        raw,
+        joules_per_unit: 1.0,
+        wrap_at: None,
+    };
+    // +10 J, then backwards over 2 s (no range: unknown), then +10 J.
+    for (t, raw) in [(0.0, 0), (1.0, 10), (3.0, 5), (4.0, 15)] {
+        a.push(t, c(raw));
+    }
+    assert!(close(a.joules().unwrap(), 20.0));
+    assert!(close(a.span_s(), 4.0));
+    assert!(close(a.discarded_s(), 2.0));
+    assert!(a.error().unwrap().contains("went backwards"));
+}
+
+#[test]
 fn accumulator_cpu_time_never_counts_a_drop() {
     let mut a = Accumulator::new();
     let r = |s| Reading::CpuTime {

@@ -156,19 +156,33 @@ fn counter_that_becomes_unreadable_is_unsupported_not_zero() {
 
 #[test]
 fn backwards_counter_without_range_is_never_negative() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Fake {
-        root: dir.path().to_path_buf(),
-        _dir: dir,
-    };
-    f.zone("intel-rapl:0", "package-0", 5_000_000, None);
-    let m = f.meters();
-    let w = m.start().unwrap();
-    f.set("intel-rapl:0", 1_000_000);
-    let d = m.stop(w);
-    assert_eq!(d[0].joules, None);
-    assert_eq!(d[0].source, Source::Unsupported);
-    assert!(d[0].reason.as_deref().unwrap().contains("backwards"));
+    // No range file, and a range of 0 (no range: not a counter that wraps at every update,
+    // whose uncertainty would be NaN).
+    for max in [None, Some(0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fake {
+            root: dir.path().to_path_buf(),
+            _dir: dir,
+        };
+        f.zone("intel-rapl:0", "package-0", 5_000_000, max);
+        let m = f.meters();
+        let w = m.start().unwrap();
+        f.set("intel-rapl:0", 1_000_000);
+        let d = m.stop(w);
+        assert_eq!(d[0].joules, None, "{max:?}");
+        assert_eq!(d[0].source, Source::Unsupported);
+        assert!(d[0].reason.as_deref().unwrap().contains("backwards"));
+        // A counter that moves forward has a finite uncertainty.
+        let w = m.start().unwrap();
+        f.set("intel-rapl:0", 3_000_000);
+        let d = m.stop(w);
+        assert_eq!(d[0].joules, Some(2.0), "{max:?}");
+        assert!(
+            d[0].uncertainty_j.unwrap().is_finite(),
+            "{max:?}: {:?}",
+            d[0]
+        );
+    }
 }
 
 #[test]

@@ -119,6 +119,12 @@ pub fn project_run(
                     format!("; leaves out {}", energy.excludes.join("; "))
                 }
             ));
+            if !energy.missing.is_empty() {
+                assumptions.push(format!(
+                    "PARTIAL: no reading from {}, so the energy and CO2e leave it out",
+                    energy.missing.join(", ")
+                ));
+            }
             if estimated {
                 assumptions.push(
                     "the energy is ESTIMATED from a CPU power model (TDP x CPU time), not \
@@ -192,6 +198,7 @@ mod tests {
             sources,
             mixed: false,
             estimated_joules: None,
+            missing: vec![],
         }
     }
 
@@ -278,6 +285,7 @@ mod tests {
             sources: vec![],
             mixed: false,
             estimated_joules: None,
+            missing: vec![],
         };
         // Skewed step times (one slow step in five): the interval is the mean's, 0.2 s ±
         // t(4) x sd / √5 = 0.2776 s, so it reaches well above the mean (the median's interval,

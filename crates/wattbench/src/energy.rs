@@ -286,19 +286,39 @@ fn cross_check_note(doc: &RunFile) -> Option<String> {
 }
 
 /// "12.3 mJ ±50% (estimated)" for tables: the total per call, its interval and its
-/// source(s).
+/// source(s); "(measured, PARTIAL: without gpu0)" when a domain of the total had no reading.
 pub fn summary(energy: &CaseEnergy) -> String {
     let Some(j) = energy.total_joules_per_iter else {
         return "unmeasured".into();
     };
     let sources: Vec<&str> = energy.total_sources.iter().map(|s| s.as_str()).collect();
     let rel = units::relative(&j);
-    let rel = if rel.is_empty() {
-        rel
-    } else {
+    let rel = if !rel.is_empty() {
         format!(" {rel}")
+    } else if j.high > j.low {
+        // No relative width around 0 J (a counter that did not move): the absolute one.
+        let (down, up) = (j.value - j.low, j.high - j.value);
+        if (down - up).abs() <= 0.01 * up.max(down) {
+            format!(" ± {}", units::joules(up))
+        } else if down <= 0.0 {
+            format!(" +{}", units::joules(up))
+        } else {
+            format!(" -{}/+{}", units::joules(down), units::joules(up))
+        }
+    } else {
+        rel
     };
-    format!("{}{rel} ({})", units::joules(j.value), sources.join("+"))
+    let missing = energy.missing_domains();
+    let partial = if missing.is_empty() {
+        String::new()
+    } else {
+        format!(", PARTIAL: without {}", missing.join(", "))
+    };
+    format!(
+        "{}{rel} ({}{partial})",
+        units::joules(j.value),
+        sources.join("+")
+    )
 }
 
 #[cfg(test)]
@@ -365,5 +385,29 @@ mod tests {
         assert!(notes(&doc).contains(&line));
         let quiet = run_file("2026-11-29T00:00:00Z", vec![case_with_check("d", None)]);
         assert!(cross_check_note(&quiet).is_none());
+    }
+
+    /// The table's cell says when its total leaves out a domain with no reading, and gives
+    /// the width of a 0 J total (a counter that did not move) in joules.
+    #[test]
+    fn the_energy_cell_says_partial_and_the_width_of_zero() {
+        use wattbench_core::testing::domain_row;
+        let mut e = case_energy(0.5, 0.05, Source::Measured);
+        e.domains = vec![domain_row(
+            "cpu-package-0",
+            Source::Measured,
+            true,
+            Some(0.5),
+        )];
+        assert_eq!(summary(&e), "500.000 mJ ±10% (measured)");
+        e.domains
+            .push(domain_row("gpu0", Source::Measured, true, None));
+        assert_eq!(
+            summary(&e),
+            "500.000 mJ ±10% (measured, PARTIAL: without gpu0)"
+        );
+        let zero = case_energy(0.0, 0.14, Source::Measured);
+        // Its interval held at 0 below.
+        assert_eq!(summary(&zero), "0.000 J +140.000 mJ (measured)");
     }
 }
