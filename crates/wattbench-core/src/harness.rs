@@ -13,7 +13,7 @@ use crate::reference;
 use crate::result::{CaseResult, Status, Throughput, Verification, VerifyMethod};
 use crate::stats::TimeStats;
 use crate::tensor::{generate_case_inputs, rel_errors, HostTensor, RelErrors};
-use crate::workload::Case;
+use crate::workload::{Case, Mode, Params, TensorRole};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -165,11 +165,21 @@ impl CaseInputs {
     }
 
     /// Bytes the harness and a backend will hold for this case: host inputs (f32), one
-    /// backend copy of inputs and outputs, the output read back (f32) and the f64 reference.
+    /// backend copy of inputs and outputs, the output read back (f32) and the f64 reference,
+    /// with, for an RNN training step, the reference's backpropagation tape (f64: every
+    /// step's previous state, gate activations and recurrent products, and cell states).
     pub fn estimated_bytes(case: &Case) -> u64 {
         let ins: u64 = case.input_specs().iter().map(|t| t.numel() as u64).sum();
         let outs: u64 = case.output_specs().iter().map(|t| t.numel() as u64).sum();
-        ins * 4 + (ins + outs) * case.dtype.size() + outs * 4 + outs * 8 + ins * 8
+        let tape = match (case.mode, case.params) {
+            (Mode::Train, Params::Rnn(r)) => {
+                let (t, bh) = (r.steps as u64, (r.batch * r.hidden) as u64);
+                let bgh = bh * r.cell.gates() as u64;
+                (t * bh + 2 * t * bgh + (t + 1) * bh) * 8
+            }
+            _ => 0,
+        };
+        ins * 4 + (ins + outs) * case.dtype.size() + outs * 4 + outs * 8 + ins * 8 + tape
     }
 
     /// The inputs, rounded to the case dtype.
@@ -261,6 +271,22 @@ impl CaseInputs {
         if per_output.len() < 2 {
             per_output.clear();
         }
+        // An updated weight returned without its update (the input weight itself): were it
+        // within the tolerance, the check could not tell a step that skipped the update.
+        let inputs = self.case.input_specs();
+        let unchecked_updates = (specs.iter().zip(&refs))
+            .filter_map(|(spec, (idx, want))| {
+                let i = inputs.iter().position(|t| {
+                    matches!(t.role, TensorRole::Weight { updated, .. } if updated == spec.name)
+                })?;
+                let before = &self.tensors()[i].data;
+                let picked: Vec<f32> = match idx {
+                    None => before.clone(),
+                    Some(idx) => idx.iter().map(|&j| before[j]).collect(),
+                };
+                within_tolerance(rel_errors(&picked, want), tol).then(|| spec.name.to_string())
+            })
+            .collect();
         Verification {
             rel_l2_error: err,
             rel_max_error: Some(max_err),
@@ -276,6 +302,7 @@ impl CaseInputs {
             method,
             checked_values: n as u64,
             per_output,
+            unchecked_updates,
         }
     }
 }
@@ -379,6 +406,7 @@ impl<'a> Harness<'a> {
         res.implementation = prep.implementation();
         let v = inp.verify(&outs, prep.tolerance().as_ref());
         let passed = v.passed;
+        res.notes.extend(v.unchecked_updates_note());
         res.verification = Some(v);
         if !passed {
             res.status = Status::Failed;
@@ -526,7 +554,7 @@ mod tests {
     use super::*;
     use crate::backend::{DeviceInfo, Prepared};
     use crate::reference::ReferenceBackend;
-    use crate::workload::{DType, GemmParams, Mode, Params};
+    use crate::workload::{Cell, DType, GemmParams, RnnParams};
 
     fn quick_cfg() -> HarnessConfig {
         HarnessConfig {
@@ -546,6 +574,26 @@ mod tests {
             verify_samples: samples,
             ..quick_cfg()
         }
+    }
+
+    /// An RNN training step's estimate holds the reference's backpropagation tape: for GRU
+    /// H2816 B32 T1500, 8.1 GiB more than its inputs and outputs.
+    #[test]
+    fn an_rnn_training_estimate_counts_the_reference_tape() {
+        let case = |mode| Case {
+            params: Params::Rnn(RnnParams::new(Cell::Gru, 2816, 32, 1500)),
+            mode,
+            dtype: DType::Bf16,
+            tag: None,
+        };
+        let train = case(Mode::Train);
+        let ins: u64 = train.input_specs().iter().map(|t| t.numel() as u64).sum();
+        let outs: u64 = train.output_specs().iter().map(|t| t.numel() as u64).sum();
+        let without_tape = ins * 4 + (ins + outs) * 2 + outs * 4 + outs * 8 + ins * 8;
+        let (t, bh) = (1500u64, 32 * 2816u64);
+        let tape = (t * bh + 2 * t * 3 * bh + (t + 1) * bh) * 8;
+        assert_eq!(tape, 8_651_472_896);
+        assert_eq!(CaseInputs::estimated_bytes(&train), without_tape + tape);
     }
 
     fn gemm_case(dtype: DType) -> Case {
@@ -817,6 +865,55 @@ mod tests {
             assert!(!v.passed, "{poison} at unsampled {unsampled} passed: {v:?}");
             assert!(v.errors_in_words().contains("inf beyond"), "{v:?}");
         }
+    }
+
+    /// A half-precision RNN training step that returns its weights without the SGD update
+    /// passes the tolerance (the step is below bf16's rounding): the check says it cannot see
+    /// the update there, and in f32, where it can, says nothing and fails such a step.
+    #[test]
+    fn an_update_below_the_dtypes_rounding_is_said_to_be_unchecked() {
+        let verified = |dtype: DType| {
+            let case = Case {
+                params: Params::Rnn(RnnParams::new(Cell::Gru, 64, 1, 1)),
+                mode: Mode::Train,
+                dtype,
+                tag: None,
+            };
+            let inp = CaseInputs::new(case.clone(), &quick_cfg());
+            let x: Vec<Vec<f64>> = inp.tensors().iter().map(HostTensor::to_f64).collect();
+            let mut outs: Vec<Vec<f32>> = reference::run(&case, &x)
+                .iter()
+                .map(|o| o.iter().map(|&v| v as f32).collect())
+                .collect();
+            let right = inp.verify(&outs, None);
+            // The updated weights replaced by the weights before the step.
+            let specs = case.output_specs();
+            for (i, t) in case.input_specs().iter().enumerate() {
+                if let TensorRole::Weight { updated, .. } = t.role {
+                    let o = specs.iter().position(|s| s.name == updated).unwrap();
+                    outs[o] = inp.tensors()[i].data.clone();
+                }
+            }
+            (right, inp.verify(&outs, None))
+        };
+        let (right, skipped) = verified(DType::Bf16);
+        assert!(right.passed && skipped.passed, "{skipped:?}");
+        assert!(
+            right.unchecked_updates.contains(&"b_new".to_string()),
+            "{right:?}"
+        );
+        assert_eq!(right.unchecked_updates, skipped.unchecked_updates);
+        let note = right.unchecked_updates_note().unwrap();
+        assert!(
+            note.contains("b_new") && note.contains("without the update"),
+            "{note}"
+        );
+        let (right, skipped) = verified(DType::F32);
+        assert!(
+            right.passed && right.unchecked_updates.is_empty(),
+            "{right:?}"
+        );
+        assert!(!skipped.passed, "{skipped:?}");
     }
 
     #[test]

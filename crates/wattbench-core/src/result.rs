@@ -67,9 +67,31 @@ pub struct Verification {
     /// weights).
     #[serde(default)]
     pub per_output: BTreeMap<String, f64>,
+    /// Updated-weight outputs (`w_new`, `b_new`) whose check cannot see the SGD step: the
+    /// weights returned without it would pass this tolerance too, the step being smaller than
+    /// the dtype's rounding of the weights (half precision). Their gradients are checked on
+    /// their own. Empty for most cases (absent in files written before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked_updates: Vec<String>,
 }
 
 impl Verification {
+    /// The note a case's reader needs when [`Verification::unchecked_updates`] is not empty.
+    pub fn unchecked_updates_note(&self) -> Option<String> {
+        (!self.unchecked_updates.is_empty()).then(|| {
+            format!(
+                "the SGD update is below what the check can see in {}: {} without the update \
+                 would pass too (the gradients are checked)",
+                if self.unchecked_updates.len() == 1 {
+                    "this output"
+                } else {
+                    "these outputs"
+                },
+                self.unchecked_updates.join(", ")
+            )
+        })
+    }
+
     /// The errors against the tolerance in words, the one beyond it named first: "max error
     /// (scaled to noise) 2.1e-1 beyond the tolerance 4.0e-2 (relative L2 error 3.1e-2)".
     pub fn errors_in_words(&self) -> String {

@@ -558,7 +558,9 @@ impl Params {
     ///
     /// - GEMM: `6·M·N·K + 2·K·N` (forward, `dA = dC·op(B)ᵀ`, `dB = op(A)ᵀ·dC`).
     /// - Conv2d: `3·fwd + 2·K·C·R·S` (forward, backward-data, backward-filter).
-    /// - RNN: `3·` the recurrent GEMMs (forward `h·W`, backward `dgates·Wᵀ` and `hᵀ·dgates`)
+    /// - RNN: the recurrent GEMMs, `T` of each of forward `h·W` and backward `hᵀ·dgates`, and
+    ///   `T - 1` of backward `dgates·Wᵀ` (step 0's would only give `dh0`, and the initial
+    ///   state is a constant: no backend computes it, as autograd does not for a constant),
     ///   plus `3·` the forward's elementwise count (backward elementwise counted as twice the
     ///   forward's, a convention), plus the bias-gradient sums `B·G·H` per step and the update.
     pub fn train_flops(&self) -> u64 {
@@ -572,9 +574,10 @@ impl Params {
                     r.cell.gates() as u64,
                     r.steps as u64,
                 );
-                let gemm = t * 2 * b * h * g * h;
+                let one_gemm = 2 * b * h * g * h;
+                let gemm = t * one_gemm;
                 let elementwise = self.flops() - gemm;
-                3 * gemm + 3 * elementwise + t * b * g * h + 2 * (h * g * h + g * h)
+                (3 * t - 1) * one_gemm + 3 * elementwise + t * b * g * h + 2 * (h * g * h + g * h)
             }
         }
     }
@@ -788,6 +791,13 @@ mod tests {
         let r = Params::Rnn(RnnParams::new(Cell::Lstm, 8, 2, 3));
         // f·c + i·g (3) and o·tanh c (1) per state element, as the LSTM model counts it.
         assert_eq!(r.flops(), 3 * (2 * 2 * 8 * 32 + 2 * 2 * 32 + 4 * 2 * 8));
+        // Training: 3 steps of forward h·W and of hᵀ·dgates, 2 of dgates·Wᵀ (none for the
+        // constant initial state), 3x the elementwise work, the bias sums, the update.
+        let (gemm, elementwise) = (2 * 2 * 8 * 32, 2 * 2 * 32 + 4 * 2 * 8);
+        assert_eq!(
+            r.train_flops(),
+            8 * gemm + 3 * 3 * elementwise + 3 * 2 * 32 + 2 * (8 * 32 + 32)
+        );
     }
 
     #[test]

@@ -203,6 +203,7 @@ fn case_result() -> impl Strategy<Value = CaseResult> {
             },
             checked_values: checked,
             per_output: BTreeMap::from([("y".to_string(), e)]),
+            unchecked_updates: Vec::new(),
         });
     let throughput = (
         any::<u64>(),

@@ -116,7 +116,7 @@ const COLUMNS: [Column; 12] = [
         cell: |c, _| {
             c.throughput
                 .as_ref()
-                .map_or(String::new(), |t| format!("{:.2}", t.gbytes_per_s))
+                .map_or(String::new(), |t| units::sig(t.gbytes_per_s))
         },
     },
     Column {
