@@ -544,7 +544,7 @@ pub struct CaseEnergy {
     /// reading.
     pub total_joules_per_iter: Option<Interval>,
     /// Sum of the net (above idle) figures of the domains in the total, per call; null unless
-    /// every one of them has a net figure.
+    /// every one of them has a reading and a net figure.
     pub net_joules_per_iter: Option<f64>,
     /// Uncertainty of `net_joules_per_iter` (half-width; the domains' added), J.
     #[serde(default)]
@@ -557,7 +557,8 @@ pub struct CaseEnergy {
     pub total_sources: Vec<Source>,
     /// Whether the total adds figures of more than one source (see [`EnergyTotal::mixed`]).
     pub total_mixes_sources: bool,
-    /// GFLOP per joule of the total; null without a positive total.
+    /// GFLOP per joule of the total; null without a positive total, or when the total is
+    /// partial ([`CaseEnergy::missing_domains`]).
     pub gflops_per_joule: Option<f64>,
     /// Caveats: short windows, mixed or estimated sources, a window that could not start.
     pub notes: Vec<String>,
@@ -709,6 +710,28 @@ impl CaseEnergy {
     /// net figure would leave them out, so none of the three is given while any is missing.
     pub fn missing_domains(&self) -> Vec<&str> {
         missing(&self.domains)
+    }
+
+    /// The total per call when it is whole (no domain of it without a reading): what an
+    /// efficiency or a comparison between machines may use.
+    pub fn whole_total(&self) -> Option<Interval> {
+        self.total_joules_per_iter
+            .filter(|_| self.missing_domains().is_empty())
+    }
+
+    /// [`CaseEnergy::gflops_per_joule`] when the total is whole (files written before
+    /// 2026-11-30 stored it for partial totals too: readers use this).
+    pub fn whole_gflops_per_joule(&self) -> Option<f64> {
+        self.gflops_per_joule
+            .filter(|_| self.missing_domains().is_empty())
+    }
+
+    /// The net figure per call and its uncertainty when the total is whole (as
+    /// [`CaseEnergy::whole_gflops_per_joule`]).
+    pub fn whole_net(&self) -> Option<(f64, Option<f64>)> {
+        self.net_joules_per_iter
+            .filter(|_| self.missing_domains().is_empty())
+            .map(|n| (n, self.net_uncertainty_j))
     }
 
     /// What this record's total is a total of ([`EnergyBasis`]).

@@ -80,13 +80,9 @@ impl Verification {
     pub fn unchecked_updates_note(&self) -> Option<String> {
         (!self.unchecked_updates.is_empty()).then(|| {
             format!(
-                "the SGD update is below what the check can see in {}: {} without the update \
-                 would pass too (the gradients are checked)",
-                if self.unchecked_updates.len() == 1 {
-                    "this output"
-                } else {
-                    "these outputs"
-                },
+                "{}: the weights returned without the SGD update would pass this check too \
+                 (the update is below the half-precision rounding of the weights); the \
+                 gradients are checked",
                 self.unchecked_updates.join(", ")
             )
         })

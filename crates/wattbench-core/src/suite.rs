@@ -24,7 +24,8 @@ use std::collections::{HashMap, HashSet};
 pub const BUILTIN: [(&str, &str, &str); 3] = [
     (
         "quick",
-        "every op at small real-model sizes; about a minute on 2 CPU cores",
+        "every op, inference and training, at small real-model sizes; about two minutes on 2 \
+         CPU cores",
         include_str!("../../../benchmarks/quick.toml"),
     ),
     (

@@ -559,8 +559,9 @@ impl Params {
     /// - GEMM: `6·M·N·K + 2·K·N` (forward, `dA = dC·op(B)ᵀ`, `dB = op(A)ᵀ·dC`).
     /// - Conv2d: `3·fwd + 2·K·C·R·S` (forward, backward-data, backward-filter).
     /// - RNN: the recurrent GEMMs, `T` of each of forward `h·W` and backward `hᵀ·dgates`, and
-    ///   `T - 1` of backward `dgates·Wᵀ` (step 0's would only give `dh0`, and the initial
-    ///   state is a constant: no backend computes it, as autograd does not for a constant),
+    ///   `T - 1` of backward `dgates·Wᵀ` (step 0's would only give `dh0`, which is not asked
+    ///   for, the initial state being a constant: our CUDA backward and autograd skip it; the
+    ///   reference computes it anyway, uncounted),
     ///   plus `3·` the forward's elementwise count (backward elementwise counted as twice the
     ///   forward's, a convention), plus the bias-gradient sums `B·G·H` per step and the update.
     pub fn train_flops(&self) -> u64 {

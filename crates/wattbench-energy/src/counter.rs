@@ -193,8 +193,10 @@ pub fn assess(spec: &CounterSpec, probe: Option<&Probe>, w: WindowFacts) -> (f64
                 }
             }
             _ => warnings.push(
-                "max_energy_range_uj is unreadable: a counter wrap cannot be corrected, and \
-                 a window in which it wrapped loses the reading"
+                "max_energy_range_uj is unreadable (or 0): a counter wrap cannot be \
+                 corrected; the time between two readings across a wrap has no reading and is \
+                 filled at the window's mean power, in the uncertainty (no figure when more \
+                 was lost than read)"
                     .into(),
             ),
         }

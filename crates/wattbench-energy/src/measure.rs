@@ -337,6 +337,10 @@ impl MeasureReport {
                     idle.join(", ")
                 ));
             }
+            (None, false) if !self.total.missing.is_empty() => v.push(format!(
+                "net of idle: none (the total is partial: {} had no reading)",
+                self.total.missing.join(", ")
+            )),
             (None, false) => v.push(
                 "net of idle: none (a counter in the total has no idle figure; see \
                  idle_baseline)"

@@ -364,8 +364,22 @@ pub(crate) fn domain_energy(
     if let (Some(r), Some(c)) = (d.power_reading(), check) {
         out.power_check = crosscheck::assess(d.name(), c, r.averaging_s, &r.description);
     }
+    let lost = acc.discarded_s();
     match acc.joules() {
-        Some(j) => {
+        Some(read_j) => {
+            // Time a counter without a known range lost (it went backwards): filled at the
+            // mean power of the rest, all of it in the uncertainty, or no figure when more was
+            // lost than read.
+            let Some(fill) = discarded_fill(read_j, window_s, lost) else {
+                out.source = Source::Unsupported;
+                out.reason = Some(format!(
+                    "unavailable: {lost:.3} s of the {window_s:.3} s window had no reading, more \
+                     than was read ({})",
+                    acc.error().unwrap_or("readings discarded")
+                ));
+                return out;
+            };
+            let j = read_j + fill;
             out.joules = Some(j);
             let (unc, warnings) = match d.counter() {
                 Some(spec) => counter::assess(
@@ -380,13 +394,24 @@ pub(crate) fn domain_energy(
                 ),
                 None => (d.uncertainty_j(j, window_s, acc.intervals()), Vec::new()),
             };
-            out.uncertainty_j = Some(unc);
+            out.uncertainty_j = Some(unc + fill);
             out.warnings = warnings;
+            if fill > 0.0 {
+                out.warnings.push(format!(
+                    "{lost:.3} s of the {window_s:.3} s window had no reading (the counter went \
+                     backwards and its range is unknown): filled with {fill:.3} J at the rest's \
+                     mean power, all of it in the uncertainty"
+                ));
+            }
             out.warnings
                 .extend(out.power_check.as_ref().and_then(PowerCheck::warning));
             out.avg_watts = (window_s > 0.0).then(|| j / window_s);
-            // Only spans long enough to be more than quantisation set the peak.
-            out.peak_watts = acc.peak_watts().or(out.avg_watts);
+            // Only spans long enough to be more than quantisation set the peak (never under
+            // the mean, which a filled gap can raise past the peak of the spans read).
+            out.peak_watts = match (acc.peak_watts(), out.avg_watts) {
+                (Some(p), Some(a)) => Some(p.max(a)),
+                (p, a) => p.or(a),
+            };
             out.assumptions = d.assumptions(acc, window_s);
             if d.source() == Source::Integrated && window_s < 1.0 {
                 out.reason = Some(
@@ -398,7 +423,6 @@ pub(crate) fn domain_energy(
             if let Some(e) = acc.error() {
                 out.reason = Some(format!("some readings failed: {e}"));
             }
-            fill_discarded(&mut out, acc.discarded_s());
         }
         None => {
             out.source = Source::Unsupported;
@@ -412,28 +436,16 @@ pub(crate) fn domain_energy(
     out
 }
 
-/// Completes a figure whose readings left `discarded_s` seconds of its window without energy
-/// (a counter that went backwards with no known range): that time at the mean power of the
-/// rest, wholly in the uncertainty, with a warning. Left short, the figure (and its mean
-/// power) would read low with an unchanged interval.
-fn fill_discarded(out: &mut DomainEnergy, discarded_s: f64) {
-    let (Some(j), Some(u)) = (out.joules, out.uncertainty_j) else {
-        return;
-    };
-    let read_s = out.window_s - discarded_s;
-    if discarded_s <= 0.0 || read_s <= 0.0 {
-        return;
+/// The energy of the `discarded_s` seconds of a `window_s` window that had no reading (a
+/// counter that went backwards with no known range), at the mean power of the `read_j` joules
+/// read over the rest: `Some(0.0)` when nothing was lost, `None` when less of the window was
+/// read than lost (the figure would be mostly guessed).
+fn discarded_fill(read_j: f64, window_s: f64, discarded_s: f64) -> Option<f64> {
+    if discarded_s <= 0.0 {
+        return Some(0.0);
     }
-    let fill = j / read_s * discarded_s;
-    out.joules = Some(j + fill);
-    out.uncertainty_j = Some(u + fill);
-    out.avg_watts = Some((j + fill) / out.window_s);
-    out.warnings.push(format!(
-        "{discarded_s:.3} s of the {:.3} s window had no reading (the counter went backwards \
-         and its range is unknown): filled with {fill:.3} J at the rest's mean power, all of \
-         it in the uncertainty",
-        out.window_s
-    ));
+    let read_s = window_s - discarded_s;
+    (read_s >= discarded_s && read_s > 0.0).then(|| read_j / read_s * discarded_s)
 }
 
 /// All meters found on this machine.
@@ -802,25 +814,14 @@ impl Meters {
 mod tests {
     use super::*;
 
-    /// 20 J read over 2 s of a 4 s window (2 s lost to a counter that went backwards): 40 J
-    /// at the read time's 10 W, the 20 J filled in wholly in the uncertainty, and a warning.
+    /// 20 J read over 2 s of a 4 s window (2 s lost to a counter that went backwards): 20 J
+    /// more at the read time's 10 W; none lost, nothing added; more lost than read, no figure.
     #[test]
-    fn time_without_a_reading_is_filled_and_widens_the_interval() {
-        let mut d = DomainEnergy {
-            source: Source::Measured,
-            joules: Some(20.0),
-            window_s: 4.0,
-            uncertainty_j: Some(1.0),
-            avg_watts: Some(5.0),
-            ..DomainEnergy::unsupported("cpu-package-0", "package", "x".into())
-        };
-        let untouched = d.clone();
-        fill_discarded(&mut d, 0.0);
-        assert_eq!(d, untouched);
-        fill_discarded(&mut d, 2.0);
-        assert_eq!(d.joules, Some(40.0));
-        assert_eq!(d.uncertainty_j, Some(21.0));
-        assert_eq!(d.avg_watts, Some(10.0));
-        assert!(d.warnings[0].starts_with("2.000 s of the 4.000 s window had no reading"));
+    fn time_without_a_reading_is_filled_at_the_mean_power_unless_most_was_lost() {
+        assert_eq!(discarded_fill(20.0, 4.0, 2.0), Some(20.0));
+        assert_eq!(discarded_fill(20.0, 4.0, 0.0), Some(0.0));
+        assert_eq!(discarded_fill(20.0, 4.0, 1.0), Some(20.0 / 3.0));
+        assert_eq!(discarded_fill(0.0, 5.01, 5.0), None);
+        assert_eq!(discarded_fill(20.0, 4.0, 4.0), None);
     }
 }

@@ -112,7 +112,7 @@ fn figures(run: &RunFile) -> Vec<(String, Figures)> {
                 (
                     t.median_s,
                     c.throughput.as_ref().map(|x| x.gflops_per_s),
-                    e.and_then(|e| e.total_joules_per_iter),
+                    e.and_then(|e| e.whole_total()),
                     e.map(|e| e.total_sources.clone()).unwrap_or_default(),
                     Some(c.dtype.as_str().to_string()),
                 ),
@@ -129,7 +129,7 @@ fn figures(run: &RunFile) -> Vec<(String, Figures)> {
                 (
                     time.median_s,
                     t.gflops_per_s,
-                    t.energy.total_joules_per_iter,
+                    t.energy.whole_total(),
                     t.energy.total_sources.clone(),
                     None,
                 ),
@@ -202,7 +202,11 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
         let (least_energy, note) = if cells.iter().any(|c| c.joules_per_gflop.is_none()) {
             (
                 None,
-                Some("a machine has no energy figure for it".to_string()),
+                Some(
+                    "a machine has no energy figure for it, or only a partial one (a meter of \
+                     its total had no reading)"
+                        .to_string(),
+                ),
             )
         } else if kinds.windows(2).any(|w| w[0] != w[1]) {
             (

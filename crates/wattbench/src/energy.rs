@@ -116,10 +116,10 @@ impl WindowObserver for CaseMeter {
 
 /// The net (above idle) energy per call for tables, with its uncertainty, or empty.
 pub fn net(energy: &CaseEnergy) -> String {
-    let Some(j) = energy.net_joules_per_iter else {
+    let Some((j, u)) = energy.whole_net() else {
         return String::new();
     };
-    match energy.net_uncertainty_j {
+    match u {
         Some(u) if j > 0.0 => format!(
             "{} {}",
             units::joules(j),
@@ -288,15 +288,32 @@ fn cross_check_note(doc: &RunFile) -> Option<String> {
 /// "12.3 mJ ±50% (estimated)" for tables: the total per call, its interval and its
 /// source(s); "(measured, PARTIAL: without gpu0)" when a domain of the total had no reading.
 pub fn summary(energy: &CaseEnergy) -> String {
-    let Some(j) = energy.total_joules_per_iter else {
+    let Some((value, partial)) = total_parts(energy) else {
         return "unmeasured".into();
     };
     let sources: Vec<&str> = energy.total_sources.iter().map(|s| s.as_str()).collect();
+    let partial = partial.map(|p| format!(", {p}")).unwrap_or_default();
+    format!("{value} ({}{partial})", sources.join("+"))
+}
+
+/// The total per call with its interval, for a table that shows the sources apart: "12.3 mJ
+/// ±50%", "12.3 mJ ±50% PARTIAL: without gpu0", or "unmeasured".
+pub fn total_cell(energy: &CaseEnergy) -> String {
+    match total_parts(energy) {
+        None => "unmeasured".into(),
+        Some((value, None)) => value,
+        Some((value, Some(p))) => format!("{value} {p}"),
+    }
+}
+
+/// The total with its width ("12.3 mJ ±50%"; around 0 J, where no relative width exists, in
+/// joules), and "PARTIAL: without …" when a domain of the total had no reading.
+fn total_parts(energy: &CaseEnergy) -> Option<(String, Option<String>)> {
+    let j = energy.total_joules_per_iter?;
     let rel = units::relative(&j);
-    let rel = if !rel.is_empty() {
+    let width = if !rel.is_empty() {
         format!(" {rel}")
     } else if j.high > j.low {
-        // No relative width around 0 J (a counter that did not move): the absolute one.
         let (down, up) = (j.value - j.low, j.high - j.value);
         if (down - up).abs() <= 0.01 * up.max(down) {
             format!(" ± {}", units::joules(up))
@@ -306,19 +323,11 @@ pub fn summary(energy: &CaseEnergy) -> String {
             format!(" -{}/+{}", units::joules(down), units::joules(up))
         }
     } else {
-        rel
+        String::new()
     };
     let missing = energy.missing_domains();
-    let partial = if missing.is_empty() {
-        String::new()
-    } else {
-        format!(", PARTIAL: without {}", missing.join(", "))
-    };
-    format!(
-        "{}{rel} ({}{partial})",
-        units::joules(j.value),
-        sources.join("+")
-    )
+    let partial = (!missing.is_empty()).then(|| format!("PARTIAL: without {}", missing.join(", ")));
+    Some((format!("{}{width}", units::joules(j.value)), partial))
 }
 
 #[cfg(test)]
@@ -406,6 +415,12 @@ mod tests {
             summary(&e),
             "500.000 mJ ±10% (measured, PARTIAL: without gpu0)"
         );
+        assert_eq!(total_cell(&e), "500.000 mJ ±10% PARTIAL: without gpu0");
+        // No efficiency nor net figure from it, even where a file stored them.
+        e.gflops_per_joule = Some(4.0);
+        e.net_joules_per_iter = Some(0.3);
+        assert_eq!(e.whole_gflops_per_joule(), None);
+        assert_eq!(net(&e), "");
         let zero = case_energy(0.0, 0.14, Source::Measured);
         // Its interval held at 0 below.
         assert_eq!(summary(&zero), "0.000 J +140.000 mJ (measured)");

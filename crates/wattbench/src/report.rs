@@ -154,7 +154,7 @@ pub fn render(doc: &RunFile) -> String {
             "- energy per step: {}\n",
             crate::energy::summary(&t.energy)
         ));
-        if t.energy.net_joules_per_iter.is_some() {
+        if t.energy.whole_net().is_some() {
             md.push_str(&format!(
                 "- net of idle, per step: {}\n",
                 crate::energy::net(&t.energy)

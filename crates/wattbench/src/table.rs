@@ -148,7 +148,7 @@ const COLUMNS: [Column; 12] = [
         cell: |c, _| {
             c.energy
                 .as_ref()
-                .and_then(|e| e.gflops_per_joule)
+                .and_then(|e| e.whole_gflops_per_joule())
                 .map_or(String::new(), units::sig)
         },
     },

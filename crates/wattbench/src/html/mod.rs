@@ -1058,7 +1058,7 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
                     Some(Bar {
                         group: c.group.clone(),
                         series: c.series.clone(),
-                        value: e.gflops_per_joule?,
+                        value: e.whole_gflops_per_joule()?,
                         fill: energy_fill(e)?,
                     })
                 })
@@ -1093,12 +1093,10 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
                     esc(c.id),
                     num(&c.median_s.map_or("—".into(), units::seconds)),
                     num(&c.gflops.map_or("—".into(), sig)),
+                    num(&e.map_or("unmeasured".into(), crate::energy::total_cell)),
                     num(&e
-                        .and_then(|e| e.total_joules_per_iter)
-                        .map_or("unmeasured".into(), |j| {
-                            format!("{} {}", units::joules(j.value), units::relative(&j))
-                        })),
-                    num(&e.and_then(|e| e.gflops_per_joule).map_or("—".into(), sig)),
+                        .and_then(|e| e.whole_gflops_per_joule())
+                        .map_or("—".into(), sig)),
                     td(&e.map_or("none".into(), |e| {
                         let s = sources(e);
                         if e.total_mixes_sources {
