@@ -106,7 +106,9 @@ impl Backend for CandleBackend {
                     .map_err(err)?;
                 Kernel::Conv(c, Padding::Applied)
             }
-            Params::Conv2d(c) if c.pad_h != c.pad_w => Kernel::Conv(c, Padding::InGraph),
+            Params::Conv2d(c) if train && ops::in_graph_for_training(&c) => {
+                Kernel::Conv(c, Padding::InGraph)
+            }
             Params::Conv2d(c) => Kernel::Conv(c, Padding::Symmetric(c.pad_h)),
             Params::Rnn(r) => Kernel::Rnn(r),
         };
@@ -117,12 +119,23 @@ impl Backend for CandleBackend {
                 .to_dtype(CDType::F32)
                 .map_err(err)?;
             let mut vars: Vec<Option<Var>> = vec![None; ts.len()];
+            // An RNN's input projection `xp` (input 0) is differentiated step by step.
+            let xp_steps = match &kernel {
+                Kernel::Rnn(_) => ops::steps(&ts[0])
+                    .and_then(|xs| xs.iter().map(Var::from_tensor).collect())
+                    .map_err(err)?,
+                _ => Vec::new(),
+            };
             for i in case.params.grad_inputs() {
+                if i == 0 && !xp_steps.is_empty() {
+                    continue;
+                }
                 vars[i] = Some(Var::from_tensor(&ts[i]).map_err(err)?);
             }
             Some(Train {
                 dy,
                 vars,
+                xp_steps,
                 grad_inputs: case.params.grad_inputs(),
                 weight_inputs: case.params.weight_inputs(),
             })
@@ -160,10 +173,12 @@ enum Kernel {
     Rnn(RnnParams),
 }
 
-/// Training state: the upstream gradient and the inputs that are differentiated.
+/// Training state: the upstream gradient and the inputs that are differentiated (an RNN's
+/// `xp` as one variable per step, in `xp_steps`).
 struct Train {
     dy: Tensor,
     vars: Vec<Option<Var>>,
+    xp_steps: Vec<Var>,
     grad_inputs: Vec<usize>,
     weight_inputs: Vec<usize>,
 }
@@ -182,7 +197,7 @@ fn forward(kernel: &Kernel, t: &[Tensor]) -> candle_core::Result<Tensor> {
     match kernel {
         Kernel::Gemm(g) => ops::gemm(g, &t[0], &t[1]),
         Kernel::Conv(c, pad) => ops::conv2d(c, *pad, &t[0], &t[1]),
-        Kernel::Rnn(r) => ops::rnn(r, &t[0], &t[1], &t[2], &t[3], t.get(4)),
+        Kernel::Rnn(r) => ops::rnn(r, &ops::steps(&t[0])?, &t[1], &t[2], &t[3], t.get(4)),
     }
 }
 
@@ -197,15 +212,41 @@ fn train_step(kernel: &Kernel, inputs: &[Tensor], tr: &Train) -> candle_core::Re
                 .map_or_else(|| t.clone(), |v| v.as_tensor().clone())
         })
         .collect();
-    let y = forward(kernel, &current)?;
+    let xs: Vec<Tensor> = tr.xp_steps.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = match kernel {
+        Kernel::Rnn(r) if !xs.is_empty() => ops::rnn(
+            r,
+            &xs,
+            &current[1],
+            &current[2],
+            &current[3],
+            current.get(4),
+        )?,
+        _ => forward(kernel, &current)?,
+    };
     let loss = y.to_dtype(CDType::F32)?.mul(&tr.dy)?.sum_all()?;
     let grads = loss.backward()?;
-    let grad = |i: usize| -> candle_core::Result<Tensor> {
-        let v = tr.vars[i].as_ref().expect("differentiated input");
+    let of = |t: &Tensor, i: usize| {
         grads
-            .get(v.as_tensor())
+            .get(t)
             .cloned()
             .ok_or_else(|| candle_core::Error::Msg(format!("no gradient for input {i}")))
+    };
+    let grad = |i: usize| -> candle_core::Result<Tensor> {
+        if i == 0 && !xs.is_empty() {
+            let steps = xs
+                .iter()
+                .map(|x| of(x, i))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            return Tensor::stack(&steps, 0);
+        }
+        of(
+            tr.vars[i]
+                .as_ref()
+                .expect("differentiated input")
+                .as_tensor(),
+            i,
+        )
     };
     let mut outs = vec![y.detach()];
     for &i in &tr.grad_inputs {
@@ -230,6 +271,24 @@ fn train_step(kernel: &Kernel, inputs: &[Tensor], tr: &Train) -> candle_core::Re
 /// accumulation for f16, only where candle's per-dtype flag allows it; off by default) and
 /// how it convolves (its own kernels: this build has no cuDNN).
 fn describe(device: &Device, kernel: &Kernel, dtype: DType, train: bool) -> String {
+    let mut s = on_device(device, kernel, dtype, train);
+    // Work the training step does that its FLOP count leaves out.
+    match kernel {
+        Kernel::Conv(_, Padding::InGraph) if train => {
+            s += "; padding applied in the graph (zero-pad, then the extent the windows reach \
+                  sliced) inside the timed step, with its backward"
+        }
+        Kernel::Rnn(_) if train => {
+            s += "; its matmul backward also computes the constant initial state's gradient \
+                  (one dgates·Wᵀ more than the FLOP count has)"
+        }
+        _ => {}
+    }
+    s
+}
+
+/// [`describe`]'s part that depends on the device.
+fn on_device(device: &Device, kernel: &Kernel, dtype: DType, train: bool) -> String {
     match device.location() {
         DeviceLocation::Cpu => {
             let gemm = candle_core::utils::get_num_threads();

@@ -67,16 +67,27 @@ pub(crate) fn gemm(g: &GemmParams, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.matmul(&b)
 }
 
-/// How a convolution's padding is applied: candle pads both axes alike.
+/// How a convolution's padding is applied: candle pads both axes alike, and its conv2d
+/// backward (candle-core 0.11) sizes the input gradient's unreached tail from the height axis
+/// alone.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Padding {
     /// Equal padding, passed to candle.
     Symmetric(usize),
     /// Already applied to the input, outside the timed region (asymmetric, inference).
     Applied,
-    /// Applied inside the graph, so that the input gradient has the input's shape
-    /// (asymmetric, training).
+    /// Applied inside the graph, so that the input gradient has the input's shape (training,
+    /// with asymmetric padding, or with strided windows that leave tails of different lengths
+    /// on the two axes: see [`in_graph_for_training`]).
     InGraph,
+}
+
+/// Whether a training step of `c` pads in the graph: asymmetric padding, or tails no window
+/// reaches that differ between the axes (candle's backward would size the input gradient's
+/// width by the height's tail, and fail on a shape mismatch).
+pub(crate) fn in_graph_for_training(c: &ConvParams) -> bool {
+    let tail = |size: usize, pad: usize, k: usize, stride: usize| (size + 2 * pad - k) % stride;
+    c.pad_h != c.pad_w || tail(c.h, c.pad_h, c.r, c.stride_h) != tail(c.w, c.pad_w, c.s, c.stride_w)
 }
 
 /// `Y = conv2d(X, W)`, NCHW / KCRS, one stride for both axes (checked by the backend).
@@ -101,10 +112,18 @@ pub(crate) fn conv2d(c: &ConvParams, pad: Padding, x: &Tensor, w: &Tensor) -> Re
     x.conv2d(w, p, c.stride_h, 1, 1)
 }
 
-/// Every hidden state `HS[T,B,H]` of `T` cell steps over `xp[T,B,G·H]` from `h0` (and `c0`).
+/// The steps of `xp[T,B,G·H]`, as views `[B,G·H]`.
+pub(crate) fn steps(xp: &Tensor) -> Result<Vec<Tensor>> {
+    (0..xp.dim(0)?).map(|s| xp.get(s)).collect()
+}
+
+/// Every hidden state `HS[T,B,H]` of the cell steps over `xs` (each step's input projection,
+/// `[B,G·H]`) from `h0` (and `c0`). In training the steps are separate variables: a slice of
+/// one `xp` per step would, in candle-core 0.11's backward, each scatter into a zero tensor of
+/// the whole `xp` (T² traffic).
 pub(crate) fn rnn(
     r: &RnnParams,
-    xp: &Tensor,
+    xs: &[Tensor],
     w: &Tensor,
     b: &Tensor,
     h0: &Tensor,
@@ -113,16 +132,9 @@ pub(crate) fn rnn(
     let mut h = h0.clone();
     let mut c = c0.cloned();
     let mut hs = Vec::with_capacity(r.steps);
-    for step in 0..r.steps {
+    for x in xs {
         let rec = h.matmul(w)?.broadcast_add(b)?;
-        let (h_new, c_new) = cell_step(
-            r.cell,
-            r.hidden,
-            &xp.get(step)?,
-            Some(&rec),
-            Some(&h),
-            c.as_ref(),
-        )?;
+        let (h_new, c_new) = cell_step(r.cell, r.hidden, x, Some(&rec), Some(&h), c.as_ref())?;
         h = h_new;
         c = c_new;
         hs.push(h.clone());

@@ -66,21 +66,19 @@ impl CandleTrainer {
                 linear(&a.flatten_from(1)?, p[4], p[5])
             }
             ModelConfig::Lstm(l) => {
-                let batch = x.dim(1)?;
-                // The input projection of every step in one GEMM, outside the recurrence.
-                let xp = linear(&x.reshape((l.seq * batch, l.input))?, p[0], p[2])?.reshape((
-                    l.seq,
-                    batch,
-                    4 * l.hidden,
-                ))?;
                 let mut h: Option<Tensor> = None;
                 let mut c: Option<Tensor> = None;
                 for t in 0..l.seq {
+                    // Each step's input projection on its own (the same FLOPs as one GEMM over
+                    // every step): slices of one projection would, in candle-core 0.11's
+                    // backward, each scatter into a zero tensor of the whole of it (seq²
+                    // traffic). The data's own slice is a constant, with no backward.
+                    let xp = linear(&x.get(t)?, p[0], p[2])?;
                     let rec = h.as_ref().map(|h| h.matmul(p[1])).transpose()?;
                     let (h_new, c_new) = ops::cell_step(
                         Cell::Lstm,
                         l.hidden,
-                        &xp.get(t)?,
+                        &xp,
                         rec.as_ref(),
                         h.as_ref(),
                         c.as_ref(),

@@ -44,6 +44,12 @@ pub fn shapes(op: Op) -> Vec<Params> {
                 .padded(2, 0)
                 .strided(2, 2),
             ConvParams::new(3, 2, 7, 7, 4, 1, 1).strided(1, 2),
+            // Equal padding, stride 2, and windows that leave a row unreached but no column
+            // (DeepBench's h161 w700 r5 s5 pad 1 stride 2 kind): the input gradient's tails
+            // differ between the axes.
+            ConvParams::new(1, 2, 8, 7, 3, 3, 3)
+                .padded(1, 1)
+                .strided(2, 2),
         ]
         .map(Params::Conv2d)
         .to_vec(),

@@ -560,8 +560,9 @@ impl Params {
     /// - Conv2d: `3·fwd + 2·K·C·R·S` (forward, backward-data, backward-filter).
     /// - RNN: the recurrent GEMMs, `T` of each of forward `h·W` and backward `hᵀ·dgates`, and
     ///   `T - 1` of backward `dgates·Wᵀ` (step 0's would only give `dh0`, which is not asked
-    ///   for, the initial state being a constant: our CUDA backward and autograd skip it; the
-    ///   reference computes it anyway, uncounted),
+    ///   for, the initial state being a constant: our CUDA backward and tch's autograd skip
+    ///   it; candle's autograd and the reference compute it anyway, uncounted, which candle's
+    ///   `implementation` says),
     ///   plus `3·` the forward's elementwise count (backward elementwise counted as twice the
     ///   forward's, a convention), plus the bias-gradient sums `B·G·H` per step and the update.
     pub fn train_flops(&self) -> u64 {

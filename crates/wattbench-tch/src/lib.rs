@@ -158,7 +158,7 @@ impl Backend for TchBackend {
             let dy = ts.pop().expect("training inputs end with dy");
             let dy = dy.f_to_kind(Kind::Float).map_err(err)?;
             for i in case.params.grad_inputs() {
-                ts[i] = ts[i].set_requires_grad(true);
+                ts[i] = ts[i].f_set_requires_grad(true).map_err(err)?;
             }
             Some(Train {
                 dy,

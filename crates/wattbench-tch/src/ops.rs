@@ -99,16 +99,12 @@ pub(crate) fn rnn(
     let mut h = h0.shallow_clone();
     let mut c = c0.map(Tensor::shallow_clone);
     let mut hs = Vec::with_capacity(r.steps);
-    for step in 0..r.steps as i64 {
+    // One view per step from one op, whose backward is one stack: a `get` per step would
+    // each, in training, scatter into a zero tensor of the whole `xp` (T² traffic).
+    let xs = xp.f_unbind(0)?;
+    for x in &xs {
         let rec = h.f_matmul(w)?.f_add(b)?;
-        let (h_new, c_new) = cell_step(
-            r.cell,
-            r.hidden,
-            &xp.f_get(step)?,
-            Some(&rec),
-            Some(&h),
-            c.as_ref(),
-        )?;
+        let (h_new, c_new) = cell_step(r.cell, r.hidden, x, Some(&rec), Some(&h), c.as_ref())?;
         h = h_new;
         c = c_new;
         hs.push(h.shallow_clone());

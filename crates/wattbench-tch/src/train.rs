@@ -70,12 +70,14 @@ impl TchTrainer {
                 ])?;
                 let mut h: Option<Tensor> = None;
                 let mut c: Option<Tensor> = None;
-                for t in 0..seq {
+                // One op for every step's view (its backward is one stack; a `get` per step
+                // would scatter into a zero tensor of the whole `xp` each).
+                for x in &xp.f_unbind(0)? {
                     let rec = h.as_ref().map(|h| h.f_matmul(&p[1])).transpose()?;
                     let (h_new, c_new) = ops::cell_step(
                         Cell::Lstm,
                         l.hidden,
-                        &xp.f_get(t)?,
+                        x,
                         rec.as_ref(),
                         h.as_ref(),
                         c.as_ref(),
