@@ -19,7 +19,7 @@ use crate::cgroup::Cgroup;
 use crate::meters::{CpuScope, MeterConfig, Meters, ProcessTree};
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::{Sampler, Trace};
-use crate::signals::{self, ChildSlot, Forwarder, MEASURE_LOCK};
+use crate::signals::{self, ChildExitsSeen, ChildSlot, Delivery, Forwarder, MEASURE_LOCK};
 use crate::{total_energy, EnergyTotal, Interval, Source};
 use crate::{DomainEnergy, GpuRecord, MeterInfo};
 use crate::{EnergyError, ReadContext};
@@ -671,6 +671,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         .map(|s| s.to_string_lossy().into_owned())
         .collect();
     let _serial = MEASURE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _exits_seen = ChildExitsSeen::ensure();
     let mut followed = Followed::new(opts.cgroup);
     let mut cfg = opts.meter.clone();
     cfg.cpu_scope = followed.scope();
@@ -693,10 +694,33 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     // How often each counter updates (probed once, before the command starts), and an
     // interval that sees every counter wrap.
     meters.probes();
-    let idle = idle_baseline(&meters, opts.idle);
+    let idle = idle_baseline(&meters, opts.idle, &slot);
     let interval = meters.sampling_interval(cfg.sample_interval);
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut sampler = Sampler::start(&meters, interval, true);
+    // Stopped before the command started (during the idle baseline, a long one included): it
+    // is not started, and the report says so (exit 128 + the signal, as a shell's).
+    if let Some(sig) = slot.stopped_before_start() {
+        let out = sampler.finish();
+        let events = forwarder.finish();
+        followed.abandon();
+        let not_run = NotRun {
+            code: 128 + sig,
+            msg: format!(
+                "stopped by {} before the command started: it was not run",
+                signals::signal_name(sig)
+            ),
+            why: "not measured: the command was not started (stopped before it)",
+        };
+        return Ok(not_run.outcome(
+            &meters,
+            opts,
+            (command, started_at, interval),
+            &idle,
+            out,
+            &events,
+        ));
+    }
 
     let mut t_spawn = Instant::now();
     let mut spawned = followed.command(opts).spawn();
@@ -736,38 +760,16 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
                     format!("cannot execute {}: {e}", command[0]),
                 ),
             };
-            let domains = meters
-                .domains
-                .iter()
-                .map(|d| {
-                    DomainEnergy::unsupported(
-                        d.name(),
-                        d.scope(),
-                        "not measured: the command could not be started".into(),
-                    )
-                })
-                .collect();
-            let accounting = Accounting {
-                how: NOT_STARTED.into(),
-                cpu_seconds: None,
-                memory_peak: None,
-                warnings: Vec::new(),
+            let not_run = NotRun {
+                code,
+                msg,
+                why: "not measured: the command could not be started",
             };
-            let run = Run {
-                command,
-                started_at,
-                exit_code: code,
-                signal: None,
-                error: Some(msg),
-                duration_s: 0.0,
-                interval,
-            };
-            return Ok(outcome(
+            return Ok(not_run.outcome(
                 &meters,
                 opts,
-                run,
-                (domains, &idle),
-                accounting,
+                (command, started_at, interval),
+                &idle,
                 out,
                 &events,
             ));
@@ -850,14 +852,14 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
 /// The counters' idle power before the command starts, over `asked` (default: the meters'
 /// minimum window, at least 0.5 s); nothing when only the CPU estimate meters (it has no idle
 /// part) or the window is zero.
-fn idle_baseline(meters: &Meters, asked: Option<Duration>) -> Vec<DomainEnergy> {
+fn idle_baseline(meters: &Meters, asked: Option<Duration>, slot: &ChildSlot) -> Vec<DomainEnergy> {
     let counter = |s: Source| s != Source::Estimated;
     let d = asked.unwrap_or_else(|| meters.min_window().max(Duration::from_millis(500)));
     if d.is_zero() || !meters.domains.iter().any(|m| counter(m.meta().source)) {
         return Vec::new();
     }
     meters
-        .idle_baseline(d)
+        .idle_baseline_while(d, &|| slot.stopped_before_start().is_none())
         .into_iter()
         .filter(|e| counter(meters_source(meters, &e.name)))
         .collect()
@@ -920,6 +922,46 @@ fn outcome(
         report,
         trace: out.trace,
         exit_code,
+    }
+}
+
+/// A command that never ran: its exit code, what to say, and each domain's reason.
+struct NotRun {
+    code: i32,
+    msg: String,
+    why: &'static str,
+}
+
+impl NotRun {
+    /// The report: no figure, the idle baseline as it was measured.
+    fn outcome(
+        self,
+        meters: &Meters,
+        opts: &MeasureOptions,
+        (command, started_at, interval): (Vec<String>, String, Duration),
+        idle: &[DomainEnergy],
+        out: crate::sampler::SamplerOutput,
+        events: &[signals::SignalEvent],
+    ) -> MeasureOutcome {
+        let domains = (meters.domains.iter())
+            .map(|d| DomainEnergy::unsupported(d.name(), d.scope(), self.why.into()))
+            .collect();
+        let accounting = Accounting {
+            how: NOT_STARTED.into(),
+            cpu_seconds: None,
+            memory_peak: None,
+            warnings: Vec::new(),
+        };
+        let run = Run {
+            command,
+            started_at,
+            exit_code: self.code,
+            signal: None,
+            error: Some(self.msg),
+            duration_s: 0.0,
+            interval,
+        };
+        outcome(meters, opts, run, (domains, idle), accounting, out, events)
     }
 }
 
@@ -1067,12 +1109,15 @@ fn build_report(
                 format!(
                     "{}: {}",
                     signals::signal_name(e.sig),
-                    if e.from_terminal {
-                        "from the terminal, which also delivered it to the command"
-                    } else if e.forwarded {
-                        "forwarded to the command"
-                    } else {
-                        "not forwarded (the command had already exited)"
+                    match e.delivery {
+                        Delivery::FromTerminal => {
+                            "from the terminal, which also delivered it to the command"
+                        }
+                        Delivery::Forwarded => "forwarded to the command",
+                        Delivery::BeforeStart => {
+                            "before the command started, which was then not started"
+                        }
+                        Delivery::Exited => "not forwarded (the command had already exited)",
                     }
                 )
             })

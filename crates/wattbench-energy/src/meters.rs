@@ -794,9 +794,25 @@ impl Meters {
     /// Measures every domain over `d` while the caller does nothing; `avg_watts` is the idle
     /// power to subtract with [`crate::net_joules`].
     pub fn idle_baseline(&self, d: Duration) -> Vec<DomainEnergy> {
+        self.idle_baseline_while(d, &|| true)
+    }
+
+    /// [`Meters::idle_baseline`], cut short when `keep_going` says no (checked every 50 ms): a
+    /// stop asked for during a long baseline is answered then, not at its end.
+    pub fn idle_baseline_while(
+        &self,
+        d: Duration,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Vec<DomainEnergy> {
         match self.start() {
             Ok(w) => {
-                std::thread::sleep(d);
+                let end = Instant::now() + d;
+                while let Some(left) = end.checked_duration_since(Instant::now()) {
+                    if left.is_zero() || !keep_going() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
+                }
                 self.stop(w)
             }
             Err(e) => self

@@ -329,9 +329,15 @@ impl Partial {
             return;
         }
         let now = Instant::now();
+        // What ended the run early: a failure (recorded before the window closes), else a stop.
+        let ended = if self.failure.is_some() {
+            "failed"
+        } else {
+            "was interrupted"
+        };
         let Some((t0, window)) = self.window.take() else {
             self.window_error.get_or_insert_with(|| {
-                "the run was interrupted during warm-up, before any measured step".into()
+                format!("the run {ended} during warm-up, before any measured step")
             });
             self.closed = Some(Closed {
                 domains: Vec::new(),
@@ -349,9 +355,10 @@ impl Partial {
         let mut note = None;
         if self.measured() == 0 {
             self.window_error.get_or_insert_with(|| {
-                "the run was interrupted inside its first measured step, before any measured \
-                 step completed"
-                    .into()
+                format!(
+                    "the run {ended} inside its first measured step, before any measured step \
+                     completed"
+                )
             });
             domains.clear();
         } else if in_step && !domains.is_empty() {
@@ -664,8 +671,12 @@ pub fn train(
         if stopped() {
             interruption = Some(format!("interrupted after {step} of {} steps", s.steps));
             // The loss the completed steps left, when the last of them computed none: one
-            // forward pass on the next step's batch (that step's loss, had it run).
+            // forward pass on the next step's batch (that step's loss, had it run), after the
+            // energy window closed (its energy is no step's).
             if step > 0 && !want_loss(step - 1, s.steps, s.log_every) {
+                if progress.with(|p| p.close(meters, false)).is_none() {
+                    return abandoned();
+                }
                 let loss = trainer.loss((step % batches as u64) as usize);
                 let recorded = progress.with(|p| match &loss {
                     Ok(l) => {

@@ -470,6 +470,44 @@ fn a_backend_failure_before_the_first_step_is_an_error_and_in_it_a_failed_result
     assert!(r.reason.as_deref().unwrap().contains("step 1/5"), "{r:?}");
 }
 
+/// A metered run whose backend fails in warm-up, or in its first measured step, says it
+/// failed there, not that it was interrupted.
+#[test]
+fn a_failure_before_any_measured_step_is_not_called_an_interruption() {
+    for (fails_at, where_) in [(1, "during warm-up"), (2, "inside its first measured step")] {
+        let backend = Hooked(Arc::new(move |step| {
+            if step == fails_at {
+                return Err(BackendError::failed("candle", "CUDA_ERROR_ILLEGAL_ADDRESS"));
+            }
+            Ok(())
+        }));
+        let meters = one_joule_meter();
+        let mut o = tiny(ModelKind::Mlp, 10);
+        o.warmup_steps = 2;
+        let r = train_on(
+            &o,
+            &backend,
+            Some(&meters),
+            &Control::default(),
+            &mut |_| {},
+        )
+        .expect("a failed result");
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.energy.total_joules_per_iter.is_none());
+        let want = format!("the run failed {where_}");
+        assert!(
+            r.energy.notes.iter().any(|n| n.contains(&want)),
+            "{want}: {:?}",
+            r.energy.notes
+        );
+        assert!(
+            r.energy.notes.iter().all(|n| !n.contains("interrupted")),
+            "{:?}",
+            r.energy.notes
+        );
+    }
+}
+
 /// Fake package meter: exactly 1 J ± 0.25 J over any window (one reading at each edge).
 fn one_joule_meter() -> Meters {
     one_joule_meter_and(Vec::new())
