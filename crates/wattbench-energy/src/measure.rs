@@ -32,7 +32,8 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// Exit code when the command exists but cannot be executed.
 pub const EXIT_CANNOT_EXECUTE: i32 = 126;
 
-/// `accounting` of a report whose command did not start (not found, not executable).
+/// `accounting` of a report whose command did not start (not found, not executable, or
+/// stopped by a signal before it started).
 const NOT_STARTED: &str = "not started";
 
 /// A `--steps-done` / `--total-steps` projection request.
@@ -237,10 +238,13 @@ impl MeasureReport {
             v.push(format!(
                 "the command did not start (exit status {}: {})",
                 self.exit_code,
-                if self.exit_code == EXIT_NOT_FOUND {
-                    "not found"
-                } else {
-                    "cannot be executed"
+                match self.exit_code {
+                    EXIT_NOT_FOUND => "not found".to_string(),
+                    EXIT_CANNOT_EXECUTE => "cannot be executed".to_string(),
+                    code => format!(
+                        "stopped by {} before it started",
+                        signals::signal_name(code - 128)
+                    ),
                 }
             ));
         } else {
@@ -704,14 +708,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         let out = sampler.finish();
         let events = forwarder.finish();
         followed.abandon();
-        let not_run = NotRun {
-            code: 128 + sig,
-            msg: format!(
-                "stopped by {} before the command started: it was not run",
-                signals::signal_name(sig)
-            ),
-            why: "not measured: the command was not started (stopped before it)",
-        };
+        let not_run = NotRun::stopped(sig);
         return Ok(not_run.outcome(
             &meters,
             opts,
@@ -736,6 +733,19 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
             meters = Meters::discover(&cfg)?;
             meters.probes();
             sampler = Sampler::start(&meters, interval, true);
+            if let Some(sig) = slot.stopped_before_start() {
+                let out = sampler.finish();
+                let events = forwarder.finish();
+                followed.abandon();
+                return Ok(NotRun::stopped(sig).outcome(
+                    &meters,
+                    opts,
+                    (command, started_at, interval),
+                    &idle,
+                    out,
+                    &events,
+                ));
+            }
             t_spawn = Instant::now();
             spawned = followed.command(opts).spawn();
         }
@@ -786,7 +796,16 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
 
     let (exit, mut out) = wait_child(&slot, pid, sampler);
     let duration_s = t_spawn.elapsed().as_secs_f64();
-    let events = forwarder.finish();
+    // A signal kept before the start that came after the last check for one was sent to the
+    // command when it started.
+    let events: Vec<_> = (forwarder.finish().into_iter())
+        .map(|mut e| {
+            if e.delivery == Delivery::BeforeStart {
+                e.delivery = Delivery::AtStart;
+            }
+            e
+        })
+        .collect();
     let exit = match exit {
         Ok(e) => e,
         Err(e) => {
@@ -933,6 +952,18 @@ struct NotRun {
 }
 
 impl NotRun {
+    /// Stopped by `sig` before the command started: exit 128 + `sig`, as a shell's.
+    fn stopped(sig: libc::c_int) -> NotRun {
+        NotRun {
+            code: 128 + sig,
+            msg: format!(
+                "stopped by {} before the command started: it was not run",
+                signals::signal_name(sig)
+            ),
+            why: "not measured: the command was not started (stopped before it)",
+        }
+    }
+
     /// The report: no figure, the idle baseline as it was measured.
     fn outcome(
         self,
@@ -1116,6 +1147,9 @@ fn build_report(
                         Delivery::Forwarded => "forwarded to the command",
                         Delivery::BeforeStart => {
                             "before the command started, which was then not started"
+                        }
+                        Delivery::AtStart => {
+                            "while the command was starting: sent to it when it started"
                         }
                         Delivery::Exited => "not forwarded (the command had already exited)",
                     }

@@ -96,6 +96,10 @@ pub(crate) enum Delivery {
     FromTerminal,
     /// It arrived before the command started: the command was not started.
     BeforeStart,
+    /// It arrived while the command was being started (after the last check for a stop): sent
+    /// to it as soon as it ran. (A terminal's signal in the instant between the command's
+    /// start and this can reach it twice: from the terminal, and from here.)
+    AtStart,
     /// The command had already exited.
     Exited,
 }

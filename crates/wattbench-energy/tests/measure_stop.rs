@@ -1,7 +1,8 @@
 //! `measure` and this process's signal dispositions: stopped before its command starts, and
-//! under an ignored SIGCHLD. In a test binary of their own, one test at a time: signal
-//! dispositions are process-wide, and a SIGTERM sent to this process must find only its test's
-//! `measure`.
+//! under an ignored SIGCHLD. One test in a binary of its own, the stop first: signal
+//! dispositions are process-wide, a SIGTERM sent to this process must find only its `measure`,
+//! and once a `measure` has run, SIGTERM stays caught (signal-hook keeps its handler, with no
+//! action), so the stop's wait for measure's handler works only before any other `measure`.
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -9,9 +10,6 @@ use std::time::Duration;
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::measure::{measure, MeasureOptions};
 use wattbench_energy::MeterConfig;
-
-/// One test at a time in this binary.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn opts(command: &[&str], powercap: std::path::PathBuf, idle: Option<Duration>) -> MeasureOptions {
     MeasureOptions {
@@ -40,11 +38,15 @@ fn catches(sig: libc::c_int) -> bool {
     mask & (1 << (sig - 1)) != 0
 }
 
+#[test]
+fn signal_dispositions() {
+    a_stop_during_the_idle_baseline_does_not_start_the_command();
+    an_ignored_sigchld_loses_no_exit_status();
+}
+
 /// A stop during the idle baseline (30 s asked) ends it at once, and the command is not
 /// started: exit 128 + 15, a report that says why, and no trace of the command.
-#[test]
 fn a_stop_during_the_idle_baseline_does_not_start_the_command() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     assert!(
         !catches(libc::SIGTERM),
         "something else catches SIGTERM here"
@@ -95,15 +97,18 @@ fn a_stop_during_the_idle_baseline_does_not_start_the_command() {
         ["SIGTERM: before the command started, which was then not started"]
     );
     assert_eq!(out.report.energy_kwh, None);
+    let said = out.report.summary_lines().join("\n");
+    assert!(
+        said.contains("did not start (exit status 143: stopped by SIGTERM before it started)"),
+        "{said}"
+    );
 }
 
 /// A launcher that ignores SIGCHLD (inherited across exec) would have the kernel reap the
 /// command itself: its exit status is still the report's, and the disposition is put back.
-#[test]
 fn an_ignored_sigchld_loses_no_exit_status() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY: this binary's tests run one at a time and none waits for children meanwhile.
+    // SAFETY: this binary's one test waits for no child of its own meanwhile.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     let out = measure(&opts(
         &["sh", "-c", "exit 7"],

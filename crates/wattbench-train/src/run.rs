@@ -572,7 +572,8 @@ impl Progress {
             };
             let why = if p.closed.is_some() {
                 format!(
-                    "interrupted during the evaluation of the data-set loss after step {}",
+                    "interrupted during the loss evaluation after step {} (the energy window \
+                     had closed)",
                     p.steps
                 )
             } else {
@@ -747,7 +748,8 @@ pub fn train(
             Ok(after) => {
                 if after.is_none() {
                     interruption = Some(format!(
-                        "interrupted during the evaluation of the data-set loss after step {}",
+                        "interrupted during the loss evaluation after step {} (the energy window \
+                     had closed)",
                         s.steps
                     ));
                 }
