@@ -293,8 +293,8 @@ impl Domain for CpuEstimate {
             watts_per_cpu: self.tdp.watts_per_thread(),
         })
     }
-    fn uncertainty_j(&self, joules: f64, _window_s: f64, _intervals: usize) -> f64 {
-        self.tdp.relative_uncertainty * joules
+    fn uncertainty_j(&self, w: &crate::counter::WindowFacts) -> f64 {
+        self.tdp.relative_uncertainty * w.joules
             + 2.0 * procfs::tick_seconds() * self.tdp.watts_per_thread()
     }
     fn min_window(&self) -> Duration {

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::counter::WindowFacts;
 use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
 use crate::nvml::PowerReading;
 use crate::Source;
@@ -75,7 +76,7 @@ impl Domain for StepCounter {
             wrap_at: self.wrap_at,
         })
     }
-    fn uncertainty_j(&self, _: f64, _: f64, _: usize) -> f64 {
+    fn uncertainty_j(&self, _: &WindowFacts) -> f64 {
         self.uncertainty_j
     }
     fn min_window(&self) -> Duration {
@@ -107,8 +108,8 @@ impl Domain for ConstantPower {
     fn read(&self, _: &ReadContext) -> Result<Reading, String> {
         Ok(Reading::Power { watts: self.watts })
     }
-    fn uncertainty_j(&self, joules: f64, _: f64, _: usize) -> f64 {
-        0.05 * joules
+    fn uncertainty_j(&self, w: &WindowFacts) -> f64 {
+        0.05 * w.joules
     }
     fn min_window(&self) -> Duration {
         Duration::from_secs(1)
@@ -138,7 +139,7 @@ impl Domain for Unreadable {
     fn read(&self, _: &ReadContext) -> Result<Reading, String> {
         Err(self.why.clone())
     }
-    fn uncertainty_j(&self, _: f64, _: f64, _: usize) -> f64 {
+    fn uncertainty_j(&self, _: &WindowFacts) -> f64 {
         0.0
     }
     fn min_window(&self) -> Duration {

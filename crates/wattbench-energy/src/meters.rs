@@ -115,12 +115,12 @@ pub trait Domain: Send + Sync {
     }
     /// Reads the domain now.
     fn read(&self, ctx: &ReadContext) -> Result<Reading, String>;
-    /// Uncertainty (J) of `joules` measured over `window_s` with `intervals` sampling
-    /// intervals, for domains that are not counters (counters describe themselves with
-    /// [`Domain::counter`] instead). The default, infinity, says "unknown": a new domain that
-    /// is neither never claims a precision it has not shown.
-    fn uncertainty_j(&self, joules: f64, window_s: f64, intervals: usize) -> f64 {
-        let _ = (joules, window_s, intervals);
+    /// Uncertainty (J) of a window's figure (its joules, length, sampling intervals and
+    /// longest gap between readings), for domains that are not counters (counters describe
+    /// themselves with [`Domain::counter`] instead). The default, infinity, says "unknown": a
+    /// new domain that is neither never claims a precision it has not shown.
+    fn uncertainty_j(&self, window: &WindowFacts) -> f64 {
+        let _ = window;
         f64::INFINITY
     }
     /// Shortest window for which the domain's resolution does not dominate.
@@ -392,7 +392,15 @@ pub(crate) fn domain_energy(
                         max_gap_s: acc.max_gap_s(),
                     },
                 ),
-                None => (d.uncertainty_j(j, window_s, acc.intervals()), Vec::new()),
+                None => (
+                    d.uncertainty_j(&WindowFacts {
+                        joules: j,
+                        window_s,
+                        intervals: acc.intervals(),
+                        max_gap_s: acc.max_gap_s(),
+                    }),
+                    Vec::new(),
+                ),
             };
             out.uncertainty_j = Some(unc + fill);
             out.warnings = warnings;

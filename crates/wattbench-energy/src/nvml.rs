@@ -20,7 +20,7 @@ use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use nvml_wrapper::{Device, Nvml};
 
-use crate::counter::CounterSpec;
+use crate::counter::{CounterSpec, WindowFacts};
 use crate::gpus::{self, GpuIdentity, GpuSelection};
 use crate::meters::{Domain, DomainMeta, ReadContext, Reading};
 use crate::{EnergyError, Source};
@@ -134,6 +134,27 @@ struct GpuDomain {
     counter: Option<CounterSpec>,
     instant: bool,
     power: PowerReading,
+    /// The enforced power limit, else [`FALLBACK_PEAK_W`].
+    peak_w: f64,
+}
+
+/// The uncertainty of power readings integrated over a window (no counter): an averaged
+/// reading lags by its averaging window at each edge; the sensor's accuracy; and a gap of
+/// failed readings (longer than twice the mean interval), which the trapezoid bridges with a
+/// straight line, by up to the peak power over the gap's excess.
+fn integrated_uncertainty(w: &WindowFacts, averaging_s: f64, peak_w: f64) -> f64 {
+    let p = if w.window_s > 0.0 {
+        w.joules / w.window_s
+    } else {
+        0.0
+    };
+    let mean_interval = w.window_s / w.intervals.max(1) as f64;
+    let gap = if w.max_gap_s > 2.0 * mean_interval {
+        peak_w * (w.max_gap_s - mean_interval)
+    } else {
+        0.0
+    };
+    2.0 * p * averaging_s + POWER_ACCURACY * w.joules + gap
 }
 
 fn instant_power_w(dev: &Device) -> Option<f64> {
@@ -283,6 +304,7 @@ pub fn discover(selection: &GpuSelection) -> Result<NvmlDiscovery, EnergyError> 
             counter: spec,
             instant,
             power,
+            peak_w: peak.unwrap_or(FALLBACK_PEAK_W),
         }));
     }
     Ok(out)
@@ -391,15 +413,8 @@ impl Domain for GpuDomain {
             .map(|mw| mw as f64 / 1000.0)
             .map_err(|e| e.to_string())
     }
-    fn uncertainty_j(&self, joules: f64, window_s: f64, _intervals: usize) -> f64 {
-        // Power samples integrated (no counter): an averaged reading lags by its window at
-        // each edge; plus the sensor's accuracy.
-        let p = if window_s > 0.0 {
-            joules / window_s
-        } else {
-            0.0
-        };
-        2.0 * p * self.power.averaging_s + POWER_ACCURACY * joules
+    fn uncertainty_j(&self, w: &WindowFacts) -> f64 {
+        integrated_uncertainty(w, self.power.averaging_s, self.peak_w)
     }
     fn min_window(&self) -> Duration {
         // Many sensor periods: the counter's edges (±100 ms each) stay under 10 % of the
@@ -415,6 +430,31 @@ impl Domain for GpuDomain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Integrated power: the averaging lag at both edges and the sensor's 5 %; a run of
+    /// failed readings adds the peak power over the gap's excess on the mean interval.
+    #[test]
+    fn integrated_power_widens_over_a_gap_of_failed_readings() {
+        // 100 J over 10 s (10 W), 100 readings 0.1 s apart, 1 s averaging: 2 x 10 W x 1 s
+        // + 5 J.
+        let steady = WindowFacts {
+            joules: 100.0,
+            window_s: 10.0,
+            intervals: 100,
+            max_gap_s: 0.1,
+        };
+        assert!((integrated_uncertainty(&steady, 1.0, 700.0) - 25.0).abs() < 1e-9);
+        // The same window with a 2 s gap of failed reads (89 intervals): + 700 W over the
+        // gap less the mean interval.
+        let gap = WindowFacts {
+            intervals: 89,
+            max_gap_s: 2.0,
+            ..steady
+        };
+        let mean = 10.0 / 89.0;
+        let want = 25.0 + 700.0 * (2.0 - mean);
+        assert!((integrated_uncertainty(&gap, 1.0, 700.0) - want).abs() < 1e-9);
+    }
 
     /// On a machine without the NVIDIA driver NVML must report unavailable with its own error
     /// text; where the driver exists, every GPU is either a domain or listed with a reason.
