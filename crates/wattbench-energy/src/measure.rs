@@ -704,24 +704,13 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     let mut sampler = Sampler::start(&meters, interval, true);
     // Stopped before the command started (during the idle baseline, a long one included): it
     // is not started, and the report says so (exit 128 + the signal, as a shell's).
-    if let Some(sig) = slot.stopped_before_start() {
-        let out = sampler.finish();
-        let events = forwarder.finish();
-        followed.abandon();
-        let not_run = NotRun::stopped(sig);
-        return Ok(not_run.outcome(
-            &meters,
-            opts,
-            (command, started_at, interval),
-            &idle,
-            out,
-            &events,
-        ));
-    }
-
+    let start = |followed: &mut Followed| match slot.stopped_before_start() {
+        Some(sig) => Err(NotStarted::Stopped(sig)),
+        None => followed.command(opts).spawn().map_err(NotStarted::Failed),
+    };
     let mut t_spawn = Instant::now();
-    let mut spawned = followed.command(opts).spawn();
-    if let Err(e) = &spawned {
+    let mut spawned = start(&mut followed);
+    if let Err(NotStarted::Failed(e)) = &spawned {
         if let Followed::Cgroup(_) = followed {
             // Joining the cgroup may be what failed (the command never ran, as the join
             // comes before exec): run it again, followed by its tree.
@@ -733,49 +722,17 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
             meters = Meters::discover(&cfg)?;
             meters.probes();
             sampler = Sampler::start(&meters, interval, true);
-            if let Some(sig) = slot.stopped_before_start() {
-                let out = sampler.finish();
-                let events = forwarder.finish();
-                followed.abandon();
-                return Ok(NotRun::stopped(sig).outcome(
-                    &meters,
-                    opts,
-                    (command, started_at, interval),
-                    &idle,
-                    out,
-                    &events,
-                ));
-            }
             t_spawn = Instant::now();
-            spawned = followed.command(opts).spawn();
+            spawned = start(&mut followed);
         }
     }
     let child = match spawned {
         Ok(c) => c,
-        Err(e) => {
+        Err(why) => {
             let out = sampler.finish();
             let events = forwarder.finish();
             followed.abandon();
-            let (code, msg) = match e.kind() {
-                ErrorKind::NotFound => (
-                    EXIT_NOT_FOUND,
-                    format!("command not found: {} ({e})", command[0]),
-                ),
-                ErrorKind::PermissionDenied => (
-                    EXIT_CANNOT_EXECUTE,
-                    format!("permission denied: cannot execute {} ({e})", command[0]),
-                ),
-                _ => (
-                    EXIT_CANNOT_EXECUTE,
-                    format!("cannot execute {}: {e}", command[0]),
-                ),
-            };
-            let not_run = NotRun {
-                code,
-                msg,
-                why: "not measured: the command could not be started",
-            };
-            return Ok(not_run.outcome(
+            return Ok(why.report(&command[0]).outcome(
                 &meters,
                 opts,
                 (command, started_at, interval),
@@ -941,6 +898,43 @@ fn outcome(
         report,
         trace: out.trace,
         exit_code,
+    }
+}
+
+/// Why the command was not started.
+enum NotStarted {
+    /// A signal came first.
+    Stopped(libc::c_int),
+    /// It could not be spawned.
+    Failed(std::io::Error),
+}
+
+impl NotStarted {
+    /// What the report of `program`, not started, says.
+    fn report(self, program: &str) -> NotRun {
+        let e = match self {
+            NotStarted::Stopped(sig) => return NotRun::stopped(sig),
+            NotStarted::Failed(e) => e,
+        };
+        let (code, msg) = match e.kind() {
+            ErrorKind::NotFound => (
+                EXIT_NOT_FOUND,
+                format!("command not found: {program} ({e})"),
+            ),
+            ErrorKind::PermissionDenied => (
+                EXIT_CANNOT_EXECUTE,
+                format!("permission denied: cannot execute {program} ({e})"),
+            ),
+            _ => (
+                EXIT_CANNOT_EXECUTE,
+                format!("cannot execute {program}: {e}"),
+            ),
+        };
+        NotRun {
+            code,
+            msg,
+            why: "not measured: the command could not be started",
+        }
     }
 }
 

@@ -339,21 +339,9 @@ mod tests {
     fn case_with_check(id: &str, verdict: Option<Verdict>) -> wattbench_core::result::CaseResult {
         let mut e = case_energy(1.0, 0.1, Source::Measured);
         e.domains.push(DomainRecord {
-            name: "gpu0".into(),
-            source: Source::Measured,
-            reason: None,
-            scope: "device".into(),
-            in_total: true,
-            joules_per_iter: Some(1.0),
             uncertainty_j: Some(0.1),
             window_s: 3.0,
             avg_watts: Some(300.0),
-            idle_watts: None,
-            net_joules_per_iter: None,
-            net_uncertainty_j: None,
-            note: None,
-            assumptions: None,
-            warnings: Vec::new(),
             power_check: verdict.map(|verdict| PowerCheck {
                 domain: "gpu0".into(),
                 span_s: 2.9,
@@ -365,6 +353,7 @@ mod tests {
                 verdict,
                 reading: "test".into(),
             }),
+            ..wattbench_core::testing::domain_row("gpu0", Source::Measured, true, Some(1.0))
         });
         let mut c = timed_case(id, vec![1.0, 1.0]);
         c.energy = Some(e);
