@@ -854,24 +854,7 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
                 }
             }
         }
-        let mut peak: BTreeMap<String, PeakGemm> = BTreeMap::new();
-        for r in gemm.iter().filter(|r| r.status == Status::Ok) {
-            let Some(t) = &r.throughput else { continue };
-            let better = peak
-                .get(r.dtype.as_str())
-                .is_none_or(|p| t.gflops_per_s > p.gflops_per_s);
-            if better {
-                peak.insert(
-                    r.dtype.as_str().into(),
-                    PeakGemm {
-                        gflops_per_s: t.gflops_per_s,
-                        backend: r.backend.clone(),
-                        case_id: r.id.clone(),
-                        gpu_state: states.get(&r.id).cloned(),
-                    },
-                );
-            }
-        }
+        let peak = peaks(&gemm, &states);
         let name = if cpu {
             Some(environment.host.cpu_name())
         } else {
@@ -927,6 +910,36 @@ const PROBE_N: usize = 256;
 /// full size.
 const MAX_CALL_S: f64 = 2.0;
 
+/// The tag of the small probe GEMMs (see [`too_slow`]): recorded, never a peak.
+const PROBE_TAG: &str = "ceiling-probe";
+
+/// The best verified full-size GEMM per dtype, with the GPU's state after it (`states`, by
+/// case id). A probe is no candidate: a dtype whose only contender was too slow has no peak,
+/// not the probe's small-size figure as one.
+fn peaks(gemm: &[CaseResult], states: &BTreeMap<String, GpuState>) -> BTreeMap<String, PeakGemm> {
+    let mut peak: BTreeMap<String, PeakGemm> = BTreeMap::new();
+    let candidates =
+        (gemm.iter()).filter(|r| r.status == Status::Ok && r.tag.as_deref() != Some(PROBE_TAG));
+    for r in candidates {
+        let Some(t) = &r.throughput else { continue };
+        let better = peak
+            .get(r.dtype.as_str())
+            .is_none_or(|p| t.gflops_per_s > p.gflops_per_s);
+        if better {
+            peak.insert(
+                r.dtype.as_str().into(),
+                PeakGemm {
+                    gflops_per_s: t.gflops_per_s,
+                    backend: r.backend.clone(),
+                    case_id: r.id.clone(),
+                    gpu_state: states.get(&r.id).cloned(),
+                },
+            );
+        }
+    }
+    peak
+}
+
 /// Whether `b` is too slow on `dtype` to be worth an `n`³ GEMM: `Some((why, probe result))`
 /// when a verified `PROBE_N`³ GEMM predicts a call longer than [`MAX_CALL_S`].
 fn too_slow(
@@ -943,7 +956,7 @@ fn too_slow(
         params: Params::Gemm(GemmParams::new(PROBE_N, PROBE_N, PROBE_N)),
         mode: Mode::Infer,
         dtype,
-        tag: Some("ceiling-probe".into()),
+        tag: Some(PROBE_TAG.into()),
     };
     let r = probe.run_case(&CaseInputs::new(case, &probe.cfg), b, device, None)?;
     let Some(gflops) = r.throughput.as_ref().map(|t| t.gflops_per_s) else {
@@ -1027,6 +1040,39 @@ fn table(doc: &Ceilings) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe that ran (tch f16 on a CPU: 2.7 GFLOP/s at 256³, too slow for 2048³) is no
+    /// peak: the dtype has none; full-size GEMMs give the best of them.
+    #[test]
+    fn a_probe_is_never_a_peak() {
+        let gemm = |tag: &str, backend: &str, dtype: DType, gflops: f64| {
+            let mut r = wattbench_core::testing::timed_case(
+                &format!("gemm/{tag}/{backend}/{}", dtype.as_str()),
+                vec![1.0],
+            );
+            r.tag = Some(tag.into());
+            r.backend = backend.into();
+            r.dtype = dtype;
+            r.throughput = Some(wattbench_core::result::Throughput {
+                flops: 1,
+                gflops_per_s: gflops,
+                bytes: 1,
+                gbytes_per_s: 1.0,
+                intensity: 1.0,
+            });
+            r
+        };
+        let runs = [
+            gemm(PROBE_TAG, "tch", DType::F16, 2.7),
+            gemm("ceiling", "candle", DType::F32, 200.0),
+            gemm("ceiling", "tch", DType::F32, 190.0),
+            gemm(PROBE_TAG, "tch", DType::F32, 250.0),
+        ];
+        let p = peaks(&runs, &BTreeMap::new());
+        assert!(!p.contains_key("f16"), "{p:?}");
+        let f32 = &p["f32"];
+        assert_eq!((f32.gflops_per_s, f32.backend.as_str()), (200.0, "candle"));
+    }
 
     #[test]
     fn slugs_are_file_names_and_keep_fingerprints_apart() {

@@ -677,4 +677,19 @@ fn ceilings_measured_under_other_thread_settings_are_said() {
         !section(&page, "roofline").contains("the roofs may not be theirs"),
         "{page}"
     );
+    // Measured on another host of the same kind (same CPU model and cores): said.
+    doc["environment"]["host"]["hostname"] = "another-host".into();
+    std::fs::write(&ceilings, doc.to_string()).unwrap();
+    let page = report();
+    let roof = section(&page, "roofline");
+    assert_contains(roof, "measured with host another-host");
+    assert_contains(roof, "the roofs may not be theirs");
+    // A peak far under what the cases reached: the roof understates it, and the page says so;
+    // the GEMM table keeps inference and training apart.
+    doc["devices"][0]["peak_gflops"]["f32"]["gflops_per_s"] = 1e-3.into();
+    std::fs::write(&ceilings, doc.to_string()).unwrap();
+    let page = report();
+    let roof = section(&page, "roofline");
+    assert_contains(roof, "ran more than 10 % above their roof");
+    assert_contains(roof, "<th>mode</th>");
 }

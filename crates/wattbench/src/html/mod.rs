@@ -525,6 +525,37 @@ fn roof(c: &crate::ceilings::DeviceCeilings, dtype: DType, intensity: f64) -> Op
     }
 }
 
+/// A note when verified cases ran more than 10 % above their (whole) roof: the roof then
+/// understates the machine's peak for them, and every share against it reads high.
+fn above_roof(cases: &[&CaseResult], d: &crate::ceilings::DeviceCeilings) -> Option<String> {
+    let mut over: Vec<(f64, &str)> = cases
+        .iter()
+        .filter_map(|c| {
+            let t = c.throughput.as_ref()?;
+            let (r, b) = roof(d, c.dtype, t.intensity)?;
+            let share = t.gflops_per_s / r;
+            (!b.partial() && share > 1.1).then_some((share, c.id.as_str()))
+        })
+        .collect();
+    over.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (top, id) = *over.first()?;
+    let convs = over.iter().any(|(_, id)| id.starts_with("conv2d/"));
+    Some(format!(
+        "{} verified case(s) ran more than 10 % above their roof (the most: {id}, at {} of \
+         it): the measured peak (the best verified GEMM at one size) understates what this \
+         machine reaches for them, and every \"% of roof\" on this device reads high by as \
+         much.{}",
+        over.len(),
+        pct(top),
+        if convs {
+            " A convolution's GFLOP/s count the direct algorithm's FLOPs, which a Winograd or \
+             FFT algorithm does not all execute."
+        } else {
+            ""
+        }
+    ))
+}
+
 /// Which part of the roofline a case's roof is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bound {
@@ -560,9 +591,11 @@ impl Bound {
     }
 }
 
-/// What changes a device's ceilings on one machine: for the CPU, the cores the process could
-/// use and the CPU libraries' thread variables; for a GPU, the other recorded variables
-/// (visible GPUs and their order, TF32). `None` for each where a file predates its recording.
+/// What changes a device's ceilings on one machine kind: the host itself (another machine of
+/// the same CPU model and cores may have other memory); for the CPU, the cores the process
+/// could use and the CPU libraries' thread variables; for a GPU, its enforced power limit and
+/// the other recorded variables (visible GPUs and their order, TF32). `None` for each where a
+/// file predates its recording.
 fn conditions(env: &wattbench_core::result::Environment, device: &str) -> Vec<Option<String>> {
     let cpu = device == "cpu";
     let cpu_variable = |k: &str| k.contains("THREADS") || k.contains("CPU");
@@ -578,11 +611,29 @@ fn conditions(env: &wattbench_core::result::Environment, device: &str) -> Vec<Op
             set.join(" ")
         }
     });
+    let power_limit = device
+        .strip_prefix("cuda:")
+        .and_then(|n| n.parse::<u32>().ok())
+        .and_then(|n| env.gpus.iter().find(|g| g.index == n))
+        .and_then(|g| g.power_limit_watts)
+        .map(|w| format!("a power limit of {w:.0} W"));
     vec![
+        env.host
+            .hostname
+            .as_ref()
+            .map(|h| format!("host {h}, {}", memory_words(env.host.memory_bytes))),
         cpu.then(|| env.host.usable_cores.map(|_| env.host.cores_text()))
             .flatten(),
+        power_limit,
         variables,
     ]
+}
+
+/// "16.0 GiB of memory", or "memory unknown".
+fn memory_words(bytes: Option<u64>) -> String {
+    bytes.map_or("memory unknown".into(), |b| {
+        format!("{:.1} GiB of memory", b as f64 / (1u64 << 30) as f64)
+    })
 }
 
 /// A note when the ceilings were measured under other conditions ([`conditions`]) than some
@@ -616,8 +667,9 @@ fn other_conditions<'a>(
     let theirs: Vec<String> = theirs.into_iter().flatten().collect();
     Some(format!(
         "These ceilings were measured with {}; runs here with {}: the roofs may not be theirs \
-         (the peak and bandwidth depend on the cores and threads used). Measure the ceilings \
-         under the runs' conditions for their roofs.",
+         (the peak and bandwidth depend on the machine, its memory, the cores and threads \
+         used, a GPU's power limit). Measure the ceilings under the runs' conditions for their \
+         roofs.",
         theirs.join(", "),
         differ.join("; ")
     ))
@@ -819,6 +871,11 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                 )));
             }
         }
+        if let Some(d) = dev {
+            if let Some(why) = above_roof(&cases, d) {
+                h.push_str(&note(&why));
+            }
+        }
         h.push_str("<figure>");
         let quick = if found.is_some_and(|(_, c)| c.is_quick()) {
             " (quick ceilings: a lower bound)"
@@ -833,26 +890,29 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
         h.push_str("</figure>");
         let Some(d) = dev else { continue };
         // GEMM against the ceilings, per backend and dtype.
-        let mut per: BTreeMap<(String, &'static str), Vec<(f64, f64)>> = BTreeMap::new();
+        // (backend, dtype, mode) → (GFLOP/s, share of the roof) per case.
+        type Key = (String, &'static str, &'static str);
+        let mut per: BTreeMap<Key, Vec<(f64, f64)>> = BTreeMap::new();
         for c in cases.iter().filter(|c| c.op == wattbench_core::Op::Gemm) {
             let (Some(t), Some(pk)) = (&c.throughput, d.peak_gflops.get(c.dtype.as_str())) else {
                 continue;
             };
-            per.entry((c.backend.clone(), c.dtype.as_str()))
+            per.entry((c.backend.clone(), c.dtype.as_str(), c.mode.as_str()))
                 .or_default()
                 .push((t.gflops_per_s, t.gflops_per_s / pk.gflops_per_s));
         }
         if !per.is_empty() {
             let rows: Vec<String> = per
                 .iter()
-                .map(|((b, dt), v)| {
+                .map(|((b, dt, mode), v)| {
                     let mut f: Vec<f64> = v.iter().map(|x| x.1).collect();
                     f.sort_by(f64::total_cmp);
                     let best = v.iter().map(|x| x.0).fold(0.0, f64::max);
                     format!(
-                        "{}{}{}{}{}{}",
+                        "{}{}{}{}{}{}{}",
                         td(b),
                         td(dt),
+                        td(mode),
                         num(&v.len().to_string()),
                         num(&sig(best)),
                         num(&pct(f[f.len() - 1])),
@@ -861,10 +921,16 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                 })
                 .collect();
             h.push_str("<h4>GEMM against the compute roof of its dtype</h4>");
+            h.push_str(&p(
+                "Every GEMM case of a backend, dtype and mode, memory-bound shapes (matrix-vector \
+                 products) included: their share of the compute roof is low by their shape, \
+                 not by the backend (the per-case table below gives each against its own roof).",
+            ));
             h.push_str(&table(
                 &[
                     "backend",
                     "dtype",
+                    "mode",
                     "GEMM cases",
                     "best GFLOP/s",
                     "best % of peak",
