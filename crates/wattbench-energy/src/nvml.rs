@@ -140,17 +140,22 @@ struct GpuDomain {
 
 /// The uncertainty of power readings integrated over a window (no counter): an averaged
 /// reading lags by its averaging window at each edge; the sensor's accuracy; and a gap of
-/// failed readings (longer than twice the mean interval), which the trapezoid bridges with a
-/// straight line, by up to the peak power over the gap's excess.
+/// failed readings (longer than twice the other intervals' mean; with no reading between the
+/// window's edges, the whole window), which the trapezoid bridges with a straight line, by up
+/// to the peak power over the gap's excess on that mean.
 fn integrated_uncertainty(w: &WindowFacts, averaging_s: f64, peak_w: f64) -> f64 {
     let p = if w.window_s > 0.0 {
         w.joules / w.window_s
     } else {
         0.0
     };
-    let mean_interval = w.window_s / w.intervals.max(1) as f64;
-    let gap = if w.max_gap_s > 2.0 * mean_interval {
-        peak_w * (w.max_gap_s - mean_interval)
+    let usual = if w.intervals >= 2 {
+        (w.window_s - w.max_gap_s).max(0.0) / (w.intervals - 1) as f64
+    } else {
+        0.0
+    };
+    let gap = if w.max_gap_s > 2.0 * usual {
+        peak_w * (w.max_gap_s - usual)
     } else {
         0.0
     };
@@ -444,16 +449,24 @@ mod tests {
             max_gap_s: 0.1,
         };
         assert!((integrated_uncertainty(&steady, 1.0, 700.0) - 25.0).abs() < 1e-9);
-        // The same window with a 2 s gap of failed reads (89 intervals): + 700 W over the
-        // gap less the mean interval.
+        // The same window with a 2 s gap of failed reads (80 intervals of 0.1 s and the gap):
+        // + 700 W over the gap less the usual interval.
         let gap = WindowFacts {
-            intervals: 89,
+            intervals: 81,
             max_gap_s: 2.0,
             ..steady
         };
-        let mean = 10.0 / 89.0;
-        let want = 25.0 + 700.0 * (2.0 - mean);
+        let want = 25.0 + 700.0 * (2.0 - 0.1);
         assert!((integrated_uncertainty(&gap, 1.0, 700.0) - want).abs() < 1e-9);
+        // No reading between the edges of a 3 s window: all of it is the gap.
+        let edges = WindowFacts {
+            joules: 30.0,
+            window_s: 3.0,
+            intervals: 1,
+            max_gap_s: 3.0,
+        };
+        let want = 2.0 * 10.0 + 1.5 + 700.0 * 3.0;
+        assert!((integrated_uncertainty(&edges, 1.0, 700.0) - want).abs() < 1e-9);
     }
 
     /// On a machine without the NVIDIA driver NVML must report unavailable with its own error

@@ -641,6 +641,8 @@ fn ceilings_measured_under_other_thread_settings_are_said() {
         "candle",
         "--op",
         "gemm",
+        "--mode",
+        "infer,train",
         "--output",
         run.to_str().unwrap(),
     ];
@@ -690,6 +692,11 @@ fn ceilings_measured_under_other_thread_settings_are_said() {
     std::fs::write(&ceilings, doc.to_string()).unwrap();
     let page = report();
     let roof = section(&page, "roofline");
-    assert_contains(roof, "ran more than 10 % above their roof");
+    assert_contains(roof, "ran more than 10 % above their dtype&#39;s compute roof");
+    assert_contains(roof, "the measured f32 peak");
     assert_contains(roof, "<th>mode</th>");
+    let table = &roof[roof.find("<th>mode</th>").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_contains(table, "<td>infer</td>");
+    assert_contains(table, "<td>train</td>");
 }

@@ -525,35 +525,63 @@ fn roof(c: &crate::ceilings::DeviceCeilings, dtype: DType, intensity: f64) -> Op
     }
 }
 
-/// A note when verified cases ran more than 10 % above their (whole) roof: the roof then
-/// understates the machine's peak for them, and every share against it reads high.
-fn above_roof(cases: &[&CaseResult], d: &crate::ceilings::DeviceCeilings) -> Option<String> {
-    let mut over: Vec<(f64, &str)> = cases
-        .iter()
-        .filter_map(|c| {
-            let t = c.throughput.as_ref()?;
-            let (r, b) = roof(d, c.dtype, t.intensity)?;
-            let share = t.gflops_per_s / r;
-            (!b.partial() && share > 1.1).then_some((share, c.id.as_str()))
-        })
-        .collect();
-    over.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (top, id) = *over.first()?;
-    let convs = over.iter().any(|(_, id)| id.starts_with("conv2d/"));
-    Some(format!(
-        "{} verified case(s) ran more than 10 % above their roof (the most: {id}, at {} of \
-         it): the measured peak (the best verified GEMM at one size) understates what this \
-         machine reaches for them, and every \"% of roof\" on this device reads high by as \
-         much.{}",
-        over.len(),
-        pct(top),
-        if convs {
-            " A convolution's GFLOP/s count the direct algorithm's FLOPs, which a Winograd or \
-             FFT algorithm does not all execute."
-        } else {
-            ""
+/// Notes when verified cases ran more than 10 % above their (whole) roof: above a dtype's
+/// compute roof, that dtype's measured peak understates the machine's for them (its other
+/// compute-bound cases' shares read high); above the memory slope, their working set stayed in
+/// a cache the bandwidth measurement leaves out.
+fn above_roof(cases: &[&CaseResult], d: &crate::ceilings::DeviceCeilings) -> Vec<String> {
+    let mut compute: Vec<(f64, &str, &str)> = Vec::new();
+    let mut memory: Vec<(f64, &str)> = Vec::new();
+    for c in cases {
+        let Some(t) = c.throughput.as_ref() else {
+            continue;
+        };
+        let Some((r, b)) = roof(d, c.dtype, t.intensity) else {
+            continue;
+        };
+        let share = t.gflops_per_s / r;
+        match b {
+            Bound::Compute if share > 1.1 => compute.push((share, &c.id, c.dtype.as_str())),
+            Bound::Memory if share > 1.1 => memory.push((share, &c.id)),
+            _ => {}
         }
-    ))
+    }
+    let most = |v: &mut Vec<(f64, &str)>| {
+        v.sort_by(|a, b| b.0.total_cmp(&a.0));
+        v.first()
+            .map(|&(share, id)| format!("the most: {id}, at {}", pct(share)))
+    };
+    let mut notes = Vec::new();
+    let mut dtypes: Vec<&str> = compute.iter().map(|x| x.2).collect();
+    dtypes.sort_unstable();
+    dtypes.dedup();
+    let convs = compute.iter().any(|x| x.1.starts_with("conv2d/"));
+    let n = compute.len();
+    let mut shares: Vec<(f64, &str)> = compute.into_iter().map(|(s, id, _)| (s, id)).collect();
+    if let Some(top) = most(&mut shares) {
+        notes.push(format!(
+            "{n} verified case(s) ran more than 10 % above their dtype's compute roof ({top} \
+             of it): the measured {} peak (the best verified GEMM at one size) understates what \
+             this machine reaches for them, and the other compute-bound shares of that dtype \
+             read high by up to as much.{}",
+            dtypes.join(" and "),
+            if convs {
+                " (A convolution's GFLOP/s count the direct algorithm's FLOPs; a Winograd or FFT \
+                 algorithm executes fewer, which also lifts it above a roof.)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let n = memory.len();
+    if let Some(top) = most(&mut memory) {
+        notes.push(format!(
+            "{n} verified case(s) ran more than 10 % above the memory slope ({top} of it): \
+             their data stayed in a cache, which the bandwidth (measured on buffers larger than \
+             the last-level cache) leaves out."
+        ));
+    }
+    notes
 }
 
 /// Which part of the roofline a case's roof is.
@@ -591,9 +619,10 @@ impl Bound {
     }
 }
 
-/// What changes a device's ceilings on one machine kind: the host itself (another machine of
-/// the same CPU model and cores may have other memory); for the CPU, the cores the process
-/// could use and the CPU libraries' thread variables; for a GPU, its enforced power limit and
+/// What changes a device's ceilings on one machine kind: the host's name (another machine of
+/// the same CPU model and cores may have other memory; a container's name is its own unless
+/// `WATTBENCH_NODE_NAME` gives the node's); for the CPU, the cores the process could use and
+/// the CPU libraries' thread variables; for a GPU, the metered GPUs' enforced power limits and
 /// the other recorded variables (visible GPUs and their order, TF32). `None` for each where a
 /// file predates its recording.
 fn conditions(env: &wattbench_core::result::Environment, device: &str) -> Vec<Option<String>> {
@@ -611,29 +640,24 @@ fn conditions(env: &wattbench_core::result::Environment, device: &str) -> Vec<Op
             set.join(" ")
         }
     });
-    let power_limit = device
-        .strip_prefix("cuda:")
-        .and_then(|n| n.parse::<u32>().ok())
-        .and_then(|n| env.gpus.iter().find(|g| g.index == n))
-        .and_then(|g| g.power_limit_watts)
-        .map(|w| format!("a power limit of {w:.0} W"));
+    // Every metered GPU's limit (the device's own among them: `cuda:N` is the N-th visible
+    // GPU, which the index alone does not name under CUDA_VISIBLE_DEVICES).
+    let limits: Vec<String> = (env.gpus.iter())
+        .filter(|g| g.metered)
+        .map(|g| match g.power_limit_watts {
+            Some(w) => format!("GPU {} at {w:.0} W", g.index),
+            None => format!("GPU {} at an unknown limit", g.index),
+        })
+        .collect();
+    let power_limits =
+        (!cpu && !limits.is_empty()).then(|| format!("power limits {}", limits.join(", ")));
     vec![
-        env.host
-            .hostname
-            .as_ref()
-            .map(|h| format!("host {h}, {}", memory_words(env.host.memory_bytes))),
+        env.host.hostname.as_ref().map(|h| format!("host {h}")),
         cpu.then(|| env.host.usable_cores.map(|_| env.host.cores_text()))
             .flatten(),
-        power_limit,
+        power_limits,
         variables,
     ]
-}
-
-/// "16.0 GiB of memory", or "memory unknown".
-fn memory_words(bytes: Option<u64>) -> String {
-    bytes.map_or("memory unknown".into(), |b| {
-        format!("{:.1} GiB of memory", b as f64 / (1u64 << 30) as f64)
-    })
 }
 
 /// A note when the ceilings were measured under other conditions ([`conditions`]) than some
@@ -668,8 +692,8 @@ fn other_conditions<'a>(
     Some(format!(
         "These ceilings were measured with {}; runs here with {}: the roofs may not be theirs \
          (the peak and bandwidth depend on the machine, its memory, the cores and threads \
-         used, a GPU's power limit). Measure the ceilings under the runs' conditions for their \
-         roofs.",
+         used, a GPU's power limit; in a container, give WATTBENCH_NODE_NAME the node's name). \
+         Measure the ceilings under the runs' conditions for their roofs.",
         theirs.join(", "),
         differ.join("; ")
     ))
@@ -871,10 +895,8 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                 )));
             }
         }
-        if let Some(d) = dev {
-            if let Some(why) = above_roof(&cases, d) {
-                h.push_str(&note(&why));
-            }
+        for why in dev.map_or(Vec::new(), |d| above_roof(&cases, d)) {
+            h.push_str(&note(&why));
         }
         h.push_str("<figure>");
         let quick = if found.is_some_and(|(_, c)| c.is_quick()) {
