@@ -692,7 +692,10 @@ fn ceilings_measured_under_other_thread_settings_are_said() {
     std::fs::write(&ceilings, doc.to_string()).unwrap();
     let page = report();
     let roof = section(&page, "roofline");
-    assert_contains(roof, "ran more than 10 % above their dtype&#39;s compute roof");
+    assert_contains(
+        roof,
+        "ran more than 10 % above their dtype&#39;s compute roof",
+    );
     assert_contains(roof, "the measured f32 peak");
     assert_contains(roof, "<th>mode</th>");
     let table = &roof[roof.find("<th>mode</th>").unwrap()..];
