@@ -15,8 +15,11 @@
 //!
 //! What the rename must not do: replace a device file or a FIFO (`--output /dev/null` as root
 //! would replace the system's `/dev/null` with a regular file), or replace a symbolic link
-//! with a file. Device files and FIFOs are written directly; a symbolic link is followed and
-//! its target is replaced.
+//! with a file, or replace what the process's standard output stands for. `/dev/stdout` and
+//! `/dev/stderr` (and their `/dev/fd/N`, `/proc/self/fd/N` names) are written through the
+//! process's own stream (a pipe, or a file the shell opened to append to, stays one); other
+//! device files and FIFOs are written directly; a symbolic link is followed and its target is
+//! replaced.
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -47,6 +50,21 @@ enum Target {
     Replace { dir: PathBuf, dest: PathBuf },
     /// A device file or FIFO: written in place, never replaced.
     Direct(PathBuf),
+    /// The process's standard output (`true`) or error stream.
+    Stream { stdout: bool },
+}
+
+/// Whether `path` names this process's standard output (`Some(true)`) or error stream.
+fn standard_stream(path: &Path) -> Option<bool> {
+    let name = path.to_str()?;
+    let fd = name
+        .strip_prefix("/dev/fd/")
+        .or_else(|| name.strip_prefix("/proc/self/fd/"));
+    match (name, fd) {
+        ("/dev/stdout", _) | (_, Some("1")) => Some(true),
+        ("/dev/stderr", _) | (_, Some("2")) => Some(false),
+        _ => None,
+    }
 }
 
 /// A file that will be written once the work is done.
@@ -95,7 +113,22 @@ impl OutputFile {
             path: path.to_path_buf(),
             error,
         };
-        let dest = resolve_links(path)?;
+        if let Some(stdout) = standard_stream(path) {
+            return Ok(OutputFile {
+                shown: path.to_path_buf(),
+                target: Target::Stream { stdout },
+            });
+        }
+        // What the path is, as the kernel follows it (a `/proc/self/fd/N` link to a pipe has
+        // no path of its own to follow by hand).
+        let special = std::fs::metadata(path).ok().filter(|m| {
+            let ft = m.file_type();
+            ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket()
+        });
+        let dest = match special {
+            Some(_) => path.to_path_buf(),
+            None => resolve_links(path)?,
+        };
         if let Ok(meta) = std::fs::metadata(&dest) {
             let ft = meta.file_type();
             if ft.is_dir() {
@@ -154,6 +187,16 @@ impl OutputFile {
             error,
         };
         match self.target {
+            Target::Stream { stdout } => {
+                let written = if stdout {
+                    let mut s = std::io::stdout().lock();
+                    s.write_all(bytes).and_then(|_| s.flush())
+                } else {
+                    let mut s = std::io::stderr().lock();
+                    s.write_all(bytes).and_then(|_| s.flush())
+                };
+                written.map_err(unwritable)
+            }
             Target::Direct(dest) => {
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)

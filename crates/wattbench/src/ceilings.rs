@@ -876,7 +876,7 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
         created_at,
         duration_s: started.elapsed().as_secs_f64(),
         hardware_fingerprint: fingerprint,
-        argv: std::env::args().collect(),
+        argv: crate::argv(),
         environment,
         devices: out,
         not_measured,

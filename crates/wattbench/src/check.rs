@@ -97,6 +97,12 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     options::trim_list("--op", &mut args.op)?;
     options::trim_list("--mode", &mut args.mode)?;
     options::trim_list("--model", &mut args.model)?;
+    if args.op.len() > 1 && args.op.iter().any(|o| o == "none") {
+        return Err(usage(format!(
+            "--op none goes alone (it checks no op, only the trainers), not with {}",
+            args.op.join(",")
+        )));
+    }
     let ops = if args.op.iter().any(|o| o == "none") {
         Vec::new()
     } else {

@@ -45,6 +45,11 @@ pub fn worker_args(argv: &[String], output: &Path) -> Vec<String> {
             break;
         }
         let flag = a.split('=').next().unwrap_or(a);
+        // `-oFILE`: the short output option with its value attached.
+        if a.len() > 2 && a.starts_with("-o") {
+            i += 1;
+            continue;
+        }
         if let Some((_, takes)) = PARENT_FLAGS.iter().find(|(f, _)| *f == flag) {
             i += if *takes && !a.contains('=') { 2 } else { 1 };
             continue;
@@ -112,23 +117,40 @@ fn chosen(list: &[String]) -> Result<Vec<GpuRecord>> {
     if list.len() == 1 && list[0].trim() == "all" {
         return Ok(visible);
     }
-    let mut out = Vec::new();
+    let mut out: Vec<GpuRecord> = Vec::new();
     for e in list.iter().map(|e| e.trim()) {
-        let g = visible
-            .iter()
-            .find(|g| {
-                g.index.to_string() == e || g.uuid.as_deref().is_some_and(|u| u.starts_with(e))
+        let fits: Vec<&GpuRecord> = (visible.iter())
+            .filter(|g| {
+                g.index.to_string() == e
+                    || (e.starts_with("GPU-")
+                        && g.uuid.as_deref().is_some_and(|u| u.starts_with(e)))
             })
-            .ok_or_else(|| {
-                usage(format!(
-                    "--devices: `{e}` is not a visible GPU (NVML index or GPU- UUID); visible: {}",
-                    visible
-                        .iter()
-                        .map(|g| g.index.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
+            .collect();
+        if fits.len() > 1 {
+            return Err(usage(format!(
+                "--devices: `{e}` fits several GPUs ({}): give more of the UUID",
+                fits.iter()
+                    .map(|g| g.index.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let g = fits.first().copied().ok_or_else(|| {
+            usage(format!(
+                "--devices: `{e}` is not a visible GPU (NVML index or GPU- UUID); visible: {}",
+                visible
+                    .iter()
+                    .map(|g| g.index.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if out.iter().any(|o| o.index == g.index) {
+            return Err(usage(format!(
+                "--devices: GPU {} is named twice (`{e}`): one worker runs per GPU",
+                g.index
+            )));
+        }
         out.push(g.clone());
     }
     Ok(out)
@@ -260,14 +282,23 @@ fn stopped_by_a_signal(code: i32) -> bool {
 /// The parent's exit code (docs/cli.md's table): `stopped`, the parent's own stop; `codes`,
 /// the workers' exit codes; `wrote`, how many wrote a result file, of `gpus`. A worker a
 /// signal stopped from outside wrote an interrupted file, and the merged run is interrupted
-/// too (its code, as `run`'s interrupt comes before its failures); else 1 when a worker
-/// failed or wrote nothing, 3 when nothing ran on any GPU, 0.
+/// too (its code, as `run`'s interrupt comes before its failures); a worker's internal error
+/// (its exit 2 after writing its completed cases) is the parent's; else 1 when a worker
+/// failed, wrote nothing or ended otherwise (4: its file went to a fallback; a crash), 3 when
+/// nothing ran on any GPU, 0.
 fn exit_code(stopped: Option<u8>, codes: &[i32], wrote: usize, gpus: usize) -> u8 {
     if let Some(code) = stopped {
         return code;
     }
     if let Some(&c) = codes.iter().find(|&&c| stopped_by_a_signal(c)) {
         return c as u8;
+    }
+    if codes.contains(&2) {
+        return 2;
+    }
+    let known = |c: i32| c == 0 || c == 1 || c == i32::from(crate::run::EXIT_NOTHING_RAN);
+    if codes.iter().any(|&c| !known(c)) {
+        return 1;
     }
     if codes.contains(&1) || wrote < gpus {
         1
@@ -296,7 +327,18 @@ pub fn run(
     let dir = Workdir(output.with_extension(format!("workers-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)
         .map_err(|e| usage(format!("cannot create {}: {e}", dir.0.display())))?;
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // Passed on to the workers as they are: an argument that is not UTF-8 is refused, not
+    // passed on changed.
+    let argv: Vec<String> = (std::env::args_os().skip(1))
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+        .map_err(|a| {
+            usage(format!(
+                "an argument is not UTF-8 ({}): --devices passes its options on to its workers \
+                 as text; rename the file or folder",
+                a.to_string_lossy()
+            ))
+        })?;
     let exe = std::env::current_exe()?;
     let pids: Arc<[AtomicI32]> = gpus.iter().map(|_| AtomicI32::new(0)).collect();
     let stop = Stop::install_killing_on_second(pids.clone())?;
@@ -360,13 +402,8 @@ pub fn run(
         );
         return Ok(stopped.unwrap_or(1));
     }
-    let mut merged = MergedFile::merge(
-        runs,
-        false,
-        std::env::args().collect(),
-        chrono::Utc::now().to_rfc3339(),
-    )
-    .map_err(|e| usage(e.to_string()))?;
+    let mut merged = MergedFile::merge(runs, false, crate::argv(), chrono::Utc::now().to_rfc3339())
+        .map_err(|e| usage(e.to_string()))?;
     if !sequential && gpus.len() > 1 {
         note_shared_host_counters(&mut merged.runs, gpus.len());
     }
@@ -493,6 +530,7 @@ mod tests {
             "--record",
             "db.sqlite",
             "--devices=0,1",
+            "-ox.json",
             "--device",
             "cuda",
         ]);
@@ -646,6 +684,11 @@ mod tests {
         assert_eq!(exit_code(None, &[0, 0], 1, 2), 1, "a worker wrote nothing");
         assert_eq!(exit_code(None, &[3, 3], 2, 2), 3);
         assert_eq!(exit_code(None, &[0, 3], 2, 2), 0);
+        // A worker's internal error after its completed cases (run's exit 2) is the parent's;
+        // any other ending (4: its file in a fallback; a crash) fails it, files or not.
+        assert_eq!(exit_code(None, &[0, 2], 2, 2), 2);
+        assert_eq!(exit_code(None, &[0, 4], 2, 2), 1);
+        assert_eq!(exit_code(None, &[101, 3], 2, 2), 1);
     }
 
     #[test]

@@ -103,6 +103,14 @@ impl std::fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
+/// This process's command line, as recorded in result files: a file name that is not UTF-8 is
+/// written with U+FFFD in place of its invalid bytes (`std::env::args` would panic on it).
+pub fn argv() -> Vec<String> {
+    std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 fn list_regions(json: bool) -> Result<u8> {
     let table = wattbench_energy::carbon::CarbonTable::builtin();
     if json {

@@ -45,7 +45,7 @@ pub fn run(args: MergeArgs) -> Result<u8> {
     let merged = MergedFile::merge(
         inputs,
         args.allow_duplicates,
-        std::env::args().collect(),
+        crate::argv(),
         chrono::Utc::now().to_rfc3339(),
     )
     .map_err(|e| usage(e.to_string()))?;

@@ -126,6 +126,14 @@ impl MeterArgs {
                 )));
             }
         }
+        if let Some(list) = &self.gpus {
+            if list.trim() != "" && list.split(',').any(|e| e.trim().is_empty()) {
+                return Err(UsageError(format!(
+                    "--gpus {list}: an empty item; give NVML indices, GPU- UUIDs or PCI bus ids \
+                     separated by commas, `all` or `none`"
+                )));
+            }
+        }
         Ok(MeterConfig {
             powercap_root: self.powercap_root.clone(),
             tdp_watts: self.tdp_watts,

@@ -278,6 +278,19 @@ fn plan(args: &mut RunArgs) -> Result<Plan> {
     })
 }
 
+/// The files a run reads, which its output must not replace: the suite file (a built-in
+/// suite's name is none) and the history database `--record` adds it to.
+fn read_by(args: &RunArgs) -> Vec<PathBuf> {
+    let suite = Path::new(&args.suite);
+    let db = (args.record.as_ref()).map(|db| crate::history::db_path(db.as_deref()));
+    suite
+        .is_file()
+        .then(|| suite.to_path_buf())
+        .into_iter()
+        .chain(db)
+        .collect()
+}
+
 /// `run --devices`: the options are checked here, as the workers will read them (on their
 /// GPU: `--device cuda`), so that a typo is one usage error rather than one per worker.
 fn run_devices(mut args: RunArgs) -> Result<u8> {
@@ -285,6 +298,15 @@ fn run_devices(mut args: RunArgs) -> Result<u8> {
         return Err(usage(
             "--json goes without --devices: the merged file is the document (read it, or \
              `wattbench report --format html` it)",
+        ));
+    }
+    options::trim_list("--devices", &mut args.devices)?;
+    // Each worker meters its own GPU (and the CPU package): another selection would meter one
+    // GPU in every worker, or each GPU N times.
+    if args.meters.gpus.is_some() || args.meters.no_nvml {
+        return Err(usage(
+            "--gpus and --no-nvml go without --devices: each --devices worker meters the GPU it \
+             runs on",
         ));
     }
     options::trim_list("--device", &mut args.device)?;
@@ -301,6 +323,7 @@ fn run_devices(mut args: RunArgs) -> Result<u8> {
         .output
         .clone()
         .unwrap_or_else(|| output::default_path(&suite_label(&args.suite)));
+    output::not_an_input(&path, &read_by(&args))?;
     crate::devices::run(
         &args.devices,
         args.devices_sequential,
@@ -347,11 +370,12 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
         .output
         .clone()
         .unwrap_or_else(|| output::default_path(&suite_label(&suite.name)));
+    output::not_an_input(&path, &read_by(&args))?;
     let file = output::prepare(&path)?;
     let stop = Stop::install()?;
 
     let config = Config::Run(RunConfig {
-        argv: std::env::args().collect(),
+        argv: crate::argv(),
         suite: suite.name.clone(),
         filters,
         harness: cfg.clone(),

@@ -513,7 +513,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
 
     inventory::finish(&mut environment, &backends);
     let config = Config::Train(TrainConfig {
-        argv: std::env::args().collect(),
+        argv: crate::argv(),
         backend: backend.name().into(),
         settings: opts,
     });

@@ -237,6 +237,21 @@ fn devices_checks_the_options_before_starting_workers() {
     // Each worker runs on its GPU: another device is refused, with what to do.
     let o = devices(&["--device", "cpu,cuda"]);
     usage_error(&o, "--device cpu goes without --devices");
+    // Each worker meters the GPU it runs on: another selection is refused.
+    usage_error(
+        &devices(&["--gpus", "all"]),
+        "--gpus and --no-nvml go without --devices",
+    );
+    usage_error(
+        &devices(&["--no-nvml"]),
+        "--gpus and --no-nvml go without --devices",
+    );
+    // An empty item in the list.
+    let o = without_gpus()
+        .args(["run", "--devices", "0,,1", "-o", s(&out)])
+        .output()
+        .unwrap();
+    usage_error(&o, "--devices");
     // Options that are right get as far as the GPUs.
     usage_error(
         &devices(&["--device", "cuda", "--suite", "quick"]),

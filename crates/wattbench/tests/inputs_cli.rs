@@ -29,6 +29,112 @@ fn two_runs(dir: &Path) -> (PathBuf, PathBuf) {
 /// (Audit item 1.) `merge a b -o a`, `merge DIR -o DIR/a.json`, `export X -o X`, `report X -o
 /// X`, `compare A B -o A` destroyed their input. Each is refused with exit 2, through a link
 /// too, and every input is left byte for byte as it was.
+/// `run -o` naming its own suite file, or the history database `--record` adds to, replaced
+/// it with the result (exit 0; the history was lost with a warning): refused, both kept.
+#[test]
+fn a_run_never_writes_over_its_suite_or_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let suite = common::tiny_suite(d);
+    let before = std::fs::read(&suite).unwrap();
+    let mut args = vec![
+        "run",
+        "--suite",
+        &suite,
+        "--backend",
+        "reference",
+        "-o",
+        &suite,
+    ];
+    args.extend(common::FAST);
+    let o = wattbench(&args);
+    usage_error(&o, "is also an input");
+    assert_eq!(std::fs::read(&suite).unwrap(), before);
+    let db = d.join("h.sqlite");
+    std::fs::write(&db, b"not yet a database, but the history's path").unwrap();
+    let mut args = vec!["run", "--suite", &suite, "--backend", "reference"];
+    args.extend(["--record", s(&db), "-o", s(&db)]);
+    args.extend(common::FAST);
+    let o = wattbench(&args);
+    usage_error(&o, "is also an input");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        b"not yet a database, but the history's path"
+    );
+}
+
+/// A file name that is not UTF-8 (clap takes it for a path) made the recording of the command
+/// line panic (exit 101): the file is written, its name recorded with U+FFFD.
+#[test]
+fn a_file_name_that_is_not_utf8_is_written_and_recorded() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b) = two_runs(d);
+    let out = d.join(std::ffi::OsStr::from_bytes(b"merged-\xff.json"));
+    let o = common::command()
+        .arg("merge")
+        .args([&a, &b])
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(
+        doc["merged"]["argv"]
+            .to_string()
+            .contains("merged-\u{FFFD}.json"),
+        "{}",
+        doc["merged"]["argv"]
+    );
+}
+
+/// `-o /dev/stdout` in a pipe failed (the link's target, `pipe:[N]`, is no path), and where
+/// standard output was a file opened to append to, the file was replaced: the document goes
+/// through the process's own standard output.
+#[test]
+fn an_output_to_standard_output_goes_through_the_pipe_or_the_appended_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, _) = two_runs(d);
+    let export = || {
+        let mut c = common::command();
+        c.args(["export", s(&a), "--format", "csv", "-o", "/dev/stdout"]);
+        c
+    };
+    let o = export().output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stdout(&o), "case,");
+    let log = d.join("log.csv");
+    std::fs::write(&log, "PREVIOUS\n").unwrap();
+    let appended = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let o = export().stdout(appended).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("PREVIOUS\n") && text.contains("case,"),
+        "{text}"
+    );
+}
+
+/// Lists that said less than they seemed: `check --op none,gemm` checked nothing of gemm, and
+/// `--gpus 0,,1` was taken; both are refused.
+#[test]
+fn list_options_with_an_item_that_cannot_be_are_refused() {
+    usage_error(
+        &wattbench(&["check", "--backend", "reference", "--op", "none,gemm"]),
+        "--op none goes alone",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::tiny_suite(dir.path());
+    let out = dir.path().join("r.json");
+    let mut args = vec!["run", "--suite", &suite, "--backend", "reference"];
+    args.extend(["--gpus", "0,,1", "-o", s(&out)]);
+    usage_error(&wattbench(&args), "--gpus 0,,1: an empty item");
+    assert!(!out.exists());
+}
+
 #[test]
 fn an_output_that_is_an_input_is_refused_and_the_input_kept() {
     let dir = tempfile::tempdir().unwrap();
