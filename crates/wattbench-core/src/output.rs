@@ -54,17 +54,26 @@ enum Target {
     Stream { stdout: bool },
 }
 
-/// Whether `path` names this process's standard output (`Some(true)`) or error stream.
-fn standard_stream(path: &Path) -> Option<bool> {
+/// The open file descriptor of this process that `path` names: `/dev/stdout` (1),
+/// `/dev/stderr` (2), `/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N` and
+/// `/proc/<this pid>/fd/N`.
+fn descriptor(path: &Path) -> Option<u32> {
     let name = path.to_str()?;
-    let fd = name
-        .strip_prefix("/dev/fd/")
-        .or_else(|| name.strip_prefix("/proc/self/fd/"));
-    match (name, fd) {
-        ("/dev/stdout", _) | (_, Some("1")) => Some(true),
-        ("/dev/stderr", _) | (_, Some("2")) => Some(false),
-        _ => None,
+    match name {
+        "/dev/stdout" => return Some(1),
+        "/dev/stderr" => return Some(2),
+        _ => {}
     }
+    let pid = format!("/proc/{}/fd/", std::process::id());
+    let n = [
+        "/dev/fd/",
+        "/proc/self/fd/",
+        "/proc/thread-self/fd/",
+        pid.as_str(),
+    ]
+    .iter()
+    .find_map(|p| name.strip_prefix(p))?;
+    n.parse().ok()
 }
 
 /// A file that will be written once the work is done.
@@ -113,11 +122,22 @@ impl OutputFile {
             path: path.to_path_buf(),
             error,
         };
-        if let Some(stdout) = standard_stream(path) {
-            return Ok(OutputFile {
-                shown: path.to_path_buf(),
-                target: Target::Stream { stdout },
-            });
+        match descriptor(path) {
+            Some(n @ (1 | 2)) => {
+                return Ok(OutputFile {
+                    shown: path.to_path_buf(),
+                    target: Target::Stream { stdout: n == 1 },
+                })
+            }
+            // Another descriptor open on a file (`3>>log`): a rename would replace the file
+            // rather than write through the descriptor.
+            Some(_) if std::fs::metadata(path).is_ok_and(|m| m.is_file()) => {
+                return Err(unwritable(std::io::Error::other(
+                    "it names an open file descriptor whose file would be replaced, not \
+                     written through; give the file's own path",
+                )))
+            }
+            _ => {}
         }
         // What the path is, as the kernel follows it (a `/proc/self/fd/N` link to a pipe has
         // no path of its own to follow by hand).
@@ -179,6 +199,18 @@ impl OutputFile {
         &self.shown
     }
 
+    /// Whether the document goes to this process's standard output (`-o /dev/stdout`), where
+    /// a command's other output would mix with it.
+    pub fn is_standard_output(&self) -> bool {
+        matches!(self.target, Target::Stream { stdout: true })
+    }
+
+    /// Whether a regular file holds the document once written (not a stream, device or
+    /// FIFO), one a later step can read back.
+    pub fn is_regular_file(&self) -> bool {
+        matches!(self.target, Target::Replace { .. })
+    }
+
     /// Write `bytes`, flush them to disk and put them in place. On error nothing is left
     /// behind: the temporary file is removed and the old file, if any, is untouched.
     pub fn commit(self, bytes: &[u8]) -> Result<(), OutputError> {
@@ -188,6 +220,7 @@ impl OutputFile {
         };
         match self.target {
             Target::Stream { stdout } => {
+                use std::os::fd::AsFd;
                 let written = if stdout {
                     let mut s = std::io::stdout().lock();
                     s.write_all(bytes).and_then(|_| s.flush())
@@ -195,7 +228,20 @@ impl OutputFile {
                     let mut s = std::io::stderr().lock();
                     s.write_all(bytes).and_then(|_| s.flush())
                 };
-                written.map_err(unwritable)
+                written.map_err(unwritable)?;
+                // Where the stream is a file (`>> log`), to disk as a replaced file would be; a
+                // pipe or terminal cannot be synced, and need not be.
+                let fd = if stdout {
+                    std::io::stdout().as_fd().try_clone_to_owned()
+                } else {
+                    std::io::stderr().as_fd().try_clone_to_owned()
+                };
+                if let Ok(f) = fd.map(std::fs::File::from) {
+                    if f.metadata().is_ok_and(|m| m.is_file()) {
+                        f.sync_data().map_err(unwritable)?;
+                    }
+                }
+                Ok(())
             }
             Target::Direct(dest) => {
                 let mut f = std::fs::OpenOptions::new()

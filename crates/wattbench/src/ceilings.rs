@@ -747,7 +747,7 @@ pub fn run(args: CeilingsArgs) -> Result<u8> {
             )));
         }
     }
-    let file = output::prepare(&path)?;
+    let file = output::prepare_beside_stdout(&path, "its table", "write the ceilings to a path")?;
     let stop = Stop::install()?;
     let created_at = chrono::Utc::now().to_rfc3339();
     let started = Instant::now();

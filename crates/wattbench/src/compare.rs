@@ -169,7 +169,11 @@ pub fn run(args: CompareArgs) -> Result<u8> {
     args.settings.options()?;
     if let Some(out) = args.settings.output_path() {
         crate::output::not_an_input(out, &[&args.base, new])?;
-        crate::output::prepare(out)?;
+        crate::output::prepare_beside_stdout(
+            out,
+            "a summary line",
+            "leave out -o to print the comparison there",
+        )?;
     }
     if std::fs::canonicalize(&args.base).is_ok_and(|b| std::fs::canonicalize(new).ok() == Some(b)) {
         return Err(usage(format!(

@@ -283,8 +283,8 @@ fn stopped_by_a_signal(code: i32) -> bool {
 /// the workers' exit codes; `wrote`, how many wrote a result file, of `gpus`. A worker a
 /// signal stopped from outside wrote an interrupted file, and the merged run is interrupted
 /// too (its code, as `run`'s interrupt comes before its failures); a worker's internal error
-/// (its exit 2 after writing its completed cases) is the parent's; else 1 when a worker
-/// failed, wrote nothing or ended otherwise (4: its file went to a fallback; a crash), 3 when
+/// (its exit 2 after writing its completed cases, every worker's file merged) is the
+/// parent's; else 1 when a worker failed, wrote nothing or ended otherwise (4: its file went to a fallback; a crash), 3 when
 /// nothing ran on any GPU, 0.
 fn exit_code(stopped: Option<u8>, codes: &[i32], wrote: usize, gpus: usize) -> u8 {
     if let Some(code) = stopped {
@@ -293,14 +293,14 @@ fn exit_code(stopped: Option<u8>, codes: &[i32], wrote: usize, gpus: usize) -> u
     if let Some(&c) = codes.iter().find(|&&c| stopped_by_a_signal(c)) {
         return c as u8;
     }
+    let known = |c: i32| c == 0 || c == 1 || c == i32::from(crate::run::EXIT_NOTHING_RAN);
+    if codes.contains(&1) || wrote < gpus {
+        return 1;
+    }
     if codes.contains(&2) {
         return 2;
     }
-    let known = |c: i32| c == 0 || c == 1 || c == i32::from(crate::run::EXIT_NOTHING_RAN);
     if codes.iter().any(|&c| !known(c)) {
-        return 1;
-    }
-    if codes.contains(&1) || wrote < gpus {
         1
     } else if codes
         .iter()
@@ -322,7 +322,17 @@ pub fn run(
     record: Option<Option<&Path>>,
 ) -> Result<u8> {
     let gpus = chosen(list)?;
-    let file = crate::output::prepare(output)?;
+    let file = crate::output::prepare_beside_stdout(
+        output,
+        "its workers' tables",
+        "write the merged file to a path",
+    )?;
+    if record.is_some() && !file.is_regular_file() {
+        return Err(usage(format!(
+            "--record reads the result file back: give -o a file path, not {}",
+            output.display()
+        )));
+    }
     // The workers' files, beside the output; removed at the end.
     let dir = Workdir(output.with_extension(format!("workers-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)
@@ -687,6 +697,11 @@ mod tests {
         // A worker's internal error after its completed cases (run's exit 2) is the parent's;
         // any other ending (4: its file in a fallback; a crash) fails it, files or not.
         assert_eq!(exit_code(None, &[0, 2], 2, 2), 2);
+        assert_eq!(
+            exit_code(None, &[0, 2], 1, 2),
+            1,
+            "the worker that ended 2 wrote nothing"
+        );
         assert_eq!(exit_code(None, &[0, 4], 2, 2), 1);
         assert_eq!(exit_code(None, &[101, 3], 2, 2), 1);
     }

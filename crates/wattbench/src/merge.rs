@@ -49,7 +49,11 @@ pub fn run(args: MergeArgs) -> Result<u8> {
         chrono::Utc::now().to_rfc3339(),
     )
     .map_err(|e| usage(e.to_string()))?;
-    let file = output::prepare(&args.output)?;
+    let file = output::prepare_beside_stdout(
+        &args.output,
+        "what it merged",
+        "write the merged file to a path",
+    )?;
     output::commit(file, serde_json::to_string_pretty(&merged)?.as_bytes())?;
     crate::signals::quiet_broken_pipe();
     let mut machines: Vec<String> = merged

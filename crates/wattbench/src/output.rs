@@ -58,6 +58,25 @@ pub fn prepare(path: &Path) -> anyhow::Result<OutputFile> {
     OutputFile::prepare(path).map_err(|e| UsageError(e.to_string()).into())
 }
 
+/// [`prepare`] for a command that prints `prints` on standard output besides writing the file:
+/// `-o /dev/stdout` would mix the two, and is refused (`instead` says what to do).
+pub fn prepare_beside_stdout(
+    path: &Path,
+    prints: &str,
+    instead: &str,
+) -> anyhow::Result<OutputFile> {
+    let file = prepare(path)?;
+    if file.is_standard_output() {
+        return Err(UsageError(format!(
+            "-o {}: this command prints {prints} on standard output, which would mix with the \
+             document; {instead}",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(file)
+}
+
 /// Write `bytes` into the prepared file.
 pub fn commit(file: OutputFile, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(file.commit(bytes)?)

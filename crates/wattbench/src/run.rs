@@ -282,13 +282,34 @@ fn plan(args: &mut RunArgs) -> Result<Plan> {
 /// suite's name is none) and the history database `--record` adds it to.
 fn read_by(args: &RunArgs) -> Vec<PathBuf> {
     let suite = Path::new(&args.suite);
+    let builtin = suite::builtin_names().contains(&args.suite.as_str());
     let db = (args.record.as_ref()).map(|db| crate::history::db_path(db.as_deref()));
-    suite
-        .is_file()
+    (suite.is_file() && !builtin)
         .then(|| suite.to_path_buf())
         .into_iter()
         .chain(db)
         .collect()
+}
+
+/// `--record DB` at the output's own path, both new (which [`output::not_an_input`] cannot
+/// see: neither exists yet): the result would be written where the history goes.
+fn output_is_the_history(args: &RunArgs, path: &Path) -> Result<()> {
+    let Some(db) = args.record.as_ref() else {
+        return Ok(());
+    };
+    let db = crate::history::db_path(db.as_deref());
+    let place = |p: &Path| {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = std::fs::canonicalize(dir.unwrap_or(Path::new("."))).ok()?;
+        Some(dir.join(p.file_name()?))
+    };
+    if place(&db).is_some_and(|d| Some(d) == place(path)) {
+        return Err(usage(format!(
+            "-o {} is the history database --record adds the run to; give another output path",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `run --devices`: the options are checked here, as the workers will read them (on their
@@ -324,6 +345,7 @@ fn run_devices(mut args: RunArgs) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| output::default_path(&suite_label(&args.suite)));
     output::not_an_input(&path, &read_by(&args))?;
+    output_is_the_history(&args, &path)?;
     crate::devices::run(
         &args.devices,
         args.devices_sequential,
@@ -371,7 +393,18 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| output::default_path(&suite_label(&suite.name)));
     output::not_an_input(&path, &read_by(&args))?;
-    let file = output::prepare(&path)?;
+    output_is_the_history(&args, &path)?;
+    let file = output::prepare_beside_stdout(
+        &path,
+        "its table (or, with --json, the document itself)",
+        "write the file to a path, or use --json alone",
+    )?;
+    if args.record.is_some() && !file.is_regular_file() {
+        return Err(usage(format!(
+            "--record reads the result file back: give -o a file path, not {}",
+            path.display()
+        )));
+    }
     let stop = Stop::install()?;
 
     let config = Config::Run(RunConfig {

@@ -425,7 +425,11 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         .output
         .clone()
         .unwrap_or_else(|| output::default_path(&format!("train-{}", opts.model.kind().as_str())));
-    let file = output::prepare(&path)?;
+    let file = output::prepare_beside_stdout(
+        &path,
+        "its summary (or, with --json, the document itself)",
+        "write the file to a path, or use --json alone",
+    )?;
     let stop = Stop::install()?;
 
     let meters = Arc::new(args.meters.discover()?);

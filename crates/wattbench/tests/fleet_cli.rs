@@ -251,7 +251,7 @@ fn devices_checks_the_options_before_starting_workers() {
         .args(["run", "--devices", "0,,1", "-o", s(&out)])
         .output()
         .unwrap();
-    usage_error(&o, "--devices");
+    usage_error(&o, "has an empty item");
     // Options that are right get as far as the GPUs.
     usage_error(
         &devices(&["--device", "cuda", "--suite", "quick"]),

@@ -26,9 +26,6 @@ fn two_runs(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("a.json"), b)
 }
 
-/// (Audit item 1.) `merge a b -o a`, `merge DIR -o DIR/a.json`, `export X -o X`, `report X -o
-/// X`, `compare A B -o A` destroyed their input. Each is refused with exit 2, through a link
-/// too, and every input is left byte for byte as it was.
 /// `run -o` naming its own suite file, or the history database `--record` adds to, replaced
 /// it with the result (exit 0; the history was lost with a warning): refused, both kept.
 #[test]
@@ -61,6 +58,29 @@ fn a_run_never_writes_over_its_suite_or_its_history() {
         std::fs::read(&db).unwrap(),
         b"not yet a database, but the history's path"
     );
+    // Both new, at one path; a record from a stream it cannot read back; the document mixed
+    // with the table on standard output.
+    let new = d.join("new.sqlite");
+    for (extra, said) in [
+        (
+            vec!["--record", s(&new), "-o", s(&new)],
+            "is the history database --record adds the run to",
+        ),
+        (
+            vec!["--record", s(&new), "-o", "/dev/null"],
+            "--record reads the result file back",
+        ),
+        (
+            vec!["--json", "-o", "/dev/stdout"],
+            "would mix with the document",
+        ),
+    ] {
+        let mut args = vec!["run", "--suite", &suite, "--backend", "reference"];
+        args.extend(extra);
+        args.extend(common::FAST);
+        usage_error(&wattbench(&args), said);
+        assert!(!new.exists());
+    }
 }
 
 /// A file name that is not UTF-8 (clap takes it for a path) made the recording of the command
@@ -135,6 +155,9 @@ fn list_options_with_an_item_that_cannot_be_are_refused() {
     assert!(!out.exists());
 }
 
+/// (Audit item 1.) `merge a b -o a`, `merge DIR -o DIR/a.json`, `export X -o X`, `report X -o
+/// X`, `compare A B -o A` destroyed their input. Each is refused with exit 2, through a link
+/// too, and every input is left byte for byte as it was.
 #[test]
 fn an_output_that_is_an_input_is_refused_and_the_input_kept() {
     let dir = tempfile::tempdir().unwrap();
