@@ -271,10 +271,10 @@ cp "$exe" "$bundle/wattbench"
 cp "$cuda_tests" "$bundle/wattbench-cuda-gpu-tests"
 # Debug info only: the symbol table stays, so backtraces keep function names.
 strip --strip-debug "$bundle/wattbench" "$bundle/wattbench-cuda-gpu-tests"
-cp scripts/gpu-check.sh scripts/gpu-env.sh scripts/profile-gemm.sh "$bundle/"
-chmod +x "$bundle/gpu-check.sh" "$bundle/profile-gemm.sh"
+cp scripts/gpu-check.sh scripts/gpu-env.sh scripts/profile-gemm.sh scripts/wb "$bundle/"
+chmod +x "$bundle/gpu-check.sh" "$bundle/profile-gemm.sh" "$bundle/wb"
 # The scripts get one run on the GPU machine: a syntax error must stop the build here.
-for f in gpu-check.sh gpu-env.sh profile-gemm.sh; do
+for f in gpu-check.sh gpu-env.sh profile-gemm.sh wb; do
   bash -n "$bundle/$f" || die "$f has a syntax error"
 done
 cp -r benchmarks "$bundle/benchmarks"

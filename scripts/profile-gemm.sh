@@ -17,14 +17,16 @@
 #      Llama-2-7B MLP GEMMs at T = 1, 16, 4096: 8 cases) on cuda-wgmma, cuda-wgmma-c2 (clusters
 #      of two sharing B by multicast), cuda and cublas side by side in one run, every case
 #      verified first, with NVML energy over windows of at least 3 s: 32 case x backend runs
-#      of about 3.5 s each, plus start-up and idle power before and after: ~125 s (<= 160);
+#      of about 3.5 s each, plus start-up and idle power before and after: ~125 s (at most
+#      160, and leaving 80 s for step 2 where the budget allows);
 #      hopper-gemm.json and hopper-gemm.md (TFLOP/s, GFLOP/J, clocks and throttle reasons);
 #      a wgmma backend that faults in its generic check runs alone after the others
 #      (hopper-gemm.<backend>.json), so its fault cannot cost them their results;
 #   2. Nsight Compute (`ncu --clock-control none`, which leaves the clocks alone) on one
-#      8192^3 bf16 product of each backend, cuBLAS (the baseline) first, then cuda-wgmma,
+#      8192^3 bf16 product of each backend, cuda-wgmma first, then cuBLAS (the baseline),
 #      cuda-wgmma-c2 and cuda: speed of light, compute and memory workload, occupancy, warp
-#      states, executed instruction mix (HGMMA = wgmma, HMMA = mma.sync): ncu.txt; 60 s
+#      states, executed instruction mix (HGMMA = wgmma, HMMA = mma.sync), every section's
+#      details where ncu knows --print-details: ncu.txt; 60 s
 #      each, skipped when under 30 s are left                              ~4 x 20 = ~80 s
 #   3. a summary: summary.txt (ours / cuBLAS per case, the profile's headline figures).
 # Total of the estimates: about 215 s of the 240.
@@ -211,10 +213,17 @@ suite_run() { # BACKENDS OUTPUT SECONDS
 }
 # 32 runs of about 3.5 s (a 3 s energy window, verification, warm-up) and about 10 s of
 # start-up and idle power: about 125 s.
+# Nsight Compute's four profiles (step 2, the point of this script) keep about 20 s each: the
+# suite gets what is left above that, at most 160 s, at least 60 (a short budget then leaves
+# the profiles less, and the last ones are skipped).
+ncu_reserve=80
+suite_s=$(($(left) - ncu_reserve))
+[ "$suite_s" -gt 160 ] && suite_s=160
+[ "$suite_s" -lt 60 ] && suite_s=60
 if [ -z "$alone" ]; then
-  suite_run "$backends" "$work/hopper-gemm.json" 160
+  suite_run "$backends" "$work/hopper-gemm.json" "$suite_s"
 else
-  suite_run "$backends" "$work/hopper-gemm.json" 110
+  suite_run "$backends" "$work/hopper-gemm.json" $((suite_s * 2 / 3))
   for wb in $alone; do
     suite_run "$wb" "$work/hopper-gemm.$wb.json" 45
   done
@@ -241,16 +250,22 @@ t0=$(date +%s)
   elif [ "$gpu" != 1 ]; then
     echo "SKIP ncu: no GPU"
   else
-    # cuBLAS, the baseline, first. Our kernels by name; cuBLAS launches nothing else in its
-    # case, so its first kernel after the verification call is the GEMM. A wgmma backend that
-    # faulted in its generic check is not profiled (its fault would end the profile too).
-    for spec in "cublas regex:." "cuda-wgmma regex:gemm_wgmma" "cuda-wgmma-c2 regex:gemm_wgmma_c2" "cuda regex:gemm_tc"; do
+    # Our Hopper kernel first (what this profile is for), then cuBLAS, the baseline: when the
+    # budget runs short, the later ones are the ones left out. Our kernels by name; cuBLAS
+    # launches nothing else in its case, so its first kernel after the verification call is the
+    # GEMM. A wgmma backend that faulted in its generic check is not profiled (its fault would
+    # end the profile too). Every section's body (instruction mix, warp stalls), where this
+    # ncu knows --print-details.
+    details=()
+    ncu_help=$("$ncu" --help 2>&1)
+    grep -q -- '--print-details' <<<"$ncu_help" && details=(--print-details all)
+    for spec in "cuda-wgmma regex:gemm_wgmma" "cublas regex:." "cuda-wgmma-c2 regex:gemm_wgmma_c2" "cuda regex:gemm_tc"; do
       b=${spec%% *}
       k=${spec#* }
       echo "#### $b ($k)"
       case " $alone " in *" $b "*) echo "SKIP: $b faulted in its generic check"; continue ;; esac
       if [ "$(left)" -lt 30 ]; then echo "SKIP: the time budget is spent"; continue; fi
-      WB_KILL_AFTER=10 limit 60 "$ncu" --clock-control none --kernel-name "$k" --launch-skip 1 --launch-count 1 \
+      WB_KILL_AFTER=10 limit 60 "$ncu" --clock-control none "${details[@]}" --kernel-name "$k" --launch-skip 1 --launch-count 1 \
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
         --section Occupancy --section LaunchStats --section WarpStateStats --section InstructionStats \
         "$bin" run --suite "$scratch/one.toml" --backend "$b" --device cuda:0 --no-nvml \

@@ -16,7 +16,12 @@
 //!   figure are not), the same meters added (`total_includes`: another `--gpus`, or a counter
 //!   that could not be read, changes what the total covers) and, for an estimate, the same
 //!   model inputs (its TDP and threads: a changed TDP moves the figure without any change of
-//!   code). Rows say which sources they compare (`source`). Each result file holds one energy
+//!   code); the same domains without a reading (a PARTIAL total covers the others only: it is
+//!   neither a whole total nor one partial in another way), and host counters shared alike
+//!   (counters that also counted other GPU workers' host work, the note `run --devices` writes,
+//!   are not one case's). Rows say which sources they compare and whether the totals are
+//!   partial or shared (`source`, `measured, PARTIAL: without dram-0`; as fields,
+//!   `missing_domains` and `host_counters_shared_by`). Each result file holds one energy
 //!   window per case (a mean over the window), so a side has as many energy values as files.
 //!   With at least two windows per side: Welch's t-test and t-interval on the logarithms of
 //!   the per-window values (the ratio is of geometric means; `base` and `new` are geometric
@@ -41,7 +46,9 @@
 //! [`Comparison::not_compared`] with the reason, as is a metric one side has and the other
 //! lacks, or energy from different sources. Cases found on one side only are listed under
 //! [`Comparison::unmatched`]; nothing is dropped silently. A case ok on base that failed in a
-//! new run (and never failed on base), or that new skipped in every run or lacks, is also in
+//! new run (when base never failed it, or new passed it in no run: a base that also failed
+//! it only makes a failure flaky while new still passes it sometimes), or that new skipped
+//! in every run or lacks, is also in
 //! [`Comparison::regressed`]: a failure there fails the gate like a `slower` row
 //! ([`Comparison::fails_gate`]), a lost case too when both sides ran the same options (`ab`).
 //!
@@ -444,9 +451,93 @@ pub struct CaseComparison {
     /// How the verdict was reached.
     pub method: Method,
     /// Energy rows: the sources the totals add (`measured`, `estimated`, ...), which both
-    /// sides share: an estimate's change is the model's, not a measurement's.
+    /// sides share: an estimate's change is the model's, not a measurement's; then, when the
+    /// totals are PARTIAL or their host counters were shared, that too (`measured, PARTIAL:
+    /// without dram-0`, `measured, host counters shared by 4 GPU workers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Energy rows: the domains of both sides' totals that had no reading, sorted: the
+    /// totals compared are PARTIAL (of the other domains only), alike on both sides. Absent
+    /// when whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_domains: Vec<String>,
+    /// Energy rows: the GPU workers that ran at once on both sides, whose host work the
+    /// totals' host counters (CPU package, DRAM) counted too, not this case's alone. Absent
+    /// when they were not shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_counters_shared_by: Option<u32>,
+}
+
+/// What an energy total is a total of, as `compare` tells quantities apart: the record's
+/// [`EnergyBasis`] (sources, meters added, the estimate's inputs), the domains of the total
+/// that had no reading (a PARTIAL total, of the others only) and whether its host counters
+/// counted other GPU workers' host work too. Two totals are compared only when all of it
+/// agrees; an energy row carries what both sides share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TotalBasis {
+    /// The sources, the meters added and the estimate's inputs.
+    basis: EnergyBasis,
+    /// Domains that count toward the total but had no reading, sorted: while any is, the
+    /// total is PARTIAL (it covers the other domains only). Empty when whole.
+    missing: Vec<String>,
+    /// GPU workers that ran at once while it was measured, when its host counters (CPU
+    /// package, DRAM) counted all their host work (the note `wattbench run --devices` writes on
+    /// such cases); `None` when they did not.
+    shared_by: Option<u32>,
+}
+
+impl TotalBasis {
+    /// The basis of one case's energy record.
+    fn of(e: &CaseEnergy) -> TotalBasis {
+        let mut missing: Vec<String> = e.missing_domains().into_iter().map(String::from).collect();
+        missing.sort();
+        TotalBasis {
+            basis: e.basis(),
+            missing,
+            shared_by: e.notes.iter().find_map(|n| shared_by(n)),
+        }
+    }
+
+    /// `whole`, or `PARTIAL: without dram-0, gpu0`.
+    fn coverage(&self) -> String {
+        if self.missing.is_empty() {
+            "whole".into()
+        } else {
+            format!("PARTIAL: without {}", self.missing.join(", "))
+        }
+    }
+
+    /// `not shared`, or `shared by 4 GPU workers`.
+    fn sharing(&self) -> String {
+        match self.shared_by {
+            None => "not shared".into(),
+            Some(n) => format!("shared by {n} GPU workers"),
+        }
+    }
+
+    /// The sources, then what a reader of the figure must know: `measured`, `measured,
+    /// PARTIAL: without dram-0`, `measured, host counters shared by 4 GPU workers`.
+    fn label(&self) -> String {
+        let mut out = self.basis.sources.clone();
+        if !self.missing.is_empty() {
+            out.push_str(&format!(", {}", self.coverage()));
+        }
+        if self.shared_by.is_some() {
+            out.push_str(&format!(", host counters {}", self.sharing()));
+        }
+        out
+    }
+}
+
+/// The workers `N` of a note `measured while N GPU workers ran at once: ...`, the words
+/// `wattbench run --devices` writes on the cases whose total adds a host counter when its
+/// workers ran at once.
+fn shared_by(note: &str) -> Option<u32> {
+    let rest = note.strip_prefix("measured while ")?;
+    let (n, rest) = rest.split_once(' ')?;
+    rest.starts_with("GPU workers ran at once")
+        .then(|| n.parse().ok())
+        .flatten()
 }
 
 /// Cases found on one side only.
@@ -473,7 +564,8 @@ pub struct NotCompared {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Broken {
-    /// Failed (wrong result or an error) in a new run; base never failed it.
+    /// Failed (wrong result or an error) in a new run, and either base never failed it or
+    /// new passed it in no run.
     Failed,
     /// Skipped in every new run.
     Skipped,
@@ -789,6 +881,8 @@ impl Collector<'_> {
             runs: [b_runs.len(), n_runs.len()],
             method: Method::RankTest,
             source: None,
+            missing_domains: Vec::new(),
+            host_counters_shared_by: None,
         });
     }
 
@@ -821,11 +915,11 @@ impl Collector<'_> {
     }
 
     fn energy(&mut self, id: &str, b: &[&Entry<'_>], n: &[&Entry<'_>]) {
-        type Window = (Interval, EnergyBasis);
+        type Window = (Interval, TotalBasis);
         let windows = |es: &[&Entry<'_>]| -> Vec<Window> {
             es.iter()
                 .filter_map(|e| e.energy)
-                .filter_map(|en| en.total_joules_per_iter.map(|iv| (iv, en.basis())))
+                .filter_map(|en| en.total_joules_per_iter.map(|iv| (iv, TotalBasis::of(en))))
                 .filter(|(iv, _)| iv.value.is_finite())
                 .collect()
         };
@@ -842,25 +936,43 @@ impl Collector<'_> {
             );
         }
         // The same quantity on both sides, or no comparison: the same sources, the same
-        // meters added, and for an estimate the same model.
-        type Part = fn(&EnergyBasis) -> &str;
-        let parts: [(&str, Part, &str); 3] = [
-            ("sources", |x| &x.sources, "not the same quantity"),
+        // domains without a reading, the same meters added, for an estimate the same model,
+        // and host counters shared alike.
+        type Part = fn(&TotalBasis) -> String;
+        let parts: [(&str, Part, &str); 5] = [
+            (
+                "sources",
+                |x| x.basis.sources.clone(),
+                "not the same quantity",
+            ),
+            (
+                "coverage",
+                TotalBasis::coverage,
+                "a PARTIAL total leaves out the domains that had no reading, so it is not the \
+                 same quantity as a whole total, nor as one partial in another way",
+            ),
             (
                 "meters",
-                |x| &x.meters,
+                |x| x.basis.meters.clone(),
                 "the totals add different meters (another --gpus, a counter that could not \
                  be read), not the same quantity",
             ),
             (
                 "estimate models",
-                |x| &x.model,
+                |x| x.basis.model.clone(),
                 "the estimate's inputs changed (its TDP or threads), so its figures moved by \
                  the model, not by the code",
             ),
+            (
+                "host counters",
+                TotalBasis::sharing,
+                "host counters (CPU package, DRAM) shared by GPU workers that ran at once \
+                 count every worker's host work, not this case's alone (--devices-sequential \
+                 runs them one after another)",
+            ),
         ];
         for (what, part, why) in parts {
-            let label = |w: &[Window]| distinct(w.iter().map(|(_, x)| part(x).to_string()));
+            let label = |w: &[Window]| distinct(w.iter().map(|(_, x)| part(x)));
             let (bl, nl) = (label(&bw), label(&nw));
             if bl != nl || bl.len() > 1 {
                 let show = |l: Vec<String>| {
@@ -881,7 +993,9 @@ impl Collector<'_> {
                 );
             }
         }
-        let source = Some(bw[0].1.sources.clone());
+        let basis = &bw[0].1;
+        let source = Some(basis.label());
+        let (missing_domains, host_counters_shared_by) = (basis.missing.clone(), basis.shared_by);
         let values = |w: &[Window]| -> Vec<f64> { w.iter().map(|(iv, _)| iv.value).collect() };
         if bw.len() >= 2 && nw.len() >= 2 {
             // One value per window, each window its own run: Welch on the logarithms.
@@ -907,6 +1021,8 @@ impl Collector<'_> {
                 runs: [bw.len(), nw.len()],
                 method: Method::WelchLog,
                 source,
+                missing_domains,
+                host_counters_shared_by,
             });
             return;
         }
@@ -945,6 +1061,8 @@ impl Collector<'_> {
             runs: [bw.len(), nw.len()],
             method: Method::MeterInterval,
             source,
+            missing_domains,
+            host_counters_shared_by,
         });
     }
 
@@ -1015,6 +1133,8 @@ impl Collector<'_> {
             runs: [bv.len(), nv.len()],
             method: Method::Threshold,
             source: None,
+            missing_domains: Vec::new(),
+            host_counters_shared_by: None,
         });
     }
 
@@ -1029,9 +1149,12 @@ impl Collector<'_> {
                 .find(|e| e.status == s)
                 .map(|e| e.reason.unwrap_or("no reason given").to_string())
         };
-        let base_failed = b.iter().any(|e| e.status == Status::Failed);
+        // A base that failed it too makes a new failure flaky rather than new's, but only
+        // while new still passes it in some run: one new never passes is a failure, however
+        // often base failed it (as one new skipped in every run is lost).
+        let lenient = b.iter().any(|e| e.status == Status::Failed) && !no.is_empty();
         if !bo.is_empty() {
-            if let (Some(reason), false) = (first(n, Status::Failed), base_failed) {
+            if let (Some(reason), false) = (first(n, Status::Failed), lenient) {
                 self.regressed.push(Regressed {
                     id: id.into(),
                     how: Broken::Failed,
@@ -1726,6 +1849,8 @@ mod tests {
             runs: [4, 4],
             method: Method::RankTest,
             source: None,
+            missing_domains: Vec::new(),
+            host_counters_shared_by: None,
         };
         // 30 time tests that found nothing, then one clear energy test of p = 0.001 among
         // three: adjusted over its own family, 0.001 * 3 / 1; over all 33 it would be 0.033.
@@ -1793,6 +1918,128 @@ mod tests {
         );
     }
 
+    /// A measured total of `value` J per call over the domains `read`, with the domains
+    /// `unread` of the total without a reading (a PARTIAL total when any).
+    fn measured(value: f64, read: &[&str], unread: &[&str]) -> CaseEnergy {
+        use wattbench_core::testing::domain_row;
+        let mut e = energy(value, 0.01 * value, Source::Measured);
+        let share = value / read.len() as f64;
+        e.domains = (read.iter())
+            .map(|n| domain_row(n, Source::Measured, true, Some(share)))
+            .chain((unread.iter()).map(|n| domain_row(n, Source::Unsupported, true, None)))
+            .collect();
+        e.total_includes = read.iter().map(|n| format!("{n} (measured)")).collect();
+        e
+    }
+
+    /// What `devices` writes on the cases of GPU workers that ran at once.
+    const SHARED: &str = "measured while 4 GPU workers ran at once: the host counters in \
+        this total (CPU package, DRAM) counted every worker's host work, not this case's \
+        alone (--devices-sequential runs them one after another)";
+
+    fn energy_reason(c: &Comparison) -> String {
+        (c.not_compared.iter())
+            .find(|n| n.metric == Some(Metric::Energy))
+            .map(|n| n.reason.clone())
+            .unwrap_or_default()
+    }
+
+    /// Both sides without a DRAM reading: the same quantity, compared, but the row must not
+    /// read as a whole total.
+    #[test]
+    fn energy_partial_the_same_way_on_both_sides_says_so_in_its_row() {
+        let one = |e: CaseEnergy| set(vec![with_energy(Some(e))]);
+        let partial = |v| measured(v, &["cpu-package-0"], &["dram-0"]);
+        let c = compare(
+            &one(partial(10.0)),
+            &one(partial(13.0)),
+            &Options::default(),
+        )
+        .unwrap();
+        let r = rows(&c, Metric::Energy)[0];
+        assert_eq!(
+            r.source.as_deref(),
+            Some("measured, PARTIAL: without dram-0")
+        );
+        // The same as fields, for a reader of the document.
+        assert_eq!(
+            (r.missing_domains.as_slice(), r.host_counters_shared_by),
+            (&["dram-0".to_string()][..], None)
+        );
+        let back: Comparison = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(back, c);
+        let table = crate::render::table(&c);
+        assert!(
+            table.contains("energy (measured, PARTIAL: without dram-0)"),
+            "{table}"
+        );
+        // A whole total is labelled as before.
+        let whole = |v| measured(v, &["cpu-package-0", "dram-0"], &[]);
+        let c = compare(&one(whole(10.0)), &one(whole(13.0)), &Options::default()).unwrap();
+        assert_eq!(
+            rows(&c, Metric::Energy)[0].source.as_deref(),
+            Some("measured")
+        );
+    }
+
+    /// Totals that add the same meters but are not the same quantity: one leaves out a domain
+    /// that had no reading, or counted the host work of other GPU workers.
+    #[test]
+    fn energy_partial_in_other_ways_or_on_shared_host_counters_is_not_compared() {
+        let one = |e: CaseEnergy| set(vec![with_energy(Some(e))]);
+        let pkg = |v, unread: &[&str]| measured(v, &["cpu-package-0"], unread);
+        // Base's GPU counter had no reading; new had no GPU meter: both add the package alone.
+        let c = compare(
+            &one(pkg(10.0, &["gpu0"])),
+            &one(pkg(10.0, &[])),
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(rows(&c, Metric::Energy).is_empty(), "{:?}", c.cases);
+        let why = energy_reason(&c);
+        assert!(
+            why.contains("base PARTIAL: without gpu0; new whole"),
+            "{why}"
+        );
+        // Partial in different ways.
+        let c = compare(
+            &one(pkg(10.0, &["gpu0"])),
+            &one(pkg(10.0, &["gpu1"])),
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(rows(&c, Metric::Energy).is_empty(), "{:?}", c.cases);
+        let why = energy_reason(&c);
+        assert!(
+            why.contains("PARTIAL: without gpu0") && why.contains("PARTIAL: without gpu1"),
+            "{why}"
+        );
+        // Host counters shared by 4 workers on new only.
+        let mut shared = pkg(10.0, &[]);
+        shared.notes.push(SHARED.into());
+        let c = compare(
+            &one(pkg(10.0, &[])),
+            &one(shared.clone()),
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(rows(&c, Metric::Energy).is_empty(), "{:?}", c.cases);
+        let why = energy_reason(&c);
+        assert!(
+            why.contains("base not shared; new shared by 4 GPU workers"),
+            "{why}"
+        );
+        // Shared alike on both sides: compared, and the row says so.
+        let c = compare(&one(shared.clone()), &one(shared), &Options::default()).unwrap();
+        let r = rows(&c, Metric::Energy)[0];
+        assert_eq!(
+            r.source.as_deref(),
+            Some("measured, host counters shared by 4 GPU workers")
+        );
+        assert_eq!(r.host_counters_shared_by, Some(4));
+        assert!(r.missing_domains.is_empty());
+    }
+
     #[test]
     fn a_case_new_failed_skipped_or_lost_fails_the_gate() {
         let ok = |id: &str| case(id, noisy(1e-3, 20, 1));
@@ -1829,13 +2076,55 @@ mod tests {
         let lost_only = set(vec![run(vec![ok("a"), ok("b"), ok("c")])]);
         let c = compare(&base, &lost_only, &Options::default()).unwrap();
         assert!(!c.fails_gate(false) && c.fails_gate(true));
-        // A case base also failed is not new's regression.
+        // A case base also failed, that new still passes in some runs, is flaky on both
+        // sides: not new's regression.
         let flaky = set(vec![
             run(vec![ok("a"), ok("b")]),
             run(vec![ok("a"), with("b", Status::Failed, "flaky")]),
         ]);
-        let c = compare(&flaky, &new, &Options::default()).unwrap();
+        let flaky_new = set(vec![
+            run(vec![ok("a"), with("b", Status::Failed, "flaky")]),
+            run(vec![ok("a"), ok("b")]),
+        ]);
+        let c = compare(&flaky, &flaky_new, &Options::default()).unwrap();
         assert!(c.regressed.iter().all(|r| r.id != "b"), "{:?}", c.regressed);
+        assert!(!c.fails_gate(true));
+        // But one new never passes is a failure, however flaky base was.
+        let c = compare(&flaky, &new, &Options::default()).unwrap();
+        assert!(
+            c.regressed
+                .iter()
+                .any(|r| r.id == "b" && r.how == Broken::Failed),
+            "{:?}",
+            c.regressed
+        );
+    }
+
+    /// The review's case: base passed it in 3 runs of 4, new failed it in all 4. That a
+    /// base run failed too must not hide it (a case new skipped every time fails the gate;
+    /// one it failed every time must as well).
+    #[test]
+    fn a_case_new_failed_in_every_run_fails_the_gate_however_base_flaked() {
+        let ok = || case("x", noisy(1e-3, 20, 1));
+        let failed = || {
+            let mut c = ok();
+            c.status = Status::Failed;
+            c.reason = Some("relative error 0.3 above 1e-4".into());
+            c.time = None;
+            c
+        };
+        let base = set(vec![
+            run(vec![ok()]),
+            run(vec![ok()]),
+            run(vec![failed()]),
+            run(vec![ok()]),
+        ]);
+        let new = set((0..4).map(|_| run(vec![failed()])).collect());
+        let c = compare(&base, &new, &Options::default()).unwrap();
+        assert_eq!(c.summary.failed, 1, "{:?}", c.regressed);
+        assert_eq!(c.regressed[0].how, Broken::Failed);
+        assert!(c.regressed[0].reason.contains("relative error 0.3"));
+        assert!(c.fails_gate(true) && c.fails_gate(false));
     }
 
     #[test]

@@ -124,7 +124,9 @@ fn rows(run: &RunFile) -> Vec<Row<'_>> {
 /// `energy-estimated-measured` (sources sorted) otherwise; and, when a metered domain had no
 /// reading in this run (the total is of the others), `-without-` and those domains
 /// (`energy-without-gpu0`): a night whose GPU counter failed is not an 80 % improvement of
-/// `energy`.
+/// `energy`. The name does not list the meters added nor an estimate's TDP and threads (a
+/// Bencher measure has at most 64 characters, and these names are documented in `wattbench
+/// export --help`): the github entry's `extra` and the CSV's `energy_basis` give them.
 pub fn energy_measure(e: &CaseEnergy) -> String {
     let mut sources: Vec<&str> = e.total_sources.iter().map(|s| s.as_str()).collect();
     sources.sort_unstable();
@@ -152,6 +154,19 @@ pub fn energy_measure(e: &CaseEnergy) -> String {
         name.push_str(&missing.join("-"));
     }
     name
+}
+
+/// What a total is a total of, in words: its [`basis`](CaseEnergy::basis) label, then, when a
+/// domain of it had no reading, `; PARTIAL: without gpu0` (the total of the others must not
+/// pass for the whole).
+fn basis_text(e: &CaseEnergy) -> String {
+    let missing = e.missing_domains();
+    let label = e.basis().label();
+    if missing.is_empty() {
+        label
+    } else {
+        format!("{label}; PARTIAL: without {}", missing.join(", "))
+    }
 }
 
 fn energy_total(r: &Row<'_>) -> Option<Interval> {
@@ -249,26 +264,20 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
                 )),
             });
         }
-        if let Some(iv) = energy_total(r) {
-            let sources: Vec<&str> = r
-                .energy
-                .map(|e| e.total_sources.iter().map(|s| s.as_str()).collect())
-                .unwrap_or_default();
+        if let (Some(iv), Some(e)) = (energy_total(r), r.energy) {
             // Named after its sources, like the Bencher measure: one series, one kind.
-            let measure = r
-                .energy
-                .map_or(measures::ENERGY.to_string(), energy_measure);
+            let measure = energy_measure(e);
             out.push(GithubEntry {
                 name: format!("{} ({})", r.id, measure.replace('-', " ")),
                 unit: "J".into(),
                 value: iv.value,
                 range: Some(range(iv.value, iv.low, iv.high)),
                 extra: Some(format!(
-                    "joules per {}, {} – {} J; sources: {}; {place}",
-                    r.energy.map_or("call", |e| e.unit.as_str()),
+                    "joules per {}, {} – {} J; total of: {}; {place}",
+                    e.unit,
                     units::sig(iv.low),
                     units::sig(iv.high),
-                    sources.join(", ")
+                    basis_text(e)
                 )),
             });
         }
@@ -290,8 +299,11 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
 }
 
 /// Columns of [`csv`], in order. Times in seconds per call (per step for training runs),
-/// energy in joules per call, memory in bytes; empty when unknown.
-pub const CSV_COLUMNS: [&str; 19] = [
+/// energy in joules per call, memory in bytes; empty when unknown. `energy_j` is the total of
+/// the domains read: when a domain of it had no reading, `energy_missing` names it (`;`
+/// between several) and `energy_basis` ends with `; PARTIAL: without …`, so a partial total
+/// never passes for the whole.
+pub const CSV_COLUMNS: [&str; 20] = [
     "id",
     "kind",
     "status",
@@ -311,6 +323,7 @@ pub const CSV_COLUMNS: [&str; 19] = [
     "host_peak_rss_bytes",
     "device_peak_bytes",
     "energy_basis",
+    "energy_missing",
 ];
 
 /// One CSV field, quoted when RFC 4180 requires it.
@@ -365,7 +378,10 @@ pub fn csv(run: &RunFile) -> String {
             int(r.memory.device_peak_bytes),
             r.energy
                 .filter(|_| e.is_some())
-                .map_or(String::new(), |en| en.basis().label()),
+                .map_or(String::new(), basis_text),
+            r.energy
+                .filter(|_| e.is_some())
+                .map_or(String::new(), |en| en.missing_domains().join(";")),
         ];
         let line: Vec<String> = cells.iter().map(|c| field(c)).collect();
         out.push_str(&line.join(","));
@@ -424,6 +440,89 @@ mod tests {
     }
 
     use super::*;
+
+    /// One CSV record split into its fields (RFC 4180 quoting undone).
+    fn fields(line: &str) -> Vec<String> {
+        let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+        let mut chars = line.chars().peekable();
+        while let Some(ch) = chars.next() {
+            match (ch, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => out.push(std::mem::take(&mut cur)),
+                _ => cur.push(ch),
+            }
+        }
+        out.push(cur);
+        out
+    }
+
+    /// A total whose GPU counter had no reading is the package's alone: the exports must not
+    /// let it pass for the whole (it would read as a drop by the GPU's share).
+    #[test]
+    fn a_partial_total_is_marked_partial_in_the_exports() {
+        use wattbench_core::energy::Source;
+        use wattbench_core::testing::{case_energy, domain_row, run_file, timed_case};
+        let with = |unread: bool| {
+            let mut e = case_energy(1.0, 0.1, Source::Measured);
+            e.domains = vec![domain_row(
+                "cpu-package-0",
+                Source::Measured,
+                true,
+                Some(1.0),
+            )];
+            if unread {
+                e.domains
+                    .push(domain_row("gpu0", Source::Unsupported, true, None));
+            }
+            e.total_includes = vec!["cpu-package-0 (measured)".into()];
+            let mut c = timed_case("c", vec![1.0, 1.1]);
+            c.energy = Some(e);
+            run_file("2025-01-01T00:00:00Z", vec![c])
+        };
+        for unread in [true, false] {
+            let run = with(unread);
+            let text = csv(&run);
+            let records: Vec<Vec<String>> = text
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+                .map(fields)
+                .collect();
+            let header = &records[0];
+            assert_eq!(header.len(), CSV_COLUMNS.len());
+            let col = |name: &str| {
+                (header.iter().position(|h| h == name)).unwrap_or_else(|| panic!("{name}"))
+            };
+            assert_eq!(
+                col("energy_missing"),
+                header.len() - 1,
+                "new columns go last"
+            );
+            let row = &records[1];
+            assert_eq!(row.len(), header.len(), "{row:?}");
+            // The figure of what was read stays, said to be partial.
+            assert_eq!(row[col("energy_j")], "1");
+            let basis = &row[col("energy_basis")];
+            let extra = github(&run)
+                .into_iter()
+                .find(|g| g.unit == "J")
+                .and_then(|g| g.extra)
+                .unwrap();
+            if unread {
+                assert_eq!(row[col("energy_missing")], "gpu0");
+                assert!(basis.ends_with("; PARTIAL: without gpu0"), "{basis}");
+                assert!(extra.contains("PARTIAL: without gpu0"), "{extra}");
+            } else {
+                assert_eq!(row[col("energy_missing")], "");
+                assert!(!basis.contains("PARTIAL"), "{basis}");
+                assert!(!extra.contains("PARTIAL"), "{extra}");
+            }
+            assert!(extra.contains("cpu-package-0 (measured)"), "{extra}");
+        }
+    }
 
     #[test]
     fn github_ranges_keep_both_ends() {

@@ -726,6 +726,26 @@ impl CaseEnergy {
             .filter(|_| self.missing_domains().is_empty())
     }
 
+    /// [`CaseEnergy::whole_gflops_per_joule`] with its interval, from the total's (more
+    /// joules, fewer GFLOP/J): the upper bound is infinite when the total's lower bound is 0.
+    pub fn whole_gflops_per_joule_interval(&self) -> Option<Interval> {
+        let g = self.whole_gflops_per_joule()?;
+        let t = self.whole_total()?;
+        if !(t.value > 0.0 && t.high > 0.0) {
+            return None;
+        }
+        let gflop = g * t.value;
+        Some(Interval {
+            value: g,
+            low: gflop / t.high,
+            high: if t.low > 0.0 {
+                gflop / t.low
+            } else {
+                f64::INFINITY
+            },
+        })
+    }
+
     /// The net figure per call and its uncertainty when the total is whole (as
     /// [`CaseEnergy::whole_gflops_per_joule`]).
     pub fn whole_net(&self) -> Option<(f64, Option<f64>)> {

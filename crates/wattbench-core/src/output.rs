@@ -113,10 +113,11 @@ fn temporary_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 }
 
 impl OutputFile {
-    /// Get ready to write `path`: refuse a directory, create a missing parent folder, and
-    /// prove the location writable (a temporary file beside the target, removed at once; a
-    /// device file or FIFO is checked for write permission and written in place). Nothing is
-    /// left on disk until [`OutputFile::commit`].
+    /// Get ready to write `path`: refuse a directory, and prove the location writable (a
+    /// temporary file beside the target, removed at once; where the folder is missing, a
+    /// temporary folder in the nearest one that exists, as the folder is made only at
+    /// [`OutputFile::commit`]; a device file or FIFO is checked for write permission and
+    /// written in place). Nothing is left on disk until [`OutputFile::commit`].
     pub fn prepare(path: &Path) -> Result<OutputFile, OutputError> {
         let unwritable = |error| OutputError::Unwritable {
             path: path.to_path_buf(),
@@ -184,10 +185,37 @@ impl OutputFile {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir).map_err(unwritable)?;
-        temporary_in(&dir)
-            .and_then(|probe| probe.close())
-            .map_err(unwritable)?;
+        if dir.is_dir() {
+            temporary_in(&dir)
+                .and_then(|probe| probe.close())
+                .map_err(unwritable)?;
+        } else {
+            // A missing folder is made at the commit, not now: a command refused after this
+            // (bad input) leaves nothing behind. The nearest folder that exists must let it
+            // be made: a probe folder there, removed at once.
+            let existing = dir
+                .ancestors()
+                .find(|a| a.as_os_str().is_empty() || a.exists())
+                .map(|a| {
+                    if a.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        a
+                    }
+                })
+                .unwrap_or(Path::new("."));
+            if !existing.is_dir() {
+                return Err(unwritable(std::io::Error::other(format!(
+                    "{} is not a folder",
+                    existing.display()
+                ))));
+            }
+            tempfile::Builder::new()
+                .prefix(".wattbench-")
+                .tempdir_in(existing)
+                .and_then(|probe| probe.close())
+                .map_err(unwritable)?;
+        }
         Ok(OutputFile {
             shown: path.to_path_buf(),
             target: Target::Replace { dir, dest },
@@ -253,6 +281,10 @@ impl OutputFile {
                     .map_err(unwritable)
             }
             Target::Replace { dir, dest } => {
+                // The folder `prepare` found missing (made now: nothing on disk before).
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir).map_err(unwritable)?;
+                }
                 let mut tmp = temporary_in(&dir).map_err(unwritable)?;
                 tmp.write_all(bytes)
                     .and_then(|_| tmp.as_file().sync_all())
@@ -412,12 +444,22 @@ mod tests {
         OutputFile::prepare(&p).unwrap().commit(b"done").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"done");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A missing folder is made by the commit, not by `prepare` (a command refused after
+        // it leaves no empty folder), and a file in the way is refused at once.
+        let deep = dir.path().join("new/sub/r.json");
+        let out = OutputFile::prepare(&deep).unwrap();
+        assert!(!dir.path().join("new").exists());
+        out.commit(b"deep").unwrap();
+        assert_eq!(std::fs::read(&deep).unwrap(), b"deep");
+        let e = OutputFile::prepare(&p.join("sub/x.json")).err().unwrap();
+        assert!(e.to_string().contains("is not a folder"), "{e}");
     }
 
     #[test]
     fn a_commit_that_fails_after_the_work_saves_a_fallback() {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
         let out = OutputFile::prepare(&sub.join("r.json")).unwrap();
         // The folder goes away during the work, and a file takes its place.
         std::fs::remove_dir(&sub).unwrap();
@@ -454,6 +496,29 @@ mod tests {
         let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let e = OutputFile::prepare(&sock).err().expect("refused");
         assert!(e.to_string().contains("socket"), "{e}");
+    }
+
+    #[test]
+    fn another_descriptor_open_on_a_file_is_refused_not_replaced() {
+        use std::os::fd::AsRawFd;
+        // As after `3>>log`: the descriptor's file would be replaced by a rename, not written
+        // through, and the shell's redirection would lose it.
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        std::fs::write(&log, "before\n").unwrap();
+        let f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let fd = f.as_raw_fd();
+        assert!(fd > 2);
+        for name in [format!("/dev/fd/{fd}"), format!("/proc/self/fd/{fd}")] {
+            let e = OutputFile::prepare(Path::new(&name))
+                .err()
+                .expect("refused");
+            assert!(e.to_string().contains("file descriptor"), "{name}: {e}");
+        }
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "before\n");
+        // Standard output is written through its stream.
+        let out = OutputFile::prepare(Path::new("/dev/stdout")).unwrap();
+        assert!(out.is_standard_output() && !out.is_regular_file());
     }
 
     #[test]

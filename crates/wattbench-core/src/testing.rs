@@ -571,6 +571,25 @@ pub fn run_file(created_at: &str, cases: Vec<CaseResult>) -> RunFile {
     }
 }
 
+/// A metered NVIDIA H200 at NVML index `index` with the UUID `uuid`, as NVML would describe
+/// it (no power limit, clocks or bus id read).
+pub fn gpu_record(index: u32, uuid: &str) -> crate::result::GpuRecord {
+    crate::result::GpuRecord {
+        index,
+        name: Some("NVIDIA H200".into()),
+        uuid: Some(uuid.into()),
+        pci_bus_id: None,
+        driver_version: None,
+        power_limit_watts: None,
+        memory_total_bytes: None,
+        energy_counter: true,
+        metered: true,
+        selection: "all GPUs".into(),
+        power_reading: String::new(),
+        state: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,7 +238,13 @@ fn check_wgmma_kernels(
             panic!("{params:?} is not a GEMM")
         };
         let want = wattbench_cuda::wgmma_entry_points(&p, dtype, sms, cluster);
-        let ran: Vec<&str> = imp
+        // The kernels, then what the driver's JIT said, if anything (`; WARNING, ...`): shown,
+        // not taken for a kernel name.
+        let (kernels, jit) = imp.split_once("; ").unwrap_or((imp, ""));
+        if !jit.is_empty() {
+            eprintln!("{params:?} {dtype:?}: {jit}");
+        }
+        let ran: Vec<&str> = kernels
             .split(", ")
             .filter(|e| !e.starts_with("pad_rows_"))
             .collect();

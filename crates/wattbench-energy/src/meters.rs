@@ -848,4 +848,33 @@ mod tests {
         assert_eq!(discarded_fill(0.0, 5.01, 5.0), None);
         assert_eq!(discarded_fill(20.0, 4.0, 4.0), None);
     }
+
+    /// A filled gap raises the mean to the read time's mean power, past the peak of the spans
+    /// read when one of them straddles the gap: the peak is then the mean, never below it.
+    #[test]
+    fn the_peak_is_never_below_the_mean_after_a_fill() {
+        let counter = |mj: u64| Reading::Counter {
+            raw: mj,
+            joules_per_unit: 1e-3,
+            wrap_at: None,
+        };
+        let mut acc = Accumulator::with_min_peak_span(2.0);
+        acc.push(0.0, counter(0));
+        acc.push(1.0, counter(10_000));
+        acc.push(2.0, counter(5)); // backwards, range unknown: 1 s discarded
+        acc.push(3.0, counter(10_005));
+        assert_eq!((acc.joules(), acc.discarded_s()), (Some(20.0), 1.0));
+        // The only span of 2 s or more straddles the gap: 10 J over 2 s.
+        assert_eq!(acc.peak_watts(), Some(5.0));
+        let d = crate::fake::StepCounter::new("package-0", 1, 0.1);
+        let e = domain_energy(&d, &acc, None, None);
+        // 20 J read over 2 s, 10 J filled for the lost second: 30 J over 3 s.
+        assert_eq!((e.joules, e.avg_watts), (Some(30.0), Some(10.0)));
+        assert_eq!(e.peak_watts, Some(10.0));
+        assert!(
+            e.warnings.iter().any(|w| w.contains("had no reading")),
+            "{:?}",
+            e.warnings
+        );
+    }
 }

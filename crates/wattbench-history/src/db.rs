@@ -151,7 +151,8 @@ pub struct Measurement {
     pub high: Option<f64>,
     /// Where it comes from: `median` (time), the energy's basis (its sources, then what its
     /// total adds and an estimate's inputs in brackets:
-    /// [`EnergyBasis::label`](wattbench_core::energy::EnergyBasis::label)), `device_peak` or
+    /// [`EnergyBasis::label`](wattbench_core::energy::EnergyBasis::label)), followed by
+    /// `; PARTIAL: without gpu0` when a domain of the total had no reading, `device_peak` or
     /// `host_peak_rss` (memory).
     pub source: Option<String>,
 }
@@ -192,6 +193,19 @@ fn time_measurement(id: &str, t: &TimeStats) -> Option<Measurement> {
 
 fn energy_measurement(id: &str, e: &CaseEnergy) -> Option<Measurement> {
     let total = e.total_joules_per_iter.as_ref()?;
+    // What the total adds, not only its sources: a series breaks where the meters or the
+    // estimate's inputs change, as where the source does.
+    let mut source = e.basis().label();
+    // A partial total (a domain of it had no reading: a GPU counter that failed that night)
+    // is recorded, marked, rather than left out: left out, the nights a meter fails would
+    // vanish from the history unseen; unmarked, it would read as a whole total over the
+    // domains it did read (a deliberate CPU-only run's). Marked, it is its own quantity: the
+    // series breaks there, and it is never compared with, nor counted in the level of, the
+    // whole totals.
+    let missing = e.missing_domains();
+    if !missing.is_empty() {
+        source.push_str(&format!("; PARTIAL: without {}", missing.join(", ")));
+    }
     total.value.is_finite().then(|| Measurement {
         case_id: id.to_string(),
         metric: Metric::EnergyJ,
@@ -199,9 +213,7 @@ fn energy_measurement(id: &str, e: &CaseEnergy) -> Option<Measurement> {
         n_samples: Some(e.calls),
         low: Some(total.low).filter(|v| v.is_finite()),
         high: Some(total.high).filter(|v| v.is_finite()),
-        // What the total adds, not only its sources: a series breaks where the meters or the
-        // estimate's inputs change, as where the source does.
-        source: Some(e.basis().label()),
+        source: Some(source),
     })
 }
 
@@ -877,6 +889,42 @@ mod tests {
         );
         assert_eq!(m[0].n_samples, Some(5));
         assert_eq!(m[1].source.as_deref(), Some("measured"));
+    }
+
+    #[test]
+    fn a_partial_energy_total_is_recorded_marked_partial() {
+        use wattbench_core::energy::Source;
+        use wattbench_core::result::CaseResult;
+        use wattbench_core::testing::domain_row;
+        // The package read, the GPU's counter not: the total adds the package alone.
+        let mut c = case("a", 1.0);
+        let e = c.energy.as_mut().unwrap();
+        e.domains = vec![
+            domain_row("package", Source::Measured, true, Some(10.0)),
+            domain_row("gpu0", Source::Measured, true, None),
+        ];
+        e.total_includes = vec!["package (measured)".into()];
+        assert_eq!(e.missing_domains(), ["gpu0"]);
+        let energy = |c: &CaseResult| {
+            let run = run_file("2026-01-01T00:00:00+00:00", &[], vec![c.clone()]);
+            (measurements_of(&run).into_iter())
+                .find(|m| m.metric == Metric::EnergyJ)
+                .unwrap()
+        };
+        let m = energy(&c);
+        assert_eq!(m.value, 10.0);
+        assert_eq!(
+            m.source.as_deref(),
+            Some("measured [package (measured)]; PARTIAL: without gpu0")
+        );
+        // The package alone, with no GPU metered: a whole total, not marked, and another
+        // source than the partial one (the series breaks between them).
+        c.energy.as_mut().unwrap().domains.pop();
+        let whole = energy(&c);
+        assert_eq!(
+            whole.source.as_deref(),
+            Some("measured [package (measured)]")
+        );
     }
 
     #[test]

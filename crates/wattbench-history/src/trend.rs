@@ -97,11 +97,14 @@ pub struct ChangePoint {
     pub created_at: String,
     /// Its run's commit: the change came with a commit in `previous_commit..git_commit`.
     pub git_commit: Option<String>,
-    /// The commit of the run before it.
+    /// The commit of the run before it of the same source (the runs of another source in
+    /// between cannot tell where the change came); at a change of source, of the run
+    /// before it.
     pub previous_commit: Option<String>,
-    /// Median of the segment before (since the previous change point).
+    /// Median of the segment before: the points of its source since the previous change
+    /// point of that source; at a change of source, the other source's points before it.
     pub before_median: f64,
-    /// Median of the segment after (until the next change point).
+    /// Median of the segment after (until the next change point), of the same source.
     pub after_median: f64,
     /// `after_median / before_median`: above 1 the figure grew (slower, more energy, more
     /// memory).
@@ -123,6 +126,15 @@ pub struct ChangePoint {
     /// hold the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_commit: Option<String>,
+    /// Where the figures after it come from (the points' `source`: `median`, an energy
+    /// basis such as `estimated [...]`, a memory counter); null when not recorded.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Whether it is at a change of the figure's source (also a known break): `before_median`
+    /// and `after_median` are then figures of two quantities (an estimate and a measurement,
+    /// two sets of meters), not a change of level of one.
+    #[serde(default)]
+    pub source_changed: bool,
 }
 
 /// Where a series stands.
@@ -229,15 +241,16 @@ impl Series {
         self.points.iter().map(|p| p.value).collect()
     }
 
-    /// Where the software fingerprint, the recorded environment variables or conditions
-    /// (both known) or the figure's source changed (an energy estimate that became a
-    /// counter's measurement is another quantity, not a regression; a thread count, a CPU
-    /// limit or a GPU power limit is not a change of code).
+    /// Where the software fingerprint, the recorded environment variables or conditions (each
+    /// against its last recorded value along the series) or the figure's source changed (an
+    /// energy estimate that became a counter's measurement is another quantity, not a
+    /// regression; a thread count, a CPU limit or a GPU power limit is not a change of code).
     pub fn known_breaks(&self) -> Vec<KnownBreak> {
-        let variables = |a: &Point, b: &Point| match (&a.variables_fp, &b.variables_fp) {
-            (Some(x), Some(y)) if x != y => software_diff(x, y),
-            _ => Vec::new(),
-        };
+        // The last recorded variables along the series: a run whose file predates them (null)
+        // neither breaks the series nor hides a change between the runs on either side of it.
+        // Unlike a condition, a variable absent from a recorded set was unset: a change.
+        let mut variables: Option<&str> =
+            self.points.first().and_then(|p| p.variables_fp.as_deref());
         // Each condition's last known value along the series: a run that could not read one
         // (`unknown`, absent, or no conditions at all) neither breaks the series nor hides a
         // change between the runs on either side of it.
@@ -248,11 +261,16 @@ impl Series {
         let mut out = Vec::new();
         for (i, w) in self.points.windows(2).enumerate() {
             let mut changed = software_diff(&w[0].software_fp, &w[1].software_fp);
-            changed.extend(
-                variables(&w[0], &w[1])
-                    .into_iter()
-                    .map(|v| format!("environment {v}")),
-            );
+            if let Some(now) = w[1].variables_fp.as_deref() {
+                if let Some(before) = variables.filter(|&b| b != now) {
+                    changed.extend(
+                        software_diff(before, now)
+                            .into_iter()
+                            .map(|v| format!("environment {v}")),
+                    );
+                }
+                variables = Some(now);
+            }
             changed.extend(
                 conditions
                     .update(w[1].conditions_fp.as_deref())
@@ -282,21 +300,105 @@ impl Series {
     }
 
     /// Known breaks, change points (E-Divisive means with `cfg`) and the trend.
+    ///
+    /// Levels are compared only between figures of one quantity: the points of each source
+    /// are searched on their own (their known breaks the software, variable and condition
+    /// changes between them), so a few nights of another source (an estimate while the
+    /// counter was unreadable) neither cut the measured history nor hide a step of it beside
+    /// them. Each change of source is tested on its own, as a known break of the whole series
+    /// between its neighbouring boundaries, and reported with `source_changed`.
     pub fn analyse(self, cfg: &changepoint::Config) -> Analysis {
         let values = self.values();
         let mut known_breaks = self.known_breaks();
+        let min_size = cfg.min_size.max(2);
+        let mut all = Vec::new();
+        // The changes of source, on the whole series cut at every known break; the search's
+        // other findings there would compare runs across the excursions, and are left to
+        // the searches of each source.
         let at: Vec<usize> = known_breaks.iter().map(|b| b.index).collect();
-        let detected = changepoint::detect(&values, &at, cfg);
-        for b in &mut known_breaks {
-            b.testable = detected.iter().any(|d| d.index == b.index)
-                || changepoint::break_testable(values.len(), &at, &detected, b.index, cfg);
+        let whole = if known_breaks.iter().any(|b| b.source_changed) {
+            changepoint::detect(&values, &at, cfg)
+        } else {
+            Vec::new()
+        };
+        for b in known_breaks.iter_mut().filter(|b| b.source_changed) {
+            b.testable = whole.iter().any(|d| d.index == b.index)
+                || changepoint::break_testable(values.len(), &at, &whole, b.index, cfg);
         }
-        let all = self.describe(&values, &detected, &known_breaks, cfg.min_size.max(2));
+        for d in (whole.iter()).filter(|d| d.known_break) {
+            let Some(b) = (known_breaks.iter()).find(|b| b.index == d.index && b.source_changed)
+            else {
+                continue;
+            };
+            // The window its test compared: between the neighbouring boundaries, each side of
+            // one source (every change of source is a boundary).
+            let bounds = at.iter().chain(whole.iter().map(|w| &w.index));
+            let lo = bounds.clone().copied().filter(|&x| x < d.index).max();
+            let hi = bounds.copied().filter(|&x| x > d.index).min();
+            let before_median = median(&values[lo.unwrap_or(0)..d.index]);
+            let after_median = median(&values[d.index..hi.unwrap_or(values.len())]);
+            let p = &self.points[d.index];
+            all.push(ChangePoint {
+                index: d.index,
+                run_id: p.run_id,
+                created_at: p.created_at.clone(),
+                git_commit: p.git_commit.clone(),
+                previous_commit: self.points[d.index - 1].git_commit.clone(),
+                before_median,
+                after_median,
+                ratio: after_median / before_median,
+                p_value: d.p_value,
+                statistic: d.statistic,
+                known_break: true,
+                software_change: b.changed.clone(),
+                provisional: false,
+                until_commit: None,
+                source: p.source.clone(),
+                source_changed: true,
+            });
+        }
+        // Each source's points on their own, oldest source first.
+        let mut sources: Vec<(&Option<String>, Vec<usize>)> = Vec::new();
+        for (i, p) in self.points.iter().enumerate() {
+            match sources.iter_mut().find(|(s, _)| *s == &p.source) {
+                Some((_, idx)) => idx.push(i),
+                None => sources.push((&p.source, vec![i])),
+            }
+        }
+        for (_, idx) in &sources {
+            let own = Series {
+                case_id: self.case_id.clone(),
+                metric: self.metric,
+                hardware_fp: self.hardware_fp.clone(),
+                points: idx.iter().map(|&i| self.points[i].clone()).collect(),
+            };
+            let own_values = own.values();
+            let own_breaks = own.known_breaks();
+            let own_at: Vec<usize> = own_breaks.iter().map(|b| b.index).collect();
+            let found = changepoint::detect(&own_values, &own_at, cfg);
+            // A break of the whole series between two runs of this source is tested here;
+            // one that is no change between this source's runs (a variable compared across
+            // a run of another source) was not tested.
+            for b in known_breaks.iter_mut().filter(|b| !b.source_changed) {
+                if let Some(k) = idx.iter().position(|&i| i == b.index) {
+                    b.testable = own_at.contains(&k)
+                        && (found.iter().any(|d| d.index == k)
+                            || changepoint::break_testable(
+                                own_values.len(),
+                                &own_at,
+                                &found,
+                                k,
+                                cfg,
+                            ));
+                }
+            }
+            all.extend(self.describe(idx, &own_values, &found, &own_breaks, min_size));
+        }
+        // By index; at one index, the change of source before the change of level after it.
+        all.sort_by_key(|c| (c.index, !c.source_changed));
         // The current quantity: the points whose figure has the latest point's source, from
         // its first appearance (another source in between, a night without a counter, keeps
-        // the history). The level starts at the last change of level within it: a change point
-        // at a change of source compares two quantities, so it is not one; and a level never
-        // starts on a point of another source.
+        // the history). Its level starts at its last change of level.
         let last_source = &self.points[self.points.len() - 1].source;
         let same: Vec<bool> = self
             .points
@@ -304,18 +406,9 @@ impl Series {
             .map(|p| &p.source == last_source)
             .collect();
         let quantity_start = same.iter().position(|&s| s).unwrap_or(0);
-        let at_source_change = |i: usize| {
-            known_breaks
-                .iter()
-                .any(|b| b.index == i && b.source_changed)
-        };
-        let mut level_start = (all.iter().rev())
-            .find(|c| !at_source_change(c.index))
-            .map_or(0, |c| c.index)
-            .max(quantity_start);
-        while !same[level_start] {
-            level_start += 1;
-        }
+        let level_start = (all.iter().rev())
+            .find(|c| !c.source_changed && same[c.index])
+            .map_or(quantity_start, |c| c.index);
         let trend = trend(&values, level_start, &same);
         let floor = (1.0 + cfg.min_change.max(0.0)).ln();
         let (change_points, minor_changes) = all
@@ -330,8 +423,12 @@ impl Series {
         }
     }
 
+    /// The change points `found` among the points `idx` of one source (`values` their
+    /// figures, `breaks` the known breaks between them, both indexed along `idx`), with the
+    /// indices of the whole series.
     fn describe(
         &self,
+        idx: &[usize],
         values: &[f64],
         found: &[Detected],
         breaks: &[KnownBreak],
@@ -340,6 +437,7 @@ impl Series {
         let mut bounds: Vec<usize> = found.iter().map(|d| d.index).collect();
         bounds.insert(0, 0);
         bounds.push(values.len());
+        let latest = &self.points[idx[idx.len() - 1]];
         found
             .iter()
             .enumerate()
@@ -347,13 +445,14 @@ impl Series {
                 let (lo, at, hi) = (bounds[k], bounds[k + 1], bounds[k + 2]);
                 let before_median = median(&values[lo..at]);
                 let after_median = median(&values[at..hi]);
-                let p = &self.points[d.index];
+                let p = &self.points[idx[d.index]];
+                let provisional = !d.known_break && hi == values.len() && hi - at <= min_size;
                 ChangePoint {
-                    index: d.index,
+                    index: idx[d.index],
                     run_id: p.run_id,
                     created_at: p.created_at.clone(),
                     git_commit: p.git_commit.clone(),
-                    previous_commit: self.points[d.index - 1].git_commit.clone(),
+                    previous_commit: self.points[idx[d.index - 1]].git_commit.clone(),
                     before_median,
                     after_median,
                     ratio: after_median / before_median,
@@ -364,10 +463,10 @@ impl Series {
                         .iter()
                         .find(|b| d.known_break && b.index == d.index)
                         .map_or_else(Vec::new, |b| b.changed.clone()),
-                    provisional: !d.known_break && hi == values.len() && hi - at <= min_size,
-                    until_commit: (!d.known_break && hi == values.len() && hi - at <= min_size)
-                        .then(|| self.points[values.len() - 1].git_commit.clone())
-                        .flatten(),
+                    provisional,
+                    until_commit: provisional.then(|| latest.git_commit.clone()).flatten(),
+                    source: p.source.clone(),
+                    source_changed: false,
                 }
             })
             .collect()
@@ -684,7 +783,7 @@ mod tests {
             ["environment RAYON_NUM_THREADS added (1)"]
         );
         assert!(
-            a.change_points.iter().all(|c| c.known_break),
+            !a.change_points.is_empty() && a.change_points.iter().all(|c| c.known_break),
             "{:?}",
             a.change_points
         );
@@ -754,7 +853,8 @@ mod tests {
             changed.contains("7 W TDP") && changed.contains("70 W TDP"),
             "{changed}"
         );
-        assert!(a[0].change_points.iter().all(|c| c.known_break));
+        let cp = &a[0].change_points;
+        assert!(!cp.is_empty() && cp.iter().all(|c| c.known_break), "{cp:?}");
     }
 
     #[test]
@@ -788,7 +888,7 @@ mod tests {
             vec!["source estimated → measured"]
         );
         let cp = &a[0].change_points;
-        assert!(cp.iter().all(|c| c.known_break), "{cp:?}");
+        assert!(!cp.is_empty() && cp.iter().all(|c| c.known_break), "{cp:?}");
         // The time series of the same runs has one source throughout: no break.
         let t = SeriesFilter {
             metric: Some(Metric::TimeS),
@@ -866,6 +966,156 @@ mod tests {
     }
 
     #[test]
+    fn a_measured_step_beside_an_excursion_to_another_source_is_found_on_the_measured_runs() {
+        // Measured at 10 J, three nights estimated at a fifth of it, then measured again, 20 %
+        // higher from `step` on: the measured runs alone show the step, a change of ours
+        // (not a known break), compared with the measured runs before it, not with estimates.
+        for step in [8, 10] {
+            let a = energy_analysed(20, |i, e| {
+                if (5..8).contains(&i) {
+                    e.total_sources = vec![Source::Estimated];
+                    e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(0.2));
+                } else if i >= step {
+                    e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(1.2));
+                }
+            });
+            let found: Vec<&ChangePoint> = (a.change_points.iter())
+                .filter(|c| !c.known_break && (c.ratio - 1.2).abs() < 0.01)
+                .collect();
+            assert_eq!(found.len(), 1, "step {step}: {:?}", a.change_points);
+            let c = found[0];
+            assert_eq!(c.index, step, "{c:?}");
+            assert_eq!((c.before_median, c.after_median), (10.0, 12.0), "{c:?}");
+            assert_eq!(c.source.as_deref(), Some("measured"), "{c:?}");
+            assert!(!c.source_changed, "{c:?}");
+            // The level is the measured one since the step.
+            let t = &a.trend;
+            assert_eq!((t.level_start, t.level_median), (step, 12.0), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn the_changes_of_source_are_still_tested_and_reported_as_known_breaks() {
+        // The same excursion with no step: each change of source is a known break, found
+        // as a change there (another quantity), with the source it changed to; the
+        // measured runs have no change of their own.
+        let a = energy_analysed(20, |i, e| {
+            if (5..8).contains(&i) {
+                e.total_sources = vec![Source::Estimated];
+                e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(0.2));
+            }
+        });
+        let at: Vec<(usize, bool, bool, Option<&str>)> = (a.change_points.iter())
+            .map(|c| {
+                (
+                    c.index,
+                    c.known_break,
+                    c.source_changed,
+                    c.source.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (5, true, true, Some("estimated")),
+                (8, true, true, Some("measured"))
+            ],
+            "{:?}",
+            a.change_points
+        );
+        assert_eq!(
+            a.change_points[0].software_change,
+            ["source measured → estimated"]
+        );
+        assert_eq!(
+            (
+                a.change_points[0].before_median,
+                a.change_points[0].after_median
+            ),
+            (10.0, 2.0)
+        );
+        assert_eq!(a.trend.level_start, 0);
+    }
+
+    #[test]
+    fn nights_with_a_partial_total_are_another_source_not_a_drop() {
+        // Three nights the GPU's counter failed: their totals (the package's alone) are 40 %
+        // lower, marked partial, so another quantity: known breaks, out of the level.
+        let a = energy_analysed(12, |i, e| {
+            if (5..8).contains(&i) {
+                e.domains = vec![
+                    wattbench_core::testing::domain_row(
+                        "package",
+                        Source::Measured,
+                        true,
+                        Some(6.0),
+                    ),
+                    wattbench_core::testing::domain_row("gpu0", Source::Measured, true, None),
+                ];
+                e.total_includes = vec!["package (measured)".into()];
+                e.total_joules_per_iter = e.total_joules_per_iter.map(|j| j.scale(0.6));
+            }
+        });
+        let b: Vec<(usize, bool)> = (a.known_breaks.iter())
+            .map(|b| (b.index, b.source_changed))
+            .collect();
+        assert_eq!(b, [(5, true), (8, true)], "{:?}", a.known_breaks);
+        assert_eq!(
+            a.known_breaks[0].changed,
+            ["source measured → measured [package (measured)]; PARTIAL: without gpu0"]
+        );
+        assert!(
+            a.change_points.iter().all(|c| c.source_changed),
+            "{:?}",
+            a.change_points
+        );
+        let t = &a.trend;
+        assert_eq!((t.level_start, t.min, t.max), (0, 10.0, 10.0), "{t:?}");
+    }
+
+    #[test]
+    fn a_change_of_variables_across_a_run_that_did_not_record_them_is_a_known_break() {
+        // Four threads, one run by an older binary (no variables recorded), then one thread:
+        // the change is known from the last run that recorded them.
+        let values: Vec<f64> = (0..12)
+            .map(|i| if i < 6 { 1.0 } else { 6.0 } * noise(i))
+            .collect();
+        let a = analysed(&values, |i| match i {
+            5 => None,
+            _ if i < 5 => Some(vec![]),
+            _ => Some(vec![("RAYON_NUM_THREADS", "1".into())]),
+        });
+        assert_eq!(a.known_breaks.len(), 1, "{:?}", a.known_breaks);
+        assert_eq!(a.known_breaks[0].index, 6);
+        assert_eq!(
+            a.known_breaks[0].changed,
+            ["environment RAYON_NUM_THREADS added (1)"]
+        );
+        let cp = &a.change_points;
+        assert!(
+            !cp.is_empty() && cp.iter().all(|c| c.known_break && c.index == 6),
+            "{cp:?}"
+        );
+        // Back to the first value across two such runs: a change again.
+        let a = analysed(&values[..8], |i| match i {
+            0..=2 => Some(vec![("RAYON_NUM_THREADS", "1".into())]),
+            3 | 4 => None,
+            _ => Some(vec![]),
+        });
+        let b: Vec<(usize, &[String])> = (a.known_breaks.iter())
+            .map(|b| (b.index, b.changed.as_slice()))
+            .collect();
+        assert_eq!(
+            b,
+            [(
+                5,
+                &["environment RAYON_NUM_THREADS removed (1)".to_string()][..]
+            )]
+        );
+    }
+
+    #[test]
     fn a_database_of_an_older_wattbench_is_read_without_migrating_it() {
         // Schema 1 (before `variables_fp` and `conditions_fp`), as a released wattbench wrote
         // it: readers take the missing columns as unknown, and leave the file as it is.
@@ -927,18 +1177,9 @@ mod tests {
             Some("usable_cores=2")
         );
         env.gpus.push(wattbench_core::result::GpuRecord {
-            index: 0,
-            name: Some("NVIDIA H200".into()),
             uuid: None,
-            pci_bus_id: None,
-            driver_version: None,
             power_limit_watts: Some(700.0),
-            memory_total_bytes: None,
-            energy_counter: true,
-            metered: true,
-            selection: "all GPUs".into(),
-            power_reading: String::new(),
-            state: Default::default(),
+            ..wattbench_core::testing::gpu_record(0, "")
         });
         assert_eq!(
             env.conditions_fingerprint().as_deref(),

@@ -56,6 +56,25 @@ fn binary(flag: &str, p: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
 }
 
+/// `p` with links resolved as far as it exists, the rest appended as written: the same for
+/// two spellings of one place, whether it exists yet or not.
+fn resolved(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    for base in abs.ancestors() {
+        if let Ok(real) = std::fs::canonicalize(base) {
+            let rest = abs.strip_prefix(base).unwrap_or(Path::new(""));
+            return rest.components().fold(real, |acc, c| match c {
+                std::path::Component::ParentDir => {
+                    acc.parent().map_or(acc.clone(), Path::to_path_buf)
+                }
+                std::path::Component::CurDir => acc,
+                other => acc.join(other),
+            });
+        }
+    }
+    abs
+}
+
 /// Run the command; returns the exit code: compare's (0; 1 when B is slower, failed a case A
 /// passed, or skipped or lost one; 2 on bad
 /// input), or 128 + signal when stopped.
@@ -66,11 +85,11 @@ pub fn run(args: AbArgs) -> Result<u8> {
             args.rounds
         )));
     }
-    if let Some(bad) = args
-        .run_args
-        .iter()
-        .find(|a| matches!(a.as_str(), "--output" | "--json") || a.starts_with("--output="))
-    {
+    if let Some(bad) = args.run_args.iter().find(|a| {
+        matches!(a.as_str(), "--output" | "--json")
+            || a.starts_with("--output=")
+            || (a.starts_with("-o") && !a.starts_with("--"))
+    }) {
         return Err(usage(format!(
             "`{bad}` is set by `ab` (each run writes its own file); leave it out of the run \
              options"
@@ -80,12 +99,35 @@ pub fn run(args: AbArgs) -> Result<u8> {
     // Everything that could be refused is refused before the first round.
     args.settings.options()?;
     if let Some(out) = args.settings.output_path() {
-        crate::output::prepare(out)?;
+        crate::output::prepare_beside_stdout(
+            out,
+            "a summary line",
+            "leave out -o to print the comparison there",
+        )?;
     }
     let dir = args
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("results/ab").join(crate::output::stamp()));
+    // The comparison's output must not land among the runs it reads (checked before the
+    // run folders are made: a refusal leaves nothing behind).
+    if let Some(out) = args.settings.output_path() {
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let inside = ["a", "b"]
+            .iter()
+            .any(|side| resolved(parent) == resolved(&dir.join(side)));
+        if inside {
+            return Err(usage(format!(
+                "--output {} is inside the run folders of --dir {} (a/ or b/), where it would \
+                 be read as a run; give an output path outside them",
+                out.display(),
+                dir.display()
+            )));
+        }
+    }
     for side in ["a", "b"] {
         let d = dir.join(side);
         std::fs::create_dir_all(&d)
@@ -98,25 +140,6 @@ pub fn run(args: AbArgs) -> Result<u8> {
             return Err(usage(format!(
                 "{} already holds result files: give an empty --dir",
                 d.display()
-            )));
-        }
-    }
-    // The comparison's output must not land among the runs it reads.
-    if let Some(out) = args.settings.output_path() {
-        let parent = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let inside = ["a", "b"].iter().any(|side| {
-            std::fs::canonicalize(parent)
-                .is_ok_and(|p| std::fs::canonicalize(dir.join(side)).ok() == Some(p))
-        });
-        if inside {
-            return Err(usage(format!(
-                "--output {} is inside the run folders of --dir {} (a/ or b/), where it would \
-                 be read as a run; give an output path outside them",
-                out.display(),
-                dir.display()
             )));
         }
     }

@@ -1,7 +1,9 @@
 //! `wattbench compare --across-hardware`: the same case ids measured on different machines,
 //! side by side: time, throughput and its share of the machine's measured roof, energy per
-//! GFLOP with its source, and CO2e and cost per TFLOP with their intervals. It answers "which
-//! hardware runs (or trains) this with the least energy"; it has no verdict and no gate.
+//! GFLOP with its source and what its total covers, and CO2e and cost per TFLOP with their
+//! intervals. It answers "which hardware runs (or trains) this with the least energy", only
+//! between totals of the same kind of source that cover the same things; it has no verdict and
+//! no gate.
 use crate::ceilings::{self, Ceilings};
 use crate::compare::Format;
 use crate::options::usage;
@@ -12,7 +14,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use wattbench_compare::ResultSet;
-use wattbench_core::energy::{Interval, Source};
+use wattbench_core::energy::{CaseEnergy, Interval, Source};
 use wattbench_core::result::{RunFile, Status};
 use wattbench_core::stats::quantile_sorted;
 use wattbench_core::units;
@@ -56,6 +58,11 @@ pub struct Cell {
     pub joules_per_gflop: Option<Interval>,
     /// Where that energy comes from.
     pub energy_sources: Vec<Source>,
+    /// What that energy's total covers: the scopes of the domains it adds (`device` for a
+    /// GPU, `package`, `dram`, `process` for the CPU estimate, ...), sorted, each once; empty
+    /// without a (whole) total. A total over the package alone is not one over the package
+    /// and the DRAM.
+    pub energy_scopes: Vec<String>,
     /// kg CO2e per TFLOP, the intensity's band included.
     pub co2e_kg_per_tflop: Option<Interval>,
     /// Cost per TFLOP at the given price.
@@ -70,8 +77,10 @@ pub struct Row {
     /// One cell per machine that has it verified.
     pub cells: Vec<Cell>,
     /// The machine with the least energy per GFLOP, when every cell's energy comes from the
-    /// same kind of source (a measured figure and an estimate are not the same quantity) and
-    /// its interval lies wholly below every other machine's.
+    /// same kind of source (a measured figure and an estimate are not the same quantity),
+    /// every cell's total covers the same scopes (the package and the DRAM on one machine, the
+    /// package alone on another, are not) and its interval lies wholly below every other
+    /// machine's.
     pub least_energy: Option<String>,
     /// Why there is no `least_energy` when there is none.
     pub note: Option<String>,
@@ -90,14 +99,48 @@ pub struct Across {
     pub carbon: wattbench_core::result::CarbonAssumptions,
 }
 
-/// One run's figures for one id: (median s, GFLOP/s, energy per call J, sources, dtype).
-type Figures = (
-    f64,
-    Option<f64>,
-    Option<Interval>,
-    Vec<Source>,
-    Option<String>,
-);
+/// One run's figures for one id.
+struct Figures {
+    /// Median time per call (per step), s.
+    median_s: f64,
+    /// GFLOP/s at that median.
+    gflops_per_s: Option<f64>,
+    /// Energy per call, J, when the total is whole.
+    joules: Option<Interval>,
+    /// Its sources.
+    sources: Vec<Source>,
+    /// The scopes of the domains it adds, sorted, each once.
+    scopes: Vec<String>,
+    /// The case's dtype (kernel cases only).
+    dtype: Option<String>,
+}
+
+impl Figures {
+    fn new(
+        median_s: f64,
+        gflops_per_s: Option<f64>,
+        energy: Option<&CaseEnergy>,
+        dtype: Option<String>,
+    ) -> Figures {
+        // A partial total (a domain of it without a reading) has no figure here.
+        let joules = energy.and_then(|e| e.whole_total());
+        let mut scopes: Vec<String> = (energy.filter(|_| joules.is_some()).into_iter())
+            .flat_map(|e| &e.domains)
+            .filter(|d| d.in_total && d.joules_per_iter.is_some())
+            .map(|d| d.scope.clone())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        Figures {
+            median_s,
+            gflops_per_s,
+            joules,
+            sources: energy.map(|e| e.total_sources.clone()).unwrap_or_default(),
+            scopes,
+            dtype,
+        }
+    }
+}
 
 fn figures(run: &RunFile) -> Vec<(String, Figures)> {
     let cases = run
@@ -106,14 +149,12 @@ fn figures(run: &RunFile) -> Vec<(String, Figures)> {
         .filter(|c| c.status == Status::Ok)
         .filter_map(|c| {
             let t = c.time.as_ref()?;
-            let e = c.energy.as_ref();
             Some((
                 c.id.clone(),
-                (
+                Figures::new(
                     t.median_s,
                     c.throughput.as_ref().map(|x| x.gflops_per_s),
-                    e.and_then(|e| e.whole_total()),
-                    e.map(|e| e.total_sources.clone()).unwrap_or_default(),
+                    c.energy.as_ref(),
                     Some(c.dtype.as_str().to_string()),
                 ),
             ))
@@ -126,13 +167,7 @@ fn figures(run: &RunFile) -> Vec<(String, Figures)> {
             let time = t.time.as_ref()?;
             Some((
                 t.id.clone(),
-                (
-                    time.median_s,
-                    t.gflops_per_s,
-                    t.energy.whole_total(),
-                    t.energy.total_sources.clone(),
-                    None,
-                ),
+                Figures::new(time.median_s, t.gflops_per_s, Some(&t.energy), None),
             ))
         });
     cases.chain(trainings).collect()
@@ -199,6 +234,7 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
             .map(|(&m, fs)| cell(&machines[m].label, fs, roofs[m].as_ref(), &device, params))
             .collect();
         let kinds: Vec<&Vec<Source>> = cells.iter().map(|c| &c.energy_sources).collect();
+        let scopes: Vec<&Vec<String>> = cells.iter().map(|c| &c.energy_scopes).collect();
         let (least_energy, note) = if cells.iter().any(|c| c.joules_per_gflop.is_none()) {
             (
                 None,
@@ -216,6 +252,18 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
                      estimated): not comparable"
                         .to_string(),
                 ),
+            )
+        } else if scopes.windows(2).any(|w| w[0] != w[1]) {
+            let each: Vec<String> = (cells.iter())
+                .map(|c| format!("{}: {}", c.machine, scopes_named(&c.energy_scopes)))
+                .collect();
+            (
+                None,
+                Some(format!(
+                    "the machines' energy totals cover different things ({}): a total over \
+                     fewer parts of a machine reads lower without using less, not comparable",
+                    each.join("; ")
+                )),
             )
         } else {
             // The least energy only when its whole interval lies below every other machine's:
@@ -265,15 +313,19 @@ fn cell(
     device: &str,
     params: &CarbonParams,
 ) -> Cell {
-    let median_s = median(fs.iter().map(|f| f.0).collect());
+    let median_s = median(fs.iter().map(|f| f.median_s).collect());
     // The run whose time is nearest the median gives the throughput and energy.
     let mid = fs
         .iter()
-        .min_by(|a, b| (a.0 - median_s).abs().total_cmp(&(b.0 - median_s).abs()))
+        .min_by(|a, b| {
+            (a.median_s - median_s)
+                .abs()
+                .total_cmp(&(b.median_s - median_s).abs())
+        })
         .expect("a cell has a run");
-    let gflops_per_s = mid.1.map(|g| g * mid.0 / median_s);
-    let gflop_per_call = mid.1.map(|g| g * mid.0);
-    let fraction_of_roof = match (gflops_per_s, &mid.4, roofs) {
+    let gflops_per_s = mid.gflops_per_s.map(|g| g * mid.median_s / median_s);
+    let gflop_per_call = mid.gflops_per_s.map(|g| g * mid.median_s);
+    let fraction_of_roof = match (gflops_per_s, &mid.dtype, roofs) {
         (Some(g), Some(dtype), Some(c)) => c
             .devices
             .iter()
@@ -282,7 +334,7 @@ fn cell(
             .map(|p| g / p.gflops_per_s),
         _ => None,
     };
-    let joules_per_gflop = match (mid.2, gflop_per_call) {
+    let joules_per_gflop = match (mid.joules, gflop_per_call) {
         (Some(j), Some(g)) if g > 0.0 => Some(j.scale(1.0 / g)),
         _ => None,
     };
@@ -295,9 +347,24 @@ fn cell(
         gflops_per_s,
         fraction_of_roof,
         joules_per_gflop,
-        energy_sources: mid.3.clone(),
+        energy_sources: mid.sources.clone(),
+        energy_scopes: if joules_per_gflop.is_some() {
+            mid.scopes.clone()
+        } else {
+            Vec::new()
+        },
         co2e_kg_per_tflop: figures.as_ref().map(|f| f.co2e_kg),
         cost_per_tflop: figures.and_then(|f| f.cost),
+    }
+}
+
+/// `dram+package`: the scopes a total covers, for notes and tables (`?` for a file that names
+/// none).
+fn scopes_named(scopes: &[String]) -> String {
+    if scopes.is_empty() {
+        "?".into()
+    } else {
+        scopes.join("+")
     }
 }
 
@@ -355,7 +422,7 @@ pub fn render(a: &Across, format: Format) -> String {
         "median",
         "GFLOP/s",
         "of peak",
-        "J/GFLOP (source)",
+        "J/GFLOP (source) covers",
         "g CO2e/TFLOP",
         "cost/TFLOP",
     ]);
@@ -373,7 +440,12 @@ pub fn render(a: &Across, format: Format) -> String {
                 }),
                 c.joules_per_gflop.map_or("no energy".into(), |j| {
                     let src: Vec<&str> = c.energy_sources.iter().map(|s| s.as_str()).collect();
-                    format!("{} ({})", units::sig(j.value), src.join("+"))
+                    format!(
+                        "{} ({}) {}",
+                        units::sig(j.value),
+                        src.join("+"),
+                        scopes_named(&c.energy_scopes)
+                    )
                 }),
                 c.co2e_kg_per_tflop
                     .map_or("—".into(), |i| units::interval(&i, "", 1000.0)),
@@ -445,7 +517,17 @@ pub fn run(
     )?;
     let out = output.map(crate::output::prepare).transpose()?;
     let dirs = ceiling_dirs(inputs);
-    let a = across(&sets, carbon_params, &|fp| ceilings::find(fp, &dirs));
+    // Of several ceilings files of a kind of machine, one from the runs' own hosts first.
+    let hosts = |fp: &str| -> Vec<&str> {
+        sets.iter()
+            .flat_map(|s| &s.runs)
+            .filter(|r| r.environment.hardware_fingerprint() == fp)
+            .filter_map(|r| r.environment.host.hostname.as_deref())
+            .collect()
+    };
+    let a = across(&sets, carbon_params, &|fp| {
+        ceilings::find(fp, &hosts(fp), &dirs)
+    });
     if a.machines.len() < 2 {
         return Err(usage(format!(
             "every run comes from one machine ({}): nothing to compare across hardware (give \
@@ -469,4 +551,85 @@ pub fn run(
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattbench_core::energy::DomainRecord;
+    use wattbench_core::result::Throughput;
+    use wattbench_core::testing::{case_energy, domain_row, run_file, timed_case};
+
+    /// A run of case `x` on a machine whose CPU is `cpu`: 1 GFLOP per call in 1 ms, and
+    /// `joules` per call (±1 %) measured over one domain of each of `scopes`.
+    fn on(cpu: &str, joules: f64, scopes: &[&str]) -> ResultSet {
+        let mut e = case_energy(joules, 0.01 * joules, Source::Measured);
+        e.domains = (scopes.iter().enumerate())
+            .map(|(i, scope)| DomainRecord {
+                scope: scope.to_string(),
+                ..domain_row(
+                    &format!("{scope}-{i}"),
+                    Source::Measured,
+                    true,
+                    Some(joules / scopes.len() as f64),
+                )
+            })
+            .collect();
+        let mut c = timed_case("x", vec![1e-3; 5]);
+        c.throughput = Some(Throughput {
+            flops: 1_000_000_000,
+            gflops_per_s: 1000.0,
+            bytes: 1,
+            gbytes_per_s: 1.0,
+            intensity: 1.0,
+        });
+        c.energy = Some(e);
+        let mut r = run_file("2025-01-01T00:00:00Z", vec![c]);
+        r.environment.host.cpu_model = Some(cpu.into());
+        ResultSet::from_runs([(format!("{cpu}.json"), r)])
+    }
+
+    fn compared(a: ResultSet, b: ResultSet) -> Row {
+        let params = CarbonParams::resolve(None, None, None, None).unwrap();
+        let mut out = across(&[a, b], &params, &|_| None);
+        assert_eq!(out.machines.len(), 2);
+        out.rows.remove(0)
+    }
+
+    /// The review's case: M2's total is its package alone, M1's its package and DRAM. M2 reads
+    /// half the energy without using less: no machine is named.
+    #[test]
+    fn least_energy_is_named_only_between_totals_that_cover_the_same_things() {
+        let r = compared(
+            on("CPU A", 10.0, &["package", "dram"]),
+            on("CPU B", 5.0, &["package"]),
+        );
+        assert_eq!(r.least_energy, None, "{r:?}");
+        // Each cell says what its total covers.
+        let scopes: Vec<&[String]> = r.cells.iter().map(|c| &c.energy_scopes[..]).collect();
+        assert_eq!(scopes, [&["dram", "package"][..], &["package"][..]]);
+        let note = r.note.as_deref().unwrap_or_default();
+        assert!(
+            note.contains("cover different things (M1: dram+package; M2: package)"),
+            "{note}"
+        );
+        // The same scopes on both: the clearly lower one is named.
+        let r = compared(
+            on("CPU A", 10.0, &["package", "dram"]),
+            on("CPU B", 5.0, &["dram", "package"]),
+        );
+        assert_eq!(r.least_energy.as_deref(), Some("M2"), "{r:?}");
+        assert_eq!(r.note, None);
+        // The table shows it beside the source.
+        let a = Across {
+            machines: Vec::new(),
+            rows: vec![r],
+            single_machine_cases: 0,
+            carbon: CarbonParams::resolve(None, None, None, None)
+                .unwrap()
+                .assumptions(),
+        };
+        let text = render(&a, Format::Table);
+        assert!(text.contains("5.000 (measured) dram+package"), "{text}");
+    }
 }

@@ -150,6 +150,7 @@ impl Ceilings {
             .map_err(|e| ReadError(format!("not a ceilings file: {e}")))?;
         match (head.schema_version, head.hardware_fingerprint) {
             (Some(CEILINGS_SCHEMA_VERSION), Some(_)) => serde_json::from_str(text)
+                .map(Ceilings::without_probe_peaks)
                 .map_err(|e| ReadError(format!("not a ceilings file: {e}"))),
             (Some(v), Some(_)) => Err(ReadError(format!(
                 "ceilings schema version {v}, but this wattbench reads version \
@@ -159,6 +160,29 @@ impl Ceilings {
                 "not a ceilings file (no `hardware_fingerprint`)".into(),
             )),
         }
+    }
+
+    /// Files written before probes were kept out of the peaks could hold a small probe's
+    /// figure as a dtype's peak (tch f16 at 256³ on a CPU: 2.7 GFLOP/s): such a device's
+    /// peaks are chosen again from its full-size GEMMs, as [`peaks`] chooses them now (a
+    /// dtype with none has no peak).
+    fn without_probe_peaks(mut self) -> Ceilings {
+        for d in &mut self.devices {
+            let probes: Vec<&str> = (d.gemm.iter())
+                .filter(|r| r.tag.as_deref() == Some(PROBE_TAG))
+                .map(|r| r.id.as_str())
+                .collect();
+            if d.peak_gflops
+                .values()
+                .any(|p| probes.contains(&p.case_id.as_str()))
+            {
+                let states = (d.peak_gflops.values())
+                    .filter_map(|p| Some((p.case_id.clone(), p.gpu_state.clone()?)))
+                    .collect();
+                d.peak_gflops = peaks(&d.gemm, &states);
+            }
+        }
+        self
     }
 
     /// The limits of `device` (`cpu`, `cuda:0`), if measured.
@@ -186,12 +210,24 @@ impl Ceilings {
     }
 }
 
-/// Of several ceilings files of one machine, the one to use: a full measurement before a
-/// quick one (a lower bound), then the newest. Its index in `files`, and, when there was a
-/// choice, why, in words naming the files passed over.
-pub fn choose(files: &[&(PathBuf, Ceilings)]) -> Option<(usize, Option<String>)> {
+/// Of several ceilings files of one machine, the one to use: one measured on a host the runs
+/// come from (`hosts`: their host names; another machine of the same kind has other
+/// ceilings), then a full measurement before a quick one (a lower bound), then the newest.
+/// Its index in `files`, and, when there was a choice, why, in words naming the files passed
+/// over.
+pub fn choose(files: &[&(PathBuf, Ceilings)], hosts: &[&str]) -> Option<(usize, Option<String>)> {
+    let own = |c: &Ceilings| {
+        c.environment
+            .host
+            .hostname
+            .as_deref()
+            .is_some_and(|h| hosts.contains(&h))
+    };
     let best = (0..files.len()).max_by(|&a, &b| {
-        let key = |i: usize| (!files[i].1.is_quick(), files[i].1.created_at.as_str());
+        let key = |i: usize| {
+            let c = &files[i].1;
+            (own(c), !c.is_quick(), c.created_at.as_str())
+        };
         key(a).cmp(&key(b))
     })?;
     if files.len() < 2 {
@@ -201,13 +237,19 @@ pub fn choose(files: &[&(PathBuf, Ceilings)]) -> Option<(usize, Option<String>)>
         .filter(|&i| i != best)
         .map(|i| format!("{} ({})", files[i].0.display(), files[i].1.describe()))
         .collect();
+    let mixed_hosts = files.iter().any(|f| own(&f.1)) && !files.iter().all(|f| own(&f.1));
     let why = format!(
-        "{} ceilings files measure this machine: using {} ({}), not {}: a full measurement is \
-         preferred over a quick one, then the newest",
+        "{} ceilings files measure this kind of machine: using {} ({}), not {}: {}a full \
+         measurement is preferred over a quick one, then the newest",
         files.len(),
         files[best].0.display(),
         files[best].1.describe(),
-        others.join(", ")
+        others.join(", "),
+        if mixed_hosts {
+            "one measured on the runs' own host is preferred, then "
+        } else {
+            ""
+        }
     );
     Some((best, Some(why)))
 }
@@ -266,11 +308,11 @@ pub fn find_all(fingerprint: &str, dirs: &[PathBuf]) -> Vec<(PathBuf, Ceilings)>
 }
 
 /// The ceilings measured on the machine with `fingerprint`, looked for in every `*.json` of
-/// `dirs` ([`find_all`]); of several, the one [`choose`] picks.
-pub fn find(fingerprint: &str, dirs: &[PathBuf]) -> Option<(PathBuf, Ceilings)> {
+/// `dirs` ([`find_all`]); of several, the one [`choose`] picks for runs on `hosts`.
+pub fn find(fingerprint: &str, hosts: &[&str], dirs: &[PathBuf]) -> Option<(PathBuf, Ceilings)> {
     let mut found = find_all(fingerprint, dirs);
     let refs: Vec<&(PathBuf, Ceilings)> = found.iter().collect();
-    let (best, _) = choose(&refs)?;
+    let (best, _) = choose(&refs, hosts)?;
     Some(found.swap_remove(best))
 }
 
@@ -1072,6 +1114,37 @@ mod tests {
         assert!(!p.contains_key("f16"), "{p:?}");
         let f32 = &p["f32"];
         assert_eq!((f32.gflops_per_s, f32.backend.as_str()), (200.0, "candle"));
+        // An older file that took the probes as peaks: read with them left out.
+        let as_peak = |r: &CaseResult| PeakGemm {
+            gflops_per_s: r.throughput.as_ref().unwrap().gflops_per_s,
+            backend: r.backend.clone(),
+            case_id: r.id.clone(),
+            gpu_state: None,
+        };
+        let old = Ceilings {
+            schema_version: CEILINGS_SCHEMA_VERSION,
+            created_at: "2026-01-01T00:00:00+00:00".into(),
+            duration_s: 1.0,
+            hardware_fingerprint: "cpu=x".into(),
+            argv: vec![],
+            environment: wattbench_core::testing::run_file("x", vec![]).environment,
+            devices: vec![DeviceCeilings {
+                device: "cpu".into(),
+                name: "x".into(),
+                memory_gbytes_per_s: None,
+                memory: None,
+                memory_reason: Some("not measured".into()),
+                peak_gflops: BTreeMap::from([
+                    ("f16".into(), as_peak(&runs[0])),
+                    ("f32".into(), as_peak(&runs[3])),
+                ]),
+                gemm: runs.to_vec(),
+            }],
+            not_measured: vec![],
+            quick: false,
+        };
+        let read = Ceilings::from_json(&serde_json::to_string(&old).unwrap()).unwrap();
+        assert_eq!(read.devices[0].peak_gflops, p);
     }
 
     #[test]

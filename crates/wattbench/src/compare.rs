@@ -23,7 +23,9 @@ interval then resamples runs before samples, so it includes run-to-run variation
 a single run cannot show that (another load, clocks, temperature): on a shared or noisy machine,
 compare a few runs per side. Time: Mann-Whitney test, bootstrap interval of the ratio of
 medians. Energy is compared only when both sides add the same sources, the same meters and (for
-an estimate) the same model inputs, and its rows name the source; with several windows (files)
+an estimate) the same model inputs, lack the same domains (a PARTIAL total: a domain had no
+reading) and had their host counters shared by as many concurrent GPU workers, and its rows
+name the source; with several windows (files)
 a side: Welch's t-test and interval on the logarithms (ratio of geometric means); with one
 window on a side it has no test: its interval is the meters' stated uncertainty, and it is
 slower/faster only when that interval clears the threshold, never same, and such a row never
@@ -37,6 +39,11 @@ case B skipped or lost).
 Exit status: 0; 1 when any case is slower, or failed on NEW while ok on BASE (0 with
 --no-fail); 2 on bad input, including
 results from different hardware without --allow-different-hardware.";
+
+/// `--threshold`'s default, in percent.
+const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
+/// `--alpha`'s default.
+const DEFAULT_ALPHA: f64 = 0.05;
 
 /// Output formats of `compare`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,7 +86,7 @@ pub struct CompareArgs {
 #[derive(Args, Debug, Clone)]
 pub struct CompareSettings {
     /// Smallest change that counts, in percent, for every metric.
-    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_THRESHOLD_PCT)]
     threshold: f64,
     /// Threshold for time per call, in percent (default: --threshold).
     #[arg(long, value_name = "PERCENT")]
@@ -91,7 +98,7 @@ pub struct CompareSettings {
     #[arg(long, value_name = "PERCENT")]
     threshold_memory: Option<f64>,
     /// False-discovery rate: the Benjamini-Hochberg adjusted p-value must be below it.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = DEFAULT_ALPHA)]
     alpha: f64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -112,6 +119,32 @@ pub struct CompareSettings {
 }
 
 impl CompareSettings {
+    /// The options given that only a verdict uses (thresholds, --alpha, --seed), by flag:
+    /// `--across-hardware` gives none, and refuses them rather than ignore them. (`--no-fail`
+    /// and `--allow-different-hardware` ask for what it does anyway.)
+    fn verdict_flags(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.threshold != DEFAULT_THRESHOLD_PCT {
+            given.push("--threshold");
+        }
+        for (flag, v) in [
+            ("--threshold-time", self.threshold_time),
+            ("--threshold-energy", self.threshold_energy),
+            ("--threshold-memory", self.threshold_memory),
+        ] {
+            if v.is_some() {
+                given.push(flag);
+            }
+        }
+        if self.alpha != DEFAULT_ALPHA {
+            given.push("--alpha");
+        }
+        if self.seed != DEFAULT_SEED {
+            given.push("--seed");
+        }
+        given
+    }
+
     /// Where the output goes, when not stdout.
     pub fn output_path(&self) -> Option<&std::path::Path> {
         self.output.as_deref()
@@ -149,6 +182,17 @@ impl CompareSettings {
 /// Run the command; returns the exit code.
 pub fn run(args: CompareArgs) -> Result<u8> {
     if args.across_hardware {
+        let given = args.settings.verdict_flags();
+        if !given.is_empty() {
+            return Err(usage(format!(
+                "{} {} no effect with --across-hardware, which puts machines side by side \
+                 without a verdict or a test; leave {} out, or compare two result sets \
+                 (BASE NEW) of one machine",
+                given.join(", "),
+                if given.len() == 1 { "has" } else { "have" },
+                if given.len() == 1 { "it" } else { "them" }
+            )));
+        }
         let mut inputs: Vec<&std::path::Path> = vec![&args.base];
         inputs.extend(args.new.as_deref());
         let params = args.carbon.params()?;

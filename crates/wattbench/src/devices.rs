@@ -114,6 +114,12 @@ fn chosen(list: &[String]) -> Result<Vec<GpuRecord>> {
              --devices, `run` uses the devices here (see `wattbench list`)"
         )));
     }
+    pick(list, visible)
+}
+
+/// The GPUs of `visible` that `list` names (`all`, NVML indexes, GPU UUIDs or their unique
+/// prefixes), each once.
+fn pick(list: &[String], visible: Vec<GpuRecord>) -> Result<Vec<GpuRecord>> {
     if list.len() == 1 && list[0].trim() == "all" {
         return Ok(visible);
     }
@@ -156,12 +162,51 @@ fn chosen(list: &[String]) -> Result<Vec<GpuRecord>> {
     Ok(out)
 }
 
-/// A folder removed when dropped.
-struct Workdir(PathBuf);
+/// The workers' files: a folder removed at the end, or kept (and named) when they could not
+/// all be merged, so that no worker's results are lost.
+struct Workdir(Option<tempfile::TempDir>);
 
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl Workdir {
+    /// A new folder beside a regular output file in a folder that exists (the same disk;
+    /// where a user finds it if it is kept), else in the temporary folder (an output that is
+    /// a device or a pipe, or whose folder is made only when it is written).
+    fn beside(output: &Path, regular: bool) -> Result<Workdir> {
+        let parent = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let base = if regular && parent.is_dir() {
+            parent
+        } else {
+            std::env::temp_dir()
+        };
+        let stem = output
+            .file_stem()
+            .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
+        tempfile::Builder::new()
+            .prefix(&format!("{stem}.workers-"))
+            .tempdir_in(&base)
+            .map(|d| Workdir(Some(d)))
+            .map_err(|e| {
+                usage(format!(
+                    "cannot create the workers' folder in {}: {e}",
+                    base.display()
+                ))
+            })
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("not kept yet").path()
+    }
+
+    /// Keep the folder (it is not removed) and say where it is and why.
+    fn keep(&mut self, why: &str) {
+        if let Some(d) = self.0.take() {
+            eprintln!(
+                "{why}: the workers' result files are kept in {}",
+                d.keep().display()
+            );
+        }
     }
 }
 
@@ -169,16 +214,27 @@ impl Drop for Workdir {
 /// own, so that what the terminal sends its foreground group (Ctrl-C) reaches the parent
 /// alone, which passes one stop on ([`supervise`]); without standard input (a background
 /// group that read the terminal would be stopped).
-fn worker_command(exe: &Path, args: &[String], cuda_visible: &str) -> Command {
+/// Workers that run at once (`at_once` > 1) are told how many ([`AT_ONCE_ENV`], a recorded
+/// variable): they share the node's host counters, power and cooling, so their figures are
+/// not those of a GPU measured alone, and a history must not join the two.
+fn worker_command(exe: &Path, args: &[String], cuda_visible: &str, at_once: usize) -> Command {
     let mut c = Command::new(exe);
     c.args(args)
         .env("CUDA_VISIBLE_DEVICES", cuda_visible)
         .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         .env(crate::signals::WORKER_ENV, "1")
+        .env_remove(AT_ONCE_ENV)
         .stdin(Stdio::null())
         .process_group(0);
+    if at_once > 1 {
+        c.env(AT_ONCE_ENV, at_once.to_string());
+    }
     c
 }
+
+/// The number of GPU workers of `run --devices` that ran at once, set in each worker's
+/// environment when more than one did (recorded in its `environment.variables`).
+pub const AT_ONCE_ENV: &str = "WATTBENCH_GPU_WORKERS_AT_ONCE";
 
 /// A started worker.
 struct Worker {
@@ -333,10 +389,6 @@ pub fn run(
             output.display()
         )));
     }
-    // The workers' files, beside the output; removed at the end.
-    let dir = Workdir(output.with_extension(format!("workers-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)
-        .map_err(|e| usage(format!("cannot create {}: {e}", dir.0.display())))?;
     // Passed on to the workers as they are: an argument that is not UTF-8 is refused, not
     // passed on changed.
     let argv: Vec<String> = (std::env::args_os().skip(1))
@@ -350,14 +402,18 @@ pub fn run(
             ))
         })?;
     let exe = std::env::current_exe()?;
+    // The workers' files; removed at the end unless they could not all be merged.
+    let mut dir = Workdir::beside(output, file.is_regular_file())?;
     let pids: Arc<[AtomicI32]> = gpus.iter().map(|_| AtomicI32::new(0)).collect();
     let stop = Stop::install_killing_on_second(pids.clone())?;
-    let out_of = |g: &GpuRecord| dir.0.join(format!("gpu{}.json", g.index));
+    let work = dir.path().to_path_buf();
+    let out_of = |g: &GpuRecord| work.join(format!("gpu{}.json", g.index));
     let spawn = |slot: usize| -> std::io::Result<Worker> {
         let g = &gpus[slot];
         let args = worker_args(&argv, &out_of(g));
         let visible = g.uuid.clone().unwrap_or(g.index.to_string());
-        let child = worker_command(&exe, &args, &visible).spawn()?;
+        let at_once = if sequential { 1 } else { gpus.len() };
+        let child = worker_command(&exe, &args, &visible, at_once).spawn()?;
         pids[slot].store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
         Ok(Worker {
             slot,
@@ -381,12 +437,20 @@ pub fn run(
     let mut runs = Vec::new();
     for (w, &code) in workers.iter().zip(&codes) {
         let g = &gpus[w.slot];
-        let Ok(text) = std::fs::read_to_string(out_of(g)) else {
-            eprintln!(
-                "gpu{}: the worker wrote no result file (exit code {code})",
-                g.index
-            );
-            continue;
+        let text = match std::fs::read(out_of(g)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!(
+                    "gpu{}: the worker wrote no result file (exit code {code})",
+                    g.index
+                );
+                continue;
+            }
+            Err(e) => {
+                let why = format!("gpu{}: its result file cannot be read ({e})", g.index);
+                dir.keep(&why);
+                return Err(anyhow::anyhow!("{why}; nothing was merged"));
+            }
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         };
         if stopped_by_a_signal(code) && !stop.requested() {
             eprintln!(
@@ -395,8 +459,14 @@ pub fn run(
                 g.index
             );
         }
-        let mut run =
-            RunFile::from_json(&text).map_err(|e| usage(format!("gpu{}: {e}", g.index)))?;
+        let mut run = match RunFile::from_json(&text) {
+            Ok(run) => run,
+            Err(e) => {
+                let why = format!("gpu{}: its result file cannot be read ({e})", g.index);
+                dir.keep(&why);
+                return Err(anyhow::anyhow!("{why}; nothing was merged"));
+            }
+        };
         rename_device(&mut run, g.index);
         runs.push((
             format!("gpu{} ({})", g.index, g.uuid.as_deref().unwrap_or("?")),
@@ -412,8 +482,18 @@ pub fn run(
         );
         return Ok(stopped.unwrap_or(1));
     }
-    let mut merged = MergedFile::merge(runs, false, crate::argv(), chrono::Utc::now().to_rfc3339())
-        .map_err(|e| usage(e.to_string()))?;
+    let mut merged =
+        match MergedFile::merge(runs, false, crate::argv(), chrono::Utc::now().to_rfc3339()) {
+            Ok(m) => m,
+            Err(e) => {
+                let why = format!("the workers' results cannot be merged ({e})");
+                dir.keep(&why);
+                return Err(anyhow::anyhow!(
+                    "{why}; nothing was written to {}",
+                    output.display()
+                ));
+            }
+        };
     if !sequential && gpus.len() > 1 {
         note_shared_host_counters(&mut merged.runs, gpus.len());
     }
@@ -507,6 +587,42 @@ mod tests {
     }
 
     #[test]
+    fn gpus_are_named_once_each_and_a_prefix_must_be_unique() {
+        let gpu = wattbench_core::testing::gpu_record;
+        let visible = vec![gpu(0, "GPU-ab12"), gpu(1, "GPU-ab34"), gpu(2, "GPU-cd56")];
+        let picked = |list: &[&str]| -> Result<Vec<u32>, String> {
+            pick(&s(list), visible.clone())
+                .map(|v| v.iter().map(|g| g.index).collect())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(picked(&["all"]).unwrap(), [0, 1, 2]);
+        assert_eq!(picked(&["2", "GPU-ab3"]).unwrap(), [2, 1]);
+        let err = picked(&["GPU-ab"]).unwrap_err();
+        assert!(err.contains("fits several GPUs (0, 1)"), "{err}");
+        let err = picked(&["0", "GPU-ab1"]).unwrap_err();
+        assert!(err.contains("GPU 0 is named twice"), "{err}");
+        let err = picked(&["7"]).unwrap_err();
+        assert!(
+            err.contains("not a visible GPU") && err.contains("0, 1, 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn workers_run_at_once_say_how_many_in_a_recorded_variable() {
+        let env = |at_once: usize| -> Option<String> {
+            let c = worker_command(Path::new("true"), &[], "GPU-x", at_once);
+            c.get_envs()
+                .find(|(k, _)| *k == AT_ONCE_ENV)
+                .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        };
+        assert_eq!(env(4).as_deref(), Some("4"));
+        // Alone (sequential, or one GPU): as a plain run, whatever the parent's environment.
+        assert_eq!(env(1), None);
+        assert!(crate::inventory::RECORDED_VARIABLES.contains(&AT_ONCE_ENV));
+    }
+
+    #[test]
     fn workers_get_the_run_options_without_the_parents() {
         let argv = s(&[
             "run",
@@ -555,7 +671,7 @@ mod tests {
     /// the parent passes on, a second signal that ends it before it writes.
     #[test]
     fn workers_run_in_a_process_group_of_their_own() {
-        let mut child = worker_command(Path::new("sleep"), &s(&["10"]), "GPU-x")
+        let mut child = worker_command(Path::new("sleep"), &s(&["10"]), "GPU-x", 1)
             .spawn()
             .unwrap();
         let pid = libc::pid_t::try_from(child.id()).unwrap();
@@ -578,7 +694,7 @@ mod tests {
              while :; do sleep 0.05; done",
             log.display()
         );
-        let mut c = worker_command(Path::new("sh"), &s(&["-c", &script]), "GPU-x");
+        let mut c = worker_command(Path::new("sh"), &s(&["-c", &script]), "GPU-x", 1);
         c.env_remove(crate::signals::WORKER_ENV);
         c
     }
@@ -647,7 +763,7 @@ mod tests {
                     Path::new("sh")
                 };
                 let script = format!("sleep 0.2; touch {}", marker.display());
-                let child = worker_command(exe, &s(&["-c", &script]), "GPU-x").spawn()?;
+                let child = worker_command(exe, &s(&["-c", &script]), "GPU-x", 1).spawn()?;
                 pids[slot].store(child.id() as i32, Ordering::SeqCst);
                 Ok(Worker {
                     slot,

@@ -303,7 +303,43 @@ fn short_commit(c: &Option<String>) -> String {
     )
 }
 
-/// A change point in one line (after its case and metric).
+/// Where an energy change point's figures come from, flagged when they are not all one
+/// measurement: an estimate (a model's figure, which moves with the CPU time, not with the
+/// energy), a total that adds figures of several sources, or a change of source (the two
+/// medians are then of two quantities).
+fn energy_source(c: &ChangePoint) -> String {
+    let Some(label) = c.source.as_deref() else {
+        return "; source: not recorded".to_string();
+    };
+    // The basis label starts with its sources (`estimated+measured [...]`).
+    let sources: Vec<&str> = label
+        .split([' ', ';'])
+        .next()
+        .unwrap_or("")
+        .split('+')
+        .collect();
+    let mut flags = Vec::new();
+    if c.source_changed {
+        flags.push("another source than before it: the two levels are of two quantities");
+    }
+    match (sources.len() > 1, sources.contains(&"estimated")) {
+        (true, true) => flags.push("MIXED sources, partly ESTIMATED: not a measurement"),
+        (true, false) => flags.push("MIXED sources: the total adds figures of several kinds"),
+        (false, true) => flags.push(
+            "ESTIMATED: a model's figures (TDP x CPU time), not a measurement; they move with \
+             the CPU time",
+        ),
+        (false, false) => {}
+    }
+    if flags.is_empty() {
+        format!("; source: {label}")
+    } else {
+        format!("; source: {label} ({})", flags.join("; "))
+    }
+}
+
+/// A change point in one line (after its case and metric); an energy one says where its
+/// figures come from.
 fn describe(metric: Metric, c: &ChangePoint) -> String {
     let cause = if c.known_break {
         format!("; known break: {}", c.software_change.join(", "))
@@ -319,8 +355,13 @@ fn describe(metric: Metric, c: &ChangePoint) -> String {
     } else {
         &c.git_commit
     };
+    let source = if metric == Metric::EnergyJ {
+        energy_source(c)
+    } else {
+        String::new()
+    };
     format!(
-        "run {} ({}), commits {}..{}: {} → {} (×{:.3}, p = {:.3}){cause}",
+        "run {} ({}), commits {}..{}: {} → {} (×{:.3}, p = {:.3}){cause}{source}",
         c.run_id,
         c.created_at,
         short_commit(&c.previous_commit),
@@ -397,7 +438,12 @@ fn show(db: &Path, sel: &Select) -> Result<u8> {
             println!("            change at {}", describe(s.metric, c));
         }
         for b in &a.known_breaks {
-            if !a.change_points.iter().any(|c| c.index == b.index) {
+            // Unless reported as a change there: a change of level of one source at a change
+            // of source is not the change of source.
+            let reported = (a.change_points.iter()).any(|c| {
+                c.index == b.index && c.known_break && c.source_changed == b.source_changed
+            });
+            if !reported {
                 println!(
                     "            {} at run {} ({}): {}",
                     if b.source_changed {
@@ -488,6 +534,56 @@ mod tests {
         assert_eq!(sparkline(&[1.0, 2.0, 3.0], 40), "▁▅█");
         assert_eq!(sparkline(&[5.0, 5.0], 40), "▄▄");
         assert_eq!(sparkline(&[9.0, 1.0, 2.0], 2), "▁█");
+    }
+
+    #[test]
+    fn an_energy_change_says_its_source_and_flags_estimates() {
+        let change = |source: Option<&str>, source_changed: bool| ChangePoint {
+            index: 8,
+            run_id: 9,
+            created_at: "2026-01-09T00:00:00+00:00".into(),
+            git_commit: Some("b".into()),
+            previous_commit: Some("a".into()),
+            before_median: 10.0,
+            after_median: 12.0,
+            ratio: 1.2,
+            p_value: 0.005,
+            statistic: 3.0,
+            known_break: source_changed,
+            software_change: Vec::new(),
+            provisional: false,
+            until_commit: None,
+            source: source.map(String::from),
+            source_changed,
+        };
+        let line = |c: &ChangePoint| describe(Metric::EnergyJ, c);
+        let measured = line(&change(Some("measured [package (measured)]"), false));
+        assert!(
+            measured.ends_with("; source: measured [package (measured)]"),
+            "{measured}"
+        );
+        let estimated = line(&change(Some("estimated [cpu-estimate (estimated)]"), false));
+        assert!(
+            estimated
+                .contains("source: estimated [cpu-estimate (estimated)] (ESTIMATED: a model's"),
+            "{estimated}"
+        );
+        let mixed = line(&change(Some("estimated+measured [gpu0 (measured)]"), false));
+        assert!(
+            mixed.contains("(MIXED sources, partly ESTIMATED"),
+            "{mixed}"
+        );
+        let mixed = line(&change(Some("integrated+measured"), false));
+        assert!(mixed.contains("(MIXED sources: "), "{mixed}");
+        let switched = line(&change(Some("measured"), true));
+        assert!(
+            switched.contains("source: measured (another source than before it"),
+            "{switched}"
+        );
+        assert!(line(&change(None, false)).ends_with("; source: not recorded"));
+        // Time and memory lines say nothing of it.
+        let time = describe(Metric::TimeS, &change(Some("median"), false));
+        assert!(!time.contains("source"), "{time}");
     }
 
     #[test]

@@ -151,8 +151,10 @@ fn host_names(node: Option<String>, own: Option<String>) -> (Option<String>, Opt
 
 /// Environment variables that change what a run measures: which GPUs CUDA sees and in what
 /// order, TF32 and other library modes, and the thread counts of the CPU libraries (OpenMP
-/// for libtorch, rayon for candle, MKL and OpenBLAS).
-pub const RECORDED_VARIABLES: [&str; 16] = [
+/// for libtorch, rayon for candle, MKL and OpenBLAS), and how many GPU workers of `run
+/// --devices` ran at once (they shared the node).
+pub const RECORDED_VARIABLES: [&str; 17] = [
+    crate::devices::AT_ONCE_ENV,
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
     "NVIDIA_TF32_OVERRIDE",

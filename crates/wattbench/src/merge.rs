@@ -42,13 +42,15 @@ pub fn run(args: MergeArgs) -> Result<u8> {
         inputs.extend(set.files.into_iter().zip(set.runs));
     }
     output::distinct_runs(inputs.iter().map(|(l, r)| (l.as_str(), r)))?;
-    let merged = MergedFile::merge(
+    let inner = inner_merges(&mut inputs);
+    let mut merged = MergedFile::merge(
         inputs,
         args.allow_duplicates,
         crate::argv(),
         chrono::Utc::now().to_rfc3339(),
     )
     .map_err(|e| usage(e.to_string()))?;
+    merged.merged.notes.extend(inner);
     let file = output::prepare_beside_stdout(
         &args.output,
         "what it merged",
@@ -91,6 +93,37 @@ pub fn run(args: MergeArgs) -> Result<u8> {
         eprintln!("note: {line}");
     }
     Ok(0)
+}
+
+/// What merged files among the inputs said about their runs, kept: each run's label there is
+/// added to its label here (`devices.json#2 (gpu1 (GPU-...))`), and their notes (the GPUs ran
+/// at once...) are returned, each prefixed with its file.
+fn inner_merges(inputs: &mut [(String, RunFile)]) -> Vec<String> {
+    let mut read: Vec<(String, Option<MergedFile>)> = Vec::new();
+    let mut notes = Vec::new();
+    for (label, _) in inputs.iter_mut() {
+        let path = output::label_path(label).to_string();
+        if !read.iter().any(|(p, _)| *p == path) {
+            let m = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<MergedFile>(&t).ok());
+            if let Some(m) = &m {
+                notes.extend(m.merged.notes.iter().map(|n| format!("{path}: {n}")));
+            }
+            read.push((path.clone(), m));
+        }
+        let Some((_, Some(m))) = read.iter().find(|(p, _)| *p == path) else {
+            continue;
+        };
+        let i = label[path.len()..]
+            .strip_prefix('#')
+            .and_then(|i| i.parse::<usize>().ok())
+            .map_or(0, |i| i.saturating_sub(1));
+        if let Some(inner) = m.merged.inputs.get(i) {
+            *label = format!("{label} ({inner})");
+        }
+    }
+    notes
 }
 
 /// What a merge must not hide: runs that were interrupted (a task killed at its time limit

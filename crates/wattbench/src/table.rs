@@ -148,8 +148,10 @@ const COLUMNS: [Column; 12] = [
         cell: |c, _| {
             c.energy
                 .as_ref()
-                .and_then(|e| e.whole_gflops_per_joule())
-                .map_or(String::new(), units::sig)
+                .and_then(|e| e.whole_gflops_per_joule_interval())
+                .map_or(String::new(), |g| {
+                    format!("{} {}", units::sig(g.value), units::relative(&g))
+                })
         },
     },
 ];

@@ -308,6 +308,38 @@ fn a_case_failed_on_new_exits_1() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
+/// A case NEW failed in every run fails the gate even when one BASE run failed it too: a
+/// flaky base excuses a failure only while NEW still passes the case in some run.
+#[test]
+fn a_case_new_failed_in_every_run_exits_1_though_base_failed_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, new) = (dir.path().join("base"), dir.path().join("new"));
+    std::fs::create_dir(&base).unwrap();
+    std::fs::create_dir(&new).unwrap();
+    let run = |day: u32, fail: bool| {
+        let mut doc = read_json(base_run());
+        doc["created_at"] = format!("2030-01-0{day}T00:00:00+00:00").into();
+        if fail {
+            let c = &mut doc["cases"].as_array_mut().unwrap()[0];
+            c["status"] = "failed".into();
+            c["reason"] = "relative L2 error 0.31 above the tolerance 1e-4".into();
+        }
+        doc
+    };
+    // BASE: ok in two runs of three; NEW: failed in both of its runs.
+    for (day, fail) in [(1, false), (2, true), (3, false)] {
+        write(&base, &format!("{day}.json"), &run(day, fail));
+    }
+    for day in [4, 5] {
+        write(&new, &format!("{day}.json"), &run(day, true));
+    }
+    let (o, doc) = compare_json(base.to_str().unwrap(), new.to_str().unwrap(), &[]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let doc = doc.unwrap();
+    assert_eq!(doc["summary"]["failed"], 1, "{}", doc["regressed"]);
+    assert_eq!(doc["regressed"][0]["how"], "failed");
+}
+
 #[test]
 fn folders_are_read_and_their_files_pooled() {
     let dir = tempfile::tempdir().unwrap();
@@ -701,8 +733,9 @@ fn exports_follow_their_documented_shapes() {
     let records = parse_csv(&csv);
     let header = &records[0];
     assert_eq!(header[0], "id");
-    assert_eq!(header.len(), 19);
+    assert_eq!(header.len(), 20);
     assert_eq!(header[18], "energy_basis", "new columns go last");
+    assert_eq!(header[19], "energy_missing", "new columns go last");
     assert_eq!(records.len(), 1 + 6);
     for r in &records[1..] {
         assert_eq!(r.len(), header.len(), "{r:?}");
@@ -724,6 +757,9 @@ fn exports_follow_their_documented_shapes() {
             for s in r[col("energy_sources")].split(';') {
                 assert!(sources.split('+').any(|b| b == s), "{r:?}");
             }
+            // A whole total here: no domain is missing, and the basis says no PARTIAL.
+            assert_eq!(r[col("energy_missing")], "", "{r:?}");
+            assert!(!basis.contains("PARTIAL"), "{r:?}");
         }
     }
 
@@ -838,7 +874,43 @@ fn ab_alternates_rounds_keeps_every_run_and_compares_the_pools() {
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert_contains(&stderr(&o), needle);
     }
-    let o = wattbench(&["ab", "--a", bin, "--b", bin, "--", "--output", "x.json"]);
+    for given in [
+        &["--output", "x.json"][..],
+        &["-o", "x.json"],
+        &["-ox.json"],
+        &["--json"],
+    ] {
+        let mut a = vec!["ab", "--a", bin, "--b", bin, "--"];
+        a.extend(given);
+        let o = wattbench(&a);
+        assert_eq!(o.status.code(), Some(2), "{given:?}: {}", stderr(&o));
+        assert_contains(&stderr(&o), "set by `ab`");
+    }
+    // -o /dev/stdout: the summary line would mix with the document; refused before round 1.
+    let mut a = vec!["ab", "--a", bin, "--b", bin, "--dir", x.to_str().unwrap()];
+    a.extend(["-o", "/dev/stdout"]);
+    a.extend(run);
+    let o = wattbench(&a);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert_contains(&stderr(&o), "set by `ab`");
+    assert_contains(&stderr(&o), "would mix with the document");
+    assert!(!stderr(&o).contains("round 1"), "{}", stderr(&o));
+    // An --output inside a run folder that does not exist yet: refused, and nothing is left
+    // behind (no run folders, no output folder).
+    let fresh = dir.path().join("fresh");
+    let inside = fresh.join("a/cmp.json");
+    let mut a = vec![
+        "ab",
+        "--a",
+        bin,
+        "--b",
+        bin,
+        "--dir",
+        fresh.to_str().unwrap(),
+    ];
+    a.extend(["-o", inside.to_str().unwrap()]);
+    a.extend(run);
+    let o = wattbench(&a);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "inside the run folders");
+    assert!(!fresh.exists(), "a refused ab made {}", fresh.display());
 }

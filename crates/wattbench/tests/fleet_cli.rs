@@ -129,6 +129,30 @@ fn merge_keeps_runs_whole_refuses_one_machine_twice_and_is_read_back() {
     assert!(o.status.success(), "{}", stderr(&o));
     // A command that reads one run says what to do with a merged file.
     usage_error(&wattbench(&["report", s(&merged)]), "merged file");
+
+    // A merged file merged again keeps what it said about its runs: its notes, and its labels.
+    let mut m = read_json(&merged);
+    m["merged"]["notes"] = serde_json::json!(["the 2 GPUs ran at once"]);
+    m["merged"]["inputs"] = serde_json::json!(["gpu0 (GPU-a)", "gpu1 (GPU-b)"]);
+    let devices = d.join("devices.json");
+    std::fs::write(&devices, m.to_string()).unwrap();
+    let outer = d.join("outer.json");
+    let node4 = task(d, "node4.json", "node4", None);
+    let o = wattbench(&["merge", s(&devices), s(&node4), "-o", s(&outer)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = read_json(&outer);
+    assert_eq!(
+        out["merged"]["notes"],
+        serde_json::json!([format!("{}: the 2 GPUs ran at once", s(&devices))])
+    );
+    let labels = out["merged"]["inputs"].as_array().unwrap();
+    assert!(
+        labels[1]
+            .as_str()
+            .unwrap()
+            .ends_with("devices.json#2 (gpu1 (GPU-b))"),
+        "{labels:?}"
+    );
 }
 
 #[test]
@@ -137,16 +161,20 @@ fn across_hardware_puts_each_machine_side_by_side() {
     let d = dir.path();
     let a = task(d, "a.json", "node1", None);
     let b = task(d, "b.json", "node2", Some("Imaginary CPU 9000"));
-    let o = wattbench(&[
-        "compare",
-        "--across-hardware",
-        s(&a),
-        s(&b),
-        "--format",
-        "json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The JSON document of `compare --across-hardware X Y`.
+    let across = |x: &Path, y: &Path| -> Value {
+        let o = wattbench(&[
+            "compare",
+            "--across-hardware",
+            s(x),
+            s(y),
+            "--format",
+            "json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let j = across(&a, &b);
     assert_eq!(j["machines"].as_array().unwrap().len(), 2);
     let rows = j["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "every tiny case on both machines");
@@ -159,6 +187,9 @@ fn across_hardware_puts_each_machine_side_by_side() {
             assert_eq!(c["energy_sources"][0], "estimated");
             assert!(c["co2e_kg_per_tflop"]["value"].as_f64().unwrap() > 0.0);
         }
+        // ... covering the same things (one build, one meter set)...
+        assert!(!cells[0]["energy_scopes"].as_array().unwrap().is_empty());
+        assert_eq!(cells[0]["energy_scopes"], cells[1]["energy_scopes"], "{r}");
         // ... but one build on one machine twice: its ±50 % estimates overlap, so no machine
         // is named.
         assert!(r["least_energy"].is_null(), "{r}");
@@ -173,17 +204,24 @@ fn across_hardware_puts_each_machine_side_by_side() {
         }
     }
     std::fs::write(&b, doc.to_string()).unwrap();
-    let o = wattbench(&[
-        "compare",
-        "--across-hardware",
-        s(&a),
-        s(&b),
-        "--format",
-        "json",
-    ]);
-    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = across(&a, &b);
     for r in j["rows"].as_array().unwrap() {
         assert_eq!(r["least_energy"], "M1", "{r}");
+    }
+    // Unless the totals cover different things: a total of other scopes is not the same
+    // quantity, however far apart the figures.
+    let mut other = doc.clone();
+    for c in other["cases"].as_array_mut().unwrap() {
+        for dom in c["energy"]["domains"].as_array_mut().unwrap() {
+            dom["scope"] = "package".into();
+        }
+    }
+    let b2 = d.join("b2.json");
+    std::fs::write(&b2, other.to_string()).unwrap();
+    let j = across(&a, &b2);
+    for r in j["rows"].as_array().unwrap() {
+        assert!(r["least_energy"].is_null(), "{r}");
+        assert_contains(r["note"].as_str().unwrap(), "cover different things");
     }
     // The table names the sources; one machine alone is refused.
     let o = wattbench(&["compare", "--across-hardware", s(&a), s(&b)]);
@@ -192,6 +230,31 @@ fn across_hardware_puts_each_machine_side_by_side() {
     usage_error(
         &wattbench(&["compare", "--across-hardware", s(&a)]),
         "one machine",
+    );
+    // A verdict's options are refused rather than ignored (no verdict here).
+    usage_error(
+        &wattbench(&[
+            "compare",
+            "--across-hardware",
+            s(&a),
+            s(&b),
+            "--threshold",
+            "10",
+        ]),
+        "--threshold has no effect with --across-hardware",
+    );
+    usage_error(
+        &wattbench(&[
+            "compare",
+            "--across-hardware",
+            s(&a),
+            s(&b),
+            "--alpha",
+            "0.1",
+            "--seed",
+            "3",
+        ]),
+        "--alpha, --seed have no effect",
     );
     // Without the flag, compare still needs two inputs.
     usage_error(&wattbench(&["compare", s(&a)]), "BASE and NEW");

@@ -451,3 +451,52 @@ fn a_run_recorded_from_another_file_is_not_recorded_again() {
         assert_eq!(s["points"].as_array().unwrap().len(), 1, "{s}");
     }
 }
+
+#[test]
+fn an_energy_change_says_the_source_of_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, doc) = reference_run(dir.path(), &["--op", "gemm"]);
+    // Every case's energy a CPU estimate (a TDP x CPU-time model), 30 % higher from run 8:
+    // the change is found, and said to be the model's figures, not a measurement.
+    let estimate = |j: f64| serde_json::to_value(wattbench_core::testing::estimated_energy(j, 7.0));
+    let files = series_files(
+        dir.path(),
+        &doc,
+        16,
+        |_| 1.0,
+        |i, d| {
+            for c in d["cases"].as_array_mut().unwrap() {
+                if c["status"] == "ok" {
+                    c["energy"] = estimate(if i < 8 { 1.0 } else { 1.3 }).unwrap();
+                }
+            }
+        },
+    );
+    let mut args = vec!["add"];
+    args.extend(paths(&files));
+    let o = history(&db, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let changes = history_json(&db, &["changes", "--metric", "energy"]);
+    let list = changes["changes"].as_array().unwrap();
+    assert_eq!(list.len(), ok_ids(&doc).len(), "{list:?}");
+    for c in list {
+        assert_eq!(
+            (c["index"].as_u64(), &c["known_break"]),
+            (Some(8), &Value::Bool(false))
+        );
+        assert_eq!(
+            c["source"],
+            "estimated [cpu-estimate (estimated); cpu-estimate: 7 W TDP over 2 threads]",
+            "{c}"
+        );
+        assert_eq!(c["source_changed"], false, "{c}");
+    }
+    let o = history(&db, &["changes", "--metric", "energy"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(
+        &stdout(&o),
+        "source: estimated [cpu-estimate (estimated); cpu-estimate: 7 W TDP over 2 threads] \
+         (ESTIMATED: a model's figures",
+    );
+}

@@ -240,12 +240,22 @@ fn html_report_has_every_section_and_plot_and_renders_in_chromium() {
         assert_contains(backends, &format!("{op} infer: energy efficiency"));
     }
     assert_contains(backends, "estimated: outlined");
+    assert_contains(backends, "J net (above idle)");
+    // GFLOP/J bars carry the energy's interval.
+    assert_contains(backends, " – ");
     // Traces: the measure report's power and memory, the training run's loss.
     let traces = section(&html, "traces");
     assert_contains(traces, "measure: power");
     assert_contains(traces, "measure: memory");
     assert_contains(traces, ": loss");
     assert!(traces.matches("<svg").count() >= 3);
+    // A model's power line is labelled as one.
+    for d in read_json(&measure)["domains"].as_array().unwrap() {
+        if d["source"] == "estimated" {
+            let name = d["name"].as_str().unwrap();
+            assert_contains(traces, &format!("{name} (estimated)"));
+        }
+    }
     // Trend: one plot per case from the three recorded runs.
     let trend = section(&html, "trend");
     assert_contains(trend, "3 runs recorded");
@@ -260,8 +270,29 @@ fn html_report_has_every_section_and_plot_and_renders_in_chromium() {
     for want in ["gCO2e/kWh", "PUE", "intensity source"] {
         assert_contains(carbon, want);
     }
+    assert!(!carbon.contains("PARTIAL"), "{carbon}");
 
     browser_check(&html_path, d);
+
+    // A measure report whose total lacks a domain: each carbon figure says so where it is.
+    let mut doc = read_json(&measure);
+    doc["total"]["missing"] = serde_json::json!(["gpu0"]);
+    std::fs::write(&measure, doc.to_string()).unwrap();
+    let partial = d.join("partial.html");
+    ok(&[
+        "report",
+        "--format",
+        "html",
+        "-o",
+        partial.to_str().unwrap(),
+        measure.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&partial).unwrap();
+    let carbon = section(&html, "carbon");
+    assert!(
+        carbon.matches("PARTIAL: without gpu0").count() >= 2,
+        "the energy and what is computed from it: {carbon}"
+    );
 }
 
 /// Headless Chromium, as the machine's probe starts it: no background networking; shared
@@ -481,6 +512,18 @@ fn the_report_says_which_ceilings_it_uses_and_which_it_cannot() {
         );
         assert!(!roof.contains("quick ceilings: a lower bound"), "{roof}");
     }
+    // A newer full measurement from another host of the same kind: the runs' own host's file
+    // is used, and the reason says so.
+    let elsewhere = d.join("elsewhere.json");
+    as_full(&quick, &elsewhere, "2030-01-01T00:00:00+00:00");
+    let mut doc = read_json(&elsewhere);
+    doc["environment"]["host"]["hostname"] = "another-host-of-this-kind".into();
+    std::fs::write(&elsewhere, doc.to_string()).unwrap();
+    let (html, err) = report(&[&elsewhere, &full]);
+    let used = format!("using {}", full.display());
+    assert_contains(&err, &used);
+    assert_contains(&err, "one measured on the runs' own host is preferred");
+    assert_contains(section(&html, "roofline"), &escaped(&used));
     // Quick ceilings alone: marked as a lower bound.
     let (html, _) = report(&[&quick]);
     let roof = section(&html, "roofline");
@@ -594,7 +637,7 @@ fn ceilings_found_beside_the_runs_say_which_is_used_and_why() {
     let html = std::fs::read_to_string(&html).unwrap();
     let roof = section(&html, "roofline");
     // Found from the input runs/run.json: named as ceilings/ beside its folder.
-    let used = "2 ceilings files measure this machine: using ceilings/full.json (full";
+    let used = "2 ceilings files measure this kind of machine: using ceilings/full.json (full";
     assert_contains(&stderr(&o), used);
     assert_contains(roof, &escaped(used));
     assert_contains(roof, "not ceilings/quick.json (quick: a lower bound");

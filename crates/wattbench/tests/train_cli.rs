@@ -282,8 +282,9 @@ fn a_write_that_fails_at_the_end_keeps_the_steps_in_a_fallback_file() {
     let tmp = tempfile::tempdir().unwrap();
     let sub = dir.path().join("sub");
     let out = sub.join("t.json");
-    // The folder asked for is replaced by a file during the run, so the final write fails
-    // though the check before the work passed; $TMPDIR is where the fallback goes.
+    // A file takes the place of the folder asked for (made only at the final write) during the
+    // run, so the final write fails though the check before the work passed; $TMPDIR is where
+    // the fallback goes.
     let mut c = command();
     c.env("TMPDIR", tmp.path());
     let steps = STEPS.to_string();
@@ -307,8 +308,11 @@ fn a_write_that_fails_at_the_end_keeps_the_steps_in_a_fallback_file() {
             break;
         }
     }
-    std::fs::remove_dir_all(&sub).unwrap();
-    std::fs::write(&sub, "a file where the folder was").unwrap();
+    assert!(
+        !sub.exists(),
+        "the folder was made before the results were ready"
+    );
+    std::fs::write(&sub, "a file where the folder would be").unwrap();
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

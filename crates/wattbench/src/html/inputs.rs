@@ -131,6 +131,15 @@ struct Head {
 }
 
 impl Inputs {
+    /// The host names of the runs measured on the kind of machine `fp`.
+    pub fn hosts_of(&self, fp: &str) -> Vec<&str> {
+        self.runs
+            .iter()
+            .filter(|r| r.doc.environment.hardware_fingerprint() == fp)
+            .filter_map(|r| r.doc.environment.host.hostname.as_deref())
+            .collect()
+    }
+
     /// Every file the report was made from: result files, measure reports and their traces,
     /// traces, ceilings files (given or found) and the history database.
     pub fn files(&self) -> Vec<&Path> {
@@ -371,7 +380,7 @@ pub fn load(
                 .iter()
                 .filter(|(_, c)| c.hardware_fingerprint == *fp)
                 .collect();
-            if let Some((_, Some(why))) = ceilings::choose(&mine) {
+            if let Some((_, Some(why))) = ceilings::choose(&mine, &inp.hosts_of(fp)) {
                 eprintln!("note: {why}");
             }
         }

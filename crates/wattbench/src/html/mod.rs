@@ -505,7 +505,7 @@ fn ceilings_choice<'a>(
         .iter()
         .filter(|(_, c)| c.hardware_fingerprint == fp)
         .collect();
-    let (i, why) = crate::ceilings::choose(&mine)?;
+    let (i, why) = crate::ceilings::choose(&mine, &inp.hosts_of(fp))?;
     Some((mine[i], why))
 }
 
@@ -733,13 +733,17 @@ fn gpu_state_words(g: &wattbench_core::result::GpuState) -> String {
     format!(" (after it: {})", v.join(", "))
 }
 
-/// A fraction as a percentage: two significant digits below 10 %, whole numbers above.
+/// A fraction as a percentage: two significant digits below 10 % (0.040 %, 3.1 %), whole
+/// numbers above.
 fn pct(x: f64) -> String {
     let v = 100.0 * x;
-    if v < 10.0 {
-        format!("{v:.1} %")
-    } else {
+    if v >= 10.0 || !v.is_finite() {
         format!("{v:.0} %")
+    } else if v == 0.0 {
+        "0 %".into()
+    } else {
+        let decimals = (1 - v.abs().log10().floor() as i32).max(1) as usize;
+        format!("{v:.decimals$} %")
     }
 }
 
@@ -753,7 +757,7 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
          compute roof per dtype. A measured roof is the best verified GEMM the backends \
          here reached at one size, a lower bound of the machine's peak: a case above 100 % \
          ran faster than that measurement (another size, another moment). Markers: one \
-         shape and colour per backend; filled f32, outlined f16/bf16.",
+         shape and colour per backend; filled f32, outlined f16, outlined with a dot bf16.",
     ));
     for (path, fp) in &inp.ceilings_unmatched {
         h.push_str(&note(&format!(
@@ -792,7 +796,7 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                 let t = c.throughput.as_ref()?;
                 Some(RoofPoint {
                     backend: c.backend.clone(),
-                    full_precision: c.dtype == DType::F32,
+                    dtype: c.dtype,
                     intensity: t.intensity,
                     gflops: t.gflops_per_s,
                 })
@@ -1135,6 +1139,7 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
                         group: c.group.clone(),
                         series: c.series.clone(),
                         value: c.gflops?,
+                        range: None,
                         fill: Fill::Solid,
                     })
                 })
@@ -1143,10 +1148,12 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
                 .iter()
                 .filter_map(|c| {
                     let e = c.energy?;
+                    let g = e.whole_gflops_per_joule_interval()?;
                     Some(Bar {
                         group: c.group.clone(),
                         series: c.series.clone(),
-                        value: e.whole_gflops_per_joule()?,
+                        value: g.value,
+                        range: Some((g.low, g.high)),
                         fill: energy_fill(e)?,
                     })
                 })
@@ -1176,15 +1183,18 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
             .iter()
             .map(|c| {
                 let e = c.energy;
+                let net = e.map(crate::energy::net).filter(|n| !n.is_empty());
                 format!(
-                    "<td><code>{}</code></td>{}{}{}{}{}",
+                    "<td><code>{}</code></td>{}{}{}{}{}{}",
                     esc(c.id),
                     num(&c.median_s.map_or("—".into(), units::seconds)),
                     num(&c.gflops.map_or("—".into(), sig)),
                     num(&e.map_or("unmeasured".into(), crate::energy::total_cell)),
-                    num(&e
-                        .and_then(|e| e.whole_gflops_per_joule())
-                        .map_or("—".into(), sig)),
+                    num(&net.unwrap_or("—".into())),
+                    num(&e.and_then(|e| e.whole_gflops_per_joule_interval()).map_or(
+                        "—".into(),
+                        |g| format!("{} {}", sig(g.value), units::relative(&g))
+                    )),
                     td(&e.map_or("none".into(), |e| {
                         let s = sources(e);
                         if e.total_mixes_sources {
@@ -1205,6 +1215,7 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
                 "median time",
                 "GFLOP/s",
                 "J per call or step (gross)",
+                "J net (above idle)",
                 "GFLOP/J",
                 "energy source",
             ],
@@ -1220,7 +1231,9 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
 
 // ----------------------------------------------------------------------------------- traces
 
-fn trace_plots(t: &TraceInput, title: &str) -> String {
+/// The power and memory plots of a trace; `sources`: each domain's source, when known (a
+/// `measure` report's), so that a model's power line is labelled as one.
+fn trace_plots(t: &TraceInput, title: &str, sources: &[(&str, Source)]) -> String {
     let mut h = String::from("<div class=\"grid\"><figure>");
     let power: Vec<Line> = t
         .columns
@@ -1228,10 +1241,11 @@ fn trace_plots(t: &TraceInput, title: &str) -> String {
         .filter_map(|c| {
             let name = c.strip_suffix("_watts")?;
             let pts = t.series(c);
-            (!pts.is_empty()).then(|| Line {
-                label: name.to_string(),
-                points: pts,
-            })
+            let label = match sources.iter().find(|(n, _)| *n == name) {
+                Some((_, Source::Estimated)) => format!("{name} (estimated)"),
+                _ => name.to_string(),
+            };
+            (!pts.is_empty()).then_some(Line { label, points: pts })
         })
         .collect();
     if power.is_empty() {
@@ -1317,7 +1331,12 @@ fn measure_traces(m: &MeasureInput) -> String {
     match &m.trace {
         Some(t) => {
             h.push_str(&p(&format!("trace: {}", file_name(&t.path))));
-            h.push_str(&trace_plots(t, "measure"));
+            let sources: Vec<(&str, Source)> = r
+                .domains
+                .iter()
+                .map(|d| (d.name.as_str(), d.source))
+                .collect();
+            h.push_str(&trace_plots(t, "measure", &sources));
         }
         None => h.push_str(&note(&format!(
             "No trace found beside {} (`measure` writes <name>.trace.csv; give it as an input).",
@@ -1416,7 +1435,7 @@ fn traces(inp: &Inputs) -> String {
     }
     for t in &inp.traces {
         let _ = write!(h, "<h3>{}</h3>", esc(&file_name(&t.path)));
-        h.push_str(&trace_plots(t, "trace"));
+        h.push_str(&trace_plots(t, "trace", &[]));
     }
     for t in trainings {
         h.push_str(&training_plots(t));
@@ -1499,7 +1518,7 @@ fn trend(inp: &Inputs) -> String {
             .collect();
         marks.extend(a.change_points.iter().map(|c| Mark {
             x: c.index as f64 + 0.5,
-            label: format!("×{:.2}", c.ratio),
+            label: format!("×{}", sig(c.ratio)),
             change: true,
         }));
         h.push_str("<figure>");
@@ -1521,10 +1540,10 @@ fn trend(inp: &Inputs) -> String {
             .iter()
             .map(|c| {
                 format!(
-                    "change point at run {} ({}): ×{:.2}, {} → {} (p = {}){}; came in {}..{}",
+                    "change point at run {} ({}): ×{}, {} → {} (p = {}){}; came in {}..{}",
                     c.index + 1,
                     c.created_at,
-                    c.ratio,
+                    sig(c.ratio),
                     units::seconds(c.before_median),
                     units::seconds(c.after_median),
                     sig(c.p_value),
@@ -1558,7 +1577,7 @@ fn trend(inp: &Inputs) -> String {
                 let changes: Vec<String> = a
                     .change_points
                     .iter()
-                    .map(|c| format!("run {}: ×{:.2}", c.index + 1, c.ratio))
+                    .map(|c| format!("run {}: ×{}", c.index + 1, sig(c.ratio)))
                     .collect();
                 format!(
                     "<td><code>{}</code></td>{}{}{}{}{}{}",
@@ -1696,7 +1715,7 @@ fn hardware(inp: &Inputs, machines: &[String]) -> String {
                 row.push_str(&num(&m.map_or("—".into(), units::seconds)));
                 if i > 0 {
                     row.push_str(&num(&match (meds[0], m) {
-                        (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
+                        (Some(a), Some(b)) if a > 0.0 => sig(b / a),
                         _ => "—".into(),
                     }));
                 }
@@ -1717,6 +1736,7 @@ fn hardware(inp: &Inputs, machines: &[String]) -> String {
                     group: id.to_string(),
                     series: format!("M{} / M1", m + 1),
                     value: b / a,
+                    range: None,
                     fill: Fill::Solid,
                 })
             })
@@ -1754,8 +1774,9 @@ fn energy_across(inp: &Inputs) -> String {
          gCO2e/kWh ({}) and PUE {} (intervals include the meters' uncertainty and the grid's \
          daily band) and the share of each machine's measured compute peak for the dtype (not the \
          roofline's attainable roof, which the roofline section gives). The least-energy machine \
-         is named only where every machine's energy comes from the same kind of source and its \
-         interval lies wholly below the others'.",
+         is named only where every machine's energy comes from the same kind of source and \
+         covers the same things (package, DRAM, GPU), and its interval lies wholly below the \
+         others'.",
         wattbench_core::energy::GROSS_MEANS,
         sig(a.carbon.intensity_g_per_kwh),
         a.carbon.region_name,
@@ -1769,8 +1790,16 @@ fn energy_across(inp: &Inputs) -> String {
             r.cells.iter().enumerate().map(move |(i, c)| {
                 let best = r.least_energy.as_deref() == Some(c.machine.as_str());
                 let src: Vec<&str> = c.energy_sources.iter().map(|s| s.as_str()).collect();
+                // The row's note (why no machine is named) under the case id.
                 let first = if i == 0 {
-                    format!("<td><code>{}</code></td>", esc(&r.id))
+                    format!(
+                        "<td><code>{}</code>{}</td>",
+                        esc(&r.id),
+                        r.note.as_deref().map_or(String::new(), |n| format!(
+                            "<br><span class=\"reason\">{}</span>",
+                            esc(n)
+                        ))
+                    )
                 } else {
                     "<td></td>".to_string()
                 };
@@ -1787,7 +1816,13 @@ fn energy_across(inp: &Inputs) -> String {
                         )
                     })),
                     num(&c.joules_per_gflop.map_or("no energy".into(), |j| {
-                        format!("{} ({})", sig(j.value), src.join("+"))
+                        format!(
+                            "{} {} ({}) {}",
+                            sig(j.value),
+                            units::relative(&j),
+                            src.join("+"),
+                            c.energy_scopes.join("+")
+                        )
                     })),
                     num(&c
                         .co2e_kg_per_tflop
@@ -1802,7 +1837,7 @@ fn energy_across(inp: &Inputs) -> String {
             "machine",
             "GFLOP/s",
             "of peak",
-            "J/GFLOP (source)",
+            "J/GFLOP (source) covers",
             "CO2e/TFLOP",
         ],
         &rows,
@@ -1843,22 +1878,26 @@ fn carbon(inp: &Inputs) -> String {
             let a = &r.assumptions;
             let c = &a.carbon;
             let _ = write!(h, "<h4><code>{}</code></h4>", esc(&r.command.join(" ")));
+            // Each figure from a total that lacks a domain says so where it is read.
+            let partial = partial_suffix(&r.total.missing);
             let mut rows = vec![
                 (
                     "IT energy",
                     r.energy_kwh
                         .as_ref()
-                        .map_or("no domain had a reading".into(), wh),
+                        .map_or("no domain had a reading".into(), |i| wh(i) + &partial),
                 ),
                 (
                     "facility energy (× PUE)",
-                    r.facility_kwh.as_ref().map_or("—".into(), wh),
+                    r.facility_kwh
+                        .as_ref()
+                        .map_or("—".into(), |i| wh(i) + &partial),
                 ),
                 (
                     "emissions",
-                    r.co2e_kg
-                        .as_ref()
-                        .map_or("—".into(), |i| units::interval(i, "g CO2e", 1000.0)),
+                    r.co2e_kg.as_ref().map_or("—".into(), |i| {
+                        units::interval(i, "g CO2e", 1000.0) + &partial
+                    }),
                 ),
                 (
                     "energy sources",
@@ -1884,10 +1923,10 @@ fn carbon(inp: &Inputs) -> String {
                 rows.push((
                     "projection",
                     format!(
-                        "{} of {} steps (×{:.2}): {}, {}; {}",
+                        "{} of {} steps (×{}): {}{partial}, {}; {}",
                         pj.steps_done,
                         pj.total_steps,
-                        pj.factor,
+                        sig(pj.factor),
                         pj.energy_kwh.as_ref().map_or("—".into(), wh),
                         pj.co2e_kg
                             .as_ref()
@@ -1905,6 +1944,7 @@ fn carbon(inp: &Inputs) -> String {
         for t in trainings {
             let Some(pj) = &t.projection else { continue };
             let _ = write!(h, "<h4><code>{}</code></h4>", esc(&t.id));
+            let partial = partial_suffix(&t.energy.missing_domains());
             let mut rows = vec![
                 (
                     "full run",
@@ -1919,28 +1959,28 @@ fn carbon(inp: &Inputs) -> String {
                     pj.energy_kwh
                         .as_ref()
                         .map_or("no meter had a reading".into(), |i| {
-                            units::interval(i, "kWh", 1.0)
+                            units::interval(i, "kWh", 1.0) + &partial
                         }),
                 ),
                 (
                     "facility energy (× PUE)",
                     pj.facility_kwh
                         .as_ref()
-                        .map_or("—".into(), |i| units::interval(i, "kWh", 1.0)),
+                        .map_or("—".into(), |i| units::interval(i, "kWh", 1.0) + &partial),
                 ),
                 (
                     "emissions",
-                    pj.co2e_kg
-                        .as_ref()
-                        .map_or("—".into(), |i| units::interval(i, "kg CO2e", 1.0)),
+                    pj.co2e_kg.as_ref().map_or("—".into(), |i| {
+                        units::interval(i, "kg CO2e", 1.0) + &partial
+                    }),
                 ),
                 (
                     "energy is",
                     if pj.energy_estimated {
-                        "ESTIMATED (partly or wholly a model, not a measurement)".into()
+                        format!("ESTIMATED (partly or wholly a model, not a measurement){partial}")
                     } else {
                         // Counters, or power readings integrated: say which.
-                        wattbench_core::energy::sources_named(&t.energy.total_sources)
+                        wattbench_core::energy::sources_named(&t.energy.total_sources) + &partial
                     },
                 ),
             ];
@@ -1949,6 +1989,17 @@ fn carbon(inp: &Inputs) -> String {
         }
     }
     h
+}
+
+/// `; PARTIAL: without A, B` for a total that lacks the domains `missing` (a domain it adds
+/// had no reading), else nothing: written beside every figure taken from it.
+fn partial_suffix<S: AsRef<str>>(missing: &[S]) -> String {
+    if missing.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = missing.iter().map(AsRef::as_ref).collect();
+        format!("; PARTIAL: without {}", names.join(", "))
+    }
 }
 
 /// A table of (name, value) rows, then `notes` as a list.
@@ -2018,6 +2069,15 @@ fn assumption_rows(c: &wattbench_core::result::CarbonAssumptions) -> Vec<(&'stat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_keep_two_significant_digits_below_ten_percent() {
+        assert_eq!(pct(0.0004), "0.040 %");
+        assert_eq!(pct(0.031), "3.1 %");
+        assert_eq!(pct(0.0994), "9.9 %");
+        assert_eq!(pct(0.5), "50 %");
+        assert_eq!(pct(0.0), "0 %");
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {

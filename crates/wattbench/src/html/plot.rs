@@ -5,6 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use wattbench_core::units::sig;
+use wattbench_core::workload::DType;
 
 type Root<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type Drawn = Result<(), Box<dyn std::error::Error>>;
@@ -44,6 +45,65 @@ pub fn backend_color(name: &str) -> RGBColor {
     } else {
         c
     }
+}
+
+/// The colours of `series` in one chart: each its backend's ([`backend_color`]), and a series
+/// whose colour an earlier one already has (two files of one machine, `tch/cpu` and `tch/cpu
+/// (b.json)`; two GPUs of one kind) a darker, then lighter, shade of it, so that no two
+/// series of a chart look alike.
+pub fn series_colors(series: &[&str]) -> Vec<RGBColor> {
+    let mut out: Vec<RGBColor> = Vec::new();
+    for name in series {
+        let base = backend_color(name);
+        let mut c = base;
+        let mut k: i32 = 0;
+        while out.contains(&c) {
+            k += 1;
+            let f = 0.8f64.powi((k + 1) / 2);
+            c = if k % 2 == 1 {
+                let dark = |v: u8| (f64::from(v) * f * 0.75) as u8;
+                RGBColor(dark(base.0), dark(base.1), dark(base.2))
+            } else {
+                let light = |v: u8| (255.0 - (255.0 - f64::from(v)) * f * 0.6) as u8;
+                RGBColor(light(base.0), light(base.1), light(base.2))
+            };
+            if k > 12 {
+                break;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A bar chart's row label, at most `max` characters: a long one keeps its start and its end
+/// (where the shape and dtype are), with "…" between.
+fn short_label(name: &str, max: usize) -> String {
+    let n = name.chars().count();
+    if n <= max {
+        return name.to_string();
+    }
+    let tail = (max * 3) / 5;
+    let head = max - 1 - tail;
+    let start: String = name.chars().take(head).collect();
+    let end: String = name.chars().skip(n - tail).collect();
+    format!("{start}…{end}")
+}
+
+/// The legend entries of `names` laid out in rows within `width` pixels: (row, x) of each.
+fn legend_layout(names: &[&str], width: i32) -> Vec<(usize, i32)> {
+    let (mut row, mut x) = (0, 12);
+    let mut out = Vec::new();
+    for name in names {
+        let w = 34 + 7 * name.chars().count() as i32;
+        if x > 12 && x + w > width - 8 {
+            row += 1;
+            x = 12;
+        }
+        out.push((row, x));
+        x += w;
+    }
+    out
 }
 
 fn base_color(base: &str) -> RGBColor {
@@ -113,8 +173,8 @@ fn closed(shape: usize) -> Vec<(i32, i32)> {
 pub struct RoofPoint {
     /// Backend (the marker).
     pub backend: String,
-    /// Whether its dtype is f32 (filled marker) or a 16-bit type (outlined).
-    pub full_precision: bool,
+    /// Its dtype: f32 filled, f16 outlined, bf16 outlined with a dot in the middle.
+    pub dtype: DType,
     /// FLOP per minimum byte.
     pub intensity: f64,
     /// Achieved GFLOP/s.
@@ -146,6 +206,13 @@ fn span(values: impl Iterator<Item = f64>, default: (f64, f64)) -> (f64, f64) {
     } else {
         default
     }
+}
+
+/// Where the memory slope y = `b`·x is inside the plot `x`×`y`: the intensities it enters
+/// and leaves it at (a line must end inside the plot: plotters moves each point outside it
+/// onto the edge on its own, which would bend the slope).
+fn slope_span(b: f64, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> (f64, f64) {
+    (x0.max(y0 / b), x1.min(y1 / b))
 }
 
 /// Log-log roofline: each point's GFLOP/s against its intensity, one marker per backend, and
@@ -188,11 +255,14 @@ pub fn roofline(title: &str, points: &[RoofPoint], roofs: Option<&Roofs>) -> Str
             .y_label_formatter(&|v| tick(*v))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
-        if let Some(b) = bw {
-            let from = x0.max(y0 / b);
+        // (A slope wholly above or below the plot is not drawn.)
+        let slope = bw
+            .map(|b| (b, slope_span(b, (x0, x1), (y0, y1))))
+            .filter(|(_, (f, t))| f < t);
+        if let Some((b, (from, to))) = slope {
             chart
                 .draw_series(DashedLineSeries::new(
-                    [(from, b * from), (x1, b * x1)],
+                    [(from, b * from), (to, b * to)],
                     6,
                     4,
                     RGBColor(120, 120, 120).stroke_width(1),
@@ -206,12 +276,12 @@ pub fn roofline(title: &str, points: &[RoofPoint], roofs: Option<&Roofs>) -> Str
             let color = ROOF_COLORS[i % ROOF_COLORS.len()];
             let line: Vec<(f64, f64)> = match bw {
                 Some(b) => {
-                    let from = x0.max(y0 / b);
+                    let (from, to) = slope_span(b, (x0, x1), (y0, y1));
                     let ridge = peak / b;
                     if ridge <= from {
                         vec![(x0, *peak), (x1, *peak)]
-                    } else if ridge >= x1 {
-                        vec![(from, b * from), (x1, b * x1)]
+                    } else if ridge >= to {
+                        vec![(from, b * from), (to, b * to)]
                     } else {
                         vec![(from, b * from), (ridge, *peak), (x1, *peak)]
                     }
@@ -229,12 +299,17 @@ pub fn roofline(title: &str, points: &[RoofPoint], roofs: Option<&Roofs>) -> Str
             let color = backend_color(b);
             let shape = backend_shape(b);
             let mine = || points.iter().filter(move |p| p.backend == *b);
-            chart.draw_series(mine().filter(|p| !p.full_precision).map(|p| {
+            chart.draw_series(mine().filter(|p| p.dtype == DType::F16).map(|p| {
                 EmptyElement::at((p.intensity, p.gflops))
                     + PathElement::new(closed(shape), color.stroke_width(2))
             }))?;
+            chart.draw_series(mine().filter(|p| p.dtype == DType::Bf16).map(|p| {
+                EmptyElement::at((p.intensity, p.gflops))
+                    + PathElement::new(closed(shape), color.stroke_width(2))
+                    + Circle::new((0, 0), 2, color.filled())
+            }))?;
             chart
-                .draw_series(mine().filter(|p| p.full_precision).map(|p| {
+                .draw_series(mine().filter(|p| p.dtype == DType::F32).map(|p| {
                     EmptyElement::at((p.intensity, p.gflops))
                         + Polygon::new(shape_points(shape), color.filled())
                 }))?
@@ -273,6 +348,9 @@ pub struct Bar {
     pub series: String,
     /// The value.
     pub value: f64,
+    /// Its interval (low, high), drawn as a whisker and written in the label; the high end may
+    /// be infinite (drawn to the chart's edge).
+    pub range: Option<(f64, f64)>,
     /// How it is drawn.
     pub fill: Fill,
 }
@@ -347,10 +425,24 @@ pub fn hbars(title: &str, x_desc: &str, bars: &[Bar], legend_fills: bool) -> Str
         * 13
         / 2
         + 12;
-    let legend_h = 24 * (1 + legend_fills as u32);
+    let colors = series_colors(&series);
+    let layout = legend_layout(&series, 640);
+    let legend_rows = layout.last().map_or(1, |(r, _)| r + 1) as u32;
+    let legend_h = 24 * (legend_rows + legend_fills as u32);
     let height = (40 + per_group * groups.len().max(1) as u32).max(110) + 60 + legend_h;
-    let xmax = bars.iter().map(|b| b.value).fold(0.0f64, f64::max);
-    let xmax = if xmax > 0.0 { xmax * 1.2 } else { 1.0 };
+    let xmax = bars
+        .iter()
+        .flat_map(|b| [Some(b.value), b.range.map(|r| r.1)])
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    // Room right of the longest bar for its label (longer with an interval).
+    let room = if bars.iter().any(|b| b.range.is_some()) {
+        1.5
+    } else {
+        1.2
+    };
+    let xmax = if xmax > 0.0 { xmax * room } else { 1.0 };
     let n = groups.len().max(1) as f64;
     let slots = series.len().max(1) as f64;
     figure(640, height, |root| {
@@ -381,11 +473,7 @@ pub fn hbars(title: &str, x_desc: &str, bars: &[Bar], legend_fills: bool) -> Str
         };
         for (g, name) in groups.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(0.0, n - g as f64 - 0.5));
-            let shown: String = if name.chars().count() > 48 {
-                format!("{}…", name.chars().take(47).collect::<String>())
-            } else {
-                name.to_string()
-            };
+            let shown = short_label(name, 48);
             root.draw(&Text::new(
                 shown,
                 (px - 6, py),
@@ -393,7 +481,7 @@ pub fn hbars(title: &str, x_desc: &str, bars: &[Bar], legend_fills: bool) -> Str
             ))?;
         }
         for (s, name) in series.iter().enumerate() {
-            let color = backend_color(name);
+            let color = colors[s];
             let mine: Vec<(usize, &Bar)> = bars
                 .iter()
                 .filter(|b| b.series == *name)
@@ -416,29 +504,55 @@ pub fn hbars(title: &str, x_desc: &str, bars: &[Bar], legend_fills: bool) -> Str
                         root.draw(&PathElement::new(vec![p, q], color.stroke_width(1)))?;
                     }
                 }
-                root.draw(&Text::new(
-                    sig(b.value),
-                    (bx.max(ax) + 4, (ay + by) / 2),
-                    left(10),
-                ))?;
+                let mut end = bx.max(ax);
+                let label = match b.range {
+                    Some((lo, hi)) => {
+                        // The whisker: the interval, at the bar's middle, with end caps.
+                        let y = (ay + by) / 2;
+                        let (lx, _) = chart.backend_coord(&(lo.max(0.0), lo));
+                        let (hx, _) = chart.backend_coord(&(hi.min(xmax), hi));
+                        let ink = RGBColor(40, 40, 40).stroke_width(1);
+                        root.draw(&PathElement::new(vec![(lx, y), (hx, y)], ink))?;
+                        root.draw(&PathElement::new(vec![(lx, y - 3), (lx, y + 3)], ink))?;
+                        if hi.is_finite() {
+                            root.draw(&PathElement::new(vec![(hx, y - 3), (hx, y + 3)], ink))?;
+                        }
+                        end = end.max(hx);
+                        let high = if hi.is_finite() {
+                            sig(hi)
+                        } else {
+                            "∞".into()
+                        };
+                        format!("{} [{} – {high}]", sig(b.value), sig(lo))
+                    }
+                    None => sig(b.value),
+                };
+                // Right of the bar (and its whisker), or, where that would run past the plot's
+                // right edge (an unbounded interval), inside it above the bar.
+                let right = chart.backend_coord(&(xmax, lo)).0;
+                let width = 6 * label.chars().count() as i32;
+                let at = if end + 4 + width <= right {
+                    (end + 4, (ay + by) / 2)
+                } else {
+                    ((right - width).max(ax), ay.min(by) - 5)
+                };
+                root.draw(&Text::new(label, at, left(10)))?;
             }
         }
         // Legend rows under the x axis: the series, then the fills.
         let ink = RGBColor(60, 60, 60);
-        let mut y = height as i32 - legend_h as i32 + 8;
-        let mut x = 12;
-        for name in &series {
-            let color = backend_color(name);
+        let top = height as i32 - legend_h as i32 + 8;
+        for ((name, color), (row, x)) in series.iter().zip(&colors).zip(&layout) {
+            let (x, y) = (*x, top + 24 * *row as i32);
             root.draw(&Rectangle::new(
                 [(x, y - 5), (x + 14, y + 5)],
                 color.filled(),
             ))?;
             root.draw(&Text::new(name.to_string(), (x + 19, y), left(12)))?;
-            x += 34 + 7 * name.chars().count() as i32;
         }
         if legend_fills {
-            y += 24;
-            x = 12;
+            let y = top + 24 * legend_rows as i32;
+            let mut x = 12;
             for (fill, label) in [
                 (Fill::Solid, "measured energy: solid"),
                 (Fill::Hatched, "integrated: hatched"),
@@ -647,12 +761,98 @@ mod tests {
     }
 
     #[test]
+    fn bar_charts_keep_series_and_rows_apart() {
+        // Row labels keep their end (shape and dtype).
+        let long = "G4 scaled (M 3072 -> 1024) m1024_n128_k1024_tn";
+        let (a, b) = (
+            short_label(&format!("{long} f32"), 48),
+            short_label(&format!("{long} bf16"), 48),
+        );
+        assert!(
+            a.ends_with("tn f32") && b.ends_with("tn bf16") && a != b,
+            "{a} / {b}"
+        );
+        assert_eq!(a.chars().count(), 48);
+        assert_eq!(short_label("gemm f32", 48), "gemm f32");
+        // No two series of a chart share a colour.
+        let names = [
+            "tch/cpu",
+            "tch/cpu (b.json)",
+            "tch/cpu (c.json)",
+            "cublas/cuda:0",
+            "cublas/cuda:1",
+            "cuda/cuda:0",
+        ];
+        let colors = series_colors(&names);
+        for (i, c) in colors.iter().enumerate() {
+            assert!(!colors[..i].contains(c), "{} shares a colour", names[i]);
+        }
+        assert_eq!(colors[0], backend_color("tch/cpu"));
+        // Many series: the legend wraps inside the picture.
+        let gpu = [
+            "cublas/cuda:0",
+            "cuda/cuda:0",
+            "cuda-naive/cuda:0",
+            "cuda-wgmma/cuda:0",
+            "cuda-wgmma-c2/cuda:0",
+            "candle/cuda:0",
+            "tch/cuda:0",
+        ];
+        let layout = legend_layout(&gpu, 640);
+        for (name, (_, x)) in gpu.iter().zip(&layout) {
+            assert!(x + 19 + 7 * name.len() as i32 <= 640, "{name} at {x}");
+        }
+        assert!(layout.last().unwrap().0 >= 1);
+    }
+
+    #[test]
+    fn the_memory_slope_ends_inside_the_plot() {
+        // A point far right of the ridge: the slope leaves the plot through its top.
+        let (b, x, y) = (10.0, (0.1, 3000.0), (0.25, 300.0));
+        let (from, to) = slope_span(b, x, y);
+        for end in [from, to] {
+            assert!((x.0..=x.1).contains(&end), "{end}");
+            assert!(
+                (y.0 * 0.999..=y.1 * 1.001).contains(&(b * end)),
+                "{}",
+                b * end
+            );
+        }
+        assert!((to - 30.0).abs() < 1e-9, "{to}");
+    }
+
+    #[test]
+    fn each_dtype_has_its_own_marker() {
+        let svg = |dtype| {
+            roofline(
+                "t",
+                &[RoofPoint {
+                    backend: "candle".into(),
+                    dtype,
+                    intensity: 10.0,
+                    gflops: 50.0,
+                }],
+                None,
+            )
+        };
+        let (f32, f16, bf16) = (svg(DType::F32), svg(DType::F16), svg(DType::Bf16));
+        // f32 filled; f16 outlined; bf16 outlined with a dot (the only circle element).
+        assert!(!f16.contains("<circle") && !f32.contains("<circle"));
+        assert!(bf16.contains("<circle"), "{bf16}");
+        assert_ne!(f32, f16);
+        assert_eq!(
+            f16.matches("<polyline").count(),
+            bf16.matches("<polyline").count()
+        );
+    }
+
+    #[test]
     fn plots_are_inline_svg_with_escaped_text() {
         let svg = roofline(
             "cpu <&>",
             &[RoofPoint {
                 backend: "candle".into(),
-                full_precision: true,
+                dtype: DType::F32,
                 intensity: 10.0,
                 gflops: 50.0,
             }],
@@ -670,10 +870,27 @@ mod tests {
                 group: "g".into(),
                 series: "candle/cpu".into(),
                 value: 2.0,
+                range: Some((1.5, f64::INFINITY)),
                 fill: Fill::Hatched,
             }],
             true,
         );
         assert!(bars.starts_with("<svg") && bars.contains("integrated: hatched"));
+        // The interval is drawn (to the chart's edge when unbounded) and said in the label.
+        let label = "2.000 [1.500 – ∞]";
+        assert!(bars.contains(label), "{bars}");
+        // ... and stays inside the picture (640 pixels wide).
+        let at = bars.find(label).unwrap();
+        let tag = &bars[bars[..at].rfind("<text").unwrap()..at];
+        let x: i32 = tag
+            .split("x=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(x + 6 * label.chars().count() as i32 <= 640, "{tag}");
     }
 }
