@@ -232,30 +232,20 @@ fn across_hardware_puts_each_machine_side_by_side() {
         "one machine",
     );
     // A verdict's options are refused rather than ignored (no verdict here).
-    usage_error(
-        &wattbench(&[
-            "compare",
-            "--across-hardware",
-            s(&a),
-            s(&b),
-            "--threshold",
-            "10",
-        ]),
-        "--threshold has no effect with --across-hardware",
-    );
-    usage_error(
-        &wattbench(&[
-            "compare",
-            "--across-hardware",
-            s(&a),
-            s(&b),
-            "--alpha",
-            "0.1",
-            "--seed",
-            "3",
-        ]),
-        "--alpha, --seed have no effect",
-    );
+    for (given, said) in [
+        (
+            &["--threshold", "10"][..],
+            "--threshold has no effect with --across-hardware",
+        ),
+        (
+            &["--alpha", "0.1", "--seed", "3"],
+            "--alpha, --seed have no effect",
+        ),
+    ] {
+        let mut args = vec!["compare", "--across-hardware", s(&a), s(&b)];
+        args.extend(given);
+        usage_error(&wattbench(&args), said);
+    }
     // Without the flag, compare still needs two inputs.
     usage_error(&wattbench(&["compare", s(&a)]), "BASE and NEW");
 }
