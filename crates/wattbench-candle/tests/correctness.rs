@@ -113,3 +113,16 @@ fn cpu_bf16_cases_say_their_matmuls_are_computed_in_f32() {
     let f16 = implementation(DType::F16);
     assert!(!f16.contains("computed as f32"), "{f16}");
 }
+
+/// A training case says how its gradient enters autograd (a scalar loss over the output: work
+/// the FLOP count leaves out and our CUDA steps do not do); an inference case does not.
+#[test]
+fn training_cases_name_the_loss_they_backpropagate() {
+    use wattbench_core::testing::implementation_of_a_gemm_in;
+    use wattbench_core::workload::Mode;
+    let b = wattbench_candle::CandleBackend;
+    let train = implementation_of_a_gemm_in(&b, "cpu", Mode::Train).unwrap();
+    assert!(train.contains("scalar loss Σ y·dy"), "{train}");
+    let infer = implementation_of_a_gemm_in(&b, "cpu", Mode::Infer).unwrap();
+    assert!(!infer.contains("loss"), "{infer}");
+}

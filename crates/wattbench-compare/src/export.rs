@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wattbench_core::energy::{CaseEnergy, Interval};
 use wattbench_core::result::{Memory, RunFile, Status};
-use wattbench_core::stats::TimeStats;
+use wattbench_core::stats::{TimeStats, BOOTSTRAP_MIN_SAMPLES};
 use wattbench_core::units;
 
 /// One measure of one benchmark in Bencher Metric Format.
@@ -248,19 +248,29 @@ pub fn github(run: &RunFile) -> Vec<GithubEntry> {
     for r in rows(run).iter().filter(|r| r.status == Status::Ok) {
         let place = format!("{} on {}", r.backend, r.device);
         if let Some(t) = r.time.filter(|t| t.median_s.is_finite()) {
-            let [lo, hi] = t.ci95_median_s.map(|v| v * 1e9);
+            let n = t.samples_s.len();
+            let known = t.ci95_known().map(|b| b.map(|v| v * 1e9));
+            let interval = match known {
+                Some([lo, hi]) if n >= BOOTSTRAP_MIN_SAMPLES => format!(
+                    "95% CI of the median {} – {} ns",
+                    units::sig(lo),
+                    units::sig(hi)
+                ),
+                Some([lo, hi]) => format!(
+                    "the samples' range {} – {} ns (too few for a 95% interval)",
+                    units::sig(lo),
+                    units::sig(hi)
+                ),
+                None => "no interval of the median (one sample)".into(),
+            };
             out.push(GithubEntry {
                 name: format!("{} (time)", r.id),
                 unit: "ns".into(),
                 value: t.median_s * 1e9,
-                range: Some(range(t.median_s * 1e9, lo, hi)),
+                range: known.map(|[lo, hi]| range(t.median_s * 1e9, lo, hi)),
                 extra: Some(format!(
-                    "median of {} samples of {} calls; 95% CI of the median {} – {} ns; \
-                     {place}",
-                    t.samples_s.len(),
+                    "median of {n} samples of {} calls; {interval}; {place}",
                     t.iters_per_sample,
-                    units::sig(lo),
-                    units::sig(hi),
                 )),
             });
         }

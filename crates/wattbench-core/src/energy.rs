@@ -38,15 +38,56 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// A value with an interval around it, carried from joules to kWh to CO2e.
+/// A value with an interval around it, carried from joules to kWh to CO2e. A bound that is
+/// unknown is infinite (an uncertainty nobody stated: see [`unknown_as_unbounded`]), written
+/// as `null` and read back as infinite.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// Best estimate.
     pub value: f64,
-    /// Lower bound.
+    /// Lower bound; `null` in files when unbounded (-∞).
+    #[serde(serialize_with = "bound::write", deserialize_with = "bound::read_low")]
     pub low: f64,
-    /// Upper bound.
+    /// Upper bound; `null` in files when unbounded (+∞).
+    #[serde(serialize_with = "bound::write", deserialize_with = "bound::read_high")]
     pub high: f64,
+}
+
+/// An interval's bounds in files: an infinite (unknown) bound is `null`, which JSON has for
+/// it, and `null` is read back as the infinity on its side.
+mod bound {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn write<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn read_low<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+    }
+
+    pub fn read_high<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
+/// The half-width to compute with for a figure's stated uncertainty: `None` (or a non-finite
+/// value) beside a figure is an uncertainty nobody knows, so unbounded, never 0. Files write
+/// an unknown uncertainty as `null`, which reads back as `None`.
+pub fn unknown_as_unbounded(uncertainty_j: Option<f64>) -> f64 {
+    uncertainty_j
+        .filter(|u| u.is_finite())
+        .unwrap_or(f64::INFINITY)
+}
+
+/// An uncertainty to store: `None` when it is unknown (not finite), which is what a file can
+/// hold (JSON has no infinity) and reads back the same.
+pub fn stored_uncertainty(half_width_j: f64) -> Option<f64> {
+    half_width_j.is_finite().then_some(half_width_j)
 }
 
 impl Interval {
@@ -210,7 +251,8 @@ pub struct DomainEnergy {
     pub joules: Option<f64>,
     /// Window length, s.
     pub window_s: f64,
-    /// Uncertainty of `joules` (half-width), J.
+    /// Uncertainty of `joules` (half-width), J; null beside a figure when unknown (never
+    /// read as 0: see [`unknown_as_unbounded`]).
     pub uncertainty_j: Option<f64>,
     /// joules / window, W.
     pub avg_watts: Option<f64>,
@@ -275,7 +317,8 @@ pub struct NetEnergy {
     pub idle_joules: f64,
     /// Gross − idle, J. Not clamped: a negative value means the load was within noise of idle.
     pub net_joules: f64,
-    /// Uncertainty of the net figure (gross and scaled idle uncertainties added), J.
+    /// Uncertainty of the net figure (gross and scaled idle uncertainties added), J; infinite
+    /// (`null` in files) when either is unknown.
     pub uncertainty_j: f64,
 }
 
@@ -294,8 +337,8 @@ pub fn net_joules(gross: &DomainEnergy, idle: &DomainEnergy) -> Option<NetEnergy
         idle_watts,
         idle_joules,
         net_joules: g - idle_joules,
-        uncertainty_j: gross.uncertainty_j.unwrap_or(0.0)
-            + idle.uncertainty_j.unwrap_or(0.0) * scale,
+        uncertainty_j: unknown_as_unbounded(gross.uncertainty_j)
+            + unknown_as_unbounded(idle.uncertainty_j) * scale,
     })
 }
 
@@ -310,7 +353,7 @@ pub fn net_of(gross: &DomainEnergy, idle: &[DomainEnergy]) -> Option<NetEnergy> 
             idle_watts: 0.0,
             idle_joules: 0.0,
             net_joules: j,
-            uncertainty_j: gross.uncertainty_j.unwrap_or(0.0),
+            uncertainty_j: unknown_as_unbounded(gross.uncertainty_j),
         });
     }
     net_joules(gross, idle.iter().find(|i| i.name == gross.name)?)
@@ -327,7 +370,12 @@ pub fn mean_idle(
 ) -> (Vec<DomainEnergy>, Vec<String>) {
     let watts = |d: &DomainEnergy| -> Option<(f64, f64)> {
         let j = d.joules?;
-        (d.window_s > 0.0).then(|| (j / d.window_s, d.uncertainty_j.unwrap_or(0.0) / d.window_s))
+        (d.window_s > 0.0).then(|| {
+            (
+                j / d.window_s,
+                unknown_as_unbounded(d.uncertainty_j) / d.window_s,
+            )
+        })
     };
     let mut warnings = Vec::new();
     let out = before
@@ -350,7 +398,7 @@ pub fn mean_idle(
                     DomainEnergy {
                         joules: Some(mean),
                         window_s: 1.0,
-                        uncertainty_j: Some(ub.max(ua) + 0.5 * drift),
+                        uncertainty_j: stored_uncertainty(ub.max(ua) + 0.5 * drift),
                         avg_watts: Some(mean),
                         peak_watts: None,
                         // A mean of two windows: neither window's cross-check is its own.
@@ -399,7 +447,7 @@ pub fn total_energy(domains: &[DomainEnergy]) -> EnergyTotal {
     for d in domains {
         match (d.in_total, d.joules) {
             (true, Some(j)) => {
-                let iv = Interval::symmetric(j, d.uncertainty_j.unwrap_or(0.0));
+                let iv = Interval::symmetric(j, unknown_as_unbounded(d.uncertainty_j));
                 sum = Some(sum.map_or(iv, |s| s + iv));
                 includes.push(format!("{} ({})", d.name, d.source));
                 if !sources.contains(&d.source) {
@@ -466,7 +514,8 @@ fn cover_window(d: &DomainEnergy, window_s: f64) -> DomainEnergy {
     let added = avg * missing;
     let mut out = d.clone();
     out.joules = Some(j + added);
-    out.uncertainty_j = Some(d.uncertainty_j.unwrap_or(0.0) * window_s / d.window_s + added);
+    out.uncertainty_j =
+        stored_uncertainty(unknown_as_unbounded(d.uncertainty_j) * window_s / d.window_s + added);
     out.window_s = window_s;
     out.warnings.push(format!(
         "its readings cover {:.3} s of the {window_s:.3} s window (a reading failed at its \
@@ -501,7 +550,7 @@ pub struct DomainRecord {
     pub in_total: bool,
     /// Joules per call; null when unread (never 0 for a missing reading).
     pub joules_per_iter: Option<f64>,
-    /// Uncertainty of `joules_per_iter` (half-width), J.
+    /// Uncertainty of `joules_per_iter` (half-width), J; null beside a figure when unknown.
     pub uncertainty_j: Option<f64>,
     /// Length of the window the figure covers, s.
     pub window_s: f64,
@@ -512,7 +561,7 @@ pub struct DomainRecord {
     /// Energy above idle per call, J.
     pub net_joules_per_iter: Option<f64>,
     /// Uncertainty of `net_joules_per_iter` (half-width: the gross figure's and the idle
-    /// baseline's, scaled to the window), J.
+    /// baseline's, scaled to the window), J; null beside a net figure when unknown.
     #[serde(default)]
     pub net_uncertainty_j: Option<f64>,
     /// Why it is not in the total, or other caveats.
@@ -546,7 +595,8 @@ pub struct CaseEnergy {
     /// Sum of the net (above idle) figures of the domains in the total, per call; null unless
     /// every one of them has a reading and a net figure.
     pub net_joules_per_iter: Option<f64>,
-    /// Uncertainty of `net_joules_per_iter` (half-width; the domains' added), J.
+    /// Uncertainty of `net_joules_per_iter` (half-width; the domains' added), J; null beside
+    /// a net figure when unknown (one domain's unknown makes it unknown).
     #[serde(default)]
     pub net_uncertainty_j: Option<f64>,
     /// Domains added, as `name (source)`.
@@ -595,7 +645,7 @@ impl CaseEnergy {
                     scope: d.scope.clone(),
                     in_total: d.in_total,
                     joules_per_iter: per(d.joules),
-                    uncertainty_j: per(d.uncertainty_j),
+                    uncertainty_j: per(d.uncertainty_j).and_then(stored_uncertainty),
                     window_s: d.window_s,
                     avg_watts: d.avg_watts,
                     // The estimate has no idle part: no idle figure, not 0 W.
@@ -603,7 +653,9 @@ impl CaseEnergy {
                         .filter(|_| d.source != Source::Estimated)
                         .map(|n| n.idle_watts),
                     net_joules_per_iter: per(net.map(|n| n.net_joules)),
-                    net_uncertainty_j: per(net.map(|n| n.uncertainty_j)),
+                    // Null beside a net figure when unknown.
+                    net_uncertainty_j: per(net.map(|n| n.uncertainty_j))
+                        .and_then(stored_uncertainty),
                     note: d.note.clone(),
                     assumptions: d.assumptions.clone(),
                     warnings: d.warnings.clone(),
@@ -747,11 +799,12 @@ impl CaseEnergy {
     }
 
     /// The net figure per call and its uncertainty when the total is whole (as
-    /// [`CaseEnergy::whole_gflops_per_joule`]).
-    pub fn whole_net(&self) -> Option<(f64, Option<f64>)> {
+    /// [`CaseEnergy::whole_gflops_per_joule`]). The uncertainty is always given: infinite
+    /// when unknown (`null` in the file, or absent from an old one), never 0.
+    pub fn whole_net(&self) -> Option<(f64, f64)> {
         self.net_joules_per_iter
             .filter(|_| self.missing_domains().is_empty())
-            .map(|n| (n, self.net_uncertainty_j))
+            .map(|n| (n, unknown_as_unbounded(self.net_uncertainty_j)))
     }
 
     /// What this record's total is a total of ([`EnergyBasis`]).
@@ -797,7 +850,7 @@ impl CaseEnergy {
                 .filter(|_| r.source != Source::Estimated)
                 .map(|n| n.idle_watts);
             r.net_joules_per_iter = net.map(|n| n.net_joules / calls);
-            r.net_uncertainty_j = net.map(|n| n.uncertainty_j / calls);
+            r.net_uncertainty_j = net.and_then(|n| stored_uncertainty(n.uncertainty_j / calls));
         }
         (self.net_joules_per_iter, self.net_uncertainty_j) = net_total(&self.domains);
     }
@@ -825,10 +878,11 @@ fn net_total(rows: &[DomainRecord]) -> (Option<f64>, Option<f64>) {
     }
     (
         Some(counted.iter().filter_map(|r| r.net_joules_per_iter).sum()),
-        Some(
+        // One unknown makes the sum's unknown (null), never 0.
+        stored_uncertainty(
             counted
                 .iter()
-                .map(|r| r.net_uncertainty_j.unwrap_or(0.0))
+                .map(|r| unknown_as_unbounded(r.net_uncertainty_j))
                 .sum(),
         ),
     )
@@ -1027,6 +1081,47 @@ mod tests {
         let est = [domain("cpu-estimate", Source::Estimated, Some(1.0), true)];
         let e = CaseEnergy::from_window(&est, &[], window(1));
         assert!(e.notes.iter().any(|n| n.starts_with("estimated")));
+    }
+
+    /// A figure whose uncertainty is unknown (a domain that states none: infinite) is written
+    /// as null and read back as unknown, never as exact; its total has no upper bound, and a
+    /// file holding one can be read back at all (`Interval::high` was a plain number).
+    #[test]
+    fn an_unknown_uncertainty_round_trips_and_never_reads_as_exact() {
+        let mut d = domain("gpu0", Source::Integrated, Some(40.0), true);
+        d.uncertainty_j = Some(f64::INFINITY);
+        let back: DomainEnergy = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        for d in [&d, &back] {
+            let t = total_energy(std::slice::from_ref(d)).joules.unwrap();
+            assert_eq!(
+                (t.value, t.low, t.high),
+                (40.0, 0.0, f64::INFINITY),
+                "{d:?}"
+            );
+        }
+        let idle = [domain("gpu0", Source::Integrated, Some(10.0), true)];
+        let net = net_joules(&back, &idle[0]).unwrap();
+        assert_eq!(net.uncertainty_j, f64::INFINITY);
+        let e = CaseEnergy::from_window(&[d], &idle, window(4));
+        let json = serde_json::to_string(&e).unwrap();
+        let back: CaseEnergy = serde_json::from_str(&json).unwrap();
+        let t = back.total_joules_per_iter.unwrap();
+        assert_eq!((t.value, t.high), (10.0, f64::INFINITY), "{json}");
+        // The net figure is there, its uncertainty unknown: not 0.
+        assert_eq!(back.net_joules_per_iter, Some(7.5));
+        assert_ne!(back.net_uncertainty_j, Some(0.0), "{json}");
+        assert_eq!(back.whole_net(), Some((7.5, f64::INFINITY)));
+        let row = &back.domains[0];
+        assert_ne!(row.uncertainty_j, Some(0.0));
+        // Rebased, it stays unknown.
+        let mut rebased = back.clone();
+        rebased.rebase(&idle);
+        assert_ne!(rebased.net_uncertainty_j, Some(0.0));
+        assert_eq!(
+            serde_json::to_string(&rebased).unwrap(),
+            json,
+            "a rebase on the same idle changes nothing"
+        );
     }
 
     #[test]

@@ -22,8 +22,15 @@ use std::time::{Duration, Instant};
 /// Timing and verification options.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HarnessConfig {
-    /// Warm-up time before sampling (at least one call is always made).
+    /// Warm-up time before sampling (at least one call is always made), on every device
+    /// unless `gpu_warmup_s` says otherwise for GPUs.
     pub warmup_s: f64,
+    /// Warm-up time on a GPU (`cuda`, `cuda:N`), whose clocks take about a second to ramp up;
+    /// null: `warmup_s` there too (files written before it existed, and callers that give
+    /// one warm-up). `wattbench run` records the one it used: [`DEFAULT_GPU_WARMUP_S`]
+    /// unless `--warmup` was given.
+    #[serde(default)]
+    pub gpu_warmup_s: Option<f64>,
     /// Minimum total sampling time.
     pub min_time_s: f64,
     /// Minimum number of samples.
@@ -54,7 +61,27 @@ pub const EVIDENCE_SLOWDOWN: bool = cfg!(feature = "evidence-slowdown");
 /// The longest time any one setting may ask for, s (a day): beyond it a value is a typo.
 pub const MAX_SECONDS: f64 = 86_400.0;
 
+/// Default warm-up on a CPU, s: enough for caches and the thread pool.
+pub const DEFAULT_WARMUP_S: f64 = 0.05;
+
+/// Default warm-up on a GPU, s: its clocks ramp up from idle over about a second (a shorter
+/// warm-up measures the ramp: the drift note of a case says so).
+pub const DEFAULT_GPU_WARMUP_S: f64 = 1.0;
+
+/// Whether `device` is a GPU (`cuda`, `cuda:N`).
+pub fn is_gpu(device: &str) -> bool {
+    device == "cuda" || device.starts_with("cuda:")
+}
+
 impl HarnessConfig {
+    /// The warm-up on `device`: `gpu_warmup_s` on a GPU when set, else `warmup_s`.
+    pub fn warmup_for(&self, device: &str) -> f64 {
+        match self.gpu_warmup_s {
+            Some(g) if is_gpu(device) => g,
+            _ => self.warmup_s,
+        }
+    }
+
     /// Refuses contradictory or absurd settings with a message naming the command-line
     /// options (nothing is silently changed): negative or non-finite times, a minimum time
     /// above the maximum, more minimum samples than the cap, times beyond a day.
@@ -63,6 +90,7 @@ impl HarnessConfig {
             ("--min-time", self.min_time_s),
             ("--max-time", self.max_time_s),
             ("--warmup", self.warmup_s),
+            ("--warmup", self.gpu_warmup_s.unwrap_or(0.0)),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
@@ -105,7 +133,8 @@ impl HarnessConfig {
 impl Default for HarnessConfig {
     fn default() -> Self {
         Self {
-            warmup_s: 0.05,
+            warmup_s: DEFAULT_WARMUP_S,
+            gpu_warmup_s: None,
             min_time_s: 0.3,
             min_samples: 10,
             max_samples: 1000,
@@ -241,27 +270,66 @@ impl CaseInputs {
                 VerifyMethod::Sampled,
             ),
         };
+        // What made an error infinite, in words (the errors alone cannot tell).
+        let mut defects = Vec::new();
         let mut err = if outs.len() == refs.len() {
             0.0f64
         } else {
+            defects.push(format!(
+                "the backend returned {} outputs, expected {} ({})",
+                outs.len(),
+                refs.len(),
+                specs
+                    .iter()
+                    .map(|s| format!("`{}`", s.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
             f64::INFINITY
         };
         let mut max_err = err;
+        let infinite = RelErrors {
+            l2: f64::INFINITY,
+            max: f64::INFINITY,
+        };
         for ((spec, (idx, want)), out) in specs.iter().zip(&refs).zip(outs) {
-            let e = match idx {
-                _ if out.len() != spec.numel() => rel_errors(&[], &[0.0]),
-                None => rel_errors(out, want),
+            let e = if out.len() != spec.numel() {
+                defects.push(format!(
+                    "output `{}` has {} values, expected {}",
+                    spec.name,
+                    out.len(),
+                    spec.numel()
+                ));
+                infinite
+            } else if let Some((i, v)) = first_not_finite(out) {
                 // A value that is not finite fails wherever it is, sampled or not: outputs
                 // are poisoned with NaN before a verified run, so one the kernel never wrote
                 // (a missed tile, a skipped edge) is caught whatever the sample.
-                Some(_) if out.iter().any(|v| !v.is_finite()) => RelErrors {
-                    l2: f64::INFINITY,
-                    max: f64::INFINITY,
-                },
-                Some(idx) => {
-                    let picked: Vec<f32> = idx.iter().map(|&i| out[i]).collect();
-                    rel_errors(&picked, want)
+                let why = if v.is_nan() {
+                    "never written?"
+                } else {
+                    "an overflow?"
+                };
+                defects.push(format!(
+                    "value {v} at index {i} of `{}` is not finite ({why})",
+                    spec.name
+                ));
+                infinite
+            } else {
+                let e = match idx {
+                    None => rel_errors(out, want),
+                    Some(idx) => {
+                        let picked: Vec<f32> = idx.iter().map(|&i| out[i]).collect();
+                        rel_errors(&picked, want)
+                    }
+                };
+                if e.l2.is_infinite() {
+                    defects.push(format!(
+                        "the reference of `{}` is all zeros where the output is not",
+                        spec.name
+                    ));
                 }
+                e
             };
             per_output.insert(spec.name.to_string(), e.l2);
             err = err.max(e.l2);
@@ -303,8 +371,17 @@ impl CaseInputs {
             checked_values: n as u64,
             per_output,
             unchecked_updates,
+            defects,
         }
     }
+}
+
+/// The first value of `out` that is not finite, with its index.
+fn first_not_finite(out: &[f32]) -> Option<(usize, f32)> {
+    out.iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+        .map(|(i, &v)| (i, v))
 }
 
 /// Whether errors `e` pass a case of tolerance `tol`: both the L2 error and the max error
@@ -358,12 +435,15 @@ impl<'a> Harness<'a> {
             return Ok(res);
         }
         let need = CaseInputs::estimated_bytes(&inp.case);
-        if let Some(avail) = memory::available_bytes() {
-            if need > avail {
+        // The least of the host's free memory and the cgroup's limit: past a container's or
+        // a job's limit the kernel kills the run, every completed case with it.
+        if let Some(avail) = memory::available() {
+            if need > avail.bytes {
                 res.reason = Some(format!(
-                    "needs about {} of host memory, {} available",
+                    "needs about {} of host memory, {} available ({})",
                     crate::units::gib(need),
-                    crate::units::gib(avail)
+                    crate::units::gib(avail.bytes),
+                    avail.limit
                 ));
                 return Ok(res);
             }
@@ -421,12 +501,13 @@ impl<'a> Harness<'a> {
         }
 
         // Warm-up, which also estimates the cost of one call.
+        let warmup_s = self.cfg.warmup_for(device);
         let t0 = Instant::now();
         let mut calls = 0u64;
         loop {
             prep.time_iters(1)?;
             calls += 1;
-            if t0.elapsed().as_secs_f64() >= self.cfg.warmup_s {
+            if t0.elapsed().as_secs_f64() >= warmup_s {
                 break;
             }
         }
@@ -493,6 +574,17 @@ impl<'a> Harness<'a> {
         }
         let stats =
             TimeStats::from_samples(samples, iters, self.cfg.bootstrap_resamples, self.cfg.seed);
+        if stats.median_s <= 0.0 {
+            // No rate can be computed from it (and none written: JSON has no infinity).
+            res.status = Status::Failed;
+            res.reason = Some(format!(
+                "the median time per call is {} s: the timer did not resolve the calls \
+                 (a backend whose time_iters does not wait for its work?)",
+                stats.median_s
+            ));
+            return Ok(());
+        }
+        res.notes.extend(stats.interval_note());
         let bytes = inp.case.min_bytes();
         res.throughput = Some(Throughput {
             flops,
@@ -673,9 +765,9 @@ mod tests {
             found[0]
         );
         assert!(
-            r.notes
-                .iter()
-                .all(|n| n == &found[0] || n.contains("the time per call drifted")),
+            r.notes.iter().all(|n| n == &found[0]
+                || n.contains("the time per call drifted")
+                || n.contains("the interval of the median is their range")),
             "{:?}",
             r.notes
         );
@@ -801,7 +893,7 @@ mod tests {
             tag: None,
         };
         let inp = CaseInputs::new(case, &h.cfg);
-        let r = h.run_case(&inp, &perturbed(0.6), "cpu", None).unwrap();
+        let r = h.run_case(&inp, &perturbed(0.25), "cpu", None).unwrap();
         let v = r.verification.unwrap();
         assert!(v.rel_l2_error <= v.tolerance, "L2 alone would pass: {v:?}");
         assert!(v.rel_max_error.unwrap() > v.tolerance, "{v:?}");
@@ -819,6 +911,52 @@ mod tests {
         assert_eq!(ok.status, Status::Ok, "{:?}", ok.verification);
     }
 
+    /// A bf16 GEMM that leaves out the last term of its K-sum fails (here 3.2e-2 at K = 1024,
+    /// 1.6e-2 at K = 4096, both within the former 4e-2), while the correct one, its output rounded
+    /// to bf16 as a kernel accumulating in fp32 gives it, passes; in training too, where the
+    /// same error reaches the gradients.
+    #[test]
+    fn a_bf16_gemm_that_drops_a_term_of_its_sum_fails() {
+        for (k, mode) in [
+            (1024, Mode::Infer),
+            (4096, Mode::Infer),
+            (1024, Mode::Train),
+        ] {
+            let case = Case {
+                params: Params::Gemm(GemmParams::new(64, 48, k)),
+                mode,
+                dtype: DType::Bf16,
+                tag: None,
+            };
+            let inp = CaseInputs::new(case.clone(), &quick_cfg());
+            let x: Vec<Vec<f64>> = inp.tensors().iter().map(HostTensor::to_f64).collect();
+            let bf16 = |outs: Vec<Vec<f64>>| -> Vec<Vec<f32>> {
+                outs.iter()
+                    .map(|o| {
+                        (o.iter())
+                            .map(|&v| crate::tensor::round_to(v as f32, DType::Bf16))
+                            .collect()
+                    })
+                    .collect()
+            };
+            let right = inp.verify(&bf16(reference::run(&case, &x)), None);
+            assert!(right.passed, "{k} {mode:?}: {right:?}");
+            // A (64 x K, row-major) without its last column: every sum one term short.
+            let mut short = x.clone();
+            short[0]
+                .iter_mut()
+                .skip(k - 1)
+                .step_by(k)
+                .for_each(|v| *v = 0.0);
+            let dropped = inp.verify(&bf16(reference::run(&case, &short)), None);
+            assert!(
+                !dropped.passed && dropped.rel_l2_error > 1e-2,
+                "{k} {mode:?}: {}",
+                dropped.errors_in_words()
+            );
+        }
+    }
+
     #[test]
     fn sampled_verification_catches_wrong_values() {
         let flag = AtomicBool::new(false);
@@ -831,8 +969,10 @@ mod tests {
         );
         assert_eq!(ok.status, Status::Ok);
         let bad = h.run_case(&inp, &perturbed(10.0), "cpu", None).unwrap();
-        // 35 draws over 35 positions hit index 3 with high probability for this fixed seed.
+        // A sample of 35 positions of a 35-value output is every position (none is drawn),
+        // index 3 among them.
         assert_eq!(bad.status, Status::Failed, "{:?}", bad.verification);
+        assert_eq!(bad.verification.unwrap().checked_values, 35);
     }
 
     /// Outputs are poisoned with NaN before a verified run: a value the kernel never wrote
@@ -932,6 +1072,159 @@ mod tests {
         assert!(v.checked_values > 35 && v.checked_values <= 35 + 3 * 40);
         let bad = h.run_case(&inp, &perturbed(1e3), "cpu", None).unwrap();
         assert_eq!(bad.status, Status::Failed, "{:?}", bad.verification);
+    }
+
+    /// Each reason for an infinite error is named: an output missing, one of the wrong
+    /// size, a value that is not finite (and where).
+    #[test]
+    fn what_made_an_error_infinite_is_named() {
+        let case = Case {
+            mode: Mode::Train,
+            ..gemm_case(DType::F32)
+        };
+        let inp = CaseInputs::new(case.clone(), &quick_cfg());
+        let x: Vec<Vec<f64>> = inp.tensors().iter().map(HostTensor::to_f64).collect();
+        let good: Vec<Vec<f32>> = reference::run(&case, &x)
+            .iter()
+            .map(|o| o.iter().map(|&v| v as f32).collect())
+            .collect();
+        let specs = case.output_specs();
+        let name = |i: usize| specs[i].name;
+        assert!(inp.verify(&good, None).defects.is_empty());
+
+        let mut short = good.clone();
+        short[1].pop();
+        let v = inp.verify(&short, None);
+        let want = format!(
+            "output `{}` has {} values, expected {}",
+            name(1),
+            specs[1].numel() - 1,
+            specs[1].numel()
+        );
+        assert_eq!(v.defects, std::slice::from_ref(&want));
+        assert!(!v.passed && v.errors_in_words().starts_with(&want), "{v:?}");
+        assert_eq!(v.per_output[name(1)], f64::INFINITY);
+
+        let mut nan = good.clone();
+        nan[0][7] = f32::NAN;
+        nan[2][2] = f32::INFINITY;
+        let v = inp.verify(&nan, None);
+        assert_eq!(
+            v.defects,
+            [
+                format!(
+                    "value NaN at index 7 of `{}` is not finite (never written?)",
+                    name(0)
+                ),
+                format!(
+                    "value inf at index 2 of `{}` is not finite (an overflow?)",
+                    name(2)
+                ),
+            ]
+        );
+        assert!(
+            v.errors_in_words().contains("inf beyond the tolerance"),
+            "{v:?}"
+        );
+
+        let v = inp.verify(&good[..2], None);
+        assert!(
+            v.defects[0].starts_with(&format!(
+                "the backend returned 2 outputs, expected {}",
+                specs.len()
+            )),
+            "{v:?}"
+        );
+    }
+
+    /// A GPU warms up for its own time (clocks ramp up), the CPU for `warmup_s`; a harness
+    /// given one warm-up uses it everywhere.
+    #[test]
+    fn a_gpu_warms_up_for_its_own_time() {
+        let cfg = HarnessConfig {
+            warmup_s: 0.0,
+            gpu_warmup_s: Some(0.2),
+            ..quick_cfg()
+        };
+        assert_eq!(
+            (
+                cfg.warmup_for("cpu"),
+                cfg.warmup_for("cuda:1"),
+                cfg.warmup_for("cuda")
+            ),
+            (0.0, 0.2, 0.2)
+        );
+        let one = HarnessConfig {
+            warmup_s: 0.5,
+            ..quick_cfg()
+        };
+        assert_eq!(one.warmup_for("cuda:0"), 0.5);
+        assert!(HarnessConfig {
+            gpu_warmup_s: Some(-1.0),
+            ..quick_cfg()
+        }
+        .validate()
+        .unwrap_err()
+        .contains("--warmup"));
+        // Calls made: the warm-up's, then three samples. The clock of the samples is ours,
+        // the warm-up's real: 0.2 s of calls on the GPU, one on the CPU.
+        static LAST_CALL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let counted = Clocked(|call| {
+            LAST_CALL.store(call, Ordering::SeqCst);
+            1e-3
+        });
+        let flag = AtomicBool::new(false);
+        let h = Harness::new(cfg, &flag);
+        let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
+        let calls = |device: &str| {
+            let r = h.run_case(&inp, &counted, device, None).unwrap();
+            assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
+            LAST_CALL.load(Ordering::SeqCst)
+        };
+        assert_eq!(calls("cpu"), 1 + 3);
+        assert!(calls("cuda:0") > 1 + 3 + 10);
+    }
+
+    /// A median of 0 s (a timer that did not resolve the calls) fails the case: no rate is
+    /// made of it (an infinite GFLOP/s, which a file cannot hold).
+    #[test]
+    fn a_median_of_zero_seconds_fails_the_case() {
+        let flag = AtomicBool::new(false);
+        let h = Harness::new(quick_cfg(), &flag);
+        let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
+        let r = h.run_case(&inp, &Clocked(|_| 0.0), "cpu", None).unwrap();
+        assert_eq!(r.status, Status::Failed);
+        assert!(r.throughput.is_none() && r.time.is_none());
+        assert!(
+            r.reason
+                .unwrap()
+                .contains("the median time per call is 0 s"),
+            "{:?}",
+            r.notes
+        );
+    }
+
+    /// Fewer than six samples: the interval of the median is their range, and the case
+    /// says how little it covers.
+    #[test]
+    fn few_samples_are_noted_with_their_interval() {
+        let flag = AtomicBool::new(false);
+        let h = Harness::new(quick_cfg(), &flag);
+        let inp = CaseInputs::new(gemm_case(DType::F32), &h.cfg);
+        let r = h
+            .run_case(&inp, &Clocked(|call| 1e-3 * call as f64), "cpu", None)
+            .unwrap();
+        let t = r.time.unwrap();
+        assert_eq!(t.samples_s.len(), 3);
+        assert_eq!(t.ci95_median_s, [t.min_s, t.max_s]);
+        assert!(
+            r.notes.iter().any(|n| n.starts_with(
+                "3 samples: the interval of the median is \
+                 their range [min, max], which holds the median with probability 75.0%"
+            )),
+            "{:?}",
+            r.notes
+        );
     }
 
     #[test]

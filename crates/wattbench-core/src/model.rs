@@ -368,8 +368,15 @@ impl ModelConfig {
     ///    single division are not counted, as is customary.
     /// 3. Backward: every GEMM/convolution costs its forward once for the weight gradient and
     ///    once more for the input gradient, except where the input is data (the first layer:
-    ///    autograd does not compute it); rule-2 operations cost twice their forward (core's
-    ///    convention for elementwise backward).
+    ///    the model needs no gradient there, and PyTorch's autograd, so tch, does not compute
+    ///    it); rule-2 operations cost twice their forward (core's convention for elementwise
+    ///    backward).
+    ///
+    /// The count is the model's own work, the same for every framework. A framework may do
+    /// more: candle-core 0.11's autograd computes both operands' gradients of every tracked
+    /// matmul and convolution, the data's included (the first layer's input gradient: one
+    /// GEMM or transposed convolution the count leaves out), so candle's GFLOP/s and GFLOP/J
+    /// understate the work it does; its training results say so in their energy notes.
     /// 4. The SGD update costs 2 per parameter (`w − lr·g`).
     pub fn flops(&self, batch: usize) -> Flops {
         let b = batch as u64;
@@ -690,6 +697,17 @@ pub trait Trainer {
     fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError>;
     /// Peak device memory in bytes, where the backend can tell.
     fn device_peak_bytes(&mut self) -> Option<u64> {
+        None
+    }
+    /// What a reader of this framework's figures must know of the work it does beside the
+    /// model's counted FLOPs ([`ModelConfig::flops`]), e.g. gradients the model does not need:
+    /// one note each, recorded with the result's energy notes.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Threads the framework computes with on a CPU, where it can tell (null on a GPU): a
+    /// projection holds for the same count.
+    fn threads(&self) -> Option<usize> {
         None
     }
 }

@@ -4,8 +4,9 @@
 //! [`OutputFile::prepare`] runs before any work, so an unwritable location is refused before a
 //! long run starts: it creates a missing parent folder and proves it writable with a temporary
 //! file it removes at once. [`OutputFile::commit`] writes a temporary file beside the target,
-//! flushes it to disk (`fsync`) and renames it over the target, so a reader sees the old file
-//! or the complete new one, never a half-written one. The temporary file exists only during
+//! flushes it to disk (`fsync`) and renames it over the target, then flushes the folder (the
+//! rename is on disk only then), so a reader sees the old file or the complete new one, never a
+//! half-written one. The temporary file exists only during
 //! the commit: a process that exits without unwinding while it works (a second Ctrl-C aborts
 //! at once) leaves none behind. Files are created 0644, like any file the user writes.
 //!
@@ -290,9 +291,23 @@ impl OutputFile {
                     .and_then(|_| tmp.as_file().sync_all())
                     .map_err(unwritable)?;
                 tmp.persist(&dest).map_err(|e| unwritable(e.error))?;
-                Ok(())
+                // The rename is an entry of the folder: until the folder is on disk too, a
+                // crash can leave the old file (or none) in place of the new one.
+                sync_dir(&dir).map_err(unwritable)
             }
         }
+    }
+}
+
+/// Flush folder `dir` (its entries: a rename into it) to disk. A file system that cannot
+/// sync a folder (it answers EINVAL) is left as it is: there is nothing more to do there.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    tests::SYNCED_DIRS.with(|d| d.borrow_mut().push(dir.to_path_buf()));
+    let folder = std::fs::File::open(dir)?;
+    match folder.sync_all() {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        r => r,
     }
 }
 
@@ -371,6 +386,25 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// The folders this thread's commits synced, in order.
+        pub(super) static SYNCED_DIRS: std::cell::RefCell<Vec<PathBuf>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A replaced file's folder is synced after the rename (the rename is on disk only once
+    /// the folder is); a folder made for it is the one synced.
+    #[test]
+    fn the_folder_is_synced_after_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/r.json");
+        SYNCED_DIRS.with(|d| d.borrow_mut().clear());
+        write_atomically(&path, b"{}").unwrap();
+        let synced = SYNCED_DIRS.with(|d| d.borrow().clone());
+        assert_eq!(synced, [dir.path().join("new")]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+    }
 
     #[test]
     fn writes_whole_files_0644_and_leaves_no_temporary_file() {

@@ -39,17 +39,23 @@ pub enum VerifyMethod {
     Sampled,
 }
 
-/// Correctness check against the f64 reference.
+/// Correctness check against the f64 reference. Its errors are infinite when an output is
+/// missing, of the wrong size or not finite (`defects` says which); files write such an error
+/// as `null` (JSON has no infinity) and read `null` back as infinite.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "VerificationFile")]
 pub struct Verification {
-    /// ‖out − ref‖₂ / ‖ref‖₂ over the checked values (the largest over the outputs).
+    /// ‖out − ref‖₂ / ‖ref‖₂ over the checked values (the largest over the outputs); null in
+    /// files when infinite.
+    #[serde(serialize_with = "unbounded::write")]
     pub rel_l2_error: f64,
     /// max |out − ref| / rms(ref) over the checked values, divided by √(2 ln 2N) + 3 (the
     /// largest over the outputs; [`RelErrors::max`](crate::tensor::RelErrors::max)): about
     /// `rel_l2_error` or less for errors spread like noise, far more for an error confined to
-    /// a few values (one wrong row), which the L2 norm dilutes. Accepted up to `tolerance`;
-    /// null in files written before it existed.
-    #[serde(default)]
+    /// a few values (one wrong row), which the L2 norm dilutes. Accepted up to `tolerance`.
+    /// Null in files written before it existed, and when infinite (it is infinite exactly
+    /// when `rel_l2_error` is, so such a null reads back as infinite).
+    #[serde(serialize_with = "unbounded::write_option")]
     pub rel_max_error: Option<f64>,
     /// Largest accepted error for the case.
     pub tolerance: f64,
@@ -64,8 +70,8 @@ pub struct Verification {
     /// How many output values were compared.
     pub checked_values: u64,
     /// Error of each output tensor when there are several (training: `y`, gradients, updated
-    /// weights).
-    #[serde(default)]
+    /// weights); null in files when infinite.
+    #[serde(default, serialize_with = "unbounded::write_map")]
     pub per_output: BTreeMap<String, f64>,
     /// Updated-weight outputs (`w_new`, `b_new`) whose check cannot see the SGD step: the
     /// weights returned without it would pass this tolerance too, the step being smaller than
@@ -73,6 +79,123 @@ pub struct Verification {
     /// their own. Empty for most cases (absent in files written before it existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unchecked_updates: Vec<String>,
+    /// What made an error infinite, each output's in words: ``output `dw` has 45 values,
+    /// expected 63``, ``value NaN at index 7 of `y` is not finite (never written?)``. Empty
+    /// when every error is a number (absent in files written before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defects: Vec<String>,
+}
+
+/// [`Verification`] as files hold it: an infinite error is `null`.
+#[derive(Deserialize)]
+struct VerificationFile {
+    #[serde(deserialize_with = "unbounded::read_high")]
+    rel_l2_error: f64,
+    #[serde(default)]
+    rel_max_error: Option<f64>,
+    tolerance: f64,
+    #[serde(default)]
+    tolerance_note: Option<String>,
+    passed: bool,
+    method: VerifyMethod,
+    checked_values: u64,
+    #[serde(default, deserialize_with = "unbounded::read_map")]
+    per_output: BTreeMap<String, f64>,
+    #[serde(default)]
+    unchecked_updates: Vec<String>,
+    #[serde(default)]
+    defects: Vec<String>,
+}
+
+impl From<VerificationFile> for Verification {
+    fn from(f: VerificationFile) -> Verification {
+        // The max error is infinite exactly when the L2 error is (both are for a missing,
+        // missized or non-finite output, or a nonzero output against an all-zero reference).
+        let rel_max_error = match f.rel_max_error {
+            None if f.rel_l2_error.is_infinite() => Some(f64::INFINITY),
+            m => m,
+        };
+        Verification {
+            rel_l2_error: f.rel_l2_error,
+            rel_max_error,
+            tolerance: f.tolerance,
+            tolerance_note: f.tolerance_note,
+            passed: f.passed,
+            method: f.method,
+            checked_values: f.checked_values,
+            per_output: f.per_output,
+            unchecked_updates: f.unchecked_updates,
+            defects: f.defects,
+        }
+    }
+}
+
+/// Figures that may be infinite (an error, a loss, an interval's unknown bound) in files:
+/// JSON has no infinity, and serde_json writes one as `null` but cannot read `null` back into
+/// a number, so each such field writes a non-finite value as `null` and reads `null` back as
+/// the infinity on its side (the convention of [`Interval`]'s bounds). NaN reads back as
+/// infinite too: a figure that is not a number is unbounded, never 0.
+pub(crate) mod unbounded {
+    use serde::ser::{SerializeMap, SerializeSeq};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+
+    /// A figure, `null` when not finite.
+    pub fn write<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    /// An optional figure: `null` when absent or not finite.
+    pub fn write_option<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => write(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A figure, `null` read as +∞.
+    pub fn read_high<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+
+    /// Named figures, each `null` when not finite.
+    pub fn write_map<S: Serializer>(m: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m {
+            out.serialize_entry(k, &v.is_finite().then_some(*v))?;
+        }
+        out.end()
+    }
+
+    /// Named figures, each `null` read as +∞.
+    pub fn read_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+        let m = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+        Ok(m.into_iter()
+            .map(|(k, v)| (k, v.unwrap_or(f64::INFINITY)))
+            .collect())
+    }
+
+    /// An interval `[low, high]`, each bound `null` when not finite.
+    pub fn write_pair<S: Serializer>(v: &[f64; 2], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_seq(Some(2))?;
+        for x in v {
+            out.serialize_element(&x.is_finite().then_some(*x))?;
+        }
+        out.end()
+    }
+
+    /// An interval `[low, high]`: a `null` low bound read as −∞, a `null` high one as +∞.
+    pub fn read_pair<'de, D: Deserializer<'de>>(d: D) -> Result<[f64; 2], D::Error> {
+        let [low, high] = <[Option<f64>; 2]>::deserialize(d)?;
+        Ok([
+            low.unwrap_or(f64::NEG_INFINITY),
+            high.unwrap_or(f64::INFINITY),
+        ])
+    }
 }
 
 impl Verification {
@@ -89,7 +212,9 @@ impl Verification {
     }
 
     /// The errors against the tolerance in words, the one beyond it named first: "max error
-    /// (scaled to noise) 2.1e-1 beyond the tolerance 4.0e-2 (relative L2 error 3.1e-2)".
+    /// (scaled to noise) 2.1e-1 beyond the tolerance 4.0e-2 (relative L2 error 3.1e-2)";
+    /// preceded by what made an error infinite ([`Verification::defects`]): "output `dw` has
+    /// 45 values, expected 63; relative L2 error inf beyond ...".
     pub fn errors_in_words(&self) -> String {
         let l2 = ("relative L2 error", Some(self.rel_l2_error));
         let max = ("max error (scaled to noise)", self.rel_max_error);
@@ -106,11 +231,15 @@ impl Verification {
         };
         let (name, v) = first;
         let v = v.unwrap_or(f64::NAN);
-        let mut s = format!(
+        let mut s = String::new();
+        if !self.defects.is_empty() {
+            s = format!("{}; ", self.defects.join("; "));
+        }
+        s.push_str(&format!(
             "{name} {v:.2e} {} the tolerance {:.1e}",
             within(v),
             self.tolerance
-        );
+        ));
         if let (name, Some(v)) = second {
             s.push_str(&format!(" ({name} {v:.2e})"));
         }
@@ -218,20 +347,28 @@ impl CaseResult {
 /// The loss over a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossReport {
-    /// Loss of the first step (the initial weights); null when not finite.
+    /// Loss of the first step (the initial weights); null when not finite, or when no step
+    /// completed (the curve is empty).
     pub first: Option<f32>,
-    /// Loss of the last step run; null when not finite (training diverged).
+    /// Loss of the last step run; null when not finite (training diverged), or when no step
+    /// completed (the curve is empty).
     pub last: Option<f32>,
     /// Recording interval, steps.
     pub every: u64,
     /// Recorded points.
     pub curve: Vec<LossPoint>,
-    /// Mean MSE over the whole data set before training.
+    /// Mean MSE over the whole data set before training; null in files when not finite (the
+    /// initial model overflows in half precision), read back as infinite.
+    #[serde(
+        serialize_with = "unbounded::write",
+        deserialize_with = "unbounded::read_high"
+    )]
     pub dataset_before: f64,
     /// Mean MSE over the whole data set after training; null when it was not evaluated (a
-    /// run interrupted, or failed before the end; a diverged run keeps its finite value).
+    /// run interrupted, or failed before the end; a diverged run keeps its finite value), and
+    /// when not finite (the run then failed, and its `reason` gives the value).
     pub dataset_after: Option<f64>,
-    /// dataset_after / dataset_before.
+    /// dataset_after / dataset_before; null when either is null or the ratio is not finite.
     pub ratio: Option<f64>,
 }
 
@@ -380,6 +517,10 @@ pub struct TrainingResult {
     pub lr: f64,
     /// Seed of the weights, the teacher and the inputs.
     pub seed: u64,
+    /// Threads the framework computed with on the CPU (candle's, or libtorch's intra-op
+    /// pool); null on a GPU, where the framework cannot tell, and in older files.
+    #[serde(default)]
+    pub threads: Option<usize>,
     /// Outcome: `ok`, or `failed` when the loss stopped being finite.
     pub status: Status,
     /// Why failed.
@@ -913,10 +1054,16 @@ fn check_time(key: &str, t: &TimeStats) -> Result<(), String> {
         ("max_s", t.max_s),
         ("p95_s", t.p95_s),
         ("mad_s", t.mad_s),
-        ("ci95_median_s[0]", t.ci95_median_s[0]),
-        ("ci95_median_s[1]", t.ci95_median_s[1]),
     ] {
         non_negative(&format!("{key}.{name}"), v)?;
+    }
+    // A bound may be unknown (null: one sample gives no interval), on its own side.
+    let [low, high] = t.ci95_median_s;
+    if low != f64::NEG_INFINITY {
+        non_negative(&format!("{key}.ci95_median_s[0]"), low)?;
+    }
+    if high != f64::INFINITY {
+        non_negative(&format!("{key}.ci95_median_s[1]"), high)?;
     }
     Ok(())
 }

@@ -21,9 +21,22 @@ pub struct TimeStats {
     pub p95_s: f64,
     /// Median absolute deviation, scaled by 1.4826 to estimate σ under normality.
     pub mad_s: f64,
-    /// 95% percentile-bootstrap confidence interval of the median.
+    /// Confidence interval of the median, `[low, high]`: from 6 samples
+    /// ([`BOOTSTRAP_MIN_SAMPLES`]) a 95% percentile bootstrap; from 2 to 5 samples their
+    /// range `[min, max]`, which holds the median with probability 1 − 2¹⁻ⁿ only (75% at
+    /// n = 3; [`TimeStats::interval_note`] says so); with one sample none: `[−∞, +∞]`,
+    /// written `[null, null]` (JSON has no infinity) and read back as such.
+    #[serde(
+        serialize_with = "crate::result::unbounded::write_pair",
+        deserialize_with = "crate::result::unbounded::read_pair"
+    )]
     pub ci95_median_s: [f64; 2],
 }
+
+/// Fewest samples whose median gets a bootstrap interval. Below it the percentile bootstrap
+/// covers far less than it claims (about 76% at n = 3 for a nominal 95%), so the interval is
+/// the samples' range, which is honest about its lower coverage, or none for one sample.
+pub const BOOTSTRAP_MIN_SAMPLES: usize = 6;
 
 /// Quantile `q` in [0, 1] of sorted data, linear interpolation between order statistics.
 pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
@@ -165,8 +178,11 @@ impl TimeStats {
             .map(|_| draw.sample(&sorted, &mut rng))
             .collect();
         meds.sort_by(f64::total_cmp);
-        let ci = if meds.is_empty() {
-            [med, med]
+        let ci = if n == 1 || meds.is_empty() {
+            // Nothing tells how far the median may be: no interval, never a zero-width one.
+            [f64::NEG_INFINITY, f64::INFINITY]
+        } else if n < BOOTSTRAP_MIN_SAMPLES {
+            [sorted[0], sorted[n - 1]]
         } else {
             [quantile_sorted(&meds, 0.025), quantile_sorted(&meds, 0.975)]
         };
@@ -180,6 +196,42 @@ impl TimeStats {
             mad_s: mad,
             ci95_median_s: ci,
             samples_s: samples,
+        }
+    }
+}
+
+impl TimeStats {
+    /// The interval of the median when it has one (both bounds finite): `None` for one
+    /// sample.
+    pub fn ci95_known(&self) -> Option<[f64; 2]> {
+        let [low, high] = self.ci95_median_s;
+        (low.is_finite() && high.is_finite()).then_some(self.ci95_median_s)
+    }
+
+    /// What a reader of the median's interval needs to know when it is not a 95% bootstrap:
+    /// with one sample there is none, with 2 to 5 it is the samples' range, of lower
+    /// coverage. `None` from [`BOOTSTRAP_MIN_SAMPLES`] samples on.
+    pub fn interval_note(&self) -> Option<String> {
+        let n = self.samples_s.len();
+        let more = "more samples (--min-samples, and a --max-time that allows them) give a 95% \
+                    bootstrap interval";
+        match n {
+            0 => None,
+            1 => Some(format!(
+                "1 sample: the median has no confidence interval (one batch says nothing of \
+                 the spread); {more}"
+            )),
+            n if n < BOOTSTRAP_MIN_SAMPLES => Some(format!(
+                "{n} samples: the interval of the median is their range [min, max], which \
+                 holds the median with probability {:.1}%, less than 95% (below \
+                 {BOOTSTRAP_MIN_SAMPLES} samples a bootstrap interval claims more than it \
+                 covers); {more}",
+                100.0 * (1.0 - 0.5f64.powi(n as i32 - 1))
+            )),
+            _ if self.ci95_known().is_none() => Some(
+                "no bootstrap resample was drawn: the median has no confidence interval".into(),
+            ),
+            _ => None,
         }
     }
 }
@@ -286,6 +338,53 @@ mod tests {
         assert!(s.ci95_median_s[0] <= 3.0 && s.ci95_median_s[1] >= 3.0);
         assert!(s.ci95_median_s[0] >= 1.0 && s.ci95_median_s[1] <= 5.0);
         assert_eq!(s.samples_s, vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+    }
+
+    /// One sample has no interval (never a zero-width one: certainty); two to five have
+    /// their range, noted with its coverage; from six on, the bootstrap. Files hold the
+    /// missing interval as `[null, null]` and read it back.
+    #[test]
+    fn few_samples_get_an_honest_interval() {
+        let one = TimeStats::from_samples(vec![2.0], 1, 200, 1);
+        assert_eq!(one.ci95_median_s, [f64::NEG_INFINITY, f64::INFINITY]);
+        assert_eq!(one.ci95_known(), None);
+        assert!(
+            one.interval_note()
+                .unwrap()
+                .contains("no confidence interval"),
+            "{:?}",
+            one.interval_note()
+        );
+        let json = serde_json::to_string(&one).unwrap();
+        assert!(json.contains(r#""ci95_median_s":[null,null]"#), "{json}");
+        assert_eq!(serde_json::from_str::<TimeStats>(&json).unwrap(), one);
+
+        let three = TimeStats::from_samples(vec![3.0, 1.0, 2.0], 1, 200, 1);
+        assert_eq!(three.ci95_known(), Some([1.0, 3.0]));
+        let note = three.interval_note().unwrap();
+        assert!(
+            note.contains("[min, max]") && note.contains("75.0%"),
+            "{note}"
+        );
+        let five = TimeStats::from_samples(vec![1.0, 2.0, 3.0, 4.0, 5.0], 1, 200, 1);
+        assert!(five.interval_note().unwrap().contains("93.8%"));
+        assert_eq!(five.ci95_median_s, [1.0, 5.0]);
+
+        // Six: a bootstrap interval, inside the range, with no note.
+        let six = TimeStats::from_samples(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 1, 500, 1);
+        assert_eq!(six.interval_note(), None);
+        let [low, high] = six.ci95_known().unwrap();
+        assert!(
+            (1.0..=3.5).contains(&low) && (3.5..=6.0).contains(&high),
+            "{low} {high}"
+        );
+        // No resample drawn: no interval either.
+        let none = TimeStats::from_samples(vec![1.0; 8], 1, 0, 1);
+        assert_eq!(none.ci95_known(), None);
+        assert!(none
+            .interval_note()
+            .unwrap()
+            .contains("no confidence interval"));
     }
 
     #[test]

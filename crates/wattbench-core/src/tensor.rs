@@ -139,8 +139,8 @@ mod tests {
         let mut out: Vec<f32> = want.iter().map(|&v| v as f32).collect();
         out[800..808].iter_mut().for_each(|v| *v = 0.0);
         let e = rel_errors(&out, &want);
-        assert!(e.l2 < 0.04, "under bf16's L2 tolerance: {e:?}");
-        assert!(e.max > 0.08, "beyond bf16 training's tolerance: {e:?}");
+        assert!(e.l2 < 0.04, "under a 4e-2 L2 tolerance: {e:?}");
+        assert!(e.max > 0.08, "beyond an 8e-2 tolerance: {e:?}");
         // Errors spread like noise over every value: the max measure stays near L2.
         let noisy: Vec<f32> = want
             .iter()

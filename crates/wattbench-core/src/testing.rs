@@ -256,9 +256,18 @@ pub fn check(
 
 /// What `backend` records as the `implementation` of a small f32 GEMM on `device`.
 pub fn implementation_of_a_gemm(backend: &dyn Backend, device: &str) -> Option<String> {
+    implementation_of_a_gemm_in(backend, device, Mode::Infer)
+}
+
+/// [`implementation_of_a_gemm`] for the training step too.
+pub fn implementation_of_a_gemm_in(
+    backend: &dyn Backend,
+    device: &str,
+    mode: Mode,
+) -> Option<String> {
     let case = Case {
         params: Params::Gemm(GemmParams::new(4, 3, 2)),
-        mode: Mode::Infer,
+        mode,
         dtype: DType::F32,
         tag: None,
     };
@@ -311,10 +320,14 @@ macro_rules! backend_tests {
     };
 }
 
+/// The learning rate of [`check_training`]'s SGD step.
+pub const TRAINER_CHECK_LR: f64 = 0.37;
+
 /// The generic trainer check, on the tiny `kind` model with seeded data: the trainer returns
 /// the parameters it was given, its loss on every batch is the f64 host model's, and one SGD
-/// step moves every parameter by `−lr·g` where `g` matches central finite differences of the
-/// f64 host loss, at a spread of coordinates of every parameter tensor.
+/// step at lr [`TRAINER_CHECK_LR`] moves every parameter by `−lr·g` where `g` matches central
+/// finite differences of the f64 host loss, at a spread of coordinates of every parameter
+/// tensor (a trainer that ignores or mis-scales the learning rate fails).
 pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> Result<(), String> {
     let model = ModelConfig::new(kind, Size::Tiny);
     let (batch, batches, seed) = (8, 2, 5);
@@ -349,8 +362,10 @@ pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> R
             return Err(format!("{at} batch {bi}: loss {got} vs host {want}"));
         }
     }
-    // One step with lr 1: the update is the gradient itself.
-    let (bi, lr) = (1, 1.0);
+    // One step at a learning rate that is not 1 (nor its own square or reciprocal), so that a
+    // trainer that ignores it (`w − g`), squares it or divides by it moves the weights by a
+    // multiple of the gradient other than 1 and fails; at lr 1 they all passed.
+    let (bi, lr) = (1, TRAINER_CHECK_LR);
     let loss = t.step(bi, lr, true).map_err(|e| fail("step", e))?;
     let want = data.host_loss(&model, &theta, bi);
     match loss {
@@ -651,6 +666,117 @@ mod tests {
                 DType::F32 => crate::reference::ReferenceBackend.prepare(case, device, inputs),
                 _ => Err(BackendError::Unsupported("lost at run time".into())),
             }
+        }
+    }
+
+    /// How [`HostSgd`]'s trainer applies its SGD step.
+    #[derive(Clone, Copy, Debug)]
+    enum Update {
+        /// `w − lr·g`.
+        Correct,
+        /// `w − g`: the learning rate ignored.
+        IgnoresLr,
+        /// `w + lr·g`: the wrong sign.
+        WrongSign,
+    }
+
+    /// A trainer on the f64 host model whose gradient is central finite differences of the
+    /// host loss (exact to ~1e-10 here), applied as [`Update`] says.
+    struct HostSgdTrainer {
+        model: ModelConfig,
+        data: Dataset,
+        params: Vec<Vec<f32>>,
+        update: Update,
+    }
+
+    impl crate::Trainer for HostSgdTrainer {
+        fn step(
+            &mut self,
+            bi: usize,
+            lr: f64,
+            want_loss: bool,
+        ) -> Result<Option<f32>, BackendError> {
+            let theta: Vec<Vec<f64>> = (self.params.iter())
+                .map(|p| p.iter().map(|&x| x as f64).collect())
+                .collect();
+            let loss = self.data.host_loss(&self.model, &theta, bi);
+            let eps = 1e-6;
+            for (pi, p) in self.params.iter_mut().enumerate() {
+                for (j, w) in p.iter_mut().enumerate() {
+                    let mut at = theta.clone();
+                    at[pi][j] += eps;
+                    let plus = self.data.host_loss(&self.model, &at, bi);
+                    at[pi][j] -= 2.0 * eps;
+                    let minus = self.data.host_loss(&self.model, &at, bi);
+                    let g = (plus - minus) / (2.0 * eps);
+                    let w0 = theta[pi][j];
+                    *w = match self.update {
+                        Update::Correct => w0 - lr * g,
+                        Update::IgnoresLr => w0 - g,
+                        Update::WrongSign => w0 + lr * g,
+                    } as f32;
+                }
+            }
+            Ok(want_loss.then_some(loss as f32))
+        }
+        fn loss(&mut self, bi: usize) -> Result<f32, BackendError> {
+            let theta: Vec<Vec<f64>> = (self.params.iter())
+                .map(|p| p.iter().map(|&x| x as f64).collect())
+                .collect();
+            Ok(self.data.host_loss(&self.model, &theta, bi) as f32)
+        }
+        fn sync(&mut self) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+            Ok(self.params.clone())
+        }
+    }
+
+    /// A backend whose trainer is [`HostSgdTrainer`] with this update.
+    struct HostSgd(Update);
+
+    impl Backend for HostSgd {
+        fn name(&self) -> &'static str {
+            "host-sgd"
+        }
+        fn devices(&self) -> Vec<DeviceInfo> {
+            vec![DeviceInfo::available("cpu")]
+        }
+        fn supports(&self, _: &Case, _: &str) -> Result<(), String> {
+            Err("trains only".into())
+        }
+        fn prepare(
+            &self,
+            _: &Case,
+            _: &str,
+            _: &[HostTensor],
+        ) -> Result<Box<dyn Prepared>, BackendError> {
+            Err(BackendError::Unsupported("trains only".into()))
+        }
+        fn trains(&self) -> bool {
+            true
+        }
+        fn trainer(&self, setup: &TrainSetup<'_>) -> Result<Box<dyn crate::Trainer>, BackendError> {
+            Ok(Box::new(HostSgdTrainer {
+                model: *setup.model,
+                data: setup.data.clone(),
+                params: setup.init.to_vec(),
+                update: self.0,
+            }))
+        }
+    }
+
+    /// The trainer check sees the learning rate: a trainer that ignores it, or steps the wrong
+    /// way, fails it (at lr 1 the first was indistinguishable from a correct one), while the
+    /// same trainer with the right update passes (the check can pass, at its tolerance).
+    #[test]
+    fn the_trainer_check_fails_a_trainer_that_ignores_the_learning_rate_or_its_sign() {
+        check_training(&HostSgd(Update::Correct), "cpu", ModelKind::Mlp).unwrap();
+        for wrong in [Update::IgnoresLr, Update::WrongSign] {
+            let err = check_training(&HostSgd(wrong), "cpu", ModelKind::Mlp)
+                .expect_err(&format!("{wrong:?} passed the trainer check"));
+            assert!(err.contains("gradient of"), "{wrong:?}: {err}");
         }
     }
 

@@ -1,8 +1,8 @@
 //! Numbers for people: the one formatter every table, summary and report uses.
 use crate::energy::Interval;
 
-/// A quantity in `unit`, scaled to units, milli- or micro-units: `1.234 s`, `2.345 ms`,
-/// `3.45 µs`; kilo- and mega- above 1000.
+/// A quantity in `unit`, scaled to units, milli-, micro-, nano- or pico-units: `1.234 s`,
+/// `2.345 ms`, `3.45 µs`, `4.56 nJ`, `7.89 pJ`; kilo- and mega- above 1000.
 pub fn si(v: f64, unit: &str) -> String {
     if !v.is_finite() {
         return format!("{v} {unit}");
@@ -18,8 +18,12 @@ pub fn si(v: f64, unit: &str) -> String {
         format!("{v:.3} {unit}")
     } else if a >= 0.999_995e-3 {
         format!("{:.3} m{unit}", v * 1e3)
-    } else {
+    } else if a >= 0.999_995e-6 {
         format!("{:.2} µ{unit}", v * 1e6)
+    } else if a >= 0.999_995e-9 {
+        format!("{:.2} n{unit}", v * 1e9)
+    } else {
+        format!("{:.2} p{unit}", v * 1e12)
     }
 }
 
@@ -46,13 +50,21 @@ pub fn sig(x: f64) -> String {
     format!("{x:.decimals$}")
 }
 
-/// An interval scaled by `k`, as `value unit [low – high]` with four significant digits.
+/// An interval scaled by `k`, as `value unit [low – high]` with four significant digits; a
+/// bound that is not known (infinite: an uncertainty no meter could state) reads `unknown`.
 pub fn interval(i: &Interval, unit: &str, k: f64) -> String {
+    let bound = |x: f64| {
+        if x.is_infinite() {
+            "unknown".to_string()
+        } else {
+            sig(x * k)
+        }
+    };
     format!(
         "{} {unit} [{} – {}]",
         sig(i.value * k),
-        sig(i.low * k),
-        sig(i.high * k)
+        bound(i.low),
+        bound(i.high)
     )
 }
 
@@ -73,6 +85,16 @@ pub fn relative(i: &Interval) -> String {
         }
     };
     let (down, up) = (i.value - i.low, i.high - i.value);
+    if !up.is_finite() || !down.is_finite() {
+        let side = |x: f64| {
+            if x.is_finite() {
+                format!("{}%", pct(x))
+            } else {
+                "unknown".to_string()
+            }
+        };
+        return format!("-{}/+{}", side(down), side(up));
+    }
     if (down - up).abs() <= 0.01 * up.max(down) {
         format!("±{}%", pct(up))
     } else {
@@ -108,6 +130,13 @@ mod tests {
         assert_eq!(seconds(0.999_999_9), "1.000 s");
         assert_eq!(si(999.9999, "W"), "1.000 kW");
         assert_eq!(si(-0.999_999_99e-3, "J"), "-1.000 mJ");
+        // Below a microunit: nano and pico, never `0.00 µJ` for an energy of a few nJ.
+        assert_eq!(joules(4.2e-9), "4.20 nJ");
+        assert_eq!(joules(1.5e-6), "1.50 µJ");
+        assert_eq!(joules(0.999_999e-6), "1.00 µJ");
+        assert_eq!(joules(999.99e-9), "999.99 nJ");
+        assert_eq!(seconds(2.5e-10), "250.00 ps");
+        assert_eq!(joules(-3.0e-12), "-3.00 pJ");
         assert_eq!(sig(0.012345), "0.01235");
         assert_eq!(sig(1234.5), "1234");
         assert_eq!(sig(1.0e12), "1.000e12");
@@ -129,5 +158,13 @@ mod tests {
         let iv = Interval::symmetric(1.0, 160.0);
         assert_eq!(relative(&iv), "-100%/+1.6e4%");
         assert_eq!(relative(&Interval::symmetric(0.0, 1.0)), "");
+        // A bound no meter could state reads as unknown, never as `inf`.
+        let open = Interval {
+            value: 2.0,
+            low: 1.0,
+            high: f64::INFINITY,
+        };
+        assert_eq!(relative(&open), "-50%/+unknown");
+        assert_eq!(interval(&open, "J", 1.0), "2.000 J [1.000 – unknown]");
     }
 }

@@ -55,6 +55,12 @@ fn params() -> impl Strategy<Value = Params> {
     ]
 }
 
+/// An error of a verification: finite, or infinite (an output missing, missized or not
+/// finite), which files hold as null.
+fn error() -> impl Strategy<Value = f64> {
+    prop_oneof![4 => num(), 1 => Just(f64::INFINITY)]
+}
+
 /// Finite non-negative floats of every magnitude: times and rates (the reader refuses
 /// negative ones).
 fn non_negative() -> impl Strategy<Value = f64> {
@@ -66,7 +72,11 @@ fn time_stats() -> impl Strategy<Value = TimeStats> {
         prop::collection::vec(non_negative(), 1..5),
         1..=u64::MAX,
         prop::array::uniform6(non_negative()),
-        prop::array::uniform2(non_negative()),
+        // A median's interval, or none (one sample: null bounds).
+        prop_oneof![
+            3 => prop::array::uniform2(non_negative()),
+            1 => Just([f64::NEG_INFINITY, f64::INFINITY]),
+        ],
     )
         .prop_map(
             |(samples_s, iters_per_sample, f, ci95_median_s)| TimeStats {
@@ -184,13 +194,14 @@ fn case_energy() -> impl Strategy<Value = CaseEnergy> {
 
 fn case_result() -> impl Strategy<Value = CaseResult> {
     let verification = (
-        num(),
+        error(),
         num(),
         prop::option::of(text()),
         any::<bool>(),
         any::<u64>(),
+        prop::collection::vec(text(), 0..2),
     )
-        .prop_map(|(e, tol, note, passed, checked)| Verification {
+        .prop_map(|(e, tol, note, passed, checked, defects)| Verification {
             rel_l2_error: e,
             rel_max_error: Some(e),
             tolerance: tol,
@@ -202,8 +213,9 @@ fn case_result() -> impl Strategy<Value = CaseResult> {
                 VerifyMethod::Sampled
             },
             checked_values: checked,
-            per_output: BTreeMap::from([("y".to_string(), e)]),
+            per_output: BTreeMap::from([("y".to_string(), e), ("dw".to_string(), tol)]),
             unchecked_updates: Vec::new(),
+            defects,
         });
     let throughput = (
         any::<u64>(),

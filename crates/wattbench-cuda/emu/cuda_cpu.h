@@ -61,12 +61,15 @@
 #define WB_CPU_EMULATION 1
 
 // CUDA's declaration keywords. Static __shared__ arrays are static locals: one copy per kernel
-// function, shared by the threads of the (one) block running.
+// function, shared by the threads of the (one) block running. They live in one section of
+// their own, which every block start fills with 0xFF bytes (NaN in every float format), as
+// dynamic shared memory: a read before the block's own write sees NaN, not the zeros of a
+// first block or the tile a previous block left there.
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
+#define __shared__ static __attribute__((section("wb_static_smem")))
 #define __align__(n) __attribute__((aligned(n)))
 #define __restrict__ __restrict
 #define __grid_constant__

@@ -36,3 +36,22 @@ __global__ void wb_test_planted_race(const float* __restrict__ in, float* __rest
     __syncthreads();
     out[64 * tiles + t] = stage[t];
 }
+
+// A static shared tile, for the emulator's own test of its initial contents and bounds: one
+// warp per block writes out[32 b + t] = tile[(t + 1) % 32], where tile[t] = 100 b + t.
+// `variant` 1 reads the tile before writing it (a bug whose result must be NaN in every
+// block), 2 reads one element past its end (a fault under AddressSanitizer).
+__global__ void wb_test_static_smem(float* __restrict__ out, int variant) {
+    __shared__ float tile[32];
+    const int t = threadIdx.x, b = blockIdx.x;
+    float early = tile[(t + 1) % 32];
+    __syncthreads();
+    tile[t] = (float)(100 * b + t);
+    __syncthreads();
+    // Through a pointer the compiler cannot trace (UBSan checks an array's subscript and the
+    // objects it can see): past the end is AddressSanitizer's to see, in the section GCC
+    // leaves unchecked without -fsanitize-sections.
+    const float* volatile p = tile;
+    const int at = variant == 2 ? 32 : (t + 1) % 32;
+    out[32 * b + t] = variant == 1 ? early : p[at];
+}

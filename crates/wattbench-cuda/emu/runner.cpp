@@ -369,6 +369,19 @@ void try_warp_collective(Fiber* lanes, int count) {
     for (int l = 0; l < 32; ++l) lanes[l].state = State::Runnable;
 }
 
+// The static __shared__ arrays of every kernel (cuda_cpu.h puts them in this section; the
+// linker defines its bounds, weakly: a build without any has none).
+extern "C" char __start_wb_static_smem[] __attribute__((weak));
+extern "C" char __stop_wb_static_smem[] __attribute__((weak));
+
+// Fills the static __shared__ arrays with 0xFF bytes at a block's start. Not instrumented: the
+// section also holds AddressSanitizer's red zones between the arrays, whose bytes mean nothing
+// (their poison is in the shadow memory, which this leaves alone).
+__attribute__((no_sanitize("address"))) void poison_static_smem() {
+    volatile char* p = __start_wb_static_smem;
+    for (; p && p < __stop_wb_static_smem; ++p) *p = (char)0xFF;
+}
+
 void run_cluster() {
     const int n = (int)M.fibers.size();
     const int per_cta = n / (int)M.ctas.size();
@@ -384,6 +397,7 @@ void run_cluster() {
         f.ctx.uc_link = nullptr;
         makecontext(&f.ctx, fiber_entry, 0);
     }
+    poison_static_smem();
     for (Cta& c : M.ctas) {
         if (M.dyn_bytes) std::memset(c.smem, 0xFF, M.dyn_bytes);
         c.bars.clear();

@@ -79,15 +79,36 @@ fn wgmma_supports(case: &Case, device: &str, name: &str) -> Result<(), String> {
     if case.dtype == DType::F32 {
         return Err("the wgmma GEMM takes bf16 or f16 (fp32 GEMMs run on `cuda`)".into());
     }
-    match device_arch(device) {
-        Some(a) if a != 90 => Err(format!("{WGMMA_ARCH_NEEDED}; {device} is sm_{a}")),
-        _ => Ok(()),
+    match device_arch(device).and_then(|a| arch_refusal(Kernels::Wgmma, a)) {
+        Some(why) => Err(why),
+        None => Ok(()),
     }
 }
 
 /// Why the Hopper GEMM runs on no other GPU.
 const WGMMA_ARCH_NEEDED: &str = "the wgmma GEMM needs a compute capability 9.0 (Hopper) GPU: \
     wgmma and setmaxnreg are sm_90a instructions";
+
+/// Why our other kernels need compute capability 8.0: the GEMM and elementwise modules hold
+/// cp.async, bf16 mma and bf16 conversions, which the driver refuses to load for an older GPU
+/// (the whole module, fp32 entry points included; training steps need both modules).
+const KERNELS_ARCH_NEEDED: &str = "our CUDA kernels need a compute capability 8.0 (Ampere) or \
+    newer GPU: their GEMM and elementwise modules use cp.async and bf16 instructions, which an \
+    older GPU's driver will not load";
+
+/// Why `kernels` cannot run at all on a GPU of compute capability `arch` (e.g. 75 for a T4),
+/// or `None` where they can.
+fn arch_refusal(kernels: Kernels, arch: u32) -> Option<String> {
+    match kernels {
+        Kernels::Wgmma | Kernels::WgmmaCluster if arch != 90 => {
+            Some(format!("{WGMMA_ARCH_NEEDED}; this GPU is sm_{arch}"))
+        }
+        Kernels::Best | Kernels::Naive if arch < 80 => {
+            Some(format!("{KERNELS_ARCH_NEEDED}; this GPU is sm_{arch}"))
+        }
+        _ => None,
+    }
+}
 
 impl Default for CudaKernels {
     fn default() -> Self {
@@ -235,19 +256,15 @@ impl Backend for CudaKernels {
     }
 
     fn devices(&self) -> Vec<DeviceInfo> {
-        let devices = device_infos(probe_nvrtc);
-        if !matches!(self.kernels, Kernels::Wgmma | Kernels::WgmmaCluster) {
-            return devices;
-        }
-        // The Hopper GEMM cannot run on another GPU at all: such a device is unavailable to
-        // it (with the reason), not available with every case refused.
-        devices
+        // A GPU our kernels cannot load on is unavailable to them (with the reason), not
+        // available with every case failing at the driver's compile.
+        device_infos(probe_nvrtc)
             .into_iter()
             .map(|d| match device_arch(&d.name) {
-                Some(a) if d.available && a != 90 => DeviceInfo::unavailable(
-                    d.name,
-                    format!("{WGMMA_ARCH_NEEDED}; this GPU is sm_{a}"),
-                ),
+                Some(a) if d.available => match arch_refusal(self.kernels, a) {
+                    Some(why) => DeviceInfo::unavailable(d.name, why),
+                    None => d,
+                },
                 _ => d,
             })
             .collect()
@@ -261,6 +278,9 @@ impl Backend for CudaKernels {
         common_supports(case, device)?;
         if matches!(self.kernels, Kernels::Wgmma | Kernels::WgmmaCluster) {
             return wgmma_supports(case, device, self.name());
+        }
+        if let Some(why) = device_arch(device).and_then(|a| arch_refusal(self.kernels, a)) {
+            return Err(why);
         }
         let naive = self.kernels == Kernels::Naive;
         if case.mode == Mode::Train {
@@ -278,13 +298,7 @@ impl Backend for CudaKernels {
             return Ok(());
         }
         match (case.op(), case.dtype, naive) {
-            (Op::Gemm, DType::F32, _) => Ok(()),
-            (Op::Gemm, _, false) => match device_arch(device) {
-                Some(a) if a < 80 => Err(format!(
-                    "the tensor-core GEMM needs sm_80+, {device} is sm_{a}"
-                )),
-                _ => Ok(()),
-            },
+            (Op::Gemm, DType::F32, _) | (Op::Gemm, _, false) => Ok(()),
             (Op::Gemm, d, true) => Err(format!(
                 "the naive GEMM baseline is fp32 only, not {}",
                 d.as_str()
@@ -419,6 +433,30 @@ mod tests {
                 w.supports(&case(gemm, DType::Bf16, Mode::Infer), "cuda:0"),
                 Ok(())
             ),
+        }
+    }
+
+    /// A GPU our kernels cannot load on is refused by name, for every kernel set (a T4 is
+    /// sm_75: the GEMM module's cp.async and bf16 instructions fail the driver's compile).
+    #[test]
+    fn gpus_the_kernels_cannot_load_on_are_refused() {
+        for k in [Kernels::Best, Kernels::Naive] {
+            for arch in [70, 75] {
+                let why = arch_refusal(k, arch).unwrap();
+                assert!(
+                    why.contains("8.0") && why.contains(&format!("sm_{arch}")),
+                    "{why}"
+                );
+            }
+            for arch in [80, 86, 89, 90, 100, 120] {
+                assert_eq!(arch_refusal(k, arch), None, "{k:?} sm_{arch}");
+            }
+        }
+        for k in [Kernels::Wgmma, Kernels::WgmmaCluster] {
+            for arch in [75, 80, 89, 100] {
+                assert!(arch_refusal(k, arch).unwrap().contains("9.0 (Hopper)"));
+            }
+            assert_eq!(arch_refusal(k, 90), None);
         }
     }
 

@@ -70,7 +70,7 @@ impl Order {
 
 /// Test-only kernels of `emu/planted.cu`, with planted races: compiled into the emulator, run
 /// by its own tests, launched by no plan.
-const PLANTED: [&str; 1] = ["wb_test_planted_race"];
+const PLANTED: [&str; 2] = ["wb_test_planted_race", "wb_test_static_smem"];
 
 fn emu_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("emu")
@@ -80,12 +80,14 @@ fn kernels_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernels")
 }
 
-/// The compiler flags: sanitizers on, every report fatal.
-const FLAGS: [&str; 9] = [
+/// The compiler flags: sanitizers on, every report fatal (static `__shared__` arrays too,
+/// which live in a section of their own: GCC leaves such globals unchecked unless told).
+const FLAGS: [&str; 10] = [
     "-std=c++17",
     "-O1",
     "-g",
     "-fsanitize=address,undefined",
+    "-fsanitize-sections=wb_static_smem",
     "-fno-sanitize-recover=all",
     "-fno-omit-frame-pointer",
     "-fno-strict-aliasing",
@@ -365,7 +367,7 @@ mod tests {
     use wattbench_core::{reference, testing, Case, Mode, Op, Params};
 
     /// The generic check's shapes of `op`, plus shapes that reach what they do not: the
-    /// 128-wide conv tile (K > 64), vector loads and stores (dimensions multiples of 8 in
+    /// 128-wide conv tile (K > 64), a second column of conv tiles, vector loads and stores (dimensions multiples of 8 in
     /// every GEMM layout), several batch tiles of the RNN kernels (B > 32) and many k-tiles.
     fn shapes(op: Op) -> Vec<Params> {
         let extra: Vec<Params> = match op {
@@ -376,6 +378,13 @@ mod tests {
             Op::Conv2d => vec![
                 Params::Conv2d(ConvParams::new(2, 3, 9, 11, 70, 3, 3).padded(1, 1)),
                 Params::Conv2d(ConvParams::new(2, 8, 8, 8, 16, 3, 3).padded(1, 1)),
+                // Two column tiles in every conv kernel (K = 200 filters forward and for the
+                // filter gradient, C = 70 channels for the data gradient), strided.
+                Params::Conv2d(
+                    ConvParams::new(1, 70, 6, 5, 200, 3, 3)
+                        .padded(1, 1)
+                        .strided(2, 2),
+                ),
             ],
             Op::Rnn => [Cell::Vanilla, Cell::Lstm, Cell::Gru]
                 .map(|c| Params::Rnn(RnnParams::new(c, 40, 33, 2)))
@@ -713,5 +722,39 @@ mod tests {
                 eprintln!("race {variant} warp-serial ({order:?}): {}", r.unwrap());
             }
         }
+    }
+
+    /// Static `__shared__` arrays start every block as NaN, as dynamic shared memory does: a
+    /// kernel that reads its tile before writing it gives NaN in every block (with the arrays
+    /// as plain statics, the first block read zeros and the next the previous block's tile,
+    /// and a wrong result could pass); the same kernel writing first gives the right sums. An
+    /// access past the end of a static tile is a fault, not a quiet read of the next array.
+    #[test]
+    fn static_shared_memory_starts_every_block_as_nan_and_is_bounds_checked() {
+        const BLOCKS: usize = 3;
+        let run = |variant: u32| -> Result<Vec<f32>, String> {
+            let plan = format!(
+                "buf 4 {n}\nlaunch wb_test_static_smem {BLOCKS} 1 1 32 1 1 1 0 2\n\
+                 arg ptr 0:0\narg int {variant}\n",
+                n = 32 * BLOCKS
+            );
+            let data: Vec<u8> = (0..32 * BLOCKS)
+                .flat_map(|_| f32::NAN.to_le_bytes())
+                .collect();
+            let bytes = run_text(&plan, &data, Order::Forward)?;
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let good = run(0).unwrap();
+        for (i, v) in good.iter().enumerate() {
+            let (b, t) = (i / 32, i % 32);
+            assert_eq!(*v, (b * 100 + (t + 1) % 32) as f32, "out[{i}]");
+        }
+        let early = run(1).unwrap();
+        assert!(early.iter().all(|v| v.is_nan()), "{early:?}");
+        let past = run(2).unwrap_err();
+        assert!(past.contains("AddressSanitizer"), "{past}");
     }
 }

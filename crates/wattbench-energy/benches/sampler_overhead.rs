@@ -61,9 +61,9 @@ fn main() -> anyhow::Result<()> {
         );
         let before = self_snapshot().map_err(anyhow::Error::msg)?.cpu_seconds;
         let t0 = Instant::now();
-        let s = Sampler::start(&meters, interval, true);
+        let s = Sampler::start(&meters, interval, true)?;
         std::thread::sleep(Duration::from_secs_f64(secs / 2.0));
-        let out = s.finish();
+        let out = s.finish()?;
         let wall = t0.elapsed().as_secs_f64();
         let cpu = self_snapshot().map_err(anyhow::Error::msg)?.cpu_seconds - before;
         report.push(format!(

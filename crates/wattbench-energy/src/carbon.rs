@@ -602,6 +602,14 @@ impl CarbonParams {
                     "--intensity must be a non-negative number of gCO2e/kWh, got {g}"
                 )))
             }
+            // The guard a table entry meets.
+            (Some(g), _) if g >= MAX_G_PER_KWH => {
+                return Err(EnergyError::Usage(format!(
+                    "--intensity {g} gCO2e/kWh is {MAX_G_PER_KWH} or more, above any grid's \
+                     average: likely another unit (a figure in lb/MWh is 2.2 times the same \
+                     in g/kWh; kg/MWh equals g/kWh). Give gCO2e per kWh"
+                )))
+            }
             (Some(g), r) => table.given_intensity(r, g),
             (None, Some(r)) => table.lookup(r).ok_or_else(|| {
                 let codes: Vec<&str> = table.entries().iter().map(|e| e.region.as_str()).collect();

@@ -5,6 +5,7 @@
 //! counter that may have wrapped unseen or an unknown wrap range is never silent.
 use std::time::{Duration, Instant};
 
+use crate::integrate::Accumulator;
 use crate::meters::{Domain, ReadContext, Reading};
 
 /// A counter domain's physics.
@@ -135,6 +136,51 @@ pub struct WindowFacts {
     /// The longest time between two readings, s (the sampler interval, or the window when
     /// nothing read in between).
     pub max_gap_s: f64,
+    /// The gaps' summed excess over the sampling interval, s
+    /// ([`Accumulator::gap_excess_s`]).
+    pub gap_excess_s: f64,
+    /// Σ |ΔP| dt / 2 over successive power readings, J ([`Accumulator::power_steps_j`]; 0 for
+    /// counters).
+    pub power_steps_j: f64,
+}
+
+impl WindowFacts {
+    /// The facts of `acc`'s window, whose figure is `joules`.
+    pub fn of(acc: &Accumulator, joules: f64) -> WindowFacts {
+        WindowFacts {
+            joules,
+            window_s: acc.span_s(),
+            intervals: acc.intervals(),
+            max_gap_s: acc.max_gap_s(),
+            gap_excess_s: acc.gap_excess_s(),
+            power_steps_j: acc.power_steps_j(),
+        }
+    }
+}
+
+/// The update period to assume for a counter, and whether the probe saw it: the probe's,
+/// else (a probe that saw no two changes within [`PROBE_LIMIT`]) at least that limit, else
+/// the documented one.
+pub fn assumed_update(spec: &CounterSpec, probe: Option<&Probe>) -> (Duration, bool) {
+    match probe.and_then(|p| p.update) {
+        Some(u) => (u, true),
+        None if probe.is_some() => (PROBE_LIMIT.max(spec.nominal_update), false),
+        None => (spec.nominal_update, false),
+    }
+}
+
+/// How many (assumed) updates of 0 J, with a probe that saw the counter change less than
+/// twice, make a counter "did not move" rather than a measured 0 J.
+pub const FROZEN_UPDATES: u32 = 10;
+
+/// Whether a counter that read `joules` over `window_s` has stopped (or never worked): the
+/// probe saw it change less than twice and the window read exactly 0 J over more than
+/// [`FROZEN_UPDATES`] of the updates that implies. A powered package, DRAM or GPU always
+/// draws some energy, so such a counter has no reading, not a measured 0 J.
+pub fn frozen(spec: &CounterSpec, probe: Option<&Probe>, joules: f64, window_s: f64) -> bool {
+    let Some(p) = probe else { return false };
+    let (update, _) = assumed_update(spec, Some(p));
+    p.update.is_none() && joules == 0.0 && window_s > FROZEN_UPDATES as f64 * update.as_secs_f64()
 }
 
 /// The uncertainty (half-width, J) of a counter's window and the warnings that must go with
@@ -149,11 +195,7 @@ pub struct WindowFacts {
 /// - an unknown wrap range is flagged (a wrap then loses the reading).
 pub fn assess(spec: &CounterSpec, probe: Option<&Probe>, w: WindowFacts) -> (f64, Vec<String>) {
     let mut warnings = Vec::new();
-    let (update, update_seen) = match probe.and_then(|p| p.update) {
-        Some(u) => (u, true),
-        None if probe.is_some() => (PROBE_LIMIT.max(spec.nominal_update), false),
-        None => (spec.nominal_update, false),
-    };
+    let (update, update_seen) = assumed_update(spec, probe);
     let update_s = update.as_secs_f64();
     let mean_w = if w.window_s > 0.0 {
         w.joules / w.window_s
@@ -243,6 +285,8 @@ mod tests {
             window_s: 0.03,
             intervals: 1,
             max_gap_s: 0.03,
+            gap_excess_s: 0.03,
+            power_steps_j: 0.0,
         };
         let (u, warn) = assess(&rapl(), Some(&slow), w);
         assert!((u - 2.0 * (61e-6 + 33.3)).abs() < 1e-9, "{u}");
@@ -253,6 +297,8 @@ mod tests {
             window_s: 1.0,
             intervals: 10,
             max_gap_s: 0.1,
+            gap_excess_s: 0.0,
+            power_steps_j: 0.0,
         };
         let (u, warn) = assess(&rapl(), None, w);
         assert!(u >= 10.0 * 80.0, "{u}");

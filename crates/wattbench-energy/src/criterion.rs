@@ -84,10 +84,13 @@ impl Measurement for Joules {
     fn end(&self, w: Option<EnergyWindow>) -> f64 {
         // A window that could not start or a counter that could not be read is NaN, which
         // criterion reports, never 0 J; so is a sample in which any counter of the total had
-        // no reading (a partial sum would look like a saving).
+        // no reading, or a reading of it failed (then its readings may cover only part of the
+        // sample, or have dropped a step): a partial sum would look like a saving.
         let Some(w) = w else { return f64::NAN };
-        let domains = self.meters.stop(w);
-        if domains.iter().any(|d| d.in_total && d.joules.is_none()) {
+        let (domains, accs) = self.meters.close(w);
+        if (domains.iter().zip(&accs))
+            .any(|(d, a)| d.in_total && (d.joules.is_none() || a.error().is_some()))
+        {
             return f64::NAN;
         }
         crate::total_energy(&domains)
@@ -189,5 +192,47 @@ mod tests {
         let mut v = [0.002, 0.004];
         assert_eq!(JoulesFormatter.scale_values(0.003, &mut v), "mJ");
         assert_eq!(v, [2.0, 4.0]);
+    }
+
+    /// A counter whose reads fail partway through a sample (a transient failure at its end
+    /// edge) covers only part of it: its energy would be silently short, so the sample is NaN.
+    #[test]
+    fn a_sample_with_a_failed_reading_is_nan_not_short() {
+        use crate::fake::CounterWithPower;
+        let cfg = MeterConfig {
+            nvml: false,
+            sample_interval: Duration::from_millis(10),
+            ..MeterConfig::default()
+        };
+        // The power reading beside gpu0's counter makes a sampler run: pkg is read at the
+        // start and by two ticks, then no more.
+        let j = Joules {
+            meters: Meters::from_domains(
+                vec![
+                    Arc::new(CounterWithPower::new("gpu0", 100.0, 100.0)) as _,
+                    Arc::new(StepCounter::new("pkg", 5, 0.0).lost_after(3)) as _,
+                ],
+                &cfg,
+            ),
+            names: vec!["gpu0".into(), "pkg".into()],
+        };
+        let w = j.start();
+        std::thread::sleep(Duration::from_millis(200));
+        let v = j.end(w);
+        assert!(v.is_nan(), "{v} J");
+        // Both read throughout: a figure.
+        let j = Joules {
+            meters: Meters::from_domains(
+                vec![
+                    Arc::new(CounterWithPower::new("gpu0", 100.0, 100.0)) as _,
+                    Arc::new(StepCounter::new("pkg", 5, 0.0)) as _,
+                ],
+                &cfg,
+            ),
+            names: vec!["gpu0".into(), "pkg".into()],
+        };
+        let w = j.start();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(j.end(w).is_finite());
     }
 }

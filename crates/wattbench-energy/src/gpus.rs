@@ -5,7 +5,9 @@
 //!
 //! `CUDA_VISIBLE_DEVICES` holds CUDA device indices or UUIDs (`GPU-…`, unique prefixes
 //! allowed), comma-separated; CUDA ignores everything from the first entry it cannot
-//! resolve. Indices count in CUDA's order, which is fastest-first unless
+//! resolve. A MIG instance (`MIG-…`) is used by CUDA, but its energy cannot be metered (NVML
+//! reports energy for the parent GPU only, shared by its instances): it is named in a
+//! warning, and no GPU is metered for it. Indices count in CUDA's order, which is fastest-first unless
 //! `CUDA_DEVICE_ORDER=PCI_BUS_ID`; NVML counts in PCI bus order. On a node of identical GPUs
 //! the two agree (CUDA breaks ties by bus id); on a mixed node they may not, and the
 //! selection says so. UUIDs are unambiguous.
@@ -73,6 +75,15 @@ fn bus_key(id: &str) -> String {
     }
 }
 
+/// Why a MIG instance is not metered.
+fn mig_unmetered(entry: &str) -> String {
+    format!(
+        "{entry} is a MIG instance: wattbench cannot meter a MIG instance's energy (NVML \
+         reports energy for the parent GPU only, shared by all its instances), so its GPU is \
+         not metered"
+    )
+}
+
 /// Resolves one entry to an NVML index. `cuda_index`: numbers are CUDA indices (else NVML's).
 fn resolve(gpus: &[GpuIdentity], entry: &str, numbers: &str) -> Result<u32, String> {
     if let Ok(i) = entry.parse::<usize>() {
@@ -96,9 +107,7 @@ fn resolve(gpus: &[GpuIdentity], entry: &str, numbers: &str) -> Result<u32, Stri
         };
     }
     if entry.starts_with("MIG-") {
-        return Err(format!(
-            "{entry} is a MIG instance: its energy cannot be metered apart from its GPU's"
-        ));
+        return Err(mig_unmetered(entry));
     }
     if entry.contains(':') {
         let key = bus_key(entry);
@@ -149,6 +158,12 @@ pub fn select(
             let names: Vec<&str> = gpus.iter().filter_map(|g| g.name.as_deref()).collect();
             let mixed = names.windows(2).any(|w| w[0] != w[1]);
             for e in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                // CUDA uses a MIG instance (and reads on); its energy is what cannot be had.
+                if e.starts_with("MIG-") {
+                    out.warnings
+                        .push(format!("CUDA_VISIBLE_DEVICES: {}", mig_unmetered(e)));
+                    continue;
+                }
                 match resolve(gpus, e, "CUDA device") {
                     Ok(i) => {
                         if e.parse::<usize>().is_ok() && mixed && !pci_order {
@@ -181,6 +196,179 @@ pub fn select(
         }
     }
     Ok(out)
+}
+
+/// The devices CUDA numbers `cuda:0`, `cuda:1`, ... under `CUDA_VISIBLE_DEVICES`
+/// (`cuda_visible`), each as the NVML index of its GPU, or why it has none (a MIG instance,
+/// which CUDA uses but whose energy NVML gives only for its whole GPU). Unset: every GPU, in
+/// PCI bus order (the CLI sets `CUDA_DEVICE_ORDER=PCI_BUS_ID`); an entry CUDA cannot resolve
+/// ends the list, as CUDA ignores it and every one after it.
+pub fn cuda_devices(gpus: &[GpuIdentity], cuda_visible: Option<&str>) -> Vec<Result<u32, String>> {
+    let Some(v) = cuda_visible else {
+        let mut by_bus: Vec<&GpuIdentity> = gpus.iter().collect();
+        by_bus.sort_by_key(|g| g.pci_bus_id.as_deref().map(bus_key));
+        return by_bus.iter().map(|g| Ok(g.index)).collect();
+    };
+    let mut out = Vec::new();
+    for e in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if e.starts_with("MIG-") {
+            out.push(Err(mig_unmetered(e)));
+            continue;
+        }
+        match resolve(gpus, e, "CUDA device") {
+            Ok(i) => out.push(Ok(i)),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The GPU a case's device is, among those NVML sees: its total adds the host's domains and
+/// that GPU's, not the other GPUs' (a `cuda:0` case is not charged for seven idle GPUs, nor a
+/// CPU case for eight).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaseGpu {
+    /// The case runs on no GPU (`cpu`).
+    NoGpu,
+    /// NVML's GPU of this index (domain `gpu{index}`), named as the case names it.
+    Nvml {
+        /// The case's device, `cuda:N`.
+        device: String,
+        /// NVML index.
+        index: u32,
+    },
+    /// A GPU device that cannot be told among NVML's (no NVML, or `CUDA_VISIBLE_DEVICES`
+    /// names what NVML cannot resolve, such as a MIG instance): its energy is missing, and why.
+    Unknown {
+        /// The case's device, `cuda:N`.
+        device: String,
+        /// Why it cannot be metered.
+        why: String,
+    },
+}
+
+impl CaseGpu {
+    /// The GPU of `device` (`cpu`, `cuda:N`): CUDA's device N is the N-th GPU that
+    /// `CUDA_VISIBLE_DEVICES` (`cuda_visible`) lets CUDA see, in PCI bus order (the CLI sets
+    /// `CUDA_DEVICE_ORDER=PCI_BUS_ID`), among NVML's `gpus`.
+    pub fn of(
+        device: &str,
+        gpus: &[wattbench_core::result::GpuRecord],
+        cuda_visible: Option<&str>,
+    ) -> CaseGpu {
+        let ordinal = match device {
+            "cuda" => 0,
+            d => match d
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(o) => o,
+                None => return CaseGpu::NoGpu,
+            },
+        };
+        let device = format!("cuda:{ordinal}");
+        if gpus.is_empty() {
+            return CaseGpu::Unknown {
+                device,
+                why: "NVML sees no GPU (it is unavailable, or disabled by --no-nvml), so this \
+                      GPU's energy is not metered"
+                    .into(),
+            };
+        }
+        let ids: Vec<GpuIdentity> = gpus
+            .iter()
+            .map(|g| GpuIdentity {
+                index: g.index,
+                uuid: g.uuid.clone(),
+                pci_bus_id: g.pci_bus_id.clone(),
+                name: g.name.clone(),
+            })
+            .collect();
+        match cuda_devices(&ids, cuda_visible).into_iter().nth(ordinal) {
+            Some(Ok(index)) => CaseGpu::Nvml { device, index },
+            Some(Err(why)) => CaseGpu::Unknown {
+                why: format!("{device}: {why}"),
+                device,
+            },
+            None => CaseGpu::Unknown {
+                why: format!(
+                    "{device} is not among the GPUs NVML can tell apart{}, so its energy is \
+                     not metered",
+                    cuda_visible.map_or(String::new(), |v| format!(
+                        " through CUDA_VISIBLE_DEVICES={v}"
+                    )),
+                ),
+                device,
+            },
+        }
+    }
+
+    /// `domains` as this case's total must add them: the other GPUs' left out of the total
+    /// (listed, with the reason), and a row without a reading for this case's GPU when no
+    /// domain meters it (so the total says PARTIAL and gives no GFLOP/J).
+    pub fn scope(
+        &self,
+        mut domains: Vec<wattbench_core::energy::DomainEnergy>,
+        gpus: &[wattbench_core::result::GpuRecord],
+    ) -> Vec<wattbench_core::energy::DomainEnergy> {
+        let gpu_domain = |d: &wattbench_core::energy::DomainEnergy| {
+            gpus.iter()
+                .find(|g| d.name == format!("gpu{}", g.index))
+                .map(|g| g.index)
+        };
+        let (ours, on) = match self {
+            CaseGpu::NoGpu => (None, "cpu".to_string()),
+            CaseGpu::Nvml { device, index } => (Some(*index), format!("{device} (gpu{index})")),
+            CaseGpu::Unknown { device, why } => {
+                domains.push(wattbench_core::energy::DomainEnergy::unsupported(
+                    device,
+                    "device",
+                    why.clone(),
+                ));
+                return domains;
+            }
+        };
+        for d in &mut domains {
+            match gpu_domain(d) {
+                Some(i) if Some(i) != ours && d.in_total => {
+                    d.in_total = false;
+                    d.note = Some(format!(
+                        "not in the total: another device's (the case ran on {on}){}",
+                        d.note.as_ref().map_or(String::new(), |n| format!("; {n}"))
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(i) = ours {
+            if !domains.iter().any(|d| gpu_domain(d) == Some(i)) {
+                let why = gpus
+                    .iter()
+                    .find(|g| g.index == i)
+                    .map(|g| {
+                        if !g.metered {
+                            format!("the case's GPU is not metered ({})", g.selection)
+                        } else {
+                            "the case's GPU has no energy meter (no counter or power reading \
+                             NVML could read)"
+                                .to_string()
+                        }
+                    })
+                    .unwrap_or_default();
+                domains.push(wattbench_core::energy::DomainEnergy::unsupported(
+                    &format!("gpu{i}"),
+                    "device",
+                    why,
+                ));
+            }
+        }
+        domains
+    }
+
+    /// Whether a GPU state (clocks, throttling) is this case's GPU's.
+    pub fn owns(&self, index: u32) -> bool {
+        matches!(self, CaseGpu::Nvml { index: i, .. } if *i == index)
+    }
 }
 
 /// One line saying which GPUs were metered and which were left out, for summaries; `None`
@@ -220,6 +408,7 @@ pub fn describe(gpus: &[wattbench_core::result::GpuRecord]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wattbench_core::energy::Source;
 
     fn node(names: &[&str]) -> Vec<GpuIdentity> {
         names
@@ -293,11 +482,20 @@ mod tests {
         let s = select(&g, &GpuSelection::Auto, Some("2,7,0"), false).unwrap();
         assert_eq!(s.metered, [2]);
         assert!(s.warnings[0].contains("every one after it"), "{s:?}");
-        let s = select(&g, &GpuSelection::Auto, Some("MIG-abc"), false).unwrap();
-        assert!(
-            s.metered.is_empty() && s.warnings[0].contains("MIG"),
-            "{s:?}"
-        );
+    }
+
+    /// CUDA uses a MIG instance named in CUDA_VISIBLE_DEVICES (and the entries after it); what
+    /// wattbench cannot do is meter its energy apart from its parent GPU's.
+    #[test]
+    fn a_mig_instance_is_used_by_cuda_but_not_metered() {
+        let g = node(&["A100"; 4]);
+        let s = select(&g, &GpuSelection::Auto, Some("MIG-abc,1"), false).unwrap();
+        assert_eq!(s.metered, [1], "{s:?}");
+        let w = &s.warnings[0];
+        assert!(w.contains("MIG-abc") && w.contains("parent GPU"), "{w}");
+        assert!(!w.contains("ignores"), "{w}");
+        let e = select(&g, &GpuSelection::parse("MIG-abc"), None, false).unwrap_err();
+        assert!(e.contains("parent GPU"), "{e}");
     }
 
     #[test]
@@ -344,5 +542,132 @@ mod tests {
         );
         let e = select(&g, &GpuSelection::parse("GPU-"), None, false).unwrap_err();
         assert!(e.contains("matches 4 GPUs"), "{e}");
+    }
+
+    fn gpu(index: u32, metered: bool) -> wattbench_core::result::GpuRecord {
+        wattbench_core::result::GpuRecord {
+            index,
+            name: Some("H200".into()),
+            uuid: Some(format!("GPU-{index}{index}aa-0000")),
+            pci_bus_id: Some(format!("00000000:{:02X}:00.0", 0x18 + 0x10 * index)),
+            driver_version: None,
+            power_limit_watts: None,
+            memory_total_bytes: None,
+            energy_counter: true,
+            metered,
+            selection: if metered {
+                "metered".into()
+            } else {
+                "left out: not selected by --gpus 0".into()
+            },
+            power_reading: String::new(),
+            state: Default::default(),
+        }
+    }
+
+    fn reading(name: &str, scope: &str) -> wattbench_core::energy::DomainEnergy {
+        wattbench_core::energy::DomainEnergy {
+            source: Source::Measured,
+            reason: None,
+            joules: Some(10.0),
+            window_s: 2.0,
+            uncertainty_j: Some(0.1),
+            avg_watts: Some(5.0),
+            ..wattbench_core::energy::DomainEnergy::unsupported(name, scope, String::new())
+        }
+    }
+
+    /// `cuda:N` is the N-th GPU CUDA sees: every GPU in PCI order, or those
+    /// CUDA_VISIBLE_DEVICES names, in its order; a MIG instance, a GPU NVML does not list, or
+    /// no NVML at all leave the device unknown, with the reason.
+    #[test]
+    fn a_case_device_is_the_gpu_cuda_numbers_it() {
+        let node: Vec<wattbench_core::result::GpuRecord> = (0..4).map(|i| gpu(i, true)).collect();
+        let of = |d: &str, v: Option<&str>| CaseGpu::of(d, &node, v);
+        assert_eq!(of("cpu", None), CaseGpu::NoGpu);
+        let nvml = |device: &str, index| CaseGpu::Nvml {
+            device: device.into(),
+            index,
+        };
+        assert_eq!(of("cuda:2", None), nvml("cuda:2", 2));
+        assert_eq!(of("cuda", None), nvml("cuda:0", 0));
+        assert_eq!(of("cuda:0", Some("3,1")), nvml("cuda:0", 3));
+        assert_eq!(of("cuda:1", Some("3,GPU-11aa")), nvml("cuda:1", 1));
+        // A MIG instance is CUDA's device 0 here: the GPU after it is device 1.
+        assert_eq!(of("cuda:1", Some("MIG-abc,1")), nvml("cuda:1", 1));
+        // An entry CUDA cannot resolve ends its list.
+        assert!(matches!(
+            of("cuda:1", Some("2,9,1")),
+            CaseGpu::Unknown { .. }
+        ));
+        for (d, v, said) in [
+            ("cuda:2", Some("3,1"), "through CUDA_VISIBLE_DEVICES=3,1"),
+            ("cuda:0", Some("MIG-abc,1"), "MIG instance"),
+            ("cuda:4", None, "cuda:4 is not among"),
+        ] {
+            match of(d, v) {
+                CaseGpu::Unknown { device, why } => {
+                    assert_eq!(device, d);
+                    assert!(why.contains(said), "{why}");
+                }
+                other => panic!("{d} {v:?}: {other:?}"),
+            }
+        }
+        match CaseGpu::of("cuda:0", &[], None) {
+            CaseGpu::Unknown { why, .. } => assert!(why.contains("NVML sees no GPU"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A case's total adds the host's domains and its own GPU's, not the other GPUs'; a GPU
+    /// case whose GPU has no reading gets a row without one, so its total is PARTIAL with no
+    /// GFLOP/J (it read as a whole host-only total before).
+    #[test]
+    fn a_case_total_adds_its_own_gpu_only_and_says_when_it_is_missing() {
+        use wattbench_core::energy::{CaseEnergy, Window};
+        let node: Vec<wattbench_core::result::GpuRecord> = (0..3).map(|i| gpu(i, i != 2)).collect();
+        let domains = vec![
+            reading("cpu-package-0", "package"),
+            reading("gpu0", "device"),
+            reading("gpu1", "device"),
+        ];
+        let total = |scope: CaseGpu| {
+            let rows = scope.scope(domains.clone(), &node);
+            let e = CaseEnergy::from_window(
+                &rows,
+                &[],
+                Window {
+                    calls: 1,
+                    flops_per_call: 1_000_000_000,
+                    unit: "call",
+                    window_s: 2.0,
+                    min_window_s: None,
+                    error: None,
+                },
+            );
+            (rows, e)
+        };
+        let (rows, e) = total(CaseGpu::of("cuda:1", &node, None));
+        assert_eq!(e.total_joules_per_iter.unwrap().value, 20.0);
+        assert!(e.gflops_per_joule.is_some());
+        let gpu0 = rows.iter().find(|d| d.name == "gpu0").unwrap();
+        assert!(!gpu0.in_total);
+        assert!(gpu0.note.as_deref().unwrap().contains("cuda:1 (gpu1)"));
+        let (_, e) = total(CaseGpu::NoGpu);
+        assert_eq!(e.total_joules_per_iter.unwrap().value, 10.0);
+        // gpu2 is not metered (left out by --gpus): the case's total lacks it.
+        let (_, e) = total(CaseGpu::of("cuda:2", &node, None));
+        assert_eq!(e.missing_domains(), ["gpu2"]);
+        assert_eq!(e.whole_gflops_per_joule(), None);
+        let row = e.domains.iter().find(|d| d.name == "gpu2").unwrap();
+        assert!(row
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not selected by --gpus 0"));
+        // No NVML: the device's row says so.
+        let (_, e) = total(CaseGpu::of("cuda:0", &[], None));
+        assert_eq!(e.missing_domains(), ["cuda:0"]);
+        assert!(e.notes.iter().any(|n| n.contains("PARTIAL")));
     }
 }

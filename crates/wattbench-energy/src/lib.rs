@@ -78,4 +78,7 @@ pub enum EnergyError {
     /// The shipped carbon-intensity table is malformed (a build defect).
     #[error("carbon-intensity table: {0}")]
     Table(String),
+    /// The background sampler failed (a meter's read panicked on its thread).
+    #[error("{0}")]
+    Sampler(String),
 }

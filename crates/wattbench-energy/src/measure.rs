@@ -1,5 +1,5 @@
 //! `wattbench measure -- <command>`: run any command directly (no shell), forward SIGINT,
-//! SIGTERM and SIGHUP to it, sample every meter while it runs, and build the report.
+//! SIGTERM, SIGHUP and SIGQUIT to it, sample every meter while it runs, and build the report.
 //!
 //! The command runs in a cgroup (v2) of its own where the system allows it ([`crate::cgroup`]):
 //! its CPU time and memory then include every process it starts, even those that double-fork
@@ -452,11 +452,16 @@ struct Exit {
     cpu_seconds: f64,
 }
 
+/// Waits for the command to exit, stops the sampler, and reaps the command (whatever became
+/// of the sampler).
 fn wait_child(
     slot: &ChildSlot,
     pid: i32,
     sampler: Sampler,
-) -> (Result<Exit, EnergyError>, crate::sampler::SamplerOutput) {
+) -> (
+    Result<Exit, EnergyError>,
+    Result<crate::sampler::SamplerOutput, EnergyError>,
+) {
     // Wait for the exit without reaping, so the pid stays ours while we stop the sampler.
     loop {
         // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
@@ -701,7 +706,13 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     let idle = idle_baseline(&meters, opts.idle, &slot);
     let interval = meters.sampling_interval(cfg.sample_interval);
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut sampler = Sampler::start(&meters, interval, true);
+    let mut sampler = match Sampler::start(&meters, interval, true) {
+        Ok(s) => s,
+        Err(e) => {
+            followed.abandon();
+            return Err(e);
+        }
+    };
     // Stopped before the command started (during the idle baseline, a long one included): it
     // is not started, and the report says so (exit 128 + the signal, as a shell's).
     let start = |followed: &mut Followed| match slot.stopped_before_start() {
@@ -721,7 +732,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
             cfg.cpu_scope = followed.scope();
             meters = Meters::discover(&cfg)?;
             meters.probes();
-            sampler = Sampler::start(&meters, interval, true);
+            sampler = Sampler::start(&meters, interval, true)?;
             t_spawn = Instant::now();
             spawned = start(&mut followed);
         }
@@ -737,7 +748,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
                 opts,
                 (command, started_at, interval),
                 &idle,
-                out,
+                out?,
                 &events,
             ));
         }
@@ -751,7 +762,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
     // The child is reaped below with wait4 (for its rusage); std's handle is not waited on.
     drop(child);
 
-    let (exit, mut out) = wait_child(&slot, pid, sampler);
+    let (exit, out) = wait_child(&slot, pid, sampler);
     let duration_s = t_spawn.elapsed().as_secs_f64();
     // A signal kept before the start that came after the last check for one was sent to the
     // command when it started.
@@ -763,9 +774,9 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
             e
         })
         .collect();
-    let exit = match exit {
-        Ok(e) => e,
-        Err(e) => {
+    let (exit, mut out) = match (exit, out) {
+        (Ok(e), Ok(o)) => (e, o),
+        (Err(e), _) | (_, Err(e)) => {
             followed.abandon();
             return Err(e);
         }
@@ -784,15 +795,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         }),
     };
     let t_final = out.t0.map_or(duration_s, |t| t.elapsed().as_secs_f64());
-    let readings = meters.read_all(&final_ctx);
-    for (acc, r) in out.accs.iter_mut().zip(readings) {
-        match r {
-            Ok(r) => {
-                acc.push(t_final, r);
-            }
-            Err(e) => acc.fail(e),
-        }
-    }
+    final_readings(&meters, &mut out, t_final, &final_ctx);
     let domains: Vec<DomainEnergy> = meters
         .domains
         .iter()
@@ -823,6 +826,18 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         out,
         &events,
     ))
+}
+
+/// The final readings of the command's window, at `t` s since the sampler started: into the
+/// accumulators and the cross-check samples alike, so that the check spans the figure's whole
+/// window.
+fn final_readings(
+    meters: &Meters,
+    out: &mut crate::sampler::SamplerOutput,
+    t: f64,
+    ctx: &ReadContext,
+) {
+    meters.push_final(&mut out.accs, &mut out.checks, t, ctx);
 }
 
 /// The counters' idle power before the command starts, over `asked` (default: the meters'
@@ -1138,6 +1153,10 @@ fn build_report(
                         Delivery::FromTerminal => {
                             "from the terminal, which also delivered it to the command"
                         }
+                        Delivery::TerminalForwarded => {
+                            "from the terminal, forwarded to the command (in a process group \
+                             of its own, it did not receive the terminal's)"
+                        }
                         Delivery::Forwarded => "forwarded to the command",
                         Delivery::BeforeStart => {
                             "before the command started, which was then not started"
@@ -1175,6 +1194,30 @@ mod tests {
             avg_watts: Some(joules / 2.0),
             ..DomainEnergy::unsupported(name, "package", String::new())
         }
+    }
+
+    /// The final readings of the command's window close the cross-check too: the check spans
+    /// the figure's window (it ended at the last sampler tick, up to an interval short).
+    #[test]
+    fn the_final_readings_close_the_cross_check_too() {
+        use crate::fake::CounterWithPower;
+        let m = Meters::from_domains(
+            vec![Arc::new(CounterWithPower::new("gpu0", 200.0, 200.0))],
+            &MeterConfig::default(),
+        );
+        let s = Sampler::start(&m, Duration::from_millis(50), false).unwrap();
+        std::thread::sleep(Duration::from_millis(180));
+        let mut out = s.finish().unwrap();
+        let t = out.t0.unwrap().elapsed().as_secs_f64();
+        final_readings(&m, &mut out, t, &ReadContext::default());
+        let samples = out.checks[0].as_ref().unwrap();
+        let c = crate::crosscheck::assess("gpu0", samples, 0.0, "test").unwrap();
+        let span = out.accs[0].span_s();
+        assert!(
+            (c.span_s - span).abs() < 1e-9,
+            "check over {} s of a {span} s window",
+            c.span_s
+        );
     }
 
     /// A domain of the total with no reading (a GPU counter that failed): the total names it

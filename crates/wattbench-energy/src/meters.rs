@@ -12,7 +12,7 @@ use crate::integrate::Accumulator;
 use crate::procfs::{self, TreeSnapshot};
 use crate::sampler::Sampler;
 use crate::{estimate, nvml, rapl, EnergyError, EstimateAssumptions, Source};
-use wattbench_core::energy::DomainEnergy;
+use wattbench_core::energy::{stored_uncertainty, DomainEnergy};
 use wattbench_core::result::{GpuRecord, MeterInfo};
 
 /// One raw reading of a domain.
@@ -306,6 +306,10 @@ pub const WRAP_GUARD_INTERVAL: Duration = Duration::from_secs(5);
 /// update more or less in the span (quantisation) moves it by at most 10 %.
 pub const PEAK_SPAN_UPDATES: u32 = 10;
 
+/// A wrapping counter's step that implies more than this many times its plausible peak
+/// power ([`CounterSpec::peak_w`]) is a reset, not a wrap.
+pub const PLAUSIBLE_PEAK_FACTOR: f64 = 2.0;
+
 /// Default sampler interval. Its CPU cost is benchmarked in `benches/sampler_overhead.rs`.
 pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -380,35 +384,47 @@ pub(crate) fn domain_energy(
                 return out;
             };
             let j = read_j + fill;
+            // A counter of the total (a package, DRAM, a GPU: always powered) that did not
+            // move at all, before the window or in it, has stopped or never worked: no
+            // reading, not a measured 0 J. (A subzone such as an idle integrated GPU's uncore
+            // can truly read 0.)
+            if let Some(spec) = d.counter().filter(|_| d.in_total()) {
+                if counter::frozen(&spec, probe, j, window_s) {
+                    out.source = Source::Unsupported;
+                    out.reason = Some(format!(
+                        "unavailable: the counter did not move: 0 J over {window_s:.3} s, and it \
+                         changed less than twice while probed before ({} ms); a powered \
+                         {} draws some energy, so it is taken for a counter that is frozen or \
+                         not implemented here, not for 0 J",
+                        counter::PROBE_LIMIT.as_millis(),
+                        d.scope()
+                    ));
+                    return out;
+                }
+            }
             out.joules = Some(j);
+            let facts = WindowFacts::of(acc, j);
             let (unc, warnings) = match d.counter() {
-                Some(spec) => counter::assess(
-                    &spec,
-                    probe,
-                    WindowFacts {
-                        joules: j,
-                        window_s,
-                        intervals: acc.intervals(),
-                        max_gap_s: acc.max_gap_s(),
-                    },
-                ),
-                None => (
-                    d.uncertainty_j(&WindowFacts {
-                        joules: j,
-                        window_s,
-                        intervals: acc.intervals(),
-                        max_gap_s: acc.max_gap_s(),
-                    }),
-                    Vec::new(),
-                ),
+                Some(spec) => counter::assess(&spec, probe, facts),
+                None => (d.uncertainty_j(&facts), Vec::new()),
             };
-            out.uncertainty_j = Some(unc + fill);
+            // A domain that states no uncertainty (infinite: unknown) keeps it unknown: null,
+            // never 0, and said.
+            out.uncertainty_j = stored_uncertainty(unc + fill);
             out.warnings = warnings;
+            if out.uncertainty_j.is_none() {
+                out.warnings.push(
+                    "its uncertainty is unknown (the meter states none): the figure has no \
+                     upper bound, and neither has any total that adds it"
+                        .into(),
+                );
+            }
             if fill > 0.0 {
                 out.warnings.push(format!(
-                    "{lost:.3} s of the {window_s:.3} s window had no reading (the counter went \
-                     backwards and its range is unknown): filled with {fill:.3} J at the rest's \
-                     mean power, all of it in the uncertainty"
+                    "{lost:.3} s of the {window_s:.3} s window had no reading ({}): filled with \
+                     {fill:.3} J at the rest's mean power, all of it in the uncertainty",
+                    acc.discarded_why()
+                        .unwrap_or_else(|| "readings discarded".into())
                 ));
             }
             out.warnings
@@ -434,11 +450,15 @@ pub(crate) fn domain_energy(
         }
         None => {
             out.source = Source::Unsupported;
-            out.reason = Some(format!(
-                "unavailable: {}",
-                acc.error()
-                    .unwrap_or("fewer than two readings in the window")
-            ));
+            let why = acc
+                .error()
+                .unwrap_or("fewer than two readings in the window");
+            // Read errors already say "unavailable: ".
+            out.reason = Some(if why.starts_with("unavailable: ") {
+                why.to_string()
+            } else {
+                format!("unavailable: {why}")
+            });
         }
     }
     out
@@ -618,6 +638,13 @@ impl Meters {
             .collect()
     }
 
+    /// NVML's description of each GPU as found (metered or not), without reading its state
+    /// again ([`Meters::gpu_inventory`] does): which GPU a device is
+    /// ([`CaseGpu`](crate::gpus::CaseGpu)).
+    pub fn gpu_records(&self) -> &[GpuRecord] {
+        &self.gpus
+    }
+
     /// Clocks, temperature and throttle reasons of the metered GPUs now (for the end of each
     /// energy window).
     pub fn gpu_states(&self) -> Vec<wattbench_core::result::GpuState> {
@@ -662,25 +689,61 @@ impl Meters {
             .fold(requested, Duration::min)
     }
 
-    /// Fresh accumulators for a window sampled every `interval`: a counter's peak power is
-    /// taken over spans of at least [`PEAK_SPAN_UPDATES`] of its updates (quantisation then
-    /// stays under 10 %) and at least the sampling interval.
+    /// Fresh accumulators for a window sampled every `interval` (`None`: read at its edges
+    /// only): a counter's peak power is taken over spans of at least [`PEAK_SPAN_UPDATES`] of
+    /// its updates (quantisation then stays under 10 %) and at least the sampling interval,
+    /// and a wrap that implies more than twice its plausible peak power is a reset
+    /// ([`Accumulator::with_plausible_power`]); a time between readings longer than twice the
+    /// interval is a gap ([`Accumulator::gap_excess_s`]).
     pub(crate) fn accumulators(&self, interval: Option<Duration>) -> Vec<Accumulator> {
         let probes = self.probes();
         self.domains
             .iter()
             .zip(probes)
-            .map(|(d, p)| match d.counter() {
-                Some(c) => {
-                    let update = p.and_then(|p| p.update).unwrap_or(c.nominal_update);
-                    let sampled = interval.unwrap_or(Duration::ZERO);
-                    Accumulator::with_min_peak_span(
-                        (PEAK_SPAN_UPDATES * update).max(sampled).as_secs_f64(),
-                    )
+            .map(|(d, p)| {
+                let acc = match d.counter() {
+                    Some(c) => {
+                        let update = p.and_then(|p| p.update).unwrap_or(c.nominal_update);
+                        let sampled = interval.unwrap_or(Duration::ZERO);
+                        Accumulator::with_min_peak_span(
+                            (PEAK_SPAN_UPDATES * update).max(sampled).as_secs_f64(),
+                        )
+                        .with_plausible_power(PLAUSIBLE_PEAK_FACTOR * c.peak_w)
+                    }
+                    None => Accumulator::new(),
+                };
+                match interval {
+                    Some(i) => acc.with_expected_interval(i.as_secs_f64()),
+                    None => acc,
                 }
-                None => Accumulator::new(),
             })
             .collect()
+    }
+
+    /// The final readings of a window, at `t` s: into its accumulators, and into the
+    /// cross-check samples of the domains that have them, so that the check spans the whole
+    /// window, as the figure does.
+    pub(crate) fn push_final(
+        &self,
+        accs: &mut [Accumulator],
+        checks: &mut [Option<CheckSamples>],
+        t: f64,
+        ctx: &ReadContext,
+    ) {
+        let readings = self.read_all(ctx);
+        for ((d, r), c) in self.domains.iter().zip(&readings).zip(checks.iter_mut()) {
+            if let (Some(c), Ok(r), Ok(watts)) = (c.as_mut(), r, d.reported_power()) {
+                c.push(t, r, watts);
+            }
+        }
+        for (acc, r) in accs.iter_mut().zip(readings) {
+            match r {
+                Ok(r) => {
+                    acc.push(t, r);
+                }
+                Err(e) => acc.fail(e),
+            }
+        }
     }
 
     pub(crate) fn read_all(&self, ctx: &ReadContext) -> Vec<Result<Reading, String>> {
@@ -758,36 +821,43 @@ impl Meters {
             return Err(EnergyError::NoMeters(why.join("; ")));
         }
         let accs = Arc::new(Mutex::new(accs));
-        let sampler = interval.map(|i| Sampler::start_shared(self, accs.clone(), checks, t0, i));
+        let sampler = match interval {
+            Some(i) => Some(Sampler::start_shared(self, accs.clone(), checks, t0, i)?),
+            None => None,
+        };
         Ok(EnergyWindow { t0, accs, sampler })
     }
 
     /// Closes a window: one [`DomainEnergy`] per domain.
     pub fn stop(&self, w: EnergyWindow) -> Vec<DomainEnergy> {
+        self.close(w).0
+    }
+
+    /// [`Meters::stop`], with each domain's accumulated readings beside its figure.
+    pub(crate) fn close(&self, w: EnergyWindow) -> (Vec<DomainEnergy>, Vec<Accumulator>) {
         // The background sampler stops first (joined: no tick can run after this), then
         // the final readings are taken and pushed under the lock: a late tick can never land
         // after them and make the final value look like a counter wrap.
-        let mut checks = w.sampler.map(|s| s.finish().checks).unwrap_or_default();
+        let (mut checks, failed) = match w.sampler.map(Sampler::finish) {
+            Some(Ok(out)) => (out.checks, None),
+            // Its readings up to the failure are in the shared accumulators; its cross-check
+            // samples are lost.
+            Some(Err(e)) => (Vec::new(), Some(e.to_string())),
+            None => (Vec::new(), None),
+        };
         let mut accs = w.accs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = failed {
+            for acc in accs.iter_mut() {
+                acc.fail(e.clone());
+            }
+        }
         let ctx = self.context();
         let t = w.t0.elapsed().as_secs_f64();
-        let readings = self.read_all(&ctx);
         // ... and its last ones are the final readings.
-        for ((d, r), c) in self.domains.iter().zip(&readings).zip(checks.iter_mut()) {
-            if let (Some(c), Ok(r), Ok(watts)) = (c.as_mut(), r, d.reported_power()) {
-                c.push(t, r, watts);
-            }
-        }
-        for (acc, r) in accs.iter_mut().zip(readings) {
-            match r {
-                Ok(r) => {
-                    acc.push(t, r);
-                }
-                Err(e) => acc.fail(e),
-            }
-        }
+        self.push_final(&mut accs, &mut checks, t, &ctx);
         let probes = self.probes();
-        self.domains
+        let domains = self
+            .domains
             .iter()
             .zip(accs.iter())
             .zip(probes)
@@ -796,7 +866,8 @@ impl Meters {
                 let check = checks.get(i).and_then(Option::as_ref);
                 domain_energy(d.as_ref(), a, p.as_ref(), check)
             })
-            .collect()
+            .collect();
+        (domains, accs.clone())
     }
 
     /// Measures every domain over `d` while the caller does nothing; `avg_watts` is the idle

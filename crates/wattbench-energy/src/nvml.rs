@@ -138,28 +138,28 @@ struct GpuDomain {
     peak_w: f64,
 }
 
-/// The uncertainty of power readings integrated over a window (no counter): an averaged
-/// reading lags by its averaging window at each edge; the sensor's accuracy; and a gap of
-/// failed readings (longer than twice the other intervals' mean; with no reading between the
-/// window's edges, the whole window), which the trapezoid bridges with a straight line, by up
-/// to the peak power over the gap's excess on that mean.
+/// The uncertainty of power readings integrated over a window (no counter), its terms added:
+/// - an averaged reading lags by its averaging window at each edge: twice the mean power
+///   over that window;
+/// - the sensor's accuracy;
+/// - every gap of failed readings (a time between two readings longer than twice the
+///   sampling interval; with no reading between the window's edges, the whole window), which
+///   the trapezoid bridges with a straight line: the peak power over each gap's excess on the
+///   sampling interval, summed ([`WindowFacts::gap_excess_s`]);
+/// - for instantaneous readings (`averaging_s` 0), a load change between two readings at an
+///   unknown instant: |ΔP| dt / 2 for each interval ([`WindowFacts::power_steps_j`]).
 fn integrated_uncertainty(w: &WindowFacts, averaging_s: f64, peak_w: f64) -> f64 {
     let p = if w.window_s > 0.0 {
         w.joules / w.window_s
     } else {
         0.0
     };
-    let usual = if w.intervals >= 2 {
-        (w.window_s - w.max_gap_s).max(0.0) / (w.intervals - 1) as f64
+    let steps = if averaging_s == 0.0 {
+        w.power_steps_j
     } else {
         0.0
     };
-    let gap = if w.max_gap_s > 2.0 * usual {
-        peak_w * (w.max_gap_s - usual)
-    } else {
-        0.0
-    };
-    2.0 * p * averaging_s + POWER_ACCURACY * w.joules + gap
+    2.0 * p * averaging_s + POWER_ACCURACY * w.joules + peak_w * w.gap_excess_s + steps
 }
 
 fn instant_power_w(dev: &Device) -> Option<f64> {
@@ -435,9 +435,10 @@ impl Domain for GpuDomain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::integrate::Accumulator;
 
     /// Integrated power: the averaging lag at both edges and the sensor's 5 %; a run of
-    /// failed readings adds the peak power over the gap's excess on the mean interval.
+    /// failed readings adds the peak power over the gap's excess on the sampling interval.
     #[test]
     fn integrated_power_widens_over_a_gap_of_failed_readings() {
         // 100 J over 10 s (10 W), 100 readings 0.1 s apart, 1 s averaging: 2 x 10 W x 1 s
@@ -447,6 +448,8 @@ mod tests {
             window_s: 10.0,
             intervals: 100,
             max_gap_s: 0.1,
+            gap_excess_s: 0.0,
+            power_steps_j: 0.0,
         };
         assert!((integrated_uncertainty(&steady, 1.0, 700.0) - 25.0).abs() < 1e-9);
         // The same window with a 2 s gap of failed reads (80 intervals of 0.1 s and the gap):
@@ -454,6 +457,7 @@ mod tests {
         let gap = WindowFacts {
             intervals: 81,
             max_gap_s: 2.0,
+            gap_excess_s: 2.0 - 0.1,
             ..steady
         };
         let want = 25.0 + 700.0 * (2.0 - 0.1);
@@ -464,9 +468,54 @@ mod tests {
             window_s: 3.0,
             intervals: 1,
             max_gap_s: 3.0,
+            gap_excess_s: 3.0,
+            power_steps_j: 0.0,
         };
         let want = 2.0 * 10.0 + 1.5 + 700.0 * 3.0;
         assert!((integrated_uncertainty(&edges, 1.0, 700.0) - want).abs() < 1e-9);
+    }
+
+    /// The gap term sums every gap, not only the longest: a 20 s window read every 0.1 s with
+    /// five 2 s gaps of failed readings (100 W, 1 s averaging, a 250 W limit) bridges five
+    /// gaps, each off by up to 250 W x (2 s - 0.1 s): 2375 J, beside 2 x 100 W x 1 s + 5 % of
+    /// 2000 J. (Counting the longest gap alone gave about 457 J.)
+    #[test]
+    fn integrated_power_counts_every_gap() {
+        let mut acc = Accumulator::new().with_expected_interval(0.1);
+        let mut t = 0.0;
+        acc.push(t, Reading::Power { watts: 100.0 });
+        for i in 0..105 {
+            t += if i % 21 == 20 { 2.0 } else { 0.1 };
+            acc.push(t, Reading::Power { watts: 100.0 });
+        }
+        assert!((acc.span_s() - 20.0).abs() < 1e-9, "{}", acc.span_s());
+        let w = WindowFacts::of(&acc, acc.joules().unwrap());
+        assert!((w.joules - 2000.0).abs() < 1e-6);
+        let want = 200.0 + 100.0 + 2375.0;
+        let got = integrated_uncertainty(&w, 1.0, 250.0);
+        assert!((got - want).abs() < 1e-6, "{got} J, want {want} J");
+    }
+
+    /// Instantaneous readings say nothing of the load between two of them: a step from 100 W
+    /// to 300 W at an unknown instant of a 0.1 s interval moves its energy by up to
+    /// 200 W x 0.1 s / 2 = 10 J either way from the trapezoid's. An averaged reading has its
+    /// own term (the lag at the edges) instead.
+    #[test]
+    fn instantaneous_power_widens_by_the_changes_between_readings() {
+        let mut acc = Accumulator::new().with_expected_interval(0.1);
+        // 100 W, 300 W, 300 W, 100 W, 0.1 s apart: steps of 200, 0 and 200 W.
+        for (i, p) in [100.0, 300.0, 300.0, 100.0].into_iter().enumerate() {
+            acc.push(i as f64 * 0.1, Reading::Power { watts: p });
+        }
+        let j = acc.joules().unwrap();
+        assert!((j - 70.0).abs() < 1e-9, "{j}");
+        let w = WindowFacts::of(&acc, j);
+        // 5 % of 70 J, and 200 W x 0.1 s / 2 twice.
+        let got = integrated_uncertainty(&w, 0.0, 700.0);
+        assert!((got - (3.5 + 20.0)).abs() < 1e-9, "{got}");
+        // Averaged over 1 s: the edges' lag (2 x 233.3 W x 1 s), not the steps.
+        let got = integrated_uncertainty(&w, 1.0, 700.0);
+        assert!((got - (2.0 * 70.0 / 0.3 + 3.5)).abs() < 1e-9, "{got}");
     }
 
     /// On a machine without the NVIDIA driver NVML must report unavailable with its own error

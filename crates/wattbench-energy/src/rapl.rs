@@ -31,19 +31,47 @@ const DEFAULT_PEAK_W: f64 = 1000.0;
 /// short excursions exceed them.
 const PEAK_HEADROOM: f64 = 1.5;
 
+/// The first value of `field` in `/proc/cpuinfo`'s text.
+fn cpuinfo_field<'a>(cpuinfo: &'a str, field: &str) -> Option<&'a str> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == field).then(|| v.trim())
+    })
+}
+
 /// Joules per RAPL energy unit: 2^-16 J (15.3 µJ) on AMD and Hygon, 2^-14 J (61 µJ) on Intel
 /// (the MSR's energy-status unit; powercap hides it, so it is taken from the vendor). Unknown
 /// vendors get Intel's, the coarser.
-fn energy_unit_j() -> f64 {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let vendor = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("vendor_id"))
-        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
-        .unwrap_or_default();
-    match vendor.as_str() {
-        "AuthenticAMD" | "HygonGenuine" => 1.0 / 65536.0,
+fn energy_unit_j(cpuinfo: &str) -> f64 {
+    match cpuinfo_field(cpuinfo, "vendor_id") {
+        Some("AuthenticAMD" | "HygonGenuine") => 1.0 / 65536.0,
         _ => 1.0 / 16384.0,
+    }
+}
+
+/// What a RAPL figure of this CPU (`/proc/cpuinfo`'s text) is, where it is a model's output
+/// rather than a measurement: on AMD (and Hygon) CPUs, and on Intel's before Haswell (Sandy
+/// Bridge and Ivy Bridge, family 6 models 42, 45, 58 and 62), whose RAPL estimates energy from
+/// activity; Haswell moved it "from modeling to actual measurement" (Hackenberg et al., "An
+/// Energy Efficiency Feature Survey of the Intel Haswell Processor", IPDPSW 2015). No vendor
+/// publishes an accuracy for either, so none is added to the interval: the note says the
+/// error is unquantified.
+pub fn model_based_note(cpuinfo: &str) -> Option<&'static str> {
+    let vendor = cpuinfo_field(cpuinfo, "vendor_id")?;
+    let family = cpuinfo_field(cpuinfo, "cpu family").and_then(|f| f.parse::<u32>().ok());
+    let model = cpuinfo_field(cpuinfo, "model").and_then(|m| m.parse::<u32>().ok());
+    match (vendor, family, model) {
+        ("AuthenticAMD" | "HygonGenuine", _, _) => Some(
+            "AMD's RAPL counters are a model's estimate, not a measurement, and AMD publishes no \
+             accuracy for them: their error is unquantified and not in the interval, which \
+             covers the counter's resolution, updates and wraps only",
+        ),
+        ("GenuineIntel", Some(6), Some(42 | 45 | 58 | 62)) => Some(
+            "before Haswell, Intel's RAPL counters are a model's estimate, not a measurement, \
+             and Intel publishes no accuracy for them: their error is unquantified and not in \
+             the interval, which covers the counter's resolution, updates and wraps only",
+        ),
+        _ => None,
     }
 }
 
@@ -267,7 +295,9 @@ pub fn discover(root: &Path) -> RaplDiscovery {
     let has_msr = dirs.iter().any(|d| d.starts_with("intel-rapl:"));
     let mut zones = Vec::new();
     let mut denied = Vec::new();
-    let unit_j = energy_unit_j();
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let unit_j = energy_unit_j(&cpuinfo);
+    let modelled = model_based_note(&cpuinfo);
     for dir in &dirs {
         let (ty, idx) = parse_zone_dir(dir).expect("filtered above");
         let zpath = root.join(dir);
@@ -345,6 +375,10 @@ pub fn discover(root: &Path) -> RaplDiscovery {
             }
         }
         z.meta = zone_meta(z.meta.name.clone(), z.kind, z.package.as_deref());
+        if let (Some(m), Some(note)) = (modelled, z.meta.note.as_mut()) {
+            note.push_str("; ");
+            note.push_str(m);
+        }
     }
     if !denied.is_empty() {
         out.warnings.push(denied_warning(&denied));
@@ -372,6 +406,7 @@ impl Domain for RaplZone {
             wrap_j: self.max_range_uj.map(|uj| uj as f64 * 1e-6),
             peak_w: self.peak.0,
             peak_source: self.peak.1.clone(),
+            // Intel and AMD publish none (see `model_based_note`).
             relative_accuracy: 0.0,
         })
     }
@@ -393,6 +428,32 @@ mod tests {
         assert!(parse_zone_dir("intel-rapl").is_none());
         assert!(parse_zone_dir("dtpm:0").is_none());
         assert!(parse_zone_dir("intel-rapl:x").is_none());
+    }
+
+    /// AMD's and pre-Haswell Intel's RAPL is a model: the zones say so, and that its error is
+    /// unquantified; Haswell and later Intel CPUs measure.
+    #[test]
+    fn model_based_rapl_is_named_by_vendor_and_model() {
+        let cpu = |vendor: &str, family: u32, model: u32| {
+            format!(
+                "processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: \
+                 {model}\nmodel name\t: x\n"
+            )
+        };
+        let amd = model_based_note(&cpu("AuthenticAMD", 25, 1)).unwrap();
+        assert!(amd.contains("AMD") && amd.contains("unquantified"), "{amd}");
+        assert!(model_based_note(&cpu("HygonGenuine", 24, 0)).is_some());
+        for snb_ivb in [42, 45, 58, 62] {
+            let n = model_based_note(&cpu("GenuineIntel", 6, snb_ivb)).unwrap();
+            assert!(n.contains("before Haswell"), "{n}");
+        }
+        // Haswell-EP (63), Skylake-SP (85), Sapphire Rapids (143).
+        for measured in [63, 85, 143] {
+            assert_eq!(model_based_note(&cpu("GenuineIntel", 6, measured)), None);
+        }
+        assert_eq!(model_based_note(""), None);
+        assert_eq!(energy_unit_j(&cpu("AuthenticAMD", 25, 1)), 1.0 / 65536.0);
+        assert_eq!(energy_unit_j(&cpu("GenuineIntel", 6, 85)), 1.0 / 16384.0);
     }
 
     #[test]

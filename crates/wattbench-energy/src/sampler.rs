@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::crosscheck::CheckSamples;
 use crate::integrate::Accumulator;
 use crate::meters::{CpuScope, Domain, Meters, ReadContext};
+use crate::EnergyError;
 
 /// One row of the trace.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,8 +182,13 @@ impl Ctx {
 
 impl Sampler {
     /// Starts sampling `meters` every `interval`, taking the first reading now. Pass an
-    /// interval from [`Meters::sampling_interval`], which sees every counter wrap.
-    pub fn start(meters: &Meters, interval: Duration, record_trace: bool) -> Sampler {
+    /// interval from [`Meters::sampling_interval`], which sees every counter wrap. Fails when
+    /// the thread cannot be started.
+    pub fn start(
+        meters: &Meters,
+        interval: Duration,
+        record_trace: bool,
+    ) -> Result<Sampler, EnergyError> {
         let accs = Arc::new(Mutex::new(meters.accumulators(Some(interval))));
         Sampler::spawn(meters, accs, Instant::now(), interval, record_trace, None)
     }
@@ -195,7 +201,7 @@ impl Sampler {
         checks: Vec<Option<CheckSamples>>,
         t0: Instant,
         interval: Duration,
-    ) -> Sampler {
+    ) -> Result<Sampler, EnergyError> {
         Sampler::spawn(meters, accs, t0, interval, false, Some(checks))
     }
 
@@ -206,7 +212,7 @@ impl Sampler {
         interval: Duration,
         record: bool,
         checks: Option<Vec<Option<CheckSamples>>>,
-    ) -> Sampler {
+    ) -> Result<Sampler, EnergyError> {
         // Without first readings given, the first tick is taken now.
         let first_now = checks.is_none();
         let interval = interval.max(Duration::from_millis(1));
@@ -263,24 +269,37 @@ impl Sampler {
                 }
                 st
             })
-            .expect("spawning the sampler thread");
-        Sampler {
+            .map_err(|source| EnergyError::Os {
+                call: "spawning the sampler thread",
+                source,
+            })?;
+        Ok(Sampler {
             stop: tx,
             handle: Some(handle),
-        }
+        })
     }
 
-    /// Stops the thread and returns what it recorded.
-    pub fn finish(mut self) -> SamplerOutput {
+    /// Stops the thread and returns what it recorded; an error when the thread panicked (a
+    /// meter's read did), its readings then lost but for those already in accumulators
+    /// shared with an energy window.
+    pub fn finish(mut self) -> Result<SamplerOutput, EnergyError> {
         let _ = self.stop.send(());
-        let st = self
-            .handle
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("sampler thread panicked");
+        let st = match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(st)) => st,
+            Some(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                return Err(EnergyError::Sampler(format!(
+                    "the background sampler stopped: a meter's read panicked ({what})"
+                )));
+            }
+            None => return Err(EnergyError::Sampler("already finished".into())),
+        };
         let accs = st.accs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        SamplerOutput {
+        Ok(SamplerOutput {
             accs,
             trace: st.trace,
             peak_rss_bytes: st.peak_rss,
@@ -288,7 +307,7 @@ impl Sampler {
             ticks: st.ticks,
             t0: Some(st.t0),
             checks: st.checks,
-        }
+        })
     }
 }
 

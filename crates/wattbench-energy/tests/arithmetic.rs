@@ -90,6 +90,40 @@ fn accumulator_counts_the_time_a_counter_without_range_lost() {
     assert!(close(a.span_s(), 4.0));
     assert!(close(a.discarded_s(), 2.0));
     assert!(a.error().unwrap().contains("went backwards"));
+    // The discarded step is no wrap.
+    assert_eq!(a.wraps(), 0);
+}
+
+/// A counter with a known range that steps back a little (a reset, a driver reload) is not a
+/// wrap: read as one it added 262,143 J over 5 s (52 kW). Its interval has no reading.
+#[test]
+fn accumulator_takes_an_implausible_wrap_for_a_reset() {
+    const MAX: u64 = 262_143_328_850;
+    let mut a = Accumulator::new();
+    let c = |raw| Reading::Counter {
+        raw,
+        joules_per_unit: 1e-6,
+        wrap_at: Some(MAX),
+    };
+    // +100 J, back by 1 mJ (a reset), +100 J.
+    for (t, raw) in [
+        (0.0, 0),
+        (5.0, 100_000_000),
+        (10.0, 99_999_000),
+        (15.0, 199_999_000),
+    ] {
+        a.push(t, c(raw));
+    }
+    assert!(close(a.joules().unwrap(), 200.0), "{a:?}");
+    assert!(close(a.discarded_s(), 5.0));
+    assert!(a.error().unwrap().contains("reset"), "{a:?}");
+    assert_eq!(a.wraps(), 0);
+    // A wrap at a plausible power is still one: 1 mJ to the end, 4 J past it, in 1 s.
+    let mut a = Accumulator::new();
+    a.push(0.0, c(MAX - 1_000));
+    a.push(1.0, c(4_000_000));
+    assert!(close(a.joules().unwrap(), 4.001), "{a:?}");
+    assert_eq!((a.wraps(), a.discarded_s()), (1, 0.0));
 }
 
 #[test]
@@ -278,6 +312,16 @@ fn carbon_parameters_resolve_with_stated_defaults_and_reject_nonsense() {
     ] {
         assert!(matches!(bad, Err(EnergyError::Usage(_))), "{bad:?}");
     }
+    // --intensity meets the guard table entries meet: 2000 g/kWh or more is a unit mistake
+    // (a figure in lb/MWh is 2.2 times the same in g/kWh).
+    for g in [2000.0, 2500.0] {
+        let e = CarbonParams::resolve(None, Some(g), None, None);
+        let Err(EnergyError::Usage(why)) = e else {
+            panic!("--intensity {g} accepted: {e:?}");
+        };
+        assert!(why.contains("2000"), "{why}");
+    }
+    assert!(CarbonParams::resolve(None, Some(1999.0), None, None).is_ok());
 }
 
 const USER_TABLE: &str = r#"
@@ -498,9 +542,9 @@ fn the_sampler_reads_power_beside_the_counter_for_the_cross_check() {
         ],
         &MeterConfig::default(),
     );
-    let s = Sampler::start(&m, Duration::from_millis(10), false);
+    let s = Sampler::start(&m, Duration::from_millis(10), false).unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    let out = s.finish();
+    let out = s.finish().unwrap();
     assert!(out.checks[1].is_none(), "a counter without a power reading");
     let samples = out.checks[0].as_ref().expect("gpu0's samples");
     // However few ticks a loaded machine lets the sampler take, the first one comes at once.
@@ -560,4 +604,49 @@ fn an_energy_window_carries_the_cross_check_and_warns_on_disagreement() {
         c.span_s,
         d[0].window_s
     );
+}
+
+/// A domain whose read panics in the background sampler (its second read: the first is the
+/// window's start, on the caller's thread).
+struct PanicsInTheSampler {
+    meta: wattbench_energy::DomainMeta,
+    reads: std::sync::atomic::AtomicU32,
+}
+
+impl wattbench_energy::Domain for PanicsInTheSampler {
+    fn meta(&self) -> &wattbench_energy::DomainMeta {
+        &self.meta
+    }
+    fn read(&self, _: &wattbench_energy::ReadContext) -> Result<Reading, String> {
+        if self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            panic!("a meter's read panicked (test)");
+        }
+        Ok(Reading::Power { watts: 10.0 })
+    }
+    fn min_window(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A meter whose read panics on the sampler's thread: the window still closes, with the
+/// failure said, instead of the panic passing on to the caller.
+#[test]
+fn a_panicking_read_in_the_sampler_is_an_error_not_a_panic() {
+    let d = PanicsInTheSampler {
+        meta: wattbench_energy::DomainMeta::new("gpu0", "test", Source::Integrated, "device"),
+        reads: Default::default(),
+    };
+    let m = Meters::from_domains(
+        vec![Arc::new(d)],
+        &MeterConfig {
+            sample_interval: Duration::from_millis(5),
+            nvml: false,
+            ..MeterConfig::default()
+        },
+    );
+    let w = m.start().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let d = m.stop(w).remove(0);
+    let why = d.reason.as_deref().unwrap_or("");
+    assert!(why.contains("sampler"), "{d:?}");
 }

@@ -140,10 +140,10 @@ fn counter_that_becomes_unreadable_is_unsupported_not_zero() {
     let pkg = d.iter().find(|x| x.name == "cpu-package-0").unwrap();
     assert_eq!(pkg.source, Source::Unsupported);
     assert_eq!(pkg.joules, None);
-    assert!(
-        pkg.reason.as_deref().unwrap().contains("cannot read"),
-        "{pkg:?}"
-    );
+    let why = pkg.reason.as_deref().unwrap();
+    assert!(why.contains("cannot read"), "{pkg:?}");
+    // Said once: read errors already start with "unavailable: ".
+    assert!(!why.contains("unavailable: unavailable"), "{why}");
     let dram = d.iter().find(|x| x.name == "dram-0").unwrap();
     assert!((dram.joules.unwrap() - 1.0).abs() < 1e-9);
     // The total says the package is missing instead of counting it as 0.
@@ -214,4 +214,76 @@ fn missing_powercap_root_is_unavailable_with_reason_and_falls_back_to_estimate()
         .unwrap()
         .starts_with("unavailable: no powercap interface"));
     assert_eq!(m.domain_names(), ["cpu-estimate"]);
+}
+
+/// A counter that steps back a little with a known range (100,000,000 -> 99,999,000 µJ: a
+/// reset, a driver reload) was read as a wrap: +262,143 J, 52 kW over 5 s on a 1000 W
+/// package, labelled measured, with no warning. A wrap that implies more than twice the
+/// zone's plausible peak power is a reset: its time has no reading (here the whole window:
+/// no figure, and why).
+#[test]
+fn a_counter_that_steps_back_is_a_reset_not_a_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fake {
+        root: dir.path().to_path_buf(),
+        _dir: dir,
+    };
+    f.zone("intel-rapl:0", "package-0", 100_000_000, Some(MAX));
+    let m = f.meters();
+    let w = m.start().unwrap();
+    f.set("intel-rapl:0", 99_999_000);
+    let d = m.stop(w);
+    assert_eq!(d[0].joules, None, "{:?}", d[0]);
+    assert_eq!(d[0].source, Source::Unsupported);
+    let why = d[0].reason.as_deref().unwrap();
+    assert!(why.contains("reset"), "{why}");
+    // A true wrap stays one: 5 J across the range's end over 50 ms (100 W).
+    f.set("intel-rapl:0", MAX - 1_000_000);
+    let w = m.start().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    f.set("intel-rapl:0", 4_000_000);
+    let d = m.stop(w);
+    assert!((d[0].joules.unwrap() - 5.0).abs() < 1e-9, "{:?}", d[0]);
+    assert_eq!(d[0].source, Source::Measured);
+}
+
+/// A counter that never changes (a DRAM zone some platforms expose but never update, a
+/// frozen driver) read as a measured 0 J +- a little. When the probe saw it change not at
+/// all and a window of more than ten of the updates that implies reads 0 J, it has no
+/// reading, and the total is partial.
+#[test]
+fn a_counter_that_never_moves_has_no_reading_not_0_j() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fake {
+        root: dir.path().to_path_buf(),
+        _dir: dir,
+    };
+    f.zone("intel-rapl:0", "package-0", 1_000, Some(MAX));
+    f.zone("intel-rapl:0:0", "dram", 7_000, Some(MAX));
+    let m = f.meters();
+    // The probe (up to 300 ms) sees neither move.
+    assert!(m.probes().iter().all(|p| p.unwrap().update.is_none()));
+    let w = m.start().unwrap();
+    std::thread::sleep(Duration::from_millis(3200));
+    f.set("intel-rapl:0", 1_000 + 30_000_000);
+    let d = m.stop(w);
+    let get = |n: &str| d.iter().find(|x| x.name == n).unwrap().clone();
+    assert!((get("cpu-package-0").joules.unwrap() - 30.0).abs() < 1e-9);
+    let dram = get("dram-0");
+    assert_eq!(dram.joules, None, "{dram:?}");
+    assert_eq!(dram.source, Source::Unsupported);
+    assert!(
+        dram.reason.as_deref().unwrap().contains("did not move"),
+        "{dram:?}"
+    );
+    let t = total_energy(&d);
+    assert_eq!(t.missing, ["dram-0"], "{t:?}");
+    // A short window that read 0 J is only quantisation: it keeps its figure.
+    let w = m.start().unwrap();
+    let d = m.stop(w);
+    assert_eq!(get_joules(&d, "dram-0"), Some(0.0));
+}
+
+fn get_joules(d: &[wattbench_energy::DomainEnergy], name: &str) -> Option<f64> {
+    d.iter().find(|x| x.name == name).unwrap().joules
 }

@@ -126,6 +126,11 @@ impl Trainer for TchTrainer {
         crate::sync(self.device)
     }
 
+    /// libtorch's intra-op threads on the CPU.
+    fn threads(&self) -> Option<usize> {
+        (self.device == Device::Cpu).then(|| tch::get_num_threads().max(0) as usize)
+    }
+
     fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
         self.params.iter().map(download).collect()
     }

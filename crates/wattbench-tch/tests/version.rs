@@ -20,3 +20,16 @@ fn cpu_cases_name_the_threads_their_ops_use() {
         ))
     );
 }
+
+/// A training case says how its gradient enters autograd (a scalar loss over the output: work
+/// the FLOP count leaves out and our CUDA steps do not do); an inference case does not.
+#[test]
+fn training_cases_name_the_loss_they_backpropagate() {
+    use wattbench_core::testing::implementation_of_a_gemm_in;
+    use wattbench_core::workload::Mode;
+    let b = wattbench_tch::TchBackend;
+    let train = implementation_of_a_gemm_in(&b, "cpu", Mode::Train).unwrap();
+    assert!(train.contains("scalar loss Σ y·dy"), "{train}");
+    let infer = implementation_of_a_gemm_in(&b, "cpu", Mode::Infer).unwrap();
+    assert!(!infer.contains("loss"), "{infer}");
+}

@@ -6,8 +6,11 @@
 //! after a warm-up, brackets the measured steps with the energy meters, and reports a
 //! [`TrainingResult`](wattbench_core::result::TrainingResult): the loss curve, time and energy
 //! per step and per sample, peak memory and ([`project`]) a projection of a full run's time,
-//! kWh and CO2e with an interval. A run stopped early ([`Control`]) reports the steps it
-//! completed, also while a long step is still running ([`Progress::abandon`]).
+//! kWh and CO2e with an interval, and what keeps the measured steps from the steady state it
+//! assumes (no warm-up step, a drifting step time, a host sync per GPU step, time between
+//! steps in the energy window). Work a framework does beyond the model's counted FLOPs is noted
+//! on its results ([`Trainer::notes`](wattbench_core::Trainer::notes)). A run stopped early ([`Control`]) reports the
+//! steps it completed, also while a long step is still running ([`Progress::abandon`]).
 
 pub mod project;
 pub mod run;

@@ -2,7 +2,8 @@
 //! an interval. Linear scaling is [`wattbench_energy::measure::project`]; this module chooses
 //! what is scaled (steady-state steps only) and widens the interval by the step-time spread.
 use wattbench_core::result::{ProjectionTarget, RunProjection};
-use wattbench_core::stats::{t_quantile, TimeStats};
+use wattbench_core::stats::{drift, t_quantile, TimeStats};
+use wattbench_core::units;
 use wattbench_energy::carbon::{carbon, CarbonParams};
 use wattbench_energy::measure::{project, ProjectionSpec};
 use wattbench_energy::{EnergyTotal, Interval, Source};
@@ -24,6 +25,84 @@ pub fn step_time_interval(t: &TimeStats) -> Interval {
         low: (mean - half).max(0.0),
         high: mean + half,
     }
+}
+
+/// How much longer than the sum of the measured step times their energy window may last
+/// before the projection says so (its energy then covers time its wall time leaves out).
+pub const WINDOW_OVER_STEPS: f64 = 1.03;
+
+/// What keeps the measured steps (`time`, in the order they ran, after `warmup_steps` warm-up
+/// steps on `device`) from being the steady state a projection assumes: no warm-up step, so
+/// the cold first step is among them; step times that drifted while measured
+/// ([`wattbench_core::stats::drift`], as the harness checks each case). For the result's notes
+/// and the projection's assumptions alike.
+pub fn steady_state_caveats(time: &TimeStats, warmup_steps: u64, device: &str) -> Vec<String> {
+    let s = &time.samples_s;
+    let mut v = Vec::new();
+    if warmup_steps == 0 {
+        let first = s.first().map_or(String::new(), |f| {
+            format!(
+                " (it took {}, the median step {})",
+                units::seconds(*f),
+                units::seconds(time.median_s)
+            )
+        });
+        v.push(format!(
+            "no warm-up step (--warmup-steps 0, the default under 4 steps): the first, cold \
+             step{first} is measured, its one-time costs (allocations, caches, {device} clocks \
+             ramping up) in the mean step time and the energy per step, so the figures are not \
+             those of a steady state; give --warmup-steps 1 or more"
+        ));
+    }
+    if let Some((first, last)) = drift(s) {
+        v.push(format!(
+            "the step time drifted from {} (median of the first quarter of the measured \
+             steps) to {} (last quarter): {device} was not in a steady state while measured \
+             (clocks ramping up or throttling, caches, other load), so the mean step time and \
+             the energy per step mix two states, and the projection scales that mix; more \
+             --warmup-steps, more --steps or a quieter machine give a steadier figure",
+            units::seconds(first),
+            units::seconds(last)
+        ));
+    }
+    v
+}
+
+/// The projection's assumption on a GPU (`device` `cuda…`): every measured step ends in a host
+/// synchronisation, so the time the host takes to launch a step is not overlapped with the
+/// GPU's work on the previous one, as in a training loop that never waits. `None` on the CPU,
+/// whose steps complete before they return.
+pub fn host_sync_assumption(device: &str) -> Option<String> {
+    device.starts_with("cuda").then(|| {
+        format!(
+            "each measured step ends in a host synchronisation (for its time): on {device} the \
+             host launches the next step only once the GPU has finished this one, so launch \
+             overhead is not overlapped with GPU work as in a training loop that never waits; \
+             the projected time, and the energy at the measured power, may be above such a \
+             loop's, most for small models whose steps are short"
+        )
+    })
+}
+
+/// The projection's assumption when the measured steps' energy window (`window_s`) lasted
+/// more than [`WINDOW_OVER_STEPS`] times the sum of their step times (`time`): the time
+/// between steps (reporting the loss, the driver's bookkeeping) is in the energy per step but
+/// not in the projected wall time.
+pub fn window_assumption(time: &TimeStats, window_s: f64) -> Option<String> {
+    let steps: f64 = time.samples_s.iter().sum();
+    (steps > 0.0 && window_s > WINDOW_OVER_STEPS * steps).then(|| {
+        format!(
+            "the measured steps' energy window lasted {}, {:.0}% longer than the sum of their \
+             step times ({}): the time between steps (reporting the loss, the driver's \
+             bookkeeping) is in the energy per step, and so in the projected kWh, but not in \
+             the projected wall time (steps x mean step time); a loop with as much between its \
+             steps takes x{:.3} that time",
+            units::seconds(window_s),
+            100.0 * (window_s / steps - 1.0),
+            units::seconds(steps),
+            window_s / steps
+        )
+    })
 }
 
 /// Projects `total_steps` steady-state steps from `measured_steps` steps whose times are `time`
@@ -258,6 +337,47 @@ mod tests {
         assert!(close(r.linear.factor, 100.0));
         assert!(!r.energy_estimated);
         assert!(r.assumptions.iter().any(|a| a.contains("steady state")));
+    }
+
+    /// The steady-state caveats: a run with no warm-up step names its cold first step; step
+    /// times whose last quarter is far from their first drifted; steady ones say nothing.
+    #[test]
+    fn steady_state_caveats_name_a_cold_first_step_and_a_drift() {
+        let steady = stats(&STEPS);
+        assert!(steady_state_caveats(&steady, 1, "cpu").is_empty());
+        let cold = steady_state_caveats(&stats(&[0.5, 0.1, 0.1, 0.1]), 0, "cpu");
+        assert_eq!(cold.len(), 1, "{cold:?}");
+        assert!(
+            cold[0].contains("no warm-up step") && cold[0].contains("it took 500.000 ms"),
+            "{cold:?}"
+        );
+        let mut drifting = vec![0.1; 8];
+        drifting.extend([0.2; 8]);
+        let d = steady_state_caveats(&stats(&drifting), 2, "cuda:0");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].contains("step time drifted from 100.000 ms") && d[0].contains("cuda:0"),
+            "{d:?}"
+        );
+    }
+
+    /// On a GPU the per-step host synchronisation is an assumption; on the CPU it is none.
+    #[test]
+    fn a_gpu_projection_states_the_host_sync_after_every_step() {
+        assert!(host_sync_assumption("cpu").is_none());
+        for d in ["cuda", "cuda:1"] {
+            let a = host_sync_assumption(d).unwrap();
+            assert!(a.contains("host synchronisation") && a.contains(d), "{a}");
+        }
+    }
+
+    /// The window's excess over the step times is stated past 3 %, with the ratio.
+    #[test]
+    fn a_window_longer_than_the_steps_is_stated_with_the_ratio() {
+        let t = stats(&STEPS);
+        assert!(window_assumption(&t, 1.02).is_none());
+        let a = window_assumption(&t, 1.5).unwrap();
+        assert!(a.contains("50% longer") && a.contains("x1.500"), "{a}");
     }
 
     #[test]

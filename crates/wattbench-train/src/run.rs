@@ -18,9 +18,10 @@ use wattbench_core::result::{
 use wattbench_core::stats::TimeStats;
 use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
+use wattbench_energy::gpus::CaseGpu;
 use wattbench_energy::{cover_span, total_energy, DomainEnergy, EnergyWindow, Meters};
 
-use crate::project::project_run;
+use crate::project::{host_sync_assumption, project_run, steady_state_caveats, window_assumption};
 use crate::TrainError;
 
 /// Bootstrap resamples for the step-time interval.
@@ -184,6 +185,10 @@ struct Partial {
     settings: TrainSettings,
     carbon: CarbonParams,
     backend: &'static str,
+    /// The trainer's notes on work beside the model's ([`Trainer::notes`]).
+    framework_notes: Vec<String>,
+    /// The framework's CPU threads ([`Trainer::threads`]).
+    threads: Option<usize>,
     idle: Vec<DomainEnergy>,
     min_window_s: Option<f64>,
     started: Instant,
@@ -348,7 +353,19 @@ impl Partial {
             return;
         };
         let (mut domains, gpu_state) = match (meters, window) {
-            (Some(m), Some(w)) => (m.stop(w), m.gpu_states()),
+            (Some(m), Some(w)) => {
+                // The total adds the host's domains and the training device's GPU only.
+                let gpus = m.gpu_records();
+                let scope = CaseGpu::of(
+                    &self.settings.device,
+                    gpus,
+                    std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+                );
+                let domains = scope.scope(m.stop(w), gpus);
+                let mut states = m.gpu_states();
+                states.retain(|g| scope.owns(g.index));
+                (domains, states)
+            }
             _ => (Vec::new(), Vec::new()),
         };
         let wall_s = self.boundary.saturating_duration_since(t0).as_secs_f64();
@@ -422,6 +439,17 @@ impl Partial {
         energy.gpu_state = closed.gpu_state;
         let time = (!self.samples.is_empty())
             .then(|| TimeStats::from_samples(self.samples, 1, BOOTSTRAP_RESAMPLES, s.seed));
+        // What keeps the measured steps from a steady state, on the figures and the projection.
+        let caveats = time.as_ref().map_or_else(Vec::new, |t| {
+            steady_state_caveats(t, s.warmup_steps, &s.device)
+        });
+        energy.notes.extend(caveats.iter().cloned());
+        energy
+            .notes
+            .extend(time.as_ref().and_then(|t| t.interval_note()));
+        if self.steps > 0 {
+            energy.notes.extend(self.framework_notes);
+        }
         // The same domains the per-step figure adds: a counter that lost its readings midway
         // completed to the window, with its warning among the projection's assumptions.
         let covered = cover_span(&closed.domains, closed.wall_s);
@@ -437,7 +465,10 @@ impl Partial {
             )),
             _ => None,
         };
-        if let Some(p) = &mut projection {
+        if let (Some(p), Some(time)) = (&mut projection, &time) {
+            p.assumptions.extend(caveats);
+            p.assumptions.extend(host_sync_assumption(&s.device));
+            p.assumptions.extend(window_assumption(time, closed.wall_s));
             for d in covered.iter().filter(|d| d.in_total) {
                 p.assumptions
                     .extend(d.warnings.iter().map(|w| format!("{}: {w}", d.name)));
@@ -494,6 +525,7 @@ impl Partial {
             batch_size: s.batch_size,
             lr: s.lr,
             seed: s.seed,
+            threads: self.threads,
             status: if failed { Status::Failed } else { Status::Ok },
             reason,
             steps: self.steps,
@@ -646,6 +678,8 @@ pub fn train(
         settings: s.clone(),
         carbon: carbon.clone(),
         backend: backend.name(),
+        framework_notes: trainer.notes(),
+        threads: trainer.threads(),
         idle: idle.to_vec(),
         min_window_s: meters.map(|m| m.min_window().as_secs_f64()),
         started,

@@ -248,6 +248,109 @@ fn a_counter_lost_midway_is_completed_alike_per_step_and_in_the_projection() {
     );
 }
 
+/// FLOPs of the first layer's gradient with respect to its input, the data, at batch `b`:
+/// the MLP's first GEMM, the CNN's first convolution, the LSTM's input projection of every
+/// step (2 per multiply-add).
+fn data_gradient_flops(model: &ModelConfig, b: u64) -> u64 {
+    match *model {
+        ModelConfig::Mlp(m) => 2 * b * (m.input * m.hidden[0]) as u64,
+        ModelConfig::Cnn(c) => 2 * b * (c.filters[0] * c.size * c.size * c.channels * 9) as u64,
+        ModelConfig::Lstm(l) => 2 * b * (l.seq * l.input * 4 * l.hidden) as u64,
+    }
+}
+
+/// candle's autograd also computes the first layer's gradient with respect to the data, which
+/// the FLOP count (the model's own work) leaves out: its results say how much, and what it
+/// does to its GFLOP/s and GFLOP/J.
+#[test]
+fn candle_results_note_the_data_gradient_the_flop_count_leaves_out() {
+    for kind in ModelKind::ALL {
+        let r = run(&tiny(kind, 4));
+        let extra = data_gradient_flops(&r.model, 16);
+        let note = r
+            .energy
+            .notes
+            .iter()
+            .find(|n| n.contains("candle's autograd"))
+            .unwrap_or_else(|| panic!("{kind:?}: no note in {:?}", r.energy.notes));
+        let share = format!("{:.1}%", 100.0 * extra as f64 / r.flops.step as f64);
+        assert!(note.contains(&share), "{kind:?}: {share} in {note}");
+        assert!(
+            note.contains("understate") && note.contains("GFLOP/J"),
+            "{kind:?}: {note}"
+        );
+    }
+}
+
+/// Without a warm-up step the first, cold step is among the measured ones: the result and the
+/// projection say so; with one they do not.
+#[test]
+fn a_run_without_warm_up_says_its_cold_first_step_is_measured() {
+    let mut o = tiny(ModelKind::Mlp, 6);
+    o.warmup_steps = 0;
+    o.projection = Some(ProjectionTarget::Steps(1000));
+    let r = run(&o);
+    let cold = |v: &[String]| v.iter().any(|n| n.contains("no warm-up step"));
+    assert!(cold(&r.energy.notes), "{:?}", r.energy.notes);
+    assert!(cold(&r.projection.unwrap().assumptions));
+    o.warmup_steps = 1;
+    let r = run(&o);
+    assert!(!cold(&r.energy.notes), "{:?}", r.energy.notes);
+    assert!(!cold(&r.projection.unwrap().assumptions));
+}
+
+/// Step times that drift while measured (here a step 2 ms long for the first measured
+/// steps, then 20 ms) are no steady state: the result and the projection say so.
+#[test]
+fn a_drifting_step_time_is_noted_in_the_result_and_the_projection() {
+    let backend = Hooked(Arc::new(|step| {
+        let ms = if step < 10 { 2 } else { 20 };
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        Ok(())
+    }));
+    let mut o = tiny(ModelKind::Mlp, 20);
+    o.warmup_steps = 2;
+    o.projection = Some(ProjectionTarget::Steps(1000));
+    let r = train_on(&o, &backend, None, &Control::default(), &mut |_| {}).unwrap();
+    let drifted = |v: &[String]| v.iter().any(|n| n.contains("step time drifted"));
+    assert!(drifted(&r.energy.notes), "{:?}", r.energy.notes);
+    assert!(drifted(&r.projection.unwrap().assumptions));
+}
+
+/// Time spent between the measured steps (here a 5 ms pause as each loss is reported) is in
+/// the energy window but not in the step times the projected wall time rests on: the
+/// projection says by how much the two differ.
+#[test]
+fn the_projection_says_when_its_energy_window_outlasts_its_step_times() {
+    let mut o = tiny(ModelKind::Mlp, 12);
+    o.warmup_steps = 2;
+    o.log_every = 1;
+    o.projection = Some(ProjectionTarget::Steps(1000));
+    let meters = one_joule_meter();
+    let r = train_on(
+        &o,
+        &CandleBackend,
+        Some(&meters),
+        &Control::default(),
+        &mut |_| std::thread::sleep(std::time::Duration::from_millis(5)),
+    )
+    .unwrap();
+    let steps: f64 = r.time.as_ref().unwrap().samples_s.iter().sum();
+    assert!(
+        r.measured_wall_s > 1.03 * steps,
+        "{} vs {steps}",
+        r.measured_wall_s
+    );
+    let p = r.projection.unwrap();
+    assert!(
+        p.assumptions
+            .iter()
+            .any(|a| a.contains("longer than the sum of their step times")),
+        "{:?}",
+        p.assumptions
+    );
+}
+
 #[test]
 fn bad_options_are_usage_errors() {
     let usage = |o: TrainSettings| match try_run(&o) {

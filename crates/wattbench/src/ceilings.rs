@@ -951,6 +951,19 @@ const PROBE_N: usize = 256;
 /// A contender whose probe says one full-size call would take longer than this is not run at
 /// full size.
 const MAX_CALL_S: f64 = 2.0;
+/// On a GPU, a probe call shorter than this is mostly launch and framework overhead (a few to
+/// tens of µs a call), which the cube of the size does not scale: it predicts nothing, and the
+/// contender runs at full size.
+const GPU_PROBE_MIN_CALL_S: f64 = 1e-4;
+
+/// The predicted time of one `n`³ call from the probe's throughput, when it is long enough
+/// to skip the full size: `None` when the contender should run. `probe_call_s` is the probe's
+/// median call on `device`.
+fn predicted_too_long(n: usize, probe_gflops: f64, probe_call_s: f64, device: &str) -> Option<f64> {
+    let call_s = 2.0 * (n as f64).powi(3) / (probe_gflops * 1e9);
+    let overhead_bound = device != "cpu" && probe_call_s < GPU_PROBE_MIN_CALL_S;
+    (call_s > MAX_CALL_S && !overhead_bound).then_some(call_s)
+}
 
 /// The tag of the small probe GEMMs (see [`too_slow`]): recorded, never a peak.
 const PROBE_TAG: &str = "ceiling-probe";
@@ -1001,12 +1014,13 @@ fn too_slow(
         tag: Some(PROBE_TAG.into()),
     };
     let r = probe.run_case(&CaseInputs::new(case, &probe.cfg), b, device, None)?;
-    let Some(gflops) = r.throughput.as_ref().map(|t| t.gflops_per_s) else {
+    let (Some(gflops), Some(time)) = (r.throughput.as_ref().map(|t| t.gflops_per_s), &r.time)
+    else {
         // The probe did not run (skipped, failed): the full size will say why itself.
         return Ok(None);
     };
-    let call_s = 2.0 * (n as f64).powi(3) / (gflops * 1e9);
-    Ok((call_s > MAX_CALL_S).then(|| {
+    let predicted = predicted_too_long(n, gflops, time.median_s, device);
+    Ok(predicted.map(|call_s| {
         (
             format!(
                 "not run at {n}³: {} GFLOP/s on the verified {PROBE_N}³ probe predicts {:.0} s \
@@ -1082,6 +1096,25 @@ fn table(doc: &Ceilings) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slow probe skips the full size on a CPU and on a GPU alike, but a GPU probe whose
+    /// calls last a few µs (launch overhead, not arithmetic) does not: at 256³, 40 µs a call
+    /// reads as 839 GFLOP/s, which would predict 1.3 s at 8192³ (run) and 2.6 s when 80 µs
+    /// (skipped before; a fast library must not lose its ceiling to its launch cost).
+    #[test]
+    fn a_gpu_probe_of_launch_overhead_does_not_skip_the_full_size() {
+        let flop = 2.0 * (PROBE_N as f64).powi(3);
+        let at = |call_s: f64, device: &str| {
+            predicted_too_long(8192, flop / call_s / 1e9, call_s, device)
+        };
+        assert_eq!(at(40e-6, "cuda:0"), None);
+        assert_eq!(at(80e-6, "cuda:0"), None);
+        assert!(at(80e-6, "cpu").unwrap() > MAX_CALL_S);
+        // Arithmetic-bound and slow: skipped on either.
+        assert!(at(5e-3, "cuda:0").unwrap() > 100.0);
+        assert!(at(5e-3, "cpu").unwrap() > 100.0);
+        assert_eq!(at(1e-5, "cpu"), None);
+    }
 
     /// A probe that ran (tch f16 on a CPU: 2.7 GFLOP/s at 256³, too slow for 2048³) is no
     /// peak: the dtype has none; full-size GEMMs give the best of them.

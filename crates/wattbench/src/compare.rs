@@ -85,9 +85,9 @@ pub struct CompareArgs {
 /// How to compare and how to report it (shared by `compare` and `ab`).
 #[derive(Args, Debug, Clone)]
 pub struct CompareSettings {
-    /// Smallest change that counts, in percent, for every metric.
-    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_THRESHOLD_PCT)]
-    threshold: f64,
+    /// Smallest change that counts, in percent, for every metric [default: 5].
+    #[arg(long, value_name = "PERCENT")]
+    threshold: Option<f64>,
     /// Threshold for time per call, in percent (default: --threshold).
     #[arg(long, value_name = "PERCENT")]
     threshold_time: Option<f64>,
@@ -97,9 +97,10 @@ pub struct CompareSettings {
     /// Threshold for peak memory, in percent (default: --threshold).
     #[arg(long, value_name = "PERCENT")]
     threshold_memory: Option<f64>,
-    /// False-discovery rate: the Benjamini-Hochberg adjusted p-value must be below it.
-    #[arg(long, default_value_t = DEFAULT_ALPHA)]
-    alpha: f64,
+    /// False-discovery rate: the Benjamini-Hochberg adjusted p-value must be below it
+    /// [default: 0.05].
+    #[arg(long)]
+    alpha: Option<f64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -113,21 +114,21 @@ pub struct CompareSettings {
     /// instead of refusing.
     #[arg(long)]
     allow_different_hardware: bool,
-    /// Seed of the bootstrap (the same inputs and seed give the same intervals).
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    seed: u64,
+    /// Seed of the bootstrap (the same inputs and seed give the same intervals) [default:
+    /// 24301].
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 impl CompareSettings {
     /// The options given that only a verdict uses (thresholds, --alpha, --seed), by flag:
-    /// `--across-hardware` gives none, and refuses them rather than ignore them. (`--no-fail`
-    /// and `--allow-different-hardware` ask for what it does anyway.)
+    /// `--across-hardware` gives none, and refuses them rather than ignore them, even at
+    /// their default values. (`--no-fail` and `--allow-different-hardware` ask for what it
+    /// does anyway.)
     fn verdict_flags(&self) -> Vec<&'static str> {
         let mut given = Vec::new();
-        if self.threshold != DEFAULT_THRESHOLD_PCT {
-            given.push("--threshold");
-        }
         for (flag, v) in [
+            ("--threshold", self.threshold),
             ("--threshold-time", self.threshold_time),
             ("--threshold-energy", self.threshold_energy),
             ("--threshold-memory", self.threshold_memory),
@@ -136,10 +137,10 @@ impl CompareSettings {
                 given.push(flag);
             }
         }
-        if self.alpha != DEFAULT_ALPHA {
+        if self.alpha.is_some() {
             given.push("--alpha");
         }
-        if self.seed != DEFAULT_SEED {
+        if self.seed.is_some() {
             given.push("--seed");
         }
         given
@@ -161,7 +162,10 @@ impl CompareSettings {
                 )))
             }
         };
-        let all = fraction("--threshold", self.threshold)?;
+        let all = fraction(
+            "--threshold",
+            self.threshold.unwrap_or(DEFAULT_THRESHOLD_PCT),
+        )?;
         let one = |flag: &str, v: Option<f64>| v.map_or(Ok(all), |p| fraction(flag, p));
         let opts = Options {
             thresholds: Thresholds {
@@ -169,8 +173,8 @@ impl CompareSettings {
                 energy: one("--threshold-energy", self.threshold_energy)?,
                 memory: one("--threshold-memory", self.threshold_memory)?,
             },
-            alpha: self.alpha,
-            seed: self.seed,
+            alpha: self.alpha.unwrap_or(DEFAULT_ALPHA),
+            seed: self.seed.unwrap_or(DEFAULT_SEED),
             allow_different_hardware: self.allow_different_hardware,
             ..Options::default()
         };
@@ -279,4 +283,38 @@ pub fn compare_and_report(
         }
     }
     Ok(u8::from(c.fails_gate(lost_fails) && !settings.no_fail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are stated in the help by hand (the options are optional so that
+    /// `--across-hardware` can tell a given value from a default): the text must match.
+    #[test]
+    fn help_states_the_defaults_in_use() {
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            settings: CompareSettings,
+        }
+        let help = <Probe as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for default in [
+            DEFAULT_THRESHOLD_PCT.to_string(),
+            DEFAULT_ALPHA.to_string(),
+            DEFAULT_SEED.to_string(),
+        ] {
+            assert!(
+                help.contains(&format!("[default: {default}]")),
+                "{default} not in {help}"
+            );
+        }
+        let none = <Probe as clap::Parser>::parse_from(["probe"]);
+        let opts = none.settings.options().unwrap();
+        assert_eq!(opts.alpha, DEFAULT_ALPHA);
+        assert_eq!(opts.seed, DEFAULT_SEED);
+        assert_eq!(opts.thresholds.time, DEFAULT_THRESHOLD_PCT / 100.0);
+    }
 }

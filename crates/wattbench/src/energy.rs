@@ -8,14 +8,17 @@ use wattbench_core::energy::{CaseEnergy, Window};
 use wattbench_core::harness::WindowObserver;
 use wattbench_core::result::RunFile;
 use wattbench_core::units;
-use wattbench_energy::{DomainEnergy, EnergyWindow, Meters};
+use wattbench_energy::gpus::{self, CaseGpu};
+use wattbench_energy::{DomainEnergy, EnergyWindow, GpuRecord, Meters};
 
 /// What the per-case energy figures mean, recorded with every run and printed under its
 /// table.
 pub fn basis_note() -> String {
     format!(
         "Energy per call is the mean over each case's energy window (its whole sampling time, \
-         at least min_window_s), divided by the calls made in it. {}. Net: gross minus the \
+         at least min_window_s), divided by the calls made in it. {}. A case's total adds \
+         the host's domains and the GPU it ran on (none for a CPU case): other GPUs are \
+         listed, not added. Net: gross minus the \
          idle power measured before and after the run (mean of the two). GFLOP/J uses the \
          gross figure. Times and GFLOP/s use the median call, energy the mean call \
          (energy.window_s / energy.calls): a skewed or drifting case makes them differ.",
@@ -52,20 +55,27 @@ pub struct CaseMeter {
     meters: Arc<Meters>,
     idle: Arc<Vec<DomainEnergy>>,
     min_window: EnergyWindowLength,
+    scope: CaseGpu,
+    gpus: Arc<Vec<GpuRecord>>,
     window: Option<(Instant, Result<EnergyWindow, String>)>,
 }
 
 impl CaseMeter {
-    /// A meter for one case.
+    /// A meter for one case, which runs on the GPU `scope` names (or on none) among NVML's
+    /// `gpus`.
     pub fn new(
         meters: Arc<Meters>,
         idle: Arc<Vec<DomainEnergy>>,
         min_window: EnergyWindowLength,
+        scope: CaseGpu,
+        gpus: Arc<Vec<GpuRecord>>,
     ) -> Self {
         Self {
             meters,
             idle,
             min_window,
+            scope,
+            gpus,
             window: None,
         }
     }
@@ -91,7 +101,7 @@ impl WindowObserver for CaseMeter {
     fn stop(&mut self, calls: u64, flops_per_call: u64) -> Option<CaseEnergy> {
         let (t0, window) = self.window.take()?;
         let (domains, error) = match window {
-            Ok(w) => (self.meters.stop(w), None),
+            Ok(w) => (self.scope.scope(self.meters.stop(w), &self.gpus), None),
             Err(e) => (
                 Vec::new(),
                 Some(format!("the energy window could not start: {e}")),
@@ -110,6 +120,7 @@ impl WindowObserver for CaseMeter {
             },
         );
         energy.gpu_state = self.meters.gpu_states();
+        energy.gpu_state.retain(|g| self.scope.owns(g.index));
         Some(energy)
     }
 }
@@ -119,8 +130,10 @@ pub fn net(energy: &CaseEnergy) -> String {
     let Some((j, u)) = energy.whole_net() else {
         return String::new();
     };
-    match u {
-        Some(u) if j > 0.0 => format!(
+    if !u.is_finite() {
+        format!("{} ± unknown", units::joules(j))
+    } else if j > 0.0 {
+        format!(
             "{} {}",
             units::joules(j),
             units::relative(&wattbench_core::energy::Interval {
@@ -128,9 +141,9 @@ pub fn net(energy: &CaseEnergy) -> String {
                 low: j - u,
                 high: j + u
             })
-        ),
-        Some(u) => format!("{} ± {}", units::joules(j), units::joules(u)),
-        None => units::joules(j),
+        )
+    } else {
+        format!("{} ± {}", units::joules(j), units::joules(u))
     }
 }
 
@@ -141,7 +154,7 @@ pub fn notes(doc: &RunFile) -> Vec<String> {
     if doc.cases.iter().any(|c| c.energy.is_some()) {
         v.push(basis_note());
     }
-    v.extend(wattbench_energy::gpus::describe(&doc.environment.gpus));
+    v.extend(gpus::describe(&doc.environment.gpus));
     v.extend(
         doc.environment
             .meter_warnings
@@ -151,11 +164,8 @@ pub fn notes(doc: &RunFile) -> Vec<String> {
     if let Some(e) = &doc.energy {
         v.extend(e.idle_notes.iter().map(|w| format!("warning: {w}")));
     }
-    let throttled: Vec<String> = doc
-        .cases
-        .iter()
-        .filter_map(|c| {
-            let e = c.energy.as_ref()?;
+    let throttled: Vec<String> = figures(doc)
+        .filter_map(|(id, e)| {
             let reasons: Vec<&String> = e
                 .gpu_state
                 .iter()
@@ -165,7 +175,7 @@ pub fn notes(doc: &RunFile) -> Vec<String> {
             (!reasons.is_empty()).then(|| {
                 format!(
                     "{} ({})",
-                    c.id,
+                    id,
                     reasons
                         .iter()
                         .map(|r| r.as_str())
@@ -177,13 +187,20 @@ pub fn notes(doc: &RunFile) -> Vec<String> {
         .collect();
     if !throttled.is_empty() {
         v.push(format!(
-            "warning: GPU clocks were throttled at the end of these cases' energy windows: {}",
+            "warning: GPU clocks were throttled at the end of the energy windows of: {}",
             throttled.join("; ")
         ));
     }
     v.extend(cross_check_note(doc));
     v.extend(case_notes(doc));
     v
+}
+
+/// The energy figures of a run file, by id: its cases' and its training runs'.
+fn figures(doc: &RunFile) -> impl Iterator<Item = (&str, &CaseEnergy)> {
+    (doc.cases.iter())
+        .filter_map(|c| Some((c.id.as_str(), c.energy.as_ref()?)))
+        .chain(doc.trainings.iter().map(|t| (t.id.as_str(), &t.energy)))
 }
 
 /// How many distinct per-case energy caveats [`notes`] prints; the result file has them all.
@@ -195,12 +212,7 @@ const CASE_NOTES_SHOWN: usize = 12;
 fn case_notes(doc: &RunFile) -> Vec<String> {
     let mut seen: Vec<(String, Vec<&str>)> = Vec::new();
     let mut metered = 0;
-    let figures = doc
-        .cases
-        .iter()
-        .filter_map(|c| Some((c.id.as_str(), c.energy.as_ref()?)))
-        .chain(doc.trainings.iter().map(|t| (t.id.as_str(), &t.energy)));
-    for (id, e) in figures {
+    for (id, e) in figures(doc) {
         metered += 1;
         let domain_msgs = e.domains.iter().flat_map(|d| {
             let reason = d
@@ -246,14 +258,11 @@ fn case_notes(doc: &RunFile) -> Vec<String> {
 /// readings, [`wattbench_energy::crosscheck`]): how many agree, and which disagree.
 fn cross_check_note(doc: &RunFile) -> Option<String> {
     use wattbench_energy::crosscheck::Verdict;
-    let checks: Vec<(&str, &wattbench_energy::crosscheck::PowerCheck)> = doc
-        .cases
-        .iter()
-        .flat_map(|c| {
-            c.energy
+    let checks: Vec<(&str, &wattbench_energy::crosscheck::PowerCheck)> = figures(doc)
+        .flat_map(|(id, e)| {
+            e.domains
                 .iter()
-                .flat_map(|e| e.domains.iter())
-                .filter_map(move |d| Some((c.id.as_str(), d.power_check.as_ref()?)))
+                .filter_map(move |d| Some((id, d.power_check.as_ref()?)))
         })
         .collect();
     if checks.is_empty() {

@@ -133,21 +133,21 @@ pub fn render(doc: &RunFile) -> String {
             }
         ));
         md.push_str(&format!(
-            "- {} steps ({} warm-up, {} measured), batch {}, lr {}\n",
-            t.steps, t.warmup_steps, t.measured_steps, t.batch_size, t.lr
+            "- {} steps ({} warm-up, {} measured), batch {}, lr {}{}\n",
+            t.steps,
+            t.warmup_steps,
+            t.measured_steps,
+            t.batch_size,
+            t.lr,
+            t.threads
+                .map_or(String::new(), |n| format!(", {n} CPU threads"))
         ));
-        let loss = |l: Option<f32>| l.map_or("not finite".to_string(), |l| format!("{l:.4}"));
-        md.push_str(&format!(
-            "- loss {} → {}\n",
-            loss(t.loss.first),
-            loss(t.loss.last)
-        ));
+        md.push_str(&format!("- loss {}\n", crate::train::loss_change(&t.loss)));
         if let Some(tm) = &t.time {
             md.push_str(&format!(
-                "- time per step: median {} (95% CI {} – {})\n",
+                "- time per step: median {} ({})\n",
                 units::seconds(tm.median_s),
-                units::seconds(tm.ci95_median_s[0]),
-                units::seconds(tm.ci95_median_s[1])
+                crate::train::median_interval(tm)
             ));
         }
         md.push_str(&format!(
@@ -162,7 +162,7 @@ pub fn render(doc: &RunFile) -> String {
         }
         if let Some(p) = &t.projection {
             md.push_str("\n```text\n");
-            for line in crate::train::projection_lines(p) {
+            for line in crate::train::projection_lines(p, &t.energy.missing_domains()) {
                 md.push_str(&format!("{line}\n"));
             }
             md.push_str("```\n");

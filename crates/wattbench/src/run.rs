@@ -19,6 +19,7 @@ use wattbench_core::result::{CaseResult, Config, Filters, RunConfig, RunEnergy, 
 use wattbench_core::units;
 use wattbench_core::workload::unknown_choice;
 use wattbench_core::{suite, Backend, Case, DType, DeviceInfo, Mode, Op};
+use wattbench_energy::gpus::CaseGpu;
 
 /// Options of `wattbench run`.
 #[derive(Args, Debug)]
@@ -61,11 +62,13 @@ pub struct RunArgs {
     /// Maximum sampling time per case, seconds.
     #[arg(long, default_value_t = 10.0)]
     max_time: f64,
-    /// Warm-up time per case, seconds.
-    #[arg(long, default_value_t = 0.05)]
-    warmup: f64,
+    /// Warm-up time per case, seconds, on every device [default: 0.05 on the CPU, 1 on a
+    /// GPU, whose clocks ramp up over about a second]; the result's config records the ones
+    /// used (`warmup_s`, and `gpu_warmup_s` for GPU devices).
+    #[arg(long, value_name = "SECONDS")]
+    warmup: Option<f64>,
     /// Verification tolerance (relative L2 error) for every case, instead of the per-dtype
-    /// default (f32 1e-4, f16 1e-2, bf16 4e-2; doubled for f16/bf16 training steps).
+    /// default (f32 1e-4, f16 1e-2, bf16 1.5e-2 for GEMM and convolution and 4e-2 for recurrences; doubled for f16/bf16 training steps).
     #[arg(long)]
     tolerance: Option<f64>,
     /// Seed for inputs and the bootstrap.
@@ -204,8 +207,11 @@ fn select_targets(
 }
 
 fn check_numbers(args: &RunArgs) -> Result<HarnessConfig> {
+    use wattbench_core::harness::{DEFAULT_GPU_WARMUP_S, DEFAULT_WARMUP_S};
     let cfg = HarnessConfig {
-        warmup_s: args.warmup,
+        // An explicit --warmup holds on every device.
+        warmup_s: args.warmup.unwrap_or(DEFAULT_WARMUP_S),
+        gpu_warmup_s: Some(args.warmup.unwrap_or(DEFAULT_GPU_WARMUP_S)),
         min_time_s: args.min_time,
         min_samples: args.min_samples,
         max_time_s: args.max_time,
@@ -444,6 +450,9 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let worker = {
         let (completed, stop, bar) = (completed.clone(), stop.clone(), bar.clone());
         let (meters, idle) = (meters.clone(), idle.clone());
+        // Which GPU each case's device is: its total adds that GPU's energy, not the others'.
+        let gpus = Arc::new(environment.gpus.clone());
+        let cuda_visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
         std::thread::spawn(move || {
             let mut first = true;
             let harness = Harness {
@@ -465,7 +474,14 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
                             bar.set_message(inputs.case.id(b.name(), device));
                         }
                         first = false;
-                        let mut meter = CaseMeter::new(meters.clone(), idle.clone(), window);
+                        let scope = CaseGpu::of(device, &gpus, cuda_visible.as_deref());
+                        let mut meter = CaseMeter::new(
+                            meters.clone(),
+                            idle.clone(),
+                            window,
+                            scope,
+                            gpus.clone(),
+                        );
                         match harness.run_case(&inputs, b.as_ref(), device, Some(&mut meter)) {
                             Ok(r) => r,
                             Err(_) => break 'cases,

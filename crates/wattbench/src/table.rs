@@ -4,7 +4,8 @@
 //! the case and energy cells; where even the needed columns cannot be shown without cutting
 //! their words, one block of lines per case instead. Reasons and case notes are never cut: the
 //! status says `skipped [n]` (`ok [n]` for a note) and the full text `[n]` follows the table
-//! (each distinct text once). In Markdown every column is kept.
+//! (each distinct text once). In Markdown every column is kept. The error column shows the
+//! relative L2 error, or the max error marked `max` for a case that failed on it alone.
 use crate::energy;
 use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width};
@@ -90,12 +91,12 @@ const COLUMNS: [Column; 12] = [
         drop_rank: 3,
         right: false,
         cell: |c, _| {
-            time_stats(c).map_or(String::new(), |t| {
-                format!(
-                    "{} – {}",
-                    units::seconds(t.ci95_median_s[0]),
-                    units::seconds(t.ci95_median_s[1])
-                )
+            // One sample has no interval (its note says so): never a zero-width one.
+            time_stats(c).map_or(String::new(), |t| match t.ci95_known() {
+                Some([low, high]) => {
+                    format!("{} – {}", units::seconds(low), units::seconds(high))
+                }
+                None => "none".into(),
             })
         },
     },
@@ -123,11 +124,7 @@ const COLUMNS: [Column; 12] = [
         title: "rel. L2 err",
         drop_rank: 2,
         right: true,
-        cell: |c, _| {
-            c.verification
-                .as_ref()
-                .map_or(String::new(), |v| format!("{:.1e}", v.rel_l2_error))
-        },
+        cell: |c, _| c.verification.as_ref().map_or(String::new(), error_cell),
     },
     Column {
         title: "J/call gross",
@@ -155,6 +152,16 @@ const COLUMNS: [Column; 12] = [
         },
     },
 ];
+
+/// A case's error: its relative L2 error, or, when it failed on its max error alone (one
+/// wrong row, which L2 dilutes), that error marked `max`: a FAILED case never shows an error
+/// within its tolerance as its only figure. Both fit the column's title width.
+fn error_cell(v: &wattbench_core::result::Verification) -> String {
+    match v.rel_max_error {
+        Some(m) if m > v.tolerance && v.rel_l2_error <= v.tolerance => format!("{m:.1e} max"),
+        _ => format!("{:.1e}", v.rel_l2_error),
+    }
+}
 
 /// The case column of a terminal: its shape and dtype.
 const CASE_AND_DTYPE: Column = Column {
@@ -523,6 +530,54 @@ mod narrow {
                 "{after:?}"
             );
         }
+    }
+
+    /// A case that failed on its max error alone shows that error, not the L2 error within
+    /// the tolerance beside FAILED; one sample has no interval, not a zero-width one.
+    #[test]
+    fn the_error_that_failed_is_shown_and_one_sample_has_no_interval() {
+        use wattbench_core::result::{Status, Verification, VerifyMethod};
+        let mut cases_ = two_cases();
+        let v = |l2: f64, max: f64| Verification {
+            rel_l2_error: l2,
+            rel_max_error: Some(max),
+            tolerance: 4e-2,
+            tolerance_note: None,
+            passed: l2 <= 4e-2 && max <= 4e-2,
+            method: VerifyMethod::Full,
+            checked_values: 4096,
+            per_output: Default::default(),
+            unchecked_updates: Vec::new(),
+            defects: Vec::new(),
+        };
+        cases_[0].verification = Some(v(3.1e-2, 2.1e-1));
+        cases_[0].status = Status::Failed;
+        cases_[0].reason = Some("verification failed".into());
+        cases_[1].verification = Some(v(1.6e-3, 1.4e-3));
+        cases_[1].time = Some(wattbench_core::stats::TimeStats::from_samples(
+            vec![1.2e-3],
+            1,
+            100,
+            1,
+        ));
+        let (text, _) = cases(&cases_, Target::Markdown);
+        let row = |b: &str| {
+            text.lines()
+                .find(|l| l.contains(b))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let failed = row("reference/cpu");
+        assert!(
+            failed.contains("2.1e-1 max") && !failed.contains("3.1e-2"),
+            "{text}"
+        );
+        let ok = row("cuda-wgmma-c2/cpu");
+        assert!(ok.contains("1.6e-3") && !ok.contains(" max"), "{text}");
+        assert!(
+            ok.contains("| none ") && !ok.contains("1.200 ms – 1.200 ms"),
+            "{text}"
+        );
     }
 
     #[test]

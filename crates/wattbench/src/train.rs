@@ -1,8 +1,10 @@
 //! `wattbench train`: a short end-to-end training run of a small model on one backend, its
 //! falling loss, time and energy per step, and a projection of the full run's time, kWh and
 //! CO2e. Training, metering and projection live in `wattbench_train`; this module parses the
-//! options, trains on a worker thread so that SIGINT and SIGTERM are answered at once (the
-//! steps done are written, marked interrupted), prints and writes the run file atomically.
+//! options, meters the GPU it trains on (unless `--gpus` says otherwise), trains on a worker
+//! thread so that SIGINT and SIGTERM are answered at once (the steps done are written, marked
+//! interrupted), measures idle again after the run as `run` does, prints and writes the run
+//! file atomically.
 use crate::options::{usage, CarbonArgs, MeterArgs};
 use crate::signals::{Stop, Waited};
 use crate::{backends, energy, inventory, output};
@@ -13,15 +15,18 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wattbench_core::energy::{mean_idle, CaseEnergy};
 use wattbench_core::model::{ModelConfig, ModelKind, Size};
 use wattbench_core::result::{
-    Config, ProjectionTarget, RunEnergy, RunFile, RunProjection, Status, TrainConfig,
+    Config, LossReport, ProjectionTarget, RunEnergy, RunFile, RunProjection, Status, TrainConfig,
     TrainSettings, TrainingResult, DEFAULT_DATASET_SAMPLES,
 };
+use wattbench_core::stats::{TimeStats, BOOTSTRAP_MIN_SAMPLES};
 use wattbench_core::units::{self, interval, sig};
 use wattbench_core::workload::{parse_choice, unknown_choice};
 use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
+use wattbench_energy::Meters;
 use wattbench_train::{train, Abandoned, Control, Progress, TrainError};
 
 /// How long a stopped run may take to reach the end of its step before it is abandoned and
@@ -187,9 +192,44 @@ fn loss(l: Option<f32>) -> String {
     l.map_or_else(|| "not finite".to_string(), |l| format!("{l:.4}"))
 }
 
+/// A run's step loss for people, first → last; `not recorded` when no step recorded one (a
+/// run stopped or failed in its first step, whose `first` and `last` are null as a loss that
+/// was not finite is).
+pub fn loss_change(l: &LossReport) -> String {
+    if l.curve.is_empty() {
+        return "not recorded (no step completed)".into();
+    }
+    format!("{} → {}", loss(l.first), loss(l.last))
+}
+
+/// The interval of a median step time for people: the 95% bootstrap interval, the samples'
+/// range below [`BOOTSTRAP_MIN_SAMPLES`] samples, none for one (its note says why).
+pub fn median_interval(tm: &TimeStats) -> String {
+    let n = tm.samples_s.len();
+    match tm.ci95_known() {
+        Some([l, h]) if n >= BOOTSTRAP_MIN_SAMPLES => {
+            format!("95% CI {} – {}", units::seconds(l), units::seconds(h))
+        }
+        Some([l, h]) => format!(
+            "range of its {n} samples {} – {}",
+            units::seconds(l),
+            units::seconds(h)
+        ),
+        None => "no interval: one sample".into(),
+    }
+}
+
 /// A training run's projection for people: the figures with their intervals, then every
-/// assumption (the terminal summary and the Markdown report print the same lines).
-pub fn projection_lines(p: &RunProjection) -> Vec<String> {
+/// assumption (the terminal summary and the Markdown report print the same lines). `missing`:
+/// the domains without a reading that the run's total, and so the projection, leaves out
+/// ([`CaseEnergy::missing_domains`]).
+pub fn projection_lines(p: &RunProjection, missing: &[&str]) -> Vec<String> {
+    // Every figure computed from a partial total says so where it is.
+    let partial = if missing.is_empty() {
+        String::new()
+    } else {
+        format!(" PARTIAL: without {}", missing.join(", "))
+    };
     let mut v = vec![
         format!(
             "projection to {} steps ({} samples):",
@@ -203,7 +243,7 @@ pub fn projection_lines(p: &RunProjection) -> Vec<String> {
     match (&p.energy_kwh, &p.co2e_kg) {
         (Some(kwh), Some(co2)) => {
             v.push(format!(
-                "  energy     {}{}",
+                "  energy     {}{}{partial}",
                 interval(kwh, "kWh", 1.0),
                 if p.energy_estimated {
                     " (ESTIMATED)"
@@ -213,15 +253,18 @@ pub fn projection_lines(p: &RunProjection) -> Vec<String> {
             ));
             if let Some(fk) = &p.facility_kwh {
                 v.push(format!(
-                    "  facility   {} (× PUE {:.2})",
+                    "  facility   {} (× PUE {:.2}){partial}",
                     interval(fk, "kWh", 1.0),
                     p.carbon.pue
                 ));
             }
-            v.push(format!("  emissions  {}", interval(co2, "kg CO2e", 1.0)));
+            v.push(format!(
+                "  emissions  {}{partial}",
+                interval(co2, "kg CO2e", 1.0)
+            ));
             if let Some(c) = &p.cost {
                 v.push(format!(
-                    "  cost       {}",
+                    "  cost       {}{partial}",
                     interval(c, "(currency of --price-per-kwh)", 1.0)
                 ));
             }
@@ -233,13 +276,17 @@ pub fn projection_lines(p: &RunProjection) -> Vec<String> {
     v
 }
 
-fn print_summary(r: &TrainingResult, location: &str) {
+/// The terminal summary of a training run: what ran, the table of its figures, its
+/// projection, and why it ended early if it did. The run's notes ([`energy::notes`]: the
+/// energy caveats among them, each once) follow it.
+fn summary(r: &TrainingResult) -> Vec<String> {
     let f = r.flops;
-    println!(
-        "{} on {}/{}: {} parameters, batch {}, lr {}, {} steps ({} warm-up, {} measured), {:.2} epochs of {} samples",
+    let mut lines = vec![format!(
+        "{} on {}/{}{}: {} parameters, batch {}, lr {}, {} steps ({} warm-up, {} measured), {:.2} epochs of {} samples",
         r.model.kind().as_str(),
         r.backend,
         r.device,
+        r.threads.map_or(String::new(), |n| format!(" ({n} threads)")),
         r.parameters,
         r.batch_size,
         r.lr,
@@ -248,15 +295,12 @@ fn print_summary(r: &TrainingResult, location: &str) {
         r.measured_steps,
         r.epochs,
         r.dataset.samples
-    );
+    )];
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(["", "value"]);
     let l = &r.loss;
-    t.add_row(vec![
-        "loss (step MSE)".to_string(),
-        format!("{} → {}", loss(l.first), loss(l.last)),
-    ]);
+    t.add_row(vec!["loss (step MSE)".to_string(), loss_change(l)]);
     t.add_row(vec![
         "loss (whole data set)".to_string(),
         match (l.dataset_after, l.ratio) {
@@ -284,10 +328,9 @@ fn print_summary(r: &TrainingResult, location: &str) {
         t.add_row(vec![
             "time per step".to_string(),
             format!(
-                "median {} (95% CI {} – {}), mean {}, p95 {}",
+                "median {} ({}), mean {}, p95 {}",
                 units::seconds(tm.median_s),
-                units::seconds(tm.ci95_median_s[0]),
-                units::seconds(tm.ci95_median_s[1]),
+                median_interval(tm),
                 units::seconds(tm.mean_s),
                 units::seconds(tm.p95_s)
             ),
@@ -307,54 +350,36 @@ fn print_summary(r: &TrainingResult, location: &str) {
         ),
     ]);
     let e = &r.energy;
-    let sources = e
-        .total_sources
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join("+");
-    match (&e.total_joules_per_iter, &r.energy_per_sample_j) {
-        (Some(s), Some(p)) => {
-            t.add_row(vec![
-                "energy per step".to_string(),
-                format!(
-                    "{} ± {} ({sources}; {})",
-                    units::joules(s.value),
-                    units::joules((s.high - s.value).abs()),
-                    e.total_includes.join(" + ")
-                ),
-            ]);
-            t.add_row(vec![
-                "energy per sample".to_string(),
-                format!(
-                    "{} ± {} ({sources})",
-                    units::joules(p.value),
-                    units::joules((p.high - p.value).abs())
-                ),
-            ]);
-            if let Some(n) = e.net_joules_per_iter {
-                let pm = e
-                    .net_uncertainty_j
-                    .map(|u| format!(" ± {}", units::joules(u)))
-                    .unwrap_or_default();
-                t.add_row(vec![
-                    "net of idle, per step".to_string(),
-                    format!("{}{pm}", units::joules(n)),
-                ]);
-            }
-        }
-        _ => {
-            // What the meters left out, or why there was no window at all.
-            let why = if e.total_excludes.is_empty() {
-                &e.notes
-            } else {
-                &e.total_excludes
+    if e.total_joules_per_iter.is_some() {
+        // The shared cells: intervals held at 0 below, PARTIAL where a domain had no reading.
+        t.add_row(vec![
+            "energy per step".to_string(),
+            format!("{}; {}", energy::summary(e), e.total_includes.join(" + ")),
+        ]);
+        if let Some(p) = r.energy_per_sample_j {
+            let per_sample = CaseEnergy {
+                total_joules_per_iter: Some(p),
+                ..e.clone()
             };
             t.add_row(vec![
-                "energy per step".to_string(),
-                format!("unmeasured: {}", why.join("; ")),
+                "energy per sample".to_string(),
+                energy::summary(&per_sample),
             ]);
         }
+        if e.whole_net().is_some() {
+            t.add_row(vec!["net of idle, per step".to_string(), energy::net(e)]);
+        }
+    } else {
+        // What the meters left out, or why there was no window at all.
+        let why = if e.total_excludes.is_empty() {
+            &e.notes
+        } else {
+            &e.total_excludes
+        };
+        t.add_row(vec![
+            "energy per step".to_string(),
+            format!("unmeasured: {}", why.join("; ")),
+        ]);
     }
     if let Some(m) = r.memory.host_peak_rss_bytes {
         t.add_row(vec![
@@ -370,21 +395,46 @@ fn print_summary(r: &TrainingResult, location: &str) {
             ),
         ]);
     }
-    println!("{t}");
-    for n in &e.notes {
-        println!("energy note: {n}");
-    }
+    lines.push(t.to_string());
     if let Some(p) = &r.projection {
-        for line in projection_lines(p) {
-            println!("{line}");
-        }
+        lines.extend(projection_lines(p, &r.energy.missing_domains()));
     }
     match (&r.reason, r.status) {
-        (Some(why), Status::Failed) => println!("FAILED: {why}"),
-        (Some(why), _) => println!("{why}"),
+        (Some(why), Status::Failed) => lines.push(format!("FAILED: {why}")),
+        (Some(why), _) => lines.push(why.clone()),
         (None, _) => {}
     }
-    println!("{location}");
+    lines
+}
+
+/// Idle again after the training, as `run` measures it after its cases (at working clocks and
+/// temperature): the run's net figure then subtracts the mean of the idle before and after
+/// ([`mean_idle`]), and a moved idle power is noted. An interrupted run is not kept waiting:
+/// its net figure stays on the idle before it, as its notes say.
+fn idle_after(
+    meters: &Meters,
+    run_energy: &mut RunEnergy,
+    result: Option<&mut TrainingResult>,
+    interrupted: bool,
+    quiet: bool,
+) {
+    if interrupted {
+        run_energy.idle_notes.push(
+            "interrupted: idle was measured before the run only, and the net figures use it".into(),
+        );
+        return;
+    }
+    let Some(r) = result else { return };
+    if !r.energy.domains.iter().any(|d| d.joules_per_iter.is_some()) {
+        return;
+    }
+    if !quiet {
+        eprintln!("measuring idle power after the run");
+    }
+    run_energy.idle_after = energy::idle_baseline(meters);
+    let (mean, notes) = mean_idle(&run_energy.idle_baseline, &run_energy.idle_after);
+    run_energy.idle_notes = notes;
+    r.energy.rebase(&mean);
 }
 
 /// The exit code and message of a run that ended before its first step with `e`, when nothing
@@ -432,6 +482,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     )?;
     let stop = Stop::install()?;
 
+    // The total adds the training device's GPU only (wattbench_energy::gpus::CaseGpu).
     let meters = Arc::new(args.meters.discover()?);
     let mut environment = inventory::environment(&backends, &meters);
     let idle = energy::idle_baseline(&meters);
@@ -500,7 +551,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     if interrupted && !announced {
         announce();
     }
-    let result = match outcome {
+    let mut result = match outcome {
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => match failed_before_first_step(e)? {
             Some((code, message)) => {
@@ -515,6 +566,24 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         }
     };
 
+    let mut run_energy = RunEnergy {
+        idle_baseline: idle,
+        idle_after: Vec::new(),
+        idle_notes: Vec::new(),
+        cooldown_s: 0.0,
+        min_window_s: meters.min_window().as_secs_f64(),
+        note: "the training run's energy covers its measured steps (after warm-up), divided by \
+               their number; net: gross minus the idle power measured before and after the run \
+               (mean of the two)"
+            .into(),
+    };
+    idle_after(
+        &meters,
+        &mut run_energy,
+        result.as_mut(),
+        interrupted,
+        args.json,
+    );
     inventory::finish(&mut environment, &backends);
     let config = Config::Train(TrainConfig {
         argv: crate::argv(),
@@ -523,16 +592,7 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     });
     let duration_s = started.elapsed().as_secs_f64();
     let doc = RunFile {
-        energy: Some(RunEnergy {
-            idle_baseline: idle,
-            idle_after: Vec::new(),
-            idle_notes: Vec::new(),
-            cooldown_s: 0.0,
-            min_window_s: meters.min_window().as_secs_f64(),
-            note: "the training run's energy covers its measured steps (after warm-up), divided \
-                   by their number"
-                .into(),
-        }),
+        energy: Some(run_energy),
         trainings: result.into_iter().collect(),
         ..RunFile::new(created_at, duration_s, interrupted, environment, config)
     };
@@ -549,10 +609,10 @@ pub fn run(args: TrainArgs) -> Result<u8> {
     if args.json {
         eprintln!("{location}");
     } else if let Some(r) = result {
-        print_summary(r, &location);
-        for line in energy::notes(&doc) {
+        for line in summary(r).into_iter().chain(energy::notes(&doc)) {
             println!("{line}");
         }
+        println!("{location}");
     } else {
         println!("interrupted before the first training step: no step to report");
         println!("{location}");
@@ -573,6 +633,8 @@ pub fn run(args: TrainArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wattbench_energy::fake::{StepCounter, Unreadable};
+    use wattbench_energy::MeterConfig;
 
     /// A backend that fails before the first step is a failed run (exit 1, nothing written);
     /// one that cannot do the model or device is bad usage (exit 2, through `UsageError`).
@@ -599,5 +661,135 @@ mod tests {
         assert!(failed_before_first_step(TrainError::Interrupted)
             .unwrap()
             .is_none());
+    }
+
+    /// A tiny MLP trained 6 steps on candle (2 of warm-up), projected to 1000 steps, metered
+    /// by a fake package counter (1 J ± 0.25 J over the window) beside a DRAM domain with no
+    /// reading: a partial total.
+    fn partial_run() -> TrainingResult {
+        let meters = Meters::from_domains(
+            vec![
+                Arc::new(StepCounter::new("fake-package", 1000, 0.25)),
+                Arc::new(Unreadable::new("locked-dram", "permission denied")),
+            ],
+            &MeterConfig {
+                nvml: false,
+                ..MeterConfig::default()
+            },
+        );
+        let mut o = TrainSettings::new(ModelConfig::new(ModelKind::Mlp, Size::Tiny), 6);
+        o.batch_size = 16;
+        o.dataset_samples = 64;
+        o.warmup_steps = 2;
+        o.projection = Some(ProjectionTarget::Steps(1000));
+        let carbon = CarbonParams::resolve(None, None, None, Some(0.2)).unwrap();
+        train(
+            &o,
+            &carbon,
+            &wattbench_candle::CandleBackend,
+            Some(&meters),
+            &[],
+            &Control::default(),
+            &mut |_| {},
+        )
+        .unwrap()
+    }
+
+    /// A training run's GPU throttled at the end of its energy window is warned about, as a
+    /// case's is (the warning looked at the cases only).
+    #[test]
+    fn a_training_run_throttled_is_warned_about() {
+        let mut r = partial_run();
+        r.energy.gpu_state = vec![wattbench_core::result::GpuState {
+            index: 0,
+            throttle_reasons: Some(vec!["gpu_idle".into(), "sw_thermal_slowdown".into()]),
+            ..Default::default()
+        }];
+        let mut doc = wattbench_core::testing::run_file("2026-11-30T00:00:00Z", Vec::new());
+        doc.trainings.push(r.clone());
+        let warning = energy::notes(&doc)
+            .into_iter()
+            .find(|n| n.contains("throttled"))
+            .expect("a throttle warning");
+        assert!(
+            warning.contains(&format!("{} (sw_thermal_slowdown)", r.id)),
+            "{warning}"
+        );
+    }
+
+    /// Every figure of the projection computed from a partial total says PARTIAL, as the
+    /// per-step cell beside it does (through the shared `energy::summary`).
+    #[test]
+    fn projection_figures_of_a_partial_total_say_partial() {
+        let r = partial_run();
+        assert_eq!(r.energy.missing_domains(), vec!["locked-dram"]);
+        let lines = projection_lines(r.projection.as_ref().unwrap(), &r.energy.missing_domains());
+        for head in ["  energy ", "  facility ", "  emissions ", "  cost "] {
+            let line = lines
+                .iter()
+                .find(|l| l.starts_with(head))
+                .unwrap_or_else(|| panic!("no {head:?} line in {lines:#?}"));
+            assert!(line.ends_with(" PARTIAL: without locked-dram"), "{line}");
+        }
+        let text = summary(&r).join("\n");
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no {name} row in:\n{text}"))
+                .to_string()
+        };
+        assert!(row("energy per step").contains("PARTIAL: without locked-dram"));
+        assert!(row("energy per sample").contains("PARTIAL: without locked-dram"));
+        // No net figure from a partial total (it would read as the whole one).
+        assert!(!text.contains("net of idle"), "{text}");
+    }
+
+    /// A per-step interval held at 0 below is shown as such, not as a symmetric ± that
+    /// reaches below zero.
+    #[test]
+    fn an_energy_interval_held_at_zero_is_not_shown_symmetric() {
+        let mut r = partial_run();
+        r.energy.domains.retain(|d| d.name != "locked-dram");
+        let j = wattbench_core::energy::Interval {
+            value: 0.02,
+            low: 0.0,
+            high: 0.05,
+        };
+        r.energy.total_joules_per_iter = Some(j);
+        r.energy_per_sample_j = Some(j.scale(1.0 / 16.0));
+        let text = summary(&r).join("\n");
+        let step = text
+            .lines()
+            .find(|l| l.contains("energy per step"))
+            .unwrap();
+        assert!(step.contains("20.000 mJ -100%/+150%"), "{step}");
+        assert!(!step.contains('±'), "{step}");
+    }
+
+    /// A run that recorded no loss (it stopped or failed in its first step) says so, rather
+    /// than `not finite → not finite`.
+    #[test]
+    fn a_run_with_no_loss_recorded_says_not_recorded() {
+        let mut r = partial_run();
+        assert!(loss_change(&r.loss).contains(" → "));
+        r.loss.curve.clear();
+        (r.loss.first, r.loss.last) = (None, None);
+        assert_eq!(loss_change(&r.loss), "not recorded (no step completed)");
+        let text = summary(&r).join("\n");
+        let row = text
+            .lines()
+            .find(|l| l.contains("loss (step MSE)"))
+            .unwrap();
+        assert!(
+            row.contains("not recorded") && !row.contains("not finite"),
+            "{row}"
+        );
+        // A loss that was computed and not finite still says so.
+        r.loss.curve.push(wattbench_core::result::LossPoint {
+            step: 0,
+            epoch: 0,
+            loss: None,
+        });
+        assert_eq!(loss_change(&r.loss), "not finite → not finite");
     }
 }

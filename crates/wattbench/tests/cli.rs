@@ -633,3 +633,106 @@ fn runs_record_the_variables_that_change_what_is_measured() {
     assert_eq!(v["NVIDIA_TF32_OVERRIDE"], "1", "{v}");
     assert!(v.get("OMP_NUM_THREADS").is_none(), "{v}");
 }
+
+/// A case that failed verification on a NaN output has infinite errors, which the file holds
+/// as null: `report` (Markdown and HTML) reads it and shows what was wrong, with a case of
+/// one sample, whose median has no interval, beside it.
+#[test]
+fn a_case_failed_on_a_nan_output_is_read_back_by_report() {
+    use std::sync::atomic::AtomicBool;
+    use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
+    use wattbench_core::reference::ReferenceBackend;
+    use wattbench_core::testing::{run_file, timed_case, Perturbed};
+    use wattbench_core::workload::GemmParams;
+    use wattbench_core::{Case, DType, Mode, Params};
+    let case = Case {
+        params: Params::Gemm(GemmParams::new(7, 5, 9)),
+        mode: Mode::Infer,
+        dtype: DType::F32,
+        tag: None,
+    };
+    let cfg = HarnessConfig {
+        warmup_s: 0.0,
+        min_time_s: 0.0,
+        min_samples: 3,
+        ..HarnessConfig::default()
+    };
+    let flag = AtomicBool::new(false);
+    let harness = Harness::new(cfg, &flag);
+    let nan = Perturbed {
+        inner: std::sync::Arc::new(ReferenceBackend),
+        delta: f32::NAN,
+        index: 3,
+    };
+    let failed = harness
+        .run_case(&CaseInputs::new(case, &harness.cfg), &nan, "cpu", None)
+        .unwrap();
+    let doc = run_file(
+        "2026-01-01T00:00:00+00:00",
+        vec![failed, timed_case("gemm/one", vec![1e-3])],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nan.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let md = dir.path().join("nan.md");
+    let o = wattbench(&["report", file.to_str().unwrap(), "-o", md.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert_contains(&text, "FAILED");
+    assert_contains(
+        &text,
+        "value NaN at index 3 of `c` is not finite (never written?)",
+    );
+    let html = dir.path().join("nan.html");
+    let o = wattbench(&[
+        "report",
+        "--format",
+        "html",
+        file.to_str().unwrap(),
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Without --warmup a run warms up 0.05 s on the CPU and 1 s on a GPU, and records both; an
+/// explicit --warmup holds on every device.
+#[test]
+fn the_default_warm_up_depends_on_the_device_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let run = |out: &str, warmup: &[&str]| {
+        let out = dir.path().join(out);
+        let o = command()
+            .args([
+                "run",
+                "--suite",
+                &suite,
+                "--backend",
+                "reference",
+                "--op",
+                "gemm",
+            ])
+            .args(["--min-time", "0", "--min-samples", "3", "--output"])
+            .arg(&out)
+            .args(warmup)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        read_json(&out)["config"]["harness"].clone()
+    };
+    let h = run("default.json", &[]);
+    assert_eq!(
+        (h["warmup_s"].as_f64(), h["gpu_warmup_s"].as_f64()),
+        (Some(0.05), Some(1.0)),
+        "{h}"
+    );
+    let h = run("given.json", &["--warmup", "0.01"]);
+    assert_eq!(
+        (h["warmup_s"].as_f64(), h["gpu_warmup_s"].as_f64()),
+        (Some(0.01), Some(0.01)),
+        "{h}"
+    );
+    let help = stdout(&wattbench(&["run", "--help"]));
+    assert_contains(&help, "0.05 on the CPU, 1 on a GPU");
+}

@@ -241,6 +241,11 @@ fn across_hardware_puts_each_machine_side_by_side() {
             &["--alpha", "0.1", "--seed", "3"],
             "--alpha, --seed have no effect",
         ),
+        // Their default values too: given, they are still asked for in vain.
+        (
+            &["--threshold", "5", "--alpha", "0.05"],
+            "--threshold, --alpha have no effect",
+        ),
     ] {
         let mut args = vec!["compare", "--across-hardware", s(&a), s(&b)];
         args.extend(given);

@@ -165,6 +165,18 @@ fn signal_writes_the_steps_done_and_marks_the_run_interrupted(signal: &str, code
     assert!(t["loss"]["last"].as_f64().is_some());
     let samples = t["time"]["samples_s"].as_array().unwrap();
     assert_eq!(samples.len() as u64, steps - 10);
+    // No idle window after an interrupted run: the net figure uses the idle before it, and
+    // says so.
+    let e = &doc["energy"];
+    assert_eq!(e["idle_after"], serde_json::json!([]), "{e}");
+    assert!(
+        e["idle_notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("interrupted")),
+        "{e}"
+    );
     assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
 }
 
@@ -356,7 +368,8 @@ fn duration_covers_the_idle_window_of_the_command() {
         duration >= idle,
         "duration_s {duration} < idle window {idle}"
     );
-    // The summary gives every energy figure with its interval.
+    // The summary gives every energy figure with its interval, as the run's table does
+    // (`±10%`, or `-100%/+150%` for one held at 0 below).
     let text = String::from_utf8_lossy(&o.stdout);
     for row in [
         "energy per step",
@@ -367,6 +380,66 @@ fn duration_covers_the_idle_window_of_the_command() {
             .lines()
             .find(|l| l.contains(row))
             .unwrap_or_else(|| panic!("no `{row}` row in:\n{text}"));
-        assert!(line.contains(" ± "), "{line}");
+        assert!(line.contains("% ") || line.contains("%)"), "{line}");
+    }
+}
+
+/// As `run` does: idle is measured again after the training (at working clocks and
+/// temperature), and the net figure subtracts the mean of the idle before and after.
+#[test]
+fn a_finished_run_measures_idle_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.json");
+    let o = common::train_tiny(out.to_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = read_json(&out);
+    let e = &doc["energy"];
+    let before: Vec<&str> = e["idle_baseline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    let after = e["idle_after"].as_array().unwrap();
+    assert!(!after.is_empty(), "no idle window after the run: {e}");
+    for d in after {
+        assert!(before.contains(&d["name"].as_str().unwrap()), "{d}");
+        assert!(d["window_s"].as_f64().unwrap() > 0.0, "{d}");
+    }
+    assert!(
+        e["idle_notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| !n.as_str().unwrap().contains("interrupted")),
+        "{e}"
+    );
+    let duration = doc["duration_s"].as_f64().unwrap();
+    let window = |key: &str| {
+        e[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["window_s"].as_f64().unwrap())
+            .fold(0.0, f64::max)
+    };
+    assert!(duration >= window("idle_baseline") + window("idle_after"));
+}
+
+/// Every energy caveat of the training run is printed once under its summary (it was printed
+/// twice: as `energy note:` and again among the run's energy notes).
+#[test]
+fn the_energy_notes_are_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.json");
+    let o = common::train_tiny(out.to_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = common::stdout(&o);
+    let doc = read_json(&out);
+    let notes = doc["trainings"][0]["energy"]["notes"].as_array().unwrap();
+    assert!(!notes.is_empty(), "{doc}");
+    for n in notes {
+        let n = n.as_str().unwrap();
+        assert_eq!(text.matches(n).count(), 1, "{n:?} in:\n{text}");
     }
 }

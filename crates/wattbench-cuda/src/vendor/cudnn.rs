@@ -19,10 +19,14 @@
 //! 2. time every algorithm on the case's own inputs with `cudnnFind*AlgorithmEx` (what
 //!    PyTorch's `cudnn.benchmark` does), writing into scratch outputs so that the case's
 //!    NaN-poisoned outputs stay poisoned until its first call;
-//! 3. keep the results with status SUCCESS, an algorithm from step 1 and a math type without
-//!    tensor cores: those reported as `CUDNN_FMA_MATH`, or, only when none is, as
-//!    `CUDNN_DEFAULT_MATH` (a search may report the variants of each math type whatever the
-//!    descriptor says; what runs is the FMA descriptor's);
+//! 3. keep the results with status SUCCESS, an algorithm from step 1 and the FMA math type:
+//!    those reported as `CUDNN_FMA_MATH`, or, only when none is, as `CUDNN_DEFAULT_MATH` (a
+//!    search may report the variants of each math type whatever the descriptor says; what
+//!    runs is the FMA descriptor's). DEFAULT math is not "without tensor cores": on Ampere and
+//!    newer it allows TF32 for fp32 unless `NVIDIA_TF32_OVERRIDE=0` (which the CLI sets
+//!    unless it is set), so a DEFAULT-math time may be a TF32 kernel's; the algorithm then
+//!    runs with the FMA descriptor, and the case's implementation says `(timed under DEFAULT
+//!    math)`;
 //! 4. take the fastest (least measured time).
 //!
 //! Should the timed search fail, or leave no algorithm, cuDNN's heuristic ranking
@@ -302,6 +306,9 @@ struct Choice {
     algo: Algo,
     workspace: usize,
     timed: bool,
+    /// Found among the DEFAULT-math results (no FMA one qualified): its time may be a TF32
+    /// kernel's, though it runs with FMA math.
+    default_math: bool,
 }
 
 /// Steps 3 and 4 of the policy: from the results `perf` of a search of `dir` (`timed`: a Find,
@@ -341,6 +348,7 @@ fn pick(
                 algo,
                 workspace: ws,
                 timed,
+                default_math: math == cds::cudnnMathType_t::CUDNN_DEFAULT_MATH,
             })
         })
     })
@@ -352,7 +360,12 @@ fn describe(chosen: &[Choice], sgd: bool) -> String {
         .iter()
         .map(|c| {
             let how = if c.timed { "" } else { " (heuristic)" };
-            format!("{} {}{how}", c.algo.dir().label(), c.algo.name())
+            let math = if c.default_math {
+                " (timed under DEFAULT math)"
+            } else {
+                ""
+            };
+            format!("{} {}{how}{math}", c.algo.dir().label(), c.algo.name())
         })
         .collect();
     if sgd {
@@ -1158,8 +1171,15 @@ mod tests {
         let list = [perf(1, 0.1, Math::CUDNN_DEFAULT_MATH), perf(0, -1.0, fma)];
         let c = pick(Dir::BwdFilter, &list, true, |a: Algo| {
             (a.raw() == 1).then_some(0)
-        });
-        assert_eq!(c.unwrap().algo.name(), "ALGO_1");
+        })
+        .unwrap();
+        assert_eq!(c.algo.name(), "ALGO_1");
+        // Such a choice says its time was taken under DEFAULT math (TF32 possibly).
+        assert!(c.default_math);
+        assert_eq!(
+            describe(&[c], false),
+            "cudnn bwd-filter ALGO_1 (timed under DEFAULT math), fp32 FMA math, workspace 0.0 MiB"
+        );
         assert_eq!(pick(Dir::Fwd, &[], true, small), None);
     }
 
@@ -1168,6 +1188,7 @@ mod tests {
             algo: Algo::from_raw(dir, raw).unwrap(),
             workspace,
             timed,
+            default_math: false,
         }
     }
 

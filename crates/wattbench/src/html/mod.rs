@@ -395,15 +395,13 @@ fn summary_run(r: &RunInput, machines: &[String]) -> String {
             .trainings
             .iter()
             .map(|t| {
-                let loss =
-                    |l: Option<f32>| l.map_or("not finite".to_string(), |l| format!("{l:.4}"));
                 format!(
                     "<td><code>{}</code></td>{}<td class=\"reason\">{}</td>{}{}{}",
                     esc(&t.id),
                     status_cell(t.status),
                     esc(t.reason.as_deref().unwrap_or("")),
                     num(&format!("{} ({} measured)", t.steps, t.measured_steps)),
-                    td(&format!("{} → {}", loss(t.loss.first), loss(t.loss.last))),
+                    td(&crate::train::loss_change(&t.loss)),
                     td(&t
                         .time
                         .as_ref()
