@@ -192,6 +192,19 @@ mod tests {
     use super::*;
     use wattbench_core::model::{Dataset, ModelKind, Size};
 
+    /// A trainer of `model` on the CPU, on one batch of `batch` samples (seed 3).
+    fn cpu_trainer(model: ModelConfig, batch: usize) -> CandleTrainer {
+        let data = Dataset::generate(&model, batch, 1, 3);
+        let init = model.init_params(3);
+        let setup = TrainSetup {
+            model: &model,
+            data: &data,
+            init: &init,
+            device: "cpu",
+        };
+        CandleTrainer::new(Device::Cpu, &setup).unwrap()
+    }
+
     /// The extra work the training results note: candle-core's backward computes the gradient
     /// of the first layer's input, the data, which no parameter needs (a GEMM for the MLP, a
     /// transposed convolution for the CNN). When a candle release stops doing it, this fails
@@ -199,16 +212,7 @@ mod tests {
     #[test]
     fn candle_computes_the_gradient_of_the_input_data() {
         for kind in [ModelKind::Mlp, ModelKind::Cnn] {
-            let model = ModelConfig::new(kind, Size::Tiny);
-            let data = Dataset::generate(&model, 4, 1, 3);
-            let init = model.init_params(3);
-            let setup = TrainSetup {
-                model: &model,
-                data: &data,
-                init: &init,
-                device: "cpu",
-            };
-            let t = CandleTrainer::new(Device::Cpu, &setup).unwrap();
+            let t = cpu_trainer(ModelConfig::new(kind, Size::Tiny), 4);
             let grads = t.mse(0).unwrap().backward().unwrap();
             let dx = grads
                 .get(&t.xs[0])
@@ -239,16 +243,7 @@ mod tests {
             (ModelKind::Cnn, 64, "14.16 MFLOP per step, 9.4%"),
             (ModelKind::Lstm, 32, ", 7.2% of"),
         ] {
-            let model = ModelConfig::new(kind, Size::Standard);
-            let data = Dataset::generate(&model, batch, 1, 3);
-            let init = model.init_params(3);
-            let setup = TrainSetup {
-                model: &model,
-                data: &data,
-                init: &init,
-                device: "cpu",
-            };
-            let t = CandleTrainer::new(Device::Cpu, &setup).unwrap();
+            let t = cpu_trainer(ModelConfig::new(kind, Size::Standard), batch);
             let notes = t.notes();
             assert_eq!(notes.len(), 1, "{notes:?}");
             assert!(notes[0].contains(said), "{kind:?}: {}", notes[0]);
