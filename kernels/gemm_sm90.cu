@@ -165,7 +165,7 @@ __device__ __forceinline__ void wg_mbar_arrive_cluster(u32 bar, u32 rank) {
     asm volatile(
         "{\n.reg .b32 ra;\n"
         "mapa.shared::cluster.u32 ra, %0, %1;\n"
-        "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n"
+        "mbarrier.arrive.shared::cluster.b64 _, [ra];\n"
         "}\n" ::"r"(bar),
         "r"(rank)
         : "memory");
@@ -307,9 +307,9 @@ __device__ __forceinline__ u64 wg_desc(u32 addr, u32 lbo, u32 sbo) {
            ((u64)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
 }
 
-// The tile order of the persistent scheduler (mirrored by `wgmma_tile` in ops/gemm.rs): tiles
-// numbered group by group, each group WG_GROUP tile rows tall (fewer in the last), column by
-// column inside a group.
+// The tile order of the persistent scheduler (mirrored by `tile` in the tests of
+// ops/gemm/wgmma.rs): tiles numbered group by group, each group WG_GROUP tile rows tall (fewer
+// in the last), column by column inside a group.
 __device__ __forceinline__ void wg_tile(int t, int tiles_m, int tiles_n, int group, int& tm, int& tn) {
     const int per_group = group * tiles_n;
     const int g = t / per_group;

@@ -17,12 +17,10 @@ mode=${1:-check}
 make build >&2
 bin=./target/release/wattbench
 suite_args=(--suite quick --mode infer --backend reference,candle,tch --min-time 0.3)
-# One folder per hardware fingerprint (CPU, its family and model where its name has no
-# number, cores, GPU names: what `compare` requires to match).
-slug=$("$bin" info --json | python3 -c '
-import json, re, sys
-fp = json.load(sys.stdin)["hardware_fingerprint"]
-print(re.sub(r"[^A-Za-z0-9]+", "-", fp).strip("-").lower())')
+# One folder per hardware fingerprint.
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+slug=$(wb_hardware_slug "$bin")
 dir=results/baselines/$slug
 case $mode in
   record)

@@ -158,6 +158,11 @@ if not gpu:
         verdict += "; FAILED (see the gpu: and wattbench lines below)"
 else:
     verdict = "PASSED" if status == 0 else "FAILED"
+    # A GPU test or check the time budget left unrun is not a pass: the verdict says so.
+    unrun = [l for k in (4, 5) for l in section(k) if l.startswith("SKIP") and "not run:" in l]
+    if status == 0 and unrun:
+        verdict = (f"INCOMPLETE: passed where run, {len(unrun)} GPU test(s) or check(s) not run "
+                   "(the SKIP lines below)")
 if incomplete:
     verdict = (f"INCOMPLETE, {incomplete}: "
                + ("no verdict (nothing had failed before the stop)" if status == 0 else "FAILED before the stop")
@@ -176,6 +181,8 @@ failed = [l for l in tests if l.startswith("FAIL")]
 print(f"tests (own process each): {n(tests, 'PASS ')} passed, {len(failed)} failed, {n(tests, 'SKIP')} skipped"
       + "".join(f"\n  {l[:200]}" for l in failed[:10])
       + "".join(f"\n  {l[:200]}" for l in tests if l.startswith("NOTE")))
+for l in [l for k in (4, 5) for l in section(k) if l.startswith("SKIP") and "not run:" in l][:10]:
+    print(f"  {l[:200]}")
 if not gpu and n(tests, "SKIP"):
     print("  (skipped: no GPU here; each test ran and could not pass without one)")
 checks = defaultdict(dict)
@@ -614,8 +621,10 @@ test_job() { # IDX TEST
   {
     if [ "$gpu" != 1 ]; then
       echo "SKIP $t (no GPU here, so it cannot pass: it ran and exited $rc)"
-    elif [ "$rc" -eq 0 ]; then
+    elif [ "$rc" -eq 0 ] && grep -q '^test result: ok\. 1 passed' "$res.log"; then
       echo "PASS $t (${dt} s)"
+    elif [ "$rc" -eq 0 ]; then
+      echo "FAIL $t (exit 0 but no test passed: the name matched no test, or the binary ran none)"
     else
       case $rc in
         124 | 137)

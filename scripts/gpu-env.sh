@@ -21,6 +21,11 @@
 #                     archive past what the device returns)
 #   wb_wait_gone PIDS  wait up to 5 s for stopped processes to end (they write on the way)
 #
+# Sourcing it also points the driver's JIT cache at a folder this run can write
+# (CUDA_CACHE_PATH, unless set; 1 GiB): our modules are PTX the driver compiles on first load
+# (the Hopper GEMM's file takes ptxas about 20 s), which every later process of the run, every
+# test binary included, then loads from the cache instead of compiling again.
+#
 # (The tensor-core instructions in our kernels' machine code are checked where they are built,
 # by `make kernel-check`; ncu's instruction statistics show what the GPU executed.)
 
@@ -147,3 +152,7 @@ wb_wait_gone() { # PIDS
   done
   return 0
 }
+
+export CUDA_CACHE_PATH=${CUDA_CACHE_PATH:-${TMPDIR:-/tmp}/wattbench-cuda-jit-cache}
+export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-1073741824}
+mkdir -p "$CUDA_CACHE_PATH"

@@ -8,7 +8,7 @@
 # or setmaxnreg ignored, a wgmma GEMM with fewer registers than its setmaxnreg trade needs,
 # or GEMM machine code without its tensor-core instructions (HGMMA with
 # the right transpose flags for the wgmma GEMM, HMMA for the mma.sync one) or with local-memory
-# accesses; and on an entry point it could not check (no row in ptxas's output, no function in
+# accesses, or a wgmma GEMM with a GPU-scope fence beyond its set-up and exit; and on an entry point it could not check (no row in ptxas's output, no function in
 # cuobjdump's, or no cuobjdump: the tools folder must hold it). Extra arguments go to the
 # check (e.g. --arch 90).
 #

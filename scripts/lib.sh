@@ -1,6 +1,7 @@
-# Shared by the fetch scripts (source it): the cache root, the done-marker check, and pip
-# downloads of manylinux x86-64 wheels for CPython 3.11 (downloaded, never installed; no
-# dependencies), which is how libtorch and the CUDA tools reach this project.
+# Shared by the scripts (source it): the cache root, the done-marker check, pip downloads of
+# manylinux x86-64 wheels for CPython 3.11 (downloaded, never installed; no dependencies),
+# which is how libtorch and the CUDA tools reach this project, and the hardware slug that names
+# the folders of recorded results.
 #
 #   WATTBENCH_CACHE  cache root (default: ~/.cache/wattbench)
 
@@ -38,4 +39,14 @@ wb_download() {
     --platform manylinux2014_x86_64 --platform manylinux2010_x86_64 \
     --platform manylinux_2_12_x86_64 \
     --python-version 3.11 --implementation cp -d "$wb_wheels" "$@" >&2
+}
+
+# wb_hardware_slug BIN: this machine's hardware fingerprint (CPU, its family and model where
+# its name has no number, cores, GPU names: what `compare` requires to match), as `wattbench
+# BIN info` gives it, made a folder name: `cpu-amd-epyc-authenticamd-family-25-model-1-x2`.
+wb_hardware_slug() {
+  "$1" info --json | python3 -c '
+import json, re, sys
+fp = json.load(sys.stdin)["hardware_fingerprint"]
+print(re.sub(r"[^A-Za-z0-9]+", "-", fp).strip("-").lower())'
 }

@@ -3,12 +3,20 @@
 # ceilings, the quick suite in inference and training modes, and the three end-to-end training
 # runs on candle and tch. Each result file has its Markdown report beside it; one HTML report
 # covers them all, and its screenshot (headless chromium) becomes docs/report-screenshot.png.
-# Run on a quiet machine.
+# Run on a quiet machine. The folder is named by the date and the hardware fingerprint (two
+# VMs of one hostname are often different CPUs); an existing folder is never written into
+# (exit 2): remove it, or name another with RECORD_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make build
 bin=./target/release/wattbench
-dir="results/cpu/$(date -u +%Y%m%d)-$(hostname)"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+dir=${RECORD_DIR:-"results/cpu/$(date -u +%Y%m%d)-$(wb_hardware_slug "$bin")"}
+if [ -e "$dir" ]; then
+  echo "record-cpu: $dir exists; remove it or set RECORD_DIR to another folder" >&2
+  exit 2
+fi
 mkdir -p "$dir"
 # The machine's ceilings, to results/ceilings/ (where reports look for them) and beside the runs.
 # Its stderr (warnings, and the path of the file it wrote, last) is shown and kept; a failure

@@ -1,46 +1,13 @@
 //! candle against the f64 reference: every op and mode, and (with the `train` feature) every
-//! model's trainer against the f64 host model; on the CPU, and with the `cuda` feature on
-//! `cuda:0` (ignored here: run with `--ignored` on a machine with an NVIDIA GPU).
+//! model's trainer against the f64 host model, on the CPU. On `cuda:0` the same generic checks
+//! run as `wattbench check --backend candle --device cuda:0` (one op or the trainers a
+//! process), in step 5 of the GPU check (scripts/gpu-check.sh): this test binary, with candle's
+//! CUDA kernels in it, is too large for the GPU bundle.
 wattbench_core::backend_tests!(wattbench_candle::CandleBackend, "cpu");
 
 #[cfg(feature = "train")]
 mod trainer {
     wattbench_core::trainer_tests!(wattbench_candle::CandleBackend, "cpu");
-}
-
-#[cfg(feature = "cuda")]
-mod cuda {
-    wattbench_core::backend_tests!(
-        ignore = "needs an NVIDIA GPU",
-        wattbench_candle::CandleBackend,
-        "cuda:0"
-    );
-
-    /// The trainer checks on `cuda:0` (`trainer_tests!` has no ignored form).
-    #[cfg(feature = "train")]
-    mod trainer {
-        use wattbench_candle::CandleBackend;
-        use wattbench_core::testing::check_trainer;
-        use wattbench_core::ModelKind;
-
-        #[test]
-        #[ignore = "needs an NVIDIA GPU"]
-        fn mlp_trainer_matches_the_host_model() {
-            check_trainer(&CandleBackend, "cuda:0", ModelKind::Mlp);
-        }
-
-        #[test]
-        #[ignore = "needs an NVIDIA GPU"]
-        fn cnn_trainer_matches_the_host_model() {
-            check_trainer(&CandleBackend, "cuda:0", ModelKind::Cnn);
-        }
-
-        #[test]
-        #[ignore = "needs an NVIDIA GPU"]
-        fn lstm_trainer_matches_the_host_model() {
-            check_trainer(&CandleBackend, "cuda:0", ModelKind::Lstm);
-        }
-    }
 }
 
 /// candle lists `cuda:N` devices in every build: where one is unavailable (no GPU, no driver,

@@ -238,6 +238,18 @@ pub fn memory_cgroups(proc_cgroup: &str, mountinfo: &str) -> Vec<MemoryCgroup> {
     out
 }
 
+/// This process's own cgroup directory in the unified (v2) hierarchy, from `/proc/self/cgroup`
+/// and `/proc/self/mountinfo` texts: the mount point joined with the cgroup's path under the
+/// mount's root (a container's mount shows its cgroup as `/`). `None` without a v2 hierarchy.
+/// Where `measure` makes the group of a measured command.
+pub fn unified_dir(proc_cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
+    memory_cgroups(proc_cgroup, mountinfo)
+        .into_iter()
+        .find(|c| c.version == CgroupVersion::V2)
+        .and_then(|c| c.dirs.into_iter().next())
+        .map(|(dir, _)| dir)
+}
+
 /// The (root, mount point) of the cgroup hierarchy of `version` holding the memory
 /// controller, from `/proc/self/mountinfo` text.
 fn mount_of(mountinfo: &str, version: CgroupVersion) -> Option<(String, PathBuf)> {
@@ -319,6 +331,28 @@ mod tests {
         let h = v1_headroom("4294967296", "3221225472", stat, "/docker/abc").unwrap();
         assert_eq!((h.free(), h.version), (2 * GIB, CgroupVersion::V1));
         assert!(h.describe().contains("memory.limit_in_bytes 4.00 GiB"));
+    }
+
+    #[test]
+    fn the_unified_directory_is_found_under_its_mount() {
+        let mi = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+                  41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        let pc = "4:memory:/x\n0::/user.slice/session-1.scope\n";
+        assert_eq!(
+            unified_dir(pc, mi),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/unified/user.slice/session-1.scope"
+            ))
+        );
+        // A mount of a subtree (a container without a cgroup namespace): the path is taken
+        // under the mount's root, not joined whole.
+        let sub = "41 31 0:38 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            unified_dir("0::/docker/abc/inner\n", sub),
+            Some(PathBuf::from("/sys/fs/cgroup/inner"))
+        );
+        assert_eq!(unified_dir(pc, "1 2 0:1 / / rw - ext4 /dev/x rw\n"), None);
+        assert_eq!(unified_dir("4:memory:/x\n", mi), None);
     }
 
     #[test]

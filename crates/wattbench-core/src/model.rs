@@ -369,8 +369,9 @@ impl ModelConfig {
     /// 3. Backward: every GEMM/convolution costs its forward once for the weight gradient and
     ///    once more for the input gradient, except where the input is data (the first layer:
     ///    the model needs no gradient there, and PyTorch's autograd, so tch, does not compute
-    ///    it); rule-2 operations cost twice their forward (core's convention for elementwise
-    ///    backward).
+    ///    it); rule-2 operations cost twice their forward (as core's kernels count elementwise
+    ///    backward; a recurrence there also counts its bias-gradient sums over the batch and
+    ///    steps, under 1 % of a step, which this count leaves out).
     ///
     /// The count is the model's own work, the same for every framework. A framework may do
     /// more: candle-core 0.11's autograd computes both operands' gradients of every tracked

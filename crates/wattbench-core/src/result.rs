@@ -319,6 +319,31 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
+    /// What a case's status requires of the rest of it: an `ok` case was verified (and
+    /// passed) and timed; a skipped or failed one says why. (serde reads a missing `Option` as
+    /// `None`, so a file without them would otherwise pass for a verified, timed case.)
+    pub fn check_status(&self) -> Result<(), String> {
+        match self.status {
+            Status::Ok => match (&self.verification, &self.time) {
+                (None, _) => Err("status ok without `verification`".into()),
+                (Some(v), _) if !v.passed => {
+                    Err("status ok with a verification that did not pass".into())
+                }
+                (_, None) => Err("status ok without `time`".into()),
+                _ => Ok(()),
+            },
+            Status::Skipped | Status::Failed if self.reason.is_none() => Err(format!(
+                "status {} without a `reason`",
+                if self.status == Status::Skipped {
+                    "skipped"
+                } else {
+                    "failed"
+                }
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The entry of `case` on `backend`/`device` before anything ran: skipped, with no reason,
     /// figures or verification yet.
     pub fn new(case: &Case, backend: &str, device: &str) -> CaseResult {
@@ -950,7 +975,8 @@ pub enum MergeError {
 
 impl MergedFile {
     /// Merge `inputs` (label, run) in order. A case (or training run) id found twice with the
-    /// same host name and hardware fingerprint is refused unless `allow_duplicates`: the same
+    /// same host name and hardware fingerprint (for a GPU case, the same metered GPUs too) is
+    /// refused unless `allow_duplicates`: the same
     /// measurement from different machines is what a merge is for, the same machine twice is
     /// usually a task run twice.
     pub fn merge(
@@ -966,23 +992,15 @@ impl MergedFile {
             let mut seen: BTreeMap<(String, String, String), &str> = BTreeMap::new();
             for (label, run) in &inputs {
                 let host = run.environment.host.hostname.clone().unwrap_or_default();
-                // The GPUs a run metered are part of where it ran: two Slurm tasks packed on
-                // one node each see their own GPU as cuda:0, with the same case ids.
-                let fp = match run.environment.metered_gpus() {
-                    gpus if gpus.is_empty() => run.environment.hardware_fingerprint(),
-                    gpus => format!(
-                        "{}; metered {}",
-                        run.environment.hardware_fingerprint(),
-                        gpus.join(", ")
-                    ),
-                };
-                let ids = run
-                    .cases
-                    .iter()
-                    .map(|c| c.id.clone())
-                    .chain(run.trainings.iter().map(|t| t.id.clone()));
-                for id in ids {
-                    let key = (host.clone(), fp.clone(), id);
+                let ids = (run.cases.iter())
+                    .map(|c| (c.id.clone(), c.device.as_str()))
+                    .chain(
+                        run.trainings
+                            .iter()
+                            .map(|t| (t.id.clone(), t.device.as_str())),
+                    );
+                for (id, device) in ids {
+                    let key = (host.clone(), Self::place(&run.environment, device), id);
                     if let Some(first) = seen.get(&key) {
                         return Err(MergeError::Duplicate {
                             id: key.2,
@@ -1008,6 +1026,24 @@ impl MergedFile {
             },
             runs,
         })
+    }
+
+    /// Where a case on `device` was measured, beside its host name, for the duplicate check:
+    /// the hardware, and for a GPU case (`cuda…`) the GPUs the run metered. Two Slurm tasks
+    /// packed on one node each see their own GPU as `cuda:0`, with the same case ids: their
+    /// GPU cases are two places. Their CPU cases are one place (the same CPU, its counters
+    /// shared), whichever GPU each task was given, so a second one is refused.
+    fn place(env: &Environment, device: &str) -> String {
+        let gpus = env.metered_gpus();
+        if device.starts_with("cuda") && !gpus.is_empty() {
+            format!(
+                "{}; metered {}",
+                env.hardware_fingerprint(),
+                gpus.join(", ")
+            )
+        } else {
+            env.hardware_fingerprint()
+        }
     }
 }
 
@@ -1253,6 +1289,13 @@ impl RunFile {
         };
         non_negative("duration_s", self.duration_s).map_err(|e| why(e, "the run"))?;
         for (i, c) in self.cases.iter().enumerate() {
+            c.check_status().map_err(|e| {
+                format!(
+                    "cases[{i}] ({}): {e}; the file was edited or damaged: use the file as \
+                     wattbench wrote it",
+                    c.id
+                )
+            })?;
             if let Some(t) = &c.time {
                 check_time(&format!("cases[{i}].time"), t).map_err(|e| why(e, &c.id))?;
             }

@@ -466,8 +466,9 @@ macro_rules! trainer_tests {
     };
 }
 
-/// An ok reference case `id` of a 2×2×2 f32 GEMM timed by `samples` (one call each, the
-/// median's interval from 50 resamples), with a per-case host peak of 1 MiB and no energy.
+/// An ok reference case `id` of a 2×2×2 f32 GEMM verified exactly (every value) and timed by
+/// `samples` (one call each, the median's interval from 50 resamples), with a per-case host
+/// peak of 1 MiB and no energy.
 pub fn timed_case(id: &str, samples: Vec<f64>) -> CaseResult {
     let case = Case {
         params: Params::Gemm(GemmParams::new(2, 2, 2)),
@@ -478,6 +479,18 @@ pub fn timed_case(id: &str, samples: Vec<f64>) -> CaseResult {
     CaseResult {
         id: id.into(),
         status: Status::Ok,
+        verification: Some(crate::result::Verification {
+            rel_l2_error: 0.0,
+            rel_max_error: Some(0.0),
+            tolerance: DType::F32.tolerance(),
+            tolerance_note: None,
+            passed: true,
+            method: crate::result::VerifyMethod::Full,
+            checked_values: 4,
+            per_output: Default::default(),
+            unchecked_updates: Vec::new(),
+            defects: Vec::new(),
+        }),
         time: Some(TimeStats::from_samples(samples, 1, 50, 1)),
         memory: Memory {
             host_peak_rss_bytes: Some(1 << 20),

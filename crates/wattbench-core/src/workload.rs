@@ -535,14 +535,15 @@ impl Params {
     /// Floating-point operations of one forward call, multiply and add counted separately.
     ///
     /// - GEMM: `2·M·N·K`.
-    /// - Conv2d: `2·N·K·P·Q·C·R·S` (padding taps counted, as cuDNN and DeepBench do).
+    /// - Conv2d: `2·N·K·P·Q·C·R·S` (padding taps counted, as DeepBench's CUDA benchmark counts them; its Intel one can
+    ///   skip them).
     /// - RNN: per step, the recurrent GEMM `2·B·H·G·H` plus the gate pre-activation adds
     ///   (`2·B·G·H`: `+xp`, `+b`) plus the state update: vanilla 0, LSTM `4·B·H`
     ///   (`f·c + i·g`: 3, `o·tanh c`: 1), GRU `5·B·H` (`r·(..)`, `(1-z)·n + z·h`). Transcendentals
     ///   (`tanh`, `σ`) are not counted, as is customary. The input projection (`xp`) is not
     ///   counted either: it is an input. DeepBench's RNN TFLOP/s count the recurrent GEMM
-    ///   alone (its vanilla cell is ReLU, ours tanh), 1/H less than ours for vanilla and
-    ///   under 1% less for LSTM/GRU at H ≥ 256.
+    ///   alone (its vanilla cell is ReLU, ours tanh): ours is 1/H more for vanilla and under
+    ///   1% more for LSTM/GRU at H ≥ 256.
     pub fn flops(&self) -> u64 {
         match *self {
             Params::Gemm(g) => 2 * g.m as u64 * g.n as u64 * g.k as u64,
@@ -663,14 +664,26 @@ pub struct Case {
     pub tag: Option<String>,
 }
 
-/// Tolerance of a bf16 recurrent inference step (twice it for a training step): looser than
-/// the bf16 GEMM's, as correct recurrences need. Their gates are computed and their states
-/// stored in bf16 at every step, so one output value can lose several bits to cancellation:
-/// candle's and tch's CPU recurrences reach 2.5e-2 on a one-unit GRU of two steps (4.2e-2
-/// for an LSTM's training step), and a training step's error grows with the sequence length,
-/// about as √T (max error 1.8e-2 at T = 5, 4.7e-2 at T = 25, 9.1e-2 at T = 150, the last
-/// beyond even twice this). Kept at the former bf16 tolerance.
+/// Tolerance of a bf16 recurrent inference step (twice it for a training step of up to
+/// [`RNN_TRAIN_STEPS_AT_BASE`] steps): looser than the bf16 GEMM's, as correct recurrences
+/// need. Their gates are computed and their states stored in bf16 at every step, so one output
+/// value can lose several bits to cancellation: candle's and tch's CPU recurrences reach 2.5e-2
+/// on a one-unit GRU of two steps (4.2e-2 for an LSTM's training step). Kept at the former bf16
+/// tolerance.
 pub const BF16_RNN_TOLERANCE: f64 = 4e-2;
+
+/// Sequence length up to which a half-precision recurrence's training tolerance is the fixed
+/// one; beyond it the tolerance grows as √(T / this). A training step's weight gradients are
+/// sums over the T steps of terms rounded to the half type, whose rounding errors add up like a
+/// random walk: candle's and tch's CPU bf16 LSTM training steps reach a max error of 1.8e-2 at
+/// T = 5, 4.7e-2 at T = 25 and 9.1e-2 at T = 150 (DeepBench's LSTM rows; their L2 error
+/// stays under 2e-2, the max error grows), about as √T, so a
+/// fixed 8e-2 failed correct implementations on long sequences (0.196 at T = 150 now). The
+/// price: at T = 150 a weight gradient missing one step's term (a relative error of about
+/// 1/√T ≈ 8e-2 on random data) passes. A kernel that drops a step drops it at every length,
+/// and the short sequences of the tests and suites (T ≤ 25) keep the tight tolerance, where
+/// one step missing is an error of 0.2 or more.
+pub const RNN_TRAIN_STEPS_AT_BASE: usize = 25;
 
 impl Case {
     /// The op.
@@ -721,14 +734,19 @@ impl Case {
     /// [`DType::tolerance`] ([`BF16_RNN_TOLERANCE`] for a bf16 recurrence), doubled for
     /// f16/bf16 training steps, whose gradients pass through about twice as many rounded
     /// operations as the forward output (backward of every op, then the weight-gradient
-    /// reductions, all in the half type).
+    /// reductions, all in the half type), and for a half-precision recurrence's training step
+    /// longer than [`RNN_TRAIN_STEPS_AT_BASE`] steps multiplied by √(T / 25).
     pub fn tolerance(&self) -> f64 {
         let forward = match (self.dtype, self.params) {
             (DType::Bf16, Params::Rnn(_)) => BF16_RNN_TOLERANCE,
             (dtype, _) => dtype.tolerance(),
         };
-        match (self.mode, self.dtype) {
-            (Mode::Train, DType::F16 | DType::Bf16) => 2.0 * forward,
+        match (self.mode, self.dtype, self.params) {
+            (Mode::Train, DType::F16 | DType::Bf16, Params::Rnn(r)) => {
+                let steps = r.steps.max(RNN_TRAIN_STEPS_AT_BASE) as f64;
+                2.0 * forward * (steps / RNN_TRAIN_STEPS_AT_BASE as f64).sqrt()
+            }
+            (Mode::Train, DType::F16 | DType::Bf16, _) => 2.0 * forward,
             _ => forward,
         }
     }
@@ -822,6 +840,13 @@ mod tests {
         }
         assert_eq!(case(rnn, Mode::Infer, DType::Bf16).tolerance(), 4e-2);
         assert_eq!(case(rnn, Mode::Train, DType::Bf16).tolerance(), 8e-2);
+        // A training step's tolerance grows as √T beyond 25 steps (not its inference).
+        let long = |steps| Params::Rnn(RnnParams::new(Cell::Lstm, 512, 16, steps));
+        assert_eq!(case(long(25), Mode::Train, DType::Bf16).tolerance(), 8e-2);
+        assert_eq!(case(long(100), Mode::Train, DType::Bf16).tolerance(), 16e-2);
+        assert_eq!(case(long(100), Mode::Infer, DType::Bf16).tolerance(), 4e-2);
+        assert_eq!(case(long(100), Mode::Train, DType::F16).tolerance(), 4e-2);
+        assert_eq!(case(long(100), Mode::Train, DType::F32).tolerance(), 1e-4);
         for p in [gemm, conv, rnn] {
             assert_eq!(case(p, Mode::Infer, DType::F32).tolerance(), 1e-4);
             assert_eq!(case(p, Mode::Train, DType::F32).tolerance(), 1e-4);

@@ -82,6 +82,7 @@ fn the_same_case_twice_from_one_machine_is_refused_unless_allowed() {
     // cuda:0: two places, not the same one twice; the same GPU twice is refused.
     let on_gpu = |metered: usize| {
         let mut r = run_on("node1", "CPU A", "gemm/x/cuda:0");
+        r.cases[0].device = "cuda:0".into();
         r.environment.gpus = (0..2)
             .map(|i| wattbench_core::result::GpuRecord {
                 index: i as u32,
@@ -105,6 +106,19 @@ fn the_same_case_twice_from_one_machine_is_refused_unless_allowed() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("metered GPU-1"), "{e}");
+    // Their CPU cases ran on the one CPU of the node (at once, its counters shared), whatever
+    // GPU each task was given: the same place twice, refused (the review's /tmp/rv/pk; a
+    // requeued task on the node's other GPU likewise).
+    let with_cpu_case = |metered: usize| {
+        let mut r = on_gpu(metered);
+        r.cases.push(timed_case("gemm/y/reference/cpu", vec![1.0]));
+        r
+    };
+    let e = merge(vec![with_cpu_case(0), with_cpu_case(1)], false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gemm/y/reference/cpu"), "{e}");
+    assert!(!e.contains("metered"), "{e}");
 }
 
 #[test]

@@ -239,9 +239,9 @@ fn case_result() -> impl Strategy<Value = CaseResult> {
         (text(), text(), select(&DType::ALL[..]), params()),
         (
             select(&[Status::Ok, Status::Skipped, Status::Failed][..]),
-            prop::option::of(text()),
-            prop::option::of(verification),
-            prop::option::of(time_stats()),
+            text(),
+            verification,
+            time_stats(),
         ),
         (
             prop::option::of(throughput),
@@ -254,9 +254,18 @@ fn case_result() -> impl Strategy<Value = CaseResult> {
             |(
                 (id, tag, op, mode),
                 (backend, device, dtype, params),
-                (status, reason, v, time),
+                (status, reason, mut v, time),
                 (tp, (rss, reset), energy, implementation),
             )| {
+                // What each status requires (`CaseResult::check_status`): an ok case verified,
+                // passed and timed, a skipped one a reason only, a failed one a reason and
+                // perhaps the verification it failed.
+                v.passed = status == Status::Ok;
+                let (reason, v, time) = match status {
+                    Status::Ok => (None, Some(v), Some(time)),
+                    Status::Skipped => (Some(reason), None, None),
+                    Status::Failed => (Some(reason), Some(v), None),
+                };
                 CaseResult {
                     id,
                     tag,
@@ -592,6 +601,56 @@ proptest! {
         if let Err(e) = RunFile::from_json(&damaged) {
             prop_assert!(!e.to_string().is_empty());
         }
+    }
+}
+
+/// serde reads a missing `Option` as `None`: an ok case whose `time` or `verification` was
+/// removed was read, and shown as a verified, timed case with blank figures. Refused now, as
+/// are a failed verification under status ok and a skipped or failed case without a reason.
+#[test]
+fn a_case_missing_what_its_status_requires_is_refused() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut doc = run_file().new_tree(&mut runner).unwrap().current();
+    while !doc.cases.iter().any(|c| c.status == Status::Ok)
+        || !doc.cases.iter().any(|c| c.status != Status::Ok)
+    {
+        doc = run_file().new_tree(&mut runner).unwrap().current();
+    }
+    let text = serde_json::to_string(&doc).unwrap();
+    RunFile::from_json(&text).expect("the generated file is whole");
+    let ok = doc
+        .cases
+        .iter()
+        .position(|c| c.status == Status::Ok)
+        .unwrap();
+    let other = doc
+        .cases
+        .iter()
+        .position(|c| c.status != Status::Ok)
+        .unwrap();
+    let damaged = |i: usize, edit: &dyn Fn(&mut Value)| {
+        let mut v = serde_json::to_value(&doc).unwrap();
+        edit(&mut v["cases"][i]);
+        RunFile::from_json(&v.to_string())
+    };
+    let remove = |key: &'static str| {
+        move |c: &mut Value| {
+            c.as_object_mut().unwrap().remove(key);
+        }
+    };
+    for (i, edit, says) in [
+        (ok, &remove("time") as &dyn Fn(&mut Value), "without `time`"),
+        (ok, &remove("verification"), "without `verification`"),
+        (
+            ok,
+            &|c: &mut Value| c["verification"]["passed"] = false.into(),
+            "did not pass",
+        ),
+        (other, &remove("reason"), "without a `reason`"),
+    ] {
+        let e = damaged(i, edit).expect_err(says).to_string();
+        assert!(e.contains(says) && e.contains(&doc.cases[i].id), "{e}");
     }
 }
 

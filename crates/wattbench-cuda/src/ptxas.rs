@@ -129,6 +129,9 @@ pub struct Sass {
     pub local: u32,
     /// Operand flags seen on the HGMMAs (`tnspA`, `tnspB`: an MN-major operand).
     pub hgmma_flags: BTreeSet<String>,
+    /// Fences of GPU or system scope (`MEMBAR.*.GPU`, `MEMBAR.*.SYS`): each waits for every
+    /// outstanding memory operation of the thread, the previous tile's output stores included.
+    pub membar_gpu: u32,
 }
 
 /// Parse `cuobjdump --dump-sass` output into (kernel, counts) pairs, in order.
@@ -158,6 +161,7 @@ pub fn parse_sass(text: &str) -> Vec<(String, Sass)> {
             }
             "HMMA" => s.hmma += 1,
             "LDL" | "STL" => s.local += 1,
+            "MEMBAR" if code.contains(".GPU") || code.contains(".SYS") => s.membar_gpu += 1,
             _ => {}
         }
     }
@@ -183,10 +187,18 @@ impl Sass {
     }
 }
 
+/// GPU-scope fences the Hopper GEMM's machine code may hold: the cluster kernels' two, at the
+/// cluster's set-up (barrier initialisation made visible to the peer) and at its exit barrier.
+/// A fence in the main loop (what a cluster-scope `.release` on the remote arrival compiled
+/// to: two per consumer warp per k-step) stalls every k-step behind the previous tile's
+/// output stores.
+pub const MAX_WGMMA_GPU_FENCES: u32 = 2;
+
 /// What the machine code of our GEMM kernels must hold: the Hopper GEMM (`gemm_wgmma_*_XY`)
 /// warpgroup MMAs only, with the transpose flag on exactly the MN-major operands (A when
-/// stored transposed, X = `t`; B when not, Y = `n`); the `mma.sync` GEMM (`gemm_tc_*`) warp
-/// MMAs. No kernel of either may touch local memory. Other kernels: no requirement.
+/// stored transposed, X = `t`; B when not, Y = `n`), and no more than
+/// [`MAX_WGMMA_GPU_FENCES`] GPU-scope fences; the `mma.sync` GEMM (`gemm_tc_*`) warp MMAs. No
+/// kernel of either may touch local memory. Other kernels: no requirement.
 pub fn check_sass(kernel: &str, s: &Sass) -> Result<(), String> {
     let local = || (s.local > 0).then(|| format!("{} local-memory accesses (LDL/STL)", s.local));
     if kernel.starts_with("gemm_wgmma_") {
@@ -208,6 +220,14 @@ pub fn check_sass(kernel: &str, s: &Sass) -> Result<(), String> {
             return Err(format!(
                 "HGMMA operand flags {:?}, expected {want:?} for layout {layout}",
                 s.hgmma_flags
+            ));
+        }
+        if s.membar_gpu > MAX_WGMMA_GPU_FENCES {
+            return Err(format!(
+                "{} GPU-scope fences (MEMBAR .GPU/.SYS), at most {MAX_WGMMA_GPU_FENCES} \
+                 (set-up and exit): one is in the main loop (a remote mbarrier arrival with \
+                 .release.cluster?)",
+                s.membar_gpu
             ));
         }
     } else if kernel.starts_with("gemm_tc_") && s.hmma == 0 {
@@ -350,11 +370,12 @@ mod tests {
 
     #[test]
     fn parses_sass() {
-        let sass = "\tcode for sm_90a\n\t\tFunction : k_wg\n        /*0000*/  LDC R1, c[0x0][0x28] ;  /* 0x00000a00ff017b82 */\n        /*0ab0*/                   HGMMA.64x256x16.F32 R24, gdesc[UR16].tnspA, R24 ;                   /* 0x23e00000101879f0 */\n        /*0c50*/      @P0  HGMMA.64x256x16.F32 R24, gdesc[UR16].tnspA.tnspB, R24, gsb0 ; /* 0x0 */\n        /*0c60*/      STL [R1], R2 ; /* 0x0 */\n\t\tFunction : k_tc\n        /*0100*/      HMMA.16816.F32.BF16 R4, R8, R12, R4 ; /* 0x0 */\n";
+        let sass = "\tcode for sm_90a\n\t\tFunction : k_wg\n        /*0280*/                   MEMBAR.ALL.GPU ;     /* 0x0000000000007992 */\n        /*0290*/  MEMBAR.ALL.CTA ; /* 0x0 */\n        /*0000*/  LDC R1, c[0x0][0x28] ;  /* 0x00000a00ff017b82 */\n        /*0ab0*/                   HGMMA.64x256x16.F32 R24, gdesc[UR16].tnspA, R24 ;                   /* 0x23e00000101879f0 */\n        /*0c50*/      @P0  HGMMA.64x256x16.F32 R24, gdesc[UR16].tnspA.tnspB, R24, gsb0 ; /* 0x0 */\n        /*0c60*/      STL [R1], R2 ; /* 0x0 */\n\t\tFunction : k_tc\n        /*0100*/      HMMA.16816.F32.BF16 R4, R8, R12, R4 ; /* 0x0 */\n";
         let r = super::parse_sass(sass);
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].0, "k_wg");
         assert_eq!((r[0].1.hgmma, r[0].1.hmma, r[0].1.local), (2, 0, 1));
+        assert_eq!((r[0].1.membar_gpu, r[1].1.membar_gpu), (1, 0));
         assert_eq!(
             r[0].1.hgmma_flags.iter().collect::<Vec<_>>(),
             ["tnspA", "tnspB"]
@@ -401,6 +422,15 @@ mod tests {
             ..wg(&["tnspB"])
         };
         assert!(check_sass("gemm_wgmma_bf16_nn", &spilled).is_err());
+        // The cluster kernel's set-up and exit fences pass; six (the former remote
+        // arrival's release at cluster scope, in the main loop) do not.
+        let fenced = |membar_gpu| Sass {
+            membar_gpu,
+            ..wg(&["tnspB"])
+        };
+        assert_eq!(check_sass("gemm_wgmma_c2_bf16_nn", &fenced(2)), Ok(()));
+        let loop_fence = check_sass("gemm_wgmma_c2_bf16_nn", &fenced(6)).unwrap_err();
+        assert!(loop_fence.contains("main loop"), "{loop_fence}");
         let tc = Sass {
             hmma: 32,
             ..Sass::default()

@@ -18,23 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::procfs::{self, TreeSnapshot};
 
-/// The cgroup v2 mount point, from `/proc/self/mountinfo` text.
-pub fn unified_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        // `id parent major:minor root mountpoint options... - fstype source superopts`
-        let (pre, post) = l.split_once(" - ")?;
-        (post.split_whitespace().next()? == "cgroup2")
-            .then(|| pre.split_whitespace().nth(4).map(PathBuf::from))?
-    })
-}
-
-/// This process's path in the unified hierarchy, from `/proc/self/cgroup` text (`0::/path`).
-pub fn own_path(proc_cgroup: &str) -> Option<String> {
-    proc_cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-}
-
 /// A cgroup made for one measured command, removed when released.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -54,12 +37,12 @@ impl Cgroup {
     pub fn create() -> Result<Cgroup, String> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-        let mount = unified_mount(&mountinfo).ok_or("no cgroup v2 hierarchy is mounted")?;
-        let own = fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|s| own_path(&s))
-            .ok_or("this process is not in the cgroup v2 hierarchy")?;
-        let parent = mount.join(own.trim_start_matches('/'));
+        let proc_cgroup = fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let parent = wattbench_core::memory::unified_dir(&proc_cgroup, &mountinfo).ok_or(
+            "this process is not in a mounted cgroup v2 hierarchy (no cgroup2 mount, or no \
+             `0::` line in /proc/self/cgroup)",
+        )?;
         let name = format!(
             "wattbench-measure-{}-{}",
             std::process::id(),
@@ -177,20 +160,6 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_unified_mount_and_own_path() {
-        let mi = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
-                  41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            unified_mount(mi),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        assert_eq!(unified_mount("1 2 0:1 / / rw - ext4 /dev/x rw\n"), None);
-        let pc = "4:memory:/x\n0::/user.slice/session-1.scope\n";
-        assert_eq!(own_path(pc).as_deref(), Some("/user.slice/session-1.scope"));
-        assert_eq!(own_path("4:memory:/x\n"), None);
-    }
 
     /// A child that cannot join the group must not run outside it: spawn fails, the command
     /// never executes, and the error is the one the join met.

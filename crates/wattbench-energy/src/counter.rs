@@ -52,6 +52,55 @@ pub struct Probe {
     pub update: Option<Duration>,
     /// Mean power over that update, W.
     pub power_w: Option<f64>,
+    /// When the counter last changed by the probe's end (or was first read, if it did not),
+    /// carried on across the windows that follow ([`Watched`]); `None` when it could not be
+    /// read.
+    pub watched: Option<Watched>,
+}
+
+/// When a counter last changed, as far as it was watched: from the probe on, across the idle
+/// baseline and every window, so that "the counter did not move" is judged on all the time it
+/// was seen unchanged, not on one window alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Watched {
+    /// Its value at the last change seen (or at the first reading).
+    raw: u64,
+    /// When that change (or the first reading) was seen.
+    since: Instant,
+    /// Whether it changed at all since it was first read.
+    moved: bool,
+}
+
+impl Watched {
+    /// A counter first read at `at`, with value `raw`.
+    pub fn new(raw: u64, at: Instant) -> Watched {
+        Watched {
+            raw,
+            since: at,
+            moved: false,
+        }
+    }
+
+    /// A later reading `raw` at `at`.
+    pub fn see(&mut self, raw: u64, at: Instant) {
+        if raw != self.raw {
+            *self = Watched {
+                raw,
+                since: at,
+                moved: true,
+            };
+        }
+    }
+
+    /// How long it has been seen unchanged, up to `now`.
+    pub fn still_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.since)
+    }
+
+    /// Whether it changed at all since it was first read.
+    pub fn moved(&self) -> bool {
+        self.moved
+    }
 }
 
 /// The longest a probe waits for a counter to change twice.
@@ -63,6 +112,7 @@ pub fn probe(domains: &[(&dyn Domain, Option<CounterSpec>)]) -> Vec<Option<Probe
     struct State {
         last: Option<(u64, f64)>,
         changes: Vec<(Instant, u64)>,
+        watched: Option<Watched>,
     }
     let ctx = ReadContext::default();
     let mut st: Vec<Option<State>> = domains
@@ -71,6 +121,7 @@ pub fn probe(domains: &[(&dyn Domain, Option<CounterSpec>)]) -> Vec<Option<Probe
             c.as_ref().map(|_| State {
                 last: None,
                 changes: Vec::new(),
+                watched: None,
             })
         })
         .collect();
@@ -89,6 +140,11 @@ pub fn probe(domains: &[(&dyn Domain, Option<CounterSpec>)]) -> Vec<Option<Probe
                 ..
             }) = d.read(&ctx)
             {
+                let now = Instant::now();
+                match &mut s.watched {
+                    Some(w) => w.see(raw, now),
+                    None => s.watched = Some(Watched::new(raw, now)),
+                }
                 match s.last {
                     Some((prev, _)) if raw != prev => s.changes.push((Instant::now(), raw)),
                     None => {}
@@ -113,11 +169,13 @@ pub fn probe(domains: &[(&dyn Domain, Option<CounterSpec>)]) -> Vec<Option<Probe
                         update: Some(dt),
                         power_w: (dt > Duration::ZERO && r2 > r1)
                             .then(|| (r2 - r1) as f64 * unit / dt.as_secs_f64()),
+                        watched: s.watched,
                     }
                 }
                 _ => Probe {
                     update: None,
                     power_w: None,
+                    watched: s.watched,
                 },
             })
         })
@@ -173,21 +231,29 @@ pub fn assumed_update(spec: &CounterSpec, probe: Option<&Probe>) -> (Duration, b
 /// twice, make a counter "did not move" rather than a measured 0 J.
 pub const FROZEN_UPDATES: u32 = 10;
 
-/// Whether a counter that read `joules` over `window_s` has stopped (or never worked): the
-/// probe saw it change less than twice and the window read exactly 0 J over more than
-/// [`FROZEN_UPDATES`] of the updates that implies. A powered package, DRAM or GPU always
-/// draws some energy, so such a counter has no reading, not a measured 0 J.
-pub fn frozen(spec: &CounterSpec, probe: Option<&Probe>, joules: f64, window_s: f64) -> bool {
+/// How long a counter whose probe saw it change less than twice must be seen unchanged to be
+/// taken for one that does not work: [`FROZEN_UPDATES`] of the updates assumed for it (3 s
+/// for the probe's 300 ms).
+pub fn frozen_after(spec: &CounterSpec, probe: &Probe) -> Duration {
+    FROZEN_UPDATES * assumed_update(spec, Some(probe)).0
+}
+
+/// Whether a counter whose window read `joules` has stopped (or never worked): the probe saw
+/// it change less than twice, the window read exactly 0 J, and it was seen unchanged (`still_s`:
+/// across the probe, the idle baseline and the windows; at least the window) for longer than
+/// [`frozen_after`]. A powered package, DRAM or GPU always draws some energy, so such a counter
+/// has no reading, not a measured 0 J.
+pub fn frozen(spec: &CounterSpec, probe: Option<&Probe>, joules: f64, still_s: f64) -> bool {
     let Some(p) = probe else { return false };
-    let (update, _) = assumed_update(spec, Some(p));
-    p.update.is_none() && joules == 0.0 && window_s > FROZEN_UPDATES as f64 * update.as_secs_f64()
+    p.update.is_none() && joules == 0.0 && still_s > frozen_after(spec, p).as_secs_f64()
 }
 
 /// The uncertainty (half-width, J) of a counter's window and the warnings that must go with
 /// it:
 /// - each edge can be off by one update of energy plus one unit of resolution; the power for
 ///   that update is the most seen (window mean, probe), or the plausible peak when nothing
-///   was seen (a window that read 0 J may still have used energy);
+///   was seen (a window that read 0 J may still have used energy); both edges together never
+///   by more than the larger of the figure and the plausible peak over the window;
 /// - the sensor's relative accuracy;
 /// - a window shorter than two updates is mostly quantisation: flagged;
 /// - a gap between readings longer than the wrap period at peak power may hide whole wraps:
@@ -204,7 +270,12 @@ pub fn assess(spec: &CounterSpec, probe: Option<&Probe>, w: WindowFacts) -> (f64
     };
     let seen_w = mean_w.max(probe.and_then(|p| p.power_w).unwrap_or(0.0));
     let power = if seen_w > 0.0 { seen_w } else { spec.peak_w };
-    let mut unc = 2.0 * (spec.resolution_j + power * update_s) + spec.relative_accuracy * w.joules;
+    // The figure is at least 0 and the energy the window used at most its plausible peak power
+    // over its length, so the two differ by no more than the larger: a bound on what a short
+    // window's edges can be off by (27 ms at 1000 W: 27 J, not two 300 ms updates' 600 J).
+    let edges = (2.0 * (spec.resolution_j + power * update_s))
+        .min(w.joules.max(spec.peak_w * w.window_s) + 2.0 * spec.resolution_j);
+    let mut unc = edges + spec.relative_accuracy * w.joules;
     if w.window_s < 2.0 * update_s {
         warnings.push(format!(
             "the window ({:.1} ms) is shorter than two updates of the counter ({}{:.1} ms): \
@@ -250,6 +321,32 @@ pub fn assess(spec: &CounterSpec, probe: Option<&Probe>, w: WindowFacts) -> (f64
 mod tests {
     use super::*;
 
+    /// "Did not move" is judged on all the time the counter was seen unchanged: a 0 J window
+    /// of 27 ms after 4 s unchanged (the probe, an idle baseline) has no reading; the same
+    /// window of a counter seen moving 1 s ago keeps its figure.
+    #[test]
+    fn frozen_is_judged_on_all_the_time_watched_unchanged() {
+        let t0 = Instant::now();
+        let mut w = Watched::new(1000, t0);
+        w.see(1000, t0 + Duration::from_secs(2));
+        assert!(!w.moved());
+        let now = t0 + Duration::from_secs(4);
+        assert_eq!(w.still_for(now), Duration::from_secs(4));
+        let p = Probe {
+            update: None,
+            power_w: None,
+            watched: Some(w),
+        };
+        assert_eq!(frozen_after(&rapl(), &p), Duration::from_secs(3));
+        let still = w.still_for(now).as_secs_f64().max(0.027);
+        assert!(frozen(&rapl(), Some(&p), 0.0, still));
+        assert!(!frozen(&rapl(), Some(&p), 0.1, still));
+        w.see(2000, t0 + Duration::from_secs(3));
+        assert!(w.moved());
+        let still = w.still_for(now).as_secs_f64().max(0.027);
+        assert!(!frozen(&rapl(), Some(&p), 0.0, still));
+    }
+
     fn rapl() -> CounterSpec {
         CounterSpec {
             resolution_j: 61e-6,
@@ -278,19 +375,43 @@ mod tests {
         let slow = Probe {
             update: Some(Duration::from_millis(100)),
             power_w: Some(333.0),
+            watched: None,
         };
-        // A 30 ms window that read nothing: ± two updates at the probe's power.
+        // A 70 ms window that read nothing: ± two updates at the probe's power.
         let w = WindowFacts {
             joules: 0.0,
-            window_s: 0.03,
+            window_s: 0.07,
             intervals: 1,
-            max_gap_s: 0.03,
-            gap_excess_s: 0.03,
+            max_gap_s: 0.07,
+            gap_excess_s: 0.07,
             power_steps_j: 0.0,
         };
         let (u, warn) = assess(&rapl(), Some(&slow), w);
         assert!((u - 2.0 * (61e-6 + 33.3)).abs() < 1e-9, "{u}");
         assert!(warn[0].contains("shorter than two updates"), "{warn:?}");
+        // 30 ms: no more than the plausible peak (1000 W) over the window, 30 J, can be
+        // missing from a figure of 0 J.
+        let w = WindowFacts {
+            window_s: 0.03,
+            max_gap_s: 0.03,
+            gap_excess_s: 0.03,
+            ..w
+        };
+        let (u, _) = assess(&rapl(), Some(&slow), w);
+        assert!((u - (30.0 + 2.0 * 61e-6)).abs() < 1e-9, "{u}");
+        // Nothing seen (probe with no update): two assumed 300 ms updates at the peak would be
+        // ±600 J; the window's length bounds it.
+        let idle = Probe {
+            update: None,
+            power_w: None,
+            watched: None,
+        };
+        let w = WindowFacts {
+            window_s: 0.027,
+            ..w
+        };
+        let (u, _) = assess(&rapl(), Some(&idle), w);
+        assert!((u - (27.0 + 2.0 * 61e-6)).abs() < 1e-6, "{u}");
         // Read every 100 ms with an 80 ms wrap period: one possible missed wrap per gap.
         let w = WindowFacts {
             joules: 50.0,

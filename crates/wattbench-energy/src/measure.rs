@@ -578,18 +578,7 @@ impl Followed {
                 let memory_peak = g.memory_peak();
                 let left = g.release();
                 let mut warnings = Vec::new();
-                if !left.is_empty() {
-                    warnings.push(format!(
-                        "{} process(es) the command started were still running when it exited \
-                         (background jobs or daemons: {}); their CPU time until then is \
-                         counted, anything after is not. They were left running",
-                        left.len(),
-                        left.iter()
-                            .map(|p| p.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
+                warnings.extend(left_running(&left));
                 let (cpu_seconds, how) = match cpu {
                     Ok(c) => (
                         Some(c),
@@ -620,6 +609,7 @@ impl Followed {
             Followed::Tree(t, why) => {
                 let mut warnings = Vec::new();
                 let adopted = t.adopted_snapshot();
+                warnings.extend(left_running(&t.still_running()));
                 let escaped = t.escaped();
                 if escaped > 0 {
                     warnings.push(format!(
@@ -660,6 +650,23 @@ impl Followed {
     }
 }
 
+/// What the report says of processes the command started that were still running when it
+/// exited (`pids`), if any: the same whether a cgroup or the process tree followed them.
+fn left_running<P: std::fmt::Display>(pids: &[P]) -> Option<String> {
+    (!pids.is_empty()).then(|| {
+        format!(
+            "{} process(es) the command started were still running when it exited (background \
+             jobs or daemons: {}); their CPU time until then is counted, anything after is \
+             not. They were left running",
+            pids.len(),
+            pids.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
 /// Runs the command under every meter and builds the report. Returns `Err` only for bad
 /// usage or a failure of the measuring process itself; a command that is not found, fails or
 /// dies on a signal still yields a report.
@@ -681,6 +688,21 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         .collect();
     let _serial = MEASURE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let _exits_seen = ChildExitsSeen::ensure();
+    // Signals are caught first: one that arrives while the meters are found (NVML can take
+    // a second) stops the command from starting, and still gets a report.
+    let slot = Arc::new(ChildSlot::default());
+    let forwarder = Forwarder::install(slot.clone())?;
+    let mut notes: Vec<String> = forwarder
+        .ignored()
+        .iter()
+        .map(|&sig| {
+            let name = signals::signal_name(sig);
+            format!(
+                "{name} was ignored when measure started (nohup, or a script's `cmd &`): it \
+                 was left ignored, so the command inherited it ignored, and it is not forwarded"
+            )
+        })
+        .collect();
     let mut followed = Followed::new(opts.cgroup);
     let mut cfg = opts.meter.clone();
     cfg.cpu_scope = followed.scope();
@@ -692,18 +714,17 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         }
     };
 
-    let slot = Arc::new(ChildSlot::default());
-    let forwarder = match Forwarder::install(slot.clone()) {
-        Ok(f) => f,
-        Err(e) => {
-            followed.abandon();
-            return Err(e);
-        }
-    };
     // How often each counter updates (probed once, before the command starts), and an
     // interval that sees every counter wrap.
     meters.probes();
     let idle = idle_baseline(&meters, opts.idle, &slot);
+    if opts.idle.is_some_and(|d| !d.is_zero()) && !has_counter(&meters) {
+        notes.push(
+            "--idle-baseline was not used: there is no energy counter, and an idle baseline \
+             applies to counters only; the CPU estimate has no idle part"
+                .into(),
+        );
+    }
     let interval = meters.sampling_interval(cfg.sample_interval);
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut sampler = match Sampler::start(&meters, interval, true) {
@@ -746,7 +767,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
             return Ok(why.report(&command[0]).outcome(
                 &meters,
                 opts,
-                (command, started_at, interval),
+                (command, started_at, interval, notes),
                 &idle,
                 out?,
                 &events,
@@ -800,9 +821,11 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         .domains
         .iter()
         .zip(&out.accs)
-        .zip(meters.probes())
+        .zip(meters.probes().iter().zip(meters.watched()))
         .zip(&out.checks)
-        .map(|(((d, a), p), c)| crate::meters::domain_energy(d.as_ref(), a, p.as_ref(), c.as_ref()))
+        .map(|(((d, a), (p, w)), c)| {
+            crate::meters::domain_energy(d.as_ref(), a, (p.as_ref(), w), c.as_ref())
+        })
         .collect();
     let error = exit
         .signal
@@ -816,6 +839,7 @@ pub fn measure(opts: &MeasureOptions) -> Result<MeasureOutcome, EnergyError> {
         error,
         duration_s,
         interval,
+        notes,
     };
     Ok(outcome(
         &meters,
@@ -844,16 +868,26 @@ fn final_readings(
 /// minimum window, at least 0.5 s); nothing when only the CPU estimate meters (it has no idle
 /// part) or the window is zero.
 fn idle_baseline(meters: &Meters, asked: Option<Duration>, slot: &ChildSlot) -> Vec<DomainEnergy> {
-    let counter = |s: Source| s != Source::Estimated;
     let d = asked.unwrap_or_else(|| meters.min_window().max(Duration::from_millis(500)));
-    if d.is_zero() || !meters.domains.iter().any(|m| counter(m.meta().source)) {
+    if d.is_zero() || !has_counter(meters) {
         return Vec::new();
     }
     meters
         .idle_baseline_while(d, &|| slot.stopped_before_start().is_none())
         .into_iter()
-        .filter(|e| counter(meters_source(meters, &e.name)))
+        .filter(|e| is_counter(meters_source(meters, &e.name)))
         .collect()
+}
+
+/// Whether figures of `source` come from a meter that has an idle part to measure (a
+/// counter, or integrated power), unlike the CPU estimate.
+fn is_counter(source: Source) -> bool {
+    source != Source::Estimated
+}
+
+/// Whether `meters` have a domain an idle baseline applies to ([`is_counter`]).
+fn has_counter(meters: &Meters) -> bool {
+    meters.domains.iter().any(|m| is_counter(m.meta().source))
 }
 
 /// The source a domain of `meters` reports (its figures may be `unsupported` in a window).
@@ -888,6 +922,20 @@ fn net_total(domains: &[DomainEnergy], idle: &[DomainEnergy]) -> Option<Interval
     sum
 }
 
+/// The warning a net-of-idle figure needs when its whole interval is below 0 (the command's
+/// window drew less than the idle power measured before it), if it does.
+fn net_below_zero(net: Option<Interval>) -> Option<String> {
+    let n = net.filter(|n| n.high < 0.0)?;
+    Some(format!(
+        "the net-of-idle figure is below 0 over its whole interval ([{}, {}] J): the command's \
+         window drew less than the idle power measured before it, so the load beside the \
+         command changed (other processes, clocks, temperature); the net figure is not \
+         meaningful here, the gross one stands",
+        sig(n.low),
+        sig(n.high)
+    ))
+}
+
 /// The report, trace and exit code of a run of the command.
 fn outcome(
     meters: &Meters,
@@ -901,6 +949,7 @@ fn outcome(
     let exit_code = run.exit_code;
     let mut report = build_report(meters, opts, run, domains, accounting, &out, events);
     report.net_joules = net_total(&report.domains, idle);
+    report.warnings.extend(net_below_zero(report.net_joules));
     report.idle_baseline = idle.to_vec();
     // What qualifies the idle figures qualifies the net one.
     for d in idle {
@@ -978,7 +1027,7 @@ impl NotRun {
         self,
         meters: &Meters,
         opts: &MeasureOptions,
-        (command, started_at, interval): (Vec<String>, String, Duration),
+        (command, started_at, interval, notes): (Vec<String>, String, Duration, Vec<String>),
         idle: &[DomainEnergy],
         out: crate::sampler::SamplerOutput,
         events: &[signals::SignalEvent],
@@ -1000,6 +1049,7 @@ impl NotRun {
             error: Some(self.msg),
             duration_s: 0.0,
             interval,
+            notes,
         };
         outcome(meters, opts, run, (domains, idle), accounting, out, events)
     }
@@ -1014,6 +1064,9 @@ struct Run {
     error: Option<String>,
     duration_s: f64,
     interval: Duration,
+    /// What qualifies the whole measurement, for the report's notes: signals left ignored,
+    /// an idle baseline asked for with no counter to take it of.
+    notes: Vec<String>,
 }
 
 fn build_report(
@@ -1044,7 +1097,7 @@ fn build_report(
     for d in domains.iter().filter(|d| d.joules.is_some()) {
         sources.push(format!("{}: {} ({})", d.name, d.source, d.scope));
     }
-    let mut notes = Vec::new();
+    let mut notes = run.notes;
     if p.pue_is_default {
         notes.push("PUE 1.0 assumed: IT energy only, no cooling or facility overhead".into());
     }
@@ -1218,6 +1271,19 @@ mod tests {
             "check over {} s of a {span} s window",
             c.span_s
         );
+    }
+
+    /// A net figure entirely below 0 is warned about; one whose interval reaches 0 is not.
+    #[test]
+    fn a_net_figure_wholly_below_zero_is_warned_about() {
+        let iv = |low, value, high| Some(Interval { value, low, high });
+        let w = net_below_zero(iv(-12.0, -10.0, -8.0)).unwrap();
+        assert!(
+            w.contains("below 0 over its whole interval ([-12.00, -8.000] J)"),
+            "{w}"
+        );
+        assert_eq!(net_below_zero(iv(-12.0, -10.0, 0.5)), None);
+        assert_eq!(net_below_zero(None), None);
     }
 
     /// A domain of the total with no reading (a GPU counter that failed): the total names it

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::counter::{self, CounterSpec, Probe, WindowFacts};
+use crate::counter::{self, CounterSpec, Probe, Watched, WindowFacts};
 use crate::crosscheck::{self, CheckSamples, PowerCheck};
 use crate::integrate::Accumulator;
 use crate::procfs::{self, TreeSnapshot};
@@ -223,6 +223,23 @@ impl ProcessTree {
         }
         now
     }
+    /// The adopted processes still running now (not zombies): after the command exited, its
+    /// background jobs and daemons, which are left running.
+    pub(crate) fn still_running(&self) -> Vec<i32> {
+        let zombie = |p: i32| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                // The state is the first field after the command name's last `)`.
+                s.rfind(')')
+                    .and_then(|i| s[i + 1..].split_whitespace().next())
+                    .is_some_and(|state| state == "Z")
+            })
+        };
+        self.adoptees()
+            .into_iter()
+            .filter(|&p| procfs::exists(p) && !zombie(p))
+            .collect()
+    }
+
     /// CPU time and memory of the adopted processes (and their descendants) now; zombies
     /// not yet reaped still show their CPU time.
     pub fn adopted_snapshot(&self) -> TreeSnapshot {
@@ -340,12 +357,14 @@ impl MeterConfig {
 }
 
 /// One domain's figure over a window, from its accumulated readings; `probe` is what the
-/// counter was seen to do before (counters only); `check` the counter and power readings the
-/// sampler took side by side (domains with a [`Domain::power_reading`] only).
+/// counter was seen to do before (counters only), and `watched` when it last changed, as of
+/// the window's end ([`Meters::watched`]; `None`: the window alone says); `check` the counter
+/// and power readings the sampler took side by side (domains with a [`Domain::power_reading`]
+/// only).
 pub(crate) fn domain_energy(
     d: &dyn Domain,
     acc: &Accumulator,
-    probe: Option<&Probe>,
+    (probe, watched): (Option<&Probe>, Option<Watched>),
     check: Option<&CheckSamples>,
 ) -> DomainEnergy {
     let window_s = acc.span_s();
@@ -388,18 +407,41 @@ pub(crate) fn domain_energy(
             // move at all, before the window or in it, has stopped or never worked: no
             // reading, not a measured 0 J. (A subzone such as an idle integrated GPU's uncore
             // can truly read 0.)
-            if let Some(spec) = d.counter().filter(|_| d.in_total()) {
-                if counter::frozen(&spec, probe, j, window_s) {
+            // How long it was seen unchanged: since its last change, across the probe, the
+            // idle baseline and earlier windows; at least this window when it read 0 J.
+            let still_s = (watched.map(|w| w.still_for(Instant::now()).as_secs_f64()))
+                .unwrap_or(0.0)
+                .max(if j == 0.0 { window_s } else { 0.0 });
+            let mut unconfirmed = None;
+            if let (Some(spec), Some(p)) = (d.counter().filter(|_| d.in_total()), probe) {
+                if counter::frozen(&spec, probe, j, still_s) {
                     out.source = Source::Unsupported;
                     out.reason = Some(format!(
-                        "unavailable: the counter did not move: 0 J over {window_s:.3} s, and it \
-                         changed less than twice while probed before ({} ms); a powered \
-                         {} draws some energy, so it is taken for a counter that is frozen or \
-                         not implemented here, not for 0 J",
+                        "unavailable: the counter did not move in {still_s:.3} s (0 J over this \
+                         {window_s:.3} s window, no change since {}, and less than two changes \
+                         while probed for {} ms); a powered {} draws some energy, so it is \
+                         taken for a counter that is frozen or not implemented here, not for \
+                         0 J",
+                        if watched.is_some_and(|w| !w.moved()) {
+                            "it was first read"
+                        } else {
+                            "its last change"
+                        },
                         counter::PROBE_LIMIT.as_millis(),
                         d.scope()
                     ));
                     return out;
+                }
+                // Not long enough to judge, but it has not moved at all since it was found: the
+                // 0 J is not confirmed by any change of the counter.
+                if j == 0.0 && p.update.is_none() && watched.is_some_and(|w| !w.moved()) {
+                    unconfirmed = Some(format!(
+                        "the counter has not changed at all since it was first read {still_s:.3} \
+                         s ago: the 0 J may be a counter that is frozen or not implemented here \
+                         (one seen unchanged for more than {:.1} s has no reading); measure \
+                         longer to tell",
+                        counter::frozen_after(&spec, p).as_secs_f64()
+                    ));
                 }
             }
             out.joules = Some(j);
@@ -412,6 +454,7 @@ pub(crate) fn domain_energy(
             // never 0, and said.
             out.uncertainty_j = stored_uncertainty(unc + fill);
             out.warnings = warnings;
+            out.warnings.extend(unconfirmed);
             if out.uncertainty_j.is_none() {
                 out.warnings.push(
                     "its uncertainty is unknown (the meter states none): the figure has no \
@@ -484,6 +527,9 @@ pub struct Meters {
     warnings: Vec<String>,
     pub(crate) cfg: MeterConfig,
     probes: std::sync::OnceLock<Vec<Option<Probe>>>,
+    /// When each counter last changed, from its probe on, updated by every reading taken at
+    /// a window's edge ([`Meters::read_all`]); `None` for other domains and before a reading.
+    watched: Mutex<Vec<Option<Watched>>>,
 }
 
 impl std::fmt::Debug for Meters {
@@ -569,6 +615,7 @@ impl Meters {
         cfg: MeterConfig,
     ) -> Meters {
         Meters {
+            watched: Mutex::new(vec![None; domains.len()]),
             domains,
             unavailable,
             gpus,
@@ -675,8 +722,25 @@ impl Meters {
                 .iter()
                 .map(|d| (d.as_ref(), d.counter()))
                 .collect();
-            counter::probe(&domains)
+            let probes = counter::probe(&domains);
+            let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            for (w, p) in watched.iter_mut().zip(&probes) {
+                // The probe's readings came first.
+                if let Some(seen) = p.as_ref().and_then(|p| p.watched) {
+                    *w = Some(seen);
+                }
+            }
+            probes
         })
+    }
+
+    /// When each counter last changed (or was first read, if it never did), as of the last
+    /// reading at a window's edge; `None` for other domains.
+    pub(crate) fn watched(&self) -> Vec<Option<Watched>> {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The sampling interval to use when `requested` is wanted: shortened, where a counter
@@ -747,7 +811,18 @@ impl Meters {
     }
 
     pub(crate) fn read_all(&self, ctx: &ReadContext) -> Vec<Result<Reading, String>> {
-        self.domains.iter().map(|d| d.read(ctx)).collect()
+        let readings: Vec<_> = self.domains.iter().map(|d| d.read(ctx)).collect();
+        let now = Instant::now();
+        let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        for (w, r) in watched.iter_mut().zip(&readings) {
+            if let Ok(Reading::Counter { raw, .. }) = r {
+                match w {
+                    Some(w) => w.see(*raw, now),
+                    None => *w = Some(Watched::new(*raw, now)),
+                }
+            }
+        }
+        readings
     }
 
     pub(crate) fn context(&self) -> ReadContext {
@@ -856,15 +931,16 @@ impl Meters {
         // ... and its last ones are the final readings.
         self.push_final(&mut accs, &mut checks, t, &ctx);
         let probes = self.probes();
+        let watched = self.watched();
         let domains = self
             .domains
             .iter()
             .zip(accs.iter())
-            .zip(probes)
+            .zip(probes.iter().zip(watched))
             .enumerate()
-            .map(|(i, ((d, a), p))| {
+            .map(|(i, ((d, a), (p, w)))| {
                 let check = checks.get(i).and_then(Option::as_ref);
-                domain_energy(d.as_ref(), a, p.as_ref(), check)
+                domain_energy(d.as_ref(), a, (p.as_ref(), w), check)
             })
             .collect();
         (domains, accs.clone())
@@ -938,7 +1014,7 @@ mod tests {
         // The only span of 2 s or more straddles the gap: 10 J over 2 s.
         assert_eq!(acc.peak_watts(), Some(5.0));
         let d = crate::fake::StepCounter::new("package-0", 1, 0.1);
-        let e = domain_energy(&d, &acc, None, None);
+        let e = domain_energy(&d, &acc, (None, None), None);
         // 20 J read over 2 s, 10 J filled for the lost second: 30 J over 3 s.
         assert_eq!((e.joules, e.avg_watts), (Some(30.0), Some(10.0)));
         assert_eq!(e.peak_watts, Some(10.0));

@@ -149,6 +149,19 @@ pub(crate) fn should_forward(from_terminal: bool, child_pgid: Option<i32>, own_p
 pub(crate) struct Forwarder {
     handle: Handle,
     thread: Option<JoinHandle<Vec<SignalEvent>>>,
+    /// Signals of [`FORWARDED`] this process found ignored, left so.
+    ignored: Vec<c_int>,
+}
+
+/// Whether `sig` is ignored (SIG_IGN) in this process now: inherited from a launcher
+/// (`nohup` ignores SIGHUP, a non-interactive shell's `cmd &` SIGINT and SIGQUIT).
+fn is_ignored(sig: c_int) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current disposition into
+    // `old`, plain old data we own.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 fn os_err(call: &'static str, source: std::io::Error) -> EnergyError {
@@ -156,8 +169,15 @@ fn os_err(call: &'static str, source: std::io::Error) -> EnergyError {
 }
 
 impl Forwarder {
+    /// Catches the signals of [`FORWARDED`] that are not ignored. One this process found
+    /// ignored (`nohup`, a script's `cmd &`) stays ignored: a handler here would un-ignore it,
+    /// the command would then start with it at its default (exec resets caught signals, keeps
+    /// ignored ones) and be killed by what its launcher meant it to ignore. It is neither
+    /// caught nor forwarded; [`Forwarder::ignored`] lists it for the report.
     pub(crate) fn install(slot: Arc<ChildSlot>) -> Result<Forwarder, EnergyError> {
-        let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED)
+        let (ignored, caught): (Vec<c_int>, Vec<c_int>) =
+            FORWARDED.iter().partition(|s| is_ignored(**s));
+        let mut signals = SignalsInfo::<WithOrigin>::new(caught)
             .map_err(|e| os_err("registering signal handlers", e))?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
@@ -175,7 +195,14 @@ impl Forwarder {
         Ok(Forwarder {
             handle,
             thread: Some(thread),
+            ignored,
         })
+    }
+
+    /// The signals of [`FORWARDED`] found ignored and left so (not caught, not forwarded; the
+    /// command inherits them ignored).
+    pub(crate) fn ignored(&self) -> &[c_int] {
+        &self.ignored
     }
 
     /// Stops catching and returns the signals seen.

@@ -649,4 +649,12 @@ fn a_panicking_read_in_the_sampler_is_an_error_not_a_panic() {
     let d = m.stop(w).remove(0);
     let why = d.reason.as_deref().unwrap_or("");
     assert!(why.contains("sampler"), "{d:?}");
+    // What is left is the window's edge readings (taken on the caller's thread) bridged
+    // across the sampler's gap: a figure only with the failure said and no bound claimed
+    // (this meter states no peak power to bound the gap by), never a bounded one or 0 J.
+    if let Some(j) = d.joules {
+        assert!(j > 0.0, "{d:?}");
+        assert!(d.uncertainty_j.is_none_or(|u| !u.is_finite()), "{d:?}");
+        assert!(d.warnings.iter().any(|w| w.contains("unknown")), "{d:?}");
+    }
 }

@@ -161,7 +161,12 @@ fn child_shorter_than_the_sampling_interval_is_still_counted() {
         "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done",
     ]);
     o.meter.sample_interval = Duration::from_secs(600);
+    // This process holds 64 MiB more than the command ever does, so its memory (or a
+    // `ru_maxrss` of ours) reported as the command's fails the check below.
+    let ballast = vec![1u8; 64 << 20];
+    std::hint::black_box(&ballast);
     let out = measure(&o).unwrap();
+    drop(ballast);
     let d = &out.report.domains[0];
     let cpu_s = d.assumptions.as_ref().unwrap().cpu_seconds;
     assert!(cpu_s > 0.0);
@@ -319,8 +324,13 @@ fn with_a_rapl_package_the_cpu_is_measured_not_estimated() {
         (d.name.as_str(), d.source),
         ("cpu-package-0", Source::Measured)
     );
-    // The fake counter did not move: a real reading of 0 J, not a missing one.
+    // The fake counter did not move, but not long enough to tell (the probe, a 1 s idle
+    // baseline and a short command): 0 J, said to be unconfirmed.
     assert_eq!(d.joules, Some(0.0));
+    assert!(
+        (d.warnings.iter()).any(|w| w.contains("has not changed at all since it was first read")),
+        "{d:?}"
+    );
     assert_eq!(r.total.includes, ["cpu-package-0 (measured)"]);
     assert!(r
         .assumptions
@@ -332,6 +342,65 @@ fn with_a_rapl_package_the_cpu_is_measured_not_estimated() {
         .trace
         .to_csv()
         .starts_with("t_s,cpu-package-0_watts,rss_bytes"));
+}
+
+/// A counter that never moved (a constant `energy_uj`) over the probe, the idle baseline (1 s)
+/// and a 2 s command, 3.3 s in all, has no reading: not a measured 0 J (the window alone, under
+/// 3 s, once passed for one), and the total says so.
+#[test]
+fn a_counter_still_since_it_was_found_has_no_reading_even_in_a_short_window() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_package(dir.path());
+    let mut o = opts(&["sleep", "2"]);
+    o.meter.powercap_root = Some(dir.path().to_path_buf());
+    o.idle = Some(Duration::from_secs(1));
+    let out = measure(&o).unwrap();
+    let d = &out.report.domains[0];
+    assert_eq!((d.source, d.joules), (Source::Unsupported, None), "{d:?}");
+    assert!(
+        d.reason
+            .as_deref()
+            .unwrap()
+            .contains("the counter did not move in"),
+        "{d:?}"
+    );
+    assert_eq!(out.report.energy_kwh, None);
+    // The idle baseline (1.3 s unchanged) keeps its 0 W, but says nothing confirms it.
+    let w = out.report.warnings.join("\n");
+    assert!(
+        w.contains("idle baseline, cpu-package-0: the counter has not changed at all"),
+        "{w}"
+    );
+}
+
+/// Followed by its process tree (`--no-cgroup`), a background job still running when the
+/// command exits is said as a cgroup says it: counted until then, left running.
+#[test]
+fn a_background_job_left_running_is_said_without_a_cgroup_too() {
+    let mut o = opts(&["sh", "-c", "sleep 2 & exit 0"]);
+    o.cgroup = false;
+    let out = measure(&o).unwrap();
+    let w = out.report.warnings.join("\n");
+    assert!(
+        w.contains("1 process(es) the command started were still running when it exited")
+            && w.contains("They were left running"),
+        "{w}"
+    );
+}
+
+/// `--idle-baseline` with no counter to take it of is said, not silently dropped.
+#[test]
+fn an_idle_baseline_without_a_counter_is_said() {
+    let mut o = opts(&["true"]);
+    o.idle = Some(Duration::from_millis(200));
+    let out = measure(&o).unwrap();
+    assert!(out.report.idle_baseline.is_empty());
+    assert!(
+        (out.report.assumptions.notes.iter())
+            .any(|n| n.contains("--idle-baseline was not used: there is no energy counter")),
+        "{:?}",
+        out.report.assumptions.notes
+    );
 }
 
 /// The CPU seconds the estimate used, from its assumptions.

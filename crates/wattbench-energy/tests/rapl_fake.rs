@@ -249,8 +249,8 @@ fn a_counter_that_steps_back_is_a_reset_not_a_wrap() {
 
 /// A counter that never changes (a DRAM zone some platforms expose but never update, a
 /// frozen driver) read as a measured 0 J +- a little. When the probe saw it change not at
-/// all and a window of more than ten of the updates that implies reads 0 J, it has no
-/// reading, and the total is partial.
+/// all, a window reads 0 J, and it was seen unchanged (probe, earlier windows, this one) for
+/// more than ten of the updates that implies, it has no reading, and the total is partial.
 #[test]
 fn a_counter_that_never_moves_has_no_reading_not_0_j() {
     let dir = tempfile::tempdir().unwrap();
@@ -278,10 +278,23 @@ fn a_counter_that_never_moves_has_no_reading_not_0_j() {
     );
     let t = total_energy(&d);
     assert_eq!(t.missing, ["dram-0"], "{t:?}");
-    // A short window that read 0 J is only quantisation: it keeps its figure.
+    // It is judged on all the time it was seen unchanged, not on one window: after those
+    // 3.2 s, a short window that read 0 J has no reading either.
+    let w = m.start().unwrap();
+    let d = m.stop(w);
+    assert_eq!(get_joules(&d, "dram-0"), None);
+    // A counter found just now: a short 0 J window may be quantisation, and keeps its
+    // figure, with a warning that nothing confirms it.
+    let m = f.meters();
     let w = m.start().unwrap();
     let d = m.stop(w);
     assert_eq!(get_joules(&d, "dram-0"), Some(0.0));
+    let dram = d.iter().find(|x| x.name == "dram-0").unwrap();
+    assert!(
+        (dram.warnings.iter())
+            .any(|w| w.contains("has not changed at all since it was first read")),
+        "{dram:?}"
+    );
 }
 
 fn get_joules(d: &[wattbench_energy::DomainEnergy], name: &str) -> Option<f64> {

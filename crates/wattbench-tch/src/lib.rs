@@ -8,6 +8,7 @@
 
 mod cuda;
 mod ops;
+mod torch_version;
 #[cfg(feature = "train")]
 mod train;
 
@@ -18,8 +19,38 @@ use wattbench_core::{
     Backend, BackendError, Case, DType, DeviceInfo, Mode, Params, Prepared, ToleranceOverride,
 };
 
-/// libtorch version read from its headers at build time.
+/// libtorch version read from its headers at build time (the one this crate was built
+/// against; what a run records is the one it loaded, [`Backend::versions`]).
 pub const LIBTORCH_VERSION: &str = env!("WATTBENCH_LIBTORCH_VERSION");
+
+/// The libtorch versions a result records: the loaded library's (`loaded`: the path of the
+/// `libtorch_cpu.so` this process mapped, and the version its install's headers give) as
+/// `libtorch`, and the one built against beside it where the two differ or the loaded one is
+/// unknown, so that a binary run against another libtorch than its build's says so.
+fn recorded_versions(
+    built: &str,
+    loaded: Option<(&std::path::Path, Option<String>)>,
+) -> Vec<(String, String)> {
+    let pair = |k: &str, v: String| (k.to_string(), v);
+    match loaded {
+        Some((_, Some(v))) if v == built => vec![pair("libtorch", v)],
+        Some((_, Some(v))) => vec![
+            pair("libtorch", v),
+            pair("libtorch (built against)", built.into()),
+        ],
+        Some((path, None)) => vec![
+            pair("libtorch", format!("{built} (built against)")),
+            pair(
+                "libtorch (loaded)",
+                format!(
+                    "unknown: no version headers in the install of {}",
+                    path.display()
+                ),
+            ),
+        ],
+        None => vec![pair("libtorch", format!("{built} (built against)"))],
+    }
+}
 
 /// The tch backend.
 #[derive(Default)]
@@ -132,7 +163,13 @@ impl Backend for TchBackend {
     }
 
     fn versions(&self) -> Vec<(String, String)> {
-        vec![("libtorch".into(), LIBTORCH_VERSION.into())]
+        // `<root>/lib/libtorch_cpu.so`, whether a libtorch archive or a torch wheel's `torch/`.
+        let lib = wattbench_core::libraries::find("libtorch_cpu.so");
+        let version = lib
+            .as_deref()
+            .and_then(|l| l.parent()?.parent())
+            .and_then(torch_version::of_root);
+        recorded_versions(LIBTORCH_VERSION, lib.as_deref().map(|l| (l, version)))
     }
 
     fn supports(&self, case: &Case, dev: &str) -> Result<(), String> {
@@ -326,6 +363,53 @@ pub(crate) fn download(t: &Tensor) -> Result<Vec<f32>, BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The loaded libtorch's version is what a result records; the build's appears beside it
+    /// only where the two differ or the loaded one is unknown.
+    #[test]
+    fn the_loaded_libtorch_is_recorded() {
+        let so = std::path::Path::new("/opt/torch/lib/libtorch_cpu.so");
+        let keys = |v: Vec<(String, String)>| {
+            v.into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(recorded_versions(
+                "2.11.0",
+                Some((so, Some("2.11.0".into())))
+            )),
+            ["libtorch=2.11.0"]
+        );
+        assert_eq!(
+            keys(recorded_versions(
+                "2.11.0",
+                Some((so, Some("2.12.1".into())))
+            )),
+            ["libtorch=2.12.1", "libtorch (built against)=2.11.0"]
+        );
+        let unknown = keys(recorded_versions("2.11.0", Some((so, None))));
+        assert_eq!(unknown[0], "libtorch=2.11.0 (built against)");
+        assert!(
+            unknown[1].contains("/opt/torch/lib/libtorch_cpu.so"),
+            "{unknown:?}"
+        );
+        // This test binary links the libtorch it was built against: the two agree.
+        assert_eq!(
+            keys(TchBackend.versions()),
+            [format!("libtorch={LIBTORCH_VERSION}")]
+        );
+    }
+
+    #[test]
+    fn header_text_gives_the_version() {
+        let h = "#define TORCH_VERSION_MAJOR 2\n#define TORCH_VERSION_MINOR 11\n#define TORCH_VERSION_PATCH 0\n";
+        assert_eq!(torch_version::parse(h).as_deref(), Some("2.11.0"));
+        assert_eq!(
+            torch_version::parse("#define TORCH_VERSION_MAJOR 2\n"),
+            None
+        );
+    }
     use wattbench_core::workload::GemmParams;
 
     /// A timed training step does the work of the verified one, no more: gradients are fresh
@@ -360,12 +444,14 @@ mod tests {
         assert_ne!(download(&second[1]).unwrap(), download(&first[1]).unwrap());
     }
 
-    /// A failed CUDA synchronisation is an error of the case, not a panic. Shown here where
-    /// libtorch has no CUDA device to synchronise (loaded, as always, before any CUDA call).
+    /// A failed CUDA synchronisation is an error of the case, not a panic. Shown where
+    /// libtorch has no CUDA device to synchronise (loaded, as always, before any CUDA call);
+    /// where it has one, synchronising it succeeds.
     #[test]
     fn a_failed_cuda_synchronisation_is_an_error() {
         if cuda::runtime().is_ok() {
-            return; // a GPU is there: nothing fails
+            sync(Device::Cuda(0)).expect("a CUDA device is there: synchronising it succeeds");
+            return;
         }
         let e = sync(Device::Cuda(0)).unwrap_err().to_string();
         assert!(e.starts_with("tch failed: synchronizing cuda:0: "), "{e}");

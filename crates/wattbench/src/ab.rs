@@ -30,7 +30,7 @@ pub struct AbArgs {
     #[arg(long, default_value_t = 4)]
     rounds: usize,
     /// Folder for the runs' result files (`a/round-NN.json`, `b/round-NN.json`); default
-    /// `results/ab/TIME/`. It must not hold result files already.
+    /// `results/ab/TIME-PID/`. It must not hold result files already.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     #[command(flatten)]

@@ -36,6 +36,24 @@ pub struct Machine {
     /// Those ceilings are a `--quick` measurement: a lower bound, under which every "of peak"
     /// reads high.
     pub ceilings_quick: bool,
+    /// The conditions its runs were made under (usable cores, GPU power limits:
+    /// `Environment::conditions_fingerprint`), each once; runs that did not record them are
+    /// not listed.
+    pub conditions: Vec<String>,
+    /// How many GPU workers of `run --devices` ran at once in its runs (1: alone), each once.
+    pub gpu_workers_at_once: Vec<usize>,
+}
+
+/// What the interval of a machine's energy figure covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergySpread {
+    /// One run with an energy figure: the interval is its meters' uncertainty alone, and
+    /// says nothing of how far another run would land.
+    MetersOnly,
+    /// Several runs: the interval runs from the lowest run's low bound to the highest run's
+    /// high bound, so it holds the run-to-run spread and each run's meters.
+    RunsAndMeters,
 }
 
 /// One case on one machine.
@@ -54,8 +72,13 @@ pub struct Cell {
     /// Share of the machine's measured compute roof for the case's dtype (kernel cases
     /// only), when its ceilings are known.
     pub fraction_of_roof: Option<f64>,
-    /// Gross energy per GFLOP, J, with the meters' interval (median run).
+    /// Gross energy per GFLOP, J: the median over the runs with a (whole) energy total of
+    /// each run's figure, within the hull of the runs' intervals ([`EnergySpread`]).
     pub joules_per_gflop: Option<Interval>,
+    /// Runs whose energy figure is in `joules_per_gflop`.
+    pub energy_runs: usize,
+    /// What that interval covers: one run's meters, or the spread of several runs as well.
+    pub energy_spread: Option<EnergySpread>,
     /// Where that energy comes from.
     pub energy_sources: Vec<Source>,
     /// What that energy's total covers: the scopes of the domains it adds (`device` for a
@@ -67,6 +90,13 @@ pub struct Cell {
     pub co2e_kg_per_tflop: Option<Interval>,
     /// Cost per TFLOP at the given price.
     pub cost_per_tflop: Option<Interval>,
+    /// How many GPU workers ran at once in its runs (1: alone), each once.
+    pub gpu_workers_at_once: Vec<usize>,
+    /// The conditions of its runs ([`Machine::conditions`]), each once.
+    pub conditions: Vec<String>,
+    /// Caveats of its figures: the runs' own notes on host counters shared with other
+    /// workers, and why its runs' energy could not be pooled; each once.
+    pub notes: Vec<String>,
 }
 
 /// One case id found on two machines or more.
@@ -79,11 +109,28 @@ pub struct Row {
     /// The machine with the least energy per GFLOP, when every cell's energy comes from the
     /// same kind of source (a measured figure and an estimate are not the same quantity),
     /// every cell's total covers the same scopes (the package and the DRAM on one machine, the
-    /// package alone on another, are not) and its interval lies wholly below every other
-    /// machine's.
+    /// package alone on another, are not), every run was made with as many GPU workers at
+    /// once and each machine's runs under one set of conditions, and its interval (its runs'
+    /// spread included) lies wholly below every other machine's.
     pub least_energy: Option<String>,
     /// Why there is no `least_energy` when there is none.
     pub note: Option<String>,
+}
+
+/// A case that failed or was skipped on a machine: never dropped from the comparison
+/// silently.
+#[derive(Debug, Serialize)]
+pub struct NotVerified {
+    /// The machine's label.
+    pub machine: String,
+    /// The case (or training run) id.
+    pub id: String,
+    /// Failed or skipped.
+    pub status: Status,
+    /// In how many of the machine's runs.
+    pub runs: usize,
+    /// Why, as the first such run says.
+    pub reason: Option<String>,
 }
 
 /// The whole comparison.
@@ -93,8 +140,11 @@ pub struct Across {
     pub machines: Vec<Machine>,
     /// Cases on two machines or more.
     pub rows: Vec<Row>,
-    /// Cases verified on one machine only.
+    /// Cases verified on one machine only, and neither failed nor skipped on another.
     pub single_machine_cases: usize,
+    /// Cases that failed or were skipped, per machine (a case verified on one machine and
+    /// failed on another is here, not among the single-machine cases).
+    pub not_verified: Vec<NotVerified>,
     /// Intensity, PUE and price used for CO2e and cost.
     pub carbon: wattbench_core::result::CarbonAssumptions,
 }
@@ -105,14 +155,27 @@ struct Figures {
     median_s: f64,
     /// GFLOP/s at that median.
     gflops_per_s: Option<f64>,
-    /// Energy per call, J, when the total is whole.
-    joules: Option<Interval>,
+    /// Energy per GFLOP, J, when the total is whole and the work known.
+    joules_per_gflop: Option<Interval>,
     /// Its sources.
     sources: Vec<Source>,
     /// The scopes of the domains it adds, sorted, each once.
     scopes: Vec<String>,
     /// The case's dtype (kernel cases only).
     dtype: Option<String>,
+    /// The run's GPU workers at once, conditions, and the case's notes on shared counters.
+    context: RunContext,
+}
+
+/// What a run says about how it was measured, beyond its hardware.
+#[derive(Clone, Default)]
+struct RunContext {
+    /// GPU workers of `run --devices` that ran at once (1: alone).
+    at_once: usize,
+    /// Its conditions (usable cores, GPU power limits), when recorded.
+    conditions: Option<String>,
+    /// The case's energy notes on host counters shared with other workers.
+    notes: Vec<String>,
 }
 
 impl Figures {
@@ -121,9 +184,12 @@ impl Figures {
         gflops_per_s: Option<f64>,
         energy: Option<&CaseEnergy>,
         dtype: Option<String>,
+        mut context: RunContext,
     ) -> Figures {
         // A partial total (a domain of it without a reading) has no figure here.
         let joules = energy.and_then(|e| e.whole_total());
+        let gflop = gflops_per_s.map(|g| g * median_s).filter(|g| *g > 0.0);
+        let joules_per_gflop = joules.zip(gflop).map(|(j, g)| j.scale(1.0 / g));
         let mut scopes: Vec<String> = (energy.filter(|_| joules.is_some()).into_iter())
             .flat_map(|e| &e.domains)
             .filter(|d| d.in_total && d.joules_per_iter.is_some())
@@ -131,18 +197,34 @@ impl Figures {
             .collect();
         scopes.sort();
         scopes.dedup();
+        context.notes = (energy.into_iter())
+            .flat_map(|e| &e.notes)
+            .filter(|n| n.contains(crate::devices::AT_ONCE_NOTE_MARK))
+            .cloned()
+            .collect();
         Figures {
             median_s,
             gflops_per_s,
-            joules,
+            joules_per_gflop,
             sources: energy.map(|e| e.total_sources.clone()).unwrap_or_default(),
             scopes,
             dtype,
+            context,
         }
     }
 }
 
-fn figures(run: &RunFile) -> Vec<(String, Figures)> {
+/// A case (or training run) of a run that was not verified: its id, status and reason.
+type NotOk = (String, Status, Option<String>);
+
+/// The verified cases of `run` with their figures, and the others with their status and
+/// reason.
+fn figures(run: &RunFile) -> (Vec<(String, Figures)>, Vec<NotOk>) {
+    let context = RunContext {
+        at_once: crate::devices::workers_at_once(&run.environment),
+        conditions: run.environment.conditions_fingerprint(),
+        notes: Vec::new(),
+    };
     let cases = run
         .cases
         .iter()
@@ -156,6 +238,7 @@ fn figures(run: &RunFile) -> Vec<(String, Figures)> {
                     c.throughput.as_ref().map(|x| x.gflops_per_s),
                     c.energy.as_ref(),
                     Some(c.dtype.as_str().to_string()),
+                    context.clone(),
                 ),
             ))
         });
@@ -167,15 +250,35 @@ fn figures(run: &RunFile) -> Vec<(String, Figures)> {
             let time = t.time.as_ref()?;
             Some((
                 t.id.clone(),
-                Figures::new(time.median_s, t.gflops_per_s, Some(&t.energy), None),
+                Figures::new(
+                    time.median_s,
+                    t.gflops_per_s,
+                    Some(&t.energy),
+                    None,
+                    context.clone(),
+                ),
             ))
         });
-    cases.chain(trainings).collect()
+    let not_ok = (run.cases.iter())
+        .map(|c| (&c.id, c.status, &c.reason))
+        .chain(run.trainings.iter().map(|t| (&t.id, t.status, &t.reason)))
+        .filter(|(_, s, _)| *s != Status::Ok)
+        .map(|(id, s, r)| (id.clone(), s, r.clone()))
+        .collect();
+    (cases.chain(trainings).collect(), not_ok)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     quantile_sorted(&v, 0.5)
+}
+
+/// `v` sorted, each once.
+fn distinct<T: Ord>(v: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = v.into_iter().collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The ceilings of the machine with a fingerprint, and where they were read.
@@ -189,6 +292,7 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
     // (id) → machine index → figures of each run.
     let mut by_id: BTreeMap<String, BTreeMap<usize, Vec<Figures>>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
+    let mut not_verified: Vec<(usize, NotVerified)> = Vec::new();
     for run in &runs {
         let fp = run.environment.hardware_fingerprint();
         let m = match machines.iter().position(|m| m.fingerprint == fp) {
@@ -202,22 +306,52 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
                     runs: 0,
                     ceilings: found.as_ref().map(|(p, _)| p.display().to_string()),
                     ceilings_quick: found.as_ref().is_some_and(|(_, c)| c.is_quick()),
+                    conditions: Vec::new(),
+                    gpu_workers_at_once: Vec::new(),
                 });
                 roofs.push(found.map(|(_, c)| c));
                 machines.len() - 1
             }
         };
-        machines[m].runs += 1;
+        let machine = &mut machines[m];
+        machine.runs += 1;
         if let Some(h) = &run.environment.host.hostname {
-            if !machines[m].hosts.contains(h) {
-                machines[m].hosts.push(h.clone());
+            if !machine.hosts.contains(h) {
+                machine.hosts.push(h.clone());
             }
         }
-        for (id, f) in figures(run) {
+        machine
+            .conditions
+            .extend(run.environment.conditions_fingerprint());
+        machine.conditions = distinct(std::mem::take(&mut machine.conditions));
+        machine
+            .gpu_workers_at_once
+            .push(crate::devices::workers_at_once(&run.environment));
+        machine.gpu_workers_at_once = distinct(std::mem::take(&mut machine.gpu_workers_at_once));
+        let (ok, not_ok) = figures(run);
+        for (id, f) in ok {
             if !by_id.contains_key(&id) {
                 order.push(id.clone());
             }
             by_id.entry(id).or_default().entry(m).or_default().push(f);
+        }
+        for (id, status, reason) in not_ok {
+            let label = &machines[m].label;
+            match (not_verified.iter_mut())
+                .find(|(k, n)| *k == m && n.id == id && n.status == status)
+            {
+                Some((_, n)) => n.runs += 1,
+                None => not_verified.push((
+                    m,
+                    NotVerified {
+                        machine: label.clone(),
+                        id,
+                        status,
+                        runs: 1,
+                        reason,
+                    },
+                )),
+            }
         }
     }
     let mut rows = Vec::new();
@@ -225,7 +359,11 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
     for id in order {
         let per = &by_id[&id];
         if per.len() < 2 {
-            single += 1;
+            let failed_elsewhere =
+                (not_verified.iter()).any(|(m, n)| n.id == id && !per.contains_key(m));
+            if !failed_elsewhere {
+                single += 1;
+            }
             continue;
         }
         let device = id.rsplit('/').next().unwrap_or("cpu").to_string();
@@ -233,63 +371,9 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
             .iter()
             .map(|(&m, fs)| cell(&machines[m].label, fs, roofs[m].as_ref(), &device, params))
             .collect();
-        let kinds: Vec<&Vec<Source>> = cells.iter().map(|c| &c.energy_sources).collect();
-        let scopes: Vec<&Vec<String>> = cells.iter().map(|c| &c.energy_scopes).collect();
-        let (least_energy, note) = if cells.iter().any(|c| c.joules_per_gflop.is_none()) {
-            (
-                None,
-                Some(
-                    "a machine has no energy figure for it, or only a partial one (a meter of \
-                     its total had no reading)"
-                        .to_string(),
-                ),
-            )
-        } else if kinds.windows(2).any(|w| w[0] != w[1]) {
-            (
-                None,
-                Some(
-                    "the machines' energy comes from different sources (measured, integrated, \
-                     estimated): not comparable"
-                        .to_string(),
-                ),
-            )
-        } else if scopes.windows(2).any(|w| w[0] != w[1]) {
-            let each: Vec<String> = (cells.iter())
-                .map(|c| format!("{}: {}", c.machine, scopes_named(&c.energy_scopes)))
-                .collect();
-            (
-                None,
-                Some(format!(
-                    "the machines' energy totals cover different things ({}): a total over \
-                     fewer parts of a machine reads lower without using less, not comparable",
-                    each.join("; ")
-                )),
-            )
-        } else {
-            // The least energy only when its whole interval lies below every other machine's:
-            // a tie or overlapping intervals name no machine.
-            let iv: Vec<(Interval, &String)> = cells
-                .iter()
-                .filter_map(|c| Some((c.joules_per_gflop?, &c.machine)))
-                .collect();
-            let best = iv.iter().min_by(|a, b| a.0.value.total_cmp(&b.0.value));
-            match best {
-                Some((b, m))
-                    if iv
-                        .iter()
-                        .filter(|(_, o)| o != m)
-                        .all(|(o, _)| b.high < o.low) =>
-                {
-                    (Some((*m).clone()), None)
-                }
-                _ => (
-                    None,
-                    Some(
-                        "the machines' energy intervals overlap: no machine uses clearly less"
-                            .to_string(),
-                    ),
-                ),
-            }
+        let (least_energy, note) = match unnamed(&cells) {
+            Some(why) => (None, Some(why)),
+            None => least(&cells),
         };
         rows.push(Row {
             id,
@@ -302,8 +386,155 @@ pub fn across(sets: &[ResultSet], params: &CarbonParams, find: FindCeilings<'_>)
         machines,
         rows,
         single_machine_cases: single,
+        not_verified: not_verified.into_iter().map(|(_, n)| n).collect(),
         carbon: params.assumptions(),
     }
+}
+
+/// Why the cells' energy figures cannot be ranked at all, if they cannot: a figure missing,
+/// different sources or coverage, different numbers of GPU workers at once, or a machine's
+/// runs made under different conditions.
+fn unnamed(cells: &[Cell]) -> Option<String> {
+    let each = |f: &dyn Fn(&Cell) -> String| -> String {
+        (cells.iter())
+            .map(|c| format!("{}: {}", c.machine, f(c)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if cells.iter().any(|c| c.joules_per_gflop.is_none()) {
+        let why: Vec<String> = (cells.iter())
+            .flat_map(|c| c.notes.iter().map(move |n| format!("{}: {n}", c.machine)))
+            .filter(|n| n.contains(RUNS_DIFFER))
+            .collect();
+        return Some(format!(
+            "a machine has no energy figure for it, or only a partial one (a meter of its \
+             total had no reading){}",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        ));
+    }
+    let kinds: Vec<&Vec<Source>> = cells.iter().map(|c| &c.energy_sources).collect();
+    if kinds.windows(2).any(|w| w[0] != w[1]) {
+        return Some(
+            "the machines' energy comes from different sources (measured, integrated, \
+             estimated): not comparable"
+                .into(),
+        );
+    }
+    let scopes: Vec<&Vec<String>> = cells.iter().map(|c| &c.energy_scopes).collect();
+    if scopes.windows(2).any(|w| w[0] != w[1]) {
+        return Some(format!(
+            "the machines' energy totals cover different things ({}): a total over fewer parts \
+             of a machine reads lower without using less, not comparable",
+            each(&|c| scopes_named(&c.energy_scopes))
+        ));
+    }
+    let at_once = distinct(cells.iter().flat_map(|c| c.gpu_workers_at_once.clone()));
+    if at_once.len() > 1 {
+        return Some(format!(
+            "the runs were measured with different numbers of GPU workers at once ({}): workers \
+             at once share the host's counters, power and cooling, not comparable",
+            each(&|c| joined(&c.gpu_workers_at_once))
+        ));
+    }
+    if let Some(c) = cells.iter().find(|c| c.conditions.len() > 1) {
+        return Some(format!(
+            "{}'s runs were made under different conditions ({}), pooled here: not comparable",
+            c.machine,
+            c.conditions.join(" / ")
+        ));
+    }
+    None
+}
+
+/// `1, 4`.
+fn joined(v: &[usize]) -> String {
+    v.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The machine with the least energy, when its whole interval (its runs' spread included)
+/// lies below every other machine's; a tie or overlapping intervals name none.
+fn least(cells: &[Cell]) -> (Option<String>, Option<String>) {
+    let iv: Vec<(Interval, &String)> = cells
+        .iter()
+        .filter_map(|c| Some((c.joules_per_gflop?, &c.machine)))
+        .collect();
+    let best = iv.iter().min_by(|a, b| a.0.value.total_cmp(&b.0.value));
+    match best {
+        Some((b, m))
+            if iv
+                .iter()
+                .filter(|(_, o)| o != m)
+                .all(|(o, _)| b.high < o.low) =>
+        {
+            (Some((*m).clone()), None)
+        }
+        _ => (
+            None,
+            Some(
+                "the machines' energy intervals overlap (each spans its runs' spread and \
+                 meters): no machine uses clearly less"
+                    .to_string(),
+            ),
+        ),
+    }
+}
+
+/// How a cell's note begins when its runs' energy totals cannot be pooled.
+const RUNS_DIFFER: &str = "its runs' energy totals differ";
+
+/// A machine's energy per GFLOP, pooled over its runs.
+#[derive(Clone, Copy)]
+struct Pooled<'a> {
+    /// The median of the runs' figures, within the hull of their intervals.
+    joules_per_gflop: Interval,
+    /// The runs it rests on (those with a whole total).
+    runs: usize,
+    /// The sources they share.
+    sources: &'a [Source],
+    /// The scopes they share.
+    scopes: &'a [String],
+}
+
+/// A machine's energy per GFLOP over `fs` (`None` when no run has a whole total), or why
+/// the runs cannot be pooled (their totals differ in source or in what they cover).
+fn pooled_energy(fs: &[Figures]) -> Result<Option<Pooled<'_>>, String> {
+    let with: Vec<(&Figures, Interval)> = (fs.iter())
+        .filter_map(|f| Some((f, f.joules_per_gflop?)))
+        .collect();
+    let Some((first, _)) = with.first() else {
+        return Ok(None);
+    };
+    if let Some((other, _)) =
+        (with.iter()).find(|(f, _)| f.sources != first.sources || f.scopes != first.scopes)
+    {
+        return Err(format!(
+            "{RUNS_DIFFER} in source or in what they cover ({} {}; {} {}): not pooled",
+            sources_named(&first.sources),
+            scopes_named(&first.scopes),
+            sources_named(&other.sources),
+            scopes_named(&other.scopes)
+        ));
+    }
+    let value = median(with.iter().map(|(_, j)| j.value).collect());
+    let low = (with.iter())
+        .map(|(_, j)| j.low)
+        .fold(f64::INFINITY, f64::min);
+    let high = (with.iter())
+        .map(|(_, j)| j.high)
+        .fold(f64::NEG_INFINITY, f64::max);
+    Ok(Some(Pooled {
+        joules_per_gflop: Interval { value, low, high },
+        runs: with.len(),
+        sources: &first.sources,
+        scopes: &first.scopes,
+    }))
 }
 
 fn cell(
@@ -314,7 +545,7 @@ fn cell(
     params: &CarbonParams,
 ) -> Cell {
     let median_s = median(fs.iter().map(|f| f.median_s).collect());
-    // The run whose time is nearest the median gives the throughput and energy.
+    // The run whose time is nearest the median gives the throughput.
     let mid = fs
         .iter()
         .min_by(|a, b| {
@@ -334,10 +565,12 @@ fn cell(
             .map(|p| g / p.gflops_per_s),
         _ => None,
     };
-    let joules_per_gflop = match (mid.joules, gflop_per_call) {
-        (Some(j), Some(g)) if g > 0.0 => Some(j.scale(1.0 / g)),
-        _ => None,
-    };
+    let mut notes = distinct(fs.iter().flat_map(|f| f.context.notes.clone()));
+    let energy = pooled_energy(fs).unwrap_or_else(|why| {
+        notes.push(why);
+        None
+    });
+    let joules_per_gflop = energy.map(|e| e.joules_per_gflop);
     let figures = joules_per_gflop.map(|j| carbon(j.scale(1000.0), params));
     Cell {
         machine: machine.to_string(),
@@ -347,15 +580,47 @@ fn cell(
         gflops_per_s,
         fraction_of_roof,
         joules_per_gflop,
-        energy_sources: mid.sources.clone(),
-        energy_scopes: if joules_per_gflop.is_some() {
-            mid.scopes.clone()
-        } else {
-            Vec::new()
-        },
+        energy_runs: energy.map_or(0, |e| e.runs),
+        energy_spread: energy.map(|e| {
+            if e.runs > 1 {
+                EnergySpread::RunsAndMeters
+            } else {
+                EnergySpread::MetersOnly
+            }
+        }),
+        energy_sources: energy.map_or_else(Vec::new, |e| e.sources.to_vec()),
+        energy_scopes: energy.map_or_else(Vec::new, |e| e.scopes.to_vec()),
         co2e_kg_per_tflop: figures.as_ref().map(|f| f.co2e_kg),
         cost_per_tflop: figures.and_then(|f| f.cost),
+        gpu_workers_at_once: distinct(fs.iter().map(|f| f.context.at_once)),
+        conditions: distinct(fs.iter().filter_map(|f| f.context.conditions.clone())),
+        notes,
     }
+}
+
+/// What a cell's energy interval covers, after its figure in tables: ` (1 run: meters
+/// only)`, or ` (k of n runs)` when some runs had no (whole) energy total.
+pub fn spread_mark(c: &Cell) -> String {
+    match c.energy_spread {
+        None => String::new(),
+        Some(EnergySpread::MetersOnly) if c.runs > 1 => {
+            format!(" (1 of {} runs: meters only)", c.runs)
+        }
+        Some(EnergySpread::MetersOnly) => " (1 run: meters only)".into(),
+        Some(EnergySpread::RunsAndMeters) if c.energy_runs < c.runs => {
+            format!(" ({} of {} runs)", c.energy_runs, c.runs)
+        }
+        Some(EnergySpread::RunsAndMeters) => String::new(),
+    }
+}
+
+/// `measured+estimated`.
+fn sources_named(sources: &[Source]) -> String {
+    sources
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// `dram+package`: the scopes a total covers, for notes and tables (`?` for a file that names
@@ -379,6 +644,44 @@ pub fn quick_mark(a: &Across, machine: &str) -> &'static str {
     } else {
         ""
     }
+}
+
+/// The cells' caveats, each once per machine: (machine, note, cases it concerns).
+pub fn cell_notes(a: &Across) -> Vec<(String, String, usize)> {
+    let mut out: Vec<(String, String, usize)> = Vec::new();
+    for c in a.rows.iter().flat_map(|r| &r.cells) {
+        for n in &c.notes {
+            match out.iter_mut().find(|(m, o, _)| *m == c.machine && o == n) {
+                Some((.., k)) => *k += 1,
+                None => out.push((c.machine.clone(), n.clone(), 1)),
+            }
+        }
+    }
+    out
+}
+
+/// One line per case that failed or was skipped on a machine: `M2: <id>: failed in 1 of 3
+/// runs: <reason>`.
+pub fn not_verified_lines(a: &Across) -> Vec<String> {
+    (a.not_verified.iter())
+        .map(|n| {
+            let of = (a.machines.iter())
+                .find(|m| m.label == n.machine)
+                .map_or(n.runs, |m| m.runs);
+            format!(
+                "{}: {}: {} in {} of {of} run(s): {}",
+                n.machine,
+                n.id,
+                match n.status {
+                    Status::Failed => "failed",
+                    Status::Skipped => "skipped",
+                    Status::Ok => "ok",
+                },
+                n.runs,
+                n.reason.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+        .collect()
 }
 
 /// The comparison as text.
@@ -408,6 +711,16 @@ pub fn render(a: &Across, format: Format) -> String {
                 (None, _) => "no ceilings file found".into(),
             }
         ));
+        if !m.conditions.is_empty() {
+            out.push_str(&format!("      conditions: {}\n", m.conditions.join(" / ")));
+        }
+        if m.gpu_workers_at_once.iter().any(|&n| n > 1) {
+            out.push_str(&format!(
+                "      GPU workers at once: {} (they shared the host's counters, power and \
+                 cooling)\n",
+                joined(&m.gpu_workers_at_once)
+            ));
+        }
     }
     let mut t = Table::new();
     t.load_preset(if format == Format::Markdown {
@@ -441,10 +754,11 @@ pub fn render(a: &Across, format: Format) -> String {
                 c.joules_per_gflop.map_or("no energy".into(), |j| {
                     let src: Vec<&str> = c.energy_sources.iter().map(|s| s.as_str()).collect();
                     format!(
-                        "{} ({}) {}",
+                        "{} ({}) {}{}",
                         units::sig(j.value),
                         src.join("+"),
-                        scopes_named(&c.energy_scopes)
+                        scopes_named(&c.energy_scopes),
+                        spread_mark(c)
                     )
                 }),
                 c.co2e_kg_per_tflop
@@ -463,12 +777,24 @@ pub fn render(a: &Across, format: Format) -> String {
             r.note.as_deref().unwrap_or("")
         ));
     }
+    for (machine, note, cases) in cell_notes(a) {
+        out.push_str(&format!("{machine} ({cases} case(s)): {note}\n"));
+    }
+    if !a.not_verified.is_empty() {
+        out.push_str("Failed or skipped (not compared):\n");
+        for line in not_verified_lines(a) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     out.push_str(&format!(
-        "{} case(s) on two machines or more; {} on one machine only (not shown). CO2e at {} \
-         gCO2e/kWh ({}), PUE {}; intervals combine the meters' uncertainty and the grid's \
-         daily band. Energy per GFLOP of the median call is gross ({}).\n",
+        "{} case(s) on two machines or more; {} verified on one machine only and not failed or \
+         skipped on another (not shown); {} failed or skipped on a machine (listed). CO2e at {} \
+         gCO2e/kWh ({}), PUE {}; a machine's energy per GFLOP is the median of its runs', its \
+         interval spans its runs' intervals (one run's: its meters' alone), with the grid's \
+         daily band for CO2e. Energy per GFLOP of the median call is gross ({}).\n",
         a.rows.len(),
         a.single_machine_cases,
+        a.not_verified.len(),
         units::sig(a.carbon.intensity_g_per_kwh),
         a.carbon.region_name,
         a.carbon.pue,
@@ -563,7 +889,12 @@ mod tests {
     /// A run of case `x` on a machine whose CPU is `cpu`: 1 GFLOP per call in 1 ms, and
     /// `joules` per call (±1 %) measured over one domain of each of `scopes`.
     fn on(cpu: &str, joules: f64, scopes: &[&str]) -> ResultSet {
-        let mut e = case_energy(joules, 0.01 * joules, Source::Measured);
+        ResultSet::from_runs([(format!("{cpu}.json"), run_on(cpu, joules, 0.01, scopes))])
+    }
+
+    /// [`on`]'s run, its meters' relative uncertainty `rel`.
+    fn run_on(cpu: &str, joules: f64, rel: f64, scopes: &[&str]) -> RunFile {
+        let mut e = case_energy(joules, rel * joules, Source::Measured);
         e.domains = (scopes.iter().enumerate())
             .map(|(i, scope)| DomainRecord {
                 scope: scope.to_string(),
@@ -586,12 +917,15 @@ mod tests {
         c.energy = Some(e);
         let mut r = run_file("2025-01-01T00:00:00Z", vec![c]);
         r.environment.host.cpu_model = Some(cpu.into());
-        ResultSet::from_runs([(format!("{cpu}.json"), r)])
+        r
+    }
+
+    fn params() -> CarbonParams {
+        CarbonParams::resolve(None, None, None, None).unwrap()
     }
 
     fn compared(a: ResultSet, b: ResultSet) -> Row {
-        let params = CarbonParams::resolve(None, None, None, None).unwrap();
-        let mut out = across(&[a, b], &params, &|_| None);
+        let mut out = across(&[a, b], &params(), &|_| None);
         assert_eq!(out.machines.len(), 2);
         out.rows.remove(0)
     }
@@ -625,11 +959,130 @@ mod tests {
             machines: Vec::new(),
             rows: vec![r],
             single_machine_cases: 0,
-            carbon: CarbonParams::resolve(None, None, None, None)
-                .unwrap()
-                .assumptions(),
+            not_verified: Vec::new(),
+            carbon: params().assumptions(),
         };
         let text = render(&a, Format::Table);
         assert!(text.contains("5.000 (measured) dram+package"), "{text}");
+    }
+
+    /// The review's case (/tmp/rv/ah): M1's three runs at 1.0, 1.3 and 0.8 mJ per call, each
+    /// metered to ±0.1 %; M2's one run at 0.98. The old code took M1's figure and interval
+    /// from the run nearest its median time alone (1.0 ± 0.1 %) and named M2 from meter
+    /// error while M1's own runs spread by ±30 %.
+    #[test]
+    fn a_machines_energy_interval_holds_its_runs_spread() {
+        let m1 = ResultSet::from_runs([1e-3, 1.3e-3, 0.8e-3].iter().enumerate().map(|(i, &j)| {
+            (
+                format!("m1-{i}.json"),
+                run_on("CPU A", j, 0.001, &["package"]),
+            )
+        }));
+        let m2 = ResultSet::from_runs([(
+            "m2.json".to_string(),
+            run_on("CPU B", 0.98e-3, 0.001, &["package"]),
+        )]);
+        let r = compared(m1, m2);
+        assert_eq!(r.least_energy, None, "{r:?}");
+        assert!(r.note.as_deref().unwrap().contains("overlap"), "{r:?}");
+        let j = r.cells[0].joules_per_gflop.unwrap();
+        // The median of the runs' figures, within the hull of their intervals.
+        assert!((j.value - 1e-3).abs() < 1e-12, "{j:?}");
+        assert!((j.low - 0.8e-3 * 0.999).abs() < 1e-12, "{j:?}");
+        assert!((j.high - 1.3e-3 * 1.001).abs() < 1e-12, "{j:?}");
+        assert_eq!(r.cells[0].energy_runs, 3);
+        assert_eq!(r.cells[0].energy_spread, Some(EnergySpread::RunsAndMeters));
+        // One run: its interval is its meters' alone, and the table says so.
+        assert_eq!(r.cells[1].energy_spread, Some(EnergySpread::MetersOnly));
+        assert_eq!(spread_mark(&r.cells[1]), " (1 run: meters only)");
+        assert_eq!(spread_mark(&r.cells[0]), "");
+        // Disjoint intervals still name the lower machine.
+        let m1 = ResultSet::from_runs([1e-3, 1.1e-3].iter().enumerate().map(|(i, &j)| {
+            (
+                format!("m1-{i}.json"),
+                run_on("CPU A", j, 0.001, &["package"]),
+            )
+        }));
+        let m2 = ResultSet::from_runs([(
+            "m2.json".to_string(),
+            run_on("CPU B", 0.5e-3, 0.001, &["package"]),
+        )]);
+        assert_eq!(compared(m1, m2).least_energy.as_deref(), Some("M2"));
+    }
+
+    /// Runs made while several GPU workers ran at once (their host counters counted the
+    /// neighbours' work) are not ranked against runs made alone, and their notes are shown.
+    #[test]
+    fn runs_with_different_workers_at_once_name_no_machine() {
+        let mut shared = run_on("CPU B", 0.5e-3, 0.001, &["package"]);
+        shared.environment.variables = Some(
+            [(crate::devices::AT_ONCE_ENV.to_string(), "4".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let note = format!(
+            "measured while 4 {}: ...",
+            crate::devices::AT_ONCE_NOTE_MARK
+        );
+        (shared.cases[0].energy.as_mut().unwrap().notes).push(note.clone());
+        let r = compared(
+            on("CPU A", 1e-3, &["package"]),
+            ResultSet::from_runs([("b.json".to_string(), shared)]),
+        );
+        assert_eq!(r.least_energy, None, "{r:?}");
+        let why = r.note.as_deref().unwrap();
+        assert!(
+            why.contains("different numbers of GPU workers at once (M1: 1; M2: 4)"),
+            "{why}"
+        );
+        assert_eq!(r.cells[1].notes, [note]);
+        // One machine's runs under different conditions (usable cores) are not ranked either.
+        let mut a = run_on("CPU A", 1e-3, 0.001, &["package"]);
+        let mut b = a.clone();
+        a.environment.host.usable_cores = Some(2);
+        b.environment.host.usable_cores = Some(1);
+        let r = compared(
+            ResultSet::from_runs([("a1.json".to_string(), a), ("a2.json".to_string(), b)]),
+            on("CPU B", 0.1e-3, &["package"]),
+        );
+        assert_eq!(r.least_energy, None, "{r:?}");
+        assert!(
+            r.note
+                .as_deref()
+                .unwrap()
+                .contains("M1's runs were made under different conditions"),
+            "{r:?}"
+        );
+    }
+
+    /// A case that failed on one machine is listed with its reason, not counted among the
+    /// cases "on one machine only".
+    #[test]
+    fn failed_and_skipped_cases_are_listed_per_machine() {
+        let mut b = run_on("CPU B", 1e-3, 0.01, &["package"]);
+        b.cases[0].status = Status::Failed;
+        b.cases[0].reason = Some("relative L2 error 0.3".into());
+        let mut extra = timed_case("y", vec![1e-3]);
+        extra.status = Status::Ok;
+        b.cases.push(extra);
+        let a = across(
+            &[
+                on("CPU A", 1e-3, &["package"]),
+                ResultSet::from_runs([("b.json".to_string(), b)]),
+            ],
+            &params(),
+            &|_| None,
+        );
+        assert!(a.rows.is_empty());
+        assert_eq!(a.single_machine_cases, 1, "y alone: on one machine only");
+        assert_eq!(a.not_verified.len(), 1);
+        assert_eq!(a.not_verified[0].machine, "M2");
+        assert_eq!(a.not_verified[0].status, Status::Failed);
+        let text = render(&a, Format::Table);
+        assert!(
+            text.contains("M2: x: failed in 1 of 1 run(s): relative L2 error 0.3"),
+            "{text}"
+        );
+        assert!(text.contains("1 failed or skipped on a machine"), "{text}");
     }
 }

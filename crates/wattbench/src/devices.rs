@@ -20,7 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wattbench_core::result::{GpuRecord, MergedFile, RunFile};
+use wattbench_core::energy::CaseEnergy;
+use wattbench_core::result::{Environment, GpuRecord, MergedFile, RunFile};
 use wattbench_energy::gpus::GpuSelection;
 
 /// The options that belong to the parent and are not passed to the workers: (flag, takes a
@@ -217,6 +218,8 @@ impl Workdir {
 /// Workers that run at once (`at_once` > 1) are told how many ([`AT_ONCE_ENV`], a recorded
 /// variable): they share the node's host counters, power and cooling, so their figures are
 /// not those of a GPU measured alone, and a history must not join the two.
+/// A worker whose parent dies (killed, crashed) gets [`STOP_ON_PARENT_DEATH`] and stops
+/// instead of running on, unsupervised, on its GPU ([`stop_with_parent`]).
 fn worker_command(exe: &Path, args: &[String], cuda_visible: &str, at_once: usize) -> Command {
     let mut c = Command::new(exe);
     c.args(args)
@@ -229,7 +232,41 @@ fn worker_command(exe: &Path, args: &[String], cuda_visible: &str, at_once: usiz
     if at_once > 1 {
         c.env(AT_ONCE_ENV, at_once.to_string());
     }
+    let parent = std::process::id();
+    // SAFETY: the hook runs in the child between fork and exec, and makes only the
+    // async-signal-safe system calls of `stop_with_parent`, allocating nothing.
+    unsafe { c.pre_exec(move || stop_with_parent(parent)) };
     c
+}
+
+/// The signal a worker gets when its parent dies: the stop the parent passes on for SIGTERM
+/// ([`Stop::worker_signal`]), so the worker writes its completed cases (into the workers'
+/// folder, which a dead parent leaves in place) and exits.
+const STOP_ON_PARENT_DEATH: i32 = libc::SIGUSR2;
+
+/// In a worker, between fork and exec: asks the kernel to send it [`STOP_ON_PARENT_DEATH`]
+/// when the thread that started it ends (`run` starts the workers from its main thread,
+/// which ends with the process); refuses to start when `parent` has already died, since no
+/// signal would come then.
+fn stop_with_parent(parent: u32) -> std::io::Result<()> {
+    // SAFETY: prctl(2) and getppid(2) are system calls that touch no memory of ours.
+    let (set, ppid) = unsafe {
+        let set = libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            STOP_ON_PARENT_DEATH as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        (set, libc::getppid())
+    };
+    if set == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if u32::try_from(ppid).ok() != Some(parent) {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
 }
 
 /// The number of GPU workers of `run --devices` that ran at once, set in each worker's
@@ -405,6 +442,8 @@ pub fn run(
     // The workers' files; removed at the end unless they could not all be merged.
     let mut dir = Workdir::beside(output, file.is_regular_file())?;
     let pids: Arc<[AtomicI32]> = gpus.iter().map(|_| AtomicI32::new(0)).collect();
+    // Before the stop's handlers, so that it speaks before the second signal's exit.
+    say_where_on_second_signal(dir.path())?;
     let stop = Stop::install_killing_on_second(pids.clone())?;
     let work = dir.path().to_path_buf();
     let out_of = |g: &GpuRecord| work.join(format!("gpu{}.json", g.index));
@@ -435,6 +474,7 @@ pub fn run(
         .chain(unstarted.iter().map(|_| 1))
         .collect();
     let mut runs = Vec::new();
+    let mut no_file = Vec::new();
     for (w, &code) in workers.iter().zip(&codes) {
         let g = &gpus[w.slot];
         let text = match std::fs::read(out_of(g)) {
@@ -443,6 +483,7 @@ pub fn run(
                     "gpu{}: the worker wrote no result file (exit code {code})",
                     g.index
                 );
+                no_file.push((w.slot, code));
                 continue;
             }
             Err(e) => {
@@ -494,19 +535,16 @@ pub fn run(
                 ));
             }
         };
-    if !sequential && gpus.len() > 1 {
-        note_shared_host_counters(&mut merged.runs, gpus.len());
+    // Only the workers that started ran at once, whatever was asked.
+    let at_once = if sequential { 1 } else { workers.len() };
+    record_at_once(&mut merged.runs, at_once);
+    if at_once > 1 {
+        note_shared_host_counters(&mut merged.runs, at_once);
     }
-    merged.merged.notes.push(if sequential {
-        "the GPUs ran one after another (--devices-sequential)".into()
-    } else {
-        format!(
-            "the {} GPUs ran at once: they shared the node's power, cooling and host CPUs, \
-             which can move every figure (--devices-sequential runs them one after another); \
-             each worker metered its own GPU, and each metered the whole CPU package",
-            gpus.len()
-        )
-    });
+    merged.merged.notes.push(how_they_ran(sequential, at_once));
+    let started: Vec<usize> = workers.iter().map(|w| w.slot).collect();
+    let absent = absences(gpus.len(), &started, &unstarted, &no_file);
+    (merged.merged.notes).extend(absent.iter().map(|(slot, why)| why.note(&gpus[*slot])));
     // A failure to write where asked keeps the merged runs in a fallback file (exit 4).
     let written = crate::output::write_after_work(file, serde_json::to_string_pretty(&merged)?)?;
     if written.unsaved() {
@@ -520,6 +558,10 @@ pub fn run(
         gpus.len(),
         written.location()
     );
+    // As `merge` says them: interrupted workers, failed or skipped cases.
+    for line in crate::merge::caveats(&merged) {
+        eprintln!("note: {line}");
+    }
     if let Some(failure) = &written.failure {
         eprintln!("error: {failure}");
         return Ok(crate::output::EXIT_NOT_WRITTEN);
@@ -527,19 +569,166 @@ pub fn run(
     Ok(exit_code(stopped, &codes, n, gpus.len()))
 }
 
+/// The merged file's note on how the GPUs ran: one after another, `at_once` at once (the
+/// workers that started), or one alone.
+fn how_they_ran(sequential: bool, at_once: usize) -> String {
+    if sequential {
+        "the GPUs ran one after another (--devices-sequential)".into()
+    } else if at_once > 1 {
+        format!(
+            "the {at_once} GPUs whose workers started ran at once: they shared the node's \
+             power, cooling and host CPUs, which can move every figure (--devices-sequential \
+             runs them one after another); each worker metered its own GPU, and each metered \
+             the whole CPU package"
+        )
+    } else {
+        "one GPU worker started: it ran alone".into()
+    }
+}
+
+/// Each run's recorded [`AT_ONCE_ENV`] set to the workers that ran at once (`at_once`): a
+/// worker is told the number asked for when it starts, before the others could fail to.
+/// Removed when it ran alone, as in a plain run.
+fn record_at_once(runs: &mut [RunFile], at_once: usize) {
+    for vars in runs
+        .iter_mut()
+        .filter_map(|r| r.environment.variables.as_mut())
+    {
+        if at_once > 1 {
+            vars.insert(AT_ONCE_ENV.to_string(), at_once.to_string());
+        } else {
+            vars.remove(AT_ONCE_ENV);
+        }
+    }
+}
+
+/// Why a GPU chosen for `--devices` has no run in the merged file.
+#[derive(Debug, PartialEq)]
+enum Absence {
+    /// Its worker could not be started (fork or exec failed), with the error.
+    CouldNotStart(String),
+    /// Its worker ended without writing a result file, with its exit code.
+    NoResultFile(i32),
+    /// A stop came before its turn, and its worker was never started.
+    NotStartedAfterStop,
+}
+
+impl Absence {
+    /// Its note in the merged file, naming the GPU by index and UUID.
+    fn note(&self, g: &GpuRecord) -> String {
+        let gpu = format!(
+            "gpu{} ({})",
+            g.index,
+            g.uuid.as_deref().unwrap_or("no UUID")
+        );
+        match self {
+            Absence::CouldNotStart(e) => {
+                format!("{gpu}: no result: its worker could not be started ({e})")
+            }
+            Absence::NoResultFile(code) => {
+                format!("{gpu}: no result file: its worker ended with exit code {code}")
+            }
+            Absence::NotStartedAfterStop => {
+                format!("{gpu}: no result: its worker was not started after the stop")
+            }
+        }
+    }
+}
+
+/// The GPUs (by slot, of `slots`) without a run: those whose worker could not be started,
+/// those whose started worker wrote no file (`no_file`: slot, exit code), and those never
+/// started (a stop came first); in slot order.
+fn absences(
+    slots: usize,
+    started: &[usize],
+    unstarted: &[Unstarted],
+    no_file: &[(usize, i32)],
+) -> Vec<(usize, Absence)> {
+    (0..slots)
+        .filter_map(|slot| {
+            let why = if let Some((_, e)) = unstarted.iter().find(|(s, _)| *s == slot) {
+                Absence::CouldNotStart(e.to_string())
+            } else if let Some((_, code)) = no_file.iter().find(|(s, _)| *s == slot) {
+                Absence::NoResultFile(*code)
+            } else if !started.contains(&slot) {
+                Absence::NotStartedAfterStop
+            } else {
+                return None;
+            };
+            Some((slot, why))
+        })
+        .collect()
+}
+
+/// On a second SIGINT or SIGTERM, which ends the parent at once and kills its workers, says
+/// on stderr where the workers' folder `dir` is left (no code of ours removes it then). To
+/// be registered before the stop's handlers: signal-hook runs a signal's actions in the
+/// order they were registered, and the stop's second-signal action exits.
+fn say_where_on_second_signal(dir: &Path) -> Result<()> {
+    let message: Arc<[u8]> = second_signal_message(dir).into_bytes().into();
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let (message, seen) = (message.clone(), seen.clone());
+        // SAFETY: the action swaps an atomic and calls write(2) on a buffer allocated before,
+        // both async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                if seen.swap(true, Ordering::SeqCst) {
+                    libc::write(2, message.as_ptr().cast(), message.len());
+                }
+            })
+        }?;
+    }
+    Ok(())
+}
+
+/// What [`say_where_on_second_signal`] writes.
+fn second_signal_message(dir: &Path) -> String {
+    format!(
+        "\nsecond signal: the GPU workers are killed and nothing is merged; the result files \
+         they had written are kept in {}\n",
+        dir.display()
+    )
+}
+
+/// Whether a domain of `scope` is one of the host's counters (CPU package, DRAM, platform),
+/// which count every process on the host, not one run's alone.
+pub fn host_wide_scope(scope: &str) -> bool {
+    matches!(scope, "package" | "dram" | "platform")
+}
+
+/// Whether a case's energy total adds one of the host's counters.
+pub fn adds_host_counters(e: &CaseEnergy) -> bool {
+    e.domains
+        .iter()
+        .any(|d| d.in_total && host_wide_scope(&d.scope))
+}
+
+/// The words that mark the note of a case measured while several GPU workers ran at once
+/// (readers such as `compare --across-hardware` find it by them).
+pub const AT_ONCE_NOTE_MARK: &str = "GPU workers ran at once";
+
+/// How many GPU workers of `run --devices` ran at once in a run ([`AT_ONCE_ENV`] among its
+/// recorded variables); 1 for a run made alone.
+pub fn workers_at_once(env: &Environment) -> usize {
+    (env.variables.as_ref())
+        .and_then(|v| v.get(AT_ONCE_ENV))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(1)
+}
+
 /// Workers that ran at once shared the host's counters (CPU package, DRAM, platform): each
 /// case whose total adds one gets a note saying so. The caveat then travels with the figures
 /// it concerns (tables, reports, and any later merge), not only in this merge's notes.
 fn note_shared_host_counters(runs: &mut [RunFile], workers: usize) {
     let note = format!(
-        "measured while {workers} GPU workers ran at once: the host counters in this total (CPU \
+        "measured while {workers} {AT_ONCE_NOTE_MARK}: the host counters in this total (CPU \
          package, DRAM) counted every worker's host work, not this case's alone \
          (--devices-sequential runs them one after another)"
     );
-    let host_wide = |scope: &str| matches!(scope, "package" | "dram" | "platform");
     for run in runs {
         for e in run.cases.iter_mut().filter_map(|c| c.energy.as_mut()) {
-            if e.domains.iter().any(|d| d.in_total && host_wide(&d.scope)) {
+            if adds_host_counters(e) {
                 e.notes.push(note.clone());
             }
         }
@@ -584,6 +773,89 @@ mod tests {
         );
         // A GPU's own counter is its own: no note.
         assert!(notes(1).is_empty());
+    }
+
+    /// The review's case: 4 GPUs asked for, one worker could not start, one wrote nothing, one
+    /// was never started after a stop. Each missing GPU gets its note, and only the started
+    /// workers count as run at once (the old note said "the 4 GPUs ran at once").
+    #[test]
+    fn each_missing_gpu_is_noted_and_only_started_workers_ran_at_once() {
+        let gpu = wattbench_core::testing::gpu_record;
+        let gpus = [
+            gpu(0, "GPU-a"),
+            gpu(1, "GPU-b"),
+            gpu(2, "GPU-c"),
+            gpu(3, "GPU-d"),
+        ];
+        let unstarted = vec![(1, std::io::Error::from(std::io::ErrorKind::NotFound))];
+        let absent = absences(4, &[0, 2], &unstarted, &[(2, 101)]);
+        let notes: Vec<String> = (absent.iter())
+            .map(|(slot, why)| why.note(&gpus[*slot]))
+            .collect();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes[0].starts_with("gpu1 (GPU-b): no result: its worker could not be started"));
+        assert_eq!(
+            notes[1],
+            "gpu2 (GPU-c): no result file: its worker ended with exit code 101"
+        );
+        assert_eq!(
+            notes[2],
+            "gpu3 (GPU-d): no result: its worker was not started after the stop"
+        );
+        assert!(how_they_ran(false, 2).starts_with("the 2 GPUs whose workers started ran at once"));
+        assert_eq!(
+            how_they_ran(false, 1),
+            "one GPU worker started: it ran alone"
+        );
+        // The recorded count is the workers that started, not the GPUs asked for.
+        let mut run = wattbench_core::testing::run_file("t", Vec::new());
+        run.environment.variables = Some([(AT_ONCE_ENV.to_string(), "4".to_string())].into());
+        let mut runs = vec![run];
+        record_at_once(&mut runs, 2);
+        assert_eq!(workers_at_once(&runs[0].environment), 2);
+        record_at_once(&mut runs, 1);
+        assert_eq!(workers_at_once(&runs[0].environment), 1);
+        assert!(!runs[0]
+            .environment
+            .variables
+            .as_ref()
+            .unwrap()
+            .contains_key(AT_ONCE_ENV));
+    }
+
+    /// A worker whose parent (the thread that started it) ends gets the stop, instead of
+    /// running on unsupervised on its GPU.
+    #[test]
+    fn a_worker_is_stopped_when_its_parent_dies() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("w");
+        let c = fake_worker(&log);
+        // The thread that starts the worker ends once the worker has set its traps, as a
+        // parent that died would.
+        let ready = log.clone();
+        let mut child = std::thread::spawn(move || {
+            let mut c = c;
+            let child = c.spawn().unwrap();
+            wait_until_ready(&ready);
+            child
+        })
+        .join()
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert_eq!(status.code(), Some(143));
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("the worker ran on after its parent ended");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(std::fs::read_to_string(&log).unwrap().starts_with("stop"));
+        assert!(second_signal_message(dir.path()).contains(&dir.path().display().to_string()));
     }
 
     #[test]

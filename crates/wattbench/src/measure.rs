@@ -7,13 +7,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::options::{CarbonArgs, MeterArgs};
+use crate::output;
 use comfy_table::{presets, Table};
-use wattbench_core::output::OutputFile;
 use wattbench_energy::measure::{check_projection, measure, MeasureOptions, MeasureReport};
 use wattbench_energy::{EnergyError, MeterConfig};
 
 /// Exit code for bad usage.
 const EXIT_USAGE: i32 = 2;
+
+/// The longest `--interval`, ms (an hour): a sampler that reads less often has no trace.
+const MAX_INTERVAL_MS: u64 = 3_600_000;
 
 /// Measure the energy, power, memory and carbon of any command.
 #[derive(clap::Args, Debug)]
@@ -36,7 +39,8 @@ pub struct MeasureArgs {
     /// 0.5 s) when a counter exists; never with the CPU estimate alone (it has no idle part).
     #[arg(long, value_name = "S")]
     pub idle_baseline: Option<f64>,
-    /// Power/memory trace file (CSV). Default: the report's name with .trace.csv.
+    /// Power/memory trace file (CSV). Default: the report's name with .trace.csv; none (and a
+    /// note says so) when the report goes to a device or stream (`-o /dev/stderr`, a FIFO).
     #[arg(long, value_name = "TRACE.csv")]
     pub trace: Option<PathBuf>,
     #[command(flatten)]
@@ -60,9 +64,9 @@ fn usage(msg: impl std::fmt::Display) -> anyhow::Result<i32> {
 }
 
 fn default_report_path() -> PathBuf {
-    crate::output::unique(PathBuf::from(format!(
+    output::unique(PathBuf::from(format!(
         "wattbench-measure-{}.json",
-        crate::output::stamp()
+        output::stamp()
     )))
 }
 
@@ -104,10 +108,14 @@ fn print_summary(r: &MeasureReport) {
 
 /// Runs `wattbench measure`; returns the exit code to use: the command's own, 128 + signal
 /// when it was killed, 127 when it was not found, 126 when it could not be executed, 2 for
-/// bad usage.
+/// bad usage; 4 when the command succeeded but a file could not be written where asked (it
+/// was saved in a fallback file).
 pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
-    if args.interval == 0 {
-        return usage("--interval must be at least 1 ms");
+    if !(1..=MAX_INTERVAL_MS).contains(&args.interval) {
+        return usage(format!(
+            "--interval must be from 1 to {MAX_INTERVAL_MS} ms (an hour), not {}",
+            args.interval
+        ));
     }
     let idle = match args.idle_baseline {
         None => None,
@@ -129,22 +137,31 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     // Outputs are checked before the command runs, so a measurement is never lost to an
     // unwritable path.
     let report_path = args.output.clone().unwrap_or_else(default_report_path);
-    let trace_path = args
-        .trace
-        .clone()
-        .unwrap_or_else(|| trace_path_for(&report_path));
-    if same_file(&report_path, &trace_path) {
+    // The command's own output goes to standard output: a report there would mix with it.
+    let report_file = match output::prepare_beside_stdout(
+        &report_path,
+        "the measured command's own output",
+        "write the report to a file path",
+    ) {
+        Ok(f) => f,
+        Err(e) => return usage(e),
+    };
+    // A trace name is derived only from a report file's (`/dev/stderr.trace.csv` is no
+    // place for one): beside a device or stream, no trace unless --trace names one.
+    let trace_path = match (&args.trace, report_file.is_regular_file()) {
+        (Some(t), _) => Some(t.clone()),
+        (None, true) => Some(trace_path_for(&report_path)),
+        (None, false) => None,
+    };
+    if let Some(t) = trace_path.as_deref().filter(|t| same_file(&report_path, t)) {
         return usage(format!(
             "the report and the trace would both be written to {}; give --trace another path",
-            report_path.display()
+            t.display()
         ));
     }
-    let (report_file, trace_file) = match (
-        OutputFile::prepare(&report_path),
-        OutputFile::prepare(&trace_path),
-    ) {
-        (Ok(r), Ok(t)) => (r, t),
-        (Err(e), _) | (_, Err(e)) => return usage(e),
+    let trace_file = match trace_path.as_deref().map(output::prepare).transpose() {
+        Ok(t) => t,
+        Err(e) => return usage(e),
     };
     let opts = MeasureOptions {
         command: args.command,
@@ -162,39 +179,44 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         Err(EnergyError::Usage(m)) => return usage(m),
         Err(e) => return Err(anyhow::Error::new(e).context("wattbench measure")),
     };
-    let report = &outcome.report;
-    let json = serde_json::to_vec_pretty(report)?;
-    let written: Vec<Result<String, String>> = [
-        (report_file, json),
-        (trace_file, outcome.trace.to_csv().into_bytes()),
-    ]
-    .into_iter()
-    .map(|(file, bytes)| {
-        let shown = file.path().display().to_string();
-        file.commit(&bytes)
-            .map(|()| shown)
-            .map_err(|e| e.to_string())
-    })
-    .collect();
+    let mut report = outcome.report;
+    if trace_file.is_none() {
+        report.assumptions.notes.push(format!(
+            "no trace was written: the report went to {}, not a file a trace name can be \
+             derived from; give --trace TRACE.csv for one",
+            report_path.display()
+        ));
+    }
+    // A file that cannot be written where asked at the end (a full disk, a folder gone) does
+    // not lose the measurement: it is saved in a fallback file, as `run` and `train` do.
+    let mut written = vec![output::write_after_work(
+        report_file,
+        serde_json::to_string_pretty(&report)?,
+    )?];
+    if let Some(file) = trace_file {
+        written.push(output::write_after_work(file, outcome.trace.to_csv())?);
+    }
     // Printed once the files are on disk: a closed pipe then loses nothing.
     crate::signals::quiet_broken_pipe();
-    if let Some(e) = &report.error {
-        eprintln!("wattbench measure: {e}");
-    }
-    print_summary(report);
-    let mut failed = false;
-    for w in written {
-        match w {
-            Ok(shown) => eprintln!("wrote {shown}"),
-            Err(e) => {
-                eprintln!("wattbench measure: {e}");
-                failed = true;
-            }
+    print_summary(&report);
+    for w in &written {
+        // No fallback could be written either: the document on standard output (the
+        // command has ended), as the message says.
+        if w.unsaved() {
+            println!("{}", w.text);
+        }
+        if w.failure.is_none() {
+            eprintln!("wrote {}", w.location());
         }
     }
-    // The command's exit code wins; a lost report still fails an otherwise successful run.
+    let mut failed = false;
+    for failure in written.iter().filter_map(|w| w.failure.as_ref()) {
+        eprintln!("wattbench measure: error: {failure}");
+        failed = true;
+    }
+    // The command's own failure wins; a file saved only in a fallback turns a success into 4.
     Ok(if failed && outcome.exit_code == 0 {
-        1
+        i32::from(output::EXIT_NOT_WRITTEN)
     } else {
         outcome.exit_code
     })

@@ -51,6 +51,8 @@ pub fn run(args: MergeArgs) -> Result<u8> {
     )
     .map_err(|e| usage(e.to_string()))?;
     merged.merged.notes.extend(inner);
+    let overlapping = overlapping_host_counters(&merged);
+    merged.merged.notes.extend(overlapping.iter().cloned());
     let file = output::prepare_beside_stdout(
         &args.output,
         "what it merged",
@@ -89,10 +91,55 @@ pub fn run(args: MergeArgs) -> Result<u8> {
     for m in machines {
         println!("  {m}");
     }
-    for line in caveats(&merged) {
+    for line in caveats(&merged).iter().chain(&overlapping) {
         eprintln!("note: {line}");
     }
     Ok(0)
+}
+
+/// A run's time window: from its start (`created_at`) for `duration_s`; `None` when its start
+/// cannot be read.
+fn window(run: &RunFile) -> Option<(f64, f64)> {
+    let start = chrono::DateTime::parse_from_rfc3339(&run.created_at).ok()?;
+    let t0 = start.timestamp_micros() as f64 / 1e6;
+    Some((t0, t0 + run.duration_s.max(0.0)))
+}
+
+/// Whether an energy total of `run` adds one of the host's counters (CPU package, DRAM).
+fn adds_host_counters(run: &RunFile) -> bool {
+    (run.cases.iter().filter_map(|c| c.energy.as_ref()))
+        .chain(run.trainings.iter().map(|t| &t.energy))
+        .any(crate::devices::adds_host_counters)
+}
+
+/// Runs from one host whose time windows overlap and whose energy totals add the host's
+/// counters (two Slurm tasks packed on one node): each counter counted both runs' work, so
+/// neither figure is its run's alone. One note per such pair; workers of one `run --devices`
+/// are left out, their cases already say so.
+fn overlapping_host_counters(merged: &MergedFile) -> Vec<String> {
+    let runs: Vec<(&String, &RunFile, (f64, f64))> = (merged.merged.inputs.iter())
+        .zip(&merged.runs)
+        .filter(|(_, r)| r.environment.host.hostname.is_some() && adds_host_counters(r))
+        .filter_map(|(l, r)| Some((l, r, window(r)?)))
+        .collect();
+    let mut out = Vec::new();
+    for (i, (la, a, wa)) in runs.iter().enumerate() {
+        for (lb, b, wb) in &runs[i + 1..] {
+            let same_host = a.environment.host.hostname == b.environment.host.hostname;
+            let both_workers = [a, b]
+                .iter()
+                .all(|r| crate::devices::workers_at_once(&r.environment) > 1);
+            if same_host && !both_workers && wa.0 < wb.1 && wb.0 < wa.1 {
+                out.push(format!(
+                    "{la} and {lb} ran at the same time on {} (their time windows overlap): \
+                     the host counters in their energy totals (CPU package, DRAM) counted both \
+                     runs' work, neither figure is its run's alone",
+                    a.environment.host.hostname.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// What merged files among the inputs said about their runs, kept: each run's label there is
@@ -128,7 +175,7 @@ fn inner_merges(inputs: &mut [(String, RunFile)]) -> Vec<String> {
 
 /// What a merge must not hide: runs that were interrupted (a task killed at its time limit
 /// holds only the cases it finished) and cases that failed or were skipped, per input.
-fn caveats(merged: &MergedFile) -> Vec<String> {
+pub fn caveats(merged: &MergedFile) -> Vec<String> {
     use wattbench_core::result::Status;
     let mut out = Vec::new();
     for (label, run) in merged.merged.inputs.iter().zip(&merged.runs) {
@@ -149,4 +196,54 @@ fn caveats(merged: &MergedFile) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattbench_core::energy::{DomainRecord, Source};
+    use wattbench_core::testing::{case_energy, domain_row, run_file, timed_case};
+
+    /// A 1 s run on `host` from `start`, its case's total over a domain of `scope`.
+    fn run_at(host: &str, start: &str, scope: &str) -> RunFile {
+        let mut e = case_energy(1.0, 0.01, Source::Measured);
+        e.domains = vec![DomainRecord {
+            scope: scope.into(),
+            ..domain_row("d", Source::Measured, true, Some(1.0))
+        }];
+        let mut c = timed_case("x/reference/cpu", vec![1e-3]);
+        c.energy = Some(e);
+        let mut r = run_file(start, vec![c]);
+        r.environment.host.hostname = Some(host.into());
+        r
+    }
+
+    fn merged(runs: Vec<RunFile>) -> MergedFile {
+        let inputs = (runs.into_iter().enumerate())
+            .map(|(i, r)| (format!("t{i}.json"), r))
+            .collect();
+        MergedFile::merge(inputs, true, Vec::new(), "now".into()).unwrap()
+    }
+
+    /// Two tasks packed on one node at once both read its package counter: said once, for
+    /// that pair; one after another, on another node, or over a GPU's own counter, not.
+    #[test]
+    fn runs_at_once_on_one_host_with_host_counters_are_noted() {
+        let notes = overlapping_host_counters(&merged(vec![
+            run_at("n1", "2025-01-01T00:00:00Z", "package"),
+            run_at("n1", "2025-01-01T00:00:00.5Z", "package"),
+            run_at("n2", "2025-01-01T00:00:00.5Z", "package"),
+            run_at("n1", "2025-01-01T00:00:05Z", "package"),
+        ]));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("t0.json and t1.json ran at the same time on n1"),
+            "{notes:?}"
+        );
+        let notes = overlapping_host_counters(&merged(vec![
+            run_at("n1", "2025-01-01T00:00:00Z", "device"),
+            run_at("n1", "2025-01-01T00:00:00.5Z", "device"),
+        ]));
+        assert!(notes.is_empty(), "{notes:?}");
+    }
 }

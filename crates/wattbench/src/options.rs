@@ -89,6 +89,10 @@ pub fn device(backend: &dyn Backend, want: Option<&str>) -> anyhow::Result<Devic
     }
 }
 
+/// The largest `--tdp-watts` taken: above any one CPU package's TDP (server parts reach
+/// ~500 W), so a larger figure is likely in another unit (mW) or a whole machine's.
+pub const MAX_TDP_WATTS: f64 = 2000.0;
+
 /// How the energy meters are found.
 #[derive(Args, Debug, Clone)]
 pub struct MeterArgs {
@@ -123,6 +127,12 @@ impl MeterArgs {
             if !t.is_finite() || t <= 0.0 {
                 return Err(UsageError(format!(
                     "--tdp-watts must be a positive number of watts, not {t}"
+                )));
+            }
+            if t > MAX_TDP_WATTS {
+                return Err(UsageError(format!(
+                    "--tdp-watts {t} is more than {MAX_TDP_WATTS} W, above any CPU package's \
+                     TDP: likely another unit (mW?). Give the package's TDP in watts"
                 )));
             }
         }
@@ -210,6 +220,18 @@ impl CarbonArgs {
             }
             None => CarbonTable::builtin(),
         };
+        // With --intensity the region only labels the figure: an unknown one would label it
+        // wrongly (a typo), so it must still name a region of the table.
+        if let (Some(r), Some(_)) = (&self.region, self.intensity) {
+            if table.lookup(r).is_none() {
+                return Err(UsageError(format!(
+                    "--region {r:?} is not in the carbon table (with --intensity it labels the \
+                     figure, and an unknown code would label it wrongly): give a region \
+                     `wattbench list --regions` shows, add it with --carbon-table FILE, or \
+                     leave --region out"
+                )));
+            }
+        }
         CarbonParams::resolve_in(
             table,
             self.region.as_deref(),
@@ -267,6 +289,49 @@ mod tests {
         );
         // The same rule as `run --device`.
         assert!(device_matches("cuda", "cuda:1") && !device_matches("cud", "cuda:1"));
+    }
+
+    fn meter_args(tdp: f64) -> MeterArgs {
+        MeterArgs {
+            tdp_watts: Some(tdp),
+            powercap_root: None,
+            no_nvml: true,
+            gpus: None,
+        }
+    }
+
+    /// A TDP above any package's (1e308 W made 9.9e301 Wh) is refused as another unit; a
+    /// large server part's is taken.
+    #[test]
+    fn an_implausible_tdp_is_refused_as_another_unit() {
+        for t in [1e308, 2000.5, 65000.0] {
+            let e = meter_args(t).config().unwrap_err().to_string();
+            assert!(e.contains("likely another unit (mW?)"), "{e}");
+        }
+        assert_eq!(meter_args(500.0).config().unwrap().tdp_watts, Some(500.0));
+        assert_eq!(
+            meter_args(MAX_TDP_WATTS).config().unwrap().tdp_watts,
+            Some(2000.0)
+        );
+    }
+
+    /// `--region` with `--intensity` still names a region of the table (it labels the figure).
+    #[test]
+    fn an_unknown_region_is_refused_with_an_intensity_too() {
+        let args = |region: &str| CarbonArgs {
+            region: Some(region.into()),
+            intensity: Some(100.0),
+            pue: None,
+            price_per_kwh: None,
+            carbon_table: None,
+        };
+        let e = args("XX-NOWHERE").params().unwrap_err().to_string();
+        assert!(
+            e.contains("--region \"XX-NOWHERE\" is not in the carbon table"),
+            "{e}"
+        );
+        let p = args("FR").params().unwrap();
+        assert_eq!(p.intensity.g_per_kwh, 100.0);
     }
 
     #[test]

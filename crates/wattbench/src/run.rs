@@ -68,7 +68,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS")]
     warmup: Option<f64>,
     /// Verification tolerance (relative L2 error) for every case, instead of the per-dtype
-    /// default (f32 1e-4, f16 1e-2, bf16 1.5e-2 for GEMM and convolution and 4e-2 for recurrences; doubled for f16/bf16 training steps).
+    /// default (f32 1e-4, f16 1e-2, bf16 1.5e-2 for GEMM and convolution and 4e-2 for recurrences; doubled for f16/bf16 training steps, and for their recurrences longer than 25 steps multiplied by √(T/25)).
     #[arg(long)]
     tolerance: Option<f64>,
     /// Seed for inputs and the bootstrap.

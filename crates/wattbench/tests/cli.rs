@@ -288,6 +288,19 @@ fn measure_reports_a_command_and_returns_its_exit_code() {
         domains.iter().any(|d| d["source"] != "unsupported"),
         "{domains:?}"
     );
+    // Without a readable RAPL package counter (CI, this project's VMs) the CPU's figure is the
+    // labelled estimate, with a positive figure for the busy loop.
+    if !domains
+        .iter()
+        .any(|d| d["source"] == "measured" && d["name"].as_str().unwrap().starts_with("cpu"))
+    {
+        assert!(
+            domains.iter().any(
+                |d| d["source"] == "estimated" && d["joules"].as_f64().is_some_and(|j| j > 0.0)
+            ),
+            "{domains:?}"
+        );
+    }
     let kwh = &doc["energy_kwh"];
     let (lo, v, hi) = (
         kwh["low"].as_f64().unwrap(),
@@ -342,31 +355,25 @@ fn gpu_backends_skip_with_a_reason_when_no_gpu_is_present() {
             "no {backend} case: {cases:?}"
         );
     }
-    for c in cases {
+    // CUDA_VISIBLE_DEVICES="" hides every GPU: both backends say so, whatever the machine.
+    for name in ["cuda", "cublas"] {
         let backend = list["backends"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|b| b["name"] == c["backend"])
+            .find(|b| b["name"] == name)
             .unwrap();
-        if backend["available"] == true {
-            assert_eq!(c["status"], "ok", "{c}");
-        } else {
-            assert_eq!(c["status"], "skipped", "{c}");
-            assert!(
-                c["reason"].as_str().unwrap().starts_with("unavailable: "),
-                "{c}"
-            );
-        }
+        assert_eq!(backend["available"], false, "{backend}");
     }
-    // Nothing ran (no GPU): exit 3, as documented; else success.
-    let ran = cases.iter().any(|c| c["status"] == "ok");
-    assert_eq!(
-        o.status.code(),
-        Some(if ran { 0 } else { 3 }),
-        "{}",
-        stderr(&o)
-    );
+    for c in cases {
+        assert_eq!(c["status"], "skipped", "{c}");
+        assert!(
+            c["reason"].as_str().unwrap().starts_with("unavailable: "),
+            "{c}"
+        );
+    }
+    // Nothing ran: exit 3, as documented.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
 
 /// Every key a `run` and a `train` write is named in results/README.md, the schema's one

@@ -8,8 +8,9 @@ use crate::device::{operand, DevBuf, DeviceCall};
 use crate::error::CudaError;
 use crate::gpu::{device_infos, Gpu};
 use crate::plan::View;
+use cudarc::cublas::result as cublas_result;
 use cudarc::cublas::sys as cbs;
-use cudarc::cublas::CudaBlas;
+use std::sync::Arc;
 use wattbench_core::tensor::HostTensor;
 use wattbench_core::workload::GemmParams;
 use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Op, Params, Prepared};
@@ -18,9 +19,50 @@ use wattbench_core::{Backend, BackendError, Case, DType, DeviceInfo, Op, Params,
 #[derive(Default)]
 pub struct Cublas;
 
+/// A cuBLAS handle on a GPU's stream, destroyed once when dropped. Ours rather than cudarc's
+/// `CudaBlas`, whose drop unwraps `cublasDestroy`'s status: after a kernel fault has poisoned
+/// the context, that status is an error, and the panic would end the whole run (and lose its
+/// completed cases) where the harness reports the fault and skips the device's later cases.
+/// A failed destroy only leaks the handle, in a process whose context is lost anyway.
+struct BlasHandle {
+    raw: cbs::cublasHandle_t,
+    /// Kept alive as long as the handle that launches on it.
+    _stream: Arc<cudarc::driver::CudaStream>,
+}
+
+// SAFETY: a cuBLAS handle may be used from any thread, one at a time (cuBLAS's thread-safety
+// rule); `&self` methods pass it to cuBLAS calls the owning case makes from one thread.
+unsafe impl Send for BlasHandle {}
+
+impl BlasHandle {
+    /// The raw handle, for cuBLAS calls.
+    fn raw(&self) -> cbs::cublasHandle_t {
+        self.raw
+    }
+}
+
+impl Drop for BlasHandle {
+    fn drop(&mut self) {
+        // SAFETY: `raw` was created by `cublasCreate` in `handle` and is destroyed once, here;
+        // nothing uses it after. The status is ignored: see the type's comment.
+        let _ = unsafe { cublas_result::destroy_handle(self.raw) };
+    }
+}
+
 /// A cuBLAS handle on `g`'s stream.
-fn handle(g: &Gpu) -> Result<CudaBlas, CudaError> {
-    CudaBlas::new(g.stream.clone()).map_err(|e| CudaError::lib("cublasCreate", e))
+fn handle(g: &Gpu) -> Result<BlasHandle, CudaError> {
+    let ctx = g.stream.context();
+    ctx.bind_to_thread()
+        .map_err(|e| CudaError::lib("cuCtxSetCurrent", e))?;
+    let raw = cublas_result::create_handle().map_err(|e| CudaError::lib("cublasCreate", e))?;
+    let h = BlasHandle {
+        raw,
+        _stream: g.stream.clone(),
+    };
+    // SAFETY: a live handle just created, and the stream of a live context, kept alive by `h`.
+    unsafe { cublas_result::set_stream(h.raw(), g.stream.cu_stream() as _) }
+        .map_err(|e| CudaError::lib("cublasSetStream", e))?;
+    Ok(h)
 }
 
 /// The GEMM handle's math mode: `CUBLAS_DEFAULT_MATH` (no TF32 for fp32 data) with the flag
@@ -33,10 +75,10 @@ const GEMM_MATH: cbs::cublasMath_t =
     cbs::cublasMath_t::CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
 
 /// A cuBLAS handle on `g`'s stream for [`CublasGemm`], in [`GEMM_MATH`].
-fn gemm_handle(g: &Gpu) -> Result<CudaBlas, CudaError> {
+fn gemm_handle(g: &Gpu) -> Result<BlasHandle, CudaError> {
     let h = handle(g)?;
     // SAFETY: a live handle just created; the mode is a valid `cublasMath_t`.
-    unsafe { cbs::cublasSetMathMode(*h.handle(), GEMM_MATH) }
+    unsafe { cbs::cublasSetMathMode(h.raw(), GEMM_MATH) }
         .result()
         .map_err(|e| CudaError::lib("cublasSetMathMode", e))?;
     Ok(h)
@@ -73,7 +115,7 @@ fn gemm_implementation(dtype: DType) -> String {
 
 /// One `cublasGemmEx` on the case's `a`, `b` and `c`.
 struct CublasGemm {
-    handle: CudaBlas,
+    handle: BlasHandle,
     p: GemmParams,
     dtype: DType,
     abc: [View; 3],
@@ -102,7 +144,7 @@ impl DeviceCall for CublasGemm {
         // CUBLAS_COMPUTE_32F requires.
         unsafe {
             cudarc::cublas::result::gemm_ex(
-                *self.handle.handle(),
+                self.handle.raw(),
                 op(ta),
                 op(tb),
                 m,
@@ -133,7 +175,7 @@ impl DeviceCall for CublasGemm {
 
 /// `y += alpha·x` on fp32 device vectors with `cublasSaxpy` (the SGD update `w -= lr·dw`).
 pub(crate) struct Saxpy {
-    handle: CudaBlas,
+    handle: BlasHandle,
 }
 
 impl Saxpy {
@@ -161,7 +203,7 @@ impl Saxpy {
         // the handle's (default) host pointer mode requires.
         unsafe {
             cbs::cublasSaxpy_v2(
-                *self.handle.handle(),
+                self.handle.raw(),
                 len,
                 &alpha,
                 px as *const f32,

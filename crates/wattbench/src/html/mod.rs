@@ -750,7 +750,7 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
     h.push_str(&p(
         "Each verified case's achieved GFLOP/s against its arithmetic intensity (FLOPs per \
          minimum byte: every input read once, every output written once — real kernels move \
-         more, so a point left of its true position). The roofs are this machine's measured \
+         more, so each point sits right of its true position, at a higher intensity). The roofs are this machine's measured \
          ceilings (`wattbench ceilings`): the memory slope (bandwidth × intensity) and one \
          compute roof per dtype. A measured roof is the best verified GEMM the backends \
          here reached at one size, a lower bound of the machine's peak: a case above 100 % \
@@ -1771,10 +1771,12 @@ fn energy_across(inp: &Inputs) -> String {
         "Gross energy per GFLOP of the median call ({}), its source, CO2e per TFLOP at {} \
          gCO2e/kWh ({}) and PUE {} (intervals include the meters' uncertainty and the grid's \
          daily band) and the share of each machine's measured compute peak for the dtype (not the \
-         roofline's attainable roof, which the roofline section gives). The least-energy machine \
-         is named only where every machine's energy comes from the same kind of source and \
-         covers the same things (package, DRAM, GPU), and its interval lies wholly below the \
-         others'.",
+         roofline's attainable roof, which the roofline section gives). A machine's energy per \
+         GFLOP is the median of its runs', its interval spans its runs' intervals (with one run, \
+         its meters' uncertainty alone, marked). The least-energy machine is named only where \
+         every machine's energy comes from the same kind of source and covers the same things \
+         (package, DRAM, GPU), every run had as many GPU workers at once, each machine's runs \
+         share their conditions, and its interval lies wholly below the others'.",
         wattbench_core::energy::GROSS_MEANS,
         sig(a.carbon.intensity_g_per_kwh),
         a.carbon.region_name,
@@ -1815,11 +1817,12 @@ fn energy_across(inp: &Inputs) -> String {
                     })),
                     num(&c.joules_per_gflop.map_or("no energy".into(), |j| {
                         format!(
-                            "{} {} ({}) {}",
+                            "{} {} ({}) {}{}",
                             sig(j.value),
                             units::relative(&j),
                             src.join("+"),
-                            c.energy_scopes.join("+")
+                            c.energy_scopes.join("+"),
+                            crate::across::spread_mark(c)
                         )
                     })),
                     num(&c
@@ -1840,6 +1843,18 @@ fn energy_across(inp: &Inputs) -> String {
         ],
         &rows,
     ));
+    for (machine, n, cases) in crate::across::cell_notes(&a) {
+        h.push_str(&note(&format!("{machine} ({cases} case(s)): {n}")));
+    }
+    let failed = crate::across::not_verified_lines(&a);
+    if !failed.is_empty() {
+        h.push_str(&p("Failed or skipped on a machine (not compared):"));
+        h.push_str("<ul>");
+        for line in failed {
+            let _ = write!(h, "<li>{}</li>", esc(&line));
+        }
+        h.push_str("</ul>");
+    }
     h
 }
 
