@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Record a reference set of CPU results under results/cpu/<UTC date>-<host>/: the machine's
+# Record a reference set of CPU results under results/cpu/<UTC date>-<hardware slug>/: the machine's
 # ceilings, the quick suite in inference and training modes, and the three end-to-end training
 # runs on candle and tch. Each result file has its Markdown report beside it; one HTML report
 # covers them all, and its screenshot (headless chromium) becomes docs/report-screenshot.png.
