@@ -2,13 +2,12 @@
 //! and a hangup reaches neither. One test in a binary of its own: signal dispositions are
 //! process-wide, and signal-hook keeps a handler once it has set one.
 
+mod common;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::measure::{measure, MeasureOptions};
-use wattbench_energy::MeterConfig;
+use wattbench_energy::measure::measure;
 
 #[test]
 fn an_ignored_sighup_stays_ignored_for_the_command() {
@@ -17,32 +16,21 @@ fn an_ignored_sighup_stays_ignored_for_the_command() {
     // SAFETY: this binary's one test; SIGHUP ignored as `nohup` leaves it.
     let before = unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     assert_eq!(before, libc::SIG_DFL, "SIGHUP was not at its default here");
-    let opts = MeasureOptions {
-        // The command records its ignored signals, then is sent a hangup by itself and by
-        // way of `measure` (this process, its parent): it survives both only if it ignores
-        // it, and `measure` forwards none.
-        command: [
-            "sh",
-            "-c",
-            "grep '^SigIgn:' /proc/$$/status > \"$1\"; kill -HUP $$; kill -HUP $PPID; \
-             sleep 0.3; exit 5",
-            "sh",
-        ]
-        .iter()
-        .map(OsString::from)
-        .chain([status.clone().into_os_string()])
-        .collect(),
-        meter: MeterConfig {
-            powercap_root: Some(PathBuf::from("/nonexistent/powercap")),
-            sample_interval: Duration::from_millis(20),
-            nvml: false,
-            ..MeterConfig::default()
-        },
-        carbon: CarbonParams::resolve(Some("FR"), None, None, None).unwrap(),
-        projection: None,
-        cgroup: false,
-        idle: None,
-    };
+    // The command records its ignored signals, then is sent a hangup by itself and by way
+    // of `measure` (this process, its parent): it survives both only if it ignores it, and
+    // `measure` forwards none.
+    let command = [
+        "sh",
+        "-c",
+        "grep '^SigIgn:' /proc/$$/status > \"$1\"; kill -HUP $$; kill -HUP $PPID; \
+         sleep 0.3; exit 5",
+        "sh",
+    ]
+    .iter()
+    .map(OsString::from)
+    .chain([status.clone().into_os_string()])
+    .collect();
+    let opts = common::measure_options(command, PathBuf::from("/nonexistent/powercap"), None);
     let out = measure(&opts).unwrap();
     // SAFETY: as above; the disposition measure found must still be in place.
     let during = unsafe { libc::signal(libc::SIGHUP, libc::SIG_DFL) };

@@ -4,27 +4,15 @@
 //! and once a `measure` has run, SIGTERM stays caught (signal-hook keeps its handler, with no
 //! action), so the stop's wait for measure's handler works only before any other `measure`.
 
+mod common;
+
 use std::ffi::OsString;
 use std::time::Duration;
 
-use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::measure::{measure, MeasureOptions};
-use wattbench_energy::MeterConfig;
 
 fn opts(command: &[&str], powercap: std::path::PathBuf, idle: Option<Duration>) -> MeasureOptions {
-    MeasureOptions {
-        command: command.iter().map(OsString::from).collect(),
-        meter: MeterConfig {
-            powercap_root: Some(powercap),
-            sample_interval: Duration::from_millis(20),
-            nvml: false,
-            ..MeterConfig::default()
-        },
-        carbon: CarbonParams::resolve(Some("FR"), None, None, None).unwrap(),
-        projection: None,
-        cgroup: false,
-        idle,
-    }
+    common::measure_options(command.iter().map(OsString::from).collect(), powercap, idle)
 }
 
 /// Whether this process catches `sig` (its bit in /proc/self/status's SigCgt).

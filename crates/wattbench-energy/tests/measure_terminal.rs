@@ -8,6 +8,8 @@
 //! process-wide), types Ctrl-C, then Ctrl-\, into it, and checks what the helper's two
 //! `measure`s reported. One test in a binary of its own.
 
+mod common;
+
 use std::ffi::{CStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::measure::{measure, MeasureOptions};
-use wattbench_energy::MeterConfig;
 
 /// Set in the helper: the directory the two run in.
 const ROLE: &str = "WATTBENCH_TEST_TERMINAL_HELPER";
@@ -45,19 +45,7 @@ fn command(ready: &Path, code: i32) -> Vec<OsString> {
 }
 
 fn opts(command: Vec<OsString>, dir: &Path) -> MeasureOptions {
-    MeasureOptions {
-        command,
-        meter: MeterConfig {
-            powercap_root: Some(dir.join("no-powercap")),
-            sample_interval: Duration::from_millis(20),
-            nvml: false,
-            ..MeterConfig::default()
-        },
-        carbon: CarbonParams::resolve(Some("FR"), None, None, None).unwrap(),
-        projection: None,
-        cgroup: false,
-        idle: Some(Duration::ZERO),
-    }
+    common::measure_options(command, dir.join("no-powercap"), Some(Duration::ZERO))
 }
 
 /// In the helper (foreground of the pseudo-terminal): two commands, each stopped from the
