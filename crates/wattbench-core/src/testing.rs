@@ -466,6 +466,34 @@ macro_rules! trainer_tests {
     };
 }
 
+/// A 7×5×9 f32 GEMM in `mode` run by the harness on the reference backend with value 3 of
+/// its output `c` replaced by NaN (a value never written): failed, its errors infinite, the
+/// defect named, as a wrong backend's case is recorded.
+pub fn failed_on_nan(mode: Mode) -> CaseResult {
+    let case = Case {
+        params: Params::Gemm(GemmParams::new(7, 5, 9)),
+        mode,
+        dtype: DType::F32,
+        tag: None,
+    };
+    let cfg = HarnessConfig {
+        warmup_s: 0.0,
+        min_time_s: 0.0,
+        min_samples: 3,
+        bootstrap_resamples: 10,
+        ..HarnessConfig::default()
+    };
+    let flag = AtomicBool::new(false);
+    let h = Harness::new(cfg, &flag);
+    let nan = Perturbed {
+        inner: Arc::new(crate::reference::ReferenceBackend),
+        delta: f32::NAN,
+        index: 3,
+    };
+    h.run_case(&CaseInputs::new(case, &h.cfg), &nan, "cpu", None)
+        .expect("the harness records a failed case")
+}
+
 /// An ok reference case `id` of a 2×2×2 f32 GEMM verified exactly (every value) and timed by
 /// `samples` (one call each, the median's interval from 50 resamples), with a per-case host
 /// peak of 1 MiB and no energy.

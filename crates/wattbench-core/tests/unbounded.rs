@@ -1,45 +1,14 @@
 //! Figures that are not finite (a failed verification's infinite error, a median with no
 //! interval, a loss that overflowed) are written as `null`, which JSON has for them, and a
 //! result file holding them reads back equal: every command that reads results can read it.
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
-use wattbench_core::reference::ReferenceBackend;
 use wattbench_core::result::{read_runs, LossReport, MergedFile, RunFile, Status};
-use wattbench_core::testing::{run_file, timed_case, Perturbed};
-use wattbench_core::workload::GemmParams;
-use wattbench_core::{Case, DType, Mode, Params};
-
-/// A GEMM training step whose output `c` has a NaN at index 3 (a value never written), as the
-/// harness records it: failed, its errors infinite, the defect named (`c` is its output, `da` and `db` the gradients).
-fn failed_on_nan() -> wattbench_core::result::CaseResult {
-    let case = Case {
-        params: Params::Gemm(GemmParams::new(7, 5, 9)),
-        mode: Mode::Train,
-        dtype: DType::F32,
-        tag: None,
-    };
-    let cfg = HarnessConfig {
-        warmup_s: 0.0,
-        min_time_s: 0.0,
-        min_samples: 3,
-        bootstrap_resamples: 10,
-        ..HarnessConfig::default()
-    };
-    let flag = AtomicBool::new(false);
-    let h = Harness::new(cfg, &flag);
-    let inp = CaseInputs::new(case, &h.cfg);
-    let nan = Perturbed {
-        inner: Arc::new(ReferenceBackend),
-        delta: f32::NAN,
-        index: 3,
-    };
-    h.run_case(&inp, &nan, "cpu", None).unwrap()
-}
+use wattbench_core::testing::{failed_on_nan, run_file, timed_case};
+use wattbench_core::Mode;
 
 #[test]
 fn a_case_that_failed_on_a_nan_output_reads_back_equal() {
-    let failed = failed_on_nan();
+    // A GEMM training step whose output `c` has a NaN at index 3 (`da`, `db` its gradients).
+    let failed = failed_on_nan(Mode::Train);
     assert_eq!(failed.status, Status::Failed, "{:?}", failed.reason);
     // With it, a case of one sample: its median has no interval.
     let one = timed_case("gemm/one-sample", vec![1e-3]);

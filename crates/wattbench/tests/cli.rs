@@ -646,34 +646,9 @@ fn runs_record_the_variables_that_change_what_is_measured() {
 /// one sample, whose median has no interval, beside it.
 #[test]
 fn a_case_failed_on_a_nan_output_is_read_back_by_report() {
-    use std::sync::atomic::AtomicBool;
-    use wattbench_core::harness::{CaseInputs, Harness, HarnessConfig};
-    use wattbench_core::reference::ReferenceBackend;
-    use wattbench_core::testing::{run_file, timed_case, Perturbed};
-    use wattbench_core::workload::GemmParams;
-    use wattbench_core::{Case, DType, Mode, Params};
-    let case = Case {
-        params: Params::Gemm(GemmParams::new(7, 5, 9)),
-        mode: Mode::Infer,
-        dtype: DType::F32,
-        tag: None,
-    };
-    let cfg = HarnessConfig {
-        warmup_s: 0.0,
-        min_time_s: 0.0,
-        min_samples: 3,
-        ..HarnessConfig::default()
-    };
-    let flag = AtomicBool::new(false);
-    let harness = Harness::new(cfg, &flag);
-    let nan = Perturbed {
-        inner: std::sync::Arc::new(ReferenceBackend),
-        delta: f32::NAN,
-        index: 3,
-    };
-    let failed = harness
-        .run_case(&CaseInputs::new(case, &harness.cfg), &nan, "cpu", None)
-        .unwrap();
+    use wattbench_core::testing::{failed_on_nan, run_file, timed_case};
+    use wattbench_core::Mode;
+    let failed = failed_on_nan(Mode::Infer);
     let doc = run_file(
         "2026-01-01T00:00:00+00:00",
         vec![failed, timed_case("gemm/one", vec![1e-3])],
