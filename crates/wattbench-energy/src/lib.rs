@@ -41,6 +41,7 @@ pub use meters::{
     CpuScope, Domain, DomainMeta, EnergyWindow, MeterConfig, Meters, ProcessTree, ReadContext,
     Reading, DEFAULT_SAMPLE_INTERVAL, WRAP_GUARD_INTERVAL,
 };
+pub use signals::is_ignored;
 pub use wattbench_core::energy::{
     cover_span, net_joules, sources_named, total_energy, CaseEnergy, DomainEnergy, EnergyTotal,
     EstimateAssumptions, Interval, NetEnergy, Source,

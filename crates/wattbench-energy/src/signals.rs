@@ -155,7 +155,7 @@ pub(crate) struct Forwarder {
 
 /// Whether `sig` is ignored (SIG_IGN) in this process now: inherited from a launcher
 /// (`nohup` ignores SIGHUP, a non-interactive shell's `cmd &` SIGINT and SIGQUIT).
-fn is_ignored(sig: c_int) -> bool {
+pub fn is_ignored(sig: c_int) -> bool {
     // SAFETY: sigaction with a null new action only reads the current disposition into
     // `old`, plain old data we own.
     unsafe {

@@ -369,7 +369,7 @@ fn run_workers(
 
 /// Exit code of a worker that a signal stopped, having written its completed cases.
 fn stopped_by_a_signal(code: i32) -> bool {
-    code == 130 || code == 143
+    code == 129 || code == 130 || code == 143
 }
 
 /// The parent's exit code (docs/cli.md's table): `stopped`, the parent's own stop; `codes`,

@@ -1,7 +1,13 @@
-//! Stopping cleanly on SIGINT and SIGTERM (`run` and `train`; what Ctrl-C, `timeout`, Slurm
-//! and CI send): the first sets a flag the work checks between samples and steps, so the
-//! completed work is written and marked interrupted; a second exits at once with 128+signal.
-//! signal-hook installs the handlers (as `measure`'s forwarding does).
+//! Stopping cleanly on SIGINT, SIGTERM and SIGHUP (`run` and `train`; what Ctrl-C,
+//! `timeout`, Slurm, CI and a closed terminal or dropped SSH session send): the first sets a
+//! flag the work checks between samples and steps, so the completed work is written and marked
+//! interrupted; a second exits at once with 128+signal. signal-hook installs the handlers (as
+//! `measure`'s forwarding does).
+//!
+//! A hangup means the terminal is gone: writing to it would fail (EIO) and Rust's printing
+//! would panic before the completed work is written. So SIGHUP first points standard output
+//! and error, where they were that terminal, at /dev/null. A SIGHUP found ignored when the
+//! command starts (`nohup`) stays ignored.
 //!
 //! `run --devices` passes its stop on to its workers (each in a process group of its own, so
 //! that the terminal's Ctrl-C reaches the parent alone) as SIGUSR1 (for SIGINT) or SIGUSR2
@@ -10,7 +16,9 @@
 //! too, and the stop passed on after it must not end the worker before it writes. A second
 //! signal to the parent kills the workers (SIGKILL) and ends it at once.
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use std::io::IsTerminal;
+use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -81,7 +89,27 @@ impl Stop {
         for sig in [SIGINT, SIGTERM] {
             install(sig).context("installing the SIGINT/SIGTERM handlers")?;
         }
-        if std::env::var_os(WORKER_ENV).is_some() {
+        let worker = std::env::var_os(WORKER_ENV).is_some();
+        if !wattbench_energy::is_ignored(SIGHUP) {
+            // First off the terminal, before any thread sees the stop and prints.
+            detach_from_terminal_on_hangup().context("installing the SIGHUP handler")?;
+            if worker {
+                // A worker's parent passes SIGHUP on as it is: the worker is off the same
+                // terminal. A stop, never a second signal (the parent kills on a second).
+                signal_hook::flag::register(SIGHUP, stop.flag.clone())
+                    .and_then(|_| {
+                        signal_hook::flag::register_usize(
+                            SIGHUP,
+                            stop.which.clone(),
+                            SIGHUP as usize,
+                        )
+                    })
+                    .context("installing the SIGHUP handler")?;
+            } else {
+                install(SIGHUP).context("installing the SIGHUP handler")?;
+            }
+        }
+        if worker {
             for (passed, sig) in [(SIGUSR1, SIGINT), (SIGUSR2, SIGTERM)] {
                 signal_hook::flag::register(passed, stop.flag.clone())
                     .and_then(|_| {
@@ -112,10 +140,11 @@ impl Stop {
     }
 
     /// The signal that passes this stop on to a `run --devices` worker: SIGUSR1 for SIGINT,
-    /// SIGUSR2 for SIGTERM (see the module comment).
+    /// SIGUSR2 for SIGTERM (see the module comment), SIGHUP itself for SIGHUP.
     pub fn worker_signal(&self) -> i32 {
         match self.which.load(Ordering::SeqCst) as i32 {
             SIGTERM => SIGUSR2,
+            SIGHUP => SIGHUP,
             _ => SIGUSR1,
         }
     }
@@ -171,9 +200,41 @@ impl Stop {
     pub fn signal_name(&self) -> &'static str {
         match self.which.load(Ordering::SeqCst) as i32 {
             SIGTERM => "SIGTERM",
+            SIGHUP => "SIGHUP",
             _ => "SIGINT",
         }
     }
+}
+
+/// On SIGHUP, points standard output and error at /dev/null where they are a terminal now
+/// (the one that hung up), so that the messages and table printed while the completed work is
+/// written neither fail nor panic. Output to files and pipes is left alone.
+fn detach_from_terminal_on_hangup() -> std::io::Result<()> {
+    let on_terminal: Vec<i32> = [
+        (std::io::stdout().is_terminal(), libc::STDOUT_FILENO),
+        (std::io::stderr().is_terminal(), libc::STDERR_FILENO),
+    ]
+    .into_iter()
+    .filter_map(|(tty, fd)| tty.then_some(fd))
+    .collect();
+    if on_terminal.is_empty() {
+        return Ok(());
+    }
+    // Opened now, kept for the life of the process: the handler may not allocate or open.
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")?
+        .into_raw_fd();
+    // SAFETY: the action calls dup2(2) only, which is async-signal-safe, on descriptors the
+    // process keeps open (`null` is never closed).
+    unsafe {
+        signal_hook::low_level::register(SIGHUP, move || {
+            for &fd in &on_terminal {
+                libc::dup2(null, fd);
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Makes output written after the work is saved end the process quietly on a closed pipe
@@ -184,5 +245,24 @@ pub fn quiet_broken_pipe() {
     // handler code runs; a write to a closed pipe then ends the process.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stop_has_its_code_name_and_the_signal_a_worker_gets() {
+        for (sig, code, name, worker) in [
+            (SIGINT, 130, "SIGINT", SIGUSR1),
+            (SIGTERM, 143, "SIGTERM", SIGUSR2),
+            (SIGHUP, 129, "SIGHUP", SIGHUP),
+        ] {
+            let stop = Stop::requested_by(sig);
+            assert_eq!(stop.exit_code(), code);
+            assert_eq!(stop.signal_name(), name);
+            assert_eq!(stop.worker_signal(), worker);
+        }
     }
 }

@@ -3,7 +3,7 @@ mod common;
 
 use common::{
     assert_contains, command, read_json, run_tiny, start_slow_run, stderr, stdout, tiny_suite,
-    wattbench, FAST,
+    wattbench, with_sighup, FAST,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -211,12 +211,12 @@ fn oversized_case_is_skipped_before_allocating() {
     );
 }
 
-/// A run stopped by `signal` (what Ctrl-C, `timeout`, Slurm and CI send) writes the cases
-/// completed so far, marks the file interrupted and exits 128 + signal.
+/// A run stopped by `signal` (what Ctrl-C, `timeout`, Slurm, CI and a closed terminal send)
+/// writes the cases completed so far, marks the file interrupted and exits 128 + signal.
 fn signal_writes_completed_cases_and_marks_the_run_interrupted(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let (mut child, reader) = start_slow_run(command(), dir.path(), &out);
+    let (mut child, reader) = start_slow_run(with_sighup(libc::SIG_DFL), dir.path(), &out);
     let killed = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -241,6 +241,109 @@ fn ctrl_c_writes_completed_cases_and_marks_the_run_interrupted() {
 #[test]
 fn sigterm_writes_completed_cases_and_marks_the_run_interrupted() {
     signal_writes_completed_cases_and_marks_the_run_interrupted("-TERM", 143);
+}
+
+#[test]
+fn sighup_writes_completed_cases_and_marks_the_run_interrupted() {
+    signal_writes_completed_cases_and_marks_the_run_interrupted("-HUP", 129);
+}
+
+/// A dropped SSH session: the terminal the run draws its progress on goes away (writing to it
+/// fails with EIO) and SIGHUP comes. The completed cases are written all the same, instead of
+/// the run dying of the hangup, or of a panic on the first message it prints about the stop.
+#[test]
+fn a_hangup_of_the_terminal_writes_the_completed_cases() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let suite = dir.path().join("slow.toml");
+    std::fs::write(
+        &suite,
+        "gemm = [ { m = 8, n = 8, k = 8 } ]\nrnn = [ { cell = \"lstm\", hidden = 1024, batch = 64, steps = 100 } ]\n",
+    )
+    .unwrap();
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes the two descriptors it opens into our integers; the null
+    // arguments ask for no name and default settings.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    for fd in [master, slave] {
+        // The run must not hold the terminal's master open (it would never hang up).
+        // SAFETY: sets close-on-exec on a descriptor we own.
+        let set = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        assert_eq!(set, 0);
+    }
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut c = with_sighup(libc::SIG_DFL);
+    c.args([
+        "run",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--backend",
+        "reference",
+    ])
+    .args(FAST)
+    .args(["--output", out.to_str().unwrap()])
+    .stdout(Stdio::from(slave.try_clone().unwrap()))
+    .stderr(Stdio::from(slave));
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    // The bar, drawn on the terminal, says when the first case has completed; then the
+    // terminal goes (its master closed: the run's writes to it fail from now on).
+    let seen = std::thread::spawn(move || {
+        let mut terminal = std::fs::File::from(master);
+        let (mut all, mut buf) = (String::new(), [0u8; 4096]);
+        while !all.contains("1/2") {
+            match terminal.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        all
+    });
+    let drawn = seen.join().unwrap();
+    assert!(drawn.contains("1/2"), "no progress drawn: {drawn:?}");
+    let killed = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(129), "{status:?}");
+    let doc = read_json(&out);
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(doc["cases"].as_array().unwrap().len(), 1);
+}
+
+/// Under `nohup` (SIGHUP ignored when the run starts) a hangup is not a stop: it stays
+/// ignored, and a later SIGTERM is the first stop, which writes the completed cases (were the
+/// hangup a stop, the SIGTERM would be a second signal, which writes nothing).
+#[test]
+fn a_hangup_under_nohup_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let (mut child, reader) = start_slow_run(with_sighup(libc::SIG_IGN), dir.path(), &out);
+    let pid = child.id().to_string();
+    for signal in ["-HUP", "-TERM"] {
+        let killed = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(killed.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert_eq!(read_json(&out)["interrupted"], true);
+    assert_contains(&err, "SIGTERM: finishing the current sample");
 }
 
 #[test]

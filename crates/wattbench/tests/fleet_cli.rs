@@ -373,6 +373,29 @@ fn a_worker_takes_the_schedulers_stop_as_the_one_its_parent_passed_on() {
     worker_stopped_by_the_scheduler_and_its_parent(true);
 }
 
+/// A `run --devices` worker gets SIGHUP from its parent when the terminal hangs up, and may get
+/// it from elsewhere too: two are one stop, not a second signal, and the worker writes its
+/// completed cases.
+#[test]
+fn a_worker_takes_two_hangups_as_one_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.json");
+    let mut c = common::with_sighup(libc::SIG_DFL);
+    c.env("WATTBENCH_DEVICES_WORKER", "1");
+    let (mut child, reader) = start_slow_run(c, dir.path(), &out);
+    for _ in 0..2 {
+        // SAFETY: kill(2) on our own child, not yet waited for.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }, 0);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(129), "{err}");
+    let doc = read_json(&out);
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(doc["cases"].as_array().unwrap().len(), 1, "{err}");
+}
+
 /// A pod's own host name is the pod's: with `WATTBENCH_NODE_NAME` (the manifest sets it from
 /// `spec.nodeName`) the node's name is recorded as the host's, the process's beside it.
 #[test]

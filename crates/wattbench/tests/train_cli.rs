@@ -28,7 +28,8 @@ impl Training {
     /// steps, with `extra` options.
     fn start(out: &Path, extra: &[&str]) -> Training {
         let steps = STEPS.to_string();
-        let mut child = command()
+        // SIGHUP at its default whatever this process has (CI runs the tests under `nohup`).
+        let mut child = common::with_sighup(libc::SIG_DFL)
             .args([
                 "train", "--model", "mlp", "--size", "tiny", "--steps", &steps,
             ])
@@ -188,6 +189,11 @@ fn ctrl_c_writes_the_steps_done_and_marks_the_run_interrupted() {
 #[test]
 fn sigterm_writes_the_steps_done_and_marks_the_run_interrupted() {
     signal_writes_the_steps_done_and_marks_the_run_interrupted("-TERM", 143);
+}
+
+#[test]
+fn sighup_writes_the_steps_done_and_marks_the_run_interrupted() {
+    signal_writes_the_steps_done_and_marks_the_run_interrupted("-HUP", 129);
 }
 
 /// A stop during warm-up: no measured step, so time, energy and the projection are null (with

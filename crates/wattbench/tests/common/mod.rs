@@ -30,6 +30,21 @@ pub fn command() -> Command {
     c
 }
 
+/// The binary's command with SIGHUP at `disposition` (SIG_DFL, SIG_IGN as `nohup` leaves it)
+/// whatever this test process has (CI runs the tests under `nohup`).
+pub fn with_sighup(disposition: libc::sighandler_t) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = command();
+    // SAFETY: signal(2) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        c.pre_exec(move || {
+            libc::signal(libc::SIGHUP, disposition);
+            Ok(())
+        })
+    };
+    c
+}
+
 /// Its standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
