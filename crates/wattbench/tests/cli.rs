@@ -2,8 +2,8 @@
 mod common;
 
 use common::{
-    assert_contains, command, read_json, run_tiny, start_slow_run, stderr, stdout, tiny_suite,
-    wattbench, with_sighup, FAST,
+    assert_contains, command, read_json, run_tiny, slow_run, start_slow_run, stderr, stdout,
+    tiny_suite, wattbench, with_sighup, FAST,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -257,12 +257,6 @@ fn a_hangup_of_the_terminal_writes_the_completed_cases() {
     use std::os::fd::{FromRawFd, OwnedFd};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let suite = dir.path().join("slow.toml");
-    std::fs::write(
-        &suite,
-        "gemm = [ { m = 8, n = 8, k = 8 } ]\nrnn = [ { cell = \"lstm\", hidden = 1024, batch = 64, steps = 100 } ]\n",
-    )
-    .unwrap();
     let (mut master, mut slave) = (-1, -1);
     // SAFETY: openpty writes the two descriptors it opens into our integers; the null
     // arguments ask for no name and default settings.
@@ -284,18 +278,9 @@ fn a_hangup_of_the_terminal_writes_the_completed_cases() {
     }
     // SAFETY: both descriptors were just opened and are owned here alone.
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let mut c = with_sighup(libc::SIG_DFL);
-    c.args([
-        "run",
-        "--suite",
-        suite.to_str().unwrap(),
-        "--backend",
-        "reference",
-    ])
-    .args(FAST)
-    .args(["--output", out.to_str().unwrap()])
-    .stdout(Stdio::from(slave.try_clone().unwrap()))
-    .stderr(Stdio::from(slave));
+    let mut c = slow_run(with_sighup(libc::SIG_DFL), dir.path(), &out);
+    c.stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
     let mut child = c.spawn().unwrap();
     drop(c);
     // The bar, drawn on the terminal, says when the first case has completed; then the

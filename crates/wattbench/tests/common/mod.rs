@@ -189,28 +189,33 @@ pub fn reference_gemm(suite: &str) -> Vec<&str> {
     a
 }
 
-/// Starts `wattbench run` by `c` (from [`command`]) of a fast case, then a recurrence whose
-/// single f64 reference call takes minutes, on the reference backend, writing `out` (its suite
-/// in `dir`); returns once the first case is done (on any machine's speed: its progress line
-/// is out), the second then computing. The child, and the thread that collects its standard
-/// error.
-pub fn start_slow_run(mut c: Command, dir: &Path, out: &Path) -> (Child, JoinHandle<String>) {
+/// `c` (from [`command`]) made `wattbench run` of a fast case, then a recurrence whose single
+/// f64 reference call takes minutes, on the reference backend, writing `out` (its suite in
+/// `dir`).
+pub fn slow_run(mut c: Command, dir: &Path, out: &Path) -> Command {
     let suite = dir.join("slow.toml");
     std::fs::write(
         &suite,
         "gemm = [ { m = 8, n = 8, k = 8 } ]\nrnn = [ { cell = \"lstm\", hidden = 1024, batch = 64, steps = 100 } ]\n",
     )
     .unwrap();
-    let mut child = c
-        .args([
-            "run",
-            "--suite",
-            suite.to_str().unwrap(),
-            "--backend",
-            "reference",
-        ])
-        .args(FAST)
-        .args(["--output", out.to_str().unwrap()])
+    c.args([
+        "run",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--backend",
+        "reference",
+    ])
+    .args(FAST)
+    .args(["--output", out.to_str().unwrap()]);
+    c
+}
+
+/// Starts the [`slow_run`] by `c`; returns once the first case is done (on any machine's
+/// speed: its progress line is out), the second then computing. The child, and the thread that
+/// collects its standard error.
+pub fn start_slow_run(c: Command, dir: &Path, out: &Path) -> (Child, JoinHandle<String>) {
+    let mut child = slow_run(c, dir, out)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
