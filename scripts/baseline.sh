@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The CI comparison's baseline and check (see .ci/run):
-#   scripts/baseline.sh record   run the CI suite RUNS times (default 3) on this machine and
-#                                store them under results/baselines/<hardware>/ (commit them)
+#   scripts/baseline.sh record   run the CI suite RUNS times (default 3, at least 2: compare
+#                                needs 2 runs a side for peak memory) on this machine and
+#                                store them under results/baselines/<hardware>/ (commit them);
+#                                the stored baseline is replaced only once all RUNS result
+#                                files are written
 #   scripts/baseline.sh check    run it once and compare with the stored baseline of the same
 #                                hardware; prints the comparison (Markdown) and never fails on
 #                                it: one run against a baseline from another day is a report,
@@ -14,6 +17,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-check}
+runs=${RUNS:-3}
+if [ "$mode" = record ]; then
+  # Checked before anything is built or run: RUNS=0 or a word once recorded no run at all
+  # and still replaced the committed baseline with the empty folder.
+  case $runs in
+    '' | *[!0-9]*) runs_ok=0 ;;
+    *) runs_ok=$(( 10#$runs >= 2 )) ;;
+  esac
+  if [ "$runs_ok" -ne 1 ]; then
+    echo "RUNS=$runs: give a whole number of runs, at least 2 (default 3; compare needs 2" \
+      "runs a side for peak memory); nothing recorded, the baseline is as it was" >&2
+    exit 2
+  fi
+  runs=$(( 10#$runs ))
+fi
 make build >&2
 bin=./target/release/wattbench
 suite_args=(--suite quick --mode infer --backend reference,candle,tch --min-time 0.3)
@@ -30,7 +48,7 @@ case $mode in
     tmp=$(mktemp -d "$dir.new.XXXXXX")
     chmod 755 "$tmp"
     trap 'rm -rf "$tmp"' EXIT
-    for i in $(seq 1 "${RUNS:-3}"); do
+    for i in $(seq 1 "$runs"); do
       rc=0
       "$bin" run "${suite_args[@]}" --output "$tmp/run-$i.json" >/dev/null || rc=$?
       if [ "$rc" -ne 0 ]; then
@@ -38,6 +56,18 @@ case $mode in
         exit 1
       fi
     done
+    # Every run must have left its file: a run that exits 0 without one leaves no baseline.
+    written=0
+    for i in $(seq 1 "$runs"); do
+      if [ -s "$tmp/run-$i.json" ]; then
+        written=$((written + 1))
+      fi
+    done
+    if [ "$written" -ne "$runs" ]; then
+      echo "only $written of $runs result files were written: no baseline recorded; $dir is" \
+        "as it was" >&2
+      exit 1
+    fi
     rm -rf "$dir"
     mv "$tmp" "$dir"
     trap - EXIT

@@ -5,7 +5,10 @@
 //! scaled by `a·b/n`; each step splits the segment whose best split scores highest, and keeps
 //! it only when a permutation test (values shuffled within the current segments, the same
 //! maximum recomputed) gives p ≤ `alpha`. Searching stops at the first split that is not
-//! significant. As in MongoDB's implementation, the second part of a split runs to the end of
+//! significant. The permutations stop early once `stop_after` of them score as high (Besag &
+//! Clifford 1991): a clearly insignificant split costs a few dozen, so the many permutations
+//! that small p-values need (a correction across many series, see
+//! [`crate::trend::analyse`]) are spent only where p is small. As in MongoDB's implementation, the second part of a split runs to the end of
 //! its segment (the original's extra search over its end point is left out).
 //!
 //! Known breaks (a driver, toolkit or library version changed between two runs) cut the
@@ -20,10 +23,17 @@ use serde::{Deserialize, Serialize};
 /// How the detector runs. The defaults are the usual ones for E-Divisive.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
-    /// Permutations of the significance test; the smallest p-value it can give is
-    /// `1 / (permutations + 1)`.
+    /// Most permutations of a significance test; the smallest p-value it can give is
+    /// `1 / (permutations + 1)`, which must be under the thresholds of the correction across
+    /// series (`alpha / tests` for the most significant one).
     pub permutations: usize,
-    /// Largest p-value of a reported change point.
+    /// The permutations of a test stop once this many score at least as high as the observed
+    /// split (Besag–Clifford sequential p-value, `stop_after / permutations done`); 0: never.
+    #[serde(default)]
+    pub stop_after: usize,
+    /// Largest p-value of a split the search keeps within a series, and the false-discovery
+    /// rate of the Benjamini–Hochberg correction across the series analysed together
+    /// ([`crate::trend::analyse`]).
     pub alpha: f64,
     /// Fewest points on either side of a change point found by the search (at least 2: the
     /// statistic needs pairs within each side).
@@ -31,9 +41,8 @@ pub struct Config {
     /// Seed of the permutations: the same series gives the same answer.
     pub seed: u64,
     /// Smallest change of level reported as a change, as a fraction (0.05: 5 %, the default
-    /// threshold of `compare`): each series is tested on its own at `alpha`, so over many
-    /// series noise alone finds a few significant splits; smaller ones are counted, not
-    /// listed (known breaks are always reported).
+    /// threshold of `compare`), at a known break too: smaller significant ones are counted as
+    /// minor, not listed.
     #[serde(default)]
     pub min_change: f64,
 }
@@ -41,7 +50,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            permutations: 199,
+            permutations: 9999,
+            stop_after: 20,
             alpha: 0.05,
             min_size: 3,
             seed: 0x5eed,
@@ -57,7 +67,8 @@ pub struct Detected {
     pub index: usize,
     /// The scaled energy statistic of the split.
     pub statistic: f64,
-    /// Permutation p-value: `(1 + permutations scoring at least as high) / (permutations + 1)`.
+    /// Permutation p-value: `(1 + permutations scoring at least as high) / (permutations + 1)`,
+    /// or `stop_after / permutations done` where they stopped early.
     pub p_value: f64,
     /// Whether the split is at a known break (the software changed there).
     pub known_break: bool,
@@ -66,7 +77,15 @@ pub struct Detected {
 /// Change points of `values`, in index order. `breaks` are the indices where a known break
 /// starts a new segment (any order; out-of-range ones are ignored). Values must be finite.
 pub fn detect(values: &[f64], breaks: &[usize], cfg: &Config) -> Vec<Detected> {
+    detect_counting(values, breaks, cfg).0
+}
+
+/// [`detect`], with the number of permutation tests it made (the last, insignificant split of
+/// the search and the known breaks without a change included): what a correction for testing
+/// many series at once counts.
+pub fn detect_counting(values: &[f64], breaks: &[usize], cfg: &Config) -> (Vec<Detected>, usize) {
     let n = values.len();
+    let mut tests = 0usize;
     let min_size = cfg.min_size.max(2);
     let mut known: Vec<usize> = breaks.iter().copied().filter(|&b| b > 0 && b < n).collect();
     known.sort_unstable();
@@ -79,18 +98,15 @@ pub fn detect(values: &[f64], breaks: &[usize], cfg: &Config) -> Vec<Detected> {
         let Some((statistic, index)) = best_split(values, &bounds, min_size) else {
             break;
         };
-        let mut at_least = 0usize;
-        for _ in 0..cfg.permutations {
+        tests += 1;
+        let p_value = permutation_p(cfg, &mut rng, |rng| {
             scratch.clear();
             scratch.extend_from_slice(values);
             for w in bounds.windows(2) {
-                scratch[w[0]..w[1]].shuffle(&mut rng);
+                scratch[w[0]..w[1]].shuffle(rng);
             }
-            if best_split(&scratch, &bounds, min_size).is_some_and(|(s, _)| s >= statistic) {
-                at_least += 1;
-            }
-        }
-        let p_value = (at_least + 1) as f64 / (cfg.permutations + 1) as f64;
+            best_split(&scratch, &bounds, min_size).is_some_and(|(s, _)| s >= statistic)
+        });
         if p_value > cfg.alpha {
             break;
         }
@@ -109,22 +125,19 @@ pub fn detect(values: &[f64], breaks: &[usize], cfg: &Config) -> Vec<Detected> {
             // by chance: no verdict.
             continue;
         }
+        tests += 1;
         let bounds = boundaries(n, &known, &found);
         let lo = bounds.iter().copied().filter(|&x| x < b).max().unwrap_or(0);
         let hi = bounds.iter().copied().filter(|&x| x > b).min().unwrap_or(n);
         let window = &values[lo..hi];
         let tau = b - lo;
         let statistic = split_statistic(window, tau);
-        let mut at_least = 0usize;
         scratch.clear();
         scratch.extend_from_slice(window);
-        for _ in 0..cfg.permutations {
-            scratch.shuffle(&mut rng);
-            if split_statistic(&scratch, tau) >= statistic {
-                at_least += 1;
-            }
-        }
-        let p_value = (at_least + 1) as f64 / (cfg.permutations + 1) as f64;
+        let p_value = permutation_p(cfg, &mut rng, |rng| {
+            scratch.shuffle(rng);
+            split_statistic(&scratch, tau) >= statistic
+        });
         if p_value <= cfg.alpha {
             at_breaks.push(Detected {
                 index: b,
@@ -136,7 +149,43 @@ pub fn detect(values: &[f64], breaks: &[usize], cfg: &Config) -> Vec<Detected> {
     }
     found.extend(at_breaks);
     found.sort_by_key(|d| d.index);
-    found
+    (found, tests)
+}
+
+/// The largest p-value the Benjamini–Hochberg procedure keeps at false-discovery rate `q`,
+/// over `tests` tests of which `p` holds the p-values at most `q` (the others, above every
+/// threshold, only count); `None` when it keeps none. Valid for independent tests and under
+/// positive dependence, as of series measured in the same runs (a noisy night moves them
+/// together).
+pub fn benjamini_hochberg(p: &[f64], tests: usize, q: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = p.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let m = tests.max(sorted.len()) as f64;
+    (sorted.iter().enumerate())
+        .rev()
+        .find(|&(k, &pk)| pk <= (k + 1) as f64 * q / m)
+        .map(|(_, &pk)| pk)
+}
+
+/// The p-value of a permutation test whose permutation `exceeds` (drawing from `rng`) says
+/// whether it scores at least as high as the observed value: `(1 + exceeding) / (1 +
+/// permutations)`, or, once `cfg.stop_after` have exceeded, `stop_after / permutations done`
+/// (Besag & Clifford 1991: valid, and far cheaper where p is large).
+fn permutation_p(
+    cfg: &Config,
+    rng: &mut ChaCha8Rng,
+    mut exceeds: impl FnMut(&mut ChaCha8Rng) -> bool,
+) -> f64 {
+    let mut at_least = 0usize;
+    for done in 1..=cfg.permutations {
+        if exceeds(rng) {
+            at_least += 1;
+            if cfg.stop_after > 0 && at_least >= cfg.stop_after {
+                return at_least as f64 / done as f64;
+            }
+        }
+    }
+    (at_least + 1) as f64 / (cfg.permutations + 1) as f64
 }
 
 /// Whether the test of known break `b` (see [`detect`]) can find a change of level at all:
@@ -355,7 +404,7 @@ mod tests {
         assert!(cp.p_value < 0.05 && !cp.known_break, "{cp:?}");
         assert_eq!(
             cp.p_value,
-            1.0 / 200.0,
+            1.0 / (Config::default().permutations + 1) as f64,
             "no permutation scores as high as a clean step"
         );
     }
@@ -447,6 +496,60 @@ mod tests {
             (14..=16).contains(&idx[0]) && (29..=31).contains(&idx[1]),
             "{idx:?}"
         );
+    }
+
+    #[test]
+    fn benjamini_hochberg_keeps_the_step_up_set() {
+        // Ten tests at q = 0.05: the k-th smallest p is kept under k × 0.005.
+        assert_eq!(
+            benjamini_hochberg(&[0.04, 0.001, 0.008], 10, 0.05),
+            Some(0.008)
+        );
+        assert_eq!(
+            benjamini_hochberg(&[0.006], 10, 0.05),
+            None,
+            "0.006 > 0.005"
+        );
+        // Step-up: the second passing its own threshold keeps the first, above 0.005.
+        assert_eq!(benjamini_hochberg(&[0.006, 0.009], 10, 0.05), Some(0.009));
+        assert_eq!(benjamini_hochberg(&[], 10, 0.05), None);
+        // Fewer tests counted than p-values given: the p-values count.
+        assert_eq!(benjamini_hochberg(&[0.01, 0.02], 0, 0.05), Some(0.02));
+    }
+
+    #[test]
+    fn permutations_stop_once_enough_score_as_high() {
+        let cfg = Config::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut calls = 0;
+        let p = permutation_p(&cfg, &mut rng, |_| {
+            calls += 1;
+            true
+        });
+        assert_eq!((p, calls), (1.0, cfg.stop_after));
+        let mut calls = 0;
+        let p = permutation_p(&cfg, &mut rng, |_| {
+            calls += 1;
+            false
+        });
+        assert_eq!((p, calls), (1.0 / 10_000.0, cfg.permutations));
+        // One in four scores as high: stopped after about 80, p near 0.25.
+        let mut calls = 0;
+        let p = permutation_p(&cfg, &mut rng, |_| {
+            calls += 1;
+            calls % 4 == 0
+        });
+        assert_eq!((p, calls), (0.25, 80));
+        let never = Config {
+            stop_after: 0,
+            ..cfg.clone()
+        };
+        let mut calls = 0;
+        permutation_p(&never, &mut rng, |_| {
+            calls += 1;
+            true
+        });
+        assert_eq!(calls, cfg.permutations);
     }
 
     #[test]

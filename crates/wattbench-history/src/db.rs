@@ -1,7 +1,8 @@
 //! The history database: its schema and migrations, and recording result files.
 //!
-//! One SQLite file holds every recorded run (`runs`) and its run-level figures per case and
-//! metric (`measurements`). The same result file is recorded once, keyed by the SHA-256 of
+//! One SQLite file holds every recorded run (`runs`), its run-level figures per case and
+//! metric (`measurements`) and the status of each of its cases (`cases`: a case that failed
+//! or was skipped has no figure, and is still seen). The same result file is recorded once, keyed by the SHA-256 of
 //! its bytes, and the same run once whatever its bytes (a merged file holding a run recorded
 //! before, a re-serialised copy): see [`History::add_run`]. Several processes may add at once (CI jobs sharing a file): the database runs in
 //! WAL mode with a busy timeout, and each run is one `BEGIN IMMEDIATE` transaction, so a
@@ -18,7 +19,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wattbench_core::energy::CaseEnergy;
-use wattbench_core::result::{read_runs, Memory, RunFile, Status};
+use wattbench_core::result::{read_runs, Config, Memory, RunFile, Status};
 use wattbench_core::stats::TimeStats;
 
 /// `PRAGMA application_id` of a wattbench history ("WBHS"): another SQLite file is refused.
@@ -60,6 +61,21 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: the conditions that move figures with no change of code (usable cores, GPU power
     // limits), `K=V; ...`; null for runs whose files predate them.
     "ALTER TABLE runs ADD COLUMN conditions_fp TEXT;",
+    // 4: what else moves figures with no change of code: the build profile of the measuring
+    // binary and the harness settings (null for runs recorded before); and every case's
+    // status, so a case that failed or was skipped is seen, not just missing, with the cases
+    // run before it in the process (a host memory peak depends on them).
+    "ALTER TABLE runs ADD COLUMN build_profile TEXT;
+    ALTER TABLE runs ADD COLUMN harness_fp TEXT;
+    CREATE TABLE cases (
+        run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        case_id   TEXT NOT NULL,
+        status    TEXT NOT NULL CHECK (status IN ('ok', 'skipped', 'failed')),
+        reason    TEXT,
+        before_fp TEXT NOT NULL,
+        PRIMARY KEY (run_id, case_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX cases_case ON cases (case_id);",
 ];
 
 /// The schema version this code writes: the number of migrations.
@@ -235,6 +251,115 @@ fn memory_measurement(id: &str, m: &Memory) -> Option<Measurement> {
     })
 }
 
+/// The settings of `run` that change its figures with no change of code, `K=V; ...`: the
+/// timing harness's (warm-up, sampling time and counts, seed; for a training run its warm-up
+/// steps, seed, data set, learning rate and loss interval) and the energy window and cool-down
+/// when meters ran. A change of them breaks a series as a software change does: a run made
+/// with `--min-time 0.05` beside runs made with 0.3 is no change of code. Verification
+/// settings are left out (they decide pass or fail, not the figures).
+pub fn harness_fingerprint(run: &RunFile) -> String {
+    let mut parts: Vec<String> = match &run.config {
+        Config::Run(c) => {
+            let h = &c.harness;
+            vec![
+                format!("warmup_s={}", h.warmup_s),
+                // The warm-up a GPU case had: its own when set, else the common one.
+                format!("gpu_warmup_s={}", h.gpu_warmup_s.unwrap_or(h.warmup_s)),
+                format!("min_time_s={}", h.min_time_s),
+                format!("min_samples={}", h.min_samples),
+                format!("max_samples={}", h.max_samples),
+                format!("max_time_s={}", h.max_time_s),
+                format!("seed={}", h.seed),
+            ]
+        }
+        Config::Train(t) => {
+            let s = &t.settings;
+            vec![
+                format!("warmup_steps={}", s.warmup_steps),
+                format!("seed={}", s.seed),
+                format!("dataset_samples={}", s.dataset_samples),
+                format!("lr={}", s.lr),
+                format!("log_every={}", s.log_every),
+            ]
+        }
+    };
+    if let Some(e) = &run.energy {
+        parts.push(format!("cooldown_s={}", e.cooldown_s));
+        parts.push(format!("energy_window_s={}", e.min_window_s));
+    }
+    parts.join("; ")
+}
+
+/// The build profile of the binary that made `run` (`release`, `debug`): the one it recorded
+/// (`environment.software["build-profile"]`, its first word), else the one its path says
+/// (`…/target/release/wattbench`, as cargo places it), else `None` (unknown: a binary run
+/// from elsewhere, a file of an older wattbench). A debug build is many times slower: a
+/// change of profile breaks a series, never a change of code.
+pub fn build_profile(run: &RunFile) -> Option<String> {
+    if let Some(p) = run.environment.software.get("build-profile") {
+        return p.split_whitespace().next().map(str::to_string);
+    }
+    let argv0 = match &run.config {
+        Config::Run(c) => c.argv.first(),
+        Config::Train(t) => t.argv.first(),
+    }?;
+    let parts: Vec<&str> = argv0.split('/').collect();
+    parts.windows(3).find_map(|w| {
+        (w[0] == "target" && matches!(w[1], "debug" | "release") && w[2] == "wattbench")
+            .then(|| w[1].to_string())
+    })
+}
+
+/// One case (or training run) of a run, whatever its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseRecord {
+    /// The case id.
+    pub case_id: String,
+    /// `ok`, `skipped` or `failed`.
+    pub status: &'static str,
+    /// Why it was skipped or failed.
+    pub reason: Option<String>,
+    /// A fingerprint of the cases run before it in the run (in order): what a host memory
+    /// peak depends on besides the case itself.
+    pub before_fp: String,
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Skipped => "skipped",
+        Status::Failed => "failed",
+    }
+}
+
+/// Every case and training run of `run`, in the file's order (the order they ran), each with
+/// a hash of the ids of the cases that ran before it (skipped ones left out).
+pub fn cases_of(run: &RunFile) -> Vec<CaseRecord> {
+    let all = (run.cases.iter())
+        .map(|c| (&c.id, c.status, &c.reason))
+        .chain(run.trainings.iter().map(|t| (&t.id, t.status, &t.reason)));
+    let mut before = Sha256::new();
+    let mut out = Vec::new();
+    for (id, status, reason) in all {
+        let fp: String = (before.clone().finalize().iter().take(8))
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        out.push(CaseRecord {
+            case_id: id.clone(),
+            status: status_str(status),
+            reason: reason.clone(),
+            before_fp: fp,
+        });
+        // A skipped case allocated nothing: a night it was skipped (a GPU not found) leaves
+        // the cases after it as they were.
+        if status != Status::Skipped {
+            before.update(id.as_bytes());
+            before.update(b"\n");
+        }
+    }
+    out
+}
+
 /// A recorded run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -337,12 +462,12 @@ fn identify(conn: &Connection) -> rusqlite::Result<Identity> {
 }
 
 /// SQLite's error about `path`, with a file that is not SQLite at all said so.
-fn sqlite_error(path: &Path, source: rusqlite::Error) -> HistoryError {
-    match source.sqlite_error_code() {
+fn sqlite_error(path: &Path, error: rusqlite::Error) -> HistoryError {
+    match error.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => HistoryError::NotSqlite(path.to_path_buf()),
         _ => HistoryError::Sqlite {
             path: path.to_path_buf(),
-            source,
+            error,
         },
     }
 }
@@ -409,8 +534,8 @@ impl History {
         let started = Instant::now();
         loop {
             match h.setup() {
-                Err(HistoryError::Sqlite { source, .. })
-                    if is_busy(&source) && started.elapsed() < BUSY_TIMEOUT =>
+                Err(HistoryError::Sqlite { error, .. })
+                    if is_busy(&error) && started.elapsed() < BUSY_TIMEOUT =>
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -495,10 +620,10 @@ impl History {
         }
     }
 
-    fn sql(&self, source: rusqlite::Error) -> HistoryError {
+    fn sql(&self, error: rusqlite::Error) -> HistoryError {
         HistoryError::Sqlite {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 
@@ -531,9 +656,9 @@ impl History {
     /// that also re-reads the version, so concurrent openers apply it once.
     fn migrate(&mut self) -> Result<(), HistoryError> {
         let path = self.path.clone();
-        let sql = |source| HistoryError::Sqlite {
+        let sql = |error| HistoryError::Sqlite {
             path: path.clone(),
-            source,
+            error,
         };
         if self.user_version()? == schema_version() && self.application_id()? == APPLICATION_ID {
             return Ok(());
@@ -603,6 +728,18 @@ impl History {
         })
     }
 
+    /// Whether the database has the table `name` (a database of an older wattbench, read
+    /// without migrating, may lack one).
+    pub(crate) fn has_table(&self, name: &str) -> Result<bool, HistoryError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -657,9 +794,9 @@ impl History {
         file_path: Option<&str>,
     ) -> Result<AddOutcome, HistoryError> {
         let path = self.path.clone();
-        let sql = |source| HistoryError::Sqlite {
+        let sql = |error| HistoryError::Sqlite {
             path: path.clone(),
-            source,
+            error,
         };
         let measurements = measurements_of(run);
         let tx = self
@@ -677,8 +814,8 @@ impl History {
         }
         let env = &run.environment;
         let command = match run.config {
-            wattbench_core::result::Config::Run(_) => "run",
-            wattbench_core::result::Config::Train(_) => "train",
+            Config::Run(_) => "run",
+            Config::Train(_) => "train",
         };
         let (hardware_fp, software_fp) = (env.hardware_fingerprint(), env.software_fingerprint());
         let ids: BTreeSet<&str> = measurements.iter().map(|m| m.case_id.as_str()).collect();
@@ -719,9 +856,9 @@ impl History {
         tx.execute(
             "INSERT INTO runs (sha256, created_at, command, git_commit, hardware_fp, software_fp,
                                hostname, interrupted, file_path, recorded_at, variables_fp,
-                               conditions_fp)
+                               conditions_fp, build_profile, harness_fp)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
-                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?10, ?11)",
+                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?10, ?11, ?12, ?13)",
             params![
                 sha256,
                 run.created_at,
@@ -734,11 +871,26 @@ impl History {
                 file_path,
                 env.variables_fingerprint(),
                 env.conditions_fingerprint(),
+                build_profile(run),
+                harness_fingerprint(run),
             ],
         )
         .map_err(sql)?;
         let run_id = tx.last_insert_rowid();
         let mut stored = 0;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO cases (run_id, case_id, status, reason, before_fp)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql)?;
+            for c in cases_of(run) {
+                insert
+                    .execute(params![run_id, c.case_id, c.status, c.reason, c.before_fp])
+                    .map_err(sql)?;
+            }
+        }
         {
             // A case id twice in one file (not written by wattbench) keeps its first figures.
             let mut insert = tx
@@ -889,6 +1041,77 @@ mod tests {
         );
         assert_eq!(m[0].n_samples, Some(5));
         assert_eq!(m[1].source.as_deref(), Some("measured"));
+    }
+
+    #[test]
+    fn every_case_status_the_profile_and_the_harness_are_recorded() {
+        let mut run = run_file(
+            "2026-01-01T00:00:00+00:00",
+            &[],
+            vec![case("a", 1.0), case("b", 1.0), case("c", 1.0)],
+        );
+        run.cases[1].status = Status::Failed;
+        run.cases[1].reason = Some("verification failed".into());
+        let cases = cases_of(&run);
+        let got: Vec<(&str, &str, Option<&str>)> = (cases.iter())
+            .map(|c| (c.case_id.as_str(), c.status, c.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "ok", None),
+                ("b", "failed", Some("verification failed")),
+                ("c", "ok", None)
+            ]
+        );
+        // What ran before each: nothing, a, a then b.
+        let fps: BTreeSet<&str> = cases.iter().map(|c| c.before_fp.as_str()).collect();
+        assert_eq!(fps.len(), 3);
+        let mut alone = run.clone();
+        alone.cases.drain(..2);
+        assert_eq!(cases_of(&alone)[0].before_fp, cases[0].before_fp);
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        h.add(&bytes(&run), None).unwrap();
+        let rows: Vec<(String, String)> = {
+            let mut st = (h.conn)
+                .prepare("SELECT case_id, status FROM cases ORDER BY case_id")
+                .unwrap();
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        assert_eq!(rows[1], ("b".to_string(), "failed".to_string()));
+        assert_eq!(rows.len(), 3);
+        // The harness settings that move figures, in words; the profile from the binary.
+        let fp = harness_fingerprint(&run);
+        assert!(
+            fp.starts_with("warmup_s=") && fp.contains("; min_time_s=") && fp.contains("; seed="),
+            "{fp}"
+        );
+        assert_eq!(
+            build_profile(&run),
+            None,
+            "`wattbench` on the PATH: unknown"
+        );
+        if let Config::Run(c) = &mut run.config {
+            c.argv[0] = "/src/wb/target/debug/wattbench".into();
+        }
+        assert_eq!(build_profile(&run).as_deref(), Some("debug"));
+        run.environment
+            .software
+            .insert("build-profile".into(), "release".into());
+        assert_eq!(
+            build_profile(&run).as_deref(),
+            Some("release"),
+            "recorded wins"
+        );
+        let (profile, harness): (Option<String>, Option<String>) = h
+            .conn
+            .query_row("SELECT build_profile, harness_fp FROM runs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((profile, harness.as_deref()), (None, Some(fp.as_str())));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The run history of wattbench: result files recorded in an embedded SQLite database
 //! ([`db`]), read back as one series per case, metric and machine ([`trend`]), and searched
-//! for changes of level by E-Divisive means with known breaks at software changes
-//! ([`changepoint`]).
+//! for changes of level by E-Divisive means with known breaks where something outside our
+//! code changed ([`changepoint`]), corrected for the number of series tested at once.
 //!
 //! `results/README.md` ("history database") describes the schema and the JSON the `history`
 //! command writes.
@@ -13,7 +13,7 @@ pub mod trend;
 mod testutil;
 
 pub use db::{AddOutcome, History, Measurement, Metric, RunRecord};
-pub use trend::{Analysis, ChangePoint, KnownBreak, Series, SeriesFilter, Trend};
+pub use trend::{Analysis, ChangePoint, Correction, Gap, KnownBreak, Series, SeriesFilter, Trend};
 
 use std::path::PathBuf;
 
@@ -21,12 +21,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     /// SQLite refused (a locked file past the busy timeout, a full disk, a corrupt file).
-    #[error("history database {}: {source}", path.display())]
+    /// The message holds SQLite's error, and what to do where that is known; the error is not
+    /// also given as the `source()`, which a chain printed whole (`{:#}`) would say twice.
+    #[error("history database {}: {error}{}", path.display(), sqlite_advice(error))]
     Sqlite {
         /// The database file.
         path: PathBuf,
         /// SQLite's error.
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// A reading command was given a database that does not exist.
     #[error(
@@ -105,4 +107,25 @@ pub enum HistoryError {
         /// What is wrong with it.
         why: String,
     },
+}
+
+/// What to do about SQLite's error `e`, after it in the message (`""` where nothing is known).
+fn sqlite_advice(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt) => {
+            " (the file is damaged, and was left as it was: restore it from a copy, or save what \
+             SQLite can still read with `sqlite3 FILE .recover | sqlite3 NEW.sqlite` and give \
+             NEW.sqlite)"
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            " (another process held the database for longer than the 60 s wait: try again once \
+             it is done)"
+        }
+        Some(ErrorCode::DiskFull) => {
+            " (the disk is full: free space and record again; nothing of this run was recorded, \
+             and what was recorded before is intact)"
+        }
+        _ => "",
+    }
 }

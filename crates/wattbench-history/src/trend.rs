@@ -1,11 +1,17 @@
 //! Series and trends: one series per case, metric and hardware fingerprint (machines of
-//! different kinds are never mixed), ordered by run start time; its known breaks (software
-//! fingerprint changes), change points and current level.
+//! different kinds are never mixed), ordered by run start time; its known breaks (changes of
+//! the software it depends on, of the build, the harness settings, the environment, the
+//! conditions or the figure's source), change points (corrected for testing every series at
+//! once) and current level, and the recent runs in which it has no figure.
 use crate::changepoint::{self, Detected};
 use crate::db::{History, Metric};
 use crate::HistoryError;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use wattbench_core::harness::is_gpu;
+
+/// How many of a machine's latest runs `recent_gaps` looks through.
+pub const RECENT_RUNS: usize = 10;
 
 /// One run's figure in a series.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,6 +32,17 @@ pub struct Point {
     /// power limits: `K=V; ...`); null when its file predates them.
     #[serde(default)]
     pub conditions_fp: Option<String>,
+    /// The build profile of the measuring binary (`release`, `debug`); null when unknown.
+    #[serde(default)]
+    pub build_profile: Option<String>,
+    /// The run's harness settings ([`crate::db::harness_fingerprint`]); null for runs
+    /// recorded before they were.
+    #[serde(default)]
+    pub harness_fp: Option<String>,
+    /// A fingerprint of the cases run before this one in the run; null for runs recorded
+    /// before it was.
+    #[serde(default)]
+    pub before_fp: Option<String>,
     /// The figure.
     pub value: f64,
     /// Lower end of its interval, when known.
@@ -126,6 +143,11 @@ pub struct ChangePoint {
     /// hold the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_commit: Option<String>,
+    /// Versions of crates of our Cargo.lock that this series depends on (candle-core for a
+    /// candle case, tch for a tch case, ...) changed within its commits: a change of ours,
+    /// part of the commits, never a known break.
+    #[serde(default)]
+    pub dependency_change: Vec<String>,
     /// Where the figures after it come from (the points' `source`: `median`, an energy
     /// basis such as `estimated [...]`, a memory counter); null when not recorded.
     #[serde(default)]
@@ -178,6 +200,61 @@ pub struct Analysis {
     /// many series, noise alone makes a few significant).
     #[serde(default)]
     pub minor_changes: Vec<ChangePoint>,
+    /// Splits significant in this series alone (p ≤ `alpha`) but not after the
+    /// Benjamini–Hochberg correction across every series analysed with it: as many as noise
+    /// alone gives over that many tests; not reported as changes.
+    #[serde(default)]
+    pub unconfirmed: Vec<ChangePoint>,
+    /// The runs among the last [`RECENT_RUNS`] of its machine (and command: `run` or `train`)
+    /// in which this series has no figure, oldest first: a case that failed or was skipped
+    /// is said, not left to vanish from the history.
+    #[serde(default)]
+    pub recent_gaps: Vec<Gap>,
+}
+
+/// A recent run of a series' machine without a figure of the series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The run.
+    pub run_id: i64,
+    /// Its start time.
+    pub created_at: String,
+    /// Its commit.
+    pub git_commit: Option<String>,
+    /// `failed` or `skipped` (the case's status in that run); `absent` (the run recorded its
+    /// cases, and this one was not among them: another suite or filter, or an interrupted
+    /// run); `no_figure` (the case ran, without this metric's figure: no energy reading, no
+    /// memory peak of its own); `not_recorded` (a run recorded by an older wattbench, which
+    /// kept no case statuses).
+    pub status: String,
+    /// Why it failed or was skipped, as the result file says.
+    pub reason: Option<String>,
+}
+
+/// How the change points of the series analysed together were corrected for their number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Correction {
+    /// Series analysed together (every series of the database, whatever is shown).
+    pub series: usize,
+    /// Permutation tests made over them.
+    pub tests: usize,
+    /// The false-discovery rate (the detector's `alpha`).
+    pub alpha: f64,
+    /// Splits significant within their series alone (p ≤ `alpha`).
+    pub candidates: usize,
+    /// The largest p-value kept by Benjamini–Hochberg; null when none is kept.
+    pub threshold: Option<f64>,
+    /// `tests × alpha`: how many significant splits noise alone would give, uncorrected.
+    pub expected_by_chance: f64,
+    /// The most permutations a test made: the detector's, or, where that many could not
+    /// reach the strictest threshold (`alpha / tests`), `2 × tests / alpha` for the series
+    /// whose tests ran them all without stopping early.
+    #[serde(default)]
+    pub permutations: usize,
+    /// Whether the smallest p-value the permutations can give (`1 / (permutations + 1)`) is
+    /// still above the strictest threshold (`alpha / tests`): a single real change among so
+    /// many tests may then be missed.
+    pub permutations_too_few: bool,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -194,23 +271,124 @@ fn software_parts(fp: &str) -> BTreeMap<&str, &str> {
         .collect()
 }
 
-/// What changed from fingerprint `a` to `b`, in words.
+/// What changed from fingerprint `a` to `b`, in words (a version that repeats its name,
+/// `rustc=rustc 1.96.0`, is said once: `rustc 1.95.0 → 1.96.0`).
 pub fn software_diff(a: &str, b: &str) -> Vec<String> {
+    software_diff_of(a, b, |_| true)
+}
+
+/// [`software_diff`] of the components `keep` selects.
+fn software_diff_of(a: &str, b: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
     let (pa, pb) = (software_parts(a), software_parts(b));
     let mut out = Vec::new();
-    for (k, va) in &pa {
+    for (k, va) in pa.iter().filter(|(k, _)| keep(k)) {
+        let va = strip_name(k, va);
         match pb.get(k) {
-            Some(vb) if vb != va => out.push(format!("{k} {va} → {vb}")),
+            Some(vb) if strip_name(k, vb) != va => {
+                out.push(format!("{k} {va} → {}", strip_name(k, vb)))
+            }
             None => out.push(format!("{k} removed ({va})")),
             _ => {}
         }
     }
-    for (k, vb) in &pb {
+    for (k, vb) in pb.iter().filter(|(k, _)| keep(k)) {
         if !pa.contains_key(k) {
-            out.push(format!("{k} added ({vb})"));
+            out.push(format!("{k} added ({})", strip_name(k, vb)));
         }
     }
     out
+}
+
+/// `version` without a leading `name ` (`rustc 1.96.0 (...)` under `rustc`).
+fn strip_name<'a>(name: &str, version: &'a str) -> &'a str {
+    version
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix(' '))
+        .unwrap_or(version)
+}
+
+/// What a software component is to a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bearing {
+    /// Outside our code and used by the series (the compiler, libtorch for a tch case, the
+    /// CUDA libraries and driver for a GPU case, a component not known here): its change is
+    /// a known break.
+    External,
+    /// A crate of our Cargo.lock the series uses: a commit of ours changes it, so its change
+    /// is part of the commits, never a break.
+    Ours,
+    /// Nothing the series' figures depend on (tch for a `reference` case).
+    Unrelated,
+}
+
+/// The backend and device of a case or training id (`…/<backend>/<device>`); `None` for an id
+/// not of that form (every component then counts: nothing is assumed unrelated).
+fn backend_device(case_id: &str) -> Option<(&str, &str)> {
+    let mut parts = case_id.rsplit('/');
+    let device = parts.next()?;
+    let backend = parts.next()?;
+    (parts.next().is_some() && (device == "cpu" || is_gpu(device))).then_some((backend, device))
+}
+
+/// Which kind of run a series comes from: `train` for a training run's id, else `run`.
+fn command_of(case_id: &str) -> &'static str {
+    if case_id.starts_with("train/") {
+        "train"
+    } else {
+        "run"
+    }
+}
+
+/// What the component `key` of the software fingerprint is to the series of `case_id` and
+/// `metric`, whose energy figures read a GPU's meter when `gpu_metered`.
+fn bearing(key: &str, case_id: &str, metric: Metric, gpu_metered: bool) -> Bearing {
+    let bd = backend_device(case_id);
+    let on_gpu = bd.is_none_or(|(_, d)| is_gpu(d));
+    let backend_in = |names: &[&str]| bd.is_none_or(|(b, _)| names.contains(&b));
+    let pick = |used: bool, kind: Bearing| if used { kind } else { Bearing::Unrelated };
+    let energy_of_gpu = metric == Metric::EnergyJ && (on_gpu || gpu_metered);
+    match key {
+        "candle-core" => pick(backend_in(&["candle"]), Bearing::Ours),
+        "tch" => pick(backend_in(&["tch"]), Bearing::Ours),
+        "cudarc" => pick(
+            on_gpu
+                && backend_in(&[
+                    "candle",
+                    "cuda",
+                    "cuda-naive",
+                    "cuda-wgmma",
+                    "cuda-wgmma-c2",
+                    "cublas",
+                    "cudnn",
+                ]),
+            Bearing::Ours,
+        ),
+        "nvml-wrapper" => pick(energy_of_gpu, Bearing::Ours),
+        "libtorch" => pick(backend_in(&["tch"]), Bearing::External),
+        "cuda-runtime" | "cuda-driver" | "nvrtc" | "cublas" | "cudnn" => {
+            pick(on_gpu, Bearing::External)
+        }
+        "nvidia-driver" => pick(on_gpu || energy_of_gpu, Bearing::External),
+        // Compared on its own (`Point::build_profile`).
+        "build-profile" => Bearing::Unrelated,
+        // rustc (all our code is compiled), an evidence build, and anything not known here.
+        _ => Bearing::External,
+    }
+}
+
+/// Whether the harness setting `key` moves the figures of `metric` for `case_id`.
+fn harness_bears(key: &str, case_id: &str, metric: Metric) -> bool {
+    let device = backend_device(case_id).map(|(_, d)| d);
+    match (metric, key) {
+        // A training run holds its data set: its size, not in the run's id, moves the peak.
+        (Metric::MemoryBytes, "dataset_samples") => true,
+        // A peak of memory does not depend on how long or how often the case is timed.
+        (Metric::MemoryBytes, _) => false,
+        (_, "gpu_warmup_s") => device.is_none_or(is_gpu),
+        (_, "warmup_s") => device.is_none_or(|d| !is_gpu(d)),
+        // The energy window stretches the timing too (the harness times until it is full).
+        _ => true,
+    }
 }
 
 /// The last known value of each condition (`name=value; ...`) along a series.
@@ -221,9 +399,14 @@ impl KnownConditions {
     /// Take a run's conditions (`None`: not recorded); returns each known one that differs
     /// from its last known value, `name old → new`. `unknown` and absent names change nothing.
     fn update(&mut self, fp: Option<&str>) -> Vec<String> {
+        self.update_of(fp, |_| true)
+    }
+
+    /// [`KnownConditions::update`] of the names `keep` selects.
+    fn update_of(&mut self, fp: Option<&str>, keep: impl Fn(&str) -> bool) -> Vec<String> {
         let mut changed = Vec::new();
         for (k, v) in software_parts(fp.unwrap_or("")) {
-            if v == "unknown" {
+            if v == "unknown" || !keep(k) {
                 continue;
             }
             match self.0.insert(k.to_string(), v.to_string()) {
@@ -241,10 +424,14 @@ impl Series {
         self.points.iter().map(|p| p.value).collect()
     }
 
-    /// Where the software fingerprint, the recorded environment variables or conditions (each
-    /// against its last recorded value along the series) or the figure's source changed (an
-    /// energy estimate that became a counter's measurement is another quantity, not a
-    /// regression; a thread count, a CPU limit or a GPU power limit is not a change of code).
+    /// Where the software this series depends on from outside our code (a
+    /// compiler, libtorch for a tch case, the CUDA stack for a GPU case; the crates of our
+    /// Cargo.lock are changes of ours, not breaks), the build profile, the harness settings
+    /// that move its figures, the recorded environment variables or conditions (each against
+    /// its last recorded value along the series), the cases run before it (for a host memory
+    /// peak) or the figure's source changed (an energy estimate that became a counter's
+    /// measurement is another quantity, not a regression; a thread count, a CPU limit or a GPU
+    /// power limit is not a change of code).
     pub fn known_breaks(&self) -> Vec<KnownBreak> {
         // The last recorded variables along the series: a run whose file predates them (null)
         // neither breaks the series nor hides a change between the runs on either side of it.
@@ -255,12 +442,46 @@ impl Series {
         // (`unknown`, absent, or no conditions at all) neither breaks the series nor hides a
         // change between the runs on either side of it.
         let mut conditions = KnownConditions::default();
+        // Likewise the build profile, the harness settings and the cases run before it.
+        let (mut profile, mut harness, mut before) = Default::default();
+        let profile_of = |p: &Point| p.build_profile.as_ref().map(|b| format!("profile={b}"));
+        let harness_keep = |k: &str| harness_bears(k, &self.case_id, self.metric);
+        // A host memory peak (not reset between cases' allocations) depends on what ran first.
+        let before_of = |p: &Point| {
+            (self.metric == Metric::MemoryBytes && p.source.as_deref() == Some("host_peak_rss"))
+                .then(|| p.before_fp.as_ref().map(|b| format!("before={b}")))
+                .flatten()
+        };
         if let Some(first) = self.points.first() {
             conditions.update(first.conditions_fp.as_deref());
+            KnownConditions::update(&mut profile, profile_of(first).as_deref());
+            KnownConditions::update_of(&mut harness, first.harness_fp.as_deref(), harness_keep);
+            KnownConditions::update(&mut before, before_of(first).as_deref());
         }
         let mut out = Vec::new();
         for (i, w) in self.points.windows(2).enumerate() {
-            let mut changed = software_diff(&w[0].software_fp, &w[1].software_fp);
+            let gpu_metered =
+                (w.iter()).any(|p| p.source.as_deref().is_some_and(|s| s.contains("gpu")));
+            let mut changed = software_diff_of(&w[0].software_fp, &w[1].software_fp, |k| {
+                bearing(k, &self.case_id, self.metric, gpu_metered) == Bearing::External
+            });
+            changed.extend(
+                (profile.update(profile_of(&w[1]).as_deref()).into_iter())
+                    .map(|v| format!("build {v}")),
+            );
+            changed.extend(
+                (harness
+                    .update_of(w[1].harness_fp.as_deref(), harness_keep)
+                    .into_iter())
+                .map(|v| format!("harness {v}")),
+            );
+            if !before.update(before_of(&w[1]).as_deref()).is_empty() {
+                changed.push(
+                    "the cases run before it in the process (another suite or filter): a host \
+                     memory peak depends on them"
+                        .into(),
+                );
+            }
             if let Some(now) = w[1].variables_fp.as_deref() {
                 if let Some(before) = variables.filter(|&b| b != now) {
                     changed.extend(
@@ -307,11 +528,21 @@ impl Series {
     /// counter was unreadable) neither cut the measured history nor hide a step of it beside
     /// them. Each change of source is tested on its own, as a known break of the whole series
     /// between its neighbouring boundaries, and reported with `source_changed`.
+    ///
+    /// This series alone: its splits are corrected for its own tests only. Series analysed
+    /// together ([`analyse_together`], as [`analyse`] does) are corrected for all of theirs.
     pub fn analyse(self, cfg: &changepoint::Config) -> Analysis {
+        analyse_together(vec![self], cfg).0.remove(0)
+    }
+
+    /// The analysis up to the correction across series: every split significant in this
+    /// series alone, and the number of tests made.
+    fn pending(self, cfg: &changepoint::Config) -> Pending {
         let values = self.values();
         let mut known_breaks = self.known_breaks();
         let min_size = cfg.min_size.max(2);
         let mut all = Vec::new();
+        let mut tests = 0;
         // The changes of source, on the whole series cut at every known break; the search's
         // other findings there would compare runs across the excursions, and are left to
         // the searches of each source.
@@ -353,10 +584,15 @@ impl Series {
                 software_change: b.changed.clone(),
                 provisional: false,
                 until_commit: None,
+                dependency_change: self.our_dependency_changes(d.index - 1, d.index),
                 source: p.source.clone(),
                 source_changed: true,
             });
         }
+        // The tests of the changes of source whose results can be reported.
+        tests += (known_breaks.iter())
+            .filter(|b| b.source_changed && b.testable)
+            .count();
         // Each source's points on their own, oldest source first.
         let mut sources: Vec<(&Option<String>, Vec<usize>)> = Vec::new();
         for (i, p) in self.points.iter().enumerate() {
@@ -375,7 +611,8 @@ impl Series {
             let own_values = own.values();
             let own_breaks = own.known_breaks();
             let own_at: Vec<usize> = own_breaks.iter().map(|b| b.index).collect();
-            let found = changepoint::detect(&own_values, &own_at, cfg);
+            let (found, made) = changepoint::detect_counting(&own_values, &own_at, cfg);
+            tests += made;
             // A break of the whole series between two runs of this source is tested here;
             // one that is no change between this source's runs (a variable compared across
             // a run of another source) was not tested.
@@ -396,11 +633,61 @@ impl Series {
         }
         // By index; at one index, the change of source before the change of level after it.
         all.sort_by_key(|c| (c.index, !c.source_changed));
+        Pending {
+            series: self,
+            known_breaks,
+            all,
+            tests,
+        }
+    }
+
+    /// The versions of the crates of our Cargo.lock this series uses ([`Bearing::Ours`]) that
+    /// changed between points `from` and `to` (whole-series indices), in words.
+    fn our_dependency_changes(&self, from: usize, to: usize) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for w in self.points[from..=to.min(self.points.len() - 1)].windows(2) {
+            let gpu_metered =
+                (w.iter()).any(|p| p.source.as_deref().is_some_and(|s| s.contains("gpu")));
+            for c in software_diff_of(&w[0].software_fp, &w[1].software_fp, |k| {
+                bearing(k, &self.case_id, self.metric, gpu_metered) == Bearing::Ours
+            }) {
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A series analysed up to the correction across series ([`Series::pending`]).
+struct Pending {
+    series: Series,
+    known_breaks: Vec<KnownBreak>,
+    /// Every split significant within the series alone, by index.
+    all: Vec<ChangePoint>,
+    /// Permutation tests made.
+    tests: usize,
+}
+
+impl Pending {
+    /// The analysis, keeping the splits whose p-value is at most `threshold` (the correction
+    /// across series; `None`: none kept).
+    fn finish(self, cfg: &changepoint::Config, threshold: Option<f64>) -> Analysis {
+        let Pending {
+            series,
+            known_breaks,
+            all,
+            ..
+        } = self;
+        let values = series.values();
+        let (all, unconfirmed): (Vec<ChangePoint>, Vec<ChangePoint>) =
+            (all.into_iter()).partition(|c| threshold.is_some_and(|t| c.p_value <= t));
         // The current quantity: the points whose figure has the latest point's source, from
         // its first appearance (another source in between, a night without a counter, keeps
         // the history). Its level starts at its last change of level.
-        let last_source = &self.points[self.points.len() - 1].source;
-        let same: Vec<bool> = self
+        let last_source = &series.points[series.points.len() - 1].source;
+        let same: Vec<bool> = series
             .points
             .iter()
             .map(|p| &p.source == last_source)
@@ -410,19 +697,25 @@ impl Series {
             .find(|c| !c.source_changed && same[c.index])
             .map_or(quantity_start, |c| c.index);
         let trend = trend(&values, level_start, &same);
+        // At a known break too: a break says what coincides with a change, not that the
+        // change is large enough to report.
         let floor = (1.0 + cfg.min_change.max(0.0)).ln();
         let (change_points, minor_changes) = all
             .into_iter()
-            .partition(|c| c.known_break || c.ratio.ln().abs() >= floor || !c.ratio.is_finite());
+            .partition(|c| c.ratio.ln().abs() >= floor || !c.ratio.is_finite());
         Analysis {
-            series: self,
+            series,
             trend,
             known_breaks,
             change_points,
             minor_changes,
+            unconfirmed,
+            recent_gaps: Vec::new(),
         }
     }
+}
 
+impl Series {
     /// The change points `found` among the points `idx` of one source (`values` their
     /// figures, `breaks` the known breaks between them, both indexed along `idx`), with the
     /// indices of the whole series.
@@ -465,6 +758,14 @@ impl Series {
                         .map_or_else(Vec::new, |b| b.changed.clone()),
                     provisional,
                     until_commit: provisional.then(|| latest.git_commit.clone()).flatten(),
+                    dependency_change: self.our_dependency_changes(
+                        idx[d.index - 1],
+                        if provisional {
+                            idx[idx.len() - 1]
+                        } else {
+                            idx[d.index]
+                        },
+                    ),
                     source: p.source.clone(),
                     source_changed: false,
                 }
@@ -509,20 +810,39 @@ fn trend(values: &[f64], level_start: usize, same: &[bool]) -> Trend {
 /// The series of `history` that `filter` selects, by hardware fingerprint, case id and
 /// metric.
 pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, HistoryError> {
-    let sql = |source| HistoryError::Sqlite {
+    let mut all = all_series(history)?;
+    let keep = selected(filter, &all);
+    let mut keep = keep.into_iter();
+    all.retain(|_| keep.next().unwrap_or(false));
+    Ok(all)
+}
+
+/// Every series of `history`, by hardware fingerprint, case id and metric.
+fn all_series(history: &History) -> Result<Vec<Series>, HistoryError> {
+    let sql = |error| HistoryError::Sqlite {
         path: history.path().to_path_buf(),
-        source,
+        error,
     };
     // Columns added by later migrations are null in a database of an older wattbench.
     let variables = history.column_or_null("runs", "variables_fp")?;
     let conditions = history.column_or_null("runs", "conditions_fp")?;
+    let profile = history.column_or_null("runs", "build_profile")?;
+    let harness = history.column_or_null("runs", "harness_fp")?;
+    let (before, join) = if history.has_table("cases")? {
+        (
+            "cases.before_fp",
+            "LEFT JOIN cases ON cases.run_id = m.run_id AND cases.case_id = m.case_id",
+        )
+    } else {
+        ("NULL", "")
+    };
     let mut st = history
         .conn()
         .prepare(&format!(
             "SELECT m.case_id, m.metric, runs.hardware_fp, runs.id, runs.created_at,
                     runs.git_commit, runs.software_fp, m.value, m.low, m.high, m.n_samples,
-                    m.source, {variables}, {conditions}
-             FROM measurements m JOIN runs ON runs.id = m.run_id
+                    m.source, {variables}, {conditions}, {profile}, {harness}, {before}
+             FROM measurements m JOIN runs ON runs.id = m.run_id {join}
              ORDER BY runs.hardware_fp, m.case_id, m.metric,
                       julianday(runs.created_at), runs.created_at, runs.id"
         ))
@@ -546,6 +866,9 @@ pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, H
                     source: r.get(11)?,
                     variables_fp: r.get(12)?,
                     conditions_fp: r.get(13)?,
+                    build_profile: r.get(14)?,
+                    harness_fp: r.get(15)?,
+                    before_fp: r.get(16)?,
                 },
             ))
         })
@@ -571,36 +894,212 @@ pub fn series(history: &History, filter: &SeriesFilter) -> Result<Vec<Series>, H
             }),
         }
     }
-    let exact = filter
-        .case
-        .as_deref()
-        .is_some_and(|c| out.iter().any(|s| s.case_id == c));
-    out.retain(|s| {
-        let case_ok = match filter.case.as_deref() {
-            None => true,
-            Some(c) if exact => s.case_id == c,
-            Some(c) => s.case_id.contains(c),
-        };
-        case_ok
-            && filter.metric.is_none_or(|m| s.metric == m)
-            && filter
-                .hardware
-                .as_deref()
-                .is_none_or(|h| s.hardware_fp.contains(h))
-    });
     Ok(out)
 }
 
-/// Every selected series, analysed.
+/// Which of `all` `filter` selects.
+fn selected(filter: &SeriesFilter, all: &[Series]) -> Vec<bool> {
+    let exact = filter
+        .case
+        .as_deref()
+        .is_some_and(|c| all.iter().any(|s| s.case_id == c));
+    all.iter()
+        .map(|s| {
+            let case_ok = match filter.case.as_deref() {
+                None => true,
+                Some(c) if exact => s.case_id == c,
+                Some(c) => s.case_id.contains(c),
+            };
+            case_ok
+                && filter.metric.is_none_or(|m| s.metric == m)
+                && filter
+                    .hardware
+                    .as_deref()
+                    .is_none_or(|h| s.hardware_fp.contains(h))
+        })
+        .collect()
+}
+
+/// `series` analysed together: each searched on its own, then the splits of all of them kept
+/// by the Benjamini–Hochberg procedure at the detector's `alpha` over every test made. Tested
+/// alone at `alpha`, 168 flat series gave 3 to 10 false change points a night; corrected,
+/// about `alpha` of the changes listed are false, however many series there are.
+pub fn analyse_together(
+    series: Vec<Series>,
+    cfg: &changepoint::Config,
+) -> (Vec<Analysis>, Correction) {
+    let mut pending: Vec<Pending> = series.into_iter().map(|s| s.pending(cfg)).collect();
+    let mut tests: usize = pending.iter().map(|p| p.tests).sum();
+    // With many tests the permutations' resolution (p ≥ 1 / (permutations + 1)) can be coarser
+    // than the strictest threshold (alpha / tests): a single real change could never be kept.
+    // The series with a split whose test ran all its permutations without stopping early (the
+    // ones a finer p could keep; the others stopped near their true p) are tested again with
+    // enough of them; the rest cost nothing more.
+    let mut permutations = cfg.permutations;
+    if tests > 0 && 1.0 / (cfg.permutations + 1) as f64 > cfg.alpha / tests as f64 {
+        permutations = (2.0 * tests as f64 / cfg.alpha).ceil() as usize;
+        let fine = changepoint::Config {
+            permutations,
+            ..cfg.clone()
+        };
+        let early = cfg.stop_after as f64 / cfg.permutations as f64;
+        for p in &mut pending {
+            if p.all.iter().any(|c| c.p_value < early) {
+                let series = p.series.clone();
+                *p = series.pending(&fine);
+            }
+        }
+        tests = pending.iter().map(|p| p.tests).sum();
+    }
+    let p: Vec<f64> = (pending.iter())
+        .flat_map(|s| s.all.iter().map(|c| c.p_value))
+        .collect();
+    let threshold = changepoint::benjamini_hochberg(&p, tests, cfg.alpha);
+    let correction = Correction {
+        series: pending.len(),
+        tests,
+        alpha: cfg.alpha,
+        candidates: p.len(),
+        threshold,
+        expected_by_chance: tests as f64 * cfg.alpha,
+        permutations,
+        permutations_too_few: tests > 0
+            && 1.0 / (permutations + 1) as f64 > cfg.alpha / tests as f64,
+    };
+    let analyses = (pending.into_iter())
+        .map(|p| p.finish(cfg, threshold))
+        .collect();
+    (analyses, correction)
+}
+
+/// Every selected series, analysed: see [`analyse_all`].
 pub fn analyse(
     history: &History,
     filter: &SeriesFilter,
     cfg: &changepoint::Config,
 ) -> Result<Vec<Analysis>, HistoryError> {
-    Ok(series(history, filter)?
-        .into_iter()
-        .map(|s| s.analyse(cfg))
-        .collect())
+    Ok(analyse_all(history, filter, cfg)?.0)
+}
+
+/// The series `filter` selects, analysed, with their recent gaps. Every series of the
+/// database is analysed together ([`analyse_together`]), whatever the filter, so a change
+/// point is the same whether one case or all are shown.
+pub fn analyse_all(
+    history: &History,
+    filter: &SeriesFilter,
+    cfg: &changepoint::Config,
+) -> Result<(Vec<Analysis>, Correction), HistoryError> {
+    let all = all_series(history)?;
+    let keep = selected(filter, &all);
+    let (analyses, correction) = analyse_together(all, cfg);
+    let mut analyses: Vec<Analysis> = (analyses.into_iter().zip(keep))
+        .filter_map(|(a, k)| k.then_some(a))
+        .collect();
+    let gaps = GapFinder::read(history)?;
+    for a in &mut analyses {
+        a.recent_gaps = gaps.of(&a.series);
+    }
+    Ok((analyses, correction))
+}
+
+/// What [`Analysis::recent_gaps`] is made from: every run in order, and each case's status.
+struct GapFinder {
+    /// `(id, created_at, git_commit, hardware_fp, command, interrupted)`, oldest first.
+    runs: Vec<(i64, String, Option<String>, String, String, bool)>,
+    /// Runs that recorded their cases.
+    with_cases: HashSet<i64>,
+    /// `(run, case) → (status, reason)`.
+    status: HashMap<(i64, String), (String, Option<String>)>,
+}
+
+impl GapFinder {
+    fn read(history: &History) -> Result<GapFinder, HistoryError> {
+        let sql = |error| HistoryError::Sqlite {
+            path: history.path().to_path_buf(),
+            error,
+        };
+        let conn = history.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT id, created_at, git_commit, hardware_fp, command, interrupted FROM runs
+                 ORDER BY julianday(created_at), created_at, id",
+            )
+            .map_err(sql)?;
+        let runs = st
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        let mut with_cases = HashSet::new();
+        let mut status = HashMap::new();
+        // A database of an older wattbench (read without migrating) has no statuses.
+        if history.has_table("cases")? {
+            let mut st = conn
+                .prepare("SELECT run_id, case_id, status, reason FROM cases")
+                .map_err(sql)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .map_err(sql)?;
+            for row in rows {
+                let (run, case, s, reason) = row.map_err(sql)?;
+                with_cases.insert(run);
+                status.insert((run, case), (s, reason));
+            }
+        }
+        Ok(GapFinder {
+            runs,
+            with_cases,
+            status,
+        })
+    }
+
+    /// The runs among the last [`RECENT_RUNS`] of `s`'s machine and command without a figure
+    /// of `s`.
+    fn of(&self, s: &Series) -> Vec<Gap> {
+        let command = command_of(&s.case_id);
+        let has: HashSet<i64> = s.points.iter().map(|p| p.run_id).collect();
+        let mine: Vec<_> = (self.runs.iter())
+            .filter(|r| r.3 == s.hardware_fp && r.4 == command)
+            .collect();
+        mine[mine.len().saturating_sub(RECENT_RUNS)..]
+            .iter()
+            .filter(|r| !has.contains(&r.0))
+            .map(|&(id, created_at, commit, _, _, interrupted)| {
+                let (status, reason) = match self.status.get(&(*id, s.case_id.clone())) {
+                    Some((st, reason)) if st == "ok" => ("no_figure".to_string(), reason.clone()),
+                    Some((st, reason)) => (st.clone(), reason.clone()),
+                    None if self.with_cases.contains(id) => (
+                        "absent".to_string(),
+                        interrupted.then(|| "the run was interrupted".to_string()),
+                    ),
+                    None => ("not_recorded".to_string(), None),
+                };
+                Gap {
+                    run_id: *id,
+                    created_at: created_at.clone(),
+                    git_commit: commit.clone(),
+                    status,
+                    reason,
+                }
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -1224,6 +1723,565 @@ mod tests {
         );
         assert!((t.drift_per_run.unwrap() - 1.0 / 104.5).abs() < 1e-12);
         assert_eq!(trend(&[1.0, 2.0], 0, &[true; 2]).drift_per_run, None);
+    }
+
+    /// A case id of the usual form, on the CPU.
+    fn cpu_case(op: usize, backend: &str) -> String {
+        format!("op{op}/infer/m64_n64_k64_nn/f32/{backend}/cpu")
+    }
+
+    /// `runs` runs of the cases `ids` on consecutive days (commits `c0`, `c1`, ...), each
+    /// figure `factor(run, case)` times seeded uniform noise of ±`noise`, each run edited by
+    /// `edit`; every series analysed.
+    fn runs_of(
+        ids: &[String],
+        runs: usize,
+        noise: f64,
+        seed: u64,
+        factor: impl Fn(usize, usize) -> f64,
+        edit: impl Fn(usize, &mut wattbench_core::result::RunFile),
+    ) -> Vec<Analysis> {
+        runs_of_with(
+            &changepoint::Config::default(),
+            ids,
+            runs,
+            noise,
+            seed,
+            factor,
+            edit,
+        )
+    }
+
+    /// [`runs_of`] analysed with `cfg`.
+    fn runs_of_with(
+        cfg: &changepoint::Config,
+        ids: &[String],
+        runs: usize,
+        noise: f64,
+        seed: u64,
+        factor: impl Fn(usize, usize) -> f64,
+        edit: impl Fn(usize, &mut wattbench_core::result::RunFile),
+    ) -> Vec<Analysis> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::open(&dir.path().join("h.sqlite")).unwrap();
+        for i in 0..runs {
+            let at = format!("2026-01-{:02}T00:00:00+00:00", i + 1);
+            let cases = (ids.iter().enumerate())
+                .map(|(k, id)| {
+                    let v = factor(i, k) * (1.0 + noise * rng.random_range(-1.0..1.0));
+                    case(id, v)
+                })
+                .collect();
+            let mut r = run_file(&at, &[], cases);
+            r.environment.git_commit = Some(format!("c{i}"));
+            edit(i, &mut r);
+            add(&mut h, &r);
+        }
+        analyse(&h, &SeriesFilter::default(), cfg).unwrap()
+    }
+
+    /// The software of the reviewer's runs, with rustc `rustc` and the tch crate `tch`.
+    fn software(rustc: &str, tch: &str) -> BTreeMap<String, String> {
+        [
+            ("rustc", format!("rustc {rustc} (59807616e 2026-04-14)")),
+            ("tch", tch.to_string()),
+            ("candle-core", "0.11.1".to_string()),
+            ("libtorch", "2.11.0".to_string()),
+            ("wattbench", "0.1.0".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    fn listed(a: &[Analysis]) -> Vec<(&str, Metric, &ChangePoint)> {
+        (a.iter())
+            .flat_map(|a| {
+                (a.change_points.iter())
+                    .map(move |c| (a.series.case_id.as_str(), a.series.metric, c))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_toolchain_bump_over_flat_noisy_series_is_no_change() {
+        // The review's repro A: flat series with ±3 % noise, rustc 1.95.0 for runs 0–9 and
+        // 1.96.0 after. Its break is tested in every series, and noise makes a few of those
+        // tests significant (×0.97–1.03); they were listed as changes "explained" by the
+        // compiler. Under the 5 % floor and the correction across series: nothing listed.
+        let ids: Vec<String> = (0..20)
+            .map(|k| cpu_case(k, ["reference", "candle", "tch"][k % 3]))
+            .collect();
+        let a = runs_of(
+            &ids,
+            20,
+            0.03,
+            11,
+            |_, _| 1.0,
+            |i, r| {
+                r.environment.software =
+                    software(if i < 10 { "1.95.0" } else { "1.96.0" }, "0.24.0");
+            },
+        );
+        assert!(listed(&a).is_empty(), "{:#?}", listed(&a));
+        // The break is there in every series, said once, without the repeated name.
+        assert!(a.iter().all(|a| a.known_breaks.len() == 1
+            && a.known_breaks[0].changed
+                == ["rustc 1.95.0 (59807616e 2026-04-14) → 1.96.0 (59807616e 2026-04-14)"]));
+    }
+
+    #[test]
+    fn a_small_change_at_a_known_break_is_minor_not_listed() {
+        // A real but 2 % step, on a quiet series, exactly at a compiler change: significant,
+        // and still under the 5 % floor (a break says what coincides, not what to report).
+        let ids = [cpu_case(0, "reference")];
+        let a = runs_of(
+            &ids,
+            16,
+            0.001,
+            3,
+            |i, _| if i < 8 { 1.0 } else { 1.02 },
+            |i, r| {
+                r.environment.software =
+                    software(if i < 8 { "1.95.0" } else { "1.96.0" }, "0.24.0");
+            },
+        );
+        let time = a.iter().find(|a| a.series.metric == Metric::TimeS).unwrap();
+        assert!(time.change_points.is_empty(), "{:?}", time.change_points);
+        assert_eq!(time.minor_changes.len(), 1, "{:?}", time.minor_changes);
+        let m = &time.minor_changes[0];
+        assert!(
+            m.known_break && m.index == 8 && (m.ratio - 1.02).abs() < 0.005,
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn a_bump_of_our_own_crate_is_our_change_not_a_known_break() {
+        // The review's repro B: a real +10 % step in a pure-Rust `reference` case at run 8,
+        // where the tch crate went 0.24.0 → 0.25.0 (our Cargo.lock, used by tch cases only):
+        // reported as a change of ours in its commits, not excused as a break. The same bump
+        // under a tch case is named with its commits, still ours; libtorch, which comes from
+        // outside, breaks a tch case's series and nobody else's.
+        let ids = [
+            cpu_case(0, "reference"),
+            cpu_case(1, "tch"),
+            cpu_case(2, "candle"),
+        ];
+        let a = runs_of(
+            &ids,
+            16,
+            0.01,
+            5,
+            |i, _| if i < 8 { 1.0 } else { 1.1 },
+            |i, r| {
+                r.environment.software =
+                    software("1.95.0", if i < 8 { "0.24.0" } else { "0.25.0" });
+            },
+        );
+        for (id, metric, c) in listed(&a) {
+            assert!(
+                !c.known_break && c.software_change.is_empty(),
+                "{id} {metric:?}: {c:?}"
+            );
+            assert_eq!((c.index, c.git_commit.as_deref()), (8, Some("c8")), "{c:?}");
+            let want: &[&str] = if id.contains("/tch/") {
+                &["tch 0.24.0 → 0.25.0"]
+            } else {
+                &[]
+            };
+            assert_eq!(c.dependency_change, want, "{id}");
+        }
+        let times = listed(&a)
+            .iter()
+            .filter(|(_, m, _)| *m == Metric::TimeS)
+            .count();
+        assert_eq!(times, 3, "{:#?}", listed(&a));
+        assert!(
+            a.iter().all(|a| a.known_breaks.is_empty()),
+            "no break anywhere"
+        );
+        // libtorch 2.10 → 2.11 at the step: a known break of the tch case only.
+        let a = runs_of(
+            &ids,
+            16,
+            0.01,
+            5,
+            |i, _| if i < 8 { 1.0 } else { 1.1 },
+            |i, r| {
+                r.environment.software = software("1.95.0", "0.24.0");
+                if i >= 8 {
+                    r.environment
+                        .software
+                        .insert("libtorch".into(), "2.12.0".into());
+                }
+            },
+        );
+        for (id, _, c) in listed(&a) {
+            assert_eq!(c.known_break, id.contains("/tch/"), "{id}: {c:?}");
+        }
+        // A GPU case's series breaks at a driver change; a CPU case's does not.
+        assert_eq!(
+            bearing(
+                "nvidia-driver",
+                "gemm/infer/s/f32/cuda/cuda:0",
+                Metric::TimeS,
+                false
+            ),
+            Bearing::External
+        );
+        assert_eq!(
+            bearing(
+                "nvidia-driver",
+                &cpu_case(0, "candle"),
+                Metric::TimeS,
+                false
+            ),
+            Bearing::Unrelated
+        );
+        assert_eq!(
+            bearing(
+                "nvidia-driver",
+                &cpu_case(0, "candle"),
+                Metric::EnergyJ,
+                true
+            ),
+            Bearing::External
+        );
+        assert_eq!(
+            bearing(
+                "cudarc",
+                "gemm/infer/s/f32/candle/cuda",
+                Metric::TimeS,
+                false
+            ),
+            Bearing::Ours
+        );
+        // A component not known here, or an id not of the usual form: a break, to be safe.
+        assert_eq!(
+            bearing("somelib", &cpu_case(0, "reference"), Metric::TimeS, false),
+            Bearing::External
+        );
+        assert_eq!(
+            bearing("libtorch", "c", Metric::TimeS, false),
+            Bearing::External
+        );
+    }
+
+    #[test]
+    fn many_flat_noisy_series_give_no_change_after_the_correction() {
+        // The review's #2: flat series with ±10 % noise and no change at all. Each tested
+        // alone at alpha = 0.05, a few (×0.87–1.12) were listed every night; corrected across
+        // the series (Benjamini–Hochberg), none is.
+        let ids: Vec<String> = (0..30).map(|k| cpu_case(k, "reference")).collect();
+        let a = runs_of(&ids, 20, 0.10, 2, |_, _| 1.0, |_, _| {});
+        assert!(listed(&a).is_empty(), "{:#?}", listed(&a));
+        let unconfirmed: usize = a.iter().map(|a| a.unconfirmed.len()).sum();
+        assert!(
+            unconfirmed > 0,
+            "the uncorrected test did find some: this seed shows the defect"
+        );
+        // A real 30 % step among them is still found (a step of the size of the noise, 14 %
+        // measured here for a 20 % one, is not: p = 0.002 in its series, above the threshold
+        // for 60 series; that is the price of not listing noise).
+        let a = runs_of(
+            &ids,
+            20,
+            0.10,
+            2,
+            |i, k| if k == 0 && i >= 10 { 1.3 } else { 1.0 },
+            |_, _| {},
+        );
+        let found: Vec<_> = listed(&a)
+            .into_iter()
+            .filter(|(_, m, _)| *m == Metric::TimeS)
+            .collect();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!((found[0].0, found[0].2.index), (ids[0].as_str(), 10));
+    }
+
+    #[test]
+    fn a_lone_real_change_among_many_tests_is_kept_with_enough_permutations() {
+        // 60 series (time and energy of 30 cases), one with a clear step: with 199
+        // permutations the smallest p is 1/200, above the strictest threshold 0.05/60, so
+        // the correction could never keep it alone; its series is tested again with enough.
+        let cfg = changepoint::Config {
+            permutations: 199,
+            ..changepoint::Config::default()
+        };
+        let ids: Vec<String> = (0..30).map(|k| cpu_case(k, "reference")).collect();
+        let a = runs_of_with(
+            &cfg,
+            &ids,
+            20,
+            0.01,
+            3,
+            |i, k| if k == 0 && i >= 10 { 2.0 } else { 1.0 },
+            |_, _| {},
+        );
+        let found: Vec<_> = listed(&a)
+            .into_iter()
+            .filter(|(_, m, _)| *m == Metric::TimeS)
+            .collect();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!((found[0].0, found[0].2.index), (ids[0].as_str(), 10));
+        assert!(found[0].2.p_value < 0.05 / 60.0, "{:?}", found[0].2);
+    }
+
+    #[test]
+    fn a_debug_build_or_other_harness_settings_is_a_known_break() {
+        use wattbench_core::result::Config;
+        // Six runs of a release binary, then six of a debug one, 40 times slower: the
+        // profile is read from the binary's path (an older file) or recorded.
+        let ids = [cpu_case(0, "reference")];
+        let set_argv0 = |r: &mut wattbench_core::result::RunFile, p: &str| {
+            if let Config::Run(c) = &mut r.config {
+                c.argv[0] = p.into();
+            }
+        };
+        let a = runs_of(
+            &ids,
+            12,
+            0.01,
+            1,
+            |i, _| if i < 6 { 1.0 } else { 40.0 },
+            |i, r| {
+                set_argv0(
+                    r,
+                    if i < 6 {
+                        "/w/target/release/wattbench"
+                    } else {
+                        "./target/debug/wattbench"
+                    },
+                );
+            },
+        );
+        let time = a.iter().find(|a| a.series.metric == Metric::TimeS).unwrap();
+        assert_eq!(time.known_breaks.len(), 1, "{:?}", time.known_breaks);
+        assert_eq!(
+            time.known_breaks[0].changed,
+            ["build profile release → debug"]
+        );
+        assert!(
+            !time.change_points.is_empty() && time.change_points.iter().all(|c| c.known_break),
+            "{:?}",
+            time.change_points
+        );
+        // Recorded by the binary (`build-profile`), its first word counts: no break between a
+        // recorded and a path's "release"; a binary run from elsewhere is unknown, no break.
+        let a = runs_of(
+            &ids,
+            6,
+            0.01,
+            1,
+            |_, _| 1.0,
+            |i, r| match i {
+                0 | 1 => set_argv0(r, "target/release/wattbench"),
+                2 => set_argv0(r, "/usr/local/bin/wattbench"),
+                _ => {
+                    r.environment
+                        .software
+                        .insert("build-profile".into(), "release (opt-level 3)".into());
+                }
+            },
+        );
+        assert!(
+            a.iter().all(|a| a.known_breaks.is_empty()),
+            "{:?}",
+            a[0].known_breaks
+        );
+        // The harness: --min-time 0.3, then 0.05 (a 30 % faster median on a machine whose
+        // clocks ramp up): a break of the time and energy series, not of memory's.
+        let a = runs_of(
+            &ids,
+            12,
+            0.01,
+            1,
+            |i, _| if i < 6 { 1.0 } else { 0.7 },
+            |i, r| {
+                if let Config::Run(c) = &mut r.config {
+                    c.harness.min_time_s = if i < 6 { 0.3 } else { 0.05 };
+                }
+            },
+        );
+        for a in &a {
+            let want: &[&str] = if a.series.metric == Metric::MemoryBytes {
+                &[]
+            } else {
+                &["harness min_time_s 0.3 → 0.05"]
+            };
+            let got: Vec<&str> = a
+                .known_breaks
+                .iter()
+                .flat_map(|b| b.changed.iter().map(String::as_str))
+                .collect();
+            assert_eq!(got, want, "{:?}", a.series.metric);
+        }
+    }
+
+    #[test]
+    fn a_host_memory_peak_breaks_where_the_cases_before_it_change() {
+        // The same case after a large one, then alone (another suite or filter): its host
+        // peak RSS moves with what ran before it in the process, not with our code.
+        let a = runs_of(
+            &[cpu_case(0, "candle")],
+            12,
+            0.01,
+            4,
+            |_, _| 1.0,
+            |i, r| {
+                if i < 6 {
+                    let big = case(&cpu_case(9, "candle"), 1.0);
+                    r.cases.insert(0, big);
+                    r.cases[1].memory.host_peak_rss_bytes = Some(150 << 20);
+                } else {
+                    r.cases[0].memory.host_peak_rss_bytes = Some(120 << 20);
+                }
+            },
+        );
+        let of = |metric: Metric| {
+            (a.iter())
+                .find(|a| a.series.case_id == cpu_case(0, "candle") && a.series.metric == metric)
+                .unwrap()
+        };
+        let mem = of(Metric::MemoryBytes);
+        assert_eq!(mem.known_breaks.len(), 1, "{:?}", mem.known_breaks);
+        assert!(mem.known_breaks[0].changed[0].starts_with("the cases run before it"));
+        assert!(
+            mem.change_points.iter().all(|c| c.known_break),
+            "{:?}",
+            mem.change_points
+        );
+        assert!(of(Metric::TimeS).known_breaks.is_empty());
+    }
+
+    #[test]
+    fn a_case_that_failed_or_was_skipped_is_listed_with_its_runs() {
+        use wattbench_core::result::Status;
+        // Ten runs: case a fails in runs 8–10, is skipped in run 5 and absent from run 3;
+        // case b is always measured.
+        let ids = [cpu_case(0, "reference"), cpu_case(1, "reference")];
+        let a = runs_of(
+            &ids,
+            10,
+            0.01,
+            1,
+            |_, _| 1.0,
+            |i, r| {
+                let c = &mut r.cases[0];
+                match i {
+                    2 => {
+                        r.cases.remove(0);
+                    }
+                    4 => {
+                        c.status = Status::Skipped;
+                        c.reason = Some("not enough memory".into());
+                    }
+                    7.. => {
+                        c.status = Status::Failed;
+                        c.reason = Some(format!("verification failed (night {i})"));
+                    }
+                    _ => {}
+                }
+            },
+        );
+        let time = |id: &str| {
+            (a.iter())
+                .find(|a| a.series.case_id == id && a.series.metric == Metric::TimeS)
+                .unwrap()
+        };
+        let gaps: Vec<(i64, &str, Option<&str>)> = (time(&ids[0]).recent_gaps.iter())
+            .map(|g| (g.run_id, g.status.as_str(), g.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            gaps,
+            [
+                (3, "absent", None),
+                (5, "skipped", Some("not enough memory")),
+                (8, "failed", Some("verification failed (night 7)")),
+                (9, "failed", Some("verification failed (night 8)")),
+                (10, "failed", Some("verification failed (night 9)")),
+            ]
+        );
+        assert_eq!(time(&ids[0]).series.points.last().unwrap().run_id, 7);
+        assert!(time(&ids[1]).recent_gaps.is_empty());
+    }
+
+    #[test]
+    fn a_database_of_schema_3_opens_and_is_migrated_on_writing() {
+        // Schema 3 (before the build profile, harness settings and case statuses): a reader
+        // takes them as unknown, and says a run's statuses were not recorded; a writer
+        // migrates it in place, keeping its runs.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v3.sqlite");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        for m in &crate::db::MIGRATIONS[..3] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", 3).unwrap();
+        c.pragma_update(None, "application_id", crate::db::APPLICATION_ID)
+            .unwrap();
+        c.execute_batch(
+            "INSERT INTO runs (id, sha256, created_at, command, hardware_fp, software_fp,
+                               interrupted, recorded_at)
+             VALUES (1, 'x', '2026-01-01T00:00:00+00:00', 'run', 'cpu=test cpu x2', '', 0, 'now'),
+                    (2, 'y', '2026-01-02T00:00:00+00:00', 'run', 'cpu=test cpu x2', '', 0, 'now');
+             INSERT INTO measurements (run_id, case_id, metric, value)
+             VALUES (1, 'c', 'time_s', 0.5), (2, 'd', 'time_s', 0.5);",
+        )
+        .unwrap();
+        drop(c);
+        let h = History::open_existing(&db).unwrap();
+        let a = analyse(
+            &h,
+            &SeriesFilter {
+                case: Some("c".into()),
+                ..Default::default()
+            },
+            &changepoint::Config::default(),
+        )
+        .unwrap();
+        let p = &a[0].series.points[0];
+        assert_eq!(
+            (&p.build_profile, &p.harness_fp, &p.before_fp),
+            (&None, &None, &None)
+        );
+        assert_eq!(a[0].recent_gaps.len(), 1);
+        assert_eq!(
+            (
+                a[0].recent_gaps[0].run_id,
+                a[0].recent_gaps[0].status.as_str()
+            ),
+            (2, "not_recorded")
+        );
+        assert_eq!(h.user_version().unwrap(), 3, "a reader does not migrate");
+        drop(h);
+        let mut h = History::open(&db).unwrap();
+        assert_eq!(h.user_version().unwrap(), crate::db::schema_version());
+        let mut r = run_file("2026-01-03T00:00:00+00:00", &[], vec![case("c", 0.5)]);
+        r.environment.host.cpu_model = Some("test cpu".into());
+        add(&mut h, &r);
+        assert_eq!(h.runs().unwrap().len(), 3);
+        let s = series(
+            &h,
+            &SeriesFilter {
+                case: Some("c".into()),
+                metric: Some(Metric::TimeS),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s[0].points.len(), 2);
+        let last = &s[0].points[1];
+        assert!(
+            last.harness_fp
+                .as_deref()
+                .is_some_and(|f| f.contains("min_time_s=")),
+            "{last:?}"
+        );
+        assert!(last.before_fp.is_some());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub fn software(backends: &[Arc<dyn Backend>]) -> BTreeMap<String, String> {
     let mut software = BTreeMap::new();
     software.insert("wattbench".to_string(), built_info::PKG_VERSION.to_string());
     software.insert("rustc".to_string(), built_info::RUSTC_VERSION.to_string());
+    // A debug build is many times slower: a history must not read a debug run beside release
+    // runs as a change of code, nor a comparison mix them without saying so.
+    software.insert("build-profile".to_string(), built_info::PROFILE.to_string());
     for name in recorded_crates() {
         if let Some((_, v)) = built_info::DEPENDENCIES.iter().find(|(n, _)| *n == name) {
             software.insert(name.to_string(), v.to_string());

@@ -341,7 +341,12 @@ fn a_step_at_a_library_upgrade_is_a_known_break() {
         );
     }
     let o = history(&db, &["changes"]);
-    assert_contains(&stdout(&o), "known break: testlib 1.0 → 2.0");
+    // The break coincides with the change; it is not said to explain it.
+    assert_contains(
+        &stdout(&o),
+        "coincides with a known break (testlib 1.0 → 2.0): look there first, though it may not \
+         be the cause",
+    );
 }
 
 #[test]
@@ -499,4 +504,196 @@ fn an_energy_change_says_the_source_of_its_figures() {
         "source: estimated [cpu-estimate (estimated); cpu-estimate: 7 W TDP over 2 threads] \
          (ESTIMATED: a model's figures",
     );
+}
+
+/// A case that fails verification in the last runs does not vanish: `show` names the run of
+/// its last figure and the runs it failed in, with the reason; `changes` names it too.
+#[test]
+fn a_case_that_failed_in_the_latest_runs_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, doc) = reference_run(dir.path(), &["--op", "gemm"]);
+    let id = ok_ids(&doc)[0].clone();
+    let files = series_files(
+        dir.path(),
+        &doc,
+        10,
+        |_| 1.0,
+        |i, d| {
+            if i >= 7 {
+                let c = (d["cases"].as_array_mut().unwrap().iter_mut())
+                    .find(|c| c["id"] == id.as_str())
+                    .unwrap();
+                c["status"] = "failed".into();
+                c["reason"] = "verification failed: relative L2 error 0.5".into();
+            }
+        },
+    );
+    let mut args = vec!["add"];
+    args.extend(paths(&files));
+    assert!(history(&db, &args).status.success());
+    let o = history(&db, &["show", "--case", &id, "--metric", "time"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_contains(&out, "(run 7)");
+    assert_contains(
+        &out,
+        "no figure in 3 of the machine's last 10 runs: failed in runs 8, 9, 10 (run 10: \
+         verification failed: relative L2 error 0.5)",
+    );
+    let o = history(&db, &["changes"]);
+    assert_contains(
+        &stdout(&o),
+        &format!(
+            "{id} FAILED in the latest run of its machine (run 10): verification failed: \
+             relative L2 error 0.5"
+        ),
+    );
+    let j = history_json(&db, &["changes"]);
+    let missing = j["not_in_latest_run"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{j}");
+    assert_eq!(
+        (&missing[0]["case_id"], &missing[0]["status"]),
+        (&Value::from(id.as_str()), &Value::from("failed"))
+    );
+}
+
+/// A debug build's run beside release runs is a known break, not a regression of a commit:
+/// the profile is taken from the binary's path in the file's command line.
+#[test]
+fn a_debug_build_beside_release_runs_is_a_known_break() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, doc) = reference_run(dir.path(), &["--op", "gemm"]);
+    let files = series_files(
+        dir.path(),
+        &doc,
+        12,
+        |i| if i < 6 { 1.0 } else { 30.0 },
+        |i, d| {
+            let profile = if i < 6 { "release" } else { "debug" };
+            // As the binary records it (a file of an older wattbench: its path says it).
+            d["environment"]["software"]["build-profile"] = profile.into();
+            d["config"]["argv"][0] = format!("/src/wattbench/target/{profile}/wattbench").into();
+        },
+    );
+    let mut args = vec!["add"];
+    args.extend(paths(&files));
+    assert!(history(&db, &args).status.success());
+    let j = history_json(&db, &["changes", "--metric", "time"]);
+    let list = j["changes"].as_array().unwrap();
+    assert_eq!(list.len(), ok_ids(&doc).len(), "{j}");
+    for c in list {
+        assert_eq!(c["known_break"], true, "{c}");
+        assert_eq!(
+            c["software_change"],
+            serde_json::json!(["build profile release → debug"])
+        );
+    }
+}
+
+/// A damaged database is refused once, untouched, with SQLite's error said once and what to
+/// do (the review saw "database disk image is malformed" three times and no advice).
+#[test]
+fn a_damaged_database_is_said_once_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let (_, _) = reference_run(dir.path(), &["--op", "gemm"]);
+    let run = dir.path().join("run.json");
+    assert!(history(&db, &["add", run.to_str().unwrap()])
+        .status
+        .success());
+    // Cut to its first two pages: the schema says tables whose pages are gone.
+    let bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 3 * 4096, "{}", bytes.len());
+    std::fs::write(&db, &bytes[..2 * 4096]).unwrap();
+    let o = history(&db, &["show"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.matches("malformed").count(), 1, "{err}");
+    assert_contains(&err, "restore it from a copy");
+    assert_contains(&err, ".recover");
+    assert_eq!(std::fs::read(&db).unwrap(), &bytes[..2 * 4096]);
+}
+
+/// `scripts/baseline.sh record` (run in a copy of the scripts beside a stand-in binary and a
+/// no-op `make build`): a RUNS that is not a whole number of at least 2 is refused before
+/// anything runs, and a run that leaves no result file leaves the committed baseline as it
+/// was. RUNS=0 or RUNS=three once replaced it with an empty folder and exited 0.
+#[test]
+fn baseline_record_refuses_a_bad_runs_and_keeps_the_baseline() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::create_dir_all(repo.join("scripts")).unwrap();
+    for f in ["baseline.sh", "lib.sh"] {
+        std::fs::copy(root.join("scripts").join(f), repo.join("scripts").join(f)).unwrap();
+    }
+    std::fs::write(repo.join("Makefile"), "build:\n\t@true\n").unwrap();
+    let bin = repo.join("target/release/wattbench");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    // `info` gives the fingerprint; `run` writes `{}` to its --output unless told not to.
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\ncase $1 in\n info) echo '{\"hardware_fingerprint\":\"cpu=Fake CPU x2\"}';;\n \
+         run) out=; while [ $# -gt 0 ]; do [ \"$1\" = --output ] && out=$2; shift; done\n \
+         [ -n \"$NO_FILE\" ] || echo '{}' > \"$out\";;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let baseline = repo.join("results/baselines/cpu-fake-cpu-x2");
+    std::fs::create_dir_all(&baseline).unwrap();
+    for i in 1..=3 {
+        std::fs::write(baseline.join(format!("run-{i}.json")), "old").unwrap();
+    }
+    let listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(&baseline)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let record = |runs: Option<&str>, no_file: bool| {
+        let mut c = std::process::Command::new("bash");
+        c.arg(repo.join("scripts/baseline.sh"))
+            .arg("record")
+            .env_remove("RUNS")
+            .env_remove("NO_FILE");
+        if let Some(r) = runs {
+            c.env("RUNS", r);
+        }
+        if no_file {
+            c.env("NO_FILE", "1");
+        }
+        c.output().unwrap()
+    };
+    let old = vec!["run-1.json", "run-2.json", "run-3.json"];
+    for runs in ["0", "three", "1", "-2", "2.5", " 3"] {
+        let o = record(Some(runs), false);
+        assert_eq!(o.status.code(), Some(2), "RUNS={runs}: {}", stderr(&o));
+        assert_contains(&stderr(&o), "give a whole number of runs, at least 2");
+        assert_eq!(listing(), old, "RUNS={runs}");
+        assert_eq!(
+            std::fs::read_to_string(baseline.join("run-1.json")).unwrap(),
+            "old"
+        );
+    }
+    // Runs that exit 0 without their files: refused, the baseline kept.
+    let o = record(Some("2"), true);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_contains(&stderr(&o), "only 0 of 2 result files were written");
+    assert_eq!(listing(), old);
+    // Two good runs replace it whole; no RUNS is three.
+    let o = record(Some("2"), false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(listing(), ["run-1.json", "run-2.json"]);
+    assert_eq!(
+        std::fs::read_to_string(baseline.join("run-1.json")).unwrap(),
+        "{}\n"
+    );
+    let o = record(None, false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(listing(), old);
 }
