@@ -21,7 +21,8 @@ pub fn rule(c: &Comparison) -> String {
          its interval is the meters' stated uncertainty, and it is never `same`. Thresholds: \
          time {t}, energy {e}, memory {m}. Peak memory has no test: its interval is the range \
          of ratios over each side's files, which needs two files a side (with one, \
-         `ambiguous`). A case ok on base that failed on new fails the gate as `slower` does.",
+         `ambiguous`). Single-window energy and peak memory are reported but never fail the \
+         gate. A case ok on base that failed on new fails the gate as `slower` does.",
         time_tests = tests(c, Metric::Time),
         energy_tests = tests(c, Metric::Energy),
         alpha = c.alpha,
@@ -119,12 +120,45 @@ fn table_of<'a>(rows: impl IntoIterator<Item = &'a CaseComparison>, preset: &str
     t
 }
 
-/// `3 slower, 1 faster, 40 same, 2 ambiguous`, then the cases new failed or lost when any.
+/// What the `slower` rows are, for the summary: ` (energy, estimated)` when they are of one
+/// metric and source, ` (2 time; 1 host_memory, not gating)` otherwise; empty when there are
+/// none. A CI log that shows the summary line alone then says what failed, and whether it
+/// was an estimate or a row that never gates ([`CaseComparison::gates`]).
+fn slower_kinds(c: &Comparison) -> String {
+    let mut kinds: BTreeMap<(Metric, String), usize> = BTreeMap::new();
+    for r in c.cases.iter().filter(|r| r.verdict == Verdict::Slower) {
+        let mut label = r.metric_label();
+        if !r.gates() {
+            label.push_str(", not gating");
+        }
+        *kinds.entry((r.metric, label)).or_default() += 1;
+    }
+    match kinds.len() {
+        0 => String::new(),
+        1 => format!(
+            " ({})",
+            kinds.into_keys().map(|(_, l)| l).collect::<String>()
+        ),
+        _ => {
+            let each: Vec<String> = (kinds.into_iter())
+                .map(|((_, label), n)| format!("{n} {label}"))
+                .collect();
+            format!(" ({})", each.join("; "))
+        }
+    }
+}
+
+/// `3 slower (2 time; 1 energy, estimated), 1 faster, 40 same, 2 ambiguous`, then the cases
+/// new failed or lost when any.
 pub fn summary_line(c: &Comparison) -> String {
     let s = &c.summary;
     let mut line = format!(
-        "{} slower, {} faster, {} same, {} ambiguous",
-        s.slower, s.faster, s.same, s.ambiguous
+        "{} slower{}, {} faster, {} same, {} ambiguous",
+        s.slower,
+        slower_kinds(c),
+        s.faster,
+        s.same,
+        s.ambiguous
     );
     if s.failed > 0 {
         line.push_str(&format!(", {} FAILED on new (ok on base)", s.failed));
@@ -275,7 +309,7 @@ pub fn markdown(c: &Comparison) -> String {
     let s = &c.summary;
     let mut md = String::from("## wattbench compare\n\n");
     let slower = if s.slower > 0 {
-        format!("**{} slower**", s.slower)
+        format!("**{} slower**{}", s.slower, slower_kinds(c))
     } else {
         "0 slower".into()
     };

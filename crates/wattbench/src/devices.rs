@@ -14,9 +14,9 @@
 use crate::options::usage;
 use crate::signals::Stop;
 use anyhow::Result;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,55 +218,19 @@ impl Workdir {
 /// Workers that run at once (`at_once` > 1) are told how many ([`AT_ONCE_ENV`], a recorded
 /// variable): they share the node's host counters, power and cooling, so their figures are
 /// not those of a GPU measured alone, and a history must not join the two.
-/// A worker whose parent dies (killed, crashed) gets [`STOP_ON_PARENT_DEATH`] and stops
-/// instead of running on, unsupervised, on its GPU ([`stop_with_parent`]).
+/// A worker whose parent dies (killed, crashed) gets the stop and writes its completed cases
+/// instead of running on, unsupervised, on its GPU ([`crate::signals::supervised`]).
 fn worker_command(exe: &Path, args: &[String], cuda_visible: &str, at_once: usize) -> Command {
     let mut c = Command::new(exe);
     c.args(args)
         .env("CUDA_VISIBLE_DEVICES", cuda_visible)
         .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-        .env(crate::signals::WORKER_ENV, "1")
-        .env_remove(AT_ONCE_ENV)
-        .stdin(Stdio::null())
-        .process_group(0);
+        .env_remove(AT_ONCE_ENV);
     if at_once > 1 {
         c.env(AT_ONCE_ENV, at_once.to_string());
     }
-    let parent = std::process::id();
-    // SAFETY: the hook runs in the child between fork and exec, and makes only the
-    // async-signal-safe system calls of `stop_with_parent`, allocating nothing.
-    unsafe { c.pre_exec(move || stop_with_parent(parent)) };
+    crate::signals::supervised(&mut c);
     c
-}
-
-/// The signal a worker gets when its parent dies: the stop the parent passes on for SIGTERM
-/// ([`Stop::worker_signal`]), so the worker writes its completed cases (into the workers'
-/// folder, which a dead parent leaves in place) and exits.
-const STOP_ON_PARENT_DEATH: i32 = libc::SIGUSR2;
-
-/// In a worker, between fork and exec: asks the kernel to send it [`STOP_ON_PARENT_DEATH`]
-/// when the thread that started it ends (`run` starts the workers from its main thread,
-/// which ends with the process); refuses to start when `parent` has already died, since no
-/// signal would come then.
-fn stop_with_parent(parent: u32) -> std::io::Result<()> {
-    // SAFETY: prctl(2) and getppid(2) are system calls that touch no memory of ours.
-    let (set, ppid) = unsafe {
-        let set = libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            STOP_ON_PARENT_DEATH as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        (set, libc::getppid())
-    };
-    if set == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if u32::try_from(ppid).ok() != Some(parent) {
-        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-    }
-    Ok(())
 }
 
 /// The number of GPU workers of `run --devices` that ran at once, set in each worker's
@@ -284,17 +248,6 @@ struct Worker {
     code: Option<i32>,
 }
 
-/// Whether our child `pid` has ended, without reaping it (its pid stays ours to signal).
-fn ended(pid: u32) -> bool {
-    // SAFETY: an all-zero siginfo_t is valid; waitid(2) with WNOWAIT only reads our child's
-    // state and leaves it unreaped.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
-        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) == 0 && info.si_pid() != 0
-    }
-}
-
 /// Waits until every worker has ended. Once a stop is requested, it is passed on to each
 /// worker still running, once ([`Stop::worker_signal`]), and the worker then writes its
 /// completed cases. `pids`: the table a second signal kills; a worker's slot is cleared
@@ -303,7 +256,7 @@ fn supervise(workers: &mut [Worker], stop: &Stop, pids: &[AtomicI32]) -> Result<
     loop {
         let mut running = false;
         for w in workers.iter_mut().filter(|w| w.code.is_none()) {
-            if ended(w.child.id()) {
+            if crate::signals::child_ended(w.child.id()) {
                 pids[w.slot].store(0, Ordering::SeqCst);
                 let status = w.child.wait()?;
                 w.code = Some(
@@ -443,7 +396,7 @@ pub fn run(
     let mut dir = Workdir::beside(output, file.is_regular_file())?;
     let pids: Arc<[AtomicI32]> = gpus.iter().map(|_| AtomicI32::new(0)).collect();
     // Before the stop's handlers, so that it speaks before the second signal's exit.
-    say_where_on_second_signal(dir.path())?;
+    crate::signals::say_on_second_signal(second_signal_message(dir.path()))?;
     let stop = Stop::install_killing_on_second(pids.clone())?;
     let work = dir.path().to_path_buf();
     let out_of = |g: &GpuRecord| work.join(format!("gpu{}.json", g.index));
@@ -660,29 +613,8 @@ fn absences(
         .collect()
 }
 
-/// On a second SIGINT or SIGTERM, which ends the parent at once and kills its workers, says
-/// on stderr where the workers' folder `dir` is left (no code of ours removes it then). To
-/// be registered before the stop's handlers: signal-hook runs a signal's actions in the
-/// order they were registered, and the stop's second-signal action exits.
-fn say_where_on_second_signal(dir: &Path) -> Result<()> {
-    let message: Arc<[u8]> = second_signal_message(dir).into_bytes().into();
-    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        let (message, seen) = (message.clone(), seen.clone());
-        // SAFETY: the action swaps an atomic and calls write(2) on a buffer allocated before,
-        // both async-signal-safe.
-        unsafe {
-            signal_hook::low_level::register(sig, move || {
-                if seen.swap(true, Ordering::SeqCst) {
-                    libc::write(2, message.as_ptr().cast(), message.len());
-                }
-            })
-        }?;
-    }
-    Ok(())
-}
-
-/// What [`say_where_on_second_signal`] writes.
+/// What a second signal, which ends the parent at once and kills its workers, writes on
+/// stderr: where the workers' folder `dir` is left (no code of ours removes it then).
 fn second_signal_message(dir: &Path) -> String {
     format!(
         "\nsecond signal: the GPU workers are killed and nothing is merged; the result files \

@@ -9,16 +9,19 @@
 //! and error, where they were that terminal, at /dev/null. A SIGHUP found ignored when the
 //! command starts (`nohup`) stays ignored.
 //!
-//! `run --devices` passes its stop on to its workers (each in a process group of its own, so
-//! that the terminal's Ctrl-C reaches the parent alone) as SIGUSR1 (for SIGINT) or SIGUSR2
-//! (for SIGTERM), which a worker takes as a stop that is never a second signal: a scheduler
-//! that signals every process of a job (Slurm signals a whole step) reaches a worker directly
-//! too, and the stop passed on after it must not end the worker before it writes. A second
-//! signal to the parent kills the workers (SIGKILL) and ends it at once.
+//! `run --devices` and `ab` pass their stop on to the runs they start (each in a process group
+//! of its own, so that the terminal's Ctrl-C reaches the parent alone: [`supervised`]) as
+//! SIGUSR1 (for SIGINT) or SIGUSR2 (for SIGTERM), which such a child takes as a stop that is
+//! never a second signal: a scheduler that signals every process of a job (Slurm signals a
+//! whole step) reaches the child directly too, and the stop passed on after it must not end
+//! the child before it writes. A second signal to the parent kills the children (SIGKILL) and
+//! ends it at once.
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use std::io::IsTerminal;
 use std::os::fd::IntoRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -41,8 +44,8 @@ pub struct Stop {
     which: Arc<AtomicUsize>,
 }
 
-/// Set (to anything) in the environment of a `run --devices` worker: it takes SIGUSR1 and
-/// SIGUSR2 from its parent as the stop the parent got.
+/// Set (to anything) in the environment of a supervised child (a `run --devices` worker, a run
+/// of `ab`): it takes SIGUSR1 and SIGUSR2 from its parent as the stop the parent got.
 pub const WORKER_ENV: &str = "WATTBENCH_DEVICES_WORKER";
 
 impl Stop {
@@ -246,6 +249,130 @@ pub fn quiet_broken_pipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// Makes `c` the command of a supervised child (a run of `ab`): in a process group of its own,
+/// so that what the terminal sends its foreground group (Ctrl-C) reaches the parent alone,
+/// which passes one stop on ([`wait_supervised`]); told so ([`WORKER_ENV`]), so that the stop
+/// passed on and one a scheduler sends it directly are one stop, not a second; without
+/// standard input (a background group that read the terminal would be stopped); and sent
+/// [`STOP_ON_PARENT_DEATH`] when the parent dies (killed, crashed), so that it writes its
+/// completed cases and exits instead of running on unsupervised. The parent-death signal
+/// follows the thread that spawns the child: spawn it from the main thread.
+pub fn supervised(c: &mut Command) -> &mut Command {
+    c.env(WORKER_ENV, "1").stdin(Stdio::null()).process_group(0);
+    let parent = std::process::id();
+    // SAFETY: the hook runs in the child between fork and exec, and makes only the
+    // async-signal-safe system calls of `stop_with_parent`, allocating nothing.
+    unsafe { c.pre_exec(move || stop_with_parent(parent)) };
+    c
+}
+
+/// The signal a [`supervised`] child gets when its parent dies: the stop passed on for
+/// SIGTERM ([`Stop::worker_signal`]).
+pub const STOP_ON_PARENT_DEATH: i32 = SIGUSR2;
+
+/// In a supervised child, between fork and exec: asks the kernel for [`STOP_ON_PARENT_DEATH`]
+/// when the thread that started it ends; refuses to start when `parent` has already died,
+/// since no signal would come then.
+fn stop_with_parent(parent: u32) -> std::io::Result<()> {
+    // SAFETY: prctl(2), getppid(2) and signal(2) are system calls that touch no memory of
+    // ours. SIGTTOU ignored (it survives exec): the child is a background group on the
+    // terminal, and under `stty tostop` its first write there would stop it for ever, its
+    // parent waiting for it to end.
+    let (set, ppid) = unsafe {
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        let set = libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            STOP_ON_PARENT_DEATH as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        (set, libc::getppid())
+    };
+    if set == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if u32::try_from(ppid).ok() != Some(parent) {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
+}
+
+/// Whether our child `pid` has ended, without reaping it (its pid stays ours to signal). A
+/// failing waitid (other than an interrupted one) counts as ended, so that the caller's
+/// `wait` reports the error instead of polling for ever.
+pub fn child_ended(pid: u32) -> bool {
+    // SAFETY: an all-zero siginfo_t is valid; waitid(2) with WNOWAIT only reads our child's
+    // state and leaves it unreaped.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        match libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) {
+            0 => info.si_pid() != 0,
+            _ => std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted,
+        }
+    }
+}
+
+/// Waits for the [`supervised`] `child` to end. Once a stop is requested, `announce` runs and
+/// the stop is passed on to the child, once ([`Stop::worker_signal`]); the child then writes
+/// its completed cases. `slot` holds the child's pid for [`Stop::install_killing_on_second`]
+/// and is cleared before the child is reaped.
+pub fn wait_supervised(
+    child: &mut Child,
+    stop: &Stop,
+    slot: &AtomicI32,
+    announce: impl FnOnce(),
+) -> std::io::Result<ExitStatus> {
+    let mut announce = Some(announce);
+    loop {
+        if child_ended(child.id()) {
+            slot.store(0, Ordering::SeqCst);
+            return child.wait();
+        }
+        if stop.requested() {
+            if let Some(announce) = announce.take() {
+                announce();
+                let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+                if pid > 0 {
+                    // SAFETY: kill(2) on our own child, not yet reaped (its pid cannot have
+                    // been reused).
+                    unsafe { libc::kill(pid, stop.worker_signal()) };
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// On a second stop signal (SIGINT, SIGTERM, and SIGHUP unless found ignored), which ends the
+/// process at once ([`Stop::install_killing_on_second`]), first writes `message` to standard
+/// error: what was left where. To be registered before the stop's handlers: signal-hook runs
+/// a signal's actions in the order they were registered, and the stop's second-signal action
+/// exits.
+pub fn say_on_second_signal(message: String) -> Result<()> {
+    let message: Arc<[u8]> = message.into_bytes().into();
+    let seen = Arc::new(AtomicBool::new(false));
+    let mut signals = vec![SIGINT, SIGTERM];
+    if !wattbench_energy::is_ignored(SIGHUP) {
+        signals.push(SIGHUP);
+    }
+    for sig in signals {
+        let (message, seen) = (message.clone(), seen.clone());
+        // SAFETY: the action swaps an atomic and calls write(2) on a buffer allocated before,
+        // both async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                if seen.swap(true, Ordering::SeqCst) {
+                    libc::write(libc::STDERR_FILENO, message.as_ptr().cast(), message.len());
+                }
+            })
+        }
+        .context("installing the second-signal message")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,12 +2,15 @@
 //! the tiny suite (and copies edited with serde_json to make known changes).
 mod common;
 
-use common::{assert_contains, read_json, stderr, stdout, tiny_suite, wattbench};
+use common::{assert_contains, command, read_json, stderr, stdout, tiny_suite, wattbench};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Output, Stdio};
+use std::sync::mpsc::Receiver;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// One real run shared by every test of this file: the tiny suite on the CPU backends with
 /// enough samples per case for the rank test to be able to conclude. Made afresh by every
@@ -468,7 +471,14 @@ fn json_output_has_exactly_the_documented_shape() {
     for side in ["base", "new"] {
         assert_eq!(
             keys(&doc[side]),
-            set(&["files", "hardware", "software", "git_commits", "variables"])
+            set(&[
+                "files",
+                "hardware",
+                "software",
+                "git_commits",
+                "variables",
+                "build_profiles"
+            ])
         );
     }
     assert_eq!(keys(&doc["threshold"]), set(&["time", "energy", "memory"]));
@@ -584,6 +594,8 @@ fn markdown_goes_to_a_file_with_the_summary_on_stdout() {
         out.contains("slower") && out.contains("summary.md"),
         "{out}"
     );
+    // The summary line names what was slower: only time changed here.
+    assert_contains(&out, " slower (time), ");
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(text.starts_with("## wattbench compare\n"), "{text}");
     assert!(text.contains("| case"), "{text}");
@@ -858,14 +870,27 @@ fn ab_alternates_rounds_keeps_every_run_and_compares_the_pools() {
     assert_contains(&stderr(&o), "already holds result files");
     // One round, an --output among the run options, a missing binary: refused.
     let x = dir.path().join("x");
+    // A wrapper script (`.gpu-bundle/wb`): its copy would lose the files beside it.
+    let script = dir.path().join("wb");
+    std::fs::write(&script, "#!/bin/sh\nexec wattbench \"$@\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // An odd number of rounds would give A the first place once more than B.
     for (bad, needle) in [
         (
             vec!["--a", bin, "--rounds", "1"],
-            "--rounds must be at least 2",
+            "--rounds must be an even number, 2 or more",
+        ),
+        (
+            vec!["--a", bin, "--rounds", "3"],
+            "--rounds must be an even number, 2 or more",
         ),
         (
             vec!["--a", "/nonexistent/wattbench"],
             "not an executable file",
+        ),
+        (
+            vec!["--a", script.to_str().unwrap()],
+            "a script, not a built binary",
         ),
     ] {
         let mut a = vec!["ab", "--b", bin];
@@ -888,6 +913,23 @@ fn ab_alternates_rounds_keeps_every_run_and_compares_the_pools() {
         assert_eq!(o.status.code(), Some(2), "{given:?}: {}", stderr(&o));
         assert_contains(&stderr(&o), "set by `ab`");
     }
+    // --record would interleave both builds in one history series.
+    for given in ["--record", "--record=h.sqlite"] {
+        let mut a = vec!["ab", "--a", bin, "--b", bin, "--dir", x.to_str().unwrap()];
+        a.extend(run);
+        a.push(given);
+        let o = wattbench(&a);
+        assert_eq!(o.status.code(), Some(2), "{given}: {}", stderr(&o));
+        assert_contains(&stderr(&o), "would record both builds' runs in one history");
+        assert!(!x.exists(), "a refused ab made {}", x.display());
+    }
+    // The copies of the builds are gone once the A/B is done.
+    let left: Vec<_> = std::fs::read_dir(&ab_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
     // -o /dev/stdout: the summary line would mix with the document; refused before round 1.
     let mut a = vec!["ab", "--a", bin, "--b", bin, "--dir", x.to_str().unwrap()];
     a.extend(["-o", "/dev/stdout"]);
@@ -896,23 +938,275 @@ fn ab_alternates_rounds_keeps_every_run_and_compares_the_pools() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_contains(&stderr(&o), "would mix with the document");
     assert!(!stderr(&o).contains("round 1"), "{}", stderr(&o));
-    // An --output inside a run folder that does not exist yet: refused, and nothing is left
-    // behind (no run folders, no output folder).
+    // An --output inside a run folder, or that is one, or the run folder itself, none of
+    // them made yet: refused before the first round, and nothing is left behind (no run
+    // folders, no output folder).
     let fresh = dir.path().join("fresh");
-    let inside = fresh.join("a/cmp.json");
-    let mut a = vec![
+    for (output, needle) in [
+        (fresh.join("a/cmp.json"), "inside the run folders"),
+        (fresh.join("b/sub/cmp.json"), "inside the run folders"),
+        (fresh.join("a"), "inside the run folders"),
+        (fresh.join("b"), "inside the run folders"),
+        (fresh.clone(), "is the run folder"),
+    ] {
+        let mut a = vec![
+            "ab",
+            "--a",
+            bin,
+            "--b",
+            bin,
+            "--dir",
+            fresh.to_str().unwrap(),
+        ];
+        a.extend(["-o", output.to_str().unwrap()]);
+        a.extend(run);
+        let o = wattbench(&a);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_contains(&stderr(&o), needle);
+        assert!(!stderr(&o).contains("round 1"), "{}", stderr(&o));
+        assert!(!fresh.exists(), "a refused ab made {}", fresh.display());
+    }
+}
+
+/// `ab` with the tiny one-case suite of `dir` on the reference backend, quickly: its arguments
+/// (binaries `a` and `b`, `rounds`, runs into `ab_dir`), then `extra` run options.
+fn ab_args(
+    dir: &Path,
+    a: &str,
+    b: &str,
+    rounds: &str,
+    ab_dir: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let suite = dir.join("s.toml");
+    std::fs::write(&suite, "gemm = [ { m = 32, n = 32, k = 32 } ]\n").unwrap();
+    let mut args: Vec<String> = [
+        "ab",
+        "--a",
+        a,
+        "--b",
+        b,
+        "--rounds",
+        rounds,
+        "--dir",
+        ab_dir.to_str().unwrap(),
+        "--threshold",
+        "100",
+        "--",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--backend",
+        "reference",
+        "--min-time",
+        "0",
+        "--min-samples",
+        "5",
+        "--warmup",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Starts `wattbench ARGS` with its standard error read line by line: the child, the lines as
+/// they come, and the thread that collects them all.
+fn start_reading(args: &[String]) -> (Child, Receiver<String>, std::thread::JoinHandle<String>) {
+    let mut child = command()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (child, rx, reader)
+}
+
+/// Waits for a line of `lines` that starts with `prefix` (a safety limit of minutes, so that a
+/// line that never comes fails the test instead of hanging it).
+fn wait_for_line(lines: &Receiver<String>, prefix: &str) {
+    loop {
+        match lines.recv_timeout(Duration::from_secs(300)) {
+            Ok(l) if l.starts_with(prefix) => return,
+            Ok(_) => {}
+            Err(e) => panic!("no line starting with {prefix:?} came: {e}"),
+        }
+    }
+}
+
+/// A build replaced during the A/B (another session rebuilt it) does not change its side:
+/// every run runs the copy `ab` made before round 1.
+#[test]
+fn ab_runs_copies_of_the_builds_made_before_the_first_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("build-b/wattbench");
+    std::fs::create_dir(b.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_wattbench"), &b).unwrap();
+    let ab_dir = dir.path().join("ab");
+    let args = ab_args(
+        dir.path(),
+        env!("CARGO_BIN_EXE_wattbench"),
+        b.to_str().unwrap(),
+        "2",
+        &ab_dir,
+        &[],
+    );
+    let (mut child, lines, reader) = start_reading(&args);
+    // Round 1 has begun, so the copies are made: B's path now holds another "build", one
+    // that is no `wattbench` (were it run, the A/B would stop with exit 2).
+    wait_for_line(&lines, "round 1/2: A");
+    let other = dir.path().join("build-b/other");
+    std::fs::write(&other, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&other, &b).unwrap();
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_contains(&err, "changed during the A/B");
+    for side in ["a", "b"] {
+        for round in ["round-01.json", "round-02.json"] {
+            assert!(
+                ab_dir.join(side).join(round).is_file(),
+                "{side}/{round}: {err}"
+            );
+        }
+    }
+}
+
+/// The processes whose command line names `needle`, but `except`.
+fn processes_naming(needle: &str, except: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|c| c.is_ascii_digit()) || pid == except.to_string() {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(format!("{pid}: {cmdline}"));
+            }
+        }
+    }
+    found
+}
+
+/// Waits until no process names `needle` on its command line (a safety limit of minutes: a run
+/// left running would write into the run folder after `ab` ended).
+fn wait_until_no_process_names(needle: &str) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let left = processes_naming(needle, std::process::id());
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "still running after ab ended: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ab` of a run whose first case is fast and whose second computes for minutes, the first
+/// case done (its progress line is out): the child, its standard error's lines and reader,
+/// and the run folder.
+fn start_slow_ab(
+    dir: &Path,
+) -> (
+    Child,
+    Receiver<String>,
+    std::thread::JoinHandle<String>,
+    PathBuf,
+) {
+    let suite = dir.join("slow.toml");
+    std::fs::write(
+        &suite,
+        "gemm = [ { m = 8, n = 8, k = 8 } ]\nrnn = [ { cell = \"lstm\", hidden = 1024, batch = 64, steps = 100 } ]\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_wattbench");
+    let ab_dir = dir.join("ab");
+    let args: Vec<String> = [
         "ab",
         "--a",
         bin,
         "--b",
         bin,
+        "--rounds",
+        "2",
         "--dir",
-        fresh.to_str().unwrap(),
-    ];
-    a.extend(["-o", inside.to_str().unwrap()]);
-    a.extend(run);
-    let o = wattbench(&a);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert_contains(&stderr(&o), "inside the run folders");
-    assert!(!fresh.exists(), "a refused ab made {}", fresh.display());
+        ab_dir.to_str().unwrap(),
+        "--",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--backend",
+        "reference",
+        "--min-time",
+        "0",
+        "--min-samples",
+        "3",
+        "--warmup",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (child, lines, reader) = start_reading(&args);
+    wait_for_line(&lines, "[1/2]");
+    (child, lines, reader, ab_dir)
+}
+
+/// A stop sent to `ab`'s pid alone (`kill PID`, systemd, a CI runner), not to its process
+/// group: the run in progress gets it, writes its completed cases, and `ab` stops after it
+/// with 128 + the signal, the runs so far kept.
+#[test]
+fn ab_passes_a_stop_sent_to_it_alone_on_to_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _lines, reader, ab_dir) = start_slow_ab(dir.path());
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert_contains(&err, "passing the stop on to A's run of round 1");
+    let doc = read_json(ab_dir.join("a/round-01.json"));
+    assert_eq!(doc["interrupted"], true, "{err}");
+    assert_eq!(doc["cases"].as_array().unwrap().len(), 1, "{err}");
+    assert_eq!(std::fs::read_dir(ab_dir.join("b")).unwrap().count(), 0);
+    wait_until_no_process_names(ab_dir.to_str().unwrap());
+}
+
+/// A second stop sent to `ab` alone kills the run in progress and ends `ab` at once: no run is
+/// left behind to write into the run folder.
+#[test]
+fn a_second_stop_to_ab_kills_the_run_and_ends_ab_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _lines, reader, ab_dir) = start_slow_ab(dir.path());
+    // Two different signals back to back: never merged into one (two SIGTERMs pending at once
+    // would be), and the second comes before the run, stopped by the first, ends `ab` (about a
+    // second later), however loaded the machine. Which one `ab`'s threads take first is not
+    // fixed: the second's code is the exit code.
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: kill(2) on our own child, not yet waited for.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    }
+    let status = child.wait().unwrap();
+    wait_until_no_process_names(ab_dir.to_str().unwrap());
+    let err = reader.join().unwrap();
+    assert!(
+        matches!(status.code(), Some(130 | 143)),
+        "{status:?}: {err}"
+    );
+    assert_contains(&err, "second signal: the run in progress is killed");
 }
