@@ -13,7 +13,7 @@ use crate::reference;
 use crate::result::{CaseResult, Status, Throughput, Verification, VerifyMethod};
 use crate::stats::TimeStats;
 use crate::tensor::{generate_case_inputs, rel_errors, HostTensor, RelErrors};
-use crate::workload::{Case, Mode, Params, TensorRole};
+use crate::workload::{Case, DType, Mode, Params, TensorRole};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -236,8 +236,10 @@ impl CaseInputs {
 
     /// Compare a backend's outputs with the reference: the relative L2 error of each output
     /// tensor, and the largest of them, against the case's tolerance (widened by what the
-    /// implementation declares, unless the user gave a tolerance); and the largest max error
-    /// (scaled to noise) against the same tolerance ([`within_tolerance`]).
+    /// implementation declares, unless the user gave a tolerance); the largest max error
+    /// (scaled to noise) against the same tolerance ([`within_tolerance`]); and an updated
+    /// weight whose SGD step is within that tolerance, as the step itself (`step_error`),
+    /// or listed as unchecked where the dtype's rounding hides the step.
     pub fn verify(
         &self,
         outs: &[Vec<f32>],
@@ -339,34 +341,65 @@ impl CaseInputs {
         if per_output.len() < 2 {
             per_output.clear();
         }
-        // An updated weight returned without its update (the input weight itself): were it
-        // within the tolerance, the check could not tell a step that skipped the update.
+        // An updated weight returned without its update (the input weight itself) can be
+        // within the tolerance: in half precision the SGD step is often smaller than the
+        // rounding of the weights that the tolerance allows. Such an update is checked as a
+        // step instead ([`step_error`]), where the rounding leaves the step visible; where it
+        // does not, it is listed as unchecked, never counted as verified.
         let inputs = self.case.input_specs();
-        let unchecked_updates = (specs.iter().zip(&refs))
-            .filter_map(|(spec, (idx, want))| {
-                let i = inputs.iter().position(|t| {
-                    matches!(t.role, TensorRole::Weight { updated, .. } if updated == spec.name)
-                })?;
-                let before = &self.tensors()[i].data;
-                let picked: Vec<f32> = match idx {
-                    None => before.clone(),
-                    Some(idx) => idx.iter().map(|&j| before[j]).collect(),
-                };
-                within_tolerance(rel_errors(&picked, want), tol).then(|| spec.name.to_string())
-            })
-            .collect();
+        let mut unchecked_updates = Vec::new();
+        let mut step_failed = false;
+        for (k, (spec, (idx, want))) in specs.iter().zip(&refs).enumerate() {
+            let Some(i) = inputs.iter().position(
+                |t| matches!(t.role, TensorRole::Weight { updated, .. } if updated == spec.name),
+            ) else {
+                continue;
+            };
+            let pick = |v: &[f32]| -> Vec<f32> {
+                match idx {
+                    None => v.to_vec(),
+                    Some(idx) => idx.iter().map(|&j| v[j]).collect(),
+                }
+            };
+            let before = pick(&self.tensors()[i].data);
+            if !within_tolerance(rel_errors(&before, want), tol) {
+                // The plain check already fails an update left out.
+                continue;
+            }
+            match outs.get(k).filter(|o| o.len() == spec.numel()) {
+                // Missing or of the wrong size: already infinitely wrong.
+                None => {}
+                Some(out) => match step_error(&before, want, &pick(out), self.case.dtype, tol) {
+                    None => unchecked_updates.push(spec.name.to_string()),
+                    // NaN (a value not finite) is no pass either.
+                    Some((e, allowed)) if e.is_nan() || e > allowed => {
+                        step_failed = true;
+                        defects.push(format!(
+                            "the SGD step of `{}` (w − {0}, against the reference's lr·dw) is \
+                             off by {e:.2e} of its size, beyond the {allowed:.1e} that the \
+                             tolerance and the {} rounding of the weights allow (an update \
+                             left out, reversed or mis-scaled?)",
+                            spec.name,
+                            self.case.dtype.as_str()
+                        ));
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
         Verification {
             rel_l2_error: err,
             rel_max_error: Some(max_err),
             tolerance: tol,
             tolerance_note,
-            passed: within_tolerance(
-                RelErrors {
-                    l2: err,
-                    max: max_err,
-                },
-                tol,
-            ),
+            passed: !step_failed
+                && within_tolerance(
+                    RelErrors {
+                        l2: err,
+                        max: max_err,
+                    },
+                    tol,
+                ),
             method,
             checked_values: n as u64,
             per_output,
@@ -382,6 +415,44 @@ fn first_not_finite(out: &[f32]) -> Option<(usize, f32)> {
         .enumerate()
         .find(|(_, v)| !v.is_finite())
         .map(|(i, &v)| (i, v))
+}
+
+/// The error of an SGD step that the updated weights alone cannot show: `‖got − want‖ /
+/// ‖before − want‖`, the applied step `(w − w_new)/lr` against the reference gradient `dw`,
+/// relative to its size (the learning rate cancels), with what a correct step may err by:
+/// `tol` (its gradient's error) plus the most that rounding each updated weight to nearest in
+/// `dtype` (half a spacing) can move it. `None` when that allowance reaches 1, where a step
+/// left out (error exactly 1) would pass: the step is below the rounding, and cannot be
+/// verified at all.
+fn step_error(
+    before: &[f32],
+    want: &[f64],
+    got: &[f32],
+    dtype: DType,
+    tol: f64,
+) -> Option<(f64, f64)> {
+    let l2 = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+    let step = l2(&mut before.iter().zip(want).map(|(&b, w)| b as f64 - w));
+    let rounding = l2(&mut want.iter().map(|&w| 0.5 * spacing(w, dtype)));
+    let allowed = tol + rounding / step;
+    // A step of 0 (a zero gradient) gives an infinite or NaN allowance: unverifiable.
+    if allowed.is_nan() || allowed >= 1.0 {
+        return None;
+    }
+    let off = l2(&mut got.iter().zip(want).map(|(&g, w)| g as f64 - w));
+    Some((off / step, allowed))
+}
+
+/// The spacing of `dtype`'s values at `v` (its unit in the last place there), subnormals
+/// included.
+fn spacing(v: f64, dtype: DType) -> f64 {
+    let (mantissa_bits, min_exponent) = match dtype {
+        DType::F32 => (23, -126),
+        DType::F16 => (10, -14),
+        DType::Bf16 => (7, -126),
+    };
+    let exponent = ((v.abs().to_bits() >> 52) & 0x7ff) as i32 - 1023;
+    2f64.powi(exponent.max(min_exponent) - mantissa_bits)
 }
 
 /// Whether errors `e` pass a case of tolerance `tol`: both the L2 error and the max error
@@ -608,7 +679,7 @@ fn min_samples_note(
     min_window_s: f64,
 ) -> String {
     let limit = if min_window_s > max_time_s {
-        format!("the energy meters' minimum window of {min_window_s} s (longer than --max-time {max_time_s} s)")
+        format!("the energy window's minimum length of {min_window_s} s (the meters' minimum reliable window, or --energy-window when longer; longer than --max-time {max_time_s} s)")
     } else {
         format!("--max-time {max_time_s} s")
     };
@@ -1007,52 +1078,115 @@ mod tests {
         }
     }
 
-    /// A half-precision RNN training step that returns its weights without the SGD update
-    /// passes the tolerance (the step is below bf16's rounding): the check says it cannot see
-    /// the update there, and in f32, where it can, says nothing and fails such a step.
-    #[test]
-    fn an_update_below_the_dtypes_rounding_is_said_to_be_unchecked() {
-        let verified = |dtype: DType| {
-            let case = Case {
-                params: Params::Rnn(RnnParams::new(Cell::Gru, 64, 1, 1)),
-                mode: Mode::Train,
-                dtype,
-                tag: None,
-            };
-            let inp = CaseInputs::new(case.clone(), &quick_cfg());
-            let x: Vec<Vec<f64>> = inp.tensors().iter().map(HostTensor::to_f64).collect();
-            let mut outs: Vec<Vec<f32>> = reference::run(&case, &x)
-                .iter()
-                .map(|o| o.iter().map(|&v| v as f32).collect())
-                .collect();
-            let right = inp.verify(&outs, None);
-            // The updated weights replaced by the weights before the step.
-            let specs = case.output_specs();
-            for (i, t) in case.input_specs().iter().enumerate() {
-                if let TensorRole::Weight { updated, .. } = t.role {
-                    let o = specs.iter().position(|s| s.name == updated).unwrap();
-                    outs[o] = inp.tensors()[i].data.clone();
-                }
-            }
-            (right, inp.verify(&outs, None))
+    /// A correct training step of `case` on seed 1 (the reference's outputs rounded to the
+    /// case's dtype, as a backend returns them), and the same step with its updated weights
+    /// replaced by the weights before it (the SGD update left out), verified.
+    fn with_and_without_the_update(case: &Case) -> (Verification, Verification) {
+        let cfg = HarnessConfig {
+            seed: 1,
+            ..quick_cfg()
         };
-        let (right, skipped) = verified(DType::Bf16);
-        assert!(right.passed && skipped.passed, "{skipped:?}");
-        assert!(
-            right.unchecked_updates.contains(&"b_new".to_string()),
-            "{right:?}"
-        );
-        let note = right.unchecked_updates_note().unwrap();
-        assert!(
-            note.contains("b_new") && note.contains("without the SGD update"),
-            "{note}"
-        );
-        let (right, skipped) = verified(DType::F32);
+        let inp = CaseInputs::new(case.clone(), &cfg);
+        let x: Vec<Vec<f64>> = inp.tensors().iter().map(HostTensor::to_f64).collect();
+        let mut outs: Vec<Vec<f32>> = reference::run(case, &x)
+            .iter()
+            .map(|o| {
+                (o.iter())
+                    .map(|&v| crate::tensor::round_to(v as f32, case.dtype))
+                    .collect()
+            })
+            .collect();
+        let right = inp.verify(&outs, None);
+        let specs = case.output_specs();
+        for (i, t) in case.input_specs().iter().enumerate() {
+            if let TensorRole::Weight { updated, .. } = t.role {
+                let o = specs.iter().position(|s| s.name == updated).unwrap();
+                outs[o] = inp.tensors()[i].data.clone();
+            }
+        }
+        (right, inp.verify(&outs, None))
+    }
+
+    fn rnn_train(cell: Cell, hidden: usize, batch: usize, steps: usize, dtype: DType) -> Case {
+        Case {
+            params: Params::Rnn(RnnParams::new(cell, hidden, batch, steps)),
+            mode: Mode::Train,
+            dtype,
+            tag: None,
+        }
+    }
+
+    /// A half-precision RNN training step whose SGD update is below the tolerance of the
+    /// updated weights (the weights before the step passed it, so `check` printed "ok" for a
+    /// backend that left the update out): its step is checked on its own, and the step left
+    /// out fails, in f16 and bf16, while the correct step passes with nothing unchecked. In
+    /// f32 the updated weights show the step themselves.
+    #[test]
+    fn an_sgd_update_left_out_fails_though_the_weights_are_within_the_tolerance() {
+        for case in [
+            rnn_train(Cell::Gru, 13, 3, 4, DType::Bf16),
+            rnn_train(Cell::Lstm, 13, 3, 4, DType::F16),
+            rnn_train(Cell::Vanilla, 13, 3, 4, DType::Bf16),
+        ] {
+            let (right, left_out) = with_and_without_the_update(&case);
+            let id = case.id("reference", "cpu");
+            assert!(
+                right.passed && right.unchecked_updates.is_empty(),
+                "{id}: {right:?}"
+            );
+            // Each error of the outputs is within the tolerance: the step alone fails it.
+            assert!(
+                left_out.rel_l2_error <= left_out.tolerance
+                    && left_out.rel_max_error.unwrap() <= left_out.tolerance,
+                "{id}: {left_out:?}"
+            );
+            assert!(!left_out.passed, "{id}: {left_out:?}");
+            let why = left_out.errors_in_words();
+            assert!(
+                why.contains("the SGD step of `w_new`")
+                    && why.contains("off by 1.00e0 of its size")
+                    && why.contains("left out"),
+                "{id}: {why}"
+            );
+        }
+        let (right, left_out) =
+            with_and_without_the_update(&rnn_train(Cell::Gru, 64, 1, 1, DType::F32));
         assert!(
             right.passed && right.unchecked_updates.is_empty(),
             "{right:?}"
         );
-        assert!(!skipped.passed, "{skipped:?}");
+        assert!(!left_out.passed && left_out.rel_l2_error > left_out.tolerance);
+    }
+
+    /// Where the step is below the rounding of the weights (a 1x1 bf16 LSTM: the correctly
+    /// rounded updated weights are the weights before the step), nothing can tell it from
+    /// none: the update is said to be unchecked, never verified.
+    #[test]
+    fn an_update_below_the_dtypes_rounding_is_said_to_be_unchecked() {
+        let (right, left_out) =
+            with_and_without_the_update(&rnn_train(Cell::Lstm, 1, 1, 2, DType::Bf16));
+        assert!(right.passed && left_out.passed, "{left_out:?}");
+        for v in [&right, &left_out] {
+            assert_eq!(v.unchecked_updates, ["w_new", "b_new"], "{v:?}");
+        }
+        let note = right.unchecked_updates_note().unwrap();
+        assert!(
+            note.contains("w_new, b_new") && note.contains("without the SGD update"),
+            "{note}"
+        );
+    }
+
+    /// The spacing of each dtype's values: a unit in the last place at 1 and just below 2,
+    /// at a power of two, and in the subnormals.
+    #[test]
+    fn spacing_is_a_unit_in_the_last_place() {
+        assert_eq!(spacing(1.0, DType::Bf16), 2f64.powi(-7));
+        assert_eq!(spacing(1.99, DType::Bf16), 2f64.powi(-7));
+        assert_eq!(spacing(-2.0, DType::Bf16), 2f64.powi(-6));
+        assert_eq!(spacing(0.75, DType::F16), 2f64.powi(-11));
+        assert_eq!(spacing(1.0, DType::F32), f32::EPSILON as f64);
+        assert_eq!(spacing(1e-6, DType::F16), 2f64.powi(-24));
+        assert_eq!(spacing(0.0, DType::F16), 2f64.powi(-24));
     }
 
     #[test]

@@ -121,10 +121,26 @@ impl Prepared for PerturbedPrep {
 /// What one generic check found.
 #[derive(Debug, Default)]
 pub struct CheckReport {
-    /// Cases that ran and passed (each shape, dtype and seed).
+    /// Cases that ran and passed (each shape, dtype and seed), those of
+    /// [`update_not_verified`](Self::update_not_verified) included.
     pub passed: usize,
+    /// Passed training steps whose SGD update could not be verified, each `id (seed N):
+    /// w_new, b_new`: the step is below the dtype's rounding of the weights, so weights
+    /// returned without it would have passed too (their gradients were verified).
+    pub update_not_verified: Vec<String>,
+    /// Passed cases verified at a tolerance wider than their default, each `id (seed N):
+    /// tolerance T (why)`, with why the implementation declared it.
+    pub widened: Vec<String>,
     /// Cases the backend declared unsupported or skipped while running, with the reason.
     pub skipped: Vec<String>,
+}
+
+impl CheckReport {
+    /// Cases that passed with everything verified: [`passed`](Self::passed) less those whose
+    /// update could not be verified.
+    pub fn verified(&self) -> usize {
+        self.passed - self.update_not_verified.len()
+    }
 }
 
 /// Why `backend` runs no case of `op` in `mode` on `device`: the reason it gives for the first
@@ -166,11 +182,25 @@ fn generic_cases(op: Op, mode: Mode) -> impl Iterator<Item = Case> {
 /// Cases the backend declares unsupported up front are listed and left out; an f32 case
 /// that turns out unsupported while running fails, and in every dtype the backend declares
 /// a case of, at least one case must run (a half-precision path lost at run time fails).
+/// Passed cases whose update could not be verified, or that were verified at a widened
+/// tolerance, are listed.
 pub fn check(
     backend: &dyn Backend,
     device: &str,
     op: Op,
     mode: Mode,
+) -> Result<CheckReport, String> {
+    check_reporting(backend, device, op, mode, &mut |_| {})
+}
+
+/// [`check`], calling `on_case` with each case's id and seed (`id (seed N)`) before it
+/// runs: what `wattbench check` names when a backend panics inside a case.
+pub fn check_reporting(
+    backend: &dyn Backend,
+    device: &str,
+    op: Op,
+    mode: Mode,
+    on_case: &mut dyn FnMut(&str),
 ) -> Result<CheckReport, String> {
     let flag = AtomicBool::new(false);
     let cfg = HarnessConfig {
@@ -207,6 +237,10 @@ pub fn check(
                 ..harness.cfg.clone()
             };
             let inputs = CaseInputs::new(case.clone(), &cfg);
+            on_case(&format!(
+                "{} (seed {seed})",
+                case.id(backend.name(), device)
+            ));
             let r = harness
                 .run_case(&inputs, backend, device, None)
                 .map_err(|_| "interrupted".to_string())?;
@@ -214,6 +248,21 @@ pub fn check(
                 Status::Ok => {
                     report.passed += 1;
                     per_dtype[slot].2 += 1;
+                    if let Some(v) = &r.verification {
+                        if !v.unchecked_updates.is_empty() {
+                            report.update_not_verified.push(format!(
+                                "{} (seed {seed}): {}",
+                                r.id,
+                                v.unchecked_updates.join(", ")
+                            ));
+                        }
+                        if let Some(why) = &v.tolerance_note {
+                            report.widened.push(format!(
+                                "{} (seed {seed}): tolerance {:.1e} ({why})",
+                                r.id, v.tolerance
+                            ));
+                        }
+                    }
                 }
                 Status::Skipped if dtype != DType::F32 => report.skipped.push(format!(
                     "{}: skipped: {}",
@@ -324,10 +373,13 @@ macro_rules! backend_tests {
 pub const TRAINER_CHECK_LR: f64 = 0.37;
 
 /// The generic trainer check, on the tiny `kind` model with seeded data: the trainer returns
-/// the parameters it was given, its loss on every batch is the f64 host model's, and one SGD
-/// step at lr [`TRAINER_CHECK_LR`] moves every parameter by `−lr·g` where `g` matches central
-/// finite differences of the f64 host loss, at a spread of coordinates of every parameter
-/// tensor (a trainer that ignores or mis-scales the learning rate fails).
+/// the parameters it was given, its loss on every batch is the f64 host model's, and two SGD
+/// steps at lr [`TRAINER_CHECK_LR`], on different batches, each move every parameter by
+/// `−lr·g` where `g` matches central finite differences of the f64 host loss at the
+/// parameters that step started from, at a spread of coordinates of every parameter tensor
+/// (a trainer that ignores or mis-scales the learning rate fails; so does one that keeps the
+/// first step's gradients, never zeroing them, or steps from the initial weights again).
+/// After them, its loss on every batch is the host model's at the parameters it returns.
 pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> Result<(), String> {
     let model = ModelConfig::new(kind, Size::Tiny);
     let (batch, batches, seed) = (8, 2, 5);
@@ -353,27 +405,60 @@ pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> R
             .map(|v| v.iter().map(|&x| x as f64).collect())
             .collect()
     };
-    let theta = as64(&init);
     let close = |got: f64, want: f64| (got - want).abs() <= 1e-5 * want.max(1.0);
-    for bi in 0..batches {
-        let want = data.host_loss(&model, &theta, bi);
-        let got = t.loss(bi).map_err(|e| fail("loss", e))? as f64;
-        if !close(got, want) {
-            return Err(format!("{at} batch {bi}: loss {got} vs host {want}"));
-        }
-    }
-    // One step at a learning rate that is not 1 (nor its own square or reciprocal), so that a
+    let losses_at =
+        |t: &mut dyn crate::Trainer, theta: &[Vec<f64>], when: &str| -> Result<(), String> {
+            for bi in 0..batches {
+                let want = data.host_loss(&model, theta, bi);
+                let got = t.loss(bi).map_err(|e| fail("loss", e))? as f64;
+                if !close(got, want) {
+                    return Err(format!(
+                        "{at} {when}, batch {bi}: loss {got} vs host {want}"
+                    ));
+                }
+            }
+            Ok(())
+        };
+    let mut theta = as64(&init);
+    losses_at(t.as_mut(), &theta, "before training")?;
+    // Steps at a learning rate that is not 1 (nor its own square or reciprocal), so that a
     // trainer that ignores it (`w − g`), squares it or divides by it moves the weights by a
-    // multiple of the gradient other than 1 and fails; at lr 1 they all passed.
-    let (bi, lr) = (1, TRAINER_CHECK_LR);
-    let loss = t.step(bi, lr, true).map_err(|e| fail("step", e))?;
-    let want = data.host_loss(&model, &theta, bi);
-    match loss {
-        Some(l) if close(l as f64, want) => {}
-        other => return Err(format!("{at}: step loss {other:?} vs host {want}")),
+    // multiple of the gradient other than 1 and fails; at lr 1 they all passed. The second
+    // step, on another batch, starts from the first's parameters: a gradient kept from the
+    // first step, or a step taken from the initial weights again, shows there.
+    let lr = TRAINER_CHECK_LR;
+    for (n, bi) in [(1, 0), (2, 1)] {
+        let loss = t.step(bi, lr, true).map_err(|e| fail("step", e))?;
+        let want = data.host_loss(&model, &theta, bi);
+        match loss {
+            Some(l) if close(l as f64, want) => {}
+            other => {
+                return Err(format!(
+                    "{at}: step {n} (batch {bi}) loss {other:?} vs host {want} at the \
+                     parameters it started from"
+                ))
+            }
+        }
+        t.sync().map_err(|e| fail("sync", e))?;
+        let after = as64(&t.params().map_err(|e| fail("params", e))?);
+        check_step(&model, &data, bi, lr, &theta, &after)
+            .map_err(|e| format!("{at}: step {n} (batch {bi}): {e}"))?;
+        theta = after;
     }
-    t.sync().map_err(|e| fail("sync", e))?;
-    let after = as64(&t.params().map_err(|e| fail("params", e))?);
+    losses_at(t.as_mut(), &theta, "after two steps")
+}
+
+/// Whether one SGD step at `lr` on batch `bi` from `theta` to `after` moved each parameter by
+/// `−lr·g`, `g` the central finite differences of the f64 host loss at `theta`: at a spread
+/// of coordinates, and over the whole tensor along three seeded directions.
+fn check_step(
+    model: &ModelConfig,
+    data: &Dataset,
+    bi: usize,
+    lr: f64,
+    theta: &[Vec<f64>],
+    after: &[Vec<f64>],
+) -> Result<(), String> {
     let eps = 1e-6;
     for (pi, spec) in model.params().iter().enumerate() {
         let n = spec.numel();
@@ -381,19 +466,19 @@ pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> R
         let (mut got, mut fd) = (Vec::new(), Vec::new());
         for &j in &coords {
             got.push(((theta[pi][j] - after[pi][j]) / lr) as f32);
-            let mut plus = theta.clone();
+            let mut plus = theta.to_vec();
             plus[pi][j] += eps;
-            let mut minus = theta.clone();
+            let mut minus = theta.to_vec();
             minus[pi][j] -= eps;
             fd.push(
-                (data.host_loss(&model, &plus, bi) - data.host_loss(&model, &minus, bi))
+                (data.host_loss(model, &plus, bi) - data.host_loss(model, &minus, bi))
                     / (2.0 * eps),
             );
         }
         let err = rel_l2_error(&got, &fd);
         if err > 2e-3 {
             return Err(format!(
-                "{at}: gradient of `{}` off by {err:.2e} (relative L2 over {} coordinates): \
+                "gradient of `{}` off by {err:.2e} (relative L2 over {} coordinates): \
                  trainer {got:?} vs finite differences {fd:?}",
                 spec.name,
                 coords.len()
@@ -423,17 +508,17 @@ pub fn check_training(backend: &dyn Backend, device: &str, kind: ModelKind) -> R
                 .sum::<f64>()
                 .sqrt();
             let along = |sign: f64| {
-                let mut p = theta.clone();
+                let mut p = theta.to_vec();
                 p[pi]
                     .iter_mut()
                     .zip(&v)
                     .for_each(|(x, v)| *x += sign * eps * v);
-                data.host_loss(&model, &p, bi)
+                data.host_loss(model, &p, bi)
             };
             let fd_dot = (along(1.0) - along(-1.0)) / (2.0 * eps);
             if (dot - fd_dot).abs() > 1e-2 * scale.max(1e-9) {
                 return Err(format!(
-                    "{at}: gradient of `{}` along a random direction: trainer {dot:.6e} vs \
+                    "gradient of `{}` along a random direction: trainer {dot:.6e} vs \
                      finite differences {fd_dot:.6e} (‖g⊙v‖ {scale:.3e})",
                     spec.name
                 ));
@@ -710,6 +795,149 @@ mod tests {
         }
     }
 
+    /// A bf16 backend made of the reference: its f32 results rounded to bf16, with the updated weights of a training step replaced by the
+    /// weights before it when `skip_update` (a step that computes the gradients and leaves
+    /// the update out), and the tolerance widened `widen` times when given.
+    struct HalfReference {
+        skip_update: bool,
+        widen: Option<f64>,
+    }
+
+    struct HalfPrepared {
+        inner: Box<dyn Prepared>,
+        dtype: DType,
+        /// (output index, values) to return in place of that output's.
+        replaced: Vec<(usize, Vec<f32>)>,
+        widen: Option<f64>,
+    }
+
+    impl Backend for HalfReference {
+        fn name(&self) -> &'static str {
+            "half-reference"
+        }
+        fn devices(&self) -> Vec<DeviceInfo> {
+            vec![DeviceInfo::available("cpu")]
+        }
+        fn supports(&self, case: &Case, _: &str) -> Result<(), String> {
+            match case.dtype {
+                DType::Bf16 => Ok(()),
+                d => Err(format!("bf16 only, not {}", d.as_str())),
+            }
+        }
+        fn prepare(
+            &self,
+            case: &Case,
+            device: &str,
+            inputs: &[HostTensor],
+        ) -> Result<Box<dyn Prepared>, BackendError> {
+            let f32_case = Case {
+                dtype: DType::F32,
+                ..case.clone()
+            };
+            let specs = case.output_specs();
+            let replaced = (case.input_specs().iter().zip(inputs))
+                .filter_map(|(t, x)| match t.role {
+                    crate::workload::TensorRole::Weight { updated, .. } if self.skip_update => {
+                        let o = specs.iter().position(|s| s.name == updated)?;
+                        Some((o, x.data.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            Ok(Box::new(HalfPrepared {
+                inner: crate::reference::ReferenceBackend.prepare(&f32_case, device, inputs)?,
+                dtype: case.dtype,
+                replaced,
+                widen: self.widen,
+            }))
+        }
+    }
+
+    impl Prepared for HalfPrepared {
+        fn execute(&mut self) -> Result<(), BackendError> {
+            self.inner.execute()
+        }
+        fn sync(&mut self) -> Result<(), BackendError> {
+            self.inner.sync()
+        }
+        fn outputs(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+            let mut o = self.inner.outputs()?;
+            for v in o.iter_mut().flatten() {
+                *v = crate::tensor::round_to(*v, self.dtype);
+            }
+            for (i, x) in &self.replaced {
+                o[*i] = x.clone();
+            }
+            Ok(o)
+        }
+        fn tolerance(&self) -> Option<crate::backend::ToleranceOverride> {
+            self.widen.map(|factor| crate::backend::ToleranceOverride {
+                factor,
+                why: "a test's".into(),
+            })
+        }
+    }
+
+    /// A bf16 RNN training step that computes its gradients and leaves the SGD update out
+    /// (the weights before the step returned as updated) passed the check: in every RNN
+    /// shape, the step is below the tolerance of the weights. It fails now, on its step; the
+    /// correct backend passes, and the cases whose step is below the dtype's rounding (no
+    /// check can see it) are listed as not verified, never counted as verified.
+    #[test]
+    fn a_half_precision_training_step_without_its_update_fails_the_check() {
+        let right = HalfReference {
+            skip_update: false,
+            widen: None,
+        };
+        let r = check(&right, "cpu", Op::Rnn, Mode::Train).unwrap();
+        // Every RNN shape, two seeds.
+        assert_eq!(r.passed, 2 * shapes(Op::Rnn).len(), "{r:?}");
+        assert!(
+            (r.update_not_verified.iter())
+                .any(|c| c.starts_with("rnn/train/lstm_h1_b1_t2/bf16/") && c.contains("w_new")),
+            "{r:?}"
+        );
+        // The shapes of 13 hidden units show their step.
+        assert!(
+            !r.update_not_verified.iter().any(|c| c.contains("_h13_")),
+            "{r:?}"
+        );
+        assert_eq!(r.verified(), r.passed - r.update_not_verified.len());
+        assert!(r.widened.is_empty(), "{r:?}");
+        let left_out = HalfReference {
+            skip_update: true,
+            widen: None,
+        };
+        let err = check(&left_out, "cpu", Op::Rnn, Mode::Train).unwrap_err();
+        assert!(
+            err.contains("/bf16/half-reference/cpu (seed 1)")
+                && err.contains("the SGD step of `w_new`")
+                && err.contains("off by 1.00e0"),
+            "{err}"
+        );
+    }
+
+    /// A case verified at a tolerance its implementation widened is listed with the
+    /// tolerance used and why.
+    #[test]
+    fn cases_at_a_widened_tolerance_are_listed() {
+        let widened = HalfReference {
+            skip_update: false,
+            widen: Some(4.0),
+        };
+        let r = check(&widened, "cpu", Op::Gemm, Mode::Infer).unwrap();
+        assert_eq!(r.widened.len(), r.passed, "{r:?}");
+        assert_eq!(r.passed, 2 * shapes(Op::Gemm).len(), "{r:?}");
+        let bf16 = 4.0 * DType::Bf16.tolerance();
+        assert!(
+            r.widened.contains(&format!(
+                "gemm/infer/m1_n1_k1_nn/bf16/half-reference/cpu (seed 2): tolerance {bf16:.1e} \
+                 (4x the default: a test's)"
+            )),
+            "{r:?}"
+        );
+    }
+
     /// How [`HostSgd`]'s trainer applies its SGD step.
     #[derive(Clone, Copy, Debug)]
     enum Update {
@@ -719,6 +947,10 @@ mod tests {
         IgnoresLr,
         /// `w + lr·g`: the wrong sign.
         WrongSign,
+        /// `w − lr·Σg`: the gradients of every step so far, never zeroed.
+        KeepsGradients,
+        /// `w₀ − lr·g(w₀)`: every step from the initial weights.
+        FromInit,
     }
 
     /// A trainer on the f64 host model whose gradient is central finite differences of the
@@ -727,6 +959,10 @@ mod tests {
         model: ModelConfig,
         data: Dataset,
         params: Vec<Vec<f32>>,
+        /// The initial parameters ([`Update::FromInit`]).
+        init: Vec<Vec<f32>>,
+        /// The gradients summed over the steps ([`Update::KeepsGradients`]).
+        sum: Vec<Vec<f64>>,
         update: Update,
     }
 
@@ -737,7 +973,11 @@ mod tests {
             lr: f64,
             want_loss: bool,
         ) -> Result<Option<f32>, BackendError> {
-            let theta: Vec<Vec<f64>> = (self.params.iter())
+            let from = match self.update {
+                Update::FromInit => &self.init,
+                _ => &self.params,
+            };
+            let theta: Vec<Vec<f64>> = (from.iter())
                 .map(|p| p.iter().map(|&x| x as f64).collect())
                 .collect();
             let loss = self.data.host_loss(&self.model, &theta, bi);
@@ -750,11 +990,13 @@ mod tests {
                     at[pi][j] -= 2.0 * eps;
                     let minus = self.data.host_loss(&self.model, &at, bi);
                     let g = (plus - minus) / (2.0 * eps);
+                    self.sum[pi][j] += g;
                     let w0 = theta[pi][j];
                     *w = match self.update {
-                        Update::Correct => w0 - lr * g,
+                        Update::Correct | Update::FromInit => w0 - lr * g,
                         Update::IgnoresLr => w0 - g,
                         Update::WrongSign => w0 + lr * g,
+                        Update::KeepsGradients => w0 - lr * self.sum[pi][j],
                     } as f32;
                 }
             }
@@ -803,6 +1045,8 @@ mod tests {
                 model: *setup.model,
                 data: setup.data.clone(),
                 params: setup.init.to_vec(),
+                init: setup.init.to_vec(),
+                sum: setup.init.iter().map(|p| vec![0.0; p.len()]).collect(),
                 update: self.0,
             }))
         }
@@ -818,6 +1062,19 @@ mod tests {
             let err = check_training(&HostSgd(wrong), "cpu", ModelKind::Mlp)
                 .expect_err(&format!("{wrong:?} passed the trainer check"));
             assert!(err.contains("gradient of"), "{wrong:?}: {err}");
+        }
+    }
+
+    /// The trainer check takes a second step, on another batch, from the first step's
+    /// parameters: a trainer that never zeroes its gradients, or that steps from the initial
+    /// weights every time, passed the single step checked before (the first step of both is
+    /// a correct one), and fails the second.
+    #[test]
+    fn the_trainer_check_fails_a_trainer_that_keeps_gradients_or_steps_from_the_start() {
+        for wrong in [Update::KeepsGradients, Update::FromInit] {
+            let err = check_training(&HostSgd(wrong), "cpu", ModelKind::Mlp)
+                .expect_err(&format!("{wrong:?} passed the trainer check"));
+            assert!(err.contains("step 2 (batch 1)"), "{wrong:?}: {err}");
         }
     }
 

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{assert_contains, read_json, stderr, stdout, tiny_suite, usage_error, wattbench};
-use std::time::{Duration, Instant};
 
 /// The `ok|FAIL|skip` lines of a check's output.
 fn verdicts(out: &str) -> Vec<&str> {
@@ -60,8 +59,62 @@ fn check_of_the_candle_trainer_passes() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         verdicts(&stdout(&o)),
-        ["ok    candle/cpu trainer mlp: loss and gradients match the f64 host model"]
+        ["ok    candle/cpu trainer mlp: loss and gradients of two steps match the f64 host model"]
     );
+}
+
+/// A bf16 RNN training step whose SGD update is below the tolerance of the weights was
+/// counted as verified (`36 cases verified`) though weights returned without the update
+/// passed too. The step is now checked on its own, so the cases of 13 hidden units are
+/// verified; where the step is below bf16's rounding (one hidden unit), no check can see it,
+/// and the case is said to pass with its update not verified, named, never counted as
+/// verified.
+#[test]
+fn an_update_that_cannot_be_verified_is_said_so_not_counted_as_verified() {
+    let o = wattbench(&[
+        "check",
+        "--backend",
+        "candle",
+        "--device",
+        "cpu",
+        "--op",
+        "rnn",
+        "--mode",
+        "train",
+        "--model",
+        "none",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines = verdicts(&out);
+    assert_eq!(lines.len(), 1, "{out}");
+    let counts = |what: &str| -> usize {
+        let before = lines[0]
+            .split(what)
+            .next()
+            .unwrap_or_else(|| panic!("no {what:?} in {out}"));
+        before
+            .rsplit([' ', ':'])
+            .find(|w| !w.is_empty())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count before {what:?} in {out}"))
+    };
+    let (verified, unverified) = (
+        counts(" cases verified"),
+        counts(" passed with the update not verified"),
+    );
+    // Every shape in three dtypes, two seeds each.
+    assert_eq!(verified + unverified, 6 * 3 * 2, "{out}");
+    assert!(unverified > 0 && verified > unverified, "{out}");
+    assert_contains(&out, "      update not verified (the SGD step is below");
+    let named: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("        rnn/train/"))
+        .collect();
+    assert_eq!(named.len(), unverified, "{out}");
+    for l in named {
+        assert!(l.contains("_h1_b1_t2/bf16/candle/cpu (seed "), "{l}");
+    }
 }
 
 /// (Audit item 8.) `check --op none --model none`, and a trainer check of a backend that does
@@ -168,7 +221,6 @@ fn ab_stops_at_the_first_run_that_wrote_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
     let ab = dir.path().join("ab");
-    let t0 = Instant::now();
     let o = wattbench(&[
         "ab",
         "--a",
@@ -176,7 +228,7 @@ fn ab_stops_at_the_first_run_that_wrote_no_file() {
         "--b",
         env!("CARGO_BIN_EXE_wattbench"),
         "--rounds",
-        "3",
+        "4",
         "--dir",
         ab.to_str().unwrap(),
         "--",
@@ -196,9 +248,8 @@ fn ab_stops_at_the_first_run_that_wrote_no_file() {
     assert_contains(&err, "true");
     assert_contains(&err, "round-01.json");
     // A runs first in round 1: B never ran.
-    assert!(!err.contains("round 1/3: B"), "{err}");
+    assert!(!err.contains("round 1/4: B"), "{err}");
     assert!(!ab.join("b/round-01.json").exists());
-    assert!(t0.elapsed() < Duration::from_secs(60));
 }
 
 /// (Audit item 17.) `--batch-size` above `--dataset-samples` grew the data set silently while
