@@ -101,13 +101,25 @@ impl Interval {
         }
     }
 
-    /// Every bound multiplied by a non-negative factor.
+    /// Every bound multiplied by a non-negative factor ([`bound_times`]: a factor of 0 makes an
+    /// unknown bound 0, not NaN).
     pub fn scale(self, k: f64) -> Interval {
         Interval {
-            value: self.value * k,
-            low: self.low * k,
-            high: self.high * k,
+            value: bound_times(self.value, k),
+            low: bound_times(self.low, k),
+            high: bound_times(self.high, k),
         }
+    }
+}
+
+/// A figure or bound times a factor, where 0 times an unknown (infinite) bound is 0: the
+/// quantity behind an unknown bound is finite, so a zero intensity or price makes it 0, where
+/// IEEE's NaN would print as `NaN` and be written as `null` (read back as unknown).
+pub fn bound_times(x: f64, k: f64) -> f64 {
+    if x == 0.0 || k == 0.0 {
+        0.0
+    } else {
+        x * k
     }
 }
 
@@ -363,7 +375,9 @@ pub fn net_of(gross: &DomainEnergy, idle: &[DomainEnergy]) -> Option<NetEnergy> 
 /// domain, the mean of the two idle powers (as a 1-second window), its uncertainty the larger
 /// of the two plus half their difference. A domain read only once keeps that reading. The
 /// warnings name domains whose idle power moved by more than 10 % and more than their
-/// uncertainty (clocks or temperature changed: the net figures are less certain).
+/// uncertainty (clocks or temperature changed: the net figures are less certain). An
+/// estimated domain is kept as it was before the work, without a drift warning: no net figure
+/// subtracts its idle ([`net_of`]), so its drift changes nothing.
 pub fn mean_idle(
     before: &[DomainEnergy],
     after: &[DomainEnergy],
@@ -381,6 +395,9 @@ pub fn mean_idle(
     let out = before
         .iter()
         .map(|b| {
+            if b.source == Source::Estimated {
+                return b.clone();
+            }
             let a = after.iter().find(|a| a.name == b.name);
             match (watts(b), a.and_then(watts)) {
                 (Some((wb, ub)), Some((wa, ua))) => {
@@ -1132,5 +1149,45 @@ mod tests {
         assert_eq!((n.idle_watts, n.net_joules), (5.0, 30.0));
         assert_eq!(n.uncertainty_j, 4.0 + 1.0);
         assert!(net_joules(&domain("d", Source::Unsupported, None, true), &i).is_none());
+    }
+
+    /// An idle power that moved between the baselines is warned about for a counter, whose
+    /// net subtracts it; not for the CPU estimate, whose net never does (the warning said the
+    /// net figures changed when they had not).
+    #[test]
+    fn idle_drift_is_warned_about_only_where_the_net_subtracts_idle() {
+        // 0.005 W before, 1 W after: a drift beyond 10 % of the mean and both uncertainties.
+        let idle = |source, j| domain("d", source, Some(j), true);
+        let (mean, warnings) = mean_idle(
+            &[idle(Source::Measured, 0.01)],
+            &[idle(Source::Measured, 2.0)],
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("idle power moved"), "{warnings:?}");
+        assert!((mean[0].joules.unwrap() - 0.5025).abs() < 1e-12, "{mean:?}");
+        let before = idle(Source::Estimated, 0.01);
+        let (mean, warnings) = mean_idle(
+            std::slice::from_ref(&before),
+            &[idle(Source::Estimated, 2.0)],
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(mean, [before]);
+    }
+
+    /// 0 times an unknown (infinite) bound is 0: a zero intensity or price leaves a finite
+    /// quantity at 0, not NaN (printed `NaN`, written `null` and read back as unknown).
+    #[test]
+    fn zero_times_an_unknown_bound_is_zero() {
+        let unknown_high = Interval {
+            value: 2.0,
+            low: 1.0,
+            high: f64::INFINITY,
+        };
+        let z = unknown_high.scale(0.0);
+        assert_eq!((z.value, z.low, z.high), (0.0, 0.0, 0.0));
+        assert_eq!(bound_times(f64::NEG_INFINITY, 0.0), 0.0);
+        assert_eq!(bound_times(0.0, f64::INFINITY), 0.0);
+        assert_eq!(unknown_high.scale(2.0).high, f64::INFINITY);
+        assert_eq!(bound_times(3.0, 2.0), 6.0);
     }
 }

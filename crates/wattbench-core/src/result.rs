@@ -63,7 +63,9 @@ pub struct Verification {
     /// the implementation's numerics need); absent for the default.
     #[serde(default)]
     pub tolerance_note: Option<String>,
-    /// `rel_l2_error <= tolerance` and `rel_max_error <= tolerance` (and every value finite).
+    /// `rel_l2_error <= tolerance` and `rel_max_error <= tolerance` (and every value finite),
+    /// and every updated weight the tolerance cannot tell from the weights before the step
+    /// passes its step check (`defects` then says which failed).
     pub passed: bool,
     /// Every value, or a sample.
     pub method: VerifyMethod,
@@ -73,13 +75,14 @@ pub struct Verification {
     /// weights); null in files when infinite.
     #[serde(default, serialize_with = "unbounded::write_map")]
     pub per_output: BTreeMap<String, f64>,
-    /// Updated-weight outputs (`w_new`, `b_new`) whose check cannot see the SGD step: the
-    /// weights returned without it would pass this tolerance too, the step being smaller than
-    /// the dtype's rounding of the weights (half precision). Their gradients are checked on
-    /// their own. Empty for most cases (absent in files written before it existed).
+    /// Updated-weight outputs (`w_new`, `b_new`) whose SGD step cannot be verified at all: the
+    /// weights returned without it pass the tolerance, and the step is below the dtype's
+    /// rounding of the weights (half precision). Updates within the tolerance whose step can
+    /// be seen are checked as a step instead, and are not listed. Their gradients are checked
+    /// on their own. Empty for most cases (absent in files written before it existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unchecked_updates: Vec<String>,
-    /// What made an error infinite, each output's in words: ``output `dw` has 45 values,
+    /// What made an error infinite, or an update's step check fail, in words: ``output `dw` has 45 values,
     /// expected 63``, ``value NaN at index 7 of `y` is not finite (never written?)``. Empty
     /// when every error is a number (absent in files written before it existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -546,7 +549,8 @@ pub struct TrainingResult {
     /// pool); null on a GPU, where the framework cannot tell, and in older files.
     #[serde(default)]
     pub threads: Option<usize>,
-    /// Outcome: `ok`, or `failed` when the loss stopped being finite.
+    /// Outcome: `ok`, or `failed` (the loss stopped being finite or grew past 10×, the backend
+    /// failed, or the training thread panicked).
     pub status: Status,
     /// Why failed.
     pub reason: Option<String>,
@@ -572,9 +576,10 @@ pub struct TrainingResult {
     pub measured_wall_s: f64,
     /// Wall time of the whole run (data generation, uploads, warm-up, evaluation), s.
     pub total_wall_s: f64,
-    /// Samples per second over the measured steps.
+    /// Samples per second at the mean measured step time (batch / mean step time, the
+    /// projection's basis).
     pub samples_per_s: Option<f64>,
-    /// GFLOP/s at the median step time.
+    /// GFLOP/s at the mean measured step time (files written before: at the median).
     pub gflops_per_s: Option<f64>,
     /// Energy per training step, in the shape `run` uses per call.
     pub energy: CaseEnergy,
@@ -890,7 +895,9 @@ pub struct RunEnergy {
     /// Pause between cases, s (`--cooldown`).
     #[serde(default)]
     pub cooldown_s: f64,
-    /// Shortest reliable window of the meters, s; windows are stretched to it.
+    /// The length every case's energy window is stretched to, s: the meters' minimum reliable
+    /// window, or `run --energy-window` where that is longer (the config's argv says whether it
+    /// was given). A case's notes compare a shorter window with each of the two apart.
     pub min_window_s: f64,
     /// What the per-case figures cover.
     pub note: String,
@@ -1221,13 +1228,14 @@ impl Environment {
     }
 
     /// The software that can move a number without any change of ours: the driver and
-    /// library versions recorded in `software` (wattbench's own version excluded) and the GPU
-    /// driver. A change here is a known break in a history.
+    /// library versions recorded in `software` (wattbench's own version and the build profile,
+    /// which a comparison and a history take on their own, excluded) and the GPU driver. A
+    /// change here is a known break in a history.
     pub fn software_fingerprint(&self) -> String {
         let mut parts: Vec<String> = self
             .software
             .iter()
-            .filter(|(k, _)| k.as_str() != "wattbench")
+            .filter(|(k, _)| !matches!(k.as_str(), "wattbench" | "build-profile"))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if let Some(d) = self.gpus.iter().find_map(|g| g.driver_version.as_deref()) {

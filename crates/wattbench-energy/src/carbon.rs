@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::{EnergyError, Interval};
+use wattbench_core::energy::bound_times;
 use wattbench_core::result::CarbonAssumptions;
 
 /// The largest PUE accepted: data centres report about 1.1–2.5 (Uptime Institute surveys
@@ -36,6 +37,10 @@ pub const CARBON_TABLE_ENV: &str = "WATTBENCH_CARBON_TABLE";
 /// Intensities at or above this many gCO2e/kWh are refused as a likely unit mistake (a figure
 /// in lb/MWh is 2.2 times the same in g/kWh): grid averages sit well below it.
 const MAX_G_PER_KWH: f64 = 2000.0;
+/// The data years a table entry may give. Published national series of grid intensity start
+/// in 1990 (the Kyoto base year of IEA's and UNFCCC's), and scenario figures reach 2100; a
+/// year outside is a typo (`0`, `24` for 2024, `20245`) that would be printed as the figure's.
+const YEARS: std::ops::RangeInclusive<u16> = 1990..=2100;
 
 const TABLE_TOML: &str = include_str!("../data/carbon-intensity.toml");
 
@@ -204,6 +209,14 @@ impl Origin<'_> {
                          g_per_kwh = {g}"
                     )));
                 }
+                // The guard of the mean: a top as high is as likely another unit.
+                if hi >= MAX_G_PER_KWH {
+                    return Err(err(format!(
+                        "g_per_kwh_range [{lo}, {hi}] reaches {MAX_G_PER_KWH} gCO2e/kWh or \
+                         more, above any grid's hourly intensity: likely another unit (a figure \
+                         in lb/MWh is 2.2 times the same in g/kWh). Give gCO2e per kWh"
+                    )));
+                }
                 if basis.trim().is_empty() {
                     return Err(err(
                         "range_basis is empty: say where the range comes from".into()
@@ -219,8 +232,26 @@ impl Origin<'_> {
         }
     }
 
+    /// Checks a data year ([`YEARS`]).
+    fn year(&self, at: &Range<usize>, year: u16) -> Result<u16, EnergyError> {
+        if YEARS.contains(&year) {
+            Ok(year)
+        } else {
+            Err(self.error(
+                Some(at.clone()),
+                format!(
+                    "year {year} is not a data year in {}..={}: give the year of the figure \
+                     as four digits",
+                    YEARS.start(),
+                    YEARS.end()
+                ),
+            ))
+        }
+    }
+
     fn grid(&self, raw: RawGrid, band: &Band) -> Result<GridIntensity, EnergyError> {
         let at = raw.code.span();
+        let year = self.year(&at, raw.year)?;
         let (range, basis) = self.figure(
             &at,
             raw.g_per_kwh,
@@ -235,7 +266,7 @@ impl Origin<'_> {
             range_g_per_kwh: range,
             range_basis: basis,
             source: self.source(&raw.source),
-            year: Some(raw.year),
+            year: Some(year),
         })
     }
 
@@ -268,6 +299,7 @@ impl Origin<'_> {
                         format!("{code} gives g_per_kwh but no year for the figure"),
                     ));
                 };
+                let year = self.year(&at, year)?;
                 let (range, basis) =
                     self.figure(&at, g, raw.g_per_kwh_range, raw.range_basis, band)?;
                 Ok(CloudEntry::Own(GridIntensity {
@@ -682,7 +714,8 @@ pub struct CarbonFigures {
     pub cost: Option<Interval>,
 }
 
-/// Converts an energy interval (J) into kWh, facility kWh, kg CO2e and cost.
+/// Converts an energy interval (J) into kWh, facility kWh, kg CO2e and cost. A zero intensity
+/// or price makes an unknown (infinite) energy bound 0, not NaN ([`bound_times`]).
 pub fn carbon(energy_j: Interval, p: &CarbonParams) -> CarbonFigures {
     let energy_kwh = energy_j.scale(1.0 / J_PER_KWH);
     let facility_kwh = energy_kwh.scale(p.pue);
@@ -691,9 +724,9 @@ pub fn carbon(energy_j: Interval, p: &CarbonParams) -> CarbonFigures {
         energy_kwh,
         facility_kwh,
         co2e_kg: Interval {
-            value: facility_kwh.value * p.intensity.g_per_kwh / 1000.0,
-            low: facility_kwh.low * low / 1000.0,
-            high: facility_kwh.high * high / 1000.0,
+            value: bound_times(facility_kwh.value, p.intensity.g_per_kwh) / 1000.0,
+            low: bound_times(facility_kwh.low, low) / 1000.0,
+            high: bound_times(facility_kwh.high, high) / 1000.0,
         },
         cost: p.price_per_kwh.map(|c| facility_kwh.scale(c)),
     }
@@ -758,5 +791,94 @@ mod tests {
         assert_eq!(de.g_per_kwh, 329.65);
         assert_eq!(de.range_g_per_kwh, [329.65 * 0.5, 329.65 * 1.5]);
         assert!(de.range_basis.starts_with("default band"));
+    }
+
+    fn user_error(text: &str) -> String {
+        match CarbonTable::builtin().with_user_table(text, "ut.toml") {
+            Err(EnergyError::Usage(m)) => m,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    /// The unit-mistake guard of the mean holds for the top of a user's range too (a range
+    /// up to 1e9 g/kWh gave a CO2e interval up to 1e7 times the figure).
+    #[test]
+    fn a_user_range_reaching_the_plausible_bound_is_refused() {
+        let entry = |range: &str| {
+            format!(
+                "[[grid]]\ncode = \"X1\"\nname = \"X\"\ng_per_kwh = 100\n\
+                 g_per_kwh_range = {range}\nrange_basis = \"hourly\"\nsource = \"s\"\n\
+                 year = 2024\n"
+            )
+        };
+        let m = user_error(&entry("[50, 1e9]"));
+        assert!(
+            m.contains("line 2") && m.contains("reaches 2000") && m.contains("another unit"),
+            "{m}"
+        );
+        user_error(&entry("[50, 2000]"));
+        let t = CarbonTable::builtin()
+            .with_user_table(&entry("[50, 1999]"), "ut.toml")
+            .unwrap();
+        assert_eq!(t.lookup("X1").unwrap().range_g_per_kwh, [50.0, 1999.0]);
+        // A cloud entry with its own figure meets the same guard.
+        let m = user_error(
+            "[[cloud]]\ncode = \"lab:x\"\nname = \"x\"\ng_per_kwh = 100\n\
+             g_per_kwh_range = [50, 5000]\nrange_basis = \"r\"\nsource = \"s\"\nyear = 2024\n",
+        );
+        assert!(m.contains("reaches 2000"), "{m}");
+    }
+
+    /// A data year outside 1990..=2100 is a typo, refused rather than printed as the
+    /// figure's year ("(X1, 0)").
+    #[test]
+    fn an_implausible_year_is_refused() {
+        let grid = |year: &str| {
+            format!(
+                "[[grid]]\ncode = \"X1\"\nname = \"X\"\ng_per_kwh = 100\nsource = \"s\"\n\
+                 year = {year}\n"
+            )
+        };
+        for bad in ["0", "24", "1989", "2101", "20245"] {
+            let m = user_error(&grid(bad));
+            assert!(
+                m.contains("line 2") && m.contains(&format!("year {bad} is not a data year")),
+                "{bad}: {m}"
+            );
+        }
+        for good in ["1990", "2024", "2100"] {
+            let t = CarbonTable::builtin()
+                .with_user_table(&grid(good), "ut.toml")
+                .unwrap();
+            assert_eq!(t.lookup("X1").unwrap().year, good.parse().ok());
+        }
+        let m = user_error(
+            "[[cloud]]\ncode = \"lab:x\"\nname = \"x\"\ng_per_kwh = 100\nsource = \"s\"\n\
+             year = 0\n",
+        );
+        assert!(m.contains("year 0 is not a data year"), "{m}");
+    }
+
+    /// A zero intensity or price times an energy whose upper bound is unknown (infinite)
+    /// gives 0, not NaN (printed `NaN`, written `null` and read back as unknown).
+    #[test]
+    fn zero_intensity_or_price_times_an_unknown_bound_is_zero() {
+        let table = CarbonTable::builtin();
+        let p = CarbonParams::resolve_in(table, None, Some(0.0), None, Some(0.0)).unwrap();
+        assert_eq!(p.intensity.range_g_per_kwh, [0.0, 0.0]);
+        let energy = Interval {
+            value: 3.6e6,
+            low: 3.0e6,
+            high: f64::INFINITY,
+        };
+        let f = carbon(energy, &p);
+        assert_eq!(f.energy_kwh.high, f64::INFINITY);
+        let co2e = f.co2e_kg;
+        assert_eq!((co2e.value, co2e.low, co2e.high), (0.0, 0.0, 0.0));
+        let cost = f.cost.unwrap();
+        assert_eq!((cost.value, cost.low, cost.high), (0.0, 0.0, 0.0));
+        // A positive intensity keeps the unknown bound unknown.
+        let p = CarbonParams::resolve_in(table, None, Some(100.0), None, None).unwrap();
+        assert_eq!(carbon(energy, &p).co2e_kg.high, f64::INFINITY);
     }
 }

@@ -305,7 +305,8 @@ impl CaseGpu {
 
     /// `domains` as this case's total must add them: the other GPUs' left out of the total
     /// (listed, with the reason), and a row without a reading for this case's GPU when no
-    /// domain meters it (so the total says PARTIAL and gives no GFLOP/J).
+    /// domain meters it (so the total says PARTIAL and gives no GFLOP/J). A GPU that cannot be
+    /// identified adds no GPU at all: any metered one may be another device's.
     pub fn scope(
         &self,
         mut domains: Vec<wattbench_core::energy::DomainEnergy>,
@@ -316,29 +317,37 @@ impl CaseGpu {
                 .find(|g| d.name == format!("gpu{}", g.index))
                 .map(|g| g.index)
         };
-        let (ours, on) = match self {
-            CaseGpu::NoGpu => (None, "cpu".to_string()),
-            CaseGpu::Nvml { device, index } => (Some(*index), format!("{device} (gpu{index})")),
-            CaseGpu::Unknown { device, why } => {
-                domains.push(wattbench_core::energy::DomainEnergy::unsupported(
-                    device,
-                    "device",
-                    why.clone(),
-                ));
-                return domains;
-            }
+        // Why another GPU's row is not in the total. An unidentified device's GPU could be
+        // any of them (a MIG instance's parent among them), so none is added.
+        let (ours, not_ours) = match self {
+            CaseGpu::NoGpu => (None, "another device's (the case ran on cpu)".to_string()),
+            CaseGpu::Nvml { device, index } => (
+                Some(*index),
+                format!("another device's (the case ran on {device} (gpu{index}))"),
+            ),
+            CaseGpu::Unknown { device, .. } => (
+                None,
+                format!("the case's GPU ({device}) could not be identified, so no GPU is added"),
+            ),
         };
         for d in &mut domains {
             match gpu_domain(d) {
                 Some(i) if Some(i) != ours && d.in_total => {
                     d.in_total = false;
                     d.note = Some(format!(
-                        "not in the total: another device's (the case ran on {on}){}",
+                        "not in the total: {not_ours}{}",
                         d.note.as_ref().map_or(String::new(), |n| format!("; {n}"))
                     ));
                 }
                 _ => {}
             }
+        }
+        if let CaseGpu::Unknown { device, why } = self {
+            domains.push(wattbench_core::energy::DomainEnergy::unsupported(
+                device,
+                "device",
+                why.clone(),
+            ));
         }
         if let Some(i) = ours {
             if !domains.iter().any(|d| gpu_domain(d) == Some(i)) {
@@ -669,5 +678,21 @@ mod tests {
         let (_, e) = total(CaseGpu::of("cuda:0", &[], None));
         assert_eq!(e.missing_domains(), ["cuda:0"]);
         assert!(e.notes.iter().any(|n| n.contains("PARTIAL")));
+        // A device NVML cannot tell apart (a MIG instance) while other GPUs are metered: its
+        // PARTIAL total is the host's alone, no other GPU's draw (it added both before).
+        let unknown = CaseGpu::of("cuda:0", &node, Some("MIG-abc,1"));
+        assert!(matches!(unknown, CaseGpu::Unknown { .. }), "{unknown:?}");
+        let (rows, e) = total(unknown);
+        assert_eq!(e.total_joules_per_iter.unwrap().value, 10.0);
+        assert_eq!(e.missing_domains(), ["cuda:0"]);
+        for g in ["gpu0", "gpu1"] {
+            let row = rows.iter().find(|d| d.name == g).unwrap();
+            assert!(!row.in_total, "{row:?}");
+            let note = row.note.as_deref().unwrap();
+            assert!(
+                note.contains("cuda:0") && note.contains("could not be identified"),
+                "{note}"
+            );
+        }
     }
 }

@@ -179,16 +179,19 @@ struct RunContext {
 }
 
 impl Figures {
+    /// `flops`: the work of one call (one training step), from the file's FLOP count, not
+    /// rebuilt from a rate (a training run's GFLOP/s is at its mean step, not its median).
     fn new(
         median_s: f64,
-        gflops_per_s: Option<f64>,
+        flops: Option<u64>,
         energy: Option<&CaseEnergy>,
         dtype: Option<String>,
         mut context: RunContext,
     ) -> Figures {
         // A partial total (a domain of it without a reading) has no figure here.
         let joules = energy.and_then(|e| e.whole_total());
-        let gflop = gflops_per_s.map(|g| g * median_s).filter(|g| *g > 0.0);
+        let gflop = flops.map(|f| f as f64 / 1e9).filter(|g| *g > 0.0);
+        let gflops_per_s = gflop.map(|g| g / median_s).filter(|g| g.is_finite());
         let joules_per_gflop = joules.zip(gflop).map(|(j, g)| j.scale(1.0 / g));
         let mut scopes: Vec<String> = (energy.filter(|_| joules.is_some()).into_iter())
             .flat_map(|e| &e.domains)
@@ -235,7 +238,7 @@ fn figures(run: &RunFile) -> (Vec<(String, Figures)>, Vec<NotOk>) {
                 c.id.clone(),
                 Figures::new(
                     t.median_s,
-                    c.throughput.as_ref().map(|x| x.gflops_per_s),
+                    c.throughput.as_ref().map(|x| x.flops),
                     c.energy.as_ref(),
                     Some(c.dtype.as_str().to_string()),
                     context.clone(),
@@ -252,7 +255,7 @@ fn figures(run: &RunFile) -> (Vec<(String, Figures)>, Vec<NotOk>) {
                 t.id.clone(),
                 Figures::new(
                     time.median_s,
-                    t.gflops_per_s,
+                    Some(t.flops.step),
                     Some(&t.energy),
                     None,
                     context.clone(),
@@ -753,9 +756,16 @@ pub fn render(a: &Across, format: Format) -> String {
                 }),
                 c.joules_per_gflop.map_or("no energy".into(), |j| {
                     let src: Vec<&str> = c.energy_sources.iter().map(|s| s.as_str()).collect();
+                    // The interval "least energy" is decided on.
+                    let rel = units::relative(&j);
                     format!(
-                        "{} ({}) {}{}",
+                        "{}{} ({}) {}{}",
                         units::sig(j.value),
+                        if rel.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {rel}")
+                        },
                         src.join("+"),
                         scopes_named(&c.energy_scopes),
                         spread_mark(c)
@@ -788,19 +798,44 @@ pub fn render(a: &Across, format: Format) -> String {
     }
     out.push_str(&format!(
         "{} case(s) on two machines or more; {} verified on one machine only and not failed or \
-         skipped on another (not shown); {} failed or skipped on a machine (listed). CO2e at {} \
-         gCO2e/kWh ({}), PUE {}; a machine's energy per GFLOP is the median of its runs', its \
-         interval spans its runs' intervals (one run's: its meters' alone), with the grid's \
-         daily band for CO2e. Energy per GFLOP of the median call is gross ({}).\n",
+         skipped on another (not shown); {} failed or skipped on a machine (listed). A \
+         machine's energy per GFLOP is the median of its runs', each run's that of its mean \
+         call (the energy window's joules / its calls) per GFLOP of a call; its interval spans \
+         its runs' intervals (one run's: its meters' alone). The energy is gross ({}).\n",
         a.rows.len(),
         a.single_machine_cases,
         a.not_verified.len(),
-        units::sig(a.carbon.intensity_g_per_kwh),
-        a.carbon.region_name,
-        a.carbon.pue,
         wattbench_core::energy::GROSS_MEANS
     ));
+    out.push_str(&carbon_line(&a.carbon));
     out
+}
+
+/// Where the CO2e and cost columns come from: the intensity with its region, year, source and
+/// band, and the PUE, said to be the default where it is (as `measure` says them).
+fn carbon_line(c: &wattbench_core::result::CarbonAssumptions) -> String {
+    format!(
+        "CO2e at {} gCO2e/kWh ({}, {}), its interval with the grid's range of {}-{} g/kWh \
+         ({}); intensity source: {}; PUE {}{}{}.\n",
+        units::sig(c.intensity_g_per_kwh),
+        c.region_name,
+        c.intensity_year
+            .map_or("year unknown".into(), |y| y.to_string()),
+        units::sig(c.intensity_range_g_per_kwh[0]),
+        units::sig(c.intensity_range_g_per_kwh[1]),
+        c.intensity_range_basis,
+        c.intensity_source,
+        c.pue,
+        if c.pue_is_default {
+            " (default: IT energy only, no cooling or facility overhead)"
+        } else {
+            " (facility energy: cooling and facility overhead included)"
+        },
+        c.price_per_kwh.map_or(String::new(), |p| format!(
+            "; cost at {p} per kWh of {} energy",
+            if c.pue_is_default { "IT" } else { "facility" }
+        )),
+    )
 }
 
 /// Where ceilings files are looked for: results/ceilings and a `ceilings/` folder beside
@@ -886,6 +921,26 @@ mod tests {
     use wattbench_core::result::Throughput;
     use wattbench_core::testing::{case_energy, domain_row, run_file, timed_case};
 
+    /// A training run's work per step is its FLOP count, not its GFLOP/s times its median step:
+    /// its GFLOP/s is at the mean step, and the rebuilt figure was off by mean/median.
+    #[test]
+    fn a_training_steps_work_is_its_flop_count() {
+        let mut run = RunFile::from_json(include_str!(
+            "../../../results/cpu/20261130-cpu-amd-epyc-authenticamd-family-25-model-1-x2/train-mlp-tch.json"
+        ))
+        .unwrap();
+        let t = &mut run.trainings[0];
+        // A skewed run: the mean step three times the median.
+        t.gflops_per_s = t.gflops_per_s.map(|g| g / 3.0);
+        let (gflop, median_s) = (t.flops.step as f64 / 1e9, t.time.as_ref().unwrap().median_s);
+        let joules = t.energy.whole_total().unwrap().value;
+        let (figures, _) = figures(&run);
+        let (_, f) = &figures[0];
+        let close = |a: f64, b: f64| (a / b - 1.0).abs() < 1e-12;
+        assert!(close(f.gflops_per_s.unwrap(), gflop / median_s));
+        assert!(close(f.joules_per_gflop.unwrap().value, joules / gflop));
+    }
+
     /// A run of case `x` on a machine whose CPU is `cpu`: 1 GFLOP per call in 1 ms, and
     /// `joules` per call (±1 %) measured over one domain of each of `scopes`.
     fn on(cpu: &str, joules: f64, scopes: &[&str]) -> ResultSet {
@@ -963,7 +1018,53 @@ mod tests {
             carbon: params().assumptions(),
         };
         let text = render(&a, Format::Table);
-        assert!(text.contains("5.000 (measured) dram+package"), "{text}");
+        // With the interval "least energy" is decided on.
+        assert!(
+            text.contains("5.000 ±1.0% (measured) dram+package"),
+            "{text}"
+        );
+    }
+
+    /// The text says where the CO2e comes from (region, year, source, band, PUE and whether
+    /// it is the default), as `measure` does, and that the energy is the mean call's.
+    #[test]
+    fn the_text_names_the_intensity_its_year_and_source_and_the_mean_call() {
+        let text = |params: &CarbonParams| {
+            let a = Across {
+                machines: Vec::new(),
+                rows: Vec::new(),
+                single_machine_cases: 0,
+                not_verified: Vec::new(),
+                carbon: params.assumptions(),
+            };
+            render(&a, Format::Table)
+        };
+        let fr = CarbonParams::resolve(Some("FR"), None, None, None).unwrap();
+        let t = text(&fr);
+        let year = fr.intensity.year.unwrap();
+        assert!(
+            t.contains(&format!("CO2e at 41.44 gCO2e/kWh (France, {year})")),
+            "{t}"
+        );
+        assert!(
+            t.contains("range of 20.72-62.16 g/kWh (default band"),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!("intensity source: {}", fr.intensity.source)),
+            "{t}"
+        );
+        assert!(t.contains("PUE 1 (default: IT energy only"), "{t}");
+        assert!(
+            t.contains("its mean call (the energy window's joules / its calls)"),
+            "{t}"
+        );
+        assert!(!t.contains("median call"), "{t}");
+        assert!(!t.contains("cost at"), "{t}");
+        let given = CarbonParams::resolve(Some("FR"), None, Some(1.2), Some(0.2)).unwrap();
+        let t = text(&given);
+        assert!(t.contains("PUE 1.2 (facility energy"), "{t}");
+        assert!(t.contains("cost at 0.2 per kWh of facility energy"), "{t}");
     }
 
     /// The review's case (/tmp/rv/ah): M1's three runs at 1.0, 1.3 and 0.8 mJ per call, each

@@ -33,20 +33,56 @@ fn capitalised(s: &str) -> String {
         .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
 }
 
-/// How long each case's energy window lasts at least: the meters' minimum, or longer when
-/// asked.
+/// How long each case's energy window lasts at least: the meters' minimum reliable window, or
+/// longer when `--energy-window` asks. The two are kept apart, so that a window cut short is
+/// blamed on the right one (the meters' resolution, or only the user's request).
 #[derive(Debug, Clone, Copy)]
-pub struct EnergyWindowLength(Duration);
+pub struct EnergyWindowLength {
+    meters: Duration,
+    requested: Option<Duration>,
+}
 
 impl EnergyWindowLength {
     /// The meters' minimum, stretched to `requested` seconds when that is longer.
     pub fn new(meters: &Meters, requested: Option<f64>) -> Self {
-        let req = requested.map_or(Duration::ZERO, Duration::from_secs_f64);
-        Self(meters.min_window().max(req))
+        Self::of(meters.min_window(), requested)
     }
-    /// In seconds.
+
+    fn of(meters: Duration, requested: Option<f64>) -> Self {
+        Self {
+            meters,
+            requested: requested.map(Duration::from_secs_f64),
+        }
+    }
+
+    fn length(&self) -> Duration {
+        self.requested.map_or(self.meters, |r| r.max(self.meters))
+    }
+
+    /// The length windows are stretched to, in seconds: the longer of the meters' minimum
+    /// and `--energy-window`.
     pub fn seconds(&self) -> f64 {
-        self.0.as_secs_f64()
+        self.length().as_secs_f64()
+    }
+
+    /// The meters' own minimum reliable window, in seconds.
+    pub fn meters_seconds(&self) -> f64 {
+        self.meters.as_secs_f64()
+    }
+
+    /// The note of a window of `window_s` seconds shorter than `--energy-window` asked, when
+    /// that is longer than the meters' minimum (core notes a window shorter than the meters'
+    /// minimum). Only `--max-samples` ends the sampling before the window's length.
+    fn short_of_request(&self, window_s: f64) -> Option<String> {
+        let asked = self.requested?.as_secs_f64();
+        (asked > self.meters_seconds() && window_s < asked).then(|| {
+            format!(
+                "the window lasted {window_s:.3} s, less than the {asked:.3} s asked for by \
+                 --energy-window (the meters' own minimum reliable window is {:.3} s): \
+                 --max-samples ended the sampling first; raise it for the whole window",
+                self.meters_seconds()
+            )
+        })
     }
 }
 
@@ -88,7 +124,7 @@ pub fn idle_baseline(meters: &Meters) -> Vec<DomainEnergy> {
 
 impl WindowObserver for CaseMeter {
     fn min_window(&self) -> Duration {
-        self.min_window.0
+        self.min_window.length()
     }
 
     fn start(&mut self) {
@@ -107,6 +143,7 @@ impl WindowObserver for CaseMeter {
                 Some(format!("the energy window could not start: {e}")),
             ),
         };
+        let window_s = t0.elapsed().as_secs_f64();
         let mut energy = CaseEnergy::from_window(
             &domains,
             &self.idle,
@@ -114,11 +151,17 @@ impl WindowObserver for CaseMeter {
                 calls,
                 flops_per_call,
                 unit: "call",
-                window_s: t0.elapsed().as_secs_f64(),
-                min_window_s: Some(self.min_window.seconds()),
+                window_s,
+                // The meters' own: core's note on a shorter window blames their resolution.
+                min_window_s: Some(self.min_window.meters_seconds()),
                 error: error.as_deref(),
             },
         );
+        if error.is_none() {
+            energy
+                .notes
+                .extend(self.min_window.short_of_request(window_s));
+        }
         energy.gpu_state = self.meters.gpu_states();
         energy.gpu_state.retain(|g| self.scope.owns(g.index));
         Some(energy)
@@ -145,6 +188,16 @@ pub fn net(energy: &CaseEnergy) -> String {
     } else {
         format!("{} ± {}", units::joules(j), units::joules(u))
     }
+}
+
+/// [`net`] with the sources of the total it is taken from (`estimated`, `measured`…): an
+/// estimate's net is one too. Empty without a net figure.
+pub fn net_with_sources(energy: &CaseEnergy) -> String {
+    if energy.whole_net().is_none() {
+        return String::new();
+    }
+    let sources: Vec<&str> = energy.total_sources.iter().map(|s| s.as_str()).collect();
+    format!("{} ({})", net(energy), sources.join("+"))
 }
 
 /// The lines printed under a run's table: what the energy columns mean, and every warning
@@ -392,6 +445,60 @@ mod tests {
         assert!(notes(&doc).contains(&line));
         let quiet = run_file("2026-11-29T00:00:00Z", vec![case_with_check("d", None)]);
         assert!(cross_check_note(&quiet).is_none());
+    }
+
+    /// A window cut short is measured against the meters' own minimum (core's note, which
+    /// blames their resolution) and, apart, against a longer `--energy-window` (a note that
+    /// names the request): the old code called the request the meters' minimum.
+    #[test]
+    fn a_short_window_names_the_meters_minimum_and_the_request_apart() {
+        use wattbench_energy::fake::StepCounter;
+        use wattbench_energy::MeterConfig;
+        let meters = Arc::new(Meters::from_domains(
+            vec![Arc::new(StepCounter::new("fake-package", 1000, 0.25))],
+            &MeterConfig {
+                nvml: false,
+                ..MeterConfig::default()
+            },
+        ));
+        // Minimums no test window reaches: every window here is short of both.
+        let notes = |requested: Option<f64>| {
+            let length = EnergyWindowLength::of(Duration::from_secs(3600), requested);
+            let mut m = CaseMeter::new(
+                meters.clone(),
+                Arc::new(Vec::new()),
+                length,
+                CaseGpu::NoGpu,
+                Arc::new(Vec::new()),
+            );
+            assert_eq!(m.min_window(), length.length());
+            m.start();
+            m.stop(10, 1_000_000_000).unwrap().notes
+        };
+        let n = notes(Some(7200.0));
+        let meters_note: Vec<&String> = n
+            .iter()
+            .filter(|x| x.contains("the meters' minimum reliable window of 3600.000 s"))
+            .collect();
+        assert_eq!(meters_note.len(), 1, "{n:?}");
+        assert!(!meters_note[0].contains("7200"), "{n:?}");
+        let asked: Vec<&String> = n
+            .iter()
+            .filter(|x| x.contains("less than the 7200.000 s asked for by --energy-window"))
+            .collect();
+        assert_eq!(asked.len(), 1, "{n:?}");
+        assert!(asked[0].contains("--max-samples"), "{n:?}");
+        // A request within the meters' minimum, or none, adds no note of its own.
+        for requested in [Some(10.0), None] {
+            let n = notes(requested);
+            assert!(!n.iter().any(|x| x.contains("--energy-window")), "{n:?}");
+            assert!(n.iter().any(|x| x.contains("of 3600.000 s")), "{n:?}");
+        }
+        // The length windows are stretched to, recorded as the run's min_window_s.
+        let l = EnergyWindowLength::of(Duration::from_secs(2), Some(5.0));
+        assert_eq!((l.seconds(), l.meters_seconds()), (5.0, 2.0));
+        let l = EnergyWindowLength::of(Duration::from_secs(2), Some(1.0));
+        assert_eq!((l.seconds(), l.meters_seconds()), (2.0, 2.0));
     }
 
     /// The table's cell says when its total leaves out a domain with no reading, and gives
