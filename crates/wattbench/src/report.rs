@@ -157,7 +157,7 @@ pub fn render(doc: &RunFile) -> String {
         if t.energy.whole_net().is_some() {
             md.push_str(&format!(
                 "- net of idle, per step: {}\n",
-                crate::energy::net(&t.energy)
+                crate::energy::net_with_sources(&t.energy)
             ));
         }
         if let Some(p) = &t.projection {

@@ -79,14 +79,21 @@ impl TraceInput {
         })
     }
 
-    /// The series of column `name` as (t, value) points, missing values left out.
+    /// The series of column `name` as (t, value) points, from its first reading on. An empty
+    /// cell after it is a sample without a reading, given as a NaN value: the plot breaks the
+    /// line there and counts it ([`super::plot::Line`]), rather than draw a line through
+    /// readings that were never taken. Cells before the first reading are left out (the
+    /// first row never has a power: it is the mean since the previous row), and so are rows
+    /// without a time. Empty when the column has no reading at all.
     pub fn series(&self, name: &str) -> Vec<(f64, f64)> {
         let Some(i) = self.columns.iter().position(|c| c == name) else {
             return Vec::new();
         };
         self.rows
             .iter()
-            .filter_map(|r| Some((r[0]?, r[i]?)))
+            .filter_map(|r| Some((r[0]?, r[i])))
+            .skip_while(|(_, v)| v.is_none())
+            .map(|(t, v)| (t, v.unwrap_or(f64::NAN)))
             .collect()
     }
 }
@@ -427,4 +434,26 @@ fn load_history(inp: &mut Inputs, given: Option<&Path>) -> Result<(), UsageError
     }
     inp.history = Some(HistoryInput { path, runs, series });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TraceInput;
+    use std::path::Path;
+
+    #[test]
+    fn a_trace_keeps_its_missing_readings_as_gaps() {
+        let csv = "t_s,gpu0_watts,rss_bytes\n0.0,,5\n0.1,300,5\n0.2,,\n0.3,100,6\n0.4,,7\n";
+        let t = TraceInput::parse(Path::new("t.csv"), csv).unwrap();
+        let w = t.series("gpu0_watts");
+        // From the first reading on (the first row never has a power), an empty cell NaN:
+        // a gap between readings, or at the end.
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert_eq!((w[0], w[2]), ((0.1, 300.0), (0.3, 100.0)));
+        assert!(w[1].1.is_nan() && w[3].1.is_nan() && w[3].0 == 0.4, "{w:?}");
+        let rss = t.series("rss_bytes");
+        assert_eq!(rss.len(), 5);
+        assert!(rss[2].1.is_nan() && rss[4].1 == 7.0, "{rss:?}");
+        assert!(t.series("nope").is_empty());
+    }
 }

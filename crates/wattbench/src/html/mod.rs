@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use wattbench_core::energy::{CaseEnergy, Interval, Source};
 use wattbench_core::result::{CaseResult, Config, RunFile, Status, TrainingResult};
-use wattbench_core::stats::quantile_sorted;
+use wattbench_core::stats::{quantile_sorted, TimeStats, BOOTSTRAP_MIN_SAMPLES};
 use wattbench_core::units::{self, sig};
 use wattbench_core::DType;
 
@@ -171,7 +171,7 @@ pub fn render(inp: &Inputs) -> String {
     h.push_str(&section("roofline", &roofline(inp, &machines)));
     h.push_str(&section("backends", &backends(inp, &machines)));
     h.push_str(&section("traces", &traces(inp)));
-    h.push_str(&section("trend", &trend(inp)));
+    h.push_str(&section("trend", &trend(inp, &machines)));
     h.push_str(&section("hardware", &hardware(inp, &machines)));
     h.push_str(&section("carbon", &carbon(inp)));
     let _ = write!(
@@ -750,12 +750,13 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
     h.push_str(&p(
         "Each verified case's achieved GFLOP/s against its arithmetic intensity (FLOPs per \
          minimum byte: every input read once, every output written once — real kernels move \
-         more, so each point sits right of its true position, at a higher intensity). The roofs are this machine's measured \
-         ceilings (`wattbench ceilings`): the memory slope (bandwidth × intensity) and one \
-         compute roof per dtype. A measured roof is the best verified GEMM the backends \
-         here reached at one size, a lower bound of the machine's peak: a case above 100 % \
-         ran faster than that measurement (another size, another moment). Markers: one \
-         shape and colour per backend; filled f32, outlined f16, outlined with a dot bf16.",
+         more, so each point sits right of its true position, at a higher intensity). The \
+         roofs are this machine's measured ceilings (`wattbench ceilings`): the memory slope \
+         (bandwidth × intensity) and one compute roof per dtype. A measured roof is the best \
+         verified GEMM the backends here reached at one size, a lower bound of the machine's \
+         peak: a case above 100 % ran faster than that measurement (another size, another \
+         moment). Markers: one shape and colour per backend; filled f32, outlined f16, outlined \
+         with a dot bf16.",
     ));
     for (path, fp) in &inp.ceilings_unmatched {
         h.push_str(&note(&format!(
@@ -900,6 +901,23 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
         for why in dev.map_or(Vec::new(), |d| above_roof(&cases, d)) {
             h.push_str(&note(&why));
         }
+        if let Some(d) = dev {
+            let mut no_peak: Vec<&str> = (points.iter())
+                .map(|p| p.dtype.as_str())
+                .filter(|dt| !d.peak_gflops.contains_key(*dt))
+                .collect();
+            no_peak.sort_unstable();
+            no_peak.dedup();
+            if !no_peak.is_empty() {
+                h.push_str(&note(&format!(
+                    "No {} peak measured in these ceilings (their `gemm` list says why): those \
+                     cases are drawn without a compute roof, the GEMM table gives them no share \
+                     of a peak, and the per-case table gives their share of the memory slope \
+                     alone (an upper bound of their roof), a lower bound of their share.",
+                    no_peak.join(", ")
+                )));
+            }
+        }
         h.push_str("<figure>");
         let quick = if found.is_some_and(|(_, c)| c.is_quick()) {
             " (quick ceilings: a lower bound)"
@@ -914,24 +932,33 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
         h.push_str("</figure>");
         let Some(d) = dev else { continue };
         // GEMM against the ceilings, per backend and dtype.
-        // (backend, dtype, mode) → (GFLOP/s, share of the roof) per case.
+        // (backend, dtype, mode) → (GFLOP/s, share of the dtype's peak when it has one) per
+        // case. A dtype without a measured peak keeps its rows, saying so.
         type Key = (String, &'static str, &'static str);
-        let mut per: BTreeMap<Key, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut per: BTreeMap<Key, Vec<(f64, Option<f64>)>> = BTreeMap::new();
         for c in cases.iter().filter(|c| c.op == wattbench_core::Op::Gemm) {
-            let (Some(t), Some(pk)) = (&c.throughput, d.peak_gflops.get(c.dtype.as_str())) else {
-                continue;
-            };
+            let Some(t) = &c.throughput else { continue };
+            let peak = d.peak_gflops.get(c.dtype.as_str());
             per.entry((c.backend.clone(), c.dtype.as_str(), c.mode.as_str()))
                 .or_default()
-                .push((t.gflops_per_s, t.gflops_per_s / pk.gflops_per_s));
+                .push((
+                    t.gflops_per_s,
+                    peak.map(|p| t.gflops_per_s / p.gflops_per_s),
+                ));
         }
         if !per.is_empty() {
             let rows: Vec<String> = per
                 .iter()
                 .map(|((b, dt, mode), v)| {
-                    let mut f: Vec<f64> = v.iter().map(|x| x.1).collect();
+                    let mut f: Vec<f64> = v.iter().filter_map(|x| x.1).collect();
                     f.sort_by(f64::total_cmp);
                     let best = v.iter().map(|x| x.0).fold(0.0, f64::max);
+                    let (top, mid) = if f.is_empty() {
+                        let no = format!("no {dt} peak measured");
+                        (no.clone(), no)
+                    } else {
+                        (pct(f[f.len() - 1]), pct(quantile_sorted(&f, 0.5)))
+                    };
                     format!(
                         "{}{}{}{}{}{}{}",
                         td(b),
@@ -939,8 +966,8 @@ fn roofline(inp: &Inputs, machines: &[String]) -> String {
                         td(mode),
                         num(&v.len().to_string()),
                         num(&sig(best)),
-                        num(&pct(f[f.len() - 1])),
-                        num(&pct(quantile_sorted(&f, 0.5)))
+                        num(&top),
+                        num(&mid)
                     )
                 })
                 .collect();
@@ -1036,9 +1063,22 @@ struct Compared<'a> {
     group: String,
     series: String,
     id: &'a str,
-    median_s: Option<f64>,
+    time: Option<&'a TimeStats>,
     gflops: Option<f64>,
     energy: Option<&'a CaseEnergy>,
+    /// What the median is over: `sample` (a case) or `measured step` (training).
+    over: &'static str,
+}
+
+impl Compared<'_> {
+    /// The GFLOP/s at the bounds of the median time's interval (the bootstrap 95 % interval,
+    /// the samples' range below [`wattbench_core::stats::BOOTSTRAP_MIN_SAMPLES`]); `None`
+    /// with one sample.
+    fn gflops_interval(&self) -> Option<(f64, f64)> {
+        let (g, t) = (self.gflops?, self.time?);
+        let [low, high] = t.ci95_known()?;
+        (low > 0.0).then(|| (g * t.median_s / high, g * t.median_s / low))
+    }
 }
 
 fn compared_case(c: &CaseResult) -> Compared<'_> {
@@ -1052,9 +1092,10 @@ fn compared_case(c: &CaseResult) -> Compared<'_> {
         ),
         series: format!("{}/{}", c.backend, c.device),
         id: &c.id,
-        median_s: c.time.as_ref().map(|t| t.median_s),
+        time: c.time.as_ref(),
         gflops: c.throughput.as_ref().map(|t| t.gflops_per_s),
         energy: c.energy.as_ref(),
+        over: "sample",
     }
 }
 
@@ -1064,9 +1105,16 @@ fn compared_training(t: &TrainingResult) -> Compared<'_> {
         group: t.model.label(),
         series: format!("{}/{}", t.backend, t.device),
         id: &t.id,
-        median_s: t.time.as_ref().map(|t| t.median_s),
-        gflops: t.gflops_per_s,
+        time: t.time.as_ref(),
+        // At the median step, as a case's (the run's own figure is at the mean step, the
+        // projection's basis): this table's column and its interval are the median's.
+        gflops: t
+            .time
+            .as_ref()
+            .map(|tm| t.flops.step as f64 / 1e9 / tm.median_s)
+            .filter(|g| g.is_finite()),
         energy: Some(&t.energy),
+        over: "measured step",
     }
 }
 
@@ -1074,9 +1122,12 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
     let mut h = String::new();
     h.push_str(&p(&format!(
         "Per case, every backend that ran it on the same machine (the runs of every input \
-         file from that machine together, on one scale): throughput (GFLOP/s at the median \
-         time) and energy efficiency (GFLOP per joule of the gross energy per call; {}). The \
-         bars' fill says where each energy figure comes from; the table gives the figures.",
+         file from that machine together, on one scale; with several files, every file after \
+         the first is a series of its own, named after the file): throughput (GFLOP/s at the \
+         median time, with the GFLOP/s at the bounds of the median's 95 % bootstrap interval, \
+         or of its samples' range below {BOOTSTRAP_MIN_SAMPLES} samples) and energy efficiency \
+         (GFLOP per joule of the gross energy per call; {}). The bars' fill says where each \
+         energy figure comes from; the table gives the figures.",
         wattbench_core::energy::GROSS_MEANS
     )));
     let mut any = false;
@@ -1087,7 +1138,7 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
             .filter(|r| r.doc.environment.hardware_fingerprint() == *fp)
             .collect();
         let mut rows: Vec<Compared<'_>> = Vec::new();
-        for r in &runs {
+        for (k, r) in runs.iter().enumerate() {
             let mine = r
                 .doc
                 .cases
@@ -1102,8 +1153,10 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
                         .map(compared_training),
                 );
             for mut c in mine {
-                // The same case from two files of one machine: both bars, told apart.
-                if rows.iter().any(|x| x.id == c.id) {
+                // Several files of one machine: every file after the first is a series of its
+                // own, all its cases (not only those of a case already seen: a case only it
+                // has would otherwise join the first file's series).
+                if k > 0 {
                     c.series = format!("{} ({})", c.series, file_name(&r.path));
                 }
                 rows.push(c);
@@ -1137,7 +1190,7 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
                         group: c.group.clone(),
                         series: c.series.clone(),
                         value: c.gflops?,
-                        range: None,
+                        range: c.gflops_interval(),
                         fill: Fill::Solid,
                     })
                 })
@@ -1183,10 +1236,19 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
                 let e = c.energy;
                 let net = e.map(crate::energy::net).filter(|n| !n.is_empty());
                 format!(
-                    "<td><code>{}</code></td>{}{}{}{}{}{}",
+                    "<td><code>{}</code></td>{}{}{}{}{}{}{}",
                     esc(c.id),
-                    num(&c.median_s.map_or("—".into(), units::seconds)),
-                    num(&c.gflops.map_or("—".into(), sig)),
+                    num(&c.time.map_or("—".into(), |t| units::seconds(t.median_s))),
+                    num(&c
+                        .time
+                        .map_or("—".into(), |t| crate::train::median_interval_of(
+                            t, c.over
+                        ))),
+                    num(&match (c.gflops, c.gflops_interval()) {
+                        (Some(g), Some((lo, hi))) =>
+                            format!("{} [{} – {}]", sig(g), sig(lo), sig(hi)),
+                        (g, _) => g.map_or("—".into(), sig),
+                    }),
                     num(&e.map_or("unmeasured".into(), crate::energy::total_cell)),
                     num(&net.unwrap_or("—".into())),
                     num(&e.and_then(|e| e.whole_gflops_per_joule_interval()).map_or(
@@ -1211,7 +1273,8 @@ fn backends(inp: &Inputs, machines: &[String]) -> String {
             &[
                 "case",
                 "median time",
-                "GFLOP/s",
+                "its interval",
+                "GFLOP/s [at the interval's bounds]",
                 "J per call or step (gross)",
                 "J net (above idle)",
                 "GFLOP/J",
@@ -1386,9 +1449,11 @@ fn training_plots(t: &TrainingResult) -> String {
         .loss
         .curve
         .iter()
-        .filter_map(|p| Some((p.step as f64, f64::from(p.loss?))))
+        // A loss that was not finite breaks the line (NaN) rather than being joined across.
+        .map(|p| (p.step as f64, p.loss.map_or(f64::NAN, f64::from)))
         .collect();
-    if pts.is_empty() {
+    let gaps = pts.iter().any(|p| !p.1.is_finite());
+    if pts.iter().all(|p| !p.1.is_finite()) {
         h.push_str(&note("No finite loss was recorded."));
     } else {
         h.push_str("<figure>");
@@ -1404,6 +1469,12 @@ fn training_plots(t: &TrainingResult) -> String {
             true,
             (620, 280),
         ));
+        if gaps {
+            h.push_str(
+                "<figcaption>A break in the curve is a recorded step whose loss was not finite \
+                 (the legend counts them as samples without a reading).</figcaption>",
+            );
+        }
         h.push_str("</figure>");
     }
     h
@@ -1454,7 +1525,7 @@ fn time_unit(max: f64) -> (f64, &'static str) {
     }
 }
 
-fn trend(inp: &Inputs) -> String {
+fn trend(inp: &Inputs, machines: &[String]) -> String {
     let mut h = String::new();
     let Some(hist) = &inp.history else {
         h.push_str(&note(
@@ -1519,10 +1590,14 @@ fn trend(inp: &Inputs) -> String {
             label: format!("×{}", sig(c.ratio)),
             change: true,
         }));
+        // A series is one case on one kind of machine: both named in full in the caption
+        // (which wraps), shortly in the plot's title (which cannot).
+        let m = (machines.len() > 1)
+            .then(|| machines.iter().position(|x| *x == s.hardware_fp))
+            .flatten();
         h.push_str("<figure>");
         h.push_str(&plot::lines(
-            // A series is one case on one kind of machine: both named.
-            &format!("{} on {}", s.case_id, s.hardware_fp),
+            &trend_title(m, &s.case_id),
             "run",
             &format!("median time per call, {unit}"),
             &[Line {
@@ -1546,18 +1621,24 @@ fn trend(inp: &Inputs) -> String {
                     units::seconds(c.after_median),
                     sig(c.p_value),
                     if c.known_break {
-                        format!(" at a software change: {}", c.software_change.join(", "))
+                        format!(
+                            " coinciding with a known break ({}): look there first, though it \
+                             may not be the cause",
+                            c.software_change.join(", ")
+                        )
                     } else {
                         String::new()
                     },
-                    short_commit(c.previous_commit.as_deref()),
-                    short_commit(c.git_commit.as_deref())
+                    crate::history::short_commit(c.previous_commit.as_deref()),
+                    crate::history::short_commit(c.git_commit.as_deref())
                 )
             })
             .collect();
         let _ = write!(
             h,
-            "<figcaption>{} runs, last {}{}</figcaption></figure>",
+            "<figcaption><code>{}</code> on {}: {} runs, last {}{}</figcaption></figure>",
+            esc(&s.case_id),
+            esc(&machine_label(machines, &s.hardware_fp)),
             a.trend.runs,
             units::seconds(a.trend.last),
             if text.is_empty() {
@@ -1620,20 +1701,35 @@ fn trend(inp: &Inputs) -> String {
 /// Series drawn in the trend section; the others are a table.
 const MAX_TREND_PLOTS: usize = 24;
 
-/// A commit cut to 12 characters (`-dirty` kept), or `?`.
-fn short_commit(c: Option<&str>) -> String {
-    match c {
-        None => "?".into(),
-        Some(c) => {
-            let dirty = c.ends_with("-dirty");
-            let hash = c.trim_end_matches("-dirty");
-            format!(
-                "{}{}",
-                &hash[..hash.len().min(12)],
-                if dirty { "-dirty" } else { "" }
-            )
-        }
+/// Characters of a trend plot's title that fit its width (560 px at 14 px).
+const TREND_TITLE_CHARS: usize = 64;
+
+/// A trend plot's title: the machine (`M2: `, index `m` from 0, when there are several) and
+/// the case id, whose longest part (the shape) loses its end when the whole would not fit
+/// [`TREND_TITLE_CHARS`]: op, mode, dtype, backend and device always show. The caption under
+/// the plot names both in full.
+fn trend_title(m: Option<usize>, id: &str) -> String {
+    let prefix = m.map_or(String::new(), |m| format!("M{}: ", m + 1));
+    let over = (prefix.chars().count() + id.chars().count()).saturating_sub(TREND_TITLE_CHARS);
+    if over == 0 {
+        return format!("{prefix}{id}");
     }
+    let parts: Vec<&str> = id.split('/').collect();
+    let longest = (0..parts.len())
+        .max_by_key(|&i| (parts[i].chars().count(), std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    let keep = parts[longest].chars().count().saturating_sub(over + 1);
+    let cut: String = parts[longest].chars().take(keep).collect();
+    let parts: Vec<String> = (parts.iter().enumerate())
+        .map(|(i, p)| {
+            if i == longest {
+                format!("{cut}…")
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    format!("{prefix}{}", parts.join("/"))
 }
 
 // ------------------------------------------------------------------------- cross-hardware
@@ -1644,6 +1740,26 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     Some(quantile_sorted(&v, 0.5))
+}
+
+/// The 95 % bootstrap interval of the ratio of a case's median time on one machine to M1's,
+/// as `compare` draws it: the runs of each machine, then their samples, resampled (seeded per
+/// case). `None` when a run has fewer than [`BOOTSTRAP_MIN_SAMPLES`] samples, where a
+/// percentile bootstrap covers far less than it claims.
+fn ratio_interval(id: &str, m1: &[&[f64]], other: &[&[f64]]) -> Option<[f64; 2]> {
+    let enough =
+        |runs: &[&[f64]]| !runs.is_empty() && runs.iter().all(|r| r.len() >= BOOTSTRAP_MIN_SAMPLES);
+    if !enough(m1) || !enough(other) {
+        return None;
+    }
+    use wattbench_compare::{compare, stats};
+    stats::ratio_of_medians_ci_clustered(
+        m1,
+        other,
+        compare::DEFAULT_RESAMPLES,
+        0.95,
+        compare::DEFAULT_SEED ^ stats::stable_hash(&[id, compare::Metric::Time.as_str()]),
+    )
 }
 
 fn hardware(inp: &Inputs, machines: &[String]) -> String {
@@ -1658,14 +1774,16 @@ fn hardware(inp: &Inputs, machines: &[String]) -> String {
         }));
         return h;
     }
-    h.push_str(&p(
+    h.push_str(&p(&format!(
         "Per case, the median time per call on each machine (the median of the files' \
          medians when a machine has several), and its ratio to M1's (below 1: faster than \
-         M1).",
-    ));
+         M1) with its 95 % bootstrap interval, drawn as `compare` draws it: each machine's \
+         runs, then their samples, resampled (with 2 or 3 runs a machine it is too narrow; \
+         none where a run has fewer than {BOOTSTRAP_MIN_SAMPLES} samples)."
+    )));
     let mut ids: Vec<&str> = Vec::new();
-    // (case id, machine) → medians.
-    let mut times: BTreeMap<(&str, usize), Vec<f64>> = BTreeMap::new();
+    // (case id, machine) → each run's time statistics.
+    let mut times: BTreeMap<(&str, usize), Vec<&TimeStats>> = BTreeMap::new();
     for r in &inp.runs {
         let m = machines
             .iter()
@@ -1676,13 +1794,13 @@ fn hardware(inp: &Inputs, machines: &[String]) -> String {
             .cases
             .iter()
             .filter(|c| c.status == Status::Ok)
-            .filter_map(|c| Some((c.id.as_str(), c.time.as_ref()?.median_s)));
+            .filter_map(|c| Some((c.id.as_str(), c.time.as_ref()?)));
         let tr = r
             .doc
             .trainings
             .iter()
             .filter(|t| t.status == Status::Ok)
-            .filter_map(|t| Some((t.id.as_str(), t.time.as_ref()?.median_s)));
+            .filter_map(|t| Some((t.id.as_str(), t.time.as_ref()?)));
         for (id, t) in ok.chain(tr) {
             if !ids.contains(&id) {
                 ids.push(id);
@@ -1690,6 +1808,32 @@ fn hardware(inp: &Inputs, machines: &[String]) -> String {
             times.entry((id, m)).or_default().push(t);
         }
     }
+    let med = |id: &str, m: usize| {
+        median(
+            times
+                .get(&(id, m))
+                .map_or(Vec::new(), |v| v.iter().map(|t| t.median_s).collect()),
+        )
+    };
+    let samples = |id: &str, m: usize| -> Vec<&[f64]> {
+        times.get(&(id, m)).map_or(Vec::new(), |v| {
+            v.iter().map(|t| t.samples_s.as_slice()).collect()
+        })
+    };
+    // (case, machine from 1) → the ratio to M1's and its interval.
+    type Ratio = (f64, Option<[f64; 2]>);
+    let ratios: BTreeMap<(&str, usize), Ratio> = ids
+        .iter()
+        .flat_map(|id| (1..machines.len()).map(move |m| (*id, m)))
+        .filter_map(|(id, m)| {
+            let a = med(id, 0).filter(|a| *a > 0.0)?;
+            let b = med(id, m)?;
+            Some((
+                (id, m),
+                (b / a, ratio_interval(id, &samples(id, 0), &samples(id, m))),
+            ))
+        })
+        .collect();
     h.push_str("<ul>");
     for (i, m) in machines.iter().enumerate() {
         let _ = write!(h, "<li>M{}: {}</li>", i + 1, esc(m));
@@ -1699,22 +1843,22 @@ fn hardware(inp: &Inputs, machines: &[String]) -> String {
     for i in 0..machines.len() {
         header.push(format!("M{} median", i + 1));
         if i > 0 {
-            header.push(format!("M{} / M1", i + 1));
+            header.push(format!("M{} / M1 [95 % CI]", i + 1));
         }
     }
     let rows: Vec<String> = ids
         .iter()
         .map(|id| {
-            let meds: Vec<Option<f64>> = (0..machines.len())
-                .map(|m| median(times.get(&(*id, m)).cloned().unwrap_or_default()))
-                .collect();
             let mut row = format!("<td><code>{}</code></td>", esc(id));
-            for (i, m) in meds.iter().enumerate() {
-                row.push_str(&num(&m.map_or("—".into(), units::seconds)));
-                if i > 0 {
-                    row.push_str(&num(&match (meds[0], m) {
-                        (Some(a), Some(b)) if a > 0.0 => sig(b / a),
-                        _ => "—".into(),
+            for m in 0..machines.len() {
+                row.push_str(&num(&med(id, m).map_or("—".into(), units::seconds)));
+                if m > 0 {
+                    row.push_str(&num(&match ratios.get(&(*id, m)) {
+                        Some((r, Some([lo, hi]))) => {
+                            format!("{} [{} – {}]", sig(*r), sig(*lo), sig(*hi))
+                        }
+                        Some((r, None)) => format!("{} [no interval]", sig(*r)),
+                        None => "—".into(),
                     }));
                 }
             }
@@ -1724,27 +1868,33 @@ fn hardware(inp: &Inputs, machines: &[String]) -> String {
     // The ratios drawn: one row per case both machines ran, one colour per machine.
     let bars: Vec<Bar> = ids
         .iter()
-        .flat_map(|id| {
-            let first = median(times.get(&(*id, 0)).cloned().unwrap_or_default());
-            let times = &times;
-            (1..machines.len()).filter_map(move |m| {
-                let a = first.filter(|a| *a > 0.0)?;
-                let b = median(times.get(&(*id, m)).cloned().unwrap_or_default())?;
-                Some(Bar {
-                    group: id.to_string(),
-                    series: format!("M{} / M1", m + 1),
-                    value: b / a,
-                    range: None,
-                    fill: Fill::Solid,
-                })
+        .flat_map(|id| (1..machines.len()).map(move |m| (*id, m)))
+        .filter_map(|(id, m)| {
+            let &(r, ci) = ratios.get(&(id, m))?;
+            Some(Bar {
+                group: id.to_string(),
+                series: format!("M{} / M1", m + 1),
+                value: r,
+                range: ci.map(|[lo, hi]| (lo, hi)),
+                fill: Fill::Solid,
             })
         })
         .collect();
     if !bars.is_empty() {
         let _ = write!(
             h,
-            "<figure>{}<figcaption>Median time per call relative to M1 (1 = as fast; above 1              slower than M1).</figcaption></figure>",
-            plot::hbars("time relative to M1", "time per call / M1's", &bars, false)
+            "<figure>{}<figcaption>Median time per call relative to M1 (1, the line: as fast; \
+             above 1: slower than M1), with its 95 % bootstrap interval where the samples allow \
+             one.</figcaption></figure>",
+            plot::hbars_with(
+                "time relative to M1",
+                "time per call / M1's",
+                &bars,
+                plot::BarOptions {
+                    legend_fills: false,
+                    reference: Some(1.0),
+                }
+            )
         );
     }
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
@@ -1767,9 +1917,11 @@ fn energy_across(inp: &Inputs) -> String {
     let find = |fp: &str| ceilings_of(inp, fp).cloned();
     let a = crate::across::across(&[set], &params, &find);
     let mut h = String::from("<h3>Energy per operation</h3>");
+    let c = &a.carbon;
     h.push_str(&p(&format!(
-        "Gross energy per GFLOP of the median call ({}), its source, CO2e per TFLOP at {} \
-         gCO2e/kWh ({}) and PUE {} (intervals include the meters' uncertainty and the grid's \
+        "Gross energy per GFLOP of the mean call (the window's energy over its calls, divided \
+         by the GFLOP of one call; {}), its source, CO2e per TFLOP at {} gCO2e/kWh ({}, {}; \
+         source: {}) and PUE {}{} (intervals include the meters' uncertainty and the grid's \
          daily band) and the share of each machine's measured compute peak for the dtype (not the \
          roofline's attainable roof, which the roofline section gives). A machine's energy per \
          GFLOP is the median of its runs', its interval spans its runs' intervals (with one run, \
@@ -1778,9 +1930,17 @@ fn energy_across(inp: &Inputs) -> String {
          (package, DRAM, GPU), every run had as many GPU workers at once, each machine's runs \
          share their conditions, and its interval lies wholly below the others'.",
         wattbench_core::energy::GROSS_MEANS,
-        sig(a.carbon.intensity_g_per_kwh),
-        a.carbon.region_name,
-        a.carbon.pue
+        sig(c.intensity_g_per_kwh),
+        c.region_name,
+        c.intensity_year
+            .map_or("year unknown".into(), |y| y.to_string()),
+        c.intensity_source,
+        sig(c.pue),
+        if c.pue_is_default {
+            " (the default: IT energy only, no facility overhead)"
+        } else {
+            ""
+        }
     )));
     let machines = &a;
     let rows: Vec<String> = a
@@ -1891,8 +2051,13 @@ fn carbon(inp: &Inputs) -> String {
             let a = &r.assumptions;
             let c = &a.carbon;
             let _ = write!(h, "<h4><code>{}</code></h4>", esc(&r.command.join(" ")));
-            // Each figure from a total that lacks a domain says so where it is read.
-            let partial = partial_suffix(&r.total.missing);
+            // Each figure from the total says where it is read what it rests on: its source,
+            // and that it lacks a domain.
+            let partial = format!(
+                "{}{}",
+                source_mark(&r.total.sources, false),
+                partial_suffix(&r.total.missing)
+            );
             let mut rows = vec![
                 (
                     "IT energy",
@@ -1913,6 +2078,10 @@ fn carbon(inp: &Inputs) -> String {
                     }),
                 ),
                 (
+                    "energy is",
+                    energy_is(&r.total.sources, false, &partial_suffix(&r.total.missing)),
+                ),
+                (
                     "energy sources",
                     format!(
                         "{}; total adds {}; left out: {}",
@@ -1929,7 +2098,7 @@ fn carbon(inp: &Inputs) -> String {
             if let Some(cost) = &r.cost {
                 rows.push((
                     "cost",
-                    units::interval(cost, "(currency of the price)", 1.0),
+                    units::interval(cost, "(currency of the price)", 1.0) + &partial,
                 ));
             }
             if let Some(pj) = &r.projection {
@@ -1941,9 +2110,9 @@ fn carbon(inp: &Inputs) -> String {
                         pj.total_steps,
                         sig(pj.factor),
                         pj.energy_kwh.as_ref().map_or("—".into(), wh),
-                        pj.co2e_kg
-                            .as_ref()
-                            .map_or("—".into(), |i| { units::interval(i, "g CO2e", 1000.0) }),
+                        pj.co2e_kg.as_ref().map_or("—".into(), |i| {
+                            units::interval(i, "g CO2e", 1000.0) + &partial
+                        }),
                         pj.method
                     ),
                 ));
@@ -1957,7 +2126,11 @@ fn carbon(inp: &Inputs) -> String {
         for t in trainings {
             let Some(pj) = &t.projection else { continue };
             let _ = write!(h, "<h4><code>{}</code></h4>", esc(&t.id));
-            let partial = partial_suffix(&t.energy.missing_domains());
+            let missing = partial_suffix(&t.energy.missing_domains());
+            let partial = format!(
+                "{}{missing}",
+                source_mark(&t.energy.total_sources, pj.energy_estimated)
+            );
             let mut rows = vec![
                 (
                     "full run",
@@ -1989,19 +2162,55 @@ fn carbon(inp: &Inputs) -> String {
                 ),
                 (
                     "energy is",
-                    if pj.energy_estimated {
-                        format!("ESTIMATED (partly or wholly a model, not a measurement){partial}")
-                    } else {
-                        // Counters, or power readings integrated: say which.
-                        wattbench_core::energy::sources_named(&t.energy.total_sources) + &partial
-                    },
+                    energy_is(&t.energy.total_sources, pj.energy_estimated, &missing),
                 ),
             ];
+            if let Some(cost) = &pj.cost {
+                rows.push((
+                    "cost",
+                    units::interval(cost, "(currency of the price)", 1.0) + &partial,
+                ));
+            }
             rows.extend(assumption_rows(&pj.carbon));
             h.push_str(&key_values(&rows, &pj.assumptions));
         }
     }
     h
+}
+
+/// ` (ESTIMATED: a model, not a measurement)`, ` (measured)`, ` (MIXES measured and
+/// integrated)`: where a total's energy comes from (`estimated`: it is known to be partly a
+/// model), written beside every figure taken from it, as the backend tables and the bars' fills
+/// say it; nothing without a source.
+fn source_mark(sources: &[Source], estimated: bool) -> String {
+    let named = wattbench_core::energy::sources_named(sources);
+    let estimated = estimated || sources.contains(&Source::Estimated);
+    match (estimated, sources.len() > 1) {
+        (false, _) if sources.is_empty() => String::new(),
+        (true, false) => " (ESTIMATED: a model, not a measurement)".into(),
+        (true, true) => format!(" (partly ESTIMATED: MIXES {named})"),
+        (false, false) => format!(" ({named})"),
+        (false, true) => format!(" (MIXES {named})"),
+    }
+}
+
+/// The "energy is" row: the total's sources in words, then `partial` (its PARTIAL suffix).
+fn energy_is(sources: &[Source], estimated: bool, partial: &str) -> String {
+    let named = wattbench_core::energy::sources_named(sources);
+    if estimated || sources.contains(&Source::Estimated) {
+        // What it mixes, where it does.
+        let of = if sources.len() > 1 {
+            format!(": MIXES {named}")
+        } else {
+            String::new()
+        };
+        format!("ESTIMATED (partly or wholly a model, not a measurement{of}){partial}")
+    } else if named.is_empty() {
+        format!("no source: no domain had a reading{partial}")
+    } else {
+        // Counters, or power readings integrated: say which.
+        format!("{named}{partial}")
+    }
 }
 
 /// `; PARTIAL: without A, B` for a total that lacks the domains `missing` (a domain it adds
@@ -2098,6 +2307,47 @@ mod tests {
             esc(r#"<script>alert("x") & 'y'</script>"#),
             "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
         );
+    }
+
+    #[test]
+    fn a_trend_title_fits_and_keeps_op_mode_dtype_backend_and_machine() {
+        let id = "conv2d/infer/n1_c256_h14_w14_k256_r3_s3_p1x1_s1x1/bf16/tch/cpu";
+        let t = trend_title(Some(1), id);
+        assert!(t.chars().count() <= TREND_TITLE_CHARS, "{t}");
+        assert!(t.starts_with("M2: conv2d/infer/n1_c256_h14"), "{t}");
+        assert!(t.ends_with("…/bf16/tch/cpu"), "{t}");
+        // One that fits is whole; one machine is not numbered.
+        assert_eq!(
+            trend_title(None, "gemm/infer/m1_n2_k3/f32/candle/cpu"),
+            "gemm/infer/m1_n2_k3/f32/candle/cpu"
+        );
+        // Characters, not bytes.
+        let t = trend_title(Some(0), &format!("op/mode/{}/f32/b/cpu", "é".repeat(80)));
+        assert_eq!(t.chars().count(), TREND_TITLE_CHARS, "{t}");
+    }
+
+    #[test]
+    fn each_energy_figure_names_its_source() {
+        use Source::*;
+        assert_eq!(
+            source_mark(&[Estimated], false),
+            " (ESTIMATED: a model, not a measurement)"
+        );
+        assert_eq!(
+            source_mark(&[Measured, Estimated], false),
+            " (partly ESTIMATED: MIXES measured and estimated)"
+        );
+        // Known to be estimated though the sources were not recorded.
+        assert_eq!(
+            source_mark(&[], true),
+            " (ESTIMATED: a model, not a measurement)"
+        );
+        assert_eq!(source_mark(&[Measured], false), " (measured)");
+        assert_eq!(
+            source_mark(&[Measured, Integrated], false),
+            " (MIXES measured and integrated)"
+        );
+        assert_eq!(source_mark(&[], false), "");
     }
 
     #[test]
