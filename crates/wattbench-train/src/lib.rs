@@ -9,8 +9,10 @@
 //! kWh and CO2e with an interval, and what keeps the measured steps from the steady state it
 //! assumes (no warm-up step, a drifting step time, a host sync per GPU step, time between
 //! steps in the energy window). Work a framework does beyond the model's counted FLOPs is noted
-//! on its results ([`Trainer::notes`](wattbench_core::Trainer::notes)). A run stopped early ([`Control`]) reports the
-//! steps it completed, also while a long step is still running ([`Progress::abandon`]).
+//! on its results ([`Trainer::notes`](wattbench_core::Trainer::notes)). A run stopped early
+//! ([`Control`]) reports the steps it completed, also while a long step is still running
+//! ([`Progress::abandon`]); one whose thread panicked keeps them too, failed
+//! ([`Progress::fail`]).
 
 pub mod project;
 pub mod run;

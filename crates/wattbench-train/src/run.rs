@@ -15,7 +15,7 @@ use wattbench_core::model::{Dataset, DatasetInfo, ModelConfig, TrainSetup, Train
 use wattbench_core::result::{
     LossPoint, LossReport, Memory, Status, TrainSettings, TrainingResult,
 };
-use wattbench_core::stats::TimeStats;
+use wattbench_core::stats::{TimeStats, BOOTSTRAP_MIN_SAMPLES};
 use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
 use wattbench_energy::gpus::CaseGpu;
@@ -27,15 +27,40 @@ use crate::TrainError;
 /// Bootstrap resamples for the step-time interval.
 const BOOTSTRAP_RESAMPLES: usize = 2000;
 
-/// Host memory the synthetic data set's inputs may take.
+/// Host memory the synthetic data set may hold at its peak ([`dataset_peak_bytes`]).
 const DATASET_LIMIT_BYTES: u128 = 4 << 30;
+
+/// What one `Vec` costs beyond its elements: its 24-byte header, and the allocator's chunk
+/// header and rounding (glibc's malloc: 8 bytes, rounded up to 16, so up to 23 more), for the
+/// per-sample vectors of [`Dataset::generate`].
+const VEC_OVERHEAD_BYTES: u128 = 48;
+
+/// Host bytes the data set of `samples` samples of `model` holds at its peak, for the memory
+/// guard. The peak is inside [`Dataset::generate`], before it returns: each sample's inputs
+/// (an f32 `Vec` per sample) and its teacher outputs (an f64 `Vec` per sample) are still alive
+/// when the batches are built from them, a second copy of the inputs and the f32 targets. Once
+/// it returns the two per-sample copies are freed, and on the CPU the trainer's upload copies
+/// the batches again while `data` lives (4·(inputs + outputs) per sample in all, always less
+/// than the first peak); on a GPU that copy is on the device. Per sample: 4·in (inputs) + 8·out
+/// (teacher outputs) + 2 vector overheads + 4·in (batches) + 4·out (targets): for the tiny MLP
+/// (16 inputs, 4 outputs) 272 bytes, 4.25× its 64 input bytes; for the standard MLP 1312, 2.56×.
+/// Measured (peak RSS by `/usr/bin/time`, less a 2048-sample run's): 256 bytes per sample for
+/// the tiny MLP at 4 million samples, 1259 for the standard one at 300 000.
+pub fn dataset_peak_bytes(model: &ModelConfig, samples: u128) -> u128 {
+    let input = model.sample_shape().iter().product::<usize>() as u128;
+    let output = model.output() as u128;
+    let per_sample = 4 * input + 8 * output + 2 * VEC_OVERHEAD_BYTES + 4 * input + 4 * output;
+    samples.saturating_mul(per_sample)
+}
 
 /// A run whose loss ends above this multiple of the data-set loss before training diverged.
 /// The initial loss is that of random weights against the teacher: a run that learns ends
 /// below it (0.2–0.5 of it in 200 steps here), one that learns nothing stays near it, and a
 /// batch's loss strays from the data-set mean by a small factor. A learning rate past the
-/// stable limit grows the loss geometrically, by orders of magnitude within a few steps
-/// (`--lr 3`: ×2e23 in 10), so 10× is passed soon after divergence starts and never by noise.
+/// stable limit grows the loss geometrically, by orders of magnitude within a few steps (the
+/// tiny MLP's data-set loss at `--lr 3`: ×2e23 in 10 steps), so 10× is passed soon after
+/// divergence starts and never by noise. A smaller rise is warned about, not failed
+/// (`Partial::did_not_train`).
 pub const DIVERGED_RATIO: f64 = 10.0;
 
 /// Rejects settings that cannot work, saying what to change.
@@ -68,30 +93,55 @@ pub fn validate(s: &TrainSettings) -> Result<(), TrainError> {
             return usage("the projection target must be at least 1".into());
         }
     }
-    // Keep the data set's inputs within a sane host-memory budget. The data set is whole
-    // batches, at least one: a batch alone over the budget is --batch-size's fault, a data set
-    // of many batches --dataset-samples'.
-    let sample_bytes = s.model.sample_shape().iter().product::<usize>() as u128 * 4;
-    let batch_bytes = s.batch_size as u128 * sample_bytes;
-    let most = DATASET_LIMIT_BYTES / sample_bytes.max(1);
+    // Keep the host memory the data set holds while it is made within a sane budget (an OOM
+    // kill writes nothing). The data set is whole batches, at least one: a batch alone over
+    // the budget is --batch-size's fault, a data set of many batches --dataset-samples'.
+    let held = |samples: u128| dataset_peak_bytes(&s.model, samples);
+    let most = DATASET_LIMIT_BYTES / held(1).max(1);
+    let batch_bytes = held(s.batch_size as u128);
     if batch_bytes > DATASET_LIMIT_BYTES {
         return usage(format!(
-            "--batch-size {} would make one batch of {batch_bytes} bytes of inputs, over the \
+            "--batch-size {} would make one batch that holds {batch_bytes} bytes of host memory \
+             while it is made (its inputs twice, its targets, per-sample buffers), over the \
              limit of {DATASET_LIMIT_BYTES} bytes (4 GiB): at most {most} samples per batch \
              for this model; lower --batch-size",
             s.batch_size
         ));
     }
-    let bytes = s.batches() as u128 * batch_bytes;
+    let bytes = held(s.batches() as u128 * s.batch_size as u128);
     if bytes > DATASET_LIMIT_BYTES {
         return usage(format!(
-            "--dataset-samples {} would make a data set of {bytes} bytes of inputs, over the \
+            "--dataset-samples {} would make a data set that holds {bytes} bytes of host memory \
+             while it is made (its inputs twice, its targets, per-sample buffers), over the \
              limit of {DATASET_LIMIT_BYTES} bytes (4 GiB): at most {most} samples for this \
              model; lower --dataset-samples",
             s.dataset_samples
         ));
     }
     Ok(())
+}
+
+/// What the interval of the median step time rests on, when that is less than a 95% bootstrap
+/// interval: [`TimeStats::interval_note`] in a training run's terms (a sample is a measured
+/// step, and more of them come from `--steps`; `train` has no `--min-samples` or
+/// `--max-time`, and a batch is its steps' data).
+fn step_interval_note(t: &TimeStats) -> Option<String> {
+    let more = "measure more steps (--steps) for a 95% bootstrap interval";
+    match t.samples_s.len() {
+        0 => None,
+        1 => Some(format!(
+            "1 measured step: the median step time has no confidence interval (one step says \
+             nothing of the spread); {more}"
+        )),
+        n if n < BOOTSTRAP_MIN_SAMPLES => Some(format!(
+            "{n} measured steps: the interval of the median step time is their range [min, \
+             max], which holds the median with probability {:.1}%, less than 95% (below \
+             {BOOTSTRAP_MIN_SAMPLES} steps a bootstrap interval claims more than it covers); \
+             {more}",
+            100.0 * (1.0 - 0.5f64.powi(n as i32 - 1))
+        )),
+        _ => t.interval_note(),
+    }
 }
 
 fn want_loss(step: u64, steps: u64, every: u64) -> bool {
@@ -326,6 +376,37 @@ impl Partial {
         }
     }
 
+    /// The warning for a run whose data-set loss after training (`dataset_after`, evaluated
+    /// and finite) is at or above its loss before: it did not train, though it did not grow
+    /// past [`DIVERGED_RATIO`] either.
+    ///
+    /// Such a run is warned about, not failed, and its projection is kept with the warning as
+    /// its first assumption, because the ratio cannot tell a diverging run from a short run at
+    /// a stable learning rate: SGD's first steps on one batch can raise the whole data set's
+    /// loss (measured at the default --lr: ×1.64 for the tiny LSTM's first step at batch 1,
+    /// ×1.44 for the tiny CNN's, ×1.07 for the standard CNN's first step at batch 64), as much
+    /// as a run that diverges does before it takes off (the tiny MLP at --lr 1.5: ×1.94 after
+    /// 10 steps, ×1.4 after 12, ×1e11 after 20). Failing, or refusing the projection, would
+    /// fail default runs of a few steps; their time and energy per step are measurements of
+    /// the steps that ran whatever the loss did. The warning says what the figures do not
+    /// show: that this configuration trains.
+    fn did_not_train(&self, dataset_after: Option<f64>) -> Option<String> {
+        let (before, after) = (self.dataset_before, dataset_after?);
+        (after.is_finite() && before.is_finite() && after >= before).then(|| {
+            format!(
+                "WARNING: the data-set loss {} from {before:.4} before training to {after:.4} \
+                 after the {} steps (x{:.3}): the run did not train, and a projection of it \
+                 describes no useful run. A stable --lr can raise it over a short run's first \
+                 steps, a loss that keeps rising diverges: train more --steps to see it fall, \
+                 or lower --lr (it was {})",
+                if after > before { "rose" } else { "stayed" },
+                self.steps,
+                after / before,
+                self.settings.lr
+            )
+        })
+    }
+
     /// Closes the energy window at the last step boundary. `in_step`: a step is still running,
     /// or failed (the window is closed now, after that boundary, and its energy scaled to the
     /// completed steps).
@@ -411,7 +492,11 @@ impl Partial {
         if self.failure.is_none() {
             self.failure = self.diverged(dataset_after);
         }
-        let dataset_after = dataset_after.filter(|a| a.is_finite());
+        let did_not_train = self
+            .failure
+            .is_none()
+            .then(|| self.did_not_train(dataset_after))
+            .flatten();
         let s = &self.settings;
         let batches = s.batches();
         let measured = self.measured();
@@ -443,10 +528,12 @@ impl Partial {
         let caveats = time.as_ref().map_or_else(Vec::new, |t| {
             steady_state_caveats(t, s.warmup_steps, &s.device)
         });
+        // First among the notes: it says what every figure below does not show.
+        energy.notes.splice(0..0, did_not_train.iter().cloned());
         energy.notes.extend(caveats.iter().cloned());
         energy
             .notes
-            .extend(time.as_ref().and_then(|t| t.interval_note()));
+            .extend(time.as_ref().and_then(step_interval_note));
         if self.steps > 0 {
             energy.notes.extend(self.framework_notes);
         }
@@ -466,6 +553,7 @@ impl Partial {
             _ => None,
         };
         if let (Some(p), Some(time)) = (&mut projection, &time) {
+            p.assumptions.splice(0..0, did_not_train);
             p.assumptions.extend(caveats);
             p.assumptions.extend(host_sync_assumption(&s.device));
             p.assumptions.extend(window_assumption(time, closed.wall_s));
@@ -516,7 +604,12 @@ impl Partial {
         };
         let first = self.curve.first().and_then(|p| p.loss);
         let last = self.curve.last().and_then(|p| p.loss);
-        let measured_samples = (measured * s.batch_size as u64) as f64;
+        // Throughput at the mean step time, the projection's basis (a full run's samples over
+        // its steps x the mean step time): samples/s and GFLOP/s on one basis. The median,
+        // which the kernel cases use, is no sustained rate where step times are skewed (3.6x
+        // below the mean for the tiny MLP on tch), and the window's wall time holds the time
+        // between steps, which the projection leaves out.
+        let mean_step_s = time.as_ref().map(|t| t.mean_s).filter(|m| *m > 0.0);
         TrainingResult {
             id: training_id(&s.model, s.batch_size, s.steps, self.backend, &s.device),
             model: s.model,
@@ -541,12 +634,16 @@ impl Partial {
                 every: s.log_every,
                 curve: self.curve,
                 dataset_before: self.dataset_before,
+                // Kept when evaluated and not finite (the summary prints it, "inf
+                // (diverged)"); written as null, which JSON has for it, the reason giving the
+                // value.
                 dataset_after,
-                ratio: dataset_after.map(|a| a / self.dataset_before),
+                ratio: dataset_after
+                    .map(|a| a / self.dataset_before)
+                    .filter(|r| r.is_finite()),
             },
-            samples_per_s: (measured > 0 && closed.wall_s > 0.0)
-                .then(|| measured_samples / closed.wall_s),
-            gflops_per_s: time.as_ref().map(|t| flops.step as f64 / t.median_s / 1e9),
+            samples_per_s: mean_step_s.map(|m| s.batch_size as f64 / m),
+            gflops_per_s: mean_step_s.map(|m| flops.step as f64 / m / 1e9),
             time,
             measured_wall_s: closed.wall_s,
             total_wall_s: self.started.elapsed().as_secs_f64(),
@@ -595,33 +692,56 @@ impl Progress {
     /// completed steps (said in the energy notes); the data-set loss after training and the
     /// device's peak memory are not known. The run itself then reports nothing.
     pub fn abandon(&self, meters: Option<&Meters>) -> Abandoned {
-        let (p, why) = {
+        self.give_up(meters, None)
+    }
+
+    /// The result of the steps completed so far, failed: for a caller whose run cannot go on
+    /// (its thread panicked, `what` says so) and must not lose them. As [`Progress::abandon`],
+    /// but `failed` with `what` and where the run was (the step in flight, or the loss
+    /// evaluation after the last step), and so without a projection.
+    pub fn fail(&self, meters: Option<&Meters>, what: &str) -> Abandoned {
+        self.give_up(meters, Some(what))
+    }
+
+    /// [`Progress::abandon`] (`failure` `None`) or [`Progress::fail`].
+    fn give_up(&self, meters: Option<&Meters>, failure: Option<&str>) -> Abandoned {
+        let (p, interruption) = {
             let mut state = self.state();
             let p = match &mut *state {
                 State::Setup => return Abandoned::NotStarted,
                 State::Reported => return Abandoned::Finishing,
                 State::Running(p) => p,
             };
-            let why = if p.closed.is_some() {
+            let during = if p.closed.is_some() {
                 format!(
-                    "interrupted during the loss evaluation after step {} (the energy window \
-                     had closed)",
+                    "during the loss evaluation after step {} (the energy window had closed)",
                     p.steps
                 )
             } else {
-                format!(
-                    "interrupted during step {} of {}, which was abandoned",
-                    p.steps + 1,
-                    p.settings.steps
-                )
+                format!("during step {} of {}", p.steps + 1, p.settings.steps)
+            };
+            let interruption = match failure {
+                None if p.closed.is_some() => Some(format!("interrupted {during}")),
+                None => Some(format!("interrupted {during}, which was abandoned")),
+                Some(what) => {
+                    let earlier = p.failure.take().map_or(String::new(), |f| {
+                        format!("; the run had failed before it: {f}")
+                    });
+                    p.failure = Some(format!(
+                        "{what} {during}; the result covers the {} steps completed before \
+                         it{earlier}",
+                        p.steps
+                    ));
+                    None
+                }
             };
             p.close(meters, true);
             match std::mem::replace(&mut *state, State::Reported) {
-                State::Running(p) => (p, why),
+                State::Running(p) => (p, interruption),
                 _ => unreachable!("matched above"),
             }
         };
-        Abandoned::Partial(Box::new(p.report(None, None, Some(why))))
+        Abandoned::Partial(Box::new(p.report(None, None, interruption)))
     }
 }
 
@@ -812,5 +932,65 @@ pub fn train(
     match progress.take() {
         Some(p) => Ok(p.report(dataset_after, device_peak_bytes, interruption)),
         None => abandoned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattbench_core::model::{ModelKind, Size};
+
+    /// The guard counts what the data set holds while it is made, not its inputs once: 272
+    /// bytes per sample of the tiny MLP (16 inputs, 4 outputs: 64 of inputs, 32 of f64 teacher
+    /// outputs, 96 of two vectors' overhead, 64 of batched inputs, 16 of targets), 4.25× its
+    /// inputs. Twenty million samples (1.28 GB of inputs, which the guard let through) hold
+    /// 5.44 GB.
+    #[test]
+    fn the_data_set_guard_counts_the_memory_held_while_it_is_made() {
+        let tiny = ModelConfig::new(ModelKind::Mlp, Size::Tiny);
+        assert_eq!(dataset_peak_bytes(&tiny, 1), 272);
+        let standard = ModelConfig::new(ModelKind::Mlp, Size::Standard);
+        assert_eq!(
+            dataset_peak_bytes(&standard, 1),
+            4 * 128 + 8 * 16 + 96 + 4 * 128 + 4 * 16
+        );
+        let mut s = TrainSettings::new(tiny, 10);
+        s.dataset_samples = 20_000_000;
+        let TrainError::Usage(why) = validate(&s).unwrap_err() else {
+            panic!("not a usage error");
+        };
+        assert!(
+            why.contains("--dataset-samples 20000000")
+                && why.contains("holds 5440000000 bytes of host memory")
+                && why.contains("at most 15790320 samples"),
+            "{why}"
+        );
+        // The most samples the limit allows, in whole batches of 64, pass.
+        s.dataset_samples = 15_790_320 / 64 * 64;
+        assert!(validate(&s).is_ok());
+        // A batch alone over it blames --batch-size.
+        s.batch_size = 15_790_321;
+        let TrainError::Usage(why) = validate(&s).unwrap_err() else {
+            panic!("not a usage error");
+        };
+        assert!(why.contains("--batch-size 15790321"), "{why}");
+    }
+
+    /// The step-time interval note speaks of measured steps and `--steps`: `train` has no
+    /// `--min-samples` or `--max-time`, and a batch is its steps' data.
+    #[test]
+    fn the_interval_note_advises_more_steps() {
+        let stats = |n: usize| TimeStats::from_samples(vec![0.01; n], 1, 100, 1);
+        for n in [1, 2, 5] {
+            let note = step_interval_note(&stats(n)).unwrap();
+            assert!(
+                note.contains("measure more steps (--steps)")
+                    && !note.contains("--min-samples")
+                    && !note.contains("--max-time")
+                    && !note.contains("batch"),
+                "{note}"
+            );
+        }
+        assert!(step_interval_note(&stats(6)).is_none());
     }
 }

@@ -26,7 +26,7 @@ use wattbench_core::units::{self, interval, sig};
 use wattbench_core::workload::{parse_choice, unknown_choice};
 use wattbench_core::{Backend, BackendError};
 use wattbench_energy::carbon::CarbonParams;
-use wattbench_energy::Meters;
+use wattbench_energy::{DomainEnergy, Meters};
 use wattbench_train::{train, Abandoned, Control, Progress, TrainError};
 
 /// How long a stopped run may take to reach the end of its step before it is abandoned and
@@ -202,20 +202,53 @@ pub fn loss_change(l: &LossReport) -> String {
     format!("{} → {}", loss(l.first), loss(l.last))
 }
 
-/// The interval of a median step time for people: the 95% bootstrap interval, the samples'
-/// range below [`BOOTSTRAP_MIN_SAMPLES`] samples, none for one (its note says why).
+/// The interval of a median step time for people: the 95% bootstrap interval, the measured
+/// steps' range below [`BOOTSTRAP_MIN_SAMPLES`] of them, none for one (its note says why).
+/// "Steps", not "samples": a training sample is a data sample.
 pub fn median_interval(tm: &TimeStats) -> String {
+    median_interval_of(tm, "measured step")
+}
+
+/// [`median_interval`] of a median over `what`s (`sample` for a kernel case's calls timed
+/// together, `measured step` for training).
+pub fn median_interval_of(tm: &TimeStats, what: &str) -> String {
     let n = tm.samples_s.len();
     match tm.ci95_known() {
         Some([l, h]) if n >= BOOTSTRAP_MIN_SAMPLES => {
             format!("95% CI {} – {}", units::seconds(l), units::seconds(h))
         }
         Some([l, h]) => format!(
-            "range of its {n} samples {} – {}",
+            "range of its {n} {what}s {} – {}",
             units::seconds(l),
             units::seconds(h)
         ),
-        None => "no interval: one sample".into(),
+        None => format!("no interval: one {what}"),
+    }
+}
+
+/// The data-set loss for people, before → after with the ratio: "rose" when it did not fall
+/// (the run did not train: the notes and the projection say what that means), the value
+/// with "(diverged)" when it was evaluated and not finite, and why there is none when it was
+/// not evaluated.
+fn dataset_loss_change(r: &TrainingResult) -> String {
+    let l = &r.loss;
+    let before = l.dataset_before;
+    match (l.dataset_after, l.ratio) {
+        (Some(after), Some(ratio)) if ratio >= 1.0 => format!(
+            "{before:.4} → {after:.4} (×{ratio:.3}: it {}, the run did not train)",
+            if ratio > 1.0 { "rose" } else { "did not fall" }
+        ),
+        (Some(after), Some(ratio)) => format!("{before:.4} → {after:.4} (×{ratio:.3})"),
+        (Some(after), None) if !after.is_finite() => format!("{before:.4} → {after} (diverged)"),
+        (Some(after), None) => format!("{before:.4} → {after:.4}"),
+        (None, _) => format!(
+            "{before:.4} → not evaluated ({})",
+            if r.status == Status::Failed {
+                "training failed"
+            } else {
+                "interrupted"
+            }
+        ),
     }
 }
 
@@ -224,12 +257,15 @@ pub fn median_interval(tm: &TimeStats) -> String {
 /// the domains without a reading that the run's total, and so the projection, leaves out
 /// ([`CaseEnergy::missing_domains`]).
 pub fn projection_lines(p: &RunProjection, missing: &[&str]) -> Vec<String> {
-    // Every figure computed from a partial total says so where it is.
-    let partial = if missing.is_empty() {
-        String::new()
-    } else {
-        format!(" PARTIAL: without {}", missing.join(", "))
-    };
+    // Every figure computed from an estimated or a partial total says so where it is: the
+    // CO2e, the figure people quote, as much as the kWh it comes from.
+    let mut tag = String::new();
+    if p.energy_estimated {
+        tag.push_str(" (ESTIMATED)");
+    }
+    if !missing.is_empty() {
+        tag.push_str(&format!(" PARTIAL: without {}", missing.join(", ")));
+    }
     let mut v = vec![
         format!(
             "projection to {} steps ({} samples):",
@@ -242,29 +278,21 @@ pub fn projection_lines(p: &RunProjection, missing: &[&str]) -> Vec<String> {
     ];
     match (&p.energy_kwh, &p.co2e_kg) {
         (Some(kwh), Some(co2)) => {
-            v.push(format!(
-                "  energy     {}{}{partial}",
-                interval(kwh, "kWh", 1.0),
-                if p.energy_estimated {
-                    " (ESTIMATED)"
-                } else {
-                    ""
-                }
-            ));
+            v.push(format!("  energy     {}{tag}", interval(kwh, "kWh", 1.0)));
             if let Some(fk) = &p.facility_kwh {
                 v.push(format!(
-                    "  facility   {} (× PUE {:.2}){partial}",
+                    "  facility   {} (× PUE {:.2}){tag}",
                     interval(fk, "kWh", 1.0),
                     p.carbon.pue
                 ));
             }
             v.push(format!(
-                "  emissions  {}{partial}",
+                "  emissions  {}{tag}",
                 interval(co2, "kg CO2e", 1.0)
             ));
             if let Some(c) = &p.cost {
                 v.push(format!(
-                    "  cost       {}{partial}",
+                    "  cost       {}{tag}",
                     interval(c, "(currency of --price-per-kwh)", 1.0)
                 ));
             }
@@ -303,20 +331,7 @@ fn summary(r: &TrainingResult) -> Vec<String> {
     t.add_row(vec!["loss (step MSE)".to_string(), loss_change(l)]);
     t.add_row(vec![
         "loss (whole data set)".to_string(),
-        match (l.dataset_after, l.ratio) {
-            (Some(after), Some(ratio)) => {
-                format!("{:.4} → {after:.4} (×{ratio:.3})", l.dataset_before)
-            }
-            _ => format!(
-                "{:.4} → not evaluated ({})",
-                l.dataset_before,
-                if r.status == Status::Failed {
-                    "training failed"
-                } else {
-                    "interrupted"
-                }
-            ),
-        },
+        dataset_loss_change(r),
     ]);
     if r.measured_steps == 0 {
         t.add_row(vec![
@@ -337,8 +352,9 @@ fn summary(r: &TrainingResult) -> Vec<String> {
         ]);
     }
     let num = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |x| format!("{x:.d$}"));
+    // One basis for both rates, the mean step time (as the projection's).
     t.add_row(vec![
-        "throughput".to_string(),
+        "throughput (mean step)".to_string(),
         format!(
             "{} samples/s, {} GFLOP/s ({} MFLOP per step: fwd {}, bwd {}, update {})",
             num(r.samples_per_s, 1),
@@ -367,7 +383,11 @@ fn summary(r: &TrainingResult) -> Vec<String> {
             ]);
         }
         if e.whole_net().is_some() {
-            t.add_row(vec!["net of idle, per step".to_string(), energy::net(e)]);
+            // With its source, as the gross figure above it.
+            t.add_row(vec![
+                "net of idle, per step".to_string(),
+                energy::net_with_sources(e),
+            ]);
         }
     } else {
         // What the meters left out, or why there was no window at all.
@@ -460,48 +480,48 @@ fn failed_before_first_step(e: TrainError) -> Result<Option<(u8, String)>> {
     }
 }
 
-/// Run `wattbench train`; returns the exit code (0 ok; 1 the run failed: training diverged or
-/// the backend failed, the steps done written with the reason, or nothing written when it
-/// failed before the first step; 130/143 stopped by SIGINT/SIGTERM: the steps done are
-/// written).
-pub fn run(args: TrainArgs) -> Result<u8> {
-    // `duration_s`: the whole command, its idle-power windows included (results/README.md).
-    let started = Instant::now();
-    let (mut opts, carbon) = options(&args)?;
-    let backends = backends::all();
-    let (backend, device) = choose_backend(&args, &backends)?;
-    opts.device = device;
-    let path = args
-        .output
-        .clone()
-        .unwrap_or_else(|| output::default_path(&format!("train-{}", opts.model.kind().as_str())));
-    let file = output::prepare_beside_stdout(
-        &path,
-        "its summary (or, with --json, the document itself)",
-        "write the file to a path, or use --json alone",
-    )?;
-    let stop = Stop::install()?;
+/// How the training thread ended.
+enum Trained {
+    /// It returned (or, stopped and not answering in time, its completed steps were taken
+    /// from its [`Progress`]).
+    Done(Result<TrainingResult, TrainError>),
+    /// It panicked (`why`, with the panic's message): `result` holds the steps it had
+    /// completed, failed with `why` ([`Progress::fail`]); `None` when it had not started a
+    /// step, or had finished them and was building its result.
+    Panicked {
+        result: Option<TrainingResult>,
+        why: String,
+    },
+}
 
-    // The total adds the training device's GPU only (wattbench_energy::gpus::CaseGpu).
-    let meters = Arc::new(args.meters.discover()?);
-    let mut environment = inventory::environment(&backends, &meters);
-    let idle = energy::idle_baseline(&meters);
-    let created_at = chrono::Utc::now().to_rfc3339();
+/// The message of a thread's panic `payload`.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
 
-    // Training runs on a worker thread so that a stop is answered at once even inside a long
-    // step: the worker stops at the next step boundary and reports, or after GRACE the main
-    // thread reports the completed steps from `progress` and exits without it.
+/// Trains on a worker thread, so that a stop is answered at once even inside a long step:
+/// the worker stops at the next step boundary and reports, or after [`GRACE`] the steps
+/// completed are taken from its [`Progress`] without it; a panic in it keeps them too
+/// (`run` keeps its completed cases so), failed with the panic's message. `quiet`: no
+/// progress lines (`--json`).
+fn train_on_worker(
+    opts: &TrainSettings,
+    carbon: &CarbonParams,
+    backend: Arc<dyn Backend>,
+    meters: Arc<Meters>,
+    idle: &[DomainEnergy],
+    stop: &Stop,
+    quiet: bool,
+) -> Trained {
     let progress = Arc::new(Progress::default());
     let (done_tx, done_rx) = mpsc::channel();
     let worker = {
         let (opts, carbon, stop) = (opts.clone(), carbon.clone(), stop.clone());
-        let (backend, meters, idle, progress) = (
-            backend.clone(),
-            meters.clone(),
-            idle.clone(),
-            progress.clone(),
-        );
-        let quiet = args.json;
+        let (meters, idle, progress) = (meters.clone(), idle.to_vec(), progress.clone());
         std::thread::spawn(move || {
             let total = opts.steps;
             let control = Control {
@@ -537,33 +557,100 @@ pub fn run(args: TrainArgs) -> Result<u8> {
             stop.signal_name()
         );
     };
+    // The worker ended without a result: it panicked, and has unwound (join returns at once).
+    // Its progress outlives it (its lock recovers from the poisoning).
+    let gone = || {
+        let why = match worker.join() {
+            Err(payload) => format!(
+                "the training thread panicked ({})",
+                panic_message(payload.as_ref())
+            ),
+            Ok(()) => "the training thread ended without a result".into(),
+        };
+        match progress.fail(Some(&meters), &why) {
+            Abandoned::Partial(r) => Trained::Panicked {
+                result: Some(*r),
+                why,
+            },
+            Abandoned::NotStarted => Trained::Panicked {
+                result: None,
+                why: format!("{why} before its first step"),
+            },
+            Abandoned::Finishing => Trained::Panicked {
+                result: None,
+                why: format!("{why} after its steps, while it built its result"),
+            },
+        }
+    };
     let (waited, announced) = stop.wait(&done_rx, GRACE, announce);
-    let outcome = match waited {
-        Waited::Done(r) => Some(r),
-        Waited::Gone => None,
+    let trained = match waited {
+        Waited::Done(r) => Trained::Done(r),
+        Waited::Gone => gone(),
         Waited::GaveUp => match progress.abandon(Some(&meters)) {
-            Abandoned::Partial(r) => Some(Ok(*r)),
-            Abandoned::NotStarted => Some(Err(TrainError::Interrupted)),
-            Abandoned::Finishing => done_rx.recv().ok(),
+            Abandoned::Partial(r) => Trained::Done(Ok(*r)),
+            Abandoned::NotStarted => Trained::Done(Err(TrainError::Interrupted)),
+            // It is building its result: wait for it.
+            Abandoned::Finishing => done_rx.recv().map_or_else(|_| gone(), Trained::Done),
         },
     };
-    let interrupted = stop.requested();
-    if interrupted && !announced {
+    if stop.requested() && !announced {
         announce();
     }
-    let mut result = match outcome {
-        Some(Ok(r)) => Some(r),
-        Some(Err(e)) => match failed_before_first_step(e)? {
+    trained
+}
+
+/// Run `wattbench train`; returns the exit code (0 ok; 1 the run failed: training diverged or
+/// the backend failed, the steps done written with the reason, or nothing written when it
+/// failed before the first step; 130/143 stopped by SIGINT/SIGTERM: the steps done are
+/// written). An internal error (the training thread panicked) is an `Err`, exit 2, after the
+/// steps it completed were written, failed with the panic's message.
+pub fn run(args: TrainArgs) -> Result<u8> {
+    // `duration_s`: the whole command, its idle-power windows included (results/README.md).
+    let started = Instant::now();
+    let (mut opts, carbon) = options(&args)?;
+    let backends = backends::all();
+    let (backend, device) = choose_backend(&args, &backends)?;
+    opts.device = device;
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| output::default_path(&format!("train-{}", opts.model.kind().as_str())));
+    let file = output::prepare_beside_stdout(
+        &path,
+        "its summary (or, with --json, the document itself)",
+        "write the file to a path, or use --json alone",
+    )?;
+    let stop = Stop::install()?;
+
+    // The total adds the training device's GPU only (wattbench_energy::gpus::CaseGpu).
+    let meters = Arc::new(args.meters.discover()?);
+    let mut environment = inventory::environment(&backends, &meters);
+    let idle = energy::idle_baseline(&meters);
+    let created_at = chrono::Utc::now().to_rfc3339();
+
+    let trained = train_on_worker(
+        &opts,
+        &carbon,
+        backend.clone(),
+        meters.clone(),
+        &idle,
+        &stop,
+        args.json,
+    );
+    let interrupted = stop.requested();
+    let (mut result, panicked) = match trained {
+        Trained::Done(Ok(r)) => (Some(r), None),
+        Trained::Done(Err(e)) => match failed_before_first_step(e)? {
             Some((code, message)) => {
                 eprintln!("{message}");
                 return Ok(code);
             }
-            None => None,
+            None => (None, None),
         },
-        None => {
-            let _ = worker.join();
-            anyhow::bail!("internal error: the training thread panicked; nothing was written");
+        Trained::Panicked { result: None, why } => {
+            anyhow::bail!("internal error: {why}; nothing was written")
         }
+        Trained::Panicked { result, why } => (result, Some(why)),
     };
 
     let mut run_energy = RunEnergy {
@@ -618,8 +705,17 @@ pub fn run(args: TrainArgs) -> Result<u8> {
         println!("{location}");
     }
     if let Some(failure) = &written.failure {
+        if let Some(why) = &panicked {
+            eprintln!("internal error: {why}; the steps completed were kept");
+        }
         eprintln!("error: {failure}");
         return Ok(output::EXIT_NOT_WRITTEN);
+    }
+    // An internal error wins over a stop's code: it is what needs reporting.
+    if let Some(why) = panicked {
+        anyhow::bail!(
+            "internal error: {why}; the steps completed were written, failed, to {location}"
+        );
     }
     Ok(if interrupted {
         stop.exit_code()
@@ -633,8 +729,12 @@ pub fn run(args: TrainArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wattbench_core::model::{TrainSetup, Trainer};
+    use wattbench_core::tensor::HostTensor;
+    use wattbench_core::{Case, DeviceInfo, Prepared};
+    use wattbench_energy::estimate::CpuEstimate;
     use wattbench_energy::fake::{StepCounter, Unreadable};
-    use wattbench_energy::MeterConfig;
+    use wattbench_energy::{CpuScope, MeterConfig};
 
     /// A backend that fails before the first step is a failed run (exit 1, nothing written);
     /// one that cannot do the model or device is bad usage (exit 2, through `UsageError`).
@@ -791,5 +891,209 @@ mod tests {
             loss: None,
         });
         assert_eq!(loss_change(&r.loss), "not finite → not finite");
+    }
+
+    /// Samples/s and GFLOP/s are on one basis, the mean step time (the projection's): the
+    /// samples/s came from the window's wall time, the GFLOP/s from the median step.
+    #[test]
+    fn both_rates_of_the_throughput_row_are_at_the_mean_step_time() {
+        let r = partial_run();
+        let mean = r.time.as_ref().unwrap().mean_s;
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+        let samples = r.samples_per_s.unwrap();
+        assert!(
+            close(samples * mean, r.batch_size as f64),
+            "{samples} at {mean} s"
+        );
+        let gflops = r.gflops_per_s.unwrap();
+        assert!(
+            close(gflops * 1e9 * mean, r.flops.step as f64),
+            "{gflops} at {mean} s"
+        );
+        let text = summary(&r).join("\n");
+        assert!(text.contains("throughput (mean step)"), "{text}");
+    }
+
+    /// A run metered by the CPU estimate alone: every projected figure (kWh, facility kWh,
+    /// CO2e, cost) says ESTIMATED, not the kWh alone, and the net cell gives its source as
+    /// the gross one does.
+    #[test]
+    fn every_figure_of_an_estimate_says_so() {
+        let estimate = CpuEstimate::with_identity(Some(100.0), CpuScope::Process, "test CPU", 2);
+        let meters = Meters::from_domains(
+            vec![Arc::new(estimate)],
+            &MeterConfig {
+                nvml: false,
+                ..MeterConfig::default()
+            },
+        );
+        let idle = meters.idle_baseline(Duration::from_millis(100));
+        let mut o = TrainSettings::new(ModelConfig::new(ModelKind::Mlp, Size::Tiny), 40);
+        o.batch_size = 16;
+        o.dataset_samples = 64;
+        o.warmup_steps = 2;
+        o.projection = Some(ProjectionTarget::Steps(1000));
+        let carbon = CarbonParams::resolve(None, None, None, Some(0.2)).unwrap();
+        let r = train(
+            &o,
+            &carbon,
+            &wattbench_candle::CandleBackend,
+            Some(&meters),
+            &idle,
+            &Control::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let p = r.projection.as_ref().unwrap();
+        assert!(p.energy_estimated, "{p:?}");
+        let lines = projection_lines(p, &r.energy.missing_domains());
+        for head in ["  energy ", "  facility ", "  emissions ", "  cost "] {
+            let line = lines
+                .iter()
+                .find(|l| l.starts_with(head))
+                .unwrap_or_else(|| panic!("no {head:?} line in {lines:#?}"));
+            assert!(line.ends_with(" (ESTIMATED)"), "{line}");
+        }
+        let text = summary(&r).join("\n");
+        let net = text
+            .lines()
+            .find(|l| l.contains("net of idle, per step"))
+            .unwrap_or_else(|| panic!("no net row in:\n{text}"));
+        assert!(net.contains("(estimated)"), "{net}");
+    }
+
+    /// A trainer that panics as step `at` (0-based) starts; at `None`, while it is built.
+    struct Panicking(Option<u64>);
+
+    struct PanickingTrainer {
+        inner: Box<dyn Trainer>,
+        at: u64,
+        step: u64,
+    }
+
+    impl Trainer for PanickingTrainer {
+        fn step(
+            &mut self,
+            bi: usize,
+            lr: f64,
+            want_loss: bool,
+        ) -> Result<Option<f32>, BackendError> {
+            assert_ne!(
+                self.step,
+                self.at,
+                "a deliberate panic in step {}",
+                self.at + 1
+            );
+            self.step += 1;
+            self.inner.step(bi, lr, want_loss)
+        }
+        fn loss(&mut self, bi: usize) -> Result<f32, BackendError> {
+            self.inner.loss(bi)
+        }
+        fn sync(&mut self) -> Result<(), BackendError> {
+            self.inner.sync()
+        }
+        fn params(&mut self) -> Result<Vec<Vec<f32>>, BackendError> {
+            self.inner.params()
+        }
+    }
+
+    impl Backend for Panicking {
+        fn name(&self) -> &'static str {
+            wattbench_candle::CandleBackend.name()
+        }
+        fn devices(&self) -> Vec<DeviceInfo> {
+            wattbench_candle::CandleBackend.devices()
+        }
+        fn supports(&self, case: &Case, device: &str) -> Result<(), String> {
+            wattbench_candle::CandleBackend.supports(case, device)
+        }
+        fn prepare(
+            &self,
+            case: &Case,
+            device: &str,
+            inputs: &[HostTensor],
+        ) -> Result<Box<dyn Prepared>, BackendError> {
+            wattbench_candle::CandleBackend.prepare(case, device, inputs)
+        }
+        fn trains(&self) -> bool {
+            true
+        }
+        fn trainer(&self, setup: &TrainSetup<'_>) -> Result<Box<dyn Trainer>, BackendError> {
+            let at = self
+                .0
+                .expect("a deliberate panic while the trainer is built");
+            Ok(Box::new(PanickingTrainer {
+                inner: wattbench_candle::CandleBackend.trainer(setup)?,
+                at,
+                step: 0,
+            }))
+        }
+    }
+
+    /// [`train_on_worker`] of the tiny MLP for 100 steps (2 of warm-up, a loss every step),
+    /// projected, metered by a fake counter, on `backend`.
+    fn on_worker(backend: Panicking) -> Trained {
+        let meters = Meters::from_domains(
+            vec![Arc::new(StepCounter::new("fake-package", 1000, 0.25))],
+            &MeterConfig {
+                nvml: false,
+                ..MeterConfig::default()
+            },
+        );
+        let mut o = TrainSettings::new(ModelConfig::new(ModelKind::Mlp, Size::Tiny), 100);
+        o.batch_size = 16;
+        o.dataset_samples = 64;
+        o.warmup_steps = 2;
+        o.log_every = 1;
+        o.projection = Some(ProjectionTarget::Steps(1000));
+        let carbon = CarbonParams::resolve(None, None, None, None).unwrap();
+        train_on_worker(
+            &o,
+            &carbon,
+            Arc::new(backend),
+            Arc::new(meters),
+            &[],
+            &Stop::none(),
+            true,
+        )
+    }
+
+    /// A panic in the training thread keeps the steps it completed, failed with the panic's
+    /// message (they were lost: "nothing was written"), as `run` keeps its completed cases
+    /// after a backend's panic; one before the first step has nothing to keep, and says so.
+    #[test]
+    fn a_panic_in_the_training_thread_keeps_the_steps_completed_failed() {
+        let Trained::Panicked {
+            result: Some(r),
+            why,
+        } = on_worker(Panicking(Some(7)))
+        else {
+            panic!("the steps completed before the panic were lost");
+        };
+        assert!(
+            why.contains("the training thread panicked")
+                && why.contains("a deliberate panic in step 8"),
+            "{why}"
+        );
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!((r.steps, r.measured_steps), (7, 5));
+        let reason = r.reason.as_deref().unwrap();
+        assert!(
+            reason.starts_with(&why)
+                && reason.contains("during step 8 of 100")
+                && reason.contains("the 7 steps completed before it"),
+            "{reason}"
+        );
+        // The completed steps keep their losses, time and energy; a failure has no projection.
+        assert_eq!(r.loss.curve.len(), 7);
+        assert_eq!(r.time.as_ref().unwrap().samples_s.len(), 5);
+        assert!(r.energy.total_joules_per_iter.is_some(), "{:?}", r.energy);
+        assert!(r.projection.is_none());
+
+        let Trained::Panicked { result: None, why } = on_worker(Panicking(None)) else {
+            panic!("a result from a run that never started");
+        };
+        assert!(why.contains("before its first step"), "{why}");
     }
 }
