@@ -55,8 +55,9 @@ impl Stop {
     }
 
     /// [`Stop::install`], and a second signal first kills (SIGKILL) the processes whose ids
-    /// `pids` holds (0: none): `run --devices`' workers, which the terminal's signals do not
-    /// reach. A slot must be cleared before its process is reaped.
+    /// `pids` holds (0: none): the [`supervised`] children (`run --devices`' workers, `ab`'s
+    /// runs), which the terminal's signals do not reach. A slot must be cleared before its
+    /// process is reaped.
     pub fn install_killing_on_second(pids: Arc<[AtomicI32]>) -> Result<Stop> {
         let stop = Stop {
             flag: Arc::new(AtomicBool::new(false)),

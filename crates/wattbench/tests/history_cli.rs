@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    assert_contains, command, reference_gemm, run_tiny, stderr, stdout, tiny_suite, wattbench,
+    assert_contains, command, reference_gemm, run_tiny, scale_times, stderr, stdout, tiny_suite,
+    wattbench,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -42,29 +43,6 @@ fn ok_ids(doc: &Value) -> Vec<String> {
         .filter(|c| c["status"] == "ok")
         .map(|c| c["id"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// Every timing figure of every case multiplied by `k` (samples, summaries, interval).
-fn scale_times(doc: &mut Value, k: f64) {
-    for c in doc["cases"].as_array_mut().unwrap() {
-        let Some(t) = c["time"].as_object_mut() else {
-            continue;
-        };
-        for (key, v) in t.iter_mut() {
-            if key == "iters_per_sample" {
-                continue;
-            }
-            match v {
-                Value::Number(n) => *v = (n.as_f64().unwrap() * k).into(),
-                Value::Array(a) => {
-                    for x in a.iter_mut() {
-                        *x = (x.as_f64().unwrap() * k).into();
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
 }
 
 /// `n` copies of `doc`, a day apart, with commit `commit{i}`, timings scaled by `factor(i)`

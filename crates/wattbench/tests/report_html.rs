@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    assert_contains, command, quick_ceilings, read_json, run_tiny_without_gpus, stderr, stdout,
-    tiny_suite, usage_error, wattbench, without_gpus, FAST, SMALL_CEILINGS,
+    assert_contains, command, quick_ceilings, read_json, run_tiny_without_gpus, scale_times,
+    stderr, stdout, tiny_suite, usage_error, wattbench, without_gpus, FAST, SMALL_CEILINGS,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -755,28 +755,6 @@ fn ceilings_measured_under_other_thread_settings_are_said() {
     let table = &table[..table.find("</table>").unwrap()];
     assert_contains(table, "<td>infer</td>");
     assert_contains(table, "<td>train</td>");
-}
-
-/// Every timing figure of every case of `doc` multiplied by `k` (samples, summaries, interval).
-fn scale_times(doc: &mut Value, k: f64) {
-    for c in doc["cases"].as_array_mut().unwrap() {
-        let Some(t) = c["time"].as_object_mut() else {
-            continue;
-        };
-        for (key, v) in t.iter_mut() {
-            match v {
-                Value::Number(n) if key != "iters_per_sample" => {
-                    *v = (n.as_f64().unwrap() * k).into();
-                }
-                Value::Array(a) => {
-                    for x in a.iter_mut().filter(|x| x.is_number()) {
-                        *x = (x.as_f64().unwrap() * k).into();
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
 }
 
 /// `report --format html ARGS -o dir/name`, which must succeed: the page.

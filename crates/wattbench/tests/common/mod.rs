@@ -45,6 +45,28 @@ pub fn with_sighup(disposition: libc::sighandler_t) -> Command {
     c
 }
 
+/// Every timing figure of every case of `doc` multiplied by `k` (samples, summaries, interval).
+pub fn scale_times(doc: &mut Value, k: f64) {
+    for c in doc["cases"].as_array_mut().unwrap() {
+        let Some(t) = c["time"].as_object_mut() else {
+            continue;
+        };
+        for (key, v) in t.iter_mut() {
+            match v {
+                Value::Number(n) if key != "iters_per_sample" => {
+                    *v = (n.as_f64().unwrap() * k).into();
+                }
+                Value::Array(a) => {
+                    for x in a.iter_mut().filter(|x| x.is_number()) {
+                        *x = (x.as_f64().unwrap() * k).into();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Its standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
