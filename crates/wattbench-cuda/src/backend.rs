@@ -38,8 +38,7 @@ impl CudaKernels {
             kernels: Kernels::Naive,
         }
     }
-    /// The Hopper GEMM (bf16/f16 forward, compute capability 9.0 only; UNVERIFIED ON
-    /// HARDWARE).
+    /// The Hopper GEMM (bf16/f16 forward, compute capability 9.0 only; verified on an H200).
     pub fn wgmma() -> Self {
         Self {
             kernels: Kernels::Wgmma,
@@ -47,7 +46,7 @@ impl CudaKernels {
     }
     /// The Hopper GEMM with clusters of two CTAs that share B by TMA multicast, on shapes of
     /// 256-wide tiles in two or more tile rows with no split K; elsewhere the plain Hopper GEMM
-    /// (the `implementation` says which ran; UNVERIFIED ON HARDWARE).
+    /// (the `implementation` says which ran; verified on an H200).
     pub fn wgmma_cluster() -> Self {
         Self {
             kernels: Kernels::WgmmaCluster,

@@ -3,7 +3,8 @@
 //! - `cuda`: our kernels (`kernels/*.cu`), compiled with NVRTC for the device's compute
 //!   capability on first use and cached on disk ([`Loader`]); `cuda-naive`: the naive GEMM
 //!   baseline; `cuda-wgmma`: the Hopper GEMM (wgmma fed by TMA, compiled for sm_90a, run on
-//!   compute capability 9.0 only; UNVERIFIED ON HARDWARE).
+//!   compute capability 9.0 only). Verified on one NVIDIA H200 (results/gpu/2026-11-30-h200);
+//!   other GPUs are unverified.
 //! - `cublas` (GEMM forward) and `cudnn` (conv2d forward and training steps, algorithms chosen
 //!   by timing them): the vendor libraries as yardsticks.
 //!

@@ -95,7 +95,13 @@ pub fn power_reading(arch: Option<DeviceArchitecture>, name: &str, instant: bool
     };
     let averaging_s = if instant { 0.0 } else { averaging_s };
     let mut description = if instant {
-        format!("power read from NVML_FI_DEV_POWER_INSTANT (power usage is {what})")
+        // What the plain power-usage call would return is said too, as what was avoided: the
+        // H200 run's files showed "INSTANT (power usage is averaged over 1 s)", which reads as
+        // a contradiction.
+        format!(
+            "instantaneous power read from NVML_FI_DEV_POWER_INSTANT (not the power-usage \
+             reading, which is {what})"
+        )
     } else {
         format!("power usage is {what}")
     };
@@ -553,6 +559,13 @@ mod tests {
         let h200i = power_reading(Some(A::Hopper), "NVIDIA H200", true);
         assert!(h200i.averaging_s == 0.0 && h200i.part_time);
         assert!(h200i.description.contains("POWER_INSTANT"));
+        // It says the figure is instantaneous before it names the averaging it avoids.
+        assert!(h200i
+            .description
+            .starts_with("instantaneous power read from"));
+        assert!(h200i
+            .description
+            .contains("not the power-usage reading, which is averaged"));
         let v100 = power_reading(Some(A::Volta), "Tesla V100-SXM2-16GB", false);
         assert_eq!(v100.averaging_s, 0.0);
         assert_eq!(power_reading(None, "?", false).averaging_s, 1.0);

@@ -79,21 +79,141 @@ pub fn all() -> Vec<Arc<dyn Backend>> {
     v
 }
 
-/// Whether `device` runs code that this project has never run on such hardware: every GPU
-/// path so far (no GPU results exist yet; the README's backend table says the same), so
-/// `list` labels an available GPU device UNVERIFIED ON HARDWARE. A session that commits GPU
-/// results narrows this to what they did not cover.
-pub fn unverified_on_hardware(device: &str) -> bool {
-    device.starts_with("cuda")
+/// A GPU on which a backend's GPU device passed the GPU check (`scripts/gpu-check.sh`): its
+/// GPU tests, its generic checks against the f64 reference and its timed cases, with the
+/// results committed under `results`. `list` names it, so that a user can tell code that has
+/// run on hardware, and on which, from code that has only compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HardwareRecord {
+    /// The GPU, as NVML names it.
+    pub gpu: &'static str,
+    /// Its CUDA compute capability.
+    pub compute_capability: &'static str,
+    /// The NVIDIA driver, with the CUDA version it supports.
+    pub driver: &'static str,
+    /// The CUDA and framework libraries the check ran with.
+    pub libraries: &'static str,
+    /// The day of the run.
+    pub date: &'static str,
+    /// The committed results of the run, relative to the repository root.
+    pub results: &'static str,
+}
+
+impl HardwareRecord {
+    /// One line for `list`: the GPU, its generation and driver, the day and the results.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (compute capability {}, driver {}) on {}, {}",
+            self.gpu, self.compute_capability, self.driver, self.date, self.results
+        )
+    }
+
+    /// The record as `list --json` prints it.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "gpu": self.gpu,
+            "compute_capability": self.compute_capability,
+            "driver": self.driver,
+            "libraries": self.libraries,
+            "date": self.date,
+            "results": self.results,
+        })
+    }
+}
+
+/// The first GPU run (issue 8): every GPU backend of the bundle passed there.
+const H200_2026_11_30: HardwareRecord = HardwareRecord {
+    gpu: "NVIDIA H200",
+    compute_capability: "9.0",
+    driver: "580.159.04 (CUDA 13.0)",
+    libraries: "cuBLAS 13.1.0, cuDNN 9.14.0, NVRTC 13.0, libtorch 2.11.0+cu130 (pip wheels)",
+    date: "2026-11-30",
+    results: "results/gpu/2026-11-30-h200",
+};
+
+/// The GPUs on which `backend`'s GPU devices have been verified (the README's GPU status says
+/// the same); empty for a backend that has never run on a GPU. A session that commits GPU
+/// results from another GPU adds its record here.
+pub fn verified_on(backend: &str) -> &'static [HardwareRecord] {
+    match backend {
+        "cuda" | "cuda-naive" | "cuda-wgmma" | "cuda-wgmma-c2" | "cublas" | "cudnn" | "tch"
+        | "candle" => &[H200_2026_11_30],
+        _ => &[],
+    }
+}
+
+/// Whether `backend` on `device` runs code that this project has never run on any GPU: a GPU
+/// device of a backend with no [`HardwareRecord`]. `list` labels such a device UNVERIFIED ON
+/// HARDWARE; a CPU device never is.
+pub fn unverified_on_hardware(backend: &str, device: &str) -> bool {
+    device.starts_with("cuda") && verified_on(backend).is_empty()
+}
+
+/// `list`'s words for an available device: where a GPU device was verified, and that other
+/// GPUs were not; or that it never ran on a GPU.
+pub fn hardware_state(backend: &str, device: &str) -> String {
+    if !device.starts_with("cuda") {
+        return "available".into();
+    }
+    match verified_on(backend) {
+        [] => "available, UNVERIFIED ON HARDWARE (this project has not run it on a GPU yet)".into(),
+        records => format!(
+            "available; verified on {}; UNVERIFIED on other GPUs",
+            records
+                .iter()
+                .map(HardwareRecord::describe)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    /// Every GPU backend of the bundle passed the H200 run; a CPU device is never labelled,
+    /// and a GPU backend without a record is.
     #[test]
-    fn gpu_devices_are_unverified_and_cpus_are_not() {
-        assert!(super::unverified_on_hardware("cuda:0"));
-        assert!(super::unverified_on_hardware("cuda"));
-        assert!(!super::unverified_on_hardware("cpu"));
+    fn gpu_backends_name_the_gpu_they_were_verified_on() {
+        for b in super::all() {
+            let gpu = b.devices().iter().any(|d| d.name.starts_with("cuda"));
+            let records = super::verified_on(b.name());
+            assert_eq!(!records.is_empty(), gpu, "{}", b.name());
+            if gpu {
+                assert!(!super::unverified_on_hardware(b.name(), "cuda:0"));
+                let state = super::hardware_state(b.name(), "cuda:0");
+                assert!(state.contains("verified on NVIDIA H200"), "{state}");
+                assert!(state.contains("UNVERIFIED on other GPUs"), "{state}");
+            }
+            assert!(!super::unverified_on_hardware(b.name(), "cpu"));
+            assert_eq!(super::hardware_state(b.name(), "cpu"), "available");
+        }
+        assert!(super::unverified_on_hardware("a-new-gpu-backend", "cuda:0"));
+        assert!(
+            super::hardware_state("a-new-gpu-backend", "cuda:0").contains("UNVERIFIED ON HARDWARE")
+        );
+    }
+
+    /// A record points at results that are in the repository.
+    #[test]
+    fn hardware_records_point_at_committed_results() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for b in super::all() {
+            for r in super::verified_on(b.name()) {
+                let readme = root.join(r.results).join("README.md");
+                assert!(
+                    readme.is_file(),
+                    "{}: {} is missing",
+                    b.name(),
+                    readme.display()
+                );
+                let text = std::fs::read_to_string(&readme).unwrap();
+                assert!(
+                    text.contains(r.gpu) && text.contains(r.date),
+                    "{}",
+                    readme.display()
+                );
+            }
+        }
     }
 
     /// Every backend is listed, built or not: the placeholders of a build without the `cuda`

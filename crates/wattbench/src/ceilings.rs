@@ -337,8 +337,8 @@ pub struct CeilingsArgs {
     /// M = N = K of the CPU's GEMM [default: 2048; 256 with --quick].
     #[arg(long, value_name = "N")]
     gemm_size: Option<usize>,
-    /// M = N = K of each GPU's GEMM [default: 8192; 2048 with --quick]. (GPU ceilings are
-    /// UNVERIFIED ON HARDWARE.)
+    /// M = N = K of each GPU's GEMM [default: 8192; 2048 with --quick]. (GPU ceilings were
+    /// measured on one H200 only.)
     #[arg(long, value_name = "N")]
     gpu_gemm_size: Option<usize>,
     /// Only these backends (comma-separated; the f64 reference is never a contender).

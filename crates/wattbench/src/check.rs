@@ -41,8 +41,8 @@ pub struct CheckArgs {
     /// The backend to check; see `wattbench list`.
     #[arg(long)]
     backend: String,
-    /// The device (default: the backend's first available one). GPU devices are UNVERIFIED
-    /// ON HARDWARE.
+    /// The device (default: the backend's first available one). GPU devices were verified on
+    /// one NVIDIA H200 only (`wattbench list` says where).
     #[arg(long)]
     device: Option<String>,
     /// Only these ops (comma-separated; default all). `none` leaves the op checks out.

@@ -163,9 +163,17 @@ fn list(json: bool) -> Result<u8> {
                 let unverified: Vec<&str> = devs
                     .iter()
                     .map(|d| d.name.as_str())
-                    .filter(|d| backends::unverified_on_hardware(d))
+                    .filter(|d| backends::unverified_on_hardware(b.name(), d))
                     .collect();
-                serde_json::json!({"name": b.name(), "available": available, "reason": reason, "trains": b.trains(), "devices": devs, "unverified_on_hardware": unverified})
+                let verified: Vec<_> = if devs.iter().any(|d| d.name.starts_with("cuda")) {
+                    backends::verified_on(b.name())
+                        .iter()
+                        .map(|r| r.to_json())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                serde_json::json!({"name": b.name(), "available": available, "reason": reason, "trains": b.trains(), "devices": devs, "unverified_on_hardware": unverified, "verified_on_hardware": verified})
             })
             .collect();
         let doc = serde_json::json!({"backends": b, "suites": suites, "ops": ops});
@@ -176,12 +184,10 @@ fn list(json: bool) -> Result<u8> {
     let w = backends.iter().map(|b| b.name().len()).max().unwrap_or(10);
     for b in &backends {
         for d in b.devices() {
-            let state = match (d.available, backends::unverified_on_hardware(&d.name)) {
-                (true, true) => "available, UNVERIFIED ON HARDWARE (this project has not run it \
-                                 on a GPU yet)"
-                    .to_string(),
-                (true, false) => "available".to_string(),
-                (false, _) => "unavailable".to_string(),
+            let state = if d.available {
+                backends::hardware_state(b.name(), &d.name)
+            } else {
+                "unavailable".to_string()
             };
             let why = d.reason.map(|r| format!(": {r}")).unwrap_or_default();
             println!("  {:<w$} {:<8} {state}{why}", b.name(), d.name);

@@ -110,7 +110,8 @@ pub struct MeterArgs {
     pub no_nvml: bool,
     /// GPUs to meter: `all`, `none`, or a comma-separated list of NVML indices, `GPU-…`
     /// UUIDs or PCI bus ids. Default: the GPUs CUDA_VISIBLE_DEVICES shows (all when unset).
-    /// GPUs left out are listed in the output. (NVML metering is UNVERIFIED ON HARDWARE.)
+    /// GPUs left out are listed in the output. (NVML metering was verified on one
+    /// H200; a selection among several GPUs is UNVERIFIED ON HARDWARE.)
     #[arg(long, value_name = "LIST")]
     pub gpus: Option<String>,
 }

@@ -34,7 +34,8 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     backend: Vec<String>,
     /// Only these devices (comma-separated, e.g. cpu, cuda); default: every available one.
-    /// GPU devices are UNVERIFIED ON HARDWARE (no GPU has run them yet).
+    /// GPU devices were verified on one NVIDIA H200 (`wattbench list` says where); other GPUs
+    /// are UNVERIFIED ON HARDWARE.
     #[arg(long, value_delimiter = ',')]
     device: Vec<String>,
     /// Run each shape in these dtypes (f32, f16, bf16) instead of the suite's.

@@ -44,7 +44,8 @@ pub struct TrainArgs {
     #[arg(long, default_value = "candle")]
     backend: String,
     /// Device: cpu, or cuda (its first CUDA device: tch when libtorch sees a GPU, candle in
-    /// a candle-cuda build), or cuda:N. GPU training is UNVERIFIED ON HARDWARE.
+    /// a candle-cuda build), or cuda:N. GPU training: the trainers' two-step checks passed on
+    /// an H200; a whole `train` run on a GPU is UNVERIFIED ON HARDWARE.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Model size: standard, or tiny for a quick check.

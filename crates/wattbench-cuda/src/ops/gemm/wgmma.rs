@@ -1,4 +1,4 @@
-//! The Hopper GEMM (`gemm_sm90.cu`, sm_90a; UNVERIFIED ON HARDWARE): its schedule (the tile
+//! The Hopper GEMM (`gemm_sm90.cu`, sm_90a; verified on an H200): its schedule (the tile
 //! width, [`Width`], and how many ranges K is split into), its launch (a persistent grid of at
 //! most one CTA per SM, 384 threads, [`Width::smem_bytes`] of dynamic shared memory), the
 //! split-K reduction, and the TMA tensor maps of its operands (after a padded copy where a row
