@@ -20,6 +20,14 @@
 #   wb_log SRC DEST   a log kept in the work folder: its last MiB (a flooded log would push the
 #                     archive past what the device returns)
 #   wb_wait_gone PIDS  wait up to 5 s for stopped processes to end (they write on the way)
+#   wb_run_file FILE  the state of a `wattbench run` result file: complete or interrupted, with
+#                     its ok, skipped and failed counts, missing, or unreadable
+#   wb_judge_run NAME RC FILE LIMIT GPU [SECONDS]  the verdict on one `wattbench run` from its
+#                     exit status and its result file, as "pass|fail|skip<TAB>message": the
+#                     rule both scripts apply, to a run as it ends and again in --summary-only
+#   wb_run_tail LOG [warnings]  what a step echoes of a run's output: its warnings whole
+#   $wb_summary_py    Python the summaries start with (sig3: a figure to three significant
+#                     digits)
 #
 # Sourcing it also points the driver's JIT cache at a folder this run can write
 # (CUDA_CACHE_PATH, unless set; 1 GiB): our modules are PTX the driver compiles on first load
@@ -156,3 +164,104 @@ wb_wait_gone() { # PIDS
 export CUDA_CACHE_PATH=${CUDA_CACHE_PATH:-${TMPDIR:-/tmp}/wattbench-cuda-jit-cache}
 export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-1073741824}
 mkdir -p "$CUDA_CACHE_PATH"
+
+wb_run_file() { # FILE
+  [ -e "$1" ] || { echo missing; return 0; }
+  python3 - "$1" <<'PY' 2>/dev/null || echo "unreadable: python3 could not read it"
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+    cs = d.get("cases") or []
+    n = lambda s: sum(1 for c in cs if c.get("status") == s)
+    # Complete only when the file says so: a run stopped midway writes "interrupted": true.
+    print("complete" if d.get("interrupted") is False else "interrupted", n("ok"), n("skipped"), n("failed"))
+except Exception as e:
+    print("unreadable:", " ".join(str(e).split())[:200])
+PY
+}
+
+# A run killed by its time limit (124, 137) or stopped by a signal (130, 143) after it had
+# written a complete result file was exiting (an H200 run of 2026-11-30 printed its last line
+# and the limit struck during the exit): its cases are all there, and it is judged on them.
+wb_judge_run() { # NAME RC FILE LIMIT GPU [SECONDS]
+  local name=$1 rc=$2 f=$3 secs=$4 gpu=$5 dt=${6:-} file st state ok sk fl why
+  file=$(basename "$f")
+  case $rc in
+    0) printf 'pass\tok%s\n' "${dt:+ in $dt s}"; return ;;
+    3) if [ "$gpu" = 1 ]; then
+         printf 'fail\tFAILED: nothing ran, every case was skipped (the reasons are in run.%s.txt)\n' "$name"
+       else
+         printf 'skip\tSKIPPED: no GPU, nothing could run (exit 3)\n'
+       fi
+       return ;;
+    1) printf 'fail\tFAILED: a case failed verification or errored (exit 1; see the summary)\n'; return ;;
+    124 | 137) why="hit its ${secs:+$secs s }time limit" ;;
+    130 | 143) why="stopped by a signal (exit $rc)" ;;
+    *) printf 'fail\tFAILED: exit %s (run.%s.txt)\n' "$rc" "$name"; return ;;
+  esac
+  st=$(wb_run_file "$f")
+  read -r state ok sk fl <<<"$st"
+  case $state in
+    complete)
+      if [ "$fl" -gt 0 ]; then
+        printf 'fail\tFAILED: %s case(s) failed verification or errored; the run had finished and %s while exiting (all cases written)\n' "$fl" "$why"
+      elif [ "$ok" -eq 0 ] && [ "$gpu" = 1 ]; then
+        printf 'fail\tFAILED: nothing ran, every case was skipped (the reasons are in run.%s.txt); the run %s while exiting\n' "$name" "$why"
+      elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        printf 'pass\tfinished; killed at its time limit while exiting (all cases written: %s ok, %s skipped%s)\n' "$ok" "$sk" "${secs:+; the limit was $secs s}"
+      else
+        printf 'pass\tfinished; stopped by a signal while exiting (exit %s; all cases written: %s ok, %s skipped)\n' "$rc" "$ok" "$sk"
+      fi ;;
+    interrupted) printf 'fail\t%s: the completed cases are in %s (marked interrupted)\n' "$why" "$file" ;;
+    missing) printf 'fail\t%s before any result file was written\n' "$why" ;;
+    *) printf 'fail\t%s; %s is %s\n' "$why" "$file" "$st" ;;
+  esac
+}
+
+# `wattbench run` wraps its notes at 100 columns with no indent: the last lines of its output
+# alone can be the tail of a warning. A warning's paragraph is its first line and each later
+# line that is no other paragraph's start and that a 100-column wrap would have broken there
+# (the line before it could not take its first word).
+wb_run_tail() { # LOG [warnings]
+  python3 - "$1" "${2:-}" <<'PY'
+import re, sys
+try:
+    lines = open(sys.argv[1], errors="replace").read().splitlines()
+except OSError as e:
+    sys.exit(f"(no output: {e.strerror})")
+# The starts of the paragraphs a run and measure print (never a continuation's first words).
+start = re.compile(r"\s|\[\d+(/\d+)?\] |[┌│╞├└╘╒║+|]|\(left out |\d+ ok, \d+ skipped, \d+ failed in |"
+                   r"(warning|error|note|carbon|cross-check \S+|GPUs metered|energy \([^)]*\)): |"
+                   r"GPU energy counter vs |Energy per call is |\d+ more energy caveats |thread '|command exited |wrote /")
+paras = []  # [index of its last line, text]
+for i, l in enumerate(lines):
+    prev = lines[i - 1] if i else None
+    if (paras and prev and not start.match(l) and l.strip()
+            and len(prev) + 1 + len(l.split(" ")[0]) > 100):
+        paras[-1] = [i, paras[-1][1] + " " + l]
+    else:
+        paras.append([i, l])
+shown = [t for _, t in paras if re.match(r"(warning|error): ", t)]
+count = [k for k, (_, t) in enumerate(paras) if re.match(r"\d+ ok, \d+ skipped, \d+ failed in ", t)]
+if sys.argv[2] != "warnings":
+    if count:
+        shown += [t for _, t in paras[count[-1]:]]
+    else:
+        # No count: the run ended early; its last three lines, each paragraph whole.
+        shown += [t for last, t in paras if last >= len(lines) - 3]
+for t in dict.fromkeys(shown):
+    print(t)
+PY
+}
+
+# shellcheck disable=SC2016 # Python source
+wb_summary_py='
+import math
+def sig3(x):
+    """x with three significant digits (more left of the point), never 0 for a positive figure."""
+    if x is None:
+        return "-"
+    if not math.isfinite(x) or x == 0:
+        return str(x) if x else "0"
+    return f"{x:.{max(0, 2 - math.floor(math.log10(abs(x))))}f}"
+'

@@ -4,32 +4,42 @@
 # (file modes can be lost in transit):
 #
 #   bash .gpu-bundle/profile-gemm.sh OUTDIR
+#   bash .gpu-bundle/profile-gemm.sh --summary-only WORKDIR
 #
 # Everything is written to a work folder (WATTBENCH_WORK, default /tmp/wb-gpu, + /profile), and
 # OUTDIR receives two files (the device returns at most 8; gpu-check.sh's two may be beside
 # them): profile-gemm.tgz (the work folder, packed again after every step and on exit) and
-# profile-gemm-summary.txt.
+# profile-gemm-summary.txt. --summary-only runs nothing: it rewrites WORKDIR/summary.txt from
+# the files of a work folder this script made (an unpacked profile-gemm.tgz), each suite run
+# judged again from its recorded exit status and result file, prints it, and exits 1 when the
+# records show a failure, else 0 (python3 alone: no GPU, no binary).
 #
 # Within a total budget (WATTBENCH_PROFILE_BUDGET, default 240 s), each step under its own
-# limit; estimates for one H200 (none measured yet: steps.txt records what each took):
-#   0. a quick generic check of each wgmma backend, each in its own process; 30 s each ~10 s
+# limit; the seconds at the right were measured on one H200 on 2026-11-30 (steps.txt records
+# what each took):
+#   0. a quick generic check of each wgmma backend, each in its own process; 30 s each  2 s
 #   1. the hopper-gemm suite (benchmarks/hopper-gemm.toml: bf16 4096^3, 8192^3 and the
 #      Llama-2-7B MLP GEMMs at T = 1, 16, 4096: 8 cases) on cuda-wgmma, cuda-wgmma-c2 (clusters
 #      of two sharing B by multicast), cuda and cublas side by side in one run, every case
 #      verified first, with NVML energy over windows of at least 3 s: 32 case x backend runs
-#      of about 3.5 s each, plus start-up and idle power before and after: ~125 s (at most
-#      160, and leaving 80 s for step 2 where the budget allows);
+#      of about 4.9 s each (start-up and idle power before and after included)      158 s
+#      (at most 190, leaving 45 s for step 2 where the budget allows);
 #      hopper-gemm.json and hopper-gemm.md (TFLOP/s, GFLOP/J, clocks and throttle reasons);
 #      a wgmma backend that faults in its generic check runs alone after the others
-#      (hopper-gemm.<backend>.json), so its fault cannot cost them their results;
+#      (hopper-gemm.<backend>.json), so its fault cannot cost them their results. A run killed
+#      at its limit after it wrote a complete result file (not marked interrupted) was
+#      exiting: it is judged on its cases (on 2026-11-30 the limit, then 158 s, struck there);
 #   2. Nsight Compute (`ncu --clock-control none`, which leaves the clocks alone) on one
 #      8192^3 bf16 product of each backend, cuda-wgmma first, then cuBLAS (the baseline),
 #      cuda-wgmma-c2 and cuda: speed of light, compute and memory workload, occupancy, warp
 #      states, executed instruction mix (HGMMA = wgmma, HMMA = mma.sync), every section's
-#      details where ncu knows --print-details: ncu.txt; 60 s
-#      each, skipped when under 30 s are left                              ~4 x 20 = ~80 s
+#      details where ncu knows --print-details: ncu.txt; 30 s each, skipped when under 15 s
+#      are left                                                      38 s for the four (~9.5 s each)
 #   3. a summary: summary.txt (ours / cuBLAS per case, the profile's headline figures).
-# Total of the estimates: about 215 s of the 240.
+# Total: 199 s of the 240 on 2026-11-30. The work folder also holds steps.txt,
+# suite-status.txt (each suite run's verdict, exit status, limit and seconds), run.<name>.txt,
+# report-errors.txt (where the report failed) and .summary-args.json (the summary's inputs, for
+# --summary-only).
 #
 # Without a GPU it runs as a dry run and says why each step cannot measure. Exit status: 0
 # when every step that could run succeeded, 1 when one failed, 2 for bad usage, 130 / 143 when
@@ -40,48 +50,76 @@
 # shellcheck disable=SC2317 # on_exit runs from the trap
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-[ $# -eq 1 ] && [ -n "$1" ] || { echo "usage: profile-gemm.sh OUTDIR (the folder that gets the results)" >&2; exit 2; }
-out=$1
-mkdir -p "$out" || { echo "profile-gemm.sh: cannot make $out" >&2; exit 2; }
-out=$(cd "$out" && pwd)
+usage="usage: profile-gemm.sh OUTDIR (the folder that gets the results), or profile-gemm.sh --summary-only WORKDIR"
+mode=run
+if [ "${1:-}" = --summary-only ]; then
+  if [ $# -ne 2 ] || [ ! -d "$2" ]; then echo "$usage (WORKDIR: an existing work folder)" >&2; exit 2; fi
+  mode=summary
+  work=$(cd "$2" && pwd)
+else
+  if [ $# -ne 1 ] || [ -z "$1" ]; then echo "$usage" >&2; exit 2; fi
+  out=$1
+  work=${WATTBENCH_WORK:-/tmp/wb-gpu}/profile
+fi
 budget=${WATTBENCH_PROFILE_BUDGET:-240}
 start=$(date +%s)
 status=0
 bin=$here/wattbench
-# Execute bits can be lost in transit.
-chmod +x "$bin" 2>/dev/null
 suite=$here/benchmarks/hopper-gemm.toml
 [ -f "$suite" ] || suite=$here/../benchmarks/hopper-gemm.toml
-work=${WATTBENCH_WORK:-/tmp/wb-gpu}/profile
-# The work folder is emptied first: only one this script made (its marker inside).
-if [ -d "$work" ] && [ -n "$(ls -A "$work")" ] && [ ! -e "$work/.wattbench-profile-gemm" ]; then
-  echo "profile-gemm: $work exists and is not a folder of this script; set WATTBENCH_WORK" >&2
-  exit 2
-fi
-rm -rf "$work"
-mkdir -p "$work"
-touch "$work/.wattbench-profile-gemm"
-: >"$work/steps.txt"
-scratch=$(mktemp -d /tmp/wattbench-profile.XXXXXX)
-export WATTBENCH_CACHE=${WATTBENCH_CACHE:-/tmp/wattbench-cache}
-export RUST_BACKTRACE=1
 gpu=0
 summarised=0
 
 # shellcheck source=scripts/gpu-env.sh
 . "$here/gpu-env.sh"
-# The summary (step 3), written last, or by the exit trap when the run stops early.
-cat >"$scratch/summary.py" <<'PY'
+# The summary (step 3), written last, or by the exit trap when the run stops early. Its Python:
+# WORK SUITE_STATUS GPU STATUS SECONDS BUDGET INCOMPLETE. It keeps its arguments in
+# .summary-args.json; --summary-only calls it with WORK SUITE_STATUS "" GPU, and it takes them
+# from there (for a folder from before that file: GPU, and the seconds summed from steps.txt),
+# the verdict from the records (suite-status.txt, report-errors.txt, ncu.txt's exits).
+IFS= read -r -d '' summary_src <<'PY'
 import json, os, re, sys
-out, gpu, status, secs, incomplete = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4], sys.argv[5]
-verdict = ("OK" if status == 0 else "FAILED") if gpu else "DRY RUN, NOTHING MEASURED (no GPU on this machine)"
+out, suite_status = sys.argv[1], sys.argv[2]
+def read(name):
+    try:
+        return open(os.path.join(out, name)).read()
+    except OSError:
+        return ""
+rewritten = sys.argv[3] == ""
+if not rewritten:
+    args = dict(zip(("gpu", "status", "secs", "budget", "incomplete"), sys.argv[3:8]))
+    with open(os.path.join(out, ".summary-args.json"), "w") as f:
+        json.dump(args, f)
+else:
+    try:
+        args = json.load(open(os.path.join(out, ".summary-args.json")))
+    except (OSError, ValueError):
+        # A folder from before .summary-args.json: what its files say.
+        args = {"gpu": sys.argv[4], "status": "0", "incomplete": "", "budget": "",
+                "secs": str(sum(int(x) for x in re.findall(r"^[^:]+: (\d+) s,", read("steps.txt"), re.M)))}
+gpu, secs, incomplete = args["gpu"] == "1", args["secs"], args["incomplete"]
+took = f"{secs} s of a {args['budget']} s budget" if args.get("budget") else f"{secs} s (the steps' sum)"
+# The suite runs: NAME, MESSAGE, VERDICT (pass, fail, skip), exit status, limit, seconds.
+runs = [l.split("\t") for l in (open(suite_status).read().splitlines() if os.path.exists(suite_status) else [])]
+runs = [f for f in runs if len(f) > 2]
+failures = [f"suite {f[0]}: {f[1]}" for f in runs if f[2] == "fail"]
+failures += ["report: " + l for l in read("report-errors.txt").splitlines()]
+failures += [l for l in read("ncu.txt").splitlines() if re.match(r"ncu on \S+: exit", l)]
+status = (1 if failures or args["status"] != "0" else 0) if rewritten else int(args["status"])
+verdict = ("OK" if status == 0 else "FAILED") if gpu else (
+    "DRY RUN, NOTHING MEASURED (no GPU on this machine)" + ("; FAILED" if status else ""))
 if incomplete:
     verdict = (f"INCOMPLETE, {incomplete}: "
                + ("no verdict (nothing had failed before the stop)" if status == 0 else "FAILED before the stop")
                + ("" if gpu else "; a dry run"))
-print(f"wattbench Hopper GEMM profile: {verdict}, {secs} s")
-steps = [l.split(",")[0] for l in open(os.path.join(out, "steps.txt")).read().splitlines()]
+print(f"wattbench Hopper GEMM profile: {verdict}, {took}")
+if rewritten:
+    print("  (rewritten from the work folder by --summary-only; the verdict from its records"
+          + (": " + "; ".join(l[:160] for l in failures[:6]) if failures else "") + ")")
+steps = [l.split(",")[0] for l in read("steps.txt").splitlines()]
 print("seconds per step (steps.txt): " + ", ".join(s.replace(": ", " ").replace(" s", "") for s in steps))
+for f in runs:
+    print(f"suite {f[0]}: {f[1]}")
 path = os.path.join(out, "hopper-gemm.json")
 if os.path.exists(path):
     try:
@@ -109,7 +147,8 @@ if os.path.exists(path):
     for r, ids in list(why.items())[:6]:
         print(f"  skipped {len(ids)} (e.g. {ids[0]}): {r[:160]}")
     tags = sorted({t for (_, t) in ok}, key=str)
-    print(f"{'case':<18} {'backend':<13} {'TFLOP/s':>8} {'vs cublas':>9} {'GFLOP/J':>8}  (GFLOP/J: the GPU's energy counter)")
+    print(f"{'case':<18} {'backend':<13} {'TFLOP/s':>8} {'vs cublas':>9} {'GFLOP/J':>8}  (GFLOP/J: the GPU's energy counter;"
+          " three significant digits)")
     for t in tags:
         base = ok.get(("cublas", t))
         for b in ("cuda-wgmma", "cuda-wgmma-c2", "cuda", "cublas"):
@@ -117,14 +156,14 @@ if os.path.exists(path):
             if not c:
                 continue
             tf = c["throughput"]["gflops_per_s"] / 1e3
-            rel = f"{tf / (base['throughput']['gflops_per_s'] / 1e3):.3f}" if base else "-"
+            rel = sig3(tf / (base['throughput']['gflops_per_s'] / 1e3)) if base else "-"
             # The GPU's counter alone (the run's total adds the CPU estimate).
             js = [d.get("joules_per_iter") for d in (c.get("energy") or {}).get("domains") or []
                   if d["name"].startswith("gpu")]
-            e = f"{c['throughput']['flops'] / sum(js) / 1e9:.1f}" if js and None not in js and sum(js) > 0 else "-"
+            e = sig3(c['throughput']['flops'] / sum(js) / 1e9) if js and None not in js and sum(js) > 0 else "-"
             impl = c.get("implementation") or ""
             impl = impl if b.startswith("cuda-wgmma") else ""  # width, cluster, split K
-            print(f"{t:<18} {b:<13} {tf:8.1f} {rel:>9} {e:>8}  {impl}")
+            print(f"{t:<18} {b:<13} {sig3(tf):>8} {rel:>9} {e:>8}  {impl}")
 else:
     print("suite: no result file")
 try:
@@ -141,10 +180,82 @@ for l in ncu:
     elif re.search(r"^\s+(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy)\b", l):
         print("   " + " ".join(l.split()))
 print("files (in profile-gemm.tgz): " + " ".join(sorted(f for f in os.listdir(out) if not f.startswith("."))))
+if rewritten:
+    sys.exit(1 if status else 0)
 PY
 summary() { # [WHY INCOMPLETE]
-  python3 "$scratch/summary.py" "$work" "$gpu" "$status" "$(elapsed)" "${1:-}" >"$work/summary.txt" 2>&1
+  python3 -c "$wb_summary_py"$'\n'"$summary_src" "$work" "$work/suite-status.txt" "$gpu" "$status" \
+    "$(elapsed)" "$budget" "${1:-}" >"$work/summary.txt" 2>&1
 }
+# --summary-only: the summary of an existing work folder, from its records; nothing runs. Each
+# suite run is judged again (wb_judge_run) from what it recorded: suite-status.txt's exit
+# status, limit and seconds, or, in a folder from before that file, steps.txt's
+# "suite-NAME: S s, exit RC". The GPU flag: .summary-args.json's, else whether hopper-gemm.json
+# lists the GPU it ran on, or ncu.txt has a profile.
+summary_only() {
+  local judged name msg verdict rc secs dt rest
+  [ -f "$work/steps.txt" ] || {
+    echo "profile-gemm.sh --summary-only: $work has no steps.txt: not a work folder of this script" >&2
+    return 2
+  }
+  gpu=$(python3 - "$work" <<'PY'
+import json, os, sys
+try:
+    print(json.load(open(os.path.join(sys.argv[1], ".summary-args.json")))["gpu"])
+except (OSError, ValueError, KeyError):
+    try:
+        print(1 if json.load(open(os.path.join(sys.argv[1], "hopper-gemm.json")))["environment"].get("gpus") else 0)
+    except (OSError, ValueError, KeyError):
+        # ncu profiles only on a GPU: a section of it says there was one.
+        try:
+            print(1 if "\n#### " in "\n" + open(os.path.join(sys.argv[1], "ncu.txt")).read() else 0)
+        except OSError:
+            print(0)
+PY
+)
+  judged=$(mktemp /tmp/wattbench-profile-status.XXXXXX)
+  {
+    if [ -f "$work/suite-status.txt" ]; then
+      cat "$work/suite-status.txt"
+    else
+      # (tab is a blank to `read`: an empty field would vanish, so "-" stands for one)
+      sed -nE 's/^suite-([^:]+): ([0-9]+) s, exit ([0-9]+).*/\1\t-\t-\t\3\t-\t\2/p' "$work/steps.txt"
+    fi
+  } | while IFS=$'\t' read -r name msg verdict rc secs dt rest; do
+    [ "$secs" = - ] && secs=""
+    if [[ $rc =~ ^[0-9]+$ ]]; then
+      IFS=$'\t' read -r verdict msg <<<"$(wb_judge_run "$name" "$rc" "$work/$name.json" "$secs" "$gpu" "$dt")"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$msg" "$verdict" "$rc" "$secs" "$dt"
+  done >"$judged"
+  python3 -c "$wb_summary_py"$'\n'"$summary_src" "$work" "$judged" "" "$gpu" >"$work/summary.txt" 2>&1
+  rc=$?
+  rm -f "$judged"
+  cat "$work/summary.txt"
+  return $rc
+}
+if [ "$mode" = summary ]; then
+  summary_only
+  exit $?
+fi
+
+mkdir -p "$out" || { echo "profile-gemm.sh: cannot make $out" >&2; exit 2; }
+out=$(cd "$out" && pwd)
+# Execute bits can be lost in transit.
+chmod +x "$bin" 2>/dev/null
+# The work folder is emptied first: only one this script made (its marker inside).
+if [ -d "$work" ] && [ -n "$(ls -A "$work")" ] && [ ! -e "$work/.wattbench-profile-gemm" ]; then
+  echo "profile-gemm: $work exists and is not a folder of this script; set WATTBENCH_WORK" >&2
+  exit 2
+fi
+rm -rf "$work"
+mkdir -p "$work"
+touch "$work/.wattbench-profile-gemm"
+: >"$work/steps.txt"
+: >"$work/suite-status.txt"
+scratch=$(mktemp -d /tmp/wattbench-profile.XXXXXX)
+export WATTBENCH_CACHE=${WATTBENCH_CACHE:-/tmp/wattbench-cache}
+export RUST_BACKTRACE=1
 on_exit() {
   local rc=$?
   [ "$summarised" = 1 ] || summary "stopped early (exit $rc)"
@@ -186,51 +297,51 @@ for wb in cuda-wgmma cuda-wgmma-c2; do
   fi
 done
 step_done wgmma-checks "$t0" "alone:${alone:- none}"
+# One run of the suite; its line in suite-status.txt: NAME, the verdict's message,
+# pass|fail|skip, the exit status, the limit and the seconds it took (--summary-only judges it
+# again from them).
 suite_run() { # BACKENDS OUTPUT SECONDS
-  local rc t0 name
+  local rc t0 dt name verdict msg
   name=$(basename "$2" .json)
   say "hopper-gemm suite on $1 (limit $3 s)"
   t0=$(date +%s)
   WB_KILL_AFTER=10 limit "$3" "$bin" run --suite "$suite" --backend "$1" --device cuda \
     --energy-window 3 --output "$2" >"$work/run.$name.txt" 2>&1
   rc=$?
-  tail -n 4 "$work/run.$name.txt"
-  case $rc in
-    0) ;;
-    3) if [ "$gpu" = 1 ]; then
-         echo "every case was skipped (not a Hopper GPU?): see the reasons above"
-         status=1
-       else
-         echo "SKIPPED: no GPU, nothing could run (exit 3)"
-       fi ;;
-    124 | 137 | 130 | 143)
-      status=1
-      if [ -f "$2" ]; then echo "hit its $3 s time limit: the completed cases are in $(basename "$2") (interrupted)"
-      else echo "hit its $3 s time limit before any result file was written"; fi ;;
-    *) status=1 ;;
-  esac
-  step_done "suite-$name" "$t0" "exit $rc"
+  dt=$(($(date +%s) - t0))
+  wb_run_tail "$work/run.$name.txt"
+  IFS=$'\t' read -r verdict msg <<<"$(wb_judge_run "$name" "$rc" "$2" "$3" "$gpu" "$dt")"
+  [ "$verdict" = fail ] && status=1
+  [ "$rc" = 3 ] && [ "$gpu" = 1 ] && msg="$msg (not a Hopper GPU?)"
+  echo "$msg"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$msg" "$verdict" "$rc" "$3" "$dt" >>"$work/suite-status.txt"
+  step_done "suite-$name" "$t0" "exit $rc: $msg"
 }
-# 32 runs of about 3.5 s (a 3 s energy window, verification, warm-up) and about 10 s of
-# start-up and idle power: about 125 s.
-# Nsight Compute's four profiles (step 2, the point of this script) keep about 20 s each: the
-# suite gets what is left above that, at most 160 s, at least 60 (a short budget then leaves
-# the profiles less, and the last ones are skipped).
-ncu_reserve=80
+# Measured on one H200 on 2026-11-30: 32 runs of about 4.9 s each (a 3 s energy window,
+# verification, warm-up; start-up and idle power included), 157.8 s inside the run; a limit of
+# 158 s struck while it exited. Nsight Compute's four profiles (step 2, the point of this
+# script) took 38 s in all: 45 s are kept for them, and the suite gets what is left above that,
+# at most 190 s (about 30 s above the measured time), at least 60 (a short budget then leaves
+# the profiles less, and the last ones are skipped). A wgmma backend run alone (8 runs, about
+# 40 s, and its own start-up) gets 50 s, taken from the side-by-side run's share.
+ncu_reserve=45
 suite_s=$(($(left) - ncu_reserve))
-[ "$suite_s" -gt 160 ] && suite_s=160
+[ "$suite_s" -gt 190 ] && suite_s=190
 [ "$suite_s" -lt 60 ] && suite_s=60
 if [ -z "$alone" ]; then
   suite_run "$backends" "$work/hopper-gemm.json" "$suite_s"
 else
-  suite_run "$backends" "$work/hopper-gemm.json" $((suite_s * 2 / 3))
+  n_alone=$(wc -w <<<"$alone")
+  main_s=$((suite_s - 50 * n_alone))
+  [ "$main_s" -lt 60 ] && main_s=60
+  suite_run "$backends" "$work/hopper-gemm.json" "$main_s"
   for wb in $alone; do
-    suite_run "$wb" "$work/hopper-gemm.$wb.json" 45
+    suite_run "$wb" "$work/hopper-gemm.$wb.json" 50
   done
 fi
 if [ -f "$work/hopper-gemm.json" ]; then
   limit 30 "$bin" report "$work/hopper-gemm.json" --output "$work/hopper-gemm.md" >/dev/null 2>"$work/report.err" ||
-    { status=1; echo "report of hopper-gemm.json failed: $(head -c 300 "$work/report.err")"; }
+    { status=1; echo "report of hopper-gemm.json failed: $(head -c 300 "$work/report.err")" | tee -a "$work/report-errors.txt"; }
 fi
 
 # ---- 2. Nsight Compute on one 8192^3 product each ---------------------------------------------
@@ -264,8 +375,9 @@ t0=$(date +%s)
       k=${spec#* }
       echo "#### $b ($k)"
       case " $alone " in *" $b "*) echo "SKIP: $b faulted in its generic check"; continue ;; esac
-      if [ "$(left)" -lt 30 ]; then echo "SKIP: the time budget is spent"; continue; fi
-      WB_KILL_AFTER=10 limit 60 "$ncu" --clock-control none "${details[@]}" --kernel-name "$k" --launch-skip 1 --launch-count 1 \
+      # About 9.5 s each on the H200 of 2026-11-30.
+      if [ "$(left)" -lt 15 ]; then echo "SKIP: the time budget is spent"; continue; fi
+      WB_KILL_AFTER=10 limit 30 "$ncu" --clock-control none "${details[@]}" --kernel-name "$k" --launch-skip 1 --launch-count 1 \
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
         --section Occupancy --section LaunchStats --section WarpStateStats --section InstructionStats \
         "$bin" run --suite "$scratch/one.toml" --backend "$b" --device cuda:0 --no-nvml \

@@ -1,0 +1,721 @@
+//! The GPU machine's scripts (scripts/gpu-check.sh, profile-gemm.sh and the gpu-env.sh they
+//! source) on a machine without a GPU, in two ways: their summaries rewritten
+//! (`--summary-only`) from copies of the work folders an H200 returned on 2026-11-30
+//! (results/gpu/2026-11-30-h200; the committed files are never modified), and whole runs from a
+//! fake bundle whose wattbench, test binary, nvidia-smi and torch stand-ins replay those
+//! results. They need bash and python3, as the scripts do.
+//!
+//! WATTBENCH_TEST_SCRIPTS names another folder of the three scripts to test (e.g. an older
+//! version, to see these tests fail on it).
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scripts() -> PathBuf {
+    std::env::var_os("WATTBENCH_TEST_SCRIPTS").map_or_else(|| repo().join("scripts"), PathBuf::from)
+}
+
+/// What the H200 returned on 2026-11-30.
+fn h200(sub: &str) -> PathBuf {
+    repo().join("results/gpu/2026-11-30-h200").join(sub)
+}
+
+fn copy_tree(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to);
+        } else {
+            fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+/// A copy of one of the H200's work folders (gpu-check or profile-gemm) in a fresh temp dir.
+fn h200_copy(sub: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(sub);
+    copy_tree(&h200(sub), &dir);
+    (tmp, dir)
+}
+
+/// `bash SCRIPT --summary-only DIR` with the script under test named SCRIPT.
+fn rewrite(script: &str, dir: &Path) -> (i32, String) {
+    rewrite_with(&scripts().join(script), dir)
+}
+
+/// `bash SCRIPT --summary-only DIR`: its exit status and what it printed, which must be the
+/// summary.txt it wrote.
+fn rewrite_with(script: &Path, dir: &Path) -> (i32, String) {
+    let o = Command::new("bash")
+        .arg(script)
+        .arg("--summary-only")
+        .arg(dir)
+        .env("CUDA_CACHE_PATH", dir.join("../jit-cache"))
+        .output()
+        .expect("run bash");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let written = fs::read_to_string(dir.join("summary.txt")).unwrap_or_default();
+    assert_eq!(
+        text,
+        written,
+        "{} --summary-only printed something other than the summary.txt it wrote; stderr:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+fn line<'a>(text: &'a str, has: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(has))
+        .unwrap_or_else(|| panic!("no line with {has:?} in:\n{text}"))
+}
+
+fn assert_has(text: &str, want: &str) {
+    assert!(text.contains(want), "{want:?} not in:\n{text}");
+}
+
+/// Each TFLOP/s or GFLOP/J figure of `text` printed as zero ("0", "0.0", ...).
+fn zero_figures(text: &str) -> Vec<String> {
+    let mut zeros = Vec::new();
+    for l in text.lines() {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        for w in words.windows(2) {
+            if (w[1] == "TFLOP/s" || w[1] == "GFLOP/J") && w[0].parse::<f64>() == Ok(0.0) {
+                zeros.push(l.to_string());
+            }
+        }
+    }
+    zeros
+}
+
+#[test]
+fn gpu_check_summary_prints_small_figures_with_three_significant_digits() {
+    let (_tmp, dir) = h200_copy("gpu-check");
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 0, "the H200's check passed:\n{text}");
+    assert!(text.starts_with("wattbench GPU check: PASSED"), "{text}");
+    // The GRU step: 0.2, 0.1 and 0.0 TFLOP/s, 1, 0 and 0 GFLOP/J before.
+    let gru = line(&text, "rnn infer gru512 f32");
+    for want in [
+        "cuda  0.170 TFLOP/s",
+        "1.11 GFLOP/J",
+        "tch 0.0586 TFLOP/s",
+        "0.442 GFLOP/J",
+        "candle 0.0362 TFLOP/s",
+        "0.268 GFLOP/J",
+    ] {
+        assert_has(gru, want);
+    }
+    assert_eq!(zero_figures(&text), Vec::<String>::new());
+}
+
+#[test]
+fn profile_summary_prints_small_figures_with_three_significant_digits() {
+    let (_tmp, dir) = h200_copy("profile-gemm");
+    let (_, text) = rewrite("profile-gemm.sh", &dir);
+    // cuda on the Llama down-projection at T = 1: 0.2 TFLOP/s and 1.0 GFLOP/J before.
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("llama-down-T1 ") && l.split_whitespace().nth(1) == Some("cuda"))
+        .unwrap_or_else(|| panic!("no llama-down-T1 cuda row in:\n{text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[2..5], ["0.194", "0.0583", "0.974"], "{text}");
+    // No figure of the table (TFLOP/s, the ratio, GFLOP/J) printed as zero.
+    for l in text
+        .lines()
+        .filter(|l| l.contains("cuda") || l.contains("cublas"))
+    {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        if cells.len() >= 5 && cells[2].parse::<f64>().is_ok() {
+            for c in &cells[2..5] {
+                assert_ne!(
+                    c.parse::<f64>().ok(),
+                    Some(0.0),
+                    "a figure printed as 0: {l}"
+                );
+            }
+        }
+    }
+}
+
+/// torch.txt as step 3 writes it now: per product a sustained figure (1 s of warm-up, then
+/// >= 2 s of back-to-back calls) and the burst; `sustained_8192_bf16` in seconds.
+fn torch_txt(sustained_8192_bf16: f64) -> String {
+    let product = |n: u32, dtype: &str, sustained: f64, burst: f64| {
+        serde_json::json!({
+            "n": n, "dtype": dtype,
+            "burst": {"calls": 30, "median_s": burst, "min_s": burst * 0.99, "p5_s": burst * 0.99,
+                      "p95_s": burst * 1.01, "max_s": burst * 1.02, "tflops": 1.0},
+            "sustained": {"calls": 1200, "median_s": sustained, "min_s": sustained * 0.97,
+                          "p5_s": sustained * 0.98, "p95_s": sustained * 1.02, "max_s": sustained * 1.05,
+                          "tflops": 1.0, "warmup_s": 1.01, "span_s": 2.03},
+        })
+    };
+    let doc = serde_json::json!({
+        "torch": "2.11.0+cu130", "cuda": "13.0", "python": "/opt/torch/.venv/bin/python3",
+        "device": "NVIDIA H200", "fp32": "torch.backends.cuda.matmul.fp32_precision = 'ieee'",
+        "bf16_reduced_precision_reduction": false,
+        "method": {"sustained": "1 s of back-to-back warm-up calls, then back-to-back calls for at least 2 s",
+                   "burst": "5 warm-up calls, then 30 timed"},
+        "gemm": [
+            product(4096, "f32", 2.700e-3, 2.710e-3),
+            product(4096, "bf16", 0.2039e-3, 0.1888e-3),
+            product(8192, "f32", 21.550e-3, 21.559e-3),
+            product(8192, "bf16", sustained_8192_bf16, 1.4296e-3),
+        ],
+    });
+    format!("{doc}\n")
+}
+
+#[test]
+fn timing_truth_compares_the_sustained_figure_and_shows_the_burst_beside_it() {
+    let (_tmp, dir) = h200_copy("gpu-check");
+    fs::write(dir.join("torch.txt"), torch_txt(1.640e-3)).unwrap();
+    let (_, text) = rewrite("gpu-check.sh", &dir);
+    // wattbench's cublas 8192^3 bf16 median on the H200: 1.646 ms.
+    let sustained = line(&text, "torch.mm 8192^3 bf16: sustained 1.640 ms");
+    assert_has(
+        sustained,
+        "wattbench cublas 1.646 ms -> 1.004x (within 5 %)",
+    );
+    // The burst on the next line, and why it differs.
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| *l == sustained).unwrap();
+    let burst = lines[at + 1];
+    assert_has(
+        burst,
+        "burst (5 warm-up calls, then 30 timed) 1.430 ms, 13 % faster than sustained",
+    );
+    assert_has(burst, "the GPU not yet at its power cap");
+    // Energy truth's window ended throttled by the power cap: said, with the evidence.
+    assert_has(burst, "energy truth's window ended throttled by it");
+    assert_has(burst, "results/gpu/2026-11-30-h200/timing-truth/");
+    let f32 = lines[lines
+        .iter()
+        .position(|l| l.contains("torch.mm 8192^3 f32: sustained"))
+        .unwrap()
+        + 1];
+    assert_has(f32, "(within 5 % of the sustained figure)");
+    assert!(!text.contains("MORE THAN 5 %"), "{text}");
+    assert!(
+        !text.contains("a torch.txt from before the sustained timing"),
+        "{text}"
+    );
+
+    // A sustained figure 10 % off wattbench's is flagged, whatever the burst says.
+    fs::write(dir.join("torch.txt"), torch_txt(1.480e-3)).unwrap();
+    let (_, text) = rewrite("gpu-check.sh", &dir);
+    assert_has(
+        line(&text, "torch.mm 8192^3 bf16: sustained 1.480 ms"),
+        "-> 1.112x (MORE THAN 5 % apart: explain)",
+    );
+}
+
+#[test]
+fn timing_truth_of_an_older_torch_txt_labels_its_figures_bursts() {
+    // The H200's torch.txt: the burst alone (5 warm-up calls, 30 timed).
+    let (_tmp, dir) = h200_copy("gpu-check");
+    let (_, text) = rewrite("gpu-check.sh", &dir);
+    assert_has(
+        line(&text, "torch.mm 8192^3 bf16:"),
+        "burst 1.430 ms | wattbench cublas 1.646 ms -> 1.151x (MORE THAN 5 % apart",
+    );
+    assert_has(
+        &text,
+        "(a torch.txt from before the sustained timing: bursts alone",
+    );
+}
+
+#[test]
+fn profile_run_killed_at_its_limit_after_writing_every_case_does_not_fail() {
+    // As recorded: the suite's step "exit 124", and a hopper-gemm.json not interrupted.
+    let (_tmp, dir) = h200_copy("profile-gemm");
+    assert_has(
+        &fs::read_to_string(dir.join("steps.txt")).unwrap(),
+        "suite-hopper-gemm: 159 s, exit 124",
+    );
+    let (code, text) = rewrite("profile-gemm.sh", &dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.starts_with("wattbench Hopper GEMM profile: OK"),
+        "{text}"
+    );
+    assert_has(
+        &text,
+        "suite hopper-gemm: finished; killed at its time limit while exiting (all cases written: 32 ok, 0 skipped",
+    );
+}
+
+#[test]
+fn profile_run_killed_at_its_limit_with_an_interrupted_or_missing_file_fails() {
+    let (_tmp, dir) = h200_copy("profile-gemm");
+    let path = dir.join("hopper-gemm.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    doc["interrupted"] = true.into();
+    fs::write(&path, doc.to_string()).unwrap();
+    let (code, text) = rewrite("profile-gemm.sh", &dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.starts_with("wattbench Hopper GEMM profile: FAILED"),
+        "{text}"
+    );
+    assert_has(
+        &text,
+        "suite hopper-gemm: hit its time limit: the completed cases are in hopper-gemm.json (marked interrupted)",
+    );
+
+    fs::remove_file(&path).unwrap();
+    let (code, text) = rewrite("profile-gemm.sh", &dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.starts_with("wattbench Hopper GEMM profile: FAILED"),
+        "{text}"
+    );
+    assert_has(
+        &text,
+        "hit its time limit before any result file was written",
+    );
+}
+
+#[test]
+fn gpu_check_suite_run_killed_at_its_limit_is_judged_on_its_result_file() {
+    // suite-status.txt as step 6 records a run now: name, message, verdict, exit status,
+    // limit, seconds; the gemm family's run killed at its 50 s limit.
+    let (_tmp, dir) = h200_copy("gpu-check");
+    let status = "gemm\thit its 50 s time limit\tfail\t124\t50\t50\n\
+                  gemm-wgmma\tok in 15 s\tpass\t0\t30\t15\n\
+                  gemm-wgmma-c2\tok in 16 s\tpass\t0\t30\t16\n\
+                  conv2d\tok in 59 s\tpass\t0\t70\t59\n\
+                  rnn\tok in 47 s\tpass\t0\t65\t47\n";
+    fs::write(dir.join("suite-status.txt"), status).unwrap();
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("wattbench GPU check: PASSED"), "{text}");
+    assert_has(
+        line(&text, "suite gemm:"),
+        "finished; killed at its time limit while exiting (all cases written: 8 ok, 0 skipped; the limit was 50 s)",
+    );
+
+    let path = dir.join("gpu-check.gemm.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    doc["interrupted"] = true.into();
+    fs::write(&path, doc.to_string()).unwrap();
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.starts_with("wattbench GPU check: FAILED"), "{text}");
+    assert_has(
+        line(&text, "suite gemm:"),
+        "hit its 50 s time limit: the completed cases are in gpu-check.gemm.json (marked interrupted)",
+    );
+}
+
+/// `wb_run_tail` of gpu-env.sh on LOG, as a step echoes a run's output.
+fn run_tail(log: &Path) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(r#". "$1" && wb_run_tail "$2""#)
+        .arg("bash")
+        .arg(scripts().join("gpu-env.sh"))
+        .arg(log)
+        .env("CUDA_CACHE_PATH", tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_step_echoes_each_warning_of_a_run_whole() {
+    // The H200's conv2d run: its output ends with a note wrapped at 100 columns, whose last
+    // line, "RAPL package counter here)", each suite step echoed alone.
+    let text = run_tail(&h200("gpu-check/run.conv2d.txt"));
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "warning: gpu0: idle power moved from 97.83 W before the run to 144.55 W after it (clocks, \
+             temperature or other load changed); the net figures use the mean, with half the difference \
+             in their uncertainty",
+            "16 ok, 0 skipped, 0 failed in 57.9 s",
+            "/tmp/wb-gpu/check/gpu-check.conv2d.json",
+        ]
+    );
+    // A run cut off in its notes: its last lines, each paragraph whole.
+    let tmp = tempfile::tempdir().unwrap();
+    let full = fs::read_to_string(h200("gpu-check/run.gemm.txt")).unwrap();
+    let cut: Vec<&str> = full
+        .lines()
+        .take_while(|l| !l.starts_with("GPU energy counter"))
+        .collect();
+    let log = tmp.path().join("run.txt");
+    fs::write(&log, cut.join("\n") + "\n").unwrap();
+    let text = run_tail(&log);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().all(|l| l.starts_with("warning: ")), "{text}");
+    assert_has(
+        &text,
+        "(sw_power_cap); gemm/infer/m8192_n8192_k8192_nn/bf16/cublas/cuda:0 (sw_power_cap)",
+    );
+}
+
+// ---- whole runs from a fake bundle ------------------------------------------------------------
+
+/// A stand-in for the wattbench binary: answers what the GPU scripts ask, replaying the results
+/// recorded in $FAKE_RECORDS (NAME.json, and NAME.txt, the run's output); $FAKE_DIR/exit.NAME
+/// holds a run's exit status (default 0), $FAKE_DIR/interrupted.NAME marks its file interrupted.
+const FAKE_WATTBENCH: &str = r#"#!/usr/bin/env bash
+cmd=$1
+shift
+opt() { # NAME ARGS...: the value of option NAME
+  local n=$1
+  shift
+  while [ $# -gt 1 ]; do [ "$1" = "$n" ] && { echo "$2"; return; }; shift; done
+}
+case $cmd in
+  list) if [ "${1:-}" = --json ]; then echo '{"backends": [{"name": "tch", "trains": true}]}'; else echo "backends (fake)"; fi ;;
+  info) echo "fake wattbench info" ;;
+  measure) exit 0 ;;
+  check)
+    what=$(opt --op "$@")
+    [ "$what" = none ] && what=trainer
+    echo "ok $(opt --backend "$@")/cuda:0 $what (fake)" ;;
+  report) : >"$(opt --output "$@")" ;;
+  run)
+    out=$(opt --output "$@")
+    [ -n "$out" ] || out=$(opt -o "$@")
+    name=$(basename "$out" .json)
+    [ -f "$FAKE_RECORDS/$name.json" ] || { echo "no recorded result for $name: every case skipped"; exit 3; }
+    cat "$FAKE_RECORDS/$name.txt"
+    python3 - "$FAKE_RECORDS/$name.json" "$out" "$FAKE_DIR/interrupted.$name" <<'PY'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+d["interrupted"] = os.path.exists(sys.argv[3])
+json.dump(d, open(sys.argv[2], "w"))
+PY
+    exit "$(cat "$FAKE_DIR/exit.$name" 2>/dev/null || echo 0)" ;;
+  *) echo "fake wattbench: $cmd is not faked" >&2; exit 2 ;;
+esac
+"#;
+
+/// A stand-in for the GPU test binary: two tests, which pass.
+const FAKE_TESTS: &str = r#"#!/usr/bin/env bash
+if [ "$1" = --list ]; then
+  printf '%s: test\n' cuda::gemm_small cuda_wgmma::gemm_small
+  exit 0
+fi
+echo "test result: ok. 1 passed; 0 failed; 0 ignored"
+"#;
+
+/// A stand-in for nvidia-smi: one H200.
+const FAKE_SMI: &str = r#"#!/usr/bin/env bash
+case "$*" in
+  -L) echo "GPU 0: NVIDIA H200 (UUID: GPU-00000000-0000-0000-0000-000000000000)" ;;
+  *compute_cap*) echo "9.0" ;;
+  *) echo "NVIDIA H200 (fake nvidia-smi)" ;;
+esac
+"#;
+
+/// A stand-in for PyTorch: CUDA events on a simulated GPU clock, each n^3 product taking the
+/// H200's time of 2026-11-30, faster for the first 0.1 s of a load (before the power cap).
+const FAKE_TORCH: &str = r#"
+__version__ = "0.0-fake"
+float32, bfloat16 = "f32", "bf16"
+_TIMES = {(4096, "f32"): (2.71e-3, 2.71e-3), (4096, "bf16"): (0.186e-3, 0.204e-3),
+          (8192, "f32"): (21.56e-3, 21.56e-3), (8192, "bf16"): (1.434e-3, 1.640e-3)}
+_now = 0.0
+_load = 0.0
+class _T:
+    def __init__(self, n, dtype):
+        self.n, self.dtype = n, dtype
+def manual_seed(_):
+    pass
+def randn(n, m, device=None, dtype=float32):
+    global _load
+    _load = 0.0  # new operands: the GPU idled a moment
+    return _T(n, dtype)
+def empty(n, m, device=None, dtype=float32):
+    return _T(n, dtype)
+def mm(a, b, out=None):
+    global _now, _load
+    cool, capped = _TIMES[(a.n, a.dtype)]
+    dt = cool if _load < 0.1 else capped
+    _now += dt
+    _load += dt
+    return out
+class _Matmul:
+    fp32_precision = "tf32"
+    allow_bf16_reduced_precision_reduction = True
+class backends:
+    class cuda:
+        matmul = _Matmul()
+class version:
+    cuda = "13.0-fake"
+class cuda:
+    @staticmethod
+    def is_available():
+        return True
+    @staticmethod
+    def get_device_name(_):
+        return "Fake H200"
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.t = None
+        def record(self):
+            self.t = _now
+        def synchronize(self):
+            pass
+        def elapsed_time(self, end):
+            return (end.t - self.t) * 1e3
+"#;
+
+/// A bundle folder with the scripts under test and the stand-ins, and the H200's results to
+/// replay.
+struct FakeBundle {
+    tmp: tempfile::TempDir,
+}
+
+impl FakeBundle {
+    fn new() -> FakeBundle {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path();
+        for d in [
+            "bundle/benchmarks",
+            "bin",
+            "py/torch",
+            "records",
+            "fake",
+            "work",
+            "out",
+        ] {
+            fs::create_dir_all(p.join(d)).unwrap();
+        }
+        for s in ["gpu-check.sh", "profile-gemm.sh", "gpu-env.sh"] {
+            fs::copy(scripts().join(s), p.join("bundle").join(s)).unwrap();
+        }
+        for s in ["gpu-check.toml", "hopper-gemm.toml"] {
+            fs::copy(
+                repo().join("benchmarks").join(s),
+                p.join("bundle/benchmarks").join(s),
+            )
+            .unwrap();
+        }
+        let exe = |path: PathBuf, text: &str| {
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        exe(p.join("bundle/wattbench"), FAKE_WATTBENCH);
+        exe(p.join("bundle/wattbench-cuda-gpu-tests"), FAKE_TESTS);
+        exe(p.join("bin/nvidia-smi"), FAKE_SMI);
+        fs::write(p.join("py/torch/__init__.py"), FAKE_TORCH).unwrap();
+        let records = p.join("records");
+        for fam in ["gemm", "gemm-wgmma", "gemm-wgmma-c2", "conv2d", "rnn"] {
+            let json = format!("gpu-check/gpu-check.{fam}.json");
+            fs::copy(h200(&json), records.join(format!("gpu-check.{fam}.json"))).unwrap();
+            let txt = format!("gpu-check/run.{fam}.txt");
+            fs::copy(h200(&txt), records.join(format!("gpu-check.{fam}.txt"))).unwrap();
+        }
+        fs::copy(
+            h200("profile-gemm/hopper-gemm.json"),
+            records.join("hopper-gemm.json"),
+        )
+        .unwrap();
+        fs::copy(
+            h200("profile-gemm/run.hopper-gemm.txt"),
+            records.join("hopper-gemm.txt"),
+        )
+        .unwrap();
+        FakeBundle { tmp }
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.tmp.path().join(sub)
+    }
+
+    /// The run named NAME exits with `rc`, its result file complete or marked interrupted.
+    fn run_ends(&self, name: &str, rc: i32, interrupted: bool) {
+        fs::write(self.path(&format!("fake/exit.{name}")), rc.to_string()).unwrap();
+        if interrupted {
+            fs::write(self.path(&format!("fake/interrupted.{name}")), "").unwrap();
+        }
+    }
+
+    /// `bash bundle/SCRIPT OUT` on the fake GPU.
+    fn run(&self, script: &str) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.path("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut c = Command::new("bash");
+        c.arg(self.path("bundle").join(script))
+            .arg(self.path("out"))
+            .env("PATH", path)
+            .env("PYTHONPATH", self.path("py"))
+            .env("WATTBENCH_WORK", self.path("work"))
+            .env("WATTBENCH_CACHE", self.path("cache"))
+            .env("CUDA_CACHE_PATH", self.path("jit-cache"))
+            .env("FAKE_RECORDS", self.path("records"))
+            .env("FAKE_DIR", self.path("fake"));
+        for v in [
+            "WATTBENCH_GPU_BACKENDS",
+            "WATTBENCH_GPU_OPTIONAL",
+            "WATTBENCH_CHECK_BUDGET",
+            "WATTBENCH_CHECK_JOBS",
+            "WATTBENCH_PROFILE_BUDGET",
+            "WATTBENCH_SITE_PACKAGES",
+            "NVIDIA_TF32_OVERRIDE",
+        ] {
+            c.env_remove(v);
+        }
+        c.output().expect("run bash")
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+#[test]
+fn gpu_check_on_a_fake_gpu_passes_a_suite_run_killed_while_exiting_and_times_torch_sustained() {
+    let b = FakeBundle::new();
+    b.run_ends("gpu-check.gemm", 124, false);
+    let o = b.run("gpu-check.sh");
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let summary = fs::read_to_string(b.path("work/check/summary.txt")).unwrap();
+    assert!(
+        summary.starts_with("wattbench GPU check: PASSED"),
+        "{summary}"
+    );
+    assert_has(
+        line(&summary, "suite gemm:"),
+        "finished; killed at its time limit while exiting (all cases written: 8 ok, 0 skipped",
+    );
+
+    // What the steps echo of the runs: no line is the tail of a wrapped warning.
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!lines.contains(&"RAPL package counter here)"), "{text}");
+    assert!(!lines.contains(&"uncertainty"), "{text}");
+    assert_has(
+        &text,
+        "\nwarning: gpu0: idle power moved from 87.04 W before the run to 142.93 W after it (clocks, \
+         temperature or other load changed); the net figures use the mean, with half the difference in \
+         their uncertainty\n",
+    );
+
+    // Step 3 timed torch's products the way wattbench does, and kept the burst beside it.
+    let torch = fs::read_to_string(b.path("work/check/torch.txt")).unwrap();
+    let t: serde_json::Value = serde_json::from_str(torch.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        t["fp32"],
+        "torch.backends.cuda.matmul.fp32_precision = 'ieee'"
+    );
+    assert_eq!(t["bf16_reduced_precision_reduction"], false);
+    let gemm = t["gemm"].as_array().unwrap();
+    assert_eq!(gemm.len(), 4);
+    for g in gemm {
+        let s = &g["sustained"];
+        assert!(s["warmup_s"].as_f64().unwrap() >= 1.0, "{g}");
+        assert!(s["span_s"].as_f64().unwrap() >= 2.0, "{g}");
+        assert_eq!(g["burst"]["calls"], 30, "{g}");
+    }
+    let bf16 = gemm
+        .iter()
+        .find(|g| g["n"] == 8192 && g["dtype"] == "bf16")
+        .unwrap();
+    // The simulated GPU's times at its power cap and before it.
+    assert!(
+        (bf16["sustained"]["median_s"].as_f64().unwrap() - 1.640e-3).abs() < 1e-9,
+        "{bf16}"
+    );
+    assert!(
+        (bf16["burst"]["median_s"].as_f64().unwrap() - 1.434e-3).abs() < 1e-9,
+        "{bf16}"
+    );
+    assert_has(
+        line(&summary, "torch.mm 8192^3 bf16: sustained 1.640 ms"),
+        "wattbench cublas 1.646 ms -> 1.004x (within 5 %)",
+    );
+    assert_has(
+        &summary,
+        "burst (5 warm-up calls, then 30 timed) 1.434 ms, 13 % faster than sustained",
+    );
+
+    // The summary rewritten from the work folder reaches the run's verdict.
+    let (code, again) = rewrite_with(&b.path("bundle/gpu-check.sh"), &b.path("work/check"));
+    assert_eq!(code, 0, "{again}");
+    assert!(again.starts_with("wattbench GPU check: PASSED"), "{again}");
+}
+
+#[test]
+fn gpu_check_on_a_fake_gpu_fails_a_suite_run_killed_with_its_file_interrupted() {
+    let b = FakeBundle::new();
+    b.run_ends("gpu-check.gemm", 124, true);
+    let o = b.run("gpu-check.sh");
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let summary = fs::read_to_string(b.path("work/check/summary.txt")).unwrap();
+    assert!(
+        summary.starts_with("wattbench GPU check: FAILED"),
+        "{summary}"
+    );
+    assert_has(
+        line(&summary, "suite gemm:"),
+        "time limit: the completed cases are in gpu-check.gemm.json (marked interrupted)",
+    );
+    let (code, again) = rewrite_with(&b.path("bundle/gpu-check.sh"), &b.path("work/check"));
+    assert_eq!(code, 1, "{again}");
+    assert!(again.starts_with("wattbench GPU check: FAILED"), "{again}");
+}
+
+#[test]
+fn profile_on_a_fake_gpu_judges_a_run_killed_at_its_limit_on_its_result_file() {
+    let b = FakeBundle::new();
+    b.run_ends("hopper-gemm", 124, false);
+    let o = b.run("profile-gemm.sh");
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_has(
+        &text,
+        "\nfinished; killed at its time limit while exiting (all cases written: 32 ok",
+    );
+    assert!(!text.contains("(interrupted)"), "{text}");
+    let summary = fs::read_to_string(b.path("work/profile/summary.txt")).unwrap();
+    assert!(
+        summary.starts_with("wattbench Hopper GEMM profile: OK"),
+        "{summary}"
+    );
+    // The suite's limit re-planned from the H200's times: at most 190 s, 45 s kept for ncu.
+    assert_has(&summary, "the limit was 190 s");
+    assert!(
+        !text.lines().any(|l| l == "RAPL package counter here)"),
+        "{text}"
+    );
+
+    let b = FakeBundle::new();
+    b.run_ends("hopper-gemm", 124, true);
+    let o = b.run("profile-gemm.sh");
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let summary = fs::read_to_string(b.path("work/profile/summary.txt")).unwrap();
+    assert!(
+        summary.starts_with("wattbench Hopper GEMM profile: FAILED"),
+        "{summary}"
+    );
+    assert_has(
+        &summary,
+        "the completed cases are in hopper-gemm.json (marked interrupted)",
+    );
+}
