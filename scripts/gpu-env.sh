@@ -1,9 +1,12 @@
 # shellcheck shell=bash disable=SC2034,SC2154  # sets and reads the sourcing script's variables
 # Shared by the GPU machine's scripts (gpu-check.sh, profile-gemm.sh), sourced from the bundle:
 #
-#   wb_cuda_libs      choose one set of CUDA libraries and put it first on LD_LIBRARY_PATH; sets
-#                     $kind (wheels, toolkit or none), $torch_lib (torch's lib/, or empty) and
-#                     $wb_py (a python3 that finds torch, else python3)
+#   wb_cuda_libs LINKS  choose one set of CUDA libraries and put it first on LD_LIBRARY_PATH,
+#                     behind LINKS, a folder of unversioned links (libcublas.so, ...) to that
+#                     set's files (see wb_cuda_links); sets $kind (wheels, toolkit or none),
+#                     $torch_lib (torch's lib/, or empty), $wb_py (a python3 that finds torch,
+#                     else python3) and $wb_links (LINKS, or empty when none was made)
+#   wb_cuda_resolve   the "resolves:" lines: the file each name cudarc asks for resolves to
 #   wb_tool NAME      the path of a CUDA tool (PATH, /usr/local/cuda/bin, Nsight Compute's
 #                     folder, site-packages nvidia/*/bin), or nothing
 #   elapsed, left     seconds since $start, and left of $budget (both set by the script)
@@ -27,7 +30,8 @@
 #                     rule both scripts apply, to a run as it ends and again in --summary-only
 #   wb_run_tail LOG [warnings]  what a step echoes of a run's output: its warnings whole
 #   $wb_summary_py    Python the summaries start with (sig3: a figure to three significant
-#                     digits)
+#                     digits; cuda_lib_mix: the CUDA libraries of more than one set that the
+#                     result files say their processes loaded)
 #
 # Sourcing it also points the driver's JIT cache at a folder this run can write
 # (CUDA_CACHE_PATH, unless set; 1 GiB): our modules are PTX the driver compiles on first load
@@ -39,24 +43,60 @@
 
 # The site-packages folders to look in: python3's, then the GPU machine's torch environment
 # (/opt/torch/.venv; its python3 is on PATH there, but a PATH without it must not lose libtorch,
-# without which the wattbench binary does not even start), then $WATTBENCH_SITE_PACKAGES.
+# without which the wattbench binary does not even start). $WATTBENCH_SITE_PACKAGES, when
+# set, comes first: a folder named on purpose wins over the ones found.
 wb_site_packages() {
   {
+    [ -n "${WATTBENCH_SITE_PACKAGES:-}" ] && [ -d "$WATTBENCH_SITE_PACKAGES" ] && echo "$WATTBENCH_SITE_PACKAGES"
     python3 -c 'import site, os; [print(p) for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]' 2>/dev/null
     local d
-    for d in /opt/torch/.venv/lib/python3*/site-packages ${WATTBENCH_SITE_PACKAGES:+"$WATTBENCH_SITE_PACKAGES"}; do
+    for d in /opt/torch/.venv/lib/python3*/site-packages; do
       [ -d "$d" ] && echo "$d"
     done
   } | awk '!seen[$0]++'
 }
 
-wb_cuda_libs() {
+# The CUDA libraries cudarc (our backends, candle's) opens by name, and the major version of
+# each that these bindings (CUDA 13, cuDNN 9) take. cudarc tries the unversioned name first
+# (libcublas.so), then versioned ones (libcublas.so.13); the pip wheels ship only the versioned
+# files, so without a link the unversioned name falls through to ld.so.cache: a toolkit's or
+# the system's copy (the H200 run of 2026-11-30 loaded cuBLAS and NVRTC from /usr/local/cuda-13.0
+# and cuDNN from /usr/lib while torch and cuBLASLt came from the wheels).
+wb_cuda_names="cublas:13 cublasLt:13 nvrtc:13 cudnn:9 cudart:13 curand:10"
+
+# LINKS: a fresh folder of unversioned links (libcublas.so -> DIR/libcublas.so.13, ...) to the
+# first of DIRS (colon-separated) that has each library, so that cudarc's first name opens the
+# chosen set's file.
+wb_cuda_links() { # LINKS DIRS
+  local links=$1 dirs=$2 nv stem major d f
+  local -a ds
+  rm -rf "$links"
+  mkdir -p "$links" || return 1
+  IFS=: read -r -a ds <<<"$dirs"
+  for nv in $wb_cuda_names; do
+    stem=${nv%%:*}
+    major=${nv#*:}
+    for d in "${ds[@]}"; do
+      # The soname's file (libcublas.so.13), else a fuller version (libcublas.so.13.1.0.3).
+      for f in "$d/lib$stem.so.$major" "$d/lib$stem.so.$major".*; do
+        [ -e "$f" ] && break
+        f=""
+      done
+      [ -n "$f" ] && { ln -sfn "$f" "$links/lib$stem.so"; break; }
+    done
+  done
+}
+
+wb_cuda_libs() { # LINKS
   # The machine's pip wheels (site-packages/nvidia/*/lib) and torch's lib/, or else the CUDA
-  # toolkit: one set of cuBLAS, cuBLASLt, cuDNN and NVRTC, first on the path, never a mix.
-  # Wheels and torch are taken from the first folder that has them, never across folders.
+  # toolkit: one set of cuBLAS, cuBLASLt, cuDNN and NVRTC, first on the path behind the
+  # unversioned links to it (LINKS), never a mix (the summaries check the libraries each run
+  # loaded). Wheels and torch are taken from the first folder that has them, never across
+  # folders.
   local d sp wheels="" libs
   kind=none
   torch_lib=""
+  wb_links=""
   while read -r sp; do
     [ -z "$torch_lib" ] && [ -e "$sp/torch/lib/libtorch_cpu.so" ] && torch_lib=$sp/torch/lib
     if [ -z "$wheels" ] && ls "$sp"/nvidia/*/lib/libcublas.so.13* >/dev/null 2>&1 &&
@@ -78,6 +118,10 @@ wb_cuda_libs() {
       fi
     done
   fi
+  if [ -n "$libs" ] && [ -n "${1:-}" ] && wb_cuda_links "$1" "$libs"; then
+    wb_links=$1
+    libs="$wb_links:$libs"
+  fi
   [ -n "$torch_lib" ] && libs="${libs:+$libs:}$torch_lib"
   export LD_LIBRARY_PATH="${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # The python3 that has torch (PyTorch's timing), found without importing it.
@@ -88,6 +132,30 @@ wb_cuda_libs() {
       wb_py=$d
       break
     fi
+  done
+}
+
+# For each library cudarc opens, and libcuda and torch's: the file the dynamic loader would
+# open for the names asked, in order (unversioned first, as cudarc asks), with this
+# LD_LIBRARY_PATH, then ld.so.cache.
+wb_cuda_resolve() {
+  local nv stem major name names d found how
+  local -a path
+  IFS=: read -r -a path <<<"$LD_LIBRARY_PATH"
+  for nv in cuda:1 $wb_cuda_names torch_cuda: torch_cpu: c10:; do
+    stem=${nv%%:*}
+    major=${nv#*:}
+    names="lib$stem.so${major:+ lib$stem.so.$major}"
+    found=""
+    for name in $names; do
+      for d in "${path[@]}"; do
+        [ -n "$d" ] && [ -e "$d/$name" ] && { found=$(readlink -f "$d/$name"); how="$name in $d"; break; }
+      done
+      [ -n "$found" ] && break
+      found=$(ldconfig -p 2>/dev/null | awk -v l="$name" '$1 == l {print $NF; exit}')
+      [ -n "$found" ] && { how="$name in ld.so.cache"; found=$(readlink -f "$found"); break; }
+    done
+    echo "resolves: ${names// / else } -> ${found:-not found}${found:+ ($how)}"
   done
 }
 
@@ -180,11 +248,39 @@ except Exception as e:
 PY
 }
 
+# Whether the run's output (LOG) shows it finished: its count line ("N ok, N skipped, N failed
+# in S s", not "(interrupted)") with the file's counts (OK SKIPPED FAILED), no "internal error:
+# a backend panicked" (a panicked run also writes a file not marked interrupted, its cases
+# missing), and as many cases as its "[i/N]" lines announced. Prints why not, and returns 1.
+wb_run_finished() { # LOG OK SKIPPED FAILED
+  python3 - "$@" <<'PY'
+import re, sys
+log, ok, sk, fl = sys.argv[1], *map(int, sys.argv[2:5])
+try:
+    text = open(log, errors="replace").read()
+except OSError as e:
+    sys.exit(print(f"{log.rsplit('/', 1)[-1]} unreadable ({e.strerror}): a finished run cannot be told from a crashed one") or 1)
+if "internal error: a backend panicked" in text:
+    sys.exit(print("a backend panicked (internal error in its output): cases are missing") or 1)
+counts = re.findall(r"^(\d+) ok, (\d+) skipped, (\d+) failed in \S+ s(.*)$", text, re.M)
+if not counts or counts[-1][3].strip():
+    sys.exit(print("its output has no final count line (or it says interrupted): it did not finish") or 1)
+if tuple(map(int, counts[-1][:3])) != (ok, sk, fl):
+    sys.exit(print(f"its output counted {counts[-1][0]} ok, {counts[-1][1]} skipped, {counts[-1][2]} failed, "
+                   f"its file {ok}, {sk}, {fl}") or 1)
+announced = re.findall(r"^\[\d+/(\d+)\] ", text, re.M)
+if announced and int(announced[-1]) != ok + sk + fl:
+    sys.exit(print(f"it announced {announced[-1]} cases, its file has {ok + sk + fl}") or 1)
+PY
+}
+
 # A run killed by its time limit (124, 137) or stopped by a signal (130, 143) after it had
 # written a complete result file was exiting (an H200 run of 2026-11-30 printed its last line
 # and the limit struck during the exit): its cases are all there, and it is judged on them.
+# Complete: the file not marked interrupted, and its output (run.NAME.txt beside FILE) showing a
+# run that finished (wb_run_finished).
 wb_judge_run() { # NAME RC FILE LIMIT GPU [SECONDS]
-  local name=$1 rc=$2 f=$3 secs=$4 gpu=$5 dt=${6:-} file st state ok sk fl why
+  local name=$1 rc=$2 f=$3 secs=$4 gpu=$5 dt=${6:-} file st state ok sk fl why unfinished
   file=$(basename "$f")
   case $rc in
     0) printf 'pass\tok%s\n' "${dt:+ in $dt s}"; return ;;
@@ -201,6 +297,11 @@ wb_judge_run() { # NAME RC FILE LIMIT GPU [SECONDS]
   esac
   st=$(wb_run_file "$f")
   read -r state ok sk fl <<<"$st"
+  if [ "$state" = complete ] && ! unfinished=$(wb_run_finished "$(dirname "$f")/run.$name.txt" "$ok" "$sk" "$fl"); then
+    printf 'fail\t%s; %s is not marked interrupted, but run.%s.txt shows a run that did not finish: %s\n' \
+      "$why" "$file" "$name" "$unfinished"
+    return
+  fi
   case $state in
     complete)
       if [ "$fl" -gt 0 ]; then
@@ -256,7 +357,7 @@ PY
 
 # shellcheck disable=SC2016 # Python source
 wb_summary_py='
-import math
+import json, math, os, re
 def sig3(x):
     """x with three significant digits (more left of the point), never 0 for a positive figure."""
     if x is None:
@@ -264,4 +365,29 @@ def sig3(x):
     if not math.isfinite(x) or x == 0:
         return str(x) if x else "0"
     return f"{x:.{max(0, 2 - math.floor(math.log10(abs(x))))}f}"
+CUDA_LIB = re.compile(r"lib(cublas|cublasLt|nvrtc|cudnn|cudart)(_[a-z_]+)?\.so(\.[0-9.]+)?$")
+def lib_set(path):
+    """The set a CUDA library file belongs to: a site-packages folder (wheels, torch), a CUDA
+    toolkit (/usr/local/cuda*, /opt/cuda*), or else its folder (the system, another copy)."""
+    m = re.match(r"(.*/site-packages)/", path) or re.match(r"(/usr/local/cuda[^/]*|/opt/cuda[^/]*)/", path)
+    return m.group(1) if m else os.path.dirname(path)
+def cuda_lib_mix(paths):
+    """The CUDA libraries (cuBLAS, cuBLASLt, NVRTC, cuDNN, cudart) the processes that wrote the
+    result files PATHS loaded (environment.libraries), by set, when they come from more than one
+    set: {set: [file, ...]}; {} for one set, or none recorded."""
+    sets = {}
+    for p in paths:
+        try:
+            libs = (json.load(open(p)).get("environment") or {}).get("libraries") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        for f in libs:
+            if CUDA_LIB.match(os.path.basename(f)) and f not in sets.setdefault(lib_set(f), []):
+                sets[lib_set(f)].append(f)
+    return sets if len(sets) > 1 else {}
+def cuda_lib_mix_lines(sets, what):
+    """The lines that report a mix: one per set, each file named."""
+    return [f"FAILED: CUDA libraries of {len(sets)} sets loaded by {what}, not the one set chosen (cudarc opens "
+            "unversioned names first, libcublas.so: cuda-libs/ must link each to the chosen set):"] + [
+        f"    {s}: " + " ".join(os.path.basename(f) for f in fs) for s, fs in sets.items()]
 '

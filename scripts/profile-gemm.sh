@@ -11,8 +11,10 @@
 # them): profile-gemm.tgz (the work folder, packed again after every step and on exit) and
 # profile-gemm-summary.txt. --summary-only runs nothing: it rewrites WORKDIR/summary.txt from
 # the files of a work folder this script made (an unpacked profile-gemm.tgz), each suite run
-# judged again from its recorded exit status and result file, prints it, and exits 1 when the
-# records show a failure, else 0 (python3 alone: no GPU, no binary).
+# judged again from its recorded exit status and result file, prints it, and exits as the run
+# would have: 1 when the records show a failure, 3 when they show a run that did not finish or
+# left profiles unrun (INCOMPLETE; a folder without .summary-args.json: its summary.txt said
+# so, or its steps.txt has no ncu step), else 0 (python3 alone: no GPU, no binary).
 #
 # Within a total budget (WATTBENCH_PROFILE_BUDGET, default 240 s), each step under its own
 # limit; the seconds at the right were measured on one H200 on 2026-11-30 (steps.txt records
@@ -42,8 +44,10 @@
 # --summary-only).
 #
 # Without a GPU it runs as a dry run and says why each step cannot measure. Exit status: 0
-# when every step that could run succeeded, 1 when one failed, 2 for bad usage, 130 / 143 when
-# stopped by SIGINT / SIGTERM (the results so far packed).
+# when every step that could run succeeded, 1 when one failed (a mix of CUDA library sets
+# loaded included: the CUDA libraries are linked as in gpu-check.sh, cuda-libs/), 3 when
+# nothing failed but ncu profiles were left unrun for the budget (INCOMPLETE), 2 for bad usage,
+# 130 / 143 when stopped by SIGINT / SIGTERM (the results so far packed).
 #
 #   WATTBENCH_PROFILE_BUDGET  total seconds (default 240)
 #   WATTBENCH_WORK            the work folder's parent (default /tmp/wb-gpu)
@@ -94,8 +98,15 @@ else:
     try:
         args = json.load(open(os.path.join(out, ".summary-args.json")))
     except (OSError, ValueError):
-        # A folder from before .summary-args.json: what its files say.
-        args = {"gpu": sys.argv[4], "status": "0", "incomplete": "", "budget": "",
+        # A folder from before .summary-args.json: what its files say. Incomplete when the
+        # summary it holds said so (a run stopped midway) or steps.txt lacks the last step (ncu).
+        said = re.match(r"wattbench Hopper GEMM profile: INCOMPLETE, (.*?): (no verdict|FAILED before)",
+                        read("summary.txt"))
+        last = [l.split(":")[0] for l in read("steps.txt").splitlines() if ":" in l]
+        incomplete = (said.group(1) if said else "" if "ncu" in last else
+                      "the records end " + (f"after step {last[-1]}" if last else "before the first step")
+                      + " (steps.txt has no ncu step)")
+        args = {"gpu": sys.argv[4], "status": "0", "incomplete": incomplete, "budget": "",
                 "secs": str(sum(int(x) for x in re.findall(r"^[^:]+: (\d+) s,", read("steps.txt"), re.M)))}
 gpu, secs, incomplete = args["gpu"] == "1", args["secs"], args["incomplete"]
 took = f"{secs} s of a {args['budget']} s budget" if args.get("budget") else f"{secs} s (the steps' sum)"
@@ -105,14 +116,27 @@ runs = [f for f in runs if len(f) > 2]
 failures = [f"suite {f[0]}: {f[1]}" for f in runs if f[2] == "fail"]
 failures += ["report: " + l for l in read("report-errors.txt").splitlines()]
 failures += [l for l in read("ncu.txt").splitlines() if re.match(r"ncu on \S+: exit", l)]
-status = (1 if failures or args["status"] != "0" else 0) if rewritten else int(args["status"])
+# The CUDA libraries the runs loaded, of one set (see gpu-check.sh): a mix fails the profile.
+results = sorted(os.path.join(out, f) for f in os.listdir(out) if re.fullmatch(r"hopper-gemm(\..+)?\.json", f))
+mix = cuda_lib_mix(results)
+if mix:
+    failures.append("CUDA libraries of more than one set loaded: " + "; ".join(
+        f"{s}: {' '.join(os.path.basename(f) for f in fs)}" for s, fs in mix.items()))
+status = (1 if failures or args["status"] != "0" else 0) if rewritten else (1 if mix or args["status"] != "0" else 0)
+# Profiles the budget left out: the profile is not complete (ncu not found is a plain skip).
+unrun = [l for l in read("ncu.txt").splitlines() if re.match(r"SKIP: the time budget is spent", l)]
 verdict = ("OK" if status == 0 else "FAILED") if gpu else (
     "DRY RUN, NOTHING MEASURED (no GPU on this machine)" + ("; FAILED" if status else ""))
+if gpu and status == 0 and unrun:
+    verdict = f"INCOMPLETE: OK where run, {len(unrun)} ncu profile(s) not run for the budget (ncu.txt)"
 if incomplete:
     verdict = (f"INCOMPLETE, {incomplete}: "
                + ("no verdict (nothing had failed before the stop)" if status == 0 else "FAILED before the stop")
                + ("" if gpu else "; a dry run"))
 print(f"wattbench Hopper GEMM profile: {verdict}, {took}")
+if mix:
+    print("\n".join(cuda_lib_mix_lines(mix, "the suite runs (environment.libraries of " + " ".join(
+        os.path.basename(p) for p in results) + ")")))
 if rewritten:
     print("  (rewritten from the work folder by --summary-only; the verdict from its records"
           + (": " + "; ".join(l[:160] for l in failures[:6]) if failures else "") + ")")
@@ -180,8 +204,8 @@ for l in ncu:
     elif re.search(r"^\s+(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy)\b", l):
         print("   " + " ".join(l.split()))
 print("files (in profile-gemm.tgz): " + " ".join(sorted(f for f in os.listdir(out) if not f.startswith("."))))
-if rewritten:
-    sys.exit(1 if status else 0)
+# 1: failed; 3: INCOMPLETE without a failure (the run did not finish, or left profiles unrun).
+sys.exit(1 if status else 3 if verdict.startswith("INCOMPLETE") else 0)
 PY
 summary() { # [WHY INCOMPLETE]
   python3 -c "$wb_summary_py"$'\n'"$summary_src" "$work" "$work/suite-status.txt" "$gpu" "$status" \
@@ -190,8 +214,9 @@ summary() { # [WHY INCOMPLETE]
 # --summary-only: the summary of an existing work folder, from its records; nothing runs. Each
 # suite run is judged again (wb_judge_run) from what it recorded: suite-status.txt's exit
 # status, limit and seconds, or, in a folder from before that file, steps.txt's
-# "suite-NAME: S s, exit RC". The GPU flag: .summary-args.json's, else whether hopper-gemm.json
-# lists the GPU it ran on, or ncu.txt has a profile.
+# "suite-NAME: S s, exit RC". The GPU flag: .summary-args.json's, else steps.txt's "gpu 1",
+# whether hopper-gemm.json lists the GPU it ran on, ncu.txt has a profile, or the folder's
+# summary.txt (written on every step) gave a verdict other than a dry run's.
 summary_only() {
   local judged name msg verdict rc secs dt rest
   [ -f "$work/steps.txt" ] || {
@@ -199,7 +224,7 @@ summary_only() {
     return 2
   }
   gpu=$(python3 - "$work" <<'PY'
-import json, os, sys
+import json, os, re, sys
 try:
     print(json.load(open(os.path.join(sys.argv[1], ".summary-args.json")))["gpu"])
 except (OSError, ValueError, KeyError):
@@ -207,10 +232,11 @@ except (OSError, ValueError, KeyError):
         print(1 if json.load(open(os.path.join(sys.argv[1], "hopper-gemm.json")))["environment"].get("gpus") else 0)
     except (OSError, ValueError, KeyError):
         # ncu profiles only on a GPU: a section of it says there was one.
-        try:
-            print(1 if "\n#### " in "\n" + open(os.path.join(sys.argv[1], "ncu.txt")).read() else 0)
-        except OSError:
-            print(0)
+        read = lambda n: open(os.path.join(sys.argv[1], n)).read() if os.path.exists(os.path.join(sys.argv[1], n)) else ""
+        steps, first = read("steps.txt"), (read("summary.txt").splitlines() or [""])[0]
+        print(1 if re.search(r"^wgmma-checks: .*\bgpu 1\b", steps, re.M) or "\n#### " in "\n" + read("ncu.txt")
+              or (first.startswith("wattbench Hopper GEMM profile: ") and "DRY RUN" not in first
+                  and "a dry run" not in first) else 0)
 PY
 )
   judged=$(mktemp /tmp/wattbench-profile-status.XXXXXX)
@@ -228,9 +254,12 @@ PY
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$msg" "$verdict" "$rc" "$secs" "$dt"
   done >"$judged"
-  python3 -c "$wb_summary_py"$'\n'"$summary_src" "$work" "$judged" "" "$gpu" >"$work/summary.txt" 2>&1
+  # Written aside first: the summary reads the folder's summary.txt (did the run say it was
+  # incomplete?), which a redirection would empty before it starts.
+  python3 -c "$wb_summary_py"$'\n'"$summary_src" "$work" "$judged" "" "$gpu" >"$judged.txt" 2>&1
   rc=$?
-  rm -f "$judged"
+  cat "$judged.txt" >"$work/summary.txt"
+  rm -f "$judged" "$judged.txt"
   cat "$work/summary.txt"
   return $rc
 }
@@ -271,7 +300,7 @@ step_done() { # NAME T0 NOTE: a line in steps.txt, and the work folder packed
   summary "in progress: the run was stopped from outside after step $1"
   wb_pack "$work" "$out" profile-gemm
 }
-wb_cuda_libs
+wb_cuda_libs "$work/cuda-libs"
 if command -v nvidia-smi >/dev/null && limit 30 nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then gpu=1; fi
 [ "$gpu" = 1 ] || echo "no NVIDIA GPU here: a dry run (each step says why it cannot measure)"
 
@@ -296,7 +325,7 @@ for wb in cuda-wgmma cuda-wgmma-c2; do
     backends=$wb,$backends
   fi
 done
-step_done wgmma-checks "$t0" "alone:${alone:- none}"
+step_done wgmma-checks "$t0" "gpu $gpu, alone:${alone:- none}"
 # One run of the suite; its line in suite-status.txt: NAME, the verdict's message,
 # pass|fail|skip, the exit status, the limit and the seconds it took (--summary-only judges it
 # again from them).
@@ -393,6 +422,10 @@ step_done ncu "$t0" "$(grep -c '^####' "$work/ncu.txt") backends"
 
 # ---- 3. summary ---------------------------------------------------------------------------------
 summary
+rc=$?
 summarised=1
 cat "$work/summary.txt"
+# The summary's own findings (a mix of CUDA libraries: 1; INCOMPLETE: 3; 1 too when it failed).
+[ "$rc" = 1 ] && status=1
+[ "$status" = 0 ] && [ "$rc" = 3 ] && status=3
 exit $status

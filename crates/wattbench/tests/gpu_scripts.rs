@@ -38,12 +38,46 @@ fn copy_tree(src: &Path, dst: &Path) {
     }
 }
 
-/// A copy of one of the H200's work folders (gpu-check or profile-gemm) in a fresh temp dir.
-fn h200_copy(sub: &str) -> (tempfile::TempDir, PathBuf) {
+/// A copy of one of the H200's work folders (gpu-check or profile-gemm) in a fresh temp dir,
+/// as it was: its result files show a mix of CUDA library sets loaded (a failure now).
+fn h200_copy_as_run(sub: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(sub);
     copy_tree(&h200(sub), &dir);
     (tmp, dir)
+}
+
+/// A copy of one of the H200's work folders whose result files show one set of CUDA libraries
+/// loaded (the toolkit's and the system's copies left out of `environment.libraries`), for the
+/// tests of everything else the summaries judge.
+fn h200_copy(sub: &str) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, dir) = h200_copy_as_run(sub);
+    for e in fs::read_dir(&dir).unwrap() {
+        one_library_set(&e.unwrap().path());
+    }
+    (tmp, dir)
+}
+
+/// The result file PATH (when it is one) with only the site-packages copies of the CUDA
+/// libraries in its `environment.libraries`.
+fn one_library_set(path: &Path) {
+    if path.extension().is_none_or(|x| x != "json") {
+        return;
+    }
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&fs::read_to_string(path).unwrap())
+    else {
+        return;
+    };
+    if let Some(libs) = doc
+        .pointer_mut("/environment/libraries")
+        .and_then(|l| l.as_array_mut())
+    {
+        libs.retain(|l| {
+            let l = l.as_str().unwrap_or("");
+            !(l.starts_with("/usr/local/cuda") || l.starts_with("/usr/lib/"))
+        });
+        fs::write(path, doc.to_string()).unwrap();
+    }
 }
 
 /// `bash SCRIPT --summary-only DIR` with the script under test named SCRIPT.
@@ -95,6 +129,43 @@ fn zero_figures(text: &str) -> Vec<String> {
         }
     }
     zeros
+}
+
+#[test]
+fn summaries_fail_the_h200_run_for_its_mix_of_cuda_library_sets() {
+    // As it ran: cuBLAS and NVRTC from /usr/local/cuda-13.0, cuDNN from /usr/lib, cuBLASLt,
+    // cudart (and torch's cuBLAS) from the wheels, while env.txt said "cuda library set: wheels".
+    let (_tmp, dir) = h200_copy_as_run("gpu-check");
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.starts_with("wattbench GPU check: FAILED"), "{text}");
+    assert_has(
+        line(&text, "wattbench GPU check:"),
+        "(BUT A MIX WAS LOADED: below)",
+    );
+    assert_has(&text, "FAILED: CUDA libraries of 3 sets loaded by the runs");
+    assert_has(
+        line(&text, "    /usr/local/cuda-13.0: "),
+        "libcublas.so.13.1.0.3 libnvrtc.so.13.0.88",
+    );
+    assert_has(
+        line(&text, "    /usr/lib/x86_64-linux-gnu: "),
+        "libcudnn.so.9.14.0",
+    );
+    assert_has(
+        line(&text, "    /opt/torch/.venv/lib/python3.12/site-packages: "),
+        "libcublasLt.so.13",
+    );
+    let (code, text) = rewrite("profile-gemm.sh", &h200_copy_as_run("profile-gemm").1);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.starts_with("wattbench Hopper GEMM profile: FAILED"),
+        "{text}"
+    );
+    assert_has(
+        &text,
+        "FAILED: CUDA libraries of 3 sets loaded by the suite runs",
+    );
 }
 
 #[test]
@@ -429,6 +500,9 @@ esac
 
 /// A stand-in for PyTorch: CUDA events on a simulated GPU clock, each n^3 product taking the
 /// H200's time of 2026-11-30, faster for the first 0.1 s of a load (before the power cap).
+/// Events behave as CUDA's do for the host: one is complete only once it, or an event recorded
+/// after it, was synchronized (or torch.cuda.synchronize() ran), and `elapsed_time` between
+/// events not both complete raises, as PyTorch does ("device not ready").
 const FAKE_TORCH: &str = r#"
 __version__ = "0.0-fake"
 float32, bfloat16 = "f32", "bf16"
@@ -436,6 +510,8 @@ _TIMES = {(4096, "f32"): (2.71e-3, 2.71e-3), (4096, "bf16"): (0.186e-3, 0.204e-3
           (8192, "f32"): (21.56e-3, 21.56e-3), (8192, "bf16"): (1.434e-3, 1.640e-3)}
 _now = 0.0
 _load = 0.0
+_recorded = 0  # events recorded so far
+_done = 0  # events known complete: those recorded up to the last synchronized one
 class _T:
     def __init__(self, n, dtype):
         self.n, self.dtype = n, dtype
@@ -464,6 +540,10 @@ class version:
     cuda = "13.0-fake"
 class cuda:
     @staticmethod
+    def synchronize():
+        global _done
+        _done = _recorded
+    @staticmethod
     def is_available():
         return True
     @staticmethod
@@ -472,11 +552,19 @@ class cuda:
     class Event:
         def __init__(self, enable_timing=False):
             self.t = None
+            self.seq = None
         def record(self):
-            self.t = _now
+            global _recorded
+            _recorded += 1
+            self.t, self.seq = _now, _recorded
         def synchronize(self):
-            pass
+            global _done
+            if self.seq is not None:
+                _done = max(_done, self.seq)
         def elapsed_time(self, end):
+            for e in (self, end):
+                if e.seq is None or e.seq > _done:
+                    raise RuntimeError("CUDA error: device not ready")
             return (end.t - self.t) * 1e3
 "#;
 
@@ -536,6 +624,10 @@ impl FakeBundle {
             records.join("hopper-gemm.txt"),
         )
         .unwrap();
+        // Replayed as a run with one set of CUDA libraries would write them.
+        for e in fs::read_dir(&records).unwrap() {
+            one_library_set(&e.unwrap().path());
+        }
         FakeBundle { tmp }
     }
 
@@ -717,5 +809,310 @@ fn profile_on_a_fake_gpu_judges_a_run_killed_at_its_limit_on_its_result_file() {
     assert_has(
         &summary,
         "the completed cases are in hopper-gemm.json (marked interrupted)",
+    );
+}
+
+/// The H200 copy's steps.txt cut after the step named `last`.
+fn cut_steps(dir: &Path, last: &str) {
+    let steps = fs::read_to_string(dir.join("steps.txt")).unwrap();
+    let mut kept = String::new();
+    for l in steps.lines() {
+        kept += l;
+        kept += "\n";
+        if l.starts_with(&format!("{last}:")) {
+            break;
+        }
+    }
+    fs::write(dir.join("steps.txt"), kept).unwrap();
+}
+
+/// Removes DIR's files whose names satisfy `gone`.
+fn remove_files(dir: &Path, gone: impl Fn(&str) -> bool) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if gone(&e.file_name().to_string_lossy()) {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn gpu_check_rewrite_of_a_run_cut_after_step_5_is_incomplete_not_passed() {
+    // The H200 folder as if the run had stopped after the checks: no suites, no sanitizer; its
+    // summary.txt (the final one, PASSED) left as it was.
+    let (_tmp, dir) = h200_copy("gpu-check");
+    cut_steps(&dir, "checks");
+    remove_files(&dir, |f| {
+        f.starts_with("gpu-check.") || f.starts_with("run.") || f == "suite-status.txt"
+    });
+    let tests = fs::read_to_string(dir.join("tests.txt")).unwrap();
+    let cut = &tests[..tests.find("## 7.").unwrap()];
+    fs::write(dir.join("tests.txt"), cut).unwrap();
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.starts_with(
+            "wattbench GPU check: INCOMPLETE, the records end after step checks (steps.txt has no \
+             sanitizer step): no verdict"
+        ),
+        "{text}"
+    );
+    // Rewritten again: the same (the summary it wrote says INCOMPLETE).
+    let (code, again) = rewrite("gpu-check.sh", &dir);
+    assert_eq!((code, again.lines().next()), (3, text.lines().next()));
+}
+
+#[test]
+fn gpu_check_with_a_suite_family_left_out_for_the_budget_is_incomplete() {
+    let (_tmp, dir) = h200_copy("gpu-check");
+    let status = fs::read_to_string(dir.join("suite-status.txt")).unwrap();
+    let status = status.replace(
+        "rnn\tok in 47 s\n",
+        "rnn\tSKIPPED: the time budget is spent (8 s left, 10 s kept for what follows)\tnot-run\n",
+    );
+    fs::write(dir.join("suite-status.txt"), status).unwrap();
+    fs::remove_file(dir.join("gpu-check.rnn.json")).unwrap();
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.starts_with(
+            "wattbench GPU check: INCOMPLETE: passed where run, suite run(s) not run for the budget: rnn"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn profile_rewrite_of_a_run_cut_short_is_incomplete_on_its_gpu() {
+    // Stopped after its suite: no ncu step.
+    let (_tmp, dir) = h200_copy("profile-gemm");
+    cut_steps(&dir, "suite-hopper-gemm");
+    fs::remove_file(dir.join("ncu.txt")).unwrap();
+    let (code, text) = rewrite("profile-gemm.sh", &dir);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.starts_with(
+            "wattbench Hopper GEMM profile: INCOMPLETE, the records end after step \
+             suite-hopper-gemm (steps.txt has no ncu step): no verdict"
+        ),
+        "{text}"
+    );
+
+    // Stopped after the wgmma checks, nothing else recorded: still the H200's run, not a dry
+    // run (its summary.txt, written at every step, gave no dry run's verdict).
+    let (_tmp, dir) = h200_copy("profile-gemm");
+    cut_steps(&dir, "wgmma-checks");
+    remove_files(&dir, |f| {
+        f.ends_with(".json") || f.starts_with("run.") || f == "ncu.txt"
+    });
+    let (code, text) = rewrite("profile-gemm.sh", &dir);
+    assert_eq!(code, 3, "{text}");
+    let verdict = line(&text, "wattbench Hopper GEMM profile:");
+    assert_has(
+        verdict,
+        "INCOMPLETE, the records end after step wgmma-checks",
+    );
+    assert!(
+        !verdict.contains("dry run") && !verdict.contains("DRY RUN"),
+        "{text}"
+    );
+    // A dry run's records say so.
+    fs::write(
+        dir.join("summary.txt"),
+        "wattbench Hopper GEMM profile: DRY RUN, NOTHING MEASURED (no GPU on this machine), 3 s\n",
+    )
+    .unwrap();
+    let (_, text) = rewrite("profile-gemm.sh", &dir);
+    assert_has(line(&text, "wattbench Hopper GEMM profile:"), "; a dry run");
+}
+
+/// `wb_judge_run gemm RC FILE 50 GPU` of gpu-env.sh on DIR/gpu-check.gemm.json, its output in
+/// DIR/run.gemm.txt: "pass|fail|skip<TAB>message".
+fn judge(dir: &Path, rc: i32, gpu: bool) -> String {
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(r#". "$1" && wb_judge_run gemm "$2" "$3" 50 "$4" 50"#)
+        .arg("bash")
+        .arg(scripts().join("gpu-env.sh"))
+        .arg(rc.to_string())
+        .arg(dir.join("gpu-check.gemm.json"))
+        .arg(if gpu { "1" } else { "0" })
+        .env("CUDA_CACHE_PATH", dir.join("jit-cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+}
+
+/// DIR with the H200's gemm result file, its cases passed through `edit`, and its output with
+/// the count line of what is left (and `tail` after it).
+fn gemm_run(edit: impl Fn(&mut Vec<serde_json::Value>), tail: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(h200("gpu-check/gpu-check.gemm.json")).unwrap())
+            .unwrap();
+    edit(doc["cases"].as_array_mut().unwrap());
+    let n = |s: &str| {
+        doc["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == s)
+            .count()
+    };
+    let log = fs::read_to_string(h200("gpu-check/run.gemm.txt")).unwrap();
+    let log = log.replace(
+        "8 ok, 0 skipped, 0 failed in 39.5 s",
+        &format!(
+            "{} ok, {} skipped, {} failed in 39.5 s",
+            n("ok"),
+            n("skipped"),
+            n("failed")
+        ),
+    ) + tail;
+    fs::write(tmp.path().join("gpu-check.gemm.json"), doc.to_string()).unwrap();
+    fs::write(tmp.path().join("run.gemm.txt"), log).unwrap();
+    tmp
+}
+
+#[test]
+fn a_run_killed_while_exiting_is_judged_on_its_cases_and_its_output() {
+    // Every case written, all ok: a pass, at 124 and at 137 alike.
+    let run = gemm_run(|_| {}, "");
+    for rc in [124, 137] {
+        assert!(
+            judge(run.path(), rc, true).starts_with(
+                "pass\tfinished; killed at its time limit while exiting (all cases written: 8 ok"
+            ),
+            "{rc}"
+        );
+    }
+    // A failed case.
+    let run = gemm_run(|cs| cs[0]["status"] = "failed".into(), "");
+    let v = judge(run.path(), 124, true);
+    assert!(
+        v.starts_with("fail\tFAILED: 1 case(s) failed verification"),
+        "{v}"
+    );
+    // Every case skipped, on a GPU.
+    let run = gemm_run(
+        |cs| cs.iter_mut().for_each(|c| c["status"] = "skipped".into()),
+        "",
+    );
+    let v = judge(run.path(), 137, true);
+    assert!(
+        v.starts_with("fail\tFAILED: nothing ran, every case was skipped"),
+        "{v}"
+    );
+    // A backend panicked: the file is not marked interrupted, but 3 of the 8 cases are missing.
+    let run = gemm_run(
+        |cs| cs.truncate(5),
+        "Error: internal error: a backend panicked; the 5 completed cases were written to x.json\n",
+    );
+    let v = judge(run.path(), 124, true);
+    assert!(
+        v.starts_with("fail\thit its 50 s time limit; gpu-check.gemm.json is not marked interrupted, but run.gemm.txt shows a run that did not finish: a backend panicked"),
+        "{v}"
+    );
+    // The same without the panic's line: the cases announced ([i/8]) are not all in the file.
+    let run = gemm_run(|cs| cs.truncate(5), "");
+    let v = judge(run.path(), 124, true);
+    assert!(v.ends_with("it announced 8 cases, its file has 5"), "{v}");
+}
+
+#[test]
+fn a_burst_faster_than_sustained_is_put_down_to_the_power_cap_only_where_this_run_saw_it() {
+    let (_tmp, dir) = h200_copy("gpu-check");
+    fs::write(dir.join("torch.txt"), torch_txt(1.640e-3)).unwrap();
+    // No throttle reason sw_power_cap recorded in this run (energy truth's, the suites').
+    for e in fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let text = fs::read_to_string(&p).unwrap();
+            fs::write(&p, text.replace("\"sw_power_cap\"", "\"hw_slowdown\"")).unwrap();
+        }
+    }
+    let (_, text) = rewrite("gpu-check.sh", &dir);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("  torch.mm 8192^3 bf16: sustained"))
+        .unwrap();
+    assert_has(
+        lines[at + 1],
+        "1.430 ms, 13 % faster than sustained (unexplained here: this run recorded no sw_power_cap throttling)",
+    );
+    assert!(!text.contains("power cap during a burst"), "{text}");
+}
+
+#[test]
+fn the_chosen_wheels_get_unversioned_links_first_on_the_library_path() {
+    // A site-packages folder with CUDA 13 wheels: versioned files only, as pip installs them.
+    let tmp = tempfile::tempdir().unwrap();
+    let sp = tmp.path().canonicalize().unwrap().join("site-packages");
+    let cu13 = sp.join("nvidia/cu13/lib");
+    let cudnn = sp.join("nvidia/cudnn/lib");
+    fs::create_dir_all(&cu13).unwrap();
+    fs::create_dir_all(&cudnn).unwrap();
+    for f in [
+        "libcublas.so.13",
+        "libcublasLt.so.13",
+        "libnvrtc.so.13",
+        "libcudart.so.13",
+        "libcurand.so.10",
+    ] {
+        fs::write(cu13.join(f), "").unwrap();
+    }
+    fs::write(cudnn.join("libcudnn.so.9"), "").unwrap();
+    let links = sp.parent().unwrap().join("work/cuda-libs");
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(r#". "$1" && wb_cuda_libs "$2" && echo "kind=$kind" && echo "path=$LD_LIBRARY_PATH" && wb_cuda_resolve"#)
+        .arg("bash")
+        .arg(scripts().join("gpu-env.sh"))
+        .arg(&links)
+        .env("WATTBENCH_SITE_PACKAGES", &sp)
+        .env("LD_LIBRARY_PATH", "/elsewhere")
+        .env("CUDA_CACHE_PATH", tmp.path().join("jit-cache"))
+        .output()
+        .unwrap();
+    let text = out(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.lines().any(|l| l == "kind=wheels"), "{text}");
+    assert_has(
+        &text,
+        &format!(
+            "\npath={}:{}:{}",
+            links.display(),
+            cu13.display(),
+            cudnn.display()
+        ),
+    );
+    for (link, target) in [
+        ("libcublas.so", cu13.join("libcublas.so.13")),
+        ("libcublasLt.so", cu13.join("libcublasLt.so.13")),
+        ("libnvrtc.so", cu13.join("libnvrtc.so.13")),
+        ("libcudart.so", cu13.join("libcudart.so.13")),
+        ("libcurand.so", cu13.join("libcurand.so.10")),
+        ("libcudnn.so", cudnn.join("libcudnn.so.9")),
+    ] {
+        assert_eq!(fs::read_link(links.join(link)).unwrap(), target, "{link}");
+    }
+    // The inventory resolves the name cudarc asks first, through the links.
+    assert_has(
+        &text,
+        &format!(
+            "resolves: libcublas.so else libcublas.so.13 -> {} (libcublas.so in {})",
+            cu13.join("libcublas.so.13").display(),
+            links.display()
+        ),
+    );
+    assert_has(
+        &text,
+        &format!(
+            "resolves: libcudnn.so else libcudnn.so.9 -> {} (libcudnn.so in {})",
+            cudnn.join("libcudnn.so.9").display(),
+            links.display()
+        ),
     );
 }
