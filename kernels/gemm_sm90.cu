@@ -4,9 +4,10 @@
 // {bf16,f16}_{nn,nt,tn,tt} and gemm_splitk_reduce_{bf16,f16} (see the end of the file).
 // Compiled for compute_90a (wgmma and setmaxnreg exist on sm_90a only).
 //
-// UNVERIFIED ON HARDWARE: compiled and resource-checked (NVRTC + ptxas, sm_90a, no spills) and
-// run on the CPU emulator of wattbench-cuda's tests (crates/wattbench-cuda/emu: verified
-// against the f64 reference under that model's reading of PTX), but never run on a GPU yet.
+// Compiled and resource-checked (NVRTC + ptxas, sm_90a, no spills), run on the CPU emulator of
+// wattbench-cuda's tests (crates/wattbench-cuda/emu: verified against the f64 reference under
+// that model's reading of PTX), and verified on one NVIDIA H200 (results/gpu/2026-11-30-h200);
+// other GPUs unverified.
 //
 // Design (the host side is crates/wattbench-cuda/src/ops/gemm/wgmma.rs, which mirrors the tile
 // order below, chooses the tile width and split, and builds the tensor maps):

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::crosscheck::CheckSamples;
 use crate::integrate::Accumulator;
-use crate::meters::{CpuScope, Domain, Meters, ReadContext};
+use crate::meters::{CpuScope, Domain, Meters, ReadContext, Reading};
 use crate::EnergyError;
 
 /// One row of the trace.
@@ -19,7 +19,9 @@ use crate::EnergyError;
 pub struct TraceRow {
     /// Seconds since the start.
     pub t_s: f64,
-    /// Mean power of each domain since the previous row, W (empty on the first row).
+    /// Mean power of each domain since the previous row, W (empty on the first row). For an
+    /// energy counter, the mean over the counter's update that covers the row (see
+    /// [`spread_counter_updates`]); empty where no update covers it yet.
     pub watts: Vec<Option<f64>>,
     /// Host RSS of the measured process (tree), bytes.
     pub rss_bytes: Option<u64>,
@@ -105,6 +107,58 @@ struct State {
     prev_cpu: Option<(f64, f64)>,
     ticks: usize,
     checks: Vec<Option<CheckSamples>>,
+    /// Per domain: whether its readings are an energy counter (whose trace rows are spread
+    /// over its updates when the sampler finishes).
+    counter: Vec<bool>,
+}
+
+/// Spreads an energy counter's updates over the trace rows they cover, in column `col`.
+///
+/// A counter that updates more slowly than the sampler ticks (NVML's every ~100 ms against
+/// 50 ms ticks) shows no change over some rows and a double step on the next: read row by row
+/// that is 0 W then twice the power (on an H200 capped at 700 W the trace alternated 0 and
+/// 1.2–1.5 kW). A row without a change is no update, not 0 W: each update's energy is spread
+/// over the rows since the previous update, at its mean power. Rows after the last update stay
+/// empty (unknown), as do rows cut off by a failed reading (an empty cell), which also ends
+/// the span.
+pub fn spread_counter_updates(rows: &mut [TraceRow], col: usize) {
+    let mut pending: Vec<usize> = Vec::new();
+    let mut pending_s = 0.0;
+    for i in 0..rows.len() {
+        let dt = if i == 0 {
+            0.0
+        } else {
+            rows[i].t_s - rows[i - 1].t_s
+        };
+        match rows[i].watts.get(col).copied().flatten() {
+            None => {
+                for &j in &pending {
+                    rows[j].watts[col] = None;
+                }
+                pending.clear();
+                pending_s = 0.0;
+            }
+            Some(w) if w == 0.0 && i > 0 => {
+                pending.push(i);
+                pending_s += dt;
+            }
+            Some(w) => {
+                let span = pending_s + dt;
+                if span > 0.0 {
+                    let mean = w * dt / span;
+                    for &j in &pending {
+                        rows[j].watts[col] = Some(mean);
+                    }
+                    rows[i].watts[col] = Some(mean);
+                }
+                pending.clear();
+                pending_s = 0.0;
+            }
+        }
+    }
+    for j in pending {
+        rows[j].watts[col] = None;
+    }
 }
 
 /// A running sampler thread.
@@ -124,6 +178,11 @@ impl Ctx {
         let snap = self.scope.snapshot().ok();
         let rc = ReadContext { tree: snap };
         let readings: Vec<_> = self.domains.iter().map(|d| d.read(&rc)).collect();
+        for (c, r) in st.counter.iter_mut().zip(&readings) {
+            if let Ok(r) = r {
+                *c = matches!(r, Reading::Counter { .. });
+            }
+        }
         for ((d, r), check) in self.domains.iter().zip(&readings).zip(&mut st.checks) {
             if let (Some(check), Ok(r)) = (check.as_mut(), r) {
                 if let Ok(w) = d.reported_power() {
@@ -246,6 +305,7 @@ impl Sampler {
                     .map(|d| d.power_reading().map(|_| CheckSamples::default()))
                     .collect()
             }),
+            counter: vec![false; ctx.domains.len()],
         };
         if first_now {
             ctx.tick(&mut st, t0.elapsed().as_secs_f64());
@@ -299,9 +359,13 @@ impl Sampler {
             None => return Err(EnergyError::Sampler("already finished".into())),
         };
         let accs = st.accs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut trace = st.trace;
+        for (col, _) in st.counter.iter().enumerate().filter(|(_, c)| **c) {
+            spread_counter_updates(&mut trace.rows, col);
+        }
         Ok(SamplerOutput {
             accs,
-            trace: st.trace,
+            trace,
             peak_rss_bytes: st.peak_rss,
             peak_device_memory_bytes: st.peak_dev,
             ticks: st.ticks,
@@ -317,5 +381,75 @@ impl Drop for Sampler {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{spread_counter_updates, TraceRow};
+
+    fn rows(watts: &[Option<f64>]) -> Vec<TraceRow> {
+        watts
+            .iter()
+            .enumerate()
+            .map(|(i, w)| TraceRow {
+                t_s: i as f64 * 0.05,
+                watts: vec![*w],
+                rss_bytes: None,
+                cpu_cores: None,
+                device_memory_bytes: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn col(rows: &[TraceRow]) -> Vec<Option<f64>> {
+        rows.iter()
+            .map(|r| r.watts[0].map(|w| (w * 1e6).round() / 1e6))
+            .collect()
+    }
+
+    /// A counter updating every 100 ms under 50 ms ticks: the H200's 0 W / 1.4 kW rows become
+    /// the 700 W it drew, and energy is kept (Σ W·dt unchanged).
+    #[test]
+    fn a_slow_counter_is_spread_over_the_rows_of_each_update() {
+        let mut r = rows(&[
+            None,
+            Some(0.0),
+            Some(1400.0),
+            Some(0.0),
+            Some(1400.0),
+            Some(0.0),
+        ]);
+        let energy = |r: &[TraceRow]| -> f64 {
+            r.windows(2)
+                .map(|p| p[1].watts[0].unwrap_or(0.0) * (p[1].t_s - p[0].t_s))
+                .sum()
+        };
+        let before = energy(&r[..5]);
+        spread_counter_updates(&mut r, 0);
+        assert_eq!(
+            col(&r),
+            [
+                None,
+                Some(700.0),
+                Some(700.0),
+                Some(700.0),
+                Some(700.0),
+                None
+            ]
+        );
+        assert!((energy(&r[..5]) - before).abs() < 1e-9);
+    }
+
+    /// A failed reading (an empty cell) ends the span: the rows before it are unknown, not
+    /// 0 W, and the next update covers only its own row.
+    #[test]
+    fn a_failed_reading_leaves_the_rows_before_it_unknown() {
+        let mut r = rows(&[None, Some(0.0), None, Some(0.0), Some(500.0), Some(300.0)]);
+        spread_counter_updates(&mut r, 0);
+        assert_eq!(
+            col(&r),
+            [None, None, None, Some(250.0), Some(250.0), Some(300.0)]
+        );
     }
 }
