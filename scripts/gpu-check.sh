@@ -22,10 +22,12 @@
 # (WATTBENCH_CHECK_BUDGET, default 330 s, so that one rerun fits in a 15-minute device lease).
 # The seconds at the right were measured on one H200 on 2026-11-30 (steps.txt records what each
 # step took, to re-plan; step 3's is an estimate, its timing having changed since):
-#   1. inventory: nvidia-smi, the CUDA library set chosen (pip wheels or the toolkit, never a
-#      mix: cuda-libs/ holds unversioned links to its files, first on LD_LIBRARY_PATH, because
-#      cudarc opens libcublas.so before libcublas.so.13; the summary fails a run whose result
-#      files show libraries of another set loaded), the file each name cudarc asks for
+#   1. inventory: nvidia-smi, the CUDA library set chosen (pip wheels, or the toolkit with the
+#      system's cuDNN 9; never a mix: cuda-libs/ holds unversioned links to its files, first on
+#      LD_LIBRARY_PATH, because cudarc opens libcublas.so before libcublas.so.13; the summary
+#      fails a run whose result files show a library loaded from two folders, cuBLAS and
+#      cuBLASLt from different folders, or a library from outside the chosen set where that
+#      set has it; env.txt names the libraries the set lacks), the file each name cudarc asks for
 #      resolves to, libtorch, `ldd` of the binaries, /proc/meminfo, `wattbench list`, `list --json`
 #      and `info` at once; 30 s limit each                                          4 s
 #   2. energy truth: one bf16 8192^3 cuBLAS GEMM, 2 s of warm-up, then a steady 12 s energy
@@ -68,7 +70,8 @@
 # Total: 280 s of the 330 on 2026-11-30 (about 295 s with step 3's longer timing); the limits
 # above bound each step, and each limit is also cut to what is left of the budget.
 #
-# The work folder holds: summary.txt steps.txt env.txt cuda-libs/ list.json tests.txt logs/ (the full
+# The work folder holds: summary.txt steps.txt env.txt cuda-libs/ (not packed: its links point
+# into this machine's folders) list.json tests.txt logs/ (the full
 # output of failed tests and checks) suites/ energy-truth.{json,csv,txt} energy-truth-run.json
 # torch.txt torch-stderr.txt suite-status.txt (each step-6 run's verdict, exit status, limit
 # and seconds) report-errors.txt (where a report failed) .summary-args.json (the summary's
@@ -209,15 +212,15 @@ if gpu:
     failures += [l for l in steps_txt if re.match(r"(energy-truth|torch-timing): \d+ s, exit [1-9]", l)]
 failures += [f"suite {n}: {runs[n]}" for n in runs_failed]
 failures += ["report: " + l for l in read("report-errors.txt").splitlines()]
-# The CUDA libraries the runs loaded (their result files' environment.libraries): of one set, or
-# the figures are of other libraries than the run says (cuBLAS from a toolkit beside torch's
-# from the wheels, on 2026-11-30). A failure: the check stands behind its library set.
+# The CUDA libraries the runs loaded (their result files' environment.libraries): the one set
+# chosen (env.txt's "cuda library chosen:" lines), or the figures are of other libraries than
+# the run says (two copies of cuBLAS and of cuDNN, on 2026-11-30). A failure: the check stands
+# behind its library set.
 results = sorted(os.path.join(work, f) for f in os.listdir(work)
                  if re.fullmatch(r"gpu-check\..+\.json|energy-truth-run\.json", f))
-mix = cuda_lib_mix(results)
+mix = cuda_lib_mix(results, env)
 if mix:
-    failures.append("CUDA libraries of more than one set loaded: " + "; ".join(
-        f"{s}: {' '.join(os.path.basename(f) for f in fs)}" for s, fs in mix.items()))
+    failures.append("a mix of CUDA libraries loaded: " + "; ".join(mix))
 status = (1 if failures or args["status"] != "0" else 0) if rewritten else (
     1 if mix or args["status"] != "0" else 0)
 lines = read("tests.txt").splitlines()
@@ -504,7 +507,7 @@ except Exception as e:
     print(f"  measure report or trace unreadable ({e!r})")
 for l in read("report-errors.txt").splitlines():
     print("FAILED " + l[:300])
-print("files (in gpu-check.tgz): " + " ".join(sorted(f for f in os.listdir(work) if not f.startswith("."))))
+print("files (in gpu-check.tgz): " + " ".join(sorted(f for f in os.listdir(work) if not f.startswith(".") and f != "cuda-libs")))
 # 1: failed; 3: INCOMPLETE without a failure (the run did not finish, or left parts unrun).
 sys.exit(1 if status else 3 if verdict.startswith("INCOMPLETE") else 0)
 PY
@@ -615,8 +618,7 @@ p_info=$!
   if [ "$gpu" = 0 ] && compgen -G '/dev/nvidia[0-9]*' >/dev/null; then
     echo "gpu: $(compgen -G '/dev/nvidia[0-9]*' | head -n 1) exists, but \`nvidia-smi -L\` lists no GPU (nvidia-smi $(command -v nvidia-smi >/dev/null && echo fails || echo "is not on PATH")): run as a dry run, and FAILED"
   fi
-  echo "cuda library set: $kind"
-  echo "cuda library links: ${wb_links:-none made} (unversioned names, first on LD_LIBRARY_PATH)"
+  wb_cuda_chosen
   echo "torch lib: ${torch_lib:-not found (looked in the site-packages of python3 and /opt/torch/.venv)}"
   echo "python for torch: $wb_py"
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
@@ -643,7 +645,7 @@ p_info=$!
 } >"$work/env.txt" 2>&1
 grep -qE '^wattbench (list|list --json|info): exit' "$work/env.txt" && status=1
 grep -q '^gpu: /dev/nvidia[0-9]* exists' "$work/env.txt" && status=1
-grep -E '^(gpu|cuda library set|torch lib|python for torch|resolves|ldd|meminfo|wattbench .*: exit)' "$work/env.txt"
+grep -E '^(gpu|cuda library (set|links|not linked)|torch lib|python for torch|resolves|ldd|meminfo|wattbench .*: exit)' "$work/env.txt"
 grep -E '^  (tch|cuda|cublas|cudnn|candle|cuda-naive|cuda-wgmma|cuda-wgmma-c2) +cuda' "$scratch/list.txt" | cut -c1-160
 [ "$gpu" = 1 ] || echo "no NVIDIA GPU here: a dry run (every GPU step says why it cannot test)"
 step_done "gpu $gpu, libraries $kind"

@@ -5,7 +5,9 @@
 #                     behind LINKS, a folder of unversioned links (libcublas.so, ...) to that
 #                     set's files (see wb_cuda_links); sets $kind (wheels, toolkit or none),
 #                     $torch_lib (torch's lib/, or empty), $wb_py (a python3 that finds torch,
-#                     else python3) and $wb_links (LINKS, or empty when none was made)
+#                     else python3), $wb_links (LINKS, or empty when none was made) and
+#                     $wb_unlinked (the libraries the chosen set lacks, which got no link)
+#   wb_cuda_chosen    env.txt's "cuda library ..." lines: the set chosen, each link's file
 #   wb_cuda_resolve   the "resolves:" lines: the file each name cudarc asks for resolves to
 #   wb_tool NAME      the path of a CUDA tool (PATH, /usr/local/cuda/bin, Nsight Compute's
 #                     folder, site-packages nvidia/*/bin), or nothing
@@ -18,8 +20,10 @@
 #                     the inner command must get it once, or it exits without writing its file)
 #   say TEXT          a step's heading, with the seconds so far
 #   wb_faulted LOG RC [OKS]  whether a run (output in LOG, exit status RC) faulted
-#   wb_pack WORK OUT NAME   WORK as OUT/NAME.tgz (written whole, then renamed), and WORK's
-#                     summary.txt as OUT/NAME-summary.txt: the device returns at most 8 files
+#   wb_pack WORK OUT NAME   WORK as OUT/NAME.tgz (written whole, then renamed; without
+#                     cuda-libs/, links into this machine's folders that would dangle anywhere
+#                     else), and WORK's summary.txt as OUT/NAME-summary.txt: the device returns
+#                     at most 8 files
 #   wb_log SRC DEST   a log kept in the work folder: its last MiB (a flooded log would push the
 #                     archive past what the device returns)
 #   wb_wait_gone PIDS  wait up to 5 s for stopped processes to end (they write on the way)
@@ -30,8 +34,8 @@
 #                     rule both scripts apply, to a run as it ends and again in --summary-only
 #   wb_run_tail LOG [warnings]  what a step echoes of a run's output: its warnings whole
 #   $wb_summary_py    Python the summaries start with (sig3: a figure to three significant
-#                     digits; cuda_lib_mix: the CUDA libraries of more than one set that the
-#                     result files say their processes loaded)
+#                     digits; cuda_lib_mix: what the result files say their processes loaded
+#                     of the CUDA libraries that is not one set, the chosen one)
 #
 # Sourcing it also points the driver's JIT cache at a folder this run can write
 # (CUDA_CACHE_PATH, unless set; 1 GiB): our modules are PTX the driver compiles on first load
@@ -64,39 +68,71 @@ wb_site_packages() {
 # and cuDNN from /usr/lib while torch and cuBLASLt came from the wheels).
 wb_cuda_names="cublas:13 cublasLt:13 nvrtc:13 cudnn:9 cudart:13 curand:10"
 
+# Where a CUDA toolkit's libraries are (the toolkit set, when there are no wheels), and where
+# else cuDNN 9 is looked for: no toolkit ships cuDNN, which comes with the system (a deb's
+# /usr/lib/x86_64-linux-gnu) or a folder of its own (wb_cudnn_dir asks the toolkit's folder,
+# then ld.so.cache, then these). Variables, so that a test can point them at a fake toolkit.
+wb_toolkit_dirs="/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib"
+wb_cudnn_dirs="/usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib"
+
 # LINKS: a fresh folder of unversioned links (libcublas.so -> DIR/libcublas.so.13, ...) to the
 # first of DIRS (colon-separated) that has each library, so that cudarc's first name opens the
-# chosen set's file.
+# chosen set's file. A library no folder has gets no link (its name is added to $wb_unlinked;
+# cudarc then finds whatever LD_LIBRARY_PATH and ld.so.cache give): the others are linked all
+# the same. Fails only when LINKS cannot be made.
 wb_cuda_links() { # LINKS DIRS
   local links=$1 dirs=$2 nv stem major d f
   local -a ds
+  wb_unlinked=""
   rm -rf "$links"
   mkdir -p "$links" || return 1
   IFS=: read -r -a ds <<<"$dirs"
   for nv in $wb_cuda_names; do
     stem=${nv%%:*}
     major=${nv#*:}
+    f=""
     for d in "${ds[@]}"; do
       # The soname's file (libcublas.so.13), else a fuller version (libcublas.so.13.1.0.3).
       for f in "$d/lib$stem.so.$major" "$d/lib$stem.so.$major".*; do
         [ -e "$f" ] && break
         f=""
       done
-      [ -n "$f" ] && { ln -sfn "$f" "$links/lib$stem.so"; break; }
+      [ -n "$f" ] && break
+    done
+    if [ -n "$f" ] && ln -sfn "$f" "$links/lib$stem.so"; then :; else
+      wb_unlinked="${wb_unlinked:+$wb_unlinked }$stem"
+    fi
+  done
+  return 0
+}
+
+# The folder of cuDNN 9 for a toolkit set whose folder is TOOLKIT_LIB: that folder when it has
+# it, else the one ld.so.cache names, else the first of $wb_cudnn_dirs with it; nothing when
+# none has it.
+wb_cudnn_dir() { # TOOLKIT_LIB
+  local d f
+  for d in "$1" "$(ldconfig -p 2>/dev/null | awk '$1 ~ /^libcudnn\.so\.9/ {print $NF; exit}' | xargs -r dirname)" \
+    $wb_cudnn_dirs; do
+    [ -n "$d" ] || continue
+    for f in "$d/libcudnn.so.9" "$d"/libcudnn.so.9.*; do
+      [ -e "$f" ] && { echo "$d"; return 0; }
     done
   done
+  return 1
 }
 
 wb_cuda_libs() { # LINKS
   # The machine's pip wheels (site-packages/nvidia/*/lib) and torch's lib/, or else the CUDA
-  # toolkit: one set of cuBLAS, cuBLASLt, cuDNN and NVRTC, first on the path behind the
-  # unversioned links to it (LINKS), never a mix (the summaries check the libraries each run
-  # loaded). Wheels and torch are taken from the first folder that has them, never across
-  # folders.
-  local d sp wheels="" libs
+  # toolkit with the system's cuDNN 9 (wb_cudnn_dir): one set of cuBLAS, cuBLASLt, cuDNN and
+  # NVRTC, first on the path behind the unversioned links to it (LINKS), never a mix (the
+  # summaries check the libraries each run loaded). Wheels and torch are taken from the first
+  # folder that has them, never across folders. The cuDNN folder is linked, not put on the
+  # path: it is the system's (/usr/lib/...), which first on the path would override the set.
+  local d sp wheels="" libs cudnn=""
   kind=none
   torch_lib=""
   wb_links=""
+  wb_unlinked=""
   while read -r sp; do
     [ -z "$torch_lib" ] && [ -e "$sp/torch/lib/libtorch_cpu.so" ] && torch_lib=$sp/torch/lib
     if [ -z "$wheels" ] && ls "$sp"/nvidia/*/lib/libcublas.so.13* >/dev/null 2>&1 &&
@@ -110,15 +146,17 @@ wb_cuda_libs() { # LINKS
     kind=wheels
     libs=$wheels
   else
-    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    for d in $wb_toolkit_dirs; do
       if [ -e "$d/libcublas.so" ] || ls "$d"/libcublas.so.* >/dev/null 2>&1; then
         kind=toolkit
         libs=$d
+        cudnn=$(wb_cudnn_dir "$d") || cudnn=""
+        [ "$cudnn" = "$d" ] && cudnn=""
         break
       fi
     done
   fi
-  if [ -n "$libs" ] && [ -n "${1:-}" ] && wb_cuda_links "$1" "$libs"; then
+  if [ -n "$libs" ] && [ -n "${1:-}" ] && wb_cuda_links "$1" "$libs${cudnn:+:$cudnn}"; then
     wb_links=$1
     libs="$wb_links:$libs"
   fi
@@ -133,6 +171,23 @@ wb_cuda_libs() { # LINKS
       break
     fi
   done
+}
+
+# The set wb_cuda_libs chose, as env.txt records it (the summaries judge the libraries the runs
+# loaded against its "cuda library chosen:" lines): the kind, the links folder, each link's
+# file, and the libraries that got no link.
+wb_cuda_chosen() {
+  local l
+  echo "cuda library set: $kind"
+  echo "cuda library links: ${wb_links:-none made} (unversioned names, first on LD_LIBRARY_PATH)"
+  if [ -n "$wb_links" ]; then
+    for l in "$wb_links"/lib*.so; do
+      [ -L "$l" ] && echo "cuda library chosen: $(basename "$l") -> $(readlink -f "$l")"
+    done
+    [ -n "$wb_unlinked" ] && echo "cuda library not linked: $wb_unlinked (not in the chosen set: cudarc" \
+      "finds these through LD_LIBRARY_PATH and ld.so.cache, wherever they are)"
+  fi
+  return 0
 }
 
 # For each library cudarc opens, and libcuda and torch's: the file the dynamic loader would
@@ -205,7 +260,8 @@ wb_pack() { # WORK OUT NAME
   local work=$1 out=$2 name=$3 rc=0
   # GNU tar exits 1 when a file changed while it was read (a stopped process still writing):
   # the archive is whole, so it is kept; 2 is a real failure, said.
-  tar -C "$(dirname "$work")" -czf "$out/$name.tgz.part" "$(basename "$work")" 2>"$out/$name.tar.err" || rc=$?
+  tar -C "$(dirname "$work")" -czf "$out/$name.tgz.part" --exclude="$(basename "$work")/cuda-libs" \
+    "$(basename "$work")" 2>"$out/$name.tar.err" || rc=$?
   if [ "$rc" -le 1 ]; then
     mv -f "$out/$name.tgz.part" "$out/$name.tgz"
   else
@@ -365,29 +421,68 @@ def sig3(x):
     if not math.isfinite(x) or x == 0:
         return str(x) if x else "0"
     return f"{x:.{max(0, 2 - math.floor(math.log10(abs(x))))}f}"
-CUDA_LIB = re.compile(r"lib(cublas|cublasLt|nvrtc|cudnn|cudart)(_[a-z_]+)?\.so(\.[0-9.]+)?$")
-def lib_set(path):
-    """The set a CUDA library file belongs to: a site-packages folder (wheels, torch), a CUDA
-    toolkit (/usr/local/cuda*, /opt/cuda*), or else its folder (the system, another copy)."""
-    m = re.match(r"(.*/site-packages)/", path) or re.match(r"(/usr/local/cuda[^/]*|/opt/cuda[^/]*)/", path)
-    return m.group(1) if m else os.path.dirname(path)
-def cuda_lib_mix(paths):
-    """The CUDA libraries (cuBLAS, cuBLASLt, NVRTC, cuDNN, cudart) the processes that wrote the
-    result files PATHS loaded (environment.libraries), by set, when they come from more than one
-    set: {set: [file, ...]}; {} for one set, or none recorded."""
-    sets = {}
+CUDA_LIB = re.compile(r"lib(cublasLt|cublas|nvrtc|cudnn|cudart|curand)([_-][a-z_]+)?\.so(\.[0-9.]+)?$")
+CUDA_LIB_NAMES = {"cublas": "cuBLAS", "cublasLt": "cuBLASLt", "nvrtc": "NVRTC", "cudnn": "cuDNN",
+                  "cudart": "cudart", "curand": "cuRAND"}
+def cuda_lib(path):
+    """The CUDA library a file is (a key of CUDA_LIB_NAMES; the sub-libraries of cuDNN count as
+    cuDNN, the builtins of NVRTC as NVRTC), or None."""
+    m = CUDA_LIB.match(os.path.basename(path))
+    return m.group(1) if m else None
+def cuda_chosen(env):
+    """{library: its file in the set the run chose}, from the lines ENV of env.txt: its "cuda
+    library chosen:" lines; in a folder from before them (no "cuda library links:" line), the file each
+    name resolved to at the inventory (its "resolves:" lines, the chosen set then first on
+    LD_LIBRARY_PATH); {} when no set was chosen."""
+    links = any(l.startswith("cuda library links:") for l in env)
+    chosen = {}
+    for l in env:
+        m = (re.match(r"cuda library chosen: (\S+) -> (/.+)$", l) if links
+             else re.match(r"resolves: (\S+) .*-> (/\S+)", l))
+        if m and cuda_lib(m.group(1)):
+            chosen.setdefault(cuda_lib(m.group(1)), m.group(2))
+    return chosen
+def cuda_lib_mix(paths, env):
+    """What the processes that wrote the result files PATHS loaded (environment.libraries) of
+    the CUDA libraries that is not one set, the one chosen (env.txt lines ENV, cuda_chosen): one
+    line a finding, [] when none (or nothing recorded). A library loaded from two folders (two
+    copies in the run: which one computed a figure is unknown); cuBLAS and cuBLASLt from
+    different folders (cuBLAS calls the cuBLASLt of its own release); a library loaded from
+    outside the chosen set where that set has it (the figures are of another copy than the
+    run says). A library the chosen set lacks may come from anywhere, once."""
+    found = {}  # library: {folder: [file name, ...]}
     for p in paths:
         try:
             libs = (json.load(open(p)).get("environment") or {}).get("libraries") or []
         except (OSError, ValueError, AttributeError):
             continue
         for f in libs:
-            if CUDA_LIB.match(os.path.basename(f)) and f not in sets.setdefault(lib_set(f), []):
-                sets[lib_set(f)].append(f)
-    return sets if len(sets) > 1 else {}
-def cuda_lib_mix_lines(sets, what):
-    """The lines that report a mix: one per set, each file named."""
-    return [f"FAILED: CUDA libraries of {len(sets)} sets loaded by {what}, not the one set chosen (cudarc opens "
+            lib = cuda_lib(f)
+            if lib:
+                names = found.setdefault(lib, {}).setdefault(os.path.dirname(f), [])
+                if os.path.basename(f) not in names:
+                    names.append(os.path.basename(f))
+    chosen = cuda_chosen(env)
+    def where(lib, d):
+        files = " ".join(found[lib][d])
+        if lib not in chosen:
+            return f"{d} ({files})"
+        return f"{d} ({files}; " + ("the chosen set)" if d == os.path.dirname(chosen[lib]) else "not the chosen set)")
+    out = []
+    for lib in (k for k in CUDA_LIB_NAMES if k in found):
+        ds, name = list(found[lib]), CUDA_LIB_NAMES[lib]
+        if len(ds) > 1:
+            out.append(f"{name} from {len(ds)} folders: " + "; ".join(where(lib, d) for d in ds))
+        elif lib in chosen and ds[0] != os.path.dirname(chosen[lib]):
+            files = " ".join(found[lib][ds[0]])
+            out.append(f"{name} from outside the chosen set: {ds[0]} ({files}), where the chosen set has {chosen[lib]}")
+    if "cublas" in found and "cublasLt" in found and set(found["cublas"]) != set(found["cublasLt"]):
+        out.append("cuBLAS and cuBLASLt from different folders (they must match): cuBLAS from "
+                   + ", ".join(found["cublas"]) + "; cuBLASLt from " + ", ".join(found["cublasLt"]))
+    return out
+def cuda_lib_mix_lines(mix, what):
+    """The lines that report a mix: the findings of cuda_lib_mix, one a line."""
+    return [f"FAILED: a mix of CUDA libraries loaded by {what}, not the one set chosen (cudarc opens "
             "unversioned names first, libcublas.so: cuda-libs/ must link each to the chosen set):"] + [
-        f"    {s}: " + " ".join(os.path.basename(f) for f in fs) for s, fs in sets.items()]
+        "    " + l for l in mix]
 '

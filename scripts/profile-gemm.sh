@@ -38,7 +38,9 @@
 #      details where ncu knows --print-details: ncu.txt; 30 s each, skipped when under 15 s
 #      are left                                                      38 s for the four (~9.5 s each)
 #   3. a summary: summary.txt (ours / cuBLAS per case, the profile's headline figures).
-# Total: 199 s of the 240 on 2026-11-30. The work folder also holds steps.txt,
+# Total: 199 s of the 240 on 2026-11-30. The work folder also holds env.txt (the CUDA library
+# set chosen, as in gpu-check.sh, which the summary judges the runs' libraries against),
+# cuda-libs/ (its links; not packed), steps.txt,
 # suite-status.txt (each suite run's verdict, exit status, limit and seconds), run.<name>.txt,
 # report-errors.txt (where the report failed) and .summary-args.json (the summary's inputs, for
 # --summary-only).
@@ -116,12 +118,12 @@ runs = [f for f in runs if len(f) > 2]
 failures = [f"suite {f[0]}: {f[1]}" for f in runs if f[2] == "fail"]
 failures += ["report: " + l for l in read("report-errors.txt").splitlines()]
 failures += [l for l in read("ncu.txt").splitlines() if re.match(r"ncu on \S+: exit", l)]
-# The CUDA libraries the runs loaded, of one set (see gpu-check.sh): a mix fails the profile.
+# The CUDA libraries the runs loaded, the one set chosen (env.txt; see gpu-check.sh): a mix
+# fails the profile.
 results = sorted(os.path.join(out, f) for f in os.listdir(out) if re.fullmatch(r"hopper-gemm(\..+)?\.json", f))
-mix = cuda_lib_mix(results)
+mix = cuda_lib_mix(results, read("env.txt").splitlines())
 if mix:
-    failures.append("CUDA libraries of more than one set loaded: " + "; ".join(
-        f"{s}: {' '.join(os.path.basename(f) for f in fs)}" for s, fs in mix.items()))
+    failures.append("a mix of CUDA libraries loaded: " + "; ".join(mix))
 status = (1 if failures or args["status"] != "0" else 0) if rewritten else (1 if mix or args["status"] != "0" else 0)
 # Profiles the budget left out: the profile is not complete (ncu not found is a plain skip).
 unrun = [l for l in read("ncu.txt").splitlines() if re.match(r"SKIP: the time budget is spent", l)]
@@ -203,7 +205,7 @@ for l in ncu:
         print("   " + l)
     elif re.search(r"^\s+(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy)\b", l):
         print("   " + " ".join(l.split()))
-print("files (in profile-gemm.tgz): " + " ".join(sorted(f for f in os.listdir(out) if not f.startswith("."))))
+print("files (in profile-gemm.tgz): " + " ".join(sorted(f for f in os.listdir(out) if not f.startswith(".") and f != "cuda-libs")))
 # 1: failed; 3: INCOMPLETE without a failure (the run did not finish, or left profiles unrun).
 sys.exit(1 if status else 3 if verdict.startswith("INCOMPLETE") else 0)
 PY
@@ -301,6 +303,14 @@ step_done() { # NAME T0 NOTE: a line in steps.txt, and the work folder packed
   wb_pack "$work" "$out" profile-gemm
 }
 wb_cuda_libs "$work/cuda-libs"
+# The set chosen (the summary judges the libraries the runs loaded against it) and what each
+# name cudarc asks for resolves to.
+{
+  wb_cuda_chosen
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  wb_cuda_resolve
+} >"$work/env.txt" 2>&1
+grep -E '^cuda library (set|links|not linked)' "$work/env.txt"
 if command -v nvidia-smi >/dev/null && limit 30 nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then gpu=1; fi
 [ "$gpu" = 1 ] || echo "no NVIDIA GPU here: a dry run (each step says why it cannot measure)"
 

@@ -110,6 +110,19 @@ struct State {
     /// Per domain: whether its readings are an energy counter (whose trace rows are spread
     /// over its updates when the sampler finishes).
     counter: Vec<bool>,
+    /// Per domain: the longest span a counter's silence can be a missed update rather than no
+    /// energy, s (twice its update period, probed or nominal, plus a tick); `None` where the
+    /// counter updates faster than the sampler ticks (RAPL: ~1 ms), whose rows are left as
+    /// read, or for other domains.
+    spread_span_s: Vec<Option<f64>>,
+}
+
+/// The longest silence of a counter updating every `update_s` that can be a missed update
+/// under ticks every `tick_s` (twice the update period plus a tick), or `None` where the
+/// counter updates faster than half a tick (RAPL's ~1 ms under 50 ms ticks): its rows always
+/// change and are left as read.
+pub fn spread_span_s(update_s: f64, tick_s: f64) -> Option<f64> {
+    (update_s * 2.0 > tick_s).then_some(2.0 * update_s + tick_s)
 }
 
 /// Spreads an energy counter's updates over the trace rows they cover, in column `col`.
@@ -117,11 +130,21 @@ struct State {
 /// A counter that updates more slowly than the sampler ticks (NVML's every ~100 ms against
 /// 50 ms ticks) shows no change over some rows and a double step on the next: read row by row
 /// that is 0 W then twice the power (on an H200 capped at 700 W the trace alternated 0 and
-/// 1.2–1.5 kW). A row without a change is no update, not 0 W: each update's energy is spread
-/// over the rows since the previous update, at its mean power. Rows after the last update stay
-/// empty (unknown), as do rows cut off by a failed reading (an empty cell), which also ends
-/// the span.
-pub fn spread_counter_updates(rows: &mut [TraceRow], col: usize) {
+/// 1.2–1.5 kW). A row without a change, within `max_span_s` (twice the update period plus a
+/// tick) of the previous change, is no update, not 0 W: each update's energy is spread over
+/// the rows since the previous one, at its mean power. A silence longer than `max_span_s` is
+/// no energy drawn, and its rows stay 0 W. Rows after the last update, or cut off by a failed
+/// reading (an empty cell, which also ends the span), stay empty (unknown) when within
+/// `max_span_s`.
+pub fn spread_counter_updates(rows: &mut [TraceRow], col: usize, max_span_s: f64) {
+    // Within the span a zero is an update not yet seen; beyond it, a true zero.
+    let unknown = |rows: &mut [TraceRow], pending: &[usize], pending_s: f64| {
+        if pending_s <= max_span_s {
+            for &j in pending {
+                rows[j].watts[col] = None;
+            }
+        }
+    };
     let mut pending: Vec<usize> = Vec::new();
     let mut pending_s = 0.0;
     for i in 0..rows.len() {
@@ -132,9 +155,7 @@ pub fn spread_counter_updates(rows: &mut [TraceRow], col: usize) {
         };
         match rows[i].watts.get(col).copied().flatten() {
             None => {
-                for &j in &pending {
-                    rows[j].watts[col] = None;
-                }
+                unknown(rows, &pending, pending_s);
                 pending.clear();
                 pending_s = 0.0;
             }
@@ -144,7 +165,7 @@ pub fn spread_counter_updates(rows: &mut [TraceRow], col: usize) {
             }
             Some(w) => {
                 let span = pending_s + dt;
-                if span > 0.0 {
+                if span > 0.0 && span <= max_span_s {
                     let mean = w * dt / span;
                     for &j in &pending {
                         rows[j].watts[col] = Some(mean);
@@ -156,9 +177,7 @@ pub fn spread_counter_updates(rows: &mut [TraceRow], col: usize) {
             }
         }
     }
-    for j in pending {
-        rows[j].watts[col] = None;
-    }
+    unknown(rows, &pending, pending_s);
 }
 
 /// A running sampler thread.
@@ -306,6 +325,22 @@ impl Sampler {
                     .collect()
             }),
             counter: vec![false; ctx.domains.len()],
+            spread_span_s: {
+                let tick = interval.as_secs_f64();
+                let probes = meters.probes();
+                ctx.domains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let c = d.counter()?;
+                        let probed = probes
+                            .get(i)
+                            .and_then(|p| p.as_ref())
+                            .and_then(|p| p.update);
+                        spread_span_s(probed.unwrap_or(c.nominal_update).as_secs_f64(), tick)
+                    })
+                    .collect()
+            },
         };
         if first_now {
             ctx.tick(&mut st, t0.elapsed().as_secs_f64());
@@ -360,8 +395,10 @@ impl Sampler {
         };
         let accs = st.accs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut trace = st.trace;
-        for (col, _) in st.counter.iter().enumerate().filter(|(_, c)| **c) {
-            spread_counter_updates(&mut trace.rows, col);
+        for (col, span) in st.spread_span_s.iter().enumerate() {
+            if let (Some(span), true) = (span, st.counter[col]) {
+                spread_counter_updates(&mut trace.rows, col, *span);
+            }
         }
         Ok(SamplerOutput {
             accs,
@@ -386,7 +423,14 @@ impl Drop for Sampler {
 
 #[cfg(test)]
 mod tests {
-    use super::{spread_counter_updates, TraceRow};
+    use super::{spread_counter_updates, spread_span_s, TraceRow};
+
+    /// NVML's ~100 ms counter under 50 ms ticks is spread; RAPL's ~1 ms one is left as read.
+    #[test]
+    fn only_counters_slower_than_the_ticks_are_spread() {
+        assert_eq!(spread_span_s(0.1, 0.05), Some(0.25));
+        assert_eq!(spread_span_s(0.001, 0.05), None);
+    }
 
     fn rows(watts: &[Option<f64>]) -> Vec<TraceRow> {
         watts
@@ -426,7 +470,7 @@ mod tests {
                 .sum()
         };
         let before = energy(&r[..5]);
-        spread_counter_updates(&mut r, 0);
+        spread_counter_updates(&mut r, 0, 0.25);
         assert_eq!(
             col(&r),
             [
@@ -446,10 +490,38 @@ mod tests {
     #[test]
     fn a_failed_reading_leaves_the_rows_before_it_unknown() {
         let mut r = rows(&[None, Some(0.0), None, Some(0.0), Some(500.0), Some(300.0)]);
-        spread_counter_updates(&mut r, 0);
+        spread_counter_updates(&mut r, 0, 0.25);
         assert_eq!(
             col(&r),
             [None, None, None, Some(250.0), Some(250.0), Some(300.0)]
         );
+    }
+
+    /// A counter silent for longer than a missed update can explain drew no energy: its
+    /// zeros stay 0 W, before a later step and at the end, and the step keeps its own row.
+    #[test]
+    fn a_long_silence_stays_zero() {
+        let mut r = rows(&[
+            None,
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(40.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+            Some(0.0),
+        ]);
+        spread_counter_updates(&mut r, 0, 0.25);
+        let mut want = vec![None];
+        want.extend([Some(0.0); 6]);
+        want.push(Some(40.0));
+        want.extend([Some(0.0); 6]);
+        assert_eq!(col(&r), want);
     }
 }

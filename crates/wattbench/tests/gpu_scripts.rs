@@ -25,17 +25,42 @@ fn h200(sub: &str) -> PathBuf {
     repo().join("results/gpu/2026-11-30-h200").join(sub)
 }
 
+/// SRC's files and folders copied to DST. Symbolic links are left out: a run's cuda-libs/ links
+/// into the GPU machine's folders, and would dangle here (fs::copy fails on one).
 fn copy_tree(src: &Path, dst: &Path) {
     fs::create_dir_all(dst).unwrap();
     for e in fs::read_dir(src).unwrap() {
         let e = e.unwrap();
         let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
+        let kind = e.file_type().unwrap();
+        if kind.is_symlink() {
+            continue;
+        } else if kind.is_dir() {
             copy_tree(&e.path(), &to);
         } else {
             fs::copy(e.path(), &to).unwrap();
         }
     }
+}
+
+#[test]
+fn copy_tree_leaves_out_symbolic_links_a_dangling_one_included() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("cuda-libs")).unwrap();
+    fs::write(src.join("env.txt"), "x").unwrap();
+    std::os::unix::fs::symlink(
+        "/nowhere/libcublas.so.13",
+        src.join("cuda-libs/libcublas.so"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(src.join("env.txt"), src.join("env-link.txt")).unwrap();
+    let dst = tmp.path().join("dst");
+    copy_tree(&src, &dst);
+    assert_eq!(fs::read_to_string(dst.join("env.txt")).unwrap(), "x");
+    assert!(dst.join("cuda-libs").is_dir());
+    assert!(fs::symlink_metadata(dst.join("cuda-libs/libcublas.so")).is_err());
+    assert!(fs::symlink_metadata(dst.join("env-link.txt")).is_err());
 }
 
 /// A copy of one of the H200's work folders (gpu-check or profile-gemm) in a fresh temp dir,
@@ -61,6 +86,14 @@ fn h200_copy(sub: &str) -> (tempfile::TempDir, PathBuf) {
 /// The result file PATH (when it is one) with only the site-packages copies of the CUDA
 /// libraries in its `environment.libraries`.
 fn one_library_set(path: &Path) {
+    edit_libraries(path, |l| {
+        (!(l.starts_with("/usr/local/cuda") || l.starts_with("/usr/lib/"))).then(|| l.to_string())
+    });
+}
+
+/// The result file PATH (when it is one) with each of its `environment.libraries` passed
+/// through `map` (None: left out).
+fn edit_libraries(path: &Path, map: impl Fn(&str) -> Option<String>) {
     if path.extension().is_none_or(|x| x != "json") {
         return;
     }
@@ -72,10 +105,11 @@ fn one_library_set(path: &Path) {
         .pointer_mut("/environment/libraries")
         .and_then(|l| l.as_array_mut())
     {
-        libs.retain(|l| {
-            let l = l.as_str().unwrap_or("");
-            !(l.starts_with("/usr/local/cuda") || l.starts_with("/usr/lib/"))
-        });
+        *libs = libs
+            .iter()
+            .filter_map(|l| map(l.as_str().unwrap_or("")))
+            .map(serde_json::Value::from)
+            .collect();
         fs::write(path, doc.to_string()).unwrap();
     }
 }
@@ -131,10 +165,19 @@ fn zero_figures(text: &str) -> Vec<String> {
     zeros
 }
 
+/// Where the H200 of 2026-11-30 had its wheels, torch among them.
+const H200_SITE_PACKAGES: &str = "/opt/torch/.venv/lib/python3.12/site-packages";
+/// Its CUDA toolkit's library folder, as the processes' maps name it.
+const H200_TOOLKIT: &str = "/usr/local/cuda-13.0/targets/x86_64-linux/lib";
+/// Its system folder, cuDNN 9.14's.
+const H200_SYSTEM: &str = "/usr/lib/x86_64-linux-gnu";
+
 #[test]
 fn summaries_fail_the_h200_run_for_its_mix_of_cuda_library_sets() {
-    // As it ran: cuBLAS and NVRTC from /usr/local/cuda-13.0, cuDNN from /usr/lib, cuBLASLt,
-    // cudart (and torch's cuBLAS) from the wheels, while env.txt said "cuda library set: wheels".
+    // As it ran: cuBLAS and cuRAND from the toolkit and from the wheels, cuDNN from /usr/lib and
+    // from the wheels, NVRTC from the toolkit alone, cuBLASLt from the wheels, while env.txt
+    // said "cuda library set: wheels" (and the wheels' files are what each versioned name
+    // resolved to: the set chosen).
     let (_tmp, dir) = h200_copy_as_run("gpu-check");
     let (code, text) = rewrite("gpu-check.sh", &dir);
     assert_eq!(code, 1, "{text}");
@@ -143,19 +186,46 @@ fn summaries_fail_the_h200_run_for_its_mix_of_cuda_library_sets() {
         line(&text, "wattbench GPU check:"),
         "(BUT A MIX WAS LOADED: below)",
     );
-    assert_has(&text, "FAILED: CUDA libraries of 3 sets loaded by the runs");
+    assert_has(&text, "FAILED: a mix of CUDA libraries loaded by the runs");
+    let wheels = format!("{H200_SITE_PACKAGES}/nvidia/cu13/lib");
     assert_has(
-        line(&text, "    /usr/local/cuda-13.0: "),
-        "libcublas.so.13.1.0.3 libnvrtc.so.13.0.88",
+        line(&text, "    cuBLAS from 2 folders: "),
+        &format!(
+            "{H200_TOOLKIT} (libcublas.so.13.1.0.3; not the chosen set); {wheels} (libcublas.so.13; the chosen set)"
+        ),
     );
     assert_has(
-        line(&text, "    /usr/lib/x86_64-linux-gnu: "),
-        "libcudnn.so.9.14.0",
+        line(&text, "    cuDNN from 2 folders: "),
+        &format!("{H200_SYSTEM} (libcudnn_graph.so.9.14.0 libcudnn.so.9.14.0 "),
     );
     assert_has(
-        line(&text, "    /opt/torch/.venv/lib/python3.12/site-packages: "),
-        "libcublasLt.so.13",
+        line(&text, "    cuDNN from 2 folders: "),
+        &format!("{H200_SITE_PACKAGES}/nvidia/cudnn/lib (libcudnn.so.9; the chosen set)"),
     );
+    // The rnn run's cuRAND: the toolkit's beside the wheel's.
+    assert_has(
+        line(&text, "    cuRAND from 2 folders: "),
+        &format!("{H200_TOOLKIT} (libcurand.so.10.4.0.35; not the chosen set)"),
+    );
+    assert_has(
+        line(&text, "    NVRTC from outside the chosen set: "),
+        &format!(
+            "{H200_TOOLKIT} (libnvrtc.so.13.0.88), where the chosen set has {wheels}/libnvrtc.so.13"
+        ),
+    );
+    assert_has(
+        line(
+            &text,
+            "    cuBLAS and cuBLASLt from different folders (they must match): ",
+        ),
+        &format!("cuBLAS from {H200_TOOLKIT}, {wheels}; cuBLASLt from {wheels}"),
+    );
+    assert_has(
+        line(&text, "(rewritten from the work folder"),
+        "a mix of CUDA libraries loaded: cuBLAS from 2 folders",
+    );
+    // No env.txt in the profile's folder (from before it had one): a library from two folders,
+    // and cuBLAS beside another folder's cuBLASLt, are a mix all the same.
     let (code, text) = rewrite("profile-gemm.sh", &h200_copy_as_run("profile-gemm").1);
     assert_eq!(code, 1, "{text}");
     assert!(
@@ -164,8 +234,190 @@ fn summaries_fail_the_h200_run_for_its_mix_of_cuda_library_sets() {
     );
     assert_has(
         &text,
-        "FAILED: CUDA libraries of 3 sets loaded by the suite runs",
+        "FAILED: a mix of CUDA libraries loaded by the suite runs",
     );
+    for l in [
+        "    cuBLAS from 2 folders: ",
+        "    cuDNN from 2 folders: ",
+        "    cuBLAS and cuBLASLt from different folders",
+    ] {
+        line(&text, l);
+    }
+}
+
+/// DIR's env.txt with the "cuda library" lines of a run that chose KIND with LINKS, each
+/// (name, file) in place of the ones it had.
+fn chose(dir: &Path, kind: &str, links: &[(&str, String)]) {
+    let env = fs::read_to_string(dir.join("env.txt")).unwrap();
+    let mut kept: Vec<String> = env
+        .lines()
+        .filter(|l| !l.starts_with("cuda library "))
+        .map(str::to_string)
+        .collect();
+    let mut chosen = vec![
+        format!("cuda library set: {kind}"),
+        format!(
+            "cuda library links: {} (unversioned names, first on LD_LIBRARY_PATH)",
+            if links.is_empty() {
+                "none made"
+            } else {
+                "/tmp/wb-gpu/check/cuda-libs"
+            }
+        ),
+    ];
+    chosen.extend(
+        links
+            .iter()
+            .map(|(name, file)| format!("cuda library chosen: {name} -> {file}")),
+    );
+    let at = kept.iter().position(|l| l.starts_with("gpu: ")).unwrap() + 1;
+    kept.splice(at..at, chosen);
+    fs::write(dir.join("env.txt"), kept.join("\n") + "\n").unwrap();
+}
+
+/// Each result file of DIR passed through `edit_libraries` with `map`.
+fn edit_all_libraries(dir: &Path, map: impl Fn(&str) -> Option<String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        edit_libraries(&e.unwrap().path(), &map);
+    }
+}
+
+/// The H200's run as it would have loaded the toolkit's libraries and the system's cuDNN 9, the
+/// set a toolkit machine gets (no toolkit ships cuDNN): each wheel's file replaced by the
+/// toolkit's (cuDNN's by the system's), and env.txt naming that set. `nvrtc`: where NVRTC is
+/// loaded from.
+fn h200_as_toolkit_run(nvrtc: &str) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, dir) = h200_copy_as_run("gpu-check");
+    let nvrtc = nvrtc.to_string();
+    edit_all_libraries(&dir, |l| {
+        let Some(name) = l.strip_prefix(&format!("{H200_SITE_PACKAGES}/nvidia/")) else {
+            return Some(l.to_string());
+        };
+        Some(match name {
+            "cu13/lib/libcublas.so.13" => format!("{H200_TOOLKIT}/libcublas.so.13.1.0.3"),
+            "cu13/lib/libcublasLt.so.13" => format!("{H200_TOOLKIT}/libcublasLt.so.13.1.0.3"),
+            "cu13/lib/libcurand.so.10" => format!("{H200_TOOLKIT}/libcurand.so.10.4.0.35"),
+            "cu13/lib/libcudart.so.13" => format!("{H200_TOOLKIT}/libcudart.so.13.0.96"),
+            "cudnn/lib/libcudnn.so.9" => format!("{H200_SYSTEM}/libcudnn.so.9.14.0"),
+            other => format!("{H200_SITE_PACKAGES}/nvidia/{other}"),
+        })
+    });
+    edit_all_libraries(&dir, |l| {
+        Some(if l.ends_with("/libnvrtc.so.13.0.88") {
+            nvrtc.clone()
+        } else {
+            l.to_string()
+        })
+    });
+    chose(
+        &dir,
+        "toolkit",
+        &[
+            (
+                "libcublas.so",
+                format!("{H200_TOOLKIT}/libcublas.so.13.1.0.3"),
+            ),
+            (
+                "libcublasLt.so",
+                format!("{H200_TOOLKIT}/libcublasLt.so.13.1.0.3"),
+            ),
+            ("libnvrtc.so", format!("{H200_TOOLKIT}/libnvrtc.so.13.0.88")),
+            ("libcudnn.so", format!("{H200_SYSTEM}/libcudnn.so.9.14.0")),
+            (
+                "libcudart.so",
+                format!("{H200_TOOLKIT}/libcudart.so.13.0.96"),
+            ),
+            (
+                "libcurand.so",
+                format!("{H200_TOOLKIT}/libcurand.so.10.4.0.35"),
+            ),
+        ],
+    );
+    (tmp, dir)
+}
+
+#[test]
+fn a_toolkit_run_with_the_systems_cudnn_passes_and_a_library_from_outside_its_set_fails() {
+    // The toolkit's libraries and the system's cuDNN, as chosen: one set.
+    let (_tmp, dir) = h200_as_toolkit_run(&format!("{H200_TOOLKIT}/libnvrtc.so.13.0.88"));
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("wattbench GPU check: PASSED"), "{text}");
+    assert_has(
+        line(&text, "wattbench GPU check:"),
+        "CUDA libraries: toolkit",
+    );
+    assert!(!text.contains("mix"), "{text}");
+
+    // NVRTC from the wheels alone (one folder), where the chosen toolkit has its own.
+    let wheel = format!("{H200_SITE_PACKAGES}/nvidia/cu13/lib/libnvrtc.so.13");
+    let (_tmp, dir) = h200_as_toolkit_run(&wheel);
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.starts_with("wattbench GPU check: FAILED"), "{text}");
+    assert_has(
+        line(&text, "    NVRTC from outside the chosen set: "),
+        &format!(
+            "{H200_SITE_PACKAGES}/nvidia/cu13/lib (libnvrtc.so.13), where the chosen set has \
+             {H200_TOOLKIT}/libnvrtc.so.13.0.88"
+        ),
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("    ")).count(),
+        1,
+        "{text}"
+    );
+}
+
+#[test]
+fn cublas_and_cublaslt_from_different_folders_are_a_mix() {
+    // cuBLAS from the toolkit alone, cuBLASLt from the wheels alone, no set recorded as chosen:
+    // each library from one folder, but not the pair.
+    let (_tmp, dir) = h200_copy_as_run("gpu-check");
+    edit_all_libraries(&dir, |l| {
+        let keep = l.contains("libcublasLt") || !l.contains("site-packages/nvidia/cu13");
+        (keep && !l.starts_with(H200_SYSTEM)).then(|| l.to_string())
+    });
+    chose(&dir, "none", &[]);
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("    "))
+            .collect::<Vec<_>>(),
+        [format!(
+            "    cuBLAS and cuBLASLt from different folders (they must match): cuBLAS from \
+             {H200_TOOLKIT}; cuBLASLt from {H200_SITE_PACKAGES}/nvidia/cu13/lib"
+        )],
+        "{text}"
+    );
+}
+
+#[test]
+fn wheels_in_dist_packages_are_one_set() {
+    // The wheels of a system python3 (dist-packages), cuBLAS and cuDNN in folders of their own
+    // packages: one set, chosen.
+    let dist = "/usr/local/lib/python3.12/dist-packages";
+    let (_tmp, dir) = h200_copy("gpu-check");
+    edit_all_libraries(&dir, |l| Some(l.replace(H200_SITE_PACKAGES, dist)));
+    chose(
+        &dir,
+        "wheels",
+        &[
+            (
+                "libcublas.so",
+                format!("{dist}/nvidia/cu13/lib/libcublas.so.13"),
+            ),
+            (
+                "libcudnn.so",
+                format!("{dist}/nvidia/cudnn/lib/libcudnn.so.9"),
+            ),
+        ],
+    );
+    let (code, text) = rewrite("gpu-check.sh", &dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("wattbench GPU check: PASSED"), "{text}");
+    assert!(!text.contains("mix"), "{text}");
 }
 
 #[test]
@@ -568,16 +820,29 @@ class cuda:
             return (end.t - self.t) * 1e3
 "#;
 
-/// A bundle folder with the scripts under test and the stand-ins, and the H200's results to
-/// replay.
+/// A bundle folder with the scripts under test and the stand-ins, the H200's results to
+/// replay, and a site-packages folder with the CUDA wheels (empty files), which the scripts
+/// choose (WATTBENCH_SITE_PACKAGES) and the replayed results name where the H200's named its
+/// own.
 struct FakeBundle {
     tmp: tempfile::TempDir,
 }
 
 impl FakeBundle {
+    /// Its runs load one set of CUDA libraries, the wheels the scripts chose.
     fn new() -> FakeBundle {
+        FakeBundle::with_libraries(true)
+    }
+
+    /// Its runs load the CUDA libraries as the H200's did: the toolkit's and the system's
+    /// copies beside the wheels.
+    fn with_the_h200s_libraries() -> FakeBundle {
+        FakeBundle::with_libraries(false)
+    }
+
+    fn with_libraries(one_set: bool) -> FakeBundle {
         let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path();
+        let p = &tmp.path().canonicalize().unwrap();
         for d in [
             "bundle/benchmarks",
             "bin",
@@ -586,8 +851,20 @@ impl FakeBundle {
             "fake",
             "work",
             "out",
+            "site-packages/nvidia/cu13/lib",
+            "site-packages/nvidia/cudnn/lib",
         ] {
             fs::create_dir_all(p.join(d)).unwrap();
+        }
+        for f in [
+            "cu13/lib/libcublas.so.13",
+            "cu13/lib/libcublasLt.so.13",
+            "cu13/lib/libnvrtc.so.13",
+            "cu13/lib/libcudart.so.13",
+            "cu13/lib/libcurand.so.10",
+            "cudnn/lib/libcudnn.so.9",
+        ] {
+            fs::write(p.join("site-packages/nvidia").join(f), "").unwrap();
         }
         for s in ["gpu-check.sh", "profile-gemm.sh", "gpu-env.sh"] {
             fs::copy(scripts().join(s), p.join("bundle").join(s)).unwrap();
@@ -624,15 +901,23 @@ impl FakeBundle {
             records.join("hopper-gemm.txt"),
         )
         .unwrap();
-        // Replayed as a run with one set of CUDA libraries would write them.
+        // Replayed with this machine's wheels in place of the H200's, and (one_set) as a run
+        // with one set of CUDA libraries would write them.
+        let sp = p.join("site-packages");
         for e in fs::read_dir(&records).unwrap() {
-            one_library_set(&e.unwrap().path());
+            let path = e.unwrap().path();
+            edit_libraries(&path, |l| {
+                Some(l.replace(H200_SITE_PACKAGES, &sp.display().to_string()))
+            });
+            if one_set {
+                one_library_set(&path);
+            }
         }
         FakeBundle { tmp }
     }
 
     fn path(&self, sub: &str) -> PathBuf {
-        self.tmp.path().join(sub)
+        self.tmp.path().canonicalize().unwrap().join(sub)
     }
 
     /// The run named NAME exits with `rc`, its result file complete or marked interrupted.
@@ -645,6 +930,11 @@ impl FakeBundle {
 
     /// `bash bundle/SCRIPT OUT` on the fake GPU.
     fn run(&self, script: &str) -> Output {
+        self.run_with(script, &[])
+    }
+
+    /// `bash bundle/SCRIPT OUT` on the fake GPU, with the environment variables `envs`.
+    fn run_with(&self, script: &str, envs: &[(&str, &str)]) -> Output {
         let path = format!(
             "{}:{}",
             self.path("bin").display(),
@@ -659,18 +949,19 @@ impl FakeBundle {
             .env("WATTBENCH_CACHE", self.path("cache"))
             .env("CUDA_CACHE_PATH", self.path("jit-cache"))
             .env("FAKE_RECORDS", self.path("records"))
-            .env("FAKE_DIR", self.path("fake"));
+            .env("FAKE_DIR", self.path("fake"))
+            .env("WATTBENCH_SITE_PACKAGES", self.path("site-packages"));
         for v in [
             "WATTBENCH_GPU_BACKENDS",
             "WATTBENCH_GPU_OPTIONAL",
             "WATTBENCH_CHECK_BUDGET",
             "WATTBENCH_CHECK_JOBS",
             "WATTBENCH_PROFILE_BUDGET",
-            "WATTBENCH_SITE_PACKAGES",
             "NVIDIA_TF32_OVERRIDE",
         ] {
             c.env_remove(v);
         }
+        c.envs(envs.iter().copied());
         c.output().expect("run bash")
     }
 }
@@ -749,6 +1040,101 @@ fn gpu_check_on_a_fake_gpu_passes_a_suite_run_killed_while_exiting_and_times_tor
     let (code, again) = rewrite_with(&b.path("bundle/gpu-check.sh"), &b.path("work/check"));
     assert_eq!(code, 0, "{again}");
     assert!(again.starts_with("wattbench GPU check: PASSED"), "{again}");
+}
+
+/// The names in the archive TGZ.
+fn archive_names(tgz: &Path) -> Vec<String> {
+    let o = Command::new("tar").arg("-tzf").arg(tgz).output().unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_archives_leave_out_the_cuda_library_links() {
+    // The links are made (the fake wheels chosen), used, and not packed: they point into the
+    // GPU machine's folders, and would dangle wherever the archive is unpacked.
+    let b = FakeBundle::new();
+    let o = b.run("gpu-check.sh");
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(fs::read_link(b.path("work/check/cuda-libs/libcublas.so")).is_ok());
+    let names = archive_names(&b.path("out/gpu-check.tgz"));
+    assert!(names.iter().any(|n| n == "check/env.txt"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("cuda-libs")), "{names:?}");
+    let summary = fs::read_to_string(b.path("work/check/summary.txt")).unwrap();
+    assert!(!line(&summary, "files (in gpu-check.tgz):").contains("cuda-libs"));
+
+    let o = b.run("profile-gemm.sh");
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(fs::read_link(b.path("work/profile/cuda-libs/libcublas.so")).is_ok());
+    let names = archive_names(&b.path("out/profile-gemm.tgz"));
+    assert!(names.iter().any(|n| n == "profile/env.txt"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("cuda-libs")), "{names:?}");
+    let summary = fs::read_to_string(b.path("work/profile/summary.txt")).unwrap();
+    assert!(!line(&summary, "files (in profile-gemm.tgz):").contains("cuda-libs"));
+}
+
+#[test]
+fn runs_on_a_fake_gpu_that_load_the_h200s_mix_exit_1() {
+    // Every step passes; the runs' result files show the toolkit's cuBLAS, cuRAND and NVRTC
+    // and the system's cuDNN loaded beside the wheels chosen.
+    let b = FakeBundle::with_the_h200s_libraries();
+    let o = b.run("gpu-check.sh");
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let summary = fs::read_to_string(b.path("work/check/summary.txt")).unwrap();
+    assert!(
+        summary.starts_with("wattbench GPU check: FAILED"),
+        "{summary}"
+    );
+    let wheels = b.path("site-packages/nvidia/cu13/lib");
+    assert_has(
+        line(&summary, "    cuBLAS from 2 folders: "),
+        &format!(
+            "{H200_TOOLKIT} (libcublas.so.13.1.0.3; not the chosen set); {} (libcublas.so.13; \
+             the chosen set)",
+            wheels.display()
+        ),
+    );
+    line(&summary, "    cuDNN from 2 folders: ");
+    line(&summary, "    cuRAND from 2 folders: ");
+    assert_has(
+        line(&summary, "    NVRTC from outside the chosen set: "),
+        &format!(
+            "where the chosen set has {}/libnvrtc.so.13",
+            wheels.display()
+        ),
+    );
+
+    let o = b.run("profile-gemm.sh");
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let summary = fs::read_to_string(b.path("work/profile/summary.txt")).unwrap();
+    assert!(
+        summary.starts_with("wattbench Hopper GEMM profile: FAILED"),
+        "{summary}"
+    );
+    line(&summary, "    cuBLAS from 2 folders: ");
+    line(&summary, "    NVRTC from outside the chosen set: ");
+}
+
+#[test]
+fn gpu_check_on_a_fake_gpu_that_leaves_a_family_out_for_the_budget_exits_3() {
+    // 100 s: less than the 10 s the first family (gemm) needs beside the 94 s kept for the
+    // families after it and the summary, however fast the steps before it were.
+    let b = FakeBundle::new();
+    let o = b.run_with("gpu-check.sh", &[("WATTBENCH_CHECK_BUDGET", "100")]);
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    let summary = fs::read_to_string(b.path("work/check/summary.txt")).unwrap();
+    assert!(
+        summary.starts_with(
+            "wattbench GPU check: INCOMPLETE: passed where run, suite run(s) not run for the budget: gemm"
+        ),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -1115,4 +1501,150 @@ fn the_chosen_wheels_get_unversioned_links_first_on_the_library_path() {
             links.display()
         ),
     );
+}
+
+/// `wb_cuda_libs LINKS` of gpu-env.sh after `prelude` (bash run after sourcing it), with
+/// `envs` set: its output, then "kind=", "path=" ($LD_LIBRARY_PATH, /elsewhere before) and
+/// wb_cuda_chosen's lines.
+fn cuda_libs(prelude: &str, links: &Path, envs: &[(&str, &Path)]) -> String {
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(format!(
+            r#". "$1" && {prelude}
+wb_cuda_libs "$2" && echo "kind=$kind" && echo "path=$LD_LIBRARY_PATH" && wb_cuda_chosen"#
+        ))
+        .arg("bash")
+        .arg(scripts().join("gpu-env.sh"))
+        .arg(links)
+        .env("LD_LIBRARY_PATH", "/elsewhere")
+        .env("CUDA_CACHE_PATH", links.with_file_name("jit-cache"))
+        .env_remove("WATTBENCH_SITE_PACKAGES");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    let text = out(&o);
+    assert!(o.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn wheels_without_curand_get_the_other_links_first_on_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sp = tmp.path().canonicalize().unwrap().join("site-packages");
+    let cu13 = sp.join("nvidia/cu13/lib");
+    let cudnn = sp.join("nvidia/cudnn/lib");
+    fs::create_dir_all(&cu13).unwrap();
+    fs::create_dir_all(&cudnn).unwrap();
+    // curand, the last name linked, left out.
+    for f in [
+        "libcublas.so.13",
+        "libcublasLt.so.13",
+        "libnvrtc.so.13",
+        "libcudart.so.13",
+    ] {
+        fs::write(cu13.join(f), "").unwrap();
+    }
+    fs::write(cudnn.join("libcudnn.so.9"), "").unwrap();
+    let links = sp.parent().unwrap().join("work/cuda-libs");
+    let text = cuda_libs("", &links, &[("WATTBENCH_SITE_PACKAGES", &sp)]);
+    assert!(text.lines().any(|l| l == "kind=wheels"), "{text}");
+    assert_has(
+        &text,
+        &format!(
+            "\npath={}:{}:{}",
+            links.display(),
+            cu13.display(),
+            cudnn.display()
+        ),
+    );
+    for (link, target) in [
+        ("libcublas.so", cu13.join("libcublas.so.13")),
+        ("libcublasLt.so", cu13.join("libcublasLt.so.13")),
+        ("libnvrtc.so", cu13.join("libnvrtc.so.13")),
+        ("libcudart.so", cu13.join("libcudart.so.13")),
+        ("libcudnn.so", cudnn.join("libcudnn.so.9")),
+    ] {
+        assert_eq!(fs::read_link(links.join(link)).unwrap(), target, "{link}");
+    }
+    assert!(fs::symlink_metadata(links.join("libcurand.so")).is_err());
+    assert_has(
+        &text,
+        &format!(
+            "\ncuda library links: {} (unversioned names, first on LD_LIBRARY_PATH)\n",
+            links.display()
+        ),
+    );
+    assert_has(
+        &text,
+        &format!(
+            "\ncuda library chosen: libcublas.so -> {}\n",
+            cu13.join("libcublas.so.13").display()
+        ),
+    );
+    assert_has(
+        &text,
+        "\ncuda library not linked: curand (not in the chosen set",
+    );
+}
+
+#[test]
+fn the_toolkit_set_gets_the_systems_cudnn_linked_beside_it() {
+    // A toolkit's folder (fuller versions, as the toolkit installs them), no wheels, and cuDNN 9
+    // where the system keeps it: found through ld.so.cache, else among the usual folders.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let toolkit = root.join("cuda/lib64");
+    let system = root.join("usr/lib");
+    fs::create_dir_all(&toolkit).unwrap();
+    fs::create_dir_all(&system).unwrap();
+    for f in [
+        "libcublas.so.13.1.0.3",
+        "libcublasLt.so.13.1.0.3",
+        "libnvrtc.so.13.0.88",
+        "libcudart.so.13.0.96",
+        "libcurand.so.10.4.0.35",
+    ] {
+        fs::write(toolkit.join(f), "").unwrap();
+    }
+    fs::write(system.join("libcudnn.so.9.14.0"), "").unwrap();
+    std::os::unix::fs::symlink("libcudnn.so.9.14.0", system.join("libcudnn.so.9")).unwrap();
+    let links = root.join("work/cuda-libs");
+    let no_wheels = r#"wb_site_packages() { :; }; wb_toolkit_dirs=$TOOLKIT;"#;
+    let cache = r#"ldconfig() { printf '\tlibcudnn.so.9 (libc6,x86-64) => %s/libcudnn.so.9\n' "$SYSTEM"; }; wb_cudnn_dirs="";"#;
+    let usual = r#"ldconfig() { :; }; wb_cudnn_dirs="/nowhere $SYSTEM";"#;
+    for how in [cache, usual] {
+        let text = cuda_libs(
+            &format!("{no_wheels} {how}"),
+            &links,
+            &[("TOOLKIT", &toolkit), ("SYSTEM", &system)],
+        );
+        assert!(text.lines().any(|l| l == "kind=toolkit"), "{text}");
+        // The system's folder is linked, not put on the path (it would override the set).
+        assert_has(
+            &text,
+            &format!(
+                "\npath={}:{}:/elsewhere\n",
+                links.display(),
+                toolkit.display()
+            ),
+        );
+        assert_eq!(
+            fs::read_link(links.join("libcudnn.so")).unwrap(),
+            system.join("libcudnn.so.9"),
+            "{how}"
+        );
+        assert_eq!(
+            fs::read_link(links.join("libcublas.so")).unwrap(),
+            toolkit.join("libcublas.so.13.1.0.3")
+        );
+        assert_has(
+            &text,
+            &format!(
+                "\ncuda library chosen: libcudnn.so -> {}\n",
+                system.join("libcudnn.so.9.14.0").display()
+            ),
+        );
+        assert!(!text.contains("not linked"), "{text}");
+    }
 }
