@@ -529,14 +529,7 @@ summary_only() {
     fi
     printf '%s\t%s%s\n' "$name" "$msg" "${verdict:+$'\t'$verdict}"
   done < <(cat "$work/suite-status.txt" 2>/dev/null) >"$judged"
-  # Written aside first: the summary reads the folder's summary.txt (did the run say it was
-  # incomplete?), which a redirection would empty before it starts.
-  python3 -c "$wb_summary_py"$'\n'"$summary_src" "$work" "$judged" "" "$gpu" >"$judged.txt" 2>&1
-  rc=$?
-  cat "$judged.txt" >"$work/summary.txt"
-  rm -f "$judged" "$judged.txt"
-  cat "$work/summary.txt"
-  return $rc
+  wb_summary_write "$work" "$judged" "$gpu" "$summary_src"
 }
 # --summary-only: nothing else runs.
 if [ "$mode" = summary ]; then

@@ -335,6 +335,21 @@ PY
 # and the limit struck during the exit): its cases are all there, and it is judged on them.
 # Complete: the file not marked interrupted, and its output (run.NAME.txt beside FILE) showing a
 # run that finished (wb_run_finished).
+# --summary-only's last step, for both scripts: the summary (SRC: the script's Python, after
+# $wb_summary_py) of WORK from the judged suite runs in JUDGED, written to WORK/summary.txt and
+# printed; its exit status is the summary's. Written aside first: the summary reads the
+# folder's summary.txt (did the run say it was incomplete?), which a redirection would empty
+# before it starts. JUDGED is removed.
+wb_summary_write() { # WORK JUDGED GPU SRC
+  local work=$1 judged=$2 gpu=$3 src=$4 rc
+  python3 -c "$wb_summary_py"$'\n'"$src" "$work" "$judged" "" "$gpu" >"$judged.txt" 2>&1
+  rc=$?
+  cat "$judged.txt" >"$work/summary.txt"
+  rm -f "$judged" "$judged.txt"
+  cat "$work/summary.txt"
+  return $rc
+}
+
 wb_judge_run() { # NAME RC FILE LIMIT GPU [SECONDS]
   local name=$1 rc=$2 f=$3 secs=$4 gpu=$5 dt=${6:-} file st state ok sk fl why unfinished
   file=$(basename "$f")

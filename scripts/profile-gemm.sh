@@ -256,14 +256,7 @@ PY
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$msg" "$verdict" "$rc" "$secs" "$dt"
   done >"$judged"
-  # Written aside first: the summary reads the folder's summary.txt (did the run say it was
-  # incomplete?), which a redirection would empty before it starts.
-  python3 -c "$wb_summary_py"$'\n'"$summary_src" "$work" "$judged" "" "$gpu" >"$judged.txt" 2>&1
-  rc=$?
-  cat "$judged.txt" >"$work/summary.txt"
-  rm -f "$judged" "$judged.txt"
-  cat "$work/summary.txt"
-  return $rc
+  wb_summary_write "$work" "$judged" "$gpu" "$summary_src"
 }
 if [ "$mode" = summary ]; then
   summary_only

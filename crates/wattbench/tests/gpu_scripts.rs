@@ -1431,25 +1431,32 @@ fn a_burst_faster_than_sustained_is_put_down_to_the_power_cap_only_where_this_ru
     assert!(!text.contains("power cap during a burst"), "{text}");
 }
 
-#[test]
-fn the_chosen_wheels_get_unversioned_links_first_on_the_library_path() {
-    // A site-packages folder with CUDA 13 wheels: versioned files only, as pip installs them.
-    let tmp = tempfile::tempdir().unwrap();
-    let sp = tmp.path().canonicalize().unwrap().join("site-packages");
+/// A site-packages folder `sp` with CUDA 13 wheels, versioned files only as pip installs them,
+/// but for the files named in `without`: its (nvidia/cu13/lib, nvidia/cudnn/lib).
+fn fake_wheels(sp: &Path, without: &[&str]) -> (PathBuf, PathBuf) {
     let cu13 = sp.join("nvidia/cu13/lib");
     let cudnn = sp.join("nvidia/cudnn/lib");
     fs::create_dir_all(&cu13).unwrap();
     fs::create_dir_all(&cudnn).unwrap();
-    for f in [
-        "libcublas.so.13",
-        "libcublasLt.so.13",
-        "libnvrtc.so.13",
-        "libcudart.so.13",
-        "libcurand.so.10",
-    ] {
-        fs::write(cu13.join(f), "").unwrap();
+    let files = [
+        (&cu13, "libcublas.so.13"),
+        (&cu13, "libcublasLt.so.13"),
+        (&cu13, "libnvrtc.so.13"),
+        (&cu13, "libcudart.so.13"),
+        (&cu13, "libcurand.so.10"),
+        (&cudnn, "libcudnn.so.9"),
+    ];
+    for (dir, f) in files.into_iter().filter(|(_, f)| !without.contains(f)) {
+        fs::write(dir.join(f), "").unwrap();
     }
-    fs::write(cudnn.join("libcudnn.so.9"), "").unwrap();
+    (cu13, cudnn)
+}
+
+#[test]
+fn the_chosen_wheels_get_unversioned_links_first_on_the_library_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sp = tmp.path().canonicalize().unwrap().join("site-packages");
+    let (cu13, cudnn) = fake_wheels(&sp, &[]);
     let links = sp.parent().unwrap().join("work/cuda-libs");
     let o = Command::new("bash")
         .arg("-c")
@@ -1532,20 +1539,8 @@ wb_cuda_libs "$2" && echo "kind=$kind" && echo "path=$LD_LIBRARY_PATH" && wb_cud
 fn wheels_without_curand_get_the_other_links_first_on_the_path() {
     let tmp = tempfile::tempdir().unwrap();
     let sp = tmp.path().canonicalize().unwrap().join("site-packages");
-    let cu13 = sp.join("nvidia/cu13/lib");
-    let cudnn = sp.join("nvidia/cudnn/lib");
-    fs::create_dir_all(&cu13).unwrap();
-    fs::create_dir_all(&cudnn).unwrap();
     // curand, the last name linked, left out.
-    for f in [
-        "libcublas.so.13",
-        "libcublasLt.so.13",
-        "libnvrtc.so.13",
-        "libcudart.so.13",
-    ] {
-        fs::write(cu13.join(f), "").unwrap();
-    }
-    fs::write(cudnn.join("libcudnn.so.9"), "").unwrap();
+    let (cu13, cudnn) = fake_wheels(&sp, &["libcurand.so.10"]);
     let links = sp.parent().unwrap().join("work/cuda-libs");
     let text = cuda_libs("", &links, &[("WATTBENCH_SITE_PACKAGES", &sp)]);
     assert!(text.lines().any(|l| l == "kind=wheels"), "{text}");
